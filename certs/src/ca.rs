@@ -1,0 +1,238 @@
+//! The development CA: a root created once per user and host, shared by every sidecar of that
+//! user, that issues short-lived workload certificates.
+//!
+//! The root lives in a directory (by default `$HOME/.outrider/ca/`) as `ca.crt` and `ca.key`.
+//! Creation is race-free: the files are written into a private temporary directory that is then
+//! renamed into place; a sidecar that loses the race loads the winner's root instead.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
+};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use time::OffsetDateTime;
+
+use crate::{Error, SpiffeId, TrustBundle};
+
+const CA_CERT: &str = "ca.crt";
+const CA_KEY: &str = "ca.key";
+/// How long a freshly created development root is valid.
+const ROOT_LIFETIME: Duration = Duration::from_secs(365 * 24 * 3600);
+/// Certificates start this far in the past to tolerate small clock differences between hosts.
+const BACKDATE: Duration = Duration::from_secs(60);
+
+/// A CA that can issue workload certificates.
+pub struct DevCa {
+    dir: PathBuf,
+    issuer: Issuer<'static, KeyPair>,
+    cert_der: CertificateDer<'static>,
+    not_after: SystemTime,
+}
+
+/// A certificate issued to a workload, with its private key.
+pub struct IssuedCert {
+    /// The leaf first, then the issuer chain (without the root).
+    pub chain: Vec<CertificateDer<'static>>,
+    /// The leaf's private key (PKCS#8).
+    pub key: PrivateKeyDer<'static>,
+    /// When the leaf stops being valid.
+    pub not_after: SystemTime,
+    /// When the leaf starts being valid.
+    pub not_before: SystemTime,
+}
+
+impl DevCa {
+    /// Loads the root in `dir`, creating it first if it does not exist yet.
+    pub fn load_or_create(dir: &Path) -> Result<Self, Error> {
+        if !dir.join(CA_CERT).exists() {
+            create(dir)?;
+        }
+        Self::load(dir)
+    }
+
+    /// Loads an existing root from `dir`.
+    pub fn load(dir: &Path) -> Result<Self, Error> {
+        let cert_path = dir.join(CA_CERT);
+        let key_path = dir.join(CA_KEY);
+        let cert_pem = fs::read_to_string(&cert_path).map_err(|e| Error::io(&cert_path, e))?;
+        let key_pem = fs::read_to_string(&key_path).map_err(|e| Error::io(&key_path, e))?;
+        let key = KeyPair::from_pem(&key_pem)?;
+        let issuer = Issuer::from_ca_cert_pem(&cert_pem, key)?;
+        let bundle = TrustBundle::from_pem(&cert_path, cert_pem.as_bytes())?;
+        let cert_der = bundle.certs()[0].clone();
+        let not_after = not_after_of(&cert_der)
+            .ok_or_else(|| Error::Pem { path: cert_path.clone(), what: "unreadable validity".into() })?;
+        Ok(Self { dir: dir.to_owned(), issuer, cert_der, not_after })
+    }
+
+    /// The directory the root was loaded from.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The trust bundle peers need to verify certificates from this CA: the root alone.
+    pub fn trust_bundle(&self) -> TrustBundle {
+        TrustBundle::from_certs(vec![self.cert_der.clone()])
+    }
+
+    /// When the root itself expires.
+    pub fn not_after(&self) -> SystemTime {
+        self.not_after
+    }
+
+    /// Issues a workload certificate for `id`, valid for `ttl` but never past the root's own
+    /// expiry. The certificate carries `id` as its only SAN (a URI), and is usable both as a TLS
+    /// server (serverAuth) and as a TLS client (clientAuth).
+    pub fn issue(&self, id: &SpiffeId, ttl: Duration) -> Result<IssuedCert, Error> {
+        let now = SystemTime::now();
+        let not_before = now - BACKDATE;
+        let not_after = (now + ttl).min(self.not_after);
+        let mut params = CertificateParams::default();
+        params.not_before = OffsetDateTime::from(not_before);
+        params.not_after = OffsetDateTime::from(not_after);
+        params.serial_number = Some(random_serial());
+        params.distinguished_name = DistinguishedName::new();
+        params.subject_alt_names = vec![SanType::URI(id.to_string().try_into()?)];
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages =
+            vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+        params.use_authority_key_identifier_extension = true;
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+        let cert = params.signed_by(&key, &self.issuer)?;
+        Ok(IssuedCert {
+            chain: vec![cert.der().clone()],
+            key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+            not_after,
+            not_before,
+        })
+    }
+}
+
+/// Writes a new root into a private temporary directory beside `dir` and renames it into place.
+fn create(dir: &Path) -> Result<(), Error> {
+    let parent = dir.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+    let tmp = tempdir_in(parent)?;
+    let (cert_pem, key_pem) = new_root()?;
+    write_file(&tmp.join(CA_CERT), cert_pem.as_bytes(), 0o644)?;
+    write_file(&tmp.join(CA_KEY), key_pem.as_bytes(), 0o600)?;
+    match fs::rename(&tmp, dir) {
+        Ok(()) => {
+            tracing::info!(dir = %dir.display(), "created a development CA");
+            Ok(())
+        }
+        // Another sidecar created it first: use theirs.
+        Err(_) if dir.join(CA_CERT).exists() => {
+            let _ = fs::remove_dir_all(&tmp);
+            Ok(())
+        }
+        Err(e) => {
+            let _ = fs::remove_dir_all(&tmp);
+            Err(Error::io(dir, e))
+        }
+    }
+}
+
+fn new_root() -> Result<(String, String), Error> {
+    let now = SystemTime::now();
+    let mut params = CertificateParams::default();
+    params.not_before = OffsetDateTime::from(now - BACKDATE);
+    params.not_after = OffsetDateTime::from(now + ROOT_LIFETIME);
+    params.serial_number = Some(random_serial());
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, "Outrider");
+    dn.push(DnType::CommonName, "Outrider development root");
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+    let cert = params.self_signed(&key)?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
+fn tempdir_in(parent: &Path) -> Result<PathBuf, Error> {
+    let mut rnd = [0u8; 8];
+    fill_random(&mut rnd);
+    let name = format!(".ca-{}-{}", std::process::id(), hex(&rnd));
+    let path = parent.join(name);
+    fs::create_dir(&path).map_err(|e| Error::io(&path, e))?;
+    Ok(path)
+}
+
+fn write_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), Error> {
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .map_err(|e| Error::io(path, e))?;
+    f.write_all(contents).and_then(|()| f.sync_all()).map_err(|e| Error::io(path, e))
+}
+
+fn random_serial() -> SerialNumber {
+    let mut b = [0u8; 16];
+    fill_random(&mut b);
+    b[0] &= 0x7f; // positive
+    SerialNumber::from_slice(&b)
+}
+
+fn fill_random(buf: &mut [u8]) {
+    let provider = rustls::crypto::aws_lc_rs::default_provider();
+    // The system RNG failing is not something a sidecar can recover from.
+    provider.secure_random.fill(buf).expect("system random source failed");
+}
+
+pub(crate) fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Reads a certificate's `notAfter`.
+pub(crate) fn not_after_of(der: &CertificateDer<'_>) -> Option<SystemTime> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let secs = cert.validity().not_after.timestamp();
+    Some(SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(secs).ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn concurrent_creation_yields_one_root() {
+        let home = tempfile::tempdir().unwrap();
+        let dir = home.path().join("ca");
+        let roots: Vec<Vec<u8>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| s.spawn(|| DevCa::load_or_create(&dir).unwrap().cert_der.to_vec()))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(roots.windows(2).all(|w| w[0] == w[1]), "sidecars disagree on the root");
+        let leftovers: Vec<_> = fs::read_dir(home.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(leftovers, vec![std::ffi::OsString::from("ca")]);
+        let mode = fs::metadata(dir.join(CA_KEY)).unwrap().permissions();
+        assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777, 0o600);
+    }
+
+    #[test]
+    fn leaf_never_outlives_root_and_carries_only_the_uri_san() {
+        let home = tempfile::tempdir().unwrap();
+        let ca = DevCa::load_or_create(&home.path().join("ca")).unwrap();
+        let id = SpiffeId::new("public", "default", "orders").unwrap();
+        let leaf = ca.issue(&id, Duration::from_secs(10 * 365 * 24 * 3600)).unwrap();
+        assert!(leaf.not_after <= ca.not_after());
+        let (_, cert) = x509_parser::parse_x509_certificate(&leaf.chain[0]).unwrap();
+        let san = cert.subject_alternative_name().unwrap().unwrap();
+        let names: Vec<String> = san.value.general_names.iter().map(|n| format!("{n:?}")).collect();
+        assert_eq!(names, vec![format!("URI(\"{id}\")")]);
+        let eku = cert.extended_key_usage().unwrap().unwrap().value;
+        assert!(eku.server_auth && eku.client_auth);
+    }
+}

@@ -1,0 +1,34 @@
+//! Workload identity for the mesh: SPIFFE ids, a development CA, workload certificates and the
+//! rustls configurations that enforce them.
+//!
+//! This crate owns everything about *who* a peer is: issuing and renewing the sidecar's own
+//! certificate (ECDSA P-256, one URI SAN `spiffe://<trust-domain>/ns/<namespace>/<app-id>`),
+//! verifying peers' chains against the trust bundle, matching identities against URI SANs only,
+//! and checking extended key usages (clientAuth inbound, serverAuth outbound). It knows nothing
+//! about HTTP, discovery or policy: the proxy asks it for a [`rustls::ServerConfig`] and for a
+//! [`rustls::ClientConfig`] that expects one identity, and reads the peer's [`SpiffeId`] after a
+//! handshake.
+//!
+//! Credentials change at runtime (renewal, rotation) and are published through
+//! [`Credentials::watch`]; configurations built once keep reading the newest certificate.
+
+mod ca;
+mod creds;
+mod error;
+mod renew;
+mod spiffe;
+mod verify;
+
+pub use ca::{DevCa, IssuedCert};
+pub use creds::{CertInfo, Credentials, TrustBundle};
+pub use error::Error;
+pub use renew::{RenewalSchedule, renew_forever};
+pub use spiffe::{SpiffeId, SpiffeIdError};
+
+use std::sync::Arc;
+
+/// The one crypto provider of the process: aws-lc-rs, passed explicitly to every TLS config so
+/// that no other provider can become the process default by accident.
+pub fn crypto_provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}

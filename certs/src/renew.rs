@@ -1,0 +1,58 @@
+//! Renewal: a workload certificate is replaced at two thirds of its life, without touching
+//! established connections.
+
+use std::time::{Duration, SystemTime};
+
+use crate::{Credentials, DevCa};
+
+/// When to renew a certificate valid from `not_before` to `not_after`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RenewalSchedule {
+    /// How long the certificate is issued for.
+    pub ttl: Duration,
+}
+
+impl RenewalSchedule {
+    /// The delay from `now` until renewal: two thirds into the certificate's life, or at once if
+    /// that moment has passed.
+    pub fn delay(&self, not_before: SystemTime, not_after: SystemTime, now: SystemTime) -> Duration {
+        let Ok(life) = not_after.duration_since(not_before) else {
+            return Duration::ZERO;
+        };
+        let at = not_before + life * 2 / 3;
+        at.duration_since(now).unwrap_or_default()
+    }
+}
+
+/// Renews `creds` from `ca` forever. A failed renewal is logged and retried with a short
+/// backoff, well before the current certificate expires.
+pub async fn renew_forever(creds: Credentials, ca: DevCa, schedule: RenewalSchedule) {
+    loop {
+        let info = creds.info();
+        let wait = schedule.delay(info.not_before, info.not_after, SystemTime::now());
+        tokio::time::sleep(wait).await;
+        match ca.issue(creds.id(), schedule.ttl).and_then(|cert| creds.install(cert)) {
+            Ok(info) => tracing::info!(serial = %info.serial, generation = info.generation, "renewed the workload certificate"),
+            Err(error) => {
+                tracing::warn!(%error, "renewing the workload certificate failed; retrying");
+                tokio::time::sleep(Duration::from_secs(1).min(schedule.ttl / 10)).await;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renews_at_two_thirds_of_life() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let s = RenewalSchedule { ttl: Duration::from_secs(90) };
+        let end = t0 + Duration::from_secs(90);
+        assert_eq!(s.delay(t0, end, t0), Duration::from_secs(60));
+        assert_eq!(s.delay(t0, end, t0 + Duration::from_secs(50)), Duration::from_secs(10));
+        assert_eq!(s.delay(t0, end, t0 + Duration::from_secs(80)), Duration::ZERO);
+        assert_eq!(s.delay(end, t0, t0), Duration::ZERO, "inverted validity renews at once");
+    }
+}

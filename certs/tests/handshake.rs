@@ -1,0 +1,158 @@
+//! Real TLS handshakes over loopback between configurations built by this crate, and with
+//! certificates from elsewhere that must be refused.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use outrider_certs::{Credentials, DevCa, IssuedCert, SpiffeId};
+use rcgen::{CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, SanType};
+use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+
+fn id(app: &str) -> SpiffeId {
+    SpiffeId::new("public", "default", app).unwrap()
+}
+
+fn creds(ca: &DevCa, app: &str) -> Credentials {
+    let cert = ca.issue(&id(app), Duration::from_secs(3600)).unwrap();
+    Credentials::new(id(app), &ca.trust_bundle(), cert).unwrap()
+}
+
+/// Runs one handshake; returns the identity the server saw, or the client's error.
+async fn handshake(server: &Credentials, client: rustls::ClientConfig) -> Result<SpiffeId, String> {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let acceptor = TlsAcceptor::from(Arc::new(server.server_config().unwrap()));
+    let srv = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut tls = acceptor.accept(tcp).await.map_err(|e| e.to_string())?;
+        let peer = tls.get_ref().1.peer_certificates().unwrap()[0].clone();
+        tls.write_all(b"hi").await.unwrap();
+        tls.shutdown().await.ok();
+        Ok::<_, String>(SpiffeId::from_certificate(&peer).unwrap())
+    });
+    let connector = TlsConnector::from(Arc::new(client));
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let name = ServerName::try_from("mesh.invalid").unwrap();
+    let client_result = async {
+        let mut tls = connector.connect(name, tcp).await.map_err(|e| e.to_string())?;
+        let mut buf = Vec::new();
+        tls.read_to_end(&mut buf).await.map_err(|e| e.to_string())?;
+        Ok::<_, String>(buf)
+    }
+    .await;
+    let server_result = srv.await.unwrap();
+    match (client_result, server_result) {
+        (Ok(buf), Ok(peer)) if buf == b"hi" => Ok(peer),
+        (c, s) => Err(format!("client: {c:?}, server: {s:?}")),
+    }
+}
+
+#[tokio::test]
+async fn mutual_tls_between_workloads_of_one_ca() {
+    let home = tempfile::tempdir().unwrap();
+    let ca = DevCa::load_or_create(&home.path().join("ca")).unwrap();
+    let (a, b) = (creds(&ca, "a"), creds(&ca, "b"));
+    let peer = handshake(&b, a.client_config(id("b")).unwrap()).await.unwrap();
+    assert_eq!(peer, id("a"));
+}
+
+#[tokio::test]
+async fn client_refuses_a_server_with_another_identity() {
+    let home = tempfile::tempdir().unwrap();
+    let ca = DevCa::load_or_create(&home.path().join("ca")).unwrap();
+    let (a, c) = (creds(&ca, "a"), creds(&ca, "c"));
+    let err = handshake(&c, a.client_config(id("b")).unwrap()).await.unwrap_err();
+    assert!(err.contains("expected spiffe://public/ns/default/b"), "{err}");
+}
+
+#[tokio::test]
+async fn server_refuses_a_client_from_another_ca() {
+    let h1 = tempfile::tempdir().unwrap();
+    let h2 = tempfile::tempdir().unwrap();
+    let ca1 = DevCa::load_or_create(&h1.path().join("ca")).unwrap();
+    let ca2 = DevCa::load_or_create(&h2.path().join("ca")).unwrap();
+    let b = creds(&ca1, "b");
+    // The intruder trusts ca1 (so it would accept b) but its own certificate is from ca2.
+    let cert = ca2.issue(&id("a"), Duration::from_secs(3600)).unwrap();
+    let intruder = Credentials::new(id("a"), &ca2.trust_bundle(), cert).unwrap();
+    let err = handshake(&b, intruder.client_config(id("b")).unwrap()).await.unwrap_err();
+    assert!(err.contains("server: Err"), "{err}");
+}
+
+/// A leaf signed by `ca_dir`'s root with the given SANs and usages, bypassing our issuer.
+fn foreign_leaf(ca_dir: &std::path::Path, sans: Vec<SanType>, ekus: Vec<ExtendedKeyUsagePurpose>) -> IssuedCert {
+    let ca_key = KeyPair::from_pem(&std::fs::read_to_string(ca_dir.join("ca.key")).unwrap()).unwrap();
+    let issuer = Issuer::from_ca_cert_pem(&std::fs::read_to_string(ca_dir.join("ca.crt")).unwrap(), ca_key).unwrap();
+    let mut params = CertificateParams::default();
+    params.subject_alt_names = sans;
+    params.extended_key_usages = ekus;
+    params.is_ca = IsCa::ExplicitNoCa;
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    IssuedCert {
+        chain: vec![cert.der().clone()],
+        key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+        not_after: std::time::SystemTime::now() + Duration::from_secs(3600),
+        not_before: std::time::SystemTime::now(),
+    }
+}
+
+#[tokio::test]
+async fn own_certificate_must_carry_the_id_as_uri_san() {
+    let home = tempfile::tempdir().unwrap();
+    let dir = home.path().join("ca");
+    let ca = DevCa::load_or_create(&dir).unwrap();
+    let dns = foreign_leaf(
+        &dir,
+        vec![SanType::DnsName("spiffe://public/ns/default/a".try_into().unwrap())],
+        vec![ExtendedKeyUsagePurpose::ClientAuth, ExtendedKeyUsagePurpose::ServerAuth],
+    );
+    let err = Credentials::new(id("a"), &ca.trust_bundle(), dns).unwrap_err();
+    assert!(err.to_string().contains("no URI SAN") || err.to_string().contains("SAN"), "{err}");
+}
+
+#[tokio::test]
+async fn server_refuses_clients_without_uri_san_or_client_auth() {
+    let home = tempfile::tempdir().unwrap();
+    let dir = home.path().join("ca");
+    let ca = DevCa::load_or_create(&dir).unwrap();
+    let b = creds(&ca, "b");
+    let uri = |s: &str| SanType::URI(s.try_into().unwrap());
+    let cases = [
+        ("DNS SAN instead of URI SAN", vec![SanType::DnsName("spiffe://public/ns/default/a".try_into().unwrap())], vec![ExtendedKeyUsagePurpose::ClientAuth]),
+        ("serverAuth only", vec![uri("spiffe://public/ns/default/a")], vec![ExtendedKeyUsagePurpose::ServerAuth]),
+        ("other trust domain", vec![uri("spiffe://other/ns/default/a")], vec![ExtendedKeyUsagePurpose::ClientAuth]),
+        ("two URI SANs", vec![uri("spiffe://public/ns/default/a"), uri("spiffe://public/ns/default/b")], vec![ExtendedKeyUsagePurpose::ClientAuth]),
+    ];
+    for (what, sans, ekus) in cases {
+        let leaf = foreign_leaf(&dir, sans, ekus);
+        let client = tls_client_with(&ca, leaf, id("b"));
+        let err = handshake(&b, client).await.expect_err(what);
+        assert!(err.contains("server: Err"), "{what}: {err}");
+    }
+}
+
+/// Our client config toward `expected`, but presenting `leaf` (which our builder would refuse).
+fn tls_client_with(ca: &DevCa, leaf: IssuedCert, expected: SpiffeId) -> rustls::ClientConfig {
+    let mut cfg = creds(ca, "helper").client_config(expected).unwrap();
+    let signer = outrider_certs::crypto_provider().key_provider.load_private_key(leaf.key).unwrap();
+    let key = Arc::new(rustls::sign::CertifiedKey::new(leaf.chain, signer));
+    cfg.client_auth_cert_resolver = Arc::new(Fixed(key));
+    cfg
+}
+
+#[derive(Debug)]
+struct Fixed(Arc<rustls::sign::CertifiedKey>);
+
+impl rustls::client::ResolvesClientCert for Fixed {
+    fn resolve(&self, _: &[&[u8]], _: &[rustls::SignatureScheme]) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(self.0.clone())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
