@@ -1,0 +1,260 @@
+//! The `local` resolver: every sidecar of one user on one host registers itself as a file in a
+//! shared registry directory (by default `$HOME/.outrider/registry/`), and every sidecar reads
+//! that directory to find its peers.
+//!
+//! An entry names the app id, namespace, mesh address and the sidecar's pid. Entries are written
+//! atomically (temporary file + rename) and removed when the sidecar stops; entries whose pid is
+//! no longer alive (a sidecar killed without cleanup) are ignored and swept. The directory is
+//! watched with inotify, and rescanned periodically to notice dead pids, which produce no event.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use notify::Watcher;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, watch};
+
+use crate::{EndpointSet, Resolve, Target};
+
+/// How often the directory is rescanned even without a change event.
+const RESCAN: Duration = Duration::from_secs(2);
+
+/// One sidecar's registry entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Entry {
+    /// The sidecar's app id.
+    pub app_id: String,
+    /// Its namespace.
+    pub namespace: String,
+    /// Where it accepts mesh traffic.
+    pub address: SocketAddr,
+    /// Its process id, to tell live entries from stale ones.
+    pub pid: u32,
+}
+
+impl Entry {
+    fn file_name(&self) -> String {
+        format!("{}~{}~{}~{}.json", self.namespace, self.app_id, self.pid, self.address.port())
+    }
+}
+
+/// A registration that is removed when dropped (or by [`Registration::remove`]).
+#[derive(Debug)]
+pub struct Registration {
+    path: PathBuf,
+}
+
+impl Registration {
+    /// Writes `entry` into the registry `dir`, creating the directory if needed.
+    pub fn create(dir: &Path, entry: &Entry) -> std::io::Result<Self> {
+        fs::create_dir_all(dir)?;
+        let path = dir.join(entry.file_name());
+        let tmp = dir.join(format!(".{}.tmp", entry.file_name()));
+        let mut f = fs::File::create(&tmp)?;
+        f.write_all(&serde_json::to_vec(entry).map_err(std::io::Error::other)?)?;
+        f.sync_all()?;
+        fs::rename(&tmp, &path)?;
+        Ok(Self { path })
+    }
+
+    /// Removes the entry now; peers stop sending new requests here.
+    pub fn remove(self) {
+        drop(self)
+    }
+
+    /// The entry's file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+#[derive(Default)]
+struct State {
+    latest: BTreeMap<Target, Arc<EndpointSet>>,
+    senders: HashMap<Target, watch::Sender<Arc<EndpointSet>>>,
+}
+
+/// Resolves from the registry directory.
+pub struct LocalResolver {
+    state: Arc<Mutex<State>>,
+}
+
+impl LocalResolver {
+    /// Starts watching `dir` (created if missing). Must be called within a tokio runtime; the
+    /// watch task runs until the runtime stops.
+    pub fn start(dir: PathBuf) -> std::io::Result<Self> {
+        fs::create_dir_all(&dir)?;
+        let state = Arc::new(Mutex::new(State::default()));
+        let (tx, rx) = mpsc::channel(1);
+        let mut watcher = notify::recommended_watcher(move |_event| {
+            // A full channel already holds a wake-up: coalesce.
+            let _ = tx.try_send(());
+        })
+        .map_err(std::io::Error::other)?;
+        watcher.watch(&dir, notify::RecursiveMode::NonRecursive).map_err(std::io::Error::other)?;
+        publish(&state, scan(&dir));
+        tokio::spawn(watch_loop(dir, state.clone(), rx, watcher));
+        Ok(Self { state })
+    }
+}
+
+async fn watch_loop(
+    dir: PathBuf,
+    state: Arc<Mutex<State>>,
+    mut events: mpsc::Receiver<()>,
+    _watcher: notify::RecommendedWatcher,
+) {
+    let mut tick = tokio::time::interval(RESCAN);
+    loop {
+        tokio::select! {
+            _ = events.recv() => {}
+            _ = tick.tick() => {}
+        }
+        let dir2 = dir.clone();
+        match tokio::task::spawn_blocking(move || scan(&dir2)).await {
+            Ok(found) => publish(&state, found),
+            Err(e) => tracing::warn!(error = %e, "registry scan failed"),
+        }
+    }
+}
+
+/// Reads every live entry of the registry, sweeping entries of dead processes.
+fn scan(dir: &Path) -> BTreeMap<Target, Arc<EndpointSet>> {
+    let mut found: BTreeMap<Target, Vec<SocketAddr>> = BTreeMap::new();
+    let Ok(rd) = fs::read_dir(dir) else { return BTreeMap::new() };
+    for dent in rd.flatten() {
+        let path = dent.path();
+        if path.extension().is_none_or(|e| e != "json") {
+            continue;
+        }
+        let Some(entry) = fs::read(&path).ok().and_then(|b| serde_json::from_slice::<Entry>(&b).ok()) else {
+            continue;
+        };
+        if !pid_alive(entry.pid) {
+            tracing::debug!(path = %path.display(), "sweeping the registry entry of a dead sidecar");
+            let _ = fs::remove_file(&path);
+            continue;
+        }
+        found.entry(Target::new(entry.app_id, entry.namespace)).or_default().push(entry.address);
+    }
+    found.into_iter().map(|(t, a)| (t, Arc::new(EndpointSet::new(a)))).collect()
+}
+
+/// Whether a process exists and is not a zombie.
+fn pid_alive(pid: u32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state letter follows the parenthesised command name, which may contain spaces.
+        Ok(stat) => stat.rsplit_once(')').and_then(|(_, rest)| rest.trim_start().chars().next()) != Some('Z'),
+        Err(_) => false,
+    }
+}
+
+fn publish(state: &Mutex<State>, latest: BTreeMap<Target, Arc<EndpointSet>>) {
+    let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
+    for (target, tx) in &st.senders {
+        let set = latest.get(target).cloned().unwrap_or_default();
+        tx.send_if_modified(|cur| {
+            let changed = **cur != *set;
+            if changed {
+                tracing::debug!(%target, endpoints = ?set.addrs, "endpoints changed");
+                *cur = set;
+            }
+            changed
+        });
+    }
+    st.latest = latest;
+}
+
+impl Resolve for LocalResolver {
+    fn resolve(&self, target: &Target) -> watch::Receiver<Arc<EndpointSet>> {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(tx) = st.senders.get(target) {
+            return tx.subscribe();
+        }
+        let set = st.latest.get(target).cloned().unwrap_or_default();
+        let tx = watch::Sender::new(set);
+        let rx = tx.subscribe();
+        st.senders.insert(target.clone(), tx);
+        rx
+    }
+
+    fn name(&self) -> &'static str {
+        "local"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(app: &str, port: u16, pid: u32) -> Entry {
+        Entry { app_id: app.into(), namespace: "default".into(), address: ([127, 0, 0, 1], port).into(), pid }
+    }
+
+    async fn wait_for(rx: &mut watch::Receiver<Arc<EndpointSet>>, ports: &[u16]) {
+        let want: Vec<SocketAddr> = ports.iter().map(|p| SocketAddr::from(([127, 0, 0, 1], *p))).collect();
+        let done = tokio::time::timeout(Duration::from_secs(10), rx.wait_for(|s| s.addrs == want)).await.is_ok();
+        assert!(done, "endpoints never became {want:?}, last {:?}", rx.borrow().addrs);
+    }
+
+    #[tokio::test]
+    async fn follows_registrations_and_removals() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = LocalResolver::start(dir.path().to_owned()).unwrap();
+        let mut rx = r.resolve(&Target::new("b", "default"));
+        assert!(rx.borrow().is_empty());
+        let me = std::process::id();
+        let one = Registration::create(dir.path(), &entry("b", 1001, me)).unwrap();
+        wait_for(&mut rx, &[1001]).await;
+        let two = Registration::create(dir.path(), &entry("b", 1002, me)).unwrap();
+        let _other = Registration::create(dir.path(), &entry("c", 1003, me)).unwrap();
+        wait_for(&mut rx, &[1001, 1002]).await;
+        one.remove();
+        wait_for(&mut rx, &[1002]).await;
+        drop(two);
+        wait_for(&mut rx, &[]).await;
+    }
+
+    #[tokio::test]
+    async fn ignores_and_sweeps_entries_of_dead_processes() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let stale = Registration::create(dir.path(), &entry("b", 2001, dead)).unwrap();
+        let stale_path = stale.path().to_owned();
+        std::mem::forget(stale); // as if its sidecar had been killed
+        let _live = Registration::create(dir.path(), &entry("b", 2002, std::process::id())).unwrap();
+        let r = LocalResolver::start(dir.path().to_owned()).unwrap();
+        let mut rx = r.resolve(&Target::new("b", "default"));
+        wait_for(&mut rx, &[2002]).await;
+        assert!(!stale_path.exists(), "stale entry was not swept");
+    }
+
+    #[test]
+    fn zombies_are_dead() {
+        let child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        // Not reaped yet: a zombie once it exits.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while pid_alive(pid) {
+            assert!(std::time::Instant::now() < deadline, "child never exited");
+            std::thread::yield_now();
+        }
+        assert!(fs::metadata(format!("/proc/{pid}")).is_ok(), "zombie should still have /proc entry");
+        assert!(pid_alive(std::process::id()));
+        drop(child);
+    }
+}

@@ -1,0 +1,49 @@
+//! The `static` resolver: a fixed map of targets to addresses from the configuration.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+use crate::{EndpointSet, Resolve, Target};
+
+/// Resolves from a fixed map; targets not in it have an empty set forever.
+pub struct StaticResolver {
+    sets: BTreeMap<Target, watch::Sender<Arc<EndpointSet>>>,
+    empty: watch::Sender<Arc<EndpointSet>>,
+}
+
+impl StaticResolver {
+    /// A resolver over `map`.
+    pub fn new(map: BTreeMap<Target, Vec<SocketAddr>>) -> Self {
+        let sets = map
+            .into_iter()
+            .map(|(t, addrs)| (t, watch::Sender::new(Arc::new(EndpointSet::new(addrs)))))
+            .collect();
+        Self { sets, empty: watch::Sender::new(Arc::default()) }
+    }
+}
+
+impl Resolve for StaticResolver {
+    fn resolve(&self, target: &Target) -> watch::Receiver<Arc<EndpointSet>> {
+        self.sets.get(target).unwrap_or(&self.empty).subscribe()
+    }
+
+    fn name(&self) -> &'static str {
+        "static"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_and_unknown_targets() {
+        let a: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let r = StaticResolver::new(BTreeMap::from([(Target::new("b", "default"), vec![a, a])]));
+        assert_eq!(r.resolve(&Target::new("b", "default")).borrow().addrs, vec![a]);
+        assert!(r.resolve(&Target::new("b", "other")).borrow().is_empty());
+    }
+}
