@@ -1,0 +1,153 @@
+//! The Dapr `Component` resource (`apiVersion: dapr.io/v1alpha1`, `kind: Component`).
+
+use serde::Deserialize;
+
+/// A `Component` document as written.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Component {
+    /// `metadata`: name and namespace.
+    pub metadata: ObjectMeta,
+    /// `spec`: type, version and settings.
+    pub spec: ComponentSpec,
+    /// `auth.secretStore`: where `secretKeyRef`s are resolved.
+    #[serde(default)]
+    pub auth: Option<Auth>,
+    /// App ids allowed to use the component; empty means all.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+}
+
+/// `metadata` of a resource.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct ObjectMeta {
+    /// The resource's name.
+    #[serde(default)]
+    pub name: String,
+    /// Its namespace, if given.
+    #[serde(default)]
+    pub namespace: Option<String>,
+}
+
+/// `spec` of a component.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ComponentSpec {
+    /// `<category>.<kind>`, e.g. `state.redis`.
+    #[serde(rename = "type", default)]
+    pub type_: String,
+    /// e.g. `v1`.
+    #[serde(default)]
+    pub version: String,
+    /// Log an init failure and carry on instead of refusing to start.
+    #[serde(default)]
+    pub ignore_errors: bool,
+    /// How long initialisation may take, e.g. `5s`.
+    #[serde(default)]
+    pub init_timeout: Option<String>,
+    /// Settings.
+    #[serde(default)]
+    pub metadata: Vec<MetadataItem>,
+}
+
+/// `auth` of a component.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Auth {
+    /// The secret store `secretKeyRef`s are read from.
+    #[serde(alias = "secretstore", rename = "secretStore")]
+    pub secret_store: String,
+}
+
+/// One `spec.metadata` entry: a name with a literal value, a secret reference or an env reference.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MetadataItem {
+    /// The setting's name.
+    #[serde(default)]
+    pub name: String,
+    /// A literal value (any YAML scalar).
+    #[serde(default)]
+    pub value: Option<serde_json::Value>,
+    /// A secret to read the value from.
+    #[serde(default)]
+    pub secret_key_ref: Option<serde_json::Value>,
+    /// An environment variable to read the value from.
+    #[serde(default)]
+    pub env_ref: Option<String>,
+}
+
+/// A problem in a component document: field path, and what is wrong with which value.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct ComponentError {
+    /// Dotted path of the field.
+    pub field: String,
+    /// What is wrong, quoting the value.
+    pub message: String,
+}
+
+/// Component types this build can run. None yet: state, pub/sub and secrets land with their
+/// building blocks.
+const SUPPORTED_TYPES: &[&str] = &[];
+
+impl Component {
+    /// Checks the document's shape and that this build supports its type. Every problem is
+    /// reported.
+    pub fn validate(&self) -> Vec<ComponentError> {
+        let mut errs = Vec::new();
+        let mut err = |field: String, message: String| errs.push(ComponentError { field, message });
+        if self.metadata.name.is_empty() {
+            err("metadata.name".into(), "is required".into());
+        }
+        let ty = &self.spec.type_;
+        match ty.split_once('.') {
+            Some((cat, kind)) if !cat.is_empty() && !kind.is_empty() => {
+                if !SUPPORTED_TYPES.contains(&ty.as_str()) {
+                    err("spec.type".into(), format!("{ty:?} is not supported by this build of Outrider"));
+                }
+            }
+            _ => err("spec.type".into(), format!("{ty:?} is not of the form <category>.<kind>")),
+        }
+        for (i, item) in self.spec.metadata.iter().enumerate() {
+            if item.name.is_empty() {
+                err(format!("spec.metadata[{i}].name"), "is required".into());
+            }
+            let sources = [item.value.is_some(), item.secret_key_ref.is_some(), item.env_ref.is_some()];
+            if sources.iter().filter(|s| **s).count() > 1 {
+                err(
+                    format!("spec.metadata[{i}]"),
+                    format!("{:?} has more than one of value, secretKeyRef and envRef", item.name),
+                );
+            }
+        }
+        errs
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(yaml: &str) -> Component {
+        let v: serde_json::Value = serde_saphyr::from_str(yaml).unwrap();
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn reports_every_problem() {
+        let c = parse(
+            "metadata: {name: ''}\nspec:\n  type: redis\n  metadata:\n  - {name: a, value: 1, envRef: X}\n  - {value: 2}\n",
+        );
+        let fields: Vec<_> = c.validate().into_iter().map(|e| e.field).collect();
+        assert_eq!(fields, ["metadata.name", "spec.type", "spec.metadata[0]", "spec.metadata[1].name"]);
+    }
+
+    #[test]
+    fn unsupported_types_are_named() {
+        let c = parse("metadata: {name: statestore}\nspec: {type: state.redis, version: v1}\nauth: {secretstore: s}\n");
+        let errs = c.validate();
+        assert_eq!(errs.len(), 1);
+        assert!(errs[0].message.contains("state.redis"), "{errs:?}");
+        assert_eq!(c.auth.unwrap().secret_store, "s");
+    }
+}

@@ -1,0 +1,10 @@
+//! Building blocks (state, pub/sub, secrets; bindings and actors later) and the components that
+//! implement them, chosen by Dapr `Component` resources.
+//!
+//! This crate owns the `Component` and `Subscription` documents: their shape, their validation
+//! and, as the building blocks land, the component implementations exposed as tower services.
+//! It knows nothing about HTTP routing, the mesh or certificates.
+
+pub mod component;
+
+pub use component::{Component, ComponentError, MetadataItem};

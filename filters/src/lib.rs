@@ -1,0 +1,17 @@
+//! Tower layers of the data path, shared by every listener: the canonical request form, trace
+//! context propagation and request metrics. Resiliency, access policy and balancing layers join
+//! them as they land.
+//!
+//! Each middleware has tower's shape: a `Foo<S>` service, a `FooLayer`, and a named
+//! `ResponseFuture`. Decisions that need no I/O (path normalisation, traceparent parsing) are
+//! pure functions with table tests beside them. This crate owns no sockets and no configuration
+//! files; it does not know about Dapr's API routes beyond the labels the router hands it.
+
+pub mod metrics;
+pub mod normalize;
+pub mod trace;
+
+/// The route template that matched a request, set by the router on the response's extensions
+/// so that layers outside the router can label metrics without looking at raw paths.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RouteLabel(pub &'static str);

@@ -1,0 +1,150 @@
+//! Request metrics with Dapr's names, labelled only with bounded values (security rule 5): the
+//! app id, a known method (else `UNKNOWN`), the route template set by the router (else `other`)
+//! and the status code. Never a raw path, Host header or caller-supplied id.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use http::{Method, Request, Response};
+use pin_project_lite::pin_project;
+use tower::{Layer, Service};
+
+use crate::RouteLabel;
+
+/// Which side of the sidecar a [`Metrics`] layer measures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    /// Requests the sidecar serves (the app-facing API).
+    Server,
+    /// Requests the sidecar makes to its app (the app channel).
+    Client,
+}
+
+impl Side {
+    fn names(self) -> (&'static str, &'static str) {
+        match self {
+            Side::Server => ("dapr_http_server_request_count", "dapr_http_server_latency"),
+            Side::Client => ("dapr_http_client_completed_count", "dapr_http_client_roundtrip_latency"),
+        }
+    }
+}
+
+/// Dapr's default latency buckets, in milliseconds.
+pub const LATENCY_BUCKETS_MS: &[f64] = &[
+    1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 13.0, 16.0, 20.0, 25.0, 30.0, 40.0, 50.0, 65.0, 80.0, 100.0,
+    130.0, 160.0, 200.0, 250.0, 300.0, 400.0, 500.0, 650.0, 800.0, 1000.0, 2000.0, 5000.0, 10000.0,
+    20000.0, 50000.0, 100000.0,
+];
+
+/// Counts requests and records their latency until the response head.
+#[derive(Clone, Debug)]
+pub struct Metrics<S> {
+    inner: S,
+    app_id: Arc<str>,
+    side: Side,
+}
+
+/// Applies [`Metrics`].
+#[derive(Clone, Debug)]
+pub struct MetricsLayer {
+    app_id: Arc<str>,
+    side: Side,
+}
+
+impl MetricsLayer {
+    /// Metrics for `side`, labelled with this sidecar's `app_id`.
+    pub fn new(app_id: &str, side: Side) -> Self {
+        Self { app_id: app_id.into(), side }
+    }
+}
+
+impl<S> Layer<S> for MetricsLayer {
+    type Service = Metrics<S>;
+
+    fn layer(&self, inner: S) -> Metrics<S> {
+        Metrics { inner, app_id: self.app_id.clone(), side: self.side }
+    }
+}
+
+/// A bounded method label.
+fn method_label(m: &Method) -> &'static str {
+    match *m {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "UNKNOWN",
+    }
+}
+
+impl<S, B, RB> Service<Request<B>> for Metrics<S>
+where
+    S: Service<Request<B>, Response = Response<RB>>,
+{
+    type Response = Response<RB>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let method = method_label(req.method());
+        let route = req.extensions().get::<RouteLabel>().copied();
+        ResponseFuture {
+            inner: self.inner.call(req),
+            start: Instant::now(),
+            labels: Some((self.app_id.clone(), method, route)),
+            side: self.side,
+        }
+    }
+}
+
+pin_project! {
+    /// Future of [`Metrics`]: records when the response head is ready.
+    pub struct ResponseFuture<F> {
+        #[pin]
+        inner: F,
+        start: Instant,
+        labels: Option<(Arc<str>, &'static str, Option<RouteLabel>)>,
+        side: Side,
+    }
+}
+
+impl<F, RB, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<RB>, E>>,
+{
+    type Output = Result<Response<RB>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let out = std::task::ready!(this.inner.poll(cx));
+        if let Some((app_id, method, req_route)) = this.labels.take() {
+            let (status, route) = match &out {
+                Ok(rsp) => (rsp.status().as_u16(), rsp.extensions().get::<RouteLabel>().copied().or(req_route)),
+                Err(_) => (0, req_route),
+            };
+            let path = route.map_or("other", |r| r.0);
+            let (count, latency) = this.side.names();
+            let labels = [
+                ("app_id", app_id.to_string()),
+                ("method", method.to_owned()),
+                ("path", path.to_owned()),
+                ("status", status.to_string()),
+            ];
+            metrics::counter!(count, &labels).increment(1);
+            metrics::histogram!(latency, &labels).record(this.start.elapsed().as_secs_f64() * 1000.0);
+        }
+        Poll::Ready(out)
+    }
+}

@@ -1,0 +1,228 @@
+//! W3C trace context propagation.
+//!
+//! Every request leaving this layer carries a valid `traceparent` naming a span of this hop: the
+//! incoming trace id is kept and a new span id is minted, or a new trace is started when the
+//! incoming header is absent or malformed (then `tracestate` is dropped with it). The response
+//! gets the same `traceparent` unless the inner service set one. The context is also stored in
+//! the request's extensions for logs and, later, span export.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use http::{HeaderValue, Request, Response};
+use pin_project_lite::pin_project;
+use tower::{Layer, Service};
+
+const TRACEPARENT: &str = "traceparent";
+const TRACESTATE: &str = "tracestate";
+
+/// A parsed `traceparent`: version 00, trace id, parent (span) id and flags.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TraceContext {
+    /// 16 bytes, never all zero.
+    pub trace_id: u128,
+    /// 8 bytes, never all zero.
+    pub span_id: u64,
+    /// Trace flags; bit 0 is "sampled".
+    pub flags: u8,
+}
+
+impl TraceContext {
+    /// Parses a `traceparent` value; `None` if it is not a valid version-00 header.
+    pub fn parse(v: &str) -> Option<Self> {
+        let mut parts = v.trim().split('-');
+        let (ver, trace, span, flags) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        let lower_hex = |s: &str, n| s.len() == n && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        // A future version may append fields; version 00 may not.
+        if !lower_hex(ver, 2) || ver == "ff" || (ver == "00" && parts.next().is_some()) {
+            return None;
+        }
+        if !lower_hex(trace, 32) || !lower_hex(span, 16) || !lower_hex(flags, 2) {
+            return None;
+        }
+        let ctx = Self {
+            trace_id: u128::from_str_radix(trace, 16).ok()?,
+            span_id: u64::from_str_radix(span, 16).ok()?,
+            flags: u8::from_str_radix(flags, 16).ok()?,
+        };
+        (ctx.trace_id != 0 && ctx.span_id != 0).then_some(ctx)
+    }
+
+    /// A new root context, sampled.
+    pub fn new_root() -> Self {
+        Self { trace_id: random_u128(), span_id: random_u64(), flags: 1 }
+    }
+
+    /// A child of this context: same trace, new span.
+    pub fn child(&self) -> Self {
+        Self { span_id: random_u64(), ..*self }
+    }
+}
+
+impl fmt::Display for TraceContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "00-{:032x}-{:016x}-{:02x}", self.trace_id, self.span_id, self.flags)
+    }
+}
+
+fn random_u128() -> u128 {
+    loop {
+        let v = uuid::Uuid::new_v4().as_u128();
+        if v != 0 {
+            return v;
+        }
+    }
+}
+
+fn random_u64() -> u64 {
+    (random_u128() as u64).max(1)
+}
+
+/// Propagates trace context on requests and echoes it on responses.
+#[derive(Clone, Debug)]
+pub struct Trace<S> {
+    inner: S,
+}
+
+/// Applies [`Trace`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TraceLayer;
+
+impl<S> Layer<S> for TraceLayer {
+    type Service = Trace<S>;
+
+    fn layer(&self, inner: S) -> Trace<S> {
+        Trace { inner }
+    }
+}
+
+impl<S, B, RB> Service<Request<B>> for Trace<S>
+where
+    S: Service<Request<B>, Response = Response<RB>>,
+{
+    type Response = Response<RB>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        let parent = req.headers().get(TRACEPARENT).and_then(|v| v.to_str().ok()).and_then(TraceContext::parse);
+        let ctx = match parent {
+            Some(p) => p.child(),
+            None => {
+                req.headers_mut().remove(TRACESTATE);
+                TraceContext::new_root()
+            }
+        };
+        let value = HeaderValue::try_from(ctx.to_string()).expect("a formatted traceparent is a valid header");
+        req.headers_mut().insert(TRACEPARENT, value.clone());
+        req.extensions_mut().insert(ctx);
+        ResponseFuture { inner: self.inner.call(req), value: Some(value) }
+    }
+}
+
+pin_project! {
+    /// Future of [`Trace`]: adds `traceparent` to the response if absent.
+    pub struct ResponseFuture<F> {
+        #[pin]
+        inner: F,
+        value: Option<HeaderValue>,
+    }
+}
+
+impl<F, RB, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<RB>, E>>,
+{
+    type Output = Result<Response<RB>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let mut rsp = std::task::ready!(this.inner.poll(cx))?;
+        if let Some(v) = this.value.take() {
+            rsp.headers_mut().entry(TRACEPARENT).or_insert(v);
+        }
+        Poll::Ready(Ok(rsp))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::convert::Infallible;
+    use tower::{ServiceExt, service_fn};
+
+    #[test]
+    fn parse_table() {
+        let good = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let ctx = TraceContext::parse(good).unwrap();
+        assert_eq!(ctx.to_string(), good);
+        assert!(TraceContext::parse("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra").is_some());
+        for bad in [
+            "",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-1",
+        ] {
+            assert_eq!(TraceContext::parse(bad), None, "{bad:?}");
+        }
+    }
+
+    async fn run(headers: &[(&str, &str)]) -> http::HeaderMap {
+        let svc = TraceLayer.layer(service_fn(|req: Request<()>| async move {
+            let seen = req.headers().clone();
+            let mut rsp = Response::new(());
+            *rsp.headers_mut() = seen.clone();
+            Ok::<_, Infallible>(rsp)
+        }));
+        let mut req = Request::new(());
+        for (k, v) in headers {
+            req.headers_mut().insert(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+        }
+        let rsp = svc.oneshot(req).await.unwrap();
+        rsp.headers().clone()
+    }
+
+    #[tokio::test]
+    async fn continues_a_valid_trace_with_a_new_span() {
+        let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let seen = run(&[("traceparent", parent), ("tracestate", "a=b")]).await;
+        let ctx = TraceContext::parse(seen["traceparent"].to_str().unwrap()).unwrap();
+        assert_eq!(ctx.trace_id, 0x4bf92f3577b34da6a3ce929d0e0e4736);
+        assert_ne!(ctx.span_id, 0x00f067aa0ba902b7);
+        assert_eq!(seen["tracestate"], "a=b");
+    }
+
+    #[tokio::test]
+    async fn starts_a_trace_when_absent_or_malformed() {
+        for headers in [&[][..], &[("traceparent", "garbage"), ("tracestate", "a=b")][..]] {
+            let seen = run(headers).await;
+            assert!(TraceContext::parse(seen["traceparent"].to_str().unwrap()).is_some());
+            assert!(seen.get("tracestate").is_none());
+        }
+    }
+
+    #[tokio::test]
+    async fn response_gets_traceparent_unless_set() {
+        let svc = TraceLayer.layer(service_fn(|_req: Request<()>| async {
+            let mut rsp = Response::new(());
+            rsp.headers_mut().insert("traceparent", "kept".parse().unwrap());
+            Ok::<_, Infallible>(rsp)
+        }));
+        let rsp = svc.oneshot(Request::new(())).await.unwrap();
+        assert_eq!(rsp.headers()["traceparent"], "kept");
+        let svc = TraceLayer.layer(service_fn(|_req: Request<()>| async { Ok::<_, Infallible>(Response::new(())) }));
+        let rsp = svc.oneshot(Request::new(())).await.unwrap();
+        assert!(TraceContext::parse(rsp.headers()["traceparent"].to_str().unwrap()).is_some());
+    }
+}
