@@ -1,0 +1,63 @@
+//! A tiny HTTP app that answers every request with what it received, as JSON:
+//! `{"method","path","query","headers","body"}`. A path `/status/<code>` answers with that status.
+//! It listens on 127.0.0.1 at `$APP_PORT` (or the first argument), which `outrider run` sets.
+
+use std::convert::Infallible;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> std::io::Result<()> {
+    let port: u16 = std::env::args()
+        .nth(1)
+        .or_else(|| std::env::var("APP_PORT").ok())
+        .and_then(|p| p.parse().ok())
+        .ok_or_else(|| std::io::Error::other("usage: echo-app PORT (or set APP_PORT)"))?;
+    let listener = TcpListener::bind(("127.0.0.1", port)).await?;
+    eprintln!("echo-app listening on http://127.0.0.1:{port}");
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    loop {
+        let (tcp, _) = tokio::select! {
+            a = listener.accept() => a?,
+            _ = sigterm.recv() => return Ok(()),
+        };
+        tokio::spawn(async move {
+            let _ = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(tcp), service_fn(echo)).await;
+        });
+    }
+}
+
+async fn echo(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let (parts, body) = req.into_parts();
+    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let headers: serde_json::Map<String, serde_json::Value> = parts
+        .headers
+        .iter()
+        .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into()))
+        .collect();
+    let status = parts
+        .uri
+        .path()
+        .strip_prefix("/status/")
+        .and_then(|c| c.parse::<u16>().ok())
+        .and_then(|c| StatusCode::from_u16(c).ok())
+        .unwrap_or(StatusCode::OK);
+    let reply = serde_json::json!({
+        "method": parts.method.as_str(),
+        "path": parts.uri.path(),
+        "query": parts.uri.query().unwrap_or(""),
+        "headers": headers,
+        "body": String::from_utf8_lossy(&body),
+    });
+    let mut rsp = Response::new(Full::new(Bytes::from(reply.to_string())));
+    *rsp.status_mut() = status;
+    rsp.headers_mut().insert(header::CONTENT_TYPE, "application/json".parse().expect("static header"));
+    Ok(rsp)
+}

@@ -1,0 +1,52 @@
+//! The admin listener (default 0.0.0.0:9090): `/metrics` in Prometheus text format, `/healthz`
+//! (the process is alive), `/ready` (ready for traffic) and a plain-text status page at `/`.
+//! Read-only: nothing here changes the sidecar (security rule 4).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+use metrics_exporter_prometheus::PrometheusHandle;
+use outrider_certs::Credentials;
+
+use crate::api::Health;
+use crate::http::{Body, full};
+
+/// What the admin pages show.
+pub(crate) struct Admin {
+    pub(crate) metrics: PrometheusHandle,
+    pub(crate) health: Arc<Health>,
+    pub(crate) creds: Credentials,
+    pub(crate) resolver: &'static str,
+}
+
+pub(crate) async fn handle(admin: Arc<Admin>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    let (status, ctype, body) = match req.uri().path() {
+        "/metrics" => (StatusCode::OK, "text/plain; version=0.0.4", admin.metrics.render()),
+        "/healthz" => (StatusCode::OK, "text/plain", "ok\n".to_owned()),
+        "/ready" if admin.health.ready() => (StatusCode::OK, "text/plain", "ready\n".to_owned()),
+        "/ready" => (StatusCode::SERVICE_UNAVAILABLE, "text/plain", "not ready\n".to_owned()),
+        "/" => (StatusCode::OK, "text/plain", status_page(&admin)),
+        _ => (StatusCode::NOT_FOUND, "text/plain", "not found\n".to_owned()),
+    };
+    let mut rsp = Response::new(full(body));
+    *rsp.status_mut() = status;
+    rsp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
+    Ok(rsp)
+}
+
+fn status_page(admin: &Admin) -> String {
+    let info = admin.creds.info();
+    let left = info.not_after.duration_since(std::time::SystemTime::now()).unwrap_or_default();
+    format!(
+        "outrider {}\nidentity: {}\nready: {}\ncertificate: serial {} generation {}, expires in {}s\nname resolution: {}\n",
+        crate::api::VERSION_STR,
+        admin.creds.id(),
+        admin.health.ready(),
+        info.serial,
+        info.generation,
+        left.as_secs(),
+        admin.resolver,
+    )
+}

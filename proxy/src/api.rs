@@ -1,0 +1,246 @@
+//! The app-facing Dapr HTTP API on 127.0.0.1:3500 (HTTP/1.1 and h2c).
+//!
+//! A request passes, in order: the edge (method and path checks, strict framing — security rules
+//! 1 and 6), the API token check (rule 3), then the router. Unmatched routes and wrong verbs fall
+//! through to service invocation by the `dapr-app-id` header, as in daprd. Handlers return
+//! typed errors; [`ApiError::into_response`] is the one place they become HTTP.
+
+mod invoke;
+mod meta;
+
+pub(crate) use meta::VERSION as VERSION_STR;
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+use outrider_filters::RouteLabel;
+use outrider_filters::normalize;
+use tokio_util::sync::CancellationToken;
+
+use crate::app_channel::AppChannel;
+use crate::config::ComponentInfo;
+use crate::errors::ApiError;
+use crate::http::{Body, full};
+use crate::outbound::Outbound;
+
+/// Readiness as the health endpoints and the admin listener report it.
+#[derive(Debug, Default)]
+pub(crate) struct Health {
+    /// Components loaded and listeners up: outbound APIs can serve.
+    pub(crate) outbound_ready: AtomicBool,
+    /// The app's port answers (or there is no app port).
+    pub(crate) app_ready: AtomicBool,
+    /// Shutting down: report not ready so that traffic moves elsewhere.
+    pub(crate) draining: AtomicBool,
+}
+
+impl Health {
+    pub(crate) fn ready(&self) -> bool {
+        self.outbound_ready.load(Ordering::Acquire) && self.app_ready.load(Ordering::Acquire) && !self.draining.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn outbound_ready(&self) -> bool {
+        self.outbound_ready.load(Ordering::Acquire) && !self.draining.load(Ordering::Acquire)
+    }
+}
+
+/// Everything the API handlers share.
+pub(crate) struct ApiState {
+    pub(crate) app_id: String,
+    pub(crate) namespace: String,
+    pub(crate) app_port: Option<u16>,
+    pub(crate) app_channel_address: String,
+    pub(crate) api_token: Option<String>,
+    pub(crate) max_body_size: u64,
+    pub(crate) outbound: Arc<Outbound>,
+    pub(crate) app: Option<AppChannel>,
+    pub(crate) health: Arc<Health>,
+    pub(crate) components: Vec<ComponentInfo>,
+    pub(crate) extended: Mutex<BTreeMap<String, String>>,
+    pub(crate) shutdown: CancellationToken,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Route {
+    Healthz,
+    HealthzOutbound,
+    Metadata,
+    MetadataKey,
+    Shutdown,
+}
+
+impl Route {
+    fn label(self) -> &'static str {
+        match self {
+            Route::Healthz => "/v1.0/healthz",
+            Route::HealthzOutbound => "/v1.0/healthz/outbound",
+            Route::Metadata => "/v1.0/metadata",
+            Route::MetadataKey => "/v1.0/metadata/{key}",
+            Route::Shutdown => "/v1.0/shutdown",
+        }
+    }
+}
+
+/// The route label of invocations.
+const INVOKE_LABEL: RouteLabel = RouteLabel("/v1.0/invoke/{id}/method/{method}");
+
+/// The API as a tower service.
+#[derive(Clone)]
+pub(crate) struct ApiService {
+    state: Arc<ApiState>,
+    router: Arc<matchit::Router<Route>>,
+}
+
+impl ApiService {
+    pub(crate) fn new(state: Arc<ApiState>) -> Self {
+        let mut router = matchit::Router::new();
+        for r in [Route::Healthz, Route::HealthzOutbound, Route::Metadata, Route::MetadataKey, Route::Shutdown] {
+            router.insert(r.label(), r).expect("the route table has no conflicts");
+        }
+        Self { state, router: Arc::new(router) }
+    }
+}
+
+impl tower::Service<Request<Incoming>> for ApiService {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Incoming>) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move { Ok(this.handle(req).await) })
+    }
+}
+
+impl ApiService {
+    async fn handle(&self, mut req: Request<Incoming>) -> Response<Body> {
+        let path = match edge(&req) {
+            Ok(p) => p,
+            Err(rsp) => return rsp,
+        };
+        if let Err(rsp) = self.check_token(&req, &path) {
+            return rsp;
+        }
+        req.headers_mut().remove("dapr-api-token");
+        let result = if let Some(rest) = path.strip_prefix("/v1.0/invoke/") {
+            invoke::by_path(&self.state, rest, req).await.map(|mut r| {
+                r.extensions_mut().insert(INVOKE_LABEL);
+                r
+            })
+        } else {
+            match self.route(&path, req.method()) {
+                Some((route, key)) => self.dispatch(route, key, req).await.map(|mut r| {
+                    r.extensions_mut().insert(RouteLabel(route.label()));
+                    r
+                }),
+                None => invoke::by_header(&self.state, &path, req).await,
+            }
+        };
+        result.unwrap_or_else(ApiError::into_response)
+    }
+
+    /// The matched route (and its `{key}`), if the verb fits; otherwise the request falls through
+    /// to invocation, as in daprd. A trailing slash is tried without it.
+    fn route(&self, path: &str, method: &Method) -> Option<(Route, Option<String>)> {
+        let m = self.router.at(path).ok().or_else(|| self.router.at(path.strip_suffix('/')?).ok())?;
+        let route = *m.value;
+        let key = m.params.get("key").map(percent_decode);
+        let verb_ok = match route {
+            Route::Healthz | Route::HealthzOutbound | Route::Metadata => method == Method::GET,
+            Route::MetadataKey => method == Method::PUT,
+            Route::Shutdown => method == Method::POST,
+        };
+        verb_ok.then_some((route, key))
+    }
+
+    async fn dispatch(&self, route: Route, key: Option<String>, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+        let s = &self.state;
+        match route {
+            Route::Healthz => meta::healthz(s, req.uri().query()),
+            Route::HealthzOutbound => meta::healthz_outbound(s),
+            Route::Metadata => meta::get(s),
+            Route::MetadataKey => meta::put(s, key.unwrap_or_default(), req).await,
+            Route::Shutdown => meta::shutdown(s),
+        }
+    }
+
+    /// `DAPR_API_TOKEN`: every route needs it except exactly `GET /v1.0/healthz` and
+    /// `GET /v1.0/healthz/outbound`.
+    fn check_token(&self, req: &Request<Incoming>, path: &str) -> Result<(), Response<Body>> {
+        let Some(token) = &self.state.api_token else { return Ok(()) };
+        let exempt = req.method() == Method::GET && (path == "/v1.0/healthz" || path == "/v1.0/healthz/outbound");
+        let given = req.headers().get("dapr-api-token").map(HeaderValue::as_bytes).unwrap_or_default();
+        if exempt || constant_time_eq(given, token.as_bytes()) {
+            return Ok(());
+        }
+        let mut rsp = Response::new(full("invalid api token\n"));
+        *rsp.status_mut() = StatusCode::UNAUTHORIZED;
+        rsp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+        Err(rsp)
+    }
+}
+
+/// The edge: upper-case methods, a clean path, and unambiguous framing. Returns the router's
+/// form of the path.
+fn edge(req: &Request<Incoming>) -> Result<String, Response<Body>> {
+    let reject = |r: normalize::Rejection| ApiError::edge(r).into_response();
+    if !normalize::method_ok(req.method().as_str()) {
+        return Err(reject(normalize::Rejection::BadMethod));
+    }
+    let path = normalize::route_path(req.uri().path()).map_err(reject)?;
+    let h = req.headers();
+    if h.contains_key(header::CONTENT_LENGTH) && h.contains_key(header::TRANSFER_ENCODING) {
+        let mut rsp = ApiError::new(StatusCode::BAD_REQUEST, "ERR_BAD_REQUEST", "both Content-Length and Transfer-Encoding").into_response();
+        rsp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return Err(rsp);
+    }
+    Ok(path)
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Decodes percent-escapes (as Dapr unescapes route parameters); invalid UTF-8 is replaced.
+pub(crate) fn percent_decode(s: &str) -> String {
+    percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned()
+}
+
+/// The first value of query parameter `name`.
+pub(crate) fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+    query?.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        (percent_decode(k) == name).then(|| percent_decode(&v.replace('+', " ")))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_params() {
+        assert_eq!(query_param(Some("a=1&appid=x%20y&appid=z"), "appid").as_deref(), Some("x y"));
+        assert_eq!(query_param(Some("x=/healthz"), "appid"), None);
+        assert_eq!(query_param(None, "appid"), None);
+    }
+
+    #[test]
+    fn token_comparison() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
+        assert!(!constant_time_eq(b"", b"a"));
+    }
+}

@@ -1,0 +1,98 @@
+//! Health, metadata and shutdown routes.
+
+use std::sync::atomic::Ordering;
+
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use serde_json::{Map, Value, json};
+
+use super::{ApiState, query_param};
+use crate::errors::ApiError;
+use crate::http::{Body, empty, full};
+
+/// The runtime version reported to SDKs.
+pub(crate) const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+fn no_content() -> Response<Body> {
+    let mut rsp = Response::new(empty());
+    *rsp.status_mut() = StatusCode::NO_CONTENT;
+    rsp
+}
+
+fn json_response(v: &Value) -> Response<Body> {
+    let mut rsp = Response::new(full(v.to_string()));
+    rsp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    rsp
+}
+
+/// `GET /v1.0/healthz[?appid=…]`: 204 once components, listeners and the app are up.
+pub(super) fn healthz(s: &ApiState, query: Option<&str>) -> Result<Response<Body>, ApiError> {
+    if let Some(id) = query_param(query, "appid") {
+        if id != s.app_id {
+            return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "ERR_HEALTH_APPID_NOT_MATCH", "dapr app-id does not match"));
+        }
+    }
+    if s.health.ready() {
+        Ok(no_content())
+    } else {
+        Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "ERR_HEALTH_NOT_READY", "dapr is not ready"))
+    }
+}
+
+/// `GET /v1.0/healthz/outbound`: 204 once outbound APIs serve, before the app is up.
+pub(super) fn healthz_outbound(s: &ApiState) -> Result<Response<Body>, ApiError> {
+    if s.health.outbound_ready() {
+        Ok(no_content())
+    } else {
+        Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "ERR_OUTBOUND_HEALTH_NOT_READY", "dapr outbound is not ready"))
+    }
+}
+
+/// `GET /v1.0/metadata`. Empty fields are omitted, as daprd does.
+pub(super) fn get(s: &ApiState) -> Result<Response<Body>, ApiError> {
+    let mut extended: Map<String, Value> =
+        s.extended.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
+    extended.insert("daprRuntimeVersion".into(), json!(VERSION));
+    extended.insert("outrider.nameResolution".into(), json!(s.outbound.resolver_name()));
+    let mut body = Map::new();
+    body.insert("id".into(), json!(s.app_id));
+    body.insert("runtimeVersion".into(), json!(VERSION));
+    if !s.components.is_empty() {
+        let comps: Vec<Value> =
+            s.components.iter().map(|c| json!({"name": c.name, "type": c.type_, "version": c.version, "capabilities": []})).collect();
+        body.insert("components".into(), Value::Array(comps));
+    }
+    body.insert("extended".into(), Value::Object(extended));
+    if let Some(port) = s.app_port {
+        body.insert(
+            "appConnectionProperties".into(),
+            json!({"port": port, "protocol": "http", "channelAddress": s.app_channel_address}),
+        );
+    }
+    Ok(json_response(&Value::Object(body)))
+}
+
+/// `PUT /v1.0/metadata/{key}`: the raw body becomes `extended[key]`. An empty key is a no-op.
+pub(super) async fn put(s: &ApiState, key: String, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    let limit = usize::try_from(s.max_body_size).unwrap_or(usize::MAX);
+    let bytes = Limited::new(req.into_body(), limit)
+        .collect()
+        .await
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "ERR_BODY_READ", format!("failed reading the body: {e}")))?
+        .to_bytes();
+    let value = String::from_utf8(bytes.to_vec())
+        .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "ERR_MALFORMED_REQUEST", "the metadata value must be UTF-8 text"))?;
+    if !key.is_empty() {
+        s.extended.lock().unwrap_or_else(|p| p.into_inner()).insert(key, value);
+    }
+    Ok(no_content())
+}
+
+/// `POST /v1.0/shutdown`: answers 204, then shuts down gracefully.
+pub(super) fn shutdown(s: &ApiState) -> Result<Response<Body>, ApiError> {
+    tracing::info!("shutdown requested through the API");
+    s.health.draining.store(true, Ordering::Release);
+    s.shutdown.cancel();
+    Ok(no_content())
+}

@@ -1,0 +1,84 @@
+//! The app channel: plain HTTP from the sidecar to its own app on loopback.
+//!
+//! Every request into the app gets the same treatment, whoever caused it: hop-by-hop and
+//! identity headers the sender supplied are removed, the caller headers are stamped from the
+//! verified caller, `dapr-api-token` carries `APP_API_TOKEN` (and nothing else), and `Host` names
+//! the app's address.
+
+use std::time::{Duration, Instant};
+
+use http::{HeaderValue, Request, Response, Uri, header};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use outrider_filters::metrics::{self, Side};
+use outrider_policy::Caller;
+
+use crate::errors::InvokeError;
+use crate::http::{Body, strip_hop_by_hop, strip_identity};
+
+/// A pooled client to the app.
+#[derive(Clone)]
+pub(crate) struct AppChannel {
+    client: Client<HttpConnector, Body>,
+    app_id_label: String,
+    authority: String,
+    host: HeaderValue,
+    app_id: HeaderValue,
+    app_token: Option<HeaderValue>,
+}
+
+impl AppChannel {
+    /// A channel to the app at `address:port`.
+    pub(crate) fn new(app_id: &str, address: &str, port: u16, app_token: Option<&str>) -> anyhow::Result<Self> {
+        let mut http = HttpConnector::new();
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(Duration::from_secs(5)));
+        let client = Client::builder(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build(http);
+        let authority = if address.contains(':') { format!("[{address}]:{port}") } else { format!("{address}:{port}") };
+        Ok(Self {
+            client,
+            app_id_label: app_id.to_owned(),
+            host: HeaderValue::try_from(authority.as_str())?,
+            authority,
+            app_id: HeaderValue::try_from(app_id)?,
+            app_token: app_token.map(HeaderValue::try_from).transpose()?,
+        })
+    }
+
+    /// Sends `req` (whose URI holds the canonical path and the query) to the app on behalf of
+    /// `caller`. The response is the app's, with hop-by-hop headers removed.
+    pub(crate) async fn call(&self, mut req: Request<Body>, caller: &Caller) -> Result<Response<Incoming>, InvokeError> {
+        let pq = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+        let uri: Uri = format!("http://{}{pq}", self.authority).parse().map_err(|e| InvokeError::AppChannel(Box::new(e)))?;
+        *req.uri_mut() = uri;
+        *req.version_mut() = http::Version::HTTP_11;
+        let h = req.headers_mut();
+        strip_hop_by_hop(h);
+        strip_identity(h);
+        h.insert(header::HOST, self.host.clone());
+        h.insert("dapr-caller-app-id", header_value(&caller.app_id));
+        h.insert("dapr-caller-namespace", header_value(&caller.namespace));
+        h.insert("dapr-callee-app-id", self.app_id.clone());
+        if let Some(token) = &self.app_token {
+            h.insert("dapr-api-token", token.clone());
+        }
+        let (start, method) = (Instant::now(), metrics::method_label(req.method()));
+        let result = self.client.request(req).await;
+        let status = result.as_ref().map_or(0, |r| r.status().as_u16());
+        metrics::record(Side::Client, &self.app_id_label, method, None, status, start);
+        let mut rsp = result.map_err(|e| InvokeError::AppChannel(Box::new(e)))?;
+        strip_hop_by_hop(rsp.headers_mut());
+        Ok(rsp)
+    }
+}
+
+/// App ids and namespaces are validated names, so they are always valid header values.
+fn header_value(s: &str) -> HeaderValue {
+    HeaderValue::try_from(s).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+}

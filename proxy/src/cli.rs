@@ -1,0 +1,190 @@
+//! Flags and environment, parsed once into a [`RunConfig`] that is passed down. Nothing deeper in
+//! the sidecar reads the process environment.
+//!
+//! Flag names follow daprd where daprd has one; every flag can also be set by an environment
+//! variable (`OUTRIDER_<FLAG>`, or the name Dapr users already set, such as `NAMESPACE`).
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+/// A service-mesh L7 proxy and Dapr-compatible application runtime in one sidecar.
+#[derive(Debug, Parser)]
+#[command(name = "outrider", version, about, propagate_version = true)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Run a sidecar, optionally starting the app as a child: `outrider run [flags] -- CMD ARGS…`.
+    Run(Box<RunArgs>),
+}
+
+/// Flags of `outrider run`.
+#[derive(Debug, Args)]
+pub(crate) struct RunArgs {
+    /// The app's id: its name in the mesh, its SPIFFE identity and its state key prefix.
+    #[arg(long, env = "OUTRIDER_APP_ID")]
+    pub(crate) app_id: String,
+    /// The port the app listens on; without it there is no app channel (nothing is delivered to the app).
+    #[arg(long, env = "OUTRIDER_APP_PORT")]
+    pub(crate) app_port: Option<u16>,
+    /// The app's protocol. Only `http` is available.
+    #[arg(long, env = "OUTRIDER_APP_PROTOCOL", default_value = "http")]
+    pub(crate) app_protocol: String,
+    /// The host the sidecar dials to reach the app.
+    #[arg(long, env = "OUTRIDER_APP_CHANNEL_ADDRESS", default_value = "127.0.0.1")]
+    pub(crate) app_channel_address: String,
+    /// Port of the app-facing Dapr HTTP API (bound to 127.0.0.1).
+    #[arg(long, env = "OUTRIDER_DAPR_HTTP_PORT", default_value_t = 3500)]
+    pub(crate) dapr_http_port: u16,
+    /// Port of the inbound mesh listener (mutual TLS), bound to all interfaces.
+    #[arg(long, alias = "dapr-internal-grpc-port", env = "OUTRIDER_MESH_PORT", default_value_t = 50002)]
+    pub(crate) mesh_port: u16,
+    /// Port of the admin listener: /metrics, /healthz, /ready and a status page.
+    #[arg(long, env = "OUTRIDER_METRICS_PORT", default_value_t = 9090)]
+    pub(crate) metrics_port: u16,
+    /// Directory of resource files (Component, …); repeatable.
+    #[arg(long, alias = "components-path", env = "OUTRIDER_RESOURCES_PATH", value_delimiter = ',')]
+    pub(crate) resources_path: Vec<PathBuf>,
+    /// A Configuration file.
+    #[arg(long, env = "OUTRIDER_CONFIG")]
+    pub(crate) config: Option<PathBuf>,
+    /// The namespace of this app.
+    #[arg(long, env = "NAMESPACE", default_value = "default")]
+    pub(crate) namespace: String,
+    /// The SPIFFE trust domain of the mesh.
+    #[arg(long, env = "OUTRIDER_TRUST_DOMAIN", default_value = "public")]
+    pub(crate) trust_domain: String,
+    /// Where the sidecar keeps local data.
+    #[arg(long, env = "OUTRIDER_DATA_DIR", default_value = "./.outrider")]
+    pub(crate) data_dir: PathBuf,
+    /// debug, info, warn or error.
+    #[arg(long, env = "OUTRIDER_LOG_LEVEL", default_value = "info")]
+    pub(crate) log_level: String,
+    /// Log JSON lines instead of text.
+    #[arg(long, env = "OUTRIDER_LOG_AS_JSON")]
+    pub(crate) log_as_json: bool,
+    /// Largest request body accepted, e.g. 4Mi, 16MB, 1048576.
+    #[arg(long, env = "OUTRIDER_MAX_BODY_SIZE", default_value = "4Mi", value_parser = parse_size)]
+    pub(crate) max_body_size: u64,
+    /// How long in-flight requests may take to finish after SIGTERM.
+    #[arg(long, alias = "dapr-graceful-shutdown-seconds", env = "OUTRIDER_GRACEFUL_SHUTDOWN_SECONDS", default_value_t = 5)]
+    pub(crate) graceful_shutdown_seconds: u64,
+    /// PEM trust bundle (roots) for externally issued certificates; needs --cert-chain and --cert-key.
+    #[arg(long, env = "OUTRIDER_TRUST_BUNDLE")]
+    pub(crate) trust_bundle: Option<PathBuf>,
+    /// PEM certificate chain, leaf first.
+    #[arg(long, env = "OUTRIDER_CERT_CHAIN")]
+    pub(crate) cert_chain: Option<PathBuf>,
+    /// PEM private key of the leaf.
+    #[arg(long, env = "OUTRIDER_CERT_KEY")]
+    pub(crate) cert_key: Option<PathBuf>,
+    /// The development CA's directory [default: $HOME/.outrider/ca].
+    #[arg(long, env = "OUTRIDER_CA_DIR")]
+    pub(crate) ca_dir: Option<PathBuf>,
+    /// The local resolver's registry directory [default: $HOME/.outrider/registry].
+    #[arg(long, env = "OUTRIDER_REGISTRY_DIR")]
+    pub(crate) registry_dir: Option<PathBuf>,
+    /// The app to start as a child, after `--`.
+    #[arg(last = true)]
+    pub(crate) command: Vec<String>,
+}
+
+/// Values from the environment that are not flags.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Env {
+    /// `$HOME`.
+    pub(crate) home: Option<PathBuf>,
+    /// `DAPR_API_TOKEN`: required on the app-facing API.
+    pub(crate) api_token: Option<String>,
+    /// `APP_API_TOKEN`: sent to the app.
+    pub(crate) app_token: Option<String>,
+}
+
+impl Env {
+    /// Reads the environment, once, at start.
+    pub(crate) fn read() -> Self {
+        let var = |k| std::env::var(k).ok().filter(|v: &String| !v.is_empty());
+        Self {
+            home: var("HOME").map(PathBuf::from),
+            api_token: var("DAPR_API_TOKEN"),
+            app_token: var("APP_API_TOKEN"),
+        }
+    }
+}
+
+/// Where the listeners bind.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Listen {
+    pub(crate) api: SocketAddr,
+    pub(crate) mesh: SocketAddr,
+    pub(crate) admin: SocketAddr,
+}
+
+impl RunArgs {
+    pub(crate) fn listen(&self) -> Listen {
+        Listen {
+            api: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), self.dapr_http_port),
+            mesh: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), self.mesh_port),
+            admin: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), self.metrics_port),
+        }
+    }
+
+    pub(crate) fn grace(&self) -> Duration {
+        Duration::from_secs(self.graceful_shutdown_seconds)
+    }
+}
+
+/// Parses sizes such as `4Mi`, `4MiB`, `16MB`, `512k`, `1048576`.
+pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a size like 4Mi or 1048576"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1000,
+        "ki" | "kib" => 1 << 10,
+        "m" | "mb" => 1_000_000,
+        "mi" | "mib" => 1 << 20,
+        "g" | "gb" => 1_000_000_000,
+        "gi" | "gib" => 1 << 30,
+        _ => return Err(format!("{s:?} has an unknown unit (use Ki, Mi, Gi, KB, MB, GB)")),
+    };
+    n.checked_mul(mult).filter(|v| *v > 0).ok_or_else(|| format!("{s:?} is out of range"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("4Mi"), Ok(4 << 20));
+        assert_eq!(parse_size("4MiB"), Ok(4 << 20));
+        assert_eq!(parse_size("16MB"), Ok(16_000_000));
+        assert_eq!(parse_size("1048576"), Ok(1 << 20));
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("4Xi").is_err());
+        assert!(parse_size("99999999999999999999Gi").is_err());
+    }
+
+    #[test]
+    fn flags_and_trailing_command() {
+        let cli = Cli::try_parse_from(["outrider", "run", "--app-id", "a", "--app-port", "7001", "--", "app", "--flag"]).unwrap();
+        let Command::Run(args) = cli.command;
+        assert_eq!(args.app_id, "a");
+        assert_eq!(args.app_port, Some(7001));
+        assert_eq!(args.command, ["app", "--flag"]);
+        assert_eq!(args.max_body_size, 4 << 20);
+        let cli = Cli::try_parse_from(["outrider", "run", "--app-id", "a", "--dapr-internal-grpc-port", "1"]).unwrap();
+        let Command::Run(args) = cli.command;
+        assert_eq!(args.mesh_port, 1);
+    }
+}

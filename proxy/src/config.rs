@@ -1,0 +1,360 @@
+//! Turns flags and files into a validated [`Settings`] before any port is bound.
+//!
+//! Every problem is collected, each naming its source (flag, or file and field) and the value,
+//! and all of them are reported together. Resource documents are handed to the crate that owns
+//! their kind: `Component` to `blocks`, `nameResolution` to `discovery`.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use outrider_blocks::Component;
+use outrider_discovery::{NameResolution, ResolverConfig};
+use serde::Deserialize;
+
+use crate::cli::{Env, Listen, RunArgs};
+
+/// How this sidecar obtains its workload certificate.
+#[derive(Clone, Debug)]
+pub(crate) enum IdentitySource {
+    /// Issued by the development CA in this directory, created on first use.
+    DevCa { dir: PathBuf },
+    /// Issued elsewhere, read from these PEM files.
+    Files { bundle: PathBuf, chain: PathBuf, key: PathBuf },
+}
+
+/// A loaded component, as listed by the metadata API.
+#[derive(Clone, Debug)]
+pub(crate) struct ComponentInfo {
+    pub(crate) name: String,
+    pub(crate) type_: String,
+    pub(crate) version: String,
+}
+
+/// Everything the sidecar runs with.
+#[derive(Clone, Debug)]
+pub(crate) struct Settings {
+    pub(crate) app_id: String,
+    pub(crate) namespace: String,
+    pub(crate) trust_domain: String,
+    pub(crate) app_port: Option<u16>,
+    pub(crate) app_channel_address: String,
+    pub(crate) listen: Listen,
+    pub(crate) max_body_size: u64,
+    pub(crate) grace: Duration,
+    pub(crate) identity: IdentitySource,
+    pub(crate) workload_cert_ttl: Duration,
+    pub(crate) registry_dir: PathBuf,
+    pub(crate) resolver: ResolverConfig,
+    pub(crate) components: Vec<ComponentInfo>,
+    pub(crate) api_token: Option<String>,
+    pub(crate) app_token: Option<String>,
+    pub(crate) command: Vec<String>,
+}
+
+/// One configuration problem.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Problem {
+    /// A flag (`--app-id`) or `file: field`.
+    pub(crate) at: String,
+    pub(crate) message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.at, self.message)
+    }
+}
+
+/// All problems found.
+#[derive(Debug)]
+pub(crate) struct Problems(pub(crate) Vec<Problem>);
+
+impl fmt::Display for Problems {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "the configuration has {} problem(s):", self.0.len())?;
+        for p in &self.0 {
+            writeln!(f, "  - {p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Problems {}
+
+/// Default workload certificate lifetime (Dapr's `workloadCertTTL`).
+const DEFAULT_CERT_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// Whether `s` may be an app id or namespace: letters, digits, `-`, `_`; no dots, because
+/// `app.namespace` names another namespace.
+fn is_name(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 253 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Validates flags and loads files.
+pub(crate) fn load(args: &RunArgs, env: &Env) -> Result<Settings, Problems> {
+    let mut problems = Vec::new();
+    let mut flag = |name: &str, message: String| problems.push(Problem { at: format!("--{name}"), message });
+
+    if !is_name(&args.app_id) {
+        flag("app-id", format!("{:?} must be letters, digits, '-' or '_'", args.app_id));
+    }
+    if !is_name(&args.namespace) {
+        flag("namespace", format!("{:?} must be letters, digits, '-' or '_'", args.namespace));
+    }
+    if outrider_certs::SpiffeId::new(&args.trust_domain, "default", "x").is_err() {
+        flag("trust-domain", format!("{:?} must be lower-case letters, digits, '.', '-' or '_'", args.trust_domain));
+    }
+    if !args.app_protocol.eq_ignore_ascii_case("http") {
+        flag("app-protocol", format!("{:?} is not available; use http", args.app_protocol));
+    }
+    if args.app_port == Some(0) {
+        flag("app-port", "0 is not a port an app can listen on".into());
+    }
+    let ports = [
+        ("dapr-http-port", args.dapr_http_port),
+        ("mesh-port", args.mesh_port),
+        ("metrics-port", args.metrics_port),
+    ];
+    for (i, (a, pa)) in ports.iter().enumerate() {
+        for (b, pb) in &ports[i + 1..] {
+            if pa == pb && *pa != 0 {
+                flag(b, format!("{pb} is already taken by --{a}"));
+            }
+        }
+    }
+    if let (Some(app), true) = (args.app_port, args.app_channel_address == "127.0.0.1") {
+        for (name, p) in ports {
+            if p == app {
+                flag("app-port", format!("{app} is also --{name}"));
+            }
+        }
+    }
+    let identity = match (&args.trust_bundle, &args.cert_chain, &args.cert_key) {
+        (None, None, None) => match args.ca_dir.clone().or_else(|| env.home.as_ref().map(|h| h.join(".outrider/ca"))) {
+            Some(dir) => Some(IdentitySource::DevCa { dir }),
+            None => {
+                flag("ca-dir", "not given and $HOME is not set".into());
+                None
+            }
+        },
+        (Some(b), Some(c), Some(k)) => {
+            for (name, p) in [("trust-bundle", b), ("cert-chain", c), ("cert-key", k)] {
+                if !p.is_file() {
+                    flag(name, format!("{} is not a readable file", p.display()));
+                }
+            }
+            Some(IdentitySource::Files { bundle: b.clone(), chain: c.clone(), key: k.clone() })
+        }
+        _ => {
+            flag("trust-bundle", "--trust-bundle, --cert-chain and --cert-key go together".into());
+            None
+        }
+    };
+    let registry_dir = args.registry_dir.clone().or_else(|| env.home.as_ref().map(|h| h.join(".outrider/registry")));
+    if registry_dir.is_none() {
+        flag("registry-dir", "not given and $HOME is not set".into());
+    }
+
+    let mut cfg = ConfigFile::default();
+    if let Some(path) = &args.config {
+        match read_configuration(path) {
+            Ok(c) => cfg = c,
+            Err(p) => problems.extend(p),
+        }
+    }
+    let resolver = match cfg.spec.name_resolution.validate(&args.namespace) {
+        Ok(r) => Some(r),
+        Err(errs) => {
+            let file = args.config.as_deref().map(display).unwrap_or_default();
+            problems.extend(errs.into_iter().map(|e| Problem { at: format!("{file}: {}", e.field), message: e.message }));
+            None
+        }
+    };
+    let workload_cert_ttl = match cfg.spec.mtls.workload_cert_ttl.as_deref() {
+        None | Some("") => DEFAULT_CERT_TTL,
+        Some(v) => match parse_duration(v) {
+            Some(d) if d >= Duration::from_secs(1) => d,
+            _ => {
+                let file = args.config.as_deref().map(display).unwrap_or_default();
+                problems.push(Problem {
+                    at: format!("{file}: spec.mtls.workloadCertTTL"),
+                    message: format!("{v:?} is not a duration of at least 1s (e.g. 24h, 90m)"),
+                });
+                DEFAULT_CERT_TTL
+            }
+        },
+    };
+
+    let mut components = Vec::new();
+    for dir in &args.resources_path {
+        load_resources(dir, &args.app_id, &mut components, &mut problems);
+    }
+    if !problems.is_empty() {
+        return Err(Problems(problems));
+    }
+    Ok(Settings {
+        app_id: args.app_id.clone(),
+        namespace: args.namespace.clone(),
+        trust_domain: args.trust_domain.clone(),
+        app_port: args.app_port,
+        app_channel_address: args.app_channel_address.clone(),
+        listen: args.listen(),
+        max_body_size: args.max_body_size,
+        grace: args.grace(),
+        identity: identity.expect("no problems means an identity source"),
+        workload_cert_ttl,
+        registry_dir: registry_dir.expect("no problems means a registry dir"),
+        resolver: resolver.expect("no problems means a resolver"),
+        components,
+        api_token: env.api_token.clone(),
+        app_token: env.app_token.clone(),
+        command: args.command.clone(),
+    })
+}
+
+fn display(p: &Path) -> String {
+    p.display().to_string()
+}
+
+/// The parts of a `Configuration` this build reads.
+#[derive(Debug, Default, Deserialize)]
+struct ConfigFile {
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    spec: ConfigSpec,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ConfigSpec {
+    #[serde(default)]
+    name_resolution: NameResolution,
+    #[serde(default)]
+    mtls: Mtls,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Mtls {
+    #[serde(default)]
+    workload_cert_ttl: Option<String>,
+}
+
+fn read_configuration(path: &Path) -> Result<ConfigFile, Vec<Problem>> {
+    let at = display(path);
+    let text = std::fs::read_to_string(path).map_err(|e| vec![Problem { at: at.clone(), message: e.to_string() }])?;
+    let cfg: ConfigFile = serde_saphyr::from_str(&text)
+        .map_err(|e| vec![Problem { at: at.clone(), message: format!("not a valid Configuration: {e}") }])?;
+    if !cfg.kind.is_empty() && cfg.kind != "Configuration" {
+        return Err(vec![Problem { at: format!("{at}: kind"), message: format!("{:?} is not Configuration", cfg.kind) }]);
+    }
+    Ok(cfg)
+}
+
+/// Loads every `*.yaml`/`*.yml` directly inside `dir` (not recursively), like daprd.
+fn load_resources(dir: &Path, app_id: &str, out: &mut Vec<ComponentInfo>, problems: &mut Vec<Problem>) {
+    let rd = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) => {
+            problems.push(Problem { at: "--resources-path".into(), message: format!("{}: {e}", dir.display()) });
+            return;
+        }
+    };
+    let mut files: Vec<PathBuf> = rd
+        .flatten()
+        .map(|d| d.path())
+        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+        .collect();
+    files.sort();
+    for path in files {
+        let at = display(&path);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) => {
+                problems.push(Problem { at, message: e.to_string() });
+                continue;
+            }
+        };
+        let docs: Vec<serde_json::Value> = match serde_saphyr::from_multiple(&text) {
+            Ok(d) => d,
+            Err(e) => {
+                problems.push(Problem { at, message: format!("not valid YAML: {e}") });
+                continue;
+            }
+        };
+        for (i, doc) in docs.into_iter().enumerate() {
+            let at = if i == 0 { at.clone() } else { format!("{at} (document {})", i + 1) };
+            match doc.get("kind").and_then(|k| k.as_str()) {
+                Some("Component") => load_component(doc, &at, app_id, out, problems),
+                Some(kind @ ("Resiliency" | "Subscription" | "HTTPEndpoint" | "Configuration")) => {
+                    tracing::warn!(file = %at, kind, "this resource kind is not supported yet; the document is ignored");
+                }
+                // Documents of other kinds are skipped, as daprd does.
+                _ => {}
+            }
+        }
+    }
+}
+
+fn load_component(doc: serde_json::Value, at: &str, app_id: &str, out: &mut Vec<ComponentInfo>, problems: &mut Vec<Problem>) {
+    let c: Component = match serde_json::from_value(doc) {
+        Ok(c) => c,
+        Err(e) => {
+            problems.push(Problem { at: at.to_owned(), message: format!("not a valid Component: {e}") });
+            return;
+        }
+    };
+    if !c.scopes.is_empty() && !c.scopes.iter().any(|s| s == app_id) {
+        return;
+    }
+    let errs = c.validate();
+    if errs.is_empty() {
+        if out.iter().any(|o| o.name == c.metadata.name) {
+            problems.push(Problem {
+                at: format!("{at}: metadata.name"),
+                message: format!("{:?} is defined twice", c.metadata.name),
+            });
+            return;
+        }
+        out.push(ComponentInfo { name: c.metadata.name, type_: c.spec.type_, version: c.spec.version });
+    } else if c.spec.ignore_errors {
+        for e in errs {
+            tracing::warn!(file = %at, field = %e.field, "{}; ignored (ignoreErrors)", e.message);
+        }
+    } else {
+        problems.extend(errs.into_iter().map(|e| Problem { at: format!("{at}: {}", e.field), message: e.message }));
+    }
+}
+
+/// Parses Go-style durations (`1h30m`, `500ms`, `24h`) and bare integers as seconds.
+pub(crate) fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    if let Ok(n) = s.parse::<u64>() {
+        return Some(Duration::from_secs(n));
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let num_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+        let n: f64 = rest[..num_end].parse().ok()?;
+        rest = &rest[num_end..];
+        let unit_end = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let unit = match &rest[..unit_end] {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return None,
+        };
+        total += Duration::try_from_secs_f64(n * unit).ok()?;
+        rest = &rest[unit_end..];
+    }
+    (!s.is_empty()).then_some(total)
+}
+
+#[cfg(test)]
+mod tests;

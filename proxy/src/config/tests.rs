@@ -1,0 +1,74 @@
+use super::*;
+use crate::cli::{Cli, Command};
+use clap::Parser;
+
+fn args(extra: &[&str]) -> RunArgs {
+    let mut v = vec!["outrider", "run", "--app-id", "a"];
+    v.extend_from_slice(extra);
+    let Command::Run(a) = Cli::try_parse_from(v).unwrap().command;
+    *a
+}
+
+fn env() -> Env {
+    Env { home: Some("/home/u".into()), ..Env::default() }
+}
+
+#[test]
+fn defaults_are_valid() {
+    let s = load(&args(&[]), &env()).unwrap();
+    assert!(matches!(s.identity, IdentitySource::DevCa { ref dir } if dir == Path::new("/home/u/.outrider/ca")));
+    assert_eq!(s.registry_dir, Path::new("/home/u/.outrider/registry"));
+    assert_eq!(s.resolver, ResolverConfig::Local);
+    assert_eq!(s.workload_cert_ttl, DEFAULT_CERT_TTL);
+}
+
+#[test]
+fn reports_every_flag_problem() {
+    let a = args(&["--app-id", "a.b", "--namespace", "", "--app-protocol", "grpc", "--mesh-port", "3500", "--cert-key", "/x"]);
+    let errs = load(&a, &Env::default()).unwrap_err().0;
+    let at: Vec<_> = errs.iter().map(|p| p.at.as_str()).collect();
+    assert_eq!(at, ["--app-id", "--namespace", "--app-protocol", "--mesh-port", "--trust-bundle", "--registry-dir"]);
+    assert!(errs[0].message.contains("\"a.b\""));
+}
+
+#[test]
+fn names_file_field_and_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config.yaml");
+    std::fs::write(&cfg, "kind: Configuration\nspec:\n  nameResolution:\n    component: consul\n  mtls:\n    workloadCertTTL: soon\n").unwrap();
+    let res = dir.path().join("res");
+    std::fs::create_dir(&res).unwrap();
+    std::fs::write(res.join("store.yaml"), "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: statestore\nspec:\n  type: state.nope\n  version: v1\n---\nkind: Component\nmetadata: {name: x}\nspec: {type: bad}\n").unwrap();
+    std::fs::write(res.join("broken.yml"), "kind: [unclosed\n").unwrap();
+    std::fs::write(res.join("notes.txt"), "ignored").unwrap();
+    let a = args(&["--config", cfg.to_str().unwrap(), "--resources-path", res.to_str().unwrap()]);
+    let errs = load(&a, &env()).unwrap_err().0;
+    let text: Vec<String> = errs.iter().map(ToString::to_string).collect();
+    let joined = text.join("\n");
+    assert_eq!(errs.len(), 5, "{joined}");
+    assert!(joined.contains("config.yaml: spec.nameResolution.component: unknown resolver \"consul\""), "{joined}");
+    assert!(joined.contains("config.yaml: spec.mtls.workloadCertTTL: \"soon\""), "{joined}");
+    assert!(joined.contains("store.yaml: spec.type: \"state.nope\""), "{joined}");
+    assert!(joined.contains("store.yaml (document 2): spec.type: \"bad\""), "{joined}");
+    assert!(joined.contains("broken.yml: not valid YAML"), "{joined}");
+}
+
+#[test]
+fn components_scoped_to_other_apps_are_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("c.yaml"), "kind: Component\nmetadata: {name: s}\nspec: {type: state.nope}\nscopes: [other]\n").unwrap();
+    let s = load(&args(&["--resources-path", dir.path().to_str().unwrap()]), &env()).unwrap();
+    assert!(s.components.is_empty());
+}
+
+#[test]
+fn durations() {
+    assert_eq!(parse_duration("24h"), Some(Duration::from_secs(86400)));
+    assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
+    assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+    assert_eq!(parse_duration("3"), Some(Duration::from_secs(3)));
+    assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));
+    for bad in ["", "h", "5x", "-1s"] {
+        assert_eq!(parse_duration(bad), None, "{bad:?}");
+    }
+}

@@ -1,0 +1,146 @@
+//! Errors of the data path and the one place that turns them into HTTP responses.
+//!
+//! Inner code returns typed errors that know which side failed and whether another attempt
+//! could succeed; [`ApiError`] is the only conversion to a status code and Dapr's
+//! `{"errorCode","message"}` body.
+
+use http::{HeaderValue, Response, StatusCode, header};
+use outrider_discovery::Target;
+use outrider_filters::normalize::Rejection;
+
+use crate::http::{Body, BoxError, full};
+
+/// Which side of the sidecar a failure came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum FailureSide {
+    /// The caller sent something unusable.
+    Downstream,
+    /// A peer sidecar, the network or the app failed.
+    Upstream,
+}
+
+/// Why an invocation failed before an app answered.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum InvokeError {
+    #[error("failed getting app id either from the URL path or the header dapr-app-id")]
+    NoAppId,
+    #[error("invalid app id {0:?}: expected `app-id` or `app-id.namespace` of letters, digits, '-' and '_'")]
+    InvalidAppId(String),
+    #[error("invoking URL {0:?} directly is not allowed; declare it as an HTTPEndpoint resource")]
+    ExternalUrl(String),
+    #[error("invalid method path: {0}")]
+    BadPath(Rejection),
+    #[error("the request body is larger than the limit of {0} bytes")]
+    BodyTooLarge(u64),
+    #[error("no endpoints found for app {0}")]
+    NoEndpoints(Target),
+    #[error("connecting to {target} at {addr} failed: {source}")]
+    Connect { target: Target, addr: std::net::SocketAddr, source: BoxError },
+    #[error("the request to {target} failed: {source}")]
+    Upstream { target: Target, source: BoxError },
+    #[error("app channel is not initialized: this sidecar has no --app-port")]
+    NoAppChannel,
+    #[error("error invoking app channel: {0}")]
+    AppChannel(BoxError),
+}
+
+impl InvokeError {
+    /// Which side failed.
+    pub(crate) fn side(&self) -> FailureSide {
+        match self {
+            Self::NoAppId | Self::InvalidAppId(_) | Self::ExternalUrl(_) | Self::BadPath(_) | Self::BodyTooLarge(_) => {
+                FailureSide::Downstream
+            }
+            _ => FailureSide::Upstream,
+        }
+    }
+
+    /// Whether another attempt could succeed: only failures before the request reached an app.
+    #[allow(dead_code, reason = "read by the retry layer, which lands with resiliency")]
+    pub(crate) fn is_retryable(&self) -> bool {
+        matches!(self, Self::NoEndpoints(_) | Self::Connect { .. })
+    }
+
+    /// The status the caller sees.
+    fn status(&self) -> StatusCode {
+        match self {
+            Self::NoAppId => StatusCode::NOT_FOUND,
+            Self::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            _ if self.side() == FailureSide::Downstream => StatusCode::BAD_REQUEST,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+/// An error as the app-facing API reports it.
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    pub(crate) status: StatusCode,
+    pub(crate) code: &'static str,
+    pub(crate) message: String,
+}
+
+impl ApiError {
+    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self { status, code, message: message.into() }
+    }
+
+    /// An invocation failure, worded as Dapr words it.
+    pub(crate) fn invoke(app_id: &str, e: &InvokeError) -> Self {
+        let message = match e {
+            InvokeError::NoAppId => e.to_string(),
+            _ => format!("failed to invoke, id: {app_id}, err: {e}"),
+        };
+        Self::new(e.status(), "ERR_DIRECT_INVOKE", message)
+    }
+
+    /// A request refused at the edge.
+    pub(crate) fn edge(r: Rejection) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "ERR_BAD_REQUEST", r.to_string())
+    }
+
+    /// The response: Dapr's error body.
+    pub(crate) fn into_response(self) -> Response<Body> {
+        let body = serde_json::json!({"errorCode": self.code, "message": self.message});
+        let mut rsp = Response::new(full(body.to_string()));
+        *rsp.status_mut() = self.status;
+        rsp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        rsp
+    }
+}
+
+/// Whether a client error was caused by the request body exceeding its limit.
+pub(crate) fn is_body_limit(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if err.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_and_codes() {
+        let cases: Vec<(InvokeError, u16)> = vec![
+            (InvokeError::NoAppId, 404),
+            (InvokeError::InvalidAppId("a.b.c".into()), 400),
+            (InvokeError::ExternalUrl("http://x".into()), 400),
+            (InvokeError::BadPath(Rejection::ControlChar), 400),
+            (InvokeError::BodyTooLarge(1), 413),
+            (InvokeError::NoEndpoints(Target::new("b", "default")), 500),
+            (InvokeError::NoAppChannel, 500),
+        ];
+        for (e, status) in cases {
+            let api = ApiError::invoke("b", &e);
+            assert_eq!((api.status.as_u16(), api.code), (status, "ERR_DIRECT_INVOKE"), "{e}");
+        }
+        let api = ApiError::invoke("b", &InvokeError::NoEndpoints(Target::new("b", "default")));
+        assert_eq!(api.message, "failed to invoke, id: b, err: no endpoints found for app b.default");
+    }
+}

@@ -1,0 +1,56 @@
+//! Wiring of `certs` into the sidecar: obtain the workload certificate, keep it renewed, and make
+//! its state visible (log, metrics, status page), loudly as expiry nears (security rule 10).
+
+use std::time::{Duration, SystemTime};
+
+use outrider_certs::{CertInfo, Credentials, DevCa, RenewalSchedule, SpiffeId, renew_forever};
+
+use crate::config::{IdentitySource, Settings};
+
+/// Warn from this long before a certificate expires.
+const EXPIRY_WARNING: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// Loads or issues this sidecar's credentials and starts renewal when we issue them ourselves.
+pub(crate) fn start(s: &Settings) -> anyhow::Result<Credentials> {
+    let id = SpiffeId::new(&s.trust_domain, &s.namespace, &s.app_id)?;
+    let (creds, renewed) = match &s.identity {
+        IdentitySource::DevCa { dir } => {
+            let ca = DevCa::load_or_create(dir)?;
+            warn_if_expiring("development CA root", ca.not_after());
+            let creds = Credentials::new(id.clone(), &ca.trust_bundle(), ca.issue(&id, s.workload_cert_ttl)?)?;
+            tokio::spawn(renew_forever(creds.clone(), ca, RenewalSchedule { ttl: s.workload_cert_ttl }));
+            (creds, true)
+        }
+        IdentitySource::Files { bundle, chain, key } => (Credentials::from_files(id, bundle, chain, key)?, false),
+    };
+    let info = creds.info();
+    tracing::info!(identity = %creds.id(), serial = %info.serial, "workload certificate loaded");
+    record(&info);
+    if !renewed {
+        // Nobody renews files we were given: their expiry is the operator's to watch.
+        warn_if_expiring("workload certificate", info.not_after);
+    }
+    let mut changes = creds.watch();
+    tokio::spawn(async move {
+        while changes.changed().await.is_ok() {
+            let info = changes.borrow_and_update().clone();
+            metrics::counter!("outrider_workload_cert_renewals_total").increment(1);
+            record(&info);
+        }
+    });
+    Ok(creds)
+}
+
+fn record(info: &CertInfo) {
+    let secs = info.not_after.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_secs_f64();
+    metrics::gauge!("outrider_workload_cert_expiry_timestamp_seconds").set(secs);
+    metrics::gauge!("outrider_workload_cert_generation").set(info.generation as f64);
+}
+
+fn warn_if_expiring(what: &str, not_after: SystemTime) {
+    let left = not_after.duration_since(SystemTime::now()).unwrap_or_default();
+    if left < EXPIRY_WARNING {
+        metrics::gauge!("outrider_cert_expiring_soon", "what" => what.to_owned()).set(1.0);
+        tracing::warn!(what, seconds_left = left.as_secs(), "certificate expires within 30 days");
+    }
+}

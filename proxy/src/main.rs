@@ -1,0 +1,77 @@
+//! The `outrider` binary: a service-mesh L7 proxy and a Dapr-compatible application runtime in
+//! one sidecar. See ARCHITECTURE.md for the listeners, the request flows and the crate graph.
+//!
+//! This crate assembles the others: it parses flags and files (`cli`, `config`), binds the
+//! listeners (`api`, `inbound`, `admin`), builds the outbound mesh path (`outbound`) and the app
+//! channel, and runs the start and stop sequence (`run`).
+
+mod admin;
+mod api;
+mod app_channel;
+mod child;
+mod cli;
+mod config;
+mod errors;
+mod http;
+mod identity;
+mod inbound;
+mod outbound;
+mod run;
+mod serve;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::{Cli, Command, Env};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let Command::Run(args) = cli.command;
+    let env = Env::read();
+    let settings = match config::load(&args, &env) {
+        Ok(s) => s,
+        Err(problems) => {
+            eprintln!("outrider: {problems}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(&args.log_level, args.log_as_json);
+    let metrics = match PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("latency".into()), outrider_filters::metrics::LATENCY_BUCKETS_MS)
+        .and_then(PrometheusBuilder::install_recorder)
+    {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("outrider: metrics: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("outrider: starting the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run::run(settings, metrics)) {
+        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("outrider: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_logging(level: &str, json: bool) {
+    let filter = EnvFilter::try_new(format!("{level},h2=warn,hyper=warn,rustls=warn")).unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

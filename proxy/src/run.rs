@@ -1,0 +1,203 @@
+//! `outrider run`: assembles the sidecar from validated settings, runs it, and shuts it down in
+//! order.
+//!
+//! Start: identity → resolver → bind every listener (a taken port fails here, before anything
+//! serves) → register in the local registry → serve → outbound ready → app child (if any) → app
+//! readiness. Stop (SIGTERM, SIGINT, `POST /v1.0/shutdown`, or the child exiting): not ready →
+//! deregister → stop the child → stop accepting → finish in-flight requests within the grace
+//! period → exit with the child's status (or 0).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use http::Request;
+use hyper::body::Incoming;
+use metrics_exporter_prometheus::PrometheusHandle;
+use nix::sys::signal::Signal;
+use outrider_discovery::local::{Entry, LocalResolver, Registration};
+use outrider_discovery::static_::StaticResolver;
+use outrider_discovery::{Resolve, ResolverConfig};
+use outrider_filters::metrics::{MetricsLayer, Side};
+use outrider_filters::trace::TraceLayer;
+use tokio::net::TcpListener;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio_util::sync::CancellationToken;
+use tower::ServiceBuilder;
+
+use crate::admin::{self, Admin};
+use crate::api::{ApiService, ApiState, Health};
+use crate::app_channel::AppChannel;
+use crate::config::Settings;
+use crate::inbound::{self, Inbound};
+use crate::outbound::Outbound;
+use crate::{child, identity, serve};
+
+/// How often the app's port is probed until it answers.
+const APP_PROBE_INTERVAL: Duration = Duration::from_millis(250);
+
+pub(crate) async fn run(s: Settings, metrics: PrometheusHandle) -> anyhow::Result<i32> {
+    let creds = identity::start(&s).context("workload identity")?;
+    let resolver: Arc<dyn Resolve> = match &s.resolver {
+        ResolverConfig::Local => Arc::new(LocalResolver::start(s.registry_dir.clone()).context("local registry")?),
+        ResolverConfig::Static(map) => Arc::new(StaticResolver::new(map.clone())),
+    };
+
+    let api_l = bind(s.listen.api, "--dapr-http-port").await?;
+    let mesh_l = bind(s.listen.mesh, "--mesh-port").await?;
+    let admin_l = bind(s.listen.admin, "--metrics-port").await?;
+    let api_addr = api_l.local_addr()?;
+    let mesh_port = mesh_l.local_addr()?.port();
+
+    let registration = match s.resolver {
+        ResolverConfig::Local => Some(
+            Registration::create(
+                &s.registry_dir,
+                &Entry {
+                    app_id: s.app_id.clone(),
+                    namespace: s.namespace.clone(),
+                    address: SocketAddr::from(([127, 0, 0, 1], mesh_port)),
+                    pid: std::process::id(),
+                },
+            )
+            .context("registering in the local registry")?,
+        ),
+        ResolverConfig::Static(_) => None,
+    };
+
+    let app = match s.app_port {
+        Some(port) => Some(AppChannel::new(&s.app_id, &s.app_channel_address, port, s.app_token.as_deref())?),
+        None => None,
+    };
+    let health = Arc::new(Health::default());
+    let shutdown = CancellationToken::new();
+    let outbound = Arc::new(Outbound::new(resolver.clone(), creds.clone(), s.max_body_size));
+    let state = Arc::new(ApiState {
+        app_id: s.app_id.clone(),
+        namespace: s.namespace.clone(),
+        app_port: s.app_port,
+        app_channel_address: s.app_channel_address.clone(),
+        api_token: s.api_token.clone(),
+        max_body_size: s.max_body_size,
+        outbound,
+        app: app.clone(),
+        health: health.clone(),
+        components: s.components.clone(),
+        extended: Default::default(),
+        shutdown: shutdown.clone(),
+    });
+
+    // Each listener stops accepting when its token is cancelled, then drains.
+    let stop = CancellationToken::new();
+    let api_svc = ServiceBuilder::new()
+        // Every API call continues or starts a trace, including invocations it forwards.
+        .layer(TraceLayer)
+        // Counted with route templates as labels, never raw paths.
+        .layer(MetricsLayer::new(&s.app_id, Side::Server))
+        .service(ApiService::new(state));
+    let api_task = tokio::spawn(serve::serve(api_l, api_svc, stop.clone(), s.grace));
+    let inbound = Arc::new(Inbound { app_id: s.app_id.clone(), app, max_body_size: s.max_body_size });
+    let mesh_task = tokio::spawn(inbound::serve(mesh_l, creds.clone(), inbound, stop.clone(), s.grace));
+    let admin_state = Arc::new(Admin { metrics: metrics.clone(), health: health.clone(), creds, resolver: resolver.name() });
+    let admin_svc = tower::service_fn(move |req: Request<Incoming>| admin::handle(admin_state.clone(), req));
+    // The admin listener outlives the others so that readiness can be watched during the drain.
+    let admin_stop = CancellationToken::new();
+    let admin_task = tokio::spawn(serve::serve(admin_l, admin_svc, admin_stop.clone(), Duration::from_secs(1)));
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            metrics.run_upkeep();
+        }
+    });
+
+    health.outbound_ready.store(true, Ordering::Release);
+    tracing::info!(
+        app_id = %s.app_id, namespace = %s.namespace, api = %format!("http://{api_addr}"), mesh_port,
+        admin = %s.listen.admin, "Outrider is serving the Dapr HTTP API on http://{api_addr}"
+    );
+
+    let mut child = match s.command.as_slice() {
+        [] => None,
+        argv => Some(child::spawn(argv, api_addr.port(), s.app_port, &s.app_id).with_context(|| format!("starting {:?}", argv[0]))?),
+    };
+    tokio::spawn(probe_app(s.app_channel_address.clone(), s.app_port, health.clone()));
+
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut exit_code = 0;
+    let mut child_done = false;
+    let forwarded = tokio::select! {
+        _ = sigterm.recv() => Some(Signal::SIGTERM),
+        _ = sigint.recv() => Some(Signal::SIGINT),
+        () = shutdown.cancelled() => Some(Signal::SIGTERM),
+        status = wait_child(&mut child) => {
+            let status = status?;
+            tracing::info!(%status, "the app exited; shutting down");
+            exit_code = child::exit_code(status);
+            child_done = true;
+            None
+        }
+    };
+    tracing::info!("shutting down: not ready, deregistering, draining");
+    health.draining.store(true, Ordering::Release);
+    drop(registration);
+    if let (Some(c), false) = (child.as_mut(), child_done) {
+        child::signal(c, forwarded.unwrap_or(Signal::SIGTERM));
+        exit_code = match tokio::time::timeout(s.grace + Duration::from_secs(5), c.wait()).await {
+            Ok(status) => child::exit_code(status?),
+            Err(_) => {
+                tracing::warn!("the app did not exit in time; killing it");
+                c.kill().await.ok();
+                child::exit_code(c.wait().await?)
+            }
+        };
+    }
+    stop.cancel();
+    let _ = api_task.await;
+    match mesh_task.await {
+        Ok(Err(e)) => tracing::warn!(error = %e, "mesh listener failed"),
+        Err(e) => tracing::warn!(error = %e, "mesh listener panicked"),
+        Ok(Ok(())) => {}
+    }
+    admin_stop.cancel();
+    let _ = admin_task.await;
+    tracing::info!(exit_code, "stopped");
+    Ok(exit_code)
+}
+
+async fn bind(addr: SocketAddr, flag: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr).await.with_context(|| format!("binding {addr} ({flag})"))
+}
+
+async fn wait_child(child: &mut Option<tokio::process::Child>) -> std::io::Result<std::process::ExitStatus> {
+    match child {
+        Some(c) => c.wait().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Marks the app ready once its port accepts connections (immediately if there is no app port).
+async fn probe_app(address: String, port: Option<u16>, health: Arc<Health>) {
+    let Some(port) = port else {
+        health.app_ready.store(true, Ordering::Release);
+        return;
+    };
+    let mut logged = false;
+    loop {
+        let dial = tokio::net::TcpStream::connect((address.as_str(), port));
+        if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_millis(500), dial).await {
+            health.app_ready.store(true, Ordering::Release);
+            tracing::info!(port, "the app is reachable");
+            return;
+        }
+        if !logged {
+            tracing::info!(port, "waiting for the app to listen");
+            logged = true;
+        }
+        tokio::time::sleep(APP_PROBE_INTERVAL).await;
+    }
+}
+
