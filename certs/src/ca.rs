@@ -43,8 +43,9 @@ pub struct IssuedCert {
     pub key: PrivateKeyDer<'static>,
     /// When the leaf stops being valid.
     pub not_after: SystemTime,
-    /// When the leaf starts being valid.
-    pub not_before: SystemTime,
+    /// When the leaf was issued. Its notBefore is a minute earlier, to absorb clock skew;
+    /// renewal is scheduled from this instant, not from notBefore.
+    pub issued_at: SystemTime,
 }
 
 impl DevCa {
@@ -110,7 +111,7 @@ impl DevCa {
             chain: vec![cert.der().clone()],
             key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
             not_after,
-            not_before,
+            issued_at: now,
         })
     }
 }
@@ -228,6 +229,9 @@ mod tests {
         let id = SpiffeId::new("public", "default", "orders").unwrap();
         let leaf = ca.issue(&id, Duration::from_secs(10 * 365 * 24 * 3600)).unwrap();
         assert!(leaf.not_after <= ca.not_after());
+        let short = ca.issue(&id, Duration::from_secs(3)).unwrap();
+        let delay = crate::RenewalSchedule { ttl: Duration::from_secs(3) }.delay(short.issued_at, short.not_after, short.issued_at);
+        assert_eq!(delay, Duration::from_secs(2), "renewal counts from issue, not the backdated notBefore");
         let (_, cert) = x509_parser::parse_x509_certificate(&leaf.chain[0]).unwrap();
         let san = cert.subject_alternative_name().unwrap().unwrap();
         let names: Vec<String> = san.value.general_names.iter().map(|n| format!("{n:?}")).collect();

@@ -67,8 +67,8 @@ impl TrustBundle {
 pub struct CertInfo {
     /// Serial number, hex.
     pub serial: String,
-    /// Start of validity.
-    pub not_before: SystemTime,
+    /// When it was issued (its notBefore may be earlier, to absorb clock skew).
+    pub issued_at: SystemTime,
     /// End of validity.
     pub not_after: SystemTime,
     /// How many certificates this process has installed (1 for the first).
@@ -189,7 +189,7 @@ fn read_issued(chain: &Path, key: &Path) -> Result<IssuedCert, Error> {
         .ok_or_else(|| Error::Pem { path: chain.to_owned(), what: "unreadable validity".into() })?;
     let key = PrivateKeyDer::from_pem_file(key)
         .map_err(|e| Error::Pem { path: key.to_owned(), what: e.to_string() })?;
-    Ok(IssuedCert { chain: certs, key, not_after, not_before: SystemTime::now() })
+    Ok(IssuedCert { chain: certs, key, not_after, issued_at: SystemTime::now() })
 }
 
 fn load(cert: &IssuedCert, generation: u64) -> Result<Current, Error> {
@@ -200,7 +200,7 @@ fn load(cert: &IssuedCert, generation: u64) -> Result<Current, Error> {
     let serial = x509_parser::parse_x509_certificate(&cert.chain[0])
         .map(|(_, c)| hex(c.raw_serial()))
         .unwrap_or_default();
-    let info = CertInfo { serial, not_before: cert.not_before, not_after: cert.not_after, generation };
+    let info = CertInfo { serial, issued_at: cert.issued_at, not_after: cert.not_after, generation };
     Ok(Current { key: Arc::new(key), info })
 }
 

@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::{Credentials, DevCa};
 
-/// When to renew a certificate valid from `not_before` to `not_after`.
+/// When to renew a certificate issued at `issued_at` and valid until `not_after`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RenewalSchedule {
     /// How long the certificate is issued for.
@@ -13,13 +13,13 @@ pub struct RenewalSchedule {
 }
 
 impl RenewalSchedule {
-    /// The delay from `now` until renewal: two thirds into the certificate's life, or at once if
-    /// that moment has passed.
-    pub fn delay(&self, not_before: SystemTime, not_after: SystemTime, now: SystemTime) -> Duration {
-        let Ok(life) = not_after.duration_since(not_before) else {
+    /// The delay from `now` until renewal: two thirds into the certificate's life counted from
+    /// its issue (not its backdated notBefore), or at once if that moment has passed.
+    pub fn delay(&self, issued_at: SystemTime, not_after: SystemTime, now: SystemTime) -> Duration {
+        let Ok(life) = not_after.duration_since(issued_at) else {
             return Duration::ZERO;
         };
-        let at = not_before + life * 2 / 3;
+        let at = issued_at + life * 2 / 3;
         at.duration_since(now).unwrap_or_default()
     }
 }
@@ -29,7 +29,7 @@ impl RenewalSchedule {
 pub async fn renew_forever(creds: Credentials, ca: DevCa, schedule: RenewalSchedule) {
     loop {
         let info = creds.info();
-        let wait = schedule.delay(info.not_before, info.not_after, SystemTime::now());
+        let wait = schedule.delay(info.issued_at, info.not_after, SystemTime::now());
         tokio::time::sleep(wait).await;
         match ca.issue(creds.id(), schedule.ttl).and_then(|cert| creds.install(cert)) {
             Ok(info) => tracing::info!(serial = %info.serial, generation = info.generation, "renewed the workload certificate"),

@@ -96,7 +96,7 @@ fn foreign_leaf(ca_dir: &std::path::Path, sans: Vec<SanType>, ekus: Vec<Extended
         chain: vec![cert.der().clone()],
         key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
         not_after: std::time::SystemTime::now() + Duration::from_secs(3600),
-        not_before: std::time::SystemTime::now(),
+        issued_at: std::time::SystemTime::now(),
     }
 }
 

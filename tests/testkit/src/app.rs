@@ -1,0 +1,176 @@
+//! An app to put behind a sidecar: it records every request it receives and answers according
+//! to the path, so tests can assert on what actually arrived.
+//!
+//! - `/status/<code>`: that status, body `{"status":<code>}`, header `x-app-status`;
+//! - `/stream/<n>`: `n` bytes streamed in 64 KiB chunks (no Content-Length);
+//! - `/sink`: reads the body as it streams, answers `{"bytes":n,"fnv":h}`;
+//! - `/headers`: sets `x-custom-response` and the hop-by-hop headers `connection: x-hop`,
+//!   `x-hop`, `keep-alive`, which must not reach the caller;
+//! - `/slow/<ms>`: answers after that many milliseconds;
+//! - anything else: JSON `{"instance","method","path","query","headers","body"}`.
+
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response, StatusCode};
+use http_body_util::{BodyExt, StreamBody, combinators::BoxBody};
+use hyper::body::{Frame, Incoming};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+
+/// One request as the app received it.
+#[derive(Clone, Debug)]
+pub struct Recorded {
+    /// Method.
+    pub method: String,
+    /// Path as received.
+    pub path: String,
+    /// Raw query, "" when none.
+    pub query: String,
+    /// Headers as received.
+    pub headers: HeaderMap,
+}
+
+/// A running fake app; stops when dropped.
+pub struct FakeApp {
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    seen: Arc<Mutex<Vec<Recorded>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+type Body = BoxBody<Bytes, std::io::Error>;
+
+impl FakeApp {
+    /// Starts an app named `instance` on a free port.
+    pub async fn start(instance: &str) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind app");
+        Self::serve(listener, instance)
+    }
+
+    /// Starts an app named `instance` on `port`.
+    pub async fn start_on(port: u16, instance: &str) -> Self {
+        let listener = TcpListener::bind(("127.0.0.1", port)).await.expect("bind app");
+        Self::serve(listener, instance)
+    }
+
+    fn serve(listener: TcpListener, instance: &str) -> Self {
+        let port = listener.local_addr().expect("addr").port();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (seen2, instance) = (seen.clone(), instance.to_owned());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else { continue };
+                let (seen, instance) = (seen2.clone(), instance.clone());
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req| handle(req, seen.clone(), instance.clone()));
+                    let _ = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(tcp), svc).await;
+                });
+            }
+        });
+        Self { port, seen, task }
+    }
+
+    /// Every request received so far.
+    pub fn seen(&self) -> Vec<Recorded> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+impl Drop for FakeApp {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn full(b: impl Into<Bytes>) -> Body {
+    http_body_util::Full::new(b.into()).map_err(|never| match never {}).boxed()
+}
+
+/// 64-bit FNV-1a, folded over chunks.
+pub fn fnv(mut h: u64, data: &[u8]) -> u64 {
+    for b in data {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    h
+}
+
+/// FNV offset basis.
+pub const FNV_START: u64 = 0xcbf29ce484222325;
+
+async fn handle(req: Request<Incoming>, seen: Arc<Mutex<Vec<Recorded>>>, instance: String) -> Result<Response<Body>, Infallible> {
+    let (parts, mut body) = req.into_parts();
+    seen.lock().unwrap().push(Recorded {
+        method: parts.method.to_string(),
+        path: parts.uri.path().to_owned(),
+        query: parts.uri.query().unwrap_or("").to_owned(),
+        headers: parts.headers.clone(),
+    });
+    let path = parts.uri.path();
+    let mut rsp = Response::new(full(""));
+    if let Some(code) = path.strip_prefix("/status/").and_then(|c| c.parse::<u16>().ok()) {
+        *rsp.body_mut() = full(format!("{{\"status\":{code}}}"));
+        *rsp.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::IM_A_TEAPOT);
+        rsp.headers_mut().insert("x-app-status", code.into());
+    } else if let Some(n) = path.strip_prefix("/stream/").and_then(|c| c.parse::<usize>().ok()) {
+        let chunks = (0..n.div_ceil(65536)).map(move |i| {
+            let len = 65536.min(n - i * 65536);
+            Ok::<_, std::io::Error>(Frame::data(Bytes::from(vec![(i % 251) as u8; len])))
+        });
+        *rsp.body_mut() = BodyExt::boxed(StreamBody::new(tokio_stream_iter(chunks)));
+        rsp.headers_mut().insert("content-type", "application/octet-stream".parse().unwrap());
+    } else if path == "/sink" {
+        let (mut n, mut h) = (0u64, FNV_START);
+        while let Some(frame) = body.frame().await {
+            let Ok(frame) = frame else { break };
+            if let Some(d) = frame.data_ref() {
+                n += d.len() as u64;
+                h = fnv(h, d);
+            }
+        }
+        *rsp.body_mut() = full(format!("{{\"bytes\":{n},\"fnv\":{h}}}"));
+    } else if path == "/headers" {
+        let h = rsp.headers_mut();
+        h.insert("x-custom-response", "yes".parse().unwrap());
+        h.insert("connection", "x-hop".parse().unwrap());
+        h.insert("x-hop", "secret".parse().unwrap());
+        h.insert("keep-alive", "timeout=5".parse().unwrap());
+    } else if let Some(ms) = path.strip_prefix("/slow/").and_then(|c| c.parse::<u64>().ok()) {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        *rsp.body_mut() = full("slow done");
+    } else {
+        let bytes = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        let headers: serde_json::Map<String, serde_json::Value> =
+            parts.headers.iter().map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into())).collect();
+        let reply = serde_json::json!({
+            "instance": instance,
+            "method": parts.method.as_str(),
+            "path": path,
+            "query": parts.uri.query().unwrap_or(""),
+            "headers": headers,
+            "body": String::from_utf8_lossy(&bytes),
+        });
+        *rsp.body_mut() = full(reply.to_string());
+        rsp.headers_mut().insert("content-type", "application/json".parse().unwrap());
+    }
+    Ok(rsp)
+}
+
+/// An iterator as a stream, without pulling in a stream crate.
+fn tokio_stream_iter<I: Iterator + Unpin>(iter: I) -> IterStream<I> {
+    IterStream(iter)
+}
+
+struct IterStream<I>(I);
+
+impl<I: Iterator + Unpin> futures_core::Stream for IterStream<I> {
+    type Item = I::Item;
+    fn poll_next(mut self: std::pin::Pin<&mut Self>, _cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<I::Item>> {
+        std::task::Poll::Ready(self.0.next())
+    }
+}

@@ -1,0 +1,36 @@
+//! Test support for end-to-end tests: real `outrider` processes, a recording app, an HTTP client
+//! and raw TCP, all on loopback. Waits are bounded; nothing sleeps for a fixed time to "let
+//! things settle".
+
+pub mod app;
+pub mod client;
+pub mod sidecar;
+
+pub use app::{FNV_START, FakeApp, Recorded, fnv};
+pub use client::{Reply, http_client, raw_request, send};
+pub use sidecar::{Mesh, Sidecar, SidecarBuilder, binary, sum_metric, wait_registered};
+
+use std::future::Future;
+use std::time::Duration;
+
+/// A TCP port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("no free port")
+}
+
+/// Polls `check` every 50 ms until it returns `Some`, for at most `limit`; panics with `what`
+/// otherwise.
+pub async fn wait_until<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

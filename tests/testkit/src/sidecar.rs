@@ -1,0 +1,283 @@
+//! Real sidecar processes.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::process::{Child, Command};
+
+use crate::{free_port, send, wait_until};
+
+/// The `outrider` binary under test: `$OUTRIDER_BIN`, or beside the test executable's `deps/`.
+pub fn binary(name: &str) -> PathBuf {
+    if let Some(p) = std::env::var_os(format!("{}_BIN", name.to_ascii_uppercase().replace('-', "_"))) {
+        return p.into();
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let p = dir.join(name);
+    assert!(p.exists(), "{} not found: build it first (make test does: cargo build --bins)", p.display());
+    p
+}
+
+/// A group of sidecars sharing one `$HOME`, hence one development CA and one local registry.
+pub struct Mesh {
+    home: tempfile::TempDir,
+}
+
+impl Default for Mesh {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Mesh {
+    /// A fresh mesh with its own CA.
+    pub fn new() -> Self {
+        Self { home: tempfile::tempdir().expect("tempdir") }
+    }
+
+    /// The shared home directory.
+    pub fn home(&self) -> &Path {
+        self.home.path()
+    }
+
+    /// The CA directory the sidecars use.
+    pub fn ca_dir(&self) -> PathBuf {
+        self.home.path().join(".outrider/ca")
+    }
+
+    /// The local registry directory.
+    pub fn registry_dir(&self) -> PathBuf {
+        self.home.path().join(".outrider/registry")
+    }
+
+    /// Starts describing a sidecar for `app_id`.
+    pub fn sidecar(&self, app_id: &str) -> SidecarBuilder {
+        SidecarBuilder {
+            home: self.home.path().to_owned(),
+            app_id: app_id.to_owned(),
+            app_port: None,
+            args: Vec::new(),
+            env: Vec::new(),
+            command: Vec::new(),
+        }
+    }
+}
+
+/// How to start one sidecar.
+pub struct SidecarBuilder {
+    home: PathBuf,
+    app_id: String,
+    app_port: Option<u16>,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    command: Vec<String>,
+}
+
+impl SidecarBuilder {
+    /// The app's port.
+    pub fn app_port(mut self, port: u16) -> Self {
+        self.app_port = Some(port);
+        self
+    }
+
+    /// Extra flags.
+    pub fn args<I: IntoIterator<Item = S>, S: Into<String>>(mut self, args: I) -> Self {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    /// An environment variable for the sidecar process.
+    pub fn env(mut self, k: &str, v: &str) -> Self {
+        self.env.push((k.to_owned(), v.to_owned()));
+        self
+    }
+
+    /// The app to run as a child (`-- CMD ARGS…`).
+    pub fn command<I: IntoIterator<Item = S>, S: Into<String>>(mut self, argv: I) -> Self {
+        self.command.extend(argv.into_iter().map(Into::into));
+        self
+    }
+
+    /// Spawns the process without waiting for it to be ready.
+    pub fn spawn(self) -> Sidecar {
+        let (api, mesh, admin) = (free_port(), free_port(), free_port());
+        let log = tempfile::NamedTempFile::new().expect("log file");
+        let mut cmd = Command::new(binary("outrider"));
+        cmd.arg("run")
+            .args(["--app-id", &self.app_id])
+            .args(["--dapr-http-port", &api.to_string()])
+            .args(["--mesh-port", &mesh.to_string()])
+            .args(["--metrics-port", &admin.to_string()])
+            .arg("--data-dir")
+            .arg(self.home.join(format!("data-{}-{api}", self.app_id)))
+            .args(["--log-level", "debug"])
+            .args(&self.args)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", &self.home)
+            .stdin(Stdio::null())
+            .stdout(log.reopen().expect("log"))
+            .stderr(log.reopen().expect("log"))
+            .kill_on_drop(true);
+        if let Some(p) = self.app_port {
+            cmd.args(["--app-port", &p.to_string()]);
+        }
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        if !self.command.is_empty() {
+            cmd.arg("--").args(&self.command);
+        }
+        let child = cmd.spawn().expect("spawning outrider");
+        Sidecar { child, app_id: self.app_id, api, mesh, admin, log }
+    }
+
+    /// Spawns the process and waits until its outbound API answers.
+    pub async fn start(self) -> Sidecar {
+        let mut s = self.spawn();
+        s.wait_outbound_ready().await;
+        s
+    }
+}
+
+/// A running sidecar, killed when dropped. Its log is printed if the test is failing.
+pub struct Sidecar {
+    child: Child,
+    /// Its app id.
+    pub app_id: String,
+    /// API port.
+    pub api: u16,
+    /// Mesh port.
+    pub mesh: u16,
+    /// Admin port.
+    pub admin: u16,
+    log: tempfile::NamedTempFile,
+}
+
+impl Sidecar {
+    /// `http://127.0.0.1:<api>`.
+    pub fn api_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.api)
+    }
+
+    /// `http://127.0.0.1:<admin>`.
+    pub fn admin_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.admin)
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("sidecar already reaped")
+    }
+
+    /// Everything the sidecar logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log.path()).unwrap_or_default()
+    }
+
+    /// Waits (bounded) for `GET /v1.0/healthz/outbound` to answer 204; panics with the log if
+    /// the process exits first.
+    pub async fn wait_outbound_ready(&mut self) {
+        self.wait_path("/v1.0/healthz/outbound").await;
+    }
+
+    /// Waits (bounded) for `GET /v1.0/healthz` to answer 204: the app is reachable too.
+    pub async fn wait_ready(&mut self) {
+        self.wait_path("/v1.0/healthz").await;
+    }
+
+    async fn wait_path(&mut self, path: &str) {
+        let url = format!("{}{path}", self.api_url());
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("sidecar {} exited with {status} before {path} was ready:\n{}", self.app_id, self.log());
+            }
+            if let Ok(r) = send("GET", &url, &[], Vec::new()).await {
+                if r.status == 204 {
+                    return;
+                }
+            }
+            assert!(tokio::time::Instant::now() < deadline, "sidecar {} never became ready at {path}:\n{}", self.app_id, self.log());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Peak resident memory of the process so far (`VmHWM`), in bytes.
+    pub fn peak_rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("proc status");
+        let kb: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM");
+        kb * 1024
+    }
+
+    /// Sends a signal.
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid() as i32), sig).expect("kill");
+    }
+
+    /// Waits (bounded) for the process to exit and returns its exit code.
+    pub async fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        match tokio::time::timeout(limit, self.child.wait()).await {
+            Ok(Ok(status)) => status.code(),
+            _ => panic!("sidecar {} did not exit within {limit:?}:\n{}", self.app_id, self.log()),
+        }
+    }
+
+    /// Kills the process (SIGKILL) and reaps it.
+    pub async fn kill(&mut self) {
+        let _ = self.child.kill().await;
+    }
+
+    /// The admin listener's `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        let r = send("GET", &format!("{}/metrics", self.admin_url()), &[], Vec::new()).await.expect("metrics");
+        String::from_utf8_lossy(&r.body).into_owned()
+    }
+
+    /// Sum of the values of every sample of `name` whose labels contain all of `labels`
+    /// (e.g. `status="200"`), as scraped now.
+    pub async fn metric_sum(&self, name: &str, labels: &[&str]) -> f64 {
+        sum_metric(&self.metrics().await, name, labels)
+    }
+}
+
+/// Sums samples of `name` in Prometheus text whose label set contains all `labels`.
+pub fn sum_metric(text: &str, name: &str, labels: &[&str]) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.starts_with(name) && matches!(l.as_bytes().get(name.len()), Some(b'{' | b' ')))
+        .filter(|l| labels.iter().all(|want| l.contains(want)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+impl Drop for Sidecar {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("----- log of sidecar {} -----\n{}\n----- end -----", self.app_id, self.log());
+        }
+    }
+}
+
+/// Waits until the local registry lists `n` entries for `app_id`.
+pub async fn wait_registered(mesh: &Mesh, app_id: &str, n: usize) {
+    let dir = mesh.registry_dir();
+    let app = format!("~{app_id}~");
+    wait_until(Duration::from_secs(10), &format!("{n} registry entries for {app_id}"), || {
+        let dir = dir.clone();
+        let app = app.clone();
+        async move {
+            let count = std::fs::read_dir(&dir)
+                .map(|rd| rd.flatten().filter(|e| e.file_name().to_string_lossy().contains(&app) && e.file_name().to_string_lossy().ends_with(".json")).count())
+                .unwrap_or(0);
+            (count == n).then_some(())
+        }
+    })
+    .await
+}
