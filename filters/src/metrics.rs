@@ -69,8 +69,22 @@ impl<S> Layer<S> for MetricsLayer {
     }
 }
 
+/// Records one request of `side` that started at `start`: a count and a latency in ms.
+/// `status` 0 means no response. The route label is `other` when no route matched.
+pub fn record(side: Side, app_id: &str, method: &'static str, route: Option<RouteLabel>, status: u16, start: Instant) {
+    let (count, latency) = side.names();
+    let labels = [
+        ("app_id", app_id.to_owned()),
+        ("method", method.to_owned()),
+        ("path", route.map_or("other", |r| r.0).to_owned()),
+        ("status", status.to_string()),
+    ];
+    metrics::counter!(count, &labels).increment(1);
+    metrics::histogram!(latency, &labels).record(start.elapsed().as_secs_f64() * 1000.0);
+}
+
 /// A bounded method label.
-fn method_label(m: &Method) -> &'static str {
+pub fn method_label(m: &Method) -> &'static str {
     match *m {
         Method::GET => "GET",
         Method::POST => "POST",
@@ -134,16 +148,7 @@ where
                 Ok(rsp) => (rsp.status().as_u16(), rsp.extensions().get::<RouteLabel>().copied().or(req_route)),
                 Err(_) => (0, req_route),
             };
-            let path = route.map_or("other", |r| r.0);
-            let (count, latency) = this.side.names();
-            let labels = [
-                ("app_id", app_id.to_string()),
-                ("method", method.to_owned()),
-                ("path", path.to_owned()),
-                ("status", status.to_string()),
-            ];
-            metrics::counter!(count, &labels).increment(1);
-            metrics::histogram!(latency, &labels).record(this.start.elapsed().as_secs_f64() * 1000.0);
+            record(*this.side, &app_id, method, route, status, *this.start);
         }
         Poll::Ready(out)
     }
