@@ -34,13 +34,13 @@ pub(crate) enum InvokeError {
     BodyTooLarge(u64),
     #[error("no endpoints found for app {0}")]
     NoEndpoints(Target),
-    #[error("connecting to {target} at {addr} failed: {source}")]
+    #[error("connecting to {target} at {addr} failed: {}", chain(source.as_ref()))]
     Connect { target: Target, addr: std::net::SocketAddr, source: BoxError },
-    #[error("the request to {target} failed: {source}")]
+    #[error("the request to {target} failed: {}", chain(source.as_ref()))]
     Upstream { target: Target, source: BoxError },
     #[error("app channel is not initialized: this sidecar has no --app-port")]
     NoAppChannel,
-    #[error("error invoking app channel: {0}")]
+    #[error("error invoking app channel: {}", chain(.0.as_ref()))]
     AppChannel(BoxError),
 }
 
@@ -107,6 +107,21 @@ impl ApiError {
         rsp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         rsp
     }
+}
+
+/// An error and its causes, outermost first: `client error (Connect): tls: …`.
+pub(crate) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(err) = cur {
+        let s = err.to_string();
+        if !out.contains(&s) {
+            out.push_str(": ");
+            out.push_str(&s);
+        }
+        cur = err.source();
+    }
+    out
 }
 
 /// Whether a client error was caused by the request body exceeding its limit.

@@ -4,6 +4,7 @@
 
 pub mod app;
 pub mod client;
+pub mod mesh;
 pub mod sidecar;
 
 pub use app::{FNV_START, FakeApp, Recorded, fnv};

@@ -1,0 +1,121 @@
+"""Shared helpers for the Python SDK compatibility scripts (one script per building block).
+
+Output contract: one line per check, ``ok - <name>`` or ``not ok - <name>: <why>``; skipped
+checks are ``ok - <name> # SKIP <why>`` (TAP style). Diagnostics start with ``# ``. The process
+exits 0 only if every check passed.
+
+Every wait is bounded: SDK calls get explicit timeouts, and a watchdog ends the whole script
+after SDK_TEST_TIMEOUT_SECS (default 180) seconds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import sys
+import threading
+import time
+from typing import Any, Callable, Dict, Iterator
+
+
+def require_env(*names: str) -> Dict[str, str]:
+    """Reads required environment variables; exits with a failure line when one is missing."""
+    missing = [n for n in names if not os.environ.get(n)]
+    if missing:
+        print(f"not ok - environment: missing {', '.join(missing)}", flush=True)
+        sys.exit(2)
+    return {n: os.environ[n] for n in names}
+
+
+def _one_line(s: Any) -> str:
+    return " | ".join(part.strip() for part in str(s).splitlines() if part.strip())[:800]
+
+
+class CheckFailed(Exception):
+    pass
+
+
+def expect(cond: Any, msg: str) -> None:
+    if not cond:
+        raise CheckFailed(msg)
+
+
+def expect_eq(what: str, actual: Any, expected: Any) -> None:
+    if actual != expected:
+        raise CheckFailed(f"{what}: expected {expected!r}, got {actual!r}")
+
+
+@contextlib.contextmanager
+def captured_stdout() -> Iterator[io.StringIO]:
+    """Captures what the SDK prints (e.g. its health-probe retries) and re-emits it as `# `
+    diagnostics, so stdout keeps one line per check."""
+    buf = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(buf):
+            yield buf
+    finally:
+        for line in buf.getvalue().splitlines():
+            if line.strip():
+                print(f"# sdk: {line}", flush=True)
+
+
+class Suite:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.passed = 0
+        self.failed = 0
+        self.skipped = 0
+        secs = float(os.environ.get("SDK_TEST_TIMEOUT_SECS") or 180)
+
+        def _watchdog() -> None:
+            print(f"not ok - watchdog: {name} did not finish within {secs:g} s", flush=True)
+            os._exit(3)
+
+        self._watchdog = threading.Timer(secs, _watchdog)
+        self._watchdog.daemon = True
+        self._watchdog.start()
+
+    def check(self, name: str, fn: Callable[[], Any]) -> bool:
+        """Runs one check; returns True if it passed. Time bounds come from the SDK call
+        timeouts inside `fn` and from the watchdog."""
+        started = time.monotonic()
+        try:
+            fn()
+        except Exception as e:  # noqa: BLE001 - any failure is a failed check
+            self.failed += 1
+            why = str(e) if isinstance(e, CheckFailed) else f"{type(e).__name__}: {e}"
+            print(f"not ok - {name}: {_one_line(why)}", flush=True)
+            return False
+        self.passed += 1
+        took = time.monotonic() - started
+        print(f"ok - {name}", flush=True)
+        if took >= 1:
+            print(f"# took {took:.1f} s", flush=True)
+        return True
+
+    def skip(self, name: str, why: str) -> None:
+        self.skipped += 1
+        print(f"ok - {name} # SKIP {_one_line(why)}", flush=True)
+
+    def finish(self) -> None:
+        """Prints the summary and exits (0 only if nothing failed)."""
+        self._watchdog.cancel()
+        total = self.passed + self.failed
+        print(
+            f"# {self.name}: checks={total} passed={self.passed} "
+            f"failed={self.failed} skipped={self.skipped}",
+            flush=True,
+        )
+        sys.stdout.flush()
+        os._exit(0 if self.failed == 0 and total > 0 else 1)
+
+
+def json_body(raw: Any, what: str = "body") -> Any:
+    if isinstance(raw, (bytes, bytearray)):
+        raw = raw.decode("utf-8", "replace")
+    try:
+        return json.loads(raw)
+    except (TypeError, ValueError):
+        raise CheckFailed(f"{what} is not JSON: {raw!r}") from None
