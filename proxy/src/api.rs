@@ -153,6 +153,9 @@ impl ApiService {
     /// The matched route (and its `{key}`), if the verb fits; otherwise the request falls through
     /// to invocation, as in daprd. A trailing slash is tried without it.
     fn route(&self, path: &str, method: &Method) -> Option<(Route, Option<String>)> {
+        if path == "/v1.0/metadata/" && method == Method::PUT {
+            return Some((Route::MetadataKey, Some(String::new())));
+        }
         let m = self.router.at(path).ok().or_else(|| self.router.at(path.strip_suffix('/')?).ok())?;
         let route = *m.value;
         let key = m.params.get("key").map(percent_decode);
@@ -191,20 +194,14 @@ impl ApiService {
     }
 }
 
-/// The edge: upper-case methods, a clean path, and unambiguous framing. Returns the router's
-/// form of the path.
+/// The edge: upper-case methods and a clean path (framing was checked below hyper, by
+/// `guard`). Returns the router's form of the path.
 fn edge(req: &Request<Incoming>) -> Result<String, Response<Body>> {
     let reject = |r: normalize::Rejection| ApiError::edge(r).into_response();
     if !normalize::method_ok(req.method().as_str()) {
         return Err(reject(normalize::Rejection::BadMethod));
     }
     let path = normalize::route_path(req.uri().path()).map_err(reject)?;
-    let h = req.headers();
-    if h.contains_key(header::CONTENT_LENGTH) && h.contains_key(header::TRANSFER_ENCODING) {
-        let mut rsp = ApiError::new(StatusCode::BAD_REQUEST, "ERR_BAD_REQUEST", "both Content-Length and Transfer-Encoding").into_response();
-        rsp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
-        return Err(rsp);
-    }
     Ok(path)
 }
 

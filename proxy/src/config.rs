@@ -238,7 +238,8 @@ struct ConfigSpec {
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Mtls {
-    #[serde(default)]
+    // Dapr spells it with "TTL", which camelCase renaming would not produce.
+    #[serde(default, rename = "workloadCertTTL")]
     workload_cert_ttl: Option<String>,
 }
 

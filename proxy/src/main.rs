@@ -12,6 +12,7 @@ mod child;
 mod cli;
 mod config;
 mod errors;
+mod guard;
 mod http;
 mod identity;
 mod inbound;

@@ -14,6 +14,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::guard::Guarded;
 use crate::http::Body;
 
 /// The largest request head accepted on HTTP/1.1, and header list on HTTP/2.
@@ -62,7 +63,9 @@ pub(crate) async fn serve<S: ConnService>(listener: TcpListener, svc: S, stop: C
             accepted = listener.accept() => match accepted {
                 Ok((tcp, _)) => {
                     let _ = tcp.set_nodelay(true);
-                    let conn = builder.serve_connection(TokioIo::new(tcp), TowerToHyperService::new(svc.clone())).into_owned();
+                    // HTTP/1 framing is checked below hyper; see `guard`.
+                    let io = TokioIo::new(Guarded::new(tcp));
+                    let conn = builder.serve_connection(io, TowerToHyperService::new(svc.clone())).into_owned();
                     let conn = graceful.watch(conn);
                     tokio::spawn(async move {
                         if let Err(e) = conn.await {

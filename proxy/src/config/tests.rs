@@ -3,7 +3,10 @@ use crate::cli::{Cli, Command};
 use clap::Parser;
 
 fn args(extra: &[&str]) -> RunArgs {
-    let mut v = vec!["outrider", "run", "--app-id", "a"];
+    let mut v = vec!["outrider", "run"];
+    if !extra.contains(&"--app-id") {
+        v.extend(["--app-id", "a"]);
+    }
     v.extend_from_slice(extra);
     let Command::Run(a) = Cli::try_parse_from(v).unwrap().command;
     *a
