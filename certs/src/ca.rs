@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType, SerialNumber,
 };
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use time::OffsetDateTime;
@@ -102,8 +102,7 @@ impl DevCa {
         params.subject_alt_names = vec![SanType::URI(id.to_string().try_into()?)];
         params.is_ca = IsCa::ExplicitNoCa;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages =
-            vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
         params.use_authority_key_identifier_extension = true;
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
         let cert = params.signed_by(&key, &self.issuer)?;
@@ -168,12 +167,8 @@ fn tempdir_in(parent: &Path) -> Result<PathBuf, Error> {
 }
 
 fn write_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), Error> {
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(path)
-        .map_err(|e| Error::io(path, e))?;
+    let mut f =
+        fs::OpenOptions::new().write(true).create_new(true).mode(mode).open(path).map_err(|e| Error::io(path, e))?;
     f.write_all(contents).and_then(|()| f.sync_all()).map_err(|e| Error::io(path, e))
 }
 
@@ -210,9 +205,8 @@ mod tests {
         let home = tempfile::tempdir().unwrap();
         let dir = home.path().join("ca");
         let roots: Vec<Vec<u8>> = std::thread::scope(|s| {
-            let handles: Vec<_> = (0..8)
-                .map(|_| s.spawn(|| DevCa::load_or_create(&dir).unwrap().cert_der.to_vec()))
-                .collect();
+            let handles: Vec<_> =
+                (0..8).map(|_| s.spawn(|| DevCa::load_or_create(&dir).unwrap().cert_der.to_vec())).collect();
             handles.into_iter().map(|h| h.join().unwrap()).collect()
         });
         assert!(roots.windows(2).all(|w| w[0] == w[1]), "sidecars disagree on the root");
@@ -230,7 +224,11 @@ mod tests {
         let leaf = ca.issue(&id, Duration::from_secs(10 * 365 * 24 * 3600)).unwrap();
         assert!(leaf.not_after <= ca.not_after());
         let short = ca.issue(&id, Duration::from_secs(3)).unwrap();
-        let delay = crate::RenewalSchedule { ttl: Duration::from_secs(3) }.delay(short.issued_at, short.not_after, short.issued_at);
+        let delay = crate::RenewalSchedule { ttl: Duration::from_secs(3) }.delay(
+            short.issued_at,
+            short.not_after,
+            short.issued_at,
+        );
         assert_eq!(delay, Duration::from_secs(2), "renewal counts from issue, not the backdated notBefore");
         let (_, cert) = x509_parser::parse_x509_certificate(&leaf.chain[0]).unwrap();
         let san = cert.subject_alternative_name().unwrap().unwrap();

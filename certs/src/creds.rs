@@ -107,9 +107,7 @@ impl Credentials {
         let current = load(&cert, 1)?;
         roots.check_own(&cert.chain, &id)?;
         let (changes, _) = watch::channel(current.info.clone());
-        Ok(Self {
-            inner: Arc::new(Inner { id, roots, current: ArcSwap::from_pointee(current), changes }),
-        })
+        Ok(Self { inner: Arc::new(Inner { id, roots, current: ArcSwap::from_pointee(current), changes }) })
     }
 
     /// Loads credentials issued by someone else: a trust bundle, a certificate chain (leaf first)
@@ -182,13 +180,12 @@ fn read_issued(chain: &Path, key: &Path) -> Result<IssuedCert, Error> {
         .map_err(|e| Error::Pem { path: chain.to_owned(), what: e.to_string() })?
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| Error::Pem { path: chain.to_owned(), what: e.to_string() })?;
-    let leaf = certs
-        .first()
-        .ok_or_else(|| Error::Pem { path: chain.to_owned(), what: "no certificate found".into() })?;
-    let not_after = not_after_of(leaf)
-        .ok_or_else(|| Error::Pem { path: chain.to_owned(), what: "unreadable validity".into() })?;
-    let key = PrivateKeyDer::from_pem_file(key)
-        .map_err(|e| Error::Pem { path: key.to_owned(), what: e.to_string() })?;
+    let leaf =
+        certs.first().ok_or_else(|| Error::Pem { path: chain.to_owned(), what: "no certificate found".into() })?;
+    let not_after =
+        not_after_of(leaf).ok_or_else(|| Error::Pem { path: chain.to_owned(), what: "unreadable validity".into() })?;
+    let key =
+        PrivateKeyDer::from_pem_file(key).map_err(|e| Error::Pem { path: key.to_owned(), what: e.to_string() })?;
     Ok(IssuedCert { chain: certs, key, not_after, issued_at: SystemTime::now() })
 }
 
@@ -197,9 +194,8 @@ fn load(cert: &IssuedCert, generation: u64) -> Result<Current, Error> {
     let signer = provider.key_provider.load_private_key(cert.key.clone_key())?;
     let key = CertifiedKey::new(cert.chain.clone(), signer);
     key.keys_match()?;
-    let serial = x509_parser::parse_x509_certificate(&cert.chain[0])
-        .map(|(_, c)| hex(c.raw_serial()))
-        .unwrap_or_default();
+    let serial =
+        x509_parser::parse_x509_certificate(&cert.chain[0]).map(|(_, c)| hex(c.raw_serial())).unwrap_or_default();
     let info = CertInfo { serial, issued_at: cert.issued_at, not_after: cert.not_after, generation };
     Ok(Current { key: Arc::new(key), info })
 }

@@ -32,7 +32,9 @@ pub async fn renew_forever(creds: Credentials, ca: DevCa, schedule: RenewalSched
         let wait = schedule.delay(info.issued_at, info.not_after, SystemTime::now());
         tokio::time::sleep(wait).await;
         match ca.issue(creds.id(), schedule.ttl).and_then(|cert| creds.install(cert)) {
-            Ok(info) => tracing::info!(serial = %info.serial, generation = info.generation, "renewed the workload certificate"),
+            Ok(info) => {
+                tracing::info!(serial = %info.serial, generation = info.generation, "renewed the workload certificate")
+            }
             Err(error) => {
                 tracing::warn!(%error, "renewing the workload certificate failed; retrying");
                 tokio::time::sleep(Duration::from_secs(1).min(schedule.ttl / 10)).await;

@@ -49,9 +49,7 @@ impl SpiffeId {
 /// Whether `s` may be an app id or namespace segment: ASCII letters, digits, `-` and `_`.
 /// Dots are excluded because `app.namespace` is how callers name another namespace.
 pub(crate) fn is_segment(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 253
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    !s.is_empty() && s.len() <= 253 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 fn is_trust_domain(s: &str) -> bool {

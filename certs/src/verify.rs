@@ -55,10 +55,7 @@ impl Roots {
             .map_err(pki_error)?;
         let id = spiffe_id_of(end_entity).map_err(|e| other_error(e.to_string()))?;
         if id.trust_domain() != self.trust_domain {
-            return Err(other_error(format!(
-                "peer {id} is outside trust domain {}",
-                self.trust_domain
-            )));
+            return Err(other_error(format!("peer {id} is outside trust domain {}", self.trust_domain)));
         }
         Ok(id)
     }
@@ -118,9 +115,7 @@ fn pki_error(e: webpki::Error) -> rustls::Error {
 }
 
 fn other_error(msg: String) -> rustls::Error {
-    rustls::Error::InvalidCertificate(CertificateError::Other(rustls::OtherError(Arc::new(
-        IdentityError(msg),
-    ))))
+    rustls::Error::InvalidCertificate(CertificateError::Other(rustls::OtherError(Arc::new(IdentityError(msg)))))
 }
 
 #[derive(Debug)]

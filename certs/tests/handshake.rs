@@ -122,10 +122,18 @@ async fn server_refuses_clients_without_uri_san_or_client_auth() {
     let b = creds(&ca, "b");
     let uri = |s: &str| SanType::URI(s.try_into().unwrap());
     let cases = [
-        ("DNS SAN instead of URI SAN", vec![SanType::DnsName("spiffe://public/ns/default/a".try_into().unwrap())], vec![ExtendedKeyUsagePurpose::ClientAuth]),
+        (
+            "DNS SAN instead of URI SAN",
+            vec![SanType::DnsName("spiffe://public/ns/default/a".try_into().unwrap())],
+            vec![ExtendedKeyUsagePurpose::ClientAuth],
+        ),
         ("serverAuth only", vec![uri("spiffe://public/ns/default/a")], vec![ExtendedKeyUsagePurpose::ServerAuth]),
         ("other trust domain", vec![uri("spiffe://other/ns/default/a")], vec![ExtendedKeyUsagePurpose::ClientAuth]),
-        ("two URI SANs", vec![uri("spiffe://public/ns/default/a"), uri("spiffe://public/ns/default/b")], vec![ExtendedKeyUsagePurpose::ClientAuth]),
+        (
+            "two URI SANs",
+            vec![uri("spiffe://public/ns/default/a"), uri("spiffe://public/ns/default/b")],
+            vec![ExtendedKeyUsagePurpose::ClientAuth],
+        ),
     ];
     for (what, sans, ekus) in cases {
         let leaf = foreign_leaf(&dir, sans, ekus);

@@ -173,7 +173,11 @@ mod tests {
         let fields: Vec<_> = errs.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(
             fields,
-            ["spec.nameResolution.configuration.apps.a.b.c", "spec.nameResolution.configuration.apps.b[0]", "spec.nameResolution.configuration.apps.b[2]"]
+            [
+                "spec.nameResolution.configuration.apps.a.b.c",
+                "spec.nameResolution.configuration.apps.b[0]",
+                "spec.nameResolution.configuration.apps.b[2]"
+            ]
         );
         assert!(errs[1].message.contains("\"nope\""));
     }

@@ -17,10 +17,8 @@ pub struct StaticResolver {
 impl StaticResolver {
     /// A resolver over `map`.
     pub fn new(map: BTreeMap<Target, Vec<SocketAddr>>) -> Self {
-        let sets = map
-            .into_iter()
-            .map(|(t, addrs)| (t, watch::Sender::new(Arc::new(EndpointSet::new(addrs)))))
-            .collect();
+        let sets =
+            map.into_iter().map(|(t, addrs)| (t, watch::Sender::new(Arc::new(EndpointSet::new(addrs))))).collect();
         Self { sets, empty: watch::Sender::new(Arc::default()) }
     }
 }

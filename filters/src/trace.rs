@@ -34,7 +34,8 @@ impl TraceContext {
     pub fn parse(v: &str) -> Option<Self> {
         let mut parts = v.trim().split('-');
         let (ver, trace, span, flags) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-        let lower_hex = |s: &str, n| s.len() == n && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        let lower_hex =
+            |s: &str, n| s.len() == n && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
         // A future version may append fields; version 00 may not.
         if !lower_hex(ver, 2) || ver == "ff" || (ver == "00" && parts.next().is_some()) {
             return None;

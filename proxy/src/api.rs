@@ -43,7 +43,9 @@ pub(crate) struct Health {
 
 impl Health {
     pub(crate) fn ready(&self) -> bool {
-        self.outbound_ready.load(Ordering::Acquire) && self.app_ready.load(Ordering::Acquire) && !self.draining.load(Ordering::Acquire)
+        self.outbound_ready.load(Ordering::Acquire)
+            && self.app_ready.load(Ordering::Acquire)
+            && !self.draining.load(Ordering::Acquire)
     }
 
     pub(crate) fn outbound_ready(&self) -> bool {
@@ -127,10 +129,10 @@ impl ApiService {
     async fn handle(&self, mut req: Request<Incoming>) -> Response<Body> {
         let path = match edge(&req) {
             Ok(p) => p,
-            Err(rsp) => return rsp,
+            Err(e) => return e.into_response(),
         };
-        if let Err(rsp) = self.check_token(&req, &path) {
-            return rsp;
+        if let Err(e) = self.check_token(&req, &path) {
+            return e.into_response();
         }
         req.headers_mut().remove("dapr-api-token");
         let result = if let Some(rest) = path.strip_prefix("/v1.0/invoke/") {
@@ -167,7 +169,12 @@ impl ApiService {
         verb_ok.then_some((route, key))
     }
 
-    async fn dispatch(&self, route: Route, key: Option<String>, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    async fn dispatch(
+        &self,
+        route: Route,
+        key: Option<String>,
+        req: Request<Incoming>,
+    ) -> Result<Response<Body>, ApiError> {
         let s = &self.state;
         match route {
             Route::Healthz => meta::healthz(s, req.uri().query()),
@@ -180,28 +187,33 @@ impl ApiService {
 
     /// `DAPR_API_TOKEN`: every route needs it except exactly `GET /v1.0/healthz` and
     /// `GET /v1.0/healthz/outbound`.
-    fn check_token(&self, req: &Request<Incoming>, path: &str) -> Result<(), Response<Body>> {
+    fn check_token(&self, req: &Request<Incoming>, path: &str) -> Result<(), Unauthorized> {
         let Some(token) = &self.state.api_token else { return Ok(()) };
         let exempt = req.method() == Method::GET && (path == "/v1.0/healthz" || path == "/v1.0/healthz/outbound");
         let given = req.headers().get("dapr-api-token").map(HeaderValue::as_bytes).unwrap_or_default();
-        if exempt || constant_time_eq(given, token.as_bytes()) {
-            return Ok(());
-        }
+        if exempt || constant_time_eq(given, token.as_bytes()) { Ok(()) } else { Err(Unauthorized) }
+    }
+}
+
+/// A missing or wrong API token. daprd answers it in plain text, not with an error body.
+struct Unauthorized;
+
+impl Unauthorized {
+    fn into_response(self) -> Response<Body> {
         let mut rsp = Response::new(full("invalid api token\n"));
         *rsp.status_mut() = StatusCode::UNAUTHORIZED;
         rsp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
-        Err(rsp)
+        rsp
     }
 }
 
 /// The edge: upper-case methods and a clean path (framing was checked below hyper, by
 /// `guard`). Returns the router's form of the path.
-fn edge(req: &Request<Incoming>) -> Result<String, Response<Body>> {
-    let reject = |r: normalize::Rejection| ApiError::edge(r).into_response();
+fn edge(req: &Request<Incoming>) -> Result<String, ApiError> {
     if !normalize::method_ok(req.method().as_str()) {
-        return Err(reject(normalize::Rejection::BadMethod));
+        return Err(ApiError::edge(normalize::Rejection::BadMethod));
     }
-    let path = normalize::route_path(req.uri().path()).map_err(reject)?;
+    let path = normalize::route_path(req.uri().path()).map_err(ApiError::edge)?;
     Ok(path)
 }
 

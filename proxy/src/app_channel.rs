@@ -53,9 +53,14 @@ impl AppChannel {
 
     /// Sends `req` (whose URI holds the canonical path and the query) to the app on behalf of
     /// `caller`. The response is the app's, with hop-by-hop headers removed.
-    pub(crate) async fn call(&self, mut req: Request<Body>, caller: &Caller) -> Result<Response<Incoming>, InvokeError> {
+    pub(crate) async fn call(
+        &self,
+        mut req: Request<Body>,
+        caller: &Caller,
+    ) -> Result<Response<Incoming>, InvokeError> {
         let pq = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
-        let uri: Uri = format!("http://{}{pq}", self.authority).parse().map_err(|e| InvokeError::AppChannel(Box::new(e)))?;
+        let uri: Uri =
+            format!("http://{}{pq}", self.authority).parse().map_err(|e| InvokeError::AppChannel(Box::new(e)))?;
         *req.uri_mut() = uri;
         *req.version_mut() = http::Version::HTTP_11;
         let h = req.headers_mut();

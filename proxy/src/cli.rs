@@ -73,7 +73,12 @@ pub(crate) struct RunArgs {
     #[arg(long, env = "OUTRIDER_MAX_BODY_SIZE", default_value = "4Mi", value_parser = parse_size)]
     pub(crate) max_body_size: u64,
     /// How long in-flight requests may take to finish after SIGTERM.
-    #[arg(long, alias = "dapr-graceful-shutdown-seconds", env = "OUTRIDER_GRACEFUL_SHUTDOWN_SECONDS", default_value_t = 5)]
+    #[arg(
+        long,
+        alias = "dapr-graceful-shutdown-seconds",
+        env = "OUTRIDER_GRACEFUL_SHUTDOWN_SECONDS",
+        default_value_t = 5
+    )]
     pub(crate) graceful_shutdown_seconds: u64,
     /// PEM trust bundle (roots) for externally issued certificates; needs --cert-chain and --cert-key.
     #[arg(long, env = "OUTRIDER_TRUST_BUNDLE")]
@@ -110,11 +115,7 @@ impl Env {
     /// Reads the environment, once, at start.
     pub(crate) fn read() -> Self {
         let var = |k| std::env::var(k).ok().filter(|v: &String| !v.is_empty());
-        Self {
-            home: var("HOME").map(PathBuf::from),
-            api_token: var("DAPR_API_TOKEN"),
-            app_token: var("APP_API_TOKEN"),
-        }
+        Self { home: var("HOME").map(PathBuf::from), api_token: var("DAPR_API_TOKEN"), app_token: var("APP_API_TOKEN") }
     }
 }
 
@@ -177,7 +178,9 @@ mod tests {
 
     #[test]
     fn flags_and_trailing_command() {
-        let cli = Cli::try_parse_from(["outrider", "run", "--app-id", "a", "--app-port", "7001", "--", "app", "--flag"]).unwrap();
+        let cli =
+            Cli::try_parse_from(["outrider", "run", "--app-id", "a", "--app-port", "7001", "--", "app", "--flag"])
+                .unwrap();
         let Command::Run(args) = cli.command;
         assert_eq!(args.app_id, "a");
         assert_eq!(args.app_port, Some(7001));

@@ -111,11 +111,8 @@ pub(crate) fn load(args: &RunArgs, env: &Env) -> Result<Settings, Problems> {
     if args.app_port == Some(0) {
         flag("app-port", "0 is not a port an app can listen on".into());
     }
-    let ports = [
-        ("dapr-http-port", args.dapr_http_port),
-        ("mesh-port", args.mesh_port),
-        ("metrics-port", args.metrics_port),
-    ];
+    let ports =
+        [("dapr-http-port", args.dapr_http_port), ("mesh-port", args.mesh_port), ("metrics-port", args.metrics_port)];
     for (i, (a, pa)) in ports.iter().enumerate() {
         for (b, pb) in &ports[i + 1..] {
             if pa == pb && *pa != 0 {
@@ -167,7 +164,8 @@ pub(crate) fn load(args: &RunArgs, env: &Env) -> Result<Settings, Problems> {
         Ok(r) => Some(r),
         Err(errs) => {
             let file = args.config.as_deref().map(display).unwrap_or_default();
-            problems.extend(errs.into_iter().map(|e| Problem { at: format!("{file}: {}", e.field), message: e.message }));
+            problems
+                .extend(errs.into_iter().map(|e| Problem { at: format!("{file}: {}", e.field), message: e.message }));
             None
         }
     };
@@ -249,7 +247,10 @@ fn read_configuration(path: &Path) -> Result<ConfigFile, Vec<Problem>> {
     let cfg: ConfigFile = serde_saphyr::from_str(&text)
         .map_err(|e| vec![Problem { at: at.clone(), message: format!("not a valid Configuration: {e}") }])?;
     if !cfg.kind.is_empty() && cfg.kind != "Configuration" {
-        return Err(vec![Problem { at: format!("{at}: kind"), message: format!("{:?} is not Configuration", cfg.kind) }]);
+        return Err(vec![Problem {
+            at: format!("{at}: kind"),
+            message: format!("{:?} is not Configuration", cfg.kind),
+        }]);
     }
     Ok(cfg)
 }
@@ -299,7 +300,13 @@ fn load_resources(dir: &Path, app_id: &str, out: &mut Vec<ComponentInfo>, proble
     }
 }
 
-fn load_component(doc: serde_json::Value, at: &str, app_id: &str, out: &mut Vec<ComponentInfo>, problems: &mut Vec<Problem>) {
+fn load_component(
+    doc: serde_json::Value,
+    at: &str,
+    app_id: &str,
+    out: &mut Vec<ComponentInfo>,
+    problems: &mut Vec<Problem>,
+) {
     let c: Component = match serde_json::from_value(doc) {
         Ok(c) => c,
         Err(e) => {

@@ -296,7 +296,11 @@ impl<IO: AsyncWrite> AsyncWrite for Guarded<IO> {
         self.project().io.poll_shutdown(cx)
     }
 
-    fn poll_write_vectored(self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
         self.project().io.poll_write_vectored(cx, bufs)
     }
 

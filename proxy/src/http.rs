@@ -66,7 +66,10 @@ pub(crate) fn strip_identity(headers: &mut HeaderMap) {
         .keys()
         .filter(|k| {
             let k = k.as_str();
-            k.starts_with("dapr-caller-") || k.starts_with("dapr-callee-") || k == "dapr-app-id" || k == "dapr-api-token"
+            k.starts_with("dapr-caller-")
+                || k.starts_with("dapr-callee-")
+                || k == "dapr-app-id"
+                || k == "dapr-api-token"
         })
         .cloned()
         .collect();
@@ -101,7 +104,16 @@ mod tests {
     #[test]
     fn strips_identity_headers() {
         let mut h = HeaderMap::new();
-        for k in ["dapr-caller-app-id", "dapr-caller-namespace", "dapr-callee-app-id", "dapr-app-id", "dapr-api-token", "dapr-caller-anything", "dapr-other", "x"] {
+        for k in [
+            "dapr-caller-app-id",
+            "dapr-caller-namespace",
+            "dapr-callee-app-id",
+            "dapr-app-id",
+            "dapr-api-token",
+            "dapr-caller-anything",
+            "dapr-other",
+            "x",
+        ] {
             h.insert(HeaderName::from_static(k), "v".parse().unwrap());
         }
         strip_identity(&mut h);

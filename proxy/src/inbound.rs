@@ -62,7 +62,8 @@ pub(crate) async fn serve(
             () = stop.cancelled() => break,
         };
         let _ = tcp.set_nodelay(true);
-        let (acceptor, inbound, builder, watcher) = (acceptor.clone(), inbound.clone(), builder.clone(), graceful.watcher());
+        let (acceptor, inbound, builder, watcher) =
+            (acceptor.clone(), inbound.clone(), builder.clone(), graceful.watcher());
         tokio::spawn(async move {
             let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                 Ok(Ok(tls)) => tls,
@@ -75,7 +76,13 @@ pub(crate) async fn serve(
                     return;
                 }
             };
-            let Some(id) = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).and_then(|c| SpiffeId::from_certificate(c).ok()) else {
+            let Some(id) = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .and_then(|c| SpiffeId::from_certificate(c).ok())
+            else {
                 // The verifier already required one; this is unreachable in practice.
                 tracing::warn!(peer = %peer_addr, "mesh peer without identity after handshake");
                 return;
@@ -98,7 +105,11 @@ pub(crate) async fn serve(
     Ok(())
 }
 
-async fn handle(req: Request<Incoming>, inbound: Arc<Inbound>, caller: Arc<Caller>) -> Result<Response<Body>, Infallible> {
+async fn handle(
+    req: Request<Incoming>,
+    inbound: Arc<Inbound>,
+    caller: Arc<Caller>,
+) -> Result<Response<Body>, Infallible> {
     Ok(match forward(req, &inbound, &caller).await {
         Ok(rsp) => rsp,
         Err(e) => {

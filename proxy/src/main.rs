@@ -68,7 +68,8 @@ fn main() -> ExitCode {
 }
 
 fn init_logging(level: &str, json: bool) {
-    let filter = EnvFilter::try_new(format!("{level},h2=warn,hyper=warn,rustls=warn")).unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_new(format!("{level},h2=warn,hyper=warn,rustls=warn"))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if json {
         builder.json().init();

@@ -60,10 +60,10 @@ impl Outbound {
         }
         let expected = SpiffeId::new(self.creds.id().trust_domain(), &target.namespace, &target.app_id)
             .map_err(|_| InvokeError::InvalidAppId(target.to_string()))?;
-        let mut tls = self.creds.client_config(expected).map_err(|e| InvokeError::Upstream {
-            target: target.clone(),
-            source: Box::new(e),
-        })?;
+        let mut tls = self
+            .creds
+            .client_config(expected)
+            .map_err(|e| InvokeError::Upstream { target: target.clone(), source: Box::new(e) })?;
         // The connector negotiates h2 itself and refuses a config with ALPN already set.
         tls.alpn_protocols.clear();
         let mut http = HttpConnector::new();
@@ -93,14 +93,17 @@ impl Outbound {
     }
 
     /// Sends `req` (URI: the canonical method path and query) to an instance of `target`.
-    pub(crate) async fn call(&self, target: &Target, mut req: Request<Body>) -> Result<Response<Incoming>, InvokeError> {
+    pub(crate) async fn call(
+        &self,
+        target: &Target,
+        mut req: Request<Body>,
+    ) -> Result<Response<Incoming>, InvokeError> {
         let logical = self.logical(target)?;
         let addr = logical.pick().await?;
         let pq = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
-        let uri: Uri = format!("https://{addr}{pq}").parse().map_err(|e| InvokeError::Upstream {
-            target: target.clone(),
-            source: Box::new(e),
-        })?;
+        let uri: Uri = format!("https://{addr}{pq}")
+            .parse()
+            .map_err(|e| InvokeError::Upstream { target: target.clone(), source: Box::new(e) })?;
         *req.uri_mut() = uri;
         *req.version_mut() = http::Version::HTTP_2;
         let h = req.headers_mut();

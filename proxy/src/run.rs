@@ -100,7 +100,8 @@ pub(crate) async fn run(s: Settings, metrics: PrometheusHandle) -> anyhow::Resul
     let api_task = tokio::spawn(serve::serve(api_l, api_svc, stop.clone(), s.grace));
     let inbound = Arc::new(Inbound { app_id: s.app_id.clone(), app, max_body_size: s.max_body_size });
     let mesh_task = tokio::spawn(inbound::serve(mesh_l, creds.clone(), inbound, stop.clone(), s.grace));
-    let admin_state = Arc::new(Admin { metrics: metrics.clone(), health: health.clone(), creds, resolver: resolver.name() });
+    let admin_state =
+        Arc::new(Admin { metrics: metrics.clone(), health: health.clone(), creds, resolver: resolver.name() });
     let admin_svc = tower::service_fn(move |req: Request<Incoming>| admin::handle(admin_state.clone(), req));
     // The admin listener outlives the others so that readiness can be watched during the drain.
     let admin_stop = CancellationToken::new();
@@ -121,7 +122,10 @@ pub(crate) async fn run(s: Settings, metrics: PrometheusHandle) -> anyhow::Resul
 
     let mut child = match s.command.as_slice() {
         [] => None,
-        argv => Some(child::spawn(argv, api_addr.port(), s.app_port, &s.app_id).with_context(|| format!("starting {:?}", argv[0]))?),
+        argv => Some(
+            child::spawn(argv, api_addr.port(), s.app_port, &s.app_id)
+                .with_context(|| format!("starting {:?}", argv[0]))?,
+        ),
     };
     tokio::spawn(probe_app(s.app_channel_address.clone(), s.app_port, health.clone()));
 
@@ -200,4 +204,3 @@ async fn probe_app(address: String, port: Option<u16>, health: Arc<Health>) {
         tokio::time::sleep(APP_PROBE_INTERVAL).await;
     }
 }
-

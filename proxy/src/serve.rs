@@ -23,10 +23,7 @@ const MAX_HEADER_BYTES: usize = 64 * 1024;
 /// A server builder with the limits every listener shares (security rule 6).
 pub(crate) fn builder(h2_only: bool) -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
-    b.http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(10))
-        .max_buf_size(MAX_HEADER_BYTES);
+    b.http1().timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(10)).max_buf_size(MAX_HEADER_BYTES);
     b.http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(256)
@@ -83,8 +80,12 @@ pub(crate) async fn serve<S: ConnService>(listener: TcpListener, svc: S, stop: C
 }
 
 /// Serves one already-accepted stream (e.g. after a TLS handshake) under `watcher`.
-pub(crate) fn spawn_conn<I, S>(io: I, svc: S, builder: &auto::Builder<TokioExecutor>, watcher: hyper_util::server::graceful::Watcher)
-where
+pub(crate) fn spawn_conn<I, S>(
+    io: I,
+    svc: S,
+    builder: &auto::Builder<TokioExecutor>,
+    watcher: hyper_util::server::graceful::Watcher,
+) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     S: ConnService,
 {
@@ -109,4 +110,3 @@ pub(crate) async fn accept_error(e: std::io::Error) {
     tracing::warn!(error = %e, "accept failed");
     tokio::time::sleep(Duration::from_millis(50)).await;
 }
-

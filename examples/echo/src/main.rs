@@ -29,7 +29,8 @@ async fn main() -> std::io::Result<()> {
             _ = sigterm.recv() => return Ok(()),
         };
         tokio::spawn(async move {
-            let _ = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(tcp), service_fn(echo)).await;
+            let _ =
+                auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(tcp), service_fn(echo)).await;
         });
     }
 }

@@ -28,7 +28,11 @@ pub(super) async fn by_path(state: &ApiState, rest: &str, req: Request<Incoming>
 
 /// Fallback for unmatched routes: the `dapr-app-id` header names the target and the whole path
 /// is the method.
-pub(super) async fn by_header(state: &ApiState, path: &str, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+pub(super) async fn by_header(
+    state: &ApiState,
+    path: &str,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
     let Some(id) = req.headers().get("dapr-app-id").and_then(|v| v.to_str().ok()).map(str::to_owned) else {
         return Err(ApiError::invoke("", &InvokeError::NoAppId));
     };
@@ -37,7 +41,12 @@ pub(super) async fn by_header(state: &ApiState, path: &str, req: Request<Incomin
 }
 
 /// Resolves `id` to a target, canonicalises the method path and sends the request there.
-async fn invoke(state: &ApiState, id: &str, raw_method: &str, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+async fn invoke(
+    state: &ApiState,
+    id: &str,
+    raw_method: &str,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
     let fail = |e: InvokeError| ApiError::invoke(id, &e);
     let target = parse_target(id, &state.namespace).map_err(fail)?;
     let method_path = normalize::canonical_path(raw_method).map_err(|r| fail(InvokeError::BadPath(r)))?;
@@ -56,7 +65,8 @@ async fn invoke(state: &ApiState, id: &str, raw_method: &str, req: Request<Incom
     let rsp = if target.app_id == state.app_id && target.namespace == state.namespace {
         // Calling ourselves: straight to our own app, as our own caller.
         let app = state.app.as_ref().ok_or_else(|| fail(InvokeError::NoAppChannel))?;
-        let me = Caller { app_id: state.app_id.clone(), namespace: state.namespace.clone(), trust_domain: String::new() };
+        let me =
+            Caller { app_id: state.app_id.clone(), namespace: state.namespace.clone(), trust_domain: String::new() };
         app.call(req, &me).await.map_err(fail)?
     } else {
         state.outbound.call(&target, req).await.map_err(fail)?

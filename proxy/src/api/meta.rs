@@ -28,10 +28,14 @@ fn json_response(v: &Value) -> Response<Body> {
 
 /// `GET /v1.0/healthz[?appid=…]`: 204 once components, listeners and the app are up.
 pub(super) fn healthz(s: &ApiState, query: Option<&str>) -> Result<Response<Body>, ApiError> {
-    if let Some(id) = query_param(query, "appid") {
-        if id != s.app_id {
-            return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "ERR_HEALTH_APPID_NOT_MATCH", "dapr app-id does not match"));
-        }
+    if let Some(id) = query_param(query, "appid")
+        && id != s.app_id
+    {
+        return Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "ERR_HEALTH_APPID_NOT_MATCH",
+            "dapr app-id does not match",
+        ));
     }
     if s.health.ready() {
         Ok(no_content())
@@ -45,22 +49,34 @@ pub(super) fn healthz_outbound(s: &ApiState) -> Result<Response<Body>, ApiError>
     if s.health.outbound_ready() {
         Ok(no_content())
     } else {
-        Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "ERR_OUTBOUND_HEALTH_NOT_READY", "dapr outbound is not ready"))
+        Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "ERR_OUTBOUND_HEALTH_NOT_READY",
+            "dapr outbound is not ready",
+        ))
     }
 }
 
 /// `GET /v1.0/metadata`. Empty fields are omitted, as daprd does.
 pub(super) fn get(s: &ApiState) -> Result<Response<Body>, ApiError> {
-    let mut extended: Map<String, Value> =
-        s.extended.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
+    let mut extended: Map<String, Value> = s
+        .extended
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+        .collect();
     extended.insert("daprRuntimeVersion".into(), json!(VERSION));
     extended.insert("outrider.nameResolution".into(), json!(s.outbound.resolver_name()));
     let mut body = Map::new();
     body.insert("id".into(), json!(s.app_id));
     body.insert("runtimeVersion".into(), json!(VERSION));
     if !s.components.is_empty() {
-        let comps: Vec<Value> =
-            s.components.iter().map(|c| json!({"name": c.name, "type": c.type_, "version": c.version, "capabilities": []})).collect();
+        let comps: Vec<Value> = s
+            .components
+            .iter()
+            .map(|c| json!({"name": c.name, "type": c.type_, "version": c.version, "capabilities": []}))
+            .collect();
         body.insert("components".into(), Value::Array(comps));
     }
     body.insert("extended".into(), Value::Object(extended));
@@ -81,8 +97,9 @@ pub(super) async fn put(s: &ApiState, key: String, req: Request<Incoming>) -> Re
         .await
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "ERR_BODY_READ", format!("failed reading the body: {e}")))?
         .to_bytes();
-    let value = String::from_utf8(bytes.to_vec())
-        .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "ERR_MALFORMED_REQUEST", "the metadata value must be UTF-8 text"))?;
+    let value = String::from_utf8(bytes.to_vec()).map_err(|_| {
+        ApiError::new(StatusCode::BAD_REQUEST, "ERR_MALFORMED_REQUEST", "the metadata value must be UTF-8 text")
+    })?;
     if !key.is_empty() {
         s.extended.lock().unwrap_or_else(|p| p.into_inner()).insert(key, value);
     }

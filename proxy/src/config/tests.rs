@@ -27,7 +27,18 @@ fn defaults_are_valid() {
 
 #[test]
 fn reports_every_flag_problem() {
-    let a = args(&["--app-id", "a.b", "--namespace", "", "--app-protocol", "grpc", "--mesh-port", "3500", "--cert-key", "/x"]);
+    let a = args(&[
+        "--app-id",
+        "a.b",
+        "--namespace",
+        "",
+        "--app-protocol",
+        "grpc",
+        "--mesh-port",
+        "3500",
+        "--cert-key",
+        "/x",
+    ]);
     let errs = load(&a, &Env::default()).unwrap_err().0;
     let at: Vec<_> = errs.iter().map(|p| p.at.as_str()).collect();
     assert_eq!(at, ["--app-id", "--namespace", "--app-protocol", "--mesh-port", "--trust-bundle", "--registry-dir"]);
@@ -38,7 +49,11 @@ fn reports_every_flag_problem() {
 fn names_file_field_and_value() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("config.yaml");
-    std::fs::write(&cfg, "kind: Configuration\nspec:\n  nameResolution:\n    component: consul\n  mtls:\n    workloadCertTTL: soon\n").unwrap();
+    std::fs::write(
+        &cfg,
+        "kind: Configuration\nspec:\n  nameResolution:\n    component: consul\n  mtls:\n    workloadCertTTL: soon\n",
+    )
+    .unwrap();
     let res = dir.path().join("res");
     std::fs::create_dir(&res).unwrap();
     std::fs::write(res.join("store.yaml"), "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: statestore\nspec:\n  type: state.nope\n  version: v1\n---\nkind: Component\nmetadata: {name: x}\nspec: {type: bad}\n").unwrap();
@@ -59,7 +74,11 @@ fn names_file_field_and_value() {
 #[test]
 fn components_scoped_to_other_apps_are_skipped() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("c.yaml"), "kind: Component\nmetadata: {name: s}\nspec: {type: state.nope}\nscopes: [other]\n").unwrap();
+    std::fs::write(
+        dir.path().join("c.yaml"),
+        "kind: Component\nmetadata: {name: s}\nspec: {type: state.nope}\nscopes: [other]\n",
+    )
+    .unwrap();
     let s = load(&args(&["--resources-path", dir.path().to_str().unwrap()]), &env()).unwrap();
     assert!(s.components.is_empty());
 }

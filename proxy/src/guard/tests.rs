@@ -31,8 +31,14 @@ fn bodies_that_look_like_heads_are_not_inspected() {
 #[test]
 fn refusals() {
     let cases: [(&[u8], Refusal); 5] = [
-        (b"POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n", Refusal::ContentLengthAndTransferEncoding),
-        (b"POST / HTTP/1.1\r\ntransfer-encoding: gzip, chunked\r\ncontent-length: 0\r\n\r\n", Refusal::ContentLengthAndTransferEncoding),
+        (
+            b"POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+            Refusal::ContentLengthAndTransferEncoding,
+        ),
+        (
+            b"POST / HTTP/1.1\r\ntransfer-encoding: gzip, chunked\r\ncontent-length: 0\r\n\r\n",
+            Refusal::ContentLengthAndTransferEncoding,
+        ),
         (b"POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n", Refusal::ConflictingContentLength),
         (b"GET /open#/../admin HTTP/1.1\r\n\r\n", Refusal::Fragment),
         (b"GET /a HTTP/1.1\r\n\r\nGET /b#c HTTP/1.1\r\n\r\n", Refusal::Fragment),

@@ -123,7 +123,14 @@ async fn metrics_use_route_templates_not_raw_paths() {
     let a = mesh.sidecar("a").start().await;
     outrider_testkit::wait_registered(&mesh, "b", 1).await;
     for id in ["secret-order-1", "secret-order-2"] {
-        let r = send("GET", &format!("{}/v1.0/invoke/b/method/orders/{id}", a.api_url()), &[("host", "evil-host.example")], "").await.unwrap();
+        let r = send(
+            "GET",
+            &format!("{}/v1.0/invoke/b/method/orders/{id}", a.api_url()),
+            &[("host", "evil-host.example")],
+            "",
+        )
+        .await
+        .unwrap();
         assert_eq!(r.status, 200);
     }
     send("GET", &format!("{}/v1.0/unknown-secret-route", a.api_url()), &[], "").await.unwrap();

@@ -30,7 +30,14 @@ fn url(s: &Sidecar, rest: &str) -> String {
 async fn verbs_paths_queries_and_bodies_reach_the_app() {
     let p = pair(&[]).await;
     for verb in ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"] {
-        let r = send(verb, &url(&p.a, "b/method/orders/7?x=1&y=a+b%20c"), &[("content-type", "text/plain")], format!("body-{verb}")).await.unwrap();
+        let r = send(
+            verb,
+            &url(&p.a, "b/method/orders/7?x=1&y=a+b%20c"),
+            &[("content-type", "text/plain")],
+            format!("body-{verb}"),
+        )
+        .await
+        .unwrap();
         assert_eq!(r.status, 200, "{verb}: {}", r.text());
         let j = r.json();
         assert_eq!(j["instance"], "b");
@@ -123,7 +130,10 @@ async fn header_form_and_self_invocation() {
     let r = send("POST", &format!("{}/any/path?q=1", p.a.api_url()), &[("dapr-app-id", "b")], "hi").await.unwrap();
     assert_eq!(r.status, 200, "{}", r.text());
     let j = r.json();
-    assert_eq!((j["instance"].as_str(), j["path"].as_str(), j["query"].as_str()), (Some("b"), Some("/any/path"), Some("q=1")));
+    assert_eq!(
+        (j["instance"].as_str(), j["path"].as_str(), j["query"].as_str()),
+        (Some("b"), Some("/any/path"), Some("q=1"))
+    );
     assert!(j["headers"].get("dapr-app-id").is_none());
     // Namespace-qualified form.
     let r = send("GET", &url(&p.a, "b.default/method/x"), &[], "").await.unwrap();
@@ -201,7 +211,8 @@ async fn large_bodies_stream_both_ways() {
     // Upload: the app hashes what streams in.
     let body: Vec<u8> = (0..SIZE).map(|i| (i % 253) as u8).collect();
     let want = fnv(FNV_START, &body);
-    let r = send("POST", &url(&p.a, "b/method/sink"), &[("content-type", "application/octet-stream")], body).await.unwrap();
+    let r =
+        send("POST", &url(&p.a, "b/method/sink"), &[("content-type", "application/octet-stream")], body).await.unwrap();
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["bytes"], SIZE);
     assert_eq!(r.json()["fnv"], want);
@@ -213,7 +224,13 @@ async fn large_bodies_stream_both_ways() {
     // Streamed, not buffered: neither sidecar's peak memory grew by anything near a body.
     for (s, before) in [&p.a, &p.b].into_iter().zip(before) {
         let growth = s.peak_rss_bytes().saturating_sub(before);
-        assert!(growth < SIZE as u64 / 4, "sidecar {} grew by {} MiB for a {} MiB body", s.app_id, growth >> 20, SIZE >> 20);
+        assert!(
+            growth < SIZE as u64 / 4,
+            "sidecar {} grew by {} MiB for a {} MiB body",
+            s.app_id,
+            growth >> 20,
+            SIZE >> 20
+        );
     }
 }
 

@@ -18,7 +18,11 @@ async fn the_child_gets_its_env_and_its_exit_status_becomes_ours() {
     assert_eq!(fields[2], "kid");
 
     let mut s = mesh.sidecar("kid2").command(["sh", "-c", "kill -KILL $$"]).spawn();
-    assert_eq!(s.wait_exit(Duration::from_secs(30)).await, Some(128 + 9), "a signalled child exits like a shell reports it");
+    assert_eq!(
+        s.wait_exit(Duration::from_secs(30)).await,
+        Some(128 + 9),
+        "a signalled child exits like a shell reports it"
+    );
 }
 
 #[tokio::test]
@@ -45,7 +49,10 @@ async fn sigterm_drains_in_flight_requests() {
     let url = format!("{}/v1.0/invoke/b/method/slow/1500", a.api_url());
     let slow = tokio::spawn(async move { send("GET", &url, &[], "").await });
     // Wait until the request is inside the app, then stop B.
-    outrider_testkit::wait_until(Duration::from_secs(10), "the slow request to arrive", || async { (!app.seen().is_empty()).then_some(()) }).await;
+    outrider_testkit::wait_until(Duration::from_secs(10), "the slow request to arrive", || async {
+        (!app.seen().is_empty()).then_some(())
+    })
+    .await;
     b.signal(Signal::SIGTERM);
     let r = slow.await.unwrap().unwrap();
     assert_eq!((r.status, r.text().as_str()), (200, "slow done"), "the in-flight request was dropped");
@@ -79,7 +86,8 @@ async fn bad_flags_and_files_are_reported_before_binding() {
 
     let port = free_port();
     let p = port.to_string();
-    let (code, out) = run_cli(&["run", "--app-id", "a.b", "--dapr-http-port", &p, "--mesh-port", &p, "--app-protocol", "grpc"]).await;
+    let (code, out) =
+        run_cli(&["run", "--app-id", "a.b", "--dapr-http-port", &p, "--mesh-port", &p, "--app-protocol", "grpc"]).await;
     assert_eq!(code, Some(2), "{out}");
     for want in ["--app-id: \"a.b\"", "--mesh-port", "--app-protocol: \"grpc\""] {
         assert!(out.contains(want), "missing {want:?} in {out}");
@@ -89,7 +97,8 @@ async fn bad_flags_and_files_are_reported_before_binding() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("config.yaml");
     std::fs::write(&cfg, "kind: Configuration\nspec:\n  nameResolution:\n    component: static\n    configuration:\n      apps:\n        b: [nowhere]\n").unwrap();
-    let (code, out) = run_cli(&["run", "--app-id", "a", "--config", cfg.to_str().unwrap(), "--dapr-http-port", &p]).await;
+    let (code, out) =
+        run_cli(&["run", "--app-id", "a", "--config", cfg.to_str().unwrap(), "--dapr-http-port", &p]).await;
     assert_eq!(code, Some(2), "{out}");
     assert!(out.contains("config.yaml: spec.nameResolution.configuration.apps.b[0]: \"nowhere\""), "{out}");
 
@@ -104,7 +113,8 @@ async fn bad_flags_and_files_are_reported_before_binding() {
 async fn a_taken_port_fails_the_start_with_its_flag() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port().to_string();
-    let (code, out) = run_cli(&["run", "--app-id", "a", "--dapr-http-port", &port, "--mesh-port", "0", "--metrics-port", "0"]).await;
+    let (code, out) =
+        run_cli(&["run", "--app-id", "a", "--dapr-http-port", &port, "--mesh-port", "0", "--metrics-port", "0"]).await;
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("--dapr-http-port"), "{out}");
 }

@@ -32,14 +32,30 @@ async fn refuses_plaintext_foreign_cas_and_spiffe_ids_outside_uri_sans() {
     // A certificate from another CA, for an identity the mesh would otherwise accept.
     let other = Mesh::new();
     let _other_b = other.sidecar("x").start().await; // creates the other CA
-    let foreign = leaf_with(&other.ca_dir(), vec![SanType::URI("spiffe://public/ns/default/a".try_into().unwrap())], vec![Eku::ClientAuth]);
+    let foreign = leaf_with(
+        &other.ca_dir(),
+        vec![SanType::URI("spiffe://public/ns/default/a".try_into().unwrap())],
+        vec![Eku::ClientAuth],
+    );
     let err = mesh_get(b.mesh, config_presenting(&ca, "b", foreign), "/").await.unwrap_err();
     assert!(err.contains("tls") || err.contains("h2") || err.contains("request"), "{err}");
 
     let cases = [
-        ("SPIFFE id in a DNS SAN", vec![SanType::DnsName("spiffe://public/ns/default/a".try_into().unwrap())], vec![Eku::ClientAuth]),
-        ("no clientAuth usage", vec![SanType::URI("spiffe://public/ns/default/a".try_into().unwrap())], vec![Eku::ServerAuth]),
-        ("another trust domain", vec![SanType::URI("spiffe://elsewhere/ns/default/a".try_into().unwrap())], vec![Eku::ClientAuth]),
+        (
+            "SPIFFE id in a DNS SAN",
+            vec![SanType::DnsName("spiffe://public/ns/default/a".try_into().unwrap())],
+            vec![Eku::ClientAuth],
+        ),
+        (
+            "no clientAuth usage",
+            vec![SanType::URI("spiffe://public/ns/default/a".try_into().unwrap())],
+            vec![Eku::ServerAuth],
+        ),
+        (
+            "another trust domain",
+            vec![SanType::URI("spiffe://elsewhere/ns/default/a".try_into().unwrap())],
+            vec![Eku::ClientAuth],
+        ),
     ];
     for (what, sans, ekus) in cases {
         let leaf = leaf_with(&ca, sans, ekus);
@@ -71,6 +87,10 @@ async fn the_caller_verifies_the_callee_identity() {
     })
     .await;
     assert_eq!(r.status, 500);
-    assert!(r.text().contains("peer is spiffe://public/ns/default/c, expected spiffe://public/ns/default/b"), "{}", r.text());
+    assert!(
+        r.text().contains("peer is spiffe://public/ns/default/c, expected spiffe://public/ns/default/b"),
+        "{}",
+        r.text()
+    );
     assert!(app.seen().is_empty(), "the impostor's app was reached");
 }

@@ -8,7 +8,11 @@ use outrider_testkit::{FakeApp, Mesh, send, wait_registered};
 async fn renewal_under_steady_traffic_drops_nothing() {
     let mesh = Mesh::new();
     let cfg = mesh.home().join("config.yaml");
-    std::fs::write(&cfg, "apiVersion: dapr.io/v1alpha1\nkind: Configuration\nspec:\n  mtls:\n    workloadCertTTL: 3s\n").unwrap();
+    std::fs::write(
+        &cfg,
+        "apiVersion: dapr.io/v1alpha1\nkind: Configuration\nspec:\n  mtls:\n    workloadCertTTL: 3s\n",
+    )
+    .unwrap();
     let args = ["--config", cfg.to_str().unwrap()];
     let app = FakeApp::start("b").await;
     let b = mesh.sidecar("b").app_port(app.port).args(args).start().await;
@@ -28,7 +32,11 @@ async fn renewal_under_steady_traffic_drops_nothing() {
         if sent % 20 == 0 && a.metric_sum(renewals, &[]).await >= 2.0 && b.metric_sum(renewals, &[]).await >= 2.0 {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "no renewals seen after {sent} requests:\n{}", a.metrics().await);
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no renewals seen after {sent} requests:\n{}",
+            a.metrics().await
+        );
     }
     assert!(sent >= 20);
     // A newcomer handshakes with B's renewed certificate.

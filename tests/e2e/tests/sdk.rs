@@ -28,7 +28,10 @@ async fn run_script(program: PathBuf, script: &str, caller: &Sidecar, token: Opt
     if let Some(t) = token {
         cmd.env("DAPR_API_TOKEN", t);
     }
-    let out = tokio::time::timeout(Duration::from_secs(240), cmd.output()).await.expect("SDK script timed out").expect("running the SDK script");
+    let out = tokio::time::timeout(Duration::from_secs(240), cmd.output())
+        .await
+        .expect("SDK script timed out")
+        .expect("running the SDK script");
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "{script} failed ({}):\n{text}\n--- caller log ---\n{}", out.status, caller.log());
     assert!(text.contains("ok - ") && !text.contains("not ok - "), "{script} ran no check:\n{text}");

@@ -103,7 +103,11 @@ pub fn fnv(mut h: u64, data: &[u8]) -> u64 {
 /// FNV offset basis.
 pub const FNV_START: u64 = 0xcbf29ce484222325;
 
-async fn handle(req: Request<Incoming>, seen: Arc<Mutex<Vec<Recorded>>>, instance: String) -> Result<Response<Body>, Infallible> {
+async fn handle(
+    req: Request<Incoming>,
+    seen: Arc<Mutex<Vec<Recorded>>>,
+    instance: String,
+) -> Result<Response<Body>, Infallible> {
     let (parts, mut body) = req.into_parts();
     seen.lock().unwrap().push(Recorded {
         method: parts.method.to_string(),
@@ -145,8 +149,11 @@ async fn handle(req: Request<Incoming>, seen: Arc<Mutex<Vec<Recorded>>>, instanc
         *rsp.body_mut() = full("slow done");
     } else {
         let bytes = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-        let headers: serde_json::Map<String, serde_json::Value> =
-            parts.headers.iter().map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into())).collect();
+        let headers: serde_json::Map<String, serde_json::Value> = parts
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into()))
+            .collect();
         let reply = serde_json::json!({
             "instance": instance,
             "method": parts.method.as_str(),
@@ -170,7 +177,10 @@ struct IterStream<I>(I);
 
 impl<I: Iterator + Unpin> futures_core::Stream for IterStream<I> {
     type Item = I::Item;
-    fn poll_next(mut self: std::pin::Pin<&mut Self>, _cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<I::Item>> {
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<I::Item>> {
         std::task::Poll::Ready(self.0.next())
     }
 }

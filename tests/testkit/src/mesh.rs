@@ -15,7 +15,9 @@ use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 pub fn peer_config(ca_dir: &std::path::Path, app: &str, server: &str) -> rustls::ClientConfig {
     let ca = DevCa::load(ca_dir).expect("mesh CA");
     let id = SpiffeId::new("public", "default", app).expect("id");
-    let creds = Credentials::new(id.clone(), &ca.trust_bundle(), ca.issue(&id, Duration::from_secs(600)).expect("issue")).expect("creds");
+    let creds =
+        Credentials::new(id.clone(), &ca.trust_bundle(), ca.issue(&id, Duration::from_secs(600)).expect("issue"))
+            .expect("creds");
     creds.client_config(SpiffeId::new("public", "default", server).expect("id")).expect("client config")
 }
 
@@ -30,7 +32,8 @@ pub fn config_presenting(ca_dir: &std::path::Path, server: &str, leaf: IssuedCer
 /// A leaf signed by the CA in `ca_dir` with exactly these SANs and usages.
 pub fn leaf_with(ca_dir: &std::path::Path, sans: Vec<SanType>, ekus: Vec<ExtendedKeyUsagePurpose>) -> IssuedCert {
     let key = KeyPair::from_pem(&std::fs::read_to_string(ca_dir.join("ca.key")).expect("ca key")).expect("key");
-    let issuer = Issuer::from_ca_cert_pem(&std::fs::read_to_string(ca_dir.join("ca.crt")).expect("ca cert"), key).expect("issuer");
+    let issuer = Issuer::from_ca_cert_pem(&std::fs::read_to_string(ca_dir.join("ca.crt")).expect("ca cert"), key)
+        .expect("issuer");
     let mut params = CertificateParams::default();
     params.subject_alt_names = sans;
     params.extended_key_usages = ekus;
@@ -70,7 +73,8 @@ pub async fn mesh_get(port: u16, config: rustls::ClientConfig, path: &str) -> Re
             .await
             .map_err(|e| format!("h2: {e}"))?;
         tokio::spawn(conn);
-        let req = http::Request::get(format!("https://mesh.invalid{path}")).body(Empty::<Bytes>::new()).expect("request");
+        let req =
+            http::Request::get(format!("https://mesh.invalid{path}")).body(Empty::<Bytes>::new()).expect("request");
         let rsp = send.send_request(req).await.map_err(|e| format!("request: {e}"))?;
         let status = rsp.status().as_u16();
         let body = rsp.into_body().collect().await.map_err(|e| format!("body: {e}"))?.to_bytes();

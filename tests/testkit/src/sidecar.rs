@@ -195,12 +195,17 @@ impl Sidecar {
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!("sidecar {} exited with {status} before {path} was ready:\n{}", self.app_id, self.log());
             }
-            if let Ok(r) = send("GET", &url, &[], Vec::new()).await {
-                if r.status == 204 {
-                    return;
-                }
+            if let Ok(r) = send("GET", &url, &[], Vec::new()).await
+                && r.status == 204
+            {
+                return;
             }
-            assert!(tokio::time::Instant::now() < deadline, "sidecar {} never became ready at {path}:\n{}", self.app_id, self.log());
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "sidecar {} never became ready at {path}:\n{}",
+                self.app_id,
+                self.log()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -274,7 +279,14 @@ pub async fn wait_registered(mesh: &Mesh, app_id: &str, n: usize) {
         let app = app.clone();
         async move {
             let count = std::fs::read_dir(&dir)
-                .map(|rd| rd.flatten().filter(|e| e.file_name().to_string_lossy().contains(&app) && e.file_name().to_string_lossy().ends_with(".json")).count())
+                .map(|rd| {
+                    rd.flatten()
+                        .filter(|e| {
+                            e.file_name().to_string_lossy().contains(&app)
+                                && e.file_name().to_string_lossy().ends_with(".json")
+                        })
+                        .count()
+                })
                 .unwrap_or(0);
             (count == n).then_some(())
         }

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs the Debian packages that building and testing Outrider need, only those missing.
+# Idempotent and quiet when everything is present. Runs as root on a fresh Debian machine.
+set -euo pipefail
+
+# command-to-check:debian-package
+needs=(
+  "cc:gcc"
+  "make:make"
+  "pkg-config:pkg-config"
+  "python3:python3"
+  "node:nodejs"
+  "npm:npm"
+  "curl:curl"
+  "jq:jq"
+  "ip:iproute2"
+)
+
+missing=()
+for pair in "${needs[@]}"; do
+  cmd="${pair%%:*}" pkg="${pair##*:}"
+  command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg")
+done
+# The Python SDK suite needs the venv module.
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=("python3-venv")
+
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+echo "deps: installing ${missing[*]}" >&2
+if [ "$(id -u)" != 0 ]; then
+  echo "deps: need root to install ${missing[*]} (try: sudo make deps)" >&2
+  exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}"
