@@ -1,9 +1,16 @@
 //! The body type every listener uses and the header hygiene every hop applies.
 
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, ready};
+
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName};
+use http_body::Frame;
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Empty, Full};
+use pin_project_lite::pin_project;
 
 /// Any error a body can fail with.
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -28,6 +35,78 @@ where
     B::Error: Into<BoxError>,
 {
     body.map_err(Into::into).boxed_unsync()
+}
+
+/// Set when a [`capped`] body passed its limit. Clients may turn the body's error into a
+/// generic stream reset, so the caller asks this flag rather than the error chain.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Tripped(Arc<AtomicBool>);
+
+impl Tripped {
+    pub(crate) fn get(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// The body exceeded its limit.
+#[derive(Debug, thiserror::Error)]
+#[error("the body is larger than the limit of {0} bytes")]
+pub(crate) struct TooLarge(pub(crate) u64);
+
+pin_project! {
+    /// A body that fails once more than `limit` bytes have streamed through it.
+    pub(crate) struct Capped<B> {
+        #[pin]
+        inner: B,
+        left: u64,
+        limit: u64,
+        tripped: Tripped,
+    }
+}
+
+/// Streams `body` with at most `limit` bytes; the flag tells whether the limit was hit.
+pub(crate) fn capped<B>(body: B, limit: u64) -> (Body, Tripped)
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let tripped = Tripped::default();
+    (boxed(Capped { inner: body, left: limit, limit, tripped: tripped.clone() }), tripped)
+}
+
+impl<B> http_body::Body for Capped<B>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.project();
+        let frame = match ready!(this.inner.poll_frame(cx)) {
+            Some(Ok(f)) => f,
+            Some(Err(e)) => return Poll::Ready(Some(Err(e.into()))),
+            None => return Poll::Ready(None),
+        };
+        if let Some(data) = frame.data_ref() {
+            let n = data.len() as u64;
+            if n > *this.left {
+                this.tripped.0.store(true, Ordering::Release);
+                return Poll::Ready(Some(Err(Box::new(TooLarge(*this.limit)))));
+            }
+            *this.left -= n;
+        }
+        Poll::Ready(Some(Ok(frame)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// Headers that describe one connection, never forwarded (RFC 9110 §7.6.1 plus the

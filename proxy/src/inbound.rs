@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Request, Response};
-use http_body_util::Limited;
 use hyper::body::Incoming;
 use hyper_util::server::graceful::GracefulShutdown;
 use outrider_certs::{Credentials, SpiffeId};
@@ -26,7 +25,7 @@ use tower::ServiceBuilder;
 
 use crate::app_channel::AppChannel;
 use crate::errors::{ApiError, InvokeError};
-use crate::http::{Body, boxed};
+use crate::http::{Body, boxed, capped};
 use crate::serve;
 
 /// How long a peer may take to complete the TLS handshake.
@@ -131,8 +130,10 @@ async fn forward(req: Request<Incoming>, inbound: &Inbound, caller: &Caller) -> 
     };
     let (mut parts, body) = req.into_parts();
     parts.uri = pq.parse().map_err(|e| InvokeError::AppChannel(Box::new(e)))?;
-    let limit = usize::try_from(inbound.max_body_size).unwrap_or(usize::MAX);
-    let req = Request::from_parts(parts, boxed(Limited::new(body, limit)));
-    let rsp = app.call(req, caller).await?;
-    Ok(rsp.map(boxed))
+    let (body, tripped) = capped(body, inbound.max_body_size);
+    match app.call(Request::from_parts(parts, body), caller).await {
+        Ok(rsp) => Ok(rsp.map(boxed)),
+        Err(_) if tripped.get() => Err(InvokeError::BodyTooLarge(inbound.max_body_size)),
+        Err(e) => Err(e),
+    }
 }

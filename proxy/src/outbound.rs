@@ -21,7 +21,7 @@ use outrider_certs::{Credentials, SpiffeId};
 use outrider_discovery::{EndpointSet, Resolve, Target};
 use tokio::sync::watch;
 
-use crate::errors::{InvokeError, is_body_limit};
+use crate::errors::InvokeError;
 use crate::http::{Body, strip_hop_by_hop, strip_identity};
 
 /// How long a request waits for a target with no known endpoint to appear.
@@ -31,7 +31,6 @@ const RESOLVE_WAIT: Duration = Duration::from_millis(500);
 pub(crate) struct Outbound {
     resolver: Arc<dyn Resolve>,
     creds: Credentials,
-    max_body_size: u64,
     logical: Mutex<HashMap<Target, Arc<Logical>>>,
 }
 
@@ -44,8 +43,8 @@ struct Logical {
 }
 
 impl Outbound {
-    pub(crate) fn new(resolver: Arc<dyn Resolve>, creds: Credentials, max_body_size: u64) -> Self {
-        Self { resolver, creds, max_body_size, logical: Mutex::new(HashMap::new()) }
+    pub(crate) fn new(resolver: Arc<dyn Resolve>, creds: Credentials) -> Self {
+        Self { resolver, creds, logical: Mutex::new(HashMap::new()) }
     }
 
     /// The resolver's name, for the metadata API.
@@ -115,7 +114,6 @@ impl Outbound {
                 strip_hop_by_hop(rsp.headers_mut());
                 Ok(rsp)
             }
-            Err(e) if is_body_limit(&e) => Err(InvokeError::BodyTooLarge(self.max_body_size)),
             Err(e) if e.is_connect() => Err(InvokeError::Connect { target: target.clone(), addr, source: Box::new(e) }),
             Err(e) => Err(InvokeError::Upstream { target: target.clone(), source: Box::new(e) }),
         }

@@ -73,7 +73,7 @@ pub(crate) async fn run(s: Settings, metrics: PrometheusHandle) -> anyhow::Resul
     };
     let health = Arc::new(Health::default());
     let shutdown = CancellationToken::new();
-    let outbound = Arc::new(Outbound::new(resolver.clone(), creds.clone(), s.max_body_size));
+    let outbound = Arc::new(Outbound::new(resolver.clone(), creds.clone()));
     let state = Arc::new(ApiState {
         app_id: s.app_id.clone(),
         namespace: s.namespace.clone(),

@@ -1,7 +1,6 @@
 //! Service invocation: `/v1.0/invoke/{app-id}/method/{method…}` and the `dapr-app-id` header.
 
 use http::{Request, Response, Uri, header};
-use http_body_util::Limited;
 use hyper::body::Incoming;
 use outrider_discovery::Target;
 use outrider_filters::normalize;
@@ -9,7 +8,7 @@ use outrider_policy::Caller;
 
 use super::{ApiState, percent_decode};
 use crate::errors::{ApiError, InvokeError};
-use crate::http::{Body, boxed};
+use crate::http::{Body, boxed, capped};
 
 /// `rest` is the router path after `/v1.0/invoke/`: `<id>/method/<method…>`. The id is the text
 /// before the first `/method/` (or a final `/method`); the method may be empty.
@@ -60,18 +59,23 @@ async fn invoke(
     };
     let (mut parts, body) = req.into_parts();
     parts.uri = pq.parse::<Uri>().map_err(|_| fail(InvokeError::BadPath(normalize::Rejection::BadEscape)))?;
-    let limit = usize::try_from(state.max_body_size).unwrap_or(usize::MAX);
-    let req = Request::from_parts(parts, boxed(Limited::new(body, limit)));
-    let rsp = if target.app_id == state.app_id && target.namespace == state.namespace {
+    let (body, tripped) = capped(body, state.max_body_size);
+    let req = Request::from_parts(parts, body);
+    let result = if target.app_id == state.app_id && target.namespace == state.namespace {
         // Calling ourselves: straight to our own app, as our own caller.
         let app = state.app.as_ref().ok_or_else(|| fail(InvokeError::NoAppChannel))?;
         let me =
             Caller { app_id: state.app_id.clone(), namespace: state.namespace.clone(), trust_domain: String::new() };
-        app.call(req, &me).await.map_err(fail)?
+        app.call(req, &me).await
     } else {
-        state.outbound.call(&target, req).await.map_err(fail)?
+        state.outbound.call(&target, req).await
     };
-    Ok(rsp.map(boxed))
+    match result {
+        Ok(rsp) => Ok(rsp.map(boxed)),
+        // The client may have turned the body's error into a plain reset: ask the body.
+        Err(_) if tripped.get() => Err(fail(InvokeError::BodyTooLarge(state.max_body_size))),
+        Err(e) => Err(fail(e)),
+    }
 }
 
 /// `app-id` (own namespace) or `app-id.namespace`; URLs are refused (security rule 7).

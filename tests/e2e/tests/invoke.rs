@@ -236,11 +236,37 @@ async fn large_bodies_stream_both_ways() {
 
 #[tokio::test]
 async fn the_body_limit_is_enforced() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let p = pair(&[]).await; // default 4 MiB
-    let r = send("POST", &url(&p.a, "b/method/sink"), &[], vec![0u8; (4 << 20) + 1]).await.unwrap();
-    assert_eq!(r.status, 413, "{}", r.text());
-    assert_eq!(r.json()["errorCode"], "ERR_DIRECT_INVOKE");
+    // A declared length over the limit is refused before any body byte is read.
+    let head =
+        format!("POST /v1.0/invoke/b/method/sink HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n", (4 << 20) + 1);
+    let reply = outrider_testkit::raw_request(p.a.api, head.as_bytes()).await;
+    assert!(reply.starts_with("HTTP/1.1 413"), "{reply:?}");
+    assert!(reply.contains("ERR_DIRECT_INVOKE"), "{reply:?}");
     assert!(p.b_app.seen().is_empty(), "an oversized body reached the app");
+
+    // A chunked body is cut off once it passes the limit, while it streams.
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", p.a.api)).await.unwrap();
+    let (mut rd, mut wr) = tcp.into_split();
+    let writer = tokio::spawn(async move {
+        let head = "POST /v1.0/invoke/b/method/sink HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
+        wr.write_all(head.as_bytes()).await?;
+        let chunk = [7u8; 65536];
+        for _ in 0..96 {
+            wr.write_all(b"10000\r\n").await?;
+            wr.write_all(&chunk).await?;
+            wr.write_all(b"\r\n").await?;
+        }
+        wr.write_all(b"0\r\n\r\n").await
+    });
+    let mut reply = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(30), rd.read_to_end(&mut reply)).await;
+    let reply = String::from_utf8_lossy(&reply);
+    assert!(reply.starts_with("HTTP/1.1 413"), "{reply:?}");
+    writer.abort();
+
+    // Exactly the limit passes.
     let r = send("POST", &url(&p.a, "b/method/sink"), &[], vec![1u8; 4 << 20]).await.unwrap();
     assert_eq!(r.json()["bytes"], 4 << 20);
 }
