@@ -93,7 +93,7 @@ impl DevCa {
     pub fn issue(&self, id: &SpiffeId, ttl: Duration) -> Result<IssuedCert, Error> {
         let now = SystemTime::now();
         let not_before = now - BACKDATE;
-        let not_after = (now + ttl).min(self.not_after);
+        let not_after = now.checked_add(ttl).unwrap_or(self.not_after).min(self.not_after);
         let mut params = CertificateParams::default();
         params.not_before = OffsetDateTime::from(not_before);
         params.not_after = OffsetDateTime::from(not_after);

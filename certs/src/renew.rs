@@ -24,13 +24,23 @@ impl RenewalSchedule {
     }
 }
 
+/// The longest single sleep of the renewal loop.
+const WAKE_AT_LEAST_EVERY: Duration = Duration::from_secs(30);
+
 /// Renews `creds` from `ca` forever. A failed renewal is logged and retried with a short
 /// backoff, well before the current certificate expires.
 pub async fn renew_forever(creds: Credentials, ca: DevCa, schedule: RenewalSchedule) {
     loop {
         let info = creds.info();
-        let wait = schedule.delay(info.issued_at, info.not_after, SystemTime::now());
-        tokio::time::sleep(wait).await;
+        // Sleep in slices and ask the wall clock again: tokio's clock stops while a machine is
+        // suspended, the certificate's expiry does not.
+        loop {
+            let wait = schedule.delay(info.issued_at, info.not_after, SystemTime::now());
+            if wait.is_zero() {
+                break;
+            }
+            tokio::time::sleep(wait.min(WAKE_AT_LEAST_EVERY)).await;
+        }
         match ca.issue(creds.id(), schedule.ttl).and_then(|cert| creds.install(cert)) {
             Ok(info) => {
                 tracing::info!(serial = %info.serial, generation = info.generation, "renewed the workload certificate")

@@ -15,6 +15,12 @@ use x509_parser::extensions::GeneralName;
 
 use crate::{Error, SpiffeId, TrustBundle, crypto_provider};
 
+/// id-kp-clientAuth (1.3.6.1.5.5.7.3.2). Required, not merely allowed: webpki's
+/// `KeyUsage::client_auth()` also accepts a certificate without any EKU extension.
+const CLIENT_AUTH: KeyUsage = KeyUsage::required(&[0x2b, 6, 1, 5, 5, 7, 3, 2]);
+/// id-kp-serverAuth (1.3.6.1.5.5.7.3.1), required likewise.
+const SERVER_AUTH: KeyUsage = KeyUsage::required(&[0x2b, 6, 1, 5, 5, 7, 3, 1]);
+
 /// The trust anchors of a bundle, with the trust domain identities must belong to.
 pub(crate) struct Roots {
     anchors: Vec<TrustAnchor<'static>>,
@@ -63,7 +69,7 @@ impl Roots {
     /// Checks that our own certificate is one peers will accept, before installing it.
     pub(crate) fn check_own(&self, chain: &[CertificateDer<'_>], id: &SpiffeId) -> Result<(), Error> {
         let (leaf, rest) = chain.split_first().ok_or_else(|| Error::Identity("empty chain".into()))?;
-        for usage in [KeyUsage::server_auth(), KeyUsage::client_auth()] {
+        for usage in [SERVER_AUTH, CLIENT_AUTH] {
             let got = self
                 .verify(leaf, rest, UnixTime::now(), usage)
                 .map_err(|e| Error::Identity(format!("own certificate rejected: {e}")))?;
@@ -158,7 +164,7 @@ impl ClientCertVerifier for WorkloadClientVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        self.roots.verify(end_entity, intermediates, now, KeyUsage::client_auth())?;
+        self.roots.verify(end_entity, intermediates, now, CLIENT_AUTH)?;
         Ok(ClientCertVerified::assertion())
     }
 
@@ -213,7 +219,7 @@ impl ServerCertVerifier for ServerIdentityVerifier {
         _ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let id = self.roots.verify(end_entity, intermediates, now, KeyUsage::server_auth())?;
+        let id = self.roots.verify(end_entity, intermediates, now, SERVER_AUTH)?;
         if id != self.expected {
             return Err(other_error(format!("peer is {id}, expected {}", self.expected)));
         }

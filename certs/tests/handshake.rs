@@ -128,6 +128,7 @@ async fn server_refuses_clients_without_uri_san_or_client_auth() {
             vec![ExtendedKeyUsagePurpose::ClientAuth],
         ),
         ("serverAuth only", vec![uri("spiffe://public/ns/default/a")], vec![ExtendedKeyUsagePurpose::ServerAuth]),
+        ("no EKU extension at all", vec![uri("spiffe://public/ns/default/a")], vec![]),
         ("other trust domain", vec![uri("spiffe://other/ns/default/a")], vec![ExtendedKeyUsagePurpose::ClientAuth]),
         (
             "two URI SANs",

@@ -125,6 +125,8 @@ async fn watch_loop(
         let dir2 = dir.clone();
         match tokio::task::spawn_blocking(move || scan(&dir2)).await {
             Ok(found) => publish(&state, found),
+            // The runtime is stopping.
+            Err(e) if e.is_cancelled() => return,
             Err(e) => tracing::warn!(error = %e, "registry scan failed"),
         }
     }
@@ -163,6 +165,8 @@ fn pid_alive(pid: u32) -> bool {
 
 fn publish(state: &Mutex<State>, latest: BTreeMap<Target, Arc<EndpointSet>>) {
     let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
+    // Targets nobody follows any more are forgotten.
+    st.senders.retain(|_, tx| tx.receiver_count() > 0);
     for (target, tx) in &st.senders {
         let set = latest.get(target).cloned().unwrap_or_default();
         tx.send_if_modified(|cur| {
@@ -225,6 +229,20 @@ mod tests {
         wait_for(&mut rx, &[1002]).await;
         drop(two);
         wait_for(&mut rx, &[]).await;
+    }
+
+    #[tokio::test]
+    async fn targets_nobody_follows_are_forgotten() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = LocalResolver::start(dir.path().to_owned()).unwrap();
+        let kept = r.resolve(&Target::new("kept", "default"));
+        for i in 0..100 {
+            drop(r.resolve(&Target::new(format!("random-{i}"), "default")));
+        }
+        publish(&r.state, BTreeMap::new());
+        let st = r.state.lock().unwrap();
+        assert_eq!(st.senders.keys().map(|t| t.app_id.as_str()).collect::<Vec<_>>(), ["kept"]);
+        drop(kept);
     }
 
     #[tokio::test]

@@ -135,7 +135,9 @@ impl ApiService {
             return e.into_response();
         }
         req.headers_mut().remove("dapr-api-token");
-        let result = if let Some(rest) = path.strip_prefix("/v1.0/invoke/") {
+        // A target named by header wins over the path, as in daprd.
+        let by_path = path.strip_prefix("/v1.0/invoke/").filter(|_| invoke::header_target(req.headers()).is_none());
+        let result = if let Some(rest) = by_path {
             invoke::by_path(&self.state, rest, req).await.map(|mut r| {
                 r.extensions_mut().insert(INVOKE_LABEL);
                 r
@@ -146,7 +148,10 @@ impl ApiService {
                     r.extensions_mut().insert(RouteLabel(route.label()));
                     r
                 }),
-                None => invoke::by_header(&self.state, &path, req).await,
+                None => invoke::by_header(&self.state, &path, req).await.map(|mut r| {
+                    r.extensions_mut().insert(INVOKE_LABEL);
+                    r
+                }),
             }
         };
         result.unwrap_or_else(ApiError::into_response)

@@ -84,6 +84,8 @@ impl std::error::Error for Problems {}
 
 /// Default workload certificate lifetime (Dapr's `workloadCertTTL`).
 const DEFAULT_CERT_TTL: Duration = Duration::from_secs(24 * 3600);
+/// Longest workload certificate lifetime accepted: a year.
+const MAX_CERT_TTL: Duration = Duration::from_secs(366 * 24 * 3600);
 
 /// Whether `s` may be an app id or namespace: letters, digits, `-`, `_`; no dots, because
 /// `app.namespace` names another namespace.
@@ -172,12 +174,12 @@ pub(crate) fn load(args: &RunArgs, env: &Env) -> Result<Settings, Problems> {
     let workload_cert_ttl = match cfg.spec.mtls.workload_cert_ttl.as_deref() {
         None | Some("") => DEFAULT_CERT_TTL,
         Some(v) => match parse_duration(v) {
-            Some(d) if d >= Duration::from_secs(1) => d,
+            Some(d) if d >= Duration::from_secs(1) && d <= MAX_CERT_TTL => d,
             _ => {
                 let file = args.config.as_deref().map(display).unwrap_or_default();
                 problems.push(Problem {
                     at: format!("{file}: spec.mtls.workloadCertTTL"),
-                    message: format!("{v:?} is not a duration of at least 1s (e.g. 24h, 90m)"),
+                    message: format!("{v:?} is not a duration from 1s to 8784h (e.g. 24h, 90m)"),
                 });
                 DEFAULT_CERT_TTL
             }
@@ -358,7 +360,7 @@ pub(crate) fn parse_duration(s: &str) -> Option<Duration> {
             "h" => 3600.0,
             _ => return None,
         };
-        total += Duration::try_from_secs_f64(n * unit).ok()?;
+        total = total.checked_add(Duration::try_from_secs_f64(n * unit).ok()?)?;
         rest = &rest[unit_end..];
     }
     (!s.is_empty()).then_some(total)

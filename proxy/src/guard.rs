@@ -35,17 +35,28 @@ enum State {
     ChunkData(u64),
     /// Reading trailer lines until an empty one.
     Trailers,
-    /// Not HTTP/1 (h2 preface) or already refused: pass bytes through.
+    /// An HTTP/2 connection (prior knowledge): pass bytes through.
     Passthrough,
+    /// Refused: nothing more is read.
+    Refused,
 }
 
-/// Why a head was refused.
+/// Why a connection was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Refusal {
     ContentLengthAndTransferEncoding,
     ConflictingContentLength,
     Fragment,
+    /// A head the guard cannot judge (unparsable, too large, an unknown transfer coding or a
+    /// bad length): refused rather than left to another parser.
+    Unjudgeable,
+    /// Chunked framing the guard cannot follow, detected mid-body.
+    BadChunk,
 }
+
+/// Longest chunk-size line (extensions included) and trailer section followed; hyper allows
+/// the same 16 KiB of extensions.
+const MAX_LINE: usize = 16 * 1024 + 64;
 
 /// The framing state machine: pure, fed with input bytes, writing what hyper may read.
 #[derive(Debug)]
@@ -53,12 +64,16 @@ pub(crate) struct Framing {
     state: State,
     /// A head (or chunk-size / trailer line) being collected.
     line: BytesMut,
+    /// Bytes of trailers seen for the current request.
+    trailer_bytes: usize,
+    /// No request has completed yet: only then may the HTTP/2 preface appear.
+    first: bool,
     refused: Option<Refusal>,
 }
 
 impl Default for Framing {
     fn default() -> Self {
-        Self { state: State::Head, line: BytesMut::new(), refused: None }
+        Self { state: State::Head, line: BytesMut::new(), trailer_bytes: 0, first: true, refused: None }
     }
 }
 
@@ -68,47 +83,70 @@ impl Framing {
         self.refused
     }
 
+    /// Whether a refusal came after the head was handed on, so it must end the connection with
+    /// an error rather than a poisoned head.
+    fn refused_mid_body(&self) -> bool {
+        self.refused == Some(Refusal::BadChunk)
+    }
+
+    fn refuse(&mut self, why: Refusal, out: &mut BytesMut) {
+        if why != Refusal::BadChunk {
+            out.extend_from_slice(POISON);
+        }
+        self.refused = Some(why);
+        self.state = State::Refused;
+        self.line.clear();
+    }
+
     /// Consumes `input`, appending to `out` what the HTTP parser may see.
     pub(crate) fn feed(&mut self, mut input: &[u8], out: &mut BytesMut) {
         while !input.is_empty() {
             match self.state {
+                State::Refused => return,
                 State::Passthrough => {
-                    if self.refused.is_none() {
-                        out.extend_from_slice(input);
-                    }
+                    out.extend_from_slice(input);
                     return;
                 }
                 State::Head => {
-                    let (taken, done) = take_until(&mut self.line, input, b"\r\n\r\n");
-                    input = &input[taken..];
-                    if self.line.starts_with(H2_PREFACE) {
-                        self.state = State::Passthrough;
-                        out.extend_from_slice(&self.line.split());
-                        continue;
-                    }
-                    if !done {
-                        if self.line.len() > MAX_HEAD {
-                            self.state = State::Passthrough;
-                            out.extend_from_slice(&self.line.split());
-                        }
-                        continue;
-                    }
-                    let head = self.line.split();
-                    match check_head(&head) {
-                        Ok(next) => {
-                            out.extend_from_slice(&head);
-                            self.state = next;
-                        }
-                        Err(Refused::Refuse(r)) => {
-                            out.extend_from_slice(POISON);
-                            self.refused = Some(r);
-                            self.state = State::Passthrough;
+                    // Empty lines before a request line are allowed (RFC 9112 §2.2).
+                    if self.line.is_empty() {
+                        let skip = input.iter().take_while(|b| matches!(b, b'\r' | b'\n')).count();
+                        out.extend_from_slice(&input[..skip]);
+                        input = &input[skip..];
+                        if input.is_empty() {
                             return;
                         }
-                        // Unparsable: hyper will refuse it itself.
-                        Err(Refused::Unparsable) => {
-                            out.extend_from_slice(&head);
-                            self.state = State::Passthrough;
+                    }
+                    let before = self.line.len();
+                    let take = input.len().min(MAX_HEAD + 1 - before);
+                    self.line.extend_from_slice(&input[..take]);
+                    if self.first && self.line.starts_with(H2_PREFACE) {
+                        self.state = State::Passthrough;
+                        out.extend_from_slice(&self.line.split());
+                        input = &input[take..];
+                        continue;
+                    }
+                    // A head can only complete at a newline; parse only when one arrived.
+                    if !input[..take].contains(&b'\n') {
+                        if self.line.len() > MAX_HEAD {
+                            return self.refuse(Refusal::Unjudgeable, out);
+                        }
+                        input = &input[take..];
+                        continue;
+                    }
+                    match check_head(&self.line) {
+                        Judged::Partial if self.line.len() > MAX_HEAD => return self.refuse(Refusal::Unjudgeable, out),
+                        Judged::Partial => input = &input[take..],
+                        Judged::Refuse(why) => return self.refuse(why, out),
+                        Judged::Complete { len, next } => {
+                            // The head ends inside what was just taken: hand the rest back.
+                            let extra = self.line.len() - len;
+                            out.extend_from_slice(&self.line[..len]);
+                            self.line.clear();
+                            input = &input[take - extra..];
+                            self.state = next;
+                            self.trailer_bytes = 0;
+                            self.first = false;
                         }
                     }
                 }
@@ -120,19 +158,19 @@ impl Framing {
                     self.state = if left == 0 { State::Head } else { State::Body(left) };
                 }
                 State::ChunkSize => {
-                    let (taken, done) = take_until(&mut self.line, input, b"\n");
+                    let (taken, done) = take_line(&mut self.line, input);
                     out.extend_from_slice(&input[..taken]);
                     input = &input[taken..];
                     if done {
                         let line = self.line.split();
-                        self.state = match parse_chunk_size(&line) {
-                            Some(0) => State::Trailers,
+                        match parse_chunk_size(&line) {
+                            Some(0) => self.state = State::Trailers,
                             // The data is followed by CRLF.
-                            Some(n) => State::ChunkData(n.saturating_add(2)),
-                            None => State::Passthrough,
-                        };
-                    } else if self.line.len() > 1024 {
-                        self.state = State::Passthrough;
+                            Some(n) => self.state = State::ChunkData(n.saturating_add(2)),
+                            None => return self.refuse(Refusal::BadChunk, out),
+                        }
+                    } else if self.line.len() > MAX_LINE {
+                        return self.refuse(Refusal::BadChunk, out);
                     }
                 }
                 State::ChunkData(n) => {
@@ -143,16 +181,18 @@ impl Framing {
                     self.state = if left == 0 { State::ChunkSize } else { State::ChunkData(left) };
                 }
                 State::Trailers => {
-                    let (taken, done) = take_until(&mut self.line, input, b"\n");
+                    let (taken, done) = take_line(&mut self.line, input);
                     out.extend_from_slice(&input[..taken]);
                     input = &input[taken..];
+                    self.trailer_bytes += taken;
+                    if self.trailer_bytes > MAX_LINE {
+                        return self.refuse(Refusal::BadChunk, out);
+                    }
                     if done {
                         let line = self.line.split();
                         if line.as_ref() == b"\r\n" || line.as_ref() == b"\n" {
                             self.state = State::Head;
                         }
-                    } else if self.line.len() > MAX_HEAD {
-                        self.state = State::Passthrough;
                     }
                 }
             }
@@ -160,21 +200,24 @@ impl Framing {
     }
 }
 
-enum Refused {
+enum Judged {
+    Partial,
+    Complete { len: usize, next: State },
     Refuse(Refusal),
-    Unparsable,
 }
 
-/// Checks a complete head and says how its body is framed.
-fn check_head(head: &[u8]) -> Result<State, Refused> {
+/// Judges a head (without leading empty lines) as far as it has arrived, and says how its body
+/// is framed. Only a head httparse accepts completely is passed on.
+fn check_head(buf: &[u8]) -> Judged {
     let mut headers = [httparse::EMPTY_HEADER; 128];
     let mut req = httparse::Request::new(&mut headers);
-    match req.parse(head) {
-        Ok(httparse::Status::Complete(_)) => {}
-        _ => return Err(Refused::Unparsable),
-    }
+    let len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Judged::Partial,
+        Err(_) => return Judged::Refuse(Refusal::Unjudgeable),
+    };
     if req.path.is_some_and(|p| p.contains('#')) {
-        return Err(Refused::Refuse(Refusal::Fragment));
+        return Judged::Refuse(Refusal::Fragment);
     }
     let mut length: Option<&[u8]> = None;
     let mut chunked = None;
@@ -182,7 +225,7 @@ fn check_head(head: &[u8]) -> Result<State, Refused> {
         if h.name.eq_ignore_ascii_case("content-length") {
             let v = h.value.trim_ascii();
             match length {
-                Some(prev) if prev != v => return Err(Refused::Refuse(Refusal::ConflictingContentLength)),
+                Some(prev) if prev != v => return Judged::Refuse(Refusal::ConflictingContentLength),
                 _ => length = Some(v),
             }
         } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
@@ -190,45 +233,60 @@ fn check_head(head: &[u8]) -> Result<State, Refused> {
             chunked = Some(last.eq_ignore_ascii_case(b"chunked"));
         }
     }
-    match (length, chunked) {
-        (Some(_), Some(_)) => Err(Refused::Refuse(Refusal::ContentLengthAndTransferEncoding)),
-        (None, Some(true)) => Ok(State::ChunkSize),
-        // A non-chunked transfer coding: hyper refuses it.
-        (None, Some(false)) => Ok(State::Passthrough),
-        (Some(v), None) => match std::str::from_utf8(v).ok().and_then(|s| s.parse::<u64>().ok()) {
-            Some(0) => Ok(State::Head),
-            Some(n) => Ok(State::Body(n)),
-            None => Ok(State::Passthrough),
+    let next = match (length, chunked) {
+        (Some(_), Some(_)) => return Judged::Refuse(Refusal::ContentLengthAndTransferEncoding),
+        (None, Some(true)) => State::ChunkSize,
+        (None, Some(false)) => return Judged::Refuse(Refusal::Unjudgeable),
+        (Some(v), None) => match parse_length(v) {
+            Some(0) => State::Head,
+            Some(n) => State::Body(n),
+            None => return Judged::Refuse(Refusal::Unjudgeable),
         },
-        (None, None) => Ok(State::Head),
-    }
+        (None, None) => State::Head,
+    };
+    Judged::Complete { len, next }
 }
 
-/// Appends to `buf` from `input` up to and including the first `delim` that completes in `buf`.
-/// Returns how many input bytes were taken and whether `delim` was found.
-fn take_until(buf: &mut BytesMut, input: &[u8], delim: &[u8]) -> (usize, bool) {
-    let before = buf.len();
-    // The delimiter may straddle the previous input and this one.
-    let search_from = before.saturating_sub(delim.len() - 1);
-    buf.extend_from_slice(input);
-    match buf[search_from..].windows(delim.len()).position(|w| w == delim) {
-        Some(pos) => {
-            let end = search_from + pos + delim.len();
-            buf.truncate(end);
-            (end - before, true)
+/// A Content-Length value: digits only (no sign, no spaces inside), as RFC 9110 §8.6 has it.
+fn parse_length(v: &[u8]) -> Option<u64> {
+    if v.is_empty() || !v.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(v).ok()?.parse().ok()
+}
+
+/// Appends to `buf` from `input` up to and including the first `\n`. Returns how many input
+/// bytes were taken and whether the line is complete.
+fn take_line(buf: &mut BytesMut, input: &[u8]) -> (usize, bool) {
+    match input.iter().position(|b| *b == b'\n') {
+        Some(i) => {
+            buf.extend_from_slice(&input[..=i]);
+            (i + 1, true)
         }
-        None => (input.len(), false),
+        None => {
+            buf.extend_from_slice(input);
+            (input.len(), false)
+        }
     }
 }
 
+/// A chunk-size line: hex digits (leading zeros allowed, as hyper allows them), optional
+/// extensions after `;`, then CRLF or LF.
 fn parse_chunk_size(line: &[u8]) -> Option<u64> {
     let line = line.strip_suffix(b"\n")?;
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     let size = line.split(|b| *b == b';').next()?.trim_ascii();
-    if size.is_empty() || size.len() > 16 {
+    if size.is_empty() || !size.iter().all(u8::is_ascii_hexdigit) {
         return None;
     }
-    u64::from_str_radix(std::str::from_utf8(size).ok()?, 16).ok()
+    let significant = &size[size.iter().position(|b| *b != b'0').unwrap_or(size.len())..];
+    if significant.len() > 16 {
+        return None;
+    }
+    if significant.is_empty() {
+        return Some(0);
+    }
+    u64::from_str_radix(std::str::from_utf8(significant).ok()?, 16).ok()
 }
 
 pin_project! {
@@ -260,6 +318,9 @@ impl<IO: AsyncRead> AsyncRead for Guarded<IO> {
             }
             if let Some(why) = this.framing.refused() {
                 tracing::info!(?why, "refused an ambiguous HTTP/1 request");
+                if this.framing.refused_mid_body() {
+                    return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, "ambiguous chunked framing")));
+                }
                 return Poll::Ready(Ok(())); // EOF after the poisoned head
             }
             if this.framing.state == State::Passthrough {
@@ -269,14 +330,9 @@ impl<IO: AsyncRead> AsyncRead for Guarded<IO> {
             ready!(this.io.as_mut().poll_read(cx, &mut rb))?;
             let got = rb.filled();
             if got.is_empty() {
-                // EOF: hand over whatever partial head there is; hyper decides.
-                let rest = this.framing.line.split();
-                if rest.is_empty() {
-                    return Poll::Ready(Ok(()));
-                }
-                this.ready.extend_from_slice(&rest);
-                this.framing.state = State::Passthrough;
-                continue;
+                // EOF: a partial head is dropped (hyper sees a closed connection); body bytes
+                // were already handed on.
+                return Poll::Ready(Ok(()));
             }
             this.framing.feed(got, this.ready);
         }

@@ -13,10 +13,12 @@ const EXPIRY_WARNING: Duration = Duration::from_secs(30 * 24 * 3600);
 /// Loads or issues this sidecar's credentials and starts renewal when we issue them ourselves.
 pub(crate) fn start(s: &Settings) -> anyhow::Result<Credentials> {
     let id = SpiffeId::new(&s.trust_domain, &s.namespace, &s.app_id)?;
+    // Certificates nobody here renews, checked now and daily.
+    let mut watched: Vec<(&'static str, SystemTime)> = Vec::new();
     let (creds, renewed) = match &s.identity {
         IdentitySource::DevCa { dir } => {
             let ca = DevCa::load_or_create(dir)?;
-            warn_if_expiring("development CA root", ca.not_after());
+            watched.push(("development CA root", ca.not_after()));
             let creds = Credentials::new(id.clone(), &ca.trust_bundle(), ca.issue(&id, s.workload_cert_ttl)?)?;
             tokio::spawn(renew_forever(creds.clone(), ca, RenewalSchedule { ttl: s.workload_cert_ttl }));
             (creds, true)
@@ -28,8 +30,17 @@ pub(crate) fn start(s: &Settings) -> anyhow::Result<Credentials> {
     record(&info);
     if !renewed {
         // Nobody renews files we were given: their expiry is the operator's to watch.
-        warn_if_expiring("workload certificate", info.not_after);
+        watched.push(("workload certificate", info.not_after));
     }
+    tokio::spawn(async move {
+        let mut daily = tokio::time::interval(Duration::from_secs(24 * 3600));
+        loop {
+            daily.tick().await;
+            for (what, not_after) in &watched {
+                warn_if_expiring(what, *not_after);
+            }
+        }
+    });
     let mut changes = creds.watch();
     tokio::spawn(async move {
         while changes.changed().await.is_ok() {

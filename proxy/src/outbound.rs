@@ -98,7 +98,17 @@ impl Outbound {
         mut req: Request<Body>,
     ) -> Result<Response<Incoming>, InvokeError> {
         let logical = self.logical(target)?;
-        let addr = logical.pick().await?;
+        let addr = match logical.pick().await {
+            Ok(addr) => addr,
+            Err(e) => {
+                // Unknown targets are not kept: callers could otherwise grow the cache without bound.
+                let mut map = self.logical.lock().unwrap_or_else(|p| p.into_inner());
+                if map.get(target).is_some_and(|l| Arc::ptr_eq(l, &logical)) {
+                    map.remove(target);
+                }
+                return Err(e);
+            }
+        };
         let pq = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
         let uri: Uri = format!("https://{addr}{pq}")
             .parse()
@@ -125,13 +135,15 @@ impl Logical {
     /// appear if none is known yet.
     async fn pick(&self) -> Result<std::net::SocketAddr, InvokeError> {
         let mut rx = self.endpoints.clone();
-        let set = if rx.borrow().is_empty() {
+        // One read of the set: it may change between two borrows.
+        let current = rx.borrow().clone();
+        let set = if current.is_empty() {
             match tokio::time::timeout(RESOLVE_WAIT, rx.wait_for(|s| !s.is_empty())).await {
                 Ok(Ok(set)) => set.clone(),
                 _ => return Err(InvokeError::NoEndpoints(self.target.clone())),
             }
         } else {
-            rx.borrow().clone()
+            current
         };
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         Ok(set.addrs[n % set.addrs.len()])

@@ -4,8 +4,9 @@
 //! Start: identity → resolver → bind every listener (a taken port fails here, before anything
 //! serves) → register in the local registry → serve → outbound ready → app child (if any) → app
 //! readiness. Stop (SIGTERM, SIGINT, `POST /v1.0/shutdown`, or the child exiting): not ready →
-//! deregister → stop the child → stop accepting → finish in-flight requests within the grace
-//! period → exit with the child's status (or 0).
+//! deregister → drain delay → stop accepting mesh traffic and finish in-flight requests within
+//! the grace period → SIGTERM the child and wait → close the API → exit with the child's status
+//! (or 0).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -34,6 +35,9 @@ use crate::config::Settings;
 use crate::inbound::{self, Inbound};
 use crate::outbound::Outbound;
 use crate::{child, identity, serve};
+
+/// How long a stopping sidecar keeps accepting mesh traffic after leaving the registry.
+const DRAIN_DELAY: Duration = Duration::from_secs(1);
 
 /// How often the app's port is probed until it answers.
 const APP_PROBE_INTERVAL: Duration = Duration::from_millis(250);
@@ -90,16 +94,16 @@ pub(crate) async fn run(s: Settings, metrics: PrometheusHandle) -> anyhow::Resul
     });
 
     // Each listener stops accepting when its token is cancelled, then drains.
-    let stop = CancellationToken::new();
+    let (api_stop, mesh_stop) = (CancellationToken::new(), CancellationToken::new());
     let api_svc = ServiceBuilder::new()
         // Every API call continues or starts a trace, including invocations it forwards.
         .layer(TraceLayer)
         // Counted with route templates as labels, never raw paths.
         .layer(MetricsLayer::new(&s.app_id, Side::Server))
         .service(ApiService::new(state));
-    let api_task = tokio::spawn(serve::serve(api_l, api_svc, stop.clone(), s.grace));
+    let api_task = tokio::spawn(serve::serve(api_l, api_svc, api_stop.clone(), s.grace));
     let inbound = Arc::new(Inbound { app_id: s.app_id.clone(), app, max_body_size: s.max_body_size });
-    let mesh_task = tokio::spawn(inbound::serve(mesh_l, creds.clone(), inbound, stop.clone(), s.grace));
+    let mesh_task = tokio::spawn(inbound::serve(mesh_l, creds.clone(), inbound, mesh_stop.clone(), s.grace));
     let admin_state =
         Arc::new(Admin { metrics: metrics.clone(), health: health.clone(), creds, resolver: resolver.name() });
     let admin_svc = tower::service_fn(move |req: Request<Incoming>| admin::handle(admin_state.clone(), req));
@@ -133,23 +137,34 @@ pub(crate) async fn run(s: Settings, metrics: PrometheusHandle) -> anyhow::Resul
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut exit_code = 0;
     let mut child_done = false;
-    let forwarded = tokio::select! {
-        _ = sigterm.recv() => Some(Signal::SIGTERM),
-        _ = sigint.recv() => Some(Signal::SIGINT),
-        () = shutdown.cancelled() => Some(Signal::SIGTERM),
+    tokio::select! {
+        _ = sigterm.recv() => tracing::info!("SIGTERM received"),
+        _ = sigint.recv() => tracing::info!("SIGINT received"),
+        () = shutdown.cancelled() => {}
         status = wait_child(&mut child) => {
             let status = status?;
-            tracing::info!(%status, "the app exited; shutting down");
+            tracing::info!(%status, "the app exited");
             exit_code = child::exit_code(status);
             child_done = true;
-            None
         }
-    };
+    }
+    // 1. Not ready, and out of the registry: peers stop choosing this instance.
     tracing::info!("shutting down: not ready, deregistering, draining");
     health.draining.store(true, Ordering::Release);
     drop(registration);
+    // 2. Peers that picked us a moment ago still arrive: keep serving them briefly.
+    tokio::time::sleep(DRAIN_DELAY.min(s.grace)).await;
+    // 3. No new inbound work; in-flight requests finish within the grace period.
+    mesh_stop.cancel();
+    match mesh_task.await {
+        Ok(Err(e)) => tracing::warn!(error = %e, "mesh listener failed"),
+        Err(e) => tracing::warn!(error = %e, "mesh listener panicked"),
+        Ok(Ok(())) => {}
+    }
+    // 4. Then the app, which may still use its API while it stops. SIGTERM whatever we
+    //    received: an app started in the background may ignore SIGINT.
     if let (Some(c), false) = (child.as_mut(), child_done) {
-        child::signal(c, forwarded.unwrap_or(Signal::SIGTERM));
+        child::signal(c, Signal::SIGTERM);
         exit_code = match tokio::time::timeout(s.grace + Duration::from_secs(5), c.wait()).await {
             Ok(status) => child::exit_code(status?),
             Err(_) => {
@@ -159,13 +174,9 @@ pub(crate) async fn run(s: Settings, metrics: PrometheusHandle) -> anyhow::Resul
             }
         };
     }
-    stop.cancel();
+    // 5. The API, then the admin listener (readiness stays observable until the end).
+    api_stop.cancel();
     let _ = api_task.await;
-    match mesh_task.await {
-        Ok(Err(e)) => tracing::warn!(error = %e, "mesh listener failed"),
-        Err(e) => tracing::warn!(error = %e, "mesh listener panicked"),
-        Ok(Ok(())) => {}
-    }
     admin_stop.cancel();
     let _ = admin_task.await;
     tracing::info!(exit_code, "stopped");

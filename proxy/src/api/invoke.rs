@@ -32,11 +32,39 @@ pub(super) async fn by_header(
     path: &str,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
-    let Some(id) = req.headers().get("dapr-app-id").and_then(|v| v.to_str().ok()).map(str::to_owned) else {
+    let mut req = req;
+    let Some(target) = header_target(req.headers()) else {
         return Err(ApiError::invoke("", &InvokeError::NoAppId));
     };
+    if target.from_basic_auth {
+        // It named the target; it is not a credential for the app.
+        req.headers_mut().remove(header::AUTHORIZATION);
+    }
     let method = path.trim_start_matches('/').to_owned();
-    invoke(state, id.trim(), &method, req).await
+    invoke(state, &target.id, &method, req).await
+}
+
+/// A target named by headers rather than by the path.
+pub(super) struct HeaderTarget {
+    pub(super) id: String,
+    from_basic_auth: bool,
+}
+
+/// The `dapr-app-id` header, else `Authorization: Basic base64("dapr-app-id:<id>")`, as daprd
+/// reads them (header first).
+pub(super) fn header_target(h: &http::HeaderMap) -> Option<HeaderTarget> {
+    use base64::Engine as _;
+    if let Some(v) = h.get("dapr-app-id").and_then(|v| v.to_str().ok()) {
+        return Some(HeaderTarget { id: v.trim().to_owned(), from_basic_auth: false });
+    }
+    let auth = h.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, b64) = auth.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = String::from_utf8(base64::engine::general_purpose::STANDARD.decode(b64.trim()).ok()?).ok()?;
+    let (user, id) = decoded.split_once(':')?;
+    (user == "dapr-app-id").then(|| HeaderTarget { id: id.to_owned(), from_basic_auth: true })
 }
 
 /// Resolves `id` to a target, canonicalises the method path and sends the request there.
@@ -95,6 +123,27 @@ fn parse_target(id: &str, own_namespace: &str) -> Result<Target, InvokeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn header_targets() {
+        let h = |pairs: &[(&'static str, &str)]| {
+            let mut m = http::HeaderMap::new();
+            for (k, v) in pairs {
+                m.insert(*k, v.parse().unwrap());
+            }
+            header_target(&m).map(|t| (t.id, t.from_basic_auth))
+        };
+        // base64("dapr-app-id:orders")
+        let basic = "Basic ZGFwci1hcHAtaWQ6b3JkZXJz";
+        assert_eq!(h(&[("dapr-app-id", " b ")]), Some(("b".into(), false)));
+        assert_eq!(h(&[("authorization", basic)]), Some(("orders".into(), true)));
+        assert_eq!(h(&[("dapr-app-id", "b"), ("authorization", basic)]), Some(("b".into(), false)));
+        // base64("user:orders"): an ordinary credential, not a target.
+        assert_eq!(h(&[("authorization", "Basic dXNlcjpvcmRlcnM=")]), None);
+        assert_eq!(h(&[("authorization", "Bearer ZGFwci1hcHAtaWQ6b3JkZXJz")]), None);
+        assert_eq!(h(&[("authorization", "Basic !!!")]), None);
+        assert_eq!(h(&[]), None);
+    }
 
     #[test]
     fn targets() {

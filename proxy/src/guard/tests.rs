@@ -54,7 +54,9 @@ fn refusals() {
 }
 
 #[test]
-fn http2_preface_passes_through() {
+fn http2_preface_passes_through_only_at_the_start() {
+    let late = b"GET / HTTP/1.1\r\n\r\nPRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    assert_eq!(run(late, 3).1, Some(Refusal::Unjudgeable), "a preface after a request is not HTTP/2");
     let h2 = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x12\x04\x00\x00\x00\x00\x00#anything";
     for step in [1, 5, 100] {
         assert_eq!(run(h2, step), (h2.to_vec(), None), "step {step}");
@@ -62,11 +64,62 @@ fn http2_preface_passes_through() {
 }
 
 #[test]
-fn oversized_heads_are_left_to_hyper() {
+fn oversized_heads_are_refused() {
     let mut big = b"GET / HTTP/1.1\r\nX: ".to_vec();
     big.extend(std::iter::repeat_n(b'a', MAX_HEAD + 10));
     let (out, refused) = run(&big, 4096);
-    assert_eq!((out, refused), (big, None));
+    assert_eq!((out, refused), (POISON.to_vec(), Some(Refusal::Unjudgeable)));
+}
+
+#[test]
+fn leading_empty_lines_and_bare_lf_heads_are_judged_like_hyper_parses_them() {
+    // Empty lines before the request line must not hide the head from the guard.
+    let sneaky =
+        b"\r\n\r\nPOST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+    for step in [1, 3, 100] {
+        assert_eq!(run(sneaky, step).1, Some(Refusal::ContentLengthAndTransferEncoding), "step {step}");
+    }
+    // A bare-LF head ends where httparse says, so the next request is judged on its own.
+    let pipelined =
+        b"GET / HTTP/1.1\nHost: a\n\nPOST / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n";
+    for step in [1, 7, 200] {
+        let (out, refused) = run(pipelined, step);
+        assert_eq!(refused, Some(Refusal::ContentLengthAndTransferEncoding), "step {step}");
+        assert!(out.starts_with(b"GET / HTTP/1.1\nHost: a\n\n"), "the first request passes");
+    }
+    let single = b"GET /x HTTP/1.1\nHost: a\n\n";
+    assert_eq!(run(single, 2), (single.to_vec(), None));
+    let blank = b"\r\n\nGET / HTTP/1.1\r\n\r\n";
+    assert_eq!(run(blank, 1), (blank.to_vec(), None));
+}
+
+#[test]
+fn what_cannot_be_judged_is_refused() {
+    let cases: [(&[u8], Refusal); 5] = [
+        (b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n", Refusal::Unjudgeable),
+        (b"POST / HTTP/1.1\r\nContent-Length: +5\r\n\r\nhello", Refusal::Unjudgeable),
+        (b"POST / HTTP/1.1\r\nContent-Length: 1 2\r\n\r\n", Refusal::Unjudgeable),
+        (b"GET / HTTP/1.1\r\nBad Header: x\r\n\r\n", Refusal::Unjudgeable),
+        (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", Refusal::BadChunk),
+    ];
+    for (req, why) in cases {
+        assert_eq!(run(req, 5).1, Some(why), "{:?}", String::from_utf8_lossy(req));
+    }
+    let mut long_ext = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1;".to_vec();
+    long_ext.extend(std::iter::repeat_n(b'e', MAX_LINE + 1));
+    assert_eq!(run(&long_ext, 4096).1, Some(Refusal::BadChunk));
+}
+
+#[test]
+fn chunk_sizes_hyper_accepts_are_followed() {
+    let req = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n00000000000000005;name=value\r\nhello\r\n0\r\n\r\nGET /next HTTP/1.1\r\n\r\n";
+    for step in [1, 4, 1000] {
+        assert_eq!(run(req, step), (req.to_vec(), None), "step {step}");
+    }
+    let mut ext = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1;".to_vec();
+    ext.extend(std::iter::repeat_n(b'e', 2048));
+    ext.extend_from_slice(b"\r\nx\r\n0\r\n\r\n");
+    assert_eq!(run(&ext, 512), (ext.clone(), None));
 }
 
 proptest! {

@@ -138,6 +138,19 @@ async fn header_form_and_self_invocation() {
     // Namespace-qualified form.
     let r = send("GET", &url(&p.a, "b.default/method/x"), &[], "").await.unwrap();
     assert_eq!(r.json()["instance"], "b");
+    // Basic auth naming the target (base64 of "dapr-app-id:b"); the header is not forwarded.
+    let r =
+        send("GET", &format!("{}/basic?x=2", p.a.api_url()), &[("authorization", "Basic ZGFwci1hcHAtaWQ6Yg==")], "")
+            .await
+            .unwrap();
+    assert_eq!((r.json()["instance"].as_str(), r.json()["path"].as_str()), (Some("b"), Some("/basic")), "{}", r.text());
+    assert!(r.json()["headers"].get("authorization").is_none());
+    // The header wins over the path, and the whole path is the method.
+    let r = send("GET", &url(&p.a, "a/method/x"), &[("dapr-app-id", "b")], "").await.unwrap();
+    assert_eq!(
+        (r.json()["instance"].as_str(), r.json()["path"].as_str()),
+        (Some("b"), Some("/v1.0/invoke/a/method/x"))
+    );
     // Calling oneself goes to one's own app.
     let r = send("GET", &url(&p.a, "a/method/me"), &[], "").await.unwrap();
     assert_eq!(r.json()["instance"], "a");
