@@ -4,9 +4,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use outrider_certs::{Credentials, DevCa, IssuedCert, SpiffeId};
-use rcgen::{CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, SanType};
-use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use outrider_certs::{Credentials, DevCa, SpiffeId};
+use outrider_testkit::mesh::{leaf_with, presenting};
+use rcgen::{ExtendedKeyUsagePurpose, SanType};
+use rustls_pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
@@ -82,30 +83,12 @@ async fn server_refuses_a_client_from_another_ca() {
     assert!(err.contains("server: Err"), "{err}");
 }
 
-/// A leaf signed by `ca_dir`'s root with the given SANs and usages, bypassing our issuer.
-fn foreign_leaf(ca_dir: &std::path::Path, sans: Vec<SanType>, ekus: Vec<ExtendedKeyUsagePurpose>) -> IssuedCert {
-    let ca_key = KeyPair::from_pem(&std::fs::read_to_string(ca_dir.join("ca.key")).unwrap()).unwrap();
-    let issuer = Issuer::from_ca_cert_pem(&std::fs::read_to_string(ca_dir.join("ca.crt")).unwrap(), ca_key).unwrap();
-    let mut params = CertificateParams::default();
-    params.subject_alt_names = sans;
-    params.extended_key_usages = ekus;
-    params.is_ca = IsCa::ExplicitNoCa;
-    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-    let cert = params.signed_by(&key, &issuer).unwrap();
-    IssuedCert {
-        chain: vec![cert.der().clone()],
-        key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
-        not_after: std::time::SystemTime::now() + Duration::from_secs(3600),
-        issued_at: std::time::SystemTime::now(),
-    }
-}
-
 #[tokio::test]
 async fn own_certificate_must_carry_the_id_as_uri_san() {
     let home = tempfile::tempdir().unwrap();
     let dir = home.path().join("ca");
     let ca = DevCa::load_or_create(&dir).unwrap();
-    let dns = foreign_leaf(
+    let dns = leaf_with(
         &dir,
         vec![SanType::DnsName("spiffe://public/ns/default/a".try_into().unwrap())],
         vec![ExtendedKeyUsagePurpose::ClientAuth, ExtendedKeyUsagePurpose::ServerAuth],
@@ -137,31 +120,9 @@ async fn server_refuses_clients_without_uri_san_or_client_auth() {
         ),
     ];
     for (what, sans, ekus) in cases {
-        let leaf = foreign_leaf(&dir, sans, ekus);
-        let client = tls_client_with(&ca, leaf, id("b"));
+        let leaf = leaf_with(&dir, sans, ekus);
+        let client = presenting(creds(&ca, "helper").client_config(id("b")).unwrap(), leaf);
         let err = handshake(&b, client).await.expect_err(what);
         assert!(err.contains("server: Err"), "{what}: {err}");
-    }
-}
-
-/// Our client config toward `expected`, but presenting `leaf` (which our builder would refuse).
-fn tls_client_with(ca: &DevCa, leaf: IssuedCert, expected: SpiffeId) -> rustls::ClientConfig {
-    let mut cfg = creds(ca, "helper").client_config(expected).unwrap();
-    let signer = outrider_certs::crypto_provider().key_provider.load_private_key(leaf.key).unwrap();
-    let key = Arc::new(rustls::sign::CertifiedKey::new(leaf.chain, signer));
-    cfg.client_auth_cert_resolver = Arc::new(Fixed(key));
-    cfg
-}
-
-#[derive(Debug)]
-struct Fixed(Arc<rustls::sign::CertifiedKey>);
-
-impl rustls::client::ResolvesClientCert for Fixed {
-    fn resolve(&self, _: &[&[u8]], _: &[rustls::SignatureScheme]) -> Option<Arc<rustls::sign::CertifiedKey>> {
-        Some(self.0.clone())
-    }
-
-    fn has_certs(&self) -> bool {
-        true
     }
 }

@@ -23,7 +23,11 @@ pub fn peer_config(ca_dir: &std::path::Path, app: &str, server: &str) -> rustls:
 
 /// Like [`peer_config`], but presenting `leaf` instead.
 pub fn config_presenting(ca_dir: &std::path::Path, server: &str, leaf: IssuedCert) -> rustls::ClientConfig {
-    let mut cfg = peer_config(ca_dir, "helper", server);
+    presenting(peer_config(ca_dir, "helper", server), leaf)
+}
+
+/// `cfg` with its client certificate replaced by `leaf`, which our own builders would refuse.
+pub fn presenting(mut cfg: rustls::ClientConfig, leaf: IssuedCert) -> rustls::ClientConfig {
     let signer = outrider_certs::crypto_provider().key_provider.load_private_key(leaf.key).expect("key");
     cfg.client_auth_cert_resolver = Arc::new(Fixed(Arc::new(rustls::sign::CertifiedKey::new(leaf.chain, signer))));
     cfg
