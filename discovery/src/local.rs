@@ -36,6 +36,17 @@ pub struct Entry {
     pub address: SocketAddr,
     /// Its process id, to tell live entries from stale ones.
     pub pid: u32,
+    /// The process's start time (clock ticks since boot, `/proc/<pid>/stat` field 22), so that
+    /// an entry is not kept alive by an unrelated process that reused the pid. 0 if unknown.
+    #[serde(default)]
+    pub started: u64,
+}
+
+impl Entry {
+    /// The start time of `pid`, for [`Entry::started`]; 0 if it cannot be read.
+    pub fn start_time_of(pid: u32) -> u64 {
+        proc_stat(pid).map_or(0, |(_, started)| started)
+    }
 }
 
 impl Entry {
@@ -144,7 +155,7 @@ fn scan(dir: &Path) -> BTreeMap<Target, Arc<EndpointSet>> {
         let Some(entry) = fs::read(&path).ok().and_then(|b| serde_json::from_slice::<Entry>(&b).ok()) else {
             continue;
         };
-        if !pid_alive(entry.pid) {
+        if !alive(&entry) {
             tracing::debug!(path = %path.display(), "sweeping the registry entry of a dead sidecar");
             let _ = fs::remove_file(&path);
             continue;
@@ -154,13 +165,29 @@ fn scan(dir: &Path) -> BTreeMap<Target, Arc<EndpointSet>> {
     found.into_iter().map(|(t, a)| (t, Arc::new(EndpointSet::new(a)))).collect()
 }
 
-/// Whether a process exists and is not a zombie.
-fn pid_alive(pid: u32) -> bool {
-    match fs::read_to_string(format!("/proc/{pid}/stat")) {
-        // The state letter follows the parenthesised command name, which may contain spaces.
-        Ok(stat) => stat.rsplit_once(')').and_then(|(_, rest)| rest.trim_start().chars().next()) != Some('Z'),
-        Err(_) => false,
+/// The state letter and start time of a process, from `/proc/<pid>/stat`.
+fn proc_stat(pid: u32) -> Option<(char, u64)> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields follow the parenthesised command name, which may contain spaces: state is field 3,
+    // starttime field 22.
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let started = fields.nth(18)?.parse().ok()?;
+    Some((state, started))
+}
+
+/// Whether the process that wrote `entry` still runs: it exists, is not a zombie, and (when
+/// recorded) started when the entry says.
+fn alive(entry: &Entry) -> bool {
+    match proc_stat(entry.pid) {
+        Some((state, started)) => state != 'Z' && (entry.started == 0 || entry.started == started),
+        None => false,
     }
+}
+
+#[cfg(test)]
+fn pid_alive(pid: u32) -> bool {
+    proc_stat(pid).is_some_and(|(state, _)| state != 'Z')
 }
 
 fn publish(state: &Mutex<State>, latest: BTreeMap<Target, Arc<EndpointSet>>) {
@@ -204,7 +231,8 @@ mod tests {
     use super::*;
 
     fn entry(app: &str, port: u16, pid: u32) -> Entry {
-        Entry { app_id: app.into(), namespace: "default".into(), address: ([127, 0, 0, 1], port).into(), pid }
+        let started = Entry::start_time_of(pid);
+        Entry { app_id: app.into(), namespace: "default".into(), address: ([127, 0, 0, 1], port).into(), pid, started }
     }
 
     async fn wait_for(rx: &mut watch::Receiver<Arc<EndpointSet>>, ports: &[u16]) {
@@ -259,6 +287,17 @@ mod tests {
         let mut rx = r.resolve(&Target::new("b", "default"));
         wait_for(&mut rx, &[2002]).await;
         assert!(!stale_path.exists(), "stale entry was not swept");
+    }
+
+    #[test]
+    fn a_reused_pid_does_not_revive_an_entry() {
+        let me = std::process::id();
+        let mut e = entry("b", 1, me);
+        assert!(e.started > 0 && alive(&e));
+        e.started += 1; // as if written by an earlier process with the same pid
+        assert!(!alive(&e));
+        e.started = 0; // entries without a start time fall back to the pid alone
+        assert!(alive(&e));
     }
 
     #[test]

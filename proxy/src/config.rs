@@ -107,6 +107,9 @@ pub(crate) fn load(args: &RunArgs, env: &Env) -> Result<Settings, Problems> {
     if outrider_certs::SpiffeId::new(&args.trust_domain, "default", "x").is_err() {
         flag("trust-domain", format!("{:?} must be lower-case letters, digits, '.', '-' or '_'", args.trust_domain));
     }
+    if !["trace", "debug", "info", "warn", "error"].contains(&args.log_level.to_ascii_lowercase().as_str()) {
+        flag("log-level", format!("{:?} is not one of debug, info, warn, error", args.log_level));
+    }
     if !args.app_protocol.eq_ignore_ascii_case("http") {
         flag("app-protocol", format!("{:?} is not available; use http", args.app_protocol));
     }

@@ -64,6 +64,7 @@ pub(crate) async fn run(s: Settings, metrics: PrometheusHandle) -> anyhow::Resul
                     namespace: s.namespace.clone(),
                     address: SocketAddr::from(([127, 0, 0, 1], mesh_port)),
                     pid: std::process::id(),
+                    started: Entry::start_time_of(std::process::id()),
                 },
             )
             .context("registering in the local registry")?,

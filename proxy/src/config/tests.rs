@@ -38,10 +38,14 @@ fn reports_every_flag_problem() {
         "3500",
         "--cert-key",
         "/x",
+        "--log-level",
+        "chatty",
     ]);
     let errs = load(&a, &Env::default()).unwrap_err().0;
     let at: Vec<_> = errs.iter().map(|p| p.at.as_str()).collect();
-    assert_eq!(at, ["--app-id", "--namespace", "--app-protocol", "--mesh-port", "--trust-bundle", "--registry-dir"]);
+    let want =
+        ["--app-id", "--namespace", "--log-level", "--app-protocol", "--mesh-port", "--trust-bundle", "--registry-dir"];
+    assert_eq!(at, want);
     assert!(errs[0].message.contains("\"a.b\""));
 }
 
