@@ -138,20 +138,11 @@ impl ApiService {
         // A target named by header wins over the path, as in daprd.
         let by_path = path.strip_prefix("/v1.0/invoke/").filter(|_| invoke::header_target(req.headers()).is_none());
         let result = if let Some(rest) = by_path {
-            invoke::by_path(&self.state, rest, req).await.map(|mut r| {
-                r.extensions_mut().insert(INVOKE_LABEL);
-                r
-            })
+            invoke::by_path(&self.state, rest, req).await.map(labelled(INVOKE_LABEL))
         } else {
             match self.route(&path, req.method()) {
-                Some((route, key)) => self.dispatch(route, key, req).await.map(|mut r| {
-                    r.extensions_mut().insert(RouteLabel(route.label()));
-                    r
-                }),
-                None => invoke::by_header(&self.state, &path, req).await.map(|mut r| {
-                    r.extensions_mut().insert(INVOKE_LABEL);
-                    r
-                }),
+                Some((route, key)) => self.dispatch(route, key, req).await.map(labelled(RouteLabel(route.label()))),
+                None => invoke::by_header(&self.state, &path, req).await.map(labelled(INVOKE_LABEL)),
             }
         };
         result.unwrap_or_else(ApiError::into_response)
@@ -220,6 +211,14 @@ fn edge(req: &Request<Incoming>) -> Result<String, ApiError> {
     }
     let path = normalize::route_path(req.uri().path()).map_err(ApiError::edge)?;
     Ok(path)
+}
+
+/// Tags a response with the route template that produced it, for the metrics layer.
+fn labelled(label: RouteLabel) -> impl FnOnce(Response<Body>) -> Response<Body> {
+    move |mut r| {
+        r.extensions_mut().insert(label);
+        r
+    }
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
