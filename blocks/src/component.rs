@@ -86,9 +86,8 @@ pub struct ComponentError {
     pub message: String,
 }
 
-/// Component types this build can run. None yet: state, pub/sub and secrets land with their
-/// building blocks.
-const SUPPORTED_TYPES: &[&str] = &[];
+/// Component types this build can run.
+pub const SUPPORTED_TYPES: &[&str] = &["state.in-memory", "state.sqlite"];
 
 impl Component {
     /// Checks the document's shape and that this build supports its type. Every problem is

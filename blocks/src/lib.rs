@@ -6,5 +6,6 @@
 //! It knows nothing about HTTP routing, the mesh or certificates.
 
 pub mod component;
+pub mod state;
 
 pub use component::{Component, ComponentError, MetadataItem};

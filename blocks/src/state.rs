@@ -1,0 +1,211 @@
+//! The state building block: the [`StateStore`] contract every state component implements, and
+//! what the API layer needs around it (key prefixing, features, opening components).
+//!
+//! Stores work on bytes and opaque ETags; JSON, HTTP and Dapr's error codes belong to the API
+//! layer. A store declares its [`Features`]; the API refuses operations a store does not declare
+//! (for example transactions) instead of letting the store half-do them.
+
+mod memory;
+mod open;
+mod prefix;
+mod sqlite;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+
+pub use memory::MemoryStore;
+pub use open::{OpenContext, StateComponent, open};
+pub use prefix::{KeyPrefix, KeyPrefixError};
+pub use sqlite::SqliteStore;
+
+/// A boxed, sendable future: the return type of every [`StateStore`] method.
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// Request metadata: `ttlInSeconds`, `contentType`, and store-specific settings.
+pub type Metadata = BTreeMap<String, String>;
+
+/// First-write or last-write concurrency.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Concurrency {
+    /// Without an ETag, a write replaces whatever is there.
+    #[default]
+    LastWrite,
+    /// Without an ETag, a write succeeds only if the key does not exist.
+    FirstWrite,
+}
+
+/// A consistency hint; stores without replicas treat both alike.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Consistency {
+    /// Eventual.
+    #[default]
+    Eventual,
+    /// Strong.
+    Strong,
+}
+
+/// Per-request options.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Options {
+    /// Concurrency mode.
+    pub concurrency: Concurrency,
+    /// Consistency hint.
+    pub consistency: Consistency,
+}
+
+/// A value as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Item {
+    /// The stored bytes, exactly as written.
+    pub data: Bytes,
+    /// The current ETag.
+    pub etag: Option<String>,
+    /// Response metadata (e.g. `ttlExpireTime`).
+    pub metadata: Metadata,
+}
+
+/// Write `value` under `key`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SetRequest {
+    /// The key, already prefixed.
+    pub key: String,
+    /// The bytes to store.
+    pub value: Bytes,
+    /// Write only if the current ETag is this one.
+    pub etag: Option<String>,
+    /// `ttlInSeconds` and store-specific metadata.
+    pub metadata: Metadata,
+    /// Concurrency and consistency.
+    pub options: Options,
+}
+
+/// Delete `key`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DeleteRequest {
+    /// The key, already prefixed.
+    pub key: String,
+    /// Delete only if the current ETag is this one.
+    pub etag: Option<String>,
+    /// Store-specific metadata.
+    pub metadata: Metadata,
+    /// Concurrency and consistency.
+    pub options: Options,
+}
+
+/// One step of a transaction.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Operation {
+    /// Insert or update.
+    Upsert(SetRequest),
+    /// Delete.
+    Delete(DeleteRequest),
+}
+
+/// What a store can do. Reported in the metadata API and enforced by the API layer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Features {
+    /// ETags and compare-and-set.
+    pub etag: bool,
+    /// Atomic multi-key transactions.
+    pub transactional: bool,
+    /// `ttlInSeconds`.
+    pub ttl: bool,
+    /// The query API.
+    pub query: bool,
+}
+
+impl Features {
+    /// Dapr's capability names.
+    pub fn capabilities(&self) -> Vec<&'static str> {
+        [(self.etag, "ETAG"), (self.transactional, "TRANSACTIONAL"), (self.ttl, "TTL"), (self.query, "QUERY_API")]
+            .into_iter()
+            .filter_map(|(on, name)| on.then_some(name))
+            .collect()
+    }
+}
+
+/// Why a state operation failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StateError {
+    /// The ETag did not match (or first-write found an existing key).
+    #[error("possible etag mismatch. error from state store: {0}")]
+    EtagMismatch(String),
+    /// The ETag is not one this store could have issued.
+    #[error("invalid etag value: {0}")]
+    EtagInvalid(String),
+    /// The request is malformed for this store (e.g. a bad `ttlInSeconds`).
+    #[error("{0}")]
+    BadRequest(String),
+    /// The store does not support this operation.
+    #[error("the state store does not support {0}")]
+    NotSupported(&'static str),
+    /// The store failed or is unreachable.
+    #[error("{0}")]
+    Store(String),
+    /// The store did not answer in time.
+    #[error("the state store did not answer within {0:?}")]
+    Timeout(Duration),
+}
+
+/// A state store.
+///
+/// Contract, checked for every component by the conformance suite (`blocks/tests/state.rs`):
+/// - `get` returns exactly the bytes last written, with an ETag when [`Features::etag`]; `None`
+///   for a missing or expired key.
+/// - Every successful write changes the ETag. A write or delete carrying an ETag succeeds only if
+///   it matches the current one (a missing key matches nothing); without one, `FirstWrite` fails
+///   on an existing key and `LastWrite` always succeeds. Compare-and-set is atomic.
+/// - `delete` of a missing key without an ETag succeeds.
+/// - `ttlInSeconds` (when [`Features::ttl`]) makes the key disappear after that many seconds; a
+///   negative value means no expiry. A store without TTL refuses the metadata.
+/// - `multi` (when [`Features::transactional`]) applies every operation or none, in order.
+/// - Operations a store does not declare answer [`StateError::NotSupported`].
+pub trait StateStore: Send + Sync + 'static {
+    /// What this store supports.
+    fn features(&self) -> Features;
+
+    /// Reads `key`.
+    fn get(&self, key: String, metadata: Metadata) -> BoxFuture<Result<Option<Item>, StateError>>;
+
+    /// Writes one value.
+    fn set(&self, req: SetRequest) -> BoxFuture<Result<(), StateError>>;
+
+    /// Deletes one key.
+    fn delete(&self, req: DeleteRequest) -> BoxFuture<Result<(), StateError>>;
+
+    /// Applies `ops` atomically, in order.
+    fn multi(&self, ops: Vec<Operation>) -> BoxFuture<Result<(), StateError>> {
+        let _ = ops;
+        Box::pin(async { Err(StateError::NotSupported("transactions")) })
+    }
+}
+
+/// Reads `ttlInSeconds` from request metadata: `Ok(None)` when absent or negative (no expiry).
+pub fn ttl_of(metadata: &Metadata) -> Result<Option<Duration>, StateError> {
+    let Some(v) = metadata.iter().find(|(k, _)| k.eq_ignore_ascii_case("ttlInSeconds")).map(|(_, v)| v) else {
+        return Ok(None);
+    };
+    match v.trim().parse::<i64>() {
+        Ok(n) if n < 0 => Ok(None),
+        Ok(n) => Ok(Some(Duration::from_secs(n.unsigned_abs()))),
+        Err(_) => Err(StateError::BadRequest(format!("ttlInSeconds {v:?} is not a whole number of seconds"))),
+    }
+}
+
+/// The RFC 3339 form of an expiry time, as `ttlExpireTime` metadata.
+pub(crate) fn rfc3339(t: SystemTime) -> String {
+    let secs = t.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default();
+    time::OffsetDateTime::from_unix_timestamp(i64::try_from(secs).unwrap_or(i64::MAX))
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_default()
+}
+
+/// A fresh random ETag.
+pub(crate) fn new_etag() -> String {
+    uuid::Uuid::new_v4().to_string()
+}

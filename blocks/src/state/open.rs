@@ -1,0 +1,151 @@
+//! From a `Component` document to a running state store.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{KeyPrefix, MemoryStore, SqliteStore, StateStore};
+use crate::{Component, ComponentError};
+
+/// What opening a component may depend on.
+#[derive(Clone, Debug)]
+pub struct OpenContext {
+    /// This sidecar's app id (key prefixes).
+    pub app_id: String,
+    /// Its namespace (key prefixes).
+    pub namespace: String,
+    /// Where relative database files go.
+    pub data_dir: PathBuf,
+}
+
+/// An opened state component.
+#[derive(Clone)]
+pub struct StateComponent {
+    /// Its name (`metadata.name`).
+    pub name: String,
+    /// Its type, e.g. `state.sqlite`.
+    pub type_: String,
+    /// Its version, e.g. `v1`.
+    pub version: String,
+    /// The store.
+    pub store: Arc<dyn StateStore>,
+    /// What this app's keys are prefixed with, `||` included.
+    pub prefix: String,
+}
+
+fn err(field: &str, message: impl Into<String>) -> Vec<ComponentError> {
+    vec![ComponentError { field: field.into(), message: message.into() }]
+}
+
+/// The component's literal metadata, names lower-cased (Dapr matches them case-insensitively).
+/// References to secrets and environment variables are refused until secrets land.
+fn literal_metadata(c: &Component) -> Result<BTreeMap<String, String>, Vec<ComponentError>> {
+    let mut out = BTreeMap::new();
+    let mut errors = Vec::new();
+    for (i, item) in c.spec.metadata.iter().enumerate() {
+        let value = match (&item.value, &item.secret_key_ref, &item.env_ref) {
+            (Some(serde_json::Value::String(s)), _, _) => s.clone(),
+            (Some(v), _, _) => v.to_string(),
+            (None, None, None) => String::new(),
+            _ => {
+                errors.push(ComponentError {
+                    field: format!("spec.metadata[{i}]"),
+                    message: format!("{:?}: secretKeyRef and envRef are not supported yet; give a value", item.name),
+                });
+                continue;
+            }
+        };
+        out.insert(item.name.to_ascii_lowercase(), value);
+    }
+    if errors.is_empty() { Ok(out) } else { Err(errors) }
+}
+
+/// Opens a state component. Must run inside a tokio runtime (stores may start background
+/// tasks). Errors name the field.
+pub fn open(c: &Component, ctx: &OpenContext) -> Result<StateComponent, Vec<ComponentError>> {
+    let md = literal_metadata(c)?;
+    let prefix = KeyPrefix::parse(md.get("keyprefix").map(String::as_str))
+        .map_err(|e| err("spec.metadata.keyPrefix", e.to_string()))?
+        .prefix(&ctx.app_id, &c.metadata.name, &ctx.namespace);
+    let store: Arc<dyn StateStore> = match c.spec.type_.as_str() {
+        "state.in-memory" => Arc::new(MemoryStore::new()),
+        "state.sqlite" => {
+            let conn = md.get("connectionstring").map(String::as_str).unwrap_or("state.db");
+            let path = sqlite_path(conn, &ctx.data_dir);
+            let table = md.get("tablename").map(String::as_str).unwrap_or("state");
+            let store = SqliteStore::open(&path, table)
+                .map_err(|e| err("spec.metadata.connectionString", format!("{}: {e}", path.display())))?;
+            let every = match md.get("cleanupinterval").map(String::as_str) {
+                None | Some("") => Some(Duration::from_secs(3600)),
+                Some(v) => parse_interval(v).ok_or_else(|| {
+                    err("spec.metadata.cleanupInterval", format!("{v:?} is not a duration like 1h or 0 (off)"))
+                })?,
+            };
+            if let Some(every) = every {
+                let sweeper = store.clone();
+                tokio::spawn(async move {
+                    let mut tick = tokio::time::interval(every);
+                    tick.tick().await;
+                    loop {
+                        tick.tick().await;
+                        if let Err(e) = sweeper.sweep_expired().await {
+                            tracing::warn!(error = %e, "sweeping expired state failed");
+                        }
+                    }
+                });
+            }
+            Arc::new(store)
+        }
+        other => return Err(err("spec.type", format!("{other:?} is not a state store type this build supports"))),
+    };
+    Ok(StateComponent {
+        name: c.metadata.name.clone(),
+        type_: c.spec.type_.clone(),
+        version: if c.spec.version.is_empty() { "v1".into() } else { c.spec.version.clone() },
+        store,
+        prefix,
+    })
+}
+
+/// `connectionString` of Dapr's SQLite component: a path, optionally as `file:` URI with query
+/// options (ignored here). Relative paths are under the data directory.
+fn sqlite_path(conn: &str, data_dir: &Path) -> PathBuf {
+    let p = conn.strip_prefix("file:").unwrap_or(conn);
+    let p = p.split('?').next().unwrap_or(p);
+    let p = Path::new(p);
+    if p.is_absolute() { p.to_owned() } else { data_dir.join(p) }
+}
+
+/// `1h`, `30m`, `90s`, `500ms`; `0` (or a zero duration) turns the sweeper off.
+fn parse_interval(v: &str) -> Option<Option<Duration>> {
+    let v = v.trim();
+    let (num, mult) = if let Some(n) = v.strip_suffix("ms") {
+        (n, 1)
+    } else if let Some(n) = v.strip_suffix('s') {
+        (n, 1000)
+    } else if let Some(n) = v.strip_suffix('m') {
+        (n, 60_000)
+    } else if let Some(n) = v.strip_suffix('h') {
+        (n, 3_600_000)
+    } else {
+        (v, 1000)
+    };
+    let ms = num.trim().parse::<u64>().ok()?.checked_mul(mult)?;
+    Some((ms > 0).then(|| Duration::from_millis(ms)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_paths_and_intervals() {
+        let d = Path::new("/data");
+        assert_eq!(sqlite_path("state.db", d), Path::new("/data/state.db"));
+        assert_eq!(sqlite_path("file:/abs/x.db?_journal=WAL", d), Path::new("/abs/x.db"));
+        assert_eq!(parse_interval("1h"), Some(Some(Duration::from_secs(3600))));
+        assert_eq!(parse_interval("0"), Some(None));
+        assert_eq!(parse_interval("soon"), None);
+    }
+}

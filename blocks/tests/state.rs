@@ -1,0 +1,239 @@
+//! The state conformance suite: every store is held to the [`StateStore`] contract by the same
+//! checks. A store that does not declare a feature must refuse it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use outrider_blocks::state::{
+    Concurrency, DeleteRequest, MemoryStore, Metadata, Operation, Options, SetRequest, SqliteStore, StateError,
+    StateStore,
+};
+
+fn set(key: &str, value: &[u8]) -> SetRequest {
+    SetRequest { key: key.into(), value: Bytes::copy_from_slice(value), ..Default::default() }
+}
+
+fn with_etag(mut r: SetRequest, etag: &str) -> SetRequest {
+    r.etag = Some(etag.into());
+    r
+}
+
+fn del(key: &str, etag: Option<&str>) -> DeleteRequest {
+    DeleteRequest { key: key.into(), etag: etag.map(Into::into), ..Default::default() }
+}
+
+async fn etag_of(s: &dyn StateStore, key: &str) -> String {
+    s.get(key.into(), Metadata::new()).await.unwrap().expect("key exists").etag.expect("etag")
+}
+
+async fn value_of(s: &dyn StateStore, key: &str) -> Option<Bytes> {
+    s.get(key.into(), Metadata::new()).await.unwrap().map(|i| i.data)
+}
+
+async fn round_trips_every_kind_of_value(s: Arc<dyn StateStore>) {
+    let big: Vec<u8> = (0..(1 << 20)).map(|i| (i % 251) as u8).collect();
+    let values: [&[u8]; 6] =
+        [b"", b"\"\"", b"{\"a\":[1,2,{\"b\":null}]}", b"\x00\xff\x01binary\x00", "ünïcödé 😀".as_bytes(), &big];
+    for (i, v) in values.iter().enumerate() {
+        let key = format!("kind-{i}");
+        s.set(set(&key, v)).await.unwrap();
+        assert_eq!(value_of(&*s, &key).await.as_deref(), Some(*v), "value {i}");
+    }
+    assert_eq!(value_of(&*s, "never-written").await, None);
+    for key in ["a'b", "a\"; DROP TABLE state; --", "a||b||c", "ключ", "a/b%2Fc"] {
+        s.set(set(key, b"1")).await.unwrap();
+        assert_eq!(value_of(&*s, key).await.as_deref(), Some(&b"1"[..]), "{key:?}");
+    }
+}
+
+async fn etags_change_and_guard_writes(s: Arc<dyn StateStore>) {
+    s.set(set("e", b"1")).await.unwrap();
+    let e1 = etag_of(&*s, "e").await;
+    s.set(set("e", b"2")).await.unwrap();
+    let e2 = etag_of(&*s, "e").await;
+    assert_ne!(e1, e2, "a write must change the etag");
+    let stale = s.set(with_etag(set("e", b"3"), &e1)).await;
+    assert!(matches!(stale, Err(StateError::EtagMismatch(_))), "{stale:?}");
+    assert_eq!(value_of(&*s, "e").await.as_deref(), Some(&b"2"[..]), "a refused write changed the value");
+    s.set(with_etag(set("e", b"3"), &e2)).await.unwrap();
+    assert_eq!(value_of(&*s, "e").await.as_deref(), Some(&b"3"[..]));
+    let missing = s.set(with_etag(set("nope", b"x"), &e2)).await;
+    assert!(matches!(missing, Err(StateError::EtagMismatch(_))), "an etag cannot match a missing key: {missing:?}");
+    assert_eq!(value_of(&*s, "nope").await, None);
+}
+
+async fn first_write_wins(s: Arc<dyn StateStore>) {
+    let first = |v: &[u8]| SetRequest {
+        options: Options { concurrency: Concurrency::FirstWrite, ..Default::default() },
+        ..set("fw", v)
+    };
+    s.set(first(b"a")).await.unwrap();
+    assert!(matches!(s.set(first(b"b")).await, Err(StateError::EtagMismatch(_))));
+    assert_eq!(value_of(&*s, "fw").await.as_deref(), Some(&b"a"[..]));
+    let e = etag_of(&*s, "fw").await;
+    let mut with = first(b"c");
+    with.etag = Some(e);
+    s.set(with).await.unwrap();
+    assert_eq!(value_of(&*s, "fw").await.as_deref(), Some(&b"c"[..]));
+}
+
+async fn deletes_honour_etags(s: Arc<dyn StateStore>) {
+    s.delete(del("absent", None)).await.unwrap();
+    s.set(set("d", b"1")).await.unwrap();
+    let e = etag_of(&*s, "d").await;
+    assert!(matches!(s.delete(del("d", Some("wrong"))).await, Err(StateError::EtagMismatch(_))));
+    assert!(value_of(&*s, "d").await.is_some());
+    s.delete(del("d", Some(&e))).await.unwrap();
+    assert_eq!(value_of(&*s, "d").await, None);
+    assert!(matches!(s.delete(del("d", Some(&e))).await, Err(StateError::EtagMismatch(_))));
+}
+
+async fn transactions_are_atomic_and_ordered(s: Arc<dyn StateStore>) {
+    if !s.features().transactional {
+        assert_eq!(
+            s.multi(vec![Operation::Upsert(set("t", b"1"))]).await,
+            Err(StateError::NotSupported("transactions"))
+        );
+        return;
+    }
+    s.set(set("t-c", b"keep")).await.unwrap();
+    let failing = vec![
+        Operation::Upsert(set("t-a", b"1")),
+        Operation::Upsert(set("t-b", b"1")),
+        Operation::Delete(del("t-c", Some("wrong-etag"))),
+    ];
+    assert!(matches!(s.multi(failing).await, Err(StateError::EtagMismatch(_))));
+    assert_eq!(value_of(&*s, "t-a").await, None, "a failed transaction left a write behind");
+    assert_eq!(value_of(&*s, "t-c").await.as_deref(), Some(&b"keep"[..]));
+    let ordered = vec![
+        Operation::Upsert(set("t-a", b"1")),
+        Operation::Delete(del("t-a", None)),
+        Operation::Upsert(set("t-a", b"2")),
+        Operation::Delete(del("t-c", None)),
+    ];
+    s.multi(ordered).await.unwrap();
+    assert_eq!(value_of(&*s, "t-a").await.as_deref(), Some(&b"2"[..]));
+    assert_eq!(value_of(&*s, "t-c").await, None);
+}
+
+async fn ttl_expires_keys(s: Arc<dyn StateStore>) {
+    let ttl = |secs: &str| {
+        let mut r = set("ttl", b"short-lived");
+        r.metadata.insert("ttlInSeconds".into(), secs.into());
+        r
+    };
+    if !s.features().ttl {
+        return;
+    }
+    assert!(matches!(s.set(ttl("soon")).await, Err(StateError::BadRequest(_))));
+    s.set(ttl("1")).await.unwrap();
+    let item = s.get("ttl".into(), Metadata::new()).await.unwrap().expect("visible before expiry");
+    assert!(item.metadata.contains_key("ttlExpireTime"), "{:?}", item.metadata);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while value_of(&*s, "ttl").await.is_some() {
+        assert!(tokio::time::Instant::now() < deadline, "the key never expired");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    s.set(ttl("-1")).await.unwrap();
+    let item = s.get("ttl".into(), Metadata::new()).await.unwrap().expect("negative ttl never expires");
+    assert!(!item.metadata.contains_key("ttlExpireTime"));
+}
+
+async fn concurrent_writers_lose_no_update(s: Arc<dyn StateStore>) {
+    s.set(set("counter", b"0")).await.unwrap();
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                for _ in 0..50 {
+                    loop {
+                        let item = s.get("counter".into(), Metadata::new()).await.unwrap().unwrap();
+                        let n: u64 = std::str::from_utf8(&item.data).unwrap().parse().unwrap();
+                        let req = SetRequest { etag: item.etag, ..set("counter", (n + 1).to_string().as_bytes()) };
+                        match s.set(req).await {
+                            Ok(()) => break,
+                            Err(StateError::EtagMismatch(_)) => continue,
+                            Err(e) => panic!("{e}"),
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(value_of(&*s, "counter").await.as_deref(), Some(&b"400"[..]));
+}
+
+macro_rules! conformance {
+    ($store:ident, $make:expr) => {
+        mod $store {
+            use super::*;
+
+            #[allow(clippy::redundant_closure_call)]
+            fn make() -> (Arc<dyn StateStore>, Option<tempfile::TempDir>) {
+                ($make)()
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn round_trips_every_kind_of_value() {
+                let (s, _g) = make();
+                super::round_trips_every_kind_of_value(s).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn etags_change_and_guard_writes() {
+                let (s, _g) = make();
+                super::etags_change_and_guard_writes(s).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn first_write_wins() {
+                let (s, _g) = make();
+                super::first_write_wins(s).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn deletes_honour_etags() {
+                let (s, _g) = make();
+                super::deletes_honour_etags(s).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn transactions_are_atomic_and_ordered() {
+                let (s, _g) = make();
+                super::transactions_are_atomic_and_ordered(s).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn ttl_expires_keys() {
+                let (s, _g) = make();
+                super::ttl_expires_keys(s).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn concurrent_writers_lose_no_update() {
+                let (s, _g) = make();
+                super::concurrent_writers_lose_no_update(s).await;
+            }
+        }
+    };
+}
+
+conformance!(memory, || (Arc::new(MemoryStore::new()) as Arc<dyn StateStore>, None));
+conformance!(sqlite, || {
+    let dir = tempfile::tempdir().unwrap();
+    let s = SqliteStore::open(&dir.path().join("state.db"), "state").unwrap();
+    (Arc::new(s) as Arc<dyn StateStore>, Some(dir))
+});
+
+#[tokio::test]
+async fn sqlite_is_durable_and_refuses_unsafe_table_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nested/state.db");
+    {
+        let s = SqliteStore::open(&path, "state").unwrap();
+        s.set(set("kept", b"across restarts")).await.unwrap();
+    }
+    let s = SqliteStore::open(&path, "state").unwrap();
+    assert_eq!(value_of(&s, "kept").await.as_deref(), Some(&b"across restarts"[..]));
+    for bad in ["", "state; DROP TABLE x", "a-b", "t\"x"] {
+        assert!(SqliteStore::open(&path, bad).is_err(), "{bad:?}");
+    }
+}
