@@ -7,6 +7,7 @@
 
 mod invoke;
 mod meta;
+mod state;
 
 pub(crate) use meta::VERSION as VERSION_STR;
 
@@ -25,10 +26,10 @@ use outrider_filters::normalize;
 use tokio_util::sync::CancellationToken;
 
 use crate::app_channel::AppChannel;
-use crate::config::ComponentInfo;
 use crate::errors::ApiError;
 use crate::http::{Body, full};
 use crate::outbound::Outbound;
+use outrider_blocks::state::StateComponent;
 
 /// Readiness as the health endpoints and the admin listener report it.
 #[derive(Debug, Default)]
@@ -64,13 +65,18 @@ pub(crate) struct ApiState {
     pub(crate) outbound: Arc<Outbound>,
     pub(crate) app: Option<AppChannel>,
     pub(crate) health: Arc<Health>,
-    pub(crate) components: Vec<ComponentInfo>,
+    /// State stores by name.
+    pub(crate) stores: BTreeMap<String, StateComponent>,
     pub(crate) extended: Mutex<BTreeMap<String, String>>,
     pub(crate) shutdown: CancellationToken,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Route {
+    StateSave,
+    StateKey,
+    StateBulk,
+    StateTransaction,
     Healthz,
     HealthzOutbound,
     Metadata,
@@ -81,6 +87,10 @@ enum Route {
 impl Route {
     fn label(self) -> &'static str {
         match self {
+            Route::StateSave => "/v1.0/state/{store}",
+            Route::StateKey => "/v1.0/state/{store}/{key}",
+            Route::StateBulk => "/v1.0/state/{store}/bulk",
+            Route::StateTransaction => "/v1.0/state/{store}/transaction",
             Route::Healthz => "/v1.0/healthz",
             Route::HealthzOutbound => "/v1.0/healthz/outbound",
             Route::Metadata => "/v1.0/metadata",
@@ -88,6 +98,13 @@ impl Route {
             Route::Shutdown => "/v1.0/shutdown",
         }
     }
+}
+
+/// Route parameters, unescaped.
+#[derive(Debug, Default)]
+struct Params {
+    store: String,
+    key: String,
 }
 
 /// The route label of invocations.
@@ -103,7 +120,17 @@ pub(crate) struct ApiService {
 impl ApiService {
     pub(crate) fn new(state: Arc<ApiState>) -> Self {
         let mut router = matchit::Router::new();
-        for r in [Route::Healthz, Route::HealthzOutbound, Route::Metadata, Route::MetadataKey, Route::Shutdown] {
+        for r in [
+            Route::StateSave,
+            Route::StateKey,
+            Route::StateBulk,
+            Route::StateTransaction,
+            Route::Healthz,
+            Route::HealthzOutbound,
+            Route::Metadata,
+            Route::MetadataKey,
+            Route::Shutdown,
+        ] {
             router.insert(r.label(), r).expect("the route table has no conflicts");
         }
         Self { state, router: Arc::new(router) }
@@ -141,7 +168,9 @@ impl ApiService {
             invoke::by_path(&self.state, rest, req).await.map(labelled(INVOKE_LABEL))
         } else {
             match self.route(&path, req.method()) {
-                Some((route, key)) => self.dispatch(route, key, req).await.map(labelled(RouteLabel(route.label()))),
+                Some((route, params)) => {
+                    self.dispatch(route, params, req).await.map(labelled(RouteLabel(route.label())))
+                }
                 None => invoke::by_header(&self.state, &path, req).await.map(labelled(INVOKE_LABEL)),
             }
         };
@@ -150,33 +179,40 @@ impl ApiService {
 
     /// The matched route (and its `{key}`), if the verb fits; otherwise the request falls through
     /// to invocation, as in daprd. A trailing slash is tried without it.
-    fn route(&self, path: &str, method: &Method) -> Option<(Route, Option<String>)> {
+    fn route(&self, path: &str, method: &Method) -> Option<(Route, Params)> {
         if path == "/v1.0/metadata/" && method == Method::PUT {
-            return Some((Route::MetadataKey, Some(String::new())));
+            return Some((Route::MetadataKey, Params::default()));
         }
         let m = self.router.at(path).ok().or_else(|| self.router.at(path.strip_suffix('/')?).ok())?;
         let route = *m.value;
-        let key = m.params.get("key").map(percent_decode);
+        // Parameters are unescaped after matching, so a key may hold '/' as %2F.
+        let params = Params {
+            store: m.params.get("store").map(percent_decode).unwrap_or_default(),
+            key: m.params.get("key").map(percent_decode).unwrap_or_default(),
+        };
+        let write = method == Method::POST || method == Method::PUT;
         let verb_ok = match route {
+            Route::StateSave | Route::StateBulk | Route::StateTransaction => write,
+            Route::StateKey => method == Method::GET || method == Method::DELETE,
             Route::Healthz | Route::HealthzOutbound | Route::Metadata => method == Method::GET,
             Route::MetadataKey => method == Method::PUT,
             Route::Shutdown => method == Method::POST,
         };
-        verb_ok.then_some((route, key))
+        verb_ok.then_some((route, params))
     }
 
-    async fn dispatch(
-        &self,
-        route: Route,
-        key: Option<String>,
-        req: Request<Incoming>,
-    ) -> Result<Response<Body>, ApiError> {
+    async fn dispatch(&self, route: Route, p: Params, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
         let s = &self.state;
         match route {
+            Route::StateSave => state::save(s, &p.store, req).await,
+            Route::StateKey if req.method() == Method::DELETE => state::delete(s, &p.store, &p.key, &req).await,
+            Route::StateKey => state::get(s, &p.store, &p.key, req.uri().query()).await,
+            Route::StateBulk => state::bulk(s, &p.store, req).await,
+            Route::StateTransaction => state::transaction(s, &p.store, req).await,
             Route::Healthz => meta::healthz(s, req.uri().query()),
             Route::HealthzOutbound => meta::healthz_outbound(s),
             Route::Metadata => meta::get(s),
-            Route::MetadataKey => meta::put(s, key.unwrap_or_default(), req).await,
+            Route::MetadataKey => meta::put(s, p.key, req).await,
             Route::Shutdown => meta::shutdown(s),
         }
     }

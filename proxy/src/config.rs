@@ -23,12 +23,23 @@ pub(crate) enum IdentitySource {
     Files { bundle: PathBuf, chain: PathBuf, key: PathBuf },
 }
 
-/// A loaded component, as listed by the metadata API.
+/// A validated component document and where it came from, for error messages.
 #[derive(Clone, Debug)]
-pub(crate) struct ComponentInfo {
-    pub(crate) name: String,
-    pub(crate) type_: String,
-    pub(crate) version: String,
+pub(crate) struct LoadedComponent {
+    /// The file (and document number) it was read from; `built-in` for defaults.
+    pub(crate) at: String,
+    pub(crate) component: Component,
+}
+
+/// The `statestore` a sidecar gets when no resources are given: durable SQLite under the data
+/// directory.
+fn default_components() -> Vec<LoadedComponent> {
+    let doc = serde_json::json!({
+        "metadata": {"name": "statestore"},
+        "spec": {"type": "state.sqlite", "version": "v1", "metadata": [{"name": "connectionString", "value": "state.db"}]},
+    });
+    let component = serde_json::from_value(doc).expect("the built-in component is well-formed");
+    vec![LoadedComponent { at: "built-in default".into(), component }]
 }
 
 /// Everything the sidecar runs with.
@@ -46,7 +57,8 @@ pub(crate) struct Settings {
     pub(crate) workload_cert_ttl: Duration,
     pub(crate) registry_dir: PathBuf,
     pub(crate) resolver: ResolverConfig,
-    pub(crate) components: Vec<ComponentInfo>,
+    pub(crate) components: Vec<LoadedComponent>,
+    pub(crate) data_dir: PathBuf,
     pub(crate) api_token: Option<String>,
     pub(crate) app_token: Option<String>,
     pub(crate) command: Vec<String>,
@@ -193,6 +205,9 @@ pub(crate) fn load(args: &RunArgs, env: &Env) -> Result<Settings, Problems> {
     for dir in &args.resources_path {
         load_resources(dir, &args.app_id, &mut components, &mut problems);
     }
+    if args.resources_path.is_empty() {
+        components = default_components();
+    }
     if !problems.is_empty() {
         return Err(Problems(problems));
     }
@@ -210,6 +225,7 @@ pub(crate) fn load(args: &RunArgs, env: &Env) -> Result<Settings, Problems> {
         registry_dir: registry_dir.expect("no problems means a registry dir"),
         resolver: resolver.expect("no problems means a resolver"),
         components,
+        data_dir: args.data_dir.clone(),
         api_token: env.api_token.clone(),
         app_token: env.app_token.clone(),
         command: args.command.clone(),
@@ -261,7 +277,7 @@ fn read_configuration(path: &Path) -> Result<ConfigFile, Vec<Problem>> {
 }
 
 /// Loads every `*.yaml`/`*.yml` directly inside `dir` (not recursively), like daprd.
-fn load_resources(dir: &Path, app_id: &str, out: &mut Vec<ComponentInfo>, problems: &mut Vec<Problem>) {
+fn load_resources(dir: &Path, app_id: &str, out: &mut Vec<LoadedComponent>, problems: &mut Vec<Problem>) {
     let rd = match std::fs::read_dir(dir) {
         Ok(rd) => rd,
         Err(e) => {
@@ -309,7 +325,7 @@ fn load_component(
     doc: serde_json::Value,
     at: &str,
     app_id: &str,
-    out: &mut Vec<ComponentInfo>,
+    out: &mut Vec<LoadedComponent>,
     problems: &mut Vec<Problem>,
 ) {
     let c: Component = match serde_json::from_value(doc) {
@@ -324,14 +340,14 @@ fn load_component(
     }
     let errs = c.validate();
     if errs.is_empty() {
-        if out.iter().any(|o| o.name == c.metadata.name) {
+        if out.iter().any(|o| o.component.metadata.name == c.metadata.name) {
             problems.push(Problem {
                 at: format!("{at}: metadata.name"),
                 message: format!("{:?} is defined twice", c.metadata.name),
             });
             return;
         }
-        out.push(ComponentInfo { name: c.metadata.name, type_: c.spec.type_, version: c.spec.version });
+        out.push(LoadedComponent { at: at.to_owned(), component: c });
     } else if c.spec.ignore_errors {
         for e in errs {
             tracing::warn!(file = %at, field = %e.field, "{}; ignored (ignoreErrors)", e.message);

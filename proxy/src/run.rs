@@ -8,6 +8,7 @@
 //! the grace period → SIGTERM the child and wait → close the API → exit with the child's status
 //! (or 0).
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -18,6 +19,7 @@ use http::Request;
 use hyper::body::Incoming;
 use metrics_exporter_prometheus::PrometheusHandle;
 use nix::sys::signal::Signal;
+use outrider_blocks::state::{self, OpenContext, StateComponent};
 use outrider_discovery::local::{Entry, LocalResolver, Registration};
 use outrider_discovery::static_::StaticResolver;
 use outrider_discovery::{Resolve, ResolverConfig};
@@ -48,6 +50,8 @@ pub(crate) async fn run(s: Settings, metrics: PrometheusHandle) -> anyhow::Resul
         ResolverConfig::Local => Arc::new(LocalResolver::start(s.registry_dir.clone()).context("local registry")?),
         ResolverConfig::Static(map) => Arc::new(StaticResolver::new(map.clone())),
     };
+
+    let stores = open_state_stores(&s)?;
 
     let api_l = bind(s.listen.api, "--dapr-http-port").await?;
     let mesh_l = bind(s.listen.mesh, "--mesh-port").await?;
@@ -89,7 +93,7 @@ pub(crate) async fn run(s: Settings, metrics: PrometheusHandle) -> anyhow::Resul
         outbound,
         app: app.clone(),
         health: health.clone(),
-        components: s.components.clone(),
+        stores,
         extended: Default::default(),
         shutdown: shutdown.clone(),
     });
@@ -182,6 +186,29 @@ pub(crate) async fn run(s: Settings, metrics: PrometheusHandle) -> anyhow::Resul
     let _ = admin_task.await;
     tracing::info!(exit_code, "stopped");
     Ok(exit_code)
+}
+
+/// Opens every state component; all failures are reported together, naming file and field.
+fn open_state_stores(s: &Settings) -> anyhow::Result<BTreeMap<String, StateComponent>> {
+    let ctx = OpenContext { app_id: s.app_id.clone(), namespace: s.namespace.clone(), data_dir: s.data_dir.clone() };
+    let mut stores = BTreeMap::new();
+    let mut problems = Vec::new();
+    for loaded in s.components.iter().filter(|l| l.component.spec.type_.starts_with("state.")) {
+        match state::open(&loaded.component, &ctx) {
+            Ok(c) => {
+                tracing::info!(name = %c.name, r#type = %c.type_, "state store ready");
+                stores.insert(c.name.clone(), c);
+            }
+            Err(errs) => {
+                problems.extend(errs.into_iter().map(|e| format!("{}: {}: {}", loaded.at, e.field, e.message)))
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(stores)
+    } else {
+        anyhow::bail!("opening components failed:\n  - {}", problems.join("\n  - "))
+    }
 }
 
 async fn bind(addr: SocketAddr, flag: &str) -> anyhow::Result<TcpListener> {

@@ -107,7 +107,9 @@ async fn metadata_reports_and_stores_extended_values() {
     assert_eq!(j["extended"]["daprRuntimeVersion"], j["runtimeVersion"]);
     assert_eq!(j["appConnectionProperties"]["port"], app.port);
     assert_eq!(j["appConnectionProperties"]["channelAddress"], "127.0.0.1");
-    assert!(j.get("components").is_none(), "empty lists are omitted");
+    // Without resources, the default durable state store is there.
+    assert_eq!(j["components"][0]["name"], "statestore");
+    assert_eq!(j["components"][0]["type"], "state.sqlite");
     let put = send("PUT", &format!("{url}/team%20name"), &[("content-type", "text/plain")], "payments").await.unwrap();
     assert_eq!(put.status, 204);
     assert_eq!(send("PUT", &format!("{url}/"), &[], "ignored").await.unwrap().status, 204);

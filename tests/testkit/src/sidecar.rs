@@ -58,6 +58,7 @@ impl Mesh {
             home: self.home.path().to_owned(),
             app_id: app_id.to_owned(),
             app_port: None,
+            data_dir: None,
             args: Vec::new(),
             env: Vec::new(),
             command: Vec::new(),
@@ -70,6 +71,7 @@ pub struct SidecarBuilder {
     home: PathBuf,
     app_id: String,
     app_port: Option<u16>,
+    data_dir: Option<PathBuf>,
     args: Vec<String>,
     env: Vec<(String, String)>,
     command: Vec<String>,
@@ -79,6 +81,12 @@ impl SidecarBuilder {
     /// The app's port.
     pub fn app_port(mut self, port: u16) -> Self {
         self.app_port = Some(port);
+        self
+    }
+
+    /// The data directory (default: a fresh one per sidecar under the mesh home).
+    pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.data_dir = Some(dir.into());
         self
     }
 
@@ -111,7 +119,7 @@ impl SidecarBuilder {
             .args(["--mesh-port", &mesh.to_string()])
             .args(["--metrics-port", &admin.to_string()])
             .arg("--data-dir")
-            .arg(self.home.join(format!("data-{}-{api}", self.app_id)))
+            .arg(self.data_dir.clone().unwrap_or_else(|| self.home.join(format!("data-{}-{api}", self.app_id))))
             .args(["--log-level", "debug"])
             .args(&self.args)
             .env_clear()

@@ -1,0 +1,387 @@
+//! The state API: `/v1.0/state/{store}[/{key}|/bulk|/transaction]`, with daprd's bodies, status
+//! codes and error codes (api.md §3). Keys are prefixed per the component's `keyPrefix` before
+//! they reach a store, and every store call has a deadline.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use outrider_blocks::state::{
+    Concurrency, Consistency, DeleteRequest, Item, Metadata, Operation, Options, SetRequest, StateComponent, StateError,
+};
+use serde_json::{Map, Value, json};
+
+use super::{ApiState, percent_decode};
+use crate::errors::ApiError;
+use crate::http::{Body, empty, full};
+
+/// How long one store call may take before the API answers with an error.
+const STORE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bulk gets run at most this many reads at once, whatever the request asks.
+const MAX_PARALLELISM: usize = 64;
+
+fn bad(code: &'static str, message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, code, message)
+}
+
+/// The store named in the path, or the error daprd gives.
+fn store<'a>(s: &'a ApiState, name: &str) -> Result<&'a StateComponent, ApiError> {
+    if s.stores.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "ERR_STATE_STORE_NOT_CONFIGURED",
+            "state store is not configured",
+        ));
+    }
+    s.stores.get(name).ok_or_else(|| bad("ERR_STATE_STORE_NOT_FOUND", format!("state store {name} is not found")))
+}
+
+/// Rejects keys the prefixing scheme cannot hold, and returns the stored key.
+fn stored_key(c: &StateComponent, key: &str) -> Result<String, ApiError> {
+    if key.contains("||") {
+        return Err(bad("ERR_MALFORMED_REQUEST", format!("input key/keyPrefix '{key}' can't contain '||'")));
+    }
+    if key.is_empty() {
+        return Err(bad("ERR_MALFORMED_REQUEST", "\"key\" is a required field"));
+    }
+    Ok(format!("{}{key}", c.prefix))
+}
+
+/// Runs one store call under the deadline.
+async fn call<T>(fut: impl Future<Output = Result<T, StateError>>) -> Result<T, StateError> {
+    tokio::time::timeout(STORE_TIMEOUT, fut).await.unwrap_or(Err(StateError::Timeout(STORE_TIMEOUT)))
+}
+
+/// Maps a store failure of a single-key operation: 409 for a mismatch, 400 for bad input.
+fn store_error(code: &'static str, message: String, e: &StateError) -> ApiError {
+    let status = match e {
+        StateError::EtagMismatch(_) => StatusCode::CONFLICT,
+        StateError::EtagInvalid(_) | StateError::BadRequest(_) => StatusCode::BAD_REQUEST,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    ApiError::new(status, code, message)
+}
+
+/// `metadata.<name>=<value>` query parameters (first value wins), as request metadata.
+fn query_metadata(query: Option<&str>) -> Metadata {
+    let mut md = Metadata::new();
+    for kv in query.unwrap_or_default().split('&') {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        if let Some(name) = percent_decode(k).strip_prefix("metadata.") {
+            md.entry(name.to_owned()).or_insert_with(|| percent_decode(&v.replace('+', " ")));
+        }
+    }
+    md
+}
+
+fn query_value(query: Option<&str>, name: &str) -> Option<String> {
+    super::query_param(query, name)
+}
+
+async fn read_json(s: &ApiState, req: Request<Incoming>) -> Result<Value, ApiError> {
+    let limit = usize::try_from(s.max_body_size).unwrap_or(usize::MAX);
+    let bytes = Limited::new(req.into_body(), limit).collect().await.map_err(|e| {
+        if e.is::<http_body_util::LengthLimitError>() {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "ERR_BODY_READ",
+                format!("the body is larger than {limit} bytes"),
+            )
+        } else {
+            bad("ERR_BODY_READ", format!("failed reading the body: {e}"))
+        }
+    })?;
+    serde_json::from_slice(&bytes.to_bytes())
+        .map_err(|e| bad("ERR_MALFORMED_REQUEST", format!("failed deserializing HTTP body: {e}")))
+}
+
+/// A field of a JSON object, matched case-insensitively as Go's decoder does.
+fn field<'a>(obj: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
+    obj.get(name).or_else(|| obj.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v))
+}
+
+fn string_map(v: Option<&Value>, what: &str) -> Result<Metadata, ApiError> {
+    match v {
+        None | Some(Value::Null) => Ok(Metadata::new()),
+        Some(Value::Object(m)) => m
+            .iter()
+            .map(|(k, v)| match v {
+                Value::String(s) => Ok((k.clone(), s.clone())),
+                other => Err(bad("ERR_MALFORMED_REQUEST", format!("{what}.{k} must be a string, got {other}"))),
+            })
+            .collect(),
+        Some(other) => Err(bad("ERR_MALFORMED_REQUEST", format!("{what} must be an object, got {other}"))),
+    }
+}
+
+fn parse_options(concurrency: Option<&str>, consistency: Option<&str>) -> Result<Options, ApiError> {
+    let concurrency = match concurrency.unwrap_or("") {
+        "" | "last-write" => Concurrency::LastWrite,
+        "first-write" => Concurrency::FirstWrite,
+        other => {
+            return Err(bad(
+                "ERR_MALFORMED_REQUEST",
+                format!("concurrency {other:?} is not first-write or last-write"),
+            ));
+        }
+    };
+    let consistency = match consistency.unwrap_or("") {
+        "" | "eventual" => Consistency::Eventual,
+        "strong" => Consistency::Strong,
+        other => return Err(bad("ERR_MALFORMED_REQUEST", format!("consistency {other:?} is not eventual or strong"))),
+    };
+    Ok(Options { concurrency, consistency })
+}
+
+/// The fields shared by save items and transaction requests.
+struct Parsed {
+    key: String,
+    value: Option<Bytes>,
+    etag: Option<String>,
+    metadata: Metadata,
+    options: Options,
+}
+
+fn parse_item(v: &Value, base_md: &Metadata, path: &str) -> Result<Parsed, ApiError> {
+    let Value::Object(obj) = v else {
+        return Err(bad("ERR_MALFORMED_REQUEST", format!("{path} must be an object, got {v}")));
+    };
+    let key = match field(obj, "key") {
+        Some(Value::String(k)) if !k.is_empty() => k.clone(),
+        None | Some(Value::Null) | Some(Value::String(_)) => {
+            return Err(bad("ERR_MALFORMED_REQUEST", "\"key\" is a required field"));
+        }
+        Some(other) => return Err(bad("ERR_MALFORMED_REQUEST", format!("{path}.key must be a string, got {other}"))),
+    };
+    let etag = match field(obj, "etag") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(e)) => Some(e.clone()),
+        Some(other) => return Err(bad("ERR_MALFORMED_REQUEST", format!("{path}.etag must be a string, got {other}"))),
+    };
+    let mut metadata = string_map(field(obj, "metadata"), &format!("{path}.metadata"))?;
+    // Query metadata wins over the body's, as in daprd.
+    metadata.extend(base_md.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let options = match field(obj, "options") {
+        None | Some(Value::Null) => Options::default(),
+        Some(Value::Object(o)) => {
+            let s = |n| field(o, n).and_then(Value::as_str);
+            parse_options(s("concurrency"), s("consistency"))?
+        }
+        Some(other) => {
+            return Err(bad("ERR_MALFORMED_REQUEST", format!("{path}.options must be an object, got {other}")));
+        }
+    };
+    // The value is stored as its JSON text, so a GET returns the same JSON.
+    let value = field(obj, "value").map(|v| Bytes::from(serde_json::to_vec(v).unwrap_or_default()));
+    Ok(Parsed { key, value, etag, metadata, options })
+}
+
+fn set_request(c: &StateComponent, p: Parsed) -> Result<SetRequest, ApiError> {
+    let key = stored_key(c, &p.key)?;
+    let value = p.value.unwrap_or_else(|| Bytes::from_static(b"null"));
+    Ok(SetRequest { key, value, etag: p.etag, metadata: p.metadata, options: p.options })
+}
+
+fn no_content() -> Response<Body> {
+    let mut rsp = Response::new(empty());
+    *rsp.status_mut() = StatusCode::NO_CONTENT;
+    rsp
+}
+
+fn json_response(v: &Value) -> Response<Body> {
+    let mut rsp = Response::new(full(v.to_string()));
+    rsp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    rsp
+}
+
+/// `POST|PUT /v1.0/state/{store}`: an array of items, all validated before any is written.
+pub(super) async fn save(s: &ApiState, name: &str, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    let c = store(s, name)?;
+    let base = query_metadata(req.uri().query());
+    let body = read_json(s, req).await?;
+    let Value::Array(items) = body else {
+        return Err(bad("ERR_MALFORMED_REQUEST", "failed deserializing HTTP body: expected an array of state items"));
+    };
+    let reqs = items
+        .iter()
+        .enumerate()
+        .map(|(i, v)| parse_item(v, &base, &format!("[{i}]")).and_then(|p| set_request(c, p)))
+        .collect::<Result<Vec<_>, _>>()?;
+    for r in reqs {
+        call(c.store.set(r)).await.map_err(|e| {
+            store_error("ERR_STATE_SAVE", format!("failed saving state in state store {name}: {e}"), &e)
+        })?;
+    }
+    Ok(no_content())
+}
+
+/// `GET /v1.0/state/{store}/{key}`: the stored bytes, or 204.
+pub(super) async fn get(s: &ApiState, name: &str, key: &str, query: Option<&str>) -> Result<Response<Body>, ApiError> {
+    let c = store(s, name)?;
+    let stored = stored_key(c, key)?;
+    parse_options(None, query_value(query, "consistency").as_deref())?;
+    let item = call(c.store.get(stored, query_metadata(query)))
+        .await
+        .map_err(|e| store_error("ERR_STATE_GET", format!("fail to get {key} from state store {name}: {e}"), &e))?;
+    let Some(Item { data, etag, metadata }) = item else { return Ok(no_content()) };
+    let mut rsp = Response::new(full(data));
+    let h = rsp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if let Some(e) = etag.and_then(|e| HeaderValue::try_from(e).ok()) {
+        h.insert(header::ETAG, e);
+    }
+    for (k, v) in metadata {
+        if let (Ok(k), Ok(v)) = (HeaderName::try_from(format!("metadata.{k}")), HeaderValue::try_from(v)) {
+            h.insert(k, v);
+        }
+    }
+    Ok(rsp)
+}
+
+/// `DELETE /v1.0/state/{store}/{key}`, with `If-Match`.
+pub(super) async fn delete(
+    s: &ApiState,
+    name: &str,
+    key: &str,
+    req: &Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let c = store(s, name)?;
+    let stored = stored_key(c, key)?;
+    let query = req.uri().query();
+    let options =
+        parse_options(query_value(query, "concurrency").as_deref(), query_value(query, "consistency").as_deref())?;
+    let etag =
+        req.headers().get(header::IF_MATCH).and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty()).map(str::to_owned);
+    let r = DeleteRequest { key: stored, etag, metadata: query_metadata(query), options };
+    call(c.store.delete(r))
+        .await
+        .map_err(|e| store_error("ERR_STATE_DELETE", format!("failed deleting state with key {key}: {e}"), &e))?;
+    Ok(no_content())
+}
+
+/// `POST|PUT /v1.0/state/{store}/bulk`: `{"keys":[…],"parallelism":n,"metadata":{}}`.
+pub(super) async fn bulk(s: &ApiState, name: &str, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    let c = store(s, name)?;
+    let mut md = query_metadata(req.uri().query());
+    let body = read_json(s, req).await?;
+    let Value::Object(obj) = &body else {
+        return Err(bad("ERR_MALFORMED_REQUEST", "failed deserializing HTTP body: expected an object"));
+    };
+    let keys: Vec<String> = match field(obj, "keys") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|k| {
+                k.as_str()
+                    .map(str::to_owned)
+                    .ok_or_else(|| bad("ERR_MALFORMED_REQUEST", format!("keys must be strings, got {k}")))
+            })
+            .collect::<Result<_, _>>()?,
+        Some(other) => return Err(bad("ERR_MALFORMED_REQUEST", format!("keys must be an array, got {other}"))),
+    };
+    for (k, v) in string_map(field(obj, "metadata"), "metadata")? {
+        md.entry(k).or_insert(v);
+    }
+    let stored = keys.iter().map(|k| stored_key(c, k)).collect::<Result<Vec<_>, _>>()?;
+    let parallelism =
+        field(obj, "parallelism").and_then(Value::as_u64).map_or(10, |n| n as usize).clamp(1, MAX_PARALLELISM);
+    let limit = Arc::new(tokio::sync::Semaphore::new(parallelism));
+    let reads = stored.into_iter().map(|k| {
+        let (store, md, limit) = (c.store.clone(), md.clone(), limit.clone());
+        tokio::spawn(async move {
+            let _permit = limit.acquire_owned().await;
+            call(store.get(k, md)).await
+        })
+    });
+    let mut results = Vec::with_capacity(keys.len());
+    for (key, read) in keys.iter().zip(reads.collect::<Vec<_>>()) {
+        let mut entry = Map::new();
+        entry.insert("key".into(), json!(key));
+        match read.await {
+            Ok(Ok(Some(item))) => {
+                // Values are stored as JSON text; anything else is returned as a string.
+                let data = serde_json::from_slice(&item.data)
+                    .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&item.data).into_owned()));
+                entry.insert("data".into(), data);
+                if let Some(e) = item.etag {
+                    entry.insert("etag".into(), json!(e));
+                }
+                if !item.metadata.is_empty() {
+                    entry.insert("metadata".into(), json!(item.metadata));
+                }
+            }
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => {
+                entry.insert("error".into(), json!(e.to_string()));
+            }
+            Err(e) => {
+                entry.insert("error".into(), json!(format!("read failed: {e}")));
+            }
+        }
+        results.push(Value::Object(entry));
+    }
+    Ok(json_response(&Value::Array(results)))
+}
+
+/// `POST|PUT /v1.0/state/{store}/transaction`: all operations or none.
+pub(super) async fn transaction(s: &ApiState, name: &str, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    let c = store(s, name)?;
+    let query_md = query_metadata(req.uri().query());
+    let body = read_json(s, req).await?;
+    let Value::Object(obj) = &body else {
+        return Err(bad("ERR_MALFORMED_REQUEST", "failed deserializing HTTP body: expected an object"));
+    };
+    let mut base = string_map(field(obj, "metadata"), "metadata")?;
+    base.extend(query_md);
+    let ops = match field(obj, "operations") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(a)) => a.clone(),
+        Some(other) => return Err(bad("ERR_MALFORMED_REQUEST", format!("operations must be an array, got {other}"))),
+    };
+    if ops.is_empty() {
+        return Ok(no_content());
+    }
+    if !c.store.features().transactional {
+        return Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "ERR_STATE_STORE_NOT_SUPPORTED",
+            format!("state store {name} doesn't support transaction"),
+        ));
+    }
+    let mut parsed = Vec::with_capacity(ops.len());
+    for (i, op) in ops.iter().enumerate() {
+        let Value::Object(o) = op else {
+            return Err(bad("ERR_MALFORMED_REQUEST", format!("operations[{i}] must be an object")));
+        };
+        let kind = field(o, "operation").and_then(Value::as_str).unwrap_or_default();
+        let request = field(o, "request").cloned().unwrap_or(Value::Null);
+        let p = parse_item(&request, &BTreeMap::new(), &format!("operations[{i}].request"))?;
+        let mut metadata = base.clone();
+        metadata.extend(p.metadata.clone());
+        parsed.push(match kind {
+            "upsert" => Operation::Upsert(set_request(c, Parsed { metadata, ..p })?),
+            "delete" => Operation::Delete(DeleteRequest {
+                key: stored_key(c, &p.key)?,
+                etag: p.etag,
+                metadata,
+                options: p.options,
+            }),
+            other => {
+                return Err(bad("ERR_NOT_SUPPORTED_STATE_OPERATION", format!("operation type {other} not supported")));
+            }
+        });
+    }
+    call(c.store.multi(parsed)).await.map_err(|e| {
+        let status = if matches!(e, StateError::BadRequest(_)) {
+            StatusCode::BAD_REQUEST
+        } else {
+            StatusCode::INTERNAL_SERVER_ERROR
+        };
+        ApiError::new(status, "ERR_STATE_TRANSACTION", format!("error while executing state transaction: {e}"))
+    })?;
+    Ok(no_content())
+}
