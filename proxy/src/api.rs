@@ -77,6 +77,7 @@ enum Route {
     StateKey,
     StateBulk,
     StateTransaction,
+    StateQuery,
     Healthz,
     HealthzOutbound,
     Metadata,
@@ -91,6 +92,7 @@ impl Route {
             Route::StateKey => "/v1.0/state/{store}/{key}",
             Route::StateBulk => "/v1.0/state/{store}/bulk",
             Route::StateTransaction => "/v1.0/state/{store}/transaction",
+            Route::StateQuery => "/v1.0-alpha1/state/{store}/query",
             Route::Healthz => "/v1.0/healthz",
             Route::HealthzOutbound => "/v1.0/healthz/outbound",
             Route::Metadata => "/v1.0/metadata",
@@ -125,6 +127,7 @@ impl ApiService {
             Route::StateKey,
             Route::StateBulk,
             Route::StateTransaction,
+            Route::StateQuery,
             Route::Healthz,
             Route::HealthzOutbound,
             Route::Metadata,
@@ -192,7 +195,7 @@ impl ApiService {
         };
         let write = method == Method::POST || method == Method::PUT;
         let verb_ok = match route {
-            Route::StateSave | Route::StateBulk | Route::StateTransaction => write,
+            Route::StateSave | Route::StateBulk | Route::StateTransaction | Route::StateQuery => write,
             Route::StateKey => method == Method::GET || method == Method::DELETE,
             Route::Healthz | Route::HealthzOutbound | Route::Metadata => method == Method::GET,
             Route::MetadataKey => method == Method::PUT,
@@ -209,6 +212,7 @@ impl ApiService {
             Route::StateKey => state::get(s, &p.store, &p.key, req.uri().query()).await,
             Route::StateBulk => state::bulk(s, &p.store, req).await,
             Route::StateTransaction => state::transaction(s, &p.store, req).await,
+            Route::StateQuery => state::query(s, &p.store).await,
             Route::Healthz => meta::healthz(s, req.uri().query()),
             Route::HealthzOutbound => meta::healthz_outbound(s),
             Route::Metadata => meta::get(s),

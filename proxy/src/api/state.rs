@@ -327,6 +327,18 @@ pub(super) async fn bulk(s: &ApiState, name: &str, req: Request<Incoming>) -> Re
     Ok(json_response(&Value::Array(results)))
 }
 
+/// `POST|PUT /v1.0-alpha1/state/{store}/query`. No store in this build can query (none declares
+/// [`Features::query`](outrider_blocks::state::Features)), so after the store lookup this is
+/// daprd's answer for a store without query support.
+pub(super) async fn query(s: &ApiState, name: &str) -> Result<Response<Body>, ApiError> {
+    store(s, name)?;
+    Err(ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "ERR_STATE_STORE_NOT_SUPPORTED",
+        format!("state store {name} doesn't support query"),
+    ))
+}
+
 /// `POST|PUT /v1.0/state/{store}/transaction`: all operations or none.
 pub(super) async fn transaction(s: &ApiState, name: &str, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
     let c = store(s, name)?;

@@ -59,6 +59,32 @@ async fn javascript_sdk_invokes_and_reads_metadata() {
 }
 
 #[tokio::test]
+async fn javascript_sdk_state() {
+    let mesh = Mesh::new();
+    let s = mesh.sidecar("sdk-js-state").start().await;
+    let node = PathBuf::from("/usr/bin/node");
+    let path = sdk_dir().join("js/state.mjs");
+    let out = tokio::time::timeout(
+        Duration::from_secs(240),
+        tokio::process::Command::new(&node)
+            .arg(&path)
+            .env_remove("DAPR_HTTP_ENDPOINT")
+            .env_remove("DAPR_API_TOKEN")
+            .env("DAPR_HTTP_PORT", s.api.to_string())
+            .env("STATE_STORE", "statestore")
+            .env("MISSING_STORE", "sdk-no-such-store")
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("SDK script timed out")
+    .expect("running node");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "js/state.mjs failed ({}):\n{text}\n--- sidecar log ---\n{}", out.status, s.log());
+    assert!(text.contains("ok - ") && !text.contains("not ok - "), "js/state.mjs ran no check:\n{text}");
+}
+
+#[tokio::test]
 async fn python_sdk_invokes_over_http() {
     let (mesh, _b) = mesh_with_echo().await;
     let python = sdk_dir().join("python/.venv/bin/python");

@@ -191,6 +191,13 @@ async fn bad_input_gets_dapr_errors_and_changes_nothing() {
     .await;
     assert!(reply.starts_with("HTTP/1.1 400"), "{reply:?}");
 
+    // Query: no store here can query.
+    let q = json!({"filter": {"EQ": {"a": 1}}}).to_string();
+    let r = send("POST", &format!("{}/v1.0-alpha1/state/statestore/query", s.api_url()), &[], q.clone()).await.unwrap();
+    assert_eq!((r.status, r.json()["errorCode"].as_str()), (500, Some("ERR_STATE_STORE_NOT_SUPPORTED")));
+    let r = send("POST", &format!("{}/v1.0-alpha1/state/nostore/query", s.api_url()), &[], q).await.unwrap();
+    assert_eq!((r.status, r.json()["errorCode"].as_str()), (400, Some("ERR_STATE_STORE_NOT_FOUND")));
+
     // A sidecar whose resources hold no state store at all.
     let none = resources(&mesh, "res-none", "apiVersion: dapr.io/v1alpha1\nkind: Configuration\nmetadata: {name: c}\n");
     let bare = mesh.sidecar("bare").args(["--resources-path", &none]).start().await;

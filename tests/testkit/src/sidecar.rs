@@ -138,8 +138,9 @@ impl SidecarBuilder {
         if !self.command.is_empty() {
             cmd.arg("--").args(&self.command);
         }
+        let has_app = !self.command.is_empty();
         let child = cmd.spawn().expect("spawning outrider");
-        Sidecar { child, app_id: self.app_id, api, mesh, admin, log }
+        Sidecar { child, app_id: self.app_id, api, mesh, admin, log, has_app }
     }
 
     /// Spawns the process and waits until its outbound API answers.
@@ -162,6 +163,8 @@ pub struct Sidecar {
     /// Admin port.
     pub admin: u16,
     log: tempfile::NamedTempFile,
+    /// It runs an app as its child, which a SIGKILL would orphan.
+    has_app: bool,
 }
 
 impl Sidecar {
@@ -272,6 +275,18 @@ pub fn sum_metric(text: &str, name: &str, labels: &[&str]) -> f64 {
 
 impl Drop for Sidecar {
     fn drop(&mut self) {
+        // A sidecar with an app is stopped gracefully so that it stops its app too; SIGKILL
+        // (kill_on_drop) would leave the app running. Bounded: SIGKILL follows after 10 s.
+        if self.has_app
+            && matches!(self.child.try_wait(), Ok(None))
+            && let Some(pid) = self.child.id()
+        {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGTERM);
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while matches!(self.child.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
         if std::thread::panicking() {
             eprintln!("----- log of sidecar {} -----\n{}\n----- end -----", self.app_id, self.log());
         }

@@ -1,0 +1,344 @@
+// State management, driven through the official Dapr JS SDK over HTTP (`client.state.*`).
+//
+// Environment (set by the e2e harness):
+//   DAPR_HTTP_PORT   Dapr HTTP API port of the sidecar (the SDK reads it itself)
+//   STATE_STORE      a state store with ETags, transactions and TTL, and no query support
+//   MISSING_STORE    a store name that does not exist
+//   DAPR_API_TOKEN   optional; the SDK sends it as `dapr-api-token` on its own
+//
+// SDK calls made (HTTPClientState, @dapr/dapr 3.18.0; see tests/sdk/README.md):
+//   state.save(s, items, {metadata})  POST /v1.0/state/<s>?metadata.k=v, JSON array of
+//                                     {key, value, etag?, metadata?, options:{}}. Never throws:
+//                                     an HTTP error comes back as the resolved value {error: Error}.
+//   state.get(s, key)                 GET /v1.0/state/<s>/<key>? ; body JSON-parsed; 204 -> ""
+//                                     (the ETag header is not exposed)
+//   state.getBulk(s, keys)            POST /v1.0/state/<s>/bulk? {keys} (no `parallelism`: the SDK
+//                                     passes the un-called Settings getter, which JSON drops);
+//                                     returns the sidecar's array as is
+//   state.delete(s, key, {etag})      DELETE /v1.0/state/<s>/<key>? with If-Match: <etag>;
+//                                     never throws either ({error: Error} on failure)
+//   state.transaction(s, ops, meta)   POST /v1.0/state/<s>/transaction {operations, metadata}; throws
+//   state.query(s, q)                 POST /v1.0-alpha1/state/<s>/query; throws; 204 -> {results:[]}
+// Keys are pasted into the URL unescaped by the SDK, so they are kept to [A-Za-z0-9-].
+import {
+  CommunicationProtocolEnum,
+  DaprClient,
+  LogLevel,
+  StateConcurrencyEnum,
+} from "@dapr/dapr";
+import {
+  Suite,
+  expect,
+  expectEq,
+  expectReject,
+  fmt,
+  parseSdkHttpError,
+  requireEnv,
+} from "./lib/harness.mjs";
+
+const env = requireEnv("DAPR_HTTP_PORT", "STATE_STORE", "MISSING_STORE");
+const STORE = env.STATE_STORE;
+const MISSING = env.MISSING_STORE;
+const nonce = `sdkjs-${process.pid}-${Date.now()}`;
+const k = (name) => `${nonce}-${name}`;
+
+const suite = new Suite("js/state");
+
+// state.save / state.delete log every failure through the SDK logger (console.error by default)
+// before returning {error}. Several checks below provoke failures on purpose, so the SDK's log
+// lines are routed to stdout as `# ` diagnostics to keep the output TAP-clean.
+const diag = (lvl) => (msg, ...rest) =>
+  console.log(`# sdk ${lvl}: ${[msg, ...rest].map(String).join(" ").replace(/\s*\n\s*/g, " | ")}`);
+const client = new DaprClient({
+  communicationProtocol: CommunicationProtocolEnum.HTTP,
+  logger: {
+    level: process.env.SDK_DEBUG ? LogLevel.Debug : LogLevel.Warn,
+    service: {
+      error: diag("error"),
+      warn: diag("warn"),
+      info: diag("info"),
+      verbose: diag("verbose"),
+      debug: diag("debug"),
+    },
+  },
+});
+
+/** For save/delete, which resolve to {} on success and {error} on failure. */
+function expectNoError(what, res) {
+  expect(res && typeof res === "object", `${what}: unexpected result ${fmt(res)}`);
+  if (res.error !== undefined) {
+    throw new Error(`${what} failed: ${res.error?.message ?? fmt(res.error)}`);
+  }
+}
+
+/** For save/delete: the {error} they resolve to, as {status, errorCode, body}. */
+function expectSdkError(what, res) {
+  expect(res && typeof res === "object", `${what}: unexpected result ${fmt(res)}`);
+  expect(res.error !== undefined, `${what}: expected an error, got ${fmt(res)}`);
+  const h = parseSdkHttpError(res.error);
+  expect(h, `${what}: unexpected error shape: ${res.error?.message ?? fmt(res.error)}`);
+  return h;
+}
+
+/** For the throwing methods (get, getBulk, transaction, query). */
+async function expectThrownHttp(what, fn) {
+  const err = await expectReject(what, fn);
+  const h = parseSdkHttpError(err);
+  expect(h, `${what}: unexpected error shape: ${err?.message ?? err}`);
+  return h;
+}
+
+/** The single getBulk entry for `key`, or undefined. */
+async function bulkEntry(key) {
+  const items = await client.state.getBulk(STORE, [key]);
+  expect(Array.isArray(items), `getBulk did not return an array: ${fmt(items)}`);
+  return items.find((i) => i?.key === key);
+}
+
+/** The etag getBulk reports for `key` (the SDK's only way to read one: get() drops headers). */
+async function etagOf(key) {
+  const e = await bulkEntry(key);
+  expect(e, `getBulk has no entry for ${key}`);
+  expect(typeof e.etag === "string" && e.etag !== "", `getBulk entry has no etag: ${fmt(e)}`);
+  return e.etag;
+}
+
+/** Polls state.get until it returns "" (absent); bounded by `deadlineMs`. */
+async function waitGone(key, deadlineMs) {
+  const until = Date.now() + deadlineMs;
+  let last;
+  for (;;) {
+    last = await client.state.get(STORE, key);
+    if (last === "") return;
+    if (Date.now() >= until) {
+      throw new Error(`${key} still readable after ${deadlineMs} ms: ${fmt(last)}`);
+    }
+    await new Promise((r) => setTimeout(r, 200)); // poll interval, not a fixed wait
+  }
+}
+
+// 1. Readiness, the way the SDK does it (GET /v1.0/metadata polling, bounded by the SDK).
+const started = await suite.check(
+  "client.start() waits for the sidecar (GET /v1.0/metadata polling)",
+  async () => {
+    await client.start();
+    expect(client.getIsInitialized(), "client not initialised after start()");
+  },
+  { timeoutMs: 45_000 },
+);
+if (!started) {
+  console.log("# sidecar not reachable through the SDK; remaining checks not run");
+  suite.finish();
+}
+
+// 2. Save + get round trips of every JSON kind (the SDK JSON-parses the body).
+const values = {
+  object: { name: "outrider", n: 1, ok: true },
+  string: `plain text ${nonce} ünïcødé`,
+  numericString: "42",
+  number: 42.5,
+  boolean: false,
+  array: [1, "two", { three: 3 }, null],
+  nested: { order: { id: 7, items: [{ sku: "a", qty: 2 }], meta: { tags: ["x", "y"] } } },
+};
+const saved = await suite.check("state.save of several items (object, string, number, array, nested)", async () => {
+  const res = await client.state.save(
+    STORE,
+    Object.entries(values).map(([name, value]) => ({ key: k(name), value })),
+  );
+  expectNoError("save", res);
+});
+for (const [name, value] of Object.entries(values)) {
+  await suite.check(`state.get returns the saved ${name} value`, async () => {
+    expect(saved, "the save above failed");
+    expectEq(`get ${name}`, await client.state.get(STORE, k(name)), value);
+  });
+}
+
+// 3. Missing key: 204 with an empty body; the SDK's execute() JSON-parses "" (fails) and returns "".
+await suite.check('state.get of a missing key returns "" (204)', async () => {
+  expectEq("get missing", await client.state.get(STORE, k("never-saved")), "");
+});
+
+// 4. Bulk get: returns the sidecar's array unchanged: [{key, data, etag, metadata?}, {key} for missing].
+await suite.check("state.getBulk returns every key: values + etags, the missing one without data", async () => {
+  const keys = [k("object"), k("string"), k("array"), k("never-saved")];
+  const items = await client.state.getBulk(STORE, keys);
+  expect(Array.isArray(items), `not an array: ${fmt(items)}`);
+  expectEq("number of entries", items.length, keys.length);
+  const byKey = Object.fromEntries(items.map((i) => [i?.key, i]));
+  expectEq("returned keys", Object.keys(byKey).sort(), [...keys].sort());
+  for (const name of ["object", "string", "array"]) {
+    const e = byKey[k(name)];
+    expectEq(`${name} data`, e.data, values[name]);
+    expect(typeof e.etag === "string" && e.etag !== "", `${name}: no etag in ${fmt(e)}`);
+    expect(!e.error, `${name}: unexpected error ${fmt(e)}`);
+  }
+  const m = byKey[k("never-saved")];
+  expect(!("data" in m) || m.data === undefined || m.data === null, `missing key has data: ${fmt(m)}`);
+  expect(!m.error, `missing key has an error: ${fmt(m)}`);
+  expect(!m.etag, `missing key has an etag: ${fmt(m)}`);
+});
+
+// 5. Optimistic concurrency through the item's `etag` field.
+await suite.check("save with the current etag succeeds and changes the etag", async () => {
+  const key = k("etag");
+  expectNoError("save v1", await client.state.save(STORE, [{ key, value: { v: 1 } }]));
+  const e1 = await etagOf(key);
+  expectNoError("save v2 with etag", await client.state.save(STORE, [{ key, value: { v: 2 }, etag: e1 }]));
+  expectEq("value after etag save", await client.state.get(STORE, key), { v: 2 });
+  const e2 = await etagOf(key);
+  expect(e2 !== e1, `etag did not change on write: ${e1}`);
+});
+
+await suite.check("save with a stale etag fails with 409 and leaves the value", async () => {
+  const key = k("etag-stale");
+  expectNoError("save v1", await client.state.save(STORE, [{ key, value: "v1" }]));
+  const e1 = await etagOf(key);
+  expectNoError("save v2", await client.state.save(STORE, [{ key, value: "v2", etag: e1 }]));
+  const h = expectSdkError("save with stale etag", await client.state.save(STORE, [{ key, value: "v3", etag: e1 }]));
+  expectEq("status", h.status, 409);
+  expectEq("errorCode", h.errorCode, "ERR_STATE_SAVE");
+  expectEq("value after the rejected save", await client.state.get(STORE, key), "v2");
+});
+
+await suite.check("save with a made-up etag fails with 409", async () => {
+  const key = k("etag-wrong");
+  expectNoError("save", await client.state.save(STORE, [{ key, value: 1 }]));
+  const h = expectSdkError(
+    "save with wrong etag",
+    await client.state.save(STORE, [{ key, value: 2, etag: `not-${await etagOf(key)}` }]),
+  );
+  expectEq("status", h.status, 409);
+  expectEq("value after the rejected save", await client.state.get(STORE, key), 1);
+});
+
+// api.md §3.9: first-write without an etag on an existing item is a mismatch.
+await suite.check("save with concurrency first-write and no etag on an existing key fails with 409", async () => {
+  const key = k("first-write");
+  const fw = { concurrency: StateConcurrencyEnum.CONCURRENCY_FIRST_WRITE };
+  expectNoError("first save (new key)", await client.state.save(STORE, [{ key, value: "a", options: fw }]));
+  const h = expectSdkError(
+    "second first-write save",
+    await client.state.save(STORE, [{ key, value: "b", options: { ...fw } }]),
+  );
+  expectEq("status", h.status, 409);
+  expectEq("value", await client.state.get(STORE, key), "a");
+});
+
+// 6. Delete.
+await suite.check("state.delete removes a key", async () => {
+  const key = k("delete");
+  expectNoError("save", await client.state.save(STORE, [{ key, value: { bye: true } }]));
+  expectEq("before delete", await client.state.get(STORE, key), { bye: true });
+  expectNoError("delete", await client.state.delete(STORE, key));
+  expectEq("after delete", await client.state.get(STORE, key), "");
+});
+
+await suite.check("state.delete of a missing key succeeds", async () => {
+  expectNoError("delete missing", await client.state.delete(STORE, k("never-saved")));
+});
+
+// options.etag becomes the If-Match header.
+await suite.check("state.delete with a wrong etag fails with 409; with the right one it deletes", async () => {
+  const key = k("delete-etag");
+  expectNoError("save", await client.state.save(STORE, [{ key, value: "keep" }]));
+  const etag = await etagOf(key);
+  const h = expectSdkError("delete with wrong etag", await client.state.delete(STORE, key, { etag: `not-${etag}` }));
+  expectEq("status", h.status, 409);
+  expectEq("errorCode", h.errorCode, "ERR_STATE_DELETE");
+  expectEq("value after the rejected delete", await client.state.get(STORE, key), "keep");
+  expectNoError("delete with the right etag", await client.state.delete(STORE, key, { etag }));
+  expectEq("after delete", await client.state.get(STORE, key), "");
+});
+
+// 7. Transactions.
+await suite.check("state.transaction applies upsert + delete", async () => {
+  const up = k("tx-upsert");
+  const del = k("tx-delete");
+  expectNoError("seed", await client.state.save(STORE, [{ key: del, value: "doomed" }]));
+  await client.state.transaction(STORE, [
+    { operation: "upsert", request: { key: up, value: { tx: 1, list: [1, 2] } } },
+    { operation: "delete", request: { key: del } },
+  ]);
+  expectEq("upserted value", await client.state.get(STORE, up), { tx: 1, list: [1, 2] });
+  expectEq("deleted value", await client.state.get(STORE, del), "");
+});
+
+await suite.check("state.transaction with an invalid operation type fails with 400 and applies nothing", async () => {
+  const good = k("tx-bad-upsert");
+  const h = await expectThrownHttp("transaction with op 'merge'", () =>
+    client.state.transaction(STORE, [
+      { operation: "upsert", request: { key: good, value: "no" } },
+      { operation: "merge", request: { key: k("tx-bad-merge"), value: "no" } },
+    ]),
+  );
+  expectEq("status", h.status, 400);
+  expectEq("errorCode", h.errorCode, "ERR_NOT_SUPPORTED_STATE_OPERATION");
+  expectEq("upsert of the rejected transaction", await client.state.get(STORE, good), "");
+});
+
+// 8. TTL: metadata.ttlInSeconds, either request-level (query string) or per item (body).
+await suite.check(
+  "save with options.metadata ttlInSeconds=1 (query): readable at once, gone within 10 s",
+  async () => {
+    const key = k("ttl-query");
+    expectNoError(
+      "save with ttl",
+      await client.state.save(STORE, [{ key, value: "short-lived" }], { metadata: { ttlInSeconds: "1" } }),
+    );
+    expectEq("right after save", await client.state.get(STORE, key), "short-lived");
+    await waitGone(key, 10_000);
+    const e = await bulkEntry(key);
+    expect(e && e.data === undefined, `getBulk still has data after expiry: ${fmt(e)}`);
+  },
+  { timeoutMs: 20_000 },
+);
+
+await suite.check(
+  "save with item metadata ttlInSeconds=1 (body): readable at once, gone within 10 s",
+  async () => {
+    const key = k("ttl-item");
+    const other = k("ttl-item-neighbour");
+    expectNoError(
+      "save with ttl",
+      await client.state.save(STORE, [
+        { key, value: { brief: true }, metadata: { ttlInSeconds: "1" } },
+        { key: other, value: "stays" },
+      ]),
+    );
+    expectEq("right after save", await client.state.get(STORE, key), { brief: true });
+    await waitGone(key, 10_000);
+    expectEq("item saved without ttl in the same call", await client.state.get(STORE, other), "stays");
+  },
+  { timeoutMs: 20_000 },
+);
+
+// 9. Query on a store without query support: api.md §3.7 / §1.4 -> 500 ERR_STATE_STORE_NOT_SUPPORTED.
+await suite.check("state.query on a store without query support fails (500 ERR_STATE_STORE_NOT_SUPPORTED)", async () => {
+  const h = await expectThrownHttp("query", () =>
+    client.state.query(STORE, {
+      filter: { EQ: { name: "outrider" } },
+      sort: [{ key: "name", order: "ASC" }],
+      page: { limit: 10 },
+    }),
+  );
+  expectEq("status", h.status, 500);
+  expectEq("errorCode", h.errorCode, "ERR_STATE_STORE_NOT_SUPPORTED");
+});
+
+// 10. Unknown store: api.md §3.1 -> 400 ERR_STATE_STORE_NOT_FOUND.
+await suite.check(`state.save to ${MISSING} fails with 400 ERR_STATE_STORE_NOT_FOUND`, async () => {
+  const h = expectSdkError("save to missing store", await client.state.save(MISSING, [{ key: k("x"), value: 1 }]));
+  expectEq("status", h.status, 400);
+  expectEq("errorCode", h.errorCode, "ERR_STATE_STORE_NOT_FOUND");
+});
+
+await suite.check(`state.get from ${MISSING} throws 400 ERR_STATE_STORE_NOT_FOUND`, async () => {
+  const h = await expectThrownHttp("get from missing store", () => client.state.get(MISSING, k("x")));
+  expectEq("status", h.status, 400);
+  expectEq("errorCode", h.errorCode, "ERR_STATE_STORE_NOT_FOUND");
+});
+
+await client.stop();
+suite.finish();
