@@ -14,6 +14,8 @@ needs=(
   "curl:curl"
   "jq:jq"
   "ip:iproute2"
+  "redis-server:redis-server"
+  "redis-cli:redis-tools"
 )
 
 missing=()

@@ -87,7 +87,7 @@ pub struct ComponentError {
 }
 
 /// Component types this build can run.
-pub const SUPPORTED_TYPES: &[&str] = &["state.in-memory", "state.sqlite"];
+pub const SUPPORTED_TYPES: &[&str] = &["state.in-memory", "state.sqlite", "state.redis"];
 
 impl Component {
     /// Checks the document's shape and that this build supports its type. Every problem is
@@ -143,10 +143,11 @@ mod tests {
 
     #[test]
     fn unsupported_types_are_named() {
-        let c = parse("metadata: {name: statestore}\nspec: {type: state.redis, version: v1}\nauth: {secretstore: s}\n");
+        let c =
+            parse("metadata: {name: statestore}\nspec: {type: state.cassandra, version: v1}\nauth: {secretstore: s}\n");
         let errs = c.validate();
         assert_eq!(errs.len(), 1);
-        assert!(errs[0].message.contains("state.redis"), "{errs:?}");
+        assert!(errs[0].message.contains("state.cassandra"), "{errs:?}");
         assert_eq!(c.auth.unwrap().secret_store, "s");
     }
 }

@@ -8,6 +8,7 @@
 mod memory;
 mod open;
 mod prefix;
+mod redis;
 mod sqlite;
 
 use std::collections::BTreeMap;
@@ -20,6 +21,7 @@ use bytes::Bytes;
 pub use memory::MemoryStore;
 pub use open::{OpenContext, StateComponent, open};
 pub use prefix::{KeyPrefix, KeyPrefixError};
+pub use redis::{RedisSettings, RedisStore};
 pub use sqlite::SqliteStore;
 
 /// A boxed, sendable future: the return type of every [`StateStore`] method.

@@ -1,14 +1,16 @@
 //! The state conformance suite: every store is held to the [`StateStore`] contract by the same
 //! checks. A store that does not declare a feature must refuse it.
 
+use std::any::Any;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use outrider_blocks::state::{
-    Concurrency, DeleteRequest, MemoryStore, Metadata, Operation, Options, SetRequest, SqliteStore, StateError,
-    StateStore,
+    Concurrency, DeleteRequest, MemoryStore, Metadata, Operation, Options, RedisSettings, RedisStore, SetRequest,
+    SqliteStore, StateError, StateStore,
 };
+use outrider_testkit::RedisServer;
 
 fn set(key: &str, value: &[u8]) -> SetRequest {
     SetRequest { key: key.into(), value: Bytes::copy_from_slice(value), ..Default::default() }
@@ -80,9 +82,14 @@ async fn first_write_wins(s: Arc<dyn StateStore>) {
 
 async fn deletes_honour_etags(s: Arc<dyn StateStore>) {
     s.delete(del("absent", None)).await.unwrap();
+    s.set(set("d", b"0")).await.unwrap();
+    let stale = etag_of(&*s, "d").await;
     s.set(set("d", b"1")).await.unwrap();
     let e = etag_of(&*s, "d").await;
-    assert!(matches!(s.delete(del("d", Some("wrong"))).await, Err(StateError::EtagMismatch(_))));
+    assert!(matches!(s.delete(del("d", Some(&stale))).await, Err(StateError::EtagMismatch(_))));
+    // An ETag the store never issued is refused, as a mismatch or as invalid (Redis: not a number).
+    let garbage = s.delete(del("d", Some("not-an-etag-of-this-store"))).await;
+    assert!(matches!(garbage, Err(StateError::EtagMismatch(_) | StateError::EtagInvalid(_))), "{garbage:?}");
     assert!(value_of(&*s, "d").await.is_some());
     s.delete(del("d", Some(&e))).await.unwrap();
     assert_eq!(value_of(&*s, "d").await, None);
@@ -97,11 +104,13 @@ async fn transactions_are_atomic_and_ordered(s: Arc<dyn StateStore>) {
         );
         return;
     }
+    s.set(set("t-c", b"first")).await.unwrap();
+    let stale = etag_of(&*s, "t-c").await;
     s.set(set("t-c", b"keep")).await.unwrap();
     let failing = vec![
         Operation::Upsert(set("t-a", b"1")),
         Operation::Upsert(set("t-b", b"1")),
-        Operation::Delete(del("t-c", Some("wrong-etag"))),
+        Operation::Delete(del("t-c", Some(&stale))),
     ];
     assert!(matches!(s.multi(failing).await, Err(StateError::EtagMismatch(_))));
     assert_eq!(value_of(&*s, "t-a").await, None, "a failed transaction left a write behind");
@@ -173,55 +182,76 @@ macro_rules! conformance {
             use super::*;
 
             #[allow(clippy::redundant_closure_call)]
-            fn make() -> (Arc<dyn StateStore>, Option<tempfile::TempDir>) {
-                ($make)()
+            async fn make() -> (Arc<dyn StateStore>, Box<dyn std::any::Any + Send>) {
+                ($make)().await
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn round_trips_every_kind_of_value() {
-                let (s, _g) = make();
+                let (s, _g) = make().await;
                 super::round_trips_every_kind_of_value(s).await;
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn etags_change_and_guard_writes() {
-                let (s, _g) = make();
+                let (s, _g) = make().await;
                 super::etags_change_and_guard_writes(s).await;
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn first_write_wins() {
-                let (s, _g) = make();
+                let (s, _g) = make().await;
                 super::first_write_wins(s).await;
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn deletes_honour_etags() {
-                let (s, _g) = make();
+                let (s, _g) = make().await;
                 super::deletes_honour_etags(s).await;
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn transactions_are_atomic_and_ordered() {
-                let (s, _g) = make();
+                let (s, _g) = make().await;
                 super::transactions_are_atomic_and_ordered(s).await;
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn ttl_expires_keys() {
-                let (s, _g) = make();
+                let (s, _g) = make().await;
                 super::ttl_expires_keys(s).await;
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn concurrent_writers_lose_no_update() {
-                let (s, _g) = make();
+                let (s, _g) = make().await;
                 super::concurrent_writers_lose_no_update(s).await;
             }
         }
     };
 }
 
-conformance!(memory, || (Arc::new(MemoryStore::new()) as Arc<dyn StateStore>, None));
-conformance!(sqlite, || {
+conformance!(memory, || async {
+    (Arc::new(MemoryStore::new()) as Arc<dyn StateStore>, Box::new(()) as Box<dyn Any + Send>)
+});
+conformance!(sqlite, || async {
     let dir = tempfile::tempdir().unwrap();
     let s = SqliteStore::open(&dir.path().join("state.db"), "state").unwrap();
-    (Arc::new(s) as Arc<dyn StateStore>, Some(dir))
+    (Arc::new(s) as Arc<dyn StateStore>, Box::new(dir) as Box<dyn Any + Send>)
 });
+conformance!(redis, || async {
+    let server = RedisServer::start();
+    let s = RedisStore::connect(&redis_settings(&server)).await.unwrap();
+    (Arc::new(s) as Arc<dyn StateStore>, Box::new(server) as Box<dyn Any + Send>)
+});
+
+fn redis_settings(server: &RedisServer) -> RedisSettings {
+    RedisSettings {
+        host: "127.0.0.1".into(),
+        port: server.port,
+        username: None,
+        password: None,
+        db: 0,
+        tls: false,
+        insecure_skip_verify: false,
+        timeout: Duration::from_secs(5),
+        default_ttl: None,
+    }
+}
 
 #[tokio::test]
 async fn sqlite_is_durable_and_refuses_unsafe_table_names() {

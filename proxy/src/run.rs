@@ -51,7 +51,7 @@ pub(crate) async fn run(s: Settings, metrics: PrometheusHandle) -> anyhow::Resul
         ResolverConfig::Static(map) => Arc::new(StaticResolver::new(map.clone())),
     };
 
-    let stores = open_state_stores(&s)?;
+    let stores = open_state_stores(&s).await?;
 
     let api_l = bind(s.listen.api, "--dapr-http-port").await?;
     let mesh_l = bind(s.listen.mesh, "--mesh-port").await?;
@@ -189,12 +189,12 @@ pub(crate) async fn run(s: Settings, metrics: PrometheusHandle) -> anyhow::Resul
 }
 
 /// Opens every state component; all failures are reported together, naming file and field.
-fn open_state_stores(s: &Settings) -> anyhow::Result<BTreeMap<String, StateComponent>> {
+async fn open_state_stores(s: &Settings) -> anyhow::Result<BTreeMap<String, StateComponent>> {
     let ctx = OpenContext { app_id: s.app_id.clone(), namespace: s.namespace.clone(), data_dir: s.data_dir.clone() };
     let mut stores = BTreeMap::new();
     let mut problems = Vec::new();
     for loaded in s.components.iter().filter(|l| l.component.spec.type_.starts_with("state.")) {
-        match state::open(&loaded.component, &ctx) {
+        match state::open(&loaded.component, &ctx).await {
             Ok(c) => {
                 tracing::info!(name = %c.name, r#type = %c.type_, "state store ready");
                 stores.insert(c.name.clone(), c);

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{KeyPrefix, MemoryStore, SqliteStore, StateStore};
+use super::{KeyPrefix, MemoryStore, RedisSettings, RedisStore, SqliteStore, StateStore};
 use crate::{Component, ComponentError};
 
 /// What opening a component may depend on.
@@ -61,9 +61,9 @@ fn literal_metadata(c: &Component) -> Result<BTreeMap<String, String>, Vec<Compo
     if errors.is_empty() { Ok(out) } else { Err(errors) }
 }
 
-/// Opens a state component. Must run inside a tokio runtime (stores may start background
-/// tasks). Errors name the field.
-pub fn open(c: &Component, ctx: &OpenContext) -> Result<StateComponent, Vec<ComponentError>> {
+/// Opens a state component: connects to its server, if it has one. Must run inside a tokio
+/// runtime (stores may start background tasks). Errors name the field.
+pub async fn open(c: &Component, ctx: &OpenContext) -> Result<StateComponent, Vec<ComponentError>> {
     let md = literal_metadata(c)?;
     let prefix = KeyPrefix::parse(md.get("keyprefix").map(String::as_str))
         .map_err(|e| err("spec.metadata.keyPrefix", e.to_string()))?
@@ -97,6 +97,13 @@ pub fn open(c: &Component, ctx: &OpenContext) -> Result<StateComponent, Vec<Comp
             }
             Arc::new(store)
         }
+        "state.redis" => {
+            let settings = redis_settings(&md)?;
+            let store = RedisStore::connect(&settings)
+                .await
+                .map_err(|e| err("spec.metadata.redisHost", format!("{}:{}: {e}", settings.host, settings.port)))?;
+            Arc::new(store)
+        }
         other => return Err(err("spec.type", format!("{other:?} is not a state store type this build supports"))),
     };
     Ok(StateComponent {
@@ -105,6 +112,70 @@ pub fn open(c: &Component, ctx: &OpenContext) -> Result<StateComponent, Vec<Comp
         version: if c.spec.version.is_empty() { "v1".into() } else { c.spec.version.clone() },
         store,
         prefix,
+    })
+}
+
+/// Dapr's Redis metadata: `redisHost` (`host:port`), `redisPort`, `redisUsername`,
+/// `redisPassword`, `redisDB`, `enableTLS`, `insecureSkipTLSVerify`, `ttlInSeconds`, and
+/// `dialTimeout`/`readTimeout`. Cluster and sentinel modes are refused by name.
+fn redis_settings(md: &BTreeMap<String, String>) -> Result<RedisSettings, Vec<ComponentError>> {
+    let get = |k: &str| md.get(k).map(String::as_str).filter(|v| !v.is_empty());
+    let flag = |k: &str, name: &str| -> Result<bool, Vec<ComponentError>> {
+        match get(k).map(str::to_ascii_lowercase).as_deref() {
+            None | Some("false") | Some("0") => Ok(false),
+            Some("true") | Some("1") => Ok(true),
+            Some(v) => Err(err(&format!("spec.metadata.{name}"), format!("{v:?} is not true or false"))),
+        }
+    };
+    let host = get("redishost").ok_or_else(|| err("spec.metadata.redisHost", "is required (host:port)"))?;
+    if host.contains(',')
+        || get("redistype").is_some_and(|t| t.eq_ignore_ascii_case("cluster"))
+        || flag("failover", "failover")?
+    {
+        return Err(err(
+            "spec.metadata.redisHost",
+            format!("{host:?}: cluster and sentinel modes are not supported yet; give one host:port"),
+        ));
+    }
+    let default_port = match get("redisport") {
+        None => 6379,
+        Some(p) => p.parse().map_err(|_| err("spec.metadata.redisPort", format!("{p:?} is not a port")))?,
+    };
+    let (h, port) = match host.rsplit_once(':') {
+        Some((h, p)) if !h.is_empty() => {
+            (h, p.parse().map_err(|_| err("spec.metadata.redisHost", format!("{host:?} has a bad port")))?)
+        }
+        _ => (host, default_port),
+    };
+    let db = match get("redisdb") {
+        None => 0,
+        Some(v) => v.parse().map_err(|_| err("spec.metadata.redisDB", format!("{v:?} is not a number")))?,
+    };
+    let timeout = match get("readtimeout").or(get("dialtimeout")) {
+        None => Duration::from_secs(5),
+        Some(v) => match parse_interval(v) {
+            Some(Some(d)) => d,
+            _ => return Err(err("spec.metadata.readTimeout", format!("{v:?} is not a duration like 5s"))),
+        },
+    };
+    let default_ttl = match get("ttlinseconds") {
+        None => None,
+        Some(v) => match v.parse::<i64>() {
+            Ok(n) if n > 0 => Some(Duration::from_secs(n.unsigned_abs())),
+            Ok(_) => None,
+            Err(_) => return Err(err("spec.metadata.ttlInSeconds", format!("{v:?} is not a whole number"))),
+        },
+    };
+    Ok(RedisSettings {
+        host: h.trim_start_matches('[').trim_end_matches(']').to_owned(),
+        port,
+        username: get("redisusername").map(str::to_owned),
+        password: get("redispassword").map(str::to_owned),
+        db,
+        tls: flag("enabletls", "enableTLS")?,
+        insecure_skip_verify: flag("insecureskiptlsverify", "insecureSkipTLSVerify")?,
+        timeout,
+        default_ttl,
     })
 }
 

@@ -5,10 +5,12 @@
 pub mod app;
 pub mod client;
 pub mod mesh;
+pub mod servers;
 pub mod sidecar;
 
 pub use app::{FNV_START, FakeApp, Recorded, fnv};
 pub use client::{Reply, http_client, raw_request, send};
+pub use servers::RedisServer;
 pub use sidecar::{Mesh, Sidecar, SidecarBuilder, binary, sum_metric, wait_registered};
 
 use std::future::Future;
