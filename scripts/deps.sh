@@ -16,6 +16,7 @@ needs=(
   "ip:iproute2"
   "redis-server:redis-server"
   "redis-cli:redis-tools"
+  "psql:postgresql-client"
 )
 
 missing=()
@@ -23,6 +24,8 @@ for pair in "${needs[@]}"; do
   cmd="${pair%%:*}" pkg="${pair##*:}"
   command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg")
 done
+# The PostgreSQL server binaries, for tests that start a private instance when none answers.
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=("postgresql")
 # The Python SDK suite needs the venv module.
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=("python3-venv")
 

@@ -87,7 +87,7 @@ pub struct ComponentError {
 }
 
 /// Component types this build can run.
-pub const SUPPORTED_TYPES: &[&str] = &["state.in-memory", "state.sqlite", "state.redis"];
+pub const SUPPORTED_TYPES: &[&str] = &["state.in-memory", "state.sqlite", "state.redis", "state.postgresql"];
 
 impl Component {
     /// Checks the document's shape and that this build supports its type. Every problem is

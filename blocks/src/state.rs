@@ -7,6 +7,7 @@
 
 mod memory;
 mod open;
+mod postgres;
 mod prefix;
 mod redis;
 mod sqlite;
@@ -20,6 +21,7 @@ use bytes::Bytes;
 
 pub use memory::MemoryStore;
 pub use open::{OpenContext, StateComponent, open};
+pub use postgres::PostgresStore;
 pub use prefix::{KeyPrefix, KeyPrefixError};
 pub use redis::{RedisSettings, RedisStore};
 pub use sqlite::SqliteStore;

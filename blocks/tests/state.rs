@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use outrider_blocks::state::{
-    Concurrency, DeleteRequest, MemoryStore, Metadata, Operation, Options, RedisSettings, RedisStore, SetRequest,
-    SqliteStore, StateError, StateStore,
+    Concurrency, DeleteRequest, MemoryStore, Metadata, Operation, Options, PostgresStore, RedisSettings, RedisStore,
+    SetRequest, SqliteStore, StateError, StateStore,
 };
-use outrider_testkit::RedisServer;
+use outrider_testkit::{Postgres, RedisServer};
 
 fn set(key: &str, value: &[u8]) -> SetRequest {
     SetRequest { key: key.into(), value: Bytes::copy_from_slice(value), ..Default::default() }
@@ -237,6 +237,12 @@ conformance!(redis, || async {
     let server = RedisServer::start();
     let s = RedisStore::connect(&redis_settings(&server)).await.unwrap();
     (Arc::new(s) as Arc<dyn StateStore>, Box::new(server) as Box<dyn Any + Send>)
+});
+
+conformance!(postgres, || async {
+    let pg = Postgres::start();
+    let s = PostgresStore::connect(&pg.conn, &pg.table, Duration::from_secs(10)).await.unwrap();
+    (Arc::new(s) as Arc<dyn StateStore>, Box::new(pg) as Box<dyn Any + Send>)
 });
 
 fn redis_settings(server: &RedisServer) -> RedisSettings {

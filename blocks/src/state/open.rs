@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{KeyPrefix, MemoryStore, RedisSettings, RedisStore, SqliteStore, StateStore};
+use super::{KeyPrefix, MemoryStore, PostgresStore, RedisSettings, RedisStore, SqliteStore, StateStore};
 use crate::{Component, ComponentError};
 
 /// What opening a component may depend on.
@@ -102,6 +102,43 @@ pub async fn open(c: &Component, ctx: &OpenContext) -> Result<StateComponent, Ve
             let store = RedisStore::connect(&settings)
                 .await
                 .map_err(|e| err("spec.metadata.redisHost", format!("{}:{}: {e}", settings.host, settings.port)))?;
+            Arc::new(store)
+        }
+        "state.postgresql" => {
+            let conn = md
+                .get("connectionstring")
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| err("spec.metadata.connectionString", "is required"))?;
+            let table = md.get("tablename").map(String::as_str).unwrap_or("state");
+            let timeout = match md.get("timeout").map(String::as_str) {
+                None | Some("") => Duration::from_secs(10),
+                Some(v) => match parse_interval(v) {
+                    Some(Some(d)) => d,
+                    _ => return Err(err("spec.metadata.timeout", format!("{v:?} is not a duration like 10s"))),
+                },
+            };
+            let store = PostgresStore::connect(conn, table, timeout)
+                .await
+                .map_err(|e| err("spec.metadata.connectionString", e.to_string()))?;
+            let every = match md.get("cleanupinterval").or(md.get("cleanupintervalinseconds")).map(String::as_str) {
+                None | Some("") => Some(Duration::from_secs(3600)),
+                Some(v) => parse_interval(v).ok_or_else(|| {
+                    err("spec.metadata.cleanupInterval", format!("{v:?} is not a duration like 1h or 0 (off)"))
+                })?,
+            };
+            if let Some(every) = every {
+                let sweeper = store.clone();
+                tokio::spawn(async move {
+                    let mut tick = tokio::time::interval(every);
+                    tick.tick().await;
+                    loop {
+                        tick.tick().await;
+                        if let Err(e) = sweeper.sweep_expired().await {
+                            tracing::warn!(error = %e, "sweeping expired state failed");
+                        }
+                    }
+                });
+            }
             Arc::new(store)
         }
         other => return Err(err("spec.type", format!("{other:?} is not a state store type this build supports"))),

@@ -63,38 +63,7 @@ async fn concurrent_increments_on_redis_lose_nothing() {
     let res = component(&mesh, "res", &redis, "");
     let s = mesh.sidecar("rc").args(["--resources-path", &res]).start().await;
     let base = url(&s, "");
-    send("POST", &base, &[], json!([{"key": "counter", "value": 0}]).to_string()).await.unwrap();
-    let workers: Vec<_> = (0..8)
-        .map(|_| {
-            let base = base.clone();
-            tokio::spawn(async move {
-                for _ in 0..200 {
-                    loop {
-                        let r = send("GET", &format!("{base}/counter"), &[], "").await.unwrap();
-                        let etag = r.headers["etag"].to_str().unwrap().to_owned();
-                        let n = r.json().as_u64().unwrap();
-                        let w = send(
-                            "POST",
-                            &base,
-                            &[],
-                            json!([{"key": "counter", "value": n + 1, "etag": etag}]).to_string(),
-                        )
-                        .await
-                        .unwrap();
-                        match w.status {
-                            204 => break,
-                            409 => continue,
-                            other => panic!("unexpected {other}: {}", w.text()),
-                        }
-                    }
-                }
-            })
-        })
-        .collect();
-    for w in workers {
-        w.await.unwrap();
-    }
-    assert_eq!(send("GET", &format!("{base}/counter"), &[], "").await.unwrap().json(), json!(1600));
+    assert_eq!(outrider_testkit::state::increment_concurrently(&base, "counter", 8, 200).await, 1600);
 }
 
 #[tokio::test]

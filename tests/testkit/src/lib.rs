@@ -7,10 +7,11 @@ pub mod client;
 pub mod mesh;
 pub mod servers;
 pub mod sidecar;
+pub mod state;
 
 pub use app::{FNV_START, FakeApp, Recorded, fnv};
 pub use client::{Reply, http_client, raw_request, send};
-pub use servers::RedisServer;
+pub use servers::{Postgres, RedisServer};
 pub use sidecar::{Mesh, Sidecar, SidecarBuilder, binary, sum_metric, wait_registered};
 
 use std::future::Future;
