@@ -5,6 +5,7 @@
 //! layer. A store declares its [`Features`]; the API refuses operations a store does not declare
 //! (for example transactions) instead of letting the store half-do them.
 
+mod encrypt;
 mod memory;
 mod open;
 mod postgres;
@@ -19,6 +20,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 
+pub use encrypt::{Encrypted, EncryptionKey};
 pub use memory::MemoryStore;
 pub use open::{OpenContext, StateComponent, open};
 pub use postgres::PostgresStore;

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use outrider_blocks::state::{
-    Concurrency, DeleteRequest, MemoryStore, Metadata, Operation, Options, PostgresStore, RedisSettings, RedisStore,
-    SetRequest, SqliteStore, StateError, StateStore,
+    Concurrency, DeleteRequest, Encrypted, EncryptionKey, MemoryStore, Metadata, Operation, Options, PostgresStore,
+    RedisSettings, RedisStore, SetRequest, SqliteStore, StateError, StateStore,
 };
 use outrider_testkit::{Postgres, RedisServer};
 
@@ -227,6 +227,12 @@ macro_rules! conformance {
 
 conformance!(memory, || async {
     (Arc::new(MemoryStore::new()) as Arc<dyn StateStore>, Box::new(()) as Box<dyn Any + Send>)
+});
+conformance!(encrypted_sqlite, || async {
+    let dir = tempfile::tempdir().unwrap();
+    let inner = SqliteStore::open(&dir.path().join("state.db"), "state").unwrap();
+    let key = EncryptionKey::from_hex("00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff").unwrap();
+    (Arc::new(Encrypted::new(Arc::new(inner), key, None)) as Arc<dyn StateStore>, Box::new(dir) as Box<dyn Any + Send>)
 });
 conformance!(sqlite, || async {
     let dir = tempfile::tempdir().unwrap();

@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{KeyPrefix, MemoryStore, PostgresStore, RedisSettings, RedisStore, SqliteStore, StateStore};
+use super::{
+    Encrypted, EncryptionKey, KeyPrefix, MemoryStore, PostgresStore, RedisSettings, RedisStore, SqliteStore, StateStore,
+};
 use crate::{Component, ComponentError};
 
 /// What opening a component may depend on.
@@ -142,6 +144,19 @@ pub async fn open(c: &Component, ctx: &OpenContext) -> Result<StateComponent, Ve
             Arc::new(store)
         }
         other => return Err(err("spec.type", format!("{other:?} is not a state store type this build supports"))),
+    };
+    let store = match md.get("primaryencryptionkey").filter(|v| !v.is_empty()) {
+        None => store,
+        Some(primary) => {
+            let primary = EncryptionKey::from_hex(primary).map_err(|e| err("spec.metadata.primaryEncryptionKey", e))?;
+            let secondary = match md.get("secondaryencryptionkey").filter(|v| !v.is_empty()) {
+                Some(k) => {
+                    Some(EncryptionKey::from_hex(k).map_err(|e| err("spec.metadata.secondaryEncryptionKey", e))?)
+                }
+                None => None,
+            };
+            Arc::new(Encrypted::new(store, primary, secondary))
+        }
     };
     Ok(StateComponent {
         name: c.metadata.name.clone(),

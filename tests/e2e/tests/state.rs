@@ -258,6 +258,31 @@ async fn components_from_resources_with_key_prefixes() {
 }
 
 #[tokio::test]
+async fn encrypted_components_keep_plaintext_off_disk() {
+    let mesh = Mesh::new();
+    let db = mesh.home().join("enc.db");
+    let yaml = format!(
+        "kind: Component\nmetadata:\n  name: vault\nspec:\n  type: state.sqlite\n  metadata:\n  - name: connectionString\n    value: {}\n  - name: primaryEncryptionKey\n    value: 00112233445566778899aabbccddeeff\n",
+        db.display()
+    );
+    let res = resources(&mesh, "res-enc", &yaml);
+    let s = mesh.sidecar("enc").args(["--resources-path", &res]).start().await;
+    let secret = "the-launch-code-is-0000";
+    assert_eq!(save(&s, "vault", json!([{"key": "k", "value": {"code": secret}}])).await.status, 204);
+    let r = send("GET", &url(&s, "vault/k"), &[], "").await.unwrap();
+    assert_eq!(r.json(), json!({"code": secret}), "the exact JSON comes back");
+    assert!(db.exists(), "the store's file was not created where configured");
+    for file in ["enc.db", "enc.db-wal"] {
+        let bytes = std::fs::read(mesh.home().join(file)).unwrap_or_default();
+        assert!(!String::from_utf8_lossy(&bytes).contains(secret), "plaintext found in {file}");
+    }
+    let bad = resources(&mesh, "res-badkey", &yaml.replace("00112233445566778899aabbccddeeff", "not-hex"));
+    let mut b = mesh.sidecar("badkey").args(["--resources-path", &bad]).spawn();
+    assert_eq!(b.wait_exit(Duration::from_secs(30)).await, Some(1));
+    assert!(b.log().contains("spec.metadata.primaryEncryptionKey"), "{}", b.log());
+}
+
+#[tokio::test]
 async fn a_bad_component_stops_the_start_with_file_and_field() {
     let mesh = Mesh::new();
     let res = resources(
