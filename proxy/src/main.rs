@@ -40,6 +40,9 @@ fn main() -> ExitCode {
         }
     };
     init_logging(&args.log_level, args.log_as_json);
+    // Our own TLS configs name their provider; this makes aws-lc-rs the default for libraries
+    // that ask for one (the Redis client), so no second provider can ever be picked.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let metrics = match PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Suffix("latency".into()), outrider_filters::metrics::LATENCY_BUCKETS_MS)
         .and_then(PrometheusBuilder::install_recorder)

@@ -105,6 +105,38 @@ async fn a_redis_outage_fails_fast_and_recovers_without_losing_data() {
 }
 
 #[tokio::test]
+async fn redis_tls_verifies_by_default_and_skips_only_when_told() {
+    let redis = RedisServer::start_tls();
+    let mesh = Mesh::new();
+    // The server's CA is private: with verification on (the default) the start fails.
+    let strict = component(
+        &mesh,
+        "res-strict",
+        &redis,
+        "  - name: enableTLS\n    value: \"true\"\n  - name: dialTimeout\n    value: 2s\n",
+    );
+    let mut s = mesh.sidecar("tls-strict").args(["--resources-path", &strict]).spawn();
+    assert_eq!(s.wait_exit(Duration::from_secs(30)).await, Some(1));
+    let log = s.log().to_ascii_lowercase();
+    assert!(
+        log.contains("spec.metadata.redishost") && (log.contains("certificate") || log.contains("unknownissuer")),
+        "{log}"
+    );
+    // Told to skip verification: it works, and says so in the log.
+    let lax = component(
+        &mesh,
+        "res-lax",
+        &redis,
+        "  - name: enableTLS\n    value: \"true\"\n  - name: insecureSkipTLSVerify\n    value: \"true\"\n",
+    );
+    let s = mesh.sidecar("tls-lax").args(["--resources-path", &lax]).start().await;
+    let r = send("POST", &url(&s, ""), &[], json!([{"key": "k", "value": "over tls"}]).to_string()).await.unwrap();
+    assert_eq!(r.status, 204, "{}", r.text());
+    assert_eq!(send("GET", &url(&s, "/k"), &[], "").await.unwrap().json(), json!("over tls"));
+    assert!(s.log().contains("verification is off"), "the skip is not logged");
+}
+
+#[tokio::test]
 async fn an_unreachable_redis_fails_the_start_with_file_and_field() {
     let mut redis = RedisServer::start();
     let mesh = Mesh::new();

@@ -15,6 +15,7 @@ pub struct RedisServer {
     child: Option<Child>,
     dir: tempfile::TempDir,
     args: Vec<String>,
+    tls: bool,
 }
 
 impl RedisServer {
@@ -23,18 +24,68 @@ impl RedisServer {
         Self::start_with(&["--save", "", "--appendonly", "no"])
     }
 
+    /// Starts one that accepts only TLS, with a certificate from a fresh private CA (so it is
+    /// not trusted by default: clients must be told to skip verification).
+    pub fn start_tls() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ca_key = rcgen::KeyPair::generate().expect("key");
+        let mut ca_params = rcgen::CertificateParams::default();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca = ca_params.self_signed(&ca_key).expect("ca");
+        let key = rcgen::KeyPair::generate().expect("key");
+        let params = rcgen::CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()]).expect("params");
+        let cert = params.signed_by(&key, &rcgen::Issuer::new(ca_params, ca_key)).expect("cert");
+        let write = |name: &str, pem: String| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, pem).expect("write pem");
+            p.to_string_lossy().into_owned()
+        };
+        let (crt, k, cacrt) =
+            (write("server.crt", cert.pem()), write("server.key", key.serialize_pem()), write("ca.crt", ca.pem()));
+        let port = free_port();
+        let args = vec![
+            "--port".into(),
+            "0".into(),
+            "--tls-port".into(),
+            port.to_string(),
+            "--tls-cert-file".into(),
+            crt,
+            "--tls-key-file".into(),
+            k,
+            "--tls-ca-cert-file".into(),
+            cacrt,
+            "--tls-auth-clients".into(),
+            "no".into(),
+            "--save".into(),
+            "".into(),
+            "--appendonly".into(),
+            "no".into(),
+        ];
+        let mut s = Self { port, child: None, dir, args, tls: true };
+        s.spawn();
+        s
+    }
+
     /// Starts one with extra configuration arguments (e.g. `--requirepass x`,
     /// `--appendonly yes`).
     pub fn start_with(extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut s = Self { port: free_port(), child: None, dir, args: extra.iter().map(|a| (*a).to_owned()).collect() };
+        let mut s = Self {
+            port: free_port(),
+            child: None,
+            dir,
+            args: extra.iter().map(|a| (*a).to_owned()).collect(),
+            tls: false,
+        };
         s.spawn();
         s
     }
 
     fn spawn(&mut self) {
+        let port_args = if self.tls { Vec::new() } else { vec!["--port".to_owned(), self.port.to_string()] };
         let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--dir"])
+            .args(&port_args)
+            .args(["--bind", "127.0.0.1", "--dir"])
             .arg(self.dir.path())
             .args(&self.args)
             .stdin(Stdio::null())
@@ -52,6 +103,9 @@ impl RedisServer {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.port)) {
+                if self.tls {
+                    return; // listening; it speaks only TLS
+                }
                 let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
                 let mut buf = [0u8; 64];
                 if s.write_all(b"PING\r\n").is_ok() && matches!(s.read(&mut buf), Ok(n) if n > 0) {
