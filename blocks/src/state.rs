@@ -10,6 +10,7 @@ mod memory;
 mod open;
 mod postgres;
 mod prefix;
+mod query;
 mod redis;
 mod sqlite;
 
@@ -25,6 +26,7 @@ pub use memory::MemoryStore;
 pub use open::{OpenContext, StateComponent, open};
 pub use postgres::PostgresStore;
 pub use prefix::{KeyPrefix, KeyPrefixError};
+pub use query::{Filter, Query, QueryError, Sort};
 pub use redis::{RedisSettings, RedisStore};
 pub use sqlite::SqliteStore;
 
@@ -188,6 +190,34 @@ pub trait StateStore: Send + Sync + 'static {
         let _ = ops;
         Box::pin(async { Err(StateError::NotSupported("transactions")) })
     }
+
+    /// Runs `query` over the JSON values of keys starting with `prefix` (when
+    /// [`Features::query`]). Values that are not JSON never match.
+    fn query(&self, prefix: String, query: Query) -> BoxFuture<Result<QueryPage, StateError>> {
+        let _ = (prefix, query);
+        Box::pin(async { Err(StateError::NotSupported("queries")) })
+    }
+}
+
+/// A query candidate or result: stored key, value, ETag.
+pub type Row = (String, Bytes, Option<String>);
+
+/// One page of query results.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct QueryPage {
+    /// Matching items: stored key, value, ETag.
+    pub items: Vec<Row>,
+    /// The token of the next page, if there is one.
+    pub token: Option<String>,
+}
+
+/// Runs `query` over candidate rows (stored key, bytes, ETag): the shared engine of stores that
+/// filter in process.
+pub(crate) fn run_query(rows: Vec<Row>, query: &Query) -> QueryPage {
+    let candidates: Vec<(Row, serde_json::Value)> =
+        rows.into_iter().filter_map(|row| serde_json::from_slice(&row.1).ok().map(|v| (row, v))).collect();
+    let (page, token) = query.run(candidates);
+    QueryPage { items: page.into_iter().map(|(row, _)| row).collect(), token }
 }
 
 /// Reads `ttlInSeconds` from request metadata: `Ok(None)` when absent or negative (no expiry).

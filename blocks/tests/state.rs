@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use outrider_blocks::state::{
     Concurrency, DeleteRequest, Encrypted, EncryptionKey, MemoryStore, Metadata, Operation, Options, PostgresStore,
-    RedisSettings, RedisStore, SetRequest, SqliteStore, StateError, StateStore,
+    Query, RedisSettings, RedisStore, SetRequest, SqliteStore, StateError, StateStore,
 };
 use outrider_testkit::{Postgres, RedisServer};
 
@@ -176,6 +176,38 @@ async fn concurrent_writers_lose_no_update(s: Arc<dyn StateStore>) {
     assert_eq!(value_of(&*s, "counter").await.as_deref(), Some(&b"400"[..]));
 }
 
+async fn queries_match_sort_and_page_within_a_prefix(s: Arc<dyn StateStore>) {
+    let q = |v: serde_json::Value| Query::parse(&v).unwrap();
+    if !s.features().query {
+        assert_eq!(s.query("app||".into(), q(serde_json::json!({}))).await, Err(StateError::NotSupported("queries")));
+        return;
+    }
+    for (k, v) in [
+        ("app||a", r#"{"t":"x","n":1}"#),
+        ("app||b", r#"{"t":"y","n":2}"#),
+        ("app||c", r#"{"t":"x","n":3}"#),
+        ("other||d", r#"{"t":"x","n":4}"#),
+        ("app||raw", "\x00binary"),
+    ] {
+        s.set(set(k, v.as_bytes())).await.unwrap();
+    }
+    let page = s
+        .query("app||".into(), q(serde_json::json!({"filter": {"EQ": {"t": "x"}}, "sort": [{"key": "n", "order": "DESC"}], "page": {"limit": 1}})))
+        .await
+        .unwrap();
+    assert_eq!(page.items.iter().map(|i| i.0.as_str()).collect::<Vec<_>>(), ["app||c"]);
+    assert!(page.items[0].2.is_some(), "results carry etags");
+    let token = page.token.expect("a next page");
+    let next = s
+        .query("app||".into(), q(serde_json::json!({"filter": {"EQ": {"t": "x"}}, "sort": [{"key": "n", "order": "DESC"}], "page": {"limit": 1, "token": token}})))
+        .await
+        .unwrap();
+    assert_eq!(next.items.iter().map(|i| i.0.as_str()).collect::<Vec<_>>(), ["app||a"], "other prefixes never match");
+    assert_eq!(next.token, None);
+    let all = s.query("app||".into(), q(serde_json::json!({}))).await.unwrap();
+    assert_eq!(all.items.len(), 3, "values that are not JSON never match");
+}
+
 macro_rules! conformance {
     ($store:ident, $make:expr) => {
         mod $store {
@@ -215,6 +247,11 @@ macro_rules! conformance {
             async fn ttl_expires_keys() {
                 let (s, _g) = make().await;
                 super::ttl_expires_keys(s).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn queries_match_sort_and_page_within_a_prefix() {
+                let (s, _g) = make().await;
+                super::queries_match_sort_and_page_within_a_prefix(s).await;
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn concurrent_writers_lose_no_update() {

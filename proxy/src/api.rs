@@ -212,7 +212,7 @@ impl ApiService {
             Route::StateKey => state::get(s, &p.store, &p.key, req.uri().query()).await,
             Route::StateBulk => state::bulk(s, &p.store, req).await,
             Route::StateTransaction => state::transaction(s, &p.store, req).await,
-            Route::StateQuery => state::query(s, &p.store).await,
+            Route::StateQuery => state::query(s, &p.store, req).await,
             Route::Healthz => meta::healthz(s, req.uri().query()),
             Route::HealthzOutbound => meta::healthz_outbound(s),
             Route::Metadata => meta::get(s),

@@ -7,8 +7,8 @@ use std::time::SystemTime;
 use bytes::Bytes;
 
 use super::{
-    BoxFuture, Concurrency, DeleteRequest, Features, Item, Metadata, Operation, SetRequest, StateError, StateStore,
-    new_etag, rfc3339, ttl_of,
+    BoxFuture, Concurrency, DeleteRequest, Features, Item, Metadata, Operation, Query, QueryPage, SetRequest,
+    StateError, StateStore, new_etag, rfc3339, run_query, ttl_of,
 };
 
 #[derive(Clone, Debug)]
@@ -79,7 +79,7 @@ fn entry(req: &SetRequest, now: SystemTime) -> Result<Entry, StateError> {
 
 impl StateStore for MemoryStore {
     fn features(&self) -> Features {
-        Features { etag: true, transactional: true, ttl: true, query: false }
+        Features { etag: true, transactional: true, ttl: true, query: true }
     }
 
     fn get(&self, key: String, _metadata: Metadata) -> BoxFuture<Result<Option<Item>, StateError>> {
@@ -110,6 +110,23 @@ impl StateStore for MemoryStore {
 
     fn delete(&self, req: DeleteRequest) -> BoxFuture<Result<(), StateError>> {
         self.multi(vec![Operation::Delete(req)])
+    }
+
+    fn query(&self, prefix: String, query: Query) -> BoxFuture<Result<QueryPage, StateError>> {
+        let items = self.items.clone();
+        Box::pin(async move {
+            let now = SystemTime::now();
+            let rows = {
+                let map = items.lock().unwrap_or_else(|p| p.into_inner());
+                map.iter()
+                    .filter(|(k, e)| k.starts_with(&prefix) && e.live(now))
+                    .map(|(k, e)| (k.clone(), e.data.clone(), Some(e.etag.clone())))
+                    .collect::<Vec<_>>()
+            };
+            let mut rows = rows;
+            rows.sort_by(|a, b| a.0.cmp(&b.0)); // a stable order for paging
+            Ok(run_query(rows, &query))
+        })
     }
 
     fn multi(&self, ops: Vec<Operation>) -> BoxFuture<Result<(), StateError>> {

@@ -12,8 +12,8 @@ use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMe
 use tokio_postgres::NoTls;
 
 use super::{
-    BoxFuture, Concurrency, DeleteRequest, Features, Item, Metadata, Operation, SetRequest, StateError, StateStore,
-    new_etag, rfc3339, ttl_of,
+    BoxFuture, Concurrency, DeleteRequest, Features, Item, Metadata, Operation, Query, QueryPage, SetRequest,
+    StateError, StateStore, new_etag, rfc3339, run_query, ttl_of,
 };
 
 /// The PostgreSQL store.
@@ -159,7 +159,7 @@ async fn apply_delete(c: &impl GenericClient, t: &str, r: &DeleteRequest) -> Res
 
 impl StateStore for PostgresStore {
     fn features(&self) -> Features {
-        Features { etag: true, transactional: true, ttl: true, query: false }
+        Features { etag: true, transactional: true, ttl: true, query: true }
     }
 
     fn get(&self, key: String, _metadata: Metadata) -> BoxFuture<Result<Option<Item>, StateError>> {
@@ -196,6 +196,29 @@ impl StateStore for PostgresStore {
         Box::pin(bounded(this.timeout, async move {
             let client = this.pool.get().await.map_err(pg_error)?;
             apply_delete(&client, &this.table, &req).await
+        }))
+    }
+
+    fn query(&self, prefix: String, query: Query) -> BoxFuture<Result<QueryPage, StateError>> {
+        let this = self.clone();
+        Box::pin(bounded(this.timeout, async move {
+            let client = this.pool.get().await.map_err(pg_error)?;
+            let rows = client
+                .query(
+                    &format!(
+                        "SELECT key, value, etag FROM {} WHERE starts_with(key, $1)
+                         AND (expires_at IS NULL OR expires_at > now()) ORDER BY key",
+                        this.table
+                    ),
+                    &[&prefix],
+                )
+                .await
+                .map_err(pg_error)?;
+            let rows = rows
+                .iter()
+                .map(|r| (r.get::<_, String>(0), Bytes::from(r.get::<_, Vec<u8>>(1)), Some(r.get::<_, String>(2))))
+                .collect();
+            Ok(run_query(rows, &query))
         }))
     }
 

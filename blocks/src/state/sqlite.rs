@@ -13,8 +13,8 @@ use bytes::Bytes;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::{
-    BoxFuture, Concurrency, DeleteRequest, Features, Item, Metadata, Operation, SetRequest, StateError, StateStore,
-    new_etag, rfc3339, ttl_of,
+    BoxFuture, Concurrency, DeleteRequest, Features, Item, Metadata, Operation, Query, QueryPage, SetRequest,
+    StateError, StateStore, new_etag, rfc3339, run_query, ttl_of,
 };
 
 /// The SQLite store.
@@ -151,7 +151,7 @@ fn apply_delete(c: &Connection, t: &str, req: &DeleteRequest, now: i64) -> Resul
 
 impl StateStore for SqliteStore {
     fn features(&self) -> Features {
-        Features { etag: true, transactional: true, ttl: true, query: false }
+        Features { etag: true, transactional: true, ttl: true, query: true }
     }
 
     fn get(&self, key: String, _metadata: Metadata) -> BoxFuture<Result<Option<Item>, StateError>> {
@@ -180,6 +180,26 @@ impl StateStore for SqliteStore {
 
     fn delete(&self, req: DeleteRequest) -> BoxFuture<Result<(), StateError>> {
         self.blocking(move |c, t| apply_delete(c, t, &req, now_ms()))
+    }
+
+    fn query(&self, prefix: String, query: Query) -> BoxFuture<Result<QueryPage, StateError>> {
+        self.blocking(move |c, t| {
+            let mut stmt = c
+                .prepare(&format!(
+                    "SELECT key, value, etag FROM {t}
+                     WHERE substr(key, 1, ?2) = ?1 AND (expires_ms IS NULL OR expires_ms > ?3) ORDER BY key"
+                ))
+                .map_err(db_error)?;
+            let len = i64::try_from(prefix.chars().count()).unwrap_or(i64::MAX);
+            let rows = stmt
+                .query_map(params![prefix, len, now_ms()], |r| {
+                    Ok((r.get::<_, String>(0)?, Bytes::from(r.get::<_, Vec<u8>>(1)?), Some(r.get::<_, String>(2)?)))
+                })
+                .map_err(db_error)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(db_error)?;
+            Ok(run_query(rows, &query))
+        })
     }
 
     fn multi(&self, ops: Vec<Operation>) -> BoxFuture<Result<(), StateError>> {

@@ -11,7 +11,8 @@ use http::{HeaderName, HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use outrider_blocks::state::{
-    Concurrency, Consistency, DeleteRequest, Item, Metadata, Operation, Options, SetRequest, StateComponent, StateError,
+    Concurrency, Consistency, DeleteRequest, Item, Metadata, Operation, Options, Query, SetRequest, StateComponent,
+    StateError,
 };
 use serde_json::{Map, Value, json};
 
@@ -327,16 +328,44 @@ pub(super) async fn bulk(s: &ApiState, name: &str, req: Request<Incoming>) -> Re
     Ok(json_response(&Value::Array(results)))
 }
 
-/// `POST|PUT /v1.0-alpha1/state/{store}/query`. No store in this build can query (none declares
-/// [`Features::query`](outrider_blocks::state::Features)), so after the store lookup this is
-/// daprd's answer for a store without query support.
-pub(super) async fn query(s: &ApiState, name: &str) -> Result<Response<Body>, ApiError> {
-    store(s, name)?;
-    Err(ApiError::new(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "ERR_STATE_STORE_NOT_SUPPORTED",
-        format!("state store {name} doesn't support query"),
-    ))
+/// `POST|PUT /v1.0-alpha1/state/{store}/query`: this app's keys whose JSON values match, with
+/// sort and paging. 204 when nothing matches, as daprd answers.
+pub(super) async fn query(s: &ApiState, name: &str, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    let c = store(s, name)?;
+    if !c.store.features().query {
+        return Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "ERR_STATE_STORE_NOT_SUPPORTED",
+            format!("state store {name} doesn't support query"),
+        ));
+    }
+    let body = read_json(s, req).await?;
+    let q =
+        Query::parse(&body).map_err(|e| bad("ERR_STATE_QUERY", format!("failed query in state store {name}: {e}")))?;
+    let page = call(c.store.query(c.prefix.clone(), q)).await.map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "ERR_STATE_QUERY",
+            format!("failed query in state store {name}: {e}"),
+        )
+    })?;
+    if page.items.is_empty() {
+        return Ok(no_content());
+    }
+    let results: Vec<Value> = page
+        .items
+        .into_iter()
+        .map(|(key, data, etag)| {
+            let data: Value = serde_json::from_slice(&data).unwrap_or(Value::Null);
+            let key = key.strip_prefix(&c.prefix).unwrap_or(&key).to_owned();
+            json!({"key": key, "data": data, "etag": etag})
+        })
+        .collect();
+    let mut body = json!({"results": results, "metadata": {}});
+    if let Some(t) = page.token {
+        body["token"] = json!(t);
+    }
+    Ok(json_response(&body))
 }
 
 /// `POST|PUT /v1.0/state/{store}/transaction`: all operations or none.

@@ -191,18 +191,40 @@ async fn bad_input_gets_dapr_errors_and_changes_nothing() {
     .await;
     assert!(reply.starts_with("HTTP/1.1 400"), "{reply:?}");
 
-    // Query: no store here can query.
-    let q = json!({"filter": {"EQ": {"a": 1}}}).to_string();
-    let r = send("POST", &format!("{}/v1.0-alpha1/state/statestore/query", s.api_url()), &[], q.clone()).await.unwrap();
-    assert_eq!((r.status, r.json()["errorCode"].as_str()), (500, Some("ERR_STATE_STORE_NOT_SUPPORTED")));
-    let r = send("POST", &format!("{}/v1.0-alpha1/state/nostore/query", s.api_url()), &[], q).await.unwrap();
+    // Queries: unknown store, malformed body, invalid query.
+    let q_url = |store: &str| format!("{}/v1.0-alpha1/state/{store}/query", s.api_url());
+    let r = send("POST", &q_url("nostore"), &[], json!({}).to_string()).await.unwrap();
     assert_eq!((r.status, r.json()["errorCode"].as_str()), (400, Some("ERR_STATE_STORE_NOT_FOUND")));
+    let r = send("POST", &q_url("statestore"), &[], "{nope").await.unwrap();
+    assert_eq!((r.status, r.json()["errorCode"].as_str()), (400, Some("ERR_MALFORMED_REQUEST")));
+    let r = send("POST", &q_url("statestore"), &[], json!({"filter": {"LIKE": {"a": 1}}}).to_string()).await.unwrap();
+    assert_eq!((r.status, r.json()["errorCode"].as_str()), (400, Some("ERR_STATE_QUERY")));
 
     // A sidecar whose resources hold no state store at all.
     let none = resources(&mesh, "res-none", "apiVersion: dapr.io/v1alpha1\nkind: Configuration\nmetadata: {name: c}\n");
     let bare = mesh.sidecar("bare").args(["--resources-path", &none]).start().await;
     let r = send("GET", &url(&bare, "statestore/x"), &[], "").await.unwrap();
     assert_eq!((r.status, r.json()["errorCode"].as_str()), (500, Some("ERR_STATE_STORE_NOT_CONFIGURED")));
+}
+
+#[tokio::test]
+async fn queries_see_only_this_apps_keys() {
+    let mesh = Mesh::new();
+    let data = mesh.home().join("shared-q");
+    let a = mesh.sidecar("qa").data_dir(&data).start().await;
+    let b = mesh.sidecar("qb").data_dir(&data).start().await;
+    save(&a, "statestore", json!([{"key": "o1", "value": {"s": "CA", "n": 1}}, {"key": "o2", "value": {"s": "WA", "n": 2}}, {"key": "o3", "value": {"s": "CA", "n": 3}}])).await;
+    save(&b, "statestore", json!([{"key": "o9", "value": {"s": "CA", "n": 9}}])).await;
+    let q = json!({"filter": {"EQ": {"s": "CA"}}, "sort": [{"key": "n", "order": "DESC"}]}).to_string();
+    let r = send("POST", &format!("{}/v1.0-alpha1/state/statestore/query", a.api_url()), &[], q).await.unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let body = r.json();
+    let keys: Vec<&str> = body["results"].as_array().unwrap().iter().map(|x| x["key"].as_str().unwrap()).collect();
+    assert_eq!(keys, ["o3", "o1"], "keys come back without the app prefix, b's keys are not visible");
+    assert_eq!(body["results"][0]["data"], json!({"s": "CA", "n": 3}));
+    let none = json!({"filter": {"EQ": {"s": "NY"}}}).to_string();
+    let r = send("POST", &format!("{}/v1.0-alpha1/state/statestore/query", a.api_url()), &[], none).await.unwrap();
+    assert_eq!(r.status, 204);
 }
 
 #[tokio::test]

@@ -54,6 +54,9 @@ async fn redis_store_with_a_password_keeps_daprs_layout() {
     assert_eq!(send("GET", &url(&s, "/k"), &[], "").await.unwrap().headers["etag"], "2");
     let meta = send("GET", &format!("{}/v1.0/metadata", s.api_url()), &[], "").await.unwrap().json();
     assert_eq!(meta["components"][0]["type"], "state.redis");
+    assert!(!meta["components"][0]["capabilities"].as_array().unwrap().contains(&json!("QUERY_API")));
+    let r = send("POST", &format!("{}/v1.0-alpha1/state/redisstore/query", s.api_url()), &[], "{}").await.unwrap();
+    assert_eq!((r.status, r.json()["errorCode"].as_str()), (500, Some("ERR_STATE_STORE_NOT_SUPPORTED")));
 }
 
 #[tokio::test]
