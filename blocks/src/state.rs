@@ -12,6 +12,7 @@ mod postgres;
 mod prefix;
 mod query;
 mod redis;
+mod service;
 mod sqlite;
 
 use std::collections::BTreeMap;
@@ -28,6 +29,7 @@ pub use postgres::PostgresStore;
 pub use prefix::{KeyPrefix, KeyPrefixError};
 pub use query::{Filter, Query, QueryError, Sort};
 pub use redis::{RedisSettings, RedisStore};
+pub use service::{StateRequest, StateResponse, StateService};
 pub use sqlite::SqliteStore;
 
 /// A boxed, sendable future: the return type of every [`StateStore`] method.

@@ -36,6 +36,13 @@ pub struct StateComponent {
     pub prefix: String,
 }
 
+impl StateComponent {
+    /// The store as a tower service, for callers that wrap it in layers.
+    pub fn service(&self) -> super::StateService {
+        super::StateService::new(self.store.clone())
+    }
+}
+
 fn err(field: &str, message: impl Into<String>) -> Vec<ComponentError> {
     vec![ComponentError { field: field.into(), message: message.into() }]
 }

@@ -12,9 +12,10 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use outrider_blocks::state::{
     Concurrency, Consistency, DeleteRequest, Item, Metadata, Operation, Options, Query, SetRequest, StateComponent,
-    StateError,
+    StateError, StateRequest, StateResponse,
 };
 use serde_json::{Map, Value, json};
+use tower::ServiceExt;
 
 use super::{ApiState, percent_decode};
 use crate::errors::ApiError;
@@ -52,9 +53,27 @@ fn stored_key(c: &StateComponent, key: &str) -> Result<String, ApiError> {
     Ok(format!("{}{key}", c.prefix))
 }
 
-/// Runs one store call under the deadline.
-async fn call<T>(fut: impl Future<Output = Result<T, StateError>>) -> Result<T, StateError> {
-    tokio::time::timeout(STORE_TIMEOUT, fut).await.unwrap_or(Err(StateError::Timeout(STORE_TIMEOUT)))
+/// Sends one request through the store's service, under the deadline.
+async fn call(c: &StateComponent, req: StateRequest) -> Result<StateResponse, StateError> {
+    tokio::time::timeout(STORE_TIMEOUT, c.service().oneshot(req))
+        .await
+        .unwrap_or(Err(StateError::Timeout(STORE_TIMEOUT)))
+}
+
+/// A write, delete or transaction through the service.
+async fn call_done(c: &StateComponent, req: StateRequest) -> Result<(), StateError> {
+    match call(c, req).await? {
+        StateResponse::Done => Ok(()),
+        other => Err(StateError::Store(format!("unexpected answer from the store: {other:?}"))),
+    }
+}
+
+/// A read through the service.
+async fn call_get(c: &StateComponent, key: String, metadata: Metadata) -> Result<Option<Item>, StateError> {
+    match call(c, StateRequest::Get { key, metadata }).await? {
+        StateResponse::Item(item) => Ok(item),
+        other => Err(StateError::Store(format!("unexpected answer from the store: {other:?}"))),
+    }
 }
 
 /// Maps a store failure of a single-key operation: 409 for a mismatch, 400 for bad input.
@@ -213,7 +232,7 @@ pub(super) async fn save(s: &ApiState, name: &str, req: Request<Incoming>) -> Re
         .map(|(i, v)| parse_item(v, &base, &format!("[{i}]")).and_then(|p| set_request(c, p)))
         .collect::<Result<Vec<_>, _>>()?;
     for r in reqs {
-        call(c.store.set(r)).await.map_err(|e| {
+        call_done(c, StateRequest::Set(r)).await.map_err(|e| {
             store_error("ERR_STATE_SAVE", format!("failed saving state in state store {name}: {e}"), &e)
         })?;
     }
@@ -225,7 +244,7 @@ pub(super) async fn get(s: &ApiState, name: &str, key: &str, query: Option<&str>
     let c = store(s, name)?;
     let stored = stored_key(c, key)?;
     parse_options(None, query_value(query, "consistency").as_deref())?;
-    let item = call(c.store.get(stored, query_metadata(query)))
+    let item = call_get(c, stored, query_metadata(query))
         .await
         .map_err(|e| store_error("ERR_STATE_GET", format!("fail to get {key} from state store {name}: {e}"), &e))?;
     let Some(Item { data, etag, metadata }) = item else { return Ok(no_content()) };
@@ -258,7 +277,7 @@ pub(super) async fn delete(
     let etag =
         req.headers().get(header::IF_MATCH).and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty()).map(str::to_owned);
     let r = DeleteRequest { key: stored, etag, metadata: query_metadata(query), options };
-    call(c.store.delete(r))
+    call_done(c, StateRequest::Delete(r))
         .await
         .map_err(|e| store_error("ERR_STATE_DELETE", format!("failed deleting state with key {key}: {e}"), &e))?;
     Ok(no_content())
@@ -292,10 +311,10 @@ pub(super) async fn bulk(s: &ApiState, name: &str, req: Request<Incoming>) -> Re
         field(obj, "parallelism").and_then(Value::as_u64).map_or(10, |n| n as usize).clamp(1, MAX_PARALLELISM);
     let limit = Arc::new(tokio::sync::Semaphore::new(parallelism));
     let reads = stored.into_iter().map(|k| {
-        let (store, md, limit) = (c.store.clone(), md.clone(), limit.clone());
+        let (c, md, limit) = (c.clone(), md.clone(), limit.clone());
         tokio::spawn(async move {
             let _permit = limit.acquire_owned().await;
-            call(store.get(k, md)).await
+            call_get(&c, k, md).await
         })
     });
     let mut results = Vec::with_capacity(keys.len());
@@ -342,7 +361,12 @@ pub(super) async fn query(s: &ApiState, name: &str, req: Request<Incoming>) -> R
     let body = read_json(s, req).await?;
     let q =
         Query::parse(&body).map_err(|e| bad("ERR_STATE_QUERY", format!("failed query in state store {name}: {e}")))?;
-    let page = call(c.store.query(c.prefix.clone(), q)).await.map_err(|e| {
+    let page = match call(c, StateRequest::Query { prefix: c.prefix.clone(), query: q }).await {
+        Ok(StateResponse::Page(p)) => Ok(p),
+        Ok(other) => Err(StateError::Store(format!("unexpected answer from the store: {other:?}"))),
+        Err(e) => Err(e),
+    }
+    .map_err(|e| {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "ERR_STATE_QUERY",
@@ -416,7 +440,7 @@ pub(super) async fn transaction(s: &ApiState, name: &str, req: Request<Incoming>
             }
         });
     }
-    call(c.store.multi(parsed)).await.map_err(|e| {
+    call_done(c, StateRequest::Multi(parsed)).await.map_err(|e| {
         let status = if matches!(e, StateError::BadRequest(_)) {
             StatusCode::BAD_REQUEST
         } else {

@@ -305,6 +305,34 @@ async fn encrypted_components_keep_plaintext_off_disk() {
 }
 
 #[tokio::test]
+async fn bulk_get_reports_failures_per_key() {
+    // Two components over one table and one key prefix: `plain` writes what `vault` cannot open.
+    let mesh = Mesh::new();
+    let db = mesh.home().join("mixed.db");
+    let comp = |name: &str, extra: &str| {
+        format!(
+            "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: {name}\nspec:\n  type: state.sqlite\n  metadata:\n  - name: connectionString\n    value: {}\n  - name: keyPrefix\n    value: shared\n{extra}",
+            db.display()
+        )
+    };
+    let yaml = format!(
+        "{}---\n{}",
+        comp("plain", ""),
+        comp("vault", "  - name: primaryEncryptionKey\n    value: 00112233445566778899aabbccddeeff\n")
+    );
+    let res = resources(&mesh, "res-mixed", &yaml);
+    let s = mesh.sidecar("mixed").args(["--resources-path", &res]).start().await;
+    assert_eq!(save(&s, "plain", json!([{"key": "p1", "value": "plaintext"}])).await.status, 204);
+    assert_eq!(save(&s, "vault", json!([{"key": "e1", "value": "sealed"}])).await.status, 204);
+    let r = send("POST", &url(&s, "vault/bulk"), &[], json!({"keys": ["e1", "p1", "none"]}).to_string()).await.unwrap();
+    assert_eq!(r.status, 200, "one bad key does not fail the call: {}", r.text());
+    let got = r.json();
+    assert_eq!(got[0]["data"], "sealed");
+    assert!(got[1]["error"].as_str().is_some_and(|e| !e.is_empty()) && got[1].get("data").is_none(), "{got}");
+    assert_eq!(got[2], json!({"key": "none"}));
+}
+
+#[tokio::test]
 async fn a_bad_component_stops_the_start_with_file_and_field() {
     let mesh = Mesh::new();
     let res = resources(
