@@ -4,6 +4,9 @@
 //! so sidecars starting together do not race. Compare-and-set is one conditional statement;
 //! transactions are SQL transactions. ETags are random UUIDs; expiry is a timestamp, invisible
 //! at once and swept periodically. Every operation is bounded by the component's timeout.
+//! Values that are JSON are also kept as JSONB, and queries run in SQL over that column.
+
+mod sql;
 
 use std::time::{Duration, SystemTime};
 
@@ -12,8 +15,8 @@ use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMe
 use tokio_postgres::NoTls;
 
 use super::{
-    BoxFuture, Concurrency, DeleteRequest, Features, Item, Metadata, Operation, Query, QueryPage, SetRequest,
-    StateError, StateStore, new_etag, rfc3339, run_query, ttl_of,
+    BoxFuture, Concurrency, DeleteRequest, Features, Item, Metadata, Operation, Query, QueryPage, Row, SetRequest,
+    StateError, StateStore, new_etag, rfc3339, ttl_of,
 };
 
 /// The PostgreSQL store.
@@ -65,6 +68,7 @@ impl PostgresStore {
                 etag TEXT NOT NULL,
                 expires_at TIMESTAMPTZ NULL
             );
+            ALTER TABLE {t} ADD COLUMN IF NOT EXISTS value_json JSONB NULL;
             CREATE INDEX IF NOT EXISTS {t}_expires_at ON {t} (expires_at) WHERE expires_at IS NOT NULL;"
         ))
         .await
@@ -88,38 +92,41 @@ async fn apply_set(c: &impl GenericClient, t: &str, r: &SetRequest) -> Result<()
     let ttl = ttl_secs(&r.metadata)?;
     let etag = new_etag();
     let value: &[u8] = &r.value;
+    // JSON values are also stored as JSONB, for queries; anything else is bytes only.
+    let json: Option<&str> =
+        serde_json::from_slice::<serde::de::IgnoredAny>(value).ok().and_then(|_| std::str::from_utf8(value).ok());
     let expires = "CASE WHEN $4::float8 IS NULL THEN NULL ELSE now() + make_interval(secs => $4::float8) END";
     let n = match (&r.etag, r.options.concurrency) {
         (Some(want), _) => {
             c.execute(
                 &format!(
-                    "UPDATE {t} SET value = $2, etag = $3, expires_at = {expires}
+                    "UPDATE {t} SET value = $2, etag = $3, expires_at = {expires}, value_json = $6::text::jsonb
                      WHERE key = $1 AND etag = $5 AND (expires_at IS NULL OR expires_at > now())"
                 ),
-                &[&r.key, &value, &etag, &ttl, want],
+                &[&r.key, &value, &etag, &ttl, want, &json],
             )
             .await
         }
         (None, Concurrency::FirstWrite) => {
             c.execute(
                 &format!(
-                    "INSERT INTO {t} (key, value, etag, expires_at) VALUES ($1, $2, $3, {expires})
+                    "INSERT INTO {t} (key, value, etag, expires_at, value_json) VALUES ($1, $2, $3, {expires}, $5::text::jsonb)
                      ON CONFLICT (key) DO UPDATE SET value = excluded.value, etag = excluded.etag,
-                       expires_at = excluded.expires_at
+                       expires_at = excluded.expires_at, value_json = excluded.value_json
                      WHERE {t}.expires_at IS NOT NULL AND {t}.expires_at <= now()"
                 ),
-                &[&r.key, &value, &etag, &ttl],
+                &[&r.key, &value, &etag, &ttl, &json],
             )
             .await
         }
         (None, Concurrency::LastWrite) => {
             c.execute(
                 &format!(
-                    "INSERT INTO {t} (key, value, etag, expires_at) VALUES ($1, $2, $3, {expires})
+                    "INSERT INTO {t} (key, value, etag, expires_at, value_json) VALUES ($1, $2, $3, {expires}, $5::text::jsonb)
                      ON CONFLICT (key) DO UPDATE SET value = excluded.value, etag = excluded.etag,
-                       expires_at = excluded.expires_at"
+                       expires_at = excluded.expires_at, value_json = excluded.value_json"
                 ),
-                &[&r.key, &value, &etag, &ttl],
+                &[&r.key, &value, &etag, &ttl, &json],
             )
             .await
         }
@@ -203,22 +210,22 @@ impl StateStore for PostgresStore {
         let this = self.clone();
         Box::pin(bounded(this.timeout, async move {
             let client = this.pool.get().await.map_err(pg_error)?;
-            let rows = client
-                .query(
-                    &format!(
-                        "SELECT key, value, etag FROM {} WHERE starts_with(key, $1)
-                         AND (expires_at IS NULL OR expires_at > now()) ORDER BY key",
-                        this.table
-                    ),
-                    &[&prefix],
-                )
-                .await
-                .map_err(pg_error)?;
-            let rows = rows
+            let (stmt, params) = sql::SqlQuery::new(prefix).statement(&this.table, &query);
+            let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+                params.iter().map(|p| p.as_ref() as &(dyn tokio_postgres::types::ToSql + Sync)).collect();
+            let rows = client.query(&stmt, &refs).await.map_err(pg_error)?;
+            let mut items: Vec<Row> = rows
                 .iter()
                 .map(|r| (r.get::<_, String>(0), Bytes::from(r.get::<_, Vec<u8>>(1)), Some(r.get::<_, String>(2))))
                 .collect();
-            Ok(run_query(rows, &query))
+            let token = match query.limit {
+                Some(limit) if items.len() > limit => {
+                    items.truncate(limit);
+                    Some((query.offset + limit).to_string())
+                }
+                _ => None,
+            };
+            Ok(QueryPage { items, token })
         }))
     }
 
