@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use outrider_blocks::state::{
-    Concurrency, DeleteRequest, Encrypted, EncryptionKey, MemoryStore, Metadata, Operation, Options, PostgresStore,
-    Query, RedisSettings, RedisStore, SetRequest, SqliteStore, StateError, StateStore,
+    Concurrency, Consistency, DeleteRequest, Encrypted, EncryptionKey, MemoryStore, Metadata, Operation, Options,
+    PostgresStore, Query, RedisSettings, RedisStore, SetRequest, SqliteStore, StateError, StateStore,
 };
 use outrider_testkit::{Postgres, RedisServer};
 
@@ -408,4 +408,45 @@ async fn postgres_sql_queries_agree_with_the_evaluator() {
         non_empty += usize::from(found > 0);
     }
     assert!(non_empty >= 15, "only {non_empty} queries matched anything: the comparison proves little");
+}
+
+/// Strong consistency on Redis waits for replicas (daprd's `WAIT n 1000`); eventual does not.
+#[tokio::test]
+async fn redis_strong_writes_wait_for_replicas() {
+    let primary = RedisServer::start();
+    let port = primary.port.to_string();
+    let replica = RedisServer::start_with(&["--save", "", "--appendonly", "no", "--replicaof", "127.0.0.1", &port]);
+    let cli = |port: u16, args: &[&str]| {
+        let out = std::process::Command::new("redis-cli").args(["-p", &port.to_string()]).args(args).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !cli(primary.port, &["INFO", "replication"]).contains("state=online") {
+        assert!(std::time::Instant::now() < deadline, "the replica never connected");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let waits = || {
+        let stats = cli(primary.port, &["INFO", "commandstats"]);
+        stats
+            .lines()
+            .find_map(|l| l.strip_prefix("cmdstat_wait:calls="))
+            .and_then(|v| v.split(',').next()?.parse::<u32>().ok())
+            .unwrap_or(0)
+    };
+    let s = RedisStore::connect(&redis_settings(&primary)).await.unwrap();
+    s.set(set("eventual", b"1")).await.unwrap();
+    assert_eq!(waits(), 0, "an eventual write waited");
+    let strong = SetRequest {
+        options: Options { consistency: Consistency::Strong, ..Default::default() },
+        ..set("strong", b"2")
+    };
+    s.set(strong).await.unwrap();
+    assert_eq!(waits(), 1, "a strong write did not wait for the replica");
+    assert_eq!(cli(replica.port, &["HGET", "strong", "data"]).trim(), "2", "the replica has the strong write");
+    let del = DeleteRequest {
+        options: Options { consistency: Consistency::Strong, ..Default::default() },
+        ..del("strong", None)
+    };
+    s.delete(del).await.unwrap();
+    assert_eq!(waits(), 2);
 }

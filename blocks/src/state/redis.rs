@@ -13,8 +13,8 @@ use redis::aio::ConnectionManager;
 use redis::{RedisError, Script, Value};
 
 use super::{
-    BoxFuture, Concurrency, DeleteRequest, Features, Item, Metadata, Operation, SetRequest, StateError, StateStore,
-    rfc3339, ttl_of,
+    BoxFuture, Concurrency, Consistency, DeleteRequest, Features, Item, Metadata, Operation, SetRequest, StateError,
+    StateStore, rfc3339, ttl_of,
 };
 
 /// Reads a key: `{data, version-or-false, pttl}`; legacy plain strings have no version.
@@ -178,6 +178,29 @@ fn args_of(op: &Operation, default_ttl: Option<Duration>) -> Result<[Vec<u8>; 5]
     })
 }
 
+/// Whether any operation asks for strong consistency.
+fn strong(ops: &[Operation]) -> bool {
+    ops.iter().any(|op| {
+        let o = match op {
+            Operation::Upsert(r) => r.options,
+            Operation::Delete(r) => r.options,
+        };
+        o.consistency == Consistency::Strong
+    })
+}
+
+/// Strong consistency: wait (at most a second, as daprd does) until every connected replica
+/// has the write. Without replicas there is nothing to wait for.
+async fn wait_for_replicas(conn: &mut ConnectionManager) -> redis::RedisResult<()> {
+    let info: String = redis::cmd("INFO").arg("replication").query_async(conn).await?;
+    let replicas =
+        info.lines().find_map(|l| l.strip_prefix("connected_slaves:")).and_then(|v| v.trim().parse::<u32>().ok());
+    if let Some(n) = replicas.filter(|n| *n > 0) {
+        let _acked: i64 = redis::cmd("WAIT").arg(n).arg(1000).query_async(conn).await?;
+    }
+    Ok(())
+}
+
 fn key_of(op: &Operation) -> &str {
     match op {
         Operation::Upsert(r) => &r.key,
@@ -287,7 +310,11 @@ impl StateStore for RedisStore {
                     inv.arg(a);
                 }
             }
-            bounded(timeout, inv.invoke_async::<Value>(&mut conn)).await.map(drop).map_err(script_error)
+            bounded(timeout, inv.invoke_async::<Value>(&mut conn)).await.map(drop).map_err(script_error)?;
+            if strong(&ops) {
+                bounded(timeout, wait_for_replicas(&mut conn)).await.map_err(|e| store_error(&e))?;
+            }
+            Ok(())
         })
     }
 }
@@ -301,7 +328,11 @@ impl RedisStore {
             for a in args_of(&op, ttl)? {
                 inv.arg(a);
             }
-            bounded(timeout, inv.invoke_async::<Value>(&mut conn)).await.map(drop).map_err(script_error)
+            bounded(timeout, inv.invoke_async::<Value>(&mut conn)).await.map(drop).map_err(script_error)?;
+            if strong(std::slice::from_ref(&op)) {
+                bounded(timeout, wait_for_replicas(&mut conn)).await.map_err(|e| store_error(&e))?;
+            }
+            Ok(())
         })
     }
 }
