@@ -17,9 +17,21 @@ pub use sidecar::{Mesh, Sidecar, SidecarBuilder, binary, sum_metric, wait_regist
 use std::future::Future;
 use std::time::Duration;
 
-/// A TCP port that was free a moment ago.
+/// A TCP port that was free a moment ago and that this process has not handed out before (the
+/// kernel may offer a just-released port again, and a test often asks for several at once).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("no free port")
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("no free port");
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// Polls `check` every 50 ms until it returns `Some`, for at most `limit`; panics with `what`
