@@ -450,3 +450,30 @@ async fn redis_strong_writes_wait_for_replicas() {
     s.delete(del).await.unwrap();
     assert_eq!(waits(), 2);
 }
+
+/// Expired rows are invisible at once; the periodic sweep deletes them for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sweeps_remove_expired_rows() {
+    let ttl = |k: &str| {
+        let mut r = set(k, b"1");
+        r.metadata.insert("ttlInSeconds".into(), "1".into());
+        r
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let lite = SqliteStore::open(&dir.path().join("s.db"), "state").unwrap();
+    let pg_server = Postgres::start();
+    let pg = PostgresStore::connect(&pg_server.conn, &pg_server.table, Duration::from_secs(10)).await.unwrap();
+    for s in [&lite as &dyn StateStore, &pg as &dyn StateStore] {
+        s.set(ttl("short")).await.unwrap();
+        s.set(set("kept", b"1")).await.unwrap();
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while value_of(&lite, "short").await.is_some() || value_of(&pg, "short").await.is_some() {
+        assert!(tokio::time::Instant::now() < deadline, "never expired");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(lite.sweep_expired().await.unwrap(), 1);
+    assert_eq!(pg.sweep_expired().await.unwrap(), 1);
+    assert_eq!(lite.sweep_expired().await.unwrap(), 0, "nothing left to sweep");
+    assert!(value_of(&lite, "kept").await.is_some() && value_of(&pg, "kept").await.is_some());
+}

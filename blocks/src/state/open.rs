@@ -85,25 +85,11 @@ pub async fn open(c: &Component, ctx: &OpenContext) -> Result<StateComponent, Ve
             let table = md.get("tablename").map(String::as_str).unwrap_or("state");
             let store = SqliteStore::open(&path, table)
                 .map_err(|e| err("spec.metadata.connectionString", format!("{}: {e}", path.display())))?;
-            let every = match md.get("cleanupinterval").map(String::as_str) {
-                None | Some("") => Some(Duration::from_secs(3600)),
-                Some(v) => parse_interval(v).ok_or_else(|| {
-                    err("spec.metadata.cleanupInterval", format!("{v:?} is not a duration like 1h or 0 (off)"))
-                })?,
-            };
-            if let Some(every) = every {
-                let sweeper = store.clone();
-                tokio::spawn(async move {
-                    let mut tick = tokio::time::interval(every);
-                    tick.tick().await;
-                    loop {
-                        tick.tick().await;
-                        if let Err(e) = sweeper.sweep_expired().await {
-                            tracing::warn!(error = %e, "sweeping expired state failed");
-                        }
-                    }
-                });
-            }
+            let sweeper = store.clone();
+            start_sweeper(&md, move || {
+                let s = sweeper.clone();
+                Box::pin(async move { s.sweep_expired().await.map(drop) })
+            })?;
             Arc::new(store)
         }
         "state.redis" => {
@@ -129,25 +115,11 @@ pub async fn open(c: &Component, ctx: &OpenContext) -> Result<StateComponent, Ve
             let store = PostgresStore::connect(conn, table, timeout)
                 .await
                 .map_err(|e| err("spec.metadata.connectionString", e.to_string()))?;
-            let every = match md.get("cleanupinterval").or(md.get("cleanupintervalinseconds")).map(String::as_str) {
-                None | Some("") => Some(Duration::from_secs(3600)),
-                Some(v) => parse_interval(v).ok_or_else(|| {
-                    err("spec.metadata.cleanupInterval", format!("{v:?} is not a duration like 1h or 0 (off)"))
-                })?,
-            };
-            if let Some(every) = every {
-                let sweeper = store.clone();
-                tokio::spawn(async move {
-                    let mut tick = tokio::time::interval(every);
-                    tick.tick().await;
-                    loop {
-                        tick.tick().await;
-                        if let Err(e) = sweeper.sweep_expired().await {
-                            tracing::warn!(error = %e, "sweeping expired state failed");
-                        }
-                    }
-                });
-            }
+            let sweeper = store.clone();
+            start_sweeper(&md, move || {
+                let s = sweeper.clone();
+                Box::pin(async move { s.sweep_expired().await.map(drop) })
+            })?;
             Arc::new(store)
         }
         other => return Err(err("spec.type", format!("{other:?} is not a state store type this build supports"))),
@@ -172,6 +144,33 @@ pub async fn open(c: &Component, ctx: &OpenContext) -> Result<StateComponent, Ve
         store,
         prefix,
     })
+}
+
+/// Sweeps expired rows every `cleanupInterval` (or `cleanupIntervalInSeconds`; default 1h; `0`
+/// turns it off), for stores that only hide expired rows on read.
+fn start_sweeper<F>(md: &BTreeMap<String, String>, sweep: F) -> Result<(), Vec<ComponentError>>
+where
+    F: Fn() -> super::BoxFuture<Result<(), super::StateError>> + Send + 'static,
+{
+    let every = match md.get("cleanupinterval").or(md.get("cleanupintervalinseconds")).map(String::as_str) {
+        None | Some("") => Some(Duration::from_secs(3600)),
+        Some(v) => parse_interval(v).ok_or_else(|| {
+            err("spec.metadata.cleanupInterval", format!("{v:?} is not a duration like 1h or 0 (off)"))
+        })?,
+    };
+    if let Some(every) = every {
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                if let Err(e) = sweep().await {
+                    tracing::warn!(error = %e, "sweeping expired state failed");
+                }
+            }
+        });
+    }
+    Ok(())
 }
 
 /// Dapr's Redis metadata: `redisHost` (`host:port`), `redisPort`, `redisUsername`,

@@ -14,13 +14,15 @@ use crate::http::{Body, empty, full};
 /// The runtime version reported to SDKs.
 pub(crate) const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-fn no_content() -> Response<Body> {
+/// 204 with no body: daprd's answer for success without data.
+pub(super) fn no_content() -> Response<Body> {
     let mut rsp = Response::new(empty());
     *rsp.status_mut() = StatusCode::NO_CONTENT;
     rsp
 }
 
-fn json_response(v: &Value) -> Response<Body> {
+/// 200 with a JSON body.
+pub(super) fn json_response(v: &Value) -> Response<Body> {
     let mut rsp = Response::new(full(v.to_string()));
     rsp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     rsp

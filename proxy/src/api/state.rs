@@ -17,9 +17,10 @@ use outrider_blocks::state::{
 use serde_json::{Map, Value, json};
 use tower::ServiceExt;
 
+use super::meta::{json_response, no_content};
 use super::{ApiState, percent_decode};
 use crate::errors::ApiError;
-use crate::http::{Body, empty, full};
+use crate::http::{Body, full};
 
 /// How long one store call may take before the API answers with an error.
 const STORE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -204,18 +205,6 @@ fn set_request(c: &StateComponent, p: Parsed) -> Result<SetRequest, ApiError> {
     let key = stored_key(c, &p.key)?;
     let value = p.value.unwrap_or_else(|| Bytes::from_static(b"null"));
     Ok(SetRequest { key, value, etag: p.etag, metadata: p.metadata, options: p.options })
-}
-
-fn no_content() -> Response<Body> {
-    let mut rsp = Response::new(empty());
-    *rsp.status_mut() = StatusCode::NO_CONTENT;
-    rsp
-}
-
-fn json_response(v: &Value) -> Response<Body> {
-    let mut rsp = Response::new(full(v.to_string()));
-    rsp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    rsp
 }
 
 /// `POST|PUT /v1.0/state/{store}`: an array of items, all validated before any is written.

@@ -22,6 +22,7 @@ import {
   fmt,
   parseSdkHttpError,
   requireEnv,
+  startClient,
 } from "./lib/harness.mjs";
 
 const env = requireEnv("DAPR_HTTP_PORT", "CALLER_APP_ID", "TARGET_APP_ID", "MISSING_APP_ID");
@@ -53,18 +54,7 @@ function echoOf(res) {
 
 // 1. Readiness, the way the SDK does it: start() polls GET /v1.0/metadata (bounded by the SDK at
 //    62 tries 500 ms apart; the check's own timeout covers a sidecar that accepts and never answers).
-const started = await suite.check(
-  "client.start() waits for the sidecar (GET /v1.0/metadata polling)",
-  async () => {
-    await client.start();
-    expect(client.getIsInitialized(), "client not initialised after start()");
-  },
-  { timeoutMs: 45_000 },
-);
-if (!started) {
-  console.log("# sidecar not reachable through the SDK; remaining checks not run");
-  suite.finish();
-}
+await startClient(suite, client);
 
 await suite.check("health.isHealthy() is true", async () => {
   expectEq("isHealthy()", await client.health.isHealthy(), true);

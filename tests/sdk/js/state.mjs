@@ -34,6 +34,7 @@ import {
   fmt,
   parseSdkHttpError,
   requireEnv,
+  startClient,
 } from "./lib/harness.mjs";
 
 const env = requireEnv("DAPR_HTTP_PORT", "STATE_STORE", "MISSING_STORE");
@@ -118,18 +119,7 @@ async function waitGone(key, deadlineMs) {
 }
 
 // 1. Readiness, the way the SDK does it (GET /v1.0/metadata polling, bounded by the SDK).
-const started = await suite.check(
-  "client.start() waits for the sidecar (GET /v1.0/metadata polling)",
-  async () => {
-    await client.start();
-    expect(client.getIsInitialized(), "client not initialised after start()");
-  },
-  { timeoutMs: 45_000 },
-);
-if (!started) {
-  console.log("# sidecar not reachable through the SDK; remaining checks not run");
-  suite.finish();
-}
+await startClient(suite, client);
 
 // 2. Save + get round trips of every JSON kind (the SDK JSON-parses the body).
 const values = {
