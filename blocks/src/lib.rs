@@ -6,6 +6,7 @@
 //! It knows nothing about HTTP routing, the mesh or certificates.
 
 pub mod component;
+pub mod pubsub;
 pub mod state;
 
 pub use component::{Component, ComponentError, MetadataItem};

@@ -1,0 +1,232 @@
+//! Building the CloudEvent 1.0 envelope a published message travels in (api.md §4.2), as a
+//! pure function.
+//!
+//! A body already in structured CloudEvents form (`application/cloudevents+json`) keeps its
+//! fields; only the missing ones are filled (`source`, `type`, `specversion`, `time`, trace
+//! context) and `topic`/`pubsubname` are set. Any other body gets a new envelope: `data` holds
+//! parsed JSON for `application/json`, the text for other types, and `data_base64` replaces it
+//! for `application/octet-stream`. `cloudevent.<field>` metadata overrides `id`, `source`,
+//! `type`, `subject` and the trace fields.
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use base64::Engine as _;
+use serde_json::{Map, Value, json};
+
+/// What an envelope needs besides the body.
+#[derive(Clone, Debug)]
+pub struct PublishContext<'a> {
+    /// The publishing app (the default `source`).
+    pub app_id: &'a str,
+    /// The pub/sub component's name.
+    pub pubsub: &'a str,
+    /// The topic.
+    pub topic: &'a str,
+    /// The publish span's `traceparent`.
+    pub traceparent: &'a str,
+    /// Its `tracestate` (may be empty).
+    pub tracestate: &'a str,
+    /// Now.
+    pub now: SystemTime,
+    /// The event id to use when neither the body nor metadata gives one.
+    pub id: String,
+}
+
+/// Why no envelope could be built.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum EnvelopeError {
+    /// A body sent as `application/cloudevents+json` is not a JSON object.
+    #[error("the body is not a CloudEvent JSON object: {0}")]
+    NotACloudEvent(String),
+}
+
+/// The media type of a Content-Type value: lower-case, without parameters.
+pub fn media_type(content_type: &str) -> String {
+    content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase()
+}
+
+fn set_if_absent(m: &mut Map<String, Value>, k: &str, v: Value) {
+    m.entry(k.to_owned()).or_insert(v);
+}
+
+/// Builds the envelope of `body` published with `content_type` and request `metadata`.
+pub fn envelope(
+    ctx: &PublishContext<'_>,
+    content_type: Option<&str>,
+    body: &[u8],
+    metadata: &BTreeMap<String, String>,
+) -> Result<Value, EnvelopeError> {
+    let over = |field: &str| metadata.get(&format!("cloudevent.{field}")).filter(|v| !v.is_empty()).cloned();
+    let content_type = content_type.filter(|c| !c.trim().is_empty()).unwrap_or("text/plain");
+    let media = media_type(content_type);
+    let now = crate::state::rfc3339(ctx.now);
+    let traceparent = over("traceparent").or(over("traceid")).unwrap_or_else(|| ctx.traceparent.to_owned());
+    let tracestate = over("tracestate").unwrap_or_else(|| ctx.tracestate.to_owned());
+
+    if media == "application/cloudevents+json" {
+        let Ok(Value::Object(mut ce)) = serde_json::from_slice::<Value>(body) else {
+            return Err(EnvelopeError::NotACloudEvent(String::from_utf8_lossy(body).chars().take(64).collect()));
+        };
+        set_if_absent(&mut ce, "source", json!("Dapr"));
+        set_if_absent(&mut ce, "type", json!("com.dapr.event.sent"));
+        set_if_absent(&mut ce, "specversion", json!("1.0"));
+        set_if_absent(&mut ce, "time", json!(now));
+        if !ce.contains_key("traceid") {
+            ce.insert("traceid".into(), json!(traceparent));
+            ce.insert("traceparent".into(), json!(traceparent));
+        }
+        set_if_absent(&mut ce, "tracestate", json!(tracestate));
+        ce.insert("topic".into(), json!(ctx.topic));
+        ce.insert("pubsubname".into(), json!(ctx.pubsub));
+        return Ok(Value::Object(ce));
+    }
+
+    let mut ce = Map::new();
+    ce.insert("id".into(), json!(over("id").unwrap_or_else(|| ctx.id.clone())));
+    ce.insert("specversion".into(), json!("1.0"));
+    ce.insert("type".into(), json!(over("type").unwrap_or_else(|| "com.dapr.event.sent".into())));
+    let source =
+        over("source").unwrap_or_else(|| if ctx.app_id.is_empty() { "Dapr".into() } else { ctx.app_id.to_owned() });
+    ce.insert("source".into(), json!(source));
+    ce.insert("datacontenttype".into(), json!(content_type));
+    match media.as_str() {
+        "application/json" => {
+            let data = serde_json::from_slice(body)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned()));
+            ce.insert("data".into(), data);
+        }
+        "application/octet-stream" => {
+            ce.insert("data_base64".into(), json!(base64::engine::general_purpose::STANDARD.encode(body)));
+        }
+        _ => {
+            ce.insert("data".into(), json!(String::from_utf8_lossy(body)));
+        }
+    }
+    ce.insert("topic".into(), json!(ctx.topic));
+    ce.insert("pubsubname".into(), json!(ctx.pubsub));
+    ce.insert("traceid".into(), json!(traceparent));
+    ce.insert("traceparent".into(), json!(traceparent));
+    ce.insert("tracestate".into(), json!(tracestate));
+    ce.insert("time".into(), json!(now));
+    if let Some(subject) = over("subject") {
+        ce.insert("subject".into(), json!(subject));
+    }
+    Ok(Value::Object(ce))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    const TP: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    fn ctx() -> PublishContext<'static> {
+        PublishContext {
+            app_id: "orders",
+            pubsub: "pubsub",
+            topic: "new-orders",
+            traceparent: TP,
+            tracestate: "k=v",
+            now: UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+            id: "fixed-id".into(),
+        }
+    }
+
+    fn env(ct: Option<&str>, body: &[u8], md: &[(&str, &str)]) -> Value {
+        let md: BTreeMap<String, String> = md.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        envelope(&ctx(), ct, body, &md).unwrap()
+    }
+
+    #[test]
+    fn json_bodies_become_data() {
+        let e = env(Some("application/json; charset=utf-8"), br#"{"qty":1.50,"big":12345678901234}"#, &[]);
+        assert_eq!(e["data"], json!({"qty": 1.5, "big": 12345678901234u64}));
+        assert_eq!(e["datacontenttype"], "application/json; charset=utf-8");
+        for (k, v) in [
+            ("id", "fixed-id"),
+            ("source", "orders"),
+            ("type", "com.dapr.event.sent"),
+            ("specversion", "1.0"),
+            ("topic", "new-orders"),
+            ("pubsubname", "pubsub"),
+            ("traceparent", TP),
+            ("traceid", TP),
+            ("tracestate", "k=v"),
+            ("time", "2023-11-14T22:13:20Z"),
+        ] {
+            assert_eq!(e[k], v, "{k}");
+        }
+        assert!(e.get("subject").is_none() && e.get("data_base64").is_none());
+        // Not actually JSON: kept as text.
+        assert_eq!(env(Some("application/json"), b"{oops", &[])["data"], "{oops");
+    }
+
+    #[test]
+    fn text_binary_and_defaults() {
+        let e = env(None, b"hello", &[]);
+        assert_eq!((e["data"].as_str(), e["datacontenttype"].as_str()), (Some("hello"), Some("text/plain")));
+        let e = env(Some("application/octet-stream"), b"\x00\xff", &[]);
+        assert_eq!(e["data_base64"], "AP8=");
+        assert!(e.get("data").is_none());
+        let e = env(Some("application/xml"), b"<a/>", &[]);
+        assert_eq!(e["data"], "<a/>");
+    }
+
+    #[test]
+    fn metadata_overrides_fields() {
+        let e = env(
+            Some("text/plain"),
+            b"x",
+            &[
+                ("cloudevent.id", "my-id"),
+                ("cloudevent.source", "src"),
+                ("cloudevent.type", "t"),
+                ("cloudevent.subject", "s"),
+                ("cloudevent.traceparent", "00-tp"),
+                ("other", "ignored"),
+            ],
+        );
+        assert_eq!(
+            (e["id"].as_str(), e["source"].as_str(), e["type"].as_str(), e["subject"].as_str()),
+            (Some("my-id"), Some("src"), Some("t"), Some("s"))
+        );
+        assert_eq!((e["traceparent"].as_str(), e["traceid"].as_str()), (Some("00-tp"), Some("00-tp")));
+    }
+
+    #[test]
+    fn structured_cloudevents_keep_their_fields() {
+        let body = br#"{"id":"abc","source":"mine","type":"widget","specversion":"1.0","data":{"n":1},"traceid":"t1","topic":"spoofed"}"#;
+        let e = env(Some("application/cloudevents+json"), body, &[]);
+        assert_eq!(
+            (e["id"].as_str(), e["source"].as_str(), e["type"].as_str()),
+            (Some("abc"), Some("mine"), Some("widget"))
+        );
+        assert_eq!(e["data"], json!({"n": 1}));
+        assert_eq!(e["traceid"], "t1", "a given traceid is kept");
+        assert!(e.get("traceparent").is_none(), "traceparent is only added alongside a missing traceid");
+        assert_eq!(
+            (e["topic"].as_str(), e["pubsubname"].as_str()),
+            (Some("new-orders"), Some("pubsub")),
+            "topic and pubsubname are always the real ones"
+        );
+        assert_eq!(e["time"], "2023-11-14T22:13:20Z");
+        assert!(e.get("datacontenttype").is_none(), "not added to structured events");
+        let minimal = env(Some("application/cloudevents+json"), br#"{"data":1}"#, &[]);
+        assert_eq!(
+            (minimal["source"].as_str(), minimal["type"].as_str(), minimal["traceparent"].as_str()),
+            (Some("Dapr"), Some("com.dapr.event.sent"), Some(TP))
+        );
+        for bad in [&b"[1,2]"[..], b"not json", b"\"str\""] {
+            let md = BTreeMap::new();
+            assert!(envelope(&ctx(), Some("application/cloudevents+json"), bad, &md).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn media_types() {
+        assert_eq!(media_type("Application/JSON; charset=utf-8"), "application/json");
+        assert_eq!(media_type(""), "");
+    }
+}
