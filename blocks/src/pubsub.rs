@@ -1,6 +1,10 @@
 //! The pub/sub building block: the CloudEvent envelope apps publish and receive, and (as the
 //! building block grows) the broker components and their delivery contract.
 
+pub mod broker;
 pub mod cloudevent;
+mod memory;
 
+pub use broker::{Handler, Message, Metadata, Outcome, PubSub, PubSubError, SubscribeRequest, Subscription};
 pub use cloudevent::{EnvelopeError, PublishContext, envelope, media_type};
+pub use memory::MemoryPubSub;

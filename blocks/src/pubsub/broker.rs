@@ -1,0 +1,93 @@
+//! The broker contract every pub/sub component implements.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::state::BoxFuture;
+
+/// Message metadata (publish metadata travels with the message where the broker can carry it).
+pub type Metadata = BTreeMap<String, String>;
+
+/// A message as published and delivered: the envelope bytes (or raw payload).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Message {
+    /// The topic.
+    pub topic: String,
+    /// The bytes published.
+    pub data: Bytes,
+    /// Publish metadata.
+    pub metadata: Metadata,
+}
+
+/// How a subscriber answered a delivery.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Handled: acknowledge.
+    Success,
+    /// Not handled now: deliver again later.
+    Retry,
+    /// Never deliverable: acknowledge without handling.
+    Drop,
+}
+
+/// Receives deliveries. The component acknowledges only after the future resolves, and only
+/// for [`Outcome::Success`] and [`Outcome::Drop`].
+pub type Handler = Arc<dyn Fn(Message) -> BoxFuture<Outcome> + Send + Sync>;
+
+/// What to subscribe to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SubscribeRequest {
+    /// The topic.
+    pub topic: String,
+    /// The consumer group: instances of one group compete, groups each get every message.
+    pub group: String,
+    /// At most this many deliveries in flight.
+    pub concurrency: usize,
+}
+
+/// Why a pub/sub operation failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PubSubError {
+    /// The broker failed or is unreachable.
+    #[error("{0}")]
+    Broker(String),
+    /// The request is malformed for this broker.
+    #[error("{0}")]
+    BadRequest(String),
+}
+
+/// An active subscription; dropping it stops deliveries (in-flight ones finish).
+pub struct Subscription {
+    stop: tokio_util::sync::DropGuard,
+}
+
+impl Subscription {
+    /// A subscription stopped by cancelling `token`.
+    pub fn new(token: tokio_util::sync::CancellationToken) -> Self {
+        Self { stop: token.drop_guard() }
+    }
+}
+
+impl std::fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let _ = &self.stop;
+        f.write_str("Subscription")
+    }
+}
+
+/// A pub/sub broker.
+///
+/// Contract: `publish` returns once the broker has the message. A subscription delivers every
+/// message published to its topic after it started, to one member of each group, at least
+/// once: a message is acknowledged only when the handler answered [`Outcome::Success`] or
+/// [`Outcome::Drop`]; [`Outcome::Retry`] (or a stop mid-delivery) means it is delivered again.
+/// At most `concurrency` deliveries of one subscription run at once.
+pub trait PubSub: Send + Sync + 'static {
+    /// Publishes one message.
+    fn publish(&self, msg: Message) -> BoxFuture<Result<(), PubSubError>>;
+
+    /// Starts delivering `req.topic` to `handler`.
+    fn subscribe(&self, req: SubscribeRequest, handler: Handler) -> BoxFuture<Result<Subscription, PubSubError>>;
+}

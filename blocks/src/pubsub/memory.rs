@@ -1,0 +1,93 @@
+//! `pubsub.in-memory`: a process-local broker, the default `pubsub` of a sidecar started without
+//! resources. Each subscription has a bounded queue; a full queue makes publishers wait
+//! (backpressure, not loss). Retried messages come back after a growing delay.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use super::broker::{Handler, Message, Outcome, PubSub, PubSubError, SubscribeRequest, Subscription};
+use crate::state::BoxFuture;
+
+/// Messages a subscription may have queued before publishers wait.
+const QUEUE: usize = 1024;
+/// First and longest redelivery delay.
+const RETRY_MIN: Duration = Duration::from_millis(50);
+const RETRY_MAX: Duration = Duration::from_secs(5);
+
+type Queue = mpsc::Sender<(Message, u32)>;
+
+/// The in-memory broker.
+#[derive(Clone, Default)]
+pub struct MemoryPubSub {
+    /// topic → (subscription id, queue)
+    topics: Arc<Mutex<HashMap<String, Vec<(u64, Queue)>>>>,
+    next_id: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl MemoryPubSub {
+    /// An empty broker.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl PubSub for MemoryPubSub {
+    fn publish(&self, msg: Message) -> BoxFuture<Result<(), PubSubError>> {
+        let queues: Vec<Queue> = self
+            .topics
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&msg.topic)
+            .map(|subs| subs.iter().map(|(_, q)| q.clone()).collect())
+            .unwrap_or_default();
+        Box::pin(async move {
+            for q in queues {
+                // A subscription that has just stopped is no loss: nobody is listening.
+                let _ = q.send((msg.clone(), 0)).await;
+            }
+            Ok(())
+        })
+    }
+
+    fn subscribe(&self, req: SubscribeRequest, handler: Handler) -> BoxFuture<Result<Subscription, PubSubError>> {
+        let (tx, mut rx) = mpsc::channel::<(Message, u32)>(QUEUE);
+        let id = self.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.topics
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(req.topic.clone())
+            .or_default()
+            .push((id, tx.clone()));
+        let token = CancellationToken::new();
+        let (topics, stop, topic) = (self.topics.clone(), token.clone(), req.topic.clone());
+        let limit = Arc::new(Semaphore::new(req.concurrency.max(1)));
+        tokio::spawn(async move {
+            loop {
+                let next = tokio::select! {
+                    m = rx.recv() => m,
+                    () = stop.cancelled() => None,
+                };
+                let Some((msg, attempt)) = next else { break };
+                let Ok(permit) = limit.clone().acquire_owned().await else { break };
+                let (handler, again, stop) = (handler.clone(), tx.clone(), stop.clone());
+                tokio::spawn(async move {
+                    let outcome = handler(msg.clone()).await;
+                    drop(permit);
+                    if outcome == Outcome::Retry && !stop.is_cancelled() {
+                        let delay = (RETRY_MIN * 2u32.saturating_pow(attempt.min(16))).min(RETRY_MAX);
+                        tokio::time::sleep(delay).await;
+                        let _ = again.send((msg, attempt + 1)).await;
+                    }
+                });
+            }
+            if let Some(subs) = topics.lock().unwrap_or_else(|p| p.into_inner()).get_mut(&topic) {
+                subs.retain(|(sid, _)| *sid != id);
+            }
+        });
+        Box::pin(async move { Ok(Subscription::new(token)) })
+    }
+}
