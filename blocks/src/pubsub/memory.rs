@@ -19,12 +19,13 @@ const RETRY_MIN: Duration = Duration::from_millis(50);
 const RETRY_MAX: Duration = Duration::from_secs(5);
 
 type Queue = mpsc::Sender<(Message, u32)>;
+/// topic → (subscription id, its queue)
+type Topics = HashMap<String, Vec<(u64, Queue)>>;
 
 /// The in-memory broker.
 #[derive(Clone, Default)]
 pub struct MemoryPubSub {
-    /// topic → (subscription id, queue)
-    topics: Arc<Mutex<HashMap<String, Vec<(u64, Queue)>>>>,
+    topics: Arc<Mutex<Topics>>,
     next_id: Arc<std::sync::atomic::AtomicU64>,
 }
 
