@@ -87,7 +87,8 @@ pub struct ComponentError {
 }
 
 /// Component types this build can run.
-pub const SUPPORTED_TYPES: &[&str] = &["state.in-memory", "state.sqlite", "state.redis", "state.postgresql"];
+pub const SUPPORTED_TYPES: &[&str] =
+    &["state.in-memory", "state.sqlite", "state.redis", "state.postgresql", "pubsub.in-memory"];
 
 impl Component {
     /// Checks the document's shape and that this build supports its type. Every problem is

@@ -7,6 +7,7 @@
 
 mod invoke;
 mod meta;
+mod publish;
 mod state;
 
 pub(crate) use meta::VERSION as VERSION_STR;
@@ -29,6 +30,7 @@ use crate::app_channel::AppChannel;
 use crate::errors::ApiError;
 use crate::http::{Body, full};
 use crate::outbound::Outbound;
+use outrider_blocks::pubsub::PubSubComponent;
 use outrider_blocks::state::StateComponent;
 
 /// Readiness as the health endpoints and the admin listener report it.
@@ -67,12 +69,16 @@ pub(crate) struct ApiState {
     pub(crate) health: Arc<Health>,
     /// State stores by name.
     pub(crate) stores: BTreeMap<String, StateComponent>,
+    /// Pub/sub components by name.
+    pub(crate) pubsubs: BTreeMap<String, PubSubComponent>,
     pub(crate) extended: Mutex<BTreeMap<String, String>>,
     pub(crate) shutdown: CancellationToken,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Route {
+    Publish,
+    PublishNoTopic,
     StateSave,
     StateKey,
     StateBulk,
@@ -88,6 +94,8 @@ enum Route {
 impl Route {
     fn label(self) -> &'static str {
         match self {
+            Route::Publish => "/v1.0/publish/{pubsub}/{*topic}",
+            Route::PublishNoTopic => "/v1.0/publish/{pubsub}",
             Route::StateSave => "/v1.0/state/{store}",
             Route::StateKey => "/v1.0/state/{store}/{key}",
             Route::StateBulk => "/v1.0/state/{store}/bulk",
@@ -105,7 +113,9 @@ impl Route {
 /// Route parameters, unescaped.
 #[derive(Debug, Default)]
 struct Params {
+    /// The component named in the path: a state store or a pub/sub.
     store: String,
+    /// The state key, metadata key or topic.
     key: String,
 }
 
@@ -123,6 +133,8 @@ impl ApiService {
     pub(crate) fn new(state: Arc<ApiState>) -> Self {
         let mut router = matchit::Router::new();
         for r in [
+            Route::Publish,
+            Route::PublishNoTopic,
             Route::StateSave,
             Route::StateKey,
             Route::StateBulk,
@@ -190,12 +202,17 @@ impl ApiService {
         let route = *m.value;
         // Parameters are unescaped after matching, so a key may hold '/' as %2F.
         let params = Params {
-            store: m.params.get("store").map(percent_decode).unwrap_or_default(),
-            key: m.params.get("key").map(percent_decode).unwrap_or_default(),
+            store: m.params.get("store").or(m.params.get("pubsub")).map(percent_decode).unwrap_or_default(),
+            key: m.params.get("key").or(m.params.get("topic")).map(percent_decode).unwrap_or_default(),
         };
         let write = method == Method::POST || method == Method::PUT;
         let verb_ok = match route {
-            Route::StateSave | Route::StateBulk | Route::StateTransaction | Route::StateQuery => write,
+            Route::Publish
+            | Route::PublishNoTopic
+            | Route::StateSave
+            | Route::StateBulk
+            | Route::StateTransaction
+            | Route::StateQuery => write,
             Route::StateKey => method == Method::GET || method == Method::DELETE,
             Route::Healthz | Route::HealthzOutbound | Route::Metadata => method == Method::GET,
             Route::MetadataKey => method == Method::PUT,
@@ -207,6 +224,7 @@ impl ApiService {
     async fn dispatch(&self, route: Route, p: Params, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
         let s = &self.state;
         match route {
+            Route::Publish | Route::PublishNoTopic => publish::publish(s, &p.store, &p.key, req).await,
             Route::StateSave => state::save(s, &p.store, req).await,
             Route::StateKey if req.method() == Method::DELETE => state::delete(s, &p.store, &p.key, &req).await,
             Route::StateKey => state::get(s, &p.store, &p.key, req.uri().query()).await,

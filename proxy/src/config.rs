@@ -31,15 +31,22 @@ pub(crate) struct LoadedComponent {
     pub(crate) component: Component,
 }
 
-/// The `statestore` a sidecar gets when no resources are given: durable SQLite under the data
-/// directory.
+/// What a sidecar gets when no resources are given: a durable SQLite `statestore` under the data
+/// directory and an in-memory `pubsub`.
 fn default_components() -> Vec<LoadedComponent> {
-    let doc = serde_json::json!({
-        "metadata": {"name": "statestore"},
-        "spec": {"type": "state.sqlite", "version": "v1", "metadata": [{"name": "connectionString", "value": "state.db"}]},
-    });
-    let component = serde_json::from_value(doc).expect("the built-in component is well-formed");
-    vec![LoadedComponent { at: "built-in default".into(), component }]
+    let docs = [
+        serde_json::json!({
+            "metadata": {"name": "statestore"},
+            "spec": {"type": "state.sqlite", "version": "v1", "metadata": [{"name": "connectionString", "value": "state.db"}]},
+        }),
+        serde_json::json!({"metadata": {"name": "pubsub"}, "spec": {"type": "pubsub.in-memory", "version": "v1"}}),
+    ];
+    docs.into_iter()
+        .map(|doc| LoadedComponent {
+            at: "built-in default".into(),
+            component: serde_json::from_value(doc).expect("the built-in components are well-formed"),
+        })
+        .collect()
 }
 
 /// Everything the sidecar runs with.

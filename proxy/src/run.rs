@@ -19,6 +19,7 @@ use http::Request;
 use hyper::body::Incoming;
 use metrics_exporter_prometheus::PrometheusHandle;
 use nix::sys::signal::Signal;
+use outrider_blocks::pubsub::{self, PubSubComponent};
 use outrider_blocks::state::{self, OpenContext, StateComponent};
 use outrider_discovery::local::{Entry, LocalResolver, Registration};
 use outrider_discovery::static_::StaticResolver;
@@ -52,6 +53,7 @@ pub(crate) async fn run(s: Settings, metrics: PrometheusHandle) -> anyhow::Resul
     };
 
     let stores = open_state_stores(&s).await?;
+    let pubsubs = open_pubsubs(&s).await?;
 
     let api_l = bind(s.listen.api, "--dapr-http-port").await?;
     let mesh_l = bind(s.listen.mesh, "--mesh-port").await?;
@@ -94,6 +96,7 @@ pub(crate) async fn run(s: Settings, metrics: PrometheusHandle) -> anyhow::Resul
         app: app.clone(),
         health: health.clone(),
         stores,
+        pubsubs,
         extended: Default::default(),
         shutdown: shutdown.clone(),
     });
@@ -206,6 +209,28 @@ async fn open_state_stores(s: &Settings) -> anyhow::Result<BTreeMap<String, Stat
     }
     if problems.is_empty() {
         Ok(stores)
+    } else {
+        anyhow::bail!("opening components failed:\n  - {}", problems.join("\n  - "))
+    }
+}
+
+/// Opens every pub/sub component; all failures are reported together, naming file and field.
+async fn open_pubsubs(s: &Settings) -> anyhow::Result<BTreeMap<String, PubSubComponent>> {
+    let mut out = BTreeMap::new();
+    let mut problems = Vec::new();
+    for loaded in s.components.iter().filter(|l| l.component.spec.type_.starts_with("pubsub.")) {
+        match pubsub::open(&loaded.component).await {
+            Ok(c) => {
+                tracing::info!(name = %c.name, r#type = %c.type_, "pub/sub ready");
+                out.insert(c.name.clone(), c);
+            }
+            Err(errs) => {
+                problems.extend(errs.into_iter().map(|e| format!("{}: {}: {}", loaded.at, e.field, e.message)))
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(out)
     } else {
         anyhow::bail!("opening components failed:\n  - {}", problems.join("\n  - "))
     }

@@ -73,11 +73,12 @@ pub(super) fn get(s: &ApiState) -> Result<Response<Body>, ApiError> {
     let mut body = Map::new();
     body.insert("id".into(), json!(s.app_id));
     body.insert("runtimeVersion".into(), json!(VERSION));
-    if !s.stores.is_empty() {
+    if !s.stores.is_empty() || !s.pubsubs.is_empty() {
         let comps: Vec<Value> = s
             .stores
             .values()
             .map(|c| json!({"name": c.name, "type": c.type_, "version": c.version, "capabilities": c.store.features().capabilities()}))
+            .chain(s.pubsubs.values().map(|c| json!({"name": c.name, "type": c.type_, "version": c.version, "capabilities": []})))
             .collect();
         body.insert("components".into(), Value::Array(comps));
     }

@@ -88,7 +88,7 @@ fn store_error(code: &'static str, message: String, e: &StateError) -> ApiError 
 }
 
 /// `metadata.<name>=<value>` query parameters (first value wins), as request metadata.
-fn query_metadata(query: Option<&str>) -> Metadata {
+pub(super) fn query_metadata(query: Option<&str>) -> Metadata {
     let mut md = Metadata::new();
     for kv in query.unwrap_or_default().split('&') {
         let (k, v) = kv.split_once('=').unwrap_or((kv, ""));

@@ -25,7 +25,7 @@ fn defaults_are_valid() {
     assert_eq!(s.workload_cert_ttl, DEFAULT_CERT_TTL);
     let names: Vec<_> =
         s.components.iter().map(|c| (c.component.metadata.name.as_str(), c.component.spec.type_.as_str())).collect();
-    assert_eq!(names, [("statestore", "state.sqlite")], "no resources: the default store");
+    assert_eq!(names, [("statestore", "state.sqlite"), ("pubsub", "pubsub.in-memory")], "no resources: the defaults");
 }
 
 #[test]
