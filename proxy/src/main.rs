@@ -19,6 +19,7 @@ mod inbound;
 mod outbound;
 mod run;
 mod serve;
+mod subscriptions;
 
 use std::process::ExitCode;
 

@@ -19,13 +19,14 @@ use http::Request;
 use hyper::body::Incoming;
 use metrics_exporter_prometheus::PrometheusHandle;
 use nix::sys::signal::Signal;
-use outrider_blocks::pubsub::{self, PubSubComponent};
+use outrider_blocks::pubsub::{self, PubSubComponent, Subscription};
 use outrider_blocks::state::{self, OpenContext, StateComponent};
 use outrider_discovery::local::{Entry, LocalResolver, Registration};
 use outrider_discovery::static_::StaticResolver;
 use outrider_discovery::{Resolve, ResolverConfig};
 use outrider_filters::metrics::{MetricsLayer, Side};
 use outrider_filters::trace::TraceLayer;
+use outrider_policy::Caller;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
@@ -37,7 +38,7 @@ use crate::app_channel::AppChannel;
 use crate::config::Settings;
 use crate::inbound::{self, Inbound};
 use crate::outbound::Outbound;
-use crate::{child, identity, serve};
+use crate::{child, identity, serve, subscriptions};
 
 /// How long a stopping sidecar keeps accepting mesh traffic after leaving the registry.
 const DRAIN_DELAY: Duration = Duration::from_secs(1);
@@ -82,7 +83,12 @@ pub(crate) async fn run(s: Settings, metrics: PrometheusHandle) -> anyhow::Resul
         Some(port) => Some(AppChannel::new(&s.app_id, &s.app_channel_address, port, s.app_token.as_deref())?),
         None => None,
     };
+    let app_for_subs = app.clone();
+    // Deliveries come from this sidecar on the app's own behalf.
+    let me = Caller { app_id: s.app_id.clone(), namespace: s.namespace.clone(), trust_domain: s.trust_domain.clone() };
     let health = Arc::new(Health::default());
+    let subscription_specs: Arc<std::sync::Mutex<Vec<subscriptions::Spec>>> = Arc::default();
+    let live_subscriptions: Arc<std::sync::Mutex<Vec<Subscription>>> = Arc::default();
     let shutdown = CancellationToken::new();
     let outbound = Arc::new(Outbound::new(resolver.clone(), creds.clone()));
     let state = Arc::new(ApiState {
@@ -96,7 +102,8 @@ pub(crate) async fn run(s: Settings, metrics: PrometheusHandle) -> anyhow::Resul
         app: app.clone(),
         health: health.clone(),
         stores,
-        pubsubs,
+        pubsubs: pubsubs.clone(),
+        subscriptions: subscription_specs.clone(),
         extended: Default::default(),
         shutdown: shutdown.clone(),
     });
@@ -139,7 +146,19 @@ pub(crate) async fn run(s: Settings, metrics: PrometheusHandle) -> anyhow::Resul
                 .with_context(|| format!("starting {:?}", argv[0]))?,
         ),
     };
-    tokio::spawn(probe_app(s.app_channel_address.clone(), s.app_port, health.clone()));
+    {
+        // Subscriptions start once the app answers: deliveries need someone to deliver to.
+        let (addr, port, health, app) = (s.app_channel_address.clone(), s.app_port, health.clone(), app_for_subs);
+        let (specs, live, me) = (subscription_specs.clone(), live_subscriptions.clone(), me.clone());
+        tokio::spawn(async move {
+            probe_app(addr, port, health).await;
+            if let Some(app) = app {
+                let wanted = subscriptions::fetch(&app, &me).await;
+                let started = subscriptions::start(wanted, &pubsubs, app, me, &specs).await;
+                live.lock().unwrap_or_else(|p| p.into_inner()).extend(started);
+            }
+        });
+    }
 
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
@@ -169,6 +188,8 @@ pub(crate) async fn run(s: Settings, metrics: PrometheusHandle) -> anyhow::Resul
         Err(e) => tracing::warn!(error = %e, "mesh listener panicked"),
         Ok(Ok(())) => {}
     }
+    // Stop deliveries: what is in flight finishes, the rest stays with the broker.
+    live_subscriptions.lock().unwrap_or_else(|p| p.into_inner()).clear();
     // 4. Then the app, which may still use its API while it stops. SIGTERM whatever we
     //    received: an app started in the background may ignore SIGINT.
     if let (Some(c), false) = (child.as_mut(), child_done) {

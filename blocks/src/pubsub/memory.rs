@@ -68,12 +68,17 @@ impl PubSub for MemoryPubSub {
         let limit = Arc::new(Semaphore::new(req.concurrency.max(1)));
         tokio::spawn(async move {
             loop {
+                // Stopping wins over a queued message: nothing is delivered after unsubscribe.
                 let next = tokio::select! {
-                    m = rx.recv() => m,
+                    biased;
                     () = stop.cancelled() => None,
+                    m = rx.recv() => m,
                 };
                 let Some((msg, attempt)) = next else { break };
                 let Ok(permit) = limit.clone().acquire_owned().await else { break };
+                if stop.is_cancelled() {
+                    break;
+                }
                 let (handler, again, stop) = (handler.clone(), tx.clone(), stop.clone());
                 tokio::spawn(async move {
                     let outcome = handler(msg.clone()).await;

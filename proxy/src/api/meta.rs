@@ -82,6 +82,14 @@ pub(super) fn get(s: &ApiState) -> Result<Response<Body>, ApiError> {
             .collect();
         body.insert("components".into(), Value::Array(comps));
     }
+    let subs = s.subscriptions.lock().unwrap_or_else(|p| p.into_inner());
+    if !subs.is_empty() {
+        body.insert(
+            "subscriptions".into(),
+            Value::Array(subs.iter().map(crate::subscriptions::Spec::to_metadata).collect()),
+        );
+    }
+    drop(subs);
     body.insert("extended".into(), Value::Object(extended));
     if let Some(port) = s.app_port {
         body.insert(

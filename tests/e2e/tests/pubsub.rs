@@ -53,3 +53,73 @@ async fn publishing_without_any_pubsub_is_not_configured() {
     let r = send("POST", &format!("{}/v1.0/publish/pubsub/t", s.api_url()), &[], "x").await.unwrap();
     assert_eq!((r.status, r.json()["errorCode"].as_str()), (400, Some("ERR_PUBSUB_NOT_CONFIGURED")));
 }
+
+#[tokio::test]
+async fn programmatic_subscriptions_receive_cloudevents() {
+    use outrider_testkit::{FakeApp, wait_until};
+    use serde_json::{Value, json};
+    use std::time::Duration;
+
+    let subs = json!([
+        {"pubsubname": "pubsub", "topic": "orders", "route": "/events"},
+        {"pubsubname": "pubsub", "topic": "flaky", "routes": {"default": "status/500"}},
+        {"pubsubname": "pubsub", "topic": "gone", "route": "/status/404"},
+        {"pubsubname": "pubsub", "topic": "ruled", "routes": {"rules": [{"match": "event.type == \"x\"", "path": "/x"}]}},
+    ]);
+    let app = FakeApp::with_subscriptions("sub", subs).await;
+    let mesh = Mesh::new();
+    let mut s = mesh.sidecar("subapp").app_port(app.port).start().await;
+    s.wait_ready().await;
+    let meta_url = format!("{}/v1.0/metadata", s.api_url());
+    let listed = wait_until(Duration::from_secs(10), "subscriptions to start", || async {
+        let m = send("GET", &meta_url, &[], "").await.ok()?.json();
+        let subs = m["subscriptions"].as_array()?.clone();
+        (subs.len() == 3).then_some(subs)
+    })
+    .await;
+    let topics: Vec<&str> = listed.iter().map(|s| s["topic"].as_str().unwrap()).collect();
+    assert_eq!(topics, ["orders", "flaky", "gone"], "rules are refused, not routed elsewhere");
+    assert!(listed.iter().all(|s| s["type"] == "PROGRAMMATIC"));
+    assert_eq!(app.subscribe_calls(), 1, "the sidecar asks for subscriptions once");
+
+    let api = s.api_url();
+    for i in 0..3 {
+        assert_eq!(publish(&api, "orders", "application/json", &format!("{{\"n\":{i}}}")).await, 204);
+    }
+    assert_eq!(publish(&api, "flaky", "text/plain", "again").await, 204);
+    assert_eq!(publish(&api, "gone", "text/plain", "once").await, 204);
+
+    let events = wait_until(Duration::from_secs(10), "three deliveries", || async {
+        let got: Vec<_> = app.seen().into_iter().filter(|r| r.path == "/events").collect();
+        (got.len() == 3).then_some(got)
+    })
+    .await;
+    let mut ns = Vec::new();
+    let mut ids = std::collections::HashSet::new();
+    for e in &events {
+        assert_eq!(e.method, "POST");
+        assert_eq!(e.headers["content-type"], "application/cloudevents+json");
+        assert!(e.headers.contains_key("traceparent"));
+        let ce: Value = serde_json::from_slice(&e.body).unwrap();
+        assert_eq!(
+            (ce["topic"].as_str(), ce["pubsubname"].as_str(), ce["source"].as_str()),
+            (Some("orders"), Some("pubsub"), Some("subapp"))
+        );
+        assert_eq!((ce["specversion"].as_str(), ce["type"].as_str()), (Some("1.0"), Some("com.dapr.event.sent")));
+        ids.insert(ce["id"].as_str().unwrap().to_owned());
+        ns.push(ce["data"]["n"].as_u64().unwrap());
+    }
+    ns.sort_unstable();
+    assert_eq!((ns, ids.len()), (vec![0, 1, 2], 3));
+    // 500 is retried by the broker; 404 is dropped after one delivery.
+    wait_until(Duration::from_secs(10), "redeliveries of the failing message", || async {
+        (app.seen().iter().filter(|r| r.path == "/status/500").count() >= 3).then_some(())
+    })
+    .await;
+    assert_eq!(app.seen().iter().filter(|r| r.path == "/status/404").count(), 1, "a dropped message came back");
+}
+
+async fn publish(api: &str, topic: &str, content_type: &str, body: &str) -> u16 {
+    let url = format!("{api}/v1.0/publish/pubsub/{topic}");
+    send("POST", &url, &[("content-type", content_type)], body.to_owned()).await.unwrap().status
+}

@@ -33,6 +33,8 @@ pub struct Recorded {
     pub query: String,
     /// Headers as received.
     pub headers: HeaderMap,
+    /// The body, except for `/sink`, which streams it.
+    pub body: Bytes,
 }
 
 /// A running fake app; stops when dropped.
@@ -49,25 +51,36 @@ impl FakeApp {
     /// Starts an app named `instance` on a free port.
     pub async fn start(instance: &str) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind app");
-        Self::serve(listener, instance)
+        Self::serve(listener, instance, None)
+    }
+
+    /// Starts an app that answers `GET /dapr/subscribe` with `subscriptions`.
+    pub async fn with_subscriptions(instance: &str, subscriptions: serde_json::Value) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind app");
+        Self::serve(listener, instance, Some(subscriptions))
     }
 
     /// Starts an app named `instance` on `port`.
     pub async fn start_on(port: u16, instance: &str) -> Self {
         let listener = TcpListener::bind(("127.0.0.1", port)).await.expect("bind app");
-        Self::serve(listener, instance)
+        Self::serve(listener, instance, None)
     }
 
-    fn serve(listener: TcpListener, instance: &str) -> Self {
+    fn serve(listener: TcpListener, instance: &str, subscriptions: Option<serde_json::Value>) -> Self {
         let port = listener.local_addr().expect("addr").port();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let (seen2, instance) = (seen.clone(), instance.to_owned());
+        let subscriptions = Arc::new(subscriptions);
         let task = tokio::spawn(async move {
+            // Connections belong to this task: aborting it (on drop) closes them too, so a
+            // dropped app really is gone, even for a sidecar holding a pooled connection.
+            let mut conns = tokio::task::JoinSet::new();
             loop {
                 let Ok((tcp, _)) = listener.accept().await else { continue };
-                let (seen, instance) = (seen2.clone(), instance.clone());
-                tokio::spawn(async move {
-                    let svc = service_fn(move |req| handle(req, seen.clone(), instance.clone()));
+                while conns.try_join_next().is_some() {}
+                let (seen, instance, subs) = (seen2.clone(), instance.clone(), subscriptions.clone());
+                conns.spawn(async move {
+                    let svc = service_fn(move |req| handle(req, seen.clone(), instance.clone(), subs.clone()));
                     let _ = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(tcp), svc).await;
                 });
             }
@@ -75,9 +88,15 @@ impl FakeApp {
         Self { port, seen, task }
     }
 
-    /// Every request received so far.
+    /// Every request received so far, except the sidecar's own `GET /dapr/subscribe` at start
+    /// (see [`FakeApp::subscribe_calls`]): what tests send through the sidecar.
     pub fn seen(&self) -> Vec<Recorded> {
-        self.seen.lock().unwrap().clone()
+        self.seen.lock().unwrap().iter().filter(|r| !is_subscribe_probe(r)).cloned().collect()
+    }
+
+    /// How many times the sidecar asked `GET /dapr/subscribe`.
+    pub fn subscribe_calls(&self) -> usize {
+        self.seen.lock().unwrap().iter().filter(|r| is_subscribe_probe(r)).count()
     }
 }
 
@@ -89,6 +108,10 @@ impl Drop for FakeApp {
 
 fn full(b: impl Into<Bytes>) -> Body {
     http_body_util::Full::new(b.into()).map_err(|never| match never {}).boxed()
+}
+
+fn is_subscribe_probe(r: &Recorded) -> bool {
+    r.method == "GET" && r.path == "/dapr/subscribe"
 }
 
 /// 64-bit FNV-1a, folded over chunks.
@@ -107,15 +130,25 @@ async fn handle(
     req: Request<Incoming>,
     seen: Arc<Mutex<Vec<Recorded>>>,
     instance: String,
+    subscriptions: Arc<Option<serde_json::Value>>,
 ) -> Result<Response<Body>, Infallible> {
     let (parts, mut body) = req.into_parts();
+    let streams = parts.uri.path() == "/sink";
+    let bytes =
+        if streams { Bytes::new() } else { (&mut body).collect().await.map(|b| b.to_bytes()).unwrap_or_default() };
     seen.lock().unwrap().push(Recorded {
         method: parts.method.to_string(),
         path: parts.uri.path().to_owned(),
         query: parts.uri.query().unwrap_or("").to_owned(),
         headers: parts.headers.clone(),
+        body: bytes.clone(),
     });
     let path = parts.uri.path();
+    if let (Some(subs), "/dapr/subscribe") = (subscriptions.as_ref(), path) {
+        let mut rsp = Response::new(full(subs.to_string()));
+        rsp.headers_mut().insert("content-type", "application/json".parse().unwrap());
+        return Ok(rsp);
+    }
     let mut rsp = Response::new(full(""));
     if let Some(code) = path.strip_prefix("/status/").and_then(|c| c.parse::<u16>().ok()) {
         *rsp.body_mut() = full(format!("{{\"status\":{code}}}"));
@@ -148,7 +181,6 @@ async fn handle(
         tokio::time::sleep(Duration::from_millis(ms)).await;
         *rsp.body_mut() = full("slow done");
     } else {
-        let bytes = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
         let headers: serde_json::Map<String, serde_json::Value> = parts
             .headers
             .iter()
