@@ -8,5 +8,6 @@
 pub mod component;
 pub mod pubsub;
 pub mod state;
+pub mod subscription;
 
 pub use component::{Component, ComponentError, MetadataItem};

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use outrider_blocks::Component;
+use outrider_blocks::subscription::{Declared, SubscriptionDoc};
 use outrider_discovery::{NameResolution, ResolverConfig};
 use serde::Deserialize;
 
@@ -65,6 +66,8 @@ pub(crate) struct Settings {
     pub(crate) registry_dir: PathBuf,
     pub(crate) resolver: ResolverConfig,
     pub(crate) components: Vec<LoadedComponent>,
+    /// Declarative `Subscription`s that apply to this app.
+    pub(crate) subscriptions: Vec<Declared>,
     pub(crate) data_dir: PathBuf,
     pub(crate) api_token: Option<String>,
     pub(crate) app_token: Option<String>,
@@ -209,8 +212,9 @@ pub(crate) fn load(args: &RunArgs, env: &Env) -> Result<Settings, Problems> {
     };
 
     let mut components = Vec::new();
+    let mut subscriptions = Vec::new();
     for dir in &args.resources_path {
-        load_resources(dir, &args.app_id, &mut components, &mut problems);
+        load_resources(dir, &args.app_id, &mut components, &mut subscriptions, &mut problems);
     }
     if args.resources_path.is_empty() {
         components = default_components();
@@ -232,6 +236,7 @@ pub(crate) fn load(args: &RunArgs, env: &Env) -> Result<Settings, Problems> {
         registry_dir: registry_dir.expect("no problems means a registry dir"),
         resolver: resolver.expect("no problems means a resolver"),
         components,
+        subscriptions,
         data_dir: args.data_dir.clone(),
         api_token: env.api_token.clone(),
         app_token: env.app_token.clone(),
@@ -284,7 +289,13 @@ fn read_configuration(path: &Path) -> Result<ConfigFile, Vec<Problem>> {
 }
 
 /// Loads every `*.yaml`/`*.yml` directly inside `dir` (not recursively), like daprd.
-fn load_resources(dir: &Path, app_id: &str, out: &mut Vec<LoadedComponent>, problems: &mut Vec<Problem>) {
+fn load_resources(
+    dir: &Path,
+    app_id: &str,
+    out: &mut Vec<LoadedComponent>,
+    subs: &mut Vec<Declared>,
+    problems: &mut Vec<Problem>,
+) {
     let rd = match std::fs::read_dir(dir) {
         Ok(rd) => rd,
         Err(e) => {
@@ -318,7 +329,8 @@ fn load_resources(dir: &Path, app_id: &str, out: &mut Vec<LoadedComponent>, prob
             let at = if i == 0 { at.clone() } else { format!("{at} (document {})", i + 1) };
             match doc.get("kind").and_then(|k| k.as_str()) {
                 Some("Component") => load_component(doc, &at, app_id, out, problems),
-                Some(kind @ ("Resiliency" | "Subscription" | "HTTPEndpoint" | "Configuration")) => {
+                Some("Subscription") => load_subscription(doc, &at, app_id, subs, problems),
+                Some(kind @ ("Resiliency" | "HTTPEndpoint" | "Configuration")) => {
                     tracing::warn!(file = %at, kind, "this resource kind is not supported yet; the document is ignored");
                 }
                 // Documents of other kinds are skipped, as daprd does.
@@ -361,6 +373,31 @@ fn load_component(
         }
     } else {
         problems.extend(errs.into_iter().map(|e| Problem { at: format!("{at}: {}", e.field), message: e.message }));
+    }
+}
+
+fn load_subscription(
+    doc: serde_json::Value,
+    at: &str,
+    app_id: &str,
+    out: &mut Vec<Declared>,
+    problems: &mut Vec<Problem>,
+) {
+    let s: SubscriptionDoc = match serde_json::from_value(doc) {
+        Ok(s) => s,
+        Err(e) => {
+            problems.push(Problem { at: at.to_owned(), message: format!("not a valid Subscription: {e}") });
+            return;
+        }
+    };
+    if !s.scopes.is_empty() && !s.scopes.iter().any(|a| a == app_id) {
+        return;
+    }
+    match s.validate() {
+        Ok(d) => out.push(d),
+        Err(errs) => {
+            problems.extend(errs.into_iter().map(|e| Problem { at: format!("{at}: {}", e.field), message: e.message }))
+        }
     }
 }
 

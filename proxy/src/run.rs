@@ -150,10 +150,11 @@ pub(crate) async fn run(s: Settings, metrics: PrometheusHandle) -> anyhow::Resul
         // Subscriptions start once the app answers: deliveries need someone to deliver to.
         let (addr, port, health, app) = (s.app_channel_address.clone(), s.app_port, health.clone(), app_for_subs);
         let (specs, live, me) = (subscription_specs.clone(), live_subscriptions.clone(), me.clone());
+        let declared = s.subscriptions.clone();
         tokio::spawn(async move {
             probe_app(addr, port, health).await;
             if let Some(app) = app {
-                let wanted = subscriptions::fetch(&app, &me).await;
+                let wanted = subscriptions::merge(subscriptions::fetch(&app, &me).await, &declared);
                 let started = subscriptions::start(wanted, &pubsubs, app, me, &specs).await;
                 live.lock().unwrap_or_else(|p| p.into_inner()).extend(started);
             }

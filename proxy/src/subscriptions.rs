@@ -33,6 +33,32 @@ pub(crate) struct Spec {
     pub(crate) path: String,
     pub(crate) dead_letter: String,
     pub(crate) metadata: BTreeMap<String, String>,
+    /// From a `Subscription` resource rather than the app.
+    pub(crate) declarative: bool,
+}
+
+impl From<&outrider_blocks::subscription::Declared> for Spec {
+    fn from(d: &outrider_blocks::subscription::Declared) -> Self {
+        Self {
+            pubsub: d.pubsub.clone(),
+            topic: d.topic.clone(),
+            path: d.path.clone(),
+            dead_letter: d.dead_letter.clone(),
+            metadata: d.metadata.clone(),
+            declarative: true,
+        }
+    }
+}
+
+/// The app's subscriptions replace declared ones for the same pub/sub and topic.
+pub(crate) fn merge(programmatic: Vec<Spec>, declared: &[outrider_blocks::subscription::Declared]) -> Vec<Spec> {
+    let mut out = programmatic;
+    for d in declared {
+        if !out.iter().any(|p| p.pubsub == d.pubsub && p.topic == d.topic) {
+            out.push(Spec::from(d));
+        }
+    }
+    out
 }
 
 impl Spec {
@@ -40,7 +66,8 @@ impl Spec {
     pub(crate) fn to_metadata(&self) -> Value {
         json!({
             "pubsubname": self.pubsub, "topic": self.topic, "metadata": self.metadata,
-            "rules": [{"match": "", "path": self.path}], "deadLetterTopic": self.dead_letter, "type": "PROGRAMMATIC",
+            "rules": [{"match": "", "path": self.path}], "deadLetterTopic": self.dead_letter,
+            "type": if self.declarative { "DECLARATIVE" } else { "PROGRAMMATIC" },
         })
     }
 }
@@ -78,7 +105,7 @@ pub(crate) fn parse(v: &Value) -> (Vec<Spec>, Vec<String>) {
                 m.iter().map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.to_string(), str::to_owned))).collect()
             })
             .unwrap_or_default();
-        specs.push(Spec { pubsub, topic, path, dead_letter: s("deadLetterTopic"), metadata });
+        specs.push(Spec { pubsub, topic, path, dead_letter: s("deadLetterTopic"), metadata, declarative: false });
     }
     (specs, refused)
 }
@@ -234,6 +261,24 @@ mod tests {
         for (status, body, want) in cases {
             assert_eq!(decide(status, body), want, "{status} {:?}", String::from_utf8_lossy(body));
         }
+    }
+
+    #[test]
+    fn the_apps_own_subscriptions_win() {
+        use outrider_blocks::subscription::Declared;
+        let declared = |topic: &str, path: &str| Declared {
+            name: topic.into(),
+            pubsub: "pubsub".into(),
+            topic: topic.into(),
+            path: path.into(),
+            dead_letter: String::new(),
+            metadata: BTreeMap::new(),
+        };
+        let (app, _) = parse(&json!([{"pubsubname": "pubsub", "topic": "a", "route": "/from-app"}]));
+        let merged = merge(app, &[declared("a", "/declared"), declared("b", "/b")]);
+        let got: Vec<(&str, &str, bool)> =
+            merged.iter().map(|s| (s.topic.as_str(), s.path.as_str(), s.declarative)).collect();
+        assert_eq!(got, [("a", "/from-app", false), ("b", "/b", true)]);
     }
 
     #[test]

@@ -123,3 +123,50 @@ async fn publish(api: &str, topic: &str, content_type: &str, body: &str) -> u16 
     let url = format!("{api}/v1.0/publish/pubsub/{topic}");
     send("POST", &url, &[("content-type", content_type)], body.to_owned()).await.unwrap().status
 }
+
+#[tokio::test]
+async fn declarative_subscriptions_deliver_and_yield_to_the_apps_own() {
+    use outrider_testkit::{FakeApp, wait_until};
+    use serde_json::json;
+    use std::time::Duration;
+
+    let mesh = Mesh::new();
+    let dir = mesh.home().join("res");
+    std::fs::create_dir_all(&dir).unwrap();
+    let docs = "apiVersion: dapr.io/v2alpha1\nkind: Subscription\nmetadata: {name: decl}\nspec:\n  pubsubname: pubsub\n  topic: declared\n  routes: {default: /declared}\n---\n\
+apiVersion: dapr.io/v1alpha1\nkind: Subscription\nmetadata: {name: shadowed}\nspec: {pubsubname: pubsub, topic: orders, route: /wrong}\n---\n\
+apiVersion: dapr.io/v1alpha1\nkind: Subscription\nmetadata: {name: elsewhere}\nspec: {pubsubname: pubsub, topic: other, route: /other}\nscopes: [some-other-app]\n---\n\
+kind: Component\nmetadata: {name: pubsub}\nspec: {type: pubsub.in-memory}\n";
+    std::fs::write(dir.join("subs.yaml"), docs).unwrap();
+    let app =
+        FakeApp::with_subscriptions("d", json!([{"pubsubname": "pubsub", "topic": "orders", "route": "/events"}]))
+            .await;
+    let mut s =
+        mesh.sidecar("decl-app").app_port(app.port).args(["--resources-path", dir.to_str().unwrap()]).start().await;
+    s.wait_ready().await;
+    let meta_url = format!("{}/v1.0/metadata", s.api_url());
+    let listed = wait_until(Duration::from_secs(10), "two subscriptions", || async {
+        let m = send("GET", &meta_url, &[], "").await.ok()?.json();
+        let subs = m["subscriptions"].as_array()?.clone();
+        (subs.len() == 2).then_some(subs)
+    })
+    .await;
+    let kinds: Vec<(&str, &str)> =
+        listed.iter().map(|s| (s["topic"].as_str().unwrap(), s["type"].as_str().unwrap())).collect();
+    assert_eq!(kinds, [("orders", "PROGRAMMATIC"), ("declared", "DECLARATIVE")]);
+    let api = s.api_url();
+    assert_eq!(publish(&api, "declared", "text/plain", "d1").await, 204);
+    assert_eq!(publish(&api, "orders", "text/plain", "o1").await, 204);
+    wait_until(Duration::from_secs(10), "both deliveries", || async {
+        let seen = app.seen();
+        (seen.iter().any(|r| r.path == "/declared") && seen.iter().any(|r| r.path == "/events")).then_some(())
+    })
+    .await;
+    assert!(!app.seen().iter().any(|r| r.path == "/wrong" || r.path == "/other"), "{:?}", app.seen());
+
+    // Rules are refused at start, naming file and field.
+    std::fs::write(dir.join("subs.yaml"), "kind: Subscription\nmetadata: {name: r}\nspec:\n  pubsubname: pubsub\n  topic: t\n  routes: {rules: [{match: 'event.type == \"x\"', path: /x}], default: /d}\n").unwrap();
+    let mut bad = mesh.sidecar("decl-bad").args(["--resources-path", dir.to_str().unwrap()]).spawn();
+    assert_eq!(bad.wait_exit(Duration::from_secs(30)).await, Some(2));
+    assert!(bad.log().contains("subs.yaml: spec.routes.rules"), "{}", bad.log());
+}
