@@ -42,9 +42,10 @@ pub(crate) struct RunArgs {
     /// Port of the app-facing Dapr HTTP API (bound to 127.0.0.1).
     #[arg(long, env = "OUTRIDER_DAPR_HTTP_PORT", default_value_t = 3500)]
     pub(crate) dapr_http_port: u16,
-    /// Port of the inbound mesh listener (mutual TLS), bound to all interfaces.
-    #[arg(long, alias = "dapr-internal-grpc-port", env = "OUTRIDER_MESH_PORT", default_value_t = 50002)]
-    pub(crate) mesh_port: u16,
+    /// Port of the inbound mesh listener (mutual TLS), bound to all interfaces [default: 50002;
+    /// when not given and 50002 is taken, any free port: peers learn it through discovery].
+    #[arg(long, alias = "dapr-internal-grpc-port", env = "OUTRIDER_MESH_PORT")]
+    pub(crate) mesh_port: Option<u16>,
     /// Port of the admin listener: /metrics, /healthz, /ready and a status page.
     #[arg(long, env = "OUTRIDER_METRICS_PORT", default_value_t = 9090)]
     pub(crate) metrics_port: u16,
@@ -119,11 +120,16 @@ impl Env {
     }
 }
 
+/// The mesh port when none is given (Dapr's, in Kubernetes).
+pub(crate) const DEFAULT_MESH_PORT: u16 = 50002;
+
 /// Where the listeners bind.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Listen {
     pub(crate) api: SocketAddr,
     pub(crate) mesh: SocketAddr,
+    /// The mesh port was chosen by the user (so it must be exactly that one).
+    pub(crate) mesh_explicit: bool,
     pub(crate) admin: SocketAddr,
 }
 
@@ -131,7 +137,8 @@ impl RunArgs {
     pub(crate) fn listen(&self) -> Listen {
         Listen {
             api: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), self.dapr_http_port),
-            mesh: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), self.mesh_port),
+            mesh: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), self.mesh_port.unwrap_or(DEFAULT_MESH_PORT)),
+            mesh_explicit: self.mesh_port.is_some(),
             admin: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), self.metrics_port),
         }
     }
@@ -188,6 +195,6 @@ mod tests {
         assert_eq!(args.max_body_size, 4 << 20);
         let cli = Cli::try_parse_from(["outrider", "run", "--app-id", "a", "--dapr-internal-grpc-port", "1"]).unwrap();
         let Command::Run(args) = cli.command;
-        assert_eq!(args.mesh_port, 1);
+        assert_eq!(args.mesh_port, Some(1));
     }
 }

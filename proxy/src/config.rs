@@ -138,8 +138,11 @@ pub(crate) fn load(args: &RunArgs, env: &Env) -> Result<Settings, Problems> {
     if args.app_port == Some(0) {
         flag("app-port", "0 is not a port an app can listen on".into());
     }
-    let ports =
-        [("dapr-http-port", args.dapr_http_port), ("mesh-port", args.mesh_port), ("metrics-port", args.metrics_port)];
+    let ports = [
+        ("dapr-http-port", args.dapr_http_port),
+        ("mesh-port", args.listen().mesh.port()),
+        ("metrics-port", args.metrics_port),
+    ];
     for (i, (a, pa)) in ports.iter().enumerate() {
         for (b, pb) in &ports[i + 1..] {
             if pa == pb && *pa != 0 {

@@ -57,7 +57,16 @@ pub(crate) async fn run(s: Settings, metrics: PrometheusHandle) -> anyhow::Resul
     let pubsubs = open_pubsubs(&s).await?;
 
     let api_l = bind(s.listen.api, "--dapr-http-port").await?;
-    let mesh_l = bind(s.listen.mesh, "--mesh-port").await?;
+    let mesh_l = match bind(s.listen.mesh, "--mesh-port").await {
+        Ok(l) => l,
+        // The default port lies in Linux's ephemeral range, so any client connection may hold it
+        // for a while. Discovery carries the real port, so any free one does when none was asked for.
+        Err(e) if !s.listen.mesh_explicit => {
+            tracing::warn!(error = %e, "the default mesh port is taken; using a free port instead");
+            bind(SocketAddr::new(s.listen.mesh.ip(), 0), "--mesh-port").await?
+        }
+        Err(e) => return Err(e),
+    };
     let admin_l = bind(s.listen.admin, "--metrics-port").await?;
     let api_addr = api_l.local_addr()?;
     let mesh_port = mesh_l.local_addr()?.port();

@@ -110,6 +110,26 @@ async fn bad_flags_and_files_are_reported_before_binding() {
 }
 
 #[tokio::test]
+async fn a_taken_default_mesh_port_falls_back_to_a_free_one() {
+    // Hold 50002 (if something else holds it already, the situation is the same).
+    let _holder = std::net::TcpListener::bind("0.0.0.0:50002");
+    let mesh = Mesh::new();
+    let app = FakeApp::start("b").await;
+    let b = mesh.sidecar("b").app_port(app.port).default_mesh_port().start().await;
+    assert!(b.log().contains("the default mesh port is taken"), "{}", b.log());
+    wait_registered(&mesh, "b", 1).await;
+    let entry = std::fs::read_dir(mesh.registry_dir())
+        .unwrap()
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().contains("~b~"))
+        .unwrap();
+    assert!(!entry.file_name().to_string_lossy().ends_with("~50002.json"), "registered the taken port");
+    let a = mesh.sidecar("a").start().await;
+    let r = send("GET", &format!("{}/v1.0/invoke/b/method/x", a.api_url()), &[], "").await.unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
+#[tokio::test]
 async fn a_taken_port_fails_the_start_with_its_flag() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port().to_string();

@@ -93,3 +93,20 @@ async fn python_sdk_invokes_over_http() {
     let guarded = mesh.sidecar("sdk-py-token").env("DAPR_API_TOKEN", "tok-py").start().await;
     run_script(python, "python/invoke.py", &guarded, Some("tok-py")).await;
 }
+
+#[tokio::test]
+async fn javascript_sdk_pubsub_as_the_app() {
+    // The script is the app: the sidecar starts it, and exits with its status.
+    let mesh = Mesh::new();
+    let script = sdk_dir().join("js/pubsub.mjs").to_string_lossy().into_owned();
+    let mut s = mesh
+        .sidecar("sdk-js-pub")
+        .app_port(free_port())
+        .env("PUBSUB_NAME", "pubsub")
+        .command(["/usr/bin/node", script.as_str()])
+        .spawn();
+    let code = s.wait_exit(Duration::from_secs(150)).await;
+    let log = s.log();
+    assert_eq!(code, Some(0), "js/pubsub.mjs failed:\n{log}");
+    assert!(log.contains("ok - ") && !log.contains("not ok - "), "js/pubsub.mjs ran no check:\n{log}");
+}

@@ -59,6 +59,7 @@ impl Mesh {
             app_id: app_id.to_owned(),
             app_port: None,
             data_dir: None,
+            default_mesh_port: false,
             args: Vec::new(),
             env: Vec::new(),
             command: Vec::new(),
@@ -72,6 +73,7 @@ pub struct SidecarBuilder {
     app_id: String,
     app_port: Option<u16>,
     data_dir: Option<PathBuf>,
+    default_mesh_port: bool,
     args: Vec<String>,
     env: Vec<(String, String)>,
     command: Vec<String>,
@@ -87,6 +89,12 @@ impl SidecarBuilder {
     /// The data directory (default: a fresh one per sidecar under the mesh home).
     pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.data_dir = Some(dir.into());
+        self
+    }
+
+    /// Leave `--mesh-port` out, so the sidecar picks its default (the `mesh` field is then 0).
+    pub fn default_mesh_port(mut self) -> Self {
+        self.default_mesh_port = true;
         self
     }
 
@@ -110,13 +118,13 @@ impl SidecarBuilder {
 
     /// Spawns the process without waiting for it to be ready.
     pub fn spawn(self) -> Sidecar {
-        let (api, mesh, admin) = (free_port(), free_port(), free_port());
+        let (api, admin) = (free_port(), free_port());
+        let mesh = if self.default_mesh_port { 0 } else { free_port() };
         let log = tempfile::NamedTempFile::new().expect("log file");
         let mut cmd = Command::new(binary("outrider"));
         cmd.arg("run")
             .args(["--app-id", &self.app_id])
             .args(["--dapr-http-port", &api.to_string()])
-            .args(["--mesh-port", &mesh.to_string()])
             .args(["--metrics-port", &admin.to_string()])
             .arg("--data-dir")
             .arg(self.data_dir.clone().unwrap_or_else(|| self.home.join(format!("data-{}-{api}", self.app_id))))
@@ -131,6 +139,9 @@ impl SidecarBuilder {
             .kill_on_drop(true);
         if let Some(p) = self.app_port {
             cmd.args(["--app-port", &p.to_string()]);
+        }
+        if mesh != 0 {
+            cmd.args(["--mesh-port", &mesh.to_string()]);
         }
         for (k, v) in &self.env {
             cmd.env(k, v);
