@@ -1,5 +1,7 @@
 //! A tiny HTTP app that answers every request with what it received, as JSON:
 //! `{"method","path","query","headers","body"}`. A path `/status/<code>` answers with that status.
+//! It subscribes to the topic `orders` of the pub/sub `pubsub` (route `/orders`) and prints every
+//! event it receives there.
 //! It listens on 127.0.0.1 at `$APP_PORT` (or the first argument), which `outrider run` sets.
 
 use std::convert::Infallible;
@@ -38,6 +40,15 @@ async fn main() -> std::io::Result<()> {
 async fn echo(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
     let (parts, body) = req.into_parts();
     let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    if parts.uri.path() == "/dapr/subscribe" {
+        let subs = r#"[{"pubsubname":"pubsub","topic":"orders","route":"/orders"}]"#;
+        let mut rsp = Response::new(Full::new(Bytes::from_static(subs.as_bytes())));
+        rsp.headers_mut().insert(header::CONTENT_TYPE, "application/json".parse().expect("static header"));
+        return Ok(rsp);
+    }
+    if parts.uri.path() == "/orders" {
+        eprintln!("echo-app received an event on orders: {}", String::from_utf8_lossy(&body));
+    }
     let headers: serde_json::Map<String, serde_json::Value> = parts
         .headers
         .iter()
