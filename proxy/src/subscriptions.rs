@@ -21,6 +21,9 @@ use crate::http::{empty, full};
 
 /// Deliveries of one subscription in flight at once.
 const CONCURRENCY: usize = 10;
+/// With a dead-letter topic: attempts before a failing message goes there, and the first delay.
+const DEAD_LETTER_ATTEMPTS: u32 = 3;
+const DEAD_LETTER_BACKOFF: Duration = Duration::from_millis(100);
 /// The largest `/dapr/subscribe` answer read.
 const MAX_SUBSCRIBE_BODY: usize = 1 << 20;
 
@@ -183,7 +186,8 @@ pub(crate) async fn start(
             continue;
         };
         let req = SubscribeRequest { topic: spec.topic.clone(), group: me.app_id.clone(), concurrency: CONCURRENCY };
-        match c.broker.subscribe(req, deliverer(app.clone(), me.clone(), spec.clone())).await {
+        let handler = with_dead_letter(deliverer(app.clone(), me.clone(), spec.clone()), &spec, c);
+        match c.broker.subscribe(req, handler).await {
             Ok(sub) => {
                 tracing::info!(pubsub = %spec.pubsub, topic = %spec.topic, route = %spec.path, "subscribed");
                 active.lock().unwrap_or_else(|p| p.into_inner()).push(spec);
@@ -193,6 +197,45 @@ pub(crate) async fn start(
         }
     }
     subs
+}
+
+/// With a dead-letter topic, a failing message is tried a few times with backoff, then published
+/// to that topic on the same pub/sub and acknowledged; dropped messages go there too. Without
+/// one, the outcome goes back to the broker, which redelivers.
+fn with_dead_letter(deliver: Handler, spec: &Spec, c: &PubSubComponent) -> Handler {
+    if spec.dead_letter.is_empty() {
+        return deliver;
+    }
+    let (dead, broker) = (spec.dead_letter.clone(), c.broker.clone());
+    Arc::new(move |msg: Message| {
+        let (deliver, dead, broker) = (deliver.clone(), dead.clone(), broker.clone());
+        Box::pin(async move {
+            let mut delay = DEAD_LETTER_BACKOFF;
+            for attempt in 1..=DEAD_LETTER_ATTEMPTS {
+                match deliver(msg.clone()).await {
+                    Outcome::Success => return Outcome::Success,
+                    Outcome::Drop => break,
+                    Outcome::Retry if attempt < DEAD_LETTER_ATTEMPTS => {
+                        tokio::time::sleep(delay).await;
+                        delay *= 2;
+                    }
+                    Outcome::Retry => {}
+                }
+            }
+            let letter = Message { topic: dead.clone(), ..msg };
+            match tokio::time::timeout(Duration::from_secs(30), broker.publish(letter)).await {
+                Ok(Ok(())) => {
+                    tracing::info!(dead_letter_topic = %dead, "message moved to the dead-letter topic");
+                    Outcome::Success
+                }
+                // Not acknowledged: the broker keeps it and delivers it again later.
+                _ => {
+                    tracing::warn!(dead_letter_topic = %dead, "publishing to the dead-letter topic failed; the message stays");
+                    Outcome::Retry
+                }
+            }
+        })
+    })
 }
 
 /// Delivers one message to the app and reads its answer.

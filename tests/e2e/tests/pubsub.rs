@@ -125,6 +125,45 @@ async fn publish(api: &str, topic: &str, content_type: &str, body: &str) -> u16 
 }
 
 #[tokio::test]
+async fn exhausted_messages_go_to_the_dead_letter_topic() {
+    use outrider_testkit::{FakeApp, wait_until};
+    use serde_json::{Value, json};
+    use std::time::Duration;
+
+    let subs = json!([
+        {"pubsubname": "pubsub", "topic": "work", "route": "/status/500", "deadLetterTopic": "poison"},
+        {"pubsubname": "pubsub", "topic": "gone", "route": "/status/404", "deadLetterTopic": "poison"},
+        {"pubsubname": "pubsub", "topic": "poison", "route": "/poison"},
+    ]);
+    let app = FakeApp::with_subscriptions("dl", subs).await;
+    let mesh = Mesh::new();
+    let mut s = mesh.sidecar("dl-app").app_port(app.port).start().await;
+    s.wait_ready().await;
+    let meta_url = format!("{}/v1.0/metadata", s.api_url());
+    wait_until(Duration::from_secs(10), "subscriptions", || async {
+        let m = send("GET", &meta_url, &[], "").await.ok()?.json();
+        (m["subscriptions"].as_array()?.len() == 3).then_some(())
+    })
+    .await;
+    let api = s.api_url();
+    assert_eq!(publish(&api, "work", "application/json", r#"{"job":1}"#).await, 204);
+    assert_eq!(publish(&api, "gone", "text/plain", "unknown route").await, 204);
+    let letters = wait_until(Duration::from_secs(15), "two dead letters", || async {
+        let got: Vec<_> = app.seen().into_iter().filter(|r| r.path == "/poison").collect();
+        (got.len() == 2).then_some(got)
+    })
+    .await;
+    assert_eq!(app.seen().iter().filter(|r| r.path == "/status/500").count(), 3, "tried three times before giving up");
+    assert_eq!(app.seen().iter().filter(|r| r.path == "/status/404").count(), 1, "a drop is not retried");
+    let mut original_topics: Vec<String> = letters
+        .iter()
+        .map(|l| serde_json::from_slice::<Value>(&l.body).unwrap()["topic"].as_str().unwrap().to_owned())
+        .collect();
+    original_topics.sort();
+    assert_eq!(original_topics, ["gone", "work"], "the dead letter is the original event, untouched");
+}
+
+#[tokio::test]
 async fn declarative_subscriptions_deliver_and_yield_to_the_apps_own() {
     use outrider_testkit::{FakeApp, wait_until};
     use serde_json::json;
