@@ -21,6 +21,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use nix::sys::signal::Signal;
 use outrider_blocks::pubsub::{self, PubSubComponent, Subscription};
 use outrider_blocks::state::{self, OpenContext, StateComponent};
+use outrider_blocks::{Component, ComponentError};
 use outrider_discovery::local::{Entry, LocalResolver, Registration};
 use outrider_discovery::static_::StaticResolver;
 use outrider_discovery::{Resolve, ResolverConfig};
@@ -53,8 +54,9 @@ pub(crate) async fn run(s: Settings, metrics: PrometheusHandle) -> anyhow::Resul
         ResolverConfig::Static(map) => Arc::new(StaticResolver::new(map.clone())),
     };
 
-    let stores = open_state_stores(&s).await?;
-    let pubsubs = open_pubsubs(&s).await?;
+    let ctx = OpenContext { app_id: s.app_id.clone(), namespace: s.namespace.clone(), data_dir: s.data_dir.clone() };
+    let stores: BTreeMap<String, StateComponent> = open_all(&s, "state.", async |c| state::open(c, &ctx).await).await?;
+    let pubsubs: BTreeMap<String, PubSubComponent> = open_all(&s, "pubsub.", async |c| pubsub::open(c).await).await?;
 
     let api_l = bind(s.listen.api, "--dapr-http-port").await?;
     let mesh_l = match bind(s.listen.mesh, "--mesh-port").await {
@@ -222,38 +224,20 @@ pub(crate) async fn run(s: Settings, metrics: PrometheusHandle) -> anyhow::Resul
     Ok(exit_code)
 }
 
-/// Opens every state component; all failures are reported together, naming file and field.
-async fn open_state_stores(s: &Settings) -> anyhow::Result<BTreeMap<String, StateComponent>> {
-    let ctx = OpenContext { app_id: s.app_id.clone(), namespace: s.namespace.clone(), data_dir: s.data_dir.clone() };
-    let mut stores = BTreeMap::new();
-    let mut problems = Vec::new();
-    for loaded in s.components.iter().filter(|l| l.component.spec.type_.starts_with("state.")) {
-        match state::open(&loaded.component, &ctx).await {
-            Ok(c) => {
-                tracing::info!(name = %c.name, r#type = %c.type_, "state store ready");
-                stores.insert(c.name.clone(), c);
-            }
-            Err(errs) => {
-                problems.extend(errs.into_iter().map(|e| format!("{}: {}: {}", loaded.at, e.field, e.message)))
-            }
-        }
-    }
-    if problems.is_empty() {
-        Ok(stores)
-    } else {
-        anyhow::bail!("opening components failed:\n  - {}", problems.join("\n  - "))
-    }
-}
-
-/// Opens every pub/sub component; all failures are reported together, naming file and field.
-async fn open_pubsubs(s: &Settings) -> anyhow::Result<BTreeMap<String, PubSubComponent>> {
+/// Opens every component of one category (`state.`, `pubsub.`), by name; all failures are
+/// reported together, naming file and field.
+async fn open_all<T>(
+    s: &Settings,
+    category: &str,
+    open: impl AsyncFn(&Component) -> Result<T, Vec<ComponentError>>,
+) -> anyhow::Result<BTreeMap<String, T>> {
     let mut out = BTreeMap::new();
     let mut problems = Vec::new();
-    for loaded in s.components.iter().filter(|l| l.component.spec.type_.starts_with("pubsub.")) {
-        match pubsub::open(&loaded.component).await {
+    for loaded in s.components.iter().filter(|l| l.component.spec.type_.starts_with(category)) {
+        match open(&loaded.component).await {
             Ok(c) => {
-                tracing::info!(name = %c.name, r#type = %c.type_, "pub/sub ready");
-                out.insert(c.name.clone(), c);
+                tracing::info!(name = %loaded.component.metadata.name, r#type = %loaded.component.spec.type_, "component ready");
+                out.insert(loaded.component.metadata.name.clone(), c);
             }
             Err(errs) => {
                 problems.extend(errs.into_iter().map(|e| format!("{}: {}: {}", loaded.at, e.field, e.message)))
