@@ -88,7 +88,7 @@ pub struct ComponentError {
 
 /// Component types this build can run.
 pub const SUPPORTED_TYPES: &[&str] =
-    &["state.in-memory", "state.sqlite", "state.redis", "state.postgresql", "pubsub.in-memory"];
+    &["state.in-memory", "state.sqlite", "state.redis", "state.postgresql", "pubsub.in-memory", "pubsub.redis"];
 
 impl Component {
     /// Checks the document's shape and that this build supports its type. Every problem is

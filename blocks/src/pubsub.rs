@@ -5,8 +5,10 @@ pub mod broker;
 pub mod cloudevent;
 mod memory;
 mod open;
+mod redis;
 
 pub use broker::{Handler, Message, Metadata, Outcome, PubSub, PubSubError, SubscribeRequest, Subscription};
 pub use cloudevent::{EnvelopeError, PublishContext, envelope, media_type};
 pub use memory::MemoryPubSub;
 pub use open::{PubSubComponent, open};
+pub use redis::{RedisPubSub, RedisStreamSettings};

@@ -7,7 +7,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use outrider_blocks::pubsub::{Handler, MemoryPubSub, Message, Outcome, PubSub, SubscribeRequest};
+use outrider_blocks::pubsub::{
+    Handler, MemoryPubSub, Message, Outcome, PubSub, RedisPubSub, RedisStreamSettings, SubscribeRequest,
+};
 
 fn topic(name: &str) -> String {
     format!("{name}-{}-{}", std::process::id(), uuid_like())
@@ -147,32 +149,55 @@ macro_rules! conformance {
         mod $name {
             use super::*;
 
-            fn make() -> Arc<dyn PubSub> {
-                $make
+            #[allow(clippy::redundant_closure_call)]
+            async fn make() -> (Arc<dyn PubSub>, Box<dyn std::any::Any + Send>) {
+                ($make)().await
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn delivers_per_topic_without_cross_talk() {
-                super::delivers_per_topic_without_cross_talk(make()).await;
+                let (b, _g) = make().await;
+                super::delivers_per_topic_without_cross_talk(b).await;
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn retry_redelivers_and_drop_does_not() {
-                super::retry_redelivers_and_drop_does_not(make()).await;
+                let (b, _g) = make().await;
+                super::retry_redelivers_and_drop_does_not(b).await;
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn every_group_gets_every_message() {
-                super::every_group_gets_every_message(make()).await;
+                let (b, _g) = make().await;
+                super::every_group_gets_every_message(b).await;
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn unsubscribing_stops_one_topic_only() {
-                super::unsubscribing_stops_one_topic_only(make()).await;
+                let (b, _g) = make().await;
+                super::unsubscribing_stops_one_topic_only(b).await;
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn concurrency_is_bounded() {
-                super::concurrency_is_bounded(make()).await;
+                let (b, _g) = make().await;
+                super::concurrency_is_bounded(b).await;
             }
         }
     };
 }
 
-conformance!(memory, Arc::new(MemoryPubSub::new()));
+conformance!(memory, || async {
+    (Arc::new(MemoryPubSub::new()) as Arc<dyn PubSub>, Box::new(()) as Box<dyn std::any::Any + Send>)
+});
+conformance!(redis_streams, || async {
+    let server = outrider_testkit::RedisServer::start();
+    let settings = RedisStreamSettings {
+        client: redis::Client::open(format!("redis://127.0.0.1:{}/", server.port)).unwrap(),
+        consumer: "conformance".into(),
+        // Short, so that retried messages come back within the suite's bounds.
+        processing_timeout: Duration::from_millis(200),
+        redeliver_interval: Duration::from_millis(100),
+        queue_depth: 10,
+        max_len_approx: None,
+        timeout: Duration::from_secs(5),
+    };
+    let broker = RedisPubSub::connect(settings).await.unwrap();
+    (Arc::new(broker) as Arc<dyn PubSub>, Box::new(server) as Box<dyn std::any::Any + Send>)
+});

@@ -2,7 +2,11 @@
 
 use std::sync::Arc;
 
-use super::{MemoryPubSub, PubSub};
+use std::time::Duration;
+
+use super::redis::millis_or_duration;
+use super::{MemoryPubSub, PubSub, RedisPubSub, RedisStreamSettings};
+use crate::state::{client_for, literal_metadata, redis_settings};
 use crate::{Component, ComponentError};
 
 /// An opened pub/sub component.
@@ -18,10 +22,48 @@ pub struct PubSubComponent {
     pub broker: Arc<dyn PubSub>,
 }
 
-/// Opens a pub/sub component. Errors name the field.
-pub async fn open(c: &Component) -> Result<PubSubComponent, Vec<ComponentError>> {
+fn err(field: &str, message: impl Into<String>) -> Vec<ComponentError> {
+    vec![ComponentError { field: field.into(), message: message.into() }]
+}
+
+/// Opens a pub/sub component for `app_id` (Redis uses it as the consumer name). Errors name the
+/// field.
+pub async fn open(c: &Component, app_id: &str) -> Result<PubSubComponent, Vec<ComponentError>> {
     let broker: Arc<dyn PubSub> = match c.spec.type_.as_str() {
         "pubsub.in-memory" => Arc::new(MemoryPubSub::new()),
+        "pubsub.redis" => {
+            let md = literal_metadata(c)?;
+            let redis = redis_settings(&md)?;
+            let duration = |name: &str, key: &str, default: Duration| match md.get(key).filter(|v| !v.is_empty()) {
+                None => Ok(default),
+                Some(v) => millis_or_duration(v).ok_or_else(|| {
+                    err(&format!("spec.metadata.{name}"), format!("{v:?} is not a duration (e.g. 60s) or milliseconds"))
+                }),
+            };
+            let count = |name: &str, key: &str| -> Result<Option<u64>, Vec<ComponentError>> {
+                match md.get(key).filter(|v| !v.is_empty()) {
+                    None => Ok(None),
+                    Some(v) => v
+                        .parse()
+                        .map(Some)
+                        .map_err(|_| err(&format!("spec.metadata.{name}"), format!("{v:?} is not a whole number"))),
+                }
+            };
+            let client = client_for(&redis).map_err(|e| err("spec.metadata.redisHost", e.to_string()))?;
+            let settings = RedisStreamSettings {
+                client,
+                consumer: md.get("consumerid").filter(|v| !v.is_empty()).cloned().unwrap_or_else(|| app_id.to_owned()),
+                processing_timeout: duration("processingTimeout", "processingtimeout", Duration::from_secs(60))?,
+                redeliver_interval: duration("redeliverInterval", "redeliverinterval", Duration::from_secs(15))?,
+                queue_depth: count("queueDepth", "queuedepth")?.map_or(100, |n| usize::try_from(n).unwrap_or(100)),
+                max_len_approx: count("maxLenApprox", "maxlenapprox")?,
+                timeout: redis.timeout,
+            };
+            let broker = RedisPubSub::connect(settings)
+                .await
+                .map_err(|e| err("spec.metadata.redisHost", format!("{}:{}: {e}", redis.host, redis.port)))?;
+            Arc::new(broker)
+        }
         other => {
             return Err(vec![ComponentError {
                 field: "spec.type".into(),

@@ -49,7 +49,7 @@ fn err(field: &str, message: impl Into<String>) -> Vec<ComponentError> {
 
 /// The component's literal metadata, names lower-cased (Dapr matches them case-insensitively).
 /// References to secrets and environment variables are refused until secrets land.
-fn literal_metadata(c: &Component) -> Result<BTreeMap<String, String>, Vec<ComponentError>> {
+pub(crate) fn literal_metadata(c: &Component) -> Result<BTreeMap<String, String>, Vec<ComponentError>> {
     let mut out = BTreeMap::new();
     let mut errors = Vec::new();
     for (i, item) in c.spec.metadata.iter().enumerate() {
@@ -176,7 +176,7 @@ where
 /// Dapr's Redis metadata: `redisHost` (`host:port`), `redisPort`, `redisUsername`,
 /// `redisPassword`, `redisDB`, `enableTLS`, `insecureSkipTLSVerify`, `ttlInSeconds`, and
 /// `dialTimeout`/`readTimeout`. Cluster and sentinel modes are refused by name.
-fn redis_settings(md: &BTreeMap<String, String>) -> Result<RedisSettings, Vec<ComponentError>> {
+pub(crate) fn redis_settings(md: &BTreeMap<String, String>) -> Result<RedisSettings, Vec<ComponentError>> {
     let get = |k: &str| md.get(k).map(String::as_str).filter(|v| !v.is_empty());
     let flag = |k: &str, name: &str| -> Result<bool, Vec<ComponentError>> {
         match get(k).map(str::to_ascii_lowercase).as_deref() {

@@ -117,6 +117,33 @@ pub struct RedisSettings {
     pub default_ttl: Option<Duration>,
 }
 
+/// A client for the server `s` describes (address, TLS, credentials, database); shared by the
+/// Redis state store and the Redis Streams broker.
+pub(crate) fn client_for(s: &RedisSettings) -> redis::RedisResult<redis::Client> {
+    let addr = if s.tls {
+        if s.insecure_skip_verify {
+            tracing::warn!(host = %s.host, "redis TLS certificate verification is off (insecureSkipTLSVerify)");
+        }
+        redis::ConnectionAddr::TcpTls {
+            host: s.host.clone(),
+            port: s.port,
+            insecure: s.insecure_skip_verify,
+            tls_params: None,
+        }
+    } else {
+        redis::ConnectionAddr::Tcp(s.host.clone(), s.port)
+    };
+    let mut settings = redis::RedisConnectionInfo::default().set_db(s.db);
+    if let Some(u) = &s.username {
+        settings = settings.set_username(u);
+    }
+    if let Some(p) = &s.password {
+        settings = settings.set_password(p);
+    }
+    let info = redis::IntoConnectionInfo::into_connection_info(addr)?.set_redis_settings(settings);
+    redis::Client::open(info)
+}
+
 /// Runs a Redis call under `timeout`; running out is reported as an I/O timeout.
 async fn bounded<T>(timeout: Duration, call: impl Future<Output = redis::RedisResult<T>>) -> redis::RedisResult<T> {
     match tokio::time::timeout(timeout, call).await {
@@ -211,30 +238,7 @@ fn key_of(op: &Operation) -> &str {
 impl RedisStore {
     /// Connects (the server must answer now; later outages are ridden out by reconnecting).
     pub async fn connect(s: &RedisSettings) -> Result<Self, StateError> {
-        let addr = if s.tls {
-            if s.insecure_skip_verify {
-                tracing::warn!(host = %s.host, "redis TLS certificate verification is off (insecureSkipTLSVerify)");
-            }
-            redis::ConnectionAddr::TcpTls {
-                host: s.host.clone(),
-                port: s.port,
-                insecure: s.insecure_skip_verify,
-                tls_params: None,
-            }
-        } else {
-            redis::ConnectionAddr::Tcp(s.host.clone(), s.port)
-        };
-        let mut settings = redis::RedisConnectionInfo::default().set_db(s.db);
-        if let Some(u) = &s.username {
-            settings = settings.set_username(u);
-        }
-        if let Some(p) = &s.password {
-            settings = settings.set_password(p);
-        }
-        let info = redis::IntoConnectionInfo::into_connection_info(addr)
-            .map_err(|e| store_error(&e))?
-            .set_redis_settings(settings);
-        let client = redis::Client::open(info).map_err(|e| store_error(&e))?;
+        let client = client_for(s).map_err(|e| store_error(&e))?;
         // Short reconnect cycles: callers are bounded by `timeout` anyway, and a short cycle
         // notices a recovered server sooner.
         let config = redis::aio::ConnectionManagerConfig::new()

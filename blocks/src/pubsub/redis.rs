@@ -1,0 +1,298 @@
+//! `pubsub.redis`: Redis Streams, with daprd's layout and semantics.
+//!
+//! Publish is `XADD <topic> [MAXLEN ~ n] * data <bytes> metadata <json>`. A subscription creates
+//! its consumer group (`XGROUP CREATE … 0 MKSTREAM`, so a new group reads the stream's history),
+//! reads with `XREADGROUP … BLOCK` on a connection of its own (a blocking read must not sit on
+//! the shared connection nor under its response timeout), and acknowledges with `XACK` only
+//! when the app's answer is final (success or drop). Messages left pending — a retry, a crash,
+//! a sidecar killed mid-delivery — are claimed again with `XAUTOCLAIM` once idle for
+//! `processingTimeout`, checked every `redeliverInterval`. A group that disappeared (`NOGROUP`)
+//! is created again and reading resumes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use redis::aio::{ConnectionManager, MultiplexedConnection};
+use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
+use redis::{RedisError, Value};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use super::broker::{Handler, Message, Metadata, Outcome, PubSub, PubSubError, SubscribeRequest, Subscription};
+use crate::state::BoxFuture;
+
+/// How to reach Redis and how patient to be.
+#[derive(Clone, Debug)]
+pub struct RedisStreamSettings {
+    /// A Redis client for the server (password, TLS and database already set).
+    pub client: redis::Client,
+    /// The consumer name within each group (the app id, as daprd uses).
+    pub consumer: String,
+    /// A pending message is claimed again once idle this long.
+    pub processing_timeout: Duration,
+    /// How often pending messages are looked for.
+    pub redeliver_interval: Duration,
+    /// Messages fetched per read.
+    pub queue_depth: usize,
+    /// `MAXLEN ~ n` on publish, if set.
+    pub max_len_approx: Option<u64>,
+    /// The deadline of publish and acknowledgement calls.
+    pub timeout: Duration,
+}
+
+/// The Redis Streams broker.
+#[derive(Clone)]
+pub struct RedisPubSub {
+    conn: ConnectionManager,
+    settings: Arc<RedisStreamSettings>,
+}
+
+fn broker_error(e: &RedisError) -> PubSubError {
+    PubSubError::Broker(format!("redis: {e}"))
+}
+
+async fn bounded<T>(timeout: Duration, call: impl Future<Output = redis::RedisResult<T>>) -> Result<T, PubSubError> {
+    match tokio::time::timeout(timeout, call).await {
+        Ok(r) => r.map_err(|e| broker_error(&e)),
+        Err(_) => Err(PubSubError::Broker(format!("redis: no answer within {timeout:?}"))),
+    }
+}
+
+impl RedisPubSub {
+    /// Connects (the server must answer now; later outages are ridden out by reconnecting).
+    pub async fn connect(settings: RedisStreamSettings) -> Result<Self, PubSubError> {
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_response_timeout(Some(settings.timeout))
+            .set_connection_timeout(Some(settings.timeout))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_millis(500));
+        let conn = bounded(settings.timeout, settings.client.get_connection_manager_with_config(config)).await?;
+        Ok(Self { conn, settings: Arc::new(settings) })
+    }
+}
+
+fn field(map: &std::collections::HashMap<String, Value>, name: &str) -> Option<Vec<u8>> {
+    match map.get(name)? {
+        Value::BulkString(b) => Some(b.clone()),
+        Value::SimpleString(s) => Some(s.clone().into_bytes()),
+        _ => None,
+    }
+}
+
+fn message_of(topic: &str, entry: &StreamId) -> Message {
+    let data = field(&entry.map, "data").unwrap_or_default();
+    let metadata: Metadata =
+        field(&entry.map, "metadata").and_then(|m| serde_json::from_slice(&m).ok()).unwrap_or_default();
+    Message { topic: topic.to_owned(), data: Bytes::from(data), metadata }
+}
+
+impl PubSub for RedisPubSub {
+    fn publish(&self, msg: Message) -> BoxFuture<Result<(), PubSubError>> {
+        let (mut conn, s) = (self.conn.clone(), self.settings.clone());
+        Box::pin(async move {
+            let mut cmd = redis::cmd("XADD");
+            cmd.arg(&msg.topic);
+            if let Some(n) = s.max_len_approx {
+                cmd.arg("MAXLEN").arg("~").arg(n);
+            }
+            cmd.arg("*").arg("data").arg(msg.data.as_ref());
+            if !msg.metadata.is_empty() {
+                cmd.arg("metadata").arg(serde_json::to_vec(&msg.metadata).unwrap_or_default());
+            }
+            bounded(s.timeout, cmd.query_async::<String>(&mut conn)).await.map(drop)
+        })
+    }
+
+    fn subscribe(&self, req: SubscribeRequest, handler: Handler) -> BoxFuture<Result<Subscription, PubSubError>> {
+        let (mut conn, s) = (self.conn.clone(), self.settings.clone());
+        Box::pin(async move {
+            create_group(&mut conn, &req.topic, &req.group, s.timeout).await?;
+            let reader = s
+                .client
+                .get_multiplexed_async_connection_with_config(
+                    &redis::AsyncConnectionConfig::new().set_response_timeout(None),
+                )
+                .await
+                .map_err(|e| broker_error(&e))?;
+            let token = CancellationToken::new();
+            let sub = Arc::new(Sub {
+                topic: req.topic,
+                group: req.group,
+                handler,
+                limit: Arc::new(Semaphore::new(req.concurrency.max(1))),
+                conn,
+                settings: s,
+                stop: token.clone(),
+            });
+            tokio::spawn(sub.clone().read_loop(reader));
+            // Zero turns redelivery off, as in daprd.
+            if !sub.settings.processing_timeout.is_zero() && !sub.settings.redeliver_interval.is_zero() {
+                tokio::spawn(sub.reclaim_loop());
+            }
+            Ok(Subscription::new(token))
+        })
+    }
+}
+
+async fn create_group(
+    conn: &mut ConnectionManager,
+    topic: &str,
+    group: &str,
+    timeout: Duration,
+) -> Result<(), PubSubError> {
+    let created = tokio::time::timeout(
+        timeout,
+        redis::cmd("XGROUP").arg("CREATE").arg(topic).arg(group).arg("0").arg("MKSTREAM").query_async::<()>(conn),
+    )
+    .await
+    .map_err(|_| PubSubError::Broker(format!("redis: no answer within {timeout:?}")))?;
+    match created {
+        Ok(()) => Ok(()),
+        Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
+        Err(e) => Err(broker_error(&e)),
+    }
+}
+
+/// One running subscription.
+struct Sub {
+    topic: String,
+    group: String,
+    handler: Handler,
+    limit: Arc<Semaphore>,
+    conn: ConnectionManager,
+    settings: Arc<RedisStreamSettings>,
+    stop: CancellationToken,
+}
+
+impl Sub {
+    async fn read_loop(self: Arc<Self>, mut reader: MultiplexedConnection) {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let mut cmd = redis::cmd("XREADGROUP");
+            cmd.arg("GROUP")
+                .arg(&self.group)
+                .arg(&self.settings.consumer)
+                .arg("COUNT")
+                .arg(self.settings.queue_depth)
+                .arg("BLOCK")
+                .arg(1000)
+                .arg("STREAMS")
+                .arg(&self.topic)
+                .arg(">");
+            let read = cmd.query_async::<Option<StreamReadReply>>(&mut reader);
+            let reply = tokio::select! {
+                biased;
+                () = self.stop.cancelled() => return,
+                r = read => r,
+            };
+            match reply {
+                Ok(Some(reply)) => {
+                    backoff = Duration::from_millis(100);
+                    for entry in reply.keys.into_iter().flat_map(|k| k.ids) {
+                        if !self.clone().dispatch(entry).await {
+                            return;
+                        }
+                    }
+                }
+                Ok(None) => backoff = Duration::from_millis(100),
+                Err(e) if e.code() == Some("NOGROUP") => {
+                    tracing::warn!(topic = %self.topic, group = %self.group, "the consumer group is gone; creating it again");
+                    let mut conn = self.conn.clone();
+                    let _ = create_group(&mut conn, &self.topic, &self.group, self.settings.timeout).await;
+                }
+                Err(e) => {
+                    tracing::warn!(topic = %self.topic, error = %e, "reading the stream failed; retrying");
+                    tokio::select! {
+                        () = self.stop.cancelled() => return,
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    if let Ok(c) = self
+                        .settings
+                        .client
+                        .get_multiplexed_async_connection_with_config(
+                            &redis::AsyncConnectionConfig::new().set_response_timeout(None),
+                        )
+                        .await
+                    {
+                        reader = c;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn reclaim_loop(self: Arc<Self>) {
+        let idle_ms = u64::try_from(self.settings.processing_timeout.as_millis()).unwrap_or(u64::MAX);
+        let mut tick = tokio::time::interval(self.settings.redeliver_interval);
+        loop {
+            tokio::select! {
+                () = self.stop.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let mut conn = self.conn.clone();
+            let mut cmd = redis::cmd("XAUTOCLAIM");
+            cmd.arg(&self.topic)
+                .arg(&self.group)
+                .arg(&self.settings.consumer)
+                .arg(idle_ms)
+                .arg("0-0")
+                .arg("COUNT")
+                .arg(self.settings.queue_depth);
+            let claim = cmd.query_async::<StreamAutoClaimReply>(&mut conn);
+            match tokio::time::timeout(self.settings.timeout, claim).await {
+                Ok(Ok(reply)) => {
+                    for entry in reply.claimed {
+                        if !self.clone().dispatch(entry).await {
+                            return;
+                        }
+                    }
+                }
+                Ok(Err(e)) => tracing::debug!(topic = %self.topic, error = %e, "claiming pending messages failed"),
+                Err(_) => tracing::debug!(topic = %self.topic, "claiming pending messages timed out"),
+            }
+        }
+    }
+
+    /// Hands one entry to the handler (bounded); returns false once stopped.
+    async fn dispatch(self: Arc<Self>, entry: StreamId) -> bool {
+        let Ok(permit) = self.limit.clone().acquire_owned().await else { return false };
+        if self.stop.is_cancelled() {
+            return false; // unacknowledged: it stays pending for a later claim
+        }
+        tokio::spawn(async move {
+            let outcome = (self.handler)(message_of(&self.topic, &entry)).await;
+            drop(permit);
+            if matches!(outcome, Outcome::Success | Outcome::Drop) {
+                let mut conn = self.conn.clone();
+                let mut cmd = redis::cmd("XACK");
+                cmd.arg(&self.topic).arg(&self.group).arg(&entry.id);
+                let ack = cmd.query_async::<i64>(&mut conn);
+                if let Err(e) = bounded(self.settings.timeout, ack).await {
+                    // Not acknowledged: it will be delivered again, which at-least-once allows.
+                    tracing::warn!(topic = %self.topic, id = %entry.id, error = %e, "acknowledging failed");
+                }
+            }
+        });
+        true
+    }
+}
+
+/// Parses daprd's durations for this component: a bare integer is milliseconds.
+pub(crate) fn millis_or_duration(v: &str) -> Option<Duration> {
+    let v = v.trim();
+    if let Ok(ms) = v.parse::<u64>() {
+        return Some(Duration::from_millis(ms));
+    }
+    let (num, mult) = if let Some(n) = v.strip_suffix("ms") {
+        (n, 1)
+    } else if let Some(n) = v.strip_suffix('s') {
+        (n, 1000)
+    } else if let Some(n) = v.strip_suffix('m') {
+        (n, 60_000)
+    } else {
+        return None;
+    };
+    num.trim().parse::<u64>().ok()?.checked_mul(mult).map(Duration::from_millis)
+}
