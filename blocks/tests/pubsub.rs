@@ -201,3 +201,36 @@ conformance!(redis_streams, || async {
     let broker = RedisPubSub::connect(settings).await.unwrap();
     (Arc::new(broker) as Arc<dyn PubSub>, Box::new(server) as Box<dyn std::any::Any + Send>)
 });
+
+/// A delivery that runs longer than `processingTimeout` keeps its claim: it is not claimed and
+/// delivered again while it is still being handled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_slow_handlers_keep_their_claim() {
+    let server = outrider_testkit::RedisServer::start();
+    let settings = RedisStreamSettings {
+        client: redis::Client::open(format!("redis://127.0.0.1:{}/", server.port)).unwrap(),
+        consumer: "slow".into(),
+        processing_timeout: Duration::from_millis(300),
+        redeliver_interval: Duration::from_millis(100),
+        queue_depth: 10,
+        max_len_approx: None,
+        timeout: Duration::from_secs(5),
+    };
+    let broker = RedisPubSub::connect(settings).await.unwrap();
+    let (started, finished) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (s2, f2) = (started.clone(), finished.clone());
+    let h: Handler = Arc::new(move |_m| {
+        let (s, f) = (s2.clone(), f2.clone());
+        Box::pin(async move {
+            s.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(1200)).await; // four processing timeouts
+            f.fetch_add(1, Ordering::SeqCst);
+            Outcome::Success
+        })
+    });
+    let t = topic("slow");
+    let _s = broker.subscribe(sub(&t, "g"), h).await.unwrap();
+    broker.publish(msg(&t, "long job")).await.unwrap();
+    eventually("the slow delivery to finish", || finished.load(Ordering::SeqCst) == 1).await;
+    assert_eq!(started.load(Ordering::SeqCst), 1, "the message was delivered again while still being handled");
+}

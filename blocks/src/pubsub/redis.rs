@@ -255,6 +255,32 @@ impl Sub {
         }
     }
 
+    /// Runs the handler; while it runs, re-claims the entry to this consumer (resetting its idle
+    /// time) well before `processingTimeout`, so a slow delivery is never claimed and delivered
+    /// again in parallel.
+    async fn handle_keeping_claim(&self, entry: &StreamId) -> Outcome {
+        let handled = (self.handler)(message_of(&self.topic, entry));
+        tokio::pin!(handled);
+        let every = self.settings.processing_timeout / 3;
+        if every.is_zero() {
+            return handled.await;
+        }
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        loop {
+            tokio::select! {
+                outcome = &mut handled => return outcome,
+                _ = tick.tick() => {
+                    let mut conn = self.conn.clone();
+                    let mut cmd = redis::cmd("XCLAIM");
+                    cmd.arg(&self.topic).arg(&self.group).arg(&self.settings.consumer).arg(0).arg(&entry.id).arg("JUSTID");
+                    if let Err(e) = bounded(self.settings.timeout, cmd.query_async::<Value>(&mut conn)).await {
+                        tracing::debug!(id = %entry.id, error = %e, "extending the claim failed");
+                    }
+                }
+            }
+        }
+    }
+
     /// Hands one entry to the handler (bounded); returns false once stopped.
     async fn dispatch(self: Arc<Self>, entry: StreamId) -> bool {
         let Ok(permit) = self.limit.clone().acquire_owned().await else { return false };
@@ -262,7 +288,7 @@ impl Sub {
             return false; // unacknowledged: it stays pending for a later claim
         }
         tokio::spawn(async move {
-            let outcome = (self.handler)(message_of(&self.topic, &entry)).await;
+            let outcome = self.handle_keeping_claim(&entry).await;
             drop(permit);
             if matches!(outcome, Outcome::Success | Outcome::Drop) {
                 let mut conn = self.conn.clone();
