@@ -10,5 +10,5 @@ mod redis;
 pub use broker::{Handler, Message, Metadata, Outcome, PubSub, PubSubError, SubscribeRequest, Subscription};
 pub use cloudevent::{EnvelopeError, PublishContext, envelope, media_type};
 pub use memory::MemoryPubSub;
-pub use open::{PubSubComponent, open};
+pub use open::{PubSubComponent, consumer_id, open};
 pub use redis::{RedisPubSub, RedisStreamSettings};

@@ -57,7 +57,7 @@ pub(crate) async fn run(s: Settings, metrics: PrometheusHandle) -> anyhow::Resul
     let ctx = OpenContext { app_id: s.app_id.clone(), namespace: s.namespace.clone(), data_dir: s.data_dir.clone() };
     let stores: BTreeMap<String, StateComponent> = open_all(&s, "state.", async |c| state::open(c, &ctx).await).await?;
     let pubsubs: BTreeMap<String, PubSubComponent> =
-        open_all(&s, "pubsub.", async |c| pubsub::open(c, &s.app_id).await).await?;
+        open_all(&s, "pubsub.", async |c| pubsub::open(c, &s.app_id, &s.namespace).await).await?;
 
     let api_l = bind(s.listen.api, "--dapr-http-port").await?;
     let mesh_l = match bind(s.listen.mesh, "--mesh-port").await {

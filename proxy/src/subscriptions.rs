@@ -185,7 +185,8 @@ pub(crate) async fn start(
             tracing::warn!(pubsub = %spec.pubsub, topic = %spec.topic, "subscription refused: no such pubsub");
             continue;
         };
-        let req = SubscribeRequest { topic: spec.topic.clone(), group: me.app_id.clone(), concurrency: CONCURRENCY };
+        let req =
+            SubscribeRequest { topic: spec.topic.clone(), group: c.consumer_group.clone(), concurrency: CONCURRENCY };
         let handler = with_dead_letter(deliverer(app.clone(), me.clone(), spec.clone()), &spec, c);
         match c.broker.subscribe(req, handler).await {
             Ok(sub) => {

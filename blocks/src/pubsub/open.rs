@@ -20,19 +20,30 @@ pub struct PubSubComponent {
     pub version: String,
     /// The broker.
     pub broker: Arc<dyn PubSub>,
+    /// The consumer group subscriptions join: `consumerID` with `{namespace}` and `{appID}`
+    /// replaced, or the app id. Apps in one group compete for messages.
+    pub consumer_group: String,
+}
+
+/// `consumerID` with daprd's tokens replaced; the app id when not set.
+pub fn consumer_id(configured: Option<&str>, app_id: &str, namespace: &str) -> String {
+    match configured.map(str::trim).filter(|v| !v.is_empty()) {
+        Some(v) => v.replace("{appID}", app_id).replace("{namespace}", namespace),
+        None => app_id.to_owned(),
+    }
 }
 
 fn err(field: &str, message: impl Into<String>) -> Vec<ComponentError> {
     vec![ComponentError { field: field.into(), message: message.into() }]
 }
 
-/// Opens a pub/sub component for `app_id` (Redis uses it as the consumer name). Errors name the
-/// field.
-pub async fn open(c: &Component, app_id: &str) -> Result<PubSubComponent, Vec<ComponentError>> {
+/// Opens a pub/sub component for `app_id` in `namespace`. Errors name the field.
+pub async fn open(c: &Component, app_id: &str, namespace: &str) -> Result<PubSubComponent, Vec<ComponentError>> {
+    let md = literal_metadata(c)?;
+    let group = consumer_id(md.get("consumerid").map(String::as_str), app_id, namespace);
     let broker: Arc<dyn PubSub> = match c.spec.type_.as_str() {
         "pubsub.in-memory" => Arc::new(MemoryPubSub::new()),
         "pubsub.redis" => {
-            let md = literal_metadata(c)?;
             let redis = redis_settings(&md)?;
             let duration = |name: &str, key: &str, default: Duration| match md.get(key).filter(|v| !v.is_empty()) {
                 None => Ok(default),
@@ -52,7 +63,8 @@ pub async fn open(c: &Component, app_id: &str) -> Result<PubSubComponent, Vec<Co
             let client = client_for(&redis).map_err(|e| err("spec.metadata.redisHost", e.to_string()))?;
             let settings = RedisStreamSettings {
                 client,
-                consumer: md.get("consumerid").filter(|v| !v.is_empty()).cloned().unwrap_or_else(|| app_id.to_owned()),
+                // daprd uses the consumer id as both the group and the consumer name.
+                consumer: group.clone(),
                 processing_timeout: duration("processingTimeout", "processingtimeout", Duration::from_secs(60))?,
                 redeliver_interval: duration("redeliverInterval", "redeliverinterval", Duration::from_secs(15))?,
                 queue_depth: count("queueDepth", "queuedepth")?.map_or(100, |n| usize::try_from(n).unwrap_or(100)),
@@ -76,5 +88,19 @@ pub async fn open(c: &Component, app_id: &str) -> Result<PubSubComponent, Vec<Co
         type_: c.spec.type_.clone(),
         version: if c.spec.version.is_empty() { "v1".into() } else { c.spec.version.clone() },
         broker,
+        consumer_group: group,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn consumer_ids() {
+        assert_eq!(consumer_id(None, "orders", "prod"), "orders");
+        assert_eq!(consumer_id(Some(" "), "orders", "prod"), "orders");
+        assert_eq!(consumer_id(Some("{namespace}-{appID}-v2"), "orders", "prod"), "prod-orders-v2");
+        assert_eq!(consumer_id(Some("shared"), "orders", "prod"), "shared");
+    }
 }

@@ -97,3 +97,59 @@ async fn a_sidecar_killed_mid_delivery_loses_nothing() {
         .collect();
     assert!(bodies.iter().all(|b| b == "job-1"), "{bodies:?}");
 }
+
+#[tokio::test]
+async fn apps_sharing_a_consumer_id_compete_and_other_groups_get_everything() {
+    let redis = RedisServer::start();
+    let mesh = Mesh::new();
+    let component = |name: &str, consumer: &str| {
+        let dir = mesh.home().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let yaml = format!(
+            "kind: Component\nmetadata:\n  name: pubsub\nspec:\n  type: pubsub.redis\n  metadata:\n  - name: redisHost\n    value: {}\n  - name: consumerID\n    value: \"{consumer}\"\n",
+            redis.host()
+        );
+        std::fs::write(dir.join("pubsub.yaml"), yaml).unwrap();
+        dir.to_string_lossy().into_owned()
+    };
+    let shared = component("res-shared", "{namespace}-workers");
+    let own = component("res-own", "");
+    let subs = json!([{"pubsubname": "pubsub", "topic": "work", "route": "/events"}]);
+    let (w1, w2, auditor) = (
+        FakeApp::with_subscriptions("w1", subs.clone()).await,
+        FakeApp::with_subscriptions("w2", subs.clone()).await,
+        FakeApp::with_subscriptions("au", subs).await,
+    );
+    let mut s1 = mesh.sidecar("worker-a").app_port(w1.port).args(["--resources-path", &shared]).start().await;
+    let mut s2 = mesh.sidecar("worker-b").app_port(w2.port).args(["--resources-path", &shared]).start().await;
+    let mut s3 = mesh.sidecar("auditor").app_port(auditor.port).args(["--resources-path", &own]).start().await;
+    for s in [&mut s1, &mut s2, &mut s3] {
+        s.wait_ready().await;
+        subscribed(s, 1).await;
+    }
+    for i in 0..40 {
+        let r = send(
+            "POST",
+            &format!("{}/v1.0/publish/pubsub/work", s3.api_url()),
+            &[("content-type", "application/json")],
+            format!("{{\"n\":{i}}}"),
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status, 204);
+    }
+    let count = |app: &FakeApp| app.seen().iter().filter(|r| r.path == "/events").count();
+    wait_until(Duration::from_secs(20), "every message delivered", || async {
+        (count(&w1) + count(&w2) >= 40 && count(&auditor) >= 40).then_some(())
+    })
+    .await;
+    let mut ns: Vec<u64> = [&w1, &w2]
+        .iter()
+        .flat_map(|a| a.seen())
+        .filter(|r| r.path == "/events")
+        .map(|r| serde_json::from_slice::<Value>(&r.body).unwrap()["data"]["n"].as_u64().unwrap())
+        .collect();
+    ns.sort_unstable();
+    assert_eq!(ns, (0..40).collect::<Vec<_>>(), "the shared group got each message exactly once");
+    assert!(count(&w1) > 0 && count(&w2) > 0, "both members took work: {} and {}", count(&w1), count(&w2));
+}
