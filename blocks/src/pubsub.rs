@@ -6,9 +6,11 @@ pub mod cloudevent;
 mod memory;
 mod open;
 mod redis;
+mod scopes;
 
 pub use broker::{Handler, Message, Metadata, Outcome, PubSub, PubSubError, SubscribeRequest, Subscription};
 pub use cloudevent::{EnvelopeError, PublishContext, envelope, media_type};
 pub use memory::MemoryPubSub;
-pub use open::{PubSubComponent, consumer_id, open};
+pub use open::{ConsumerContext, PubSubComponent, consumer_id, open};
 pub use redis::{RedisPubSub, RedisStreamSettings};
+pub use scopes::TopicScopes;

@@ -185,8 +185,15 @@ pub(crate) async fn start(
             tracing::warn!(pubsub = %spec.pubsub, topic = %spec.topic, "subscription refused: no such pubsub");
             continue;
         };
-        let req =
-            SubscribeRequest { topic: spec.topic.clone(), group: c.consumer_group.clone(), concurrency: CONCURRENCY };
+        if !c.scopes.may_subscribe(&spec.topic) {
+            tracing::warn!(
+                pubsub = %spec.pubsub, topic = %spec.topic,
+                "subscription to topic '{}' on pubsub '{}' is not allowed", spec.topic, spec.pubsub
+            );
+            continue;
+        }
+        let topic = c.broker_topic(&spec.topic);
+        let req = SubscribeRequest { topic, group: c.consumer_group.clone(), concurrency: CONCURRENCY };
         let handler = with_dead_letter(deliverer(app.clone(), me.clone(), spec.clone()), &spec, c);
         match c.broker.subscribe(req, handler).await {
             Ok(sub) => {
@@ -207,7 +214,12 @@ fn with_dead_letter(deliver: Handler, spec: &Spec, c: &PubSubComponent) -> Handl
     if spec.dead_letter.is_empty() {
         return deliver;
     }
-    let (dead, broker) = (spec.dead_letter.clone(), c.broker.clone());
+    if !c.scopes.may_publish(&spec.dead_letter) {
+        // The letter could never be written; failing messages stay with the broker instead.
+        tracing::warn!(pubsub = %spec.pubsub, dead_letter_topic = %spec.dead_letter, "publishing to the dead-letter topic is not allowed by the component's scopes; it is ignored");
+        return deliver;
+    }
+    let (dead, broker) = (c.broker_topic(&spec.dead_letter), c.broker.clone());
     Arc::new(move |msg: Message| {
         let (deliver, dead, broker) = (deliver.clone(), dead.clone(), broker.clone());
         Box::pin(async move {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::redis::millis_or_duration;
-use super::{MemoryPubSub, PubSub, RedisPubSub, RedisStreamSettings};
+use super::{MemoryPubSub, PubSub, RedisPubSub, RedisStreamSettings, TopicScopes};
 use crate::state::{client_for, literal_metadata, redis_settings};
 use crate::{Component, ComponentError};
 
@@ -20,17 +20,50 @@ pub struct PubSubComponent {
     pub version: String,
     /// The broker.
     pub broker: Arc<dyn PubSub>,
-    /// The consumer group subscriptions join: `consumerID` with `{namespace}` and `{appID}`
-    /// replaced, or the app id. Apps in one group compete for messages.
+    /// The consumer group subscriptions join: `consumerID` with its tokens replaced, or the app
+    /// id. Apps in one group compete for messages.
     pub consumer_group: String,
+    /// Prepended to every topic on the broker: the namespace when a metadata value uses
+    /// `{namespace}`, so namespaces sharing a broker do not see each other's messages.
+    pub topic_prefix: String,
+    /// Which topics this app may publish to and subscribe to.
+    pub scopes: TopicScopes,
 }
 
-/// `consumerID` with daprd's tokens replaced; the app id when not set.
-pub fn consumer_id(configured: Option<&str>, app_id: &str, namespace: &str) -> String {
-    match configured.map(str::trim).filter(|v| !v.is_empty()) {
-        Some(v) => v.replace("{appID}", app_id).replace("{namespace}", namespace),
-        None => app_id.to_owned(),
+impl PubSubComponent {
+    /// The broker's name for the app's `topic`.
+    pub fn broker_topic(&self, topic: &str) -> String {
+        format!("{}{topic}", self.topic_prefix)
     }
+}
+
+/// Who is opening a component, for `consumerID`'s tokens.
+#[derive(Clone, Copy, Debug)]
+pub struct ConsumerContext<'a> {
+    /// The app id, for `{appID}` (and the default).
+    pub app_id: &'a str,
+    /// The namespace: `{namespace}` becomes `<namespace>.<app id>`.
+    pub namespace: &'a str,
+    /// The pod name (env `POD_NAME`), for `{podName}`.
+    pub pod_name: Option<&'a str>,
+}
+
+/// `consumerID` with its tokens replaced (`{appID}`, `{namespace}`, `{uuid}`, `{podName}`); the
+/// app id when not set. Fails only for `{podName}` with no pod name.
+pub fn consumer_id(configured: Option<&str>, cx: ConsumerContext<'_>) -> Result<String, String> {
+    let Some(v) = configured.map(str::trim).filter(|v| !v.is_empty()) else {
+        return Ok(cx.app_id.to_owned());
+    };
+    let mut v =
+        v.replacen("{appID}", cx.app_id, 1).replacen("{namespace}", &format!("{}.{}", cx.namespace, cx.app_id), 1);
+    if v.contains("{uuid}") {
+        v = v.replacen("{uuid}", &uuid::Uuid::new_v4().to_string(), 1);
+    }
+    if v.contains("{podName}") {
+        let pod = cx.pod_name.filter(|p| !p.is_empty()).ok_or("{podName} needs the POD_NAME environment variable")?;
+        v = v.replacen("{podName}", pod, 1);
+    }
+    Ok(v)
 }
 
 fn err(field: &str, message: impl Into<String>) -> Vec<ComponentError> {
@@ -40,7 +73,13 @@ fn err(field: &str, message: impl Into<String>) -> Vec<ComponentError> {
 /// Opens a pub/sub component for `app_id` in `namespace`. Errors name the field.
 pub async fn open(c: &Component, app_id: &str, namespace: &str) -> Result<PubSubComponent, Vec<ComponentError>> {
     let md = literal_metadata(c)?;
-    let group = consumer_id(md.get("consumerid").map(String::as_str), app_id, namespace);
+    let pod_name = std::env::var("POD_NAME").ok();
+    let cx = ConsumerContext { app_id, namespace, pod_name: pod_name.as_deref() };
+    let group = consumer_id(md.get("consumerid").map(String::as_str), cx)
+        .map_err(|e| err("spec.metadata.consumerID", format!("{:?}: {e}", md["consumerid"])))?;
+    let topic_prefix =
+        if md.values().any(|v| v.contains("{namespace}")) { namespace.to_owned() } else { String::new() };
+    let scopes = TopicScopes::from_metadata(&md, app_id);
     let broker: Arc<dyn PubSub> = match c.spec.type_.as_str() {
         "pubsub.in-memory" => Arc::new(MemoryPubSub::new()),
         "pubsub.redis" => {
@@ -89,6 +128,8 @@ pub async fn open(c: &Component, app_id: &str, namespace: &str) -> Result<PubSub
         version: if c.spec.version.is_empty() { "v1".into() } else { c.spec.version.clone() },
         broker,
         consumer_group: group,
+        topic_prefix,
+        scopes,
     })
 }
 
@@ -98,9 +139,16 @@ mod tests {
 
     #[test]
     fn consumer_ids() {
-        assert_eq!(consumer_id(None, "orders", "prod"), "orders");
-        assert_eq!(consumer_id(Some(" "), "orders", "prod"), "orders");
-        assert_eq!(consumer_id(Some("{namespace}-{appID}-v2"), "orders", "prod"), "prod-orders-v2");
-        assert_eq!(consumer_id(Some("shared"), "orders", "prod"), "shared");
+        let cx = ConsumerContext { app_id: "orders", namespace: "prod", pod_name: None };
+        assert_eq!(consumer_id(None, cx).unwrap(), "orders");
+        assert_eq!(consumer_id(Some(" "), cx).unwrap(), "orders");
+        assert_eq!(consumer_id(Some("{namespace}"), cx).unwrap(), "prod.orders");
+        assert_eq!(consumer_id(Some("{appID}-v2"), cx).unwrap(), "orders-v2");
+        assert_eq!(consumer_id(Some("shared"), cx).unwrap(), "shared");
+        let a = consumer_id(Some("{uuid}"), cx).unwrap();
+        assert!(uuid::Uuid::parse_str(&a).is_ok() && a != consumer_id(Some("{uuid}"), cx).unwrap());
+        assert!(consumer_id(Some("{podName}"), cx).unwrap_err().contains("POD_NAME"));
+        let pod = ConsumerContext { pod_name: Some("orders-7f9"), ..cx };
+        assert_eq!(consumer_id(Some("{podName}"), pod).unwrap(), "orders-7f9");
     }
 }

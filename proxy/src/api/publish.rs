@@ -44,6 +44,13 @@ pub(super) async fn publish(
     if topic.is_empty() {
         return Err(err(StatusCode::NOT_FOUND, "ERR_TOPIC_NAME_EMPTY", format!("topic is empty in pubsub {name}")));
     }
+    if !c.scopes.may_publish(topic) {
+        return Err(err(
+            StatusCode::FORBIDDEN,
+            "ERR_PUBSUB_FORBIDDEN",
+            format!("topic {topic} is not allowed for app id {}", s.app_id),
+        ));
+    }
     let metadata = query_metadata(req.uri().query());
     let raw = match metadata.get("rawPayload") {
         None => false,
@@ -84,7 +91,7 @@ pub(super) async fn publish(
             .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, "ERR_PUBSUB_CLOUD_EVENTS_SER", e.to_string()))?;
         bytes::Bytes::from(ce.to_string())
     };
-    c.broker.publish(Message { topic: topic.to_owned(), data, metadata }).await.map_err(|e| {
+    c.broker.publish(Message { topic: c.broker_topic(topic), data, metadata }).await.map_err(|e| {
         err(
             StatusCode::INTERNAL_SERVER_ERROR,
             "ERR_PUBSUB_PUBLISH_MESSAGE",

@@ -209,3 +209,52 @@ kind: Component\nmetadata: {name: pubsub}\nspec: {type: pubsub.in-memory}\n";
     assert_eq!(bad.wait_exit(Duration::from_secs(30)).await, Some(2));
     assert!(bad.log().contains("subs.yaml: spec.routes.rules"), "{}", bad.log());
 }
+
+#[tokio::test]
+async fn component_scopes_limit_topics_per_app() {
+    use outrider_testkit::{FakeApp, wait_until};
+    use serde_json::json;
+    use std::time::Duration;
+
+    let mesh = Mesh::new();
+    let dir = mesh.home().join("res");
+    std::fs::create_dir_all(&dir).unwrap();
+    let component = concat!(
+        "kind: Component\nmetadata: {name: pubsub}\nspec:\n  type: pubsub.in-memory\n  metadata:\n",
+        "  - {name: allowedTopics, value: 'public, audit, private'}\n",
+        "  - {name: PublishingScopes, value: 'scoped-app=public,private;other-app=audit'}\n",
+        "  - {name: subscriptionScopes, value: 'scoped-app=public, audit'}\n",
+    );
+    std::fs::write(dir.join("pubsub.yaml"), component).unwrap();
+    let route = |topic: &str| json!({"pubsubname": "pubsub", "topic": topic, "route": format!("/{topic}")});
+    let app = FakeApp::with_subscriptions("sc", json!(["public", "audit", "private", "elsewhere"].map(route))).await;
+    let mut s =
+        mesh.sidecar("scoped-app").app_port(app.port).args(["--resources-path", dir.to_str().unwrap()]).start().await;
+    s.wait_ready().await;
+    let meta_url = format!("{}/v1.0/metadata", s.api_url());
+    let mut topics: Vec<String> = wait_until(Duration::from_secs(10), "subscriptions", || async {
+        let m = send("GET", &meta_url, &[], "").await.ok()?.json();
+        let subs = m["subscriptions"].as_array()?.clone();
+        (!subs.is_empty()).then(|| subs.iter().map(|s| s["topic"].as_str().unwrap().to_owned()).collect())
+    })
+    .await;
+    topics.sort();
+    assert_eq!(topics, ["audit", "public"], "only topics in the app's subscription scope are subscribed");
+
+    let api = s.api_url();
+    for denied in ["audit", "elsewhere"] {
+        let url = format!("{api}/v1.0/publish/pubsub/{denied}");
+        let r = send("POST", &url, &[("content-type", "text/plain")], "no").await.unwrap();
+        assert_eq!(r.status, 403, "{denied}");
+        assert_eq!(r.json()["errorCode"], "ERR_PUBSUB_FORBIDDEN");
+        assert_eq!(r.json()["message"], format!("topic {denied} is not allowed for app id scoped-app"));
+    }
+    assert_eq!(publish(&api, "private", "text/plain", "p").await, 204, "publishing needs no subscription");
+    assert_eq!(publish(&api, "public", "text/plain", "hello").await, 204);
+    wait_until(Duration::from_secs(10), "the allowed delivery", || async {
+        app.seen().iter().any(|r| r.path == "/public").then_some(())
+    })
+    .await;
+    let paths: Vec<String> = app.seen().iter().map(|r| r.path.clone()).filter(|p| p != "/dapr/subscribe").collect();
+    assert_eq!(paths, ["/public"], "the refused publish to audit wrote nothing");
+}

@@ -112,7 +112,7 @@ async fn apps_sharing_a_consumer_id_compete_and_other_groups_get_everything() {
         std::fs::write(dir.join("pubsub.yaml"), yaml).unwrap();
         dir.to_string_lossy().into_owned()
     };
-    let shared = component("res-shared", "{namespace}-workers");
+    let shared = component("res-shared", "workers");
     let own = component("res-own", "");
     let subs = json!([{"pubsubname": "pubsub", "topic": "work", "route": "/events"}]);
     let (w1, w2, auditor) = (
@@ -152,4 +152,48 @@ async fn apps_sharing_a_consumer_id_compete_and_other_groups_get_everything() {
     ns.sort_unstable();
     assert_eq!(ns, (0..40).collect::<Vec<_>>(), "the shared group got each message exactly once");
     assert!(count(&w1) > 0 && count(&w2) > 0, "both members took work: {} and {}", count(&w1), count(&w2));
+}
+
+#[tokio::test]
+async fn a_namespace_token_keeps_namespaces_apart_on_one_broker() {
+    let redis = RedisServer::start();
+    let mesh = Mesh::new();
+    let dir = mesh.home().join("res");
+    std::fs::create_dir_all(&dir).unwrap();
+    let yaml = format!(
+        "kind: Component\nmetadata:\n  name: pubsub\nspec:\n  type: pubsub.redis\n  metadata:\n  - name: redisHost\n    value: {}\n  - name: consumerID\n    value: \"{{namespace}}\"\n",
+        redis.host()
+    );
+    std::fs::write(dir.join("pubsub.yaml"), yaml).unwrap();
+    let res = dir.to_string_lossy().into_owned();
+    let subs = json!([{"pubsubname": "pubsub", "topic": "orders", "route": "/events"}]);
+    let (blue_app, green_app) =
+        (FakeApp::with_subscriptions("b", subs.clone()).await, FakeApp::with_subscriptions("g", subs).await);
+    let sidecar = |ns: &'static str, port: u16| {
+        mesh.sidecar("orders").app_port(port).args(["--resources-path", &res, "--namespace", ns]).start()
+    };
+    let (mut blue, mut green) = (sidecar("blue", blue_app.port).await, sidecar("green", green_app.port).await);
+    for s in [&mut blue, &mut green] {
+        s.wait_ready().await;
+        subscribed(s, 1).await;
+    }
+    let events = |app: &FakeApp| -> Vec<String> {
+        app.seen()
+            .iter()
+            .filter(|r| r.path == "/events")
+            .map(|r| serde_json::from_slice::<Value>(&r.body).unwrap()["data"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    for (s, app, body) in [(&blue, &blue_app, "blue-1"), (&green, &green_app, "green-1")] {
+        let url = format!("{}/v1.0/publish/pubsub/orders", s.api_url());
+        assert_eq!(send("POST", &url, &[("content-type", "text/plain")], body).await.unwrap().status, 204);
+        wait_until(Duration::from_secs(10), body, || async { (!events(app).is_empty()).then_some(()) }).await;
+    }
+    // green subscribed before blue published: had it shared blue's stream it would have had blue-1 first.
+    assert_eq!(events(&blue_app), ["blue-1"]);
+    assert_eq!(events(&green_app), ["green-1"]);
+    let out = std::process::Command::new("redis-cli").args(["-p", &redis.port.to_string(), "KEYS", "*orders"]).output();
+    let mut keys: Vec<String> = String::from_utf8(out.unwrap().stdout).unwrap().lines().map(str::to_owned).collect();
+    keys.sort();
+    assert_eq!(keys, ["blueorders", "greenorders"], "the broker topic carries the namespace");
 }
