@@ -80,6 +80,8 @@ pub(crate) struct ApiState {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Route {
     Publish,
+    PublishBulk,
+    PublishBulkV1,
     PublishNoTopic,
     StateSave,
     StateKey,
@@ -97,6 +99,8 @@ impl Route {
     fn label(self) -> &'static str {
         match self {
             Route::Publish => "/v1.0/publish/{pubsub}/{*topic}",
+            Route::PublishBulk => "/v1.0-alpha1/publish/bulk/{pubsub}/{*topic}",
+            Route::PublishBulkV1 => "/v1.0/publish/bulk/{pubsub}/{*topic}",
             Route::PublishNoTopic => "/v1.0/publish/{pubsub}",
             Route::StateSave => "/v1.0/state/{store}",
             Route::StateKey => "/v1.0/state/{store}/{key}",
@@ -136,6 +140,8 @@ impl ApiService {
         let mut router = matchit::Router::new();
         for r in [
             Route::Publish,
+            Route::PublishBulk,
+            Route::PublishBulkV1,
             Route::PublishNoTopic,
             Route::StateSave,
             Route::StateKey,
@@ -210,6 +216,8 @@ impl ApiService {
         let write = method == Method::POST || method == Method::PUT;
         let verb_ok = match route {
             Route::Publish
+            | Route::PublishBulk
+            | Route::PublishBulkV1
             | Route::PublishNoTopic
             | Route::StateSave
             | Route::StateBulk
@@ -227,6 +235,7 @@ impl ApiService {
         let s = &self.state;
         match route {
             Route::Publish | Route::PublishNoTopic => publish::publish(s, &p.store, &p.key, req).await,
+            Route::PublishBulk | Route::PublishBulkV1 => publish::publish_bulk(s, &p.store, &p.key, req).await,
             Route::StateSave => state::save(s, &p.store, req).await,
             Route::StateKey if req.method() == Method::DELETE => state::delete(s, &p.store, &p.key, &req).await,
             Route::StateKey => state::get(s, &p.store, &p.key, req.uri().query()).await,

@@ -1,17 +1,23 @@
 //! `POST|PUT /v1.0/publish/{pubsub}/{topic…}`: wraps the body in a CloudEvent (unless
-//! `metadata.rawPayload` is true) and hands it to the broker (api.md §4.1, §4.2).
+//! `metadata.rawPayload` is true) and hands it to the broker (api.md §4.1, §4.2); and its bulk
+//! form (§4.3).
 
+use base64::Engine as _;
+use bytes::Bytes;
 use http::{Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use outrider_blocks::pubsub::{Message, PublishContext, envelope};
+use outrider_blocks::pubsub::{
+    EnvelopeError, Message, Metadata, PubSubComponent, PublishContext, envelope, media_type,
+};
 use outrider_filters::trace::TraceContext;
+use serde_json::{Value, json};
 
 use super::ApiState;
 use super::meta::no_content;
 use super::state::query_metadata;
 use crate::errors::ApiError;
-use crate::http::Body;
+use crate::http::{Body, full};
 
 fn err(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
     ApiError::new(status, code, message)
@@ -26,12 +32,8 @@ fn parse_bool(v: &str) -> Option<bool> {
     }
 }
 
-pub(super) async fn publish(
-    s: &ApiState,
-    name: &str,
-    topic: &str,
-    req: Request<Incoming>,
-) -> Result<Response<Body>, ApiError> {
+/// The pub/sub and topic of a publish path, checked in daprd's order.
+fn target<'a>(s: &'a ApiState, name: &str, topic: &str) -> Result<&'a PubSubComponent, ApiError> {
     if name.is_empty() {
         return Err(err(StatusCode::NOT_FOUND, "ERR_PUBSUB_EMPTY", "pubsub name is empty"));
     }
@@ -51,20 +53,24 @@ pub(super) async fn publish(
             format!("topic {topic} is not allowed for app id {}", s.app_id),
         ));
     }
-    let metadata = query_metadata(req.uri().query());
-    let raw = match metadata.get("rawPayload") {
-        None => false,
+    Ok(c)
+}
+
+/// `metadata.rawPayload`: whether the body goes to the broker without an envelope.
+fn raw_payload(metadata: &Metadata) -> Result<bool, ApiError> {
+    match metadata.get("rawPayload") {
+        None => Ok(false),
         Some(v) => parse_bool(v).ok_or_else(|| {
             err(
                 StatusCode::BAD_REQUEST,
                 "ERR_PUBSUB_REQUEST_METADATA",
                 format!("failed deserializing metadata: rawPayload {v:?} is not a boolean"),
             )
-        })?,
-    };
-    let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let trace = req.extensions().get::<TraceContext>().copied();
-    let tracestate = req.headers().get("tracestate").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+        }),
+    }
+}
+
+async fn read_body(s: &ApiState, req: Request<Incoming>) -> Result<Bytes, ApiError> {
     let limit = usize::try_from(s.max_body_size).unwrap_or(usize::MAX);
     let body = Limited::new(req.into_body(), limit).collect().await.map_err(|e| {
         if e.is::<http_body_util::LengthLimitError>() {
@@ -73,24 +79,69 @@ pub(super) async fn publish(
             err(StatusCode::BAD_REQUEST, "ERR_BODY_READ", format!("failed reading the body: {e}"))
         }
     })?;
-    let body = body.to_bytes();
-    let data = if raw {
-        body
-    } else {
-        let traceparent = trace.map(|t| t.to_string()).unwrap_or_default();
+    Ok(body.to_bytes())
+}
+
+/// What the publisher's request carries besides the body, for the envelope.
+struct Origin {
+    traceparent: String,
+    tracestate: String,
+}
+
+impl Origin {
+    fn of(req: &Request<Incoming>) -> Self {
+        let trace = req.extensions().get::<TraceContext>().copied();
+        Self {
+            traceparent: trace.map(|t| t.to_string()).unwrap_or_default(),
+            tracestate: req.headers().get("tracestate").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned(),
+        }
+    }
+
+    /// The broker's bytes for one event: the body itself when raw, else its CloudEvent.
+    fn wrap(
+        &self,
+        s: &ApiState,
+        (name, topic): (&str, &str),
+        content_type: Option<&str>,
+        body: Bytes,
+        metadata: &Metadata,
+        raw: bool,
+    ) -> Result<Bytes, EnvelopeError> {
+        if raw {
+            return Ok(body);
+        }
         let ctx = PublishContext {
             app_id: &s.app_id,
             pubsub: name,
             topic,
-            traceparent: &traceparent,
-            tracestate: &tracestate,
+            traceparent: &self.traceparent,
+            tracestate: &self.tracestate,
             now: std::time::SystemTime::now(),
             id: uuid::Uuid::new_v4().to_string(),
         };
-        let ce = envelope(&ctx, content_type.as_deref(), &body, &metadata)
-            .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, "ERR_PUBSUB_CLOUD_EVENTS_SER", e.to_string()))?;
-        bytes::Bytes::from(ce.to_string())
-    };
+        Ok(Bytes::from(envelope(&ctx, content_type, &body, metadata)?.to_string()))
+    }
+}
+
+fn envelope_failed(e: &EnvelopeError) -> ApiError {
+    err(StatusCode::INTERNAL_SERVER_ERROR, "ERR_PUBSUB_CLOUD_EVENTS_SER", e.to_string())
+}
+
+pub(super) async fn publish(
+    s: &ApiState,
+    name: &str,
+    topic: &str,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let c = target(s, name, topic)?;
+    let metadata = query_metadata(req.uri().query());
+    let raw = raw_payload(&metadata)?;
+    let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let origin = Origin::of(&req);
+    let body = read_body(s, req).await?;
+    let data = origin
+        .wrap(s, (name, topic), content_type.as_deref(), body, &metadata, raw)
+        .map_err(|e| envelope_failed(&e))?;
     c.broker.publish(Message { topic: c.broker_topic(topic), data, metadata }).await.map_err(|e| {
         err(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -99,4 +150,91 @@ pub(super) async fn publish(
         )
     })?;
     Ok(no_content())
+}
+
+/// `POST|PUT /v1.0-alpha1/publish/bulk/{pubsub}/{topic…}`: a JSON array of
+/// `{entryId, event, contentType, metadata}`. Every entry is checked before any is published;
+/// then each is published on its own, and the ones that failed are listed in a 500.
+pub(super) async fn publish_bulk(
+    s: &ApiState,
+    name: &str,
+    topic: &str,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let c = target(s, name, topic)?;
+    let metadata = query_metadata(req.uri().query());
+    let origin = Origin::of(&req);
+    let body = read_body(s, req).await?;
+    let entries: Vec<serde_json::Map<String, Value>> = serde_json::from_slice(&body)
+        .map_err(|e| events_ser(format!("error when unmarshaling the request for topic {topic} pubsub {name}: {e}")))?;
+    let mut seen = std::collections::BTreeSet::new();
+    let mut messages = Vec::with_capacity(entries.len());
+    for entry in &entries {
+        let e = BulkEntry::read(entry, &metadata)?;
+        if e.id.is_empty() || !seen.insert(e.id.clone()) {
+            return Err(events_ser("error: entryId is duplicated or not present for entry"));
+        }
+        let raw = raw_payload(&e.metadata)?;
+        let data = origin
+            .wrap(s, (name, topic), Some(&e.content_type), e.data, &e.metadata, raw)
+            .map_err(|err| envelope_failed(&err))?;
+        messages.push((e.id, Message { topic: c.broker_topic(topic), data, metadata: e.metadata }));
+    }
+    let mut failed = Vec::new();
+    for (id, msg) in messages {
+        if let Err(e) = c.broker.publish(msg).await {
+            // Both spellings: daprd writes `entryId`, the JavaScript SDK looks up `entryID`.
+            failed.push(json!({"entryId": id, "entryID": id, "error": e.to_string()}));
+        }
+    }
+    if failed.is_empty() {
+        return Ok(no_content());
+    }
+    let body = json!({"failedEntries": failed, "errorCode": "ERR_PUBSUB_PUBLISH_MESSAGE"});
+    let mut rsp = Response::new(full(body.to_string()));
+    *rsp.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+    rsp.headers_mut().insert(header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    Ok(rsp)
+}
+
+fn events_ser(message: impl Into<String>) -> ApiError {
+    err(StatusCode::BAD_REQUEST, "ERR_PUBSUB_EVENTS_SER", message)
+}
+
+/// One bulk entry, read the way Go's JSON decoder reads it (field names in any case).
+struct BulkEntry {
+    id: String,
+    content_type: String,
+    data: Bytes,
+    metadata: Metadata,
+}
+
+impl BulkEntry {
+    fn read(entry: &serde_json::Map<String, Value>, request: &Metadata) -> Result<Self, ApiError> {
+        let field = |name: &str| entry.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v);
+        let text = |name: &str| field(name).and_then(Value::as_str).unwrap_or_default().to_owned();
+        let id = text("entryId");
+        let content_type = text("contentType");
+        let event = field("event").unwrap_or(&Value::Null);
+        let mismatch =
+            || events_ser(format!("error: mismatch between contentType {content_type:?} and event for entry {id}"));
+        let media = media_type(&content_type);
+        let data = if media.starts_with("text/") || media.ends_with("/xml") || media.ends_with("+xml") {
+            Bytes::from(event.as_str().ok_or_else(mismatch)?.to_owned())
+        } else if media == "application/json" || media.ends_with("+json") {
+            Bytes::from(event.to_string())
+        } else if media == "application/octet-stream" {
+            let b64 = event.as_str().ok_or_else(mismatch)?;
+            Bytes::from(base64::engine::general_purpose::STANDARD.decode(b64).map_err(|_| mismatch())?)
+        } else {
+            return Err(events_ser(format!("error: unsupported contentType {content_type:?} for entry {id}")));
+        };
+        let mut metadata = request.clone();
+        if let Some(Value::Object(m)) = field("metadata") {
+            for (k, v) in m {
+                metadata.insert(k.clone(), v.as_str().map_or_else(|| v.to_string(), str::to_owned));
+            }
+        }
+        Ok(Self { id, content_type, data, metadata })
+    }
 }

@@ -258,3 +258,84 @@ async fn component_scopes_limit_topics_per_app() {
     let paths: Vec<String> = app.seen().iter().map(|r| r.path.clone()).filter(|p| p != "/dapr/subscribe").collect();
     assert_eq!(paths, ["/public"], "the refused publish to audit wrote nothing");
 }
+
+#[tokio::test]
+async fn bulk_publish_checks_every_entry_then_publishes_them_all() {
+    use outrider_testkit::{FakeApp, wait_until};
+    use serde_json::{Value, json};
+    use std::time::Duration;
+
+    let app =
+        FakeApp::with_subscriptions("bk", json!([{"pubsubname": "pubsub", "topic": "batch", "route": "/batch"}])).await;
+    let mesh = Mesh::new();
+    let mut s = mesh.sidecar("bulk-app").app_port(app.port).start().await;
+    s.wait_ready().await;
+    let meta_url = format!("{}/v1.0/metadata", s.api_url());
+    wait_until(Duration::from_secs(10), "subscribed", || async {
+        let m = send("GET", &meta_url, &[], "").await.ok()?.json();
+        (m["subscriptions"].as_array()?.len() == 1).then_some(())
+    })
+    .await;
+    let bulk = |prefix: &str, body: Value| {
+        let url = format!("{}/{prefix}/publish/bulk/pubsub/batch", s.api_url());
+        async move { send("POST", &url, &[("content-type", "application/json")], body.to_string()).await.unwrap() }
+    };
+
+    // Refused batches publish nothing, not even their valid entries.
+    let good = json!({"entryId": "ok", "event": "fine", "contentType": "text/plain"});
+    for (why, body) in [
+        ("not an array", json!({"entryId": "1"})),
+        ("duplicate id", json!([good, good])),
+        ("missing id", json!([good, {"event": "x", "contentType": "text/plain"}])),
+        ("no content type", json!([good, {"entryId": "2", "event": "x"}])),
+        ("text that is not a string", json!([good, {"entryId": "2", "event": {"a": 1}, "contentType": "text/plain"}])),
+        ("bad base64", json!([good, {"entryId": "2", "event": "%%%", "contentType": "application/octet-stream"}])),
+    ] {
+        let r = bulk("v1.0-alpha1", body).await;
+        assert_eq!(r.status, 400, "{why}: {}", r.text());
+        assert_eq!(r.json()["errorCode"], "ERR_PUBSUB_EVENTS_SER", "{why}");
+    }
+    let url = format!("{}/v1.0-alpha1/publish/bulk/pubsub/batch?metadata.rawPayload=maybe", s.api_url());
+    let r = send("POST", &url, &[], json!([good]).to_string()).await.unwrap();
+    assert_eq!((r.status, r.json()["errorCode"].clone()), (400, json!("ERR_PUBSUB_REQUEST_METADATA")));
+
+    // A good batch: field names in any case (the JavaScript SDK sends `entryID`), each entry
+    // wrapped by its own content type; the /v1.0 path works too.
+    let r = bulk(
+        "v1.0-alpha1",
+        json!([
+            {"entryID": "j", "event": {"n": 1}, "contentType": "application/json", "metadata": {"k": "v"}},
+            {"entryId": "t", "event": "two", "contentType": "text/plain"},
+            {"entryId": "b", "event": "dGhyZWU=", "contentType": "application/octet-stream"},
+        ]),
+    )
+    .await;
+    assert_eq!(r.status, 204, "{}", r.text());
+    let r = bulk(
+        "v1.0",
+        json!([{"entryId": "c", "event": {"specversion": "1.0", "id": "ce-4", "source": "s", "type": "t", "data": 4}, "contentType": "application/cloudevents+json"}]),
+    )
+    .await;
+    assert_eq!(r.status, 204, "{}", r.text());
+    let events: Vec<Value> = wait_until(Duration::from_secs(10), "four deliveries", || async {
+        let got: Vec<Value> = app
+            .seen()
+            .iter()
+            .filter(|r| r.path == "/batch")
+            .map(|r| serde_json::from_slice(&r.body).unwrap())
+            .collect();
+        (got.len() >= 4).then_some(got)
+    })
+    .await;
+    assert_eq!(events.len(), 4, "only the good batches were published: {events:?}");
+    let find =
+        |f: &dyn Fn(&Value) -> bool| events.iter().find(|e| f(e)).cloned().unwrap_or_else(|| panic!("{events:?}"));
+    assert_eq!(find(&|e| e["data"] == json!({"n": 1}))["datacontenttype"], "application/json");
+    assert_eq!(find(&|e| e["data"] == "two")["datacontenttype"], "text/plain");
+    assert_eq!(find(&|e| e.get("data_base64").is_some())["data_base64"], "dGhyZWU=");
+    let ce = find(&|e| e["id"] == "ce-4");
+    assert_eq!(
+        (ce["data"].clone(), ce["topic"].clone(), ce["pubsubname"].clone()),
+        (json!(4), json!("batch"), json!("pubsub"))
+    );
+}

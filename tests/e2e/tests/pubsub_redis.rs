@@ -197,3 +197,25 @@ async fn a_namespace_token_keeps_namespaces_apart_on_one_broker() {
     keys.sort();
     assert_eq!(keys, ["blueorders", "greenorders"], "the broker topic carries the namespace");
 }
+
+#[tokio::test]
+async fn a_bulk_publish_the_broker_refuses_lists_every_failed_entry() {
+    // Out of memory with no eviction: Redis refuses every XADD, while reads still work.
+    let redis = RedisServer::start_with(&["--save", "", "--maxmemory", "1", "--maxmemory-policy", "noeviction"]);
+    let mesh = Mesh::new();
+    let res = resources(&mesh, &redis);
+    let s = mesh.sidecar("bulk-oom").args(["--resources-path", &res]).start().await;
+    let url = format!("{}/v1.0-alpha1/publish/bulk/pubsub/orders", s.api_url());
+    let body = json!([
+        {"entryId": "a", "event": {"n": 1}, "contentType": "application/json"},
+        {"entryId": "b", "event": "two", "contentType": "text/plain"},
+    ]);
+    let r = send("POST", &url, &[("content-type", "application/json")], body.to_string()).await.unwrap();
+    assert_eq!(r.status, 500, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["errorCode"], "ERR_PUBSUB_PUBLISH_MESSAGE");
+    let failed = v["failedEntries"].as_array().unwrap();
+    let ids: Vec<&str> = failed.iter().map(|f| f["entryId"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["a", "b"]);
+    assert!(failed.iter().all(|f| f["error"].as_str().unwrap().contains("OOM")), "{failed:?}");
+}

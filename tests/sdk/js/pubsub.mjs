@@ -86,6 +86,8 @@ const cases = {
   drop: { data: { kind: "drop", nonce }, reply: () => S.DROP },
   // RETRY for the first delivery of a message, SUCCESS for every later one.
   retry: { data: { kind: "retry", nonce }, reply: (n) => (n === 1 ? S.RETRY : S.SUCCESS) },
+  // Published with publishBulk: every entry is delivered on its own.
+  bulk: { data: [{ kind: "bulk", n: 1, nonce }, `bulk two ${nonce}`] },
 };
 
 const server = new DaprServer({
@@ -293,7 +295,37 @@ if (!subscribed) {
   });
 }
 
-// 7. Unknown pub/sub: api.md §1.4/§16.4 -> 404 ERR_PUBSUB_NOT_FOUND; publish() resolves {error}.
+// 7. Bulk publish: POST /v1.0-alpha1/publish/bulk/<ps>/<topic> with one entry per message
+//    ({entryID, event, contentType, metadata}); the SDK resolves {failedMessages: [...]}.
+if (subscribed) {
+  const sent = await suite.check("publishBulk of an object and a string resolves {failedMessages: []}", async () => {
+    const res = await client.pubsub.publishBulk(PUBSUB, topicOf("bulk"), cases.bulk.data);
+    expectEq("publishBulk result", res, { failedMessages: [] });
+  });
+  await suite.check(
+    "each bulk entry reaches the handler as its own message",
+    async () => {
+      expect(sent, "the bulk publish above failed");
+      const seen = deliveries("bulk");
+      await waitUntil(
+        () => seen.length >= 2,
+        DELIVERY_WAIT_MS,
+        () => `${seen.length} bulk deliveries within ${DELIVERY_WAIT_MS} ms, expected 2`,
+      );
+      const byKind = (d) => (typeof d === "string" ? 1 : 0);
+      const got = seen.map((d) => d.data).sort((a, b) => byKind(a) - byKind(b));
+      expectEq("bulk data", got, cases.bulk.data);
+    },
+    { timeoutMs: DELIVERY_WAIT_MS + 5_000 },
+  );
+}
+await suite.check(`publishBulk to ${MISSING} reports every message as failed`, async () => {
+  const res = await client.pubsub.publishBulk(MISSING, topicOf("missing"), [{ x: 1 }, "y"]);
+  expectEq("failed messages", res?.failedMessages?.length, 2);
+  expect(String(res.failedMessages[0].error).includes("ERR_PUBSUB_NOT_FOUND"), `error: ${res.failedMessages[0].error}`);
+});
+
+// 8. Unknown pub/sub: api.md §1.4/§16.4 -> 404 ERR_PUBSUB_NOT_FOUND; publish() resolves {error}.
 await suite.check(`publish to ${MISSING} resolves {error} with 404 ERR_PUBSUB_NOT_FOUND`, async () => {
   const res = await client.pubsub.publish(MISSING, topicOf("missing"), { x: 1 });
   expect(res && typeof res === "object", `unexpected result ${fmt(res)}`);
