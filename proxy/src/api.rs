@@ -71,6 +71,7 @@ pub(crate) struct ApiState {
     pub(crate) stores: BTreeMap<String, StateComponent>,
     /// Pub/sub components by name.
     pub(crate) pubsubs: BTreeMap<String, PubSubComponent>,
+    pub(crate) pubsub_metrics: Arc<crate::pubsub_metrics::PubSubMetrics>,
     /// Subscriptions delivering to the app, for the metadata API.
     pub(crate) subscriptions: Arc<Mutex<Vec<crate::subscriptions::Spec>>>,
     pub(crate) extended: Mutex<BTreeMap<String, String>>,

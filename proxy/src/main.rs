@@ -17,6 +17,7 @@ mod http;
 mod identity;
 mod inbound;
 mod outbound;
+mod pubsub_metrics;
 mod run;
 mod serve;
 mod subscriptions;
@@ -46,6 +47,9 @@ fn main() -> ExitCode {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let metrics = match PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Suffix("latency".into()), outrider_filters::metrics::LATENCY_BUCKETS_MS)
+        .and_then(|b| {
+            b.set_buckets_for_metric(Matcher::Suffix("latencies".into()), outrider_filters::metrics::LATENCY_BUCKETS_MS)
+        })
         .and_then(PrometheusBuilder::install_recorder)
     {
         Ok(h) => h,

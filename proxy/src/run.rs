@@ -39,6 +39,7 @@ use crate::app_channel::AppChannel;
 use crate::config::Settings;
 use crate::inbound::{self, Inbound};
 use crate::outbound::Outbound;
+use crate::pubsub_metrics::PubSubMetrics;
 use crate::{child, identity, serve, subscriptions};
 
 /// How long a stopping sidecar keeps accepting mesh traffic after leaving the registry.
@@ -103,6 +104,7 @@ pub(crate) async fn run(s: Settings, metrics: PrometheusHandle) -> anyhow::Resul
     let live_subscriptions: Arc<std::sync::Mutex<Vec<Subscription>>> = Arc::default();
     let shutdown = CancellationToken::new();
     let outbound = Arc::new(Outbound::new(resolver.clone(), creds.clone()));
+    let pubsub_metrics = Arc::new(PubSubMetrics::new(&s.app_id, &s.namespace));
     let state = Arc::new(ApiState {
         app_id: s.app_id.clone(),
         namespace: s.namespace.clone(),
@@ -115,6 +117,7 @@ pub(crate) async fn run(s: Settings, metrics: PrometheusHandle) -> anyhow::Resul
         health: health.clone(),
         stores,
         pubsubs: pubsubs.clone(),
+        pubsub_metrics: pubsub_metrics.clone(),
         subscriptions: subscription_specs.clone(),
         extended: Default::default(),
         shutdown: shutdown.clone(),
@@ -167,7 +170,7 @@ pub(crate) async fn run(s: Settings, metrics: PrometheusHandle) -> anyhow::Resul
             probe_app(addr, port, health).await;
             if let Some(app) = app {
                 let wanted = subscriptions::merge(subscriptions::fetch(&app, &me).await, &declared);
-                let started = subscriptions::start(wanted, &pubsubs, app, me, &specs).await;
+                let started = subscriptions::start(wanted, &pubsubs, app, me, &specs, &pubsub_metrics).await;
                 live.lock().unwrap_or_else(|p| p.into_inner()).extend(started);
             }
         });

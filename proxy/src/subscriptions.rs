@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, header};
@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 
 use crate::app_channel::AppChannel;
 use crate::http::{empty, full};
+use crate::pubsub_metrics::PubSubMetrics;
 
 /// Deliveries of one subscription in flight at once.
 const CONCURRENCY: usize = 10;
@@ -178,6 +179,7 @@ pub(crate) async fn start(
     app: AppChannel,
     me: Caller,
     active: &Mutex<Vec<Spec>>,
+    metrics: &Arc<PubSubMetrics>,
 ) -> Vec<Subscription> {
     let mut subs = Vec::new();
     for spec in specs {
@@ -194,7 +196,7 @@ pub(crate) async fn start(
         }
         let topic = c.broker_topic(&spec.topic);
         let req = SubscribeRequest { topic, group: c.consumer_group.clone(), concurrency: CONCURRENCY };
-        let handler = with_dead_letter(deliverer(app.clone(), me.clone(), spec.clone()), &spec, c);
+        let handler = with_dead_letter(deliverer(app.clone(), me.clone(), spec.clone(), metrics.clone()), &spec, c);
         match c.broker.subscribe(req, handler).await {
             Ok(sub) => {
                 tracing::info!(pubsub = %spec.pubsub, topic = %spec.topic, route = %spec.path, "subscribed");
@@ -252,11 +254,12 @@ fn with_dead_letter(deliver: Handler, spec: &Spec, c: &PubSubComponent) -> Handl
 }
 
 /// Delivers one message to the app and reads its answer.
-fn deliverer(app: AppChannel, me: Caller, spec: Spec) -> Handler {
+fn deliverer(app: AppChannel, me: Caller, spec: Spec, metrics: Arc<PubSubMetrics>) -> Handler {
     let spec = Arc::new(spec);
     Arc::new(move |msg: Message| {
-        let (app, me, spec) = (app.clone(), me.clone(), spec.clone());
+        let (app, me, spec, metrics) = (app.clone(), me.clone(), spec.clone(), metrics.clone());
         Box::pin(async move {
+            let start = Instant::now();
             let mut req = Request::builder()
                 .method(Method::POST)
                 .uri(spec.path.as_str())
@@ -278,10 +281,14 @@ fn deliverer(app: AppChannel, me: Caller, spec: Spec) -> Handler {
                     if outcome != Outcome::Success {
                         tracing::info!(topic = %msg.topic, status, ?outcome, "delivery not acknowledged by the app");
                     }
+                    // A DROP the app answered in its body counts as handled; a 404 does not.
+                    let label = if outcome == Outcome::Drop && status != 404 { "success" } else { "" };
+                    metrics.ingress(&spec.pubsub, &spec.topic, outcome, label, start);
                     outcome
                 }
                 Err(e) => {
                     tracing::info!(topic = %msg.topic, error = %e, "delivery failed; it will be retried");
+                    metrics.ingress(&spec.pubsub, &spec.topic, Outcome::Retry, "", start);
                     Outcome::Retry
                 }
             }

@@ -142,7 +142,10 @@ pub(super) async fn publish(
     let data = origin
         .wrap(s, (name, topic), content_type.as_deref(), body, &metadata, raw)
         .map_err(|e| envelope_failed(&e))?;
-    c.broker.publish(Message { topic: c.broker_topic(topic), data, metadata }).await.map_err(|e| {
+    let start = std::time::Instant::now();
+    let published = c.broker.publish(Message { topic: c.broker_topic(topic), data, metadata }).await;
+    s.pubsub_metrics.egress(name, topic, published.is_ok(), start);
+    published.map_err(|e| {
         err(
             StatusCode::INTERNAL_SERVER_ERROR,
             "ERR_PUBSUB_PUBLISH_MESSAGE",
@@ -180,6 +183,7 @@ pub(super) async fn publish_bulk(
             .map_err(|err| envelope_failed(&err))?;
         messages.push((e.id, Message { topic: c.broker_topic(topic), data, metadata: e.metadata }));
     }
+    let (start, count) = (std::time::Instant::now(), messages.len());
     let mut failed = Vec::new();
     for (id, msg) in messages {
         if let Err(e) = c.broker.publish(msg).await {
@@ -187,6 +191,7 @@ pub(super) async fn publish_bulk(
             failed.push(json!({"entryId": id, "entryID": id, "error": e.to_string()}));
         }
     }
+    s.pubsub_metrics.egress_bulk(name, topic, count, failed.is_empty(), start);
     if failed.is_empty() {
         return Ok(no_content());
     }

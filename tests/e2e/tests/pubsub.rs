@@ -1,6 +1,6 @@
 //! The publish API through a real sidecar (api.md §4.1, §1.4).
 
-use outrider_testkit::{Mesh, send};
+use outrider_testkit::{Mesh, send, sum_metric};
 
 #[tokio::test]
 async fn publish_answers_dapr_codes() {
@@ -161,6 +161,30 @@ async fn exhausted_messages_go_to_the_dead_letter_topic() {
         .collect();
     original_topics.sort();
     assert_eq!(original_topics, ["gone", "work"], "the dead letter is the original event, untouched");
+
+    // Dapr's component metrics count each delivery by outcome and each publish by result.
+    let text = s.metrics().await;
+    let ingress = |topic: &str, process_status: &str| {
+        let (t, p) = (format!("topic=\"{topic}\""), format!("process_status=\"{process_status}\""));
+        let labels = ["app_id=\"dl-app\"", "component=\"pubsub\"", "namespace=\"default\"", &t, &p];
+        (
+            sum_metric(&text, "dapr_component_pubsub_ingress_count", &labels),
+            sum_metric(&text, "dapr_component_pubsub_ingress_latencies_count", &labels),
+        )
+    };
+    assert_eq!(ingress("work", "retry"), (3.0, 3.0), "{text}");
+    assert_eq!(ingress("gone", "drop"), (1.0, 1.0), "{text}");
+    assert_eq!(ingress("poison", "success"), (2.0, 2.0), "{text}");
+    assert_eq!(ingress("work", "success").0, 0.0);
+    let bucket =
+        sum_metric(&text, "dapr_component_pubsub_ingress_latencies_bucket", &["topic=\"poison\"", "le=\"+Inf\""]);
+    assert_eq!(bucket, 2.0, "latencies are histograms with Dapr's buckets: {text}");
+    for topic in ["work", "gone"] {
+        let t = format!("topic=\"{topic}\"");
+        let n =
+            sum_metric(&text, "dapr_component_pubsub_egress_count", &[&t, "success=\"true\"", "component=\"pubsub\""]);
+        assert_eq!(n, 1.0, "{topic}: {text}");
+    }
 }
 
 #[tokio::test]
@@ -338,4 +362,10 @@ async fn bulk_publish_checks_every_entry_then_publishes_them_all() {
         (ce["data"].clone(), ce["topic"].clone(), ce["pubsubname"].clone()),
         (json!(4), json!("batch"), json!("pubsub"))
     );
+
+    let text = s.metrics().await;
+    let labels = ["topic=\"batch\"", "success=\"true\""];
+    assert_eq!(sum_metric(&text, "dapr_component_pubsub_egress_bulk_count", &labels), 2.0, "{text}");
+    assert_eq!(sum_metric(&text, "dapr_component_pubsub_egress_bulk_event_count", &labels), 4.0, "{text}");
+    assert_eq!(sum_metric(&text, "dapr_component_pubsub_egress_bulk_latencies_count", &labels), 2.0, "{text}");
 }
