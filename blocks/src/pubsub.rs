@@ -9,7 +9,7 @@ mod redis;
 mod scopes;
 
 pub use broker::{Handler, Message, Metadata, Outcome, PubSub, PubSubError, SubscribeRequest, Subscription};
-pub use cloudevent::{EnvelopeError, PublishContext, envelope, media_type};
+pub use cloudevent::{EnvelopeError, PublishContext, envelope, expired, media_type, message_ttl};
 pub use memory::MemoryPubSub;
 pub use open::{ConsumerContext, PubSubComponent, consumer_id, open};
 pub use redis::{RedisPubSub, RedisStreamSettings};

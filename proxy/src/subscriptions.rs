@@ -7,12 +7,11 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
-use bytes::Bytes;
 use http::{HeaderValue, Method, Request, header};
 use http_body_util::{BodyExt, Limited};
-use outrider_blocks::pubsub::{Handler, Message, Outcome, PubSubComponent, SubscribeRequest, Subscription};
+use outrider_blocks::pubsub::{Handler, Message, Outcome, PubSubComponent, SubscribeRequest, Subscription, expired};
 use outrider_policy::Caller;
 use serde_json::{Value, json};
 
@@ -260,12 +259,18 @@ fn deliverer(app: AppChannel, me: Caller, spec: Spec, metrics: Arc<PubSubMetrics
         let (app, me, spec, metrics) = (app.clone(), me.clone(), spec.clone(), metrics.clone());
         Box::pin(async move {
             let start = Instant::now();
+            let event: Option<Value> = serde_json::from_slice(&msg.data).ok();
+            if event.as_ref().is_some_and(|e| expired(e, SystemTime::now())) {
+                tracing::warn!(topic = %msg.topic, "dropping an expired event");
+                metrics.ingress(&spec.pubsub, &spec.topic, Outcome::Drop, "", start);
+                return Outcome::Drop;
+            }
             let mut req = Request::builder()
                 .method(Method::POST)
                 .uri(spec.path.as_str())
                 .header(header::CONTENT_TYPE, "application/cloudevents+json")
                 .header("pubsubname", spec.pubsub.as_str());
-            if let Some(tp) = traceparent_of(&msg.data).and_then(|t| HeaderValue::try_from(t).ok()) {
+            if let Some(tp) = event.as_ref().and_then(traceparent_of).and_then(|t| HeaderValue::try_from(t).ok()) {
                 req = req.header("traceparent", tp);
             }
             let Ok(req) = req.body(full(msg.data.clone())) else { return Outcome::Drop };
@@ -297,9 +302,8 @@ fn deliverer(app: AppChannel, me: Caller, spec: Spec, metrics: Arc<PubSubMetrics
 }
 
 /// The event's `traceparent` (or `traceid`), to continue its trace at the app.
-fn traceparent_of(data: &Bytes) -> Option<String> {
-    let v: Value = serde_json::from_slice(data).ok()?;
-    v.get("traceparent").or_else(|| v.get("traceid")).and_then(Value::as_str).map(str::to_owned)
+fn traceparent_of(v: &Value) -> Option<&str> {
+    v.get("traceparent").or_else(|| v.get("traceid")).and_then(Value::as_str)
 }
 
 #[cfg(test)]

@@ -6,10 +6,11 @@
 //! context) and `topic`/`pubsubname` are set. Any other body gets a new envelope: `data` holds
 //! parsed JSON for `application/json`, the text for other types, and `data_base64` replaces it
 //! for `application/octet-stream`. `cloudevent.<field>` metadata overrides `id`, `source`,
-//! `type`, `subject` and the trace fields.
+//! `type`, `subject` and the trace fields. `ttlInSeconds` metadata adds `expiration`; a
+//! subscriber drops events past it ([`expired`]).
 
 use std::collections::BTreeMap;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
 use serde_json::{Map, Value, json};
@@ -46,6 +47,28 @@ pub fn media_type(content_type: &str) -> String {
     content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase()
 }
 
+/// The message TTL of publish metadata (`ttlInSeconds`, a positive whole number), if any.
+pub fn message_ttl(metadata: &BTreeMap<String, String>) -> Result<Option<Duration>, String> {
+    match metadata.get("ttlInSeconds").filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(v) => match v.parse::<i64>() {
+            Ok(n) if n > 0 => Ok(Some(Duration::from_secs(n.unsigned_abs()))),
+            Ok(n) => Err(format!("ttlInSeconds value must be higher than zero: actual is {n}")),
+            Err(_) => Err(format!("ttlInSeconds value must be a valid integer: actual is {v:?}")),
+        },
+    }
+}
+
+/// Whether the event's `expiration` (RFC 3339) is before `now`. Events without one, or with
+/// one that does not parse, never expire.
+pub fn expired(event: &Value, now: SystemTime) -> bool {
+    let Some(at) = event.get("expiration").and_then(Value::as_str) else { return false };
+    match time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339) {
+        Ok(at) => time::OffsetDateTime::from(now) > at,
+        Err(_) => false,
+    }
+}
+
 fn set_if_absent(m: &mut Map<String, Value>, k: &str, v: Value) {
     m.entry(k.to_owned()).or_insert(v);
 }
@@ -63,6 +86,8 @@ pub fn envelope(
     let now = crate::state::rfc3339(ctx.now);
     let traceparent = over("traceparent").or(over("traceid")).unwrap_or_else(|| ctx.traceparent.to_owned());
     let tracestate = over("tracestate").unwrap_or_else(|| ctx.tracestate.to_owned());
+    // Checked by the publish route; an invalid value adds nothing here.
+    let expiration = message_ttl(metadata).ok().flatten().map(|ttl| crate::state::rfc3339(ctx.now + ttl));
 
     if media == "application/cloudevents+json" {
         let Ok(Value::Object(mut ce)) = serde_json::from_slice::<Value>(body) else {
@@ -79,6 +104,9 @@ pub fn envelope(
         set_if_absent(&mut ce, "tracestate", json!(tracestate));
         ce.insert("topic".into(), json!(ctx.topic));
         ce.insert("pubsubname".into(), json!(ctx.pubsub));
+        if let Some(at) = expiration {
+            ce.insert("expiration".into(), json!(at));
+        }
         return Ok(Value::Object(ce));
     }
 
@@ -111,6 +139,9 @@ pub fn envelope(
     ce.insert("time".into(), json!(now));
     if let Some(subject) = over("subject") {
         ce.insert("subject".into(), json!(subject));
+    }
+    if let Some(at) = expiration {
+        ce.insert("expiration".into(), json!(at));
     }
     Ok(Value::Object(ce))
 }
@@ -228,5 +259,28 @@ mod tests {
     fn media_types() {
         assert_eq!(media_type("Application/JSON; charset=utf-8"), "application/json");
         assert_eq!(media_type(""), "");
+    }
+
+    #[test]
+    fn ttl_adds_an_expiration_that_expires() {
+        let e = env(Some("text/plain"), b"x", &[("ttlInSeconds", "90")]);
+        assert_eq!(e["expiration"], "2023-11-14T22:14:50Z");
+        let now = ctx().now;
+        assert!(!expired(&e, now + Duration::from_secs(89)) && expired(&e, now + Duration::from_secs(91)));
+        let ce = env(Some("application/cloudevents+json"), br#"{"id":"1"}"#, &[("ttlInSeconds", "1")]);
+        assert_eq!(ce["expiration"], "2023-11-14T22:13:21Z");
+        assert!(env(Some("text/plain"), b"x", &[]).get("expiration").is_none());
+        assert!(!expired(&json!({"expiration": "not a time"}), now), "unreadable expirations never expire");
+    }
+
+    #[test]
+    fn ttl_values() {
+        let md = |v: &str| BTreeMap::from([("ttlInSeconds".to_owned(), v.to_owned())]);
+        assert_eq!(message_ttl(&BTreeMap::new()), Ok(None));
+        assert_eq!(message_ttl(&md("")), Ok(None));
+        assert_eq!(message_ttl(&md("5")), Ok(Some(Duration::from_secs(5))));
+        for bad in ["0", "-3", "1.5", "ten"] {
+            assert!(message_ttl(&md(bad)).is_err(), "{bad}");
+        }
     }
 }

@@ -8,7 +8,7 @@ use http::{Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use outrider_blocks::pubsub::{
-    EnvelopeError, Message, Metadata, PubSubComponent, PublishContext, envelope, media_type,
+    EnvelopeError, Message, Metadata, PubSubComponent, PublishContext, envelope, media_type, message_ttl,
 };
 use outrider_filters::trace::TraceContext;
 use serde_json::{Value, json};
@@ -56,8 +56,10 @@ fn target<'a>(s: &'a ApiState, name: &str, topic: &str) -> Result<&'a PubSubComp
     Ok(c)
 }
 
-/// `metadata.rawPayload`: whether the body goes to the broker without an envelope.
+/// `metadata.rawPayload`: whether the body goes to the broker without an envelope. Checks
+/// `metadata.ttlInSeconds` too.
 fn raw_payload(metadata: &Metadata) -> Result<bool, ApiError> {
+    message_ttl(metadata).map_err(|e| err(StatusCode::BAD_REQUEST, "ERR_PUBSUB_REQUEST_METADATA", e))?;
     match metadata.get("rawPayload") {
         None => Ok(false),
         Some(v) => parse_bool(v).ok_or_else(|| {

@@ -369,3 +369,48 @@ async fn bulk_publish_checks_every_entry_then_publishes_them_all() {
     assert_eq!(sum_metric(&text, "dapr_component_pubsub_egress_bulk_event_count", &labels), 4.0, "{text}");
     assert_eq!(sum_metric(&text, "dapr_component_pubsub_egress_bulk_latencies_count", &labels), 2.0, "{text}");
 }
+
+#[tokio::test]
+async fn events_past_their_ttl_are_never_delivered() {
+    use outrider_testkit::{FakeApp, wait_until};
+    use serde_json::{Value, json};
+    use std::time::Duration;
+
+    let subs = json!([{"pubsubname": "pubsub", "topic": "timed", "route": "/timed"}]);
+    let app = FakeApp::with_subscriptions("ttl", subs).await;
+    let mesh = Mesh::new();
+    let mut s = mesh.sidecar("ttl-app").app_port(app.port).start().await;
+    s.wait_ready().await;
+    let meta_url = format!("{}/v1.0/metadata", s.api_url());
+    wait_until(Duration::from_secs(10), "subscriptions", || async {
+        let m = send("GET", &meta_url, &[], "").await.ok()?.json();
+        (m["subscriptions"].as_array()?.len() == 1).then_some(())
+    })
+    .await;
+    let url = |query: &str| format!("{}/v1.0/publish/pubsub/timed{query}", s.api_url());
+    for bad in ["0", "-1", "soon"] {
+        let r = send("POST", &url(&format!("?metadata.ttlInSeconds={bad}")), &[], "x").await.unwrap();
+        assert_eq!((r.status, r.json()["errorCode"].clone()), (400, json!("ERR_PUBSUB_REQUEST_METADATA")), "{bad}");
+    }
+    let r = send("POST", &url("?metadata.ttlInSeconds=60"), &[("content-type", "text/plain")], "fresh").await.unwrap();
+    assert_eq!(r.status, 204);
+    // An event whose expiration has passed, however it got one, is dropped: counted, never
+    // delivered.
+    let old = json!({"specversion": "1.0", "id": "old", "source": "s", "type": "t", "data": "stale", "expiration": "2001-01-01T00:00:00Z"});
+    let r = send("POST", &url(""), &[("content-type", "application/cloudevents+json")], old.to_string()).await.unwrap();
+    assert_eq!(r.status, 204);
+    let body = |r: &outrider_testkit::Recorded| serde_json::from_slice::<Value>(&r.body).unwrap();
+    let (s, app) = (&s, &app);
+    wait_until(Duration::from_secs(10), "the stale event dropped and the fresh one delivered", || async move {
+        let text = s.metrics().await;
+        let dropped =
+            sum_metric(&text, "dapr_component_pubsub_ingress_count", &["topic=\"timed\"", "process_status=\"drop\""]);
+        (dropped == 1.0 && app.seen().iter().any(|r| r.path == "/timed")).then_some(())
+    })
+    .await;
+    let timed: Vec<Value> = app.seen().iter().filter(|r| r.path == "/timed").map(body).collect();
+    assert_eq!(timed.len(), 1, "only the fresh event reached the app: {timed:?}");
+    assert_eq!(timed[0]["data"], "fresh");
+    let (time, expiration) = (timed[0]["time"].as_str().unwrap(), timed[0]["expiration"].as_str().unwrap());
+    assert!(expiration.ends_with('Z') && expiration > time, "{time} then {expiration}");
+}
