@@ -216,9 +216,18 @@ fn with_dead_letter(deliver: Handler, spec: &Spec, c: &PubSubComponent) -> Handl
         return deliver;
     }
     if !c.scopes.may_publish(&spec.dead_letter) {
-        // The letter could never be written; failing messages stay with the broker instead.
-        tracing::warn!(pubsub = %spec.pubsub, dead_letter_topic = %spec.dead_letter, "publishing to the dead-letter topic is not allowed by the component's scopes; it is ignored");
-        return deliver;
+        // The letter can never be written, so every message that would go there stays with the
+        // broker instead (as a failed dead-letter publish does).
+        tracing::warn!(pubsub = %spec.pubsub, dead_letter_topic = %spec.dead_letter, "the component's scopes do not allow publishing to the dead-letter topic; failing messages will stay unacknowledged");
+        return Arc::new(move |msg: Message| {
+            let deliver = deliver.clone();
+            Box::pin(async move {
+                match deliver(msg).await {
+                    Outcome::Success => Outcome::Success,
+                    Outcome::Retry | Outcome::Drop => Outcome::Retry,
+                }
+            })
+        });
     }
     let (dead, broker) = (c.broker_topic(&spec.dead_letter), c.broker.clone());
     Arc::new(move |msg: Message| {

@@ -47,12 +47,16 @@ pub fn media_type(content_type: &str) -> String {
     content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase()
 }
 
+/// TTLs longer than this (about a thousand years) are cut to it, so an expiration is always a
+/// representable time.
+const MAX_TTL_SECS: u64 = 1000 * 365 * 24 * 3600;
+
 /// The message TTL of publish metadata (`ttlInSeconds`, a positive whole number), if any.
 pub fn message_ttl(metadata: &BTreeMap<String, String>) -> Result<Option<Duration>, String> {
     match metadata.get("ttlInSeconds").filter(|v| !v.is_empty()) {
         None => Ok(None),
         Some(v) => match v.parse::<i64>() {
-            Ok(n) if n > 0 => Ok(Some(Duration::from_secs(n.unsigned_abs()))),
+            Ok(n) if n > 0 => Ok(Some(Duration::from_secs(n.unsigned_abs().min(MAX_TTL_SECS)))),
             Ok(n) => Err(format!("ttlInSeconds value must be higher than zero: actual is {n}")),
             Err(_) => Err(format!("ttlInSeconds value must be a valid integer: actual is {v:?}")),
         },
@@ -279,6 +283,10 @@ mod tests {
         assert_eq!(message_ttl(&BTreeMap::new()), Ok(None));
         assert_eq!(message_ttl(&md("")), Ok(None));
         assert_eq!(message_ttl(&md("5")), Ok(Some(Duration::from_secs(5))));
+        let huge = message_ttl(&md(&i64::MAX.to_string())).unwrap().unwrap();
+        assert_eq!(huge, Duration::from_secs(MAX_TTL_SECS));
+        let e = env(Some("text/plain"), b"x", &[("ttlInSeconds", &i64::MAX.to_string())]);
+        assert!(e["expiration"].as_str().unwrap().starts_with("30"), "{e}");
         for bad in ["0", "-3", "1.5", "ten"] {
             assert!(message_ttl(&md(bad)).is_err(), "{bad}");
         }

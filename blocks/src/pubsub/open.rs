@@ -54,14 +54,14 @@ pub fn consumer_id(configured: Option<&str>, cx: ConsumerContext<'_>) -> Result<
     let Some(v) = configured.map(str::trim).filter(|v| !v.is_empty()) else {
         return Ok(cx.app_id.to_owned());
     };
-    let mut v =
-        v.replacen("{appID}", cx.app_id, 1).replacen("{namespace}", &format!("{}.{}", cx.namespace, cx.app_id), 1);
-    if v.contains("{uuid}") {
+    let mut v = v.replace("{appID}", cx.app_id).replace("{namespace}", &format!("{}.{}", cx.namespace, cx.app_id));
+    // Each `{uuid}` gets a UUID of its own.
+    while v.contains("{uuid}") {
         v = v.replacen("{uuid}", &uuid::Uuid::new_v4().to_string(), 1);
     }
     if v.contains("{podName}") {
         let pod = cx.pod_name.filter(|p| !p.is_empty()).ok_or("{podName} needs the POD_NAME environment variable")?;
-        v = v.replacen("{podName}", pod, 1);
+        v = v.replace("{podName}", pod);
     }
     Ok(v)
 }
@@ -143,7 +143,10 @@ mod tests {
         assert_eq!(consumer_id(None, cx).unwrap(), "orders");
         assert_eq!(consumer_id(Some(" "), cx).unwrap(), "orders");
         assert_eq!(consumer_id(Some("{namespace}"), cx).unwrap(), "prod.orders");
-        assert_eq!(consumer_id(Some("{appID}-v2"), cx).unwrap(), "orders-v2");
+        assert_eq!(consumer_id(Some("{appID}-v2-{appID}"), cx).unwrap(), "orders-v2-orders");
+        let two = consumer_id(Some("{uuid}/{uuid}"), cx).unwrap();
+        let (a, b) = two.split_once('/').unwrap();
+        assert!(uuid::Uuid::parse_str(a).is_ok() && uuid::Uuid::parse_str(b).is_ok() && a != b, "{two}");
         assert_eq!(consumer_id(Some("shared"), cx).unwrap(), "shared");
         let a = consumer_id(Some("{uuid}"), cx).unwrap();
         assert!(uuid::Uuid::parse_str(&a).is_ok() && a != consumer_id(Some("{uuid}"), cx).unwrap());

@@ -32,8 +32,14 @@ fn parse_bool(v: &str) -> Option<bool> {
     }
 }
 
-/// The pub/sub and topic of a publish path, checked in daprd's order.
-fn target<'a>(s: &'a ApiState, name: &str, topic: &str) -> Result<&'a PubSubComponent, ApiError> {
+/// The pub/sub and topic of a publish path, checked in daprd's order. An unknown pub/sub is
+/// `not_found` (404 for single publishes, 400 for bulk ones, as in daprd).
+fn target<'a>(
+    s: &'a ApiState,
+    name: &str,
+    topic: &str,
+    not_found: StatusCode,
+) -> Result<&'a PubSubComponent, ApiError> {
     if name.is_empty() {
         return Err(err(StatusCode::NOT_FOUND, "ERR_PUBSUB_EMPTY", "pubsub name is empty"));
     }
@@ -41,7 +47,7 @@ fn target<'a>(s: &'a ApiState, name: &str, topic: &str) -> Result<&'a PubSubComp
         return Err(err(StatusCode::BAD_REQUEST, "ERR_PUBSUB_NOT_CONFIGURED", "no pubsub is configured"));
     }
     let Some(c) = s.pubsubs.get(name) else {
-        return Err(err(StatusCode::NOT_FOUND, "ERR_PUBSUB_NOT_FOUND", format!("pubsub {name} not found")));
+        return Err(err(not_found, "ERR_PUBSUB_NOT_FOUND", format!("pubsub {name} not found")));
     };
     if topic.is_empty() {
         return Err(err(StatusCode::NOT_FOUND, "ERR_TOPIC_NAME_EMPTY", format!("topic is empty in pubsub {name}")));
@@ -135,7 +141,7 @@ pub(super) async fn publish(
     topic: &str,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
-    let c = target(s, name, topic)?;
+    let c = target(s, name, topic, StatusCode::NOT_FOUND)?;
     let metadata = query_metadata(req.uri().query());
     let raw = raw_payload(&metadata)?;
     let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
@@ -166,7 +172,7 @@ pub(super) async fn publish_bulk(
     topic: &str,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
-    let c = target(s, name, topic)?;
+    let c = target(s, name, topic, StatusCode::BAD_REQUEST)?;
     let metadata = query_metadata(req.uri().query());
     let origin = Origin::of(&req);
     let body = read_body(s, req).await?;

@@ -319,6 +319,13 @@ async fn bulk_publish_checks_every_entry_then_publishes_them_all() {
         assert_eq!(r.status, 400, "{why}: {}", r.text());
         assert_eq!(r.json()["errorCode"], "ERR_PUBSUB_EVENTS_SER", "{why}");
     }
+    let url = format!("{}/v1.0-alpha1/publish/bulk/nopubsub/batch", s.api_url());
+    let r = send("POST", &url, &[], json!([good]).to_string()).await.unwrap();
+    assert_eq!(
+        (r.status, r.json()["errorCode"].clone()),
+        (400, json!("ERR_PUBSUB_NOT_FOUND")),
+        "400 for bulk, as daprd"
+    );
     let url = format!("{}/v1.0-alpha1/publish/bulk/pubsub/batch?metadata.rawPayload=maybe", s.api_url());
     let r = send("POST", &url, &[], json!([good]).to_string()).await.unwrap();
     assert_eq!((r.status, r.json()["errorCode"].clone()), (400, json!("ERR_PUBSUB_REQUEST_METADATA")));
@@ -413,4 +420,41 @@ async fn events_past_their_ttl_are_never_delivered() {
     assert_eq!(timed[0]["data"], "fresh");
     let (time, expiration) = (timed[0]["time"].as_str().unwrap(), timed[0]["expiration"].as_str().unwrap());
     assert!(expiration.ends_with('Z') && expiration > time, "{time} then {expiration}");
+}
+
+#[tokio::test]
+async fn a_dead_letter_topic_out_of_scope_keeps_failing_messages() {
+    use outrider_testkit::{FakeApp, wait_until};
+    use serde_json::json;
+    use std::time::Duration;
+
+    let mesh = Mesh::new();
+    let dir = mesh.home().join("res");
+    std::fs::create_dir_all(&dir).unwrap();
+    let component = concat!(
+        "kind: Component\nmetadata: {name: pubsub}\nspec:\n  type: pubsub.in-memory\n  metadata:\n",
+        "  - {name: publishingScopes, value: 'dlq-app=work'}\n",
+    );
+    std::fs::write(dir.join("pubsub.yaml"), component).unwrap();
+    let subs = json!([
+        {"pubsubname": "pubsub", "topic": "work", "route": "/status/404", "deadLetterTopic": "poison"},
+        {"pubsubname": "pubsub", "topic": "poison", "route": "/poison"},
+    ]);
+    let app = FakeApp::with_subscriptions("dq", subs).await;
+    let mut s =
+        mesh.sidecar("dlq-app").app_port(app.port).args(["--resources-path", dir.to_str().unwrap()]).start().await;
+    s.wait_ready().await;
+    let meta_url = format!("{}/v1.0/metadata", s.api_url());
+    wait_until(Duration::from_secs(10), "subscriptions", || async {
+        let m = send("GET", &meta_url, &[], "").await.ok()?.json();
+        (m["subscriptions"].as_array()?.len() == 2).then_some(())
+    })
+    .await;
+    assert_eq!(publish(&s.api_url(), "work", "text/plain", "undeliverable").await, 204);
+    // Without the dead-letter topic the drop would be final; here the message must stay.
+    wait_until(Duration::from_secs(15), "the message offered again", || async {
+        (app.seen().iter().filter(|r| r.path == "/status/404").count() >= 2).then_some(())
+    })
+    .await;
+    assert!(!app.seen().iter().any(|r| r.path == "/poison"), "nothing was written to the forbidden topic");
 }

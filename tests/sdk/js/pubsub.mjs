@@ -322,7 +322,10 @@ if (subscribed) {
 await suite.check(`publishBulk to ${MISSING} reports every message as failed`, async () => {
   const res = await client.pubsub.publishBulk(MISSING, topicOf("missing"), [{ x: 1 }, "y"]);
   expectEq("failed messages", res?.failedMessages?.length, 2);
-  expect(String(res.failedMessages[0].error).includes("ERR_PUBSUB_NOT_FOUND"), `error: ${res.failedMessages[0].error}`);
+  const h = parseSdkHttpError(res.failedMessages[0].error);
+  expect(h, `unexpected error shape: ${res.failedMessages[0].error?.message ?? fmt(res.failedMessages[0].error)}`);
+  expectEq("status", h.status, 400);
+  expectEq("errorCode", h.errorCode, "ERR_PUBSUB_NOT_FOUND");
 });
 
 // 8. Unknown pub/sub: api.md §1.4/§16.4 -> 404 ERR_PUBSUB_NOT_FOUND; publish() resolves {error}.
