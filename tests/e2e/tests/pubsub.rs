@@ -70,13 +70,7 @@ async fn programmatic_subscriptions_receive_cloudevents() {
     let mesh = Mesh::new();
     let mut s = mesh.sidecar("subapp").app_port(app.port).start().await;
     s.wait_ready().await;
-    let meta_url = format!("{}/v1.0/metadata", s.api_url());
-    let listed = wait_until(Duration::from_secs(10), "subscriptions to start", || async {
-        let m = send("GET", &meta_url, &[], "").await.ok()?.json();
-        let subs = m["subscriptions"].as_array()?.clone();
-        (subs.len() == 3).then_some(subs)
-    })
-    .await;
+    let listed = s.wait_subscriptions(3).await;
     let topics: Vec<&str> = listed.iter().map(|s| s["topic"].as_str().unwrap()).collect();
     assert_eq!(topics, ["orders", "flaky", "gone"], "rules are refused, not routed elsewhere");
     assert!(listed.iter().all(|s| s["type"] == "PROGRAMMATIC"));
@@ -139,12 +133,7 @@ async fn exhausted_messages_go_to_the_dead_letter_topic() {
     let mesh = Mesh::new();
     let mut s = mesh.sidecar("dl-app").app_port(app.port).start().await;
     s.wait_ready().await;
-    let meta_url = format!("{}/v1.0/metadata", s.api_url());
-    wait_until(Duration::from_secs(10), "subscriptions", || async {
-        let m = send("GET", &meta_url, &[], "").await.ok()?.json();
-        (m["subscriptions"].as_array()?.len() == 3).then_some(())
-    })
-    .await;
+    s.wait_subscriptions(3).await;
     let api = s.api_url();
     assert_eq!(publish(&api, "work", "application/json", r#"{"job":1}"#).await, 204);
     assert_eq!(publish(&api, "gone", "text/plain", "unknown route").await, 204);
@@ -207,13 +196,7 @@ kind: Component\nmetadata: {name: pubsub}\nspec: {type: pubsub.in-memory}\n";
     let mut s =
         mesh.sidecar("decl-app").app_port(app.port).args(["--resources-path", dir.to_str().unwrap()]).start().await;
     s.wait_ready().await;
-    let meta_url = format!("{}/v1.0/metadata", s.api_url());
-    let listed = wait_until(Duration::from_secs(10), "two subscriptions", || async {
-        let m = send("GET", &meta_url, &[], "").await.ok()?.json();
-        let subs = m["subscriptions"].as_array()?.clone();
-        (subs.len() == 2).then_some(subs)
-    })
-    .await;
+    let listed = s.wait_subscriptions(2).await;
     let kinds: Vec<(&str, &str)> =
         listed.iter().map(|s| (s["topic"].as_str().unwrap(), s["type"].as_str().unwrap())).collect();
     assert_eq!(kinds, [("orders", "PROGRAMMATIC"), ("declared", "DECLARATIVE")]);
@@ -255,13 +238,14 @@ async fn component_scopes_limit_topics_per_app() {
     let mut s =
         mesh.sidecar("scoped-app").app_port(app.port).args(["--resources-path", dir.to_str().unwrap()]).start().await;
     s.wait_ready().await;
-    let meta_url = format!("{}/v1.0/metadata", s.api_url());
-    let mut topics: Vec<String> = wait_until(Duration::from_secs(10), "subscriptions", || async {
-        let m = send("GET", &meta_url, &[], "").await.ok()?.json();
-        let subs = m["subscriptions"].as_array()?.clone();
-        (!subs.is_empty()).then(|| subs.iter().map(|s| s["topic"].as_str().unwrap().to_owned()).collect())
+    // Subscriptions start in the app's order; the warning for the last one means all are done.
+    wait_until(Duration::from_secs(10), "every subscription handled", || async {
+        s.log().contains("subscription to topic 'elsewhere' on pubsub 'pubsub' is not allowed").then_some(())
     })
     .await;
+    assert!(s.log().contains("subscription to topic 'private' on pubsub 'pubsub' is not allowed"), "{}", s.log());
+    let mut topics: Vec<String> =
+        s.wait_subscriptions(2).await.iter().map(|s| s["topic"].as_str().unwrap().to_owned()).collect();
     topics.sort();
     assert_eq!(topics, ["audit", "public"], "only topics in the app's subscription scope are subscribed");
 
@@ -294,12 +278,7 @@ async fn bulk_publish_checks_every_entry_then_publishes_them_all() {
     let mesh = Mesh::new();
     let mut s = mesh.sidecar("bulk-app").app_port(app.port).start().await;
     s.wait_ready().await;
-    let meta_url = format!("{}/v1.0/metadata", s.api_url());
-    wait_until(Duration::from_secs(10), "subscribed", || async {
-        let m = send("GET", &meta_url, &[], "").await.ok()?.json();
-        (m["subscriptions"].as_array()?.len() == 1).then_some(())
-    })
-    .await;
+    s.wait_subscriptions(1).await;
     let bulk = |prefix: &str, body: Value| {
         let url = format!("{}/{prefix}/publish/bulk/pubsub/batch", s.api_url());
         async move { send("POST", &url, &[("content-type", "application/json")], body.to_string()).await.unwrap() }
@@ -388,12 +367,7 @@ async fn events_past_their_ttl_are_never_delivered() {
     let mesh = Mesh::new();
     let mut s = mesh.sidecar("ttl-app").app_port(app.port).start().await;
     s.wait_ready().await;
-    let meta_url = format!("{}/v1.0/metadata", s.api_url());
-    wait_until(Duration::from_secs(10), "subscriptions", || async {
-        let m = send("GET", &meta_url, &[], "").await.ok()?.json();
-        (m["subscriptions"].as_array()?.len() == 1).then_some(())
-    })
-    .await;
+    s.wait_subscriptions(1).await;
     let url = |query: &str| format!("{}/v1.0/publish/pubsub/timed{query}", s.api_url());
     for bad in ["0", "-1", "soon"] {
         let r = send("POST", &url(&format!("?metadata.ttlInSeconds={bad}")), &[], "x").await.unwrap();
@@ -444,12 +418,7 @@ async fn a_dead_letter_topic_out_of_scope_keeps_failing_messages() {
     let mut s =
         mesh.sidecar("dlq-app").app_port(app.port).args(["--resources-path", dir.to_str().unwrap()]).start().await;
     s.wait_ready().await;
-    let meta_url = format!("{}/v1.0/metadata", s.api_url());
-    wait_until(Duration::from_secs(10), "subscriptions", || async {
-        let m = send("GET", &meta_url, &[], "").await.ok()?.json();
-        (m["subscriptions"].as_array()?.len() == 2).then_some(())
-    })
-    .await;
+    s.wait_subscriptions(2).await;
     assert_eq!(publish(&s.api_url(), "work", "text/plain", "undeliverable").await, 204);
     // Without the dead-letter topic the drop would be final; here the message must stay.
     wait_until(Duration::from_secs(15), "the message offered again", || async {

@@ -17,15 +17,6 @@ fn resources(mesh: &Mesh, redis: &RedisServer) -> String {
     dir.to_string_lossy().into_owned()
 }
 
-async fn subscribed(s: &outrider_testkit::Sidecar, n: usize) {
-    let url = format!("{}/v1.0/metadata", s.api_url());
-    wait_until(Duration::from_secs(15), "subscriptions", || async {
-        let m = send("GET", &url, &[], "").await.ok()?.json();
-        (m["subscriptions"].as_array()?.len() == n).then_some(())
-    })
-    .await;
-}
-
 #[tokio::test]
 async fn redis_streams_deliver_through_sidecars() {
     let redis = RedisServer::start();
@@ -36,7 +27,7 @@ async fn redis_streams_deliver_through_sidecars() {
             .await;
     let mut sub = mesh.sidecar("rs-sub").app_port(app.port).args(["--resources-path", &res]).start().await;
     sub.wait_ready().await;
-    subscribed(&sub, 1).await;
+    sub.wait_subscriptions(1).await;
     // Another app publishes: the stream carries it between processes.
     let publisher = mesh.sidecar("rs-pub").args(["--resources-path", &res]).start().await;
     for i in 0..20 {
@@ -75,7 +66,7 @@ async fn a_sidecar_killed_mid_delivery_loses_nothing() {
             .await;
     let mut first = mesh.sidecar("rs-kill").app_port(app.port).args(["--resources-path", &res]).start().await;
     first.wait_ready().await;
-    subscribed(&first, 1).await;
+    first.wait_subscriptions(1).await;
     let r = send("POST", &format!("{}/v1.0/publish/pubsub/jobs", first.api_url()), &[], "job-1").await.unwrap();
     assert_eq!(r.status, 204);
     wait_until(Duration::from_secs(10), "the delivery to start", || async { (!app.seen().is_empty()).then_some(()) })
@@ -125,7 +116,7 @@ async fn apps_sharing_a_consumer_id_compete_and_other_groups_get_everything() {
     let mut s3 = mesh.sidecar("auditor").app_port(auditor.port).args(["--resources-path", &own]).start().await;
     for s in [&mut s1, &mut s2, &mut s3] {
         s.wait_ready().await;
-        subscribed(s, 1).await;
+        s.wait_subscriptions(1).await;
     }
     for i in 0..40 {
         let r = send(
@@ -175,7 +166,7 @@ async fn a_namespace_token_keeps_namespaces_apart_on_one_broker() {
     let (mut blue, mut green) = (sidecar("blue", blue_app.port).await, sidecar("green", green_app.port).await);
     for s in [&mut blue, &mut green] {
         s.wait_ready().await;
-        subscribed(s, 1).await;
+        s.wait_subscriptions(1).await;
     }
     let events = |app: &FakeApp| -> Vec<String> {
         app.seen()

@@ -267,6 +267,17 @@ impl Sidecar {
         String::from_utf8_lossy(&r.body).into_owned()
     }
 
+    /// Waits (bounded) until `GET /v1.0/metadata` lists exactly `n` subscriptions; returns them.
+    pub async fn wait_subscriptions(&self, n: usize) -> Vec<serde_json::Value> {
+        let url = format!("{}/v1.0/metadata", self.api_url());
+        wait_until(Duration::from_secs(15), &format!("{n} subscriptions"), || async {
+            let m = send("GET", &url, &[], "").await.ok()?.json();
+            let subs = m["subscriptions"].as_array()?.clone();
+            (subs.len() == n).then_some(subs)
+        })
+        .await
+    }
+
     /// Sum of the values of every sample of `name` whose labels contain all of `labels`
     /// (e.g. `status="200"`), as scraped now.
     pub async fn metric_sum(&self, name: &str, labels: &[&str]) -> f64 {
