@@ -152,3 +152,41 @@ mod tests {
         assert_eq!(c.auth.unwrap().secret_store, "s");
     }
 }
+
+/// A duration in component metadata: `500ms`, `90s`, `30m`, `1h`, or a bare whole number in
+/// `bare` units (daprd reads bare numbers as seconds for some fields, milliseconds for others).
+pub(crate) fn metadata_duration(v: &str, bare: std::time::Duration) -> Option<std::time::Duration> {
+    let v = v.trim();
+    let (num, unit_ms) = if let Some(n) = v.strip_suffix("ms") {
+        (n, 1)
+    } else if let Some(n) = v.strip_suffix('s') {
+        (n, 1000)
+    } else if let Some(n) = v.strip_suffix('m') {
+        (n, 60_000)
+    } else if let Some(n) = v.strip_suffix('h') {
+        (n, 3_600_000)
+    } else {
+        return bare.checked_mul(u32::try_from(v.parse::<u64>().ok()?).ok()?);
+    };
+    num.trim().parse::<u64>().ok()?.checked_mul(unit_ms).map(std::time::Duration::from_millis)
+}
+
+#[cfg(test)]
+mod duration_tests {
+    use super::metadata_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn metadata_durations() {
+        let (ms, s) = (Duration::from_millis(1), Duration::from_secs(1));
+        assert_eq!(metadata_duration("500", ms), Some(Duration::from_millis(500)));
+        assert_eq!(metadata_duration("90", s), Some(Duration::from_secs(90)));
+        assert_eq!(metadata_duration(" 200ms ", s), Some(Duration::from_millis(200)));
+        assert_eq!(metadata_duration("15s", ms), Some(Duration::from_secs(15)));
+        assert_eq!(metadata_duration("2m", ms), Some(Duration::from_secs(120)));
+        assert_eq!(metadata_duration("1h", s), Some(Duration::from_secs(3600)));
+        for bad in ["", "soon", "1.5s", "-1", "10d", "99999999999999999999"] {
+            assert_eq!(metadata_duration(bad, s), None, "{bad:?}");
+        }
+    }
+}

@@ -307,18 +307,5 @@ impl Sub {
 
 /// Parses daprd's durations for this component: a bare integer is milliseconds.
 pub(crate) fn millis_or_duration(v: &str) -> Option<Duration> {
-    let v = v.trim();
-    if let Ok(ms) = v.parse::<u64>() {
-        return Some(Duration::from_millis(ms));
-    }
-    let (num, mult) = if let Some(n) = v.strip_suffix("ms") {
-        (n, 1)
-    } else if let Some(n) = v.strip_suffix('s') {
-        (n, 1000)
-    } else if let Some(n) = v.strip_suffix('m') {
-        (n, 60_000)
-    } else {
-        return None;
-    };
-    num.trim().parse::<u64>().ok()?.checked_mul(mult).map(Duration::from_millis)
+    crate::component::metadata_duration(v, Duration::from_millis(1))
 }

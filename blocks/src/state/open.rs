@@ -248,20 +248,8 @@ fn sqlite_path(conn: &str, data_dir: &Path) -> PathBuf {
 
 /// `1h`, `30m`, `90s`, `500ms`; `0` (or a zero duration) turns the sweeper off.
 fn parse_interval(v: &str) -> Option<Option<Duration>> {
-    let v = v.trim();
-    let (num, mult) = if let Some(n) = v.strip_suffix("ms") {
-        (n, 1)
-    } else if let Some(n) = v.strip_suffix('s') {
-        (n, 1000)
-    } else if let Some(n) = v.strip_suffix('m') {
-        (n, 60_000)
-    } else if let Some(n) = v.strip_suffix('h') {
-        (n, 3_600_000)
-    } else {
-        (v, 1000)
-    };
-    let ms = num.trim().parse::<u64>().ok()?.checked_mul(mult)?;
-    Some((ms > 0).then(|| Duration::from_millis(ms)))
+    let d = crate::component::metadata_duration(v, Duration::from_secs(1))?;
+    Some((!d.is_zero()).then_some(d))
 }
 
 #[cfg(test)]
