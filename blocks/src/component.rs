@@ -87,8 +87,19 @@ pub struct ComponentError {
 }
 
 /// Component types this build can run.
-pub const SUPPORTED_TYPES: &[&str] =
-    &["state.in-memory", "state.sqlite", "state.redis", "state.postgresql", "pubsub.in-memory", "pubsub.redis"];
+pub const SUPPORTED_TYPES: &[&str] = &[
+    "state.in-memory",
+    "state.sqlite",
+    "state.redis",
+    "state.postgresql",
+    "pubsub.in-memory",
+    "pubsub.redis",
+    "pubsub.jetstream",
+    "pubsub.rabbitmq",
+    "pubsub.mqtt3",
+    "secretstores.local.file",
+    "secretstores.local.env",
+];
 
 impl Component {
     /// Checks the document's shape and that this build supports its type. Every problem is
@@ -171,10 +182,39 @@ pub(crate) fn metadata_duration(v: &str, bare: std::time::Duration) -> Option<st
     num.trim().parse::<u64>().ok()?.checked_mul(unit_ms).map(std::time::Duration::from_millis)
 }
 
+/// `url` (or a comma-separated list of them) with any `user:password@` replaced by `***@`, for
+/// messages and logs. Everything before the last `@` of each URL goes: passwords may hold `/`.
+pub(crate) fn redact_userinfo(url: &str) -> String {
+    url.split(',')
+        .map(|one| {
+            let (scheme, rest) = match one.split_once("://") {
+                Some((scheme, rest)) => (format!("{scheme}://"), rest),
+                None => (String::new(), one),
+            };
+            match rest.rfind('@') {
+                Some(at) => format!("{scheme}***{}", &rest[at..]),
+                None => one.to_owned(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 #[cfg(test)]
 mod duration_tests {
     use super::metadata_duration;
     use std::time::Duration;
+
+    #[test]
+    fn userinfo_is_redacted() {
+        use super::redact_userinfo;
+        assert_eq!(redact_userinfo("nats://u:hunter2@h:4222"), "nats://***@h:4222");
+        assert_eq!(redact_userinfo("amqp://guest:p@ss@h/%2f"), "amqp://***@h/%2f");
+        assert_eq!(redact_userinfo("amqp:u:hunter2@h"), "***@h");
+        assert_eq!(redact_userinfo("amqp://u:a/b+c==@h:5672"), "amqp://***@h:5672", "a / in the password");
+        assert_eq!(redact_userinfo("nats://u:p@h1,nats://u:q@h2"), "nats://***@h1,nats://***@h2");
+        assert_eq!(redact_userinfo("nats://h:4222"), "nats://h:4222");
+    }
 
     #[test]
     fn metadata_durations() {

@@ -7,6 +7,7 @@
 
 pub mod component;
 pub mod pubsub;
+pub mod secrets;
 pub mod state;
 pub mod subscription;
 

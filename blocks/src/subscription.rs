@@ -7,6 +7,7 @@ use serde::Deserialize;
 
 use crate::ComponentError;
 use crate::component::ObjectMeta;
+use crate::pubsub::routing::{RouteRule, parse_rules};
 
 /// A `Subscription` document as written.
 #[derive(Clone, Debug, Deserialize)]
@@ -44,12 +45,62 @@ pub struct SubscriptionSpec {
     /// Subscription metadata.
     #[serde(default)]
     pub metadata: BTreeMap<String, String>,
+    /// `{enabled, maxMessagesCount, maxAwaitDurationMs}`: deliver in batches.
+    #[serde(default)]
+    pub bulk_subscribe: Option<serde_json::Value>,
+}
+
+/// Batched delivery: up to `max_messages` events per call to the app, sent once that many are
+/// waiting or `max_await` after the first arrived.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BulkSubscribe {
+    /// Events per call.
+    pub max_messages: usize,
+    /// The longest an event waits for its batch to fill.
+    pub max_await: std::time::Duration,
+}
+
+/// The largest batch accepted (each waiting event holds a broker delivery).
+pub const MAX_BULK_MESSAGES: u64 = 10_000;
+
+/// Reads `bulkSubscribe` as written: `None` when absent or not enabled.
+pub fn parse_bulk(v: Option<&serde_json::Value>) -> Result<Option<BulkSubscribe>, String> {
+    let Some(v) = v.filter(|v| !v.is_null()) else { return Ok(None) };
+    let Some(obj) = v.as_object() else {
+        return Err(format!("{v} is not an object {{enabled, maxMessagesCount, maxAwaitDurationMs}}"));
+    };
+    let enabled = match obj.get("enabled") {
+        None | Some(serde_json::Value::Null) => false,
+        Some(serde_json::Value::Bool(b)) => *b,
+        Some(serde_json::Value::String(s)) if s.eq_ignore_ascii_case("true") => true,
+        Some(serde_json::Value::String(s)) if s.eq_ignore_ascii_case("false") => false,
+        Some(other) => return Err(format!("enabled: {other} is not true or false")),
+    };
+    if !enabled {
+        return Ok(None);
+    }
+    let number = |key: &str, default: u64, max: u64| -> Result<u64, String> {
+        match obj.get(key) {
+            None | Some(serde_json::Value::Null) => Ok(default),
+            Some(n) => n
+                .as_u64()
+                .or_else(|| n.as_str().and_then(|s| s.trim().parse().ok()))
+                .filter(|n| (1..=max).contains(n))
+                .ok_or_else(|| format!("{key}: {n} is not a whole number from 1 to {max}")),
+        }
+    };
+    let max_messages = number("maxMessagesCount", 100, MAX_BULK_MESSAGES)?;
+    let max_await = number("maxAwaitDurationMs", 1000, 60_000)?;
+    Ok(Some(BulkSubscribe {
+        max_messages: usize::try_from(max_messages).unwrap_or(100),
+        max_await: std::time::Duration::from_millis(max_await),
+    }))
 }
 
 /// v2alpha1 `routes`.
 #[derive(Clone, Debug, Default, Deserialize)]
 pub struct Routes {
-    /// CEL rules (not supported yet).
+    /// Routing rules `{match, path}`, tried in order.
     #[serde(default)]
     pub rules: Vec<serde_json::Value>,
     /// The route when no rule matches.
@@ -66,12 +117,16 @@ pub struct Declared {
     pub pubsub: String,
     /// The topic.
     pub topic: String,
-    /// The route, with a leading `/`.
+    /// The default route, with a leading `/`; empty when only rules route.
     pub path: String,
+    /// Routing rules before the default, in order.
+    pub rules: Vec<RouteRule>,
     /// The dead-letter topic, if any.
     pub dead_letter: String,
     /// Subscription metadata.
     pub metadata: BTreeMap<String, String>,
+    /// Batched delivery, when enabled.
+    pub bulk: Option<BulkSubscribe>,
 }
 
 impl SubscriptionDoc {
@@ -89,25 +144,37 @@ impl SubscriptionDoc {
         if s.topic.is_empty() {
             err("spec.topic", "is required".into());
         }
-        if s.routes.as_ref().is_some_and(|r| !r.rules.is_empty()) {
-            err("spec.routes.rules", "routing rules (CEL match) are not supported yet; use routes.default".into());
-        }
+        let rules = match s.routes.as_ref().map(|r| parse_rules(&r.rules)) {
+            None => Vec::new(),
+            Some(Ok(rules)) => rules,
+            Some(Err(e)) => {
+                err(&format!("spec.routes.rules[{}]", e.index), format!("{}: {}", e.expression, e.message));
+                Vec::new()
+            }
+        };
+        let bulk = parse_bulk(s.bulk_subscribe.as_ref()).unwrap_or_else(|e| {
+            err("spec.bulkSubscribe", e);
+            None
+        });
+        let has_rules = s.routes.as_ref().is_some_and(|r| !r.rules.is_empty());
         let route =
             s.routes.as_ref().map(|r| r.default.clone()).filter(|d| !d.is_empty()).unwrap_or_else(|| s.route.clone());
-        if route.is_empty() {
+        if route.is_empty() && !has_rules {
             err("spec.routes.default", "a route is required (spec.route in v1alpha1)".into());
         }
         if !errs.is_empty() {
             return Err(errs);
         }
-        let path = if route.starts_with('/') { route } else { format!("/{route}") };
+        let path = if route.is_empty() || route.starts_with('/') { route } else { format!("/{route}") };
         Ok(Declared {
             name: self.metadata.name.clone(),
             pubsub: s.pubsubname.clone(),
             topic: s.topic.clone(),
             path,
+            rules,
             dead_letter: s.dead_letter_topic.clone(),
             metadata: s.metadata.clone(),
+            bulk,
         })
     }
 }
@@ -139,14 +206,57 @@ mod tests {
     }
 
     #[test]
+    fn bulk_settings() {
+        use serde_json::json;
+        let ms = std::time::Duration::from_millis;
+        assert_eq!(parse_bulk(None), Ok(None));
+        assert_eq!(parse_bulk(Some(&json!({"enabled": false, "maxMessagesCount": 5}))), Ok(None));
+        assert_eq!(
+            parse_bulk(Some(&json!({"enabled": true}))),
+            Ok(Some(BulkSubscribe { max_messages: 100, max_await: ms(1000) }))
+        );
+        assert_eq!(
+            parse_bulk(Some(&json!({"enabled": "true", "maxMessagesCount": "20", "maxAwaitDurationMs": 50}))),
+            Ok(Some(BulkSubscribe { max_messages: 20, max_await: ms(50) }))
+        );
+        for bad in [
+            json!({"enabled": true, "maxMessagesCount": 0}),
+            json!({"enabled": true, "maxAwaitDurationMs": -1}),
+            json!({"enabled": "yes"}),
+            json!([1]),
+            json!({"enabled": true, "maxMessagesCount": 10_001}),
+        ] {
+            assert!(parse_bulk(Some(&bad)).is_err(), "{bad}");
+        }
+        let doc = parse(
+            "kind: Subscription\nmetadata: {name: b}\nspec: {pubsubname: pubsub, topic: t, route: /b, bulkSubscribe: {enabled: true, maxMessagesCount: 0}}\n",
+        );
+        let fields: Vec<String> = doc.validate().unwrap_err().into_iter().map(|e| e.field).collect();
+        assert_eq!(fields, ["spec.bulkSubscribe"]);
+    }
+
+    #[test]
+    fn rules_route_before_the_default() {
+        let doc = parse(
+            "apiVersion: dapr.io/v2alpha1\nkind: Subscription\nmetadata: {name: r}\nspec:\n  pubsubname: pubsub\n  topic: orders\n  routes:\n    rules:\n    - {match: 'event.type == \"widget\"', path: /widgets}\n    - {match: 'event.data.price > 100', path: expensive}\n",
+        );
+        let d = doc.validate().unwrap();
+        assert_eq!(d.path, "", "no default: only the rules route");
+        let paths: Vec<&str> = d.rules.iter().map(|r| r.path.as_str()).collect();
+        assert_eq!(paths, ["/widgets", "/expensive"]);
+    }
+
+    #[test]
     fn problems_name_their_fields() {
         let bad = parse(
-            "kind: Subscription\nmetadata: {name: ''}\nspec:\n  routes: {rules: [{match: 'event.type == \"x\"', path: /x}]}\n",
+            "kind: Subscription\nmetadata: {name: ''}\nspec:\n  routes: {rules: [{match: 'event.type == \"x\"', path: /x}, {match: 'event.type ==', path: /y}]}\n",
         );
-        let fields: Vec<String> = bad.validate().unwrap_err().into_iter().map(|e| e.field).collect();
-        assert_eq!(
-            fields,
-            ["metadata.name", "spec.pubsubname", "spec.topic", "spec.routes.rules", "spec.routes.default"]
-        );
+        let errors = bad.validate().unwrap_err();
+        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["metadata.name", "spec.pubsubname", "spec.topic", "spec.routes.rules[1]"]);
+        assert!(errors[3].message.contains("event.type ==") && errors[3].message.contains("CEL"), "{}", errors[3]);
+        let none = parse("kind: Subscription\nmetadata: {name: plain}\nspec: {pubsubname: pubsub, topic: orders}\n");
+        let fields: Vec<String> = none.validate().unwrap_err().into_iter().map(|e| e.field).collect();
+        assert_eq!(fields, ["spec.routes.default"]);
     }
 }

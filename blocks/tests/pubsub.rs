@@ -11,9 +11,17 @@ use outrider_blocks::pubsub::{
     Handler, MemoryPubSub, Message, Outcome, PubSub, RedisPubSub, RedisStreamSettings, SubscribeRequest,
 };
 
+/// The topics this test process made, for cleaning up brokers that keep them.
+static TOPICS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
 fn topic(name: &str) -> String {
-    format!("{name}-{}-{}", std::process::id(), uuid_like())
+    let t = format!("{name}-{}-{}", std::process::id(), uuid_like());
+    TOPICS.lock().unwrap().push(t.clone());
+    t
 }
+
+/// Every consumer group the suite uses.
+const GROUPS: &[&str] = &["g", "app-a", "app-b", "instances"];
 
 fn uuid_like() -> u128 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
@@ -144,6 +152,48 @@ async fn concurrency_is_bounded(b: Arc<dyn PubSub>) {
     assert!((2..=3).contains(&peak), "peak concurrency {peak}, limit 3");
 }
 
+/// Two subscriptions of one group (two instances of one app) share the topic: every message is
+/// handled exactly once, by one of them, and both take part.
+async fn one_group_competes(b: Arc<dyn PubSub>) {
+    let t = topic("compete");
+    let slow = |_: &str, _: usize| {
+        std::thread::sleep(Duration::from_millis(5)); // a handler that takes a moment
+        Outcome::Success
+    };
+    let (h1, seen1) = recorder(slow);
+    let (h2, seen2) = recorder(slow);
+    let req = |t: &str| SubscribeRequest { topic: t.into(), group: "instances".into(), concurrency: 1 };
+    let _s1 = b.subscribe(req(&t), h1).await.unwrap();
+    let _s2 = b.subscribe(req(&t), h2).await.unwrap();
+    for i in 0..60 {
+        b.publish(msg(&t, &format!("m{i}"))).await.unwrap();
+    }
+    let total = || seen1.lock().unwrap().len() + seen2.lock().unwrap().len();
+    eventually("all 60 handled", || total() >= 60).await;
+    tokio::time::sleep(Duration::from_millis(200)).await; // room for a duplicate to show up
+    let (a, b) = (seen1.lock().unwrap().clone(), seen2.lock().unwrap().clone());
+    let mut all: Vec<&String> = a.iter().chain(&b).collect();
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), 60, "some message was lost");
+    assert_eq!(a.len() + b.len(), 60, "some message was handled twice ({} + {})", a.len(), b.len());
+    assert!(!a.is_empty() && !b.is_empty(), "one instance did all the work ({} / {})", a.len(), b.len());
+}
+
+/// Opens a component as a sidecar would, from its type and metadata.
+async fn open_component(type_: &str, metadata: &[(&str, &str)]) -> Arc<dyn PubSub> {
+    let md: Vec<serde_json::Value> = metadata.iter().map(|(k, v)| serde_json::json!({"name": k, "value": v})).collect();
+    let c: outrider_blocks::Component = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "conformance"},
+        "spec": {"type": type_, "version": "v1", "metadata": md},
+    }))
+    .unwrap();
+    match outrider_blocks::pubsub::open(&c, "conformance", "default").await {
+        Ok(c) => c.broker,
+        Err(e) => panic!("opening {type_}: {e:?}"),
+    }
+}
+
 macro_rules! conformance {
     ($name:ident, $make:expr) => {
         mod $name {
@@ -175,6 +225,11 @@ macro_rules! conformance {
                 super::unsubscribing_stops_one_topic_only(b).await;
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn one_group_competes() {
+                let (b, _g) = make().await;
+                super::one_group_competes(b).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn concurrency_is_bounded() {
                 let (b, _g) = make().await;
                 super::concurrency_is_bounded(b).await;
@@ -202,8 +257,108 @@ conformance!(redis_streams, || async {
     (Arc::new(broker) as Arc<dyn PubSub>, Box::new(server) as Box<dyn std::any::Any + Send>)
 });
 
-/// A delivery that runs longer than `processingTimeout` keeps its claim: it is not claimed and
+/// Deletes the streams this test process created on the NATS server when dropped (the shared
+/// server outlives the tests; topics carry the process id, so only ours match).
+struct NatsStreams {
+    server: outrider_testkit::Nats,
+}
+
+impl Drop for NatsStreams {
+    fn drop(&mut self) {
+        use futures_util::StreamExt;
+        let (url, marker) = (self.server.url.clone(), format!("-{}-", std::process::id()));
+        let cleanup = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                let Ok(client) = async_nats::connect(url).await else { return };
+                let js = async_nats::jetstream::new(client);
+                let names: Vec<String> = js.stream_names().filter_map(|n| async { n.ok() }).collect().await;
+                for name in names.into_iter().filter(|n| n.contains(&marker)) {
+                    let _ = js.delete_stream(&name).await;
+                }
+            });
+        });
+        let _ = cleanup.join();
+    }
+}
+
+conformance!(jetstream, || async {
+    let server = NatsStreams { server: outrider_testkit::Nats::start() };
+    let server_url = server.server.url.clone();
+    let broker = open_component(
+        "pubsub.jetstream",
+        &[("natsURL", &server_url), ("memoryStorage", "true"), ("nakDelay", "100ms"), ("queueDepth", "10")],
+    )
+    .await;
+    (broker, Box::new(server) as Box<dyn std::any::Any + Send>)
+});
+
+/// Deletes this process's exchanges and queues from the RabbitMQ broker when dropped (durable
+/// ones outlive the test on the shared broker).
+struct RabbitTopology {
+    server: outrider_testkit::RabbitMq,
+}
+
+impl Drop for RabbitTopology {
+    fn drop(&mut self) {
+        use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
+        let url = self.server.url.clone();
+        let topics = TOPICS.lock().unwrap().clone();
+        let cleanup = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                let Ok(conn) = lapin::Connection::connect(&url, lapin::ConnectionProperties::default()).await else {
+                    return;
+                };
+                let Ok(ch) = conn.create_channel().await else { return };
+                for t in &topics {
+                    for g in GROUPS {
+                        let _ = ch.queue_delete(format!("{g}-{t}").into(), QueueDeleteOptions::default()).await;
+                    }
+                    let _ = ch.exchange_delete(t.as_str().into(), ExchangeDeleteOptions::default()).await;
+                }
+                let _ = conn.close(200, "done".into()).await;
+            });
+        });
+        let _ = cleanup.join();
+    }
+}
+
+conformance!(rabbitmq, || async {
+    let server = RabbitTopology { server: outrider_testkit::RabbitMq::start() };
+    let url = server.server.url.clone();
+    let broker = open_component("pubsub.rabbitmq", &[("connectionString", &url), ("requeueDelay", "100ms")]).await;
+    (broker, Box::new(server) as Box<dyn std::any::Any + Send>)
+});
+
+conformance!(mqtt, || async {
+    let server = outrider_testkit::Mosquitto::start();
+    let broker = open_component("pubsub.mqtt3", &[("url", &server.url)]).await;
+    (broker, Box::new(server) as Box<dyn std::any::Any + Send>)
+});
+
+/// A delivery that runs longer than the broker's redelivery timeout keeps its claim: it is not
 /// delivered again while it is still being handled.
+async fn slow_handler_keeps_its_claim(broker: Arc<dyn PubSub>) {
+    let (started, finished) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (s2, f2) = (started.clone(), finished.clone());
+    let h: Handler = Arc::new(move |_m| {
+        let (s, f) = (s2.clone(), f2.clone());
+        Box::pin(async move {
+            s.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(1200)).await; // four redelivery timeouts
+            f.fetch_add(1, Ordering::SeqCst);
+            Outcome::Success
+        })
+    });
+    let t = topic("slow");
+    let _s = broker.subscribe(sub(&t, "g"), h).await.unwrap();
+    broker.publish(msg(&t, "long job")).await.unwrap();
+    eventually("the slow delivery to finish", || finished.load(Ordering::SeqCst) == 1).await;
+    tokio::time::sleep(Duration::from_millis(500)).await; // past another timeout: an ack that failed would show
+    assert_eq!(started.load(Ordering::SeqCst), 1, "the message was delivered again while or after being handled");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_slow_handlers_keep_their_claim() {
     let server = outrider_testkit::RedisServer::start();
@@ -216,21 +371,109 @@ async fn redis_slow_handlers_keep_their_claim() {
         max_len_approx: None,
         timeout: Duration::from_secs(5),
     };
-    let broker = RedisPubSub::connect(settings).await.unwrap();
-    let (started, finished) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-    let (s2, f2) = (started.clone(), finished.clone());
-    let h: Handler = Arc::new(move |_m| {
-        let (s, f) = (s2.clone(), f2.clone());
-        Box::pin(async move {
-            s.fetch_add(1, Ordering::SeqCst);
-            tokio::time::sleep(Duration::from_millis(1200)).await; // four processing timeouts
-            f.fetch_add(1, Ordering::SeqCst);
-            Outcome::Success
-        })
-    });
-    let t = topic("slow");
-    let _s = broker.subscribe(sub(&t, "g"), h).await.unwrap();
-    broker.publish(msg(&t, "long job")).await.unwrap();
-    eventually("the slow delivery to finish", || finished.load(Ordering::SeqCst) == 1).await;
-    assert_eq!(started.load(Ordering::SeqCst), 1, "the message was delivered again while still being handled");
+    slow_handler_keeps_its_claim(Arc::new(RedisPubSub::connect(settings).await.unwrap())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jetstream_slow_handlers_keep_their_claim() {
+    let server = NatsStreams { server: outrider_testkit::Nats::start() };
+    let broker = open_component(
+        "pubsub.jetstream",
+        &[("natsURL", &server.server.url), ("ackWait", "300ms"), ("memoryStorage", "true")],
+    )
+    .await;
+    slow_handler_keeps_its_claim(broker).await;
+}
+
+/// A bad broker component fails to open with the field and value named, before any traffic.
+#[tokio::test]
+async fn broker_component_errors_name_field_and_value() {
+    async fn error_of(type_: &str, metadata: &[(&str, &str)]) -> String {
+        let md: Vec<serde_json::Value> =
+            metadata.iter().map(|(k, v)| serde_json::json!({"name": k, "value": v})).collect();
+        let c: outrider_blocks::Component = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "broken"},
+            "spec": {"type": type_, "version": "v1", "metadata": md},
+        }))
+        .unwrap();
+        match outrider_blocks::pubsub::open(&c, "app", "default").await {
+            Ok(_) => panic!("{type_} {metadata:?} opened"),
+            Err(e) => e.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; "),
+        }
+    }
+    let nats = outrider_testkit::Nats::start();
+    type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, &'a str);
+    let cases: Vec<Case> = vec![
+        ("pubsub.jetstream", vec![], "spec.metadata.natsURL: is required"),
+        ("pubsub.jetstream", vec![("natsURL", &nats.url), ("deliverPolicy", "oldest")], "\"oldest\""),
+        ("pubsub.jetstream", vec![("natsURL", &nats.url), ("deliverPolicy", "sequence")], "startSequence"),
+        ("pubsub.jetstream", vec![("natsURL", &nats.url), ("ackWait", "soon")], "spec.metadata.ackWait: \"soon\""),
+        ("pubsub.jetstream", vec![("natsURL", &nats.url), ("jwt", "eyJ")], "spec.metadata.seedKey"),
+        ("pubsub.jetstream", vec![("natsURL", "nats://127.0.0.1:1")], "spec.metadata.natsURL: nats://127.0.0.1:1"),
+        ("pubsub.in-memory", vec![("concurrency", "0")], "spec.metadata.concurrency: \"0\""),
+        ("pubsub.in-memory", vec![("concurrency", "lots")], "spec.metadata.concurrency: \"lots\""),
+        ("pubsub.mqtt3", vec![], "spec.metadata.url: is required"),
+        ("pubsub.mqtt3", vec![("url", "ssl://b:8883")], "not supported"),
+        ("pubsub.mqtt3", vec![("url", "tcp://b"), ("qos", "3")], "spec.metadata.qos: 3"),
+        ("pubsub.mqtt3", vec![("url", "tcp://u:hunter2@127.0.0.1:1")], "spec.metadata.url: 127.0.0.1:1"),
+        ("pubsub.rabbitmq", vec![], "spec.metadata.connectionString: is required"),
+        ("pubsub.rabbitmq", vec![("connectionString", "amqp://a:b@h"), ("exchangeKind", "topic")], "\"topic\""),
+        ("pubsub.rabbitmq", vec![("connectionString", "amqp://a:b@h"), ("deliveryMode", "5")], "deliveryMode: 5"),
+        ("pubsub.rabbitmq", vec![("connectionString", "amqp://a:b@h"), ("durable", "maybe")], "durable: \"maybe\""),
+        (
+            "pubsub.rabbitmq",
+            vec![("connectionString", "amqp://u:hunter2@127.0.0.1:1")],
+            "connectionString: amqp://***@127.0.0.1:1",
+        ),
+        ("pubsub.rabbitmq", vec![("connectionString", "amqp:u:hunter2@h")], "connectionString"),
+        ("pubsub.jetstream", vec![("natsURL", "nats://u:hunter2@127.0.0.1:1")], "natsURL: nats://***@127.0.0.1:1"),
+        ("pubsub.jetstream", vec![("natsURL", "nats://u:hunter2@[bad")], "spec.metadata"),
+        ("pubsub.mqtt3", vec![("url", "ssl://u:hunter2@h:8883")], "not supported"),
+    ];
+    for (type_, md, expected) in cases {
+        let e = error_of(type_, &md).await;
+        assert!(e.contains(expected), "{type_} {md:?}: {e:?} does not mention {expected:?}");
+        assert!(!e.contains("hunter2"), "a password reached the error: {e}");
+    }
+}
+
+/// `concurrency` bounds each subscription's deliveries in flight (daprd's default: 10).
+#[tokio::test]
+async fn concurrency_comes_from_the_component() {
+    let open = |value: Option<&'static str>| async move {
+        let md: Vec<serde_json::Value> =
+            value.map(|v| serde_json::json!({"name": "concurrency", "value": v})).into_iter().collect();
+        let c: outrider_blocks::Component = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p"}, "spec": {"type": "pubsub.in-memory", "version": "v1", "metadata": md},
+        }))
+        .unwrap();
+        outrider_blocks::pubsub::open(&c, "app", "default").await.unwrap().concurrency
+    };
+    assert_eq!(open(None).await, 10);
+    assert_eq!(open(Some("single")).await, 1);
+    assert_eq!(open(Some("parallel")).await, 10);
+    assert_eq!(open(Some("25")).await, 25);
+}
+
+/// With a fixed `clientID` and kept sessions, each subscription still has a session of its own:
+/// two topics on one component both receive, neither connection knocks the other off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt_subscriptions_with_a_fixed_client_id_do_not_share_a_session() {
+    let server = outrider_testkit::Mosquitto::private(); // kept sessions stay on the broker
+    let broker =
+        open_component("pubsub.mqtt3", &[("url", &server.url), ("clientID", "fixed"), ("cleanSession", "false")]).await;
+    let (t1, t2) = (topic("one"), topic("two"));
+    let (h1, seen1) = recorder(|_, _| Outcome::Success);
+    let (h2, seen2) = recorder(|_, _| Outcome::Success);
+    let _s1 = broker.subscribe(sub(&t1, "g"), h1).await.unwrap();
+    let _s2 = broker.subscribe(sub(&t2, "g"), h2).await.unwrap();
+    for i in 0..20 {
+        broker.publish(msg(&t1, &format!("one-{i}"))).await.unwrap();
+        broker.publish(msg(&t2, &format!("two-{i}"))).await.unwrap();
+    }
+    eventually("20 on each topic", || seen1.lock().unwrap().len() >= 20 && seen2.lock().unwrap().len() >= 20).await;
+    tokio::time::sleep(Duration::from_millis(200)).await; // room for a misrouted or repeated message
+    let (a, b) = (seen1.lock().unwrap().clone(), seen2.lock().unwrap().clone());
+    assert!(a.iter().all(|m| m.starts_with("one-")) && b.iter().all(|m| m.starts_with("two-")), "{a:?} {b:?}");
+    assert_eq!((a.len(), b.len()), (20, 20));
 }

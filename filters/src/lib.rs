@@ -3,12 +3,15 @@
 //! them as they land.
 //!
 //! Each middleware has tower's shape: a `Foo<S>` service, a `FooLayer`, and a named
-//! `ResponseFuture`. Decisions that need no I/O (path normalisation, traceparent parsing) are
+//! `ResponseFuture`. Decisions that need no I/O (path normalisation, traceparent parsing, retry
+//! waits of the `Resiliency` spec) are
 //! pure functions with table tests beside them. This crate owns no sockets and no configuration
 //! files; it does not know about Dapr's API routes beyond the labels the router hands it.
 
+pub mod duration;
 pub mod metrics;
 pub mod normalize;
+pub mod resiliency;
 pub mod trace;
 
 /// The route template that matched a request, set by the router on the response's extensions

@@ -8,6 +8,7 @@
 mod invoke;
 mod meta;
 mod publish;
+mod secrets;
 mod state;
 
 pub(crate) use meta::VERSION as VERSION_STR;
@@ -71,9 +72,13 @@ pub(crate) struct ApiState {
     pub(crate) stores: BTreeMap<String, StateComponent>,
     /// Pub/sub components by name.
     pub(crate) pubsubs: BTreeMap<String, PubSubComponent>,
+    /// Secret stores by name.
+    pub(crate) secret_stores: BTreeMap<String, outrider_blocks::secrets::SecretStoreComponent>,
+    /// Which secrets the app may read through the API.
+    pub(crate) secret_scopes: outrider_blocks::secrets::SecretScopes,
     pub(crate) pubsub_metrics: Arc<crate::pubsub_metrics::PubSubMetrics>,
     /// Subscriptions delivering to the app, for the metadata API.
-    pub(crate) subscriptions: Arc<Mutex<Vec<crate::subscriptions::Spec>>>,
+    pub(crate) subscriptions: Arc<Mutex<Vec<crate::subscriptions::Listed>>>,
     pub(crate) extended: Mutex<BTreeMap<String, String>>,
     pub(crate) shutdown: CancellationToken,
 }
@@ -89,6 +94,8 @@ enum Route {
     StateBulk,
     StateTransaction,
     StateQuery,
+    Secret,
+    SecretBulk,
     Healthz,
     HealthzOutbound,
     Metadata,
@@ -108,6 +115,8 @@ impl Route {
             Route::StateBulk => "/v1.0/state/{store}/bulk",
             Route::StateTransaction => "/v1.0/state/{store}/transaction",
             Route::StateQuery => "/v1.0-alpha1/state/{store}/query",
+            Route::Secret => "/v1.0/secrets/{store}/{key}",
+            Route::SecretBulk => "/v1.0/secrets/{store}/bulk",
             Route::Healthz => "/v1.0/healthz",
             Route::HealthzOutbound => "/v1.0/healthz/outbound",
             Route::Metadata => "/v1.0/metadata",
@@ -149,6 +158,8 @@ impl ApiService {
             Route::StateBulk,
             Route::StateTransaction,
             Route::StateQuery,
+            Route::Secret,
+            Route::SecretBulk,
             Route::Healthz,
             Route::HealthzOutbound,
             Route::Metadata,
@@ -225,7 +236,9 @@ impl ApiService {
             | Route::StateTransaction
             | Route::StateQuery => write,
             Route::StateKey => method == Method::GET || method == Method::DELETE,
-            Route::Healthz | Route::HealthzOutbound | Route::Metadata => method == Method::GET,
+            Route::Healthz | Route::HealthzOutbound | Route::Metadata | Route::Secret | Route::SecretBulk => {
+                method == Method::GET
+            }
             Route::MetadataKey => method == Method::PUT,
             Route::Shutdown => method == Method::POST,
         };
@@ -243,6 +256,8 @@ impl ApiService {
             Route::StateBulk => state::bulk(s, &p.store, req).await,
             Route::StateTransaction => state::transaction(s, &p.store, req).await,
             Route::StateQuery => state::query(s, &p.store, req).await,
+            Route::Secret => secrets::get(s, &p.store, &p.key),
+            Route::SecretBulk => secrets::bulk(s, &p.store),
             Route::Healthz => meta::healthz(s, req.uri().query()),
             Route::HealthzOutbound => meta::healthz_outbound(s),
             Route::Metadata => meta::get(s),

@@ -9,8 +9,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use outrider_blocks::Component;
+use outrider_blocks::secrets::{SecretScope, SecretScopes};
 use outrider_blocks::subscription::{Declared, SubscriptionDoc};
 use outrider_discovery::{NameResolution, ResolverConfig};
+use outrider_filters::resiliency::Resiliency;
 use serde::Deserialize;
 
 use crate::cli::{Env, Listen, RunArgs};
@@ -68,6 +70,10 @@ pub(crate) struct Settings {
     pub(crate) components: Vec<LoadedComponent>,
     /// Declarative `Subscription`s that apply to this app.
     pub(crate) subscriptions: Vec<Declared>,
+    /// `Resiliency` documents that apply to this app.
+    pub(crate) resiliency: Vec<Resiliency>,
+    /// `Configuration.spec.secrets.scopes`.
+    pub(crate) secret_scopes: SecretScopes,
     pub(crate) data_dir: PathBuf,
     pub(crate) api_token: Option<String>,
     pub(crate) app_token: Option<String>,
@@ -199,6 +205,15 @@ pub(crate) fn load(args: &RunArgs, env: &Env) -> Result<Settings, Problems> {
             None
         }
     };
+    let secret_scopes = match SecretScopes::new(std::mem::take(&mut cfg.spec.secrets.scopes)) {
+        Ok(s) => s,
+        Err(errs) => {
+            let file = args.config.as_deref().map(display).unwrap_or_default();
+            problems
+                .extend(errs.into_iter().map(|e| Problem { at: format!("{file}: {}", e.field), message: e.message }));
+            SecretScopes::default()
+        }
+    };
     let workload_cert_ttl = match cfg.spec.mtls.workload_cert_ttl.as_deref() {
         None | Some("") => DEFAULT_CERT_TTL,
         Some(v) => match parse_duration(v) {
@@ -216,8 +231,10 @@ pub(crate) fn load(args: &RunArgs, env: &Env) -> Result<Settings, Problems> {
 
     let mut components = Vec::new();
     let mut subscriptions = Vec::new();
+    let mut resiliency = Vec::new();
     for dir in &args.resources_path {
-        load_resources(dir, &args.app_id, &mut components, &mut subscriptions, &mut problems);
+        let mut found = Found { components: &mut components, subs: &mut subscriptions, resiliency: &mut resiliency };
+        load_resources(dir, &args.app_id, &mut found, &mut problems);
     }
     if args.resources_path.is_empty() {
         components = default_components();
@@ -240,6 +257,8 @@ pub(crate) fn load(args: &RunArgs, env: &Env) -> Result<Settings, Problems> {
         resolver: resolver.expect("no problems means a resolver"),
         components,
         subscriptions,
+        resiliency,
+        secret_scopes,
         data_dir: args.data_dir.clone(),
         api_token: env.api_token.clone(),
         app_token: env.app_token.clone(),
@@ -267,6 +286,14 @@ struct ConfigSpec {
     name_resolution: NameResolution,
     #[serde(default)]
     mtls: Mtls,
+    #[serde(default)]
+    secrets: SecretsSpec,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct SecretsSpec {
+    #[serde(default)]
+    scopes: Vec<SecretScope>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -291,14 +318,15 @@ fn read_configuration(path: &Path) -> Result<ConfigFile, Vec<Problem>> {
     Ok(cfg)
 }
 
+/// What the resource directories hold for this app.
+struct Found<'a> {
+    components: &'a mut Vec<LoadedComponent>,
+    subs: &'a mut Vec<Declared>,
+    resiliency: &'a mut Vec<Resiliency>,
+}
+
 /// Loads every `*.yaml`/`*.yml` directly inside `dir` (not recursively), like daprd.
-fn load_resources(
-    dir: &Path,
-    app_id: &str,
-    out: &mut Vec<LoadedComponent>,
-    subs: &mut Vec<Declared>,
-    problems: &mut Vec<Problem>,
-) {
+fn load_resources(dir: &Path, app_id: &str, found: &mut Found<'_>, problems: &mut Vec<Problem>) {
     let rd = match std::fs::read_dir(dir) {
         Ok(rd) => rd,
         Err(e) => {
@@ -331,9 +359,16 @@ fn load_resources(
         for (i, doc) in docs.into_iter().enumerate() {
             let at = if i == 0 { at.clone() } else { format!("{at} (document {})", i + 1) };
             match doc.get("kind").and_then(|k| k.as_str()) {
-                Some("Component") => load_component(doc, &at, app_id, out, problems),
-                Some("Subscription") => load_subscription(doc, &at, app_id, subs, problems),
-                Some(kind @ ("Resiliency" | "HTTPEndpoint" | "Configuration")) => {
+                Some("Component") => load_component(doc, &at, app_id, found.components, problems),
+                Some("Subscription") => load_subscription(doc, &at, app_id, found.subs, problems),
+                Some("Resiliency") => match Resiliency::parse(&doc) {
+                    Ok(r) if r.applies_to(app_id) => found.resiliency.push(r),
+                    Ok(_) => {}
+                    Err(errs) => problems.extend(
+                        errs.into_iter().map(|e| Problem { at: format!("{at}: {}", e.field), message: e.message }),
+                    ),
+                },
+                Some(kind @ ("HTTPEndpoint" | "Configuration")) => {
                     tracing::warn!(file = %at, kind, "this resource kind is not supported yet; the document is ignored");
                 }
                 // Documents of other kinds are skipped, as daprd does.
@@ -406,30 +441,10 @@ fn load_subscription(
 
 /// Parses Go-style durations (`1h30m`, `500ms`, `24h`) and bare integers as seconds.
 pub(crate) fn parse_duration(s: &str) -> Option<Duration> {
-    let s = s.trim();
-    if let Ok(n) = s.parse::<u64>() {
-        return Some(Duration::from_secs(n));
+    match s.trim().parse::<u64>() {
+        Ok(n) => Some(Duration::from_secs(n)),
+        Err(_) => outrider_filters::duration::go_duration(s),
     }
-    let mut total = Duration::ZERO;
-    let mut rest = s;
-    while !rest.is_empty() {
-        let num_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
-        let n: f64 = rest[..num_end].parse().ok()?;
-        rest = &rest[num_end..];
-        let unit_end = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
-        let unit = match &rest[..unit_end] {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return None,
-        };
-        total = total.checked_add(Duration::try_from_secs_f64(n * unit).ok()?)?;
-        rest = &rest[unit_end..];
-    }
-    (!s.is_empty()).then_some(total)
 }
 
 #[cfg(test)]

@@ -19,7 +19,8 @@ use http::Request;
 use hyper::body::Incoming;
 use metrics_exporter_prometheus::PrometheusHandle;
 use nix::sys::signal::Signal;
-use outrider_blocks::pubsub::{self, PubSubComponent, Subscription};
+use outrider_blocks::pubsub::{self, PubSubComponent};
+use outrider_blocks::secrets;
 use outrider_blocks::state::{self, OpenContext, StateComponent};
 use outrider_blocks::{Component, ComponentError};
 use outrider_discovery::local::{Entry, LocalResolver, Registration};
@@ -49,16 +50,31 @@ const DRAIN_DELAY: Duration = Duration::from_secs(1);
 const APP_PROBE_INTERVAL: Duration = Duration::from_millis(250);
 
 pub(crate) async fn run(s: Settings, metrics: PrometheusHandle) -> anyhow::Result<i32> {
+    // Before anything reports ready: a SIGTERM that arrives early must start the orderly stop,
+    // not kill the process with the default action.
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sigint = signal(SignalKind::interrupt())?;
     let creds = identity::start(&s).context("workload identity")?;
     let resolver: Arc<dyn Resolve> = match &s.resolver {
         ResolverConfig::Local => Arc::new(LocalResolver::start(s.registry_dir.clone()).context("local registry")?),
         ResolverConfig::Static(map) => Arc::new(StaticResolver::new(map.clone())),
     };
 
+    // Secret stores first: other components' `secretKeyRef`s are read from them.
+    // A relative `secretsFile` is read from the directory the sidecar was started in, as daprd does.
+    let cwd = std::env::current_dir().context("reading the current directory")?;
+    let secret_stores = open_all(&s, "secretstores.", async |c| secrets::open(c, &cwd)).await?;
     let ctx = OpenContext { app_id: s.app_id.clone(), namespace: s.namespace.clone(), data_dir: s.data_dir.clone() };
-    let stores: BTreeMap<String, StateComponent> = open_all(&s, "state.", async |c| state::open(c, &ctx).await).await?;
-    let pubsubs: BTreeMap<String, PubSubComponent> =
-        open_all(&s, "pubsub.", async |c| pubsub::open(c, &s.app_id, &s.namespace).await).await?;
+    let stores: BTreeMap<String, StateComponent> = open_all(&s, "state.", async |c| {
+        let c = secrets::resolve_references(c, &secret_stores)?;
+        state::open(&c, &ctx).await
+    })
+    .await?;
+    let pubsubs: BTreeMap<String, PubSubComponent> = open_all(&s, "pubsub.", async |c| {
+        let c = secrets::resolve_references(c, &secret_stores)?;
+        pubsub::open(&c, &s.app_id, &s.namespace).await
+    })
+    .await?;
 
     let api_l = bind(s.listen.api, "--dapr-http-port").await?;
     let mesh_l = match bind(s.listen.mesh, "--mesh-port").await {
@@ -100,8 +116,7 @@ pub(crate) async fn run(s: Settings, metrics: PrometheusHandle) -> anyhow::Resul
     // Deliveries come from this sidecar on the app's own behalf.
     let me = Caller { app_id: s.app_id.clone(), namespace: s.namespace.clone(), trust_domain: s.trust_domain.clone() };
     let health = Arc::new(Health::default());
-    let subscription_specs: Arc<std::sync::Mutex<Vec<subscriptions::Spec>>> = Arc::default();
-    let live_subscriptions: Arc<std::sync::Mutex<Vec<Subscription>>> = Arc::default();
+    let listed_subscriptions: Arc<std::sync::Mutex<Vec<subscriptions::Listed>>> = Arc::default();
     let shutdown = CancellationToken::new();
     let outbound = Arc::new(Outbound::new(resolver.clone(), creds.clone()));
     let pubsub_metrics = Arc::new(PubSubMetrics::new(&s.app_id, &s.namespace));
@@ -117,8 +132,10 @@ pub(crate) async fn run(s: Settings, metrics: PrometheusHandle) -> anyhow::Resul
         health: health.clone(),
         stores,
         pubsubs: pubsubs.clone(),
+        secret_stores,
+        secret_scopes: s.secret_scopes.clone(),
         pubsub_metrics: pubsub_metrics.clone(),
-        subscriptions: subscription_specs.clone(),
+        subscriptions: listed_subscriptions.clone(),
         extended: Default::default(),
         shutdown: shutdown.clone(),
     });
@@ -161,23 +178,34 @@ pub(crate) async fn run(s: Settings, metrics: PrometheusHandle) -> anyhow::Resul
                 .with_context(|| format!("starting {:?}", argv[0]))?,
         ),
     };
-    {
+    let subscriber = {
         // Subscriptions start once the app answers: deliveries need someone to deliver to.
-        let (addr, port, health, app) = (s.app_channel_address.clone(), s.app_port, health.clone(), app_for_subs);
-        let (specs, live, me) = (subscription_specs.clone(), live_subscriptions.clone(), me.clone());
+        let (addr, port, health) = (s.app_channel_address.clone(), s.app_port, health.clone());
+        let subscriber = app_for_subs.map(|app| subscriptions::Subscriber {
+            pubsubs: Arc::new(pubsubs),
+            app,
+            me: me.clone(),
+            metrics: pubsub_metrics,
+            listed: listed_subscriptions,
+            live: Arc::default(),
+            stop: CancellationToken::new(),
+            in_flight: tokio_util::task::TaskTracker::new(),
+            resiliency: Arc::new(s.resiliency.clone()),
+        });
         let declared = s.subscriptions.clone();
+        let subscribe = subscriber.clone();
         tokio::spawn(async move {
+            // Ready once the app answers (at once without one).
             probe_app(addr, port, health).await;
-            if let Some(app) = app {
-                let wanted = subscriptions::merge(subscriptions::fetch(&app, &me).await, &declared);
-                let started = subscriptions::start(wanted, &pubsubs, app, me, &specs, &pubsub_metrics).await;
-                live.lock().unwrap_or_else(|p| p.into_inner()).extend(started);
+            if let Some(subscriber) = subscribe {
+                let wanted =
+                    subscriptions::merge(subscriptions::fetch(&subscriber.app, &subscriber.me).await, &declared);
+                subscriber.start(wanted).await;
             }
         });
-    }
+        subscriber
+    };
 
-    let mut sigterm = signal(SignalKind::terminate())?;
-    let mut sigint = signal(SignalKind::interrupt())?;
     let mut exit_code = 0;
     let mut child_done = false;
     tokio::select! {
@@ -204,8 +232,11 @@ pub(crate) async fn run(s: Settings, metrics: PrometheusHandle) -> anyhow::Resul
         Err(e) => tracing::warn!(error = %e, "mesh listener panicked"),
         Ok(Ok(())) => {}
     }
-    // Stop deliveries: what is in flight finishes, the rest stays with the broker.
-    live_subscriptions.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    // Stop deliveries: what is in flight finishes within the grace period, the rest stays with
+    // the broker.
+    if let Some(subscriber) = &subscriber {
+        subscriber.shut_down(s.grace).await;
+    }
     // 4. Then the app, which may still use its API while it stops. SIGTERM whatever we
     //    received: an app started in the background may ignore SIGINT.
     if let (Some(c), false) = (child.as_mut(), child_done) {

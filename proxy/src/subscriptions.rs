@@ -2,25 +2,32 @@
 //! to what it lists, and deliver each message as a `POST` of the CloudEvent to its route
 //! (api.md §4.4, §4.6). The app's answer decides the outcome: 2xx with `SUCCESS` (or an empty
 //! or unreadable body) acknowledges, `DROP` and 404 drop, anything else is retried by the
-//! broker. Routing rules (CEL `match`) are not supported yet: such subscriptions are refused and
-//! logged, never routed somewhere else.
+//! broker. Routing rules (CEL `match` over the CloudEvent) pick the route per event, in order,
+//! before the default; an event no rule routes is dropped (dead-lettered when a topic is set),
+//! and one a rule cannot evaluate fails and is retried.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use http::{HeaderValue, Method, Request, header};
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, Method, Request, header};
 use http_body_util::{BodyExt, Limited};
-use outrider_blocks::pubsub::{Handler, Message, Outcome, PubSubComponent, SubscribeRequest, Subscription, expired};
+use outrider_blocks::pubsub::routing::{RouteRule, Router, parse_rules};
+use outrider_blocks::pubsub::{
+    Handler, Message, Outcome, PubSubComponent, SubscribeRequest, Subscription, expired, raw_event, wants_raw,
+};
+use outrider_blocks::subscription::{BulkSubscribe, parse_bulk};
 use outrider_policy::Caller;
 use serde_json::{Value, json};
 
+use outrider_filters::resiliency::{Direction, Resiliency, RetryPolicy, component_retry};
+
 use crate::app_channel::AppChannel;
+use crate::bulk_subscribe;
 use crate::http::{empty, full};
 use crate::pubsub_metrics::PubSubMetrics;
 
-/// Deliveries of one subscription in flight at once.
-const CONCURRENCY: usize = 10;
 /// With a dead-letter topic: attempts before a failing message goes there, and the first delay.
 const DEAD_LETTER_ATTEMPTS: u32 = 3;
 const DEAD_LETTER_BACKOFF: Duration = Duration::from_millis(100);
@@ -32,12 +39,16 @@ const MAX_SUBSCRIBE_BODY: usize = 1 << 20;
 pub(crate) struct Spec {
     pub(crate) pubsub: String,
     pub(crate) topic: String,
-    /// Where deliveries go, with a leading `/`.
+    /// The default route, with a leading `/`; empty when only rules route.
     pub(crate) path: String,
+    /// Routing rules tried before the default.
+    pub(crate) rules: Vec<RouteRule>,
     pub(crate) dead_letter: String,
     pub(crate) metadata: BTreeMap<String, String>,
     /// From a `Subscription` resource rather than the app.
     pub(crate) declarative: bool,
+    /// Batched delivery, when enabled.
+    pub(crate) bulk: Option<BulkSubscribe>,
 }
 
 impl From<&outrider_blocks::subscription::Declared> for Spec {
@@ -46,9 +57,11 @@ impl From<&outrider_blocks::subscription::Declared> for Spec {
             pubsub: d.pubsub.clone(),
             topic: d.topic.clone(),
             path: d.path.clone(),
+            rules: d.rules.clone(),
             dead_letter: d.dead_letter.clone(),
             metadata: d.metadata.clone(),
             declarative: true,
+            bulk: d.bulk,
         }
     }
 }
@@ -65,11 +78,19 @@ pub(crate) fn merge(programmatic: Vec<Spec>, declared: &[outrider_blocks::subscr
 }
 
 impl Spec {
+    /// Every rule in the order tried: the rules, then the default route (if any) matching all.
+    fn all_rules(&self) -> Vec<RouteRule> {
+        let default = (!self.path.is_empty()).then(|| RouteRule { condition: String::new(), path: self.path.clone() });
+        self.rules.iter().cloned().chain(default).collect()
+    }
+
     /// How `/v1.0/metadata` lists it.
     pub(crate) fn to_metadata(&self) -> Value {
+        let rules: Vec<Value> =
+            self.all_rules().into_iter().map(|r| json!({"match": r.condition, "path": r.path})).collect();
         json!({
             "pubsubname": self.pubsub, "topic": self.topic, "metadata": self.metadata,
-            "rules": [{"match": "", "path": self.path}], "deadLetterTopic": self.dead_letter,
+            "rules": rules, "deadLetterTopic": self.dead_letter,
             "type": if self.declarative { "DECLARATIVE" } else { "PROGRAMMATIC" },
         })
     }
@@ -89,18 +110,21 @@ pub(crate) fn parse(v: &Value) -> (Vec<Spec>, Vec<String>) {
             continue;
         }
         let routes = item.get("routes");
-        let rules = routes.and_then(|r| r.get("rules")).and_then(Value::as_array).map_or(0, Vec::len);
-        if rules > 0 {
-            refused.push(format!("{pubsub}/{topic}: routing rules (CEL match) are not supported yet"));
-            continue;
-        }
+        let written = routes.and_then(|r| r.get("rules")).and_then(Value::as_array).map_or(&[][..], Vec::as_slice);
+        let rules = match parse_rules(written) {
+            Ok(rules) => rules,
+            Err(e) => {
+                refused.push(format!("{pubsub}/{topic}: routes.rules[{}]: {}: {}", e.index, e.expression, e.message));
+                continue;
+            }
+        };
         let default = routes.and_then(|r| r.get("default")).and_then(Value::as_str).unwrap_or_default();
         let route = if default.is_empty() { s("route") } else { default.to_owned() };
-        if route.is_empty() {
+        if route.is_empty() && rules.is_empty() {
             refused.push(format!("{pubsub}/{topic}: no route"));
             continue;
         }
-        let path = if route.starts_with('/') { route } else { format!("/{route}") };
+        let path = if route.is_empty() || route.starts_with('/') { route } else { format!("/{route}") };
         let metadata = item
             .get("metadata")
             .and_then(Value::as_object)
@@ -108,7 +132,15 @@ pub(crate) fn parse(v: &Value) -> (Vec<Spec>, Vec<String>) {
                 m.iter().map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.to_string(), str::to_owned))).collect()
             })
             .unwrap_or_default();
-        specs.push(Spec { pubsub, topic, path, dead_letter: s("deadLetterTopic"), metadata, declarative: false });
+        let bulk = match parse_bulk(item.get("bulkSubscribe")) {
+            Ok(bulk) => bulk,
+            Err(e) => {
+                refused.push(format!("{pubsub}/{topic}: bulkSubscribe: {e}"));
+                continue;
+            }
+        };
+        let dead_letter = s("deadLetterTopic");
+        specs.push(Spec { pubsub, topic, path, rules, dead_letter, metadata, declarative: false, bulk });
     }
     (specs, refused)
 }
@@ -171,47 +203,208 @@ pub(crate) async fn fetch(app: &AppChannel, me: &Caller) -> Vec<Spec> {
     Vec::new()
 }
 
-/// Subscribes to every spec whose pub/sub exists; returns the live subscriptions.
-pub(crate) async fn start(
-    specs: Vec<Spec>,
-    pubsubs: &BTreeMap<String, PubSubComponent>,
-    app: AppChannel,
-    me: Caller,
-    active: &Mutex<Vec<Spec>>,
-    metrics: &Arc<PubSubMetrics>,
-) -> Vec<Subscription> {
-    let mut subs = Vec::new();
-    for spec in specs {
-        let Some(c) = pubsubs.get(&spec.pubsub) else {
-            tracing::warn!(pubsub = %spec.pubsub, topic = %spec.topic, "subscription refused: no such pubsub");
-            continue;
+/// Where a subscription stands, as `/v1.0/metadata` shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum SubState {
+    /// Receiving messages.
+    Active,
+    /// The broker refused or failed; trying again (the last error).
+    Retrying(String),
+    /// Never going to work as configured (the reason).
+    Failed(String),
+}
+
+/// A subscription and its state.
+#[derive(Clone, Debug)]
+pub(crate) struct Listed {
+    pub(crate) spec: Spec,
+    pub(crate) state: SubState,
+}
+
+impl Listed {
+    /// How `/v1.0/metadata` lists it: daprd's fields, plus `status` and, unless active, `error`.
+    pub(crate) fn to_metadata(&self) -> Value {
+        let mut v = self.spec.to_metadata();
+        let (status, error) = match &self.state {
+            SubState::Active => ("ACTIVE", None),
+            SubState::Retrying(e) => ("RETRYING", Some(e)),
+            SubState::Failed(e) => ("FAILED", Some(e)),
         };
-        if !c.scopes.may_subscribe(&spec.topic) {
-            tracing::warn!(
-                pubsub = %spec.pubsub, topic = %spec.topic,
-                "subscription to topic '{}' on pubsub '{}' is not allowed", spec.topic, spec.pubsub
-            );
-            continue;
+        v["status"] = json!(status);
+        if let Some(e) = error {
+            v["error"] = json!(e);
         }
-        let topic = c.broker_topic(&spec.topic);
-        let req = SubscribeRequest { topic, group: c.consumer_group.clone(), concurrency: CONCURRENCY };
-        let handler = with_dead_letter(deliverer(app.clone(), me.clone(), spec.clone(), metrics.clone()), &spec, c);
-        match c.broker.subscribe(req, handler).await {
-            Ok(sub) => {
-                tracing::info!(pubsub = %spec.pubsub, topic = %spec.topic, route = %spec.path, "subscribed");
-                active.lock().unwrap_or_else(|p| p.into_inner()).push(spec);
-                subs.push(sub);
-            }
-            Err(e) => tracing::warn!(pubsub = %spec.pubsub, topic = %spec.topic, error = %e, "subscribing failed"),
+        v
+    }
+}
+
+/// First and longest wait before subscribing again after the broker failed.
+const RESUBSCRIBE_MIN: Duration = Duration::from_millis(500);
+const RESUBSCRIBE_MAX: Duration = Duration::from_secs(30);
+
+/// Starts subscriptions and keeps them: a subscription the broker refuses is tried again with
+/// backoff until it works or the sidecar stops; one that can never work is listed as failed.
+#[derive(Clone)]
+pub(crate) struct Subscriber {
+    pub(crate) pubsubs: Arc<BTreeMap<String, PubSubComponent>>,
+    pub(crate) app: AppChannel,
+    pub(crate) me: Caller,
+    pub(crate) metrics: Arc<PubSubMetrics>,
+    /// Every subscription with its state, for `/v1.0/metadata`.
+    pub(crate) listed: Arc<Mutex<Vec<Listed>>>,
+    /// The running subscriptions; clearing it stops deliveries.
+    pub(crate) live: Arc<Mutex<Vec<Subscription>>>,
+    /// Cancelled at shutdown: no more (re)subscribing.
+    pub(crate) stop: tokio_util::sync::CancellationToken,
+    /// Deliveries in flight, so that shutdown can wait for them.
+    pub(crate) in_flight: tokio_util::task::TaskTracker,
+    /// `Resiliency` documents for this app: the inbound retry policy of each component.
+    pub(crate) resiliency: Arc<Vec<Resiliency>>,
+}
+
+impl Subscriber {
+    fn set_state(&self, index: usize, state: SubState) {
+        if let Some(l) = self.listed.lock().unwrap_or_else(|p| p.into_inner()).get_mut(index) {
+            l.state = state;
         }
     }
-    subs
+
+    /// Lists every spec and starts each that can work.
+    pub(crate) async fn start(&self, specs: Vec<Spec>) {
+        for spec in specs {
+            let index = {
+                let mut listed = self.listed.lock().unwrap_or_else(|p| p.into_inner());
+                let state = SubState::Retrying("starting".into());
+                listed.push(Listed { spec: spec.clone(), state });
+                listed.len() - 1
+            };
+            match self.prepare(&spec) {
+                Ok((req, handler)) => {
+                    let me = self.clone();
+                    // The first attempt is awaited, so that subscriptions are in place in order.
+                    if let Err(e) = me.subscribe_once(index, &spec, req.clone(), handler.clone()).await {
+                        self.set_state(index, SubState::Retrying(e));
+                        tokio::spawn(async move { me.keep_trying(index, spec, req, handler).await });
+                    }
+                }
+                Err(reason) => {
+                    tracing::warn!(pubsub = %spec.pubsub, topic = %spec.topic, "subscription refused: {reason}");
+                    self.set_state(index, SubState::Failed(reason));
+                }
+            }
+        }
+    }
+
+    /// The broker request and the delivery handler, or why the subscription cannot work.
+    fn prepare(&self, spec: &Spec) -> Result<(SubscribeRequest, Handler), String> {
+        let Some(c) = self.pubsubs.get(&spec.pubsub) else {
+            return Err(format!("no pub/sub component named {:?}", spec.pubsub));
+        };
+        if !c.scopes.may_subscribe(&spec.topic) {
+            return Err(format!("subscription to topic '{}' on pubsub '{}' is not allowed", spec.topic, spec.pubsub));
+        }
+        // Checked when the subscription was read; kept as a guard, never routed elsewhere.
+        let router = Router::compile(&spec.all_rules()).map_err(|e| e.to_string())?;
+        let topic = c.broker_topic(&spec.topic);
+        let (app, me, metrics) = (self.app.clone(), self.me.clone(), self.metrics.clone());
+        let retry = component_retry(&self.resiliency, &spec.pubsub, &c.type_, Direction::Inbound).cloned();
+        let (deliver, concurrency) = match spec.bulk {
+            // A batch fills only if the broker may hand over that many messages at once.
+            Some(bulk) => (
+                bulk_subscribe::deliverer(app, me, spec.clone(), router, metrics, bulk),
+                bulk.max_messages.max(c.concurrency),
+            ),
+            None => (deliverer(app, me, spec.clone(), router, metrics, retry.clone()), c.concurrency),
+        };
+        let req = SubscribeRequest { topic, group: c.consumer_group.clone(), concurrency };
+
+        // With a policy the retries already happened (single deliveries only); without one, the
+        // dead-letter path tries a few times itself before giving up.
+        let attempts = if retry.is_some() && spec.bulk.is_none() { 1 } else { DEAD_LETTER_ATTEMPTS };
+        // The dead-letter tries and publish count as in flight too: shutdown waits for them.
+        Ok((req, track(with_dead_letter(deliver, spec, c, attempts), self.in_flight.clone())))
+    }
+
+    async fn subscribe_once(
+        &self,
+        index: usize,
+        spec: &Spec,
+        req: SubscribeRequest,
+        handler: Handler,
+    ) -> Result<(), String> {
+        let c = &self.pubsubs[&spec.pubsub];
+        match c.broker.subscribe(req, handler).await {
+            Ok(sub) => {
+                let rules = spec.rules.len();
+                tracing::info!(pubsub = %spec.pubsub, topic = %spec.topic, route = %spec.path, rules, "subscribed");
+                if self.stop.is_cancelled() {
+                    return Ok(()); // stopping: dropping it unsubscribes
+                }
+                self.live.lock().unwrap_or_else(|p| p.into_inner()).push(sub);
+                self.set_state(index, SubState::Active);
+                Ok(())
+            }
+            Err(e) => {
+                tracing::warn!(pubsub = %spec.pubsub, topic = %spec.topic, error = %e, "subscribing failed; will retry");
+                Err(e.to_string())
+            }
+        }
+    }
+
+    async fn keep_trying(self, index: usize, spec: Spec, req: SubscribeRequest, handler: Handler) {
+        let mut delay = RESUBSCRIBE_MIN;
+        loop {
+            tokio::select! {
+                () = self.stop.cancelled() => return,
+                () = tokio::time::sleep(delay) => {}
+            }
+            match self.subscribe_once(index, &spec, req.clone(), handler.clone()).await {
+                Ok(()) => return,
+                Err(e) => self.set_state(index, SubState::Retrying(e)),
+            }
+            delay = (delay * 2).min(RESUBSCRIBE_MAX);
+        }
+    }
+
+    /// Stops deliveries: no new ones start; those in flight get up to `grace` to finish. What
+    /// was not acknowledged stays with the broker, which delivers it again.
+    pub(crate) async fn shut_down(&self, grace: Duration) {
+        self.stop.cancel();
+        let live: Vec<Subscription> = std::mem::take(&mut *self.live.lock().unwrap_or_else(|p| p.into_inner()));
+        self.in_flight.close();
+        // Each broker waits for its deliveries and their acknowledgements; all within one grace.
+        let stopped = futures_util::future::join_all(live.into_iter().map(|s| s.stop(grace)));
+        let all_done = async {
+            let done = stopped.await;
+            let _ = tokio::time::timeout(grace, self.in_flight.wait()).await;
+            done.into_iter().all(|d| d)
+        };
+        match tokio::time::timeout(grace, all_done).await {
+            Ok(true) => {}
+            _ => tracing::warn!(
+                in_flight = self.in_flight.len(),
+                "deliveries still running at the end of the grace period"
+            ),
+        }
+    }
+}
+
+/// Counts each delivery as in flight while it runs.
+fn track(deliver: Handler, in_flight: tokio_util::task::TaskTracker) -> Handler {
+    Arc::new(move |msg: Message| {
+        let (deliver, token) = (deliver.clone(), in_flight.token());
+        Box::pin(async move {
+            let outcome = deliver(msg).await;
+            drop(token);
+            outcome
+        })
+    })
 }
 
 /// With a dead-letter topic, a failing message is tried a few times with backoff, then published
 /// to that topic on the same pub/sub and acknowledged; dropped messages go there too. Without
 /// one, the outcome goes back to the broker, which redelivers.
-fn with_dead_letter(deliver: Handler, spec: &Spec, c: &PubSubComponent) -> Handler {
+fn with_dead_letter(deliver: Handler, spec: &Spec, c: &PubSubComponent, attempts: u32) -> Handler {
     if spec.dead_letter.is_empty() {
         return deliver;
     }
@@ -234,11 +427,11 @@ fn with_dead_letter(deliver: Handler, spec: &Spec, c: &PubSubComponent) -> Handl
         let (deliver, dead, broker) = (deliver.clone(), dead.clone(), broker.clone());
         Box::pin(async move {
             let mut delay = DEAD_LETTER_BACKOFF;
-            for attempt in 1..=DEAD_LETTER_ATTEMPTS {
+            for attempt in 1..=attempts {
                 match deliver(msg.clone()).await {
                     Outcome::Success => return Outcome::Success,
                     Outcome::Drop => break,
-                    Outcome::Retry if attempt < DEAD_LETTER_ATTEMPTS => {
+                    Outcome::Retry if attempt < attempts => {
                         tokio::time::sleep(delay).await;
                         delay *= 2;
                     }
@@ -262,52 +455,159 @@ fn with_dead_letter(deliver: Handler, spec: &Spec, c: &PubSubComponent) -> Handl
 }
 
 /// Delivers one message to the app and reads its answer.
-fn deliverer(app: AppChannel, me: Caller, spec: Spec, metrics: Arc<PubSubMetrics>) -> Handler {
-    let spec = Arc::new(spec);
+/// The parts of one delivery that do not change between messages.
+struct Delivery {
+    app: AppChannel,
+    me: Caller,
+    spec: Spec,
+    router: Router,
+    metrics: Arc<PubSubMetrics>,
+}
+
+/// Delivers each message to the app. With a `Resiliency` retry policy for the component's
+/// inbound direction, a failed delivery is tried again here as the policy says (only for the
+/// status codes it matches) before the failure goes back to the broker or the dead-letter topic.
+fn deliverer(
+    app: AppChannel,
+    me: Caller,
+    spec: Spec,
+    router: Router,
+    metrics: Arc<PubSubMetrics>,
+    retry: Option<RetryPolicy>,
+) -> Handler {
+    let delivery = Arc::new(Delivery { app, me, spec, router, metrics });
+    let retry = retry.map(Arc::new);
     Arc::new(move |msg: Message| {
-        let (app, me, spec, metrics) = (app.clone(), me.clone(), spec.clone(), metrics.clone());
+        let (delivery, retry) = (delivery.clone(), retry.clone());
         Box::pin(async move {
-            let start = Instant::now();
-            let event: Option<Value> = serde_json::from_slice(&msg.data).ok();
-            if event.as_ref().is_some_and(|e| expired(e, SystemTime::now())) {
-                tracing::warn!(topic = %msg.topic, "dropping an expired event");
-                metrics.ingress(&spec.pubsub, &spec.topic, Outcome::Drop, "", start);
-                return Outcome::Drop;
-            }
-            let mut req = Request::builder()
-                .method(Method::POST)
-                .uri(spec.path.as_str())
-                .header(header::CONTENT_TYPE, "application/cloudevents+json")
-                .header("pubsubname", spec.pubsub.as_str());
-            if let Some(tp) = event.as_ref().and_then(traceparent_of).and_then(|t| HeaderValue::try_from(t).ok()) {
-                req = req.header("traceparent", tp);
-            }
-            let Ok(req) = req.body(full(msg.data.clone())) else { return Outcome::Drop };
-            match app.call(req, &me).await {
-                Ok(rsp) => {
-                    let status = rsp.status().as_u16();
-                    let body = Limited::new(rsp.into_body(), 64 * 1024)
-                        .collect()
-                        .await
-                        .map(|b| b.to_bytes())
-                        .unwrap_or_default();
-                    let outcome = decide(status, &body);
-                    if outcome != Outcome::Success {
-                        tracing::info!(topic = %msg.topic, status, ?outcome, "delivery not acknowledged by the app");
-                    }
-                    // A DROP the app answered in its body counts as handled; a 404 does not.
-                    let label = if outcome == Outcome::Drop && status != 404 { "success" } else { "" };
-                    metrics.ingress(&spec.pubsub, &spec.topic, outcome, label, start);
-                    outcome
+            let first = Instant::now();
+            let mut retries = 0;
+            loop {
+                let (outcome, status) = delivery.once(&msg).await;
+                let Some(policy) = retry.as_deref().filter(|_| outcome == Outcome::Retry) else { return outcome };
+                if !policy.retries_status(status) {
+                    return outcome; // a status the policy does not retry: fail now
                 }
-                Err(e) => {
-                    tracing::info!(topic = %msg.topic, error = %e, "delivery failed; it will be retried");
-                    metrics.ingress(&spec.pubsub, &spec.topic, Outcome::Retry, "", start);
-                    Outcome::Retry
-                }
+                let Some(wait) = policy.delay(retries, first.elapsed(), jitter()) else { return outcome };
+                tracing::debug!(topic = %msg.topic, retry = retries + 1, ?wait, "retrying the delivery as the resiliency policy says");
+                tokio::time::sleep(wait).await;
+                retries += 1;
             }
         })
     })
+}
+
+/// A uniform random number in `[0, 1)` for retry jitter.
+fn jitter() -> f64 {
+    // The top 53 bits of a random UUID: as good as any generator for spreading retries.
+    let bits = u64::try_from(uuid::Uuid::new_v4().as_u128() >> 75).unwrap_or(0);
+    bits as f64 / (1u64 << 53) as f64
+}
+
+impl Delivery {
+    /// One attempt: the outcome and, when the app answered, its status code.
+    async fn once(&self, msg: &Message) -> (Outcome, Option<u16>) {
+        let (spec, metrics) = (&self.spec, &self.metrics);
+        let start = Instant::now();
+        // A raw subscriber gets every message wrapped here; anyone else needs a JSON event.
+        let (body, event) = if wants_raw(&spec.metadata) {
+            let e = raw_event(&spec.pubsub, &spec.topic, &msg.data, &msg.metadata);
+            (Bytes::from(e.to_string()), Some(e))
+        } else {
+            match serde_json::from_slice::<Value>(&msg.data) {
+                Ok(e) => (msg.data.clone(), Some(e)),
+                Err(_) => {
+                    tracing::warn!(topic = %msg.topic, "the message is not a CloudEvent (JSON) and the subscription does not ask for rawPayload; it fails");
+                    metrics.ingress(&spec.pubsub, &spec.topic, Outcome::Retry, "", start);
+                    return (Outcome::Retry, None);
+                }
+            }
+        };
+        let path = match route_event(&self.router, event.as_ref(), &msg.topic) {
+            Ok(path) => path,
+            Err(outcome) => {
+                metrics.ingress(&spec.pubsub, &spec.topic, outcome, "", start);
+                return (outcome, None);
+            }
+        };
+        let mut req = Request::builder()
+            .method(Method::POST)
+            .uri(path)
+            .header(header::CONTENT_TYPE, "application/cloudevents+json")
+            .header("pubsubname", spec.pubsub.as_str());
+        if let Some(tp) = event.as_ref().and_then(traceparent_of).and_then(|t| HeaderValue::try_from(t).ok()) {
+            req = req.header("traceparent", tp);
+        }
+        // The message's metadata travels as headers, never replacing the ones set above.
+        if let Some(headers) = req.headers_mut() {
+            for (k, v) in &msg.metadata {
+                let (Ok(name), Ok(value)) = (HeaderName::try_from(k.as_str()), HeaderValue::try_from(v.as_str()))
+                else {
+                    continue;
+                };
+                if !headers.contains_key(&name) && !describes_the_body_or_connection(&name) {
+                    headers.insert(name, value);
+                }
+            }
+        }
+        let Ok(req) = req.body(full(body)) else { return (Outcome::Drop, None) };
+        match self.app.call(req, &self.me).await {
+            Ok(rsp) => {
+                let status = rsp.status().as_u16();
+                let body =
+                    Limited::new(rsp.into_body(), 64 * 1024).collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                let outcome = decide(status, &body);
+                if outcome != Outcome::Success {
+                    tracing::info!(topic = %msg.topic, status, ?outcome, "delivery not acknowledged by the app");
+                }
+                // A DROP the app answered in its body counts as handled; a 404 does not.
+                let label = if outcome == Outcome::Drop && status != 404 { "success" } else { "" };
+                metrics.ingress(&spec.pubsub, &spec.topic, outcome, label, start);
+                // A 2xx RETRY carries no failing status: it is retried whatever the matching.
+                (outcome, (!(200..300).contains(&status)).then_some(status))
+            }
+            Err(e) => {
+                tracing::info!(topic = %msg.topic, error = %e, "delivery failed; it will be retried");
+                metrics.ingress(&spec.pubsub, &spec.topic, Outcome::Retry, "", start);
+                (Outcome::Retry, None)
+            }
+        }
+    }
+}
+
+/// The app route for one message, or the outcome when it is not delivered: an expired event or
+/// one no rule routes is dropped; one a rule cannot evaluate is retried.
+pub(crate) fn route_event<'r>(router: &'r Router, event: Option<&Value>, topic: &str) -> Result<&'r str, Outcome> {
+    if event.is_some_and(|e| expired(e, SystemTime::now())) {
+        tracing::warn!(%topic, "dropping an expired event");
+        return Err(Outcome::Drop);
+    }
+    let routed = match event {
+        Some(e) => router.route(e),
+        None if router.has_conditions() => Err("the message is not a JSON event".to_owned()),
+        None => router.route(&Value::Null),
+    };
+    match routed {
+        Ok(Some(path)) => Ok(path),
+        Ok(None) => {
+            tracing::info!(%topic, "no routing rule matched the event; dropping it");
+            Err(Outcome::Drop)
+        }
+        Err(e) => {
+            tracing::warn!(%topic, "routing the event failed: {e}; it will be retried");
+            Err(Outcome::Retry)
+        }
+    }
+}
+
+/// Headers about the request's own body or connection: never set from a message's metadata.
+fn describes_the_body_or_connection(name: &HeaderName) -> bool {
+    let n = name.as_str();
+    n.starts_with("content-")
+        || matches!(
+            n,
+            "connection" | "keep-alive" | "transfer-encoding" | "te" | "trailer" | "upgrade" | "host" | "expect"
+        )
 }
 
 /// The event's `traceparent` (or `traceid`), to continue its trace at the app.
@@ -347,8 +647,10 @@ mod tests {
             pubsub: "pubsub".into(),
             topic: topic.into(),
             path: path.into(),
+            rules: Vec::new(),
             dead_letter: String::new(),
             metadata: BTreeMap::new(),
+            bulk: None,
         };
         let (app, _) = parse(&json!([{"pubsubname": "pubsub", "topic": "a", "route": "/from-app"}]));
         let merged = merge(app, &[declared("a", "/declared"), declared("b", "/b")]);
@@ -363,18 +665,24 @@ mod tests {
             {"pubsubname": "pubsub", "topic": "a", "route": "orders"},
             {"pubsubname": "pubsub", "topic": "b", "routes": {"default": "/b"}, "deadLetterTopic": "dead", "metadata": {"rawPayload": "true", "n": 1}},
             {"pubsubname": "pubsub", "topic": "c", "routes": {"rules": [{"match": "event.type == \"x\"", "path": "/x"}], "default": "/c"}},
+            {"pubsubname": "pubsub", "topic": "r", "routes": {"rules": [{"match": "event.type == \"x\"", "path": "x"}]}},
             {"pubsubname": "pubsub", "topic": "d"},
             {"topic": "e", "route": "/e"},
+            {"pubsubname": "pubsub", "topic": "f", "routes": {"rules": [{"match": "event.type ===", "path": "/x"}], "default": "/f"}},
         ]);
         let (specs, refused) = parse(&v);
         assert_eq!(
-            specs.iter().map(|s| (s.topic.as_str(), s.path.as_str())).collect::<Vec<_>>(),
-            [("a", "/orders"), ("b", "/b")]
+            specs.iter().map(|s| (s.topic.as_str(), s.path.as_str(), s.rules.len())).collect::<Vec<_>>(),
+            [("a", "/orders", 0), ("b", "/b", 0), ("c", "/c", 1), ("r", "", 1)]
         );
         assert_eq!(specs[1].dead_letter, "dead");
         assert_eq!(specs[1].metadata["n"], "1");
+        assert_eq!(specs[3].rules[0].path, "/x");
+        // Listed as daprd lists them: the rules, then the default matching everything.
+        let listed = &specs[2].to_metadata()["rules"];
+        assert_eq!(listed, &json!([{"match": "event.type == \"x\"", "path": "/x"}, {"match": "", "path": "/c"}]));
         assert_eq!(refused.len(), 3, "{refused:?}");
-        assert!(refused[0].contains("routing rules"));
+        assert!(refused[2].contains("routes.rules[0]") && refused[2].contains("CEL"), "{refused:?}");
         assert_eq!(parse(&json!({"not": "an array"})).0, Vec::new());
     }
 }

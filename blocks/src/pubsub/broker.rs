@@ -58,22 +58,40 @@ pub enum PubSubError {
     BadRequest(String),
 }
 
-/// An active subscription; dropping it stops deliveries (in-flight ones finish).
+/// An active subscription; dropping it stops deliveries (in-flight ones finish on their own),
+/// [`Subscription::stop`] also waits for them and their acknowledgements.
 pub struct Subscription {
-    stop: tokio_util::sync::DropGuard,
+    token: tokio_util::sync::CancellationToken,
+    _stop: tokio_util::sync::DropGuard,
+    tasks: tokio_util::task::TaskTracker,
 }
 
 impl Subscription {
-    /// A subscription stopped by cancelling `token`.
+    /// A subscription stopped by cancelling `token`, with nothing to wait for.
     pub fn new(token: tokio_util::sync::CancellationToken) -> Self {
-        Self { stop: token.drop_guard() }
+        let tasks = tokio_util::task::TaskTracker::new();
+        tasks.close();
+        Self::tracked(token, tasks)
+    }
+
+    /// A subscription stopped by cancelling `token`, whose deliveries (with their
+    /// acknowledgements) run as tasks of `tasks`.
+    pub fn tracked(token: tokio_util::sync::CancellationToken, tasks: tokio_util::task::TaskTracker) -> Self {
+        Self { _stop: token.clone().drop_guard(), token, tasks }
+    }
+
+    /// Stops deliveries and waits up to `grace` for those in flight to finish and be
+    /// acknowledged; returns whether they all did.
+    pub async fn stop(self, grace: std::time::Duration) -> bool {
+        self.token.cancel();
+        self.tasks.close();
+        tokio::time::timeout(grace, self.tasks.wait()).await.is_ok()
     }
 }
 
 impl std::fmt::Debug for Subscription {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let _ = &self.stop;
-        f.write_str("Subscription")
+        f.debug_struct("Subscription").field("in_flight", &self.tasks.len()).finish()
     }
 }
 

@@ -53,13 +53,93 @@ const MAX_TTL_SECS: u64 = 1000 * 365 * 24 * 3600;
 
 /// The message TTL of publish metadata (`ttlInSeconds`, a positive whole number), if any.
 pub fn message_ttl(metadata: &BTreeMap<String, String>) -> Result<Option<Duration>, String> {
-    match metadata.get("ttlInSeconds").filter(|v| !v.is_empty()) {
-        None => Ok(None),
-        Some(v) => match v.parse::<i64>() {
+    if let Some(v) = metadata.get("ttlInSeconds").filter(|v| !v.is_empty()) {
+        return match v.parse::<i64>() {
             Ok(n) if n > 0 => Ok(Some(Duration::from_secs(n.unsigned_abs().min(MAX_TTL_SECS)))),
             Ok(n) => Err(format!("ttlInSeconds value must be higher than zero: actual is {n}")),
             Err(_) => Err(format!("ttlInSeconds value must be a valid integer: actual is {v:?}")),
+        };
+    }
+    match metadata.get("ttl").filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(v) => match go_duration(v) {
+            Some(d) if !d.is_zero() => Ok(Some(d.min(Duration::from_secs(MAX_TTL_SECS)))),
+            Some(_) => Err(format!("ttl value must be higher than zero: actual is {v:?}")),
+            None => Err(format!("ttl value must be a valid duration (e.g. 90s, 1h30m): actual is {v:?}")),
         },
+    }
+}
+
+/// A Go duration (`300ms`, `1.5h`, `2h45m`, `-1s`): a sequence of decimal numbers each with a
+/// unit (`ns`, `us`/`µs`, `ms`, `s`, `m`, `h`). Negative durations and overflow give `None`.
+fn go_duration(v: &str) -> Option<Duration> {
+    let mut rest = v.trim();
+    if rest == "0" {
+        return Some(Duration::ZERO);
+    }
+    if rest.starts_with('-') || rest.is_empty() {
+        return None;
+    }
+    rest = rest.strip_prefix('+').unwrap_or(rest);
+    let mut total = 0f64;
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        let (number, tail) = rest.split_at(digits);
+        if number.is_empty() || number == "." {
+            return None;
+        }
+        let number: f64 = number.parse().ok()?;
+        let unit_len = tail.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(tail.len());
+        let (unit, tail) = tail.split_at(unit_len);
+        let seconds = match unit {
+            "ns" => 1e-9,
+            "us" | "µs" | "μs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return None,
+        };
+        total += number * seconds;
+        rest = tail;
+    }
+    // Go's limit: about 292 years.
+    (total.is_finite() && total < 9.2e9).then(|| Duration::from_secs_f64(total))
+}
+
+/// The CloudEvent a subscription with `rawPayload` gets for a message: the message's bytes as
+/// `data_base64` in an envelope of the subscriber's sidecar's making, with the trace fields the
+/// message's metadata carries.
+pub fn raw_event(pubsub: &str, topic: &str, data: &[u8], metadata: &BTreeMap<String, String>) -> Value {
+    let mut ce = json!({
+        "id": uuid::Uuid::new_v4().to_string(),
+        "specversion": "1.0",
+        "datacontenttype": "application/octet-stream",
+        "source": "Dapr",
+        "type": "com.dapr.event.sent",
+        "topic": topic,
+        "pubsubname": pubsub,
+        "data_base64": base64::engine::general_purpose::STANDARD.encode(data),
+    });
+    for key in ["traceparent", "traceid", "tracestate"] {
+        if let Some(v) = metadata.get(key).or_else(|| metadata.get(&format!("cloudevent.{key}"))) {
+            ce[key] = json!(v);
+        }
+    }
+    ce
+}
+
+/// Whether a subscription's `rawPayload` metadata asks for raw messages.
+pub fn wants_raw(metadata: &BTreeMap<String, String>) -> bool {
+    metadata.get("rawPayload").and_then(|v| parse_bool(v)) == Some(true)
+}
+
+/// `true`/`false` as Go's `strconv.ParseBool` reads them (Dapr's metadata flags).
+pub fn parse_bool(v: &str) -> Option<bool> {
+    match v {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
+        _ => None,
     }
 }
 
@@ -278,6 +358,25 @@ mod tests {
     }
 
     #[test]
+    fn raw_messages_get_an_envelope_for_raw_subscribers() {
+        let md = BTreeMap::from([("traceparent".to_owned(), "00-aa-bb-01".to_owned())]);
+        let e = raw_event("pubsub", "raw", b"\x00\xffhi", &md);
+        assert_eq!(
+            (e["data_base64"].as_str(), e["topic"].as_str(), e["pubsubname"].as_str()),
+            (Some("AP9oaQ=="), Some("raw"), Some("pubsub"))
+        );
+        assert_eq!((e["source"].as_str(), e["type"].as_str()), (Some("Dapr"), Some("com.dapr.event.sent")));
+        assert_eq!(e["datacontenttype"], "application/octet-stream");
+        assert_eq!(e["traceparent"], "00-aa-bb-01");
+        assert!(uuid::Uuid::parse_str(e["id"].as_str().unwrap()).is_ok());
+        assert!(wants_raw(&BTreeMap::from([("rawPayload".to_owned(), "true".to_owned())])));
+        assert!(
+            !wants_raw(&BTreeMap::from([("rawPayload".to_owned(), "false".to_owned())]))
+                && !wants_raw(&BTreeMap::new())
+        );
+    }
+
+    #[test]
     fn ttl_values() {
         let md = |v: &str| BTreeMap::from([("ttlInSeconds".to_owned(), v.to_owned())]);
         assert_eq!(message_ttl(&BTreeMap::new()), Ok(None));
@@ -290,5 +389,25 @@ mod tests {
         for bad in ["0", "-3", "1.5", "ten"] {
             assert!(message_ttl(&md(bad)).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn ttl_as_a_go_duration() {
+        let ttl = |v: &str| message_ttl(&BTreeMap::from([("ttl".to_owned(), v.to_owned())]));
+        let ms = Duration::from_millis;
+        assert_eq!(ttl("90s"), Ok(Some(ms(90_000))));
+        assert_eq!(ttl("1h30m"), Ok(Some(ms(5_400_000))));
+        assert_eq!(ttl("1.5h"), Ok(Some(ms(5_400_000))));
+        assert_eq!(ttl("300ms"), Ok(Some(ms(300))));
+        assert_eq!(ttl("2m3.5s"), Ok(Some(ms(123_500))));
+        for bad in ["0", "0s", "-1s", "90", "1d", "s", "1.2.3s", "1h-5m", "", " "] {
+            assert!(bad.trim().is_empty() || ttl(bad).is_err(), "{bad:?} → {:?}", ttl(bad));
+        }
+        assert_eq!(ttl(""), Ok(None));
+        // ttlInSeconds wins when both are given.
+        let both = BTreeMap::from([("ttl".to_owned(), "1h".to_owned()), ("ttlInSeconds".to_owned(), "5".to_owned())]);
+        assert_eq!(message_ttl(&both), Ok(Some(Duration::from_secs(5))));
+        assert_eq!(ttl("2000000h"), Ok(Some(Duration::from_secs(7_200_000_000))), "within Go's range");
+        assert!(ttl("9999999999999999h").is_err(), "beyond Go's range");
     }
 }

@@ -1,6 +1,7 @@
 //! `pubsub.in-memory`: a process-local broker, the default `pubsub` of a sidecar started without
 //! resources. Each subscription has a bounded queue; a full queue makes publishers wait
-//! (backpressure, not loss). Retried messages come back after a growing delay.
+//! (backpressure, not loss). Retried messages come back after a growing delay. Subscriptions of
+//! one consumer group take turns (round robin); each group gets every message.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -19,8 +20,18 @@ const RETRY_MIN: Duration = Duration::from_millis(50);
 const RETRY_MAX: Duration = Duration::from_secs(5);
 
 type Queue = mpsc::Sender<(Message, u32)>;
-/// topic → (subscription id, its queue)
-type Topics = HashMap<String, Vec<(u64, Queue)>>;
+
+/// The subscriptions of one consumer group to one topic.
+#[derive(Default)]
+struct Group {
+    /// (subscription id, its queue)
+    members: Vec<(u64, Queue)>,
+    /// Whose turn is next.
+    turn: usize,
+}
+
+/// topic → group name → its members
+type Topics = HashMap<String, HashMap<String, Group>>;
 
 /// The in-memory broker.
 #[derive(Clone, Default)]
@@ -42,8 +53,17 @@ impl PubSub for MemoryPubSub {
             .topics
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .get(&msg.topic)
-            .map(|subs| subs.iter().map(|(_, q)| q.clone()).collect())
+            .get_mut(&msg.topic)
+            .map(|groups| {
+                groups
+                    .values_mut()
+                    .filter(|g| !g.members.is_empty())
+                    .map(|g| {
+                        g.turn = (g.turn + 1) % g.members.len();
+                        g.members[g.turn].1.clone()
+                    })
+                    .collect()
+            })
             .unwrap_or_default();
         Box::pin(async move {
             for q in queues {
@@ -62,9 +82,12 @@ impl PubSub for MemoryPubSub {
             .unwrap_or_else(|p| p.into_inner())
             .entry(req.topic.clone())
             .or_default()
+            .entry(req.group.clone())
+            .or_default()
+            .members
             .push((id, tx.clone()));
         let token = CancellationToken::new();
-        let (topics, stop, topic) = (self.topics.clone(), token.clone(), req.topic.clone());
+        let (topics, stop, topic, group) = (self.topics.clone(), token.clone(), req.topic, req.group);
         let limit = Arc::new(Semaphore::new(req.concurrency.max(1)));
         tokio::spawn(async move {
             loop {
@@ -90,8 +113,10 @@ impl PubSub for MemoryPubSub {
                     }
                 });
             }
-            if let Some(subs) = topics.lock().unwrap_or_else(|p| p.into_inner()).get_mut(&topic) {
-                subs.retain(|(sid, _)| *sid != id);
+            if let Some(g) =
+                topics.lock().unwrap_or_else(|p| p.into_inner()).get_mut(&topic).and_then(|t| t.get_mut(&group))
+            {
+                g.members.retain(|(sid, _)| *sid != id);
             }
         });
         Box::pin(async move { Ok(Subscription::new(token)) })

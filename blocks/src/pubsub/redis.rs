@@ -18,6 +18,7 @@ use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
 use redis::{RedisError, Value};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use super::broker::{Handler, Message, Metadata, Outcome, PubSub, PubSubError, SubscribeRequest, Subscription};
 use crate::state::BoxFuture;
@@ -124,13 +125,15 @@ impl PubSub for RedisPubSub {
                 conn,
                 settings: s,
                 stop: token.clone(),
+                tasks: TaskTracker::new(),
             });
-            tokio::spawn(sub.clone().read_loop(reader));
+            let tasks = sub.tasks.clone();
+            tasks.spawn(sub.clone().read_loop(reader));
             // Zero turns redelivery off, as in daprd.
             if !sub.settings.processing_timeout.is_zero() && !sub.settings.redeliver_interval.is_zero() {
-                tokio::spawn(sub.reclaim_loop());
+                tasks.spawn(sub.reclaim_loop());
             }
-            Ok(Subscription::new(token))
+            Ok(Subscription::tracked(token, tasks))
         })
     }
 }
@@ -163,6 +166,8 @@ struct Sub {
     conn: ConnectionManager,
     settings: Arc<RedisStreamSettings>,
     stop: CancellationToken,
+    /// Its loops and deliveries (each with its acknowledgement).
+    tasks: TaskTracker,
 }
 
 impl Sub {
@@ -287,7 +292,8 @@ impl Sub {
         if self.stop.is_cancelled() {
             return false; // unacknowledged: it stays pending for a later claim
         }
-        tokio::spawn(async move {
+        let tasks = self.tasks.clone();
+        tasks.spawn(async move {
             let outcome = self.handle_keeping_claim(&entry).await;
             drop(permit);
             if matches!(outcome, Outcome::Success | Outcome::Drop) {
@@ -303,9 +309,4 @@ impl Sub {
         });
         true
     }
-}
-
-/// Parses daprd's durations for this component: a bare integer is milliseconds.
-pub(crate) fn millis_or_duration(v: &str) -> Option<Duration> {
-    crate::component::metadata_duration(v, Duration::from_millis(1))
 }

@@ -60,7 +60,8 @@ pub(crate) fn literal_metadata(c: &Component) -> Result<BTreeMap<String, String>
             _ => {
                 errors.push(ComponentError {
                     field: format!("spec.metadata[{i}]"),
-                    message: format!("{:?}: secretKeyRef and envRef are not supported yet; give a value", item.name),
+                    // The sidecar resolves references before opening (`secrets::resolve_references`).
+                    message: format!("{:?}: secretKeyRef/envRef was not resolved to a value", item.name),
                 });
                 continue;
             }

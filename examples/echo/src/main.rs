@@ -41,13 +41,16 @@ async fn echo(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallibl
     let (parts, body) = req.into_parts();
     let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
     if parts.uri.path() == "/dapr/subscribe" {
-        let subs = r#"[{"pubsubname":"pubsub","topic":"orders","route":"/orders"}]"#;
+        let subs = concat!(
+            r#"[{"pubsubname":"pubsub","topic":"orders","route":"/orders"},"#,
+            r#"{"pubsubname":"pubsub","topic":"raw-orders","route":"/raw-orders","metadata":{"rawPayload":"true"}}]"#
+        );
         let mut rsp = Response::new(Full::new(Bytes::from_static(subs.as_bytes())));
         rsp.headers_mut().insert(header::CONTENT_TYPE, "application/json".parse().expect("static header"));
         return Ok(rsp);
     }
-    if parts.uri.path() == "/orders" {
-        eprintln!("echo-app received an event on orders: {}", String::from_utf8_lossy(&body));
+    if let Some(topic) = parts.uri.path().strip_prefix('/').filter(|t| *t == "orders" || *t == "raw-orders") {
+        eprintln!("echo-app received an event on {topic}: {}", String::from_utf8_lossy(&body));
     }
     let headers: serde_json::Map<String, serde_json::Value> = parts
         .headers

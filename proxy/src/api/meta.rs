@@ -73,12 +73,13 @@ pub(super) fn get(s: &ApiState) -> Result<Response<Body>, ApiError> {
     let mut body = Map::new();
     body.insert("id".into(), json!(s.app_id));
     body.insert("runtimeVersion".into(), json!(VERSION));
-    if !s.stores.is_empty() || !s.pubsubs.is_empty() {
+    if !s.stores.is_empty() || !s.pubsubs.is_empty() || !s.secret_stores.is_empty() {
         let comps: Vec<Value> = s
             .stores
             .values()
             .map(|c| json!({"name": c.name, "type": c.type_, "version": c.version, "capabilities": c.store.features().capabilities()}))
             .chain(s.pubsubs.values().map(|c| json!({"name": c.name, "type": c.type_, "version": c.version, "capabilities": []})))
+            .chain(s.secret_stores.values().map(|c| json!({"name": c.name, "type": c.type_, "version": c.version, "capabilities": []})))
             .collect();
         body.insert("components".into(), Value::Array(comps));
     }
@@ -86,7 +87,7 @@ pub(super) fn get(s: &ApiState) -> Result<Response<Body>, ApiError> {
     if !subs.is_empty() {
         body.insert(
             "subscriptions".into(),
-            Value::Array(subs.iter().map(crate::subscriptions::Spec::to_metadata).collect()),
+            Value::Array(subs.iter().map(crate::subscriptions::Listed::to_metadata).collect()),
         );
     }
     drop(subs);

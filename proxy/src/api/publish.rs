@@ -8,7 +8,7 @@ use http::{Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use outrider_blocks::pubsub::{
-    EnvelopeError, Message, Metadata, PubSubComponent, PublishContext, envelope, media_type, message_ttl,
+    EnvelopeError, Message, Metadata, PubSubComponent, PublishContext, envelope, media_type, message_ttl, parse_bool,
 };
 use outrider_filters::trace::TraceContext;
 use serde_json::{Value, json};
@@ -21,15 +21,6 @@ use crate::http::{Body, full};
 
 fn err(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
     ApiError::new(status, code, message)
-}
-
-/// `true`/`false` as Go's `strconv.ParseBool` reads them.
-fn parse_bool(v: &str) -> Option<bool> {
-    match v {
-        "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
-        "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
-        _ => None,
-    }
 }
 
 /// The pub/sub and topic of a publish path, checked in daprd's order. An unknown pub/sub is

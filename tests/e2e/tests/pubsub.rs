@@ -64,7 +64,7 @@ async fn programmatic_subscriptions_receive_cloudevents() {
         {"pubsubname": "pubsub", "topic": "orders", "route": "/events"},
         {"pubsubname": "pubsub", "topic": "flaky", "routes": {"default": "status/500"}},
         {"pubsubname": "pubsub", "topic": "gone", "route": "/status/404"},
-        {"pubsubname": "pubsub", "topic": "ruled", "routes": {"rules": [{"match": "event.type == \"x\"", "path": "/x"}]}},
+        {"pubsubname": "pubsub", "topic": "ruled", "routes": {"rules": [{"match": "event.type ==", "path": "/x"}]}},
     ]);
     let app = FakeApp::with_subscriptions("sub", subs).await;
     let mesh = Mesh::new();
@@ -72,7 +72,7 @@ async fn programmatic_subscriptions_receive_cloudevents() {
     s.wait_ready().await;
     let listed = s.wait_subscriptions(3).await;
     let topics: Vec<&str> = listed.iter().map(|s| s["topic"].as_str().unwrap()).collect();
-    assert_eq!(topics, ["orders", "flaky", "gone"], "rules are refused, not routed elsewhere");
+    assert_eq!(topics, ["orders", "flaky", "gone"], "a rule that is not CEL is refused, not routed elsewhere");
     assert!(listed.iter().all(|s| s["type"] == "PROGRAMMATIC"));
     assert_eq!(app.subscribe_calls(), 1, "the sidecar asks for subscriptions once");
 
@@ -210,11 +210,77 @@ kind: Component\nmetadata: {name: pubsub}\nspec: {type: pubsub.in-memory}\n";
     .await;
     assert!(!app.seen().iter().any(|r| r.path == "/wrong" || r.path == "/other"), "{:?}", app.seen());
 
-    // Rules are refused at start, naming file and field.
-    std::fs::write(dir.join("subs.yaml"), "kind: Subscription\nmetadata: {name: r}\nspec:\n  pubsubname: pubsub\n  topic: t\n  routes: {rules: [{match: 'event.type == \"x\"', path: /x}], default: /d}\n").unwrap();
+    // A rule that is not CEL is refused at start, naming file, field and expression.
+    std::fs::write(dir.join("subs.yaml"), "kind: Subscription\nmetadata: {name: r}\nspec:\n  pubsubname: pubsub\n  topic: t\n  routes: {rules: [{match: 'event.type ==', path: /x}], default: /d}\n").unwrap();
     let mut bad = mesh.sidecar("decl-bad").args(["--resources-path", dir.to_str().unwrap()]).spawn();
     assert_eq!(bad.wait_exit(Duration::from_secs(30)).await, Some(2));
-    assert!(bad.log().contains("subs.yaml: spec.routes.rules"), "{}", bad.log());
+    assert!(bad.log().contains("subs.yaml: spec.routes.rules[0]: event.type =="), "{}", bad.log());
+}
+
+/// Routing rules pick the route per event, in order, before the default, for the app's own
+/// subscriptions and declared ones; an event no rule routes goes to the dead-letter topic.
+#[tokio::test]
+async fn routing_rules_pick_the_route_per_event() {
+    use outrider_testkit::{FakeApp, wait_until};
+    use serde_json::{Value, json};
+    use std::time::Duration;
+
+    let mesh = Mesh::new();
+    let dir = mesh.home().join("res");
+    std::fs::create_dir_all(&dir).unwrap();
+    let declared = concat!(
+        "apiVersion: dapr.io/v2alpha1\nkind: Subscription\nmetadata: {name: shipping}\nspec:\n",
+        "  pubsubname: pubsub\n  topic: shipments\n  deadLetterTopic: unrouted\n  routes:\n    rules:\n",
+        "    - {match: 'event.type == \"parcel\"', path: /parcels}\n",
+        "    - {match: 'event.data.weight > 30', path: /freight}\n",
+        "---\nkind: Component\nmetadata: {name: pubsub}\nspec: {type: pubsub.in-memory}\n",
+    );
+    std::fs::write(dir.join("subs.yaml"), declared).unwrap();
+    let app = FakeApp::with_subscriptions(
+        "rr",
+        json!([
+            {"pubsubname": "pubsub", "topic": "orders", "routes": {
+                "rules": [
+                    {"match": "event.type == \"widget\"", "path": "/widgets"},
+                    {"match": "event.data.price > 100", "path": "/expensive"},
+                ],
+                "default": "/orders"}},
+            {"pubsubname": "pubsub", "topic": "unrouted", "route": "/unrouted"},
+        ]),
+    )
+    .await;
+    let mut s =
+        mesh.sidecar("router-app").app_port(app.port).args(["--resources-path", dir.to_str().unwrap()]).start().await;
+    s.wait_ready().await;
+    let listed = s.wait_subscriptions(3).await;
+    let orders = listed.iter().find(|l| l["topic"] == "orders").unwrap();
+    assert_eq!(orders["rules"].as_array().unwrap().len(), 3, "two rules and the default: {orders}");
+    let api = s.api_url();
+    let cloud_event = |ty: &str, data: Value| {
+        json!({"specversion": "1.0", "id": ty, "source": "t", "type": ty, "data": data}).to_string()
+    };
+    assert_eq!(
+        publish(&api, "orders", "application/cloudevents+json", &cloud_event("widget", json!({"price": 1}))).await,
+        204
+    );
+    assert_eq!(publish(&api, "orders", "application/json", r#"{"price": 500}"#).await, 204);
+    assert_eq!(publish(&api, "orders", "application/json", r#"{"price": 5}"#).await, 204);
+    assert_eq!(
+        publish(&api, "shipments", "application/cloudevents+json", &cloud_event("parcel", json!({"weight": 1}))).await,
+        204
+    );
+    assert_eq!(publish(&api, "shipments", "application/json", r#"{"weight": 80}"#).await, 204);
+    assert_eq!(publish(&api, "shipments", "application/json", r#"{"weight": 2}"#).await, 204);
+    let paths = wait_until(Duration::from_secs(15), "six deliveries", || async {
+        let mut paths: Vec<String> = app.seen().into_iter().map(|r| r.path).collect();
+        paths.sort();
+        (paths.len() >= 6).then_some(paths)
+    })
+    .await;
+    assert_eq!(paths, ["/expensive", "/freight", "/orders", "/parcels", "/unrouted", "/widgets"]);
+    let letter = app.seen().into_iter().find(|r| r.path == "/unrouted").unwrap();
+    let letter: Value = serde_json::from_slice(&letter.body).unwrap();
+    assert_eq!((letter["topic"].as_str(), &letter["data"]["weight"]), (Some("shipments"), &json!(2)));
 }
 
 #[tokio::test]
@@ -248,6 +314,19 @@ async fn component_scopes_limit_topics_per_app() {
         s.wait_subscriptions(2).await.iter().map(|s| s["topic"].as_str().unwrap().to_owned()).collect();
     topics.sort();
     assert_eq!(topics, ["audit", "public"], "only topics in the app's subscription scope are subscribed");
+    // The refused ones are listed as failed, with the reason.
+    let meta = send("GET", &format!("{}/v1.0/metadata", s.api_url()), &[], "").await.unwrap().json();
+    let mut failed: Vec<(String, String)> = meta["subscriptions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["status"] == "FAILED")
+        .map(|s| (s["topic"].as_str().unwrap().to_owned(), s["error"].as_str().unwrap().to_owned()))
+        .collect();
+    failed.sort();
+    assert_eq!(failed.len(), 2, "{meta}");
+    assert_eq!(failed[0].0, "elsewhere");
+    assert!(failed[1].0 == "private" && failed[1].1.contains("is not allowed"), "{failed:?}");
 
     let api = s.api_url();
     for denied in ["audit", "elsewhere"] {
@@ -426,4 +505,192 @@ async fn a_dead_letter_topic_out_of_scope_keeps_failing_messages() {
     })
     .await;
     assert!(!app.seen().iter().any(|r| r.path == "/poison"), "nothing was written to the forbidden topic");
+}
+
+/// Bulk subscriptions gather events into batches for one call each; every event's own status
+/// decides its fate (a DROP goes to the dead-letter topic, the others are acknowledged).
+#[tokio::test]
+async fn bulk_subscriptions_deliver_batches_and_honour_each_status() {
+    use outrider_testkit::{FakeApp, wait_until};
+    use serde_json::{Value, json};
+    use std::time::Duration;
+
+    let app = FakeApp::with_subscriptions(
+        "bulk",
+        json!([
+            {"pubsubname": "pubsub", "topic": "batch", "route": "/bulk/SUCCESS", "deadLetterTopic": "rejects",
+             "bulkSubscribe": {"enabled": true, "maxMessagesCount": 5, "maxAwaitDurationMs": 300}},
+            {"pubsubname": "pubsub", "topic": "rejects", "route": "/rejects"},
+            {"pubsubname": "pubsub", "topic": "broken", "route": "/bulk/SUCCESS",
+             "bulkSubscribe": {"enabled": true, "maxMessagesCount": 0}},
+        ]),
+    )
+    .await;
+    let mesh = Mesh::new();
+    let mut s = mesh.sidecar("bulk-sub").app_port(app.port).start().await;
+    s.wait_ready().await;
+    s.wait_subscriptions(2).await;
+    assert!(s.log().contains("broken: bulkSubscribe: maxMessagesCount"), "{}", s.log());
+    let api = s.api_url();
+    for i in 0..12 {
+        let body = if i == 7 { json!({"n": i, "answer": "DROP"}) } else { json!({"n": i}) };
+        assert_eq!(publish(&api, "batch", "application/json", &body.to_string()).await, 204);
+    }
+    let batches = wait_until(Duration::from_secs(15), "every event in a batch", || async {
+        let batches: Vec<Value> = app
+            .seen()
+            .into_iter()
+            .filter(|r| r.path == "/bulk/SUCCESS")
+            .map(|r| serde_json::from_slice(&r.body).unwrap())
+            .collect();
+        let n: usize = batches.iter().map(|b| b["entries"].as_array().unwrap().len()).sum();
+        (n >= 12).then_some(batches)
+    })
+    .await;
+    assert!(batches.len() >= 3 && batches.len() < 12, "12 events in {} calls: batched, at most 5 each", batches.len());
+    for b in &batches {
+        assert_eq!(
+            (b["type"].as_str(), b["topic"].as_str(), b["pubsubname"].as_str()),
+            (Some("com.dapr.event.sent.bulk"), Some("batch"), Some("pubsub"))
+        );
+        let entries = b["entries"].as_array().unwrap();
+        assert!((1..=5).contains(&entries.len()), "{b}");
+        for e in entries {
+            assert_eq!(e["contentType"], "application/cloudevents+json");
+            assert_eq!(e["event"]["topic"], "batch", "each entry is the CloudEvent: {e}");
+            assert!(e["entryId"].as_str().is_some_and(|id| !id.is_empty()));
+        }
+    }
+    let mut ns: Vec<u64> = batches
+        .iter()
+        .flat_map(|b| b["entries"].as_array().unwrap().clone())
+        .map(|e| e["event"]["data"]["n"].as_u64().unwrap())
+        .collect();
+    ns.sort_unstable();
+    assert_eq!(ns, (0..12).collect::<Vec<_>>(), "each event once");
+    let letter = wait_until(Duration::from_secs(10), "the dropped event's dead letter", || async {
+        app.seen().into_iter().find(|r| r.path == "/rejects")
+    })
+    .await;
+    let letter: Value = serde_json::from_slice(&letter.body).unwrap();
+    assert_eq!(letter["data"]["n"], 7);
+    assert_eq!(app.seen().iter().filter(|r| r.path == "/rejects").count(), 1);
+}
+
+/// A `Resiliency` retry policy for the pub/sub component's inbound direction decides how often a
+/// failing delivery is tried before it goes to the dead-letter topic, and which statuses it
+/// retries at all.
+#[tokio::test]
+async fn resiliency_policies_drive_delivery_retries() {
+    use outrider_testkit::{FakeApp, wait_until};
+    use serde_json::json;
+    use std::time::Duration;
+
+    let mesh = Mesh::new();
+    let dir = mesh.home().join("res");
+    std::fs::create_dir_all(&dir).unwrap();
+    let docs = concat!(
+        "kind: Component\nmetadata: {name: pubsub}\nspec: {type: pubsub.in-memory}\n---\n",
+        "kind: Component\nmetadata: {name: picky}\nspec: {type: pubsub.in-memory}\n---\n",
+        "apiVersion: dapr.io/v1alpha1\nkind: Resiliency\nmetadata: {name: delivery}\nspec:\n",
+        "  policies:\n    retries:\n",
+        "      five: {policy: constant, duration: 20ms, maxRetries: 5}\n",
+        "      only503: {policy: constant, duration: 20ms, maxRetries: 5, matching: {httpStatusCodes: '503'}}\n",
+        "  targets:\n    components:\n",
+        "      pubsub: {inbound: {retry: five}}\n",
+        "      picky: {inbound: {retry: only503}}\n",
+    );
+    std::fs::write(dir.join("res.yaml"), docs).unwrap();
+    let app = FakeApp::with_subscriptions(
+        "rs",
+        json!([
+            {"pubsubname": "pubsub", "topic": "work", "route": "/status/500", "deadLetterTopic": "poison"},
+            {"pubsubname": "pubsub", "topic": "poison", "route": "/poison"},
+            {"pubsubname": "picky", "topic": "work", "route": "/status/500", "deadLetterTopic": "poison"},
+            {"pubsubname": "picky", "topic": "poison", "route": "/picky-poison"},
+        ]),
+    )
+    .await;
+    let mut s = mesh
+        .sidecar("resilient-app")
+        .app_port(app.port)
+        .args(["--resources-path", dir.to_str().unwrap()])
+        .start()
+        .await;
+    s.wait_ready().await;
+    s.wait_subscriptions(4).await;
+    assert_eq!(publish(&s.api_url(), "work", "application/json", r#"{"job":1}"#).await, 204);
+    let url = format!("{}/v1.0/publish/picky/work", s.api_url());
+    let r = send("POST", &url, &[("content-type", "application/json")], r#"{"job":2}"#).await.unwrap();
+    assert_eq!(r.status, 204);
+    wait_until(Duration::from_secs(15), "both dead letters", || async {
+        let seen = app.seen();
+        (seen.iter().any(|r| r.path == "/poison") && seen.iter().any(|r| r.path == "/picky-poison")).then_some(())
+    })
+    .await;
+    let tries = |job: u64| {
+        app.seen()
+            .iter()
+            .filter(|r| r.path == "/status/500")
+            .filter(|r| serde_json::from_slice::<serde_json::Value>(&r.body).unwrap()["data"]["job"] == job)
+            .count()
+    };
+    assert_eq!(tries(1), 6, "the first attempt and the policy's five retries");
+    assert_eq!(tries(2), 1, "500 is not among the policy's matching codes: no retry");
+
+    // A policy the document does not define is refused at start, naming file and field.
+    std::fs::write(
+        dir.join("res.yaml"),
+        "kind: Resiliency\nmetadata: {name: r}\nspec:\n  targets:\n    components:\n      pubsub: {inbound: {retry: nowhere}}\n",
+    )
+    .unwrap();
+    let mut bad = mesh.sidecar("resilient-bad").args(["--resources-path", dir.to_str().unwrap()]).spawn();
+    assert_eq!(bad.wait_exit(Duration::from_secs(30)).await, Some(2));
+    assert!(bad.log().contains("res.yaml: spec.targets.components.pubsub.inbound.retry"), "{}", bad.log());
+}
+
+/// A raw message reaches a `rawPayload` subscriber wrapped in an envelope of the sidecar's
+/// making (`data_base64`); a subscriber that expects CloudEvents cannot take it, so it fails and
+/// ends in the dead-letter topic.
+#[tokio::test]
+async fn raw_payloads_reach_raw_subscribers_and_fail_others() {
+    use outrider_testkit::{FakeApp, wait_until};
+    use serde_json::{Value, json};
+    use std::time::Duration;
+
+    let app = FakeApp::with_subscriptions(
+        "raw",
+        json!([
+            {"pubsubname": "pubsub", "topic": "raw", "route": "/raw", "metadata": {"rawPayload": "true"}},
+            {"pubsubname": "pubsub", "topic": "strict", "route": "/strict", "deadLetterTopic": "rejects"},
+            {"pubsubname": "pubsub", "topic": "rejects", "route": "/rejects", "metadata": {"rawPayload": "true"}},
+        ]),
+    )
+    .await;
+    let mesh = Mesh::new();
+    let mut s = mesh.sidecar("raw-sub").app_port(app.port).start().await;
+    s.wait_ready().await;
+    s.wait_subscriptions(3).await;
+    let api = s.api_url();
+    let raw = |topic: &str| format!("{topic}?metadata.rawPayload=true");
+    let with_metadata = format!("{}&metadata.x-region=eu&metadata.content-encoding=gzip", raw("raw"));
+    assert_eq!(publish(&api, &with_metadata, "application/octet-stream", "\u{0}not json\u{1}").await, 204);
+    assert_eq!(publish(&api, &raw("strict"), "text/plain", "plain bytes").await, 204);
+    let got = wait_until(Duration::from_secs(10), "the raw delivery", || async {
+        app.seen().into_iter().find(|r| r.path == "/raw")
+    })
+    .await;
+    assert_eq!(got.headers["content-type"], "application/cloudevents+json");
+    assert_eq!(got.headers["x-region"], "eu", "publish metadata reaches the app as headers");
+    assert!(got.headers.get("content-encoding").is_none(), "but never headers about the request's own body");
+    let e: Value = serde_json::from_slice(&got.body).unwrap();
+    assert_eq!(e["data_base64"], "AG5vdCBqc29uAQ==", "{e}");
+    assert_eq!((e["topic"].as_str(), e["source"].as_str()), (Some("raw"), Some("Dapr")));
+    let letter = wait_until(Duration::from_secs(15), "the dead letter of the raw message", || async {
+        app.seen().into_iter().find(|r| r.path == "/rejects")
+    })
+    .await;
+    let letter: Value = serde_json::from_slice(&letter.body).unwrap();
+    assert_eq!(letter["data_base64"], "cGxhaW4gYnl0ZXM=", "the original bytes went to the dead-letter topic: {letter}");
+    assert!(!app.seen().iter().any(|r| r.path == "/strict"), "a non-JSON message never reaches a CloudEvent route");
 }

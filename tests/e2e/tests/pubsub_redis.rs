@@ -210,3 +210,68 @@ async fn a_bulk_publish_the_broker_refuses_lists_every_failed_entry() {
     assert_eq!(ids, ["a", "b"]);
     assert!(failed.iter().all(|f| f["error"].as_str().unwrap().contains("OOM")), "{failed:?}");
 }
+
+/// A subscription the broker refuses is listed as retrying, with the broker's error, and tried
+/// again until it works; then messages flow.
+#[tokio::test]
+async fn a_refused_subscription_is_retried_and_listed_until_it_works() {
+    let redis = RedisServer::start();
+    let cli = |args: &[&str]| {
+        let status =
+            std::process::Command::new("redis-cli").args(["-p", &redis.port.to_string()]).args(args).output().unwrap();
+        assert!(status.status.success(), "{status:?}");
+    };
+    // The topic's key holds a string, so no consumer group can be made on it (WRONGTYPE).
+    cli(&["SET", "blocked", "not a stream"]);
+    let mesh = Mesh::new();
+    let res = resources(&mesh, &redis);
+    let app =
+        FakeApp::with_subscriptions("b", json!([{"pubsubname": "pubsub", "topic": "blocked", "route": "/events"}]))
+            .await;
+    let mut sub = mesh.sidecar("rs-blocked").app_port(app.port).args(["--resources-path", &res]).start().await;
+    sub.wait_ready().await;
+    let url = format!("{}/v1.0/metadata", sub.api_url());
+    let listed = wait_until(Duration::from_secs(15), "the subscription to be listed as retrying", || async {
+        let m = send("GET", &url, &[], "").await.ok()?.json();
+        let s = m["subscriptions"].as_array()?.first()?.clone();
+        (s["status"] == "RETRYING" && s["error"].as_str()?.contains("WRONGTYPE")).then_some(s)
+    })
+    .await;
+    assert_eq!(listed["topic"], "blocked");
+    cli(&["DEL", "blocked"]);
+    sub.wait_subscriptions(1).await;
+    let r = send("POST", &format!("{}/v1.0/publish/pubsub/blocked", sub.api_url()), &[], "after").await.unwrap();
+    assert_eq!(r.status, 204, "{}", r.text());
+    wait_until(Duration::from_secs(15), "the delivery", || async {
+        app.seen().iter().any(|r| r.path == "/events").then_some(())
+    })
+    .await;
+}
+
+/// On SIGTERM a delivery in flight finishes and is acknowledged before the sidecar exits:
+/// nothing is left pending for a redelivery.
+#[tokio::test]
+async fn a_delivery_in_flight_finishes_before_shutdown() {
+    let redis = RedisServer::start();
+    let mesh = Mesh::new();
+    let res = resources(&mesh, &redis);
+    let app =
+        FakeApp::with_subscriptions("d", json!([{"pubsubname": "pubsub", "topic": "jobs", "route": "/slow/1500"}]))
+            .await;
+    let mut sub = mesh.sidecar("rs-drain").app_port(app.port).args(["--resources-path", &res]).start().await;
+    sub.wait_ready().await;
+    sub.wait_subscriptions(1).await;
+    let r = send("POST", &format!("{}/v1.0/publish/pubsub/jobs", sub.api_url()), &[], "job").await.unwrap();
+    assert_eq!(r.status, 204);
+    wait_until(Duration::from_secs(10), "the delivery to start", || async { (!app.seen().is_empty()).then_some(()) })
+        .await;
+    sub.signal(Signal::SIGTERM);
+    assert_eq!(sub.wait_exit(Duration::from_secs(20)).await, Some(0), "{}", sub.log());
+    let pending = std::process::Command::new("redis-cli")
+        .args(["-p", &redis.port.to_string(), "XPENDING", "jobs", "rs-drain"])
+        .output()
+        .unwrap();
+    let pending = String::from_utf8_lossy(&pending.stdout);
+    assert_eq!(pending.lines().next(), Some("0"), "the finished delivery was acknowledged: {pending}");
+    assert_eq!(app.seen().len(), 1);
+}

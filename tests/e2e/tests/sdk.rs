@@ -62,26 +62,25 @@ async fn javascript_sdk_invokes_and_reads_metadata() {
 async fn javascript_sdk_state() {
     let mesh = Mesh::new();
     let s = mesh.sidecar("sdk-js-state").start().await;
-    let node = PathBuf::from("/usr/bin/node");
-    let path = sdk_dir().join("js/state.mjs");
-    let out = tokio::time::timeout(
-        Duration::from_secs(240),
-        tokio::process::Command::new(&node)
-            .arg(&path)
-            .env_remove("DAPR_HTTP_ENDPOINT")
-            .env_remove("DAPR_API_TOKEN")
-            .env("DAPR_HTTP_PORT", s.api.to_string())
-            .env("STATE_STORE", "statestore")
-            .env("MISSING_STORE", "sdk-no-such-store")
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .expect("SDK script timed out")
-    .expect("running node");
+    run_node_suite("js/state.mjs", &s, &[("STATE_STORE", "statestore"), ("MISSING_STORE", "sdk-no-such-store")]).await;
+}
+
+/// Runs a JS suite against `sidecar`'s API with `env`; every check must pass and at least one run.
+async fn run_node_suite(script: &str, sidecar: &Sidecar, env: &[(&str, &str)]) {
+    let mut cmd = tokio::process::Command::new("/usr/bin/node");
+    cmd.arg(sdk_dir().join(script))
+        .env_remove("DAPR_HTTP_ENDPOINT")
+        .env_remove("DAPR_API_TOKEN")
+        .env("DAPR_HTTP_PORT", sidecar.api.to_string())
+        .envs(env.iter().copied())
+        .kill_on_drop(true);
+    let out = tokio::time::timeout(Duration::from_secs(240), cmd.output())
+        .await
+        .expect("SDK script timed out")
+        .expect("running node");
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "js/state.mjs failed ({}):\n{text}\n--- sidecar log ---\n{}", out.status, s.log());
-    assert!(text.contains("ok - ") && !text.contains("not ok - "), "js/state.mjs ran no check:\n{text}");
+    assert!(out.status.success(), "{script} failed ({}):\n{text}\n--- sidecar log ---\n{}", out.status, sidecar.log());
+    assert!(text.contains("ok - ") && !text.contains("not ok - "), "{script} ran no check:\n{text}");
 }
 
 #[tokio::test]
@@ -109,4 +108,56 @@ async fn javascript_sdk_pubsub_as_the_app() {
     let log = s.log();
     assert_eq!(code, Some(0), "js/pubsub.mjs failed:\n{log}");
     assert!(log.contains("ok - ") && !log.contains("not ok - "), "js/pubsub.mjs ran no check:\n{log}");
+    assert!(log.contains("ok - a subscribeBulk handler receives every message"), "the bulk check did not run:\n{log}");
+}
+
+#[tokio::test]
+async fn python_fastapi_extension_pubsub_as_the_app() {
+    // The script is the app (a FastAPI app wrapped in dapr-ext-fastapi's DaprApp): the sidecar
+    // starts it, and exits with its status.
+    let mesh = Mesh::new();
+    let python = sdk_dir().join("python/.venv/bin/python");
+    assert!(python.exists(), "{} is missing: run scripts/sdk-deps.sh (make test does)", python.display());
+    let script = sdk_dir().join("python/pubsub_app.py");
+    let mut s = mesh
+        .sidecar("sdk-py-pub")
+        .app_port(free_port())
+        .env("PUBSUB_NAME", "pubsub")
+        .command([python.to_string_lossy().into_owned(), script.to_string_lossy().into_owned()])
+        .spawn();
+    let code = s.wait_exit(Duration::from_secs(150)).await;
+    let log = s.log();
+    assert_eq!(code, Some(0), "python/pubsub_app.py failed:\n{log}");
+    assert!(log.contains("ok - ") && !log.contains("not ok - "), "python/pubsub_app.py ran no check:\n{log}");
+    assert!(log.contains("ok - a handler that keeps failing sends the event"), "the checks did not all run:\n{log}");
+}
+
+#[tokio::test]
+async fn javascript_sdk_secrets() {
+    let mesh = Mesh::new();
+    let file = mesh.home().join("secrets.json");
+    std::fs::write(&file, r#"{"db": {"password": "sdk-pw-1"}, "port": 5432, "denied": "no"}"#).unwrap();
+    let res = mesh.home().join("res");
+    std::fs::create_dir_all(&res).unwrap();
+    std::fs::write(
+        res.join("secrets.yaml"),
+        format!(
+            "kind: Component\nmetadata: {{name: sdksecrets}}\nspec:\n  type: secretstores.local.file\n  metadata:\n  - {{name: secretsFile, value: '{}'}}\n",
+            file.display()
+        ),
+    )
+    .unwrap();
+    let config = mesh.home().join("config.yaml");
+    std::fs::write(
+        &config,
+        "kind: Configuration\nspec:\n  secrets:\n    scopes:\n    - {storeName: sdksecrets, deniedSecrets: [denied]}\n",
+    )
+    .unwrap();
+    let s = mesh
+        .sidecar("sdk-js-secrets")
+        .args(["--resources-path", res.to_str().unwrap(), "--config", config.to_str().unwrap()])
+        .start()
+        .await;
+    let env = [("SECRET_STORE", "sdksecrets"), ("SECRET_PASSWORD", "sdk-pw-1"), ("MISSING_STORE", "sdk-no-such-store")];
+    run_node_suite("js/secrets.mjs", &s, &env).await;
 }

@@ -88,6 +88,11 @@ const cases = {
   retry: { data: { kind: "retry", nonce }, reply: (n) => (n === 1 ? S.RETRY : S.SUCCESS) },
   // Published with publishBulk: every entry is delivered on its own.
   bulk: { data: [{ kind: "bulk", n: 1, nonce }, `bulk two ${nonce}`] },
+  // Subscribed with subscribeBulk: the sidecar POSTs batches, the SDK answers per entry.
+  batched: {
+    data: [1, 2, 3, 4, 5].map((n) => ({ kind: "batched", n, nonce })),
+    bulkSubscribe: { maxMessagesCount: 3, maxAwaitDurationMs: 300 },
+  },
 };
 
 const server = new DaprServer({
@@ -100,8 +105,10 @@ const server = new DaprServer({
 // What the sidecar asks of the app. Registered on the SDK's own Express app, after its body
 // parsers and before any SDK route, so it sees parsed bodies and never answers itself.
 let subscribeCalls = 0;
+let bulkPosts = 0;
 server.daprServer.getServer().use((req, res, next) => {
   if (req.method === "GET" && req.path === "/dapr/subscribe") subscribeCalls++;
+  if (req.method === "POST" && req.body?.type === "com.dapr.event.sent.bulk") bulkPosts++;
   if (DEBUG) {
     const h = { "content-type": req.headers["content-type"], traceparent: req.headers.traceparent, pubsubname: req.headers.pubsubname };
     console.log(`# app <- ${req.method} ${req.originalUrl} ${fmt(h)} ${fmt(req.body)}`);
@@ -118,12 +125,17 @@ server.daprServer.getServer().use((req, res, next) => {
 for (const [name, c] of Object.entries(cases)) {
   const topic = topicOf(name);
   inbox.set(topic, []);
-  await server.pubsub.subscribe(PUBSUB, topic, async (data, headers) => {
+  const handler = async (data, headers) => {
     const seen = inbox.get(topic);
     const status = c.reply ? c.reply(seen.length + 1) : S.SUCCESS;
     seen.push({ data, headers, status });
     return status;
-  });
+  };
+  if (c.bulkSubscribe) {
+    await server.pubsub.subscribeBulk(PUBSUB, topic, handler, { route: `bulk-${name}`, ...c.bulkSubscribe });
+  } else {
+    await server.pubsub.subscribe(PUBSUB, topic, handler);
+  }
 }
 
 /** Polls `cond` every 25 ms until it is truthy; throws `why()` after `ms`. */
@@ -315,6 +327,31 @@ if (subscribed) {
       const byKind = (d) => (typeof d === "string" ? 1 : 0);
       const got = seen.map((d) => d.data).sort((a, b) => byKind(a) - byKind(b));
       expectEq("bulk data", got, cases.bulk.data);
+    },
+    { timeoutMs: DELIVERY_WAIT_MS + 5_000 },
+  );
+}
+// 8. Bulk subscribe: messages published one by one arrive in batches of at most 3, each entry
+//    handed to the SDK handler, each acknowledged by the status the SDK answers for it.
+if (subscribed) {
+  let sent = true;
+  for (const data of cases.batched.data) {
+    const res = await client.pubsub.publish(PUBSUB, topicOf("batched"), data);
+    sent &&= res && res.error === undefined;
+  }
+  await suite.check(
+    "a subscribeBulk handler receives every message, in fewer calls than messages",
+    async () => {
+      expect(sent, "publishing the batched messages failed");
+      const seen = deliveries("batched");
+      await waitUntil(
+        () => seen.length >= 5,
+        DELIVERY_WAIT_MS,
+        () => `${seen.length} of 5 batched messages within ${DELIVERY_WAIT_MS} ms (${bulkPosts} bulk POSTs)`,
+      );
+      const got = seen.map((d) => d.data).sort((a, b) => a.n - b.n);
+      expectEq("batched data", got, cases.batched.data);
+      expect(bulkPosts >= 2 && bulkPosts < 5, `5 messages came in ${bulkPosts} bulk POSTs (at most 3 per batch)`);
     },
     { timeoutMs: DELIVERY_WAIT_MS + 5_000 },
   );

@@ -7,6 +7,8 @@
 //! - `/headers`: sets `x-custom-response` and the hop-by-hop headers `connection: x-hop`,
 //!   `x-hop`, `keep-alive`, which must not reach the caller;
 //! - `/slow/<ms>`: answers after that many milliseconds;
+//! - `/bulk/<STATUS>`: answers a bulk delivery with that status for every entry, or the
+//!   entry's `event.data.answer` when it has one;
 //! - anything else: JSON `{"instance","method","path","query","headers","body"}`.
 
 use std::convert::Infallible;
@@ -177,6 +179,22 @@ async fn handle(
         h.insert("connection", "x-hop".parse().unwrap());
         h.insert("x-hop", "secret".parse().unwrap());
         h.insert("keep-alive", "timeout=5".parse().unwrap());
+    } else if let Some(answer) = path.strip_prefix("/bulk/") {
+        let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+        let statuses: Vec<serde_json::Value> = body["entries"]
+            .as_array()
+            .map(|entries| {
+                entries
+                    .iter()
+                    .map(|e| {
+                        let status = e["event"]["data"]["answer"].as_str().unwrap_or(answer);
+                        serde_json::json!({"entryId": e["entryId"], "status": status})
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        *rsp.body_mut() = full(serde_json::json!({"statuses": statuses}).to_string());
+        rsp.headers_mut().insert("content-type", "application/json".parse().unwrap());
     } else if let Some(ms) = path.strip_prefix("/slow/").and_then(|c| c.parse::<u64>().ok()) {
         tokio::time::sleep(Duration::from_millis(ms)).await;
         *rsp.body_mut() = full("slow done");

@@ -11,27 +11,55 @@ pub mod state;
 
 pub use app::{FNV_START, FakeApp, Recorded, fnv};
 pub use client::{Reply, http_client, raw_request, send};
-pub use servers::{Postgres, RedisServer};
+pub use servers::{Mosquitto, Nats, Postgres, RabbitMq, RedisServer};
 pub use sidecar::{Mesh, Sidecar, SidecarBuilder, binary, sum_metric, wait_registered};
 
 use std::future::Future;
 use std::time::Duration;
 
-/// A TCP port that was free a moment ago and that this process has not handed out before (the
-/// kernel may offer a just-released port again, and a test often asks for several at once).
+/// A TCP port for a test to hand to a process it starts.
+///
+/// Ports come from below the kernel's ephemeral range, so no outbound connection (ours, a
+/// broker's, another test's) can take one between this call and the child's bind, and each is
+/// claimed with a lock file under the temp dir that this process holds until it exits, so
+/// concurrent test processes never hand out the same port. Within the block, a port must also be
+/// bindable on the wildcard and loopback addresses right now.
 pub fn free_port() -> u16 {
-    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
-    let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
-    loop {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("no free port");
-        if !given.contains(&port) {
-            given.push(port);
+    static HELD: std::sync::Mutex<Vec<(u16, std::fs::File)>> = std::sync::Mutex::new(Vec::new());
+    let mut held = HELD.lock().unwrap_or_else(|p| p.into_inner());
+    let (low, high) = claimable_ports();
+    let span = u32::from(high - low);
+    let dir = std::env::temp_dir().join("outrider-test-ports");
+    std::fs::create_dir_all(&dir).expect("creating the port lock dir");
+    // Start at a different place in each process so concurrent tests rarely contend on a lock.
+    let seed = std::process::id().wrapping_mul(2_654_435_761) ^ held.len() as u32;
+    for step in 0..span {
+        let port = low + ((seed.wrapping_add(step.wrapping_mul(7919))) % span) as u16;
+        if held.iter().any(|(p, _)| *p == port) {
+            continue;
+        }
+        let Ok(file) = std::fs::File::create(dir.join(port.to_string())) else { continue };
+        if file.try_lock().is_err() {
+            continue;
+        }
+        let bindable = ["0.0.0.0", "127.0.0.1"].iter().all(|ip| std::net::TcpListener::bind((*ip, port)).is_ok());
+        if bindable {
+            held.push((port, file));
             return port;
         }
     }
+    panic!("no free port in {low}..{high}");
+}
+
+/// The block of ports tests claim from: the 8000 ports just below the ephemeral range (the
+/// kernel never picks these for outbound connections).
+fn claimable_ports() -> (u16, u16) {
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|n| n.parse::<u16>().ok()))
+        .unwrap_or(32768);
+    let high = ephemeral_low.max(10_000);
+    (high - 8000, high)
 }
 
 /// Polls `check` every 50 ms until it returns `Some`, for at most `limit`; panics with `what`

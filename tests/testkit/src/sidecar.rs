@@ -267,13 +267,14 @@ impl Sidecar {
         String::from_utf8_lossy(&r.body).into_owned()
     }
 
-    /// Waits (bounded) until `GET /v1.0/metadata` lists exactly `n` subscriptions; returns them.
+    /// Waits (bounded) until `GET /v1.0/metadata` lists exactly `n` active subscriptions; returns them.
     pub async fn wait_subscriptions(&self, n: usize) -> Vec<serde_json::Value> {
         let url = format!("{}/v1.0/metadata", self.api_url());
-        wait_until(Duration::from_secs(15), &format!("{n} subscriptions"), || async {
+        wait_until(Duration::from_secs(15), &format!("{n} active subscriptions"), || async {
             let m = send("GET", &url, &[], "").await.ok()?.json();
             let subs = m["subscriptions"].as_array()?.clone();
-            (subs.len() == n).then_some(subs)
+            let active: Vec<serde_json::Value> = subs.into_iter().filter(|s| s["status"] == "ACTIVE").collect();
+            (active.len() == n).then_some(active)
         })
         .await
     }
