@@ -1,5 +1,5 @@
-//! Tower layers of the data path, shared by every listener: the canonical request form, trace
-//! context propagation and request metrics. Resiliency, access policy and balancing layers join
+//! Tower layers of the data path, shared by every listener: the canonical request form, access
+//! policy, trace context propagation and request metrics. Resiliency and balancing layers join
 //! them as they land.
 //!
 //! Each middleware has tower's shape: a `Foo<S>` service, a `FooLayer`, and a named
@@ -8,6 +8,8 @@
 //! pure functions with table tests beside them. This crate owns no sockets and no configuration
 //! files; it does not know about Dapr's API routes beyond the labels the router hands it.
 
+pub mod authz;
+pub mod canonical;
 pub mod duration;
 pub mod metrics;
 pub mod normalize;

@@ -1,11 +1,16 @@
-//! Access-control model: who is calling, and (from issue 6 on) whether they may.
+//! Access control: who is calling, and whether they may.
 //!
-//! This crate owns the policy vocabulary and its evaluation as pure functions. Today it holds
-//! [`Caller`], the verified identity of a peer as the inbound path hands it to policy and to the
-//! app; Dapr's `Configuration.spec.accessControl` parsing and evaluation join it next. It never
-//! sees sockets or certificates: the proxy converts a verified SPIFFE id into a [`Caller`].
+//! This crate owns Dapr's `Configuration.spec.accessControl` (parsing, merging, and the decision
+//! as a pure function in [`access`]) and the policy files per namespace with their hot reload
+//! ([`files`]). It never sees sockets or certificates: the proxy converts a verified SPIFFE id
+//! into a [`Caller`], and the authorization layer in `filters` asks for a [`Decision`].
+
+pub mod access;
+pub mod files;
 
 use std::fmt;
+
+pub use access::{AccessControl, AccessControlSpec, Action, Decision, GlobalReason, Rule};
 
 /// The verified identity of a calling sidecar.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -21,5 +26,21 @@ pub struct Caller {
 impl fmt::Display for Caller {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}/{}", self.trust_domain, self.namespace, self.app_id)
+    }
+}
+
+/// A problem in a policy document: where (file and dotted field) and what, quoting the value.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct Problem {
+    /// `file: field` or a dotted field path.
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl Problem {
+    pub(crate) fn new(field: impl Into<String>, message: String) -> Self {
+        Problem { field: field.into(), message }
     }
 }

@@ -22,6 +22,44 @@ pub(crate) struct Cli {
 pub(crate) enum Command {
     /// Run a sidecar, optionally starting the app as a child: `outrider run [flags] -- CMD ARGS…`.
     Run(Box<RunArgs>),
+    /// Inspect access policies.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+/// `outrider policy …`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum PolicyCommand {
+    /// Print whether a caller may call an operation, and the rule that decides. Exit status: 0
+    /// allowed, 1 denied, 2 the configuration has problems.
+    Check(CheckArgs),
+}
+
+/// Flags of `outrider policy check`.
+#[derive(Debug, Args)]
+pub(crate) struct CheckArgs {
+    /// A Configuration file whose `spec.accessControl` applies.
+    #[arg(long)]
+    pub(crate) config: Option<PathBuf>,
+    /// The root of the policy files per namespace (`<root>/<namespace>/*.yaml`).
+    #[arg(long)]
+    pub(crate) policies_path: Option<PathBuf>,
+    /// The callee's namespace: which policy directory applies.
+    #[arg(long, default_value = "default")]
+    pub(crate) namespace: String,
+    /// The caller: a SPIFFE id (`spiffe://public/ns/default/orders`), `namespace/app-id`, or an
+    /// app id in the default namespace.
+    #[arg(long)]
+    pub(crate) caller: String,
+    /// The caller's trust domain when --caller is not a SPIFFE id.
+    #[arg(long, default_value = "public")]
+    pub(crate) trust_domain: String,
+    /// The operation: the method path the caller invokes, e.g. `/orders/7`.
+    #[arg(long)]
+    pub(crate) op: String,
+    /// The HTTP verb.
+    #[arg(long, default_value = "GET")]
+    pub(crate) verb: String,
 }
 
 /// Flags of `outrider run`.
@@ -55,6 +93,10 @@ pub(crate) struct RunArgs {
     /// A Configuration file.
     #[arg(long, env = "OUTRIDER_CONFIG")]
     pub(crate) config: Option<PathBuf>,
+    /// The root of the access policy files per namespace: `<root>/<namespace>/*.yaml` apply to
+    /// this sidecar when `<namespace>` is its own. Watched: edits apply without a restart.
+    #[arg(long, env = "OUTRIDER_POLICIES_PATH")]
+    pub(crate) policies_path: Option<PathBuf>,
     /// The namespace of this app.
     #[arg(long, env = "NAMESPACE", default_value = "default")]
     pub(crate) namespace: String,
@@ -188,13 +230,13 @@ mod tests {
         let cli =
             Cli::try_parse_from(["outrider", "run", "--app-id", "a", "--app-port", "7001", "--", "app", "--flag"])
                 .unwrap();
-        let Command::Run(args) = cli.command;
+        let Command::Run(args) = cli.command else { panic!("not run") };
         assert_eq!(args.app_id, "a");
         assert_eq!(args.app_port, Some(7001));
         assert_eq!(args.command, ["app", "--flag"]);
         assert_eq!(args.max_body_size, 4 << 20);
         let cli = Cli::try_parse_from(["outrider", "run", "--app-id", "a", "--dapr-internal-grpc-port", "1"]).unwrap();
-        let Command::Run(args) = cli.command;
+        let Command::Run(args) = cli.command else { panic!("not run") };
         assert_eq!(args.mesh_port, Some(1));
     }
 }

@@ -13,6 +13,8 @@ use outrider_blocks::secrets::{SecretScope, SecretScopes};
 use outrider_blocks::subscription::{Declared, SubscriptionDoc};
 use outrider_discovery::{NameResolution, ResolverConfig};
 use outrider_filters::resiliency::Resiliency;
+use outrider_policy::files::Sources;
+use outrider_policy::{AccessControl, AccessControlSpec};
 use serde::Deserialize;
 
 use crate::cli::{Env, Listen, RunArgs};
@@ -74,6 +76,10 @@ pub(crate) struct Settings {
     pub(crate) resiliency: Vec<Resiliency>,
     /// `Configuration.spec.secrets.scopes`.
     pub(crate) secret_scopes: SecretScopes,
+    /// Where access policies come from (watched while running).
+    pub(crate) policy_sources: Sources,
+    /// The access policies loaded at start.
+    pub(crate) access_control: AccessControl,
     pub(crate) data_dir: PathBuf,
     pub(crate) api_token: Option<String>,
     pub(crate) app_token: Option<String>,
@@ -214,6 +220,28 @@ pub(crate) fn load(args: &RunArgs, env: &Env) -> Result<Settings, Problems> {
             SecretScopes::default()
         }
     };
+    let config_acl = match cfg.spec.access_control.take() {
+        Some(v) => {
+            let file = args.config.as_deref().map(display).unwrap_or_default();
+            AccessControlSpec::parse(&v, &file)
+                .map_err(|errs| {
+                    problems.extend(
+                        errs.into_iter().map(|e| Problem { at: format!("{file}: {}", e.field), message: e.message }),
+                    );
+                })
+                .ok()
+        }
+        None => None,
+    };
+    if let Some(p) = args.policies_path.as_deref().filter(|p| !p.is_dir()) {
+        problems.push(Problem { at: "--policies-path".into(), message: format!("{} is not a directory", p.display()) });
+    }
+    let policy_sources =
+        Sources { config: config_acl, root: args.policies_path.clone(), namespace: args.namespace.clone() };
+    let access_control = policy_sources.load().unwrap_or_else(|errs| {
+        problems.extend(errs.into_iter().map(|e| Problem { at: e.field, message: e.message }));
+        AccessControl::open()
+    });
     let workload_cert_ttl = match cfg.spec.mtls.workload_cert_ttl.as_deref() {
         None | Some("") => DEFAULT_CERT_TTL,
         Some(v) => match parse_duration(v) {
@@ -259,6 +287,8 @@ pub(crate) fn load(args: &RunArgs, env: &Env) -> Result<Settings, Problems> {
         subscriptions,
         resiliency,
         secret_scopes,
+        policy_sources,
+        access_control,
         data_dir: args.data_dir.clone(),
         api_token: env.api_token.clone(),
         app_token: env.app_token.clone(),
@@ -288,6 +318,9 @@ struct ConfigSpec {
     mtls: Mtls,
     #[serde(default)]
     secrets: SecretsSpec,
+    /// Parsed by `policy`.
+    #[serde(default)]
+    access_control: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -316,6 +349,17 @@ fn read_configuration(path: &Path) -> Result<ConfigFile, Vec<Problem>> {
         }]);
     }
     Ok(cfg)
+}
+
+/// The `spec.accessControl` of a Configuration file, for `outrider policy check`.
+pub(crate) fn access_control_of(path: &Path) -> Result<Option<AccessControlSpec>, Vec<Problem>> {
+    let at = display(path);
+    match read_configuration(path)?.spec.access_control {
+        Some(v) => AccessControlSpec::parse(&v, &at).map(Some).map_err(|errs| {
+            errs.into_iter().map(|e| Problem { at: format!("{at}: {}", e.field), message: e.message }).collect()
+        }),
+        None => Ok(None),
+    }
 }
 
 /// What the resource directories hold for this app.

@@ -30,6 +30,8 @@ pub(crate) enum InvokeError {
     ExternalUrl(String),
     #[error("invalid method path: {0}")]
     BadPath(Rejection),
+    #[error("{0}")]
+    Denied(Box<outrider_filters::authz::Denied>),
     #[error("the request body is larger than the limit of {0} bytes")]
     BodyTooLarge(u64),
     #[error("no endpoints found for app {0}")]
@@ -45,12 +47,31 @@ pub(crate) enum InvokeError {
 }
 
 impl InvokeError {
+    /// The typed error a layer of the inbound stack returned, boxed.
+    pub(crate) fn from_layer(e: BoxError) -> Self {
+        let e = match e.downcast::<outrider_filters::authz::Denied>() {
+            Ok(d) => return Self::Denied(d),
+            Err(e) => e,
+        };
+        let e = match e.downcast::<Rejection>() {
+            Ok(r) => return Self::BadPath(*r),
+            Err(e) => e,
+        };
+        match e.downcast::<InvokeError>() {
+            Ok(ie) => *ie,
+            Err(other) => Self::AppChannel(other),
+        }
+    }
+
     /// Which side failed.
     pub(crate) fn side(&self) -> FailureSide {
         match self {
-            Self::NoAppId | Self::InvalidAppId(_) | Self::ExternalUrl(_) | Self::BadPath(_) | Self::BodyTooLarge(_) => {
-                FailureSide::Downstream
-            }
+            Self::NoAppId
+            | Self::InvalidAppId(_)
+            | Self::ExternalUrl(_)
+            | Self::BadPath(_)
+            | Self::Denied(_)
+            | Self::BodyTooLarge(_) => FailureSide::Downstream,
             _ => FailureSide::Upstream,
         }
     }
@@ -65,6 +86,7 @@ impl InvokeError {
     fn status(&self) -> StatusCode {
         match self {
             Self::NoAppId => StatusCode::NOT_FOUND,
+            Self::Denied(_) => StatusCode::FORBIDDEN,
             Self::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             _ if self.side() == FailureSide::Downstream => StatusCode::BAD_REQUEST,
             _ => StatusCode::INTERNAL_SERVER_ERROR,

@@ -5,7 +5,7 @@
 //! the handshake by `certs`). That id is the caller's identity for every request on the
 //! connection: the caller headers the app sees are stamped from it, whatever the request carried.
 //! The method path is normalised again here, so what the app receives is the canonical form even
-//! if a peer were to send something else.
+//! if a peer were to send something else, and the callee's access policy decides on that form.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -15,13 +15,15 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::server::graceful::GracefulShutdown;
 use outrider_certs::{Credentials, SpiffeId};
-use outrider_filters::normalize;
+use outrider_filters::authz::AuthorizeLayer;
+use outrider_filters::canonical::CanonicalLayer;
 use outrider_filters::trace::TraceLayer;
-use outrider_policy::Caller;
+use outrider_policy::{AccessControl, Caller};
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
-use tower::ServiceBuilder;
+use tower::{ServiceBuilder, ServiceExt as _};
 
 use crate::app_channel::AppChannel;
 use crate::errors::{ApiError, InvokeError};
@@ -36,6 +38,8 @@ pub(crate) struct Inbound {
     pub(crate) app_id: String,
     pub(crate) app: Option<AppChannel>,
     pub(crate) max_body_size: u64,
+    /// The access policies in force (reloaded while running).
+    pub(crate) policies: watch::Receiver<Arc<AccessControl>>,
 }
 
 /// Accepts mesh connections until `stop`, then drains for at most `grace`.
@@ -92,10 +96,26 @@ pub(crate) async fn serve(
                 trust_domain: id.trust_domain().to_owned(),
             });
             tracing::debug!(peer = %peer_addr, caller = %id, "mesh connection accepted");
+            let app_id: Arc<str> = inbound.app_id.as_str().into();
+            let to_app = ServiceBuilder::new()
+                // One canonical path for the policy decision and for what the app receives.
+                .layer(CanonicalLayer)
+                // The callee's access policy, from the caller's verified identity.
+                .layer(AuthorizeLayer::new(inbound.policies.clone()))
+                .service_fn(move |req| forward(req, inbound.clone()));
             let svc = ServiceBuilder::new()
+                // The verified peer identity travels with each request, for policy and the app.
+                .map_request(move |mut req: Request<Incoming>| {
+                    req.extensions_mut().insert(caller.clone());
+                    req
+                })
                 // Continue the caller's trace with a span for this hop.
                 .layer(TraceLayer)
-                .service(tower::service_fn(move |req| handle(req, inbound.clone(), caller.clone())));
+                // The one place where failures below become the caller's answer.
+                .service_fn(move |req| {
+                    let (to_app, app_id) = (to_app.clone(), app_id.clone());
+                    async move { Ok::<_, Infallible>(rescue(&app_id, to_app.oneshot(req).await)) }
+                });
             serve::spawn_conn(tls, svc, &builder, watcher);
         });
     }
@@ -104,36 +124,38 @@ pub(crate) async fn serve(
     Ok(())
 }
 
-async fn handle(
-    req: Request<Incoming>,
-    inbound: Arc<Inbound>,
-    caller: Arc<Caller>,
-) -> Result<Response<Body>, Infallible> {
-    Ok(match forward(req, &inbound, &caller).await {
+fn rescue(app_id: &str, r: Result<Response<Body>, tower::BoxError>) -> Response<Body> {
+    match r {
         Ok(rsp) => rsp,
         Err(e) => {
-            tracing::info!(caller = %caller, error = %e, "inbound invocation failed");
-            ApiError::invoke(&inbound.app_id, &e).into_response()
+            let e = InvokeError::from_layer(e);
+            if !matches!(e, InvokeError::Denied(_)) {
+                // Denials are logged by the policy layer, with the rule.
+                tracing::info!(error = %e, "inbound invocation failed");
+            }
+            ApiError::invoke(app_id, &e).into_response()
         }
-    })
+    }
 }
 
-async fn forward(req: Request<Incoming>, inbound: &Inbound, caller: &Caller) -> Result<Response<Body>, InvokeError> {
+async fn forward(req: Request<Incoming>, inbound: Arc<Inbound>) -> Result<Response<Body>, InvokeError> {
     let app = inbound.app.as_ref().ok_or(InvokeError::NoAppChannel)?;
-    if !normalize::method_ok(req.method().as_str()) {
-        return Err(InvokeError::BadPath(normalize::Rejection::BadMethod));
-    }
-    let path = normalize::canonical_path(req.uri().path()).map_err(InvokeError::BadPath)?;
-    let pq = match req.uri().query() {
-        Some(q) => format!("{path}?{q}"),
-        None => path,
-    };
-    let (mut parts, body) = req.into_parts();
-    parts.uri = pq.parse().map_err(|e| InvokeError::AppChannel(Box::new(e)))?;
-    let (body, tripped) = capped(body, inbound.max_body_size);
-    match app.call(Request::from_parts(parts, body), caller).await {
+    let caller = req
+        .extensions()
+        .get::<Arc<Caller>>()
+        .cloned()
+        .ok_or_else(|| InvokeError::AppChannel("the request lost its caller identity".into()))?;
+    let (body, tripped) = capped_request(req, inbound.max_body_size);
+    match app.call(body, &caller).await {
         Ok(rsp) => Ok(rsp.map(boxed)),
         Err(_) if tripped.get() => Err(InvokeError::BodyTooLarge(inbound.max_body_size)),
         Err(e) => Err(e),
     }
+}
+
+/// The request with its body capped at `max`, and the flag that says the cap was hit.
+fn capped_request(req: Request<Incoming>, max: u64) -> (Request<Body>, crate::http::Tripped) {
+    let (parts, body) = req.into_parts();
+    let (body, tripped) = capped(body, max);
+    (Request::from_parts(parts, body), tripped)
 }

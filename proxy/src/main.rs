@@ -18,6 +18,7 @@ mod http;
 mod identity;
 mod inbound;
 mod outbound;
+mod policy_check;
 mod pubsub_metrics;
 mod run;
 mod serve;
@@ -29,11 +30,14 @@ use clap::Parser;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 use tracing_subscriber::EnvFilter;
 
-use crate::cli::{Cli, Command, Env};
+use crate::cli::{Cli, Command, Env, PolicyCommand};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let Command::Run(args) = cli.command;
+    let args = match cli.command {
+        Command::Run(args) => args,
+        Command::Policy(PolicyCommand::Check(args)) => return policy_check::run(&args),
+    };
     let env = Env::read();
     let settings = match config::load(&args, &env) {
         Ok(s) => s,
@@ -79,7 +83,9 @@ fn main() -> ExitCode {
 fn init_logging(level: &str, json: bool) {
     let filter = EnvFilter::try_new(format!("{level},h2=warn,hyper=warn,rustls=warn"))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Colours only on a terminal: a log file or collector gets plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     if json {
         builder.json().init();
     } else {

@@ -149,7 +149,18 @@ pub(crate) async fn run(s: Settings, metrics: PrometheusHandle) -> anyhow::Resul
         .layer(MetricsLayer::new(&s.app_id, Side::Server))
         .service(ApiService::new(state));
     let api_task = tokio::spawn(serve::serve(api_l, api_svc, api_stop.clone(), s.grace));
-    let inbound = Arc::new(Inbound { app_id: s.app_id.clone(), app, max_body_size: s.max_body_size });
+    // Access policies as loaded at start, then as their files change (a bad edit keeps these).
+    let (policies, _policy_watch) =
+        outrider_policy::files::watch(s.policy_sources.clone(), Arc::new(s.access_control.clone()))
+            .context("watching --policies-path")?;
+    if s.access_control.is_enabled() {
+        tracing::info!(
+            policies = s.access_control.policy_count(),
+            default_action = %s.access_control.default_action(),
+            "access control enabled"
+        );
+    }
+    let inbound = Arc::new(Inbound { app_id: s.app_id.clone(), app, max_body_size: s.max_body_size, policies });
     let mesh_task = tokio::spawn(inbound::serve(mesh_l, creds.clone(), inbound, mesh_stop.clone(), s.grace));
     let admin_state =
         Arc::new(Admin { metrics: metrics.clone(), health: health.clone(), creds, resolver: resolver.name() });

@@ -8,7 +8,7 @@ fn args(extra: &[&str]) -> RunArgs {
         v.extend(["--app-id", "a"]);
     }
     v.extend_from_slice(extra);
-    let Command::Run(a) = Cli::try_parse_from(v).unwrap().command;
+    let Command::Run(a) = Cli::try_parse_from(v).unwrap().command else { panic!("not run") };
     *a
 }
 

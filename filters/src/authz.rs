@@ -1,0 +1,168 @@
+//! Access policy on the inbound mesh path.
+//!
+//! [`Authorize`] asks `policy` whether the caller may call the request's operation, and refuses
+//! the request with a typed [`Denied`] error when not; the rescue layer turns that into the
+//! caller's 403. It must run after [`crate::canonical`], so the path it decides on is exactly
+//! the one the app receives, and it reads the caller from the request's extensions (an
+//! `Arc<Caller>` the listener put there from the verified peer certificate): a request without
+//! one is decided as a caller without identity.
+//!
+//! The policy set comes from a watch, so a reload applies to the next request without a restart.
+//! Every decision made under configured access control is counted with Dapr's metric names;
+//! labels are the caller's verified identity, the configured operation that matched (`other`
+//! when none did) and a known verb, all bounded.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{Request, Response};
+use outrider_policy::{AccessControl, Caller, Decision, Rule};
+use pin_project_lite::pin_project;
+use tokio::sync::watch;
+use tower::{BoxError, Layer, Service};
+
+/// A request the access policy refused.
+#[derive(Debug, thiserror::Error)]
+#[error("access control policy has denied access to appid: {caller} operation: {operation} verb: {verb}")]
+pub struct Denied {
+    /// The caller's app id (empty without an identity).
+    pub caller: String,
+    /// The canonical operation.
+    pub operation: String,
+    /// The request's verb.
+    pub verb: String,
+    /// The rule that decided.
+    pub rule: Rule,
+}
+
+/// Refuses requests the access policy denies.
+#[derive(Clone, Debug)]
+pub struct Authorize<S> {
+    inner: S,
+    policies: watch::Receiver<Arc<AccessControl>>,
+}
+
+/// Applies [`Authorize`] with the policy set published on `policies`.
+#[derive(Clone, Debug)]
+pub struct AuthorizeLayer {
+    policies: watch::Receiver<Arc<AccessControl>>,
+}
+
+impl AuthorizeLayer {
+    /// Decides with the latest set on `policies`.
+    pub fn new(policies: watch::Receiver<Arc<AccessControl>>) -> Self {
+        Self { policies }
+    }
+}
+
+impl<S> Layer<S> for AuthorizeLayer {
+    type Service = Authorize<S>;
+
+    fn layer(&self, inner: S) -> Authorize<S> {
+        Authorize { inner, policies: self.policies.clone() }
+    }
+}
+
+impl<S, B, RB> Service<Request<B>> for Authorize<S>
+where
+    S: Service<Request<B>, Response = Response<RB>>,
+    S::Error: Into<BoxError>,
+{
+    type Response = Response<RB>;
+    type Error = BoxError;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let caller = req.extensions().get::<Arc<Caller>>().map(Arc::as_ref);
+        let decision = self.policies.borrow().decide(caller, req.uri().path(), req.method().as_str());
+        record(caller, req.method(), &decision);
+        if decision.allowed() {
+            return ResponseFuture::passed(self.inner.call(req));
+        }
+        let denied = Denied {
+            caller: caller.map(|c| c.app_id.clone()).unwrap_or_default(),
+            operation: req.uri().path().to_owned(),
+            verb: req.method().to_string(),
+            rule: decision.rule,
+        };
+        tracing::info!(
+            caller = %caller.map_or_else(|| "(no identity)".to_owned(), ToString::to_string),
+            operation = %denied.operation,
+            verb = %denied.verb,
+            rule = %denied.rule,
+            "denied by access policy"
+        );
+        ResponseFuture::refused(denied)
+    }
+}
+
+fn record(caller: Option<&Caller>, method: &http::Method, decision: &Decision) {
+    let level = decision.rule.level();
+    if level == "none" {
+        return;
+    }
+    let name = match (level, decision.allowed()) {
+        ("app", true) => "dapr_runtime_acl_app_policy_action_allowed_total",
+        ("app", false) => "dapr_runtime_acl_app_policy_action_blocked_total",
+        (_, true) => "dapr_runtime_acl_global_policy_action_allowed_total",
+        (_, false) => "dapr_runtime_acl_global_policy_action_blocked_total",
+    };
+    let (app_id, namespace, trust_domain) =
+        caller.map_or(("", "", ""), |c| (c.app_id.as_str(), c.namespace.as_str(), c.trust_domain.as_str()));
+    metrics::counter!(
+        name,
+        "app_id" => app_id.to_owned(),
+        "trust_domain" => trust_domain.to_owned(),
+        "namespace" => namespace.to_owned(),
+        "operation" => decision.rule.operation().unwrap_or("other").to_owned(),
+        "httpverb" => crate::metrics::method_label(method),
+    )
+    .increment(1);
+}
+
+pin_project! {
+    /// Future of [`Authorize`]: the inner service's, or the refusal.
+    pub struct ResponseFuture<F> {
+        #[pin]
+        inner: Option<F>,
+        denied: Option<Denied>,
+    }
+}
+
+impl<F> ResponseFuture<F> {
+    fn passed(inner: F) -> Self {
+        Self { inner: Some(inner), denied: None }
+    }
+
+    fn refused(denied: Denied) -> Self {
+        Self { inner: None, denied: Some(denied) }
+    }
+}
+
+impl<F, RB, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<RB>, E>>,
+    E: Into<BoxError>,
+{
+    type Output = Result<Response<RB>, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Some(e) = this.denied.take() {
+            return Poll::Ready(Err(Box::new(e)));
+        }
+        match this.inner.as_pin_mut() {
+            Some(inner) => inner.poll(cx).map_err(Into::into),
+            None => panic!("ResponseFuture polled after completion"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
