@@ -1,11 +1,12 @@
 //! Access control: who is calling, and whether they may.
 //!
 //! This crate owns Dapr's `Configuration.spec.accessControl` (parsing, merging, and the decision
-//! as a pure function in [`access`]) and the policy files per namespace with their hot reload
-//! ([`files`]). It never sees sockets or certificates: the proxy converts a verified SPIFFE id
+//! as a pure function in [`access`]), the policy files per namespace with their hot reload
+//! ([`files`]), and the app-facing API allow and deny lists of `spec.api` ([`api`]). It never sees sockets or certificates: the proxy converts a verified SPIFFE id
 //! into a [`Caller`], and the authorization layer in `filters` asks for a [`Decision`].
 
 pub mod access;
+pub mod api;
 pub mod files;
 
 use std::fmt;

@@ -25,6 +25,7 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use outrider_filters::RouteLabel;
 use outrider_filters::normalize;
+use outrider_policy::api::Endpoint;
 use tokio_util::sync::CancellationToken;
 
 use crate::app_channel::AppChannel;
@@ -76,6 +77,8 @@ pub(crate) struct ApiState {
     pub(crate) secret_stores: BTreeMap<String, outrider_blocks::secrets::SecretStoreComponent>,
     /// Which secrets the app may read through the API.
     pub(crate) secret_scopes: outrider_blocks::secrets::SecretScopes,
+    /// `Configuration.spec.api`: which routes are served.
+    pub(crate) api_access: outrider_policy::api::ApiAccess,
     pub(crate) pubsub_metrics: Arc<crate::pubsub_metrics::PubSubMetrics>,
     /// Subscriptions delivering to the app, for the metadata API.
     pub(crate) subscriptions: Arc<Mutex<Vec<crate::subscriptions::Listed>>>,
@@ -125,6 +128,27 @@ impl Route {
         }
     }
 }
+
+impl Route {
+    /// The route as `spec.api` rules see it.
+    fn endpoint(self) -> Endpoint {
+        let (group, version) = match self {
+            Route::Publish | Route::PublishBulkV1 | Route::PublishNoTopic => ("publish", "v1"),
+            Route::PublishBulk => ("publish", "v1alpha1"),
+            Route::StateSave | Route::StateKey | Route::StateBulk | Route::StateTransaction => ("state", "v1"),
+            Route::StateQuery => ("state", "v1alpha1"),
+            Route::Secret | Route::SecretBulk => ("secrets", "v1"),
+            Route::Healthz | Route::HealthzOutbound => ("healthz", "v1"),
+            Route::Metadata | Route::MetadataKey => ("metadata", "v1"),
+            Route::Shutdown => ("shutdown", "v1"),
+        };
+        Endpoint { group, version, route: &self.label()[1..] }
+    }
+}
+
+/// Invocation as `spec.api` rules see it.
+const INVOKE_ENDPOINT: Endpoint =
+    Endpoint { group: "invoke", version: "v1", route: "v1.0/invoke/{id}/method/{method}" };
 
 /// Route parameters, unescaped.
 #[derive(Debug, Default)]
@@ -197,16 +221,22 @@ impl ApiService {
             return e.into_response();
         }
         req.headers_mut().remove("dapr-api-token");
+        // Routes `spec.api` does not serve are not routed: the request falls through as an
+        // unknown path would, to invocation if that is served, else to a plain 404.
+        let access = &self.state.api_access;
+        let invoke_ok = access.allows(INVOKE_ENDPOINT);
         // A target named by header wins over the path, as in daprd.
-        let by_path = path.strip_prefix("/v1.0/invoke/").filter(|_| invoke::header_target(req.headers()).is_none());
+        let by_path =
+            path.strip_prefix("/v1.0/invoke/").filter(|_| invoke_ok && invoke::header_target(req.headers()).is_none());
         let result = if let Some(rest) = by_path {
             invoke::by_path(&self.state, rest, req).await.map(labelled(INVOKE_LABEL))
         } else {
-            match self.route(&path, req.method()) {
+            match self.route(&path, req.method()).filter(|(route, _)| access.allows(route.endpoint())) {
                 Some((route, params)) => {
                     self.dispatch(route, params, req).await.map(labelled(RouteLabel(route.label())))
                 }
-                None => invoke::by_header(&self.state, &path, req).await.map(labelled(INVOKE_LABEL)),
+                None if invoke_ok => invoke::by_header(&self.state, &path, req).await.map(labelled(INVOKE_LABEL)),
+                None => Ok(not_found()),
             }
         };
         result.unwrap_or_else(ApiError::into_response)
@@ -286,6 +316,14 @@ impl Unauthorized {
         rsp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
         rsp
     }
+}
+
+/// What daprd's router answers for a path it does not route when invocation is not served.
+fn not_found() -> Response<Body> {
+    let mut rsp = Response::new(full("404 page not found\n"));
+    *rsp.status_mut() = StatusCode::NOT_FOUND;
+    rsp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    rsp
 }
 
 /// The edge: upper-case methods and a clean path (framing was checked below hyper, by

@@ -13,6 +13,7 @@ use outrider_blocks::secrets::{SecretScope, SecretScopes};
 use outrider_blocks::subscription::{Declared, SubscriptionDoc};
 use outrider_discovery::{NameResolution, ResolverConfig};
 use outrider_filters::resiliency::Resiliency;
+use outrider_policy::api::ApiAccess;
 use outrider_policy::files::Sources;
 use outrider_policy::{AccessControl, AccessControlSpec};
 use serde::Deserialize;
@@ -80,6 +81,8 @@ pub(crate) struct Settings {
     pub(crate) policy_sources: Sources,
     /// The access policies loaded at start.
     pub(crate) access_control: AccessControl,
+    /// `Configuration.spec.api`.
+    pub(crate) api_access: ApiAccess,
     pub(crate) data_dir: PathBuf,
     pub(crate) api_token: Option<String>,
     pub(crate) app_token: Option<String>,
@@ -233,6 +236,15 @@ pub(crate) fn load(args: &RunArgs, env: &Env) -> Result<Settings, Problems> {
         }
         None => None,
     };
+    let api_access = match cfg.spec.api.take() {
+        Some(v) => ApiAccess::parse(&v).unwrap_or_else(|errs| {
+            let file = args.config.as_deref().map(display).unwrap_or_default();
+            problems
+                .extend(errs.into_iter().map(|e| Problem { at: format!("{file}: {}", e.field), message: e.message }));
+            ApiAccess::default()
+        }),
+        None => ApiAccess::default(),
+    };
     if let Some(p) = args.policies_path.as_deref().filter(|p| !p.is_dir()) {
         problems.push(Problem { at: "--policies-path".into(), message: format!("{} is not a directory", p.display()) });
     }
@@ -289,6 +301,7 @@ pub(crate) fn load(args: &RunArgs, env: &Env) -> Result<Settings, Problems> {
         secret_scopes,
         policy_sources,
         access_control,
+        api_access,
         data_dir: args.data_dir.clone(),
         api_token: env.api_token.clone(),
         app_token: env.app_token.clone(),
@@ -321,6 +334,9 @@ struct ConfigSpec {
     /// Parsed by `policy`.
     #[serde(default)]
     access_control: Option<serde_json::Value>,
+    /// Parsed by `policy`.
+    #[serde(default)]
+    api: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]

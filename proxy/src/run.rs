@@ -134,6 +134,7 @@ pub(crate) async fn run(s: Settings, metrics: PrometheusHandle) -> anyhow::Resul
         pubsubs: pubsubs.clone(),
         secret_stores,
         secret_scopes: s.secret_scopes.clone(),
+        api_access: s.api_access.clone(),
         pubsub_metrics: pubsub_metrics.clone(),
         subscriptions: listed_subscriptions.clone(),
         extended: Default::default(),

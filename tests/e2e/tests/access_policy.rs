@@ -205,3 +205,49 @@ async fn a_bad_policy_file_stops_the_start_with_file_field_and_value() {
     assert_eq!(s.wait_exit(Duration::from_secs(10)).await, Some(2));
     assert!(s.log().contains("--policies-path: /nonexistent/policies is not a directory"), "{}", s.log());
 }
+
+#[tokio::test]
+async fn api_lists_decide_which_routes_are_served() {
+    let mesh = Mesh::new();
+    let dir = tempfile::tempdir().unwrap();
+    let config = |name: &str, api: &str| {
+        let path = dir.path().join(name);
+        write(
+            &path,
+            &format!(
+                "apiVersion: dapr.io/v1alpha1\nkind: Configuration\nmetadata: {{name: api}}\nspec:\n  api:\n{api}"
+            ),
+        );
+        path.to_str().unwrap().to_owned()
+    };
+    // Only state (and health) is served: invocation is not, so everything else is a plain 404.
+    let only_state = config("only-state.yaml", "    allowed:\n    - {name: state, version: v1.0, protocol: http}\n");
+    let s = mesh.sidecar("listed").args(["--config", &only_state]).start().await;
+    let url = |rest: &str| format!("{}{rest}", s.api_url());
+    let saved = send("POST", &url("/v1.0/state/statestore"), &[], r#"[{"key":"k","value":1}]"#).await.unwrap();
+    assert_eq!(saved.status, 204, "{}", saved.text());
+    assert_eq!(send("GET", &url("/v1.0/state/statestore/k"), &[], "").await.unwrap().text(), "1");
+    assert_eq!(send("GET", &url("/v1.0/healthz"), &[], "").await.unwrap().status, 204);
+    for (verb, path) in
+        [("POST", "/v1.0/publish/pubsub/t"), ("GET", "/v1.0/metadata"), ("GET", "/v1.0/invoke/x/method/y")]
+    {
+        let r = send(verb, &url(path), &[], "{}").await.unwrap();
+        assert_eq!((r.status, r.text()), (404, "404 page not found\n".to_owned()), "{verb} {path}");
+    }
+    drop(s);
+
+    // Publish denied, the rest served: the denied route falls through to invocation, which
+    // finds no target app.
+    let no_publish = config("no-publish.yaml", "    denied:\n    - {name: publish, version: v1}\n");
+    let s = mesh.sidecar("listed").args(["--config", &no_publish]).start().await;
+    let r = send("POST", &format!("{}/v1.0/publish/pubsub/t", s.api_url()), &[], "{}").await.unwrap();
+    assert_eq!(r.status, 404, "{}", r.text());
+    assert_eq!(r.json()["errorCode"], "ERR_DIRECT_INVOKE");
+    assert_eq!(send("GET", &format!("{}/v1.0/metadata", s.api_url()), &[], "").await.unwrap().status, 200);
+
+    // A rule naming an API that does not exist is a configuration error.
+    let typo = config("typo.yaml", "    allowed:\n    - {name: stat, version: v1.0}\n");
+    let mut s = mesh.sidecar("listed").args(["--config", &typo]).spawn();
+    assert_eq!(s.wait_exit(Duration::from_secs(10)).await, Some(2));
+    assert!(s.log().contains("typo.yaml: spec.api.allowed[0].name: \"stat\" is not an API"), "{}", s.log());
+}
