@@ -1,14 +1,28 @@
-//! The `Resiliency` resource (api.md §10): named policies and the targets that use them.
+//! The `Resiliency` resource (api.md §10): named policies, the targets that use them, and the
+//! layers that apply them.
 //!
-//! This part reads retry policies and resolves which one applies to a component in a direction,
-//! by name or through the default-policy names. The decisions are pure: how long to wait before
-//! a retry, and whether an answer's status code is retried at all.
+//! This module reads timeouts, retries and circuit breakers and resolves which apply to an app or
+//! to a component in a direction: by the target's name, else through Dapr's default-policy names
+//! from the most specific to the most general, each kind on its own. The layers compose per
+//! attempt as retry(breaker(timeout(call))): [`retry`], [`breaker`], [`timeout`], judging outcomes
+//! through [`classify`]. The decisions (waits, what is retried, breaker transitions) are pure and
+//! tested with paused time.
+
+pub mod breaker;
+pub mod classify;
+pub mod retry;
+pub mod timeout;
 
 use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
 use std::time::Duration;
 
 use serde_json::Value;
+
+pub use breaker::{BreakerPolicy, CircuitBreakerLayer};
+pub use classify::HttpClassify;
+pub use retry::{Replay, RetryLayer, Retrying};
+pub use timeout::TimeoutLayer;
 
 /// A problem in a `Resiliency` document: the dotted field and what is wrong with its value.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -109,9 +123,13 @@ impl Direction {
 pub struct Resiliency {
     /// Its name.
     pub name: String,
+    timeouts: BTreeMap<String, Duration>,
     retries: BTreeMap<String, RetryPolicy>,
-    /// component name → (inbound retry policy name, outbound retry policy name)
-    components: BTreeMap<String, (Option<String>, Option<String>)>,
+    breakers: BTreeMap<String, BreakerPolicy>,
+    /// app id → the policy names it uses
+    apps: BTreeMap<String, Names>,
+    /// component name → (inbound names, outbound names)
+    components: BTreeMap<String, (Names, Names)>,
     /// App ids it applies to; empty means all.
     pub scopes: Vec<String>,
 }
@@ -138,20 +156,42 @@ impl Resiliency {
                 }
             }
         }
+        if let Some(timeouts) = doc.pointer("/spec/policies/timeouts").and_then(Value::as_object) {
+            for (name, v) in timeouts {
+                let t = v.as_str().map_or_else(|| v.to_string(), str::to_owned);
+                match duration_value(&t) {
+                    Some(d) if !d.is_zero() => {
+                        out.timeouts.insert(name.clone(), d);
+                    }
+                    _ => errs.push(FieldError {
+                        field: format!("spec.policies.timeouts.{name}"),
+                        message: format!("{t:?} is not a positive duration (e.g. 5s, 500ms, or milliseconds)"),
+                    }),
+                }
+            }
+        }
+        if let Some(breakers) = doc.pointer("/spec/policies/circuitBreakers").and_then(Value::as_object) {
+            for (name, v) in breakers {
+                match BreakerPolicy::parse(v, &format!("spec.policies.circuitBreakers.{name}")) {
+                    Ok(p) => {
+                        out.breakers.insert(name.clone(), p);
+                    }
+                    Err(e) => errs.extend(e),
+                }
+            }
+        }
+        if let Some(apps) = doc.pointer("/spec/targets/apps").and_then(Value::as_object) {
+            for (app, v) in apps {
+                let names = out.names(v, &format!("spec.targets.apps.{app}"), &mut errs);
+                out.apps.insert(app.clone(), names);
+            }
+        }
         if let Some(components) = doc.pointer("/spec/targets/components").and_then(Value::as_object) {
             for (component, v) in components {
-                let mut named = |dir: &str| {
-                    let name = v.pointer(&format!("/{dir}/retry")).and_then(Value::as_str)?;
-                    if !out.retries.contains_key(name) {
-                        errs.push(FieldError {
-                            field: format!("spec.targets.components.{component}.{dir}.retry"),
-                            message: format!("{name:?} is not a policy in spec.policies.retries"),
-                        });
-                    }
-                    Some(name.to_owned())
-                };
-                let entry = (named("inbound"), named("outbound"));
-                out.components.insert(component.clone(), entry);
+                let at = format!("spec.targets.components.{component}");
+                let inbound = v.get("inbound").map(|x| out.names(x, &format!("{at}.inbound"), &mut errs));
+                let outbound = v.get("outbound").map(|x| out.names(x, &format!("{at}.outbound"), &mut errs));
+                out.components.insert(component.clone(), (inbound.unwrap_or_default(), outbound.unwrap_or_default()));
             }
         }
         if errs.is_empty() { Ok(out) } else { Err(errs) }
@@ -162,26 +202,178 @@ impl Resiliency {
         self.scopes.is_empty() || self.scopes.iter().any(|s| s == app_id)
     }
 
+    /// The policy names of a target, each checked against the policies of its kind.
+    fn names(&self, v: &Value, at: &str, errs: &mut Vec<FieldError>) -> Names {
+        let mut named = |key: &str, exists: &dyn Fn(&str) -> bool, kind: &str| {
+            let name = v.get(key).and_then(Value::as_str).filter(|n| !n.is_empty())?;
+            if !exists(name) {
+                errs.push(FieldError {
+                    field: format!("{at}.{key}"),
+                    message: format!("{name:?} is not a policy in spec.policies.{kind}"),
+                });
+            }
+            Some(name.to_owned())
+        };
+        Names {
+            timeout: named("timeout", &|n| self.timeouts.contains_key(n), "timeouts"),
+            retry: named("retry", &|n| self.retries.contains_key(n), "retries"),
+            breaker: named("circuitBreaker", &|n| self.breakers.contains_key(n), "circuitBreakers"),
+        }
+    }
+
     /// The retry policy for `component` (of type `component_type`, e.g. `pubsub.redis`) in
     /// `dir`: the one its target names, else the first default policy that exists, from the
     /// most specific (`DefaultPubsubComponentInboundRetryPolicy`) to `DefaultRetryPolicy`.
     pub fn component_retry(&self, component: &str, component_type: &str, dir: Direction) -> Option<&RetryPolicy> {
-        let named = self.components.get(component).and_then(|(inbound, outbound)| match dir {
-            Direction::Inbound => inbound.as_ref(),
-            Direction::Outbound => outbound.as_ref(),
+        let names = self.components.get(component).map(|(inbound, outbound)| match dir {
+            Direction::Inbound => inbound,
+            Direction::Outbound => outbound,
         });
-        if let Some(p) = named.and_then(|n| self.retries.get(n)) {
-            return Some(p);
+        self.resolve(
+            names.and_then(|n| n.retry.as_deref()),
+            &component_defaults(component_type, dir),
+            "Retry",
+            &self.retries,
+        )
+        .map(|(_, p)| p)
+    }
+
+    /// The policies for calls to app `app_id`.
+    fn app(&self, app_id: &str) -> Policies {
+        let names = self.apps.get(app_id);
+        let levels = ["DefaultApp".to_owned(), "Default".to_owned()];
+        Policies {
+            timeout: self
+                .resolve(names.and_then(|n| n.timeout.as_deref()), &levels, "Timeout", &self.timeouts)
+                .map(|(n, d)| (n, *d)),
+            retry: self
+                .resolve(names.and_then(|n| n.retry.as_deref()), &levels, "Retry", &self.retries)
+                .map(|(n, p)| (n, p.clone())),
+            breaker: self
+                .resolve(names.and_then(|n| n.breaker.as_deref()), &levels, "CircuitBreaker", &self.breakers)
+                .map(|(n, p)| (n, p.clone())),
+            named_target: names.is_some(),
         }
-        let d = dir.name();
-        let kind = component_kind(component_type);
-        let defaults = [
-            kind.map(|k| format!("Default{k}Component{d}RetryPolicy")),
-            Some(format!("DefaultComponent{d}RetryPolicy")),
-            Some("DefaultComponentRetryPolicy".to_owned()),
-            Some("DefaultRetryPolicy".to_owned()),
-        ];
-        defaults.into_iter().flatten().find_map(|name| self.retries.get(&name))
+    }
+
+    /// The policy `named`, else the first of `<level><Kind>Policy` that exists.
+    fn resolve<'a, T>(
+        &'a self,
+        named: Option<&str>,
+        levels: &[String],
+        kind: &str,
+        policies: &'a BTreeMap<String, T>,
+    ) -> Option<(String, &'a T)> {
+        if let Some(n) = named {
+            return policies.get(n).map(|p| (n.to_owned(), p));
+        }
+        levels.iter().map(|l| format!("{l}{kind}Policy")).find_map(|n| policies.get(&n).map(|p| (n, p)))
+    }
+}
+
+/// The names a target gives its policies.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Names {
+    timeout: Option<String>,
+    retry: Option<String>,
+    breaker: Option<String>,
+}
+
+/// The policies that apply to one target, each with its name.
+#[derive(Clone, Debug, Default)]
+pub struct Policies {
+    /// The deadline per attempt.
+    pub timeout: Option<(String, Duration)>,
+    /// The retry policy.
+    pub retry: Option<(String, RetryPolicy)>,
+    /// The circuit breaker.
+    pub breaker: Option<(String, BreakerPolicy)>,
+    /// Whether a `Resiliency` names the target (which turns the built-in retries off).
+    pub named_target: bool,
+}
+
+/// Dapr's built-in retries for service invocation: three, one second apart.
+pub const BUILTIN_SERVICE_RETRIES: &str = "DaprBuiltInServiceRetries";
+
+/// The policies for calls to app `app_id`, across documents: each kind from the first document
+/// that resolves it. Without a configured retry policy, the built-in one applies, unless a
+/// document names the app as a target (as in Dapr); a policy named like the built-in replaces it.
+pub fn app_policies(all: &[Resiliency], app_id: &str) -> (Policies, Option<Retrying>) {
+    let mut out = Policies::default();
+    for doc in all {
+        let p = doc.app(app_id);
+        out.timeout = out.timeout.or(p.timeout);
+        out.retry = out.retry.or(p.retry);
+        out.breaker = out.breaker.or(p.breaker);
+        out.named_target |= p.named_target;
+    }
+    let retrying = match &out.retry {
+        Some((name, policy)) => Some(Retrying { name: name.clone(), policy: policy.clone(), builtin: false }),
+        None if out.named_target => None,
+        None => {
+            let own = all.iter().find_map(|d| d.retries.get(BUILTIN_SERVICE_RETRIES));
+            let policy = own.cloned().unwrap_or(RetryPolicy {
+                backoff: Backoff::Constant(Duration::from_secs(1)),
+                max_retries: Some(3),
+                http_codes: None,
+            });
+            Some(Retrying { name: BUILTIN_SERVICE_RETRIES.to_owned(), policy, builtin: own.is_none() })
+        }
+    };
+    (out, retrying)
+}
+
+/// The default-policy levels for a component, most specific first.
+fn component_defaults(component_type: &str, dir: Direction) -> Vec<String> {
+    let d = dir.name();
+    let mut levels = Vec::new();
+    if let Some(k) = component_kind(component_type) {
+        levels.push(format!("Default{k}Component{d}"));
+    }
+    levels.extend([format!("DefaultComponent{d}"), "DefaultComponent".to_owned(), "Default".to_owned()]);
+    levels
+}
+
+/// The labels of one target's resiliency metrics. Every value comes from configuration or from a
+/// target that resolved, so the series stay bounded.
+#[derive(Clone, Debug)]
+pub struct Labels {
+    /// This sidecar's app id.
+    pub app_id: String,
+    /// `app_<id>` or `component_<name>`.
+    pub target: String,
+    /// `outbound` or `inbound`.
+    pub flow_direction: &'static str,
+}
+
+impl Labels {
+    /// Counts one activation of policy `name` of `kind` (`retry`, `timeout`, `circuitbreaker`).
+    pub(crate) fn activation(&self, kind: &'static str, name: &str) {
+        metrics::counter!(
+            "dapr_resiliency_activations_total",
+            "app_id" => self.app_id.clone(),
+            "name" => name.to_owned(),
+            "policy" => kind,
+            "flow_direction" => self.flow_direction,
+            "target" => self.target.clone(),
+        )
+        .increment(1);
+    }
+
+    /// Exports the state of breaker `name`: 1 for the current state, 0 for the others.
+    pub(crate) fn breaker_state(&self, name: &str, state: breaker::State) {
+        for s in [breaker::State::Closed, breaker::State::Open, breaker::State::HalfOpen] {
+            metrics::gauge!(
+                "dapr_resiliency_cb_state",
+                "app_id" => self.app_id.clone(),
+                "name" => name.to_owned(),
+                "policy" => "circuitbreaker",
+                "flow_direction" => self.flow_direction,
+                "target" => self.target.clone(),
+                "status" => s.label(),
+            )
+            .set(if s == state { 1.0 } else { 0.0 });
+        }
     }
 }
 
@@ -300,125 +492,4 @@ fn duration_value(v: &str) -> Option<Duration> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn doc(spec: Value) -> Value {
-        json!({"apiVersion": "dapr.io/v1alpha1", "kind": "Resiliency", "metadata": {"name": "r"}, "spec": spec})
-    }
-
-    #[test]
-    fn constant_and_exponential_waits() {
-        let ms = Duration::from_millis;
-        let constant = RetryPolicy { backoff: Backoff::Constant(ms(200)), max_retries: Some(2), http_codes: None };
-        assert_eq!(constant.delay(0, ms(0), 0.3), Some(ms(200)));
-        assert_eq!(constant.delay(1, ms(0), 0.9), Some(ms(200)));
-        assert_eq!(constant.delay(2, ms(0), 0.0), None, "two retries, then exhausted");
-        let exp = RetryPolicy {
-            backoff: Backoff::Exponential {
-                initial: ms(100),
-                randomization: 0.5,
-                multiplier: 2.0,
-                max_interval: ms(1000),
-                max_elapsed: ms(10_000),
-            },
-            max_retries: None,
-            http_codes: None,
-        };
-        // jitter 0.5 is the midpoint: no randomisation.
-        let waits: Vec<Duration> = (0..6).map(|n| exp.delay(n, ms(0), 0.5).unwrap()).collect();
-        assert_eq!(waits, [ms(100), ms(200), ms(400), ms(800), ms(1000), ms(1000)]);
-        assert_eq!(exp.delay(1, ms(0), 0.0), Some(ms(100)), "-50 %");
-        assert_eq!(exp.delay(1, ms(0), 1.0), Some(ms(300)), "+50 %");
-        assert_eq!(exp.delay(3, ms(0), 1.0), Some(ms(1000)), "never beyond maxInterval");
-        assert_eq!(exp.delay(50, ms(10_000), 0.5), None, "maxElapsedTime reached");
-        assert_eq!(exp.delay(4, ms(9_500), 0.5), None, "the wait would end past maxElapsedTime");
-        assert_eq!(exp.delay(4, ms(9_000), 0.5), Some(ms(1000)), "ends exactly at maxElapsedTime");
-    }
-
-    #[test]
-    fn matching_status_codes() {
-        let p = RetryPolicy {
-            backoff: Backoff::Constant(Duration::ZERO),
-            max_retries: None,
-            http_codes: Some(code_ranges("429, 500-503", 100..=599).unwrap()),
-        };
-        assert!(p.retries_status(Some(429)) && p.retries_status(Some(502)));
-        assert!(!p.retries_status(Some(404)) && !p.retries_status(Some(504)));
-        assert!(p.retries_status(None), "a failure without a status is always retried");
-        for bad in ["600", "50-40", "abc", "99"] {
-            assert!(code_ranges(bad, 100..=599).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn named_targets_then_defaults_from_most_specific() {
-        let r = Resiliency::parse(&doc(json!({
-            "policies": {"retries": {
-                "important": {"policy": "constant", "duration": "50ms", "maxRetries": 4},
-                "DefaultPubsubComponentInboundRetryPolicy": {"duration": "1s", "maxRetries": 2},
-                "DefaultRetryPolicy": {"policy": "exponential", "maxInterval": "15s"},
-            }},
-            "targets": {"components": {"orders": {"inbound": {"retry": "important"}}}},
-        })))
-        .unwrap();
-        let inbound = |name: &str, ty: &str| r.component_retry(name, ty, Direction::Inbound).map(|p| p.max_retries);
-        assert_eq!(inbound("orders", "pubsub.redis"), Some(Some(4)), "named");
-        assert_eq!(inbound("other", "pubsub.redis"), Some(Some(2)), "the pub/sub inbound default");
-        assert_eq!(inbound("store", "state.redis"), Some(None), "the top-level default");
-        let out = r.component_retry("orders", "pubsub.redis", Direction::Outbound).unwrap();
-        assert!(matches!(out.backoff, Backoff::Exponential { .. }), "outbound falls back to DefaultRetryPolicy");
-        assert!(
-            Resiliency::parse(&doc(json!({})))
-                .unwrap()
-                .component_retry("x", "pubsub.redis", Direction::Inbound)
-                .is_none()
-        );
-    }
-
-    #[test]
-    fn problems_name_field_and_value() {
-        let errs = Resiliency::parse(&json!({"kind": "Resiliency", "metadata": {"name": ""}, "spec": {
-            "policies": {"retries": {
-                "a": {"policy": "linear", "duration": "soon", "maxRetries": "x"},
-                "b": {"matching": {"httpStatusCodes": "200-100"}},
-            }},
-            "targets": {"components": {"pubsub": {"inbound": {"retry": "missing"}}}},
-        }}))
-        .unwrap_err();
-        let got: Vec<String> = errs.iter().map(ToString::to_string).collect();
-        let expect = [
-            "metadata.name: is required",
-            "spec.policies.retries.a.duration: \"soon\"",
-            "spec.policies.retries.a.maxRetries: \"x\"",
-            "spec.policies.retries.a.policy: \"linear\"",
-            "spec.policies.retries.b.matching.httpStatusCodes: \"200-100\"",
-            "spec.targets.components.pubsub.inbound.retry: \"missing\"",
-        ];
-        for e in expect {
-            assert!(got.iter().any(|g| g.starts_with(e)), "{e} not in {got:#?}");
-        }
-    }
-
-    #[test]
-    fn durations() {
-        let ms = Duration::from_millis;
-        assert_eq!(duration_value("500"), Some(ms(500)), "bare numbers are milliseconds");
-        assert_eq!(duration_value("5s"), Some(ms(5000)));
-        assert_eq!(duration_value("1m30s"), Some(ms(90_000)));
-        assert_eq!(duration_value("1.5h"), Some(ms(5_400_000)));
-        for bad in ["", "soon", "5d", "-1s"] {
-            assert_eq!(duration_value(bad), None, "{bad}");
-        }
-    }
-
-    #[test]
-    fn scopes() {
-        let mut d = doc(json!({}));
-        d["scopes"] = json!(["a"]);
-        let r = Resiliency::parse(&d).unwrap();
-        assert!(r.applies_to("a") && !r.applies_to("b"));
-        assert!(Resiliency::parse(&doc(json!({}))).unwrap().applies_to("anyone"));
-    }
-}
+mod tests;

@@ -40,6 +40,10 @@ pub(crate) enum InvokeError {
     Connect { target: Target, addr: std::net::SocketAddr, source: BoxError },
     #[error("the request to {target} failed: {}", chain(source.as_ref()))]
     Upstream { target: Target, source: BoxError },
+    #[error("the request to {target} {source}")]
+    Timeout { target: Target, source: outrider_filters::resiliency::timeout::TimedOut },
+    #[error("{0}")]
+    BreakerOpen(outrider_filters::resiliency::breaker::Refused),
     #[error("app channel is not initialized: this sidecar has no --app-port")]
     NoAppChannel,
     #[error("error invoking app channel: {}", chain(.0.as_ref()))]
@@ -63,6 +67,23 @@ impl InvokeError {
         }
     }
 
+    /// The error a resiliency stack returned for `target`, typed again.
+    pub(crate) fn from_resiliency(e: BoxError, target: &Target) -> Self {
+        use outrider_filters::resiliency::{breaker::Refused, timeout::TimedOut};
+        let e = match e.downcast::<InvokeError>() {
+            Ok(ie) => return *ie,
+            Err(e) => e,
+        };
+        let e = match e.downcast::<TimedOut>() {
+            Ok(t) => return Self::Timeout { target: target.clone(), source: *t },
+            Err(e) => e,
+        };
+        match e.downcast::<Refused>() {
+            Ok(r) => Self::BreakerOpen(*r),
+            Err(other) => Self::Upstream { target: target.clone(), source: other },
+        }
+    }
+
     /// Which side failed.
     pub(crate) fn side(&self) -> FailureSide {
         match self {
@@ -77,7 +98,6 @@ impl InvokeError {
     }
 
     /// Whether another attempt could succeed: only failures before the request reached an app.
-    #[allow(dead_code, reason = "read by the retry layer, which lands with resiliency")]
     pub(crate) fn is_retryable(&self) -> bool {
         matches!(self, Self::NoEndpoints(_) | Self::Connect { .. })
     }
@@ -87,6 +107,8 @@ impl InvokeError {
         match self {
             Self::NoAppId => StatusCode::NOT_FOUND,
             Self::Denied(_) => StatusCode::FORBIDDEN,
+            Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            Self::BreakerOpen(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             _ if self.side() == FailureSide::Downstream => StatusCode::BAD_REQUEST,
             _ => StatusCode::INTERNAL_SERVER_ERROR,

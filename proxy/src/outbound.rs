@@ -1,8 +1,10 @@
 //! The outbound mesh path: from a target app id to a response from one of its sidecars.
 //!
 //! Three stages, in request order:
-//! - *logical* — the target (app id and namespace): its live endpoint set from the resolver and
-//!   a TLS client that accepts only the target's SPIFFE id;
+//! - *logical* — the target (app id and namespace): its resiliency policies composed as
+//!   retry(breaker(timeout(attempt))), its live endpoint set from the resolver and a TLS client
+//!   that accepts only the target's SPIFFE id. Every attempt, retries included, goes through the
+//!   concrete stage again, so a retry can reach another instance;
 //! - *concrete* — the endpoint set: round-robin over the current addresses;
 //! - *endpoint* — one address: a pooled HTTP/2 connection over mutual TLS 1.3.
 
@@ -11,7 +13,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use http::{Request, Response, Uri, header};
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, Response, Uri, Version, header};
 use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
@@ -19,32 +22,107 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use outrider_certs::{Credentials, SpiffeId};
 use outrider_discovery::{EndpointSet, Resolve, Target};
+use outrider_filters::resiliency::{
+    CircuitBreakerLayer, HttpClassify, Labels, Replay, Resiliency, RetryLayer, TimeoutLayer, app_policies,
+};
 use tokio::sync::watch;
+use tower::util::BoxCloneSyncService;
+use tower::{BoxError, ServiceBuilder, ServiceExt as _};
 
 use crate::errors::InvokeError;
-use crate::http::{Body, strip_hop_by_hop, strip_identity};
+use crate::http::{Body, full, strip_hop_by_hop, strip_identity};
 
 /// How long a request waits for a target with no known endpoint to appear.
 const RESOLVE_WAIT: Duration = Duration::from_millis(500);
 
+/// Request bodies up to this size are kept so that a retry can send them again; larger or
+/// unsized bodies stream through once.
+pub(crate) const REPLAY_LIMIT: u64 = 64 * 1024;
+
 /// Sends requests to other sidecars.
 pub(crate) struct Outbound {
+    app_id: String,
     resolver: Arc<dyn Resolve>,
     creds: Credentials,
+    resiliency: Arc<[Resiliency]>,
     logical: Mutex<HashMap<Target, Arc<Logical>>>,
 }
 
-/// A target's endpoints, balancer position and identity-checking client.
+/// A target's resiliency stack over its concrete stage.
 struct Logical {
+    stack: BoxCloneSyncService<OutboundRequest, Response<Incoming>, BoxError>,
+}
+
+/// A target's endpoints, balancer position and identity-checking client.
+struct Concrete {
     target: Target,
     endpoints: watch::Receiver<Arc<EndpointSet>>,
     next: AtomicUsize,
     client: Client<HttpsConnector<HttpConnector>, Body>,
 }
 
+/// An invocation on its way to another sidecar: its head, and its body either kept for replay
+/// or streaming (then it can be sent once only).
+pub(crate) struct OutboundRequest {
+    head: Arc<Head>,
+    body: Option<Body>,
+    kept: Option<Bytes>,
+}
+
+struct Head {
+    method: Method,
+    uri: Uri,
+    version: Version,
+    headers: HeaderMap,
+}
+
+impl OutboundRequest {
+    /// A request whose body is `kept` whole (replayable), or streams from `body`.
+    pub(crate) fn new(req: Request<Body>, kept: Option<Bytes>) -> Self {
+        let (parts, body) = req.into_parts();
+        let head =
+            Arc::new(Head { method: parts.method, uri: parts.uri, version: parts.version, headers: parts.headers });
+        match kept {
+            Some(bytes) => Self { head, body: None, kept: Some(bytes) },
+            None => Self { head, body: Some(body), kept: None },
+        }
+    }
+
+    fn into_request(self) -> Request<Body> {
+        let body = match (self.body, self.kept) {
+            (Some(b), _) => b,
+            (None, Some(bytes)) => full(bytes),
+            (None, None) => full(Bytes::new()),
+        };
+        let mut req = Request::new(body);
+        *req.method_mut() = self.head.method.clone();
+        *req.uri_mut() = self.head.uri.clone();
+        *req.version_mut() = self.head.version;
+        *req.headers_mut() = self.head.headers.clone();
+        req
+    }
+}
+
+impl Replay for OutboundRequest {
+    fn replay(&self) -> Option<Self> {
+        let kept = self.kept.clone()?;
+        Some(Self { head: self.head.clone(), body: None, kept: Some(kept) })
+    }
+}
+
+/// Whether an error means the request never left this sidecar.
+fn unsent(e: &(dyn std::error::Error + 'static)) -> bool {
+    e.downcast_ref::<InvokeError>().is_some_and(InvokeError::is_retryable)
+}
+
 impl Outbound {
-    pub(crate) fn new(resolver: Arc<dyn Resolve>, creds: Credentials) -> Self {
-        Self { resolver, creds, logical: Mutex::new(HashMap::new()) }
+    pub(crate) fn new(
+        app_id: &str,
+        resolver: Arc<dyn Resolve>,
+        creds: Credentials,
+        resiliency: Arc<[Resiliency]>,
+    ) -> Self {
+        Self { app_id: app_id.to_owned(), resolver, creds, resiliency, logical: Mutex::new(HashMap::new()) }
     }
 
     /// The resolver's name, for the metadata API.
@@ -81,34 +159,75 @@ impl Outbound {
             .pool_idle_timeout(Duration::from_secs(90))
             .http2_keep_alive_interval(Duration::from_secs(30))
             .build(https);
-        let l = Arc::new(Logical {
+        let concrete = Arc::new(Concrete {
             target: target.clone(),
             endpoints: self.resolver.resolve(target),
             next: AtomicUsize::new(0),
             client,
         });
+        let l = Arc::new(Logical { stack: self.stack(target, concrete) });
         map.insert(target.clone(), l.clone());
         Ok(l)
     }
 
-    /// Sends `req` (URI: the canonical method path and query) to an instance of `target`.
-    pub(crate) async fn call(
+    /// The logical stage for `target`: its resiliency policies over the concrete stage.
+    fn stack(
         &self,
         target: &Target,
-        mut req: Request<Body>,
-    ) -> Result<Response<Incoming>, InvokeError> {
-        let logical = self.logical(target)?;
-        let addr = match logical.pick().await {
-            Ok(addr) => addr,
-            Err(e) => {
-                // Unknown targets are not kept: callers could otherwise grow the cache without bound.
-                let mut map = self.logical.lock().unwrap_or_else(|p| p.into_inner());
-                if map.get(target).is_some_and(|l| Arc::ptr_eq(l, &logical)) {
-                    map.remove(target);
-                }
-                return Err(e);
-            }
+        concrete: Arc<Concrete>,
+    ) -> BoxCloneSyncService<OutboundRequest, Response<Incoming>, BoxError> {
+        let (policies, retrying) = app_policies(&self.resiliency, &target.app_id);
+        let labels = Labels {
+            app_id: self.app_id.clone(),
+            target: format!("app_{}", target.app_id),
+            flow_direction: "outbound",
         };
+        let classify = HttpClassify { unsent };
+        let attempt = tower::service_fn(move |req: OutboundRequest| {
+            let concrete = concrete.clone();
+            async move { concrete.send(req.into_request()).await.map_err(BoxError::from) }
+        });
+        let stack = ServiceBuilder::new()
+            // Failed attempts the policy retries go back through the balancer.
+            .option_layer(retrying.map(|r| RetryLayer::new(r, classify, labels.clone())))
+            // One breaker per target app: open, it answers at once without sending.
+            .option_layer(
+                policies.breaker.map(|(name, p)| CircuitBreakerLayer::new(&name, p, classify, labels.clone())),
+            )
+            // A deadline per attempt.
+            .option_layer(policies.timeout.map(|(name, d)| TimeoutLayer::new(&name, d, labels.clone())))
+            .service(attempt)
+            .map_err(|e: BoxError| e);
+        BoxCloneSyncService::new(stack)
+    }
+
+    /// Sends `req` (URI: the canonical method path and query) to an instance of `target`, with
+    /// the target's resiliency policies.
+    pub(crate) async fn call(&self, target: &Target, req: OutboundRequest) -> Result<Response<Incoming>, InvokeError> {
+        let logical = self.logical(target)?;
+        match logical.stack.clone().oneshot(req).await {
+            Ok(rsp) => Ok(rsp),
+            Err(e) => {
+                let e = InvokeError::from_resiliency(e, target);
+                if matches!(e, InvokeError::NoEndpoints(_)) {
+                    // Unknown targets are not kept: callers could otherwise grow the cache
+                    // without bound.
+                    let mut map = self.logical.lock().unwrap_or_else(|p| p.into_inner());
+                    if map.get(target).is_some_and(|l| Arc::ptr_eq(l, &logical)) {
+                        map.remove(target);
+                    }
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+impl Concrete {
+    /// One attempt: the next endpoint, then the request over its pooled connection.
+    async fn send(&self, mut req: Request<Body>) -> Result<Response<Incoming>, InvokeError> {
+        let target = &self.target;
+        let addr = self.pick().await?;
         let pq = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
         let uri: Uri = format!("https://{addr}{pq}")
             .parse()
@@ -119,7 +238,7 @@ impl Outbound {
         strip_hop_by_hop(h);
         strip_identity(h);
         h.remove(header::HOST);
-        match logical.client.request(req).await {
+        match self.client.request(req).await {
             Ok(mut rsp) => {
                 strip_hop_by_hop(rsp.headers_mut());
                 Ok(rsp)
@@ -130,7 +249,7 @@ impl Outbound {
     }
 }
 
-impl Logical {
+impl Concrete {
     /// The concrete stage: the next address in round-robin order, waiting briefly for one to
     /// appear if none is known yet.
     async fn pick(&self) -> Result<std::net::SocketAddr, InvokeError> {

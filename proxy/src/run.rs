@@ -118,7 +118,7 @@ pub(crate) async fn run(s: Settings, metrics: PrometheusHandle) -> anyhow::Resul
     let health = Arc::new(Health::default());
     let listed_subscriptions: Arc<std::sync::Mutex<Vec<subscriptions::Listed>>> = Arc::default();
     let shutdown = CancellationToken::new();
-    let outbound = Arc::new(Outbound::new(resolver.clone(), creds.clone()));
+    let outbound = Arc::new(Outbound::new(&s.app_id, resolver.clone(), creds.clone(), s.resiliency.clone().into()));
     let pubsub_metrics = Arc::new(PubSubMetrics::new(&s.app_id, &s.namespace));
     let state = Arc::new(ApiState {
         app_id: s.app_id.clone(),

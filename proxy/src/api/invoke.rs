@@ -1,6 +1,9 @@
 //! Service invocation: `/v1.0/invoke/{app-id}/method/{method…}` and the `dapr-app-id` header.
 
+use bytes::Bytes;
 use http::{Request, Response, Uri, header};
+use http_body::Body as _;
+use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use outrider_discovery::Target;
 use outrider_filters::normalize;
@@ -8,7 +11,8 @@ use outrider_policy::Caller;
 
 use super::{ApiState, percent_decode};
 use crate::errors::{ApiError, InvokeError};
-use crate::http::{Body, boxed, capped};
+use crate::http::{Body, boxed, capped, full};
+use crate::outbound::{OutboundRequest, REPLAY_LIMIT};
 
 /// `rest` is the router path after `/v1.0/invoke/`: `<id>/method/<method…>`. The id is the text
 /// before the first `/method/` (or a final `/method`); the method may be empty.
@@ -87,16 +91,25 @@ async fn invoke(
     };
     let (mut parts, body) = req.into_parts();
     parts.uri = pq.parse::<Uri>().map_err(|_| fail(InvokeError::BadPath(normalize::Rejection::BadEscape)))?;
+    // A small body of known size is read whole, so that a retry can send it again.
+    let keep = body.is_end_stream() || declared.is_some_and(|n| n <= REPLAY_LIMIT);
     let (body, tripped) = capped(body, state.max_body_size);
-    let req = Request::from_parts(parts, body);
     let result = if target.app_id == state.app_id && target.namespace == state.namespace {
         // Calling ourselves: straight to our own app, as our own caller.
         let app = state.app.as_ref().ok_or_else(|| fail(InvokeError::NoAppChannel))?;
         let me =
             Caller { app_id: state.app_id.clone(), namespace: state.namespace.clone(), trust_domain: String::new() };
-        app.call(req, &me).await
-    } else {
+        app.call(Request::from_parts(parts, body), &me).await
+    } else if keep {
+        let bytes = match body.collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(_) if tripped.get() => return Err(fail(InvokeError::BodyTooLarge(state.max_body_size))),
+            Err(e) => return Err(fail(InvokeError::AppChannel(e))),
+        };
+        let req = OutboundRequest::new(Request::from_parts(parts, full(Bytes::new())), Some(bytes));
         state.outbound.call(&target, req).await
+    } else {
+        state.outbound.call(&target, OutboundRequest::new(Request::from_parts(parts, body), None)).await
     };
     match result {
         Ok(rsp) => Ok(rsp.map(boxed)),

@@ -7,6 +7,8 @@
 //! - `/headers`: sets `x-custom-response` and the hop-by-hop headers `connection: x-hop`,
 //!   `x-hop`, `keep-alive`, which must not reach the caller;
 //! - `/slow/<ms>`: answers after that many milliseconds;
+//! - `/flaky/<key>/<n>/<code>`: `<code>` for the first `<n>` requests to this path, then 200
+//!   with the body `ok after <n>`; `?retry-after=<s>` adds that `Retry-After` to the failures;
 //! - `/bulk/<STATUS>`: answers a bulk delivery with that status for every entry, or the
 //!   entry's `event.data.answer` when it has one;
 //! - anything else: JSON `{"instance","method","path","query","headers","body"}`.
@@ -125,6 +127,13 @@ pub fn fnv(mut h: u64, data: &[u8]) -> u64 {
     h
 }
 
+/// `(n, code)` of a `/flaky/<key>/<n>/<code>` path.
+fn flaky(path: &str) -> Option<(usize, u16)> {
+    let mut parts = path.strip_prefix("/flaky/")?.split('/');
+    let (_key, n, code) = (parts.next()?, parts.next()?.parse().ok()?, parts.next()?.parse().ok()?);
+    parts.next().is_none().then_some((n, code))
+}
+
 /// FNV offset basis.
 pub const FNV_START: u64 = 0xcbf29ce484222325;
 
@@ -195,6 +204,17 @@ async fn handle(
             .unwrap_or_default();
         *rsp.body_mut() = full(serde_json::json!({"statuses": statuses}).to_string());
         rsp.headers_mut().insert("content-type", "application/json".parse().unwrap());
+    } else if let Some((n, code)) = flaky(path) {
+        let earlier = seen.lock().unwrap().iter().filter(|r| r.path == path).count() - 1;
+        if earlier < n {
+            *rsp.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::IM_A_TEAPOT);
+            let after = parts.uri.query().and_then(|q| q.strip_prefix("retry-after="));
+            if let Some(after) = after.and_then(|a| a.parse::<u64>().ok()) {
+                rsp.headers_mut().insert("retry-after", after.into());
+            }
+        } else {
+            *rsp.body_mut() = full(format!("ok after {n}"));
+        }
     } else if let Some(ms) = path.strip_prefix("/slow/").and_then(|c| c.parse::<u64>().ok()) {
         tokio::time::sleep(Duration::from_millis(ms)).await;
         *rsp.body_mut() = full("slow done");

@@ -1,0 +1,423 @@
+//! Circuit breakers with Dapr's (gobreaker's) semantics, and the layer that applies one.
+//!
+//! A breaker is *closed* at first: calls pass and their outcomes are counted. When a failure
+//! makes the `trip` expression true (CEL over `requests`, `totalSuccesses`, `totalFailures`,
+//! `consecutiveSuccesses`, `consecutiveFailures`; default `consecutiveFailures > 5`) it *opens*:
+//! calls fail at once, without reaching the target, for `timeout` (default 60 s). Then it is
+//! *half-open*: up to `maxRequests` (default 1) calls pass as probes; as many successes in a row
+//! close it, one failure opens it again. While closed, the counts reset every `interval` (0:
+//! never). Outcomes of calls that started before a state change are ignored.
+//!
+//! [`Breaker`] is the state machine, a pure value driven with explicit instants; [`CircuitBreaker`]
+//! is the tower layer that consults it around each call.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use pin_project_lite::pin_project;
+use tokio::time::Instant;
+use tower::{BoxError, Layer, Service};
+
+use super::classify::{Classify, Verdict};
+use super::{FieldError, Labels};
+
+/// Dapr's default trip expression.
+const DEFAULT_TRIP: &str = "consecutiveFailures > 5";
+
+/// A named `circuitBreakers` policy.
+#[derive(Clone)]
+pub struct BreakerPolicy {
+    /// Probes let through while half-open, and successes needed to close.
+    pub max_requests: u32,
+    /// While closed, the counts reset this often (zero: never).
+    pub interval: Duration,
+    /// How long the breaker stays open.
+    pub timeout: Duration,
+    trip: Arc<cel::Program>,
+    trip_source: String,
+}
+
+impl fmt::Debug for BreakerPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BreakerPolicy")
+            .field("max_requests", &self.max_requests)
+            .field("interval", &self.interval)
+            .field("timeout", &self.timeout)
+            .field("trip", &self.trip_source)
+            .finish()
+    }
+}
+
+impl PartialEq for BreakerPolicy {
+    fn eq(&self, other: &Self) -> bool {
+        (self.max_requests, self.interval, self.timeout, &self.trip_source)
+            == (other.max_requests, other.interval, other.timeout, &other.trip_source)
+    }
+}
+
+impl BreakerPolicy {
+    /// Reads a policy at `at` (`spec.policies.circuitBreakers.<name>`).
+    pub(crate) fn parse(v: &serde_json::Value, at: &str) -> Result<Self, Vec<FieldError>> {
+        let mut errs = Vec::new();
+        let text = |field: &str| v.get(field).map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_owned));
+        let mut bad = |field: &str, message: String| errs.push(FieldError { field: format!("{at}.{field}"), message });
+        let max_requests = match text("maxRequests") {
+            None => 1,
+            Some(t) => match t.trim().parse::<u32>() {
+                Ok(n) if n >= 1 => n,
+                _ => {
+                    bad("maxRequests", format!("{t:?} is not a whole number of at least 1"));
+                    1
+                }
+            },
+        };
+        let mut duration = |field: &str, default: Duration| match text(field) {
+            None => default,
+            Some(t) => super::duration_value(&t).unwrap_or_else(|| {
+                bad(field, format!("{t:?} is not a duration (e.g. 30s, or milliseconds)"));
+                default
+            }),
+        };
+        let interval = duration("interval", Duration::ZERO);
+        let timeout = duration("timeout", Duration::from_secs(60));
+        let trip_source = text("trip").unwrap_or_else(|| DEFAULT_TRIP.to_owned());
+        let trip = match compile_trip(&trip_source) {
+            Ok(p) => Some(p),
+            Err(message) => {
+                errs.push(FieldError { field: format!("{at}.trip"), message: format!("{trip_source:?}: {message}") });
+                None
+            }
+        };
+        match trip {
+            Some(trip) if errs.is_empty() => {
+                Ok(BreakerPolicy { max_requests, interval, timeout, trip: Arc::new(trip), trip_source })
+            }
+            _ => Err(errs),
+        }
+    }
+
+    /// Whether `counts` trip the breaker.
+    fn trips(&self, counts: &Counts) -> bool {
+        eval_trip(&self.trip, counts).unwrap_or(false)
+    }
+}
+
+fn compile_trip(source: &str) -> Result<cel::Program, String> {
+    // The parser is generated code; a panic on odd input must not take the sidecar down.
+    let program = match std::panic::catch_unwind(|| cel::Program::compile(source)) {
+        Ok(Ok(p)) => p,
+        Ok(Err(e)) => return Err(format!("not a valid CEL expression: {e}")),
+        Err(_) => return Err("not a valid CEL expression (the parser failed on it)".to_owned()),
+    };
+    // Evaluate it once on zero counts so that a non-boolean or an unknown variable is a
+    // configuration error, not a breaker that silently never trips.
+    eval_trip(&program, &Counts::default()).map(|_| program)
+}
+
+fn eval_trip(program: &cel::Program, c: &Counts) -> Result<bool, String> {
+    let mut cx = cel::Context::default();
+    for (name, value) in [
+        ("requests", c.requests),
+        ("totalSuccesses", c.total_successes),
+        ("totalFailures", c.total_failures),
+        ("consecutiveSuccesses", c.consecutive_successes),
+        ("consecutiveFailures", c.consecutive_failures),
+    ] {
+        cx.add_variable_from_value(name, i64::from(value));
+    }
+    match program.execute(&cx) {
+        Ok(cel::Value::Bool(b)) => Ok(b),
+        Ok(other) => Err(format!("gives {other:?}, not true or false")),
+        Err(e) => Err(format!("cannot be evaluated: {e}")),
+    }
+}
+
+/// The counts a trip expression sees.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Calls let through since the last reset.
+    pub requests: u32,
+    /// Successes since the last reset.
+    pub total_successes: u32,
+    /// Failures since the last reset.
+    pub total_failures: u32,
+    /// Successes in a row.
+    pub consecutive_successes: u32,
+    /// Failures in a row.
+    pub consecutive_failures: u32,
+}
+
+/// Where a breaker stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    /// Calls pass.
+    Closed,
+    /// Calls fail at once.
+    Open,
+    /// A few probes pass.
+    HalfOpen,
+}
+
+impl State {
+    /// Dapr's label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            State::Closed => "closed",
+            State::Open => "open",
+            State::HalfOpen => "half-open",
+        }
+    }
+}
+
+/// Why a call was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    /// The breaker is open.
+    #[error("circuit breaker {0:?} is open")]
+    Open(String),
+    /// Half-open, and every probe slot is taken.
+    #[error("circuit breaker {0:?} is half-open and already probing")]
+    TooManyRequests(String),
+}
+
+/// A breaker's state machine.
+#[derive(Debug)]
+pub struct Breaker {
+    name: String,
+    policy: BreakerPolicy,
+    state: State,
+    counts: Counts,
+    generation: u64,
+    /// When the closed counts reset, or when open turns half-open.
+    expiry: Option<Instant>,
+}
+
+impl Breaker {
+    /// A closed breaker for the policy named `name`.
+    pub fn new(name: &str, policy: BreakerPolicy, now: Instant) -> Self {
+        let mut b = Breaker {
+            name: name.to_owned(),
+            policy,
+            state: State::Closed,
+            counts: Counts::default(),
+            generation: 0,
+            expiry: None,
+        };
+        b.enter(State::Closed, now);
+        b
+    }
+
+    /// The state at `now`.
+    pub fn state(&mut self, now: Instant) -> State {
+        self.advance(now);
+        self.state
+    }
+
+    /// The counts so far in this state.
+    pub fn counts(&self) -> Counts {
+        self.counts
+    }
+
+    /// Asks to let a call through at `now`: its generation, to hand back with the outcome.
+    pub fn before(&mut self, now: Instant) -> Result<u64, Refused> {
+        self.advance(now);
+        match self.state {
+            State::Open => return Err(Refused::Open(self.name.clone())),
+            State::HalfOpen if self.counts.requests >= self.policy.max_requests => {
+                return Err(Refused::TooManyRequests(self.name.clone()));
+            }
+            _ => {}
+        }
+        self.counts.requests = self.counts.requests.saturating_add(1);
+        Ok(self.generation)
+    }
+
+    /// Records the outcome of a call let through in `generation`; returns the new state when it
+    /// changed.
+    pub fn after(&mut self, generation: u64, success: bool, now: Instant) -> Option<State> {
+        self.advance(now);
+        if generation != self.generation {
+            return None;
+        }
+        let c = &mut self.counts;
+        if success {
+            c.total_successes = c.total_successes.saturating_add(1);
+            c.consecutive_successes = c.consecutive_successes.saturating_add(1);
+            c.consecutive_failures = 0;
+            if self.state == State::HalfOpen && c.consecutive_successes >= self.policy.max_requests {
+                self.enter(State::Closed, now);
+                return Some(State::Closed);
+            }
+        } else {
+            c.total_failures = c.total_failures.saturating_add(1);
+            c.consecutive_failures = c.consecutive_failures.saturating_add(1);
+            c.consecutive_successes = 0;
+            let trip = match self.state {
+                State::Closed => self.policy.trips(&self.counts),
+                State::HalfOpen => true,
+                State::Open => false,
+            };
+            if trip {
+                self.enter(State::Open, now);
+                return Some(State::Open);
+            }
+        }
+        None
+    }
+
+    fn advance(&mut self, now: Instant) {
+        match (self.state, self.expiry) {
+            (State::Closed, Some(at)) if now >= at => self.enter(State::Closed, now),
+            (State::Open, Some(at)) if now >= at => self.enter(State::HalfOpen, now),
+            _ => {}
+        }
+    }
+
+    fn enter(&mut self, state: State, now: Instant) {
+        self.state = state;
+        self.generation += 1;
+        self.counts = Counts::default();
+        self.expiry = match state {
+            State::Closed if !self.policy.interval.is_zero() => Some(now + self.policy.interval),
+            State::Open => Some(now + self.policy.timeout),
+            _ => None,
+        };
+    }
+}
+
+/// Applies a shared [`Breaker`] around each call.
+#[derive(Clone)]
+pub struct CircuitBreaker<S, C> {
+    inner: S,
+    breaker: Arc<Mutex<Breaker>>,
+    classify: C,
+    labels: Arc<Labels>,
+}
+
+/// Makes [`CircuitBreaker`]s that share one breaker.
+#[derive(Clone)]
+pub struct CircuitBreakerLayer<C> {
+    breaker: Arc<Mutex<Breaker>>,
+    classify: C,
+    labels: Arc<Labels>,
+}
+
+impl<C> CircuitBreakerLayer<C> {
+    /// A layer around the breaker of policy `name`; outcomes are judged by `classify`, and the
+    /// state is exported with `labels`.
+    pub fn new(name: &str, policy: BreakerPolicy, classify: C, labels: Labels) -> Self {
+        let breaker = Arc::new(Mutex::new(Breaker::new(name, policy, Instant::now())));
+        let labels = Arc::new(labels);
+        labels.breaker_state(name, State::Closed);
+        Self { breaker, classify, labels }
+    }
+}
+
+impl<S, C: Clone> Layer<S> for CircuitBreakerLayer<C> {
+    type Service = CircuitBreaker<S, C>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        CircuitBreaker {
+            inner,
+            breaker: self.breaker.clone(),
+            classify: self.classify.clone(),
+            labels: self.labels.clone(),
+        }
+    }
+}
+
+impl<S, C, Req> Service<Req> for CircuitBreaker<S, C>
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+    C: Classify<S::Response> + Clone,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = ResponseFuture<S::Future, C>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, req: Req) -> Self::Future {
+        let admitted = lock(&self.breaker).before(Instant::now());
+        match admitted {
+            Ok(generation) => ResponseFuture {
+                inner: Some(self.inner.call(req)),
+                refused: None,
+                watch: Some(Watch {
+                    breaker: self.breaker.clone(),
+                    generation,
+                    classify: self.classify.clone(),
+                    labels: self.labels.clone(),
+                }),
+            },
+            Err(refused) => ResponseFuture { inner: None, refused: Some(refused), watch: None },
+        }
+    }
+}
+
+fn lock(b: &Mutex<Breaker>) -> std::sync::MutexGuard<'_, Breaker> {
+    b.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// What a call that was let through reports back.
+struct Watch<C> {
+    breaker: Arc<Mutex<Breaker>>,
+    generation: u64,
+    classify: C,
+    labels: Arc<Labels>,
+}
+
+pin_project! {
+    /// Future of [`CircuitBreaker`].
+    pub struct ResponseFuture<F, C> {
+        #[pin]
+        inner: Option<F>,
+        refused: Option<Refused>,
+        watch: Option<Watch<C>>,
+    }
+}
+
+impl<F, C, R, E> Future for ResponseFuture<F, C>
+where
+    F: Future<Output = Result<R, E>>,
+    E: Into<BoxError>,
+    C: Classify<R>,
+{
+    type Output = Result<R, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Some(refused) = this.refused.take() {
+            return Poll::Ready(Err(Box::new(refused)));
+        }
+        let Some(inner) = this.inner.as_pin_mut() else { panic!("ResponseFuture polled after completion") };
+        let result = std::task::ready!(inner.poll(cx)).map_err(Into::into);
+        if let Some(w) = this.watch.take() {
+            let success = w.classify.verdict(&result) == Verdict::Success;
+            let (name, changed) = {
+                let mut b = lock(&w.breaker);
+                (b.name.clone(), b.after(w.generation, success, Instant::now()))
+            };
+            if let Some(state) = changed {
+                w.labels.breaker_state(&name, state);
+                if state == State::Open {
+                    tracing::warn!(policy = %name, target = %w.labels.target, "circuit breaker opened");
+                    w.labels.activation("circuitbreaker", &name);
+                } else {
+                    tracing::info!(policy = %name, target = %w.labels.target, state = state.label(), "circuit breaker closed again");
+                }
+            }
+        }
+        Poll::Ready(result)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,166 @@
+//! Retries: another attempt after a failure the policy retries, after the policy's wait.
+//!
+//! The layer sits above the breaker and the timeout (retry(breaker(timeout(call)))) and above the
+//! balancer, so every attempt picks its endpoint afresh. A request is sent again only when it can
+//! be ([`Replay`]: an HTTP body is kept for replay only up to a bounded size). What is retried:
+//! - a request that never left (no endpoint, connection refused): always;
+//! - a breaker's refusal: never;
+//! - under a `Resiliency` policy, any other error (a timeout, a reset);
+//! - an answer with a status the policy's `matching.httpStatusCodes` lists, or, without that
+//!   list, 502, 503, 504, and 429 when it says when to come back (`Retry-After`, honoured up to
+//!   [`MAX_RETRY_AFTER`]).
+//!
+//! The built-in policy (used when no `Resiliency` applies) retries only the first and the last
+//! kind: it never re-sends a request that timed out or was cut.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tower::{BoxError, Layer, Service, ServiceExt as _};
+
+use super::classify::{Classify, Failure, FailureKind, Verdict};
+use super::{Labels, RetryPolicy};
+
+/// The longest `Retry-After` honoured; a target asking for more gets its answer passed back.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
+
+/// A request that may be sent again.
+pub trait Replay: Sized {
+    /// A copy to send again, or `None` when this request cannot be replayed.
+    fn replay(&self) -> Option<Self>;
+}
+
+/// A retry policy as a layer sees it.
+#[derive(Clone, Debug)]
+pub struct Retrying {
+    /// The policy's name, for logs and metrics.
+    pub name: String,
+    /// The policy.
+    pub policy: RetryPolicy,
+    /// The built-in default rather than a configured policy.
+    pub builtin: bool,
+}
+
+impl Retrying {
+    /// Whether `failure` is retried at all (the wait is the policy's business).
+    pub fn retries(&self, failure: &Failure) -> bool {
+        match (failure.kind, failure.status) {
+            (FailureKind::Refused, _) => false,
+            (FailureKind::Unsent, _) => true,
+            (FailureKind::Sent, None) => !self.builtin,
+            (FailureKind::Sent, Some(status)) => match &self.policy.http_codes {
+                Some(ranges) => ranges.iter().any(|r| r.contains(&status)),
+                None => match status {
+                    502..=504 => true,
+                    429 => failure.retry_after.is_some(),
+                    _ => false,
+                },
+            },
+        }
+    }
+
+    /// The wait before retry number `retry` (0: the first), or `None` to stop.
+    pub fn wait(&self, retry: u32, elapsed: Duration, failure: &Failure, jitter: f64) -> Option<Duration> {
+        let wait = self.policy.delay(retry, elapsed, jitter)?;
+        match failure.retry_after {
+            Some(asked) if asked > MAX_RETRY_AFTER => None,
+            Some(asked) => Some(asked.max(wait)),
+            None => Some(wait),
+        }
+    }
+}
+
+/// Retries calls by a [`Retrying`] policy.
+#[derive(Clone, Debug)]
+pub struct Retry<S, C> {
+    inner: S,
+    retrying: Arc<Retrying>,
+    classify: C,
+    labels: Arc<Labels>,
+}
+
+/// Applies [`Retry`].
+#[derive(Clone, Debug)]
+pub struct RetryLayer<C> {
+    retrying: Arc<Retrying>,
+    classify: C,
+    labels: Arc<Labels>,
+}
+
+impl<C> RetryLayer<C> {
+    /// Retries by `retrying`, judging outcomes with `classify`; retries are counted with `labels`.
+    pub fn new(retrying: Retrying, classify: C, labels: Labels) -> Self {
+        Self { retrying: Arc::new(retrying), classify, labels: Arc::new(labels) }
+    }
+}
+
+impl<S, C: Clone> Layer<S> for RetryLayer<C> {
+    type Service = Retry<S, C>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Retry { inner, retrying: self.retrying.clone(), classify: self.classify.clone(), labels: self.labels.clone() }
+    }
+}
+
+/// Future of [`Retry`].
+pub type ResponseFuture<R> = Pin<Box<dyn Future<Output = Result<R, BoxError>> + Send>>;
+
+impl<S, C, Req> Service<Req> for Retry<S, C>
+where
+    Req: Replay + Send + 'static,
+    S: Service<Req> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Response: Send + 'static,
+    S::Error: Into<BoxError>,
+    C: Classify<S::Response> + Clone + Send + Sync + 'static,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = ResponseFuture<S::Response>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, req: Req) -> Self::Future {
+        // The readied service takes the first attempt; later ones wait for readiness themselves.
+        let clone = self.inner.clone();
+        let mut first = std::mem::replace(&mut self.inner, clone);
+        let (mut inner, retrying, classify, labels) =
+            (self.inner.clone(), self.retrying.clone(), self.classify.clone(), self.labels.clone());
+        Box::pin(async move {
+            let start = Instant::now();
+            let mut copy = req.replay();
+            let mut result = first.call(req).await.map_err(Into::into);
+            let mut retry = 0;
+            loop {
+                let Verdict::Failure(failure) = classify.verdict(&result) else { return result };
+                let Some(next) = copy.take() else { return result };
+                if !retrying.retries(&failure) {
+                    return result;
+                }
+                let Some(wait) = retrying.wait(retry, start.elapsed(), &failure, jitter()) else { return result };
+                tracing::debug!(policy = %retrying.name, retry = retry + 1, ?wait, ?failure, "retrying");
+                labels.activation("retry", &retrying.name);
+                drop(result);
+                tokio::time::sleep(wait).await;
+                copy = next.replay();
+                result = async { inner.ready().await.map_err(Into::into)?.call(next).await.map_err(Into::into) }.await;
+                retry += 1;
+            }
+        })
+    }
+}
+
+/// A uniform random number in `[0, 1)` for the backoff's jitter.
+fn jitter() -> f64 {
+    // The low 53 bits of a v4 UUID are all random (version and variant bits sit higher).
+    (uuid::Uuid::new_v4().as_u128() as u64 & ((1 << 53) - 1)) as f64 / (1u64 << 53) as f64
+}
+
+#[cfg(test)]
+mod tests;
