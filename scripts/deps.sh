@@ -17,6 +17,11 @@ needs=(
   "redis-server:redis-server"
   "redis-cli:redis-tools"
   "psql:postgresql-client"
+  "mosquitto:mosquitto"
+  "nats-server:nats-server"
+  "rabbitmq-server:rabbitmq-server"
+  # promtool validates the metrics exposition in the tests.
+  "promtool:prometheus"
 )
 
 missing=()
@@ -38,5 +43,15 @@ if [ "$(id -u)" != 0 ]; then
   exit 1
 fi
 export DEBIAN_FRONTEND=noninteractive
+# Installing must not start services: Prometheus would take port 9090 (the sidecar's admin port),
+# and tests start private brokers themselves when none answers on the standard port.
+created_policy=no
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+  chmod +x /usr/sbin/policy-rc.d
+  created_policy=yes
+fi
+cleanup() { if [ "$created_policy" = yes ]; then rm -f /usr/sbin/policy-rc.d; fi; }
+trap cleanup EXIT
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -32,6 +32,33 @@ impl Side {
     }
 }
 
+/// Registers the help text of every metric the layers of this crate export, so the exposition
+/// carries a `# HELP` line for each. Call once, after installing the recorder.
+pub fn describe() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!("dapr_http_server_request_count", "Requests served on the Dapr HTTP API.");
+    describe_histogram!(
+        "dapr_http_server_latency",
+        Unit::Milliseconds,
+        "Latency of the Dapr HTTP API until the response head, in ms."
+    );
+    describe_counter!("dapr_http_client_completed_count", "Requests the sidecar made to its app that completed.");
+    describe_histogram!(
+        "dapr_http_client_roundtrip_latency",
+        Unit::Milliseconds,
+        "Round trip of requests to the app, in ms."
+    );
+    describe_counter!(
+        "dapr_resiliency_activations_total",
+        "Resiliency policy activations: retries, timeouts hit, breakers opened."
+    );
+    describe_gauge!("dapr_resiliency_cb_state", "Circuit breaker state: 1 for the current status, 0 for the others.");
+    for (level, outcome) in [("app", "allowed"), ("app", "blocked"), ("global", "allowed"), ("global", "blocked")] {
+        let name = format!("dapr_runtime_acl_{level}_policy_action_{outcome}_total");
+        describe_counter!(name, format!("Inbound calls {outcome} by the {level} access control action."));
+    }
+}
+
 /// Dapr's default latency buckets, in milliseconds.
 pub const LATENCY_BUCKETS_MS: &[f64] = &[
     1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 13.0, 16.0, 20.0, 25.0, 30.0, 40.0, 50.0, 65.0, 80.0, 100.0, 130.0, 160.0,

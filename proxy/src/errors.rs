@@ -97,11 +97,6 @@ impl InvokeError {
         }
     }
 
-    /// Whether another attempt could succeed: only failures before the request reached an app.
-    pub(crate) fn is_retryable(&self) -> bool {
-        matches!(self, Self::NoEndpoints(_) | Self::Connect { .. })
-    }
-
     /// The status the caller sees.
     fn status(&self) -> StatusCode {
         match self {

@@ -63,6 +63,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    describe_metrics();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -78,6 +79,42 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// The help text of every metric, so the exposition has a `# HELP` line for each.
+fn describe_metrics() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    outrider_filters::metrics::describe();
+    describe_counter!("dapr_component_pubsub_ingress_count", "Messages delivered to the app, by outcome.");
+    describe_histogram!(
+        "dapr_component_pubsub_ingress_latencies",
+        Unit::Milliseconds,
+        "Delivery to the app until its answer, in ms."
+    );
+    describe_counter!("dapr_component_pubsub_egress_count", "Messages published, by success.");
+    describe_histogram!(
+        "dapr_component_pubsub_egress_latencies",
+        Unit::Milliseconds,
+        "Publish until the broker has it, in ms."
+    );
+    describe_counter!("dapr_component_pubsub_egress_bulk_count", "Bulk publish requests, by success.");
+    describe_counter!("dapr_component_pubsub_egress_bulk_event_count", "Events in bulk publish requests.");
+    describe_histogram!(
+        "dapr_component_pubsub_egress_bulk_latencies",
+        Unit::Milliseconds,
+        "Bulk publish until the broker has every entry, in ms."
+    );
+    describe_counter!("outrider_policy_reloads_total", "Reloads of the access policy files, by result.");
+    describe_counter!("outrider_workload_cert_renewals_total", "Workload certificate renewals.");
+    describe_gauge!(
+        "outrider_workload_cert_expiry_timestamp_seconds",
+        "When the workload certificate expires (Unix time)."
+    );
+    describe_gauge!("outrider_workload_cert_generation", "How many workload certificates this sidecar has loaded.");
+    describe_gauge!(
+        "outrider_cert_expiring_soon",
+        "1 when the workload certificate or its issuer expires within 30 days."
+    );
 }
 
 fn init_logging(level: &str, json: bool) {

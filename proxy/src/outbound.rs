@@ -110,9 +110,11 @@ impl Replay for OutboundRequest {
     }
 }
 
-/// Whether an error means the request never left this sidecar.
+/// Whether an error means the request never left this sidecar for an endpoint: the connection
+/// failed. (No endpoint at all is not one of these: sending again at once would not help, and the
+/// built-in retries must not keep a caller of a vanished app waiting.)
 fn unsent(e: &(dyn std::error::Error + 'static)) -> bool {
-    e.downcast_ref::<InvokeError>().is_some_and(InvokeError::is_retryable)
+    matches!(e.downcast_ref::<InvokeError>(), Some(InvokeError::Connect { .. }))
 }
 
 impl Outbound {
@@ -130,11 +132,21 @@ impl Outbound {
         self.resolver.name()
     }
 
-    fn logical(&self, target: &Target) -> Result<Arc<Logical>, InvokeError> {
-        let mut map = self.logical.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(l) = map.get(target) {
+    /// The logical stage of `target`. A target is kept only once it has resolved, so that the
+    /// cache, the breakers and the metric labels grow only with apps that exist.
+    async fn logical(&self, target: &Target) -> Result<Arc<Logical>, InvokeError> {
+        if let Some(l) = self.logical.lock().unwrap_or_else(|p| p.into_inner()).get(target) {
             return Ok(l.clone());
         }
+        let concrete = self.concrete(target)?;
+        concrete.resolved().await?;
+        let l = Arc::new(Logical { stack: self.stack(target, concrete) });
+        let mut map = self.logical.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(map.entry(target.clone()).or_insert(l).clone())
+    }
+
+    /// A target's endpoints and its client, checking the target's SPIFFE id.
+    fn concrete(&self, target: &Target) -> Result<Arc<Concrete>, InvokeError> {
         let expected = SpiffeId::new(self.creds.id().trust_domain(), &target.namespace, &target.app_id)
             .map_err(|_| InvokeError::InvalidAppId(target.to_string()))?;
         let mut tls = self
@@ -159,15 +171,12 @@ impl Outbound {
             .pool_idle_timeout(Duration::from_secs(90))
             .http2_keep_alive_interval(Duration::from_secs(30))
             .build(https);
-        let concrete = Arc::new(Concrete {
+        Ok(Arc::new(Concrete {
             target: target.clone(),
             endpoints: self.resolver.resolve(target),
             next: AtomicUsize::new(0),
             client,
-        });
-        let l = Arc::new(Logical { stack: self.stack(target, concrete) });
-        map.insert(target.clone(), l.clone());
-        Ok(l)
+        }))
     }
 
     /// The logical stage for `target`: its resiliency policies over the concrete stage.
@@ -204,7 +213,7 @@ impl Outbound {
     /// Sends `req` (URI: the canonical method path and query) to an instance of `target`, with
     /// the target's resiliency policies.
     pub(crate) async fn call(&self, target: &Target, req: OutboundRequest) -> Result<Response<Incoming>, InvokeError> {
-        let logical = self.logical(target)?;
+        let logical = self.logical(target).await?;
         match logical.stack.clone().oneshot(req).await {
             Ok(rsp) => Ok(rsp),
             Err(e) => {
@@ -250,6 +259,15 @@ impl Concrete {
 }
 
 impl Concrete {
+    /// Waits briefly for the target's first endpoint.
+    async fn resolved(&self) -> Result<(), InvokeError> {
+        let mut rx = self.endpoints.clone();
+        match tokio::time::timeout(RESOLVE_WAIT, rx.wait_for(|s| !s.is_empty())).await {
+            Ok(Ok(_)) => Ok(()),
+            _ => Err(InvokeError::NoEndpoints(self.target.clone())),
+        }
+    }
+
     /// The concrete stage: the next address in round-robin order, waiting briefly for one to
     /// appear if none is known yet.
     async fn pick(&self) -> Result<std::net::SocketAddr, InvokeError> {
