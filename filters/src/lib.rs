@@ -8,6 +8,7 @@
 //! pure functions with table tests beside them. This crate owns no sockets and no configuration
 //! files; it does not know about Dapr's API routes beyond the labels the router hands it.
 
+pub mod access_log;
 pub mod authz;
 pub mod canonical;
 pub mod duration;

@@ -109,6 +109,10 @@ pub(crate) struct RunArgs {
     /// debug, info, warn or error.
     #[arg(long, env = "OUTRIDER_LOG_LEVEL", default_value = "info")]
     pub(crate) log_level: String,
+    /// Log one line per API request (method, path, status, duration); overrides the
+    /// Configuration's `spec.logging.apiLogging.enabled`.
+    #[arg(long, env = "OUTRIDER_ENABLE_API_LOGGING", num_args = 0..=1, default_missing_value = "true")]
+    pub(crate) enable_api_logging: Option<bool>,
     /// Log JSON lines instead of text.
     #[arg(long, env = "OUTRIDER_LOG_AS_JSON")]
     pub(crate) log_as_json: bool,

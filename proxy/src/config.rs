@@ -12,6 +12,7 @@ use outrider_blocks::Component;
 use outrider_blocks::secrets::{SecretScope, SecretScopes};
 use outrider_blocks::subscription::{Declared, SubscriptionDoc};
 use outrider_discovery::{NameResolution, ResolverConfig};
+use outrider_filters::access_log::AccessLogConfig;
 use outrider_filters::resiliency::Resiliency;
 use outrider_policy::api::ApiAccess;
 use outrider_policy::files::Sources;
@@ -83,6 +84,8 @@ pub(crate) struct Settings {
     pub(crate) access_control: AccessControl,
     /// `Configuration.spec.api`.
     pub(crate) api_access: ApiAccess,
+    /// `Configuration.spec.logging.apiLogging`, with `--enable-api-logging` applied.
+    pub(crate) access_log: AccessLogConfig,
     pub(crate) data_dir: PathBuf,
     pub(crate) api_token: Option<String>,
     pub(crate) app_token: Option<String>,
@@ -302,6 +305,11 @@ pub(crate) fn load(args: &RunArgs, env: &Env) -> Result<Settings, Problems> {
         policy_sources,
         access_control,
         api_access,
+        access_log: AccessLogConfig {
+            enabled: args.enable_api_logging.unwrap_or(cfg.spec.logging.api_logging.enabled),
+            obfuscate_urls: cfg.spec.logging.api_logging.obfuscate_urls,
+            omit_health_checks: cfg.spec.logging.api_logging.omit_health_checks,
+        },
         data_dir: args.data_dir.clone(),
         api_token: env.api_token.clone(),
         app_token: env.app_token.clone(),
@@ -337,6 +345,27 @@ struct ConfigSpec {
     /// Parsed by `policy`.
     #[serde(default)]
     api: Option<serde_json::Value>,
+    #[serde(default)]
+    logging: Logging,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Logging {
+    #[serde(default)]
+    api_logging: ApiLogging,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ApiLogging {
+    #[serde(default)]
+    enabled: bool,
+    // Dapr spells it with "URLs", which camelCase renaming would not produce.
+    #[serde(default, rename = "obfuscateURLs")]
+    obfuscate_urls: bool,
+    #[serde(default)]
+    omit_health_checks: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]

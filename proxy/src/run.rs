@@ -26,6 +26,7 @@ use outrider_blocks::{Component, ComponentError};
 use outrider_discovery::local::{Entry, LocalResolver, Registration};
 use outrider_discovery::static_::StaticResolver;
 use outrider_discovery::{Resolve, ResolverConfig};
+use outrider_filters::access_log::AccessLogLayer;
 use outrider_filters::metrics::{MetricsLayer, Side};
 use outrider_filters::trace::TraceLayer;
 use outrider_policy::Caller;
@@ -144,6 +145,8 @@ pub(crate) async fn run(s: Settings, metrics: PrometheusHandle) -> anyhow::Resul
     // Each listener stops accepting when its token is cancelled, then drains.
     let (api_stop, mesh_stop) = (CancellationToken::new(), CancellationToken::new());
     let api_svc = ServiceBuilder::new()
+        // A span per request (app id, method, route), and the access log when enabled.
+        .layer(AccessLogLayer::new(&s.app_id, s.access_log))
         // Every API call continues or starts a trace, including invocations it forwards.
         .layer(TraceLayer)
         // Counted with route templates as labels, never raw paths.
