@@ -24,7 +24,7 @@ use bytes::Bytes;
 
 pub use encrypt::{Encrypted, EncryptionKey};
 pub use memory::MemoryStore;
-pub use open::{OpenContext, StateComponent, open};
+pub use open::{Layered, OpenContext, StateComponent, open};
 pub(crate) use open::{literal_metadata, redis_settings};
 pub use postgres::PostgresStore;
 pub use prefix::{KeyPrefix, KeyPrefixError};

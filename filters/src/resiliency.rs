@@ -21,7 +21,7 @@ use serde_json::Value;
 
 pub use breaker::{BreakerPolicy, CircuitBreakerLayer};
 pub use classify::HttpClassify;
-pub use retry::{Replay, RetryLayer, Retrying};
+pub use retry::{Cloned, Replay, RetryLayer, Retrying};
 pub use timeout::TimeoutLayer;
 
 /// A problem in a `Resiliency` document: the dotted field and what is wrong with its value.
@@ -238,6 +238,27 @@ impl Resiliency {
         .map(|(_, p)| p)
     }
 
+    /// The policies for calls to `component` (of type `component_type`) in `dir`.
+    fn component(&self, component: &str, component_type: &str, dir: Direction) -> Policies {
+        let names = self.components.get(component).map(|(inbound, outbound)| match dir {
+            Direction::Inbound => inbound,
+            Direction::Outbound => outbound,
+        });
+        let levels = component_defaults(component_type, dir);
+        Policies {
+            timeout: self
+                .resolve(names.and_then(|n| n.timeout.as_deref()), &levels, "Timeout", &self.timeouts)
+                .map(|(n, d)| (n, *d)),
+            retry: self
+                .resolve(names.and_then(|n| n.retry.as_deref()), &levels, "Retry", &self.retries)
+                .map(|(n, p)| (n, p.clone())),
+            breaker: self
+                .resolve(names.and_then(|n| n.breaker.as_deref()), &levels, "CircuitBreaker", &self.breakers)
+                .map(|(n, p)| (n, p.clone())),
+            named_target: names.is_some(),
+        }
+    }
+
     /// The policies for calls to app `app_id`.
     fn app(&self, app_id: &str) -> Policies {
         let names = self.apps.get(app_id);
@@ -321,6 +342,20 @@ pub fn app_policies(all: &[Resiliency], app_id: &str) -> (Policies, Option<Retry
         }
     };
     (out, retrying)
+}
+
+/// The policies for calls to `component` in `dir`, across documents: each kind from the first
+/// document that resolves it. Components have no built-in retries.
+pub fn component_policies(all: &[Resiliency], component: &str, component_type: &str, dir: Direction) -> Policies {
+    let mut out = Policies::default();
+    for doc in all {
+        let p = doc.component(component, component_type, dir);
+        out.timeout = out.timeout.or(p.timeout);
+        out.retry = out.retry.or(p.retry);
+        out.breaker = out.breaker.or(p.breaker);
+        out.named_target |= p.named_target;
+    }
+    out
 }
 
 /// The default-policy levels for a component, most specific first.

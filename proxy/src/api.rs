@@ -12,6 +12,7 @@ mod secrets;
 mod state;
 
 pub(crate) use meta::VERSION as VERSION_STR;
+pub(crate) use state::STORE_TIMEOUT;
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;

@@ -20,6 +20,7 @@ mod inbound;
 mod outbound;
 mod policy_check;
 mod pubsub_metrics;
+mod resilient;
 mod run;
 mod serve;
 mod subscriptions;

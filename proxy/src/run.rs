@@ -66,11 +66,14 @@ pub(crate) async fn run(s: Settings, metrics: PrometheusHandle) -> anyhow::Resul
     let cwd = std::env::current_dir().context("reading the current directory")?;
     let secret_stores = open_all(&s, "secretstores.", async |c| secrets::open(c, &cwd)).await?;
     let ctx = OpenContext { app_id: s.app_id.clone(), namespace: s.namespace.clone(), data_dir: s.data_dir.clone() };
-    let stores: BTreeMap<String, StateComponent> = open_all(&s, "state.", async |c| {
+    let mut stores: BTreeMap<String, StateComponent> = open_all(&s, "state.", async |c| {
         let c = secrets::resolve_references(c, &secret_stores)?;
         state::open(&c, &ctx).await
     })
     .await?;
+    for c in stores.values_mut() {
+        crate::resilient::layer_state(c, &s.resiliency, &s.app_id, crate::api::STORE_TIMEOUT);
+    }
     let pubsubs: BTreeMap<String, PubSubComponent> = open_all(&s, "pubsub.", async |c| {
         let c = secrets::resolve_references(c, &secret_stores)?;
         pubsub::open(&c, &s.app_id, &s.namespace).await

@@ -34,7 +34,13 @@ pub struct StateComponent {
     pub store: Arc<dyn StateStore>,
     /// What this app's keys are prefixed with, `||` included.
     pub prefix: String,
+    /// The store's service wrapped in the layers the sidecar chose (resiliency policies); calls
+    /// go through it when set.
+    pub layered: Option<Layered>,
 }
+
+/// A store's service behind layers whose errors are boxed.
+pub type Layered = tower::util::BoxCloneSyncService<super::StateRequest, super::StateResponse, tower::BoxError>;
 
 impl StateComponent {
     /// The store as a tower service, for callers that wrap it in layers.
@@ -144,6 +150,7 @@ pub async fn open(c: &Component, ctx: &OpenContext) -> Result<StateComponent, Ve
         version: if c.spec.version.is_empty() { "v1".into() } else { c.spec.version.clone() },
         store,
         prefix,
+        layered: None,
     })
 }
 

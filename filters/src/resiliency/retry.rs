@@ -34,6 +34,17 @@ pub trait Replay: Sized {
     fn replay(&self) -> Option<Self>;
 }
 
+/// A request that is replayed by cloning it (for requests that are plain values, such as a
+/// component call).
+#[derive(Clone, Debug)]
+pub struct Cloned<T>(pub T);
+
+impl<T: Clone> Replay for Cloned<T> {
+    fn replay(&self) -> Option<Self> {
+        Some(self.clone())
+    }
+}
+
 /// A retry policy as a layer sees it.
 #[derive(Clone, Debug)]
 pub struct Retrying {

@@ -23,7 +23,7 @@ use crate::errors::ApiError;
 use crate::http::{Body, full};
 
 /// How long one store call may take before the API answers with an error.
-const STORE_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const STORE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bulk gets run at most this many reads at once, whatever the request asks.
 const MAX_PARALLELISM: usize = 64;
 
@@ -56,9 +56,13 @@ fn stored_key(c: &StateComponent, key: &str) -> Result<String, ApiError> {
 
 /// Sends one request through the store's service, under the deadline.
 async fn call(c: &StateComponent, req: StateRequest) -> Result<StateResponse, StateError> {
-    tokio::time::timeout(STORE_TIMEOUT, c.service().oneshot(req))
-        .await
-        .unwrap_or(Err(StateError::Timeout(STORE_TIMEOUT)))
+    match &c.layered {
+        // Resiliency policies apply: their timeout is the deadline.
+        Some(svc) => svc.clone().oneshot(req).await.map_err(crate::resilient::state_error),
+        None => tokio::time::timeout(STORE_TIMEOUT, c.service().oneshot(req))
+            .await
+            .unwrap_or(Err(StateError::Timeout(STORE_TIMEOUT))),
+    }
 }
 
 /// A write, delete or transaction through the service.
