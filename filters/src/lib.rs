@@ -15,6 +15,7 @@ pub mod duration;
 pub mod metrics;
 pub mod normalize;
 pub mod resiliency;
+pub mod spans;
 pub mod trace;
 
 /// The route template that matched a request, set by the router on the response's extensions

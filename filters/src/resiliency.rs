@@ -498,6 +498,13 @@ fn retry_policy(v: &Value, at: &str) -> Result<RetryPolicy, Vec<FieldError>> {
             }
         },
     };
+    // gRPC codes are checked like HTTP ones; they would apply to gRPC calls, which this build
+    // does not make, so they are not kept.
+    if let Some(list) = v.pointer("/matching/gRPCStatusCodes").and_then(Value::as_str)
+        && let Err(e) = code_ranges(list, 0..=16)
+    {
+        bad2("matching.gRPCStatusCodes", format!("{list:?}: {e}"));
+    }
     errs.extend(errs2);
     if errs.is_empty() { Ok(RetryPolicy { backoff, max_retries, http_codes }) } else { Err(errs) }
 }

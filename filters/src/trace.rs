@@ -4,16 +4,24 @@
 //! incoming trace id is kept and a new span id is minted, or a new trace is started when the
 //! incoming header is absent or malformed (then `tracestate` is dropped with it). The response
 //! gets the same `traceparent` unless the inner service set one. The context is also stored in
-//! the request's extensions for logs and, later, span export.
+//! the request's extensions for logs. With span export configured ([`Spans`]), a sampled request
+//! becomes a server span when its response head is ready: app id, route template (or the path on
+//! the mesh side), the peer's verified identity, the status.
 
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::SystemTime;
 
 use http::{HeaderValue, Request, Response};
+use outrider_policy::Caller;
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
+
+use crate::RouteLabel;
+use crate::spans::{SpanKind, SpanRecord, Spans, is_sampled};
 
 const TRACEPARENT: &str = "traceparent";
 const TRACESTATE: &str = "tracestate";
@@ -81,21 +89,31 @@ fn random_u64() -> u64 {
     (random_u128() as u64).max(1)
 }
 
-/// Propagates trace context on requests and echoes it on responses.
+/// Propagates trace context on requests and echoes it on responses; records sampled spans.
 #[derive(Clone, Debug)]
 pub struct Trace<S> {
     inner: S,
+    spans: Option<Spans>,
 }
 
 /// Applies [`Trace`].
-#[derive(Clone, Copy, Debug, Default)]
-pub struct TraceLayer;
+#[derive(Clone, Debug, Default)]
+pub struct TraceLayer {
+    spans: Option<Spans>,
+}
+
+impl TraceLayer {
+    /// Propagation only, or also span export to `spans`.
+    pub fn new(spans: Option<Spans>) -> Self {
+        Self { spans }
+    }
+}
 
 impl<S> Layer<S> for TraceLayer {
     type Service = Trace<S>;
 
     fn layer(&self, inner: S) -> Trace<S> {
-        Trace { inner }
+        Trace { inner, spans: self.spans.clone() }
     }
 }
 
@@ -117,22 +135,81 @@ where
             Some(p) => p.child(),
             None => {
                 req.headers_mut().remove(TRACESTATE);
-                TraceContext::new_root()
+                let mut root = TraceContext::new_root();
+                if let Some(spans) = &self.spans {
+                    root.flags = u8::from(spans.samples_new(root.trace_id));
+                }
+                root
             }
         };
         let value = HeaderValue::try_from(ctx.to_string()).expect("a formatted traceparent is a valid header");
         req.headers_mut().insert(TRACEPARENT, value.clone());
         req.extensions_mut().insert(ctx);
-        ResponseFuture { inner: self.inner.call(req), value: Some(value) }
+        let pending = self.spans.as_ref().filter(|_| is_sampled(&ctx)).map(|spans| Pending {
+            spans: spans.clone(),
+            ctx,
+            parent: parent.map_or(0, |p| p.span_id),
+            method: crate::metrics::method_label(req.method()),
+            path: req.uri().path().to_owned(),
+            peer: req.extensions().get::<Arc<Caller>>().map(|c| c.to_string()),
+            start: SystemTime::now(),
+        });
+        ResponseFuture { inner: self.inner.call(req), value: Some(value), pending }
+    }
+}
+
+/// A span waiting for its response.
+struct Pending {
+    spans: Spans,
+    ctx: TraceContext,
+    parent: u64,
+    method: &'static str,
+    path: String,
+    peer: Option<String>,
+    start: SystemTime,
+}
+
+impl Pending {
+    fn finish(self, status: Option<u16>, route: Option<RouteLabel>) {
+        let mut attributes = vec![("app_id", self.spans.app_id().to_owned()), ("http.method", self.method.to_owned())];
+        let name = match route {
+            Some(r) => {
+                attributes.push(("http.route", r.0.to_owned()));
+                format!("{} {}", self.method, r.0)
+            }
+            None => {
+                // The mesh side has no route template: the method path is the operation.
+                attributes.push(("http.target", self.path));
+                format!("{} (mesh inbound)", self.method)
+            }
+        };
+        if let Some(peer) = self.peer {
+            attributes.push(("peer.identity", peer));
+        }
+        if let Some(code) = status {
+            attributes.push(("http.status_code", code.to_string()));
+        }
+        self.spans.record(SpanRecord {
+            trace_id: self.ctx.trace_id,
+            span_id: self.ctx.span_id,
+            parent_span_id: self.parent,
+            name: name.into(),
+            kind: SpanKind::Server,
+            start: self.start,
+            end: SystemTime::now(),
+            attributes,
+            error: status.is_none_or(|c| c >= 500),
+        });
     }
 }
 
 pin_project! {
-    /// Future of [`Trace`]: adds `traceparent` to the response if absent.
+    /// Future of [`Trace`]: adds `traceparent` to the response if absent, and records the span.
     pub struct ResponseFuture<F> {
         #[pin]
         inner: F,
         value: Option<HeaderValue>,
+        pending: Option<Pending>,
     }
 }
 
@@ -144,7 +221,14 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let mut rsp = std::task::ready!(this.inner.poll(cx))?;
+        let result = std::task::ready!(this.inner.poll(cx));
+        if let Some(p) = this.pending.take() {
+            match &result {
+                Ok(rsp) => p.finish(Some(rsp.status().as_u16()), rsp.extensions().get::<RouteLabel>().copied()),
+                Err(_) => p.finish(None, None),
+            }
+        }
+        let mut rsp = result?;
         if let Some(v) = this.value.take() {
             rsp.headers_mut().entry(TRACEPARENT).or_insert(v);
         }
@@ -180,7 +264,7 @@ mod tests {
     }
 
     async fn run(headers: &[(&str, &str)]) -> http::HeaderMap {
-        let svc = TraceLayer.layer(service_fn(|req: Request<()>| async move {
+        let svc = TraceLayer::default().layer(service_fn(|req: Request<()>| async move {
             let seen = req.headers().clone();
             let mut rsp = Response::new(());
             *rsp.headers_mut() = seen.clone();
@@ -215,14 +299,15 @@ mod tests {
 
     #[tokio::test]
     async fn response_gets_traceparent_unless_set() {
-        let svc = TraceLayer.layer(service_fn(|_req: Request<()>| async {
+        let svc = TraceLayer::default().layer(service_fn(|_req: Request<()>| async {
             let mut rsp = Response::new(());
             rsp.headers_mut().insert("traceparent", "kept".parse().unwrap());
             Ok::<_, Infallible>(rsp)
         }));
         let rsp = svc.oneshot(Request::new(())).await.unwrap();
         assert_eq!(rsp.headers()["traceparent"], "kept");
-        let svc = TraceLayer.layer(service_fn(|_req: Request<()>| async { Ok::<_, Infallible>(Response::new(())) }));
+        let svc = TraceLayer::default()
+            .layer(service_fn(|_req: Request<()>| async { Ok::<_, Infallible>(Response::new(())) }));
         let rsp = svc.oneshot(Request::new(())).await.unwrap();
         assert!(TraceContext::parse(rsp.headers()["traceparent"].to_str().unwrap()).is_some());
     }

@@ -86,6 +86,8 @@ pub(crate) struct Settings {
     pub(crate) api_access: ApiAccess,
     /// `Configuration.spec.logging.apiLogging`, with `--enable-api-logging` applied.
     pub(crate) access_log: AccessLogConfig,
+    /// `Configuration.spec.tracing`, when spans are exported.
+    pub(crate) tracing: Option<crate::telemetry::TracingConfig>,
     pub(crate) data_dir: PathBuf,
     pub(crate) api_token: Option<String>,
     pub(crate) app_token: Option<String>,
@@ -257,6 +259,18 @@ pub(crate) fn load(args: &RunArgs, env: &Env) -> Result<Settings, Problems> {
         problems.extend(errs.into_iter().map(|e| Problem { at: e.field, message: e.message }));
         AccessControl::open()
     });
+    let tracing = match cfg.spec.tracing.take() {
+        Some(t) => {
+            let file = args.config.as_deref().map(display).unwrap_or_default();
+            crate::telemetry::TracingConfig::parse(&t).unwrap_or_else(|errs| {
+                problems.extend(
+                    errs.into_iter().map(|(field, message)| Problem { at: format!("{file}: {field}"), message }),
+                );
+                None
+            })
+        }
+        None => None,
+    };
     let workload_cert_ttl = match cfg.spec.mtls.workload_cert_ttl.as_deref() {
         None | Some("") => DEFAULT_CERT_TTL,
         Some(v) => match parse_duration(v) {
@@ -305,6 +319,7 @@ pub(crate) fn load(args: &RunArgs, env: &Env) -> Result<Settings, Problems> {
         policy_sources,
         access_control,
         api_access,
+        tracing,
         access_log: AccessLogConfig {
             enabled: args.enable_api_logging.unwrap_or(cfg.spec.logging.api_logging.enabled),
             obfuscate_urls: cfg.spec.logging.api_logging.obfuscate_urls,
@@ -347,6 +362,9 @@ struct ConfigSpec {
     api: Option<serde_json::Value>,
     #[serde(default)]
     logging: Logging,
+    /// Parsed by `telemetry`.
+    #[serde(default)]
+    tracing: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -98,7 +98,7 @@ impl InvokeError {
     }
 
     /// The status the caller sees.
-    fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         match self {
             Self::NoAppId => StatusCode::NOT_FOUND,
             Self::Denied(_) => StatusCode::FORBIDDEN,

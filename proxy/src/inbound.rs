@@ -40,6 +40,8 @@ pub(crate) struct Inbound {
     pub(crate) max_body_size: u64,
     /// The access policies in force (reloaded while running).
     pub(crate) policies: watch::Receiver<Arc<AccessControl>>,
+    /// Where finished spans go, when exported.
+    pub(crate) spans: Option<outrider_filters::spans::Spans>,
 }
 
 /// Accepts mesh connections until `stop`, then drains for at most `grace`.
@@ -97,6 +99,7 @@ pub(crate) async fn serve(
             });
             tracing::debug!(peer = %peer_addr, caller = %id, "mesh connection accepted");
             let app_id: Arc<str> = inbound.app_id.as_str().into();
+            let spans = inbound.spans.clone();
             let to_app = ServiceBuilder::new()
                 // One canonical path for the policy decision and for what the app receives.
                 .layer(CanonicalLayer)
@@ -110,11 +113,18 @@ pub(crate) async fn serve(
                     req
                 })
                 // Continue the caller's trace with a span for this hop.
-                .layer(TraceLayer)
+                .layer(TraceLayer::new(spans))
                 // The one place where failures below become the caller's answer.
-                .service_fn(move |req| {
+                .service_fn(move |req: Request<Incoming>| {
                     let (to_app, app_id) = (to_app.clone(), app_id.clone());
-                    async move { Ok::<_, Infallible>(rescue(&app_id, to_app.oneshot(req).await)) }
+                    let caller = req.extensions().get::<Arc<Caller>>().cloned();
+                    async move {
+                        let rsp = rescue(&app_id, to_app.oneshot(req).await);
+                        if let Some(c) = caller {
+                            record_received(&app_id, &c, rsp.status().as_u16());
+                        }
+                        Ok::<_, Infallible>(rsp)
+                    }
                 });
             serve::spawn_conn(tls, svc, &builder, watcher);
         });
@@ -122,6 +132,20 @@ pub(crate) async fn serve(
     drop(listener);
     serve::drain(graceful, grace).await;
     Ok(())
+}
+
+/// Dapr's service invocation metrics on the callee's side, by the caller's verified app id.
+fn record_received(app_id: &str, caller: &Caller, status: u16) {
+    let (app, source) = (app_id.to_owned(), caller.app_id.clone());
+    metrics::counter!("dapr_runtime_service_invocation_req_recv_total", "app_id" => app.clone(), "source_app_id" => source.clone(), "type" => "http").increment(1);
+    metrics::counter!(
+        "dapr_runtime_service_invocation_res_sent_total",
+        "app_id" => app,
+        "source_app_id" => source,
+        "type" => "http",
+        "status" => status.to_string(),
+    )
+    .increment(1);
 }
 
 fn rescue(app_id: &str, r: Result<Response<Body>, tower::BoxError>) -> Response<Body> {

@@ -24,6 +24,7 @@ mod resilient;
 mod run;
 mod serve;
 mod subscriptions;
+mod telemetry;
 
 use std::process::ExitCode;
 
@@ -55,6 +56,12 @@ fn main() -> ExitCode {
         .set_buckets_for_metric(Matcher::Suffix("latency".into()), outrider_filters::metrics::LATENCY_BUCKETS_MS)
         .and_then(|b| {
             b.set_buckets_for_metric(Matcher::Suffix("latencies".into()), outrider_filters::metrics::LATENCY_BUCKETS_MS)
+        })
+        .and_then(|b| {
+            b.set_buckets_for_metric(
+                Matcher::Suffix("latency_ms".into()),
+                outrider_filters::metrics::LATENCY_BUCKETS_MS,
+            )
         })
         .and_then(PrometheusBuilder::install_recorder)
     {
@@ -106,6 +113,22 @@ fn describe_metrics() {
         "Bulk publish until the broker has every entry, in ms."
     );
     describe_counter!("outrider_policy_reloads_total", "Reloads of the access policy files, by result.");
+    describe_counter!(
+        "outrider_spans_dropped_total",
+        "Spans dropped because the exporter was behind or the collector failed."
+    );
+    describe_counter!("dapr_runtime_service_invocation_req_sent_total", "Invocations sent to other apps.");
+    describe_counter!(
+        "dapr_runtime_service_invocation_res_recv_total",
+        "Responses received from invoked apps, by status."
+    );
+    describe_histogram!(
+        "dapr_runtime_service_invocation_res_recv_latency_ms",
+        Unit::Milliseconds,
+        "Invocation round trip from the caller's sidecar, in ms."
+    );
+    describe_counter!("dapr_runtime_service_invocation_req_recv_total", "Invocations received from other apps.");
+    describe_counter!("dapr_runtime_service_invocation_res_sent_total", "Responses sent to invoking apps, by status.");
     describe_counter!("outrider_workload_cert_renewals_total", "Workload certificate renewals.");
     describe_gauge!(
         "outrider_workload_cert_expiry_timestamp_seconds",

@@ -145,13 +145,22 @@ pub(crate) async fn run(s: Settings, metrics: PrometheusHandle) -> anyhow::Resul
         shutdown: shutdown.clone(),
     });
 
+    // Finished spans go to the collector of `spec.tracing`, if one is configured.
+    let (spans, span_export) = match &s.tracing {
+        Some(t) => {
+            let (spans, task) = crate::telemetry::start(t, &s.app_id);
+            (Some(spans), Some(task))
+        }
+        None => (None, None),
+    };
+
     // Each listener stops accepting when its token is cancelled, then drains.
     let (api_stop, mesh_stop) = (CancellationToken::new(), CancellationToken::new());
     let api_svc = ServiceBuilder::new()
         // A span per request (app id, method, route), and the access log when enabled.
         .layer(AccessLogLayer::new(&s.app_id, s.access_log))
         // Every API call continues or starts a trace, including invocations it forwards.
-        .layer(TraceLayer)
+        .layer(TraceLayer::new(spans.clone()))
         // Counted with route templates as labels, never raw paths.
         .layer(MetricsLayer::new(&s.app_id, Side::Server))
         .service(ApiService::new(state));
@@ -167,7 +176,13 @@ pub(crate) async fn run(s: Settings, metrics: PrometheusHandle) -> anyhow::Resul
             "access control enabled"
         );
     }
-    let inbound = Arc::new(Inbound { app_id: s.app_id.clone(), app, max_body_size: s.max_body_size, policies });
+    let inbound = Arc::new(Inbound {
+        app_id: s.app_id.clone(),
+        app,
+        max_body_size: s.max_body_size,
+        policies,
+        spans: spans.clone(),
+    });
     let mesh_task = tokio::spawn(inbound::serve(mesh_l, creds.clone(), inbound, mesh_stop.clone(), s.grace));
     let admin_state =
         Arc::new(Admin { metrics: metrics.clone(), health: health.clone(), creds, resolver: resolver.name() });
@@ -209,6 +224,7 @@ pub(crate) async fn run(s: Settings, metrics: PrometheusHandle) -> anyhow::Resul
             stop: CancellationToken::new(),
             in_flight: tokio_util::task::TaskTracker::new(),
             resiliency: Arc::new(s.resiliency.clone()),
+            spans: spans.clone(),
         });
         let declared = s.subscriptions.clone();
         let subscribe = subscriber.clone();
@@ -273,6 +289,10 @@ pub(crate) async fn run(s: Settings, metrics: PrometheusHandle) -> anyhow::Resul
     let _ = api_task.await;
     admin_stop.cancel();
     let _ = admin_task.await;
+    // 6. The spans of the last requests.
+    if let Some(exporting) = span_export {
+        exporting.finish(Duration::from_secs(2)).await;
+    }
     tracing::info!(exit_code, "stopped");
     Ok(exit_code)
 }

@@ -22,6 +22,8 @@ use outrider_policy::Caller;
 use serde_json::{Value, json};
 
 use outrider_filters::resiliency::{Direction, Resiliency, RetryPolicy, component_retry};
+use outrider_filters::spans::{SpanKind, SpanRecord, Spans, is_sampled};
+use outrider_filters::trace::TraceContext;
 
 use crate::app_channel::AppChannel;
 use crate::bulk_subscribe;
@@ -260,6 +262,8 @@ pub(crate) struct Subscriber {
     pub(crate) in_flight: tokio_util::task::TaskTracker,
     /// `Resiliency` documents for this app: the inbound retry policy of each component.
     pub(crate) resiliency: Arc<Vec<Resiliency>>,
+    /// Where delivery spans go, when exported.
+    pub(crate) spans: Option<Spans>,
 }
 
 impl Subscriber {
@@ -314,7 +318,10 @@ impl Subscriber {
                 bulk_subscribe::deliverer(app, me, spec.clone(), router, metrics, bulk),
                 bulk.max_messages.max(c.concurrency),
             ),
-            None => (deliverer(app, me, spec.clone(), router, metrics, retry.clone()), c.concurrency),
+            None => {
+                let d = Delivery { app, me, spec: spec.clone(), router, metrics, spans: self.spans.clone() };
+                (deliverer(d, retry.clone()), c.concurrency)
+            }
         };
         let req = SubscribeRequest { topic, group: c.consumer_group.clone(), concurrency };
 
@@ -462,20 +469,14 @@ struct Delivery {
     spec: Spec,
     router: Router,
     metrics: Arc<PubSubMetrics>,
+    spans: Option<Spans>,
 }
 
 /// Delivers each message to the app. With a `Resiliency` retry policy for the component's
 /// inbound direction, a failed delivery is tried again here as the policy says (only for the
 /// status codes it matches) before the failure goes back to the broker or the dead-letter topic.
-fn deliverer(
-    app: AppChannel,
-    me: Caller,
-    spec: Spec,
-    router: Router,
-    metrics: Arc<PubSubMetrics>,
-    retry: Option<RetryPolicy>,
-) -> Handler {
-    let delivery = Arc::new(Delivery { app, me, spec, router, metrics });
+fn deliverer(delivery: Delivery, retry: Option<RetryPolicy>) -> Handler {
+    let delivery = Arc::new(delivery);
     let retry = retry.map(Arc::new);
     Arc::new(move |msg: Message| {
         let (delivery, retry) = (delivery.clone(), retry.clone());
@@ -535,8 +536,11 @@ impl Delivery {
             .uri(path)
             .header(header::CONTENT_TYPE, "application/cloudevents+json")
             .header("pubsubname", spec.pubsub.as_str());
-        if let Some(tp) = event.as_ref().and_then(traceparent_of).and_then(|t| HeaderValue::try_from(t).ok()) {
-            req = req.header("traceparent", tp);
+        // The delivery is a span of the publisher's trace: the app gets it as its parent.
+        let parent = event.as_ref().and_then(traceparent_of).and_then(TraceContext::parse);
+        let span = parent.map(|p| (p, p.child(), SystemTime::now()));
+        if let Some((_, child, _)) = span {
+            req = req.header("traceparent", child.to_string());
         }
         // The message's metadata travels as headers, never replacing the ones set above.
         if let Some(headers) = req.headers_mut() {
@@ -551,6 +555,34 @@ impl Delivery {
             }
         }
         let Ok(req) = req.body(full(body)) else { return (Outcome::Drop, None) };
+        let result = self.call_app(req, msg, start).await;
+        if let (Some(spans), Some((parent, child, started))) = (&self.spans, span)
+            && is_sampled(&child)
+        {
+            spans.record(SpanRecord {
+                trace_id: child.trace_id,
+                span_id: child.span_id,
+                parent_span_id: parent.span_id,
+                name: format!("pubsub delivery {}/{}", spec.pubsub, spec.topic).into(),
+                kind: SpanKind::Consumer,
+                start: started,
+                end: SystemTime::now(),
+                attributes: vec![
+                    ("app_id", self.me.app_id.clone()),
+                    ("messaging.system", spec.pubsub.clone()),
+                    ("messaging.destination", spec.topic.clone()),
+                    ("pubsub.route", path.to_string()),
+                    ("pubsub.outcome", format!("{:?}", result.0)),
+                ],
+                error: result.0 != Outcome::Success,
+            });
+        }
+        result
+    }
+
+    /// Sends the delivery and reads the app's answer.
+    async fn call_app(&self, req: Request<crate::http::Body>, msg: &Message, start: Instant) -> (Outcome, Option<u16>) {
+        let (spec, metrics) = (&self.spec, &self.metrics);
         match self.app.call(req, &self.me).await {
             Ok(rsp) => {
                 let status = rsp.status().as_u16();

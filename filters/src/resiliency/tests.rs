@@ -76,7 +76,7 @@ fn problems_name_field_and_value() {
     let errs = Resiliency::parse(&json!({"kind": "Resiliency", "metadata": {"name": ""}, "spec": {
         "policies": {"retries": {
             "a": {"policy": "linear", "duration": "soon", "maxRetries": "x"},
-            "b": {"matching": {"httpStatusCodes": "200-100"}},
+            "b": {"matching": {"httpStatusCodes": "200-100", "gRPCStatusCodes": "1-4,17"}},
         }},
         "targets": {"components": {"pubsub": {"inbound": {"retry": "missing"}}}},
     }}))
@@ -88,6 +88,7 @@ fn problems_name_field_and_value() {
         "spec.policies.retries.a.maxRetries: \"x\"",
         "spec.policies.retries.a.policy: \"linear\"",
         "spec.policies.retries.b.matching.httpStatusCodes: \"200-100\"",
+        "spec.policies.retries.b.matching.gRPCStatusCodes: \"1-4,17\"",
         "spec.targets.components.pubsub.inbound.retry: \"missing\"",
     ];
     for e in expect {

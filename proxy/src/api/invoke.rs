@@ -80,6 +80,7 @@ async fn invoke(
 ) -> Result<Response<Body>, ApiError> {
     let fail = |e: InvokeError| ApiError::invoke(id, &e);
     let target = parse_target(id, &state.namespace).map_err(fail)?;
+    let started = std::time::Instant::now();
     let method_path = normalize::canonical_path(raw_method).map_err(|r| fail(InvokeError::BadPath(r)))?;
     let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|n| n > state.max_body_size) {
@@ -111,12 +112,35 @@ async fn invoke(
     } else {
         state.outbound.call(&target, OutboundRequest::new(Request::from_parts(parts, body), None)).await
     };
+    record_sent(&state.app_id, &target, &result, started);
     match result {
         Ok(rsp) => Ok(rsp.map(boxed)),
         // The client may have turned the body's error into a plain reset: ask the body.
         Err(_) if tripped.get() => Err(fail(InvokeError::BodyTooLarge(state.max_body_size))),
         Err(e) => Err(fail(e)),
     }
+}
+
+/// Dapr's service invocation metrics on the caller's side. Only calls that were sent to a target
+/// that exists are counted, so the destination label stays within the apps of the mesh.
+fn record_sent<B>(
+    app_id: &str,
+    target: &Target,
+    result: &Result<Response<B>, InvokeError>,
+    started: std::time::Instant,
+) {
+    let status = match result {
+        Ok(rsp) => rsp.status().as_u16(),
+        Err(InvokeError::NoEndpoints(_) | InvokeError::InvalidAppId(_) | InvokeError::NoAppChannel) => return,
+        Err(e) => e.status().as_u16(),
+    };
+    let (app, dest) = (app_id.to_owned(), target.app_id.clone());
+    metrics::counter!("dapr_runtime_service_invocation_req_sent_total", "app_id" => app.clone(), "destination_app_id" => dest.clone(), "type" => "http").increment(1);
+    let labels =
+        [("app_id", app), ("destination_app_id", dest), ("type", "http".to_owned()), ("status", status.to_string())];
+    metrics::counter!("dapr_runtime_service_invocation_res_recv_total", &labels).increment(1);
+    metrics::histogram!("dapr_runtime_service_invocation_res_recv_latency_ms", &labels)
+        .record(started.elapsed().as_secs_f64() * 1000.0);
 }
 
 /// `app-id` (own namespace) or `app-id.namespace`; URLs are refused (security rule 7).

@@ -36,14 +36,17 @@ async fn promtool(text: &str) -> (i32, String) {
 }
 
 /// promtool passes the exposition, apart from its naming advice on the names Dapr fixed
-/// (`dapr_http_server_request_count` is a counter without `_total`), which compatibility keeps.
+/// (`dapr_http_server_request_count` is a counter without `_total`,
+/// `dapr_runtime_service_invocation_res_recv_latency_ms` abbreviates its unit), which
+/// compatibility keeps.
 async fn assert_valid_exposition(who: &str, text: &str) {
     let (code, printed) = promtool(text).await;
     assert!(code == 0 || code == 3, "{who}: promtool failed ({code}):\n{printed}");
     for line in printed.lines().filter(|l| !l.trim().is_empty()) {
         let dapr_naming = line.starts_with("dapr_")
             && (line.ends_with("counter metrics should have \"_total\" suffix")
-                || line.ends_with("non-histogram and non-summary metrics should not have \"_count\" suffix"));
+                || line.ends_with("non-histogram and non-summary metrics should not have \"_count\" suffix")
+                || line.ends_with("metric names should not contain abbreviated units"));
         assert!(dapr_naming, "{who}: promtool: {line}\n{printed}");
     }
 }
@@ -98,6 +101,13 @@ async fn ten_thousand_random_requests_keep_the_series_bounded() {
     assert_eq!(answered, 10_000);
     assert!(app.seen().len() >= 4000, "the invocations reached the app: {}", app.seen().len());
 
+    // Invocations are counted on both sides, by verified or resolved app ids only.
+    let sent = a.metric_sum("dapr_runtime_service_invocation_req_sent_total", &["destination_app_id=\"b\""]).await;
+    let ok = a
+        .metric_sum("dapr_runtime_service_invocation_res_recv_total", &["destination_app_id=\"b\"", "status=\"200\""])
+        .await;
+    let received = b.metric_sum("dapr_runtime_service_invocation_req_recv_total", &["source_app_id=\"a\""]).await;
+    assert!(sent >= 4000.0 && ok >= 4000.0 && received >= 4000.0, "sent {sent}, ok {ok}, received {received}");
     for (who, s, was) in [("a", &*a, before.0), ("b", &b, before.1)] {
         let text = s.metrics().await;
         assert!(!text.contains("zq"), "{who}: a caller-supplied path or Host became a label:\n{text}");

@@ -4,6 +4,7 @@
 
 pub mod app;
 pub mod client;
+pub mod collector;
 pub mod mesh;
 pub mod servers;
 pub mod sidecar;
@@ -11,6 +12,7 @@ pub mod state;
 
 pub use app::{FNV_START, FakeApp, Recorded, fnv};
 pub use client::{Reply, http_client, raw_request, send};
+pub use collector::{CollectedSpan, Collector};
 pub use servers::{Mosquitto, Nats, Postgres, RabbitMq, RedisServer};
 pub use sidecar::{Mesh, Sidecar, SidecarBuilder, binary, sum_metric, wait_registered};
 

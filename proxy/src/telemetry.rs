@@ -1,0 +1,332 @@
+//! Span export: `Configuration.spec.tracing` and the task that ships finished spans.
+//!
+//! The trace layers hand finished spans to a bounded channel ([`Spans`]); one task here batches
+//! them (up to [`BATCH`] spans, or whatever arrived within [`FLUSH_EVERY`]) and sends each batch
+//! to the configured collector: OTLP over HTTP (protobuf, through `opentelemetry-otlp` and its
+//! hyper client) or Zipkin v2 JSON. A collector that is down costs a log line per failed batch,
+//! never a request's latency.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, header};
+use http_body_util::Full;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use outrider_filters::spans::{SpanKind, SpanRecord, Spans};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+/// Most spans per batch.
+const BATCH: usize = 512;
+/// How long a span waits for its batch to fill.
+const FLUSH_EVERY: Duration = Duration::from_millis(500);
+/// Spans waiting for export at most; more are dropped (and counted).
+const QUEUE: usize = 4096;
+
+/// Where spans go.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Export {
+    /// OTLP over HTTP, protobuf, to this URL (`…/v1/traces`).
+    Otlp { url: String, headers: Vec<(String, String)> },
+    /// Zipkin v2 JSON, to this URL (`…/api/v2/spans`).
+    Zipkin { url: String },
+}
+
+/// The tracing settings in force.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct TracingConfig {
+    /// Share of new traces sampled, 0 to 1.
+    pub(crate) rate: f64,
+    pub(crate) export: Export,
+}
+
+impl TracingConfig {
+    /// Reads `spec.tracing`. `None` when nothing is exported (no collector, or `samplingRate: "0"`).
+    /// Problems are `(field, message)`.
+    pub(crate) fn parse(v: &Value) -> Result<Option<Self>, Vec<(String, String)>> {
+        let mut problems = Vec::new();
+        let text = |p: &str| v.pointer(p).map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_owned));
+        // As in daprd: an unset rate samples almost nothing; "0" turns export off.
+        let rate = match text("/samplingRate").as_deref().map(str::trim) {
+            None | Some("") => 0.0001,
+            Some(t) => match t.parse::<f64>() {
+                Ok(r) if (0.0..=1.0).contains(&r) => r,
+                _ => {
+                    problems
+                        .push(("spec.tracing.samplingRate".to_owned(), format!("{t:?} is not a number from 0 to 1")));
+                    0.0
+                }
+            },
+        };
+        let otel = text("/otel/endpointAddress").filter(|s| !s.trim().is_empty());
+        let zipkin = text("/zipkin/endpointAddress").filter(|s| !s.trim().is_empty());
+        let export = match (otel, zipkin) {
+            (Some(endpoint), _) => {
+                let protocol = text("/otel/protocol").unwrap_or_else(|| "http".to_owned()).to_ascii_lowercase();
+                if protocol != "http" {
+                    problems.push((
+                        "spec.tracing.otel.protocol".to_owned(),
+                        format!("{protocol:?}: only http is available (OTLP over HTTP, protobuf)"),
+                    ));
+                }
+                let secure = v.pointer("/otel/isSecure").and_then(Value::as_bool).unwrap_or(true);
+                if secure && !endpoint.starts_with("http://") {
+                    problems.push((
+                        "spec.tracing.otel.isSecure".to_owned(),
+                        "true (the default) needs TLS to the collector, which is not available yet; set isSecure: false"
+                            .to_owned(),
+                    ));
+                }
+                let headers = v
+                    .pointer("/otel/headers")
+                    .and_then(Value::as_array)
+                    .map(|hs| {
+                        hs.iter()
+                            .filter_map(|h| Some((h["name"].as_str()?.to_owned(), h["value"].as_str()?.to_owned())))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                Some(Export::Otlp { url: otlp_url(&endpoint), headers })
+            }
+            (None, Some(url)) => {
+                if !url.starts_with("http://") {
+                    problems.push((
+                        "spec.tracing.zipkin.endpointAddress".to_owned(),
+                        format!("{url:?} must be an http:// URL (e.g. http://localhost:9411/api/v2/spans)"),
+                    ));
+                }
+                Some(Export::Zipkin { url })
+            }
+            (None, None) => None,
+        };
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        Ok(export.filter(|_| rate > 0.0).map(|export| TracingConfig { rate, export }))
+    }
+}
+
+/// `localhost:4318` or `http://host:4318[/path]` → the traces URL.
+fn otlp_url(endpoint: &str) -> String {
+    let e = endpoint.trim().trim_end_matches('/');
+    let with_scheme = if e.contains("://") { e.to_owned() } else { format!("http://{e}") };
+    let path_given = with_scheme.splitn(4, '/').nth(3).is_some_and(|p| !p.is_empty());
+    if path_given { with_scheme } else { format!("{with_scheme}/v1/traces") }
+}
+
+/// The running export task.
+pub(crate) struct Exporting {
+    stop: tokio_util::sync::CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Exporting {
+    /// Sends what is queued and stops, waiting at most `limit`.
+    pub(crate) async fn finish(self, limit: Duration) {
+        self.stop.cancel();
+        if tokio::time::timeout(limit, self.task).await.is_err() {
+            tracing::warn!("the last spans could not be exported in time");
+        }
+    }
+}
+
+/// Starts the export task; returns the sink for the trace layers and the task.
+pub(crate) fn start(config: &TracingConfig, app_id: &str) -> (Spans, Exporting) {
+    let (spans, rx) = Spans::new(QUEUE, config.rate, app_id);
+    let exporter = Exporter::new(config.export.clone(), app_id);
+    tracing::info!(export = ?config.export, rate = config.rate, "exporting spans");
+    let stop = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn(run(rx, exporter, stop.clone()));
+    (spans, Exporting { stop, task })
+}
+
+async fn run(mut rx: mpsc::Receiver<SpanRecord>, mut exporter: Exporter, stop: tokio_util::sync::CancellationToken) {
+    let mut batch = Vec::with_capacity(BATCH);
+    loop {
+        let first = tokio::select! {
+            span = rx.recv() => span,
+            () = stop.cancelled() => None,
+        };
+        let Some(first) = first else {
+            // Stopping (or every sender is gone): what is queued goes out in a last batch.
+            while let Ok(span) = rx.try_recv() {
+                batch.push(span);
+            }
+            if !batch.is_empty() {
+                send(&mut exporter, std::mem::take(&mut batch)).await;
+            }
+            return;
+        };
+        batch.push(first);
+        let deadline = tokio::time::Instant::now() + FLUSH_EVERY;
+        while batch.len() < BATCH {
+            tokio::select! {
+                span = rx.recv() => match span {
+                    Some(span) => batch.push(span),
+                    None => break,
+                },
+                () = tokio::time::sleep_until(deadline) => break,
+                () = stop.cancelled() => break,
+            }
+        }
+        send(&mut exporter, std::mem::take(&mut batch)).await;
+    }
+}
+
+async fn send(exporter: &mut Exporter, batch: Vec<SpanRecord>) {
+    let n = batch.len();
+    if let Err(e) = exporter.send(batch).await {
+        metrics::counter!("outrider_spans_dropped_total").increment(n as u64);
+        tracing::warn!(error = %e, spans = n, "span export failed; the batch is dropped");
+    }
+}
+
+/// A collector client.
+enum Exporter {
+    Otlp(otlp::Otlp),
+    Zipkin { url: String, app_id: String, client: Client<HttpConnector, Full<Bytes>> },
+}
+
+impl Exporter {
+    fn new(export: Export, app_id: &str) -> Self {
+        match export {
+            Export::Otlp { url, headers } => Exporter::Otlp(otlp::Otlp::new(&url, headers, app_id)),
+            Export::Zipkin { url } => Exporter::Zipkin {
+                url,
+                app_id: app_id.to_owned(),
+                client: Client::builder(TokioExecutor::new()).build_http(),
+            },
+        }
+    }
+
+    async fn send(&mut self, batch: Vec<SpanRecord>) -> Result<(), String> {
+        match self {
+            Exporter::Otlp(o) => o.send(batch).await,
+            Exporter::Zipkin { url, app_id, client } => {
+                let body = zipkin_json(&batch, app_id);
+                let req = Request::post(url.as_str())
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .body(Full::new(Bytes::from(body.to_string())))
+                    .map_err(|e| e.to_string())?;
+                let rsp = tokio::time::timeout(Duration::from_secs(10), client.request(req))
+                    .await
+                    .map_err(|_| "the collector did not answer within 10s".to_owned())?
+                    .map_err(|e| e.to_string())?;
+                if rsp.status().is_success() { Ok(()) } else { Err(format!("the collector answered {}", rsp.status())) }
+            }
+        }
+    }
+}
+
+/// Zipkin v2 JSON for a batch.
+fn zipkin_json(batch: &[SpanRecord], app_id: &str) -> Value {
+    let micros =
+        |t: std::time::SystemTime| t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_micros() as u64;
+    let spans: Vec<Value> = batch
+        .iter()
+        .map(|s| {
+            let mut tags: serde_json::Map<String, Value> =
+                s.attributes.iter().map(|(k, v)| ((*k).to_owned(), Value::String(v.clone()))).collect();
+            if s.error {
+                tags.insert("error".to_owned(), Value::String("true".to_owned()));
+            }
+            let mut span = json!({
+                "traceId": format!("{:032x}", s.trace_id),
+                "id": format!("{:016x}", s.span_id),
+                "name": s.name,
+                "kind": match s.kind { SpanKind::Server => "SERVER", SpanKind::Client => "CLIENT", SpanKind::Consumer => "CONSUMER" },
+                "timestamp": micros(s.start),
+                "duration": micros(s.end).saturating_sub(micros(s.start)).max(1),
+                "localEndpoint": {"serviceName": app_id},
+                "tags": tags,
+            });
+            if s.parent_span_id != 0 {
+                span["parentId"] = Value::String(format!("{:016x}", s.parent_span_id));
+            }
+            span
+        })
+        .collect();
+    Value::Array(spans)
+}
+
+mod otlp;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(v: Value) -> Result<Option<TracingConfig>, Vec<(String, String)>> {
+        TracingConfig::parse(&v)
+    }
+
+    #[test]
+    fn settings() {
+        let otel = |extra: Value| {
+            let mut v = json!({"samplingRate": "1", "otel": {"endpointAddress": "127.0.0.1:4318", "isSecure": false}});
+            if let (Some(o), Some(e)) = (v["otel"].as_object_mut(), extra.as_object()) {
+                o.extend(e.clone());
+            }
+            v
+        };
+        let c = parse(otel(json!({}))).unwrap().unwrap();
+        assert_eq!(c.export, Export::Otlp { url: "http://127.0.0.1:4318/v1/traces".into(), headers: vec![] });
+        assert_eq!(c.rate, 1.0);
+        assert!(
+            parse(json!({"samplingRate": "0", "zipkin": {"endpointAddress": "http://z:9411/api/v2/spans"}}))
+                .unwrap()
+                .is_none()
+        );
+        assert!(parse(json!({"samplingRate": "1"})).unwrap().is_none(), "no collector, nothing exported");
+        let z = parse(json!({"samplingRate": 0.5, "zipkin": {"endpointAddress": "http://z:9411/api/v2/spans"}}))
+            .unwrap()
+            .unwrap();
+        assert_eq!((z.rate, z.export), (0.5, Export::Zipkin { url: "http://z:9411/api/v2/spans".into() }));
+        assert_eq!(otlp_url("http://c:4318/custom/traces"), "http://c:4318/custom/traces");
+        assert_eq!(otlp_url("http://c:4318/"), "http://c:4318/v1/traces");
+        for (v, field, value) in [
+            (
+                json!({"samplingRate": "often", "zipkin": {"endpointAddress": "http://z"}}),
+                "spec.tracing.samplingRate",
+                "often",
+            ),
+            (
+                json!({"samplingRate": "2", "zipkin": {"endpointAddress": "http://z"}}),
+                "spec.tracing.samplingRate",
+                "\"2\"",
+            ),
+            (otel(json!({"protocol": "grpc"})), "spec.tracing.otel.protocol", "grpc"),
+            (json!({"otel": {"endpointAddress": "c:4318"}}), "spec.tracing.otel.isSecure", "isSecure: false"),
+            (json!({"zipkin": {"endpointAddress": "z:9411"}}), "spec.tracing.zipkin.endpointAddress", "z:9411"),
+        ] {
+            let errs = parse(v.clone()).unwrap_err();
+            assert!(errs.iter().any(|(f, m)| f == field && m.contains(value)), "{v}: {errs:?}");
+        }
+    }
+
+    #[test]
+    fn zipkin_spans() {
+        let t = std::time::UNIX_EPOCH + Duration::from_secs(1);
+        let span = SpanRecord {
+            trace_id: 0xabc,
+            span_id: 0x12,
+            parent_span_id: 0x34,
+            name: "GET /v1.0/metadata".into(),
+            kind: SpanKind::Server,
+            start: t,
+            end: t + Duration::from_millis(2),
+            attributes: vec![("app_id", "a".into())],
+            error: true,
+        };
+        let v = zipkin_json(&[span], "a");
+        assert_eq!(v[0]["traceId"], "00000000000000000000000000000abc");
+        assert_eq!(
+            (v[0]["id"].as_str(), v[0]["parentId"].as_str()),
+            (Some("0000000000000012"), Some("0000000000000034"))
+        );
+        assert_eq!((v[0]["timestamp"].as_u64(), v[0]["duration"].as_u64()), (Some(1_000_000), Some(2000)));
+        assert_eq!(v[0]["tags"]["error"], "true");
+        assert_eq!(v[0]["localEndpoint"]["serviceName"], "a");
+    }
+}
