@@ -112,6 +112,8 @@ fn describe_metrics() {
         Unit::Milliseconds,
         "Bulk publish until the broker has every entry, in ms."
     );
+    describe_counter!("dapr_component_state_count", "State store calls, by operation and success.");
+    describe_histogram!("dapr_component_state_latencies", Unit::Milliseconds, "State store calls, in ms.");
     describe_counter!("outrider_policy_reloads_total", "Reloads of the access policy files, by result.");
     describe_counter!(
         "outrider_spans_dropped_total",

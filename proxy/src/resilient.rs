@@ -1,20 +1,24 @@
 //! Resiliency policies around component calls: the same `filters` layers as invocation, over a
-//! store's tower service.
+//! store's tower service or a broker's publish.
 //!
-//! A state store with a `Resiliency` policy for its `outbound` direction (by name under
-//! `targets.components.<store>`, or a default such as `DefaultStatestoreComponentOutboundRetryPolicy`)
+//! A state store or pub/sub with a `Resiliency` policy for its `outbound` direction (by name under
+//! `targets.components.<name>`, or a default such as `DefaultStatestoreComponentOutboundRetryPolicy`)
 //! gets retry(breaker(timeout(call))); the timeout defaults to the API's store deadline. Only
-//! store failures count: a mismatched ETag or a bad request is the store answering, not failing,
-//! so it is neither retried nor held against the breaker.
+//! component failures count: a mismatched ETag or a bad request is the component answering, not
+//! failing, so it is neither retried nor held against the breaker.
 
 use std::time::Duration;
 
-use outrider_blocks::state::{StateComponent, StateError, StateRequest, StateResponse};
+use std::sync::Arc;
+
+use outrider_blocks::pubsub::{Handler, Message, PubSub, PubSubComponent, PubSubError, SubscribeRequest, Subscription};
+use outrider_blocks::state::{BoxFuture, StateComponent, StateError, StateResponse};
 use outrider_filters::resiliency::breaker::Refused;
 use outrider_filters::resiliency::classify::{Classify, Failure, Verdict};
 use outrider_filters::resiliency::timeout::TimedOut;
 use outrider_filters::resiliency::{
-    CircuitBreakerLayer, Cloned, Direction, Labels, Resiliency, RetryLayer, Retrying, TimeoutLayer, component_policies,
+    CircuitBreakerLayer, Cloned, Direction, Labels, Policies, Resiliency, RetryLayer, Retrying, TimeoutLayer,
+    component_policies,
 };
 use tower::util::BoxCloneSyncService;
 use tower::{BoxError, ServiceBuilder, ServiceExt as _};
@@ -35,33 +39,113 @@ impl Classify<StateResponse> for StoreClassify {
     }
 }
 
-/// Wraps `c` in the resiliency policies that apply to it, if any.
-pub(crate) fn layer_state(c: &mut StateComponent, all: &[Resiliency], app_id: &str, deadline: Duration) {
-    let p = component_policies(all, &c.name, &c.type_, Direction::Outbound);
+/// The outbound policies of a component, with the log line saying which apply; `None` when none.
+fn outbound_policies(all: &[Resiliency], name: &str, type_: &str) -> Option<Policies> {
+    let p = component_policies(all, name, type_, Direction::Outbound);
     if p.timeout.is_none() && p.retry.is_none() && p.breaker.is_none() {
-        return;
+        return None;
     }
     tracing::info!(
-        component = %c.name,
+        component = %name,
         timeout = p.timeout.as_ref().map(|t| t.0.as_str()),
         retry = p.retry.as_ref().map(|r| r.0.as_str()),
         circuit_breaker = p.breaker.as_ref().map(|b| b.0.as_str()),
-        "resiliency policies apply to the state store"
+        "resiliency policies apply to the component's calls"
     );
-    let labels =
-        Labels { app_id: app_id.to_owned(), target: format!("component_{}", c.name), flow_direction: "outbound" };
+    Some(p)
+}
+
+/// retry(breaker(timeout(service))) for requests replayed by cloning; the timeout defaults to
+/// `deadline`.
+fn layered<Req, Rsp, S, C>(
+    p: Policies,
+    name: &str,
+    app_id: &str,
+    deadline: Duration,
+    classify: C,
+    service: S,
+) -> BoxCloneSyncService<Req, Rsp, BoxError>
+where
+    Req: Clone + Send + Sync + 'static,
+    Rsp: Send + 'static,
+    S: tower::Service<Req, Response = Rsp> + Clone + Send + Sync + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    C: Classify<Rsp> + Clone + Send + Sync + 'static,
+{
+    let labels = Labels { app_id: app_id.to_owned(), target: format!("component_{name}"), flow_direction: "outbound" };
     let (timeout_name, timeout) = p.timeout.unwrap_or_else(|| ("default".to_owned(), deadline));
     let stack = ServiceBuilder::new()
         .map_request(Cloned)
         .option_layer(p.retry.map(|(name, policy)| {
-            RetryLayer::new(Retrying { name, policy, builtin: false }, StoreClassify, labels.clone())
+            RetryLayer::new(Retrying { name, policy, builtin: false }, classify.clone(), labels.clone())
         }))
-        .option_layer(p.breaker.map(|(name, b)| CircuitBreakerLayer::new(&name, b, StoreClassify, labels.clone())))
+        .option_layer(p.breaker.map(|(name, b)| CircuitBreakerLayer::new(&name, b, classify, labels.clone())))
         .layer(TimeoutLayer::new(&timeout_name, timeout, labels))
-        .map_request(|Cloned(r): Cloned<StateRequest>| r)
-        .service(c.service())
+        .map_request(|Cloned(r): Cloned<Req>| r)
+        .service(service)
         .map_err(|e: BoxError| e);
-    c.layered = Some(BoxCloneSyncService::new(stack));
+    BoxCloneSyncService::new(stack)
+}
+
+/// Wraps `c` in the resiliency policies that apply to it, if any.
+pub(crate) fn layer_state(c: &mut StateComponent, all: &[Resiliency], app_id: &str, deadline: Duration) {
+    if let Some(p) = outbound_policies(all, &c.name, &c.type_) {
+        c.layered = Some(layered(p, &c.name, app_id, deadline, StoreClassify, c.service()));
+    }
+}
+
+/// Judges publish outcomes: only a failing or unreachable broker is a failure.
+#[derive(Clone, Copy, Debug)]
+struct BrokerClassify;
+
+impl Classify<()> for BrokerClassify {
+    fn verdict(&self, result: &Result<(), BoxError>) -> Verdict {
+        let Err(e) = result else { return Verdict::Success };
+        if matches!(e.downcast_ref::<PubSubError>(), Some(PubSubError::BadRequest(_))) {
+            return Verdict::Success;
+        }
+        let kind = outrider_filters::resiliency::classify::error_kind(e.as_ref(), |_| false);
+        Verdict::Failure(Failure { kind, status: None, retry_after: None })
+    }
+}
+
+/// A broker whose publishes go through resiliency layers; subscriptions are the inner broker's.
+struct ResilientBroker {
+    inner: Arc<dyn PubSub>,
+    publish: BoxCloneSyncService<Message, (), BoxError>,
+}
+
+impl PubSub for ResilientBroker {
+    fn publish(&self, msg: Message) -> BoxFuture<Result<(), PubSubError>> {
+        let call = self.publish.clone().oneshot(msg);
+        Box::pin(async move { call.await.map_err(pubsub_error) })
+    }
+
+    fn subscribe(&self, req: SubscribeRequest, handler: Handler) -> BoxFuture<Result<Subscription, PubSubError>> {
+        self.inner.subscribe(req, handler)
+    }
+}
+
+/// Wraps `c`'s publishes in the resiliency policies that apply to it, if any.
+pub(crate) fn layer_publish(c: &mut PubSubComponent, all: &[Resiliency], app_id: &str, deadline: Duration) {
+    let Some(p) = outbound_policies(all, &c.name, &c.type_) else { return };
+    let inner = c.broker.clone();
+    let broker = inner.clone();
+    let publish = tower::service_fn(move |msg: Message| {
+        let broker = broker.clone();
+        async move { broker.publish(msg).await }
+    });
+    let publish = layered(p, &c.name, app_id, deadline, BrokerClassify, publish);
+    c.broker = Arc::new(ResilientBroker { inner, publish });
+}
+
+/// A publish error, typed again.
+fn pubsub_error(e: BoxError) -> PubSubError {
+    match e.downcast::<PubSubError>() {
+        Ok(pe) => *pe,
+        Err(other) => PubSubError::Broker(other.to_string()),
+    }
 }
 
 /// A store call's error, typed again.

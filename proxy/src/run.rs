@@ -74,11 +74,14 @@ pub(crate) async fn run(s: Settings, metrics: PrometheusHandle) -> anyhow::Resul
     for c in stores.values_mut() {
         crate::resilient::layer_state(c, &s.resiliency, &s.app_id, crate::api::STORE_TIMEOUT);
     }
-    let pubsubs: BTreeMap<String, PubSubComponent> = open_all(&s, "pubsub.", async |c| {
+    let mut pubsubs: BTreeMap<String, PubSubComponent> = open_all(&s, "pubsub.", async |c| {
         let c = secrets::resolve_references(c, &secret_stores)?;
         pubsub::open(&c, &s.app_id, &s.namespace).await
     })
     .await?;
+    for c in pubsubs.values_mut() {
+        crate::resilient::layer_publish(c, &s.resiliency, &s.app_id, crate::api::STORE_TIMEOUT);
+    }
 
     let api_l = bind(s.listen.api, "--dapr-http-port").await?;
     let mesh_l = match bind(s.listen.mesh, "--mesh-port").await {

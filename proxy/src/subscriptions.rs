@@ -21,9 +21,14 @@ use outrider_blocks::subscription::{BulkSubscribe, parse_bulk};
 use outrider_policy::Caller;
 use serde_json::{Value, json};
 
-use outrider_filters::resiliency::{Direction, Resiliency, RetryPolicy, component_retry};
+use outrider_filters::resiliency::classify::{Classify, Failure, FailureKind, Verdict, error_kind};
+use outrider_filters::resiliency::{
+    Cloned, Direction, Labels, Policies, Resiliency, RetryLayer, Retrying, TimeoutLayer, component_policies,
+};
 use outrider_filters::spans::{SpanKind, SpanRecord, Spans, is_sampled};
 use outrider_filters::trace::TraceContext;
+use tower::util::BoxCloneSyncService;
+use tower::{BoxError, ServiceBuilder, ServiceExt as _};
 
 use crate::app_channel::AppChannel;
 use crate::bulk_subscribe;
@@ -311,7 +316,8 @@ impl Subscriber {
         let router = Router::compile(&spec.all_rules()).map_err(|e| e.to_string())?;
         let topic = c.broker_topic(&spec.topic);
         let (app, me, metrics) = (self.app.clone(), self.me.clone(), self.metrics.clone());
-        let retry = component_retry(&self.resiliency, &spec.pubsub, &c.type_, Direction::Inbound).cloned();
+        let policies = component_policies(&self.resiliency, &spec.pubsub, &c.type_, Direction::Inbound);
+        let retried_here = policies.retry.is_some();
         let (deliver, concurrency) = match spec.bulk {
             // A batch fills only if the broker may hand over that many messages at once.
             Some(bulk) => (
@@ -320,14 +326,14 @@ impl Subscriber {
             ),
             None => {
                 let d = Delivery { app, me, spec: spec.clone(), router, metrics, spans: self.spans.clone() };
-                (deliverer(d, retry.clone()), c.concurrency)
+                (deliverer(d, policies), c.concurrency)
             }
         };
         let req = SubscribeRequest { topic, group: c.consumer_group.clone(), concurrency };
 
         // With a policy the retries already happened (single deliveries only); without one, the
         // dead-letter path tries a few times itself before giving up.
-        let attempts = if retry.is_some() && spec.bulk.is_none() { 1 } else { DEAD_LETTER_ATTEMPTS };
+        let attempts = if retried_here && spec.bulk.is_none() { 1 } else { DEAD_LETTER_ATTEMPTS };
         // The dead-letter tries and publish count as in flight too: shutdown waits for them.
         Ok((req, track(with_dead_letter(deliver, spec, c, attempts), self.in_flight.clone())))
     }
@@ -472,37 +478,68 @@ struct Delivery {
     spans: Option<Spans>,
 }
 
-/// Delivers each message to the app. With a `Resiliency` retry policy for the component's
-/// inbound direction, a failed delivery is tried again here as the policy says (only for the
-/// status codes it matches) before the failure goes back to the broker or the dead-letter topic.
-fn deliverer(delivery: Delivery, retry: Option<RetryPolicy>) -> Handler {
+/// Delivers each message to the app through the component's `inbound` resiliency policies, with
+/// the same layers as any other call: retry(timeout(delivery)). A failed delivery is tried again
+/// as the retry policy says (statuses it matches; every failing status when it lists none, as
+/// Dapr does for deliveries) before the failure goes back to the broker or the dead-letter topic;
+/// the timeout bounds each attempt. Circuit breakers are not applied to deliveries: an open
+/// breaker would send every message to the dead-letter topic instead of pausing.
+fn deliverer(delivery: Delivery, policies: Policies) -> Handler {
+    let labels = Labels {
+        app_id: delivery.me.app_id.clone(),
+        target: format!("component_{}", delivery.spec.pubsub),
+        flow_direction: "inbound",
+    };
     let delivery = Arc::new(delivery);
-    let retry = retry.map(Arc::new);
+    let once = tower::service_fn(move |msg: Message| {
+        let delivery = delivery.clone();
+        async move { Ok::<_, BoxError>(delivery.once(&msg).await) }
+    });
+    let retry = policies.retry.map(|(name, mut policy)| {
+        if policy.http_codes.is_none() {
+            policy.http_codes = Some(vec![100..=599]);
+        }
+        RetryLayer::new(Retrying { name, policy, builtin: false }, DeliveryClassify, labels.clone())
+    });
+    let stack = ServiceBuilder::new()
+        .map_request(Cloned)
+        .option_layer(retry)
+        .option_layer(policies.timeout.map(|(name, d)| TimeoutLayer::new(&name, d, labels)))
+        .map_request(|Cloned(m): Cloned<Message>| m)
+        .service(once)
+        .map_err(|e: BoxError| e);
+    let stack = BoxCloneSyncService::new(stack);
     Arc::new(move |msg: Message| {
-        let (delivery, retry) = (delivery.clone(), retry.clone());
+        let call = stack.clone().oneshot(msg);
         Box::pin(async move {
-            let first = Instant::now();
-            let mut retries = 0;
-            loop {
-                let (outcome, status) = delivery.once(&msg).await;
-                let Some(policy) = retry.as_deref().filter(|_| outcome == Outcome::Retry) else { return outcome };
-                if !policy.retries_status(status) {
-                    return outcome; // a status the policy does not retry: fail now
+            match call.await {
+                Ok((outcome, _)) => outcome,
+                Err(e) => {
+                    tracing::info!(error = %e, "delivery failed; it will be retried");
+                    Outcome::Retry
                 }
-                let Some(wait) = policy.delay(retries, first.elapsed(), jitter()) else { return outcome };
-                tracing::debug!(topic = %msg.topic, retry = retries + 1, ?wait, "retrying the delivery as the resiliency policy says");
-                tokio::time::sleep(wait).await;
-                retries += 1;
             }
         })
     })
 }
 
-/// A uniform random number in `[0, 1)` for retry jitter.
-fn jitter() -> f64 {
-    // The top 53 bits of a random UUID: as good as any generator for spreading retries.
-    let bits = u64::try_from(uuid::Uuid::new_v4().as_u128() >> 75).unwrap_or(0);
-    bits as f64 / (1u64 << 53) as f64
+/// Judges a delivery: SUCCESS and DROP are done, RETRY (with the app's status, if it answered
+/// one) failed.
+#[derive(Clone, Copy, Debug)]
+struct DeliveryClassify;
+
+impl Classify<(Outcome, Option<u16>)> for DeliveryClassify {
+    fn verdict(&self, result: &Result<(Outcome, Option<u16>), BoxError>) -> Verdict {
+        match result {
+            Ok((Outcome::Success | Outcome::Drop, _)) => Verdict::Success,
+            Ok((Outcome::Retry, status)) => {
+                Verdict::Failure(Failure { kind: FailureKind::Sent, status: *status, retry_after: None })
+            }
+            Err(e) => {
+                Verdict::Failure(Failure { kind: error_kind(e.as_ref(), |_| false), status: None, retry_after: None })
+            }
+        }
+    }
 }
 
 impl Delivery {

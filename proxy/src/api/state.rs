@@ -54,28 +54,67 @@ fn stored_key(c: &StateComponent, key: &str) -> Result<String, ApiError> {
     Ok(format!("{}{key}", c.prefix))
 }
 
-/// Sends one request through the store's service, under the deadline.
-async fn call(c: &StateComponent, req: StateRequest) -> Result<StateResponse, StateError> {
-    match &c.layered {
+/// Whom store calls are counted for.
+#[derive(Clone, Copy)]
+struct Counted<'a> {
+    app_id: &'a str,
+    namespace: &'a str,
+}
+
+impl<'a> From<&'a ApiState> for Counted<'a> {
+    fn from(s: &'a ApiState) -> Self {
+        Counted { app_id: &s.app_id, namespace: &s.namespace }
+    }
+}
+
+/// Sends one request through the store's service, under the deadline, and counts it with
+/// Dapr's component metrics.
+async fn call(who: Counted<'_>, c: &StateComponent, req: StateRequest) -> Result<StateResponse, StateError> {
+    let operation = match &req {
+        StateRequest::Get { .. } => "get",
+        StateRequest::Set(_) => "set",
+        StateRequest::Delete(_) => "delete",
+        StateRequest::Multi(_) => "transaction",
+        StateRequest::Query { .. } => "query",
+    };
+    let started = std::time::Instant::now();
+    let result = match &c.layered {
         // Resiliency policies apply: their timeout is the deadline.
         Some(svc) => svc.clone().oneshot(req).await.map_err(crate::resilient::state_error),
         None => tokio::time::timeout(STORE_TIMEOUT, c.service().oneshot(req))
             .await
             .unwrap_or(Err(StateError::Timeout(STORE_TIMEOUT))),
-    }
+    };
+    // A mismatched ETag or a bad request is the store answering: only failures count as such.
+    let success = !matches!(result, Err(StateError::Store(_) | StateError::Timeout(_)));
+    let labels = [
+        ("app_id", who.app_id.to_owned()),
+        ("component", c.name.clone()),
+        ("namespace", who.namespace.to_owned()),
+        ("operation", operation.to_owned()),
+        ("success", success.to_string()),
+    ];
+    metrics::counter!("dapr_component_state_count", &labels).increment(1);
+    metrics::histogram!("dapr_component_state_latencies", &labels).record(started.elapsed().as_secs_f64() * 1000.0);
+    result
 }
 
 /// A write, delete or transaction through the service.
-async fn call_done(c: &StateComponent, req: StateRequest) -> Result<(), StateError> {
-    match call(c, req).await? {
+async fn call_done(who: Counted<'_>, c: &StateComponent, req: StateRequest) -> Result<(), StateError> {
+    match call(who, c, req).await? {
         StateResponse::Done => Ok(()),
         other => Err(StateError::Store(format!("unexpected answer from the store: {other:?}"))),
     }
 }
 
 /// A read through the service.
-async fn call_get(c: &StateComponent, key: String, metadata: Metadata) -> Result<Option<Item>, StateError> {
-    match call(c, StateRequest::Get { key, metadata }).await? {
+async fn call_get(
+    who: Counted<'_>,
+    c: &StateComponent,
+    key: String,
+    metadata: Metadata,
+) -> Result<Option<Item>, StateError> {
+    match call(who, c, StateRequest::Get { key, metadata }).await? {
         StateResponse::Item(item) => Ok(item),
         other => Err(StateError::Store(format!("unexpected answer from the store: {other:?}"))),
     }
@@ -225,7 +264,7 @@ pub(super) async fn save(s: &ApiState, name: &str, req: Request<Incoming>) -> Re
         .map(|(i, v)| parse_item(v, &base, &format!("[{i}]")).and_then(|p| set_request(c, p)))
         .collect::<Result<Vec<_>, _>>()?;
     for r in reqs {
-        call_done(c, StateRequest::Set(r)).await.map_err(|e| {
+        call_done(s.into(), c, StateRequest::Set(r)).await.map_err(|e| {
             store_error("ERR_STATE_SAVE", format!("failed saving state in state store {name}: {e}"), &e)
         })?;
     }
@@ -237,7 +276,7 @@ pub(super) async fn get(s: &ApiState, name: &str, key: &str, query: Option<&str>
     let c = store(s, name)?;
     let stored = stored_key(c, key)?;
     parse_options(None, query_value(query, "consistency").as_deref())?;
-    let item = call_get(c, stored, query_metadata(query))
+    let item = call_get(s.into(), c, stored, query_metadata(query))
         .await
         .map_err(|e| store_error("ERR_STATE_GET", format!("fail to get {key} from state store {name}: {e}"), &e))?;
     let Some(Item { data, etag, metadata }) = item else { return Ok(no_content()) };
@@ -270,7 +309,7 @@ pub(super) async fn delete(
     let etag =
         req.headers().get(header::IF_MATCH).and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty()).map(str::to_owned);
     let r = DeleteRequest { key: stored, etag, metadata: query_metadata(query), options };
-    call_done(c, StateRequest::Delete(r))
+    call_done(s.into(), c, StateRequest::Delete(r))
         .await
         .map_err(|e| store_error("ERR_STATE_DELETE", format!("failed deleting state with key {key}: {e}"), &e))?;
     Ok(no_content())
@@ -305,9 +344,10 @@ pub(super) async fn bulk(s: &ApiState, name: &str, req: Request<Incoming>) -> Re
     let limit = Arc::new(tokio::sync::Semaphore::new(parallelism));
     let reads = stored.into_iter().map(|k| {
         let (c, md, limit) = (c.clone(), md.clone(), limit.clone());
+        let (app_id, namespace) = (s.app_id.clone(), s.namespace.clone());
         tokio::spawn(async move {
             let _permit = limit.acquire_owned().await;
-            call_get(&c, k, md).await
+            call_get(Counted { app_id: &app_id, namespace: &namespace }, &c, k, md).await
         })
     });
     let mut results = Vec::with_capacity(keys.len());
@@ -354,7 +394,7 @@ pub(super) async fn query(s: &ApiState, name: &str, req: Request<Incoming>) -> R
     let body = read_json(s, req).await?;
     let q =
         Query::parse(&body).map_err(|e| bad("ERR_STATE_QUERY", format!("failed query in state store {name}: {e}")))?;
-    let page = match call(c, StateRequest::Query { prefix: c.prefix.clone(), query: q }).await {
+    let page = match call(s.into(), c, StateRequest::Query { prefix: c.prefix.clone(), query: q }).await {
         Ok(StateResponse::Page(p)) => Ok(p),
         Ok(other) => Err(StateError::Store(format!("unexpected answer from the store: {other:?}"))),
         Err(e) => Err(e),
@@ -433,7 +473,7 @@ pub(super) async fn transaction(s: &ApiState, name: &str, req: Request<Incoming>
             }
         });
     }
-    call_done(c, StateRequest::Multi(parsed)).await.map_err(|e| {
+    call_done(s.into(), c, StateRequest::Multi(parsed)).await.map_err(|e| {
         let status = if matches!(e, StateError::BadRequest(_)) {
             StatusCode::BAD_REQUEST
         } else {

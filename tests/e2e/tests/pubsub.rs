@@ -592,13 +592,16 @@ async fn resiliency_policies_drive_delivery_retries() {
     let docs = concat!(
         "kind: Component\nmetadata: {name: pubsub}\nspec: {type: pubsub.in-memory}\n---\n",
         "kind: Component\nmetadata: {name: picky}\nspec: {type: pubsub.in-memory}\n---\n",
+        "kind: Component\nmetadata: {name: hasty}\nspec: {type: pubsub.in-memory}\n---\n",
         "apiVersion: dapr.io/v1alpha1\nkind: Resiliency\nmetadata: {name: delivery}\nspec:\n",
-        "  policies:\n    retries:\n",
+        "  policies:\n    timeouts: {quick: 200ms}\n    retries:\n",
         "      five: {policy: constant, duration: 20ms, maxRetries: 5}\n",
         "      only503: {policy: constant, duration: 20ms, maxRetries: 5, matching: {httpStatusCodes: '503'}}\n",
+        "      two: {policy: constant, duration: 20ms, maxRetries: 2}\n",
         "  targets:\n    components:\n",
         "      pubsub: {inbound: {retry: five}}\n",
         "      picky: {inbound: {retry: only503}}\n",
+        "      hasty: {inbound: {timeout: quick, retry: two}}\n",
     );
     std::fs::write(dir.join("res.yaml"), docs).unwrap();
     let app = FakeApp::with_subscriptions(
@@ -608,6 +611,8 @@ async fn resiliency_policies_drive_delivery_retries() {
             {"pubsubname": "pubsub", "topic": "poison", "route": "/poison"},
             {"pubsubname": "picky", "topic": "work", "route": "/status/500", "deadLetterTopic": "poison"},
             {"pubsubname": "picky", "topic": "poison", "route": "/picky-poison"},
+            {"pubsubname": "hasty", "topic": "work", "route": "/slow/5000", "deadLetterTopic": "poison"},
+            {"pubsubname": "hasty", "topic": "poison", "route": "/hasty-poison"},
         ]),
     )
     .await;
@@ -618,16 +623,26 @@ async fn resiliency_policies_drive_delivery_retries() {
         .start()
         .await;
     s.wait_ready().await;
-    s.wait_subscriptions(4).await;
+    s.wait_subscriptions(6).await;
     assert_eq!(publish(&s.api_url(), "work", "application/json", r#"{"job":1}"#).await, 204);
+    let url = format!("{}/v1.0/publish/hasty/work", s.api_url());
+    let r = send("POST", &url, &[("content-type", "application/json")], r#"{"job":3}"#).await.unwrap();
+    assert_eq!(r.status, 204);
     let url = format!("{}/v1.0/publish/picky/work", s.api_url());
     let r = send("POST", &url, &[("content-type", "application/json")], r#"{"job":2}"#).await.unwrap();
     assert_eq!(r.status, 204);
-    wait_until(Duration::from_secs(15), "both dead letters", || async {
+    wait_until(Duration::from_secs(15), "the three dead letters", || async {
         let seen = app.seen();
-        (seen.iter().any(|r| r.path == "/poison") && seen.iter().any(|r| r.path == "/picky-poison")).then_some(())
+        let at = |p: &str| seen.iter().any(|r| r.path == p);
+        (at("/poison") && at("/picky-poison") && at("/hasty-poison")).then_some(())
     })
     .await;
+    // A hanging app: each attempt timed out after 200 ms, three attempts, then the dead letter,
+    // long before the app's 5 s answer.
+    assert_eq!(app.seen().iter().filter(|r| r.path == "/slow/5000").count(), 3);
+    let timeouts =
+        s.metric_sum("dapr_resiliency_activations_total", &["policy=\"timeout\"", "target=\"component_hasty\""]).await;
+    assert_eq!(timeouts, 3.0);
     let tries = |job: u64| {
         app.seen()
             .iter()

@@ -75,6 +75,10 @@ async fn retries_timeouts_and_retry_after_follow_the_policy() {
     let start = Instant::now();
     assert_eq!(call(&w.a, "b/method/flaky/four/1/429?retry-after=1").await.0, 200);
     assert!(start.elapsed() >= Duration::from_secs(1), "Retry-After was not honoured: {:?}", start.elapsed());
+    // A 503 that says when to come back waits that long rather than the policy's 50 ms.
+    let start = Instant::now();
+    assert_eq!(call(&w.a, "b/method/flaky/seven/1/503?retry-after=1").await.0, 200);
+    assert!(start.elapsed() >= Duration::from_secs(1), "Retry-After was not honoured: {:?}", start.elapsed());
 
     // A hanging app: each attempt times out after 300 ms and is retried, then the caller gets 504.
     let (status, body) = call(&w.a, "b/method/slow/3000").await;
@@ -173,6 +177,55 @@ async fn component_retries_carry_a_call_through_a_store_outage() {
     redis.restart();
     let r = pending.await.unwrap();
     assert_eq!(r.status, 204, "{}", r.text());
+    // Dapr's component metrics count the calls, failed attempts aside.
+    let gets = s
+        .metric_sum("dapr_component_state_count", &["component=\"store\"", "operation=\"get\"", "success=\"true\""])
+        .await;
+    assert!(gets >= 2.0, "{gets}");
+}
+
+#[tokio::test]
+async fn publish_retries_carry_a_message_through_a_broker_outage() {
+    let mesh = Mesh::new();
+    let dir = tempfile::tempdir().unwrap();
+    let mut redis = RedisServer::start();
+    let component = format!(
+        "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata: {{name: bus}}\nspec:\n  type: pubsub.redis\n  version: v1\n  metadata:\n  - {{name: redisHost, value: '{}'}}\n",
+        redis.host()
+    );
+    std::fs::write(dir.path().join("bus.yaml"), component).unwrap();
+    let resiliency = concat!(
+        "apiVersion: dapr.io/v1alpha1\nkind: Resiliency\nmetadata: {name: bus-policies}\nspec:\n",
+        "  policies:\n    retries: {busRetry: {policy: constant, duration: 100ms, maxRetries: 100}}\n",
+        "  targets:\n    components:\n      bus:\n        outbound: {retry: busRetry}\n",
+    );
+    std::fs::write(dir.path().join("resiliency.yaml"), resiliency).unwrap();
+    let s = mesh.sidecar("publisher").args(["--resources-path", dir.path().to_str().unwrap()]).start().await;
+    let url = format!("{}/v1.0/publish/bus/orders", s.api_url());
+    assert_eq!(send("POST", &url, &[("content-type", "application/json")], "{}").await.unwrap().status, 204);
+    redis.stop();
+    let pending =
+        tokio::spawn(async move { send("POST", &url, &[("content-type", "application/json")], "{}").await.unwrap() });
+    wait_until(Duration::from_secs(10), "a retry of the publish", || async {
+        let n =
+            s.metric_sum("dapr_resiliency_activations_total", &["policy=\"retry\"", "target=\"component_bus\""]).await;
+        (n >= 1.0).then_some(())
+    })
+    .await;
+    redis.restart();
+    let r = pending.await.unwrap();
+    assert_eq!(r.status, 204, "{}", r.text());
+    // The message is on the stream.
+    let host = redis.host();
+    let len = std::process::Command::new("redis-cli")
+        .args(["-p", host.rsplit(':').next().unwrap(), "XLEN", "orders"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&len.stdout).trim(),
+        "1",
+        "the restarted (empty) server got the retried message"
+    );
 }
 
 #[tokio::test]
