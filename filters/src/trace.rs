@@ -94,18 +94,25 @@ fn random_u64() -> u64 {
 pub struct Trace<S> {
     inner: S,
     spans: Option<Spans>,
+    mesh: bool,
 }
 
 /// Applies [`Trace`].
 #[derive(Clone, Debug, Default)]
 pub struct TraceLayer {
     spans: Option<Spans>,
+    mesh: bool,
 }
 
 impl TraceLayer {
-    /// Propagation only, or also span export to `spans`.
+    /// For the API: propagation only, or also span export to `spans`.
     pub fn new(spans: Option<Spans>) -> Self {
-        Self { spans }
+        Self { spans, mesh: false }
+    }
+
+    /// For the mesh side, where requests have no route template: spans name the method path.
+    pub fn mesh(spans: Option<Spans>) -> Self {
+        Self { spans, mesh: true }
     }
 }
 
@@ -113,7 +120,7 @@ impl<S> Layer<S> for TraceLayer {
     type Service = Trace<S>;
 
     fn layer(&self, inner: S) -> Trace<S> {
-        Trace { inner, spans: self.spans.clone() }
+        Trace { inner, spans: self.spans.clone(), mesh: self.mesh }
     }
 }
 
@@ -150,7 +157,7 @@ where
             ctx,
             parent: parent.map_or(0, |p| p.span_id),
             method: crate::metrics::method_label(req.method()),
-            path: req.uri().path().to_owned(),
+            path: self.mesh.then(|| req.uri().path().to_owned()),
             peer: req.extensions().get::<Arc<Caller>>().map(|c| c.to_string()),
             start: SystemTime::now(),
         });
@@ -164,7 +171,8 @@ struct Pending {
     ctx: TraceContext,
     parent: u64,
     method: &'static str,
-    path: String,
+    /// The method path, on the mesh side only.
+    path: Option<String>,
     peer: Option<String>,
     start: SystemTime,
 }
@@ -172,16 +180,18 @@ struct Pending {
 impl Pending {
     fn finish(self, status: Option<u16>, route: Option<RouteLabel>) {
         let mut attributes = vec![("app_id", self.spans.app_id().to_owned()), ("http.method", self.method.to_owned())];
-        let name = match route {
-            Some(r) => {
+        let name = match (route, self.path) {
+            (Some(r), _) => {
                 attributes.push(("http.route", r.0.to_owned()));
                 format!("{} {}", self.method, r.0)
             }
-            None => {
-                // The mesh side has no route template: the method path is the operation.
-                attributes.push(("http.target", self.path));
+            // The mesh side has no route template: the method path is the operation.
+            (None, Some(path)) => {
+                attributes.push(("http.target", path));
                 format!("{} (mesh inbound)", self.method)
             }
+            // An API request no route took (refused at the edge, unknown path).
+            (None, None) => format!("{} other", self.method),
         };
         if let Some(peer) = self.peer {
             attributes.push(("peer.identity", peer));

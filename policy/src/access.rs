@@ -13,7 +13,9 @@
 //!    request's verb, else an entry `*`, else the action from step 2 or 3 stands. A verb that is
 //!    not one of HTTP's standard methods gets the policy's own `defaultAction` (unset: deny).
 //!
-//! `defaultAction` left out is `deny` when the resource has a `policies` key, else `allow`.
+//! `defaultAction` left out is `allow` only when `policies` is an explicitly empty list, and
+//! `deny` otherwise: when there are policies, and also when the key is missing altogether (as
+//! daprd, whose list is then nil, decides).
 //! Operations and request paths compare case-insensitively (the app speaks HTTP).
 
 mod trie;

@@ -164,6 +164,7 @@ pub fn watch(
     };
     let dir = sources.namespace_dir().expect("a root gives a namespace dir");
     let (changed_tx, mut changed) = mpsc::channel::<()>(1);
+    let kick = changed_tx.clone();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         let Ok(event) = event else { return };
         if event.kind.is_access() || !event.paths.iter().any(|p| p.starts_with(&dir) || dir.starts_with(p)) {
@@ -173,6 +174,9 @@ pub fn watch(
         let _ = changed_tx.try_send(());
     })?;
     watcher.watch(&root, notify::RecursiveMode::Recursive)?;
+    // Read once more now that the watch is on: an edit between the first read and this point
+    // would otherwise wait for the next one.
+    let _ = kick.try_send(());
     let task = tokio::spawn(async move {
         while changed.recv().await.is_some() {
             // Let a burst of events settle into one reload.

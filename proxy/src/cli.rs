@@ -156,13 +156,20 @@ pub(crate) struct Env {
     pub(crate) api_token: Option<String>,
     /// `APP_API_TOKEN`: sent to the app.
     pub(crate) app_token: Option<String>,
+    /// `SSL_CERT_FILE`: the CA bundle HTTPS collectors are verified with, instead of the system's.
+    pub(crate) ca_file: Option<PathBuf>,
 }
 
 impl Env {
     /// Reads the environment, once, at start.
     pub(crate) fn read() -> Self {
         let var = |k| std::env::var(k).ok().filter(|v: &String| !v.is_empty());
-        Self { home: var("HOME").map(PathBuf::from), api_token: var("DAPR_API_TOKEN"), app_token: var("APP_API_TOKEN") }
+        Self {
+            home: var("HOME").map(PathBuf::from),
+            api_token: var("DAPR_API_TOKEN"),
+            app_token: var("APP_API_TOKEN"),
+            ca_file: var("SSL_CERT_FILE").map(PathBuf::from),
+        }
     }
 }
 

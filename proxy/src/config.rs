@@ -91,6 +91,8 @@ pub(crate) struct Settings {
     pub(crate) data_dir: PathBuf,
     pub(crate) api_token: Option<String>,
     pub(crate) app_token: Option<String>,
+    /// `SSL_CERT_FILE`, for HTTPS collectors.
+    pub(crate) ca_file: Option<PathBuf>,
     pub(crate) command: Vec<String>,
 }
 
@@ -328,6 +330,7 @@ pub(crate) fn load(args: &RunArgs, env: &Env) -> Result<Settings, Problems> {
         data_dir: args.data_dir.clone(),
         api_token: env.api_token.clone(),
         app_token: env.app_token.clone(),
+        ca_file: env.ca_file.clone(),
         command: args.command.clone(),
     })
 }

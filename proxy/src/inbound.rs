@@ -113,7 +113,7 @@ pub(crate) async fn serve(
                     req
                 })
                 // Continue the caller's trace with a span for this hop.
-                .layer(TraceLayer::new(spans))
+                .layer(TraceLayer::mesh(spans))
                 // The one place where failures below become the caller's answer.
                 .service_fn(move |req: Request<Incoming>| {
                     let (to_app, app_id) = (to_app.clone(), app_id.clone());

@@ -151,7 +151,8 @@ pub(crate) async fn run(s: Settings, metrics: PrometheusHandle) -> anyhow::Resul
     // Finished spans go to the collector of `spec.tracing`, if one is configured.
     let (spans, span_export) = match &s.tracing {
         Some(t) => {
-            let (spans, task) = crate::telemetry::start(t, &s.app_id);
+            let (spans, task) =
+                crate::telemetry::start(t, &s.app_id, s.ca_file.as_deref()).context("starting span export")?;
             (Some(spans), Some(task))
         }
         None => (None, None),

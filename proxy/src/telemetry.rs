@@ -6,6 +6,8 @@
 //! hyper client) or Zipkin v2 JSON. A collector that is down costs a log line per failed batch,
 //! never a request's latency.
 
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -28,10 +30,38 @@ const QUEUE: usize = 4096;
 /// Where spans go.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum Export {
-    /// OTLP over HTTP, protobuf, to this URL (`…/v1/traces`).
+    /// OTLP over HTTP (or HTTPS, by the URL's scheme), protobuf, to this URL (`…/v1/traces`).
     Otlp { url: String, headers: Vec<(String, String)> },
     /// Zipkin v2 JSON, to this URL (`…/api/v2/spans`).
     Zipkin { url: String },
+}
+
+impl std::fmt::Display for Export {
+    /// The collector without credentials: userinfo is cut from the URL and only header names are
+    /// shown (OTLP headers usually carry an API key).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Export::Otlp { url, headers } => {
+                let names: Vec<&str> = headers.iter().map(|(k, _)| k.as_str()).collect();
+                write!(f, "OTLP/HTTP to {}", without_userinfo(url))?;
+                if !names.is_empty() {
+                    write!(f, " with headers {}", names.join(", "))?;
+                }
+                Ok(())
+            }
+            Export::Zipkin { url } => write!(f, "Zipkin to {}", without_userinfo(url)),
+        }
+    }
+}
+
+/// `scheme://user:pass@host/…` → `scheme://host/…`.
+fn without_userinfo(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
+        None => url.to_owned(),
+    }
 }
 
 /// The tracing settings in force.
@@ -71,14 +101,8 @@ impl TracingConfig {
                         format!("{protocol:?}: only http is available (OTLP over HTTP, protobuf)"),
                     ));
                 }
+                // Dapr's default is TLS; `http://` or `https://` in the address decides on its own.
                 let secure = v.pointer("/otel/isSecure").and_then(Value::as_bool).unwrap_or(true);
-                if secure && !endpoint.starts_with("http://") {
-                    problems.push((
-                        "spec.tracing.otel.isSecure".to_owned(),
-                        "true (the default) needs TLS to the collector, which is not available yet; set isSecure: false"
-                            .to_owned(),
-                    ));
-                }
                 let headers = v
                     .pointer("/otel/headers")
                     .and_then(Value::as_array)
@@ -88,13 +112,13 @@ impl TracingConfig {
                             .collect()
                     })
                     .unwrap_or_default();
-                Some(Export::Otlp { url: otlp_url(&endpoint), headers })
+                Some(Export::Otlp { url: otlp_url(&endpoint, secure), headers })
             }
             (None, Some(url)) => {
-                if !url.starts_with("http://") {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
                     problems.push((
                         "spec.tracing.zipkin.endpointAddress".to_owned(),
-                        format!("{url:?} must be an http:// URL (e.g. http://localhost:9411/api/v2/spans)"),
+                        format!("{url:?} must be an http:// or https:// URL (e.g. http://localhost:9411/api/v2/spans)"),
                     ));
                 }
                 Some(Export::Zipkin { url })
@@ -108,10 +132,11 @@ impl TracingConfig {
     }
 }
 
-/// `localhost:4318` or `http://host:4318[/path]` → the traces URL.
-fn otlp_url(endpoint: &str) -> String {
+/// `localhost:4318` (scheme by `secure`) or `http(s)://host:4318[/path]` → the traces URL.
+fn otlp_url(endpoint: &str, secure: bool) -> String {
     let e = endpoint.trim().trim_end_matches('/');
-    let with_scheme = if e.contains("://") { e.to_owned() } else { format!("http://{e}") };
+    let scheme = if secure { "https" } else { "http" };
+    let with_scheme = if e.contains("://") { e.to_owned() } else { format!("{scheme}://{e}") };
     let path_given = with_scheme.splitn(4, '/').nth(3).is_some_and(|p| !p.is_empty());
     if path_given { with_scheme } else { format!("{with_scheme}/v1/traces") }
 }
@@ -132,15 +157,57 @@ impl Exporting {
     }
 }
 
-/// Starts the export task; returns the sink for the trace layers and the task.
-pub(crate) fn start(config: &TracingConfig, app_id: &str) -> (Spans, Exporting) {
+/// Starts the export task; returns the sink for the trace layers and the task. HTTPS collectors
+/// are verified against `ca_file` (`SSL_CERT_FILE`) or the system's CA bundle.
+pub(crate) fn start(
+    config: &TracingConfig,
+    app_id: &str,
+    ca_file: Option<&Path>,
+) -> anyhow::Result<(Spans, Exporting)> {
+    let connector = https_connector(ca_file)?;
     let (spans, rx) = Spans::new(QUEUE, config.rate, app_id);
-    let exporter = Exporter::new(config.export.clone(), app_id);
-    tracing::info!(export = ?config.export, rate = config.rate, "exporting spans");
+    let exporter = Exporter::new(config.export.clone(), app_id, connector);
+    tracing::info!(export = %config.export, rate = config.rate, "exporting spans");
     let stop = tokio_util::sync::CancellationToken::new();
     let task = tokio::spawn(run(rx, exporter, stop.clone()));
-    (spans, Exporting { stop, task })
+    Ok((spans, Exporting { stop, task }))
 }
+
+/// Where the system keeps its CA bundle (Debian).
+const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// A connector for `http://` and `https://` collectors; HTTPS verifies the collector's
+/// certificate against `ca_file` or the system bundle.
+fn https_connector(ca_file: Option<&Path>) -> anyhow::Result<Connector> {
+    use anyhow::Context as _;
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject as _;
+    let path = ca_file.unwrap_or(Path::new(SYSTEM_CA_BUNDLE));
+    let mut roots = rustls::RootCertStore::empty();
+    if path.exists() || ca_file.is_some() {
+        let certs = CertificateDer::pem_file_iter(path)
+            .with_context(|| format!("reading CA certificates from {}", path.display()))?;
+        // A bundle may hold certificates this verifier cannot use; the others still count.
+        let (added, _ignored) = roots.add_parsable_certificates(certs.flatten());
+        anyhow::ensure!(added > 0 || ca_file.is_none(), "{} holds no usable CA certificate", path.display());
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS versions")?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    Ok(hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http))
+}
+
+/// The connector of collector clients.
+pub(crate) type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 
 async fn run(mut rx: mpsc::Receiver<SpanRecord>, mut exporter: Exporter, stop: tokio_util::sync::CancellationToken) {
     let mut batch = Vec::with_capacity(BATCH);
@@ -186,17 +253,17 @@ async fn send(exporter: &mut Exporter, batch: Vec<SpanRecord>) {
 /// A collector client.
 enum Exporter {
     Otlp(otlp::Otlp),
-    Zipkin { url: String, app_id: String, client: Client<HttpConnector, Full<Bytes>> },
+    Zipkin { url: String, app_id: String, client: Client<Connector, Full<Bytes>> },
 }
 
 impl Exporter {
-    fn new(export: Export, app_id: &str) -> Self {
+    fn new(export: Export, app_id: &str, connector: Connector) -> Self {
         match export {
-            Export::Otlp { url, headers } => Exporter::Otlp(otlp::Otlp::new(&url, headers, app_id)),
+            Export::Otlp { url, headers } => Exporter::Otlp(otlp::Otlp::new(&url, headers, app_id, connector)),
             Export::Zipkin { url } => Exporter::Zipkin {
                 url,
                 app_id: app_id.to_owned(),
-                client: Client::builder(TokioExecutor::new()).build_http(),
+                client: Client::builder(TokioExecutor::new()).build(connector),
             },
         }
     }
@@ -283,8 +350,9 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!((z.rate, z.export), (0.5, Export::Zipkin { url: "http://z:9411/api/v2/spans".into() }));
-        assert_eq!(otlp_url("http://c:4318/custom/traces"), "http://c:4318/custom/traces");
-        assert_eq!(otlp_url("http://c:4318/"), "http://c:4318/v1/traces");
+        assert_eq!(otlp_url("http://c:4318/custom/traces", true), "http://c:4318/custom/traces");
+        assert_eq!(otlp_url("http://c:4318/", true), "http://c:4318/v1/traces");
+        assert_eq!(otlp_url("c:4318", true), "https://c:4318/v1/traces", "isSecure (Dapr's default) is TLS");
         for (v, field, value) in [
             (
                 json!({"samplingRate": "often", "zipkin": {"endpointAddress": "http://z"}}),
@@ -297,12 +365,22 @@ mod tests {
                 "\"2\"",
             ),
             (otel(json!({"protocol": "grpc"})), "spec.tracing.otel.protocol", "grpc"),
-            (json!({"otel": {"endpointAddress": "c:4318"}}), "spec.tracing.otel.isSecure", "isSecure: false"),
             (json!({"zipkin": {"endpointAddress": "z:9411"}}), "spec.tracing.zipkin.endpointAddress", "z:9411"),
         ] {
             let errs = parse(v.clone()).unwrap_err();
             assert!(errs.iter().any(|(f, m)| f == field && m.contains(value)), "{v}: {errs:?}");
         }
+    }
+
+    #[test]
+    fn the_collector_is_shown_without_credentials() {
+        let e = Export::Otlp {
+            url: "https://u:p4ss@c:4318/v1/traces".into(),
+            headers: vec![("api-key".into(), "s3cret".into())],
+        };
+        let shown = e.to_string();
+        assert_eq!(shown, "OTLP/HTTP to https://c:4318/v1/traces with headers api-key");
+        assert_eq!(without_userinfo("http://z:9411/a@b"), "http://z:9411/a@b", "an @ in the path is not userinfo");
     }
 
     #[test]

@@ -269,6 +269,14 @@ impl Breaker {
         None
     }
 
+    /// Forgets a call let through in `generation` whose outcome will never come: while
+    /// half-open, its probe slot is free again.
+    pub fn cancel(&mut self, generation: u64) {
+        if generation == self.generation && self.state == State::HalfOpen {
+            self.counts.requests = self.counts.requests.saturating_sub(1);
+        }
+    }
+
     fn advance(&mut self, now: Instant) {
         match (self.state, self.expiry) {
             (State::Closed, Some(at)) if now >= at => self.enter(State::Closed, now),
@@ -345,7 +353,17 @@ where
     }
 
     fn call(&mut self, req: Req) -> Self::Future {
-        let admitted = lock(&self.breaker).before(Instant::now());
+        let (admitted, turned) = {
+            let mut b = lock(&self.breaker);
+            let was = b.state;
+            let admitted = b.before(Instant::now());
+            (admitted, (b.state != was).then(|| (b.name.clone(), b.state)))
+        };
+        if let Some((name, state)) = turned {
+            // Open turned half-open: the next calls are probes.
+            self.labels.breaker_state(&name, state);
+            tracing::info!(policy = %name, target = %self.labels.target, state = state.label(), "circuit breaker probing");
+        }
         match admitted {
             Ok(generation) => ResponseFuture {
                 inner: Some(self.inner.call(req)),
@@ -355,6 +373,7 @@ where
                     generation,
                     classify: self.classify.clone(),
                     labels: self.labels.clone(),
+                    reported: false,
                 }),
             },
             Err(refused) => ResponseFuture { inner: None, refused: Some(refused), watch: None },
@@ -372,6 +391,17 @@ struct Watch<C> {
     generation: u64,
     classify: C,
     labels: Arc<Labels>,
+    reported: bool,
+}
+
+impl<C> Drop for Watch<C> {
+    /// A call dropped before its outcome (the caller went away) gives its probe slot back, so a
+    /// half-open breaker is never left waiting for an answer that will not come.
+    fn drop(&mut self) {
+        if !self.reported {
+            lock(&self.breaker).cancel(self.generation);
+        }
+    }
 }
 
 pin_project! {
@@ -399,7 +429,8 @@ where
         }
         let Some(inner) = this.inner.as_pin_mut() else { panic!("ResponseFuture polled after completion") };
         let result = std::task::ready!(inner.poll(cx)).map_err(Into::into);
-        if let Some(w) = this.watch.take() {
+        if let Some(mut w) = this.watch.take() {
+            w.reported = true;
             let success = w.classify.verdict(&result) == Verdict::Success;
             let (name, changed) = {
                 let mut b = lock(&w.breaker);

@@ -42,6 +42,12 @@ pub enum FailureKind {
 pub trait Classify<R> {
     /// The verdict on `result`.
     fn verdict(&self, result: &Result<R, BoxError>) -> Verdict;
+
+    /// The status code of an answer, for retry policies that list codes this classifier calls a
+    /// success (a policy may retry a 404; a breaker never counts one).
+    fn answer_status(&self, _result: &Result<R, BoxError>) -> Option<u16> {
+        None
+    }
 }
 
 /// Judges HTTP responses: 5xx and 429 are failures (with `Retry-After` read from the answer),
@@ -73,6 +79,10 @@ impl<B> Classify<http::Response<B>> for HttpClassify {
                 Verdict::Failure(Failure { kind: error_kind(e.as_ref(), self.unsent), status: None, retry_after: None })
             }
         }
+    }
+
+    fn answer_status(&self, result: &Result<http::Response<B>, BoxError>) -> Option<u16> {
+        result.as_ref().ok().map(|rsp| rsp.status().as_u16())
     }
 }
 

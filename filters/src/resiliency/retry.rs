@@ -25,6 +25,9 @@ use tower::{BoxError, Layer, Service, ServiceExt as _};
 use super::classify::{Classify, Failure, FailureKind, Verdict};
 use super::{Labels, RetryPolicy};
 
+/// The shortest wait between attempts.
+pub const MIN_WAIT: Duration = Duration::from_millis(10);
+
 /// The longest `Retry-After` honoured; a target asking for more gets its answer passed back.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
 
@@ -74,9 +77,15 @@ impl Retrying {
         }
     }
 
-    /// The wait before retry number `retry` (0: the first), or `None` to stop.
+    /// Whether the policy's `matching.httpStatusCodes` lists `code`.
+    pub fn lists(&self, code: u16) -> bool {
+        self.policy.http_codes.as_ref().is_some_and(|ranges| ranges.iter().any(|r| r.contains(&code)))
+    }
+
+    /// The wait before retry number `retry` (0: the first), or `None` to stop. Never shorter than
+    /// [`MIN_WAIT`], so a policy with a zero interval and no retry limit cannot spin.
     pub fn wait(&self, retry: u32, elapsed: Duration, failure: &Failure, jitter: f64) -> Option<Duration> {
-        let wait = self.policy.delay(retry, elapsed, jitter)?;
+        let wait = self.policy.delay(retry, elapsed, jitter)?.max(MIN_WAIT);
         match failure.retry_after {
             Some(asked) if asked > MAX_RETRY_AFTER => None,
             Some(asked) => Some(asked.max(wait)),
@@ -149,7 +158,16 @@ where
             let mut result = first.call(req).await.map_err(Into::into);
             let mut retry = 0;
             loop {
-                let Verdict::Failure(failure) = classify.verdict(&result) else { return result };
+                let failure = match classify.verdict(&result) {
+                    Verdict::Failure(failure) => failure,
+                    // An answer the classifier accepts is still retried when the policy lists it.
+                    Verdict::Success => match classify.answer_status(&result) {
+                        Some(code) if retrying.lists(code) => {
+                            Failure { kind: FailureKind::Sent, status: Some(code), retry_after: None }
+                        }
+                        _ => return result,
+                    },
+                };
                 let Some(next) = copy.take() else { return result };
                 if !retrying.retries(&failure) {
                     return result;

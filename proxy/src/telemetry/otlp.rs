@@ -18,12 +18,14 @@ pub(super) struct Otlp {
 }
 
 impl Otlp {
-    pub(super) fn new(url: &str, headers: Vec<(String, String)>, app_id: &str) -> Self {
+    pub(super) fn new(url: &str, headers: Vec<(String, String)>, app_id: &str, connector: super::Connector) -> Self {
+        let timeout = Duration::from_secs(10);
         let exporter = opentelemetry_otlp::SpanExporter::builder()
             .with_http()
+            .with_http_client(opentelemetry_http::hyper::HyperClient::new(connector, timeout, None))
             .with_endpoint(url)
             .with_protocol(Protocol::HttpBinary)
-            .with_timeout(Duration::from_secs(10))
+            .with_timeout(timeout)
             .with_headers(headers.into_iter().collect::<HashMap<_, _>>())
             .build()
             .map(|mut e| {

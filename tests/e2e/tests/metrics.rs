@@ -73,7 +73,9 @@ async fn ten_thousand_random_requests_keep_the_series_bounded() {
             _ if i % 100 == 4 => (format!("/v1.0/invoke/{t1}/method/x"), None),
             _ => (format!("/v1.0/metadata/{t1}"), None),
         };
-        jobs.push((path, header, t2));
+        // Only calls to apps that do not exist may fail on our side (500, no endpoints).
+        let may_fail = i % 5 == 4 && i % 100 == 4;
+        jobs.push((path, header, t2, may_fail));
     }
     let jobs = Arc::new(std::sync::Mutex::new(jobs));
     let mut workers = Vec::new();
@@ -82,14 +84,14 @@ async fn ten_thousand_random_requests_keep_the_series_bounded() {
         workers.push(tokio::spawn(async move {
             let mut answered = 0;
             loop {
-                let Some((path, header, host)) = jobs.lock().unwrap().pop() else { return answered };
+                let Some((path, header, host, may_fail)) = jobs.lock().unwrap().pop() else { return answered };
                 let mut headers = vec![("host", host.as_str())];
                 if let Some((k, v)) = &header {
                     headers.push((k, v.as_str()));
                 }
                 let r =
                     send("GET", &format!("{}{path}", a.api_url()), &headers, "").await.expect("the sidecar answers");
-                assert!(r.status < 600);
+                assert!(r.status < 500 || (may_fail && r.status == 500), "{path}: {}", r.status);
                 answered += 1;
             }
         }));

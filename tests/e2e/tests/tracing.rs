@@ -193,3 +193,46 @@ async fn a_published_message_is_delivered_within_the_publishers_trace() {
     let delivered = app.seen().into_iter().find(|r| r.path == "/events").expect("delivered");
     assert_eq!(delivered.headers["traceparent"], format!("00-{TRACE}-{}-01", delivery.span_id));
 }
+
+#[tokio::test]
+async fn an_https_collector_is_verified_with_the_given_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    let collector = Collector::start_tls(&ca).await;
+    // Dapr's default for otel is isSecure: true, so no flag is needed for TLS.
+    let cfg = config(
+        dir.path(),
+        &format!("    samplingRate: '1'\n    otel: {{endpointAddress: 'localhost:{}'}}\n", collector.port),
+    );
+    let mesh = Mesh::new();
+    let s = mesh.sidecar("tls").args(["--config", &cfg]).env("SSL_CERT_FILE", ca.to_str().unwrap()).start().await;
+    let traceparent = format!("00-{TRACE}-{CALLER_SPAN}-01");
+    assert_eq!(
+        send("GET", &format!("{}/v1.0/metadata", s.api_url()), &[("traceparent", &traceparent)], "")
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+    let spans = wait_until(Duration::from_secs(10), "the span over HTTPS", || async {
+        let spans = of_trace(&collector.spans());
+        (!spans.is_empty()).then_some(spans)
+    })
+    .await;
+    assert_eq!((spans[0].name.as_str(), spans[0].service.as_str()), ("GET /v1.0/metadata", "tls"));
+
+    // Without the CA the collector is not trusted: spans are dropped and counted, requests go on.
+    let untrusted = mesh.sidecar("untrusted").args(["--config", &cfg]).start().await;
+    assert_eq!(
+        send("GET", &format!("{}/v1.0/metadata", untrusted.api_url()), &[("traceparent", &traceparent)], "")
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+    wait_until(Duration::from_secs(10), "dropped spans", || async {
+        (untrusted.metric_sum("outrider_spans_dropped_total", &[]).await >= 1.0).then_some(())
+    })
+    .await;
+    assert!(untrusted.log().contains("span export failed"), "{}", untrusted.log());
+}

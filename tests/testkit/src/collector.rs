@@ -53,6 +53,33 @@ impl Drop for Collector {
 impl Collector {
     /// Starts one on a free loopback port.
     pub async fn start() -> Self {
+        Self::serve(None).await
+    }
+
+    /// Starts one that speaks only HTTPS, with a certificate for `127.0.0.1` and `localhost`
+    /// from a fresh CA, whose PEM is written to `ca_pem` (not trusted by default: clients must
+    /// be given it).
+    pub async fn start_tls(ca_pem: &std::path::Path) -> Self {
+        let ca_key = rcgen::KeyPair::generate().expect("key");
+        let mut ca_params = rcgen::CertificateParams::default();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca = ca_params.self_signed(&ca_key).expect("ca");
+        let key = rcgen::KeyPair::generate().expect("key");
+        let params = rcgen::CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()]).expect("params");
+        let cert = params.signed_by(&key, &rcgen::Issuer::new(ca_params, ca_key)).expect("cert");
+        std::fs::write(ca_pem, ca.pem()).expect("write the CA");
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let key_der = rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.der().clone()], key_der)
+            .expect("server config");
+        Self::serve(Some(tokio_rustls::TlsAcceptor::from(Arc::new(config)))).await
+    }
+
+    async fn serve(tls: Option<tokio_rustls::TlsAcceptor>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind collector");
         let port = listener.local_addr().unwrap().port();
         let spans = Arc::new(Mutex::new(Vec::new()));
@@ -60,10 +87,19 @@ impl Collector {
         let task = tokio::spawn(async move {
             loop {
                 let Ok((tcp, _)) = listener.accept().await else { return };
-                let store = store.clone();
+                let (store, tls) = (store.clone(), tls.clone());
                 tokio::spawn(async move {
                     let svc = service_fn(move |req| handle(req, store.clone()));
-                    let _ = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(tcp), svc).await;
+                    let builder = auto::Builder::new(TokioExecutor::new());
+                    match tls {
+                        Some(acceptor) => {
+                            let Ok(stream) = acceptor.accept(tcp).await else { return };
+                            let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
+                        }
+                        None => {
+                            let _ = builder.serve_connection(TokioIo::new(tcp), svc).await;
+                        }
+                    }
                 });
             }
         });

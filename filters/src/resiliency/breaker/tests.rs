@@ -116,3 +116,34 @@ async fn the_layer_refuses_while_open_without_calling_the_target() {
     assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 3);
     assert!(svc.clone().oneshot(()).await.is_err(), "the failed probe opened it again");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_probe_dropped_before_its_answer_frees_its_slot() {
+    let target = service_fn(|fail: bool| async move {
+        if fail {
+            let mut rsp = http::Response::new(());
+            *rsp.status_mut() = http::StatusCode::BAD_GATEWAY;
+            Ok::<_, Infallible>(rsp)
+        } else {
+            // Never answers: the caller gives up.
+            std::future::pending().await
+        }
+    });
+    let labels = Labels { app_id: "me".into(), target: "app_b".into(), flow_direction: "outbound" };
+    let layer = CircuitBreakerLayer::new(
+        "cb",
+        policy(json!({"timeout": "10s", "trip": "consecutiveFailures >= 1"})),
+        HttpClassify { unsent: |_| false },
+        labels,
+    );
+    let svc = ServiceBuilder::new().layer(layer).service(target);
+    assert_eq!(svc.clone().oneshot(true).await.unwrap().status(), 502);
+    tokio::time::advance(secs(10)).await;
+    // The half-open probe hangs and its caller goes away.
+    let probe = tokio::time::timeout(secs(1), svc.clone().oneshot(false)).await;
+    assert!(probe.is_err());
+    // The slot is free: the next call is let through as a probe (and its failure opens again).
+    assert_eq!(svc.clone().oneshot(true).await.unwrap().status(), 502);
+    let err = svc.clone().oneshot(true).await.unwrap_err();
+    assert!(err.is::<Refused>(), "{err}");
+}

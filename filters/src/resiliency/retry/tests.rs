@@ -136,8 +136,11 @@ async fn only_the_default_statuses_are_retried_without_matching() {
 #[tokio::test(start_paused = true)]
 async fn matching_lists_exactly_the_statuses_retried() {
     use Step::*;
-    let r = || retrying(1, Some("500,429"), false);
+    let r = || retrying(1, Some("500,429,404"), false);
     assert_eq!(run(r(), vec![Status(500), Status(200)], true).await.1.len(), 2);
+    // A code the breaker would call a success is still retried when the policy lists it.
+    assert_eq!(run(r(), vec![Status(404), Status(200)], true).await.1.len(), 2);
+    assert_eq!(run(r(), vec![Status(409), Status(200)], true).await.1.len(), 1);
     assert_eq!(run(r(), vec![Status(429), Status(200)], true).await.1.len(), 2);
     assert_eq!(run(r(), vec![Status(503), Status(200)], true).await.1.len(), 1);
 }
