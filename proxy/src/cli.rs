@@ -158,6 +158,22 @@ pub(crate) struct Env {
     pub(crate) app_token: Option<String>,
     /// `SSL_CERT_FILE`: the CA bundle HTTPS collectors are verified with, instead of the system's.
     pub(crate) ca_file: Option<PathBuf>,
+    /// The standard `OTEL_EXPORTER_OTLP_*` variables, used when the Configuration names no
+    /// collector (as daprd does).
+    pub(crate) otel: OtelEnv,
+}
+
+/// `OTEL_EXPORTER_OTLP_[TRACES_]{ENDPOINT,PROTOCOL,INSECURE,HEADERS}`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct OtelEnv {
+    /// The traces endpoint (used as is), or the base endpoint (`/v1/traces` is added).
+    pub(crate) endpoint: Option<String>,
+    /// `http/protobuf`, `http/json` or `grpc`.
+    pub(crate) protocol: Option<String>,
+    /// `true`: plain HTTP for an endpoint without a scheme.
+    pub(crate) insecure: Option<bool>,
+    /// `key=value,key2=value2`.
+    pub(crate) headers: Option<String>,
 }
 
 impl Env {
@@ -169,6 +185,14 @@ impl Env {
             api_token: var("DAPR_API_TOKEN"),
             app_token: var("APP_API_TOKEN"),
             ca_file: var("SSL_CERT_FILE").map(PathBuf::from),
+            otel: OtelEnv {
+                endpoint: var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").or_else(|| var("OTEL_EXPORTER_OTLP_ENDPOINT")),
+                protocol: var("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL").or_else(|| var("OTEL_EXPORTER_OTLP_PROTOCOL")),
+                insecure: var("OTEL_EXPORTER_OTLP_TRACES_INSECURE")
+                    .or_else(|| var("OTEL_EXPORTER_OTLP_INSECURE"))
+                    .map(|v| v.eq_ignore_ascii_case("true")),
+                headers: var("OTEL_EXPORTER_OTLP_TRACES_HEADERS").or_else(|| var("OTEL_EXPORTER_OTLP_HEADERS")),
+            },
         }
     }
 }

@@ -261,17 +261,15 @@ pub(crate) fn load(args: &RunArgs, env: &Env) -> Result<Settings, Problems> {
         problems.extend(errs.into_iter().map(|e| Problem { at: e.field, message: e.message }));
         AccessControl::open()
     });
-    let tracing = match cfg.spec.tracing.take() {
-        Some(t) => {
-            let file = args.config.as_deref().map(display).unwrap_or_default();
-            crate::telemetry::TracingConfig::parse(&t).unwrap_or_else(|errs| {
-                problems.extend(
-                    errs.into_iter().map(|(field, message)| Problem { at: format!("{file}: {field}"), message }),
-                );
-                None
-            })
-        }
-        None => None,
+    let tracing = {
+        // The OTEL_EXPORTER_OTLP_* environment fills in a collector the file does not name.
+        let t = cfg.spec.tracing.take().unwrap_or_default();
+        let file = args.config.as_deref().map(display).unwrap_or_else(|| "the environment".to_owned());
+        crate::telemetry::TracingConfig::parse(&t, &env.otel).unwrap_or_else(|errs| {
+            problems
+                .extend(errs.into_iter().map(|(field, message)| Problem { at: format!("{file}: {field}"), message }));
+            None
+        })
     };
     let workload_cert_ttl = match cfg.spec.mtls.workload_cert_ttl.as_deref() {
         None | Some("") => DEFAULT_CERT_TTL,

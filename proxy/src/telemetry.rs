@@ -17,6 +17,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use outrider_filters::spans::{SpanKind, SpanRecord, Spans};
+
+use crate::cli::OtelEnv;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
@@ -75,11 +77,17 @@ pub(crate) struct TracingConfig {
 impl TracingConfig {
     /// Reads `spec.tracing`. `None` when nothing is exported (no collector, or `samplingRate: "0"`).
     /// Problems are `(field, message)`.
-    pub(crate) fn parse(v: &Value) -> Result<Option<Self>, Vec<(String, String)>> {
+    pub(crate) fn parse(v: &Value, env: &OtelEnv) -> Result<Option<Self>, Vec<(String, String)>> {
         let mut problems = Vec::new();
         let text = |p: &str| v.pointer(p).map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_owned));
+        // As in daprd, the environment names the collector when the file does not, and then an
+        // unset rate samples everything.
+        let from_env = text("/otel/endpointAddress").is_none_or(|s| s.trim().is_empty())
+            && text("/zipkin/endpointAddress").is_none_or(|s| s.trim().is_empty())
+            && env.endpoint.is_some();
         // As in daprd: an unset rate samples almost nothing; "0" turns export off.
         let rate = match text("/samplingRate").as_deref().map(str::trim) {
+            None | Some("") if from_env => 1.0,
             None | Some("") => 0.0001,
             Some(t) => match t.parse::<f64>() {
                 Ok(r) if (0.0..=1.0).contains(&r) => r,
@@ -90,20 +98,29 @@ impl TracingConfig {
                 }
             },
         };
-        let otel = text("/otel/endpointAddress").filter(|s| !s.trim().is_empty());
+        let otel = text("/otel/endpointAddress")
+            .filter(|s| !s.trim().is_empty())
+            .or_else(|| env.endpoint.clone().filter(|_| from_env));
         let zipkin = text("/zipkin/endpointAddress").filter(|s| !s.trim().is_empty());
         let export = match (otel, zipkin) {
             (Some(endpoint), _) => {
-                let protocol = text("/otel/protocol").unwrap_or_else(|| "http".to_owned()).to_ascii_lowercase();
-                if protocol != "http" {
+                let protocol = text("/otel/protocol")
+                    .or_else(|| env.protocol.clone())
+                    .unwrap_or_else(|| "http".to_owned())
+                    .to_ascii_lowercase();
+                if protocol != "http" && protocol != "http/protobuf" {
                     problems.push((
                         "spec.tracing.otel.protocol".to_owned(),
                         format!("{protocol:?}: only http is available (OTLP over HTTP, protobuf)"),
                     ));
                 }
                 // Dapr's default is TLS; `http://` or `https://` in the address decides on its own.
-                let secure = v.pointer("/otel/isSecure").and_then(Value::as_bool).unwrap_or(true);
-                let headers = v
+                let secure = v
+                    .pointer("/otel/isSecure")
+                    .and_then(Value::as_bool)
+                    .or(env.insecure.map(|insecure| !insecure))
+                    .unwrap_or(true);
+                let mut headers: Vec<(String, String)> = v
                     .pointer("/otel/headers")
                     .and_then(Value::as_array)
                     .map(|hs| {
@@ -112,6 +129,9 @@ impl TracingConfig {
                             .collect()
                     })
                     .unwrap_or_default();
+                if headers.is_empty() {
+                    headers = env.headers.as_deref().map(env_headers).unwrap_or_default();
+                }
                 Some(Export::Otlp { url: otlp_url(&endpoint, secure), headers })
             }
             (None, Some(url)) => {
@@ -130,6 +150,18 @@ impl TracingConfig {
         }
         Ok(export.filter(|_| rate > 0.0).map(|export| TracingConfig { rate, export }))
     }
+}
+
+/// `key=value,key2=value2` (values percent-encoded, as the OTLP exporter spec has it).
+fn env_headers(s: &str) -> Vec<(String, String)> {
+    s.split(',')
+        .filter_map(|kv| {
+            let (k, v) = kv.split_once('=')?;
+            let v = percent_encoding::percent_decode_str(v.trim()).decode_utf8_lossy().into_owned();
+            Some((k.trim().to_owned(), v))
+        })
+        .filter(|(k, _)| !k.is_empty())
+        .collect()
 }
 
 /// `localhost:4318` (scheme by `secure`) or `http(s)://host:4318[/path]` → the traces URL.
@@ -325,7 +357,32 @@ mod tests {
     use super::*;
 
     fn parse(v: Value) -> Result<Option<TracingConfig>, Vec<(String, String)>> {
-        TracingConfig::parse(&v)
+        TracingConfig::parse(&v, &OtelEnv::default())
+    }
+
+    #[test]
+    fn the_environment_names_a_collector_the_file_does_not() {
+        let env = OtelEnv {
+            endpoint: Some("collector:4318".into()),
+            protocol: Some("http/protobuf".into()),
+            insecure: Some(true),
+            headers: Some("api-key=s%3Dcret, x=1".into()),
+        };
+        let c = TracingConfig::parse(&Value::Null, &env).unwrap().unwrap();
+        assert_eq!(c.rate, 1.0, "an unset rate samples everything when the environment names the collector");
+        assert_eq!(
+            c.export,
+            Export::Otlp {
+                url: "http://collector:4318/v1/traces".into(),
+                headers: vec![("api-key".into(), "s=cret".into()), ("x".into(), "1".into())],
+            }
+        );
+        // The file wins; a protocol we do not speak is refused.
+        let file = json!({"samplingRate": "0.5", "zipkin": {"endpointAddress": "http://z:9411/api/v2/spans"}});
+        assert!(matches!(TracingConfig::parse(&file, &env).unwrap().unwrap().export, Export::Zipkin { .. }));
+        let grpc = OtelEnv { protocol: Some("grpc".into()), ..env };
+        assert!(TracingConfig::parse(&Value::Null, &grpc).is_err());
+        assert!(TracingConfig::parse(&Value::Null, &OtelEnv::default()).unwrap().is_none());
     }
 
     #[test]
