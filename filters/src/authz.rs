@@ -12,14 +12,11 @@
 //! labels are the caller's verified identity, the configured operation that matched (`other`
 //! when none did) and a known verb, all bounded.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::{Request, Response};
 use outrider_policy::{AccessControl, Caller, Decision, Rule};
-use pin_project_lite::pin_project;
 use tokio::sync::watch;
 use tower::{BoxError, Layer, Service};
 
@@ -126,43 +123,8 @@ fn record(caller: Option<&Caller>, method: &http::Method, decision: &Decision) {
     .increment(1);
 }
 
-pin_project! {
-    /// Future of [`Authorize`]: the inner service's, or the refusal.
-    pub struct ResponseFuture<F> {
-        #[pin]
-        inner: Option<F>,
-        denied: Option<Denied>,
-    }
-}
-
-impl<F> ResponseFuture<F> {
-    fn passed(inner: F) -> Self {
-        Self { inner: Some(inner), denied: None }
-    }
-
-    fn refused(denied: Denied) -> Self {
-        Self { inner: None, denied: Some(denied) }
-    }
-}
-
-impl<F, RB, E> Future for ResponseFuture<F>
-where
-    F: Future<Output = Result<Response<RB>, E>>,
-    E: Into<BoxError>,
-{
-    type Output = Result<Response<RB>, BoxError>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        if let Some(e) = this.denied.take() {
-            return Poll::Ready(Err(Box::new(e)));
-        }
-        match this.inner.as_pin_mut() {
-            Some(inner) => inner.poll(cx).map_err(Into::into),
-            None => panic!("ResponseFuture polled after completion"),
-        }
-    }
-}
+/// Future of [`Authorize`].
+pub type ResponseFuture<F> = crate::refuse::PassOrRefuse<F, Denied>;
 
 #[cfg(test)]
 mod tests;

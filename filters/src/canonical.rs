@@ -6,12 +6,9 @@
 //! [`canonical_path`] plus the untouched query. Access policy, metrics and the app channel then
 //! all read the same one form (security rule 1).
 
-use std::future::Future;
-use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use http::{Request, Response, Uri};
-use pin_project_lite::pin_project;
 use tower::{BoxError, Layer, Service};
 
 use crate::normalize::{Rejection, canonical_path, method_ok};
@@ -70,40 +67,5 @@ where
     }
 }
 
-pin_project! {
-    /// Future of [`Canonical`]: the inner service's, or the refusal.
-    pub struct ResponseFuture<F> {
-        #[pin]
-        inner: Option<F>,
-        rejection: Option<Rejection>,
-    }
-}
-
-impl<F> ResponseFuture<F> {
-    fn passed(inner: F) -> Self {
-        Self { inner: Some(inner), rejection: None }
-    }
-
-    fn refused(rejection: Rejection) -> Self {
-        Self { inner: None, rejection: Some(rejection) }
-    }
-}
-
-impl<F, RB, E> Future for ResponseFuture<F>
-where
-    F: Future<Output = Result<Response<RB>, E>>,
-    E: Into<BoxError>,
-{
-    type Output = Result<Response<RB>, BoxError>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        if let Some(e) = this.rejection.take() {
-            return Poll::Ready(Err(Box::new(e)));
-        }
-        match this.inner.as_pin_mut() {
-            Some(inner) => inner.poll(cx).map_err(Into::into),
-            None => panic!("ResponseFuture polled after completion"),
-        }
-    }
-}
+/// Future of [`Canonical`].
+pub type ResponseFuture<F> = crate::refuse::PassOrRefuse<F, Rejection>;

@@ -14,6 +14,7 @@ pub mod canonical;
 pub mod duration;
 pub mod metrics;
 pub mod normalize;
+pub mod refuse;
 pub mod resiliency;
 pub mod spans;
 pub mod trace;

@@ -244,34 +244,25 @@ impl Resiliency {
             Direction::Inbound => inbound,
             Direction::Outbound => outbound,
         });
-        let levels = component_defaults(component_type, dir);
-        Policies {
-            timeout: self
-                .resolve(names.and_then(|n| n.timeout.as_deref()), &levels, "Timeout", &self.timeouts)
-                .map(|(n, d)| (n, *d)),
-            retry: self
-                .resolve(names.and_then(|n| n.retry.as_deref()), &levels, "Retry", &self.retries)
-                .map(|(n, p)| (n, p.clone())),
-            breaker: self
-                .resolve(names.and_then(|n| n.breaker.as_deref()), &levels, "CircuitBreaker", &self.breakers)
-                .map(|(n, p)| (n, p.clone())),
-            named_target: names.is_some(),
-        }
+        self.policies(names, &component_defaults(component_type, dir))
     }
 
     /// The policies for calls to app `app_id`.
     fn app(&self, app_id: &str) -> Policies {
-        let names = self.apps.get(app_id);
-        let levels = ["DefaultApp".to_owned(), "Default".to_owned()];
+        self.policies(self.apps.get(app_id), &["DefaultApp".to_owned(), "Default".to_owned()])
+    }
+
+    /// Each kind of policy for a target with `names`, else from the default `levels`.
+    fn policies(&self, names: Option<&Names>, levels: &[String]) -> Policies {
         Policies {
             timeout: self
-                .resolve(names.and_then(|n| n.timeout.as_deref()), &levels, "Timeout", &self.timeouts)
+                .resolve(names.and_then(|n| n.timeout.as_deref()), levels, "Timeout", &self.timeouts)
                 .map(|(n, d)| (n, *d)),
             retry: self
-                .resolve(names.and_then(|n| n.retry.as_deref()), &levels, "Retry", &self.retries)
+                .resolve(names.and_then(|n| n.retry.as_deref()), levels, "Retry", &self.retries)
                 .map(|(n, p)| (n, p.clone())),
             breaker: self
-                .resolve(names.and_then(|n| n.breaker.as_deref()), &levels, "CircuitBreaker", &self.breakers)
+                .resolve(names.and_then(|n| n.breaker.as_deref()), levels, "CircuitBreaker", &self.breakers)
                 .map(|(n, p)| (n, p.clone())),
             named_target: names.is_some(),
         }
