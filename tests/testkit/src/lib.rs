@@ -6,6 +6,7 @@ pub mod app;
 pub mod client;
 pub mod collector;
 pub mod mesh;
+pub mod netns;
 pub mod servers;
 pub mod sidecar;
 pub mod state;
