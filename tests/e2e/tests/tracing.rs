@@ -11,7 +11,7 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use outrider_testkit::{CollectedSpan, Collector, Mesh, send, wait_registered, wait_until};
+use outrider_testkit::{CollectedSpan, Collector, Mesh, Sidecar, send, wait_registered, wait_until};
 use tokio::net::TcpListener;
 
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -58,6 +58,20 @@ fn of_trace(spans: &[CollectedSpan]) -> Vec<CollectedSpan> {
     spans.iter().filter(|s| s.trace_id == TRACE).cloned().collect()
 }
 
+/// `GET /v1.0/metadata` on `s` with `traceparent`: the status.
+async fn metadata_with(s: &Sidecar, traceparent: &str) -> u16 {
+    send("GET", &format!("{}/v1.0/metadata", s.api_url()), &[("traceparent", traceparent)], "").await.unwrap().status
+}
+
+/// Waits until the collector holds at least `n` spans of [`TRACE`].
+async fn spans_of_trace(collector: &Collector, n: usize, what: &str) -> Vec<CollectedSpan> {
+    wait_until(Duration::from_secs(10), what, || async {
+        let spans = of_trace(&collector.spans());
+        (spans.len() >= n).then_some(spans)
+    })
+    .await
+}
+
 #[tokio::test]
 async fn one_connected_trace_from_caller_to_callee_to_its_state_call() {
     let collector = Collector::start().await;
@@ -85,11 +99,7 @@ async fn one_connected_trace_from_caller_to_callee_to_its_state_call() {
     let (state_status, app_saw) = r.text().split_once('|').map(|(s, t)| (s.to_owned(), t.to_owned())).unwrap();
     assert_eq!(state_status, "204", "the app's state call worked");
 
-    let spans = wait_until(Duration::from_secs(10), "three spans of the trace", || async {
-        let spans = of_trace(&collector.spans());
-        (spans.len() >= 3).then_some(spans)
-    })
-    .await;
+    let spans = spans_of_trace(&collector, 3, "three spans of the trace").await;
     let find = |service: &str, name: &str| {
         spans
             .iter()
@@ -132,23 +142,10 @@ async fn zipkin_receives_spans_and_unsampled_traces_send_nothing() {
     let s = mesh.sidecar("z").args(["--config", &cfg]).start().await;
     // A caller that decided not to sample: its flag is followed, nothing is exported.
     let unsampled = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00";
-    assert_eq!(
-        send("GET", &format!("{}/v1.0/metadata", s.api_url()), &[("traceparent", unsampled)], "").await.unwrap().status,
-        200
-    );
+    assert_eq!(metadata_with(&s, unsampled).await, 200);
     let traceparent = format!("00-{TRACE}-{CALLER_SPAN}-01");
-    assert_eq!(
-        send("GET", &format!("{}/v1.0/metadata", s.api_url()), &[("traceparent", &traceparent)], "")
-            .await
-            .unwrap()
-            .status,
-        200
-    );
-    let spans = wait_until(Duration::from_secs(10), "the sampled span", || async {
-        let spans = of_trace(&collector.spans());
-        (!spans.is_empty()).then_some(spans)
-    })
-    .await;
+    assert_eq!(metadata_with(&s, &traceparent).await, 200);
+    let spans = spans_of_trace(&collector, 1, "the sampled span").await;
     assert_eq!(spans[0].protocol, "zipkin");
     assert_eq!(spans[0].name, "GET /v1.0/metadata");
     assert_eq!(spans[0].parent_span_id, CALLER_SPAN);
@@ -180,11 +177,7 @@ async fn a_published_message_is_delivered_within_the_publishers_trace() {
     let headers = [("traceparent", traceparent.as_str()), ("content-type", "application/json")];
     let r = send("POST", &format!("{}/v1.0/publish/pubsub/orders", s.api_url()), &headers, r#"{"n":1}"#).await.unwrap();
     assert_eq!(r.status, 204, "{}", r.text());
-    let spans = wait_until(Duration::from_secs(10), "the publish and delivery spans", || async {
-        let spans = of_trace(&collector.spans());
-        (spans.len() >= 2).then_some(spans)
-    })
-    .await;
+    let spans = spans_of_trace(&collector, 2, "the publish and delivery spans").await;
     let publish = spans.iter().find(|s| s.name == "POST /v1.0/publish/{pubsub}/{*topic}").expect("publish span");
     let delivery = spans.iter().find(|s| s.name == "pubsub delivery pubsub/orders").expect("delivery span");
     assert_eq!(publish.parent_span_id, CALLER_SPAN);
@@ -207,29 +200,13 @@ async fn an_https_collector_is_verified_with_the_given_ca() {
     let mesh = Mesh::new();
     let s = mesh.sidecar("tls").args(["--config", &cfg]).env("SSL_CERT_FILE", ca.to_str().unwrap()).start().await;
     let traceparent = format!("00-{TRACE}-{CALLER_SPAN}-01");
-    assert_eq!(
-        send("GET", &format!("{}/v1.0/metadata", s.api_url()), &[("traceparent", &traceparent)], "")
-            .await
-            .unwrap()
-            .status,
-        200
-    );
-    let spans = wait_until(Duration::from_secs(10), "the span over HTTPS", || async {
-        let spans = of_trace(&collector.spans());
-        (!spans.is_empty()).then_some(spans)
-    })
-    .await;
+    assert_eq!(metadata_with(&s, &traceparent).await, 200);
+    let spans = spans_of_trace(&collector, 1, "the span over HTTPS").await;
     assert_eq!((spans[0].name.as_str(), spans[0].service.as_str()), ("GET /v1.0/metadata", "tls"));
 
     // Without the CA the collector is not trusted: spans are dropped and counted, requests go on.
     let untrusted = mesh.sidecar("untrusted").args(["--config", &cfg]).start().await;
-    assert_eq!(
-        send("GET", &format!("{}/v1.0/metadata", untrusted.api_url()), &[("traceparent", &traceparent)], "")
-            .await
-            .unwrap()
-            .status,
-        200
-    );
+    assert_eq!(metadata_with(&untrusted, &traceparent).await, 200);
     wait_until(Duration::from_secs(10), "dropped spans", || async {
         (untrusted.metric_sum("outrider_spans_dropped_total", &[]).await >= 1.0).then_some(())
     })
