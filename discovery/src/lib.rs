@@ -8,19 +8,25 @@
 //! ([`NameResolution`]). It knows nothing about TLS, HTTP or policy.
 //!
 //! Resolvers here: [`local`] (the default, a registry directory shared by the sidecars of one
-//! user on one host) and [`static_`] (a fixed list). mDNS and DNS come later.
+//! user on one host), [`static_`] (a fixed list), [`mdns`] (multicast DNS on the local link,
+//! like Dapr self-hosted) and [`dns`] (unicast DNS names, like Kubernetes services).
 
 pub mod config;
+pub mod dns;
 pub mod local;
+pub mod mdns;
 pub mod static_;
 
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::watch;
 
-pub use config::{ConfigError, NameResolution, ResolverConfig};
+pub use config::{
+    Balancing, ConfigError, DEFAULT_MESH_PORT, DnsConfig, MdnsConfig, NameResolution, Resolution, ResolverConfig,
+};
 
 /// Which app is being looked for.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -77,4 +83,15 @@ pub trait Resolve: Send + Sync + 'static {
 
     /// A short name for logs and the metadata API, e.g. `local`.
     fn name(&self) -> &'static str;
+
+    /// How long a request for a target with no known endpoint waits for a first answer.
+    fn patience(&self) -> Duration {
+        Duration::from_millis(500)
+    }
+
+    /// Why `target` has no endpoint, when the resolver can say more than that it found none:
+    /// what it asked, where, and what to try instead.
+    fn why_unresolved(&self, _target: &Target) -> Option<String> {
+        None
+    }
 }

@@ -12,13 +12,14 @@ use outrider_certs::Credentials;
 
 use crate::api::Health;
 use crate::http::{Body, full};
+use crate::outbound::Outbound;
 
 /// What the admin pages show.
 pub(crate) struct Admin {
     pub(crate) metrics: PrometheusHandle,
     pub(crate) health: Arc<Health>,
     pub(crate) creds: Credentials,
-    pub(crate) resolver: &'static str,
+    pub(crate) outbound: Arc<Outbound>,
 }
 
 pub(crate) async fn handle(admin: Arc<Admin>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
@@ -40,13 +41,28 @@ fn status_page(admin: &Admin) -> String {
     let info = admin.creds.info();
     let left = info.not_after.duration_since(std::time::SystemTime::now()).unwrap_or_default();
     format!(
-        "outrider {}\nidentity: {}\nready: {}\ncertificate: serial {} generation {}, expires in {}s\nname resolution: {}\n",
+        "outrider {}\nidentity: {}\nready: {}\ncertificate: serial {} generation {}, expires in {}s\nname resolution: {}, \
+         balancing: {}\n{}",
         crate::api::VERSION_STR,
         admin.creds.id(),
         admin.health.ready(),
         info.serial,
         info.generation,
         left.as_secs(),
-        admin.resolver,
+        admin.outbound.resolver_name(),
+        admin.outbound.balancing(),
+        targets(&admin.outbound),
     )
+}
+
+/// One line per target called so far, then one per endpoint with its state.
+fn targets(outbound: &Outbound) -> String {
+    let mut out = String::new();
+    for t in outbound.targets() {
+        out += &format!("target {}.{}: {} endpoint(s)\n", t.app_id, t.namespace, t.endpoints.len());
+        for e in t.endpoints {
+            out += &format!("  {} {}\n", e.address, e.state);
+        }
+    }
+    out
 }

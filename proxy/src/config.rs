@@ -11,7 +11,7 @@ use std::time::Duration;
 use outrider_blocks::Component;
 use outrider_blocks::secrets::{SecretScope, SecretScopes};
 use outrider_blocks::subscription::{Declared, SubscriptionDoc};
-use outrider_discovery::{NameResolution, ResolverConfig};
+use outrider_discovery::{Balancing, NameResolution, ResolverConfig};
 use outrider_filters::access_log::AccessLogConfig;
 use outrider_filters::resiliency::Resiliency;
 use outrider_policy::api::ApiAccess;
@@ -71,6 +71,7 @@ pub(crate) struct Settings {
     pub(crate) workload_cert_ttl: Duration,
     pub(crate) registry_dir: PathBuf,
     pub(crate) resolver: ResolverConfig,
+    pub(crate) balancing: Balancing,
     pub(crate) components: Vec<LoadedComponent>,
     /// Declarative `Subscription`s that apply to this app.
     pub(crate) subscriptions: Vec<Declared>,
@@ -299,6 +300,7 @@ pub(crate) fn load(args: &RunArgs, env: &Env) -> Result<Settings, Problems> {
     if !problems.is_empty() {
         return Err(Problems(problems));
     }
+    let resolution = resolver.expect("no problems means a resolver");
     Ok(Settings {
         app_id: args.app_id.clone(),
         namespace: args.namespace.clone(),
@@ -311,7 +313,8 @@ pub(crate) fn load(args: &RunArgs, env: &Env) -> Result<Settings, Problems> {
         identity: identity.expect("no problems means an identity source"),
         workload_cert_ttl,
         registry_dir: registry_dir.expect("no problems means a registry dir"),
-        resolver: resolver.expect("no problems means a resolver"),
+        resolver: resolution.resolver,
+        balancing: resolution.balancing,
         components,
         subscriptions,
         resiliency,

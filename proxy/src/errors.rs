@@ -34,8 +34,8 @@ pub(crate) enum InvokeError {
     Denied(Box<outrider_filters::authz::Denied>),
     #[error("the request body is larger than the limit of {0} bytes")]
     BodyTooLarge(u64),
-    #[error("no endpoints found for app {0}")]
-    NoEndpoints(Target),
+    #[error("no endpoints found for app {}{}", .0, .1.as_deref().map(|why| format!(": {why}")).unwrap_or_default())]
+    NoEndpoints(Target, Option<String>),
     #[error("connecting to {target} at {addr} failed: {}", chain(source.as_ref()))]
     Connect { target: Target, addr: std::net::SocketAddr, source: BoxError },
     #[error("the request to {target} failed: {}", chain(source.as_ref()))]
@@ -175,14 +175,14 @@ mod tests {
             (InvokeError::ExternalUrl("http://x".into()), 400),
             (InvokeError::BadPath(Rejection::ControlChar), 400),
             (InvokeError::BodyTooLarge(1), 413),
-            (InvokeError::NoEndpoints(Target::new("b", "default")), 500),
+            (InvokeError::NoEndpoints(Target::new("b", "default"), None), 500),
             (InvokeError::NoAppChannel, 500),
         ];
         for (e, status) in cases {
             let api = ApiError::invoke("b", &e);
             assert_eq!((api.status.as_u16(), api.code), (status, "ERR_DIRECT_INVOKE"), "{e}");
         }
-        let api = ApiError::invoke("b", &InvokeError::NoEndpoints(Target::new("b", "default")));
+        let api = ApiError::invoke("b", &InvokeError::NoEndpoints(Target::new("b", "default"), None));
         assert_eq!(api.message, "failed to invoke, id: b, err: no endpoints found for app b.default");
     }
 }

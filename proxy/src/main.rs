@@ -8,6 +8,7 @@
 mod admin;
 mod api;
 mod app_channel;
+mod balance;
 mod bulk_subscribe;
 mod child;
 mod cli;

@@ -5,35 +5,33 @@
 //!   retry(breaker(timeout(attempt))), its live endpoint set from the resolver and a TLS client
 //!   that accepts only the target's SPIFFE id. Every attempt, retries included, goes through the
 //!   concrete stage again, so a retry can reach another instance;
-//! - *concrete* — the endpoint set: round-robin over the current addresses;
+//! - *concrete* — the endpoint set: the balancer ([`crate::balance`]: round-robin or p2c over
+//!   peak-EWMA load, with outlier ejection) picks an address, avoiding the one the previous
+//!   attempt went to;
 //! - *endpoint* — one address: a pooled HTTP/2 connection over mutual TLS 1.3.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response, Uri, Version, header};
 use hyper::body::Incoming;
-use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use outrider_certs::{Credentials, SpiffeId};
-use outrider_discovery::{EndpointSet, Resolve, Target};
+use outrider_discovery::{Balancing, Resolve, Target};
 use outrider_filters::resiliency::{
     CircuitBreakerLayer, HttpClassify, Labels, Replay, Resiliency, RetryLayer, TimeoutLayer, app_policies,
 };
-use tokio::sync::watch;
 use tower::util::BoxCloneSyncService;
 use tower::{BoxError, ServiceBuilder, ServiceExt as _};
 
+use crate::balance::{Balancer, EndpointView};
 use crate::errors::InvokeError;
 use crate::http::{Body, full, strip_hop_by_hop, strip_identity};
-
-/// How long a request waits for a target with no known endpoint to appear.
-const RESOLVE_WAIT: Duration = Duration::from_millis(500);
 
 /// Request bodies up to this size are kept so that a retry can send them again; larger or
 /// unsized bodies stream through once.
@@ -43,6 +41,7 @@ pub(crate) const REPLAY_LIMIT: u64 = 64 * 1024;
 pub(crate) struct Outbound {
     app_id: String,
     resolver: Arc<dyn Resolve>,
+    balancing: Balancing,
     creds: Credentials,
     resiliency: Arc<[Resiliency]>,
     logical: Mutex<HashMap<Target, Arc<Logical>>>,
@@ -51,14 +50,23 @@ pub(crate) struct Outbound {
 /// A target's resiliency stack over its concrete stage.
 struct Logical {
     stack: BoxCloneSyncService<OutboundRequest, Response<Incoming>, BoxError>,
+    concrete: Arc<Concrete>,
 }
 
-/// A target's endpoints, balancer position and identity-checking client.
+/// A target's balancer over its endpoints, with an identity-checking client.
 struct Concrete {
     target: Target,
-    endpoints: watch::Receiver<Arc<EndpointSet>>,
-    next: AtomicUsize,
-    client: Client<HttpsConnector<HttpConnector>, Body>,
+    resolver: Arc<dyn Resolve>,
+    balancer: Balancer,
+}
+
+/// What the metadata API and the admin page show of a target.
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct TargetView {
+    pub(crate) app_id: String,
+    pub(crate) namespace: String,
+    pub(crate) endpoints: Vec<EndpointView>,
 }
 
 /// An invocation on its way to another sidecar: its head, and its body either kept for replay
@@ -74,17 +82,33 @@ struct Head {
     uri: Uri,
     version: Version,
     headers: HeaderMap,
+    /// The endpoint the latest attempt went to; the next attempt avoids it.
+    last_endpoint: Mutex<Option<SocketAddr>>,
 }
 
 impl OutboundRequest {
     /// A request whose body is `kept` whole (replayable), or streams from `body`.
     pub(crate) fn new(req: Request<Body>, kept: Option<Bytes>) -> Self {
         let (parts, body) = req.into_parts();
-        let head =
-            Arc::new(Head { method: parts.method, uri: parts.uri, version: parts.version, headers: parts.headers });
+        let head = Arc::new(Head {
+            method: parts.method,
+            uri: parts.uri,
+            version: parts.version,
+            headers: parts.headers,
+            last_endpoint: Mutex::new(None),
+        });
         match kept {
             Some(bytes) => Self { head, body: None, kept: Some(bytes) },
             None => Self { head, body: Some(body), kept: None },
+        }
+    }
+
+    /// Notes the endpoint this attempt goes to, and returns the previous attempt's.
+    fn swap_endpoint(&self, addr: Option<SocketAddr>) -> Option<SocketAddr> {
+        let mut last = self.head.last_endpoint.lock().unwrap_or_else(PoisonError::into_inner);
+        match addr {
+            Some(a) => last.replace(a),
+            None => *last,
         }
     }
 
@@ -121,15 +145,37 @@ impl Outbound {
     pub(crate) fn new(
         app_id: &str,
         resolver: Arc<dyn Resolve>,
+        balancing: Balancing,
         creds: Credentials,
         resiliency: Arc<[Resiliency]>,
     ) -> Self {
-        Self { app_id: app_id.to_owned(), resolver, creds, resiliency, logical: Mutex::new(HashMap::new()) }
+        Self { app_id: app_id.to_owned(), resolver, balancing, creds, resiliency, logical: Mutex::new(HashMap::new()) }
     }
 
     /// The resolver's name, for the metadata API.
     pub(crate) fn resolver_name(&self) -> &'static str {
         self.resolver.name()
+    }
+
+    /// The balancing strategy's name.
+    pub(crate) fn balancing(&self) -> &'static str {
+        self.balancing.as_str()
+    }
+
+    /// The targets called so far, with the endpoints the resolver gives and their state.
+    pub(crate) fn targets(&self) -> Vec<TargetView> {
+        let logical: Vec<Arc<Logical>> =
+            self.logical.lock().unwrap_or_else(PoisonError::into_inner).values().cloned().collect();
+        let mut views: Vec<TargetView> = logical
+            .iter()
+            .map(|l| TargetView {
+                app_id: l.concrete.target.app_id.clone(),
+                namespace: l.concrete.target.namespace.clone(),
+                endpoints: l.concrete.balancer.view(),
+            })
+            .collect();
+        views.sort_by(|a, b| (&a.namespace, &a.app_id).cmp(&(&b.namespace, &b.app_id)));
+        views
     }
 
     /// The logical stage of `target`. A target is kept only once it has resolved, so that the
@@ -140,7 +186,7 @@ impl Outbound {
         }
         let concrete = self.concrete(target)?;
         concrete.resolved().await?;
-        let l = Arc::new(Logical { stack: self.stack(target, concrete) });
+        let l = Arc::new(Logical { stack: self.stack(target, concrete.clone()), concrete });
         let mut map = self.logical.lock().unwrap_or_else(|p| p.into_inner());
         Ok(map.entry(target.clone()).or_insert(l).clone())
     }
@@ -173,9 +219,8 @@ impl Outbound {
             .build(https);
         Ok(Arc::new(Concrete {
             target: target.clone(),
-            endpoints: self.resolver.resolve(target),
-            next: AtomicUsize::new(0),
-            client,
+            resolver: self.resolver.clone(),
+            balancer: Balancer::new(self.balancing, self.resolver.resolve(target), client),
         }))
     }
 
@@ -194,7 +239,7 @@ impl Outbound {
         let classify = HttpClassify { unsent };
         let attempt = tower::service_fn(move |req: OutboundRequest| {
             let concrete = concrete.clone();
-            async move { concrete.send(req.into_request()).await.map_err(BoxError::from) }
+            async move { concrete.send(req).await.map_err(BoxError::from) }
         });
         let stack = ServiceBuilder::new()
             // Failed attempts the policy retries go back through the balancer.
@@ -218,7 +263,7 @@ impl Outbound {
             Ok(rsp) => Ok(rsp),
             Err(e) => {
                 let e = InvokeError::from_resiliency(e, target);
-                if matches!(e, InvokeError::NoEndpoints(_)) {
+                if matches!(e, InvokeError::NoEndpoints(..)) {
                     // Unknown targets are not kept: callers could otherwise grow the cache
                     // without bound.
                     let mut map = self.logical.lock().unwrap_or_else(|p| p.into_inner());
@@ -233,10 +278,22 @@ impl Outbound {
 }
 
 impl Concrete {
-    /// One attempt: the next endpoint, then the request over its pooled connection.
-    async fn send(&self, mut req: Request<Body>) -> Result<Response<Incoming>, InvokeError> {
+    /// One attempt: an endpoint from the balancer (not the previous attempt's, if another
+    /// exists), then the request over its pooled connection. A failed connection ejects the
+    /// endpoint for a while.
+    async fn send(&self, req: OutboundRequest) -> Result<Response<Incoming>, InvokeError> {
         let target = &self.target;
-        let addr = self.pick().await?;
+        let avoid = req.swap_endpoint(None);
+        let endpoint = match self.balancer.pick(avoid) {
+            Some(e) => e,
+            None => {
+                self.resolved().await?;
+                self.balancer.pick(avoid).ok_or_else(|| self.no_endpoints())?
+            }
+        };
+        let addr = endpoint.addr;
+        req.swap_endpoint(Some(addr));
+        let mut req = req.into_request();
         let pq = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
         let uri: Uri = format!("https://{addr}{pq}")
             .parse()
@@ -247,42 +304,30 @@ impl Concrete {
         strip_hop_by_hop(h);
         strip_identity(h);
         h.remove(header::HOST);
-        match self.client.request(req).await {
+        match endpoint.call(req).await {
             Ok(mut rsp) => {
+                endpoint.succeeded();
                 strip_hop_by_hop(rsp.headers_mut());
                 Ok(rsp)
             }
-            Err(e) if e.is_connect() => Err(InvokeError::Connect { target: target.clone(), addr, source: Box::new(e) }),
+            Err(e) if e.is_connect() => {
+                endpoint.failed();
+                Err(InvokeError::Connect { target: target.clone(), addr, source: Box::new(e) })
+            }
             Err(e) => Err(InvokeError::Upstream { target: target.clone(), source: Box::new(e) }),
         }
     }
-}
 
-impl Concrete {
-    /// Waits briefly for the target's first endpoint.
+    /// Waits (up to the resolver's patience) for the target's first endpoint.
     async fn resolved(&self) -> Result<(), InvokeError> {
-        let mut rx = self.endpoints.clone();
-        match tokio::time::timeout(RESOLVE_WAIT, rx.wait_for(|s| !s.is_empty())).await {
+        let mut rx = self.balancer.endpoints();
+        match tokio::time::timeout(self.resolver.patience(), rx.wait_for(|s| !s.is_empty())).await {
             Ok(Ok(_)) => Ok(()),
-            _ => Err(InvokeError::NoEndpoints(self.target.clone())),
+            _ => Err(self.no_endpoints()),
         }
     }
 
-    /// The concrete stage: the next address in round-robin order, waiting briefly for one to
-    /// appear if none is known yet.
-    async fn pick(&self) -> Result<std::net::SocketAddr, InvokeError> {
-        let mut rx = self.endpoints.clone();
-        // One read of the set: it may change between two borrows.
-        let current = rx.borrow().clone();
-        let set = if current.is_empty() {
-            match tokio::time::timeout(RESOLVE_WAIT, rx.wait_for(|s| !s.is_empty())).await {
-                Ok(Ok(set)) => set.clone(),
-                _ => return Err(InvokeError::NoEndpoints(self.target.clone())),
-            }
-        } else {
-            current
-        };
-        let n = self.next.fetch_add(1, Ordering::Relaxed);
-        Ok(set.addrs[n % set.addrs.len()])
+    fn no_endpoints(&self) -> InvokeError {
+        InvokeError::NoEndpoints(self.target.clone(), self.resolver.why_unresolved(&self.target))
     }
 }

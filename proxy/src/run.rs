@@ -1,10 +1,11 @@
 //! `outrider run`: assembles the sidecar from validated settings, runs it, and shuts it down in
 //! order.
 //!
-//! Start: identity → resolver → bind every listener (a taken port fails here, before anything
-//! serves) → register in the local registry → serve → outbound ready → app child (if any) → app
-//! readiness. Stop (SIGTERM, SIGINT, `POST /v1.0/shutdown`, or the child exiting): not ready →
-//! deregister → drain delay → stop accepting mesh traffic and finish in-flight requests within
+//! Start: identity → components → bind every listener (a taken port fails here, before anything
+//! serves) → resolver, registered in the local registry or announced over mDNS → serve →
+//! outbound ready → app child (if any) → app readiness. Stop (SIGTERM, SIGINT,
+//! `POST /v1.0/shutdown`, or the child exiting): not ready → deregister (mDNS: goodbye) → drain
+//! delay → stop accepting mesh traffic and finish in-flight requests within
 //! the grace period → SIGTERM the child and wait → close the API → exit with the child's status
 //! (or 0).
 
@@ -23,7 +24,9 @@ use outrider_blocks::pubsub::{self, PubSubComponent};
 use outrider_blocks::secrets;
 use outrider_blocks::state::{self, OpenContext, StateComponent};
 use outrider_blocks::{Component, ComponentError};
+use outrider_discovery::dns::DnsResolver;
 use outrider_discovery::local::{Entry, LocalResolver, Registration};
+use outrider_discovery::mdns::{Announcement, MdnsResolver};
 use outrider_discovery::static_::StaticResolver;
 use outrider_discovery::{Resolve, ResolverConfig};
 use outrider_filters::access_log::AccessLogLayer;
@@ -56,11 +59,6 @@ pub(crate) async fn run(s: Settings, metrics: PrometheusHandle) -> anyhow::Resul
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
     let creds = identity::start(&s).context("workload identity")?;
-    let resolver: Arc<dyn Resolve> = match &s.resolver {
-        ResolverConfig::Local => Arc::new(LocalResolver::start(s.registry_dir.clone()).context("local registry")?),
-        ResolverConfig::Static(map) => Arc::new(StaticResolver::new(map.clone())),
-    };
-
     // Secret stores first: other components' `secretKeyRef`s are read from them.
     // A relative `secretsFile` is read from the directory the sidecar was started in, as daprd does.
     let cwd = std::env::current_dir().context("reading the current directory")?;
@@ -98,6 +96,19 @@ pub(crate) async fn run(s: Settings, metrics: PrometheusHandle) -> anyhow::Resul
     let api_addr = api_l.local_addr()?;
     let mesh_port = mesh_l.local_addr()?.port();
 
+    // The resolver starts once the mesh port is known: mDNS announces it.
+    let mut mdns = None;
+    let resolver: Arc<dyn Resolve> = match &s.resolver {
+        ResolverConfig::Local => Arc::new(LocalResolver::start(s.registry_dir.clone()).context("local registry")?),
+        ResolverConfig::Static(map) => Arc::new(StaticResolver::new(map.clone())),
+        ResolverConfig::Mdns(cfg) => {
+            let me = Announcement { app_id: s.app_id.clone(), namespace: s.namespace.clone(), mesh_port };
+            let r = Arc::new(MdnsResolver::start(cfg, Some(&me)).context("mDNS name resolution")?);
+            mdns = Some(r.clone());
+            r
+        }
+        ResolverConfig::Dns(cfg) => Arc::new(DnsResolver::new(cfg).context("DNS name resolution")?),
+    };
     let registration = match s.resolver {
         ResolverConfig::Local => Some(
             Registration::create(
@@ -112,7 +123,7 @@ pub(crate) async fn run(s: Settings, metrics: PrometheusHandle) -> anyhow::Resul
             )
             .context("registering in the local registry")?,
         ),
-        ResolverConfig::Static(_) => None,
+        ResolverConfig::Static(_) | ResolverConfig::Mdns(_) | ResolverConfig::Dns(_) => None,
     };
 
     let app = match s.app_port {
@@ -125,7 +136,8 @@ pub(crate) async fn run(s: Settings, metrics: PrometheusHandle) -> anyhow::Resul
     let health = Arc::new(Health::default());
     let listed_subscriptions: Arc<std::sync::Mutex<Vec<subscriptions::Listed>>> = Arc::default();
     let shutdown = CancellationToken::new();
-    let outbound = Arc::new(Outbound::new(&s.app_id, resolver.clone(), creds.clone(), s.resiliency.clone().into()));
+    let outbound =
+        Arc::new(Outbound::new(&s.app_id, resolver.clone(), s.balancing, creds.clone(), s.resiliency.clone().into()));
     let pubsub_metrics = Arc::new(PubSubMetrics::new(&s.app_id, &s.namespace));
     let state = Arc::new(ApiState {
         app_id: s.app_id.clone(),
@@ -134,7 +146,7 @@ pub(crate) async fn run(s: Settings, metrics: PrometheusHandle) -> anyhow::Resul
         app_channel_address: s.app_channel_address.clone(),
         api_token: s.api_token.clone(),
         max_body_size: s.max_body_size,
-        outbound,
+        outbound: outbound.clone(),
         app: app.clone(),
         health: health.clone(),
         stores,
@@ -188,8 +200,7 @@ pub(crate) async fn run(s: Settings, metrics: PrometheusHandle) -> anyhow::Resul
         spans: spans.clone(),
     });
     let mesh_task = tokio::spawn(inbound::serve(mesh_l, creds.clone(), inbound, mesh_stop.clone(), s.grace));
-    let admin_state =
-        Arc::new(Admin { metrics: metrics.clone(), health: health.clone(), creds, resolver: resolver.name() });
+    let admin_state = Arc::new(Admin { metrics: metrics.clone(), health: health.clone(), creds, outbound });
     let admin_svc = tower::service_fn(move |req: Request<Incoming>| admin::handle(admin_state.clone(), req));
     // The admin listener outlives the others so that readiness can be watched during the drain.
     let admin_stop = CancellationToken::new();
@@ -261,6 +272,9 @@ pub(crate) async fn run(s: Settings, metrics: PrometheusHandle) -> anyhow::Resul
     tracing::info!("shutting down: not ready, deregistering, draining");
     health.draining.store(true, Ordering::Release);
     drop(registration);
+    if let Some(mdns) = &mdns {
+        mdns.withdraw().await;
+    }
     // 2. Peers that picked us a moment ago still arrive: keep serving them briefly.
     tokio::time::sleep(DRAIN_DELAY.min(s.grace)).await;
     // 3. No new inbound work; in-flight requests finish within the grace period.

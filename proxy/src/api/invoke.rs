@@ -131,7 +131,7 @@ fn record_sent<B>(
 ) {
     let status = match result {
         Ok(rsp) => rsp.status().as_u16(),
-        Err(InvokeError::NoEndpoints(_) | InvokeError::InvalidAppId(_) | InvokeError::NoAppChannel) => return,
+        Err(InvokeError::NoEndpoints(..) | InvokeError::InvalidAppId(_) | InvokeError::NoAppChannel) => return,
         Err(e) => e.status().as_u16(),
     };
     let (app, dest) = (app_id.to_owned(), target.app_id.clone());

@@ -73,6 +73,16 @@ pub(super) fn get(s: &ApiState) -> Result<Response<Body>, ApiError> {
     let mut body = Map::new();
     body.insert("id".into(), json!(s.app_id));
     body.insert("runtimeVersion".into(), json!(VERSION));
+    // Not in daprd's answer: which resolver and balancer this sidecar uses, and what they see of
+    // every target called so far.
+    body.insert(
+        "nameResolution".into(),
+        json!({
+            "resolver": s.outbound.resolver_name(),
+            "loadBalancing": s.outbound.balancing(),
+            "targets": s.outbound.targets(),
+        }),
+    );
     if !s.stores.is_empty() || !s.pubsubs.is_empty() || !s.secret_stores.is_empty() {
         let comps: Vec<Value> = s
             .stores

@@ -21,7 +21,7 @@ fn defaults_are_valid() {
     let s = load(&args(&[]), &env()).unwrap();
     assert!(matches!(s.identity, IdentitySource::DevCa { ref dir } if dir == Path::new("/home/u/.outrider/ca")));
     assert_eq!(s.registry_dir, Path::new("/home/u/.outrider/registry"));
-    assert_eq!(s.resolver, ResolverConfig::Local);
+    assert_eq!((&s.resolver, s.balancing), (&ResolverConfig::Local, Balancing::RoundRobin));
     assert_eq!(s.workload_cert_ttl, DEFAULT_CERT_TTL);
     let names: Vec<_> =
         s.components.iter().map(|c| (c.component.metadata.name.as_str(), c.component.spec.type_.as_str())).collect();

@@ -1,0 +1,327 @@
+//! The `mdns` resolver: sidecars on one link find each other with multicast DNS service
+//! discovery (RFC 6762/6763), as Dapr's self-hosted mode does.
+//!
+//! Every sidecar announces one instance of `_outrider._tcp.local.`: the instance name is its app
+//! id (the mDNS daemon renames a clash to `b (2)`, as RFC 6762 §9 asks), the SRV record carries
+//! the mesh port and a host name of its own, and the TXT record carries `app-id`, `namespace` and
+//! `mesh-port`. Every sidecar also browses that service type for as long as it runs, so answers
+//! are cached (with their TTLs, by the daemon) before the first request needs them. A stopping
+//! sidecar sends goodbye packets, which remove its endpoint from every peer at once; one that dies
+//! without them stays listed until its records expire, and the proxy's outlier detection keeps
+//! requests away from it meanwhile.
+//!
+//! Announcing and browsing happen only on the configured interfaces (all of them when none is
+//! named), so nothing multicasts where it should not.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use mdns_sd::{IfKind, ResolvedService, ServiceDaemon, ServiceEvent, ServiceInfo};
+use tokio::sync::watch;
+
+use crate::{EndpointSet, MdnsConfig, Resolve, Target};
+
+/// The DNS-SD service type every sidecar announces.
+pub const SERVICE_TYPE: &str = "_outrider._tcp.local.";
+
+/// TXT keys.
+const TXT_APP_ID: &str = "app-id";
+const TXT_NAMESPACE: &str = "namespace";
+const TXT_MESH_PORT: &str = "mesh-port";
+
+/// How long a request waits for a first answer about an app not seen yet (an answer to a
+/// fresh query normally comes within a second).
+const PATIENCE: Duration = Duration::from_millis(1500);
+
+/// How long a stopping sidecar waits for its goodbye packets to go out.
+const GOODBYE_WAIT: Duration = Duration::from_secs(1);
+
+/// What this sidecar announces about itself.
+#[derive(Clone, Debug)]
+pub struct Announcement {
+    /// Its app id.
+    pub app_id: String,
+    /// Its namespace.
+    pub namespace: String,
+    /// The port its mesh listener is bound to.
+    pub mesh_port: u16,
+}
+
+/// The resolver could not start: which setting, and why.
+#[derive(Debug, thiserror::Error)]
+pub enum MdnsError {
+    /// A configured interface does not exist here.
+    #[error("spec.nameResolution.configuration.interfaces: no interface {0:?} on this host (see `ip link`)")]
+    NoSuchInterface(String),
+    /// The mDNS daemon failed.
+    #[error("mDNS on UDP port {port}: {source}")]
+    Daemon {
+        /// The configured mDNS port.
+        port: u16,
+        /// The daemon's error.
+        source: mdns_sd::Error,
+    },
+}
+
+/// Resolves through mDNS and announces this sidecar.
+pub struct MdnsResolver {
+    daemon: ServiceDaemon,
+    state: Arc<Mutex<State>>,
+    /// The full name of our own instance, once registered.
+    announced: Mutex<Option<String>>,
+    /// The interfaces in use, for error messages.
+    scope: String,
+}
+
+#[derive(Default)]
+struct State {
+    /// Instance full name → the target it serves and its mesh address.
+    instances: HashMap<String, (Target, SocketAddr)>,
+    senders: HashMap<Target, watch::Sender<Arc<EndpointSet>>>,
+}
+
+impl State {
+    fn set_of(&self, target: &Target) -> Arc<EndpointSet> {
+        let addrs = self.instances.values().filter(|(t, _)| t == target).map(|(_, a)| *a).collect();
+        Arc::new(EndpointSet::new(addrs))
+    }
+
+    /// Sends `target`'s current set to its followers; forgets targets nobody follows.
+    fn publish(&mut self, target: &Target) {
+        let set = self.set_of(target);
+        if let Some(tx) = self.senders.get(target) {
+            if tx.receiver_count() == 0 {
+                self.senders.remove(target);
+            } else {
+                tx.send_if_modified(|cur| {
+                    let changed = **cur != *set;
+                    *cur = set;
+                    changed
+                });
+            }
+        }
+    }
+}
+
+impl MdnsResolver {
+    /// Starts the mDNS daemon on the configured interfaces, browses for sidecars and, with
+    /// `me`, announces this one. Must be called within a tokio runtime.
+    pub fn start(cfg: &MdnsConfig, me: Option<&Announcement>) -> Result<Self, MdnsError> {
+        for name in &cfg.interfaces {
+            if !std::path::Path::new("/sys/class/net").join(name).exists() {
+                return Err(MdnsError::NoSuchInterface(name.clone()));
+            }
+        }
+        let daemon_err = |source| MdnsError::Daemon { port: cfg.port, source };
+        let daemon = ServiceDaemon::new_with_port(cfg.port).map_err(daemon_err)?;
+        let kinds: Vec<IfKind> = cfg.interfaces.iter().map(IfKind::from).collect();
+        if !kinds.is_empty() {
+            // Selections apply in order: none, then the named ones.
+            daemon.disable_interface(IfKind::All).map_err(daemon_err)?;
+            daemon.enable_interface(kinds.clone()).map_err(daemon_err)?;
+        }
+        let scope = if cfg.interfaces.is_empty() {
+            "every interface".to_owned()
+        } else {
+            format!("interfaces {}", cfg.interfaces.join(", "))
+        };
+        let events = daemon.browse(SERVICE_TYPE).map_err(daemon_err)?;
+        let state = Arc::new(Mutex::new(State::default()));
+        tokio::spawn(follow(events, Arc::downgrade(&state)));
+        let resolver = Self { daemon, state, announced: Mutex::new(None), scope };
+        if let Some(me) = me {
+            resolver.announce(me, kinds).map_err(daemon_err)?;
+        }
+        Ok(resolver)
+    }
+
+    fn announce(&self, me: &Announcement, kinds: Vec<IfKind>) -> Result<(), mdns_sd::Error> {
+        // A host name of its own per sidecar: several may share a machine (and its hostname).
+        let host = format!("{}-{:08x}.local.", me.app_id, unique());
+        let port = me.mesh_port.to_string();
+        let txt = [(TXT_APP_ID, me.app_id.as_str()), (TXT_NAMESPACE, me.namespace.as_str()), (TXT_MESH_PORT, &port)];
+        let mut info = ServiceInfo::new(SERVICE_TYPE, &me.app_id, &host, (), me.mesh_port, &txt[..])?
+            // The addresses of the enabled interfaces, kept current as they change.
+            .enable_addr_auto();
+        if !kinds.is_empty() {
+            info.set_interfaces(kinds);
+        }
+        let fullname = info.get_fullname().to_owned();
+        self.daemon.register(info)?;
+        tracing::info!(instance = %fullname, scope = %self.scope, "announcing this sidecar over mDNS");
+        *self.announced.lock().unwrap_or_else(PoisonError::into_inner) = Some(fullname);
+        Ok(())
+    }
+
+    /// Withdraws this sidecar's announcement: goodbye packets tell every peer to drop it now.
+    /// Waits (bounded) for them to be sent.
+    pub async fn withdraw(&self) {
+        let Some(fullname) = self.announced.lock().unwrap_or_else(PoisonError::into_inner).take() else { return };
+        match self.daemon.unregister(&fullname) {
+            Ok(rx) => {
+                if tokio::time::timeout(GOODBYE_WAIT, rx.recv_async()).await.is_err() {
+                    tracing::warn!(instance = %fullname, "mDNS goodbye not confirmed in time");
+                }
+            }
+            Err(e) => tracing::warn!(instance = %fullname, error = %e, "withdrawing the mDNS announcement"),
+        }
+    }
+}
+
+impl Drop for MdnsResolver {
+    fn drop(&mut self) {
+        let _ = self.daemon.shutdown();
+    }
+}
+
+impl Resolve for MdnsResolver {
+    fn resolve(&self, target: &Target) -> watch::Receiver<Arc<EndpointSet>> {
+        let mut st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(tx) = st.senders.get(target) {
+            return tx.subscribe();
+        }
+        let tx = watch::Sender::new(st.set_of(target));
+        let rx = tx.subscribe();
+        st.senders.insert(target.clone(), tx);
+        rx
+    }
+
+    fn name(&self) -> &'static str {
+        "mdns"
+    }
+
+    fn patience(&self) -> Duration {
+        PATIENCE
+    }
+
+    fn why_unresolved(&self, target: &Target) -> Option<String> {
+        Some(format!(
+            "no mDNS answer for app {} in namespace {} within {} ms (service {SERVICE_TYPE}, {}); check that it \
+             runs on this link and that multicast reaches it, or use the local, static or dns resolver",
+            target.app_id,
+            target.namespace,
+            PATIENCE.as_millis(),
+            self.scope
+        ))
+    }
+}
+
+/// Applies browse events until the daemon or the resolver stops.
+async fn follow(events: mdns_sd::Receiver<ServiceEvent>, state: std::sync::Weak<Mutex<State>>) {
+    while let Ok(event) = events.recv_async().await {
+        let Some(state) = state.upgrade() else { return };
+        let mut st = state.lock().unwrap_or_else(PoisonError::into_inner);
+        match event {
+            ServiceEvent::ServiceResolved(svc) => {
+                let Some((target, addr)) = endpoint_of(&svc) else {
+                    tracing::debug!(instance = %svc.fullname, "ignoring an mDNS answer without app-id, namespace and an address");
+                    continue;
+                };
+                tracing::debug!(instance = %svc.fullname, %target, %addr, "mDNS endpoint");
+                let old = st.instances.insert(svc.fullname.clone(), (target.clone(), addr));
+                if let Some((old_target, _)) = old.filter(|(t, _)| *t != target) {
+                    st.publish(&old_target);
+                }
+                st.publish(&target);
+            }
+            ServiceEvent::ServiceRemoved(_, fullname) => {
+                if let Some((target, addr)) = st.instances.remove(&fullname) {
+                    tracing::debug!(instance = %fullname, %target, %addr, "mDNS endpoint gone");
+                    st.publish(&target);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The target and mesh address an answer describes: TXT `app-id` and `namespace`, the SRV
+/// port (or TXT `mesh-port`), and one address, IPv4 first (link-local IPv6 needs a scope the
+/// mesh client does not carry).
+fn endpoint_of(svc: &ResolvedService) -> Option<(Target, SocketAddr)> {
+    let app_id = svc.get_property_val_str(TXT_APP_ID).filter(|s| !s.is_empty())?;
+    let namespace = svc.get_property_val_str(TXT_NAMESPACE).filter(|s| !s.is_empty())?;
+    let port = match svc.get_port() {
+        0 => svc.get_property_val_str(TXT_MESH_PORT)?.parse().ok()?,
+        p => p,
+    };
+    let ip = pick_address(svc.get_addresses().iter().map(|a| a.to_ip_addr()))?;
+    Some((Target::new(app_id, namespace), SocketAddr::new(ip, port)))
+}
+
+fn pick_address(addrs: impl Iterator<Item = IpAddr>) -> Option<IpAddr> {
+    addrs
+        .filter(|ip| match ip {
+            IpAddr::V4(v4) => !v4.is_unspecified(),
+            IpAddr::V6(v6) => !v6.is_unspecified() && !v6.is_unicast_link_local(),
+        })
+        .min_by_key(|ip| (ip.is_ipv6(), *ip))
+}
+
+/// A value unlikely to repeat across sidecars: the pid and the clock.
+fn unique() -> u32 {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    std::process::id().wrapping_mul(2_654_435_761) ^ nanos
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefers_ipv4_and_skips_link_local() {
+        let addrs = ["fe80::1", "2001:db8::1", "10.0.0.9", "10.0.0.3"].map(|a| a.parse::<IpAddr>().unwrap());
+        assert_eq!(pick_address(addrs.into_iter()), Some("10.0.0.3".parse().unwrap()));
+        let v6 = ["fe80::1", "2001:db8::1"].map(|a| a.parse::<IpAddr>().unwrap());
+        assert_eq!(pick_address(v6.into_iter()), Some("2001:db8::1".parse().unwrap()));
+        assert_eq!(pick_address(["fe80::1".parse().unwrap()].into_iter()), None);
+    }
+
+    /// Two resolvers in a network namespace of their own (the daemon joins the mDNS group on
+    /// every interface it sees when it starts, so this must not run in the machine's own).
+    #[test]
+    fn finds_an_announced_sidecar_and_drops_it_on_goodbye() {
+        let in_netns = std::thread::spawn(|| {
+            // The namespace is this thread's, and the daemon's thread inherits it.
+            if let Err(e) = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET) {
+                return Err(format!("unshare(CLONE_NEWNET): {e}"));
+            }
+            let up = std::process::Command::new("ip").args(["link", "set", "lo", "up"]).status();
+            if !up.as_ref().is_ok_and(|s| s.success()) {
+                return Err(format!("ip link set lo up: {up:?}"));
+            }
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            rt.block_on(goodbye_scenario());
+            Ok(())
+        });
+        match in_netns.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(why)) => eprintln!("SKIPPED: needs a private network namespace: {why}"),
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    }
+
+    async fn goodbye_scenario() {
+        let cfg = MdnsConfig { interfaces: vec!["lo".into()], port: 5353 };
+        let me = Announcement { app_id: "b".into(), namespace: "test".into(), mesh_port: 4711 };
+        let b = MdnsResolver::start(&cfg, Some(&me)).expect("b");
+        let a = MdnsResolver::start(&cfg, None).expect("a");
+        let mut rx = a.resolve(&Target::new("b", "test"));
+        let found = tokio::time::timeout(Duration::from_secs(10), rx.wait_for(|s| !s.is_empty())).await;
+        let set = found.expect("no answer in 10 s").expect("resolver alive").clone();
+        assert_eq!(set.addrs, vec![SocketAddr::from(([127, 0, 0, 1], 4711))]);
+        assert!(a.resolve(&Target::new("b", "other")).borrow().is_empty(), "namespaces are apart");
+        b.withdraw().await;
+        let gone = tokio::time::timeout(Duration::from_secs(5), rx.wait_for(|s| s.is_empty())).await;
+        assert!(gone.is_ok(), "the goodbye did not remove the endpoint");
+    }
+
+    #[tokio::test]
+    async fn a_missing_interface_is_named() {
+        let cfg = MdnsConfig { interfaces: vec!["nosuch0".into()], port: 5353 };
+        let Err(e) = MdnsResolver::start(&cfg, None) else { panic!("started") };
+        assert!(e.to_string().contains("\"nosuch0\""), "{e}");
+    }
+}
