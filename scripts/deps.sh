@@ -22,6 +22,8 @@ needs=(
   "rabbitmq-server:rabbitmq-server"
   # promtool validates the metrics exposition in the tests.
   "promtool:prometheus"
+  # The DNS resolver's tests serve records with dnsmasq inside a network namespace.
+  "dnsmasq:dnsmasq-base"
 )
 
 missing=()

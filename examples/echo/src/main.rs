@@ -1,5 +1,5 @@
 //! A tiny HTTP app that answers every request with what it received, as JSON:
-//! `{"method","path","query","headers","body"}`. A path `/status/<code>` answers with that status.
+//! `{"method","path","query","headers","body","pid"}`. A path `/status/<code>` answers with that status.
 //! It subscribes to the topic `orders` of the pub/sub `pubsub` (route `/orders`) and prints every
 //! event it receives there.
 //! It listens on 127.0.0.1 at `$APP_PORT` (or the first argument), which `outrider run` sets.
@@ -70,6 +70,8 @@ async fn echo(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallibl
         "query": parts.uri.query().unwrap_or(""),
         "headers": headers,
         "body": String::from_utf8_lossy(&body),
+        // Which instance answered, for tests that spread requests over several.
+        "pid": std::process::id(),
     });
     let mut rsp = Response::new(Full::new(Bytes::from(reply.to_string())));
     *rsp.status_mut() = status;

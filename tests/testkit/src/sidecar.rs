@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use tokio::process::{Child, Command};
 
+use crate::client::Reply;
+use crate::netns::Host;
 use crate::{free_port, send, wait_until};
 
 /// The `outrider` binary under test: `$OUTRIDER_BIN`, or beside the test executable's `deps/`.
@@ -63,6 +65,7 @@ impl Mesh {
             args: Vec::new(),
             env: Vec::new(),
             command: Vec::new(),
+            host: None,
         }
     }
 }
@@ -77,9 +80,17 @@ pub struct SidecarBuilder {
     args: Vec<String>,
     env: Vec<(String, String)>,
     command: Vec<String>,
+    host: Option<Host>,
 }
 
 impl SidecarBuilder {
+    /// Runs the sidecar (and its app) on `host` of a [`crate::netns::Lan`]. Its API and admin
+    /// ports are then reachable only inside that namespace: use [`Sidecar::call`].
+    pub fn on(mut self, host: &Host) -> Self {
+        self.host = Some(host.clone());
+        self
+    }
+
     /// The app's port.
     pub fn app_port(mut self, port: u16) -> Self {
         self.app_port = Some(port);
@@ -121,7 +132,15 @@ impl SidecarBuilder {
         let (api, admin) = (free_port(), free_port());
         let mesh = if self.default_mesh_port { 0 } else { free_port() };
         let log = tempfile::NamedTempFile::new().expect("log file");
-        let mut cmd = Command::new(binary("outrider"));
+        let mut cmd = match &self.host {
+            Some(h) => {
+                // `ip netns exec` enters the namespace and then execs the sidecar: same pid.
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", &h.netns]).arg(binary("outrider"));
+                c
+            }
+            None => Command::new(binary("outrider")),
+        };
         cmd.arg("run")
             .args(["--app-id", &self.app_id])
             .args(["--dapr-http-port", &api.to_string()])
@@ -151,7 +170,7 @@ impl SidecarBuilder {
         }
         let has_app = !self.command.is_empty();
         let child = cmd.spawn().expect("spawning outrider");
-        Sidecar { child, app_id: self.app_id, api, mesh, admin, log, has_app }
+        Sidecar { child, app_id: self.app_id, api, mesh, admin, log, has_app, host: self.host }
     }
 
     /// Spawns the process and waits until its outbound API answers.
@@ -176,6 +195,8 @@ pub struct Sidecar {
     log: tempfile::NamedTempFile,
     /// It runs an app as its child, which a SIGKILL would orphan.
     has_app: bool,
+    /// The LAN host it runs on, if not this machine's own namespace.
+    pub host: Option<Host>,
 }
 
 impl Sidecar {
@@ -211,13 +232,12 @@ impl Sidecar {
     }
 
     async fn wait_path(&mut self, path: &str) {
-        let url = format!("{}{path}", self.api_url());
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!("sidecar {} exited with {status} before {path} was ready:\n{}", self.app_id, self.log());
             }
-            if let Ok(r) = send("GET", &url, &[], Vec::new()).await
+            if let Ok(r) = self.call("GET", path, "").await
                 && r.status == 204
             {
                 return;
@@ -230,6 +250,24 @@ impl Sidecar {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Sends one request to the sidecar's API (`path` starts with `/`), from inside its
+    /// namespace when it runs on a LAN host (through `curl` there), within 30 s.
+    pub async fn call(&self, method: &str, path: &str, body: &str) -> anyhow::Result<Reply> {
+        let url = format!("{}{path}", self.api_url());
+        let Some(host) = &self.host else { return send(method, &url, &[], body.to_owned()).await };
+        let mut curl = host.tokio_command("curl");
+        curl.args(["-s", "--max-time", "30", "-X", method, "-w", "\n%{http_code}", &url]);
+        if !body.is_empty() {
+            curl.args(["-H", "content-type: application/json", "--data-binary", body]);
+        }
+        let out = curl.kill_on_drop(true).output().await?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+        let status: u16 = code.trim().parse().unwrap_or(0);
+        anyhow::ensure!(status != 0, "curl in {} failed ({}): {text}", host.netns, out.status);
+        Ok(Reply { status, headers: Default::default(), body: body.to_owned().into() })
     }
 
     /// Peak resident memory of the process so far (`VmHWM`), in bytes.
