@@ -151,16 +151,22 @@ async fn exhausted_messages_go_to_the_dead_letter_topic() {
     original_topics.sort();
     assert_eq!(original_topics, ["gone", "work"], "the dead letter is the original event, untouched");
 
-    // Dapr's component metrics count each delivery by outcome and each publish by result.
-    let text = s.metrics().await;
-    let ingress = |topic: &str, process_status: &str| {
+    // Dapr's component metrics count each delivery by outcome and each publish by result. A
+    // delivery is counted once the app's answer is back, a moment after the app saw it.
+    let count = |text: &str, topic: &str, process_status: &str| {
         let (t, p) = (format!("topic=\"{topic}\""), format!("process_status=\"{process_status}\""));
         let labels = ["app_id=\"dl-app\"", "component=\"pubsub\"", "namespace=\"default\"", &t, &p];
         (
-            sum_metric(&text, "dapr_component_pubsub_ingress_count", &labels),
-            sum_metric(&text, "dapr_component_pubsub_ingress_latencies_count", &labels),
+            sum_metric(text, "dapr_component_pubsub_ingress_count", &labels),
+            sum_metric(text, "dapr_component_pubsub_ingress_latencies_count", &labels),
         )
     };
+    let text = wait_until(Duration::from_secs(10), "the dead letters' deliveries to be counted", || async {
+        let text = s.metrics().await;
+        (count(&text, "poison", "success") == (2.0, 2.0)).then_some(text)
+    })
+    .await;
+    let ingress = |topic: &str, process_status: &str| count(&text, topic, process_status);
     assert_eq!(ingress("work", "retry"), (3.0, 3.0), "{text}");
     assert_eq!(ingress("gone", "drop"), (1.0, 1.0), "{text}");
     assert_eq!(ingress("poison", "success"), (2.0, 2.0), "{text}");
