@@ -159,13 +159,19 @@ impl NameResolution {
             }
         };
         let resolver = match self.component.to_ascii_lowercase().as_str() {
-            "" | "local" => Ok(ResolverConfig::Local),
-            "static" => parse_static(&self.configuration, namespace).map(ResolverConfig::Static),
+            "" | "local" => {
+                keys(&self.configuration, &[], &mut errors);
+                Ok(ResolverConfig::Local)
+            }
+            "static" => {
+                keys(&self.configuration, &["apps", "file"], &mut errors);
+                parse_static(&self.configuration, namespace).map(ResolverConfig::Static)
+            }
             "mdns" => parse_mdns(&self.configuration).map(ResolverConfig::Mdns),
             "dns" => parse_dns(&self.configuration).map(ResolverConfig::Dns),
-            other => Err(vec![err(
+            _ => Err(vec![err(
                 format!("{FIELD}.component"),
-                format!("unknown resolver {other:?}; expected \"local\", \"static\", \"mdns\" or \"dns\""),
+                format!("unknown resolver {:?}; expected \"local\", \"static\", \"mdns\" or \"dns\"", self.component),
             )]),
         };
         match resolver {
@@ -207,7 +213,20 @@ fn parse_mdns(cfg: &serde_json::Value) -> Result<MdnsConfig, Vec<ConfigError>> {
     let mut out = MdnsConfig::default();
     if let Some(map) = keys(cfg, &["interfaces", "port"], &mut errors) {
         if let Some(v) = map.get("interfaces") {
-            out.interfaces = strings(v, &format!("{CONF}.interfaces"), &mut errors);
+            let field = format!("{CONF}.interfaces");
+            out.interfaces = strings(v, &field, &mut errors);
+            // A name that matches nothing would silently announce nowhere.
+            let listed = v.as_array().map_or_else(|| vec![v.clone()], Clone::clone);
+            for (i, name) in listed.iter().enumerate() {
+                // Interface names are at most 15 bytes, never `.`/`..`, never contain `/`.
+                let plausible = |n: &str| n.len() <= 15 && !n.contains('/') && n != "." && n != "..";
+                if let Some(name) = name.as_str().filter(|n| !n.is_empty())
+                    && !(plausible(name) && Path::new("/sys/class/net").join(name).exists())
+                {
+                    let at = if v.is_array() { format!("{field}[{i}]") } else { field.clone() };
+                    errors.push(err(at, format!("no interface {name:?} on this host (see `ip link`)")));
+                }
+            }
         }
         if let Some(v) = map.get("port") {
             out.port = port(v, &format!("{CONF}.port"), &mut errors).unwrap_or(out.port);
@@ -229,6 +248,17 @@ fn parse_dns(cfg: &serde_json::Value) -> Result<DnsConfig, Vec<ConfigError>> {
                     errors.push(err(format!("{CONF}.{key}"), format!("expected a non-empty string, got {other}")))
                 }
             }
+        }
+        let sample = out.name_of(&Target::new("app", "ns"));
+        if sample.contains(['{', '}']) || sample.starts_with('.') || sample.contains("..") {
+            errors.push(err(
+                format!("{CONF}.template"),
+                format!(
+                    "{:?} with clusterDomain {:?} gives {sample:?}; placeholders are {{appId}}, {{namespace}} and \
+                     {{clusterDomain}}",
+                    out.template, out.cluster_domain
+                ),
+            ));
         }
         if !out.template.contains("{appId}") {
             errors.push(err(
@@ -422,25 +452,38 @@ mod tests {
             assert!(e[0].message.contains(c), "{e:?}");
         }
         assert!(nr("static", json!({})).validate("default").is_err());
+        let e = nr("Consul", json!(null)).validate("default").unwrap_err();
+        assert!(e[0].message.contains("\"Consul\""), "the value as written: {e:?}");
+    }
+
+    #[test]
+    fn misspelled_settings_are_errors_for_every_resolver() {
+        for (component, cfg) in
+            [("local", json!({"loadBalance": "p2c"})), ("static", json!({"apps": {}, "loadBalance": "p2c"}))]
+        {
+            let e = nr(component, cfg).validate("default").unwrap_err();
+            assert_eq!(e[0].field, "spec.nameResolution.configuration.loadBalance", "{component}: {e:?}");
+        }
+        let e = nr("dns", json!({"template": "{appId}.{ns}.svc"})).validate("default").unwrap_err();
+        assert_eq!(e[0].field, "spec.nameResolution.configuration.template");
+        assert!(e[0].message.contains("{ns}"), "{e:?}");
     }
 
     #[test]
     fn mdns_settings() {
-        let r = nr("mdns", json!({"interfaces": ["eth0", "lo"], "port": 5399, "loadBalancing": "p2c"}))
+        let r = nr("mdns", json!({"interfaces": ["lo"], "port": 5399, "loadBalancing": "p2c"}))
             .validate("default")
             .unwrap();
-        assert_eq!(
-            r.resolver,
-            ResolverConfig::Mdns(MdnsConfig { interfaces: vec!["eth0".into(), "lo".into()], port: 5399 })
-        );
+        assert_eq!(r.resolver, ResolverConfig::Mdns(MdnsConfig { interfaces: vec!["lo".into()], port: 5399 }));
         assert_eq!(r.balancing, Balancing::P2cPeakEwma);
         assert_eq!(
             nr("mdns", json!(null)).validate("x").unwrap().resolver,
             ResolverConfig::Mdns(MdnsConfig::default())
         );
-        let errs = nr("mdns", json!({"interfaces": [""], "port": 70000, "ttl": 3, "loadBalancing": "random"}))
-            .validate("default")
-            .unwrap_err();
+        let errs =
+            nr("mdns", json!({"interfaces": ["", "nosuch0"], "port": 70000, "ttl": 3, "loadBalancing": "random"}))
+                .validate("default")
+                .unwrap_err();
         let fields: Vec<_> = errs.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(
             fields,
@@ -448,11 +491,13 @@ mod tests {
                 "spec.nameResolution.configuration.loadBalancing",
                 "spec.nameResolution.configuration.ttl",
                 "spec.nameResolution.configuration.interfaces[0]",
+                "spec.nameResolution.configuration.interfaces[1]",
                 "spec.nameResolution.configuration.port"
             ]
         );
         assert!(errs[0].message.contains("\"random\""), "{errs:?}");
-        assert!(errs[3].message.contains("70000"), "{errs:?}");
+        assert!(errs[3].message.contains("no interface \"nosuch0\""), "{errs:?}");
+        assert!(errs[4].message.contains("70000"), "{errs:?}");
     }
 
     #[test]

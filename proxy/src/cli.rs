@@ -197,8 +197,8 @@ impl Env {
     }
 }
 
-/// The mesh port when none is given (Dapr's, in Kubernetes).
-pub(crate) const DEFAULT_MESH_PORT: u16 = 50002;
+// The mesh port when none is given (Dapr's, in Kubernetes); the dns resolver assumes it too.
+use outrider_discovery::DEFAULT_MESH_PORT;
 
 /// Where the listeners bind.
 #[derive(Clone, Copy, Debug)]

@@ -11,7 +11,7 @@ use std::time::Duration;
 use outrider_blocks::Component;
 use outrider_blocks::secrets::{SecretScope, SecretScopes};
 use outrider_blocks::subscription::{Declared, SubscriptionDoc};
-use outrider_discovery::{Balancing, NameResolution, ResolverConfig};
+use outrider_discovery::{Balancing, NameResolution, Resolution, ResolverConfig};
 use outrider_filters::access_log::AccessLogConfig;
 use outrider_filters::resiliency::Resiliency;
 use outrider_policy::api::ApiAccess;
@@ -222,6 +222,19 @@ pub(crate) fn load(args: &RunArgs, env: &Env) -> Result<Settings, Problems> {
             None
         }
     };
+    if let Some(Resolution { resolver: ResolverConfig::Mdns(_), .. }) = &resolver {
+        for (flag, value, max) in [
+            ("app-id", &args.app_id, outrider_discovery::mdns::MAX_APP_ID),
+            ("namespace", &args.namespace, outrider_discovery::mdns::MAX_NAMESPACE),
+        ] {
+            if value.len() > max {
+                problems.push(Problem {
+                    at: format!("--{flag}"),
+                    message: format!("{value:?} is {} bytes; the mdns resolver announces at most {max}", value.len()),
+                });
+            }
+        }
+    }
     let secret_scopes = match SecretScopes::new(std::mem::take(&mut cfg.spec.secrets.scopes)) {
         Ok(s) => s,
         Err(errs) => {
