@@ -85,8 +85,9 @@ pub(crate) async fn run(s: Settings, metrics: PrometheusHandle) -> anyhow::Resul
     let mesh_l = match bind(s.listen.mesh, "--mesh-port").await {
         Ok(l) => l,
         // The default port lies in Linux's ephemeral range, so any client connection may hold it
-        // for a while. Discovery carries the real port, so any free one does when none was asked for.
-        Err(e) if !s.listen.mesh_explicit => {
+        // for a while. The local and mDNS resolvers carry the real port, so any free one does when
+        // none was asked for; with DNS or static addresses peers expect this very port.
+        Err(e) if !s.listen.mesh_explicit && matches!(s.resolver, ResolverConfig::Local | ResolverConfig::Mdns(_)) => {
             tracing::warn!(error = %e, "the default mesh port is taken; using a free port instead");
             bind(SocketAddr::new(s.listen.mesh.ip(), 0), "--mesh-port").await?
         }
