@@ -9,7 +9,7 @@
 //! traffic without a restart; a failed lookup keeps the last answer and is tried again soon.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -147,8 +147,8 @@ async fn follow(
                     let changed = **cur != *set;
                     if changed {
                         tracing::debug!(%target, name = %name, endpoints = ?set.addrs, "DNS endpoints changed");
+                        *cur = set;
                     }
-                    *cur = set;
                     changed
                 });
                 answer.valid_until.saturating_duration_since(Instant::now()).clamp(MIN_REFRESH, MAX_REFRESH)
@@ -179,30 +179,8 @@ async fn lookup(resolver: &TokioResolver, cfg: &DnsConfig, name: &str) -> Result
     if let Some(prefix) = &cfg.srv {
         match resolver.srv_lookup(format!("{prefix}.{name}")).await {
             Ok(srv) => {
-                let mut valid_until = srv.valid_until();
-                let mut addrs = Vec::new();
-                for record in srv.answers() {
-                    let RData::SRV(rec) = &record.data else { continue };
-                    // Addresses sent along with the answer save a query.
-                    let mut ips: Vec<_> = srv
-                        .additionals()
-                        .iter()
-                        .filter(|r| r.name == rec.target)
-                        .filter_map(|r| match &r.data {
-                            RData::A(a) => Some(std::net::IpAddr::V4(a.0)),
-                            RData::AAAA(a) => Some(std::net::IpAddr::V6(a.0)),
-                            _ => None,
-                        })
-                        .collect();
-                    if ips.is_empty() {
-                        let found = resolver.lookup_ip(rec.target.clone()).await?;
-                        valid_until = valid_until.min(found.valid_until());
-                        ips.extend(found.iter());
-                    }
-                    addrs.extend(ips.into_iter().map(|ip| SocketAddr::new(ip, rec.port)));
-                }
-                if !addrs.is_empty() {
-                    return Ok(Answer { addrs, valid_until });
+                if let Some(answer) = srv_targets(resolver, &srv).await? {
+                    return Ok(answer);
                 }
             }
             Err(e) if e.is_no_records_found() => {}
@@ -216,5 +194,57 @@ async fn lookup(resolver: &TokioResolver, cfg: &DnsConfig, name: &str) -> Result
         }),
         Err(e) if e.is_no_records_found() => Ok(Answer { addrs: Vec::new(), valid_until: Instant::now() }),
         Err(e) => Err(e),
+    }
+}
+
+/// The addresses of an SRV answer's targets of the best (lowest) priority; RFC 2782's `.`
+/// target ("no service here") and targets that do not resolve are left out. `None` when no
+/// target is usable; an error only when every target's lookup failed.
+async fn srv_targets(
+    resolver: &TokioResolver,
+    srv: &hickory_resolver::lookup::Lookup,
+) -> Result<Option<Answer>, NetError> {
+    let records: Vec<_> = srv
+        .answers()
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::SRV(rec) if !rec.target.is_root() => Some(rec),
+            _ => None,
+        })
+        .collect();
+    let Some(best) = records.iter().map(|r| r.priority).min() else { return Ok(None) };
+    let mut valid_until = srv.valid_until();
+    let (mut addrs, mut last_error) = (Vec::new(), None);
+    for rec in records.into_iter().filter(|r| r.priority == best) {
+        // Addresses sent along with the answer save a query.
+        let mut ips: Vec<IpAddr> = srv
+            .additionals()
+            .iter()
+            .filter(|r| r.name == rec.target)
+            .filter_map(|r| match &r.data {
+                RData::A(a) => Some(IpAddr::V4(a.0)),
+                RData::AAAA(a) => Some(IpAddr::V6(a.0)),
+                _ => None,
+            })
+            .collect();
+        if ips.is_empty() {
+            match resolver.lookup_ip(rec.target.clone()).await {
+                Ok(found) => {
+                    valid_until = valid_until.min(found.valid_until());
+                    ips.extend(found.iter());
+                }
+                Err(e) if e.is_no_records_found() => {}
+                Err(e) => {
+                    tracing::debug!(target = %rec.target, error = %e, "an SRV target did not resolve");
+                    last_error = Some(e);
+                }
+            }
+        }
+        addrs.extend(ips.into_iter().map(|ip| SocketAddr::new(ip, rec.port)));
+    }
+    match (addrs.is_empty(), last_error) {
+        (true, Some(e)) => Err(e),
+        (true, None) => Ok(None),
+        (false, _) => Ok(Some(Answer { addrs, valid_until })),
     }
 }

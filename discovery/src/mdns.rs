@@ -11,7 +11,9 @@
 //! requests away from it meanwhile.
 //!
 //! Announcing and browsing happen only on the configured interfaces (all of them when none is
-//! named), so nothing multicasts where it should not.
+//! named). (When it starts, the daemon joins the mDNS group on every interface before the
+//! selection applies, so the kernel may send IGMP/MLD membership reports there; no mDNS packet
+//! is sent on them.)
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -35,6 +37,12 @@ const TXT_MESH_PORT: &str = "mesh-port";
 /// fresh query normally comes within a second).
 const PATIENCE: Duration = Duration::from_millis(1500);
 
+/// The longest app id an instance name holds: a DNS label (63 bytes) with room for the
+/// ` (NN)` a name clash appends.
+pub const MAX_APP_ID: usize = 58;
+/// The longest namespace its TXT entry (`namespace=…`, at most 255 bytes) holds.
+pub const MAX_NAMESPACE: usize = 245;
+
 /// How long a stopping sidecar waits for its goodbye packets to go out.
 const GOODBYE_WAIT: Duration = Duration::from_secs(1);
 
@@ -49,20 +57,19 @@ pub struct Announcement {
     pub mesh_port: u16,
 }
 
-/// The resolver could not start: which setting, and why.
+/// mDNS could not start: what was being done, and the daemon's error.
 #[derive(Debug, thiserror::Error)]
-pub enum MdnsError {
-    /// A configured interface does not exist here.
-    #[error("spec.nameResolution.configuration.interfaces: no interface {0:?} on this host (see `ip link`)")]
-    NoSuchInterface(String),
-    /// The mDNS daemon failed.
-    #[error("mDNS on UDP port {port}: {source}")]
-    Daemon {
-        /// The configured mDNS port.
-        port: u16,
-        /// The daemon's error.
-        source: mdns_sd::Error,
-    },
+#[error("{doing}: {source}")]
+pub struct MdnsError {
+    /// What failed, e.g. `starting the mDNS daemon on UDP port 5353`.
+    pub doing: String,
+    /// The daemon's error.
+    pub source: mdns_sd::Error,
+}
+
+fn failed(doing: impl Into<String>) -> impl FnOnce(mdns_sd::Error) -> MdnsError {
+    let doing = doing.into();
+    move |source| MdnsError { doing, source }
 }
 
 /// Resolves through mDNS and announces this sidecar.
@@ -97,7 +104,9 @@ impl State {
             } else {
                 tx.send_if_modified(|cur| {
                     let changed = **cur != *set;
-                    *cur = set;
+                    if changed {
+                        *cur = set;
+                    }
                     changed
                 });
             }
@@ -109,37 +118,43 @@ impl MdnsResolver {
     /// Starts the mDNS daemon on the configured interfaces, browses for sidecars and, with
     /// `me`, announces this one. Must be called within a tokio runtime.
     pub fn start(cfg: &MdnsConfig, me: Option<&Announcement>) -> Result<Self, MdnsError> {
-        for name in &cfg.interfaces {
-            if !std::path::Path::new("/sys/class/net").join(name).exists() {
-                return Err(MdnsError::NoSuchInterface(name.clone()));
-            }
-        }
-        let daemon_err = |source| MdnsError::Daemon { port: cfg.port, source };
-        let daemon = ServiceDaemon::new_with_port(cfg.port).map_err(daemon_err)?;
+        // The configuration's validation made sure each named interface exists.
+        let daemon = ServiceDaemon::new_with_port(cfg.port)
+            .map_err(failed(format!("starting the mDNS daemon on UDP port {}", cfg.port)))?;
         let kinds: Vec<IfKind> = cfg.interfaces.iter().map(IfKind::from).collect();
-        if !kinds.is_empty() {
-            // Selections apply in order: none, then the named ones.
-            daemon.disable_interface(IfKind::All).map_err(daemon_err)?;
-            daemon.enable_interface(kinds.clone()).map_err(daemon_err)?;
-        }
+        let events = (|| {
+            if !kinds.is_empty() {
+                // Selections apply in order: none, then the named ones.
+                daemon.disable_interface(IfKind::All)?;
+                daemon.enable_interface(kinds.clone())?;
+            }
+            daemon.browse(SERVICE_TYPE)
+        })();
+        let events = match events {
+            Ok(events) => events,
+            Err(e) => {
+                let _ = daemon.shutdown();
+                return Err(failed(format!("browsing for {SERVICE_TYPE}"))(e));
+            }
+        };
         let scope = if cfg.interfaces.is_empty() {
             "every interface".to_owned()
         } else {
             format!("interfaces {}", cfg.interfaces.join(", "))
         };
-        let events = daemon.browse(SERVICE_TYPE).map_err(daemon_err)?;
         let state = Arc::new(Mutex::new(State::default()));
-        tokio::spawn(follow(events, Arc::downgrade(&state)));
+        tokio::spawn(follow(daemon.clone(), events, Arc::downgrade(&state)));
+        // From here on, dropping the resolver shuts the daemon down.
         let resolver = Self { daemon, state, announced: Mutex::new(None), scope };
         if let Some(me) = me {
-            resolver.announce(me, kinds).map_err(daemon_err)?;
+            resolver.announce(me, kinds).map_err(failed(format!("announcing {}.{SERVICE_TYPE}", me.app_id)))?;
         }
         Ok(resolver)
     }
 
     fn announce(&self, me: &Announcement, kinds: Vec<IfKind>) -> Result<(), mdns_sd::Error> {
         // A host name of its own per sidecar: several may share a machine (and its hostname).
-        let host = format!("{}-{:08x}.local.", me.app_id, unique());
+        let host = format!("outrider-{:08x}.local.", unique());
         let port = me.mesh_port.to_string();
         let txt = [(TXT_APP_ID, me.app_id.as_str()), (TXT_NAMESPACE, me.namespace.as_str()), (TXT_MESH_PORT, &port)];
         let mut info = ServiceInfo::new(SERVICE_TYPE, &me.app_id, &host, (), me.mesh_port, &txt[..])?
@@ -179,6 +194,8 @@ impl Drop for MdnsResolver {
 impl Resolve for MdnsResolver {
     fn resolve(&self, target: &Target) -> watch::Receiver<Arc<EndpointSet>> {
         let mut st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        // Targets nobody follows any more (an unknown app asked for once) are forgotten.
+        st.senders.retain(|_, tx| tx.receiver_count() > 0);
         if let Some(tx) = st.senders.get(target) {
             return tx.subscribe();
         }
@@ -208,8 +225,28 @@ impl Resolve for MdnsResolver {
     }
 }
 
-/// Applies browse events until the daemon or the resolver stops.
-async fn follow(events: mdns_sd::Receiver<ServiceEvent>, state: std::sync::Weak<Mutex<State>>) {
+/// Applies browse events until the resolver stops. The daemon ends a browse whose channel
+/// overflows; it is then started again (answers come back as the daemon re-queries).
+async fn follow(daemon: ServiceDaemon, events: mdns_sd::Receiver<ServiceEvent>, state: std::sync::Weak<Mutex<State>>) {
+    let mut events = events;
+    loop {
+        apply(&events, &state).await;
+        if state.strong_count() == 0 {
+            return;
+        }
+        tracing::warn!("the mDNS browse stopped; browsing again");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        match daemon.browse(SERVICE_TYPE) {
+            Ok(e) => events = e,
+            Err(e) => {
+                tracing::error!(error = %e, "mDNS browsing failed; endpoints are no longer updated");
+                return;
+            }
+        }
+    }
+}
+
+async fn apply(events: &mdns_sd::Receiver<ServiceEvent>, state: &std::sync::Weak<Mutex<State>>) {
     while let Ok(event) = events.recv_async().await {
         let Some(state) = state.upgrade() else { return };
         let mut st = state.lock().unwrap_or_else(PoisonError::into_inner);
@@ -316,12 +353,5 @@ mod tests {
         b.withdraw().await;
         let gone = tokio::time::timeout(Duration::from_secs(5), rx.wait_for(|s| s.is_empty())).await;
         assert!(gone.is_ok(), "the goodbye did not remove the endpoint");
-    }
-
-    #[tokio::test]
-    async fn a_missing_interface_is_named() {
-        let cfg = MdnsConfig { interfaces: vec!["nosuch0".into()], port: 5353 };
-        let Err(e) = MdnsResolver::start(&cfg, None) else { panic!("started") };
-        assert!(e.to_string().contains("\"nosuch0\""), "{e}");
     }
 }
