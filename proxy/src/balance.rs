@@ -110,6 +110,41 @@ impl Service<http::Request<Body>> for Send {
     }
 }
 
+/// One request's use of an endpoint; report how the connection went. Dropped without an
+/// outcome (the caller gave up), a probe lets the next request probe instead.
+pub(crate) struct Attempt {
+    pub(crate) endpoint: Arc<Endpoint>,
+    probe: bool,
+    settled: bool,
+}
+
+impl Attempt {
+    /// The endpoint's address.
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.endpoint.addr
+    }
+
+    /// A connection to the endpoint worked (whatever the answer).
+    pub(crate) fn connected(mut self) {
+        self.settled = true;
+        self.endpoint.succeeded(self.probe);
+    }
+
+    /// No connection could be made.
+    pub(crate) fn unreachable(mut self) {
+        self.settled = true;
+        self.endpoint.failed(self.probe);
+    }
+}
+
+impl Drop for Attempt {
+    fn drop(&mut self) {
+        if !self.settled && self.probe {
+            self.endpoint.abandoned();
+        }
+    }
+}
+
 /// What the metadata API and the admin page show of an endpoint.
 #[derive(Debug, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -159,44 +194,47 @@ impl Balancer {
     }
 
     /// The endpoint for the next attempt, avoiding `avoid` (the previous attempt's) when
-    /// another exists; `None` while the set is empty.
-    pub(crate) fn pick(&self, avoid: Option<SocketAddr>) -> Option<Arc<Endpoint>> {
+    /// another exists; `None` while the set is empty. Report its outcome on the [`Attempt`].
+    pub(crate) fn pick(&self, avoid: Option<SocketAddr>) -> Option<Attempt> {
         let table = self.table();
         let eps = &table.endpoints;
         let n = eps.len();
         let now = Instant::now();
-        let chosen = match n {
+        let taken = match n {
             0 => return None,
-            1 => &eps[0],
+            1 => None,
             _ => {
-                let eligible = |e: &&Arc<Endpoint>| Some(e.addr) != avoid && e.available(now);
-                let found = match self.strategy {
+                let other = |e: &Arc<Endpoint>| Some(e.addr) != avoid;
+                match self.strategy {
                     Balancing::RoundRobin => {
                         let start = self.next.fetch_add(1, Ordering::Relaxed);
-                        (0..n).map(|i| &eps[(start + i) % n]).find(eligible)
+                        (0..n).map(|i| &eps[(start + i) % n]).find_map(|e| other(e).then(|| e.try_take(now)).flatten())
                     }
                     Balancing::P2cPeakEwma => {
-                        let candidates: Vec<&Arc<Endpoint>> = eps.iter().filter(eligible).collect();
-                        match candidates.len() {
-                            0 => None,
-                            1 => Some(candidates[0]),
+                        let candidates: Vec<&Arc<Endpoint>> =
+                            eps.iter().filter(|e| other(e) && e.available(now)).collect();
+                        let (first, second) = match candidates.len() {
+                            0 => (None, None),
+                            1 => (Some(candidates[0]), None),
                             k => {
                                 let (i, j) = self.two_of(k);
                                 let (a, b) = (candidates[i], candidates[j]);
-                                Some(if b.load() < a.load() { b } else { a })
+                                if b.load() < a.load() { (Some(b), Some(a)) } else { (Some(a), Some(b)) }
                             }
-                        }
+                        };
+                        // Taking may fail when another request just took the one probe.
+                        first.and_then(|e| e.try_take(now)).or_else(|| second.and_then(|e| e.try_take(now)))
                     }
-                };
-                // Everything else is ejected: try the next one anyway.
-                found.unwrap_or_else(|| {
-                    let start = self.next.fetch_add(1, Ordering::Relaxed);
-                    (0..n).map(|i| &eps[(start + i) % n]).find(|e| Some(e.addr) != avoid).unwrap_or(&eps[0])
-                })
+                }
             }
         };
-        chosen.claim(now);
-        Some(chosen.clone())
+        Some(taken.unwrap_or_else(|| {
+            // Nothing else is available (one endpoint, or all others ejected): try one anyway,
+            // as a probe, rather than refuse the request.
+            let start = self.next.fetch_add(1, Ordering::Relaxed);
+            let e = (0..n).map(|i| &eps[(start + i) % n]).find(|e| Some(e.addr) != avoid).unwrap_or(&eps[0]);
+            e.force(now)
+        }))
     }
 
     /// Two distinct indices below `k` (k ≥ 2), uniformly.
@@ -235,6 +273,39 @@ impl Endpoint {
         Self { addr, load: Mutex::new(load), health: Mutex::new(Health::Up) }
     }
 
+    /// Takes this endpoint for one request if it may have one: always when up; when its
+    /// ejection is over (or the last probe went stale), as the one probe. Atomic, so a burst of
+    /// requests sends a single probe.
+    fn try_take(self: &Arc<Self>, now: Instant) -> Option<Attempt> {
+        let mut h = self.health();
+        let probe = match *h {
+            Health::Up => false,
+            Health::Ejected { until, failures } if now >= until => {
+                *h = Health::Probing { since: now, failures };
+                true
+            }
+            Health::Probing { since, failures } if now.duration_since(since) >= PROBE_STALE => {
+                *h = Health::Probing { since: now, failures };
+                true
+            }
+            Health::Ejected { .. } | Health::Probing { .. } => return None,
+        };
+        Some(Attempt { endpoint: self.clone(), probe, settled: false })
+    }
+
+    /// Takes it whatever its state; if it is not up, the request is its probe.
+    fn force(self: &Arc<Self>, now: Instant) -> Attempt {
+        let mut h = self.health();
+        let probe = match *h {
+            Health::Up => false,
+            Health::Ejected { failures, .. } | Health::Probing { failures, .. } => {
+                *h = Health::Probing { since: now, failures };
+                true
+            }
+        };
+        Attempt { endpoint: self.clone(), probe, settled: false }
+    }
+
     /// Sends `req` (its URI already names this endpoint), measuring its latency.
     pub(crate) fn call(
         &self,
@@ -259,33 +330,36 @@ impl Endpoint {
         }
     }
 
-    /// Marks a due ejected endpoint as being probed by the request that picked it.
-    fn claim(&self, now: Instant) {
+    /// A connection worked: a probe readmits the endpoint. (The outcome of a request picked
+    /// before an ejection says nothing new.)
+    fn succeeded(&self, probe: bool) {
         let mut h = self.health();
-        if let Health::Ejected { failures, .. } | Health::Probing { failures, .. } = *h {
-            *h = Health::Probing { since: now, failures };
-        }
-    }
-
-    /// A connection to it worked.
-    pub(crate) fn succeeded(&self) {
-        let mut h = self.health();
-        if *h != Health::Up {
+        if probe && matches!(*h, Health::Probing { .. }) {
             tracing::info!(endpoint = %self.addr, "endpoint answers again; back in rotation");
             *h = Health::Up;
         }
     }
 
-    /// A connection to it failed: eject it for a while.
-    pub(crate) fn failed(&self) {
+    /// A connection failed: eject an endpoint that was up, or eject a probed one for longer.
+    /// Failures of requests picked before the ejection do not count again.
+    fn failed(&self, probe: bool) {
         let mut h = self.health();
         let failures = match *h {
             Health::Up => 1,
-            Health::Ejected { failures, .. } | Health::Probing { failures, .. } => failures.saturating_add(1),
+            Health::Probing { failures, .. } if probe => failures.saturating_add(1),
+            Health::Ejected { .. } | Health::Probing { .. } => return,
         };
         let backoff = EJECT_BASE.saturating_mul(1 << (failures - 1).min(5)).min(EJECT_MAX);
         tracing::warn!(endpoint = %self.addr, failures, backoff_ms = backoff.as_millis() as u64, "connection failed; endpoint ejected");
         *h = Health::Ejected { until: Instant::now() + backoff, failures };
+    }
+
+    /// A probe ended without an outcome (its caller gave up): the next request may probe.
+    fn abandoned(&self) {
+        let mut h = self.health();
+        if let Health::Probing { failures, .. } = *h {
+            *h = Health::Ejected { until: Instant::now(), failures };
+        }
     }
 
     fn state(&self, now: Instant) -> &'static str {
@@ -327,7 +401,7 @@ mod tests {
     }
 
     fn picks(b: &Balancer, n: usize, avoid: Option<SocketAddr>) -> Vec<u16> {
-        (0..n).map(|_| b.pick(avoid).expect("an endpoint").addr.port()).collect()
+        (0..n).map(|_| b.pick(avoid).expect("an endpoint").addr().port()).collect()
     }
 
     fn endpoint(b: &Balancer, port: u16) -> Arc<Endpoint> {
@@ -349,11 +423,26 @@ mod tests {
             let (b, _tx) = balancer(strategy, &[1, 2, 3]);
             let seen = picks(&b, 200, Some(addr(2)));
             assert!(!seen.contains(&2), "{strategy:?}: {seen:?}");
-            assert!(seen.contains(&1) && seen.contains(&3), "{strategy:?}: {seen:?}");
+            if strategy == Balancing::RoundRobin {
+                assert!(seen.contains(&1) && seen.contains(&3), "{seen:?}");
+            }
             // With a single endpoint there is nowhere else to go.
             let (one, _tx) = balancer(strategy, &[7]);
             assert_eq!(picks(&one, 3, Some(addr(7))), [7, 7, 7]);
         }
+    }
+
+    /// Picks until endpoint `port` comes up; returns that attempt and the ports picked before.
+    fn pick_until(b: &Balancer, port: u16) -> (Attempt, Vec<u16>) {
+        let mut before = Vec::new();
+        for _ in 0..50 {
+            let a = b.pick(None).expect("an endpoint");
+            if a.addr().port() == port {
+                return (a, before);
+            }
+            before.push(a.addr().port());
+        }
+        panic!("{port} never picked: {before:?}");
     }
 
     #[test]
@@ -361,16 +450,45 @@ mod tests {
         for strategy in [Balancing::RoundRobin, Balancing::P2cPeakEwma] {
             let (b, _tx) = balancer(strategy, &[1, 2]);
             let e1 = endpoint(&b, 1);
-            e1.failed();
+            pick_until(&b, 1).0.unreachable();
             assert!(!picks(&b, 50, None).contains(&1), "{strategy:?}: picked while ejected");
             // The backoff ends: exactly one request probes it, the others stay away meanwhile.
             *e1.health() = Health::Ejected { until: Instant::now(), failures: 1 };
-            let seen = picks(&b, 50, None);
-            assert_eq!(seen.iter().filter(|p| **p == 1).count(), 1, "{strategy:?}: {seen:?}");
+            let (probe, _) = pick_until(&b, 1);
+            assert!(!picks(&b, 50, None).contains(&1), "{strategy:?}: a second probe");
             assert_eq!(e1.state(Instant::now()), "probing");
-            e1.succeeded();
+            probe.connected();
             assert!(picks(&b, 50, None).contains(&1), "{strategy:?}: not readmitted");
         }
+    }
+
+    #[test]
+    fn outcomes_of_requests_from_before_an_ejection_do_not_count() {
+        let (b, _tx) = balancer(Balancing::RoundRobin, &[1, 2]);
+        let e1 = endpoint(&b, 1);
+        let (early, _) = pick_until(&b, 1);
+        let (late, _) = pick_until(&b, 1);
+        late.unreachable();
+        let Health::Ejected { until, failures: 1 } = *e1.health() else { panic!("not ejected once") };
+        // A second failure of the same outage neither lengthens the ejection nor counts twice,
+        // and a stale success does not readmit it.
+        let (stale, _) = (b.pick(None).expect("an endpoint"), ());
+        drop(stale);
+        early.connected();
+        assert_eq!(*e1.health(), Health::Ejected { until, failures: 1 });
+    }
+
+    #[test]
+    fn an_abandoned_probe_lets_the_next_request_probe() {
+        let (b, _tx) = balancer(Balancing::RoundRobin, &[1, 2]);
+        let e1 = endpoint(&b, 1);
+        *e1.health() = Health::Ejected { until: Instant::now(), failures: 2 };
+        let (probe, _) = pick_until(&b, 1);
+        drop(probe);
+        assert_eq!(e1.state(Instant::now()), "due for a probe");
+        let (again, _) = pick_until(&b, 1);
+        again.unreachable();
+        let Health::Ejected { failures: 3, .. } = *e1.health() else { panic!("{:?}", *e1.health()) };
     }
 
     #[test]
@@ -379,9 +497,11 @@ mod tests {
         let e1 = endpoint(&b, 1);
         let mut lengths = Vec::new();
         for _ in 0..8 {
-            e1.failed();
-            let Health::Ejected { until, .. } = *e1.health() else { panic!("not ejected") };
+            e1.failed(true);
+            let Health::Ejected { until, failures } = *e1.health() else { panic!("not ejected") };
             lengths.push(until.saturating_duration_since(Instant::now()).as_secs_f64().round() as u64);
+            // The ejection ends and the next failure is its probe's.
+            *e1.health() = Health::Probing { since: Instant::now(), failures };
         }
         assert_eq!(lengths, [1, 2, 4, 8, 16, 30, 30, 30]);
     }
@@ -389,15 +509,15 @@ mod tests {
     #[test]
     fn with_every_endpoint_ejected_one_is_tried_anyway() {
         let (b, _tx) = balancer(Balancing::P2cPeakEwma, &[1, 2]);
-        endpoint(&b, 1).failed();
-        endpoint(&b, 2).failed();
+        endpoint(&b, 1).failed(false);
+        endpoint(&b, 2).failed(false);
         assert_eq!(picks(&b, 5, Some(addr(1))), [2, 2, 2, 2, 2]);
     }
 
     #[test]
     fn state_survives_a_change_of_the_set_and_new_endpoints_get_traffic() {
         let (b, tx) = balancer(Balancing::RoundRobin, &[1, 2]);
-        endpoint(&b, 1).failed();
+        endpoint(&b, 1).failed(false);
         tx.send_replace(Arc::new(EndpointSet::new(vec![addr(1), addr(3)])));
         let seen = picks(&b, 10, None);
         assert_eq!(seen, [3; 10], "the ejection was forgotten, or 2 is still used");

@@ -284,14 +284,14 @@ impl Concrete {
     async fn send(&self, req: OutboundRequest) -> Result<Response<Incoming>, InvokeError> {
         let target = &self.target;
         let avoid = req.swap_endpoint(None);
-        let endpoint = match self.balancer.pick(avoid) {
-            Some(e) => e,
+        let attempt = match self.balancer.pick(avoid) {
+            Some(a) => a,
             None => {
                 self.resolved().await?;
                 self.balancer.pick(avoid).ok_or_else(|| self.no_endpoints())?
             }
         };
-        let addr = endpoint.addr;
+        let addr = attempt.addr();
         req.swap_endpoint(Some(addr));
         let mut req = req.into_request();
         let pq = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
@@ -304,17 +304,21 @@ impl Concrete {
         strip_hop_by_hop(h);
         strip_identity(h);
         h.remove(header::HOST);
-        match endpoint.call(req).await {
+        match attempt.endpoint.call(req).await {
             Ok(mut rsp) => {
-                endpoint.succeeded();
+                attempt.connected();
                 strip_hop_by_hop(rsp.headers_mut());
                 Ok(rsp)
             }
             Err(e) if e.is_connect() => {
-                endpoint.failed();
+                attempt.unreachable();
                 Err(InvokeError::Connect { target: target.clone(), addr, source: Box::new(e) })
             }
-            Err(e) => Err(InvokeError::Upstream { target: target.clone(), source: Box::new(e) }),
+            Err(e) => {
+                // The connection was made; what failed after it is not the endpoint's reachability.
+                attempt.connected();
+                Err(InvokeError::Upstream { target: target.clone(), source: Box::new(e) })
+            }
         }
     }
 
