@@ -38,11 +38,14 @@ async fn echo_sidecar(mesh: &Mesh, app: &str, host: &Host, config: &Path) -> Sid
     s
 }
 
-/// The pid of the app a sidecar runs (its only child).
+/// The pid of the app a sidecar runs (its only child; any of its threads may have started it).
 fn app_pid(sidecar: &Sidecar) -> u32 {
-    let pid = sidecar.pid();
-    let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
-    children.split_whitespace().next().and_then(|p| p.parse().ok()).expect("the sidecar's app process")
+    let tasks = std::fs::read_dir(format!("/proc/{}/task", sidecar.pid())).expect("the sidecar's threads");
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+        .find_map(|c| c.split_whitespace().next().and_then(|p| p.parse().ok()))
+        .expect("the sidecar's app process")
 }
 
 /// `n` invocations of app `b` through `caller`: the echo app's pid for each answer, or the
@@ -95,8 +98,8 @@ async fn mdns_spreads_over_hosts_survives_a_kill_and_takes_back_a_restart() {
         assert!(listed.contains(&format!("{}:{}", h.addr, s.mesh)), "{meta}");
     }
 
-    // One instance dies without a goodbye: requests move to the other at once (its failed
-    // connection ejects it and the built-in retry goes to the other), and keep succeeding.
+    // One instance dies without a goodbye: requests move to the other (its failed connection
+    // ejects it and the built-in retry goes to the other instance), and keep succeeding.
     b1.kill().await;
     let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(p1 as i32), nix::sys::signal::Signal::SIGKILL);
     wait_until(Duration::from_secs(10), "requests to go to the live instance only", || async {
@@ -241,6 +244,7 @@ async fn dns_follows_changing_records_from_a_real_server() {
 
     // A name DNS does not know: the error names it.
     let r = a.call("GET", "/v1.0/invoke/nobody/method/x", "").await.unwrap();
+    assert_eq!(r.status, 500, "{}", r.text());
     let msg = r.json()["message"].as_str().unwrap_or_default().to_owned();
     assert!(msg.contains("DNS has no address for nobody.default.svc.cluster.local."), "{msg}");
 }
@@ -291,6 +295,11 @@ async fn p2c_sends_a_slow_endpoint_less_than_round_robin() {
         shares.insert(balancing, slow_share(&a, &slow).await);
         let meta = outrider_testkit::send("GET", &format!("{}/v1.0/metadata", a.api_url()), &[], "").await.unwrap();
         assert_eq!(meta.json()["nameResolution"]["loadBalancing"], balancing);
+        let page = outrider_testkit::send("GET", &format!("{}/", a.admin_url()), &[], "").await.unwrap().text();
+        assert!(page.contains(&format!("name resolution: static, balancing: {balancing}")), "{page}");
+        for e in &endpoints {
+            assert!(page.contains(&format!("  {e} up\n")), "{page}");
+        }
     }
     eprintln!("share of the slow instance: {shares:?}");
     // Round-robin alternates whatever the latency; p2c sees the slow one's load and avoids it.

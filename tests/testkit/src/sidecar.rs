@@ -252,6 +252,13 @@ impl Sidecar {
         }
     }
 
+    /// Helpers that talk to the sidecar from this namespace cannot reach one on a LAN host.
+    fn local_only(&self, what: &str) {
+        if let Some(h) = &self.host {
+            panic!("Sidecar::{what} reaches the sidecar from the machine's namespace, but it runs in {}", h.netns);
+        }
+    }
+
     /// Sends one request to the sidecar's API (`path` starts with `/`), from inside its
     /// namespace when it runs on a LAN host (through `curl` there), within 30 s.
     pub async fn call(&self, method: &str, path: &str, body: &str) -> anyhow::Result<Reply> {
@@ -301,12 +308,14 @@ impl Sidecar {
 
     /// The admin listener's `/metrics` text.
     pub async fn metrics(&self) -> String {
+        self.local_only("metrics");
         let r = send("GET", &format!("{}/metrics", self.admin_url()), &[], Vec::new()).await.expect("metrics");
         String::from_utf8_lossy(&r.body).into_owned()
     }
 
     /// Waits (bounded) until `GET /v1.0/metadata` lists exactly `n` active subscriptions; returns them.
     pub async fn wait_subscriptions(&self, n: usize) -> Vec<serde_json::Value> {
+        self.local_only("wait_subscriptions");
         let url = format!("{}/v1.0/metadata", self.api_url());
         wait_until(Duration::from_secs(15), &format!("{n} active subscriptions"), || async {
             let m = send("GET", &url, &[], "").await.ok()?.json();
