@@ -109,9 +109,11 @@ impl LocalResolver {
         fs::create_dir_all(&dir)?;
         let state = Arc::new(Mutex::new(State::default()));
         let (tx, rx) = mpsc::channel(1);
-        let mut watcher = notify::recommended_watcher(move |_event| {
+        let mut watcher = notify::recommended_watcher(move |event| {
             // A full channel already holds a wake-up: coalesce.
-            let _ = tx.try_send(());
+            if wakes(&event) {
+                let _ = tx.try_send(());
+            }
         })
         .map_err(std::io::Error::other)?;
         watcher.watch(&dir, notify::RecursiveMode::NonRecursive).map_err(std::io::Error::other)?;
@@ -119,6 +121,13 @@ impl LocalResolver {
         tokio::spawn(watch_loop(dir, state.clone(), rx, watcher));
         Ok(Self { state })
     }
+}
+
+/// Whether a directory event may have changed the registry. Reads are not changes: a scan
+/// opens every entry, and reacting to those opens (ours or another sidecar's) would rescan
+/// forever, a core's worth of CPU at idle.
+fn wakes(event: &notify::Result<notify::Event>) -> bool {
+    event.as_ref().map_or(true, |e| !e.kind.is_access())
 }
 
 async fn watch_loop(
@@ -313,5 +322,15 @@ mod tests {
         assert!(fs::metadata(format!("/proc/{pid}")).is_ok(), "zombie should still have /proc entry");
         assert!(pid_alive(std::process::id()));
         drop(child);
+    }
+
+    #[test]
+    fn reading_entries_does_not_wake_the_watcher() {
+        use notify::event::{AccessKind, AccessMode, CreateKind, Event, EventKind};
+        let access = Event::new(EventKind::Access(AccessKind::Close(AccessMode::Read)));
+        assert!(!wakes(&Ok(access)));
+        assert!(!wakes(&Ok(Event::new(EventKind::Access(AccessKind::Open(AccessMode::Any))))));
+        assert!(wakes(&Ok(Event::new(EventKind::Create(CreateKind::File)))));
+        assert!(wakes(&Err(notify::Error::generic("overflow"))), "an error may hide a change");
     }
 }
