@@ -25,6 +25,34 @@ pub(crate) enum Command {
     /// Inspect access policies.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Run the L7 proxy alone, forwarding every request to one upstream (plain HTTP), with the
+    /// sidecar's server, trace and metrics layers.
+    Proxy(ProxyArgs),
+}
+
+/// Flags of `outrider proxy`.
+#[derive(Debug, Args)]
+pub(crate) struct ProxyArgs {
+    /// Where to accept HTTP/1.1 and h2c.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub(crate) listen: SocketAddr,
+    /// Where to forward: `host:port`.
+    #[arg(long, value_parser = parse_upstream)]
+    pub(crate) upstream: String,
+    /// Serve Prometheus metrics at this address (any path).
+    #[arg(long)]
+    pub(crate) metrics_listen: Option<SocketAddr>,
+    /// Log level (error, warn, info, debug, trace).
+    #[arg(long, default_value = "warn")]
+    pub(crate) log_level: String,
+}
+
+fn parse_upstream(s: &str) -> Result<String, String> {
+    let (host, port) = s.rsplit_once(':').ok_or_else(|| format!("{s:?} is not host:port"))?;
+    match (host.is_empty(), port.parse::<u16>()) {
+        (false, Ok(p)) if p != 0 && format!("http://{s}/").parse::<http::Uri>().is_ok() => Ok(s.to_owned()),
+        _ => Err(format!("{s:?} is not host:port")),
+    }
 }
 
 /// `outrider policy …`.

@@ -14,6 +14,7 @@ mod child;
 mod cli;
 mod config;
 mod errors;
+mod forward;
 mod guard;
 mod http;
 mod identity;
@@ -40,6 +41,7 @@ fn main() -> ExitCode {
     let args = match cli.command {
         Command::Run(args) => args,
         Command::Policy(PolicyCommand::Check(args)) => return policy_check::run(&args),
+        Command::Proxy(args) => return proxy(args),
     };
     let env = Env::read();
     let settings = match config::load(&args, &env) {
@@ -53,7 +55,47 @@ fn main() -> ExitCode {
     // Our own TLS configs name their provider; this makes aws-lc-rs the default for libraries
     // that ask for one (the Redis client), so no second provider can ever be picked.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let metrics = match PrometheusBuilder::new()
+    let metrics = match install_metrics() {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("outrider: metrics: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match block_on(run::run(settings, metrics)) {
+        Err(code) => code,
+        Ok(Ok(code)) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        Ok(Err(e)) => {
+            tracing::error!("{e:#}");
+            eprintln!("outrider: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `outrider proxy`.
+fn proxy(args: cli::ProxyArgs) -> ExitCode {
+    init_logging(&args.log_level, false);
+    let metrics = match install_metrics() {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("outrider: metrics: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match block_on(forward::run(args, metrics)) {
+        Err(code) => code,
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(e)) => {
+            eprintln!("outrider: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// The Prometheus recorder, with Dapr's latency buckets, and every metric described.
+fn install_metrics() -> Result<metrics_exporter_prometheus::PrometheusHandle, metrics_exporter_prometheus::BuildError> {
+    let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Suffix("latency".into()), outrider_filters::metrics::LATENCY_BUCKETS_MS)
         .and_then(|b| {
             b.set_buckets_for_metric(Matcher::Suffix("latencies".into()), outrider_filters::metrics::LATENCY_BUCKETS_MS)
@@ -64,28 +106,18 @@ fn main() -> ExitCode {
                 outrider_filters::metrics::LATENCY_BUCKETS_MS,
             )
         })
-        .and_then(PrometheusBuilder::install_recorder)
-    {
-        Ok(h) => h,
-        Err(e) => {
-            eprintln!("outrider: metrics: {e}");
-            return ExitCode::from(1);
-        }
-    };
+        .and_then(PrometheusBuilder::install_recorder)?;
     describe_metrics();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(rt) => rt,
+    Ok(handle)
+}
+
+/// Runs `work` on a multi-threaded runtime (`TOKIO_WORKER_THREADS` sets its size).
+fn block_on<F: std::future::Future>(work: F) -> Result<F::Output, ExitCode> {
+    match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => Ok(rt.block_on(work)),
         Err(e) => {
             eprintln!("outrider: starting the runtime: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    match runtime.block_on(run::run(settings, metrics)) {
-        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
-        Err(e) => {
-            tracing::error!("{e:#}");
-            eprintln!("outrider: {e:#}");
-            ExitCode::from(1)
+            Err(ExitCode::from(1))
         }
     }
 }

@@ -1,0 +1,114 @@
+//! `outrider proxy`: the L7 proxy on its own, forwarding every request to one static upstream.
+//!
+//! It runs the same server (HTTP/1.1 and h2c on one port, the HTTP/1 framing guard, header
+//! limits), the same trace and metrics layers and the same header hygiene as the sidecar's
+//! listeners, in front of a pooled HTTP/1.1 client. It is what the benchmarks compare with nginx
+//! and haproxy, and a way to put Outrider's observability in front of a plain service.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use http::{HeaderValue, Request, Response, StatusCode, Uri, header};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use metrics_exporter_prometheus::PrometheusHandle;
+use outrider_filters::metrics::{MetricsLayer, Side};
+use outrider_filters::trace::TraceLayer;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio_util::sync::CancellationToken;
+use tower::ServiceBuilder;
+
+use crate::cli::ProxyArgs;
+use crate::http::{Body, boxed, full, strip_hop_by_hop};
+use crate::serve;
+
+/// The label the metrics carry in place of an app id.
+const METRICS_ID: &str = "proxy";
+
+/// Forwards to the upstream over a pooled client.
+#[derive(Clone)]
+struct Forward {
+    client: Client<HttpConnector, Body>,
+    authority: String,
+    host: HeaderValue,
+}
+
+impl Forward {
+    async fn call(self, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+        let (mut parts, body) = req.into_parts();
+        let pq = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+        let Ok(uri) = format!("http://{}{pq}", self.authority).parse::<Uri>() else {
+            return Ok(answer(StatusCode::BAD_REQUEST, "the request target is not a valid URI\n"));
+        };
+        parts.uri = uri;
+        parts.version = http::Version::HTTP_11;
+        strip_hop_by_hop(&mut parts.headers);
+        parts.headers.insert(header::HOST, self.host.clone());
+        match self.client.request(Request::from_parts(parts, boxed(body))).await {
+            Ok(rsp) => {
+                let mut rsp = rsp.map(boxed);
+                strip_hop_by_hop(rsp.headers_mut());
+                Ok(rsp)
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, upstream = %self.authority, "forwarding failed");
+                Ok(answer(StatusCode::BAD_GATEWAY, "the upstream did not answer\n"))
+            }
+        }
+    }
+}
+
+fn answer(status: StatusCode, text: &'static str) -> Response<Body> {
+    let mut rsp = Response::new(full(text));
+    *rsp.status_mut() = status;
+    rsp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    rsp
+}
+
+/// Serves until SIGTERM or SIGINT, then drains for at most 5 s.
+pub(crate) async fn run(args: ProxyArgs, metrics: PrometheusHandle) -> anyhow::Result<()> {
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding {} (--listen)", args.listen))?;
+    let mut http = HttpConnector::new();
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(Duration::from_secs(5)));
+    let client = Client::builder(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .build(http);
+    let authority = args.upstream.clone();
+    let host = HeaderValue::try_from(authority.as_str()).context("--upstream is not a valid host:port")?;
+    let forward = Forward { client, authority, host };
+    let svc = ServiceBuilder::new()
+        .layer(TraceLayer::new(None))
+        .layer(MetricsLayer::new(METRICS_ID, Side::Server))
+        .service(tower::service_fn(move |req| forward.clone().call(req)));
+    let stop = CancellationToken::new();
+    let mut tasks = vec![tokio::spawn(serve::serve(listener, svc, stop.clone(), Duration::from_secs(5)))];
+    if let Some(addr) = args.metrics_listen {
+        let admin =
+            tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr} (--metrics-listen)"))?;
+        let metrics_svc = tower::service_fn(move |_req: Request<Incoming>| {
+            let text = metrics.render();
+            async move { Ok::<_, Infallible>(Response::new(full(text))) }
+        });
+        tasks.push(tokio::spawn(serve::serve(admin, metrics_svc, stop.clone(), Duration::from_secs(1))));
+    }
+    tracing::info!(listen = %args.listen, upstream = %args.upstream, "proxying");
+    tokio::select! {
+        _ = sigterm.recv() => {}
+        _ = sigint.recv() => {}
+    }
+    stop.cancel();
+    for t in tasks {
+        let _ = t.await;
+    }
+    Ok(())
+}
