@@ -6,7 +6,7 @@ CARGO ?= cargo
 API_PORT ?= 3500
 APP_PORT ?= 7001
 
-.PHONY: all deps sdk-deps build release run test lint fmt check-deps bench clean
+.PHONY: all deps sdk-deps build release run test lint fmt check-deps bench bench-quick clean
 
 all: build
 
@@ -54,10 +54,15 @@ fmt:
 check-deps:
 	@scripts/check-deps.sh
 
-## bench: placeholder until the benchmark issue lands: only builds bench/
-bench:
-	$(CARGO) build --release -p outrider-bench
-	@echo "bench: the benchmark harness is not written yet (it lands with its own issue); nothing was measured."
+## bench: every scenario of BENCHMARKS.md, 3 interleaved repeats (about 10 minutes); results in bench/results/
+bench: deps
+	$(CARGO) build --release -p outrider -p outrider-bench
+	bench/run.sh
+
+## bench-quick: the same scenarios with short cells (under 3 minutes), after data-path changes
+bench-quick: deps
+	$(CARGO) build --release -p outrider -p outrider-bench
+	bench/run.sh --quick
 
 clean:
 	$(CARGO) clean

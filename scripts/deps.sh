@@ -24,6 +24,11 @@ needs=(
   "promtool:prometheus"
   # The DNS resolver's tests serve records with dnsmasq inside a network namespace.
   "dnsmasq:dnsmasq-base"
+  # make bench: the peer proxies, certificates for their TLS hop, CPU pinning.
+  "nginx:nginx-light"
+  "haproxy:haproxy"
+  "openssl:openssl"
+  "taskset:util-linux"
 )
 
 missing=()
@@ -46,7 +51,7 @@ if [ "$(id -u)" != 0 ]; then
 fi
 export DEBIAN_FRONTEND=noninteractive
 # Installing must not start services: Prometheus would take port 9090 (the sidecar's admin port),
-# and tests start private brokers themselves when none answers on the standard port.
+# nginx port 80, and tests start private brokers themselves when none answers on the standard port.
 created_policy=no
 if [ ! -e /usr/sbin/policy-rc.d ]; then
   printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d

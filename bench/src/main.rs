@@ -1,10 +1,293 @@
-//! The benchmark harness: an open-loop load generator and the scenarios of `shared/bench.md`,
-//! comparing Outrider with direct calls, nginx, haproxy and Redis.
+//! `outrider-bench`: the benchmark harness's binary (see BENCHMARKS.md).
 //!
-//! Not written yet: it lands with the benchmark issue. Until then `make bench` only builds this
-//! crate, and this binary says so instead of pretending to measure.
+//! - `load`: runs the open-loop load generator against one server and prints (or writes, as a
+//!   cell of a run) what it measured, with the CPU and memory of the processes under test;
+//! - `echo`: the app the scenarios put behind each proxy;
+//! - `figure`: writes a single measured value as a cell (e.g. start to ready);
+//! - `report`: turns a run directory's cells into results.json, results.md and latency.svg.
 
-fn main() {
-    eprintln!("outrider-bench: the benchmark harness has not been written yet; nothing was measured.");
-    std::process::exit(2);
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use bytes::Bytes;
+use clap::{Args, Parser, Subcommand};
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
+use outrider_bench::load::{self, Op, Plan};
+use outrider_bench::report::{self, Cell, Figure, LoadResult};
+
+#[derive(Parser)]
+#[command(name = "outrider-bench", about = "Outrider's load generator and benchmark report writer")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Send load to one server and report latency percentiles and throughput.
+    Load(Box<LoadArgs>),
+    /// Serve the echo app (answers with the request body).
+    Echo {
+        /// Where to listen.
+        #[arg(long, default_value = "127.0.0.1:9000")]
+        listen: SocketAddr,
+        /// Wait this long before each answer.
+        #[arg(long, default_value_t = 0)]
+        delay_ms: u64,
+    },
+    /// Write one measured value as a cell of a run.
+    Figure {
+        /// The cell's name.
+        #[arg(long)]
+        cell: String,
+        /// Which repeat.
+        #[arg(long, default_value_t = 1)]
+        repeat: u32,
+        /// The value.
+        #[arg(long)]
+        value: f64,
+        /// Its unit.
+        #[arg(long)]
+        unit: String,
+        /// The file to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Start a command and print how many milliseconds pass until `url` answers 2xx; then stop
+    /// it (SIGTERM, then SIGKILL after 5 s).
+    Startup {
+        /// The URL that answers once the command is ready.
+        #[arg(long)]
+        url: String,
+        /// The command and its arguments.
+        #[arg(last = true, required = true)]
+        cmd: Vec<String>,
+    },
+    /// Summarize a run directory (its `cells/`) into results.json, results.md and latency.svg.
+    Report {
+        /// The run directory.
+        dir: PathBuf,
+        /// Facts about the run (JSON object), e.g. date, commit and machine.
+        #[arg(long, default_value = "{}")]
+        meta: String,
+    },
+}
+
+#[derive(Args)]
+struct LoadArgs {
+    /// The server's address.
+    #[arg(long)]
+    addr: SocketAddr,
+    /// Path and query of each HTTP request.
+    #[arg(long, default_value = "/")]
+    path: String,
+    /// HTTP method (default: POST when there is a body, else GET).
+    #[arg(long)]
+    method: Option<Method>,
+    /// Body size in bytes (HTTP), or value size (Redis SET).
+    #[arg(long, default_value_t = 0)]
+    body_size: usize,
+    /// This exact body instead of --body-size bytes.
+    #[arg(long, conflicts_with = "body_size")]
+    body: Option<String>,
+    /// A request header, `name: value` (repeatable).
+    #[arg(long = "header")]
+    headers: Vec<String>,
+    /// h2c (prior knowledge) instead of HTTP/1.1.
+    #[arg(long)]
+    http2: bool,
+    /// Send Redis `GET KEY` instead of HTTP.
+    #[arg(long, conflicts_with = "redis_set")]
+    redis_get: Option<String>,
+    /// Send Redis `SET KEY <body-size bytes>` instead of HTTP.
+    #[arg(long)]
+    redis_set: Option<String>,
+    /// Connections.
+    #[arg(long, default_value_t = 16)]
+    connections: usize,
+    /// Requests per second (open loop); without it, as fast as answers come.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Seconds measured.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Seconds of load before measuring.
+    #[arg(long, default_value_t = 2.0)]
+    warmup: f64,
+    /// Processes under test whose CPU and memory to record (comma-separated pids).
+    #[arg(long, value_delimiter = ',')]
+    pids: Vec<u32>,
+    /// Write the result as this cell of a run (with --out).
+    #[arg(long, requires = "out")]
+    cell: Option<String>,
+    /// Which repeat of the cell.
+    #[arg(long, default_value_t = 1)]
+    repeat: u32,
+    /// The cell this one's latency is compared with.
+    #[arg(long)]
+    baseline: Option<String>,
+    /// Where to write the cell (JSON).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+/// Clock ticks per second of `/proc/<pid>/stat` times (USER_HZ, 100 on Linux).
+const TICKS_PER_SECOND: f64 = 100.0;
+
+/// utime + stime of `pid`, in seconds.
+fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).with_context(|| format!("process {pid}"))?;
+    // Fields after the command name (which may hold spaces) start at field 3.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 =
+        f.get(11).and_then(|u| u.parse().ok()).unwrap_or(0.0) + f.get(12).and_then(|s| s.parse().ok()).unwrap_or(0.0);
+    Ok(ticks / TICKS_PER_SECOND)
+}
+
+/// VmRSS of `pid`, in MB.
+fn rss_mb(pid: u32) -> anyhow::Result<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).with_context(|| format!("process {pid}"))?;
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0.0);
+    Ok(kb / 1024.0)
+}
+
+fn sum(pids: &[u32], f: fn(u32) -> anyhow::Result<f64>) -> anyhow::Result<f64> {
+    pids.iter().map(|p| f(*p)).sum()
+}
+
+fn plan(a: &LoadArgs) -> anyhow::Result<Plan> {
+    let body = match &a.body {
+        Some(text) => Bytes::from(text.clone()),
+        None => Bytes::from(vec![b'x'; a.body_size]),
+    };
+    let op = match (&a.redis_get, &a.redis_set) {
+        (Some(key), _) => Op::RedisGet { key: key.clone() },
+        (_, Some(key)) => Op::RedisSet { key: key.clone(), value: body },
+        _ => {
+            let mut headers = HeaderMap::new();
+            for h in &a.headers {
+                let (k, v) = h.split_once(':').with_context(|| format!("--header {h:?} is not `name: value`"))?;
+                headers.append(HeaderName::try_from(k.trim())?, HeaderValue::try_from(v.trim())?);
+            }
+            let method = a.method.clone().unwrap_or(if body.is_empty() { Method::GET } else { Method::POST });
+            Op::Http { method, path: a.path.clone(), headers, body, http2: a.http2 }
+        }
+    };
+    Ok(Plan {
+        addr: a.addr,
+        op,
+        connections: a.connections,
+        rate: a.rate,
+        duration: Duration::from_secs_f64(a.duration),
+        warmup: Duration::from_secs_f64(a.warmup),
+    })
+}
+
+async fn load_cmd(a: LoadArgs) -> anyhow::Result<()> {
+    let plan = plan(&a)?;
+    let (rss_idle, cpu_before) = (sum(&a.pids, rss_mb)?, sum(&a.pids, cpu_seconds)?);
+    let r = load::run(&plan).await?;
+    let (rss_load, cpu_after) = (sum(&a.pids, rss_mb)?, sum(&a.pids, cpu_seconds)?);
+    let Some(cell) = a.cell else {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+        return Ok(());
+    };
+    let mut result = LoadResult::from_report(if a.rate.is_some() { "rate" } else { "max" }, a.connections, &r);
+    if !a.pids.is_empty() && r.all_ok > 0 {
+        result.cpu_s_per_1000 = Some((cpu_after - cpu_before) / r.all_ok as f64 * 1000.0);
+        result.rss_idle_mb = Some(rss_idle);
+        result.rss_load_mb = Some(rss_load);
+    }
+    let cell = Cell { cell, repeat: a.repeat, baseline: a.baseline, load: Some(result), figure: None };
+    let out = a.out.context("--cell needs --out")?;
+    std::fs::write(&out, serde_json::to_string_pretty(&cell)?).with_context(|| format!("writing {}", out.display()))?;
+    eprintln!(
+        "{} #{}: {:.0} rps, p50 {} µs, p99 {} µs, {} errors",
+        cell.cell, cell.repeat, r.rps, r.latency_us.p50, r.latency_us.p99, r.errors
+    );
+    Ok(())
+}
+
+/// Milliseconds from spawning `cmd` until `url` answers 2xx (polled every millisecond).
+async fn startup(url: &str, cmd: &[String]) -> anyhow::Result<f64> {
+    let uri: http::Uri = url.parse()?;
+    let addr = format!("{}:{}", uri.host().unwrap_or("127.0.0.1"), uri.port_u16().unwrap_or(80));
+    let start = std::time::Instant::now();
+    let mut child = tokio::process::Command::new(&cmd[0])
+        .args(&cmd[1..])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {}", cmd[0]))?;
+    let ready = loop {
+        anyhow::ensure!(start.elapsed() < Duration::from_secs(30), "{url} did not answer within 30 s");
+        if let Some(status) = child.try_wait()? {
+            anyhow::bail!("{} exited with {status} before {url} answered", cmd[0]);
+        }
+        if answers(&addr, &uri).await {
+            break start.elapsed();
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    };
+    if let Some(pid) = child.id() {
+        let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+    }
+    if tokio::time::timeout(Duration::from_secs(5), child.wait()).await.is_err() {
+        let _ = child.kill().await;
+    }
+    Ok(ready.as_secs_f64() * 1000.0)
+}
+
+async fn answers(addr: &str, uri: &http::Uri) -> bool {
+    let Ok(tcp) = tokio::net::TcpStream::connect(addr).await else { return false };
+    let Ok((mut sender, conn)) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp)).await else {
+        return false;
+    };
+    tokio::spawn(conn);
+    let req = http::Request::builder()
+        .uri(uri.path_and_query().map_or("/", |p| p.as_str()))
+        .header(http::header::HOST, addr)
+        .body(http_body_util::Empty::<Bytes>::new());
+    match req {
+        Ok(req) => sender.send_request(req).await.is_ok_and(|r| r.status().is_success()),
+        Err(_) => false,
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    // One thread: the generator is pinned to its own core by the bench script.
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    match cli.command {
+        Command::Load(a) => rt.block_on(load_cmd(*a)),
+        Command::Echo { listen, delay_ms } => {
+            rt.block_on(outrider_bench::echo::run(listen, Duration::from_millis(delay_ms)))?;
+            Ok(())
+        }
+        Command::Figure { cell, repeat, value, unit, out } => {
+            let cell = Cell { cell, repeat, baseline: None, load: None, figure: Some(Figure { value, unit }) };
+            std::fs::write(&out, serde_json::to_string_pretty(&cell)?)?;
+            Ok(())
+        }
+        Command::Startup { url, cmd } => {
+            let ms = rt.block_on(startup(&url, &cmd))?;
+            println!("{ms:.1}");
+            Ok(())
+        }
+        Command::Report { dir, meta } => {
+            let meta: serde_json::Value = serde_json::from_str(&meta).context("--meta is not JSON")?;
+            let results = report::write(&dir, meta)?;
+            print!("{}", report::markdown(&results));
+            Ok(())
+        }
+    }
 }
