@@ -248,7 +248,8 @@ for name in nginx haproxy outrider sidecar_a sidecar_b sidecar_s; do
 done
 
 COMMIT=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
-DIRTY=$(git -C "$ROOT" status --porcelain 2>/dev/null | grep -q . && echo "+changes" || true)
+# Uncommitted changes to anything but the results themselves make the figures unreproducible.
+DIRTY=$(git -C "$ROOT" status --porcelain -- . ':!bench/results' 2>/dev/null | grep -q . && echo "+changes" || true)
 META=$(printf '{"date":"%s","commit":"%s%s","cpus":"%s","cpu_model":"%s","quick":%s,"rate":%s,"connections":%s,"body_bytes":%s,"warmup_s":%s,"duration_s":%s,"repeats":%s}' \
   "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$COMMIT" "$DIRTY" "$(nproc)" \
   "$(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo)" \
