@@ -9,7 +9,8 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use http::{HeaderValue, Request, Response, StatusCode, Uri, header};
+use http::uri::{self, Authority, PathAndQuery, Scheme};
+use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, header};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -32,15 +33,22 @@ const METRICS_ID: &str = "proxy";
 #[derive(Clone)]
 struct Forward {
     client: Client<HttpConnector, Body>,
-    authority: String,
+    authority: Authority,
     host: HeaderValue,
 }
 
 impl Forward {
     async fn call(self, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+        if req.method() == Method::CONNECT {
+            return Ok(answer(StatusCode::METHOD_NOT_ALLOWED, "CONNECT is not proxied\n"));
+        }
         let (mut parts, body) = req.into_parts();
-        let pq = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-        let Ok(uri) = format!("http://{}{pq}", self.authority).parse::<Uri>() else {
+        let mut uri = uri::Parts::default();
+        uri.scheme = Some(Scheme::HTTP);
+        uri.authority = Some(self.authority.clone());
+        uri.path_and_query =
+            Some(parts.uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/")));
+        let Ok(uri) = Uri::from_parts(uri) else {
             return Ok(answer(StatusCode::BAD_REQUEST, "the request target is not a valid URI\n"));
         };
         parts.uri = uri;
@@ -83,13 +91,23 @@ pub(crate) async fn run(args: ProxyArgs, metrics: PrometheusHandle) -> anyhow::R
         .pool_timer(TokioTimer::new())
         .pool_idle_timeout(Duration::from_secs(90))
         .build(http);
-    let authority = args.upstream.clone();
-    let host = HeaderValue::try_from(authority.as_str()).context("--upstream is not a valid host:port")?;
+    let authority = Authority::try_from(args.upstream.as_str()).context("--upstream is not a valid host:port")?;
+    let host = HeaderValue::try_from(args.upstream.as_str()).context("--upstream is not a valid host:port")?;
     let forward = Forward { client, authority, host };
     let svc = ServiceBuilder::new()
         .layer(TraceLayer::new(None))
         .layer(MetricsLayer::new(METRICS_ID, Side::Server))
         .service(tower::service_fn(move |req| forward.clone().call(req)));
+    // The recorder folds samples into histograms only when told to: without this, every
+    // request's latency would stay in memory.
+    let upkeep = metrics.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
     let stop = CancellationToken::new();
     let mut tasks = vec![tokio::spawn(serve::serve(listener, svc, stop.clone(), Duration::from_secs(5)))];
     if let Some(addr) = args.metrics_listen {
