@@ -6,12 +6,17 @@
 #
 # Writes bench/results/<UTC date and time>/: cells/*.json (every measurement), results.json,
 # results.md and latency.svg. Pinning: the load generator on CPU 0, everything under test on
-# CPU 1, each proxy with one worker. Everything listens on 127.0.0.1 only.
+# CPU 1, each proxy with one worker. All traffic goes to 127.0.0.1 (the sidecars' mesh and
+# admin listeners bind every interface, as they do by default).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 QUICK=no
-[ "${1:-}" = "--quick" ] && QUICK=yes
+case "${1:-}" in
+  "") ;;
+  --quick) QUICK=yes ;;
+  *) echo "usage: bench/run.sh [--quick]" >&2; exit 2 ;;
+esac
 if [ "$QUICK" = yes ]; then WARMUP=1; DURATION=2; else WARMUP=2; DURATION=10; fi
 REPEATS=3
 RATE=1000
@@ -20,12 +25,19 @@ BODY=1024
 
 TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
 BIN="$TARGET/release"
-OUT="$ROOT/bench/results/$(date -u +%Y-%m-%dT%H%MZ)"
-RUN="$(mktemp -d)"
-mkdir -p "$OUT/cells"
+OUT="$ROOT/bench/results/$(date -u +%Y-%m-%dT%H%M%SZ)"
 
 log() { printf 'bench: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
+
+PIDS=()
+RUN=""
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  [ -n "$RUN" ] && rm -rf "$RUN"
+}
+trap cleanup EXIT
 
 for tool in nginx haproxy redis-server openssl taskset curl; do
   command -v "$tool" >/dev/null || die "$tool is missing: run make deps"
@@ -33,17 +45,13 @@ done
 [ "$(nproc)" -ge 2 ] || die "needs 2 CPUs (generator on CPU 0, the rest on CPU 1)"
 [ -x "$BIN/outrider" ] && [ -x "$BIN/outrider-bench" ] || die "build first: cargo build --release -p outrider -p outrider-bench"
 
+[ ! -e "$OUT" ] || die "$OUT exists already"
+RUN="$(mktemp -d)"
+mkdir -p "$OUT/cells"
+
 GEN=(taskset -c 0 "$BIN/outrider-bench")
 UNDER=(taskset -c 1)
 export TOKIO_WORKER_THREADS=1
-
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$RUN"
-}
-trap cleanup EXIT
 
 # Ports (all on 127.0.0.1), below Linux's ephemeral range so no client connection holds one.
 ECHO=21001 NGINX=21002 HAPROXY=21003 OUTRIDER=21004
@@ -51,6 +59,11 @@ A_API=21010 A_MESH=21011 A_ADMIN=21012 B_API=21013 B_MESH=21014 B_ADMIN=21015
 HP_FRONT=21020 HP_BACK=21021
 REDIS=21030 S_API=21031 S_MESH=21032 S_ADMIN=21033
 START_API=21040 START_MESH=21041 START_ADMIN=21042
+
+for port in $ECHO $NGINX $HAPROXY $OUTRIDER $A_API $A_MESH $A_ADMIN $B_API $B_MESH $B_ADMIN $HP_FRONT $HP_BACK \
+  $REDIS $S_API $S_MESH $S_ADMIN $START_API $START_MESH $START_ADMIN; do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then die "port $port is in use (a leftover run?)"; fi
+done
 
 wait_http() { # wait_http URL [codes]
   for _ in $(seq 300); do
@@ -160,11 +173,12 @@ start hp_back haproxy -f "$RUN/hp-back.cfg" -db
 
 # Outrider alone as a proxy, and two sidecars (mutual TLS over HTTP/2 between them).
 start outrider "$BIN/outrider" proxy --listen "127.0.0.1:$OUTRIDER" --upstream "127.0.0.1:$ECHO"
-export HOME="$RUN/home"
-mkdir -p "$HOME"
-start sidecar_b "$BIN/outrider" run --app-id b --app-port $ECHO --dapr-http-port $B_API --mesh-port $B_MESH \
+# The sidecars share a $HOME of their own: one development CA, one local registry.
+SIDECAR_HOME="$RUN/home"
+mkdir -p "$SIDECAR_HOME"
+start sidecar_b env HOME="$SIDECAR_HOME" "$BIN/outrider" run --app-id b --app-port $ECHO --dapr-http-port $B_API --mesh-port $B_MESH \
   --metrics-port $B_ADMIN --data-dir "$RUN/b" --log-level warn
-start sidecar_a "$BIN/outrider" run --app-id a --dapr-http-port $A_API --mesh-port $A_MESH \
+start sidecar_a env HOME="$SIDECAR_HOME" "$BIN/outrider" run --app-id a --dapr-http-port $A_API --mesh-port $A_MESH \
   --metrics-port $A_ADMIN --data-dir "$RUN/a" --log-level warn
 
 # A private Redis, and a sidecar whose state store is on it.
@@ -183,7 +197,7 @@ spec:
     value: 127.0.0.1:$REDIS
 EOF
 for _ in $(seq 100); do redis-cli -p $REDIS ping >/dev/null 2>&1 && break; sleep 0.05; done
-start sidecar_s "$BIN/outrider" run --app-id s --dapr-http-port $S_API --mesh-port $S_MESH \
+start sidecar_s env HOME="$SIDECAR_HOME" "$BIN/outrider" run --app-id s --dapr-http-port $S_API --mesh-port $S_MESH \
   --metrics-port $S_ADMIN --data-dir "$RUN/s" --resources-path "$RUN/components" --log-level warn
 
 wait_http "http://127.0.0.1:$NGINX/"
@@ -192,6 +206,11 @@ wait_http "http://127.0.0.1:$HP_FRONT/"
 wait_http "http://127.0.0.1:$OUTRIDER/"
 wait_http "http://127.0.0.1:$A_API/v1.0/invoke/b/method/echo"
 wait_http "http://127.0.0.1:$S_API/v1.0/healthz" "204"
+# Every server under test must be the one started here, alive (not a zombie after a failed bind).
+for p in "${PIDS[@]}"; do
+  state=$(awk '{print $3}' "/proc/$p/stat" 2>/dev/null || echo gone)
+  [ "$state" != Z ] && [ "$state" != gone ] || die "process $p exited early; logs in $RUN"
+done
 VALUE=$(head -c $BODY /dev/zero | tr '\0' x)
 curl -sf -X POST "http://127.0.0.1:$S_API/v1.0/state/statestore" -H 'content-type: application/json' \
   -d "[{\"key\":\"bench\",\"value\":\"$VALUE\"}]" || die "seeding the state store failed"
@@ -209,47 +228,83 @@ load() { # load CELL REPEAT BASELINE PIDS ARGS...
     --warmup $WARMUP --duration $DURATION --connections $CONNS "$@"
 }
 
-rated=(--rate $RATE --body-size $BODY --path /echo)
-for r in $(seq $REPEATS); do
-  log "repeat $r of $REPEATS"
-  load direct "$r" "" "$PID_echo" --addr 127.0.0.1:$ECHO "${rated[@]}"
-  load one-hop/nginx "$r" direct "$(nginx_pids)" --addr 127.0.0.1:$NGINX "${rated[@]}"
-  load one-hop/haproxy "$r" direct "$PID_haproxy" --addr 127.0.0.1:$HAPROXY "${rated[@]}"
-  load one-hop/outrider "$r" direct "$PID_outrider" --addr 127.0.0.1:$OUTRIDER "${rated[@]}"
-  load two-hop/haproxy-tls "$r" direct "$PID_hp_front,$PID_hp_back" --addr 127.0.0.1:$HP_FRONT "${rated[@]}"
-  load two-hop/outrider-mtls "$r" direct "$PID_sidecar_a,$PID_sidecar_b" --addr 127.0.0.1:$A_API \
-    --rate $RATE --body-size $BODY --path /v1.0/invoke/b/method/echo
-  load state-get/redis "$r" "" "$PID_redis" --addr 127.0.0.1:$REDIS --rate $RATE --redis-get bench-direct
-  load state-get/outrider "$r" state-get/redis "$PID_sidecar_s,$PID_redis" --addr 127.0.0.1:$S_API --rate $RATE \
-    --path /v1.0/state/statestore/bench
-  load state-set/redis "$r" "" "$PID_redis" --addr 127.0.0.1:$REDIS --rate $RATE --redis-set bench-direct --body-size $BODY
-  load state-set/outrider "$r" state-set/redis "$PID_sidecar_s,$PID_redis" --addr 127.0.0.1:$S_API --rate $RATE \
-    --path /v1.0/state/statestore --header 'content-type: application/json' \
-    --body "[{\"key\":\"bench\",\"value\":\"$VALUE\"}]"
-  # Maximum throughput, closed loop.
-  load one-hop-max/direct "$r" "" "$PID_echo" --addr 127.0.0.1:$ECHO --body-size $BODY --path /echo
-  load one-hop-max/nginx "$r" "" "$(nginx_pids)" --addr 127.0.0.1:$NGINX --body-size $BODY --path /echo
-  load one-hop-max/haproxy "$r" "" "$PID_haproxy" --addr 127.0.0.1:$HAPROXY --body-size $BODY --path /echo
-  load one-hop-max/outrider "$r" "" "$PID_outrider" --addr 127.0.0.1:$OUTRIDER --body-size $BODY --path /echo
-  # Start to ready with embedded defaults.
-  ms=$("${UNDER[@]}" "$BIN/outrider-bench" startup --url "http://127.0.0.1:$START_API/v1.0/healthz/outbound" -- \
-    "$BIN/outrider" run --app-id starter --dapr-http-port $START_API --mesh-port $START_MESH \
-    --metrics-port $START_ADMIN --data-dir "$RUN/start-$r" --log-level warn)
-  "$BIN/outrider-bench" figure --cell start-to-ready --repeat "$r" --value "$ms" --unit ms \
-    --out "$OUT/cells/start-to-ready-$r.json"
+rss_of() { # rss_of PID... -> summed VmRSS in MB
+  local kb=0
+  for p in "$@"; do kb=$((kb + $(awk '/VmRSS/{print $2}' "/proc/$p/status"))); done
+  awk "BEGIN{print $kb/1024}"
+}
+group_pids() { # group_pids NAME -> the pids of one server under test, space-separated
+  if [ "$1" = nginx ]; then nginx_pids | tr ',' ' '; else eval "echo \$PID_$1"; fi
+}
+GROUPS_UNDER_TEST=(nginx haproxy outrider hp_front hp_back sidecar_a sidecar_b sidecar_s redis)
+# Memory before any load.
+for name in "${GROUPS_UNDER_TEST[@]}"; do
+  # shellcheck disable=SC2046
+  "$BIN/outrider-bench" figure --cell "rss-idle/$name" --value "$(rss_of $(group_pids "$name"))" --unit MB \
+    --out "$OUT/cells/rss-idle-$name.json"
 done
 
-# Memory after the load, per process group under test.
-for name in nginx haproxy outrider sidecar_a sidecar_b sidecar_s; do
-  if [ "$name" = nginx ]; then pids=$(nginx_pids | tr ',' ' '); else eval "pids=\$PID_$name"; fi
-  kb=0; for p in $pids; do kb=$((kb + $(awk '/VmRSS/{print $2}' "/proc/$p/status"))); done
-  "$BIN/outrider-bench" figure --cell "rss-after/$name" --value "$(awk "BEGIN{print $kb/1024}")" --unit MB \
+rated=(--rate $RATE --body-size $BODY --path /echo)
+cell() { # cell NAME REPEAT
+  local r=$2
+  case "$1" in
+    direct) load direct "$r" "" "$PID_echo" --addr 127.0.0.1:$ECHO "${rated[@]}" ;;
+    one-hop/nginx) load one-hop/nginx "$r" direct "$(nginx_pids)" --addr 127.0.0.1:$NGINX "${rated[@]}" ;;
+    one-hop/haproxy) load one-hop/haproxy "$r" direct "$PID_haproxy" --addr 127.0.0.1:$HAPROXY "${rated[@]}" ;;
+    one-hop/outrider) load one-hop/outrider "$r" direct "$PID_outrider" --addr 127.0.0.1:$OUTRIDER "${rated[@]}" ;;
+    two-hop/haproxy-tls)
+      load two-hop/haproxy-tls "$r" direct "$PID_hp_front,$PID_hp_back" --addr 127.0.0.1:$HP_FRONT "${rated[@]}" ;;
+    two-hop/outrider-mtls)
+      load two-hop/outrider-mtls "$r" direct "$PID_sidecar_a,$PID_sidecar_b" --addr 127.0.0.1:$A_API \
+        --rate $RATE --body-size $BODY --path /v1.0/invoke/b/method/echo ;;
+    state-get/redis) load state-get/redis "$r" "" "$PID_redis" --addr 127.0.0.1:$REDIS --rate $RATE --redis-get bench-direct ;;
+    state-get/outrider)
+      load state-get/outrider "$r" state-get/redis "$PID_sidecar_s,$PID_redis" --addr 127.0.0.1:$S_API --rate $RATE \
+        --path /v1.0/state/statestore/bench ;;
+    state-set/redis)
+      load state-set/redis "$r" "" "$PID_redis" --addr 127.0.0.1:$REDIS --rate $RATE --redis-set bench-direct --body-size $BODY ;;
+    state-set/outrider)
+      load state-set/outrider "$r" state-set/redis "$PID_sidecar_s,$PID_redis" --addr 127.0.0.1:$S_API --rate $RATE \
+        --path /v1.0/state/statestore --header 'content-type: application/json' \
+        --body "[{\"key\":\"bench\",\"value\":\"$VALUE\"}]" ;;
+    # Maximum throughput, closed loop.
+    one-hop-max/direct) load one-hop-max/direct "$r" "" "$PID_echo" --addr 127.0.0.1:$ECHO --body-size $BODY --path /echo ;;
+    one-hop-max/nginx) load one-hop-max/nginx "$r" "" "$(nginx_pids)" --addr 127.0.0.1:$NGINX --body-size $BODY --path /echo ;;
+    one-hop-max/haproxy) load one-hop-max/haproxy "$r" "" "$PID_haproxy" --addr 127.0.0.1:$HAPROXY --body-size $BODY --path /echo ;;
+    one-hop-max/outrider) load one-hop-max/outrider "$r" "" "$PID_outrider" --addr 127.0.0.1:$OUTRIDER --body-size $BODY --path /echo ;;
+    start-to-ready)
+      # The poller on the generator's CPU, the starting sidecar on the measured one.
+      ms=$("${GEN[@]}" startup --url "http://127.0.0.1:$START_API/v1.0/healthz/outbound" -- \
+        "${UNDER[@]}" env HOME="$SIDECAR_HOME" "$BIN/outrider" run --app-id starter --dapr-http-port $START_API \
+        --mesh-port $START_MESH --metrics-port $START_ADMIN --data-dir "$RUN/start-$r" --log-level warn)
+      "$BIN/outrider-bench" figure --cell start-to-ready --repeat "$r" --value "$ms" --unit ms \
+        --out "$OUT/cells/start-to-ready-$r.json" ;;
+    *) die "no cell $1" ;;
+  esac
+}
+CELLS=(direct one-hop/nginx one-hop/haproxy one-hop/outrider two-hop/haproxy-tls two-hop/outrider-mtls
+  state-get/redis state-get/outrider state-set/redis state-set/outrider
+  one-hop-max/direct one-hop-max/nginx one-hop-max/haproxy one-hop-max/outrider start-to-ready)
+for r in $(seq $REPEATS); do
+  log "repeat $r of $REPEATS"
+  # Each repeat starts at another cell, so no cell always follows the same one.
+  n=${#CELLS[@]}
+  for i in $(seq 0 $((n - 1))); do
+    cell "${CELLS[$(( (i + (r - 1) * 5) % n ))]}" "$r"
+  done
+done
+
+# Memory after all the load.
+for name in "${GROUPS_UNDER_TEST[@]}"; do
+  # shellcheck disable=SC2046
+  "$BIN/outrider-bench" figure --cell "rss-after/$name" --value "$(rss_of $(group_pids "$name"))" --unit MB \
     --out "$OUT/cells/rss-after-$name.json"
 done
 
 COMMIT=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
 # Uncommitted changes to anything but the results themselves make the figures unreproducible.
-DIRTY=$(git -C "$ROOT" status --porcelain -- . ':!bench/results' 2>/dev/null | grep -q . && echo "+changes" || true)
+DIRTY=""
+[ -z "$(git -C "$ROOT" status --porcelain -- . ':!bench/results' 2>/dev/null)" ] || DIRTY="+changes"
 META=$(printf '{"date":"%s","commit":"%s%s","cpus":"%s","cpu_model":"%s","quick":%s,"rate":%s,"connections":%s,"body_bytes":%s,"warmup_s":%s,"duration_s":%s,"repeats":%s}' \
   "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$COMMIT" "$DIRTY" "$(nproc)" \
   "$(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo)" \

@@ -18,7 +18,11 @@ use tokio::net::TcpListener;
 /// Serves on `listener` until the task is dropped; each answer waits `delay` first.
 pub async fn serve(listener: TcpListener, delay: Duration) {
     loop {
-        let Ok((tcp, _)) = listener.accept().await else { continue };
+        let Ok((tcp, _)) = listener.accept().await else {
+            // Out of descriptors, say: do not spin.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
         let _ = tcp.set_nodelay(true);
         tokio::spawn(async move {
             let svc = service_fn(move |req| answer(req, delay));
@@ -36,7 +40,12 @@ pub async fn run(addr: SocketAddr, delay: Duration) -> std::io::Result<()> {
 
 async fn answer(req: Request<Incoming>, delay: Duration) -> Result<Response<Full<Bytes>>, Infallible> {
     let subscribe = req.uri().path() == "/dapr/subscribe";
-    let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let Ok(body) = req.into_body().collect().await.map(|b| b.to_bytes()) else {
+        // A body that did not arrive whole must not pass for an echo.
+        let mut rsp = Response::new(Full::new(Bytes::from_static(b"incomplete request body\n")));
+        *rsp.status_mut() = http::StatusCode::BAD_REQUEST;
+        return Ok(rsp);
+    };
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }

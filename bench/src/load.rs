@@ -3,10 +3,14 @@
 //! At a fixed rate, request `i` has an intended send time `start + i / rate`, and requests are
 //! dealt to the connections in turn. A connection sends a request when it is due, or as soon as
 //! it is free if the previous answer came late. Latency is counted from when the request could
-//! have gone out: the intended time if the connection was still busy then (so a stalled server
-//! is charged for every request it held up: no coordinated omission), else the moment it was
-//! sent (the timer's own lateness is the generator's, not the server's). On HTTP/2 requests are
-//! never held up by earlier ones: each goes out on its own stream when due.
+//! have gone out: the intended time if the previous answer on the connection came after it (so
+//! a stalled server is charged for every request it held up: no coordinated omission), else the
+//! moment it was sent (the timer's own lateness is the generator's, not the server's). On
+//! HTTP/2 requests are never held up by earlier ones: each goes out on its own stream when due.
+//! Requests due in the measured window count toward the percentiles; throughput counts answers
+//! that arrive within the window, so a server slower than the rate shows a lower rate. Requests
+//! still unsent [`DRAIN`] after the window are given up and counted as errors, and every request
+//! has a [`REQUEST_TIMEOUT`].
 //!
 //! In max mode each connection sends the next request as soon as the previous answer is read,
 //! and latency is counted from the send.
@@ -27,6 +31,11 @@ use serde::Serialize;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
+
+/// How long one request may take before it counts as failed.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long after the window requests that were due in it may still go out.
+pub const DRAIN: Duration = Duration::from_secs(2);
 
 /// What each request does.
 #[derive(Clone, Debug)]
@@ -104,7 +113,7 @@ pub struct Report {
     pub all_ok: u64,
     /// The measured window, in seconds.
     pub seconds: f64,
-    /// Answers per second.
+    /// Answers that arrived within the window, per second.
     pub rps: f64,
     /// The rate asked for, if any.
     pub target_rps: Option<f64>,
@@ -130,11 +139,18 @@ struct Tally {
     errors: u64,
     /// Successful answers including the warm-up's.
     all_ok: u64,
+    /// Successful answers that arrived within the window.
+    in_window: u64,
+    window: (Instant, Instant),
 }
 
 impl Tally {
     fn record(&mut self, ok: bool, latency: Duration, measured: bool) {
         self.all_ok += u64::from(ok);
+        let now = Instant::now();
+        if ok && now >= self.window.0 && now < self.window.1 {
+            self.in_window += 1;
+        }
         if !measured {
             return;
         }
@@ -154,17 +170,18 @@ struct Schedule {
     start: Instant,
     measure_from: Instant,
     end: Instant,
-    /// Time between two requests of one connection; `None` in max mode.
-    period: Option<Duration>,
-    /// Offset of this connection's first request.
-    offset: Duration,
+    /// Requests per second over all connections; `None` in max mode.
+    rate: Option<f64>,
+    /// How many connections, and which one this is.
+    connections: f64,
+    index: f64,
 }
 
 impl Schedule {
     fn due(&self, n: u64) -> Option<Instant> {
-        let period = self.period?;
-        let at = self.start + self.offset + period.mul_f64(n as f64);
-        Some(at)
+        let rate = self.rate?;
+        // Request n of connection k is request n·C + k overall, due at (n·C + k) / rate.
+        Some(self.start + Duration::from_secs_f64((n as f64 * self.connections + self.index) / rate))
     }
 }
 
@@ -174,29 +191,36 @@ pub async fn run(plan: &Plan) -> anyhow::Result<Report> {
     if let Some(rate) = plan.rate {
         anyhow::ensure!(rate > 0.0 && rate.is_finite(), "the rate must be positive");
     }
-    let tally = Arc::new(Mutex::new(Tally { hist: histogram(), ok: 0, errors: 0, all_ok: 0 }));
+    let start = Instant::now() + Duration::from_millis(10);
+    let measure_from = start + plan.warmup;
+    let end = measure_from + plan.duration;
+    let tally = Arc::new(Mutex::new(Tally {
+        hist: histogram(),
+        ok: 0,
+        errors: 0,
+        all_ok: 0,
+        in_window: 0,
+        window: (measure_from, end),
+    }));
     // Connections are opened before the clock starts.
     let mut conns = Vec::with_capacity(plan.connections);
     for _ in 0..plan.connections {
         conns.push(Conn::open(plan.addr, &plan.op).await?);
     }
-    let start = Instant::now() + Duration::from_millis(10);
-    let measure_from = start + plan.warmup;
-    let end = measure_from + plan.duration;
-    let c = plan.connections as f64;
-    let mut tasks = Vec::new();
+    let mut tasks = tokio::task::JoinSet::new();
     for (k, conn) in conns.into_iter().enumerate() {
         let schedule = Schedule {
             start,
             measure_from,
             end,
-            period: plan.rate.map(|r| Duration::from_secs_f64(c / r)),
-            offset: plan.rate.map_or(Duration::ZERO, |r| Duration::from_secs_f64(k as f64 / r)),
+            rate: plan.rate,
+            connections: plan.connections as f64,
+            index: k as f64,
         };
-        tasks.push(tokio::spawn(drive(conn, plan.clone(), schedule, tally.clone())));
+        tasks.spawn(drive(conn, plan.clone(), schedule, tally.clone()));
     }
-    for t in tasks {
-        t.await??;
+    while let Some(done) = tasks.join_next().await {
+        done?;
     }
     let tally = Arc::into_inner(tally).map(|m| m.into_inner().unwrap_or_else(PoisonError::into_inner));
     let tally = tally.ok_or_else(|| anyhow::anyhow!("a request outlived the run"))?;
@@ -206,7 +230,7 @@ pub async fn run(plan: &Plan) -> anyhow::Result<Report> {
         errors: tally.errors,
         all_ok: tally.all_ok,
         seconds,
-        rps: tally.ok as f64 / seconds,
+        rps: tally.in_window as f64 / seconds,
         target_rps: plan.rate,
         latency_us: percentiles(&tally.hist),
         spectrum: SPECTRUM.iter().map(|p| (*p, tally.hist.value_at_percentile(*p) as f64 / 1e3)).collect(),
@@ -229,47 +253,71 @@ fn percentiles(h: &Histogram<u64>) -> Percentiles {
 }
 
 /// One connection's requests until the end of the run.
-async fn drive(mut conn: Conn, plan: Plan, schedule: Schedule, tally: Arc<Mutex<Tally>>) -> anyhow::Result<()> {
-    let mut inflight = Vec::new();
+async fn drive(mut conn: Conn, plan: Plan, schedule: Schedule, tally: Arc<Mutex<Tally>>) {
+    let record = |ok: bool, from: Instant, measured: bool| {
+        tally.lock().unwrap_or_else(PoisonError::into_inner).record(ok, from.elapsed(), measured);
+    };
+    let mut streams = tokio::task::JoinSet::new();
+    // When the previous answer on this connection arrived.
+    let mut free_since = schedule.start;
     for n in 0u64.. {
         let now = Instant::now();
-        let (sent_at, counted_from) = match schedule.due(n) {
-            None => (now, now),
+        let (counted_from, measured) = match schedule.due(n) {
+            None if now >= schedule.end => break,
+            None => (now, now >= schedule.measure_from),
             Some(due) if due >= schedule.end => break,
-            Some(due) if due > now => {
-                tokio::time::sleep_until(due).await;
-                let at = Instant::now();
-                (at, at)
+            Some(due) => {
+                if now >= schedule.end + DRAIN {
+                    // Too far behind: given up, and counted against the server.
+                    record(false, due, due >= schedule.measure_from);
+                    continue;
+                }
+                if due > now {
+                    tokio::time::sleep_until(due).await;
+                }
+                // Held up by the previous answer: the server is charged from when it was due.
+                // Held up only by this generator's timer or turn: from when it left.
+                let from = if free_since > due && !conn.is_h2() { due } else { Instant::now() };
+                (from, due >= schedule.measure_from)
             }
-            // Late because the previous answer was: the server is charged from when it was due.
-            Some(due) => (now, due),
         };
-        if schedule.period.is_none() && sent_at >= schedule.end {
-            break;
-        }
-        let measured = counted_from >= schedule.measure_from;
-        match &mut conn {
-            Conn::H2(sender) if schedule.period.is_some() => {
-                // Its own stream, not held up by the ones before.
-                let (sender, plan, tally) = (sender.clone(), plan.clone(), tally.clone());
-                inflight.push(tokio::spawn(async move {
-                    let ok = http_once(&mut Conn::H2(sender), &plan).await;
-                    tally.lock().unwrap_or_else(PoisonError::into_inner).record(ok, counted_from.elapsed(), measured);
-                }));
-            }
-            _ => {
-                let ok = once(&mut conn, &plan).await;
-                tally.lock().unwrap_or_else(PoisonError::into_inner).record(ok, counted_from.elapsed(), measured);
-                if !ok && conn.broken() {
-                    conn = Conn::open(plan.addr, &plan.op).await?;
+        if conn.broken() {
+            match Conn::open(plan.addr, &plan.op).await {
+                Ok(c) => conn = c,
+                Err(_) => {
+                    record(false, counted_from, measured);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
                 }
             }
         }
+        match &mut conn {
+            Conn::H2(sender) if schedule.rate.is_some() => {
+                // Its own stream, not held up by the ones before.
+                let (sender, plan, tally) = (sender.clone(), plan.clone(), tally.clone());
+                streams.spawn(async move {
+                    let ok = timed(http_once(&mut Conn::H2(sender), &plan)).await;
+                    tally.lock().unwrap_or_else(PoisonError::into_inner).record(ok, counted_from.elapsed(), measured);
+                });
+                while streams.try_join_next().is_some() {}
+            }
+            _ => {
+                let outcome = tokio::time::timeout(REQUEST_TIMEOUT, once(&mut conn, &plan)).await;
+                record(matches!(outcome, Ok(Ok(true))), counted_from, measured);
+                if !matches!(outcome, Ok(Ok(_))) {
+                    // Timed out with a request in flight, or out of step: unusable.
+                    conn = Conn::Broken;
+                }
+                free_since = Instant::now();
+            }
+        }
     }
-    for t in inflight {
-        let _ = t.await;
-    }
-    Ok(())
+    while streams.join_next().await.is_some() {}
+}
+
+/// A request's outcome, or failure after [`REQUEST_TIMEOUT`].
+async fn timed(work: impl Future<Output = bool>) -> bool {
+    tokio::time::timeout(REQUEST_TIMEOUT, work).await.unwrap_or(false)
 }
 
 /// A connection to the server.
@@ -277,6 +325,8 @@ enum Conn {
     H1(hyper::client::conn::http1::SendRequest<Full<Bytes>>),
     H2(hyper::client::conn::http2::SendRequest<Full<Bytes>>),
     Redis(BufReader<TcpStream>),
+    /// Failed; opened again before the next request.
+    Broken,
 }
 
 impl Conn {
@@ -303,17 +353,23 @@ impl Conn {
         match self {
             Conn::H1(s) => s.is_closed(),
             Conn::H2(s) => s.is_closed(),
-            // A Redis connection that failed mid-reply cannot be trusted.
-            Conn::Redis(_) => true,
+            Conn::Redis(_) => false,
+            Conn::Broken => true,
         }
+    }
+
+    fn is_h2(&self) -> bool {
+        matches!(self, Conn::H2(_))
     }
 }
 
 /// One request and its whole answer; whether it succeeded.
-async fn once(conn: &mut Conn, plan: &Plan) -> bool {
+/// `Err`: the connection cannot be used again (a Redis stream out of step). HTTP connections
+/// tell by themselves whether they closed.
+async fn once(conn: &mut Conn, plan: &Plan) -> Result<bool, ()> {
     match conn {
-        Conn::Redis(stream) => redis_once(stream, &plan.op).await.is_ok(),
-        _ => http_once(conn, plan).await,
+        Conn::Redis(stream) => redis_once(stream, &plan.op).await.map_err(|_| ()),
+        _ => Ok(http_once(conn, plan).await),
     }
 }
 
@@ -344,7 +400,7 @@ async fn http_once(conn: &mut Conn, plan: &Plan) -> bool {
             }
             sender.send_request(req).await
         }
-        Conn::Redis(_) => return false,
+        Conn::Redis(_) | Conn::Broken => return false,
     };
     match result {
         Ok(rsp) => {
@@ -355,9 +411,13 @@ async fn http_once(conn: &mut Conn, plan: &Plan) -> bool {
     }
 }
 
-/// Writes one command and reads its reply (a simple string, bulk string or nil; an error
-/// reply fails).
-async fn redis_once(stream: &mut BufReader<TcpStream>, op: &Op) -> anyhow::Result<()> {
+/// The largest bulk reply read (a bigger one means the stream is out of step).
+const MAX_BULK: usize = 64 * 1024 * 1024;
+
+/// Writes one command and reads its reply. `Ok(true)`: the expected answer (`+OK`, or a value
+/// for GET); `Ok(false)`: a well-formed answer that is a failure (an error reply, or nil for
+/// GET), the stream still in step; `Err`: the stream cannot be trusted any more.
+async fn redis_once(stream: &mut BufReader<TcpStream>, op: &Op) -> anyhow::Result<bool> {
     let mut cmd = Vec::with_capacity(64);
     let arg = |cmd: &mut Vec<u8>, a: &[u8]| {
         cmd.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
@@ -381,15 +441,22 @@ async fn redis_once(stream: &mut BufReader<TcpStream>, op: &Op) -> anyhow::Resul
     stream.get_mut().write_all(&cmd).await?;
     let mut line = String::new();
     stream.read_line(&mut line).await?;
+    anyhow::ensure!(line.ends_with("\r\n"), "truncated reply {line:?}");
     match line.as_bytes().first() {
-        Some(b'+') => Ok(()),
+        Some(b'+') => Ok(true),
+        Some(b'-') => Ok(false),
         Some(b'$') => {
             let len: i64 = line[1..].trim().parse()?;
-            if len >= 0 {
-                let mut buf = vec![0; len as usize + 2];
-                stream.read_exact(&mut buf).await?;
+            if len < 0 {
+                // Nil: the key is missing, which a GET cell must not count as a success.
+                return Ok(false);
             }
-            Ok(())
+            let len = usize::try_from(len)?;
+            anyhow::ensure!(len <= MAX_BULK, "a {len}-byte reply");
+            let mut buf = vec![0; len + 2];
+            stream.read_exact(&mut buf).await?;
+            anyhow::ensure!(buf.ends_with(b"\r\n"), "a bulk reply without its CRLF");
+            Ok(matches!(op, Op::RedisGet { .. }))
         }
         _ => anyhow::bail!("unexpected reply {line:?}"),
     }

@@ -136,15 +136,18 @@ struct LoadArgs {
 /// Clock ticks per second of `/proc/<pid>/stat` times (USER_HZ, 100 on Linux).
 const TICKS_PER_SECOND: f64 = 100.0;
 
-/// utime + stime of `pid`, in seconds.
+/// utime + stime of `pid`, in seconds. A process that is gone or a zombie is an error: its
+/// figures would read as zero.
 fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).with_context(|| format!("process {pid}"))?;
-    // Fields after the command name (which may hold spaces) start at field 3.
+    // Fields after the command name (which may hold spaces): state is field 3, utime 14, stime 15.
     let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
     let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 =
-        f.get(11).and_then(|u| u.parse().ok()).unwrap_or(0.0) + f.get(12).and_then(|s| s.parse().ok()).unwrap_or(0.0);
-    Ok(ticks / TICKS_PER_SECOND)
+    anyhow::ensure!(!matches!(f.first(), Some(&"Z") | Some(&"X")), "process {pid} has exited");
+    let field = |i: usize| -> anyhow::Result<f64> {
+        f.get(i).and_then(|v| v.parse().ok()).with_context(|| format!("/proc/{pid}/stat has no field {}", i + 3))
+    };
+    Ok((field(11)? + field(12)?) / TICKS_PER_SECOND)
 }
 
 /// VmRSS of `pid`, in MB.
@@ -154,7 +157,7 @@ fn rss_mb(pid: u32) -> anyhow::Result<f64> {
         .lines()
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0.0);
+        .with_context(|| format!("process {pid} has no VmRSS (exited?)"))?;
     Ok(kb / 1024.0)
 }
 
@@ -192,9 +195,9 @@ fn plan(a: &LoadArgs) -> anyhow::Result<Plan> {
 
 async fn load_cmd(a: LoadArgs) -> anyhow::Result<()> {
     let plan = plan(&a)?;
-    let (rss_idle, cpu_before) = (sum(&a.pids, rss_mb)?, sum(&a.pids, cpu_seconds)?);
+    let (rss_before, cpu_before) = (sum(&a.pids, rss_mb)?, sum(&a.pids, cpu_seconds)?);
     let r = load::run(&plan).await?;
-    let (rss_load, cpu_after) = (sum(&a.pids, rss_mb)?, sum(&a.pids, cpu_seconds)?);
+    let (rss_after, cpu_after) = (sum(&a.pids, rss_mb)?, sum(&a.pids, cpu_seconds)?);
     let Some(cell) = a.cell else {
         println!("{}", serde_json::to_string_pretty(&r)?);
         return Ok(());
@@ -202,8 +205,8 @@ async fn load_cmd(a: LoadArgs) -> anyhow::Result<()> {
     let mut result = LoadResult::from_report(if a.rate.is_some() { "rate" } else { "max" }, a.connections, &r);
     if !a.pids.is_empty() && r.all_ok > 0 {
         result.cpu_s_per_1000 = Some((cpu_after - cpu_before) / r.all_ok as f64 * 1000.0);
-        result.rss_idle_mb = Some(rss_idle);
-        result.rss_load_mb = Some(rss_load);
+        result.rss_before_mb = Some(rss_before);
+        result.rss_after_mb = Some(rss_after);
     }
     let cell = Cell { cell, repeat: a.repeat, baseline: a.baseline, load: Some(result), figure: None };
     let out = a.out.context("--cell needs --out")?;

@@ -56,12 +56,13 @@ pub struct LoadResult {
     /// CPU seconds the processes under test used per 1000 answers, if they were watched.
     #[serde(default)]
     pub cpu_s_per_1000: Option<f64>,
-    /// Their summed resident memory before the run, in MB.
+    /// Their summed resident memory just before this cell, in MB (after earlier cells; the
+    /// memory before any load is the `rss-idle/*` figure).
     #[serde(default)]
-    pub rss_idle_mb: Option<f64>,
-    /// Their summed resident memory at the end of the run, in MB.
+    pub rss_before_mb: Option<f64>,
+    /// Their summed resident memory at the end of this cell, in MB.
     #[serde(default)]
-    pub rss_load_mb: Option<f64>,
+    pub rss_after_mb: Option<f64>,
 }
 
 impl LoadResult {
@@ -78,8 +79,8 @@ impl LoadResult {
             p999: r.latency_us.p999,
             spectrum: r.spectrum.clone(),
             cpu_s_per_1000: None,
-            rss_idle_mb: None,
-            rss_load_mb: None,
+            rss_before_mb: None,
+            rss_after_mb: None,
         }
     }
 }
@@ -162,8 +163,8 @@ pub fn summarize(cells: &[Cell]) -> Vec<Summary> {
                     p999: m(|l| l.p999),
                     spectrum: typical.map(|l| l.spectrum.clone()).unwrap_or_default(),
                     cpu_s_per_1000: median_opt(loads.iter().map(|l| l.cpu_s_per_1000).collect()),
-                    rss_idle_mb: median_opt(loads.iter().map(|l| l.rss_idle_mb).collect()),
-                    rss_load_mb: median_opt(loads.iter().map(|l| l.rss_load_mb).collect()),
+                    rss_before_mb: median_opt(loads.iter().map(|l| l.rss_before_mb).collect()),
+                    rss_after_mb: median_opt(loads.iter().map(|l| l.rss_after_mb).collect()),
                 }
             });
             let figures: Vec<&Figure> = reps.iter().filter_map(|c| c.figure.as_ref()).collect();
@@ -194,7 +195,8 @@ pub fn summarize(cells: &[Cell]) -> Vec<Summary> {
 /// `a / b` of a figure of two cells, when both exist.
 fn ratio(cells: &[Summary], a: &str, b: &str, f: fn(&LoadResult) -> Option<f64>) -> Option<f64> {
     let get = |name: &str| cells.iter().find(|c| c.cell == name)?.load.as_ref().and_then(f);
-    Some(get(a)? / get(b)?)
+    let (a, b) = (get(a)?, get(b)?);
+    (b > 0.0).then_some(a / b)
 }
 
 /// The ratios BENCHMARKS.md quotes.
@@ -215,20 +217,27 @@ pub fn ratios(cells: &[Summary]) -> BTreeMap<String, f64> {
                 out.insert(format!("one-hop {what} outrider/{peer}"), (r * 1000.0).round() / 1000.0);
             }
         }
-        let added = |name: &str, i: usize| cells.iter().find(|c| c.cell == name)?.added_us.map(|a| a[i]);
-        for (i, p) in ["p50", "p99"].iter().enumerate() {
-            if let (Some(a), Some(b)) = (added("one-hop/outrider", i), added(&format!("one-hop/{peer}"), i)) {
-                out.insert(format!("one-hop added {p} outrider/{peer}"), (a / b * 1000.0).round() / 1000.0);
+        for (p, i) in ADDED {
+            if let Some(r) = added_ratio(cells, "one-hop/outrider", &format!("one-hop/{peer}"), i) {
+                out.insert(format!("one-hop added {p} outrider/{peer}"), r);
             }
         }
     }
-    let added = |name: &str, i: usize| cells.iter().find(|c| c.cell == name)?.added_us.map(|a| a[i]);
-    for (i, p) in ["p50", "p99"].iter().enumerate() {
-        if let (Some(a), Some(b)) = (added("two-hop/outrider-mtls", i), added("two-hop/haproxy-tls", i)) {
-            out.insert(format!("two-hop added {p} outrider/haproxy"), (a / b * 1000.0).round() / 1000.0);
+    for (p, i) in ADDED {
+        if let Some(r) = added_ratio(cells, "two-hop/outrider-mtls", "two-hop/haproxy-tls", i) {
+            out.insert(format!("two-hop added {p} outrider/haproxy"), r);
         }
     }
     out
+}
+
+/// The added-latency percentiles the ratios compare, with their index in `added_us`.
+const ADDED: [(&str, usize); 2] = [("p50", 0), ("p99", 2)];
+
+fn added_ratio(cells: &[Summary], a: &str, b: &str, i: usize) -> Option<f64> {
+    let added = |name: &str| cells.iter().find(|c| c.cell == name)?.added_us.map(|v| v[i]);
+    let (a, b) = (added(a)?, added(b)?);
+    (b > 0.0).then(|| (a / b * 1000.0).round() / 1000.0)
 }
 
 /// The Markdown table of a run.
@@ -237,7 +246,7 @@ pub fn markdown(results: &Results) -> String {
     let _ = writeln!(md, "Run: {}\n", results.meta);
     let _ = writeln!(
         md,
-        "| cell | mode | conns | rps | p50 µs | p90 µs | p99 µs | added p50 µs | added p99 µs | CPU s / 1000 req | RSS idle / load MB | errors |"
+        "| cell | mode | conns | rps | p50 µs | p90 µs | p99 µs | added p50 µs | added p99 µs | CPU s / 1000 req | RSS before / after MB | errors |"
     );
     let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|---|");
     let num = |v: Option<f64>, digits: usize| {
@@ -245,7 +254,7 @@ pub fn markdown(results: &Results) -> String {
     };
     for c in &results.cells {
         if let Some(l) = &c.load {
-            let rss = match (l.rss_idle_mb, l.rss_load_mb) {
+            let rss = match (l.rss_before_mb, l.rss_after_mb) {
                 (Some(a), Some(b)) => format!("{a:.1} / {b:.1}"),
                 _ => "–".to_owned(),
             };
@@ -397,8 +406,8 @@ mod tests {
                 p999: p50 * 8.0,
                 spectrum: vec![(50.0, p50), (99.0, p50 * 4.0)],
                 cpu_s_per_1000: Some(0.02),
-                rss_idle_mb: None,
-                rss_load_mb: None,
+                rss_before_mb: None,
+                rss_after_mb: None,
             }),
             figure: None,
         }
@@ -420,6 +429,9 @@ mod tests {
         assert_eq!(ours.added_us, Some([40.0, 80.0, 160.0]));
         let r = ratios(&s);
         assert_eq!(r["one-hop added p50 outrider/haproxy"], 0.5);
+        // p99: 400 - 240 = 160 against 560 - 240 = 320.
+        assert_eq!(r["one-hop added p99 outrider/haproxy"], 0.5);
+        assert!(!r.contains_key("two-hop added p50 outrider/haproxy"), "no such cells: no ratio");
         assert_eq!(r["one-hop cpu-per-1000 outrider/haproxy"], 1.0);
         let results = Results { meta: serde_json::json!({}), ratios: r, cells: s };
         let md = markdown(&results);

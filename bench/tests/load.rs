@@ -71,6 +71,24 @@ async fn a_fixed_rate_is_kept() {
 }
 
 #[tokio::test]
+async fn a_server_slower_than_the_rate_shows_its_own_rate() {
+    // One connection to a server taking 10 ms a request serves at most 100 a second.
+    let addr = echo(Duration::from_millis(10)).await;
+    let plan = Plan {
+        addr,
+        op: post(false),
+        connections: 1,
+        rate: Some(200.0),
+        duration: Duration::from_secs(2),
+        warmup: Duration::ZERO,
+    };
+    let r = run(&plan).await.unwrap();
+    assert!(r.rps <= 110.0, "{r:?}");
+    // The backlog it builds shows as latency: by the end, requests wait a second or more.
+    assert!(r.latency_us.p90 > 500_000.0, "{:?}", r.latency_us);
+}
+
+#[tokio::test]
 async fn max_mode_runs_as_fast_as_answers_come() {
     let addr = echo(Duration::from_millis(10)).await;
     let plan = Plan {
