@@ -14,7 +14,6 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, header};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use metrics_exporter_prometheus::PrometheusHandle;
 use outrider_filters::metrics::{MetricsLayer, Side};
 use outrider_filters::trace::TraceLayer;
@@ -83,14 +82,7 @@ pub(crate) async fn run(args: ProxyArgs, metrics: PrometheusHandle) -> anyhow::R
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {} (--listen)", args.listen))?;
-    let mut http = HttpConnector::new();
-    http.set_nodelay(true);
-    http.set_connect_timeout(Some(Duration::from_secs(5)));
-    let client = Client::builder(TokioExecutor::new())
-        .timer(TokioTimer::new())
-        .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(Duration::from_secs(90))
-        .build(http);
+    let client = crate::app_channel::plain_client();
     let authority = Authority::try_from(args.upstream.as_str()).context("--upstream is not a valid host:port")?;
     let host = HeaderValue::try_from(args.upstream.as_str()).context("--upstream is not a valid host:port")?;
     let forward = Forward { client, authority, host };
