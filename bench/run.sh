@@ -109,16 +109,12 @@ http {
 EOF
 start nginx nginx -c "$RUN/nginx.conf" -p "$RUN/nginx"
 
-# haproxy: one thread, connection reuse.
-cat >"$RUN/haproxy.cfg" <<EOF
-global
-  nbthread 1
-defaults
-  mode http
-  timeout connect 5s
-  timeout client 30s
-  timeout server 30s
-  http-reuse always
+# haproxy: one thread, connection reuse (every haproxy here starts with this).
+haproxy_head() {
+  printf '%s\n' global '  nbthread 1' defaults '  mode http' '  timeout connect 5s' '  timeout client 30s' \
+    '  timeout server 30s' '  http-reuse always'
+}
+{ haproxy_head; cat; } >"$RUN/haproxy.cfg" <<EOF
 frontend one_hop
   bind 127.0.0.1:$HAPROXY
   default_backend echo
@@ -138,30 +134,14 @@ for who in server client; do
     -extfile "$RUN/$who.ext" -out "$RUN/$who.crt" 2>/dev/null
   cat "$RUN/$who.crt" "$RUN/$who.key" >"$RUN/$who.pem"
 done
-cat >"$RUN/hp-front.cfg" <<EOF
-global
-  nbthread 1
-defaults
-  mode http
-  timeout connect 5s
-  timeout client 30s
-  timeout server 30s
-  http-reuse always
+{ haproxy_head; cat; } >"$RUN/hp-front.cfg" <<EOF
 frontend front
   bind 127.0.0.1:$HP_FRONT
   default_backend back
 backend back
   server back 127.0.0.1:$HP_BACK ssl ssl-min-ver TLSv1.3 crt $RUN/client.pem ca-file $RUN/ca.pem verify required
 EOF
-cat >"$RUN/hp-back.cfg" <<EOF
-global
-  nbthread 1
-defaults
-  mode http
-  timeout connect 5s
-  timeout client 30s
-  timeout server 30s
-  http-reuse always
+{ haproxy_head; cat; } >"$RUN/hp-back.cfg" <<EOF
 frontend back
   bind 127.0.0.1:$HP_BACK ssl crt $RUN/server.pem ca-file $RUN/ca.pem verify required ssl-min-ver TLSv1.3
   default_backend echo
