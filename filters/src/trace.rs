@@ -70,23 +70,37 @@ impl TraceContext {
     }
 }
 
+impl TraceContext {
+    /// This context as a `traceparent` value, formatted without the `fmt` machinery: it is
+    /// written once per request.
+    pub fn header_value(&self) -> HeaderValue {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        fn put(out: &mut [u8], v: u128) {
+            for (i, b) in out.iter_mut().rev().enumerate() {
+                *b = HEX[((v >> (4 * i)) & 0xf) as usize];
+            }
+        }
+        let mut buf = *b"00-00000000000000000000000000000000-0000000000000000-00";
+        put(&mut buf[3..35], self.trace_id);
+        put(&mut buf[36..52], u128::from(self.span_id));
+        put(&mut buf[53..55], u128::from(self.flags));
+        HeaderValue::from_bytes(&buf).expect("lowercase hex and dashes are a valid header value")
+    }
+}
+
 impl fmt::Display for TraceContext {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "00-{:032x}-{:016x}-{:02x}", self.trace_id, self.span_id, self.flags)
     }
 }
 
+// Ids come from a per-thread generator seeded once: drawing them costs no system call.
 fn random_u128() -> u128 {
-    loop {
-        let v = uuid::Uuid::new_v4().as_u128();
-        if v != 0 {
-            return v;
-        }
-    }
+    fastrand::u128(1..)
 }
 
 fn random_u64() -> u64 {
-    (random_u128() as u64).max(1)
+    fastrand::u64(1..)
 }
 
 /// Propagates trace context on requests and echoes it on responses; records sampled spans.
@@ -149,7 +163,7 @@ where
                 root
             }
         };
-        let value = HeaderValue::try_from(ctx.to_string()).expect("a formatted traceparent is a valid header");
+        let value = ctx.header_value();
         req.headers_mut().insert(TRACEPARENT, value.clone());
         req.extensions_mut().insert(ctx);
         let pending = self.spans.as_ref().filter(|_| is_sampled(&ctx)).map(|spans| Pending {
@@ -257,6 +271,9 @@ mod tests {
         let good = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
         let ctx = TraceContext::parse(good).unwrap();
         assert_eq!(ctx.to_string(), good);
+        assert_eq!(ctx.header_value(), good);
+        let edges = TraceContext { trace_id: u128::MAX, span_id: 1, flags: 0xa5 };
+        assert_eq!(edges.header_value(), edges.to_string().as_str());
         assert!(TraceContext::parse("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra").is_some());
         for bad in [
             "",

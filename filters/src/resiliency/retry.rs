@@ -187,8 +187,7 @@ where
 
 /// A uniform random number in `[0, 1)` for the backoff's jitter.
 fn jitter() -> f64 {
-    // The low 53 bits of a v4 UUID are all random (version and variant bits sit higher).
-    (uuid::Uuid::new_v4().as_u128() as u64 & ((1 << 53) - 1)) as f64 / (1u64 << 53) as f64
+    fastrand::f64()
 }
 
 #[cfg(test)]
