@@ -111,9 +111,20 @@ fn install_metrics() -> Result<metrics_exporter_prometheus::PrometheusHandle, me
     Ok(handle)
 }
 
-/// Runs `work` on a multi-threaded runtime (`TOKIO_WORKER_THREADS` sets its size).
+/// Runs `work` on the runtime. `TOKIO_WORKER_THREADS` sets the number of threads (default: one
+/// per core). With one thread, a current-thread scheduler runs everything on the calling thread:
+/// no work stealing, no wake-ups across threads, and no idle second thread blocked on the first.
 fn block_on<F: std::future::Future>(work: F) -> Result<F::Output, ExitCode> {
-    match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let threads = std::env::var("TOKIO_WORKER_THREADS")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let mut builder = if threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    match builder.enable_all().build() {
         Ok(rt) => Ok(rt.block_on(work)),
         Err(e) => {
             eprintln!("outrider: starting the runtime: {e}");
