@@ -2,20 +2,23 @@
 //! app id, a known method (else `UNKNOWN`), the route template set by the router (else `other`)
 //! and the status code. Never a raw path, Host header or caller-supplied id.
 
+use std::collections::HashMap;
 use std::future::Future;
+use std::hash::Hash;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock, PoisonError, RwLock};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
 use http::{Method, Request, Response};
+use metrics::{Counter, Histogram};
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
 use crate::RouteLabel;
 
 /// Which side of the sidecar a [`Metrics`] layer measures.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Side {
     /// Requests the sidecar serves (the app-facing API).
     Server,
@@ -95,18 +98,71 @@ impl<S> Layer<S> for MetricsLayer {
     }
 }
 
+/// Handles of metric series, found by their label values. Registering a series with the
+/// recorder allocates its labels and hashes its whole key; requests look their series up here
+/// instead, and only the first request of a series registers it. Label values are bounded
+/// (security rule 5), and so is this map.
+pub struct SeriesCache<K, V> {
+    map: LazyLock<RwLock<HashMap<K, V>>>,
+}
+
+impl<K: Hash + Eq, V: Clone> SeriesCache<K, V> {
+    /// An empty cache, for a `static`.
+    pub const fn new() -> Self {
+        Self { map: LazyLock::new(Default::default) }
+    }
+
+    /// The handles of the series `key`, registered by `register` the first time.
+    pub fn get(&self, key: K, register: impl FnOnce(&K) -> V) -> V {
+        if let Some(v) = self.map.read().unwrap_or_else(PoisonError::into_inner).get(&key) {
+            return v.clone();
+        }
+        let mut map = self.map.write().unwrap_or_else(PoisonError::into_inner);
+        map.entry(key).or_insert_with_key(|k| register(k)).clone()
+    }
+}
+
+impl<K: Hash + Eq, V: Clone> Default for SeriesCache<K, V> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The label values of one request series.
+#[derive(PartialEq, Eq, Hash)]
+struct RequestSeries {
+    side: Side,
+    app_id: Arc<str>,
+    method: &'static str,
+    route: &'static str,
+    status: u16,
+}
+
+static REQUEST_SERIES: SeriesCache<RequestSeries, (Counter, Histogram)> = SeriesCache::new();
+
 /// Records one request of `side` that started at `start`: a count and a latency in ms.
 /// `status` 0 means no response. The route label is `other` when no route matched.
-pub fn record(side: Side, app_id: &str, method: &'static str, route: Option<RouteLabel>, status: u16, start: Instant) {
-    let (count, latency) = side.names();
-    let labels = [
-        ("app_id", app_id.to_owned()),
-        ("method", method.to_owned()),
-        ("path", route.map_or("other", |r| r.0).to_owned()),
-        ("status", status.to_string()),
-    ];
-    metrics::counter!(count, &labels).increment(1);
-    metrics::histogram!(latency, &labels).record(start.elapsed().as_secs_f64() * 1000.0);
+pub fn record(
+    side: Side,
+    app_id: &Arc<str>,
+    method: &'static str,
+    route: Option<RouteLabel>,
+    status: u16,
+    start: Instant,
+) {
+    let key = RequestSeries { side, app_id: app_id.clone(), method, route: route.map_or("other", |r| r.0), status };
+    let (count, latency) = REQUEST_SERIES.get(key, |k| {
+        let (count, latency) = k.side.names();
+        let labels = [
+            ("app_id", k.app_id.to_string()),
+            ("method", k.method.to_owned()),
+            ("path", k.route.to_owned()),
+            ("status", k.status.to_string()),
+        ];
+        (metrics::counter!(count, &labels), metrics::histogram!(latency, &labels))
+    });
+    count.increment(1);
+    latency.record(start.elapsed().as_secs_f64() * 1000.0);
 }
 
 /// A bounded method label.

@@ -5,6 +5,7 @@
 //! verified caller, `dapr-api-token` carries `APP_API_TOKEN` (and nothing else), and `Host` names
 //! the app's address.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::{HeaderValue, Request, Response, Uri, header};
@@ -22,7 +23,7 @@ use crate::http::{Body, strip_hop_by_hop, strip_identity};
 #[derive(Clone)]
 pub(crate) struct AppChannel {
     client: Client<HttpConnector, Body>,
-    app_id_label: String,
+    app_id_label: Arc<str>,
     authority: String,
     host: HeaderValue,
     app_id: HeaderValue,
@@ -36,7 +37,7 @@ impl AppChannel {
         let authority = if address.contains(':') { format!("[{address}]:{port}") } else { format!("{address}:{port}") };
         Ok(Self {
             client,
-            app_id_label: app_id.to_owned(),
+            app_id_label: app_id.into(),
             host: HeaderValue::try_from(authority.as_str())?,
             authority,
             app_id: HeaderValue::try_from(app_id)?,

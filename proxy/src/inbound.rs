@@ -14,9 +14,11 @@ use std::time::Duration;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::server::graceful::GracefulShutdown;
+use metrics::Counter;
 use outrider_certs::{Credentials, SpiffeId};
 use outrider_filters::authz::AuthorizeLayer;
 use outrider_filters::canonical::CanonicalLayer;
+use outrider_filters::metrics::SeriesCache;
 use outrider_filters::trace::TraceLayer;
 use outrider_policy::{AccessControl, Caller};
 use tokio::net::TcpListener;
@@ -136,16 +138,21 @@ pub(crate) async fn serve(
 
 /// Dapr's service invocation metrics on the callee's side, by the caller's verified app id.
 fn record_received(app_id: &str, caller: &Caller, status: u16) {
-    let (app, source) = (app_id.to_owned(), caller.app_id.clone());
-    metrics::counter!("dapr_runtime_service_invocation_req_recv_total", "app_id" => app.clone(), "source_app_id" => source.clone(), "type" => "http").increment(1);
-    metrics::counter!(
-        "dapr_runtime_service_invocation_res_sent_total",
-        "app_id" => app,
-        "source_app_id" => source,
-        "type" => "http",
-        "status" => status.to_string(),
-    )
-    .increment(1);
+    static SERIES: SeriesCache<(String, String, u16), (Counter, Counter)> = SeriesCache::new();
+    let (received, sent) = SERIES.get((app_id.to_owned(), caller.app_id.clone(), status), |(app, source, status)| {
+        (
+            metrics::counter!("dapr_runtime_service_invocation_req_recv_total", "app_id" => app.clone(), "source_app_id" => source.clone(), "type" => "http"),
+            metrics::counter!(
+                "dapr_runtime_service_invocation_res_sent_total",
+                "app_id" => app.clone(),
+                "source_app_id" => source.clone(),
+                "type" => "http",
+                "status" => status.to_string(),
+            ),
+        )
+    });
+    received.increment(1);
+    sent.increment(1);
 }
 
 fn rescue(app_id: &str, r: Result<Response<Body>, tower::BoxError>) -> Response<Body> {

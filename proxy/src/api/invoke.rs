@@ -5,7 +5,9 @@ use http::{Request, Response, Uri, header};
 use http_body::Body as _;
 use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
+use metrics::{Counter, Histogram};
 use outrider_discovery::Target;
+use outrider_filters::metrics::SeriesCache;
 use outrider_filters::normalize;
 use outrider_policy::Caller;
 
@@ -134,13 +136,20 @@ fn record_sent<B>(
         Err(InvokeError::NoEndpoints(..) | InvokeError::InvalidAppId(_) | InvokeError::NoAppChannel) => return,
         Err(e) => e.status().as_u16(),
     };
-    let (app, dest) = (app_id.to_owned(), target.app_id.clone());
-    metrics::counter!("dapr_runtime_service_invocation_req_sent_total", "app_id" => app.clone(), "destination_app_id" => dest.clone(), "type" => "http").increment(1);
-    let labels =
-        [("app_id", app), ("destination_app_id", dest), ("type", "http".to_owned()), ("status", status.to_string())];
-    metrics::counter!("dapr_runtime_service_invocation_res_recv_total", &labels).increment(1);
-    metrics::histogram!("dapr_runtime_service_invocation_res_recv_latency_ms", &labels)
-        .record(started.elapsed().as_secs_f64() * 1000.0);
+    static SERIES: SeriesCache<(String, String, u16), (Counter, Counter, Histogram)> = SeriesCache::new();
+    let (sent, received, latency) = SERIES.get((app_id.to_owned(), target.app_id.clone(), status), |(app, dest, status)| {
+        let sent = metrics::counter!("dapr_runtime_service_invocation_req_sent_total", "app_id" => app.clone(), "destination_app_id" => dest.clone(), "type" => "http");
+        let labels =
+            [("app_id", app.clone()), ("destination_app_id", dest.clone()), ("type", "http".to_owned()), ("status", status.to_string())];
+        (
+            sent,
+            metrics::counter!("dapr_runtime_service_invocation_res_recv_total", &labels),
+            metrics::histogram!("dapr_runtime_service_invocation_res_recv_latency_ms", &labels),
+        )
+    });
+    sent.increment(1);
+    received.increment(1);
+    latency.record(started.elapsed().as_secs_f64() * 1000.0);
 }
 
 /// `app-id` (own namespace) or `app-id.namespace`; URLs are refused (security rule 7).
