@@ -31,8 +31,6 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use hyper::body::Incoming;
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::{Client, ResponseFuture};
 use outrider_discovery::{Balancing, EndpointSet};
 use tokio::sync::watch;
@@ -52,7 +50,7 @@ const PROBE_STALE: Duration = Duration::from_secs(10);
 const DEFAULT_RTT: Duration = Duration::from_millis(30);
 const DECAY: Duration = Duration::from_secs(10);
 
-pub(crate) type MeshClient = Client<HttpsConnector<HttpConnector>, Body>;
+pub(crate) type MeshClient = Client<crate::coalesce::MeshConnector, Body>;
 
 /// Picks endpoints of one target.
 pub(crate) struct Balancer {
@@ -387,8 +385,8 @@ mod tests {
             .with_tls_config(tls)
             .https_only()
             .enable_http2()
-            .wrap_connector(HttpConnector::new());
-        Client::builder(hyper_util::rt::TokioExecutor::new()).build(https)
+            .wrap_connector(hyper_util::client::legacy::connect::HttpConnector::new());
+        Client::builder(hyper_util::rt::TokioExecutor::new()).build(crate::coalesce::mesh_connector(https))
     }
 
     fn addr(port: u16) -> SocketAddr {

@@ -12,6 +12,7 @@ mod balance;
 mod bulk_subscribe;
 mod child;
 mod cli;
+mod coalesce;
 mod config;
 mod errors;
 mod forward;

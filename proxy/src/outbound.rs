@@ -210,13 +210,15 @@ impl Outbound {
             .https_only()
             .enable_http2()
             .wrap_connector(http);
+        // HEADERS and DATA of a small request leave in one record (see `coalesce`).
+        let connector = crate::coalesce::mesh_connector(https);
         let client = Client::builder(TokioExecutor::new())
             .http2_only(true)
             .timer(TokioTimer::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(90))
             .http2_keep_alive_interval(Duration::from_secs(30))
-            .build(https);
+            .build(connector);
         Ok(Arc::new(Concrete {
             target: target.clone(),
             resolver: self.resolver.clone(),
