@@ -6,6 +6,7 @@
 //! and haproxy, and a way to put Outrider's observability in front of a plain service.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -29,7 +30,6 @@ use crate::serve;
 const METRICS_ID: &str = "proxy";
 
 /// Forwards to the upstream over a pooled client.
-#[derive(Clone)]
 struct Forward {
     client: Client<HttpConnector, Body>,
     authority: Authority,
@@ -37,7 +37,7 @@ struct Forward {
 }
 
 impl Forward {
-    async fn call(self, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    async fn call(&self, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
         if req.method() == Method::CONNECT {
             return Ok(answer(StatusCode::METHOD_NOT_ALLOWED, "CONNECT is not proxied\n"));
         }
@@ -85,11 +85,15 @@ pub(crate) async fn run(args: ProxyArgs, metrics: PrometheusHandle) -> anyhow::R
     let client = crate::app_channel::plain_client();
     let authority = Authority::try_from(args.upstream.as_str()).context("--upstream is not a valid host:port")?;
     let host = HeaderValue::try_from(args.upstream.as_str()).context("--upstream is not a valid host:port")?;
-    let forward = Forward { client, authority, host };
+    // Shared, not cloned per request: a clone of the pooled client is several reference counts.
+    let forward = Arc::new(Forward { client, authority, host });
     let svc = ServiceBuilder::new()
         .layer(TraceLayer::new(None))
         .layer(MetricsLayer::new(METRICS_ID, Side::Server))
-        .service(tower::service_fn(move |req| forward.clone().call(req)));
+        .service(tower::service_fn(move |req| {
+            let forward = forward.clone();
+            async move { forward.call(req).await }
+        }));
     // The recorder folds samples into histograms only when told to: without this, every
     // request's latency would stay in memory.
     let upkeep = metrics.clone();
