@@ -54,7 +54,7 @@ fmt:
 check-deps:
 	@scripts/check-deps.sh
 
-## bench: every scenario of BENCHMARKS.md, 3 interleaved repeats (about 10 minutes); results in bench/results/
+## bench: every scenario of BENCHMARKS.md, 3 interleaved repeats (about 12 minutes); results in bench/results/
 bench: deps
 	$(CARGO) build --release -p outrider -p outrider-bench
 	bench/run.sh

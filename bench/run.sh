@@ -2,7 +2,7 @@
 # The benchmark scenarios of BENCHMARKS.md, interleaved and repeated, in one run.
 #
 #   bench/run.sh            full run: 3 repeats, 2 s warm-up + 10 s measured per cell
-#   bench/run.sh --quick    3 repeats, 1 s + 2 s per cell (about 2.5 minutes)
+#   bench/run.sh --quick    3 repeats, 1 s + 1.5 s per cell (about 2.5 minutes)
 #
 # Writes bench/results/<UTC date and time>/: cells/*.json (every measurement), results.json,
 # results.md and latency.svg. Pinning: the load generator on CPU 0, everything under test on
@@ -17,7 +17,7 @@ case "${1:-}" in
   --quick) QUICK=yes ;;
   *) echo "usage: bench/run.sh [--quick]" >&2; exit 2 ;;
 esac
-if [ "$QUICK" = yes ]; then WARMUP=1; DURATION=2; else WARMUP=2; DURATION=10; fi
+if [ "$QUICK" = yes ]; then WARMUP=1; DURATION=1.5; else WARMUP=2; DURATION=10; fi
 REPEATS=3
 RATE=1000
 CONNS=16
@@ -58,10 +58,11 @@ ECHO=21001 NGINX=21002 HAPROXY=21003 OUTRIDER=21004
 A_API=21010 A_MESH=21011 A_ADMIN=21012 B_API=21013 B_MESH=21014 B_ADMIN=21015
 HP_FRONT=21020 HP_BACK=21021
 REDIS=21030 S_API=21031 S_MESH=21032 S_ADMIN=21033
+P_API=21034 P_MESH=21035 P_ADMIN=21036 P_APP=21037
 START_API=21040 START_MESH=21041 START_ADMIN=21042
 
 for port in $ECHO $NGINX $HAPROXY $OUTRIDER $A_API $A_MESH $A_ADMIN $B_API $B_MESH $B_ADMIN $HP_FRONT $HP_BACK \
-  $REDIS $S_API $S_MESH $S_ADMIN $START_API $START_MESH $START_ADMIN; do
+  $REDIS $S_API $S_MESH $S_ADMIN $P_API $P_MESH $P_ADMIN $P_APP $START_API $START_MESH $START_ADMIN; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then die "port $port is in use (a leftover run?)"; fi
 done
 
@@ -180,12 +181,45 @@ for _ in $(seq 100); do redis-cli -p $REDIS ping >/dev/null 2>&1 && break; sleep
 start sidecar_s env HOME="$SIDECAR_HOME" "$BIN/outrider" run --app-id s --dapr-http-port $S_API --mesh-port $S_MESH \
   --metrics-port $S_ADMIN --data-dir "$RUN/s" --resources-path "$RUN/components" --log-level warn
 
+# A sidecar publishing to Redis Streams and delivering topic `bench` to an app on $P_APP. The
+# app is the load generator itself, listening only during the pub/sub cells; streams are
+# trimmed to about 20 000 entries so the run's messages do not pile up in Redis.
+mkdir -p "$RUN/pubsub"
+cat >"$RUN/pubsub/pubsub.yaml" <<EOF
+apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata:
+  name: pubsub
+spec:
+  type: pubsub.redis
+  version: v1
+  metadata:
+  - name: redisHost
+    value: 127.0.0.1:$REDIS
+  - name: maxLenApprox
+    value: "20000"
+EOF
+cat >"$RUN/pubsub/subscription.yaml" <<EOF
+apiVersion: dapr.io/v2alpha1
+kind: Subscription
+metadata:
+  name: bench
+spec:
+  pubsubname: pubsub
+  topic: bench
+  routes:
+    default: /deliver
+EOF
+start sidecar_p env HOME="$SIDECAR_HOME" "$BIN/outrider" run --app-id p --app-port $P_APP --dapr-http-port $P_API \
+  --mesh-port $P_MESH --metrics-port $P_ADMIN --data-dir "$RUN/p" --resources-path "$RUN/pubsub" --log-level warn
+
 wait_http "http://127.0.0.1:$NGINX/"
 wait_http "http://127.0.0.1:$HAPROXY/"
 wait_http "http://127.0.0.1:$HP_FRONT/"
 wait_http "http://127.0.0.1:$OUTRIDER/"
 wait_http "http://127.0.0.1:$A_API/v1.0/invoke/b/method/echo"
 wait_http "http://127.0.0.1:$S_API/v1.0/healthz" "204"
+wait_http "http://127.0.0.1:$P_API/v1.0/healthz/outbound" "204"
 # Every server under test must be the one started here, alive (not a zombie after a failed bind).
 for p in "${PIDS[@]}"; do
   state=$(awk '{print $3}' "/proc/$p/stat" 2>/dev/null || echo gone)
@@ -195,6 +229,7 @@ VALUE=$(head -c $BODY /dev/zero | tr '\0' x)
 curl -sf -X POST "http://127.0.0.1:$S_API/v1.0/state/statestore" -H 'content-type: application/json' \
   -d "[{\"key\":\"bench\",\"value\":\"$VALUE\"}]" || die "seeding the state store failed"
 redis-cli -p $REDIS set bench-direct "$VALUE" >/dev/null
+MESSAGE="{\"value\":\"$(head -c $((BODY - 12)) /dev/zero | tr '\0' x)\"}"
 
 nginx_pids() { # the master and its workers
   printf '%s' "$PID_nginx"; for w in $(pgrep -P "$PID_nginx"); do printf ',%s' "$w"; done
@@ -216,7 +251,7 @@ rss_of() { # rss_of PID... -> summed VmRSS in MB
 group_pids() { # group_pids NAME -> the pids of one server under test, space-separated
   if [ "$1" = nginx ]; then nginx_pids | tr ',' ' '; else eval "echo \$PID_$1"; fi
 }
-GROUPS_UNDER_TEST=(nginx haproxy outrider hp_front hp_back sidecar_a sidecar_b sidecar_s redis)
+GROUPS_UNDER_TEST=(nginx haproxy outrider hp_front hp_back sidecar_a sidecar_b sidecar_s sidecar_p redis)
 # Memory before any load.
 for name in "${GROUPS_UNDER_TEST[@]}"; do
   # shellcheck disable=SC2046
@@ -247,6 +282,23 @@ cell() { # cell NAME REPEAT
       load state-set/outrider "$r" state-set/redis "$PID_sidecar_s,$PID_redis" --addr 127.0.0.1:$S_API --rate $RATE \
         --path /v1.0/state/statestore --header 'content-type: application/json' \
         --body "[{\"key\":\"bench\",\"value\":\"$VALUE\"}]" ;;
+    publish/redis)
+      load publish/redis "$r" "" "$PID_redis" --addr 127.0.0.1:$REDIS --rate $RATE --redis-xadd bench-direct-stream \
+        --body-size $BODY
+      redis-cli -p $REDIS del bench-direct-stream >/dev/null ;;
+    publish/outrider)
+      # A topic nobody subscribes to: the publish call alone.
+      load publish/outrider "$r" publish/redis "$PID_sidecar_p,$PID_redis" --addr 127.0.0.1:$P_API --rate $RATE \
+        --path /v1.0/publish/pubsub/unread --header 'content-type: application/json' --body "$MESSAGE" ;;
+    # Publish → delivery to the app: latency at a fixed rate, and the rate sustained.
+    pubsub/outrider)
+      load pubsub/outrider "$r" "" "$PID_sidecar_p,$PID_redis" --addr 127.0.0.1:$P_API --rate $RATE \
+        --path /v1.0/publish/pubsub/bench --header 'content-type: application/json' --body-size $BODY \
+        --deliveries-listen 127.0.0.1:$P_APP ;;
+    pubsub-max/outrider)
+      load pubsub-max/outrider "$r" "" "$PID_sidecar_p,$PID_redis" --addr 127.0.0.1:$P_API \
+        --path /v1.0/publish/pubsub/bench --header 'content-type: application/json' --body-size $BODY \
+        --deliveries-listen 127.0.0.1:$P_APP ;;
     # Maximum throughput, closed loop.
     one-hop-max/direct) load one-hop-max/direct "$r" "" "$PID_echo" --addr 127.0.0.1:$ECHO --body-size $BODY --path /echo ;;
     one-hop-max/nginx) load one-hop-max/nginx "$r" "" "$(nginx_pids)" --addr 127.0.0.1:$NGINX --body-size $BODY --path /echo ;;
@@ -264,6 +316,7 @@ cell() { # cell NAME REPEAT
 }
 CELLS=(direct one-hop/nginx one-hop/haproxy one-hop/outrider two-hop/haproxy-tls two-hop/outrider-mtls
   state-get/redis state-get/outrider state-set/redis state-set/outrider
+  publish/redis publish/outrider pubsub/outrider pubsub-max/outrider
   one-hop-max/direct one-hop-max/nginx one-hop-max/haproxy one-hop-max/outrider start-to-ready)
 for r in $(seq $REPEATS); do
   log "repeat $r of $REPEATS"

@@ -15,8 +15,10 @@
 //! In max mode each connection sends the next request as soon as the previous answer is read,
 //! and latency is counted from the send.
 //!
-//! Operations: an HTTP request (HTTP/1.1 or h2c), or a Redis `GET`/`SET` over RESP, so that a
-//! state store call through the sidecar and the same call straight to Redis are measured alike.
+//! Operations: an HTTP request (HTTP/1.1 or h2c), or a Redis `GET`/`SET`/`XADD` over RESP, so
+//! that a state store call or a publish through the sidecar and the same call straight to Redis
+//! are measured alike. HTTP requests may also be publishes whose deliveries are awaited
+//! ([`crate::deliveries`]).
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -31,6 +33,8 @@ use serde::Serialize;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
+
+use crate::deliveries::{Deliveries, Times};
 
 /// How long one request may take before it counts as failed.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -65,6 +69,13 @@ pub enum Op {
         /// The value.
         value: Bytes,
     },
+    /// Redis `XADD stream * data value`: what publishing to a Redis Streams topic costs.
+    RedisXadd {
+        /// The stream.
+        stream: String,
+        /// The message.
+        value: Bytes,
+    },
 }
 
 /// One run.
@@ -83,7 +94,13 @@ pub struct Plan {
     pub duration: Duration,
     /// How long to send before measuring (connections warm, pools filled).
     pub warmup: Duration,
+    /// Publish → delivery: stamp each HTTP body and measure until it is delivered to these
+    /// (see [`crate::deliveries`]) instead of until the answer.
+    pub deliveries: Option<Arc<Deliveries>>,
 }
+
+/// How long after publishing ends deliveries of the measured window may still arrive.
+pub const DELIVERY_PATIENCE: Duration = Duration::from_secs(15);
 
 /// Latency percentiles in microseconds.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -121,6 +138,16 @@ pub struct Report {
     pub latency_us: Percentiles,
     /// The latency at each of a fixed list of percentiles (for plots): `(percentile, µs)`.
     pub spectrum: Vec<(f64, f64)>,
+    /// Publish → delivery: messages published in the window and accepted that did not arrive
+    /// within [`DELIVERY_PATIENCE`] (also counted in `errors`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lost: Option<u64>,
+    /// Publish → delivery: messages delivered more than once (counted once).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duplicates: Option<u64>,
+    /// Publish → delivery: deliveries of other runs, not counted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub foreign: Option<u64>,
 }
 
 /// The percentiles a spectrum lists.
@@ -128,7 +155,7 @@ pub const SPECTRUM: [f64; 14] =
     [0.0, 25.0, 50.0, 75.0, 90.0, 95.0, 99.0, 99.5, 99.9, 99.95, 99.99, 99.995, 99.999, 100.0];
 
 /// Latencies are recorded in nanoseconds, from 1 µs to 100 s, to 3 significant digits.
-fn histogram() -> Histogram<u64> {
+pub(crate) fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1_000, 100_000_000_000, 3).expect("static histogram bounds")
 }
 
@@ -202,6 +229,9 @@ pub async fn run(plan: &Plan) -> anyhow::Result<Report> {
         in_window: 0,
         window: (measure_from, end),
     }));
+    if let Some(d) = &plan.deliveries {
+        d.begin(Times { start, measure_from, end });
+    }
     // Connections are opened before the clock starts.
     let mut conns = Vec::with_capacity(plan.connections);
     for _ in 0..plan.connections {
@@ -225,6 +255,24 @@ pub async fn run(plan: &Plan) -> anyhow::Result<Report> {
     let tally = Arc::into_inner(tally).map(|m| m.into_inner().unwrap_or_else(PoisonError::into_inner));
     let tally = tally.ok_or_else(|| anyhow::anyhow!("a request outlived the run"))?;
     let seconds = plan.duration.as_secs_f64();
+    if let Some(d) = &plan.deliveries {
+        // Every message published in the window and accepted should arrive; what does not
+        // within the patience is lost, and counted with the failed publishes.
+        let s = d.settle(tally.ok, DELIVERY_PATIENCE).await;
+        return Ok(Report {
+            ok: s.measured,
+            errors: tally.errors + tally.ok.saturating_sub(s.measured),
+            all_ok: s.delivered,
+            seconds,
+            rps: s.in_window as f64 / seconds,
+            target_rps: plan.rate,
+            latency_us: percentiles(&s.hist),
+            spectrum: SPECTRUM.iter().map(|p| (*p, s.hist.value_at_percentile(*p) as f64 / 1e3)).collect(),
+            lost: Some(tally.ok.saturating_sub(s.measured)),
+            duplicates: Some(s.duplicates),
+            foreign: Some(s.foreign),
+        });
+    }
     Ok(Report {
         ok: tally.ok,
         errors: tally.errors,
@@ -234,6 +282,9 @@ pub async fn run(plan: &Plan) -> anyhow::Result<Report> {
         target_rps: plan.rate,
         latency_us: percentiles(&tally.hist),
         spectrum: SPECTRUM.iter().map(|p| (*p, tally.hist.value_at_percentile(*p) as f64 / 1e3)).collect(),
+        lost: None,
+        duplicates: None,
+        foreign: None,
     })
 }
 
@@ -256,11 +307,19 @@ fn percentiles(h: &Histogram<u64>) -> Percentiles {
 async fn drive(mut conn: Conn, plan: Plan, schedule: Schedule, tally: Arc<Mutex<Tally>>) {
     let record = |ok: bool, from: Instant, measured: bool| {
         tally.lock().unwrap_or_else(PoisonError::into_inner).record(ok, from.elapsed(), measured);
+        if let (false, Some(d)) = (ok, &plan.deliveries) {
+            d.failed();
+        }
     };
     let mut streams = tokio::task::JoinSet::new();
     // When the previous answer on this connection arrived.
     let mut free_since = schedule.start;
     for n in 0u64.. {
+        if let Some(d) = &plan.deliveries
+            && !d.admit(schedule.end).await
+        {
+            break;
+        }
         let now = Instant::now();
         let (counted_from, measured) = match schedule.due(n) {
             None if now >= schedule.end => break,
@@ -291,18 +350,26 @@ async fn drive(mut conn: Conn, plan: Plan, schedule: Schedule, tally: Arc<Mutex<
                 }
             }
         }
+        let body = match (&plan.deliveries, &plan.op) {
+            (Some(d), Op::Http { body, .. }) => d.body(counted_from, schedule.start, body.len()),
+            (_, Op::Http { body, .. }) => body.clone(),
+            _ => Bytes::new(),
+        };
         match &mut conn {
             Conn::H2(sender) if schedule.rate.is_some() => {
                 // Its own stream, not held up by the ones before.
                 let (sender, plan, tally) = (sender.clone(), plan.clone(), tally.clone());
                 streams.spawn(async move {
-                    let ok = timed(http_once(&mut Conn::H2(sender), &plan)).await;
+                    let ok = timed(http_once(&mut Conn::H2(sender), &plan, body)).await;
                     tally.lock().unwrap_or_else(PoisonError::into_inner).record(ok, counted_from.elapsed(), measured);
+                    if let (false, Some(d)) = (ok, &plan.deliveries) {
+                        d.failed();
+                    }
                 });
                 while streams.try_join_next().is_some() {}
             }
             _ => {
-                let outcome = tokio::time::timeout(REQUEST_TIMEOUT, once(&mut conn, &plan)).await;
+                let outcome = tokio::time::timeout(REQUEST_TIMEOUT, once(&mut conn, &plan, body)).await;
                 record(matches!(outcome, Ok(Ok(true))), counted_from, measured);
                 if !matches!(outcome, Ok(Ok(_))) {
                     // Timed out with a request in flight, or out of step: unusable.
@@ -345,7 +412,7 @@ impl Conn {
                 tokio::spawn(conn);
                 Conn::H2(sender)
             }
-            Op::RedisGet { .. } | Op::RedisSet { .. } => Conn::Redis(BufReader::new(tcp)),
+            Op::RedisGet { .. } | Op::RedisSet { .. } | Op::RedisXadd { .. } => Conn::Redis(BufReader::new(tcp)),
         })
     }
 
@@ -366,16 +433,16 @@ impl Conn {
 /// One request and its whole answer; whether it succeeded.
 /// `Err`: the connection cannot be used again (a Redis stream out of step). HTTP connections
 /// tell by themselves whether they closed.
-async fn once(conn: &mut Conn, plan: &Plan) -> Result<bool, ()> {
+async fn once(conn: &mut Conn, plan: &Plan, body: Bytes) -> Result<bool, ()> {
     match conn {
         Conn::Redis(stream) => redis_once(stream, &plan.op).await.map_err(|_| ()),
-        _ => Ok(http_once(conn, plan).await),
+        _ => Ok(http_once(conn, plan, body).await),
     }
 }
 
-async fn http_once(conn: &mut Conn, plan: &Plan) -> bool {
-    let Op::Http { method, path, headers, body, .. } = &plan.op else { return false };
-    let mut req = Request::new(Full::new(body.clone()));
+async fn http_once(conn: &mut Conn, plan: &Plan, body: Bytes) -> bool {
+    let Op::Http { method, path, headers, .. } = &plan.op else { return false };
+    let mut req = Request::new(Full::new(body));
     *req.method_mut() = method.clone();
     *req.headers_mut() = headers.clone();
     let result = match conn {
@@ -436,6 +503,14 @@ async fn redis_once(stream: &mut BufReader<TcpStream>, op: &Op) -> anyhow::Resul
             arg(&mut cmd, key.as_bytes());
             arg(&mut cmd, value);
         }
+        Op::RedisXadd { stream, value } => {
+            cmd.extend_from_slice(b"*5\r\n");
+            arg(&mut cmd, b"XADD");
+            arg(&mut cmd, stream.as_bytes());
+            arg(&mut cmd, b"*");
+            arg(&mut cmd, b"data");
+            arg(&mut cmd, value);
+        }
         Op::Http { .. } => anyhow::bail!("not a Redis operation"),
     }
     stream.get_mut().write_all(&cmd).await?;
@@ -456,7 +531,8 @@ async fn redis_once(stream: &mut BufReader<TcpStream>, op: &Op) -> anyhow::Resul
             let mut buf = vec![0; len + 2];
             stream.read_exact(&mut buf).await?;
             anyhow::ensure!(buf.ends_with(b"\r\n"), "a bulk reply without its CRLF");
-            Ok(matches!(op, Op::RedisGet { .. }))
+            // A value for GET, the new entry's id for XADD.
+            Ok(matches!(op, Op::RedisGet { .. } | Op::RedisXadd { .. }))
         }
         _ => anyhow::bail!("unexpected reply {line:?}"),
     }

@@ -1,19 +1,22 @@
 //! `outrider-bench`: the benchmark harness's binary (see BENCHMARKS.md).
 //!
 //! - `load`: runs the open-loop load generator against one server and prints (or writes, as a
-//!   cell of a run) what it measured, with the CPU and memory of the processes under test;
+//!   cell of a run) what it measured, with the CPU and memory of the processes under test; with
+//!   `--deliveries-listen` it publishes and times each message until it is delivered;
 //! - `echo`: the app the scenarios put behind each proxy;
 //! - `figure`: writes a single measured value as a cell (e.g. start to ready);
 //! - `report`: turns a run directory's cells into results.json, results.md and latency.svg.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use bytes::Bytes;
 use clap::{Args, Parser, Subcommand};
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
+use outrider_bench::deliveries::{self, Deliveries};
 use outrider_bench::load::{self, Op, Plan};
 use outrider_bench::report::{self, Cell, Figure, LoadResult};
 
@@ -102,8 +105,18 @@ struct LoadArgs {
     #[arg(long, conflicts_with = "redis_set")]
     redis_get: Option<String>,
     /// Send Redis `SET KEY <body-size bytes>` instead of HTTP.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "redis_xadd")]
     redis_set: Option<String>,
+    /// Send Redis `XADD STREAM * data <body-size bytes>` instead of HTTP.
+    #[arg(long, conflicts_with = "redis_get")]
+    redis_xadd: Option<String>,
+    /// The HTTP requests are publishes: serve the subscribing app here and measure each message
+    /// until it is delivered, not until the publish is answered.
+    #[arg(long)]
+    deliveries_listen: Option<SocketAddr>,
+    /// With --deliveries-listen and no --rate: messages published but not yet delivered, at most.
+    #[arg(long, default_value_t = 1000)]
+    in_flight: usize,
     /// Connections.
     #[arg(long, default_value_t = 16)]
     connections: usize,
@@ -170,9 +183,10 @@ fn plan(a: &LoadArgs) -> anyhow::Result<Plan> {
         Some(text) => Bytes::from(text.clone()),
         None => Bytes::from(vec![b'x'; a.body_size]),
     };
-    let op = match (&a.redis_get, &a.redis_set) {
-        (Some(key), _) => Op::RedisGet { key: key.clone() },
-        (_, Some(key)) => Op::RedisSet { key: key.clone(), value: body },
+    let op = match (&a.redis_get, &a.redis_set, &a.redis_xadd) {
+        (Some(key), _, _) => Op::RedisGet { key: key.clone() },
+        (_, Some(key), _) => Op::RedisSet { key: key.clone(), value: body },
+        (_, _, Some(stream)) => Op::RedisXadd { stream: stream.clone(), value: body },
         _ => {
             let mut headers = HeaderMap::new();
             for h in &a.headers {
@@ -190,13 +204,30 @@ fn plan(a: &LoadArgs) -> anyhow::Result<Plan> {
         rate: a.rate,
         duration: Duration::from_secs_f64(a.duration),
         warmup: Duration::from_secs_f64(a.warmup),
+        deliveries: None,
     })
 }
 
 async fn load_cmd(a: LoadArgs) -> anyhow::Result<()> {
-    let plan = plan(&a)?;
+    let mut plan = plan(&a)?;
+    let app = match a.deliveries_listen {
+        Some(addr) => {
+            anyhow::ensure!(matches!(plan.op, Op::Http { .. }), "--deliveries-listen needs HTTP publishes");
+            let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
+            // A run id no earlier run shares: its redeliveries are told apart.
+            let run = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_nanos() as u64;
+            let deliveries = Arc::new(Deliveries::new(run, a.rate.is_none().then_some(a.in_flight)));
+            plan.deliveries = Some(deliveries.clone());
+            Some(deliveries::serve(listener, deliveries))
+        }
+        None => None,
+    };
     let (rss_before, cpu_before) = (sum(&a.pids, rss_mb)?, sum(&a.pids, cpu_seconds)?);
-    let r = load::run(&plan).await?;
+    let r = load::run(&plan).await;
+    if let Some(app) = app {
+        app.abort();
+    }
+    let r = r?;
     let (rss_after, cpu_after) = (sum(&a.pids, rss_mb)?, sum(&a.pids, cpu_seconds)?);
     let Some(cell) = a.cell else {
         println!("{}", serde_json::to_string_pretty(&r)?);
@@ -211,8 +242,14 @@ async fn load_cmd(a: LoadArgs) -> anyhow::Result<()> {
     let cell = Cell { cell, repeat: a.repeat, baseline: a.baseline, load: Some(result), figure: None };
     let out = a.out.context("--cell needs --out")?;
     std::fs::write(&out, serde_json::to_string_pretty(&cell)?).with_context(|| format!("writing {}", out.display()))?;
+    let deliveries = match (r.lost, r.duplicates, r.foreign) {
+        (Some(lost), Some(dup), Some(foreign)) => {
+            format!(" ({lost} lost, {dup} delivered twice, {foreign} from other runs)")
+        }
+        _ => String::new(),
+    };
     eprintln!(
-        "{} #{}: {:.0} rps, p50 {} µs, p99 {} µs, {} errors",
+        "{} #{}: {:.0} rps, p50 {} µs, p99 {} µs, {} errors{deliveries}",
         cell.cell, cell.repeat, r.rps, r.latency_us.p50, r.latency_us.p99, r.errors
     );
     Ok(())

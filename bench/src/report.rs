@@ -63,6 +63,12 @@ pub struct LoadResult {
     /// Their summed resident memory at the end of this cell, in MB.
     #[serde(default)]
     pub rss_after_mb: Option<f64>,
+    /// Publish → delivery: accepted messages that never arrived.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lost: Option<u64>,
+    /// Publish → delivery: messages delivered more than once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duplicates: Option<u64>,
 }
 
 impl LoadResult {
@@ -81,6 +87,8 @@ impl LoadResult {
             cpu_s_per_1000: None,
             rss_before_mb: None,
             rss_after_mb: None,
+            lost: r.lost,
+            duplicates: r.duplicates,
         }
     }
 }
@@ -165,6 +173,9 @@ pub fn summarize(cells: &[Cell]) -> Vec<Summary> {
                     cpu_s_per_1000: median_opt(loads.iter().map(|l| l.cpu_s_per_1000).collect()),
                     rss_before_mb: median_opt(loads.iter().map(|l| l.rss_before_mb).collect()),
                     rss_after_mb: median_opt(loads.iter().map(|l| l.rss_after_mb).collect()),
+                    // Like errors, summed over the repeats.
+                    lost: loads.iter().map(|l| l.lost).sum(),
+                    duplicates: loads.iter().map(|l| l.duplicates).sum(),
                 }
             });
             let figures: Vec<&Figure> = reps.iter().filter_map(|c| c.figure.as_ref()).collect();
@@ -408,6 +419,8 @@ mod tests {
                 cpu_s_per_1000: Some(0.02),
                 rss_before_mb: None,
                 rss_after_mb: None,
+                lost: None,
+                duplicates: None,
             }),
             figure: None,
         }

@@ -42,6 +42,7 @@ async fn percentiles_match_a_known_server_delay() {
             rate: Some(100.0),
             duration: Duration::from_secs(2),
             warmup: Duration::from_millis(200),
+            deliveries: None,
         };
         let r = run(&plan).await.unwrap();
         assert_eq!(r.errors, 0);
@@ -64,6 +65,7 @@ async fn a_fixed_rate_is_kept() {
             rate: Some(rate),
             duration: Duration::from_secs(3),
             warmup: Duration::from_millis(300),
+            deliveries: None,
         };
         let r = run(&plan).await.unwrap();
         assert!((r.rps - rate).abs() / rate <= 0.02, "asked {rate}/s, got {:.1}/s", r.rps);
@@ -81,6 +83,7 @@ async fn a_server_slower_than_the_rate_shows_its_own_rate() {
         rate: Some(200.0),
         duration: Duration::from_secs(2),
         warmup: Duration::ZERO,
+        deliveries: None,
     };
     let r = run(&plan).await.unwrap();
     assert!(r.rps <= 110.0, "{r:?}");
@@ -98,6 +101,7 @@ async fn max_mode_runs_as_fast_as_answers_come() {
         rate: None,
         duration: Duration::from_secs(1),
         warmup: Duration::ZERO,
+        deliveries: None,
     };
     let r = run(&plan).await.unwrap();
     // Two connections, one request each at a time, 10 ms a request: at most 200/s.
@@ -147,6 +151,7 @@ async fn a_stall_shows_in_the_tail_not_just_once() {
         rate: Some(100.0),
         duration: Duration::from_secs(4),
         warmup: Duration::ZERO,
+        deliveries: None,
     };
     let r = run(&plan).await.unwrap();
     let l = &r.latency_us;
