@@ -1,8 +1,8 @@
 //! Publish → delivery: the load generator is also the subscribing app.
 //!
-//! Each published message carries the run's id, a sequence number and the moment its latency
+//! Each published message carries the run's id, a sequence number, the moment its latency
 //! counts from (the same intended-or-sent time as any other request, as nanoseconds since the
-//! run's start). The generator serves the app's side on a listener of its own: a delivery of
+//! run's start) and whether the publisher counts it in the measured window. The generator serves the app's side on a listener of its own: a delivery of
 //! this run is recorded once, with the latency from that moment to its arrival, so the clock
 //! of both ends is the same. Deliveries of other runs (a redelivery from an earlier cell) are
 //! answered with success and not counted.
@@ -49,8 +49,11 @@ struct Tally {
     in_window: u64,
     /// Second deliveries of the same message.
     duplicates: u64,
-    /// Deliveries of other runs, or bodies that are not this generator's.
+    /// Deliveries of other runs, bodies that are not this generator's, and messages whose
+    /// publish was counted as failed.
     foreign: u64,
+    /// Messages whose publish failed (an error answer or no answer in time).
+    failed: HashSet<u64>,
 }
 
 /// One run's deliveries.
@@ -84,6 +87,8 @@ struct Stamp {
     run: u64,
     seq: u64,
     at: u64,
+    /// Measured: published in the window, by the publisher's reckoning.
+    m: bool,
 }
 
 impl Deliveries {
@@ -101,6 +106,7 @@ impl Deliveries {
                 in_window: 0,
                 duplicates: 0,
                 foreign: 0,
+                failed: HashSet::new(),
             }),
             arrived: Notify::new(),
         }
@@ -114,17 +120,18 @@ impl Deliveries {
         self.tally().times = Some(times);
     }
 
-    /// The body of the next message: its stamp, padded with `x` to at least `size` bytes.
-    pub(crate) fn body(&self, counted_from: Instant, start: Instant, size: usize) -> Bytes {
+    /// The body of the next message and its sequence number: its stamp, padded with `x` to at
+    /// least `size` bytes.
+    pub(crate) fn body(&self, counted_from: Instant, start: Instant, measured: bool, size: usize) -> (Bytes, u64) {
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
         let at = counted_from.saturating_duration_since(start).as_nanos();
-        let head = format!(r#"{{"run":{},"seq":{seq},"at":{at},"pad":""#, self.run);
+        let head = format!(r#"{{"run":{},"seq":{seq},"at":{at},"m":{measured},"pad":""#, self.run);
         let pad = size.saturating_sub(head.len() + 2);
         let mut body = Vec::with_capacity(head.len() + pad + 2);
         body.extend_from_slice(head.as_bytes());
         body.resize(head.len() + pad, b'x');
         body.extend_from_slice(b"\"}");
-        Bytes::from(body)
+        (Bytes::from(body), seq)
     }
 
     /// In max mode, waits until fewer than `in_flight` messages await delivery (false: `until`
@@ -140,8 +147,12 @@ impl Deliveries {
         }
     }
 
-    /// A publish failed: its message will never arrive.
-    pub(crate) fn failed(&self) {
+    /// A publish failed, or never went out (`None`). The message is not awaited any more; should
+    /// it arrive anyway, it is not counted.
+    pub(crate) fn failed(&self, seq: Option<u64>) {
+        if let Some(seq) = seq {
+            self.tally().failed.insert(seq);
+        }
         if let Some(limit) = &self.in_flight {
             limit.add_permits(1);
         }
@@ -164,14 +175,20 @@ impl Deliveries {
             t.duplicates += 1;
             return;
         }
+        if t.failed.contains(&stamp.seq) {
+            // Counted as an error when its publish failed, and its permit was returned then.
+            t.foreign += 1;
+            return;
+        }
         if let Some(limit) = &self.in_flight {
             limit.add_permits(1);
         }
         if now >= times.measure_from && now < times.end {
             t.in_window += 1;
         }
-        let from = times.start + Duration::from_nanos(stamp.at);
-        if from >= times.measure_from && from < times.end {
+        // The publisher's own verdict on the window, so both sides count the same messages.
+        if stamp.m {
+            let from = times.start + Duration::from_nanos(stamp.at);
             t.measured += 1;
             let ns = u64::try_from(now.saturating_duration_since(from).as_nanos()).unwrap_or(u64::MAX);
             t.hist.saturating_record(ns.clamp(1_000, 100_000_000_000));
@@ -263,14 +280,16 @@ mod tests {
         let start = Instant::now() - Duration::from_millis(50);
         d.begin(Times { start, measure_from: start, end: start + Duration::from_secs(60) });
         assert!(d.admit(start + Duration::from_secs(1)).await);
-        let first = d.body(start, start, 100);
+        let (first, _) = d.body(start, start, true, 100);
         assert_eq!(first.len(), 100);
         d.arrive(&event(&first));
         d.arrive(&event(&first));
-        d.arrive(&event(&Deliveries::new(8, None).body(start, start, 10)));
+        d.arrive(&event(&Deliveries::new(8, None).body(start, start, true, 10).0));
+        // Published in the warm-up: delivered, not measured.
+        d.arrive(&event(&d.body(start, start, false, 10).0));
         d.arrive(b"not json");
         let s = d.settle(1, Duration::from_secs(1)).await;
-        assert_eq!((s.measured, s.delivered, s.duplicates, s.foreign), (1, 1, 1, 2));
+        assert_eq!((s.measured, s.delivered, s.duplicates, s.foreign), (1, 2, 1, 2));
         // Measured from the stamp (the run's start), not from when the body was made.
         assert!(s.hist.min() >= 50_000_000, "{} ns", s.hist.min());
         assert!(s.hist.max() < 10_000_000_000, "{} ns", s.hist.max());
@@ -282,7 +301,7 @@ mod tests {
         let start = Instant::now();
         d.begin(Times { start, measure_from: start, end: start + Duration::from_secs(60) });
         assert!(d.admit(Instant::now() + Duration::from_secs(1)).await);
-        let body = d.body(start, start, 0);
+        let (body, _) = d.body(start, start, true, 0);
         assert!(!d.admit(Instant::now() + Duration::from_millis(50)).await, "one message in flight");
         d.arrive(&event(&body));
         assert!(d.admit(Instant::now() + Duration::from_secs(1)).await);

@@ -307,8 +307,11 @@ fn percentiles(h: &Histogram<u64>) -> Percentiles {
 async fn drive(mut conn: Conn, plan: Plan, schedule: Schedule, tally: Arc<Mutex<Tally>>) {
     let record = |ok: bool, from: Instant, measured: bool| {
         tally.lock().unwrap_or_else(PoisonError::into_inner).record(ok, from.elapsed(), measured);
-        if let (false, Some(d)) = (ok, &plan.deliveries) {
-            d.failed();
+    };
+    // A publish that failed (`Some` sequence) or never went out: not awaited any more.
+    let failed = |seq: Option<u64>| {
+        if let Some(d) = &plan.deliveries {
+            d.failed(seq);
         }
     };
     let mut streams = tokio::task::JoinSet::new();
@@ -329,6 +332,7 @@ async fn drive(mut conn: Conn, plan: Plan, schedule: Schedule, tally: Arc<Mutex<
                 if now >= schedule.end + DRAIN {
                     // Too far behind: given up, and counted against the server.
                     record(false, due, due >= schedule.measure_from);
+                    failed(None);
                     continue;
                 }
                 if due > now {
@@ -345,15 +349,19 @@ async fn drive(mut conn: Conn, plan: Plan, schedule: Schedule, tally: Arc<Mutex<
                 Ok(c) => conn = c,
                 Err(_) => {
                     record(false, counted_from, measured);
+                    failed(None);
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
             }
         }
-        let body = match (&plan.deliveries, &plan.op) {
-            (Some(d), Op::Http { body, .. }) => d.body(counted_from, schedule.start, body.len()),
-            (_, Op::Http { body, .. }) => body.clone(),
-            _ => Bytes::new(),
+        let (body, seq) = match (&plan.deliveries, &plan.op) {
+            (Some(d), Op::Http { body, .. }) => {
+                let (body, seq) = d.body(counted_from, schedule.start, measured, body.len());
+                (body, Some(seq))
+            }
+            (_, Op::Http { body, .. }) => (body.clone(), None),
+            _ => (Bytes::new(), None),
         };
         match &mut conn {
             Conn::H2(sender) if schedule.rate.is_some() => {
@@ -363,14 +371,18 @@ async fn drive(mut conn: Conn, plan: Plan, schedule: Schedule, tally: Arc<Mutex<
                     let ok = timed(http_once(&mut Conn::H2(sender), &plan, body)).await;
                     tally.lock().unwrap_or_else(PoisonError::into_inner).record(ok, counted_from.elapsed(), measured);
                     if let (false, Some(d)) = (ok, &plan.deliveries) {
-                        d.failed();
+                        d.failed(seq);
                     }
                 });
                 while streams.try_join_next().is_some() {}
             }
             _ => {
                 let outcome = tokio::time::timeout(REQUEST_TIMEOUT, once(&mut conn, &plan, body)).await;
-                record(matches!(outcome, Ok(Ok(true))), counted_from, measured);
+                let ok = matches!(outcome, Ok(Ok(true)));
+                record(ok, counted_from, measured);
+                if !ok {
+                    failed(seq);
+                }
                 if !matches!(outcome, Ok(Ok(_))) {
                     // Timed out with a request in flight, or out of step: unusable.
                     conn = Conn::Broken;

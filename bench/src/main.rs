@@ -213,6 +213,7 @@ async fn load_cmd(a: LoadArgs) -> anyhow::Result<()> {
     let app = match a.deliveries_listen {
         Some(addr) => {
             anyhow::ensure!(matches!(plan.op, Op::Http { .. }), "--deliveries-listen needs HTTP publishes");
+            anyhow::ensure!(a.in_flight > 0, "--in-flight must be at least 1");
             let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
             // A run id no earlier run shares: its redeliveries are told apart.
             let run = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_nanos() as u64;
