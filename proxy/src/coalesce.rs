@@ -6,8 +6,9 @@
 //! TLS records, two system calls and two wake-ups of the peer. [`Coalesce`] keeps written bytes
 //! until the writer flushes, and yields to the scheduler once before the first flush of a batch,
 //! so that frames from tasks already woken join the same write (the idea of Netty's flush
-//! consolidation). Writes past [`LIMIT`] bytes go out without waiting, so a large body streams
-//! as before.
+//! consolidation). A batch of [`YIELD_BELOW`] bytes or more is written without yielding (h2
+//! flushes after each large DATA frame, so a large body would otherwise pay a scheduler turn per
+//! frame), and writes past [`LIMIT`] bytes go out without waiting for a flush at all.
 
 use std::io;
 use std::pin::Pin;
@@ -33,6 +34,9 @@ pub(crate) type MeshConnector =
 pub(crate) fn mesh_connector(https: HttpsConnector<HttpConnector>) -> MeshConnector {
     MapResponse::new(https, Coalesce::new)
 }
+
+/// A batch this large is flushed without yielding first: nothing is gained by waiting.
+pub(crate) const YIELD_BELOW: usize = 16 * 1024;
 
 /// Bytes held at most before they are written without waiting for a flush.
 pub(crate) const LIMIT: usize = 64 * 1024;
@@ -100,7 +104,7 @@ impl<T: Write> Write for Coalesce<T> {
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let mut this = self.project();
         if !this.buf.is_empty() {
-            if !*this.yielded {
+            if !*this.yielded && this.buf.len() < YIELD_BELOW {
                 *this.yielded = true;
                 cx.waker().wake_by_ref();
                 return Poll::Pending;
@@ -189,6 +193,15 @@ mod tests {
         assert_eq!(io.inner.writes, 1);
         // An empty buffer flushes at once.
         assert!(matches!(Pin::new(&mut io).poll_flush(&mut cx), Poll::Ready(Ok(()))));
+    }
+
+    #[tokio::test]
+    async fn a_large_batch_flushes_without_yielding() {
+        let (mut io, _peer) = pair();
+        write_all(&mut io, &vec![1u8; YIELD_BELOW]).await;
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        assert!(matches!(Pin::new(&mut io).poll_flush(&mut cx), Poll::Ready(Ok(()))));
+        assert_eq!(io.inner.writes, 1);
     }
 
     #[tokio::test]
