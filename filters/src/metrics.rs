@@ -101,7 +101,8 @@ impl<S> Layer<S> for MetricsLayer {
 /// Handles of metric series, found by their label values. Registering a series with the
 /// recorder allocates its labels and hashes its whole key; requests look their series up here
 /// instead, and only the first request of a series registers it. Label values are bounded
-/// (security rule 5), and so is this map.
+/// (security rule 5), and so is this map. A handle belongs to the recorder installed when its
+/// series was first used, so the recorder must be installed before anything is served.
 pub struct SeriesCache<K, V> {
     map: LazyLock<RwLock<HashMap<K, V>>>,
 }
