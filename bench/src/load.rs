@@ -255,25 +255,7 @@ pub async fn run(plan: &Plan) -> anyhow::Result<Report> {
     let tally = Arc::into_inner(tally).map(|m| m.into_inner().unwrap_or_else(PoisonError::into_inner));
     let tally = tally.ok_or_else(|| anyhow::anyhow!("a request outlived the run"))?;
     let seconds = plan.duration.as_secs_f64();
-    if let Some(d) = &plan.deliveries {
-        // Every message published in the window and accepted should arrive; what does not
-        // within the patience is lost, and counted with the failed publishes.
-        let s = d.settle(tally.ok, DELIVERY_PATIENCE).await;
-        return Ok(Report {
-            ok: s.measured,
-            errors: tally.errors + tally.ok.saturating_sub(s.measured),
-            all_ok: s.delivered,
-            seconds,
-            rps: s.in_window as f64 / seconds,
-            target_rps: plan.rate,
-            latency_us: percentiles(&s.hist),
-            spectrum: SPECTRUM.iter().map(|p| (*p, s.hist.value_at_percentile(*p) as f64 / 1e3)).collect(),
-            lost: Some(tally.ok.saturating_sub(s.measured)),
-            duplicates: Some(s.duplicates),
-            foreign: Some(s.foreign),
-        });
-    }
-    Ok(Report {
+    let report = Report {
         ok: tally.ok,
         errors: tally.errors,
         all_ok: tally.all_ok,
@@ -281,11 +263,32 @@ pub async fn run(plan: &Plan) -> anyhow::Result<Report> {
         rps: tally.in_window as f64 / seconds,
         target_rps: plan.rate,
         latency_us: percentiles(&tally.hist),
-        spectrum: SPECTRUM.iter().map(|p| (*p, tally.hist.value_at_percentile(*p) as f64 / 1e3)).collect(),
+        spectrum: spectrum(&tally.hist),
         lost: None,
         duplicates: None,
         foreign: None,
+    };
+    let Some(d) = &plan.deliveries else { return Ok(report) };
+    // Every message published in the window and accepted should arrive; what does not within
+    // the patience is lost, and counted with the failed publishes.
+    let s = d.settle(tally.ok, DELIVERY_PATIENCE).await;
+    let lost = tally.ok.saturating_sub(s.measured);
+    Ok(Report {
+        ok: s.measured,
+        errors: tally.errors + lost,
+        all_ok: s.delivered,
+        rps: s.in_window as f64 / seconds,
+        latency_us: percentiles(&s.hist),
+        spectrum: spectrum(&s.hist),
+        lost: Some(lost),
+        duplicates: Some(s.duplicates),
+        foreign: Some(s.foreign),
+        ..report
     })
+}
+
+fn spectrum(h: &Histogram<u64>) -> Vec<(f64, f64)> {
+    SPECTRUM.iter().map(|p| (*p, h.value_at_percentile(*p) as f64 / 1e3)).collect()
 }
 
 fn percentiles(h: &Histogram<u64>) -> Percentiles {
