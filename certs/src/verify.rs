@@ -37,7 +37,9 @@ impl Roots {
             let anchor = webpki::anchor_from_trusted_cert(der)
                 .map_err(|e| Error::Identity(format!("trust bundle entry unusable: {e}")))?
                 .to_owned();
-            subjects.push(DistinguishedName::from(anchor.subject.as_ref().to_vec()));
+            // The hint is a whole DER `Name`; webpki keeps only its contents, without the
+            // SEQUENCE around them, which OpenSSL-based clients refuse to parse.
+            subjects.push(DistinguishedName::in_sequence(anchor.subject.as_ref()));
             anchors.push(anchor);
         }
         Ok(Self {

@@ -126,3 +126,44 @@ async fn server_refuses_clients_without_uri_san_or_client_auth() {
         assert!(err.contains("server: Err"), "{what}: {err}");
     }
 }
+
+/// Records the certificate authorities the server names, then presents the usual certificate.
+#[derive(Debug)]
+struct RecordingHints {
+    inner: Arc<dyn rustls::client::ResolvesClientCert>,
+    seen: Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
+}
+
+impl rustls::client::ResolvesClientCert for RecordingHints {
+    fn resolve(&self, hints: &[&[u8]], schemes: &[rustls::SignatureScheme]) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        self.seen.lock().unwrap().extend(hints.iter().map(|h| h.to_vec()));
+        self.inner.resolve(hints, schemes)
+    }
+
+    fn has_certs(&self) -> bool {
+        self.inner.has_certs()
+    }
+}
+
+#[tokio::test]
+async fn the_server_names_its_roots_as_whole_der_names() {
+    let home = tempfile::tempdir().unwrap();
+    let ca = DevCa::load_or_create(&home.path().join("ca")).unwrap();
+    let (a, b) = (creds(&ca, "a"), creds(&ca, "b"));
+    let mut client = a.client_config(id("b")).unwrap();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    client.client_auth_cert_resolver =
+        Arc::new(RecordingHints { inner: client.client_auth_cert_resolver.clone(), seen: seen.clone() });
+    handshake(&b, client).await.unwrap();
+
+    let hints = seen.lock().unwrap().clone();
+    let bundle = ca.trust_bundle();
+    let root = &bundle.certs()[0];
+    let (_, root) = x509_parser::parse_x509_certificate(root).unwrap();
+    assert_eq!(hints.len(), 1);
+    // A complete DER Name (OpenSSL parses the hint as one), equal to the root's subject.
+    use x509_parser::prelude::FromDer as _;
+    let (rest, name) = x509_parser::x509::X509Name::from_der(&hints[0]).expect("the hint is a DER Name");
+    assert!(rest.is_empty());
+    assert_eq!(name.as_raw(), root.subject().as_raw());
+}

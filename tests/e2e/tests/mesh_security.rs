@@ -94,3 +94,39 @@ async fn the_caller_verifies_the_callee_identity() {
     );
     assert!(app.seen().is_empty(), "the impostor's app was reached");
 }
+
+#[tokio::test]
+async fn an_openssl_client_with_a_workload_certificate_gets_an_http2_answer() {
+    let mesh = Mesh::new();
+    let app = FakeApp::start("b").await;
+    let b = mesh.sidecar("b").app_port(app.port).start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = outrider_testkit::mesh::client_pem(&mesh.ca_dir(), "orders");
+    std::fs::write(dir.path().join("c.pem"), cert).unwrap();
+    std::fs::write(dir.path().join("c.key"), key).unwrap();
+    // curl is built on OpenSSL here. The sidecar's certificate names no host, only a SPIFFE id,
+    // which curl cannot check, so it does not verify the server (--insecure); what is proved is
+    // that an OpenSSL client completes the mutual handshake the sidecar asks for.
+    let curl = |with_cert: bool| {
+        let mut c = tokio::process::Command::new("curl");
+        c.args(["-sS", "--max-time", "10", "--http2", "--insecure"]).args([
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_version} %{http_code}",
+        ]);
+        if with_cert {
+            c.arg("--cert").arg(dir.path().join("c.pem")).arg("--key").arg(dir.path().join("c.key"));
+        }
+        c.arg(format!("https://127.0.0.1:{}/hello", b.mesh)).kill_on_drop(true).output()
+    };
+    let out = curl(true).await.unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(said, "2 200", "{said} {}", String::from_utf8_lossy(&out.stderr));
+    let seen = app.seen().pop().unwrap();
+    assert_eq!(seen.headers["dapr-caller-app-id"], "orders");
+
+    let out = curl(false).await.unwrap();
+    assert!(!out.status.success(), "served without a client certificate: {}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(app.seen().len(), 1, "a client without a certificate reached the app");
+}

@@ -35,6 +35,28 @@ pub fn presenting(mut cfg: rustls::ClientConfig, leaf: IssuedCert) -> rustls::Cl
 
 /// A leaf signed by the CA in `ca_dir` with exactly these SANs and usages.
 pub fn leaf_with(ca_dir: &std::path::Path, sans: Vec<SanType>, ekus: Vec<ExtendedKeyUsagePurpose>) -> IssuedCert {
+    let (cert, key) = signed_leaf(ca_dir, sans, ekus);
+    IssuedCert {
+        chain: vec![cert.der().clone()],
+        key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+        not_after: std::time::SystemTime::now() + Duration::from_secs(600),
+        issued_at: std::time::SystemTime::now(),
+    }
+}
+
+/// A proper client certificate for `app` (namespace `default`) from the CA in `ca_dir`, and its
+/// key, both in PEM, for clients outside this code base (curl, OpenSSL, Python).
+pub fn client_pem(ca_dir: &std::path::Path, app: &str) -> (String, String) {
+    let san = SanType::URI(format!("spiffe://public/ns/default/{app}").try_into().expect("uri"));
+    let (cert, key) = signed_leaf(ca_dir, vec![san], vec![ExtendedKeyUsagePurpose::ClientAuth]);
+    (cert.pem(), key.serialize_pem())
+}
+
+fn signed_leaf(
+    ca_dir: &std::path::Path,
+    sans: Vec<SanType>,
+    ekus: Vec<ExtendedKeyUsagePurpose>,
+) -> (rcgen::Certificate, KeyPair) {
     let key = KeyPair::from_pem(&std::fs::read_to_string(ca_dir.join("ca.key")).expect("ca key")).expect("key");
     let issuer = Issuer::from_ca_cert_pem(&std::fs::read_to_string(ca_dir.join("ca.crt")).expect("ca cert"), key)
         .expect("issuer");
@@ -44,12 +66,7 @@ pub fn leaf_with(ca_dir: &std::path::Path, sans: Vec<SanType>, ekus: Vec<Extende
     params.is_ca = IsCa::ExplicitNoCa;
     let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
     let cert = params.signed_by(&key, &issuer).expect("sign");
-    IssuedCert {
-        chain: vec![cert.der().clone()],
-        key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
-        not_after: std::time::SystemTime::now() + Duration::from_secs(600),
-        issued_at: std::time::SystemTime::now(),
-    }
+    (cert, key)
 }
 
 #[derive(Debug)]
