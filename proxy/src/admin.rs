@@ -1,8 +1,11 @@
 //! The admin listener (default 0.0.0.0:9090): `/metrics` in Prometheus text format, `/healthz`
 //! (the process is alive), `/ready` (ready for traffic) and a plain-text status page at `/`.
-//! Read-only: nothing here changes the sidecar (security rule 4).
+//! Read-only: nothing here changes the sidecar (security rule 4). The status page names the
+//! identity, the certificate and every peer's address, so it answers loopback clients only
+//! unless `--admin-status-remote` opens it; scraping and health checks work from anywhere.
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use http::{HeaderValue, Request, Response, StatusCode, header};
@@ -20,15 +23,27 @@ pub(crate) struct Admin {
     pub(crate) health: Arc<Health>,
     pub(crate) creds: Credentials,
     pub(crate) outbound: Arc<Outbound>,
+    /// Serve the status page to clients that are not on loopback.
+    pub(crate) status_remote: bool,
 }
 
-pub(crate) async fn handle(admin: Arc<Admin>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+pub(crate) async fn handle(
+    admin: Arc<Admin>,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
+    let local = peer.ip().to_canonical().is_loopback();
     let (status, ctype, body) = match req.uri().path() {
         "/metrics" => (StatusCode::OK, "text/plain; version=0.0.4", admin.metrics.render()),
         "/healthz" => (StatusCode::OK, "text/plain", "ok\n".to_owned()),
         "/ready" if admin.health.ready() => (StatusCode::OK, "text/plain", "ready\n".to_owned()),
         "/ready" => (StatusCode::SERVICE_UNAVAILABLE, "text/plain", "not ready\n".to_owned()),
-        "/" => (StatusCode::OK, "text/plain", status_page(&admin)),
+        "/" if local || admin.status_remote => (StatusCode::OK, "text/plain", status_page(&admin)),
+        "/" => (
+            StatusCode::FORBIDDEN,
+            "text/plain",
+            "the status page answers loopback clients only (see --admin-status-remote)\n".to_owned(),
+        ),
         _ => (StatusCode::NOT_FOUND, "text/plain", "not found\n".to_owned()),
     };
     let mut rsp = Response::new(full(body));

@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::serve::Limits;
+
 /// A service-mesh L7 proxy and Dapr-compatible application runtime in one sidecar.
 #[derive(Debug, Parser)]
 #[command(name = "outrider", version, about, propagate_version = true)]
@@ -115,6 +117,39 @@ pub(crate) struct RunArgs {
     /// Port of the admin listener: /metrics, /healthz, /ready and a status page.
     #[arg(long, env = "OUTRIDER_METRICS_PORT", default_value_t = 9090)]
     pub(crate) metrics_port: u16,
+    /// Address the admin listener binds to; 0.0.0.0 lets Prometheus on other hosts scrape it.
+    #[arg(long, env = "OUTRIDER_METRICS_LISTEN_ADDRESS", default_value = "0.0.0.0")]
+    pub(crate) metrics_listen_address: IpAddr,
+    /// Serve the admin status page (identity, certificate, peers' addresses) to clients that are
+    /// not on loopback too. /metrics and the health pages are served to every client anyway.
+    #[arg(long, env = "OUTRIDER_ADMIN_STATUS_REMOTE")]
+    pub(crate) admin_status_remote: bool,
+    /// Open connections at most on the API listener [default: a quarter of the descriptor
+    /// limit, less a reserve of 256, between 16 and 16384].
+    #[arg(long, env = "OUTRIDER_API_MAX_CONNECTIONS", value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) api_max_connections: Option<u32>,
+    /// Open connections at most on the mesh listener [default: as for the API listener].
+    #[arg(long, env = "OUTRIDER_MESH_MAX_CONNECTIONS", value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) mesh_max_connections: Option<u32>,
+    /// Open connections at most on the admin listener.
+    #[arg(
+        long,
+        env = "OUTRIDER_METRICS_MAX_CONNECTIONS",
+        default_value_t = 32,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub(crate) metrics_max_connections: u32,
+    /// Every listener: the deadline from accept (TLS handshake included) to the first complete
+    /// request head, and from the first byte of each later HTTP/1 head to its end.
+    #[arg(long, env = "OUTRIDER_REQUEST_HEAD_TIMEOUT", default_value = "10s", value_parser = parse_timeout)]
+    pub(crate) request_head_timeout: Duration,
+    /// Every listener: a connection with no request in flight for this long is closed gracefully.
+    #[arg(long, env = "OUTRIDER_IDLE_TIMEOUT", default_value = "120s", value_parser = parse_timeout)]
+    pub(crate) idle_timeout: Duration,
+    /// Every listener: a connection whose peer takes no bytes of a response for this long is
+    /// closed (a slow or stuck reader cannot hold memory for good).
+    #[arg(long, env = "OUTRIDER_STALL_TIMEOUT", default_value = "30s", value_parser = parse_timeout)]
+    pub(crate) stall_timeout: Duration,
     /// Directory of resource files (Component, …); repeatable.
     #[arg(long, alias = "components-path", env = "OUTRIDER_RESOURCES_PATH", value_delimiter = ',')]
     pub(crate) resources_path: Vec<PathBuf>,
@@ -186,6 +221,8 @@ pub(crate) struct Env {
     pub(crate) app_token: Option<String>,
     /// `SSL_CERT_FILE`: the CA bundle HTTPS collectors are verified with, instead of the system's.
     pub(crate) ca_file: Option<PathBuf>,
+    /// The limit on open descriptors in force (after raising the soft limit to the hard one).
+    pub(crate) fd_limit: u64,
     /// The standard `OTEL_EXPORTER_OTLP_*` variables, used when the Configuration names no
     /// collector (as daprd does).
     pub(crate) otel: OtelEnv,
@@ -205,7 +242,7 @@ pub(crate) struct OtelEnv {
 }
 
 impl Env {
-    /// Reads the environment, once, at start.
+    /// Reads the environment, once, at start, raising the soft descriptor limit on the way.
     pub(crate) fn read() -> Self {
         let var = |k| std::env::var(k).ok().filter(|v: &String| !v.is_empty());
         Self {
@@ -213,6 +250,7 @@ impl Env {
             api_token: var("DAPR_API_TOKEN"),
             app_token: var("APP_API_TOKEN"),
             ca_file: var("SSL_CERT_FILE").map(PathBuf::from),
+            fd_limit: crate::serve::raise_fd_limit(),
             otel: OtelEnv {
                 endpoint: var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").or_else(|| var("OTEL_EXPORTER_OTLP_ENDPOINT")),
                 protocol: var("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL").or_else(|| var("OTEL_EXPORTER_OTLP_PROTOCOL")),
@@ -238,19 +276,50 @@ pub(crate) struct Listen {
     pub(crate) admin: SocketAddr,
 }
 
+/// What each listener allows its connections.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ListenerLimits {
+    pub(crate) api: Limits,
+    pub(crate) mesh: Limits,
+    pub(crate) admin: Limits,
+}
+
 impl RunArgs {
     pub(crate) fn listen(&self) -> Listen {
         Listen {
             api: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), self.dapr_http_port),
             mesh: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), self.mesh_port.unwrap_or(DEFAULT_MESH_PORT)),
             mesh_explicit: self.mesh_port.is_some(),
-            admin: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), self.metrics_port),
+            admin: SocketAddr::new(self.metrics_listen_address, self.metrics_port),
+        }
+    }
+
+    /// What each listener allows its connections, under a descriptor limit of `fd_limit`.
+    pub(crate) fn limits(&self, fd_limit: u64) -> ListenerLimits {
+        let with_cap = |cap: usize| Limits {
+            max_connections: cap,
+            head_timeout: self.request_head_timeout,
+            idle_timeout: self.idle_timeout,
+            stall_timeout: self.stall_timeout,
+        };
+        let cap = |flag: Option<u32>| flag.map_or_else(|| Limits::default_cap(fd_limit), |n| n as usize);
+        ListenerLimits {
+            api: with_cap(cap(self.api_max_connections)),
+            mesh: with_cap(cap(self.mesh_max_connections)),
+            admin: with_cap(self.metrics_max_connections as usize),
         }
     }
 
     pub(crate) fn grace(&self) -> Duration {
         Duration::from_secs(self.graceful_shutdown_seconds)
     }
+}
+
+/// Parses a positive duration such as `10s`, `500ms` or `2m`.
+fn parse_timeout(s: &str) -> Result<Duration, String> {
+    outrider_filters::duration::go_duration(s)
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| format!("{s:?} is not a positive duration like 10s or 500ms"))
 }
 
 /// Parses sizes such as `4Mi`, `4MiB`, `16MB`, `512k`, `1048576`.

@@ -19,7 +19,7 @@ use outrider_policy::files::Sources;
 use outrider_policy::{AccessControl, AccessControlSpec};
 use serde::Deserialize;
 
-use crate::cli::{Env, Listen, RunArgs};
+use crate::cli::{Env, Listen, ListenerLimits, RunArgs};
 
 /// How this sidecar obtains its workload certificate.
 #[derive(Clone, Debug)]
@@ -65,6 +65,9 @@ pub(crate) struct Settings {
     pub(crate) app_port: Option<u16>,
     pub(crate) app_channel_address: String,
     pub(crate) listen: Listen,
+    pub(crate) limits: ListenerLimits,
+    /// The admin status page is served to other hosts too.
+    pub(crate) admin_status_remote: bool,
     pub(crate) max_body_size: u64,
     pub(crate) grace: Duration,
     pub(crate) identity: IdentitySource,
@@ -321,6 +324,8 @@ pub(crate) fn load(args: &RunArgs, env: &Env) -> Result<Settings, Problems> {
         app_port: args.app_port,
         app_channel_address: args.app_channel_address.clone(),
         listen: args.listen(),
+        limits: args.limits(env.fd_limit),
+        admin_status_remote: args.admin_status_remote,
         max_body_size: args.max_body_size,
         grace: args.grace(),
         identity: identity.expect("no problems means an identity source"),

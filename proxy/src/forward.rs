@@ -24,7 +24,7 @@ use tower::ServiceBuilder;
 
 use crate::cli::ProxyArgs;
 use crate::http::{Body, boxed, full, strip_hop_by_hop};
-use crate::serve;
+use crate::serve::{self, Limits};
 
 /// The label the metrics carry in place of an app id.
 const METRICS_ID: &str = "proxy";
@@ -55,6 +55,10 @@ impl Forward {
         strip_hop_by_hop(&mut parts.headers);
         parts.headers.insert(header::HOST, self.host.clone());
         match self.client.request(Request::from_parts(parts, boxed(body))).await {
+            // Upgrades are not proxied (`Upgrade` is stripped): a 101 cannot be passed on.
+            Ok(rsp) if rsp.status() == StatusCode::SWITCHING_PROTOCOLS => {
+                Ok(answer(StatusCode::BAD_GATEWAY, "the upstream switched protocols; upgrades are not proxied\n"))
+            }
             Ok(rsp) => {
                 let mut rsp = rsp.map(boxed);
                 strip_hop_by_hop(rsp.headers_mut());
@@ -79,6 +83,7 @@ fn answer(status: StatusCode, text: &'static str) -> Response<Body> {
 pub(crate) async fn run(args: ProxyArgs, metrics: PrometheusHandle) -> anyhow::Result<()> {
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
+    let fd_limit = serve::raise_fd_limit();
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {} (--listen)", args.listen))?;
@@ -105,7 +110,9 @@ pub(crate) async fn run(args: ProxyArgs, metrics: PrometheusHandle) -> anyhow::R
         }
     });
     let stop = CancellationToken::new();
-    let mut tasks = vec![tokio::spawn(serve::serve(listener, svc, stop.clone(), Duration::from_secs(5)))];
+    let listener = serve::Listener::new(listener, "proxy", Limits::with_cap(Limits::default_cap(fd_limit)));
+    let mut tasks =
+        vec![tokio::spawn(serve::serve(listener, move |_| svc.clone(), stop.clone(), Duration::from_secs(5)))];
     if let Some(addr) = args.metrics_listen {
         let admin =
             tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr} (--metrics-listen)"))?;
@@ -113,7 +120,13 @@ pub(crate) async fn run(args: ProxyArgs, metrics: PrometheusHandle) -> anyhow::R
             let text = metrics.render();
             async move { Ok::<_, Infallible>(Response::new(full(text))) }
         });
-        tasks.push(tokio::spawn(serve::serve(admin, metrics_svc, stop.clone(), Duration::from_secs(1))));
+        let admin = serve::Listener::new(admin, "admin", Limits::with_cap(Limits::ADMIN_CONNECTIONS));
+        tasks.push(tokio::spawn(serve::serve(
+            admin,
+            move |_| metrics_svc.clone(),
+            stop.clone(),
+            Duration::from_secs(1),
+        )));
     }
     tracing::info!(listen = %args.listen, upstream = %args.upstream, "proxying");
     tokio::select! {

@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use http::{Request, Response};
 use hyper::body::Incoming;
-use hyper_util::server::graceful::GracefulShutdown;
 use metrics::Counter;
 use outrider_certs::{Credentials, SpiffeId};
 use outrider_filters::authz::AuthorizeLayer;
@@ -21,7 +20,6 @@ use outrider_filters::canonical::CanonicalLayer;
 use outrider_filters::metrics::SeriesCache;
 use outrider_filters::trace::TraceLayer;
 use outrider_policy::{AccessControl, Caller};
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
@@ -31,9 +29,6 @@ use crate::app_channel::AppChannel;
 use crate::errors::{ApiError, InvokeError};
 use crate::http::{Body, boxed, capped};
 use crate::serve;
-
-/// How long a peer may take to complete the TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What inbound requests need.
 pub(crate) struct Inbound {
@@ -48,38 +43,31 @@ pub(crate) struct Inbound {
 
 /// Accepts mesh connections until `stop`, then drains for at most `grace`.
 pub(crate) async fn serve(
-    listener: TcpListener,
+    mut listener: serve::Listener,
     creds: Credentials,
     inbound: Arc<Inbound>,
     stop: CancellationToken,
     grace: Duration,
 ) -> anyhow::Result<()> {
     let acceptor = TlsAcceptor::from(Arc::new(creds.server_config()?));
-    let builder = Arc::new(serve::builder(true));
-    let graceful = GracefulShutdown::new();
+    let builder = Arc::new(serve::builder(true, listener.limits()));
+    let conns = Arc::new(serve::Conns::default());
     loop {
-        let (tcp, peer_addr) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    serve::accept_error(e).await;
-                    continue;
-                }
-            },
+        let serve::Accepted { tcp, peer: peer_addr, watch } = tokio::select! {
+            a = listener.accept() => a,
             () = stop.cancelled() => break,
         };
-        let _ = tcp.set_nodelay(true);
-        let (acceptor, inbound, builder, watcher) =
-            (acceptor.clone(), inbound.clone(), builder.clone(), graceful.watcher());
+        let (acceptor, inbound, builder, conns) = (acceptor.clone(), inbound.clone(), builder.clone(), conns.clone());
         tokio::spawn(async move {
-            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+            // The handshake counts against the deadline for the first request head.
+            let tls = match tokio::time::timeout_at(watch.handshake_deadline(), acceptor.accept(tcp)).await {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(e)) => {
                     tracing::info!(peer = %peer_addr, error = %e, "refused a mesh connection");
                     return;
                 }
                 Err(_) => {
-                    tracing::info!(peer = %peer_addr, "mesh handshake timed out");
+                    watch.closed("the TLS handshake did not complete in time");
                     return;
                 }
             };
@@ -128,11 +116,11 @@ pub(crate) async fn serve(
                         Ok::<_, Infallible>(rsp)
                     }
                 });
-            serve::spawn_conn(tls, svc, &builder, watcher);
+            conns.spawn(watch.io(tls), svc, &builder, watch);
         });
     }
     drop(listener);
-    serve::drain(graceful, grace).await;
+    conns.drain(grace).await;
     Ok(())
 }
 

@@ -181,7 +181,8 @@ pub(crate) async fn run(s: Settings, metrics: PrometheusHandle) -> anyhow::Resul
         // Counted with route templates as labels, never raw paths.
         .layer(MetricsLayer::new(&s.app_id, Side::Server))
         .service(ApiService::new(state));
-    let api_task = tokio::spawn(serve::serve(api_l, api_svc, api_stop.clone(), s.grace));
+    let api_l = serve::Listener::new(api_l, "api", s.limits.api);
+    let api_task = tokio::spawn(serve::serve(api_l, move |_| api_svc.clone(), api_stop.clone(), s.grace));
     // Access policies as loaded at start, then as their files change (a bad edit keeps these).
     let (policies, _policy_watch) =
         outrider_policy::files::watch(s.policy_sources.clone(), Arc::new(s.access_control.clone()))
@@ -200,9 +201,20 @@ pub(crate) async fn run(s: Settings, metrics: PrometheusHandle) -> anyhow::Resul
         policies,
         spans: spans.clone(),
     });
+    let mesh_l = serve::Listener::new(mesh_l, "mesh", s.limits.mesh);
     let mesh_task = tokio::spawn(inbound::serve(mesh_l, creds.clone(), inbound, mesh_stop.clone(), s.grace));
-    let admin_state = Arc::new(Admin { metrics: metrics.clone(), health: health.clone(), creds, outbound });
-    let admin_svc = tower::service_fn(move |req: Request<Incoming>| admin::handle(admin_state.clone(), req));
+    let admin_state = Arc::new(Admin {
+        metrics: metrics.clone(),
+        health: health.clone(),
+        creds,
+        outbound,
+        status_remote: s.admin_status_remote,
+    });
+    let admin_l = serve::Listener::new(admin_l, "admin", s.limits.admin);
+    let admin_svc = move |peer| {
+        let admin_state = admin_state.clone();
+        tower::service_fn(move |req: Request<Incoming>| admin::handle(admin_state.clone(), peer, req))
+    };
     // The admin listener outlives the others so that readiness can be watched during the drain.
     let admin_stop = CancellationToken::new();
     let admin_task = tokio::spawn(serve::serve(admin_l, admin_svc, admin_stop.clone(), Duration::from_secs(1)));

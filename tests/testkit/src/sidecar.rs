@@ -66,6 +66,7 @@ impl Mesh {
             env: Vec::new(),
             command: Vec::new(),
             host: None,
+            fd_limit: None,
         }
     }
 }
@@ -81,6 +82,7 @@ pub struct SidecarBuilder {
     env: Vec<(String, String)>,
     command: Vec<String>,
     host: Option<Host>,
+    fd_limit: Option<u64>,
 }
 
 impl SidecarBuilder {
@@ -121,6 +123,12 @@ impl SidecarBuilder {
         self
     }
 
+    /// Runs the sidecar with both its soft and hard limit on open descriptors at `n`.
+    pub fn fd_limit(mut self, n: u64) -> Self {
+        self.fd_limit = Some(n);
+        self
+    }
+
     /// The app to run as a child (`-- CMD ARGS…`).
     pub fn command<I: IntoIterator<Item = S>, S: Into<String>>(mut self, argv: I) -> Self {
         self.command.extend(argv.into_iter().map(Into::into));
@@ -141,6 +149,12 @@ impl SidecarBuilder {
             }
             None => Command::new(binary("outrider")),
         };
+        if let Some(n) = self.fd_limit {
+            // prlimit sets the limit on itself, then execs the sidecar: same pid.
+            let mut c = Command::new("prlimit");
+            c.arg(format!("--nofile={n}:{n}")).arg("--").arg(cmd.as_std().get_program()).args(cmd.as_std().get_args());
+            cmd = c;
+        }
         cmd.arg("run")
             .args(["--app-id", &self.app_id])
             .args(["--dapr-http-port", &api.to_string()])

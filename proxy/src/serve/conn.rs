@@ -1,0 +1,471 @@
+//! One connection's watch: what it has been doing, and the deadlines that close it.
+//!
+//! Three parts share an [`Activity`]: [`Watched`] wraps the socket (below TLS-free HTTP parsing,
+//! above TLS) and sees bytes arrive and writes block; [`Tracked`] wraps the service and counts
+//! requests from their head to the end of their response body; [`TrackedBody`] notices a
+//! response the peer stops taking. [`Watch::run`] drives the connection and closes it when:
+//!
+//! - no request head completed within the head timeout of accept (silent connections, a TLS
+//!   handshake or an HTTP/2 preface that never finishes, a head dripped a byte at a time: the
+//!   framing guard holds partial heads below hyper, so hyper's own header timer never starts);
+//! - a later HTTP/1 head started but did not complete within the head timeout;
+//! - the peer stopped reading: a write stayed blocked, or a response body yielded a frame and was
+//!   not asked for the next one, for the stall timeout (HTTP/2 flow control with a zero window
+//!   never blocks the socket, so the body is watched too);
+//! - nothing was in flight for the idle timeout — gracefully: HTTP/2 GOAWAY, HTTP/1 close.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body::Frame;
+use hyper_util::server::graceful::GracefulConnection;
+use pin_project_lite::pin_project;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::Limits;
+
+/// The largest frame a response body hands on at once. What the peer has not taken stays here,
+/// where a stall is visible, rather than in the HTTP/2 send buffer, where it is not.
+const MAX_FRAME: usize = 16 * 1024;
+
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+/// `Activity::sniffed` once the first bytes differed from the preface.
+const NOT_H2: usize = usize::MAX;
+
+/// What one connection has been doing. Times are milliseconds since `born`, plus one, so that
+/// zero can mean "not set".
+#[derive(Debug)]
+pub(crate) struct Activity {
+    born: Instant,
+    /// Requests between their head and the end of their response body.
+    in_flight: AtomicUsize,
+    /// A request arrived, or an HTTP/2 preface.
+    served: AtomicBool,
+    /// The connection speaks HTTP/2 (its first bytes were the preface).
+    h2: AtomicBool,
+    /// How many leading bytes matched the HTTP/2 preface; past its length, sniffing is over.
+    sniffed: AtomicUsize,
+    /// When the last request in flight ended.
+    idle_since: AtomicU64,
+    /// When bytes of an HTTP/1 head arrived with nothing in flight.
+    head_since: AtomicU64,
+    /// When a write to the peer last returned `Pending` without a write succeeding since.
+    blocked_since: AtomicU64,
+    /// Response bodies waiting for the peer to take their next frame, by id, with since when.
+    stalled: Mutex<BTreeMap<u64, u64>>,
+    next_body: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            born: Instant::now(),
+            in_flight: AtomicUsize::new(0),
+            served: AtomicBool::new(false),
+            h2: AtomicBool::new(false),
+            sniffed: AtomicUsize::new(0),
+            idle_since: AtomicU64::new(1),
+            head_since: AtomicU64::new(0),
+            blocked_since: AtomicU64::new(0),
+            stalled: Mutex::new(BTreeMap::new()),
+            next_body: AtomicU64::new(0),
+        }
+    }
+
+    fn stamp(&self) -> u64 {
+        u64::try_from(self.born.elapsed().as_millis()).unwrap_or(u64::MAX - 1) + 1
+    }
+
+    fn at(&self, stamp: u64) -> Instant {
+        self.born + Duration::from_millis(stamp.saturating_sub(1))
+    }
+
+    fn request_started(&self) {
+        self.served.store(true, Ordering::Relaxed);
+        self.head_since.store(0, Ordering::Relaxed);
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn request_ended(&self) {
+        if self.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.idle_since.store(self.stamp(), Ordering::Relaxed);
+        }
+    }
+
+    /// Bytes arrived from the peer.
+    fn read(&self, bytes: &[u8]) {
+        let sniffed = self.sniffed.load(Ordering::Relaxed);
+        if sniffed < H2_PREFACE.len() {
+            let want = &H2_PREFACE[sniffed..];
+            let n = want.len().min(bytes.len());
+            if bytes[..n] == want[..n] {
+                self.sniffed.store(sniffed + n, Ordering::Relaxed);
+                if sniffed + n == H2_PREFACE.len() {
+                    self.h2.store(true, Ordering::Relaxed);
+                    self.served.store(true, Ordering::Relaxed);
+                }
+            } else {
+                self.sniffed.store(NOT_H2, Ordering::Relaxed);
+            }
+        }
+        // HTTP/1 only (sniffing ruled the preface out): bytes with nothing in flight are a head.
+        if self.sniffed.load(Ordering::Relaxed) == NOT_H2
+            && self.in_flight.load(Ordering::Acquire) == 0
+            && self.head_since.load(Ordering::Relaxed) == 0
+        {
+            self.head_since.store(self.stamp(), Ordering::Relaxed);
+        }
+    }
+
+    fn write_done(&self, pending: bool) {
+        let blocked = self.blocked_since.load(Ordering::Relaxed);
+        match (pending, blocked) {
+            (true, 0) => self.blocked_since.store(self.stamp(), Ordering::Relaxed),
+            (false, b) if b != 0 => self.blocked_since.store(0, Ordering::Relaxed),
+            _ => {}
+        }
+    }
+
+    fn stall(&self) -> u64 {
+        let id = self.next_body.fetch_add(1, Ordering::Relaxed);
+        self.stalled.lock().unwrap_or_else(|p| p.into_inner()).insert(id, self.stamp());
+        id
+    }
+
+    fn unstall(&self, id: u64) {
+        self.stalled.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+    }
+
+    /// What the connection's deadlines say at `now`.
+    fn verdict(&self, limits: &Limits, now: Instant) -> Verdict {
+        let mut next = now + limits.head_timeout.min(limits.stall_timeout);
+        let mut expired = None;
+        let mut check = |deadline: Instant, why: &'static str| {
+            if deadline <= now {
+                expired.get_or_insert(why);
+            } else {
+                next = next.min(deadline);
+            }
+        };
+        if !self.served.load(Ordering::Relaxed) {
+            check(self.born + limits.head_timeout, "no request head within the head timeout");
+        }
+        match self.head_since.load(Ordering::Relaxed) {
+            0 => {}
+            t => check(self.at(t) + limits.head_timeout, "a request head did not complete in time"),
+        }
+        match self.blocked_since.load(Ordering::Relaxed) {
+            0 => {}
+            t => check(self.at(t) + limits.stall_timeout, "the peer stopped reading"),
+        }
+        let oldest_stall = self.stalled.lock().unwrap_or_else(|p| p.into_inner()).values().min().copied();
+        if let Some(t) = oldest_stall {
+            check(self.at(t) + limits.stall_timeout, "the peer stopped taking a response");
+        }
+        if let Some(why) = expired {
+            return Verdict::Expired(why);
+        }
+        if self.served.load(Ordering::Relaxed) && self.in_flight.load(Ordering::Acquire) == 0 {
+            let idle_until = self.at(self.idle_since.load(Ordering::Relaxed)) + limits.idle_timeout;
+            if idle_until <= now {
+                return Verdict::Idle;
+            }
+            next = next.min(idle_until);
+        }
+        Verdict::Wait(next)
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Verdict {
+    /// Nothing is due before this instant.
+    Wait(Instant),
+    /// Nothing in flight for the idle timeout: close gracefully.
+    Idle,
+    /// A deadline passed: close now.
+    Expired(&'static str),
+}
+
+/// One accepted connection's slot under its listener's cap, its limits and its activity.
+pub(crate) struct Watch {
+    listener: &'static str,
+    limits: Limits,
+    activity: Arc<Activity>,
+    _slot: OwnedSemaphorePermit,
+}
+
+impl Watch {
+    pub(crate) fn new(listener: &'static str, limits: Limits, slot: OwnedSemaphorePermit) -> Self {
+        Self { listener, limits, activity: Arc::new(Activity::new()), _slot: slot }
+    }
+
+    /// Wraps the connection's stream so that the watch sees its bytes.
+    pub(crate) fn io<I>(&self, io: I) -> Watched<I> {
+        Watched { io, activity: self.activity.clone() }
+    }
+
+    pub(crate) fn activity(&self) -> Arc<Activity> {
+        self.activity.clone()
+    }
+
+    /// How long a TLS handshake may take: it counts against the head timeout.
+    pub(crate) fn handshake_deadline(&self) -> Instant {
+        self.activity.born + self.limits.head_timeout
+    }
+
+    /// Drives `conn` until it ends, a deadline closes it, or `stop` asks it to finish.
+    pub(crate) async fn run<C>(self, conn: C, stop: CancellationToken)
+    where
+        C: GracefulConnection,
+        C::Error: std::fmt::Display,
+    {
+        tokio::pin!(conn);
+        let mut closing: Option<Instant> = None;
+        loop {
+            let now = Instant::now();
+            let wake = match self.activity.verdict(&self.limits, now) {
+                Verdict::Wait(at) => at,
+                Verdict::Expired(why) => return self.closed(why),
+                Verdict::Idle => match closing {
+                    None => {
+                        conn.as_mut().graceful_shutdown();
+                        closing = Some(now);
+                        now + self.limits.head_timeout
+                    }
+                    Some(since) if now >= since + self.limits.head_timeout => return self.closed("idle"),
+                    Some(since) => since + self.limits.head_timeout,
+                },
+            };
+            tokio::select! {
+                ended = conn.as_mut() => {
+                    if let Err(e) = ended {
+                        tracing::debug!(listener = self.listener, error = %e, "connection ended with an error");
+                    }
+                    return;
+                }
+                () = tokio::time::sleep_until(wake) => {}
+                () = stop.cancelled(), if closing.is_none() => {
+                    conn.as_mut().graceful_shutdown();
+                    closing = Some(Instant::now());
+                }
+            }
+        }
+    }
+
+    /// Logs and counts a connection closed by a deadline.
+    pub(crate) fn closed(&self, why: &'static str) {
+        tracing::debug!(listener = self.listener, why, "closing a connection");
+        metrics::counter!("outrider_connections_closed_total", "listener" => self.listener, "reason" => why)
+            .increment(1);
+    }
+}
+
+pin_project! {
+    /// A stream whose reads and blocked writes are reported to the connection's [`Activity`].
+    pub(crate) struct Watched<IO> {
+        #[pin]
+        io: IO,
+        activity: Arc<Activity>,
+    }
+}
+
+impl<IO: AsyncRead> AsyncRead for Watched<IO> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = self.project();
+        let before = buf.filled().len();
+        ready!(this.io.poll_read(cx, buf))?;
+        let got = &buf.filled()[before..];
+        if !got.is_empty() {
+            this.activity.read(got);
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<IO: AsyncWrite> AsyncWrite for Watched<IO> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let this = self.project();
+        let r = this.io.poll_write(cx, buf);
+        this.activity.write_done(r.is_pending());
+        r
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.project();
+        let r = this.io.poll_flush(cx);
+        this.activity.write_done(r.is_pending());
+        r
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.project().io.poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.project();
+        let r = this.io.poll_write_vectored(cx, bufs);
+        this.activity.write_done(r.is_pending());
+        r
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+}
+
+/// A service whose requests are counted in flight until their response body ends.
+#[derive(Clone)]
+pub(crate) struct Tracked<S> {
+    inner: S,
+    activity: Arc<Activity>,
+}
+
+impl<S> Tracked<S> {
+    pub(crate) fn new(inner: S, activity: Arc<Activity>) -> Self {
+        Self { inner, activity }
+    }
+}
+
+/// One request in flight; ends when dropped.
+struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.request_ended();
+    }
+}
+
+impl<S, B, ReqB> tower::Service<Request<ReqB>> for Tracked<S>
+where
+    S: tower::Service<Request<ReqB>, Response = Response<B>>,
+{
+    type Response = Response<TrackedBody<B>>;
+    type Error = S::Error;
+    type Future = TrackedFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqB>) -> Self::Future {
+        self.activity.request_started();
+        let in_flight = InFlight(self.activity.clone());
+        TrackedFuture { inner: self.inner.call(req), in_flight: Some(in_flight) }
+    }
+}
+
+pin_project! {
+    /// The response future of [`Tracked`].
+    pub(crate) struct TrackedFuture<F> {
+        #[pin]
+        inner: F,
+        in_flight: Option<InFlight>,
+    }
+}
+
+impl<F, B, E> Future for TrackedFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = Result<Response<TrackedBody<B>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let rsp = ready!(this.inner.poll(cx))?;
+        let in_flight = this.in_flight.take();
+        Poll::Ready(Ok(rsp.map(|inner| TrackedBody { inner, in_flight, rest: Bytes::new(), stalled: None })))
+    }
+}
+
+pin_project! {
+    /// A response body that hands on at most [`MAX_FRAME`] bytes at a time and reports when the
+    /// peer stops asking for more.
+    pub(crate) struct TrackedBody<B> {
+        #[pin]
+        inner: B,
+        in_flight: Option<InFlight>,
+        // What is left of a frame larger than MAX_FRAME.
+        rest: Bytes,
+        stalled: Option<u64>,
+    }
+
+    impl<B> PinnedDrop for TrackedBody<B> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if let (Some(id), Some(f)) = (this.stalled.take(), this.in_flight.as_ref()) {
+                f.0.unstall(id);
+            }
+        }
+    }
+}
+
+impl<B> http_body::Body for TrackedBody<B>
+where
+    B: http_body::Body<Data = Bytes>,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let mut this = self.project();
+        let activity = this.in_flight.as_ref().map(|f| &f.0);
+        // Asked again: the peer took the last frame.
+        if let (Some(id), Some(a)) = (this.stalled.take(), activity) {
+            a.unstall(id);
+        }
+        let data = if this.rest.is_empty() {
+            match ready!(this.inner.as_mut().poll_frame(cx)) {
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => data,
+                    Err(trailers) => return Poll::Ready(Some(Ok(trailers))),
+                },
+                other => return Poll::Ready(other),
+            }
+        } else {
+            std::mem::take(this.rest)
+        };
+        let mut data = data;
+        if data.len() > MAX_FRAME {
+            *this.rest = data.split_off(MAX_FRAME);
+        }
+        if let Some(a) = activity
+            && (!this.rest.is_empty() || !this.inner.as_ref().is_end_stream())
+        {
+            *this.stalled = Some(a.stall());
+        }
+        Poll::Ready(Some(Ok(Frame::data(data))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.rest.is_empty() && self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        let inner = self.inner.size_hint();
+        let rest = self.rest.len() as u64;
+        let mut hint = http_body::SizeHint::new();
+        if let Some(upper) = inner.upper() {
+            hint.set_upper(upper.saturating_add(rest));
+        }
+        hint.set_lower(inner.lower().saturating_add(rest));
+        hint
+    }
+}
+
+#[cfg(test)]
+mod tests;
