@@ -5,6 +5,7 @@
 //! through to service invocation by the `dapr-app-id` header, as in daprd. Handlers return
 //! typed errors; [`ApiError::into_response`] is the one place they become HTTP.
 
+mod body;
 mod invoke;
 mod meta;
 mod publish;
@@ -67,6 +68,8 @@ pub(crate) struct ApiState {
     pub(crate) app_channel_address: String,
     pub(crate) api_token: Option<String>,
     pub(crate) max_body_size: u64,
+    /// The longest pause inside a request body the API reads whole.
+    pub(crate) body_idle_timeout: std::time::Duration,
     pub(crate) outbound: Arc<Outbound>,
     pub(crate) app: Option<AppChannel>,
     pub(crate) health: Arc<Health>,

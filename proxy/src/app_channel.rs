@@ -72,6 +72,13 @@ impl AppChannel {
         let status = result.as_ref().map_or(0, |r| r.status().as_u16());
         metrics::record(Side::Client, &self.app_id_label, method, None, status, start);
         let mut rsp = result.map_err(|e| InvokeError::AppChannel(Box::new(e)))?;
+        // `Upgrade` is never forwarded, so a switch the caller did not ask for cannot be passed
+        // on: a bare 101 on HTTP/1.1, and a status HTTP/2 forbids.
+        if rsp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+            return Err(InvokeError::AppChannel(
+                "the app answered 101 Switching Protocols; upgrades are not proxied".into(),
+            ));
+        }
         strip_hop_by_hop(rsp.headers_mut());
         Ok(rsp)
     }

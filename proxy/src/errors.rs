@@ -34,6 +34,8 @@ pub(crate) enum InvokeError {
     Denied(Box<outrider_filters::authz::Denied>),
     #[error("the request body is larger than the limit of {0} bytes")]
     BodyTooLarge(u64),
+    #[error("the request body is malformed or was cut off")]
+    MalformedBody,
     #[error("no endpoints found for app {}{}", .0, .1.as_deref().map(|why| format!(": {why}")).unwrap_or_default())]
     NoEndpoints(Target, Option<String>),
     #[error("connecting to {target} at {addr} failed: {}", chain(source.as_ref()))]
@@ -92,7 +94,8 @@ impl InvokeError {
             | Self::ExternalUrl(_)
             | Self::BadPath(_)
             | Self::Denied(_)
-            | Self::BodyTooLarge(_) => FailureSide::Downstream,
+            | Self::BodyTooLarge(_)
+            | Self::MalformedBody => FailureSide::Downstream,
             _ => FailureSide::Upstream,
         }
     }
@@ -128,6 +131,8 @@ impl ApiError {
     pub(crate) fn invoke(app_id: &str, e: &InvokeError) -> Self {
         let message = match e {
             InvokeError::NoAppId => e.to_string(),
+            // The caller's own mistake: Dapr's code for a bad request, and no internals.
+            InvokeError::MalformedBody => return Self::new(e.status(), "ERR_MALFORMED_REQUEST", e.to_string()),
             _ => format!("failed to invoke, id: {app_id}, err: {e}"),
         };
         Self::new(e.status(), "ERR_DIRECT_INVOKE", message)
@@ -182,6 +187,10 @@ mod tests {
             let api = ApiError::invoke("b", &e);
             assert_eq!((api.status.as_u16(), api.code), (status, "ERR_DIRECT_INVOKE"), "{e}");
         }
+        // A malformed body is the caller's own mistake, and says nothing of internals.
+        let api = ApiError::invoke("b", &InvokeError::MalformedBody);
+        assert_eq!((api.status.as_u16(), api.code), (400, "ERR_MALFORMED_REQUEST"));
+        assert_eq!(api.message, "the request body is malformed or was cut off");
         let api = ApiError::invoke("b", &InvokeError::NoEndpoints(Target::new("b", "default"), None));
         assert_eq!(api.message, "failed to invoke, id: b, err: no endpoints found for app b.default");
     }

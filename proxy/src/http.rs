@@ -37,14 +37,20 @@ where
     body.map_err(Into::into).boxed_unsync()
 }
 
-/// Set when a [`capped`] body passed its limit. Clients may turn the body's error into a
-/// generic stream reset, so the caller asks this flag rather than the error chain.
+/// What went wrong with a [`capped`] body, if anything. Clients may turn the body's error into a
+/// generic stream reset, so the caller asks these flags rather than the error chain.
 #[derive(Clone, Debug, Default)]
-pub(crate) struct Tripped(Arc<AtomicBool>);
+pub(crate) struct Tripped(Arc<(AtomicBool, AtomicBool)>);
 
 impl Tripped {
+    /// The body passed its limit.
     pub(crate) fn get(&self) -> bool {
-        self.0.load(Ordering::Acquire)
+        self.0.0.load(Ordering::Acquire)
+    }
+
+    /// The sender's body itself failed: malformed framing, or the sender went away mid-body.
+    pub(crate) fn broken(&self) -> bool {
+        self.0.1.load(Ordering::Acquire)
     }
 }
 
@@ -86,13 +92,16 @@ where
         let this = self.project();
         let frame = match ready!(this.inner.poll_frame(cx)) {
             Some(Ok(f)) => f,
-            Some(Err(e)) => return Poll::Ready(Some(Err(e.into()))),
+            Some(Err(e)) => {
+                this.tripped.0.1.store(true, Ordering::Release);
+                return Poll::Ready(Some(Err(e.into())));
+            }
             None => return Poll::Ready(None),
         };
         if let Some(data) = frame.data_ref() {
             let n = data.len() as u64;
             if n > *this.left {
-                this.tripped.0.store(true, Ordering::Release);
+                this.tripped.0.0.store(true, Ordering::Release);
                 return Poll::Ready(Some(Err(Box::new(TooLarge(*this.limit)))));
             }
             *this.left -= n;

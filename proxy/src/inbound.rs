@@ -168,6 +168,7 @@ async fn forward(req: Request<Incoming>, inbound: Arc<Inbound>) -> Result<Respon
     match app.call(body, &caller).await {
         Ok(rsp) => Ok(rsp.map(boxed)),
         Err(_) if tripped.get() => Err(InvokeError::BodyTooLarge(inbound.max_body_size)),
+        Err(_) if tripped.broken() => Err(InvokeError::MalformedBody),
         Err(e) => Err(e),
     }
 }

@@ -147,6 +147,7 @@ pub(crate) async fn run(s: Settings, metrics: PrometheusHandle) -> anyhow::Resul
         app_channel_address: s.app_channel_address.clone(),
         api_token: s.api_token.clone(),
         max_body_size: s.max_body_size,
+        body_idle_timeout: s.limits.api.head_timeout,
         outbound: outbound.clone(),
         app: app.clone(),
         health: health.clone(),

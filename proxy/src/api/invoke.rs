@@ -107,7 +107,7 @@ async fn invoke(
         let bytes = match body.collect().await {
             Ok(collected) => collected.to_bytes(),
             Err(_) if tripped.get() => return Err(fail(InvokeError::BodyTooLarge(state.max_body_size))),
-            Err(e) => return Err(fail(InvokeError::AppChannel(e))),
+            Err(_) => return Err(fail(InvokeError::MalformedBody)),
         };
         let req = OutboundRequest::new(Request::from_parts(parts, full(Bytes::new())), Some(bytes));
         state.outbound.call(&target, req).await
@@ -119,6 +119,7 @@ async fn invoke(
         Ok(rsp) => Ok(rsp.map(boxed)),
         // The client may have turned the body's error into a plain reset: ask the body.
         Err(_) if tripped.get() => Err(fail(InvokeError::BodyTooLarge(state.max_body_size))),
+        Err(_) if tripped.broken() => Err(fail(InvokeError::MalformedBody)),
         Err(e) => Err(fail(e)),
     }
 }

@@ -3,13 +3,18 @@
 use std::sync::atomic::Ordering;
 
 use http::{HeaderValue, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde_json::{Map, Value, json};
 
 use super::{ApiState, query_param};
 use crate::errors::ApiError;
 use crate::http::{Body, empty, full};
+
+/// Extended metadata attributes: how many, and how large each name and value may be. Every
+/// `GET /v1.0/metadata` returns them all, so together they stay small.
+const MAX_ATTRIBUTES: usize = 64;
+const MAX_ATTRIBUTE_KEY: usize = 256;
+const MAX_ATTRIBUTE_VALUE: u64 = 64 * 1024;
 
 /// The runtime version reported to SDKs.
 pub(crate) const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -113,18 +118,29 @@ pub(super) fn get(s: &ApiState) -> Result<Response<Body>, ApiError> {
 
 /// `PUT /v1.0/metadata/{key}`: the raw body becomes `extended[key]`. An empty key is a no-op.
 pub(super) async fn put(s: &ApiState, key: String, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
-    let limit = usize::try_from(s.max_body_size).unwrap_or(usize::MAX);
-    let bytes = Limited::new(req.into_body(), limit)
-        .collect()
-        .await
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "ERR_BODY_READ", format!("failed reading the body: {e}")))?
-        .to_bytes();
+    if key.len() > MAX_ATTRIBUTE_KEY {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "ERR_MALFORMED_REQUEST",
+            format!("a metadata attribute name is at most {MAX_ATTRIBUTE_KEY} bytes"),
+        ));
+    }
+    let bytes = super::body::read_body(s, req, MAX_ATTRIBUTE_VALUE).await?;
     let value = String::from_utf8(bytes.to_vec()).map_err(|_| {
         ApiError::new(StatusCode::BAD_REQUEST, "ERR_MALFORMED_REQUEST", "the metadata value must be UTF-8 text")
     })?;
-    if !key.is_empty() {
-        s.extended.lock().unwrap_or_else(|p| p.into_inner()).insert(key, value);
+    if key.is_empty() {
+        return Ok(no_content());
     }
+    let mut extended = s.extended.lock().unwrap_or_else(|p| p.into_inner());
+    if extended.len() >= MAX_ATTRIBUTES && !extended.contains_key(&key) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "ERR_MALFORMED_REQUEST",
+            format!("at most {MAX_ATTRIBUTES} metadata attributes can be set; an existing one can be changed"),
+        ));
+    }
+    extended.insert(key, value);
     Ok(no_content())
 }
 

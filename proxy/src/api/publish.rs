@@ -5,7 +5,6 @@
 use base64::Engine as _;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use outrider_blocks::pubsub::{
     EnvelopeError, Message, Metadata, PubSubComponent, PublishContext, envelope, media_type, message_ttl, parse_bool,
@@ -69,18 +68,6 @@ fn raw_payload(metadata: &Metadata) -> Result<bool, ApiError> {
     }
 }
 
-async fn read_body(s: &ApiState, req: Request<Incoming>) -> Result<Bytes, ApiError> {
-    let limit = usize::try_from(s.max_body_size).unwrap_or(usize::MAX);
-    let body = Limited::new(req.into_body(), limit).collect().await.map_err(|e| {
-        if e.is::<http_body_util::LengthLimitError>() {
-            err(StatusCode::PAYLOAD_TOO_LARGE, "ERR_BODY_READ", format!("the body is larger than {limit} bytes"))
-        } else {
-            err(StatusCode::BAD_REQUEST, "ERR_BODY_READ", format!("failed reading the body: {e}"))
-        }
-    })?;
-    Ok(body.to_bytes())
-}
-
 /// What the publisher's request carries besides the body, for the envelope.
 struct Origin {
     traceparent: String,
@@ -137,7 +124,7 @@ pub(super) async fn publish(
     let raw = raw_payload(&metadata)?;
     let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let origin = Origin::of(&req);
-    let body = read_body(s, req).await?;
+    let body = super::body::read_body(s, req, u64::MAX).await?;
     let data = origin
         .wrap(s, (name, topic), content_type.as_deref(), body, &metadata, raw)
         .map_err(|e| envelope_failed(&e))?;
@@ -166,7 +153,7 @@ pub(super) async fn publish_bulk(
     let c = target(s, name, topic, StatusCode::BAD_REQUEST)?;
     let metadata = query_metadata(req.uri().query());
     let origin = Origin::of(&req);
-    let body = read_body(s, req).await?;
+    let body = super::body::read_body(s, req, u64::MAX).await?;
     let entries: Vec<serde_json::Map<String, Value>> = serde_json::from_slice(&body)
         .map_err(|e| events_ser(format!("error when unmarshaling the request for topic {topic} pubsub {name}: {e}")))?;
     let mut seen = std::collections::BTreeSet::new();

@@ -3,12 +3,10 @@
 //! they reach a store, and every store call has a deadline.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use outrider_blocks::state::{
     Concurrency, Consistency, DeleteRequest, Item, Metadata, Operation, Options, Query, SetRequest, StateComponent,
@@ -24,8 +22,10 @@ use crate::http::{Body, full};
 
 /// How long one store call may take before the API answers with an error.
 pub(crate) const STORE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Bulk gets run at most this many reads at once, whatever the request asks.
-const MAX_PARALLELISM: usize = 64;
+
+mod bulk;
+
+pub(super) use bulk::bulk;
 
 fn bad(code: &'static str, message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, code, message)
@@ -147,19 +147,8 @@ fn query_value(query: Option<&str>, name: &str) -> Option<String> {
 }
 
 async fn read_json(s: &ApiState, req: Request<Incoming>) -> Result<Value, ApiError> {
-    let limit = usize::try_from(s.max_body_size).unwrap_or(usize::MAX);
-    let bytes = Limited::new(req.into_body(), limit).collect().await.map_err(|e| {
-        if e.is::<http_body_util::LengthLimitError>() {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "ERR_BODY_READ",
-                format!("the body is larger than {limit} bytes"),
-            )
-        } else {
-            bad("ERR_BODY_READ", format!("failed reading the body: {e}"))
-        }
-    })?;
-    serde_json::from_slice(&bytes.to_bytes())
+    let bytes = super::body::read_body(s, req, u64::MAX).await?;
+    serde_json::from_slice(&bytes)
         .map_err(|e| bad("ERR_MALFORMED_REQUEST", format!("failed deserializing HTTP body: {e}")))
 }
 
@@ -313,71 +302,6 @@ pub(super) async fn delete(
         .await
         .map_err(|e| store_error("ERR_STATE_DELETE", format!("failed deleting state with key {key}: {e}"), &e))?;
     Ok(no_content())
-}
-
-/// `POST|PUT /v1.0/state/{store}/bulk`: `{"keys":[…],"parallelism":n,"metadata":{}}`.
-pub(super) async fn bulk(s: &ApiState, name: &str, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
-    let c = store(s, name)?;
-    let mut md = query_metadata(req.uri().query());
-    let body = read_json(s, req).await?;
-    let Value::Object(obj) = &body else {
-        return Err(bad("ERR_MALFORMED_REQUEST", "failed deserializing HTTP body: expected an object"));
-    };
-    let keys: Vec<String> = match field(obj, "keys") {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(a)) => a
-            .iter()
-            .map(|k| {
-                k.as_str()
-                    .map(str::to_owned)
-                    .ok_or_else(|| bad("ERR_MALFORMED_REQUEST", format!("keys must be strings, got {k}")))
-            })
-            .collect::<Result<_, _>>()?,
-        Some(other) => return Err(bad("ERR_MALFORMED_REQUEST", format!("keys must be an array, got {other}"))),
-    };
-    for (k, v) in string_map(field(obj, "metadata"), "metadata")? {
-        md.entry(k).or_insert(v);
-    }
-    let stored = keys.iter().map(|k| stored_key(c, k)).collect::<Result<Vec<_>, _>>()?;
-    let parallelism =
-        field(obj, "parallelism").and_then(Value::as_u64).map_or(10, |n| n as usize).clamp(1, MAX_PARALLELISM);
-    let limit = Arc::new(tokio::sync::Semaphore::new(parallelism));
-    let reads = stored.into_iter().map(|k| {
-        let (c, md, limit) = (c.clone(), md.clone(), limit.clone());
-        let (app_id, namespace) = (s.app_id.clone(), s.namespace.clone());
-        tokio::spawn(async move {
-            let _permit = limit.acquire_owned().await;
-            call_get(Counted { app_id: &app_id, namespace: &namespace }, &c, k, md).await
-        })
-    });
-    let mut results = Vec::with_capacity(keys.len());
-    for (key, read) in keys.iter().zip(reads.collect::<Vec<_>>()) {
-        let mut entry = Map::new();
-        entry.insert("key".into(), json!(key));
-        match read.await {
-            Ok(Ok(Some(item))) => {
-                // Values are stored as JSON text; anything else is returned as a string.
-                let data = serde_json::from_slice(&item.data)
-                    .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&item.data).into_owned()));
-                entry.insert("data".into(), data);
-                if let Some(e) = item.etag {
-                    entry.insert("etag".into(), json!(e));
-                }
-                if !item.metadata.is_empty() {
-                    entry.insert("metadata".into(), json!(item.metadata));
-                }
-            }
-            Ok(Ok(None)) => {}
-            Ok(Err(e)) => {
-                entry.insert("error".into(), json!(e.to_string()));
-            }
-            Err(e) => {
-                entry.insert("error".into(), json!(format!("read failed: {e}")));
-            }
-        }
-        results.push(Value::Object(entry));
-    }
-    Ok(json_response(&Value::Array(results)))
 }
 
 /// `POST|PUT /v1.0-alpha1/state/{store}/query`: this app's keys whose JSON values match, with

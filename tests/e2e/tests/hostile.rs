@@ -204,3 +204,177 @@ async fn the_status_page_answers_loopback_only_unless_opened() {
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("identity: spiffe://"), "{body}");
 }
+
+/// Sends `head` (and nothing more) and returns the response head, which must come within 3 s.
+async fn answer_to_head(port: u16, head: &str) -> String {
+    let mut tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let read = async {
+        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+            match tcp.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    assert!(timeout(Duration::from_secs(3), read).await.is_ok(), "no answer to {head:?} within 3 s");
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+#[tokio::test]
+async fn declared_oversized_bodies_are_refused_at_once_on_every_route() {
+    let mesh = Mesh::new();
+    let app = FakeApp::start("a").await;
+    let a = mesh.sidecar("a").app_port(app.port).start().await;
+    for (method, path) in [
+        ("POST", "/v1.0/state/statestore"),
+        ("POST", "/v1.0/state/statestore/bulk"),
+        ("POST", "/v1.0/state/statestore/transaction"),
+        ("POST", "/v1.0-alpha1/state/statestore/query"),
+        ("POST", "/v1.0/publish/pubsub/orders"),
+        ("POST", "/v1.0-alpha1/publish/bulk/pubsub/orders"),
+        ("POST", "/v1.0/publish/bulk/pubsub/orders"),
+        ("PUT", "/v1.0/metadata/big"),
+        ("POST", "/v1.0/invoke/a/method/x"),
+    ] {
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+             Content-Length: 10000000000\r\nExpect: 100-continue\r\n\r\n"
+        );
+        let answer = answer_to_head(a.api, &head).await;
+        assert!(answer.starts_with("HTTP/1.1 413"), "{method} {path}: {answer:?}");
+        assert!(!answer.contains("100 Continue"), "{method} {path} invited the body: {answer:?}");
+    }
+    assert!(app.seen().is_empty(), "an oversized request reached the app");
+    // The metadata attribute's own, smaller limit.
+    let r = send("PUT", &format!("{}/v1.0/metadata/big", a.api_url()), &[], vec![b'x'; 65 * 1024]).await.unwrap();
+    assert_eq!(r.status, 413, "{}", r.text());
+    assert_eq!(r.json()["errorCode"], "ERR_BODY_READ");
+}
+
+#[tokio::test]
+async fn a_malformed_chunked_body_on_invoke_is_400_and_never_reaches_the_app_whole() {
+    let mesh = Mesh::new();
+    let (a_app, b_app) = (FakeApp::start("a").await, FakeApp::start("b").await);
+    let a = mesh.sidecar("a").app_port(a_app.port).start().await;
+    let _b = mesh.sidecar("b").app_port(b_app.port).start().await;
+    outrider_testkit::wait_registered(&mesh, "b", 1).await;
+    // To our own app and to another app over the mesh.
+    for target in ["a", "b"] {
+        let mut tcp = TcpStream::connect(("127.0.0.1", a.api)).await.unwrap();
+        let req = format!(
+            "POST /v1.0/invoke/{target}/method/echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n\
+             5\r\nhello\r\nZZ-not-hex\r\n"
+        );
+        tcp.write_all(req.as_bytes()).await.unwrap();
+        let mut got = Vec::new();
+        let _ = timeout(Duration::from_secs(10), tcp.read_to_end(&mut got)).await;
+        let got = String::from_utf8_lossy(&got);
+        assert!(got.starts_with("HTTP/1.1 400"), "{target}: {got:?}");
+        assert!(got.contains("ERR_MALFORMED_REQUEST"), "{target}: {got:?}");
+        assert!(!got.contains("error invoking app channel"), "{target}: internals leaked: {got:?}");
+    }
+    assert!(a_app.seen().is_empty(), "the app handled a partial body: {:?}", a_app.seen());
+    assert!(b_app.seen().is_empty(), "the app handled a partial body: {:?}", b_app.seen());
+}
+
+#[tokio::test]
+async fn bodies_that_stall_time_out_and_metadata_attributes_are_bounded() {
+    let mesh = Mesh::new();
+    let a = mesh.sidecar("a").args(["--request-head-timeout", "1s"]).start().await;
+    // 100 bytes declared, 10 sent, then nothing.
+    let head = "POST /v1.0/state/statestore HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n[{\"key\":\"k";
+    let mut tcp = TcpStream::connect(("127.0.0.1", a.api)).await.unwrap();
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    let mut buf = [0u8; 4096];
+    let n = timeout(Duration::from_secs(5), tcp.read(&mut buf)).await.expect("no answer to a stalled body").unwrap();
+    let answer = String::from_utf8_lossy(&buf[..n]);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
+    assert!(answer.contains("ERR_BODY_READ"), "{answer:?}");
+
+    let base = a.api_url();
+    for i in 0..64 {
+        let r = send("PUT", &format!("{base}/v1.0/metadata/k{i}"), &[], "v").await.unwrap();
+        assert_eq!(r.status, 204);
+    }
+    let r = send("PUT", &format!("{base}/v1.0/metadata/one-too-many"), &[], "v").await.unwrap();
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(r.json()["errorCode"], "ERR_MALFORMED_REQUEST");
+    // Changing an existing attribute is still allowed; an over-long name is not.
+    assert_eq!(send("PUT", &format!("{base}/v1.0/metadata/k0"), &[], "w").await.unwrap().status, 204);
+    let long = "n".repeat(300);
+    assert_eq!(send("PUT", &format!("{base}/v1.0/metadata/{long}"), &[], "v").await.unwrap().status, 400);
+    let meta = send("GET", &format!("{base}/v1.0/metadata"), &[], "").await.unwrap().json();
+    assert_eq!(meta["extended"]["k0"], "w");
+    assert!(meta["extended"].get("one-too-many").is_none());
+}
+
+#[tokio::test]
+async fn a_101_from_the_app_is_refused() {
+    let mesh = Mesh::new();
+    let app = FakeApp::start("a").await;
+    let a = mesh.sidecar("a").app_port(app.port).start().await;
+    let r = send("GET", &format!("{}/v1.0/invoke/a/method/status/101", a.api_url()), &[], "").await.unwrap();
+    assert_eq!(r.status, 500, "{}", r.text());
+    assert_eq!(r.json()["errorCode"], "ERR_DIRECT_INVOKE");
+    assert!(r.text().contains("101"), "{}", r.text());
+}
+
+/// Resident memory of a process now (`VmRSS`) and at its peak (`VmHWM`), in MiB.
+fn rss_mib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| -> u64 {
+        let kb: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap();
+        kb / 1024
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+#[tokio::test]
+async fn bulk_gets_of_huge_values_stay_within_a_memory_bound() {
+    let mesh = Mesh::new();
+    let a = mesh.sidecar("a").args(["--max-body-size", "2Mi"]).start().await;
+    let base = a.api_url();
+    let value = format!("\"{}\"", "x".repeat(1 << 20));
+    for i in 0..100 {
+        let body = format!(r#"[{{"key":"big{i}","value":{value}}}]"#);
+        let r = send("POST", &format!("{base}/v1.0/state/statestore"), &[], body).await.unwrap();
+        assert_eq!(r.status, 204, "{}", r.text());
+    }
+    let (_, peak_before) = rss_mib(a.pid());
+
+    // One 1 MiB key named 300 times in a 2 KB request: read once, answered once.
+    let keys: Vec<String> = (0..300).map(|_| "big0".to_owned()).collect();
+    let started = Instant::now();
+    let r =
+        send("POST", &format!("{base}/v1.0/state/statestore/bulk"), &[], serde_json::json!({"keys": keys}).to_string())
+            .await
+            .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let answer = r.json();
+    assert_eq!(answer.as_array().unwrap().len(), 1);
+    assert_eq!(answer[0]["data"].as_str().unwrap().len(), 1 << 20);
+    assert!(started.elapsed() < Duration::from_secs(10));
+
+    // 100 distinct 1 MiB values are more than one answer may hold: refused, not built.
+    let keys: Vec<String> = (0..100).map(|i| format!("big{i}")).collect();
+    let r =
+        send("POST", &format!("{base}/v1.0/state/statestore/bulk"), &[], serde_json::json!({"keys": keys}).to_string())
+            .await
+            .unwrap();
+    assert_eq!(r.status, 413, "{}", &r.text()[..r.text().len().min(300)]);
+    assert_eq!(r.json()["errorCode"], "ERR_STATE_BULK_GET");
+    let (now, peak) = rss_mib(a.pid());
+    eprintln!("bulk get: peak RSS {peak_before} MiB before, {peak} MiB after; {now} MiB now");
+    assert!(peak < peak_before + 160, "peak RSS grew from {peak_before} to {peak} MiB");
+
+    // And the sidecar serves normally afterwards.
+    let r = send("GET", &format!("{base}/v1.0/state/statestore/big1"), &[], "").await.unwrap();
+    assert_eq!(r.status, 200);
+}

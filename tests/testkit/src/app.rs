@@ -12,6 +12,9 @@
 //! - `/bulk/<STATUS>`: answers a bulk delivery with that status for every entry, or the
 //!   entry's `event.data.answer` when it has one;
 //! - anything else: JSON `{"instance","method","path","query","headers","body"}`.
+//!
+//! A request whose body does not arrive whole is answered 400 and not recorded, as a real app's
+//! framework never hands it to a handler.
 
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
@@ -145,8 +148,20 @@ async fn handle(
 ) -> Result<Response<Body>, Infallible> {
     let (parts, mut body) = req.into_parts();
     let streams = parts.uri.path() == "/sink";
-    let bytes =
-        if streams { Bytes::new() } else { (&mut body).collect().await.map(|b| b.to_bytes()).unwrap_or_default() };
+    let bytes = if streams {
+        Bytes::new()
+    } else {
+        match (&mut body).collect().await {
+            Ok(b) => b.to_bytes(),
+            // As a real app's framework does: a body that fails to arrive whole is never handled,
+            // so it is not recorded as seen.
+            Err(_) => {
+                let mut rsp = Response::new(full("the body did not arrive whole"));
+                *rsp.status_mut() = StatusCode::BAD_REQUEST;
+                return Ok(rsp);
+            }
+        }
+    };
     seen.lock().unwrap().push(Recorded {
         method: parts.method.to_string(),
         path: parts.uri.path().to_owned(),
