@@ -4,7 +4,7 @@
 pub mod broker;
 pub mod cloudevent;
 mod jetstream;
-mod memory;
+pub mod memory;
 mod mqtt;
 mod open;
 mod rabbitmq;

@@ -56,6 +56,9 @@ pub enum PubSubError {
     /// The request is malformed for this broker.
     #[error("{0}")]
     BadRequest(String),
+    /// A subscriber has no room for the message: it is not handling what it was sent.
+    #[error("{0}")]
+    Full(String),
 }
 
 /// An active subscription; dropping it stops deliveries (in-flight ones finish on their own),

@@ -1,25 +1,67 @@
 //! `pubsub.in-memory`: a process-local broker, the default `pubsub` of a sidecar started without
-//! resources. Each subscription has a bounded queue; a full queue makes publishers wait
-//! (backpressure, not loss). Retried messages come back after a growing delay. Subscriptions of
-//! one consumer group take turns (round robin); each group gets every message.
+//! resources. Each subscription holds at most [`QUEUE`] messages and [`QUEUE_BYTES`] bytes,
+//! counting every message until its outcome is final (queued, being delivered or waiting to be
+//! retried). A publish waits at most [`PUBLISH_WAIT`] for room, then fails with
+//! [`PubSubError::Full`]: backpressure the publisher sees, never a hang and never a silent drop.
+//! Retried messages come back after a growing delay. Subscriptions of one consumer group take
+//! turns (round robin); each group gets every message.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::broker::{Handler, Message, Outcome, PubSub, PubSubError, SubscribeRequest, Subscription};
 use crate::state::BoxFuture;
 
-/// Messages a subscription may have queued before publishers wait.
-const QUEUE: usize = 1024;
+/// Messages a subscription may hold before publishers wait.
+pub const QUEUE: usize = 1024;
+/// Bytes of message data a subscription may hold before publishers wait.
+pub const QUEUE_BYTES: usize = 64 << 20;
+/// How long a publish waits for room in a full subscription.
+pub const PUBLISH_WAIT: Duration = Duration::from_secs(1);
 /// First and longest redelivery delay.
 const RETRY_MIN: Duration = Duration::from_millis(50);
 const RETRY_MAX: Duration = Duration::from_secs(5);
 
-type Queue = mpsc::Sender<(Message, u32)>;
+/// A message, the attempts made so far, and the room it takes in its subscription.
+type Queued = (Message, u32, Room);
+
+/// Room taken in a subscription: one message slot and its bytes, given back when dropped.
+struct Room {
+    _slot: OwnedSemaphorePermit,
+    _bytes: OwnedSemaphorePermit,
+}
+
+/// A subscription's queue: unbounded as a channel, bounded by the room its senders must take.
+#[derive(Clone)]
+struct Queue {
+    tx: mpsc::UnboundedSender<Queued>,
+    slots: Arc<Semaphore>,
+    bytes: Arc<Semaphore>,
+}
+
+impl Queue {
+    fn new() -> (Self, mpsc::UnboundedReceiver<Queued>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let q = Self { tx, slots: Arc::new(Semaphore::new(QUEUE)), bytes: Arc::new(Semaphore::new(QUEUE_BYTES)) };
+        (q, rx)
+    }
+
+    /// Room for `msg`, waiting until `deadline` at most.
+    async fn room(&self, msg: &Message, deadline: tokio::time::Instant) -> Option<Room> {
+        // A message larger than the whole budget takes all of it, and so waits for an empty queue.
+        let need = u32::try_from(msg.data.len().clamp(1, QUEUE_BYTES)).unwrap_or(u32::MAX);
+        let take = async {
+            let slot = self.slots.clone().acquire_owned().await.ok()?;
+            let bytes = self.bytes.clone().acquire_many_owned(need).await.ok()?;
+            Some(Room { _slot: slot, _bytes: bytes })
+        };
+        tokio::time::timeout_at(deadline, take).await.ok().flatten()
+    }
+}
 
 /// The subscriptions of one consumer group to one topic.
 #[derive(Default)]
@@ -66,16 +108,31 @@ impl PubSub for MemoryPubSub {
             })
             .unwrap_or_default();
         Box::pin(async move {
-            for q in queues {
+            // Room in every subscription first, so that a full one fails the publish for all.
+            let deadline = tokio::time::Instant::now() + PUBLISH_WAIT;
+            let mut rooms = Vec::with_capacity(queues.len());
+            for q in &queues {
+                match q.room(&msg, deadline).await {
+                    Some(room) => rooms.push(room),
+                    None => {
+                        return Err(PubSubError::Full(format!(
+                            "a subscriber of topic {} holds {QUEUE} messages or {QUEUE_BYTES} bytes \
+                             it has not handled yet",
+                            msg.topic
+                        )));
+                    }
+                }
+            }
+            for (q, room) in queues.iter().zip(rooms) {
                 // A subscription that has just stopped is no loss: nobody is listening.
-                let _ = q.send((msg.clone(), 0)).await;
+                let _ = q.tx.send((msg.clone(), 0, room));
             }
             Ok(())
         })
     }
 
     fn subscribe(&self, req: SubscribeRequest, handler: Handler) -> BoxFuture<Result<Subscription, PubSubError>> {
-        let (tx, mut rx) = mpsc::channel::<(Message, u32)>(QUEUE);
+        let (tx, mut rx) = Queue::new();
         let id = self.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.topics
             .lock()
@@ -97,19 +154,19 @@ impl PubSub for MemoryPubSub {
                     () = stop.cancelled() => None,
                     m = rx.recv() => m,
                 };
-                let Some((msg, attempt)) = next else { break };
+                let Some((msg, attempt, room)) = next else { break };
                 let Ok(permit) = limit.clone().acquire_owned().await else { break };
                 if stop.is_cancelled() {
                     break;
                 }
-                let (handler, again, stop) = (handler.clone(), tx.clone(), stop.clone());
+                let (handler, again, stop) = (handler.clone(), tx.tx.clone(), stop.clone());
                 tokio::spawn(async move {
                     let outcome = handler(msg.clone()).await;
                     drop(permit);
                     if outcome == Outcome::Retry && !stop.is_cancelled() {
                         let delay = (RETRY_MIN * 2u32.saturating_pow(attempt.min(16))).min(RETRY_MAX);
                         tokio::time::sleep(delay).await;
-                        let _ = again.send((msg, attempt + 1)).await;
+                        let _ = again.send((msg, attempt + 1, room));
                     }
                 });
             }

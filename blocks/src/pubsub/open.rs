@@ -193,7 +193,9 @@ async fn open_jetstream(f: &Fields<'_>, app_id: &str) -> Result<JetStreamPubSub,
     let shown = redact_userinfo(&url);
     JetStreamPubSub::connect(settings).await.map_err(|e| match e {
         super::PubSubError::BadRequest(m) => err("spec.metadata", m.replace(&url, &shown)),
-        super::PubSubError::Broker(m) => err("spec.metadata.natsURL", format!("{shown}: {}", m.replace(&url, &shown))),
+        super::PubSubError::Broker(m) | super::PubSubError::Full(m) => {
+            err("spec.metadata.natsURL", format!("{shown}: {}", m.replace(&url, &shown)))
+        }
     })
 }
 

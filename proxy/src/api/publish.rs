@@ -7,7 +7,8 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use outrider_blocks::pubsub::{
-    EnvelopeError, Message, Metadata, PubSubComponent, PublishContext, envelope, media_type, message_ttl, parse_bool,
+    EnvelopeError, Message, Metadata, PubSubComponent, PubSubError, PublishContext, envelope, media_type, message_ttl,
+    parse_bool,
 };
 use outrider_filters::trace::TraceContext;
 use serde_json::{Value, json};
@@ -131,6 +132,7 @@ pub(super) async fn publish(
     let start = std::time::Instant::now();
     let published = c.broker.publish(Message { topic: c.broker_topic(topic), data, metadata }).await;
     s.pubsub_metrics.egress(name, topic, published.is_ok(), start);
+    count_full(name, published.as_ref().err());
     published.map_err(|e| {
         err(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -172,7 +174,9 @@ pub(super) async fn publish_bulk(
     let (start, count) = (std::time::Instant::now(), messages.len());
     let mut failed = Vec::new();
     for (id, msg) in messages {
-        if let Err(e) = c.broker.publish(msg).await {
+        let published = c.broker.publish(msg).await;
+        count_full(name, published.as_ref().err());
+        if let Err(e) = published {
             // Both spellings: daprd writes `entryId`, the JavaScript SDK looks up `entryID`.
             failed.push(json!({"entryId": id, "entryID": id, "error": e.to_string()}));
         }
@@ -186,6 +190,13 @@ pub(super) async fn publish_bulk(
     *rsp.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
     rsp.headers_mut().insert(header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
     Ok(rsp)
+}
+
+/// Counts publishes refused because a subscriber had no room left (in-memory broker).
+fn count_full(pubsub: &str, e: Option<&PubSubError>) {
+    if let Some(PubSubError::Full(_)) = e {
+        metrics::counter!("outrider_pubsub_publish_full_total", "component" => pubsub.to_owned()).increment(1);
+    }
 }
 
 fn events_ser(message: impl Into<String>) -> ApiError {

@@ -378,3 +378,39 @@ async fn bulk_gets_of_huge_values_stay_within_a_memory_bound() {
     let r = send("GET", &format!("{base}/v1.0/state/statestore/big1"), &[], "").await.unwrap();
     assert_eq!(r.status, 200);
 }
+
+#[tokio::test]
+async fn a_publish_storm_at_a_subscriber_that_never_answers_fails_fast_within_a_memory_bound() {
+    let subs = serde_json::json!([{"pubsubname": "pubsub", "topic": "storm", "route": "/slow/600000"}]);
+    let app = FakeApp::with_subscriptions("never", subs).await;
+    let mesh = Mesh::new();
+    let mut a = mesh.sidecar("a").app_port(app.port).args(["--max-body-size", "2Mi"]).start().await;
+    a.wait_ready().await;
+    a.wait_subscriptions(1).await;
+    let (_, peak_before) = rss_mib(a.pid());
+    let url = format!("{}/v1.0/publish/pubsub/storm?metadata.rawPayload=true", a.api_url());
+    let body = vec![b'x'; 1 << 20];
+    let (mut taken, mut refused) = (0, 0);
+    while refused < 5 {
+        let started = Instant::now();
+        let r = send("POST", &url, &[("content-type", "application/octet-stream")], body.clone()).await.unwrap();
+        match r.status {
+            204 => taken += 1,
+            500 => {
+                assert_eq!(r.json()["errorCode"], "ERR_PUBSUB_PUBLISH_MESSAGE", "{}", r.text());
+                assert!(started.elapsed() < Duration::from_secs(5), "a refusal took {:?}", started.elapsed());
+                refused += 1;
+            }
+            other => panic!("{other}: {}", r.text()),
+        }
+        assert!(taken <= 200, "the queue took {taken} MiB and still takes more");
+    }
+    let (now, peak) = rss_mib(a.pid());
+    eprintln!("publish storm: {taken} taken; peak RSS {peak_before} MiB before, {peak} MiB after; {now} MiB now");
+    assert!(peak < peak_before + 200, "peak RSS grew from {peak_before} to {peak} MiB");
+    let full = sum_metric(&a.metrics().await, "outrider_pubsub_publish_full_total", &["component=\"pubsub\""]);
+    assert_eq!(full, 5.0);
+    // Other topics, and the rest of the API, serve on.
+    let r = send("POST", &format!("{}/v1.0/publish/pubsub/calm", a.api_url()), &[], "{}").await.unwrap();
+    assert_eq!(r.status, 204);
+}
