@@ -215,13 +215,48 @@ pub struct QueryPage {
     pub token: Option<String>,
 }
 
-/// Runs `query` over candidate rows (stored key, bytes, ETag): the shared engine of stores that
-/// filter in process.
-pub(crate) fn run_query(rows: Vec<Row>, query: &Query) -> QueryPage {
-    let candidates: Vec<(Row, serde_json::Value)> =
-        rows.into_iter().filter_map(|row| serde_json::from_slice(&row.1).ok().map(|v| (row, v))).collect();
-    let (page, token) = query.run(candidates);
-    QueryPage { items: page.into_iter().map(|(row, _)| row).collect(), token }
+/// The most value bytes one query may read before it is refused: a bound on its time.
+pub const MAX_QUERY_SCAN_BYTES: u64 = 256 << 20;
+/// The most value bytes one page of query results may hold.
+pub const MAX_QUERY_PAGE_BYTES: usize = 64 << 20;
+
+/// Runs a query over candidate rows (stored key, bytes, ETag) offered one at a time: the shared
+/// engine of stores that filter in process. Only the rows the page can still hold are kept, and
+/// the bytes read and kept are bounded.
+pub(crate) struct RowScan<'q> {
+    scan: query::Scan<'q, Row>,
+    scanned: u64,
+}
+
+impl<'q> RowScan<'q> {
+    pub(crate) fn new(query: &'q Query) -> Self {
+        Self { scan: query::Scan::new(query, MAX_QUERY_PAGE_BYTES), scanned: 0 }
+    }
+
+    /// Offers one more row; `Ok(false)` when the page is known and scanning can stop.
+    pub(crate) fn offer(&mut self, row: Row) -> Result<bool, StateError> {
+        self.scanned += row.1.len() as u64;
+        if self.scanned > MAX_QUERY_SCAN_BYTES {
+            return Err(StateError::BadRequest(format!(
+                "the query read more than {MAX_QUERY_SCAN_BYTES} bytes of values; narrow it with a filter or a smaller page"
+            )));
+        }
+        // Values that are not JSON match no query.
+        let Ok(value) = serde_json::from_slice::<serde_json::Value>(&row.1) else { return Ok(true) };
+        let size = row.0.len() + row.1.len();
+        match self.scan.offer(&value, row, size) {
+            query::Offer::More => Ok(true),
+            query::Offer::Enough => Ok(false),
+            query::Offer::TooLarge => Err(StateError::BadRequest(format!(
+                "the results take more than {MAX_QUERY_PAGE_BYTES} bytes; ask for a smaller page"
+            ))),
+        }
+    }
+
+    pub(crate) fn finish(self) -> QueryPage {
+        let (items, token) = self.scan.finish();
+        QueryPage { items, token }
+    }
 }
 
 /// Reads `ttlInSeconds` from request metadata: `Ok(None)` when absent or negative (no expiry).

@@ -87,6 +87,9 @@ pub(crate) struct ApiState {
     /// Subscriptions delivering to the app, for the metadata API.
     pub(crate) subscriptions: Arc<Mutex<Vec<crate::subscriptions::Listed>>>,
     pub(crate) extended: Mutex<BTreeMap<String, String>>,
+    /// Permits for work whose cost grows with the data (queries, bulk reads): at most
+    /// [`HEAVY_WORK`] run at once, whatever the number of callers.
+    pub(crate) heavy: tokio::sync::Semaphore,
     pub(crate) shutdown: CancellationToken,
 }
 
@@ -153,6 +156,24 @@ impl Route {
 /// Invocation as `spec.api` rules see it.
 const INVOKE_ENDPOINT: Endpoint =
     Endpoint { group: "invoke", version: "v1", route: "v1.0/invoke/{id}/method/{method}" };
+
+/// Queries and bulk reads that may run at once.
+pub(crate) const HEAVY_WORK: usize = 4;
+
+impl ApiState {
+    /// A permit for heavy work, waiting at most the store timeout; past it the caller is told to
+    /// come back (429) with `code`.
+    async fn heavy_permit(&self, code: &'static str) -> Result<tokio::sync::SemaphorePermit<'_>, ApiError> {
+        match tokio::time::timeout(state::STORE_TIMEOUT, self.heavy.acquire()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                code,
+                format!("{HEAVY_WORK} queries and bulk reads are running already; try again later"),
+            )),
+        }
+    }
+}
 
 /// Route parameters, unescaped.
 #[derive(Debug, Default)]

@@ -159,6 +159,7 @@ pub(crate) async fn run(s: Settings, metrics: PrometheusHandle) -> anyhow::Resul
         pubsub_metrics: pubsub_metrics.clone(),
         subscriptions: listed_subscriptions.clone(),
         extended: Default::default(),
+        heavy: tokio::sync::Semaphore::new(crate::api::HEAVY_WORK),
         shutdown: shutdown.clone(),
     });
 

@@ -7,8 +7,8 @@ use std::time::SystemTime;
 use bytes::Bytes;
 
 use super::{
-    BoxFuture, Concurrency, DeleteRequest, Features, Item, Metadata, Operation, Query, QueryPage, SetRequest,
-    StateError, StateStore, new_etag, rfc3339, run_query, ttl_of,
+    BoxFuture, Concurrency, DeleteRequest, Features, Item, Metadata, Operation, Query, QueryPage, RowScan, SetRequest,
+    StateError, StateStore, new_etag, rfc3339, ttl_of,
 };
 
 #[derive(Clone, Debug)]
@@ -116,16 +116,26 @@ impl StateStore for MemoryStore {
         let items = self.items.clone();
         Box::pin(async move {
             let now = SystemTime::now();
-            let rows = {
+            // Values are shared, not copied: the candidates cost their keys, not their bytes.
+            let mut rows = {
                 let map = items.lock().unwrap_or_else(|p| p.into_inner());
                 map.iter()
                     .filter(|(k, e)| k.starts_with(&prefix) && e.live(now))
                     .map(|(k, e)| (k.clone(), e.data.clone(), Some(e.etag.clone())))
                     .collect::<Vec<_>>()
             };
-            let mut rows = rows;
             rows.sort_by(|a, b| a.0.cmp(&b.0)); // a stable order for paging
-            Ok(run_query(rows, &query))
+            let mut scan = RowScan::new(&query);
+            for (i, row) in rows.into_iter().enumerate() {
+                if !scan.offer(row)? {
+                    break;
+                }
+                // Parsing is CPU work: let other tasks run now and then.
+                if i % 256 == 255 {
+                    tokio::task::yield_now().await;
+                }
+            }
+            Ok(scan.finish())
         })
     }
 

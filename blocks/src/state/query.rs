@@ -149,24 +149,106 @@ impl Query {
 
     /// Filters, sorts and pages `(key, value)` candidates; returns the page and the token of the
     /// next one, if any.
-    pub fn run<T>(&self, mut rows: Vec<(T, Value)>) -> (Vec<(T, Value)>, Option<String>) {
-        rows.retain(|(_, v)| self.filter.as_ref().is_none_or(|f| f.matches(v)));
-        if !self.sort.is_empty() {
-            rows.sort_by(|(_, a), (_, b)| {
-                for s in &self.sort {
-                    let o = order(lookup(a, &s.path), lookup(b, &s.path));
-                    let o = if s.desc { o.reverse() } else { o };
-                    if o != Ordering::Equal {
-                        return o;
-                    }
-                }
-                Ordering::Equal
-            });
+    pub fn run<T>(&self, rows: Vec<(T, Value)>) -> (Vec<(T, Value)>, Option<String>) {
+        let mut scan = Scan::new(self, usize::MAX);
+        for (key, value) in rows {
+            let keep = (key, value.clone());
+            if scan.offer(&value, keep, 0) == Offer::Enough {
+                break;
+            }
         }
-        let total = rows.len();
-        let page: Vec<_> = rows.into_iter().skip(self.offset).take(self.limit.unwrap_or(usize::MAX)).collect();
-        let end = self.offset + page.len();
-        let token = (self.limit.is_some() && end < total).then(|| end.to_string());
+        scan.finish()
+    }
+
+    /// How many matches the page needs to have seen: its end.
+    fn end(&self) -> Option<usize> {
+        self.limit.map(|l| self.offset.saturating_add(l))
+    }
+}
+
+/// What a [`Scan`] makes of one more row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Offer {
+    /// Keep offering rows.
+    More,
+    /// The page and whether another follows are known: stop scanning.
+    Enough,
+    /// The rows the page would hold take more than the scan's byte limit.
+    TooLarge,
+}
+
+/// A query evaluated over rows offered one at a time, in the store's key order, keeping only the
+/// rows that can still be on the page: memory follows the page, not the store.
+pub(crate) struct Scan<'q, T> {
+    query: &'q Query,
+    /// Rows that may be on the page, in page order, with their sort keys and sizes.
+    kept: Vec<(Vec<Option<Value>>, usize, T)>,
+    kept_bytes: usize,
+    max_bytes: usize,
+    /// Matches seen so far.
+    matched: usize,
+}
+
+impl<'q, T> Scan<'q, T> {
+    /// A scan for `query` whose kept rows may take at most `max_bytes` (as sized by the caller).
+    pub(crate) fn new(query: &'q Query, max_bytes: usize) -> Self {
+        Self { query, kept: Vec::new(), kept_bytes: 0, max_bytes, matched: 0 }
+    }
+
+    /// Offers a row whose stored value parsed as `value`; `size` is what keeping it costs.
+    pub(crate) fn offer(&mut self, value: &Value, row: T, size: usize) -> Offer {
+        if !self.query.filter.as_ref().is_none_or(|f| f.matches(value)) {
+            return Offer::More;
+        }
+        self.matched += 1;
+        let end = self.query.end();
+        if self.query.sort.is_empty() {
+            // Rows come in page order: keep the ones inside the page window.
+            let index = self.matched - 1;
+            if index >= self.query.offset && end.is_none_or(|e| index < e) {
+                self.kept.push((Vec::new(), size, row));
+                self.kept_bytes = self.kept_bytes.saturating_add(size);
+            }
+            // One match past the page says that another page follows.
+            return match end {
+                Some(e) if self.matched > e => Offer::Enough,
+                _ if self.kept_bytes > self.max_bytes => Offer::TooLarge,
+                _ => Offer::More,
+            };
+        }
+        let keys: Vec<Option<Value>> = self.query.sort.iter().map(|s| lookup(value, &s.path).cloned()).collect();
+        // After rows that sort equal: the order stays stable, as a stable sort would leave it.
+        let at = self.kept.partition_point(|(k, _, _)| self.compare(k, &keys) != Ordering::Greater);
+        if end.is_some_and(|e| at >= e) {
+            return Offer::More;
+        }
+        self.kept.insert(at, (keys, size, row));
+        self.kept_bytes = self.kept_bytes.saturating_add(size);
+        if let Some(e) = end {
+            for (_, dropped, _) in self.kept.drain(e.min(self.kept.len())..) {
+                self.kept_bytes -= dropped;
+            }
+        }
+        if self.kept_bytes > self.max_bytes { Offer::TooLarge } else { Offer::More }
+    }
+
+    fn compare(&self, a: &[Option<Value>], b: &[Option<Value>]) -> Ordering {
+        for (s, (x, y)) in self.query.sort.iter().zip(a.iter().zip(b)) {
+            let o = order(x.as_ref(), y.as_ref());
+            let o = if s.desc { o.reverse() } else { o };
+            if o != Ordering::Equal {
+                return o;
+            }
+        }
+        Ordering::Equal
+    }
+
+    /// The page, and the token of the next one if the rows offered hold more matches.
+    pub(crate) fn finish(self) -> (Vec<T>, Option<String>) {
+        let skip = if self.query.sort.is_empty() { 0 } else { self.query.offset };
+        let page: Vec<T> = self.kept.into_iter().skip(skip).map(|(_, _, row)| row).collect();
+        let end = self.query.offset + page.len();
+        let token = (self.query.limit.is_some() && end < self.matched).then(|| end.to_string());
         (page, token)
     }
 }

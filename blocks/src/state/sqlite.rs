@@ -3,24 +3,33 @@
 //!
 //! Compare-and-set is a single conditional statement, so it is atomic; transactions are SQLite
 //! transactions (`BEGIN IMMEDIATE`). Expiry is stored in milliseconds; expired rows are invisible
-//! at once and swept periodically. Calls run on tokio's blocking pool over one connection.
+//! at once and swept periodically. Calls run on tokio's blocking pool.
+//!
+//! Writes and key reads share one connection; queries read on a connection of their own, so in
+//! WAL mode a long query never holds up a write. A query is evaluated row by row keeping only
+//! its page, with string equality pushed into SQL, and stops when its caller gives up (a
+//! progress handler watches a flag its future sets when dropped). The file uses incremental
+//! auto-vacuum: each sweep hands the pages of deleted rows back to the file system.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params, params_from_iter};
 
 use super::{
-    BoxFuture, Concurrency, DeleteRequest, Features, Item, Metadata, Operation, Query, QueryPage, SetRequest,
-    StateError, StateStore, new_etag, rfc3339, run_query, ttl_of,
+    BoxFuture, Concurrency, DeleteRequest, Features, Filter, Item, Metadata, Operation, Query, QueryPage, RowScan,
+    SetRequest, StateError, StateStore, new_etag, rfc3339, ttl_of,
 };
 
 /// The SQLite store.
 #[derive(Clone)]
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
+    /// Queries' own connection (read-only).
+    reader: Arc<Mutex<Connection>>,
     table: Arc<str>,
 }
 
@@ -48,6 +57,12 @@ impl SqliteStore {
         conn.busy_timeout(Duration::from_secs(5)).map_err(db_error)?;
         conn.pragma_update(None, "journal_mode", "WAL").map_err(db_error)?;
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(db_error)?;
+        let vacuum: i64 = conn.pragma_query_value(None, "auto_vacuum", |r| r.get(0)).map_err(db_error)?;
+        if vacuum != INCREMENTAL {
+            // A file made without it takes the mode only when rebuilt: once, at this start.
+            conn.pragma_update(None, "auto_vacuum", "INCREMENTAL").map_err(db_error)?;
+            conn.execute_batch("VACUUM").map_err(db_error)?;
+        }
         conn.execute_batch(&format!(
             "CREATE TABLE IF NOT EXISTS {table} (
                 key TEXT NOT NULL PRIMARY KEY,
@@ -57,7 +72,13 @@ impl SqliteStore {
             );"
         ))
         .map_err(db_error)?;
-        Ok(Self { conn: Arc::new(Mutex::new(conn)), table: table.into() })
+        let reader = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
+        )
+        .map_err(db_error)?;
+        reader.busy_timeout(Duration::from_secs(5)).map_err(db_error)?;
+        Ok(Self { conn: Arc::new(Mutex::new(conn)), reader: Arc::new(Mutex::new(reader)), table: table.into() })
     }
 
     /// Runs `f` on the connection, off the async runtime.
@@ -77,12 +98,146 @@ impl SqliteStore {
         })
     }
 
-    /// Deletes expired rows; returns how many.
+    /// Deletes expired rows, then gives the file's free pages back to the file system and
+    /// truncates the write-ahead log; returns how many rows were deleted.
     pub fn sweep_expired(&self) -> BoxFuture<Result<usize, StateError>> {
         self.blocking(|c, t| {
-            c.execute(&format!("DELETE FROM {t} WHERE expires_ms IS NOT NULL AND expires_ms <= ?1"), params![now_ms()])
-                .map_err(db_error)
+            let n = c
+                .execute(
+                    &format!("DELETE FROM {t} WHERE expires_ms IS NOT NULL AND expires_ms <= ?1"),
+                    params![now_ms()],
+                )
+                .map_err(db_error)?;
+            let free: i64 = c.pragma_query_value(None, "freelist_count", |r| r.get(0)).map_err(db_error)?;
+            if free > 0 {
+                // Stepped to the end: each step may free only part of the list.
+                let mut vacuum = c.prepare("PRAGMA incremental_vacuum").map_err(db_error)?;
+                let mut steps = vacuum.query([]).map_err(db_error)?;
+                while steps.next().map_err(db_error)?.is_some() {}
+            }
+            // A reader may hold the log for a moment; the next sweep truncates it then.
+            c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).map_err(db_error)?;
+            Ok(n)
         })
+    }
+
+    /// Reads the page of `query` among live rows under `prefix`, on the query connection.
+    fn scan(&self, prefix: String, query: Query) -> BoxFuture<Result<QueryPage, StateError>> {
+        let (reader, table) = (self.reader.clone(), self.table.clone());
+        let abandoned = Arc::new(AtomicBool::new(false));
+        let guard = Abandon(abandoned.clone());
+        Box::pin(async move {
+            let _abandon_when_dropped = guard;
+            tokio::task::spawn_blocking(move || {
+                let mut c = reader.lock().unwrap_or_else(|p| p.into_inner());
+                // SQLite asks every few thousand steps whether to go on.
+                let flag = abandoned.clone();
+                let page = c
+                    .progress_handler(4096, Some(move || flag.load(Ordering::Relaxed)))
+                    .map_err(db_error)
+                    .and_then(|()| scan_rows(&c, &table, &prefix, &query, &abandoned));
+                // Removing a handler cannot fail.
+                let _ = c.progress_handler(0, None::<fn() -> bool>);
+                page
+            })
+            .await
+            .map_err(|e| StateError::Store(format!("sqlite task failed: {e}")))?
+        })
+    }
+}
+
+/// The longest `IN` list pushed into SQL.
+const MAX_PUSHED_IN: usize = 256;
+
+/// `auto_vacuum = INCREMENTAL`.
+const INCREMENTAL: i64 = 2;
+
+/// Set when a query's future is dropped: its caller gave up, so its scan stops.
+struct Abandon(Arc<AtomicBool>);
+
+impl Drop for Abandon {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+fn scan_rows(
+    c: &Connection,
+    t: &str,
+    prefix: &str,
+    query: &Query,
+    abandoned: &AtomicBool,
+) -> Result<QueryPage, StateError> {
+    let mut args: Vec<rusqlite::types::Value> = vec![
+        prefix.to_owned().into(),
+        i64::try_from(prefix.chars().count()).unwrap_or(i64::MAX).into(),
+        now_ms().into(),
+    ];
+    let mut narrowed = String::new();
+    if let Some(f) = &query.filter {
+        push_down(f, &mut narrowed, &mut args);
+    }
+    let mut stmt = c
+        .prepare(&format!(
+            "SELECT key, value, etag FROM {t}
+             WHERE substr(key, 1, ?2) = ?1 AND (expires_ms IS NULL OR expires_ms > ?3){narrowed} ORDER BY key"
+        ))
+        .map_err(db_error)?;
+    let mut rows = stmt.query(params_from_iter(args)).map_err(db_error)?;
+    let mut scan = RowScan::new(query);
+    while let Some(r) = rows.next().map_err(db_error)? {
+        if abandoned.load(Ordering::Relaxed) {
+            return Err(StateError::Store("the query was abandoned".into()));
+        }
+        let row = (
+            r.get(0).map_err(db_error)?,
+            Bytes::from(r.get::<_, Vec<u8>>(1).map_err(db_error)?),
+            Some(r.get(2).map_err(db_error)?),
+        );
+        if !scan.offer(row)? {
+            break;
+        }
+    }
+    Ok(scan.finish())
+}
+
+/// Appends `AND <condition>` for each part of `f` SQLite can judge as well as the query does:
+/// string equality and membership, alone or in an `AND`. What SQL lets through is checked again
+/// row by row, so a condition here only has to be necessary, never sufficient. (One difference
+/// remains: for a value with an object key given twice, SQLite reads the first occurrence and
+/// the query the last.)
+fn push_down(f: &Filter, sql: &mut String, args: &mut Vec<rusqlite::types::Value>) {
+    let field = |path: &[String], args: &mut Vec<rusqlite::types::Value>| -> Option<String> {
+        if path.iter().any(|seg| seg.contains('"')) {
+            return None;
+        }
+        let json_path = path.iter().fold("$".to_owned(), |p, seg| format!("{p}.\"{seg}\""));
+        args.push(json_path.into());
+        let n = args.len();
+        Some(format!("CASE WHEN json_valid(CAST(value AS TEXT)) THEN json_extract(CAST(value AS TEXT), ?{n}) END"))
+    };
+    match f {
+        Filter::Eq(path, serde_json::Value::String(want)) => {
+            if let Some(x) = field(path, args) {
+                args.push(want.clone().into());
+                sql.push_str(&format!(" AND {x} = ?{}", args.len()));
+            }
+        }
+        // A long list is left to the row-by-row check: SQLite caps the parameters of a statement.
+        Filter::In(path, wants)
+            if (1..=MAX_PUSHED_IN).contains(&wants.len()) && wants.iter().all(serde_json::Value::is_string) =>
+        {
+            if let Some(x) = field(path, args) {
+                let mut slots = Vec::new();
+                for w in wants.iter().filter_map(serde_json::Value::as_str) {
+                    args.push(w.to_owned().into());
+                    slots.push(format!("?{}", args.len()));
+                }
+                sql.push_str(&format!(" AND {x} IN ({})", slots.join(", ")));
+            }
+        }
+        Filter::And(parts) => parts.iter().for_each(|p| push_down(p, sql, args)),
+        _ => {}
     }
 }
 
@@ -183,23 +338,7 @@ impl StateStore for SqliteStore {
     }
 
     fn query(&self, prefix: String, query: Query) -> BoxFuture<Result<QueryPage, StateError>> {
-        self.blocking(move |c, t| {
-            let mut stmt = c
-                .prepare(&format!(
-                    "SELECT key, value, etag FROM {t}
-                     WHERE substr(key, 1, ?2) = ?1 AND (expires_ms IS NULL OR expires_ms > ?3) ORDER BY key"
-                ))
-                .map_err(db_error)?;
-            let len = i64::try_from(prefix.chars().count()).unwrap_or(i64::MAX);
-            let rows = stmt
-                .query_map(params![prefix, len, now_ms()], |r| {
-                    Ok((r.get::<_, String>(0)?, Bytes::from(r.get::<_, Vec<u8>>(1)?), Some(r.get::<_, String>(2)?)))
-                })
-                .map_err(db_error)?
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(db_error)?;
-            Ok(run_query(rows, &query))
-        })
+        self.scan(prefix, query)
     }
 
     fn multi(&self, ops: Vec<Operation>) -> BoxFuture<Result<(), StateError>> {

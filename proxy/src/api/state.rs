@@ -316,6 +316,7 @@ pub(super) async fn query(s: &ApiState, name: &str, req: Request<Incoming>) -> R
         ));
     }
     let body = read_json(s, req).await?;
+    let _permit = s.heavy_permit("ERR_STATE_QUERY").await?;
     let q =
         Query::parse(&body).map_err(|e| bad("ERR_STATE_QUERY", format!("failed query in state store {name}: {e}")))?;
     let page = match call(s.into(), c, StateRequest::Query { prefix: c.prefix.clone(), query: q }).await {

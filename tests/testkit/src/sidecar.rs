@@ -293,12 +293,22 @@ impl Sidecar {
 
     /// Peak resident memory of the process so far (`VmHWM`), in bytes.
     pub fn peak_rss_bytes(&self) -> u64 {
+        self.proc_status_bytes("VmHWM:")
+    }
+
+    /// Resident memory of the process now (`VmRSS`), in bytes.
+    pub fn rss_bytes(&self) -> u64 {
+        self.proc_status_bytes("VmRSS:")
+    }
+
+    /// A `kB` field of `/proc/<pid>/status`, in bytes.
+    fn proc_status_bytes(&self, field: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("proc status");
         let kb: u64 = status
             .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .find_map(|l| l.strip_prefix(field))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmHWM");
+            .unwrap_or_else(|| panic!("{field} in /proc/<pid>/status"));
         kb * 1024
     }
 

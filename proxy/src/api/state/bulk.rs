@@ -37,6 +37,7 @@ pub(in crate::api) async fn bulk(s: &ApiState, name: &str, req: Request<Incoming
     let stored = keys.iter().map(|k| stored_key(c, k)).collect::<Result<Vec<_>, _>>()?;
     let parallelism =
         field(obj, "parallelism").and_then(Value::as_u64).map_or(10, |n| n as usize).clamp(1, MAX_PARALLELISM);
+    let _permit = s.heavy_permit("ERR_STATE_BULK_GET").await?;
     let who = Counted::from(s);
     let mut reads = futures_util::stream::iter(stored).map(|k| call_get(who, c, k, md.clone())).buffered(parallelism);
     let mut answer = vec![b'['];
