@@ -28,6 +28,39 @@ pub(crate) fn empty() -> Body {
     Empty::new().map_err(|never| match never {}).boxed_unsync()
 }
 
+/// A body made of `chunks`, sent one after the other without being joined first; its length
+/// is known, so HTTP/1 gets a `Content-Length`.
+pub(crate) fn chunks(chunks: Vec<Bytes>) -> Body {
+    let left = chunks.iter().map(|c| c.len() as u64).sum();
+    Chunks { chunks: chunks.into(), left }.boxed_unsync()
+}
+
+struct Chunks {
+    chunks: std::collections::VecDeque<Bytes>,
+    left: u64,
+}
+
+impl http_body::Body for Chunks {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let next = self.chunks.pop_front();
+        if let Some(c) = &next {
+            self.left -= c.len() as u64;
+        }
+        Poll::Ready(next.map(|c| Ok(Frame::data(c))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.chunks.is_empty()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.left)
+    }
+}
+
 /// Wraps any body into [`Body`].
 pub(crate) fn boxed<B>(body: B) -> Body
 where

@@ -1,10 +1,11 @@
 //! `POST|PUT /v1.0/state/{store}/bulk`: many keys read at once, with the memory the answer may
 //! take bounded (security rule 11). Each distinct key is read once, at most `parallelism` reads
-//! run at a time, and the answer is written as the reads complete, splicing each stored JSON
-//! value in as it is rather than parsing it into a tree.
+//! run at a time, and the answer is assembled as the reads complete from pieces that share each
+//! stored JSON value's bytes rather than parsing or copying it.
 
 use std::collections::HashSet;
 
+use bytes::Bytes;
 use futures_util::StreamExt as _;
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
@@ -13,7 +14,7 @@ use serde_json::Value;
 
 use super::{ApiState, Counted, bad, call_get, field, query_metadata, read_json, store, stored_key, string_map};
 use crate::errors::ApiError;
-use crate::http::{Body, full};
+use crate::http::{Body, chunks};
 
 /// Reads run at most this many at once, whatever the request asks.
 const MAX_PARALLELISM: usize = 64;
@@ -40,14 +41,16 @@ pub(in crate::api) async fn bulk(s: &ApiState, name: &str, req: Request<Incoming
     let _permit = s.heavy_permit("ERR_STATE_BULK_GET").await?;
     let who = Counted::from(s);
     let mut reads = futures_util::stream::iter(stored).map(|k| call_get(who, c, k, md.clone())).buffered(parallelism);
-    let mut answer = vec![b'['];
-    for key in &keys {
+    // The answer is a list of pieces: stored JSON values go in as they are, without a copy.
+    let mut answer = Answer::default();
+    answer.push(Bytes::from_static(b"["));
+    for (i, key) in keys.iter().enumerate() {
         let Some(read) = reads.next().await else { break };
-        if answer.len() > 1 {
-            answer.push(b',');
+        if i > 0 {
+            answer.push(Bytes::from_static(b","));
         }
         write_entry(&mut answer, key, read);
-        if answer.len() > MAX_ANSWER_BYTES {
+        if answer.len > MAX_ANSWER_BYTES {
             return Err(ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "ERR_STATE_BULK_GET",
@@ -55,10 +58,30 @@ pub(in crate::api) async fn bulk(s: &ApiState, name: &str, req: Request<Incoming
             ));
         }
     }
-    answer.push(b']');
-    let mut rsp = Response::new(full(answer));
+    answer.push(Bytes::from_static(b"]"));
+    let mut rsp = Response::new(chunks(answer.pieces));
     rsp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     Ok(rsp)
+}
+
+/// The pieces of an answer and their total length.
+#[derive(Default)]
+struct Answer {
+    pieces: Vec<Bytes>,
+    len: usize,
+}
+
+impl Answer {
+    fn push(&mut self, b: Bytes) {
+        self.len += b.len();
+        self.pieces.push(b);
+    }
+
+    /// Appends `v` as JSON.
+    fn json<T: serde::Serialize + ?Sized>(&mut self, v: &T) {
+        // Strings and string maps always serialise.
+        self.push(serde_json::to_vec(v).map(Bytes::from).unwrap_or_default());
+    }
 }
 
 /// The `keys` field: strings, each kept once in the order first named, at most [`MAX_KEYS`].
@@ -83,37 +106,31 @@ fn distinct_keys(keys: Option<&Value>) -> Result<Vec<String>, ApiError> {
 }
 
 /// Appends one entry of the answer. Stored JSON goes in as it is; anything else as a string.
-fn write_entry(out: &mut Vec<u8>, key: &str, read: Result<Option<Item>, StateError>) {
-    out.extend_from_slice(b"{\"key\":");
-    json(out, key);
+fn write_entry(out: &mut Answer, key: &str, read: Result<Option<Item>, StateError>) {
+    out.push(Bytes::from_static(b"{\"key\":"));
+    out.json(key);
     match read {
         Ok(Some(item)) => {
-            out.extend_from_slice(b",\"data\":");
+            out.push(Bytes::from_static(b",\"data\":"));
             if serde_json::from_slice::<serde::de::IgnoredAny>(&item.data).is_ok() {
-                out.extend_from_slice(&item.data);
+                out.push(item.data);
             } else {
-                json(out, &String::from_utf8_lossy(&item.data));
+                out.json(&String::from_utf8_lossy(&item.data));
             }
             if let Some(e) = &item.etag {
-                out.extend_from_slice(b",\"etag\":");
-                json(out, e);
+                out.push(Bytes::from_static(b",\"etag\":"));
+                out.json(e);
             }
             if !item.metadata.is_empty() {
-                out.extend_from_slice(b",\"metadata\":");
-                json(out, &item.metadata);
+                out.push(Bytes::from_static(b",\"metadata\":"));
+                out.json(&item.metadata);
             }
         }
         Ok(None) => {}
         Err(e) => {
-            out.extend_from_slice(b",\"error\":");
-            json(out, &e.to_string());
+            out.push(Bytes::from_static(b",\"error\":"));
+            out.json(&e.to_string());
         }
     }
-    out.push(b'}');
-}
-
-/// Appends `v` as JSON.
-fn json<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) {
-    // Strings and string maps always serialise, and writing into memory cannot fail.
-    let _ = serde_json::to_writer(out, v);
+    out.push(Bytes::from_static(b"}"));
 }
