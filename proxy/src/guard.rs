@@ -290,19 +290,20 @@ fn parse_chunk_size(line: &[u8]) -> Option<u64> {
 }
 
 pin_project! {
-    /// An HTTP/1 connection with its inbound bytes passed through [`Framing`].
+    /// An HTTP/1 connection with its inbound bytes passed through [`Framing`]. Bytes are read
+    /// into the reader's own buffer and checked from there: an idle connection holds no buffer
+    /// of the guard's.
     pub(crate) struct Guarded<IO> {
         #[pin]
         io: IO,
         framing: Framing,
         ready: BytesMut,
-        scratch: Box<[u8]>,
     }
 }
 
 impl<IO> Guarded<IO> {
     pub(crate) fn new(io: IO) -> Self {
-        Self { io, framing: Framing::default(), ready: BytesMut::new(), scratch: vec![0; 16 * 1024].into_boxed_slice() }
+        Self { io, framing: Framing::default(), ready: BytesMut::new() }
     }
 }
 
@@ -326,15 +327,16 @@ impl<IO: AsyncRead> AsyncRead for Guarded<IO> {
             if this.framing.state == State::Passthrough {
                 return this.io.as_mut().poll_read(cx, buf);
             }
-            let mut rb = ReadBuf::new(this.scratch);
-            ready!(this.io.as_mut().poll_read(cx, &mut rb))?;
-            let got = rb.filled();
-            if got.is_empty() {
+            // Read into the caller's buffer, then take the bytes back out through the check.
+            let before = buf.filled().len();
+            ready!(this.io.as_mut().poll_read(cx, buf))?;
+            if buf.filled().len() == before {
                 // EOF: a partial head is dropped (hyper sees a closed connection); body bytes
                 // were already handed on.
                 return Poll::Ready(Ok(()));
             }
-            this.framing.feed(got, this.ready);
+            this.framing.feed(&buf.filled()[before..], this.ready);
+            buf.set_filled(before);
         }
     }
 }

@@ -37,6 +37,12 @@ use tracing_subscriber::EnvFilter;
 
 use crate::cli::{Cli, Command, Env, PolicyCommand};
 
+/// Memory freed after a burst (a flood of connections, large bodies, big queries) goes back to
+/// the system about a second later (decay settings in .cargo/config.toml); with glibc's malloc
+/// the process kept what its largest burst took.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let args = match cli.command {

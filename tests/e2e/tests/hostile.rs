@@ -321,3 +321,33 @@ async fn a_101_from_the_app_is_refused() {
     assert_eq!(r.json()["errorCode"], "ERR_DIRECT_INVOKE");
     assert!(r.text().contains("101"), "{}", r.text());
 }
+
+#[tokio::test]
+async fn memory_goes_back_after_a_burst_of_connections() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    setrlimit(Resource::RLIMIT_NOFILE, hard, hard).unwrap();
+    assert!(hard >= 12_000, "this test needs 12 000 descriptors, the hard limit is {hard}");
+    let mesh = Mesh::new();
+    let a = mesh.sidecar("a").args(["--api-max-connections", "11000"]).start().await;
+    let mib = |b: u64| b >> 20;
+    let idle = mib(a.rss_bytes());
+    // 10 000 keep-alive connections, each having served one request.
+    let mut held = Vec::with_capacity(10_000);
+    for _ in 0..10_000 {
+        let mut tcp = TcpStream::connect(("127.0.0.1", a.api)).await.unwrap();
+        tcp.write_all(b"GET /v1.0/healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+        let mut buf = [0u8; 512];
+        let n = timeout(Duration::from_secs(5), tcp.read(&mut buf)).await.unwrap().unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 204"));
+        held.push(tcp);
+    }
+    let busy = mib(a.rss_bytes());
+    drop(held);
+    let after = wait_until(Duration::from_secs(20), "memory to go back after the burst", || async {
+        let now = mib(a.rss_bytes());
+        (now <= idle + 16).then_some(now)
+    })
+    .await;
+    eprintln!("10 000 connections: RSS {idle} MiB idle, {busy} MiB while held, {after} MiB after");
+}
