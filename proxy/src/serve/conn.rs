@@ -9,12 +9,11 @@
 //!   handshake or an HTTP/2 preface that never finishes, a head dripped a byte at a time: the
 //!   framing guard holds partial heads below hyper, so hyper's own header timer never starts);
 //! - a later HTTP/1 head started but did not complete within the head timeout;
-//! - the peer stopped reading: a write stayed blocked, or a response body yielded a frame and was
-//!   not asked for the next one, for the stall timeout (HTTP/2 flow control with a zero window
+//! - the peer stopped reading: a write stayed blocked, or a response body was not asked for its
+//!   first frame or the next one, for the stall timeout (HTTP/2 flow control with a zero window
 //!   never blocks the socket, so the body is watched too);
 //! - nothing was in flight for the idle timeout — gracefully: HTTP/2 GOAWAY, HTTP/1 close.
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
@@ -62,8 +61,9 @@ pub(crate) struct Activity {
     head_since: AtomicU64,
     /// When a write to the peer last returned `Pending` without a write succeeding since.
     blocked_since: AtomicU64,
-    /// Response bodies waiting for the peer to take their next frame, by id, with since when.
-    stalled: Mutex<BTreeMap<u64, u64>>,
+    /// Response bodies waiting for the peer to take their first or next frame: (id, since when).
+    /// Few at a time, so a list (its capacity kept) beats a map.
+    stalled: Mutex<Vec<(u64, u64)>>,
     next_body: AtomicU64,
 }
 
@@ -78,7 +78,7 @@ impl Activity {
             idle_since: AtomicU64::new(1),
             head_since: AtomicU64::new(0),
             blocked_since: AtomicU64::new(0),
-            stalled: Mutex::new(BTreeMap::new()),
+            stalled: Mutex::new(Vec::new()),
             next_body: AtomicU64::new(0),
         }
     }
@@ -139,12 +139,16 @@ impl Activity {
 
     fn stall(&self) -> u64 {
         let id = self.next_body.fetch_add(1, Ordering::Relaxed);
-        self.stalled.lock().unwrap_or_else(|p| p.into_inner()).insert(id, self.stamp());
+        let since = self.stamp();
+        self.stalled.lock().unwrap_or_else(|p| p.into_inner()).push((id, since));
         id
     }
 
     fn unstall(&self, id: u64) {
-        self.stalled.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+        let mut stalled = self.stalled.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(i) = stalled.iter().position(|(sid, _)| *sid == id) {
+            stalled.swap_remove(i);
+        }
     }
 
     /// What the connection's deadlines say at `now`.
@@ -169,7 +173,7 @@ impl Activity {
             0 => {}
             t => check(self.at(t) + limits.stall_timeout, "the peer stopped reading"),
         }
-        let oldest_stall = self.stalled.lock().unwrap_or_else(|p| p.into_inner()).values().min().copied();
+        let oldest_stall = self.stalled.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|(_, t)| *t).min();
         if let Some(t) = oldest_stall {
             check(self.at(t) + limits.stall_timeout, "the peer stopped taking a response");
         }
@@ -353,6 +357,7 @@ impl Drop for InFlight {
 impl<S, B, ReqB> tower::Service<Request<ReqB>> for Tracked<S>
 where
     S: tower::Service<Request<ReqB>, Response = Response<B>>,
+    B: http_body::Body,
 {
     type Response = Response<TrackedBody<B>>;
     type Error = S::Error;
@@ -381,6 +386,7 @@ pin_project! {
 impl<F, B, E> Future for TrackedFuture<F>
 where
     F: Future<Output = Result<Response<B>, E>>,
+    B: http_body::Body,
 {
     type Output = Result<Response<TrackedBody<B>>, E>;
 
@@ -388,7 +394,15 @@ where
         let this = self.project();
         let rsp = ready!(this.inner.poll(cx))?;
         let in_flight = this.in_flight.take();
-        Poll::Ready(Ok(rsp.map(|inner| TrackedBody { inner, in_flight, rest: Bytes::new(), stalled: None })))
+        Poll::Ready(Ok(rsp.map(|inner| {
+            // Until the peer asks for the first frame, the body waits on it: with an HTTP/2 window
+            // of zero from the start, the body is never asked for anything.
+            let stalled = match &in_flight {
+                Some(f) if !inner.is_end_stream() => Some(f.0.stall()),
+                _ => None,
+            };
+            TrackedBody { inner, in_flight, rest: Bytes::new(), stalled }
+        })))
     }
 }
 

@@ -142,3 +142,23 @@ async fn dropping_a_stalled_body_ends_the_request_and_the_stall() {
     assert!(a.stalled.lock().unwrap().is_empty());
     assert_eq!(a.in_flight.load(Ordering::Relaxed), 0);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_body_never_asked_for_is_a_stall_and_an_empty_one_is_not() {
+    let a = Arc::new(Activity::new());
+    let mut svc = Tracked::new(
+        tower::service_fn(|req: Request<bool>| async move {
+            let body = if *req.body() { Full::new(Bytes::from_static(b"x")) } else { Full::new(Bytes::new()) };
+            Ok::<_, Infallible>(Response::new(body))
+        }),
+        a.clone(),
+    );
+    // An HTTP/2 peer with a zero window never lets the first frame be asked for.
+    let waiting = tower::Service::call(&mut svc, Request::new(true)).await.unwrap();
+    let empty = tower::Service::call(&mut svc, Request::new(false)).await.unwrap();
+    assert_eq!(a.stalled.lock().unwrap().len(), 1);
+    advance(LIMITS.stall_timeout).await;
+    assert_eq!(verdict(&a), Verdict::Expired("the peer stopped taking a response"));
+    drop((waiting, empty));
+    assert!(a.stalled.lock().unwrap().is_empty());
+}
