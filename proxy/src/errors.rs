@@ -114,6 +114,19 @@ impl InvokeError {
     }
 }
 
+/// The answer to a request whose handling panicked: a bug, logged and counted, never a dead
+/// connection or process.
+pub(crate) fn panic_response(panic: Box<dyn std::any::Any + Send>) -> Response<Body> {
+    let what = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+    tracing::error!(panic = %what, "a request handler panicked");
+    metrics::counter!("outrider_panics_total").increment(1);
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "ERR_INTERNAL", "internal error").into_response()
+}
+
 /// An error as the app-facing API reports it.
 #[derive(Debug)]
 pub(crate) struct ApiError {

@@ -26,9 +26,22 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+
 use crate::guard::Guarded;
 use crate::http::Body;
 use conn::{Tracked, Watch};
+
+/// Request headers that carry credentials.
+const SENSITIVE_HEADERS: [http::HeaderName; 5] = [
+    http::header::AUTHORIZATION,
+    http::header::PROXY_AUTHORIZATION,
+    http::header::COOKIE,
+    http::HeaderName::from_static("dapr-api-token"),
+    http::HeaderName::from_static("x-api-key"),
+];
 
 /// The largest request head accepted on HTTP/1.1, and header list on HTTP/2.
 const MAX_HEADER_BYTES: usize = 64 * 1024;
@@ -191,6 +204,12 @@ impl Conns {
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
         S: ConnService,
     {
+        let svc = ServiceBuilder::new()
+            // A panic below answers 500 for its request; the connection and the process go on.
+            .layer(CatchPanicLayer::custom(crate::errors::panic_response))
+            // Credentials are marked sensitive: whatever prints a header map prints no secret.
+            .layer(SetSensitiveRequestHeadersLayer::new(SENSITIVE_HEADERS))
+            .service(svc);
         let svc = Tracked::new(svc, watch.activity());
         let conn = builder.serve_connection(TokioIo::new(io), TowerToHyperService::new(svc)).into_owned();
         self.tracker.spawn(watch.run(conn, self.stop.clone()));
@@ -275,6 +294,33 @@ mod tests {
         assert_eq!(Limits::default_cap(1024), 192);
         assert_eq!(Limits::default_cap(100), 16);
         assert_eq!(Limits::default_cap(1 << 20), 16_384);
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_500_and_the_connection_serves_on() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = tcp.local_addr().unwrap().port();
+        let stop = CancellationToken::new();
+        let svc = tower::service_fn(|req: Request<Incoming>| async move {
+            assert!(req.uri().path() != "/panic", "a handler bug");
+            Ok::<_, Infallible>(Response::new(crate::http::full("fine")))
+        });
+        let listener = Listener::new(tcp, "test", Limits::with_cap(4));
+        tokio::spawn(serve(listener, move |_| svc, stop.clone(), Duration::from_secs(1)));
+        let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        async fn answer(conn: &mut tokio::net::TcpStream, path: &str) -> String {
+            conn.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes()).await.unwrap();
+            let mut buf = vec![0u8; 4096];
+            let n = conn.read(&mut buf).await.unwrap();
+            String::from_utf8_lossy(&buf[..n]).into_owned()
+        }
+        let first = answer(&mut conn, "/panic").await;
+        assert!(first.starts_with("HTTP/1.1 500"), "{first}");
+        assert!(first.contains(r#"{"errorCode":"ERR_INTERNAL","message":"internal error"}"#), "{first}");
+        let second = answer(&mut conn, "/ok").await;
+        assert!(second.starts_with("HTTP/1.1 200") && second.ends_with("fine"), "{second}");
+        stop.cancel();
     }
 
     #[tokio::test(start_paused = true)]
