@@ -301,11 +301,12 @@ impl RunArgs {
             head_timeout: self.request_head_timeout,
             idle_timeout: self.idle_timeout,
             stall_timeout: self.stall_timeout,
+            multiplexed: false,
         };
         let cap = |flag: Option<u32>| flag.map_or_else(|| Limits::default_cap(fd_limit), |n| n as usize);
         ListenerLimits {
             api: with_cap(cap(self.api_max_connections)),
-            mesh: with_cap(cap(self.mesh_max_connections)),
+            mesh: Limits { multiplexed: true, ..with_cap(cap(self.mesh_max_connections)) },
             admin: with_cap(self.metrics_max_connections as usize),
         }
     }

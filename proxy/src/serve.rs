@@ -67,6 +67,9 @@ pub(crate) struct Limits {
     pub(crate) idle_timeout: Duration,
     /// A response the peer takes no bytes of for this long closes the connection.
     pub(crate) stall_timeout: Duration,
+    /// The peer multiplexes many callers on one connection (the mesh): a stalled response closes
+    /// the connection only if nothing at all was sent for the stall timeout.
+    pub(crate) multiplexed: bool,
 }
 
 impl Limits {
@@ -85,6 +88,7 @@ impl Limits {
             head_timeout: Self::DEFAULT_HEAD_TIMEOUT,
             idle_timeout: Self::DEFAULT_IDLE_TIMEOUT,
             stall_timeout: Self::DEFAULT_STALL_TIMEOUT,
+            multiplexed: false,
         }
     }
 

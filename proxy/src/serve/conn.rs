@@ -61,6 +61,8 @@ pub(crate) struct Activity {
     head_since: AtomicU64,
     /// When a write to the peer last returned `Pending` without a write succeeding since.
     blocked_since: AtomicU64,
+    /// When bytes were last written to the peer.
+    written_at: AtomicU64,
     /// Response bodies waiting for the peer to take their first or next frame: (id, since when).
     /// Few at a time, so a list (its capacity kept) beats a map.
     stalled: Mutex<Vec<(u64, u64)>>,
@@ -78,6 +80,7 @@ impl Activity {
             idle_since: AtomicU64::new(1),
             head_since: AtomicU64::new(0),
             blocked_since: AtomicU64::new(0),
+            written_at: AtomicU64::new(1),
             stalled: Mutex::new(Vec::new()),
             next_body: AtomicU64::new(0),
         }
@@ -128,7 +131,10 @@ impl Activity {
         }
     }
 
-    fn write_done(&self, pending: bool) {
+    fn write_done(&self, pending: bool, wrote: bool) {
+        if wrote {
+            self.written_at.store(self.stamp(), Ordering::Relaxed);
+        }
         let blocked = self.blocked_since.load(Ordering::Relaxed);
         match (pending, blocked) {
             (true, 0) => self.blocked_since.store(self.stamp(), Ordering::Relaxed),
@@ -175,7 +181,15 @@ impl Activity {
         }
         let oldest_stall = self.stalled.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|(_, t)| *t).min();
         if let Some(t) = oldest_stall {
-            check(self.at(t) + limits.stall_timeout, "the peer stopped taking a response");
+            let stalled_until = self.at(t) + limits.stall_timeout;
+            if limits.multiplexed {
+                // One caller pausing its stream must not fail every other caller's: only a
+                // connection that sent nothing at all for as long is closed.
+                let silent_until = self.at(self.written_at.load(Ordering::Relaxed)) + limits.stall_timeout;
+                check(stalled_until.max(silent_until), "the peer stopped taking responses");
+            } else {
+                check(stalled_until, "the peer stopped taking a response");
+            }
         }
         if let Some(why) = expired {
             return Verdict::Expired(why);
@@ -301,14 +315,14 @@ impl<IO: AsyncWrite> AsyncWrite for Watched<IO> {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let this = self.project();
         let r = this.io.poll_write(cx, buf);
-        this.activity.write_done(r.is_pending());
+        this.activity.write_done(r.is_pending(), matches!(r, Poll::Ready(Ok(n)) if n > 0));
         r
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.project();
         let r = this.io.poll_flush(cx);
-        this.activity.write_done(r.is_pending());
+        this.activity.write_done(r.is_pending(), false);
         r
     }
 
@@ -323,7 +337,7 @@ impl<IO: AsyncWrite> AsyncWrite for Watched<IO> {
     ) -> Poll<io::Result<usize>> {
         let this = self.project();
         let r = this.io.poll_write_vectored(cx, bufs);
-        this.activity.write_done(r.is_pending());
+        this.activity.write_done(r.is_pending(), matches!(r, Poll::Ready(Ok(n)) if n > 0));
         r
     }
 
@@ -395,8 +409,7 @@ where
         let rsp = ready!(this.inner.poll(cx))?;
         let in_flight = this.in_flight.take();
         Poll::Ready(Ok(rsp.map(|inner| {
-            // Until the peer asks for the first frame, the body waits on it: with an HTTP/2 window
-            // of zero from the start, the body is never asked for anything.
+            // Until the peer asks for the first frame, the body waits on it.
             let stalled = match &in_flight {
                 Some(f) if !inner.is_end_stream() => Some(f.0.stall()),
                 _ => None,
@@ -457,9 +470,10 @@ where
         if data.len() > MAX_FRAME {
             *this.rest = data.split_off(MAX_FRAME);
         }
-        if let Some(a) = activity
-            && (!this.rest.is_empty() || !this.inner.as_ref().is_end_stream())
-        {
+        // Until it is asked again or dropped, the body waits on the peer. That holds for the last
+        // frame too: HTTP/2 asks for a frame before it has window to send it, then keeps the body
+        // until that frame is sent; HTTP/1 drops the body once it has seen the end.
+        if let Some(a) = activity {
             *this.stalled = Some(a.stall());
         }
         Poll::Ready(Some(Ok(Frame::data(data))))

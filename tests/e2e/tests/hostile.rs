@@ -361,11 +361,16 @@ async fn http2_readers_that_take_nothing_are_cut_off_and_their_memory_comes_back
     let value = format!("[{{\"key\":\"big\",\"value\":\"{}\"}}]", "x".repeat(1 << 20));
     let r = send("POST", &format!("{}/v1.0/state/statestore", a.api_url()), &[], value).await.unwrap();
     assert_eq!(r.status, 204);
+    let r = send("POST", &format!("{}/v1.0/state/statestore", a.api_url()), &[], r#"[{"key":"small","value":1}]"#)
+        .await
+        .unwrap();
+    assert_eq!(r.status, 204);
     let mib = |b: u64| b >> 20;
     let idle = mib(a.rss_bytes());
-    // Two HTTP/2 connections that grant no window, 200 reads of the 1 MiB value on each.
+    // Three HTTP/2 connections that grant no window: 200 reads of the 1 MiB value on each of two,
+    // and 200 reads of a 1-byte value on the third (a body of one frame, taken but never sent).
     let (mut conns, mut senders, mut bodies) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..2 {
+    for key in ["big", "big", "small"] {
         let tcp = TcpStream::connect(("127.0.0.1", a.api)).await.unwrap();
         let (mut sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
             .initial_stream_window_size(0)
@@ -375,7 +380,7 @@ async fn http2_readers_that_take_nothing_are_cut_off_and_their_memory_comes_back
         conns.push(tokio::spawn(conn));
         for _ in 0..200 {
             sender.ready().await.unwrap();
-            let req = http::Request::get("/v1.0/state/statestore/big").body(Empty::new()).unwrap();
+            let req = http::Request::get(format!("/v1.0/state/statestore/{key}")).body(Empty::new()).unwrap();
             let rsp = sender.send_request(req).await.unwrap();
             assert_eq!(rsp.status(), 200);
             bodies.push(rsp.into_body());
@@ -384,7 +389,7 @@ async fn http2_readers_that_take_nothing_are_cut_off_and_their_memory_comes_back
         senders.push(sender);
     }
     let held = mib(a.rss_bytes());
-    // The stall timeout closes both connections: their streams end in errors.
+    // The stall timeout closes every connection: their streams end in errors.
     for conn in conns {
         assert!(timeout(Duration::from_secs(10), conn).await.is_ok(), "a connection that took nothing stayed open");
     }
@@ -402,7 +407,7 @@ async fn http2_readers_that_take_nothing_are_cut_off_and_their_memory_comes_back
         "outrider_connections_closed_total",
         &["listener=\"api\"", "reason=\"the peer stopped taking a response\""],
     );
-    assert_eq!(stalls, 2.0);
+    assert_eq!(stalls, 3.0);
     // And the sidecar serves on.
     let r = send("GET", &format!("{}/v1.0/state/statestore/big", a.api_url()), &[], "").await.unwrap();
     assert_eq!(r.status, 200);

@@ -11,6 +11,7 @@ const LIMITS: Limits = Limits {
     head_timeout: Duration::from_secs(10),
     idle_timeout: Duration::from_secs(120),
     stall_timeout: Duration::from_secs(30),
+    multiplexed: false,
 };
 
 fn verdict(a: &Activity) -> Verdict {
@@ -82,14 +83,14 @@ async fn http2_preface_counts_as_served_and_later_frames_start_no_head_clock() {
 async fn a_blocked_write_expires_at_the_stall_timeout_unless_it_moves() {
     let a = Activity::new();
     a.request_started();
-    a.write_done(true);
+    a.write_done(true, false);
     advance(Duration::from_secs(20)).await;
-    a.write_done(true);
+    a.write_done(true, false);
     assert!(matches!(verdict(&a), Verdict::Wait(_)));
-    a.write_done(false);
+    a.write_done(false, true);
     advance(Duration::from_secs(20)).await;
     assert!(matches!(verdict(&a), Verdict::Wait(_)));
-    a.write_done(true);
+    a.write_done(true, false);
     advance(Duration::from_secs(30)).await;
     assert_eq!(verdict(&a), Verdict::Expired("the peer stopped reading"));
 }
@@ -121,9 +122,29 @@ async fn a_body_the_peer_stops_taking_is_seen_and_handed_on_in_pieces() {
         total += f.unwrap().into_data().unwrap().len();
     }
     assert_eq!(total, 40_000);
+    // Asked once more after its last frame, it has nothing to wait for.
     assert!(a.stalled.lock().unwrap().is_empty());
     drop(body);
+    assert!(a.stalled.lock().unwrap().is_empty());
     assert_eq!(a.in_flight.load(Ordering::Relaxed), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_single_frame_body_held_after_its_frame_is_a_stall() {
+    let a = Arc::new(Activity::new());
+    let mut svc = Tracked::new(
+        tower::service_fn(|_req: Request<()>| async {
+            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok\n"))))
+        }),
+        a.clone(),
+    );
+    let mut body = tower::Service::call(&mut svc, Request::new(())).await.unwrap().into_body();
+    let _frame = body.frame().await;
+    // A peer that grants no window: the frame was taken, never sent, and the body kept.
+    advance(LIMITS.stall_timeout).await;
+    assert_eq!(verdict(&a), Verdict::Expired("the peer stopped taking a response"));
+    drop(body);
+    assert!(a.stalled.lock().unwrap().is_empty());
 }
 
 #[tokio::test(start_paused = true)]
@@ -153,7 +174,7 @@ async fn a_body_never_asked_for_is_a_stall_and_an_empty_one_is_not() {
         }),
         a.clone(),
     );
-    // An HTTP/2 peer with a zero window never lets the first frame be asked for.
+    // Not asked for its first frame yet: waiting on the peer.
     let waiting = tower::Service::call(&mut svc, Request::new(true)).await.unwrap();
     let empty = tower::Service::call(&mut svc, Request::new(false)).await.unwrap();
     assert_eq!(a.stalled.lock().unwrap().len(), 1);
@@ -161,4 +182,21 @@ async fn a_body_never_asked_for_is_a_stall_and_an_empty_one_is_not() {
     assert_eq!(verdict(&a), Verdict::Expired("the peer stopped taking a response"));
     drop((waiting, empty));
     assert!(a.stalled.lock().unwrap().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn on_a_multiplexed_connection_one_stalled_stream_closes_nothing_while_others_flow() {
+    let mesh = Limits { multiplexed: true, ..LIMITS };
+    let a = Activity::new();
+    a.request_started();
+    let paused = a.stall();
+    for _ in 0..6 {
+        advance(Duration::from_secs(10)).await;
+        a.write_done(false, true); // other streams' bytes go out
+        assert!(matches!(a.verdict(&mesh, Instant::now()), Verdict::Wait(_)));
+    }
+    // Nothing written for the stall timeout, with a stream waiting: the peer takes nothing.
+    advance(Duration::from_secs(30)).await;
+    assert_eq!(a.verdict(&mesh, Instant::now()), Verdict::Expired("the peer stopped taking responses"));
+    a.unstall(paused);
 }
