@@ -36,6 +36,8 @@ pub(crate) enum InvokeError {
     BodyTooLarge(u64),
     #[error("the request body is malformed or was cut off")]
     MalformedBody,
+    #[error("the request body paused for longer than {0:?}")]
+    BodyPaused(std::time::Duration),
     #[error("no endpoints found for app {}{}", .0, .1.as_deref().map(|why| format!(": {why}")).unwrap_or_default())]
     NoEndpoints(Target, Option<String>),
     #[error("connecting to {target} at {addr} failed: {}", chain(source.as_ref()))]
@@ -95,7 +97,8 @@ impl InvokeError {
             | Self::BadPath(_)
             | Self::Denied(_)
             | Self::BodyTooLarge(_)
-            | Self::MalformedBody => FailureSide::Downstream,
+            | Self::MalformedBody
+            | Self::BodyPaused(_) => FailureSide::Downstream,
             _ => FailureSide::Upstream,
         }
     }
@@ -108,6 +111,7 @@ impl InvokeError {
             Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Self::BreakerOpen(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BodyPaused(_) => StatusCode::REQUEST_TIMEOUT,
             _ if self.side() == FailureSide::Downstream => StatusCode::BAD_REQUEST,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -146,6 +150,7 @@ impl ApiError {
             InvokeError::NoAppId => e.to_string(),
             // The caller's own mistake: Dapr's code for a bad request, and no internals.
             InvokeError::MalformedBody => return Self::new(e.status(), "ERR_MALFORMED_REQUEST", e.to_string()),
+            InvokeError::BodyPaused(_) => return Self::new(e.status(), "ERR_BODY_READ", e.to_string()),
             _ => format!("failed to invoke, id: {app_id}, err: {e}"),
         };
         Self::new(e.status(), "ERR_DIRECT_INVOKE", message)

@@ -1,5 +1,6 @@
 //! The body type every listener uses and the header hygiene every hop applies.
 
+use std::future::Future as _;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -73,7 +74,7 @@ where
 /// What went wrong with a [`capped`] body, if anything. Clients may turn the body's error into a
 /// generic stream reset, so the caller asks these flags rather than the error chain.
 #[derive(Clone, Debug, Default)]
-pub(crate) struct Tripped(Arc<(AtomicBool, AtomicBool)>);
+pub(crate) struct Tripped(Arc<(AtomicBool, AtomicBool, AtomicBool)>);
 
 impl Tripped {
     /// The body passed its limit.
@@ -85,7 +86,17 @@ impl Tripped {
     pub(crate) fn broken(&self) -> bool {
         self.0.1.load(Ordering::Acquire)
     }
+
+    /// The sender paused mid-body for longer than the body's idle timeout.
+    pub(crate) fn timed_out(&self) -> bool {
+        self.0.2.load(Ordering::Acquire)
+    }
 }
+
+/// The body paused for longer than its idle timeout.
+#[derive(Debug, thiserror::Error)]
+#[error("the body paused for longer than {0:?}")]
+pub(crate) struct Paused(pub(crate) std::time::Duration);
 
 /// The body exceeded its limit.
 #[derive(Debug, thiserror::Error)]
@@ -93,24 +104,30 @@ impl Tripped {
 pub(crate) struct TooLarge(pub(crate) u64);
 
 pin_project! {
-    /// A body that fails once more than `limit` bytes have streamed through it.
+    /// A body that fails once more than `limit` bytes have streamed through it, or when its
+    /// sender pauses for longer than `idle`.
     pub(crate) struct Capped<B> {
         #[pin]
         inner: B,
         left: u64,
         limit: u64,
+        idle: std::time::Duration,
+        // Armed at the first pause, and reset at each frame after it.
+        timer: Option<Pin<Box<tokio::time::Sleep>>>,
         tripped: Tripped,
     }
 }
 
-/// Streams `body` with at most `limit` bytes; the flag tells whether the limit was hit.
-pub(crate) fn capped<B>(body: B, limit: u64) -> (Body, Tripped)
+/// Streams `body` with at most `limit` bytes and pauses of at most `idle`; the flags tell what
+/// went wrong, if anything.
+pub(crate) fn capped<B>(body: B, limit: u64, idle: std::time::Duration) -> (Body, Tripped)
 where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
     let tripped = Tripped::default();
-    (boxed(Capped { inner: body, left: limit, limit, tripped: tripped.clone() }), tripped)
+    let body = Capped { inner: body, left: limit, limit, idle, timer: None, tripped: tripped.clone() };
+    (boxed(body), tripped)
 }
 
 impl<B> http_body::Body for Capped<B>
@@ -123,7 +140,20 @@ where
 
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.project();
-        let frame = match ready!(this.inner.poll_frame(cx)) {
+        let polled = this.inner.poll_frame(cx);
+        if polled.is_pending() {
+            let idle = *this.idle;
+            let timer = this.timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
+            if timer.as_mut().poll(cx).is_ready() {
+                this.tripped.0.2.store(true, Ordering::Release);
+                return Poll::Ready(Some(Err(Box::new(Paused(idle)))));
+            }
+            return Poll::Pending;
+        }
+        if let Some(timer) = this.timer.as_mut() {
+            timer.as_mut().reset(tokio::time::Instant::now() + *this.idle);
+        }
+        let frame = match ready!(polled) {
             Some(Ok(f)) => f,
             Some(Err(e)) => {
                 this.tripped.0.1.store(true, Ordering::Release);

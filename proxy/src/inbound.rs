@@ -35,6 +35,8 @@ pub(crate) struct Inbound {
     pub(crate) app_id: String,
     pub(crate) app: Option<AppChannel>,
     pub(crate) max_body_size: u64,
+    /// The longest pause inside a caller's request body.
+    pub(crate) body_idle_timeout: Duration,
     /// The access policies in force (reloaded while running).
     pub(crate) policies: watch::Receiver<Arc<AccessControl>>,
     /// Where finished spans go, when exported.
@@ -164,18 +166,19 @@ async fn forward(req: Request<Incoming>, inbound: Arc<Inbound>) -> Result<Respon
         .get::<Arc<Caller>>()
         .cloned()
         .ok_or_else(|| InvokeError::AppChannel("the request lost its caller identity".into()))?;
-    let (body, tripped) = capped_request(req, inbound.max_body_size);
+    let (body, tripped) = capped_request(req, inbound.max_body_size, inbound.body_idle_timeout);
     match app.call(body, &caller).await {
         Ok(rsp) => Ok(rsp.map(boxed)),
         Err(_) if tripped.get() => Err(InvokeError::BodyTooLarge(inbound.max_body_size)),
+        Err(_) if tripped.timed_out() => Err(InvokeError::BodyPaused(inbound.body_idle_timeout)),
         Err(_) if tripped.broken() => Err(InvokeError::MalformedBody),
         Err(e) => Err(e),
     }
 }
 
 /// The request with its body capped at `max`, and the flag that says the cap was hit.
-fn capped_request(req: Request<Incoming>, max: u64) -> (Request<Body>, crate::http::Tripped) {
+fn capped_request(req: Request<Incoming>, max: u64, idle: Duration) -> (Request<Body>, crate::http::Tripped) {
     let (parts, body) = req.into_parts();
-    let (body, tripped) = capped(body, max);
+    let (body, tripped) = capped(body, max, idle);
     (Request::from_parts(parts, body), tripped)
 }

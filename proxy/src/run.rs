@@ -200,6 +200,7 @@ pub(crate) async fn run(s: Settings, metrics: PrometheusHandle) -> anyhow::Resul
         app_id: s.app_id.clone(),
         app,
         max_body_size: s.max_body_size,
+        body_idle_timeout: s.limits.mesh.head_timeout,
         policies,
         spans: spans.clone(),
     });

@@ -84,8 +84,9 @@ async fn invoke(
     let target = parse_target(id, &state.namespace).map_err(fail)?;
     let started = std::time::Instant::now();
     let method_path = normalize::canonical_path(raw_method).map_err(|r| fail(InvokeError::BadPath(r)))?;
-    let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let declared = super::body::declared_length(req.headers());
     if declared.is_some_and(|n| n > state.max_body_size) {
+        super::body::refuse_declared(req);
         return Err(fail(InvokeError::BodyTooLarge(state.max_body_size)));
     }
     let pq = match req.uri().query() {
@@ -96,7 +97,7 @@ async fn invoke(
     parts.uri = pq.parse::<Uri>().map_err(|_| fail(InvokeError::BadPath(normalize::Rejection::BadEscape)))?;
     // A small body of known size is read whole, so that a retry can send it again.
     let keep = body.is_end_stream() || declared.is_some_and(|n| n <= REPLAY_LIMIT);
-    let (body, tripped) = capped(body, state.max_body_size);
+    let (body, tripped) = capped(body, state.max_body_size, state.body_idle_timeout);
     let result = if target.app_id == state.app_id && target.namespace == state.namespace {
         // Calling ourselves: straight to our own app, as our own caller.
         let app = state.app.as_ref().ok_or_else(|| fail(InvokeError::NoAppChannel))?;
@@ -107,6 +108,7 @@ async fn invoke(
         let bytes = match body.collect().await {
             Ok(collected) => collected.to_bytes(),
             Err(_) if tripped.get() => return Err(fail(InvokeError::BodyTooLarge(state.max_body_size))),
+            Err(_) if tripped.timed_out() => return Err(fail(InvokeError::BodyPaused(state.body_idle_timeout))),
             Err(_) => return Err(fail(InvokeError::MalformedBody)),
         };
         let req = OutboundRequest::new(Request::from_parts(parts, full(Bytes::new())), Some(bytes));
@@ -119,6 +121,7 @@ async fn invoke(
         Ok(rsp) => Ok(rsp.map(boxed)),
         // The client may have turned the body's error into a plain reset: ask the body.
         Err(_) if tripped.get() => Err(fail(InvokeError::BodyTooLarge(state.max_body_size))),
+        Err(_) if tripped.timed_out() => Err(fail(InvokeError::BodyPaused(state.body_idle_timeout))),
         Err(_) if tripped.broken() => Err(fail(InvokeError::MalformedBody)),
         Err(e) => Err(fail(e)),
     }
