@@ -75,9 +75,13 @@ async fn room_comes_back_as_messages_are_handled_and_a_full_subscriber_blocks_no
     let _sub = b.subscribe(req, gated(gate.clone(), started.clone())).await.unwrap();
     let taken = fill(&b, 4 << 20, 1000).await;
     assert_eq!(taken, QUEUE_BYTES / (4 << 20));
-    // Another topic without subscribers is unaffected.
-    let other = Message { topic: "elsewhere".into(), ..msg(1) };
-    assert!(b.publish(other).await.is_ok());
+    // Another topic's subscriber is unaffected.
+    let (open_gate, other_started) = (Arc::new(Semaphore::new(100)), Arc::new(AtomicUsize::new(0)));
+    let other_req = SubscribeRequest { topic: "elsewhere".into(), group: "g".into(), concurrency: 1 };
+    let _other = b.subscribe(other_req, gated(open_gate, other_started.clone())).await.unwrap();
+    for _ in 0..5 {
+        b.publish(Message { topic: "elsewhere".into(), ..msg(4 << 20) }).await.expect("another topic has room");
+    }
     // Handling three messages makes room for three more.
     gate.add_permits(3);
     for _ in 0..3 {

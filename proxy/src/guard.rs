@@ -19,6 +19,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// Longest request head the guard holds; longer ones are passed on for hyper to refuse (431).
 const MAX_HEAD: usize = 64 * 1024;
+/// Buffers up to this size are kept between requests; larger ones are given back.
+const KEPT_CAPACITY: usize = 4096;
 /// What hyper receives instead of a refused head: a method that is not a token.
 const POISON: &[u8] = b"\x01 / HTTP/1.1\r\n\r\n";
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0";
@@ -142,7 +144,12 @@ impl Framing {
                             // The head ends inside what was just taken: hand the rest back.
                             let extra = self.line.len() - len;
                             out.extend_from_slice(&self.line[..len]);
-                            self.line.clear();
+                            if self.line.capacity() > KEPT_CAPACITY {
+                                // A large head's buffer is not kept for the connection's life.
+                                self.line = BytesMut::new();
+                            } else {
+                                self.line.clear();
+                            }
                             input = &input[take - extra..];
                             self.state = next;
                             self.trailer_bytes = 0;
@@ -315,6 +322,10 @@ impl<IO: AsyncRead> AsyncRead for Guarded<IO> {
                 let n = this.ready.len().min(buf.remaining());
                 buf.put_slice(&this.ready[..n]);
                 this.ready.advance(n);
+                if this.ready.is_empty() && this.ready.capacity() > KEPT_CAPACITY {
+                    // An idle connection keeps no large buffer of the guard's.
+                    *this.ready = BytesMut::new();
+                }
                 return Poll::Ready(Ok(()));
             }
             if let Some(why) = this.framing.refused() {

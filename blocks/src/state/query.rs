@@ -8,6 +8,7 @@
 //! missing fields) never match a comparison. The page token is opaque to clients.
 
 use std::cmp::Ordering;
+use std::collections::BinaryHeap;
 
 use serde_json::Value;
 
@@ -178,21 +179,71 @@ pub(crate) enum Offer {
 }
 
 /// A query evaluated over rows offered one at a time, in the store's key order, keeping only the
-/// rows that can still be on the page: memory follows the page, not the store.
+/// rows that can still be on the page: memory follows the page, not the store. With a sort and a
+/// page end, the best rows so far sit in a heap whose top is the worst of them, so each row costs
+/// a logarithm of the page, never a shift of it.
 pub(crate) struct Scan<'q, T> {
     query: &'q Query,
-    /// Rows that may be on the page, in page order, with their sort keys and sizes.
-    kept: Vec<(Vec<Option<Value>>, usize, T)>,
+    /// Unsorted queries: the rows inside the page window, in order.
+    window: Vec<T>,
+    /// Sorted queries with a page end: the best `end` rows so far.
+    best: BinaryHeap<Ranked<'q, T>>,
+    /// Sorted queries without one: every match, sorted at the end.
+    all: Vec<Ranked<'q, T>>,
     kept_bytes: usize,
     max_bytes: usize,
     /// Matches seen so far.
     matched: usize,
 }
 
+/// A matching row with its sort keys; ordered by them, then by arrival (a stable order).
+struct Ranked<'q, T> {
+    sort: &'q [Sort],
+    keys: Vec<Option<Value>>,
+    seq: usize,
+    size: usize,
+    row: T,
+}
+
+impl<T> Ord for Ranked<'_, T> {
+    fn cmp(&self, other: &Self) -> Ordering {
+        for (s, (x, y)) in self.sort.iter().zip(self.keys.iter().zip(&other.keys)) {
+            let o = order(x.as_ref(), y.as_ref());
+            let o = if s.desc { o.reverse() } else { o };
+            if o != Ordering::Equal {
+                return o;
+            }
+        }
+        self.seq.cmp(&other.seq)
+    }
+}
+
+impl<T> PartialOrd for Ranked<'_, T> {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl<T> PartialEq for Ranked<'_, T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl<T> Eq for Ranked<'_, T> {}
+
 impl<'q, T> Scan<'q, T> {
     /// A scan for `query` whose kept rows may take at most `max_bytes` (as sized by the caller).
     pub(crate) fn new(query: &'q Query, max_bytes: usize) -> Self {
-        Self { query, kept: Vec::new(), kept_bytes: 0, max_bytes, matched: 0 }
+        Self {
+            query,
+            window: Vec::new(),
+            best: BinaryHeap::new(),
+            all: Vec::new(),
+            kept_bytes: 0,
+            max_bytes,
+            matched: 0,
+        }
     }
 
     /// Offers a row whose stored value parsed as `value`; `size` is what keeping it costs.
@@ -206,7 +257,7 @@ impl<'q, T> Scan<'q, T> {
             // Rows come in page order: keep the ones inside the page window.
             let index = self.matched - 1;
             if index >= self.query.offset && end.is_none_or(|e| index < e) {
-                self.kept.push((Vec::new(), size, row));
+                self.window.push(row);
                 self.kept_bytes = self.kept_bytes.saturating_add(size);
             }
             // One match past the page says that another page follows.
@@ -216,37 +267,41 @@ impl<'q, T> Scan<'q, T> {
                 _ => Offer::More,
             };
         }
-        let keys: Vec<Option<Value>> = self.query.sort.iter().map(|s| lookup(value, &s.path).cloned()).collect();
-        // After rows that sort equal: the order stays stable, as a stable sort would leave it.
-        let at = self.kept.partition_point(|(k, _, _)| self.compare(k, &keys) != Ordering::Greater);
-        if end.is_some_and(|e| at >= e) {
-            return Offer::More;
-        }
-        self.kept.insert(at, (keys, size, row));
-        self.kept_bytes = self.kept_bytes.saturating_add(size);
-        if let Some(e) = end {
-            for (_, dropped, _) in self.kept.drain(e.min(self.kept.len())..) {
-                self.kept_bytes -= dropped;
+        let keys = self.query.sort.iter().map(|s| lookup(value, &s.path).cloned()).collect();
+        let ranked = Ranked { sort: &self.query.sort, keys, seq: self.matched, size, row };
+        match end {
+            None => {
+                self.kept_bytes = self.kept_bytes.saturating_add(size);
+                self.all.push(ranked);
+            }
+            Some(0) => {}
+            Some(e) if self.best.len() < e => {
+                self.kept_bytes = self.kept_bytes.saturating_add(size);
+                self.best.push(ranked);
+            }
+            Some(_) => {
+                // Full: the new row replaces the worst kept one if it ranks before it.
+                if self.best.peek().is_some_and(|worst| ranked < *worst) {
+                    self.kept_bytes = self.kept_bytes.saturating_add(size);
+                    if let Some(out) = self.best.pop() {
+                        self.kept_bytes -= out.size;
+                    }
+                    self.best.push(ranked);
+                }
             }
         }
         if self.kept_bytes > self.max_bytes { Offer::TooLarge } else { Offer::More }
     }
 
-    fn compare(&self, a: &[Option<Value>], b: &[Option<Value>]) -> Ordering {
-        for (s, (x, y)) in self.query.sort.iter().zip(a.iter().zip(b)) {
-            let o = order(x.as_ref(), y.as_ref());
-            let o = if s.desc { o.reverse() } else { o };
-            if o != Ordering::Equal {
-                return o;
-            }
-        }
-        Ordering::Equal
-    }
-
     /// The page, and the token of the next one if the rows offered hold more matches.
     pub(crate) fn finish(self) -> (Vec<T>, Option<String>) {
-        let skip = if self.query.sort.is_empty() { 0 } else { self.query.offset };
-        let page: Vec<T> = self.kept.into_iter().skip(skip).map(|(_, _, row)| row).collect();
+        let page: Vec<T> = if self.query.sort.is_empty() {
+            self.window
+        } else {
+            let mut ranked = if self.query.end().is_some() { self.best.into_sorted_vec() } else { self.all };
+            ranked.sort_unstable(); // already in order from the heap; sorts the unbounded list
+            ranked.into_iter().skip(self.query.offset).map(|r| r.row).collect()
+        };
         let end = self.query.offset + page.len();
         let token = (self.query.limit.is_some() && end < self.matched).then(|| end.to_string());
         (page, token)

@@ -54,14 +54,18 @@ impl SqliteStore {
             std::fs::create_dir_all(dir).map_err(|e| StateError::Store(format!("{}: {e}", dir.display())))?;
         }
         let conn = Connection::open(path).map_err(db_error)?;
-        conn.busy_timeout(Duration::from_secs(5)).map_err(db_error)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(db_error)?;
         conn.pragma_update(None, "journal_mode", "WAL").map_err(db_error)?;
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(db_error)?;
         let vacuum: i64 = conn.pragma_query_value(None, "auto_vacuum", |r| r.get(0)).map_err(db_error)?;
         if vacuum != INCREMENTAL {
-            // A file made without it takes the mode only when rebuilt: once, at this start.
+            // A file made without it takes the mode only when rebuilt: once, at this start. A
+            // rebuild needs room for a copy; without it the store works as before, only without
+            // giving disk back.
             conn.pragma_update(None, "auto_vacuum", "INCREMENTAL").map_err(db_error)?;
-            conn.execute_batch("VACUUM").map_err(db_error)?;
+            if let Err(e) = conn.execute_batch("VACUUM") {
+                tracing::warn!(path = %path.display(), error = %e, "could not rebuild the state file for incremental vacuum");
+            }
         }
         conn.execute_batch(&format!(
             "CREATE TABLE IF NOT EXISTS {table} (
@@ -77,7 +81,7 @@ impl SqliteStore {
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
         )
         .map_err(db_error)?;
-        reader.busy_timeout(Duration::from_secs(5)).map_err(db_error)?;
+        reader.busy_timeout(BUSY_TIMEOUT).map_err(db_error)?;
         Ok(Self { conn: Arc::new(Mutex::new(conn)), reader: Arc::new(Mutex::new(reader)), table: table.into() })
     }
 
@@ -115,8 +119,12 @@ impl SqliteStore {
                 let mut steps = vacuum.query([]).map_err(db_error)?;
                 while steps.next().map_err(db_error)?.is_some() {}
             }
-            // A reader may hold the log for a moment; the next sweep truncates it then.
-            c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).map_err(db_error)?;
+            // Without waiting for a query that still reads the log (writes wait on this
+            // connection meanwhile): the next sweep truncates it then.
+            c.busy_timeout(Duration::ZERO).map_err(db_error)?;
+            let checkpoint = c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+            c.busy_timeout(BUSY_TIMEOUT).map_err(db_error)?;
+            checkpoint.map_err(db_error)?;
             Ok(n)
         })
     }
@@ -146,8 +154,12 @@ impl SqliteStore {
     }
 }
 
-/// The longest `IN` list pushed into SQL.
+/// How long a statement waits for a lock another connection holds.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest `IN` list pushed into SQL, and the most parameters pushed in all (SQLite caps
+/// both expression depth and parameters).
 const MAX_PUSHED_IN: usize = 256;
+const MAX_PUSHED_ARGS: usize = 512;
 
 /// `auto_vacuum = INCREMENTAL`.
 const INCREMENTAL: i64 = 2;
@@ -208,7 +220,7 @@ fn scan_rows(
 /// the query the last.)
 fn push_down(f: &Filter, sql: &mut String, args: &mut Vec<rusqlite::types::Value>) {
     let field = |path: &[String], args: &mut Vec<rusqlite::types::Value>| -> Option<String> {
-        if path.iter().any(|seg| seg.contains('"')) {
+        if path.iter().any(|seg| seg.contains('"')) || args.len() + MAX_PUSHED_IN + 2 > MAX_PUSHED_ARGS {
             return None;
         }
         let json_path = path.iter().fold("$".to_owned(), |p, seg| format!("{p}.\"{seg}\""));

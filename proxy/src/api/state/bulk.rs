@@ -22,6 +22,8 @@ const MAX_PARALLELISM: usize = 64;
 const MAX_KEYS: usize = 10_000;
 /// The largest answer one request may build: past it, the request is refused.
 const MAX_ANSWER_BYTES: usize = 64 << 20;
+/// The longest one request may read for, however slow the store.
+const MAX_DURATION: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// `{"keys":[…],"parallelism":n,"metadata":{}}` → `[{"key","data","etag","metadata"} | {"key","error"}]`.
 pub(in crate::api) async fn bulk(s: &ApiState, name: &str, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
@@ -44,8 +46,16 @@ pub(in crate::api) async fn bulk(s: &ApiState, name: &str, req: Request<Incoming
     // The answer is a list of pieces: stored JSON values go in as they are, without a copy.
     let mut answer = Answer::default();
     answer.push(Bytes::from_static(b"["));
+    let deadline = tokio::time::Instant::now() + MAX_DURATION;
     for (i, key) in keys.iter().enumerate() {
-        let Some(read) = reads.next().await else { break };
+        let Ok(next) = tokio::time::timeout_at(deadline, reads.next()).await else {
+            return Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "ERR_STATE_BULK_GET",
+                format!("reading {} keys took longer than {}s", keys.len(), MAX_DURATION.as_secs()),
+            ));
+        };
+        let Some(read) = next else { break };
         if i > 0 {
             answer.push(Bytes::from_static(b","));
         }
@@ -112,7 +122,10 @@ fn write_entry(out: &mut Answer, key: &str, read: Result<Option<Item>, StateErro
     match read {
         Ok(Some(item)) => {
             out.push(Bytes::from_static(b",\"data\":"));
-            if serde_json::from_slice::<serde::de::IgnoredAny>(&item.data).is_ok() {
+            // Checked as text first: skipping over a JSON string does not check its UTF-8.
+            if std::str::from_utf8(&item.data).is_ok()
+                && serde_json::from_slice::<serde::de::IgnoredAny>(&item.data).is_ok()
+            {
                 out.push(item.data);
             } else {
                 out.json(&String::from_utf8_lossy(&item.data));
