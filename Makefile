@@ -6,7 +6,7 @@ CARGO ?= cargo
 API_PORT ?= 3500
 APP_PORT ?= 7001
 
-.PHONY: all deps sdk-deps build release run test lint fmt check-deps bench bench-quick clean
+.PHONY: all deps sdk-deps build release run test lint fmt check-deps bench bench-quick fuzz clean
 
 all: build
 
@@ -63,6 +63,11 @@ bench: deps
 bench-quick: deps
 	$(CARGO) build --release -p outrider -p outrider-bench
 	bench/run.sh --quick
+
+## fuzz: every fuzz target for 10 M executions or 30 minutes each (FUZZ_TARGETS, FUZZ_RUNS,
+## FUZZ_SECONDS narrow it); make test replays the kept corpus and random inputs on stable
+fuzz:
+	@scripts/fuzz.sh
 
 clean:
 	$(CARGO) clean

@@ -14,7 +14,7 @@ while IFS=$'\t' read -r from to kind; do
     outrider-certs|outrider-discovery|outrider-policy|outrider-blocks) allowed="" ;;
     outrider-filters) allowed=" outrider-policy outrider-discovery " ;;
     outrider) allowed=" outrider-filters outrider-discovery outrider-policy outrider-blocks outrider-certs " ;;
-    outrider-testkit|outrider-e2e|outrider-bench|echo-app) allowed="*" ;;
+    outrider-testkit|outrider-e2e|outrider-bench|outrider-fuzz|echo-app) allowed="*" ;;
     *) echo "check-deps: unknown workspace crate $from: add it to scripts/check-deps.sh"; fail=1; continue ;;
   esac
   [ "$kind" = "dev" ] && [ "$to" != "outrider" ] && continue   # test-only edges may reach sideways
