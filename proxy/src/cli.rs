@@ -147,7 +147,8 @@ pub(crate) struct RunArgs {
     #[arg(long, env = "OUTRIDER_IDLE_TIMEOUT", default_value = "120s", value_parser = parse_timeout)]
     pub(crate) idle_timeout: Duration,
     /// Every listener: a connection whose peer takes no bytes of a response for this long is
-    /// closed (a slow or stuck reader cannot hold memory for good).
+    /// closed (a slow or stuck reader cannot hold memory for good); on the mesh listener, only
+    /// when nothing at all was sent on the connection for as long.
     #[arg(long, env = "OUTRIDER_STALL_TIMEOUT", default_value = "30s", value_parser = parse_timeout)]
     pub(crate) stall_timeout: Duration,
     /// Directory of resource files (Component, …); repeatable.
