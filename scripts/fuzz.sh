@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Runs every fuzz target (fuzz/fuzz_targets) for FUZZ_RUNS executions or FUZZ_SECONDS, whichever
-# comes first, starting from the kept corpus (fuzz/corpus/<target>), then merges into that corpus
-# only the inputs that reach new code, so it stays small. Prints each target's executions.
+# comes first, from the seeds kept in the repo (fuzz/corpus/<target>: hand-written inputs and
+# every input that once failed) and the corpus earlier runs grew on this machine
+# (fuzz/target/corpus-work, not committed). Prints each target's executions. A failing input is
+# left in fuzz/artifacts/<target>/: add it to fuzz/corpus/<target>/ with the fix, and make test
+# replays it from then on.
 #   FUZZ_TARGETS="framing path_acl"  a subset       FUZZ_RUNS=10000000  FUZZ_SECONDS=1800
 # cargo fuzz needs nightly features: a nightly toolchain is used when rustup has one, otherwise
 # the stable compiler is asked to allow them (RUSTC_BOOTSTRAP=1).
@@ -35,5 +38,4 @@ for t in $TARGETS; do
   execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo '?')
   secs=$(grep -o 'stat::average_exec_per_sec: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo '?')
   echo "fuzz: $t ran $execs executions ($secs/s), no crash"
-  fuzz run "$t" -- -merge=1 "fuzz/corpus/$t" "$work/$t" >>"$log" 2>&1
 done
