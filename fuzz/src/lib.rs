@@ -52,10 +52,7 @@ pub fn framing(data: &[u8]) {
     };
     let (whole, whole_refused) = run(input.len().max(1));
     let (pieces, pieces_refused) = run(split);
-    assert!(
-        whole.starts_with(&pieces) || pieces.starts_with(&whole),
-        "splitting the input changed what passed"
-    );
+    assert!(whole.starts_with(&pieces) || pieces.starts_with(&whole), "splitting the input changed what passed");
     if let (Some(a), Some(b)) = (whole_refused, pieces_refused) {
         assert_eq!(a, b, "splitting the input changed why it was refused");
     }
