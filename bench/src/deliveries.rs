@@ -122,10 +122,19 @@ impl Deliveries {
 
     /// The body of the next message and its sequence number: its stamp, padded with `x` to at
     /// least `size` bytes.
-    pub(crate) fn body(&self, counted_from: Instant, start: Instant, measured: bool, size: usize) -> (Bytes, u64) {
+    pub(crate) fn body(
+        &self,
+        counted_from: Instant,
+        start: Instant,
+        measured: bool,
+        size: usize,
+    ) -> (Bytes, u64) {
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
         let at = counted_from.saturating_duration_since(start).as_nanos();
-        let head = format!(r#"{{"run":{},"seq":{seq},"at":{at},"m":{measured},"pad":""#, self.run);
+        let head = format!(
+            r#"{{"run":{},"seq":{seq},"at":{at},"m":{measured},"pad":""#,
+            self.run
+        );
         let pad = size.saturating_sub(head.len() + 2);
         let mut body = Vec::with_capacity(head.len() + pad + 2);
         body.extend_from_slice(head.as_bytes());
@@ -137,7 +146,9 @@ impl Deliveries {
     /// In max mode, waits until fewer than `in_flight` messages await delivery (false: `until`
     /// passed first). At a fixed rate, always true at once.
     pub(crate) async fn admit(&self, until: Instant) -> bool {
-        let Some(limit) = &self.in_flight else { return true };
+        let Some(limit) = &self.in_flight else {
+            return true;
+        };
         match tokio::time::timeout_at(until, limit.acquire()).await {
             Ok(Ok(permit)) => {
                 permit.forget();
@@ -190,7 +201,8 @@ impl Deliveries {
         if stamp.m {
             let from = times.start + Duration::from_nanos(stamp.at);
             t.measured += 1;
-            let ns = u64::try_from(now.saturating_duration_since(from).as_nanos()).unwrap_or(u64::MAX);
+            let ns =
+                u64::try_from(now.saturating_duration_since(from).as_nanos()).unwrap_or(u64::MAX);
             t.hist.saturating_record(ns.clamp(1_000, 100_000_000_000));
         }
         drop(t);
@@ -224,10 +236,15 @@ impl Deliveries {
 /// Serves the subscribing app on `listener` until the returned task is aborted: deliveries to
 /// any path are recorded and acknowledged; `GET /dapr/subscribe` lists no subscriptions (the
 /// sidecar's come from its resources).
-pub fn serve(listener: TcpListener, deliveries: std::sync::Arc<Deliveries>) -> tokio::task::JoinHandle<()> {
+pub fn serve(
+    listener: TcpListener,
+    deliveries: std::sync::Arc<Deliveries>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
-            let Ok((tcp, _)) = listener.accept().await else { continue };
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
             let _ = tcp.set_nodelay(true);
             let deliveries = deliveries.clone();
             let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
@@ -235,7 +252,9 @@ pub fn serve(listener: TcpListener, deliveries: std::sync::Arc<Deliveries>) -> t
                 async move { Ok::<_, Infallible>(answer(req, &deliveries).await) }
             });
             tokio::spawn(async move {
-                let _ = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(tcp), svc).await;
+                let _ = auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tcp), svc)
+                    .await;
             });
         }
     })
@@ -245,7 +264,10 @@ async fn answer(req: Request<Incoming>, deliveries: &Deliveries) -> Response<Ful
     let json = |status: StatusCode, body: &'static str| {
         let mut rsp = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
         *rsp.status_mut() = status;
-        rsp.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
+        rsp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static("application/json"),
+        );
         rsp
     };
     if req.method() == Method::GET && req.uri().path() == "/dapr/subscribe" {
@@ -270,7 +292,8 @@ mod tests {
 
     fn event(body: &Bytes) -> Vec<u8> {
         let data: serde_json::Value = serde_json::from_slice(body).unwrap();
-        serde_json::to_vec(&serde_json::json!({"specversion": "1.0", "id": "x", "data": data})).unwrap()
+        serde_json::to_vec(&serde_json::json!({"specversion": "1.0", "id": "x", "data": data}))
+            .unwrap()
     }
 
     #[tokio::test]
@@ -278,18 +301,27 @@ mod tests {
         let d = Deliveries::new(7, Some(2));
         // The run started 50 ms ago, and the first message was due then.
         let start = Instant::now() - Duration::from_millis(50);
-        d.begin(Times { start, measure_from: start, end: start + Duration::from_secs(60) });
+        d.begin(Times {
+            start,
+            measure_from: start,
+            end: start + Duration::from_secs(60),
+        });
         assert!(d.admit(start + Duration::from_secs(1)).await);
         let (first, _) = d.body(start, start, true, 100);
         assert_eq!(first.len(), 100);
         d.arrive(&event(&first));
         d.arrive(&event(&first));
-        d.arrive(&event(&Deliveries::new(8, None).body(start, start, true, 10).0));
+        d.arrive(&event(
+            &Deliveries::new(8, None).body(start, start, true, 10).0,
+        ));
         // Published in the warm-up: delivered, not measured.
         d.arrive(&event(&d.body(start, start, false, 10).0));
         d.arrive(b"not json");
         let s = d.settle(1, Duration::from_secs(1)).await;
-        assert_eq!((s.measured, s.delivered, s.duplicates, s.foreign), (1, 2, 1, 2));
+        assert_eq!(
+            (s.measured, s.delivered, s.duplicates, s.foreign),
+            (1, 2, 1, 2)
+        );
         // Measured from the stamp (the run's start), not from when the body was made.
         assert!(s.hist.min() >= 50_000_000, "{} ns", s.hist.min());
         assert!(s.hist.max() < 10_000_000_000, "{} ns", s.hist.max());
@@ -299,10 +331,17 @@ mod tests {
     async fn max_mode_holds_the_publisher_until_deliveries_arrive() {
         let d = Deliveries::new(1, Some(1));
         let start = Instant::now();
-        d.begin(Times { start, measure_from: start, end: start + Duration::from_secs(60) });
+        d.begin(Times {
+            start,
+            measure_from: start,
+            end: start + Duration::from_secs(60),
+        });
         assert!(d.admit(Instant::now() + Duration::from_secs(1)).await);
         let (body, _) = d.body(start, start, true, 0);
-        assert!(!d.admit(Instant::now() + Duration::from_millis(50)).await, "one message in flight");
+        assert!(
+            !d.admit(Instant::now() + Duration::from_millis(50)).await,
+            "one message in flight"
+        );
         d.arrive(&event(&body));
         assert!(d.admit(Instant::now() + Duration::from_secs(1)).await);
     }

@@ -26,7 +26,9 @@ pub async fn serve(listener: TcpListener, delay: Duration) {
         let _ = tcp.set_nodelay(true);
         tokio::spawn(async move {
             let svc = service_fn(move |req| answer(req, delay));
-            let _ = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(tcp), svc).await;
+            let _ = auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(tcp), svc)
+                .await;
         });
     }
 }
@@ -38,7 +40,10 @@ pub async fn run(addr: SocketAddr, delay: Duration) -> std::io::Result<()> {
     Ok(())
 }
 
-async fn answer(req: Request<Incoming>, delay: Duration) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn answer(
+    req: Request<Incoming>,
+    delay: Duration,
+) -> Result<Response<Full<Bytes>>, Infallible> {
     let subscribe = req.uri().path() == "/dapr/subscribe";
     let Ok(body) = req.into_body().collect().await.map(|b| b.to_bytes()) else {
         // A body that did not arrive whole must not pass for an echo.
@@ -49,9 +54,15 @@ async fn answer(req: Request<Incoming>, delay: Duration) -> Result<Response<Full
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
-    let (body, ctype) =
-        if subscribe { (Bytes::from_static(b"[]"), "application/json") } else { (body, "application/octet-stream") };
+    let (body, ctype) = if subscribe {
+        (Bytes::from_static(b"[]"), "application/json")
+    } else {
+        (body, "application/octet-stream")
+    };
     let mut rsp = Response::new(Full::new(body));
-    rsp.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static(ctype));
+    rsp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(ctype),
+    );
     Ok(rsp)
 }

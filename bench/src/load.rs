@@ -151,8 +151,9 @@ pub struct Report {
 }
 
 /// The percentiles a spectrum lists.
-pub const SPECTRUM: [f64; 14] =
-    [0.0, 25.0, 50.0, 75.0, 90.0, 95.0, 99.0, 99.5, 99.9, 99.95, 99.99, 99.995, 99.999, 100.0];
+pub const SPECTRUM: [f64; 14] = [
+    0.0, 25.0, 50.0, 75.0, 90.0, 95.0, 99.0, 99.5, 99.9, 99.95, 99.99, 99.995, 99.999, 100.0,
+];
 
 /// Latencies are recorded in nanoseconds, from 1 µs to 100 s, to 3 significant digits.
 pub(crate) fn histogram() -> Histogram<u64> {
@@ -183,7 +184,9 @@ impl Tally {
         }
         if ok {
             self.ok += 1;
-            let ns = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX).clamp(1_000, 100_000_000_000);
+            let ns = u64::try_from(latency.as_nanos())
+                .unwrap_or(u64::MAX)
+                .clamp(1_000, 100_000_000_000);
             self.hist.saturating_record(ns);
         } else {
             self.errors += 1;
@@ -208,7 +211,9 @@ impl Schedule {
     fn due(&self, n: u64) -> Option<Instant> {
         let rate = self.rate?;
         // Request n of connection k is request n·C + k overall, due at (n·C + k) / rate.
-        Some(self.start + Duration::from_secs_f64((n as f64 * self.connections + self.index) / rate))
+        Some(
+            self.start + Duration::from_secs_f64((n as f64 * self.connections + self.index) / rate),
+        )
     }
 }
 
@@ -230,7 +235,11 @@ pub async fn run(plan: &Plan) -> anyhow::Result<Report> {
         window: (measure_from, end),
     }));
     if let Some(d) = &plan.deliveries {
-        d.begin(Times { start, measure_from, end });
+        d.begin(Times {
+            start,
+            measure_from,
+            end,
+        });
     }
     // Connections are opened before the clock starts.
     let mut conns = Vec::with_capacity(plan.connections);
@@ -252,7 +261,8 @@ pub async fn run(plan: &Plan) -> anyhow::Result<Report> {
     while let Some(done) = tasks.join_next().await {
         done?;
     }
-    let tally = Arc::into_inner(tally).map(|m| m.into_inner().unwrap_or_else(PoisonError::into_inner));
+    let tally =
+        Arc::into_inner(tally).map(|m| m.into_inner().unwrap_or_else(PoisonError::into_inner));
     let tally = tally.ok_or_else(|| anyhow::anyhow!("a request outlived the run"))?;
     let seconds = plan.duration.as_secs_f64();
     let report = Report {
@@ -268,7 +278,9 @@ pub async fn run(plan: &Plan) -> anyhow::Result<Report> {
         duplicates: None,
         foreign: None,
     };
-    let Some(d) = &plan.deliveries else { return Ok(report) };
+    let Some(d) = &plan.deliveries else {
+        return Ok(report);
+    };
     // Every message published in the window and accepted should arrive; what does not within
     // the patience is lost, and counted with the failed publishes.
     let s = d.settle(tally.ok, DELIVERY_PATIENCE).await;
@@ -288,7 +300,10 @@ pub async fn run(plan: &Plan) -> anyhow::Result<Report> {
 }
 
 fn spectrum(h: &Histogram<u64>) -> Vec<(f64, f64)> {
-    SPECTRUM.iter().map(|p| (*p, h.value_at_percentile(*p) as f64 / 1e3)).collect()
+    SPECTRUM
+        .iter()
+        .map(|p| (*p, h.value_at_percentile(*p) as f64 / 1e3))
+        .collect()
 }
 
 fn percentiles(h: &Histogram<u64>) -> Percentiles {
@@ -309,7 +324,10 @@ fn percentiles(h: &Histogram<u64>) -> Percentiles {
 /// One connection's requests until the end of the run.
 async fn drive(mut conn: Conn, plan: Plan, schedule: Schedule, tally: Arc<Mutex<Tally>>) {
     let record = |ok: bool, from: Instant, measured: bool| {
-        tally.lock().unwrap_or_else(PoisonError::into_inner).record(ok, from.elapsed(), measured);
+        tally
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .record(ok, from.elapsed(), measured);
     };
     // A publish that failed (`Some` sequence) or never went out: not awaited any more.
     let failed = |seq: Option<u64>| {
@@ -343,7 +361,11 @@ async fn drive(mut conn: Conn, plan: Plan, schedule: Schedule, tally: Arc<Mutex<
                 }
                 // Held up by the previous answer: the server is charged from when it was due.
                 // Held up only by this generator's timer or turn: from when it left.
-                let from = if free_since > due && !conn.is_h2() { due } else { Instant::now() };
+                let from = if free_since > due && !conn.is_h2() {
+                    due
+                } else {
+                    Instant::now()
+                };
                 (from, due >= schedule.measure_from)
             }
         };
@@ -372,7 +394,11 @@ async fn drive(mut conn: Conn, plan: Plan, schedule: Schedule, tally: Arc<Mutex<
                 let (sender, plan, tally) = (sender.clone(), plan.clone(), tally.clone());
                 streams.spawn(async move {
                     let ok = timed(http_once(&mut Conn::H2(sender), &plan, body)).await;
-                    tally.lock().unwrap_or_else(PoisonError::into_inner).record(ok, counted_from.elapsed(), measured);
+                    tally.lock().unwrap_or_else(PoisonError::into_inner).record(
+                        ok,
+                        counted_from.elapsed(),
+                        measured,
+                    );
                     if let (false, Some(d)) = (ok, &plan.deliveries) {
                         d.failed(seq);
                     }
@@ -380,7 +406,8 @@ async fn drive(mut conn: Conn, plan: Plan, schedule: Schedule, tally: Arc<Mutex<
                 while streams.try_join_next().is_some() {}
             }
             _ => {
-                let outcome = tokio::time::timeout(REQUEST_TIMEOUT, once(&mut conn, &plan, body)).await;
+                let outcome =
+                    tokio::time::timeout(REQUEST_TIMEOUT, once(&mut conn, &plan, body)).await;
                 let ok = matches!(outcome, Ok(Ok(true)));
                 record(ok, counted_from, measured);
                 if !ok {
@@ -399,7 +426,9 @@ async fn drive(mut conn: Conn, plan: Plan, schedule: Schedule, tally: Arc<Mutex<
 
 /// A request's outcome, or failure after [`REQUEST_TIMEOUT`].
 async fn timed(work: impl Future<Output = bool>) -> bool {
-    tokio::time::timeout(REQUEST_TIMEOUT, work).await.unwrap_or(false)
+    tokio::time::timeout(REQUEST_TIMEOUT, work)
+        .await
+        .unwrap_or(false)
 }
 
 /// A connection to the server.
@@ -413,21 +442,27 @@ enum Conn {
 
 impl Conn {
     async fn open(addr: SocketAddr, op: &Op) -> anyhow::Result<Self> {
-        let tcp = TcpStream::connect(addr).await.map_err(|e| anyhow::anyhow!("connecting to {addr}: {e}"))?;
+        let tcp = TcpStream::connect(addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("connecting to {addr}: {e}"))?;
         tcp.set_nodelay(true)?;
         Ok(match op {
             Op::Http { http2: false, .. } => {
-                let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
+                let (sender, conn) =
+                    hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
                 tokio::spawn(conn);
                 Conn::H1(sender)
             }
             Op::Http { http2: true, .. } => {
                 let (sender, conn) =
-                    hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp)).await?;
+                    hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+                        .await?;
                 tokio::spawn(conn);
                 Conn::H2(sender)
             }
-            Op::RedisGet { .. } | Op::RedisSet { .. } | Op::RedisXadd { .. } => Conn::Redis(BufReader::new(tcp)),
+            Op::RedisGet { .. } | Op::RedisSet { .. } | Op::RedisXadd { .. } => {
+                Conn::Redis(BufReader::new(tcp))
+            }
         })
     }
 
@@ -456,7 +491,15 @@ async fn once(conn: &mut Conn, plan: &Plan, body: Bytes) -> Result<bool, ()> {
 }
 
 async fn http_once(conn: &mut Conn, plan: &Plan, body: Bytes) -> bool {
-    let Op::Http { method, path, headers, .. } = &plan.op else { return false };
+    let Op::Http {
+        method,
+        path,
+        headers,
+        ..
+    } = &plan.op
+    else {
+        return false;
+    };
     let mut req = Request::new(Full::new(body));
     *req.method_mut() = method.clone();
     *req.headers_mut() = headers.clone();
@@ -466,7 +509,8 @@ async fn http_once(conn: &mut Conn, plan: &Plan, body: Bytes) -> bool {
                 Ok(u) => u,
                 Err(_) => return false,
             };
-            req.headers_mut().insert(http::header::HOST, http::HeaderValue::from_static("bench"));
+            req.headers_mut()
+                .insert(http::header::HOST, http::HeaderValue::from_static("bench"));
             if sender.ready().await.is_err() {
                 return false;
             }

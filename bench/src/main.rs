@@ -21,7 +21,10 @@ use outrider_bench::load::{self, Op, Plan};
 use outrider_bench::report::{self, Cell, Figure, LoadResult};
 
 #[derive(Parser)]
-#[command(name = "outrider-bench", about = "Outrider's load generator and benchmark report writer")]
+#[command(
+    name = "outrider-bench",
+    about = "Outrider's load generator and benchmark report writer"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -152,20 +155,27 @@ const TICKS_PER_SECOND: f64 = 100.0;
 /// utime + stime of `pid`, in seconds. A process that is gone or a zombie is an error: its
 /// figures would read as zero.
 fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).with_context(|| format!("process {pid}"))?;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("process {pid}"))?;
     // Fields after the command name (which may hold spaces): state is field 3, utime 14, stime 15.
     let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
     let f: Vec<&str> = rest.split_whitespace().collect();
-    anyhow::ensure!(!matches!(f.first(), Some(&"Z") | Some(&"X")), "process {pid} has exited");
+    anyhow::ensure!(
+        !matches!(f.first(), Some(&"Z") | Some(&"X")),
+        "process {pid} has exited"
+    );
     let field = |i: usize| -> anyhow::Result<f64> {
-        f.get(i).and_then(|v| v.parse().ok()).with_context(|| format!("/proc/{pid}/stat has no field {}", i + 3))
+        f.get(i)
+            .and_then(|v| v.parse().ok())
+            .with_context(|| format!("/proc/{pid}/stat has no field {}", i + 3))
     };
     Ok((field(11)? + field(12)?) / TICKS_PER_SECOND)
 }
 
 /// VmRSS of `pid`, in MB.
 fn rss_mb(pid: u32) -> anyhow::Result<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).with_context(|| format!("process {pid}"))?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("process {pid}"))?;
     let kb: f64 = status
         .lines()
         .find_map(|l| l.strip_prefix("VmRSS:"))
@@ -185,16 +195,37 @@ fn plan(a: &LoadArgs) -> anyhow::Result<Plan> {
     };
     let op = match (&a.redis_get, &a.redis_set, &a.redis_xadd) {
         (Some(key), _, _) => Op::RedisGet { key: key.clone() },
-        (_, Some(key), _) => Op::RedisSet { key: key.clone(), value: body },
-        (_, _, Some(stream)) => Op::RedisXadd { stream: stream.clone(), value: body },
+        (_, Some(key), _) => Op::RedisSet {
+            key: key.clone(),
+            value: body,
+        },
+        (_, _, Some(stream)) => Op::RedisXadd {
+            stream: stream.clone(),
+            value: body,
+        },
         _ => {
             let mut headers = HeaderMap::new();
             for h in &a.headers {
-                let (k, v) = h.split_once(':').with_context(|| format!("--header {h:?} is not `name: value`"))?;
-                headers.append(HeaderName::try_from(k.trim())?, HeaderValue::try_from(v.trim())?);
+                let (k, v) = h
+                    .split_once(':')
+                    .with_context(|| format!("--header {h:?} is not `name: value`"))?;
+                headers.append(
+                    HeaderName::try_from(k.trim())?,
+                    HeaderValue::try_from(v.trim())?,
+                );
             }
-            let method = a.method.clone().unwrap_or(if body.is_empty() { Method::GET } else { Method::POST });
-            Op::Http { method, path: a.path.clone(), headers, body, http2: a.http2 }
+            let method = a.method.clone().unwrap_or(if body.is_empty() {
+                Method::GET
+            } else {
+                Method::POST
+            });
+            Op::Http {
+                method,
+                path: a.path.clone(),
+                headers,
+                body,
+                http2: a.http2,
+            }
         }
     };
     Ok(Plan {
@@ -212,12 +243,22 @@ async fn load_cmd(a: LoadArgs) -> anyhow::Result<()> {
     let mut plan = plan(&a)?;
     let app = match a.deliveries_listen {
         Some(addr) => {
-            anyhow::ensure!(matches!(plan.op, Op::Http { .. }), "--deliveries-listen needs HTTP publishes");
+            anyhow::ensure!(
+                matches!(plan.op, Op::Http { .. }),
+                "--deliveries-listen needs HTTP publishes"
+            );
             anyhow::ensure!(a.in_flight > 0, "--in-flight must be at least 1");
-            let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding {addr}"))?;
             // A run id no earlier run shares: its redeliveries are told apart.
-            let run = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_nanos() as u64;
-            let deliveries = Arc::new(Deliveries::new(run, a.rate.is_none().then_some(a.in_flight)));
+            let run = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)?
+                .as_nanos() as u64;
+            let deliveries = Arc::new(Deliveries::new(
+                run,
+                a.rate.is_none().then_some(a.in_flight),
+            ));
             plan.deliveries = Some(deliveries.clone());
             Some(deliveries::serve(listener, deliveries))
         }
@@ -234,15 +275,26 @@ async fn load_cmd(a: LoadArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&r)?);
         return Ok(());
     };
-    let mut result = LoadResult::from_report(if a.rate.is_some() { "rate" } else { "max" }, a.connections, &r);
+    let mut result = LoadResult::from_report(
+        if a.rate.is_some() { "rate" } else { "max" },
+        a.connections,
+        &r,
+    );
     if !a.pids.is_empty() && r.all_ok > 0 {
         result.cpu_s_per_1000 = Some((cpu_after - cpu_before) / r.all_ok as f64 * 1000.0);
         result.rss_before_mb = Some(rss_before);
         result.rss_after_mb = Some(rss_after);
     }
-    let cell = Cell { cell, repeat: a.repeat, baseline: a.baseline, load: Some(result), figure: None };
+    let cell = Cell {
+        cell,
+        repeat: a.repeat,
+        baseline: a.baseline,
+        load: Some(result),
+        figure: None,
+    };
     let out = a.out.context("--cell needs --out")?;
-    std::fs::write(&out, serde_json::to_string_pretty(&cell)?).with_context(|| format!("writing {}", out.display()))?;
+    std::fs::write(&out, serde_json::to_string_pretty(&cell)?)
+        .with_context(|| format!("writing {}", out.display()))?;
     let deliveries = match (r.lost, r.duplicates, r.foreign) {
         (Some(lost), Some(dup), Some(foreign)) => {
             format!(" ({lost} lost, {dup} delivered twice, {foreign} from other runs)")
@@ -259,7 +311,11 @@ async fn load_cmd(a: LoadArgs) -> anyhow::Result<()> {
 /// Milliseconds from spawning `cmd` until `url` answers 2xx (polled every millisecond).
 async fn startup(url: &str, cmd: &[String]) -> anyhow::Result<f64> {
     let uri: http::Uri = url.parse()?;
-    let addr = format!("{}:{}", uri.host().unwrap_or("127.0.0.1"), uri.port_u16().unwrap_or(80));
+    let addr = format!(
+        "{}:{}",
+        uri.host().unwrap_or("127.0.0.1"),
+        uri.port_u16().unwrap_or(80)
+    );
     let start = std::time::Instant::now();
     let mut child = tokio::process::Command::new(&cmd[0])
         .args(&cmd[1..])
@@ -270,7 +326,10 @@ async fn startup(url: &str, cmd: &[String]) -> anyhow::Result<f64> {
         .spawn()
         .with_context(|| format!("starting {}", cmd[0]))?;
     let ready = loop {
-        anyhow::ensure!(start.elapsed() < Duration::from_secs(30), "{url} did not answer within 30 s");
+        anyhow::ensure!(
+            start.elapsed() < Duration::from_secs(30),
+            "{url} did not answer within 30 s"
+        );
         if let Some(status) = child.try_wait()? {
             anyhow::bail!("{} exited with {status} before {url} answered", cmd[0]);
         }
@@ -280,17 +339,26 @@ async fn startup(url: &str, cmd: &[String]) -> anyhow::Result<f64> {
         tokio::time::sleep(Duration::from_millis(1)).await;
     };
     if let Some(pid) = child.id() {
-        let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status();
     }
-    if tokio::time::timeout(Duration::from_secs(5), child.wait()).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(5), child.wait())
+        .await
+        .is_err()
+    {
         let _ = child.kill().await;
     }
     Ok(ready.as_secs_f64() * 1000.0)
 }
 
 async fn answers(addr: &str, uri: &http::Uri) -> bool {
-    let Ok(tcp) = tokio::net::TcpStream::connect(addr).await else { return false };
-    let Ok((mut sender, conn)) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp)).await else {
+    let Ok(tcp) = tokio::net::TcpStream::connect(addr).await else {
+        return false;
+    };
+    let Ok((mut sender, conn)) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp)).await
+    else {
         return false;
     };
     tokio::spawn(conn);
@@ -299,7 +367,10 @@ async fn answers(addr: &str, uri: &http::Uri) -> bool {
         .header(http::header::HOST, addr)
         .body(http_body_util::Empty::<Bytes>::new());
     match req {
-        Ok(req) => sender.send_request(req).await.is_ok_and(|r| r.status().is_success()),
+        Ok(req) => sender
+            .send_request(req)
+            .await
+            .is_ok_and(|r| r.status().is_success()),
         Err(_) => false,
     }
 }
@@ -307,15 +378,32 @@ async fn answers(addr: &str, uri: &http::Uri) -> bool {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     // One thread: the generator is pinned to its own core by the bench script.
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     match cli.command {
         Command::Load(a) => rt.block_on(load_cmd(*a)),
         Command::Echo { listen, delay_ms } => {
-            rt.block_on(outrider_bench::echo::run(listen, Duration::from_millis(delay_ms)))?;
+            rt.block_on(outrider_bench::echo::run(
+                listen,
+                Duration::from_millis(delay_ms),
+            ))?;
             Ok(())
         }
-        Command::Figure { cell, repeat, value, unit, out } => {
-            let cell = Cell { cell, repeat, baseline: None, load: None, figure: Some(Figure { value, unit }) };
+        Command::Figure {
+            cell,
+            repeat,
+            value,
+            unit,
+            out,
+        } => {
+            let cell = Cell {
+                cell,
+                repeat,
+                baseline: None,
+                load: None,
+                figure: Some(Figure { value, unit }),
+            };
             std::fs::write(&out, serde_json::to_string_pretty(&cell)?)?;
             Ok(())
         }
@@ -325,7 +413,8 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Report { dir, meta } => {
-            let meta: serde_json::Value = serde_json::from_str(&meta).context("--meta is not JSON")?;
+            let meta: serde_json::Value =
+                serde_json::from_str(&meta).context("--meta is not JSON")?;
             let results = report::write(&dir, meta)?;
             print!("{}", report::markdown(&results));
             Ok(())

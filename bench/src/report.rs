@@ -137,7 +137,11 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
     v.sort_by(f64::total_cmp);
     let n = v.len();
-    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
 }
 
 fn median_opt(v: Vec<Option<f64>>) -> Option<f64> {
@@ -159,7 +163,9 @@ pub fn summarize(cells: &[Cell]) -> Vec<Summary> {
                 let m = |f: fn(&LoadResult) -> f64| median(loads.iter().map(|l| f(l)).collect());
                 // The plotted spectrum is the repeat whose p50 is the median one.
                 let p50 = m(|l| l.p50);
-                let typical = loads.iter().min_by(|a, b| (a.p50 - p50).abs().total_cmp(&(b.p50 - p50).abs()));
+                let typical = loads
+                    .iter()
+                    .min_by(|a, b| (a.p50 - p50).abs().total_cmp(&(b.p50 - p50).abs()));
                 LoadResult {
                     mode: loads[0].mode.clone(),
                     connections: loads[0].connections,
@@ -193,11 +199,18 @@ pub fn summarize(cells: &[Cell]) -> Vec<Summary> {
             }
         })
         .collect();
-    let loads: BTreeMap<String, LoadResult> =
-        out.iter().filter_map(|s| s.load.clone().map(|l| (s.cell.clone(), l))).collect();
+    let loads: BTreeMap<String, LoadResult> = out
+        .iter()
+        .filter_map(|s| s.load.clone().map(|l| (s.cell.clone(), l)))
+        .collect();
     for s in &mut out {
-        if let (Some(base), Some(load)) = (s.baseline.as_ref().and_then(|b| loads.get(b)), &s.load) {
-            s.added_us = Some([load.p50 - base.p50, load.p90 - base.p90, load.p99 - base.p99]);
+        if let (Some(base), Some(load)) = (s.baseline.as_ref().and_then(|b| loads.get(b)), &s.load)
+        {
+            s.added_us = Some([
+                load.p50 - base.p50,
+                load.p90 - base.p90,
+                load.p99 - base.p99,
+            ]);
         }
     }
     out
@@ -205,7 +218,14 @@ pub fn summarize(cells: &[Cell]) -> Vec<Summary> {
 
 /// `a / b` of a figure of two cells, when both exist.
 fn ratio(cells: &[Summary], a: &str, b: &str, f: fn(&LoadResult) -> Option<f64>) -> Option<f64> {
-    let get = |name: &str| cells.iter().find(|c| c.cell == name)?.load.as_ref().and_then(f);
+    let get = |name: &str| {
+        cells
+            .iter()
+            .find(|c| c.cell == name)?
+            .load
+            .as_ref()
+            .and_then(f)
+    };
     let (a, b) = (get(a)?, get(b)?);
     (b > 0.0).then_some(a / b)
 }
@@ -221,11 +241,19 @@ pub fn ratios(cells: &[Summary]) -> BTreeMap<String, f64> {
                 format!("one-hop-max/{peer}"),
                 (|l: &LoadResult| Some(l.rps)) as fn(&LoadResult) -> Option<f64>,
             ),
-            ("cpu-per-1000", "one-hop/outrider", format!("one-hop/{peer}"), |l: &LoadResult| l.cpu_s_per_1000),
+            (
+                "cpu-per-1000",
+                "one-hop/outrider",
+                format!("one-hop/{peer}"),
+                |l: &LoadResult| l.cpu_s_per_1000,
+            ),
         ];
         for (what, ours, theirs, f) in pairs {
             if let Some(r) = ratio(cells, ours, &theirs, f) {
-                out.insert(format!("one-hop {what} outrider/{peer}"), (r * 1000.0).round() / 1000.0);
+                out.insert(
+                    format!("one-hop {what} outrider/{peer}"),
+                    (r * 1000.0).round() / 1000.0,
+                );
             }
         }
         for (p, i) in ADDED {
@@ -246,7 +274,13 @@ pub fn ratios(cells: &[Summary]) -> BTreeMap<String, f64> {
 const ADDED: [(&str, usize); 2] = [("p50", 0), ("p99", 2)];
 
 fn added_ratio(cells: &[Summary], a: &str, b: &str, i: usize) -> Option<f64> {
-    let added = |name: &str| cells.iter().find(|c| c.cell == name)?.added_us.map(|v| v[i]);
+    let added = |name: &str| {
+        cells
+            .iter()
+            .find(|c| c.cell == name)?
+            .added_us
+            .map(|v| v[i])
+    };
     let (a, b) = (added(a)?, added(b)?);
     (b > 0.0).then(|| (a / b * 1000.0).round() / 1000.0)
 }
@@ -261,7 +295,8 @@ pub fn markdown(results: &Results) -> String {
     );
     let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|---|");
     let num = |v: Option<f64>, digits: usize| {
-        v.filter(|x| x.is_finite()).map_or("–".to_owned(), |x| format!("{x:.digits$}"))
+        v.filter(|x| x.is_finite())
+            .map_or("–".to_owned(), |x| format!("{x:.digits$}"))
     };
     for c in &results.cells {
         if let Some(l) = &c.load {
@@ -287,7 +322,11 @@ pub fn markdown(results: &Results) -> String {
             );
         }
     }
-    let figures: Vec<&Summary> = results.cells.iter().filter(|c| c.figure.is_some()).collect();
+    let figures: Vec<&Summary> = results
+        .cells
+        .iter()
+        .filter(|c| c.figure.is_some())
+        .collect();
     if !figures.is_empty() {
         let _ = writeln!(md, "\n| figure | value |\n|---|---|");
         for c in figures {
@@ -316,26 +355,44 @@ pub fn svg(results: &Results) -> String {
     let series: Vec<(&str, &Vec<(f64, f64)>)> = results
         .cells
         .iter()
-        .filter_map(|c| c.load.as_ref().filter(|l| l.mode == "rate").map(|l| (c.cell.as_str(), &l.spectrum)))
+        .filter_map(|c| {
+            c.load
+                .as_ref()
+                .filter(|l| l.mode == "rate")
+                .map(|l| (c.cell.as_str(), &l.spectrum))
+        })
         .collect();
     // x: log10(1 / (1 - p)), from 0 (p0) to 5 (p99.999).
     let x_of = |p: f64| (1.0 / (1.0 - (p / 100.0).min(0.99999))).log10();
-    let y_max =
-        series.iter().flat_map(|(_, s)| s.iter().filter(|(p, _)| *p <= 99.999).map(|(_, v)| *v)).fold(1.0, f64::max);
+    let y_max = series
+        .iter()
+        .flat_map(|(_, s)| s.iter().filter(|(p, _)| *p <= 99.999).map(|(_, v)| *v))
+        .fold(1.0, f64::max);
     let (y_lo, y_hi) = (1.0f64.log10(), (y_max * 1.2).log10());
     let px = |x: f64| L + x / 5.0 * (W - L - R);
     let py = |us: f64| T + (1.0 - (us.max(1.0).log10() - y_lo) / (y_hi - y_lo)) * (H - T - B);
-    let colors =
-        ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
+    let colors = [
+        "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+        "#bcbd22", "#17becf",
+    ];
     let mut s = String::new();
     let _ = writeln!(
         s,
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="12">"#
     );
     let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
-    let _ =
-        writeln!(s, r#"<text x="{L}" y="18" font-size="14">Latency by percentile (fixed rate, median repeat)</text>"#);
-    for (label, x) in [("0%", 0.0), ("90%", 1.0), ("99%", 2.0), ("99.9%", 3.0), ("99.99%", 4.0), ("99.999%", 5.0)] {
+    let _ = writeln!(
+        s,
+        r#"<text x="{L}" y="18" font-size="14">Latency by percentile (fixed rate, median repeat)</text>"#
+    );
+    for (label, x) in [
+        ("0%", 0.0),
+        ("90%", 1.0),
+        ("99%", 2.0),
+        ("99.9%", 3.0),
+        ("99.99%", 4.0),
+        ("99.999%", 5.0),
+    ] {
         let _ = writeln!(
             s,
             r##"<line x1="{0}" y1="{T}" x2="{0}" y2="{1}" stroke="#ddd"/><text x="{0}" y="{2}" text-anchor="middle">{label}</text>"##,
@@ -346,7 +403,11 @@ pub fn svg(results: &Results) -> String {
     }
     let mut tick = 1.0;
     while tick <= 10f64.powf(y_hi) {
-        let label = if tick >= 1000.0 { format!("{} ms", tick / 1000.0) } else { format!("{tick} µs") };
+        let label = if tick >= 1000.0 {
+            format!("{} ms", tick / 1000.0)
+        } else {
+            format!("{tick} µs")
+        };
         let _ = writeln!(
             s,
             r##"<line x1="{L}" y1="{0}" x2="{1}" y2="{0}" stroke="#ddd"/><text x="{2}" y="{3}" text-anchor="end">{label}</text>"##,
@@ -364,8 +425,11 @@ pub fn svg(results: &Results) -> String {
             .filter(|(p, _)| *p <= 99.999)
             .map(|(p, us)| format!("{:.1},{:.1}", px(x_of(*p)), py(*us)))
             .collect();
-        let _ =
-            writeln!(s, r#"<polyline fill="none" stroke="{color}" stroke-width="2" points="{}"/>"#, points.join(" "));
+        let _ = writeln!(
+            s,
+            r#"<polyline fill="none" stroke="{color}" stroke-width="2" points="{}"/>"#,
+            points.join(" ")
+        );
         let ly = T + 16.0 * i as f64 + 10.0;
         let _ = writeln!(
             s,
@@ -383,15 +447,31 @@ pub fn svg(results: &Results) -> String {
 /// Reads `<dir>/cells/*.json` and writes `results.json`, `results.md` and `latency.svg` in `dir`.
 pub fn write(dir: &Path, meta: serde_json::Value) -> anyhow::Result<Results> {
     let mut cells = Vec::new();
-    let mut paths: Vec<_> = std::fs::read_dir(dir.join("cells"))?.flatten().map(|e| e.path()).collect();
+    let mut paths: Vec<_> = std::fs::read_dir(dir.join("cells"))?
+        .flatten()
+        .map(|e| e.path())
+        .collect();
     paths.sort();
-    for p in paths.into_iter().filter(|p| p.extension().is_some_and(|e| e == "json")) {
+    for p in paths
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+    {
         let text = std::fs::read_to_string(&p)?;
-        cells.push(serde_json::from_str::<Cell>(&text).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?);
+        cells.push(
+            serde_json::from_str::<Cell>(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?,
+        );
     }
     let summaries = summarize(&cells);
-    let results = Results { meta, ratios: ratios(&summaries), cells: summaries };
-    std::fs::write(dir.join("results.json"), serde_json::to_string_pretty(&results)?)?;
+    let results = Results {
+        meta,
+        ratios: ratios(&summaries),
+        cells: summaries,
+    };
+    std::fs::write(
+        dir.join("results.json"),
+        serde_json::to_string_pretty(&results)?,
+    )?;
     std::fs::write(dir.join("results.md"), markdown(&results))?;
     std::fs::write(dir.join("latency.svg"), svg(&results))?;
     Ok(results)
@@ -437,18 +517,33 @@ mod tests {
         ];
         let s = summarize(&cells);
         let direct = s.iter().find(|c| c.cell == "direct").unwrap();
-        assert_eq!((direct.repeats, direct.load.as_ref().unwrap().p50), (3, 60.0));
+        assert_eq!(
+            (direct.repeats, direct.load.as_ref().unwrap().p50),
+            (3, 60.0)
+        );
         let ours = s.iter().find(|c| c.cell == "one-hop/outrider").unwrap();
         assert_eq!(ours.added_us, Some([40.0, 80.0, 160.0]));
         let r = ratios(&s);
         assert_eq!(r["one-hop added p50 outrider/haproxy"], 0.5);
         // p99: 400 - 240 = 160 against 560 - 240 = 320.
         assert_eq!(r["one-hop added p99 outrider/haproxy"], 0.5);
-        assert!(!r.contains_key("two-hop added p50 outrider/haproxy"), "no such cells: no ratio");
+        assert!(
+            !r.contains_key("two-hop added p50 outrider/haproxy"),
+            "no such cells: no ratio"
+        );
         assert_eq!(r["one-hop cpu-per-1000 outrider/haproxy"], 1.0);
-        let results = Results { meta: serde_json::json!({}), ratios: r, cells: s };
+        let results = Results {
+            meta: serde_json::json!({}),
+            ratios: r,
+            cells: s,
+        };
         let md = markdown(&results);
-        assert!(md.contains("| one-hop/outrider | rate | 16 | 1000 | 100 | 200 | 400 | 40 | 160 | 0.0200 |"), "{md}");
+        assert!(
+            md.contains(
+                "| one-hop/outrider | rate | 16 | 1000 | 100 | 200 | 400 | 40 | 160 | 0.0200 |"
+            ),
+            "{md}"
+        );
         let svg = svg(&results);
         assert_eq!(svg.matches("<polyline").count(), 3, "{svg}");
     }

@@ -49,8 +49,14 @@ async fn percentiles_match_a_known_server_delay() {
         // The server waits 20 ms (tokio's timer adds up to about 1 ms); the generator and the
         // loopback add little. Bounds leave room for a busy test machine.
         let l = &r.latency_us;
-        assert!((20_000.0..26_000.0).contains(&l.p50), "http2={http2}: {l:?}");
-        assert!((20_000.0..40_000.0).contains(&l.p99), "http2={http2}: {l:?}");
+        assert!(
+            (20_000.0..26_000.0).contains(&l.p50),
+            "http2={http2}: {l:?}"
+        );
+        assert!(
+            (20_000.0..40_000.0).contains(&l.p99),
+            "http2={http2}: {l:?}"
+        );
     }
 }
 
@@ -68,7 +74,11 @@ async fn a_fixed_rate_is_kept() {
             deliveries: None,
         };
         let r = run(&plan).await.unwrap();
-        assert!((r.rps - rate).abs() / rate <= 0.02, "asked {rate}/s, got {:.1}/s", r.rps);
+        assert!(
+            (r.rps - rate).abs() / rate <= 0.02,
+            "asked {rate}/s, got {:.1}/s",
+            r.rps
+        );
     }
 }
 
@@ -126,7 +136,9 @@ async fn staller() -> SocketAddr {
                     }
                     Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
                 });
-                let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tcp), svc).await;
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tcp), svc)
+                    .await;
             });
         }
     });

@@ -114,20 +114,33 @@ impl Component {
         match ty.split_once('.') {
             Some((cat, kind)) if !cat.is_empty() && !kind.is_empty() => {
                 if !SUPPORTED_TYPES.contains(&ty.as_str()) {
-                    err("spec.type".into(), format!("{ty:?} is not supported by this build of Outrider"));
+                    err(
+                        "spec.type".into(),
+                        format!("{ty:?} is not supported by this build of Outrider"),
+                    );
                 }
             }
-            _ => err("spec.type".into(), format!("{ty:?} is not of the form <category>.<kind>")),
+            _ => err(
+                "spec.type".into(),
+                format!("{ty:?} is not of the form <category>.<kind>"),
+            ),
         }
         for (i, item) in self.spec.metadata.iter().enumerate() {
             if item.name.is_empty() {
                 err(format!("spec.metadata[{i}].name"), "is required".into());
             }
-            let sources = [item.value.is_some(), item.secret_key_ref.is_some(), item.env_ref.is_some()];
+            let sources = [
+                item.value.is_some(),
+                item.secret_key_ref.is_some(),
+                item.env_ref.is_some(),
+            ];
             if sources.iter().filter(|s| **s).count() > 1 {
                 err(
                     format!("spec.metadata[{i}]"),
-                    format!("{:?} has more than one of value, secretKeyRef and envRef", item.name),
+                    format!(
+                        "{:?} has more than one of value, secretKeyRef and envRef",
+                        item.name
+                    ),
                 );
             }
         }
@@ -150,13 +163,22 @@ mod tests {
             "metadata: {name: ''}\nspec:\n  type: redis\n  metadata:\n  - {name: a, value: 1, envRef: X}\n  - {value: 2}\n",
         );
         let fields: Vec<_> = c.validate().into_iter().map(|e| e.field).collect();
-        assert_eq!(fields, ["metadata.name", "spec.type", "spec.metadata[0]", "spec.metadata[1].name"]);
+        assert_eq!(
+            fields,
+            [
+                "metadata.name",
+                "spec.type",
+                "spec.metadata[0]",
+                "spec.metadata[1].name"
+            ]
+        );
     }
 
     #[test]
     fn unsupported_types_are_named() {
-        let c =
-            parse("metadata: {name: statestore}\nspec: {type: state.cassandra, version: v1}\nauth: {secretstore: s}\n");
+        let c = parse(
+            "metadata: {name: statestore}\nspec: {type: state.cassandra, version: v1}\nauth: {secretstore: s}\n",
+        );
         let errs = c.validate();
         assert_eq!(errs.len(), 1);
         assert!(errs[0].message.contains("state.cassandra"), "{errs:?}");
@@ -179,7 +201,11 @@ pub(crate) fn metadata_duration(v: &str, bare: std::time::Duration) -> Option<st
     } else {
         return bare.checked_mul(u32::try_from(v.parse::<u64>().ok()?).ok()?);
     };
-    num.trim().parse::<u64>().ok()?.checked_mul(unit_ms).map(std::time::Duration::from_millis)
+    num.trim()
+        .parse::<u64>()
+        .ok()?
+        .checked_mul(unit_ms)
+        .map(std::time::Duration::from_millis)
 }
 
 /// `url` (or a comma-separated list of them) with any `user:password@` replaced by `***@`, for
@@ -208,20 +234,39 @@ mod duration_tests {
     #[test]
     fn userinfo_is_redacted() {
         use super::redact_userinfo;
-        assert_eq!(redact_userinfo("nats://u:hunter2@h:4222"), "nats://***@h:4222");
-        assert_eq!(redact_userinfo("amqp://guest:p@ss@h/%2f"), "amqp://***@h/%2f");
+        assert_eq!(
+            redact_userinfo("nats://u:hunter2@h:4222"),
+            "nats://***@h:4222"
+        );
+        assert_eq!(
+            redact_userinfo("amqp://guest:p@ss@h/%2f"),
+            "amqp://***@h/%2f"
+        );
         assert_eq!(redact_userinfo("amqp:u:hunter2@h"), "***@h");
-        assert_eq!(redact_userinfo("amqp://u:a/b+c==@h:5672"), "amqp://***@h:5672", "a / in the password");
-        assert_eq!(redact_userinfo("nats://u:p@h1,nats://u:q@h2"), "nats://***@h1,nats://***@h2");
+        assert_eq!(
+            redact_userinfo("amqp://u:a/b+c==@h:5672"),
+            "amqp://***@h:5672",
+            "a / in the password"
+        );
+        assert_eq!(
+            redact_userinfo("nats://u:p@h1,nats://u:q@h2"),
+            "nats://***@h1,nats://***@h2"
+        );
         assert_eq!(redact_userinfo("nats://h:4222"), "nats://h:4222");
     }
 
     #[test]
     fn metadata_durations() {
         let (ms, s) = (Duration::from_millis(1), Duration::from_secs(1));
-        assert_eq!(metadata_duration("500", ms), Some(Duration::from_millis(500)));
+        assert_eq!(
+            metadata_duration("500", ms),
+            Some(Duration::from_millis(500))
+        );
         assert_eq!(metadata_duration("90", s), Some(Duration::from_secs(90)));
-        assert_eq!(metadata_duration(" 200ms ", s), Some(Duration::from_millis(200)));
+        assert_eq!(
+            metadata_duration(" 200ms ", s),
+            Some(Duration::from_millis(200))
+        );
         assert_eq!(metadata_duration("15s", ms), Some(Duration::from_secs(15)));
         assert_eq!(metadata_duration("2m", ms), Some(Duration::from_secs(120)));
         assert_eq!(metadata_duration("1h", s), Some(Duration::from_secs(3600)));

@@ -12,9 +12,12 @@ mod redis;
 pub mod routing;
 mod scopes;
 
-pub use broker::{Handler, Message, Metadata, Outcome, PubSub, PubSubError, SubscribeRequest, Subscription};
+pub use broker::{
+    Handler, Message, Metadata, Outcome, PubSub, PubSubError, SubscribeRequest, Subscription,
+};
 pub use cloudevent::{
-    EnvelopeError, PublishContext, envelope, expired, media_type, message_ttl, parse_bool, raw_event, wants_raw,
+    EnvelopeError, PublishContext, envelope, expired, media_type, message_ttl, parse_bool,
+    raw_event, wants_raw,
 };
 pub use jetstream::{JetStreamPubSub, JetStreamSettings, NatsAuth};
 pub use memory::MemoryPubSub;

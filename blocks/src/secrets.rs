@@ -51,36 +51,81 @@ pub struct SecretStoreComponent {
 }
 
 /// Opens a secret store component; `base` is the directory a relative `secretsFile` is read from.
-pub fn open(c: &Component, base: &std::path::Path) -> Result<SecretStoreComponent, Vec<ComponentError>> {
+pub fn open(
+    c: &Component,
+    base: &std::path::Path,
+) -> Result<SecretStoreComponent, Vec<ComponentError>> {
     let md = literal_metadata(c)?;
-    let err = |field: &str, message: String| vec![ComponentError { field: field.into(), message }];
+    let err = |field: &str, message: String| {
+        vec![ComponentError {
+            field: field.into(),
+            message,
+        }]
+    };
     let store: Arc<dyn SecretStore> = match c.spec.type_.as_str() {
         "secretstores.local.file" => {
             let file = md
                 .get("secretsfile")
                 .filter(|f| !f.trim().is_empty())
-                .ok_or_else(|| err("spec.metadata.secretsFile", "is required (a JSON file)".into()))?;
-            let separator = md.get("nestedseparator").filter(|s| !s.is_empty()).cloned().unwrap_or_else(|| ":".into());
-            let multi_valued = match md.get("multivalued").map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+                .ok_or_else(|| {
+                    err(
+                        "spec.metadata.secretsFile",
+                        "is required (a JSON file)".into(),
+                    )
+                })?;
+            let separator = md
+                .get("nestedseparator")
+                .filter(|s| !s.is_empty())
+                .cloned()
+                .unwrap_or_else(|| ":".into());
+            let multi_valued = match md
+                .get("multivalued")
+                .map(|v| v.trim().to_ascii_lowercase())
+                .as_deref()
+            {
                 None | Some("" | "false" | "0") => false,
                 Some("true" | "1") => true,
-                Some(v) => return Err(err("spec.metadata.multiValued", format!("{v:?} is not true or false"))),
+                Some(v) => {
+                    return Err(err(
+                        "spec.metadata.multiValued",
+                        format!("{v:?} is not true or false"),
+                    ));
+                }
             };
             let path = base.join(file);
-            let store = LocalFile::load(path.clone(), separator, multi_valued)
-                .map_err(|e| err("spec.metadata.secretsFile", format!("{}: {e}", path.display())))?;
+            let store = LocalFile::load(path.clone(), separator, multi_valued).map_err(|e| {
+                err(
+                    "spec.metadata.secretsFile",
+                    format!("{}: {e}", path.display()),
+                )
+            })?;
             let store = Arc::new(store);
-            LocalFile::watch(&store)
-                .map_err(|e| err("spec.metadata.secretsFile", format!("watching {}: {e}", path.display())))?;
+            LocalFile::watch(&store).map_err(|e| {
+                err(
+                    "spec.metadata.secretsFile",
+                    format!("watching {}: {e}", path.display()),
+                )
+            })?;
             store
         }
-        "secretstores.local.env" => Arc::new(LocalEnv { prefix: md.get("prefix").cloned().unwrap_or_default() }),
-        other => return Err(err("spec.type", format!("{other:?} is not a secret store type this build supports"))),
+        "secretstores.local.env" => Arc::new(LocalEnv {
+            prefix: md.get("prefix").cloned().unwrap_or_default(),
+        }),
+        other => {
+            return Err(err(
+                "spec.type",
+                format!("{other:?} is not a secret store type this build supports"),
+            ));
+        }
     };
     Ok(SecretStoreComponent {
         name: c.metadata.name.clone(),
         type_: c.spec.type_.clone(),
-        version: if c.spec.version.is_empty() { "v1".into() } else { c.spec.version.clone() },
+        version: if c.spec.version.is_empty() {
+            "v1".into()
+        } else {
+            c.spec.version.clone()
+        },
         store,
     })
 }
@@ -97,7 +142,9 @@ pub struct LocalFile {
 impl std::fmt::Debug for LocalFile {
     // Names the file only: secret values never reach a log.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LocalFile").field("path", &self.path).finish_non_exhaustive()
+        f.debug_struct("LocalFile")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
     }
 }
 
@@ -119,42 +166,64 @@ impl LocalFile {
     /// reported and the last good secrets stay.
     pub fn watch(this: &Arc<Self>) -> notify::Result<()> {
         use notify::Watcher as _;
-        let dir = this.path.parent().map_or_else(|| PathBuf::from("."), std::path::Path::to_path_buf);
+        let dir = this
+            .path
+            .parent()
+            .map_or_else(|| PathBuf::from("."), std::path::Path::to_path_buf);
         let weak = Arc::downgrade(this);
-        let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-            let (Ok(event), Some(store)) = (event, weak.upgrade()) else { return };
-            // Only changes to the file itself, or to Kubernetes' `..data`-style links, matter.
-            let ours = event.paths.iter().any(|p| {
-                p.file_name() == store.path.file_name()
-                    || p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(".."))
-            });
-            if event.kind.is_access() || !ours {
-                return;
-            }
-            match store.reload() {
-                Ok(()) => tracing::info!(file = %store.path.display(), "secrets file read again"),
-                Err(e) => {
-                    tracing::warn!(file = %store.path.display(), error = %e, "secrets file unreadable; keeping the last good secrets");
+        let mut watcher = notify::recommended_watcher(
+            move |event: notify::Result<notify::Event>| {
+                let (Ok(event), Some(store)) = (event, weak.upgrade()) else {
+                    return;
+                };
+                // Only changes to the file itself, or to Kubernetes' `..data`-style links, matter.
+                let ours = event.paths.iter().any(|p| {
+                    p.file_name() == store.path.file_name()
+                        || p.file_name()
+                            .is_some_and(|n| n.to_string_lossy().starts_with(".."))
+                });
+                if event.kind.is_access() || !ours {
+                    return;
                 }
-            }
-        })?;
+                match store.reload() {
+                    Ok(()) => {
+                        tracing::info!(file = %store.path.display(), "secrets file read again")
+                    }
+                    Err(e) => {
+                        tracing::warn!(file = %store.path.display(), error = %e, "secrets file unreadable; keeping the last good secrets");
+                    }
+                }
+            },
+        )?;
         watcher.watch(&dir, notify::RecursiveMode::NonRecursive)?;
-        *this.watcher.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(watcher);
+        *this
+            .watcher
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(watcher);
         Ok(())
     }
 
     /// Reads the file again; on failure the secrets read last stay and the error is returned.
     pub fn reload(&self) -> Result<(), String> {
         let fresh = read_file(&self.path, &self.separator, self.multi_valued)?;
-        *self.secrets.write().unwrap_or_else(std::sync::PoisonError::into_inner) = fresh;
+        *self
+            .secrets
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = fresh;
         Ok(())
     }
 }
 
-fn read_file(path: &std::path::Path, separator: &str, multi_valued: bool) -> Result<BTreeMap<String, Secret>, String> {
+fn read_file(
+    path: &std::path::Path,
+    separator: &str,
+    multi_valued: bool,
+) -> Result<BTreeMap<String, Secret>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
     let v: Value = serde_json::from_str(&text).map_err(|e| format!("not JSON: {e}"))?;
-    let Value::Object(top) = v else { return Err("the secrets file must hold a JSON object".into()) };
+    let Value::Object(top) = v else {
+        return Err("the secrets file must hold a JSON object".into());
+    };
     let mut out = BTreeMap::new();
     for (name, value) in top {
         if multi_valued && let Value::Object(_) = value {
@@ -177,10 +246,21 @@ fn read_file(path: &std::path::Path, separator: &str, multi_valued: bool) -> Res
 
 /// Objects and arrays become names joined by `separator` (arrays by index).
 fn flatten(prefix: &str, v: &Value, separator: &str, out: &mut BTreeMap<String, String>) {
-    let join = |k: &str| if prefix.is_empty() { k.to_owned() } else { format!("{prefix}{separator}{k}") };
+    let join = |k: &str| {
+        if prefix.is_empty() {
+            k.to_owned()
+        } else {
+            format!("{prefix}{separator}{k}")
+        }
+    };
     match v {
-        Value::Object(m) => m.iter().for_each(|(k, v)| flatten(&join(k), v, separator, out)),
-        Value::Array(a) => a.iter().enumerate().for_each(|(i, v)| flatten(&join(&i.to_string()), v, separator, out)),
+        Value::Object(m) => m
+            .iter()
+            .for_each(|(k, v)| flatten(&join(k), v, separator, out)),
+        Value::Array(a) => a
+            .iter()
+            .enumerate()
+            .for_each(|(i, v)| flatten(&join(&i.to_string()), v, separator, out)),
         scalar_value => {
             out.insert(prefix.to_owned(), scalar(scalar_value));
         }
@@ -197,12 +277,22 @@ fn scalar(v: &Value) -> String {
 
 impl SecretStore for LocalFile {
     fn get(&self, name: &str) -> Result<Secret, SecretError> {
-        let secrets = self.secrets.read().unwrap_or_else(std::sync::PoisonError::into_inner);
-        secrets.get(name).cloned().ok_or_else(|| SecretError::NotFound(name.to_owned()))
+        let secrets = self
+            .secrets
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        secrets
+            .get(name)
+            .cloned()
+            .ok_or_else(|| SecretError::NotFound(name.to_owned()))
     }
 
     fn bulk(&self) -> Result<BTreeMap<String, Secret>, SecretError> {
-        Ok(self.secrets.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone())
+        Ok(self
+            .secrets
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone())
     }
 }
 
@@ -220,14 +310,21 @@ impl SecretStore for LocalEnv {
     fn get(&self, name: &str) -> Result<Secret, SecretError> {
         let var = format!("{}{name}", self.prefix);
         // Like daprd: an unset variable is an empty value, not an error.
-        let value = if hidden(&var) { String::new() } else { std::env::var(&var).unwrap_or_default() };
+        let value = if hidden(&var) {
+            String::new()
+        } else {
+            std::env::var(&var).unwrap_or_default()
+        };
         Ok(Secret::from([(name.to_owned(), value)]))
     }
 
     fn bulk(&self) -> Result<BTreeMap<String, Secret>, SecretError> {
         Ok(std::env::vars()
             .filter(|(k, _)| !hidden(k))
-            .filter_map(|(k, v)| k.strip_prefix(&self.prefix).map(|name| (name.to_owned(), v)))
+            .filter_map(|(k, v)| {
+                k.strip_prefix(&self.prefix)
+                    .map(|name| (name.to_owned(), v))
+            })
             .filter(|(name, _)| !name.is_empty())
             .map(|(name, v)| (name.clone(), Secret::from([(name, v)])))
             .collect())
@@ -265,22 +362,33 @@ impl SecretScopes {
         for (i, scope) in list.into_iter().enumerate() {
             let field = format!("spec.secrets.scopes[{i}].storeName");
             if scope.store_name.is_empty() {
-                errors.push(ComponentError { field, message: "is required".into() });
+                errors.push(ComponentError {
+                    field,
+                    message: "is required".into(),
+                });
             } else if out.contains_key(&scope.store_name) {
-                errors
-                    .push(ComponentError { field, message: format!("{:?} has more than one entry", scope.store_name) });
+                errors.push(ComponentError {
+                    field,
+                    message: format!("{:?} has more than one entry", scope.store_name),
+                });
             } else {
                 out.insert(scope.store_name.clone(), scope);
             }
         }
-        if errors.is_empty() { Ok(Self(out)) } else { Err(errors) }
+        if errors.is_empty() {
+            Ok(Self(out))
+        } else {
+            Err(errors)
+        }
     }
 
     /// Whether the app may read `secret` from `store` through the API (daprd's precedence: an
     /// allow list decides alone; else a denied name is denied; else the default, where anything
     /// but `deny` allows).
     pub fn allows(&self, store: &str, secret: &str) -> bool {
-        let Some(scope) = self.0.get(store) else { return true };
+        let Some(scope) = self.0.get(store) else {
+            return true;
+        };
         if !scope.allowed_secrets.is_empty() {
             return scope.allowed_secrets.iter().any(|s| s == secret);
         }
@@ -298,7 +406,9 @@ fn default_store() -> SecretStoreComponent {
         name: "(environment)".into(),
         type_: "secretstores.local.env".into(),
         version: "v1".into(),
-        store: Arc::new(LocalEnv { prefix: String::new() }),
+        store: Arc::new(LocalEnv {
+            prefix: String::new(),
+        }),
     }
 }
 
@@ -313,7 +423,12 @@ pub fn resolve_references(
     let mut out = c.clone();
     let mut errors = Vec::new();
     let fallback = default_store();
-    let store = match c.auth.as_ref().map(|a| a.secret_store.as_str()).filter(|s| !s.is_empty()) {
+    let store = match c
+        .auth
+        .as_ref()
+        .map(|a| a.secret_store.as_str())
+        .filter(|s| !s.is_empty())
+    {
         None => Some(&fallback),
         Some(name) => stores.get(name),
     };
@@ -328,21 +443,39 @@ pub fn resolve_references(
             continue;
         }
         if let Some(var) = &item.env_ref {
-            match std::env::var(var).ok().filter(|v| !v.is_empty() && !hidden(var)) {
+            match std::env::var(var)
+                .ok()
+                .filter(|v| !v.is_empty() && !hidden(var))
+            {
                 Some(v) => item.value = Some(Value::String(v)),
-                None => errors.push(problem(format!("envRef {var:?}: the variable is not set (or not allowed)"))),
+                None => errors.push(problem(format!(
+                    "envRef {var:?}: the variable is not set (or not allowed)"
+                ))),
             }
             continue;
         }
-        let Some(reference) = &item.secret_key_ref else { continue };
-        let name = reference.get("name").and_then(Value::as_str).unwrap_or_default();
-        let key = reference.get("key").and_then(Value::as_str).filter(|k| !k.is_empty()).unwrap_or(name);
+        let Some(reference) = &item.secret_key_ref else {
+            continue;
+        };
+        let name = reference
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let key = reference
+            .get("key")
+            .and_then(Value::as_str)
+            .filter(|k| !k.is_empty())
+            .unwrap_or(name);
         if name.is_empty() {
             errors.push(problem("secretKeyRef needs a name".into()));
             continue;
         }
         let Some(store) = store else {
-            let wanted = c.auth.as_ref().map(|a| a.secret_store.clone()).unwrap_or_default();
+            let wanted = c
+                .auth
+                .as_ref()
+                .map(|a| a.secret_store.clone())
+                .unwrap_or_default();
             errors.push(problem(format!(
                 "secretKeyRef {name:?}: auth.secretStore {wanted:?} is not a secret store here"
             )));
@@ -356,11 +489,18 @@ pub fn resolve_references(
                     store.name
                 ))),
             },
-            Err(e) => errors.push(problem(format!("secretKeyRef {name:?} in secret store {:?}: {e}", store.name))),
+            Err(e) => errors.push(problem(format!(
+                "secretKeyRef {name:?} in secret store {:?}: {e}",
+                store.name
+            ))),
         }
         item.secret_key_ref = None;
     }
-    if errors.is_empty() { Ok(out) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
+    }
 }
 
 #[cfg(test)]
@@ -382,10 +522,17 @@ mod tests {
     #[test]
     fn nested_values_are_flattened_with_the_separator() {
         let s = file(NESTED, ":", false);
-        assert_eq!(s.get("db:password").unwrap(), Secret::from([("db:password".into(), "s3cret".into())]));
+        assert_eq!(
+            s.get("db:password").unwrap(),
+            Secret::from([("db:password".into(), "s3cret".into())])
+        );
         assert_eq!(s.get("db:hosts:1").unwrap()["db:hosts:1"], "b");
         assert_eq!(s.get("plain").unwrap()["plain"], "value");
-        assert_eq!(s.get("port").unwrap()["port"], "5432", "numbers as their JSON text");
+        assert_eq!(
+            s.get("port").unwrap()["port"],
+            "5432",
+            "numbers as their JSON text"
+        );
         assert_eq!(s.get("tls").unwrap()["tls"], "true");
         assert_eq!(s.get("db"), Err(SecretError::NotFound("db".into())));
         let dotted = file(NESTED, ".", false);
@@ -397,8 +544,18 @@ mod tests {
     fn multi_valued_secrets_keep_their_keys() {
         let s = file(NESTED, ":", true);
         let db = s.get("db").unwrap();
-        assert_eq!((db["user"].as_str(), db["password"].as_str(), db["hosts:0"].as_str()), ("app", "s3cret", "a"));
-        assert_eq!(s.get("plain").unwrap(), Secret::from([("plain".into(), "value".into())]));
+        assert_eq!(
+            (
+                db["user"].as_str(),
+                db["password"].as_str(),
+                db["hosts:0"].as_str()
+            ),
+            ("app", "s3cret", "a")
+        );
+        assert_eq!(
+            s.get("plain").unwrap(),
+            Secret::from([("plain".into(), "value".into())])
+        );
         assert_eq!(s.get("port").unwrap()["port"], "5432");
         assert!(matches!(s.get("db:user"), Err(SecretError::NotFound(_))));
     }
@@ -407,9 +564,16 @@ mod tests {
     fn a_bad_file_is_refused_and_a_bad_reload_keeps_the_last_secrets() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.json");
-        assert!(LocalFile::load(path.clone(), ":".into(), false).is_err(), "missing");
+        assert!(
+            LocalFile::load(path.clone(), ":".into(), false).is_err(),
+            "missing"
+        );
         std::fs::write(&path, "[1]").unwrap();
-        assert!(LocalFile::load(path.clone(), ":".into(), false).unwrap_err().contains("object"));
+        assert!(
+            LocalFile::load(path.clone(), ":".into(), false)
+                .unwrap_err()
+                .contains("object")
+        );
         std::fs::write(&path, r#"{"a": "1"}"#).unwrap();
         let s = LocalFile::load(path.clone(), ":".into(), false).unwrap();
         std::fs::write(&path, "{not json").unwrap();
@@ -430,8 +594,7 @@ mod tests {
         };
         let stores = BTreeMap::from([("files".to_owned(), files)]);
         let component = |auth: &str, md: Value| -> Component {
-            let mut doc =
-                serde_json::json!({"metadata": {"name": "c"}, "spec": {"type": "state.redis", "metadata": md}});
+            let mut doc = serde_json::json!({"metadata": {"name": "c"}, "spec": {"type": "state.redis", "metadata": md}});
             if !auth.is_empty() {
                 doc["auth"] = serde_json::json!({"secretStore": auth});
             }
@@ -446,9 +609,16 @@ mod tests {
             ]),
         );
         let resolved = resolve_references(&c, &stores).unwrap();
-        let values: Vec<Option<&str>> =
-            resolved.spec.metadata.iter().map(|m| m.value.as_ref().and_then(Value::as_str)).collect();
-        assert_eq!(values, [Some("localhost:6379"), Some("s3cret"), Some("value")]);
+        let values: Vec<Option<&str>> = resolved
+            .spec
+            .metadata
+            .iter()
+            .map(|m| m.value.as_ref().and_then(Value::as_str))
+            .collect();
+        assert_eq!(
+            values,
+            [Some("localhost:6379"), Some("s3cret"), Some("value")]
+        );
         let bad = component(
             "files",
             serde_json::json!([
@@ -458,25 +628,43 @@ mod tests {
         );
         let errs = resolve_references(&bad, &stores).unwrap_err();
         assert_eq!(errs.len(), 2);
-        assert!(errs[0].field.contains("redisPassword") && errs[0].message.contains("\"nokey\""), "{errs:?}");
-        assert!(errs[1].message.contains("secret absent not found"), "{errs:?}");
-        assert!(errs.iter().all(|e| !e.message.contains("s3cret")), "no value in errors");
-        let elsewhere = component("vault", serde_json::json!([{"name": "p", "secretKeyRef": {"name": "x"}}]));
-        assert!(resolve_references(&elsewhere, &stores).unwrap_err()[0].message.contains("\"vault\""));
+        assert!(
+            errs[0].field.contains("redisPassword") && errs[0].message.contains("\"nokey\""),
+            "{errs:?}"
+        );
+        assert!(
+            errs[1].message.contains("secret absent not found"),
+            "{errs:?}"
+        );
+        assert!(
+            errs.iter().all(|e| !e.message.contains("s3cret")),
+            "no value in errors"
+        );
+        let elsewhere = component(
+            "vault",
+            serde_json::json!([{"name": "p", "secretKeyRef": {"name": "x"}}]),
+        );
+        assert!(
+            resolve_references(&elsewhere, &stores).unwrap_err()[0]
+                .message
+                .contains("\"vault\"")
+        );
         // Without auth.secretStore the environment answers.
         let env = component(
             "",
             serde_json::json!([{"name": "p", "secretKeyRef": {"name": "PATH"}}, {"name": "q", "envRef": "PATH"}]),
         );
         let resolved = resolve_references(&env, &stores).unwrap();
-        assert!(
-            resolved.spec.metadata.iter().all(|m| m
-                .value
+        assert!(resolved.spec.metadata.iter().all(|m| {
+            m.value
                 .as_ref()
                 .and_then(Value::as_str)
-                .is_some_and(|v| !v.is_empty()))
+                .is_some_and(|v| !v.is_empty())
+        }));
+        let hidden_ref = component(
+            "",
+            serde_json::json!([{"name": "q", "envRef": "DAPR_API_TOKEN"}]),
         );
-        let hidden_ref = component("", serde_json::json!([{"name": "q", "envRef": "DAPR_API_TOKEN"}]));
         assert!(resolve_references(&hidden_ref, &stores).is_err());
     }
 
@@ -493,7 +681,10 @@ mod tests {
         std::fs::rename(&tmp, &path).unwrap();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         while store.get("b").is_err() {
-            assert!(std::time::Instant::now() < deadline, "the change was not picked up");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the change was not picked up"
+            );
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
         assert_eq!(store.get("a").unwrap()["a"], "2");
@@ -523,23 +714,41 @@ mod tests {
         ];
         for (default, allowed, denied, secret, want) in table {
             let scopes = SecretScopes::new(vec![scope(default, allowed, denied)]).unwrap();
-            assert_eq!(scopes.allows("s", secret), want, "{default:?} {allowed:?} {denied:?} {secret}");
-            assert!(scopes.allows("other-store", secret), "stores without an entry allow all");
+            assert_eq!(
+                scopes.allows("s", secret),
+                want,
+                "{default:?} {allowed:?} {denied:?} {secret}"
+            );
+            assert!(
+                scopes.allows("other-store", secret),
+                "stores without an entry allow all"
+            );
         }
-        let twice = SecretScopes::new(vec![scope("", &[], &[]), scope("deny", &[], &[])]).unwrap_err();
+        let twice =
+            SecretScopes::new(vec![scope("", &[], &[]), scope("deny", &[], &[])]).unwrap_err();
         assert_eq!(twice[0].field, "spec.secrets.scopes[1].storeName");
         assert!(SecretScopes::new(vec![SecretScope::default()]).is_err());
     }
 
     #[test]
     fn env_secrets_hide_the_sidecars_own() {
-        let env = LocalEnv { prefix: String::new() };
+        let env = LocalEnv {
+            prefix: String::new(),
+        };
         // PATH is always set in tests; DAPR_ and APP_API_TOKEN never come out.
         assert!(!env.get("PATH").unwrap()["PATH"].is_empty());
-        assert_eq!(env.get("OUTRIDER_SURELY_UNSET_VARIABLE").unwrap()["OUTRIDER_SURELY_UNSET_VARIABLE"], "");
+        assert_eq!(
+            env.get("OUTRIDER_SURELY_UNSET_VARIABLE").unwrap()["OUTRIDER_SURELY_UNSET_VARIABLE"],
+            ""
+        );
         assert!(env.bulk().unwrap().keys().all(|k| !hidden(k)));
         assert!(hidden("DAPR_API_TOKEN") && hidden("APP_API_TOKEN") && !hidden("APP_PORT"));
-        let prefixed = LocalEnv { prefix: "PA".into() };
-        assert!(prefixed.bulk().unwrap().contains_key("TH"), "the prefix is stripped");
+        let prefixed = LocalEnv {
+            prefix: "PA".into(),
+        };
+        assert!(
+            prefixed.bulk().unwrap().contains_key("TH"),
+            "the prefix is stripped"
+        );
     }
 }

@@ -133,10 +133,15 @@ pub struct Features {
 impl Features {
     /// Dapr's capability names.
     pub fn capabilities(&self) -> Vec<&'static str> {
-        [(self.etag, "ETAG"), (self.transactional, "TRANSACTIONAL"), (self.ttl, "TTL"), (self.query, "QUERY_API")]
-            .into_iter()
-            .filter_map(|(on, name)| on.then_some(name))
-            .collect()
+        [
+            (self.etag, "ETAG"),
+            (self.transactional, "TRANSACTIONAL"),
+            (self.ttl, "TTL"),
+            (self.query, "QUERY_API"),
+        ]
+        .into_iter()
+        .filter_map(|(on, name)| on.then_some(name))
+        .collect()
     }
 }
 
@@ -230,7 +235,10 @@ pub(crate) struct RowScan<'q> {
 
 impl<'q> RowScan<'q> {
     pub(crate) fn new(query: &'q Query) -> Self {
-        Self { scan: query::Scan::new(query, MAX_QUERY_PAGE_BYTES), scanned: 0 }
+        Self {
+            scan: query::Scan::new(query, MAX_QUERY_PAGE_BYTES),
+            scanned: 0,
+        }
     }
 
     /// Offers one more row; `Ok(false)` when the page is known and scanning can stop.
@@ -242,7 +250,9 @@ impl<'q> RowScan<'q> {
             )));
         }
         // Values that are not JSON match no query.
-        let Ok(value) = serde_json::from_slice::<serde_json::Value>(&row.1) else { return Ok(true) };
+        let Ok(value) = serde_json::from_slice::<serde_json::Value>(&row.1) else {
+            return Ok(true);
+        };
         let size = row.0.len() + row.1.len();
         match self.scan.offer(&value, row, size) {
             query::Offer::More => Ok(true),
@@ -261,22 +271,34 @@ impl<'q> RowScan<'q> {
 
 /// Reads `ttlInSeconds` from request metadata: `Ok(None)` when absent or negative (no expiry).
 pub fn ttl_of(metadata: &Metadata) -> Result<Option<Duration>, StateError> {
-    let Some(v) = metadata.iter().find(|(k, _)| k.eq_ignore_ascii_case("ttlInSeconds")).map(|(_, v)| v) else {
+    let Some(v) = metadata
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("ttlInSeconds"))
+        .map(|(_, v)| v)
+    else {
         return Ok(None);
     };
     match v.trim().parse::<i64>() {
         Ok(n) if n < 0 => Ok(None),
         Ok(n) => Ok(Some(Duration::from_secs(n.unsigned_abs()))),
-        Err(_) => Err(StateError::BadRequest(format!("ttlInSeconds {v:?} is not a whole number of seconds"))),
+        Err(_) => Err(StateError::BadRequest(format!(
+            "ttlInSeconds {v:?} is not a whole number of seconds"
+        ))),
     }
 }
 
 /// The RFC 3339 form of an expiry time, as `ttlExpireTime` metadata.
 pub(crate) fn rfc3339(t: SystemTime) -> String {
-    let secs = t.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default();
+    let secs = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
     time::OffsetDateTime::from_unix_timestamp(i64::try_from(secs).unwrap_or(i64::MAX))
         .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_default()
 }
 

@@ -65,9 +65,13 @@ pub const MAX_BULK_MESSAGES: u64 = 10_000;
 
 /// Reads `bulkSubscribe` as written: `None` when absent or not enabled.
 pub fn parse_bulk(v: Option<&serde_json::Value>) -> Result<Option<BulkSubscribe>, String> {
-    let Some(v) = v.filter(|v| !v.is_null()) else { return Ok(None) };
+    let Some(v) = v.filter(|v| !v.is_null()) else {
+        return Ok(None);
+    };
     let Some(obj) = v.as_object() else {
-        return Err(format!("{v} is not an object {{enabled, maxMessagesCount, maxAwaitDurationMs}}"));
+        return Err(format!(
+            "{v} is not an object {{enabled, maxMessagesCount, maxAwaitDurationMs}}"
+        ));
     };
     let enabled = match obj.get("enabled") {
         None | Some(serde_json::Value::Null) => false,
@@ -133,7 +137,12 @@ impl SubscriptionDoc {
     /// Validates the document; every problem is reported with its field.
     pub fn validate(&self) -> Result<Declared, Vec<ComponentError>> {
         let mut errs = Vec::new();
-        let mut err = |field: &str, message: String| errs.push(ComponentError { field: field.into(), message });
+        let mut err = |field: &str, message: String| {
+            errs.push(ComponentError {
+                field: field.into(),
+                message,
+            })
+        };
         let s = &self.spec;
         if self.metadata.name.is_empty() {
             err("metadata.name", "is required".into());
@@ -148,7 +157,10 @@ impl SubscriptionDoc {
             None => Vec::new(),
             Some(Ok(rules)) => rules,
             Some(Err(e)) => {
-                err(&format!("spec.routes.rules[{}]", e.index), format!("{}: {}", e.expression, e.message));
+                err(
+                    &format!("spec.routes.rules[{}]", e.index),
+                    format!("{}: {}", e.expression, e.message),
+                );
                 Vec::new()
             }
         };
@@ -157,15 +169,26 @@ impl SubscriptionDoc {
             None
         });
         let has_rules = s.routes.as_ref().is_some_and(|r| !r.rules.is_empty());
-        let route =
-            s.routes.as_ref().map(|r| r.default.clone()).filter(|d| !d.is_empty()).unwrap_or_else(|| s.route.clone());
+        let route = s
+            .routes
+            .as_ref()
+            .map(|r| r.default.clone())
+            .filter(|d| !d.is_empty())
+            .unwrap_or_else(|| s.route.clone());
         if route.is_empty() && !has_rules {
-            err("spec.routes.default", "a route is required (spec.route in v1alpha1)".into());
+            err(
+                "spec.routes.default",
+                "a route is required (spec.route in v1alpha1)".into(),
+            );
         }
         if !errs.is_empty() {
             return Err(errs);
         }
-        let path = if route.is_empty() || route.starts_with('/') { route } else { format!("/{route}") };
+        let path = if route.is_empty() || route.starts_with('/') {
+            route
+        } else {
+            format!("/{route}")
+        };
         Ok(Declared {
             name: self.metadata.name.clone(),
             pubsub: s.pubsubname.clone(),
@@ -200,7 +223,11 @@ mod tests {
         );
         let d = v2.validate().unwrap();
         assert_eq!(
-            (d.path.as_str(), d.dead_letter.as_str(), d.metadata["rawPayload"].as_str()),
+            (
+                d.path.as_str(),
+                d.dead_letter.as_str(),
+                d.metadata["rawPayload"].as_str()
+            ),
             ("/d", "dead", "true")
         );
     }
@@ -210,14 +237,25 @@ mod tests {
         use serde_json::json;
         let ms = std::time::Duration::from_millis;
         assert_eq!(parse_bulk(None), Ok(None));
-        assert_eq!(parse_bulk(Some(&json!({"enabled": false, "maxMessagesCount": 5}))), Ok(None));
         assert_eq!(
-            parse_bulk(Some(&json!({"enabled": true}))),
-            Ok(Some(BulkSubscribe { max_messages: 100, max_await: ms(1000) }))
+            parse_bulk(Some(&json!({"enabled": false, "maxMessagesCount": 5}))),
+            Ok(None)
         );
         assert_eq!(
-            parse_bulk(Some(&json!({"enabled": "true", "maxMessagesCount": "20", "maxAwaitDurationMs": 50}))),
-            Ok(Some(BulkSubscribe { max_messages: 20, max_await: ms(50) }))
+            parse_bulk(Some(&json!({"enabled": true}))),
+            Ok(Some(BulkSubscribe {
+                max_messages: 100,
+                max_await: ms(1000)
+            }))
+        );
+        assert_eq!(
+            parse_bulk(Some(
+                &json!({"enabled": "true", "maxMessagesCount": "20", "maxAwaitDurationMs": 50})
+            )),
+            Ok(Some(BulkSubscribe {
+                max_messages: 20,
+                max_await: ms(50)
+            }))
         );
         for bad in [
             json!({"enabled": true, "maxMessagesCount": 0}),
@@ -231,7 +269,12 @@ mod tests {
         let doc = parse(
             "kind: Subscription\nmetadata: {name: b}\nspec: {pubsubname: pubsub, topic: t, route: /b, bulkSubscribe: {enabled: true, maxMessagesCount: 0}}\n",
         );
-        let fields: Vec<String> = doc.validate().unwrap_err().into_iter().map(|e| e.field).collect();
+        let fields: Vec<String> = doc
+            .validate()
+            .unwrap_err()
+            .into_iter()
+            .map(|e| e.field)
+            .collect();
         assert_eq!(fields, ["spec.bulkSubscribe"]);
     }
 
@@ -253,10 +296,29 @@ mod tests {
         );
         let errors = bad.validate().unwrap_err();
         let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
-        assert_eq!(fields, ["metadata.name", "spec.pubsubname", "spec.topic", "spec.routes.rules[1]"]);
-        assert!(errors[3].message.contains("event.type ==") && errors[3].message.contains("CEL"), "{}", errors[3]);
-        let none = parse("kind: Subscription\nmetadata: {name: plain}\nspec: {pubsubname: pubsub, topic: orders}\n");
-        let fields: Vec<String> = none.validate().unwrap_err().into_iter().map(|e| e.field).collect();
+        assert_eq!(
+            fields,
+            [
+                "metadata.name",
+                "spec.pubsubname",
+                "spec.topic",
+                "spec.routes.rules[1]"
+            ]
+        );
+        assert!(
+            errors[3].message.contains("event.type ==") && errors[3].message.contains("CEL"),
+            "{}",
+            errors[3]
+        );
+        let none = parse(
+            "kind: Subscription\nmetadata: {name: plain}\nspec: {pubsubname: pubsub, topic: orders}\n",
+        );
+        let fields: Vec<String> = none
+            .validate()
+            .unwrap_err()
+            .into_iter()
+            .map(|e| e.field)
+            .collect();
         assert_eq!(fields, ["spec.routes.default"]);
     }
 }

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use outrider_blocks::pubsub::{
-    Handler, MemoryPubSub, Message, Outcome, PubSub, RedisPubSub, RedisStreamSettings, SubscribeRequest,
+    Handler, MemoryPubSub, Message, Outcome, PubSub, RedisPubSub, RedisStreamSettings,
+    SubscribeRequest,
 };
 
 /// The topics this test process made, for cleaning up brokers that keep them.
@@ -24,15 +25,24 @@ fn topic(name: &str) -> String {
 const GROUPS: &[&str] = &["g", "app-a", "app-b", "instances"];
 
 fn uuid_like() -> u128 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
 }
 
 fn msg(topic: &str, body: &str) -> Message {
-    Message { topic: topic.into(), data: Bytes::copy_from_slice(body.as_bytes()), metadata: BTreeMap::new() }
+    Message {
+        topic: topic.into(),
+        data: Bytes::copy_from_slice(body.as_bytes()),
+        metadata: BTreeMap::new(),
+    }
 }
 
 /// A handler that records bodies and answers with `decide(body, attempt)`.
-fn recorder(decide: impl Fn(&str, usize) -> Outcome + Send + Sync + 'static) -> (Handler, Arc<Mutex<Vec<String>>>) {
+fn recorder(
+    decide: impl Fn(&str, usize) -> Outcome + Send + Sync + 'static,
+) -> (Handler, Arc<Mutex<Vec<String>>>) {
     let seen = Arc::new(Mutex::new(Vec::<String>::new()));
     let s2 = seen.clone();
     let decide = Arc::new(decide);
@@ -60,7 +70,11 @@ async fn eventually(what: &str, check: impl Fn() -> bool) {
 }
 
 fn sub(topic: &str, group: &str) -> SubscribeRequest {
-    SubscribeRequest { topic: topic.into(), group: group.into(), concurrency: 4 }
+    SubscribeRequest {
+        topic: topic.into(),
+        group: group.into(),
+        concurrency: 4,
+    }
 }
 
 async fn delivers_per_topic_without_cross_talk(b: Arc<dyn PubSub>) {
@@ -73,7 +87,10 @@ async fn delivers_per_topic_without_cross_talk(b: Arc<dyn PubSub>) {
         b.publish(msg(&t1, &format!("one-{i}"))).await.unwrap();
         b.publish(msg(&t2, &format!("two-{i}"))).await.unwrap();
     }
-    eventually("20 on each topic", || seen1.lock().unwrap().len() == 20 && seen2.lock().unwrap().len() == 20).await;
+    eventually("20 on each topic", || {
+        seen1.lock().unwrap().len() == 20 && seen2.lock().unwrap().len() == 20
+    })
+    .await;
     assert!(seen1.lock().unwrap().iter().all(|b| b.starts_with("one-")));
     assert!(seen2.lock().unwrap().iter().all(|b| b.starts_with("two-")));
 }
@@ -89,16 +106,32 @@ async fn retry_redelivers_and_drop_does_not(b: Arc<dyn PubSub>) {
     b.publish(msg(&t, "retry-me")).await.unwrap();
     b.publish(msg(&t, "drop-me")).await.unwrap();
     eventually("three attempts of the retried message", || {
-        seen.lock().unwrap().iter().filter(|b| *b == "retry-me").count() == 3
+        seen.lock()
+            .unwrap()
+            .iter()
+            .filter(|b| *b == "retry-me")
+            .count()
+            == 3
     })
     .await;
     // A later message proves the dropped one had its chance to come back and did not.
     b.publish(msg(&t, "marker")).await.unwrap();
-    eventually("the marker", || seen.lock().unwrap().contains(&"marker".to_owned())).await;
+    eventually("the marker", || {
+        seen.lock().unwrap().contains(&"marker".to_owned())
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(300)).await; // longer than the first redelivery delay
     let seen = seen.lock().unwrap();
-    assert_eq!(seen.iter().filter(|b| *b == "drop-me").count(), 1, "a dropped message came back");
-    assert_eq!(seen.iter().filter(|b| *b == "retry-me").count(), 3, "a succeeded message came back");
+    assert_eq!(
+        seen.iter().filter(|b| *b == "drop-me").count(),
+        1,
+        "a dropped message came back"
+    );
+    assert_eq!(
+        seen.iter().filter(|b| *b == "retry-me").count(),
+        3,
+        "a succeeded message came back"
+    );
 }
 
 async fn every_group_gets_every_message(b: Arc<dyn PubSub>) {
@@ -110,7 +143,10 @@ async fn every_group_gets_every_message(b: Arc<dyn PubSub>) {
     for i in 0..10 {
         b.publish(msg(&t, &i.to_string())).await.unwrap();
     }
-    eventually("both groups", || seen_a.lock().unwrap().len() == 10 && seen_b.lock().unwrap().len() == 10).await;
+    eventually("both groups", || {
+        seen_a.lock().unwrap().len() == 10 && seen_b.lock().unwrap().len() == 10
+    })
+    .await;
 }
 
 async fn unsubscribing_stops_one_topic_only(b: Arc<dyn PubSub>) {
@@ -124,7 +160,10 @@ async fn unsubscribing_stops_one_topic_only(b: Arc<dyn PubSub>) {
     b.publish(msg(&t2, "still-on")).await.unwrap();
     eventually("the other topic", || seen2.lock().unwrap().len() == 1).await;
     tokio::time::sleep(Duration::from_millis(100)).await; // a stopped subscription has no queue left to drain
-    assert!(seen1.lock().unwrap().is_empty(), "a stopped subscription still delivered");
+    assert!(
+        seen1.lock().unwrap().is_empty(),
+        "a stopped subscription still delivered"
+    );
 }
 
 async fn concurrency_is_bounded(b: Arc<dyn PubSub>) {
@@ -143,7 +182,17 @@ async fn concurrency_is_bounded(b: Arc<dyn PubSub>) {
             Outcome::Success
         })
     });
-    let _s = b.subscribe(SubscribeRequest { topic: t.clone(), group: "g".into(), concurrency: 3 }, h).await.unwrap();
+    let _s = b
+        .subscribe(
+            SubscribeRequest {
+                topic: t.clone(),
+                group: "g".into(),
+                concurrency: 3,
+            },
+            h,
+        )
+        .await
+        .unwrap();
     for i in 0..30 {
         b.publish(msg(&t, &i.to_string())).await.unwrap();
     }
@@ -162,7 +211,11 @@ async fn one_group_competes(b: Arc<dyn PubSub>) {
     };
     let (h1, seen1) = recorder(slow);
     let (h2, seen2) = recorder(slow);
-    let req = |t: &str| SubscribeRequest { topic: t.into(), group: "instances".into(), concurrency: 1 };
+    let req = |t: &str| SubscribeRequest {
+        topic: t.into(),
+        group: "instances".into(),
+        concurrency: 1,
+    };
     let _s1 = b.subscribe(req(&t), h1).await.unwrap();
     let _s2 = b.subscribe(req(&t), h2).await.unwrap();
     for i in 0..60 {
@@ -176,13 +229,27 @@ async fn one_group_competes(b: Arc<dyn PubSub>) {
     all.sort();
     all.dedup();
     assert_eq!(all.len(), 60, "some message was lost");
-    assert_eq!(a.len() + b.len(), 60, "some message was handled twice ({} + {})", a.len(), b.len());
-    assert!(!a.is_empty() && !b.is_empty(), "one instance did all the work ({} / {})", a.len(), b.len());
+    assert_eq!(
+        a.len() + b.len(),
+        60,
+        "some message was handled twice ({} + {})",
+        a.len(),
+        b.len()
+    );
+    assert!(
+        !a.is_empty() && !b.is_empty(),
+        "one instance did all the work ({} / {})",
+        a.len(),
+        b.len()
+    );
 }
 
 /// Opens a component as a sidecar would, from its type and metadata.
 async fn open_component(type_: &str, metadata: &[(&str, &str)]) -> Arc<dyn PubSub> {
-    let md: Vec<serde_json::Value> = metadata.iter().map(|(k, v)| serde_json::json!({"name": k, "value": v})).collect();
+    let md: Vec<serde_json::Value> = metadata
+        .iter()
+        .map(|(k, v)| serde_json::json!({"name": k, "value": v}))
+        .collect();
     let c: outrider_blocks::Component = serde_json::from_value(serde_json::json!({
         "metadata": {"name": "conformance"},
         "spec": {"type": type_, "version": "v1", "metadata": md},
@@ -239,7 +306,10 @@ macro_rules! conformance {
 }
 
 conformance!(memory, || async {
-    (Arc::new(MemoryPubSub::new()) as Arc<dyn PubSub>, Box::new(()) as Box<dyn std::any::Any + Send>)
+    (
+        Arc::new(MemoryPubSub::new()) as Arc<dyn PubSub>,
+        Box::new(()) as Box<dyn std::any::Any + Send>,
+    )
 });
 conformance!(redis_streams, || async {
     let server = outrider_testkit::RedisServer::start();
@@ -254,7 +324,10 @@ conformance!(redis_streams, || async {
         timeout: Duration::from_secs(5),
     };
     let broker = RedisPubSub::connect(settings).await.unwrap();
-    (Arc::new(broker) as Arc<dyn PubSub>, Box::new(server) as Box<dyn std::any::Any + Send>)
+    (
+        Arc::new(broker) as Arc<dyn PubSub>,
+        Box::new(server) as Box<dyn std::any::Any + Send>,
+    )
 });
 
 /// Deletes the streams this test process created on the NATS server when dropped (the shared
@@ -268,11 +341,20 @@ impl Drop for NatsStreams {
         use futures_util::StreamExt;
         let (url, marker) = (self.server.url.clone(), format!("-{}-", std::process::id()));
         let cleanup = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
             rt.block_on(async {
-                let Ok(client) = async_nats::connect(url).await else { return };
+                let Ok(client) = async_nats::connect(url).await else {
+                    return;
+                };
                 let js = async_nats::jetstream::new(client);
-                let names: Vec<String> = js.stream_names().filter_map(|n| async { n.ok() }).collect().await;
+                let names: Vec<String> = js
+                    .stream_names()
+                    .filter_map(|n| async { n.ok() })
+                    .collect()
+                    .await;
                 for name in names.into_iter().filter(|n| n.contains(&marker)) {
                     let _ = js.delete_stream(&name).await;
                 }
@@ -283,11 +365,18 @@ impl Drop for NatsStreams {
 }
 
 conformance!(jetstream, || async {
-    let server = NatsStreams { server: outrider_testkit::Nats::start() };
+    let server = NatsStreams {
+        server: outrider_testkit::Nats::start(),
+    };
     let server_url = server.server.url.clone();
     let broker = open_component(
         "pubsub.jetstream",
-        &[("natsURL", &server_url), ("memoryStorage", "true"), ("nakDelay", "100ms"), ("queueDepth", "10")],
+        &[
+            ("natsURL", &server_url),
+            ("memoryStorage", "true"),
+            ("nakDelay", "100ms"),
+            ("queueDepth", "10"),
+        ],
     )
     .await;
     (broker, Box::new(server) as Box<dyn std::any::Any + Send>)
@@ -305,17 +394,28 @@ impl Drop for RabbitTopology {
         let url = self.server.url.clone();
         let topics = TOPICS.lock().unwrap().clone();
         let cleanup = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
             rt.block_on(async {
-                let Ok(conn) = lapin::Connection::connect(&url, lapin::ConnectionProperties::default()).await else {
+                let Ok(conn) =
+                    lapin::Connection::connect(&url, lapin::ConnectionProperties::default()).await
+                else {
                     return;
                 };
-                let Ok(ch) = conn.create_channel().await else { return };
+                let Ok(ch) = conn.create_channel().await else {
+                    return;
+                };
                 for t in &topics {
                     for g in GROUPS {
-                        let _ = ch.queue_delete(format!("{g}-{t}").into(), QueueDeleteOptions::default()).await;
+                        let _ = ch
+                            .queue_delete(format!("{g}-{t}").into(), QueueDeleteOptions::default())
+                            .await;
                     }
-                    let _ = ch.exchange_delete(t.as_str().into(), ExchangeDeleteOptions::default()).await;
+                    let _ = ch
+                        .exchange_delete(t.as_str().into(), ExchangeDeleteOptions::default())
+                        .await;
                 }
                 let _ = conn.close(200, "done".into()).await;
             });
@@ -325,9 +425,15 @@ impl Drop for RabbitTopology {
 }
 
 conformance!(rabbitmq, || async {
-    let server = RabbitTopology { server: outrider_testkit::RabbitMq::start() };
+    let server = RabbitTopology {
+        server: outrider_testkit::RabbitMq::start(),
+    };
     let url = server.server.url.clone();
-    let broker = open_component("pubsub.rabbitmq", &[("connectionString", &url), ("requeueDelay", "100ms")]).await;
+    let broker = open_component(
+        "pubsub.rabbitmq",
+        &[("connectionString", &url), ("requeueDelay", "100ms")],
+    )
+    .await;
     (broker, Box::new(server) as Box<dyn std::any::Any + Send>)
 });
 
@@ -354,9 +460,16 @@ async fn slow_handler_keeps_its_claim(broker: Arc<dyn PubSub>) {
     let t = topic("slow");
     let _s = broker.subscribe(sub(&t, "g"), h).await.unwrap();
     broker.publish(msg(&t, "long job")).await.unwrap();
-    eventually("the slow delivery to finish", || finished.load(Ordering::SeqCst) == 1).await;
+    eventually("the slow delivery to finish", || {
+        finished.load(Ordering::SeqCst) == 1
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(500)).await; // past another timeout: an ack that failed would show
-    assert_eq!(started.load(Ordering::SeqCst), 1, "the message was delivered again while or after being handled");
+    assert_eq!(
+        started.load(Ordering::SeqCst),
+        1,
+        "the message was delivered again while or after being handled"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -376,10 +489,16 @@ async fn redis_slow_handlers_keep_their_claim() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jetstream_slow_handlers_keep_their_claim() {
-    let server = NatsStreams { server: outrider_testkit::Nats::start() };
+    let server = NatsStreams {
+        server: outrider_testkit::Nats::start(),
+    };
     let broker = open_component(
         "pubsub.jetstream",
-        &[("natsURL", &server.server.url), ("ackWait", "300ms"), ("memoryStorage", "true")],
+        &[
+            ("natsURL", &server.server.url),
+            ("ackWait", "300ms"),
+            ("memoryStorage", "true"),
+        ],
     )
     .await;
     slow_handler_keeps_its_claim(broker).await;
@@ -389,8 +508,10 @@ async fn jetstream_slow_handlers_keep_their_claim() {
 #[tokio::test]
 async fn broker_component_errors_name_field_and_value() {
     async fn error_of(type_: &str, metadata: &[(&str, &str)]) -> String {
-        let md: Vec<serde_json::Value> =
-            metadata.iter().map(|(k, v)| serde_json::json!({"name": k, "value": v})).collect();
+        let md: Vec<serde_json::Value> = metadata
+            .iter()
+            .map(|(k, v)| serde_json::json!({"name": k, "value": v}))
+            .collect();
         let c: outrider_blocks::Component = serde_json::from_value(serde_json::json!({
             "metadata": {"name": "broken"},
             "spec": {"type": type_, "version": "v1", "metadata": md},
@@ -398,41 +519,127 @@ async fn broker_component_errors_name_field_and_value() {
         .unwrap();
         match outrider_blocks::pubsub::open(&c, "app", "default").await {
             Ok(_) => panic!("{type_} {metadata:?} opened"),
-            Err(e) => e.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; "),
+            Err(e) => e
+                .iter()
+                .map(|e| format!("{}: {}", e.field, e.message))
+                .collect::<Vec<_>>()
+                .join("; "),
         }
     }
     let nats = outrider_testkit::Nats::start();
     type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, &'a str);
     let cases: Vec<Case> = vec![
-        ("pubsub.jetstream", vec![], "spec.metadata.natsURL: is required"),
-        ("pubsub.jetstream", vec![("natsURL", &nats.url), ("deliverPolicy", "oldest")], "\"oldest\""),
-        ("pubsub.jetstream", vec![("natsURL", &nats.url), ("deliverPolicy", "sequence")], "startSequence"),
-        ("pubsub.jetstream", vec![("natsURL", &nats.url), ("ackWait", "soon")], "spec.metadata.ackWait: \"soon\""),
-        ("pubsub.jetstream", vec![("natsURL", &nats.url), ("jwt", "eyJ")], "spec.metadata.seedKey"),
-        ("pubsub.jetstream", vec![("natsURL", "nats://127.0.0.1:1")], "spec.metadata.natsURL: nats://127.0.0.1:1"),
-        ("pubsub.in-memory", vec![("concurrency", "0")], "spec.metadata.concurrency: \"0\""),
-        ("pubsub.in-memory", vec![("concurrency", "lots")], "spec.metadata.concurrency: \"lots\""),
+        (
+            "pubsub.jetstream",
+            vec![],
+            "spec.metadata.natsURL: is required",
+        ),
+        (
+            "pubsub.jetstream",
+            vec![("natsURL", &nats.url), ("deliverPolicy", "oldest")],
+            "\"oldest\"",
+        ),
+        (
+            "pubsub.jetstream",
+            vec![("natsURL", &nats.url), ("deliverPolicy", "sequence")],
+            "startSequence",
+        ),
+        (
+            "pubsub.jetstream",
+            vec![("natsURL", &nats.url), ("ackWait", "soon")],
+            "spec.metadata.ackWait: \"soon\"",
+        ),
+        (
+            "pubsub.jetstream",
+            vec![("natsURL", &nats.url), ("jwt", "eyJ")],
+            "spec.metadata.seedKey",
+        ),
+        (
+            "pubsub.jetstream",
+            vec![("natsURL", "nats://127.0.0.1:1")],
+            "spec.metadata.natsURL: nats://127.0.0.1:1",
+        ),
+        (
+            "pubsub.in-memory",
+            vec![("concurrency", "0")],
+            "spec.metadata.concurrency: \"0\"",
+        ),
+        (
+            "pubsub.in-memory",
+            vec![("concurrency", "lots")],
+            "spec.metadata.concurrency: \"lots\"",
+        ),
         ("pubsub.mqtt3", vec![], "spec.metadata.url: is required"),
-        ("pubsub.mqtt3", vec![("url", "ssl://b:8883")], "not supported"),
-        ("pubsub.mqtt3", vec![("url", "tcp://b"), ("qos", "3")], "spec.metadata.qos: 3"),
-        ("pubsub.mqtt3", vec![("url", "tcp://u:hunter2@127.0.0.1:1")], "spec.metadata.url: 127.0.0.1:1"),
-        ("pubsub.rabbitmq", vec![], "spec.metadata.connectionString: is required"),
-        ("pubsub.rabbitmq", vec![("connectionString", "amqp://a:b@h"), ("exchangeKind", "topic")], "\"topic\""),
-        ("pubsub.rabbitmq", vec![("connectionString", "amqp://a:b@h"), ("deliveryMode", "5")], "deliveryMode: 5"),
-        ("pubsub.rabbitmq", vec![("connectionString", "amqp://a:b@h"), ("durable", "maybe")], "durable: \"maybe\""),
+        (
+            "pubsub.mqtt3",
+            vec![("url", "ssl://b:8883")],
+            "not supported",
+        ),
+        (
+            "pubsub.mqtt3",
+            vec![("url", "tcp://b"), ("qos", "3")],
+            "spec.metadata.qos: 3",
+        ),
+        (
+            "pubsub.mqtt3",
+            vec![("url", "tcp://u:hunter2@127.0.0.1:1")],
+            "spec.metadata.url: 127.0.0.1:1",
+        ),
+        (
+            "pubsub.rabbitmq",
+            vec![],
+            "spec.metadata.connectionString: is required",
+        ),
+        (
+            "pubsub.rabbitmq",
+            vec![
+                ("connectionString", "amqp://a:b@h"),
+                ("exchangeKind", "topic"),
+            ],
+            "\"topic\"",
+        ),
+        (
+            "pubsub.rabbitmq",
+            vec![("connectionString", "amqp://a:b@h"), ("deliveryMode", "5")],
+            "deliveryMode: 5",
+        ),
+        (
+            "pubsub.rabbitmq",
+            vec![("connectionString", "amqp://a:b@h"), ("durable", "maybe")],
+            "durable: \"maybe\"",
+        ),
         (
             "pubsub.rabbitmq",
             vec![("connectionString", "amqp://u:hunter2@127.0.0.1:1")],
             "connectionString: amqp://***@127.0.0.1:1",
         ),
-        ("pubsub.rabbitmq", vec![("connectionString", "amqp:u:hunter2@h")], "connectionString"),
-        ("pubsub.jetstream", vec![("natsURL", "nats://u:hunter2@127.0.0.1:1")], "natsURL: nats://***@127.0.0.1:1"),
-        ("pubsub.jetstream", vec![("natsURL", "nats://u:hunter2@[bad")], "spec.metadata"),
-        ("pubsub.mqtt3", vec![("url", "ssl://u:hunter2@h:8883")], "not supported"),
+        (
+            "pubsub.rabbitmq",
+            vec![("connectionString", "amqp:u:hunter2@h")],
+            "connectionString",
+        ),
+        (
+            "pubsub.jetstream",
+            vec![("natsURL", "nats://u:hunter2@127.0.0.1:1")],
+            "natsURL: nats://***@127.0.0.1:1",
+        ),
+        (
+            "pubsub.jetstream",
+            vec![("natsURL", "nats://u:hunter2@[bad")],
+            "spec.metadata",
+        ),
+        (
+            "pubsub.mqtt3",
+            vec![("url", "ssl://u:hunter2@h:8883")],
+            "not supported",
+        ),
     ];
     for (type_, md, expected) in cases {
         let e = error_of(type_, &md).await;
-        assert!(e.contains(expected), "{type_} {md:?}: {e:?} does not mention {expected:?}");
+        assert!(
+            e.contains(expected),
+            "{type_} {md:?}: {e:?} does not mention {expected:?}"
+        );
         assert!(!e.contains("hunter2"), "a password reached the error: {e}");
     }
 }
@@ -441,13 +648,18 @@ async fn broker_component_errors_name_field_and_value() {
 #[tokio::test]
 async fn concurrency_comes_from_the_component() {
     let open = |value: Option<&'static str>| async move {
-        let md: Vec<serde_json::Value> =
-            value.map(|v| serde_json::json!({"name": "concurrency", "value": v})).into_iter().collect();
+        let md: Vec<serde_json::Value> = value
+            .map(|v| serde_json::json!({"name": "concurrency", "value": v}))
+            .into_iter()
+            .collect();
         let c: outrider_blocks::Component = serde_json::from_value(serde_json::json!({
             "metadata": {"name": "p"}, "spec": {"type": "pubsub.in-memory", "version": "v1", "metadata": md},
         }))
         .unwrap();
-        outrider_blocks::pubsub::open(&c, "app", "default").await.unwrap().concurrency
+        outrider_blocks::pubsub::open(&c, "app", "default")
+            .await
+            .unwrap()
+            .concurrency
     };
     assert_eq!(open(None).await, 10);
     assert_eq!(open(Some("single")).await, 1);
@@ -460,8 +672,15 @@ async fn concurrency_comes_from_the_component() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mqtt_subscriptions_with_a_fixed_client_id_do_not_share_a_session() {
     let server = outrider_testkit::Mosquitto::private(); // kept sessions stay on the broker
-    let broker =
-        open_component("pubsub.mqtt3", &[("url", &server.url), ("clientID", "fixed"), ("cleanSession", "false")]).await;
+    let broker = open_component(
+        "pubsub.mqtt3",
+        &[
+            ("url", &server.url),
+            ("clientID", "fixed"),
+            ("cleanSession", "false"),
+        ],
+    )
+    .await;
     let (t1, t2) = (topic("one"), topic("two"));
     let (h1, seen1) = recorder(|_, _| Outcome::Success);
     let (h2, seen2) = recorder(|_, _| Outcome::Success);
@@ -471,9 +690,15 @@ async fn mqtt_subscriptions_with_a_fixed_client_id_do_not_share_a_session() {
         broker.publish(msg(&t1, &format!("one-{i}"))).await.unwrap();
         broker.publish(msg(&t2, &format!("two-{i}"))).await.unwrap();
     }
-    eventually("20 on each topic", || seen1.lock().unwrap().len() >= 20 && seen2.lock().unwrap().len() >= 20).await;
+    eventually("20 on each topic", || {
+        seen1.lock().unwrap().len() >= 20 && seen2.lock().unwrap().len() >= 20
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(200)).await; // room for a misrouted or repeated message
     let (a, b) = (seen1.lock().unwrap().clone(), seen2.lock().unwrap().clone());
-    assert!(a.iter().all(|m| m.starts_with("one-")) && b.iter().all(|m| m.starts_with("two-")), "{a:?} {b:?}");
+    assert!(
+        a.iter().all(|m| m.starts_with("one-")) && b.iter().all(|m| m.starts_with("two-")),
+        "{a:?} {b:?}"
+    );
     assert_eq!((a.len(), b.len()), (20, 20));
 }

@@ -7,12 +7,18 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use outrider_blocks::pubsub::memory::{PUBLISH_WAIT, QUEUE, QUEUE_BYTES};
-use outrider_blocks::pubsub::{Handler, MemoryPubSub, Message, Outcome, PubSub, PubSubError, SubscribeRequest};
+use outrider_blocks::pubsub::{
+    Handler, MemoryPubSub, Message, Outcome, PubSub, PubSubError, SubscribeRequest,
+};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 fn msg(size: usize) -> Message {
-    Message { topic: "t".into(), data: Bytes::from(vec![7u8; size]), metadata: BTreeMap::new() }
+    Message {
+        topic: "t".into(),
+        data: Bytes::from(vec![7u8; size]),
+        metadata: BTreeMap::new(),
+    }
 }
 
 /// A handler that takes a permit of `gate` per message before answering SUCCESS.
@@ -46,8 +52,15 @@ async fn fill(b: &MemoryPubSub, size: usize, at_most: usize) -> usize {
 async fn a_subscriber_that_never_answers_holds_at_most_its_bytes() {
     let b = MemoryPubSub::new();
     let (gate, started) = (Arc::new(Semaphore::new(0)), Arc::new(AtomicUsize::new(0)));
-    let req = SubscribeRequest { topic: "t".into(), group: "g".into(), concurrency: 2 };
-    let _sub = b.subscribe(req, gated(gate, started.clone())).await.unwrap();
+    let req = SubscribeRequest {
+        topic: "t".into(),
+        group: "g".into(),
+        concurrency: 2,
+    };
+    let _sub = b
+        .subscribe(req, gated(gate, started.clone()))
+        .await
+        .unwrap();
     // 1 MiB each: the ones being delivered count too.
     assert_eq!(fill(&b, 1 << 20, 1000).await, QUEUE_BYTES >> 20);
     assert_eq!(started.load(Ordering::Relaxed), 2);
@@ -55,14 +68,21 @@ async fn a_subscriber_that_never_answers_holds_at_most_its_bytes() {
     let t = Instant::now();
     assert!(matches!(b.publish(msg(1)).await, Err(PubSubError::Full(_))));
     let waited = t.elapsed();
-    assert!(waited >= PUBLISH_WAIT && waited < PUBLISH_WAIT * 2, "{waited:?}");
+    assert!(
+        waited >= PUBLISH_WAIT && waited < PUBLISH_WAIT * 2,
+        "{waited:?}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn small_messages_are_bounded_by_count() {
     let b = MemoryPubSub::new();
     let (gate, started) = (Arc::new(Semaphore::new(0)), Arc::new(AtomicUsize::new(0)));
-    let req = SubscribeRequest { topic: "t".into(), group: "g".into(), concurrency: 1 };
+    let req = SubscribeRequest {
+        topic: "t".into(),
+        group: "g".into(),
+        concurrency: 1,
+    };
     let _sub = b.subscribe(req, gated(gate, started)).await.unwrap();
     assert_eq!(fill(&b, 10, 10 * QUEUE).await, QUEUE);
 }
@@ -71,22 +91,44 @@ async fn small_messages_are_bounded_by_count() {
 async fn room_comes_back_as_messages_are_handled_and_a_full_subscriber_blocks_no_other_topic() {
     let b = MemoryPubSub::new();
     let (gate, started) = (Arc::new(Semaphore::new(0)), Arc::new(AtomicUsize::new(0)));
-    let req = SubscribeRequest { topic: "t".into(), group: "g".into(), concurrency: 1 };
-    let _sub = b.subscribe(req, gated(gate.clone(), started.clone())).await.unwrap();
+    let req = SubscribeRequest {
+        topic: "t".into(),
+        group: "g".into(),
+        concurrency: 1,
+    };
+    let _sub = b
+        .subscribe(req, gated(gate.clone(), started.clone()))
+        .await
+        .unwrap();
     let taken = fill(&b, 4 << 20, 1000).await;
     assert_eq!(taken, QUEUE_BYTES / (4 << 20));
     // Another topic's subscriber is unaffected.
     let (open_gate, other_started) = (Arc::new(Semaphore::new(100)), Arc::new(AtomicUsize::new(0)));
-    let other_req = SubscribeRequest { topic: "elsewhere".into(), group: "g".into(), concurrency: 1 };
-    let _other = b.subscribe(other_req, gated(open_gate, other_started.clone())).await.unwrap();
+    let other_req = SubscribeRequest {
+        topic: "elsewhere".into(),
+        group: "g".into(),
+        concurrency: 1,
+    };
+    let _other = b
+        .subscribe(other_req, gated(open_gate, other_started.clone()))
+        .await
+        .unwrap();
     for _ in 0..5 {
-        b.publish(Message { topic: "elsewhere".into(), ..msg(4 << 20) }).await.expect("another topic has room");
+        b.publish(Message {
+            topic: "elsewhere".into(),
+            ..msg(4 << 20)
+        })
+        .await
+        .expect("another topic has room");
     }
     // Handling three messages makes room for three more.
     gate.add_permits(3);
     for _ in 0..3 {
         b.publish(msg(4 << 20)).await.expect("room was given back");
     }
-    assert!(matches!(b.publish(msg(4 << 20)).await, Err(PubSubError::Full(_))));
+    assert!(matches!(
+        b.publish(msg(4 << 20)).await,
+        Err(PubSubError::Full(_))
+    ));
     assert!(started.load(Ordering::Relaxed) >= 4);
 }

@@ -7,13 +7,18 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use outrider_blocks::state::{
-    Concurrency, Consistency, DeleteRequest, Encrypted, EncryptionKey, MemoryStore, Metadata, Operation, Options,
-    PostgresStore, Query, RedisSettings, RedisStore, SetRequest, SqliteStore, StateError, StateStore,
+    Concurrency, Consistency, DeleteRequest, Encrypted, EncryptionKey, MemoryStore, Metadata,
+    Operation, Options, PostgresStore, Query, RedisSettings, RedisStore, SetRequest, SqliteStore,
+    StateError, StateStore,
 };
 use outrider_testkit::{Postgres, RedisServer};
 
 fn set(key: &str, value: &[u8]) -> SetRequest {
-    SetRequest { key: key.into(), value: Bytes::copy_from_slice(value), ..Default::default() }
+    SetRequest {
+        key: key.into(),
+        value: Bytes::copy_from_slice(value),
+        ..Default::default()
+    }
 }
 
 fn with_etag(mut r: SetRequest, etag: &str) -> SetRequest {
@@ -22,30 +27,58 @@ fn with_etag(mut r: SetRequest, etag: &str) -> SetRequest {
 }
 
 fn del(key: &str, etag: Option<&str>) -> DeleteRequest {
-    DeleteRequest { key: key.into(), etag: etag.map(Into::into), ..Default::default() }
+    DeleteRequest {
+        key: key.into(),
+        etag: etag.map(Into::into),
+        ..Default::default()
+    }
 }
 
 async fn etag_of(s: &dyn StateStore, key: &str) -> String {
-    s.get(key.into(), Metadata::new()).await.unwrap().expect("key exists").etag.expect("etag")
+    s.get(key.into(), Metadata::new())
+        .await
+        .unwrap()
+        .expect("key exists")
+        .etag
+        .expect("etag")
 }
 
 async fn value_of(s: &dyn StateStore, key: &str) -> Option<Bytes> {
-    s.get(key.into(), Metadata::new()).await.unwrap().map(|i| i.data)
+    s.get(key.into(), Metadata::new())
+        .await
+        .unwrap()
+        .map(|i| i.data)
 }
 
 async fn round_trips_every_kind_of_value(s: Arc<dyn StateStore>) {
     let big: Vec<u8> = (0..(1 << 20)).map(|i| (i % 251) as u8).collect();
-    let values: [&[u8]; 6] =
-        [b"", b"\"\"", b"{\"a\":[1,2,{\"b\":null}]}", b"\x00\xff\x01binary\x00", "ünïcödé 😀".as_bytes(), &big];
+    let values: [&[u8]; 6] = [
+        b"",
+        b"\"\"",
+        b"{\"a\":[1,2,{\"b\":null}]}",
+        b"\x00\xff\x01binary\x00",
+        "ünïcödé 😀".as_bytes(),
+        &big,
+    ];
     for (i, v) in values.iter().enumerate() {
         let key = format!("kind-{i}");
         s.set(set(&key, v)).await.unwrap();
         assert_eq!(value_of(&*s, &key).await.as_deref(), Some(*v), "value {i}");
     }
     assert_eq!(value_of(&*s, "never-written").await, None);
-    for key in ["a'b", "a\"; DROP TABLE state; --", "a||b||c", "ключ", "a/b%2Fc"] {
+    for key in [
+        "a'b",
+        "a\"; DROP TABLE state; --",
+        "a||b||c",
+        "ключ",
+        "a/b%2Fc",
+    ] {
         s.set(set(key, b"1")).await.unwrap();
-        assert_eq!(value_of(&*s, key).await.as_deref(), Some(&b"1"[..]), "{key:?}");
+        assert_eq!(
+            value_of(&*s, key).await.as_deref(),
+            Some(&b"1"[..]),
+            "{key:?}"
+        );
     }
 }
 
@@ -56,22 +89,38 @@ async fn etags_change_and_guard_writes(s: Arc<dyn StateStore>) {
     let e2 = etag_of(&*s, "e").await;
     assert_ne!(e1, e2, "a write must change the etag");
     let stale = s.set(with_etag(set("e", b"3"), &e1)).await;
-    assert!(matches!(stale, Err(StateError::EtagMismatch(_))), "{stale:?}");
-    assert_eq!(value_of(&*s, "e").await.as_deref(), Some(&b"2"[..]), "a refused write changed the value");
+    assert!(
+        matches!(stale, Err(StateError::EtagMismatch(_))),
+        "{stale:?}"
+    );
+    assert_eq!(
+        value_of(&*s, "e").await.as_deref(),
+        Some(&b"2"[..]),
+        "a refused write changed the value"
+    );
     s.set(with_etag(set("e", b"3"), &e2)).await.unwrap();
     assert_eq!(value_of(&*s, "e").await.as_deref(), Some(&b"3"[..]));
     let missing = s.set(with_etag(set("nope", b"x"), &e2)).await;
-    assert!(matches!(missing, Err(StateError::EtagMismatch(_))), "an etag cannot match a missing key: {missing:?}");
+    assert!(
+        matches!(missing, Err(StateError::EtagMismatch(_))),
+        "an etag cannot match a missing key: {missing:?}"
+    );
     assert_eq!(value_of(&*s, "nope").await, None);
 }
 
 async fn first_write_wins(s: Arc<dyn StateStore>) {
     let first = |v: &[u8]| SetRequest {
-        options: Options { concurrency: Concurrency::FirstWrite, ..Default::default() },
+        options: Options {
+            concurrency: Concurrency::FirstWrite,
+            ..Default::default()
+        },
         ..set("fw", v)
     };
     s.set(first(b"a")).await.unwrap();
-    assert!(matches!(s.set(first(b"b")).await, Err(StateError::EtagMismatch(_))));
+    assert!(matches!(
+        s.set(first(b"b")).await,
+        Err(StateError::EtagMismatch(_))
+    ));
     assert_eq!(value_of(&*s, "fw").await.as_deref(), Some(&b"a"[..]));
     let e = etag_of(&*s, "fw").await;
     let mut with = first(b"c");
@@ -86,14 +135,26 @@ async fn deletes_honour_etags(s: Arc<dyn StateStore>) {
     let stale = etag_of(&*s, "d").await;
     s.set(set("d", b"1")).await.unwrap();
     let e = etag_of(&*s, "d").await;
-    assert!(matches!(s.delete(del("d", Some(&stale))).await, Err(StateError::EtagMismatch(_))));
+    assert!(matches!(
+        s.delete(del("d", Some(&stale))).await,
+        Err(StateError::EtagMismatch(_))
+    ));
     // An ETag the store never issued is refused, as a mismatch or as invalid (Redis: not a number).
     let garbage = s.delete(del("d", Some("not-an-etag-of-this-store"))).await;
-    assert!(matches!(garbage, Err(StateError::EtagMismatch(_) | StateError::EtagInvalid(_))), "{garbage:?}");
+    assert!(
+        matches!(
+            garbage,
+            Err(StateError::EtagMismatch(_) | StateError::EtagInvalid(_))
+        ),
+        "{garbage:?}"
+    );
     assert!(value_of(&*s, "d").await.is_some());
     s.delete(del("d", Some(&e))).await.unwrap();
     assert_eq!(value_of(&*s, "d").await, None);
-    assert!(matches!(s.delete(del("d", Some(&e))).await, Err(StateError::EtagMismatch(_))));
+    assert!(matches!(
+        s.delete(del("d", Some(&e))).await,
+        Err(StateError::EtagMismatch(_))
+    ));
 }
 
 async fn transactions_are_atomic_and_ordered(s: Arc<dyn StateStore>) {
@@ -112,8 +173,15 @@ async fn transactions_are_atomic_and_ordered(s: Arc<dyn StateStore>) {
         Operation::Upsert(set("t-b", b"1")),
         Operation::Delete(del("t-c", Some(&stale))),
     ];
-    assert!(matches!(s.multi(failing).await, Err(StateError::EtagMismatch(_))));
-    assert_eq!(value_of(&*s, "t-a").await, None, "a failed transaction left a write behind");
+    assert!(matches!(
+        s.multi(failing).await,
+        Err(StateError::EtagMismatch(_))
+    ));
+    assert_eq!(
+        value_of(&*s, "t-a").await,
+        None,
+        "a failed transaction left a write behind"
+    );
     assert_eq!(value_of(&*s, "t-c").await.as_deref(), Some(&b"keep"[..]));
     let ordered = vec![
         Operation::Upsert(set("t-a", b"1")),
@@ -135,17 +203,35 @@ async fn ttl_expires_keys(s: Arc<dyn StateStore>) {
     if !s.features().ttl {
         return;
     }
-    assert!(matches!(s.set(ttl("soon")).await, Err(StateError::BadRequest(_))));
+    assert!(matches!(
+        s.set(ttl("soon")).await,
+        Err(StateError::BadRequest(_))
+    ));
     s.set(ttl("1")).await.unwrap();
-    let item = s.get("ttl".into(), Metadata::new()).await.unwrap().expect("visible before expiry");
-    assert!(item.metadata.contains_key("ttlExpireTime"), "{:?}", item.metadata);
+    let item = s
+        .get("ttl".into(), Metadata::new())
+        .await
+        .unwrap()
+        .expect("visible before expiry");
+    assert!(
+        item.metadata.contains_key("ttlExpireTime"),
+        "{:?}",
+        item.metadata
+    );
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while value_of(&*s, "ttl").await.is_some() {
-        assert!(tokio::time::Instant::now() < deadline, "the key never expired");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the key never expired"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     s.set(ttl("-1")).await.unwrap();
-    let item = s.get("ttl".into(), Metadata::new()).await.unwrap().expect("negative ttl never expires");
+    let item = s
+        .get("ttl".into(), Metadata::new())
+        .await
+        .unwrap()
+        .expect("negative ttl never expires");
     assert!(!item.metadata.contains_key("ttlExpireTime"));
 }
 
@@ -157,9 +243,16 @@ async fn concurrent_writers_lose_no_update(s: Arc<dyn StateStore>) {
             tokio::spawn(async move {
                 for _ in 0..50 {
                     loop {
-                        let item = s.get("counter".into(), Metadata::new()).await.unwrap().unwrap();
+                        let item = s
+                            .get("counter".into(), Metadata::new())
+                            .await
+                            .unwrap()
+                            .unwrap();
                         let n: u64 = std::str::from_utf8(&item.data).unwrap().parse().unwrap();
-                        let req = SetRequest { etag: item.etag, ..set("counter", (n + 1).to_string().as_bytes()) };
+                        let req = SetRequest {
+                            etag: item.etag,
+                            ..set("counter", (n + 1).to_string().as_bytes())
+                        };
                         match s.set(req).await {
                             Ok(()) => break,
                             Err(StateError::EtagMismatch(_)) => continue,
@@ -179,7 +272,10 @@ async fn concurrent_writers_lose_no_update(s: Arc<dyn StateStore>) {
 async fn queries_match_sort_and_page_within_a_prefix(s: Arc<dyn StateStore>) {
     let q = |v: serde_json::Value| Query::parse(&v).unwrap();
     if !s.features().query {
-        assert_eq!(s.query("app||".into(), q(serde_json::json!({}))).await, Err(StateError::NotSupported("queries")));
+        assert_eq!(
+            s.query("app||".into(), q(serde_json::json!({}))).await,
+            Err(StateError::NotSupported("queries"))
+        );
         return;
     }
     for (k, v) in [
@@ -195,16 +291,26 @@ async fn queries_match_sort_and_page_within_a_prefix(s: Arc<dyn StateStore>) {
         .query("app||".into(), q(serde_json::json!({"filter": {"EQ": {"t": "x"}}, "sort": [{"key": "n", "order": "DESC"}], "page": {"limit": 1}})))
         .await
         .unwrap();
-    assert_eq!(page.items.iter().map(|i| i.0.as_str()).collect::<Vec<_>>(), ["app||c"]);
+    assert_eq!(
+        page.items.iter().map(|i| i.0.as_str()).collect::<Vec<_>>(),
+        ["app||c"]
+    );
     assert!(page.items[0].2.is_some(), "results carry etags");
     let token = page.token.expect("a next page");
     let next = s
         .query("app||".into(), q(serde_json::json!({"filter": {"EQ": {"t": "x"}}, "sort": [{"key": "n", "order": "DESC"}], "page": {"limit": 1, "token": token}})))
         .await
         .unwrap();
-    assert_eq!(next.items.iter().map(|i| i.0.as_str()).collect::<Vec<_>>(), ["app||a"], "other prefixes never match");
+    assert_eq!(
+        next.items.iter().map(|i| i.0.as_str()).collect::<Vec<_>>(),
+        ["app||a"],
+        "other prefixes never match"
+    );
     assert_eq!(next.token, None);
-    let all = s.query("app||".into(), q(serde_json::json!({}))).await.unwrap();
+    let all = s
+        .query("app||".into(), q(serde_json::json!({})))
+        .await
+        .unwrap();
     assert_eq!(all.items.len(), 3, "values that are not JSON never match");
 }
 
@@ -263,29 +369,48 @@ macro_rules! conformance {
 }
 
 conformance!(memory, || async {
-    (Arc::new(MemoryStore::new()) as Arc<dyn StateStore>, Box::new(()) as Box<dyn Any + Send>)
+    (
+        Arc::new(MemoryStore::new()) as Arc<dyn StateStore>,
+        Box::new(()) as Box<dyn Any + Send>,
+    )
 });
 conformance!(encrypted_sqlite, || async {
     let dir = tempfile::tempdir().unwrap();
     let inner = SqliteStore::open(&dir.path().join("state.db"), "state").unwrap();
-    let key = EncryptionKey::from_hex("00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff").unwrap();
-    (Arc::new(Encrypted::new(Arc::new(inner), key, None)) as Arc<dyn StateStore>, Box::new(dir) as Box<dyn Any + Send>)
+    let key =
+        EncryptionKey::from_hex("00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff")
+            .unwrap();
+    (
+        Arc::new(Encrypted::new(Arc::new(inner), key, None)) as Arc<dyn StateStore>,
+        Box::new(dir) as Box<dyn Any + Send>,
+    )
 });
 conformance!(sqlite, || async {
     let dir = tempfile::tempdir().unwrap();
     let s = SqliteStore::open(&dir.path().join("state.db"), "state").unwrap();
-    (Arc::new(s) as Arc<dyn StateStore>, Box::new(dir) as Box<dyn Any + Send>)
+    (
+        Arc::new(s) as Arc<dyn StateStore>,
+        Box::new(dir) as Box<dyn Any + Send>,
+    )
 });
 conformance!(redis, || async {
     let server = RedisServer::start();
     let s = RedisStore::connect(&redis_settings(&server)).await.unwrap();
-    (Arc::new(s) as Arc<dyn StateStore>, Box::new(server) as Box<dyn Any + Send>)
+    (
+        Arc::new(s) as Arc<dyn StateStore>,
+        Box::new(server) as Box<dyn Any + Send>,
+    )
 });
 
 conformance!(postgres, || async {
     let pg = Postgres::start();
-    let s = PostgresStore::connect(&pg.conn, &pg.table, Duration::from_secs(10)).await.unwrap();
-    (Arc::new(s) as Arc<dyn StateStore>, Box::new(pg) as Box<dyn Any + Send>)
+    let s = PostgresStore::connect(&pg.conn, &pg.table, Duration::from_secs(10))
+        .await
+        .unwrap();
+    (
+        Arc::new(s) as Arc<dyn StateStore>,
+        Box::new(pg) as Box<dyn Any + Send>,
+    )
 });
 
 fn redis_settings(server: &RedisServer) -> RedisSettings {
@@ -311,7 +436,10 @@ async fn sqlite_is_durable_and_refuses_unsafe_table_names() {
         s.set(set("kept", b"across restarts")).await.unwrap();
     }
     let s = SqliteStore::open(&path, "state").unwrap();
-    assert_eq!(value_of(&s, "kept").await.as_deref(), Some(&b"across restarts"[..]));
+    assert_eq!(
+        value_of(&s, "kept").await.as_deref(),
+        Some(&b"across restarts"[..])
+    );
     for bad in ["", "state; DROP TABLE x", "a-b", "t\"x"] {
         assert!(SqliteStore::open(&path, bad).is_err(), "{bad:?}");
     }
@@ -323,13 +451,18 @@ async fn sqlite_is_durable_and_refuses_unsafe_table_names() {
 async fn postgres_sql_queries_agree_with_the_evaluator() {
     use serde_json::{Value, json};
     let pg = Postgres::start();
-    let sql: Arc<dyn StateStore> =
-        Arc::new(PostgresStore::connect(&pg.conn, &pg.table, Duration::from_secs(10)).await.unwrap());
+    let sql: Arc<dyn StateStore> = Arc::new(
+        PostgresStore::connect(&pg.conn, &pg.table, Duration::from_secs(10))
+            .await
+            .unwrap(),
+    );
     let mem: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
     // A deterministic mix of kinds, missing fields, nulls, nesting and non-objects.
     let mut seed: u64 = 0x5eed;
     let mut next = move |n: u64| {
-        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (seed >> 33) % n
     };
     let words = ["apple", "Apple", "banana", "b", "", "zeta", "é"];
@@ -391,7 +524,10 @@ async fn postgres_sql_queries_agree_with_the_evaluator() {
                 if let Some(t) = &token {
                     qv["page"]["token"] = json!(t);
                 }
-                let page = s.query("app||".into(), Query::parse(&qv).unwrap()).await.unwrap();
+                let page = s
+                    .query("app||".into(), Query::parse(&qv).unwrap())
+                    .await
+                    .unwrap();
                 pages[i].push(page.items.iter().map(|r| r.0.clone()).collect::<Vec<_>>());
                 token = page.token;
                 if token.is_none() {
@@ -407,7 +543,10 @@ async fn postgres_sql_queries_agree_with_the_evaluator() {
         }
         non_empty += usize::from(found > 0);
     }
-    assert!(non_empty >= 15, "only {non_empty} queries matched anything: the comparison proves little");
+    assert!(
+        non_empty >= 15,
+        "only {non_empty} queries matched anything: the comparison proves little"
+    );
 }
 
 /// Strong consistency on Redis waits for replicas (daprd's `WAIT n 1000`); eventual does not.
@@ -415,14 +554,29 @@ async fn postgres_sql_queries_agree_with_the_evaluator() {
 async fn redis_strong_writes_wait_for_replicas() {
     let primary = RedisServer::start();
     let port = primary.port.to_string();
-    let replica = RedisServer::start_with(&["--save", "", "--appendonly", "no", "--replicaof", "127.0.0.1", &port]);
+    let replica = RedisServer::start_with(&[
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--replicaof",
+        "127.0.0.1",
+        &port,
+    ]);
     let cli = |port: u16, args: &[&str]| {
-        let out = std::process::Command::new("redis-cli").args(["-p", &port.to_string()]).args(args).output().unwrap();
+        let out = std::process::Command::new("redis-cli")
+            .args(["-p", &port.to_string()])
+            .args(args)
+            .output()
+            .unwrap();
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while !cli(primary.port, &["INFO", "replication"]).contains("state=online") {
-        assert!(std::time::Instant::now() < deadline, "the replica never connected");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the replica never connected"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let waits = || {
@@ -433,18 +587,30 @@ async fn redis_strong_writes_wait_for_replicas() {
             .and_then(|v| v.split(',').next()?.parse::<u32>().ok())
             .unwrap_or(0)
     };
-    let s = RedisStore::connect(&redis_settings(&primary)).await.unwrap();
+    let s = RedisStore::connect(&redis_settings(&primary))
+        .await
+        .unwrap();
     s.set(set("eventual", b"1")).await.unwrap();
     assert_eq!(waits(), 0, "an eventual write waited");
     let strong = SetRequest {
-        options: Options { consistency: Consistency::Strong, ..Default::default() },
+        options: Options {
+            consistency: Consistency::Strong,
+            ..Default::default()
+        },
         ..set("strong", b"2")
     };
     s.set(strong).await.unwrap();
     assert_eq!(waits(), 1, "a strong write did not wait for the replica");
-    assert_eq!(cli(replica.port, &["HGET", "strong", "data"]).trim(), "2", "the replica has the strong write");
+    assert_eq!(
+        cli(replica.port, &["HGET", "strong", "data"]).trim(),
+        "2",
+        "the replica has the strong write"
+    );
     let del = DeleteRequest {
-        options: Options { consistency: Consistency::Strong, ..Default::default() },
+        options: Options {
+            consistency: Consistency::Strong,
+            ..Default::default()
+        },
         ..del("strong", None)
     };
     s.delete(del).await.unwrap();
@@ -462,7 +628,9 @@ async fn sweeps_remove_expired_rows() {
     let dir = tempfile::tempdir().unwrap();
     let lite = SqliteStore::open(&dir.path().join("s.db"), "state").unwrap();
     let pg_server = Postgres::start();
-    let pg = PostgresStore::connect(&pg_server.conn, &pg_server.table, Duration::from_secs(10)).await.unwrap();
+    let pg = PostgresStore::connect(&pg_server.conn, &pg_server.table, Duration::from_secs(10))
+        .await
+        .unwrap();
     for s in [&lite as &dyn StateStore, &pg as &dyn StateStore] {
         s.set(ttl("short")).await.unwrap();
         s.set(set("kept", b"1")).await.unwrap();
@@ -474,6 +642,10 @@ async fn sweeps_remove_expired_rows() {
     }
     assert_eq!(lite.sweep_expired().await.unwrap(), 1);
     assert_eq!(pg.sweep_expired().await.unwrap(), 1);
-    assert_eq!(lite.sweep_expired().await.unwrap(), 0, "nothing left to sweep");
+    assert_eq!(
+        lite.sweep_expired().await.unwrap(),
+        0,
+        "nothing left to sweep"
+    );
     assert!(value_of(&lite, "kept").await.is_some() && value_of(&pg, "kept").await.is_some());
 }

@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, SanType, SerialNumber,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
 };
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use time::OffsetDateTime;
@@ -67,9 +67,16 @@ impl DevCa {
         let issuer = Issuer::from_ca_cert_pem(&cert_pem, key)?;
         let bundle = TrustBundle::from_pem(&cert_path, cert_pem.as_bytes())?;
         let cert_der = bundle.certs()[0].clone();
-        let not_after = not_after_of(&cert_der)
-            .ok_or_else(|| Error::Pem { path: cert_path.clone(), what: "unreadable validity".into() })?;
-        Ok(Self { dir: dir.to_owned(), issuer, cert_der, not_after })
+        let not_after = not_after_of(&cert_der).ok_or_else(|| Error::Pem {
+            path: cert_path.clone(),
+            what: "unreadable validity".into(),
+        })?;
+        Ok(Self {
+            dir: dir.to_owned(),
+            issuer,
+            cert_der,
+            not_after,
+        })
     }
 
     /// The directory the root was loaded from.
@@ -93,7 +100,10 @@ impl DevCa {
     pub fn issue(&self, id: &SpiffeId, ttl: Duration) -> Result<IssuedCert, Error> {
         let now = SystemTime::now();
         let not_before = now - BACKDATE;
-        let not_after = now.checked_add(ttl).unwrap_or(self.not_after).min(self.not_after);
+        let not_after = now
+            .checked_add(ttl)
+            .unwrap_or(self.not_after)
+            .min(self.not_after);
         let mut params = CertificateParams::default();
         params.not_before = OffsetDateTime::from(not_before);
         params.not_after = OffsetDateTime::from(not_after);
@@ -102,7 +112,10 @@ impl DevCa {
         params.subject_alt_names = vec![SanType::URI(id.to_string().try_into()?)];
         params.is_ca = IsCa::ExplicitNoCa;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
         params.use_authority_key_identifier_extension = true;
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
         let cert = params.signed_by(&key, &self.issuer)?;
@@ -167,9 +180,15 @@ fn tempdir_in(parent: &Path) -> Result<PathBuf, Error> {
 }
 
 fn write_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), Error> {
-    let mut f =
-        fs::OpenOptions::new().write(true).create_new(true).mode(mode).open(path).map_err(|e| Error::io(path, e))?;
-    f.write_all(contents).and_then(|()| f.sync_all()).map_err(|e| Error::io(path, e))
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .map_err(|e| Error::io(path, e))?;
+    f.write_all(contents)
+        .and_then(|()| f.sync_all())
+        .map_err(|e| Error::io(path, e))
 }
 
 fn random_serial() -> SerialNumber {
@@ -182,7 +201,10 @@ fn random_serial() -> SerialNumber {
 fn fill_random(buf: &mut [u8]) {
     let provider = rustls::crypto::aws_lc_rs::default_provider();
     // The system RNG failing is not something a sidecar can recover from.
-    provider.secure_random.fill(buf).expect("system random source failed");
+    provider
+        .secure_random
+        .fill(buf)
+        .expect("system random source failed");
 }
 
 pub(crate) fn hex(b: &[u8]) -> String {
@@ -205,15 +227,25 @@ mod tests {
         let home = tempfile::tempdir().unwrap();
         let dir = home.path().join("ca");
         let roots: Vec<Vec<u8>> = std::thread::scope(|s| {
-            let handles: Vec<_> =
-                (0..8).map(|_| s.spawn(|| DevCa::load_or_create(&dir).unwrap().cert_der.to_vec())).collect();
+            let handles: Vec<_> = (0..8)
+                .map(|_| s.spawn(|| DevCa::load_or_create(&dir).unwrap().cert_der.to_vec()))
+                .collect();
             handles.into_iter().map(|h| h.join().unwrap()).collect()
         });
-        assert!(roots.windows(2).all(|w| w[0] == w[1]), "sidecars disagree on the root");
-        let leftovers: Vec<_> = fs::read_dir(home.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert!(
+            roots.windows(2).all(|w| w[0] == w[1]),
+            "sidecars disagree on the root"
+        );
+        let leftovers: Vec<_> = fs::read_dir(home.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(leftovers, vec![std::ffi::OsString::from("ca")]);
         let mode = fs::metadata(dir.join(CA_KEY)).unwrap().permissions();
-        assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777, 0o600);
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+            0o600
+        );
     }
 
     #[test]
@@ -221,18 +253,28 @@ mod tests {
         let home = tempfile::tempdir().unwrap();
         let ca = DevCa::load_or_create(&home.path().join("ca")).unwrap();
         let id = SpiffeId::new("public", "default", "orders").unwrap();
-        let leaf = ca.issue(&id, Duration::from_secs(10 * 365 * 24 * 3600)).unwrap();
+        let leaf = ca
+            .issue(&id, Duration::from_secs(10 * 365 * 24 * 3600))
+            .unwrap();
         assert!(leaf.not_after <= ca.not_after());
         let short = ca.issue(&id, Duration::from_secs(3)).unwrap();
-        let delay = crate::RenewalSchedule { ttl: Duration::from_secs(3) }.delay(
-            short.issued_at,
-            short.not_after,
-            short.issued_at,
+        let delay = crate::RenewalSchedule {
+            ttl: Duration::from_secs(3),
+        }
+        .delay(short.issued_at, short.not_after, short.issued_at);
+        assert_eq!(
+            delay,
+            Duration::from_secs(2),
+            "renewal counts from issue, not the backdated notBefore"
         );
-        assert_eq!(delay, Duration::from_secs(2), "renewal counts from issue, not the backdated notBefore");
         let (_, cert) = x509_parser::parse_x509_certificate(&leaf.chain[0]).unwrap();
         let san = cert.subject_alternative_name().unwrap().unwrap();
-        let names: Vec<String> = san.value.general_names.iter().map(|n| format!("{n:?}")).collect();
+        let names: Vec<String> = san
+            .value
+            .general_names
+            .iter()
+            .map(|n| format!("{n:?}"))
+            .collect();
         assert_eq!(names, vec![format!("URI(\"{id}\")")]);
         let eku = cert.extended_key_usage().unwrap().unwrap().value;
         assert!(eku.server_auth && eku.client_auth);

@@ -43,9 +43,15 @@ impl TrustBundle {
     pub fn from_pem(path: &Path, pem: &[u8]) -> Result<Self, Error> {
         let certs = CertificateDer::pem_slice_iter(pem)
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| Error::Pem { path: path.to_owned(), what: e.to_string() })?;
+            .map_err(|e| Error::Pem {
+                path: path.to_owned(),
+                what: e.to_string(),
+            })?;
         if certs.is_empty() {
-            return Err(Error::Pem { path: path.to_owned(), what: "no certificate found".into() });
+            return Err(Error::Pem {
+                path: path.to_owned(),
+                what: "no certificate found".into(),
+            });
         }
         Ok(Self { certs })
     }
@@ -95,7 +101,9 @@ struct Inner {
 
 impl fmt::Debug for Credentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Credentials").field("id", &self.inner.id).finish_non_exhaustive()
+        f.debug_struct("Credentials")
+            .field("id", &self.inner.id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -107,12 +115,24 @@ impl Credentials {
         let current = load(&cert, 1)?;
         roots.check_own(&cert.chain, &id)?;
         let (changes, _) = watch::channel(current.info.clone());
-        Ok(Self { inner: Arc::new(Inner { id, roots, current: ArcSwap::from_pointee(current), changes }) })
+        Ok(Self {
+            inner: Arc::new(Inner {
+                id,
+                roots,
+                current: ArcSwap::from_pointee(current),
+                changes,
+            }),
+        })
     }
 
     /// Loads credentials issued by someone else: a trust bundle, a certificate chain (leaf first)
     /// and its private key, all PEM files.
-    pub fn from_files(id: SpiffeId, bundle: &Path, chain: &Path, key: &Path) -> Result<Self, Error> {
+    pub fn from_files(
+        id: SpiffeId,
+        bundle: &Path,
+        chain: &Path,
+        key: &Path,
+    ) -> Result<Self, Error> {
         let bundle = TrustBundle::from_pem_file(bundle)?;
         let cert = read_issued(chain, key)?;
         Self::new(id, &bundle, cert)
@@ -177,27 +197,55 @@ impl Credentials {
 /// Reads a PEM chain and key from disk.
 fn read_issued(chain: &Path, key: &Path) -> Result<IssuedCert, Error> {
     let certs = CertificateDer::pem_file_iter(chain)
-        .map_err(|e| Error::Pem { path: chain.to_owned(), what: e.to_string() })?
+        .map_err(|e| Error::Pem {
+            path: chain.to_owned(),
+            what: e.to_string(),
+        })?
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| Error::Pem { path: chain.to_owned(), what: e.to_string() })?;
-    let leaf =
-        certs.first().ok_or_else(|| Error::Pem { path: chain.to_owned(), what: "no certificate found".into() })?;
-    let not_after =
-        not_after_of(leaf).ok_or_else(|| Error::Pem { path: chain.to_owned(), what: "unreadable validity".into() })?;
-    let key =
-        PrivateKeyDer::from_pem_file(key).map_err(|e| Error::Pem { path: key.to_owned(), what: e.to_string() })?;
-    Ok(IssuedCert { chain: certs, key, not_after, issued_at: SystemTime::now() })
+        .map_err(|e| Error::Pem {
+            path: chain.to_owned(),
+            what: e.to_string(),
+        })?;
+    let leaf = certs.first().ok_or_else(|| Error::Pem {
+        path: chain.to_owned(),
+        what: "no certificate found".into(),
+    })?;
+    let not_after = not_after_of(leaf).ok_or_else(|| Error::Pem {
+        path: chain.to_owned(),
+        what: "unreadable validity".into(),
+    })?;
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| Error::Pem {
+        path: key.to_owned(),
+        what: e.to_string(),
+    })?;
+    Ok(IssuedCert {
+        chain: certs,
+        key,
+        not_after,
+        issued_at: SystemTime::now(),
+    })
 }
 
 fn load(cert: &IssuedCert, generation: u64) -> Result<Current, Error> {
     let provider = crypto_provider();
-    let signer = provider.key_provider.load_private_key(cert.key.clone_key())?;
+    let signer = provider
+        .key_provider
+        .load_private_key(cert.key.clone_key())?;
     let key = CertifiedKey::new(cert.chain.clone(), signer);
     key.keys_match()?;
-    let serial =
-        x509_parser::parse_x509_certificate(&cert.chain[0]).map(|(_, c)| hex(c.raw_serial())).unwrap_or_default();
-    let info = CertInfo { serial, issued_at: cert.issued_at, not_after: cert.not_after, generation };
-    Ok(Current { key: Arc::new(key), info })
+    let serial = x509_parser::parse_x509_certificate(&cert.chain[0])
+        .map(|(_, c)| hex(c.raw_serial()))
+        .unwrap_or_default();
+    let info = CertInfo {
+        serial,
+        issued_at: cert.issued_at,
+        not_after: cert.not_after,
+        generation,
+    };
+    Ok(Current {
+        key: Arc::new(key),
+        info,
+    })
 }
 
 /// Presents the current certificate, on either side of a handshake.

@@ -41,7 +41,10 @@ pub async fn renew_forever(creds: Credentials, ca: DevCa, schedule: RenewalSched
             }
             tokio::time::sleep(wait.min(WAKE_AT_LEAST_EVERY)).await;
         }
-        match ca.issue(creds.id(), schedule.ttl).and_then(|cert| creds.install(cert)) {
+        match ca
+            .issue(creds.id(), schedule.ttl)
+            .and_then(|cert| creds.install(cert))
+        {
             Ok(info) => {
                 tracing::info!(serial = %info.serial, generation = info.generation, "renewed the workload certificate")
             }
@@ -60,11 +63,23 @@ mod tests {
     #[test]
     fn renews_at_two_thirds_of_life() {
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
-        let s = RenewalSchedule { ttl: Duration::from_secs(90) };
+        let s = RenewalSchedule {
+            ttl: Duration::from_secs(90),
+        };
         let end = t0 + Duration::from_secs(90);
         assert_eq!(s.delay(t0, end, t0), Duration::from_secs(60));
-        assert_eq!(s.delay(t0, end, t0 + Duration::from_secs(50)), Duration::from_secs(10));
-        assert_eq!(s.delay(t0, end, t0 + Duration::from_secs(80)), Duration::ZERO);
-        assert_eq!(s.delay(end, t0, t0), Duration::ZERO, "inverted validity renews at once");
+        assert_eq!(
+            s.delay(t0, end, t0 + Duration::from_secs(50)),
+            Duration::from_secs(10)
+        );
+        assert_eq!(
+            s.delay(t0, end, t0 + Duration::from_secs(80)),
+            Duration::ZERO
+        );
+        assert_eq!(
+            s.delay(end, t0, t0),
+            Duration::ZERO,
+            "inverted validity renews at once"
+        );
     }
 }

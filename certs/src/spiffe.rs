@@ -49,21 +49,30 @@ impl SpiffeId {
 /// Whether `s` may be an app id or namespace segment: ASCII letters, digits, `-` and `_`.
 /// Dots are excluded because `app.namespace` is how callers name another namespace.
 pub(crate) fn is_segment(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 253 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    !s.is_empty()
+        && s.len() <= 253
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 fn is_trust_domain(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 255
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
 }
 
 impl FromStr for SpiffeId {
     type Err = SpiffeIdError;
 
     fn from_str(input: &str) -> Result<Self, Self::Err> {
-        let err = |reason| SpiffeIdError { input: input.to_owned(), reason };
-        let rest = input.strip_prefix("spiffe://").ok_or_else(|| err("scheme is not spiffe://"))?;
+        let err = |reason| SpiffeIdError {
+            input: input.to_owned(),
+            reason,
+        };
+        let rest = input
+            .strip_prefix("spiffe://")
+            .ok_or_else(|| err("scheme is not spiffe://"))?;
         let (td, path) = rest.split_once('/').ok_or_else(|| err("no path"))?;
         if !is_trust_domain(td) {
             return Err(err("bad trust domain"));
@@ -71,7 +80,11 @@ impl FromStr for SpiffeId {
         let mut parts = path.split('/');
         match (parts.next(), parts.next(), parts.next(), parts.next()) {
             (Some("ns"), Some(ns), Some(app), None) if is_segment(ns) && is_segment(app) => {
-                Ok(Self { trust_domain: td.to_owned(), namespace: ns.to_owned(), app_id: app.to_owned() })
+                Ok(Self {
+                    trust_domain: td.to_owned(),
+                    namespace: ns.to_owned(),
+                    app_id: app.to_owned(),
+                })
             }
             _ => Err(err("path is not /ns/<namespace>/<app-id>")),
         }
@@ -80,7 +93,11 @@ impl FromStr for SpiffeId {
 
 impl fmt::Display for SpiffeId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "spiffe://{}/ns/{}/{}", self.trust_domain, self.namespace, self.app_id)
+        write!(
+            f,
+            "spiffe://{}/ns/{}/{}",
+            self.trust_domain, self.namespace, self.app_id
+        )
     }
 }
 
@@ -92,7 +109,10 @@ mod tests {
     #[test]
     fn parses_and_prints() {
         let id: SpiffeId = "spiffe://public/ns/default/orders".parse().unwrap();
-        assert_eq!((id.trust_domain(), id.namespace(), id.app_id()), ("public", "default", "orders"));
+        assert_eq!(
+            (id.trust_domain(), id.namespace(), id.app_id()),
+            ("public", "default", "orders")
+        );
         assert_eq!(id.to_string(), "spiffe://public/ns/default/orders");
     }
 

@@ -59,24 +59,43 @@ impl Roots {
         usage: KeyUsage,
     ) -> Result<SpiffeId, rustls::Error> {
         let cert = EndEntityCert::try_from(end_entity).map_err(pki_error)?;
-        cert.verify_for_usage(self.algs.all, &self.anchors, intermediates, now, usage, None, None)
-            .map_err(pki_error)?;
+        cert.verify_for_usage(
+            self.algs.all,
+            &self.anchors,
+            intermediates,
+            now,
+            usage,
+            None,
+            None,
+        )
+        .map_err(pki_error)?;
         let id = spiffe_id_of(end_entity).map_err(|e| other_error(e.to_string()))?;
         if id.trust_domain() != self.trust_domain {
-            return Err(other_error(format!("peer {id} is outside trust domain {}", self.trust_domain)));
+            return Err(other_error(format!(
+                "peer {id} is outside trust domain {}",
+                self.trust_domain
+            )));
         }
         Ok(id)
     }
 
     /// Checks that our own certificate is one peers will accept, before installing it.
-    pub(crate) fn check_own(&self, chain: &[CertificateDer<'_>], id: &SpiffeId) -> Result<(), Error> {
-        let (leaf, rest) = chain.split_first().ok_or_else(|| Error::Identity("empty chain".into()))?;
+    pub(crate) fn check_own(
+        &self,
+        chain: &[CertificateDer<'_>],
+        id: &SpiffeId,
+    ) -> Result<(), Error> {
+        let (leaf, rest) = chain
+            .split_first()
+            .ok_or_else(|| Error::Identity("empty chain".into()))?;
         for usage in [SERVER_AUTH, CLIENT_AUTH] {
             let got = self
                 .verify(leaf, rest, UnixTime::now(), usage)
                 .map_err(|e| Error::Identity(format!("own certificate rejected: {e}")))?;
             if &got != id {
-                return Err(Error::Identity(format!("own certificate names {got}, expected {id}")));
+                return Err(Error::Identity(format!(
+                    "own certificate names {got}, expected {id}"
+                )));
             }
         }
         Ok(())
@@ -96,7 +115,9 @@ pub(crate) fn spiffe_id_of(der: &CertificateDer<'_>) -> Result<SpiffeId, Error> 
         _ => None,
     });
     match (uris.next(), uris.next()) {
-        (Some(uri), None) => uri.parse().map_err(|e: crate::SpiffeIdError| Error::Identity(e.to_string())),
+        (Some(uri), None) => uri
+            .parse()
+            .map_err(|e: crate::SpiffeIdError| Error::Identity(e.to_string())),
         (None, _) => Err(Error::Identity("no URI SAN".into())),
         (Some(_), Some(_)) => Err(Error::Identity("more than one URI SAN".into())),
     }
@@ -123,7 +144,9 @@ fn pki_error(e: webpki::Error) -> rustls::Error {
 }
 
 fn other_error(msg: String) -> rustls::Error {
-    rustls::Error::InvalidCertificate(CertificateError::Other(rustls::OtherError(Arc::new(IdentityError(msg)))))
+    rustls::Error::InvalidCertificate(CertificateError::Other(rustls::OtherError(Arc::new(
+        IdentityError(msg),
+    ))))
 }
 
 #[derive(Debug)]
@@ -166,7 +189,8 @@ impl ClientCertVerifier for WorkloadClientVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        self.roots.verify(end_entity, intermediates, now, CLIENT_AUTH)?;
+        self.roots
+            .verify(end_entity, intermediates, now, CLIENT_AUTH)?;
         Ok(ClientCertVerified::assertion())
     }
 
@@ -221,9 +245,14 @@ impl ServerCertVerifier for ServerIdentityVerifier {
         _ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let id = self.roots.verify(end_entity, intermediates, now, SERVER_AUTH)?;
+        let id = self
+            .roots
+            .verify(end_entity, intermediates, now, SERVER_AUTH)?;
         if id != self.expected {
-            return Err(other_error(format!("peer is {id}, expected {}", self.expected)));
+            return Err(other_error(format!(
+                "peer is {id}, expected {}",
+                self.expected
+            )));
         }
         Ok(ServerCertVerified::assertion())
     }

@@ -38,7 +38,10 @@ async fn handshake(server: &Credentials, client: rustls::ClientConfig) -> Result
     let tcp = TcpStream::connect(addr).await.unwrap();
     let name = ServerName::try_from("mesh.invalid").unwrap();
     let client_result = async {
-        let mut tls = connector.connect(name, tcp).await.map_err(|e| e.to_string())?;
+        let mut tls = connector
+            .connect(name, tcp)
+            .await
+            .map_err(|e| e.to_string())?;
         let mut buf = Vec::new();
         tls.read_to_end(&mut buf).await.map_err(|e| e.to_string())?;
         Ok::<_, String>(buf)
@@ -56,7 +59,9 @@ async fn mutual_tls_between_workloads_of_one_ca() {
     let home = tempfile::tempdir().unwrap();
     let ca = DevCa::load_or_create(&home.path().join("ca")).unwrap();
     let (a, b) = (creds(&ca, "a"), creds(&ca, "b"));
-    let peer = handshake(&b, a.client_config(id("b")).unwrap()).await.unwrap();
+    let peer = handshake(&b, a.client_config(id("b")).unwrap())
+        .await
+        .unwrap();
     assert_eq!(peer, id("a"));
 }
 
@@ -65,8 +70,13 @@ async fn client_refuses_a_server_with_another_identity() {
     let home = tempfile::tempdir().unwrap();
     let ca = DevCa::load_or_create(&home.path().join("ca")).unwrap();
     let (a, c) = (creds(&ca, "a"), creds(&ca, "c"));
-    let err = handshake(&c, a.client_config(id("b")).unwrap()).await.unwrap_err();
-    assert!(err.contains("expected spiffe://public/ns/default/b"), "{err}");
+    let err = handshake(&c, a.client_config(id("b")).unwrap())
+        .await
+        .unwrap_err();
+    assert!(
+        err.contains("expected spiffe://public/ns/default/b"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -79,7 +89,9 @@ async fn server_refuses_a_client_from_another_ca() {
     // The intruder trusts ca1 (so it would accept b) but its own certificate is from ca2.
     let cert = ca2.issue(&id("a"), Duration::from_secs(3600)).unwrap();
     let intruder = Credentials::new(id("a"), &ca2.trust_bundle(), cert).unwrap();
-    let err = handshake(&b, intruder.client_config(id("b")).unwrap()).await.unwrap_err();
+    let err = handshake(&b, intruder.client_config(id("b")).unwrap())
+        .await
+        .unwrap_err();
     assert!(err.contains("server: Err"), "{err}");
 }
 
@@ -90,11 +102,19 @@ async fn own_certificate_must_carry_the_id_as_uri_san() {
     let ca = DevCa::load_or_create(&dir).unwrap();
     let dns = leaf_with(
         &dir,
-        vec![SanType::DnsName("spiffe://public/ns/default/a".try_into().unwrap())],
-        vec![ExtendedKeyUsagePurpose::ClientAuth, ExtendedKeyUsagePurpose::ServerAuth],
+        vec![SanType::DnsName(
+            "spiffe://public/ns/default/a".try_into().unwrap(),
+        )],
+        vec![
+            ExtendedKeyUsagePurpose::ClientAuth,
+            ExtendedKeyUsagePurpose::ServerAuth,
+        ],
     );
     let err = Credentials::new(id("a"), &ca.trust_bundle(), dns).unwrap_err();
-    assert!(err.to_string().contains("no URI SAN") || err.to_string().contains("SAN"), "{err}");
+    assert!(
+        err.to_string().contains("no URI SAN") || err.to_string().contains("SAN"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -107,15 +127,32 @@ async fn server_refuses_clients_without_uri_san_or_client_auth() {
     let cases = [
         (
             "DNS SAN instead of URI SAN",
-            vec![SanType::DnsName("spiffe://public/ns/default/a".try_into().unwrap())],
+            vec![SanType::DnsName(
+                "spiffe://public/ns/default/a".try_into().unwrap(),
+            )],
             vec![ExtendedKeyUsagePurpose::ClientAuth],
         ),
-        ("serverAuth only", vec![uri("spiffe://public/ns/default/a")], vec![ExtendedKeyUsagePurpose::ServerAuth]),
-        ("no EKU extension at all", vec![uri("spiffe://public/ns/default/a")], vec![]),
-        ("other trust domain", vec![uri("spiffe://other/ns/default/a")], vec![ExtendedKeyUsagePurpose::ClientAuth]),
+        (
+            "serverAuth only",
+            vec![uri("spiffe://public/ns/default/a")],
+            vec![ExtendedKeyUsagePurpose::ServerAuth],
+        ),
+        (
+            "no EKU extension at all",
+            vec![uri("spiffe://public/ns/default/a")],
+            vec![],
+        ),
+        (
+            "other trust domain",
+            vec![uri("spiffe://other/ns/default/a")],
+            vec![ExtendedKeyUsagePurpose::ClientAuth],
+        ),
         (
             "two URI SANs",
-            vec![uri("spiffe://public/ns/default/a"), uri("spiffe://public/ns/default/b")],
+            vec![
+                uri("spiffe://public/ns/default/a"),
+                uri("spiffe://public/ns/default/b"),
+            ],
             vec![ExtendedKeyUsagePurpose::ClientAuth],
         ),
     ];
@@ -135,8 +172,15 @@ struct RecordingHints {
 }
 
 impl rustls::client::ResolvesClientCert for RecordingHints {
-    fn resolve(&self, hints: &[&[u8]], schemes: &[rustls::SignatureScheme]) -> Option<Arc<rustls::sign::CertifiedKey>> {
-        self.seen.lock().unwrap().extend(hints.iter().map(|h| h.to_vec()));
+    fn resolve(
+        &self,
+        hints: &[&[u8]],
+        schemes: &[rustls::SignatureScheme],
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        self.seen
+            .lock()
+            .unwrap()
+            .extend(hints.iter().map(|h| h.to_vec()));
         self.inner.resolve(hints, schemes)
     }
 
@@ -152,8 +196,10 @@ async fn the_server_names_its_roots_as_whole_der_names() {
     let (a, b) = (creds(&ca, "a"), creds(&ca, "b"));
     let mut client = a.client_config(id("b")).unwrap();
     let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
-    client.client_auth_cert_resolver =
-        Arc::new(RecordingHints { inner: client.client_auth_cert_resolver.clone(), seen: seen.clone() });
+    client.client_auth_cert_resolver = Arc::new(RecordingHints {
+        inner: client.client_auth_cert_resolver.clone(),
+        seen: seen.clone(),
+    });
     handshake(&b, client).await.unwrap();
 
     let hints = seen.lock().unwrap().clone();
@@ -163,7 +209,8 @@ async fn the_server_names_its_roots_as_whole_der_names() {
     assert_eq!(hints.len(), 1);
     // A complete DER Name (OpenSSL parses the hint as one), equal to the root's subject.
     use x509_parser::prelude::FromDer as _;
-    let (rest, name) = x509_parser::x509::X509Name::from_der(&hints[0]).expect("the hint is a DER Name");
+    let (rest, name) =
+        x509_parser::x509::X509Name::from_der(&hints[0]).expect("the hint is a DER Name");
     assert!(rest.is_empty());
     assert_eq!(name.as_raw(), root.subject().as_raw());
 }

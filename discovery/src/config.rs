@@ -77,7 +77,10 @@ pub struct MdnsConfig {
 
 impl Default for MdnsConfig {
     fn default() -> Self {
-        Self { interfaces: Vec::new(), port: 5353 }
+        Self {
+            interfaces: Vec::new(),
+            port: 5353,
+        }
     }
 }
 
@@ -116,7 +119,11 @@ impl DnsConfig {
             .replace("{appId}", &target.app_id)
             .replace("{namespace}", &target.namespace)
             .replace("{clusterDomain}", &self.cluster_domain);
-        if name.ends_with('.') { name } else { format!("{name}.") }
+        if name.ends_with('.') {
+            name
+        } else {
+            format!("{name}.")
+        }
     }
 }
 
@@ -135,7 +142,10 @@ pub struct ConfigError {
 }
 
 fn err(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
-    ConfigError { field: field.into(), message: message.into() }
+    ConfigError {
+        field: field.into(),
+        message: message.into(),
+    }
 }
 
 const FIELD: &str = "spec.nameResolution";
@@ -148,8 +158,12 @@ impl NameResolution {
         let mut errors = Vec::new();
         let balancing = match self.configuration.get("loadBalancing") {
             None | Some(serde_json::Value::Null) => Balancing::RoundRobin,
-            Some(serde_json::Value::String(s)) if s.eq_ignore_ascii_case("roundRobin") => Balancing::RoundRobin,
-            Some(serde_json::Value::String(s)) if s.eq_ignore_ascii_case("p2c") => Balancing::P2cPeakEwma,
+            Some(serde_json::Value::String(s)) if s.eq_ignore_ascii_case("roundRobin") => {
+                Balancing::RoundRobin
+            }
+            Some(serde_json::Value::String(s)) if s.eq_ignore_ascii_case("p2c") => {
+                Balancing::P2cPeakEwma
+            }
             Some(other) => {
                 errors.push(err(
                     format!("{CONF}.loadBalancing"),
@@ -171,11 +185,17 @@ impl NameResolution {
             "dns" => parse_dns(&self.configuration).map(ResolverConfig::Dns),
             _ => Err(vec![err(
                 format!("{FIELD}.component"),
-                format!("unknown resolver {:?}; expected \"local\", \"static\", \"mdns\" or \"dns\"", self.component),
+                format!(
+                    "unknown resolver {:?}; expected \"local\", \"static\", \"mdns\" or \"dns\"",
+                    self.component
+                ),
             )]),
         };
         match resolver {
-            Ok(resolver) if errors.is_empty() => Ok(Resolution { resolver, balancing }),
+            Ok(resolver) if errors.is_empty() => Ok(Resolution {
+                resolver,
+                balancing,
+            }),
             Ok(_) => Err(errors),
             Err(mut e) => {
                 errors.append(&mut e);
@@ -191,7 +211,8 @@ fn keys<'a>(
     allowed: &[&str],
     errors: &mut Vec<ConfigError>,
 ) -> Option<&'a serde_json::Map<String, serde_json::Value>> {
-    static EMPTY: std::sync::OnceLock<serde_json::Map<String, serde_json::Value>> = std::sync::OnceLock::new();
+    static EMPTY: std::sync::OnceLock<serde_json::Map<String, serde_json::Value>> =
+        std::sync::OnceLock::new();
     let map = match cfg {
         serde_json::Value::Null => EMPTY.get_or_init(serde_json::Map::new),
         serde_json::Value::Object(m) => m,
@@ -202,7 +223,10 @@ fn keys<'a>(
     };
     for k in map.keys() {
         if k != "loadBalancing" && !allowed.contains(&k.as_str()) {
-            errors.push(err(format!("{CONF}.{k}"), format!("unknown setting {k:?}; expected one of {allowed:?}")));
+            errors.push(err(
+                format!("{CONF}.{k}"),
+                format!("unknown setting {k:?}; expected one of {allowed:?}"),
+            ));
         }
     }
     Some(map)
@@ -219,12 +243,20 @@ fn parse_mdns(cfg: &serde_json::Value) -> Result<MdnsConfig, Vec<ConfigError>> {
             let listed = v.as_array().map_or_else(|| vec![v.clone()], Clone::clone);
             for (i, name) in listed.iter().enumerate() {
                 // Interface names are at most 15 bytes, never `.`/`..`, never contain `/`.
-                let plausible = |n: &str| n.len() <= 15 && !n.contains('/') && n != "." && n != "..";
+                let plausible =
+                    |n: &str| n.len() <= 15 && !n.contains('/') && n != "." && n != "..";
                 if let Some(name) = name.as_str().filter(|n| !n.is_empty())
                     && !(plausible(name) && Path::new("/sys/class/net").join(name).exists())
                 {
-                    let at = if v.is_array() { format!("{field}[{i}]") } else { field.clone() };
-                    errors.push(err(at, format!("no interface {name:?} on this host (see `ip link`)")));
+                    let at = if v.is_array() {
+                        format!("{field}[{i}]")
+                    } else {
+                        field.clone()
+                    };
+                    errors.push(err(
+                        at,
+                        format!("no interface {name:?} on this host (see `ip link`)"),
+                    ));
                 }
             }
         }
@@ -232,21 +264,35 @@ fn parse_mdns(cfg: &serde_json::Value) -> Result<MdnsConfig, Vec<ConfigError>> {
             out.port = port(v, &format!("{CONF}.port"), &mut errors).unwrap_or(out.port);
         }
     }
-    if errors.is_empty() { Ok(out) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
+    }
 }
 
 fn parse_dns(cfg: &serde_json::Value) -> Result<DnsConfig, Vec<ConfigError>> {
     let mut errors = Vec::new();
     let mut out = DnsConfig::default();
-    let allowed = ["template", "clusterDomain", "srv", "meshPort", "nameservers"];
+    let allowed = [
+        "template",
+        "clusterDomain",
+        "srv",
+        "meshPort",
+        "nameservers",
+    ];
     if let Some(map) = keys(cfg, &allowed, &mut errors) {
-        for (key, slot) in [("template", &mut out.template), ("clusterDomain", &mut out.cluster_domain)] {
+        for (key, slot) in [
+            ("template", &mut out.template),
+            ("clusterDomain", &mut out.cluster_domain),
+        ] {
             match map.get(key) {
                 None => {}
                 Some(serde_json::Value::String(s)) if !s.is_empty() => *slot = s.clone(),
-                Some(other) => {
-                    errors.push(err(format!("{CONF}.{key}"), format!("expected a non-empty string, got {other}")))
-                }
+                Some(other) => errors.push(err(
+                    format!("{CONF}.{key}"),
+                    format!("expected a non-empty string, got {other}"),
+                )),
             }
         }
         let sample = out.name_of(&Target::new("app", "ns"));
@@ -263,35 +309,48 @@ fn parse_dns(cfg: &serde_json::Value) -> Result<DnsConfig, Vec<ConfigError>> {
         if !out.template.contains("{appId}") {
             errors.push(err(
                 format!("{CONF}.template"),
-                format!("{:?} does not contain {{appId}}, so every app would resolve alike", out.template),
+                format!(
+                    "{:?} does not contain {{appId}}, so every app would resolve alike",
+                    out.template
+                ),
             ));
         }
         match map.get("srv") {
             None => {}
             Some(serde_json::Value::String(s)) if s.is_empty() => out.srv = None,
-            Some(serde_json::Value::String(s)) => out.srv = Some(s.trim_end_matches('.').to_owned()),
-            Some(other) => errors
-                .push(err(format!("{CONF}.srv"), format!("expected a string such as \"_mesh._tcp\", got {other}"))),
+            Some(serde_json::Value::String(s)) => {
+                out.srv = Some(s.trim_end_matches('.').to_owned())
+            }
+            Some(other) => errors.push(err(
+                format!("{CONF}.srv"),
+                format!("expected a string such as \"_mesh._tcp\", got {other}"),
+            )),
         }
         if let Some(v) = map.get("meshPort") {
-            out.mesh_port = port(v, &format!("{CONF}.meshPort"), &mut errors).unwrap_or(out.mesh_port);
+            out.mesh_port =
+                port(v, &format!("{CONF}.meshPort"), &mut errors).unwrap_or(out.mesh_port);
         }
         if let Some(v) = map.get("nameservers") {
             let field = format!("{CONF}.nameservers");
             for (i, s) in strings(v, &field, &mut errors).into_iter().enumerate() {
-                match s
-                    .parse::<SocketAddr>()
-                    .or_else(|_| s.parse::<std::net::IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
-                {
+                match s.parse::<SocketAddr>().or_else(|_| {
+                    s.parse::<std::net::IpAddr>()
+                        .map(|ip| SocketAddr::new(ip, 53))
+                }) {
                     Ok(a) => out.nameservers.push(a),
-                    Err(_) => {
-                        errors.push(err(format!("{field}[{i}]"), format!("{s:?} is not an IP address or IP:port")))
-                    }
+                    Err(_) => errors.push(err(
+                        format!("{field}[{i}]"),
+                        format!("{s:?} is not an IP address or IP:port"),
+                    )),
                 }
             }
         }
     }
-    if errors.is_empty() { Ok(out) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
+    }
 }
 
 fn strings(v: &serde_json::Value, field: &str, errors: &mut Vec<ConfigError>) -> Vec<String> {
@@ -299,7 +358,10 @@ fn strings(v: &serde_json::Value, field: &str, errors: &mut Vec<ConfigError>) ->
         serde_json::Value::String(s) => return vec![s.clone()],
         serde_json::Value::Array(a) => a,
         other => {
-            errors.push(err(field, format!("expected a list of strings, got {other}")));
+            errors.push(err(
+                field,
+                format!("expected a list of strings, got {other}"),
+            ));
             return Vec::new();
         }
     };
@@ -307,7 +369,10 @@ fn strings(v: &serde_json::Value, field: &str, errors: &mut Vec<ConfigError>) ->
     for (i, item) in list.iter().enumerate() {
         match item.as_str() {
             Some(s) if !s.is_empty() => out.push(s.to_owned()),
-            _ => errors.push(err(format!("{field}[{i}]"), format!("expected a non-empty string, got {item}"))),
+            _ => errors.push(err(
+                format!("{field}[{i}]"),
+                format!("expected a non-empty string, got {item}"),
+            )),
         }
     }
     out
@@ -338,18 +403,40 @@ fn parse_static(
     let apps = cfg.get("apps").cloned();
     let file = cfg.get("file").and_then(|f| f.as_str()).map(PathBuf::from);
     if apps.is_none() && file.is_none() {
-        return Err(vec![err(&base, "the static resolver needs `apps` (a map of app id to addresses) or `file`")]);
+        return Err(vec![err(
+            &base,
+            "the static resolver needs `apps` (a map of app id to addresses) or `file`",
+        )]);
     }
     if let Some(path) = &file {
         match read_file(path) {
-            Ok(v) => add_apps(&v, &format!("{base}.file({})", path.display()), namespace, &mut out, &mut errors),
-            Err(e) => errors.push(err(format!("{base}.file"), format!("{}: {e}", path.display()))),
+            Ok(v) => add_apps(
+                &v,
+                &format!("{base}.file({})", path.display()),
+                namespace,
+                &mut out,
+                &mut errors,
+            ),
+            Err(e) => errors.push(err(
+                format!("{base}.file"),
+                format!("{}: {e}", path.display()),
+            )),
         }
     }
     if let Some(apps) = &apps {
-        add_apps(apps, &format!("{base}.apps"), namespace, &mut out, &mut errors);
+        add_apps(
+            apps,
+            &format!("{base}.apps"),
+            namespace,
+            &mut out,
+            &mut errors,
+        );
     }
-    if errors.is_empty() { Ok(out) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
+    }
 }
 
 fn read_file(path: &Path) -> Result<serde_json::Value, String> {
@@ -365,15 +452,23 @@ fn add_apps(
     errors: &mut Vec<ConfigError>,
 ) {
     let Some(map) = apps.as_object() else {
-        errors.push(err(field, format!("expected a map of app id to addresses, got {apps}")));
+        errors.push(err(
+            field,
+            format!("expected a map of app id to addresses, got {apps}"),
+        ));
         return;
     };
     for (name, addrs) in map {
         let target = match name.split_once('.') {
             None => Target::new(name.clone(), namespace),
-            Some((app, ns)) if !app.is_empty() && !ns.is_empty() && !ns.contains('.') => Target::new(app, ns),
+            Some((app, ns)) if !app.is_empty() && !ns.is_empty() && !ns.contains('.') => {
+                Target::new(app, ns)
+            }
             Some(_) => {
-                errors.push(err(format!("{field}.{name}"), format!("{name:?} is not `app-id` or `app-id.namespace`")));
+                errors.push(err(
+                    format!("{field}.{name}"),
+                    format!("{name:?} is not `app-id` or `app-id.namespace`"),
+                ));
                 continue;
             }
         };
@@ -381,14 +476,20 @@ fn add_apps(
             serde_json::Value::String(s) => vec![serde_json::Value::String(s.clone())],
             serde_json::Value::Array(a) => a.clone(),
             other => {
-                errors.push(err(format!("{field}.{name}"), format!("expected a list of host:port, got {other}")));
+                errors.push(err(
+                    format!("{field}.{name}"),
+                    format!("expected a list of host:port, got {other}"),
+                ));
                 continue;
             }
         };
         for (i, a) in list.iter().enumerate() {
             match a.as_str().map(str::parse::<SocketAddr>) {
                 Some(Ok(addr)) => out.entry(target.clone()).or_default().push(addr),
-                _ => errors.push(err(format!("{field}.{name}[{i}]"), format!("{a} is not an IP:port address"))),
+                _ => errors.push(err(
+                    format!("{field}.{name}[{i}]"),
+                    format!("{a} is not an IP:port address"),
+                )),
             }
         }
     }
@@ -400,22 +501,40 @@ mod tests {
     use serde_json::json;
 
     fn nr(component: &str, configuration: serde_json::Value) -> NameResolution {
-        NameResolution { component: component.into(), version: "v1".into(), configuration }
+        NameResolution {
+            component: component.into(),
+            version: "v1".into(),
+            configuration,
+        }
     }
 
     #[test]
     fn defaults_to_local() {
-        let local = Resolution { resolver: ResolverConfig::Local, balancing: Balancing::RoundRobin };
-        assert_eq!(NameResolution::default().validate("default"), Ok(local.clone()));
+        let local = Resolution {
+            resolver: ResolverConfig::Local,
+            balancing: Balancing::RoundRobin,
+        };
+        assert_eq!(
+            NameResolution::default().validate("default"),
+            Ok(local.clone())
+        );
         assert_eq!(nr("Local", json!(null)).validate("default"), Ok(local));
     }
 
     #[test]
     fn static_inline_with_namespaces() {
-        let cfg = nr("static", json!({"apps": {"b": ["127.0.0.1:1", "127.0.0.1:2"], "c.prod": "[::1]:3"}}));
-        let ResolverConfig::Static(map) = cfg.validate("dev").unwrap().resolver else { panic!() };
+        let cfg = nr(
+            "static",
+            json!({"apps": {"b": ["127.0.0.1:1", "127.0.0.1:2"], "c.prod": "[::1]:3"}}),
+        );
+        let ResolverConfig::Static(map) = cfg.validate("dev").unwrap().resolver else {
+            panic!()
+        };
         assert_eq!(map[&Target::new("b", "dev")].len(), 2);
-        assert_eq!(map[&Target::new("c", "prod")], vec!["[::1]:3".parse().unwrap()]);
+        assert_eq!(
+            map[&Target::new("c", "prod")],
+            vec!["[::1]:3".parse().unwrap()]
+        );
     }
 
     #[test]
@@ -424,13 +543,21 @@ mod tests {
         let path = dir.path().join("endpoints.yaml");
         std::fs::write(&path, "b:\n  - 127.0.0.1:7\n").unwrap();
         let cfg = nr("static", json!({"file": path}));
-        let ResolverConfig::Static(map) = cfg.validate("default").unwrap().resolver else { panic!() };
-        assert_eq!(map[&Target::new("b", "default")], vec!["127.0.0.1:7".parse().unwrap()]);
+        let ResolverConfig::Static(map) = cfg.validate("default").unwrap().resolver else {
+            panic!()
+        };
+        assert_eq!(
+            map[&Target::new("b", "default")],
+            vec!["127.0.0.1:7".parse().unwrap()]
+        );
     }
 
     #[test]
     fn reports_every_problem_with_its_field() {
-        let cfg = nr("static", json!({"apps": {"b": ["nope", "127.0.0.1:1", 5], "a.b.c": ["127.0.0.1:1"]}}));
+        let cfg = nr(
+            "static",
+            json!({"apps": {"b": ["nope", "127.0.0.1:1", 5], "a.b.c": ["127.0.0.1:1"]}}),
+        );
         let errs = cfg.validate("default").unwrap_err();
         let fields: Vec<_> = errs.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(
@@ -453,28 +580,46 @@ mod tests {
         }
         assert!(nr("static", json!({})).validate("default").is_err());
         let e = nr("Consul", json!(null)).validate("default").unwrap_err();
-        assert!(e[0].message.contains("\"Consul\""), "the value as written: {e:?}");
+        assert!(
+            e[0].message.contains("\"Consul\""),
+            "the value as written: {e:?}"
+        );
     }
 
     #[test]
     fn misspelled_settings_are_errors_for_every_resolver() {
-        for (component, cfg) in
-            [("local", json!({"loadBalance": "p2c"})), ("static", json!({"apps": {}, "loadBalance": "p2c"}))]
-        {
+        for (component, cfg) in [
+            ("local", json!({"loadBalance": "p2c"})),
+            ("static", json!({"apps": {}, "loadBalance": "p2c"})),
+        ] {
             let e = nr(component, cfg).validate("default").unwrap_err();
-            assert_eq!(e[0].field, "spec.nameResolution.configuration.loadBalance", "{component}: {e:?}");
+            assert_eq!(
+                e[0].field, "spec.nameResolution.configuration.loadBalance",
+                "{component}: {e:?}"
+            );
         }
-        let e = nr("dns", json!({"template": "{appId}.{ns}.svc"})).validate("default").unwrap_err();
+        let e = nr("dns", json!({"template": "{appId}.{ns}.svc"}))
+            .validate("default")
+            .unwrap_err();
         assert_eq!(e[0].field, "spec.nameResolution.configuration.template");
         assert!(e[0].message.contains("{ns}"), "{e:?}");
     }
 
     #[test]
     fn mdns_settings() {
-        let r = nr("mdns", json!({"interfaces": ["lo"], "port": 5399, "loadBalancing": "p2c"}))
-            .validate("default")
-            .unwrap();
-        assert_eq!(r.resolver, ResolverConfig::Mdns(MdnsConfig { interfaces: vec!["lo".into()], port: 5399 }));
+        let r = nr(
+            "mdns",
+            json!({"interfaces": ["lo"], "port": 5399, "loadBalancing": "p2c"}),
+        )
+        .validate("default")
+        .unwrap();
+        assert_eq!(
+            r.resolver,
+            ResolverConfig::Mdns(MdnsConfig {
+                interfaces: vec!["lo".into()],
+                port: 5399
+            })
+        );
         assert_eq!(r.balancing, Balancing::P2cPeakEwma);
         assert_eq!(
             nr("mdns", json!(null)).validate("x").unwrap().resolver,
@@ -496,7 +641,10 @@ mod tests {
             ]
         );
         assert!(errs[0].message.contains("\"random\""), "{errs:?}");
-        assert!(errs[3].message.contains("no interface \"nosuch0\""), "{errs:?}");
+        assert!(
+            errs[3].message.contains("no interface \"nosuch0\""),
+            "{errs:?}"
+        );
         assert!(errs[4].message.contains("70000"), "{errs:?}");
     }
 
@@ -508,21 +656,39 @@ mod tests {
         )
         .validate("default")
         .unwrap();
-        let ResolverConfig::Dns(dns) = r.resolver else { panic!("{r:?}") };
-        assert_eq!(dns.nameservers, ["10.0.0.10:53".parse().unwrap(), "127.0.0.1:5353".parse().unwrap()]);
+        let ResolverConfig::Dns(dns) = r.resolver else {
+            panic!("{r:?}")
+        };
+        assert_eq!(
+            dns.nameservers,
+            [
+                "10.0.0.10:53".parse().unwrap(),
+                "127.0.0.1:5353".parse().unwrap()
+            ]
+        );
         assert_eq!((dns.srv.as_deref(), dns.mesh_port), (None, 4000));
         assert_eq!(dns.name_of(&Target::new("b", "prod")), "b.prod.svc.corp.");
         let d = DnsConfig::default();
         assert_eq!(
-            (d.srv.as_deref(), d.name_of(&Target::new("b", "default")).as_str()),
+            (
+                d.srv.as_deref(),
+                d.name_of(&Target::new("b", "default")).as_str()
+            ),
             (Some("_mesh._tcp"), "b.default.svc.cluster.local.")
         );
-        let errs =
-            nr("dns", json!({"nameservers": ["dns.example"], "template": "{namespace}.x"})).validate("d").unwrap_err();
+        let errs = nr(
+            "dns",
+            json!({"nameservers": ["dns.example"], "template": "{namespace}.x"}),
+        )
+        .validate("d")
+        .unwrap_err();
         let fields: Vec<_> = errs.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(
             fields,
-            ["spec.nameResolution.configuration.template", "spec.nameResolution.configuration.nameservers[0]"]
+            [
+                "spec.nameResolution.configuration.template",
+                "spec.nameResolution.configuration.nameservers[0]"
+            ]
         );
     }
 }

@@ -14,7 +14,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use hickory_resolver::TokioResolver;
-use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig as HickoryConfig};
+use hickory_resolver::config::{
+    ConnectionConfig, NameServerConfig, ResolverConfig as HickoryConfig,
+};
 use hickory_resolver::net::NetError;
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::proto::rr::RData;
@@ -78,7 +80,11 @@ impl DnsResolver {
         // Re-resolution follows TTLs itself; short-lived records must not outlive them here.
         opts.positive_max_ttl = Some(MAX_REFRESH);
         opts.negative_max_ttl = Some(MIN_REFRESH);
-        Ok(Self { cfg: Arc::new(cfg.clone()), resolver: builder.build()?, targets: Arc::default() })
+        Ok(Self {
+            cfg: Arc::new(cfg.clone()),
+            resolver: builder.build()?,
+            targets: Arc::default(),
+        })
     }
 }
 
@@ -91,7 +97,13 @@ impl Resolve for DnsResolver {
         let tx = watch::Sender::new(Arc::default());
         let rx = tx.subscribe();
         let last = Arc::new(Mutex::new("no answer yet".to_owned()));
-        targets.insert(target.clone(), Followed { tx: tx.clone(), last: last.clone() });
+        targets.insert(
+            target.clone(),
+            Followed {
+                tx: tx.clone(),
+                last: last.clone(),
+            },
+        );
         tokio::spawn(follow(
             self.resolver.clone(),
             self.cfg.clone(),
@@ -113,7 +125,12 @@ impl Resolve for DnsResolver {
 
     fn why_unresolved(&self, target: &Target) -> Option<String> {
         let targets = self.targets.lock().unwrap_or_else(PoisonError::into_inner);
-        let last = targets.get(target).map(|f| f.last.lock().unwrap_or_else(PoisonError::into_inner).clone());
+        let last = targets.get(target).map(|f| {
+            f.last
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone()
+        });
         Some(format!(
             "DNS has no address for {} ({})",
             self.cfg.name_of(target),
@@ -151,19 +168,25 @@ async fn follow(
                     }
                     changed
                 });
-                answer.valid_until.saturating_duration_since(Instant::now()).clamp(MIN_REFRESH, MAX_REFRESH)
+                answer
+                    .valid_until
+                    .saturating_duration_since(Instant::now())
+                    .clamp(MIN_REFRESH, MAX_REFRESH)
             }
             Err(e) => {
                 // Keep what was known: a resolver outage must not empty a working target.
                 tracing::warn!(%target, name = %name, error = %e, "DNS lookup failed; keeping the last answer");
-                *last.lock().unwrap_or_else(PoisonError::into_inner) = format!("lookup failed: {e}");
+                *last.lock().unwrap_or_else(PoisonError::into_inner) =
+                    format!("lookup failed: {e}");
                 RETRY
             }
         };
         tokio::time::sleep(wait).await;
         if tx.receiver_count() == 0 {
             // Nobody follows the target any more: forget it (unless it was just asked for again).
-            let Some(targets) = targets.upgrade() else { return };
+            let Some(targets) = targets.upgrade() else {
+                return;
+            };
             let mut map = targets.lock().unwrap_or_else(PoisonError::into_inner);
             if tx.receiver_count() == 0 {
                 map.remove(&target);
@@ -189,10 +212,16 @@ async fn lookup(resolver: &TokioResolver, cfg: &DnsConfig, name: &str) -> Result
     }
     match resolver.lookup_ip(name).await {
         Ok(found) => Ok(Answer {
-            addrs: found.iter().map(|ip| SocketAddr::new(ip, cfg.mesh_port)).collect(),
+            addrs: found
+                .iter()
+                .map(|ip| SocketAddr::new(ip, cfg.mesh_port))
+                .collect(),
             valid_until: found.valid_until(),
         }),
-        Err(e) if e.is_no_records_found() => Ok(Answer { addrs: Vec::new(), valid_until: Instant::now() }),
+        Err(e) if e.is_no_records_found() => Ok(Answer {
+            addrs: Vec::new(),
+            valid_until: Instant::now(),
+        }),
         Err(e) => Err(e),
     }
 }
@@ -212,7 +241,9 @@ async fn srv_targets(
             _ => None,
         })
         .collect();
-    let Some(best) = records.iter().map(|r| r.priority).min() else { return Ok(None) };
+    let Some(best) = records.iter().map(|r| r.priority).min() else {
+        return Ok(None);
+    };
     let mut valid_until = srv.valid_until();
     let (mut addrs, mut last_error) = (Vec::new(), None);
     for rec in records.into_iter().filter(|r| r.priority == best) {

@@ -25,7 +25,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 pub use config::{
-    Balancing, ConfigError, DEFAULT_MESH_PORT, DnsConfig, MdnsConfig, NameResolution, Resolution, ResolverConfig,
+    Balancing, ConfigError, DEFAULT_MESH_PORT, DnsConfig, MdnsConfig, NameResolution, Resolution,
+    ResolverConfig,
 };
 
 /// Which app is being looked for.
@@ -40,7 +41,10 @@ pub struct Target {
 impl Target {
     /// A target in `namespace`.
     pub fn new(app_id: impl Into<String>, namespace: impl Into<String>) -> Self {
-        Self { app_id: app_id.into(), namespace: namespace.into() }
+        Self {
+            app_id: app_id.into(),
+            namespace: namespace.into(),
+        }
     }
 }
 

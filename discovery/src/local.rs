@@ -51,7 +51,13 @@ impl Entry {
 
 impl Entry {
     fn file_name(&self) -> String {
-        format!("{}~{}~{}~{}.json", self.namespace, self.app_id, self.pid, self.address.port())
+        format!(
+            "{}~{}~{}~{}.json",
+            self.namespace,
+            self.app_id,
+            self.pid,
+            self.address.port()
+        )
     }
 }
 
@@ -116,7 +122,9 @@ impl LocalResolver {
             }
         })
         .map_err(std::io::Error::other)?;
-        watcher.watch(&dir, notify::RecursiveMode::NonRecursive).map_err(std::io::Error::other)?;
+        watcher
+            .watch(&dir, notify::RecursiveMode::NonRecursive)
+            .map_err(std::io::Error::other)?;
         publish(&state, scan(&dir));
         tokio::spawn(watch_loop(dir, state.clone(), rx, watcher));
         Ok(Self { state })
@@ -155,13 +163,18 @@ async fn watch_loop(
 /// Reads every live entry of the registry, sweeping entries of dead processes.
 fn scan(dir: &Path) -> BTreeMap<Target, Arc<EndpointSet>> {
     let mut found: BTreeMap<Target, Vec<SocketAddr>> = BTreeMap::new();
-    let Ok(rd) = fs::read_dir(dir) else { return BTreeMap::new() };
+    let Ok(rd) = fs::read_dir(dir) else {
+        return BTreeMap::new();
+    };
     for dent in rd.flatten() {
         let path = dent.path();
         if path.extension().is_none_or(|e| e != "json") {
             continue;
         }
-        let Some(entry) = fs::read(&path).ok().and_then(|b| serde_json::from_slice::<Entry>(&b).ok()) else {
+        let Some(entry) = fs::read(&path)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Entry>(&b).ok())
+        else {
             continue;
         };
         if !alive(&entry) {
@@ -169,9 +182,15 @@ fn scan(dir: &Path) -> BTreeMap<Target, Arc<EndpointSet>> {
             let _ = fs::remove_file(&path);
             continue;
         }
-        found.entry(Target::new(entry.app_id, entry.namespace)).or_default().push(entry.address);
+        found
+            .entry(Target::new(entry.app_id, entry.namespace))
+            .or_default()
+            .push(entry.address);
     }
-    found.into_iter().map(|(t, a)| (t, Arc::new(EndpointSet::new(a)))).collect()
+    found
+        .into_iter()
+        .map(|(t, a)| (t, Arc::new(EndpointSet::new(a))))
+        .collect()
 }
 
 /// The state letter and start time of a process, from `/proc/<pid>/stat`.
@@ -241,13 +260,28 @@ mod tests {
 
     fn entry(app: &str, port: u16, pid: u32) -> Entry {
         let started = Entry::start_time_of(pid);
-        Entry { app_id: app.into(), namespace: "default".into(), address: ([127, 0, 0, 1], port).into(), pid, started }
+        Entry {
+            app_id: app.into(),
+            namespace: "default".into(),
+            address: ([127, 0, 0, 1], port).into(),
+            pid,
+            started,
+        }
     }
 
     async fn wait_for(rx: &mut watch::Receiver<Arc<EndpointSet>>, ports: &[u16]) {
-        let want: Vec<SocketAddr> = ports.iter().map(|p| SocketAddr::from(([127, 0, 0, 1], *p))).collect();
-        let done = tokio::time::timeout(Duration::from_secs(10), rx.wait_for(|s| s.addrs == want)).await.is_ok();
-        assert!(done, "endpoints never became {want:?}, last {:?}", rx.borrow().addrs);
+        let want: Vec<SocketAddr> = ports
+            .iter()
+            .map(|p| SocketAddr::from(([127, 0, 0, 1], *p)))
+            .collect();
+        let done = tokio::time::timeout(Duration::from_secs(10), rx.wait_for(|s| s.addrs == want))
+            .await
+            .is_ok();
+        assert!(
+            done,
+            "endpoints never became {want:?}, last {:?}",
+            rx.borrow().addrs
+        );
     }
 
     #[tokio::test]
@@ -278,7 +312,13 @@ mod tests {
         }
         publish(&r.state, BTreeMap::new());
         let st = r.state.lock().unwrap();
-        assert_eq!(st.senders.keys().map(|t| t.app_id.as_str()).collect::<Vec<_>>(), ["kept"]);
+        assert_eq!(
+            st.senders
+                .keys()
+                .map(|t| t.app_id.as_str())
+                .collect::<Vec<_>>(),
+            ["kept"]
+        );
         drop(kept);
     }
 
@@ -291,7 +331,8 @@ mod tests {
         let stale = Registration::create(dir.path(), &entry("b", 2001, dead)).unwrap();
         let stale_path = stale.path().to_owned();
         std::mem::forget(stale); // as if its sidecar had been killed
-        let _live = Registration::create(dir.path(), &entry("b", 2002, std::process::id())).unwrap();
+        let _live =
+            Registration::create(dir.path(), &entry("b", 2002, std::process::id())).unwrap();
         let r = LocalResolver::start(dir.path().to_owned()).unwrap();
         let mut rx = r.resolve(&Target::new("b", "default"));
         wait_for(&mut rx, &[2002]).await;
@@ -319,7 +360,10 @@ mod tests {
             assert!(std::time::Instant::now() < deadline, "child never exited");
             std::thread::yield_now();
         }
-        assert!(fs::metadata(format!("/proc/{pid}")).is_ok(), "zombie should still have /proc entry");
+        assert!(
+            fs::metadata(format!("/proc/{pid}")).is_ok(),
+            "zombie should still have /proc entry"
+        );
         assert!(pid_alive(std::process::id()));
         drop(child);
     }
@@ -329,8 +373,13 @@ mod tests {
         use notify::event::{AccessKind, AccessMode, CreateKind, Event, EventKind};
         let access = Event::new(EventKind::Access(AccessKind::Close(AccessMode::Read)));
         assert!(!wakes(&Ok(access)));
-        assert!(!wakes(&Ok(Event::new(EventKind::Access(AccessKind::Open(AccessMode::Any))))));
+        assert!(!wakes(&Ok(Event::new(EventKind::Access(
+            AccessKind::Open(AccessMode::Any)
+        )))));
         assert!(wakes(&Ok(Event::new(EventKind::Create(CreateKind::File)))));
-        assert!(wakes(&Err(notify::Error::generic("overflow"))), "an error may hide a change");
+        assert!(
+            wakes(&Err(notify::Error::generic("overflow"))),
+            "an error may hide a change"
+        );
     }
 }

@@ -91,7 +91,12 @@ struct State {
 
 impl State {
     fn set_of(&self, target: &Target) -> Arc<EndpointSet> {
-        let addrs = self.instances.values().filter(|(t, _)| t == target).map(|(_, a)| *a).collect();
+        let addrs = self
+            .instances
+            .values()
+            .filter(|(t, _)| t == target)
+            .map(|(_, a)| *a)
+            .collect();
         Arc::new(EndpointSet::new(addrs))
     }
 
@@ -119,8 +124,10 @@ impl MdnsResolver {
     /// `me`, announces this one. Must be called within a tokio runtime.
     pub fn start(cfg: &MdnsConfig, me: Option<&Announcement>) -> Result<Self, MdnsError> {
         // The configuration's validation made sure each named interface exists.
-        let daemon = ServiceDaemon::new_with_port(cfg.port)
-            .map_err(failed(format!("starting the mDNS daemon on UDP port {}", cfg.port)))?;
+        let daemon = ServiceDaemon::new_with_port(cfg.port).map_err(failed(format!(
+            "starting the mDNS daemon on UDP port {}",
+            cfg.port
+        )))?;
         let kinds: Vec<IfKind> = cfg.interfaces.iter().map(IfKind::from).collect();
         let events = (|| {
             if !kinds.is_empty() {
@@ -145,9 +152,16 @@ impl MdnsResolver {
         let state = Arc::new(Mutex::new(State::default()));
         tokio::spawn(follow(daemon.clone(), events, Arc::downgrade(&state)));
         // From here on, dropping the resolver shuts the daemon down.
-        let resolver = Self { daemon, state, announced: Mutex::new(None), scope };
+        let resolver = Self {
+            daemon,
+            state,
+            announced: Mutex::new(None),
+            scope,
+        };
         if let Some(me) = me {
-            resolver.announce(me, kinds).map_err(failed(format!("announcing {}.{SERVICE_TYPE}", me.app_id)))?;
+            resolver
+                .announce(me, kinds)
+                .map_err(failed(format!("announcing {}.{SERVICE_TYPE}", me.app_id)))?;
         }
         Ok(resolver)
     }
@@ -156,31 +170,51 @@ impl MdnsResolver {
         // A host name of its own per sidecar: several may share a machine (and its hostname).
         let host = format!("outrider-{:08x}.local.", unique());
         let port = me.mesh_port.to_string();
-        let txt = [(TXT_APP_ID, me.app_id.as_str()), (TXT_NAMESPACE, me.namespace.as_str()), (TXT_MESH_PORT, &port)];
-        let mut info = ServiceInfo::new(SERVICE_TYPE, &me.app_id, &host, (), me.mesh_port, &txt[..])?
-            // The addresses of the enabled interfaces, kept current as they change.
-            .enable_addr_auto();
+        let txt = [
+            (TXT_APP_ID, me.app_id.as_str()),
+            (TXT_NAMESPACE, me.namespace.as_str()),
+            (TXT_MESH_PORT, &port),
+        ];
+        let mut info =
+            ServiceInfo::new(SERVICE_TYPE, &me.app_id, &host, (), me.mesh_port, &txt[..])?
+                // The addresses of the enabled interfaces, kept current as they change.
+                .enable_addr_auto();
         if !kinds.is_empty() {
             info.set_interfaces(kinds);
         }
         let fullname = info.get_fullname().to_owned();
         self.daemon.register(info)?;
         tracing::info!(instance = %fullname, scope = %self.scope, "announcing this sidecar over mDNS");
-        *self.announced.lock().unwrap_or_else(PoisonError::into_inner) = Some(fullname);
+        *self
+            .announced
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(fullname);
         Ok(())
     }
 
     /// Withdraws this sidecar's announcement: goodbye packets tell every peer to drop it now.
     /// Waits (bounded) for them to be sent.
     pub async fn withdraw(&self) {
-        let Some(fullname) = self.announced.lock().unwrap_or_else(PoisonError::into_inner).take() else { return };
+        let Some(fullname) = self
+            .announced
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        else {
+            return;
+        };
         match self.daemon.unregister(&fullname) {
             Ok(rx) => {
-                if tokio::time::timeout(GOODBYE_WAIT, rx.recv_async()).await.is_err() {
+                if tokio::time::timeout(GOODBYE_WAIT, rx.recv_async())
+                    .await
+                    .is_err()
+                {
                     tracing::warn!(instance = %fullname, "mDNS goodbye not confirmed in time");
                 }
             }
-            Err(e) => tracing::warn!(instance = %fullname, error = %e, "withdrawing the mDNS announcement"),
+            Err(e) => {
+                tracing::warn!(instance = %fullname, error = %e, "withdrawing the mDNS announcement")
+            }
         }
     }
 }
@@ -227,7 +261,11 @@ impl Resolve for MdnsResolver {
 
 /// Applies browse events until the resolver stops. The daemon ends a browse whose channel
 /// overflows; it is then started again (answers come back as the daemon re-queries).
-async fn follow(daemon: ServiceDaemon, events: mdns_sd::Receiver<ServiceEvent>, state: std::sync::Weak<Mutex<State>>) {
+async fn follow(
+    daemon: ServiceDaemon,
+    events: mdns_sd::Receiver<ServiceEvent>,
+    state: std::sync::Weak<Mutex<State>>,
+) {
     let mut events = events;
     loop {
         apply(&events, &state).await;
@@ -257,7 +295,9 @@ async fn apply(events: &mdns_sd::Receiver<ServiceEvent>, state: &std::sync::Weak
                     continue;
                 };
                 tracing::debug!(instance = %svc.fullname, %target, %addr, "mDNS endpoint");
-                let old = st.instances.insert(svc.fullname.clone(), (target.clone(), addr));
+                let old = st
+                    .instances
+                    .insert(svc.fullname.clone(), (target.clone(), addr));
                 if let Some((old_target, _)) = old.filter(|(t, _)| *t != target) {
                     st.publish(&old_target);
                 }
@@ -278,8 +318,12 @@ async fn apply(events: &mdns_sd::Receiver<ServiceEvent>, state: &std::sync::Weak
 /// port (or TXT `mesh-port`), and one address, IPv4 first (link-local IPv6 needs a scope the
 /// mesh client does not carry).
 fn endpoint_of(svc: &ResolvedService) -> Option<(Target, SocketAddr)> {
-    let app_id = svc.get_property_val_str(TXT_APP_ID).filter(|s| !s.is_empty())?;
-    let namespace = svc.get_property_val_str(TXT_NAMESPACE).filter(|s| !s.is_empty())?;
+    let app_id = svc
+        .get_property_val_str(TXT_APP_ID)
+        .filter(|s| !s.is_empty())?;
+    let namespace = svc
+        .get_property_val_str(TXT_NAMESPACE)
+        .filter(|s| !s.is_empty())?;
     let port = match svc.get_port() {
         0 => svc.get_property_val_str(TXT_MESH_PORT)?.parse().ok()?,
         p => p,
@@ -299,7 +343,9 @@ fn pick_address(addrs: impl Iterator<Item = IpAddr>) -> Option<IpAddr> {
 
 /// A value unlikely to repeat across sidecars: the pid and the clock.
 fn unique() -> u32 {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
     std::process::id().wrapping_mul(2_654_435_761) ^ nanos
 }
 
@@ -309,10 +355,17 @@ mod tests {
 
     #[test]
     fn prefers_ipv4_and_skips_link_local() {
-        let addrs = ["fe80::1", "2001:db8::1", "10.0.0.9", "10.0.0.3"].map(|a| a.parse::<IpAddr>().unwrap());
-        assert_eq!(pick_address(addrs.into_iter()), Some("10.0.0.3".parse().unwrap()));
+        let addrs = ["fe80::1", "2001:db8::1", "10.0.0.9", "10.0.0.3"]
+            .map(|a| a.parse::<IpAddr>().unwrap());
+        assert_eq!(
+            pick_address(addrs.into_iter()),
+            Some("10.0.0.3".parse().unwrap())
+        );
         let v6 = ["fe80::1", "2001:db8::1"].map(|a| a.parse::<IpAddr>().unwrap());
-        assert_eq!(pick_address(v6.into_iter()), Some("2001:db8::1".parse().unwrap()));
+        assert_eq!(
+            pick_address(v6.into_iter()),
+            Some("2001:db8::1".parse().unwrap())
+        );
         assert_eq!(pick_address(["fe80::1".parse().unwrap()].into_iter()), None);
     }
 
@@ -325,11 +378,16 @@ mod tests {
             if let Err(e) = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET) {
                 return Err(format!("unshare(CLONE_NEWNET): {e}"));
             }
-            let up = std::process::Command::new("ip").args(["link", "set", "lo", "up"]).status();
+            let up = std::process::Command::new("ip")
+                .args(["link", "set", "lo", "up"])
+                .status();
             if !up.as_ref().is_ok_and(|s| s.success()) {
                 return Err(format!("ip link set lo up: {up:?}"));
             }
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
             rt.block_on(goodbye_scenario());
             Ok(())
         });
@@ -341,17 +399,32 @@ mod tests {
     }
 
     async fn goodbye_scenario() {
-        let cfg = MdnsConfig { interfaces: vec!["lo".into()], port: 5353 };
-        let me = Announcement { app_id: "b".into(), namespace: "test".into(), mesh_port: 4711 };
+        let cfg = MdnsConfig {
+            interfaces: vec!["lo".into()],
+            port: 5353,
+        };
+        let me = Announcement {
+            app_id: "b".into(),
+            namespace: "test".into(),
+            mesh_port: 4711,
+        };
         let b = MdnsResolver::start(&cfg, Some(&me)).expect("b");
         let a = MdnsResolver::start(&cfg, None).expect("a");
         let mut rx = a.resolve(&Target::new("b", "test"));
-        let found = tokio::time::timeout(Duration::from_secs(10), rx.wait_for(|s| !s.is_empty())).await;
-        let set = found.expect("no answer in 10 s").expect("resolver alive").clone();
+        let found =
+            tokio::time::timeout(Duration::from_secs(10), rx.wait_for(|s| !s.is_empty())).await;
+        let set = found
+            .expect("no answer in 10 s")
+            .expect("resolver alive")
+            .clone();
         assert_eq!(set.addrs, vec![SocketAddr::from(([127, 0, 0, 1], 4711))]);
-        assert!(a.resolve(&Target::new("b", "other")).borrow().is_empty(), "namespaces are apart");
+        assert!(
+            a.resolve(&Target::new("b", "other")).borrow().is_empty(),
+            "namespaces are apart"
+        );
         b.withdraw().await;
-        let gone = tokio::time::timeout(Duration::from_secs(5), rx.wait_for(|s| s.is_empty())).await;
+        let gone =
+            tokio::time::timeout(Duration::from_secs(5), rx.wait_for(|s| s.is_empty())).await;
         assert!(gone.is_ok(), "the goodbye did not remove the endpoint");
     }
 }

@@ -17,9 +17,14 @@ pub struct StaticResolver {
 impl StaticResolver {
     /// A resolver over `map`.
     pub fn new(map: BTreeMap<Target, Vec<SocketAddr>>) -> Self {
-        let sets =
-            map.into_iter().map(|(t, addrs)| (t, watch::Sender::new(Arc::new(EndpointSet::new(addrs))))).collect();
-        Self { sets, empty: watch::Sender::new(Arc::default()) }
+        let sets = map
+            .into_iter()
+            .map(|(t, addrs)| (t, watch::Sender::new(Arc::new(EndpointSet::new(addrs)))))
+            .collect();
+        Self {
+            sets,
+            empty: watch::Sender::new(Arc::default()),
+        }
     }
 }
 
@@ -41,7 +46,10 @@ mod tests {
     fn known_and_unknown_targets() {
         let a: SocketAddr = "127.0.0.1:9".parse().unwrap();
         let r = StaticResolver::new(BTreeMap::from([(Target::new("b", "default"), vec![a, a])]));
-        assert_eq!(r.resolve(&Target::new("b", "default")).borrow().addrs, vec![a]);
+        assert_eq!(
+            r.resolve(&Target::new("b", "default")).borrow().addrs,
+            vec![a]
+        );
         assert!(r.resolve(&Target::new("b", "other")).borrow().is_empty());
     }
 }

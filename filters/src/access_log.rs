@@ -48,7 +48,10 @@ pub struct AccessLogLayer {
 impl AccessLogLayer {
     /// Spans labelled with `app_id`; lines as `config` says.
     pub fn new(app_id: &str, config: AccessLogConfig) -> Self {
-        Self { app_id: app_id.into(), config }
+        Self {
+            app_id: app_id.into(),
+            config,
+        }
     }
 }
 
@@ -56,7 +59,11 @@ impl<S> Layer<S> for AccessLogLayer {
     type Service = AccessLog<S>;
 
     fn layer(&self, inner: S) -> AccessLog<S> {
-        AccessLog { inner, app_id: self.app_id.clone(), config: self.config }
+        AccessLog {
+            inner,
+            app_id: self.app_id.clone(),
+            config: self.config,
+        }
     }
 }
 
@@ -82,20 +89,27 @@ where
             status = tracing::field::Empty,
         );
         let health = is_health(req.uri().path());
-        let line = (self.config.enabled && !(health && self.config.omit_health_checks)).then(|| Line {
-            path: (!self.config.obfuscate_urls).then(|| req.uri().path().to_owned()),
-            user_agent: req
-                .headers()
-                .get(http::header::USER_AGENT)
-                .and_then(|v| v.to_str().ok())
-                .map(|v| v.chars().take(200).collect())
-                .unwrap_or_default(),
-        });
+        let line =
+            (self.config.enabled && !(health && self.config.omit_health_checks)).then(|| Line {
+                path: (!self.config.obfuscate_urls).then(|| req.uri().path().to_owned()),
+                user_agent: req
+                    .headers()
+                    .get(http::header::USER_AGENT)
+                    .and_then(|v| v.to_str().ok())
+                    .map(|v| v.chars().take(200).collect())
+                    .unwrap_or_default(),
+            });
         let inner = {
             let _entered = span.enter();
             self.inner.call(req)
         };
-        ResponseFuture { inner, span, method, line, start: Instant::now() }
+        ResponseFuture {
+            inner,
+            span,
+            method,
+            line,
+            start: Instant::now(),
+        }
     }
 }
 
@@ -133,7 +147,12 @@ where
         let _entered = this.span.enter();
         let result = std::task::ready!(this.inner.poll(cx));
         let (status, route) = match &result {
-            Ok(rsp) => (rsp.status().as_u16(), rsp.extensions().get::<RouteLabel>().map_or("other", |r| r.0)),
+            Ok(rsp) => (
+                rsp.status().as_u16(),
+                rsp.extensions()
+                    .get::<RouteLabel>()
+                    .map_or("other", |r| r.0),
+            ),
             Err(_) => (500, "other"),
         };
         this.span.record("route", tracing::field::display(route));

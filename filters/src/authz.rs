@@ -22,7 +22,9 @@ use tower::{BoxError, Layer, Service};
 
 /// A request the access policy refused.
 #[derive(Debug, thiserror::Error)]
-#[error("access control policy has denied access to appid: {caller} operation: {operation} verb: {verb}")]
+#[error(
+    "access control policy has denied access to appid: {caller} operation: {operation} verb: {verb}"
+)]
 pub struct Denied {
     /// The caller's app id (empty without an identity).
     pub caller: String,
@@ -58,7 +60,10 @@ impl<S> Layer<S> for AuthorizeLayer {
     type Service = Authorize<S>;
 
     fn layer(&self, inner: S) -> Authorize<S> {
-        Authorize { inner, policies: self.policies.clone() }
+        Authorize {
+            inner,
+            policies: self.policies.clone(),
+        }
     }
 }
 
@@ -77,7 +82,10 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let caller = req.extensions().get::<Arc<Caller>>().map(Arc::as_ref);
-        let decision = self.policies.borrow().decide(caller, req.uri().path(), req.method().as_str());
+        let decision =
+            self.policies
+                .borrow()
+                .decide(caller, req.uri().path(), req.method().as_str());
         record(caller, req.method(), &decision);
         if decision.allowed() {
             return ResponseFuture::passed(self.inner.call(req));
@@ -110,8 +118,13 @@ fn record(caller: Option<&Caller>, method: &http::Method, decision: &Decision) {
         (_, true) => "dapr_runtime_acl_global_policy_action_allowed_total",
         (_, false) => "dapr_runtime_acl_global_policy_action_blocked_total",
     };
-    let (app_id, namespace, trust_domain) =
-        caller.map_or(("", "", ""), |c| (c.app_id.as_str(), c.namespace.as_str(), c.trust_domain.as_str()));
+    let (app_id, namespace, trust_domain) = caller.map_or(("", "", ""), |c| {
+        (
+            c.app_id.as_str(),
+            c.namespace.as_str(),
+            c.trust_domain.as_str(),
+        )
+    });
     metrics::counter!(
         name,
         "app_id" => app_id.to_owned(),

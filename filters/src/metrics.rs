@@ -30,7 +30,10 @@ impl Side {
     fn names(self) -> (&'static str, &'static str) {
         match self {
             Side::Server => ("dapr_http_server_request_count", "dapr_http_server_latency"),
-            Side::Client => ("dapr_http_client_completed_count", "dapr_http_client_roundtrip_latency"),
+            Side::Client => (
+                "dapr_http_client_completed_count",
+                "dapr_http_client_roundtrip_latency",
+            ),
         }
     }
 }
@@ -39,13 +42,19 @@ impl Side {
 /// carries a `# HELP` line for each. Call once, after installing the recorder.
 pub fn describe() {
     use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
-    describe_counter!("dapr_http_server_request_count", "Requests served on the Dapr HTTP API.");
+    describe_counter!(
+        "dapr_http_server_request_count",
+        "Requests served on the Dapr HTTP API."
+    );
     describe_histogram!(
         "dapr_http_server_latency",
         Unit::Milliseconds,
         "Latency of the Dapr HTTP API until the response head, in ms."
     );
-    describe_counter!("dapr_http_client_completed_count", "Requests the sidecar made to its app that completed.");
+    describe_counter!(
+        "dapr_http_client_completed_count",
+        "Requests the sidecar made to its app that completed."
+    );
     describe_histogram!(
         "dapr_http_client_roundtrip_latency",
         Unit::Milliseconds,
@@ -55,17 +64,29 @@ pub fn describe() {
         "dapr_resiliency_activations_total",
         "Resiliency policy activations: retries, timeouts hit, breakers opened."
     );
-    describe_gauge!("dapr_resiliency_cb_state", "Circuit breaker state: 1 for the current status, 0 for the others.");
-    for (level, outcome) in [("app", "allowed"), ("app", "blocked"), ("global", "allowed"), ("global", "blocked")] {
+    describe_gauge!(
+        "dapr_resiliency_cb_state",
+        "Circuit breaker state: 1 for the current status, 0 for the others."
+    );
+    for (level, outcome) in [
+        ("app", "allowed"),
+        ("app", "blocked"),
+        ("global", "allowed"),
+        ("global", "blocked"),
+    ] {
         let name = format!("dapr_runtime_acl_{level}_policy_action_{outcome}_total");
-        describe_counter!(name, format!("Inbound calls {outcome} by the {level} access control action."));
+        describe_counter!(
+            name,
+            format!("Inbound calls {outcome} by the {level} access control action.")
+        );
     }
 }
 
 /// Dapr's default latency buckets, in milliseconds.
 pub const LATENCY_BUCKETS_MS: &[f64] = &[
-    1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 13.0, 16.0, 20.0, 25.0, 30.0, 40.0, 50.0, 65.0, 80.0, 100.0, 130.0, 160.0,
-    200.0, 250.0, 300.0, 400.0, 500.0, 650.0, 800.0, 1000.0, 2000.0, 5000.0, 10000.0, 20000.0, 50000.0, 100000.0,
+    1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 13.0, 16.0, 20.0, 25.0, 30.0, 40.0, 50.0, 65.0, 80.0,
+    100.0, 130.0, 160.0, 200.0, 250.0, 300.0, 400.0, 500.0, 650.0, 800.0, 1000.0, 2000.0, 5000.0,
+    10000.0, 20000.0, 50000.0, 100000.0,
 ];
 
 /// Counts requests and records their latency until the response head.
@@ -86,7 +107,10 @@ pub struct MetricsLayer {
 impl MetricsLayer {
     /// Metrics for `side`, labelled with this sidecar's `app_id`.
     pub fn new(app_id: &str, side: Side) -> Self {
-        Self { app_id: app_id.into(), side }
+        Self {
+            app_id: app_id.into(),
+            side,
+        }
     }
 }
 
@@ -94,7 +118,11 @@ impl<S> Layer<S> for MetricsLayer {
     type Service = Metrics<S>;
 
     fn layer(&self, inner: S) -> Metrics<S> {
-        Metrics { inner, app_id: self.app_id.clone(), side: self.side }
+        Metrics {
+            inner,
+            app_id: self.app_id.clone(),
+            side: self.side,
+        }
     }
 }
 
@@ -110,12 +138,19 @@ pub struct SeriesCache<K, V> {
 impl<K: Hash + Eq, V: Clone> SeriesCache<K, V> {
     /// An empty cache, for a `static`.
     pub const fn new() -> Self {
-        Self { map: LazyLock::new(Default::default) }
+        Self {
+            map: LazyLock::new(Default::default),
+        }
     }
 
     /// The handles of the series `key`, registered by `register` the first time.
     pub fn get(&self, key: K, register: impl FnOnce(&K) -> V) -> V {
-        if let Some(v) = self.map.read().unwrap_or_else(PoisonError::into_inner).get(&key) {
+        if let Some(v) = self
+            .map
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+        {
             return v.clone();
         }
         let mut map = self.map.write().unwrap_or_else(PoisonError::into_inner);
@@ -151,7 +186,13 @@ pub fn record(
     status: u16,
     start: Instant,
 ) {
-    let key = RequestSeries { side, app_id: app_id.clone(), method, route: route.map_or("other", |r| r.0), status };
+    let key = RequestSeries {
+        side,
+        app_id: app_id.clone(),
+        method,
+        route: route.map_or("other", |r| r.0),
+        status,
+    };
     let (count, latency) = REQUEST_SERIES.get(key, |k| {
         let (count, latency) = k.side.names();
         let labels = [
@@ -160,7 +201,10 @@ pub fn record(
             ("path", k.route.to_owned()),
             ("status", k.status.to_string()),
         ];
-        (metrics::counter!(count, &labels), metrics::histogram!(latency, &labels))
+        (
+            metrics::counter!(count, &labels),
+            metrics::histogram!(latency, &labels),
+        )
     });
     count.increment(1);
     latency.record(start.elapsed().as_secs_f64() * 1000.0);
@@ -228,7 +272,10 @@ where
         let out = std::task::ready!(this.inner.poll(cx));
         if let Some((app_id, method, req_route)) = this.labels.take() {
             let (status, route) = match &out {
-                Ok(rsp) => (rsp.status().as_u16(), rsp.extensions().get::<RouteLabel>().copied().or(req_route)),
+                Ok(rsp) => (
+                    rsp.status().as_u16(),
+                    rsp.extensions().get::<RouteLabel>().copied().or(req_route),
+                ),
                 Err(_) => (0, req_route),
             };
             record(*this.side, &app_id, method, route, status, *this.start);

@@ -48,7 +48,9 @@ impl std::error::Error for Rejection {}
 
 /// Whether `m` is an upper-case HTTP token (e.g. `GET`, `MKCOL`), as methods must be here.
 pub fn method_ok(m: &str) -> bool {
-    !m.is_empty() && m.bytes().all(|b| b.is_ascii_uppercase() || b == b'-' || b == b'_')
+    !m.is_empty()
+        && m.bytes()
+            .all(|b| b.is_ascii_uppercase() || b == b'-' || b == b'_')
 }
 
 /// The form the API router matches on (see the module docs).

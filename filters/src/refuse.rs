@@ -20,12 +20,18 @@ pin_project! {
 impl<F, E> PassOrRefuse<F, E> {
     /// The request went on: its future.
     pub(crate) fn passed(inner: F) -> Self {
-        Self { inner: Some(inner), refusal: None }
+        Self {
+            inner: Some(inner),
+            refusal: None,
+        }
     }
 
     /// The request was refused.
     pub(crate) fn refused(refusal: E) -> Self {
-        Self { inner: None, refusal: Some(refusal) }
+        Self {
+            inner: None,
+            refusal: Some(refusal),
+        }
     }
 }
 

@@ -75,12 +75,19 @@ impl RetryPolicy {
         }
         match &self.backoff {
             Backoff::Constant(d) => Some(*d),
-            Backoff::Exponential { initial, randomization, multiplier, max_interval, max_elapsed } => {
+            Backoff::Exponential {
+                initial,
+                randomization,
+                multiplier,
+                max_interval,
+                max_elapsed,
+            } => {
                 if !max_elapsed.is_zero() && elapsed >= *max_elapsed {
                     return None;
                 }
                 let exponent = i32::try_from(retry).unwrap_or(i32::MAX);
-                let base = (initial.as_secs_f64() * multiplier.powi(exponent)).min(max_interval.as_secs_f64());
+                let base = (initial.as_secs_f64() * multiplier.powi(exponent))
+                    .min(max_interval.as_secs_f64());
                 let spread = base * randomization;
                 let wait = (base - spread + jitter.clamp(0.0, 1.0) * 2.0 * spread).max(0.0);
                 let wait = Duration::from_secs_f64(wait).min(*max_interval);
@@ -94,7 +101,9 @@ impl RetryPolicy {
     /// had no status, e.g. a network error or a RETRY answer, and is always retried).
     pub fn retries_status(&self, status: Option<u16>) -> bool {
         match (status, &self.http_codes) {
-            (Some(code), Some(ranges)) if (100..=599).contains(&code) => ranges.iter().any(|r| r.contains(&code)),
+            (Some(code), Some(ranges)) if (100..=599).contains(&code) => {
+                ranges.iter().any(|r| r.contains(&code))
+            }
             _ => true,
         }
     }
@@ -139,14 +148,24 @@ impl Resiliency {
     pub fn parse(doc: &Value) -> Result<Self, Vec<FieldError>> {
         let mut errs = Vec::new();
         let mut out = Self {
-            name: doc.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_owned(),
+            name: doc
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
             ..Self::default()
         };
         if out.name.is_empty() {
-            errs.push(FieldError { field: "metadata.name".into(), message: "is required".into() });
+            errs.push(FieldError {
+                field: "metadata.name".into(),
+                message: "is required".into(),
+            });
         }
         out.scopes = strings(doc.get("scopes"));
-        if let Some(retries) = doc.pointer("/spec/policies/retries").and_then(Value::as_object) {
+        if let Some(retries) = doc
+            .pointer("/spec/policies/retries")
+            .and_then(Value::as_object)
+        {
             for (name, v) in retries {
                 match retry_policy(v, &format!("spec.policies.retries.{name}")) {
                     Ok(p) => {
@@ -156,7 +175,10 @@ impl Resiliency {
                 }
             }
         }
-        if let Some(timeouts) = doc.pointer("/spec/policies/timeouts").and_then(Value::as_object) {
+        if let Some(timeouts) = doc
+            .pointer("/spec/policies/timeouts")
+            .and_then(Value::as_object)
+        {
             for (name, v) in timeouts {
                 let t = v.as_str().map_or_else(|| v.to_string(), str::to_owned);
                 match duration_value(&t) {
@@ -165,12 +187,17 @@ impl Resiliency {
                     }
                     _ => errs.push(FieldError {
                         field: format!("spec.policies.timeouts.{name}"),
-                        message: format!("{t:?} is not a positive duration (e.g. 5s, 500ms, or milliseconds)"),
+                        message: format!(
+                            "{t:?} is not a positive duration (e.g. 5s, 500ms, or milliseconds)"
+                        ),
                     }),
                 }
             }
         }
-        if let Some(breakers) = doc.pointer("/spec/policies/circuitBreakers").and_then(Value::as_object) {
+        if let Some(breakers) = doc
+            .pointer("/spec/policies/circuitBreakers")
+            .and_then(Value::as_object)
+        {
             for (name, v) in breakers {
                 match BreakerPolicy::parse(v, &format!("spec.policies.circuitBreakers.{name}")) {
                     Ok(p) => {
@@ -186,12 +213,22 @@ impl Resiliency {
                 out.apps.insert(app.clone(), names);
             }
         }
-        if let Some(components) = doc.pointer("/spec/targets/components").and_then(Value::as_object) {
+        if let Some(components) = doc
+            .pointer("/spec/targets/components")
+            .and_then(Value::as_object)
+        {
             for (component, v) in components {
                 let at = format!("spec.targets.components.{component}");
-                let inbound = v.get("inbound").map(|x| out.names(x, &format!("{at}.inbound"), &mut errs));
-                let outbound = v.get("outbound").map(|x| out.names(x, &format!("{at}.outbound"), &mut errs));
-                out.components.insert(component.clone(), (inbound.unwrap_or_default(), outbound.unwrap_or_default()));
+                let inbound = v
+                    .get("inbound")
+                    .map(|x| out.names(x, &format!("{at}.inbound"), &mut errs));
+                let outbound = v
+                    .get("outbound")
+                    .map(|x| out.names(x, &format!("{at}.outbound"), &mut errs));
+                out.components.insert(
+                    component.clone(),
+                    (inbound.unwrap_or_default(), outbound.unwrap_or_default()),
+                );
             }
         }
         if errs.is_empty() { Ok(out) } else { Err(errs) }
@@ -205,7 +242,10 @@ impl Resiliency {
     /// The policy names of a target, each checked against the policies of its kind.
     fn names(&self, v: &Value, at: &str, errs: &mut Vec<FieldError>) -> Names {
         let mut named = |key: &str, exists: &dyn Fn(&str) -> bool, kind: &str| {
-            let name = v.get(key).and_then(Value::as_str).filter(|n| !n.is_empty())?;
+            let name = v
+                .get(key)
+                .and_then(Value::as_str)
+                .filter(|n| !n.is_empty())?;
             if !exists(name) {
                 errs.push(FieldError {
                     field: format!("{at}.{key}"),
@@ -217,18 +257,30 @@ impl Resiliency {
         Names {
             timeout: named("timeout", &|n| self.timeouts.contains_key(n), "timeouts"),
             retry: named("retry", &|n| self.retries.contains_key(n), "retries"),
-            breaker: named("circuitBreaker", &|n| self.breakers.contains_key(n), "circuitBreakers"),
+            breaker: named(
+                "circuitBreaker",
+                &|n| self.breakers.contains_key(n),
+                "circuitBreakers",
+            ),
         }
     }
 
     /// The retry policy for `component` (of type `component_type`, e.g. `pubsub.redis`) in
     /// `dir`: the one its target names, else the first default policy that exists, from the
     /// most specific (`DefaultPubsubComponentInboundRetryPolicy`) to `DefaultRetryPolicy`.
-    pub fn component_retry(&self, component: &str, component_type: &str, dir: Direction) -> Option<&RetryPolicy> {
-        let names = self.components.get(component).map(|(inbound, outbound)| match dir {
-            Direction::Inbound => inbound,
-            Direction::Outbound => outbound,
-        });
+    pub fn component_retry(
+        &self,
+        component: &str,
+        component_type: &str,
+        dir: Direction,
+    ) -> Option<&RetryPolicy> {
+        let names = self
+            .components
+            .get(component)
+            .map(|(inbound, outbound)| match dir {
+                Direction::Inbound => inbound,
+                Direction::Outbound => outbound,
+            });
         self.resolve(
             names.and_then(|n| n.retry.as_deref()),
             &component_defaults(component_type, dir),
@@ -240,29 +292,50 @@ impl Resiliency {
 
     /// The policies for calls to `component` (of type `component_type`) in `dir`.
     fn component(&self, component: &str, component_type: &str, dir: Direction) -> Policies {
-        let names = self.components.get(component).map(|(inbound, outbound)| match dir {
-            Direction::Inbound => inbound,
-            Direction::Outbound => outbound,
-        });
+        let names = self
+            .components
+            .get(component)
+            .map(|(inbound, outbound)| match dir {
+                Direction::Inbound => inbound,
+                Direction::Outbound => outbound,
+            });
         self.policies(names, &component_defaults(component_type, dir))
     }
 
     /// The policies for calls to app `app_id`.
     fn app(&self, app_id: &str) -> Policies {
-        self.policies(self.apps.get(app_id), &["DefaultApp".to_owned(), "Default".to_owned()])
+        self.policies(
+            self.apps.get(app_id),
+            &["DefaultApp".to_owned(), "Default".to_owned()],
+        )
     }
 
     /// Each kind of policy for a target with `names`, else from the default `levels`.
     fn policies(&self, names: Option<&Names>, levels: &[String]) -> Policies {
         Policies {
             timeout: self
-                .resolve(names.and_then(|n| n.timeout.as_deref()), levels, "Timeout", &self.timeouts)
+                .resolve(
+                    names.and_then(|n| n.timeout.as_deref()),
+                    levels,
+                    "Timeout",
+                    &self.timeouts,
+                )
                 .map(|(n, d)| (n, *d)),
             retry: self
-                .resolve(names.and_then(|n| n.retry.as_deref()), levels, "Retry", &self.retries)
+                .resolve(
+                    names.and_then(|n| n.retry.as_deref()),
+                    levels,
+                    "Retry",
+                    &self.retries,
+                )
                 .map(|(n, p)| (n, p.clone())),
             breaker: self
-                .resolve(names.and_then(|n| n.breaker.as_deref()), levels, "CircuitBreaker", &self.breakers)
+                .resolve(
+                    names.and_then(|n| n.breaker.as_deref()),
+                    levels,
+                    "CircuitBreaker",
+                    &self.breakers,
+                )
                 .map(|(n, p)| (n, p.clone())),
             named_target: names.is_some(),
         }
@@ -279,7 +352,10 @@ impl Resiliency {
         if let Some(n) = named {
             return policies.get(n).map(|p| (n.to_owned(), p));
         }
-        levels.iter().map(|l| format!("{l}{kind}Policy")).find_map(|n| policies.get(&n).map(|p| (n, p)))
+        levels
+            .iter()
+            .map(|l| format!("{l}{kind}Policy"))
+            .find_map(|n| policies.get(&n).map(|p| (n, p)))
     }
 }
 
@@ -320,16 +396,26 @@ pub fn app_policies(all: &[Resiliency], app_id: &str) -> (Policies, Option<Retry
         out.named_target |= p.named_target;
     }
     let retrying = match &out.retry {
-        Some((name, policy)) => Some(Retrying { name: name.clone(), policy: policy.clone(), builtin: false }),
+        Some((name, policy)) => Some(Retrying {
+            name: name.clone(),
+            policy: policy.clone(),
+            builtin: false,
+        }),
         None if out.named_target => None,
         None => {
-            let own = all.iter().find_map(|d| d.retries.get(BUILTIN_SERVICE_RETRIES));
+            let own = all
+                .iter()
+                .find_map(|d| d.retries.get(BUILTIN_SERVICE_RETRIES));
             let policy = own.cloned().unwrap_or(RetryPolicy {
                 backoff: Backoff::Constant(Duration::from_secs(1)),
                 max_retries: Some(3),
                 http_codes: None,
             });
-            Some(Retrying { name: BUILTIN_SERVICE_RETRIES.to_owned(), policy, builtin: own.is_none() })
+            Some(Retrying {
+                name: BUILTIN_SERVICE_RETRIES.to_owned(),
+                policy,
+                builtin: own.is_none(),
+            })
         }
     };
     (out, retrying)
@@ -337,7 +423,12 @@ pub fn app_policies(all: &[Resiliency], app_id: &str) -> (Policies, Option<Retry
 
 /// The policies for calls to `component` in `dir`, across documents: each kind from the first
 /// document that resolves it. Components have no built-in retries.
-pub fn component_policies(all: &[Resiliency], component: &str, component_type: &str, dir: Direction) -> Policies {
+pub fn component_policies(
+    all: &[Resiliency],
+    component: &str,
+    component_type: &str,
+    dir: Direction,
+) -> Policies {
     let mut out = Policies::default();
     for doc in all {
         let p = doc.component(component, component_type, dir);
@@ -356,7 +447,11 @@ fn component_defaults(component_type: &str, dir: Direction) -> Vec<String> {
     if let Some(k) = component_kind(component_type) {
         levels.push(format!("Default{k}Component{d}"));
     }
-    levels.extend([format!("DefaultComponent{d}"), "DefaultComponent".to_owned(), "Default".to_owned()]);
+    levels.extend([
+        format!("DefaultComponent{d}"),
+        "DefaultComponent".to_owned(),
+        "Default".to_owned(),
+    ]);
     levels
 }
 
@@ -388,7 +483,11 @@ impl Labels {
 
     /// Exports the state of breaker `name`: 1 for the current state, 0 for the others.
     pub(crate) fn breaker_state(&self, name: &str, state: breaker::State) {
-        for s in [breaker::State::Closed, breaker::State::Open, breaker::State::HalfOpen] {
+        for s in [
+            breaker::State::Closed,
+            breaker::State::Open,
+            breaker::State::HalfOpen,
+        ] {
             metrics::gauge!(
                 "dapr_resiliency_cb_state",
                 "app_id" => self.app_id.clone(),
@@ -410,7 +509,8 @@ pub fn component_retry<'a>(
     component_type: &str,
     dir: Direction,
 ) -> Option<&'a RetryPolicy> {
-    all.iter().find_map(|r| r.component_retry(component, component_type, dir))
+    all.iter()
+        .find_map(|r| r.component_retry(component, component_type, dir))
 }
 
 fn component_kind(component_type: &str) -> Option<&'static str> {
@@ -429,18 +529,34 @@ fn component_kind(component_type: &str) -> Option<&'static str> {
 
 fn strings(v: Option<&Value>) -> Vec<String> {
     v.and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 fn retry_policy(v: &Value, at: &str) -> Result<RetryPolicy, Vec<FieldError>> {
     let mut errs = Vec::new();
-    let mut bad = |field: &str, message: String| errs.push(FieldError { field: format!("{at}.{field}"), message });
-    let text = |field: &str| v.get(field).map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_owned));
+    let mut bad = |field: &str, message: String| {
+        errs.push(FieldError {
+            field: format!("{at}.{field}"),
+            message,
+        })
+    };
+    let text = |field: &str| {
+        v.get(field)
+            .map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_owned))
+    };
     let mut duration = |field: &str, default: Duration| match text(field) {
         None => default,
         Some(t) => duration_value(&t).unwrap_or_else(|| {
-            bad(field, format!("{t:?} is not a duration (e.g. 5s, 500ms, or milliseconds)"));
+            bad(
+                field,
+                format!("{t:?} is not a duration (e.g. 5s, 500ms, or milliseconds)"),
+            );
             default
         }),
     };
@@ -449,7 +565,12 @@ fn retry_policy(v: &Value, at: &str) -> Result<RetryPolicy, Vec<FieldError>> {
     let max_interval = duration("maxInterval", Duration::from_secs(60));
     let max_elapsed = duration("maxElapsedTime", Duration::from_secs(15 * 60));
     let mut errs2 = Vec::new();
-    let mut bad2 = |field: &str, message: String| errs2.push(FieldError { field: format!("{at}.{field}"), message });
+    let mut bad2 = |field: &str, message: String| {
+        errs2.push(FieldError {
+            field: format!("{at}.{field}"),
+            message,
+        })
+    };
     let mut fraction = |field: &str, default: f64| match text(field) {
         None => default,
         Some(t) => match t.parse::<f64>() {
@@ -467,19 +588,41 @@ fn retry_policy(v: &Value, at: &str) -> Result<RetryPolicy, Vec<FieldError>> {
         Some(Ok(n)) if n < 0 => None,
         Some(Ok(n)) => Some(u32::try_from(n).unwrap_or(u32::MAX)),
         Some(Err(_)) => {
-            bad2("maxRetries", format!("{:?} is not a whole number", text("maxRetries").unwrap_or_default()));
+            bad2(
+                "maxRetries",
+                format!(
+                    "{:?} is not a whole number",
+                    text("maxRetries").unwrap_or_default()
+                ),
+            );
             None
         }
     };
-    let backoff = match text("policy").as_deref().map(str::to_ascii_lowercase).as_deref() {
+    let backoff = match text("policy")
+        .as_deref()
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
         None | Some("" | "constant") => Backoff::Constant(constant),
-        Some("exponential") => Backoff::Exponential { initial, randomization, multiplier, max_interval, max_elapsed },
+        Some("exponential") => Backoff::Exponential {
+            initial,
+            randomization,
+            multiplier,
+            max_interval,
+            max_elapsed,
+        },
         Some(other) => {
-            bad2("policy", format!("{other:?} is not constant or exponential"));
+            bad2(
+                "policy",
+                format!("{other:?} is not constant or exponential"),
+            );
             Backoff::Constant(constant)
         }
     };
-    let http_codes = match v.pointer("/matching/httpStatusCodes").and_then(Value::as_str) {
+    let http_codes = match v
+        .pointer("/matching/httpStatusCodes")
+        .and_then(Value::as_str)
+    {
         None => None,
         Some(list) => match code_ranges(list, 100..=599) {
             Ok(r) => Some(r),
@@ -491,17 +634,30 @@ fn retry_policy(v: &Value, at: &str) -> Result<RetryPolicy, Vec<FieldError>> {
     };
     // gRPC codes are checked like HTTP ones; they would apply to gRPC calls, which this build
     // does not make, so they are not kept.
-    if let Some(list) = v.pointer("/matching/gRPCStatusCodes").and_then(Value::as_str)
+    if let Some(list) = v
+        .pointer("/matching/gRPCStatusCodes")
+        .and_then(Value::as_str)
         && let Err(e) = code_ranges(list, 0..=16)
     {
         bad2("matching.gRPCStatusCodes", format!("{list:?}: {e}"));
     }
     errs.extend(errs2);
-    if errs.is_empty() { Ok(RetryPolicy { backoff, max_retries, http_codes }) } else { Err(errs) }
+    if errs.is_empty() {
+        Ok(RetryPolicy {
+            backoff,
+            max_retries,
+            http_codes,
+        })
+    } else {
+        Err(errs)
+    }
 }
 
 /// `"429,500-599"` into ranges, each within `allowed`.
-fn code_ranges(list: &str, allowed: RangeInclusive<u16>) -> Result<Vec<RangeInclusive<u16>>, String> {
+fn code_ranges(
+    list: &str,
+    allowed: RangeInclusive<u16>,
+) -> Result<Vec<RangeInclusive<u16>>, String> {
     list.split(',')
         .map(str::trim)
         .filter(|p| !p.is_empty())
@@ -510,7 +666,11 @@ fn code_ranges(list: &str, allowed: RangeInclusive<u16>) -> Result<Vec<RangeIncl
             let parse = |s: &str| s.trim().parse::<u16>().ok().filter(|c| allowed.contains(c));
             match (parse(a), parse(b)) {
                 (Some(a), Some(b)) if a <= b => Ok(a..=b),
-                _ => Err(format!("{part:?} is not a code or range within {}-{}", allowed.start(), allowed.end())),
+                _ => Err(format!(
+                    "{part:?} is not a code or range within {}-{}",
+                    allowed.start(),
+                    allowed.end()
+                )),
             }
         })
         .collect()

@@ -65,7 +65,14 @@ impl Spans {
     /// (0 to 1), for spans of `app_id`.
     pub fn new(capacity: usize, rate: f64, app_id: &str) -> (Self, mpsc::Receiver<SpanRecord>) {
         let (tx, rx) = mpsc::channel(capacity.max(1));
-        (Self { tx, rate: rate.clamp(0.0, 1.0), app_id: app_id.into() }, rx)
+        (
+            Self {
+                tx,
+                rate: rate.clamp(0.0, 1.0),
+                app_id: app_id.into(),
+            },
+            rx,
+        )
     }
 
     /// The app id spans are recorded for.
@@ -113,7 +120,8 @@ mod tests {
         assert!(sampled_by_rate(12345, 1.0));
         assert!(!sampled_by_rate(12345, 0.0));
         // About a tenth of uniformly spread ids are sampled at 0.1.
-        let ids = (0..10_000u128).map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835));
+        let ids =
+            (0..10_000u128).map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835));
         let n = ids.filter(|id| sampled_by_rate(*id, 0.1)).count();
         assert!((800..1200).contains(&n), "{n}");
     }

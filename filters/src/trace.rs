@@ -41,9 +41,13 @@ impl TraceContext {
     /// Parses a `traceparent` value; `None` if it is not a valid version-00 header.
     pub fn parse(v: &str) -> Option<Self> {
         let mut parts = v.trim().split('-');
-        let (ver, trace, span, flags) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-        let lower_hex =
-            |s: &str, n| s.len() == n && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        let (ver, trace, span, flags) =
+            (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        let lower_hex = |s: &str, n| {
+            s.len() == n
+                && s.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        };
         // A future version may append fields; version 00 may not.
         if !lower_hex(ver, 2) || ver == "ff" || (ver == "00" && parts.next().is_some()) {
             return None;
@@ -61,12 +65,19 @@ impl TraceContext {
 
     /// A new root context, sampled.
     pub fn new_root() -> Self {
-        Self { trace_id: random_u128(), span_id: random_u64(), flags: 1 }
+        Self {
+            trace_id: random_u128(),
+            span_id: random_u64(),
+            flags: 1,
+        }
     }
 
     /// A child of this context: same trace, new span.
     pub fn child(&self) -> Self {
-        Self { span_id: random_u64(), ..*self }
+        Self {
+            span_id: random_u64(),
+            ..*self
+        }
     }
 }
 
@@ -90,7 +101,11 @@ impl TraceContext {
 
 impl fmt::Display for TraceContext {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "00-{:032x}-{:016x}-{:02x}", self.trace_id, self.span_id, self.flags)
+        write!(
+            f,
+            "00-{:032x}-{:016x}-{:02x}",
+            self.trace_id, self.span_id, self.flags
+        )
     }
 }
 
@@ -134,7 +149,11 @@ impl<S> Layer<S> for TraceLayer {
     type Service = Trace<S>;
 
     fn layer(&self, inner: S) -> Trace<S> {
-        Trace { inner, spans: self.spans.clone(), mesh: self.mesh }
+        Trace {
+            inner,
+            spans: self.spans.clone(),
+            mesh: self.mesh,
+        }
     }
 }
 
@@ -151,7 +170,11 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        let parent = req.headers().get(TRACEPARENT).and_then(|v| v.to_str().ok()).and_then(TraceContext::parse);
+        let parent = req
+            .headers()
+            .get(TRACEPARENT)
+            .and_then(|v| v.to_str().ok())
+            .and_then(TraceContext::parse);
         let ctx = match parent {
             Some(p) => p.child(),
             None => {
@@ -166,16 +189,24 @@ where
         let value = ctx.header_value();
         req.headers_mut().insert(TRACEPARENT, value.clone());
         req.extensions_mut().insert(ctx);
-        let pending = self.spans.as_ref().filter(|_| is_sampled(&ctx)).map(|spans| Pending {
-            spans: spans.clone(),
-            ctx,
-            parent: parent.map_or(0, |p| p.span_id),
-            method: crate::metrics::method_label(req.method()),
-            path: self.mesh.then(|| req.uri().path().to_owned()),
-            peer: req.extensions().get::<Arc<Caller>>().map(|c| c.to_string()),
-            start: SystemTime::now(),
-        });
-        ResponseFuture { inner: self.inner.call(req), value: Some(value), pending }
+        let pending = self
+            .spans
+            .as_ref()
+            .filter(|_| is_sampled(&ctx))
+            .map(|spans| Pending {
+                spans: spans.clone(),
+                ctx,
+                parent: parent.map_or(0, |p| p.span_id),
+                method: crate::metrics::method_label(req.method()),
+                path: self.mesh.then(|| req.uri().path().to_owned()),
+                peer: req.extensions().get::<Arc<Caller>>().map(|c| c.to_string()),
+                start: SystemTime::now(),
+            });
+        ResponseFuture {
+            inner: self.inner.call(req),
+            value: Some(value),
+            pending,
+        }
     }
 }
 
@@ -193,7 +224,10 @@ struct Pending {
 
 impl Pending {
     fn finish(self, status: Option<u16>, route: Option<RouteLabel>) {
-        let mut attributes = vec![("app_id", self.spans.app_id().to_owned()), ("http.method", self.method.to_owned())];
+        let mut attributes = vec![
+            ("app_id", self.spans.app_id().to_owned()),
+            ("http.method", self.method.to_owned()),
+        ];
         let name = match (route, self.path) {
             (Some(r), _) => {
                 attributes.push(("http.route", r.0.to_owned()));
@@ -248,7 +282,10 @@ where
         let result = std::task::ready!(this.inner.poll(cx));
         if let Some(p) = this.pending.take() {
             match &result {
-                Ok(rsp) => p.finish(Some(rsp.status().as_u16()), rsp.extensions().get::<RouteLabel>().copied()),
+                Ok(rsp) => p.finish(
+                    Some(rsp.status().as_u16()),
+                    rsp.extensions().get::<RouteLabel>().copied(),
+                ),
                 Err(_) => p.finish(None, None),
             }
         }
@@ -272,9 +309,16 @@ mod tests {
         let ctx = TraceContext::parse(good).unwrap();
         assert_eq!(ctx.to_string(), good);
         assert_eq!(ctx.header_value(), good);
-        let edges = TraceContext { trace_id: u128::MAX, span_id: 1, flags: 0xa5 };
+        let edges = TraceContext {
+            trace_id: u128::MAX,
+            span_id: 1,
+            flags: 0xa5,
+        };
         assert_eq!(edges.header_value(), edges.to_string().as_str());
-        assert!(TraceContext::parse("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra").is_some());
+        assert!(
+            TraceContext::parse("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra")
+                .is_some()
+        );
         for bad in [
             "",
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
@@ -299,7 +343,10 @@ mod tests {
         }));
         let mut req = Request::new(());
         for (k, v) in headers {
-            req.headers_mut().insert(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+            req.headers_mut().insert(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
         }
         let rsp = svc.oneshot(req).await.unwrap();
         rsp.headers().clone()
@@ -317,7 +364,10 @@ mod tests {
 
     #[tokio::test]
     async fn starts_a_trace_when_absent_or_malformed() {
-        for headers in [&[][..], &[("traceparent", "garbage"), ("tracestate", "a=b")][..]] {
+        for headers in [
+            &[][..],
+            &[("traceparent", "garbage"), ("tracestate", "a=b")][..],
+        ] {
             let seen = run(headers).await;
             assert!(TraceContext::parse(seen["traceparent"].to_str().unwrap()).is_some());
             assert!(seen.get("tracestate").is_none());
@@ -328,13 +378,15 @@ mod tests {
     async fn response_gets_traceparent_unless_set() {
         let svc = TraceLayer::default().layer(service_fn(|_req: Request<()>| async {
             let mut rsp = Response::new(());
-            rsp.headers_mut().insert("traceparent", "kept".parse().unwrap());
+            rsp.headers_mut()
+                .insert("traceparent", "kept".parse().unwrap());
             Ok::<_, Infallible>(rsp)
         }));
         let rsp = svc.oneshot(Request::new(())).await.unwrap();
         assert_eq!(rsp.headers()["traceparent"], "kept");
-        let svc = TraceLayer::default()
-            .layer(service_fn(|_req: Request<()>| async { Ok::<_, Infallible>(Response::new(())) }));
+        let svc = TraceLayer::default().layer(service_fn(|_req: Request<()>| async {
+            Ok::<_, Infallible>(Response::new(()))
+        }));
         let rsp = svc.oneshot(Request::new(())).await.unwrap();
         assert!(TraceContext::parse(rsp.headers()["traceparent"].to_str().unwrap()).is_some());
     }

@@ -44,15 +44,24 @@ pub fn framing(data: &[u8]) {
         let refused = f.refused();
         let mut passed = out.to_vec();
         if refused.is_some_and(|r| r != guard::Refusal::BadChunk) {
-            assert!(passed.ends_with(poison), "a refused head is replaced by one hyper refuses");
+            assert!(
+                passed.ends_with(poison),
+                "a refused head is replaced by one hyper refuses"
+            );
             passed.truncate(passed.len() - poison.len());
         }
-        assert!(input.starts_with(&passed), "the guard altered the bytes it passed");
+        assert!(
+            input.starts_with(&passed),
+            "the guard altered the bytes it passed"
+        );
         (passed, refused)
     };
     let (whole, whole_refused) = run(input.len().max(1));
     let (pieces, pieces_refused) = run(split);
-    assert!(whole.starts_with(&pieces) || pieces.starts_with(&whole), "splitting the input changed what passed");
+    assert!(
+        whole.starts_with(&pieces) || pieces.starts_with(&whole),
+        "splitting the input changed what passed"
+    );
     if let (Some(a), Some(b)) = (whole_refused, pieces_refused) {
         assert_eq!(a, b, "splitting the input changed why it was refused");
     }
@@ -62,16 +71,29 @@ pub fn framing(data: &[u8]) {
 /// segments and percent-encoded letters do not change it, and policy decides on it alone.
 pub fn path_acl(data: &[u8]) {
     use outrider_filters::normalize::{canonical_path, route_path};
-    let Ok(raw) = std::str::from_utf8(data) else { return };
+    let Ok(raw) = std::str::from_utf8(data) else {
+        return;
+    };
     if let Ok(c) = canonical_path(raw) {
-        assert_eq!(canonical_path(&c).as_ref(), Ok(&c), "canonical form of {raw:?} is not a fixed point");
+        assert_eq!(
+            canonical_path(&c).as_ref(),
+            Ok(&c),
+            "canonical form of {raw:?} is not a fixed point"
+        );
         let noisy = format!("/.{}", raw.replace('/', "//"));
         if raw.starts_with('/') {
-            assert_eq!(canonical_path(&noisy).as_ref(), Ok(&c), "{noisy:?} and {raw:?} differ");
+            assert_eq!(
+                canonical_path(&noisy).as_ref(),
+                Ok(&c),
+                "{noisy:?} and {raw:?} differ"
+            );
         }
         let acl = shop_policy();
-        let caller =
-            outrider_policy::Caller { app_id: "a".into(), namespace: "default".into(), trust_domain: "public".into() };
+        let caller = outrider_policy::Caller {
+            app_id: "a".into(),
+            namespace: "default".into(),
+            trust_domain: "public".into(),
+        };
         for verb in ["GET", "POST"] {
             let once = acl.decide(Some(&caller), &c, verb);
             let twice = acl.decide(Some(&caller), &canonical_path(&c).unwrap_or_default(), verb);
@@ -82,7 +104,11 @@ pub fn path_acl(data: &[u8]) {
         }
     }
     if let Ok(r) = route_path(raw) {
-        assert_eq!(route_path(&r).as_ref(), Ok(&r), "route form of {raw:?} is not a fixed point");
+        assert_eq!(
+            route_path(&r).as_ref(),
+            Ok(&r),
+            "route form of {raw:?} is not a fixed point"
+        );
     }
 }
 
@@ -97,16 +123,22 @@ fn shop_policy() -> outrider_policy::AccessControl {
                 {"name": "/orders/*", "httpVerb": ["GET"], "action": "allow"},
             ]}],
     });
-    let spec = outrider_policy::AccessControlSpec::parse(&spec, "fuzz.yaml").expect("a valid policy");
+    let spec =
+        outrider_policy::AccessControlSpec::parse(&spec, "fuzz.yaml").expect("a valid policy");
     outrider_policy::AccessControl::merge([spec]).expect("one policy merges")
 }
 
 /// SPIFFE ids: what parses prints back as itself and parses again to the same id.
 pub fn spiffe_id(data: &[u8]) {
-    let Ok(s) = std::str::from_utf8(data) else { return };
+    let Ok(s) = std::str::from_utf8(data) else {
+        return;
+    };
     if let Ok(id) = s.parse::<outrider_certs::SpiffeId>() {
         let printed = id.to_string();
-        assert_eq!(printed.parse::<outrider_certs::SpiffeId>().as_ref(), Ok(&id));
+        assert_eq!(
+            printed.parse::<outrider_certs::SpiffeId>().as_ref(),
+            Ok(&id)
+        );
         let again = outrider_certs::SpiffeId::new(id.trust_domain(), id.namespace(), id.app_id());
         assert_eq!(again.as_ref(), Ok(&id), "{s:?}");
     }
@@ -117,13 +149,19 @@ pub fn spiffe_id(data: &[u8]) {
 pub fn cloudevent(data: &[u8]) {
     // First line: content type; second: `k=v&k=v` metadata; the rest: the body.
     let mut parts = data.splitn(3, |b| *b == b'\n');
-    let content_type = parts.next().map(String::from_utf8_lossy).unwrap_or_default();
+    let content_type = parts
+        .next()
+        .map(String::from_utf8_lossy)
+        .unwrap_or_default();
     let metadata: BTreeMap<String, String> = parts
         .next()
         .map(String::from_utf8_lossy)
         .unwrap_or_default()
         .split('&')
-        .filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
+        .filter_map(|kv| {
+            kv.split_once('=')
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        })
         .collect();
     let body = parts.next().unwrap_or_default();
     let ctx = outrider_blocks::pubsub::PublishContext {
@@ -136,7 +174,9 @@ pub fn cloudevent(data: &[u8]) {
         id: "fixed-id".into(),
     };
     let ct = (!content_type.is_empty()).then_some(content_type.as_ref());
-    let Ok(event) = outrider_blocks::pubsub::envelope(&ctx, ct, body, &metadata) else { return };
+    let Ok(event) = outrider_blocks::pubsub::envelope(&ctx, ct, body, &metadata) else {
+        return;
+    };
     let obj = event.as_object().expect("an envelope is an object");
     for field in ["specversion", "source", "type", "topic", "pubsubname"] {
         assert!(obj.contains_key(field), "no {field} in {event}");
@@ -148,15 +188,22 @@ pub fn cloudevent(data: &[u8]) {
     }
     // It serialises, and reads back as the same value.
     let text = serde_json::to_vec(&event).expect("an envelope serialises");
-    assert_eq!(serde_json::from_slice::<Value>(&text).ok().as_ref(), Some(&event));
+    assert_eq!(
+        serde_json::from_slice::<Value>(&text).ok().as_ref(),
+        Some(&event)
+    );
 }
 
 /// Queries: any JSON either fails to parse or runs, and the streaming engine keeps the same
 /// page, in the same order, with the same next-page token, as filtering and sorting everything.
 pub fn state_query(data: &[u8]) {
     use outrider_blocks::state::Query;
-    let Ok(doc) = serde_json::from_slice::<Value>(data) else { return };
-    let Ok(query) = Query::parse(&doc) else { return };
+    let Ok(doc) = serde_json::from_slice::<Value>(data) else {
+        return;
+    };
+    let Ok(query) = Query::parse(&doc) else {
+        return;
+    };
     let rows = sample_rows();
     let (page, token) = query.run(rows.clone());
     let got: Vec<usize> = page.into_iter().map(|(i, _)| i).collect();
@@ -184,8 +231,14 @@ fn sample_rows() -> Vec<(usize, Value)> {
 
 /// The plain evaluation the streaming engine must agree with: filter all, stable-sort all,
 /// then cut the page out.
-fn reference_run(q: &outrider_blocks::state::Query, rows: Vec<(usize, Value)>) -> (Vec<usize>, Option<String>) {
-    let mut rows: Vec<_> = rows.into_iter().filter(|(_, v)| q.filter.as_ref().is_none_or(|f| f.matches(v))).collect();
+fn reference_run(
+    q: &outrider_blocks::state::Query,
+    rows: Vec<(usize, Value)>,
+) -> (Vec<usize>, Option<String>) {
+    let mut rows: Vec<_> = rows
+        .into_iter()
+        .filter(|(_, v)| q.filter.as_ref().is_none_or(|f| f.matches(v)))
+        .collect();
     rows.sort_by(|(_, a), (_, b)| {
         for s in &q.sort {
             let get = |v: &Value| s.path.iter().try_fold(v, |v, seg| v.get(seg)).cloned();
@@ -199,10 +252,17 @@ fn reference_run(q: &outrider_blocks::state::Query, rows: Vec<(usize, Value)>) -
         Ordering::Equal
     });
     let total = rows.len();
-    let page: Vec<usize> =
-        rows.into_iter().skip(q.offset).take(q.limit.unwrap_or(usize::MAX)).map(|(i, _)| i).collect();
+    let page: Vec<usize> = rows
+        .into_iter()
+        .skip(q.offset)
+        .take(q.limit.unwrap_or(usize::MAX))
+        .map(|(i, _)| i)
+        .collect();
     let end = q.offset + page.len();
-    (page, (q.limit.is_some() && end < total).then(|| end.to_string()))
+    (
+        page,
+        (q.limit.is_some() && end < total).then(|| end.to_string()),
+    )
 }
 
 /// Order as the query language defines it: numbers by value, strings lexically, booleans false
@@ -218,9 +278,11 @@ fn reference_order(a: Option<&Value>, b: Option<&Value>) -> Ordering {
         }
     }
     match (a, b) {
-        (Some(Value::Number(x)), Some(Value::Number(y))) => {
-            x.as_f64().unwrap_or(f64::NAN).partial_cmp(&y.as_f64().unwrap_or(f64::NAN)).unwrap_or(Ordering::Equal)
-        }
+        (Some(Value::Number(x)), Some(Value::Number(y))) => x
+            .as_f64()
+            .unwrap_or(f64::NAN)
+            .partial_cmp(&y.as_f64().unwrap_or(f64::NAN))
+            .unwrap_or(Ordering::Equal),
         (Some(Value::String(x)), Some(Value::String(y))) => x.cmp(y),
         (Some(Value::Bool(x)), Some(Value::Bool(y))) => x.cmp(y),
         _ => rank(a).cmp(&rank(b)),
@@ -231,31 +293,50 @@ fn reference_order(a: Option<&Value>, b: Option<&Value>) -> Ordering {
 /// directory and Configuration, and each Component, Subscription, Resiliency and access control
 /// either loads or fails with errors that name a field.
 pub fn resources(data: &[u8]) {
-    let Ok(text) = std::str::from_utf8(data) else { return };
-    let Ok(docs) = serde_saphyr::from_multiple::<Value>(text) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(docs) = serde_saphyr::from_multiple::<Value>(text) else {
+        return;
+    };
     for doc in docs {
         match doc.get("kind").and_then(Value::as_str) {
             Some("Component") => {
                 if let Ok(c) = serde_json::from_value::<outrider_blocks::Component>(doc) {
                     for e in c.validate() {
-                        assert!(!e.field.is_empty(), "a component error names no field: {}", e.message);
+                        assert!(
+                            !e.field.is_empty(),
+                            "a component error names no field: {}",
+                            e.message
+                        );
                     }
                 }
             }
             Some("Subscription") => {
-                if let Ok(s) = serde_json::from_value::<outrider_blocks::subscription::SubscriptionDoc>(doc)
+                if let Ok(s) =
+                    serde_json::from_value::<outrider_blocks::subscription::SubscriptionDoc>(doc)
                     && let Err(errs) = s.validate()
                 {
-                    assert!(errs.iter().all(|e| !e.field.is_empty()), "a subscription error names no field");
+                    assert!(
+                        errs.iter().all(|e| !e.field.is_empty()),
+                        "a subscription error names no field"
+                    );
                 }
             }
             Some("Resiliency") => {
                 if let Err(errs) = outrider_filters::resiliency::Resiliency::parse(&doc) {
-                    assert!(errs.iter().all(|e| !e.field.is_empty()), "a resiliency error names no field");
+                    assert!(
+                        errs.iter().all(|e| !e.field.is_empty()),
+                        "a resiliency error names no field"
+                    );
                 }
             }
             Some("Configuration") => {
-                let spec = doc.get("spec").and_then(|s| s.get("accessControl")).cloned().unwrap_or(Value::Null);
+                let spec = doc
+                    .get("spec")
+                    .and_then(|s| s.get("accessControl"))
+                    .cloned()
+                    .unwrap_or(Value::Null);
                 if let Ok(spec) = outrider_policy::AccessControlSpec::parse(&spec, "fuzz.yaml")
                     && let Ok(acl) = outrider_policy::AccessControl::merge([spec])
                 {

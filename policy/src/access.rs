@@ -29,7 +29,9 @@ use crate::{Caller, Problem};
 use trie::Trie;
 
 /// The standard HTTP verbs an operation rule may name (besides `*`).
-const VERBS: [&str; 9] = ["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"];
+const VERBS: [&str; 9] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+];
 
 /// What a rule says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -174,19 +176,42 @@ impl fmt::Display for Rule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Rule::Open => f.write_str("no access control is configured"),
-            Rule::Global(GlobalReason::NoIdentity) => f.write_str("global defaultAction (the caller has no identity)"),
-            Rule::Global(GlobalReason::NoPolicy) => {
-                f.write_str("global defaultAction (no policy for the caller's app id and namespace)")
+            Rule::Global(GlobalReason::NoIdentity) => {
+                f.write_str("global defaultAction (the caller has no identity)")
             }
-            Rule::Global(GlobalReason::TrustDomain) => {
-                f.write_str("global defaultAction (the caller's policy is for another trust domain)")
+            Rule::Global(GlobalReason::NoPolicy) => f.write_str(
+                "global defaultAction (no policy for the caller's app id and namespace)",
+            ),
+            Rule::Global(GlobalReason::TrustDomain) => f.write_str(
+                "global defaultAction (the caller's policy is for another trust domain)",
+            ),
+            Rule::AppDefault {
+                origin,
+                app_id,
+                namespace,
+                own,
+            } => {
+                let which = if *own {
+                    "its defaultAction"
+                } else {
+                    "no operation matched, global defaultAction"
+                };
+                write!(
+                    f,
+                    "{origin}: policy for app {app_id:?} in namespace {namespace:?}: {which}"
+                )
             }
-            Rule::AppDefault { origin, app_id, namespace, own } => {
-                let which = if *own { "its defaultAction" } else { "no operation matched, global defaultAction" };
-                write!(f, "{origin}: policy for app {app_id:?} in namespace {namespace:?}: {which}")
-            }
-            Rule::Operation { origin, app_id, namespace, operation, verb } => {
-                write!(f, "{origin}: policy for app {app_id:?} in namespace {namespace:?}: operation {operation:?}")?;
+            Rule::Operation {
+                origin,
+                app_id,
+                namespace,
+                operation,
+                verb,
+            } => {
+                write!(
+                    f,
+                    "{origin}: policy for app {app_id:?} in namespace {namespace:?}: operation {operation:?}"
+                )?;
                 match verb {
                     Some(v) => write!(f, " verb {v}"),
                     None => f.write_str(" (no entry for this verb: the policy's defaultAction)"),
@@ -202,30 +227,58 @@ impl AccessControlSpec {
     pub fn parse(value: &Value, origin: &str) -> Result<Self, Vec<Problem>> {
         let mut problems = Vec::new();
         let base = "spec.accessControl";
-        let mut spec =
-            AccessControlSpec { origin: origin.to_owned(), default_action: None, trust_domain: None, policies: None };
+        let mut spec = AccessControlSpec {
+            origin: origin.to_owned(),
+            default_action: None,
+            trust_domain: None,
+            policies: None,
+        };
         let Some(obj) = value.as_object() else {
             if !value.is_null() {
                 problems.push(Problem::new(base, format!("{value} is not a mapping")));
             }
-            return if problems.is_empty() { Ok(spec) } else { Err(problems) };
+            return if problems.is_empty() {
+                Ok(spec)
+            } else {
+                Err(problems)
+            };
         };
-        spec.default_action = action_field(obj.get("defaultAction"), &format!("{base}.defaultAction"), &mut problems);
-        spec.trust_domain = string_field(obj.get("trustDomain"), &format!("{base}.trustDomain"), &mut problems);
+        spec.default_action = action_field(
+            obj.get("defaultAction"),
+            &format!("{base}.defaultAction"),
+            &mut problems,
+        );
+        spec.trust_domain = string_field(
+            obj.get("trustDomain"),
+            &format!("{base}.trustDomain"),
+            &mut problems,
+        );
         match obj.get("policies") {
             None | Some(Value::Null) => {}
             Some(Value::Array(items)) => {
                 let mut policies = Vec::new();
                 for (i, item) in items.iter().enumerate() {
-                    if let Some(p) = AppPolicy::parse(item, &format!("{base}.policies[{i}]"), origin, &mut problems) {
+                    if let Some(p) = AppPolicy::parse(
+                        item,
+                        &format!("{base}.policies[{i}]"),
+                        origin,
+                        &mut problems,
+                    ) {
                         policies.push(p);
                     }
                 }
                 spec.policies = Some(policies);
             }
-            Some(other) => problems.push(Problem::new(format!("{base}.policies"), format!("{other} is not a list"))),
+            Some(other) => problems.push(Problem::new(
+                format!("{base}.policies"),
+                format!("{other} is not a list"),
+            )),
         }
-        if problems.is_empty() { Ok(spec) } else { Err(problems) }
+        if problems.is_empty() {
+            Ok(spec)
+        } else {
+            Err(problems)
+        }
     }
 
     fn is_empty(&self) -> bool {
@@ -242,30 +295,43 @@ impl AppPolicy {
             return None;
         };
         let before = problems.len();
-        let mut required = |key: &str| match string_field(obj.get(key), &format!("{at}.{key}"), problems) {
-            Some(s) if !s.is_empty() => s,
-            _ => {
-                if obj.get(key).is_none_or(|v| v.as_str() == Some("")) {
-                    problems.push(Problem::new(format!("{at}.{key}"), "is required".to_owned()));
+        let mut required =
+            |key: &str| match string_field(obj.get(key), &format!("{at}.{key}"), problems) {
+                Some(s) if !s.is_empty() => s,
+                _ => {
+                    if obj.get(key).is_none_or(|v| v.as_str() == Some("")) {
+                        problems.push(Problem::new(
+                            format!("{at}.{key}"),
+                            "is required".to_owned(),
+                        ));
+                    }
+                    String::new()
                 }
-                String::new()
-            }
-        };
+            };
         let app_id = required("appId");
         let namespace = required("namespace");
         let trust_domain = required("trustDomain");
-        let default_action = action_field(obj.get("defaultAction"), &format!("{at}.defaultAction"), problems);
+        let default_action = action_field(
+            obj.get("defaultAction"),
+            &format!("{at}.defaultAction"),
+            problems,
+        );
         let mut operations = Vec::new();
         match obj.get("operations") {
             None | Some(Value::Null) => {}
             Some(Value::Array(ops)) => {
                 for (i, op) in ops.iter().enumerate() {
-                    if let Some(op) = Operation::parse(op, &format!("{at}.operations[{i}]"), problems) {
+                    if let Some(op) =
+                        Operation::parse(op, &format!("{at}.operations[{i}]"), problems)
+                    {
                         operations.push(op);
                     }
                 }
             }
-            Some(other) => problems.push(Problem::new(format!("{at}.operations"), format!("{other} is not a list"))),
+            Some(other) => problems.push(Problem::new(
+                format!("{at}.operations"),
+                format!("{other} is not a list"),
+            )),
         }
         if problems.len() > before {
             return None;
@@ -274,7 +340,15 @@ impl AppPolicy {
         for (i, op) in operations.iter().enumerate() {
             trie.insert(&op.name, i);
         }
-        Some(AppPolicy { origin: origin.to_owned(), app_id, namespace, trust_domain, default_action, operations, trie })
+        Some(AppPolicy {
+            origin: origin.to_owned(),
+            app_id,
+            namespace,
+            trust_domain,
+            default_action,
+            operations,
+            trie,
+        })
     }
 }
 
@@ -284,7 +358,10 @@ impl Operation {
         let name = match item.get("name") {
             Some(Value::String(s)) if !s.trim().is_empty() => s.trim().to_owned(),
             Some(v) if !v.is_null() => {
-                problems.push(Problem::new(format!("{at}.name"), format!("{v} is not an operation such as /orders/*")));
+                problems.push(Problem::new(
+                    format!("{at}.name"),
+                    format!("{v} is not an operation such as /orders/*"),
+                ));
                 String::new()
             }
             _ => {
@@ -307,15 +384,27 @@ impl Operation {
                     }
                 }
             }
-            Some(other) => problems.push(Problem::new(format!("{at}.httpVerb"), format!("{other} is not a list"))),
+            Some(other) => problems.push(Problem::new(
+                format!("{at}.httpVerb"),
+                format!("{other} is not a list"),
+            )),
         }
         // A rule without an action denies, as in daprd.
-        let action = action_field(item.get("action"), &format!("{at}.action"), problems).unwrap_or(Action::Deny);
+        let action = action_field(item.get("action"), &format!("{at}.action"), problems)
+            .unwrap_or(Action::Deny);
         if problems.len() > before {
             return None;
         }
-        let name = if name.starts_with('/') { name } else { format!("/{name}") };
-        Some(Operation { name: name.to_lowercase(), verbs, action })
+        let name = if name.starts_with('/') {
+            name
+        } else {
+            format!("/{name}")
+        };
+        Some(Operation {
+            name: name.to_lowercase(),
+            verbs,
+            action,
+        })
     }
 }
 
@@ -410,7 +499,9 @@ impl AccessControl {
         }
         // daprd: without a default, deny when the resource has a `policies` key at all (even
         // when only `trustDomain` is set, since its list is then nil); allow for an empty list.
-        let any_policies = specs.iter().any(|s| s.policies.as_ref().is_some_and(|p| !p.is_empty()));
+        let any_policies = specs
+            .iter()
+            .any(|s| s.policies.as_ref().is_some_and(|p| !p.is_empty()));
         let default_action = match default_action {
             Some((a, _)) => a,
             None if any_policies || !has_policies_key => Action::Deny,
@@ -447,13 +538,22 @@ impl AccessControl {
     /// Decides whether `caller` may call `operation` (the canonical request path) with `verb`.
     pub fn decide(&self, caller: Option<&Caller>, operation: &str, verb: &str) -> Decision {
         if !self.enabled {
-            return Decision { action: Action::Allow, rule: Rule::Open };
+            return Decision {
+                action: Action::Allow,
+                rule: Rule::Open,
+            };
         }
-        let global = |reason| Decision { action: self.default_action, rule: Rule::Global(reason) };
+        let global = |reason| Decision {
+            action: self.default_action,
+            rule: Rule::Global(reason),
+        };
         let Some(caller) = caller.filter(|c| !c.app_id.is_empty()) else {
             return global(GlobalReason::NoIdentity);
         };
-        let Some(policy) = self.policies.get(&(caller.app_id.clone(), caller.namespace.clone())) else {
+        let Some(policy) = self
+            .policies
+            .get(&(caller.app_id.clone(), caller.namespace.clone()))
+        else {
             return global(GlobalReason::NoPolicy);
         };
         if policy.trust_domain != caller.trust_domain {

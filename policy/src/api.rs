@@ -56,9 +56,15 @@ impl ApiAccess {
         let mut problems = Vec::new();
         let mut access = ApiAccess::default();
         if !value.is_null() && !value.is_object() {
-            return Err(vec![Problem::new("spec.api", format!("{value} is not a mapping"))]);
+            return Err(vec![Problem::new(
+                "spec.api",
+                format!("{value} is not a mapping"),
+            )]);
         }
-        for (list, out) in [("allowed", &mut access.allowed), ("denied", &mut access.denied)] {
+        for (list, out) in [
+            ("allowed", &mut access.allowed),
+            ("denied", &mut access.denied),
+        ] {
             let at = format!("spec.api.{list}");
             match value.get(list) {
                 None | Some(Value::Null) => {}
@@ -72,7 +78,11 @@ impl ApiAccess {
                 Some(other) => problems.push(Problem::new(at, format!("{other} is not a list"))),
             }
         }
-        if problems.is_empty() { Ok(access) } else { Err(problems) }
+        if problems.is_empty() {
+            Ok(access)
+        } else {
+            Err(problems)
+        }
     }
 
     /// Whether `endpoint` is served.
@@ -82,7 +92,9 @@ impl ApiAccess {
         }
         let matches = |key: &String| {
             endpoint.route.starts_with(key.as_str())
-                || key.split_once('/').is_some_and(|(v, n)| v == endpoint.version && n == endpoint.group)
+                || key
+                    .split_once('/')
+                    .is_some_and(|(v, n)| v == endpoint.version && n == endpoint.group)
         };
         if self.denied.iter().any(matches) {
             return false;
@@ -98,8 +110,17 @@ impl ApiAccess {
 
 /// `version/name` of an HTTP rule; `None` for a gRPC rule or a problem.
 fn rule_key(rule: &Value, at: &str, problems: &mut Vec<Problem>) -> Option<String> {
-    let field = |key: &str| rule.get(key).and_then(Value::as_str).map(str::trim).unwrap_or_default();
-    let (name, version, protocol) = (field("name"), field("version"), field("protocol").to_ascii_lowercase());
+    let field = |key: &str| {
+        rule.get(key)
+            .and_then(Value::as_str)
+            .map(str::trim)
+            .unwrap_or_default()
+    };
+    let (name, version, protocol) = (
+        field("name"),
+        field("version"),
+        field("protocol").to_ascii_lowercase(),
+    );
     let before = problems.len();
     if !rule.is_object() {
         problems.push(Problem::new(at, format!("{rule} is not a mapping")));
@@ -108,13 +129,22 @@ fn rule_key(rule: &Value, at: &str, problems: &mut Vec<Problem>) -> Option<Strin
     if name.is_empty() {
         problems.push(Problem::new(format!("{at}.name"), "is required".to_owned()));
     } else if !GROUPS.contains(&name) {
-        problems.push(Problem::new(format!("{at}.name"), format!("{name:?} is not an API ({})", GROUPS.join(", "))));
+        problems.push(Problem::new(
+            format!("{at}.name"),
+            format!("{name:?} is not an API ({})", GROUPS.join(", ")),
+        ));
     }
     if version.is_empty() {
-        problems.push(Problem::new(format!("{at}.version"), "is required (e.g. v1.0 or v1)".to_owned()));
+        problems.push(Problem::new(
+            format!("{at}.version"),
+            "is required (e.g. v1.0 or v1)".to_owned(),
+        ));
     }
     if !["", "http", "grpc"].contains(&protocol.as_str()) {
-        problems.push(Problem::new(format!("{at}.protocol"), format!("{protocol:?} is neither http nor grpc")));
+        problems.push(Problem::new(
+            format!("{at}.protocol"),
+            format!("{protocol:?} is neither http nor grpc"),
+        ));
     }
     (problems.len() == before && protocol != "grpc").then(|| format!("{version}/{name}"))
 }
@@ -125,12 +155,31 @@ mod tests {
 
     use super::*;
 
-    const STATE_KEY: Endpoint = Endpoint { group: "state", version: "v1", route: "v1.0/state/{store}/{key}" };
-    const STATE_QUERY: Endpoint =
-        Endpoint { group: "state", version: "v1alpha1", route: "v1.0-alpha1/state/{store}/query" };
-    const PUBLISH: Endpoint = Endpoint { group: "publish", version: "v1", route: "v1.0/publish/{pubsub}/{*topic}" };
-    const INVOKE: Endpoint = Endpoint { group: "invoke", version: "v1", route: "v1.0/invoke/{id}/method/{method}" };
-    const HEALTHZ: Endpoint = Endpoint { group: "healthz", version: "v1", route: "v1.0/healthz" };
+    const STATE_KEY: Endpoint = Endpoint {
+        group: "state",
+        version: "v1",
+        route: "v1.0/state/{store}/{key}",
+    };
+    const STATE_QUERY: Endpoint = Endpoint {
+        group: "state",
+        version: "v1alpha1",
+        route: "v1.0-alpha1/state/{store}/query",
+    };
+    const PUBLISH: Endpoint = Endpoint {
+        group: "publish",
+        version: "v1",
+        route: "v1.0/publish/{pubsub}/{*topic}",
+    };
+    const INVOKE: Endpoint = Endpoint {
+        group: "invoke",
+        version: "v1",
+        route: "v1.0/invoke/{id}/method/{method}",
+    };
+    const HEALTHZ: Endpoint = Endpoint {
+        group: "healthz",
+        version: "v1",
+        route: "v1.0/healthz",
+    };
 
     fn access(v: Value) -> ApiAccess {
         ApiAccess::parse(&v).expect("valid")
@@ -143,50 +192,127 @@ mod tests {
             (json!(null), STATE_KEY, true),
             (json!({}), PUBLISH, true),
             // An allow list serves only what it names, by route prefix or by group.
-            (json!({"allowed": [{"name": "state", "version": "v1.0"}]}), STATE_KEY, true),
-            (json!({"allowed": [{"name": "state", "version": "v1.0"}]}), STATE_QUERY, false),
-            (json!({"allowed": [{"name": "state", "version": "v1.0-alpha1"}]}), STATE_QUERY, true),
-            (json!({"allowed": [{"name": "state", "version": "v1"}]}), STATE_KEY, true),
-            (json!({"allowed": [{"name": "state", "version": "v1alpha1"}]}), STATE_QUERY, true),
-            (json!({"allowed": [{"name": "state", "version": "v1.0"}]}), PUBLISH, false),
-            (json!({"allowed": [{"name": "state", "version": "v1.0"}]}), INVOKE, false),
+            (
+                json!({"allowed": [{"name": "state", "version": "v1.0"}]}),
+                STATE_KEY,
+                true,
+            ),
+            (
+                json!({"allowed": [{"name": "state", "version": "v1.0"}]}),
+                STATE_QUERY,
+                false,
+            ),
+            (
+                json!({"allowed": [{"name": "state", "version": "v1.0-alpha1"}]}),
+                STATE_QUERY,
+                true,
+            ),
+            (
+                json!({"allowed": [{"name": "state", "version": "v1"}]}),
+                STATE_KEY,
+                true,
+            ),
+            (
+                json!({"allowed": [{"name": "state", "version": "v1alpha1"}]}),
+                STATE_QUERY,
+                true,
+            ),
+            (
+                json!({"allowed": [{"name": "state", "version": "v1.0"}]}),
+                PUBLISH,
+                false,
+            ),
+            (
+                json!({"allowed": [{"name": "state", "version": "v1.0"}]}),
+                INVOKE,
+                false,
+            ),
             // Health checks are always served.
-            (json!({"allowed": [{"name": "state", "version": "v1.0"}]}), HEALTHZ, true),
-            (json!({"denied": [{"name": "healthz", "version": "v1.0"}]}), HEALTHZ, true),
+            (
+                json!({"allowed": [{"name": "state", "version": "v1.0"}]}),
+                HEALTHZ,
+                true,
+            ),
+            (
+                json!({"denied": [{"name": "healthz", "version": "v1.0"}]}),
+                HEALTHZ,
+                true,
+            ),
             // Denied wins over allowed.
             (
                 json!({"allowed": [{"name": "state", "version": "v1.0"}], "denied": [{"name": "state", "version": "v1"}]}),
                 STATE_KEY,
                 false,
             ),
-            (json!({"denied": [{"name": "publish", "version": "v1.0", "protocol": "HTTP"}]}), PUBLISH, false),
-            (json!({"denied": [{"name": "publish", "version": "v1.0"}]}), STATE_KEY, true),
+            (
+                json!({"denied": [{"name": "publish", "version": "v1.0", "protocol": "HTTP"}]}),
+                PUBLISH,
+                false,
+            ),
+            (
+                json!({"denied": [{"name": "publish", "version": "v1.0"}]}),
+                STATE_KEY,
+                true,
+            ),
             // gRPC rules do not apply to the HTTP API.
-            (json!({"denied": [{"name": "publish", "version": "v1.0", "protocol": "grpc"}]}), PUBLISH, true),
-            (json!({"allowed": [{"name": "publish", "version": "v1", "protocol": "grpc"}]}), STATE_KEY, true),
+            (
+                json!({"denied": [{"name": "publish", "version": "v1.0", "protocol": "grpc"}]}),
+                PUBLISH,
+                true,
+            ),
+            (
+                json!({"allowed": [{"name": "publish", "version": "v1", "protocol": "grpc"}]}),
+                STATE_KEY,
+                true,
+            ),
         ];
         for (spec, endpoint, served) in rows {
-            assert_eq!(access(spec.clone()).allows(endpoint), served, "{spec} {}", endpoint.route);
+            assert_eq!(
+                access(spec.clone()).allows(endpoint),
+                served,
+                "{spec} {}",
+                endpoint.route
+            );
         }
     }
 
     #[test]
     fn problems_name_field_and_value() {
         let rows = [
-            (json!({"allowed": [{"name": "stat", "version": "v1.0"}]}), "spec.api.allowed[0].name", "\"stat\""),
-            (json!({"denied": [{"version": "v1.0"}]}), "spec.api.denied[0].name", "required"),
-            (json!({"denied": [{"name": "state"}]}), "spec.api.denied[0].version", "required"),
+            (
+                json!({"allowed": [{"name": "stat", "version": "v1.0"}]}),
+                "spec.api.allowed[0].name",
+                "\"stat\"",
+            ),
+            (
+                json!({"denied": [{"version": "v1.0"}]}),
+                "spec.api.denied[0].name",
+                "required",
+            ),
+            (
+                json!({"denied": [{"name": "state"}]}),
+                "spec.api.denied[0].version",
+                "required",
+            ),
             (
                 json!({"allowed": [{"name": "state", "version": "v1", "protocol": "tcp"}]}),
                 "spec.api.allowed[0].protocol",
                 "tcp",
             ),
-            (json!({"allowed": "state"}), "spec.api.allowed", "not a list"),
+            (
+                json!({"allowed": "state"}),
+                "spec.api.allowed",
+                "not a list",
+            ),
             (json!(["state"]), "spec.api", "not a mapping"),
         ];
         for (spec, field, value) in rows {
             let errs = ApiAccess::parse(&spec).expect_err("invalid");
-            assert!(errs.iter().any(|e| e.field == field && e.message.contains(value)), "{spec}: {errs:?}");
+            assert!(
+                errs.iter()
+                    .any(|e| e.field == field && e.message.contains(value)),
+                "{spec}: {errs:?}"
+            );
         }
     }
 }

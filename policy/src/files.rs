@@ -85,7 +85,11 @@ fn read_file(path: &Path, specs: &mut Vec<AccessControlSpec>, problems: &mut Vec
         Err(e) => return problems.push(Problem::new(at, format!("not valid YAML: {e}"))),
     };
     for (i, doc) in docs.iter().enumerate() {
-        let at = if docs.len() == 1 { at.clone() } else { format!("{at} (document {})", i + 1) };
+        let at = if docs.len() == 1 {
+            at.clone()
+        } else {
+            format!("{at} (document {})", i + 1)
+        };
         if doc.is_null() {
             continue;
         }
@@ -105,9 +109,10 @@ fn read_file(path: &Path, specs: &mut Vec<AccessControlSpec>, problems: &mut Vec
         let value = doc.pointer("/spec/accessControl").unwrap_or(&Value::Null);
         match AccessControlSpec::parse(value, &at) {
             Ok(spec) => specs.push(spec),
-            Err(errs) => {
-                problems.extend(errs.into_iter().map(|e| Problem::new(format!("{at}: {}", e.field), e.message)))
-            }
+            Err(errs) => problems.extend(
+                errs.into_iter()
+                    .map(|e| Problem::new(format!("{at}: {}", e.field), e.message)),
+            ),
         }
     }
 }
@@ -160,14 +165,29 @@ pub fn watch(
     let (status_tx, status) = watch::channel(ReloadStatus::default());
     let Some(root) = sources.root.clone() else {
         // Nothing to watch: the set never changes.
-        return Ok((rx, Watching { status, _watcher: None, _sender: Some(tx), task: None }));
+        return Ok((
+            rx,
+            Watching {
+                status,
+                _watcher: None,
+                _sender: Some(tx),
+                task: None,
+            },
+        ));
     };
-    let dir = sources.namespace_dir().expect("a root gives a namespace dir");
+    let dir = sources
+        .namespace_dir()
+        .expect("a root gives a namespace dir");
     let (changed_tx, mut changed) = mpsc::channel::<()>(1);
     let kick = changed_tx.clone();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         let Ok(event) = event else { return };
-        if event.kind.is_access() || !event.paths.iter().any(|p| p.starts_with(&dir) || dir.starts_with(p)) {
+        if event.kind.is_access()
+            || !event
+                .paths
+                .iter()
+                .any(|p| p.starts_with(&dir) || dir.starts_with(p))
+        {
             return;
         }
         // A full channel already holds a pending reload.
@@ -184,10 +204,22 @@ pub fn watch(
             reload(&sources, &tx, &status_tx);
         }
     });
-    Ok((rx, Watching { status, _watcher: Some(watcher), _sender: None, task: Some(task) }))
+    Ok((
+        rx,
+        Watching {
+            status,
+            _watcher: Some(watcher),
+            _sender: None,
+            task: Some(task),
+        },
+    ))
 }
 
-fn reload(sources: &Sources, tx: &watch::Sender<Arc<AccessControl>>, status: &watch::Sender<ReloadStatus>) {
+fn reload(
+    sources: &Sources,
+    tx: &watch::Sender<Arc<AccessControl>>,
+    status: &watch::Sender<ReloadStatus>,
+) {
     let dir = sources.namespace_dir().unwrap_or_default();
     match sources.load() {
         Ok(acl) => {

@@ -26,7 +26,11 @@ pub struct Caller {
 
 impl fmt::Display for Caller {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}/{}", self.trust_domain, self.namespace, self.app_id)
+        write!(
+            f,
+            "{}/{}/{}",
+            self.trust_domain, self.namespace, self.app_id
+        )
     }
 }
 
@@ -42,6 +46,9 @@ pub struct Problem {
 
 impl Problem {
     pub(crate) fn new(field: impl Into<String>, message: String) -> Self {
-        Problem { field: field.into(), message }
+        Problem {
+            field: field.into(),
+            message,
+        }
     }
 }

@@ -34,27 +34,44 @@ pub(crate) async fn handle(
 ) -> Result<Response<Body>, Infallible> {
     let local = peer.ip().to_canonical().is_loopback();
     let (status, ctype, body) = match req.uri().path() {
-        "/metrics" => (StatusCode::OK, "text/plain; version=0.0.4", admin.metrics.render()),
+        "/metrics" => (
+            StatusCode::OK,
+            "text/plain; version=0.0.4",
+            admin.metrics.render(),
+        ),
         "/healthz" => (StatusCode::OK, "text/plain", "ok\n".to_owned()),
         "/ready" if admin.health.ready() => (StatusCode::OK, "text/plain", "ready\n".to_owned()),
-        "/ready" => (StatusCode::SERVICE_UNAVAILABLE, "text/plain", "not ready\n".to_owned()),
+        "/ready" => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain",
+            "not ready\n".to_owned(),
+        ),
         "/" if local || admin.status_remote => (StatusCode::OK, "text/plain", status_page(&admin)),
         "/" => (
             StatusCode::FORBIDDEN,
             "text/plain",
-            "the status page answers loopback clients only (see --admin-status-remote)\n".to_owned(),
+            "the status page answers loopback clients only (see --admin-status-remote)\n"
+                .to_owned(),
         ),
-        _ => (StatusCode::NOT_FOUND, "text/plain", "not found\n".to_owned()),
+        _ => (
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            "not found\n".to_owned(),
+        ),
     };
     let mut rsp = Response::new(full(body));
     *rsp.status_mut() = status;
-    rsp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
+    rsp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
     Ok(rsp)
 }
 
 fn status_page(admin: &Admin) -> String {
     let info = admin.creds.info();
-    let left = info.not_after.duration_since(std::time::SystemTime::now()).unwrap_or_default();
+    let left = info
+        .not_after
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or_default();
     format!(
         "outrider {}\nidentity: {}\nready: {}\ncertificate: serial {} generation {}, expires in {}s\nname resolution: {}, \
          balancing: {}\n{}",
@@ -74,7 +91,12 @@ fn status_page(admin: &Admin) -> String {
 fn targets(outbound: &Outbound) -> String {
     let mut out = String::new();
     for t in outbound.targets() {
-        out += &format!("target {}.{}: {} endpoint(s)\n", t.app_id, t.namespace, t.endpoints.len());
+        out += &format!(
+            "target {}.{}: {} endpoint(s)\n",
+            t.app_id,
+            t.namespace,
+            t.endpoints.len()
+        );
         for e in t.endpoints {
             out += &format!("  {} {}\n", e.address, e.state);
         }

@@ -142,20 +142,29 @@ impl Route {
         let (group, version) = match self {
             Route::Publish | Route::PublishBulkV1 | Route::PublishNoTopic => ("publish", "v1"),
             Route::PublishBulk => ("publish", "v1alpha1"),
-            Route::StateSave | Route::StateKey | Route::StateBulk | Route::StateTransaction => ("state", "v1"),
+            Route::StateSave | Route::StateKey | Route::StateBulk | Route::StateTransaction => {
+                ("state", "v1")
+            }
             Route::StateQuery => ("state", "v1alpha1"),
             Route::Secret | Route::SecretBulk => ("secrets", "v1"),
             Route::Healthz | Route::HealthzOutbound => ("healthz", "v1"),
             Route::Metadata | Route::MetadataKey => ("metadata", "v1"),
             Route::Shutdown => ("shutdown", "v1"),
         };
-        Endpoint { group, version, route: &self.label()[1..] }
+        Endpoint {
+            group,
+            version,
+            route: &self.label()[1..],
+        }
     }
 }
 
 /// Invocation as `spec.api` rules see it.
-const INVOKE_ENDPOINT: Endpoint =
-    Endpoint { group: "invoke", version: "v1", route: "v1.0/invoke/{id}/method/{method}" };
+const INVOKE_ENDPOINT: Endpoint = Endpoint {
+    group: "invoke",
+    version: "v1",
+    route: "v1.0/invoke/{id}/method/{method}",
+};
 
 /// Queries and bulk reads that may run at once.
 pub(crate) const HEAVY_WORK: usize = 4;
@@ -163,7 +172,10 @@ pub(crate) const HEAVY_WORK: usize = 4;
 impl ApiState {
     /// A permit for heavy work, waiting at most the store timeout; past it the caller is told to
     /// come back (429) with `code`.
-    async fn heavy_permit(&self, code: &'static str) -> Result<tokio::sync::SemaphorePermit<'_>, ApiError> {
+    async fn heavy_permit(
+        &self,
+        code: &'static str,
+    ) -> Result<tokio::sync::SemaphorePermit<'_>, ApiError> {
         match tokio::time::timeout(state::STORE_TIMEOUT, self.heavy.acquire()).await {
             Ok(Ok(permit)) => Ok(permit),
             _ => Err(ApiError::new(
@@ -215,9 +227,14 @@ impl ApiService {
             Route::MetadataKey,
             Route::Shutdown,
         ] {
-            router.insert(r.label(), r).expect("the route table has no conflicts");
+            router
+                .insert(r.label(), r)
+                .expect("the route table has no conflicts");
         }
-        Self { state, router: Arc::new(router) }
+        Self {
+            state,
+            router: Arc::new(router),
+        }
     }
 }
 
@@ -251,16 +268,25 @@ impl ApiService {
         let access = &self.state.api_access;
         let invoke_ok = access.allows(INVOKE_ENDPOINT);
         // A target named by header wins over the path, as in daprd.
-        let by_path =
-            path.strip_prefix("/v1.0/invoke/").filter(|_| invoke_ok && invoke::header_target(req.headers()).is_none());
+        let by_path = path
+            .strip_prefix("/v1.0/invoke/")
+            .filter(|_| invoke_ok && invoke::header_target(req.headers()).is_none());
         let result = if let Some(rest) = by_path {
-            invoke::by_path(&self.state, rest, req).await.map(labelled(INVOKE_LABEL))
+            invoke::by_path(&self.state, rest, req)
+                .await
+                .map(labelled(INVOKE_LABEL))
         } else {
-            match self.route(&path, req.method()).filter(|(route, _)| access.allows(route.endpoint())) {
-                Some((route, params)) => {
-                    self.dispatch(route, params, req).await.map(labelled(RouteLabel(route.label())))
-                }
-                None if invoke_ok => invoke::by_header(&self.state, &path, req).await.map(labelled(INVOKE_LABEL)),
+            match self
+                .route(&path, req.method())
+                .filter(|(route, _)| access.allows(route.endpoint()))
+            {
+                Some((route, params)) => self
+                    .dispatch(route, params, req)
+                    .await
+                    .map(labelled(RouteLabel(route.label()))),
+                None if invoke_ok => invoke::by_header(&self.state, &path, req)
+                    .await
+                    .map(labelled(INVOKE_LABEL)),
                 None => Ok(not_found()),
             }
         };
@@ -273,12 +299,26 @@ impl ApiService {
         if path == "/v1.0/metadata/" && method == Method::PUT {
             return Some((Route::MetadataKey, Params::default()));
         }
-        let m = self.router.at(path).ok().or_else(|| self.router.at(path.strip_suffix('/')?).ok())?;
+        let m = self
+            .router
+            .at(path)
+            .ok()
+            .or_else(|| self.router.at(path.strip_suffix('/')?).ok())?;
         let route = *m.value;
         // Parameters are unescaped after matching, so a key may hold '/' as %2F.
         let params = Params {
-            store: m.params.get("store").or(m.params.get("pubsub")).map(percent_decode).unwrap_or_default(),
-            key: m.params.get("key").or(m.params.get("topic")).map(percent_decode).unwrap_or_default(),
+            store: m
+                .params
+                .get("store")
+                .or(m.params.get("pubsub"))
+                .map(percent_decode)
+                .unwrap_or_default(),
+            key: m
+                .params
+                .get("key")
+                .or(m.params.get("topic"))
+                .map(percent_decode)
+                .unwrap_or_default(),
         };
         let write = method == Method::POST || method == Method::PUT;
         let verb_ok = match route {
@@ -291,22 +331,35 @@ impl ApiService {
             | Route::StateTransaction
             | Route::StateQuery => write,
             Route::StateKey => method == Method::GET || method == Method::DELETE,
-            Route::Healthz | Route::HealthzOutbound | Route::Metadata | Route::Secret | Route::SecretBulk => {
-                method == Method::GET
-            }
+            Route::Healthz
+            | Route::HealthzOutbound
+            | Route::Metadata
+            | Route::Secret
+            | Route::SecretBulk => method == Method::GET,
             Route::MetadataKey => method == Method::PUT,
             Route::Shutdown => method == Method::POST,
         };
         verb_ok.then_some((route, params))
     }
 
-    async fn dispatch(&self, route: Route, p: Params, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    async fn dispatch(
+        &self,
+        route: Route,
+        p: Params,
+        req: Request<Incoming>,
+    ) -> Result<Response<Body>, ApiError> {
         let s = &self.state;
         match route {
-            Route::Publish | Route::PublishNoTopic => publish::publish(s, &p.store, &p.key, req).await,
-            Route::PublishBulk | Route::PublishBulkV1 => publish::publish_bulk(s, &p.store, &p.key, req).await,
+            Route::Publish | Route::PublishNoTopic => {
+                publish::publish(s, &p.store, &p.key, req).await
+            }
+            Route::PublishBulk | Route::PublishBulkV1 => {
+                publish::publish_bulk(s, &p.store, &p.key, req).await
+            }
             Route::StateSave => state::save(s, &p.store, req).await,
-            Route::StateKey if req.method() == Method::DELETE => state::delete(s, &p.store, &p.key, &req).await,
+            Route::StateKey if req.method() == Method::DELETE => {
+                state::delete(s, &p.store, &p.key, &req).await
+            }
             Route::StateKey => state::get(s, &p.store, &p.key, req.uri().query()).await,
             Route::StateBulk => state::bulk(s, &p.store, req).await,
             Route::StateTransaction => state::transaction(s, &p.store, req).await,
@@ -324,10 +377,21 @@ impl ApiService {
     /// `DAPR_API_TOKEN`: every route needs it except exactly `GET /v1.0/healthz` and
     /// `GET /v1.0/healthz/outbound`.
     fn check_token(&self, req: &Request<Incoming>, path: &str) -> Result<(), Unauthorized> {
-        let Some(token) = &self.state.api_token else { return Ok(()) };
-        let exempt = req.method() == Method::GET && (path == "/v1.0/healthz" || path == "/v1.0/healthz/outbound");
-        let given = req.headers().get("dapr-api-token").map(HeaderValue::as_bytes).unwrap_or_default();
-        if exempt || constant_time_eq(given, token.as_bytes()) { Ok(()) } else { Err(Unauthorized) }
+        let Some(token) = &self.state.api_token else {
+            return Ok(());
+        };
+        let exempt = req.method() == Method::GET
+            && (path == "/v1.0/healthz" || path == "/v1.0/healthz/outbound");
+        let given = req
+            .headers()
+            .get("dapr-api-token")
+            .map(HeaderValue::as_bytes)
+            .unwrap_or_default();
+        if exempt || constant_time_eq(given, token.as_bytes()) {
+            Ok(())
+        } else {
+            Err(Unauthorized)
+        }
     }
 }
 
@@ -338,7 +402,10 @@ impl Unauthorized {
     fn into_response(self) -> Response<Body> {
         let mut rsp = Response::new(full("invalid api token\n"));
         *rsp.status_mut() = StatusCode::UNAUTHORIZED;
-        rsp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+        rsp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
         rsp
     }
 }
@@ -347,7 +414,10 @@ impl Unauthorized {
 fn not_found() -> Response<Body> {
     let mut rsp = Response::new(full("404 page not found\n"));
     *rsp.status_mut() = StatusCode::NOT_FOUND;
-    rsp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    rsp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     rsp
 }
 
@@ -375,7 +445,9 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// Decodes percent-escapes (as Dapr unescapes route parameters); invalid UTF-8 is replaced.
 pub(crate) fn percent_decode(s: &str) -> String {
-    percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned()
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 /// The first value of query parameter `name`.
@@ -392,7 +464,10 @@ mod tests {
 
     #[test]
     fn query_params() {
-        assert_eq!(query_param(Some("a=1&appid=x%20y&appid=z"), "appid").as_deref(), Some("x y"));
+        assert_eq!(
+            query_param(Some("a=1&appid=x%20y&appid=z"), "appid").as_deref(),
+            Some("x y")
+        );
         assert_eq!(query_param(Some("x=/healthz"), "appid"), None);
         assert_eq!(query_param(None, "appid"), None);
     }

@@ -32,9 +32,18 @@ pub(crate) struct AppChannel {
 
 impl AppChannel {
     /// A channel to the app at `address:port`.
-    pub(crate) fn new(app_id: &str, address: &str, port: u16, app_token: Option<&str>) -> anyhow::Result<Self> {
+    pub(crate) fn new(
+        app_id: &str,
+        address: &str,
+        port: u16,
+        app_token: Option<&str>,
+    ) -> anyhow::Result<Self> {
         let client = plain_client();
-        let authority = if address.contains(':') { format!("[{address}]:{port}") } else { format!("{address}:{port}") };
+        let authority = if address.contains(':') {
+            format!("[{address}]:{port}")
+        } else {
+            format!("{address}:{port}")
+        };
         Ok(Self {
             client,
             app_id_label: app_id.into(),
@@ -53,8 +62,9 @@ impl AppChannel {
         caller: &Caller,
     ) -> Result<Response<Incoming>, InvokeError> {
         let pq = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
-        let uri: Uri =
-            format!("http://{}{pq}", self.authority).parse().map_err(|e| InvokeError::AppChannel(Box::new(e)))?;
+        let uri: Uri = format!("http://{}{pq}", self.authority)
+            .parse()
+            .map_err(|e| InvokeError::AppChannel(Box::new(e)))?;
         *req.uri_mut() = uri;
         *req.version_mut() = http::Version::HTTP_11;
         let h = req.headers_mut();
@@ -70,7 +80,14 @@ impl AppChannel {
         let (start, method) = (Instant::now(), metrics::method_label(req.method()));
         let result = self.client.request(req).await;
         let status = result.as_ref().map_or(0, |r| r.status().as_u16());
-        metrics::record(Side::Client, &self.app_id_label, method, None, status, start);
+        metrics::record(
+            Side::Client,
+            &self.app_id_label,
+            method,
+            None,
+            status,
+            start,
+        );
         let mut rsp = result.map_err(|e| InvokeError::AppChannel(Box::new(e)))?;
         // `Upgrade` is never forwarded, so a switch the caller did not ask for cannot be passed
         // on: a bare 101 on HTTP/1.1, and a status HTTP/2 forbids.

@@ -152,12 +152,19 @@ pub(crate) struct EndpointView {
 }
 
 impl Balancer {
-    pub(crate) fn new(strategy: Balancing, endpoints: watch::Receiver<Arc<EndpointSet>>, client: MeshClient) -> Self {
+    pub(crate) fn new(
+        strategy: Balancing,
+        endpoints: watch::Receiver<Arc<EndpointSet>>,
+        client: MeshClient,
+    ) -> Self {
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0x9e37_79b9_7f4a_7c15, |d| d.as_nanos() as u64)
             | 1;
-        let table = Arc::new(Table { set: Arc::default(), endpoints: Vec::new() });
+        let table = Arc::new(Table {
+            set: Arc::default(),
+            endpoints: Vec::new(),
+        });
         Self {
             strategy,
             endpoints,
@@ -179,14 +186,23 @@ impl Balancer {
         let current = self.endpoints.borrow().clone();
         let mut table = self.table.lock().unwrap_or_else(PoisonError::into_inner);
         if !Arc::ptr_eq(&table.set, &current) {
-            let mut old: HashMap<SocketAddr, Arc<Endpoint>> =
-                table.endpoints.iter().map(|e| (e.addr, e.clone())).collect();
+            let mut old: HashMap<SocketAddr, Arc<Endpoint>> = table
+                .endpoints
+                .iter()
+                .map(|e| (e.addr, e.clone()))
+                .collect();
             let endpoints = current
                 .addrs
                 .iter()
-                .map(|a| old.remove(a).unwrap_or_else(|| Arc::new(Endpoint::new(*a, self.client.clone()))))
+                .map(|a| {
+                    old.remove(a)
+                        .unwrap_or_else(|| Arc::new(Endpoint::new(*a, self.client.clone())))
+                })
                 .collect();
-            *table = Arc::new(Table { set: current, endpoints });
+            *table = Arc::new(Table {
+                set: current,
+                endpoints,
+            });
         }
         table.clone()
     }
@@ -206,22 +222,32 @@ impl Balancer {
                 match self.strategy {
                     Balancing::RoundRobin => {
                         let start = self.next.fetch_add(1, Ordering::Relaxed);
-                        (0..n).map(|i| &eps[(start + i) % n]).find_map(|e| other(e).then(|| e.try_take(now)).flatten())
+                        (0..n)
+                            .map(|i| &eps[(start + i) % n])
+                            .find_map(|e| other(e).then(|| e.try_take(now)).flatten())
                     }
                     Balancing::P2cPeakEwma => {
-                        let candidates: Vec<&Arc<Endpoint>> =
-                            eps.iter().filter(|e| other(e) && e.available(now)).collect();
+                        let candidates: Vec<&Arc<Endpoint>> = eps
+                            .iter()
+                            .filter(|e| other(e) && e.available(now))
+                            .collect();
                         let (first, second) = match candidates.len() {
                             0 => (None, None),
                             1 => (Some(candidates[0]), None),
                             k => {
                                 let (i, j) = self.two_of(k);
                                 let (a, b) = (candidates[i], candidates[j]);
-                                if b.load() < a.load() { (Some(b), Some(a)) } else { (Some(a), Some(b)) }
+                                if b.load() < a.load() {
+                                    (Some(b), Some(a))
+                                } else {
+                                    (Some(a), Some(b))
+                                }
                             }
                         };
                         // Taking may fail when another request just took the one probe.
-                        first.and_then(|e| e.try_take(now)).or_else(|| second.and_then(|e| e.try_take(now)))
+                        first
+                            .and_then(|e| e.try_take(now))
+                            .or_else(|| second.and_then(|e| e.try_take(now)))
                     }
                 }
             }
@@ -230,7 +256,10 @@ impl Balancer {
             // Nothing else is available (one endpoint, or all others ejected): try one anyway,
             // as a probe, rather than refuse the request.
             let start = self.next.fetch_add(1, Ordering::Relaxed);
-            let e = (0..n).map(|i| &eps[(start + i) % n]).find(|e| Some(e.addr) != avoid).unwrap_or(&eps[0]);
+            let e = (0..n)
+                .map(|i| &eps[(start + i) % n])
+                .find(|e| Some(e.addr) != avoid)
+                .unwrap_or(&eps[0]);
             e.force(now)
         }))
     }
@@ -260,15 +289,27 @@ impl Balancer {
         self.table()
             .endpoints
             .iter()
-            .map(|e| EndpointView { address: e.addr.to_string(), state: e.state(now) })
+            .map(|e| EndpointView {
+                address: e.addr.to_string(),
+                state: e.state(now),
+            })
             .collect()
     }
 }
 
 impl Endpoint {
     fn new(addr: SocketAddr, client: MeshClient) -> Self {
-        let load = PeakEwma::new(Send(client), DEFAULT_RTT, DECAY.as_nanos() as f64, CompleteOnResponse::default());
-        Self { addr, load: Mutex::new(load), health: Mutex::new(Health::Up) }
+        let load = PeakEwma::new(
+            Send(client),
+            DEFAULT_RTT,
+            DECAY.as_nanos() as f64,
+            CompleteOnResponse::default(),
+        );
+        Self {
+            addr,
+            load: Mutex::new(load),
+            health: Mutex::new(Health::Up),
+        }
     }
 
     /// Takes this endpoint for one request if it may have one: always when up; when its
@@ -279,16 +320,26 @@ impl Endpoint {
         let probe = match *h {
             Health::Up => false,
             Health::Ejected { until, failures } if now >= until => {
-                *h = Health::Probing { since: now, failures };
+                *h = Health::Probing {
+                    since: now,
+                    failures,
+                };
                 true
             }
             Health::Probing { since, failures } if now.duration_since(since) >= PROBE_STALE => {
-                *h = Health::Probing { since: now, failures };
+                *h = Health::Probing {
+                    since: now,
+                    failures,
+                };
                 true
             }
             Health::Ejected { .. } | Health::Probing { .. } => return None,
         };
-        Some(Attempt { endpoint: self.clone(), probe, settled: false })
+        Some(Attempt {
+            endpoint: self.clone(),
+            probe,
+            settled: false,
+        })
     }
 
     /// Takes it whatever its state; if it is not up, the request is its probe.
@@ -297,23 +348,37 @@ impl Endpoint {
         let probe = match *h {
             Health::Up => false,
             Health::Ejected { failures, .. } | Health::Probing { failures, .. } => {
-                *h = Health::Probing { since: now, failures };
+                *h = Health::Probing {
+                    since: now,
+                    failures,
+                };
                 true
             }
         };
-        Attempt { endpoint: self.clone(), probe, settled: false }
+        Attempt {
+            endpoint: self.clone(),
+            probe,
+            settled: false,
+        }
     }
 
     /// Sends `req` (its URI already names this endpoint), measuring its latency.
     pub(crate) fn call(
         &self,
         req: http::Request<Body>,
-    ) -> impl Future<Output = Result<http::Response<Incoming>, hyper_util::client::legacy::Error>> + use<> {
-        self.load.lock().unwrap_or_else(PoisonError::into_inner).call(req)
+    ) -> impl Future<Output = Result<http::Response<Incoming>, hyper_util::client::legacy::Error>> + use<>
+    {
+        self.load
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .call(req)
     }
 
     fn load(&self) -> tower::load::peak_ewma::Cost {
-        self.load.lock().unwrap_or_else(PoisonError::into_inner).load()
+        self.load
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .load()
     }
 
     fn health(&self) -> std::sync::MutexGuard<'_, Health> {
@@ -347,16 +412,24 @@ impl Endpoint {
             Health::Probing { failures, .. } if probe => failures.saturating_add(1),
             Health::Ejected { .. } | Health::Probing { .. } => return,
         };
-        let backoff = EJECT_BASE.saturating_mul(1 << (failures - 1).min(5)).min(EJECT_MAX);
+        let backoff = EJECT_BASE
+            .saturating_mul(1 << (failures - 1).min(5))
+            .min(EJECT_MAX);
         tracing::warn!(endpoint = %self.addr, failures, backoff_ms = backoff.as_millis() as u64, "connection failed; endpoint ejected");
-        *h = Health::Ejected { until: Instant::now() + backoff, failures };
+        *h = Health::Ejected {
+            until: Instant::now() + backoff,
+            failures,
+        };
     }
 
     /// A probe ended without an outcome (its caller gave up): the next request may probe.
     fn abandoned(&self) {
         let mut h = self.health();
         if let Health::Probing { failures, .. } = *h {
-            *h = Health::Ejected { until: Instant::now(), failures };
+            *h = Health::Ejected {
+                until: Instant::now(),
+                failures,
+            };
         }
     }
 
@@ -386,7 +459,8 @@ mod tests {
             .https_only()
             .enable_http2()
             .wrap_connector(hyper_util::client::legacy::connect::HttpConnector::new());
-        Client::builder(hyper_util::rt::TokioExecutor::new()).build(crate::coalesce::mesh_connector(https))
+        Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build(crate::coalesce::mesh_connector(https))
     }
 
     fn addr(port: u16) -> SocketAddr {
@@ -394,16 +468,25 @@ mod tests {
     }
 
     fn balancer(strategy: Balancing, ports: &[u16]) -> (Balancer, watch::Sender<Arc<EndpointSet>>) {
-        let tx = watch::Sender::new(Arc::new(EndpointSet::new(ports.iter().map(|p| addr(*p)).collect())));
+        let tx = watch::Sender::new(Arc::new(EndpointSet::new(
+            ports.iter().map(|p| addr(*p)).collect(),
+        )));
         (Balancer::new(strategy, tx.subscribe(), client()), tx)
     }
 
     fn picks(b: &Balancer, n: usize, avoid: Option<SocketAddr>) -> Vec<u16> {
-        (0..n).map(|_| b.pick(avoid).expect("an endpoint").addr().port()).collect()
+        (0..n)
+            .map(|_| b.pick(avoid).expect("an endpoint").addr().port())
+            .collect()
     }
 
     fn endpoint(b: &Balancer, port: u16) -> Arc<Endpoint> {
-        b.table().endpoints.iter().find(|e| e.addr.port() == port).expect("listed").clone()
+        b.table()
+            .endpoints
+            .iter()
+            .find(|e| e.addr.port() == port)
+            .expect("listed")
+            .clone()
     }
 
     #[test]
@@ -449,14 +532,26 @@ mod tests {
             let (b, _tx) = balancer(strategy, &[1, 2]);
             let e1 = endpoint(&b, 1);
             pick_until(&b, 1).0.unreachable();
-            assert!(!picks(&b, 50, None).contains(&1), "{strategy:?}: picked while ejected");
+            assert!(
+                !picks(&b, 50, None).contains(&1),
+                "{strategy:?}: picked while ejected"
+            );
             // The backoff ends: exactly one request probes it, the others stay away meanwhile.
-            *e1.health() = Health::Ejected { until: Instant::now(), failures: 1 };
+            *e1.health() = Health::Ejected {
+                until: Instant::now(),
+                failures: 1,
+            };
             let (probe, _) = pick_until(&b, 1);
-            assert!(!picks(&b, 50, None).contains(&1), "{strategy:?}: a second probe");
+            assert!(
+                !picks(&b, 50, None).contains(&1),
+                "{strategy:?}: a second probe"
+            );
             assert_eq!(e1.state(Instant::now()), "probing");
             probe.connected();
-            assert!(picks(&b, 50, None).contains(&1), "{strategy:?}: not readmitted");
+            assert!(
+                picks(&b, 50, None).contains(&1),
+                "{strategy:?}: not readmitted"
+            );
         }
     }
 
@@ -467,7 +562,9 @@ mod tests {
         let (early, _) = pick_until(&b, 1);
         let (late, _) = pick_until(&b, 1);
         late.unreachable();
-        let Health::Ejected { until, failures: 1 } = *e1.health() else { panic!("not ejected once") };
+        let Health::Ejected { until, failures: 1 } = *e1.health() else {
+            panic!("not ejected once")
+        };
         // A second failure of the same outage neither lengthens the ejection nor counts twice,
         // and a stale success does not readmit it.
         let (stale, _) = (b.pick(None).expect("an endpoint"), ());
@@ -480,13 +577,18 @@ mod tests {
     fn an_abandoned_probe_lets_the_next_request_probe() {
         let (b, _tx) = balancer(Balancing::RoundRobin, &[1, 2]);
         let e1 = endpoint(&b, 1);
-        *e1.health() = Health::Ejected { until: Instant::now(), failures: 2 };
+        *e1.health() = Health::Ejected {
+            until: Instant::now(),
+            failures: 2,
+        };
         let (probe, _) = pick_until(&b, 1);
         drop(probe);
         assert_eq!(e1.state(Instant::now()), "due for a probe");
         let (again, _) = pick_until(&b, 1);
         again.unreachable();
-        let Health::Ejected { failures: 3, .. } = *e1.health() else { panic!("{:?}", *e1.health()) };
+        let Health::Ejected { failures: 3, .. } = *e1.health() else {
+            panic!("{:?}", *e1.health())
+        };
     }
 
     #[test]
@@ -496,10 +598,20 @@ mod tests {
         let mut lengths = Vec::new();
         for _ in 0..8 {
             e1.failed(true);
-            let Health::Ejected { until, failures } = *e1.health() else { panic!("not ejected") };
-            lengths.push(until.saturating_duration_since(Instant::now()).as_secs_f64().round() as u64);
+            let Health::Ejected { until, failures } = *e1.health() else {
+                panic!("not ejected")
+            };
+            lengths.push(
+                until
+                    .saturating_duration_since(Instant::now())
+                    .as_secs_f64()
+                    .round() as u64,
+            );
             // The ejection ends and the next failure is its probe's.
-            *e1.health() = Health::Probing { since: Instant::now(), failures };
+            *e1.health() = Health::Probing {
+                since: Instant::now(),
+                failures,
+            };
         }
         assert_eq!(lengths, [1, 2, 4, 8, 16, 30, 30, 30]);
     }
@@ -518,9 +630,15 @@ mod tests {
         endpoint(&b, 1).failed(false);
         tx.send_replace(Arc::new(EndpointSet::new(vec![addr(1), addr(3)])));
         let seen = picks(&b, 10, None);
-        assert_eq!(seen, [3; 10], "the ejection was forgotten, or 2 is still used");
         assert_eq!(
-            b.view().iter().map(|v| (v.address.as_str(), v.state)).collect::<Vec<_>>(),
+            seen, [3; 10],
+            "the ejection was forgotten, or 2 is still used"
+        );
+        assert_eq!(
+            b.view()
+                .iter()
+                .map(|v| (v.address.as_str(), v.state))
+                .collect::<Vec<_>>(),
             [("127.0.0.1:1", "ejected"), ("127.0.0.1:3", "up")]
         );
         tx.send_replace(Arc::default());

@@ -42,7 +42,13 @@ pub(crate) fn deliverer(
     bulk: BulkSubscribe,
 ) -> Handler {
     let (tx, rx) = mpsc::channel::<Waiting>(bulk.max_messages.saturating_mul(2).max(16));
-    let batch = Arc::new(Batch { app, me, spec, router, metrics });
+    let batch = Arc::new(Batch {
+        app,
+        me,
+        spec,
+        router,
+        metrics,
+    });
     // Ends when the last handler clone is dropped (the subscription is gone).
     tokio::spawn(gather(rx, bulk, batch));
     Arc::new(move |msg: Message| {
@@ -99,12 +105,29 @@ impl Batch {
             // A raw subscriber gets raw entries; others need JSON events (a raw message that is
             // not one still goes, as base64, as the bulk format allows).
             let raw = wants_raw(&self.spec.metadata);
-            let parsed: Option<Value> = if raw { None } else { serde_json::from_slice(&msg.data).ok() };
-            let routed_on =
-                if raw { Some(raw_event(&self.spec.pubsub, &self.spec.topic, &msg.data, &msg.metadata)) } else { None };
-            match route_event(&self.router, parsed.as_ref().or(routed_on.as_ref()), &msg.topic) {
+            let parsed: Option<Value> = if raw {
+                None
+            } else {
+                serde_json::from_slice(&msg.data).ok()
+            };
+            let routed_on = if raw {
+                Some(raw_event(
+                    &self.spec.pubsub,
+                    &self.spec.topic,
+                    &msg.data,
+                    &msg.metadata,
+                ))
+            } else {
+                None
+            };
+            match route_event(
+                &self.router,
+                parsed.as_ref().or(routed_on.as_ref()),
+                &msg.topic,
+            ) {
                 Err(outcome) => {
-                    self.metrics.ingress(&self.spec.pubsub, &self.spec.topic, outcome, "", start);
+                    self.metrics
+                        .ingress(&self.spec.pubsub, &self.spec.topic, outcome, "", start);
                     let _ = done.send(outcome);
                 }
                 Ok(path) => {
@@ -112,12 +135,19 @@ impl Batch {
                     let (event, content_type) = match parsed.filter(Value::is_object) {
                         Some(e) => (e, "application/cloudevents+json"),
                         None => (
-                            Value::String(base64::engine::general_purpose::STANDARD.encode(&msg.data)),
+                            Value::String(
+                                base64::engine::general_purpose::STANDARD.encode(&msg.data),
+                            ),
                             "application/octet-stream",
                         ),
                     };
                     let id = uuid::Uuid::new_v4().to_string();
-                    by_route.entry(path.to_owned()).or_default().push(Entry { id, event, content_type, done });
+                    by_route.entry(path.to_owned()).or_default().push(Entry {
+                        id,
+                        event,
+                        content_type,
+                        done,
+                    });
                 }
             }
         }
@@ -147,14 +177,25 @@ impl Batch {
             .header("pubsubname", self.spec.pubsub.as_str())
             .body(full(body.to_string()));
         let answer = match req {
-            Ok(req) => self.app.call(req, &self.me).await.map_err(|e| e.to_string()),
+            Ok(req) => self
+                .app
+                .call(req, &self.me)
+                .await
+                .map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         };
         let (status, statuses) = match answer {
             Ok(rsp) => {
                 let status = rsp.status().as_u16();
-                let body = Limited::new(rsp.into_body(), MAX_ANSWER).collect().await.map(|b| b.to_bytes());
-                (Some(status), body.ok().and_then(|b| serde_json::from_slice::<Value>(&b).ok()))
+                let body = Limited::new(rsp.into_body(), MAX_ANSWER)
+                    .collect()
+                    .await
+                    .map(|b| b.to_bytes());
+                (
+                    Some(status),
+                    body.ok()
+                        .and_then(|b| serde_json::from_slice::<Value>(&b).ok()),
+                )
             }
             Err(e) => {
                 tracing::info!(topic = %self.spec.topic, error = %e, "bulk delivery failed; it will be retried");
@@ -174,7 +215,8 @@ impl Batch {
                 Some(404) => Outcome::Drop,
                 _ => Outcome::Retry,
             };
-            self.metrics.ingress(&self.spec.pubsub, &self.spec.topic, outcome, &label, start);
+            self.metrics
+                .ingress(&self.spec.pubsub, &self.spec.topic, outcome, &label, start);
             let _ = e.done.send(outcome);
         }
     }
@@ -186,7 +228,12 @@ fn statuses_by_id(v: Option<&Value>) -> BTreeMap<&str, String> {
         .and_then(Value::as_array)
         .map(|list| {
             list.iter()
-                .filter_map(|s| Some((s.get("entryId")?.as_str()?, s.get("status")?.as_str()?.to_owned())))
+                .filter_map(|s| {
+                    Some((
+                        s.get("entryId")?.as_str()?,
+                        s.get("status")?.as_str()?.to_owned(),
+                    ))
+                })
                 .collect()
         })
         .unwrap_or_default()

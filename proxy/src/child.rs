@@ -7,10 +7,18 @@ use nix::unistd::Pid;
 use tokio::process::{Child, Command};
 
 /// Starts `argv` with `DAPR_HTTP_PORT`, `APP_PORT` and `APP_ID` set.
-pub(crate) fn spawn(argv: &[String], api_port: u16, app_port: Option<u16>, app_id: &str) -> std::io::Result<Child> {
+pub(crate) fn spawn(
+    argv: &[String],
+    api_port: u16,
+    app_port: Option<u16>,
+    app_id: &str,
+) -> std::io::Result<Child> {
     let (program, args) = argv.split_first().expect("spawn needs a command");
     let mut cmd = Command::new(program);
-    cmd.args(args).env("DAPR_HTTP_PORT", api_port.to_string()).env("APP_ID", app_id).kill_on_drop(true);
+    cmd.args(args)
+        .env("DAPR_HTTP_PORT", api_port.to_string())
+        .env("APP_ID", app_id)
+        .kill_on_drop(true);
     if let Some(p) = app_port {
         cmd.env("APP_PORT", p.to_string());
     }
@@ -27,5 +35,8 @@ pub(crate) fn signal(child: &Child, signal: Signal) {
 /// The exit code a shell would report: the status, or 128 + the signal number.
 pub(crate) fn exit_code(status: ExitStatus) -> i32 {
     use std::os::unix::process::ExitStatusExt;
-    status.code().or_else(|| status.signal().map(|s| 128 + s)).unwrap_or(1)
+    status
+        .code()
+        .or_else(|| status.signal().map(|s| 128 + s))
+        .unwrap_or(1)
 }

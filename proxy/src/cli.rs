@@ -50,9 +50,13 @@ pub(crate) struct ProxyArgs {
 }
 
 fn parse_upstream(s: &str) -> Result<String, String> {
-    let (host, port) = s.rsplit_once(':').ok_or_else(|| format!("{s:?} is not host:port"))?;
+    let (host, port) = s
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{s:?} is not host:port"))?;
     match (host.is_empty(), port.parse::<u16>()) {
-        (false, Ok(p)) if p != 0 && format!("http://{s}/").parse::<http::Uri>().is_ok() => Ok(s.to_owned()),
+        (false, Ok(p)) if p != 0 && format!("http://{s}/").parse::<http::Uri>().is_ok() => {
+            Ok(s.to_owned())
+        }
         _ => Err(format!("{s:?} is not host:port")),
     }
 }
@@ -105,7 +109,11 @@ pub(crate) struct RunArgs {
     #[arg(long, env = "OUTRIDER_APP_PROTOCOL", default_value = "http")]
     pub(crate) app_protocol: String,
     /// The host the sidecar dials to reach the app.
-    #[arg(long, env = "OUTRIDER_APP_CHANNEL_ADDRESS", default_value = "127.0.0.1")]
+    #[arg(
+        long,
+        env = "OUTRIDER_APP_CHANNEL_ADDRESS",
+        default_value = "127.0.0.1"
+    )]
     pub(crate) app_channel_address: String,
     /// Port of the app-facing Dapr HTTP API (bound to 127.0.0.1).
     #[arg(long, env = "OUTRIDER_DAPR_HTTP_PORT", default_value_t = 3500)]
@@ -118,7 +126,11 @@ pub(crate) struct RunArgs {
     #[arg(long, env = "OUTRIDER_METRICS_PORT", default_value_t = 9090)]
     pub(crate) metrics_port: u16,
     /// Address the admin listener binds to; 0.0.0.0 lets Prometheus on other hosts scrape it.
-    #[arg(long, env = "OUTRIDER_METRICS_LISTEN_ADDRESS", default_value = "0.0.0.0")]
+    #[arg(
+        long,
+        env = "OUTRIDER_METRICS_LISTEN_ADDRESS",
+        default_value = "0.0.0.0"
+    )]
     pub(crate) metrics_listen_address: IpAddr,
     /// Serve the admin status page (identity, certificate, peers' addresses) to clients that are
     /// not on loopback too. /metrics and the health pages are served to every client anyway.
@@ -152,7 +164,12 @@ pub(crate) struct RunArgs {
     #[arg(long, env = "OUTRIDER_STALL_TIMEOUT", default_value = "30s", value_parser = parse_timeout)]
     pub(crate) stall_timeout: Duration,
     /// Directory of resource files (Component, …); repeatable.
-    #[arg(long, alias = "components-path", env = "OUTRIDER_RESOURCES_PATH", value_delimiter = ',')]
+    #[arg(
+        long,
+        alias = "components-path",
+        env = "OUTRIDER_RESOURCES_PATH",
+        value_delimiter = ','
+    )]
     pub(crate) resources_path: Vec<PathBuf>,
     /// A Configuration file.
     #[arg(long, env = "OUTRIDER_CONFIG")]
@@ -253,12 +270,15 @@ impl Env {
             ca_file: var("SSL_CERT_FILE").map(PathBuf::from),
             fd_limit: crate::serve::raise_fd_limit(),
             otel: OtelEnv {
-                endpoint: var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").or_else(|| var("OTEL_EXPORTER_OTLP_ENDPOINT")),
-                protocol: var("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL").or_else(|| var("OTEL_EXPORTER_OTLP_PROTOCOL")),
+                endpoint: var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+                    .or_else(|| var("OTEL_EXPORTER_OTLP_ENDPOINT")),
+                protocol: var("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+                    .or_else(|| var("OTEL_EXPORTER_OTLP_PROTOCOL")),
                 insecure: var("OTEL_EXPORTER_OTLP_TRACES_INSECURE")
                     .or_else(|| var("OTEL_EXPORTER_OTLP_INSECURE"))
                     .map(|v| v.eq_ignore_ascii_case("true")),
-                headers: var("OTEL_EXPORTER_OTLP_TRACES_HEADERS").or_else(|| var("OTEL_EXPORTER_OTLP_HEADERS")),
+                headers: var("OTEL_EXPORTER_OTLP_TRACES_HEADERS")
+                    .or_else(|| var("OTEL_EXPORTER_OTLP_HEADERS")),
             },
         }
     }
@@ -289,7 +309,10 @@ impl RunArgs {
     pub(crate) fn listen(&self) -> Listen {
         Listen {
             api: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), self.dapr_http_port),
-            mesh: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), self.mesh_port.unwrap_or(DEFAULT_MESH_PORT)),
+            mesh: SocketAddr::new(
+                IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                self.mesh_port.unwrap_or(DEFAULT_MESH_PORT),
+            ),
             mesh_explicit: self.mesh_port.is_some(),
             admin: SocketAddr::new(self.metrics_listen_address, self.metrics_port),
         }
@@ -304,10 +327,14 @@ impl RunArgs {
             stall_timeout: self.stall_timeout,
             multiplexed: false,
         };
-        let cap = |flag: Option<u32>| flag.map_or_else(|| Limits::default_cap(fd_limit), |n| n as usize);
+        let cap =
+            |flag: Option<u32>| flag.map_or_else(|| Limits::default_cap(fd_limit), |n| n as usize);
         ListenerLimits {
             api: with_cap(cap(self.api_max_connections)),
-            mesh: Limits { multiplexed: true, ..with_cap(cap(self.mesh_max_connections)) },
+            mesh: Limits {
+                multiplexed: true,
+                ..with_cap(cap(self.mesh_max_connections))
+            },
             admin: with_cap(self.metrics_max_connections as usize),
         }
     }
@@ -329,7 +356,9 @@ pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a size like 4Mi or 1048576"))?;
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size like 4Mi or 1048576"))?;
     let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "k" | "kb" => 1000,
@@ -338,9 +367,15 @@ pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
         "mi" | "mib" => 1 << 20,
         "g" | "gb" => 1_000_000_000,
         "gi" | "gib" => 1 << 30,
-        _ => return Err(format!("{s:?} has an unknown unit (use Ki, Mi, Gi, KB, MB, GB)")),
+        _ => {
+            return Err(format!(
+                "{s:?} has an unknown unit (use Ki, Mi, Gi, KB, MB, GB)"
+            ));
+        }
     };
-    n.checked_mul(mult).filter(|v| *v > 0).ok_or_else(|| format!("{s:?} is out of range"))
+    n.checked_mul(mult)
+        .filter(|v| *v > 0)
+        .ok_or_else(|| format!("{s:?} is out of range"))
 }
 
 #[cfg(test)]
@@ -361,16 +396,37 @@ mod tests {
 
     #[test]
     fn flags_and_trailing_command() {
-        let cli =
-            Cli::try_parse_from(["outrider", "run", "--app-id", "a", "--app-port", "7001", "--", "app", "--flag"])
-                .unwrap();
-        let Command::Run(args) = cli.command else { panic!("not run") };
+        let cli = Cli::try_parse_from([
+            "outrider",
+            "run",
+            "--app-id",
+            "a",
+            "--app-port",
+            "7001",
+            "--",
+            "app",
+            "--flag",
+        ])
+        .unwrap();
+        let Command::Run(args) = cli.command else {
+            panic!("not run")
+        };
         assert_eq!(args.app_id, "a");
         assert_eq!(args.app_port, Some(7001));
         assert_eq!(args.command, ["app", "--flag"]);
         assert_eq!(args.max_body_size, 4 << 20);
-        let cli = Cli::try_parse_from(["outrider", "run", "--app-id", "a", "--dapr-internal-grpc-port", "1"]).unwrap();
-        let Command::Run(args) = cli.command else { panic!("not run") };
+        let cli = Cli::try_parse_from([
+            "outrider",
+            "run",
+            "--app-id",
+            "a",
+            "--dapr-internal-grpc-port",
+            "1",
+        ])
+        .unwrap();
+        let Command::Run(args) = cli.command else {
+            panic!("not run")
+        };
         assert_eq!(args.mesh_port, Some(1));
     }
 }

@@ -27,8 +27,10 @@ use tower::util::MapResponse;
 pub(crate) type MeshStream = Coalesce<MaybeHttpsStream<TokioIo<TcpStream>>>;
 
 /// Connects mesh connections.
-pub(crate) type MeshConnector =
-    MapResponse<HttpsConnector<HttpConnector>, fn(MaybeHttpsStream<TokioIo<TcpStream>>) -> MeshStream>;
+pub(crate) type MeshConnector = MapResponse<
+    HttpsConnector<HttpConnector>,
+    fn(MaybeHttpsStream<TokioIo<TcpStream>>) -> MeshStream,
+>;
 
 /// Wraps `https` so that its connections coalesce writes.
 pub(crate) fn mesh_connector(https: HttpsConnector<HttpConnector>) -> MeshConnector {
@@ -54,12 +56,20 @@ pin_project! {
 
 impl<T> Coalesce<T> {
     pub(crate) fn new(inner: T) -> Self {
-        Self { inner, buf: BytesMut::new(), yielded: false }
+        Self {
+            inner,
+            buf: BytesMut::new(),
+            yielded: false,
+        }
     }
 }
 
 /// Writes all of `buf` to `inner`.
-fn drain<T: Write>(mut inner: Pin<&mut T>, buf: &mut BytesMut, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+fn drain<T: Write>(
+    mut inner: Pin<&mut T>,
+    buf: &mut BytesMut,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<()>> {
     while !buf.is_empty() {
         let n = ready!(inner.as_mut().poll_write(cx, buf))?;
         if n == 0 {
@@ -71,7 +81,11 @@ fn drain<T: Write>(mut inner: Pin<&mut T>, buf: &mut BytesMut, cx: &mut Context<
 }
 
 impl<T: Write> Write for Coalesce<T> {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
         self.poll_write_vectored(cx, &[io::IoSlice::new(data)])
     }
 
@@ -123,7 +137,11 @@ impl<T: Write> Write for Coalesce<T> {
 }
 
 impl<T: Read> Read for Coalesce<T> {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: ReadBufCursor<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
         self.project().inner.poll_read(cx, buf)
     }
 }
@@ -146,7 +164,11 @@ mod tests {
     }
 
     impl Write for Counting {
-        fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            data: &[u8],
+        ) -> Poll<io::Result<usize>> {
             self.writes += 1;
             Pin::new(&mut self.inner).poll_write(cx, data)
         }
@@ -160,12 +182,20 @@ mod tests {
 
     fn pair() -> (Coalesce<Counting>, tokio::io::DuplexStream) {
         let (a, b) = tokio::io::duplex(1 << 20);
-        (Coalesce::new(Counting { inner: TokioIo::new(a), writes: 0 }), b)
+        (
+            Coalesce::new(Counting {
+                inner: TokioIo::new(a),
+                writes: 0,
+            }),
+            b,
+        )
     }
 
     async fn write_all(io: &mut Coalesce<Counting>, mut data: &[u8]) {
         while !data.is_empty() {
-            let n = std::future::poll_fn(|cx| Pin::new(&mut *io).poll_write(cx, data)).await.unwrap();
+            let n = std::future::poll_fn(|cx| Pin::new(&mut *io).poll_write(cx, data))
+                .await
+                .unwrap();
             data = &data[n..];
         }
     }
@@ -176,7 +206,9 @@ mod tests {
         write_all(&mut io, b"headers ").await;
         write_all(&mut io, b"data").await;
         assert_eq!(io.inner.writes, 0, "nothing leaves before the flush");
-        std::future::poll_fn(|cx| Pin::new(&mut io).poll_flush(cx)).await.unwrap();
+        std::future::poll_fn(|cx| Pin::new(&mut io).poll_flush(cx))
+            .await
+            .unwrap();
         assert_eq!(io.inner.writes, 1);
         let mut got = [0; 12];
         peer.read_exact(&mut got).await.unwrap();
@@ -189,10 +221,16 @@ mod tests {
         write_all(&mut io, b"x").await;
         let mut cx = Context::from_waker(std::task::Waker::noop());
         assert!(Pin::new(&mut io).poll_flush(&mut cx).is_pending());
-        assert!(matches!(Pin::new(&mut io).poll_flush(&mut cx), Poll::Ready(Ok(()))));
+        assert!(matches!(
+            Pin::new(&mut io).poll_flush(&mut cx),
+            Poll::Ready(Ok(()))
+        ));
         assert_eq!(io.inner.writes, 1);
         // An empty buffer flushes at once.
-        assert!(matches!(Pin::new(&mut io).poll_flush(&mut cx), Poll::Ready(Ok(()))));
+        assert!(matches!(
+            Pin::new(&mut io).poll_flush(&mut cx),
+            Poll::Ready(Ok(()))
+        ));
     }
 
     #[tokio::test]
@@ -200,7 +238,10 @@ mod tests {
         let (mut io, _peer) = pair();
         write_all(&mut io, &vec![1u8; YIELD_BELOW]).await;
         let mut cx = Context::from_waker(std::task::Waker::noop());
-        assert!(matches!(Pin::new(&mut io).poll_flush(&mut cx), Poll::Ready(Ok(()))));
+        assert!(matches!(
+            Pin::new(&mut io).poll_flush(&mut cx),
+            Poll::Ready(Ok(()))
+        ));
         assert_eq!(io.inner.writes, 1);
     }
 
@@ -214,9 +255,16 @@ mod tests {
             got
         });
         write_all(&mut io, &big).await;
-        assert!(io.inner.writes >= 2, "past the limit, bytes go out before any flush");
-        std::future::poll_fn(|cx| Pin::new(&mut io).poll_flush(cx)).await.unwrap();
-        std::future::poll_fn(|cx| Pin::new(&mut io).poll_shutdown(cx)).await.unwrap();
+        assert!(
+            io.inner.writes >= 2,
+            "past the limit, bytes go out before any flush"
+        );
+        std::future::poll_fn(|cx| Pin::new(&mut io).poll_flush(cx))
+            .await
+            .unwrap();
+        std::future::poll_fn(|cx| Pin::new(&mut io).poll_shutdown(cx))
+            .await
+            .unwrap();
         assert_eq!(reader.await.unwrap(), big);
     }
 }

@@ -27,7 +27,11 @@ pub(crate) enum IdentitySource {
     /// Issued by the development CA in this directory, created on first use.
     DevCa { dir: PathBuf },
     /// Issued elsewhere, read from these PEM files.
-    Files { bundle: PathBuf, chain: PathBuf, key: PathBuf },
+    Files {
+        bundle: PathBuf,
+        chain: PathBuf,
+        key: PathBuf,
+    },
 }
 
 /// A validated component document and where it came from, for error messages.
@@ -51,7 +55,8 @@ fn default_components() -> Vec<LoadedComponent> {
     docs.into_iter()
         .map(|doc| LoadedComponent {
             at: "built-in default".into(),
-            component: serde_json::from_value(doc).expect("the built-in components are well-formed"),
+            component: serde_json::from_value(doc)
+                .expect("the built-in components are well-formed"),
         })
         .collect()
 }
@@ -138,28 +143,59 @@ const MAX_CERT_TTL: Duration = Duration::from_secs(366 * 24 * 3600);
 /// Whether `s` may be an app id or namespace: letters, digits, `-`, `_`; no dots, because
 /// `app.namespace` names another namespace.
 fn is_name(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 253 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    !s.is_empty()
+        && s.len() <= 253
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// Validates flags and loads files.
 pub(crate) fn load(args: &RunArgs, env: &Env) -> Result<Settings, Problems> {
     let mut problems = Vec::new();
-    let mut flag = |name: &str, message: String| problems.push(Problem { at: format!("--{name}"), message });
+    let mut flag = |name: &str, message: String| {
+        problems.push(Problem {
+            at: format!("--{name}"),
+            message,
+        })
+    };
 
     if !is_name(&args.app_id) {
-        flag("app-id", format!("{:?} must be letters, digits, '-' or '_'", args.app_id));
+        flag(
+            "app-id",
+            format!("{:?} must be letters, digits, '-' or '_'", args.app_id),
+        );
     }
     if !is_name(&args.namespace) {
-        flag("namespace", format!("{:?} must be letters, digits, '-' or '_'", args.namespace));
+        flag(
+            "namespace",
+            format!("{:?} must be letters, digits, '-' or '_'", args.namespace),
+        );
     }
     if outrider_certs::SpiffeId::new(&args.trust_domain, "default", "x").is_err() {
-        flag("trust-domain", format!("{:?} must be lower-case letters, digits, '.', '-' or '_'", args.trust_domain));
+        flag(
+            "trust-domain",
+            format!(
+                "{:?} must be lower-case letters, digits, '.', '-' or '_'",
+                args.trust_domain
+            ),
+        );
     }
-    if !["trace", "debug", "info", "warn", "error"].contains(&args.log_level.to_ascii_lowercase().as_str()) {
-        flag("log-level", format!("{:?} is not one of debug, info, warn, error", args.log_level));
+    if !["trace", "debug", "info", "warn", "error"]
+        .contains(&args.log_level.to_ascii_lowercase().as_str())
+    {
+        flag(
+            "log-level",
+            format!(
+                "{:?} is not one of debug, info, warn, error",
+                args.log_level
+            ),
+        );
     }
     if !args.app_protocol.eq_ignore_ascii_case("http") {
-        flag("app-protocol", format!("{:?} is not available; use http", args.app_protocol));
+        flag(
+            "app-protocol",
+            format!("{:?} is not available; use http", args.app_protocol),
+        );
     }
     if args.app_port == Some(0) {
         flag("app-port", "0 is not a port an app can listen on".into());
@@ -184,7 +220,11 @@ pub(crate) fn load(args: &RunArgs, env: &Env) -> Result<Settings, Problems> {
         }
     }
     let identity = match (&args.trust_bundle, &args.cert_chain, &args.cert_key) {
-        (None, None, None) => match args.ca_dir.clone().or_else(|| env.home.as_ref().map(|h| h.join(".outrider/ca"))) {
+        (None, None, None) => match args
+            .ca_dir
+            .clone()
+            .or_else(|| env.home.as_ref().map(|h| h.join(".outrider/ca")))
+        {
             Some(dir) => Some(IdentitySource::DevCa { dir }),
             None => {
                 flag("ca-dir", "not given and $HOME is not set".into());
@@ -197,14 +237,24 @@ pub(crate) fn load(args: &RunArgs, env: &Env) -> Result<Settings, Problems> {
                     flag(name, format!("{} is not a readable file", p.display()));
                 }
             }
-            Some(IdentitySource::Files { bundle: b.clone(), chain: c.clone(), key: k.clone() })
+            Some(IdentitySource::Files {
+                bundle: b.clone(),
+                chain: c.clone(),
+                key: k.clone(),
+            })
         }
         _ => {
-            flag("trust-bundle", "--trust-bundle, --cert-chain and --cert-key go together".into());
+            flag(
+                "trust-bundle",
+                "--trust-bundle, --cert-chain and --cert-key go together".into(),
+            );
             None
         }
     };
-    let registry_dir = args.registry_dir.clone().or_else(|| env.home.as_ref().map(|h| h.join(".outrider/registry")));
+    let registry_dir = args
+        .registry_dir
+        .clone()
+        .or_else(|| env.home.as_ref().map(|h| h.join(".outrider/registry")));
     if registry_dir.is_none() {
         flag("registry-dir", "not given and $HOME is not set".into());
     }
@@ -220,20 +270,33 @@ pub(crate) fn load(args: &RunArgs, env: &Env) -> Result<Settings, Problems> {
         Ok(r) => Some(r),
         Err(errs) => {
             let file = args.config.as_deref().map(display).unwrap_or_default();
-            problems
-                .extend(errs.into_iter().map(|e| Problem { at: format!("{file}: {}", e.field), message: e.message }));
+            problems.extend(errs.into_iter().map(|e| Problem {
+                at: format!("{file}: {}", e.field),
+                message: e.message,
+            }));
             None
         }
     };
-    if let Some(Resolution { resolver: ResolverConfig::Mdns(_), .. }) = &resolver {
+    if let Some(Resolution {
+        resolver: ResolverConfig::Mdns(_),
+        ..
+    }) = &resolver
+    {
         for (flag, value, max) in [
             ("app-id", &args.app_id, outrider_discovery::mdns::MAX_APP_ID),
-            ("namespace", &args.namespace, outrider_discovery::mdns::MAX_NAMESPACE),
+            (
+                "namespace",
+                &args.namespace,
+                outrider_discovery::mdns::MAX_NAMESPACE,
+            ),
         ] {
             if value.len() > max {
                 problems.push(Problem {
                     at: format!("--{flag}"),
-                    message: format!("{value:?} is {} bytes; the mdns resolver announces at most {max}", value.len()),
+                    message: format!(
+                        "{value:?} is {} bytes; the mdns resolver announces at most {max}",
+                        value.len()
+                    ),
                 });
             }
         }
@@ -242,8 +305,10 @@ pub(crate) fn load(args: &RunArgs, env: &Env) -> Result<Settings, Problems> {
         Ok(s) => s,
         Err(errs) => {
             let file = args.config.as_deref().map(display).unwrap_or_default();
-            problems
-                .extend(errs.into_iter().map(|e| Problem { at: format!("{file}: {}", e.field), message: e.message }));
+            problems.extend(errs.into_iter().map(|e| Problem {
+                at: format!("{file}: {}", e.field),
+                message: e.message,
+            }));
             SecretScopes::default()
         }
     };
@@ -252,9 +317,10 @@ pub(crate) fn load(args: &RunArgs, env: &Env) -> Result<Settings, Problems> {
             let file = args.config.as_deref().map(display).unwrap_or_default();
             AccessControlSpec::parse(&v, &file)
                 .map_err(|errs| {
-                    problems.extend(
-                        errs.into_iter().map(|e| Problem { at: format!("{file}: {}", e.field), message: e.message }),
-                    );
+                    problems.extend(errs.into_iter().map(|e| Problem {
+                        at: format!("{file}: {}", e.field),
+                        message: e.message,
+                    }));
                 })
                 .ok()
         }
@@ -263,28 +329,45 @@ pub(crate) fn load(args: &RunArgs, env: &Env) -> Result<Settings, Problems> {
     let api_access = match cfg.spec.api.take() {
         Some(v) => ApiAccess::parse(&v).unwrap_or_else(|errs| {
             let file = args.config.as_deref().map(display).unwrap_or_default();
-            problems
-                .extend(errs.into_iter().map(|e| Problem { at: format!("{file}: {}", e.field), message: e.message }));
+            problems.extend(errs.into_iter().map(|e| Problem {
+                at: format!("{file}: {}", e.field),
+                message: e.message,
+            }));
             ApiAccess::default()
         }),
         None => ApiAccess::default(),
     };
     if let Some(p) = args.policies_path.as_deref().filter(|p| !p.is_dir()) {
-        problems.push(Problem { at: "--policies-path".into(), message: format!("{} is not a directory", p.display()) });
+        problems.push(Problem {
+            at: "--policies-path".into(),
+            message: format!("{} is not a directory", p.display()),
+        });
     }
-    let policy_sources =
-        Sources { config: config_acl, root: args.policies_path.clone(), namespace: args.namespace.clone() };
+    let policy_sources = Sources {
+        config: config_acl,
+        root: args.policies_path.clone(),
+        namespace: args.namespace.clone(),
+    };
     let access_control = policy_sources.load().unwrap_or_else(|errs| {
-        problems.extend(errs.into_iter().map(|e| Problem { at: e.field, message: e.message }));
+        problems.extend(errs.into_iter().map(|e| Problem {
+            at: e.field,
+            message: e.message,
+        }));
         AccessControl::open()
     });
     let tracing = {
         // The OTEL_EXPORTER_OTLP_* environment fills in a collector the file does not name.
         let t = cfg.spec.tracing.take().unwrap_or_default();
-        let file = args.config.as_deref().map(display).unwrap_or_else(|| "the environment".to_owned());
+        let file = args
+            .config
+            .as_deref()
+            .map(display)
+            .unwrap_or_else(|| "the environment".to_owned());
         crate::telemetry::TracingConfig::parse(&t, &env.otel).unwrap_or_else(|errs| {
-            problems
-                .extend(errs.into_iter().map(|(field, message)| Problem { at: format!("{file}: {field}"), message }));
+            problems.extend(errs.into_iter().map(|(field, message)| Problem {
+                at: format!("{file}: {field}"),
+                message,
+            }));
             None
         })
     };
@@ -307,7 +390,11 @@ pub(crate) fn load(args: &RunArgs, env: &Env) -> Result<Settings, Problems> {
     let mut subscriptions = Vec::new();
     let mut resiliency = Vec::new();
     for dir in &args.resources_path {
-        let mut found = Found { components: &mut components, subs: &mut subscriptions, resiliency: &mut resiliency };
+        let mut found = Found {
+            components: &mut components,
+            subs: &mut subscriptions,
+            resiliency: &mut resiliency,
+        };
         load_resources(dir, &args.app_id, &mut found, &mut problems);
     }
     if args.resources_path.is_empty() {
@@ -342,7 +429,9 @@ pub(crate) fn load(args: &RunArgs, env: &Env) -> Result<Settings, Problems> {
         api_access,
         tracing,
         access_log: AccessLogConfig {
-            enabled: args.enable_api_logging.unwrap_or(cfg.spec.logging.api_logging.enabled),
+            enabled: args
+                .enable_api_logging
+                .unwrap_or(cfg.spec.logging.api_logging.enabled),
             obfuscate_urls: cfg.spec.logging.api_logging.obfuscate_urls,
             omit_health_checks: cfg.spec.logging.api_logging.omit_health_checks,
         },
@@ -424,9 +513,18 @@ struct Mtls {
 
 fn read_configuration(path: &Path) -> Result<ConfigFile, Vec<Problem>> {
     let at = display(path);
-    let text = std::fs::read_to_string(path).map_err(|e| vec![Problem { at: at.clone(), message: e.to_string() }])?;
-    let cfg: ConfigFile = serde_saphyr::from_str(&text)
-        .map_err(|e| vec![Problem { at: at.clone(), message: format!("not a valid Configuration: {e}") }])?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        vec![Problem {
+            at: at.clone(),
+            message: e.to_string(),
+        }]
+    })?;
+    let cfg: ConfigFile = serde_saphyr::from_str(&text).map_err(|e| {
+        vec![Problem {
+            at: at.clone(),
+            message: format!("not a valid Configuration: {e}"),
+        }]
+    })?;
     if !cfg.kind.is_empty() && cfg.kind != "Configuration" {
         return Err(vec![Problem {
             at: format!("{at}: kind"),
@@ -441,7 +539,12 @@ pub(crate) fn access_control_of(path: &Path) -> Result<Option<AccessControlSpec>
     let at = display(path);
     match read_configuration(path)?.spec.access_control {
         Some(v) => AccessControlSpec::parse(&v, &at).map(Some).map_err(|errs| {
-            errs.into_iter().map(|e| Problem { at: format!("{at}: {}", e.field), message: e.message }).collect()
+            errs.into_iter()
+                .map(|e| Problem {
+                    at: format!("{at}: {}", e.field),
+                    message: e.message,
+                })
+                .collect()
         }),
         None => Ok(None),
     }
@@ -459,7 +562,10 @@ fn load_resources(dir: &Path, app_id: &str, found: &mut Found<'_>, problems: &mu
     let rd = match std::fs::read_dir(dir) {
         Ok(rd) => rd,
         Err(e) => {
-            problems.push(Problem { at: "--resources-path".into(), message: format!("{}: {e}", dir.display()) });
+            problems.push(Problem {
+                at: "--resources-path".into(),
+                message: format!("{}: {e}", dir.display()),
+            });
             return;
         }
     };
@@ -474,28 +580,39 @@ fn load_resources(dir: &Path, app_id: &str, found: &mut Found<'_>, problems: &mu
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
             Err(e) => {
-                problems.push(Problem { at, message: e.to_string() });
+                problems.push(Problem {
+                    at,
+                    message: e.to_string(),
+                });
                 continue;
             }
         };
         let docs: Vec<serde_json::Value> = match serde_saphyr::from_multiple(&text) {
             Ok(d) => d,
             Err(e) => {
-                problems.push(Problem { at, message: format!("not valid YAML: {e}") });
+                problems.push(Problem {
+                    at,
+                    message: format!("not valid YAML: {e}"),
+                });
                 continue;
             }
         };
         for (i, doc) in docs.into_iter().enumerate() {
-            let at = if i == 0 { at.clone() } else { format!("{at} (document {})", i + 1) };
+            let at = if i == 0 {
+                at.clone()
+            } else {
+                format!("{at} (document {})", i + 1)
+            };
             match doc.get("kind").and_then(|k| k.as_str()) {
                 Some("Component") => load_component(doc, &at, app_id, found.components, problems),
                 Some("Subscription") => load_subscription(doc, &at, app_id, found.subs, problems),
                 Some("Resiliency") => match Resiliency::parse(&doc) {
                     Ok(r) if r.applies_to(app_id) => found.resiliency.push(r),
                     Ok(_) => {}
-                    Err(errs) => problems.extend(
-                        errs.into_iter().map(|e| Problem { at: format!("{at}: {}", e.field), message: e.message }),
-                    ),
+                    Err(errs) => problems.extend(errs.into_iter().map(|e| Problem {
+                        at: format!("{at}: {}", e.field),
+                        message: e.message,
+                    })),
                 },
                 Some(kind @ ("HTTPEndpoint" | "Configuration")) => {
                     tracing::warn!(file = %at, kind, "this resource kind is not supported yet; the document is ignored");
@@ -517,7 +634,10 @@ fn load_component(
     let c: Component = match serde_json::from_value(doc) {
         Ok(c) => c,
         Err(e) => {
-            problems.push(Problem { at: at.to_owned(), message: format!("not a valid Component: {e}") });
+            problems.push(Problem {
+                at: at.to_owned(),
+                message: format!("not a valid Component: {e}"),
+            });
             return;
         }
     };
@@ -526,20 +646,29 @@ fn load_component(
     }
     let errs = c.validate();
     if errs.is_empty() {
-        if out.iter().any(|o| o.component.metadata.name == c.metadata.name) {
+        if out
+            .iter()
+            .any(|o| o.component.metadata.name == c.metadata.name)
+        {
             problems.push(Problem {
                 at: format!("{at}: metadata.name"),
                 message: format!("{:?} is defined twice", c.metadata.name),
             });
             return;
         }
-        out.push(LoadedComponent { at: at.to_owned(), component: c });
+        out.push(LoadedComponent {
+            at: at.to_owned(),
+            component: c,
+        });
     } else if c.spec.ignore_errors {
         for e in errs {
             tracing::warn!(file = %at, field = %e.field, "{}; ignored (ignoreErrors)", e.message);
         }
     } else {
-        problems.extend(errs.into_iter().map(|e| Problem { at: format!("{at}: {}", e.field), message: e.message }));
+        problems.extend(errs.into_iter().map(|e| Problem {
+            at: format!("{at}: {}", e.field),
+            message: e.message,
+        }));
     }
 }
 
@@ -553,7 +682,10 @@ fn load_subscription(
     let s: SubscriptionDoc = match serde_json::from_value(doc) {
         Ok(s) => s,
         Err(e) => {
-            problems.push(Problem { at: at.to_owned(), message: format!("not a valid Subscription: {e}") });
+            problems.push(Problem {
+                at: at.to_owned(),
+                message: format!("not a valid Subscription: {e}"),
+            });
             return;
         }
     };
@@ -562,9 +694,10 @@ fn load_subscription(
     }
     match s.validate() {
         Ok(d) => out.push(d),
-        Err(errs) => {
-            problems.extend(errs.into_iter().map(|e| Problem { at: format!("{at}: {}", e.field), message: e.message }))
-        }
+        Err(errs) => problems.extend(errs.into_iter().map(|e| Problem {
+            at: format!("{at}: {}", e.field),
+            message: e.message,
+        })),
     }
 }
 

@@ -24,7 +24,9 @@ pub(crate) enum FailureSide {
 pub(crate) enum InvokeError {
     #[error("failed getting app id either from the URL path or the header dapr-app-id")]
     NoAppId,
-    #[error("invalid app id {0:?}: expected `app-id` or `app-id.namespace` of letters, digits, '-' and '_'")]
+    #[error(
+        "invalid app id {0:?}: expected `app-id` or `app-id.namespace` of letters, digits, '-' and '_'"
+    )]
     InvalidAppId(String),
     #[error("invoking URL {0:?} directly is not allowed; declare it as an HTTPEndpoint resource")]
     ExternalUrl(String),
@@ -41,11 +43,18 @@ pub(crate) enum InvokeError {
     #[error("no endpoints found for app {}{}", .0, .1.as_deref().map(|why| format!(": {why}")).unwrap_or_default())]
     NoEndpoints(Target, Option<String>),
     #[error("connecting to {target} at {addr} failed: {}", chain(source.as_ref()))]
-    Connect { target: Target, addr: std::net::SocketAddr, source: BoxError },
+    Connect {
+        target: Target,
+        addr: std::net::SocketAddr,
+        source: BoxError,
+    },
     #[error("the request to {target} failed: {}", chain(source.as_ref()))]
     Upstream { target: Target, source: BoxError },
     #[error("the request to {target} {source}")]
-    Timeout { target: Target, source: outrider_filters::resiliency::timeout::TimedOut },
+    Timeout {
+        target: Target,
+        source: outrider_filters::resiliency::timeout::TimedOut,
+    },
     #[error("{0}")]
     BreakerOpen(outrider_filters::resiliency::breaker::Refused),
     #[error("app channel is not initialized: this sidecar has no --app-port")]
@@ -79,12 +88,20 @@ impl InvokeError {
             Err(e) => e,
         };
         let e = match e.downcast::<TimedOut>() {
-            Ok(t) => return Self::Timeout { target: target.clone(), source: *t },
+            Ok(t) => {
+                return Self::Timeout {
+                    target: target.clone(),
+                    source: *t,
+                };
+            }
             Err(e) => e,
         };
         match e.downcast::<Refused>() {
             Ok(r) => Self::BreakerOpen(*r),
-            Err(other) => Self::Upstream { target: target.clone(), source: other },
+            Err(other) => Self::Upstream {
+                target: target.clone(),
+                source: other,
+            },
         }
     }
 
@@ -128,7 +145,12 @@ pub(crate) fn panic_response(panic: Box<dyn std::any::Any + Send>) -> Response<B
         .unwrap_or_default();
     tracing::error!(panic = %what, "a request handler panicked");
     metrics::counter!("outrider_panics_total").increment(1);
-    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "ERR_INTERNAL", "internal error").into_response()
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "ERR_INTERNAL",
+        "internal error",
+    )
+    .into_response()
 }
 
 /// An error as the app-facing API reports it.
@@ -141,7 +163,11 @@ pub(crate) struct ApiError {
 
 impl ApiError {
     pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into() }
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
     }
 
     /// An invocation failure, worded as Dapr words it.
@@ -149,8 +175,12 @@ impl ApiError {
         let message = match e {
             InvokeError::NoAppId => e.to_string(),
             // The caller's own mistake: Dapr's code for a bad request, and no internals.
-            InvokeError::MalformedBody => return Self::new(e.status(), "ERR_MALFORMED_REQUEST", e.to_string()),
-            InvokeError::BodyPaused(_) => return Self::new(e.status(), "ERR_BODY_READ", e.to_string()),
+            InvokeError::MalformedBody => {
+                return Self::new(e.status(), "ERR_MALFORMED_REQUEST", e.to_string());
+            }
+            InvokeError::BodyPaused(_) => {
+                return Self::new(e.status(), "ERR_BODY_READ", e.to_string());
+            }
             _ => format!("failed to invoke, id: {app_id}, err: {e}"),
         };
         Self::new(e.status(), "ERR_DIRECT_INVOKE", message)
@@ -166,7 +196,10 @@ impl ApiError {
         let body = serde_json::json!({"errorCode": self.code, "message": self.message});
         let mut rsp = Response::new(full(body.to_string()));
         *rsp.status_mut() = self.status;
-        rsp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        rsp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         rsp
     }
 }
@@ -198,18 +231,34 @@ mod tests {
             (InvokeError::ExternalUrl("http://x".into()), 400),
             (InvokeError::BadPath(Rejection::ControlChar), 400),
             (InvokeError::BodyTooLarge(1), 413),
-            (InvokeError::NoEndpoints(Target::new("b", "default"), None), 500),
+            (
+                InvokeError::NoEndpoints(Target::new("b", "default"), None),
+                500,
+            ),
             (InvokeError::NoAppChannel, 500),
         ];
         for (e, status) in cases {
             let api = ApiError::invoke("b", &e);
-            assert_eq!((api.status.as_u16(), api.code), (status, "ERR_DIRECT_INVOKE"), "{e}");
+            assert_eq!(
+                (api.status.as_u16(), api.code),
+                (status, "ERR_DIRECT_INVOKE"),
+                "{e}"
+            );
         }
         // A malformed body is the caller's own mistake, and says nothing of internals.
         let api = ApiError::invoke("b", &InvokeError::MalformedBody);
-        assert_eq!((api.status.as_u16(), api.code), (400, "ERR_MALFORMED_REQUEST"));
+        assert_eq!(
+            (api.status.as_u16(), api.code),
+            (400, "ERR_MALFORMED_REQUEST")
+        );
         assert_eq!(api.message, "the request body is malformed or was cut off");
-        let api = ApiError::invoke("b", &InvokeError::NoEndpoints(Target::new("b", "default"), None));
-        assert_eq!(api.message, "failed to invoke, id: b, err: no endpoints found for app b.default");
+        let api = ApiError::invoke(
+            "b",
+            &InvokeError::NoEndpoints(Target::new("b", "default"), None),
+        );
+        assert_eq!(
+            api.message,
+            "failed to invoke, id: b, err: no endpoints found for app b.default"
+        );
     }
 }

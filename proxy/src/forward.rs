@@ -39,26 +39,42 @@ struct Forward {
 impl Forward {
     async fn call(&self, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
         if req.method() == Method::CONNECT {
-            return Ok(answer(StatusCode::METHOD_NOT_ALLOWED, "CONNECT is not proxied\n"));
+            return Ok(answer(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "CONNECT is not proxied\n",
+            ));
         }
         let (mut parts, body) = req.into_parts();
         let mut uri = uri::Parts::default();
         uri.scheme = Some(Scheme::HTTP);
         uri.authority = Some(self.authority.clone());
-        uri.path_and_query =
-            Some(parts.uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/")));
+        uri.path_and_query = Some(
+            parts
+                .uri
+                .path_and_query()
+                .cloned()
+                .unwrap_or_else(|| PathAndQuery::from_static("/")),
+        );
         let Ok(uri) = Uri::from_parts(uri) else {
-            return Ok(answer(StatusCode::BAD_REQUEST, "the request target is not a valid URI\n"));
+            return Ok(answer(
+                StatusCode::BAD_REQUEST,
+                "the request target is not a valid URI\n",
+            ));
         };
         parts.uri = uri;
         parts.version = http::Version::HTTP_11;
         strip_hop_by_hop(&mut parts.headers);
         parts.headers.insert(header::HOST, self.host.clone());
-        match self.client.request(Request::from_parts(parts, boxed(body))).await {
+        match self
+            .client
+            .request(Request::from_parts(parts, boxed(body)))
+            .await
+        {
             // Upgrades are not proxied (`Upgrade` is stripped): a 101 cannot be passed on.
-            Ok(rsp) if rsp.status() == StatusCode::SWITCHING_PROTOCOLS => {
-                Ok(answer(StatusCode::BAD_GATEWAY, "the upstream switched protocols; upgrades are not proxied\n"))
-            }
+            Ok(rsp) if rsp.status() == StatusCode::SWITCHING_PROTOCOLS => Ok(answer(
+                StatusCode::BAD_GATEWAY,
+                "the upstream switched protocols; upgrades are not proxied\n",
+            )),
             Ok(rsp) => {
                 let mut rsp = rsp.map(boxed);
                 strip_hop_by_hop(rsp.headers_mut());
@@ -66,7 +82,10 @@ impl Forward {
             }
             Err(e) => {
                 tracing::debug!(error = %e, upstream = %self.authority, "forwarding failed");
-                Ok(answer(StatusCode::BAD_GATEWAY, "the upstream did not answer\n"))
+                Ok(answer(
+                    StatusCode::BAD_GATEWAY,
+                    "the upstream did not answer\n",
+                ))
             }
         }
     }
@@ -75,7 +94,8 @@ impl Forward {
 fn answer(status: StatusCode, text: &'static str) -> Response<Body> {
     let mut rsp = Response::new(full(text));
     *rsp.status_mut() = status;
-    rsp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    rsp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
     rsp
 }
 
@@ -88,10 +108,16 @@ pub(crate) async fn run(args: ProxyArgs, metrics: PrometheusHandle) -> anyhow::R
         .await
         .with_context(|| format!("binding {} (--listen)", args.listen))?;
     let client = crate::app_channel::plain_client();
-    let authority = Authority::try_from(args.upstream.as_str()).context("--upstream is not a valid host:port")?;
-    let host = HeaderValue::try_from(args.upstream.as_str()).context("--upstream is not a valid host:port")?;
+    let authority = Authority::try_from(args.upstream.as_str())
+        .context("--upstream is not a valid host:port")?;
+    let host = HeaderValue::try_from(args.upstream.as_str())
+        .context("--upstream is not a valid host:port")?;
     // Shared, not cloned per request: a clone of the pooled client is several reference counts.
-    let forward = Arc::new(Forward { client, authority, host });
+    let forward = Arc::new(Forward {
+        client,
+        authority,
+        host,
+    });
     let svc = ServiceBuilder::new()
         .layer(TraceLayer::new(None))
         .layer(MetricsLayer::new(METRICS_ID, Side::Server))
@@ -110,17 +136,27 @@ pub(crate) async fn run(args: ProxyArgs, metrics: PrometheusHandle) -> anyhow::R
         }
     });
     let stop = CancellationToken::new();
-    let listener = serve::Listener::new(listener, "proxy", Limits::with_cap(Limits::default_cap(fd_limit)));
-    let mut tasks =
-        vec![tokio::spawn(serve::serve(listener, move |_| svc.clone(), stop.clone(), Duration::from_secs(5)))];
+    let listener = serve::Listener::new(
+        listener,
+        "proxy",
+        Limits::with_cap(Limits::default_cap(fd_limit)),
+    );
+    let mut tasks = vec![tokio::spawn(serve::serve(
+        listener,
+        move |_| svc.clone(),
+        stop.clone(),
+        Duration::from_secs(5),
+    ))];
     if let Some(addr) = args.metrics_listen {
-        let admin =
-            tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr} (--metrics-listen)"))?;
+        let admin = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding {addr} (--metrics-listen)"))?;
         let metrics_svc = tower::service_fn(move |_req: Request<Incoming>| {
             let text = metrics.render();
             async move { Ok::<_, Infallible>(Response::new(full(text))) }
         });
-        let admin = serve::Listener::new(admin, "admin", Limits::with_cap(Limits::ADMIN_CONNECTIONS));
+        let admin =
+            serve::Listener::new(admin, "admin", Limits::with_cap(Limits::ADMIN_CONNECTIONS));
         tasks.push(tokio::spawn(serve::serve(
             admin,
             move |_| metrics_svc.clone(),

@@ -75,7 +75,13 @@ pub(crate) struct Framing {
 
 impl Default for Framing {
     fn default() -> Self {
-        Self { state: State::Head, line: BytesMut::new(), trailer_bytes: 0, first: true, refused: None }
+        Self {
+            state: State::Head,
+            line: BytesMut::new(),
+            trailer_bytes: 0,
+            first: true,
+            refused: None,
+        }
     }
 }
 
@@ -112,7 +118,10 @@ impl Framing {
                 State::Head => {
                     // Empty lines before a request line are allowed (RFC 9112 §2.2).
                     if self.line.is_empty() {
-                        let skip = input.iter().take_while(|b| matches!(b, b'\r' | b'\n')).count();
+                        let skip = input
+                            .iter()
+                            .take_while(|b| matches!(b, b'\r' | b'\n'))
+                            .count();
                         out.extend_from_slice(&input[..skip]);
                         input = &input[skip..];
                         if input.is_empty() {
@@ -137,7 +146,9 @@ impl Framing {
                         continue;
                     }
                     match check_head(&self.line) {
-                        Judged::Partial if self.line.len() > MAX_HEAD => return self.refuse(Refusal::Unjudgeable, out),
+                        Judged::Partial if self.line.len() > MAX_HEAD => {
+                            return self.refuse(Refusal::Unjudgeable, out);
+                        }
                         Judged::Partial => input = &input[take..],
                         Judged::Refuse(why) => return self.refuse(why, out),
                         Judged::Complete { len, next } => {
@@ -162,7 +173,11 @@ impl Framing {
                     out.extend_from_slice(&input[..k]);
                     input = &input[k..];
                     let left = n - k as u64;
-                    self.state = if left == 0 { State::Head } else { State::Body(left) };
+                    self.state = if left == 0 {
+                        State::Head
+                    } else {
+                        State::Body(left)
+                    };
                 }
                 State::ChunkSize => {
                     let (taken, done) = take_line(&mut self.line, input);
@@ -185,7 +200,11 @@ impl Framing {
                     out.extend_from_slice(&input[..k]);
                     input = &input[k..];
                     let left = n - k as u64;
-                    self.state = if left == 0 { State::ChunkSize } else { State::ChunkData(left) };
+                    self.state = if left == 0 {
+                        State::ChunkSize
+                    } else {
+                        State::ChunkData(left)
+                    };
                 }
                 State::Trailers => {
                     let (taken, done) = take_line(&mut self.line, input);
@@ -232,11 +251,18 @@ fn check_head(buf: &[u8]) -> Judged {
         if h.name.eq_ignore_ascii_case("content-length") {
             let v = h.value.trim_ascii();
             match length {
-                Some(prev) if prev != v => return Judged::Refuse(Refusal::ConflictingContentLength),
+                Some(prev) if prev != v => {
+                    return Judged::Refuse(Refusal::ConflictingContentLength);
+                }
                 _ => length = Some(v),
             }
         } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-            let last = h.value.rsplit(|b| *b == b',').next().unwrap_or_default().trim_ascii();
+            let last = h
+                .value
+                .rsplit(|b| *b == b',')
+                .next()
+                .unwrap_or_default()
+                .trim_ascii();
             chunked = Some(last.eq_ignore_ascii_case(b"chunked"));
         }
     }
@@ -310,12 +336,20 @@ pin_project! {
 
 impl<IO> Guarded<IO> {
     pub(crate) fn new(io: IO) -> Self {
-        Self { io, framing: Framing::default(), ready: BytesMut::new() }
+        Self {
+            io,
+            framing: Framing::default(),
+            ready: BytesMut::new(),
+        }
     }
 }
 
 impl<IO: AsyncRead> AsyncRead for Guarded<IO> {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let mut this = self.project();
         loop {
             if !this.ready.is_empty() {
@@ -331,7 +365,10 @@ impl<IO: AsyncRead> AsyncRead for Guarded<IO> {
             if let Some(why) = this.framing.refused() {
                 tracing::info!(?why, "refused an ambiguous HTTP/1 request");
                 if this.framing.refused_mid_body() {
-                    return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, "ambiguous chunked framing")));
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "ambiguous chunked framing",
+                    )));
                 }
                 return Poll::Ready(Ok(())); // EOF after the poisoned head
             }
@@ -353,7 +390,11 @@ impl<IO: AsyncRead> AsyncRead for Guarded<IO> {
 }
 
 impl<IO: AsyncWrite> AsyncWrite for Guarded<IO> {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         self.project().io.poll_write(cx, buf)
     }
 

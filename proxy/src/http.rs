@@ -21,7 +21,9 @@ pub(crate) type Body = UnsyncBoxBody<Bytes, BoxError>;
 
 /// A body holding `bytes`.
 pub(crate) fn full(bytes: impl Into<Bytes>) -> Body {
-    Full::new(bytes.into()).map_err(|never| match never {}).boxed_unsync()
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
 }
 
 /// An empty body.
@@ -33,7 +35,11 @@ pub(crate) fn empty() -> Body {
 /// is known, so HTTP/1 gets a `Content-Length`.
 pub(crate) fn chunks(chunks: Vec<Bytes>) -> Body {
     let left = chunks.iter().map(|c| c.len() as u64).sum();
-    Chunks { chunks: chunks.into(), left }.boxed_unsync()
+    Chunks {
+        chunks: chunks.into(),
+        left,
+    }
+    .boxed_unsync()
 }
 
 struct Chunks {
@@ -45,7 +51,10 @@ impl http_body::Body for Chunks {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let next = self.chunks.pop_front();
         if let Some(c) = &next {
             self.left -= c.len() as u64;
@@ -126,7 +135,14 @@ where
     B::Error: Into<BoxError>,
 {
     let tripped = Tripped::default();
-    let body = Capped { inner: body, left: limit, limit, idle, timer: None, tripped: tripped.clone() };
+    let body = Capped {
+        inner: body,
+        left: limit,
+        limit,
+        idle,
+        timer: None,
+        tripped: tripped.clone(),
+    };
     (boxed(body), tripped)
 }
 
@@ -138,12 +154,17 @@ where
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.project();
         let polled = this.inner.poll_frame(cx);
         if polled.is_pending() {
             let idle = *this.idle;
-            let timer = this.timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
+            let timer = this
+                .timer
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
             if timer.as_mut().poll(cx).is_ready() {
                 this.tripped.0.2.store(true, Ordering::Release);
                 return Poll::Ready(Some(Err(Box::new(Paused(idle)))));
@@ -151,7 +172,9 @@ where
             return Poll::Pending;
         }
         if let Some(timer) = this.timer.as_mut() {
-            timer.as_mut().reset(tokio::time::Instant::now() + *this.idle);
+            timer
+                .as_mut()
+                .reset(tokio::time::Instant::now() + *this.idle);
         }
         let frame = match ready!(polled) {
             Some(Ok(f)) => f,
@@ -249,7 +272,10 @@ mod tests {
             h.append(HeaderName::from_static(k), v.parse().unwrap());
         }
         strip_hop_by_hop(&mut h);
-        assert_eq!(h.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["content-type"]);
+        assert_eq!(
+            h.keys().map(|k| k.as_str()).collect::<Vec<_>>(),
+            ["content-type"]
+        );
     }
 
     #[test]

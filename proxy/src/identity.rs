@@ -19,11 +19,23 @@ pub(crate) fn start(s: &Settings) -> anyhow::Result<Credentials> {
         IdentitySource::DevCa { dir } => {
             let ca = DevCa::load_or_create(dir)?;
             watched.push(("development CA root", ca.not_after()));
-            let creds = Credentials::new(id.clone(), &ca.trust_bundle(), ca.issue(&id, s.workload_cert_ttl)?)?;
-            tokio::spawn(renew_forever(creds.clone(), ca, RenewalSchedule { ttl: s.workload_cert_ttl }));
+            let creds = Credentials::new(
+                id.clone(),
+                &ca.trust_bundle(),
+                ca.issue(&id, s.workload_cert_ttl)?,
+            )?;
+            tokio::spawn(renew_forever(
+                creds.clone(),
+                ca,
+                RenewalSchedule {
+                    ttl: s.workload_cert_ttl,
+                },
+            ));
             (creds, true)
         }
-        IdentitySource::Files { bundle, chain, key } => (Credentials::from_files(id, bundle, chain, key)?, false),
+        IdentitySource::Files { bundle, chain, key } => {
+            (Credentials::from_files(id, bundle, chain, key)?, false)
+        }
     };
     let info = creds.info();
     tracing::info!(identity = %creds.id(), serial = %info.serial, "workload certificate loaded");
@@ -53,15 +65,25 @@ pub(crate) fn start(s: &Settings) -> anyhow::Result<Credentials> {
 }
 
 fn record(info: &CertInfo) {
-    let secs = info.not_after.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_secs_f64();
+    let secs = info
+        .not_after
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64();
     metrics::gauge!("outrider_workload_cert_expiry_timestamp_seconds").set(secs);
     metrics::gauge!("outrider_workload_cert_generation").set(info.generation as f64);
 }
 
 fn warn_if_expiring(what: &str, not_after: SystemTime) {
-    let left = not_after.duration_since(SystemTime::now()).unwrap_or_default();
+    let left = not_after
+        .duration_since(SystemTime::now())
+        .unwrap_or_default();
     if left < EXPIRY_WARNING {
         metrics::gauge!("outrider_cert_expiring_soon", "what" => what.to_owned()).set(1.0);
-        tracing::warn!(what, seconds_left = left.as_secs(), "certificate expires within 30 days");
+        tracing::warn!(
+            what,
+            seconds_left = left.as_secs(),
+            "certificate expires within 30 days"
+        );
     }
 }

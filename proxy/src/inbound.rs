@@ -55,24 +55,36 @@ pub(crate) async fn serve(
     let builder = Arc::new(serve::builder(true, listener.limits()));
     let conns = Arc::new(serve::Conns::default());
     loop {
-        let serve::Accepted { tcp, peer: peer_addr, watch } = tokio::select! {
+        let serve::Accepted {
+            tcp,
+            peer: peer_addr,
+            watch,
+        } = tokio::select! {
             a = listener.accept() => a,
             () = stop.cancelled() => break,
         };
-        let (acceptor, inbound, builder, conns) = (acceptor.clone(), inbound.clone(), builder.clone(), conns.clone());
+        let (acceptor, inbound, builder, conns) = (
+            acceptor.clone(),
+            inbound.clone(),
+            builder.clone(),
+            conns.clone(),
+        );
         tokio::spawn(async move {
             // The handshake counts against the deadline for the first request head.
-            let tls = match tokio::time::timeout_at(watch.handshake_deadline(), acceptor.accept(tcp)).await {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(e)) => {
-                    tracing::info!(peer = %peer_addr, error = %e, "refused a mesh connection");
-                    return;
-                }
-                Err(_) => {
-                    watch.closed("the TLS handshake did not complete in time");
-                    return;
-                }
-            };
+            let tls =
+                match tokio::time::timeout_at(watch.handshake_deadline(), acceptor.accept(tcp))
+                    .await
+                {
+                    Ok(Ok(tls)) => tls,
+                    Ok(Err(e)) => {
+                        tracing::info!(peer = %peer_addr, error = %e, "refused a mesh connection");
+                        return;
+                    }
+                    Err(_) => {
+                        watch.closed("the TLS handshake did not complete in time");
+                        return;
+                    }
+                };
             let Some(id) = tls
                 .get_ref()
                 .1
@@ -159,7 +171,10 @@ fn rescue(app_id: &str, r: Result<Response<Body>, tower::BoxError>) -> Response<
     }
 }
 
-async fn forward(req: Request<Incoming>, inbound: Arc<Inbound>) -> Result<Response<Body>, InvokeError> {
+async fn forward(
+    req: Request<Incoming>,
+    inbound: Arc<Inbound>,
+) -> Result<Response<Body>, InvokeError> {
     let app = inbound.app.as_ref().ok_or(InvokeError::NoAppChannel)?;
     let caller = req
         .extensions()
@@ -177,7 +192,11 @@ async fn forward(req: Request<Incoming>, inbound: Arc<Inbound>) -> Result<Respon
 }
 
 /// The request with its body capped at `max`, and the flag that says the cap was hit.
-fn capped_request(req: Request<Incoming>, max: u64, idle: Duration) -> (Request<Body>, crate::http::Tripped) {
+fn capped_request(
+    req: Request<Incoming>,
+    max: u64,
+    idle: Duration,
+) -> (Request<Body>, crate::http::Tripped) {
     let (parts, body) = req.into_parts();
     let (body, tripped) = capped(body, max, idle);
     (Request::from_parts(parts, body), tripped)

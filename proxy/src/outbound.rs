@@ -24,7 +24,8 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use outrider_certs::{Credentials, SpiffeId};
 use outrider_discovery::{Balancing, Resolve, Target};
 use outrider_filters::resiliency::{
-    CircuitBreakerLayer, HttpClassify, Labels, Replay, Resiliency, RetryLayer, TimeoutLayer, app_policies,
+    CircuitBreakerLayer, HttpClassify, Labels, Replay, Resiliency, RetryLayer, TimeoutLayer,
+    app_policies,
 };
 use tower::util::BoxCloneSyncService;
 use tower::{BoxError, ServiceBuilder, ServiceExt as _};
@@ -98,14 +99,26 @@ impl OutboundRequest {
             last_endpoint: Mutex::new(None),
         });
         match kept {
-            Some(bytes) => Self { head, body: None, kept: Some(bytes) },
-            None => Self { head, body: Some(body), kept: None },
+            Some(bytes) => Self {
+                head,
+                body: None,
+                kept: Some(bytes),
+            },
+            None => Self {
+                head,
+                body: Some(body),
+                kept: None,
+            },
         }
     }
 
     /// Notes the endpoint this attempt goes to, and returns the previous attempt's.
     fn swap_endpoint(&self, addr: Option<SocketAddr>) -> Option<SocketAddr> {
-        let mut last = self.head.last_endpoint.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut last = self
+            .head
+            .last_endpoint
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         match addr {
             Some(a) => last.replace(a),
             None => *last,
@@ -130,7 +143,11 @@ impl OutboundRequest {
 impl Replay for OutboundRequest {
     fn replay(&self) -> Option<Self> {
         let kept = self.kept.clone()?;
-        Some(Self { head: self.head.clone(), body: None, kept: Some(kept) })
+        Some(Self {
+            head: self.head.clone(),
+            body: None,
+            kept: Some(kept),
+        })
     }
 }
 
@@ -138,7 +155,10 @@ impl Replay for OutboundRequest {
 /// failed. (No endpoint at all is not one of these: sending again at once would not help, and the
 /// built-in retries must not keep a caller of a vanished app waiting.)
 fn unsent(e: &(dyn std::error::Error + 'static)) -> bool {
-    matches!(e.downcast_ref::<InvokeError>(), Some(InvokeError::Connect { .. }))
+    matches!(
+        e.downcast_ref::<InvokeError>(),
+        Some(InvokeError::Connect { .. })
+    )
 }
 
 impl Outbound {
@@ -149,7 +169,14 @@ impl Outbound {
         creds: Credentials,
         resiliency: Arc<[Resiliency]>,
     ) -> Self {
-        Self { app_id: app_id.to_owned(), resolver, balancing, creds, resiliency, logical: Mutex::new(HashMap::new()) }
+        Self {
+            app_id: app_id.to_owned(),
+            resolver,
+            balancing,
+            creds,
+            resiliency,
+            logical: Mutex::new(HashMap::new()),
+        }
     }
 
     /// The resolver's name, for the metadata API.
@@ -164,8 +191,13 @@ impl Outbound {
 
     /// The targets called so far, with the endpoints the resolver gives and their state.
     pub(crate) fn targets(&self) -> Vec<TargetView> {
-        let logical: Vec<Arc<Logical>> =
-            self.logical.lock().unwrap_or_else(PoisonError::into_inner).values().cloned().collect();
+        let logical: Vec<Arc<Logical>> = self
+            .logical
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect();
         let mut views: Vec<TargetView> = logical
             .iter()
             .map(|l| TargetView {
@@ -181,24 +213,39 @@ impl Outbound {
     /// The logical stage of `target`. A target is kept only once it has resolved, so that the
     /// cache, the breakers and the metric labels grow only with apps that exist.
     async fn logical(&self, target: &Target) -> Result<Arc<Logical>, InvokeError> {
-        if let Some(l) = self.logical.lock().unwrap_or_else(|p| p.into_inner()).get(target) {
+        if let Some(l) = self
+            .logical
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(target)
+        {
             return Ok(l.clone());
         }
         let concrete = self.concrete(target)?;
         concrete.resolved().await?;
-        let l = Arc::new(Logical { stack: self.stack(target, concrete.clone()), concrete });
+        let l = Arc::new(Logical {
+            stack: self.stack(target, concrete.clone()),
+            concrete,
+        });
         let mut map = self.logical.lock().unwrap_or_else(|p| p.into_inner());
         Ok(map.entry(target.clone()).or_insert(l).clone())
     }
 
     /// A target's endpoints and its client, checking the target's SPIFFE id.
     fn concrete(&self, target: &Target) -> Result<Arc<Concrete>, InvokeError> {
-        let expected = SpiffeId::new(self.creds.id().trust_domain(), &target.namespace, &target.app_id)
-            .map_err(|_| InvokeError::InvalidAppId(target.to_string()))?;
+        let expected = SpiffeId::new(
+            self.creds.id().trust_domain(),
+            &target.namespace,
+            &target.app_id,
+        )
+        .map_err(|_| InvokeError::InvalidAppId(target.to_string()))?;
         let mut tls = self
             .creds
             .client_config(expected)
-            .map_err(|e| InvokeError::Upstream { target: target.clone(), source: Box::new(e) })?;
+            .map_err(|e| InvokeError::Upstream {
+                target: target.clone(),
+                source: Box::new(e),
+            })?;
         // The connector negotiates h2 itself and refuses a config with ALPN already set.
         tls.alpn_protocols.clear();
         let mut http = HttpConnector::new();
@@ -248,10 +295,16 @@ impl Outbound {
             .option_layer(retrying.map(|r| RetryLayer::new(r, classify, labels.clone())))
             // One breaker per target app: open, it answers at once without sending.
             .option_layer(
-                policies.breaker.map(|(name, p)| CircuitBreakerLayer::new(&name, p, classify, labels.clone())),
+                policies
+                    .breaker
+                    .map(|(name, p)| CircuitBreakerLayer::new(&name, p, classify, labels.clone())),
             )
             // A deadline per attempt.
-            .option_layer(policies.timeout.map(|(name, d)| TimeoutLayer::new(&name, d, labels.clone())))
+            .option_layer(
+                policies
+                    .timeout
+                    .map(|(name, d)| TimeoutLayer::new(&name, d, labels.clone())),
+            )
             .service(attempt)
             .map_err(|e: BoxError| e);
         BoxCloneSyncService::new(stack)
@@ -259,7 +312,11 @@ impl Outbound {
 
     /// Sends `req` (URI: the canonical method path and query) to an instance of `target`, with
     /// the target's resiliency policies.
-    pub(crate) async fn call(&self, target: &Target, req: OutboundRequest) -> Result<Response<Incoming>, InvokeError> {
+    pub(crate) async fn call(
+        &self,
+        target: &Target,
+        req: OutboundRequest,
+    ) -> Result<Response<Incoming>, InvokeError> {
         let logical = self.logical(target).await?;
         match logical.stack.clone().oneshot(req).await {
             Ok(rsp) => Ok(rsp),
@@ -290,16 +347,22 @@ impl Concrete {
             Some(a) => a,
             None => {
                 self.resolved().await?;
-                self.balancer.pick(avoid).ok_or_else(|| self.no_endpoints())?
+                self.balancer
+                    .pick(avoid)
+                    .ok_or_else(|| self.no_endpoints())?
             }
         };
         let addr = attempt.addr();
         req.swap_endpoint(Some(addr));
         let mut req = req.into_request();
         let pq = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
-        let uri: Uri = format!("https://{addr}{pq}")
-            .parse()
-            .map_err(|e| InvokeError::Upstream { target: target.clone(), source: Box::new(e) })?;
+        let uri: Uri =
+            format!("https://{addr}{pq}")
+                .parse()
+                .map_err(|e| InvokeError::Upstream {
+                    target: target.clone(),
+                    source: Box::new(e),
+                })?;
         *req.uri_mut() = uri;
         *req.version_mut() = http::Version::HTTP_2;
         let h = req.headers_mut();
@@ -314,12 +377,19 @@ impl Concrete {
             }
             Err(e) if e.is_connect() => {
                 attempt.unreachable();
-                Err(InvokeError::Connect { target: target.clone(), addr, source: Box::new(e) })
+                Err(InvokeError::Connect {
+                    target: target.clone(),
+                    addr,
+                    source: Box::new(e),
+                })
             }
             Err(e) => {
                 // The connection was made; what failed after it is not the endpoint's reachability.
                 attempt.connected();
-                Err(InvokeError::Upstream { target: target.clone(), source: Box::new(e) })
+                Err(InvokeError::Upstream {
+                    target: target.clone(),
+                    source: Box::new(e),
+                })
             }
         }
     }
@@ -334,6 +404,9 @@ impl Concrete {
     }
 
     fn no_endpoints(&self) -> InvokeError {
-        InvokeError::NoEndpoints(self.target.clone(), self.resolver.why_unresolved(&self.target))
+        InvokeError::NoEndpoints(
+            self.target.clone(),
+            self.resolver.why_unresolved(&self.target),
+        )
     }
 }

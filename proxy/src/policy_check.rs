@@ -30,13 +30,23 @@ pub(crate) fn run(args: &CheckArgs) -> ExitCode {
 
 fn check(args: &CheckArgs) -> Result<(bool, String), String> {
     let config = match &args.config {
-        Some(path) => config::access_control_of(path).map_err(|p| config::Problems(p).to_string())?,
+        Some(path) => {
+            config::access_control_of(path).map_err(|p| config::Problems(p).to_string())?
+        }
         None => None,
     };
-    let sources = Sources { config, root: args.policies_path.clone(), namespace: args.namespace.clone() };
+    let sources = Sources {
+        config,
+        root: args.policies_path.clone(),
+        namespace: args.namespace.clone(),
+    };
     let acl = sources.load().map_err(|problems| {
         let lines: Vec<String> = problems.iter().map(|p| format!("  - {p}")).collect();
-        format!("the policies have {} problem(s):\n{}", lines.len(), lines.join("\n"))
+        format!(
+            "the policies have {} problem(s):\n{}",
+            lines.len(),
+            lines.join("\n")
+        )
     })?;
     let id = caller_id(&args.caller, &args.trust_domain)?;
     let caller = Caller {
@@ -47,7 +57,11 @@ fn check(args: &CheckArgs) -> Result<(bool, String), String> {
     let op = canonical_path(&args.op).map_err(|e| format!("--op {:?}: {e}", args.op))?;
     let verb = args.verb.to_ascii_uppercase();
     let decision = acl.decide(Some(&caller), &op, &verb);
-    let shown_op = if op == args.op { op.clone() } else { format!("{op} (canonical form of {:?})", args.op) };
+    let shown_op = if op == args.op {
+        op.clone()
+    } else {
+        format!("{op} (canonical form of {:?})", args.op)
+    };
     let report = format!(
         "{}\n  caller:    {id}\n  operation: {shown_op}\n  verb:      {verb}\n  rule:      {}\n",
         decision.action, decision.rule

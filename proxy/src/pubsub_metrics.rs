@@ -29,12 +29,19 @@ fn ms(start: Instant) -> f64 {
 
 impl PubSubMetrics {
     pub(crate) fn new(app_id: &str, namespace: &str) -> Self {
-        Self { app_id: app_id.into(), namespace: namespace.into(), published_topics: Mutex::default() }
+        Self {
+            app_id: app_id.into(),
+            namespace: namespace.into(),
+            published_topics: Mutex::default(),
+        }
     }
 
     /// `topic` if it has, or may still get, a label of its own; else `other`.
     fn published_topic(&self, topic: &str) -> String {
-        let mut known = self.published_topics.lock().unwrap_or_else(|p| p.into_inner());
+        let mut known = self
+            .published_topics
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         if known.contains(topic) || (known.len() < MAX_TOPICS && known.insert(topic.to_owned())) {
             topic.to_owned()
         } else {
@@ -60,17 +67,33 @@ impl PubSubMetrics {
     }
 
     /// One bulk publish of `events` entries that started at `start`; `success` when all landed.
-    pub(crate) fn egress_bulk(&self, component: &str, topic: &str, events: usize, success: bool, start: Instant) {
+    pub(crate) fn egress_bulk(
+        &self,
+        component: &str,
+        topic: &str,
+        events: usize,
+        success: bool,
+        start: Instant,
+    ) {
         let mut labels = self.labels(component, self.published_topic(topic));
         labels.push(("success", success.to_string()));
         metrics::counter!("dapr_component_pubsub_egress_bulk_count", &labels).increment(1);
-        metrics::counter!("dapr_component_pubsub_egress_bulk_event_count", &labels).increment(events as u64);
-        metrics::histogram!("dapr_component_pubsub_egress_bulk_latencies", &labels).record(ms(start));
+        metrics::counter!("dapr_component_pubsub_egress_bulk_event_count", &labels)
+            .increment(events as u64);
+        metrics::histogram!("dapr_component_pubsub_egress_bulk_latencies", &labels)
+            .record(ms(start));
     }
 
     /// One delivery to the app that started at `start`. `status` is `success` only for a `DROP`
     /// the app asked for, as daprd labels it; empty otherwise.
-    pub(crate) fn ingress(&self, component: &str, topic: &str, outcome: Outcome, status: &str, start: Instant) {
+    pub(crate) fn ingress(
+        &self,
+        component: &str,
+        topic: &str,
+        outcome: Outcome,
+        status: &str,
+        start: Instant,
+    ) {
         let process_status = match outcome {
             Outcome::Success => "success",
             Outcome::Retry => "retry",
@@ -95,6 +118,10 @@ mod tests {
             assert_eq!(m.published_topic(&format!("t{i}")), format!("t{i}"));
         }
         assert_eq!(m.published_topic("one-too-many"), "other");
-        assert_eq!(m.published_topic("t7"), "t7", "known topics keep their label");
+        assert_eq!(
+            m.published_topic("t7"),
+            "t7",
+            "known topics keep their label"
+        );
     }
 }

@@ -11,14 +11,16 @@ use std::time::Duration;
 
 use std::sync::Arc;
 
-use outrider_blocks::pubsub::{Handler, Message, PubSub, PubSubComponent, PubSubError, SubscribeRequest, Subscription};
+use outrider_blocks::pubsub::{
+    Handler, Message, PubSub, PubSubComponent, PubSubError, SubscribeRequest, Subscription,
+};
 use outrider_blocks::state::{BoxFuture, StateComponent, StateError, StateResponse};
 use outrider_filters::resiliency::breaker::Refused;
 use outrider_filters::resiliency::classify::{Classify, Failure, Verdict};
 use outrider_filters::resiliency::timeout::TimedOut;
 use outrider_filters::resiliency::{
-    CircuitBreakerLayer, Cloned, Direction, Labels, Policies, Resiliency, RetryLayer, Retrying, TimeoutLayer,
-    component_policies,
+    CircuitBreakerLayer, Cloned, Direction, Labels, Policies, Resiliency, RetryLayer, Retrying,
+    TimeoutLayer, component_policies,
 };
 use tower::util::BoxCloneSyncService;
 use tower::{BoxError, ServiceBuilder, ServiceExt as _};
@@ -29,13 +31,23 @@ struct StoreClassify;
 
 impl Classify<StateResponse> for StoreClassify {
     fn verdict(&self, result: &Result<StateResponse, BoxError>) -> Verdict {
-        let Err(e) = result else { return Verdict::Success };
+        let Err(e) = result else {
+            return Verdict::Success;
+        };
         let kind = outrider_filters::resiliency::classify::error_kind(e.as_ref(), |_| false);
         let failing = match e.downcast_ref::<StateError>() {
             Some(StateError::Store(_) | StateError::Timeout(_)) | None => true,
             Some(_) => false,
         };
-        if failing { Verdict::Failure(Failure { kind, status: None, retry_after: None }) } else { Verdict::Success }
+        if failing {
+            Verdict::Failure(Failure {
+                kind,
+                status: None,
+                retry_after: None,
+            })
+        } else {
+            Verdict::Success
+        }
     }
 }
 
@@ -73,14 +85,31 @@ where
     S::Error: Into<BoxError>,
     C: Classify<Rsp> + Clone + Send + Sync + 'static,
 {
-    let labels = Labels { app_id: app_id.to_owned(), target: format!("component_{name}"), flow_direction: "outbound" };
-    let (timeout_name, timeout) = p.timeout.unwrap_or_else(|| ("default".to_owned(), deadline));
+    let labels = Labels {
+        app_id: app_id.to_owned(),
+        target: format!("component_{name}"),
+        flow_direction: "outbound",
+    };
+    let (timeout_name, timeout) = p
+        .timeout
+        .unwrap_or_else(|| ("default".to_owned(), deadline));
     let stack = ServiceBuilder::new()
         .map_request(Cloned)
         .option_layer(p.retry.map(|(name, policy)| {
-            RetryLayer::new(Retrying { name, policy, builtin: false }, classify.clone(), labels.clone())
+            RetryLayer::new(
+                Retrying {
+                    name,
+                    policy,
+                    builtin: false,
+                },
+                classify.clone(),
+                labels.clone(),
+            )
         }))
-        .option_layer(p.breaker.map(|(name, b)| CircuitBreakerLayer::new(&name, b, classify, labels.clone())))
+        .option_layer(
+            p.breaker
+                .map(|(name, b)| CircuitBreakerLayer::new(&name, b, classify, labels.clone())),
+        )
         .layer(TimeoutLayer::new(&timeout_name, timeout, labels))
         .map_request(|Cloned(r): Cloned<Req>| r)
         .service(service)
@@ -89,9 +118,21 @@ where
 }
 
 /// Wraps `c` in the resiliency policies that apply to it, if any.
-pub(crate) fn layer_state(c: &mut StateComponent, all: &[Resiliency], app_id: &str, deadline: Duration) {
+pub(crate) fn layer_state(
+    c: &mut StateComponent,
+    all: &[Resiliency],
+    app_id: &str,
+    deadline: Duration,
+) {
     if let Some(p) = outbound_policies(all, &c.name, &c.type_) {
-        c.layered = Some(layered(p, &c.name, app_id, deadline, StoreClassify, c.service()));
+        c.layered = Some(layered(
+            p,
+            &c.name,
+            app_id,
+            deadline,
+            StoreClassify,
+            c.service(),
+        ));
     }
 }
 
@@ -101,12 +142,21 @@ struct BrokerClassify;
 
 impl Classify<()> for BrokerClassify {
     fn verdict(&self, result: &Result<(), BoxError>) -> Verdict {
-        let Err(e) = result else { return Verdict::Success };
-        if matches!(e.downcast_ref::<PubSubError>(), Some(PubSubError::BadRequest(_))) {
+        let Err(e) = result else {
+            return Verdict::Success;
+        };
+        if matches!(
+            e.downcast_ref::<PubSubError>(),
+            Some(PubSubError::BadRequest(_))
+        ) {
             return Verdict::Success;
         }
         let kind = outrider_filters::resiliency::classify::error_kind(e.as_ref(), |_| false);
-        Verdict::Failure(Failure { kind, status: None, retry_after: None })
+        Verdict::Failure(Failure {
+            kind,
+            status: None,
+            retry_after: None,
+        })
     }
 }
 
@@ -122,14 +172,25 @@ impl PubSub for ResilientBroker {
         Box::pin(async move { call.await.map_err(pubsub_error) })
     }
 
-    fn subscribe(&self, req: SubscribeRequest, handler: Handler) -> BoxFuture<Result<Subscription, PubSubError>> {
+    fn subscribe(
+        &self,
+        req: SubscribeRequest,
+        handler: Handler,
+    ) -> BoxFuture<Result<Subscription, PubSubError>> {
         self.inner.subscribe(req, handler)
     }
 }
 
 /// Wraps `c`'s publishes in the resiliency policies that apply to it, if any.
-pub(crate) fn layer_publish(c: &mut PubSubComponent, all: &[Resiliency], app_id: &str, deadline: Duration) {
-    let Some(p) = outbound_policies(all, &c.name, &c.type_) else { return };
+pub(crate) fn layer_publish(
+    c: &mut PubSubComponent,
+    all: &[Resiliency],
+    app_id: &str,
+    deadline: Duration,
+) {
+    let Some(p) = outbound_policies(all, &c.name, &c.type_) else {
+        return;
+    };
     let inner = c.broker.clone();
     let broker = inner.clone();
     let publish = tower::service_fn(move |msg: Message| {
@@ -174,14 +235,39 @@ mod tests {
         let c = StoreClassify;
         let err = |e: StateError| -> Result<StateResponse, BoxError> { Err(Box::new(e)) };
         assert_eq!(c.verdict(&Ok(StateResponse::Done)), Verdict::Success);
-        assert_eq!(c.verdict(&err(StateError::EtagMismatch("x".into()))), Verdict::Success);
-        assert_eq!(c.verdict(&err(StateError::BadRequest("x".into()))), Verdict::Success);
-        let failure = Verdict::Failure(Failure { kind: FailureKind::Sent, status: None, retry_after: None });
+        assert_eq!(
+            c.verdict(&err(StateError::EtagMismatch("x".into()))),
+            Verdict::Success
+        );
+        assert_eq!(
+            c.verdict(&err(StateError::BadRequest("x".into()))),
+            Verdict::Success
+        );
+        let failure = Verdict::Failure(Failure {
+            kind: FailureKind::Sent,
+            status: None,
+            retry_after: None,
+        });
         assert_eq!(c.verdict(&err(StateError::Store("down".into()))), failure);
-        assert_eq!(c.verdict(&Err(Box::new(TimedOut(Duration::from_secs(1))))), failure);
+        assert_eq!(
+            c.verdict(&Err(Box::new(TimedOut(Duration::from_secs(1))))),
+            failure
+        );
         let refused = c.verdict(&Err(Box::new(Refused::Open("cb".into()))));
-        assert!(matches!(refused, Verdict::Failure(Failure { kind: FailureKind::Refused, .. })));
-        assert!(matches!(state_error(Box::new(TimedOut(Duration::from_secs(2)))), StateError::Timeout(_)));
-        assert!(matches!(state_error(Box::new(StateError::EtagInvalid("e".into()))), StateError::EtagInvalid(_)));
+        assert!(matches!(
+            refused,
+            Verdict::Failure(Failure {
+                kind: FailureKind::Refused,
+                ..
+            })
+        ));
+        assert!(matches!(
+            state_error(Box::new(TimedOut(Duration::from_secs(2)))),
+            StateError::Timeout(_)
+        ));
+        assert!(matches!(
+            state_error(Box::new(StateError::EtagInvalid("e".into()))),
+            StateError::EtagInvalid(_)
+        ));
     }
 }

@@ -63,7 +63,11 @@ pub(crate) async fn run(s: Settings, metrics: PrometheusHandle) -> anyhow::Resul
     // A relative `secretsFile` is read from the directory the sidecar was started in, as daprd does.
     let cwd = std::env::current_dir().context("reading the current directory")?;
     let secret_stores = open_all(&s, "secretstores.", async |c| secrets::open(c, &cwd)).await?;
-    let ctx = OpenContext { app_id: s.app_id.clone(), namespace: s.namespace.clone(), data_dir: s.data_dir.clone() };
+    let ctx = OpenContext {
+        app_id: s.app_id.clone(),
+        namespace: s.namespace.clone(),
+        data_dir: s.data_dir.clone(),
+    };
     let mut stores: BTreeMap<String, StateComponent> = open_all(&s, "state.", async |c| {
         let c = secrets::resolve_references(c, &secret_stores)?;
         state::open(&c, &ctx).await
@@ -87,7 +91,10 @@ pub(crate) async fn run(s: Settings, metrics: PrometheusHandle) -> anyhow::Resul
         // The default port lies in Linux's ephemeral range, so any client connection may hold it
         // for a while. The local and mDNS resolvers carry the real port, so any free one does when
         // none was asked for; with DNS or static addresses peers expect this very port.
-        Err(e) if !s.listen.mesh_explicit && matches!(s.resolver, ResolverConfig::Local | ResolverConfig::Mdns(_)) => {
+        Err(e)
+            if !s.listen.mesh_explicit
+                && matches!(s.resolver, ResolverConfig::Local | ResolverConfig::Mdns(_)) =>
+        {
             tracing::warn!(error = %e, "the default mesh port is taken; using a free port instead");
             bind(SocketAddr::new(s.listen.mesh.ip(), 0), "--mesh-port").await?
         }
@@ -100,10 +107,16 @@ pub(crate) async fn run(s: Settings, metrics: PrometheusHandle) -> anyhow::Resul
     // The resolver starts once the mesh port is known: mDNS announces it.
     let mut mdns = None;
     let resolver: Arc<dyn Resolve> = match &s.resolver {
-        ResolverConfig::Local => Arc::new(LocalResolver::start(s.registry_dir.clone()).context("local registry")?),
+        ResolverConfig::Local => {
+            Arc::new(LocalResolver::start(s.registry_dir.clone()).context("local registry")?)
+        }
         ResolverConfig::Static(map) => Arc::new(StaticResolver::new(map.clone())),
         ResolverConfig::Mdns(cfg) => {
-            let me = Announcement { app_id: s.app_id.clone(), namespace: s.namespace.clone(), mesh_port };
+            let me = Announcement {
+                app_id: s.app_id.clone(),
+                namespace: s.namespace.clone(),
+                mesh_port,
+            };
             let r = Arc::new(MdnsResolver::start(cfg, Some(&me)).context("mDNS name resolution")?);
             mdns = Some(r.clone());
             r
@@ -128,17 +141,31 @@ pub(crate) async fn run(s: Settings, metrics: PrometheusHandle) -> anyhow::Resul
     };
 
     let app = match s.app_port {
-        Some(port) => Some(AppChannel::new(&s.app_id, &s.app_channel_address, port, s.app_token.as_deref())?),
+        Some(port) => Some(AppChannel::new(
+            &s.app_id,
+            &s.app_channel_address,
+            port,
+            s.app_token.as_deref(),
+        )?),
         None => None,
     };
     let app_for_subs = app.clone();
     // Deliveries come from this sidecar on the app's own behalf.
-    let me = Caller { app_id: s.app_id.clone(), namespace: s.namespace.clone(), trust_domain: s.trust_domain.clone() };
+    let me = Caller {
+        app_id: s.app_id.clone(),
+        namespace: s.namespace.clone(),
+        trust_domain: s.trust_domain.clone(),
+    };
     let health = Arc::new(Health::default());
     let listed_subscriptions: Arc<std::sync::Mutex<Vec<subscriptions::Listed>>> = Arc::default();
     let shutdown = CancellationToken::new();
-    let outbound =
-        Arc::new(Outbound::new(&s.app_id, resolver.clone(), s.balancing, creds.clone(), s.resiliency.clone().into()));
+    let outbound = Arc::new(Outbound::new(
+        &s.app_id,
+        resolver.clone(),
+        s.balancing,
+        creds.clone(),
+        s.resiliency.clone().into(),
+    ));
     let pubsub_metrics = Arc::new(PubSubMetrics::new(&s.app_id, &s.namespace));
     let state = Arc::new(ApiState {
         app_id: s.app_id.clone(),
@@ -166,8 +193,8 @@ pub(crate) async fn run(s: Settings, metrics: PrometheusHandle) -> anyhow::Resul
     // Finished spans go to the collector of `spec.tracing`, if one is configured.
     let (spans, span_export) = match &s.tracing {
         Some(t) => {
-            let (spans, task) =
-                crate::telemetry::start(t, &s.app_id, s.ca_file.as_deref()).context("starting span export")?;
+            let (spans, task) = crate::telemetry::start(t, &s.app_id, s.ca_file.as_deref())
+                .context("starting span export")?;
             (Some(spans), Some(task))
         }
         None => (None, None),
@@ -184,7 +211,12 @@ pub(crate) async fn run(s: Settings, metrics: PrometheusHandle) -> anyhow::Resul
         .layer(MetricsLayer::new(&s.app_id, Side::Server))
         .service(ApiService::new(state));
     let api_l = serve::Listener::new(api_l, "api", s.limits.api);
-    let api_task = tokio::spawn(serve::serve(api_l, move |_| api_svc.clone(), api_stop.clone(), s.grace));
+    let api_task = tokio::spawn(serve::serve(
+        api_l,
+        move |_| api_svc.clone(),
+        api_stop.clone(),
+        s.grace,
+    ));
     // Access policies as loaded at start, then as their files change (a bad edit keeps these).
     let (policies, _policy_watch) =
         outrider_policy::files::watch(s.policy_sources.clone(), Arc::new(s.access_control.clone()))
@@ -205,7 +237,13 @@ pub(crate) async fn run(s: Settings, metrics: PrometheusHandle) -> anyhow::Resul
         spans: spans.clone(),
     });
     let mesh_l = serve::Listener::new(mesh_l, "mesh", s.limits.mesh);
-    let mesh_task = tokio::spawn(inbound::serve(mesh_l, creds.clone(), inbound, mesh_stop.clone(), s.grace));
+    let mesh_task = tokio::spawn(inbound::serve(
+        mesh_l,
+        creds.clone(),
+        inbound,
+        mesh_stop.clone(),
+        s.grace,
+    ));
     let admin_state = Arc::new(Admin {
         metrics: metrics.clone(),
         health: health.clone(),
@@ -216,11 +254,18 @@ pub(crate) async fn run(s: Settings, metrics: PrometheusHandle) -> anyhow::Resul
     let admin_l = serve::Listener::new(admin_l, "admin", s.limits.admin);
     let admin_svc = move |peer| {
         let admin_state = admin_state.clone();
-        tower::service_fn(move |req: Request<Incoming>| admin::handle(admin_state.clone(), peer, req))
+        tower::service_fn(move |req: Request<Incoming>| {
+            admin::handle(admin_state.clone(), peer, req)
+        })
     };
     // The admin listener outlives the others so that readiness can be watched during the drain.
     let admin_stop = CancellationToken::new();
-    let admin_task = tokio::spawn(serve::serve(admin_l, admin_svc, admin_stop.clone(), Duration::from_secs(1)));
+    let admin_task = tokio::spawn(serve::serve(
+        admin_l,
+        admin_svc,
+        admin_stop.clone(),
+        Duration::from_secs(1),
+    ));
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(5));
         loop {
@@ -263,8 +308,10 @@ pub(crate) async fn run(s: Settings, metrics: PrometheusHandle) -> anyhow::Resul
             // Ready once the app answers (at once without one).
             probe_app(addr, port, health).await;
             if let Some(subscriber) = subscribe {
-                let wanted =
-                    subscriptions::merge(subscriptions::fetch(&subscriber.app, &subscriber.me).await, &declared);
+                let wanted = subscriptions::merge(
+                    subscriptions::fetch(&subscriber.app, &subscriber.me).await,
+                    &declared,
+                );
                 subscriber.start(wanted).await;
             }
         });
@@ -340,29 +387,41 @@ async fn open_all<T>(
 ) -> anyhow::Result<BTreeMap<String, T>> {
     let mut out = BTreeMap::new();
     let mut problems = Vec::new();
-    for loaded in s.components.iter().filter(|l| l.component.spec.type_.starts_with(category)) {
+    for loaded in s
+        .components
+        .iter()
+        .filter(|l| l.component.spec.type_.starts_with(category))
+    {
         match open(&loaded.component).await {
             Ok(c) => {
                 tracing::info!(name = %loaded.component.metadata.name, r#type = %loaded.component.spec.type_, "component ready");
                 out.insert(loaded.component.metadata.name.clone(), c);
             }
-            Err(errs) => {
-                problems.extend(errs.into_iter().map(|e| format!("{}: {}: {}", loaded.at, e.field, e.message)))
-            }
+            Err(errs) => problems.extend(
+                errs.into_iter()
+                    .map(|e| format!("{}: {}: {}", loaded.at, e.field, e.message)),
+            ),
         }
     }
     if problems.is_empty() {
         Ok(out)
     } else {
-        anyhow::bail!("opening components failed:\n  - {}", problems.join("\n  - "))
+        anyhow::bail!(
+            "opening components failed:\n  - {}",
+            problems.join("\n  - ")
+        )
     }
 }
 
 async fn bind(addr: SocketAddr, flag: &str) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr).await.with_context(|| format!("binding {addr} ({flag})"))
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {addr} ({flag})"))
 }
 
-async fn wait_child(child: &mut Option<tokio::process::Child>) -> std::io::Result<std::process::ExitStatus> {
+async fn wait_child(
+    child: &mut Option<tokio::process::Child>,
+) -> std::io::Result<std::process::ExitStatus> {
     match child {
         Some(c) => c.wait().await,
         None => std::future::pending().await,

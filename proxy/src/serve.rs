@@ -104,7 +104,9 @@ impl Limits {
 /// limit in force.
 pub(crate) fn raise_fd_limit() -> u64 {
     use nix::sys::resource::{Resource, getrlimit, setrlimit};
-    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else { return 1024 };
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return 1024;
+    };
     if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
         return hard;
     }
@@ -114,7 +116,10 @@ pub(crate) fn raise_fd_limit() -> u64 {
 /// A server builder with the limits every listener shares (security rule 6).
 pub(crate) fn builder(h2_only: bool, limits: &Limits) -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
-    b.http1().timer(TokioTimer::new()).header_read_timeout(limits.head_timeout).max_buf_size(MAX_HEADER_BYTES);
+    b.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.head_timeout)
+        .max_buf_size(MAX_HEADER_BYTES);
     b.http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(256)
@@ -128,16 +133,24 @@ pub(crate) fn builder(h2_only: bool, limits: &Limits) -> auto::Builder<TokioExec
 
 /// The service type each connection runs.
 pub(crate) trait ConnService:
-    tower::Service<Request<Incoming>, Response = Response<Body>, Error = Infallible, Future: Send + 'static>
-    + Clone
+    tower::Service<
+        Request<Incoming>,
+        Response = Response<Body>,
+        Error = Infallible,
+        Future: Send + 'static,
+    > + Clone
     + Send
     + 'static
 {
 }
 
 impl<S> ConnService for S where
-    S: tower::Service<Request<Incoming>, Response = Response<Body>, Error = Infallible, Future: Send + 'static>
-        + Clone
+    S: tower::Service<
+            Request<Incoming>,
+            Response = Response<Body>,
+            Error = Infallible,
+            Future: Send + 'static,
+        > + Clone
         + Send
         + 'static
 {
@@ -163,7 +176,13 @@ pub(crate) struct Accepted {
 impl Listener {
     pub(crate) fn new(tcp: TcpListener, name: &'static str, limits: Limits) -> Self {
         let slots = Arc::new(Semaphore::new(limits.max_connections));
-        Self { tcp, name, limits, slots, log: AcceptLog::default() }
+        Self {
+            tcp,
+            name,
+            limits,
+            slots,
+            log: AcceptLog::default(),
+        }
     }
 
     pub(crate) fn limits(&self) -> &Limits {
@@ -178,7 +197,11 @@ impl Listener {
                 Ok((tcp, peer)) => match self.slots.clone().try_acquire_owned() {
                     Ok(slot) => {
                         let _ = tcp.set_nodelay(true);
-                        return Accepted { tcp, peer, watch: Watch::new(self.name, self.limits, slot) };
+                        return Accepted {
+                            tcp,
+                            peer,
+                            watch: Watch::new(self.name, self.limits, slot),
+                        };
                     }
                     Err(_) => {
                         drop(tcp);
@@ -203,8 +226,13 @@ impl Conns {
     /// Serves one accepted stream (plain or after a TLS handshake) until it ends, its watch
     /// closes it, or the listener drains.
     /// `io` is expected to read and write through [`Watch::io`].
-    pub(crate) fn spawn<I, S>(&self, io: I, svc: S, builder: &auto::Builder<TokioExecutor>, watch: Watch)
-    where
+    pub(crate) fn spawn<I, S>(
+        &self,
+        io: I,
+        svc: S,
+        builder: &auto::Builder<TokioExecutor>,
+        watch: Watch,
+    ) where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
         S: ConnService,
     {
@@ -215,7 +243,9 @@ impl Conns {
             .layer(SetSensitiveRequestHeadersLayer::new(SENSITIVE_HEADERS))
             .service(svc);
         let svc = Tracked::new(svc, watch.activity());
-        let conn = builder.serve_connection(TokioIo::new(io), TowerToHyperService::new(svc)).into_owned();
+        let conn = builder
+            .serve_connection(TokioIo::new(io), TowerToHyperService::new(svc))
+            .into_owned();
         self.tracker.spawn(watch.run(conn, self.stop.clone()));
     }
 
@@ -224,8 +254,14 @@ impl Conns {
     pub(crate) async fn drain(&self, grace: Duration) {
         self.stop.cancel();
         self.tracker.close();
-        if tokio::time::timeout(grace, self.tracker.wait()).await.is_err() {
-            tracing::warn!(grace_secs = grace.as_secs(), "in-flight requests did not finish within the grace period");
+        if tokio::time::timeout(grace, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                grace_secs = grace.as_secs(),
+                "in-flight requests did not finish within the grace period"
+            );
         }
     }
 }
@@ -265,7 +301,10 @@ impl AcceptLog {
 
     fn due(&mut self) -> Option<u64> {
         let now = Instant::now();
-        if self.last.is_some_and(|t| now.duration_since(t) < Self::INTERVAL) {
+        if self
+            .last
+            .is_some_and(|t| now.duration_since(t) < Self::INTERVAL)
+        {
             self.quiet += 1;
             return None;
         }
@@ -275,7 +314,12 @@ impl AcceptLog {
 
     fn refused(&mut self, listener: &'static str, cap: usize) {
         if let Some(not_logged) = self.due() {
-            tracing::warn!(listener, cap, not_logged, "connection cap reached; closing new connections");
+            tracing::warn!(
+                listener,
+                cap,
+                not_logged,
+                "connection cap reached; closing new connections"
+            );
         }
     }
 
@@ -311,19 +355,34 @@ mod tests {
             Ok::<_, Infallible>(Response::new(crate::http::full("fine")))
         });
         let listener = Listener::new(tcp, "test", Limits::with_cap(4));
-        tokio::spawn(serve(listener, move |_| svc, stop.clone(), Duration::from_secs(1)));
-        let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        tokio::spawn(serve(
+            listener,
+            move |_| svc,
+            stop.clone(),
+            Duration::from_secs(1),
+        ));
+        let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
         async fn answer(conn: &mut tokio::net::TcpStream, path: &str) -> String {
-            conn.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes()).await.unwrap();
+            conn.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+                .await
+                .unwrap();
             let mut buf = vec![0u8; 4096];
             let n = conn.read(&mut buf).await.unwrap();
             String::from_utf8_lossy(&buf[..n]).into_owned()
         }
         let first = answer(&mut conn, "/panic").await;
         assert!(first.starts_with("HTTP/1.1 500"), "{first}");
-        assert!(first.contains(r#"{"errorCode":"ERR_INTERNAL","message":"internal error"}"#), "{first}");
+        assert!(
+            first.contains(r#"{"errorCode":"ERR_INTERNAL","message":"internal error"}"#),
+            "{first}"
+        );
         let second = answer(&mut conn, "/ok").await;
-        assert!(second.starts_with("HTTP/1.1 200") && second.ends_with("fine"), "{second}");
+        assert!(
+            second.starts_with("HTTP/1.1 200") && second.ends_with("fine"),
+            "{second}"
+        );
         stop.cancel();
     }
 

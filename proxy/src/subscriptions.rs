@@ -15,7 +15,8 @@ use http::{HeaderName, HeaderValue, Method, Request, header};
 use http_body_util::{BodyExt, Limited};
 use outrider_blocks::pubsub::routing::{RouteRule, Router, parse_rules};
 use outrider_blocks::pubsub::{
-    Handler, Message, Outcome, PubSubComponent, SubscribeRequest, Subscription, expired, raw_event, wants_raw,
+    Handler, Message, Outcome, PubSubComponent, SubscribeRequest, Subscription, expired, raw_event,
+    wants_raw,
 };
 use outrider_blocks::subscription::{BulkSubscribe, parse_bulk};
 use outrider_policy::Caller;
@@ -23,7 +24,8 @@ use serde_json::{Value, json};
 
 use outrider_filters::resiliency::classify::{Classify, Failure, FailureKind, Verdict, error_kind};
 use outrider_filters::resiliency::{
-    Cloned, Direction, Labels, Policies, Resiliency, RetryLayer, Retrying, TimeoutLayer, component_policies,
+    Cloned, Direction, Labels, Policies, Resiliency, RetryLayer, Retrying, TimeoutLayer,
+    component_policies,
 };
 use outrider_filters::spans::{SpanKind, SpanRecord, Spans, is_sampled};
 use outrider_filters::trace::TraceContext;
@@ -74,10 +76,16 @@ impl From<&outrider_blocks::subscription::Declared> for Spec {
 }
 
 /// The app's subscriptions replace declared ones for the same pub/sub and topic.
-pub(crate) fn merge(programmatic: Vec<Spec>, declared: &[outrider_blocks::subscription::Declared]) -> Vec<Spec> {
+pub(crate) fn merge(
+    programmatic: Vec<Spec>,
+    declared: &[outrider_blocks::subscription::Declared],
+) -> Vec<Spec> {
     let mut out = programmatic;
     for d in declared {
-        if !out.iter().any(|p| p.pubsub == d.pubsub && p.topic == d.topic) {
+        if !out
+            .iter()
+            .any(|p| p.pubsub == d.pubsub && p.topic == d.topic)
+        {
             out.push(Spec::from(d));
         }
     }
@@ -87,14 +95,20 @@ pub(crate) fn merge(programmatic: Vec<Spec>, declared: &[outrider_blocks::subscr
 impl Spec {
     /// Every rule in the order tried: the rules, then the default route (if any) matching all.
     fn all_rules(&self) -> Vec<RouteRule> {
-        let default = (!self.path.is_empty()).then(|| RouteRule { condition: String::new(), path: self.path.clone() });
+        let default = (!self.path.is_empty()).then(|| RouteRule {
+            condition: String::new(),
+            path: self.path.clone(),
+        });
         self.rules.iter().cloned().chain(default).collect()
     }
 
     /// How `/v1.0/metadata` lists it.
     pub(crate) fn to_metadata(&self) -> Value {
-        let rules: Vec<Value> =
-            self.all_rules().into_iter().map(|r| json!({"match": r.condition, "path": r.path})).collect();
+        let rules: Vec<Value> = self
+            .all_rules()
+            .into_iter()
+            .map(|r| json!({"match": r.condition, "path": r.path}))
+            .collect();
         json!({
             "pubsubname": self.pubsub, "topic": self.topic, "metadata": self.metadata,
             "rules": rules, "deadLetterTopic": self.dead_letter,
@@ -107,36 +121,71 @@ impl Spec {
 pub(crate) fn parse(v: &Value) -> (Vec<Spec>, Vec<String>) {
     let (mut specs, mut refused) = (Vec::new(), Vec::new());
     let Some(items) = v.as_array() else {
-        return (specs, vec![format!("/dapr/subscribe must answer a JSON array, got {}", short(v))]);
+        return (
+            specs,
+            vec![format!(
+                "/dapr/subscribe must answer a JSON array, got {}",
+                short(v)
+            )],
+        );
     };
     for (i, item) in items.iter().enumerate() {
-        let s = |k: &str| item.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
+        let s = |k: &str| {
+            item.get(k)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
         let (pubsub, topic) = (s("pubsubname"), s("topic"));
         if pubsub.is_empty() || topic.is_empty() {
             refused.push(format!("item {i}: pubsubname and topic are required"));
             continue;
         }
         let routes = item.get("routes");
-        let written = routes.and_then(|r| r.get("rules")).and_then(Value::as_array).map_or(&[][..], Vec::as_slice);
+        let written = routes
+            .and_then(|r| r.get("rules"))
+            .and_then(Value::as_array)
+            .map_or(&[][..], Vec::as_slice);
         let rules = match parse_rules(written) {
             Ok(rules) => rules,
             Err(e) => {
-                refused.push(format!("{pubsub}/{topic}: routes.rules[{}]: {}: {}", e.index, e.expression, e.message));
+                refused.push(format!(
+                    "{pubsub}/{topic}: routes.rules[{}]: {}: {}",
+                    e.index, e.expression, e.message
+                ));
                 continue;
             }
         };
-        let default = routes.and_then(|r| r.get("default")).and_then(Value::as_str).unwrap_or_default();
-        let route = if default.is_empty() { s("route") } else { default.to_owned() };
+        let default = routes
+            .and_then(|r| r.get("default"))
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let route = if default.is_empty() {
+            s("route")
+        } else {
+            default.to_owned()
+        };
         if route.is_empty() && rules.is_empty() {
             refused.push(format!("{pubsub}/{topic}: no route"));
             continue;
         }
-        let path = if route.is_empty() || route.starts_with('/') { route } else { format!("/{route}") };
+        let path = if route.is_empty() || route.starts_with('/') {
+            route
+        } else {
+            format!("/{route}")
+        };
         let metadata = item
             .get("metadata")
             .and_then(Value::as_object)
             .map(|m| {
-                m.iter().map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.to_string(), str::to_owned))).collect()
+                m.iter()
+                    .map(|(k, v)| {
+                        (
+                            k.clone(),
+                            v.as_str().map_or_else(|| v.to_string(), str::to_owned),
+                        )
+                    })
+                    .collect()
             })
             .unwrap_or_default();
         let bulk = match parse_bulk(item.get("bulkSubscribe")) {
@@ -147,7 +196,16 @@ pub(crate) fn parse(v: &Value) -> (Vec<Spec>, Vec<String>) {
             }
         };
         let dead_letter = s("deadLetterTopic");
-        specs.push(Spec { pubsub, topic, path, rules, dead_letter, metadata, declarative: false, bulk });
+        specs.push(Spec {
+            pubsub,
+            topic,
+            path,
+            rules,
+            dead_letter,
+            metadata,
+            declarative: false,
+            bulk,
+        });
     }
     (specs, refused)
 }
@@ -159,7 +217,10 @@ fn short(v: &Value) -> String {
 /// What the app's answer to a delivery means.
 pub(crate) fn decide(status: u16, body: &[u8]) -> Outcome {
     match status {
-        200..=299 => match serde_json::from_slice::<Value>(body).ok().and_then(|v| v.get("status").cloned()) {
+        200..=299 => match serde_json::from_slice::<Value>(body)
+            .ok()
+            .and_then(|v| v.get("status").cloned())
+        {
             None => Outcome::Success,
             Some(Value::String(s)) if s.is_empty() || s == "SUCCESS" => Outcome::Success,
             Some(Value::String(s)) if s == "DROP" => Outcome::Drop,
@@ -196,14 +257,19 @@ pub(crate) async fn fetch(app: &AppChannel, me: &Caller) -> Vec<Spec> {
                 }
                 return specs;
             }
-            Ok(rsp) => tracing::warn!(status = rsp.status().as_u16(), "/dapr/subscribe failed; no subscriptions"),
+            Ok(rsp) => tracing::warn!(
+                status = rsp.status().as_u16(),
+                "/dapr/subscribe failed; no subscriptions"
+            ),
             Err(e) if attempt < 3 => {
                 tracing::info!(error = %e, attempt, "asking the app for subscriptions failed; retrying");
                 tokio::time::sleep(delay).await;
                 delay *= 2;
                 continue;
             }
-            Err(e) => tracing::warn!(error = %e, "asking the app for subscriptions failed; no subscriptions"),
+            Err(e) => {
+                tracing::warn!(error = %e, "asking the app for subscriptions failed; no subscriptions")
+            }
         }
         return Vec::new();
     }
@@ -273,7 +339,12 @@ pub(crate) struct Subscriber {
 
 impl Subscriber {
     fn set_state(&self, index: usize, state: SubState) {
-        if let Some(l) = self.listed.lock().unwrap_or_else(|p| p.into_inner()).get_mut(index) {
+        if let Some(l) = self
+            .listed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(index)
+        {
             l.state = state;
         }
     }
@@ -284,16 +355,24 @@ impl Subscriber {
             let index = {
                 let mut listed = self.listed.lock().unwrap_or_else(|p| p.into_inner());
                 let state = SubState::Retrying("starting".into());
-                listed.push(Listed { spec: spec.clone(), state });
+                listed.push(Listed {
+                    spec: spec.clone(),
+                    state,
+                });
                 listed.len() - 1
             };
             match self.prepare(&spec) {
                 Ok((req, handler)) => {
                     let me = self.clone();
                     // The first attempt is awaited, so that subscriptions are in place in order.
-                    if let Err(e) = me.subscribe_once(index, &spec, req.clone(), handler.clone()).await {
+                    if let Err(e) = me
+                        .subscribe_once(index, &spec, req.clone(), handler.clone())
+                        .await
+                    {
                         self.set_state(index, SubState::Retrying(e));
-                        tokio::spawn(async move { me.keep_trying(index, spec, req, handler).await });
+                        tokio::spawn(
+                            async move { me.keep_trying(index, spec, req, handler).await },
+                        );
                     }
                 }
                 Err(reason) => {
@@ -310,13 +389,17 @@ impl Subscriber {
             return Err(format!("no pub/sub component named {:?}", spec.pubsub));
         };
         if !c.scopes.may_subscribe(&spec.topic) {
-            return Err(format!("subscription to topic '{}' on pubsub '{}' is not allowed", spec.topic, spec.pubsub));
+            return Err(format!(
+                "subscription to topic '{}' on pubsub '{}' is not allowed",
+                spec.topic, spec.pubsub
+            ));
         }
         // Checked when the subscription was read; kept as a guard, never routed elsewhere.
         let router = Router::compile(&spec.all_rules()).map_err(|e| e.to_string())?;
         let topic = c.broker_topic(&spec.topic);
         let (app, me, metrics) = (self.app.clone(), self.me.clone(), self.metrics.clone());
-        let policies = component_policies(&self.resiliency, &spec.pubsub, &c.type_, Direction::Inbound);
+        let policies =
+            component_policies(&self.resiliency, &spec.pubsub, &c.type_, Direction::Inbound);
         let retried_here = policies.retry.is_some();
         let (deliver, concurrency) = match spec.bulk {
             // A batch fills only if the broker may hand over that many messages at once.
@@ -325,17 +408,38 @@ impl Subscriber {
                 bulk.max_messages.max(c.concurrency),
             ),
             None => {
-                let d = Delivery { app, me, spec: spec.clone(), router, metrics, spans: self.spans.clone() };
+                let d = Delivery {
+                    app,
+                    me,
+                    spec: spec.clone(),
+                    router,
+                    metrics,
+                    spans: self.spans.clone(),
+                };
                 (deliverer(d, policies), c.concurrency)
             }
         };
-        let req = SubscribeRequest { topic, group: c.consumer_group.clone(), concurrency };
+        let req = SubscribeRequest {
+            topic,
+            group: c.consumer_group.clone(),
+            concurrency,
+        };
 
         // With a policy the retries already happened (single deliveries only); without one, the
         // dead-letter path tries a few times itself before giving up.
-        let attempts = if retried_here && spec.bulk.is_none() { 1 } else { DEAD_LETTER_ATTEMPTS };
+        let attempts = if retried_here && spec.bulk.is_none() {
+            1
+        } else {
+            DEAD_LETTER_ATTEMPTS
+        };
         // The dead-letter tries and publish count as in flight too: shutdown waits for them.
-        Ok((req, track(with_dead_letter(deliver, spec, c, attempts), self.in_flight.clone())))
+        Ok((
+            req,
+            track(
+                with_dead_letter(deliver, spec, c, attempts),
+                self.in_flight.clone(),
+            ),
+        ))
     }
 
     async fn subscribe_once(
@@ -353,7 +457,10 @@ impl Subscriber {
                 if self.stop.is_cancelled() {
                     return Ok(()); // stopping: dropping it unsubscribes
                 }
-                self.live.lock().unwrap_or_else(|p| p.into_inner()).push(sub);
+                self.live
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(sub);
                 self.set_state(index, SubState::Active);
                 Ok(())
             }
@@ -371,7 +478,10 @@ impl Subscriber {
                 () = self.stop.cancelled() => return,
                 () = tokio::time::sleep(delay) => {}
             }
-            match self.subscribe_once(index, &spec, req.clone(), handler.clone()).await {
+            match self
+                .subscribe_once(index, &spec, req.clone(), handler.clone())
+                .await
+            {
                 Ok(()) => return,
                 Err(e) => self.set_state(index, SubState::Retrying(e)),
             }
@@ -383,7 +493,8 @@ impl Subscriber {
     /// was not acknowledged stays with the broker, which delivers it again.
     pub(crate) async fn shut_down(&self, grace: Duration) {
         self.stop.cancel();
-        let live: Vec<Subscription> = std::mem::take(&mut *self.live.lock().unwrap_or_else(|p| p.into_inner()));
+        let live: Vec<Subscription> =
+            std::mem::take(&mut *self.live.lock().unwrap_or_else(|p| p.into_inner()));
         self.in_flight.close();
         // Each broker waits for its deliveries and their acknowledgements; all within one grace.
         let stopped = futures_util::future::join_all(live.into_iter().map(|s| s.stop(grace)));
@@ -451,7 +562,10 @@ fn with_dead_letter(deliver: Handler, spec: &Spec, c: &PubSubComponent, attempts
                     Outcome::Retry => {}
                 }
             }
-            let letter = Message { topic: dead.clone(), ..msg };
+            let letter = Message {
+                topic: dead.clone(),
+                ..msg
+            };
             match tokio::time::timeout(Duration::from_secs(30), broker.publish(letter)).await {
                 Ok(Ok(())) => {
                     tracing::info!(dead_letter_topic = %dead, "message moved to the dead-letter topic");
@@ -499,12 +613,24 @@ fn deliverer(delivery: Delivery, policies: Policies) -> Handler {
         if policy.http_codes.is_none() {
             policy.http_codes = Some(vec![100..=599]);
         }
-        RetryLayer::new(Retrying { name, policy, builtin: false }, DeliveryClassify, labels.clone())
+        RetryLayer::new(
+            Retrying {
+                name,
+                policy,
+                builtin: false,
+            },
+            DeliveryClassify,
+            labels.clone(),
+        )
     });
     let stack = ServiceBuilder::new()
         .map_request(Cloned)
         .option_layer(retry)
-        .option_layer(policies.timeout.map(|(name, d)| TimeoutLayer::new(&name, d, labels)))
+        .option_layer(
+            policies
+                .timeout
+                .map(|(name, d)| TimeoutLayer::new(&name, d, labels)),
+        )
         .map_request(|Cloned(m): Cloned<Message>| m)
         .service(once)
         .map_err(|e: BoxError| e);
@@ -532,12 +658,16 @@ impl Classify<(Outcome, Option<u16>)> for DeliveryClassify {
     fn verdict(&self, result: &Result<(Outcome, Option<u16>), BoxError>) -> Verdict {
         match result {
             Ok((Outcome::Success | Outcome::Drop, _)) => Verdict::Success,
-            Ok((Outcome::Retry, status)) => {
-                Verdict::Failure(Failure { kind: FailureKind::Sent, status: *status, retry_after: None })
-            }
-            Err(e) => {
-                Verdict::Failure(Failure { kind: error_kind(e.as_ref(), |_| false), status: None, retry_after: None })
-            }
+            Ok((Outcome::Retry, status)) => Verdict::Failure(Failure {
+                kind: FailureKind::Sent,
+                status: *status,
+                retry_after: None,
+            }),
+            Err(e) => Verdict::Failure(Failure {
+                kind: error_kind(e.as_ref(), |_| false),
+                status: None,
+                retry_after: None,
+            }),
         }
     }
 }
@@ -574,7 +704,10 @@ impl Delivery {
             .header(header::CONTENT_TYPE, "application/cloudevents+json")
             .header("pubsubname", spec.pubsub.as_str());
         // The delivery is a span of the publisher's trace: the app gets it as its parent.
-        let parent = event.as_ref().and_then(traceparent_of).and_then(TraceContext::parse);
+        let parent = event
+            .as_ref()
+            .and_then(traceparent_of)
+            .and_then(TraceContext::parse);
         let span = parent.map(|p| (p, p.child(), SystemTime::now()));
         if let Some((_, child, _)) = span {
             req = req.header("traceparent", child.to_string());
@@ -582,8 +715,10 @@ impl Delivery {
         // The message's metadata travels as headers, never replacing the ones set above.
         if let Some(headers) = req.headers_mut() {
             for (k, v) in &msg.metadata {
-                let (Ok(name), Ok(value)) = (HeaderName::try_from(k.as_str()), HeaderValue::try_from(v.as_str()))
-                else {
+                let (Ok(name), Ok(value)) = (
+                    HeaderName::try_from(k.as_str()),
+                    HeaderValue::try_from(v.as_str()),
+                ) else {
                     continue;
                 };
                 if !headers.contains_key(&name) && !describes_the_body_or_connection(&name) {
@@ -591,7 +726,9 @@ impl Delivery {
                 }
             }
         }
-        let Ok(req) = req.body(full(body)) else { return (Outcome::Drop, None) };
+        let Ok(req) = req.body(full(body)) else {
+            return (Outcome::Drop, None);
+        };
         let result = self.call_app(req, msg, start).await;
         if let (Some(spans), Some((parent, child, started))) = (&self.spans, span)
             && is_sampled(&child)
@@ -618,19 +755,31 @@ impl Delivery {
     }
 
     /// Sends the delivery and reads the app's answer.
-    async fn call_app(&self, req: Request<crate::http::Body>, msg: &Message, start: Instant) -> (Outcome, Option<u16>) {
+    async fn call_app(
+        &self,
+        req: Request<crate::http::Body>,
+        msg: &Message,
+        start: Instant,
+    ) -> (Outcome, Option<u16>) {
         let (spec, metrics) = (&self.spec, &self.metrics);
         match self.app.call(req, &self.me).await {
             Ok(rsp) => {
                 let status = rsp.status().as_u16();
-                let body =
-                    Limited::new(rsp.into_body(), 64 * 1024).collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                let body = Limited::new(rsp.into_body(), 64 * 1024)
+                    .collect()
+                    .await
+                    .map(|b| b.to_bytes())
+                    .unwrap_or_default();
                 let outcome = decide(status, &body);
                 if outcome != Outcome::Success {
                     tracing::info!(topic = %msg.topic, status, ?outcome, "delivery not acknowledged by the app");
                 }
                 // A DROP the app answered in its body counts as handled; a 404 does not.
-                let label = if outcome == Outcome::Drop && status != 404 { "success" } else { "" };
+                let label = if outcome == Outcome::Drop && status != 404 {
+                    "success"
+                } else {
+                    ""
+                };
                 metrics.ingress(&spec.pubsub, &spec.topic, outcome, label, start);
                 // A 2xx RETRY carries no failing status: it is retried whatever the matching.
                 (outcome, (!(200..300).contains(&status)).then_some(status))
@@ -646,7 +795,11 @@ impl Delivery {
 
 /// The app route for one message, or the outcome when it is not delivered: an expired event or
 /// one no rule routes is dropped; one a rule cannot evaluate is retried.
-pub(crate) fn route_event<'r>(router: &'r Router, event: Option<&Value>, topic: &str) -> Result<&'r str, Outcome> {
+pub(crate) fn route_event<'r>(
+    router: &'r Router,
+    event: Option<&Value>,
+    topic: &str,
+) -> Result<&'r str, Outcome> {
     if event.is_some_and(|e| expired(e, SystemTime::now())) {
         tracing::warn!(%topic, "dropping an expired event");
         return Err(Outcome::Drop);
@@ -675,13 +828,22 @@ fn describes_the_body_or_connection(name: &HeaderName) -> bool {
     n.starts_with("content-")
         || matches!(
             n,
-            "connection" | "keep-alive" | "transfer-encoding" | "te" | "trailer" | "upgrade" | "host" | "expect"
+            "connection"
+                | "keep-alive"
+                | "transfer-encoding"
+                | "te"
+                | "trailer"
+                | "upgrade"
+                | "host"
+                | "expect"
         )
 }
 
 /// The event's `traceparent` (or `traceid`), to continue its trace at the app.
 fn traceparent_of(v: &Value) -> Option<&str> {
-    v.get("traceparent").or_else(|| v.get("traceid")).and_then(Value::as_str)
+    v.get("traceparent")
+        .or_else(|| v.get("traceid"))
+        .and_then(Value::as_str)
 }
 
 #[cfg(test)]
@@ -704,7 +866,12 @@ mod tests {
             (302, b"", Outcome::Retry),
         ];
         for (status, body, want) in cases {
-            assert_eq!(decide(status, body), want, "{status} {:?}", String::from_utf8_lossy(body));
+            assert_eq!(
+                decide(status, body),
+                want,
+                "{status} {:?}",
+                String::from_utf8_lossy(body)
+            );
         }
     }
 
@@ -721,10 +888,13 @@ mod tests {
             metadata: BTreeMap::new(),
             bulk: None,
         };
-        let (app, _) = parse(&json!([{"pubsubname": "pubsub", "topic": "a", "route": "/from-app"}]));
+        let (app, _) =
+            parse(&json!([{"pubsubname": "pubsub", "topic": "a", "route": "/from-app"}]));
         let merged = merge(app, &[declared("a", "/declared"), declared("b", "/b")]);
-        let got: Vec<(&str, &str, bool)> =
-            merged.iter().map(|s| (s.topic.as_str(), s.path.as_str(), s.declarative)).collect();
+        let got: Vec<(&str, &str, bool)> = merged
+            .iter()
+            .map(|s| (s.topic.as_str(), s.path.as_str(), s.declarative))
+            .collect();
         assert_eq!(got, [("a", "/from-app", false), ("b", "/b", true)]);
     }
 
@@ -741,17 +911,31 @@ mod tests {
         ]);
         let (specs, refused) = parse(&v);
         assert_eq!(
-            specs.iter().map(|s| (s.topic.as_str(), s.path.as_str(), s.rules.len())).collect::<Vec<_>>(),
-            [("a", "/orders", 0), ("b", "/b", 0), ("c", "/c", 1), ("r", "", 1)]
+            specs
+                .iter()
+                .map(|s| (s.topic.as_str(), s.path.as_str(), s.rules.len()))
+                .collect::<Vec<_>>(),
+            [
+                ("a", "/orders", 0),
+                ("b", "/b", 0),
+                ("c", "/c", 1),
+                ("r", "", 1)
+            ]
         );
         assert_eq!(specs[1].dead_letter, "dead");
         assert_eq!(specs[1].metadata["n"], "1");
         assert_eq!(specs[3].rules[0].path, "/x");
         // Listed as daprd lists them: the rules, then the default matching everything.
         let listed = &specs[2].to_metadata()["rules"];
-        assert_eq!(listed, &json!([{"match": "event.type == \"x\"", "path": "/x"}, {"match": "", "path": "/c"}]));
+        assert_eq!(
+            listed,
+            &json!([{"match": "event.type == \"x\"", "path": "/x"}, {"match": "", "path": "/c"}])
+        );
         assert_eq!(refused.len(), 3, "{refused:?}");
-        assert!(refused[2].contains("routes.rules[0]") && refused[2].contains("CEL"), "{refused:?}");
+        assert!(
+            refused[2].contains("routes.rules[0]") && refused[2].contains("CEL"),
+            "{refused:?}"
+        );
         assert_eq!(parse(&json!({"not": "an array"})).0, Vec::new());
     }
 }

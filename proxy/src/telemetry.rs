@@ -33,7 +33,10 @@ const QUEUE: usize = 4096;
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum Export {
     /// OTLP over HTTP (or HTTPS, by the URL's scheme), protobuf, to this URL (`…/v1/traces`).
-    Otlp { url: String, headers: Vec<(String, String)> },
+    Otlp {
+        url: String,
+        headers: Vec<(String, String)>,
+    },
     /// Zipkin v2 JSON, to this URL (`…/api/v2/spans`).
     Zipkin { url: String },
 }
@@ -58,7 +61,9 @@ impl std::fmt::Display for Export {
 
 /// `scheme://user:pass@host/…` → `scheme://host/…`.
 fn without_userinfo(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
     let authority_end = rest.find('/').unwrap_or(rest.len());
     match rest[..authority_end].rfind('@') {
         Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
@@ -79,7 +84,10 @@ impl TracingConfig {
     /// Problems are `(field, message)`.
     pub(crate) fn parse(v: &Value, env: &OtelEnv) -> Result<Option<Self>, Vec<(String, String)>> {
         let mut problems = Vec::new();
-        let text = |p: &str| v.pointer(p).map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_owned));
+        let text = |p: &str| {
+            v.pointer(p)
+                .map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_owned))
+        };
         // As in daprd, the environment names the collector when the file does not, and then an
         // unset rate samples everything.
         let from_env = text("/otel/endpointAddress").is_none_or(|s| s.trim().is_empty())
@@ -92,8 +100,10 @@ impl TracingConfig {
             Some(t) => match t.parse::<f64>() {
                 Ok(r) if (0.0..=1.0).contains(&r) => r,
                 _ => {
-                    problems
-                        .push(("spec.tracing.samplingRate".to_owned(), format!("{t:?} is not a number from 0 to 1")));
+                    problems.push((
+                        "spec.tracing.samplingRate".to_owned(),
+                        format!("{t:?} is not a number from 0 to 1"),
+                    ));
                     0.0
                 }
             },
@@ -125,14 +135,22 @@ impl TracingConfig {
                     .and_then(Value::as_array)
                     .map(|hs| {
                         hs.iter()
-                            .filter_map(|h| Some((h["name"].as_str()?.to_owned(), h["value"].as_str()?.to_owned())))
+                            .filter_map(|h| {
+                                Some((
+                                    h["name"].as_str()?.to_owned(),
+                                    h["value"].as_str()?.to_owned(),
+                                ))
+                            })
                             .collect()
                     })
                     .unwrap_or_default();
                 if headers.is_empty() {
                     headers = env.headers.as_deref().map(env_headers).unwrap_or_default();
                 }
-                Some(Export::Otlp { url: otlp_url(&endpoint, secure), headers })
+                Some(Export::Otlp {
+                    url: otlp_url(&endpoint, secure),
+                    headers,
+                })
             }
             (None, Some(url)) => {
                 if !(url.starts_with("http://") || url.starts_with("https://")) {
@@ -148,7 +166,9 @@ impl TracingConfig {
         if !problems.is_empty() {
             return Err(problems);
         }
-        Ok(export.filter(|_| rate > 0.0).map(|export| TracingConfig { rate, export }))
+        Ok(export
+            .filter(|_| rate > 0.0)
+            .map(|export| TracingConfig { rate, export }))
     }
 }
 
@@ -157,7 +177,9 @@ fn env_headers(s: &str) -> Vec<(String, String)> {
     s.split(',')
         .filter_map(|kv| {
             let (k, v) = kv.split_once('=')?;
-            let v = percent_encoding::percent_decode_str(v.trim()).decode_utf8_lossy().into_owned();
+            let v = percent_encoding::percent_decode_str(v.trim())
+                .decode_utf8_lossy()
+                .into_owned();
             Some((k.trim().to_owned(), v))
         })
         .filter(|(k, _)| !k.is_empty())
@@ -168,9 +190,20 @@ fn env_headers(s: &str) -> Vec<(String, String)> {
 fn otlp_url(endpoint: &str, secure: bool) -> String {
     let e = endpoint.trim().trim_end_matches('/');
     let scheme = if secure { "https" } else { "http" };
-    let with_scheme = if e.contains("://") { e.to_owned() } else { format!("{scheme}://{e}") };
-    let path_given = with_scheme.splitn(4, '/').nth(3).is_some_and(|p| !p.is_empty());
-    if path_given { with_scheme } else { format!("{with_scheme}/v1/traces") }
+    let with_scheme = if e.contains("://") {
+        e.to_owned()
+    } else {
+        format!("{scheme}://{e}")
+    };
+    let path_given = with_scheme
+        .splitn(4, '/')
+        .nth(3)
+        .is_some_and(|p| !p.is_empty());
+    if path_given {
+        with_scheme
+    } else {
+        format!("{with_scheme}/v1/traces")
+    }
 }
 
 /// The running export task.
@@ -221,7 +254,11 @@ fn https_connector(ca_file: Option<&Path>) -> anyhow::Result<Connector> {
             .with_context(|| format!("reading CA certificates from {}", path.display()))?;
         // A bundle may hold certificates this verifier cannot use; the others still count.
         let (added, _ignored) = roots.add_parsable_certificates(certs.flatten());
-        anyhow::ensure!(added > 0 || ca_file.is_none(), "{} holds no usable CA certificate", path.display());
+        anyhow::ensure!(
+            added > 0 || ca_file.is_none(),
+            "{} holds no usable CA certificate",
+            path.display()
+        );
     }
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let tls = rustls::ClientConfig::builder_with_provider(provider)
@@ -241,7 +278,11 @@ fn https_connector(ca_file: Option<&Path>) -> anyhow::Result<Connector> {
 /// The connector of collector clients.
 pub(crate) type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 
-async fn run(mut rx: mpsc::Receiver<SpanRecord>, mut exporter: Exporter, stop: tokio_util::sync::CancellationToken) {
+async fn run(
+    mut rx: mpsc::Receiver<SpanRecord>,
+    mut exporter: Exporter,
+    stop: tokio_util::sync::CancellationToken,
+) {
     let mut batch = Vec::with_capacity(BATCH);
     loop {
         let first = tokio::select! {
@@ -285,13 +326,19 @@ async fn send(exporter: &mut Exporter, batch: Vec<SpanRecord>) {
 /// A collector client.
 enum Exporter {
     Otlp(otlp::Otlp),
-    Zipkin { url: String, app_id: String, client: Client<Connector, Full<Bytes>> },
+    Zipkin {
+        url: String,
+        app_id: String,
+        client: Client<Connector, Full<Bytes>>,
+    },
 }
 
 impl Exporter {
     fn new(export: Export, app_id: &str, connector: Connector) -> Self {
         match export {
-            Export::Otlp { url, headers } => Exporter::Otlp(otlp::Otlp::new(&url, headers, app_id, connector)),
+            Export::Otlp { url, headers } => {
+                Exporter::Otlp(otlp::Otlp::new(&url, headers, app_id, connector))
+            }
             Export::Zipkin { url } => Exporter::Zipkin {
                 url,
                 app_id: app_id.to_owned(),
@@ -303,7 +350,11 @@ impl Exporter {
     async fn send(&mut self, batch: Vec<SpanRecord>) -> Result<(), String> {
         match self {
             Exporter::Otlp(o) => o.send(batch).await,
-            Exporter::Zipkin { url, app_id, client } => {
+            Exporter::Zipkin {
+                url,
+                app_id,
+                client,
+            } => {
                 let body = zipkin_json(&batch, app_id);
                 let req = Request::post(url.as_str())
                     .header(header::CONTENT_TYPE, "application/json")
@@ -313,7 +364,11 @@ impl Exporter {
                     .await
                     .map_err(|_| "the collector did not answer within 10s".to_owned())?
                     .map_err(|e| e.to_string())?;
-                if rsp.status().is_success() { Ok(()) } else { Err(format!("the collector answered {}", rsp.status())) }
+                if rsp.status().is_success() {
+                    Ok(())
+                } else {
+                    Err(format!("the collector answered {}", rsp.status()))
+                }
             }
         }
     }
@@ -321,8 +376,11 @@ impl Exporter {
 
 /// Zipkin v2 JSON for a batch.
 fn zipkin_json(batch: &[SpanRecord], app_id: &str) -> Value {
-    let micros =
-        |t: std::time::SystemTime| t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_micros() as u64;
+    let micros = |t: std::time::SystemTime| {
+        t.duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_micros() as u64
+    };
     let spans: Vec<Value> = batch
         .iter()
         .map(|s| {
@@ -369,20 +427,36 @@ mod tests {
             headers: Some("api-key=s%3Dcret, x=1".into()),
         };
         let c = TracingConfig::parse(&Value::Null, &env).unwrap().unwrap();
-        assert_eq!(c.rate, 1.0, "an unset rate samples everything when the environment names the collector");
+        assert_eq!(
+            c.rate, 1.0,
+            "an unset rate samples everything when the environment names the collector"
+        );
         assert_eq!(
             c.export,
             Export::Otlp {
                 url: "http://collector:4318/v1/traces".into(),
-                headers: vec![("api-key".into(), "s=cret".into()), ("x".into(), "1".into())],
+                headers: vec![
+                    ("api-key".into(), "s=cret".into()),
+                    ("x".into(), "1".into())
+                ],
             }
         );
         // The file wins; a protocol we do not speak is refused.
         let file = json!({"samplingRate": "0.5", "zipkin": {"endpointAddress": "http://z:9411/api/v2/spans"}});
-        assert!(matches!(TracingConfig::parse(&file, &env).unwrap().unwrap().export, Export::Zipkin { .. }));
-        let grpc = OtelEnv { protocol: Some("grpc".into()), ..env };
+        assert!(matches!(
+            TracingConfig::parse(&file, &env).unwrap().unwrap().export,
+            Export::Zipkin { .. }
+        ));
+        let grpc = OtelEnv {
+            protocol: Some("grpc".into()),
+            ..env
+        };
         assert!(TracingConfig::parse(&Value::Null, &grpc).is_err());
-        assert!(TracingConfig::parse(&Value::Null, &OtelEnv::default()).unwrap().is_none());
+        assert!(
+            TracingConfig::parse(&Value::Null, &OtelEnv::default())
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[test]
@@ -395,21 +469,45 @@ mod tests {
             v
         };
         let c = parse(otel(json!({}))).unwrap().unwrap();
-        assert_eq!(c.export, Export::Otlp { url: "http://127.0.0.1:4318/v1/traces".into(), headers: vec![] });
+        assert_eq!(
+            c.export,
+            Export::Otlp {
+                url: "http://127.0.0.1:4318/v1/traces".into(),
+                headers: vec![]
+            }
+        );
         assert_eq!(c.rate, 1.0);
         assert!(
             parse(json!({"samplingRate": "0", "zipkin": {"endpointAddress": "http://z:9411/api/v2/spans"}}))
                 .unwrap()
                 .is_none()
         );
-        assert!(parse(json!({"samplingRate": "1"})).unwrap().is_none(), "no collector, nothing exported");
+        assert!(
+            parse(json!({"samplingRate": "1"})).unwrap().is_none(),
+            "no collector, nothing exported"
+        );
         let z = parse(json!({"samplingRate": 0.5, "zipkin": {"endpointAddress": "http://z:9411/api/v2/spans"}}))
             .unwrap()
             .unwrap();
-        assert_eq!((z.rate, z.export), (0.5, Export::Zipkin { url: "http://z:9411/api/v2/spans".into() }));
-        assert_eq!(otlp_url("http://c:4318/custom/traces", true), "http://c:4318/custom/traces");
+        assert_eq!(
+            (z.rate, z.export),
+            (
+                0.5,
+                Export::Zipkin {
+                    url: "http://z:9411/api/v2/spans".into()
+                }
+            )
+        );
+        assert_eq!(
+            otlp_url("http://c:4318/custom/traces", true),
+            "http://c:4318/custom/traces"
+        );
         assert_eq!(otlp_url("http://c:4318/", true), "http://c:4318/v1/traces");
-        assert_eq!(otlp_url("c:4318", true), "https://c:4318/v1/traces", "isSecure (Dapr's default) is TLS");
+        assert_eq!(
+            otlp_url("c:4318", true),
+            "https://c:4318/v1/traces",
+            "isSecure (Dapr's default) is TLS"
+        );
         for (v, field, value) in [
             (
                 json!({"samplingRate": "often", "zipkin": {"endpointAddress": "http://z"}}),
@@ -421,11 +519,22 @@ mod tests {
                 "spec.tracing.samplingRate",
                 "\"2\"",
             ),
-            (otel(json!({"protocol": "grpc"})), "spec.tracing.otel.protocol", "grpc"),
-            (json!({"zipkin": {"endpointAddress": "z:9411"}}), "spec.tracing.zipkin.endpointAddress", "z:9411"),
+            (
+                otel(json!({"protocol": "grpc"})),
+                "spec.tracing.otel.protocol",
+                "grpc",
+            ),
+            (
+                json!({"zipkin": {"endpointAddress": "z:9411"}}),
+                "spec.tracing.zipkin.endpointAddress",
+                "z:9411",
+            ),
         ] {
             let errs = parse(v.clone()).unwrap_err();
-            assert!(errs.iter().any(|(f, m)| f == field && m.contains(value)), "{v}: {errs:?}");
+            assert!(
+                errs.iter().any(|(f, m)| f == field && m.contains(value)),
+                "{v}: {errs:?}"
+            );
         }
     }
 
@@ -436,8 +545,15 @@ mod tests {
             headers: vec![("api-key".into(), "s3cret".into())],
         };
         let shown = e.to_string();
-        assert_eq!(shown, "OTLP/HTTP to https://c:4318/v1/traces with headers api-key");
-        assert_eq!(without_userinfo("http://z:9411/a@b"), "http://z:9411/a@b", "an @ in the path is not userinfo");
+        assert_eq!(
+            shown,
+            "OTLP/HTTP to https://c:4318/v1/traces with headers api-key"
+        );
+        assert_eq!(
+            without_userinfo("http://z:9411/a@b"),
+            "http://z:9411/a@b",
+            "an @ in the path is not userinfo"
+        );
     }
 
     #[test]
@@ -460,7 +576,10 @@ mod tests {
             (v[0]["id"].as_str(), v[0]["parentId"].as_str()),
             (Some("0000000000000012"), Some("0000000000000034"))
         );
-        assert_eq!((v[0]["timestamp"].as_u64(), v[0]["duration"].as_u64()), (Some(1_000_000), Some(2000)));
+        assert_eq!(
+            (v[0]["timestamp"].as_u64(), v[0]["duration"].as_u64()),
+            (Some(1_000_000), Some(2000))
+        );
         assert_eq!(v[0]["tags"]["error"], "true");
         assert_eq!(v[0]["localEndpoint"]["serviceName"], "a");
     }

@@ -79,8 +79,15 @@ impl Subscription {
 
     /// A subscription stopped by cancelling `token`, whose deliveries (with their
     /// acknowledgements) run as tasks of `tasks`.
-    pub fn tracked(token: tokio_util::sync::CancellationToken, tasks: tokio_util::task::TaskTracker) -> Self {
-        Self { _stop: token.clone().drop_guard(), token, tasks }
+    pub fn tracked(
+        token: tokio_util::sync::CancellationToken,
+        tasks: tokio_util::task::TaskTracker,
+    ) -> Self {
+        Self {
+            _stop: token.clone().drop_guard(),
+            token,
+            tasks,
+        }
     }
 
     /// Stops deliveries and waits up to `grace` for those in flight to finish and be
@@ -94,7 +101,9 @@ impl Subscription {
 
 impl std::fmt::Debug for Subscription {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Subscription").field("in_flight", &self.tasks.len()).finish()
+        f.debug_struct("Subscription")
+            .field("in_flight", &self.tasks.len())
+            .finish()
     }
 }
 
@@ -110,5 +119,9 @@ pub trait PubSub: Send + Sync + 'static {
     fn publish(&self, msg: Message) -> BoxFuture<Result<(), PubSubError>>;
 
     /// Starts delivering `req.topic` to `handler`.
-    fn subscribe(&self, req: SubscribeRequest, handler: Handler) -> BoxFuture<Result<Subscription, PubSubError>>;
+    fn subscribe(
+        &self,
+        req: SubscribeRequest,
+        handler: Handler,
+    ) -> BoxFuture<Result<Subscription, PubSubError>>;
 }

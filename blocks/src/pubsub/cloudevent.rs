@@ -44,7 +44,12 @@ pub enum EnvelopeError {
 
 /// The media type of a Content-Type value: lower-case, without parameters.
 pub fn media_type(content_type: &str) -> String {
-    content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase()
+    content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase()
 }
 
 /// TTLs longer than this (about a thousand years) are cut to it, so an expiration is always a
@@ -55,17 +60,27 @@ const MAX_TTL_SECS: u64 = 1000 * 365 * 24 * 3600;
 pub fn message_ttl(metadata: &BTreeMap<String, String>) -> Result<Option<Duration>, String> {
     if let Some(v) = metadata.get("ttlInSeconds").filter(|v| !v.is_empty()) {
         return match v.parse::<i64>() {
-            Ok(n) if n > 0 => Ok(Some(Duration::from_secs(n.unsigned_abs().min(MAX_TTL_SECS)))),
-            Ok(n) => Err(format!("ttlInSeconds value must be higher than zero: actual is {n}")),
-            Err(_) => Err(format!("ttlInSeconds value must be a valid integer: actual is {v:?}")),
+            Ok(n) if n > 0 => Ok(Some(Duration::from_secs(
+                n.unsigned_abs().min(MAX_TTL_SECS),
+            ))),
+            Ok(n) => Err(format!(
+                "ttlInSeconds value must be higher than zero: actual is {n}"
+            )),
+            Err(_) => Err(format!(
+                "ttlInSeconds value must be a valid integer: actual is {v:?}"
+            )),
         };
     }
     match metadata.get("ttl").filter(|v| !v.is_empty()) {
         None => Ok(None),
         Some(v) => match go_duration(v) {
             Some(d) if !d.is_zero() => Ok(Some(d.min(Duration::from_secs(MAX_TTL_SECS)))),
-            Some(_) => Err(format!("ttl value must be higher than zero: actual is {v:?}")),
-            None => Err(format!("ttl value must be a valid duration (e.g. 90s, 1h30m): actual is {v:?}")),
+            Some(_) => Err(format!(
+                "ttl value must be higher than zero: actual is {v:?}"
+            )),
+            None => Err(format!(
+                "ttl value must be a valid duration (e.g. 90s, 1h30m): actual is {v:?}"
+            )),
         },
     }
 }
@@ -83,13 +98,17 @@ fn go_duration(v: &str) -> Option<Duration> {
     rest = rest.strip_prefix('+').unwrap_or(rest);
     let mut total = 0f64;
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        let digits = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
         let (number, tail) = rest.split_at(digits);
         if number.is_empty() || number == "." {
             return None;
         }
         let number: f64 = number.parse().ok()?;
-        let unit_len = tail.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(tail.len());
+        let unit_len = tail
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(tail.len());
         let (unit, tail) = tail.split_at(unit_len);
         let seconds = match unit {
             "ns" => 1e-9,
@@ -110,7 +129,12 @@ fn go_duration(v: &str) -> Option<Duration> {
 /// The CloudEvent a subscription with `rawPayload` gets for a message: the message's bytes as
 /// `data_base64` in an envelope of the subscriber's sidecar's making, with the trace fields the
 /// message's metadata carries.
-pub fn raw_event(pubsub: &str, topic: &str, data: &[u8], metadata: &BTreeMap<String, String>) -> Value {
+pub fn raw_event(
+    pubsub: &str,
+    topic: &str,
+    data: &[u8],
+    metadata: &BTreeMap<String, String>,
+) -> Value {
     let mut ce = json!({
         "id": uuid::Uuid::new_v4().to_string(),
         "specversion": "1.0",
@@ -122,7 +146,10 @@ pub fn raw_event(pubsub: &str, topic: &str, data: &[u8], metadata: &BTreeMap<Str
         "data_base64": base64::engine::general_purpose::STANDARD.encode(data),
     });
     for key in ["traceparent", "traceid", "tracestate"] {
-        if let Some(v) = metadata.get(key).or_else(|| metadata.get(&format!("cloudevent.{key}"))) {
+        if let Some(v) = metadata
+            .get(key)
+            .or_else(|| metadata.get(&format!("cloudevent.{key}")))
+        {
             ce[key] = json!(v);
         }
     }
@@ -146,7 +173,9 @@ pub fn parse_bool(v: &str) -> Option<bool> {
 /// Whether the event's `expiration` (RFC 3339) is before `now`. Events without one, or with
 /// one that does not parse, never expire.
 pub fn expired(event: &Value, now: SystemTime) -> bool {
-    let Some(at) = event.get("expiration").and_then(Value::as_str) else { return false };
+    let Some(at) = event.get("expiration").and_then(Value::as_str) else {
+        return false;
+    };
     match time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339) {
         Ok(at) => time::OffsetDateTime::from(now) > at,
         Err(_) => false,
@@ -164,18 +193,32 @@ pub fn envelope(
     body: &[u8],
     metadata: &BTreeMap<String, String>,
 ) -> Result<Value, EnvelopeError> {
-    let over = |field: &str| metadata.get(&format!("cloudevent.{field}")).filter(|v| !v.is_empty()).cloned();
-    let content_type = content_type.filter(|c| !c.trim().is_empty()).unwrap_or("text/plain");
+    let over = |field: &str| {
+        metadata
+            .get(&format!("cloudevent.{field}"))
+            .filter(|v| !v.is_empty())
+            .cloned()
+    };
+    let content_type = content_type
+        .filter(|c| !c.trim().is_empty())
+        .unwrap_or("text/plain");
     let media = media_type(content_type);
     let now = crate::state::rfc3339(ctx.now);
-    let traceparent = over("traceparent").or(over("traceid")).unwrap_or_else(|| ctx.traceparent.to_owned());
+    let traceparent = over("traceparent")
+        .or(over("traceid"))
+        .unwrap_or_else(|| ctx.traceparent.to_owned());
     let tracestate = over("tracestate").unwrap_or_else(|| ctx.tracestate.to_owned());
     // Checked by the publish route; an invalid value adds nothing here.
-    let expiration = message_ttl(metadata).ok().flatten().map(|ttl| crate::state::rfc3339(ctx.now + ttl));
+    let expiration = message_ttl(metadata)
+        .ok()
+        .flatten()
+        .map(|ttl| crate::state::rfc3339(ctx.now + ttl));
 
     if media == "application/cloudevents+json" {
         let Ok(Value::Object(mut ce)) = serde_json::from_slice::<Value>(body) else {
-            return Err(EnvelopeError::NotACloudEvent(String::from_utf8_lossy(body).chars().take(64).collect()));
+            return Err(EnvelopeError::NotACloudEvent(
+                String::from_utf8_lossy(body).chars().take(64).collect(),
+            ));
         };
         set_if_absent(&mut ce, "source", json!("Dapr"));
         set_if_absent(&mut ce, "type", json!("com.dapr.event.sent"));
@@ -195,11 +238,22 @@ pub fn envelope(
     }
 
     let mut ce = Map::new();
-    ce.insert("id".into(), json!(over("id").unwrap_or_else(|| ctx.id.clone())));
+    ce.insert(
+        "id".into(),
+        json!(over("id").unwrap_or_else(|| ctx.id.clone())),
+    );
     ce.insert("specversion".into(), json!("1.0"));
-    ce.insert("type".into(), json!(over("type").unwrap_or_else(|| "com.dapr.event.sent".into())));
-    let source =
-        over("source").unwrap_or_else(|| if ctx.app_id.is_empty() { "Dapr".into() } else { ctx.app_id.to_owned() });
+    ce.insert(
+        "type".into(),
+        json!(over("type").unwrap_or_else(|| "com.dapr.event.sent".into())),
+    );
+    let source = over("source").unwrap_or_else(|| {
+        if ctx.app_id.is_empty() {
+            "Dapr".into()
+        } else {
+            ctx.app_id.to_owned()
+        }
+    });
     ce.insert("source".into(), json!(source));
     ce.insert("datacontenttype".into(), json!(content_type));
     match media.as_str() {
@@ -209,7 +263,10 @@ pub fn envelope(
             ce.insert("data".into(), data);
         }
         "application/octet-stream" => {
-            ce.insert("data_base64".into(), json!(base64::engine::general_purpose::STANDARD.encode(body)));
+            ce.insert(
+                "data_base64".into(),
+                json!(base64::engine::general_purpose::STANDARD.encode(body)),
+            );
         }
         _ => {
             ce.insert("data".into(), json!(String::from_utf8_lossy(body)));
@@ -250,13 +307,20 @@ mod tests {
     }
 
     fn env(ct: Option<&str>, body: &[u8], md: &[(&str, &str)]) -> Value {
-        let md: BTreeMap<String, String> = md.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        let md: BTreeMap<String, String> = md
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
         envelope(&ctx(), ct, body, &md).unwrap()
     }
 
     #[test]
     fn json_bodies_become_data() {
-        let e = env(Some("application/json; charset=utf-8"), br#"{"qty":1.50,"big":12345678901234}"#, &[]);
+        let e = env(
+            Some("application/json; charset=utf-8"),
+            br#"{"qty":1.50,"big":12345678901234}"#,
+            &[],
+        );
         assert_eq!(e["data"], json!({"qty": 1.5, "big": 12345678901234u64}));
         assert_eq!(e["datacontenttype"], "application/json; charset=utf-8");
         for (k, v) in [
@@ -275,13 +339,19 @@ mod tests {
         }
         assert!(e.get("subject").is_none() && e.get("data_base64").is_none());
         // Not actually JSON: kept as text.
-        assert_eq!(env(Some("application/json"), b"{oops", &[])["data"], "{oops");
+        assert_eq!(
+            env(Some("application/json"), b"{oops", &[])["data"],
+            "{oops"
+        );
     }
 
     #[test]
     fn text_binary_and_defaults() {
         let e = env(None, b"hello", &[]);
-        assert_eq!((e["data"].as_str(), e["datacontenttype"].as_str()), (Some("hello"), Some("text/plain")));
+        assert_eq!(
+            (e["data"].as_str(), e["datacontenttype"].as_str()),
+            (Some("hello"), Some("text/plain"))
+        );
         let e = env(Some("application/octet-stream"), b"\x00\xff", &[]);
         assert_eq!(e["data_base64"], "AP8=");
         assert!(e.get("data").is_none());
@@ -304,10 +374,18 @@ mod tests {
             ],
         );
         assert_eq!(
-            (e["id"].as_str(), e["source"].as_str(), e["type"].as_str(), e["subject"].as_str()),
+            (
+                e["id"].as_str(),
+                e["source"].as_str(),
+                e["type"].as_str(),
+                e["subject"].as_str()
+            ),
             (Some("my-id"), Some("src"), Some("t"), Some("s"))
         );
-        assert_eq!((e["traceparent"].as_str(), e["traceid"].as_str()), (Some("00-tp"), Some("00-tp")));
+        assert_eq!(
+            (e["traceparent"].as_str(), e["traceid"].as_str()),
+            (Some("00-tp"), Some("00-tp"))
+        );
     }
 
     #[test]
@@ -320,28 +398,44 @@ mod tests {
         );
         assert_eq!(e["data"], json!({"n": 1}));
         assert_eq!(e["traceid"], "t1", "a given traceid is kept");
-        assert!(e.get("traceparent").is_none(), "traceparent is only added alongside a missing traceid");
+        assert!(
+            e.get("traceparent").is_none(),
+            "traceparent is only added alongside a missing traceid"
+        );
         assert_eq!(
             (e["topic"].as_str(), e["pubsubname"].as_str()),
             (Some("new-orders"), Some("pubsub")),
             "topic and pubsubname are always the real ones"
         );
         assert_eq!(e["time"], "2023-11-14T22:13:20Z");
-        assert!(e.get("datacontenttype").is_none(), "not added to structured events");
+        assert!(
+            e.get("datacontenttype").is_none(),
+            "not added to structured events"
+        );
         let minimal = env(Some("application/cloudevents+json"), br#"{"data":1}"#, &[]);
         assert_eq!(
-            (minimal["source"].as_str(), minimal["type"].as_str(), minimal["traceparent"].as_str()),
+            (
+                minimal["source"].as_str(),
+                minimal["type"].as_str(),
+                minimal["traceparent"].as_str()
+            ),
             (Some("Dapr"), Some("com.dapr.event.sent"), Some(TP))
         );
         for bad in [&b"[1,2]"[..], b"not json", b"\"str\""] {
             let md = BTreeMap::new();
-            assert!(envelope(&ctx(), Some("application/cloudevents+json"), bad, &md).is_err(), "{bad:?}");
+            assert!(
+                envelope(&ctx(), Some("application/cloudevents+json"), bad, &md).is_err(),
+                "{bad:?}"
+            );
         }
     }
 
     #[test]
     fn media_types() {
-        assert_eq!(media_type("Application/JSON; charset=utf-8"), "application/json");
+        assert_eq!(
+            media_type("Application/JSON; charset=utf-8"),
+            "application/json"
+        );
         assert_eq!(media_type(""), "");
     }
 
@@ -350,11 +444,25 @@ mod tests {
         let e = env(Some("text/plain"), b"x", &[("ttlInSeconds", "90")]);
         assert_eq!(e["expiration"], "2023-11-14T22:14:50Z");
         let now = ctx().now;
-        assert!(!expired(&e, now + Duration::from_secs(89)) && expired(&e, now + Duration::from_secs(91)));
-        let ce = env(Some("application/cloudevents+json"), br#"{"id":"1"}"#, &[("ttlInSeconds", "1")]);
+        assert!(
+            !expired(&e, now + Duration::from_secs(89))
+                && expired(&e, now + Duration::from_secs(91))
+        );
+        let ce = env(
+            Some("application/cloudevents+json"),
+            br#"{"id":"1"}"#,
+            &[("ttlInSeconds", "1")],
+        );
         assert_eq!(ce["expiration"], "2023-11-14T22:13:21Z");
-        assert!(env(Some("text/plain"), b"x", &[]).get("expiration").is_none());
-        assert!(!expired(&json!({"expiration": "not a time"}), now), "unreadable expirations never expire");
+        assert!(
+            env(Some("text/plain"), b"x", &[])
+                .get("expiration")
+                .is_none()
+        );
+        assert!(
+            !expired(&json!({"expiration": "not a time"}), now),
+            "unreadable expirations never expire"
+        );
     }
 
     #[test]
@@ -362,17 +470,29 @@ mod tests {
         let md = BTreeMap::from([("traceparent".to_owned(), "00-aa-bb-01".to_owned())]);
         let e = raw_event("pubsub", "raw", b"\x00\xffhi", &md);
         assert_eq!(
-            (e["data_base64"].as_str(), e["topic"].as_str(), e["pubsubname"].as_str()),
+            (
+                e["data_base64"].as_str(),
+                e["topic"].as_str(),
+                e["pubsubname"].as_str()
+            ),
             (Some("AP9oaQ=="), Some("raw"), Some("pubsub"))
         );
-        assert_eq!((e["source"].as_str(), e["type"].as_str()), (Some("Dapr"), Some("com.dapr.event.sent")));
+        assert_eq!(
+            (e["source"].as_str(), e["type"].as_str()),
+            (Some("Dapr"), Some("com.dapr.event.sent"))
+        );
         assert_eq!(e["datacontenttype"], "application/octet-stream");
         assert_eq!(e["traceparent"], "00-aa-bb-01");
         assert!(uuid::Uuid::parse_str(e["id"].as_str().unwrap()).is_ok());
-        assert!(wants_raw(&BTreeMap::from([("rawPayload".to_owned(), "true".to_owned())])));
+        assert!(wants_raw(&BTreeMap::from([(
+            "rawPayload".to_owned(),
+            "true".to_owned()
+        )])));
         assert!(
-            !wants_raw(&BTreeMap::from([("rawPayload".to_owned(), "false".to_owned())]))
-                && !wants_raw(&BTreeMap::new())
+            !wants_raw(&BTreeMap::from([(
+                "rawPayload".to_owned(),
+                "false".to_owned()
+            )])) && !wants_raw(&BTreeMap::new())
         );
     }
 
@@ -384,7 +504,11 @@ mod tests {
         assert_eq!(message_ttl(&md("5")), Ok(Some(Duration::from_secs(5))));
         let huge = message_ttl(&md(&i64::MAX.to_string())).unwrap().unwrap();
         assert_eq!(huge, Duration::from_secs(MAX_TTL_SECS));
-        let e = env(Some("text/plain"), b"x", &[("ttlInSeconds", &i64::MAX.to_string())]);
+        let e = env(
+            Some("text/plain"),
+            b"x",
+            &[("ttlInSeconds", &i64::MAX.to_string())],
+        );
         assert!(e["expiration"].as_str().unwrap().starts_with("30"), "{e}");
         for bad in ["0", "-3", "1.5", "ten"] {
             assert!(message_ttl(&md(bad)).is_err(), "{bad}");
@@ -400,14 +524,27 @@ mod tests {
         assert_eq!(ttl("1.5h"), Ok(Some(ms(5_400_000))));
         assert_eq!(ttl("300ms"), Ok(Some(ms(300))));
         assert_eq!(ttl("2m3.5s"), Ok(Some(ms(123_500))));
-        for bad in ["0", "0s", "-1s", "90", "1d", "s", "1.2.3s", "1h-5m", "", " "] {
-            assert!(bad.trim().is_empty() || ttl(bad).is_err(), "{bad:?} → {:?}", ttl(bad));
+        for bad in [
+            "0", "0s", "-1s", "90", "1d", "s", "1.2.3s", "1h-5m", "", " ",
+        ] {
+            assert!(
+                bad.trim().is_empty() || ttl(bad).is_err(),
+                "{bad:?} → {:?}",
+                ttl(bad)
+            );
         }
         assert_eq!(ttl(""), Ok(None));
         // ttlInSeconds wins when both are given.
-        let both = BTreeMap::from([("ttl".to_owned(), "1h".to_owned()), ("ttlInSeconds".to_owned(), "5".to_owned())]);
+        let both = BTreeMap::from([
+            ("ttl".to_owned(), "1h".to_owned()),
+            ("ttlInSeconds".to_owned(), "5".to_owned()),
+        ]);
         assert_eq!(message_ttl(&both), Ok(Some(Duration::from_secs(5))));
-        assert_eq!(ttl("2000000h"), Ok(Some(Duration::from_secs(7_200_000_000))), "within Go's range");
+        assert_eq!(
+            ttl("2000000h"),
+            Ok(Some(Duration::from_secs(7_200_000_000))),
+            "within Go's range"
+        );
         assert!(ttl("9999999999999999h").is_err(), "beyond Go's range");
     }
 }

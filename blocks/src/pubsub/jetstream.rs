@@ -28,7 +28,9 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::broker::{Handler, Message, Metadata, Outcome, PubSub, PubSubError, SubscribeRequest, Subscription};
+use super::broker::{
+    Handler, Message, Metadata, Outcome, PubSub, PubSubError, SubscribeRequest, Subscription,
+};
 use crate::state::BoxFuture;
 
 /// How to reach NATS and how to consume.
@@ -101,20 +103,32 @@ async fn bounded<T, E: std::fmt::Display>(
 ) -> Result<T, PubSubError> {
     match tokio::time::timeout(timeout, call).await {
         Ok(r) => r.map_err(|e| broker_error(what, e)),
-        Err(_) => Err(PubSubError::Broker(format!("nats: {what}: no answer within {timeout:?}"))),
+        Err(_) => Err(PubSubError::Broker(format!(
+            "nats: {what}: no answer within {timeout:?}"
+        ))),
     }
 }
 
 /// A name the server accepts for streams and consumers: `[A-Za-z0-9_-]`, with a hash of the
 /// original appended when anything had to be replaced, so distinct topics stay distinct.
 pub(crate) fn nats_name(raw: &str) -> String {
-    let clean: String =
-        raw.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' }).collect();
+    let clean: String = raw
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
     if clean == raw {
         return clean;
     }
     // FNV-1a: stable across builds and platforms.
-    let hash = raw.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+    let hash = raw.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
     format!("{clean}-{:08x}", hash as u32)
 }
 
@@ -123,7 +137,9 @@ fn check_topic(topic: &str) -> Result<(), PubSubError> {
         || topic.starts_with('.')
         || topic.ends_with('.')
         || topic.contains("..")
-        || topic.chars().any(|c| c.is_whitespace() || c == '*' || c == '>');
+        || topic
+            .chars()
+            .any(|c| c.is_whitespace() || c == '*' || c == '>');
     if bad {
         return Err(PubSubError::BadRequest(format!(
             "{topic:?} is not a NATS subject (no spaces, wildcards or empty tokens)"
@@ -148,7 +164,9 @@ impl JetStreamPubSub {
                     .map_err(|e| PubSubError::BadRequest(format!("jwt/seedKey: {e}")))?
             }
         };
-        options = options.connection_timeout(settings.timeout).request_timeout(Some(settings.timeout));
+        options = options
+            .connection_timeout(settings.timeout)
+            .request_timeout(Some(settings.timeout));
         if let Some(name) = &settings.connection_name {
             options = options.name(name);
         }
@@ -158,36 +176,69 @@ impl JetStreamPubSub {
             .map(|u| u.trim().parse::<async_nats::ServerAddr>())
             .collect::<Result<_, _>>()
             .map_err(|e| {
-                PubSubError::BadRequest(format!("natsURL {:?}: {e}", crate::component::redact_userinfo(&settings.url)))
+                PubSubError::BadRequest(format!(
+                    "natsURL {:?}: {e}",
+                    crate::component::redact_userinfo(&settings.url)
+                ))
             })?;
         let client = bounded(settings.timeout, "connecting", options.connect(addrs)).await?;
-        let js = jetstream::ContextBuilder::new().timeout(settings.timeout).build(client);
+        let js = jetstream::ContextBuilder::new()
+            .timeout(settings.timeout)
+            .build(client);
         // Fail now, not at the first publish, when the server has no JetStream.
         // (A raw request: the typed account info of this client does not parse older servers'.)
-        let info = bounded(settings.timeout, "JetStream info", js.client().request("$JS.API.INFO", Bytes::new()))
-            .await
-            .map_err(|e| PubSubError::Broker(format!("{e} (is JetStream enabled on the server?)")))?;
+        let info = bounded(
+            settings.timeout,
+            "JetStream info",
+            js.client().request("$JS.API.INFO", Bytes::new()),
+        )
+        .await
+        .map_err(|e| PubSubError::Broker(format!("{e} (is JetStream enabled on the server?)")))?;
         let info: serde_json::Value = serde_json::from_slice(&info.payload).unwrap_or_default();
         if let Some(e) = info.get("error") {
-            return Err(PubSubError::Broker(format!("nats: JetStream is not available: {e}")));
+            return Err(PubSubError::Broker(format!(
+                "nats: JetStream is not available: {e}"
+            )));
         }
-        Ok(Self { js, settings: Arc::new(settings), streams: Arc::default() })
+        Ok(Self {
+            js,
+            settings: Arc::new(settings),
+            streams: Arc::default(),
+        })
     }
 
     fn forget_stream(&self, topic: &str) {
-        self.streams.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(topic);
+        self.streams
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(topic);
     }
 
     /// The stream holding `topic`, created when none does and none was named.
     async fn stream_for(&self, topic: &str) -> Result<String, PubSubError> {
-        if let Some(name) = self.streams.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(topic) {
+        if let Some(name) = self
+            .streams
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(topic)
+        {
             return Ok(name.clone());
         }
         let s = &self.settings;
         let name = if let Some(name) = &s.stream_name {
-            let mut stream = bounded(s.timeout, &format!("stream {name:?}"), self.js.get_stream(name)).await?;
+            let mut stream = bounded(
+                s.timeout,
+                &format!("stream {name:?}"),
+                self.js.get_stream(name),
+            )
+            .await?;
             let info = bounded(s.timeout, &format!("stream {name:?}"), stream.info()).await?;
-            if !info.config.subjects.iter().any(|pattern| subject_matches(pattern, topic)) {
+            if !info
+                .config
+                .subjects
+                .iter()
+                .any(|pattern| subject_matches(pattern, topic))
+            {
                 return Err(PubSubError::Broker(format!(
                     "nats: stream {name:?} does not take subject {topic:?} (its subjects: {:?})",
                     info.config.subjects
@@ -197,11 +248,17 @@ impl JetStreamPubSub {
         } else {
             match tokio::time::timeout(s.timeout, self.js.stream_by_subject(topic)).await {
                 Ok(Ok(name)) => name,
-                Ok(Err(e)) if e.kind() == jetstream::context::GetStreamByNameErrorKind::NotFound => {
+                Ok(Err(e))
+                    if e.kind() == jetstream::context::GetStreamByNameErrorKind::NotFound =>
+                {
                     let config = stream::Config {
                         name: nats_name(topic),
                         subjects: vec![topic.to_owned()],
-                        storage: if s.memory_storage { stream::StorageType::Memory } else { stream::StorageType::File },
+                        storage: if s.memory_storage {
+                            stream::StorageType::Memory
+                        } else {
+                            stream::StorageType::File
+                        },
                         num_replicas: s.replicas.max(1),
                         ..Default::default()
                     };
@@ -213,11 +270,21 @@ impl JetStreamPubSub {
                     .await?;
                     created.cached_info().config.name.clone()
                 }
-                Ok(Err(e)) => return Err(broker_error(&format!("finding the stream of {topic:?}"), e)),
-                Err(_) => return Err(PubSubError::Broker(format!("nats: no answer within {:?}", s.timeout))),
+                Ok(Err(e)) => {
+                    return Err(broker_error(&format!("finding the stream of {topic:?}"), e));
+                }
+                Err(_) => {
+                    return Err(PubSubError::Broker(format!(
+                        "nats: no answer within {:?}",
+                        s.timeout
+                    )));
+                }
             }
         };
-        self.streams.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(topic.to_owned(), name.clone());
+        self.streams
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(topic.to_owned(), name.clone());
         Ok(name)
     }
 }
@@ -238,7 +305,9 @@ fn subject_matches(pattern: &str, subject: &str) -> bool {
 
 /// Publish metadata travels as headers; these are the client's and server's own.
 fn is_nats_header(name: &str) -> bool {
-    name.as_bytes().get(..5).is_some_and(|p| p.eq_ignore_ascii_case(b"nats-"))
+    name.as_bytes()
+        .get(..5)
+        .is_some_and(|p| p.eq_ignore_ascii_case(b"nats-"))
 }
 
 /// Whether `name` can be a NATS header name (printable ASCII without `:`; the client asserts it).
@@ -261,10 +330,20 @@ impl PubSub for JetStreamPubSub {
             }
             let timeout = this.settings.timeout;
             let published = async {
-                let ack =
-                    bounded(timeout, "publishing", this.js.publish_with_headers(msg.topic, headers, msg.data)).await?;
+                let ack = bounded(
+                    timeout,
+                    "publishing",
+                    this.js.publish_with_headers(msg.topic, headers, msg.data),
+                )
+                .await?;
                 // The stream's acknowledgement: the message is stored.
-                bounded(timeout, "waiting for the stream's acknowledgement", ack.into_future()).await.map(drop)
+                bounded(
+                    timeout,
+                    "waiting for the stream's acknowledgement",
+                    ack.into_future(),
+                )
+                .await
+                .map(drop)
             };
             let result = published.await;
             if result.is_err() {
@@ -275,7 +354,11 @@ impl PubSub for JetStreamPubSub {
         })
     }
 
-    fn subscribe(&self, req: SubscribeRequest, handler: Handler) -> BoxFuture<Result<Subscription, PubSubError>> {
+    fn subscribe(
+        &self,
+        req: SubscribeRequest,
+        handler: Handler,
+    ) -> BoxFuture<Result<Subscription, PubSubError>> {
         let this = self.clone();
         Box::pin(async move {
             check_topic(&req.topic)?;
@@ -331,10 +414,23 @@ impl Sub {
             ..Default::default()
         };
         let stream_name = self.this.stream_for(&self.topic).await?;
-        let what = format!("consumer {:?} on stream {stream_name:?}", self.consumer_name);
+        let what = format!(
+            "consumer {:?} on stream {stream_name:?}",
+            self.consumer_name
+        );
         let made = async {
-            let stream = bounded(s.timeout, &what, self.this.js.get_stream_no_info(&stream_name)).await?;
-            bounded(s.timeout, &what, stream.get_or_create_consumer(&self.consumer_name, config)).await
+            let stream = bounded(
+                s.timeout,
+                &what,
+                self.this.js.get_stream_no_info(&stream_name),
+            )
+            .await?;
+            bounded(
+                s.timeout,
+                &what,
+                stream.get_or_create_consumer(&self.consumer_name, config),
+            )
+            .await
         };
         let result = made.await;
         if result.is_err() {
@@ -369,7 +465,9 @@ impl Sub {
                                 return;
                             }
                         }
-                        Some(Err(e)) if matches!(e.kind(), pull::MessagesErrorKind::MissingHeartbeat) => {
+                        Some(Err(e))
+                            if matches!(e.kind(), pull::MessagesErrorKind::MissingHeartbeat) =>
+                        {
                             tracing::debug!(topic = %self.topic, "missed a heartbeat from the server; pulling on");
                         }
                         Some(Err(e)) => {
@@ -379,7 +477,9 @@ impl Sub {
                         None => break,
                     }
                 },
-                Err(e) => tracing::warn!(topic = %self.topic, error = %e, "pulling messages failed; retrying"),
+                Err(e) => {
+                    tracing::warn!(topic = %self.topic, error = %e, "pulling messages failed; retrying")
+                }
             }
             tokio::select! {
                 () = self.stop.cancelled() => return,
@@ -388,7 +488,9 @@ impl Sub {
             backoff = (backoff * 2).min(Duration::from_secs(5));
             match self.consumer().await {
                 Ok(c) => consumer = c,
-                Err(e) => tracing::warn!(topic = %self.topic, error = %e, "recreating the consumer failed; retrying"),
+                Err(e) => {
+                    tracing::warn!(topic = %self.topic, error = %e, "recreating the consumer failed; retrying")
+                }
             }
         }
     }
@@ -455,7 +557,11 @@ fn message_of(topic: &str, m: &jetstream::Message) -> Message {
             }
         }
     }
-    Message { topic: topic.to_owned(), data: Bytes::clone(&m.payload), metadata }
+    Message {
+        topic: topic.to_owned(),
+        data: Bytes::clone(&m.payload),
+        metadata,
+    }
 }
 
 #[cfg(test)]
@@ -467,9 +573,16 @@ mod tests {
         assert_eq!(nats_name("orders"), "orders");
         assert_eq!(nats_name("app-1_x"), "app-1_x");
         let dotted = nats_name("orders.new");
-        assert!(dotted.starts_with("orders_new-") && dotted != nats_name("orders_new"), "{dotted}");
+        assert!(
+            dotted.starts_with("orders_new-") && dotted != nats_name("orders_new"),
+            "{dotted}"
+        );
         assert_ne!(nats_name("a.b"), nats_name("a/b"));
-        assert!(nats_name("a b*>").chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'));
+        assert!(
+            nats_name("a b*>")
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        );
     }
 
     #[test]
@@ -486,7 +599,10 @@ mod tests {
     #[test]
     fn topics_that_are_not_subjects_are_refused() {
         for bad in ["", "a b", "orders.*", "orders.>", ".a", "a.", "a..b"] {
-            assert!(matches!(check_topic(bad), Err(PubSubError::BadRequest(_))), "{bad:?}");
+            assert!(
+                matches!(check_topic(bad), Err(PubSubError::BadRequest(_))),
+                "{bad:?}"
+            );
         }
         assert!(check_topic("orders.eu/new").is_ok());
     }

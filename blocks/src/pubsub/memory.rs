@@ -13,7 +13,9 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use super::broker::{Handler, Message, Outcome, PubSub, PubSubError, SubscribeRequest, Subscription};
+use super::broker::{
+    Handler, Message, Outcome, PubSub, PubSubError, SubscribeRequest, Subscription,
+};
 use crate::state::BoxFuture;
 
 /// Messages a subscription may hold before publishers wait.
@@ -46,7 +48,11 @@ struct Queue {
 impl Queue {
     fn new() -> (Self, mpsc::UnboundedReceiver<Queued>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        let q = Self { tx, slots: Arc::new(Semaphore::new(QUEUE)), bytes: Arc::new(Semaphore::new(QUEUE_BYTES)) };
+        let q = Self {
+            tx,
+            slots: Arc::new(Semaphore::new(QUEUE)),
+            bytes: Arc::new(Semaphore::new(QUEUE_BYTES)),
+        };
         (q, rx)
     }
 
@@ -57,7 +63,10 @@ impl Queue {
         let take = async {
             let slot = self.slots.clone().acquire_owned().await.ok()?;
             let bytes = self.bytes.clone().acquire_many_owned(need).await.ok()?;
-            Some(Room { _slot: slot, _bytes: bytes })
+            Some(Room {
+                _slot: slot,
+                _bytes: bytes,
+            })
         };
         tokio::time::timeout_at(deadline, take).await.ok().flatten()
     }
@@ -131,9 +140,15 @@ impl PubSub for MemoryPubSub {
         })
     }
 
-    fn subscribe(&self, req: SubscribeRequest, handler: Handler) -> BoxFuture<Result<Subscription, PubSubError>> {
+    fn subscribe(
+        &self,
+        req: SubscribeRequest,
+        handler: Handler,
+    ) -> BoxFuture<Result<Subscription, PubSubError>> {
         let (tx, mut rx) = Queue::new();
-        let id = self.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let id = self
+            .next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.topics
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -144,7 +159,8 @@ impl PubSub for MemoryPubSub {
             .members
             .push((id, tx.clone()));
         let token = CancellationToken::new();
-        let (topics, stop, topic, group) = (self.topics.clone(), token.clone(), req.topic, req.group);
+        let (topics, stop, topic, group) =
+            (self.topics.clone(), token.clone(), req.topic, req.group);
         let limit = Arc::new(Semaphore::new(req.concurrency.max(1)));
         tokio::spawn(async move {
             loop {
@@ -154,8 +170,12 @@ impl PubSub for MemoryPubSub {
                     () = stop.cancelled() => None,
                     m = rx.recv() => m,
                 };
-                let Some((msg, attempt, room)) = next else { break };
-                let Ok(permit) = limit.clone().acquire_owned().await else { break };
+                let Some((msg, attempt, room)) = next else {
+                    break;
+                };
+                let Ok(permit) = limit.clone().acquire_owned().await else {
+                    break;
+                };
                 if stop.is_cancelled() {
                     break;
                 }
@@ -164,14 +184,18 @@ impl PubSub for MemoryPubSub {
                     let outcome = handler(msg.clone()).await;
                     drop(permit);
                     if outcome == Outcome::Retry && !stop.is_cancelled() {
-                        let delay = (RETRY_MIN * 2u32.saturating_pow(attempt.min(16))).min(RETRY_MAX);
+                        let delay =
+                            (RETRY_MIN * 2u32.saturating_pow(attempt.min(16))).min(RETRY_MAX);
                         tokio::time::sleep(delay).await;
                         let _ = again.send((msg, attempt + 1, room));
                     }
                 });
             }
-            if let Some(g) =
-                topics.lock().unwrap_or_else(|p| p.into_inner()).get_mut(&topic).and_then(|t| t.get_mut(&group))
+            if let Some(g) = topics
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get_mut(&topic)
+                .and_then(|t| t.get_mut(&group))
             {
                 g.members.retain(|(sid, _)| *sid != id);
             }

@@ -22,12 +22,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use rumqttc::{AckMode, AsyncClient, Event, EventLoop, MqttOptions, Packet, PublishOptions, QoS, SubscribeReasonCode};
+use rumqttc::{
+    AckMode, AsyncClient, Event, EventLoop, MqttOptions, Packet, PublishOptions, QoS,
+    SubscribeReasonCode,
+};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tokio_util::task::TaskTracker;
 
-use super::broker::{Handler, Message, Metadata, Outcome, PubSub, PubSubError, SubscribeRequest, Subscription};
+use super::broker::{
+    Handler, Message, Metadata, Outcome, PubSub, PubSubError, SubscribeRequest, Subscription,
+};
 use crate::state::BoxFuture;
 
 /// How to reach the broker.
@@ -96,7 +101,11 @@ fn broker_error(what: &str, e: impl std::fmt::Display) -> PubSubError {
 }
 
 fn check_topic(topic: &str) -> Result<(), PubSubError> {
-    if topic.is_empty() || topic.starts_with('$') || topic.contains(['+', '#', '\0']) || topic.len() > 65_535 {
+    if topic.is_empty()
+        || topic.starts_with('$')
+        || topic.contains(['+', '#', '\0'])
+        || topic.len() > 65_535
+    {
         return Err(PubSubError::BadRequest(format!(
             "{topic:?} is not an MQTT topic to publish or share (no wildcards, no leading $)"
         )));
@@ -112,15 +121,29 @@ impl MqttPubSub {
         let (client, events) = AsyncClient::builder(options(&settings, id)).build();
         let stop = CancellationToken::new();
         let (state, mut watch) = watch::channel(LinkState::Connecting);
-        tokio::spawn(drive(events, client.clone(), None, None, state, stop.clone(), Arc::default()));
+        tokio::spawn(drive(
+            events,
+            client.clone(),
+            None,
+            None,
+            state,
+            stop.clone(),
+            Arc::default(),
+        ));
         wait_ready(&mut watch, settings.timeout, "connecting").await?;
-        Ok(Self { settings: Arc::new(settings), publisher: client, _publisher_loop: Arc::new(stop.drop_guard()) })
+        Ok(Self {
+            settings: Arc::new(settings),
+            publisher: client,
+            _publisher_loop: Arc::new(stop.drop_guard()),
+        })
     }
 }
 
 /// FNV-1a: stable across builds, for client ids derived from names.
 fn fnv(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
+    s.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
 }
 
 fn short_id() -> String {
@@ -139,11 +162,20 @@ fn options(s: &MqttSettings, client_id: String) -> MqttOptions {
 }
 
 /// Waits until the connection (and its subscription, if any) is acknowledged.
-async fn wait_ready(watch: &mut watch::Receiver<LinkState>, timeout: Duration, what: &str) -> Result<(), PubSubError> {
-    let settled = tokio::time::timeout(timeout, watch.wait_for(|s| *s != LinkState::Connecting)).await;
+async fn wait_ready(
+    watch: &mut watch::Receiver<LinkState>,
+    timeout: Duration,
+    what: &str,
+) -> Result<(), PubSubError> {
+    let settled =
+        tokio::time::timeout(timeout, watch.wait_for(|s| *s != LinkState::Connecting)).await;
     match settled {
-        Err(_) => Err(PubSubError::Broker(format!("mqtt: {what}: no answer within {timeout:?}"))),
-        Ok(Err(_)) => Err(PubSubError::Broker(format!("mqtt: {what}: the connection ended"))),
+        Err(_) => Err(PubSubError::Broker(format!(
+            "mqtt: {what}: no answer within {timeout:?}"
+        ))),
+        Ok(Err(_)) => Err(PubSubError::Broker(format!(
+            "mqtt: {what}: the connection ended"
+        ))),
         Ok(Ok(s)) => match &*s {
             LinkState::Failed(e) => Err(broker_error(what, e)),
             _ => Ok(()),
@@ -188,7 +220,10 @@ async fn drive(
                 }
             }
             Ok(Event::Incoming(Packet::SubAck(ack))) => {
-                let refused = ack.return_codes.iter().any(|c| matches!(c, SubscribeReasonCode::Failure));
+                let refused = ack
+                    .return_codes
+                    .iter()
+                    .any(|c| matches!(c, SubscribeReasonCode::Failure));
                 state.send_replace(if refused {
                     LinkState::Failed("the broker refused the subscription".into())
                 } else {
@@ -197,14 +232,22 @@ async fn drive(
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 let Some(tx) = &incoming else { continue };
-                if filter.as_ref().is_some_and(|f| p.topic.as_ref() != f.topic.as_bytes()) {
+                if filter
+                    .as_ref()
+                    .is_some_and(|f| p.topic.as_ref() != f.topic.as_bytes())
+                {
                     // A session kept from another configuration: not this subscription's message.
                     tracing::warn!(topic = %String::from_utf8_lossy(&p.topic), "ignoring a message for a topic this subscription does not have");
                     let _ = client.try_ack(&p);
                     continue;
                 }
                 // Once stopping, nothing takes messages any more: they stay unacknowledged.
-                let _ = tx.send(Incoming { publish: p, generation: generation.load(Ordering::SeqCst) }).await;
+                let _ = tx
+                    .send(Incoming {
+                        publish: p,
+                        generation: generation.load(Ordering::SeqCst),
+                    })
+                    .await;
             }
             // The connection is closing after our DISCONNECT: done.
             Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => return,
@@ -231,29 +274,46 @@ impl PubSub for MqttPubSub {
             check_topic(&msg.topic)?;
             let publish = async {
                 let notice = client
-                    .publish_tracked(msg.topic.clone(), msg.data.to_vec(), PublishOptions::new(s.qos))
+                    .publish_tracked(
+                        msg.topic.clone(),
+                        msg.data.to_vec(),
+                        PublishOptions::new(s.qos),
+                    )
                     .await
                     .map_err(|e| broker_error("publishing", e))?;
                 if s.qos == QoS::AtMostOnce {
                     return Ok(()); // nothing to wait for
                 }
-                notice.wait_completion_async().await.map_err(|e| broker_error("waiting for the broker's ack", e))
+                notice
+                    .wait_completion_async()
+                    .await
+                    .map_err(|e| broker_error("waiting for the broker's ack", e))
             };
             match tokio::time::timeout(s.timeout, publish).await {
                 Ok(r) => r,
-                Err(_) => Err(PubSubError::Broker(format!("mqtt: publishing: no ack within {:?}", s.timeout))),
+                Err(_) => Err(PubSubError::Broker(format!(
+                    "mqtt: publishing: no ack within {:?}",
+                    s.timeout
+                ))),
             }
         })
     }
 
-    fn subscribe(&self, req: SubscribeRequest, handler: Handler) -> BoxFuture<Result<Subscription, PubSubError>> {
+    fn subscribe(
+        &self,
+        req: SubscribeRequest,
+        handler: Handler,
+    ) -> BoxFuture<Result<Subscription, PubSubError>> {
         let s = self.settings.clone();
         Box::pin(async move {
             check_topic(&req.topic)?;
             let filter = if s.shared {
                 // A share name may not hold topic separators or wildcards.
-                let share: String =
-                    req.group.chars().map(|c| if matches!(c, '/' | '+' | '#') { '_' } else { c }).collect();
+                let share: String = req
+                    .group
+                    .chars()
+                    .map(|c| if matches!(c, '/' | '+' | '#') { '_' } else { c })
+                    .collect();
                 format!("$share/{share}/{}", req.topic)
             } else {
                 req.topic.clone()
@@ -261,7 +321,10 @@ impl PubSub for MqttPubSub {
             // Each subscription has a session of its own: a fixed `clientID` is a prefix, made
             // distinct (and stable across restarts) per group and topic.
             let id = match &s.client_id {
-                Some(prefix) => format!("{prefix}-{:016x}", fnv(&format!("{}/{}", req.group, req.topic))),
+                Some(prefix) => format!(
+                    "{prefix}-{:016x}",
+                    fnv(&format!("{}/{}", req.group, req.topic))
+                ),
                 None => format!("{}-{}", req.group, short_id()),
             };
             let mut o = options(&s, id);
@@ -276,7 +339,11 @@ impl PubSub for MqttPubSub {
             let (tx, rx) = mpsc::channel(1024);
             let generation = Arc::new(AtomicU64::new(0));
             let share_filter = filter.clone();
-            let filter = Filter { filter, topic: req.topic.clone(), qos: s.qos };
+            let filter = Filter {
+                filter,
+                topic: req.topic.clone(),
+                qos: s.qos,
+            };
             // The connection, the dispatcher, the deliveries and the stop sequence: a stop waits
             // for all of them.
             let tasks = TaskTracker::new();
@@ -289,7 +356,13 @@ impl PubSub for MqttPubSub {
                 close.clone(),
                 generation.clone(),
             ));
-            if let Err(e) = wait_ready(&mut watch, s.timeout, &format!("subscribing to {:?}", req.topic)).await {
+            if let Err(e) = wait_ready(
+                &mut watch,
+                s.timeout,
+                &format!("subscribing to {:?}", req.topic),
+            )
+            .await
+            {
                 close.cancel();
                 return Err(e);
             }
@@ -306,14 +379,23 @@ impl PubSub for MqttPubSub {
             tasks.spawn(sub.clone().dispatch_loop(rx));
             // On stop: unsubscribe (no new messages), let deliveries in flight finish and queue
             // their acks, then DISCONNECT, which goes out after them; `close` is the fallback.
-            let (limit, stopped, client, filter) = (sub.limit.clone(), stop.clone(), sub.client.clone(), share_filter);
+            let (limit, stopped, client, filter) = (
+                sub.limit.clone(),
+                stop.clone(),
+                sub.client.clone(),
+                share_filter,
+            );
             tasks.spawn(async move {
                 stopped.cancelled().await;
                 let _ = client.try_unsubscribe(filter);
                 let all = u32::try_from(concurrency).unwrap_or(u32::MAX);
-                let _ = tokio::time::timeout(Duration::from_secs(30), limit.acquire_many(all)).await;
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(30), limit.acquire_many(all)).await;
                 let _ = client.try_disconnect();
-                if tokio::time::timeout(Duration::from_secs(5), driving).await.is_err() {
+                if tokio::time::timeout(Duration::from_secs(5), driving)
+                    .await
+                    .is_err()
+                {
                     close.cancel();
                 }
             });
@@ -354,9 +436,17 @@ impl Sub {
     }
 
     /// Delivers until the app's answer is final, then acknowledges; unacknowledged if stopped.
-    async fn handle(self: Arc<Self>, incoming: Incoming, mut permit: tokio::sync::OwnedSemaphorePermit) {
+    async fn handle(
+        self: Arc<Self>,
+        incoming: Incoming,
+        mut permit: tokio::sync::OwnedSemaphorePermit,
+    ) {
         let p = incoming.publish;
-        let msg = Message { topic: self.topic.clone(), data: Bytes::clone(&p.payload), metadata: Metadata::new() };
+        let msg = Message {
+            topic: self.topic.clone(),
+            data: Bytes::clone(&p.payload),
+            metadata: Metadata::new(),
+        };
         let mut delay = RETRY_MIN;
         loop {
             let outcome = (self.handler)(msg.clone()).await;

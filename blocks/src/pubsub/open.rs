@@ -59,20 +59,28 @@ pub fn consumer_id(configured: Option<&str>, cx: ConsumerContext<'_>) -> Result<
     let Some(v) = configured.map(str::trim).filter(|v| !v.is_empty()) else {
         return Ok(cx.app_id.to_owned());
     };
-    let mut v = v.replace("{appID}", cx.app_id).replace("{namespace}", &format!("{}.{}", cx.namespace, cx.app_id));
+    let mut v = v
+        .replace("{appID}", cx.app_id)
+        .replace("{namespace}", &format!("{}.{}", cx.namespace, cx.app_id));
     // Each `{uuid}` gets a UUID of its own.
     while v.contains("{uuid}") {
         v = v.replacen("{uuid}", &uuid::Uuid::new_v4().to_string(), 1);
     }
     if v.contains("{podName}") {
-        let pod = cx.pod_name.filter(|p| !p.is_empty()).ok_or("{podName} needs the POD_NAME environment variable")?;
+        let pod = cx
+            .pod_name
+            .filter(|p| !p.is_empty())
+            .ok_or("{podName} needs the POD_NAME environment variable")?;
         v = v.replace("{podName}", pod);
     }
     Ok(v)
 }
 
 fn err(field: &str, message: impl Into<String>) -> Vec<ComponentError> {
-    vec![ComponentError { field: field.into(), message: message.into() }]
+    vec![ComponentError {
+        field: field.into(),
+        message: message.into(),
+    }]
 }
 
 /// Deliveries in flight per subscription unless `concurrency` says otherwise (daprd's default).
@@ -91,7 +99,10 @@ struct Fields<'a>(&'a std::collections::BTreeMap<String, String>);
 
 impl Fields<'_> {
     fn get(&self, name: &str) -> Option<&str> {
-        self.0.get(&name.to_ascii_lowercase()).map(|v| v.trim()).filter(|v| !v.is_empty())
+        self.0
+            .get(&name.to_ascii_lowercase())
+            .map(|v| v.trim())
+            .filter(|v| !v.is_empty())
     }
 
     fn string(&self, name: &str) -> Option<String> {
@@ -99,14 +110,27 @@ impl Fields<'_> {
     }
 
     fn required(&self, name: &str, example: &str) -> Result<String, Vec<ComponentError>> {
-        self.string(name).ok_or_else(|| err(&format!("spec.metadata.{name}"), format!("is required (e.g. {example})")))
+        self.string(name).ok_or_else(|| {
+            err(
+                &format!("spec.metadata.{name}"),
+                format!("is required (e.g. {example})"),
+            )
+        })
     }
 
-    fn duration(&self, name: &str, bare: Duration, default: Duration) -> Result<Duration, Vec<ComponentError>> {
+    fn duration(
+        &self,
+        name: &str,
+        bare: Duration,
+        default: Duration,
+    ) -> Result<Duration, Vec<ComponentError>> {
         match self.get(name) {
             None => Ok(default),
             Some(v) => metadata_duration(v, bare).ok_or_else(|| {
-                err(&format!("spec.metadata.{name}"), format!("{v:?} is not a duration (e.g. 30s or 500ms)"))
+                err(
+                    &format!("spec.metadata.{name}"),
+                    format!("{v:?} is not a duration (e.g. 30s or 500ms)"),
+                )
             }),
         }
     }
@@ -124,21 +148,34 @@ impl Fields<'_> {
             None => Ok(None),
             Some("true" | "1" | "yes") => Ok(Some(true)),
             Some("false" | "0" | "no") => Ok(Some(false)),
-            Some(v) => Err(err(&format!("spec.metadata.{name}"), format!("{v:?} is not true or false"))),
+            Some(v) => Err(err(
+                &format!("spec.metadata.{name}"),
+                format!("{v:?} is not true or false"),
+            )),
         }
     }
 
-    fn parsed<T: std::str::FromStr>(&self, name: &str, what: &str) -> Result<Option<T>, Vec<ComponentError>> {
+    fn parsed<T: std::str::FromStr>(
+        &self,
+        name: &str,
+        what: &str,
+    ) -> Result<Option<T>, Vec<ComponentError>> {
         match self.get(name) {
             None => Ok(None),
-            Some(v) => {
-                v.parse().map(Some).map_err(|_| err(&format!("spec.metadata.{name}"), format!("{v:?} is not {what}")))
-            }
+            Some(v) => v.parse().map(Some).map_err(|_| {
+                err(
+                    &format!("spec.metadata.{name}"),
+                    format!("{v:?} is not {what}"),
+                )
+            }),
         }
     }
 }
 
-async fn open_jetstream(f: &Fields<'_>, app_id: &str) -> Result<JetStreamPubSub, Vec<ComponentError>> {
+async fn open_jetstream(
+    f: &Fields<'_>,
+    app_id: &str,
+) -> Result<JetStreamPubSub, Vec<ComponentError>> {
     use async_nats::jetstream::consumer::DeliverPolicy;
     let url = f.required("natsURL", "nats://localhost:4222")?;
     let auth = match (f.string("jwt"), f.string("seedKey"), f.string("token")) {
@@ -149,7 +186,11 @@ async fn open_jetstream(f: &Fields<'_>, app_id: &str) -> Result<JetStreamPubSub,
         (None, None, None) => NatsAuth::None,
     };
     let policy_field = "spec.metadata.deliverPolicy";
-    let deliver_policy = match f.get("deliverPolicy").map(str::to_ascii_lowercase).as_deref() {
+    let deliver_policy = match f
+        .get("deliverPolicy")
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
         None | Some("all") => {
             if f.flag("deliverAll")? == Some(false) {
                 DeliverPolicy::New
@@ -165,18 +206,27 @@ async fn open_jetstream(f: &Fields<'_>, app_id: &str) -> Result<JetStreamPubSub,
                 .ok_or_else(|| err(policy_field, "\"sequence\" needs startSequence"))?,
         },
         Some("time") => {
-            let secs =
-                f.int("startTime")?.ok_or_else(|| err(policy_field, "\"time\" needs startTime (Unix seconds)"))?;
+            let secs = f
+                .int("startTime")?
+                .ok_or_else(|| err(policy_field, "\"time\" needs startTime (Unix seconds)"))?;
             let start_time = time::OffsetDateTime::from_unix_timestamp(secs)
                 .map_err(|e| err("spec.metadata.startTime", format!("{secs}: {e}")))?;
             DeliverPolicy::ByStartTime { start_time }
         }
-        Some(v) => return Err(err(policy_field, format!("{v:?} is not one of all, last, new, sequence, time"))),
+        Some(v) => {
+            return Err(err(
+                policy_field,
+                format!("{v:?} is not one of all, last, new, sequence, time"),
+            ));
+        }
     };
     let settings = JetStreamSettings {
         url: url.clone(),
         auth,
-        connection_name: Some(f.string("name").unwrap_or_else(|| format!("outrider {app_id}"))),
+        connection_name: Some(
+            f.string("name")
+                .unwrap_or_else(|| format!("outrider {app_id}")),
+        ),
         stream_name: f.string("streamName"),
         durable_name: f.string("durableName"),
         deliver_policy,
@@ -191,17 +241,27 @@ async fn open_jetstream(f: &Fields<'_>, app_id: &str) -> Result<JetStreamPubSub,
     };
     // The URL may carry a password: messages quote it redacted.
     let shown = redact_userinfo(&url);
-    JetStreamPubSub::connect(settings).await.map_err(|e| match e {
-        super::PubSubError::BadRequest(m) => err("spec.metadata", m.replace(&url, &shown)),
-        super::PubSubError::Broker(m) | super::PubSubError::Full(m) => {
-            err("spec.metadata.natsURL", format!("{shown}: {}", m.replace(&url, &shown)))
-        }
-    })
+    JetStreamPubSub::connect(settings)
+        .await
+        .map_err(|e| match e {
+            super::PubSubError::BadRequest(m) => err("spec.metadata", m.replace(&url, &shown)),
+            super::PubSubError::Broker(m) | super::PubSubError::Full(m) => err(
+                "spec.metadata.natsURL",
+                format!("{shown}: {}", m.replace(&url, &shown)),
+            ),
+        })
 }
 
-async fn open_rabbitmq(f: &Fields<'_>, app_id: &str) -> Result<RabbitMqPubSub, Vec<ComponentError>> {
+async fn open_rabbitmq(
+    f: &Fields<'_>,
+    app_id: &str,
+) -> Result<RabbitMqPubSub, Vec<ComponentError>> {
     // `connectionString`, or daprd's older split fields.
-    let uri = match (f.string("connectionString"), f.string("host"), f.string("hostname")) {
+    let uri = match (
+        f.string("connectionString"),
+        f.string("host"),
+        f.string("hostname"),
+    ) {
         (Some(uri), _, _) | (None, Some(uri), _) => uri,
         (None, None, Some(host)) => {
             let protocol = f.string("protocol").unwrap_or_else(|| "amqp".into());
@@ -212,24 +272,37 @@ async fn open_rabbitmq(f: &Fields<'_>, app_id: &str) -> Result<RabbitMqPubSub, V
             }
         }
         (None, None, None) => {
-            return Err(err("spec.metadata.connectionString", "is required (e.g. amqp://guest:guest@localhost:5672)"));
+            return Err(err(
+                "spec.metadata.connectionString",
+                "is required (e.g. amqp://guest:guest@localhost:5672)",
+            ));
         }
     };
-    if let Some(kind) = f.get("exchangeKind").filter(|k| !k.eq_ignore_ascii_case("fanout")) {
-        return Err(err("spec.metadata.exchangeKind", format!("{kind:?}: only fanout exchanges are supported")));
+    if let Some(kind) = f
+        .get("exchangeKind")
+        .filter(|k| !k.eq_ignore_ascii_case("fanout"))
+    {
+        return Err(err(
+            "spec.metadata.exchangeKind",
+            format!("{kind:?}: only fanout exchanges are supported"),
+        ));
     }
     let delivery_mode = match f.count("deliveryMode")? {
         None | Some(2) => 2,
         Some(0 | 1) => 1,
         Some(n) => {
-            return Err(err("spec.metadata.deliveryMode", format!("{n} is not 1 (transient) or 2 (persistent)")));
+            return Err(err(
+                "spec.metadata.deliveryMode",
+                format!("{n} is not 1 (transient) or 2 (persistent)"),
+            ));
         }
     };
     let prefetch_count = match f.count("prefetchCount")? {
         None | Some(0) => None,
-        Some(n) => {
-            Some(u16::try_from(n).map_err(|_| err("spec.metadata.prefetchCount", format!("{n} is above 65535")))?)
-        }
+        Some(n) => Some(
+            u16::try_from(n)
+                .map_err(|_| err("spec.metadata.prefetchCount", format!("{n} is above 65535")))?,
+        ),
     };
     let settings = RabbitMqSettings {
         uri: uri.clone(),
@@ -247,9 +320,12 @@ async fn open_rabbitmq(f: &Fields<'_>, app_id: &str) -> Result<RabbitMqPubSub, V
     };
     // The URI may carry a password: messages quote it redacted.
     let shown = redact_userinfo(&uri);
-    RabbitMqPubSub::connect(settings)
-        .await
-        .map_err(|e| err("spec.metadata.connectionString", format!("{shown}: {}", e.to_string().replace(&uri, &shown))))
+    RabbitMqPubSub::connect(settings).await.map_err(|e| {
+        err(
+            "spec.metadata.connectionString",
+            format!("{shown}: {}", e.to_string().replace(&uri, &shown)),
+        )
+    })
 }
 
 /// A user name and password.
@@ -269,15 +345,21 @@ fn mqtt_url(url: &str) -> Result<(String, u16, Option<Credentials>), String> {
     let (credentials, host_port) = match rest.rsplit_once('@') {
         Some((userinfo, hp)) => {
             let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
-            let decode = |v: &str| percent_encoding::percent_decode_str(v).decode_utf8_lossy().into_owned();
+            let decode = |v: &str| {
+                percent_encoding::percent_decode_str(v)
+                    .decode_utf8_lossy()
+                    .into_owned()
+            };
             (Some((decode(user), decode(password))), hp)
         }
         None => (None, rest),
     };
     let (host, port) = match host_port.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
-            (h, p.parse::<u16>().map_err(|_| format!("{p:?} is not a port"))?)
-        }
+        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => (
+            h,
+            p.parse::<u16>()
+                .map_err(|_| format!("{p:?} is not a port"))?,
+        ),
         _ => (host_port, 1883),
     };
     let host = host.trim_start_matches('[').trim_end_matches(']');
@@ -289,8 +371,12 @@ fn mqtt_url(url: &str) -> Result<(String, u16, Option<Credentials>), String> {
 
 async fn open_mqtt(f: &Fields<'_>) -> Result<MqttPubSub, Vec<ComponentError>> {
     let url = f.required("url", "tcp://localhost:1883")?;
-    let (host, port, credentials) =
-        mqtt_url(&url).map_err(|e| err("spec.metadata.url", format!("{:?}: {e}", redact_userinfo(&url))))?;
+    let (host, port, credentials) = mqtt_url(&url).map_err(|e| {
+        err(
+            "spec.metadata.url",
+            format!("{:?}: {e}", redact_userinfo(&url)),
+        )
+    })?;
     let qos = match f.count("qos")? {
         None | Some(1) => rumqttc::QoS::AtLeastOnce,
         Some(0) => rumqttc::QoS::AtMostOnce,
@@ -298,7 +384,10 @@ async fn open_mqtt(f: &Fields<'_>) -> Result<MqttPubSub, Vec<ComponentError>> {
         Some(n) => return Err(err("spec.metadata.qos", format!("{n} is not 0, 1 or 2"))),
     };
     if f.flag("retain")? == Some(true) {
-        return Err(err("spec.metadata.retain", "retained messages are not supported"));
+        return Err(err(
+            "spec.metadata.retain",
+            "retained messages are not supported",
+        ));
     }
     let client_id = f.string("clientID");
     let settings = MqttSettings {
@@ -314,18 +403,35 @@ async fn open_mqtt(f: &Fields<'_>) -> Result<MqttPubSub, Vec<ComponentError>> {
         timeout: f.duration("timeout", MILLIS, Duration::from_secs(5))?,
     };
     let shown = format!("{}:{}", settings.host, settings.port);
-    MqttPubSub::connect(settings).await.map_err(|e| err("spec.metadata.url", format!("{shown}: {e}")))
+    MqttPubSub::connect(settings)
+        .await
+        .map_err(|e| err("spec.metadata.url", format!("{shown}: {e}")))
 }
 
 /// Opens a pub/sub component for `app_id` in `namespace`. Errors name the field.
-pub async fn open(c: &Component, app_id: &str, namespace: &str) -> Result<PubSubComponent, Vec<ComponentError>> {
+pub async fn open(
+    c: &Component,
+    app_id: &str,
+    namespace: &str,
+) -> Result<PubSubComponent, Vec<ComponentError>> {
     let md = literal_metadata(c)?;
     let pod_name = std::env::var("POD_NAME").ok();
-    let cx = ConsumerContext { app_id, namespace, pod_name: pod_name.as_deref() };
-    let group = consumer_id(md.get("consumerid").map(String::as_str), cx)
-        .map_err(|e| err("spec.metadata.consumerID", format!("{:?}: {e}", md["consumerid"])))?;
-    let topic_prefix =
-        if md.values().any(|v| v.contains("{namespace}")) { namespace.to_owned() } else { String::new() };
+    let cx = ConsumerContext {
+        app_id,
+        namespace,
+        pod_name: pod_name.as_deref(),
+    };
+    let group = consumer_id(md.get("consumerid").map(String::as_str), cx).map_err(|e| {
+        err(
+            "spec.metadata.consumerID",
+            format!("{:?}: {e}", md["consumerid"]),
+        )
+    })?;
+    let topic_prefix = if md.values().any(|v| v.contains("{namespace}")) {
+        namespace.to_owned()
+    } else {
+        String::new()
+    };
     let scopes = TopicScopes::from_metadata(&md, app_id);
     let fields = Fields(&md);
     let concurrency = match fields.get("concurrency") {
@@ -335,7 +441,9 @@ pub async fn open(c: &Component, app_id: &str, namespace: &str) -> Result<PubSub
         Some(v) => match v.parse::<usize>() {
             Ok(n @ 1..=MAX_CONCURRENCY) => n,
             _ => {
-                let message = format!("{v:?} is not single, parallel or a number from 1 to {MAX_CONCURRENCY}");
+                let message = format!(
+                    "{v:?} is not single, parallel or a number from 1 to {MAX_CONCURRENCY}"
+                );
                 return Err(err("spec.metadata.concurrency", message));
             }
         },
@@ -344,20 +452,32 @@ pub async fn open(c: &Component, app_id: &str, namespace: &str) -> Result<PubSub
         "pubsub.in-memory" => Arc::new(MemoryPubSub::new()),
         "pubsub.redis" => {
             let redis = redis_settings(&md)?;
-            let client = client_for(&redis).map_err(|e| err("spec.metadata.redisHost", e.to_string()))?;
+            let client =
+                client_for(&redis).map_err(|e| err("spec.metadata.redisHost", e.to_string()))?;
             let settings = RedisStreamSettings {
                 client,
                 // daprd uses the consumer id as both the group and the consumer name.
                 consumer: group.clone(),
-                processing_timeout: fields.duration("processingTimeout", MILLIS, Duration::from_secs(60))?,
-                redeliver_interval: fields.duration("redeliverInterval", MILLIS, Duration::from_secs(15))?,
+                processing_timeout: fields.duration(
+                    "processingTimeout",
+                    MILLIS,
+                    Duration::from_secs(60),
+                )?,
+                redeliver_interval: fields.duration(
+                    "redeliverInterval",
+                    MILLIS,
+                    Duration::from_secs(15),
+                )?,
                 queue_depth: fields.count("queueDepth")?.map_or(100, clamp_usize),
                 max_len_approx: fields.count("maxLenApprox")?,
                 timeout: redis.timeout,
             };
-            let broker = RedisPubSub::connect(settings)
-                .await
-                .map_err(|e| err("spec.metadata.redisHost", format!("{}:{}: {e}", redis.host, redis.port)))?;
+            let broker = RedisPubSub::connect(settings).await.map_err(|e| {
+                err(
+                    "spec.metadata.redisHost",
+                    format!("{}:{}: {e}", redis.host, redis.port),
+                )
+            })?;
             Arc::new(broker)
         }
         "pubsub.jetstream" => Arc::new(open_jetstream(&fields, app_id).await?),
@@ -373,7 +493,11 @@ pub async fn open(c: &Component, app_id: &str, namespace: &str) -> Result<PubSub
     Ok(PubSubComponent {
         name: c.metadata.name.clone(),
         type_: c.spec.type_.clone(),
-        version: if c.spec.version.is_empty() { "v1".into() } else { c.spec.version.clone() },
+        version: if c.spec.version.is_empty() {
+            "v1".into()
+        } else {
+            c.spec.version.clone()
+        },
         broker,
         consumer_group: group,
         topic_prefix,
@@ -388,14 +512,27 @@ mod tests {
 
     #[test]
     fn mqtt_urls() {
-        assert_eq!(mqtt_url("tcp://localhost:1883").unwrap(), ("localhost".into(), 1883, None));
-        assert_eq!(mqtt_url("mqtt://broker").unwrap(), ("broker".into(), 1883, None));
-        assert_eq!(mqtt_url("127.0.0.1:2883").unwrap(), ("127.0.0.1".into(), 2883, None));
+        assert_eq!(
+            mqtt_url("tcp://localhost:1883").unwrap(),
+            ("localhost".into(), 1883, None)
+        );
+        assert_eq!(
+            mqtt_url("mqtt://broker").unwrap(),
+            ("broker".into(), 1883, None)
+        );
+        assert_eq!(
+            mqtt_url("127.0.0.1:2883").unwrap(),
+            ("127.0.0.1".into(), 2883, None)
+        );
         assert_eq!(
             mqtt_url("tcp://app:p%40ss@[::1]:1884/").unwrap(),
             ("::1".into(), 1884, Some(("app".into(), "p@ss".into())))
         );
-        assert!(mqtt_url("ssl://broker:8883").unwrap_err().contains("not supported"));
+        assert!(
+            mqtt_url("ssl://broker:8883")
+                .unwrap_err()
+                .contains("not supported")
+        );
         assert!(mqtt_url("http://broker").unwrap_err().contains("scheme"));
         assert!(mqtt_url("tcp://broker:port").unwrap_err().contains("port"));
         assert!(mqtt_url("tcp://").is_err());
@@ -403,19 +540,36 @@ mod tests {
 
     #[test]
     fn consumer_ids() {
-        let cx = ConsumerContext { app_id: "orders", namespace: "prod", pod_name: None };
+        let cx = ConsumerContext {
+            app_id: "orders",
+            namespace: "prod",
+            pod_name: None,
+        };
         assert_eq!(consumer_id(None, cx).unwrap(), "orders");
         assert_eq!(consumer_id(Some(" "), cx).unwrap(), "orders");
         assert_eq!(consumer_id(Some("{namespace}"), cx).unwrap(), "prod.orders");
-        assert_eq!(consumer_id(Some("{appID}-v2-{appID}"), cx).unwrap(), "orders-v2-orders");
+        assert_eq!(
+            consumer_id(Some("{appID}-v2-{appID}"), cx).unwrap(),
+            "orders-v2-orders"
+        );
         let two = consumer_id(Some("{uuid}/{uuid}"), cx).unwrap();
         let (a, b) = two.split_once('/').unwrap();
-        assert!(uuid::Uuid::parse_str(a).is_ok() && uuid::Uuid::parse_str(b).is_ok() && a != b, "{two}");
+        assert!(
+            uuid::Uuid::parse_str(a).is_ok() && uuid::Uuid::parse_str(b).is_ok() && a != b,
+            "{two}"
+        );
         assert_eq!(consumer_id(Some("shared"), cx).unwrap(), "shared");
         let a = consumer_id(Some("{uuid}"), cx).unwrap();
         assert!(uuid::Uuid::parse_str(&a).is_ok() && a != consumer_id(Some("{uuid}"), cx).unwrap());
-        assert!(consumer_id(Some("{podName}"), cx).unwrap_err().contains("POD_NAME"));
-        let pod = ConsumerContext { pod_name: Some("orders-7f9"), ..cx };
+        assert!(
+            consumer_id(Some("{podName}"), cx)
+                .unwrap_err()
+                .contains("POD_NAME")
+        );
+        let pod = ConsumerContext {
+            pod_name: Some("orders-7f9"),
+            ..cx
+        };
         assert_eq!(consumer_id(Some("{podName}"), pod).unwrap(), "orders-7f9");
     }
 }

@@ -20,8 +20,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use lapin::options::{
-    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
-    ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions,
+    BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions, ExchangeDeclareOptions,
+    QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
@@ -29,7 +30,9 @@ use tokio::sync::{Mutex, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::broker::{Handler, Message, Metadata, Outcome, PubSub, PubSubError, SubscribeRequest, Subscription};
+use super::broker::{
+    Handler, Message, Metadata, Outcome, PubSub, PubSubError, SubscribeRequest, Subscription,
+};
 use crate::state::BoxFuture;
 
 /// How to reach RabbitMQ and how to lay out its queues.
@@ -88,14 +91,18 @@ async fn bounded<T, E: std::fmt::Display>(
 ) -> Result<T, PubSubError> {
     match tokio::time::timeout(timeout, call).await {
         Ok(r) => r.map_err(|e| broker_error(what, e)),
-        Err(_) => Err(PubSubError::Broker(format!("rabbitmq: {what}: no answer within {timeout:?}"))),
+        Err(_) => Err(PubSubError::Broker(format!(
+            "rabbitmq: {what}: no answer within {timeout:?}"
+        ))),
     }
 }
 
 /// AMQP names are short strings: at most 255 bytes.
 fn amqp_name(what: &str, name: &str) -> Result<ShortString, PubSubError> {
     if name.is_empty() || name.len() > 255 {
-        return Err(PubSubError::BadRequest(format!("{what} {name:?} must be 1 to 255 bytes for RabbitMQ")));
+        return Err(PubSubError::BadRequest(format!(
+            "{what} {name:?} must be 1 to 255 bytes for RabbitMQ"
+        )));
     }
     Ok(ShortString::from(name))
 }
@@ -103,14 +110,18 @@ fn amqp_name(what: &str, name: &str) -> Result<ShortString, PubSubError> {
 impl RabbitMqPubSub {
     /// Connects (the broker must answer now; later outages are ridden out by reconnecting).
     pub async fn connect(settings: RabbitMqSettings) -> Result<Self, PubSubError> {
-        let me = Self { settings: Arc::new(settings), link: Arc::default() };
+        let me = Self {
+            settings: Arc::new(settings),
+            link: Arc::default(),
+        };
         drop(me.link().await?);
         Ok(me)
     }
 
     async fn open_connection(&self) -> Result<Arc<Connection>, PubSubError> {
         let s = &self.settings;
-        let props = ConnectionProperties::default().with_connection_name(LongString::from(s.connection_name.clone()));
+        let props = ConnectionProperties::default()
+            .with_connection_name(LongString::from(s.connection_name.clone()));
         let conn = bounded(s.timeout, "connecting", Connection::connect(&s.uri, props)).await?;
         Ok(Arc::new(conn))
     }
@@ -118,7 +129,9 @@ impl RabbitMqPubSub {
     /// The live connection and publishing channel, connecting again when they failed.
     async fn link(&self) -> Result<tokio::sync::MutexGuard<'_, Option<Link>>, PubSubError> {
         let mut link = self.link.lock().await;
-        let alive = link.as_ref().is_some_and(|l| l.conn.status().connected() && l.publisher.status().connected());
+        let alive = link
+            .as_ref()
+            .is_some_and(|l| l.conn.status().connected() && l.publisher.status().connected());
         if !alive {
             *link = None;
             let conn = self.open_connection().await?;
@@ -132,7 +145,11 @@ impl RabbitMqPubSub {
                 )
                 .await?;
             }
-            *link = Some(Link { conn, publisher, exchanges: HashSet::new() });
+            *link = Some(Link {
+                conn,
+                publisher,
+                exchanges: HashSet::new(),
+            });
         }
         Ok(link)
     }
@@ -150,7 +167,9 @@ impl RabbitMqPubSub {
         let exchange = amqp_name("topic", &msg.topic)?;
         let timeout = self.settings.timeout;
         let mut guard = self.link().await?;
-        let link = guard.as_mut().ok_or_else(|| PubSubError::Broker("rabbitmq: not connected".into()))?;
+        let link = guard
+            .as_mut()
+            .ok_or_else(|| PubSubError::Broker("rabbitmq: not connected".into()))?;
         if !link.exchanges.contains(&msg.topic) {
             let declare = link.publisher.exchange_declare(
                 exchange.clone(),
@@ -158,27 +177,46 @@ impl RabbitMqPubSub {
                 self.exchange_options(),
                 FieldTable::default(),
             );
-            bounded(timeout, &format!("declaring exchange {:?}", msg.topic), declare).await?;
+            bounded(
+                timeout,
+                &format!("declaring exchange {:?}", msg.topic),
+                declare,
+            )
+            .await?;
             link.exchanges.insert(msg.topic.clone());
         }
         let mut headers = FieldTable::default();
         for (k, v) in &msg.metadata {
             if !k.is_empty() && k.len() <= 255 {
-                headers.insert(ShortString::from(k.as_str()), AMQPValue::LongString(LongString::from(v.as_str())));
+                headers.insert(
+                    ShortString::from(k.as_str()),
+                    AMQPValue::LongString(LongString::from(v.as_str())),
+                );
             }
         }
-        let props = BasicProperties::default().with_delivery_mode(self.settings.delivery_mode).with_headers(headers);
+        let props = BasicProperties::default()
+            .with_delivery_mode(self.settings.delivery_mode)
+            .with_headers(headers);
         let publisher = link.publisher.clone();
         drop(guard); // confirms of concurrent publishes overlap
         let confirm = bounded(
             timeout,
             "publishing",
-            publisher.basic_publish(exchange, ShortString::from(""), BasicPublishOptions::default(), &msg.data, props),
+            publisher.basic_publish(
+                exchange,
+                ShortString::from(""),
+                BasicPublishOptions::default(),
+                &msg.data,
+                props,
+            ),
         )
         .await?;
         let confirmation = bounded(timeout, "waiting for the broker's confirm", confirm).await?;
         if confirmation.is_nack() {
-            return Err(PubSubError::Broker(format!("rabbitmq: the broker refused the message on {:?}", msg.topic)));
+            return Err(PubSubError::Broker(format!(
+                "rabbitmq: the broker refused the message on {:?}",
+                msg.topic
+            )));
         }
         Ok(())
     }
@@ -194,7 +232,9 @@ impl PubSub for RabbitMqPubSub {
                     // and this publish should not be the call that finds out.
                     *this.link.lock().await = None;
                     this.publish_once(&msg).await.map_err(|e| match e {
-                        PubSubError::Broker(again) => PubSubError::Broker(format!("{again} (before: {first})")),
+                        PubSubError::Broker(again) => {
+                            PubSubError::Broker(format!("{again} (before: {first})"))
+                        }
                         other => other,
                     })
                 }
@@ -203,7 +243,11 @@ impl PubSub for RabbitMqPubSub {
         })
     }
 
-    fn subscribe(&self, req: SubscribeRequest, handler: Handler) -> BoxFuture<Result<Subscription, PubSubError>> {
+    fn subscribe(
+        &self,
+        req: SubscribeRequest,
+        handler: Handler,
+    ) -> BoxFuture<Result<Subscription, PubSubError>> {
         let this = self.clone();
         Box::pin(async move {
             let queue = format!("{}-{}", req.group, req.topic);
@@ -256,16 +300,31 @@ impl Sub {
         };
         let t = s.timeout;
         let ch = bounded(t, "opening a channel", conn.create_channel()).await?;
-        let prefetch = s.prefetch_count.unwrap_or_else(|| u16::try_from(self.concurrency).unwrap_or(u16::MAX));
-        bounded(t, "setting the prefetch", ch.basic_qos(prefetch, BasicQosOptions::default())).await?;
-        let (exchange, queue) = (ShortString::from(self.topic.as_str()), ShortString::from(self.queue.as_str()));
+        let prefetch = s
+            .prefetch_count
+            .unwrap_or_else(|| u16::try_from(self.concurrency).unwrap_or(u16::MAX));
+        bounded(
+            t,
+            "setting the prefetch",
+            ch.basic_qos(prefetch, BasicQosOptions::default()),
+        )
+        .await?;
+        let (exchange, queue) = (
+            ShortString::from(self.topic.as_str()),
+            ShortString::from(self.queue.as_str()),
+        );
         let declare_exchange = ch.exchange_declare(
             exchange.clone(),
             ExchangeKind::Fanout,
             self.this.exchange_options(),
             FieldTable::default(),
         );
-        bounded(t, &format!("declaring exchange {:?}", self.topic), declare_exchange).await?;
+        bounded(
+            t,
+            &format!("declaring exchange {:?}", self.topic),
+            declare_exchange,
+        )
+        .await?;
         let mut args = FieldTable::default();
         let mut limit = |key: &str, v: Option<u64>| {
             if let Some(v) = v.and_then(|v| i64::try_from(v).ok()) {
@@ -274,11 +333,21 @@ impl Sub {
         };
         limit("x-max-length", s.max_len);
         limit("x-max-length-bytes", s.max_len_bytes);
-        limit("x-message-ttl", s.queue_ttl_seconds.map(|secs| secs.saturating_mul(1000)));
-        let options =
-            QueueDeclareOptions { durable: s.durable, auto_delete: s.delete_when_unused, ..Default::default() };
-        bounded(t, &format!("declaring queue {:?}", self.queue), ch.queue_declare(queue.clone(), options, args))
-            .await?;
+        limit(
+            "x-message-ttl",
+            s.queue_ttl_seconds.map(|secs| secs.saturating_mul(1000)),
+        );
+        let options = QueueDeclareOptions {
+            durable: s.durable,
+            auto_delete: s.delete_when_unused,
+            ..Default::default()
+        };
+        bounded(
+            t,
+            &format!("declaring queue {:?}", self.queue),
+            ch.queue_declare(queue.clone(), options, args),
+        )
+        .await?;
         let bind = ch.queue_bind(
             queue.clone(),
             exchange,
@@ -287,8 +356,12 @@ impl Sub {
             FieldTable::default(),
         );
         bounded(t, &format!("binding queue {:?}", self.queue), bind).await?;
-        let consume =
-            ch.basic_consume(queue, ShortString::from(""), BasicConsumeOptions::default(), FieldTable::default());
+        let consume = ch.basic_consume(
+            queue,
+            ShortString::from(""),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        );
         let consumer = bounded(t, &format!("consuming queue {:?}", self.queue), consume).await?;
         Ok((ch, consumer))
     }
@@ -330,7 +403,9 @@ impl Sub {
             backoff = (backoff * 2).min(Duration::from_secs(5));
             match self.consume().await {
                 Ok(c) => next = Some(c),
-                Err(e) => tracing::warn!(topic = %self.topic, error = %e, "resubscribing failed; retrying"),
+                Err(e) => {
+                    tracing::warn!(topic = %self.topic, error = %e, "resubscribing failed; retrying")
+                }
             }
         }
     }
@@ -339,26 +414,46 @@ impl Sub {
     /// channel: the broker puts back everything it still held for this consumer.
     async fn shut_down(&self, ch: &Channel, consumer: &lapin::Consumer) {
         let t = self.this.settings.timeout;
-        let _ = bounded(t, "cancelling", ch.basic_cancel(consumer.tag(), BasicCancelOptions::default())).await;
+        let _ = bounded(
+            t,
+            "cancelling",
+            ch.basic_cancel(consumer.tag(), BasicCancelOptions::default()),
+        )
+        .await;
         let all = u32::try_from(self.concurrency).unwrap_or(u32::MAX);
         let _ = tokio::time::timeout(Duration::from_secs(30), self.limit.acquire_many(all)).await;
-        let _ = bounded(t, "closing the channel", ch.close(200, ShortString::from("unsubscribed"))).await;
+        let _ = bounded(
+            t,
+            "closing the channel",
+            ch.close(200, ShortString::from("unsubscribed")),
+        )
+        .await;
     }
 
     /// Hands one delivery to the handler, at most `concurrency` at once.
     async fn dispatch(self: Arc<Self>, delivery: lapin::message::Delivery) {
-        let Ok(permit) = self.limit.clone().acquire_owned().await else { return };
+        let Ok(permit) = self.limit.clone().acquire_owned().await else {
+            return;
+        };
         let tasks = self.tasks.clone();
         tasks.spawn(async move {
             let outcome = (self.handler)(message_of(&self.topic, &delivery)).await;
             let t = self.this.settings.timeout;
             let acked = match outcome {
                 Outcome::Success | Outcome::Drop => {
-                    bounded(t, "acknowledging", delivery.acker.ack(BasicAckOptions::default())).await
+                    bounded(
+                        t,
+                        "acknowledging",
+                        delivery.acker.ack(BasicAckOptions::default()),
+                    )
+                    .await
                 }
                 Outcome::Retry => {
                     tokio::time::sleep(self.this.settings.requeue_delay).await;
-                    let requeue = BasicNackOptions { requeue: true, multiple: false };
+                    let requeue = BasicNackOptions {
+                        requeue: true,
+                        multiple: false,
+                    };
                     bounded(t, "requeueing", delivery.acker.nack(requeue)).await
                 }
             };
@@ -380,5 +475,9 @@ fn message_of(topic: &str, d: &lapin::message::Delivery) -> Message {
             }
         }
     }
-    Message { topic: topic.to_owned(), data: Bytes::copy_from_slice(&d.data), metadata }
+    Message {
+        topic: topic.to_owned(),
+        data: Bytes::copy_from_slice(&d.data),
+        metadata,
+    }
 }

@@ -20,7 +20,9 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::broker::{Handler, Message, Metadata, Outcome, PubSub, PubSubError, SubscribeRequest, Subscription};
+use super::broker::{
+    Handler, Message, Metadata, Outcome, PubSub, PubSubError, SubscribeRequest, Subscription,
+};
 use crate::state::BoxFuture;
 
 /// How to reach Redis and how patient to be.
@@ -53,10 +55,15 @@ fn broker_error(e: &RedisError) -> PubSubError {
     PubSubError::Broker(format!("redis: {e}"))
 }
 
-async fn bounded<T>(timeout: Duration, call: impl Future<Output = redis::RedisResult<T>>) -> Result<T, PubSubError> {
+async fn bounded<T>(
+    timeout: Duration,
+    call: impl Future<Output = redis::RedisResult<T>>,
+) -> Result<T, PubSubError> {
     match tokio::time::timeout(timeout, call).await {
         Ok(r) => r.map_err(|e| broker_error(&e)),
-        Err(_) => Err(PubSubError::Broker(format!("redis: no answer within {timeout:?}"))),
+        Err(_) => Err(PubSubError::Broker(format!(
+            "redis: no answer within {timeout:?}"
+        ))),
     }
 }
 
@@ -68,8 +75,15 @@ impl RedisPubSub {
             .set_connection_timeout(Some(settings.timeout))
             .set_number_of_retries(2)
             .set_max_delay(Duration::from_millis(500));
-        let conn = bounded(settings.timeout, settings.client.get_connection_manager_with_config(config)).await?;
-        Ok(Self { conn, settings: Arc::new(settings) })
+        let conn = bounded(
+            settings.timeout,
+            settings.client.get_connection_manager_with_config(config),
+        )
+        .await?;
+        Ok(Self {
+            conn,
+            settings: Arc::new(settings),
+        })
     }
 }
 
@@ -83,9 +97,14 @@ fn field(map: &std::collections::HashMap<String, Value>, name: &str) -> Option<V
 
 fn message_of(topic: &str, entry: &StreamId) -> Message {
     let data = field(&entry.map, "data").unwrap_or_default();
-    let metadata: Metadata =
-        field(&entry.map, "metadata").and_then(|m| serde_json::from_slice(&m).ok()).unwrap_or_default();
-    Message { topic: topic.to_owned(), data: Bytes::from(data), metadata }
+    let metadata: Metadata = field(&entry.map, "metadata")
+        .and_then(|m| serde_json::from_slice(&m).ok())
+        .unwrap_or_default();
+    Message {
+        topic: topic.to_owned(),
+        data: Bytes::from(data),
+        metadata,
+    }
 }
 
 impl PubSub for RedisPubSub {
@@ -99,13 +118,20 @@ impl PubSub for RedisPubSub {
             }
             cmd.arg("*").arg("data").arg(msg.data.as_ref());
             if !msg.metadata.is_empty() {
-                cmd.arg("metadata").arg(serde_json::to_vec(&msg.metadata).unwrap_or_default());
+                cmd.arg("metadata")
+                    .arg(serde_json::to_vec(&msg.metadata).unwrap_or_default());
             }
-            bounded(s.timeout, cmd.query_async::<String>(&mut conn)).await.map(drop)
+            bounded(s.timeout, cmd.query_async::<String>(&mut conn))
+                .await
+                .map(drop)
         })
     }
 
-    fn subscribe(&self, req: SubscribeRequest, handler: Handler) -> BoxFuture<Result<Subscription, PubSubError>> {
+    fn subscribe(
+        &self,
+        req: SubscribeRequest,
+        handler: Handler,
+    ) -> BoxFuture<Result<Subscription, PubSubError>> {
         let (mut conn, s) = (self.conn.clone(), self.settings.clone());
         Box::pin(async move {
             create_group(&mut conn, &req.topic, &req.group, s.timeout).await?;
@@ -130,7 +156,9 @@ impl PubSub for RedisPubSub {
             let tasks = sub.tasks.clone();
             tasks.spawn(sub.clone().read_loop(reader));
             // Zero turns redelivery off, as in daprd.
-            if !sub.settings.processing_timeout.is_zero() && !sub.settings.redeliver_interval.is_zero() {
+            if !sub.settings.processing_timeout.is_zero()
+                && !sub.settings.redeliver_interval.is_zero()
+            {
                 tasks.spawn(sub.reclaim_loop());
             }
             Ok(Subscription::tracked(token, tasks))
@@ -146,7 +174,13 @@ async fn create_group(
 ) -> Result<(), PubSubError> {
     let created = tokio::time::timeout(
         timeout,
-        redis::cmd("XGROUP").arg("CREATE").arg(topic).arg(group).arg("0").arg("MKSTREAM").query_async::<()>(conn),
+        redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(topic)
+            .arg(group)
+            .arg("0")
+            .arg("MKSTREAM")
+            .query_async::<()>(conn),
     )
     .await
     .map_err(|_| PubSubError::Broker(format!("redis: no answer within {timeout:?}")))?;
@@ -204,7 +238,9 @@ impl Sub {
                 Err(e) if e.code() == Some("NOGROUP") => {
                     tracing::warn!(topic = %self.topic, group = %self.group, "the consumer group is gone; creating it again");
                     let mut conn = self.conn.clone();
-                    let _ = create_group(&mut conn, &self.topic, &self.group, self.settings.timeout).await;
+                    let _ =
+                        create_group(&mut conn, &self.topic, &self.group, self.settings.timeout)
+                            .await;
                 }
                 Err(e) => {
                     tracing::warn!(topic = %self.topic, error = %e, "reading the stream failed; retrying");
@@ -229,7 +265,8 @@ impl Sub {
     }
 
     async fn reclaim_loop(self: Arc<Self>) {
-        let idle_ms = u64::try_from(self.settings.processing_timeout.as_millis()).unwrap_or(u64::MAX);
+        let idle_ms =
+            u64::try_from(self.settings.processing_timeout.as_millis()).unwrap_or(u64::MAX);
         let mut tick = tokio::time::interval(self.settings.redeliver_interval);
         loop {
             tokio::select! {
@@ -254,8 +291,12 @@ impl Sub {
                         }
                     }
                 }
-                Ok(Err(e)) => tracing::debug!(topic = %self.topic, error = %e, "claiming pending messages failed"),
-                Err(_) => tracing::debug!(topic = %self.topic, "claiming pending messages timed out"),
+                Ok(Err(e)) => {
+                    tracing::debug!(topic = %self.topic, error = %e, "claiming pending messages failed")
+                }
+                Err(_) => {
+                    tracing::debug!(topic = %self.topic, "claiming pending messages timed out")
+                }
             }
         }
     }
@@ -288,7 +329,9 @@ impl Sub {
 
     /// Hands one entry to the handler (bounded); returns false once stopped.
     async fn dispatch(self: Arc<Self>, entry: StreamId) -> bool {
-        let Ok(permit) = self.limit.clone().acquire_owned().await else { return false };
+        let Ok(permit) = self.limit.clone().acquire_owned().await else {
+            return false;
+        };
         if self.stop.is_cancelled() {
             return false; // unacknowledged: it stays pending for a later claim
         }

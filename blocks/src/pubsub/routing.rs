@@ -24,7 +24,9 @@ pub struct Router {
 
 impl std::fmt::Debug for Router {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list().entries(self.rules.iter().map(|(_, path)| path)).finish()
+        f.debug_list()
+            .entries(self.rules.iter().map(|(_, path)| path))
+            .finish()
     }
 }
 
@@ -45,18 +47,32 @@ pub struct RuleError {
 pub fn parse_rules(rules: &[Value]) -> Result<Vec<RouteRule>, RuleError> {
     let mut out = Vec::with_capacity(rules.len());
     for (index, rule) in rules.iter().enumerate() {
-        let problem = |message: &str| RuleError { index, expression: rule.to_string(), message: message.to_owned() };
-        let Some(obj) = rule.as_object() else { return Err(problem("a rule is an object {match, path}")) };
+        let problem = |message: &str| RuleError {
+            index,
+            expression: rule.to_string(),
+            message: message.to_owned(),
+        };
+        let Some(obj) = rule.as_object() else {
+            return Err(problem("a rule is an object {match, path}"));
+        };
         let condition = match obj.get("match") {
             None | Some(Value::Null) => String::new(),
             Some(Value::String(c)) => c.clone(),
             Some(_) => return Err(problem("match must be a string")),
         };
-        let path = obj.get("path").and_then(Value::as_str).unwrap_or_default().trim();
+        let path = obj
+            .get("path")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .trim();
         if path.is_empty() {
             return Err(problem("path is required"));
         }
-        let path = if path.starts_with('/') { path.to_owned() } else { format!("/{path}") };
+        let path = if path.starts_with('/') {
+            path.to_owned()
+        } else {
+            format!("/{path}")
+        };
         out.push(RouteRule { condition, path });
     }
     Router::compile(&out)?;
@@ -80,11 +96,20 @@ impl Router {
                     Ok(Ok(p)) => p,
                     Ok(Err(e)) => {
                         let message = format!("not a valid CEL expression: {e}");
-                        return Err(RuleError { index, expression: r.condition.clone(), message });
+                        return Err(RuleError {
+                            index,
+                            expression: r.condition.clone(),
+                            message,
+                        });
                     }
                     Err(_) => {
-                        let message = "not a valid CEL expression (the parser failed on it)".to_owned();
-                        return Err(RuleError { index, expression: r.condition.clone(), message });
+                        let message =
+                            "not a valid CEL expression (the parser failed on it)".to_owned();
+                        return Err(RuleError {
+                            index,
+                            expression: r.condition.clone(),
+                            message,
+                        });
                     }
                 };
                 Ok((Some(program), r.path.clone()))
@@ -103,7 +128,9 @@ impl Router {
     pub fn route(&self, event: &Value) -> Result<Option<&str>, String> {
         let mut cx = None;
         for (program, path) in &self.rules {
-            let Some(program) = program else { return Ok(Some(path)) };
+            let Some(program) = program else {
+                return Ok(Some(path));
+            };
             let cx = match &mut cx {
                 Some(cx) => cx,
                 None => {
@@ -116,7 +143,11 @@ impl Router {
             match program.execute(cx) {
                 Ok(cel::Value::Bool(true)) => return Ok(Some(path)),
                 Ok(cel::Value::Bool(false)) => {}
-                Ok(other) => return Err(format!("a routing rule for {path} gave {other:?}, not a boolean")),
+                Ok(other) => {
+                    return Err(format!(
+                        "a routing rule for {path} gave {other:?}, not a boolean"
+                    ));
+                }
                 Err(e) => return Err(format!("a routing rule for {path} failed: {e}")),
             }
         }
@@ -130,19 +161,28 @@ mod tests {
     use serde_json::json;
 
     fn rules(list: &[(&str, &str)]) -> Router {
-        let rules: Vec<RouteRule> =
-            list.iter().map(|(c, p)| RouteRule { condition: (*c).into(), path: (*p).into() }).collect();
+        let rules: Vec<RouteRule> = list
+            .iter()
+            .map(|(c, p)| RouteRule {
+                condition: (*c).into(),
+                path: (*p).into(),
+            })
+            .collect();
         Router::compile(&rules).unwrap()
     }
 
     #[test]
     fn first_true_rule_wins_in_order() {
         let r = rules(&[
-            (r#"event.type == "widget" && event.data.price > 100"#, "/expensive"),
+            (
+                r#"event.type == "widget" && event.data.price > 100"#,
+                "/expensive",
+            ),
             (r#"event.type == "widget""#, "/widgets"),
             ("", "/default"),
         ]);
-        let event = |t: &str, price: i64| json!({"type": t, "data": {"price": price}, "topic": "orders"});
+        let event =
+            |t: &str, price: i64| json!({"type": t, "data": {"price": price}, "topic": "orders"});
         assert_eq!(r.route(&event("widget", 500)).unwrap(), Some("/expensive"));
         assert_eq!(r.route(&event("widget", 5)).unwrap(), Some("/widgets"));
         assert_eq!(r.route(&event("gadget", 500)).unwrap(), Some("/default"));
@@ -158,7 +198,11 @@ mod tests {
     #[test]
     fn non_boolean_and_failing_conditions_are_errors() {
         let r = rules(&[("event.type", "/typed"), ("", "/default")]);
-        assert!(r.route(&json!({"type": "order"})).unwrap_err().contains("not a boolean"));
+        assert!(
+            r.route(&json!({"type": "order"}))
+                .unwrap_err()
+                .contains("not a boolean")
+        );
         // A missing field cannot be compared: an error, never a silent fall-through to /default.
         let r = rules(&[("event.data.missing.deeper == 1", "/x"), ("", "/default")]);
         assert!(r.route(&json!({"data": {}})).is_err());
@@ -167,32 +211,54 @@ mod tests {
     #[test]
     fn bad_expressions_are_refused_with_their_position() {
         let bad = [
-            RouteRule { condition: "".into(), path: "/a".into() },
-            RouteRule { condition: "event.type ==".into(), path: "/b".into() },
+            RouteRule {
+                condition: "".into(),
+                path: "/a".into(),
+            },
+            RouteRule {
+                condition: "event.type ==".into(),
+                path: "/b".into(),
+            },
         ];
         let e = Router::compile(&bad).unwrap_err();
         assert_eq!((e.index, e.expression.as_str()), (1, "event.type =="));
         for nonsense in ["((((", "event.type == 'x", "}{", "\u{0}"] {
-            let r = [RouteRule { condition: nonsense.into(), path: "/x".into() }];
+            let r = [RouteRule {
+                condition: nonsense.into(),
+                path: "/x".into(),
+            }];
             assert!(Router::compile(&r).is_err(), "{nonsense:?} compiled");
         }
     }
 
     #[test]
     fn rules_as_written() {
-        let rules = parse_rules(&[json!({"match": "event.type == 'a'", "path": "a"}), json!({"path": "/b"})]).unwrap();
+        let rules = parse_rules(&[
+            json!({"match": "event.type == 'a'", "path": "a"}),
+            json!({"path": "/b"}),
+        ])
+        .unwrap();
         assert_eq!(
             rules,
             [
-                RouteRule { condition: "event.type == 'a'".into(), path: "/a".into() },
-                RouteRule { condition: String::new(), path: "/b".into() },
+                RouteRule {
+                    condition: "event.type == 'a'".into(),
+                    path: "/a".into()
+                },
+                RouteRule {
+                    condition: String::new(),
+                    path: "/b".into()
+                },
             ]
         );
         for (bad, says) in [
             (json!("event.type == 'a'"), "object"),
             (json!({"match": "true"}), "path is required"),
             (json!({"match": 1, "path": "/x"}), "match must be a string"),
-            (json!({"match": "event.type ==", "path": "/x"}), "not a valid CEL"),
+            (
+                json!({"match": "event.type ==", "path": "/x"}),
+                "not a valid CEL",
+            ),
         ] {
             let e = parse_rules(&[json!({"path": "/ok"}), bad.clone()]).unwrap_err();
             assert!(e.index == 1 && e.message.contains(says), "{bad}: {e}");
@@ -203,6 +269,9 @@ mod tests {
     fn only_empty_conditions_need_no_evaluation() {
         let r = rules(&[("", "/only")]);
         assert!(!r.has_conditions());
-        assert_eq!(r.route(&json!("not even an object")).unwrap(), Some("/only"));
+        assert_eq!(
+            r.route(&json!("not even an object")).unwrap(),
+            Some("/only")
+        );
     }
 }

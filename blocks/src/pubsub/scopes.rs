@@ -20,7 +20,10 @@ pub struct TopicScopes {
 }
 
 fn list(v: &str) -> Vec<String> {
-    v.split(',').filter(|t| !t.is_empty()).map(str::to_owned).collect()
+    v.split(',')
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 /// The topics `scopes` lists for `app_id`; empty when the app is not named. `app=` gives `[""]`,
@@ -28,7 +31,9 @@ fn list(v: &str) -> Vec<String> {
 fn scoped(scopes: &str, app_id: &str) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for entry in scopes.split(';') {
-        let Some((app, topics)) = entry.split_once('=') else { continue };
+        let Some((app, topics)) = entry.split_once('=') else {
+            continue;
+        };
         if app != app_id {
             continue;
         }
@@ -79,7 +84,13 @@ mod tests {
     use super::*;
 
     fn scopes(pairs: &[(&str, &str)], app: &str) -> TopicScopes {
-        TopicScopes::from_metadata(&pairs.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect(), app)
+        TopicScopes::from_metadata(
+            &pairs
+                .iter()
+                .map(|(k, v)| ((*k).into(), (*v).into()))
+                .collect(),
+            app,
+        )
     }
 
     #[test]
@@ -90,12 +101,18 @@ mod tests {
 
     #[test]
     fn per_app_lists_limit_only_the_named_apps() {
-        let md = [("publishingscopes", "a=t1, t2;b=;"), ("subscriptionscopes", "a=t3")];
+        let md = [
+            ("publishingscopes", "a=t1, t2;b=;"),
+            ("subscriptionscopes", "a=t3"),
+        ];
         let a = scopes(&md, "a");
         assert!(a.may_publish("t1") && a.may_publish("t2") && !a.may_publish("t3"));
         assert!(a.may_subscribe("t3") && !a.may_subscribe("t1"));
         let b = scopes(&md, "b");
-        assert!(!b.may_publish("t1") && !b.may_publish("anything"), "b= leaves b no topic");
+        assert!(
+            !b.may_publish("t1") && !b.may_publish("anything"),
+            "b= leaves b no topic"
+        );
         assert!(b.may_subscribe("t1"), "b has no subscription list");
         let c = scopes(&md, "c");
         assert!(c.may_publish("t3") && c.may_subscribe("t1"));
@@ -112,10 +129,16 @@ mod tests {
 
     #[test]
     fn protected_topics_need_an_explicit_list() {
-        let md = [("protectedtopics", "secret"), ("subscriptionscopes", "auditor=secret,public")];
+        let md = [
+            ("protectedtopics", "secret"),
+            ("subscriptionscopes", "auditor=secret,public"),
+        ];
         assert!(scopes(&md, "auditor").may_subscribe("secret"));
         let other = scopes(&md, "other");
         assert!(!other.may_subscribe("secret") && other.may_subscribe("public"));
-        assert!(!other.may_publish("secret"), "protection covers publishing too");
+        assert!(
+            !other.may_publish("secret"),
+            "protection covers publishing too"
+        );
     }
 }

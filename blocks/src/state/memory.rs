@@ -7,8 +7,8 @@ use std::time::SystemTime;
 use bytes::Bytes;
 
 use super::{
-    BoxFuture, Concurrency, DeleteRequest, Features, Item, Metadata, Operation, Query, QueryPage, RowScan, SetRequest,
-    StateError, StateStore, new_etag, rfc3339, ttl_of,
+    BoxFuture, Concurrency, DeleteRequest, Features, Item, Metadata, Operation, Query, QueryPage,
+    RowScan, SetRequest, StateError, StateStore, new_etag, rfc3339, ttl_of,
 };
 
 #[derive(Clone, Debug)]
@@ -54,32 +54,45 @@ fn current<'a>(
 fn check_set(cur: Option<&Entry>, req: &SetRequest) -> Result<(), StateError> {
     match (&req.etag, cur) {
         (Some(want), Some(e)) if *want == e.etag => Ok(()),
-        (Some(want), _) => Err(StateError::EtagMismatch(format!("etag {want:?} does not match"))),
-        (None, Some(_)) if req.options.concurrency == Concurrency::FirstWrite => {
-            Err(StateError::EtagMismatch("first-write: the key already exists".into()))
-        }
+        (Some(want), _) => Err(StateError::EtagMismatch(format!(
+            "etag {want:?} does not match"
+        ))),
+        (None, Some(_)) if req.options.concurrency == Concurrency::FirstWrite => Err(
+            StateError::EtagMismatch("first-write: the key already exists".into()),
+        ),
         (None, _) => Ok(()),
     }
 }
 
 fn check_delete(cur: Option<&Entry>, req: &DeleteRequest) -> Result<(), StateError> {
     match (&req.etag, cur) {
-        (Some(want), Some(e)) if *want != e.etag => {
-            Err(StateError::EtagMismatch(format!("etag {want:?} does not match")))
-        }
-        (Some(want), None) => Err(StateError::EtagMismatch(format!("etag {want:?} does not match: no such key"))),
+        (Some(want), Some(e)) if *want != e.etag => Err(StateError::EtagMismatch(format!(
+            "etag {want:?} does not match"
+        ))),
+        (Some(want), None) => Err(StateError::EtagMismatch(format!(
+            "etag {want:?} does not match: no such key"
+        ))),
         _ => Ok(()),
     }
 }
 
 fn entry(req: &SetRequest, now: SystemTime) -> Result<Entry, StateError> {
     let expires = ttl_of(&req.metadata)?.map(|ttl| now + ttl);
-    Ok(Entry { data: req.value.clone(), etag: new_etag(), expires })
+    Ok(Entry {
+        data: req.value.clone(),
+        etag: new_etag(),
+        expires,
+    })
 }
 
 impl StateStore for MemoryStore {
     fn features(&self) -> Features {
-        Features { etag: true, transactional: true, ttl: true, query: true }
+        Features {
+            etag: true,
+            transactional: true,
+            ttl: true,
+            query: true,
+        }
     }
 
     fn get(&self, key: String, _metadata: Metadata) -> BoxFuture<Result<Option<Item>, StateError>> {
@@ -93,7 +106,11 @@ impl StateStore for MemoryStore {
                     if let Some(t) = e.expires {
                         metadata.insert("ttlExpireTime".into(), rfc3339(t));
                     }
-                    Ok(Some(Item { data: e.data.clone(), etag: Some(e.etag.clone()), metadata }))
+                    Ok(Some(Item {
+                        data: e.data.clone(),
+                        etag: Some(e.etag.clone()),
+                        metadata,
+                    }))
                 }
                 Some(_) => {
                     map.remove(&key);

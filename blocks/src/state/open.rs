@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{
-    Encrypted, EncryptionKey, KeyPrefix, MemoryStore, PostgresStore, RedisSettings, RedisStore, SqliteStore, StateStore,
+    Encrypted, EncryptionKey, KeyPrefix, MemoryStore, PostgresStore, RedisSettings, RedisStore,
+    SqliteStore, StateStore,
 };
 use crate::{Component, ComponentError};
 
@@ -40,7 +41,8 @@ pub struct StateComponent {
 }
 
 /// A store's service behind layers whose errors are boxed.
-pub type Layered = tower::util::BoxCloneSyncService<super::StateRequest, super::StateResponse, tower::BoxError>;
+pub type Layered =
+    tower::util::BoxCloneSyncService<super::StateRequest, super::StateResponse, tower::BoxError>;
 
 impl StateComponent {
     /// The store as a tower service, for callers that wrap it in layers.
@@ -50,12 +52,17 @@ impl StateComponent {
 }
 
 fn err(field: &str, message: impl Into<String>) -> Vec<ComponentError> {
-    vec![ComponentError { field: field.into(), message: message.into() }]
+    vec![ComponentError {
+        field: field.into(),
+        message: message.into(),
+    }]
 }
 
 /// The component's literal metadata, names lower-cased (Dapr matches them case-insensitively).
 /// References to secrets and environment variables are refused until secrets land.
-pub(crate) fn literal_metadata(c: &Component) -> Result<BTreeMap<String, String>, Vec<ComponentError>> {
+pub(crate) fn literal_metadata(
+    c: &Component,
+) -> Result<BTreeMap<String, String>, Vec<ComponentError>> {
     let mut out = BTreeMap::new();
     let mut errors = Vec::new();
     for (i, item) in c.spec.metadata.iter().enumerate() {
@@ -67,14 +74,21 @@ pub(crate) fn literal_metadata(c: &Component) -> Result<BTreeMap<String, String>
                 errors.push(ComponentError {
                     field: format!("spec.metadata[{i}]"),
                     // The sidecar resolves references before opening (`secrets::resolve_references`).
-                    message: format!("{:?}: secretKeyRef/envRef was not resolved to a value", item.name),
+                    message: format!(
+                        "{:?}: secretKeyRef/envRef was not resolved to a value",
+                        item.name
+                    ),
                 });
                 continue;
             }
         };
         out.insert(item.name.to_ascii_lowercase(), value);
     }
-    if errors.is_empty() { Ok(out) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
+    }
 }
 
 /// Opens a state component: connects to its server, if it has one. Must run inside a tokio
@@ -87,11 +101,18 @@ pub async fn open(c: &Component, ctx: &OpenContext) -> Result<StateComponent, Ve
     let store: Arc<dyn StateStore> = match c.spec.type_.as_str() {
         "state.in-memory" => Arc::new(MemoryStore::new()),
         "state.sqlite" => {
-            let conn = md.get("connectionstring").map(String::as_str).unwrap_or("state.db");
+            let conn = md
+                .get("connectionstring")
+                .map(String::as_str)
+                .unwrap_or("state.db");
             let path = sqlite_path(conn, &ctx.data_dir);
             let table = md.get("tablename").map(String::as_str).unwrap_or("state");
-            let store = SqliteStore::open(&path, table)
-                .map_err(|e| err("spec.metadata.connectionString", format!("{}: {e}", path.display())))?;
+            let store = SqliteStore::open(&path, table).map_err(|e| {
+                err(
+                    "spec.metadata.connectionString",
+                    format!("{}: {e}", path.display()),
+                )
+            })?;
             let sweeper = store.clone();
             start_sweeper(&md, move || {
                 let s = sweeper.clone();
@@ -101,9 +122,12 @@ pub async fn open(c: &Component, ctx: &OpenContext) -> Result<StateComponent, Ve
         }
         "state.redis" => {
             let settings = redis_settings(&md)?;
-            let store = RedisStore::connect(&settings)
-                .await
-                .map_err(|e| err("spec.metadata.redisHost", format!("{}:{}: {e}", settings.host, settings.port)))?;
+            let store = RedisStore::connect(&settings).await.map_err(|e| {
+                err(
+                    "spec.metadata.redisHost",
+                    format!("{}:{}: {e}", settings.host, settings.port),
+                )
+            })?;
             Arc::new(store)
         }
         "state.postgresql" => {
@@ -116,7 +140,12 @@ pub async fn open(c: &Component, ctx: &OpenContext) -> Result<StateComponent, Ve
                 None | Some("") => Duration::from_secs(10),
                 Some(v) => match parse_interval(v) {
                     Some(Some(d)) => d,
-                    _ => return Err(err("spec.metadata.timeout", format!("{v:?} is not a duration like 10s"))),
+                    _ => {
+                        return Err(err(
+                            "spec.metadata.timeout",
+                            format!("{v:?} is not a duration like 10s"),
+                        ));
+                    }
                 },
             };
             let store = PostgresStore::connect(conn, table, timeout)
@@ -129,16 +158,23 @@ pub async fn open(c: &Component, ctx: &OpenContext) -> Result<StateComponent, Ve
             })?;
             Arc::new(store)
         }
-        other => return Err(err("spec.type", format!("{other:?} is not a state store type this build supports"))),
+        other => {
+            return Err(err(
+                "spec.type",
+                format!("{other:?} is not a state store type this build supports"),
+            ));
+        }
     };
     let store = match md.get("primaryencryptionkey").filter(|v| !v.is_empty()) {
         None => store,
         Some(primary) => {
-            let primary = EncryptionKey::from_hex(primary).map_err(|e| err("spec.metadata.primaryEncryptionKey", e))?;
+            let primary = EncryptionKey::from_hex(primary)
+                .map_err(|e| err("spec.metadata.primaryEncryptionKey", e))?;
             let secondary = match md.get("secondaryencryptionkey").filter(|v| !v.is_empty()) {
-                Some(k) => {
-                    Some(EncryptionKey::from_hex(k).map_err(|e| err("spec.metadata.secondaryEncryptionKey", e))?)
-                }
+                Some(k) => Some(
+                    EncryptionKey::from_hex(k)
+                        .map_err(|e| err("spec.metadata.secondaryEncryptionKey", e))?,
+                ),
                 None => None,
             };
             Arc::new(Encrypted::new(store, primary, secondary))
@@ -147,7 +183,11 @@ pub async fn open(c: &Component, ctx: &OpenContext) -> Result<StateComponent, Ve
     Ok(StateComponent {
         name: c.metadata.name.clone(),
         type_: c.spec.type_.clone(),
-        version: if c.spec.version.is_empty() { "v1".into() } else { c.spec.version.clone() },
+        version: if c.spec.version.is_empty() {
+            "v1".into()
+        } else {
+            c.spec.version.clone()
+        },
         store,
         prefix,
         layered: None,
@@ -160,10 +200,17 @@ fn start_sweeper<F>(md: &BTreeMap<String, String>, sweep: F) -> Result<(), Vec<C
 where
     F: Fn() -> super::BoxFuture<Result<(), super::StateError>> + Send + 'static,
 {
-    let every = match md.get("cleanupinterval").or(md.get("cleanupintervalinseconds")).map(String::as_str) {
+    let every = match md
+        .get("cleanupinterval")
+        .or(md.get("cleanupintervalinseconds"))
+        .map(String::as_str)
+    {
         None | Some("") => Some(Duration::from_secs(3600)),
         Some(v) => parse_interval(v).ok_or_else(|| {
-            err("spec.metadata.cleanupInterval", format!("{v:?} is not a duration like 1h or 0 (off)"))
+            err(
+                "spec.metadata.cleanupInterval",
+                format!("{v:?} is not a duration like 1h or 0 (off)"),
+            )
         })?,
     };
     if let Some(every) = every {
@@ -184,44 +231,67 @@ where
 /// Dapr's Redis metadata: `redisHost` (`host:port`), `redisPort`, `redisUsername`,
 /// `redisPassword`, `redisDB`, `enableTLS`, `insecureSkipTLSVerify`, `ttlInSeconds`, and
 /// `dialTimeout`/`readTimeout`. Cluster and sentinel modes are refused by name.
-pub(crate) fn redis_settings(md: &BTreeMap<String, String>) -> Result<RedisSettings, Vec<ComponentError>> {
+pub(crate) fn redis_settings(
+    md: &BTreeMap<String, String>,
+) -> Result<RedisSettings, Vec<ComponentError>> {
     let get = |k: &str| md.get(k).map(String::as_str).filter(|v| !v.is_empty());
     let flag = |k: &str, name: &str| -> Result<bool, Vec<ComponentError>> {
         match get(k).map(str::to_ascii_lowercase).as_deref() {
             None | Some("false") | Some("0") => Ok(false),
             Some("true") | Some("1") => Ok(true),
-            Some(v) => Err(err(&format!("spec.metadata.{name}"), format!("{v:?} is not true or false"))),
+            Some(v) => Err(err(
+                &format!("spec.metadata.{name}"),
+                format!("{v:?} is not true or false"),
+            )),
         }
     };
-    let host = get("redishost").ok_or_else(|| err("spec.metadata.redisHost", "is required (host:port)"))?;
+    let host = get("redishost")
+        .ok_or_else(|| err("spec.metadata.redisHost", "is required (host:port)"))?;
     if host.contains(',')
         || get("redistype").is_some_and(|t| t.eq_ignore_ascii_case("cluster"))
         || flag("failover", "failover")?
     {
         return Err(err(
             "spec.metadata.redisHost",
-            format!("{host:?}: cluster and sentinel modes are not supported yet; give one host:port"),
+            format!(
+                "{host:?}: cluster and sentinel modes are not supported yet; give one host:port"
+            ),
         ));
     }
     let default_port = match get("redisport") {
         None => 6379,
-        Some(p) => p.parse().map_err(|_| err("spec.metadata.redisPort", format!("{p:?} is not a port")))?,
+        Some(p) => p
+            .parse()
+            .map_err(|_| err("spec.metadata.redisPort", format!("{p:?} is not a port")))?,
     };
     let (h, port) = match host.rsplit_once(':') {
-        Some((h, p)) if !h.is_empty() => {
-            (h, p.parse().map_err(|_| err("spec.metadata.redisHost", format!("{host:?} has a bad port")))?)
-        }
+        Some((h, p)) if !h.is_empty() => (
+            h,
+            p.parse().map_err(|_| {
+                err(
+                    "spec.metadata.redisHost",
+                    format!("{host:?} has a bad port"),
+                )
+            })?,
+        ),
         _ => (host, default_port),
     };
     let db = match get("redisdb") {
         None => 0,
-        Some(v) => v.parse().map_err(|_| err("spec.metadata.redisDB", format!("{v:?} is not a number")))?,
+        Some(v) => v
+            .parse()
+            .map_err(|_| err("spec.metadata.redisDB", format!("{v:?} is not a number")))?,
     };
     let timeout = match get("readtimeout").or(get("dialtimeout")) {
         None => Duration::from_secs(5),
         Some(v) => match parse_interval(v) {
             Some(Some(d)) => d,
-            _ => return Err(err("spec.metadata.readTimeout", format!("{v:?} is not a duration like 5s"))),
+            _ => {
+                return Err(err(
+                    "spec.metadata.readTimeout",
+                    format!("{v:?} is not a duration like 5s"),
+                ));
+            }
         },
     };
     let default_ttl = match get("ttlinseconds") {
@@ -229,7 +299,12 @@ pub(crate) fn redis_settings(md: &BTreeMap<String, String>) -> Result<RedisSetti
         Some(v) => match v.parse::<i64>() {
             Ok(n) if n > 0 => Some(Duration::from_secs(n.unsigned_abs())),
             Ok(_) => None,
-            Err(_) => return Err(err("spec.metadata.ttlInSeconds", format!("{v:?} is not a whole number"))),
+            Err(_) => {
+                return Err(err(
+                    "spec.metadata.ttlInSeconds",
+                    format!("{v:?} is not a whole number"),
+                ));
+            }
         },
     };
     Ok(RedisSettings {
@@ -251,7 +326,11 @@ fn sqlite_path(conn: &str, data_dir: &Path) -> PathBuf {
     let p = conn.strip_prefix("file:").unwrap_or(conn);
     let p = p.split('?').next().unwrap_or(p);
     let p = Path::new(p);
-    if p.is_absolute() { p.to_owned() } else { data_dir.join(p) }
+    if p.is_absolute() {
+        p.to_owned()
+    } else {
+        data_dir.join(p)
+    }
 }
 
 /// `1h`, `30m`, `90s`, `500ms`; `0` (or a zero duration) turns the sweeper off.
@@ -268,7 +347,10 @@ mod tests {
     fn sqlite_paths_and_intervals() {
         let d = Path::new("/data");
         assert_eq!(sqlite_path("state.db", d), Path::new("/data/state.db"));
-        assert_eq!(sqlite_path("file:/abs/x.db?_journal=WAL", d), Path::new("/abs/x.db"));
+        assert_eq!(
+            sqlite_path("file:/abs/x.db?_journal=WAL", d),
+            Path::new("/abs/x.db")
+        );
         assert_eq!(parse_interval("1h"), Some(Some(Duration::from_secs(3600))));
         assert_eq!(parse_interval("0"), Some(None));
         assert_eq!(parse_interval("soon"), None);

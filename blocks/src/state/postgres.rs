@@ -15,8 +15,8 @@ use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMe
 use tokio_postgres::NoTls;
 
 use super::{
-    BoxFuture, Concurrency, DeleteRequest, Features, Item, Metadata, Operation, Query, QueryPage, Row, SetRequest,
-    StateError, StateStore, new_etag, rfc3339, ttl_of,
+    BoxFuture, Concurrency, DeleteRequest, Features, Item, Metadata, Operation, Query, QueryPage,
+    Row, SetRequest, StateError, StateStore, new_etag, rfc3339, ttl_of,
 };
 
 /// The PostgreSQL store.
@@ -32,23 +32,49 @@ fn pg_error(e: impl std::fmt::Display) -> StateError {
 }
 
 /// Runs `call` under `timeout`.
-async fn bounded<T>(timeout: Duration, call: impl Future<Output = Result<T, StateError>>) -> Result<T, StateError> {
-    tokio::time::timeout(timeout, call).await.unwrap_or(Err(StateError::Timeout(timeout)))
+async fn bounded<T>(
+    timeout: Duration,
+    call: impl Future<Output = Result<T, StateError>>,
+) -> Result<T, StateError> {
+    tokio::time::timeout(timeout, call)
+        .await
+        .unwrap_or(Err(StateError::Timeout(timeout)))
 }
 
 impl PostgresStore {
     /// Connects with a libpq-style connection string (`host=… user=… dbname=…` or a
     /// `postgres://` URL) and creates the table if needed.
     pub async fn connect(conn: &str, table: &str, timeout: Duration) -> Result<Self, StateError> {
-        if table.is_empty() || table.len() > 63 || !table.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-            return Err(StateError::BadRequest(format!("tableName {table:?} must be letters, digits and '_'")));
+        if table.is_empty()
+            || table.len() > 63
+            || !table
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        {
+            return Err(StateError::BadRequest(format!(
+                "tableName {table:?} must be letters, digits and '_'"
+            )));
         }
-        let mut cfg: tokio_postgres::Config =
-            conn.parse().map_err(|e| StateError::BadRequest(format!("connectionString: {e}")))?;
+        let mut cfg: tokio_postgres::Config = conn
+            .parse()
+            .map_err(|e| StateError::BadRequest(format!("connectionString: {e}")))?;
         cfg.connect_timeout(timeout);
-        let manager = Manager::from_config(cfg, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
-        let pool = Pool::builder(manager).max_size(16).build().map_err(pg_error)?;
-        let store = Self { pool, table: table.into(), timeout };
+        let manager = Manager::from_config(
+            cfg,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(16)
+            .build()
+            .map_err(pg_error)?;
+        let store = Self {
+            pool,
+            table: table.into(),
+            timeout,
+        };
         bounded(timeout, store.create_table()).await?;
         Ok(store)
     }
@@ -57,9 +83,12 @@ impl PostgresStore {
         let mut client = self.pool.get().await.map_err(pg_error)?;
         let tx = client.transaction().await.map_err(pg_error)?;
         // Serialise creators: CREATE TABLE IF NOT EXISTS alone can race on the type catalog.
-        tx.execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[&format!("outrider-state-{}", self.table)])
-            .await
-            .map_err(pg_error)?;
+        tx.execute(
+            "SELECT pg_advisory_xact_lock(hashtext($1))",
+            &[&format!("outrider-state-{}", self.table)],
+        )
+        .await
+        .map_err(pg_error)?;
         let t = &self.table;
         tx.batch_execute(&format!(
             "CREATE TABLE IF NOT EXISTS {t} (
@@ -79,7 +108,13 @@ impl PostgresStore {
     /// Deletes expired rows; returns how many.
     pub async fn sweep_expired(&self) -> Result<u64, StateError> {
         let client = self.pool.get().await.map_err(pg_error)?;
-        client.execute(&format!("DELETE FROM {} WHERE expires_at <= now()", self.table), &[]).await.map_err(pg_error)
+        client
+            .execute(
+                &format!("DELETE FROM {} WHERE expires_at <= now()", self.table),
+                &[],
+            )
+            .await
+            .map_err(pg_error)
     }
 }
 
@@ -93,9 +128,11 @@ async fn apply_set(c: &impl GenericClient, t: &str, r: &SetRequest) -> Result<()
     let etag = new_etag();
     let value: &[u8] = &r.value;
     // JSON values are also stored as JSONB, for queries; anything else is bytes only.
-    let json: Option<&str> =
-        serde_json::from_slice::<serde::de::IgnoredAny>(value).ok().and_then(|_| std::str::from_utf8(value).ok());
-    let expires = "CASE WHEN $4::float8 IS NULL THEN NULL ELSE now() + make_interval(secs => $4::float8) END";
+    let json: Option<&str> = serde_json::from_slice::<serde::de::IgnoredAny>(value)
+        .ok()
+        .and_then(|_| std::str::from_utf8(value).ok());
+    let expires =
+        "CASE WHEN $4::float8 IS NULL THEN NULL ELSE now() + make_interval(secs => $4::float8) END";
     let n = match (&r.etag, r.options.concurrency) {
         (Some(want), _) => {
             c.execute(
@@ -141,7 +178,11 @@ async fn apply_set(c: &impl GenericClient, t: &str, r: &SetRequest) -> Result<()
     Ok(())
 }
 
-async fn apply_delete(c: &impl GenericClient, t: &str, r: &DeleteRequest) -> Result<(), StateError> {
+async fn apply_delete(
+    c: &impl GenericClient,
+    t: &str,
+    r: &DeleteRequest,
+) -> Result<(), StateError> {
     match &r.etag {
         Some(want) => {
             let n = c
@@ -154,11 +195,15 @@ async fn apply_delete(c: &impl GenericClient, t: &str, r: &DeleteRequest) -> Res
                 .await
                 .map_err(pg_error)?;
             if n == 0 {
-                return Err(StateError::EtagMismatch(format!("etag {want:?} does not match")));
+                return Err(StateError::EtagMismatch(format!(
+                    "etag {want:?} does not match"
+                )));
             }
         }
         None => {
-            c.execute(&format!("DELETE FROM {t} WHERE key = $1"), &[&r.key]).await.map_err(pg_error)?;
+            c.execute(&format!("DELETE FROM {t} WHERE key = $1"), &[&r.key])
+                .await
+                .map_err(pg_error)?;
         }
     }
     Ok(())
@@ -166,7 +211,12 @@ async fn apply_delete(c: &impl GenericClient, t: &str, r: &DeleteRequest) -> Res
 
 impl StateStore for PostgresStore {
     fn features(&self) -> Features {
-        Features { etag: true, transactional: true, ttl: true, query: true }
+        Features {
+            etag: true,
+            transactional: true,
+            ttl: true,
+            query: true,
+        }
     }
 
     fn get(&self, key: String, _metadata: Metadata) -> BoxFuture<Result<Option<Item>, StateError>> {
@@ -185,7 +235,11 @@ impl StateStore for PostgresStore {
                 if let Some(at) = r.get::<_, Option<SystemTime>>(2) {
                     metadata.insert("ttlExpireTime".into(), rfc3339(at));
                 }
-                Item { data: Bytes::from(r.get::<_, Vec<u8>>(0)), etag: Some(r.get(1)), metadata }
+                Item {
+                    data: Bytes::from(r.get::<_, Vec<u8>>(0)),
+                    etag: Some(r.get(1)),
+                    metadata,
+                }
             }))
         }))
     }
@@ -211,12 +265,20 @@ impl StateStore for PostgresStore {
         Box::pin(bounded(this.timeout, async move {
             let client = this.pool.get().await.map_err(pg_error)?;
             let (stmt, params) = sql::SqlQuery::new(prefix).statement(&this.table, &query);
-            let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
-                params.iter().map(|p| p.as_ref() as &(dyn tokio_postgres::types::ToSql + Sync)).collect();
+            let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params
+                .iter()
+                .map(|p| p.as_ref() as &(dyn tokio_postgres::types::ToSql + Sync))
+                .collect();
             let rows = client.query(&stmt, &refs).await.map_err(pg_error)?;
             let mut items: Vec<Row> = rows
                 .iter()
-                .map(|r| (r.get::<_, String>(0), Bytes::from(r.get::<_, Vec<u8>>(1)), Some(r.get::<_, String>(2))))
+                .map(|r| {
+                    (
+                        r.get::<_, String>(0),
+                        Bytes::from(r.get::<_, Vec<u8>>(1)),
+                        Some(r.get::<_, String>(2)),
+                    )
+                })
                 .collect();
             let token = match query.limit {
                 Some(limit) if items.len() > limit => {

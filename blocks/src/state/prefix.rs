@@ -24,7 +24,9 @@ pub struct KeyPrefixError(pub String);
 impl KeyPrefix {
     /// Parses the metadata value (case-insensitive names; anything else is a literal prefix).
     pub fn parse(v: Option<&str>) -> Result<Self, KeyPrefixError> {
-        let Some(v) = v.map(str::trim).filter(|v| !v.is_empty()) else { return Ok(Self::AppId) };
+        let Some(v) = v.map(str::trim).filter(|v| !v.is_empty()) else {
+            return Ok(Self::AppId);
+        };
         Ok(match v.to_ascii_lowercase().as_str() {
             "appid" => Self::AppId,
             "name" => Self::Name,
@@ -65,7 +67,11 @@ mod tests {
             (Some("tenant-7"), "tenant-7||"),
         ];
         for (v, want) in cases {
-            assert_eq!(KeyPrefix::parse(v).unwrap().prefix("app", "store", "ns"), want, "{v:?}");
+            assert_eq!(
+                KeyPrefix::parse(v).unwrap().prefix("app", "store", "ns"),
+                want,
+                "{v:?}"
+            );
         }
         assert!(KeyPrefix::parse(Some("a||b")).is_err());
         assert_eq!(KeyPrefix::AppId.prefix("", "s", "ns"), "");

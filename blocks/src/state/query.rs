@@ -63,7 +63,9 @@ fn bad(msg: impl Into<String>) -> QueryError {
 fn path(p: &str) -> Result<Vec<String>, QueryError> {
     let parts: Vec<String> = p.split('.').map(str::to_owned).collect();
     if p.is_empty() || parts.iter().any(String::is_empty) {
-        return Err(bad(format!("field path {p:?} is empty or has an empty segment")));
+        return Err(bad(format!(
+            "field path {p:?} is empty or has an empty segment"
+        )));
     }
     Ok(parts)
 }
@@ -80,7 +82,10 @@ fn single(op: &str, v: &Value) -> Result<(Vec<String>, Value), QueryError> {
 }
 
 fn parse_filter(v: &Value) -> Result<Filter, QueryError> {
-    let m = v.as_object().filter(|m| m.len() == 1).ok_or_else(|| bad("a filter is an object with one operator"))?;
+    let m = v
+        .as_object()
+        .filter(|m| m.len() == 1)
+        .ok_or_else(|| bad("a filter is an object with one operator"))?;
     let (op, arg) = m.iter().next().expect("one entry");
     let list = |arg: &Value| -> Result<Vec<Filter>, QueryError> {
         let items = arg
@@ -94,7 +99,9 @@ fn parse_filter(v: &Value) -> Result<Filter, QueryError> {
         "NEQ" => single(op, arg).map(|(p, v)| Filter::Neq(p, v))?,
         "IN" => {
             let (p, v) = single(op, arg)?;
-            let Value::Array(values) = v else { return Err(bad("IN takes {\"field\": [values]}")) };
+            let Value::Array(values) = v else {
+                return Err(bad("IN takes {\"field\": [values]}"));
+            };
             Filter::In(p, values)
         }
         "GT" => single(op, arg).map(|(p, v)| Filter::Cmp(p, Ordering::Greater, false, v))?,
@@ -110,7 +117,9 @@ fn parse_filter(v: &Value) -> Result<Filter, QueryError> {
 impl Query {
     /// Parses a query document.
     pub fn parse(v: &Value) -> Result<Self, QueryError> {
-        let m = v.as_object().ok_or_else(|| bad("the query must be a JSON object"))?;
+        let m = v
+            .as_object()
+            .ok_or_else(|| bad("the query must be a JSON object"))?;
         let filter = match m.get("filter") {
             None | Some(Value::Null) => None,
             Some(f) if f.as_object().is_some_and(|o| o.is_empty()) => None,
@@ -121,13 +130,19 @@ impl Query {
             Some(Value::Array(a)) => a
                 .iter()
                 .map(|s| {
-                    let key = s.get("key").and_then(Value::as_str).ok_or_else(|| bad("a sort entry needs \"key\""))?;
+                    let key = s
+                        .get("key")
+                        .and_then(Value::as_str)
+                        .ok_or_else(|| bad("a sort entry needs \"key\""))?;
                     let desc = match s.get("order").and_then(Value::as_str).unwrap_or("ASC") {
                         o if o.eq_ignore_ascii_case("ASC") => false,
                         o if o.eq_ignore_ascii_case("DESC") => true,
                         o => return Err(bad(format!("sort order {o:?} is not ASC or DESC"))),
                     };
-                    Ok(Sort { path: path(key)?, desc })
+                    Ok(Sort {
+                        path: path(key)?,
+                        desc,
+                    })
                 })
                 .collect::<Result<_, _>>()?,
             Some(_) => return Err(bad("\"sort\" must be an array")),
@@ -141,11 +156,22 @@ impl Query {
                 None => return Err(bad("page.limit must be a non-negative integer")),
             },
         };
-        let offset = match page.and_then(|p| p.get("token")).and_then(Value::as_str).filter(|t| !t.is_empty()) {
+        let offset = match page
+            .and_then(|p| p.get("token"))
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
+        {
             None => 0,
-            Some(t) => t.parse().map_err(|_| bad(format!("page token {t:?} is not one this store issued")))?,
+            Some(t) => t
+                .parse()
+                .map_err(|_| bad(format!("page token {t:?} is not one this store issued")))?,
         };
-        Ok(Self { filter, sort, limit, offset })
+        Ok(Self {
+            filter,
+            sort,
+            limit,
+            offset,
+        })
     }
 
     /// Filters, sorts and pages `(key, value)` candidates; returns the page and the token of the
@@ -267,8 +293,19 @@ impl<'q, T> Scan<'q, T> {
                 _ => Offer::More,
             };
         }
-        let keys = self.query.sort.iter().map(|s| lookup(value, &s.path).cloned()).collect();
-        let ranked = Ranked { sort: &self.query.sort, keys, seq: self.matched, size, row };
+        let keys = self
+            .query
+            .sort
+            .iter()
+            .map(|s| lookup(value, &s.path).cloned())
+            .collect();
+        let ranked = Ranked {
+            sort: &self.query.sort,
+            keys,
+            seq: self.matched,
+            size,
+            row,
+        };
         match end {
             None => {
                 self.kept_bytes = self.kept_bytes.saturating_add(size);
@@ -290,7 +327,11 @@ impl<'q, T> Scan<'q, T> {
                 }
             }
         }
-        if self.kept_bytes > self.max_bytes { Offer::TooLarge } else { Offer::More }
+        if self.kept_bytes > self.max_bytes {
+            Offer::TooLarge
+        } else {
+            Offer::More
+        }
     }
 
     /// The page, and the token of the next one if the rows offered hold more matches.
@@ -298,9 +339,17 @@ impl<'q, T> Scan<'q, T> {
         let page: Vec<T> = if self.query.sort.is_empty() {
             self.window
         } else {
-            let mut ranked = if self.query.end().is_some() { self.best.into_sorted_vec() } else { self.all };
+            let mut ranked = if self.query.end().is_some() {
+                self.best.into_sorted_vec()
+            } else {
+                self.all
+            };
             ranked.sort_unstable(); // already in order from the heap; sorts the unbounded list
-            ranked.into_iter().skip(self.query.offset).map(|r| r.row).collect()
+            ranked
+                .into_iter()
+                .skip(self.query.offset)
+                .map(|r| r.row)
+                .collect()
         };
         let end = self.query.offset + page.len();
         let token = (self.query.limit.is_some() && end < self.matched).then(|| end.to_string());
@@ -324,9 +373,11 @@ fn order(a: Option<&Value>, b: Option<&Value>) -> Ordering {
         }
     }
     match (a, b) {
-        (Some(Value::Number(x)), Some(Value::Number(y))) => {
-            x.as_f64().unwrap_or(f64::NAN).partial_cmp(&y.as_f64().unwrap_or(f64::NAN)).unwrap_or(Ordering::Equal)
-        }
+        (Some(Value::Number(x)), Some(Value::Number(y))) => x
+            .as_f64()
+            .unwrap_or(f64::NAN)
+            .partial_cmp(&y.as_f64().unwrap_or(f64::NAN))
+            .unwrap_or(Ordering::Equal),
         (Some(Value::String(x)), Some(Value::String(y))) => x.cmp(y),
         (Some(Value::Bool(x)), Some(Value::Bool(y))) => x.cmp(y),
         _ => rank(a).cmp(&rank(b)),
@@ -349,8 +400,12 @@ impl Filter {
             Filter::Neq(p, want) => !lookup(v, p).is_some_and(|x| equal(x, want)),
             Filter::In(p, wants) => lookup(v, p).is_some_and(|x| wants.iter().any(|w| equal(x, w))),
             Filter::Cmp(p, dir, or_equal, want) => match lookup(v, p) {
-                Some(x @ Value::Number(_)) if want.is_number() => cmp_ok(order(Some(x), Some(want)), *dir, *or_equal),
-                Some(x @ Value::String(_)) if want.is_string() => cmp_ok(order(Some(x), Some(want)), *dir, *or_equal),
+                Some(x @ Value::Number(_)) if want.is_number() => {
+                    cmp_ok(order(Some(x), Some(want)), *dir, *or_equal)
+                }
+                Some(x @ Value::String(_)) if want.is_string() => {
+                    cmp_ok(order(Some(x), Some(want)), *dir, *or_equal)
+                }
                 _ => false,
             },
             Filter::And(fs) => fs.iter().all(|f| f.matches(v)),

@@ -13,8 +13,8 @@ use redis::aio::ConnectionManager;
 use redis::{RedisError, Script, Value};
 
 use super::{
-    BoxFuture, Concurrency, Consistency, DeleteRequest, Features, Item, Metadata, Operation, SetRequest, StateError,
-    StateStore, rfc3339, ttl_of,
+    BoxFuture, Concurrency, Consistency, DeleteRequest, Features, Item, Metadata, Operation,
+    SetRequest, StateError, StateStore, rfc3339, ttl_of,
 };
 
 /// Reads a key: `{data, version-or-false, pttl}`; legacy plain strings have no version.
@@ -145,7 +145,10 @@ pub(crate) fn client_for(s: &RedisSettings) -> redis::RedisResult<redis::Client>
 }
 
 /// Runs a Redis call under `timeout`; running out is reported as an I/O timeout.
-async fn bounded<T>(timeout: Duration, call: impl Future<Output = redis::RedisResult<T>>) -> redis::RedisResult<T> {
+async fn bounded<T>(
+    timeout: Duration,
+    call: impl Future<Output = redis::RedisResult<T>>,
+) -> redis::RedisResult<T> {
     match tokio::time::timeout(timeout, call).await {
         Ok(r) => r,
         Err(_) => Err(RedisError::from(std::io::Error::new(
@@ -187,10 +190,20 @@ fn args_of(op: &Operation, default_ttl: Option<Duration>) -> Result<[Vec<u8>; 5]
             let ttl = match ttl_of(&r.metadata)? {
                 Some(d) => d,
                 // An explicit negative TTL means "never"; absent means the component's default.
-                None if r.metadata.keys().any(|k| k.eq_ignore_ascii_case("ttlInSeconds")) => Duration::ZERO,
+                None if r
+                    .metadata
+                    .keys()
+                    .any(|k| k.eq_ignore_ascii_case("ttlInSeconds")) =>
+                {
+                    Duration::ZERO
+                }
                 None => default_ttl.unwrap_or_default(),
             };
-            let first = if r.options.concurrency == Concurrency::FirstWrite { "1" } else { "0" };
+            let first = if r.options.concurrency == Concurrency::FirstWrite {
+                "1"
+            } else {
+                "0"
+            };
             [
                 b"s".to_vec(),
                 r.value.to_vec(),
@@ -199,9 +212,13 @@ fn args_of(op: &Operation, default_ttl: Option<Duration>) -> Result<[Vec<u8>; 5]
                 ttl.as_millis().to_string().into_bytes(),
             ]
         }
-        Operation::Delete(r) => {
-            [b"d".to_vec(), Vec::new(), check_etag(&r.etag)?.into_bytes(), b"0".to_vec(), b"0".to_vec()]
-        }
+        Operation::Delete(r) => [
+            b"d".to_vec(),
+            Vec::new(),
+            check_etag(&r.etag)?.into_bytes(),
+            b"0".to_vec(),
+            b"0".to_vec(),
+        ],
     })
 }
 
@@ -219,11 +236,20 @@ fn strong(ops: &[Operation]) -> bool {
 /// Strong consistency: wait (at most a second, as daprd does) until every connected replica
 /// has the write. Without replicas there is nothing to wait for.
 async fn wait_for_replicas(conn: &mut ConnectionManager) -> redis::RedisResult<()> {
-    let info: String = redis::cmd("INFO").arg("replication").query_async(conn).await?;
-    let replicas =
-        info.lines().find_map(|l| l.strip_prefix("connected_slaves:")).and_then(|v| v.trim().parse::<u32>().ok());
+    let info: String = redis::cmd("INFO")
+        .arg("replication")
+        .query_async(conn)
+        .await?;
+    let replicas = info
+        .lines()
+        .find_map(|l| l.strip_prefix("connected_slaves:"))
+        .and_then(|v| v.trim().parse::<u32>().ok());
     if let Some(n) = replicas.filter(|n| *n > 0) {
-        let _acked: i64 = redis::cmd("WAIT").arg(n).arg(1000).query_async(conn).await?;
+        let _acked: i64 = redis::cmd("WAIT")
+            .arg(n)
+            .arg(1000)
+            .query_async(conn)
+            .await?;
     }
     Ok(())
 }
@@ -247,12 +273,16 @@ impl RedisStore {
             .set_number_of_retries(2)
             .set_min_delay(Duration::from_millis(50))
             .set_max_delay(Duration::from_millis(500));
-        let conn = tokio::time::timeout(s.timeout, client.get_connection_manager_with_config(config))
-            .await
-            .map_err(|_| {
-                StateError::Store(format!("redis at {}:{}: no answer within {:?}", s.host, s.port, s.timeout))
-            })?
-            .map_err(|e| StateError::Store(format!("redis at {}:{}: {e}", s.host, s.port)))?;
+        let conn =
+            tokio::time::timeout(s.timeout, client.get_connection_manager_with_config(config))
+                .await
+                .map_err(|_| {
+                    StateError::Store(format!(
+                        "redis at {}:{}: no answer within {:?}",
+                        s.host, s.port, s.timeout
+                    ))
+                })?
+                .map_err(|e| StateError::Store(format!("redis at {}:{}: {e}", s.host, s.port)))?;
         Ok(Self {
             conn,
             timeout: s.timeout,
@@ -266,22 +296,33 @@ impl RedisStore {
 
 impl StateStore for RedisStore {
     fn features(&self) -> Features {
-        Features { etag: true, transactional: true, ttl: true, query: false }
+        Features {
+            etag: true,
+            transactional: true,
+            ttl: true,
+            query: false,
+        }
     }
 
     fn get(&self, key: String, _metadata: Metadata) -> BoxFuture<Result<Option<Item>, StateError>> {
         let (mut conn, script, timeout) = (self.conn.clone(), self.get.clone(), self.timeout);
         Box::pin(async move {
-            let v: Value =
-                bounded(timeout, script.key(&key).invoke_async(&mut conn)).await.map_err(|e| store_error(&e))?;
-            let Value::Array(parts) = v else { return Ok(None) };
+            let v: Value = bounded(timeout, script.key(&key).invoke_async(&mut conn))
+                .await
+                .map_err(|e| store_error(&e))?;
+            let Value::Array(parts) = v else {
+                return Ok(None);
+            };
             let bytes = |v: &Value| match v {
                 Value::BulkString(b) => Some(b.clone()),
                 Value::SimpleString(s) => Some(s.clone().into_bytes()),
                 _ => None,
             };
             let data = parts.first().and_then(bytes).unwrap_or_default();
-            let etag = parts.get(1).and_then(bytes).map(|b| String::from_utf8_lossy(&b).into_owned());
+            let etag = parts
+                .get(1)
+                .and_then(bytes)
+                .map(|b| String::from_utf8_lossy(&b).into_owned());
             let mut metadata = Metadata::new();
             if let Some(Value::Int(ms)) = parts.get(2)
                 && *ms > 0
@@ -289,7 +330,11 @@ impl StateStore for RedisStore {
                 let at = SystemTime::now() + Duration::from_millis(ms.unsigned_abs());
                 metadata.insert("ttlExpireTime".into(), rfc3339(at));
             }
-            Ok(Some(Item { data: Bytes::from(data), etag, metadata }))
+            Ok(Some(Item {
+                data: Bytes::from(data),
+                etag,
+                metadata,
+            }))
         })
     }
 
@@ -302,7 +347,12 @@ impl StateStore for RedisStore {
     }
 
     fn multi(&self, ops: Vec<Operation>) -> BoxFuture<Result<(), StateError>> {
-        let (mut conn, script, ttl, timeout) = (self.conn.clone(), self.many.clone(), self.default_ttl, self.timeout);
+        let (mut conn, script, ttl, timeout) = (
+            self.conn.clone(),
+            self.many.clone(),
+            self.default_ttl,
+            self.timeout,
+        );
         Box::pin(async move {
             if ops.is_empty() {
                 return Ok(());
@@ -314,9 +364,14 @@ impl StateStore for RedisStore {
                     inv.arg(a);
                 }
             }
-            bounded(timeout, inv.invoke_async::<Value>(&mut conn)).await.map(drop).map_err(script_error)?;
+            bounded(timeout, inv.invoke_async::<Value>(&mut conn))
+                .await
+                .map(drop)
+                .map_err(script_error)?;
             if strong(&ops) {
-                bounded(timeout, wait_for_replicas(&mut conn)).await.map_err(|e| store_error(&e))?;
+                bounded(timeout, wait_for_replicas(&mut conn))
+                    .await
+                    .map_err(|e| store_error(&e))?;
             }
             Ok(())
         })
@@ -325,16 +380,26 @@ impl StateStore for RedisStore {
 
 impl RedisStore {
     fn run_one(&self, op: Operation) -> BoxFuture<Result<(), StateError>> {
-        let (mut conn, script, ttl, timeout) = (self.conn.clone(), self.one.clone(), self.default_ttl, self.timeout);
+        let (mut conn, script, ttl, timeout) = (
+            self.conn.clone(),
+            self.one.clone(),
+            self.default_ttl,
+            self.timeout,
+        );
         Box::pin(async move {
             let mut inv = script.prepare_invoke();
             inv.key(key_of(&op));
             for a in args_of(&op, ttl)? {
                 inv.arg(a);
             }
-            bounded(timeout, inv.invoke_async::<Value>(&mut conn)).await.map(drop).map_err(script_error)?;
+            bounded(timeout, inv.invoke_async::<Value>(&mut conn))
+                .await
+                .map(drop)
+                .map_err(script_error)?;
             if strong(std::slice::from_ref(&op)) {
-                bounded(timeout, wait_for_replicas(&mut conn)).await.map_err(|e| store_error(&e))?;
+                bounded(timeout, wait_for_replicas(&mut conn))
+                    .await
+                    .map_err(|e| store_error(&e))?;
             }
             Ok(())
         })

@@ -8,7 +8,8 @@ use std::task::{Context, Poll};
 use tower::Service;
 
 use super::{
-    BoxFuture, DeleteRequest, Item, Metadata, Operation, Query, QueryPage, SetRequest, StateError, StateStore,
+    BoxFuture, DeleteRequest, Item, Metadata, Operation, Query, QueryPage, SetRequest, StateError,
+    StateStore,
 };
 
 /// A state operation.
@@ -101,16 +102,49 @@ mod tests {
     #[tokio::test]
     async fn dispatches_every_request_to_the_store() {
         let svc = StateService::new(Arc::new(MemoryStore::new()));
-        let set = SetRequest { key: "k".into(), value: Bytes::from_static(b"1"), ..Default::default() };
-        assert_eq!(svc.clone().oneshot(StateRequest::Set(set)).await, Ok(StateResponse::Done));
-        let got = svc.clone().oneshot(StateRequest::Get { key: "k".into(), metadata: Metadata::new() }).await.unwrap();
-        let StateResponse::Item(Some(item)) = got else { panic!("{got:?}") };
+        let set = SetRequest {
+            key: "k".into(),
+            value: Bytes::from_static(b"1"),
+            ..Default::default()
+        };
+        assert_eq!(
+            svc.clone().oneshot(StateRequest::Set(set)).await,
+            Ok(StateResponse::Done)
+        );
+        let got = svc
+            .clone()
+            .oneshot(StateRequest::Get {
+                key: "k".into(),
+                metadata: Metadata::new(),
+            })
+            .await
+            .unwrap();
+        let StateResponse::Item(Some(item)) = got else {
+            panic!("{got:?}")
+        };
         assert_eq!(item.data.as_ref(), b"1");
         let q = Query::parse(&serde_json::json!({})).unwrap();
-        let page = svc.clone().oneshot(StateRequest::Query { prefix: String::new(), query: q }).await.unwrap();
+        let page = svc
+            .clone()
+            .oneshot(StateRequest::Query {
+                prefix: String::new(),
+                query: q,
+            })
+            .await
+            .unwrap();
         assert!(matches!(page, StateResponse::Page(p) if p.items.len() == 1));
-        let del = DeleteRequest { key: "k".into(), etag: Some("stale".into()), ..Default::default() };
-        assert!(matches!(svc.clone().oneshot(StateRequest::Delete(del)).await, Err(StateError::EtagMismatch(_))));
-        assert_eq!(svc.oneshot(StateRequest::Multi(Vec::new())).await, Ok(StateResponse::Done));
+        let del = DeleteRequest {
+            key: "k".into(),
+            etag: Some("stale".into()),
+            ..Default::default()
+        };
+        assert!(matches!(
+            svc.clone().oneshot(StateRequest::Delete(del)).await,
+            Err(StateError::EtagMismatch(_))
+        ));
+        assert_eq!(
+            svc.oneshot(StateRequest::Multi(Vec::new())).await,
+            Ok(StateResponse::Done)
+        );
     }
 }

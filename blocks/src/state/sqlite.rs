@@ -17,11 +17,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params, params_from_iter};
+use rusqlite::{
+    Connection, OpenFlags, OptionalExtension, TransactionBehavior, params, params_from_iter,
+};
 
 use super::{
-    BoxFuture, Concurrency, DeleteRequest, Features, Filter, Item, Metadata, Operation, Query, QueryPage, RowScan,
-    SetRequest, StateError, StateStore, new_etag, rfc3339, ttl_of,
+    BoxFuture, Concurrency, DeleteRequest, Features, Filter, Item, Metadata, Operation, Query,
+    QueryPage, RowScan, SetRequest, StateError, StateStore, new_etag, rfc3339, ttl_of,
 };
 
 /// The SQLite store.
@@ -47,22 +49,34 @@ impl SqliteStore {
     /// Opens (creating if needed) the database at `path` with a table `table` (letters, digits
     /// and `_` only).
     pub fn open(path: &Path, table: &str) -> Result<Self, StateError> {
-        if table.is_empty() || !table.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-            return Err(StateError::BadRequest(format!("tableName {table:?} must be letters, digits and '_'")));
+        if table.is_empty()
+            || !table
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        {
+            return Err(StateError::BadRequest(format!(
+                "tableName {table:?} must be letters, digits and '_'"
+            )));
         }
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| StateError::Store(format!("{}: {e}", dir.display())))?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StateError::Store(format!("{}: {e}", dir.display())))?;
         }
         let conn = Connection::open(path).map_err(db_error)?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(db_error)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(db_error)?;
-        conn.pragma_update(None, "synchronous", "NORMAL").map_err(db_error)?;
-        let vacuum: i64 = conn.pragma_query_value(None, "auto_vacuum", |r| r.get(0)).map_err(db_error)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(db_error)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(db_error)?;
+        let vacuum: i64 = conn
+            .pragma_query_value(None, "auto_vacuum", |r| r.get(0))
+            .map_err(db_error)?;
         if vacuum != INCREMENTAL {
             // A file made without it takes the mode only when rebuilt: once, at this start. A
             // rebuild needs room for a copy; without it the store works as before, only without
             // giving disk back.
-            conn.pragma_update(None, "auto_vacuum", "INCREMENTAL").map_err(db_error)?;
+            conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")
+                .map_err(db_error)?;
             if let Err(e) = conn.execute_batch("VACUUM") {
                 tracing::warn!(path = %path.display(), error = %e, "could not rebuild the state file for incremental vacuum");
             }
@@ -78,11 +92,17 @@ impl SqliteStore {
         .map_err(db_error)?;
         let reader = Connection::open_with_flags(
             path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
+            OpenFlags::SQLITE_OPEN_READ_ONLY
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                | OpenFlags::SQLITE_OPEN_URI,
         )
         .map_err(db_error)?;
         reader.busy_timeout(BUSY_TIMEOUT).map_err(db_error)?;
-        Ok(Self { conn: Arc::new(Mutex::new(conn)), reader: Arc::new(Mutex::new(reader)), table: table.into() })
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+            reader: Arc::new(Mutex::new(reader)),
+            table: table.into(),
+        })
     }
 
     /// Runs `f` on the connection, off the async runtime.
@@ -112,7 +132,9 @@ impl SqliteStore {
                     params![now_ms()],
                 )
                 .map_err(db_error)?;
-            let free: i64 = c.pragma_query_value(None, "freelist_count", |r| r.get(0)).map_err(db_error)?;
+            let free: i64 = c
+                .pragma_query_value(None, "freelist_count", |r| r.get(0))
+                .map_err(db_error)?;
             if free > 0 {
                 // Stepped to the end: each step may free only part of the list.
                 let mut vacuum = c.prepare("PRAGMA incremental_vacuum").map_err(db_error)?;
@@ -182,7 +204,9 @@ fn scan_rows(
 ) -> Result<QueryPage, StateError> {
     let mut args: Vec<rusqlite::types::Value> = vec![
         prefix.to_owned().into(),
-        i64::try_from(prefix.chars().count()).unwrap_or(i64::MAX).into(),
+        i64::try_from(prefix.chars().count())
+            .unwrap_or(i64::MAX)
+            .into(),
         now_ms().into(),
     ];
     let mut narrowed = String::new();
@@ -220,13 +244,19 @@ fn scan_rows(
 /// the query the last.)
 fn push_down(f: &Filter, sql: &mut String, args: &mut Vec<rusqlite::types::Value>) {
     let field = |path: &[String], args: &mut Vec<rusqlite::types::Value>| -> Option<String> {
-        if path.iter().any(|seg| seg.contains('"')) || args.len() + MAX_PUSHED_IN + 2 > MAX_PUSHED_ARGS {
+        if path.iter().any(|seg| seg.contains('"'))
+            || args.len() + MAX_PUSHED_IN + 2 > MAX_PUSHED_ARGS
+        {
             return None;
         }
-        let json_path = path.iter().fold("$".to_owned(), |p, seg| format!("{p}.\"{seg}\""));
+        let json_path = path
+            .iter()
+            .fold("$".to_owned(), |p, seg| format!("{p}.\"{seg}\""));
         args.push(json_path.into());
         let n = args.len();
-        Some(format!("CASE WHEN json_valid(CAST(value AS TEXT)) THEN json_extract(CAST(value AS TEXT), ?{n}) END"))
+        Some(format!(
+            "CASE WHEN json_valid(CAST(value AS TEXT)) THEN json_extract(CAST(value AS TEXT), ?{n}) END"
+        ))
     };
     match f {
         Filter::Eq(path, serde_json::Value::String(want)) => {
@@ -237,7 +267,8 @@ fn push_down(f: &Filter, sql: &mut String, args: &mut Vec<rusqlite::types::Value
         }
         // A long list is left to the row-by-row check: SQLite caps the parameters of a statement.
         Filter::In(path, wants)
-            if (1..=MAX_PUSHED_IN).contains(&wants.len()) && wants.iter().all(serde_json::Value::is_string) =>
+            if (1..=MAX_PUSHED_IN).contains(&wants.len())
+                && wants.iter().all(serde_json::Value::is_string) =>
         {
             if let Some(x) = field(path, args) {
                 let mut slots = Vec::new();
@@ -254,7 +285,8 @@ fn push_down(f: &Filter, sql: &mut String, args: &mut Vec<rusqlite::types::Value
 }
 
 fn apply_set(c: &Connection, t: &str, req: &SetRequest, now: i64) -> Result<(), StateError> {
-    let expires = ttl_of(&req.metadata)?.map(|d| now.saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)));
+    let expires = ttl_of(&req.metadata)?
+        .map(|d| now.saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)));
     let etag = new_etag();
     let value: &[u8] = &req.value;
     let changed = match (&req.etag, req.options.concurrency) {
@@ -306,11 +338,14 @@ fn apply_delete(c: &Connection, t: &str, req: &DeleteRequest, now: i64) -> Resul
                 )
                 .map_err(db_error)?;
             if n == 0 {
-                return Err(StateError::EtagMismatch(format!("etag {want:?} does not match")));
+                return Err(StateError::EtagMismatch(format!(
+                    "etag {want:?} does not match"
+                )));
             }
         }
         None => {
-            c.execute(&format!("DELETE FROM {t} WHERE key = ?1"), params![req.key]).map_err(db_error)?;
+            c.execute(&format!("DELETE FROM {t} WHERE key = ?1"), params![req.key])
+                .map_err(db_error)?;
         }
     }
     Ok(())
@@ -318,7 +353,12 @@ fn apply_delete(c: &Connection, t: &str, req: &DeleteRequest, now: i64) -> Resul
 
 impl StateStore for SqliteStore {
     fn features(&self) -> Features {
-        Features { etag: true, transactional: true, ttl: true, query: true }
+        Features {
+            etag: true,
+            transactional: true,
+            ttl: true,
+            query: true,
+        }
     }
 
     fn get(&self, key: String, _metadata: Metadata) -> BoxFuture<Result<Option<Item>, StateError>> {
@@ -355,7 +395,9 @@ impl StateStore for SqliteStore {
 
     fn multi(&self, ops: Vec<Operation>) -> BoxFuture<Result<(), StateError>> {
         self.blocking(move |c, t| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_error)?;
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(db_error)?;
             let now = now_ms();
             for op in &ops {
                 match op {

@@ -31,31 +31,52 @@ async fn main() -> std::io::Result<()> {
             _ = sigterm.recv() => return Ok(()),
         };
         tokio::spawn(async move {
-            let _ =
-                auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(tcp), service_fn(echo)).await;
+            let _ = auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(tcp), service_fn(echo))
+                .await;
         });
     }
 }
 
 async fn echo(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
     let (parts, body) = req.into_parts();
-    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
     if parts.uri.path() == "/dapr/subscribe" {
         let subs = concat!(
             r#"[{"pubsubname":"pubsub","topic":"orders","route":"/orders"},"#,
             r#"{"pubsubname":"pubsub","topic":"raw-orders","route":"/raw-orders","metadata":{"rawPayload":"true"}}]"#
         );
         let mut rsp = Response::new(Full::new(Bytes::from_static(subs.as_bytes())));
-        rsp.headers_mut().insert(header::CONTENT_TYPE, "application/json".parse().expect("static header"));
+        rsp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            "application/json".parse().expect("static header"),
+        );
         return Ok(rsp);
     }
-    if let Some(topic) = parts.uri.path().strip_prefix('/').filter(|t| *t == "orders" || *t == "raw-orders") {
-        eprintln!("echo-app received an event on {topic}: {}", String::from_utf8_lossy(&body));
+    if let Some(topic) = parts
+        .uri
+        .path()
+        .strip_prefix('/')
+        .filter(|t| *t == "orders" || *t == "raw-orders")
+    {
+        eprintln!(
+            "echo-app received an event on {topic}: {}",
+            String::from_utf8_lossy(&body)
+        );
     }
     let headers: serde_json::Map<String, serde_json::Value> = parts
         .headers
         .iter()
-        .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into()))
+        .map(|(k, v)| {
+            (
+                k.as_str().to_owned(),
+                String::from_utf8_lossy(v.as_bytes()).into(),
+            )
+        })
         .collect();
     let status = parts
         .uri
@@ -75,6 +96,9 @@ async fn echo(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallibl
     });
     let mut rsp = Response::new(Full::new(Bytes::from(reply.to_string())));
     *rsp.status_mut() = status;
-    rsp.headers_mut().insert(header::CONTENT_TYPE, "application/json".parse().expect("static header"));
+    rsp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        "application/json".parse().expect("static header"),
+    );
     Ok(rsp)
 }

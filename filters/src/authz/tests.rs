@@ -10,7 +10,11 @@ use crate::canonical::CanonicalLayer;
 use crate::normalize::{Rejection, canonical_path};
 
 fn caller() -> Arc<Caller> {
-    Arc::new(Caller { app_id: "a".into(), namespace: "default".into(), trust_domain: "public".into() })
+    Arc::new(Caller {
+        app_id: "a".into(),
+        namespace: "default".into(),
+        trust_domain: "public".into(),
+    })
 }
 
 /// App `a` may use `/public/**` and nothing under `/admin`; everything else falls to the
@@ -46,13 +50,26 @@ async fn send(path: &str, who: Option<Arc<Caller>>) -> Outcome {
         *seen.lock().unwrap() = Some(req.uri().to_string());
         async { Ok::<_, Infallible>(Response::new(())) }
     });
-    let svc = ServiceBuilder::new().layer(CanonicalLayer).layer(AuthorizeLayer::new(rx)).service(app);
-    let mut req = Request::builder().method("POST").uri(path).body(()).unwrap();
+    let svc = ServiceBuilder::new()
+        .layer(CanonicalLayer)
+        .layer(AuthorizeLayer::new(rx))
+        .service(app);
+    let mut req = Request::builder()
+        .method("POST")
+        .uri(path)
+        .body(())
+        .unwrap();
     if let Some(c) = who {
         req.extensions_mut().insert(c);
     }
     match svc.oneshot(req).await {
-        Ok(_) => Outcome::Delivered(received.lock().unwrap().clone().expect("the app was called")),
+        Ok(_) => Outcome::Delivered(
+            received
+                .lock()
+                .unwrap()
+                .clone()
+                .expect("the app was called"),
+        ),
         Err(e) => match (e.downcast_ref::<Rejection>(), e.downcast_ref::<Denied>()) {
             (Some(r), _) => Outcome::Rejected(*r),
             (_, Some(_)) => Outcome::Denied,
@@ -65,7 +82,10 @@ async fn send(path: &str, who: Option<Arc<Caller>>) -> Outcome {
 async fn the_bypass_family_is_decided_on_what_the_app_receives() {
     let rows = [
         ("/public/x", Outcome::Delivered("/public/x".into())),
-        ("/public/x?q=%2F..%2Fadmin", Outcome::Delivered("/public/x?q=%2F..%2Fadmin".into())),
+        (
+            "/public/x?q=%2F..%2Fadmin",
+            Outcome::Delivered("/public/x?q=%2F..%2Fadmin".into()),
+        ),
         ("/admin", Outcome::Denied),
         ("//admin", Outcome::Denied),
         ("/a/../admin", Outcome::Denied),
@@ -79,7 +99,10 @@ async fn the_bypass_family_is_decided_on_what_the_app_receives() {
         ("/admin%5Cx", Outcome::Denied),
         // Decoding once: what the policy allows is exactly what the app gets.
         ("/admin%2F..%2Fpublic", Outcome::Delivered("/public".into())),
-        ("/public/%252e%252e/admin", Outcome::Delivered("/public/%252e%252e/admin".into())),
+        (
+            "/public/%252e%252e/admin",
+            Outcome::Delivered("/public/%252e%252e/admin".into()),
+        ),
         ("/public/%00", Outcome::Rejected(Rejection::ControlChar)),
         ("/public/%zz", Outcome::Rejected(Rejection::BadEscape)),
         // Not under any rule: the policy's default denies.
@@ -91,7 +114,11 @@ async fn the_bypass_family_is_decided_on_what_the_app_receives() {
         // The decision on the canonical form is the decision the stack made.
         if let Ok(canonical) = canonical_path(path.split('?').next().unwrap()) {
             let direct = policies().decide(Some(&caller()), &canonical, "POST");
-            assert_eq!(direct.allowed(), matches!(got, Outcome::Delivered(_)), "{path} → {canonical}");
+            assert_eq!(
+                direct.allowed(),
+                matches!(got, Outcome::Delivered(_)),
+                "{path} → {canonical}"
+            );
         }
     }
 }
@@ -100,9 +127,15 @@ async fn the_bypass_family_is_decided_on_what_the_app_receives() {
 async fn a_backslash_is_a_slash_before_the_decision() {
     // Raw or encoded, a backslash is a separator by the time the policy sees it.
     assert_eq!(send("/\\admin", Some(caller())).await, Outcome::Denied);
-    assert_eq!(send("/public/..\\admin", Some(caller())).await, Outcome::Denied);
+    assert_eq!(
+        send("/public/..\\admin", Some(caller())).await,
+        Outcome::Denied
+    );
     assert_eq!(send("/%5Cadmin", Some(caller())).await, Outcome::Denied);
-    assert_eq!(send("/public/..%5Cadmin", Some(caller())).await, Outcome::Denied);
+    assert_eq!(
+        send("/public/..%5Cadmin", Some(caller())).await,
+        Outcome::Denied
+    );
 }
 
 #[tokio::test]
@@ -117,7 +150,9 @@ async fn a_published_change_applies_to_the_next_request() {
     let (tx, rx) = watch::channel(Arc::new(policies()));
     let mut svc = ServiceBuilder::new()
         .layer(AuthorizeLayer::new(rx))
-        .service(service_fn(|_: Request<()>| async { Ok::<_, Infallible>(Response::new(())) }));
+        .service(service_fn(|_: Request<()>| async {
+            Ok::<_, Infallible>(Response::new(()))
+        }));
     let req = || {
         let mut r = Request::builder().uri("/elsewhere").body(()).unwrap();
         r.extensions_mut().insert(caller());

@@ -54,8 +54,17 @@ impl fmt::Debug for BreakerPolicy {
 
 impl PartialEq for BreakerPolicy {
     fn eq(&self, other: &Self) -> bool {
-        (self.max_requests, self.interval, self.timeout, &self.trip_source)
-            == (other.max_requests, other.interval, other.timeout, &other.trip_source)
+        (
+            self.max_requests,
+            self.interval,
+            self.timeout,
+            &self.trip_source,
+        ) == (
+            other.max_requests,
+            other.interval,
+            other.timeout,
+            &other.trip_source,
+        )
     }
 }
 
@@ -63,14 +72,25 @@ impl BreakerPolicy {
     /// Reads a policy at `at` (`spec.policies.circuitBreakers.<name>`).
     pub(crate) fn parse(v: &serde_json::Value, at: &str) -> Result<Self, Vec<FieldError>> {
         let mut errs = Vec::new();
-        let text = |field: &str| v.get(field).map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_owned));
-        let mut bad = |field: &str, message: String| errs.push(FieldError { field: format!("{at}.{field}"), message });
+        let text = |field: &str| {
+            v.get(field)
+                .map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_owned))
+        };
+        let mut bad = |field: &str, message: String| {
+            errs.push(FieldError {
+                field: format!("{at}.{field}"),
+                message,
+            })
+        };
         let max_requests = match text("maxRequests") {
             None => 1,
             Some(t) => match t.trim().parse::<u32>() {
                 Ok(n) if n >= 1 => n,
                 _ => {
-                    bad("maxRequests", format!("{t:?} is not a whole number of at least 1"));
+                    bad(
+                        "maxRequests",
+                        format!("{t:?} is not a whole number of at least 1"),
+                    );
                     1
                 }
             },
@@ -78,7 +98,10 @@ impl BreakerPolicy {
         let mut duration = |field: &str, default: Duration| match text(field) {
             None => default,
             Some(t) => super::duration_value(&t).unwrap_or_else(|| {
-                bad(field, format!("{t:?} is not a duration (e.g. 30s, or milliseconds)"));
+                bad(
+                    field,
+                    format!("{t:?} is not a duration (e.g. 30s, or milliseconds)"),
+                );
                 default
             }),
         };
@@ -88,14 +111,21 @@ impl BreakerPolicy {
         let trip = match compile_trip(&trip_source) {
             Ok(p) => Some(p),
             Err(message) => {
-                errs.push(FieldError { field: format!("{at}.trip"), message: format!("{trip_source:?}: {message}") });
+                errs.push(FieldError {
+                    field: format!("{at}.trip"),
+                    message: format!("{trip_source:?}: {message}"),
+                });
                 None
             }
         };
         match trip {
-            Some(trip) if errs.is_empty() => {
-                Ok(BreakerPolicy { max_requests, interval, timeout, trip: Arc::new(trip), trip_source })
-            }
+            Some(trip) if errs.is_empty() => Ok(BreakerPolicy {
+                max_requests,
+                interval,
+                timeout,
+                trip: Arc::new(trip),
+                trip_source,
+            }),
             _ => Err(errs),
         }
     }
@@ -248,7 +278,8 @@ impl Breaker {
             c.total_successes = c.total_successes.saturating_add(1);
             c.consecutive_successes = c.consecutive_successes.saturating_add(1);
             c.consecutive_failures = 0;
-            if self.state == State::HalfOpen && c.consecutive_successes >= self.policy.max_requests {
+            if self.state == State::HalfOpen && c.consecutive_successes >= self.policy.max_requests
+            {
                 self.enter(State::Closed, now);
                 return Some(State::Closed);
             }
@@ -321,7 +352,11 @@ impl<C> CircuitBreakerLayer<C> {
         let breaker = Arc::new(Mutex::new(Breaker::new(name, policy, Instant::now())));
         let labels = Arc::new(labels);
         labels.breaker_state(name, State::Closed);
-        Self { breaker, classify, labels }
+        Self {
+            breaker,
+            classify,
+            labels,
+        }
     }
 }
 
@@ -357,7 +392,10 @@ where
             let mut b = lock(&self.breaker);
             let was = b.state;
             let admitted = b.before(Instant::now());
-            (admitted, (b.state != was).then(|| (b.name.clone(), b.state)))
+            (
+                admitted,
+                (b.state != was).then(|| (b.name.clone(), b.state)),
+            )
         };
         if let Some((name, state)) = turned {
             // Open turned half-open: the next calls are probes.
@@ -376,7 +414,11 @@ where
                     reported: false,
                 }),
             },
-            Err(refused) => ResponseFuture { inner: None, refused: Some(refused), watch: None },
+            Err(refused) => ResponseFuture {
+                inner: None,
+                refused: Some(refused),
+                watch: None,
+            },
         }
     }
 }
@@ -427,14 +469,19 @@ where
         if let Some(refused) = this.refused.take() {
             return Poll::Ready(Err(Box::new(refused)));
         }
-        let Some(inner) = this.inner.as_pin_mut() else { panic!("ResponseFuture polled after completion") };
+        let Some(inner) = this.inner.as_pin_mut() else {
+            panic!("ResponseFuture polled after completion")
+        };
         let result = std::task::ready!(inner.poll(cx)).map_err(Into::into);
         if let Some(mut w) = this.watch.take() {
             w.reported = true;
             let success = w.classify.verdict(&result) == Verdict::Success;
             let (name, changed) = {
                 let mut b = lock(&w.breaker);
-                (b.name.clone(), b.after(w.generation, success, Instant::now()))
+                (
+                    b.name.clone(),
+                    b.after(w.generation, success, Instant::now()),
+                )
             };
             if let Some(state) = changed {
                 w.labels.breaker_state(&name, state);

@@ -73,11 +73,17 @@ impl<B> Classify<http::Response<B>> for HttpClassify {
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| v.trim().parse::<u64>().ok())
                     .map(Duration::from_secs);
-                Verdict::Failure(Failure { kind: FailureKind::Sent, status: Some(status.as_u16()), retry_after })
+                Verdict::Failure(Failure {
+                    kind: FailureKind::Sent,
+                    status: Some(status.as_u16()),
+                    retry_after,
+                })
             }
-            Err(e) => {
-                Verdict::Failure(Failure { kind: error_kind(e.as_ref(), self.unsent), status: None, retry_after: None })
-            }
+            Err(e) => Verdict::Failure(Failure {
+                kind: error_kind(e.as_ref(), self.unsent),
+                status: None,
+                retry_after: None,
+            }),
         }
     }
 

@@ -79,12 +79,21 @@ impl Retrying {
 
     /// Whether the policy's `matching.httpStatusCodes` lists `code`.
     pub fn lists(&self, code: u16) -> bool {
-        self.policy.http_codes.as_ref().is_some_and(|ranges| ranges.iter().any(|r| r.contains(&code)))
+        self.policy
+            .http_codes
+            .as_ref()
+            .is_some_and(|ranges| ranges.iter().any(|r| r.contains(&code)))
     }
 
     /// The wait before retry number `retry` (0: the first), or `None` to stop. Never shorter than
     /// [`MIN_WAIT`], so a policy with a zero interval and no retry limit cannot spin.
-    pub fn wait(&self, retry: u32, elapsed: Duration, failure: &Failure, jitter: f64) -> Option<Duration> {
+    pub fn wait(
+        &self,
+        retry: u32,
+        elapsed: Duration,
+        failure: &Failure,
+        jitter: f64,
+    ) -> Option<Duration> {
         let wait = self.policy.delay(retry, elapsed, jitter)?.max(MIN_WAIT);
         match failure.retry_after {
             Some(asked) if asked > MAX_RETRY_AFTER => None,
@@ -114,7 +123,11 @@ pub struct RetryLayer<C> {
 impl<C> RetryLayer<C> {
     /// Retries by `retrying`, judging outcomes with `classify`; retries are counted with `labels`.
     pub fn new(retrying: Retrying, classify: C, labels: Labels) -> Self {
-        Self { retrying: Arc::new(retrying), classify, labels: Arc::new(labels) }
+        Self {
+            retrying: Arc::new(retrying),
+            classify,
+            labels: Arc::new(labels),
+        }
     }
 }
 
@@ -122,7 +135,12 @@ impl<S, C: Clone> Layer<S> for RetryLayer<C> {
     type Service = Retry<S, C>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Retry { inner, retrying: self.retrying.clone(), classify: self.classify.clone(), labels: self.labels.clone() }
+        Retry {
+            inner,
+            retrying: self.retrying.clone(),
+            classify: self.classify.clone(),
+            labels: self.labels.clone(),
+        }
     }
 }
 
@@ -150,8 +168,12 @@ where
         // The readied service takes the first attempt; later ones wait for readiness themselves.
         let clone = self.inner.clone();
         let mut first = std::mem::replace(&mut self.inner, clone);
-        let (mut inner, retrying, classify, labels) =
-            (self.inner.clone(), self.retrying.clone(), self.classify.clone(), self.labels.clone());
+        let (mut inner, retrying, classify, labels) = (
+            self.inner.clone(),
+            self.retrying.clone(),
+            self.classify.clone(),
+            self.labels.clone(),
+        );
         Box::pin(async move {
             let start = Instant::now();
             let mut copy = req.replay();
@@ -162,23 +184,38 @@ where
                     Verdict::Failure(failure) => failure,
                     // An answer the classifier accepts is still retried when the policy lists it.
                     Verdict::Success => match classify.answer_status(&result) {
-                        Some(code) if retrying.lists(code) => {
-                            Failure { kind: FailureKind::Sent, status: Some(code), retry_after: None }
-                        }
+                        Some(code) if retrying.lists(code) => Failure {
+                            kind: FailureKind::Sent,
+                            status: Some(code),
+                            retry_after: None,
+                        },
                         _ => return result,
                     },
                 };
-                let Some(next) = copy.take() else { return result };
+                let Some(next) = copy.take() else {
+                    return result;
+                };
                 if !retrying.retries(&failure) {
                     return result;
                 }
-                let Some(wait) = retrying.wait(retry, start.elapsed(), &failure, jitter()) else { return result };
+                let Some(wait) = retrying.wait(retry, start.elapsed(), &failure, jitter()) else {
+                    return result;
+                };
                 tracing::debug!(policy = %retrying.name, retry = retry + 1, ?wait, ?failure, "retrying");
                 labels.activation("retry", &retrying.name);
                 drop(result);
                 tokio::time::sleep(wait).await;
                 copy = next.replay();
-                result = async { inner.ready().await.map_err(Into::into)?.call(next).await.map_err(Into::into) }.await;
+                result = async {
+                    inner
+                        .ready()
+                        .await
+                        .map_err(Into::into)?
+                        .call(next)
+                        .await
+                        .map_err(Into::into)
+                }
+                .await;
                 retry += 1;
             }
         })

@@ -37,7 +37,11 @@ pub struct TimeoutLayer {
 impl TimeoutLayer {
     /// Calls time out after `after` (timeout policy `name`; hits are counted with `labels`).
     pub fn new(name: &str, after: Duration, labels: Labels) -> Self {
-        Self { after, name: name.into(), labels: Arc::new(labels) }
+        Self {
+            after,
+            name: name.into(),
+            labels: Arc::new(labels),
+        }
     }
 }
 
@@ -45,7 +49,12 @@ impl<S> Layer<S> for TimeoutLayer {
     type Service = Timeout<S>;
 
     fn layer(&self, inner: S) -> Timeout<S> {
-        Timeout { inner, after: self.after, name: self.name.clone(), labels: self.labels.clone() }
+        Timeout {
+            inner,
+            after: self.after,
+            name: self.name.clone(),
+            labels: self.labels.clone(),
+        }
     }
 }
 

@@ -43,7 +43,11 @@ impl Trie {
             let at = match node.children.iter().position(|c| c.segment == segment) {
                 Some(at) => at,
                 None => {
-                    node.children.push(Node { segment, rule: None, children: Vec::new() });
+                    node.children.push(Node {
+                        segment,
+                        rule: None,
+                        children: Vec::new(),
+                    });
                     node.children.len() - 1
                 }
             };
@@ -168,7 +172,11 @@ mod tests {
             (&[], "/anything", None),
         ];
         for (ops, path, want) in cases {
-            assert_eq!(trie(ops).find(path), *want, "operations {ops:?}, request {path}");
+            assert_eq!(
+                trie(ops).find(path),
+                *want,
+                "operations {ops:?}, request {path}"
+            );
         }
     }
 
@@ -185,7 +193,11 @@ mod tests {
             ("/aXbXc", "/a*b*c", true),
             ("/aXcXb", "/a*b*c", false),
         ] {
-            assert_eq!(glob(text.as_bytes(), pattern.as_bytes()), want, "{text} ~ {pattern}");
+            assert_eq!(
+                glob(text.as_bytes(), pattern.as_bytes()),
+                want,
+                "{text} ~ {pattern}"
+            );
         }
     }
 }

@@ -24,11 +24,19 @@ const DENY_A: &str = concat!(
 );
 
 fn a() -> Caller {
-    Caller { app_id: "a".into(), namespace: "default".into(), trust_domain: "public".into() }
+    Caller {
+        app_id: "a".into(),
+        namespace: "default".into(),
+        trust_domain: "public".into(),
+    }
 }
 
 fn sources(root: &Path, namespace: &str) -> Sources {
-    Sources { config: None, root: Some(root.to_owned()), namespace: namespace.to_owned() }
+    Sources {
+        config: None,
+        root: Some(root.to_owned()),
+        namespace: namespace.to_owned(),
+    }
 }
 
 fn write(path: &Path, text: &str) {
@@ -55,13 +63,19 @@ fn only_the_namespace_directory_applies() {
 #[test]
 fn the_config_comes_first_and_files_add_to_it() {
     let root = tempfile::tempdir().unwrap();
-    write(&root.path().join("default/b.yaml"), &ALLOW_A.replace("appId: a", "appId: b"));
+    write(
+        &root.path().join("default/b.yaml"),
+        &ALLOW_A.replace("appId: a", "appId: b"),
+    );
     let config = AccessControlSpec::parse(
         &serde_json::json!({"policies": [{"appId": "a", "namespace": "default", "trustDomain": "public", "defaultAction": "allow"}]}),
         "config.yaml",
     )
     .unwrap();
-    let s = Sources { config: Some(config), ..sources(root.path(), "default") };
+    let s = Sources {
+        config: Some(config),
+        ..sources(root.path(), "default")
+    };
     let acl = s.load().unwrap();
     assert_eq!(acl.policy_count(), 2);
     let rule = acl.decide(Some(&a()), "/x", "GET").rule.to_string();
@@ -72,20 +86,34 @@ fn the_config_comes_first_and_files_add_to_it() {
 fn problems_name_the_file_and_field() {
     let root = tempfile::tempdir().unwrap();
     let dir = root.path().join("default");
-    write(&dir.join("1-bad-action.yaml"), &ALLOW_A.replace("defaultAction: allow", "defaultAction: perhaps"));
+    write(
+        &dir.join("1-bad-action.yaml"),
+        &ALLOW_A.replace("defaultAction: allow", "defaultAction: perhaps"),
+    );
     write(&dir.join("2-kind.yaml"), "kind: Component\nspec: {}\n");
     write(&dir.join("3-yaml.yaml"), "kind: [unclosed\n");
     let problems = sources(root.path(), "default").load().unwrap_err();
     let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
     let has = |file: &str, what: &str| text.iter().any(|t| t.contains(file) && t.contains(what));
-    assert!(has("1-bad-action.yaml: spec.accessControl.policies[0].defaultAction", "perhaps"), "{text:?}");
+    assert!(
+        has(
+            "1-bad-action.yaml: spec.accessControl.policies[0].defaultAction",
+            "perhaps"
+        ),
+        "{text:?}"
+    );
     assert!(has("2-kind.yaml: kind", "Component"), "{text:?}");
     assert!(has("3-yaml.yaml", "not valid YAML"), "{text:?}");
 }
 
 async fn wait_for(rx: &mut watch::Receiver<Arc<AccessControl>>, allowed: bool) {
     tokio::time::timeout(Duration::from_secs(10), async {
-        while rx.borrow_and_update().decide(Some(&a()), "/x", "GET").allowed() != allowed {
+        while rx
+            .borrow_and_update()
+            .decide(Some(&a()), "/x", "GET")
+            .allowed()
+            != allowed
+        {
             rx.changed().await.expect("the watch stays open");
         }
     })
@@ -107,14 +135,23 @@ async fn edits_take_effect_and_a_bad_edit_keeps_the_last_good_set() {
 
     // A broken file is reported and not applied.
     let mut status = watching.status();
-    write(&file, "kind: Configuration\nspec: {accessControl: {defaultAction: sometimes}}\n");
-    let problems = tokio::time::timeout(Duration::from_secs(10), status.wait_for(|s| s.refused > 0))
-        .await
-        .expect("the bad file is reported")
-        .expect("the watch stays open")
-        .problems
-        .clone();
-    assert!(problems.iter().any(|p| p.contains("acl.yaml: spec.accessControl.defaultAction")), "{problems:?}");
+    write(
+        &file,
+        "kind: Configuration\nspec: {accessControl: {defaultAction: sometimes}}\n",
+    );
+    let problems =
+        tokio::time::timeout(Duration::from_secs(10), status.wait_for(|s| s.refused > 0))
+            .await
+            .expect("the bad file is reported")
+            .expect("the watch stays open")
+            .problems
+            .clone();
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("acl.yaml: spec.accessControl.defaultAction")),
+        "{problems:?}"
+    );
     assert!(!rx.borrow().decide(Some(&a()), "/x", "GET").allowed());
 
     write(&file, ALLOW_A);

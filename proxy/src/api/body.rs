@@ -20,11 +20,21 @@ use crate::errors::ApiError;
 
 /// The `Content-Length` a request declares, if it declares one that parses.
 pub(crate) fn declared_length(headers: &HeaderMap) -> Option<u64> {
-    headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// The body of `req`, at most `limit` bytes (or the sidecar's `--max-body-size`, if smaller).
-pub(super) async fn read_body(s: &ApiState, req: Request<Incoming>, limit: u64) -> Result<Bytes, ApiError> {
+pub(super) async fn read_body(
+    s: &ApiState,
+    req: Request<Incoming>,
+    limit: u64,
+) -> Result<Bytes, ApiError> {
     read_limited(req, limit.min(s.max_body_size), s.body_idle_timeout).await
 }
 
@@ -37,7 +47,10 @@ pub(crate) fn refuse_declared<B>(req: Request<B>)
 where
     B: http_body::Body<Data = Bytes> + Send + 'static,
 {
-    let expects = req.headers().get(header::EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let expects = req
+        .headers()
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
     if expects {
         return;
     }
@@ -70,7 +83,10 @@ where
         refuse_declared(req);
         return Err(too_large(limit));
     }
-    let mut body = std::pin::pin!(Limited::new(req.into_body(), usize::try_from(limit).unwrap_or(usize::MAX)));
+    let mut body = std::pin::pin!(Limited::new(
+        req.into_body(),
+        usize::try_from(limit).unwrap_or(usize::MAX)
+    ));
     let deadline = tokio::time::Instant::now() + idle * WHOLE_BODY_PAUSES;
     let mut first: Option<Bytes> = None;
     let mut rest = BytesMut::new();
@@ -81,14 +97,20 @@ where
                 return Err(ApiError::new(
                     StatusCode::REQUEST_TIMEOUT,
                     "ERR_BODY_READ",
-                    format!("the request body took longer than {}s", (idle * WHOLE_BODY_PAUSES).as_secs_f64()),
+                    format!(
+                        "the request body took longer than {}s",
+                        (idle * WHOLE_BODY_PAUSES).as_secs_f64()
+                    ),
                 ));
             }
             Err(_) => {
                 return Err(ApiError::new(
                     StatusCode::REQUEST_TIMEOUT,
                     "ERR_BODY_READ",
-                    format!("the request body paused for longer than {}s", idle.as_secs_f64()),
+                    format!(
+                        "the request body paused for longer than {}s",
+                        idle.as_secs_f64()
+                    ),
                 ));
             }
             Ok(None) => break,
@@ -102,7 +124,9 @@ where
                 ));
             }
         };
-        let Ok(data) = frame.into_data() else { continue };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
         // One frame (the common case) is kept as it came, without a copy.
         match &first {
             None if rest.is_empty() => first = Some(data),
@@ -118,7 +142,11 @@ where
 }
 
 fn too_large(limit: u64) -> ApiError {
-    ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "ERR_BODY_READ", format!("the body is larger than {limit} bytes"))
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "ERR_BODY_READ",
+        format!("the body is larger than {limit} bytes"),
+    )
 }
 
 #[cfg(test)]
@@ -131,16 +159,29 @@ mod tests {
 
     use super::*;
 
-    fn chunks(parts: &[&'static str]) -> Request<impl http_body::Body<Data = Bytes, Error = Infallible>> {
-        let frames: Vec<_> = parts.iter().map(|p| Ok(Frame::data(Bytes::from_static(p.as_bytes())))).collect();
+    fn chunks(
+        parts: &[&'static str],
+    ) -> Request<impl http_body::Body<Data = Bytes, Error = Infallible>> {
+        let frames: Vec<_> = parts
+            .iter()
+            .map(|p| Ok(Frame::data(Bytes::from_static(p.as_bytes()))))
+            .collect();
         Request::new(StreamBody::new(futures_util::stream::iter(frames)))
     }
 
     #[tokio::test]
     async fn frames_are_joined_and_one_frame_is_kept_whole() {
         let idle = Duration::from_secs(1);
-        assert_eq!(read_limited(chunks(&["ab", "c", "de"]), 10, idle).await.unwrap(), "abcde");
-        assert_eq!(read_limited(chunks(&["abc"]), 10, idle).await.unwrap(), "abc");
+        assert_eq!(
+            read_limited(chunks(&["ab", "c", "de"]), 10, idle)
+                .await
+                .unwrap(),
+            "abcde"
+        );
+        assert_eq!(
+            read_limited(chunks(&["abc"]), 10, idle).await.unwrap(),
+            "abc"
+        );
         assert_eq!(read_limited(chunks(&[]), 10, idle).await.unwrap(), "");
     }
 
@@ -148,31 +189,58 @@ mod tests {
     async fn a_declared_or_actual_excess_is_413() {
         let idle = Duration::from_secs(1);
         let mut req = chunks(&["abc"]);
-        req.headers_mut().insert(header::CONTENT_LENGTH, "10000000000".parse().unwrap());
-        assert_eq!(read_limited(req, 10, idle).await.unwrap_err().status, StatusCode::PAYLOAD_TOO_LARGE);
-        let e = read_limited(chunks(&["abcdef", "ghijk"]), 10, idle).await.unwrap_err();
-        assert_eq!((e.status, e.code), (StatusCode::PAYLOAD_TOO_LARGE, "ERR_BODY_READ"));
-        assert_eq!(read_limited(chunks(&["abcde", "fghij"]), 10, idle).await.unwrap(), "abcdefghij");
+        req.headers_mut()
+            .insert(header::CONTENT_LENGTH, "10000000000".parse().unwrap());
+        assert_eq!(
+            read_limited(req, 10, idle).await.unwrap_err().status,
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
+        let e = read_limited(chunks(&["abcdef", "ghijk"]), 10, idle)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (e.status, e.code),
+            (StatusCode::PAYLOAD_TOO_LARGE, "ERR_BODY_READ")
+        );
+        assert_eq!(
+            read_limited(chunks(&["abcde", "fghij"]), 10, idle)
+                .await
+                .unwrap(),
+            "abcdefghij"
+        );
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_body_dripped_just_inside_each_pause_still_ends() {
         let drip = futures_util::stream::unfold((), |()| async {
             tokio::time::sleep(Duration::from_secs(4)).await;
-            Some((Ok::<_, Infallible>(Frame::data(Bytes::from_static(b"a"))), ()))
+            Some((
+                Ok::<_, Infallible>(Frame::data(Bytes::from_static(b"a"))),
+                (),
+            ))
         });
         let started = tokio::time::Instant::now();
-        let e = read_limited(Request::new(StreamBody::new(drip)), 1 << 20, Duration::from_secs(5)).await.unwrap_err();
+        let e = read_limited(
+            Request::new(StreamBody::new(drip)),
+            1 << 20,
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap_err();
         assert_eq!(e.status, StatusCode::REQUEST_TIMEOUT);
         assert_eq!(started.elapsed(), Duration::from_secs(30));
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_body_that_stops_arriving_is_408() {
-        let frames = futures_util::stream::iter([Ok::<_, Infallible>(Frame::data(Bytes::from_static(b"a")))])
-            .chain(futures_util::stream::pending());
+        let frames = futures_util::stream::iter([Ok::<_, Infallible>(Frame::data(
+            Bytes::from_static(b"a"),
+        ))])
+        .chain(futures_util::stream::pending());
         let req = Request::new(StreamBody::new(frames));
-        let e = read_limited(req, 10, Duration::from_secs(5)).await.unwrap_err();
+        let e = read_limited(req, 10, Duration::from_secs(5))
+            .await
+            .unwrap_err();
         assert_eq!(e.status, StatusCode::REQUEST_TIMEOUT);
     }
 }

@@ -29,7 +29,10 @@ pub(super) fn no_content() -> Response<Body> {
 /// 200 with a JSON body.
 pub(super) fn json_response(v: &Value) -> Response<Body> {
     let mut rsp = Response::new(full(v.to_string()));
-    rsp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    rsp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     rsp
 }
 
@@ -47,7 +50,11 @@ pub(super) fn healthz(s: &ApiState, query: Option<&str>) -> Result<Response<Body
     if s.health.ready() {
         Ok(no_content())
     } else {
-        Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "ERR_HEALTH_NOT_READY", "dapr is not ready"))
+        Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "ERR_HEALTH_NOT_READY",
+            "dapr is not ready",
+        ))
     }
 }
 
@@ -74,7 +81,10 @@ pub(super) fn get(s: &ApiState) -> Result<Response<Body>, ApiError> {
         .map(|(k, v)| (k.clone(), Value::String(v.clone())))
         .collect();
     extended.insert("daprRuntimeVersion".into(), json!(VERSION));
-    extended.insert("outrider.nameResolution".into(), json!(s.outbound.resolver_name()));
+    extended.insert(
+        "outrider.nameResolution".into(),
+        json!(s.outbound.resolver_name()),
+    );
     let mut body = Map::new();
     body.insert("id".into(), json!(s.app_id));
     body.insert("runtimeVersion".into(), json!(VERSION));
@@ -102,7 +112,11 @@ pub(super) fn get(s: &ApiState) -> Result<Response<Body>, ApiError> {
     if !subs.is_empty() {
         body.insert(
             "subscriptions".into(),
-            Value::Array(subs.iter().map(crate::subscriptions::Listed::to_metadata).collect()),
+            Value::Array(
+                subs.iter()
+                    .map(crate::subscriptions::Listed::to_metadata)
+                    .collect(),
+            ),
         );
     }
     drop(subs);
@@ -117,7 +131,11 @@ pub(super) fn get(s: &ApiState) -> Result<Response<Body>, ApiError> {
 }
 
 /// `PUT /v1.0/metadata/{key}`: the raw body becomes `extended[key]`. An empty key is a no-op.
-pub(super) async fn put(s: &ApiState, key: String, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+pub(super) async fn put(
+    s: &ApiState,
+    key: String,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
     if key.len() > MAX_ATTRIBUTE_KEY {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -127,7 +145,11 @@ pub(super) async fn put(s: &ApiState, key: String, req: Request<Incoming>) -> Re
     }
     let bytes = super::body::read_body(s, req, MAX_ATTRIBUTE_VALUE).await?;
     let value = String::from_utf8(bytes.to_vec()).map_err(|_| {
-        ApiError::new(StatusCode::BAD_REQUEST, "ERR_MALFORMED_REQUEST", "the metadata value must be UTF-8 text")
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "ERR_MALFORMED_REQUEST",
+            "the metadata value must be UTF-8 text",
+        )
     })?;
     if key.is_empty() {
         return Ok(no_content());
@@ -137,7 +159,9 @@ pub(super) async fn put(s: &ApiState, key: String, req: Request<Incoming>) -> Re
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "ERR_MALFORMED_REQUEST",
-            format!("at most {MAX_ATTRIBUTES} metadata attributes can be set; an existing one can be changed"),
+            format!(
+                "at most {MAX_ATTRIBUTES} metadata attributes can be set; an existing one can be changed"
+            ),
         ));
     }
     extended.insert(key, value);

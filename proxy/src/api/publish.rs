@@ -7,8 +7,8 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use outrider_blocks::pubsub::{
-    EnvelopeError, Message, Metadata, PubSubComponent, PubSubError, PublishContext, envelope, media_type, message_ttl,
-    parse_bool,
+    EnvelopeError, Message, Metadata, PubSubComponent, PubSubError, PublishContext, envelope,
+    media_type, message_ttl, parse_bool,
 };
 use outrider_filters::trace::TraceContext;
 use serde_json::{Value, json};
@@ -32,16 +32,32 @@ fn target<'a>(
     not_found: StatusCode,
 ) -> Result<&'a PubSubComponent, ApiError> {
     if name.is_empty() {
-        return Err(err(StatusCode::NOT_FOUND, "ERR_PUBSUB_EMPTY", "pubsub name is empty"));
+        return Err(err(
+            StatusCode::NOT_FOUND,
+            "ERR_PUBSUB_EMPTY",
+            "pubsub name is empty",
+        ));
     }
     if s.pubsubs.is_empty() {
-        return Err(err(StatusCode::BAD_REQUEST, "ERR_PUBSUB_NOT_CONFIGURED", "no pubsub is configured"));
+        return Err(err(
+            StatusCode::BAD_REQUEST,
+            "ERR_PUBSUB_NOT_CONFIGURED",
+            "no pubsub is configured",
+        ));
     }
     let Some(c) = s.pubsubs.get(name) else {
-        return Err(err(not_found, "ERR_PUBSUB_NOT_FOUND", format!("pubsub {name} not found")));
+        return Err(err(
+            not_found,
+            "ERR_PUBSUB_NOT_FOUND",
+            format!("pubsub {name} not found"),
+        ));
     };
     if topic.is_empty() {
-        return Err(err(StatusCode::NOT_FOUND, "ERR_TOPIC_NAME_EMPTY", format!("topic is empty in pubsub {name}")));
+        return Err(err(
+            StatusCode::NOT_FOUND,
+            "ERR_TOPIC_NAME_EMPTY",
+            format!("topic is empty in pubsub {name}"),
+        ));
     }
     if !c.scopes.may_publish(topic) {
         return Err(err(
@@ -56,7 +72,8 @@ fn target<'a>(
 /// `metadata.rawPayload`: whether the body goes to the broker without an envelope. Checks
 /// `metadata.ttlInSeconds` too.
 fn raw_payload(metadata: &Metadata) -> Result<bool, ApiError> {
-    message_ttl(metadata).map_err(|e| err(StatusCode::BAD_REQUEST, "ERR_PUBSUB_REQUEST_METADATA", e))?;
+    message_ttl(metadata)
+        .map_err(|e| err(StatusCode::BAD_REQUEST, "ERR_PUBSUB_REQUEST_METADATA", e))?;
     match metadata.get("rawPayload") {
         None => Ok(false),
         Some(v) => parse_bool(v).ok_or_else(|| {
@@ -80,7 +97,12 @@ impl Origin {
         let trace = req.extensions().get::<TraceContext>().copied();
         Self {
             traceparent: trace.map(|t| t.to_string()).unwrap_or_default(),
-            tracestate: req.headers().get("tracestate").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned(),
+            tracestate: req
+                .headers()
+                .get("tracestate")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned(),
         }
     }
 
@@ -106,12 +128,18 @@ impl Origin {
             now: std::time::SystemTime::now(),
             id: uuid::Uuid::new_v4().to_string(),
         };
-        Ok(Bytes::from(envelope(&ctx, content_type, &body, metadata)?.to_string()))
+        Ok(Bytes::from(
+            envelope(&ctx, content_type, &body, metadata)?.to_string(),
+        ))
     }
 }
 
 fn envelope_failed(e: &EnvelopeError) -> ApiError {
-    err(StatusCode::INTERNAL_SERVER_ERROR, "ERR_PUBSUB_CLOUD_EVENTS_SER", e.to_string())
+    err(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "ERR_PUBSUB_CLOUD_EVENTS_SER",
+        e.to_string(),
+    )
 }
 
 pub(super) async fn publish(
@@ -123,15 +151,34 @@ pub(super) async fn publish(
     let c = target(s, name, topic, StatusCode::NOT_FOUND)?;
     let metadata = query_metadata(req.uri().query());
     let raw = raw_payload(&metadata)?;
-    let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let origin = Origin::of(&req);
     let body = super::body::read_body(s, req, u64::MAX).await?;
     let data = origin
-        .wrap(s, (name, topic), content_type.as_deref(), body, &metadata, raw)
+        .wrap(
+            s,
+            (name, topic),
+            content_type.as_deref(),
+            body,
+            &metadata,
+            raw,
+        )
         .map_err(|e| envelope_failed(&e))?;
     let start = std::time::Instant::now();
-    let published = c.broker.publish(Message { topic: c.broker_topic(topic), data, metadata }).await;
-    s.pubsub_metrics.egress(name, topic, published.is_ok(), start);
+    let published = c
+        .broker
+        .publish(Message {
+            topic: c.broker_topic(topic),
+            data,
+            metadata,
+        })
+        .await;
+    s.pubsub_metrics
+        .egress(name, topic, published.is_ok(), start);
     count_full(name, published.as_ref().err());
     published.map_err(|e| {
         err(
@@ -156,20 +203,40 @@ pub(super) async fn publish_bulk(
     let metadata = query_metadata(req.uri().query());
     let origin = Origin::of(&req);
     let body = super::body::read_body(s, req, u64::MAX).await?;
-    let entries: Vec<serde_json::Map<String, Value>> = serde_json::from_slice(&body)
-        .map_err(|e| events_ser(format!("error when unmarshaling the request for topic {topic} pubsub {name}: {e}")))?;
+    let entries: Vec<serde_json::Map<String, Value>> =
+        serde_json::from_slice(&body).map_err(|e| {
+            events_ser(format!(
+                "error when unmarshaling the request for topic {topic} pubsub {name}: {e}"
+            ))
+        })?;
     let mut seen = std::collections::BTreeSet::new();
     let mut messages = Vec::with_capacity(entries.len());
     for entry in &entries {
         let e = BulkEntry::read(entry, &metadata)?;
         if e.id.is_empty() || !seen.insert(e.id.clone()) {
-            return Err(events_ser("error: entryId is duplicated or not present for entry"));
+            return Err(events_ser(
+                "error: entryId is duplicated or not present for entry",
+            ));
         }
         let raw = raw_payload(&e.metadata)?;
         let data = origin
-            .wrap(s, (name, topic), Some(&e.content_type), e.data, &e.metadata, raw)
+            .wrap(
+                s,
+                (name, topic),
+                Some(&e.content_type),
+                e.data,
+                &e.metadata,
+                raw,
+            )
             .map_err(|err| envelope_failed(&err))?;
-        messages.push((e.id, Message { topic: c.broker_topic(topic), data, metadata: e.metadata }));
+        messages.push((
+            e.id,
+            Message {
+                topic: c.broker_topic(topic),
+                data,
+                metadata: e.metadata,
+            },
+        ));
     }
     let (start, count) = (std::time::Instant::now(), messages.len());
     let mut failed = Vec::new();
@@ -181,21 +248,26 @@ pub(super) async fn publish_bulk(
             failed.push(json!({"entryId": id, "entryID": id, "error": e.to_string()}));
         }
     }
-    s.pubsub_metrics.egress_bulk(name, topic, count, failed.is_empty(), start);
+    s.pubsub_metrics
+        .egress_bulk(name, topic, count, failed.is_empty(), start);
     if failed.is_empty() {
         return Ok(no_content());
     }
     let body = json!({"failedEntries": failed, "errorCode": "ERR_PUBSUB_PUBLISH_MESSAGE"});
     let mut rsp = Response::new(full(body.to_string()));
     *rsp.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-    rsp.headers_mut().insert(header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    rsp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
     Ok(rsp)
 }
 
 /// Counts publishes refused because a subscriber had no room left (in-memory broker).
 fn count_full(pubsub: &str, e: Option<&PubSubError>) {
     if let Some(PubSubError::Full(_)) = e {
-        metrics::counter!("outrider_pubsub_publish_full_total", "component" => pubsub.to_owned()).increment(1);
+        metrics::counter!("outrider_pubsub_publish_full_total", "component" => pubsub.to_owned())
+            .increment(1);
     }
 }
 
@@ -213,30 +285,58 @@ struct BulkEntry {
 
 impl BulkEntry {
     fn read(entry: &serde_json::Map<String, Value>, request: &Metadata) -> Result<Self, ApiError> {
-        let field = |name: &str| entry.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v);
-        let text = |name: &str| field(name).and_then(Value::as_str).unwrap_or_default().to_owned();
+        let field = |name: &str| {
+            entry
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v)
+        };
+        let text = |name: &str| {
+            field(name)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
         let id = text("entryId");
         let content_type = text("contentType");
         let event = field("event").unwrap_or(&Value::Null);
-        let mismatch =
-            || events_ser(format!("error: mismatch between contentType {content_type:?} and event for entry {id}"));
-        let media = media_type(&content_type);
-        let data = if media.starts_with("text/") || media.ends_with("/xml") || media.ends_with("+xml") {
-            Bytes::from(event.as_str().ok_or_else(mismatch)?.to_owned())
-        } else if media == "application/json" || media.ends_with("+json") {
-            Bytes::from(event.to_string())
-        } else if media == "application/octet-stream" {
-            let b64 = event.as_str().ok_or_else(mismatch)?;
-            Bytes::from(base64::engine::general_purpose::STANDARD.decode(b64).map_err(|_| mismatch())?)
-        } else {
-            return Err(events_ser(format!("error: unsupported contentType {content_type:?} for entry {id}")));
+        let mismatch = || {
+            events_ser(format!(
+                "error: mismatch between contentType {content_type:?} and event for entry {id}"
+            ))
         };
+        let media = media_type(&content_type);
+        let data =
+            if media.starts_with("text/") || media.ends_with("/xml") || media.ends_with("+xml") {
+                Bytes::from(event.as_str().ok_or_else(mismatch)?.to_owned())
+            } else if media == "application/json" || media.ends_with("+json") {
+                Bytes::from(event.to_string())
+            } else if media == "application/octet-stream" {
+                let b64 = event.as_str().ok_or_else(mismatch)?;
+                Bytes::from(
+                    base64::engine::general_purpose::STANDARD
+                        .decode(b64)
+                        .map_err(|_| mismatch())?,
+                )
+            } else {
+                return Err(events_ser(format!(
+                    "error: unsupported contentType {content_type:?} for entry {id}"
+                )));
+            };
         let mut metadata = request.clone();
         if let Some(Value::Object(m)) = field("metadata") {
             for (k, v) in m {
-                metadata.insert(k.clone(), v.as_str().map_or_else(|| v.to_string(), str::to_owned));
+                metadata.insert(
+                    k.clone(),
+                    v.as_str().map_or_else(|| v.to_string(), str::to_owned),
+                );
             }
         }
-        Ok(Self { id, content_type, data, metadata })
+        Ok(Self {
+            id,
+            content_type,
+            data,
+            metadata,
+        })
     }
 }

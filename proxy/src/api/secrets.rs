@@ -29,7 +29,11 @@ fn store<'a>(s: &'a ApiState, name: &str) -> Result<&'a SecretStoreComponent, Ap
 }
 
 /// One secret: `{key: value, …}`.
-pub(crate) fn get(s: &ApiState, store_name: &str, name: &str) -> Result<http::Response<Body>, ApiError> {
+pub(crate) fn get(
+    s: &ApiState,
+    store_name: &str,
+    name: &str,
+) -> Result<http::Response<Body>, ApiError> {
     let c = store(s, store_name)?;
     if !s.secret_scopes.allows(store_name, name) {
         return Err(ApiError::new(

@@ -8,24 +8,49 @@ fn args(extra: &[&str]) -> RunArgs {
         v.extend(["--app-id", "a"]);
     }
     v.extend_from_slice(extra);
-    let Command::Run(a) = Cli::try_parse_from(v).unwrap().command else { panic!("not run") };
+    let Command::Run(a) = Cli::try_parse_from(v).unwrap().command else {
+        panic!("not run")
+    };
     *a
 }
 
 fn env() -> Env {
-    Env { home: Some("/home/u".into()), ..Env::default() }
+    Env {
+        home: Some("/home/u".into()),
+        ..Env::default()
+    }
 }
 
 #[test]
 fn defaults_are_valid() {
     let s = load(&args(&[]), &env()).unwrap();
-    assert!(matches!(s.identity, IdentitySource::DevCa { ref dir } if dir == Path::new("/home/u/.outrider/ca")));
+    assert!(
+        matches!(s.identity, IdentitySource::DevCa { ref dir } if dir == Path::new("/home/u/.outrider/ca"))
+    );
     assert_eq!(s.registry_dir, Path::new("/home/u/.outrider/registry"));
-    assert_eq!((&s.resolver, s.balancing), (&ResolverConfig::Local, Balancing::RoundRobin));
+    assert_eq!(
+        (&s.resolver, s.balancing),
+        (&ResolverConfig::Local, Balancing::RoundRobin)
+    );
     assert_eq!(s.workload_cert_ttl, DEFAULT_CERT_TTL);
-    let names: Vec<_> =
-        s.components.iter().map(|c| (c.component.metadata.name.as_str(), c.component.spec.type_.as_str())).collect();
-    assert_eq!(names, [("statestore", "state.sqlite"), ("pubsub", "pubsub.in-memory")], "no resources: the defaults");
+    let names: Vec<_> = s
+        .components
+        .iter()
+        .map(|c| {
+            (
+                c.component.metadata.name.as_str(),
+                c.component.spec.type_.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("statestore", "state.sqlite"),
+            ("pubsub", "pubsub.in-memory")
+        ],
+        "no resources: the defaults"
+    );
 }
 
 #[test]
@@ -46,8 +71,15 @@ fn reports_every_flag_problem() {
     ]);
     let errs = load(&a, &Env::default()).unwrap_err().0;
     let at: Vec<_> = errs.iter().map(|p| p.at.as_str()).collect();
-    let want =
-        ["--app-id", "--namespace", "--log-level", "--app-protocol", "--mesh-port", "--trust-bundle", "--registry-dir"];
+    let want = [
+        "--app-id",
+        "--namespace",
+        "--log-level",
+        "--app-protocol",
+        "--mesh-port",
+        "--trust-bundle",
+        "--registry-dir",
+    ];
     assert_eq!(at, want);
     assert!(errs[0].message.contains("\"a.b\""));
 }
@@ -66,15 +98,32 @@ fn names_file_field_and_value() {
     std::fs::write(res.join("store.yaml"), "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: statestore\nspec:\n  type: state.nope\n  version: v1\n---\nkind: Component\nmetadata: {name: x}\nspec: {type: bad}\n").unwrap();
     std::fs::write(res.join("broken.yml"), "kind: [unclosed\n").unwrap();
     std::fs::write(res.join("notes.txt"), "ignored").unwrap();
-    let a = args(&["--config", cfg.to_str().unwrap(), "--resources-path", res.to_str().unwrap()]);
+    let a = args(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "--resources-path",
+        res.to_str().unwrap(),
+    ]);
     let errs = load(&a, &env()).unwrap_err().0;
     let text: Vec<String> = errs.iter().map(ToString::to_string).collect();
     let joined = text.join("\n");
     assert_eq!(errs.len(), 5, "{joined}");
-    assert!(joined.contains("config.yaml: spec.nameResolution.component: unknown resolver \"consul\""), "{joined}");
-    assert!(joined.contains("config.yaml: spec.mtls.workloadCertTTL: \"soon\""), "{joined}");
-    assert!(joined.contains("store.yaml: spec.type: \"state.nope\""), "{joined}");
-    assert!(joined.contains("store.yaml (document 2): spec.type: \"bad\""), "{joined}");
+    assert!(
+        joined.contains("config.yaml: spec.nameResolution.component: unknown resolver \"consul\""),
+        "{joined}"
+    );
+    assert!(
+        joined.contains("config.yaml: spec.mtls.workloadCertTTL: \"soon\""),
+        "{joined}"
+    );
+    assert!(
+        joined.contains("store.yaml: spec.type: \"state.nope\""),
+        "{joined}"
+    );
+    assert!(
+        joined.contains("store.yaml (document 2): spec.type: \"bad\""),
+        "{joined}"
+    );
     assert!(joined.contains("broken.yml: not valid YAML"), "{joined}");
 }
 
@@ -86,7 +135,11 @@ fn components_scoped_to_other_apps_are_skipped() {
         "kind: Component\nmetadata: {name: s}\nspec: {type: state.nope}\nscopes: [other]\n",
     )
     .unwrap();
-    let s = load(&args(&["--resources-path", dir.path().to_str().unwrap()]), &env()).unwrap();
+    let s = load(
+        &args(&["--resources-path", dir.path().to_str().unwrap()]),
+        &env(),
+    )
+    .unwrap();
     assert!(s.components.is_empty());
 }
 
@@ -97,7 +150,14 @@ fn durations() {
     assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
     assert_eq!(parse_duration("3"), Some(Duration::from_secs(3)));
     assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));
-    for bad in ["", "h", "5x", "-1s", "4000000000000000h4000000000000000h", "99999999999999999999999h"] {
+    for bad in [
+        "",
+        "h",
+        "5x",
+        "-1s",
+        "4000000000000000h4000000000000000h",
+        "99999999999999999999999h",
+    ] {
         assert_eq!(parse_duration(bad), None, "{bad:?}");
     }
 }

@@ -18,7 +18,11 @@ GET /c HTTP/1.1\r\nHost: x\r\n\r\n";
 #[test]
 fn well_framed_requests_pass_unchanged_at_any_split() {
     for step in [1, 2, 3, 7, 16, 1000] {
-        assert_eq!(run(OK_PIPELINE, step), (OK_PIPELINE.to_vec(), None), "step {step}");
+        assert_eq!(
+            run(OK_PIPELINE, step),
+            (OK_PIPELINE.to_vec(), None),
+            "step {step}"
+        );
     }
 }
 
@@ -39,9 +43,15 @@ fn refusals() {
             b"POST / HTTP/1.1\r\ntransfer-encoding: gzip, chunked\r\ncontent-length: 0\r\n\r\n",
             Refusal::ContentLengthAndTransferEncoding,
         ),
-        (b"POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n", Refusal::ConflictingContentLength),
+        (
+            b"POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+            Refusal::ConflictingContentLength,
+        ),
         (b"GET /open#/../admin HTTP/1.1\r\n\r\n", Refusal::Fragment),
-        (b"GET /a HTTP/1.1\r\n\r\nGET /b#c HTTP/1.1\r\n\r\n", Refusal::Fragment),
+        (
+            b"GET /a HTTP/1.1\r\n\r\nGET /b#c HTTP/1.1\r\n\r\n",
+            Refusal::Fragment,
+        ),
     ];
     for (req, why) in cases {
         let (out, refused) = run(req, 3);
@@ -56,7 +66,11 @@ fn refusals() {
 #[test]
 fn http2_preface_passes_through_only_at_the_start() {
     let late = b"GET / HTTP/1.1\r\n\r\nPRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-    assert_eq!(run(late, 3).1, Some(Refusal::Unjudgeable), "a preface after a request is not HTTP/2");
+    assert_eq!(
+        run(late, 3).1,
+        Some(Refusal::Unjudgeable),
+        "a preface after a request is not HTTP/2"
+    );
     let h2 = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x12\x04\x00\x00\x00\x00\x00#anything";
     for step in [1, 5, 100] {
         assert_eq!(run(h2, step), (h2.to_vec(), None), "step {step}");
@@ -68,7 +82,10 @@ fn oversized_heads_are_refused() {
     let mut big = b"GET / HTTP/1.1\r\nX: ".to_vec();
     big.extend(std::iter::repeat_n(b'a', MAX_HEAD + 10));
     let (out, refused) = run(&big, 4096);
-    assert_eq!((out, refused), (POISON.to_vec(), Some(Refusal::Unjudgeable)));
+    assert_eq!(
+        (out, refused),
+        (POISON.to_vec(), Some(Refusal::Unjudgeable))
+    );
 }
 
 #[test]
@@ -77,15 +94,26 @@ fn leading_empty_lines_and_bare_lf_heads_are_judged_like_hyper_parses_them() {
     let sneaky =
         b"\r\n\r\nPOST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
     for step in [1, 3, 100] {
-        assert_eq!(run(sneaky, step).1, Some(Refusal::ContentLengthAndTransferEncoding), "step {step}");
+        assert_eq!(
+            run(sneaky, step).1,
+            Some(Refusal::ContentLengthAndTransferEncoding),
+            "step {step}"
+        );
     }
     // A bare-LF head ends where httparse says, so the next request is judged on its own.
     let pipelined =
         b"GET / HTTP/1.1\nHost: a\n\nPOST / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n";
     for step in [1, 7, 200] {
         let (out, refused) = run(pipelined, step);
-        assert_eq!(refused, Some(Refusal::ContentLengthAndTransferEncoding), "step {step}");
-        assert!(out.starts_with(b"GET / HTTP/1.1\nHost: a\n\n"), "the first request passes");
+        assert_eq!(
+            refused,
+            Some(Refusal::ContentLengthAndTransferEncoding),
+            "step {step}"
+        );
+        assert!(
+            out.starts_with(b"GET / HTTP/1.1\nHost: a\n\n"),
+            "the first request passes"
+        );
     }
     let single = b"GET /x HTTP/1.1\nHost: a\n\n";
     assert_eq!(run(single, 2), (single.to_vec(), None));
@@ -96,14 +124,34 @@ fn leading_empty_lines_and_bare_lf_heads_are_judged_like_hyper_parses_them() {
 #[test]
 fn what_cannot_be_judged_is_refused() {
     let cases: [(&[u8], Refusal); 5] = [
-        (b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n", Refusal::Unjudgeable),
-        (b"POST / HTTP/1.1\r\nContent-Length: +5\r\n\r\nhello", Refusal::Unjudgeable),
-        (b"POST / HTTP/1.1\r\nContent-Length: 1 2\r\n\r\n", Refusal::Unjudgeable),
-        (b"GET / HTTP/1.1\r\nBad Header: x\r\n\r\n", Refusal::Unjudgeable),
-        (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", Refusal::BadChunk),
+        (
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n",
+            Refusal::Unjudgeable,
+        ),
+        (
+            b"POST / HTTP/1.1\r\nContent-Length: +5\r\n\r\nhello",
+            Refusal::Unjudgeable,
+        ),
+        (
+            b"POST / HTTP/1.1\r\nContent-Length: 1 2\r\n\r\n",
+            Refusal::Unjudgeable,
+        ),
+        (
+            b"GET / HTTP/1.1\r\nBad Header: x\r\n\r\n",
+            Refusal::Unjudgeable,
+        ),
+        (
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+            Refusal::BadChunk,
+        ),
     ];
     for (req, why) in cases {
-        assert_eq!(run(req, 5).1, Some(why), "{:?}", String::from_utf8_lossy(req));
+        assert_eq!(
+            run(req, 5).1,
+            Some(why),
+            "{:?}",
+            String::from_utf8_lossy(req)
+        );
     }
     let mut long_ext = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1;".to_vec();
     long_ext.extend(std::iter::repeat_n(b'e', MAX_LINE + 1));

@@ -146,7 +146,10 @@ impl Activity {
     fn stall(&self) -> u64 {
         let id = self.next_body.fetch_add(1, Ordering::Relaxed);
         let since = self.stamp();
-        self.stalled.lock().unwrap_or_else(|p| p.into_inner()).push((id, since));
+        self.stalled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((id, since));
         id
     }
 
@@ -169,24 +172,43 @@ impl Activity {
             }
         };
         if !self.served.load(Ordering::Relaxed) {
-            check(self.born + limits.head_timeout, "no request head within the head timeout");
+            check(
+                self.born + limits.head_timeout,
+                "no request head within the head timeout",
+            );
         }
         match self.head_since.load(Ordering::Relaxed) {
             0 => {}
-            t => check(self.at(t) + limits.head_timeout, "a request head did not complete in time"),
+            t => check(
+                self.at(t) + limits.head_timeout,
+                "a request head did not complete in time",
+            ),
         }
         match self.blocked_since.load(Ordering::Relaxed) {
             0 => {}
-            t => check(self.at(t) + limits.stall_timeout, "the peer stopped reading"),
+            t => check(
+                self.at(t) + limits.stall_timeout,
+                "the peer stopped reading",
+            ),
         }
-        let oldest_stall = self.stalled.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|(_, t)| *t).min();
+        let oldest_stall = self
+            .stalled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(_, t)| *t)
+            .min();
         if let Some(t) = oldest_stall {
             let stalled_until = self.at(t) + limits.stall_timeout;
             if limits.multiplexed {
                 // One caller pausing its stream must not fail every other caller's: only a
                 // connection that sent nothing at all for as long is closed.
-                let silent_until = self.at(self.written_at.load(Ordering::Relaxed)) + limits.stall_timeout;
-                check(stalled_until.max(silent_until), "the peer stopped taking responses");
+                let silent_until =
+                    self.at(self.written_at.load(Ordering::Relaxed)) + limits.stall_timeout;
+                check(
+                    stalled_until.max(silent_until),
+                    "the peer stopped taking responses",
+                );
             } else {
                 check(stalled_until, "the peer stopped taking a response");
             }
@@ -225,12 +247,20 @@ pub(crate) struct Watch {
 
 impl Watch {
     pub(crate) fn new(listener: &'static str, limits: Limits, slot: OwnedSemaphorePermit) -> Self {
-        Self { listener, limits, activity: Arc::new(Activity::new()), _slot: slot }
+        Self {
+            listener,
+            limits,
+            activity: Arc::new(Activity::new()),
+            _slot: slot,
+        }
     }
 
     /// Wraps the connection's stream so that the watch sees its bytes.
     pub(crate) fn io<I>(&self, io: I) -> Watched<I> {
-        Watched { io, activity: self.activity.clone() }
+        Watched {
+            io,
+            activity: self.activity.clone(),
+        }
     }
 
     pub(crate) fn activity(&self) -> Arc<Activity> {
@@ -261,7 +291,9 @@ impl Watch {
                         closing = Some(now);
                         now + self.limits.head_timeout
                     }
-                    Some(since) if now >= since + self.limits.head_timeout => return self.closed("idle"),
+                    Some(since) if now >= since + self.limits.head_timeout => {
+                        return self.closed("idle");
+                    }
                     Some(since) => since + self.limits.head_timeout,
                 },
             };
@@ -299,7 +331,11 @@ pin_project! {
 }
 
 impl<IO: AsyncRead> AsyncRead for Watched<IO> {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let this = self.project();
         let before = buf.filled().len();
         ready!(this.io.poll_read(cx, buf))?;
@@ -312,10 +348,15 @@ impl<IO: AsyncRead> AsyncRead for Watched<IO> {
 }
 
 impl<IO: AsyncWrite> AsyncWrite for Watched<IO> {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         let this = self.project();
         let r = this.io.poll_write(cx, buf);
-        this.activity.write_done(r.is_pending(), matches!(r, Poll::Ready(Ok(n)) if n > 0));
+        this.activity
+            .write_done(r.is_pending(), matches!(r, Poll::Ready(Ok(n)) if n > 0));
         r
     }
 
@@ -337,7 +378,8 @@ impl<IO: AsyncWrite> AsyncWrite for Watched<IO> {
     ) -> Poll<io::Result<usize>> {
         let this = self.project();
         let r = this.io.poll_write_vectored(cx, bufs);
-        this.activity.write_done(r.is_pending(), matches!(r, Poll::Ready(Ok(n)) if n > 0));
+        this.activity
+            .write_done(r.is_pending(), matches!(r, Poll::Ready(Ok(n)) if n > 0));
         r
     }
 
@@ -384,7 +426,10 @@ where
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
         self.activity.request_started();
         let in_flight = InFlight(self.activity.clone());
-        TrackedFuture { inner: self.inner.call(req), in_flight: Some(in_flight) }
+        TrackedFuture {
+            inner: self.inner.call(req),
+            in_flight: Some(in_flight),
+        }
     }
 }
 
@@ -414,7 +459,12 @@ where
                 Some(f) if !inner.is_end_stream() => Some(f.0.stall()),
                 _ => None,
             };
-            TrackedBody { inner, in_flight, rest: Bytes::new(), stalled }
+            TrackedBody {
+                inner,
+                in_flight,
+                rest: Bytes::new(),
+                stalled,
+            }
         })))
     }
 }
@@ -448,7 +498,10 @@ where
     type Data = Bytes;
     type Error = B::Error;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         let mut this = self.project();
         let activity = this.in_flight.as_ref().map(|f| &f.0);
         // Asked again: the peer took the last frame.

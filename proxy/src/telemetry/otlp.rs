@@ -4,7 +4,9 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use opentelemetry::trace::{SpanContext, SpanId, SpanKind as OtelKind, Status, TraceFlags, TraceId, TraceState};
+use opentelemetry::trace::{
+    SpanContext, SpanId, SpanKind as OtelKind, Status, TraceFlags, TraceId, TraceState,
+};
 use opentelemetry::{InstrumentationScope, KeyValue};
 use opentelemetry_otlp::{Protocol, WithExportConfig as _, WithHttpConfig as _};
 use opentelemetry_sdk::Resource;
@@ -18,28 +20,44 @@ pub(super) struct Otlp {
 }
 
 impl Otlp {
-    pub(super) fn new(url: &str, headers: Vec<(String, String)>, app_id: &str, connector: super::Connector) -> Self {
+    pub(super) fn new(
+        url: &str,
+        headers: Vec<(String, String)>,
+        app_id: &str,
+        connector: super::Connector,
+    ) -> Self {
         let timeout = Duration::from_secs(10);
         let exporter = opentelemetry_otlp::SpanExporter::builder()
             .with_http()
-            .with_http_client(opentelemetry_http::hyper::HyperClient::new(connector, timeout, None))
+            .with_http_client(opentelemetry_http::hyper::HyperClient::new(
+                connector, timeout, None,
+            ))
             .with_endpoint(url)
             .with_protocol(Protocol::HttpBinary)
             .with_timeout(timeout)
             .with_headers(headers.into_iter().collect::<HashMap<_, _>>())
             .build()
             .map(|mut e| {
-                e.set_resource(&Resource::builder_empty().with_service_name(app_id.to_owned()).build());
+                e.set_resource(
+                    &Resource::builder_empty()
+                        .with_service_name(app_id.to_owned())
+                        .build(),
+                );
                 e
             })
             .map_err(|e| e.to_string());
-        let scope = InstrumentationScope::builder("outrider").with_version(env!("CARGO_PKG_VERSION")).build();
+        let scope = InstrumentationScope::builder("outrider")
+            .with_version(env!("CARGO_PKG_VERSION"))
+            .build();
         Self { exporter, scope }
     }
 
     pub(super) async fn send(&mut self, batch: Vec<SpanRecord>) -> Result<(), String> {
         let exporter = self.exporter.as_ref().map_err(Clone::clone)?;
-        let data = batch.into_iter().map(|s| span_data(s, &self.scope)).collect();
+        let data = batch
+            .into_iter()
+            .map(|s| span_data(s, &self.scope))
+            .collect();
         exporter.export(data).await.map_err(|e| e.to_string())
     }
 }
@@ -63,11 +81,19 @@ fn span_data(s: SpanRecord, scope: &InstrumentationScope) -> SpanData {
         name: s.name,
         start_time: s.start,
         end_time: s.end,
-        attributes: s.attributes.into_iter().map(|(k, v)| KeyValue::new(k, v)).collect(),
+        attributes: s
+            .attributes
+            .into_iter()
+            .map(|(k, v)| KeyValue::new(k, v))
+            .collect(),
         dropped_attributes_count: 0,
         events: Default::default(),
         links: Default::default(),
-        status: if s.error { Status::error("") } else { Status::Unset },
+        status: if s.error {
+            Status::error("")
+        } else {
+            Status::Unset
+        },
         instrumentation_scope: scope.clone(),
     }
 }

@@ -21,17 +21,42 @@ async fn the_static_resolver_sends_to_listed_addresses() {
         b.mesh
     );
     std::fs::write(&cfg, yaml).unwrap();
-    let a = mesh.sidecar("a").args(["--config", cfg.to_str().unwrap()]).start().await;
-    let r = send("GET", &format!("{}/v1.0/invoke/b/method/static", a.api_url()), &[], "").await.unwrap();
+    let a = mesh
+        .sidecar("a")
+        .args(["--config", cfg.to_str().unwrap()])
+        .start()
+        .await;
+    let r = send(
+        "GET",
+        &format!("{}/v1.0/invoke/b/method/static", a.api_url()),
+        &[],
+        "",
+    )
+    .await
+    .unwrap();
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["path"], "/static");
-    let meta = send("GET", &format!("{}/v1.0/metadata", a.api_url()), &[], "").await.unwrap().json();
+    let meta = send("GET", &format!("{}/v1.0/metadata", a.api_url()), &[], "")
+        .await
+        .unwrap()
+        .json();
     assert_eq!(meta["extended"]["outrider.nameResolution"], "static");
     // A target the static map does not list is unknown, even though it is registered locally.
     let _c = mesh.sidecar("c").start().await;
-    let r = send("GET", &format!("{}/v1.0/invoke/c/method/x", a.api_url()), &[], "").await.unwrap();
+    let r = send(
+        "GET",
+        &format!("{}/v1.0/invoke/c/method/x", a.api_url()),
+        &[],
+        "",
+    )
+    .await
+    .unwrap();
     assert_eq!(r.status, 500);
-    assert!(r.text().contains("no endpoints found for app c.default"), "{}", r.text());
+    assert!(
+        r.text().contains("no endpoints found for app c.default"),
+        "{}",
+        r.text()
+    );
 }
 
 /// Writes PEM files for `app`'s certificate from `ca`, as an external issuer would.
@@ -44,24 +69,48 @@ fn write_certs(ca: &DevCa, dir: &std::path::Path, app: &str) -> Vec<String> {
     };
     let chain: String = issued.chain.iter().map(|c| pem("CERTIFICATE", c)).collect();
     let key = pem("PRIVATE KEY", issued.key.secret_der());
-    let bundle: String = ca.trust_bundle().certs().iter().map(|c| pem("CERTIFICATE", c)).collect();
-    let (b, c, k) =
-        (dir.join(format!("{app}-bundle.pem")), dir.join(format!("{app}.pem")), dir.join(format!("{app}.key")));
+    let bundle: String = ca
+        .trust_bundle()
+        .certs()
+        .iter()
+        .map(|c| pem("CERTIFICATE", c))
+        .collect();
+    let (b, c, k) = (
+        dir.join(format!("{app}-bundle.pem")),
+        dir.join(format!("{app}.pem")),
+        dir.join(format!("{app}.key")),
+    );
     std::fs::write(&b, bundle).unwrap();
     std::fs::write(&c, chain).unwrap();
     std::fs::write(&k, key).unwrap();
     // The files must parse as PEM the way the sidecar reads them.
-    assert!(rustls_pki_types::CertificateDer::pem_file_iter(&c).unwrap().count() == 1);
-    ["--trust-bundle", b.to_str().unwrap(), "--cert-chain", c.to_str().unwrap(), "--cert-key", k.to_str().unwrap()]
-        .map(str::to_owned)
-        .to_vec()
+    assert!(
+        rustls_pki_types::CertificateDer::pem_file_iter(&c)
+            .unwrap()
+            .count()
+            == 1
+    );
+    [
+        "--trust-bundle",
+        b.to_str().unwrap(),
+        "--cert-chain",
+        c.to_str().unwrap(),
+        "--cert-key",
+        k.to_str().unwrap(),
+    ]
+    .map(str::to_owned)
+    .to_vec()
 }
 
 fn base64_lines(der: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut s = String::new();
     for chunk in der.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {
@@ -71,7 +120,10 @@ fn base64_lines(der: &[u8]) -> String {
             }
         }
     }
-    s.as_bytes().chunks(64).map(|l| format!("{}\n", String::from_utf8_lossy(l))).collect()
+    s.as_bytes()
+        .chunks(64)
+        .map(|l| format!("{}\n", String::from_utf8_lossy(l)))
+        .collect()
 }
 
 #[tokio::test]
@@ -82,19 +134,43 @@ async fn externally_issued_certificates_are_used_as_given() {
     let mesh = Mesh::new();
     let files = tempfile::tempdir().unwrap();
     let app = FakeApp::start("b").await;
-    let b = mesh.sidecar("b").app_port(app.port).args(write_certs(&ca, files.path(), "b")).start().await;
-    let a = mesh.sidecar("a").args(write_certs(&ca, files.path(), "a")).start().await;
+    let b = mesh
+        .sidecar("b")
+        .app_port(app.port)
+        .args(write_certs(&ca, files.path(), "b"))
+        .start()
+        .await;
+    let a = mesh
+        .sidecar("a")
+        .args(write_certs(&ca, files.path(), "a"))
+        .start()
+        .await;
     outrider_testkit::wait_registered(&mesh, "b", 1).await;
-    let r = send("GET", &format!("{}/v1.0/invoke/b/method/ext", a.api_url()), &[], "").await.unwrap();
+    let r = send(
+        "GET",
+        &format!("{}/v1.0/invoke/b/method/ext", a.api_url()),
+        &[],
+        "",
+    )
+    .await
+    .unwrap();
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(app.seen().pop().unwrap().headers["dapr-caller-app-id"], "a");
-    assert!(!mesh.ca_dir().exists(), "a development CA was created despite the given certificates");
+    assert!(
+        !mesh.ca_dir().exists(),
+        "a development CA was created despite the given certificates"
+    );
     // A certificate for another app id is refused at start.
-    let mut wrong = mesh.sidecar("c").args(write_certs(&ca, files.path(), "a")).spawn();
+    let mut wrong = mesh
+        .sidecar("c")
+        .args(write_certs(&ca, files.path(), "a"))
+        .spawn();
     let code = wrong.wait_exit(Duration::from_secs(30)).await;
     assert_eq!(code, Some(1), "{}", wrong.log());
     assert!(
-        wrong.log().contains("spiffe://public/ns/default/a, expected spiffe://public/ns/default/c"),
+        wrong
+            .log()
+            .contains("spiffe://public/ns/default/a, expected spiffe://public/ns/default/c"),
         "{}",
         wrong.log()
     );
@@ -106,15 +182,20 @@ async fn the_api_speaks_h2c_with_prior_knowledge() {
     let mesh = Mesh::new();
     let app = FakeApp::start("a").await;
     let a = mesh.sidecar("a").app_port(app.port).start().await;
-    let client =
-        hyper_util::client::legacy::Client::builder(TokioExecutor::new()).http2_only(true).build_http::<Full<Bytes>>();
+    let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<Full<Bytes>>();
     let req = http::Request::post(format!("{}/v1.0/invoke/a/method/h2?x=1", a.api_url()))
         .body(Full::new(Bytes::from("over h2c")))
         .unwrap();
     let rsp = client.request(req).await.unwrap();
     assert_eq!(rsp.version(), http::Version::HTTP_2);
     assert_eq!(rsp.status(), 200);
-    let body: serde_json::Value = serde_json::from_slice(&rsp.into_body().collect().await.unwrap().to_bytes()).unwrap();
-    assert_eq!((body["path"].as_str(), body["body"].as_str()), (Some("/h2"), Some("over h2c")));
+    let body: serde_json::Value =
+        serde_json::from_slice(&rsp.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(
+        (body["path"].as_str(), body["body"].as_str()),
+        (Some("/h2"), Some("over h2c"))
+    );
     let _ = free_port();
 }

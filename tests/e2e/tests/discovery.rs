@@ -40,7 +40,8 @@ async fn echo_sidecar(mesh: &Mesh, app: &str, host: &Host, config: &Path) -> Sid
 
 /// The pid of the app a sidecar runs (its only child; any of its threads may have started it).
 fn app_pid(sidecar: &Sidecar) -> u32 {
-    let tasks = std::fs::read_dir(format!("/proc/{}/task", sidecar.pid())).expect("the sidecar's threads");
+    let tasks =
+        std::fs::read_dir(format!("/proc/{}/task", sidecar.pid())).expect("the sidecar's threads");
     tasks
         .flatten()
         .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
@@ -53,11 +54,13 @@ fn app_pid(sidecar: &Sidecar) -> u32 {
 async fn spread(caller: &Sidecar, n: usize) -> Vec<Result<u32, String>> {
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {
-        out.push(match caller.call("GET", "/v1.0/invoke/b/method/who", "").await {
-            Ok(r) if r.status == 200 => Ok(r.json()["pid"].as_u64().expect("echo pid") as u32),
-            Ok(r) => Err(format!("{} {}", r.status, r.text())),
-            Err(e) => Err(e.to_string()),
-        });
+        out.push(
+            match caller.call("GET", "/v1.0/invoke/b/method/who", "").await {
+                Ok(r) if r.status == 200 => Ok(r.json()["pid"].as_u64().expect("echo pid") as u32),
+                Ok(r) => Err(format!("{} {}", r.status, r.text())),
+                Err(e) => Err(e.to_string()),
+            },
+        );
     }
     out
 }
@@ -81,15 +84,23 @@ async fn mdns_spreads_over_hosts_survives_a_kill_and_takes_back_a_restart() {
     let (ha, h1, h2) = (&lan.hosts[0], &lan.hosts[1], &lan.hosts[2]);
     let mut b1 = echo_sidecar(&mesh, "b", h1, &cfg).await;
     let b2 = echo_sidecar(&mesh, "b", h2, &cfg).await;
-    let mut a = mesh.sidecar("a").on(ha).args(["--config", &cfg.to_string_lossy()]).spawn();
+    let mut a = mesh
+        .sidecar("a")
+        .on(ha)
+        .args(["--config", &cfg.to_string_lossy()])
+        .spawn();
     a.wait_outbound_ready().await;
     let (p1, p2) = (app_pid(&b1), app_pid(&b2));
 
     // Both instances get traffic.
-    wait_until(Duration::from_secs(20), "both instances of b to answer", || async {
-        let seen: BTreeSet<u32> = spread(&a, 10).await.into_iter().flatten().collect();
-        (seen.contains(&p1) && seen.contains(&p2)).then_some(())
-    })
+    wait_until(
+        Duration::from_secs(20),
+        "both instances of b to answer",
+        || async {
+            let seen: BTreeSet<u32> = spread(&a, 10).await.into_iter().flatten().collect();
+            (seen.contains(&p1) && seen.contains(&p2)).then_some(())
+        },
+    )
     .await;
     let meta = a.call("GET", "/v1.0/metadata", "").await.unwrap().json();
     assert_eq!(meta["nameResolution"]["resolver"], "mdns", "{meta}");
@@ -101,32 +112,63 @@ async fn mdns_spreads_over_hosts_survives_a_kill_and_takes_back_a_restart() {
     // One instance dies without a goodbye: requests move to the other (its failed connection
     // ejects it and the built-in retry goes to the other instance), and keep succeeding.
     b1.kill().await;
-    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(p1 as i32), nix::sys::signal::Signal::SIGKILL);
-    wait_until(Duration::from_secs(10), "requests to go to the live instance only", || async {
-        spread(&a, 10).await.iter().all(|r| r == &Ok(p2)).then_some(())
-    })
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(p1 as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    wait_until(
+        Duration::from_secs(10),
+        "requests to go to the live instance only",
+        || async {
+            spread(&a, 10)
+                .await
+                .iter()
+                .all(|r| r == &Ok(p2))
+                .then_some(())
+        },
+    )
     .await;
     let after: Vec<_> = spread(&a, 20).await;
-    assert!(after.iter().all(|r| r == &Ok(p2)), "after the kill: {after:?}");
+    assert!(
+        after.iter().all(|r| r == &Ok(p2)),
+        "after the kill: {after:?}"
+    );
     let meta = a.call("GET", "/v1.0/metadata", "").await.unwrap().json();
     let dead = format!("{}:{}", h1.addr, b1.mesh);
-    let endpoints = meta["nameResolution"]["targets"][0]["endpoints"].as_array().unwrap().clone();
-    let state = endpoints.iter().find(|e| e["address"] == dead.as_str()).map(|e| e["state"].clone());
-    assert!(state.as_ref().is_none_or(|s| s != "up"), "the dead endpoint is not ejected: {meta}");
+    let endpoints = meta["nameResolution"]["targets"][0]["endpoints"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let state = endpoints
+        .iter()
+        .find(|e| e["address"] == dead.as_str())
+        .map(|e| e["state"].clone());
+    assert!(
+        state.as_ref().is_none_or(|s| s != "up"),
+        "the dead endpoint is not ejected: {meta}"
+    );
 
     // It comes back (a new process, announced afresh): it gets traffic again.
     let b1 = echo_sidecar(&mesh, "b", h1, &cfg).await;
     let p1 = app_pid(&b1);
-    wait_until(Duration::from_secs(20), "the restarted instance to get traffic", || async {
-        spread(&a, 10).await.contains(&Ok(p1)).then_some(())
-    })
+    wait_until(
+        Duration::from_secs(20),
+        "the restarted instance to get traffic",
+        || async { spread(&a, 10).await.contains(&Ok(p1)).then_some(()) },
+    )
     .await;
 
     // An app nobody announces: the error says what was asked and what else to use.
-    let r = a.call("GET", "/v1.0/invoke/nobody/method/x", "").await.unwrap();
+    let r = a
+        .call("GET", "/v1.0/invoke/nobody/method/x", "")
+        .await
+        .unwrap();
     assert_eq!(r.status, 500, "{}", r.text());
     let msg = r.json()["message"].as_str().unwrap_or_default().to_owned();
-    assert!(msg.contains("no mDNS answer for app nobody") && msg.contains("interfaces eth0"), "{msg}");
+    assert!(
+        msg.contains("no mDNS answer for app nobody") && msg.contains("interfaces eth0"),
+        "{msg}"
+    );
     assert!(msg.contains("local, static or dns resolver"), "{msg}");
     drop((a, b1, b2));
 }
@@ -138,7 +180,11 @@ async fn python_zeroconf_sees_the_announcement() {
         Err(why) => return skip(&why),
     };
     let python = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../sdk/python/.venv/bin/python");
-    assert!(python.exists(), "{} is missing: run scripts/sdk-deps.sh (make test does)", python.display());
+    assert!(
+        python.exists(),
+        "{} is missing: run scripts/sdk-deps.sh (make test does)",
+        python.display()
+    );
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../sdk/python/mdns_browse.py");
     let mesh = Mesh::new();
     let cfg = config(
@@ -158,13 +204,24 @@ async fn python_zeroconf_sees_the_announcement() {
         .await
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "python-zeroconf did not find b: {stderr}");
+    assert!(
+        out.status.success(),
+        "python-zeroconf did not find b: {stderr}"
+    );
     let found: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(found["name"], "b._outrider._tcp.local.", "{found}");
     assert_eq!(found["port"], b.mesh, "{found}");
-    assert_eq!(found["addresses"], serde_json::json!([lan.hosts[0].addr.to_string()]), "{found}");
+    assert_eq!(
+        found["addresses"],
+        serde_json::json!([lan.hosts[0].addr.to_string()]),
+        "{found}"
+    );
     let props = &found["properties"];
-    assert_eq!((props["app-id"].as_str(), props["namespace"].as_str()), (Some("b"), Some("default")), "{found}");
+    assert_eq!(
+        (props["app-id"].as_str(), props["namespace"].as_str()),
+        (Some("b"), Some("default")),
+        "{found}"
+    );
     assert_eq!(props["mesh-port"], b.mesh.to_string(), "{found}");
 }
 
@@ -189,7 +246,8 @@ fn dnsmasq(host: &Host, records: &[String]) -> tokio::process::Child {
     .stdout(Stdio::null())
     .stderr(Stdio::null())
     .kill_on_drop(true);
-    cmd.spawn().expect("dnsmasq (make deps installs dnsmasq-base)")
+    cmd.spawn()
+        .expect("dnsmasq (make deps installs dnsmasq-base)")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -201,7 +259,11 @@ async fn dns_follows_changing_records_from_a_real_server() {
     let (hdns, ha, h1, h2) = (&lan.hosts[0], &lan.hosts[1], &lan.hosts[2], &lan.hosts[3]);
     let mesh = Mesh::new();
     // The B sidecars themselves need no resolver; only A asks DNS.
-    let plain = config(mesh.home(), "plain", serde_json::json!({"component": "static", "configuration": {"apps": {}}}));
+    let plain = config(
+        mesh.home(),
+        "plain",
+        serde_json::json!({"component": "static", "configuration": {"apps": {}}}),
+    );
     let b1 = echo_sidecar(&mesh, "b", h1, &plain).await;
     let b2 = echo_sidecar(&mesh, "b", h2, &plain).await;
     let (p1, p2) = (app_pid(&b1), app_pid(&b2));
@@ -214,11 +276,25 @@ async fn dns_follows_changing_records_from_a_real_server() {
     );
 
     // An A record for b, no SRV record: b1, at the configured mesh port.
-    let mut server = dnsmasq(hdns, &[format!("--host-record=b.default.svc.cluster.local,{}", h1.addr)]);
-    let mut a = mesh.sidecar("a").on(ha).args(["--config", &cfg.to_string_lossy()]).spawn();
+    let mut server = dnsmasq(
+        hdns,
+        &[format!(
+            "--host-record=b.default.svc.cluster.local,{}",
+            h1.addr
+        )],
+    );
+    let mut a = mesh
+        .sidecar("a")
+        .on(ha)
+        .args(["--config", &cfg.to_string_lossy()])
+        .spawn();
     a.wait_outbound_ready().await;
     wait_until(Duration::from_secs(15), "b to resolve to b1", || async {
-        spread(&a, 5).await.iter().all(|r| r == &Ok(p1)).then_some(())
+        spread(&a, 5)
+            .await
+            .iter()
+            .all(|r| r == &Ok(p1))
+            .then_some(())
     })
     .await;
 
@@ -230,23 +306,39 @@ async fn dns_follows_changing_records_from_a_real_server() {
         &[
             format!("--host-record=b.default.svc.cluster.local,{}", h1.addr),
             format!("--host-record=b2.lan.test,{}", h2.addr),
-            format!("--srv-host=_mesh._tcp.b.default.svc.cluster.local,b2.lan.test,{}", b2.mesh),
+            format!(
+                "--srv-host=_mesh._tcp.b.default.svc.cluster.local,b2.lan.test,{}",
+                b2.mesh
+            ),
         ],
     );
     wait_until(Duration::from_secs(20), "traffic to move to b2", || async {
-        spread(&a, 5).await.iter().all(|r| r == &Ok(p2)).then_some(())
+        spread(&a, 5)
+            .await
+            .iter()
+            .all(|r| r == &Ok(p2))
+            .then_some(())
     })
     .await;
     let meta = a.call("GET", "/v1.0/metadata", "").await.unwrap().json();
     assert_eq!(meta["nameResolution"]["resolver"], "dns", "{meta}");
     let endpoints = meta["nameResolution"]["targets"][0]["endpoints"].to_string();
-    assert!(endpoints.contains(&format!("{}:{}", h2.addr, b2.mesh)), "{meta}");
+    assert!(
+        endpoints.contains(&format!("{}:{}", h2.addr, b2.mesh)),
+        "{meta}"
+    );
 
     // A name DNS does not know: the error names it.
-    let r = a.call("GET", "/v1.0/invoke/nobody/method/x", "").await.unwrap();
+    let r = a
+        .call("GET", "/v1.0/invoke/nobody/method/x", "")
+        .await
+        .unwrap();
     assert_eq!(r.status, 500, "{}", r.text());
     let msg = r.json()["message"].as_str().unwrap_or_default().to_owned();
-    assert!(msg.contains("DNS has no address for nobody.default.svc.cluster.local."), "{msg}");
+    assert!(
+        msg.contains("DNS has no address for nobody.default.svc.cluster.local."),
+        "{msg}"
+    );
 }
 
 /// Sends 160 invocations of `/slow/100`, 8 at a time, through `caller`; returns how many the
@@ -278,10 +370,16 @@ async fn p2c_sends_a_slow_endpoint_less_than_round_robin() {
     let slow = FakeApp::start("slow").await;
     let mut b_slow = mesh.sidecar("b").app_port(slow.port).start().await;
     b_slow.wait_ready().await;
-    let mut b_fast =
-        mesh.sidecar("b").app_port(free_port()).command([binary("echo-app").to_string_lossy().into_owned()]).spawn();
+    let mut b_fast = mesh
+        .sidecar("b")
+        .app_port(free_port())
+        .command([binary("echo-app").to_string_lossy().into_owned()])
+        .spawn();
     b_fast.wait_ready().await;
-    let endpoints = [format!("127.0.0.1:{}", b_slow.mesh), format!("127.0.0.1:{}", b_fast.mesh)];
+    let endpoints = [
+        format!("127.0.0.1:{}", b_slow.mesh),
+        format!("127.0.0.1:{}", b_fast.mesh),
+    ];
     let mut shares = BTreeMap::new();
     for balancing in ["roundRobin", "p2c"] {
         let cfg = config(
@@ -291,12 +389,25 @@ async fn p2c_sends_a_slow_endpoint_less_than_round_robin() {
                 "apps": {"b": endpoints}, "loadBalancing": balancing,
             }}),
         );
-        let a = mesh.sidecar("a").args(["--config", &cfg.to_string_lossy()]).start().await;
+        let a = mesh
+            .sidecar("a")
+            .args(["--config", &cfg.to_string_lossy()])
+            .start()
+            .await;
         shares.insert(balancing, slow_share(&a, &slow).await);
-        let meta = outrider_testkit::send("GET", &format!("{}/v1.0/metadata", a.api_url()), &[], "").await.unwrap();
+        let meta =
+            outrider_testkit::send("GET", &format!("{}/v1.0/metadata", a.api_url()), &[], "")
+                .await
+                .unwrap();
         assert_eq!(meta.json()["nameResolution"]["loadBalancing"], balancing);
-        let page = outrider_testkit::send("GET", &format!("{}/", a.admin_url()), &[], "").await.unwrap().text();
-        assert!(page.contains(&format!("name resolution: static, balancing: {balancing}")), "{page}");
+        let page = outrider_testkit::send("GET", &format!("{}/", a.admin_url()), &[], "")
+            .await
+            .unwrap()
+            .text();
+        assert!(
+            page.contains(&format!("name resolution: static, balancing: {balancing}")),
+            "{page}"
+        );
         for e in &endpoints {
             assert!(page.contains(&format!("  {e} up\n")), "{page}");
         }

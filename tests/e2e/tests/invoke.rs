@@ -16,10 +16,26 @@ struct Pair {
 async fn pair(extra: &[&str]) -> Pair {
     let mesh = Mesh::new();
     let (a_app, b_app) = (FakeApp::start("a").await, FakeApp::start("b").await);
-    let b = mesh.sidecar("b").app_port(b_app.port).args(extra.iter().copied()).start().await;
-    let a = mesh.sidecar("a").app_port(a_app.port).args(extra.iter().copied()).start().await;
+    let b = mesh
+        .sidecar("b")
+        .app_port(b_app.port)
+        .args(extra.iter().copied())
+        .start()
+        .await;
+    let a = mesh
+        .sidecar("a")
+        .app_port(a_app.port)
+        .args(extra.iter().copied())
+        .start()
+        .await;
     wait_registered(&mesh, "b", 1).await;
-    Pair { mesh, a, b, b_app, _a_app: a_app }
+    Pair {
+        mesh,
+        a,
+        b,
+        b_app,
+        _a_app: a_app,
+    }
 }
 
 fn url(s: &Sidecar, rest: &str) -> String {
@@ -43,11 +59,16 @@ async fn verbs_paths_queries_and_bodies_reach_the_app() {
         assert_eq!(j["instance"], "b");
         assert_eq!(j["method"], verb);
         assert_eq!(j["path"], "/orders/7");
-        assert_eq!(j["query"], "x=1&y=a+b%20c", "the query string is forwarded verbatim");
+        assert_eq!(
+            j["query"], "x=1&y=a+b%20c",
+            "the query string is forwarded verbatim"
+        );
         assert_eq!(j["body"], format!("body-{verb}"));
         assert_eq!(j["headers"]["content-type"], "text/plain");
     }
-    let head = send("HEAD", &url(&p.a, "b/method/orders/7"), &[], "").await.unwrap();
+    let head = send("HEAD", &url(&p.a, "b/method/orders/7"), &[], "")
+        .await
+        .unwrap();
     assert_eq!(head.status, 200);
     assert!(head.body.is_empty());
     // Empty method: forwarded as "/", like daprd.
@@ -73,7 +94,11 @@ async fn encoded_paths_arrive_in_their_one_canonical_form() {
         assert_eq!(r.json()["path"], want, "{rest}");
     }
     let seen: Vec<String> = p.b_app.seen().into_iter().map(|r| r.path).collect();
-    assert_eq!(seen, cases.iter().map(|c| c.1).collect::<Vec<_>>(), "the app saw exactly the canonical paths");
+    assert_eq!(
+        seen,
+        cases.iter().map(|c| c.1).collect::<Vec<_>>(),
+        "the app saw exactly the canonical paths"
+    );
 }
 
 #[tokio::test]
@@ -102,9 +127,18 @@ async fn headers_pass_both_ways_without_hop_by_hop_or_identity_headers() {
     }
     let got = p.b_app.seen().pop().unwrap().headers;
     assert_eq!(got["x-custom"], "kept");
-    assert!(got.get("x-private").is_none(), "a header named by Connection was forwarded");
-    assert!(got.get("dapr-api-token").is_none(), "the caller's token reached the callee app");
-    assert_eq!(got["dapr-caller-app-id"], "a", "caller identity comes from the certificate");
+    assert!(
+        got.get("x-private").is_none(),
+        "a header named by Connection was forwarded"
+    );
+    assert!(
+        got.get("dapr-api-token").is_none(),
+        "the caller's token reached the callee app"
+    );
+    assert_eq!(
+        got["dapr-caller-app-id"], "a",
+        "caller identity comes from the certificate"
+    );
     assert_eq!(got["dapr-caller-namespace"], "default");
     assert_eq!(got["dapr-callee-app-id"], "b");
     assert_eq!(got.get_all("dapr-caller-app-id").iter().count(), 1);
@@ -115,7 +149,14 @@ async fn headers_pass_both_ways_without_hop_by_hop_or_identity_headers() {
 async fn app_statuses_and_bodies_pass_through() {
     let p = pair(&[]).await;
     for code in [201u16, 204, 302, 400, 404, 409, 500, 503] {
-        let r = send("POST", &url(&p.a, &format!("b/method/status/{code}")), &[], "x").await.unwrap();
+        let r = send(
+            "POST",
+            &url(&p.a, &format!("b/method/status/{code}")),
+            &[],
+            "x",
+        )
+        .await
+        .unwrap();
         assert_eq!(r.status, code);
         assert_eq!(r.headers["x-app-status"], code.to_string().as_str());
         if code != 204 {
@@ -127,32 +168,58 @@ async fn app_statuses_and_bodies_pass_through() {
 #[tokio::test]
 async fn header_form_and_self_invocation() {
     let p = pair(&[]).await;
-    let r = send("POST", &format!("{}/any/path?q=1", p.a.api_url()), &[("dapr-app-id", "b")], "hi").await.unwrap();
+    let r = send(
+        "POST",
+        &format!("{}/any/path?q=1", p.a.api_url()),
+        &[("dapr-app-id", "b")],
+        "hi",
+    )
+    .await
+    .unwrap();
     assert_eq!(r.status, 200, "{}", r.text());
     let j = r.json();
     assert_eq!(
-        (j["instance"].as_str(), j["path"].as_str(), j["query"].as_str()),
+        (
+            j["instance"].as_str(),
+            j["path"].as_str(),
+            j["query"].as_str()
+        ),
         (Some("b"), Some("/any/path"), Some("q=1"))
     );
     assert!(j["headers"].get("dapr-app-id").is_none());
     // Namespace-qualified form.
-    let r = send("GET", &url(&p.a, "b.default/method/x"), &[], "").await.unwrap();
+    let r = send("GET", &url(&p.a, "b.default/method/x"), &[], "")
+        .await
+        .unwrap();
     assert_eq!(r.json()["instance"], "b");
     // Basic auth naming the target (base64 of "dapr-app-id:b"); the header is not forwarded.
-    let r =
-        send("GET", &format!("{}/basic?x=2", p.a.api_url()), &[("authorization", "Basic ZGFwci1hcHAtaWQ6Yg==")], "")
-            .await
-            .unwrap();
-    assert_eq!((r.json()["instance"].as_str(), r.json()["path"].as_str()), (Some("b"), Some("/basic")), "{}", r.text());
+    let r = send(
+        "GET",
+        &format!("{}/basic?x=2", p.a.api_url()),
+        &[("authorization", "Basic ZGFwci1hcHAtaWQ6Yg==")],
+        "",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (r.json()["instance"].as_str(), r.json()["path"].as_str()),
+        (Some("b"), Some("/basic")),
+        "{}",
+        r.text()
+    );
     assert!(r.json()["headers"].get("authorization").is_none());
     // The header wins over the path, and the whole path is the method.
-    let r = send("GET", &url(&p.a, "a/method/x"), &[("dapr-app-id", "b")], "").await.unwrap();
+    let r = send("GET", &url(&p.a, "a/method/x"), &[("dapr-app-id", "b")], "")
+        .await
+        .unwrap();
     assert_eq!(
         (r.json()["instance"].as_str(), r.json()["path"].as_str()),
         (Some("b"), Some("/v1.0/invoke/a/method/x"))
     );
     // Calling oneself goes to one's own app.
-    let r = send("GET", &url(&p.a, "a/method/me"), &[], "").await.unwrap();
+    let r = send("GET", &url(&p.a, "a/method/me"), &[], "")
+        .await
+        .unwrap();
     assert_eq!(r.json()["instance"], "a");
     assert_eq!(r.json()["headers"]["dapr-caller-app-id"], "a");
 }
@@ -161,28 +228,69 @@ async fn header_form_and_self_invocation() {
 async fn failures_have_dapr_error_codes() {
     let mut p = pair(&[]).await;
     let cases = [
-        (url(&p.a, "nobody/method/x"), 500, "no endpoints found for app nobody.default"),
-        (url(&p.a, "b.other-ns/method/x"), 500, "no endpoints found for app b.other-ns"),
+        (
+            url(&p.a, "nobody/method/x"),
+            500,
+            "no endpoints found for app nobody.default",
+        ),
+        (
+            url(&p.a, "b.other-ns/method/x"),
+            500,
+            "no endpoints found for app b.other-ns",
+        ),
         (url(&p.a, "a.b.c/method/x"), 400, "invalid app id"),
-        (url(&p.a, "http%3A%2F%2Fexample.com/method/x"), 400, "HTTPEndpoint"),
-        (format!("{}/v1.0/nothing", p.a.api_url()), 404, "failed getting app id"),
-        (format!("{}/v1.0/invoke/b", p.a.api_url()), 404, "failed getting app id"),
+        (
+            url(&p.a, "http%3A%2F%2Fexample.com/method/x"),
+            400,
+            "HTTPEndpoint",
+        ),
+        (
+            format!("{}/v1.0/nothing", p.a.api_url()),
+            404,
+            "failed getting app id",
+        ),
+        (
+            format!("{}/v1.0/invoke/b", p.a.api_url()),
+            404,
+            "failed getting app id",
+        ),
     ];
     for (u, status, text) in cases {
         let r = send("GET", &u, &[], "").await.unwrap();
         assert_eq!(r.status, status, "{u}: {}", r.text());
         assert_eq!(r.json()["errorCode"], "ERR_DIRECT_INVOKE", "{u}");
-        assert!(r.json()["message"].as_str().unwrap().contains(text), "{u}: {}", r.text());
+        assert!(
+            r.json()["message"].as_str().unwrap().contains(text),
+            "{u}: {}",
+            r.text()
+        );
     }
     // B's app goes away: B's sidecar answers the error.
-    drop(std::mem::replace(&mut p.b_app, FakeApp::start("unused").await));
-    let r = send("GET", &url(&p.a, "b/method/x"), &[], "").await.unwrap();
-    assert_eq!((r.status, r.json()["errorCode"].as_str()), (500, Some("ERR_DIRECT_INVOKE")), "{}", r.text());
+    drop(std::mem::replace(
+        &mut p.b_app,
+        FakeApp::start("unused").await,
+    ));
+    let r = send("GET", &url(&p.a, "b/method/x"), &[], "")
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.status, r.json()["errorCode"].as_str()),
+        (500, Some("ERR_DIRECT_INVOKE")),
+        "{}",
+        r.text()
+    );
     assert!(r.text().contains("app channel"), "{}", r.text());
     // B's sidecar goes away: the caller cannot connect, then forgets the endpoint.
     p.b.kill().await;
-    let r = send("GET", &url(&p.a, "b/method/x"), &[], "").await.unwrap();
-    assert_eq!((r.status, r.json()["errorCode"].as_str()), (500, Some("ERR_DIRECT_INVOKE")), "{}", r.text());
+    let r = send("GET", &url(&p.a, "b/method/x"), &[], "")
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.status, r.json()["errorCode"].as_str()),
+        (500, Some("ERR_DIRECT_INVOKE")),
+        "{}",
+        r.text()
+    );
     wait_registered(&p.mesh, "b", 0).await;
 }
 
@@ -207,7 +315,12 @@ async fn round_robin_over_instances() {
     .await;
     let mut seq = Vec::new();
     for _ in 0..10 {
-        seq.push(send("GET", &a_url, &[], "").await.unwrap().json()["instance"].as_str().unwrap().to_owned());
+        seq.push(
+            send("GET", &a_url, &[], "").await.unwrap().json()["instance"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
     }
     for w in seq.windows(2) {
         assert_ne!(w[0], w[1], "not round-robin: {seq:?}");
@@ -219,21 +332,45 @@ async fn large_bodies_stream_both_ways() {
     const SIZE: usize = 40 << 20;
     let p = pair(&["--max-body-size", "64Mi"]).await;
     // Warm up connections and pools, then note each sidecar's peak memory so far.
-    assert_eq!(send("GET", &url(&p.a, "b/method/warm"), &[], "").await.unwrap().status, 200);
+    assert_eq!(
+        send("GET", &url(&p.a, "b/method/warm"), &[], "")
+            .await
+            .unwrap()
+            .status,
+        200
+    );
     let before = [p.a.peak_rss_bytes(), p.b.peak_rss_bytes()];
     // Upload: the app hashes what streams in.
     let body: Vec<u8> = (0..SIZE).map(|i| (i % 253) as u8).collect();
     let want = fnv(FNV_START, &body);
-    let r =
-        send("POST", &url(&p.a, "b/method/sink"), &[("content-type", "application/octet-stream")], body).await.unwrap();
+    let r = send(
+        "POST",
+        &url(&p.a, "b/method/sink"),
+        &[("content-type", "application/octet-stream")],
+        body,
+    )
+    .await
+    .unwrap();
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["bytes"], SIZE);
     assert_eq!(r.json()["fnv"], want);
     // Download: streamed by the app without a length.
-    let r = send("GET", &url(&p.a, &format!("b/method/stream/{SIZE}")), &[], "").await.unwrap();
+    let r = send(
+        "GET",
+        &url(&p.a, &format!("b/method/stream/{SIZE}")),
+        &[],
+        "",
+    )
+    .await
+    .unwrap();
     assert_eq!(r.status, 200);
     assert_eq!(r.body.len(), SIZE);
-    assert!(r.body.chunks(65536).enumerate().all(|(i, c)| c.iter().all(|b| *b == (i % 251) as u8)));
+    assert!(
+        r.body
+            .chunks(65536)
+            .enumerate()
+            .all(|(i, c)| c.iter().all(|b| *b == (i % 251) as u8))
+    );
     // Streamed, not buffered: neither sidecar's peak memory grew by anything near a body.
     for (s, before) in [&p.a, &p.b].into_iter().zip(before) {
         let growth = s.peak_rss_bytes().saturating_sub(before);
@@ -252,15 +389,22 @@ async fn the_body_limit_is_enforced() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let p = pair(&[]).await; // default 4 MiB
     // A declared length over the limit is refused before any body byte is read.
-    let head =
-        format!("POST /v1.0/invoke/b/method/sink HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n", (4 << 20) + 1);
+    let head = format!(
+        "POST /v1.0/invoke/b/method/sink HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+        (4 << 20) + 1
+    );
     let reply = outrider_testkit::raw_request(p.a.api, head.as_bytes()).await;
     assert!(reply.starts_with("HTTP/1.1 413"), "{reply:?}");
     assert!(reply.contains("ERR_DIRECT_INVOKE"), "{reply:?}");
-    assert!(p.b_app.seen().is_empty(), "an oversized body reached the app");
+    assert!(
+        p.b_app.seen().is_empty(),
+        "an oversized body reached the app"
+    );
 
     // A chunked body is cut off once it passes the limit, while it streams.
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", p.a.api)).await.unwrap();
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", p.a.api))
+        .await
+        .unwrap();
     let (mut rd, mut wr) = tcp.into_split();
     let writer = tokio::spawn(async move {
         let head = "POST /v1.0/invoke/b/method/sink HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
@@ -280,6 +424,8 @@ async fn the_body_limit_is_enforced() {
     writer.abort();
 
     // Exactly the limit passes.
-    let r = send("POST", &url(&p.a, "b/method/sink"), &[], vec![1u8; 4 << 20]).await.unwrap();
+    let r = send("POST", &url(&p.a, "b/method/sink"), &[], vec![1u8; 4 << 20])
+        .await
+        .unwrap();
     assert_eq!(r.json()["bytes"], 4 << 20);
 }

@@ -9,15 +9,30 @@ use outrider_testkit::{FakeApp, Mesh, binary, free_port, send, wait_registered};
 async fn the_child_gets_its_env_and_its_exit_status_becomes_ours() {
     let mesh = Mesh::new();
     let out = mesh.home().join("env.txt");
-    let script = format!("echo \"$DAPR_HTTP_PORT $APP_PORT $APP_ID\" > {}; exit 7", out.display());
-    let mut s = mesh.sidecar("kid").app_port(free_port()).command(["sh", "-c", &script]).spawn();
-    assert_eq!(s.wait_exit(Duration::from_secs(30)).await, Some(7), "{}", s.log());
+    let script = format!(
+        "echo \"$DAPR_HTTP_PORT $APP_PORT $APP_ID\" > {}; exit 7",
+        out.display()
+    );
+    let mut s = mesh
+        .sidecar("kid")
+        .app_port(free_port())
+        .command(["sh", "-c", &script])
+        .spawn();
+    assert_eq!(
+        s.wait_exit(Duration::from_secs(30)).await,
+        Some(7),
+        "{}",
+        s.log()
+    );
     let env = std::fs::read_to_string(&out).unwrap();
     let fields: Vec<&str> = env.split_whitespace().collect();
     assert_eq!(fields[0], s.api.to_string());
     assert_eq!(fields[2], "kid");
 
-    let mut s = mesh.sidecar("kid2").command(["sh", "-c", "kill -KILL $$"]).spawn();
+    let mut s = mesh
+        .sidecar("kid2")
+        .command(["sh", "-c", "kill -KILL $$"])
+        .spawn();
     assert_eq!(
         s.wait_exit(Duration::from_secs(30)).await,
         Some(128 + 9),
@@ -30,11 +45,23 @@ async fn sigterm_reaches_the_child_and_the_sidecar_deregisters() {
     let mesh = Mesh::new();
     let mark = mesh.home().join("got-term");
     // The app exits 3 on SIGTERM, after noting it.
-    let script = format!("trap 'echo term > {}; exit 3' TERM; while :; do sleep 0.05; done", mark.display());
-    let mut s = mesh.sidecar("c").command(["sh", "-c", &script]).start().await;
+    let script = format!(
+        "trap 'echo term > {}; exit 3' TERM; while :; do sleep 0.05; done",
+        mark.display()
+    );
+    let mut s = mesh
+        .sidecar("c")
+        .command(["sh", "-c", &script])
+        .start()
+        .await;
     wait_registered(&mesh, "c", 1).await;
     s.signal(Signal::SIGTERM);
-    assert_eq!(s.wait_exit(Duration::from_secs(30)).await, Some(3), "{}", s.log());
+    assert_eq!(
+        s.wait_exit(Duration::from_secs(30)).await,
+        Some(3),
+        "{}",
+        s.log()
+    );
     assert_eq!(std::fs::read_to_string(&mark).unwrap().trim(), "term");
     wait_registered(&mesh, "c", 0).await;
 }
@@ -49,13 +76,19 @@ async fn sigterm_drains_in_flight_requests() {
     let url = format!("{}/v1.0/invoke/b/method/slow/1500", a.api_url());
     let slow = tokio::spawn(async move { send("GET", &url, &[], "").await });
     // Wait until the request is inside the app, then stop B.
-    outrider_testkit::wait_until(Duration::from_secs(10), "the slow request to arrive", || async {
-        (!app.seen().is_empty()).then_some(())
-    })
+    outrider_testkit::wait_until(
+        Duration::from_secs(10),
+        "the slow request to arrive",
+        || async { (!app.seen().is_empty()).then_some(()) },
+    )
     .await;
     b.signal(Signal::SIGTERM);
     let r = slow.await.unwrap().unwrap();
-    assert_eq!((r.status, r.text().as_str()), (200, "slow done"), "the in-flight request was dropped");
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (200, "slow done"),
+        "the in-flight request was dropped"
+    );
     assert_eq!(b.wait_exit(Duration::from_secs(30)).await, Some(0));
 }
 
@@ -63,7 +96,9 @@ async fn sigterm_drains_in_flight_requests() {
 async fn the_shutdown_api_stops_the_sidecar() {
     let mesh = Mesh::new();
     let mut s = mesh.sidecar("a").start().await;
-    let r = send("POST", &format!("{}/v1.0/shutdown", s.api_url()), &[], "").await.unwrap();
+    let r = send("POST", &format!("{}/v1.0/shutdown", s.api_url()), &[], "")
+        .await
+        .unwrap();
     assert_eq!(r.status, 204);
     assert_eq!(s.wait_exit(Duration::from_secs(30)).await, Some(0));
 }
@@ -75,7 +110,14 @@ async fn run_cli(args: &[&str]) -> (Option<i32>, String) {
         .output()
         .await
         .unwrap();
-    (out.status.code(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    (
+        out.status.code(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
 }
 
 #[tokio::test]
@@ -86,27 +128,62 @@ async fn bad_flags_and_files_are_reported_before_binding() {
 
     let port = free_port();
     let p = port.to_string();
-    let (code, out) =
-        run_cli(&["run", "--app-id", "a.b", "--dapr-http-port", &p, "--mesh-port", &p, "--app-protocol", "grpc"]).await;
+    let (code, out) = run_cli(&[
+        "run",
+        "--app-id",
+        "a.b",
+        "--dapr-http-port",
+        &p,
+        "--mesh-port",
+        &p,
+        "--app-protocol",
+        "grpc",
+    ])
+    .await;
     assert_eq!(code, Some(2), "{out}");
-    for want in ["--app-id: \"a.b\"", "--mesh-port", "--app-protocol: \"grpc\""] {
+    for want in [
+        "--app-id: \"a.b\"",
+        "--mesh-port",
+        "--app-protocol: \"grpc\"",
+    ] {
         assert!(out.contains(want), "missing {want:?} in {out}");
     }
-    assert!(std::net::TcpListener::bind(("127.0.0.1", port)).is_ok(), "a port was bound despite errors");
+    assert!(
+        std::net::TcpListener::bind(("127.0.0.1", port)).is_ok(),
+        "a port was bound despite errors"
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("config.yaml");
     std::fs::write(&cfg, "kind: Configuration\nspec:\n  nameResolution:\n    component: static\n    configuration:\n      apps:\n        b: [nowhere]\n").unwrap();
-    let (code, out) =
-        run_cli(&["run", "--app-id", "a", "--config", cfg.to_str().unwrap(), "--dapr-http-port", &p]).await;
+    let (code, out) = run_cli(&[
+        "run",
+        "--app-id",
+        "a",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--dapr-http-port",
+        &p,
+    ])
+    .await;
     assert_eq!(code, Some(2), "{out}");
-    assert!(out.contains("config.yaml: spec.nameResolution.configuration.apps.b[0]: \"nowhere\""), "{out}");
+    assert!(
+        out.contains("config.yaml: spec.nameResolution.configuration.apps.b[0]: \"nowhere\""),
+        "{out}"
+    );
 
     let (code, out) = run_cli(&["--version"]).await;
-    assert_eq!((code, out.starts_with("outrider ")), (Some(0), true), "{out}");
+    assert_eq!(
+        (code, out.starts_with("outrider ")),
+        (Some(0), true),
+        "{out}"
+    );
     let (code, out) = run_cli(&["run", "--help"]).await;
     assert_eq!(code, Some(0));
-    assert!(out.contains("--app-id") && out.contains("--mesh-port"), "{out}");
+    assert!(
+        out.contains("--app-id") && out.contains("--mesh-port"),
+        "{out}"
+    );
 }
 
 #[tokio::test]
@@ -115,17 +192,36 @@ async fn a_taken_default_mesh_port_falls_back_to_a_free_one() {
     let _holder = std::net::TcpListener::bind("0.0.0.0:50002");
     let mesh = Mesh::new();
     let app = FakeApp::start("b").await;
-    let b = mesh.sidecar("b").app_port(app.port).default_mesh_port().start().await;
-    assert!(b.log().contains("the default mesh port is taken"), "{}", b.log());
+    let b = mesh
+        .sidecar("b")
+        .app_port(app.port)
+        .default_mesh_port()
+        .start()
+        .await;
+    assert!(
+        b.log().contains("the default mesh port is taken"),
+        "{}",
+        b.log()
+    );
     wait_registered(&mesh, "b", 1).await;
     let entry = std::fs::read_dir(mesh.registry_dir())
         .unwrap()
         .flatten()
         .find(|e| e.file_name().to_string_lossy().contains("~b~"))
         .unwrap();
-    assert!(!entry.file_name().to_string_lossy().ends_with("~50002.json"), "registered the taken port");
+    assert!(
+        !entry.file_name().to_string_lossy().ends_with("~50002.json"),
+        "registered the taken port"
+    );
     let a = mesh.sidecar("a").start().await;
-    let r = send("GET", &format!("{}/v1.0/invoke/b/method/x", a.api_url()), &[], "").await.unwrap();
+    let r = send(
+        "GET",
+        &format!("{}/v1.0/invoke/b/method/x", a.api_url()),
+        &[],
+        "",
+    )
+    .await
+    .unwrap();
     assert_eq!(r.status, 200, "{}", r.text());
 }
 
@@ -133,8 +229,18 @@ async fn a_taken_default_mesh_port_falls_back_to_a_free_one() {
 async fn a_taken_port_fails_the_start_with_its_flag() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port().to_string();
-    let (code, out) =
-        run_cli(&["run", "--app-id", "a", "--dapr-http-port", &port, "--mesh-port", "0", "--metrics-port", "0"]).await;
+    let (code, out) = run_cli(&[
+        "run",
+        "--app-id",
+        "a",
+        "--dapr-http-port",
+        &port,
+        "--mesh-port",
+        "0",
+        "--metrics-port",
+        "0",
+    ])
+    .await;
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("--dapr-http-port"), "{out}");
 }

@@ -10,7 +10,9 @@ async fn a_proper_peer_is_served_and_identified_by_its_certificate() {
     let mesh = Mesh::new();
     let app = FakeApp::start("b").await;
     let b = mesh.sidecar("b").app_port(app.port).start().await;
-    let (status, body) = mesh_get(b.mesh, peer_config(&mesh.ca_dir(), "orders", "b"), "/x?y=1").await.unwrap();
+    let (status, body) = mesh_get(b.mesh, peer_config(&mesh.ca_dir(), "orders", "b"), "/x?y=1")
+        .await
+        .unwrap();
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     let seen = app.seen().pop().unwrap();
     assert_eq!((seen.path.as_str(), seen.query.as_str()), ("/x", "y=1"));
@@ -27,33 +29,49 @@ async fn refuses_plaintext_foreign_cas_and_spiffe_ids_outside_uri_sans() {
 
     // Plain HTTP: no response at all, only TLS bytes or a closed socket.
     let reply = raw_request(b.mesh, b"GET / HTTP/1.1\r\nHost: b\r\n\r\n").await;
-    assert!(!reply.contains("HTTP/1."), "plaintext got an HTTP answer: {reply:?}");
+    assert!(
+        !reply.contains("HTTP/1."),
+        "plaintext got an HTTP answer: {reply:?}"
+    );
 
     // A certificate from another CA, for an identity the mesh would otherwise accept.
     let other = Mesh::new();
     let _other_b = other.sidecar("x").start().await; // creates the other CA
     let foreign = leaf_with(
         &other.ca_dir(),
-        vec![SanType::URI("spiffe://public/ns/default/a".try_into().unwrap())],
+        vec![SanType::URI(
+            "spiffe://public/ns/default/a".try_into().unwrap(),
+        )],
         vec![Eku::ClientAuth],
     );
-    let err = mesh_get(b.mesh, config_presenting(&ca, "b", foreign), "/").await.unwrap_err();
-    assert!(err.contains("tls") || err.contains("h2") || err.contains("request"), "{err}");
+    let err = mesh_get(b.mesh, config_presenting(&ca, "b", foreign), "/")
+        .await
+        .unwrap_err();
+    assert!(
+        err.contains("tls") || err.contains("h2") || err.contains("request"),
+        "{err}"
+    );
 
     let cases = [
         (
             "SPIFFE id in a DNS SAN",
-            vec![SanType::DnsName("spiffe://public/ns/default/a".try_into().unwrap())],
+            vec![SanType::DnsName(
+                "spiffe://public/ns/default/a".try_into().unwrap(),
+            )],
             vec![Eku::ClientAuth],
         ),
         (
             "no clientAuth usage",
-            vec![SanType::URI("spiffe://public/ns/default/a".try_into().unwrap())],
+            vec![SanType::URI(
+                "spiffe://public/ns/default/a".try_into().unwrap(),
+            )],
             vec![Eku::ServerAuth],
         ),
         (
             "another trust domain",
-            vec![SanType::URI("spiffe://elsewhere/ns/default/a".try_into().unwrap())],
+            vec![SanType::URI(
+                "spiffe://elsewhere/ns/default/a".try_into().unwrap(),
+            )],
             vec![Eku::ClientAuth],
         ),
     ];
@@ -62,8 +80,15 @@ async fn refuses_plaintext_foreign_cas_and_spiffe_ids_outside_uri_sans() {
         let res = mesh_get(b.mesh, config_presenting(&ca, "b", leaf), "/").await;
         assert!(res.is_err(), "{what}: served {res:?}");
     }
-    assert!(app.seen().is_empty(), "a refused peer reached the app: {:?}", app.seen());
-    assert!(b.log().contains("refused a mesh connection"), "refusals are logged");
+    assert!(
+        app.seen().is_empty(),
+        "a refused peer reached the app: {:?}",
+        app.seen()
+    );
+    assert!(
+        b.log().contains("refused a mesh connection"),
+        "refusals are logged"
+    );
 }
 
 #[tokio::test]
@@ -75,20 +100,30 @@ async fn the_caller_verifies_the_callee_identity() {
     let a = mesh.sidecar("a").start().await;
     // Point a registry entry for b at c's mesh port, as a misbehaving registry would.
     let entry = serde_json::json!({"appId": "b", "namespace": "default", "address": format!("127.0.0.1:{}", c.mesh), "pid": c.pid()});
-    std::fs::write(mesh.registry_dir().join("default~b~fake~1.json"), entry.to_string()).unwrap();
+    std::fs::write(
+        mesh.registry_dir().join("default~b~fake~1.json"),
+        entry.to_string(),
+    )
+    .unwrap();
     outrider_testkit::wait_registered(&mesh, "b", 1).await;
     let url = format!("{}/v1.0/invoke/b/method/x", a.api_url());
-    let r = outrider_testkit::wait_until(std::time::Duration::from_secs(10), "a to try the impostor", || {
-        let url = url.clone();
-        async move {
-            let r = outrider_testkit::send("GET", &url, &[], "").await.ok()?;
-            r.text().contains("connecting to").then_some(r)
-        }
-    })
+    let r = outrider_testkit::wait_until(
+        std::time::Duration::from_secs(10),
+        "a to try the impostor",
+        || {
+            let url = url.clone();
+            async move {
+                let r = outrider_testkit::send("GET", &url, &[], "").await.ok()?;
+                r.text().contains("connecting to").then_some(r)
+            }
+        },
+    )
     .await;
     assert_eq!(r.status, 500);
     assert!(
-        r.text().contains("peer is spiffe://public/ns/default/c, expected spiffe://public/ns/default/b"),
+        r.text().contains(
+            "peer is spiffe://public/ns/default/c, expected spiffe://public/ns/default/b"
+        ),
         "{}",
         r.text()
     );
@@ -109,24 +144,38 @@ async fn an_openssl_client_with_a_workload_certificate_gets_an_http2_answer() {
     // that an OpenSSL client completes the mutual handshake the sidecar asks for.
     let curl = |with_cert: bool| {
         let mut c = tokio::process::Command::new("curl");
-        c.args(["-sS", "--max-time", "10", "--http2", "--insecure"]).args([
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_version} %{http_code}",
-        ]);
+        c.args(["-sS", "--max-time", "10", "--http2", "--insecure"])
+            .args(["-o", "/dev/null", "-w", "%{http_version} %{http_code}"]);
         if with_cert {
-            c.arg("--cert").arg(dir.path().join("c.pem")).arg("--key").arg(dir.path().join("c.key"));
+            c.arg("--cert")
+                .arg(dir.path().join("c.pem"))
+                .arg("--key")
+                .arg(dir.path().join("c.key"));
         }
-        c.arg(format!("https://127.0.0.1:{}/hello", b.mesh)).kill_on_drop(true).output()
+        c.arg(format!("https://127.0.0.1:{}/hello", b.mesh))
+            .kill_on_drop(true)
+            .output()
     };
     let out = curl(true).await.unwrap();
     let said = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(said, "2 200", "{said} {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        said,
+        "2 200",
+        "{said} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let seen = app.seen().pop().unwrap();
     assert_eq!(seen.headers["dapr-caller-app-id"], "orders");
 
     let out = curl(false).await.unwrap();
-    assert!(!out.status.success(), "served without a client certificate: {}", String::from_utf8_lossy(&out.stdout));
-    assert_eq!(app.seen().len(), 1, "a client without a certificate reached the app");
+    assert!(
+        !out.status.success(),
+        "served without a client certificate: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(
+        app.seen().len(),
+        1,
+        "a client without a certificate reached the app"
+    );
 }

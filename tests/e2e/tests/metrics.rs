@@ -17,7 +17,9 @@ fn token(state: &mut u64) -> String {
 
 /// Non-comment lines: one per series (histograms count each bucket).
 fn series(text: &str) -> usize {
-    text.lines().filter(|l| !l.is_empty() && !l.starts_with('#')).count()
+    text.lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .count()
 }
 
 /// Runs `promtool check metrics` on `text`: its exit code and what it printed.
@@ -29,9 +31,19 @@ async fn promtool(text: &str) -> (i32, String) {
         .stderr(Stdio::piped())
         .spawn()
         .expect("promtool is installed by make deps (Debian package prometheus)");
-    child.stdin.take().unwrap().write_all(text.as_bytes()).await.unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .await
+        .unwrap();
     let out = child.wait_with_output().await.unwrap();
-    let printed = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     (out.status.code().unwrap_or(-1), printed)
 }
 
@@ -41,11 +53,16 @@ async fn promtool(text: &str) -> (i32, String) {
 /// compatibility keeps.
 async fn assert_valid_exposition(who: &str, text: &str) {
     let (code, printed) = promtool(text).await;
-    assert!(code == 0 || code == 3, "{who}: promtool failed ({code}):\n{printed}");
+    assert!(
+        code == 0 || code == 3,
+        "{who}: promtool failed ({code}):\n{printed}"
+    );
     for line in printed.lines().filter(|l| !l.trim().is_empty()) {
         let dapr_naming = line.starts_with("dapr_")
             && (line.ends_with("counter metrics should have \"_total\" suffix")
-                || line.ends_with("non-histogram and non-summary metrics should not have \"_count\" suffix")
+                || line.ends_with(
+                    "non-histogram and non-summary metrics should not have \"_count\" suffix",
+                )
                 || line.ends_with("metric names should not contain abbreviated units"));
         assert!(dapr_naming, "{who}: promtool: {line}\n{printed}");
     }
@@ -84,14 +101,21 @@ async fn ten_thousand_random_requests_keep_the_series_bounded() {
         workers.push(tokio::spawn(async move {
             let mut answered = 0;
             loop {
-                let Some((path, header, host, may_fail)) = jobs.lock().unwrap().pop() else { return answered };
+                let Some((path, header, host, may_fail)) = jobs.lock().unwrap().pop() else {
+                    return answered;
+                };
                 let mut headers = vec![("host", host.as_str())];
                 if let Some((k, v)) = &header {
                     headers.push((k, v.as_str()));
                 }
-                let r =
-                    send("GET", &format!("{}{path}", a.api_url()), &headers, "").await.expect("the sidecar answers");
-                assert!(r.status < 500 || (may_fail && r.status == 500), "{path}: {}", r.status);
+                let r = send("GET", &format!("{}{path}", a.api_url()), &headers, "")
+                    .await
+                    .expect("the sidecar answers");
+                assert!(
+                    r.status < 500 || (may_fail && r.status == 500),
+                    "{path}: {}",
+                    r.status
+                );
                 answered += 1;
             }
         }));
@@ -101,23 +125,52 @@ async fn ten_thousand_random_requests_keep_the_series_bounded() {
         answered += w.await.unwrap();
     }
     assert_eq!(answered, 10_000);
-    assert!(app.seen().len() >= 4000, "the invocations reached the app: {}", app.seen().len());
+    assert!(
+        app.seen().len() >= 4000,
+        "the invocations reached the app: {}",
+        app.seen().len()
+    );
 
     // Invocations are counted on both sides, by verified or resolved app ids only.
-    let sent = a.metric_sum("dapr_runtime_service_invocation_req_sent_total", &["destination_app_id=\"b\""]).await;
-    let ok = a
-        .metric_sum("dapr_runtime_service_invocation_res_recv_total", &["destination_app_id=\"b\"", "status=\"200\""])
+    let sent = a
+        .metric_sum(
+            "dapr_runtime_service_invocation_req_sent_total",
+            &["destination_app_id=\"b\""],
+        )
         .await;
-    let received = b.metric_sum("dapr_runtime_service_invocation_req_recv_total", &["source_app_id=\"a\""]).await;
-    assert!(sent >= 4000.0 && ok >= 4000.0 && received >= 4000.0, "sent {sent}, ok {ok}, received {received}");
+    let ok = a
+        .metric_sum(
+            "dapr_runtime_service_invocation_res_recv_total",
+            &["destination_app_id=\"b\"", "status=\"200\""],
+        )
+        .await;
+    let received = b
+        .metric_sum(
+            "dapr_runtime_service_invocation_req_recv_total",
+            &["source_app_id=\"a\""],
+        )
+        .await;
+    assert!(
+        sent >= 4000.0 && ok >= 4000.0 && received >= 4000.0,
+        "sent {sent}, ok {ok}, received {received}"
+    );
     for (who, s, was) in [("a", &*a, before.0), ("b", &b, before.1)] {
         let text = s.metrics().await;
-        assert!(!text.contains("zq"), "{who}: a caller-supplied path or Host became a label:\n{text}");
+        assert!(
+            !text.contains("zq"),
+            "{who}: a caller-supplied path or Host became a label:\n{text}"
+        );
         let now = series(&text);
         // Every series comes from a route template, a status, a method or a configured name: the
         // count grows by a bounded amount however many distinct paths arrive.
-        assert!(now <= was + 400, "{who}: {was} series before, {now} after 10 000 distinct paths:\n{text}");
-        assert!(text.contains("dapr_http_server_request_count"), "{who}: {text}");
+        assert!(
+            now <= was + 400,
+            "{who}: {was} series before, {now} after 10 000 distinct paths:\n{text}"
+        );
+        assert!(
+            text.contains("dapr_http_server_request_count"),
+            "{who}: {text}"
+        );
         assert_valid_exposition(who, &text).await;
     }
     drop(b);

@@ -8,7 +8,14 @@ use outrider_testkit::netns::Lan;
 use outrider_testkit::wait_until;
 
 fn namespaces() -> String {
-    String::from_utf8_lossy(&Command::new("ip").args(["netns", "list"]).output().unwrap().stdout).into_owned()
+    String::from_utf8_lossy(
+        &Command::new("ip")
+            .args(["netns", "list"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .into_owned()
 }
 
 #[tokio::test]
@@ -28,7 +35,15 @@ async fn hosts_on_a_lan_reach_each_other_and_only_each_other() {
     // A server on b, bound to its LAN address; a and c fetch from it.
     let mut server = b
         .tokio_command("python3")
-        .args(["-m", "http.server", "8000", "--bind", &b.addr.to_string(), "--directory", "/"])
+        .args([
+            "-m",
+            "http.server",
+            "8000",
+            "--bind",
+            &b.addr.to_string(),
+            "--directory",
+            "/",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .kill_on_drop(true)
@@ -38,20 +53,39 @@ async fn hosts_on_a_lan_reach_each_other_and_only_each_other() {
     for host in [a, &lan.hosts[2]] {
         wait_until(Duration::from_secs(10), "the server on b to answer", || {
             let mut curl = host.command("curl");
-            curl.args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "1", &url]);
-            async move { (String::from_utf8_lossy(&curl.output().unwrap().stdout) == "200").then_some(()) }
+            curl.args([
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "--max-time",
+                "1",
+                &url,
+            ]);
+            async move {
+                (String::from_utf8_lossy(&curl.output().unwrap().stdout) == "200").then_some(())
+            }
         })
         .await;
     }
     // Nothing of the LAN is in the machine's own namespace: no address from its range, no port
     // of its bridge. (Checked by looking, never by sending: from here such an address would be
     // routed out to the real network.)
-    let root =
-        |args: &[&str]| String::from_utf8_lossy(&Command::new("ip").args(args).output().unwrap().stdout).into_owned();
-    assert!(!root(&["-o", "-4", "addr"]).contains("10.77.0."), "a LAN address in the machine's namespace");
+    let root = |args: &[&str]| {
+        String::from_utf8_lossy(&Command::new("ip").args(args).output().unwrap().stdout)
+            .into_owned()
+    };
+    assert!(
+        !root(&["-o", "-4", "addr"]).contains("10.77.0."),
+        "a LAN address in the machine's namespace"
+    );
     server.kill().await.unwrap();
 
     drop(lan);
     let left = namespaces();
-    assert!(names.iter().all(|n| !left.contains(n.as_str())), "namespaces left behind: {left}");
+    assert!(
+        names.iter().all(|n| !left.contains(n.as_str())),
+        "namespaces left behind: {left}"
+    );
 }

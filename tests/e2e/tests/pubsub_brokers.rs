@@ -20,7 +20,10 @@ fn jetstream() -> Broker {
     let nats = Nats::private();
     Broker {
         type_: "pubsub.jetstream",
-        metadata: vec![("natsURL".into(), nats.url.clone()), ("ackWait".into(), "1s".into())],
+        metadata: vec![
+            ("natsURL".into(), nats.url.clone()),
+            ("ackWait".into(), "1s".into()),
+        ],
         _server: Box::new(nats),
     }
 }
@@ -57,7 +60,11 @@ fn resources(mesh: &Mesh, dir: &str, broker: &Broker, extra: &[(&str, &str)]) ->
         "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: pubsub\nspec:\n  type: {}\n  version: v1\n  metadata:\n",
         broker.type_
     );
-    let all = broker.metadata.iter().map(|(k, v)| (k.as_str(), v.as_str())).chain(extra.iter().copied());
+    let all = broker
+        .metadata
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .chain(extra.iter().copied());
     for (k, v) in all {
         yaml.push_str(&format!("  - name: {k}\n    value: \"{v}\"\n"));
     }
@@ -66,8 +73,15 @@ fn resources(mesh: &Mesh, dir: &str, broker: &Broker, extra: &[(&str, &str)]) ->
 }
 
 fn unique(name: &str) -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-    format!("{name}-{}-{}", std::process::id(), nanos % 1_000_000_000_000)
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!(
+        "{name}-{}-{}",
+        std::process::id(),
+        nanos % 1_000_000_000_000
+    )
 }
 
 fn event(r: &outrider_testkit::Recorded) -> Value {
@@ -87,48 +101,102 @@ async fn deliver_bulk_and_dead_letters(broker: Broker) {
         ]),
     )
     .await;
-    let mut sub = mesh.sidecar("brk-sub").app_port(app.port).args(["--resources-path", &res]).start().await;
+    let mut sub = mesh
+        .sidecar("brk-sub")
+        .app_port(app.port)
+        .args(["--resources-path", &res])
+        .start()
+        .await;
     sub.wait_ready().await;
     sub.wait_subscriptions(3).await;
-    let publisher = mesh.sidecar("brk-pub").args(["--resources-path", &res]).start().await;
+    let publisher = mesh
+        .sidecar("brk-pub")
+        .args(["--resources-path", &res])
+        .start()
+        .await;
 
     let entries: Vec<Value> = (0..10)
         .map(|i| json!({"entryId": i.to_string(), "event": {"n": i}, "contentType": "application/json"}))
         .collect();
-    let url = format!("{}/v1.0-alpha1/publish/bulk/pubsub/{orders}", publisher.api_url());
-    let r =
-        send("POST", &url, &[("content-type", "application/json")], Value::from(entries).to_string()).await.unwrap();
+    let url = format!(
+        "{}/v1.0-alpha1/publish/bulk/pubsub/{orders}",
+        publisher.api_url()
+    );
+    let r = send(
+        "POST",
+        &url,
+        &[("content-type", "application/json")],
+        Value::from(entries).to_string(),
+    )
+    .await
+    .unwrap();
     assert_eq!(r.status, 204, "{}", r.text());
     let url = format!("{}/v1.0/publish/pubsub/{work}", publisher.api_url());
-    let r = send("POST", &url, &[("content-type", "application/json")], r#"{"job":1}"#).await.unwrap();
+    let r = send(
+        "POST",
+        &url,
+        &[("content-type", "application/json")],
+        r#"{"job":1}"#,
+    )
+    .await
+    .unwrap();
     assert_eq!(r.status, 204, "{}", r.text());
 
     let got = wait_until(Duration::from_secs(20), "10 deliveries", || async {
-        let got: Vec<_> = app.seen().into_iter().filter(|r| r.path == "/events").collect();
+        let got: Vec<_> = app
+            .seen()
+            .into_iter()
+            .filter(|r| r.path == "/events")
+            .collect();
         (got.len() >= 10).then_some(got)
     })
     .await;
-    let mut ns: Vec<u64> = got.iter().map(|r| event(r)["data"]["n"].as_u64().unwrap()).collect();
+    let mut ns: Vec<u64> = got
+        .iter()
+        .map(|r| event(r)["data"]["n"].as_u64().unwrap())
+        .collect();
     ns.sort_unstable();
     ns.dedup();
     assert_eq!(ns, (0..10).collect::<Vec<_>>());
     let e = event(&got[0]);
     assert_eq!(
-        (e["source"].as_str(), e["topic"].as_str(), e["pubsubname"].as_str()),
+        (
+            e["source"].as_str(),
+            e["topic"].as_str(),
+            e["pubsubname"].as_str()
+        ),
         (Some("brk-pub"), Some(orders.as_str()), Some("pubsub"))
     );
     assert_eq!(e["specversion"], "1.0");
     assert!(e["id"].as_str().is_some_and(|id| !id.is_empty()), "{e}");
-    assert_eq!(got[0].headers.get("content-type").unwrap(), "application/cloudevents+json");
+    assert_eq!(
+        got[0].headers.get("content-type").unwrap(),
+        "application/cloudevents+json"
+    );
 
     let letters = wait_until(Duration::from_secs(20), "the dead letter", || async {
-        let got: Vec<_> = app.seen().into_iter().filter(|r| r.path == "/poison").collect();
+        let got: Vec<_> = app
+            .seen()
+            .into_iter()
+            .filter(|r| r.path == "/poison")
+            .collect();
         (!got.is_empty()).then_some(got)
     })
     .await;
-    assert_eq!(event(&letters[0])["topic"].as_str(), Some(work.as_str()), "the dead letter is the original event");
+    assert_eq!(
+        event(&letters[0])["topic"].as_str(),
+        Some(work.as_str()),
+        "the dead letter is the original event"
+    );
     assert_eq!(event(&letters[0])["data"]["job"], 1);
-    assert_eq!(app.seen().iter().filter(|r| r.path == "/status/500").count(), 3, "three tries before giving up");
+    assert_eq!(
+        app.seen()
+            .iter()
+            .filter(|r| r.path == "/status/500")
+            .count(),
+        3,
+        "three tries before giving up"
+    );
 }
 
 /// The subscriber's sidecar dies (SIGKILL) while the app handles a message; the same app id
@@ -137,26 +205,49 @@ async fn killed_mid_delivery_loses_nothing(broker: Broker, extra: &[(&str, &str)
     let jobs = unique("jobs");
     let mesh = Mesh::new();
     let res = resources(&mesh, "res", &broker, extra);
-    let app =
-        FakeApp::with_subscriptions("k", json!([{"pubsubname": "pubsub", "topic": jobs, "route": "/slow/1500"}])).await;
-    let mut first = mesh.sidecar("brk-kill").app_port(app.port).args(["--resources-path", &res]).start().await;
+    let app = FakeApp::with_subscriptions(
+        "k",
+        json!([{"pubsubname": "pubsub", "topic": jobs, "route": "/slow/1500"}]),
+    )
+    .await;
+    let mut first = mesh
+        .sidecar("brk-kill")
+        .app_port(app.port)
+        .args(["--resources-path", &res])
+        .start()
+        .await;
     first.wait_ready().await;
     first.wait_subscriptions(1).await;
     let url = format!("{}/v1.0/publish/pubsub/{jobs}", first.api_url());
     let r = send("POST", &url, &[], "job-1").await.unwrap();
     assert_eq!(r.status, 204, "{}", r.text());
-    wait_until(Duration::from_secs(10), "the delivery to start", || async { (!app.seen().is_empty()).then_some(()) })
-        .await;
-    first.signal(Signal::SIGKILL);
-    first.wait_exit(Duration::from_secs(10)).await;
-    let mut second = mesh.sidecar("brk-kill").app_port(app.port).args(["--resources-path", &res]).start().await;
-    second.wait_ready().await;
-    wait_until(Duration::from_secs(30), "redelivery after the kill", || async {
-        (app.seen().iter().filter(|r| r.path == "/slow/1500").count() >= 2).then_some(())
+    wait_until(Duration::from_secs(10), "the delivery to start", || async {
+        (!app.seen().is_empty()).then_some(())
     })
     .await;
-    let bodies: Vec<Value> =
-        app.seen().iter().filter(|r| r.path == "/slow/1500").map(|r| event(r)["data"].clone()).collect();
+    first.signal(Signal::SIGKILL);
+    first.wait_exit(Duration::from_secs(10)).await;
+    let mut second = mesh
+        .sidecar("brk-kill")
+        .app_port(app.port)
+        .args(["--resources-path", &res])
+        .start()
+        .await;
+    second.wait_ready().await;
+    wait_until(
+        Duration::from_secs(30),
+        "redelivery after the kill",
+        || async {
+            (app.seen().iter().filter(|r| r.path == "/slow/1500").count() >= 2).then_some(())
+        },
+    )
+    .await;
+    let bodies: Vec<Value> = app
+        .seen()
+        .iter()
+        .filter(|r| r.path == "/slow/1500")
+        .map(|r| event(r)["data"].clone())
+        .collect();
     assert!(bodies.iter().all(|b| b == "job-1"), "{bodies:?}");
 }
 
@@ -204,5 +295,9 @@ async fn mqtt_with_a_kept_session_loses_nothing_when_killed() {
         metadata: vec![("url".into(), mosquitto.url.clone())],
         _server: Box::new(mosquitto),
     };
-    killed_mid_delivery_loses_nothing(broker, &[("clientID", &client_id), ("cleanSession", "false")]).await;
+    killed_mid_delivery_loses_nothing(
+        broker,
+        &[("clientID", &client_id), ("cleanSession", "false")],
+    )
+    .await;
 }

@@ -39,7 +39,9 @@ async fn counting_app(tally: Arc<Mutex<Tally>>) -> u16 {
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move {
         loop {
-            let Ok((tcp, _)) = listener.accept().await else { continue };
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
             let tally = tally.clone();
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(move |req| answer(req, tally.clone()));
@@ -52,15 +54,31 @@ async fn counting_app(tally: Arc<Mutex<Tally>>) -> u16 {
     port
 }
 
-async fn answer(req: Request<Incoming>, tally: Arc<Mutex<Tally>>) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn answer(
+    req: Request<Incoming>,
+    tally: Arc<Mutex<Tally>>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
     if req.uri().path() == "/dapr/subscribe" {
         let subs = json!([{"pubsubname": "pubsub", "topic": TOPIC, "route": "/in"}]);
         return Ok(Response::new(Full::new(Bytes::from(subs.to_string()))));
     }
-    let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-    let n = serde_json::from_slice::<Value>(&body).ok().and_then(|v| v["data"]["n"].as_u64());
-    let Some(n) = n.and_then(|n| usize::try_from(n).ok()).filter(|n| *n < MESSAGES) else {
-        return Ok(Response::builder().status(400).body(Full::new(Bytes::from_static(b"no n"))).unwrap());
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let n = serde_json::from_slice::<Value>(&body)
+        .ok()
+        .and_then(|v| v["data"]["n"].as_u64());
+    let Some(n) = n
+        .and_then(|n| usize::try_from(n).ok())
+        .filter(|n| *n < MESSAGES)
+    else {
+        return Ok(Response::builder()
+            .status(400)
+            .body(Full::new(Bytes::from_static(b"no n")))
+            .unwrap());
     };
     let status = {
         let mut t = tally.lock().unwrap();
@@ -72,7 +90,9 @@ async fn answer(req: Request<Incoming>, tally: Arc<Mutex<Tally>>) -> Result<Resp
             "SUCCESS"
         }
     };
-    Ok(Response::new(Full::new(Bytes::from(format!("{{\"status\":\"{status}\"}}")))))
+    Ok(Response::new(Full::new(Bytes::from(format!(
+        "{{\"status\":\"{status}\"}}"
+    )))))
 }
 
 /// The broker under test, restartable.
@@ -94,10 +114,16 @@ impl Broker {
             ),
             Broker::Nats(n) => (
                 "pubsub.jetstream",
-                vec![("natsURL", n.url.clone()), ("ackWait", "2s".into()), ("nakDelay", "200ms".into())],
+                vec![
+                    ("natsURL", n.url.clone()),
+                    ("ackWait", "2s".into()),
+                    ("nakDelay", "200ms".into()),
+                ],
             ),
         };
-        let mut yaml = format!("kind: Component\nmetadata:\n  name: pubsub\nspec:\n  type: {type_}\n  metadata:\n");
+        let mut yaml = format!(
+            "kind: Component\nmetadata:\n  name: pubsub\nspec:\n  type: {type_}\n  metadata:\n"
+        );
         for (k, v) in metadata {
             yaml.push_str(&format!("  - name: {k}\n    value: \"{v}\"\n"));
         }
@@ -118,23 +144,38 @@ async fn at_least_once_under_faults(name: &str, mut broker: Broker) {
     std::fs::create_dir_all(&res).unwrap();
     std::fs::write(res.join("pubsub.yaml"), broker.component()).unwrap();
     let res = res.to_string_lossy().into_owned();
-    let tally = Arc::new(Mutex::new(Tally { successes: vec![0; MESSAGES], retries: vec![0; MESSAGES] }));
+    let tally = Arc::new(Mutex::new(Tally {
+        successes: vec![0; MESSAGES],
+        retries: vec![0; MESSAGES],
+    }));
     let app_port = counting_app(tally.clone()).await;
-    let subscriber = || mesh.sidecar("fault-sub").app_port(app_port).args(["--resources-path", &res]);
+    let subscriber = || {
+        mesh.sidecar("fault-sub")
+            .app_port(app_port)
+            .args(["--resources-path", &res])
+    };
     let mut sub = subscriber().start().await;
     sub.wait_ready().await;
     sub.wait_subscriptions(1).await;
-    let publisher = mesh.sidecar("fault-pub").args(["--resources-path", &res]).start().await;
+    let publisher = mesh
+        .sidecar("fault-pub")
+        .args(["--resources-path", &res])
+        .start()
+        .await;
 
     // Sixteen publishers take the next number until all are published; a publish that fails
     // (the broker is down) is tried again: at-least-once starts with the publisher.
     let started = Instant::now();
-    let (next, published, failed) =
-        (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (next, published, failed) = (
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicUsize::new(0)),
+    );
     let url = format!("{}/v1.0/publish/pubsub/{TOPIC}", publisher.api_url());
     let mut publishers = tokio::task::JoinSet::new();
     for _ in 0..16 {
-        let (next, published, failed, url) = (next.clone(), published.clone(), failed.clone(), url.clone());
+        let (next, published, failed, url) =
+            (next.clone(), published.clone(), failed.clone(), url.clone());
         publishers.spawn(async move {
             loop {
                 let n = next.fetch_add(1, Ordering::Relaxed);
@@ -144,11 +185,21 @@ async fn at_least_once_under_faults(name: &str, mut broker: Broker) {
                 let body = json!({"n": n}).to_string();
                 let deadline = Instant::now() + Duration::from_secs(60);
                 loop {
-                    match send("POST", &url, &[("content-type", "application/json")], body.clone()).await {
+                    match send(
+                        "POST",
+                        &url,
+                        &[("content-type", "application/json")],
+                        body.clone(),
+                    )
+                    .await
+                    {
                         Ok(r) if r.status == 204 => break,
                         _ => {
                             failed.fetch_add(1, Ordering::Relaxed);
-                            assert!(Instant::now() < deadline, "message {n} could not be published for 60 s");
+                            assert!(
+                                Instant::now() < deadline,
+                                "message {n} could not be published for 60 s"
+                            );
                             tokio::time::sleep(Duration::from_millis(50)).await;
                         }
                     }
@@ -178,7 +229,15 @@ async fn at_least_once_under_faults(name: &str, mut broker: Broker) {
     }
     let publish_secs = started.elapsed().as_secs_f64();
 
-    let handled = || tally.lock().unwrap().successes.iter().filter(|s| **s > 0).count();
+    let handled = || {
+        tally
+            .lock()
+            .unwrap()
+            .successes
+            .iter()
+            .filter(|s| **s > 0)
+            .count()
+    };
     let outcome = tokio::time::timeout(Duration::from_secs(180), async {
         while handled() < MESSAGES {
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -209,7 +268,14 @@ async fn at_least_once_under_faults(name: &str, mut broker: Broker) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_streams_deliver_every_message_through_kills_and_restarts() {
     // Durable on disk, so that a restart keeps the stream and its consumer group.
-    let redis = RedisServer::start_with(&["--save", "", "--appendonly", "yes", "--appendfsync", "always"]);
+    let redis = RedisServer::start_with(&[
+        "--save",
+        "",
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "always",
+    ]);
     at_least_once_under_faults("redis", Broker::Redis(redis)).await;
 }
 

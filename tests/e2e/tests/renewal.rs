@@ -15,7 +15,12 @@ async fn renewal_under_steady_traffic_drops_nothing() {
     .unwrap();
     let args = ["--config", cfg.to_str().unwrap()];
     let app = FakeApp::start("b").await;
-    let b = mesh.sidecar("b").app_port(app.port).args(args).start().await;
+    let b = mesh
+        .sidecar("b")
+        .app_port(app.port)
+        .args(args)
+        .start()
+        .await;
     let a = mesh.sidecar("a").args(args).start().await;
     wait_registered(&mesh, "b", 1).await;
 
@@ -29,7 +34,10 @@ async fn renewal_under_steady_traffic_drops_nothing() {
         let r = send("GET", &url, &[], "").await.unwrap();
         assert_eq!(r.status, 200, "request {sent} failed: {}", r.text());
         sent += 1;
-        if sent % 20 == 0 && a.metric_sum(renewals, &[]).await >= 2.0 && b.metric_sum(renewals, &[]).await >= 2.0 {
+        if sent % 20 == 0
+            && a.metric_sum(renewals, &[]).await >= 2.0
+            && b.metric_sum(renewals, &[]).await >= 2.0
+        {
             break;
         }
         assert!(
@@ -41,7 +49,14 @@ async fn renewal_under_steady_traffic_drops_nothing() {
     assert!(sent >= 20);
     // A newcomer handshakes with B's renewed certificate.
     let c = mesh.sidecar("c").args(args).start().await;
-    let r = send("GET", &format!("{}/v1.0/invoke/b/method/new", c.api_url()), &[], "").await.unwrap();
+    let r = send(
+        "GET",
+        &format!("{}/v1.0/invoke/b/method/new", c.api_url()),
+        &[],
+        "",
+    )
+    .await
+    .unwrap();
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(b.metric_sum("outrider_workload_cert_generation", &[]).await >= 3.0);
 }

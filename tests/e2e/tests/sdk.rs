@@ -13,7 +13,11 @@ fn sdk_dir() -> PathBuf {
 /// Runs one SDK script against `caller`, failing with its output unless it exits 0.
 async fn run_script(program: PathBuf, script: &str, caller: &Sidecar, token: Option<&str>) {
     let path = sdk_dir().join(script);
-    assert!(program.exists(), "{} is missing: run scripts/sdk-deps.sh (make test does)", program.display());
+    assert!(
+        program.exists(),
+        "{} is missing: run scripts/sdk-deps.sh (make test does)",
+        program.display()
+    );
     let mut cmd = tokio::process::Command::new(&program);
     cmd.arg(&path)
         .env_remove("DAPR_HTTP_ENDPOINT")
@@ -32,9 +36,21 @@ async fn run_script(program: PathBuf, script: &str, caller: &Sidecar, token: Opt
         .await
         .expect("SDK script timed out")
         .expect("running the SDK script");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "{script} failed ({}):\n{text}\n--- caller log ---\n{}", out.status, caller.log());
-    assert!(text.contains("ok - ") && !text.contains("not ok - "), "{script} ran no check:\n{text}");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "{script} failed ({}):\n{text}\n--- caller log ---\n{}",
+        out.status,
+        caller.log()
+    );
+    assert!(
+        text.contains("ok - ") && !text.contains("not ok - "),
+        "{script} ran no check:\n{text}"
+    );
     println!("{script}:\n{text}");
 }
 
@@ -42,7 +58,12 @@ async fn mesh_with_echo() -> (Mesh, Sidecar) {
     let mesh = Mesh::new();
     let port = free_port();
     let echo = binary("echo-app").to_string_lossy().into_owned();
-    let mut b = mesh.sidecar("sdk-echo").app_port(port).command([echo]).start().await;
+    let mut b = mesh
+        .sidecar("sdk-echo")
+        .app_port(port)
+        .command([echo])
+        .start()
+        .await;
     b.wait_ready().await;
     wait_registered(&mesh, "sdk-echo", 1).await;
     (mesh, b)
@@ -54,7 +75,11 @@ async fn javascript_sdk_invokes_and_reads_metadata() {
     let node = PathBuf::from("/usr/bin/node");
     let a = mesh.sidecar("sdk-js-caller").start().await;
     run_script(node.clone(), "js/invoke.mjs", &a, None).await;
-    let guarded = mesh.sidecar("sdk-js-token").env("DAPR_API_TOKEN", "tok-js").start().await;
+    let guarded = mesh
+        .sidecar("sdk-js-token")
+        .env("DAPR_API_TOKEN", "tok-js")
+        .start()
+        .await;
     run_script(node, "js/invoke.mjs", &guarded, Some("tok-js")).await;
 }
 
@@ -62,7 +87,15 @@ async fn javascript_sdk_invokes_and_reads_metadata() {
 async fn javascript_sdk_state() {
     let mesh = Mesh::new();
     let s = mesh.sidecar("sdk-js-state").start().await;
-    run_node_suite("js/state.mjs", &s, &[("STATE_STORE", "statestore"), ("MISSING_STORE", "sdk-no-such-store")]).await;
+    run_node_suite(
+        "js/state.mjs",
+        &s,
+        &[
+            ("STATE_STORE", "statestore"),
+            ("MISSING_STORE", "sdk-no-such-store"),
+        ],
+    )
+    .await;
 }
 
 /// Runs a JS suite against `sidecar`'s API with `env`; every check must pass and at least one run.
@@ -78,9 +111,21 @@ async fn run_node_suite(script: &str, sidecar: &Sidecar, env: &[(&str, &str)]) {
         .await
         .expect("SDK script timed out")
         .expect("running node");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "{script} failed ({}):\n{text}\n--- sidecar log ---\n{}", out.status, sidecar.log());
-    assert!(text.contains("ok - ") && !text.contains("not ok - "), "{script} ran no check:\n{text}");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "{script} failed ({}):\n{text}\n--- sidecar log ---\n{}",
+        out.status,
+        sidecar.log()
+    );
+    assert!(
+        text.contains("ok - ") && !text.contains("not ok - "),
+        "{script} ran no check:\n{text}"
+    );
 }
 
 #[tokio::test]
@@ -89,7 +134,11 @@ async fn python_sdk_invokes_over_http() {
     let python = sdk_dir().join("python/.venv/bin/python");
     let a = mesh.sidecar("sdk-py-caller").start().await;
     run_script(python.clone(), "python/invoke.py", &a, None).await;
-    let guarded = mesh.sidecar("sdk-py-token").env("DAPR_API_TOKEN", "tok-py").start().await;
+    let guarded = mesh
+        .sidecar("sdk-py-token")
+        .env("DAPR_API_TOKEN", "tok-py")
+        .start()
+        .await;
     run_script(python, "python/invoke.py", &guarded, Some("tok-py")).await;
 }
 
@@ -97,7 +146,10 @@ async fn python_sdk_invokes_over_http() {
 async fn javascript_sdk_pubsub_as_the_app() {
     // The script is the app: the sidecar starts it, and exits with its status.
     let mesh = Mesh::new();
-    let script = sdk_dir().join("js/pubsub.mjs").to_string_lossy().into_owned();
+    let script = sdk_dir()
+        .join("js/pubsub.mjs")
+        .to_string_lossy()
+        .into_owned();
     let mut s = mesh
         .sidecar("sdk-js-pub")
         .app_port(free_port())
@@ -107,8 +159,14 @@ async fn javascript_sdk_pubsub_as_the_app() {
     let code = s.wait_exit(Duration::from_secs(150)).await;
     let log = s.log();
     assert_eq!(code, Some(0), "js/pubsub.mjs failed:\n{log}");
-    assert!(log.contains("ok - ") && !log.contains("not ok - "), "js/pubsub.mjs ran no check:\n{log}");
-    assert!(log.contains("ok - a subscribeBulk handler receives every message"), "the bulk check did not run:\n{log}");
+    assert!(
+        log.contains("ok - ") && !log.contains("not ok - "),
+        "js/pubsub.mjs ran no check:\n{log}"
+    );
+    assert!(
+        log.contains("ok - a subscribeBulk handler receives every message"),
+        "the bulk check did not run:\n{log}"
+    );
 }
 
 #[tokio::test]
@@ -117,26 +175,43 @@ async fn python_fastapi_extension_pubsub_as_the_app() {
     // starts it, and exits with its status.
     let mesh = Mesh::new();
     let python = sdk_dir().join("python/.venv/bin/python");
-    assert!(python.exists(), "{} is missing: run scripts/sdk-deps.sh (make test does)", python.display());
+    assert!(
+        python.exists(),
+        "{} is missing: run scripts/sdk-deps.sh (make test does)",
+        python.display()
+    );
     let script = sdk_dir().join("python/pubsub_app.py");
     let mut s = mesh
         .sidecar("sdk-py-pub")
         .app_port(free_port())
         .env("PUBSUB_NAME", "pubsub")
-        .command([python.to_string_lossy().into_owned(), script.to_string_lossy().into_owned()])
+        .command([
+            python.to_string_lossy().into_owned(),
+            script.to_string_lossy().into_owned(),
+        ])
         .spawn();
     let code = s.wait_exit(Duration::from_secs(150)).await;
     let log = s.log();
     assert_eq!(code, Some(0), "python/pubsub_app.py failed:\n{log}");
-    assert!(log.contains("ok - ") && !log.contains("not ok - "), "python/pubsub_app.py ran no check:\n{log}");
-    assert!(log.contains("ok - a handler that keeps failing sends the event"), "the checks did not all run:\n{log}");
+    assert!(
+        log.contains("ok - ") && !log.contains("not ok - "),
+        "python/pubsub_app.py ran no check:\n{log}"
+    );
+    assert!(
+        log.contains("ok - a handler that keeps failing sends the event"),
+        "the checks did not all run:\n{log}"
+    );
 }
 
 #[tokio::test]
 async fn javascript_sdk_secrets() {
     let mesh = Mesh::new();
     let file = mesh.home().join("secrets.json");
-    std::fs::write(&file, r#"{"db": {"password": "sdk-pw-1"}, "port": 5432, "denied": "no"}"#).unwrap();
+    std::fs::write(
+        &file,
+        r#"{"db": {"password": "sdk-pw-1"}, "port": 5432, "denied": "no"}"#,
+    )
+    .unwrap();
     let res = mesh.home().join("res");
     std::fs::create_dir_all(&res).unwrap();
     std::fs::write(
@@ -155,9 +230,18 @@ async fn javascript_sdk_secrets() {
     .unwrap();
     let s = mesh
         .sidecar("sdk-js-secrets")
-        .args(["--resources-path", res.to_str().unwrap(), "--config", config.to_str().unwrap()])
+        .args([
+            "--resources-path",
+            res.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+        ])
         .start()
         .await;
-    let env = [("SECRET_STORE", "sdksecrets"), ("SECRET_PASSWORD", "sdk-pw-1"), ("MISSING_STORE", "sdk-no-such-store")];
+    let env = [
+        ("SECRET_STORE", "sdksecrets"),
+        ("SECRET_PASSWORD", "sdk-pw-1"),
+        ("MISSING_STORE", "sdk-no-such-store"),
+    ];
     run_node_suite("js/secrets.mjs", &s, &env).await;
 }

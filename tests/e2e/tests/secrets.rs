@@ -5,7 +5,8 @@ use std::time::Duration;
 use outrider_testkit::{Mesh, send};
 use serde_json::json;
 
-const SECRETS: &str = r#"{"db": {"user": "app", "password": "s3cret-pw"}, "port": 5432, "token": "t0k"}"#;
+const SECRETS: &str =
+    r#"{"db": {"user": "app", "password": "s3cret-pw"}, "port": 5432, "token": "t0k"}"#;
 
 fn resources(mesh: &Mesh) -> String {
     let dir = mesh.home().join("res");
@@ -48,9 +49,19 @@ async fn file_and_env_stores_answer_with_daprds_shapes_and_codes() {
         assert_eq!(r.status, 200, "{}", r.text());
         r.json()
     };
-    assert_eq!(ok(get("files/db:password").await), json!({"db:password": "s3cret-pw"}));
-    assert_eq!(ok(get("files/port").await), json!({"port": "5432"}), "numbers come back as their JSON text");
-    assert_eq!(ok(get("grouped/db").await), json!({"user": "app", "password": "s3cret-pw"}));
+    assert_eq!(
+        ok(get("files/db:password").await),
+        json!({"db:password": "s3cret-pw"})
+    );
+    assert_eq!(
+        ok(get("files/port").await),
+        json!({"port": "5432"}),
+        "numbers come back as their JSON text"
+    );
+    assert_eq!(
+        ok(get("grouped/db").await),
+        json!({"user": "app", "password": "s3cret-pw"})
+    );
     assert_eq!(ok(get("env/API_KEY").await), json!({"API_KEY": "from-env"}));
     let all = ok(get("files/bulk").await);
     assert_eq!(all["db:user"], json!({"db:user": "app"}));
@@ -59,22 +70,46 @@ async fn file_and_env_stores_answer_with_daprds_shapes_and_codes() {
     assert_eq!(env_all["API_KEY"], json!({"API_KEY": "from-env"}));
 
     let missing = get("files/nope").await;
-    assert_eq!((missing.status, missing.json()["errorCode"].as_str()), (500, Some("ERR_SECRET_GET")));
+    assert_eq!(
+        (missing.status, missing.json()["errorCode"].as_str()),
+        (500, Some("ERR_SECRET_GET"))
+    );
     assert_eq!(
         missing.json()["message"],
         "failed getting secret with key nope from secret store files: secret nope not found"
     );
     let unknown = get("vault/x").await;
-    assert_eq!((unknown.status, unknown.json()["errorCode"].as_str()), (401, Some("ERR_SECRET_STORE_NOT_FOUND")));
-    assert_eq!(unknown.json()["message"], "failed finding secret store with key vault");
+    assert_eq!(
+        (unknown.status, unknown.json()["errorCode"].as_str()),
+        (401, Some("ERR_SECRET_STORE_NOT_FOUND"))
+    );
+    assert_eq!(
+        unknown.json()["message"],
+        "failed finding secret store with key vault"
+    );
 
-    let meta = send("GET", &format!("{}/v1.0/metadata", s.api_url()), &[], "").await.unwrap().json();
-    let types: Vec<&str> = meta["components"].as_array().unwrap().iter().map(|c| c["type"].as_str().unwrap()).collect();
-    assert!(types.contains(&"secretstores.local.file") && types.contains(&"secretstores.local.env"), "{types:?}");
+    let meta = send("GET", &format!("{}/v1.0/metadata", s.api_url()), &[], "")
+        .await
+        .unwrap()
+        .json();
+    let types: Vec<&str> = meta["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["type"].as_str().unwrap())
+        .collect();
+    assert!(
+        types.contains(&"secretstores.local.file") && types.contains(&"secretstores.local.env"),
+        "{types:?}"
+    );
     // The file store serves a changed file's values without a restart.
     let file = mesh.home().join("secrets.json");
     let tmp = mesh.home().join("secrets.json.new");
-    std::fs::write(&tmp, r#"{"db": {"user": "app", "password": "rotated-pw"}, "port": 5432, "token": "t0k"}"#).unwrap();
+    std::fs::write(
+        &tmp,
+        r#"{"db": {"user": "app", "password": "rotated-pw"}, "port": 5432, "token": "t0k"}"#,
+    )
+    .unwrap();
     std::fs::rename(&tmp, &file).unwrap();
     let url = format!("{}/v1.0/secrets/files/db:password", s.api_url());
     outrider_testkit::wait_until(Duration::from_secs(10), "the rotated secret", || async {
@@ -85,7 +120,10 @@ async fn file_and_env_stores_answer_with_daprds_shapes_and_codes() {
     // Secret values never reach the log or the metrics.
     let (log, metrics) = (s.log(), s.metrics().await);
     for value in ["s3cret-pw", "rotated-pw", "from-env", "t0k"] {
-        assert!(!log.contains(value) && !metrics.contains(value), "{value} leaked");
+        assert!(
+            !log.contains(value) && !metrics.contains(value),
+            "{value} leaked"
+        );
     }
 }
 
@@ -93,8 +131,18 @@ async fn file_and_env_stores_answer_with_daprds_shapes_and_codes() {
 async fn without_secret_stores_the_api_says_so_and_bad_stores_stop_the_start() {
     let mesh = Mesh::new();
     let s = mesh.sidecar("no-secrets").start().await;
-    let r = send("GET", &format!("{}/v1.0/secrets/any/x", s.api_url()), &[], "").await.unwrap();
-    assert_eq!((r.status, r.json()["errorCode"].as_str()), (500, Some("ERR_SECRET_STORES_NOT_CONFIGURED")));
+    let r = send(
+        "GET",
+        &format!("{}/v1.0/secrets/any/x", s.api_url()),
+        &[],
+        "",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (r.status, r.json()["errorCode"].as_str()),
+        (500, Some("ERR_SECRET_STORES_NOT_CONFIGURED"))
+    );
     assert_eq!(r.json()["message"], "secret store is not configured");
 
     let dir = mesh.home().join("bad");
@@ -109,12 +157,21 @@ async fn without_secret_stores_the_api_says_so_and_bad_stores_stop_the_start() {
         missing.display()
     );
     std::fs::write(dir.join("bad.yaml"), docs).unwrap();
-    let mut bad = mesh.sidecar("bad-secrets").args(["--resources-path", dir.to_str().unwrap()]).spawn();
+    let mut bad = mesh
+        .sidecar("bad-secrets")
+        .args(["--resources-path", dir.to_str().unwrap()])
+        .spawn();
     // Like any component that cannot open: exit 1, every problem named with file and field.
     assert_eq!(bad.wait_exit(Duration::from_secs(30)).await, Some(1));
     let log = bad.log();
-    assert!(log.contains("bad.yaml: spec.metadata.secretsFile: is required"), "{log}");
-    assert!(log.contains(&format!("spec.metadata.secretsFile: {}", missing.display())), "{log}");
+    assert!(
+        log.contains("bad.yaml: spec.metadata.secretsFile: is required"),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!("spec.metadata.secretsFile: {}", missing.display())),
+        "{log}"
+    );
 }
 
 /// A Redis state store whose password is a `secretKeyRef` into a file store connects to a
@@ -122,8 +179,14 @@ async fn without_secret_stores_the_api_says_so_and_bad_stores_stop_the_start() {
 /// the start, naming component, field and secret; the password is in no log, metric or metadata.
 #[tokio::test]
 async fn component_passwords_come_from_secret_references() {
-    let redis =
-        outrider_testkit::RedisServer::start_with(&["--save", "", "--appendonly", "no", "--requirepass", "pw-9f2c1"]);
+    let redis = outrider_testkit::RedisServer::start_with(&[
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--requirepass",
+        "pw-9f2c1",
+    ]);
     let mesh = Mesh::new();
     let file = mesh.home().join("creds.json");
     std::fs::write(&file, r#"{"redis": {"password": "pw-9f2c1"}}"#).unwrap();
@@ -147,20 +210,46 @@ async fn component_passwords_come_from_secret_references() {
         path.to_string_lossy().into_owned()
     };
     let good = write("good", "password");
-    let mut s = mesh.sidecar("secret-ref").args(["--resources-path", &good]).start().await;
+    let mut s = mesh
+        .sidecar("secret-ref")
+        .args(["--resources-path", &good])
+        .start()
+        .await;
     s.wait_ready().await;
     let url = format!("{}/v1.0/state/cache", s.api_url());
-    let r = send("POST", &url, &[], json!([{"key": "k", "value": 7}]).to_string()).await.unwrap();
+    let r = send(
+        "POST",
+        &url,
+        &[],
+        json!([{"key": "k", "value": 7}]).to_string(),
+    )
+    .await
+    .unwrap();
     assert_eq!(r.status, 204, "{}", r.text());
-    assert_eq!(send("GET", &format!("{url}/k"), &[], "").await.unwrap().json(), json!(7));
-    let meta = send("GET", &format!("{}/v1.0/metadata", s.api_url()), &[], "").await.unwrap().text();
+    assert_eq!(
+        send("GET", &format!("{url}/k"), &[], "")
+            .await
+            .unwrap()
+            .json(),
+        json!(7)
+    );
+    let meta = send("GET", &format!("{}/v1.0/metadata", s.api_url()), &[], "")
+        .await
+        .unwrap()
+        .text();
     let (log, metrics) = (s.log(), s.metrics().await);
     for (what, text) in [("log", &log), ("metrics", &metrics), ("metadata", &meta)] {
-        assert!(!text.contains("pw-9f2c1"), "the password reached the {what}");
+        assert!(
+            !text.contains("pw-9f2c1"),
+            "the password reached the {what}"
+        );
     }
 
     let wrong = write("wrong", "passwd");
-    let mut bad = mesh.sidecar("secret-ref-bad").args(["--resources-path", &wrong]).spawn();
+    let mut bad = mesh
+        .sidecar("secret-ref-bad")
+        .args(["--resources-path", &wrong])
+        .spawn();
     assert_eq!(bad.wait_exit(Duration::from_secs(30)).await, Some(1));
     let log = bad.log();
     assert!(
@@ -192,7 +281,12 @@ async fn configuration_scopes_deny_and_filter_secrets() {
         .sidecar("scoped-secrets")
         .env("MYAPP_API_KEY", "from-env")
         .env("MYAPP_REGION", "eu")
-        .args(["--resources-path", &res, "--config", config.to_str().unwrap()])
+        .args([
+            "--resources-path",
+            &res,
+            "--config",
+            config.to_str().unwrap(),
+        ])
         .start()
         .await;
     s.wait_ready().await;
@@ -202,22 +296,42 @@ async fn configuration_scopes_deny_and_filter_secrets() {
     };
     assert_eq!(get("files/db:password").await.status, 200);
     let denied = get("files/port").await;
-    assert_eq!((denied.status, denied.json()["errorCode"].as_str()), (403, Some("ERR_PERMISSION_DENIED")));
-    assert_eq!(denied.json()["message"], "access denied by policy to get \"port\" from \"files\"");
-    assert_eq!(get("files/bulk").await.json(), json!({"db:password": {"db:password": "s3cret-pw"}}));
+    assert_eq!(
+        (denied.status, denied.json()["errorCode"].as_str()),
+        (403, Some("ERR_PERMISSION_DENIED"))
+    );
+    assert_eq!(
+        denied.json()["message"],
+        "access denied by policy to get \"port\" from \"files\""
+    );
+    assert_eq!(
+        get("files/bulk").await.json(),
+        json!({"db:password": {"db:password": "s3cret-pw"}})
+    );
     assert_eq!(get("env/API_KEY").await.status, 403);
     assert_eq!(get("env/REGION").await.json(), json!({"REGION": "eu"}));
     let env_all = get("env/bulk").await.json();
-    assert!(env_all.get("API_KEY").is_none() && env_all["REGION"] == json!({"REGION": "eu"}), "{env_all}");
+    assert!(
+        env_all.get("API_KEY").is_none() && env_all["REGION"] == json!({"REGION": "eu"}),
+        "{env_all}"
+    );
 
     std::fs::write(
         &config,
         "kind: Configuration\nspec:\n  secrets:\n    scopes:\n    - {storeName: files}\n    - {storeName: files}\n",
     )
     .unwrap();
-    let mut bad = mesh.sidecar("scoped-bad").args(["--config", config.to_str().unwrap()]).spawn();
+    let mut bad = mesh
+        .sidecar("scoped-bad")
+        .args(["--config", config.to_str().unwrap()])
+        .spawn();
     assert_eq!(bad.wait_exit(Duration::from_secs(30)).await, Some(2));
-    assert!(bad.log().contains("config.yaml: spec.secrets.scopes[1].storeName"), "{}", bad.log());
+    assert!(
+        bad.log()
+            .contains("config.yaml: spec.secrets.scopes[1].storeName"),
+        "{}",
+        bad.log()
+    );
 }
 
 /// A secret store's component `scopes` decide which apps have it at all.
@@ -232,11 +346,40 @@ async fn component_scopes_hide_a_secret_store_from_other_apps() {
     )
     .unwrap();
     let res = dir.to_str().unwrap();
-    let owner = mesh.sidecar("owner").env("ONLY_OWNER", "yes").args(["--resources-path", res]).start().await;
-    let other = mesh.sidecar("stranger").env("ONLY_OWNER", "yes").args(["--resources-path", res]).start().await;
-    let r = send("GET", &format!("{}/v1.0/secrets/private/ONLY_OWNER", owner.api_url()), &[], "").await.unwrap();
+    let owner = mesh
+        .sidecar("owner")
+        .env("ONLY_OWNER", "yes")
+        .args(["--resources-path", res])
+        .start()
+        .await;
+    let other = mesh
+        .sidecar("stranger")
+        .env("ONLY_OWNER", "yes")
+        .args(["--resources-path", res])
+        .start()
+        .await;
+    let r = send(
+        "GET",
+        &format!("{}/v1.0/secrets/private/ONLY_OWNER", owner.api_url()),
+        &[],
+        "",
+    )
+    .await
+    .unwrap();
     assert_eq!((r.status, r.json()), (200, json!({"ONLY_OWNER": "yes"})));
-    let r = send("GET", &format!("{}/v1.0/secrets/private/ONLY_OWNER", other.api_url()), &[], "").await.unwrap();
-    assert_eq!(r.status, 500, "the stranger has no secret store at all: {}", r.text());
+    let r = send(
+        "GET",
+        &format!("{}/v1.0/secrets/private/ONLY_OWNER", other.api_url()),
+        &[],
+        "",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        r.status,
+        500,
+        "the stranger has no secret store at all: {}",
+        r.text()
+    );
     assert_eq!(r.json()["errorCode"], "ERR_SECRET_STORES_NOT_CONFIGURED");
 }

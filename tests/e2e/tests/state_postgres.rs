@@ -21,9 +21,20 @@ async fn postgres_store_through_the_api() {
     let pg = Postgres::start();
     let mesh = Mesh::new();
     let res = component(&mesh, &pg.conn, &pg.table);
-    let s = mesh.sidecar("pgapp").args(["--resources-path", &res]).start().await;
+    let s = mesh
+        .sidecar("pgapp")
+        .args(["--resources-path", &res])
+        .start()
+        .await;
     let base = format!("{}/v1.0/state/pgstore", s.api_url());
-    let r = send("POST", &base, &[], json!([{"key": "k", "value": {"n": [1, 2]}}]).to_string()).await.unwrap();
+    let r = send(
+        "POST",
+        &base,
+        &[],
+        json!([{"key": "k", "value": {"n": [1, 2]}}]).to_string(),
+    )
+    .await
+    .unwrap();
     assert_eq!(r.status, 204, "{}", r.text());
     let r = send("GET", &format!("{base}/k"), &[], "").await.unwrap();
     assert_eq!((r.status, r.json()), (200, json!({"n": [1, 2]})));
@@ -39,18 +50,37 @@ async fn postgres_store_through_the_api() {
     )
     .await
     .unwrap();
-    assert_eq!((r.status, r.json()["errorCode"].as_str()), (500, Some("ERR_STATE_TRANSACTION")));
-    assert_eq!(send("GET", &format!("{base}/t"), &[], "").await.unwrap().status, 204, "the failed transaction wrote");
+    assert_eq!(
+        (r.status, r.json()["errorCode"].as_str()),
+        (500, Some("ERR_STATE_TRANSACTION"))
+    );
+    assert_eq!(
+        send("GET", &format!("{base}/t"), &[], "")
+            .await
+            .unwrap()
+            .status,
+        204,
+        "the failed transaction wrote"
+    );
     assert_eq!(increment_concurrently(&base, "counter", 8, 200).await, 1600);
 }
 
 #[tokio::test]
 async fn an_unreachable_postgres_fails_the_start_with_file_and_field() {
     let mesh = Mesh::new();
-    let conn = format!("host=127.0.0.1 port={} user=postgres dbname=postgres connect_timeout=2", free_port());
+    let conn = format!(
+        "host=127.0.0.1 port={} user=postgres dbname=postgres connect_timeout=2",
+        free_port()
+    );
     let res = component(&mesh, &conn, "state_unreachable");
-    let mut s = mesh.sidecar("pgdown").args(["--resources-path", &res]).spawn();
+    let mut s = mesh
+        .sidecar("pgdown")
+        .args(["--resources-path", &res])
+        .spawn();
     assert_eq!(s.wait_exit(Duration::from_secs(30)).await, Some(1));
     let log = s.log();
-    assert!(log.contains("pg.yaml: spec.metadata.connectionString"), "{log}");
+    assert!(
+        log.contains("pg.yaml: spec.metadata.connectionString"),
+        "{log}"
+    );
 }

@@ -11,7 +11,9 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use outrider_testkit::{CollectedSpan, Collector, Mesh, Sidecar, send, wait_registered, wait_until};
+use outrider_testkit::{
+    CollectedSpan, Collector, Mesh, Sidecar, send, wait_registered, wait_until,
+};
 use tokio::net::TcpListener;
 
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -34,33 +36,58 @@ fn config(dir: &std::path::Path, tracing: &str) -> String {
 fn serve_state_reading_app(listener: TcpListener, sidecar_api: String) {
     tokio::spawn(async move {
         loop {
-            let Ok((tcp, _)) = listener.accept().await else { return };
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
             let api = sidecar_api.clone();
             tokio::spawn(async move {
                 let svc = service_fn(move |req: Request<Incoming>| {
                     let api = api.clone();
                     async move {
-                        let tp =
-                            req.headers().get("traceparent").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
-                        let r =
-                            send("GET", &format!("{api}/v1.0/state/statestore/k"), &[("traceparent", &tp)], "").await;
+                        let tp = req
+                            .headers()
+                            .get("traceparent")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("")
+                            .to_owned();
+                        let r = send(
+                            "GET",
+                            &format!("{api}/v1.0/state/statestore/k"),
+                            &[("traceparent", &tp)],
+                            "",
+                        )
+                        .await;
                         let body = format!("{}|{tp}", r.map(|r| r.status).unwrap_or(0));
                         Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(body))))
                     }
                 });
-                let _ = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(tcp), svc).await;
+                let _ = auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tcp), svc)
+                    .await;
             });
         }
     });
 }
 
 fn of_trace(spans: &[CollectedSpan]) -> Vec<CollectedSpan> {
-    spans.iter().filter(|s| s.trace_id == TRACE).cloned().collect()
+    spans
+        .iter()
+        .filter(|s| s.trace_id == TRACE)
+        .cloned()
+        .collect()
 }
 
 /// `GET /v1.0/metadata` on `s` with `traceparent`: the status.
 async fn metadata_with(s: &Sidecar, traceparent: &str) -> u16 {
-    send("GET", &format!("{}/v1.0/metadata", s.api_url()), &[("traceparent", traceparent)], "").await.unwrap().status
+    send(
+        "GET",
+        &format!("{}/v1.0/metadata", s.api_url()),
+        &[("traceparent", traceparent)],
+        "",
+    )
+    .await
+    .unwrap()
+    .status
 }
 
 /// Waits until the collector holds at least `n` spans of [`TRACE`].
@@ -86,17 +113,31 @@ async fn one_connected_trace_from_caller_to_callee_to_its_state_call() {
     let mesh = Mesh::new();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let app_port = listener.local_addr().unwrap().port();
-    let b = mesh.sidecar("b").app_port(app_port).args(["--config", &cfg]).start().await;
+    let b = mesh
+        .sidecar("b")
+        .app_port(app_port)
+        .args(["--config", &cfg])
+        .start()
+        .await;
     serve_state_reading_app(listener, b.api_url());
     let a = mesh.sidecar("a").args(["--config", &cfg]).start().await;
     wait_registered(&mesh, "b", 1).await;
 
     let traceparent = format!("00-{TRACE}-{CALLER_SPAN}-01");
-    let r = send("POST", &format!("{}/v1.0/invoke/b/method/work", a.api_url()), &[("traceparent", &traceparent)], "x")
-        .await
-        .unwrap();
+    let r = send(
+        "POST",
+        &format!("{}/v1.0/invoke/b/method/work", a.api_url()),
+        &[("traceparent", &traceparent)],
+        "x",
+    )
+    .await
+    .unwrap();
     assert_eq!(r.status, 200, "{}", r.text());
-    let (state_status, app_saw) = r.text().split_once('|').map(|(s, t)| (s.to_owned(), t.to_owned())).unwrap();
+    let (state_status, app_saw) = r
+        .text()
+        .split_once('|')
+        .map(|(s, t)| (s.to_owned(), t.to_owned()))
+        .unwrap();
     assert_eq!(state_status, "204", "the app's state call worked");
 
     let spans = spans_of_trace(&collector, 3, "three spans of the trace").await;
@@ -114,16 +155,28 @@ async fn one_connected_trace_from_caller_to_callee_to_its_state_call() {
     assert_eq!(invoke.parent_span_id, CALLER_SPAN);
     assert_eq!(inbound.parent_span_id, invoke.span_id);
     assert_eq!(state.parent_span_id, inbound.span_id);
-    assert_eq!(app_saw, format!("00-{TRACE}-{}-01", inbound.span_id), "the app got the mesh span as its parent");
+    assert_eq!(
+        app_saw,
+        format!("00-{TRACE}-{}-01", inbound.span_id),
+        "the app got the mesh span as its parent"
+    );
     // Attributes: app id, route template, the caller's verified identity, status.
-    assert_eq!(invoke.attributes["http.route"], "/v1.0/invoke/{id}/method/{method}");
+    assert_eq!(
+        invoke.attributes["http.route"],
+        "/v1.0/invoke/{id}/method/{method}"
+    );
     assert_eq!(invoke.attributes["app_id"], "a");
     assert_eq!(inbound.attributes["peer.identity"], "public/default/a");
     assert_eq!(inbound.attributes["http.target"], "/work");
     assert_eq!(state.attributes["http.status_code"], "204");
     assert!(spans.iter().all(|s| s.protocol == "otlp"));
     for s in &spans {
-        assert!(!s.attributes.keys().any(|k| k.contains("authorization") || k.contains("token")), "{s:?}");
+        assert!(
+            !s.attributes
+                .keys()
+                .any(|k| k.contains("authorization") || k.contains("token")),
+            "{s:?}"
+        );
     }
 }
 
@@ -151,7 +204,10 @@ async fn zipkin_receives_spans_and_unsampled_traces_send_nothing() {
     assert_eq!(spans[0].parent_span_id, CALLER_SPAN);
     assert_eq!(spans[0].service, "z");
     assert!(
-        collector.spans().iter().all(|s| s.trace_id != "0af7651916cd43dd8448eb211c80319c"),
+        collector
+            .spans()
+            .iter()
+            .all(|s| s.trace_id != "0af7651916cd43dd8448eb211c80319c"),
         "an unsampled trace was exported"
     );
 }
@@ -170,21 +226,49 @@ async fn a_published_message_is_delivered_within_the_publishers_trace() {
     let subs = serde_json::json!([{"pubsubname": "pubsub", "topic": "orders", "route": "/events"}]);
     let app = outrider_testkit::FakeApp::with_subscriptions("sub", subs).await;
     let mesh = Mesh::new();
-    let mut s = mesh.sidecar("p").app_port(app.port).args(["--config", &cfg]).start().await;
+    let mut s = mesh
+        .sidecar("p")
+        .app_port(app.port)
+        .args(["--config", &cfg])
+        .start()
+        .await;
     s.wait_ready().await;
     s.wait_subscriptions(1).await;
     let traceparent = format!("00-{TRACE}-{CALLER_SPAN}-01");
-    let headers = [("traceparent", traceparent.as_str()), ("content-type", "application/json")];
-    let r = send("POST", &format!("{}/v1.0/publish/pubsub/orders", s.api_url()), &headers, r#"{"n":1}"#).await.unwrap();
+    let headers = [
+        ("traceparent", traceparent.as_str()),
+        ("content-type", "application/json"),
+    ];
+    let r = send(
+        "POST",
+        &format!("{}/v1.0/publish/pubsub/orders", s.api_url()),
+        &headers,
+        r#"{"n":1}"#,
+    )
+    .await
+    .unwrap();
     assert_eq!(r.status, 204, "{}", r.text());
     let spans = spans_of_trace(&collector, 2, "the publish and delivery spans").await;
-    let publish = spans.iter().find(|s| s.name == "POST /v1.0/publish/{pubsub}/{*topic}").expect("publish span");
-    let delivery = spans.iter().find(|s| s.name == "pubsub delivery pubsub/orders").expect("delivery span");
+    let publish = spans
+        .iter()
+        .find(|s| s.name == "POST /v1.0/publish/{pubsub}/{*topic}")
+        .expect("publish span");
+    let delivery = spans
+        .iter()
+        .find(|s| s.name == "pubsub delivery pubsub/orders")
+        .expect("delivery span");
     assert_eq!(publish.parent_span_id, CALLER_SPAN);
     assert_eq!(delivery.parent_span_id, publish.span_id);
     assert_eq!(delivery.attributes["pubsub.outcome"], "Success");
-    let delivered = app.seen().into_iter().find(|r| r.path == "/events").expect("delivered");
-    assert_eq!(delivered.headers["traceparent"], format!("00-{TRACE}-{}-01", delivery.span_id));
+    let delivered = app
+        .seen()
+        .into_iter()
+        .find(|r| r.path == "/events")
+        .expect("delivered");
+    assert_eq!(
+        delivered.headers["traceparent"],
+        format!("00-{TRACE}-{}-01", delivery.span_id)
+    );
 }
 
 #[tokio::test]
@@ -195,21 +279,44 @@ async fn an_https_collector_is_verified_with_the_given_ca() {
     // Dapr's default for otel is isSecure: true, so no flag is needed for TLS.
     let cfg = config(
         dir.path(),
-        &format!("    samplingRate: '1'\n    otel: {{endpointAddress: 'localhost:{}'}}\n", collector.port),
+        &format!(
+            "    samplingRate: '1'\n    otel: {{endpointAddress: 'localhost:{}'}}\n",
+            collector.port
+        ),
     );
     let mesh = Mesh::new();
-    let s = mesh.sidecar("tls").args(["--config", &cfg]).env("SSL_CERT_FILE", ca.to_str().unwrap()).start().await;
+    let s = mesh
+        .sidecar("tls")
+        .args(["--config", &cfg])
+        .env("SSL_CERT_FILE", ca.to_str().unwrap())
+        .start()
+        .await;
     let traceparent = format!("00-{TRACE}-{CALLER_SPAN}-01");
     assert_eq!(metadata_with(&s, &traceparent).await, 200);
     let spans = spans_of_trace(&collector, 1, "the span over HTTPS").await;
-    assert_eq!((spans[0].name.as_str(), spans[0].service.as_str()), ("GET /v1.0/metadata", "tls"));
+    assert_eq!(
+        (spans[0].name.as_str(), spans[0].service.as_str()),
+        ("GET /v1.0/metadata", "tls")
+    );
 
     // Without the CA the collector is not trusted: spans are dropped and counted, requests go on.
-    let untrusted = mesh.sidecar("untrusted").args(["--config", &cfg]).start().await;
+    let untrusted = mesh
+        .sidecar("untrusted")
+        .args(["--config", &cfg])
+        .start()
+        .await;
     assert_eq!(metadata_with(&untrusted, &traceparent).await, 200);
     wait_until(Duration::from_secs(10), "dropped spans", || async {
-        (untrusted.metric_sum("outrider_spans_dropped_total", &[]).await >= 1.0).then_some(())
+        (untrusted
+            .metric_sum("outrider_spans_dropped_total", &[])
+            .await
+            >= 1.0)
+            .then_some(())
     })
     .await;
-    assert!(untrusted.log().contains("span export failed"), "{}", untrusted.log());
+    assert!(
+        untrusted.log().contains("span export failed"),
+        "{}",
+        untrusted.log()
+    );
 }

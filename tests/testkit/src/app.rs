@@ -69,11 +69,17 @@ impl FakeApp {
 
     /// Starts an app named `instance` on `port`.
     pub async fn start_on(port: u16, instance: &str) -> Self {
-        let listener = TcpListener::bind(("127.0.0.1", port)).await.expect("bind app");
+        let listener = TcpListener::bind(("127.0.0.1", port))
+            .await
+            .expect("bind app");
         Self::serve(listener, instance, None)
     }
 
-    fn serve(listener: TcpListener, instance: &str, subscriptions: Option<serde_json::Value>) -> Self {
+    fn serve(
+        listener: TcpListener,
+        instance: &str,
+        subscriptions: Option<serde_json::Value>,
+    ) -> Self {
         let port = listener.local_addr().expect("addr").port();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let (seen2, instance) = (seen.clone(), instance.to_owned());
@@ -83,12 +89,19 @@ impl FakeApp {
             // dropped app really is gone, even for a sidecar holding a pooled connection.
             let mut conns = tokio::task::JoinSet::new();
             loop {
-                let Ok((tcp, _)) = listener.accept().await else { continue };
+                let Ok((tcp, _)) = listener.accept().await else {
+                    continue;
+                };
                 while conns.try_join_next().is_some() {}
-                let (seen, instance, subs) = (seen2.clone(), instance.clone(), subscriptions.clone());
+                let (seen, instance, subs) =
+                    (seen2.clone(), instance.clone(), subscriptions.clone());
                 conns.spawn(async move {
-                    let svc = service_fn(move |req| handle(req, seen.clone(), instance.clone(), subs.clone()));
-                    let _ = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(tcp), svc).await;
+                    let svc = service_fn(move |req| {
+                        handle(req, seen.clone(), instance.clone(), subs.clone())
+                    });
+                    let _ = auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(tcp), svc)
+                        .await;
                 });
             }
         });
@@ -98,12 +111,23 @@ impl FakeApp {
     /// Every request received so far, except the sidecar's own `GET /dapr/subscribe` at start
     /// (see [`FakeApp::subscribe_calls`]): what tests send through the sidecar.
     pub fn seen(&self) -> Vec<Recorded> {
-        self.seen.lock().unwrap().iter().filter(|r| !is_subscribe_probe(r)).cloned().collect()
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| !is_subscribe_probe(r))
+            .cloned()
+            .collect()
     }
 
     /// How many times the sidecar asked `GET /dapr/subscribe`.
     pub fn subscribe_calls(&self) -> usize {
-        self.seen.lock().unwrap().iter().filter(|r| is_subscribe_probe(r)).count()
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| is_subscribe_probe(r))
+            .count()
     }
 }
 
@@ -114,7 +138,9 @@ impl Drop for FakeApp {
 }
 
 fn full(b: impl Into<Bytes>) -> Body {
-    http_body_util::Full::new(b.into()).map_err(|never| match never {}).boxed()
+    http_body_util::Full::new(b.into())
+        .map_err(|never| match never {})
+        .boxed()
 }
 
 fn is_subscribe_probe(r: &Recorded) -> bool {
@@ -133,7 +159,11 @@ pub fn fnv(mut h: u64, data: &[u8]) -> u64 {
 /// `(n, code)` of a `/flaky/<key>/<n>/<code>` path.
 fn flaky(path: &str) -> Option<(usize, u16)> {
     let mut parts = path.strip_prefix("/flaky/")?.split('/');
-    let (_key, n, code) = (parts.next()?, parts.next()?.parse().ok()?, parts.next()?.parse().ok()?);
+    let (_key, n, code) = (
+        parts.next()?,
+        parts.next()?.parse().ok()?,
+        parts.next()?.parse().ok()?,
+    );
     parts.next().is_none().then_some((n, code))
 }
 
@@ -172,21 +202,29 @@ async fn handle(
     let path = parts.uri.path();
     if let (Some(subs), "/dapr/subscribe") = (subscriptions.as_ref(), path) {
         let mut rsp = Response::new(full(subs.to_string()));
-        rsp.headers_mut().insert("content-type", "application/json".parse().unwrap());
+        rsp.headers_mut()
+            .insert("content-type", "application/json".parse().unwrap());
         return Ok(rsp);
     }
     let mut rsp = Response::new(full(""));
-    if let Some(code) = path.strip_prefix("/status/").and_then(|c| c.parse::<u16>().ok()) {
+    if let Some(code) = path
+        .strip_prefix("/status/")
+        .and_then(|c| c.parse::<u16>().ok())
+    {
         *rsp.body_mut() = full(format!("{{\"status\":{code}}}"));
         *rsp.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::IM_A_TEAPOT);
         rsp.headers_mut().insert("x-app-status", code.into());
-    } else if let Some(n) = path.strip_prefix("/stream/").and_then(|c| c.parse::<usize>().ok()) {
+    } else if let Some(n) = path
+        .strip_prefix("/stream/")
+        .and_then(|c| c.parse::<usize>().ok())
+    {
         let chunks = (0..n.div_ceil(65536)).map(move |i| {
             let len = 65536.min(n - i * 65536);
             Ok::<_, std::io::Error>(Frame::data(Bytes::from(vec![(i % 251) as u8; len])))
         });
         *rsp.body_mut() = BodyExt::boxed(StreamBody::new(tokio_stream_iter(chunks)));
-        rsp.headers_mut().insert("content-type", "application/octet-stream".parse().unwrap());
+        rsp.headers_mut()
+            .insert("content-type", "application/octet-stream".parse().unwrap());
     } else if path == "/sink" {
         let (mut n, mut h) = (0u64, FNV_START);
         while let Some(frame) = body.frame().await {
@@ -218,26 +256,44 @@ async fn handle(
             })
             .unwrap_or_default();
         *rsp.body_mut() = full(serde_json::json!({"statuses": statuses}).to_string());
-        rsp.headers_mut().insert("content-type", "application/json".parse().unwrap());
+        rsp.headers_mut()
+            .insert("content-type", "application/json".parse().unwrap());
     } else if let Some((n, code)) = flaky(path) {
-        let earlier = seen.lock().unwrap().iter().filter(|r| r.path == path).count() - 1;
+        let earlier = seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.path == path)
+            .count()
+            - 1;
         if earlier < n {
             *rsp.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::IM_A_TEAPOT);
-            let after = parts.uri.query().and_then(|q| q.strip_prefix("retry-after="));
+            let after = parts
+                .uri
+                .query()
+                .and_then(|q| q.strip_prefix("retry-after="));
             if let Some(after) = after.and_then(|a| a.parse::<u64>().ok()) {
                 rsp.headers_mut().insert("retry-after", after.into());
             }
         } else {
             *rsp.body_mut() = full(format!("ok after {n}"));
         }
-    } else if let Some(ms) = path.strip_prefix("/slow/").and_then(|c| c.parse::<u64>().ok()) {
+    } else if let Some(ms) = path
+        .strip_prefix("/slow/")
+        .and_then(|c| c.parse::<u64>().ok())
+    {
         tokio::time::sleep(Duration::from_millis(ms)).await;
         *rsp.body_mut() = full("slow done");
     } else {
         let headers: serde_json::Map<String, serde_json::Value> = parts
             .headers
             .iter()
-            .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into()))
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into(),
+                )
+            })
             .collect();
         let reply = serde_json::json!({
             "instance": instance,
@@ -248,7 +304,8 @@ async fn handle(
             "body": String::from_utf8_lossy(&bytes),
         });
         *rsp.body_mut() = full(reply.to_string());
-        rsp.headers_mut().insert("content-type", "application/json".parse().unwrap());
+        rsp.headers_mut()
+            .insert("content-type", "application/json".parse().unwrap());
     }
     Ok(rsp)
 }

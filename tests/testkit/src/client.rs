@@ -38,11 +38,20 @@ impl Reply {
 /// A shared pooled client.
 pub fn http_client() -> &'static Client<HttpConnector, Full<Bytes>> {
     static C: OnceLock<Client<HttpConnector, Full<Bytes>>> = OnceLock::new();
-    C.get_or_init(|| Client::builder(TokioExecutor::new()).pool_max_idle_per_host(0).build_http())
+    C.get_or_init(|| {
+        Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(0)
+            .build_http()
+    })
 }
 
 /// Sends one request and reads the whole response (within 60 s).
-pub async fn send(method: &str, url: &str, headers: &[(&str, &str)], body: impl Into<Bytes>) -> anyhow::Result<Reply> {
+pub async fn send(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+) -> anyhow::Result<Reply> {
     let mut req = Request::builder().method(method).uri(url);
     for (k, v) in headers {
         req = req.header(*k, *v);
@@ -52,7 +61,11 @@ pub async fn send(method: &str, url: &str, headers: &[(&str, &str)], body: impl 
         let rsp = http_client().request(req).await?;
         let (parts, body) = rsp.into_parts();
         let body = body.collect().await?.to_bytes();
-        Ok::<_, anyhow::Error>(Reply { status: parts.status.as_u16(), headers: parts.headers, body })
+        Ok::<_, anyhow::Error>(Reply {
+            status: parts.status.as_u16(),
+            headers: parts.headers,
+            body,
+        })
     };
     tokio::time::timeout(Duration::from_secs(60), fut).await?
 }
@@ -60,7 +73,9 @@ pub async fn send(method: &str, url: &str, headers: &[(&str, &str)], body: impl 
 /// Writes `request` bytes to `127.0.0.1:port` and returns everything read until the server
 /// closes or 5 s pass.
 pub async fn raw_request(port: u16, request: &[u8]) -> String {
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
     s.write_all(request).await.expect("write");
     let mut out = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;

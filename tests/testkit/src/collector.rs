@@ -65,8 +65,11 @@ impl Collector {
         ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
         let ca = ca_params.self_signed(&ca_key).expect("ca");
         let key = rcgen::KeyPair::generate().expect("key");
-        let params = rcgen::CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()]).expect("params");
-        let cert = params.signed_by(&key, &rcgen::Issuer::new(ca_params, ca_key)).expect("cert");
+        let params = rcgen::CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()])
+            .expect("params");
+        let cert = params
+            .signed_by(&key, &rcgen::Issuer::new(ca_params, ca_key))
+            .expect("cert");
         std::fs::write(ca_pem, ca.pem()).expect("write the CA");
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let key_der = rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
@@ -80,20 +83,26 @@ impl Collector {
     }
 
     async fn serve(tls: Option<tokio_rustls::TlsAcceptor>) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind collector");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind collector");
         let port = listener.local_addr().unwrap().port();
         let spans = Arc::new(Mutex::new(Vec::new()));
         let store = spans.clone();
         let task = tokio::spawn(async move {
             loop {
-                let Ok((tcp, _)) = listener.accept().await else { return };
+                let Ok((tcp, _)) = listener.accept().await else {
+                    return;
+                };
                 let (store, tls) = (store.clone(), tls.clone());
                 tokio::spawn(async move {
                     let svc = service_fn(move |req| handle(req, store.clone()));
                     let builder = auto::Builder::new(TokioExecutor::new());
                     match tls {
                         Some(acceptor) => {
-                            let Ok(stream) = acceptor.accept(tcp).await else { return };
+                            let Ok(stream) = acceptor.accept(tcp).await else {
+                                return;
+                            };
                             let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
                         }
                         None => {
@@ -117,7 +126,12 @@ async fn handle(
     store: Arc<Mutex<Vec<CollectedSpan>>>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let path = req.uri().path().to_owned();
-    let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
     let decoded = match path.as_str() {
         "/v1/traces" => decode_otlp(&body),
         "/api/v2/spans" => decode_zipkin(&body),
@@ -171,7 +185,9 @@ fn fields(mut buf: &[u8]) -> Result<Vec<(u64, Field<'_>)>, String> {
             }
             2 => {
                 let len = usize::try_from(varint(&mut buf)?).map_err(|e| e.to_string())?;
-                let (bytes, rest) = buf.split_at_checked(len).ok_or("truncated length-delimited field")?;
+                let (bytes, rest) = buf
+                    .split_at_checked(len)
+                    .ok_or("truncated length-delimited field")?;
                 buf = rest;
                 Field::Bytes(bytes)
             }
@@ -258,7 +274,10 @@ fn decode_otlp(body: &[u8]) -> Result<Vec<CollectedSpan>, String> {
 
 /// `Span { trace_id = 1; span_id = 2; parent_span_id = 4; name = 5; attributes = 9 }`.
 fn span(buf: &[u8]) -> Result<CollectedSpan, String> {
-    let mut s = CollectedSpan { protocol: "otlp", ..CollectedSpan::default() };
+    let mut s = CollectedSpan {
+        protocol: "otlp",
+        ..CollectedSpan::default()
+    };
     for (n, f) in fields(buf)? {
         match n {
             1 => s.trace_id = hex(sub(&f)?),
@@ -288,8 +307,14 @@ fn decode_zipkin(body: &[u8]) -> Result<Vec<CollectedSpan>, String> {
                 span_id: text("id"),
                 parent_span_id: text("parentId"),
                 name: text("name"),
-                attributes: tags.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned())).collect(),
-                service: v["localEndpoint"]["serviceName"].as_str().unwrap_or_default().to_owned(),
+                attributes: tags
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+                    .collect(),
+                service: v["localEndpoint"]["serviceName"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
                 protocol: "zipkin",
             })
         })

@@ -41,11 +41,15 @@ pub fn free_port() -> u16 {
         if held.iter().any(|(p, _)| *p == port) {
             continue;
         }
-        let Ok(file) = std::fs::File::create(dir.join(port.to_string())) else { continue };
+        let Ok(file) = std::fs::File::create(dir.join(port.to_string())) else {
+            continue;
+        };
         if file.try_lock().is_err() {
             continue;
         }
-        let bindable = ["0.0.0.0", "127.0.0.1"].iter().all(|ip| std::net::TcpListener::bind((*ip, port)).is_ok());
+        let bindable = ["0.0.0.0", "127.0.0.1"]
+            .iter()
+            .all(|ip| std::net::TcpListener::bind((*ip, port)).is_ok());
         if bindable {
             held.push((port, file));
             return port;
@@ -59,7 +63,11 @@ pub fn free_port() -> u16 {
 fn claimable_ports() -> (u16, u16) {
     let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
-        .and_then(|s| s.split_whitespace().next().and_then(|n| n.parse::<u16>().ok()))
+        .and_then(|s| {
+            s.split_whitespace()
+                .next()
+                .and_then(|n| n.parse::<u16>().ok())
+        })
         .unwrap_or(32768);
     let high = ephemeral_low.max(10_000);
     (high - 8000, high)
@@ -77,7 +85,10 @@ where
         if let Some(v) = check().await {
             return v;
         }
-        assert!(tokio::time::Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

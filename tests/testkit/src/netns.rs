@@ -47,11 +47,18 @@ pub struct Lan {
 
 /// Runs `ip` with `args`; its error output on failure.
 fn ip(args: &[&str]) -> Result<(), String> {
-    let out = Command::new("ip").args(args).output().map_err(|e| format!("ip: {e}"))?;
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| format!("ip: {e}"))?;
     if out.status.success() {
         Ok(())
     } else {
-        Err(format!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()))
+        Err(format!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
     }
 }
 
@@ -59,7 +66,11 @@ fn ip(args: &[&str]) -> Result<(), String> {
 fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(2) == Some("0")))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(2) == Some("0"))
+        })
         .unwrap_or(false)
 }
 
@@ -72,14 +83,24 @@ impl Lan {
         assert!(n <= 250, "a /24 holds at most 250 test hosts");
         static NEXT: AtomicUsize = AtomicUsize::new(0);
         // Names unique per process and LAN, short enough for interface names (15 bytes).
-        let tag = format!("{:x}{:x}", std::process::id() % 0xfffff, NEXT.fetch_add(1, Ordering::Relaxed));
+        let tag = format!(
+            "{:x}{:x}",
+            std::process::id() % 0xfffff,
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
         let switch = format!("orsw{tag}");
-        let mut lan = Lan { hosts: Vec::new(), switch: switch.clone() };
+        let mut lan = Lan {
+            hosts: Vec::new(),
+            switch: switch.clone(),
+        };
         ip(&["netns", "add", &switch])?;
         ip(&["-n", &switch, "link", "add", "br0", "type", "bridge"])?;
         ip(&["-n", &switch, "link", "set", "br0", "up"])?;
         for i in 0..n {
-            let host = Host { netns: format!("orh{tag}-{i}"), addr: Ipv4Addr::new(10, 77, 0, (i + 1) as u8) };
+            let host = Host {
+                netns: format!("orh{tag}-{i}"),
+                addr: Ipv4Addr::new(10, 77, 0, (i + 1) as u8),
+            };
             ip(&["netns", "add", &host.netns])?;
             lan.hosts.push(host.clone());
             let port = format!("p{i}");
@@ -98,7 +119,15 @@ impl Lan {
                 "netns",
                 &switch,
             ])?;
-            ip(&["-n", &host.netns, "addr", "add", &format!("{}/24", host.addr), "dev", "eth0"])?;
+            ip(&[
+                "-n",
+                &host.netns,
+                "addr",
+                "add",
+                &format!("{}/24", host.addr),
+                "dev",
+                "eth0",
+            ])?;
             ip(&["-n", &host.netns, "link", "set", "eth0", "up"])?;
             ip(&["-n", &switch, "link", "set", &port, "master", "br0", "up"])?;
         }

@@ -33,15 +33,21 @@ impl RedisServer {
         ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
         let ca = ca_params.self_signed(&ca_key).expect("ca");
         let key = rcgen::KeyPair::generate().expect("key");
-        let params = rcgen::CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()]).expect("params");
-        let cert = params.signed_by(&key, &rcgen::Issuer::new(ca_params, ca_key)).expect("cert");
+        let params = rcgen::CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()])
+            .expect("params");
+        let cert = params
+            .signed_by(&key, &rcgen::Issuer::new(ca_params, ca_key))
+            .expect("cert");
         let write = |name: &str, pem: String| {
             let p = dir.path().join(name);
             std::fs::write(&p, pem).expect("write pem");
             p.to_string_lossy().into_owned()
         };
-        let (crt, k, cacrt) =
-            (write("server.crt", cert.pem()), write("server.key", key.serialize_pem()), write("ca.crt", ca.pem()));
+        let (crt, k, cacrt) = (
+            write("server.crt", cert.pem()),
+            write("server.key", key.serialize_pem()),
+            write("ca.crt", ca.pem()),
+        );
         let port = free_port();
         let args = vec![
             "--port".into(),
@@ -61,7 +67,13 @@ impl RedisServer {
             "--appendonly".into(),
             "no".into(),
         ];
-        let mut s = Self { port, child: None, dir, args, tls: true };
+        let mut s = Self {
+            port,
+            child: None,
+            dir,
+            args,
+            tls: true,
+        };
         s.spawn();
         s
     }
@@ -82,7 +94,11 @@ impl RedisServer {
     }
 
     fn spawn(&mut self) {
-        let port_args = if self.tls { Vec::new() } else { vec!["--port".to_owned(), self.port.to_string()] };
+        let port_args = if self.tls {
+            Vec::new()
+        } else {
+            vec!["--port".to_owned(), self.port.to_string()]
+        };
         let child = Command::new("redis-server")
             .args(&port_args)
             .args(["--bind", "127.0.0.1", "--dir"])
@@ -112,7 +128,11 @@ impl RedisServer {
                     return;
                 }
             }
-            assert!(Instant::now() < deadline, "redis-server on port {} never answered", self.port);
+            assert!(
+                Instant::now() < deadline,
+                "redis-server on port {} never answered",
+                self.port
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -167,7 +187,10 @@ impl Postgres {
         let table = format!(
             "state_{}_{}",
             std::process::id(),
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos()
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos()
                 % 1_000_000_000
         );
         let forced = std::env::var_os("OUTRIDER_TEST_PRIVATE_POSTGRES").is_some_and(|v| v == "1");
@@ -181,15 +204,25 @@ impl Postgres {
         }
         let bin = std::fs::read_dir("/usr/lib/postgresql")
             .ok()
-            .and_then(|rd| rd.flatten().map(|e| e.path().join("bin")).find(|b| b.join("initdb").exists()))
-            .expect("PostgreSQL is neither reachable on 5432 nor installed (make deps installs it)");
+            .and_then(|rd| {
+                rd.flatten()
+                    .map(|e| e.path().join("bin"))
+                    .find(|b| b.join("initdb").exists())
+            })
+            .expect(
+                "PostgreSQL is neither reachable on 5432 nor installed (make deps installs it)",
+            );
         let dir = tempfile::tempdir().expect("tempdir");
         let data = dir.path().join("data");
-        let _ = Command::new("chown").args(["-R", "postgres:postgres"]).arg(dir.path()).status();
+        let _ = Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(dir.path())
+            .status();
         // setpriv execs the program (runuser would fork, and killing it would orphan postgres).
         let as_postgres = |program: &str| {
             let mut c = Command::new("setpriv");
-            c.args(["--reuid=postgres", "--regid=postgres", "--init-groups"]).arg(bin.join(program));
+            c.args(["--reuid=postgres", "--regid=postgres", "--init-groups"])
+                .arg(bin.join(program));
             c
         };
         let ok = as_postgres("initdb")
@@ -239,7 +272,17 @@ impl Drop for Postgres {
             }
             None => {
                 let _ = Command::new("psql")
-                    .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres", "-d", "postgres", "-qc"])
+                    .args([
+                        "-h",
+                        "127.0.0.1",
+                        "-p",
+                        &self.port.to_string(),
+                        "-U",
+                        "postgres",
+                        "-d",
+                        "postgres",
+                        "-qc",
+                    ])
                     .arg(format!("DROP TABLE IF EXISTS {}", self.table))
                     .stdout(Stdio::null())
                     .stderr(Stdio::null())
@@ -256,7 +299,8 @@ fn private_forced() -> bool {
 }
 
 fn listening(port: u16) -> bool {
-    std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(1)).is_ok()
+    std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(1))
+        .is_ok()
 }
 
 /// How to start a private broker in its directory.
@@ -275,8 +319,21 @@ struct PrivateProcess {
 }
 
 impl PrivateProcess {
-    fn spawn(recipe: Recipe, dir: tempfile::TempDir, port: u16, what: &'static str, limit: Duration) -> Self {
-        let mut me = Self { child: None, dir, recipe, port, what, limit };
+    fn spawn(
+        recipe: Recipe,
+        dir: tempfile::TempDir,
+        port: u16,
+        what: &'static str,
+        limit: Duration,
+    ) -> Self {
+        let mut me = Self {
+            child: None,
+            dir,
+            recipe,
+            port,
+            what,
+            limit,
+        };
         me.start();
         me
     }
@@ -303,9 +360,14 @@ impl PrivateProcess {
         let deadline = Instant::now() + self.limit;
         self.child = Some(child);
         while !listening(self.port) {
-            let exited = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()).is_some();
+            let exited = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+                .is_some();
             if Instant::now() > deadline || exited {
-                let log = std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default();
+                let log =
+                    std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default();
                 panic!("private {what} never listened on {}:\n{log}", self.port);
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -314,7 +376,9 @@ impl PrivateProcess {
 
     /// SIGKILL to the whole group (an abrupt outage), reaping everything.
     fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else { return };
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
         let _ = child.kill();
         let _ = child.wait();
         if let Ok(pid) = i32::try_from(child.id()) {
@@ -349,7 +413,10 @@ impl Nats {
     /// The shared server, or a private one.
     pub fn start() -> Self {
         if !private_forced() && listening(4222) {
-            return Self { url: "nats://127.0.0.1:4222".into(), private: None };
+            return Self {
+                url: "nats://127.0.0.1:4222".into(),
+                private: None,
+            };
         }
         Self::private()
     }
@@ -360,16 +427,23 @@ impl Nats {
         let port = free_port();
         let recipe: Recipe = Box::new(move |dir| {
             let mut cmd = Command::new("nats-server");
-            cmd.args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"]).arg(dir.join("js"));
+            cmd.args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+                .arg(dir.join("js"));
             cmd
         });
         let p = PrivateProcess::spawn(recipe, dir, port, "nats-server", Duration::from_secs(15));
-        Self { url: format!("nats://127.0.0.1:{port}"), private: Some(p) }
+        Self {
+            url: format!("nats://127.0.0.1:{port}"),
+            private: Some(p),
+        }
     }
 
     /// Kills a private server (SIGKILL) and starts it again on the same port and store.
     pub fn restart(&mut self) {
-        self.private.as_mut().expect("only a private server can be restarted").restart();
+        self.private
+            .as_mut()
+            .expect("only a private server can be restarted")
+            .restart();
     }
 }
 
@@ -385,7 +459,10 @@ impl Mosquitto {
     /// The shared broker, or a private one.
     pub fn start() -> Self {
         if !private_forced() && listening(1883) {
-            return Self { url: "tcp://127.0.0.1:1883".into(), _private: None };
+            return Self {
+                url: "tcp://127.0.0.1:1883".into(),
+                _private: None,
+            };
         }
         Self::private()
     }
@@ -395,15 +472,21 @@ impl Mosquitto {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
         let conf = dir.path().join("mosquitto.conf");
-        std::fs::write(&conf, format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"))
-            .expect("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
+        )
+        .expect("mosquitto.conf");
         let recipe: Recipe = Box::new(move |_| {
             let mut cmd = Command::new("mosquitto");
             cmd.arg("-c").arg(&conf);
             cmd
         });
         let p = PrivateProcess::spawn(recipe, dir, port, "mosquitto", Duration::from_secs(15));
-        Self { url: format!("tcp://127.0.0.1:{port}"), _private: Some(p) }
+        Self {
+            url: format!("tcp://127.0.0.1:{port}"),
+            _private: Some(p),
+        }
     }
 }
 
@@ -419,7 +502,10 @@ impl RabbitMq {
     /// The shared broker, or a private one.
     pub fn start() -> Self {
         if !private_forced() && listening(5672) {
-            return Self { url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(), _private: None };
+            return Self {
+                url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
+                _private: None,
+            };
         }
         Self::private()
     }
@@ -430,7 +516,11 @@ impl RabbitMq {
         let (port, dist) = (free_port(), free_port());
         let path = |name: &str| dir.path().join(name);
         std::fs::write(path("enabled_plugins"), "[].\n").expect("plugins file");
-        std::fs::write(path("rabbitmq.conf"), format!("listeners.tcp.local = 127.0.0.1:{port}\n")).expect("config");
+        std::fs::write(
+            path("rabbitmq.conf"),
+            format!("listeners.tcp.local = 127.0.0.1:{port}\n"),
+        )
+        .expect("config");
         std::fs::write(path("rabbitmq-env.conf"), "").expect("env file");
         let recipe: Recipe = Box::new(move |dir| {
             let path = |name: &str| dir.join(name);
@@ -440,14 +530,26 @@ impl RabbitMq {
                 .env("RABBITMQ_CONF_ENV_FILE", path("rabbitmq-env.conf"))
                 .env("RABBITMQ_CONFIG_FILE", path("rabbitmq.conf"))
                 .env("RABBITMQ_ENABLED_PLUGINS_FILE", path("enabled_plugins"))
-                .env("RABBITMQ_NODENAME", format!("outrider-test-{port}@localhost"))
+                .env(
+                    "RABBITMQ_NODENAME",
+                    format!("outrider-test-{port}@localhost"),
+                )
                 .env("RABBITMQ_DIST_PORT", dist.to_string())
                 .env("RABBITMQ_MNESIA_BASE", path("mnesia"))
                 .env("RABBITMQ_LOG_BASE", path("log"))
                 .env("ERL_EPMD_ADDRESS", "127.0.0.1");
             cmd
         });
-        let p = PrivateProcess::spawn(recipe, dir, port, "rabbitmq-server", Duration::from_secs(60));
-        Self { url: format!("amqp://guest:guest@127.0.0.1:{port}/%2f"), _private: Some(p) }
+        let p = PrivateProcess::spawn(
+            recipe,
+            dir,
+            port,
+            "rabbitmq-server",
+            Duration::from_secs(60),
+        );
+        Self {
+            url: format!("amqp://guest:guest@127.0.0.1:{port}/%2f"),
+            _private: Some(p),
+        }
     }
 }

@@ -12,13 +12,20 @@ use crate::{free_port, send, wait_until};
 
 /// The `outrider` binary under test: `$OUTRIDER_BIN`, or beside the test executable's `deps/`.
 pub fn binary(name: &str) -> PathBuf {
-    if let Some(p) = std::env::var_os(format!("{}_BIN", name.to_ascii_uppercase().replace('-', "_"))) {
+    if let Some(p) = std::env::var_os(format!(
+        "{}_BIN",
+        name.to_ascii_uppercase().replace('-', "_")
+    )) {
         return p.into();
     }
     let exe = std::env::current_exe().expect("test executable path");
     let dir = exe.parent().and_then(Path::parent).expect("target dir");
     let p = dir.join(name);
-    assert!(p.exists(), "{} not found: build it first (make test does: cargo build --bins)", p.display());
+    assert!(
+        p.exists(),
+        "{} not found: build it first (make test does: cargo build --bins)",
+        p.display()
+    );
     p
 }
 
@@ -36,7 +43,9 @@ impl Default for Mesh {
 impl Mesh {
     /// A fresh mesh with its own CA.
     pub fn new() -> Self {
-        Self { home: tempfile::tempdir().expect("tempdir") }
+        Self {
+            home: tempfile::tempdir().expect("tempdir"),
+        }
     }
 
     /// The shared home directory.
@@ -138,7 +147,11 @@ impl SidecarBuilder {
     /// Spawns the process without waiting for it to be ready.
     pub fn spawn(self) -> Sidecar {
         let (api, admin) = (free_port(), free_port());
-        let mesh = if self.default_mesh_port { 0 } else { free_port() };
+        let mesh = if self.default_mesh_port {
+            0
+        } else {
+            free_port()
+        };
         let log = tempfile::NamedTempFile::new().expect("log file");
         let mut cmd = match &self.host {
             Some(h) => {
@@ -152,7 +165,10 @@ impl SidecarBuilder {
         if let Some(n) = self.fd_limit {
             // prlimit sets the limit on itself, then execs the sidecar: same pid.
             let mut c = Command::new("prlimit");
-            c.arg(format!("--nofile={n}:{n}")).arg("--").arg(cmd.as_std().get_program()).args(cmd.as_std().get_args());
+            c.arg(format!("--nofile={n}:{n}"))
+                .arg("--")
+                .arg(cmd.as_std().get_program())
+                .args(cmd.as_std().get_args());
             cmd = c;
         }
         cmd.arg("run")
@@ -160,7 +176,11 @@ impl SidecarBuilder {
             .args(["--dapr-http-port", &api.to_string()])
             .args(["--metrics-port", &admin.to_string()])
             .arg("--data-dir")
-            .arg(self.data_dir.clone().unwrap_or_else(|| self.home.join(format!("data-{}-{api}", self.app_id))))
+            .arg(
+                self.data_dir
+                    .clone()
+                    .unwrap_or_else(|| self.home.join(format!("data-{}-{api}", self.app_id))),
+            )
             .args(["--log-level", "debug"])
             .args(&self.args)
             .env_clear()
@@ -184,7 +204,16 @@ impl SidecarBuilder {
         }
         let has_app = !self.command.is_empty();
         let child = cmd.spawn().expect("spawning outrider");
-        Sidecar { child, app_id: self.app_id, api, mesh, admin, log, has_app, host: self.host }
+        Sidecar {
+            child,
+            app_id: self.app_id,
+            api,
+            mesh,
+            admin,
+            log,
+            has_app,
+            host: self.host,
+        }
     }
 
     /// Spawns the process and waits until its outbound API answers.
@@ -249,7 +278,11 @@ impl Sidecar {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("sidecar {} exited with {status} before {path} was ready:\n{}", self.app_id, self.log());
+                panic!(
+                    "sidecar {} exited with {status} before {path} was ready:\n{}",
+                    self.app_id,
+                    self.log()
+                );
             }
             if let Ok(r) = self.call("GET", path, "").await
                 && r.status == 204
@@ -269,7 +302,10 @@ impl Sidecar {
     /// Helpers that talk to the sidecar from this namespace cannot reach one on a LAN host.
     fn local_only(&self, what: &str) {
         if let Some(h) = &self.host {
-            panic!("Sidecar::{what} reaches the sidecar from the machine's namespace, but it runs in {}", h.netns);
+            panic!(
+                "Sidecar::{what} reaches the sidecar from the machine's namespace, but it runs in {}",
+                h.netns
+            );
         }
     }
 
@@ -277,18 +313,43 @@ impl Sidecar {
     /// namespace when it runs on a LAN host (through `curl` there), within 30 s.
     pub async fn call(&self, method: &str, path: &str, body: &str) -> anyhow::Result<Reply> {
         let url = format!("{}{path}", self.api_url());
-        let Some(host) = &self.host else { return send(method, &url, &[], body.to_owned()).await };
+        let Some(host) = &self.host else {
+            return send(method, &url, &[], body.to_owned()).await;
+        };
         let mut curl = host.tokio_command("curl");
-        curl.args(["-s", "--max-time", "30", "-X", method, "-w", "\n%{http_code}", &url]);
+        curl.args([
+            "-s",
+            "--max-time",
+            "30",
+            "-X",
+            method,
+            "-w",
+            "\n%{http_code}",
+            &url,
+        ]);
         if !body.is_empty() {
-            curl.args(["-H", "content-type: application/json", "--data-binary", body]);
+            curl.args([
+                "-H",
+                "content-type: application/json",
+                "--data-binary",
+                body,
+            ]);
         }
         let out = curl.kill_on_drop(true).output().await?;
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
         let status: u16 = code.trim().parse().unwrap_or(0);
-        anyhow::ensure!(status != 0, "curl in {} failed ({}): {text}", host.netns, out.status);
-        Ok(Reply { status, headers: Default::default(), body: body.to_owned().into() })
+        anyhow::ensure!(
+            status != 0,
+            "curl in {} failed ({}): {text}",
+            host.netns,
+            out.status
+        );
+        Ok(Reply {
+            status,
+            headers: Default::default(),
+            body: body.to_owned().into(),
+        })
     }
 
     /// Peak resident memory of the process so far (`VmHWM`), in bytes.
@@ -303,7 +364,8 @@ impl Sidecar {
 
     /// A `kB` field of `/proc/<pid>/status`, in bytes.
     fn proc_status_bytes(&self, field: &str) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("proc status");
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("proc status");
         let kb: u64 = status
             .lines()
             .find_map(|l| l.strip_prefix(field))
@@ -321,7 +383,11 @@ impl Sidecar {
     pub async fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
         match tokio::time::timeout(limit, self.child.wait()).await {
             Ok(Ok(status)) => status.code(),
-            _ => panic!("sidecar {} did not exit within {limit:?}:\n{}", self.app_id, self.log()),
+            _ => panic!(
+                "sidecar {} did not exit within {limit:?}:\n{}",
+                self.app_id,
+                self.log()
+            ),
         }
     }
 
@@ -333,7 +399,14 @@ impl Sidecar {
     /// The admin listener's `/metrics` text.
     pub async fn metrics(&self) -> String {
         self.local_only("metrics");
-        let r = send("GET", &format!("{}/metrics", self.admin_url()), &[], Vec::new()).await.expect("metrics");
+        let r = send(
+            "GET",
+            &format!("{}/metrics", self.admin_url()),
+            &[],
+            Vec::new(),
+        )
+        .await
+        .expect("metrics");
         String::from_utf8_lossy(&r.body).into_owned()
     }
 
@@ -341,12 +414,19 @@ impl Sidecar {
     pub async fn wait_subscriptions(&self, n: usize) -> Vec<serde_json::Value> {
         self.local_only("wait_subscriptions");
         let url = format!("{}/v1.0/metadata", self.api_url());
-        wait_until(Duration::from_secs(15), &format!("{n} active subscriptions"), || async {
-            let m = send("GET", &url, &[], "").await.ok()?.json();
-            let subs = m["subscriptions"].as_array()?.clone();
-            let active: Vec<serde_json::Value> = subs.into_iter().filter(|s| s["status"] == "ACTIVE").collect();
-            (active.len() == n).then_some(active)
-        })
+        wait_until(
+            Duration::from_secs(15),
+            &format!("{n} active subscriptions"),
+            || async {
+                let m = send("GET", &url, &[], "").await.ok()?.json();
+                let subs = m["subscriptions"].as_array()?.clone();
+                let active: Vec<serde_json::Value> = subs
+                    .into_iter()
+                    .filter(|s| s["status"] == "ACTIVE")
+                    .collect();
+                (active.len() == n).then_some(active)
+            },
+        )
         .await
     }
 
@@ -361,7 +441,9 @@ impl Sidecar {
 pub fn sum_metric(text: &str, name: &str, labels: &[&str]) -> f64 {
     text.lines()
         .filter(|l| !l.starts_with('#'))
-        .filter(|l| l.starts_with(name) && matches!(l.as_bytes().get(name.len()), Some(b'{' | b' ')))
+        .filter(|l| {
+            l.starts_with(name) && matches!(l.as_bytes().get(name.len()), Some(b'{' | b' '))
+        })
         .filter(|l| labels.iter().all(|want| l.contains(want)))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
@@ -375,14 +457,22 @@ impl Drop for Sidecar {
             && matches!(self.child.try_wait(), Ok(None))
             && let Some(pid) = self.child.id()
         {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGTERM);
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
             let deadline = std::time::Instant::now() + Duration::from_secs(10);
-            while matches!(self.child.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
+            while matches!(self.child.try_wait(), Ok(None)) && std::time::Instant::now() < deadline
+            {
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
         if std::thread::panicking() {
-            eprintln!("----- log of sidecar {} -----\n{}\n----- end -----", self.app_id, self.log());
+            eprintln!(
+                "----- log of sidecar {} -----\n{}\n----- end -----",
+                self.app_id,
+                self.log()
+            );
         }
     }
 }
@@ -391,22 +481,26 @@ impl Drop for Sidecar {
 pub async fn wait_registered(mesh: &Mesh, app_id: &str, n: usize) {
     let dir = mesh.registry_dir();
     let app = format!("~{app_id}~");
-    wait_until(Duration::from_secs(10), &format!("{n} registry entries for {app_id}"), || {
-        let dir = dir.clone();
-        let app = app.clone();
-        async move {
-            let count = std::fs::read_dir(&dir)
-                .map(|rd| {
-                    rd.flatten()
-                        .filter(|e| {
-                            e.file_name().to_string_lossy().contains(&app)
-                                && e.file_name().to_string_lossy().ends_with(".json")
-                        })
-                        .count()
-                })
-                .unwrap_or(0);
-            (count == n).then_some(())
-        }
-    })
+    wait_until(
+        Duration::from_secs(10),
+        &format!("{n} registry entries for {app_id}"),
+        || {
+            let dir = dir.clone();
+            let app = app.clone();
+            async move {
+                let count = std::fs::read_dir(&dir)
+                    .map(|rd| {
+                        rd.flatten()
+                            .filter(|e| {
+                                e.file_name().to_string_lossy().contains(&app)
+                                    && e.file_name().to_string_lossy().ends_with(".json")
+                            })
+                            .count()
+                    })
+                    .unwrap_or(0);
+                (count == n).then_some(())
+            }
+        },
+    )
     .await
 }

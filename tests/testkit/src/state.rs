@@ -6,8 +6,20 @@ use crate::send;
 
 /// `workers` clients each increment the JSON number at `key` of the store at `store_url`
 /// (`…/v1.0/state/<store>`) `each` times, with ETags and a retry on 409. Returns the final value.
-pub async fn increment_concurrently(store_url: &str, key: &str, workers: usize, each: usize) -> u64 {
-    let r = send("POST", store_url, &[], json!([{"key": key, "value": 0}]).to_string()).await.expect("seed");
+pub async fn increment_concurrently(
+    store_url: &str,
+    key: &str,
+    workers: usize,
+    each: usize,
+) -> u64 {
+    let r = send(
+        "POST",
+        store_url,
+        &[],
+        json!([{"key": key, "value": 0}]).to_string(),
+    )
+    .await
+    .expect("seed");
     assert_eq!(r.status, 204, "{}", r.text());
     let tasks: Vec<_> = (0..workers)
         .map(|_| {
@@ -15,7 +27,9 @@ pub async fn increment_concurrently(store_url: &str, key: &str, workers: usize, 
             tokio::spawn(async move {
                 for _ in 0..each {
                     loop {
-                        let r = send("GET", &format!("{base}/{key}"), &[], "").await.expect("get");
+                        let r = send("GET", &format!("{base}/{key}"), &[], "")
+                            .await
+                            .expect("get");
                         let etag = r.headers["etag"].to_str().expect("etag").to_owned();
                         let n = r.json().as_u64().expect("a number");
                         let body = json!([{"key": key, "value": n + 1, "etag": etag}]).to_string();
@@ -33,6 +47,8 @@ pub async fn increment_concurrently(store_url: &str, key: &str, workers: usize, 
     for t in tasks {
         t.await.expect("worker");
     }
-    let r = send("GET", &format!("{store_url}/{key}"), &[], "").await.expect("final get");
+    let r = send("GET", &format!("{store_url}/{key}"), &[], "")
+        .await
+        .expect("final get");
     r.json().as_u64().expect("a number")
 }

@@ -20,7 +20,9 @@ pub(super) struct SqlQuery {
 
 impl SqlQuery {
     pub(super) fn new(prefix: String) -> Self {
-        Self { params: vec![Box::new(prefix)] }
+        Self {
+            params: vec![Box::new(prefix)],
+        }
     }
 
     fn bind(&mut self, p: Param) -> String {
@@ -54,7 +56,10 @@ impl SqlQuery {
             }
             Filter::In(path, vs) => {
                 let x = self.field(path);
-                let alts: Vec<String> = vs.iter().map(|v| format!("{x} = {}", self.json(v))).collect();
+                let alts: Vec<String> = vs
+                    .iter()
+                    .map(|v| format!("{x} = {}", self.json(v)))
+                    .collect();
                 format!("COALESCE(({}), false)", alts.join(" OR "))
             }
             Filter::Cmp(path, dir, or_equal, v) => {
@@ -81,15 +86,30 @@ impl SqlQuery {
                     _ => "false".into(),
                 }
             }
-            Filter::And(fs) => format!("({})", fs.iter().map(|f| self.filter(f)).collect::<Vec<_>>().join(" AND ")),
-            Filter::Or(fs) => format!("({})", fs.iter().map(|f| self.filter(f)).collect::<Vec<_>>().join(" OR ")),
+            Filter::And(fs) => format!(
+                "({})",
+                fs.iter()
+                    .map(|f| self.filter(f))
+                    .collect::<Vec<_>>()
+                    .join(" AND ")
+            ),
+            Filter::Or(fs) => format!(
+                "({})",
+                fs.iter()
+                    .map(|f| self.filter(f))
+                    .collect::<Vec<_>>()
+                    .join(" OR ")
+            ),
         }
     }
 
     /// The whole statement for `table`, fetching one row more than a page to tell whether
     /// another page follows.
     pub(super) fn statement(mut self, table: &str, q: &Query) -> (String, Vec<Param>) {
-        let filter = q.filter.as_ref().map_or_else(|| "true".to_owned(), |f| self.filter(f));
+        let filter = q
+            .filter
+            .as_ref()
+            .map_or_else(|| "true".to_owned(), |f| self.filter(f));
         let mut order = Vec::new();
         for s in &q.sort {
             let x = self.field(&s.path);
@@ -98,12 +118,18 @@ impl SqlQuery {
                 "CASE jsonb_typeof({x}) WHEN 'boolean' THEN 1 WHEN 'number' THEN 2 WHEN 'string' THEN 3 \
                  WHEN 'array' THEN 4 WHEN 'object' THEN 4 ELSE 0 END {dir}"
             ));
-            order.push(format!("(CASE WHEN jsonb_typeof({x}) = 'number' THEN ({x})::numeric END) {dir}"));
+            order.push(format!(
+                "(CASE WHEN jsonb_typeof({x}) = 'number' THEN ({x})::numeric END) {dir}"
+            ));
             order.push(format!("(CASE WHEN jsonb_typeof({x}) = 'string' THEN {x} #>> '{{}}' END) COLLATE \"C\" {dir}"));
-            order.push(format!("(CASE WHEN jsonb_typeof({x}) = 'boolean' THEN ({x})::boolean END) {dir}"));
+            order.push(format!(
+                "(CASE WHEN jsonb_typeof({x}) = 'boolean' THEN ({x})::boolean END) {dir}"
+            ));
         }
         order.push("key ASC".into());
-        let limit = q.limit.map_or_else(|| "ALL".to_owned(), |l| (l + 1).to_string());
+        let limit = q
+            .limit
+            .map_or_else(|| "ALL".to_owned(), |l| (l + 1).to_string());
         let sql = format!(
             "SELECT key, value, etag FROM {table}
              WHERE starts_with(key, $1) AND (expires_at IS NULL OR expires_at > now()) AND value_json IS NOT NULL

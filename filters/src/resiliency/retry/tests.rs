@@ -25,11 +25,17 @@ impl Replay for Req {
 struct Refused;
 
 fn labels() -> Labels {
-    Labels { app_id: "me".into(), target: "app_b".into(), flow_direction: "outbound" }
+    Labels {
+        app_id: "me".into(),
+        target: "app_b".into(),
+        flow_direction: "outbound",
+    }
 }
 
 fn classify() -> HttpClassify {
-    HttpClassify { unsent: |e| e.is::<Refused>() }
+    HttpClassify {
+        unsent: |e| e.is::<Refused>(),
+    }
 }
 
 fn retrying(max: u32, codes: Option<&str>, builtin: bool) -> Retrying {
@@ -57,7 +63,10 @@ enum Step {
 fn scripted(
     script: Vec<Step>,
 ) -> (
-    impl tower::Service<Req, Response = Response<()>, Error = BoxError, Future: Send> + Clone + Send + 'static,
+    impl tower::Service<Req, Response = Response<()>, Error = BoxError, Future: Send>
+    + Clone
+    + Send
+    + 'static,
     Arc<Mutex<Vec<Duration>>>,
 ) {
     let t0 = Instant::now();
@@ -80,7 +89,8 @@ fn scripted(
                 Step::RetryAfter(code, secs) => {
                     let mut rsp = Response::new(());
                     *rsp.status_mut() = StatusCode::from_u16(code).unwrap();
-                    rsp.headers_mut().insert(http::header::RETRY_AFTER, secs.into());
+                    rsp.headers_mut()
+                        .insert(http::header::RETRY_AFTER, secs.into());
                     Ok(rsp)
                 }
                 Step::Unsent => Err(Box::new(Refused) as BoxError),
@@ -91,10 +101,19 @@ fn scripted(
     (svc, attempts)
 }
 
-async fn run(r: Retrying, script: Vec<Step>, replayable: bool) -> (Result<u16, BoxError>, Vec<Duration>) {
+async fn run(
+    r: Retrying,
+    script: Vec<Step>,
+    replayable: bool,
+) -> (Result<u16, BoxError>, Vec<Duration>) {
     let (target, attempts) = scripted(script);
-    let svc = ServiceBuilder::new().layer(RetryLayer::new(r, classify(), labels())).service(target);
-    let result = svc.oneshot(Req(replayable)).await.map(|r| r.status().as_u16());
+    let svc = ServiceBuilder::new()
+        .layer(RetryLayer::new(r, classify(), labels()))
+        .service(target);
+    let result = svc
+        .oneshot(Req(replayable))
+        .await
+        .map(|r| r.status().as_u16());
     let at = attempts.lock().unwrap().clone();
     (result, at)
 }
@@ -106,7 +125,12 @@ fn ms(n: u64) -> Duration {
 #[tokio::test(start_paused = true)]
 async fn fails_n_times_then_succeeds_with_the_policy_waits() {
     use Step::*;
-    let (r, at) = run(retrying(5, None, false), vec![Status(503), Status(502), Status(504), Status(200)], true).await;
+    let (r, at) = run(
+        retrying(5, None, false),
+        vec![Status(503), Status(502), Status(504), Status(200)],
+        true,
+    )
+    .await;
     assert_eq!(r.unwrap(), 200);
     assert_eq!(at, [ms(0), ms(100), ms(200), ms(300)]);
     // Exhausted: the last answer is passed back.
@@ -129,7 +153,12 @@ async fn only_the_default_statuses_are_retried_without_matching() {
         assert_eq!(at.len(), attempts, "{step:?}");
     }
     // Retry-After sets the wait when it is longer than the policy's.
-    let (_, at) = run(retrying(1, None, false), vec![RetryAfter(503, 2), Status(200)], true).await;
+    let (_, at) = run(
+        retrying(1, None, false),
+        vec![RetryAfter(503, 2), Status(200)],
+        true,
+    )
+    .await;
     assert_eq!(at, [ms(0), ms(2000)]);
 }
 
@@ -137,21 +166,52 @@ async fn only_the_default_statuses_are_retried_without_matching() {
 async fn matching_lists_exactly_the_statuses_retried() {
     use Step::*;
     let r = || retrying(1, Some("500,429,404"), false);
-    assert_eq!(run(r(), vec![Status(500), Status(200)], true).await.1.len(), 2);
+    assert_eq!(
+        run(r(), vec![Status(500), Status(200)], true).await.1.len(),
+        2
+    );
     // A code the breaker would call a success is still retried when the policy lists it.
-    assert_eq!(run(r(), vec![Status(404), Status(200)], true).await.1.len(), 2);
-    assert_eq!(run(r(), vec![Status(409), Status(200)], true).await.1.len(), 1);
-    assert_eq!(run(r(), vec![Status(429), Status(200)], true).await.1.len(), 2);
-    assert_eq!(run(r(), vec![Status(503), Status(200)], true).await.1.len(), 1);
+    assert_eq!(
+        run(r(), vec![Status(404), Status(200)], true).await.1.len(),
+        2
+    );
+    assert_eq!(
+        run(r(), vec![Status(409), Status(200)], true).await.1.len(),
+        1
+    );
+    assert_eq!(
+        run(r(), vec![Status(429), Status(200)], true).await.1.len(),
+        2
+    );
+    assert_eq!(
+        run(r(), vec![Status(503), Status(200)], true).await.1.len(),
+        1
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn errors_unsent_requests_and_bodies_that_cannot_be_replayed() {
     use Step::*;
     // A request that never left is retried even by the built-in policy.
-    assert_eq!(run(retrying(1, None, true), vec![Unsent, Status(200)], true).await.0.unwrap(), 200);
+    assert_eq!(
+        run(retrying(1, None, true), vec![Unsent, Status(200)], true)
+            .await
+            .0
+            .unwrap(),
+        200
+    );
     // Nothing is retried when the request cannot be sent again.
-    assert_eq!(run(retrying(3, None, false), vec![Status(503), Status(200)], false).await.1.len(), 1);
+    assert_eq!(
+        run(
+            retrying(3, None, false),
+            vec![Status(503), Status(200)],
+            false
+        )
+        .await
+        .1
+        .len(),
+        1
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -160,16 +220,27 @@ async fn timeouts_are_retried_under_a_policy_but_not_by_the_built_in_one() {
     for (builtin, attempts) in [(false, 2), (true, 1)] {
         let (target, at) = scripted(vec![Hang, Status(200)]);
         let svc = ServiceBuilder::new()
-            .layer(RetryLayer::new(retrying(3, None, builtin), classify(), labels()))
+            .layer(RetryLayer::new(
+                retrying(3, None, builtin),
+                classify(),
+                labels(),
+            ))
             .layer(TimeoutLayer::new("fast", ms(500), labels()))
             .service(target);
         let result = svc.oneshot(Req(true)).await;
         assert_eq!(at.lock().unwrap().len(), attempts, "builtin={builtin}");
         if builtin {
-            assert_eq!(result.unwrap_err().downcast_ref::<TimedOut>(), Some(&TimedOut(ms(500))));
+            assert_eq!(
+                result.unwrap_err().downcast_ref::<TimedOut>(),
+                Some(&TimedOut(ms(500)))
+            );
         } else {
             assert_eq!(result.unwrap().status(), 200);
-            assert_eq!(at.lock().unwrap()[1], ms(600), "the timeout, then the policy's wait");
+            assert_eq!(
+                at.lock().unwrap()[1],
+                ms(600),
+                "the timeout, then the policy's wait"
+            );
         }
     }
 }
@@ -184,12 +255,25 @@ async fn an_open_breaker_is_not_retried() {
     .unwrap();
     let (target, at) = scripted(vec![Status(503)]);
     let svc = ServiceBuilder::new()
-        .layer(RetryLayer::new(retrying(5, None, false), classify(), labels()))
-        .layer(CircuitBreakerLayer::new("cb", breaker, classify(), labels()))
+        .layer(RetryLayer::new(
+            retrying(5, None, false),
+            classify(),
+            labels(),
+        ))
+        .layer(CircuitBreakerLayer::new(
+            "cb",
+            breaker,
+            classify(),
+            labels(),
+        ))
         .service(target);
     let err = svc.oneshot(Req(true)).await.unwrap_err();
     assert!(err.is::<crate::resiliency::breaker::Refused>(), "{err}");
-    assert_eq!(at.lock().unwrap().len(), 1, "one attempt tripped it; the retry met the open breaker");
+    assert_eq!(
+        at.lock().unwrap().len(),
+        1,
+        "one attempt tripped it; the retry met the open breaker"
+    );
 }
 
 #[test]

@@ -12,7 +12,10 @@ use hyper::body::Incoming;
 use outrider_blocks::state::{Item, StateError};
 use serde_json::Value;
 
-use super::{ApiState, Counted, bad, call_get, field, query_metadata, read_json, store, stored_key, string_map};
+use super::{
+    ApiState, Counted, bad, call_get, field, query_metadata, read_json, store, stored_key,
+    string_map,
+};
 use crate::errors::ApiError;
 use crate::http::{Body, chunks};
 
@@ -26,23 +29,37 @@ const MAX_ANSWER_BYTES: usize = 64 << 20;
 const MAX_DURATION: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// `{"keys":[…],"parallelism":n,"metadata":{}}` → `[{"key","data","etag","metadata"} | {"key","error"}]`.
-pub(in crate::api) async fn bulk(s: &ApiState, name: &str, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+pub(in crate::api) async fn bulk(
+    s: &ApiState,
+    name: &str,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
     let c = store(s, name)?;
     let mut md = query_metadata(req.uri().query());
     let body = read_json(s, req).await?;
     let Value::Object(obj) = &body else {
-        return Err(bad("ERR_MALFORMED_REQUEST", "failed deserializing HTTP body: expected an object"));
+        return Err(bad(
+            "ERR_MALFORMED_REQUEST",
+            "failed deserializing HTTP body: expected an object",
+        ));
     };
     let keys = distinct_keys(field(obj, "keys"))?;
     for (k, v) in string_map(field(obj, "metadata"), "metadata")? {
         md.entry(k).or_insert(v);
     }
-    let stored = keys.iter().map(|k| stored_key(c, k)).collect::<Result<Vec<_>, _>>()?;
-    let parallelism =
-        field(obj, "parallelism").and_then(Value::as_u64).map_or(10, |n| n as usize).clamp(1, MAX_PARALLELISM);
+    let stored = keys
+        .iter()
+        .map(|k| stored_key(c, k))
+        .collect::<Result<Vec<_>, _>>()?;
+    let parallelism = field(obj, "parallelism")
+        .and_then(Value::as_u64)
+        .map_or(10, |n| n as usize)
+        .clamp(1, MAX_PARALLELISM);
     let _permit = s.heavy_permit("ERR_STATE_BULK_GET").await?;
     let who = Counted::from(s);
-    let mut reads = futures_util::stream::iter(stored).map(|k| call_get(who, c, k, md.clone())).buffered(parallelism);
+    let mut reads = futures_util::stream::iter(stored)
+        .map(|k| call_get(who, c, k, md.clone()))
+        .buffered(parallelism);
     // The answer is a list of pieces: stored JSON values go in as they are, without a copy.
     let mut answer = Answer::default();
     answer.push(Bytes::from_static(b"["));
@@ -52,7 +69,11 @@ pub(in crate::api) async fn bulk(s: &ApiState, name: &str, req: Request<Incoming
             return Err(ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "ERR_STATE_BULK_GET",
-                format!("reading {} keys took longer than {}s", keys.len(), MAX_DURATION.as_secs()),
+                format!(
+                    "reading {} keys took longer than {}s",
+                    keys.len(),
+                    MAX_DURATION.as_secs()
+                ),
             ));
         };
         let Some(read) = next else { break };
@@ -64,13 +85,18 @@ pub(in crate::api) async fn bulk(s: &ApiState, name: &str, req: Request<Incoming
             return Err(ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "ERR_STATE_BULK_GET",
-                format!("the values of these keys take more than {MAX_ANSWER_BYTES} bytes; ask for fewer keys at once"),
+                format!(
+                    "the values of these keys take more than {MAX_ANSWER_BYTES} bytes; ask for fewer keys at once"
+                ),
             ));
         }
     }
     answer.push(Bytes::from_static(b"]"));
     let mut rsp = Response::new(chunks(answer.pieces));
-    rsp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    rsp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     Ok(rsp)
 }
 
@@ -99,18 +125,31 @@ fn distinct_keys(keys: Option<&Value>) -> Result<Vec<String>, ApiError> {
     let keys = match keys {
         None | Some(Value::Null) => return Ok(Vec::new()),
         Some(Value::Array(a)) => a,
-        Some(other) => return Err(bad("ERR_MALFORMED_REQUEST", format!("keys must be an array, got {other}"))),
+        Some(other) => {
+            return Err(bad(
+                "ERR_MALFORMED_REQUEST",
+                format!("keys must be an array, got {other}"),
+            ));
+        }
     };
     let mut seen = HashSet::new();
     let mut out = Vec::new();
     for k in keys {
-        let k = k.as_str().ok_or_else(|| bad("ERR_MALFORMED_REQUEST", format!("keys must be strings, got {k}")))?;
+        let k = k.as_str().ok_or_else(|| {
+            bad(
+                "ERR_MALFORMED_REQUEST",
+                format!("keys must be strings, got {k}"),
+            )
+        })?;
         if seen.insert(k) {
             out.push(k.to_owned());
         }
     }
     if out.len() > MAX_KEYS {
-        return Err(bad("ERR_MALFORMED_REQUEST", format!("at most {MAX_KEYS} distinct keys can be read at once")));
+        return Err(bad(
+            "ERR_MALFORMED_REQUEST",
+            format!("at most {MAX_KEYS} distinct keys can be read at once"),
+        ));
     }
     Ok(out)
 }

@@ -25,7 +25,10 @@ async fn a_silent_connection_expires_at_the_head_timeout() {
     advance(Duration::from_millis(9_999)).await;
     assert!(matches!(verdict(&a), Verdict::Wait(_)));
     advance(Duration::from_millis(1)).await;
-    assert_eq!(verdict(&a), Verdict::Expired("no request head within the head timeout"));
+    assert_eq!(
+        verdict(&a),
+        Verdict::Expired("no request head within the head timeout")
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -53,7 +56,10 @@ async fn a_later_http1_head_must_complete_in_time() {
     // The first byte of the next head starts its clock; idleness alone would allow 120 s.
     a.read(b"G");
     advance(Duration::from_secs(10)).await;
-    assert_eq!(verdict(&a), Verdict::Expired("a request head did not complete in time"));
+    assert_eq!(
+        verdict(&a),
+        Verdict::Expired("a request head did not complete in time")
+    );
     // Completing it in time clears the clock.
     let b = Activity::new();
     b.read(b"G");
@@ -104,7 +110,9 @@ async fn a_body_the_peer_stops_taking_is_seen_and_handed_on_in_pieces() {
         }),
         a.clone(),
     );
-    let rsp = tower::Service::call(&mut svc, Request::new(())).await.unwrap();
+    let rsp = tower::Service::call(&mut svc, Request::new(()))
+        .await
+        .unwrap();
     assert_eq!(a.in_flight.load(Ordering::Relaxed), 1);
     let mut body = rsp.into_body();
     assert_eq!(body.size_hint().exact(), Some(40_000));
@@ -115,7 +123,10 @@ async fn a_body_the_peer_stops_taking_is_seen_and_handed_on_in_pieces() {
     advance(Duration::from_secs(29)).await;
     assert!(matches!(verdict(&a), Verdict::Wait(_)));
     advance(Duration::from_secs(1)).await;
-    assert_eq!(verdict(&a), Verdict::Expired("the peer stopped taking a response"));
+    assert_eq!(
+        verdict(&a),
+        Verdict::Expired("the peer stopped taking a response")
+    );
     // Asked again: no longer stalled.
     let mut total = first.len();
     while let Some(f) = body.frame().await {
@@ -138,11 +149,17 @@ async fn a_single_frame_body_held_after_its_frame_is_a_stall() {
         }),
         a.clone(),
     );
-    let mut body = tower::Service::call(&mut svc, Request::new(())).await.unwrap().into_body();
+    let mut body = tower::Service::call(&mut svc, Request::new(()))
+        .await
+        .unwrap()
+        .into_body();
     let _frame = body.frame().await;
     // A peer that grants no window: the frame was taken, never sent, and the body kept.
     advance(LIMITS.stall_timeout).await;
-    assert_eq!(verdict(&a), Verdict::Expired("the peer stopped taking a response"));
+    assert_eq!(
+        verdict(&a),
+        Verdict::Expired("the peer stopped taking a response")
+    );
     drop(body);
     assert!(a.stalled.lock().unwrap().is_empty());
 }
@@ -156,7 +173,10 @@ async fn dropping_a_stalled_body_ends_the_request_and_the_stall() {
         }),
         a.clone(),
     );
-    let mut body = tower::Service::call(&mut svc, Request::new(())).await.unwrap().into_body();
+    let mut body = tower::Service::call(&mut svc, Request::new(()))
+        .await
+        .unwrap()
+        .into_body();
     let _ = body.frame().await;
     assert_eq!(a.stalled.lock().unwrap().len(), 1);
     drop(body);
@@ -169,24 +189,38 @@ async fn a_body_never_asked_for_is_a_stall_and_an_empty_one_is_not() {
     let a = Arc::new(Activity::new());
     let mut svc = Tracked::new(
         tower::service_fn(|req: Request<bool>| async move {
-            let body = if *req.body() { Full::new(Bytes::from_static(b"x")) } else { Full::new(Bytes::new()) };
+            let body = if *req.body() {
+                Full::new(Bytes::from_static(b"x"))
+            } else {
+                Full::new(Bytes::new())
+            };
             Ok::<_, Infallible>(Response::new(body))
         }),
         a.clone(),
     );
     // Not asked for its first frame yet: waiting on the peer.
-    let waiting = tower::Service::call(&mut svc, Request::new(true)).await.unwrap();
-    let empty = tower::Service::call(&mut svc, Request::new(false)).await.unwrap();
+    let waiting = tower::Service::call(&mut svc, Request::new(true))
+        .await
+        .unwrap();
+    let empty = tower::Service::call(&mut svc, Request::new(false))
+        .await
+        .unwrap();
     assert_eq!(a.stalled.lock().unwrap().len(), 1);
     advance(LIMITS.stall_timeout).await;
-    assert_eq!(verdict(&a), Verdict::Expired("the peer stopped taking a response"));
+    assert_eq!(
+        verdict(&a),
+        Verdict::Expired("the peer stopped taking a response")
+    );
     drop((waiting, empty));
     assert!(a.stalled.lock().unwrap().is_empty());
 }
 
 #[tokio::test(start_paused = true)]
 async fn on_a_multiplexed_connection_one_stalled_stream_closes_nothing_while_others_flow() {
-    let mesh = Limits { multiplexed: true, ..LIMITS };
+    let mesh = Limits {
+        multiplexed: true,
+        ..LIMITS
+    };
     let a = Activity::new();
     a.request_started();
     let paused = a.stall();
@@ -197,6 +231,9 @@ async fn on_a_multiplexed_connection_one_stalled_stream_closes_nothing_while_oth
     }
     // Nothing written for the stall timeout, with a stream waiting: the peer takes nothing.
     advance(Duration::from_secs(30)).await;
-    assert_eq!(a.verdict(&mesh, Instant::now()), Verdict::Expired("the peer stopped taking responses"));
+    assert_eq!(
+        a.verdict(&mesh, Instant::now()),
+        Verdict::Expired("the peer stopped taking responses")
+    );
     a.unstall(paused);
 }
