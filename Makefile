@@ -6,7 +6,7 @@ CARGO ?= cargo
 API_PORT ?= 3500
 APP_PORT ?= 7001
 
-.PHONY: all deps sdk-deps build release run test lint fmt check-deps bench bench-quick fuzz clean
+.PHONY: all deps sdk-deps build release run test lint fmt check-deps bench bench-quick fuzz sizes clean
 
 all: build
 
@@ -49,6 +49,10 @@ lint: check-deps
 
 fmt:
 	$(CARGO) fmt --all
+
+## sizes: files over 500 lines and functions over 50/80 lines (style.md's budgets)
+sizes:
+	@scripts/sizes.py .
 
 ## check-deps: fail on a forbidden edge between our crates, or a banned crate in the tree
 check-deps:
