@@ -16,14 +16,7 @@ use std::time::{Duration, SystemTime};
 use bytes::BytesMut;
 use serde_json::{Value, json};
 
-/// The HTTP/1 framing guard of the sidecar's listeners, compiled here from its own file (with
-/// its unit tests): it is pure, and the binary crate that owns it has no library to link.
-#[allow(dead_code, unreachable_pub)]
-#[path = "../../proxy/src"]
-mod proxy {
-    pub(crate) mod guard;
-}
-use proxy::guard;
+use outrider::fuzzing as guard;
 
 /// The framing guard: however the bytes are split, it passes only a prefix of the input (or a
 /// prefix and then the head hyper refuses), and two splittings never disagree on what passes

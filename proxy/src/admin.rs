@@ -14,8 +14,8 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use outrider_certs::Credentials;
 
 use crate::api::Health;
-use crate::http::{Body, full};
-use crate::outbound::Outbound;
+use crate::mesh::outbound::Outbound;
+use crate::net::http::{Body, full};
 
 /// What the admin pages show.
 pub(crate) struct Admin {

@@ -30,10 +30,10 @@ use outrider_filters::normalize;
 use outrider_policy::api::Endpoint;
 use tokio_util::sync::CancellationToken;
 
-use crate::app_channel::AppChannel;
 use crate::errors::ApiError;
-use crate::http::{Body, full};
-use crate::outbound::Outbound;
+use crate::mesh::outbound::Outbound;
+use crate::net::http::{Body, full};
+use crate::to_app::channel::AppChannel;
 use outrider_blocks::pubsub::PubSubComponent;
 use outrider_blocks::state::StateComponent;
 
@@ -83,9 +83,9 @@ pub(crate) struct ApiState {
     pub(crate) secret_scopes: outrider_blocks::secrets::SecretScopes,
     /// `Configuration.spec.api`: which routes are served.
     pub(crate) api_access: outrider_policy::api::ApiAccess,
-    pub(crate) pubsub_metrics: Arc<crate::pubsub_metrics::PubSubMetrics>,
+    pub(crate) pubsub_metrics: Arc<crate::components::metrics::PubSubMetrics>,
     /// Subscriptions delivering to the app, for the metadata API.
-    pub(crate) subscriptions: Arc<Mutex<Vec<crate::subscriptions::Listed>>>,
+    pub(crate) subscriptions: Arc<Mutex<Vec<crate::to_app::subscriptions::Listed>>>,
     pub(crate) extended: Mutex<BTreeMap<String, String>>,
     /// Permits for work whose cost grows with the data (queries, bulk reads): at most
     /// [`HEAVY_WORK`] run at once, whatever the number of callers.

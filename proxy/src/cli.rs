@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::serve::Limits;
+use crate::net::serve::Limits;
 
 /// A service-mesh L7 proxy and Dapr-compatible application runtime in one sidecar.
 #[derive(Debug, Parser)]
@@ -268,7 +268,7 @@ impl Env {
             api_token: var("DAPR_API_TOKEN"),
             app_token: var("APP_API_TOKEN"),
             ca_file: var("SSL_CERT_FILE").map(PathBuf::from),
-            fd_limit: crate::serve::raise_fd_limit(),
+            fd_limit: crate::net::serve::raise_fd_limit(),
             otel: OtelEnv {
                 endpoint: var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
                     .or_else(|| var("OTEL_EXPORTER_OTLP_ENDPOINT")),

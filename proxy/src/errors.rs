@@ -8,7 +8,7 @@ use http::{HeaderValue, Response, StatusCode, header};
 use outrider_discovery::Target;
 use outrider_filters::normalize::Rejection;
 
-use crate::http::{Body, BoxError, full};
+use crate::net::http::{Body, BoxError, full};
 
 /// Which side of the sidecar a failure came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

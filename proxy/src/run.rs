@@ -9,6 +9,8 @@
 //! the grace period → SIGTERM the child and wait → close the API → exit with the child's status
 //! (or 0).
 
+pub(crate) mod child;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -40,12 +42,14 @@ use tower::ServiceBuilder;
 
 use crate::admin::{self, Admin};
 use crate::api::{ApiService, ApiState, Health};
-use crate::app_channel::AppChannel;
+use crate::components::metrics::PubSubMetrics;
 use crate::config::Settings;
-use crate::inbound::{self, Inbound};
-use crate::outbound::Outbound;
-use crate::pubsub_metrics::PubSubMetrics;
-use crate::{child, identity, serve, subscriptions};
+use crate::mesh::identity;
+use crate::mesh::inbound::{self, Inbound};
+use crate::mesh::outbound::Outbound;
+use crate::net::serve;
+use crate::to_app::channel::AppChannel;
+use crate::to_app::subscriptions;
 
 /// How long a stopping sidecar keeps accepting mesh traffic after leaving the registry.
 const DRAIN_DELAY: Duration = Duration::from_secs(1);
@@ -74,7 +78,12 @@ pub(crate) async fn run(s: Settings, metrics: PrometheusHandle) -> anyhow::Resul
     })
     .await?;
     for c in stores.values_mut() {
-        crate::resilient::layer_state(c, &s.resiliency, &s.app_id, crate::api::STORE_TIMEOUT);
+        crate::components::resiliency::layer_state(
+            c,
+            &s.resiliency,
+            &s.app_id,
+            crate::api::STORE_TIMEOUT,
+        );
     }
     let mut pubsubs: BTreeMap<String, PubSubComponent> = open_all(&s, "pubsub.", async |c| {
         let c = secrets::resolve_references(c, &secret_stores)?;
@@ -82,7 +91,12 @@ pub(crate) async fn run(s: Settings, metrics: PrometheusHandle) -> anyhow::Resul
     })
     .await?;
     for c in pubsubs.values_mut() {
-        crate::resilient::layer_publish(c, &s.resiliency, &s.app_id, crate::api::STORE_TIMEOUT);
+        crate::components::resiliency::layer_publish(
+            c,
+            &s.resiliency,
+            &s.app_id,
+            crate::api::STORE_TIMEOUT,
+        );
     }
 
     let api_l = bind(s.listen.api, "--dapr-http-port").await?;

@@ -13,8 +13,8 @@ use outrider_policy::Caller;
 
 use super::{ApiState, percent_decode};
 use crate::errors::{ApiError, InvokeError};
-use crate::http::{Body, boxed, capped, full};
-use crate::outbound::{OutboundRequest, REPLAY_LIMIT};
+use crate::mesh::outbound::{OutboundRequest, REPLAY_LIMIT};
+use crate::net::http::{Body, boxed, capped, full};
 
 /// `rest` is the router path after `/v1.0/invoke/`: `<id>/method/<method…>`. The id is the text
 /// before the first `/method/` (or a final `/method`); the method may be empty.

@@ -8,7 +8,7 @@ use serde_json::{Map, Value, json};
 
 use super::{ApiState, query_param};
 use crate::errors::ApiError;
-use crate::http::{Body, empty, full};
+use crate::net::http::{Body, empty, full};
 
 /// Extended metadata attributes: how many, and how large each name and value may be. Every
 /// `GET /v1.0/metadata` returns them all, so together they stay small.
@@ -114,7 +114,7 @@ pub(super) fn get(s: &ApiState) -> Result<Response<Body>, ApiError> {
             "subscriptions".into(),
             Value::Array(
                 subs.iter()
-                    .map(crate::subscriptions::Listed::to_metadata)
+                    .map(crate::to_app::subscriptions::Listed::to_metadata)
                     .collect(),
             ),
         );

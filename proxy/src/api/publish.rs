@@ -17,7 +17,7 @@ use super::ApiState;
 use super::meta::no_content;
 use super::state::query_metadata;
 use crate::errors::ApiError;
-use crate::http::{Body, full};
+use crate::net::http::{Body, full};
 
 fn err(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
     ApiError::new(status, code, message)

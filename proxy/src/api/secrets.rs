@@ -8,7 +8,7 @@ use serde_json::json;
 use super::ApiState;
 use super::meta::json_response;
 use crate::errors::ApiError;
-use crate::http::Body;
+use crate::net::http::Body;
 
 fn store<'a>(s: &'a ApiState, name: &str) -> Result<&'a SecretStoreComponent, ApiError> {
     if s.secret_stores.is_empty() {

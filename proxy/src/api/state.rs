@@ -18,7 +18,7 @@ use tower::ServiceExt;
 use super::meta::{json_response, no_content};
 use super::{ApiState, percent_decode};
 use crate::errors::ApiError;
-use crate::http::{Body, full};
+use crate::net::http::{Body, full};
 
 /// How long one store call may take before the API answers with an error.
 pub(crate) const STORE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -99,7 +99,7 @@ async fn call(
             .clone()
             .oneshot(req)
             .await
-            .map_err(crate::resilient::state_error),
+            .map_err(crate::components::resiliency::state_error),
         None => tokio::time::timeout(STORE_TIMEOUT, c.service().oneshot(req))
             .await
             .unwrap_or(Err(StateError::Timeout(STORE_TIMEOUT))),

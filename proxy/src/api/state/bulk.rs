@@ -17,7 +17,7 @@ use super::{
     string_map,
 };
 use crate::errors::ApiError;
-use crate::http::{Body, chunks};
+use crate::net::http::{Body, chunks};
 
 /// Reads run at most this many at once, whatever the request asks.
 const MAX_PARALLELISM: usize = 64;

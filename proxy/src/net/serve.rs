@@ -30,8 +30,8 @@ use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 
-use crate::guard::Guarded;
-use crate::http::Body;
+use crate::net::guard::Guarded;
+use crate::net::http::Body;
 use conn::{Tracked, Watch};
 
 /// Request headers that carry credentials.
@@ -352,7 +352,7 @@ mod tests {
         let stop = CancellationToken::new();
         let svc = tower::service_fn(|req: Request<Incoming>| async move {
             assert!(req.uri().path() != "/panic", "a handler bug");
-            Ok::<_, Infallible>(Response::new(crate::http::full("fine")))
+            Ok::<_, Infallible>(Response::new(crate::net::http::full("fine")))
         });
         let listener = Listener::new(tcp, "test", Limits::with_cap(4));
         tokio::spawn(serve(

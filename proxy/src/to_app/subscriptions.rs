@@ -6,6 +6,8 @@
 //! before the default; an event no rule routes is dropped (dead-lettered when a topic is set),
 //! and one a rule cannot evaluate fails and is retried.
 
+pub(crate) mod bulk;
+
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -32,10 +34,9 @@ use outrider_filters::trace::TraceContext;
 use tower::util::BoxCloneSyncService;
 use tower::{BoxError, ServiceBuilder, ServiceExt as _};
 
-use crate::app_channel::AppChannel;
-use crate::bulk_subscribe;
-use crate::http::{empty, full};
-use crate::pubsub_metrics::PubSubMetrics;
+use crate::components::metrics::PubSubMetrics;
+use crate::net::http::{empty, full};
+use crate::to_app::channel::AppChannel;
 
 /// With a dead-letter topic: attempts before a failing message goes there, and the first delay.
 const DEAD_LETTER_ATTEMPTS: u32 = 3;
@@ -404,7 +405,7 @@ impl Subscriber {
         let (deliver, concurrency) = match spec.bulk {
             // A batch fills only if the broker may hand over that many messages at once.
             Some(bulk) => (
-                bulk_subscribe::deliverer(app, me, spec.clone(), router, metrics, bulk),
+                bulk::deliverer(app, me, spec.clone(), router, metrics, bulk),
                 bulk.max_messages.max(c.concurrency),
             ),
             None => {
@@ -757,7 +758,7 @@ impl Delivery {
     /// Sends the delivery and reads the app's answer.
     async fn call_app(
         &self,
-        req: Request<crate::http::Body>,
+        req: Request<crate::net::http::Body>,
         msg: &Message,
         start: Instant,
     ) -> (Outcome, Option<u16>) {

@@ -5,10 +5,12 @@
 //!   retry(breaker(timeout(attempt))), its live endpoint set from the resolver and a TLS client
 //!   that accepts only the target's SPIFFE id. Every attempt, retries included, goes through the
 //!   concrete stage again, so a retry can reach another instance;
-//! - *concrete* — the endpoint set: the balancer ([`crate::balance`]: round-robin or p2c over
+//! - *concrete* — the endpoint set: the balancer ([`crate::mesh::outbound::balance`]: round-robin or p2c over
 //!   peak-EWMA load, with outlier ejection) picks an address, avoiding the one the previous
 //!   attempt went to;
 //! - *endpoint* — one address: a pooled HTTP/2 connection over mutual TLS 1.3.
+
+pub(crate) mod balance;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -30,9 +32,9 @@ use outrider_filters::resiliency::{
 use tower::util::BoxCloneSyncService;
 use tower::{BoxError, ServiceBuilder, ServiceExt as _};
 
-use crate::balance::{Balancer, EndpointView};
 use crate::errors::InvokeError;
-use crate::http::{Body, full, strip_hop_by_hop, strip_identity};
+use crate::mesh::outbound::balance::{Balancer, EndpointView};
+use crate::net::http::{Body, full, strip_hop_by_hop, strip_identity};
 
 /// Request bodies up to this size are kept so that a retry can send them again; larger or
 /// unsized bodies stream through once.
@@ -258,7 +260,7 @@ impl Outbound {
             .enable_http2()
             .wrap_connector(http);
         // HEADERS and DATA of a small request leave in one record (see `coalesce`).
-        let connector = crate::coalesce::mesh_connector(https);
+        let connector = crate::net::coalesce::mesh_connector(https);
         let client = Client::builder(TokioExecutor::new())
             .http2_only(true)
             .timer(TokioTimer::new())

@@ -23,8 +23,8 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
 
 use crate::cli::ProxyArgs;
-use crate::http::{Body, boxed, full, strip_hop_by_hop};
-use crate::serve::{self, Limits};
+use crate::net::http::{Body, boxed, full, strip_hop_by_hop};
+use crate::net::serve::{self, Limits};
 
 /// The label the metrics carry in place of an app id.
 const METRICS_ID: &str = "proxy";
@@ -107,7 +107,7 @@ pub(crate) async fn run(args: ProxyArgs, metrics: PrometheusHandle) -> anyhow::R
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {} (--listen)", args.listen))?;
-    let client = crate::app_channel::plain_client();
+    let client = crate::to_app::channel::plain_client();
     let authority = Authority::try_from(args.upstream.as_str())
         .context("--upstream is not a valid host:port")?;
     let host = HeaderValue::try_from(args.upstream.as_str())

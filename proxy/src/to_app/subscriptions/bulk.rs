@@ -22,10 +22,10 @@ use outrider_policy::Caller;
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::app_channel::AppChannel;
-use crate::http::full;
-use crate::pubsub_metrics::PubSubMetrics;
-use crate::subscriptions::{Spec, route_event};
+use crate::components::metrics::PubSubMetrics;
+use crate::net::http::full;
+use crate::to_app::channel::AppChannel;
+use crate::to_app::subscriptions::{Spec, route_event};
 
 /// The largest answer read from the app for one batch.
 const MAX_ANSWER: usize = 4 << 20;

@@ -25,10 +25,10 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tower::{ServiceBuilder, ServiceExt as _};
 
-use crate::app_channel::AppChannel;
 use crate::errors::{ApiError, InvokeError};
-use crate::http::{Body, boxed, capped};
-use crate::serve;
+use crate::net::http::{Body, boxed, capped};
+use crate::net::serve;
+use crate::to_app::channel::AppChannel;
 
 /// What inbound requests need.
 pub(crate) struct Inbound {
@@ -196,7 +196,7 @@ fn capped_request(
     req: Request<Incoming>,
     max: u64,
     idle: Duration,
-) -> (Request<Body>, crate::http::Tripped) {
+) -> (Request<Body>, crate::net::http::Tripped) {
     let (parts, body) = req.into_parts();
     let (body, tripped) = capped(body, max, idle);
     (Request::from_parts(parts, body), tripped)

@@ -37,7 +37,7 @@ use tokio::sync::watch;
 use tower::Service;
 use tower::load::{CompleteOnResponse, Load, PeakEwma};
 
-use crate::http::Body;
+use crate::net::http::Body;
 
 /// The first ejection's length; each failure in a row doubles it, up to [`EJECT_MAX`].
 const EJECT_BASE: Duration = Duration::from_secs(1);
@@ -50,7 +50,7 @@ const PROBE_STALE: Duration = Duration::from_secs(10);
 const DEFAULT_RTT: Duration = Duration::from_millis(30);
 const DECAY: Duration = Duration::from_secs(10);
 
-pub(crate) type MeshClient = Client<crate::coalesce::MeshConnector, Body>;
+pub(crate) type MeshClient = Client<crate::net::coalesce::MeshConnector, Body>;
 
 /// Picks endpoints of one target.
 pub(crate) struct Balancer {
@@ -460,7 +460,7 @@ mod tests {
             .enable_http2()
             .wrap_connector(hyper_util::client::legacy::connect::HttpConnector::new());
         Client::builder(hyper_util::rt::TokioExecutor::new())
-            .build(crate::coalesce::mesh_connector(https))
+            .build(crate::net::coalesce::mesh_connector(https))
     }
 
     fn addr(port: u16) -> SocketAddr {

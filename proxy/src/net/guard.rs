@@ -45,9 +45,12 @@ enum State {
 
 /// Why a connection was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Refusal {
+pub enum Refusal {
+    /// Both `Content-Length` and `Transfer-Encoding`: two framings that hops may pick apart.
     ContentLengthAndTransferEncoding,
+    /// Several `Content-Length` values that disagree.
     ConflictingContentLength,
+    /// A `#` fragment in the request target, which hyper would cut off silently.
     Fragment,
     /// A head the guard cannot judge (unparsable, too large, an unknown transfer coding or a
     /// bad length): refused rather than left to another parser.
@@ -62,7 +65,7 @@ const MAX_LINE: usize = 16 * 1024 + 64;
 
 /// The framing state machine: pure, fed with input bytes, writing what hyper may read.
 #[derive(Debug)]
-pub(crate) struct Framing {
+pub struct Framing {
     state: State,
     /// A head (or chunk-size / trailer line) being collected.
     line: BytesMut,
@@ -87,7 +90,7 @@ impl Default for Framing {
 
 impl Framing {
     /// Why the connection was refused, if it was.
-    pub(crate) fn refused(&self) -> Option<Refusal> {
+    pub fn refused(&self) -> Option<Refusal> {
         self.refused
     }
 
@@ -107,7 +110,7 @@ impl Framing {
     }
 
     /// Consumes `input`, appending to `out` what the HTTP parser may see.
-    pub(crate) fn feed(&mut self, mut input: &[u8], out: &mut BytesMut) {
+    pub fn feed(&mut self, mut input: &[u8], out: &mut BytesMut) {
         while !input.is_empty() {
             match self.state {
                 State::Refused => return,

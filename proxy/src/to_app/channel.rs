@@ -17,7 +17,7 @@ use outrider_filters::metrics::{self, Side};
 use outrider_policy::Caller;
 
 use crate::errors::InvokeError;
-use crate::http::{Body, strip_hop_by_hop, strip_identity};
+use crate::net::http::{Body, strip_hop_by_hop, strip_identity};
 
 /// A pooled client to the app.
 #[derive(Clone)]

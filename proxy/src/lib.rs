@@ -1,0 +1,256 @@
+//! Outrider: a service-mesh L7 proxy and a Dapr-compatible application runtime in one sidecar.
+//! See ARCHITECTURE.md for the listeners, the request flows and the crate graph.
+//!
+//! This crate assembles the others. Its folders follow the direction traffic takes:
+//! - `api`: the app calls the sidecar (the Dapr HTTP API on :3500);
+//! - `mesh`: sidecars call each other (identity, the outbound path, the inbound mesh port);
+//! - `to_app`: the sidecar calls its app (the app channel, subscription deliveries);
+//! - `components`: the sidecar calls its engines (resiliency and metrics around `blocks`);
+//! - `net`: sockets and bytes under all of them (serve loops, framing guard, body hygiene).
+//!
+//! `cli` and `config` turn flags and files into validated settings, `run` starts and stops the
+//! sidecar in order, `cmd` holds the other subcommands, and `admin` and `telemetry` serve metrics,
+//! health and traces.
+
+mod admin;
+mod api;
+mod cli;
+mod cmd;
+mod components;
+mod config;
+mod errors;
+mod mesh;
+mod net;
+mod run;
+mod telemetry;
+mod to_app;
+
+/// Pure pieces of the data path that the fuzz targets drive directly; not a stable API.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::net::guard::{Framing, Refusal};
+}
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::{Cli, Command, Env, PolicyCommand};
+
+/// The `outrider` command line: parses `args` and runs the subcommand they name.
+pub fn main<I, T>(args: I) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = Cli::parse_from(args);
+    let args = match cli.command {
+        Command::Run(args) => args,
+        Command::Policy(PolicyCommand::Check(args)) => return cmd::policy::run(&args),
+        Command::Proxy(args) => return proxy(args),
+    };
+    let env = Env::read();
+    let settings = match config::load(&args, &env) {
+        Ok(s) => s,
+        Err(problems) => {
+            eprintln!("outrider: {problems}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(&args.log_level, args.log_as_json);
+    // Our own TLS configs name their provider; this makes aws-lc-rs the default for libraries
+    // that ask for one (the Redis client), so no second provider can ever be picked.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let metrics = match install_metrics() {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("outrider: metrics: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match block_on(run::run(settings, metrics)) {
+        Err(code) => code,
+        Ok(Ok(code)) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        Ok(Err(e)) => {
+            tracing::error!("{e:#}");
+            eprintln!("outrider: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `outrider proxy`.
+fn proxy(args: cli::ProxyArgs) -> ExitCode {
+    init_logging(&args.log_level, false);
+    let metrics = match install_metrics() {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("outrider: metrics: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match block_on(cmd::proxy::run(args, metrics)) {
+        Err(code) => code,
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(e)) => {
+            eprintln!("outrider: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// The Prometheus recorder, with Dapr's latency buckets, and every metric described.
+fn install_metrics()
+-> Result<metrics_exporter_prometheus::PrometheusHandle, metrics_exporter_prometheus::BuildError> {
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Suffix("latency".into()),
+            outrider_filters::metrics::LATENCY_BUCKETS_MS,
+        )
+        .and_then(|b| {
+            b.set_buckets_for_metric(
+                Matcher::Suffix("latencies".into()),
+                outrider_filters::metrics::LATENCY_BUCKETS_MS,
+            )
+        })
+        .and_then(|b| {
+            b.set_buckets_for_metric(
+                Matcher::Suffix("latency_ms".into()),
+                outrider_filters::metrics::LATENCY_BUCKETS_MS,
+            )
+        })
+        .and_then(PrometheusBuilder::install_recorder)?;
+    describe_metrics();
+    Ok(handle)
+}
+
+/// Runs `work` on the runtime. `TOKIO_WORKER_THREADS` sets the number of threads (default: one
+/// per core). With one thread, a current-thread scheduler runs everything on the calling thread:
+/// no work stealing, no wake-ups across threads, and no idle second thread blocked on the first.
+fn block_on<F: std::future::Future>(work: F) -> Result<F::Output, ExitCode> {
+    let threads = std::env::var("TOKIO_WORKER_THREADS")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let mut builder = if threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    match builder.enable_all().build() {
+        Ok(rt) => Ok(rt.block_on(work)),
+        Err(e) => {
+            eprintln!("outrider: starting the runtime: {e}");
+            Err(ExitCode::from(1))
+        }
+    }
+}
+
+/// The help text of every metric, so the exposition has a `# HELP` line for each.
+fn describe_metrics() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    outrider_filters::metrics::describe();
+    describe_counter!(
+        "dapr_component_pubsub_ingress_count",
+        "Messages delivered to the app, by outcome."
+    );
+    describe_histogram!(
+        "dapr_component_pubsub_ingress_latencies",
+        Unit::Milliseconds,
+        "Delivery to the app until its answer, in ms."
+    );
+    describe_counter!(
+        "dapr_component_pubsub_egress_count",
+        "Messages published, by success."
+    );
+    describe_histogram!(
+        "dapr_component_pubsub_egress_latencies",
+        Unit::Milliseconds,
+        "Publish until the broker has it, in ms."
+    );
+    describe_counter!(
+        "dapr_component_pubsub_egress_bulk_count",
+        "Bulk publish requests, by success."
+    );
+    describe_counter!(
+        "dapr_component_pubsub_egress_bulk_event_count",
+        "Events in bulk publish requests."
+    );
+    describe_histogram!(
+        "dapr_component_pubsub_egress_bulk_latencies",
+        Unit::Milliseconds,
+        "Bulk publish until the broker has every entry, in ms."
+    );
+    describe_counter!(
+        "dapr_component_state_count",
+        "State store calls, by operation and success."
+    );
+    describe_histogram!(
+        "dapr_component_state_latencies",
+        Unit::Milliseconds,
+        "State store calls, in ms."
+    );
+    describe_counter!(
+        "outrider_policy_reloads_total",
+        "Reloads of the access policy files, by result."
+    );
+    describe_counter!(
+        "outrider_spans_dropped_total",
+        "Spans dropped because the exporter was behind or the collector failed."
+    );
+    describe_counter!(
+        "dapr_runtime_service_invocation_req_sent_total",
+        "Invocations sent to other apps."
+    );
+    describe_counter!(
+        "dapr_runtime_service_invocation_res_recv_total",
+        "Responses received from invoked apps, by status."
+    );
+    describe_histogram!(
+        "dapr_runtime_service_invocation_res_recv_latency_ms",
+        Unit::Milliseconds,
+        "Invocation round trip from the caller's sidecar, in ms."
+    );
+    describe_counter!(
+        "dapr_runtime_service_invocation_req_recv_total",
+        "Invocations received from other apps."
+    );
+    describe_counter!(
+        "dapr_runtime_service_invocation_res_sent_total",
+        "Responses sent to invoking apps, by status."
+    );
+    describe_counter!(
+        "outrider_workload_cert_renewals_total",
+        "Workload certificate renewals."
+    );
+    describe_gauge!(
+        "outrider_workload_cert_expiry_timestamp_seconds",
+        "When the workload certificate expires (Unix time)."
+    );
+    describe_gauge!(
+        "outrider_workload_cert_generation",
+        "How many workload certificates this sidecar has loaded."
+    );
+    describe_gauge!(
+        "outrider_cert_expiring_soon",
+        "1 when the workload certificate or its issuer expires within 30 days."
+    );
+}
+
+fn init_logging(level: &str, json: bool) {
+    let filter = EnvFilter::try_new(format!("{level},h2=warn,hyper=warn,rustls=warn"))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    // Colours only on a terminal: a log file or collector gets plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

@@ -1,0 +1,11 @@
+//! Sockets and bytes: the serve loops with their connection caps and deadlines, the HTTP/1
+//! framing guard, write coalescing for mesh connections, and the body and header hygiene every
+//! hop applies.
+//!
+//! Nothing here knows a route, a Dapr API or a target app: the folders above (`api`, `mesh`,
+//! `to_app`) hand their services to these loops.
+
+pub(crate) mod coalesce;
+pub(crate) mod guard;
+pub(crate) mod http;
+pub(crate) mod serve;
