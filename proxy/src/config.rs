@@ -61,9 +61,9 @@ fn default_components() -> Vec<LoadedComponent> {
         .collect()
 }
 
-/// Everything the sidecar runs with.
+/// Everything the sidecar runs with, validated; made by [`crate::settings`].
 #[derive(Clone, Debug)]
-pub(crate) struct Settings {
+pub struct Settings {
     pub(crate) app_id: String,
     pub(crate) namespace: String,
     pub(crate) trust_domain: String,

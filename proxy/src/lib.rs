@@ -39,6 +39,35 @@ use tracing_subscriber::EnvFilter;
 
 use crate::cli::{Cli, Command, Env, PolicyCommand};
 
+pub use crate::config::Settings;
+pub use crate::run::Bound;
+
+/// Validates the flags of `outrider run` (given without the program name and `run`) and loads
+/// the files they name, as the command line does; every problem is reported together.
+pub fn settings<I, T>(args: I) -> Result<Settings, String>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let argv = ["outrider".into(), "run".into()]
+        .into_iter()
+        .chain(args.into_iter().map(Into::into));
+    let cli = Cli::try_parse_from(argv).map_err(|e| e.to_string())?;
+    let Command::Run(args) = cli.command else {
+        return Err("not the flags of `outrider run`".into());
+    };
+    config::load(&args, &Env::read()).map_err(|problems| problems.to_string())
+}
+
+/// Starts a sidecar in this process: when it returns, every listener is bound and serving.
+/// [`Bound::run`] then serves until told to stop. Logging is left to the caller; the metrics
+/// recorder is installed on first use and shared by every sidecar of the process.
+pub async fn build(settings: Settings) -> anyhow::Result<Bound> {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let metrics = install_metrics()?;
+    run::build(settings, metrics).await
+}
+
 /// The `outrider` command line: parses `args` and runs the subcommand they name.
 pub fn main<I, T>(args: I) -> ExitCode
 where
@@ -101,9 +130,15 @@ fn proxy(args: cli::ProxyArgs) -> ExitCode {
     }
 }
 
-/// The Prometheus recorder, with Dapr's latency buckets, and every metric described.
+/// The Prometheus recorder, with Dapr's latency buckets, and every metric described; installed
+/// once per process.
 fn install_metrics()
 -> Result<metrics_exporter_prometheus::PrometheusHandle, metrics_exporter_prometheus::BuildError> {
+    static HANDLE: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> =
+        std::sync::OnceLock::new();
+    if let Some(h) = HANDLE.get() {
+        return Ok(h.clone());
+    }
     let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(
             Matcher::Suffix("latency".into()),
@@ -123,7 +158,7 @@ fn install_metrics()
         })
         .and_then(PrometheusBuilder::install_recorder)?;
     describe_metrics();
-    Ok(handle)
+    Ok(HANDLE.get_or_init(|| handle).clone())
 }
 
 /// Runs `work` on the runtime. `TOKIO_WORKER_THREADS` sets the number of threads (default: one

@@ -1,0 +1,113 @@
+//! The ordered stop of a running sidecar.
+//!
+//! On SIGTERM, SIGINT, `POST /v1.0/shutdown` or the app child exiting: not ready → out of the
+//! registry (mDNS: goodbye) → drain delay → stop accepting mesh traffic and finish in-flight
+//! requests within the grace period → stop deliveries → SIGTERM the child and wait → close the
+//! API, then the admin listener → flush the last spans → exit with the child's status (or 0).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use tokio::process::Child;
+use tokio_util::sync::CancellationToken;
+
+use super::{Discovery, Listeners, child};
+use crate::api::Health;
+use crate::telemetry::Exporting;
+use crate::to_app::subscriptions::Subscriber;
+
+/// How long a stopping sidecar keeps accepting mesh traffic after leaving the registry.
+const DRAIN_DELAY: Duration = Duration::from_secs(1);
+
+/// Everything a serving sidecar holds that the stop sequence releases, in its order.
+pub(crate) struct Running {
+    pub(super) grace: Duration,
+    pub(super) health: Arc<Health>,
+    /// Cancelled by `POST /v1.0/shutdown`.
+    pub(super) shutdown: CancellationToken,
+    pub(super) discovery: Discovery,
+    pub(super) listeners: Listeners,
+    pub(super) subscriber: Option<Subscriber>,
+    pub(super) child: Option<Child>,
+    pub(super) span_export: Option<Exporting>,
+    /// Keeps the policy files watched for as long as the sidecar runs.
+    pub(super) _policy_watch: outrider_policy::files::Watching,
+}
+
+impl Running {
+    /// Waits for a reason to stop, then stops in order.
+    pub(crate) async fn run(mut self, stop: impl Future<Output = ()>) -> anyhow::Result<i32> {
+        let exited = tokio::select! {
+            () = stop => None,
+            () = self.shutdown.cancelled() => None,
+            status = wait_child(&mut self.child) => {
+                let status = status?;
+                tracing::info!(%status, "the app exited");
+                Some(child::exit_code(status))
+            }
+        };
+        self.stop(exited).await
+    }
+
+    /// The stop sequence; `exited` is the child's exit code if it has exited already.
+    async fn stop(self, exited: Option<i32>) -> anyhow::Result<i32> {
+        // 1. Not ready, and out of the registry: peers stop choosing this instance.
+        tracing::info!("shutting down: not ready, deregistering, draining");
+        self.health.draining.store(true, Ordering::Release);
+        drop(self.discovery.registration);
+        if let Some(mdns) = &self.discovery.mdns {
+            mdns.withdraw().await;
+        }
+        // 2. Peers that picked us a moment ago still arrive: keep serving them briefly.
+        tokio::time::sleep(DRAIN_DELAY.min(self.grace)).await;
+        // 3. No new inbound work; in-flight requests finish within the grace period.
+        if let Err(e) = self.listeners.mesh.stop().await {
+            tracing::warn!(error = %e, "mesh listener failed");
+        }
+        // Stop deliveries: what is in flight finishes within the grace period, the rest stays
+        // with the broker.
+        if let Some(subscriber) = &self.subscriber {
+            subscriber.shut_down(self.grace).await;
+        }
+        // 4. Then the app, which may still use its API while it stops.
+        let exit_code = match (self.child, exited) {
+            (_, Some(code)) => code,
+            (Some(c), None) => stop_child(c, self.grace).await?,
+            (None, None) => 0,
+        };
+        // 5. The API, then the admin listener (readiness stays observable until the end).
+        let _ = self.listeners.api.stop().await;
+        let _ = self.listeners.admin.stop().await;
+        // 6. The spans of the last requests.
+        if let Some(exporting) = self.span_export {
+            exporting.finish(Duration::from_secs(2)).await;
+        }
+        tracing::info!(exit_code, "stopped");
+        Ok(exit_code)
+    }
+}
+
+/// SIGTERMs the app whatever stopped us (an app started in the background may ignore SIGINT)
+/// and waits for it, killing it if it outlasts the grace period.
+async fn stop_child(mut c: Child, grace: Duration) -> anyhow::Result<i32> {
+    child::signal(&c, Signal::SIGTERM);
+    Ok(
+        match tokio::time::timeout(grace + Duration::from_secs(5), c.wait()).await {
+            Ok(status) => child::exit_code(status?),
+            Err(_) => {
+                tracing::warn!("the app did not exit in time; killing it");
+                c.kill().await.ok();
+                child::exit_code(c.wait().await?)
+            }
+        },
+    )
+}
+
+async fn wait_child(child: &mut Option<Child>) -> std::io::Result<std::process::ExitStatus> {
+    match child {
+        Some(c) => c.wait().await,
+        None => std::future::pending().await,
+    }
+}
