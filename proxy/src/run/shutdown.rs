@@ -13,7 +13,9 @@ use nix::sys::signal::Signal;
 use tokio::process::Child;
 use tokio_util::sync::CancellationToken;
 
-use super::{Discovery, Listeners, child};
+use super::child;
+use super::listen::Listeners;
+use super::wire::Discovery;
 use crate::api::Health;
 use crate::telemetry::Exporting;
 use crate::to_app::subscriptions::Subscriber;

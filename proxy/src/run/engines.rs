@@ -1,0 +1,102 @@
+//! Start phase: open every component (secret stores first, then state stores and pub/subs),
+//! each wrapped in its resiliency policy.
+
+use std::collections::BTreeMap;
+
+use anyhow::Context as _;
+use outrider_blocks::pubsub::{self, PubSubComponent};
+use outrider_blocks::secrets::{self, SecretStoreComponent};
+use outrider_blocks::state::{self, OpenContext, StateComponent};
+use outrider_blocks::{Component, ComponentError};
+
+use crate::config::Settings;
+
+/// The open components: secret stores, state stores and pub/subs, by name.
+pub(super) struct Engines {
+    pub(super) secret_stores: BTreeMap<String, SecretStoreComponent>,
+    pub(super) stores: BTreeMap<String, StateComponent>,
+    pub(super) pubsubs: BTreeMap<String, PubSubComponent>,
+}
+
+impl Engines {
+    /// Opens every component, each wrapped in its resiliency policy; all failures are reported
+    /// together.
+    pub(super) async fn open(s: &Settings) -> anyhow::Result<Self> {
+        // Secret stores first: other components' `secretKeyRef`s are read from them. A relative
+        // `secretsFile` is read from the directory the sidecar was started in, as daprd does.
+        let cwd = std::env::current_dir().context("reading the current directory")?;
+        let secret_stores = open_all(s, "secretstores.", async |c| secrets::open(c, &cwd)).await?;
+        let ctx = OpenContext {
+            app_id: s.app_id.clone(),
+            namespace: s.namespace.clone(),
+            data_dir: s.data_dir.clone(),
+        };
+        let mut stores = open_all(s, "state.", async |c| {
+            let c = secrets::resolve_references(c, &secret_stores)?;
+            state::open(&c, &ctx).await
+        })
+        .await?;
+        for c in stores.values_mut() {
+            crate::components::resiliency::layer_state(
+                c,
+                &s.resiliency,
+                &s.app_id,
+                crate::api::STORE_TIMEOUT,
+            );
+        }
+        let mut pubsubs = open_all(s, "pubsub.", async |c| {
+            let c = secrets::resolve_references(c, &secret_stores)?;
+            pubsub::open(&c, &s.app_id, &s.namespace).await
+        })
+        .await?;
+        for c in pubsubs.values_mut() {
+            crate::components::resiliency::layer_publish(
+                c,
+                &s.resiliency,
+                &s.app_id,
+                crate::api::STORE_TIMEOUT,
+            );
+        }
+        Ok(Self {
+            secret_stores,
+            stores,
+            pubsubs,
+        })
+    }
+}
+
+/// Opens every component of one category (`state.`, `pubsub.`), by name; all failures are
+/// reported together, naming file and field.
+async fn open_all<T>(
+    s: &Settings,
+    category: &str,
+    open: impl AsyncFn(&Component) -> Result<T, Vec<ComponentError>>,
+) -> anyhow::Result<BTreeMap<String, T>> {
+    let mut out = BTreeMap::new();
+    let mut problems = Vec::new();
+    for loaded in s
+        .components
+        .iter()
+        .filter(|l| l.component.spec.type_.starts_with(category))
+    {
+        let c = &loaded.component;
+        match open(c).await {
+            Ok(opened) => {
+                tracing::info!(name = %c.metadata.name, r#type = %c.spec.type_, "component ready");
+                out.insert(c.metadata.name.clone(), opened);
+            }
+            Err(errs) => problems.extend(
+                errs.into_iter()
+                    .map(|e| format!("{}: {}: {}", loaded.at, e.field, e.message)),
+            ),
+        }
+    }
+    if problems.is_empty() {
+        Ok(out)
+    } else {
+        anyhow::bail!(
+            "opening components failed:\n  - {}",
+            problems.join("\n  - ")
+        )
+    }
+}

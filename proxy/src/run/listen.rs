@@ -1,0 +1,180 @@
+//! Start phases: bind the three listening sockets before anything serves (a taken port fails
+//! here), then start their serve loops; [`Serving`] stops one loop at shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use http::Request;
+use hyper::body::Incoming;
+use metrics_exporter_prometheus::PrometheusHandle;
+use outrider_certs::Credentials;
+use outrider_discovery::ResolverConfig;
+use outrider_filters::access_log::AccessLogLayer;
+use outrider_filters::metrics::{MetricsLayer, Side};
+use outrider_filters::trace::TraceLayer;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceBuilder;
+
+use super::wire::Wired;
+use crate::admin::{self, Admin};
+use crate::api::ApiService;
+use crate::config::Settings;
+use crate::mesh::inbound;
+use crate::net::serve;
+
+/// The three listening sockets, bound before anything serves.
+pub(super) struct Sockets {
+    api: TcpListener,
+    pub(super) mesh: TcpListener,
+    admin: TcpListener,
+}
+
+impl Sockets {
+    pub(super) async fn bind(s: &Settings) -> anyhow::Result<Self> {
+        let api = bind(s.listen.api, "--dapr-http-port").await?;
+        let mesh = match bind(s.listen.mesh, "--mesh-port").await {
+            Ok(l) => l,
+            // The default port lies in Linux's ephemeral range, so any client connection may
+            // hold it for a while. The local and mDNS resolvers carry the real port, so any free
+            // one does when none was asked for; with DNS or static addresses peers expect this
+            // very port.
+            Err(e)
+                if !s.listen.mesh_explicit
+                    && matches!(s.resolver, ResolverConfig::Local | ResolverConfig::Mdns(_)) =>
+            {
+                tracing::warn!(error = %e, "the default mesh port is taken; using a free port instead");
+                bind(SocketAddr::new(s.listen.mesh.ip(), 0), "--mesh-port").await?
+            }
+            Err(e) => return Err(e),
+        };
+        let admin = bind(s.listen.admin, "--metrics-port").await?;
+        Ok(Self { api, mesh, admin })
+    }
+}
+
+async fn bind(addr: SocketAddr, flag: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {addr} ({flag})"))
+}
+
+/// A listener's serve loop and the token that stops it.
+pub(crate) struct Serving {
+    stop: CancellationToken,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl Serving {
+    /// Runs `serving` (a loop that ends once `stop` is cancelled and its connections drained).
+    fn spawn<F>(stop: CancellationToken, serving: F) -> Self
+    where
+        F: Future<Output = anyhow::Result<()>> + Send + 'static,
+    {
+        let task = tokio::spawn(serving);
+        Self { stop, task }
+    }
+
+    /// Stops accepting and waits for the loop's drain.
+    pub(super) async fn stop(self) -> anyhow::Result<()> {
+        self.stop.cancel();
+        self.task
+            .await
+            .map_err(|e| anyhow::anyhow!("the listener panicked: {e}"))?
+    }
+}
+
+/// The three serve loops.
+pub(crate) struct Listeners {
+    pub(super) api_addr: SocketAddr,
+    pub(super) admin_addr: SocketAddr,
+    pub(super) api: Serving,
+    pub(super) mesh: Serving,
+    pub(super) admin: Serving,
+}
+
+impl Listeners {
+    pub(super) fn serve(
+        s: &Settings,
+        sockets: Sockets,
+        wired: &Wired,
+        creds: Credentials,
+        metrics: PrometheusHandle,
+    ) -> anyhow::Result<Self> {
+        let (api_addr, admin_addr) = (sockets.api.local_addr()?, sockets.admin.local_addr()?);
+        let api_svc = ServiceBuilder::new()
+            // A span per request (app id, method, route), and the access log when enabled.
+            .layer(AccessLogLayer::new(&s.app_id, s.access_log))
+            // Every API call continues or starts a trace, including invocations it forwards.
+            .layer(TraceLayer::new(wired.inbound.spans.clone()))
+            // Counted with route templates as labels, never raw paths.
+            .layer(MetricsLayer::new(&s.app_id, Side::Server))
+            .service(ApiService::new(wired.api.clone()));
+        let api_l = serve::Listener::new(sockets.api, "api", s.limits.api);
+        let stop = CancellationToken::new();
+        let task = serve::serve(api_l, move |_| api_svc.clone(), stop.clone(), s.grace);
+        let api = Serving::spawn(stop, async move {
+            task.await;
+            Ok(())
+        });
+
+        let mesh_l = serve::Listener::new(sockets.mesh, "mesh", s.limits.mesh);
+        let stop = CancellationToken::new();
+        let inbound = wired.inbound.clone();
+        let task = inbound::serve(mesh_l, creds.clone(), inbound, stop.clone(), s.grace);
+        let mesh = Serving::spawn(stop, task);
+
+        let admin = serve_admin(s, sockets.admin, wired, creds, metrics);
+        Ok(Self {
+            api_addr,
+            admin_addr,
+            api,
+            mesh,
+            admin,
+        })
+    }
+}
+
+/// The admin listener, and the upkeep of the metrics it renders. It outlives the others so
+/// that readiness can be watched during the drain.
+fn serve_admin(
+    s: &Settings,
+    socket: TcpListener,
+    wired: &Wired,
+    creds: Credentials,
+    metrics: PrometheusHandle,
+) -> Serving {
+    let admin_state = Arc::new(Admin {
+        metrics: metrics.clone(),
+        health: wired.health.clone(),
+        creds,
+        outbound: wired.outbound.clone(),
+        status_remote: s.admin_status_remote,
+    });
+    let admin_l = serve::Listener::new(socket, "admin", s.limits.admin);
+    let admin_svc = move |peer| {
+        let admin_state = admin_state.clone();
+        tower::service_fn(move |req: Request<Incoming>| {
+            admin::handle(admin_state.clone(), peer, req)
+        })
+    };
+    let stop = CancellationToken::new();
+    let upkeep_stop = stop.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => metrics.run_upkeep(),
+                () = upkeep_stop.cancelled() => return,
+            }
+        }
+    });
+    let task = serve::serve(admin_l, admin_svc, stop.clone(), Duration::from_secs(1));
+    Serving::spawn(stop, async move {
+        task.await;
+        Ok(())
+    })
+}

@@ -1,0 +1,203 @@
+//! Start phases between binding and serving: name resolution (and this sidecar's entry in it),
+//! span export, and the services the listeners will serve with the state they share.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use outrider_blocks::pubsub::PubSubComponent;
+use outrider_certs::Credentials;
+use outrider_discovery::dns::DnsResolver;
+use outrider_discovery::local::{Entry, LocalResolver, Registration};
+use outrider_discovery::mdns::{Announcement, MdnsResolver};
+use outrider_discovery::static_::StaticResolver;
+use outrider_discovery::{Resolve, ResolverConfig};
+use outrider_filters::spans::Spans;
+use tokio_util::sync::CancellationToken;
+
+use super::engines::Engines;
+use crate::api::{ApiState, Health};
+use crate::components::metrics::PubSubMetrics;
+use crate::config::Settings;
+use crate::mesh::inbound::Inbound;
+use crate::mesh::outbound::Outbound;
+use crate::telemetry::Exporting;
+use crate::to_app::channel::AppChannel;
+use crate::to_app::subscriptions::Listed;
+
+/// Name resolution, and this sidecar's own entry in it (withdrawn first at shutdown).
+pub(crate) struct Discovery {
+    resolver: Arc<dyn Resolve>,
+    pub(super) mdns: Option<Arc<MdnsResolver>>,
+    pub(super) registration: Option<Registration>,
+}
+
+impl Discovery {
+    /// Starts the resolver once the mesh port is known (mDNS announces it), and registers this
+    /// sidecar in the local registry when that is the resolver.
+    pub(super) fn start(s: &Settings, mesh_port: u16) -> anyhow::Result<Self> {
+        let mut mdns = None;
+        let resolver: Arc<dyn Resolve> = match &s.resolver {
+            ResolverConfig::Local => {
+                Arc::new(LocalResolver::start(s.registry_dir.clone()).context("local registry")?)
+            }
+            ResolverConfig::Static(map) => Arc::new(StaticResolver::new(map.clone())),
+            ResolverConfig::Mdns(cfg) => {
+                let me = Announcement {
+                    app_id: s.app_id.clone(),
+                    namespace: s.namespace.clone(),
+                    mesh_port,
+                };
+                let r = MdnsResolver::start(cfg, Some(&me)).context("mDNS name resolution")?;
+                let r = Arc::new(r);
+                mdns = Some(r.clone());
+                r
+            }
+            ResolverConfig::Dns(cfg) => {
+                Arc::new(DnsResolver::new(cfg).context("DNS name resolution")?)
+            }
+        };
+        let registration = match s.resolver {
+            ResolverConfig::Local => Some(register_locally(s, mesh_port)?),
+            ResolverConfig::Static(_) | ResolverConfig::Mdns(_) | ResolverConfig::Dns(_) => None,
+        };
+        Ok(Self {
+            resolver,
+            mdns,
+            registration,
+        })
+    }
+}
+
+fn register_locally(s: &Settings, mesh_port: u16) -> anyhow::Result<Registration> {
+    let pid = std::process::id();
+    let entry = Entry {
+        app_id: s.app_id.clone(),
+        namespace: s.namespace.clone(),
+        address: SocketAddr::from(([127, 0, 0, 1], mesh_port)),
+        pid,
+        started: Entry::start_time_of(pid),
+    };
+    Registration::create(&s.registry_dir, &entry).context("registering in the local registry")
+}
+
+/// The tracing span exporter of `spec.tracing`, if a collector is configured.
+pub(super) fn export_spans(s: &Settings) -> anyhow::Result<(Option<Spans>, Option<Exporting>)> {
+    match &s.tracing {
+        Some(t) => {
+            let (spans, task) = crate::telemetry::start(t, &s.app_id, s.ca_file.as_deref())
+                .context("starting span export")?;
+            Ok((Some(spans), Some(task)))
+        }
+        None => Ok((None, None)),
+    }
+}
+
+/// The services the listeners serve, and the state they share.
+pub(super) struct Wired {
+    pub(super) api: Arc<ApiState>,
+    pub(super) inbound: Arc<Inbound>,
+    pub(super) outbound: Arc<Outbound>,
+    pub(super) app: Option<AppChannel>,
+    pub(super) health: Arc<Health>,
+    pub(super) pubsubs: BTreeMap<String, PubSubComponent>,
+    pub(super) pubsub_metrics: Arc<PubSubMetrics>,
+    pub(super) listed: Arc<std::sync::Mutex<Vec<Listed>>>,
+    pub(super) shutdown: CancellationToken,
+    pub(super) policy_watch: outrider_policy::files::Watching,
+}
+
+impl Wired {
+    pub(super) fn new(
+        s: &Settings,
+        engines: Engines,
+        discovery: &Discovery,
+        creds: &Credentials,
+        spans: Option<Spans>,
+    ) -> anyhow::Result<Self> {
+        let app = match s.app_port {
+            Some(port) => Some(AppChannel::new(
+                &s.app_id,
+                &s.app_channel_address,
+                port,
+                s.app_token.as_deref(),
+            )?),
+            None => None,
+        };
+        let outbound = Arc::new(Outbound::new(
+            &s.app_id,
+            discovery.resolver.clone(),
+            s.balancing,
+            creds.clone(),
+            s.resiliency.clone().into(),
+        ));
+        let health = Arc::new(Health::default());
+        let listed = Arc::default();
+        let shutdown = CancellationToken::new();
+        let pubsub_metrics = Arc::new(PubSubMetrics::new(&s.app_id, &s.namespace));
+        let api = Arc::new(ApiState {
+            app_id: s.app_id.clone(),
+            namespace: s.namespace.clone(),
+            app_port: s.app_port,
+            app_channel_address: s.app_channel_address.clone(),
+            api_token: s.api_token.clone(),
+            max_body_size: s.max_body_size,
+            body_idle_timeout: s.limits.api.head_timeout,
+            outbound: outbound.clone(),
+            app: app.clone(),
+            health: health.clone(),
+            stores: engines.stores,
+            pubsubs: engines.pubsubs.clone(),
+            secret_stores: engines.secret_stores,
+            secret_scopes: s.secret_scopes.clone(),
+            api_access: s.api_access.clone(),
+            pubsub_metrics: pubsub_metrics.clone(),
+            subscriptions: Arc::clone(&listed),
+            extended: Default::default(),
+            heavy: tokio::sync::Semaphore::new(crate::api::HEAVY_WORK),
+            shutdown: shutdown.clone(),
+        });
+        let (inbound, policy_watch) = inbound_for(s, app.clone(), spans)?;
+        Ok(Self {
+            api,
+            inbound,
+            outbound,
+            app,
+            health,
+            pubsubs: engines.pubsubs,
+            pubsub_metrics,
+            listed,
+            shutdown,
+            policy_watch,
+        })
+    }
+}
+
+/// What inbound requests need, with the access policies as loaded at start and then as their
+/// files change (a bad edit keeps the last good ones).
+fn inbound_for(
+    s: &Settings,
+    app: Option<AppChannel>,
+    spans: Option<Spans>,
+) -> anyhow::Result<(Arc<Inbound>, outrider_policy::files::Watching)> {
+    let (policies, watching) =
+        outrider_policy::files::watch(s.policy_sources.clone(), Arc::new(s.access_control.clone()))
+            .context("watching --policies-path")?;
+    if s.access_control.is_enabled() {
+        tracing::info!(
+            policies = s.access_control.policy_count(),
+            default_action = %s.access_control.default_action(),
+            "access control enabled"
+        );
+    }
+    let inbound = Arc::new(Inbound {
+        app_id: s.app_id.clone(),
+        app,
+        max_body_size: s.max_body_size,
+        body_idle_timeout: s.limits.mesh.head_timeout,
+        policies,
+        spans,
+    });
+    Ok((inbound, watching))
+}
