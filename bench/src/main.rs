@@ -239,31 +239,38 @@ fn plan(a: &LoadArgs) -> anyhow::Result<Plan> {
     })
 }
 
+/// With `--deliveries-listen`: the app that receives the deliveries, serving until aborted, with
+/// the plan set to await each publish's delivery.
+async fn await_deliveries(
+    a: &LoadArgs,
+    plan: &mut Plan,
+) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
+    let Some(addr) = a.deliveries_listen else {
+        return Ok(None);
+    };
+    anyhow::ensure!(
+        matches!(plan.op, Op::Http { .. }),
+        "--deliveries-listen needs HTTP publishes"
+    );
+    anyhow::ensure!(a.in_flight > 0, "--in-flight must be at least 1");
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {addr}"))?;
+    // A run id no earlier run shares: its redeliveries are told apart.
+    let run = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_nanos() as u64;
+    let deliveries = Arc::new(Deliveries::new(
+        run,
+        a.rate.is_none().then_some(a.in_flight),
+    ));
+    plan.deliveries = Some(deliveries.clone());
+    Ok(Some(deliveries::serve(listener, deliveries)))
+}
+
 async fn load_cmd(a: LoadArgs) -> anyhow::Result<()> {
     let mut plan = plan(&a)?;
-    let app = match a.deliveries_listen {
-        Some(addr) => {
-            anyhow::ensure!(
-                matches!(plan.op, Op::Http { .. }),
-                "--deliveries-listen needs HTTP publishes"
-            );
-            anyhow::ensure!(a.in_flight > 0, "--in-flight must be at least 1");
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("binding {addr}"))?;
-            // A run id no earlier run shares: its redeliveries are told apart.
-            let run = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)?
-                .as_nanos() as u64;
-            let deliveries = Arc::new(Deliveries::new(
-                run,
-                a.rate.is_none().then_some(a.in_flight),
-            ));
-            plan.deliveries = Some(deliveries.clone());
-            Some(deliveries::serve(listener, deliveries))
-        }
-        None => None,
-    };
+    let app = await_deliveries(&a, &mut plan).await?;
     let (rss_before, cpu_before) = (sum(&a.pids, rss_mb)?, sum(&a.pids, cpu_seconds)?);
     let r = load::run(&plan).await;
     if let Some(app) = app {

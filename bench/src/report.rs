@@ -6,13 +6,17 @@
 //! gets its added latency (its percentile minus the baseline's). Ratios between proxies come
 //! from the same run.
 
+mod markdown;
+mod svg;
+
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 use crate::load::Report;
+pub use markdown::markdown;
+pub use svg::svg;
 
 /// One measurement, as `outrider-bench load` or `outrider-bench figure` writes it.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -157,47 +161,7 @@ pub fn summarize(cells: &[Cell]) -> Vec<Summary> {
     }
     let mut out: Vec<Summary> = by_name
         .into_iter()
-        .map(|(name, reps)| {
-            let loads: Vec<&LoadResult> = reps.iter().filter_map(|c| c.load.as_ref()).collect();
-            let load = (!loads.is_empty()).then(|| {
-                let m = |f: fn(&LoadResult) -> f64| median(loads.iter().map(|l| f(l)).collect());
-                // The plotted spectrum is the repeat whose p50 is the median one.
-                let p50 = m(|l| l.p50);
-                let typical = loads
-                    .iter()
-                    .min_by(|a, b| (a.p50 - p50).abs().total_cmp(&(b.p50 - p50).abs()));
-                LoadResult {
-                    mode: loads[0].mode.clone(),
-                    connections: loads[0].connections,
-                    rps: m(|l| l.rps),
-                    errors: loads.iter().map(|l| l.errors).sum(),
-                    p50,
-                    p90: m(|l| l.p90),
-                    p99: m(|l| l.p99),
-                    p999: m(|l| l.p999),
-                    spectrum: typical.map(|l| l.spectrum.clone()).unwrap_or_default(),
-                    cpu_s_per_1000: median_opt(loads.iter().map(|l| l.cpu_s_per_1000).collect()),
-                    rss_before_mb: median_opt(loads.iter().map(|l| l.rss_before_mb).collect()),
-                    rss_after_mb: median_opt(loads.iter().map(|l| l.rss_after_mb).collect()),
-                    // Like errors, summed over the repeats.
-                    lost: loads.iter().map(|l| l.lost).sum(),
-                    duplicates: loads.iter().map(|l| l.duplicates).sum(),
-                }
-            });
-            let figures: Vec<&Figure> = reps.iter().filter_map(|c| c.figure.as_ref()).collect();
-            let figure = (!figures.is_empty()).then(|| Figure {
-                value: median(figures.iter().map(|f| f.value).collect()),
-                unit: figures[0].unit.clone(),
-            });
-            Summary {
-                cell: name.to_owned(),
-                repeats: reps.len(),
-                baseline: reps[0].baseline.clone(),
-                load,
-                figure,
-                added_us: None,
-            }
-        })
+        .map(|(name, reps)| summary(name, &reps))
         .collect();
     let loads: BTreeMap<String, LoadResult> = out
         .iter()
@@ -214,6 +178,52 @@ pub fn summarize(cells: &[Cell]) -> Vec<Summary> {
         }
     }
     out
+}
+
+/// The summary of one cell's repeats.
+fn summary(name: &str, reps: &[&Cell]) -> Summary {
+    let loads: Vec<&LoadResult> = reps.iter().filter_map(|c| c.load.as_ref()).collect();
+    let load = (!loads.is_empty()).then(|| median_load(&loads));
+    let figures: Vec<&Figure> = reps.iter().filter_map(|c| c.figure.as_ref()).collect();
+    let figure = (!figures.is_empty()).then(|| Figure {
+        value: median(figures.iter().map(|f| f.value).collect()),
+        unit: figures[0].unit.clone(),
+    });
+    Summary {
+        cell: name.to_owned(),
+        repeats: reps.len(),
+        baseline: reps[0].baseline.clone(),
+        load,
+        figure,
+        added_us: None,
+    }
+}
+
+/// The median of each load figure over `loads` (not empty); errors and losses are summed.
+fn median_load(loads: &[&LoadResult]) -> LoadResult {
+    let m = |f: fn(&LoadResult) -> f64| median(loads.iter().map(|l| f(l)).collect());
+    // The plotted spectrum is the repeat whose p50 is the median one.
+    let p50 = m(|l| l.p50);
+    let typical = loads
+        .iter()
+        .min_by(|a, b| (a.p50 - p50).abs().total_cmp(&(b.p50 - p50).abs()));
+    LoadResult {
+        mode: loads[0].mode.clone(),
+        connections: loads[0].connections,
+        rps: m(|l| l.rps),
+        errors: loads.iter().map(|l| l.errors).sum(),
+        p50,
+        p90: m(|l| l.p90),
+        p99: m(|l| l.p99),
+        p999: m(|l| l.p999),
+        spectrum: typical.map(|l| l.spectrum.clone()).unwrap_or_default(),
+        cpu_s_per_1000: median_opt(loads.iter().map(|l| l.cpu_s_per_1000).collect()),
+        rss_before_mb: median_opt(loads.iter().map(|l| l.rss_before_mb).collect()),
+        rss_after_mb: median_opt(loads.iter().map(|l| l.rss_after_mb).collect()),
+        // Like errors, summed over the repeats.
+        lost: loads.iter().map(|l| l.lost).sum(),
+        duplicates: loads.iter().map(|l| l.duplicates).sum(),
+    }
 }
 
 /// `a / b` of a figure of two cells, when both exist.
@@ -284,166 +294,6 @@ fn added_ratio(cells: &[Summary], a: &str, b: &str, i: usize) -> Option<f64> {
     let (a, b) = (added(a)?, added(b)?);
     (b > 0.0).then(|| (a / b * 1000.0).round() / 1000.0)
 }
-
-/// The Markdown table of a run.
-pub fn markdown(results: &Results) -> String {
-    let mut md = String::new();
-    let _ = writeln!(md, "Run: {}\n", results.meta);
-    let _ = writeln!(
-        md,
-        "| cell | mode | conns | rps | p50 µs | p90 µs | p99 µs | added p50 µs | added p99 µs | CPU s / 1000 req | RSS before / after MB | errors |"
-    );
-    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|---|");
-    let num = |v: Option<f64>, digits: usize| {
-        v.filter(|x| x.is_finite())
-            .map_or("–".to_owned(), |x| format!("{x:.digits$}"))
-    };
-    for c in &results.cells {
-        if let Some(l) = &c.load {
-            let rss = match (l.rss_before_mb, l.rss_after_mb) {
-                (Some(a), Some(b)) => format!("{a:.1} / {b:.1}"),
-                _ => "–".to_owned(),
-            };
-            let _ = writeln!(
-                md,
-                "| {} | {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {} | {} | {} | {} | {} |",
-                c.cell,
-                l.mode,
-                l.connections,
-                l.rps,
-                l.p50,
-                l.p90,
-                l.p99,
-                num(c.added_us.map(|a| a[0]), 0),
-                num(c.added_us.map(|a| a[2]), 0),
-                num(l.cpu_s_per_1000, 4),
-                rss,
-                l.errors
-            );
-        }
-    }
-    let figures: Vec<&Summary> = results
-        .cells
-        .iter()
-        .filter(|c| c.figure.is_some())
-        .collect();
-    if !figures.is_empty() {
-        let _ = writeln!(md, "\n| figure | value |\n|---|---|");
-        for c in figures {
-            let f = c.figure.as_ref().expect("filtered");
-            let _ = writeln!(md, "| {} | {:.1} {} |", c.cell, f.value, f.unit);
-        }
-    }
-    if !results.ratios.is_empty() {
-        let _ = writeln!(md, "\n| ratio (same run) | value |\n|---|---|");
-        for (k, v) in &results.ratios {
-            let _ = writeln!(md, "| {k} | {v:.3} |");
-        }
-    }
-    md
-}
-
-/// A latency-by-percentile plot (HdrHistogram style: the x axis spreads the tail) of every
-/// fixed-rate cell, as SVG.
-pub fn svg(results: &Results) -> String {
-    const W: f64 = 900.0;
-    const H: f64 = 520.0;
-    const L: f64 = 70.0;
-    const R: f64 = 230.0;
-    const T: f64 = 30.0;
-    const B: f64 = 50.0;
-    let series: Vec<(&str, &Vec<(f64, f64)>)> = results
-        .cells
-        .iter()
-        .filter_map(|c| {
-            c.load
-                .as_ref()
-                .filter(|l| l.mode == "rate")
-                .map(|l| (c.cell.as_str(), &l.spectrum))
-        })
-        .collect();
-    // x: log10(1 / (1 - p)), from 0 (p0) to 5 (p99.999).
-    let x_of = |p: f64| (1.0 / (1.0 - (p / 100.0).min(0.99999))).log10();
-    let y_max = series
-        .iter()
-        .flat_map(|(_, s)| s.iter().filter(|(p, _)| *p <= 99.999).map(|(_, v)| *v))
-        .fold(1.0, f64::max);
-    let (y_lo, y_hi) = (1.0f64.log10(), (y_max * 1.2).log10());
-    let px = |x: f64| L + x / 5.0 * (W - L - R);
-    let py = |us: f64| T + (1.0 - (us.max(1.0).log10() - y_lo) / (y_hi - y_lo)) * (H - T - B);
-    let colors = [
-        "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
-        "#bcbd22", "#17becf",
-    ];
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="12">"#
-    );
-    let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
-    let _ = writeln!(
-        s,
-        r#"<text x="{L}" y="18" font-size="14">Latency by percentile (fixed rate, median repeat)</text>"#
-    );
-    for (label, x) in [
-        ("0%", 0.0),
-        ("90%", 1.0),
-        ("99%", 2.0),
-        ("99.9%", 3.0),
-        ("99.99%", 4.0),
-        ("99.999%", 5.0),
-    ] {
-        let _ = writeln!(
-            s,
-            r##"<line x1="{0}" y1="{T}" x2="{0}" y2="{1}" stroke="#ddd"/><text x="{0}" y="{2}" text-anchor="middle">{label}</text>"##,
-            px(x),
-            H - B,
-            H - B + 18.0
-        );
-    }
-    let mut tick = 1.0;
-    while tick <= 10f64.powf(y_hi) {
-        let label = if tick >= 1000.0 {
-            format!("{} ms", tick / 1000.0)
-        } else {
-            format!("{tick} µs")
-        };
-        let _ = writeln!(
-            s,
-            r##"<line x1="{L}" y1="{0}" x2="{1}" y2="{0}" stroke="#ddd"/><text x="{2}" y="{3}" text-anchor="end">{label}</text>"##,
-            py(tick),
-            W - R,
-            L - 6.0,
-            py(tick) + 4.0
-        );
-        tick *= 10.0;
-    }
-    for (i, (name, spectrum)) in series.iter().enumerate() {
-        let color = colors[i % colors.len()];
-        let points: Vec<String> = spectrum
-            .iter()
-            .filter(|(p, _)| *p <= 99.999)
-            .map(|(p, us)| format!("{:.1},{:.1}", px(x_of(*p)), py(*us)))
-            .collect();
-        let _ = writeln!(
-            s,
-            r#"<polyline fill="none" stroke="{color}" stroke-width="2" points="{}"/>"#,
-            points.join(" ")
-        );
-        let ly = T + 16.0 * i as f64 + 10.0;
-        let _ = writeln!(
-            s,
-            r#"<rect x="{}" y="{}" width="14" height="3" fill="{color}"/><text x="{}" y="{}">{name}</text>"#,
-            W - R + 15.0,
-            ly - 4.0,
-            W - R + 35.0,
-            ly
-        );
-    }
-    let _ = writeln!(s, "</svg>");
-    s
-}
-
 /// Reads `<dir>/cells/*.json` and writes `results.json`, `results.md` and `latency.svg` in `dir`.
 pub fn write(dir: &Path, meta: serde_json::Value) -> anyhow::Result<Results> {
     let mut cells = Vec::new();

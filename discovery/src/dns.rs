@@ -153,26 +153,7 @@ async fn follow(
     let name = cfg.name_of(&target);
     loop {
         let wait = match lookup(&resolver, &cfg, &name).await {
-            Ok(answer) => {
-                *last.lock().unwrap_or_else(PoisonError::into_inner) = if answer.addrs.is_empty() {
-                    "no SRV or A/AAAA records".to_owned()
-                } else {
-                    format!("{} endpoint(s)", answer.addrs.len())
-                };
-                let set = Arc::new(EndpointSet::new(answer.addrs));
-                tx.send_if_modified(|cur| {
-                    let changed = **cur != *set;
-                    if changed {
-                        tracing::debug!(%target, name = %name, endpoints = ?set.addrs, "DNS endpoints changed");
-                        *cur = set;
-                    }
-                    changed
-                });
-                answer
-                    .valid_until
-                    .saturating_duration_since(Instant::now())
-                    .clamp(MIN_REFRESH, MAX_REFRESH)
-            }
+            Ok(answer) => publish(&tx, &last, &target, &name, answer),
             Err(e) => {
                 // Keep what was known: a resolver outage must not empty a working target.
                 tracing::warn!(%target, name = %name, error = %e, "DNS lookup failed; keeping the last answer");
@@ -194,6 +175,35 @@ async fn follow(
             }
         }
     }
+}
+
+/// Publishes a lookup's endpoints when they changed, notes the outcome in `last`, and returns how
+/// long the answer stays valid (within the refresh bounds).
+fn publish(
+    tx: &watch::Sender<Arc<EndpointSet>>,
+    last: &Mutex<String>,
+    target: &Target,
+    name: &str,
+    answer: Answer,
+) -> Duration {
+    *last.lock().unwrap_or_else(PoisonError::into_inner) = if answer.addrs.is_empty() {
+        "no SRV or A/AAAA records".to_owned()
+    } else {
+        format!("{} endpoint(s)", answer.addrs.len())
+    };
+    let set = Arc::new(EndpointSet::new(answer.addrs));
+    tx.send_if_modified(|cur| {
+        let changed = **cur != *set;
+        if changed {
+            tracing::debug!(%target, name = %name, endpoints = ?set.addrs, "DNS endpoints changed");
+            *cur = set;
+        }
+        changed
+    });
+    answer
+        .valid_until
+        .saturating_duration_since(Instant::now())
+        .clamp(MIN_REFRESH, MAX_REFRESH)
 }
 
 /// SRV first (when configured), then A/AAAA with the configured port. "No such records" is an

@@ -293,50 +293,56 @@ pub fn resources(data: &[u8]) {
         return;
     };
     for doc in docs {
-        match doc.get("kind").and_then(Value::as_str) {
-            Some("Component") => {
-                if let Ok(c) = serde_json::from_value::<outrider_blocks::Component>(doc) {
-                    for e in c.validate() {
-                        assert!(
-                            !e.field.is_empty(),
-                            "a component error names no field: {}",
-                            e.message
-                        );
-                    }
-                }
-            }
-            Some("Subscription") => {
-                if let Ok(s) =
-                    serde_json::from_value::<outrider_blocks::subscription::SubscriptionDoc>(doc)
-                    && let Err(errs) = s.validate()
-                {
+        resource(doc);
+    }
+}
+
+/// One document: a component, subscription, resiliency or access control resource is parsed
+/// and validated, and every problem must name its field.
+fn resource(doc: Value) {
+    match doc.get("kind").and_then(Value::as_str) {
+        Some("Component") => {
+            if let Ok(c) = serde_json::from_value::<outrider_blocks::Component>(doc) {
+                for e in c.validate() {
                     assert!(
-                        errs.iter().all(|e| !e.field.is_empty()),
-                        "a subscription error names no field"
+                        !e.field.is_empty(),
+                        "a component error names no field: {}",
+                        e.message
                     );
                 }
             }
-            Some("Resiliency") => {
-                if let Err(errs) = outrider_filters::resiliency::Resiliency::parse(&doc) {
-                    assert!(
-                        errs.iter().all(|e| !e.field.is_empty()),
-                        "a resiliency error names no field"
-                    );
-                }
-            }
-            Some("Configuration") => {
-                let spec = doc
-                    .get("spec")
-                    .and_then(|s| s.get("accessControl"))
-                    .cloned()
-                    .unwrap_or(Value::Null);
-                if let Ok(spec) = outrider_policy::AccessControlSpec::parse(&spec, "fuzz.yaml")
-                    && let Ok(acl) = outrider_policy::AccessControl::merge([spec])
-                {
-                    let _ = acl.decide(None, "/orders/1", "GET");
-                }
-            }
-            _ => {}
         }
+        Some("Subscription") => {
+            if let Ok(s) =
+                serde_json::from_value::<outrider_blocks::subscription::SubscriptionDoc>(doc)
+                && let Err(errs) = s.validate()
+            {
+                assert!(
+                    errs.iter().all(|e| !e.field.is_empty()),
+                    "a subscription error names no field"
+                );
+            }
+        }
+        Some("Resiliency") => {
+            if let Err(errs) = outrider_filters::resiliency::Resiliency::parse(&doc) {
+                assert!(
+                    errs.iter().all(|e| !e.field.is_empty()),
+                    "a resiliency error names no field"
+                );
+            }
+        }
+        Some("Configuration") => {
+            let spec = doc
+                .get("spec")
+                .and_then(|s| s.get("accessControl"))
+                .cloned()
+                .unwrap_or(Value::Null);
+            if let Ok(spec) = outrider_policy::AccessControlSpec::parse(&spec, "fuzz.yaml")
+                && let Ok(acl) = outrider_policy::AccessControl::merge([spec])
+            {
+                let _ = acl.decide(None, "/orders/1", "GET");
+            }
+        }
+        _ => {}
     }
 }

@@ -160,7 +160,6 @@ pub fn watch(
     sources: Sources,
     initial: Arc<AccessControl>,
 ) -> notify::Result<(watch::Receiver<Arc<AccessControl>>, Watching)> {
-    use notify::Watcher as _;
     let (tx, rx) = watch::channel(initial);
     let (status_tx, status) = watch::channel(ReloadStatus::default());
     let Some(root) = sources.root.clone() else {
@@ -178,25 +177,7 @@ pub fn watch(
     let dir = sources
         .namespace_dir()
         .expect("a root gives a namespace dir");
-    let (changed_tx, mut changed) = mpsc::channel::<()>(1);
-    let kick = changed_tx.clone();
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        let Ok(event) = event else { return };
-        if event.kind.is_access()
-            || !event
-                .paths
-                .iter()
-                .any(|p| p.starts_with(&dir) || dir.starts_with(p))
-        {
-            return;
-        }
-        // A full channel already holds a pending reload.
-        let _ = changed_tx.try_send(());
-    })?;
-    watcher.watch(&root, notify::RecursiveMode::Recursive)?;
-    // Read once more now that the watch is on: an edit between the first read and this point
-    // would otherwise wait for the next one.
-    let _ = kick.try_send(());
+    let (watcher, mut changed) = watch_dir(&root, dir)?;
     let task = tokio::spawn(async move {
         while changed.recv().await.is_some() {
             // Let a burst of events settle into one reload.
@@ -213,6 +194,35 @@ pub fn watch(
             task: Some(task),
         },
     ))
+}
+
+/// Watches `root` recursively for changes that touch `dir` (or a parent of it); each one, and
+/// one right away, is a message on the returned receiver.
+fn watch_dir(
+    root: &Path,
+    dir: PathBuf,
+) -> notify::Result<(notify::RecommendedWatcher, mpsc::Receiver<()>)> {
+    use notify::Watcher as _;
+    let (changed_tx, changed) = mpsc::channel::<()>(1);
+    let kick = changed_tx.clone();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        let Ok(event) = event else { return };
+        if event.kind.is_access()
+            || !event
+                .paths
+                .iter()
+                .any(|p| p.starts_with(&dir) || dir.starts_with(p))
+        {
+            return;
+        }
+        // A full channel already holds a pending reload.
+        let _ = changed_tx.try_send(());
+    })?;
+    watcher.watch(root, notify::RecursiveMode::Recursive)?;
+    // Read once more now that the watch is on: an edit between the first read and this point
+    // would otherwise wait for the next one.
+    let _ = kick.try_send(());
+    Ok((watcher, changed))
 }
 
 fn reload(

@@ -38,6 +38,12 @@ async fn main() -> std::io::Result<()> {
     }
 }
 
+/// The subscriptions the app declares on `/dapr/subscribe`.
+const SUBSCRIPTIONS: &str = concat!(
+    r#"[{"pubsubname":"pubsub","topic":"orders","route":"/orders"},"#,
+    r#"{"pubsubname":"pubsub","topic":"raw-orders","route":"/raw-orders","metadata":{"rawPayload":"true"}}]"#
+);
+
 async fn echo(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
     let (parts, body) = req.into_parts();
     let body = body
@@ -46,16 +52,10 @@ async fn echo(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallibl
         .map(|b| b.to_bytes())
         .unwrap_or_default();
     if parts.uri.path() == "/dapr/subscribe" {
-        let subs = concat!(
-            r#"[{"pubsubname":"pubsub","topic":"orders","route":"/orders"},"#,
-            r#"{"pubsubname":"pubsub","topic":"raw-orders","route":"/raw-orders","metadata":{"rawPayload":"true"}}]"#
-        );
-        let mut rsp = Response::new(Full::new(Bytes::from_static(subs.as_bytes())));
-        rsp.headers_mut().insert(
-            header::CONTENT_TYPE,
-            "application/json".parse().expect("static header"),
-        );
-        return Ok(rsp);
+        return Ok(json(
+            StatusCode::OK,
+            Bytes::from_static(SUBSCRIPTIONS.as_bytes()),
+        ));
     }
     if let Some(topic) = parts
         .uri
@@ -68,6 +68,12 @@ async fn echo(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallibl
             String::from_utf8_lossy(&body)
         );
     }
+    Ok(reflect(&parts, &body))
+}
+
+/// The request as JSON (method, path, query, headers, body and this process's id), with the
+/// status a `/status/<code>` path asks for.
+fn reflect(parts: &http::request::Parts, body: &Bytes) -> Response<Full<Bytes>> {
     let headers: serde_json::Map<String, serde_json::Value> = parts
         .headers
         .iter()
@@ -90,15 +96,20 @@ async fn echo(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallibl
         "path": parts.uri.path(),
         "query": parts.uri.query().unwrap_or(""),
         "headers": headers,
-        "body": String::from_utf8_lossy(&body),
+        "body": String::from_utf8_lossy(body),
         // Which instance answered, for tests that spread requests over several.
         "pid": std::process::id(),
     });
-    let mut rsp = Response::new(Full::new(Bytes::from(reply.to_string())));
+    json(status, Bytes::from(reply.to_string()))
+}
+
+/// A JSON response with `status`.
+fn json(status: StatusCode, body: Bytes) -> Response<Full<Bytes>> {
+    let mut rsp = Response::new(Full::new(body));
     *rsp.status_mut() = status;
     rsp.headers_mut().insert(
         header::CONTENT_TYPE,
         "application/json".parse().expect("static header"),
     );
-    Ok(rsp)
+    rsp
 }

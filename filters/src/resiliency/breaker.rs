@@ -11,160 +11,21 @@
 //! [`Breaker`] is the state machine, a pure value driven with explicit instants; [`CircuitBreaker`]
 //! is the tower layer that consults it around each call.
 
-use std::fmt;
+mod policy;
+
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use pin_project_lite::pin_project;
 use tokio::time::Instant;
 use tower::{BoxError, Layer, Service};
 
+use super::Labels;
 use super::classify::{Classify, Verdict};
-use super::{FieldError, Labels};
 
-/// Dapr's default trip expression.
-const DEFAULT_TRIP: &str = "consecutiveFailures > 5";
-
-/// A named `circuitBreakers` policy.
-#[derive(Clone)]
-pub struct BreakerPolicy {
-    /// Probes let through while half-open, and successes needed to close.
-    pub max_requests: u32,
-    /// While closed, the counts reset this often (zero: never).
-    pub interval: Duration,
-    /// How long the breaker stays open.
-    pub timeout: Duration,
-    trip: Arc<cel::Program>,
-    trip_source: String,
-}
-
-impl fmt::Debug for BreakerPolicy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("BreakerPolicy")
-            .field("max_requests", &self.max_requests)
-            .field("interval", &self.interval)
-            .field("timeout", &self.timeout)
-            .field("trip", &self.trip_source)
-            .finish()
-    }
-}
-
-impl PartialEq for BreakerPolicy {
-    fn eq(&self, other: &Self) -> bool {
-        (
-            self.max_requests,
-            self.interval,
-            self.timeout,
-            &self.trip_source,
-        ) == (
-            other.max_requests,
-            other.interval,
-            other.timeout,
-            &other.trip_source,
-        )
-    }
-}
-
-impl BreakerPolicy {
-    /// Reads a policy at `at` (`spec.policies.circuitBreakers.<name>`).
-    pub(crate) fn parse(v: &serde_json::Value, at: &str) -> Result<Self, Vec<FieldError>> {
-        let mut errs = Vec::new();
-        let text = |field: &str| {
-            v.get(field)
-                .map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_owned))
-        };
-        let mut bad = |field: &str, message: String| {
-            errs.push(FieldError {
-                field: format!("{at}.{field}"),
-                message,
-            })
-        };
-        let max_requests = match text("maxRequests") {
-            None => 1,
-            Some(t) => match t.trim().parse::<u32>() {
-                Ok(n) if n >= 1 => n,
-                _ => {
-                    bad(
-                        "maxRequests",
-                        format!("{t:?} is not a whole number of at least 1"),
-                    );
-                    1
-                }
-            },
-        };
-        let mut duration = |field: &str, default: Duration| match text(field) {
-            None => default,
-            Some(t) => super::duration_value(&t).unwrap_or_else(|| {
-                bad(
-                    field,
-                    format!("{t:?} is not a duration (e.g. 30s, or milliseconds)"),
-                );
-                default
-            }),
-        };
-        let interval = duration("interval", Duration::ZERO);
-        let timeout = duration("timeout", Duration::from_secs(60));
-        let trip_source = text("trip").unwrap_or_else(|| DEFAULT_TRIP.to_owned());
-        let trip = match compile_trip(&trip_source) {
-            Ok(p) => Some(p),
-            Err(message) => {
-                errs.push(FieldError {
-                    field: format!("{at}.trip"),
-                    message: format!("{trip_source:?}: {message}"),
-                });
-                None
-            }
-        };
-        match trip {
-            Some(trip) if errs.is_empty() => Ok(BreakerPolicy {
-                max_requests,
-                interval,
-                timeout,
-                trip: Arc::new(trip),
-                trip_source,
-            }),
-            _ => Err(errs),
-        }
-    }
-
-    /// Whether `counts` trip the breaker.
-    fn trips(&self, counts: &Counts) -> bool {
-        eval_trip(&self.trip, counts).unwrap_or(false)
-    }
-}
-
-fn compile_trip(source: &str) -> Result<cel::Program, String> {
-    // The parser is generated code; a panic on odd input must not take the sidecar down.
-    let program = match std::panic::catch_unwind(|| cel::Program::compile(source)) {
-        Ok(Ok(p)) => p,
-        Ok(Err(e)) => return Err(format!("not a valid CEL expression: {e}")),
-        Err(_) => return Err("not a valid CEL expression (the parser failed on it)".to_owned()),
-    };
-    // Evaluate it once on zero counts so that a non-boolean or an unknown variable is a
-    // configuration error, not a breaker that silently never trips.
-    eval_trip(&program, &Counts::default()).map(|_| program)
-}
-
-fn eval_trip(program: &cel::Program, c: &Counts) -> Result<bool, String> {
-    let mut cx = cel::Context::default();
-    for (name, value) in [
-        ("requests", c.requests),
-        ("totalSuccesses", c.total_successes),
-        ("totalFailures", c.total_failures),
-        ("consecutiveSuccesses", c.consecutive_successes),
-        ("consecutiveFailures", c.consecutive_failures),
-    ] {
-        cx.add_variable_from_value(name, i64::from(value));
-    }
-    match program.execute(&cx) {
-        Ok(cel::Value::Bool(b)) => Ok(b),
-        Ok(other) => Err(format!("gives {other:?}, not true or false")),
-        Err(e) => Err(format!("cannot be evaluated: {e}")),
-    }
-}
+pub use policy::BreakerPolicy;
 
 /// The counts a trip expression sees.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -180,17 +180,8 @@ where
             let mut result = first.call(req).await.map_err(Into::into);
             let mut retry = 0;
             loop {
-                let failure = match classify.verdict(&result) {
-                    Verdict::Failure(failure) => failure,
-                    // An answer the classifier accepts is still retried when the policy lists it.
-                    Verdict::Success => match classify.answer_status(&result) {
-                        Some(code) if retrying.lists(code) => Failure {
-                            kind: FailureKind::Sent,
-                            status: Some(code),
-                            retry_after: None,
-                        },
-                        _ => return result,
-                    },
+                let Some(failure) = failure_of(&classify, &retrying, &result) else {
+                    return result;
                 };
                 let Some(next) = copy.take() else {
                     return result;
@@ -219,6 +210,26 @@ where
                 retry += 1;
             }
         })
+    }
+}
+
+/// The failure `result` is, `None` when it is a success to pass back. An answer the classifier
+/// accepts is still a failure when the policy lists its status.
+fn failure_of<R, C: Classify<R>>(
+    classify: &C,
+    retrying: &Retrying,
+    result: &Result<R, BoxError>,
+) -> Option<Failure> {
+    match classify.verdict(result) {
+        Verdict::Failure(failure) => Some(failure),
+        Verdict::Success => match classify.answer_status(result) {
+            Some(code) if retrying.lists(code) => Some(Failure {
+                kind: FailureKind::Sent,
+                status: Some(code),
+                retry_after: None,
+            }),
+            _ => None,
+        },
     }
 }
 

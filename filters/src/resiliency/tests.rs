@@ -1,5 +1,6 @@
+use super::parse::{code_ranges, duration_value};
 use super::*;
-use serde_json::json;
+use serde_json::{Value, json};
 
 fn doc(spec: Value) -> Value {
     json!({"apiVersion": "dapr.io/v1alpha1", "kind": "Resiliency", "metadata": {"name": "r"}, "spec": spec})

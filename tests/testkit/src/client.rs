@@ -70,6 +70,21 @@ pub async fn send(
     tokio::time::timeout(Duration::from_secs(60), fut).await?
 }
 
+/// Publishes `body` to `topic` of the component named `pubsub` through the sidecar API at `api`,
+/// and returns the status code.
+pub async fn publish(api: &str, topic: &str, content_type: &str, body: &str) -> u16 {
+    let url = format!("{api}/v1.0/publish/pubsub/{topic}");
+    send(
+        "POST",
+        &url,
+        &[("content-type", content_type)],
+        body.to_owned(),
+    )
+    .await
+    .unwrap()
+    .status
+}
+
 /// Writes `request` bytes to `127.0.0.1:port` and returns everything read until the server
 /// closes or 5 s pass.
 pub async fn raw_request(port: u16, request: &[u8]) -> String {

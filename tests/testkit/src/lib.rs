@@ -12,7 +12,7 @@ pub mod sidecar;
 pub mod state;
 
 pub use app::{FNV_START, FakeApp, Recorded, fnv};
-pub use client::{Reply, http_client, raw_request, send};
+pub use client::{Reply, http_client, publish, raw_request, send};
 pub use collector::{CollectedSpan, Collector};
 pub use servers::{Mosquitto, Nats, Postgres, RabbitMq, RedisServer};
 pub use sidecar::{Mesh, Sidecar, SidecarBuilder, binary, sum_metric, wait_registered};

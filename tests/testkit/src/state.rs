@@ -1,8 +1,35 @@
-//! Workloads against the state API.
+//! The state API as tests call it: the URL of a store, a save, a resources directory with one
+//! components file, and workloads such as concurrent increments.
 
-use serde_json::json;
+use serde_json::{Value, json};
 
-use crate::send;
+use crate::{Mesh, Reply, Sidecar, send};
+
+/// The state API URL of `rest` (a store, optionally followed by a key or a sub-route) on `s`.
+pub fn url(s: &Sidecar, rest: &str) -> String {
+    format!("{}/v1.0/state/{rest}", s.api_url())
+}
+
+/// Saves `items` (a JSON array of state items) to `store` on `s`.
+pub async fn save(s: &Sidecar, store: &str, items: Value) -> Reply {
+    send(
+        "POST",
+        &url(s, store),
+        &[("content-type", "application/json")],
+        items.to_string(),
+    )
+    .await
+    .unwrap()
+}
+
+/// A directory `name` under the mesh home holding `yaml` as its `components.yaml`; its path, for
+/// `--resources-path`.
+pub fn resources(mesh: &Mesh, name: &str, yaml: &str) -> String {
+    let dir = mesh.home().join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("components.yaml"), yaml).unwrap();
+    dir.to_string_lossy().into_owned()
+}
 
 /// `workers` clients each increment the JSON number at `key` of the store at `store_url`
 /// (`…/v1.0/state/<store>`) `each` times, with ETags and a retry on 409. Returns the final value.

@@ -1,4 +1,5 @@
 use std::convert::Infallible;
+use std::time::Duration;
 
 use serde_json::json;
 use tower::{ServiceBuilder, ServiceExt as _, service_fn};

@@ -44,7 +44,7 @@ fn retrying(max: u32, codes: Option<&str>, builtin: bool) -> Retrying {
         policy: RetryPolicy {
             backoff: Backoff::Constant(Duration::from_millis(100)),
             max_retries: Some(max),
-            http_codes: codes.map(|c| crate::resiliency::code_ranges(c, 100..=599).unwrap()),
+            http_codes: codes.map(|c| crate::resiliency::parse::code_ranges(c, 100..=599).unwrap()),
         },
         builtin,
     }

@@ -1,0 +1,290 @@
+//! Each resolver's settings under `spec.nameResolution.configuration`: `static`'s map of apps
+//! (inline or from a file), `mdns`'s interfaces and port, and `dns`'s name template and lookup.
+//! Every problem is reported with its field; the section as a whole is [`super::NameResolution`].
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use super::{CONF, ConfigError, DnsConfig, FIELD, MdnsConfig, err, keys};
+use crate::Target;
+
+/// The `mdns` resolver's settings.
+pub(super) fn parse_mdns(cfg: &serde_json::Value) -> Result<MdnsConfig, Vec<ConfigError>> {
+    let mut errors = Vec::new();
+    let mut out = MdnsConfig::default();
+    if let Some(map) = keys(cfg, &["interfaces", "port"], &mut errors) {
+        if let Some(v) = map.get("interfaces") {
+            let field = format!("{CONF}.interfaces");
+            out.interfaces = strings(v, &field, &mut errors);
+            // A name that matches nothing would silently announce nowhere.
+            let listed = v.as_array().map_or_else(|| vec![v.clone()], Clone::clone);
+            for (i, name) in listed.iter().enumerate() {
+                // Interface names are at most 15 bytes, never `.`/`..`, never contain `/`.
+                let plausible =
+                    |n: &str| n.len() <= 15 && !n.contains('/') && n != "." && n != "..";
+                if let Some(name) = name.as_str().filter(|n| !n.is_empty())
+                    && !(plausible(name) && Path::new("/sys/class/net").join(name).exists())
+                {
+                    let at = if v.is_array() {
+                        format!("{field}[{i}]")
+                    } else {
+                        field.clone()
+                    };
+                    errors.push(err(
+                        at,
+                        format!("no interface {name:?} on this host (see `ip link`)"),
+                    ));
+                }
+            }
+        }
+        if let Some(v) = map.get("port") {
+            out.port = port(v, &format!("{CONF}.port"), &mut errors).unwrap_or(out.port);
+        }
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
+    }
+}
+/// The `dns` resolver's settings.
+pub(super) fn parse_dns(cfg: &serde_json::Value) -> Result<DnsConfig, Vec<ConfigError>> {
+    let mut errors = Vec::new();
+    let mut out = DnsConfig::default();
+    let allowed = [
+        "template",
+        "clusterDomain",
+        "srv",
+        "meshPort",
+        "nameservers",
+    ];
+    if let Some(map) = keys(cfg, &allowed, &mut errors) {
+        dns_names(map, &mut out, &mut errors);
+        dns_lookup(map, &mut out, &mut errors);
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
+    }
+}
+
+/// `template` and `clusterDomain`, checked by the name they give a sample target.
+fn dns_names(
+    map: &serde_json::Map<String, serde_json::Value>,
+    out: &mut DnsConfig,
+    errors: &mut Vec<ConfigError>,
+) {
+    for (key, slot) in [
+        ("template", &mut out.template),
+        ("clusterDomain", &mut out.cluster_domain),
+    ] {
+        match map.get(key) {
+            None => {}
+            Some(serde_json::Value::String(s)) if !s.is_empty() => *slot = s.clone(),
+            Some(other) => errors.push(err(
+                format!("{CONF}.{key}"),
+                format!("expected a non-empty string, got {other}"),
+            )),
+        }
+    }
+    let sample = out.name_of(&Target::new("app", "ns"));
+    if sample.contains(['{', '}']) || sample.starts_with('.') || sample.contains("..") {
+        errors.push(err(
+            format!("{CONF}.template"),
+            format!(
+                "{:?} with clusterDomain {:?} gives {sample:?}; placeholders are {{appId}}, {{namespace}} and \
+                 {{clusterDomain}}",
+                out.template, out.cluster_domain
+            ),
+        ));
+    }
+    if !out.template.contains("{appId}") {
+        errors.push(err(
+            format!("{CONF}.template"),
+            format!(
+                "{:?} does not contain {{appId}}, so every app would resolve alike",
+                out.template
+            ),
+        ));
+    }
+}
+
+/// How names are looked up: `srv`, `meshPort` and `nameservers`.
+fn dns_lookup(
+    map: &serde_json::Map<String, serde_json::Value>,
+    out: &mut DnsConfig,
+    errors: &mut Vec<ConfigError>,
+) {
+    match map.get("srv") {
+        None => {}
+        Some(serde_json::Value::String(s)) if s.is_empty() => out.srv = None,
+        Some(serde_json::Value::String(s)) => out.srv = Some(s.trim_end_matches('.').to_owned()),
+        Some(other) => errors.push(err(
+            format!("{CONF}.srv"),
+            format!("expected a string such as \"_mesh._tcp\", got {other}"),
+        )),
+    }
+    if let Some(v) = map.get("meshPort") {
+        out.mesh_port = port(v, &format!("{CONF}.meshPort"), errors).unwrap_or(out.mesh_port);
+    }
+    if let Some(v) = map.get("nameservers") {
+        let field = format!("{CONF}.nameservers");
+        for (i, s) in strings(v, &field, errors).into_iter().enumerate() {
+            match s.parse::<SocketAddr>().or_else(|_| {
+                s.parse::<std::net::IpAddr>()
+                    .map(|ip| SocketAddr::new(ip, 53))
+            }) {
+                Ok(a) => out.nameservers.push(a),
+                Err(_) => errors.push(err(
+                    format!("{field}[{i}]"),
+                    format!("{s:?} is not an IP address or IP:port"),
+                )),
+            }
+        }
+    }
+}
+
+fn strings(v: &serde_json::Value, field: &str, errors: &mut Vec<ConfigError>) -> Vec<String> {
+    let list = match v {
+        serde_json::Value::String(s) => return vec![s.clone()],
+        serde_json::Value::Array(a) => a,
+        other => {
+            errors.push(err(
+                field,
+                format!("expected a list of strings, got {other}"),
+            ));
+            return Vec::new();
+        }
+    };
+    let mut out = Vec::new();
+    for (i, item) in list.iter().enumerate() {
+        match item.as_str() {
+            Some(s) if !s.is_empty() => out.push(s.to_owned()),
+            _ => errors.push(err(
+                format!("{field}[{i}]"),
+                format!("expected a non-empty string, got {item}"),
+            )),
+        }
+    }
+    out
+}
+
+fn port(v: &serde_json::Value, field: &str, errors: &mut Vec<ConfigError>) -> Option<u16> {
+    let n = match v {
+        serde_json::Value::Number(n) => n.as_u64(),
+        serde_json::Value::String(s) => s.parse().ok(),
+        _ => None,
+    };
+    match n.and_then(|n| u16::try_from(n).ok()).filter(|p| *p != 0) {
+        Some(p) => Some(p),
+        None => {
+            errors.push(err(field, format!("{v} is not a port (1-65535)")));
+            None
+        }
+    }
+}
+
+/// The `static` resolver's map of targets to addresses.
+pub(super) fn parse_static(
+    cfg: &serde_json::Value,
+    namespace: &str,
+) -> Result<BTreeMap<Target, Vec<SocketAddr>>, Vec<ConfigError>> {
+    let base = format!("{FIELD}.configuration");
+    let mut errors = Vec::new();
+    let mut out = BTreeMap::new();
+    let apps = cfg.get("apps").cloned();
+    let file = cfg.get("file").and_then(|f| f.as_str()).map(PathBuf::from);
+    if apps.is_none() && file.is_none() {
+        return Err(vec![err(
+            &base,
+            "the static resolver needs `apps` (a map of app id to addresses) or `file`",
+        )]);
+    }
+    if let Some(path) = &file {
+        match read_file(path) {
+            Ok(v) => add_apps(
+                &v,
+                &format!("{base}.file({})", path.display()),
+                namespace,
+                &mut out,
+                &mut errors,
+            ),
+            Err(e) => errors.push(err(
+                format!("{base}.file"),
+                format!("{}: {e}", path.display()),
+            )),
+        }
+    }
+    if let Some(apps) = &apps {
+        add_apps(
+            apps,
+            &format!("{base}.apps"),
+            namespace,
+            &mut out,
+            &mut errors,
+        );
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
+    }
+}
+
+fn read_file(path: &Path) -> Result<serde_json::Value, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+    serde_saphyr::from_str(&text).map_err(|e| e.to_string())
+}
+
+fn add_apps(
+    apps: &serde_json::Value,
+    field: &str,
+    namespace: &str,
+    out: &mut BTreeMap<Target, Vec<SocketAddr>>,
+    errors: &mut Vec<ConfigError>,
+) {
+    let Some(map) = apps.as_object() else {
+        errors.push(err(
+            field,
+            format!("expected a map of app id to addresses, got {apps}"),
+        ));
+        return;
+    };
+    for (name, addrs) in map {
+        let target = match name.split_once('.') {
+            None => Target::new(name.clone(), namespace),
+            Some((app, ns)) if !app.is_empty() && !ns.is_empty() && !ns.contains('.') => {
+                Target::new(app, ns)
+            }
+            Some(_) => {
+                errors.push(err(
+                    format!("{field}.{name}"),
+                    format!("{name:?} is not `app-id` or `app-id.namespace`"),
+                ));
+                continue;
+            }
+        };
+        let list = match addrs {
+            serde_json::Value::String(s) => vec![serde_json::Value::String(s.clone())],
+            serde_json::Value::Array(a) => a.clone(),
+            other => {
+                errors.push(err(
+                    format!("{field}.{name}"),
+                    format!("expected a list of host:port, got {other}"),
+                ));
+                continue;
+            }
+        };
+        for (i, a) in list.iter().enumerate() {
+            match a.as_str().map(str::parse::<SocketAddr>) {
+                Some(Ok(addr)) => out.entry(target.clone()).or_default().push(addr),
+                _ => errors.push(err(
+                    format!("{field}.{name}[{i}]"),
+                    format!("{a} is not an IP:port address"),
+                )),
+            }
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! How a test describes a sidecar process before it starts: its app, ports, flags, environment,
+//! network namespace and descriptor limit. Spawning it gives the running [`Sidecar`].
+
+use std::path::PathBuf;
+use std::process::Stdio;
+
+use tokio::process::Command;
+
+use super::{Sidecar, binary};
+use crate::free_port;
+use crate::netns::Host;
+
+/// How to start one sidecar.
+pub struct SidecarBuilder {
+    home: PathBuf,
+    app_id: String,
+    app_port: Option<u16>,
+    data_dir: Option<PathBuf>,
+    default_mesh_port: bool,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    command: Vec<String>,
+    host: Option<Host>,
+    fd_limit: Option<u64>,
+}
+
+impl SidecarBuilder {
+    /// A sidecar for `app_id` whose `HOME` is `home`, with every setting at its default.
+    pub(super) fn new(home: PathBuf, app_id: &str) -> Self {
+        SidecarBuilder {
+            home,
+            app_id: app_id.to_owned(),
+            app_port: None,
+            data_dir: None,
+            default_mesh_port: false,
+            args: Vec::new(),
+            env: Vec::new(),
+            command: Vec::new(),
+            host: None,
+            fd_limit: None,
+        }
+    }
+
+    /// Runs the sidecar (and its app) on `host` of a [`crate::netns::Lan`]. Its API and admin
+    /// ports are then reachable only inside that namespace: use [`Sidecar::call`].
+    pub fn on(mut self, host: &Host) -> Self {
+        self.host = Some(host.clone());
+        self
+    }
+
+    /// The app's port.
+    pub fn app_port(mut self, port: u16) -> Self {
+        self.app_port = Some(port);
+        self
+    }
+
+    /// The data directory (default: a fresh one per sidecar under the mesh home).
+    pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.data_dir = Some(dir.into());
+        self
+    }
+
+    /// Leave `--mesh-port` out, so the sidecar picks its default (the `mesh` field is then 0).
+    pub fn default_mesh_port(mut self) -> Self {
+        self.default_mesh_port = true;
+        self
+    }
+
+    /// Extra flags.
+    pub fn args<I: IntoIterator<Item = S>, S: Into<String>>(mut self, args: I) -> Self {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    /// An environment variable for the sidecar process.
+    pub fn env(mut self, k: &str, v: &str) -> Self {
+        self.env.push((k.to_owned(), v.to_owned()));
+        self
+    }
+
+    /// Runs the sidecar with both its soft and hard limit on open descriptors at `n`.
+    pub fn fd_limit(mut self, n: u64) -> Self {
+        self.fd_limit = Some(n);
+        self
+    }
+
+    /// The app to run as a child (`-- CMD ARGS…`).
+    pub fn command<I: IntoIterator<Item = S>, S: Into<String>>(mut self, argv: I) -> Self {
+        self.command.extend(argv.into_iter().map(Into::into));
+        self
+    }
+
+    /// Spawns the process without waiting for it to be ready.
+    pub fn spawn(self) -> Sidecar {
+        let (api, admin) = (free_port(), free_port());
+        let mesh = if self.default_mesh_port {
+            0
+        } else {
+            free_port()
+        };
+        let log = tempfile::NamedTempFile::new().expect("log file");
+        let mut cmd = match &self.host {
+            Some(h) => {
+                // `ip netns exec` enters the namespace and then execs the sidecar: same pid.
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", &h.netns]).arg(binary("outrider"));
+                c
+            }
+            None => Command::new(binary("outrider")),
+        };
+        if let Some(n) = self.fd_limit {
+            // prlimit sets the limit on itself, then execs the sidecar: same pid.
+            let mut c = Command::new("prlimit");
+            c.arg(format!("--nofile={n}:{n}"))
+                .arg("--")
+                .arg(cmd.as_std().get_program())
+                .args(cmd.as_std().get_args());
+            cmd = c;
+        }
+        cmd.arg("run")
+            .args(["--app-id", &self.app_id])
+            .args(["--dapr-http-port", &api.to_string()])
+            .args(["--metrics-port", &admin.to_string()])
+            .arg("--data-dir")
+            .arg(
+                self.data_dir
+                    .clone()
+                    .unwrap_or_else(|| self.home.join(format!("data-{}-{api}", self.app_id))),
+            )
+            .args(["--log-level", "debug"])
+            .args(&self.args)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", &self.home)
+            .stdin(Stdio::null())
+            .stdout(log.reopen().expect("log"))
+            .stderr(log.reopen().expect("log"))
+            .kill_on_drop(true);
+        if let Some(p) = self.app_port {
+            cmd.args(["--app-port", &p.to_string()]);
+        }
+        if mesh != 0 {
+            cmd.args(["--mesh-port", &mesh.to_string()]);
+        }
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        if !self.command.is_empty() {
+            cmd.arg("--").args(&self.command);
+        }
+        let has_app = !self.command.is_empty();
+        let child = cmd.spawn().expect("spawning outrider");
+        Sidecar {
+            child,
+            app_id: self.app_id,
+            api,
+            mesh,
+            admin,
+            log,
+            has_app,
+            host: self.host,
+        }
+    }
+
+    /// Spawns the process and waits until its outbound API answers.
+    pub async fn start(self) -> Sidecar {
+        let mut s = self.spawn();
+        s.wait_outbound_ready().await;
+        s
+    }
+}
