@@ -1,38 +1,28 @@
 //! Service invocation: `/v1.0/invoke/{app-id}/method/{method…}` and the `dapr-app-id` header.
 
 use bytes::Bytes;
-use http::{Request, Response, Uri, header};
+use http::{Request, Response, header};
 use http_body::Body as _;
 use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use metrics::{Counter, Histogram};
 use outrider_discovery::Target;
 use outrider_filters::metrics::SeriesCache;
-use outrider_filters::normalize;
 use outrider_policy::Caller;
 
-use super::{ApiState, percent_decode};
+use super::ApiState;
 use crate::errors::{ApiError, InvokeError};
-use crate::mesh::outbound::{OutboundRequest, REPLAY_LIMIT};
-use crate::net::http::{Body, boxed, capped, full};
+use crate::mesh::outbound::OutboundRequest;
+use crate::mesh::outbound::plan::{Head, Named, Refused, Route, plan};
+use crate::net::http::{Body, Tripped, boxed, capped, full};
 
-/// `rest` is the router path after `/v1.0/invoke/`: `<id>/method/<method…>`. The id is the text
-/// before the first `/method/` (or a final `/method`); the method may be empty.
+/// `rest` is the router path after `/v1.0/invoke/`: `<id>/method/<method…>`.
 pub(super) async fn by_path(
     state: &ApiState,
     rest: &str,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
-    let (id, raw_method) = match rest.find("/method/") {
-        Some(i) => (&rest[..i], &rest[i + "/method/".len()..]),
-        None => match rest.strip_suffix("/method") {
-            Some(id) => (id, ""),
-            None => return Err(ApiError::invoke(rest, &InvokeError::NoAppId)),
-        },
-    };
-    // The router's form keeps escapes, so the canonical form decodes them exactly once.
-    let id = percent_decode(id);
-    invoke(state, &id, raw_method, req).await
+    invoke(state, Named::Path(rest), req).await
 }
 
 /// Fallback for unmatched routes: the `dapr-app-id` header names the target and the whole path
@@ -40,18 +30,19 @@ pub(super) async fn by_path(
 pub(super) async fn by_header(
     state: &ApiState,
     path: &str,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
-    let mut req = req;
-    let Some(target) = header_target(req.headers()) else {
-        return Err(ApiError::invoke("", &InvokeError::NoAppId));
-    };
-    if target.from_basic_auth {
+    let target = header_target(req.headers());
+    if target.as_ref().is_some_and(|t| t.from_basic_auth) {
         // It named the target; it is not a credential for the app.
         req.headers_mut().remove(header::AUTHORIZATION);
     }
-    let method = path.trim_start_matches('/').to_owned();
-    invoke(state, &target.id, &method, req).await
+    let id = target.map(|t| t.id);
+    let named = Named::Header {
+        id: id.as_deref(),
+        path,
+    };
+    invoke(state, named, req).await
 }
 
 /// A target named by headers rather than by the path.
@@ -88,78 +79,90 @@ pub(super) fn header_target(h: &http::HeaderMap) -> Option<HeaderTarget> {
     })
 }
 
-/// Resolves `id` to a target, canonicalises the method path and sends the request there.
+/// Plans the invocation from its head, then carries the plan out.
 async fn invoke(
     state: &ApiState,
-    id: &str,
-    raw_method: &str,
+    named: Named<'_>,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
-    let fail = |e: InvokeError| ApiError::invoke(id, &e);
-    let target = parse_target(id, &state.namespace).map_err(fail)?;
     let started = std::time::Instant::now();
-    let method_path =
-        normalize::canonical_path(raw_method).map_err(|r| fail(InvokeError::BadPath(r)))?;
-    let declared = super::body::declared_length(req.headers());
-    if declared.is_some_and(|n| n > state.max_body_size) {
-        super::body::refuse_declared(req);
-        return Err(fail(InvokeError::BodyTooLarge(state.max_body_size)));
-    }
-    let pq = match req.uri().query() {
-        Some(q) => format!("{method_path}?{q}"),
-        None => method_path,
+    let head = Head {
+        named,
+        query: req.uri().query(),
+        declared: super::body::declared_length(req.headers()),
+        end_stream: req.body().is_end_stream(),
+        max_body: state.max_body_size,
+        app_id: &state.app_id,
+        namespace: &state.namespace,
     };
+    let planned = plan(&head);
+    let plan = match planned {
+        Ok(plan) => plan,
+        Err(Refused { id, error }) => {
+            if matches!(error, InvokeError::BodyTooLarge(_)) {
+                super::body::refuse_declared(req);
+            }
+            return Err(ApiError::invoke(&id, &error));
+        }
+    };
+    let fail = |e: InvokeError| ApiError::invoke(&plan.id, &e);
     let (mut parts, body) = req.into_parts();
-    parts.uri = pq
-        .parse::<Uri>()
-        .map_err(|_| fail(InvokeError::BadPath(normalize::Rejection::BadEscape)))?;
-    // A small body of known size is read whole, so that a retry can send it again.
-    let keep = body.is_end_stream() || declared.is_some_and(|n| n <= REPLAY_LIMIT);
+    parts.uri = plan.uri.clone();
     let (body, tripped) = capped(body, state.max_body_size, state.body_idle_timeout);
-    let result = if target.app_id == state.app_id && target.namespace == state.namespace {
-        // Calling ourselves: straight to our own app, as our own caller.
-        let app = state
-            .app
-            .as_ref()
-            .ok_or_else(|| fail(InvokeError::NoAppChannel))?;
-        let me = Caller {
-            app_id: state.app_id.clone(),
-            namespace: state.namespace.clone(),
-            trust_domain: String::new(),
-        };
-        app.call(Request::from_parts(parts, body), &me).await
-    } else if keep {
-        let bytes = match body.collect().await {
-            Ok(collected) => collected.to_bytes(),
-            Err(_) if tripped.get() => {
-                return Err(fail(InvokeError::BodyTooLarge(state.max_body_size)));
-            }
-            Err(_) if tripped.timed_out() => {
-                return Err(fail(InvokeError::BodyPaused(state.body_idle_timeout)));
-            }
-            Err(_) => return Err(fail(InvokeError::MalformedBody)),
-        };
-        let req = OutboundRequest::new(Request::from_parts(parts, full(Bytes::new())), Some(bytes));
-        state.outbound.call(&target, req).await
-    } else {
-        state
-            .outbound
-            .call(
-                &target,
-                OutboundRequest::new(Request::from_parts(parts, body), None),
-            )
-            .await
+    let target = &plan.target;
+    let result = match plan.route {
+        Route::OwnApp => {
+            // Calling ourselves: straight to our own app, as our own caller.
+            let app = state
+                .app
+                .as_ref()
+                .ok_or_else(|| fail(InvokeError::NoAppChannel))?;
+            let me = Caller {
+                app_id: state.app_id.clone(),
+                namespace: state.namespace.clone(),
+                trust_domain: String::new(),
+            };
+            app.call(Request::from_parts(parts, body), &me).await
+        }
+        Route::Replayable => {
+            // A small body of known size is read whole, so that a retry can send it again.
+            let bytes = match body.collect().await {
+                Ok(collected) => collected.to_bytes(),
+                Err(_) => {
+                    return Err(fail(body_error(
+                        state,
+                        &tripped,
+                        InvokeError::MalformedBody,
+                    )));
+                }
+            };
+            let req = Request::from_parts(parts, full(Bytes::new()));
+            let req = OutboundRequest::new(req, Some(bytes));
+            state.outbound.call(target, req).await
+        }
+        Route::Streamed => {
+            let req = OutboundRequest::new(Request::from_parts(parts, body), None);
+            state.outbound.call(target, req).await
+        }
     };
-    record_sent(&state.app_id, &target, &result, started);
+    record_sent(&state.app_id, target, &result, started);
     match result {
         Ok(rsp) => Ok(rsp.map(boxed)),
         // The client may have turned the body's error into a plain reset: ask the body.
-        Err(_) if tripped.get() => Err(fail(InvokeError::BodyTooLarge(state.max_body_size))),
-        Err(_) if tripped.timed_out() => {
-            Err(fail(InvokeError::BodyPaused(state.body_idle_timeout)))
-        }
-        Err(_) if tripped.broken() => Err(fail(InvokeError::MalformedBody)),
-        Err(e) => Err(fail(e)),
+        Err(e) => Err(fail(body_error(state, &tripped, e))),
+    }
+}
+
+/// What a failed call really was if the request body tripped its limits, else `e`.
+fn body_error(state: &ApiState, tripped: &Tripped, e: InvokeError) -> InvokeError {
+    if tripped.get() {
+        InvokeError::BodyTooLarge(state.max_body_size)
+    } else if tripped.timed_out() {
+        InvokeError::BodyPaused(state.body_idle_timeout)
+    } else if tripped.broken() {
+        InvokeError::MalformedBody
+    } else {
+        e
     }
 }
 
@@ -195,24 +198,6 @@ fn record_sent<B>(
     latency.record(started.elapsed().as_secs_f64() * 1000.0);
 }
 
-/// `app-id` (own namespace) or `app-id.namespace`; URLs are refused (security rule 7).
-fn parse_target(id: &str, own_namespace: &str) -> Result<Target, InvokeError> {
-    if id.contains("://") || id.starts_with("http:") || id.starts_with("https:") {
-        return Err(InvokeError::ExternalUrl(id.to_owned()));
-    }
-    let valid = |s: &str| {
-        !s.is_empty()
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    };
-    match id.split_once('.') {
-        None if valid(id) => Ok(Target::new(id, own_namespace)),
-        Some((app, ns)) if valid(app) && valid(ns) => Ok(Target::new(app, ns)),
-        _ if id.is_empty() => Err(InvokeError::NoAppId),
-        _ => Err(InvokeError::InvalidAppId(id.to_owned())),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -245,27 +230,5 @@ mod tests {
         );
         assert_eq!(h(&[("authorization", "Basic !!!")]), None);
         assert_eq!(h(&[]), None);
-    }
-
-    #[test]
-    fn targets() {
-        assert_eq!(parse_target("b", "dev").unwrap(), Target::new("b", "dev"));
-        assert_eq!(
-            parse_target("b.prod", "dev").unwrap(),
-            Target::new("b", "prod")
-        );
-        for bad in ["b.c.d", "b.", ".b", "b c", "b/c"] {
-            assert!(
-                matches!(parse_target(bad, "dev"), Err(InvokeError::InvalidAppId(_))),
-                "{bad}"
-            );
-        }
-        for url in ["http://evil", "https://evil:443", "http:evil"] {
-            assert!(
-                matches!(parse_target(url, "dev"), Err(InvokeError::ExternalUrl(_))),
-                "{url}"
-            );
-        }
-        assert!(matches!(parse_target("", "dev"), Err(InvokeError::NoAppId)));
     }
 }
