@@ -245,9 +245,9 @@ async fn open_jetstream(
         .await
         .map_err(|e| match e {
             super::PubSubError::BadRequest(m) => err("spec.metadata", m.replace(&url, &shown)),
-            super::PubSubError::Broker(m) | super::PubSubError::Full(m) => err(
+            other => err(
                 "spec.metadata.natsURL",
-                format!("{shown}: {}", m.replace(&url, &shown)),
+                format!("{shown}: {}", other.to_string().replace(&url, &shown)),
             ),
         })
 }

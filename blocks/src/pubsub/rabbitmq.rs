@@ -26,13 +26,14 @@ use lapin::options::{
 };
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
-use tokio::sync::{Mutex, Semaphore};
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
+use tokio::sync::Mutex;
 
 use super::broker::{
     Handler, Message, Metadata, Outcome, PubSub, PubSubError, SubscribeRequest, Subscription,
+    broker_call,
 };
+use super::consumer::{Answered, Backoff, Consumer, Delivery};
+use crate::fault::Fault;
 use crate::state::BoxFuture;
 
 /// How to reach RabbitMQ and how to lay out its queues.
@@ -80,21 +81,11 @@ pub struct RabbitMqPubSub {
     link: Arc<Mutex<Option<Link>>>,
 }
 
-fn broker_error(what: &str, e: impl std::fmt::Display) -> PubSubError {
-    PubSubError::Broker(format!("rabbitmq: {what}: {e}"))
-}
+/// The name its errors start with.
+const BROKER: &str = "rabbitmq";
 
-async fn bounded<T, E: std::fmt::Display>(
-    timeout: Duration,
-    what: &str,
-    call: impl Future<Output = Result<T, E>>,
-) -> Result<T, PubSubError> {
-    match tokio::time::timeout(timeout, call).await {
-        Ok(r) => r.map_err(|e| broker_error(what, e)),
-        Err(_) => Err(PubSubError::Broker(format!(
-            "rabbitmq: {what}: no answer within {timeout:?}"
-        ))),
-    }
+fn not_connected() -> PubSubError {
+    PubSubError::Broker(Fault::new("rabbitmq: not connected"))
 }
 
 /// AMQP names are short strings: at most 255 bytes.
@@ -122,7 +113,13 @@ impl RabbitMqPubSub {
         let s = &self.settings;
         let props = ConnectionProperties::default()
             .with_connection_name(LongString::from(s.connection_name.clone()));
-        let conn = bounded(s.timeout, "connecting", Connection::connect(&s.uri, props)).await?;
+        let conn = broker_call(
+            BROKER,
+            s.timeout,
+            "connecting",
+            Connection::connect(&s.uri, props),
+        )
+        .await?;
         Ok(Arc::new(conn))
     }
 
@@ -136,9 +133,11 @@ impl RabbitMqPubSub {
             *link = None;
             let conn = self.open_connection().await?;
             let timeout = self.settings.timeout;
-            let publisher = bounded(timeout, "opening a channel", conn.create_channel()).await?;
+            let publisher =
+                broker_call(BROKER, timeout, "opening a channel", conn.create_channel()).await?;
             if self.settings.publisher_confirm {
-                bounded(
+                broker_call(
+                    BROKER,
                     timeout,
                     "enabling publisher confirms",
                     publisher.confirm_select(ConfirmSelectOptions::default()),
@@ -167,9 +166,7 @@ impl RabbitMqPubSub {
         let exchange = amqp_name("topic", &msg.topic)?;
         let timeout = self.settings.timeout;
         let mut guard = self.link().await?;
-        let link = guard
-            .as_mut()
-            .ok_or_else(|| PubSubError::Broker("rabbitmq: not connected".into()))?;
+        let link = guard.as_mut().ok_or_else(not_connected)?;
         if !link.exchanges.contains(&msg.topic) {
             let declare = link.publisher.exchange_declare(
                 exchange.clone(),
@@ -177,7 +174,8 @@ impl RabbitMqPubSub {
                 self.exchange_options(),
                 FieldTable::default(),
             );
-            bounded(
+            broker_call(
+                BROKER,
                 timeout,
                 &format!("declaring exchange {:?}", msg.topic),
                 declare,
@@ -199,7 +197,8 @@ impl RabbitMqPubSub {
             .with_headers(headers);
         let publisher = link.publisher.clone();
         drop(guard); // confirms of concurrent publishes overlap
-        let confirm = bounded(
+        let confirm = broker_call(
+            BROKER,
             timeout,
             "publishing",
             publisher.basic_publish(
@@ -211,12 +210,13 @@ impl RabbitMqPubSub {
             ),
         )
         .await?;
-        let confirmation = bounded(timeout, "waiting for the broker's confirm", confirm).await?;
+        let confirmation =
+            broker_call(BROKER, timeout, "waiting for the broker's confirm", confirm).await?;
         if confirmation.is_nack() {
-            return Err(PubSubError::Broker(format!(
+            return Err(PubSubError::Broker(Fault::new(format!(
                 "rabbitmq: the broker refused the message on {:?}",
                 msg.topic
-            )));
+            ))));
         }
         Ok(())
     }
@@ -232,9 +232,9 @@ impl PubSub for RabbitMqPubSub {
                     // and this publish should not be the call that finds out.
                     *this.link.lock().await = None;
                     this.publish_once(&msg).await.map_err(|e| match e {
-                        PubSubError::Broker(again) => {
-                            PubSubError::Broker(format!("{again} (before: {first})"))
-                        }
+                        PubSubError::Broker(again) => PubSubError::Broker(
+                            again.map_message(|m| format!("{m} (before: {first})")),
+                        ),
                         other => other,
                     })
                 }
@@ -253,23 +253,16 @@ impl PubSub for RabbitMqPubSub {
             let queue = format!("{}-{}", req.group, req.topic);
             amqp_name("queue", &queue)?;
             amqp_name("topic", &req.topic)?;
-            let concurrency = req.concurrency.max(1);
-            let token = CancellationToken::new();
             let sub = Arc::new(Sub {
                 this,
                 topic: req.topic,
                 queue,
-                handler,
-                concurrency,
-                limit: Arc::new(Semaphore::new(concurrency)),
-                stop: token.clone(),
-                tasks: TaskTracker::new(),
+                consumer: Consumer::new(handler, req.concurrency),
             });
             // Declare and bind before answering: messages published from now on reach the group.
             let consuming = sub.consume().await?;
-            let tasks = sub.tasks.clone();
-            tasks.spawn(sub.run(consuming));
-            Ok(Subscription::tracked(token, tasks))
+            sub.consumer.spawn(sub.clone().run(consuming));
+            Ok(sub.consumer.subscription())
         })
     }
 }
@@ -279,12 +272,14 @@ struct Sub {
     this: RabbitMqPubSub,
     topic: String,
     queue: String,
-    handler: Handler,
-    concurrency: usize,
-    limit: Arc<Semaphore>,
-    stop: CancellationToken,
     /// Its consume loop (which closes the channel last) and deliveries with their acks.
-    tasks: TaskTracker,
+    consumer: Consumer,
+}
+
+/// A message handed to the app.
+struct Delivered {
+    sub: Arc<Sub>,
+    delivery: lapin::message::Delivery,
 }
 
 impl Sub {
@@ -296,14 +291,15 @@ impl Sub {
             guard
                 .as_ref()
                 .map(|l| l.conn.clone())
-                .ok_or_else(|| PubSubError::Broker("rabbitmq: not connected".into()))?
+                .ok_or_else(not_connected)?
         };
         let t = s.timeout;
-        let ch = bounded(t, "opening a channel", conn.create_channel()).await?;
+        let ch = broker_call(BROKER, t, "opening a channel", conn.create_channel()).await?;
         let prefetch = s
             .prefetch_count
-            .unwrap_or_else(|| u16::try_from(self.concurrency).unwrap_or(u16::MAX));
-        bounded(
+            .unwrap_or_else(|| u16::try_from(self.consumer.concurrency()).unwrap_or(u16::MAX));
+        broker_call(
+            BROKER,
             t,
             "setting the prefetch",
             ch.basic_qos(prefetch, BasicQosOptions::default()),
@@ -319,7 +315,8 @@ impl Sub {
             self.this.exchange_options(),
             FieldTable::default(),
         );
-        bounded(
+        broker_call(
+            BROKER,
             t,
             &format!("declaring exchange {:?}", self.topic),
             declare_exchange,
@@ -342,7 +339,8 @@ impl Sub {
             auto_delete: s.delete_when_unused,
             ..Default::default()
         };
-        bounded(
+        broker_call(
+            BROKER,
             t,
             &format!("declaring queue {:?}", self.queue),
             ch.queue_declare(queue.clone(), options, args),
@@ -355,26 +353,32 @@ impl Sub {
             QueueBindOptions::default(),
             FieldTable::default(),
         );
-        bounded(t, &format!("binding queue {:?}", self.queue), bind).await?;
+        broker_call(BROKER, t, &format!("binding queue {:?}", self.queue), bind).await?;
         let consume = ch.basic_consume(
             queue,
             ShortString::from(""),
             BasicConsumeOptions::default(),
             FieldTable::default(),
         );
-        let consumer = bounded(t, &format!("consuming queue {:?}", self.queue), consume).await?;
+        let consumer = broker_call(
+            BROKER,
+            t,
+            &format!("consuming queue {:?}", self.queue),
+            consume,
+        )
+        .await?;
         Ok((ch, consumer))
     }
 
     async fn run(self: Arc<Self>, first: (Channel, lapin::Consumer)) {
         let mut next = Some(first);
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff = Backoff::new();
         loop {
             if let Some((ch, mut consumer)) = next.take() {
                 loop {
                     let item = tokio::select! {
                         biased;
-                        () = self.stop.cancelled() => {
+                        () = self.consumer.stop().cancelled() => {
                             self.shut_down(&ch, &consumer).await;
                             return;
                         }
@@ -382,7 +386,7 @@ impl Sub {
                     };
                     match item {
                         Some(Ok(delivery)) => {
-                            backoff = Duration::from_millis(100);
+                            backoff.reset();
                             self.clone().dispatch(delivery).await;
                         }
                         Some(Err(e)) => {
@@ -396,11 +400,9 @@ impl Sub {
                     }
                 }
             }
-            tokio::select! {
-                () = self.stop.cancelled() => return,
-                () = tokio::time::sleep(backoff) => {}
+            if !backoff.wait(self.consumer.stop()).await {
+                return;
             }
-            backoff = (backoff * 2).min(Duration::from_secs(5));
             match self.consume().await {
                 Ok(c) => next = Some(c),
                 Err(e) => {
@@ -414,15 +416,16 @@ impl Sub {
     /// channel: the broker puts back everything it still held for this consumer.
     async fn shut_down(&self, ch: &Channel, consumer: &lapin::Consumer) {
         let t = self.this.settings.timeout;
-        let _ = bounded(
+        let _ = broker_call(
+            BROKER,
             t,
             "cancelling",
             ch.basic_cancel(consumer.tag(), BasicCancelOptions::default()),
         )
         .await;
-        let all = u32::try_from(self.concurrency).unwrap_or(u32::MAX);
-        let _ = tokio::time::timeout(Duration::from_secs(30), self.limit.acquire_many(all)).await;
-        let _ = bounded(
+        self.consumer.drain(Duration::from_secs(30)).await;
+        let _ = broker_call(
+            BROKER,
             t,
             "closing the channel",
             ch.close(200, ShortString::from("unsubscribed")),
@@ -430,39 +433,51 @@ impl Sub {
         .await;
     }
 
-    /// Hands one delivery to the handler, at most `concurrency` at once.
+    /// Hands one delivery to the handler, at most `concurrency` at once; unacknowledged once
+    /// stopped (closing the channel puts it back on the queue).
     async fn dispatch(self: Arc<Self>, delivery: lapin::message::Delivery) {
-        let Ok(permit) = self.limit.clone().acquire_owned().await else {
+        let Some(slot) = self.consumer.slot().await else {
             return;
         };
-        let tasks = self.tasks.clone();
-        tasks.spawn(async move {
-            let outcome = (self.handler)(message_of(&self.topic, &delivery)).await;
-            let t = self.this.settings.timeout;
-            let acked = match outcome {
-                Outcome::Success | Outcome::Drop => {
-                    bounded(
-                        t,
-                        "acknowledging",
-                        delivery.acker.ack(BasicAckOptions::default()),
-                    )
-                    .await
-                }
-                Outcome::Retry => {
-                    tokio::time::sleep(self.this.settings.requeue_delay).await;
-                    let requeue = BasicNackOptions {
-                        requeue: true,
-                        multiple: false,
-                    };
-                    bounded(t, "requeueing", delivery.acker.nack(requeue)).await
-                }
-            };
-            drop(permit);
-            if let Err(e) = acked {
-                // The channel is gone: the broker requeues the message itself.
-                tracing::warn!(topic = %self.topic, error = %e, "answering the broker failed");
+        let consumer = self.consumer.clone();
+        consumer.deliver(
+            slot,
+            Delivered {
+                sub: self,
+                delivery,
+            },
+        );
+    }
+}
+
+impl Delivery for Delivered {
+    async fn handle(&self, handler: &Handler) -> Outcome {
+        handler(message_of(&self.sub.topic, &self.delivery)).await
+    }
+
+    /// Acks a final answer; nacks a retry back onto the queue after `requeueDelay`.
+    async fn answer(&self, outcome: Outcome) -> Answered {
+        let settings = &self.sub.this.settings;
+        let acker = &self.delivery.acker;
+        let acked = match outcome {
+            Outcome::Success | Outcome::Drop => {
+                let ack = acker.ack(BasicAckOptions::default());
+                broker_call(BROKER, settings.timeout, "acknowledging", ack).await
             }
-        });
+            Outcome::Retry => {
+                tokio::time::sleep(settings.requeue_delay).await;
+                let requeue = BasicNackOptions {
+                    requeue: true,
+                    multiple: false,
+                };
+                broker_call(BROKER, settings.timeout, "requeueing", acker.nack(requeue)).await
+            }
+        };
+        if let Err(e) = acked {
+            // The channel is gone: the broker requeues the message itself.
+            tracing::warn!(topic = %self.sub.topic, error = %e, "answering the broker failed");
+        }
+        Answered::Done
     }
 }
 
