@@ -14,7 +14,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use crate::state::literal_metadata;
-use crate::{Component, ComponentError};
+use crate::{Component, ComponentError, MetadataItem};
 use local::hidden;
 pub use local::{LocalEnv, LocalFile};
 
@@ -234,75 +234,84 @@ pub fn resolve_references(
         None => Some(&fallback),
         Some(name) => stores.get(name),
     };
+    let wanted = c
+        .auth
+        .as_ref()
+        .map(|a| a.secret_store.clone())
+        .unwrap_or_default();
     for (i, item) in out.spec.metadata.iter_mut().enumerate() {
         let field = format!("spec.metadata[{i}] ({})", item.name);
-        let component = &c.metadata.name;
-        let problem = |message: String| ComponentError {
-            field: field.clone(),
-            message: format!("component {component:?}: {message}"),
-        };
-        if item.value.is_some() {
-            continue;
+        if let Err(message) = resolve_item(item, store, &wanted) {
+            errors.push(ComponentError {
+                field,
+                message: format!("component {:?}: {message}", c.metadata.name),
+            });
         }
-        if let Some(var) = &item.env_ref {
-            match std::env::var(var)
-                .ok()
-                .filter(|v| !v.is_empty() && !hidden(var))
-            {
-                Some(v) => item.value = Some(Value::String(v)),
-                None => errors.push(problem(format!(
-                    "envRef {var:?}: the variable is not set (or not allowed)"
-                ))),
-            }
-            continue;
-        }
-        let Some(reference) = &item.secret_key_ref else {
-            continue;
-        };
-        let name = reference
-            .get("name")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        let key = reference
-            .get("key")
-            .and_then(Value::as_str)
-            .filter(|k| !k.is_empty())
-            .unwrap_or(name);
-        if name.is_empty() {
-            errors.push(problem("secretKeyRef needs a name".into()));
-            continue;
-        }
-        let Some(store) = store else {
-            let wanted = c
-                .auth
-                .as_ref()
-                .map(|a| a.secret_store.clone())
-                .unwrap_or_default();
-            errors.push(problem(format!(
-                "secretKeyRef {name:?}: auth.secretStore {wanted:?} is not a secret store here"
-            )));
-            continue;
-        };
-        match store.store.get(name) {
-            Ok(secret) => match secret.get(key).filter(|v| !v.is_empty()) {
-                Some(v) => item.value = Some(Value::String(v.clone())),
-                None => errors.push(problem(format!(
-                    "secretKeyRef {name:?} has no key {key:?} with a value in secret store {:?}",
-                    store.name
-                ))),
-            },
-            Err(e) => errors.push(problem(format!(
-                "secretKeyRef {name:?} in secret store {:?}: {e}",
-                store.name
-            ))),
-        }
-        item.secret_key_ref = None;
     }
     if errors.is_empty() {
         Ok(out)
     } else {
         Err(errors)
     }
+}
+
+/// Replaces one metadata item's `envRef` or `secretKeyRef` with the value it names, from `store`
+/// (`None`: `auth.secretStore` named `wanted`, which is not here); the error says what is wrong.
+fn resolve_item(
+    item: &mut MetadataItem,
+    store: Option<&SecretStoreComponent>,
+    wanted: &str,
+) -> Result<(), String> {
+    if item.value.is_some() {
+        return Ok(());
+    }
+    if let Some(var) = &item.env_ref {
+        let value = std::env::var(var)
+            .ok()
+            .filter(|v| !v.is_empty() && !hidden(var))
+            .ok_or_else(|| format!("envRef {var:?}: the variable is not set (or not allowed)"))?;
+        item.value = Some(Value::String(value));
+        return Ok(());
+    }
+    let Some(reference) = &item.secret_key_ref else {
+        return Ok(());
+    };
+    let name = reference
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let key = reference
+        .get("key")
+        .and_then(Value::as_str)
+        .filter(|k| !k.is_empty())
+        .unwrap_or(name);
+    if name.is_empty() {
+        return Err("secretKeyRef needs a name".into());
+    }
+    let Some(store) = store else {
+        return Err(format!(
+            "secretKeyRef {name:?}: auth.secretStore {wanted:?} is not a secret store here"
+        ));
+    };
+    let found = match store.store.get(name) {
+        Ok(secret) => secret
+            .get(key)
+            .filter(|v| !v.is_empty())
+            .cloned()
+            .ok_or_else(|| {
+                format!(
+                    "secretKeyRef {name:?} has no key {key:?} with a value in secret store {:?}",
+                    store.name
+                )
+            }),
+        Err(e) => Err(format!(
+            "secretKeyRef {name:?} in secret store {:?}: {e}",
+            store.name
+        )),
+    };
+    item.secret_key_ref = None;
+    item.value = Some(Value::String(found?));
+    Ok(())
 }
 
 #[cfg(test)]

@@ -214,27 +214,14 @@ pub fn envelope(
         .flatten()
         .map(|ttl| crate::state::rfc3339(ctx.now + ttl));
 
+    let common = Common {
+        now,
+        traceparent,
+        tracestate,
+        expiration,
+    };
     if media == "application/cloudevents+json" {
-        let Ok(Value::Object(mut ce)) = serde_json::from_slice::<Value>(body) else {
-            return Err(EnvelopeError::NotACloudEvent(
-                String::from_utf8_lossy(body).chars().take(64).collect(),
-            ));
-        };
-        set_if_absent(&mut ce, "source", json!("Dapr"));
-        set_if_absent(&mut ce, "type", json!("com.dapr.event.sent"));
-        set_if_absent(&mut ce, "specversion", json!("1.0"));
-        set_if_absent(&mut ce, "time", json!(now));
-        if !ce.contains_key("traceid") {
-            ce.insert("traceid".into(), json!(traceparent));
-            ce.insert("traceparent".into(), json!(traceparent));
-        }
-        set_if_absent(&mut ce, "tracestate", json!(tracestate));
-        ce.insert("topic".into(), json!(ctx.topic));
-        ce.insert("pubsubname".into(), json!(ctx.pubsub));
-        if let Some(at) = expiration {
-            ce.insert("expiration".into(), json!(at));
-        }
-        return Ok(Value::Object(ce));
+        return structured(ctx, body, common);
     }
 
     let mut ce = Map::new();
@@ -256,7 +243,61 @@ pub fn envelope(
     });
     ce.insert("source".into(), json!(source));
     ce.insert("datacontenttype".into(), json!(content_type));
-    match media.as_str() {
+    insert_data(&mut ce, &media, body);
+    ce.insert("topic".into(), json!(ctx.topic));
+    ce.insert("pubsubname".into(), json!(ctx.pubsub));
+    ce.insert("traceid".into(), json!(common.traceparent));
+    ce.insert("traceparent".into(), json!(common.traceparent));
+    ce.insert("tracestate".into(), json!(common.tracestate));
+    ce.insert("time".into(), json!(common.now));
+    if let Some(subject) = over("subject") {
+        ce.insert("subject".into(), json!(subject));
+    }
+    if let Some(at) = common.expiration {
+        ce.insert("expiration".into(), json!(at));
+    }
+    Ok(Value::Object(ce))
+}
+
+/// What both envelope forms carry: the publish time, trace context and expiry.
+struct Common {
+    now: String,
+    traceparent: String,
+    tracestate: String,
+    expiration: Option<String>,
+}
+
+/// A body already in structured CloudEvents form: its fields kept, the missing ones filled.
+fn structured(
+    ctx: &PublishContext<'_>,
+    body: &[u8],
+    common: Common,
+) -> Result<Value, EnvelopeError> {
+    let Ok(Value::Object(mut ce)) = serde_json::from_slice::<Value>(body) else {
+        return Err(EnvelopeError::NotACloudEvent(
+            String::from_utf8_lossy(body).chars().take(64).collect(),
+        ));
+    };
+    set_if_absent(&mut ce, "source", json!("Dapr"));
+    set_if_absent(&mut ce, "type", json!("com.dapr.event.sent"));
+    set_if_absent(&mut ce, "specversion", json!("1.0"));
+    set_if_absent(&mut ce, "time", json!(common.now));
+    if !ce.contains_key("traceid") {
+        ce.insert("traceid".into(), json!(common.traceparent));
+        ce.insert("traceparent".into(), json!(common.traceparent));
+    }
+    set_if_absent(&mut ce, "tracestate", json!(common.tracestate));
+    ce.insert("topic".into(), json!(ctx.topic));
+    ce.insert("pubsubname".into(), json!(ctx.pubsub));
+    if let Some(at) = common.expiration {
+        ce.insert("expiration".into(), json!(at));
+    }
+    Ok(Value::Object(ce))
+}
+
+/// The body as `data` (parsed JSON for `application/json`, else text) or `data_base64`.
+fn insert_data(ce: &mut Map<String, Value>, media: &str, body: &[u8]) {
+    match media {
         "application/json" => {
             let data = serde_json::from_slice(body)
                 .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned()));
@@ -272,19 +313,6 @@ pub fn envelope(
             ce.insert("data".into(), json!(String::from_utf8_lossy(body)));
         }
     }
-    ce.insert("topic".into(), json!(ctx.topic));
-    ce.insert("pubsubname".into(), json!(ctx.pubsub));
-    ce.insert("traceid".into(), json!(traceparent));
-    ce.insert("traceparent".into(), json!(traceparent));
-    ce.insert("tracestate".into(), json!(tracestate));
-    ce.insert("time".into(), json!(now));
-    if let Some(subject) = over("subject") {
-        ce.insert("subject".into(), json!(subject));
-    }
-    if let Some(at) = expiration {
-        ce.insert("expiration".into(), json!(at));
-    }
-    Ok(Value::Object(ce))
 }
 
 #[cfg(test)]

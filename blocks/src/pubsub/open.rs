@@ -120,52 +120,10 @@ pub async fn open(
     };
     let scopes = TopicScopes::from_metadata(&md, app_id);
     let fields = Fields(&md);
-    let concurrency = match fields.get("concurrency") {
-        None => DEFAULT_CONCURRENCY,
-        Some(v) if v.eq_ignore_ascii_case("single") => 1,
-        Some(v) if v.eq_ignore_ascii_case("parallel") => DEFAULT_CONCURRENCY,
-        Some(v) => match v.parse::<usize>() {
-            Ok(n @ 1..=MAX_CONCURRENCY) => n,
-            _ => {
-                let message = format!(
-                    "{v:?} is not single, parallel or a number from 1 to {MAX_CONCURRENCY}"
-                );
-                return Err(err("spec.metadata.concurrency", message));
-            }
-        },
-    };
+    let concurrency = concurrency_of(&fields)?;
     let broker: Arc<dyn PubSub> = match c.spec.type_.as_str() {
         "pubsub.in-memory" => Arc::new(MemoryPubSub::new()),
-        "pubsub.redis" => {
-            let redis = redis_settings(&md)?;
-            let client =
-                client_for(&redis).map_err(|e| err("spec.metadata.redisHost", e.to_string()))?;
-            let settings = RedisStreamSettings {
-                client,
-                // daprd uses the consumer id as both the group and the consumer name.
-                consumer: group.clone(),
-                processing_timeout: fields.duration(
-                    "processingTimeout",
-                    MILLIS,
-                    Duration::from_secs(60),
-                )?,
-                redeliver_interval: fields.duration(
-                    "redeliverInterval",
-                    MILLIS,
-                    Duration::from_secs(15),
-                )?,
-                queue_depth: fields.count("queueDepth")?.map_or(100, clamp_usize),
-                max_len_approx: fields.count("maxLenApprox")?,
-                timeout: redis.timeout,
-            };
-            let broker = RedisPubSub::connect(settings).await.map_err(|e| {
-                err(
-                    "spec.metadata.redisHost",
-                    format!("{}:{}: {e}", redis.host, redis.port),
-                )
-            })?;
-            Arc::new(broker)
-        }
+        "pubsub.redis" => Arc::new(open_redis(&md, &fields, &group).await?),
         "pubsub.jetstream" => Arc::new(open_jetstream(&fields, app_id).await?),
         "pubsub.rabbitmq" => Arc::new(open_rabbitmq(&fields, app_id).await?),
         "pubsub.mqtt3" => Arc::new(open_mqtt(&fields).await?),
@@ -190,6 +148,52 @@ pub async fn open(
         scopes,
         concurrency,
     })
+}
+
+/// `concurrency`: `single` (one), `parallel` (the default) or a number of deliveries.
+fn concurrency_of(f: &Fields<'_>) -> Result<usize, Vec<ComponentError>> {
+    Ok(match f.get("concurrency") {
+        None => DEFAULT_CONCURRENCY,
+        Some(v) if v.eq_ignore_ascii_case("single") => 1,
+        Some(v) if v.eq_ignore_ascii_case("parallel") => DEFAULT_CONCURRENCY,
+        Some(v) => match v.parse::<usize>() {
+            Ok(n @ 1..=MAX_CONCURRENCY) => n,
+            _ => {
+                let message = format!(
+                    "{v:?} is not single, parallel or a number from 1 to {MAX_CONCURRENCY}"
+                );
+                return Err(err("spec.metadata.concurrency", message));
+            }
+        },
+    })
+}
+
+/// `pubsub.redis`: Redis Streams on the state store's connection settings, with `group` as the
+/// consumer name.
+async fn open_redis(
+    md: &std::collections::BTreeMap<String, String>,
+    f: &Fields<'_>,
+    group: &str,
+) -> Result<RedisPubSub, Vec<ComponentError>> {
+    let redis = redis_settings(md)?;
+    let client = client_for(&redis).map_err(|e| err("spec.metadata.redisHost", e.to_string()))?;
+    let settings = RedisStreamSettings {
+        client,
+        // daprd uses the consumer id as both the group and the consumer name.
+        consumer: group.to_owned(),
+        processing_timeout: f.duration("processingTimeout", MILLIS, Duration::from_secs(60))?,
+        redeliver_interval: f.duration("redeliverInterval", MILLIS, Duration::from_secs(15))?,
+        queue_depth: f.count("queueDepth")?.map_or(100, clamp_usize),
+        max_len_approx: f.count("maxLenApprox")?,
+        timeout: redis.timeout,
+    };
+    let broker = RedisPubSub::connect(settings).await.map_err(|e| {
+        err(
+            "spec.metadata.redisHost",
+            format!("{}:{}: {e}", redis.host, redis.port),
+        )
+    })?;
+    Ok(broker)
 }
 
 #[cfg(test)]
