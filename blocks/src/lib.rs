@@ -6,9 +6,12 @@
 //! It knows nothing about HTTP routing, the mesh or certificates.
 
 pub mod component;
+mod deadline;
+pub mod fault;
 pub mod pubsub;
 pub mod secrets;
 pub mod state;
 pub mod subscription;
 
 pub use component::{Component, ComponentError, MetadataItem};
+pub use fault::Fault;

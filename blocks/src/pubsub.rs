@@ -3,6 +3,7 @@
 
 pub mod broker;
 pub mod cloudevent;
+mod consumer;
 mod jetstream;
 pub mod memory;
 mod mqtt;
@@ -26,3 +27,10 @@ pub use open::{ConsumerContext, PubSubComponent, consumer_id, open};
 pub use rabbitmq::{RabbitMqPubSub, RabbitMqSettings};
 pub use redis::{RedisPubSub, RedisStreamSettings};
 pub use scopes::TopicScopes;
+
+/// FNV-1a: a hash stable across builds and platforms, for broker names derived from topics.
+pub(crate) fn fnv1a(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
+}

@@ -22,6 +22,8 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 
+use crate::fault::Fault;
+
 pub use encrypt::{Encrypted, EncryptionKey};
 pub use memory::MemoryStore;
 pub use open::{Layered, OpenContext, StateComponent, open};
@@ -161,11 +163,27 @@ pub enum StateError {
     #[error("the state store does not support {0}")]
     NotSupported(&'static str),
     /// The store failed or is unreachable.
-    #[error("{0}")]
-    Store(String),
+    #[error(transparent)]
+    Store(Fault),
     /// The store did not answer in time.
     #[error("the state store did not answer within {0:?}")]
     Timeout(Duration),
+}
+
+impl StateError {
+    /// Whether trying the call again may succeed: the store failed ([`Fault::is_retryable`]) or
+    /// did not answer in time. Every other error is the store answering, and answers the same
+    /// way next time.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Store(fault) => fault.is_retryable(),
+            Self::Timeout(_) => true,
+            Self::EtagMismatch(_)
+            | Self::EtagInvalid(_)
+            | Self::BadRequest(_)
+            | Self::NotSupported(_) => false,
+        }
+    }
 }
 
 /// A state store.

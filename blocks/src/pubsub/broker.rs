@@ -2,9 +2,12 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 
+use crate::deadline;
+use crate::fault::{Cause, Fault};
 use crate::state::BoxFuture;
 
 /// Message metadata (publish metadata travels with the message where the broker can carry it).
@@ -51,14 +54,64 @@ pub struct SubscribeRequest {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum PubSubError {
     /// The broker failed or is unreachable.
-    #[error("{0}")]
-    Broker(String),
+    #[error(transparent)]
+    Broker(Fault),
     /// The request is malformed for this broker.
     #[error("{0}")]
     BadRequest(String),
     /// A subscriber has no room for the message: it is not handling what it was sent.
     #[error("{0}")]
     Full(String),
+}
+
+impl PubSubError {
+    /// Whether trying the call again may succeed: the broker failed ([`Fault::is_retryable`]) or
+    /// a subscriber had no room yet. A bad request is refused the same way every time.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Broker(fault) => fault.is_retryable(),
+            Self::Full(_) => true,
+            Self::BadRequest(_) => false,
+        }
+    }
+}
+
+/// A broker failure worded `<broker>: <what>: <error>` (`<broker>: <error>` when `what` is
+/// empty), keeping the client's error as its cause.
+pub(crate) fn broker_error<E>(broker: &str, what: &str, e: E) -> PubSubError
+where
+    E: std::fmt::Display + Into<Cause>,
+{
+    PubSubError::Broker(Fault::caused_by(format!("{}: {e}", label(broker, what)), e))
+}
+
+/// A broker call under `timeout` (see [`crate::deadline`]), its failures worded by
+/// [`broker_error`] and running out as `<broker>: <what>: no answer within <timeout>`.
+pub(crate) async fn broker_call<T, E>(
+    broker: &str,
+    timeout: Duration,
+    what: &str,
+    call: impl Future<Output = Result<T, E>>,
+) -> Result<T, PubSubError>
+where
+    E: std::fmt::Display + Into<Cause>,
+{
+    let call = async { call.await.map_err(|e| broker_error(broker, what, e)) };
+    deadline::bounded(timeout, call, |t| {
+        PubSubError::Broker(Fault::new(format!(
+            "{}: no answer within {t:?}",
+            label(broker, what)
+        )))
+    })
+    .await
+}
+
+fn label(broker: &str, what: &str) -> String {
+    if what.is_empty() {
+        broker.to_owned()
+    } else {
+        format!("{broker}: {what}")
+    }
 }
 
 /// An active subscription; dropping it stops deliveries (in-flight ones finish on their own),

@@ -17,23 +17,27 @@
 //!
 //! Ordering: per topic in publish order on one connection; retried messages come after later ones.
 
+mod link;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use rumqttc::{
-    AckMode, AsyncClient, Event, EventLoop, MqttOptions, Packet, PublishOptions, QoS,
-    SubscribeReasonCode,
-};
-use tokio::sync::{Semaphore, mpsc, watch};
+use rumqttc::{AckMode, AsyncClient, MqttOptions, PublishOptions, QoS};
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::{CancellationToken, DropGuard};
-use tokio_util::task::TaskTracker;
 
 use super::broker::{
     Handler, Message, Metadata, Outcome, PubSub, PubSubError, SubscribeRequest, Subscription,
+    broker_error,
 };
+use super::consumer::{Answered, Consumer, Delivery};
+use super::fnv1a;
+use crate::deadline;
+use crate::fault::Fault;
 use crate::state::BoxFuture;
+use link::{Driver, Filter, Incoming, LinkState};
 
 /// How to reach the broker.
 #[derive(Clone, Debug)]
@@ -61,9 +65,8 @@ pub struct MqttSettings {
 
 /// The largest message either side sends (the broker may allow less).
 const MAX_PACKET: usize = 16 * 1024 * 1024;
-/// First and longest delay before a retried message is handed to the app again.
-const RETRY_MIN: Duration = Duration::from_millis(100);
-const RETRY_MAX: Duration = Duration::from_secs(5);
+/// The name its errors start with.
+const BROKER: &str = "mqtt";
 
 /// The MQTT broker.
 #[derive(Clone)]
@@ -71,33 +74,6 @@ pub struct MqttPubSub {
     settings: Arc<MqttSettings>,
     publisher: AsyncClient,
     _publisher_loop: Arc<DropGuard>,
-}
-
-/// What a subscription's connection subscribes to.
-struct Filter {
-    /// The filter sent to the broker (`$share/<group>/<topic>` or the topic).
-    filter: String,
-    /// The topic messages must carry.
-    topic: String,
-    qos: QoS,
-}
-
-/// A message as it arrived, with the connection (generation) it arrived on.
-struct Incoming {
-    publish: rumqttc::Publish,
-    generation: u64,
-}
-
-/// Where a connection stands, as its event loop sees it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum LinkState {
-    Connecting,
-    Ready,
-    Failed(String),
-}
-
-fn broker_error(what: &str, e: impl std::fmt::Display) -> PubSubError {
-    PubSubError::Broker(format!("mqtt: {what}: {e}"))
 }
 
 fn check_topic(topic: &str) -> Result<(), PubSubError> {
@@ -121,15 +97,14 @@ impl MqttPubSub {
         let (client, events) = AsyncClient::builder(options(&settings, id)).build();
         let stop = CancellationToken::new();
         let (state, mut watch) = watch::channel(LinkState::Connecting);
-        tokio::spawn(drive(
-            events,
-            client.clone(),
-            None,
-            None,
+        let driver = Driver {
+            client: client.clone(),
+            filter: None,
+            incoming: None,
             state,
-            stop.clone(),
-            Arc::default(),
-        ));
+            generation: Arc::default(),
+        };
+        tokio::spawn(driver.drive(events, stop.clone()));
         wait_ready(&mut watch, settings.timeout, "connecting").await?;
         Ok(Self {
             settings: Arc::new(settings),
@@ -137,13 +112,6 @@ impl MqttPubSub {
             _publisher_loop: Arc::new(stop.drop_guard()),
         })
     }
-}
-
-/// FNV-1a: stable across builds, for client ids derived from names.
-fn fnv(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-    })
 }
 
 fn short_id() -> String {
@@ -170,100 +138,16 @@ async fn wait_ready(
     let settled =
         tokio::time::timeout(timeout, watch.wait_for(|s| *s != LinkState::Connecting)).await;
     match settled {
-        Err(_) => Err(PubSubError::Broker(format!(
+        Err(_) => Err(PubSubError::Broker(Fault::new(format!(
             "mqtt: {what}: no answer within {timeout:?}"
-        ))),
-        Ok(Err(_)) => Err(PubSubError::Broker(format!(
+        )))),
+        Ok(Err(_)) => Err(PubSubError::Broker(Fault::new(format!(
             "mqtt: {what}: the connection ended"
-        ))),
+        )))),
         Ok(Ok(s)) => match &*s {
-            LinkState::Failed(e) => Err(broker_error(what, e)),
+            LinkState::Failed(e) => Err(broker_error(BROKER, what, e.clone())),
             _ => Ok(()),
         },
-    }
-}
-
-/// Polls one connection's event loop until stopped: reconnects with backoff, subscribes again
-/// when a new session starts, and hands incoming publishes on.
-async fn drive(
-    mut events: EventLoop,
-    client: AsyncClient,
-    filter: Option<Filter>,
-    incoming: Option<mpsc::Sender<Incoming>>,
-    state: watch::Sender<LinkState>,
-    stop: CancellationToken,
-    generation: Arc<AtomicU64>,
-) {
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        let event = tokio::select! {
-            biased;
-            () = stop.cancelled() => return,
-            e = events.poll() => e,
-        };
-        match event {
-            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
-                backoff = Duration::from_millis(100);
-                // Acks of messages from an earlier connection must not be sent on this one:
-                // the client forgot them, and their packet ids may name new messages.
-                generation.fetch_add(1, Ordering::SeqCst);
-                match &filter {
-                    // A new session has no subscription: make it (ready once the SUBACK is in).
-                    Some(Filter { filter: f, qos, .. }) if !ack.session_present => {
-                        if let Err(e) = client.try_subscribe(f.clone(), *qos) {
-                            state.send_replace(LinkState::Failed(e.to_string()));
-                        }
-                    }
-                    _ => {
-                        state.send_replace(LinkState::Ready);
-                    }
-                }
-            }
-            Ok(Event::Incoming(Packet::SubAck(ack))) => {
-                let refused = ack
-                    .return_codes
-                    .iter()
-                    .any(|c| matches!(c, SubscribeReasonCode::Failure));
-                state.send_replace(if refused {
-                    LinkState::Failed("the broker refused the subscription".into())
-                } else {
-                    LinkState::Ready
-                });
-            }
-            Ok(Event::Incoming(Packet::Publish(p))) => {
-                let Some(tx) = &incoming else { continue };
-                if filter
-                    .as_ref()
-                    .is_some_and(|f| p.topic.as_ref() != f.topic.as_bytes())
-                {
-                    // A session kept from another configuration: not this subscription's message.
-                    tracing::warn!(topic = %String::from_utf8_lossy(&p.topic), "ignoring a message for a topic this subscription does not have");
-                    let _ = client.try_ack(&p);
-                    continue;
-                }
-                // Once stopping, nothing takes messages any more: they stay unacknowledged.
-                let _ = tx
-                    .send(Incoming {
-                        publish: p,
-                        generation: generation.load(Ordering::SeqCst),
-                    })
-                    .await;
-            }
-            // The connection is closing after our DISCONNECT: done.
-            Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => return,
-            Ok(_) => {}
-            Err(e) => {
-                // Deliveries of the lost connection must not be acknowledged on the next one.
-                generation.fetch_add(1, Ordering::SeqCst);
-                tracing::debug!(error = %e, "the MQTT connection failed; reconnecting");
-                state.send_replace(LinkState::Failed(e.to_string()));
-                tokio::select! {
-                    () = stop.cancelled() => return,
-                    () = tokio::time::sleep(backoff) => {}
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-            }
-        }
     }
 }
 
@@ -273,29 +157,21 @@ impl PubSub for MqttPubSub {
         Box::pin(async move {
             check_topic(&msg.topic)?;
             let publish = async {
+                let options = PublishOptions::new(s.qos);
                 let notice = client
-                    .publish_tracked(
-                        msg.topic.clone(),
-                        msg.data.to_vec(),
-                        PublishOptions::new(s.qos),
-                    )
+                    .publish_tracked(msg.topic.clone(), msg.data.to_vec(), options)
                     .await
-                    .map_err(|e| broker_error("publishing", e))?;
+                    .map_err(|e| broker_error(BROKER, "publishing", e))?;
                 if s.qos == QoS::AtMostOnce {
                     return Ok(()); // nothing to wait for
                 }
-                notice
-                    .wait_completion_async()
-                    .await
-                    .map_err(|e| broker_error("waiting for the broker's ack", e))
+                let acked = notice.wait_completion_async().await;
+                acked.map_err(|e| broker_error(BROKER, "waiting for the broker's ack", e))
             };
-            match tokio::time::timeout(s.timeout, publish).await {
-                Ok(r) => r,
-                Err(_) => Err(PubSubError::Broker(format!(
-                    "mqtt: publishing: no ack within {:?}",
-                    s.timeout
-                ))),
-            }
+            deadline::bounded(s.timeout, publish, |t| {
+                PubSubError::Broker(Fault::new(format!("mqtt: publishing: no ack within {t:?}")))
+            })
+            .await
         })
     }
 
@@ -307,100 +183,77 @@ impl PubSub for MqttPubSub {
         let s = self.settings.clone();
         Box::pin(async move {
             check_topic(&req.topic)?;
-            let filter = if s.shared {
-                // A share name may not hold topic separators or wildcards.
-                let share: String = req
-                    .group
-                    .chars()
-                    .map(|c| if matches!(c, '/' | '+' | '#') { '_' } else { c })
-                    .collect();
-                format!("$share/{share}/{}", req.topic)
-            } else {
-                req.topic.clone()
-            };
-            // Each subscription has a session of its own: a fixed `clientID` is a prefix, made
-            // distinct (and stable across restarts) per group and topic.
-            let id = match &s.client_id {
-                Some(prefix) => format!(
-                    "{prefix}-{:016x}",
-                    fnv(&format!("{}/{}", req.group, req.topic))
-                ),
-                None => format!("{}-{}", req.group, short_id()),
-            };
-            let mut o = options(&s, id);
+            let filter = share_filter(&s, &req);
+            let mut o = options(&s, subscriber_id(&s, &req));
             o.set_ack_mode(AckMode::Manual);
             // Unbounded requests: an ack must never wait behind a stalled event loop (the loop may
             // itself be waiting for a delivery slot those acks free).
             let (client, events) = AsyncClient::builder(o).unbounded().build();
-            // `stop` ends deliveries; `close` ends the connection once they have finished.
-            let (stop, close) = (CancellationToken::new(), CancellationToken::new());
+            // The consumer's stop ends deliveries; `close` ends the connection once they have
+            // finished. A stop waits for the connection, the dispatcher, the deliveries and the
+            // stop sequence.
+            let (consumer, close) = (
+                Consumer::new(handler, req.concurrency),
+                CancellationToken::new(),
+            );
             let (state, mut watch) = watch::channel(LinkState::Connecting);
             // Publishes wait here for a delivery slot; the broker's in-flight window bounds it.
             let (tx, rx) = mpsc::channel(1024);
             let generation = Arc::new(AtomicU64::new(0));
-            let share_filter = filter.clone();
-            let filter = Filter {
-                filter,
-                topic: req.topic.clone(),
-                qos: s.qos,
-            };
-            // The connection, the dispatcher, the deliveries and the stop sequence: a stop waits
-            // for all of them.
-            let tasks = TaskTracker::new();
-            let driving = tasks.spawn(drive(
-                events,
-                client.clone(),
-                Some(filter),
-                Some(tx),
+            let driver = Driver {
+                client: client.clone(),
+                filter: Some(Filter {
+                    filter: filter.clone(),
+                    topic: req.topic.clone(),
+                    qos: s.qos,
+                }),
+                incoming: Some(tx),
                 state,
-                close.clone(),
-                generation.clone(),
-            ));
-            if let Err(e) = wait_ready(
-                &mut watch,
-                s.timeout,
-                &format!("subscribing to {:?}", req.topic),
-            )
-            .await
-            {
+                generation: generation.clone(),
+            };
+            let driving = consumer.spawn(driver.drive(events, close.clone()));
+            let what = format!("subscribing to {:?}", req.topic);
+            if let Err(e) = wait_ready(&mut watch, s.timeout, &what).await {
                 close.cancel();
                 return Err(e);
             }
-            let concurrency = req.concurrency.max(1);
             let sub = Arc::new(Sub {
                 client,
                 topic: req.topic,
-                handler,
-                limit: Arc::new(Semaphore::new(concurrency)),
-                stop: stop.clone(),
+                consumer,
                 generation,
-                tasks: tasks.clone(),
             });
-            tasks.spawn(sub.clone().dispatch_loop(rx));
-            // On stop: unsubscribe (no new messages), let deliveries in flight finish and queue
-            // their acks, then DISCONNECT, which goes out after them; `close` is the fallback.
-            let (limit, stopped, client, filter) = (
-                sub.limit.clone(),
-                stop.clone(),
-                sub.client.clone(),
-                share_filter,
-            );
-            tasks.spawn(async move {
-                stopped.cancelled().await;
-                let _ = client.try_unsubscribe(filter);
-                let all = u32::try_from(concurrency).unwrap_or(u32::MAX);
-                let _ =
-                    tokio::time::timeout(Duration::from_secs(30), limit.acquire_many(all)).await;
-                let _ = client.try_disconnect();
-                if tokio::time::timeout(Duration::from_secs(5), driving)
-                    .await
-                    .is_err()
-                {
-                    close.cancel();
-                }
-            });
-            Ok(Subscription::tracked(stop, tasks))
+            sub.consumer.spawn(sub.clone().dispatch_loop(rx));
+            let stopping = sub.clone().stop_sequence(filter, driving, close);
+            sub.consumer.spawn(stopping);
+            Ok(sub.consumer.subscription())
         })
+    }
+}
+
+/// The filter a subscription sends: `$share/<group>/<topic>` when shared, else the topic.
+fn share_filter(s: &MqttSettings, req: &SubscribeRequest) -> String {
+    if !s.shared {
+        return req.topic.clone();
+    }
+    // A share name may not hold topic separators or wildcards.
+    let share: String = req
+        .group
+        .chars()
+        .map(|c| if matches!(c, '/' | '+' | '#') { '_' } else { c })
+        .collect();
+    format!("$share/{share}/{}", req.topic)
+}
+
+/// A subscription's client id. Each subscription has a session of its own: a fixed `clientID`
+/// is a prefix, made distinct (and stable across restarts) per group and topic.
+fn subscriber_id(s: &MqttSettings, req: &SubscribeRequest) -> String {
+    match &s.client_id {
+        Some(prefix) => format!(
+            "{prefix}-{:016x}",
+            fnv1a(&format!("{}/{}", req.group, req.topic))
+        ),
+        None => format!("{}-{}", req.group, short_id()),
     }
 }
 
@@ -408,12 +261,17 @@ impl PubSub for MqttPubSub {
 struct Sub {
     client: AsyncClient,
     topic: String,
-    handler: Handler,
-    limit: Arc<Semaphore>,
-    stop: CancellationToken,
+    /// Its connection, dispatcher, deliveries and stop sequence.
+    consumer: Consumer,
     /// The current connection's generation.
     generation: Arc<AtomicU64>,
-    tasks: TaskTracker,
+}
+
+/// A message handed to the app.
+struct Received {
+    sub: Arc<Sub>,
+    incoming: Incoming,
+    message: Message,
 }
 
 impl Sub {
@@ -421,58 +279,69 @@ impl Sub {
         loop {
             let next = tokio::select! {
                 biased;
-                () = self.stop.cancelled() => return,
+                () = self.consumer.stop().cancelled() => return,
                 p = rx.recv() => p,
             };
-            let Some(p) = next else { return };
-            let permit = tokio::select! {
-                biased;
-                () = self.stop.cancelled() => return,
-                p = self.limit.clone().acquire_owned() => p,
+            let Some(incoming) = next else { return };
+            let Some(slot) = self.consumer.slot().await else {
+                return;
             };
-            let Ok(permit) = permit else { return };
-            self.tasks.spawn(self.clone().handle(p, permit));
+            let message = Message {
+                topic: self.topic.clone(),
+                data: Bytes::clone(&incoming.publish.payload),
+                metadata: Metadata::new(),
+            };
+            let sub = self.clone();
+            self.consumer.deliver(
+                slot,
+                Received {
+                    sub,
+                    incoming,
+                    message,
+                },
+            );
         }
     }
 
-    /// Delivers until the app's answer is final, then acknowledges; unacknowledged if stopped.
-    async fn handle(
+    /// On stop: unsubscribe (no new messages), let deliveries in flight finish and queue their
+    /// acks, then DISCONNECT, which goes out after them; `close` is the fallback.
+    async fn stop_sequence(
         self: Arc<Self>,
-        incoming: Incoming,
-        mut permit: tokio::sync::OwnedSemaphorePermit,
+        filter: String,
+        driving: tokio::task::JoinHandle<()>,
+        close: CancellationToken,
     ) {
-        let p = incoming.publish;
-        let msg = Message {
-            topic: self.topic.clone(),
-            data: Bytes::clone(&p.payload),
-            metadata: Metadata::new(),
-        };
-        let mut delay = RETRY_MIN;
-        loop {
-            let outcome = (self.handler)(msg.clone()).await;
-            if outcome != Outcome::Retry {
-                if self.generation.load(Ordering::SeqCst) != incoming.generation {
-                    // Reconnected meanwhile: the broker resends it on a kept session.
-                    tracing::debug!(topic = %self.topic, "not acknowledging a message from an earlier connection");
-                } else if let Err(e) = self.client.ack(&p).await {
-                    tracing::warn!(topic = %self.topic, error = %e, "acknowledging failed");
-                }
-                drop(permit); // held until the ack is queued, so that a stop waits for it
-                return;
-            }
-            drop(permit);
-            tokio::select! {
-                () = self.stop.cancelled() => return,
-                () = tokio::time::sleep(delay) => {}
-            }
-            delay = (delay * 2).min(RETRY_MAX);
-            permit = tokio::select! {
-                () = self.stop.cancelled() => return,
-                p = self.limit.clone().acquire_owned() => match p {
-                    Ok(p) => p,
-                    Err(_) => return,
-                },
-            };
+        self.consumer.stop().cancelled().await;
+        let _ = self.client.try_unsubscribe(filter);
+        self.consumer.drain(Duration::from_secs(30)).await;
+        let _ = self.client.try_disconnect();
+        if tokio::time::timeout(Duration::from_secs(5), driving)
+            .await
+            .is_err()
+        {
+            close.cancel();
         }
+    }
+}
+
+impl Delivery for Received {
+    async fn handle(&self, handler: &Handler) -> Outcome {
+        handler(self.message.clone()).await
+    }
+
+    /// Acknowledges a final answer. MQTT has no negative acknowledgement: a retry is handed to
+    /// the app again here.
+    async fn answer(&self, outcome: Outcome) -> Answered {
+        if outcome == Outcome::Retry {
+            return Answered::Again;
+        }
+        let sub = &self.sub;
+        if sub.generation.load(Ordering::SeqCst) != self.incoming.generation {
+            // Reconnected meanwhile: the broker resends it on a kept session.
+            tracing::debug!(topic = %sub.topic, "not acknowledging a message from an earlier connection");
+        } else if let Err(e) = sub.client.ack(&self.incoming.publish).await {
+            tracing::warn!(topic = %sub.topic, error = %e, "acknowledging failed");
+        }
+        Answered::Done
     }
 }

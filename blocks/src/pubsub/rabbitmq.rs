@@ -13,27 +13,26 @@
 //! Ordering: queue order for one consumer with concurrency one; a requeued message goes back
 //! to its place at the head, so it is delivered again before later ones.
 
+mod subscriber;
+
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use futures_util::StreamExt;
 use lapin::options::{
-    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions,
-    BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions, ExchangeDeclareOptions,
-    QueueBindOptions, QueueDeclareOptions,
+    BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
-use tokio::sync::{Mutex, Semaphore};
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
+use tokio::sync::Mutex;
 
 use super::broker::{
-    Handler, Message, Metadata, Outcome, PubSub, PubSubError, SubscribeRequest, Subscription,
+    Handler, Message, PubSub, PubSubError, SubscribeRequest, Subscription, broker_call,
 };
+use super::consumer::Consumer;
+use crate::fault::Fault;
 use crate::state::BoxFuture;
+use subscriber::Sub;
 
 /// How to reach RabbitMQ and how to lay out its queues.
 #[derive(Clone, Debug)]
@@ -80,21 +79,11 @@ pub struct RabbitMqPubSub {
     link: Arc<Mutex<Option<Link>>>,
 }
 
-fn broker_error(what: &str, e: impl std::fmt::Display) -> PubSubError {
-    PubSubError::Broker(format!("rabbitmq: {what}: {e}"))
-}
+/// The name its errors start with.
+const BROKER: &str = "rabbitmq";
 
-async fn bounded<T, E: std::fmt::Display>(
-    timeout: Duration,
-    what: &str,
-    call: impl Future<Output = Result<T, E>>,
-) -> Result<T, PubSubError> {
-    match tokio::time::timeout(timeout, call).await {
-        Ok(r) => r.map_err(|e| broker_error(what, e)),
-        Err(_) => Err(PubSubError::Broker(format!(
-            "rabbitmq: {what}: no answer within {timeout:?}"
-        ))),
-    }
+fn not_connected() -> PubSubError {
+    PubSubError::Broker(Fault::new("rabbitmq: not connected"))
 }
 
 /// AMQP names are short strings: at most 255 bytes.
@@ -122,7 +111,13 @@ impl RabbitMqPubSub {
         let s = &self.settings;
         let props = ConnectionProperties::default()
             .with_connection_name(LongString::from(s.connection_name.clone()));
-        let conn = bounded(s.timeout, "connecting", Connection::connect(&s.uri, props)).await?;
+        let conn = broker_call(
+            BROKER,
+            s.timeout,
+            "connecting",
+            Connection::connect(&s.uri, props),
+        )
+        .await?;
         Ok(Arc::new(conn))
     }
 
@@ -136,9 +131,11 @@ impl RabbitMqPubSub {
             *link = None;
             let conn = self.open_connection().await?;
             let timeout = self.settings.timeout;
-            let publisher = bounded(timeout, "opening a channel", conn.create_channel()).await?;
+            let publisher =
+                broker_call(BROKER, timeout, "opening a channel", conn.create_channel()).await?;
             if self.settings.publisher_confirm {
-                bounded(
+                broker_call(
+                    BROKER,
                     timeout,
                     "enabling publisher confirms",
                     publisher.confirm_select(ConfirmSelectOptions::default()),
@@ -163,13 +160,34 @@ impl RabbitMqPubSub {
         }
     }
 
+    /// How queues are declared here: durability, auto-delete and the `x-` limits.
+    fn queue_options(&self) -> (QueueDeclareOptions, FieldTable) {
+        let s = &self.settings;
+        let mut args = FieldTable::default();
+        let mut limit = |key: &str, v: Option<u64>| {
+            if let Some(v) = v.and_then(|v| i64::try_from(v).ok()) {
+                args.insert(ShortString::from(key), AMQPValue::LongLongInt(v));
+            }
+        };
+        limit("x-max-length", s.max_len);
+        limit("x-max-length-bytes", s.max_len_bytes);
+        limit(
+            "x-message-ttl",
+            s.queue_ttl_seconds.map(|secs| secs.saturating_mul(1000)),
+        );
+        let options = QueueDeclareOptions {
+            durable: s.durable,
+            auto_delete: s.delete_when_unused,
+            ..Default::default()
+        };
+        (options, args)
+    }
+
     async fn publish_once(&self, msg: &Message) -> Result<(), PubSubError> {
         let exchange = amqp_name("topic", &msg.topic)?;
         let timeout = self.settings.timeout;
         let mut guard = self.link().await?;
-        let link = guard
-            .as_mut()
-            .ok_or_else(|| PubSubError::Broker("rabbitmq: not connected".into()))?;
+        let link = guard.as_mut().ok_or_else(not_connected)?;
         if !link.exchanges.contains(&msg.topic) {
             let declare = link.publisher.exchange_declare(
                 exchange.clone(),
@@ -177,7 +195,8 @@ impl RabbitMqPubSub {
                 self.exchange_options(),
                 FieldTable::default(),
             );
-            bounded(
+            broker_call(
+                BROKER,
                 timeout,
                 &format!("declaring exchange {:?}", msg.topic),
                 declare,
@@ -199,7 +218,8 @@ impl RabbitMqPubSub {
             .with_headers(headers);
         let publisher = link.publisher.clone();
         drop(guard); // confirms of concurrent publishes overlap
-        let confirm = bounded(
+        let confirm = broker_call(
+            BROKER,
             timeout,
             "publishing",
             publisher.basic_publish(
@@ -211,12 +231,13 @@ impl RabbitMqPubSub {
             ),
         )
         .await?;
-        let confirmation = bounded(timeout, "waiting for the broker's confirm", confirm).await?;
+        let confirmation =
+            broker_call(BROKER, timeout, "waiting for the broker's confirm", confirm).await?;
         if confirmation.is_nack() {
-            return Err(PubSubError::Broker(format!(
+            return Err(PubSubError::Broker(Fault::new(format!(
                 "rabbitmq: the broker refused the message on {:?}",
                 msg.topic
-            )));
+            ))));
         }
         Ok(())
     }
@@ -232,9 +253,9 @@ impl PubSub for RabbitMqPubSub {
                     // and this publish should not be the call that finds out.
                     *this.link.lock().await = None;
                     this.publish_once(&msg).await.map_err(|e| match e {
-                        PubSubError::Broker(again) => {
-                            PubSubError::Broker(format!("{again} (before: {first})"))
-                        }
+                        PubSubError::Broker(again) => PubSubError::Broker(
+                            again.map_message(|m| format!("{m} (before: {first})")),
+                        ),
                         other => other,
                     })
                 }
@@ -253,231 +274,16 @@ impl PubSub for RabbitMqPubSub {
             let queue = format!("{}-{}", req.group, req.topic);
             amqp_name("queue", &queue)?;
             amqp_name("topic", &req.topic)?;
-            let concurrency = req.concurrency.max(1);
-            let token = CancellationToken::new();
             let sub = Arc::new(Sub {
                 this,
                 topic: req.topic,
                 queue,
-                handler,
-                concurrency,
-                limit: Arc::new(Semaphore::new(concurrency)),
-                stop: token.clone(),
-                tasks: TaskTracker::new(),
+                consumer: Consumer::new(handler, req.concurrency),
             });
             // Declare and bind before answering: messages published from now on reach the group.
             let consuming = sub.consume().await?;
-            let tasks = sub.tasks.clone();
-            tasks.spawn(sub.run(consuming));
-            Ok(Subscription::tracked(token, tasks))
+            sub.consumer.spawn(sub.clone().run(consuming));
+            Ok(sub.consumer.subscription())
         })
-    }
-}
-
-/// One running subscription.
-struct Sub {
-    this: RabbitMqPubSub,
-    topic: String,
-    queue: String,
-    handler: Handler,
-    concurrency: usize,
-    limit: Arc<Semaphore>,
-    stop: CancellationToken,
-    /// Its consume loop (which closes the channel last) and deliveries with their acks.
-    tasks: TaskTracker,
-}
-
-impl Sub {
-    /// A channel consuming the group's queue, declaring the topology first.
-    async fn consume(&self) -> Result<(Channel, lapin::Consumer), PubSubError> {
-        let s = &self.this.settings;
-        let conn = {
-            let guard = self.this.link().await?;
-            guard
-                .as_ref()
-                .map(|l| l.conn.clone())
-                .ok_or_else(|| PubSubError::Broker("rabbitmq: not connected".into()))?
-        };
-        let t = s.timeout;
-        let ch = bounded(t, "opening a channel", conn.create_channel()).await?;
-        let prefetch = s
-            .prefetch_count
-            .unwrap_or_else(|| u16::try_from(self.concurrency).unwrap_or(u16::MAX));
-        bounded(
-            t,
-            "setting the prefetch",
-            ch.basic_qos(prefetch, BasicQosOptions::default()),
-        )
-        .await?;
-        let (exchange, queue) = (
-            ShortString::from(self.topic.as_str()),
-            ShortString::from(self.queue.as_str()),
-        );
-        let declare_exchange = ch.exchange_declare(
-            exchange.clone(),
-            ExchangeKind::Fanout,
-            self.this.exchange_options(),
-            FieldTable::default(),
-        );
-        bounded(
-            t,
-            &format!("declaring exchange {:?}", self.topic),
-            declare_exchange,
-        )
-        .await?;
-        let mut args = FieldTable::default();
-        let mut limit = |key: &str, v: Option<u64>| {
-            if let Some(v) = v.and_then(|v| i64::try_from(v).ok()) {
-                args.insert(ShortString::from(key), AMQPValue::LongLongInt(v));
-            }
-        };
-        limit("x-max-length", s.max_len);
-        limit("x-max-length-bytes", s.max_len_bytes);
-        limit(
-            "x-message-ttl",
-            s.queue_ttl_seconds.map(|secs| secs.saturating_mul(1000)),
-        );
-        let options = QueueDeclareOptions {
-            durable: s.durable,
-            auto_delete: s.delete_when_unused,
-            ..Default::default()
-        };
-        bounded(
-            t,
-            &format!("declaring queue {:?}", self.queue),
-            ch.queue_declare(queue.clone(), options, args),
-        )
-        .await?;
-        let bind = ch.queue_bind(
-            queue.clone(),
-            exchange,
-            ShortString::from(""),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        );
-        bounded(t, &format!("binding queue {:?}", self.queue), bind).await?;
-        let consume = ch.basic_consume(
-            queue,
-            ShortString::from(""),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        );
-        let consumer = bounded(t, &format!("consuming queue {:?}", self.queue), consume).await?;
-        Ok((ch, consumer))
-    }
-
-    async fn run(self: Arc<Self>, first: (Channel, lapin::Consumer)) {
-        let mut next = Some(first);
-        let mut backoff = Duration::from_millis(100);
-        loop {
-            if let Some((ch, mut consumer)) = next.take() {
-                loop {
-                    let item = tokio::select! {
-                        biased;
-                        () = self.stop.cancelled() => {
-                            self.shut_down(&ch, &consumer).await;
-                            return;
-                        }
-                        d = consumer.next() => d,
-                    };
-                    match item {
-                        Some(Ok(delivery)) => {
-                            backoff = Duration::from_millis(100);
-                            self.clone().dispatch(delivery).await;
-                        }
-                        Some(Err(e)) => {
-                            tracing::warn!(topic = %self.topic, queue = %self.queue, error = %e, "consuming failed; reconnecting");
-                            break;
-                        }
-                        None => {
-                            tracing::warn!(topic = %self.topic, queue = %self.queue, "the broker ended the consumer; reconnecting");
-                            break;
-                        }
-                    }
-                }
-            }
-            tokio::select! {
-                () = self.stop.cancelled() => return,
-                () = tokio::time::sleep(backoff) => {}
-            }
-            backoff = (backoff * 2).min(Duration::from_secs(5));
-            match self.consume().await {
-                Ok(c) => next = Some(c),
-                Err(e) => {
-                    tracing::warn!(topic = %self.topic, error = %e, "resubscribing failed; retrying")
-                }
-            }
-        }
-    }
-
-    /// Stops taking messages, waits for in-flight deliveries (bounded), then closes the
-    /// channel: the broker puts back everything it still held for this consumer.
-    async fn shut_down(&self, ch: &Channel, consumer: &lapin::Consumer) {
-        let t = self.this.settings.timeout;
-        let _ = bounded(
-            t,
-            "cancelling",
-            ch.basic_cancel(consumer.tag(), BasicCancelOptions::default()),
-        )
-        .await;
-        let all = u32::try_from(self.concurrency).unwrap_or(u32::MAX);
-        let _ = tokio::time::timeout(Duration::from_secs(30), self.limit.acquire_many(all)).await;
-        let _ = bounded(
-            t,
-            "closing the channel",
-            ch.close(200, ShortString::from("unsubscribed")),
-        )
-        .await;
-    }
-
-    /// Hands one delivery to the handler, at most `concurrency` at once.
-    async fn dispatch(self: Arc<Self>, delivery: lapin::message::Delivery) {
-        let Ok(permit) = self.limit.clone().acquire_owned().await else {
-            return;
-        };
-        let tasks = self.tasks.clone();
-        tasks.spawn(async move {
-            let outcome = (self.handler)(message_of(&self.topic, &delivery)).await;
-            let t = self.this.settings.timeout;
-            let acked = match outcome {
-                Outcome::Success | Outcome::Drop => {
-                    bounded(
-                        t,
-                        "acknowledging",
-                        delivery.acker.ack(BasicAckOptions::default()),
-                    )
-                    .await
-                }
-                Outcome::Retry => {
-                    tokio::time::sleep(self.this.settings.requeue_delay).await;
-                    let requeue = BasicNackOptions {
-                        requeue: true,
-                        multiple: false,
-                    };
-                    bounded(t, "requeueing", delivery.acker.nack(requeue)).await
-                }
-            };
-            drop(permit);
-            if let Err(e) = acked {
-                // The channel is gone: the broker requeues the message itself.
-                tracing::warn!(topic = %self.topic, error = %e, "answering the broker failed");
-            }
-        });
-    }
-}
-
-fn message_of(topic: &str, d: &lapin::message::Delivery) -> Message {
-    let mut metadata = Metadata::new();
-    if let Some(headers) = d.properties.headers() {
-        for (k, v) in headers.inner() {
-            if let AMQPValue::LongString(s) = v {
-                metadata.insert(k.to_string(), s.to_string());
-            }
-        }
-    }
-    Message {
-        topic: topic.to_owned(),
-        data: Bytes::copy_from_slice(&d.data),
-        metadata,
     }
 }

@@ -13,16 +13,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use redis::Value;
 use redis::aio::{ConnectionManager, MultiplexedConnection};
 use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
-use redis::{RedisError, Value};
-use tokio::sync::Semaphore;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use super::broker::{
     Handler, Message, Metadata, Outcome, PubSub, PubSubError, SubscribeRequest, Subscription,
+    broker_call, broker_error,
 };
+use super::consumer::{Answered, Backoff, Consumer, Delivery, keeping_claim};
 use crate::state::BoxFuture;
 
 /// How to reach Redis and how patient to be.
@@ -51,20 +50,15 @@ pub struct RedisPubSub {
     settings: Arc<RedisStreamSettings>,
 }
 
-fn broker_error(e: &RedisError) -> PubSubError {
-    PubSubError::Broker(format!("redis: {e}"))
-}
+/// The name its errors start with.
+const BROKER: &str = "redis";
 
-async fn bounded<T>(
-    timeout: Duration,
-    call: impl Future<Output = redis::RedisResult<T>>,
-) -> Result<T, PubSubError> {
-    match tokio::time::timeout(timeout, call).await {
-        Ok(r) => r.map_err(|e| broker_error(&e)),
-        Err(_) => Err(PubSubError::Broker(format!(
-            "redis: no answer within {timeout:?}"
-        ))),
-    }
+/// A connection of a subscription's own for blocking reads: no response timeout.
+async fn reader(client: &redis::Client) -> redis::RedisResult<MultiplexedConnection> {
+    let config = redis::AsyncConnectionConfig::new().set_response_timeout(None);
+    client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
 }
 
 impl RedisPubSub {
@@ -75,11 +69,8 @@ impl RedisPubSub {
             .set_connection_timeout(Some(settings.timeout))
             .set_number_of_retries(2)
             .set_max_delay(Duration::from_millis(500));
-        let conn = bounded(
-            settings.timeout,
-            settings.client.get_connection_manager_with_config(config),
-        )
-        .await?;
+        let connecting = settings.client.get_connection_manager_with_config(config);
+        let conn = broker_call(BROKER, settings.timeout, "", connecting).await?;
         Ok(Self {
             conn,
             settings: Arc::new(settings),
@@ -121,7 +112,7 @@ impl PubSub for RedisPubSub {
                 cmd.arg("metadata")
                     .arg(serde_json::to_vec(&msg.metadata).unwrap_or_default());
             }
-            bounded(s.timeout, cmd.query_async::<String>(&mut conn))
+            broker_call(BROKER, s.timeout, "", cmd.query_async::<String>(&mut conn))
                 .await
                 .map(drop)
         })
@@ -135,33 +126,24 @@ impl PubSub for RedisPubSub {
         let (mut conn, s) = (self.conn.clone(), self.settings.clone());
         Box::pin(async move {
             create_group(&mut conn, &req.topic, &req.group, s.timeout).await?;
-            let reader = s
-                .client
-                .get_multiplexed_async_connection_with_config(
-                    &redis::AsyncConnectionConfig::new().set_response_timeout(None),
-                )
+            let reader = reader(&s.client)
                 .await
-                .map_err(|e| broker_error(&e))?;
-            let token = CancellationToken::new();
+                .map_err(|e| broker_error(BROKER, "", e))?;
             let sub = Arc::new(Sub {
                 topic: req.topic,
                 group: req.group,
-                handler,
-                limit: Arc::new(Semaphore::new(req.concurrency.max(1))),
+                consumer: Consumer::new(handler, req.concurrency),
                 conn,
                 settings: s,
-                stop: token.clone(),
-                tasks: TaskTracker::new(),
             });
-            let tasks = sub.tasks.clone();
-            tasks.spawn(sub.clone().read_loop(reader));
+            sub.consumer.spawn(sub.clone().read_loop(reader));
             // Zero turns redelivery off, as in daprd.
             if !sub.settings.processing_timeout.is_zero()
                 && !sub.settings.redeliver_interval.is_zero()
             {
-                tasks.spawn(sub.reclaim_loop());
+                sub.consumer.spawn(sub.clone().reclaim_loop());
             }
-            Ok(Subscription::tracked(token, tasks))
+            Ok(sub.consumer.subscription())
         })
     }
 }
@@ -172,41 +154,40 @@ async fn create_group(
     group: &str,
     timeout: Duration,
 ) -> Result<(), PubSubError> {
-    let created = tokio::time::timeout(
-        timeout,
-        redis::cmd("XGROUP")
-            .arg("CREATE")
-            .arg(topic)
-            .arg(group)
-            .arg("0")
-            .arg("MKSTREAM")
-            .query_async::<()>(conn),
-    )
-    .await
-    .map_err(|_| PubSubError::Broker(format!("redis: no answer within {timeout:?}")))?;
-    match created {
-        Ok(()) => Ok(()),
-        Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
-        Err(e) => Err(broker_error(&e)),
-    }
+    let mut cmd = redis::cmd("XGROUP");
+    cmd.arg("CREATE")
+        .arg(topic)
+        .arg(group)
+        .arg("0")
+        .arg("MKSTREAM");
+    let create = async {
+        match cmd.query_async::<()>(conn).await {
+            Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
+            other => other,
+        }
+    };
+    broker_call(BROKER, timeout, "", create).await
 }
 
 /// One running subscription.
 struct Sub {
     topic: String,
     group: String,
-    handler: Handler,
-    limit: Arc<Semaphore>,
+    /// Its loops and deliveries (each with its acknowledgement).
+    consumer: Consumer,
     conn: ConnectionManager,
     settings: Arc<RedisStreamSettings>,
-    stop: CancellationToken,
-    /// Its loops and deliveries (each with its acknowledgement).
-    tasks: TaskTracker,
+}
+
+/// A stream entry handed to the app.
+struct Pending {
+    sub: Arc<Sub>,
+    entry: StreamId,
 }
 
 impl Sub {
     async fn read_loop(self: Arc<Self>, mut reader: MultiplexedConnection) {
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff = Backoff::new();
         loop {
             let mut cmd = redis::cmd("XREADGROUP");
             cmd.arg("GROUP")
@@ -222,19 +203,19 @@ impl Sub {
             let read = cmd.query_async::<Option<StreamReadReply>>(&mut reader);
             let reply = tokio::select! {
                 biased;
-                () = self.stop.cancelled() => return,
+                () = self.consumer.stop().cancelled() => return,
                 r = read => r,
             };
             match reply {
                 Ok(Some(reply)) => {
-                    backoff = Duration::from_millis(100);
+                    backoff.reset();
                     for entry in reply.keys.into_iter().flat_map(|k| k.ids) {
                         if !self.clone().dispatch(entry).await {
                             return;
                         }
                     }
                 }
-                Ok(None) => backoff = Duration::from_millis(100),
+                Ok(None) => backoff.reset(),
                 Err(e) if e.code() == Some("NOGROUP") => {
                     tracing::warn!(topic = %self.topic, group = %self.group, "the consumer group is gone; creating it again");
                     let mut conn = self.conn.clone();
@@ -244,19 +225,10 @@ impl Sub {
                 }
                 Err(e) => {
                     tracing::warn!(topic = %self.topic, error = %e, "reading the stream failed; retrying");
-                    tokio::select! {
-                        () = self.stop.cancelled() => return,
-                        () = tokio::time::sleep(backoff) => {}
+                    if !backoff.wait(self.consumer.stop()).await {
+                        return;
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                    if let Ok(c) = self
-                        .settings
-                        .client
-                        .get_multiplexed_async_connection_with_config(
-                            &redis::AsyncConnectionConfig::new().set_response_timeout(None),
-                        )
-                        .await
-                    {
+                    if let Ok(c) = self::reader(&self.settings.client).await {
                         reader = c;
                     }
                 }
@@ -270,7 +242,7 @@ impl Sub {
         let mut tick = tokio::time::interval(self.settings.redeliver_interval);
         loop {
             tokio::select! {
-                () = self.stop.cancelled() => return,
+                () = self.consumer.stop().cancelled() => return,
                 _ = tick.tick() => {}
             }
             let mut conn = self.conn.clone();
@@ -283,73 +255,70 @@ impl Sub {
                 .arg("COUNT")
                 .arg(self.settings.queue_depth);
             let claim = cmd.query_async::<StreamAutoClaimReply>(&mut conn);
-            match tokio::time::timeout(self.settings.timeout, claim).await {
-                Ok(Ok(reply)) => {
+            match broker_call(BROKER, self.settings.timeout, "", claim).await {
+                Ok(reply) => {
                     for entry in reply.claimed {
                         if !self.clone().dispatch(entry).await {
                             return;
                         }
                     }
                 }
-                Ok(Err(e)) => {
+                Err(e) => {
                     tracing::debug!(topic = %self.topic, error = %e, "claiming pending messages failed")
-                }
-                Err(_) => {
-                    tracing::debug!(topic = %self.topic, "claiming pending messages timed out")
                 }
             }
         }
     }
 
+    /// Hands one entry to the handler (bounded); returns false once stopped (the entry stays
+    /// pending, unacknowledged, for a later claim).
+    async fn dispatch(self: Arc<Self>, entry: StreamId) -> bool {
+        let Some(slot) = self.consumer.slot().await else {
+            return false;
+        };
+        let consumer = self.consumer.clone();
+        consumer.deliver(slot, Pending { sub: self, entry });
+        true
+    }
+}
+
+impl Delivery for Pending {
     /// Runs the handler; while it runs, re-claims the entry to this consumer (resetting its idle
     /// time) well before `processingTimeout`, so a slow delivery is never claimed and delivered
     /// again in parallel.
-    async fn handle_keeping_claim(&self, entry: &StreamId) -> Outcome {
-        let handled = (self.handler)(message_of(&self.topic, entry));
-        tokio::pin!(handled);
-        let every = self.settings.processing_timeout / 3;
-        if every.is_zero() {
-            return handled.await;
-        }
-        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-        loop {
-            tokio::select! {
-                outcome = &mut handled => return outcome,
-                _ = tick.tick() => {
-                    let mut conn = self.conn.clone();
-                    let mut cmd = redis::cmd("XCLAIM");
-                    cmd.arg(&self.topic).arg(&self.group).arg(&self.settings.consumer).arg(0).arg(&entry.id).arg("JUSTID");
-                    if let Err(e) = bounded(self.settings.timeout, cmd.query_async::<Value>(&mut conn)).await {
-                        tracing::debug!(id = %entry.id, error = %e, "extending the claim failed");
-                    }
-                }
+    async fn handle(&self, handler: &Handler) -> Outcome {
+        let (sub, entry) = (&self.sub, &self.entry);
+        let handled = handler(message_of(&sub.topic, entry));
+        keeping_claim(handled, sub.settings.processing_timeout / 3, || async {
+            let mut conn = sub.conn.clone();
+            let mut cmd = redis::cmd("XCLAIM");
+            cmd.arg(&sub.topic)
+                .arg(&sub.group)
+                .arg(&sub.settings.consumer)
+                .arg(0)
+                .arg(&entry.id)
+                .arg("JUSTID");
+            let claim = cmd.query_async::<Value>(&mut conn);
+            if let Err(e) = broker_call(BROKER, sub.settings.timeout, "", claim).await {
+                tracing::debug!(id = %entry.id, error = %e, "extending the claim failed");
             }
-        }
+        })
+        .await
     }
 
-    /// Hands one entry to the handler (bounded); returns false once stopped.
-    async fn dispatch(self: Arc<Self>, entry: StreamId) -> bool {
-        let Ok(permit) = self.limit.clone().acquire_owned().await else {
-            return false;
-        };
-        if self.stop.is_cancelled() {
-            return false; // unacknowledged: it stays pending for a later claim
-        }
-        let tasks = self.tasks.clone();
-        tasks.spawn(async move {
-            let outcome = self.handle_keeping_claim(&entry).await;
-            drop(permit);
-            if matches!(outcome, Outcome::Success | Outcome::Drop) {
-                let mut conn = self.conn.clone();
-                let mut cmd = redis::cmd("XACK");
-                cmd.arg(&self.topic).arg(&self.group).arg(&entry.id);
-                let ack = cmd.query_async::<i64>(&mut conn);
-                if let Err(e) = bounded(self.settings.timeout, ack).await {
-                    // Not acknowledged: it will be delivered again, which at-least-once allows.
-                    tracing::warn!(topic = %self.topic, id = %entry.id, error = %e, "acknowledging failed");
-                }
+    /// Acknowledges a final answer; a retry stays pending until claimed again.
+    async fn answer(&self, outcome: Outcome) -> Answered {
+        if matches!(outcome, Outcome::Success | Outcome::Drop) {
+            let (sub, id) = (&self.sub, &self.entry.id);
+            let mut conn = sub.conn.clone();
+            let mut cmd = redis::cmd("XACK");
+            cmd.arg(&sub.topic).arg(&sub.group).arg(id);
+            let ack = cmd.query_async::<i64>(&mut conn);
+            if let Err(e) = broker_call(BROKER, sub.settings.timeout, "", ack).await {
+                // Not acknowledged: it will be delivered again, which at-least-once allows.
+                tracing::warn!(topic = %sub.topic, id = %id, error = %e, "acknowledging failed");
             }
-        });
-        true
+        }
+        Answered::Done
     }
 }

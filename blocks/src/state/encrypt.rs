@@ -17,6 +17,7 @@ use super::{
     BoxFuture, DeleteRequest, Features, Item, Metadata, Operation, SetRequest, StateError,
     StateStore,
 };
+use crate::fault::Fault;
 
 /// One encryption key.
 pub struct EncryptionKey {
@@ -72,8 +73,11 @@ impl EncryptionKey {
     }
 
     fn open(&self, b64: &str) -> Result<Vec<u8>, StateError> {
-        let corrupt =
-            || StateError::Store("an encrypted value is corrupt or was tampered with".into());
+        let corrupt = || {
+            StateError::Store(Fault::new(
+                "an encrypted value is corrupt or was tampered with",
+            ))
+        };
         let raw = base64::engine::general_purpose::STANDARD
             .decode(b64)
             .map_err(|_| corrupt())?;
@@ -118,14 +122,14 @@ impl Encrypted {
 
 fn decrypt(keys: &[EncryptionKey], data: &[u8]) -> Result<Bytes, StateError> {
     let text = std::str::from_utf8(data)
-        .map_err(|_| StateError::Store("a stored value is not encrypted".into()))?;
+        .map_err(|_| StateError::Store(Fault::new("a stored value is not encrypted")))?;
     let (b64, id) = text
         .rsplit_once("||")
-        .ok_or_else(|| StateError::Store("a stored value is not encrypted".into()))?;
+        .ok_or_else(|| StateError::Store(Fault::new("a stored value is not encrypted")))?;
     let key = keys.iter().find(|k| k.id == id).ok_or_else(|| {
-        StateError::Store(format!(
+        StateError::Store(Fault::new(format!(
             "no configured key matches key id {id} of the stored value"
-        ))
+        )))
     })?;
     key.open(b64).map(Bytes::from)
 }

@@ -100,26 +100,7 @@ pub async fn open(c: &Component, ctx: &OpenContext) -> Result<StateComponent, Ve
         .prefix(&ctx.app_id, &c.metadata.name, &ctx.namespace);
     let store: Arc<dyn StateStore> = match c.spec.type_.as_str() {
         "state.in-memory" => Arc::new(MemoryStore::new()),
-        "state.sqlite" => {
-            let conn = md
-                .get("connectionstring")
-                .map(String::as_str)
-                .unwrap_or("state.db");
-            let path = sqlite_path(conn, &ctx.data_dir);
-            let table = md.get("tablename").map(String::as_str).unwrap_or("state");
-            let store = SqliteStore::open(&path, table).map_err(|e| {
-                err(
-                    "spec.metadata.connectionString",
-                    format!("{}: {e}", path.display()),
-                )
-            })?;
-            let sweeper = store.clone();
-            start_sweeper(&md, move || {
-                let s = sweeper.clone();
-                Box::pin(async move { s.sweep_expired().await.map(drop) })
-            })?;
-            Arc::new(store)
-        }
+        "state.sqlite" => open_sqlite(&md, ctx)?,
         "state.redis" => {
             let settings = redis_settings(&md)?;
             let store = RedisStore::connect(&settings).await.map_err(|e| {
@@ -130,34 +111,7 @@ pub async fn open(c: &Component, ctx: &OpenContext) -> Result<StateComponent, Ve
             })?;
             Arc::new(store)
         }
-        "state.postgresql" => {
-            let conn = md
-                .get("connectionstring")
-                .filter(|v| !v.is_empty())
-                .ok_or_else(|| err("spec.metadata.connectionString", "is required"))?;
-            let table = md.get("tablename").map(String::as_str).unwrap_or("state");
-            let timeout = match md.get("timeout").map(String::as_str) {
-                None | Some("") => Duration::from_secs(10),
-                Some(v) => match parse_interval(v) {
-                    Some(Some(d)) => d,
-                    _ => {
-                        return Err(err(
-                            "spec.metadata.timeout",
-                            format!("{v:?} is not a duration like 10s"),
-                        ));
-                    }
-                },
-            };
-            let store = PostgresStore::connect(conn, table, timeout)
-                .await
-                .map_err(|e| err("spec.metadata.connectionString", e.to_string()))?;
-            let sweeper = store.clone();
-            start_sweeper(&md, move || {
-                let s = sweeper.clone();
-                Box::pin(async move { s.sweep_expired().await.map(drop) })
-            })?;
-            Arc::new(store)
-        }
+        "state.postgresql" => open_postgres(&md).await?,
         other => {
             return Err(err(
                 "spec.type",
@@ -165,21 +119,7 @@ pub async fn open(c: &Component, ctx: &OpenContext) -> Result<StateComponent, Ve
             ));
         }
     };
-    let store = match md.get("primaryencryptionkey").filter(|v| !v.is_empty()) {
-        None => store,
-        Some(primary) => {
-            let primary = EncryptionKey::from_hex(primary)
-                .map_err(|e| err("spec.metadata.primaryEncryptionKey", e))?;
-            let secondary = match md.get("secondaryencryptionkey").filter(|v| !v.is_empty()) {
-                Some(k) => Some(
-                    EncryptionKey::from_hex(k)
-                        .map_err(|e| err("spec.metadata.secondaryEncryptionKey", e))?,
-                ),
-                None => None,
-            };
-            Arc::new(Encrypted::new(store, primary, secondary))
-        }
-    };
+    let store = encrypted(store, &md)?;
     Ok(StateComponent {
         name: c.metadata.name.clone(),
         type_: c.spec.type_.clone(),
@@ -192,6 +132,88 @@ pub async fn open(c: &Component, ctx: &OpenContext) -> Result<StateComponent, Ve
         prefix,
         layered: None,
     })
+}
+
+/// `state.sqlite`: a database file under the data directory, swept for expired rows.
+fn open_sqlite(
+    md: &BTreeMap<String, String>,
+    ctx: &OpenContext,
+) -> Result<Arc<dyn StateStore>, Vec<ComponentError>> {
+    let conn = md
+        .get("connectionstring")
+        .map(String::as_str)
+        .unwrap_or("state.db");
+    let path = sqlite_path(conn, &ctx.data_dir);
+    let table = md.get("tablename").map(String::as_str).unwrap_or("state");
+    let store = SqliteStore::open(&path, table).map_err(|e| {
+        err(
+            "spec.metadata.connectionString",
+            format!("{}: {e}", path.display()),
+        )
+    })?;
+    let sweeper = store.clone();
+    start_sweeper(md, move || {
+        let s = sweeper.clone();
+        Box::pin(async move { s.sweep_expired().await.map(drop) })
+    })?;
+    Ok(Arc::new(store))
+}
+
+/// `state.postgresql`: connects and creates the table, then sweeps expired rows.
+async fn open_postgres(
+    md: &BTreeMap<String, String>,
+) -> Result<Arc<dyn StateStore>, Vec<ComponentError>> {
+    let conn = md
+        .get("connectionstring")
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| err("spec.metadata.connectionString", "is required"))?;
+    let table = md.get("tablename").map(String::as_str).unwrap_or("state");
+    let timeout = match md.get("timeout").map(String::as_str) {
+        None | Some("") => Duration::from_secs(10),
+        Some(v) => match parse_interval(v) {
+            Some(Some(d)) => d,
+            _ => {
+                return Err(err(
+                    "spec.metadata.timeout",
+                    format!("{v:?} is not a duration like 10s"),
+                ));
+            }
+        },
+    };
+    let store = PostgresStore::connect(conn, table, timeout)
+        .await
+        .map_err(|e| err("spec.metadata.connectionString", e.to_string()))?;
+    let sweeper = store.clone();
+    start_sweeper(md, move || {
+        let s = sweeper.clone();
+        Box::pin(async move { s.sweep_expired().await.map(drop) })
+    })?;
+    Ok(Arc::new(store))
+}
+
+/// `store` behind AES-GCM when `primaryEncryptionKey` is set (`secondaryEncryptionKey` still
+/// decrypts values written under an earlier key).
+fn encrypted(
+    store: Arc<dyn StateStore>,
+    md: &BTreeMap<String, String>,
+) -> Result<Arc<dyn StateStore>, Vec<ComponentError>> {
+    Ok(
+        match md.get("primaryencryptionkey").filter(|v| !v.is_empty()) {
+            None => store,
+            Some(primary) => {
+                let primary = EncryptionKey::from_hex(primary)
+                    .map_err(|e| err("spec.metadata.primaryEncryptionKey", e))?;
+                let secondary = match md.get("secondaryencryptionkey").filter(|v| !v.is_empty()) {
+                    Some(k) => Some(
+                        EncryptionKey::from_hex(k)
+                            .map_err(|e| err("spec.metadata.secondaryEncryptionKey", e))?,
+                    ),
+                    None => None,
+                };
+                Arc::new(Encrypted::new(store, primary, secondary))
+            }
+        },
+    )
 }
 
 /// Sweeps expired rows every `cleanupInterval` (or `cleanupIntervalInSeconds`; default 1h; `0`
@@ -234,22 +256,52 @@ where
 pub(crate) fn redis_settings(
     md: &BTreeMap<String, String>,
 ) -> Result<RedisSettings, Vec<ComponentError>> {
-    let get = |k: &str| md.get(k).map(String::as_str).filter(|v| !v.is_empty());
-    let flag = |k: &str, name: &str| -> Result<bool, Vec<ComponentError>> {
-        match get(k).map(str::to_ascii_lowercase).as_deref() {
-            None | Some("false") | Some("0") => Ok(false),
-            Some("true") | Some("1") => Ok(true),
-            Some(v) => Err(err(
-                &format!("spec.metadata.{name}"),
-                format!("{v:?} is not true or false"),
-            )),
-        }
+    let (host, port) = redis_address(md)?;
+    let db = match nonempty(md, "redisdb") {
+        None => 0,
+        Some(v) => v
+            .parse()
+            .map_err(|_| err("spec.metadata.redisDB", format!("{v:?} is not a number")))?,
     };
-    let host = get("redishost")
+    let (timeout, default_ttl) = redis_times(md)?;
+    Ok(RedisSettings {
+        host,
+        port,
+        username: nonempty(md, "redisusername").map(str::to_owned),
+        password: nonempty(md, "redispassword").map(str::to_owned),
+        db,
+        tls: flag(md, "enabletls", "enableTLS")?,
+        insecure_skip_verify: flag(md, "insecureskiptlsverify", "insecureSkipTLSVerify")?,
+        timeout,
+        default_ttl,
+    })
+}
+
+/// A metadata value (keys lower-cased), unless empty.
+fn nonempty<'a>(md: &'a BTreeMap<String, String>, key: &str) -> Option<&'a str> {
+    md.get(key).map(String::as_str).filter(|v| !v.is_empty())
+}
+
+/// A true/false metadata value (false when absent); errors name the field as `name`.
+fn flag(md: &BTreeMap<String, String>, key: &str, name: &str) -> Result<bool, Vec<ComponentError>> {
+    match nonempty(md, key).map(str::to_ascii_lowercase).as_deref() {
+        None | Some("false") | Some("0") => Ok(false),
+        Some("true") | Some("1") => Ok(true),
+        Some(v) => Err(err(
+            &format!("spec.metadata.{name}"),
+            format!("{v:?} is not true or false"),
+        )),
+    }
+}
+
+/// `redisHost` (`host:port`, or a host with `redisPort`): one server, as cluster and sentinel
+/// modes are refused.
+fn redis_address(md: &BTreeMap<String, String>) -> Result<(String, u16), Vec<ComponentError>> {
+    let host = nonempty(md, "redishost")
         .ok_or_else(|| err("spec.metadata.redisHost", "is required (host:port)"))?;
     if host.contains(',')
-        || get("redistype").is_some_and(|t| t.eq_ignore_ascii_case("cluster"))
-        || flag("failover", "failover")?
+        || nonempty(md, "redistype").is_some_and(|t| t.eq_ignore_ascii_case("cluster"))
+        || flag(md, "failover", "failover")?
     {
         return Err(err(
             "spec.metadata.redisHost",
@@ -258,7 +310,7 @@ pub(crate) fn redis_settings(
             ),
         ));
     }
-    let default_port = match get("redisport") {
+    let default_port = match nonempty(md, "redisport") {
         None => 6379,
         Some(p) => p
             .parse()
@@ -276,13 +328,17 @@ pub(crate) fn redis_settings(
         ),
         _ => (host, default_port),
     };
-    let db = match get("redisdb") {
-        None => 0,
-        Some(v) => v
-            .parse()
-            .map_err(|_| err("spec.metadata.redisDB", format!("{v:?} is not a number")))?,
-    };
-    let timeout = match get("readtimeout").or(get("dialtimeout")) {
+    Ok((
+        h.trim_start_matches('[').trim_end_matches(']').to_owned(),
+        port,
+    ))
+}
+
+/// The command deadline (`readTimeout`, else `dialTimeout`; 5 s) and `ttlInSeconds`.
+fn redis_times(
+    md: &BTreeMap<String, String>,
+) -> Result<(Duration, Option<Duration>), Vec<ComponentError>> {
+    let timeout = match nonempty(md, "readtimeout").or(nonempty(md, "dialtimeout")) {
         None => Duration::from_secs(5),
         Some(v) => match parse_interval(v) {
             Some(Some(d)) => d,
@@ -294,7 +350,7 @@ pub(crate) fn redis_settings(
             }
         },
     };
-    let default_ttl = match get("ttlinseconds") {
+    let default_ttl = match nonempty(md, "ttlinseconds") {
         None => None,
         Some(v) => match v.parse::<i64>() {
             Ok(n) if n > 0 => Some(Duration::from_secs(n.unsigned_abs())),
@@ -307,17 +363,7 @@ pub(crate) fn redis_settings(
             }
         },
     };
-    Ok(RedisSettings {
-        host: h.trim_start_matches('[').trim_end_matches(']').to_owned(),
-        port,
-        username: get("redisusername").map(str::to_owned),
-        password: get("redispassword").map(str::to_owned),
-        db,
-        tls: flag("enabletls", "enableTLS")?,
-        insecure_skip_verify: flag("insecureskiptlsverify", "insecureSkipTLSVerify")?,
-        timeout,
-        default_ttl,
-    })
+    Ok((timeout, default_ttl))
 }
 
 /// `connectionString` of Dapr's SQLite component: a path, optionally as `file:` URI with query

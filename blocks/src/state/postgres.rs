@@ -14,6 +14,9 @@ use bytes::Bytes;
 use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
 
+use crate::deadline;
+use crate::fault::Fault;
+
 use super::{
     BoxFuture, Concurrency, DeleteRequest, Features, Item, Metadata, Operation, Query, QueryPage,
     Row, SetRequest, StateError, StateStore, new_etag, rfc3339, ttl_of,
@@ -27,18 +30,8 @@ pub struct PostgresStore {
     timeout: Duration,
 }
 
-fn pg_error(e: impl std::fmt::Display) -> StateError {
-    StateError::Store(format!("postgresql: {e}"))
-}
-
-/// Runs `call` under `timeout`.
-async fn bounded<T>(
-    timeout: Duration,
-    call: impl Future<Output = Result<T, StateError>>,
-) -> Result<T, StateError> {
-    tokio::time::timeout(timeout, call)
-        .await
-        .unwrap_or(Err(StateError::Timeout(timeout)))
+fn pg_error(e: impl std::error::Error + Send + Sync + 'static) -> StateError {
+    StateError::Store(Fault::caused_by(format!("postgresql: {e}"), e))
 }
 
 impl PostgresStore {
@@ -75,7 +68,7 @@ impl PostgresStore {
             table: table.into(),
             timeout,
         };
-        bounded(timeout, store.create_table()).await?;
+        deadline::bounded(timeout, store.create_table(), StateError::Timeout).await?;
         Ok(store)
     }
 
@@ -221,89 +214,109 @@ impl StateStore for PostgresStore {
 
     fn get(&self, key: String, _metadata: Metadata) -> BoxFuture<Result<Option<Item>, StateError>> {
         let this = self.clone();
-        Box::pin(bounded(this.timeout, async move {
-            let client = this.pool.get().await.map_err(pg_error)?;
-            let row = client
+        Box::pin(deadline::bounded(
+            this.timeout,
+            async move {
+                let client = this.pool.get().await.map_err(pg_error)?;
+                let row = client
                 .query_opt(
                     &format!("SELECT value, etag, expires_at FROM {} WHERE key = $1 AND (expires_at IS NULL OR expires_at > now())", this.table),
                     &[&key],
                 )
                 .await
                 .map_err(pg_error)?;
-            Ok(row.map(|r| {
-                let mut metadata = Metadata::new();
-                if let Some(at) = r.get::<_, Option<SystemTime>>(2) {
-                    metadata.insert("ttlExpireTime".into(), rfc3339(at));
-                }
-                Item {
-                    data: Bytes::from(r.get::<_, Vec<u8>>(0)),
-                    etag: Some(r.get(1)),
-                    metadata,
-                }
-            }))
-        }))
+                Ok(row.map(|r| {
+                    let mut metadata = Metadata::new();
+                    if let Some(at) = r.get::<_, Option<SystemTime>>(2) {
+                        metadata.insert("ttlExpireTime".into(), rfc3339(at));
+                    }
+                    Item {
+                        data: Bytes::from(r.get::<_, Vec<u8>>(0)),
+                        etag: Some(r.get(1)),
+                        metadata,
+                    }
+                }))
+            },
+            StateError::Timeout,
+        ))
     }
 
     fn set(&self, req: SetRequest) -> BoxFuture<Result<(), StateError>> {
         let this = self.clone();
-        Box::pin(bounded(this.timeout, async move {
-            let client = this.pool.get().await.map_err(pg_error)?;
-            apply_set(&client, &this.table, &req).await
-        }))
+        Box::pin(deadline::bounded(
+            this.timeout,
+            async move {
+                let client = this.pool.get().await.map_err(pg_error)?;
+                apply_set(&client, &this.table, &req).await
+            },
+            StateError::Timeout,
+        ))
     }
 
     fn delete(&self, req: DeleteRequest) -> BoxFuture<Result<(), StateError>> {
         let this = self.clone();
-        Box::pin(bounded(this.timeout, async move {
-            let client = this.pool.get().await.map_err(pg_error)?;
-            apply_delete(&client, &this.table, &req).await
-        }))
+        Box::pin(deadline::bounded(
+            this.timeout,
+            async move {
+                let client = this.pool.get().await.map_err(pg_error)?;
+                apply_delete(&client, &this.table, &req).await
+            },
+            StateError::Timeout,
+        ))
     }
 
     fn query(&self, prefix: String, query: Query) -> BoxFuture<Result<QueryPage, StateError>> {
         let this = self.clone();
-        Box::pin(bounded(this.timeout, async move {
-            let client = this.pool.get().await.map_err(pg_error)?;
-            let (stmt, params) = sql::SqlQuery::new(prefix).statement(&this.table, &query);
-            let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params
-                .iter()
-                .map(|p| p.as_ref() as &(dyn tokio_postgres::types::ToSql + Sync))
-                .collect();
-            let rows = client.query(&stmt, &refs).await.map_err(pg_error)?;
-            let mut items: Vec<Row> = rows
-                .iter()
-                .map(|r| {
-                    (
-                        r.get::<_, String>(0),
-                        Bytes::from(r.get::<_, Vec<u8>>(1)),
-                        Some(r.get::<_, String>(2)),
-                    )
-                })
-                .collect();
-            let token = match query.limit {
-                Some(limit) if items.len() > limit => {
-                    items.truncate(limit);
-                    Some((query.offset + limit).to_string())
-                }
-                _ => None,
-            };
-            Ok(QueryPage { items, token })
-        }))
+        Box::pin(deadline::bounded(
+            this.timeout,
+            async move {
+                let client = this.pool.get().await.map_err(pg_error)?;
+                let (stmt, params) = sql::SqlQuery::new(prefix).statement(&this.table, &query);
+                let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params
+                    .iter()
+                    .map(|p| p.as_ref() as &(dyn tokio_postgres::types::ToSql + Sync))
+                    .collect();
+                let rows = client.query(&stmt, &refs).await.map_err(pg_error)?;
+                let mut items: Vec<Row> = rows
+                    .iter()
+                    .map(|r| {
+                        (
+                            r.get::<_, String>(0),
+                            Bytes::from(r.get::<_, Vec<u8>>(1)),
+                            Some(r.get::<_, String>(2)),
+                        )
+                    })
+                    .collect();
+                let token = match query.limit {
+                    Some(limit) if items.len() > limit => {
+                        items.truncate(limit);
+                        Some((query.offset + limit).to_string())
+                    }
+                    _ => None,
+                };
+                Ok(QueryPage { items, token })
+            },
+            StateError::Timeout,
+        ))
     }
 
     fn multi(&self, ops: Vec<Operation>) -> BoxFuture<Result<(), StateError>> {
         let this = self.clone();
-        Box::pin(bounded(this.timeout, async move {
-            let mut client = this.pool.get().await.map_err(pg_error)?;
-            let tx = client.transaction().await.map_err(pg_error)?;
-            for op in &ops {
-                match op {
-                    Operation::Upsert(r) => apply_set(&tx, &this.table, r).await?,
-                    Operation::Delete(r) => apply_delete(&tx, &this.table, r).await?,
+        Box::pin(deadline::bounded(
+            this.timeout,
+            async move {
+                let mut client = this.pool.get().await.map_err(pg_error)?;
+                let tx = client.transaction().await.map_err(pg_error)?;
+                for op in &ops {
+                    match op {
+                        Operation::Upsert(r) => apply_set(&tx, &this.table, r).await?,
+                        Operation::Delete(r) => apply_delete(&tx, &this.table, r).await?,
+                    }
                 }
-            }
-            // Dropping the transaction on an error above rolls it back.
-            tx.commit().await.map_err(pg_error)
-        }))
+                // Dropping the transaction on an error above rolls it back.
+                tx.commit().await.map_err(pg_error)
+            },
+            StateError::Timeout,
+        ))
     }
 }

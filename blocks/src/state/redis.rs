@@ -12,6 +12,9 @@ use bytes::Bytes;
 use redis::aio::ConnectionManager;
 use redis::{RedisError, Script, Value};
 
+use crate::deadline;
+use crate::fault::Fault;
+
 use super::{
     BoxFuture, Concurrency, Consistency, DeleteRequest, Features, Item, Metadata, Operation,
     SetRequest, StateError, StateStore, rfc3339, ttl_of,
@@ -28,15 +31,15 @@ return {d[1], d[2], redis.call("PTTL", KEYS[1])}
 "#;
 
 /// Shared by set and transactions: checks an operation against `cur` (the version, or false)
-/// and returns an error string or nil.
+/// and returns whether its ETag (or first-write) condition holds.
 const CHECK: &str = r#"
 local function check(cur, kind, etag, first)
   if etag ~= "" then
-    if (not cur) or cur ~= etag then return "ETAG_MISMATCH" end
+    return cur and cur == etag
   elseif kind == "s" and cur and first == "1" then
-    return "ETAG_MISMATCH"
+    return false
   end
-  return nil
+  return true
 end
 local function version(key)
   local t = redis.call("TYPE", key)["ok"]
@@ -54,15 +57,16 @@ local function apply(key, kind, data, ttl)
 end
 "#;
 
-/// One operation: ARGV = kind, data, etag, first-write, ttl-ms.
+/// One operation: ARGV = kind, data, etag, first-write, ttl-ms. Answers how many operations it
+/// applied: [`ETAG_MISMATCH`] when the condition did not hold.
 const ONE: &str = r#"
-local err = check(version(KEYS[1]), ARGV[1], ARGV[3], ARGV[4])
-if err then return redis.error_reply(err) end
+if not check(version(KEYS[1]), ARGV[1], ARGV[3], ARGV[4]) then return 0 end
 apply(KEYS[1], ARGV[1], ARGV[2], ARGV[5])
 return 1
 "#;
 
 /// Many operations, all or none: ARGV holds five values per operation, KEYS one key each.
+/// Answers how many it applied: [`ETAG_MISMATCH`] (none) when any condition did not hold.
 const MANY: &str = r#"
 local seen = {}
 for i = 1, #KEYS do
@@ -70,8 +74,7 @@ for i = 1, #KEYS do
   local cur = seen[k]
   if cur == nil then cur = version(k) end
   local b = (i - 1) * 5
-  local err = check(cur, ARGV[b + 1], ARGV[b + 3], ARGV[b + 4])
-  if err then return redis.error_reply(err) end
+  if not check(cur, ARGV[b + 1], ARGV[b + 3], ARGV[b + 4]) then return 0 end
   if ARGV[b + 1] == "d" then seen[k] = false else seen[k] = tostring((tonumber(cur) or 0) + 1) end
 end
 for i = 1, #KEYS do
@@ -80,6 +83,11 @@ for i = 1, #KEYS do
 end
 return #KEYS
 "#;
+
+/// What the write scripts answer when an ETag (or first-write) condition did not hold: no
+/// operation applied. A reply rather than a script error, so it is told apart by value, whatever
+/// the server's version does to error messages.
+const ETAG_MISMATCH: i64 = 0;
 
 /// The Redis store.
 #[derive(Clone)]
@@ -144,33 +152,34 @@ pub(crate) fn client_for(s: &RedisSettings) -> redis::RedisResult<redis::Client>
     redis::Client::open(info)
 }
 
-/// Runs a Redis call under `timeout`; running out is reported as an I/O timeout.
-async fn bounded<T>(
+/// Running out of time on a Redis call, reported as the client reports its own I/O timeouts.
+fn no_answer(timeout: Duration) -> RedisError {
+    RedisError::from(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        format!("no answer within {timeout:?}"),
+    ))
+}
+
+fn store_error(e: RedisError) -> StateError {
+    let message = if e.is_timeout() {
+        format!("redis: timed out: {e}")
+    } else {
+        format!("redis: {e}")
+    };
+    StateError::Store(Fault::caused_by(message, e))
+}
+
+/// Runs a write script under `timeout`: a mismatched ETag is the script's answer, not an error.
+async fn run_script(
     timeout: Duration,
-    call: impl Future<Output = redis::RedisResult<T>>,
-) -> redis::RedisResult<T> {
-    match tokio::time::timeout(timeout, call).await {
-        Ok(r) => r,
-        Err(_) => Err(RedisError::from(std::io::Error::new(
-            std::io::ErrorKind::TimedOut,
-            format!("no answer within {timeout:?}"),
-        ))),
-    }
-}
-
-fn store_error(e: &RedisError) -> StateError {
-    if e.is_timeout() {
-        StateError::Store(format!("redis: timed out: {e}"))
-    } else {
-        StateError::Store(format!("redis: {e}"))
-    }
-}
-
-fn script_error(e: RedisError) -> StateError {
-    if e.code() == Some("ETAG_MISMATCH") || e.to_string().contains("ETAG_MISMATCH") {
-        StateError::EtagMismatch("the etag does not match the current version".into())
-    } else {
-        store_error(&e)
+    call: impl Future<Output = redis::RedisResult<i64>>,
+) -> Result<(), StateError> {
+    match deadline::bounded(timeout, call, no_answer).await {
+        Ok(ETAG_MISMATCH) => Err(StateError::EtagMismatch(
+            "the etag does not match the current version".into(),
+        )),
+        Ok(_) => Ok(()),
+        Err(e) => Err(store_error(e)),
     }
 }
 
@@ -264,7 +273,7 @@ fn key_of(op: &Operation) -> &str {
 impl RedisStore {
     /// Connects (the server must answer now; later outages are ridden out by reconnecting).
     pub async fn connect(s: &RedisSettings) -> Result<Self, StateError> {
-        let client = client_for(s).map_err(|e| store_error(&e))?;
+        let client = client_for(s).map_err(store_error)?;
         // Short reconnect cycles: callers are bounded by `timeout` anyway, and a short cycle
         // notices a recovered server sooner.
         let config = redis::aio::ConnectionManagerConfig::new()
@@ -273,16 +282,15 @@ impl RedisStore {
             .set_number_of_retries(2)
             .set_min_delay(Duration::from_millis(50))
             .set_max_delay(Duration::from_millis(500));
-        let conn =
-            tokio::time::timeout(s.timeout, client.get_connection_manager_with_config(config))
-                .await
-                .map_err(|_| {
-                    StateError::Store(format!(
-                        "redis at {}:{}: no answer within {:?}",
-                        s.host, s.port, s.timeout
-                    ))
-                })?
-                .map_err(|e| StateError::Store(format!("redis at {}:{}: {e}", s.host, s.port)))?;
+        let at = format!("redis at {}:{}", s.host, s.port);
+        let connecting = async {
+            let made = client.get_connection_manager_with_config(config).await;
+            made.map_err(|e| StateError::Store(Fault::caused_by(format!("{at}: {e}"), e)))
+        };
+        let conn = deadline::bounded(s.timeout, connecting, |t| {
+            StateError::Store(Fault::new(format!("{at}: no answer within {t:?}")))
+        })
+        .await?;
         Ok(Self {
             conn,
             timeout: s.timeout,
@@ -307,9 +315,10 @@ impl StateStore for RedisStore {
     fn get(&self, key: String, _metadata: Metadata) -> BoxFuture<Result<Option<Item>, StateError>> {
         let (mut conn, script, timeout) = (self.conn.clone(), self.get.clone(), self.timeout);
         Box::pin(async move {
-            let v: Value = bounded(timeout, script.key(&key).invoke_async(&mut conn))
+            let read = script.key(&key);
+            let v: Value = deadline::bounded(timeout, read.invoke_async(&mut conn), no_answer)
                 .await
-                .map_err(|e| store_error(&e))?;
+                .map_err(store_error)?;
             let Value::Array(parts) = v else {
                 return Ok(None);
             };
@@ -364,14 +373,11 @@ impl StateStore for RedisStore {
                     inv.arg(a);
                 }
             }
-            bounded(timeout, inv.invoke_async::<Value>(&mut conn))
-                .await
-                .map(drop)
-                .map_err(script_error)?;
+            run_script(timeout, inv.invoke_async(&mut conn)).await?;
             if strong(&ops) {
-                bounded(timeout, wait_for_replicas(&mut conn))
+                deadline::bounded(timeout, wait_for_replicas(&mut conn), no_answer)
                     .await
-                    .map_err(|e| store_error(&e))?;
+                    .map_err(store_error)?;
             }
             Ok(())
         })
@@ -392,14 +398,11 @@ impl RedisStore {
             for a in args_of(&op, ttl)? {
                 inv.arg(a);
             }
-            bounded(timeout, inv.invoke_async::<Value>(&mut conn))
-                .await
-                .map(drop)
-                .map_err(script_error)?;
+            run_script(timeout, inv.invoke_async(&mut conn)).await?;
             if strong(std::slice::from_ref(&op)) {
-                bounded(timeout, wait_for_replicas(&mut conn))
+                deadline::bounded(timeout, wait_for_replicas(&mut conn), no_answer)
                     .await
-                    .map_err(|e| store_error(&e))?;
+                    .map_err(store_error)?;
             }
             Ok(())
         })

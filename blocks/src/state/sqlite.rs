@@ -25,6 +25,7 @@ use super::{
     BoxFuture, Concurrency, DeleteRequest, Features, Filter, Item, Metadata, Operation, Query,
     QueryPage, RowScan, SetRequest, StateError, StateStore, new_etag, rfc3339, ttl_of,
 };
+use crate::fault::Fault;
 
 /// The SQLite store.
 #[derive(Clone)]
@@ -42,7 +43,7 @@ fn now_ms() -> i64 {
 }
 
 fn db_error(e: rusqlite::Error) -> StateError {
-    StateError::Store(format!("sqlite: {e}"))
+    StateError::Store(Fault::caused_by(format!("sqlite: {e}"), e))
 }
 
 impl SqliteStore {
@@ -59,8 +60,9 @@ impl SqliteStore {
             )));
         }
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| StateError::Store(format!("{}: {e}", dir.display())))?;
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StateError::Store(Fault::caused_by(format!("{}: {e}", dir.display()), e))
+            })?;
         }
         let conn = Connection::open(path).map_err(db_error)?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(db_error)?;
@@ -118,7 +120,9 @@ impl SqliteStore {
                 f(&mut c, &table)
             })
             .await
-            .map_err(|e| StateError::Store(format!("sqlite task failed: {e}")))?
+            .map_err(|e| {
+                StateError::Store(Fault::caused_by(format!("sqlite task failed: {e}"), e))
+            })?
         })
     }
 
@@ -171,7 +175,9 @@ impl SqliteStore {
                 page
             })
             .await
-            .map_err(|e| StateError::Store(format!("sqlite task failed: {e}")))?
+            .map_err(|e| {
+                StateError::Store(Fault::caused_by(format!("sqlite task failed: {e}"), e))
+            })?
         })
     }
 }
@@ -223,7 +229,7 @@ fn scan_rows(
     let mut scan = RowScan::new(query);
     while let Some(r) = rows.next().map_err(db_error)? {
         if abandoned.load(Ordering::Relaxed) {
-            return Err(StateError::Store("the query was abandoned".into()));
+            return Err(StateError::Store(Fault::new("the query was abandoned")));
         }
         let row = (
             r.get(0).map_err(db_error)?,

@@ -127,9 +127,9 @@ async fn call_done(
 ) -> Result<(), StateError> {
     match call(who, c, req).await? {
         StateResponse::Done => Ok(()),
-        other => Err(StateError::Store(format!(
-            "unexpected answer from the store: {other:?}"
-        ))),
+        other => Err(StateError::Store(
+            format!("unexpected answer from the store: {other:?}").into(),
+        )),
     }
 }
 
@@ -142,9 +142,9 @@ async fn call_get(
 ) -> Result<Option<Item>, StateError> {
     match call(who, c, StateRequest::Get { key, metadata }).await? {
         StateResponse::Item(item) => Ok(item),
-        other => Err(StateError::Store(format!(
-            "unexpected answer from the store: {other:?}"
-        ))),
+        other => Err(StateError::Store(
+            format!("unexpected answer from the store: {other:?}").into(),
+        )),
     }
 }
 
@@ -474,9 +474,9 @@ pub(super) async fn query(
     .await
     {
         Ok(StateResponse::Page(p)) => Ok(p),
-        Ok(other) => Err(StateError::Store(format!(
-            "unexpected answer from the store: {other:?}"
-        ))),
+        Ok(other) => Err(StateError::Store(
+            format!("unexpected answer from the store: {other:?}").into(),
+        )),
         Err(e) => Err(e),
     }
     .map_err(|e| {

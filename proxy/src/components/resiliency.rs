@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use std::sync::Arc;
 
+use outrider_blocks::Fault;
 use outrider_blocks::pubsub::{
     Handler, Message, PubSub, PubSubComponent, PubSubError, SubscribeRequest, Subscription,
 };
@@ -205,7 +206,7 @@ pub(crate) fn layer_publish(
 fn pubsub_error(e: BoxError) -> PubSubError {
     match e.downcast::<PubSubError>() {
         Ok(pe) => *pe,
-        Err(other) => PubSubError::Broker(other.to_string()),
+        Err(other) => PubSubError::Broker(Fault::caused_by(other.to_string(), other)),
     }
 }
 
@@ -219,9 +220,9 @@ pub(crate) fn state_error(e: BoxError) -> StateError {
         return StateError::Timeout(t.0);
     }
     if let Some(r) = e.downcast_ref::<Refused>() {
-        return StateError::Store(r.to_string());
+        return StateError::Store(r.to_string().into());
     }
-    StateError::Store(e.to_string())
+    StateError::Store(Fault::caused_by(e.to_string(), e))
 }
 
 #[cfg(test)]
