@@ -136,6 +136,61 @@ pub struct Declared {
 impl SubscriptionDoc {
     /// Validates the document; every problem is reported with its field.
     pub fn validate(&self) -> Result<Declared, Vec<ComponentError>> {
+        let unnamed = self.metadata.name.is_empty().then(|| ComponentError {
+            field: "metadata.name".into(),
+            message: "is required".into(),
+        });
+        match (unnamed, self.spec.validate(&self.metadata.name)) {
+            (None, checked) => checked,
+            (Some(e), Ok(_)) => Err(vec![e]),
+            (Some(e), Err(mut errs)) => {
+                errs.insert(0, e);
+                Err(errs)
+            }
+        }
+    }
+}
+
+impl SubscriptionSpec {
+    /// One item of an app's `GET /dapr/subscribe` answer: the same fields as a `Subscription`'s
+    /// spec, read leniently as daprd reads them (a field of the wrong type counts as absent,
+    /// metadata values that are not text are written as JSON).
+    pub fn from_programmatic(item: &serde_json::Value) -> Self {
+        use serde_json::Value;
+        let text = |v: Option<&Value>| v.and_then(Value::as_str).unwrap_or_default().to_owned();
+        let routes = item.get("routes").map(|r| Routes {
+            rules: r
+                .get("rules")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default(),
+            default: text(r.get("default")),
+        });
+        let metadata = item
+            .get("metadata")
+            .and_then(Value::as_object)
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| {
+                        let v = v.as_str().map_or_else(|| v.to_string(), str::to_owned);
+                        (k.clone(), v)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Self {
+            pubsubname: text(item.get("pubsubname")),
+            topic: text(item.get("topic")),
+            route: text(item.get("route")),
+            routes,
+            dead_letter_topic: text(item.get("deadLetterTopic")),
+            metadata,
+            bulk_subscribe: item.get("bulkSubscribe").cloned(),
+        }
+    }
+
+    /// Validates the spec of the subscription `name`; problems name fields under `spec.`.
+    pub fn validate(&self, name: &str) -> Result<Declared, Vec<ComponentError>> {
         let mut errs = Vec::new();
         let mut err = |field: &str, message: String| {
             errs.push(ComponentError {
@@ -143,17 +198,13 @@ impl SubscriptionDoc {
                 message,
             })
         };
-        let s = &self.spec;
-        if self.metadata.name.is_empty() {
-            err("metadata.name", "is required".into());
-        }
-        if s.pubsubname.is_empty() {
+        if self.pubsubname.is_empty() {
             err("spec.pubsubname", "is required".into());
         }
-        if s.topic.is_empty() {
+        if self.topic.is_empty() {
             err("spec.topic", "is required".into());
         }
-        let rules = match s.routes.as_ref().map(|r| parse_rules(&r.rules)) {
+        let rules = match self.routes.as_ref().map(|r| parse_rules(&r.rules)) {
             None => Vec::new(),
             Some(Ok(rules)) => rules,
             Some(Err(e)) => {
@@ -164,17 +215,12 @@ impl SubscriptionDoc {
                 Vec::new()
             }
         };
-        let bulk = parse_bulk(s.bulk_subscribe.as_ref()).unwrap_or_else(|e| {
+        let bulk = parse_bulk(self.bulk_subscribe.as_ref()).unwrap_or_else(|e| {
             err("spec.bulkSubscribe", e);
             None
         });
-        let has_rules = s.routes.as_ref().is_some_and(|r| !r.rules.is_empty());
-        let route = s
-            .routes
-            .as_ref()
-            .map(|r| r.default.clone())
-            .filter(|d| !d.is_empty())
-            .unwrap_or_else(|| s.route.clone());
+        let has_rules = self.routes.as_ref().is_some_and(|r| !r.rules.is_empty());
+        let route = self.default_route();
         if route.is_empty() && !has_rules {
             err(
                 "spec.routes.default",
@@ -184,22 +230,70 @@ impl SubscriptionDoc {
         if !errs.is_empty() {
             return Err(errs);
         }
-        let path = if route.is_empty() || route.starts_with('/') {
-            route
-        } else {
-            format!("/{route}")
-        };
         Ok(Declared {
-            name: self.metadata.name.clone(),
-            pubsub: s.pubsubname.clone(),
-            topic: s.topic.clone(),
-            path,
+            name: name.to_owned(),
+            pubsub: self.pubsubname.clone(),
+            topic: self.topic.clone(),
+            path: route,
             rules,
-            dead_letter: s.dead_letter_topic.clone(),
-            metadata: s.metadata.clone(),
+            dead_letter: self.dead_letter_topic.clone(),
+            metadata: self.metadata.clone(),
             bulk,
         })
     }
+
+    /// `routes.default`, else `route`, with a leading `/`; empty when only rules route.
+    fn default_route(&self) -> String {
+        let route = self
+            .routes
+            .as_ref()
+            .map(|r| r.default.clone())
+            .filter(|d| !d.is_empty())
+            .unwrap_or_else(|| self.route.clone());
+        if route.is_empty() || route.starts_with('/') {
+            route
+        } else {
+            format!("/{route}")
+        }
+    }
+}
+
+/// An app's answer to `GET /dapr/subscribe`: the usable subscriptions, and the reason each other
+/// one was refused.
+pub fn programmatic(answer: &serde_json::Value) -> (Vec<Declared>, Vec<String>) {
+    let Some(items) = answer.as_array() else {
+        let got: String = answer.to_string().chars().take(80).collect();
+        return (
+            Vec::new(),
+            vec![format!(
+                "/dapr/subscribe must answer a JSON array, got {got}"
+            )],
+        );
+    };
+    let (mut usable, mut refused) = (Vec::new(), Vec::new());
+    for (i, item) in items.iter().enumerate() {
+        let spec = SubscriptionSpec::from_programmatic(item);
+        if spec.pubsubname.is_empty() || spec.topic.is_empty() {
+            refused.push(format!("item {i}: pubsubname and topic are required"));
+            continue;
+        }
+        match spec.validate("") {
+            Ok(d) => usable.push(d),
+            Err(errs) => {
+                let why: Vec<String> = errs
+                    .iter()
+                    .map(|e| format!("{}: {}", e.field.trim_start_matches("spec."), e.message))
+                    .collect();
+                refused.push(format!(
+                    "{}/{}: {}",
+                    spec.pubsubname,
+                    spec.topic,
+                    why.join("; ")
+                ));
+            }
+        }
+    }
+    (usable, refused)
 }
 
 #[cfg(test)]

@@ -1,5 +1,8 @@
-//! The sidecar calling its app: the app channel (`channel`) and the deliveries of subscribed
-//! messages (`subscriptions`, with batched delivery in `subscriptions::bulk`).
+//! The sidecar calling its app: the app channel (`channel`), the one delivery path every
+//! message takes to the app (`deliver`), and the subscriptions that feed it (`subscriptions`,
+//! with batched delivery in `subscriptions::bulk` and dead letters in
+//! `subscriptions::dead_letter`).
 
 pub(crate) mod channel;
+pub(crate) mod deliver;
 pub(crate) mod subscriptions;

@@ -7,40 +7,28 @@
 //! and one a rule cannot evaluate fails and is retried.
 
 pub(crate) mod bulk;
+mod dead_letter;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Duration;
 
-use bytes::Bytes;
-use http::{HeaderName, HeaderValue, Method, Request, header};
+use http::{Method, Request, header};
 use http_body_util::{BodyExt, Limited};
-use outrider_blocks::pubsub::routing::{RouteRule, Router, parse_rules};
-use outrider_blocks::pubsub::{
-    Handler, Message, Outcome, PubSubComponent, SubscribeRequest, Subscription, expired, raw_event,
-    wants_raw,
-};
-use outrider_blocks::subscription::{BulkSubscribe, parse_bulk};
+use outrider_blocks::pubsub::routing::{RouteRule, Router};
+use outrider_blocks::pubsub::{Handler, PubSubComponent, SubscribeRequest, Subscription};
+use outrider_blocks::subscription::BulkSubscribe;
+use outrider_filters::resiliency::{Direction, Resiliency, component_policies};
+use outrider_filters::spans::Spans;
 use outrider_policy::Caller;
 use serde_json::{Value, json};
 
-use outrider_filters::resiliency::classify::{Classify, Failure, FailureKind, Verdict, error_kind};
-use outrider_filters::resiliency::{
-    Cloned, Direction, Labels, Policies, Resiliency, RetryLayer, Retrying, TimeoutLayer,
-    component_policies,
-};
-use outrider_filters::spans::{SpanKind, SpanRecord, Spans, is_sampled};
-use outrider_filters::trace::TraceContext;
-use tower::util::BoxCloneSyncService;
-use tower::{BoxError, ServiceBuilder, ServiceExt as _};
-
 use crate::components::metrics::PubSubMetrics;
-use crate::net::http::{empty, full};
+use crate::net::http::empty;
 use crate::to_app::channel::AppChannel;
+use crate::to_app::deliver::{Delivery, deliverer, track};
+use dead_letter::{DEAD_LETTER_ATTEMPTS, with_dead_letter};
 
-/// With a dead-letter topic: attempts before a failing message goes there, and the first delay.
-const DEAD_LETTER_ATTEMPTS: u32 = 3;
-const DEAD_LETTER_BACKOFF: Duration = Duration::from_millis(100);
 /// The largest `/dapr/subscribe` answer read.
 const MAX_SUBSCRIBE_BODY: usize = 1 << 20;
 
@@ -120,116 +108,15 @@ impl Spec {
 
 /// Parses the app's answer; returns the usable subscriptions and a reason for each refused one.
 pub(crate) fn parse(v: &Value) -> (Vec<Spec>, Vec<String>) {
-    let (mut specs, mut refused) = (Vec::new(), Vec::new());
-    let Some(items) = v.as_array() else {
-        return (
-            specs,
-            vec![format!(
-                "/dapr/subscribe must answer a JSON array, got {}",
-                short(v)
-            )],
-        );
-    };
-    for (i, item) in items.iter().enumerate() {
-        let s = |k: &str| {
-            item.get(k)
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned()
-        };
-        let (pubsub, topic) = (s("pubsubname"), s("topic"));
-        if pubsub.is_empty() || topic.is_empty() {
-            refused.push(format!("item {i}: pubsubname and topic are required"));
-            continue;
-        }
-        let routes = item.get("routes");
-        let written = routes
-            .and_then(|r| r.get("rules"))
-            .and_then(Value::as_array)
-            .map_or(&[][..], Vec::as_slice);
-        let rules = match parse_rules(written) {
-            Ok(rules) => rules,
-            Err(e) => {
-                refused.push(format!(
-                    "{pubsub}/{topic}: routes.rules[{}]: {}: {}",
-                    e.index, e.expression, e.message
-                ));
-                continue;
-            }
-        };
-        let default = routes
-            .and_then(|r| r.get("default"))
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        let route = if default.is_empty() {
-            s("route")
-        } else {
-            default.to_owned()
-        };
-        if route.is_empty() && rules.is_empty() {
-            refused.push(format!("{pubsub}/{topic}: no route"));
-            continue;
-        }
-        let path = if route.is_empty() || route.starts_with('/') {
-            route
-        } else {
-            format!("/{route}")
-        };
-        let metadata = item
-            .get("metadata")
-            .and_then(Value::as_object)
-            .map(|m| {
-                m.iter()
-                    .map(|(k, v)| {
-                        (
-                            k.clone(),
-                            v.as_str().map_or_else(|| v.to_string(), str::to_owned),
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        let bulk = match parse_bulk(item.get("bulkSubscribe")) {
-            Ok(bulk) => bulk,
-            Err(e) => {
-                refused.push(format!("{pubsub}/{topic}: bulkSubscribe: {e}"));
-                continue;
-            }
-        };
-        let dead_letter = s("deadLetterTopic");
-        specs.push(Spec {
-            pubsub,
-            topic,
-            path,
-            rules,
-            dead_letter,
-            metadata,
+    let (usable, refused) = outrider_blocks::subscription::programmatic(v);
+    let specs = usable
+        .iter()
+        .map(|d| Spec {
             declarative: false,
-            bulk,
-        });
-    }
+            ..Spec::from(d)
+        })
+        .collect();
     (specs, refused)
-}
-
-fn short(v: &Value) -> String {
-    v.to_string().chars().take(80).collect()
-}
-
-/// What the app's answer to a delivery means.
-pub(crate) fn decide(status: u16, body: &[u8]) -> Outcome {
-    match status {
-        200..=299 => match serde_json::from_slice::<Value>(body)
-            .ok()
-            .and_then(|v| v.get("status").cloned())
-        {
-            None => Outcome::Success,
-            Some(Value::String(s)) if s.is_empty() || s == "SUCCESS" => Outcome::Success,
-            Some(Value::String(s)) if s == "DROP" => Outcome::Drop,
-            Some(_) => Outcome::Retry,
-        },
-        404 => Outcome::Drop,
-        _ => Outcome::Retry,
-    }
 }
 
 /// Asks the app for its subscriptions: 404 means none; other failures are logged and mean none.
@@ -514,367 +401,9 @@ impl Subscriber {
     }
 }
 
-/// Counts each delivery as in flight while it runs.
-fn track(deliver: Handler, in_flight: tokio_util::task::TaskTracker) -> Handler {
-    Arc::new(move |msg: Message| {
-        let (deliver, token) = (deliver.clone(), in_flight.token());
-        Box::pin(async move {
-            let outcome = deliver(msg).await;
-            drop(token);
-            outcome
-        })
-    })
-}
-
-/// With a dead-letter topic, a failing message is tried a few times with backoff, then published
-/// to that topic on the same pub/sub and acknowledged; dropped messages go there too. Without
-/// one, the outcome goes back to the broker, which redelivers.
-fn with_dead_letter(deliver: Handler, spec: &Spec, c: &PubSubComponent, attempts: u32) -> Handler {
-    if spec.dead_letter.is_empty() {
-        return deliver;
-    }
-    if !c.scopes.may_publish(&spec.dead_letter) {
-        // The letter can never be written, so every message that would go there stays with the
-        // broker instead (as a failed dead-letter publish does).
-        tracing::warn!(pubsub = %spec.pubsub, dead_letter_topic = %spec.dead_letter, "the component's scopes do not allow publishing to the dead-letter topic; failing messages will stay unacknowledged");
-        return Arc::new(move |msg: Message| {
-            let deliver = deliver.clone();
-            Box::pin(async move {
-                match deliver(msg).await {
-                    Outcome::Success => Outcome::Success,
-                    Outcome::Retry | Outcome::Drop => Outcome::Retry,
-                }
-            })
-        });
-    }
-    let (dead, broker) = (c.broker_topic(&spec.dead_letter), c.broker.clone());
-    Arc::new(move |msg: Message| {
-        let (deliver, dead, broker) = (deliver.clone(), dead.clone(), broker.clone());
-        Box::pin(async move {
-            let mut delay = DEAD_LETTER_BACKOFF;
-            for attempt in 1..=attempts {
-                match deliver(msg.clone()).await {
-                    Outcome::Success => return Outcome::Success,
-                    Outcome::Drop => break,
-                    Outcome::Retry if attempt < attempts => {
-                        tokio::time::sleep(delay).await;
-                        delay *= 2;
-                    }
-                    Outcome::Retry => {}
-                }
-            }
-            let letter = Message {
-                topic: dead.clone(),
-                ..msg
-            };
-            match tokio::time::timeout(Duration::from_secs(30), broker.publish(letter)).await {
-                Ok(Ok(())) => {
-                    tracing::info!(dead_letter_topic = %dead, "message moved to the dead-letter topic");
-                    Outcome::Success
-                }
-                // Not acknowledged: the broker keeps it and delivers it again later.
-                _ => {
-                    tracing::warn!(dead_letter_topic = %dead, "publishing to the dead-letter topic failed; the message stays");
-                    Outcome::Retry
-                }
-            }
-        })
-    })
-}
-
-/// Delivers one message to the app and reads its answer.
-/// The parts of one delivery that do not change between messages.
-struct Delivery {
-    app: AppChannel,
-    me: Caller,
-    spec: Spec,
-    router: Router,
-    metrics: Arc<PubSubMetrics>,
-    spans: Option<Spans>,
-}
-
-/// Delivers each message to the app through the component's `inbound` resiliency policies, with
-/// the same layers as any other call: retry(timeout(delivery)). A failed delivery is tried again
-/// as the retry policy says (statuses it matches; every failing status when it lists none, as
-/// Dapr does for deliveries) before the failure goes back to the broker or the dead-letter topic;
-/// the timeout bounds each attempt. Circuit breakers are not applied to deliveries: an open
-/// breaker would send every message to the dead-letter topic instead of pausing.
-fn deliverer(delivery: Delivery, policies: Policies) -> Handler {
-    let labels = Labels {
-        app_id: delivery.me.app_id.clone(),
-        target: format!("component_{}", delivery.spec.pubsub),
-        flow_direction: "inbound",
-    };
-    let delivery = Arc::new(delivery);
-    let once = tower::service_fn(move |msg: Message| {
-        let delivery = delivery.clone();
-        async move { Ok::<_, BoxError>(delivery.once(&msg).await) }
-    });
-    let retry = policies.retry.map(|(name, mut policy)| {
-        if policy.http_codes.is_none() {
-            policy.http_codes = Some(vec![100..=599]);
-        }
-        RetryLayer::new(
-            Retrying {
-                name,
-                policy,
-                builtin: false,
-            },
-            DeliveryClassify,
-            labels.clone(),
-        )
-    });
-    let stack = ServiceBuilder::new()
-        .map_request(Cloned)
-        .option_layer(retry)
-        .option_layer(
-            policies
-                .timeout
-                .map(|(name, d)| TimeoutLayer::new(&name, d, labels)),
-        )
-        .map_request(|Cloned(m): Cloned<Message>| m)
-        .service(once)
-        .map_err(|e: BoxError| e);
-    let stack = BoxCloneSyncService::new(stack);
-    Arc::new(move |msg: Message| {
-        let call = stack.clone().oneshot(msg);
-        Box::pin(async move {
-            match call.await {
-                Ok((outcome, _)) => outcome,
-                Err(e) => {
-                    tracing::info!(error = %e, "delivery failed; it will be retried");
-                    Outcome::Retry
-                }
-            }
-        })
-    })
-}
-
-/// Judges a delivery: SUCCESS and DROP are done, RETRY (with the app's status, if it answered
-/// one) failed.
-#[derive(Clone, Copy, Debug)]
-struct DeliveryClassify;
-
-impl Classify<(Outcome, Option<u16>)> for DeliveryClassify {
-    fn verdict(&self, result: &Result<(Outcome, Option<u16>), BoxError>) -> Verdict {
-        match result {
-            Ok((Outcome::Success | Outcome::Drop, _)) => Verdict::Success,
-            Ok((Outcome::Retry, status)) => Verdict::Failure(Failure {
-                kind: FailureKind::Sent,
-                status: *status,
-                retry_after: None,
-            }),
-            Err(e) => Verdict::Failure(Failure {
-                kind: error_kind(e.as_ref(), |_| false),
-                status: None,
-                retry_after: None,
-            }),
-        }
-    }
-}
-
-impl Delivery {
-    /// One attempt: the outcome and, when the app answered, its status code.
-    async fn once(&self, msg: &Message) -> (Outcome, Option<u16>) {
-        let (spec, metrics) = (&self.spec, &self.metrics);
-        let start = Instant::now();
-        // A raw subscriber gets every message wrapped here; anyone else needs a JSON event.
-        let (body, event) = if wants_raw(&spec.metadata) {
-            let e = raw_event(&spec.pubsub, &spec.topic, &msg.data, &msg.metadata);
-            (Bytes::from(e.to_string()), Some(e))
-        } else {
-            match serde_json::from_slice::<Value>(&msg.data) {
-                Ok(e) => (msg.data.clone(), Some(e)),
-                Err(_) => {
-                    tracing::warn!(topic = %msg.topic, "the message is not a CloudEvent (JSON) and the subscription does not ask for rawPayload; it fails");
-                    metrics.ingress(&spec.pubsub, &spec.topic, Outcome::Retry, "", start);
-                    return (Outcome::Retry, None);
-                }
-            }
-        };
-        let path = match route_event(&self.router, event.as_ref(), &msg.topic) {
-            Ok(path) => path,
-            Err(outcome) => {
-                metrics.ingress(&spec.pubsub, &spec.topic, outcome, "", start);
-                return (outcome, None);
-            }
-        };
-        let mut req = Request::builder()
-            .method(Method::POST)
-            .uri(path)
-            .header(header::CONTENT_TYPE, "application/cloudevents+json")
-            .header("pubsubname", spec.pubsub.as_str());
-        // The delivery is a span of the publisher's trace: the app gets it as its parent.
-        let parent = event
-            .as_ref()
-            .and_then(traceparent_of)
-            .and_then(TraceContext::parse);
-        let span = parent.map(|p| (p, p.child(), SystemTime::now()));
-        if let Some((_, child, _)) = span {
-            req = req.header("traceparent", child.to_string());
-        }
-        // The message's metadata travels as headers, never replacing the ones set above.
-        if let Some(headers) = req.headers_mut() {
-            for (k, v) in &msg.metadata {
-                let (Ok(name), Ok(value)) = (
-                    HeaderName::try_from(k.as_str()),
-                    HeaderValue::try_from(v.as_str()),
-                ) else {
-                    continue;
-                };
-                if !headers.contains_key(&name) && !describes_the_body_or_connection(&name) {
-                    headers.insert(name, value);
-                }
-            }
-        }
-        let Ok(req) = req.body(full(body)) else {
-            return (Outcome::Drop, None);
-        };
-        let result = self.call_app(req, msg, start).await;
-        if let (Some(spans), Some((parent, child, started))) = (&self.spans, span)
-            && is_sampled(&child)
-        {
-            spans.record(SpanRecord {
-                trace_id: child.trace_id,
-                span_id: child.span_id,
-                parent_span_id: parent.span_id,
-                name: format!("pubsub delivery {}/{}", spec.pubsub, spec.topic).into(),
-                kind: SpanKind::Consumer,
-                start: started,
-                end: SystemTime::now(),
-                attributes: vec![
-                    ("app_id", self.me.app_id.clone()),
-                    ("messaging.system", spec.pubsub.clone()),
-                    ("messaging.destination", spec.topic.clone()),
-                    ("pubsub.route", path.to_string()),
-                    ("pubsub.outcome", format!("{:?}", result.0)),
-                ],
-                error: result.0 != Outcome::Success,
-            });
-        }
-        result
-    }
-
-    /// Sends the delivery and reads the app's answer.
-    async fn call_app(
-        &self,
-        req: Request<crate::net::http::Body>,
-        msg: &Message,
-        start: Instant,
-    ) -> (Outcome, Option<u16>) {
-        let (spec, metrics) = (&self.spec, &self.metrics);
-        match self.app.call(req, &self.me).await {
-            Ok(rsp) => {
-                let status = rsp.status().as_u16();
-                let body = Limited::new(rsp.into_body(), 64 * 1024)
-                    .collect()
-                    .await
-                    .map(|b| b.to_bytes())
-                    .unwrap_or_default();
-                let outcome = decide(status, &body);
-                if outcome != Outcome::Success {
-                    tracing::info!(topic = %msg.topic, status, ?outcome, "delivery not acknowledged by the app");
-                }
-                // A DROP the app answered in its body counts as handled; a 404 does not.
-                let label = if outcome == Outcome::Drop && status != 404 {
-                    "success"
-                } else {
-                    ""
-                };
-                metrics.ingress(&spec.pubsub, &spec.topic, outcome, label, start);
-                // A 2xx RETRY carries no failing status: it is retried whatever the matching.
-                (outcome, (!(200..300).contains(&status)).then_some(status))
-            }
-            Err(e) => {
-                tracing::info!(topic = %msg.topic, error = %e, "delivery failed; it will be retried");
-                metrics.ingress(&spec.pubsub, &spec.topic, Outcome::Retry, "", start);
-                (Outcome::Retry, None)
-            }
-        }
-    }
-}
-
-/// The app route for one message, or the outcome when it is not delivered: an expired event or
-/// one no rule routes is dropped; one a rule cannot evaluate is retried.
-pub(crate) fn route_event<'r>(
-    router: &'r Router,
-    event: Option<&Value>,
-    topic: &str,
-) -> Result<&'r str, Outcome> {
-    if event.is_some_and(|e| expired(e, SystemTime::now())) {
-        tracing::warn!(%topic, "dropping an expired event");
-        return Err(Outcome::Drop);
-    }
-    let routed = match event {
-        Some(e) => router.route(e),
-        None if router.has_conditions() => Err("the message is not a JSON event".to_owned()),
-        None => router.route(&Value::Null),
-    };
-    match routed {
-        Ok(Some(path)) => Ok(path),
-        Ok(None) => {
-            tracing::info!(%topic, "no routing rule matched the event; dropping it");
-            Err(Outcome::Drop)
-        }
-        Err(e) => {
-            tracing::warn!(%topic, "routing the event failed: {e}; it will be retried");
-            Err(Outcome::Retry)
-        }
-    }
-}
-
-/// Headers about the request's own body or connection: never set from a message's metadata.
-fn describes_the_body_or_connection(name: &HeaderName) -> bool {
-    let n = name.as_str();
-    n.starts_with("content-")
-        || matches!(
-            n,
-            "connection"
-                | "keep-alive"
-                | "transfer-encoding"
-                | "te"
-                | "trailer"
-                | "upgrade"
-                | "host"
-                | "expect"
-        )
-}
-
-/// The event's `traceparent` (or `traceid`), to continue its trace at the app.
-fn traceparent_of(v: &Value) -> Option<&str> {
-    v.get("traceparent")
-        .or_else(|| v.get("traceid"))
-        .and_then(Value::as_str)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn answers() {
-        let cases: [(u16, &[u8], Outcome); 11] = [
-            (200, b"", Outcome::Success),
-            (200, b"not json", Outcome::Success),
-            (204, b"", Outcome::Success),
-            (200, br#"{"status":"SUCCESS"}"#, Outcome::Success),
-            (200, br#"{"status":""}"#, Outcome::Success),
-            (200, br#"{"status":"RETRY"}"#, Outcome::Retry),
-            (200, br#"{"status":"DROP"}"#, Outcome::Drop),
-            (200, br#"{"status":"drop"}"#, Outcome::Retry),
-            (404, b"", Outcome::Drop),
-            (500, br#"{"status":"SUCCESS"}"#, Outcome::Retry),
-            (302, b"", Outcome::Retry),
-        ];
-        for (status, body, want) in cases {
-            assert_eq!(
-                decide(status, body),
-                want,
-                "{status} {:?}",
-                String::from_utf8_lossy(body)
-            );
-        }
-    }
 
     #[test]
     fn the_apps_own_subscriptions_win() {

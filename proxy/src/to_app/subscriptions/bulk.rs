@@ -25,7 +25,8 @@ use tokio::sync::{mpsc, oneshot};
 use crate::components::metrics::PubSubMetrics;
 use crate::net::http::full;
 use crate::to_app::channel::AppChannel;
-use crate::to_app::subscriptions::{Spec, route_event};
+use crate::to_app::deliver::{Said, outcome, route_event};
+use crate::to_app::subscriptions::Spec;
 
 /// The largest answer read from the app for one batch.
 const MAX_ANSWER: usize = 4 << 20;
@@ -205,16 +206,11 @@ impl Batch {
         let answered = statuses_by_id(statuses.as_ref());
         let label = status.map_or_else(String::new, |s| s.to_string());
         for e in entries {
-            let outcome = match status {
-                Some(200..=299) => match answered.get(e.id.as_str()).map(String::as_str) {
-                    Some("SUCCESS") => Outcome::Success,
-                    Some("DROP") => Outcome::Drop,
-                    // Missing, empty, RETRY or unknown: not handled yet.
-                    _ => Outcome::Retry,
-                },
-                Some(404) => Outcome::Drop,
-                _ => Outcome::Retry,
-            };
+            // An entry the app left out, or gave an empty status, is not handled yet.
+            let said = answered
+                .get(e.id.as_str())
+                .map_or(Said::Nothing, |w| Said::Word(w));
+            let outcome = status.map_or(Outcome::Retry, |s| outcome(s, said, Outcome::Retry));
             self.metrics
                 .ingress(&self.spec.pubsub, &self.spec.topic, outcome, &label, start);
             let _ = e.done.send(outcome);
