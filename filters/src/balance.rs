@@ -152,7 +152,11 @@ impl<S> Balancer<S> {
         };
         // Nothing else is available (one endpoint, or all others ejected): try one anyway, as
         // a probe, rather than refuse the request.
-        Some(taken.unwrap_or_else(|| self.in_turn(eps, avoid).force(now)))
+        Some(taken.unwrap_or_else(|| {
+            let mut turn = self.in_turn(eps);
+            let other = turn.find(|e| Some(e.addr()) != avoid);
+            other.unwrap_or(&eps[0]).force(now)
+        }))
     }
 
     /// The next available endpoint in turn other than `avoid`.
@@ -162,11 +166,9 @@ impl<S> Balancer<S> {
         avoid: Option<SocketAddr>,
         now: Instant,
     ) -> Option<Attempt<S>> {
-        let n = eps.len();
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
-        (0..n)
-            .map(|i| &eps[(start + i) % n])
-            .find_map(|e| (Some(e.addr()) != avoid).then(|| e.try_take(now)).flatten())
+        self.in_turn(eps)
+            .filter(|e| Some(e.addr()) != avoid)
+            .find_map(|e| e.try_take(now))
     }
 
     /// The less loaded of two available endpoints other than `avoid`, drawn at random.
@@ -199,19 +201,14 @@ impl<S> Balancer<S> {
             .or_else(|| second.and_then(|e| e.try_take(now)))
     }
 
-    /// The next endpoint in turn other than `avoid`, whatever its state; `avoid` itself when it
-    /// is the only one. `eps` is not empty.
+    /// All of `eps`, starting at the next one's turn.
     fn in_turn<'a>(
         &self,
         eps: &'a [Arc<Endpoint<S>>],
-        avoid: Option<SocketAddr>,
-    ) -> &'a Arc<Endpoint<S>> {
+    ) -> impl Iterator<Item = &'a Arc<Endpoint<S>>> + use<'a, S> {
         let n = eps.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
-        (0..n)
-            .map(|i| &eps[(start + i) % n])
-            .find(|e| Some(e.addr()) != avoid)
-            .unwrap_or(&eps[0])
+        (0..n).map(move |i| &eps[(start + i) % n])
     }
 
     /// The current endpoints and their state.
