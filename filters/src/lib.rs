@@ -1,6 +1,6 @@
 //! Tower layers of the data path, shared by every listener: the canonical request form, access
-//! policy, trace context propagation and request metrics. Resiliency and balancing layers join
-//! them as they land.
+//! policy, trace context propagation, request metrics, resiliency (retry, circuit breaker,
+//! timeout) and the outbound balancer's picker.
 //!
 //! Each middleware has tower's shape: a `Foo<S>` service, a `FooLayer`, and a named
 //! `ResponseFuture`. Decisions that need no I/O (path normalisation, traceparent parsing, retry
@@ -10,6 +10,7 @@
 
 pub mod access_log;
 pub mod authz;
+pub mod balance;
 pub mod canonical;
 pub mod duration;
 pub mod metrics;
