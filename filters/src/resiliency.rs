@@ -14,6 +14,7 @@ mod labels;
 mod parse;
 mod resolve;
 pub mod retry;
+mod stack;
 pub mod timeout;
 
 use std::collections::BTreeMap;
@@ -27,6 +28,7 @@ pub use resolve::{
     BUILTIN_SERVICE_RETRIES, Policies, app_policies, component_policies, component_retry,
 };
 pub use retry::{Cloned, Replay, RetryLayer, Retrying};
+pub use stack::Stack;
 pub use timeout::TimeoutLayer;
 
 /// A problem in a `Resiliency` document: the dotted field and what is wrong with its value.

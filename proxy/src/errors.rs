@@ -144,7 +144,7 @@ pub(crate) fn panic_response(panic: Box<dyn std::any::Any + Send>) -> Response<B
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_default();
     tracing::error!(panic = %what, "a request handler panicked");
-    metrics::counter!("outrider_panics_total").increment(1);
+    crate::telemetry::metrics::PANICS.counter(&[]).increment(1);
     ApiError::new(
         StatusCode::INTERNAL_SERVER_ERROR,
         "ERR_INTERNAL",

@@ -157,7 +157,7 @@ fn install_metrics()
             )
         })
         .and_then(PrometheusBuilder::install_recorder)?;
-    describe_metrics();
+    telemetry::metrics::describe();
     Ok(HANDLE.get_or_init(|| handle).clone())
 }
 
@@ -181,97 +181,6 @@ fn block_on<F: std::future::Future>(work: F) -> Result<F::Output, ExitCode> {
             Err(ExitCode::from(1))
         }
     }
-}
-
-/// The help text of every metric, so the exposition has a `# HELP` line for each.
-fn describe_metrics() {
-    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
-    outrider_filters::metrics::describe();
-    describe_counter!(
-        "dapr_component_pubsub_ingress_count",
-        "Messages delivered to the app, by outcome."
-    );
-    describe_histogram!(
-        "dapr_component_pubsub_ingress_latencies",
-        Unit::Milliseconds,
-        "Delivery to the app until its answer, in ms."
-    );
-    describe_counter!(
-        "dapr_component_pubsub_egress_count",
-        "Messages published, by success."
-    );
-    describe_histogram!(
-        "dapr_component_pubsub_egress_latencies",
-        Unit::Milliseconds,
-        "Publish until the broker has it, in ms."
-    );
-    describe_counter!(
-        "dapr_component_pubsub_egress_bulk_count",
-        "Bulk publish requests, by success."
-    );
-    describe_counter!(
-        "dapr_component_pubsub_egress_bulk_event_count",
-        "Events in bulk publish requests."
-    );
-    describe_histogram!(
-        "dapr_component_pubsub_egress_bulk_latencies",
-        Unit::Milliseconds,
-        "Bulk publish until the broker has every entry, in ms."
-    );
-    describe_counter!(
-        "dapr_component_state_count",
-        "State store calls, by operation and success."
-    );
-    describe_histogram!(
-        "dapr_component_state_latencies",
-        Unit::Milliseconds,
-        "State store calls, in ms."
-    );
-    describe_counter!(
-        "outrider_policy_reloads_total",
-        "Reloads of the access policy files, by result."
-    );
-    describe_counter!(
-        "outrider_spans_dropped_total",
-        "Spans dropped because the exporter was behind or the collector failed."
-    );
-    describe_counter!(
-        "dapr_runtime_service_invocation_req_sent_total",
-        "Invocations sent to other apps."
-    );
-    describe_counter!(
-        "dapr_runtime_service_invocation_res_recv_total",
-        "Responses received from invoked apps, by status."
-    );
-    describe_histogram!(
-        "dapr_runtime_service_invocation_res_recv_latency_ms",
-        Unit::Milliseconds,
-        "Invocation round trip from the caller's sidecar, in ms."
-    );
-    describe_counter!(
-        "dapr_runtime_service_invocation_req_recv_total",
-        "Invocations received from other apps."
-    );
-    describe_counter!(
-        "dapr_runtime_service_invocation_res_sent_total",
-        "Responses sent to invoking apps, by status."
-    );
-    describe_counter!(
-        "outrider_workload_cert_renewals_total",
-        "Workload certificate renewals."
-    );
-    describe_gauge!(
-        "outrider_workload_cert_expiry_timestamp_seconds",
-        "When the workload certificate expires (Unix time)."
-    );
-    describe_gauge!(
-        "outrider_workload_cert_generation",
-        "How many workload certificates this sidecar has loaded."
-    );
-    describe_gauge!(
-        "outrider_cert_expiring_soon",
-        "1 when the workload certificate or its issuer expires within 30 days."
-    );
 }
 
 fn init_logging(level: &str, json: bool) {

@@ -318,7 +318,7 @@ async fn run(
 async fn send(exporter: &mut Exporter, batch: Vec<SpanRecord>) {
     let n = batch.len();
     if let Err(e) = exporter.send(batch).await {
-        metrics::counter!("outrider_spans_dropped_total").increment(n as u64);
+        metrics::SPANS_DROPPED.counter(&[]).increment(n as u64);
         tracing::warn!(error = %e, spans = n, "span export failed; the batch is dropped");
     }
 }
@@ -408,6 +408,7 @@ fn zipkin_json(batch: &[SpanRecord], app_id: &str) -> Value {
     Value::Array(spans)
 }
 
+pub(crate) mod metrics;
 mod otlp;
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ use crate::errors::{ApiError, InvokeError};
 use crate::mesh::outbound::OutboundRequest;
 use crate::mesh::outbound::plan::{Head, Named, Refused, Route, plan};
 use crate::net::http::{Body, Tripped, boxed, capped, full};
+use crate::telemetry::metrics as catalogue;
 
 /// `rest` is the router path after `/v1.0/invoke/`: `<id>/method/<method…>`.
 pub(super) async fn by_path(
@@ -183,14 +184,19 @@ fn record_sent<B>(
     };
     static SERIES: SeriesCache<(String, String, u16), (Counter, Counter, Histogram)> =
         SeriesCache::new();
-    let (sent, received, latency) = SERIES.get((app_id.to_owned(), target.app_id.clone(), status), |(app, dest, status)| {
-        let sent = metrics::counter!("dapr_runtime_service_invocation_req_sent_total", "app_id" => app.clone(), "destination_app_id" => dest.clone(), "type" => "http");
-        let labels =
-            [("app_id", app.clone()), ("destination_app_id", dest.clone()), ("type", "http".to_owned()), ("status", status.to_string())];
+    let key = (app_id.to_owned(), target.app_id.clone(), status);
+    let (sent, received, latency) = SERIES.get(key, |(app, dest, status)| {
+        let who = [
+            ("app_id", app.clone()),
+            ("destination_app_id", dest.clone()),
+            ("type", "http".to_owned()),
+        ];
+        let mut answered = who.to_vec();
+        answered.push(("status", status.to_string()));
         (
-            sent,
-            metrics::counter!("dapr_runtime_service_invocation_res_recv_total", &labels),
-            metrics::histogram!("dapr_runtime_service_invocation_res_recv_latency_ms", &labels),
+            catalogue::INVOCATION_REQ_SENT.counter(&who),
+            catalogue::INVOCATION_RES_RECV.counter(&answered),
+            catalogue::INVOCATION_RES_RECV_LATENCY.histogram(&answered),
         )
     });
     sent.increment(1);

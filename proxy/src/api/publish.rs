@@ -266,7 +266,8 @@ pub(super) async fn publish_bulk(
 /// Counts publishes refused because a subscriber had no room left (in-memory broker).
 fn count_full(pubsub: &str, e: Option<&PubSubError>) {
     if let Some(PubSubError::Full(_)) = e {
-        metrics::counter!("outrider_pubsub_publish_full_total", "component" => pubsub.to_owned())
+        crate::telemetry::metrics::PUBLISH_FULL
+            .counter(&[("component", pubsub.to_owned())])
             .increment(1);
     }
 }

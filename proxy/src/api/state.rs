@@ -113,8 +113,11 @@ async fn call(
         ("operation", operation.to_owned()),
         ("success", success.to_string()),
     ];
-    metrics::counter!("dapr_component_state_count", &labels).increment(1);
-    metrics::histogram!("dapr_component_state_latencies", &labels)
+    crate::telemetry::metrics::STATE_COUNT
+        .counter(&labels)
+        .increment(1);
+    crate::telemetry::metrics::STATE_LATENCIES
+        .histogram(&labels)
         .record(started.elapsed().as_secs_f64() * 1000.0);
     result
 }

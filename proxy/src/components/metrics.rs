@@ -10,6 +10,8 @@ use std::collections::HashSet;
 use std::sync::Mutex;
 use std::time::Instant;
 
+use crate::telemetry::metrics as catalogue;
+
 use outrider_blocks::pubsub::Outcome;
 
 /// Distinct published topics that get a label of their own.
@@ -62,8 +64,10 @@ impl PubSubMetrics {
     pub(crate) fn egress(&self, component: &str, topic: &str, success: bool, start: Instant) {
         let mut labels = self.labels(component, self.published_topic(topic));
         labels.push(("success", success.to_string()));
-        metrics::counter!("dapr_component_pubsub_egress_count", &labels).increment(1);
-        metrics::histogram!("dapr_component_pubsub_egress_latencies", &labels).record(ms(start));
+        catalogue::PUBSUB_EGRESS_COUNT.counter(&labels).increment(1);
+        catalogue::PUBSUB_EGRESS_LATENCIES
+            .histogram(&labels)
+            .record(ms(start));
     }
 
     /// One bulk publish of `events` entries that started at `start`; `success` when all landed.
@@ -77,10 +81,14 @@ impl PubSubMetrics {
     ) {
         let mut labels = self.labels(component, self.published_topic(topic));
         labels.push(("success", success.to_string()));
-        metrics::counter!("dapr_component_pubsub_egress_bulk_count", &labels).increment(1);
-        metrics::counter!("dapr_component_pubsub_egress_bulk_event_count", &labels)
+        catalogue::PUBSUB_EGRESS_BULK_COUNT
+            .counter(&labels)
+            .increment(1);
+        catalogue::PUBSUB_EGRESS_BULK_EVENT_COUNT
+            .counter(&labels)
             .increment(events as u64);
-        metrics::histogram!("dapr_component_pubsub_egress_bulk_latencies", &labels)
+        catalogue::PUBSUB_EGRESS_BULK_LATENCIES
+            .histogram(&labels)
             .record(ms(start));
     }
 
@@ -102,8 +110,12 @@ impl PubSubMetrics {
         let mut labels = self.labels(component, topic.to_owned());
         labels.push(("process_status", process_status.to_owned()));
         labels.push(("status", status.to_owned()));
-        metrics::counter!("dapr_component_pubsub_ingress_count", &labels).increment(1);
-        metrics::histogram!("dapr_component_pubsub_ingress_latencies", &labels).record(ms(start));
+        catalogue::PUBSUB_INGRESS_COUNT
+            .counter(&labels)
+            .increment(1);
+        catalogue::PUBSUB_INGRESS_LATENCIES
+            .histogram(&labels)
+            .record(ms(start));
     }
 }
 

@@ -20,11 +20,10 @@ use outrider_filters::resiliency::breaker::Refused;
 use outrider_filters::resiliency::classify::{Classify, Failure, Verdict};
 use outrider_filters::resiliency::timeout::TimedOut;
 use outrider_filters::resiliency::{
-    CircuitBreakerLayer, Cloned, Direction, Labels, Policies, Resiliency, RetryLayer, Retrying,
-    TimeoutLayer, component_policies,
+    Direction, Labels, Policies, Resiliency, Retrying, Stack, component_policies,
 };
 use tower::util::BoxCloneSyncService;
-use tower::{BoxError, ServiceBuilder, ServiceExt as _};
+use tower::{BoxError, ServiceExt as _};
 
 /// Judges store outcomes: only an unreachable or failing store is a failure.
 #[derive(Clone, Copy, Debug)]
@@ -91,31 +90,22 @@ where
         target: format!("component_{name}"),
         flow_direction: "outbound",
     };
-    let (timeout_name, timeout) = p
-        .timeout
-        .unwrap_or_else(|| ("default".to_owned(), deadline));
-    let stack = ServiceBuilder::new()
-        .map_request(Cloned)
-        .option_layer(p.retry.map(|(name, policy)| {
-            RetryLayer::new(
-                Retrying {
-                    name,
-                    policy,
-                    builtin: false,
-                },
-                classify.clone(),
-                labels.clone(),
-            )
-        }))
-        .option_layer(
-            p.breaker
-                .map(|(name, b)| CircuitBreakerLayer::new(&name, b, classify, labels.clone())),
-        )
-        .layer(TimeoutLayer::new(&timeout_name, timeout, labels))
-        .map_request(|Cloned(r): Cloned<Req>| r)
-        .service(service)
-        .map_err(|e: BoxError| e);
-    BoxCloneSyncService::new(stack)
+    Stack {
+        labels,
+        classify,
+        retry: p.retry.map(|(name, policy)| Retrying {
+            name,
+            policy,
+            builtin: false,
+        }),
+        breaker: p.breaker,
+        // The API's store deadline unless a policy sets one.
+        timeout: Some(
+            p.timeout
+                .unwrap_or_else(|| ("default".to_owned(), deadline)),
+        ),
+    }
+    .around_cloned(service)
 }
 
 /// Wraps `c` in the resiliency policies that apply to it, if any.

@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime};
 use outrider_certs::{CertInfo, Credentials, DevCa, RenewalSchedule, SpiffeId, renew_forever};
 
 use crate::config::{IdentitySource, Settings};
+use crate::telemetry::metrics as catalogue;
 
 /// Warn from this long before a certificate expires.
 const EXPIRY_WARNING: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -57,7 +58,7 @@ pub(crate) fn start(s: &Settings) -> anyhow::Result<Credentials> {
     tokio::spawn(async move {
         while changes.changed().await.is_ok() {
             let info = changes.borrow_and_update().clone();
-            metrics::counter!("outrider_workload_cert_renewals_total").increment(1);
+            catalogue::CERT_RENEWALS.counter(&[]).increment(1);
             record(&info);
         }
     });
@@ -70,8 +71,10 @@ fn record(info: &CertInfo) {
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or_default()
         .as_secs_f64();
-    metrics::gauge!("outrider_workload_cert_expiry_timestamp_seconds").set(secs);
-    metrics::gauge!("outrider_workload_cert_generation").set(info.generation as f64);
+    catalogue::CERT_EXPIRY.gauge(&[]).set(secs);
+    catalogue::CERT_GENERATION
+        .gauge(&[])
+        .set(info.generation as f64);
 }
 
 fn warn_if_expiring(what: &str, not_after: SystemTime) {
@@ -79,7 +82,9 @@ fn warn_if_expiring(what: &str, not_after: SystemTime) {
         .duration_since(SystemTime::now())
         .unwrap_or_default();
     if left < EXPIRY_WARNING {
-        metrics::gauge!("outrider_cert_expiring_soon", "what" => what.to_owned()).set(1.0);
+        catalogue::CERT_EXPIRING_SOON
+            .gauge(&[("what", what.to_owned())])
+            .set(1.0);
         tracing::warn!(
             what,
             seconds_left = left.as_secs(),

@@ -28,6 +28,7 @@ use tower::{ServiceBuilder, ServiceExt as _};
 use crate::errors::{ApiError, InvokeError};
 use crate::net::http::{Body, boxed, capped};
 use crate::net::serve;
+use crate::telemetry::metrics as catalogue;
 use crate::to_app::channel::AppChannel;
 
 /// What inbound requests need.
@@ -141,16 +142,18 @@ pub(crate) async fn serve(
 /// Dapr's service invocation metrics on the callee's side, by the caller's verified app id.
 fn record_received(app_id: &str, caller: &Caller, status: u16) {
     static SERIES: SeriesCache<(String, String, u16), (Counter, Counter)> = SeriesCache::new();
-    let (received, sent) = SERIES.get((app_id.to_owned(), caller.app_id.clone(), status), |(app, source, status)| {
+    let key = (app_id.to_owned(), caller.app_id.clone(), status);
+    let (received, sent) = SERIES.get(key, |(app, source, status)| {
+        let who = [
+            ("app_id", app.clone()),
+            ("source_app_id", source.clone()),
+            ("type", "http".to_owned()),
+        ];
+        let mut answered = who.to_vec();
+        answered.push(("status", status.to_string()));
         (
-            metrics::counter!("dapr_runtime_service_invocation_req_recv_total", "app_id" => app.clone(), "source_app_id" => source.clone(), "type" => "http"),
-            metrics::counter!(
-                "dapr_runtime_service_invocation_res_sent_total",
-                "app_id" => app.clone(),
-                "source_app_id" => source.clone(),
-                "type" => "http",
-                "status" => status.to_string(),
-            ),
+            catalogue::INVOCATION_REQ_RECV.counter(&who),
+            catalogue::INVOCATION_RES_SENT.counter(&answered),
         )
     });
     received.increment(1);

@@ -205,7 +205,9 @@ impl Listener {
                     }
                     Err(_) => {
                         drop(tcp);
-                        metrics::counter!("outrider_connections_refused_total", "listener" => self.name).increment(1);
+                        crate::telemetry::metrics::CONNECTIONS_REFUSED
+                            .counter(&[("listener", self.name.to_owned())])
+                            .increment(1);
                         self.log.refused(self.name, self.limits.max_connections);
                     }
                 },
@@ -325,7 +327,9 @@ impl AcceptLog {
 
     /// Running out of descriptors must not spin the accept loop either.
     async fn failed(&mut self, listener: &'static str, e: std::io::Error) {
-        metrics::counter!("outrider_accept_errors_total", "listener" => listener).increment(1);
+        crate::telemetry::metrics::ACCEPT_ERRORS
+            .counter(&[("listener", listener.to_owned())])
+            .increment(1);
         if let Some(not_logged) = self.due() {
             tracing::warn!(listener, error = %e, not_logged, "accept failed");
         }

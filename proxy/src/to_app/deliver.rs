@@ -12,13 +12,13 @@ use http_body_util::{BodyExt, Limited};
 use outrider_blocks::pubsub::routing::Router;
 use outrider_blocks::pubsub::{Handler, Message, Outcome, expired, raw_event, wants_raw};
 use outrider_filters::resiliency::classify::{Classify, Failure, FailureKind, Verdict, error_kind};
-use outrider_filters::resiliency::{Cloned, Labels, Policies, RetryLayer, Retrying, TimeoutLayer};
+use outrider_filters::resiliency::{Labels, Policies, Retrying, Stack};
 use outrider_filters::spans::{SpanKind, SpanRecord, Spans, is_sampled};
 use outrider_filters::trace::TraceContext;
 use outrider_policy::Caller;
 use serde_json::Value;
 use tower::util::BoxCloneSyncService;
-use tower::{BoxError, ServiceBuilder, ServiceExt as _};
+use tower::{BoxError, ServiceExt as _};
 
 use crate::components::metrics::PubSubMetrics;
 use crate::net::http::full;
@@ -78,42 +78,13 @@ pub(crate) struct Delivery {
 /// the timeout bounds each attempt. Circuit breakers are not applied to deliveries: an open
 /// breaker would send every message to the dead-letter topic instead of pausing.
 pub(crate) fn deliverer(delivery: Delivery, policies: Policies) -> Handler {
-    let labels = Labels {
-        app_id: delivery.me.app_id.clone(),
-        target: format!("component_{}", delivery.spec.pubsub),
-        flow_direction: "inbound",
-    };
+    let (me, pubsub) = (delivery.me.clone(), delivery.spec.pubsub.clone());
     let delivery = Arc::new(delivery);
     let once = tower::service_fn(move |msg: Message| {
         let delivery = delivery.clone();
         async move { Ok::<_, BoxError>(delivery.once(&msg).await) }
     });
-    let retry = policies.retry.map(|(name, mut policy)| {
-        if policy.http_codes.is_none() {
-            policy.http_codes = Some(vec![100..=599]);
-        }
-        RetryLayer::new(
-            Retrying {
-                name,
-                policy,
-                builtin: false,
-            },
-            DeliveryClassify,
-            labels.clone(),
-        )
-    });
-    let stack = ServiceBuilder::new()
-        .map_request(Cloned)
-        .option_layer(retry)
-        .option_layer(
-            policies
-                .timeout
-                .map(|(name, d)| TimeoutLayer::new(&name, d, labels)),
-        )
-        .map_request(|Cloned(m): Cloned<Message>| m)
-        .service(once)
-        .map_err(|e: BoxError| e);
-    let stack = BoxCloneSyncService::new(stack);
+    let stack = with_policies(&me, &pubsub, policies, DeliveryClassify, once);
     Arc::new(move |msg: Message| {
         let call = stack.clone().oneshot(msg);
         Box::pin(async move {
@@ -126,6 +97,48 @@ pub(crate) fn deliverer(delivery: Delivery, policies: Policies) -> Handler {
             }
         })
     })
+}
+
+/// A component's `inbound` policies around one attempt of a delivery (single or bulk):
+/// retry(timeout(attempt)). Without `matching.httpStatusCodes`, a retry policy retries every
+/// failing status, as Dapr does for deliveries.
+pub(crate) fn with_policies<Req, Rsp, S, C>(
+    me: &Caller,
+    pubsub: &str,
+    policies: Policies,
+    classify: C,
+    attempt: S,
+) -> BoxCloneSyncService<Req, Rsp, BoxError>
+where
+    Req: Clone + Send + Sync + 'static,
+    Rsp: Send + 'static,
+    S: tower::Service<Req, Response = Rsp> + Clone + Send + Sync + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    C: Classify<Rsp> + Clone + Send + Sync + 'static,
+{
+    let retry = policies.retry.map(|(name, mut policy)| {
+        if policy.http_codes.is_none() {
+            policy.http_codes = Some(vec![100..=599]);
+        }
+        Retrying {
+            name,
+            policy,
+            builtin: false,
+        }
+    });
+    Stack {
+        labels: Labels {
+            app_id: me.app_id.clone(),
+            target: format!("component_{pubsub}"),
+            flow_direction: "inbound",
+        },
+        classify,
+        retry,
+        breaker: None,
+        timeout: policies.timeout,
+    }
+    .around_cloned(attempt)
 }
 
 /// Judges a delivery: SUCCESS and DROP are done, RETRY (with the app's status, if it answered
@@ -183,10 +196,7 @@ impl Delivery {
             .header(header::CONTENT_TYPE, "application/cloudevents+json")
             .header("pubsubname", spec.pubsub.as_str());
         // The delivery is a span of the publisher's trace: the app gets it as its parent.
-        let parent = event
-            .as_ref()
-            .and_then(traceparent_of)
-            .and_then(TraceContext::parse);
+        let parent = event.as_ref().and_then(trace_of);
         let span = parent.map(|p| (p, p.child(), SystemTime::now()));
         if let Some((_, child, _)) = span {
             req = req.header("traceparent", child.to_string());
@@ -209,26 +219,15 @@ impl Delivery {
             return (Outcome::Drop, None);
         };
         let result = self.call_app(req, msg, start).await;
-        if let (Some(spans), Some((parent, child, started))) = (&self.spans, span)
-            && is_sampled(&child)
-        {
-            spans.record(SpanRecord {
-                trace_id: child.trace_id,
-                span_id: child.span_id,
-                parent_span_id: parent.span_id,
-                name: format!("pubsub delivery {}/{}", spec.pubsub, spec.topic).into(),
-                kind: SpanKind::Consumer,
-                start: started,
-                end: SystemTime::now(),
-                attributes: vec![
-                    ("app_id", self.me.app_id.clone()),
-                    ("messaging.system", spec.pubsub.clone()),
-                    ("messaging.destination", spec.topic.clone()),
-                    ("pubsub.route", path.to_string()),
-                    ("pubsub.outcome", format!("{:?}", result.0)),
-                ],
-                error: result.0 != Outcome::Success,
-            });
+        if let (Some(spans), Some((parent, child, started))) = (&self.spans, span) {
+            let span = Span {
+                name: "pubsub delivery",
+                parent,
+                child,
+                started,
+                route: path,
+            };
+            span.record(spans, &self.me, spec, result.0);
         }
         result
     }
@@ -299,6 +298,46 @@ pub(crate) fn route_event<'r>(
             Err(Outcome::Retry)
         }
     }
+}
+
+/// A delivery as a span of the publisher's trace.
+pub(crate) struct Span<'a> {
+    pub(crate) name: &'static str,
+    pub(crate) parent: TraceContext,
+    pub(crate) child: TraceContext,
+    pub(crate) started: SystemTime,
+    pub(crate) route: &'a str,
+}
+
+impl Span<'_> {
+    /// Records the span, ended now with `outcome`, if its trace is sampled.
+    pub(crate) fn record(self, spans: &Spans, me: &Caller, spec: &Spec, outcome: Outcome) {
+        if !is_sampled(&self.child) {
+            return;
+        }
+        spans.record(SpanRecord {
+            trace_id: self.child.trace_id,
+            span_id: self.child.span_id,
+            parent_span_id: self.parent.span_id,
+            name: format!("{} {}/{}", self.name, spec.pubsub, spec.topic).into(),
+            kind: SpanKind::Consumer,
+            start: self.started,
+            end: SystemTime::now(),
+            attributes: vec![
+                ("app_id", me.app_id.clone()),
+                ("messaging.system", spec.pubsub.clone()),
+                ("messaging.destination", spec.topic.clone()),
+                ("pubsub.route", self.route.to_owned()),
+                ("pubsub.outcome", format!("{outcome:?}")),
+            ],
+            error: outcome != Outcome::Success,
+        });
+    }
+}
+
+/// The trace an event belongs to, from its `traceparent` (or `traceid`).
+pub(crate) fn trace_of(event: &Value) -> Option<TraceContext> {
+    traceparent_of(event).and_then(TraceContext::parse)
 }
 
 /// Headers about the request's own body or connection: never set from a message's metadata.

@@ -289,23 +289,21 @@ impl Subscriber {
         let policies =
             component_policies(&self.resiliency, &spec.pubsub, &c.type_, Direction::Inbound);
         let retried_here = policies.retry.is_some();
+        let parts = Delivery {
+            app,
+            me,
+            spec: spec.clone(),
+            router,
+            metrics,
+            spans: self.spans.clone(),
+        };
         let (deliver, concurrency) = match spec.bulk {
             // A batch fills only if the broker may hand over that many messages at once.
             Some(bulk) => (
-                bulk::deliverer(app, me, spec.clone(), router, metrics, bulk),
+                bulk::deliverer(parts, policies, bulk),
                 bulk.max_messages.max(c.concurrency),
             ),
-            None => {
-                let d = Delivery {
-                    app,
-                    me,
-                    spec: spec.clone(),
-                    router,
-                    metrics,
-                    spans: self.spans.clone(),
-                };
-                (deliverer(d, policies), c.concurrency)
-            }
+            None => (deliverer(parts, policies), c.concurrency),
         };
         let req = SubscribeRequest {
             topic,

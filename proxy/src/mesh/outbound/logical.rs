@@ -7,11 +7,9 @@ use std::sync::Arc;
 use http::Response;
 use hyper::body::Incoming;
 use outrider_discovery::Target;
-use outrider_filters::resiliency::{
-    CircuitBreakerLayer, HttpClassify, Labels, Resiliency, RetryLayer, TimeoutLayer, app_policies,
-};
+use outrider_filters::resiliency::{HttpClassify, Labels, Resiliency, Stack, app_policies};
+use tower::BoxError;
 use tower::util::BoxCloneSyncService;
-use tower::{BoxError, ServiceBuilder, ServiceExt as _};
 
 use super::OutboundRequest;
 use super::concrete::Concrete;
@@ -38,33 +36,22 @@ impl Logical {
             target: format!("app_{}", target.app_id),
             flow_direction: "outbound",
         };
-        let classify = HttpClassify { unsent };
         let inner = concrete.clone();
         let attempt = tower::service_fn(move |req: OutboundRequest| {
             let concrete = inner.clone();
             async move { concrete.send(req).await.map_err(BoxError::from) }
         });
-        let stack = ServiceBuilder::new()
-            // Failed attempts the policy retries go back through the balancer.
-            .option_layer(retrying.map(|r| RetryLayer::new(r, classify, labels.clone())))
-            // One breaker per target app: open, it answers at once without sending.
-            .option_layer(
-                policies
-                    .breaker
-                    .map(|(name, p)| CircuitBreakerLayer::new(&name, p, classify, labels.clone())),
-            )
-            // A deadline per attempt.
-            .option_layer(
-                policies
-                    .timeout
-                    .map(|(name, d)| TimeoutLayer::new(&name, d, labels.clone())),
-            )
-            .service(attempt)
-            .map_err(|e: BoxError| e);
-        Self {
-            stack: BoxCloneSyncService::new(stack),
-            concrete,
+        // One breaker per target app; failed attempts the policy retries go back through the
+        // balancer.
+        let stack = Stack {
+            labels,
+            classify: HttpClassify { unsent },
+            retry: retrying,
+            breaker: policies.breaker,
+            timeout: policies.timeout,
         }
+        .around(attempt);
+        Self { stack, concrete }
     }
 }
 

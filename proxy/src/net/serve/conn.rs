@@ -316,7 +316,11 @@ impl Watch {
     /// Logs and counts a connection closed by a deadline.
     pub(crate) fn closed(&self, why: &'static str) {
         tracing::debug!(listener = self.listener, why, "closing a connection");
-        metrics::counter!("outrider_connections_closed_total", "listener" => self.listener, "reason" => why)
+        crate::telemetry::metrics::CONNECTIONS_CLOSED
+            .counter(&[
+                ("listener", self.listener.to_owned()),
+                ("reason", why.to_owned()),
+            ])
             .increment(1);
     }
 }

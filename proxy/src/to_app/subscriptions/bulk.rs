@@ -10,46 +10,50 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use base64::Engine as _;
+use bytes::Bytes;
 use http::{Method, Request, header};
 use http_body_util::{BodyExt, Limited};
-use outrider_blocks::pubsub::routing::Router;
 use outrider_blocks::pubsub::{Handler, Message, Outcome, raw_event, wants_raw};
 use outrider_blocks::subscription::BulkSubscribe;
+use outrider_filters::resiliency::Policies;
+use outrider_filters::resiliency::classify::{Classify, Failure, FailureKind, Verdict, error_kind};
+use outrider_filters::trace::TraceContext;
 use outrider_policy::Caller;
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
+use tower::util::BoxCloneSyncService;
+use tower::{BoxError, ServiceExt as _};
 
-use crate::components::metrics::PubSubMetrics;
 use crate::net::http::full;
 use crate::to_app::channel::AppChannel;
-use crate::to_app::deliver::{Said, outcome, route_event};
-use crate::to_app::subscriptions::Spec;
+use crate::to_app::deliver::{Delivery, Said, Span, outcome, route_event, trace_of, with_policies};
 
 /// The largest answer read from the app for one batch.
 const MAX_ANSWER: usize = 4 << 20;
 
 type Waiting = (Message, oneshot::Sender<Outcome>);
 
-/// A handler that gathers messages into batches and resolves each with its own outcome.
-pub(crate) fn deliverer(
-    app: AppChannel,
-    me: Caller,
-    spec: Spec,
-    router: Router,
-    metrics: Arc<PubSubMetrics>,
-    bulk: BulkSubscribe,
-) -> Handler {
+/// A handler that gathers messages into batches and resolves each with its own outcome. Each
+/// batch's call to the app goes through the component's `inbound` policies.
+pub(crate) fn deliverer(parts: Delivery, policies: Policies, bulk: BulkSubscribe) -> Handler {
     let (tx, rx) = mpsc::channel::<Waiting>(bulk.max_messages.saturating_mul(2).max(16));
-    let batch = Arc::new(Batch {
-        app,
-        me,
-        spec,
-        router,
-        metrics,
+    let (app, me) = (parts.app.clone(), parts.me.clone());
+    let pubsub: Arc<str> = parts.spec.pubsub.as_str().into();
+    let attempt = tower::service_fn(move |(path, body): (String, Bytes)| {
+        let (app, me, pubsub) = (app.clone(), me.clone(), pubsub.clone());
+        async move { post_once(&app, &me, &pubsub, &path, body).await }
     });
+    let post = with_policies(
+        &parts.me,
+        &parts.spec.pubsub,
+        policies,
+        BulkClassify,
+        attempt,
+    );
+    let batch = Arc::new(Batch { parts, post });
     // Ends when the last handler clone is dropped (the subscription is gone).
     tokio::spawn(gather(rx, bulk, batch));
     Arc::new(move |msg: Message| {
@@ -62,6 +66,56 @@ pub(crate) fn deliverer(
             outcome.await.unwrap_or(Outcome::Retry)
         })
     })
+}
+
+/// The app's answer to one batch: its status and, when it could be read, its body.
+struct Answer {
+    status: u16,
+    body: Option<Value>,
+}
+
+/// One call to the app with a batch.
+async fn post_once(
+    app: &AppChannel,
+    me: &Caller,
+    pubsub: &str,
+    path: &str,
+    body: Bytes,
+) -> Result<Answer, BoxError> {
+    let req = Request::builder()
+        .method(Method::POST)
+        .uri(path)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header("pubsubname", pubsub)
+        .body(full(body))?;
+    let rsp = app.call(req, me).await?;
+    let status = rsp.status().as_u16();
+    let body = Limited::new(rsp.into_body(), MAX_ANSWER)
+        .collect()
+        .await
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Value>(&b.to_bytes()).ok());
+    Ok(Answer { status, body })
+}
+
+/// Judges a batch's call: any 2xx (each entry has its own status) and a 404 (the batch is
+/// dropped) are answers; other statuses and errors are failures the policy may retry.
+#[derive(Clone, Copy, Debug)]
+struct BulkClassify;
+
+impl Classify<Answer> for BulkClassify {
+    fn verdict(&self, result: &Result<Answer, BoxError>) -> Verdict {
+        let (kind, status) = match result {
+            Ok(a) if (200..300).contains(&a.status) || a.status == 404 => return Verdict::Success,
+            Ok(a) => (FailureKind::Sent, Some(a.status)),
+            Err(e) => (error_kind(e.as_ref(), |_| false), None),
+        };
+        Verdict::Failure(Failure {
+            kind,
+            status,
+            retry_after: None,
+        })
+    }
 }
 
 /// Collects batches: the first message starts the clock, a full batch or the deadline sends it.
@@ -83,11 +137,9 @@ async fn gather(mut rx: mpsc::Receiver<Waiting>, bulk: BulkSubscribe, batch: Arc
 }
 
 struct Batch {
-    app: AppChannel,
-    me: Caller,
-    spec: Spec,
-    router: Router,
-    metrics: Arc<PubSubMetrics>,
+    parts: Delivery,
+    /// One call to the app with a batch, through the component's policies.
+    post: BoxCloneSyncService<(String, Bytes), Answer, BoxError>,
 }
 
 /// One message of a batch on its way to the app.
@@ -95,6 +147,8 @@ struct Entry {
     id: String,
     event: Value,
     content_type: &'static str,
+    /// The trace the event belongs to, if it carries one.
+    trace: Option<TraceContext>,
     done: oneshot::Sender<Outcome>,
 }
 
@@ -103,53 +157,8 @@ impl Batch {
         let start = Instant::now();
         let mut by_route: BTreeMap<String, Vec<Entry>> = BTreeMap::new();
         for (msg, done) in waiting {
-            // A raw subscriber gets raw entries; others need JSON events (a raw message that is
-            // not one still goes, as base64, as the bulk format allows).
-            let raw = wants_raw(&self.spec.metadata);
-            let parsed: Option<Value> = if raw {
-                None
-            } else {
-                serde_json::from_slice(&msg.data).ok()
-            };
-            let routed_on = if raw {
-                Some(raw_event(
-                    &self.spec.pubsub,
-                    &self.spec.topic,
-                    &msg.data,
-                    &msg.metadata,
-                ))
-            } else {
-                None
-            };
-            match route_event(
-                &self.router,
-                parsed.as_ref().or(routed_on.as_ref()),
-                &msg.topic,
-            ) {
-                Err(outcome) => {
-                    self.metrics
-                        .ingress(&self.spec.pubsub, &self.spec.topic, outcome, "", start);
-                    let _ = done.send(outcome);
-                }
-                Ok(path) => {
-                    // A CloudEvent goes as its object; anything else (a raw payload) as base64.
-                    let (event, content_type) = match parsed.filter(Value::is_object) {
-                        Some(e) => (e, "application/cloudevents+json"),
-                        None => (
-                            Value::String(
-                                base64::engine::general_purpose::STANDARD.encode(&msg.data),
-                            ),
-                            "application/octet-stream",
-                        ),
-                    };
-                    let id = uuid::Uuid::new_v4().to_string();
-                    by_route.entry(path.to_owned()).or_default().push(Entry {
-                        id,
-                        event,
-                        content_type,
-                        done,
-                    });
-                }
+            if let Some((path, entry)) = self.entry(&msg, done, start) {
+                by_route.entry(path).or_default().push(entry);
             }
         }
         for (path, entries) in by_route {
@@ -157,8 +166,55 @@ impl Batch {
         }
     }
 
-    /// One call to the app for the entries routed to `path`; each entry gets its outcome.
+    /// The entry for `msg` and the path it is routed to; a message no rule routes (or an
+    /// expired one) gets its outcome here instead.
+    fn entry(
+        &self,
+        msg: &Message,
+        done: oneshot::Sender<Outcome>,
+        start: Instant,
+    ) -> Option<(String, Entry)> {
+        let spec = &self.parts.spec;
+        // A raw subscriber gets raw entries; others need JSON events (a raw message that is not
+        // one still goes, as base64, as the bulk format allows).
+        let raw = wants_raw(&spec.metadata);
+        let parsed: Option<Value> = (!raw)
+            .then(|| serde_json::from_slice(&msg.data).ok())
+            .flatten();
+        let routed_on = raw.then(|| raw_event(&spec.pubsub, &spec.topic, &msg.data, &msg.metadata));
+        let routed = parsed.as_ref().or(routed_on.as_ref());
+        let path = match route_event(&self.parts.router, routed, &msg.topic) {
+            Ok(path) => path.to_owned(),
+            Err(outcome) => {
+                let metrics = &self.parts.metrics;
+                metrics.ingress(&spec.pubsub, &spec.topic, outcome, "", start);
+                let _ = done.send(outcome);
+                return None;
+            }
+        };
+        let trace = parsed.as_ref().and_then(trace_of);
+        // A CloudEvent goes as its object; anything else (a raw payload) as base64.
+        let (event, content_type) = match parsed.filter(Value::is_object) {
+            Some(e) => (e, "application/cloudevents+json"),
+            None => (
+                Value::String(base64::engine::general_purpose::STANDARD.encode(&msg.data)),
+                "application/octet-stream",
+            ),
+        };
+        let entry = Entry {
+            id: uuid::Uuid::new_v4().to_string(),
+            event,
+            content_type,
+            trace,
+            done,
+        };
+        Some((path, entry))
+    }
+
+    /// One call to the app for the entries routed to `path` (through the component's
+    /// policies); each entry gets its outcome and, when its event carries a trace, a span.
     async fn post(&self, path: &str, entries: Vec<Entry>, start: Instant) {
+        let (spec, metrics) = (&self.parts.spec, &self.parts.metrics);
         let listed: Vec<Value> = entries
             .iter()
             .map(|e| json!({"entryId": e.id, "event": e.event, "contentType": e.content_type, "metadata": {}}))
@@ -166,40 +222,20 @@ impl Batch {
         let body = json!({
             "id": uuid::Uuid::new_v4().to_string(),
             "type": "com.dapr.event.sent.bulk",
-            "topic": self.spec.topic,
-            "pubsubname": self.spec.pubsub,
-            "metadata": self.spec.metadata,
+            "topic": spec.topic,
+            "pubsubname": spec.pubsub,
+            "metadata": spec.metadata,
             "entries": listed,
         });
-        let req = Request::builder()
-            .method(Method::POST)
-            .uri(path)
-            .header(header::CONTENT_TYPE, "application/json")
-            .header("pubsubname", self.spec.pubsub.as_str())
-            .body(full(body.to_string()));
-        let answer = match req {
-            Ok(req) => self
-                .app
-                .call(req, &self.me)
-                .await
-                .map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
-        };
-        let (status, statuses) = match answer {
-            Ok(rsp) => {
-                let status = rsp.status().as_u16();
-                let body = Limited::new(rsp.into_body(), MAX_ANSWER)
-                    .collect()
-                    .await
-                    .map(|b| b.to_bytes());
-                (
-                    Some(status),
-                    body.ok()
-                        .and_then(|b| serde_json::from_slice::<Value>(&b).ok()),
-                )
-            }
+        let started = SystemTime::now();
+        let call = self
+            .post
+            .clone()
+            .oneshot((path.to_owned(), Bytes::from(body.to_string())));
+        let (status, statuses) = match call.await {
+            Ok(answer) => (Some(answer.status), answer.body),
             Err(e) => {
-                tracing::info!(topic = %self.spec.topic, error = %e, "bulk delivery failed; it will be retried");
+                tracing::info!(topic = %spec.topic, error = %e, "bulk delivery failed; it will be retried");
                 (None, None)
             }
         };
@@ -211,8 +247,17 @@ impl Batch {
                 .get(e.id.as_str())
                 .map_or(Said::Nothing, |w| Said::Word(w));
             let outcome = status.map_or(Outcome::Retry, |s| outcome(s, said, Outcome::Retry));
-            self.metrics
-                .ingress(&self.spec.pubsub, &self.spec.topic, outcome, &label, start);
+            metrics.ingress(&spec.pubsub, &spec.topic, outcome, &label, start);
+            if let (Some(spans), Some(parent)) = (&self.parts.spans, e.trace) {
+                let span = Span {
+                    name: "pubsub bulk delivery",
+                    parent,
+                    child: parent.child(),
+                    started,
+                    route: path,
+                };
+                span.record(spans, &self.parts.me, spec, outcome);
+            }
             let _ = e.done.send(outcome);
         }
     }

@@ -1,0 +1,345 @@
+//! Every metric this crate records, in one catalogue: name, kind, labels and help text. Code that
+//! records a metric names it through a constant here, and [`describe`] gives each a `# HELP`
+//! line. The HTTP and resiliency metrics that `filters` layers record are that crate's
+//! catalogue (`outrider_filters::metrics`), described from here too.
+
+use metrics::Unit;
+
+/// What kind of series a metric is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Counter,
+    Gauge,
+    /// In milliseconds, with Dapr's latency buckets.
+    HistogramMs,
+}
+
+/// One metric: its name, kind, the labels it is recorded with, and what it means.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Metric {
+    pub(crate) name: &'static str,
+    pub(crate) kind: Kind,
+    pub(crate) labels: &'static [&'static str],
+    pub(crate) help: &'static str,
+}
+
+impl Metric {
+    /// The counter of this metric with `labels`: the catalogued ones, in their order.
+    pub(crate) fn counter(&self, labels: &[(&'static str, String)]) -> metrics::Counter {
+        self.check(labels, Counter);
+        metrics::counter!(self.name, labels)
+    }
+
+    /// The gauge of this metric with `labels`.
+    pub(crate) fn gauge(&self, labels: &[(&'static str, String)]) -> metrics::Gauge {
+        self.check(labels, Gauge);
+        metrics::gauge!(self.name, labels)
+    }
+
+    /// The histogram of this metric with `labels`, in milliseconds.
+    pub(crate) fn histogram(&self, labels: &[(&'static str, String)]) -> metrics::Histogram {
+        self.check(labels, HistogramMs);
+        metrics::histogram!(self.name, labels)
+    }
+
+    /// A series recorded with other labels or as another kind than catalogued is a bug, caught
+    /// by the tests that record it.
+    fn check(&self, labels: &[(&'static str, String)], kind: Kind) {
+        debug_assert_eq!(
+            self.kind, kind,
+            "{} is catalogued as another kind",
+            self.name
+        );
+        debug_assert!(
+            labels
+                .iter()
+                .map(|(k, _)| *k)
+                .eq(self.labels.iter().copied()),
+            "{} is recorded with labels {:?}, catalogued with {:?}",
+            self.name,
+            labels.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            self.labels
+        );
+    }
+}
+
+const fn metric(
+    name: &'static str,
+    kind: Kind,
+    labels: &'static [&'static str],
+    help: &'static str,
+) -> Metric {
+    Metric {
+        name,
+        kind,
+        labels,
+        help,
+    }
+}
+
+use Kind::{Counter, Gauge, HistogramMs};
+
+const PUBSUB: &[&str] = &["app_id", "component", "namespace", "topic", "success"];
+const INGRESS: &[&str] = &[
+    "app_id",
+    "component",
+    "namespace",
+    "topic",
+    "process_status",
+    "status",
+];
+const STATE: &[&str] = &["app_id", "component", "namespace", "operation", "success"];
+const SENT: &[&str] = &["app_id", "destination_app_id", "type", "status"];
+const RECEIVED: &[&str] = &["app_id", "source_app_id", "type", "status"];
+
+// Dapr's component metrics.
+pub(crate) const PUBSUB_INGRESS_COUNT: Metric = metric(
+    "dapr_component_pubsub_ingress_count",
+    Counter,
+    INGRESS,
+    "Messages delivered to the app, by outcome.",
+);
+pub(crate) const PUBSUB_INGRESS_LATENCIES: Metric = metric(
+    "dapr_component_pubsub_ingress_latencies",
+    HistogramMs,
+    INGRESS,
+    "Delivery to the app until its answer, in ms.",
+);
+pub(crate) const PUBSUB_EGRESS_COUNT: Metric = metric(
+    "dapr_component_pubsub_egress_count",
+    Counter,
+    PUBSUB,
+    "Messages published, by success.",
+);
+pub(crate) const PUBSUB_EGRESS_LATENCIES: Metric = metric(
+    "dapr_component_pubsub_egress_latencies",
+    HistogramMs,
+    PUBSUB,
+    "Publish until the broker has it, in ms.",
+);
+pub(crate) const PUBSUB_EGRESS_BULK_COUNT: Metric = metric(
+    "dapr_component_pubsub_egress_bulk_count",
+    Counter,
+    PUBSUB,
+    "Bulk publish requests, by success.",
+);
+pub(crate) const PUBSUB_EGRESS_BULK_EVENT_COUNT: Metric = metric(
+    "dapr_component_pubsub_egress_bulk_event_count",
+    Counter,
+    PUBSUB,
+    "Events in bulk publish requests.",
+);
+pub(crate) const PUBSUB_EGRESS_BULK_LATENCIES: Metric = metric(
+    "dapr_component_pubsub_egress_bulk_latencies",
+    HistogramMs,
+    PUBSUB,
+    "Bulk publish until the broker has every entry, in ms.",
+);
+pub(crate) const STATE_COUNT: Metric = metric(
+    "dapr_component_state_count",
+    Counter,
+    STATE,
+    "State store calls, by operation and success.",
+);
+pub(crate) const STATE_LATENCIES: Metric = metric(
+    "dapr_component_state_latencies",
+    HistogramMs,
+    STATE,
+    "State store calls, in ms.",
+);
+
+// Dapr's service invocation metrics, on the caller's side and on the callee's.
+pub(crate) const INVOCATION_REQ_SENT: Metric = metric(
+    "dapr_runtime_service_invocation_req_sent_total",
+    Counter,
+    &["app_id", "destination_app_id", "type"],
+    "Invocations sent to other apps.",
+);
+pub(crate) const INVOCATION_RES_RECV: Metric = metric(
+    "dapr_runtime_service_invocation_res_recv_total",
+    Counter,
+    SENT,
+    "Responses received from invoked apps, by status.",
+);
+pub(crate) const INVOCATION_RES_RECV_LATENCY: Metric = metric(
+    "dapr_runtime_service_invocation_res_recv_latency_ms",
+    HistogramMs,
+    SENT,
+    "Invocation round trip from the caller's sidecar, in ms.",
+);
+pub(crate) const INVOCATION_REQ_RECV: Metric = metric(
+    "dapr_runtime_service_invocation_req_recv_total",
+    Counter,
+    &["app_id", "source_app_id", "type"],
+    "Invocations received from other apps.",
+);
+pub(crate) const INVOCATION_RES_SENT: Metric = metric(
+    "dapr_runtime_service_invocation_res_sent_total",
+    Counter,
+    RECEIVED,
+    "Responses sent to invoking apps, by status.",
+);
+
+// The sidecar's own.
+pub(crate) const POLICY_RELOADS: Metric = metric(
+    "outrider_policy_reloads_total",
+    Counter,
+    &["result"],
+    "Reloads of the access policy files, by result.",
+);
+pub(crate) const SPANS_DROPPED: Metric = metric(
+    "outrider_spans_dropped_total",
+    Counter,
+    &[],
+    "Spans dropped because the exporter was behind or the collector failed.",
+);
+pub(crate) const CERT_RENEWALS: Metric = metric(
+    "outrider_workload_cert_renewals_total",
+    Counter,
+    &[],
+    "Workload certificate renewals.",
+);
+pub(crate) const CERT_EXPIRY: Metric = metric(
+    "outrider_workload_cert_expiry_timestamp_seconds",
+    Gauge,
+    &[],
+    "When the workload certificate expires (Unix time).",
+);
+pub(crate) const CERT_GENERATION: Metric = metric(
+    "outrider_workload_cert_generation",
+    Gauge,
+    &[],
+    "How many workload certificates this sidecar has loaded.",
+);
+pub(crate) const CERT_EXPIRING_SOON: Metric = metric(
+    "outrider_cert_expiring_soon",
+    Gauge,
+    &["what"],
+    "1 when the workload certificate or its issuer expires within 30 days.",
+);
+pub(crate) const CONNECTIONS_REFUSED: Metric = metric(
+    "outrider_connections_refused_total",
+    Counter,
+    &["listener"],
+    "Connections closed on accept because the listener was at its connection cap.",
+);
+pub(crate) const CONNECTIONS_CLOSED: Metric = metric(
+    "outrider_connections_closed_total",
+    Counter,
+    &["listener", "reason"],
+    "Connections closed by a deadline (request head, idle, stalled peer).",
+);
+pub(crate) const ACCEPT_ERRORS: Metric = metric(
+    "outrider_accept_errors_total",
+    Counter,
+    &["listener"],
+    "Errors accepting a connection (out of descriptors, and the like).",
+);
+pub(crate) const PANICS: Metric = metric(
+    "outrider_panics_total",
+    Counter,
+    &[],
+    "Request handlers that panicked (a bug; the request got a 500).",
+);
+pub(crate) const PUBLISH_FULL: Metric = metric(
+    "outrider_pubsub_publish_full_total",
+    Counter,
+    &["component"],
+    "Publishes refused because a subscriber of the in-memory broker had no room left.",
+);
+
+/// Every metric of this crate.
+pub(crate) const ALL: &[Metric] = &[
+    PUBSUB_INGRESS_COUNT,
+    PUBSUB_INGRESS_LATENCIES,
+    PUBSUB_EGRESS_COUNT,
+    PUBSUB_EGRESS_LATENCIES,
+    PUBSUB_EGRESS_BULK_COUNT,
+    PUBSUB_EGRESS_BULK_EVENT_COUNT,
+    PUBSUB_EGRESS_BULK_LATENCIES,
+    STATE_COUNT,
+    STATE_LATENCIES,
+    INVOCATION_REQ_SENT,
+    INVOCATION_RES_RECV,
+    INVOCATION_RES_RECV_LATENCY,
+    INVOCATION_REQ_RECV,
+    INVOCATION_RES_SENT,
+    POLICY_RELOADS,
+    SPANS_DROPPED,
+    CERT_RENEWALS,
+    CERT_EXPIRY,
+    CERT_GENERATION,
+    CERT_EXPIRING_SOON,
+    CONNECTIONS_REFUSED,
+    CONNECTIONS_CLOSED,
+    ACCEPT_ERRORS,
+    PANICS,
+    PUBLISH_FULL,
+];
+
+/// A `# HELP` line for every metric, ours and the `filters` layers'.
+pub(crate) fn describe() {
+    outrider_filters::metrics::describe();
+    for m in ALL {
+        match m.kind {
+            Counter => metrics::describe_counter!(m.name, m.help),
+            Gauge => metrics::describe_gauge!(m.name, m.help),
+            HistogramMs => metrics::describe_histogram!(m.name, Unit::Milliseconds, m.help),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_follow_the_conventions() {
+        let mut seen = BTreeSet::new();
+        for m in ALL {
+            assert!(seen.insert(m.name), "{} is catalogued twice", m.name);
+            assert!(
+                m.name.starts_with("dapr_") || m.name.starts_with("outrider_"),
+                "{}",
+                m.name
+            );
+            if m.kind == Counter && m.name.starts_with("outrider_") {
+                assert!(m.name.ends_with("_total"), "{} counts: _total", m.name);
+            }
+            assert!(m.help.ends_with('.') || m.help.ends_with(')'), "{}", m.name);
+        }
+    }
+
+    /// Every metric recorded in this crate's source is named through the catalogue: a literal
+    /// name in a recording macro would bypass it.
+    #[test]
+    fn no_metric_is_recorded_by_a_literal_name() {
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut bypassing = Vec::new();
+        let mut dirs = vec![src];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(dir).unwrap().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    dirs.push(path);
+                    continue;
+                }
+                if path.ends_with("telemetry/metrics.rs") {
+                    continue; // the catalogue itself
+                }
+                let text = std::fs::read_to_string(&path).unwrap();
+                for macro_ in ["counter!(", "gauge!(", "histogram!("] {
+                    let literal = text
+                        .match_indices(macro_)
+                        .any(|(i, _)| text[i + macro_.len()..].trim_start().starts_with('"'));
+                    if literal {
+                        bypassing.push(format!("{}: {macro_}", path.display()));
+                    }
+                }
+            }
+        }
+        assert!(bypassing.is_empty(), "{bypassing:#?}");
+    }
+}
