@@ -6,6 +6,7 @@
 //! typed errors; [`ApiError::into_response`] is the one place they become HTTP.
 
 mod body;
+mod http;
 mod invoke;
 mod meta;
 mod publish;
@@ -23,7 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
-use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use ::http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use outrider_filters::RouteLabel;
 use outrider_filters::normalize;
@@ -311,13 +312,13 @@ impl ApiService {
                 .params
                 .get("store")
                 .or(m.params.get("pubsub"))
-                .map(percent_decode)
+                .map(http::percent_decode)
                 .unwrap_or_default(),
             key: m
                 .params
                 .get("key")
                 .or(m.params.get("topic"))
-                .map(percent_decode)
+                .map(http::percent_decode)
                 .unwrap_or_default(),
         };
         let write = method == Method::POST || method == Method::PUT;
@@ -356,14 +357,14 @@ impl ApiService {
             Route::PublishBulk | Route::PublishBulkV1 => {
                 publish::publish_bulk(s, &p.store, &p.key, req).await
             }
-            Route::StateSave => state::save(s, &p.store, req).await,
+            Route::StateSave => http::state::save(s, &p.store, req).await,
             Route::StateKey if req.method() == Method::DELETE => {
-                state::delete(s, &p.store, &p.key, &req).await
+                http::state::delete(s, &p.store, &p.key, &req).await
             }
-            Route::StateKey => state::get(s, &p.store, &p.key, req.uri().query()).await,
-            Route::StateBulk => state::bulk(s, &p.store, req).await,
-            Route::StateTransaction => state::transaction(s, &p.store, req).await,
-            Route::StateQuery => state::query(s, &p.store, req).await,
+            Route::StateKey => http::state::get(s, &p.store, &p.key, req.uri().query()).await,
+            Route::StateBulk => http::state::bulk(s, &p.store, req).await,
+            Route::StateTransaction => http::state::transaction(s, &p.store, req).await,
+            Route::StateQuery => http::state::query(s, &p.store, req).await,
             Route::Secret => secrets::get(s, &p.store, &p.key),
             Route::SecretBulk => secrets::bulk(s, &p.store),
             Route::Healthz => meta::healthz(s, req.uri().query()),
@@ -443,34 +444,9 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Decodes percent-escapes (as Dapr unescapes route parameters); invalid UTF-8 is replaced.
-pub(crate) fn percent_decode(s: &str) -> String {
-    percent_encoding::percent_decode_str(s)
-        .decode_utf8_lossy()
-        .into_owned()
-}
-
-/// The first value of query parameter `name`.
-pub(crate) fn query_param(query: Option<&str>, name: &str) -> Option<String> {
-    query?.split('&').find_map(|kv| {
-        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-        (percent_decode(k) == name).then(|| percent_decode(&v.replace('+', " ")))
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn query_params() {
-        assert_eq!(
-            query_param(Some("a=1&appid=x%20y&appid=z"), "appid").as_deref(),
-            Some("x y")
-        );
-        assert_eq!(query_param(Some("x=/healthz"), "appid"), None);
-        assert_eq!(query_param(None, "appid"), None);
-    }
 
     #[test]
     fn token_comparison() {

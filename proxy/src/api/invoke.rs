@@ -11,7 +11,8 @@ use outrider_filters::metrics::SeriesCache;
 use outrider_filters::normalize;
 use outrider_policy::Caller;
 
-use super::{ApiState, percent_decode};
+use super::ApiState;
+use super::http::percent_decode;
 use crate::errors::{ApiError, InvokeError};
 use crate::mesh::outbound::{OutboundRequest, REPLAY_LIMIT};
 use crate::net::http::{Body, boxed, capped, full};

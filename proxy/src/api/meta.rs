@@ -2,13 +2,14 @@
 
 use std::sync::atomic::Ordering;
 
-use http::{HeaderValue, Request, Response, StatusCode, header};
+use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde_json::{Map, Value, json};
 
-use super::{ApiState, query_param};
+use super::ApiState;
+use super::http::{json_response, no_content, query_param};
 use crate::errors::ApiError;
-use crate::net::http::{Body, empty, full};
+use crate::net::http::Body;
 
 /// Extended metadata attributes: how many, and how large each name and value may be. Every
 /// `GET /v1.0/metadata` returns them all, so together they stay small.
@@ -18,23 +19,6 @@ const MAX_ATTRIBUTE_VALUE: u64 = 64 * 1024;
 
 /// The runtime version reported to SDKs.
 pub(crate) const VERSION: &str = env!("CARGO_PKG_VERSION");
-
-/// 204 with no body: daprd's answer for success without data.
-pub(super) fn no_content() -> Response<Body> {
-    let mut rsp = Response::new(empty());
-    *rsp.status_mut() = StatusCode::NO_CONTENT;
-    rsp
-}
-
-/// 200 with a JSON body.
-pub(super) fn json_response(v: &Value) -> Response<Body> {
-    let mut rsp = Response::new(full(v.to_string()));
-    rsp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    rsp
-}
 
 /// `GET /v1.0/healthz[?appid=…]`: 204 once components, listeners and the app are up.
 pub(super) fn healthz(s: &ApiState, query: Option<&str>) -> Result<Response<Body>, ApiError> {

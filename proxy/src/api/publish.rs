@@ -14,8 +14,7 @@ use outrider_filters::trace::TraceContext;
 use serde_json::{Value, json};
 
 use super::ApiState;
-use super::meta::no_content;
-use super::state::query_metadata;
+use super::http::{no_content, query_metadata};
 use crate::errors::ApiError;
 use crate::net::http::{Body, full};
 

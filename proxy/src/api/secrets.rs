@@ -6,7 +6,7 @@ use outrider_blocks::secrets::SecretStoreComponent;
 use serde_json::json;
 
 use super::ApiState;
-use super::meta::json_response;
+use super::http::json_response;
 use crate::errors::ApiError;
 use crate::net::http::Body;
 
