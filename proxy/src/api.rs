@@ -352,10 +352,10 @@ impl ApiService {
         let s = &self.state;
         match route {
             Route::Publish | Route::PublishNoTopic => {
-                publish::publish(s, &p.store, &p.key, req).await
+                http::publish::publish(s, &p.store, &p.key, req).await
             }
             Route::PublishBulk | Route::PublishBulkV1 => {
-                publish::publish_bulk(s, &p.store, &p.key, req).await
+                http::publish::publish_bulk(s, &p.store, &p.key, req).await
             }
             Route::StateSave => http::state::save(s, &p.store, req).await,
             Route::StateKey if req.method() == Method::DELETE => {
