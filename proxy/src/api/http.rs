@@ -4,6 +4,7 @@
 //! the building blocks are not here.
 
 pub(super) mod publish;
+pub(super) mod secrets;
 pub(super) mod state;
 
 use http::{HeaderValue, Response, StatusCode, header};
