@@ -367,11 +367,11 @@ impl ApiService {
             Route::StateQuery => http::state::query(s, &p.store, req).await,
             Route::Secret => http::secrets::get(s, &p.store, &p.key),
             Route::SecretBulk => http::secrets::bulk(s, &p.store),
-            Route::Healthz => meta::healthz(s, req.uri().query()),
-            Route::HealthzOutbound => meta::healthz_outbound(s),
-            Route::Metadata => meta::get(s),
-            Route::MetadataKey => meta::put(s, p.key, req).await,
-            Route::Shutdown => meta::shutdown(s),
+            Route::Healthz => http::meta::healthz(s, req.uri().query()),
+            Route::HealthzOutbound => http::meta::healthz_outbound(s),
+            Route::Metadata => http::meta::get(s),
+            Route::MetadataKey => http::meta::put(s, p.key, req).await,
+            Route::Shutdown => http::meta::shutdown(s),
         }
     }
 

@@ -3,6 +3,7 @@
 //! daprd does (status codes, JSON bodies, headers, `metadata.*` query parameters). The rules of
 //! the building blocks are not here.
 
+pub(super) mod meta;
 pub(super) mod publish;
 pub(super) mod secrets;
 pub(super) mod state;
