@@ -101,9 +101,9 @@ async fn invoke(
     let started = std::time::Instant::now();
     let method_path =
         normalize::canonical_path(raw_method).map_err(|r| fail(InvokeError::BadPath(r)))?;
-    let declared = super::body::declared_length(req.headers());
+    let declared = super::http::body::declared_length(req.headers());
     if declared.is_some_and(|n| n > state.max_body_size) {
-        super::body::refuse_declared(req);
+        super::http::body::refuse_declared(req);
         return Err(fail(InvokeError::BodyTooLarge(state.max_body_size)));
     }
     let pq = match req.uri().query() {

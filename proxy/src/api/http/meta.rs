@@ -8,7 +8,7 @@ use serde_json::{Map, Value, json};
 
 use super::{json_response, no_content, query_param};
 use crate::api::ApiState;
-use crate::api::body::read_body;
+use crate::api::http::body::read_body;
 use crate::api::meta::{self, AttributeName, GetMetadataResponse, SetMetadataRequest};
 use crate::errors::ApiError;
 use crate::net::http::Body;

@@ -14,7 +14,7 @@ use serde_json::{Map, Value, json};
 
 use super::{no_content, query_metadata};
 use crate::api::ApiState;
-use crate::api::body::read_body;
+use crate::api::http::body::read_body;
 use crate::api::publish::{
     self, BulkPublishRequest, BulkPublishRequestEntry, Origin, PublishEventRequest, events_ser,
 };

@@ -29,7 +29,7 @@ fn bad(message: impl Into<String>) -> ApiError {
 
 /// The body, read whole and parsed as JSON.
 async fn read_json(s: &ApiState, req: Request<Incoming>) -> Result<Value, ApiError> {
-    let bytes = crate::api::body::read_body(s, req, u64::MAX).await?;
+    let bytes = crate::api::http::body::read_body(s, req, u64::MAX).await?;
     serde_json::from_slice(&bytes).map_err(|e| bad(format!("failed deserializing HTTP body: {e}")))
 }
 
