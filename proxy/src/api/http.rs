@@ -29,7 +29,7 @@ use outrider_filters::RouteLabel;
 use outrider_filters::normalize;
 use serde_json::Value;
 
-use super::ApiState;
+use super::{ApiState, invoke};
 use crate::errors::ApiError;
 use crate::net::http::{Body, empty, full};
 use route::{INVOKE_ENDPOINT, INVOKE_LABEL, Params, Route, Routes};
@@ -82,9 +82,9 @@ impl ApiService {
         // A target named by header wins over the path, as in daprd.
         let by_path = path
             .strip_prefix("/v1.0/invoke/")
-            .filter(|_| invoke_ok && super::invoke::header_target(req.headers()).is_none());
+            .filter(|_| invoke_ok && invoke::header_target(req.headers()).is_none());
         let result = if let Some(rest) = by_path {
-            super::invoke::by_path(&self.state, rest, req)
+            invoke::by_path(&self.state, rest, req)
                 .await
                 .map(labelled(INVOKE_LABEL))
         } else {
@@ -96,7 +96,7 @@ impl ApiService {
                     .dispatch(route, params, req)
                     .await
                     .map(labelled(RouteLabel(route.label()))),
-                None if invoke_ok => super::invoke::by_header(&self.state, &path, req)
+                None if invoke_ok => invoke::by_header(&self.state, &path, req)
                     .await
                     .map(labelled(INVOKE_LABEL)),
                 None => Ok(not_found()),

@@ -110,30 +110,11 @@ fn entry(entry: &Map<String, Value>) -> Result<BulkPublishRequestEntry, ApiError
     };
     let entry_id = text("entryId");
     let content_type = text("contentType");
-    let event = field("event").unwrap_or(&Value::Null);
-    let mismatch = || {
-        events_ser(format!(
-            "error: mismatch between contentType {content_type:?} and event for entry {entry_id}"
-        ))
-    };
-    let media = media_type(&content_type);
-    let event = if media.starts_with("text/") || media.ends_with("/xml") || media.ends_with("+xml")
-    {
-        Bytes::from(event.as_str().ok_or_else(mismatch)?.to_owned())
-    } else if media == "application/json" || media.ends_with("+json") {
-        Bytes::from(event.to_string())
-    } else if media == "application/octet-stream" {
-        let b64 = event.as_str().ok_or_else(mismatch)?;
-        Bytes::from(
-            base64::engine::general_purpose::STANDARD
-                .decode(b64)
-                .map_err(|_| mismatch())?,
-        )
-    } else {
-        return Err(events_ser(format!(
-            "error: unsupported contentType {content_type:?} for entry {entry_id}"
-        )));
-    };
+    let event = event(
+        &content_type,
+        field("event").unwrap_or(&Value::Null),
+        &entry_id,
+    )?;
     let mut metadata = Metadata::new();
     if let Some(Value::Object(m)) = field("metadata") {
         for (k, v) in m {
@@ -147,4 +128,29 @@ fn entry(entry: &Map<String, Value>) -> Result<BulkPublishRequestEntry, ApiError
         content_type,
         metadata,
     })
+}
+
+/// The bytes of an entry's event, as its content type says to read the JSON value.
+fn event(content_type: &str, event: &Value, entry_id: &str) -> Result<Bytes, ApiError> {
+    let mismatch = || {
+        events_ser(format!(
+            "error: mismatch between contentType {content_type:?} and event for entry {entry_id}"
+        ))
+    };
+    let media = media_type(content_type);
+    if media.starts_with("text/") || media.ends_with("/xml") || media.ends_with("+xml") {
+        Ok(Bytes::from(event.as_str().ok_or_else(mismatch)?.to_owned()))
+    } else if media == "application/json" || media.ends_with("+json") {
+        Ok(Bytes::from(event.to_string()))
+    } else if media == "application/octet-stream" {
+        let b64 = event.as_str().ok_or_else(mismatch)?;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .map_err(|_| mismatch())?;
+        Ok(Bytes::from(bytes))
+    } else {
+        Err(events_ser(format!(
+            "error: unsupported contentType {content_type:?} for entry {entry_id}"
+        )))
+    }
 }
