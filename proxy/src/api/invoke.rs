@@ -90,7 +90,7 @@ async fn invoke(
     let head = Head {
         named,
         query: req.uri().query(),
-        declared: super::body::declared_length(req.headers()),
+        declared: super::http::body::declared_length(req.headers()),
         end_stream: req.body().is_end_stream(),
         max_body: state.max_body_size,
         app_id: &state.app_id,
@@ -101,7 +101,7 @@ async fn invoke(
         Ok(plan) => plan,
         Err(Refused { id, error }) => {
             if matches!(error, InvokeError::BodyTooLarge(_)) {
-                super::body::refuse_declared(req);
+                super::http::body::refuse_declared(req);
             }
             return Err(ApiError::invoke(&id, &error));
         }

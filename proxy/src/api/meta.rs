@@ -1,46 +1,75 @@
-//! Health, metadata and shutdown routes.
+//! Health, metadata and shutdown operations (api.md §7, §8), whatever the transport: readiness
+//! as daprd reports it, what this sidecar runs (`GetMetadataResponse`), the app's extended
+//! attributes (`SetMetadataRequest`) with their bounds, and an orderly shutdown.
+//! `api::http::meta` encodes them.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 
-use http::{HeaderValue, Request, Response, StatusCode, header};
-use hyper::body::Incoming;
-use serde_json::{Map, Value, json};
+use http::StatusCode;
 
-use super::{ApiState, query_param};
+use super::ApiState;
 use crate::errors::ApiError;
-use crate::net::http::{Body, empty, full};
+use crate::mesh::outbound::TargetView;
+use crate::to_app::subscriptions::Listed;
 
 /// Extended metadata attributes: how many, and how large each name and value may be. Every
-/// `GET /v1.0/metadata` returns them all, so together they stay small.
+/// metadata answer returns them all, so together they stay small.
 const MAX_ATTRIBUTES: usize = 64;
 const MAX_ATTRIBUTE_KEY: usize = 256;
-const MAX_ATTRIBUTE_VALUE: u64 = 64 * 1024;
+pub(crate) const MAX_ATTRIBUTE_VALUE: u64 = 64 * 1024;
 
 /// The runtime version reported to SDKs.
 pub(crate) const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// 204 with no body: daprd's answer for success without data.
-pub(super) fn no_content() -> Response<Body> {
-    let mut rsp = Response::new(empty());
-    *rsp.status_mut() = StatusCode::NO_CONTENT;
-    rsp
+/// `GetMetadataResponse`, as far as this sidecar fills it.
+pub(crate) struct GetMetadataResponse {
+    pub(crate) id: String,
+    pub(crate) runtime_version: &'static str,
+    /// Not in daprd's answer: which resolver and balancer this sidecar uses, and what they see
+    /// of every target called so far.
+    pub(crate) name_resolution: NameResolution,
+    pub(crate) registered_components: Vec<RegisteredComponent>,
+    pub(crate) subscriptions: Vec<Listed>,
+    /// The app's attributes, with `daprRuntimeVersion` and `outrider.nameResolution`.
+    pub(crate) extended_metadata: BTreeMap<String, String>,
+    pub(crate) app_connection_properties: Option<AppConnectionProperties>,
 }
 
-/// 200 with a JSON body.
-pub(super) fn json_response(v: &Value) -> Response<Body> {
-    let mut rsp = Response::new(full(v.to_string()));
-    rsp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    rsp
+/// How this sidecar finds and picks endpoints.
+pub(crate) struct NameResolution {
+    pub(crate) resolver: &'static str,
+    pub(crate) load_balancing: &'static str,
+    pub(crate) targets: Vec<TargetView>,
 }
 
-/// `GET /v1.0/healthz[?appid=…]`: 204 once components, listeners and the app are up.
-pub(super) fn healthz(s: &ApiState, query: Option<&str>) -> Result<Response<Body>, ApiError> {
-    if let Some(id) = query_param(query, "appid")
-        && id != s.app_id
-    {
+/// `RegisteredComponents`.
+pub(crate) struct RegisteredComponent {
+    pub(crate) name: String,
+    pub(crate) type_: String,
+    pub(crate) version: String,
+    pub(crate) capabilities: Vec<&'static str>,
+}
+
+/// `AppConnectionProperties`.
+pub(crate) struct AppConnectionProperties {
+    pub(crate) port: u16,
+    pub(crate) protocol: &'static str,
+    pub(crate) channel_address: String,
+}
+
+/// The name of an extended attribute, checked before its value is read.
+pub(crate) struct AttributeName(String);
+
+/// `SetMetadataRequest`.
+pub(crate) struct SetMetadataRequest {
+    pub(crate) key: AttributeName,
+    pub(crate) value: String,
+}
+
+/// Ready once components, listeners and the app are up; `appid`, when given, must be ours.
+pub(crate) fn healthz(s: &ApiState, appid: Option<&str>) -> Result<(), ApiError> {
+    if appid.is_some_and(|id| id != s.app_id) {
         return Err(ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "ERR_HEALTH_APPID_NOT_MATCH",
@@ -48,7 +77,7 @@ pub(super) fn healthz(s: &ApiState, query: Option<&str>) -> Result<Response<Body
         ));
     }
     if s.health.ready() {
-        Ok(no_content())
+        Ok(())
     } else {
         Err(ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -58,10 +87,10 @@ pub(super) fn healthz(s: &ApiState, query: Option<&str>) -> Result<Response<Body
     }
 }
 
-/// `GET /v1.0/healthz/outbound`: 204 once outbound APIs serve, before the app is up.
-pub(super) fn healthz_outbound(s: &ApiState) -> Result<Response<Body>, ApiError> {
+/// Ready once outbound APIs serve, before the app is up.
+pub(crate) fn healthz_outbound(s: &ApiState) -> Result<(), ApiError> {
     if s.health.outbound_ready() {
-        Ok(no_content())
+        Ok(())
     } else {
         Err(ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -71,88 +100,68 @@ pub(super) fn healthz_outbound(s: &ApiState) -> Result<Response<Body>, ApiError>
     }
 }
 
-/// `GET /v1.0/metadata`. Empty fields are omitted, as daprd does.
-pub(super) fn get(s: &ApiState) -> Result<Response<Body>, ApiError> {
-    let mut extended: Map<String, Value> = s
-        .extended
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .iter()
-        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-        .collect();
-    extended.insert("daprRuntimeVersion".into(), json!(VERSION));
-    extended.insert(
-        "outrider.nameResolution".into(),
-        json!(s.outbound.resolver_name()),
-    );
-    let mut body = Map::new();
-    body.insert("id".into(), json!(s.app_id));
-    body.insert("runtimeVersion".into(), json!(VERSION));
-    // Not in daprd's answer: which resolver and balancer this sidecar uses, and what they see of
-    // every target called so far.
-    body.insert(
-        "nameResolution".into(),
-        json!({
-            "resolver": s.outbound.resolver_name(),
-            "loadBalancing": s.outbound.balancing(),
-            "targets": s.outbound.targets(),
+/// What this sidecar runs.
+pub(crate) fn get(s: &ApiState) -> GetMetadataResponse {
+    let mut extended_metadata = s.extended.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    extended_metadata.insert("daprRuntimeVersion".into(), VERSION.into());
+    let resolver = s.outbound.resolver_name();
+    extended_metadata.insert("outrider.nameResolution".into(), resolver.into());
+    let component =
+        |name: &String, type_: &String, version: &String, capabilities| RegisteredComponent {
+            name: name.clone(),
+            type_: type_.clone(),
+            version: version.clone(),
+            capabilities,
+        };
+    let states = s.stores.values().map(|c| {
+        let capabilities = c.store.features().capabilities();
+        component(&c.name, &c.type_, &c.version, capabilities)
+    });
+    let pubsubs = (s.pubsubs.values()).map(|c| component(&c.name, &c.type_, &c.version, vec![]));
+    let secrets =
+        (s.secret_stores.values()).map(|c| component(&c.name, &c.type_, &c.version, vec![]));
+    GetMetadataResponse {
+        id: s.app_id.clone(),
+        runtime_version: VERSION,
+        name_resolution: NameResolution {
+            resolver,
+            load_balancing: s.outbound.balancing(),
+            targets: s.outbound.targets(),
+        },
+        registered_components: states.chain(pubsubs).chain(secrets).collect(),
+        subscriptions: s
+            .subscriptions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone(),
+        extended_metadata,
+        app_connection_properties: s.app_port.map(|port| AppConnectionProperties {
+            port,
+            protocol: "http",
+            channel_address: s.app_channel_address.clone(),
         }),
-    );
-    if !s.stores.is_empty() || !s.pubsubs.is_empty() || !s.secret_stores.is_empty() {
-        let comps: Vec<Value> = s
-            .stores
-            .values()
-            .map(|c| json!({"name": c.name, "type": c.type_, "version": c.version, "capabilities": c.store.features().capabilities()}))
-            .chain(s.pubsubs.values().map(|c| json!({"name": c.name, "type": c.type_, "version": c.version, "capabilities": []})))
-            .chain(s.secret_stores.values().map(|c| json!({"name": c.name, "type": c.type_, "version": c.version, "capabilities": []})))
-            .collect();
-        body.insert("components".into(), Value::Array(comps));
     }
-    let subs = s.subscriptions.lock().unwrap_or_else(|p| p.into_inner());
-    if !subs.is_empty() {
-        body.insert(
-            "subscriptions".into(),
-            Value::Array(
-                subs.iter()
-                    .map(crate::to_app::subscriptions::Listed::to_metadata)
-                    .collect(),
-            ),
-        );
-    }
-    drop(subs);
-    body.insert("extended".into(), Value::Object(extended));
-    if let Some(port) = s.app_port {
-        body.insert(
-            "appConnectionProperties".into(),
-            json!({"port": port, "protocol": "http", "channelAddress": s.app_channel_address}),
-        );
-    }
-    Ok(json_response(&Value::Object(body)))
 }
 
-/// `PUT /v1.0/metadata/{key}`: the raw body becomes `extended[key]`. An empty key is a no-op.
-pub(super) async fn put(
-    s: &ApiState,
-    key: String,
-    req: Request<Incoming>,
-) -> Result<Response<Body>, ApiError> {
-    if key.len() > MAX_ATTRIBUTE_KEY {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "ERR_MALFORMED_REQUEST",
-            format!("a metadata attribute name is at most {MAX_ATTRIBUTE_KEY} bytes"),
-        ));
+impl AttributeName {
+    /// `key`, if it is short enough; an empty name is allowed (setting it does nothing).
+    pub(crate) fn new(key: String) -> Result<Self, ApiError> {
+        if key.len() > MAX_ATTRIBUTE_KEY {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "ERR_MALFORMED_REQUEST",
+                format!("a metadata attribute name is at most {MAX_ATTRIBUTE_KEY} bytes"),
+            ));
+        }
+        Ok(Self(key))
     }
-    let bytes = super::body::read_body(s, req, MAX_ATTRIBUTE_VALUE).await?;
-    let value = String::from_utf8(bytes.to_vec()).map_err(|_| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "ERR_MALFORMED_REQUEST",
-            "the metadata value must be UTF-8 text",
-        )
-    })?;
+}
+
+/// Sets an extended attribute. An empty key is a no-op.
+pub(crate) fn put(s: &ApiState, req: SetMetadataRequest) -> Result<(), ApiError> {
+    let AttributeName(key) = req.key;
     if key.is_empty() {
-        return Ok(no_content());
+        return Ok(());
     }
     let mut extended = s.extended.lock().unwrap_or_else(|p| p.into_inner());
     if extended.len() >= MAX_ATTRIBUTES && !extended.contains_key(&key) {
@@ -164,14 +173,13 @@ pub(super) async fn put(
             ),
         ));
     }
-    extended.insert(key, value);
-    Ok(no_content())
+    extended.insert(key, req.value);
+    Ok(())
 }
 
-/// `POST /v1.0/shutdown`: answers 204, then shuts down gracefully.
-pub(super) fn shutdown(s: &ApiState) -> Result<Response<Body>, ApiError> {
+/// Starts an orderly shutdown: health reports not ready from now on.
+pub(crate) fn shutdown(s: &ApiState) {
     tracing::info!("shutdown requested through the API");
     s.health.draining.store(true, Ordering::Release);
     s.shutdown.cancel();
-    Ok(no_content())
 }

@@ -1,36 +1,109 @@
-//! `POST|PUT /v1.0/publish/{pubsub}/{topic…}`: wraps the body in a CloudEvent (unless
-//! `metadata.rawPayload` is true) and hands it to the broker (api.md §4.1, §4.2); and its bulk
-//! form (§4.3).
+//! Publishing (api.md §4.1–4.3), whatever the transport: which pub/sub and topic a request may
+//! publish to (in daprd's order of checks), `rawPayload` and `ttlInSeconds`, the CloudEvent
+//! envelope, the broker call with its metrics, and daprd's error codes. Requests and results are
+//! shaped after `PublishEventRequest` and `BulkPublishRequest`. Not here: bodies, headers,
+//! query strings — `api::http::publish` decodes those.
+//!
+//! The codec first finds the target ([`single`], [`bulk_target`]) from what the path and query
+//! name, before it reads the body, as daprd checks them.
 
-use base64::Engine as _;
 use bytes::Bytes;
-use http::{Request, Response, StatusCode, header};
-use hyper::body::Incoming;
+use http::StatusCode;
 use outrider_blocks::pubsub::{
     EnvelopeError, Message, Metadata, PubSubComponent, PubSubError, PublishContext, envelope,
-    media_type, message_ttl, parse_bool,
+    message_ttl, parse_bool,
 };
-use outrider_filters::trace::TraceContext;
-use serde_json::{Value, json};
 
 use super::ApiState;
-use super::meta::no_content;
-use super::state::query_metadata;
 use crate::errors::ApiError;
-use crate::net::http::{Body, full};
+
+/// A pub/sub and topic the app may publish to, and the request's metadata.
+pub(crate) struct Target<'a> {
+    pubsub: &'a PubSubComponent,
+    name: &'a str,
+    topic: &'a str,
+    metadata: Metadata,
+}
+
+/// The target of a single publish, and whether its body goes to the broker as it is.
+pub(crate) struct Single<'a> {
+    target: Target<'a>,
+    raw: bool,
+}
+
+/// What the publisher's request carries besides the body, for the envelope.
+#[derive(Default)]
+pub(crate) struct Origin {
+    pub(crate) traceparent: String,
+    pub(crate) tracestate: String,
+}
+
+/// The rest of `PublishEventRequest`: the event and its content type.
+pub(crate) struct PublishEventRequest {
+    pub(crate) data: Bytes,
+    pub(crate) data_content_type: Option<String>,
+    pub(crate) origin: Origin,
+}
+
+/// The rest of `BulkPublishRequest`: the entries, checked in order before any is published.
+pub(crate) struct BulkPublishRequest<I> {
+    pub(crate) entries: I,
+    pub(crate) origin: Origin,
+}
+
+/// `BulkPublishRequestEntry`: its metadata is laid over the request's.
+pub(crate) struct BulkPublishRequestEntry {
+    pub(crate) entry_id: String,
+    pub(crate) event: Bytes,
+    pub(crate) content_type: String,
+    pub(crate) metadata: Metadata,
+}
+
+/// `BulkPublishResponseFailedEntry`.
+pub(crate) struct BulkPublishResponseFailedEntry {
+    pub(crate) entry_id: String,
+    pub(crate) error: String,
+}
 
 fn err(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
     ApiError::new(status, code, message)
 }
 
-/// The pub/sub and topic of a publish path, checked in daprd's order. An unknown pub/sub is
-/// `not_found` (404 for single publishes, 400 for bulk ones, as in daprd).
+/// A bulk publish the app got wrong.
+pub(crate) fn events_ser(message: impl Into<String>) -> ApiError {
+    err(StatusCode::BAD_REQUEST, "ERR_PUBSUB_EVENTS_SER", message)
+}
+
+/// The target of a single publish: an unknown pub/sub is 404; then `metadata` is checked.
+pub(crate) fn single<'a>(
+    s: &'a ApiState,
+    name: &'a str,
+    topic: &'a str,
+    metadata: Metadata,
+) -> Result<Single<'a>, ApiError> {
+    let target = target(s, name, topic, StatusCode::NOT_FOUND, metadata)?;
+    let raw = raw_payload(&target.metadata)?;
+    Ok(Single { target, raw })
+}
+
+/// The target of a bulk publish: an unknown pub/sub is 400, as in daprd.
+pub(crate) fn bulk_target<'a>(
+    s: &'a ApiState,
+    name: &'a str,
+    topic: &'a str,
+    metadata: Metadata,
+) -> Result<Target<'a>, ApiError> {
+    target(s, name, topic, StatusCode::BAD_REQUEST, metadata)
+}
+
+/// The pub/sub and topic, checked in daprd's order. An unknown pub/sub is `not_found`.
 fn target<'a>(
     s: &'a ApiState,
-    name: &str,
-    topic: &str,
+    name: &'a str,
+    topic: &'a str,
     not_found: StatusCode,
-) -> Result<&'a PubSubComponent, ApiError> {
+    metadata: Metadata,
+) -> Result<Target<'a>, ApiError> {
     if name.is_empty() {
         return Err(err(
             StatusCode::NOT_FOUND,
@@ -45,7 +118,7 @@ fn target<'a>(
             "no pubsub is configured",
         ));
     }
-    let Some(c) = s.pubsubs.get(name) else {
+    let Some(pubsub) = s.pubsubs.get(name) else {
         return Err(err(
             not_found,
             "ERR_PUBSUB_NOT_FOUND",
@@ -59,14 +132,19 @@ fn target<'a>(
             format!("topic is empty in pubsub {name}"),
         ));
     }
-    if !c.scopes.may_publish(topic) {
+    if !pubsub.scopes.may_publish(topic) {
         return Err(err(
             StatusCode::FORBIDDEN,
             "ERR_PUBSUB_FORBIDDEN",
             format!("topic {topic} is not allowed for app id {}", s.app_id),
         ));
     }
-    Ok(c)
+    Ok(Target {
+        pubsub,
+        name,
+        topic,
+        metadata,
+    })
 }
 
 /// `metadata.rawPayload`: whether the body goes to the broker without an envelope. Checks
@@ -86,51 +164,32 @@ fn raw_payload(metadata: &Metadata) -> Result<bool, ApiError> {
     }
 }
 
-/// What the publisher's request carries besides the body, for the envelope.
-struct Origin {
-    traceparent: String,
-    tracestate: String,
-}
-
 impl Origin {
-    fn of(req: &Request<Incoming>) -> Self {
-        let trace = req.extensions().get::<TraceContext>().copied();
-        Self {
-            traceparent: trace.map(|t| t.to_string()).unwrap_or_default(),
-            tracestate: req
-                .headers()
-                .get("tracestate")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default()
-                .to_owned(),
-        }
-    }
-
     /// The broker's bytes for one event: the body itself when raw, else its CloudEvent.
     fn wrap(
         &self,
         s: &ApiState,
-        (name, topic): (&str, &str),
+        to: &Target<'_>,
         content_type: Option<&str>,
         body: Bytes,
         metadata: &Metadata,
         raw: bool,
-    ) -> Result<Bytes, EnvelopeError> {
+    ) -> Result<Bytes, ApiError> {
         if raw {
             return Ok(body);
         }
         let ctx = PublishContext {
             app_id: &s.app_id,
-            pubsub: name,
-            topic,
+            pubsub: to.name,
+            topic: to.topic,
             traceparent: &self.traceparent,
             tracestate: &self.tracestate,
             now: std::time::SystemTime::now(),
             id: uuid::Uuid::new_v4().to_string(),
         };
-        Ok(Bytes::from(
-            envelope(&ctx, content_type, &body, metadata)?.to_string(),
-        ))
+        let event =
+            envelope(&ctx, content_type, &body, metadata).map_err(|e| envelope_failed(&e))?;
+        Ok(Bytes::from(event.to_string()))
     }
 }
 
@@ -142,125 +201,104 @@ fn envelope_failed(e: &EnvelopeError) -> ApiError {
     )
 }
 
-pub(super) async fn publish(
+/// Publishes one event.
+pub(crate) async fn publish(
     s: &ApiState,
-    name: &str,
-    topic: &str,
-    req: Request<Incoming>,
-) -> Result<Response<Body>, ApiError> {
-    let c = target(s, name, topic, StatusCode::NOT_FOUND)?;
-    let metadata = query_metadata(req.uri().query());
-    let raw = raw_payload(&metadata)?;
-    let content_type = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let origin = Origin::of(&req);
-    let body = super::body::read_body(s, req, u64::MAX).await?;
-    let data = origin
-        .wrap(
-            s,
-            (name, topic),
-            content_type.as_deref(),
-            body,
-            &metadata,
-            raw,
-        )
-        .map_err(|e| envelope_failed(&e))?;
+    to: Single<'_>,
+    req: PublishEventRequest,
+) -> Result<(), ApiError> {
+    let Single { target: t, raw } = to;
+    let content_type = req.data_content_type.as_deref();
+    let data = req
+        .origin
+        .wrap(s, &t, content_type, req.data, &t.metadata, raw)?;
     let start = std::time::Instant::now();
-    let published = c
+    let published = t
+        .pubsub
         .broker
         .publish(Message {
-            topic: c.broker_topic(topic),
+            topic: t.pubsub.broker_topic(t.topic),
             data,
-            metadata,
+            metadata: t.metadata,
         })
         .await;
     s.pubsub_metrics
-        .egress(name, topic, published.is_ok(), start);
-    count_full(name, published.as_ref().err());
+        .egress(t.name, t.topic, published.is_ok(), start);
+    count_full(t.name, published.as_ref().err());
     published.map_err(|e| {
         err(
             StatusCode::INTERNAL_SERVER_ERROR,
             "ERR_PUBSUB_PUBLISH_MESSAGE",
-            format!("error when publish to topic {topic} in pubsub {name}: {e}"),
+            format!(
+                "error when publish to topic {} in pubsub {}: {e}",
+                t.topic, t.name
+            ),
         )
-    })?;
-    Ok(no_content())
+    })
 }
 
-/// `POST|PUT /v1.0-alpha1/publish/bulk/{pubsub}/{topic…}`: a JSON array of
-/// `{entryId, event, contentType, metadata}`. Every entry is checked before any is published;
-/// then each is published on its own, and the ones that failed are listed in a 500.
-pub(super) async fn publish_bulk(
+/// Checks every entry, then publishes each on its own; the ones that failed are returned.
+pub(crate) async fn publish_bulk<I>(
     s: &ApiState,
-    name: &str,
-    topic: &str,
-    req: Request<Incoming>,
-) -> Result<Response<Body>, ApiError> {
-    let c = target(s, name, topic, StatusCode::BAD_REQUEST)?;
-    let metadata = query_metadata(req.uri().query());
-    let origin = Origin::of(&req);
-    let body = super::body::read_body(s, req, u64::MAX).await?;
-    let entries: Vec<serde_json::Map<String, Value>> =
-        serde_json::from_slice(&body).map_err(|e| {
-            events_ser(format!(
-                "error when unmarshaling the request for topic {topic} pubsub {name}: {e}"
-            ))
-        })?;
+    to: Target<'_>,
+    req: BulkPublishRequest<I>,
+) -> Result<Vec<BulkPublishResponseFailedEntry>, ApiError>
+where
+    I: IntoIterator<Item = Result<BulkPublishRequestEntry, ApiError>>,
+{
+    let messages = messages(s, &to, req)?;
+    let (start, count) = (std::time::Instant::now(), messages.len());
+    let mut failed = Vec::new();
+    for (entry_id, msg) in messages {
+        let published = to.pubsub.broker.publish(msg).await;
+        count_full(to.name, published.as_ref().err());
+        if let Err(e) = published {
+            failed.push(BulkPublishResponseFailedEntry {
+                entry_id,
+                error: e.to_string(),
+            });
+        }
+    }
+    s.pubsub_metrics
+        .egress_bulk(to.name, to.topic, count, failed.is_empty(), start);
+    Ok(failed)
+}
+
+/// The broker's message of every entry, by entry id; each id must be given, and only once.
+fn messages<I>(
+    s: &ApiState,
+    to: &Target<'_>,
+    req: BulkPublishRequest<I>,
+) -> Result<Vec<(String, Message)>, ApiError>
+where
+    I: IntoIterator<Item = Result<BulkPublishRequestEntry, ApiError>>,
+{
     let mut seen = std::collections::BTreeSet::new();
-    let mut messages = Vec::with_capacity(entries.len());
-    for entry in &entries {
-        let e = BulkEntry::read(entry, &metadata)?;
-        if e.id.is_empty() || !seen.insert(e.id.clone()) {
+    let mut messages = Vec::new();
+    for entry in req.entries {
+        let e = entry?;
+        if e.entry_id.is_empty() || !seen.insert(e.entry_id.clone()) {
             return Err(events_ser(
                 "error: entryId is duplicated or not present for entry",
             ));
         }
-        let raw = raw_payload(&e.metadata)?;
-        let data = origin
-            .wrap(
-                s,
-                (name, topic),
-                Some(&e.content_type),
-                e.data,
-                &e.metadata,
-                raw,
-            )
-            .map_err(|err| envelope_failed(&err))?;
+        let mut metadata = to.metadata.clone();
+        metadata.extend(e.metadata);
+        let raw = raw_payload(&metadata)?;
+        let data = req
+            .origin
+            .wrap(s, to, Some(&e.content_type), e.event, &metadata, raw)?;
+        let topic = to.pubsub.broker_topic(to.topic);
         messages.push((
-            e.id,
+            e.entry_id,
             Message {
-                topic: c.broker_topic(topic),
+                topic,
                 data,
-                metadata: e.metadata,
+                metadata,
             },
         ));
     }
-    let (start, count) = (std::time::Instant::now(), messages.len());
-    let mut failed = Vec::new();
-    for (id, msg) in messages {
-        let published = c.broker.publish(msg).await;
-        count_full(name, published.as_ref().err());
-        if let Err(e) = published {
-            // Both spellings: daprd writes `entryId`, the JavaScript SDK looks up `entryID`.
-            failed.push(json!({"entryId": id, "entryID": id, "error": e.to_string()}));
-        }
-    }
-    s.pubsub_metrics
-        .egress_bulk(name, topic, count, failed.is_empty(), start);
-    if failed.is_empty() {
-        return Ok(no_content());
-    }
-    let body = json!({"failedEntries": failed, "errorCode": "ERR_PUBSUB_PUBLISH_MESSAGE"});
-    let mut rsp = Response::new(full(body.to_string()));
-    *rsp.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-    rsp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
-    );
-    Ok(rsp)
+    Ok(messages)
 }
 
 /// Counts publishes refused because a subscriber had no room left (in-memory broker).
@@ -272,72 +310,41 @@ fn count_full(pubsub: &str, e: Option<&PubSubError>) {
     }
 }
 
-fn events_ser(message: impl Into<String>) -> ApiError {
-    err(StatusCode::BAD_REQUEST, "ERR_PUBSUB_EVENTS_SER", message)
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// One bulk entry, read the way Go's JSON decoder reads it (field names in any case).
-struct BulkEntry {
-    id: String,
-    content_type: String,
-    data: Bytes,
-    metadata: Metadata,
-}
-
-impl BulkEntry {
-    fn read(entry: &serde_json::Map<String, Value>, request: &Metadata) -> Result<Self, ApiError> {
-        let field = |name: &str| {
-            entry
+    #[test]
+    fn request_metadata_is_checked_ttl_first() {
+        let md = |pairs: &[(&str, &str)]| -> Metadata {
+            pairs
                 .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(name))
-                .map(|(_, v)| v)
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect()
         };
-        let text = |name: &str| {
-            field(name)
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned()
-        };
-        let id = text("entryId");
-        let content_type = text("contentType");
-        let event = field("event").unwrap_or(&Value::Null);
-        let mismatch = || {
-            events_ser(format!(
-                "error: mismatch between contentType {content_type:?} and event for entry {id}"
-            ))
-        };
-        let media = media_type(&content_type);
-        let data =
-            if media.starts_with("text/") || media.ends_with("/xml") || media.ends_with("+xml") {
-                Bytes::from(event.as_str().ok_or_else(mismatch)?.to_owned())
-            } else if media == "application/json" || media.ends_with("+json") {
-                Bytes::from(event.to_string())
-            } else if media == "application/octet-stream" {
-                let b64 = event.as_str().ok_or_else(mismatch)?;
-                Bytes::from(
-                    base64::engine::general_purpose::STANDARD
-                        .decode(b64)
-                        .map_err(|_| mismatch())?,
-                )
-            } else {
-                return Err(events_ser(format!(
-                    "error: unsupported contentType {content_type:?} for entry {id}"
-                )));
-            };
-        let mut metadata = request.clone();
-        if let Some(Value::Object(m)) = field("metadata") {
-            for (k, v) in m {
-                metadata.insert(
-                    k.clone(),
-                    v.as_str().map_or_else(|| v.to_string(), str::to_owned),
-                );
-            }
+        let ok = [
+            (md(&[]), false),
+            (md(&[("rawPayload", "true")]), true),
+            (md(&[("rawPayload", "F"), ("ttlInSeconds", "5")]), false),
+        ];
+        for (metadata, raw) in ok {
+            assert_eq!(raw_payload(&metadata).unwrap(), raw, "{metadata:?}");
         }
-        Ok(Self {
-            id,
-            content_type,
-            data,
-            metadata,
-        })
+        let bad = [
+            md(&[("rawPayload", "yes")]),
+            md(&[("ttlInSeconds", "0")]),
+            // Both wrong: the TTL is reported.
+            md(&[("rawPayload", "yes"), ("ttlInSeconds", "soon")]),
+        ];
+        for metadata in bad {
+            let e = raw_payload(&metadata).unwrap_err();
+            assert_eq!(
+                (e.status.as_u16(), e.code),
+                (400, "ERR_PUBSUB_REQUEST_METADATA"),
+                "{metadata:?}"
+            );
+        }
+        let e = raw_payload(&md(&[("rawPayload", "yes"), ("ttlInSeconds", "soon")])).unwrap_err();
+        assert!(e.message.starts_with("ttlInSeconds"), "{}", e.message);
     }
 }

@@ -1,14 +1,25 @@
-//! `GET /v1.0/secrets/{store}/{name}` and `GET /v1.0/secrets/{store}/bulk` (api.md §5.1), within
-//! `Configuration.spec.secrets.scopes` (§5.2).
+//! Secret operations (api.md §5.1), whatever the transport: the secret store a request names,
+//! `Configuration.spec.secrets.scopes` (§5.2), and daprd's error codes. Requests and results are
+//! shaped after `GetSecretRequest` and `GetBulkSecretRequest`; `api::http::secrets` encodes them.
+
+use std::collections::BTreeMap;
 
 use http::StatusCode;
-use outrider_blocks::secrets::SecretStoreComponent;
-use serde_json::json;
+use outrider_blocks::secrets::{Secret, SecretStoreComponent};
 
 use super::ApiState;
-use super::meta::json_response;
 use crate::errors::ApiError;
-use crate::net::http::Body;
+
+/// `GetSecretRequest`.
+pub(crate) struct GetSecretRequest<'a> {
+    pub(crate) store_name: &'a str,
+    pub(crate) key: &'a str,
+}
+
+/// `GetBulkSecretRequest`.
+pub(crate) struct GetBulkSecretRequest<'a> {
+    pub(crate) store_name: &'a str,
+}
 
 fn store<'a>(s: &'a ApiState, name: &str) -> Result<&'a SecretStoreComponent, ApiError> {
     if s.secret_stores.is_empty() {
@@ -29,31 +40,31 @@ fn store<'a>(s: &'a ApiState, name: &str) -> Result<&'a SecretStoreComponent, Ap
 }
 
 /// One secret: `{key: value, …}`.
-pub(crate) fn get(
-    s: &ApiState,
-    store_name: &str,
-    name: &str,
-) -> Result<http::Response<Body>, ApiError> {
+pub(crate) fn get(s: &ApiState, req: GetSecretRequest<'_>) -> Result<Secret, ApiError> {
+    let GetSecretRequest { store_name, key } = req;
     let c = store(s, store_name)?;
-    if !s.secret_scopes.allows(store_name, name) {
+    if !s.secret_scopes.allows(store_name, key) {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "ERR_PERMISSION_DENIED",
-            format!("access denied by policy to get \"{name}\" from \"{store_name}\""),
+            format!("access denied by policy to get \"{key}\" from \"{store_name}\""),
         ));
     }
-    let secret = c.store.get(name).map_err(|e| {
+    c.store.get(key).map_err(|e| {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "ERR_SECRET_GET",
-            format!("failed getting secret with key {name} from secret store {store_name}: {e}"),
+            format!("failed getting secret with key {key} from secret store {store_name}: {e}"),
         )
-    })?;
-    Ok(json_response(&json!(secret)))
+    })
 }
 
-/// Every secret the scopes allow: `{name: {key: value}}` (denied ones are left out silently).
-pub(crate) fn bulk(s: &ApiState, store_name: &str) -> Result<http::Response<Body>, ApiError> {
+/// Every secret the scopes allow, by name (denied ones are left out silently).
+pub(crate) fn bulk(
+    s: &ApiState,
+    req: GetBulkSecretRequest<'_>,
+) -> Result<BTreeMap<String, Secret>, ApiError> {
+    let store_name = req.store_name;
     let c = store(s, store_name)?;
     let mut all = c.store.bulk().map_err(|e| {
         ApiError::new(
@@ -63,5 +74,5 @@ pub(crate) fn bulk(s: &ApiState, store_name: &str) -> Result<http::Response<Body
         )
     })?;
     all.retain(|name, _| s.secret_scopes.allows(store_name, name));
-    Ok(json_response(&json!(all)))
+    Ok(all)
 }

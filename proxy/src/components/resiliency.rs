@@ -35,10 +35,10 @@ impl Classify<StateResponse> for StoreClassify {
             return Verdict::Success;
         };
         let kind = outrider_filters::resiliency::classify::error_kind(e.as_ref(), |_| false);
-        let failing = match e.downcast_ref::<StateError>() {
-            Some(StateError::Store(_) | StateError::Timeout(_)) | None => true,
-            Some(_) => false,
-        };
+        // The store says whether another attempt could help; any other error is ours.
+        let failing = e
+            .downcast_ref::<StateError>()
+            .is_none_or(StateError::is_retryable);
         if failing {
             Verdict::Failure(Failure {
                 kind,
@@ -136,10 +136,10 @@ impl Classify<()> for BrokerClassify {
         let Err(e) = result else {
             return Verdict::Success;
         };
-        if matches!(
-            e.downcast_ref::<PubSubError>(),
-            Some(PubSubError::BadRequest(_))
-        ) {
+        // The broker answering (a bad request) is not the broker failing.
+        if e.downcast_ref::<PubSubError>()
+            .is_some_and(|pe| !pe.is_retryable())
+        {
             return Verdict::Success;
         }
         let kind = outrider_filters::resiliency::classify::error_kind(e.as_ref(), |_| false);

@@ -11,7 +11,7 @@ use http::{HeaderMap, Request, StatusCode, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
 
-use super::ApiState;
+use crate::api::ApiState;
 
 /// A whole body may take at most this many inactivity timeouts (60 s by default): a sender that
 /// drips a byte just inside each one cannot hold the request for days.

@@ -1,0 +1,208 @@
+//! The route table of the HTTP API: each building-block route's template (also its metrics
+//! label), the verbs it answers, the `spec.api` endpoint it counts as, and matching a path to a
+//! route with its parameters unescaped. Invocation is not in the table: it is what unmatched
+//! requests fall through to.
+
+use http::Method;
+use outrider_filters::RouteLabel;
+use outrider_policy::api::Endpoint;
+
+use super::percent_decode;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Route {
+    Publish,
+    PublishBulk,
+    PublishBulkV1,
+    PublishNoTopic,
+    StateSave,
+    StateKey,
+    StateBulk,
+    StateTransaction,
+    StateQuery,
+    Secret,
+    SecretBulk,
+    Healthz,
+    HealthzOutbound,
+    Metadata,
+    MetadataKey,
+    Shutdown,
+}
+
+/// Every route of the table.
+const ALL: [Route; 16] = [
+    Route::Publish,
+    Route::PublishBulk,
+    Route::PublishBulkV1,
+    Route::PublishNoTopic,
+    Route::StateSave,
+    Route::StateKey,
+    Route::StateBulk,
+    Route::StateTransaction,
+    Route::StateQuery,
+    Route::Secret,
+    Route::SecretBulk,
+    Route::Healthz,
+    Route::HealthzOutbound,
+    Route::Metadata,
+    Route::MetadataKey,
+    Route::Shutdown,
+];
+
+/// Invocation as `spec.api` rules see it.
+pub(super) const INVOKE_ENDPOINT: Endpoint = Endpoint {
+    group: "invoke",
+    version: "v1",
+    route: "v1.0/invoke/{id}/method/{method}",
+};
+
+/// The route label of invocations.
+pub(super) const INVOKE_LABEL: RouteLabel = RouteLabel("/v1.0/invoke/{id}/method/{method}");
+
+/// Route parameters, unescaped.
+#[derive(Debug, Default)]
+pub(super) struct Params {
+    /// The component named in the path: a state store or a pub/sub.
+    pub(super) store: String,
+    /// The state key, metadata key or topic.
+    pub(super) key: String,
+}
+
+impl Route {
+    pub(super) fn label(self) -> &'static str {
+        match self {
+            Route::Publish => "/v1.0/publish/{pubsub}/{*topic}",
+            Route::PublishBulk => "/v1.0-alpha1/publish/bulk/{pubsub}/{*topic}",
+            Route::PublishBulkV1 => "/v1.0/publish/bulk/{pubsub}/{*topic}",
+            Route::PublishNoTopic => "/v1.0/publish/{pubsub}",
+            Route::StateSave => "/v1.0/state/{store}",
+            Route::StateKey => "/v1.0/state/{store}/{key}",
+            Route::StateBulk => "/v1.0/state/{store}/bulk",
+            Route::StateTransaction => "/v1.0/state/{store}/transaction",
+            Route::StateQuery => "/v1.0-alpha1/state/{store}/query",
+            Route::Secret => "/v1.0/secrets/{store}/{key}",
+            Route::SecretBulk => "/v1.0/secrets/{store}/bulk",
+            Route::Healthz => "/v1.0/healthz",
+            Route::HealthzOutbound => "/v1.0/healthz/outbound",
+            Route::Metadata => "/v1.0/metadata",
+            Route::MetadataKey => "/v1.0/metadata/{key}",
+            Route::Shutdown => "/v1.0/shutdown",
+        }
+    }
+
+    /// The route as `spec.api` rules see it.
+    pub(super) fn endpoint(self) -> Endpoint {
+        let (group, version) = match self {
+            Route::Publish | Route::PublishBulkV1 | Route::PublishNoTopic => ("publish", "v1"),
+            Route::PublishBulk => ("publish", "v1alpha1"),
+            Route::StateSave | Route::StateKey | Route::StateBulk | Route::StateTransaction => {
+                ("state", "v1")
+            }
+            Route::StateQuery => ("state", "v1alpha1"),
+            Route::Secret | Route::SecretBulk => ("secrets", "v1"),
+            Route::Healthz | Route::HealthzOutbound => ("healthz", "v1"),
+            Route::Metadata | Route::MetadataKey => ("metadata", "v1"),
+            Route::Shutdown => ("shutdown", "v1"),
+        };
+        Endpoint {
+            group,
+            version,
+            route: &self.label()[1..],
+        }
+    }
+
+    /// Whether the route answers `method`.
+    fn answers(self, method: &Method) -> bool {
+        let write = method == Method::POST || method == Method::PUT;
+        match self {
+            Route::Publish
+            | Route::PublishBulk
+            | Route::PublishBulkV1
+            | Route::PublishNoTopic
+            | Route::StateSave
+            | Route::StateBulk
+            | Route::StateTransaction
+            | Route::StateQuery => write,
+            Route::StateKey => method == Method::GET || method == Method::DELETE,
+            Route::Healthz
+            | Route::HealthzOutbound
+            | Route::Metadata
+            | Route::Secret
+            | Route::SecretBulk => method == Method::GET,
+            Route::MetadataKey => method == Method::PUT,
+            Route::Shutdown => method == Method::POST,
+        }
+    }
+}
+
+/// The table, matched with matchit.
+pub(super) struct Routes(matchit::Router<Route>);
+
+impl Routes {
+    pub(super) fn new() -> Self {
+        let mut router = matchit::Router::new();
+        for r in ALL {
+            router
+                .insert(r.label(), r)
+                .expect("the route table has no conflicts");
+        }
+        Self(router)
+    }
+
+    /// The matched route (and its parameters), if the verb fits; otherwise the request falls
+    /// through to invocation, as in daprd. A trailing slash is tried without it.
+    pub(super) fn at(&self, path: &str, method: &Method) -> Option<(Route, Params)> {
+        if path == "/v1.0/metadata/" && method == Method::PUT {
+            return Some((Route::MetadataKey, Params::default()));
+        }
+        let m = (self.0.at(path).ok()).or_else(|| self.0.at(path.strip_suffix('/')?).ok())?;
+        let route = *m.value;
+        // Parameters are unescaped after matching, so a key may hold '/' as %2F.
+        let param = |a, b| m.params.get(a).or(m.params.get(b)).map(percent_decode);
+        let params = Params {
+            store: param("store", "pubsub").unwrap_or_default(),
+            key: param("key", "topic").unwrap_or_default(),
+        };
+        route.answers(method).then_some((route, params))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_match_routes_with_unescaped_parameters() {
+        let routes = Routes::new();
+        let cases = [
+            (
+                "/v1.0/state/s/a%2Fb",
+                Method::GET,
+                Some((Route::StateKey, "s", "a/b")),
+            ),
+            (
+                "/v1.0/state/s/bulk/",
+                Method::POST,
+                Some((Route::StateBulk, "s", "")),
+            ),
+            (
+                "/v1.0/publish/p/a/b",
+                Method::PUT,
+                Some((Route::Publish, "p", "a/b")),
+            ),
+            (
+                "/v1.0/metadata/",
+                Method::PUT,
+                Some((Route::MetadataKey, "", "")),
+            ),
+            ("/v1.0/state/s", Method::GET, None),
+            ("/v1.0/unknown", Method::GET, None),
+        ];
+        for (path, method, want) in cases {
+            let got = routes.at(path, &method);
+            let got = got.map(|(r, p)| (r, p.store, p.key));
+            let want = want.map(|(r, s, k)| (r, s.to_owned(), k.to_owned()));
+            assert_eq!(got, want, "{method} {path}");
+        }
+    }
+}
