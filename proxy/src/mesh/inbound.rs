@@ -23,6 +23,7 @@ use outrider_policy::{AccessControl, Caller};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
+use tower::util::BoxCloneSyncService;
 use tower::{ServiceBuilder, ServiceExt as _};
 
 use crate::errors::{ApiError, InvokeError};
@@ -44,11 +45,45 @@ pub(crate) struct Inbound {
     pub(crate) spans: Option<outrider_filters::spans::Spans>,
 }
 
+/// The inbound stack, built once and shared by every connection (and every transport that
+/// feeds it): each request arrives with its connection's verified [`Caller`] attached.
+pub(crate) type Stack = BoxCloneSyncService<Request<Incoming>, Response<Body>, Infallible>;
+
+/// Builds the inbound stack, in request order.
+pub(crate) fn stack(inbound: Arc<Inbound>) -> Stack {
+    let app_id: Arc<str> = inbound.app_id.as_str().into();
+    let to_app = ServiceBuilder::new()
+        // One canonical path for the policy decision and for what the app receives.
+        .layer(CanonicalLayer)
+        // The callee's access policy, from the caller's verified identity.
+        .layer(AuthorizeLayer::new(inbound.policies.clone()))
+        .service_fn({
+            let inbound = inbound.clone();
+            move |req| forward(req, inbound.clone())
+        });
+    let stack = ServiceBuilder::new()
+        // Continue the caller's trace with a span for this hop.
+        .layer(TraceLayer::mesh(inbound.spans.clone()))
+        // The one place where failures below become the caller's answer.
+        .service_fn(move |req: Request<Incoming>| {
+            let (to_app, app_id) = (to_app.clone(), app_id.clone());
+            let caller = req.extensions().get::<Arc<Caller>>().cloned();
+            async move {
+                let rsp = rescue(&app_id, to_app.oneshot(req).await);
+                if let Some(c) = caller {
+                    record_received(&app_id, &c, rsp.status().as_u16());
+                }
+                Ok::<_, Infallible>(rsp)
+            }
+        });
+    BoxCloneSyncService::new(stack)
+}
+
 /// Accepts mesh connections until `stop`, then drains for at most `grace`.
 pub(crate) async fn serve(
     mut listener: serve::Listener,
     creds: Credentials,
-    inbound: Arc<Inbound>,
+    stack: Stack,
     stop: CancellationToken,
     grace: Duration,
 ) -> anyhow::Result<()> {
@@ -56,87 +91,59 @@ pub(crate) async fn serve(
     let builder = Arc::new(serve::builder(true, listener.limits()));
     let conns = Arc::new(serve::Conns::default());
     loop {
-        let serve::Accepted {
-            tcp,
-            peer: peer_addr,
-            watch,
-        } = tokio::select! {
+        let accepted = tokio::select! {
             a = listener.accept() => a,
             () = stop.cancelled() => break,
         };
-        let (acceptor, inbound, builder, conns) = (
+        let (acceptor, stack, builder, conns) = (
             acceptor.clone(),
-            inbound.clone(),
+            stack.clone(),
             builder.clone(),
             conns.clone(),
         );
         tokio::spawn(async move {
+            let serve::Accepted { tcp, peer, watch } = accepted;
             // The handshake counts against the deadline for the first request head.
-            let tls =
-                match tokio::time::timeout_at(watch.handshake_deadline(), acceptor.accept(tcp))
-                    .await
-                {
-                    Ok(Ok(tls)) => tls,
-                    Ok(Err(e)) => {
-                        tracing::info!(peer = %peer_addr, error = %e, "refused a mesh connection");
-                        return;
-                    }
-                    Err(_) => {
-                        watch.closed("the TLS handshake did not complete in time");
-                        return;
-                    }
-                };
-            let Some(id) = tls
-                .get_ref()
-                .1
-                .peer_certificates()
-                .and_then(|c| c.first())
-                .and_then(|c| SpiffeId::from_certificate(c).ok())
-            else {
+            let handshake = acceptor.accept(tcp);
+            let tls = match tokio::time::timeout_at(watch.handshake_deadline(), handshake).await {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => {
+                    tracing::info!(%peer, error = %e, "refused a mesh connection");
+                    return;
+                }
+                Err(_) => {
+                    watch.closed("the TLS handshake did not complete in time");
+                    return;
+                }
+            };
+            let Some(caller) = caller_of(tls.get_ref().1) else {
                 // The verifier already required one; this is unreachable in practice.
-                tracing::warn!(peer = %peer_addr, "mesh peer without identity after handshake");
+                tracing::warn!(%peer, "mesh peer without identity after handshake");
                 return;
             };
-            let caller = Arc::new(Caller {
-                app_id: id.app_id().to_owned(),
-                namespace: id.namespace().to_owned(),
-                trust_domain: id.trust_domain().to_owned(),
+            tracing::debug!(%peer, caller = %caller.app_id, "mesh connection accepted");
+            // The verified peer identity travels with each request, for policy and the app.
+            let svc = stack.map_request(move |mut req: Request<Incoming>| {
+                req.extensions_mut().insert(caller.clone());
+                req
             });
-            tracing::debug!(peer = %peer_addr, caller = %id, "mesh connection accepted");
-            let app_id: Arc<str> = inbound.app_id.as_str().into();
-            let spans = inbound.spans.clone();
-            let to_app = ServiceBuilder::new()
-                // One canonical path for the policy decision and for what the app receives.
-                .layer(CanonicalLayer)
-                // The callee's access policy, from the caller's verified identity.
-                .layer(AuthorizeLayer::new(inbound.policies.clone()))
-                .service_fn(move |req| forward(req, inbound.clone()));
-            let svc = ServiceBuilder::new()
-                // The verified peer identity travels with each request, for policy and the app.
-                .map_request(move |mut req: Request<Incoming>| {
-                    req.extensions_mut().insert(caller.clone());
-                    req
-                })
-                // Continue the caller's trace with a span for this hop.
-                .layer(TraceLayer::mesh(spans))
-                // The one place where failures below become the caller's answer.
-                .service_fn(move |req: Request<Incoming>| {
-                    let (to_app, app_id) = (to_app.clone(), app_id.clone());
-                    let caller = req.extensions().get::<Arc<Caller>>().cloned();
-                    async move {
-                        let rsp = rescue(&app_id, to_app.oneshot(req).await);
-                        if let Some(c) = caller {
-                            record_received(&app_id, &c, rsp.status().as_u16());
-                        }
-                        Ok::<_, Infallible>(rsp)
-                    }
-                });
             conns.spawn(watch.io(tls), svc, &builder, watch);
         });
     }
     drop(listener);
     conns.drain(grace).await;
     Ok(())
+}
+
+/// The caller a TLS session's client certificate names.
+fn caller_of(tls: &rustls::ServerConnection) -> Option<Arc<Caller>> {
+    let cert = tls.peer_certificates()?.first()?;
+    let id = SpiffeId::from_certificate(cert).ok()?;
+    Some(Arc::new(Caller {
+        app_id: id.app_id().to_owned(),
+        namespace: id.namespace().to_owned(),
+        trust_domain: id.trust_domain().to_owned(),
+    }))
 }
 
 /// Dapr's service invocation metrics on the callee's side, by the caller's verified app id.

@@ -112,121 +112,147 @@ impl Framing {
     /// Consumes `input`, appending to `out` what the HTTP parser may see.
     pub fn feed(&mut self, mut input: &[u8], out: &mut BytesMut) {
         while !input.is_empty() {
-            match self.state {
-                State::Refused => return,
+            let rest = match self.state {
+                State::Refused => None,
                 State::Passthrough => {
                     out.extend_from_slice(input);
-                    return;
+                    None
                 }
-                State::Head => {
-                    // Empty lines before a request line are allowed (RFC 9112 §2.2).
-                    if self.line.is_empty() {
-                        let skip = input
-                            .iter()
-                            .take_while(|b| matches!(b, b'\r' | b'\n'))
-                            .count();
-                        out.extend_from_slice(&input[..skip]);
-                        input = &input[skip..];
-                        if input.is_empty() {
-                            return;
-                        }
-                    }
-                    let before = self.line.len();
-                    let take = input.len().min(MAX_HEAD + 1 - before);
-                    self.line.extend_from_slice(&input[..take]);
-                    if self.first && self.line.starts_with(H2_PREFACE) {
-                        self.state = State::Passthrough;
-                        out.extend_from_slice(&self.line.split());
-                        input = &input[take..];
-                        continue;
-                    }
-                    // A head can only complete at a newline; parse only when one arrived.
-                    if !input[..take].contains(&b'\n') {
-                        if self.line.len() > MAX_HEAD {
-                            return self.refuse(Refusal::Unjudgeable, out);
-                        }
-                        input = &input[take..];
-                        continue;
-                    }
-                    match check_head(&self.line) {
-                        Judged::Partial if self.line.len() > MAX_HEAD => {
-                            return self.refuse(Refusal::Unjudgeable, out);
-                        }
-                        Judged::Partial => input = &input[take..],
-                        Judged::Refuse(why) => return self.refuse(why, out),
-                        Judged::Complete { len, next } => {
-                            // The head ends inside what was just taken: hand the rest back.
-                            let extra = self.line.len() - len;
-                            out.extend_from_slice(&self.line[..len]);
-                            if self.line.capacity() > KEPT_CAPACITY {
-                                // A large head's buffer is not kept for the connection's life.
-                                self.line = BytesMut::new();
-                            } else {
-                                self.line.clear();
-                            }
-                            input = &input[take - extra..];
-                            self.state = next;
-                            self.trailer_bytes = 0;
-                            self.first = false;
-                        }
-                    }
-                }
+                State::Head => self.head(input, out),
                 State::Body(n) => {
-                    let k = usize::try_from(n).unwrap_or(usize::MAX).min(input.len());
-                    out.extend_from_slice(&input[..k]);
-                    input = &input[k..];
-                    let left = n - k as u64;
+                    let (rest, left) = pass(n, input, out);
                     self.state = if left == 0 {
                         State::Head
                     } else {
                         State::Body(left)
                     };
+                    Some(rest)
                 }
-                State::ChunkSize => {
-                    let (taken, done) = take_line(&mut self.line, input);
-                    out.extend_from_slice(&input[..taken]);
-                    input = &input[taken..];
-                    if done {
-                        let line = self.line.split();
-                        match parse_chunk_size(&line) {
-                            Some(0) => self.state = State::Trailers,
-                            // The data is followed by CRLF.
-                            Some(n) => self.state = State::ChunkData(n.saturating_add(2)),
-                            None => return self.refuse(Refusal::BadChunk, out),
-                        }
-                    } else if self.line.len() > MAX_LINE {
-                        return self.refuse(Refusal::BadChunk, out);
-                    }
-                }
+                State::ChunkSize => self.chunk_size(input, out),
                 State::ChunkData(n) => {
-                    let k = usize::try_from(n).unwrap_or(usize::MAX).min(input.len());
-                    out.extend_from_slice(&input[..k]);
-                    input = &input[k..];
-                    let left = n - k as u64;
+                    let (rest, left) = pass(n, input, out);
                     self.state = if left == 0 {
                         State::ChunkSize
                     } else {
                         State::ChunkData(left)
                     };
+                    Some(rest)
                 }
-                State::Trailers => {
-                    let (taken, done) = take_line(&mut self.line, input);
-                    out.extend_from_slice(&input[..taken]);
-                    input = &input[taken..];
-                    self.trailer_bytes += taken;
-                    if self.trailer_bytes > MAX_LINE {
-                        return self.refuse(Refusal::BadChunk, out);
-                    }
-                    if done {
-                        let line = self.line.split();
-                        if line.as_ref() == b"\r\n" || line.as_ref() == b"\n" {
-                            self.state = State::Head;
-                        }
-                    }
-                }
+                State::Trailers => self.trailers(input, out),
+            };
+            match rest {
+                Some(rest) => input = rest,
+                None => return,
             }
         }
     }
+
+    /// Holds a request head until it is complete, then judges it. Returns what follows the
+    /// head, or `None` when nothing more is to be read now (refused, or all input held).
+    fn head<'a>(&mut self, mut input: &'a [u8], out: &mut BytesMut) -> Option<&'a [u8]> {
+        // Empty lines before a request line are allowed (RFC 9112 §2.2).
+        if self.line.is_empty() {
+            let skip = input
+                .iter()
+                .take_while(|b| matches!(b, b'\r' | b'\n'))
+                .count();
+            out.extend_from_slice(&input[..skip]);
+            input = &input[skip..];
+            if input.is_empty() {
+                return None;
+            }
+        }
+        let before = self.line.len();
+        let take = input.len().min(MAX_HEAD + 1 - before);
+        self.line.extend_from_slice(&input[..take]);
+        if self.first && self.line.starts_with(H2_PREFACE) {
+            self.state = State::Passthrough;
+            out.extend_from_slice(&self.line.split());
+            return Some(&input[take..]);
+        }
+        // A head can only complete at a newline; parse only when one arrived.
+        if !input[..take].contains(&b'\n') {
+            if self.line.len() > MAX_HEAD {
+                self.refuse(Refusal::Unjudgeable, out);
+                return None;
+            }
+            return Some(&input[take..]);
+        }
+        match check_head(&self.line) {
+            Judged::Partial if self.line.len() > MAX_HEAD => {
+                self.refuse(Refusal::Unjudgeable, out);
+                None
+            }
+            Judged::Partial => Some(&input[take..]),
+            Judged::Refuse(why) => {
+                self.refuse(why, out);
+                None
+            }
+            Judged::Complete { len, next } => {
+                // The head ends inside what was just taken: hand the rest back.
+                let extra = self.line.len() - len;
+                out.extend_from_slice(&self.line[..len]);
+                if self.line.capacity() > KEPT_CAPACITY {
+                    // A large head's buffer is not kept for the connection's life.
+                    self.line = BytesMut::new();
+                } else {
+                    self.line.clear();
+                }
+                self.state = next;
+                self.trailer_bytes = 0;
+                self.first = false;
+                Some(&input[take - extra..])
+            }
+        }
+    }
+
+    /// Follows a chunk-size line; the chunk's data (and its CRLF) comes next.
+    fn chunk_size<'a>(&mut self, input: &'a [u8], out: &mut BytesMut) -> Option<&'a [u8]> {
+        let (taken, done) = take_line(&mut self.line, input);
+        out.extend_from_slice(&input[..taken]);
+        if done {
+            let line = self.line.split();
+            match parse_chunk_size(&line) {
+                Some(0) => self.state = State::Trailers,
+                // The data is followed by CRLF.
+                Some(n) => self.state = State::ChunkData(n.saturating_add(2)),
+                None => {
+                    self.refuse(Refusal::BadChunk, out);
+                    return None;
+                }
+            }
+        } else if self.line.len() > MAX_LINE {
+            self.refuse(Refusal::BadChunk, out);
+            return None;
+        }
+        Some(&input[taken..])
+    }
+
+    /// Follows the trailer section up to its empty line, within [`MAX_LINE`] bytes.
+    fn trailers<'a>(&mut self, input: &'a [u8], out: &mut BytesMut) -> Option<&'a [u8]> {
+        let (taken, done) = take_line(&mut self.line, input);
+        out.extend_from_slice(&input[..taken]);
+        self.trailer_bytes += taken;
+        if self.trailer_bytes > MAX_LINE {
+            self.refuse(Refusal::BadChunk, out);
+            return None;
+        }
+        if done {
+            let line = self.line.split();
+            if line.as_ref() == b"\r\n" || line.as_ref() == b"\n" {
+                self.state = State::Head;
+            }
+        }
+        Some(&input[taken..])
+    }
+}
+
+/// Passes up to `n` bytes of a body through; returns the input after them and what is left of
+/// the `n`.
+fn pass<'a>(n: u64, input: &'a [u8], out: &mut BytesMut) -> (&'a [u8], u64) {
+    let k = usize::try_from(n).unwrap_or(usize::MAX).min(input.len());
+    out.extend_from_slice(&input[..k]);
+    (&input[k..], n - k as u64)
 }
 
 enum Judged {

@@ -123,8 +123,9 @@ impl Listeners {
 
         let mesh_l = serve::Listener::new(sockets.mesh, "mesh", s.limits.mesh);
         let stop = CancellationToken::new();
-        let inbound = wired.inbound.clone();
-        let task = inbound::serve(mesh_l, creds.clone(), inbound, stop.clone(), s.grace);
+        // Built once: every connection, and any later transport, feeds the same stack.
+        let stack = inbound::stack(wired.inbound.clone());
+        let task = inbound::serve(mesh_l, creds.clone(), stack, stop.clone(), s.grace);
         let mesh = Serving::spawn(stop, task);
 
         let admin = serve_admin(s, sockets.admin, wired, creds, metrics);

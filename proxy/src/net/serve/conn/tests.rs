@@ -1,5 +1,7 @@
 use std::convert::Infallible;
 
+use bytes::Bytes;
+use http::{Request, Response};
 use http_body::Body as _;
 use http_body_util::{BodyExt, Full};
 use tokio::time::advance;
