@@ -16,6 +16,25 @@ pub struct Labels {
 }
 
 impl Labels {
+    /// The labels of calls from `app_id` to another app, `target`.
+    pub fn app(app_id: &str, target: &str) -> Self {
+        Self {
+            app_id: app_id.to_owned(),
+            target: format!("app_{target}"),
+            flow_direction: "outbound",
+        }
+    }
+
+    /// The labels of calls between `app_id` and component `name`: `outbound` to it, `inbound`
+    /// from it (deliveries).
+    pub fn component(app_id: &str, name: &str, flow_direction: &'static str) -> Self {
+        Self {
+            app_id: app_id.to_owned(),
+            target: format!("component_{name}"),
+            flow_direction,
+        }
+    }
+
     /// Counts one activation of policy `name` of `kind` (`retry`, `timeout`, `circuitbreaker`).
     pub(crate) fn activation(&self, kind: &'static str, name: &str) {
         metrics::counter!(

@@ -85,13 +85,8 @@ where
     S::Error: Into<BoxError>,
     C: Classify<Rsp> + Clone + Send + Sync + 'static,
 {
-    let labels = Labels {
-        app_id: app_id.to_owned(),
-        target: format!("component_{name}"),
-        flow_direction: "outbound",
-    };
     Stack {
-        labels,
+        labels: Labels::component(app_id, name, "outbound"),
         classify,
         retry: p.retry.map(|(name, policy)| Retrying {
             name,

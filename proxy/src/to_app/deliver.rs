@@ -128,11 +128,7 @@ where
         }
     });
     Stack {
-        labels: Labels {
-            app_id: me.app_id.clone(),
-            target: format!("component_{pubsub}"),
-            flow_direction: "inbound",
-        },
+        labels: Labels::component(&me.app_id, pubsub, "inbound"),
         classify,
         retry,
         breaker: None,

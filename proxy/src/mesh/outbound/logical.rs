@@ -31,11 +31,6 @@ impl Logical {
         concrete: Arc<Concrete>,
     ) -> Self {
         let (policies, retrying) = app_policies(resiliency, &target.app_id);
-        let labels = Labels {
-            app_id: app_id.to_owned(),
-            target: format!("app_{}", target.app_id),
-            flow_direction: "outbound",
-        };
         let inner = concrete.clone();
         let attempt = tower::service_fn(move |req: OutboundRequest| {
             let concrete = inner.clone();
@@ -44,7 +39,7 @@ impl Logical {
         // One breaker per target app; failed attempts the policy retries go back through the
         // balancer.
         let stack = Stack {
-            labels,
+            labels: Labels::app(app_id, &target.app_id),
             classify: HttpClassify { unsent },
             retry: retrying,
             breaker: policies.breaker,
