@@ -280,9 +280,13 @@ pub fn programmatic(answer: &serde_json::Value) -> (Vec<Declared>, Vec<String>) 
         match spec.validate("") {
             Ok(d) => usable.push(d),
             Err(errs) => {
+                // The app wrote JSON, not a resource: no `spec.` prefix, no v1alpha1 hint.
                 let why: Vec<String> = errs
                     .iter()
-                    .map(|e| format!("{}: {}", e.field.trim_start_matches("spec."), e.message))
+                    .map(|e| match e.field.as_str() {
+                        "spec.routes.default" => "no route".to_owned(),
+                        field => format!("{}: {}", field.trim_start_matches("spec."), e.message),
+                    })
                     .collect();
                 refused.push(format!(
                     "{}/{}: {}",

@@ -236,12 +236,7 @@ pub(super) fn query_metadata(query: Option<&str>) -> Metadata {
     md
 }
 
-/// Decodes percent-escapes (as Dapr unescapes route parameters); invalid UTF-8 is replaced.
-pub(crate) fn percent_decode(s: &str) -> String {
-    percent_encoding::percent_decode_str(s)
-        .decode_utf8_lossy()
-        .into_owned()
-}
+pub(crate) use crate::net::http::percent_decode;
 
 /// The first value of query parameter `name`.
 pub(crate) fn query_param(query: Option<&str>, name: &str) -> Option<String> {

@@ -121,7 +121,7 @@ pub(crate) async fn serve(
                 tracing::warn!(%peer, "mesh peer without identity after handshake");
                 return;
             };
-            tracing::debug!(%peer, caller = %caller.app_id, "mesh connection accepted");
+            tracing::debug!(%peer, caller = %caller.app_id, namespace = %caller.namespace, "mesh connection accepted");
             // The verified peer identity travels with each request, for policy and the app.
             let svc = stack.map_request(move |mut req: Request<Incoming>| {
                 req.extensions_mut().insert(caller.clone());

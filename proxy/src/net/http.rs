@@ -204,6 +204,13 @@ where
     }
 }
 
+/// Decodes percent-escapes (as Dapr unescapes route parameters); invalid UTF-8 is replaced.
+pub(crate) fn percent_decode(s: &str) -> String {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
 /// Headers that describe one connection, never forwarded (RFC 9110 §7.6.1 plus the
 /// proxy-specific ones).
 static HOP_BY_HOP: [HeaderName; 10] = [

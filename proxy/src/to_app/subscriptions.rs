@@ -311,8 +311,11 @@ impl Subscriber {
             concurrency,
         };
 
-        // With a policy the retries already happened (single deliveries only); without one, the
-        // dead-letter path tries a few times itself before giving up.
+        // With a policy, a single delivery's retries already happened; without one, the
+        // dead-letter path tries a few times itself before giving up. A batch's call is retried
+        // by the policy too, but an entry the app answers RETRY in a successful batch is not a
+        // failed call: the dead-letter path's own tries are what give it another chance, so
+        // bulk keeps them (a failing call can thus be posted attempts × the policy's tries).
         let attempts = if retried_here && spec.bulk.is_none() {
             1
         } else {

@@ -9,6 +9,7 @@ use outrider_discovery::Target;
 use outrider_filters::normalize;
 
 use crate::errors::InvokeError;
+use crate::net::http::percent_decode;
 
 /// Request bodies up to this size are kept so that a retry can send them again; larger or
 /// unsized bodies stream through once.
@@ -119,13 +120,6 @@ fn refused(id: &str, error: InvokeError) -> Refused {
         id: id.to_owned(),
         error,
     }
-}
-
-/// Decodes percent-escapes (as Dapr unescapes route parameters); invalid UTF-8 is replaced.
-fn percent_decode(s: &str) -> String {
-    percent_encoding::percent_decode_str(s)
-        .decode_utf8_lossy()
-        .into_owned()
 }
 
 /// `app-id` (own namespace) or `app-id.namespace`; URLs are refused (security rule 7).

@@ -228,11 +228,15 @@ impl Batch {
             "entries": listed,
         });
         let started = SystemTime::now();
-        let call = self
-            .post
-            .clone()
-            .oneshot((path.to_owned(), Bytes::from(body.to_string())));
-        let (status, statuses) = match call.await {
+        // A route no request can carry fails at once rather than through the policy's retries.
+        let call = match http::Uri::try_from(path) {
+            Ok(_) => {
+                let batch = (path.to_owned(), Bytes::from(body.to_string()));
+                self.post.clone().oneshot(batch).await
+            }
+            Err(e) => Err(e.into()),
+        };
+        let (status, statuses) = match call {
             Ok(answer) => (Some(answer.status), answer.body),
             Err(e) => {
                 tracing::info!(topic = %spec.topic, error = %e, "bulk delivery failed; it will be retried");
