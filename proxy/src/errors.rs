@@ -105,6 +105,23 @@ impl InvokeError {
         }
     }
 
+    /// Whether the request never left this sidecar for an endpoint: the connection failed, so
+    /// sending it again is always safe. No endpoint at all is not one of these: sending again at
+    /// once would not help, and the built-in retries must not keep a caller of a vanished app
+    /// waiting.
+    pub(crate) fn never_sent(&self) -> bool {
+        matches!(self, Self::Connect { .. })
+    }
+
+    /// Whether the failed call was for an app that exists: only those are counted in the
+    /// invocation metrics, so the destination label stays within the apps of the mesh.
+    pub(crate) fn names_a_known_target(&self) -> bool {
+        !matches!(
+            self,
+            Self::NoEndpoints(..) | Self::InvalidAppId(_) | Self::NoAppChannel
+        )
+    }
+
     /// Which side failed.
     pub(crate) fn side(&self) -> FailureSide {
         match self {

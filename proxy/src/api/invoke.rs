@@ -177,9 +177,7 @@ fn record_sent<B>(
 ) {
     let status = match result {
         Ok(rsp) => rsp.status().as_u16(),
-        Err(
-            InvokeError::NoEndpoints(..) | InvokeError::InvalidAppId(_) | InvokeError::NoAppChannel,
-        ) => return,
+        Err(e) if !e.names_a_known_target() => return,
         Err(e) => e.status().as_u16(),
     };
     static SERIES: SeriesCache<(String, String, u16), (Counter, Counter, Histogram)> =

@@ -50,12 +50,8 @@ impl Logical {
     }
 }
 
-/// Whether an error means the request never left this sidecar for an endpoint: the connection
-/// failed. (No endpoint at all is not one of these: sending again at once would not help, and the
-/// built-in retries must not keep a caller of a vanished app waiting.)
+/// Whether an attempt's error says its request never left (see [`InvokeError::never_sent`]).
 fn unsent(e: &(dyn std::error::Error + 'static)) -> bool {
-    matches!(
-        e.downcast_ref::<InvokeError>(),
-        Some(InvokeError::Connect { .. })
-    )
+    e.downcast_ref::<InvokeError>()
+        .is_some_and(InvokeError::never_sent)
 }
