@@ -34,6 +34,12 @@ pub(crate) enum Answered {
 
 /// One message as a broker delivered it.
 pub(crate) trait Delivery: Send + Sync + 'static {
+    /// The slot is freed as soon as the handler has its outcome, before the broker is answered:
+    /// for brokers whose answer is a cheap, independent command (`XACK`, a JetStream ack) and
+    /// whose stop does not [`Consumer::drain`], so a slow answer never holds back the next
+    /// delivery. Otherwise the slot is held until the broker was answered.
+    const FREE_BEFORE_ANSWER: bool = false;
+
     /// Hands the message to `handler` (keeping the broker's claim on it meanwhile, if needed).
     fn handle(&self, handler: &Handler) -> impl Future<Output = Outcome> + Send;
 
@@ -98,20 +104,27 @@ impl Consumer {
     }
 
     /// Runs one delivery in a task a stop waits for: the handler, then the broker's answer with
-    /// its outcome. `slot` is freed only once the broker was answered, so [`Consumer::drain`]
-    /// waits for answers too.
-    pub(crate) fn deliver(&self, slot: Slot, delivery: impl Delivery) {
+    /// its outcome. `slot` is freed once the broker was answered (so [`Consumer::drain`] waits
+    /// for answers too), or as soon as the outcome is known where
+    /// [`Delivery::FREE_BEFORE_ANSWER`] says so.
+    pub(crate) fn deliver<D: Delivery>(&self, slot: Slot, delivery: D) {
         let this = self.clone();
         self.tasks.spawn(async move {
             let mut slot = slot;
             let mut backoff = Backoff::new();
             loop {
                 let outcome = delivery.handle(&this.handler).await;
-                if delivery.answer(outcome).await == Answered::Done {
+                let held = if D::FREE_BEFORE_ANSWER {
                     drop(slot);
+                    None
+                } else {
+                    Some(slot)
+                };
+                let answered = delivery.answer(outcome).await;
+                drop(held);
+                if answered == Answered::Done {
                     return;
                 }
-                drop(slot);
                 if !backoff.wait(&this.stop).await {
                     return; // stopped: never answered, the broker's session keeps it
                 }

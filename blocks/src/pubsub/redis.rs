@@ -283,6 +283,9 @@ impl Sub {
 }
 
 impl Delivery for Pending {
+    // XACK is one independent command and a stop waits for the tasks, not for slots.
+    const FREE_BEFORE_ANSWER: bool = true;
+
     /// Runs the handler; while it runs, re-claims the entry to this consumer (resetting its idle
     /// time) well before `processingTimeout`, so a slow delivery is never claimed and delivered
     /// again in parallel.

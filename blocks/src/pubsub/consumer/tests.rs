@@ -248,3 +248,47 @@ async fn a_slow_handler_keeps_its_claim_every_interval() {
     });
     assert_eq!(quick.await, Outcome::Retry);
 }
+
+/// A broker whose answers do not hold a slot ([`Delivery::FREE_BEFORE_ANSWER`]).
+struct Quick(Test);
+
+impl Delivery for Quick {
+    const FREE_BEFORE_ANSWER: bool = true;
+
+    async fn handle(&self, handler: &Handler) -> Outcome {
+        self.0.handle(handler).await
+    }
+
+    async fn answer(&self, outcome: Outcome) -> Answered {
+        self.0.answer(outcome).await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_answer_holds_the_slot_unless_the_broker_frees_it_first() {
+    for free_first in [false, true] {
+        let log = Log::default();
+        let c = Consumer::new(handler(&log, Duration::from_millis(10), vec![]), 1);
+        let slow = |id: &str| Test {
+            answer_takes: Duration::from_secs(1),
+            ..delivery(&log, id, false)
+        };
+        let slot = c.slot().await.expect("a slot");
+        let started = Instant::now();
+        if free_first {
+            c.deliver(slot, Quick(slow("a")));
+        } else {
+            c.deliver(slot, slow("a"));
+        }
+        // The second delivery's slot comes once the first outcome is known, or only once the
+        // broker has its answer.
+        let _second = c.slot().await.expect("a slot");
+        let waited = started.elapsed();
+        let want = if free_first {
+            Duration::from_millis(10)
+        } else {
+            Duration::from_millis(1010)
+        };
+        assert_eq!(waited, want, "free first: {free_first}");
+    }
+}

@@ -158,6 +158,9 @@ enum Pulling {
 }
 
 impl Delivery for Pulled {
+    // An ack is one independent publish and a stop waits for the tasks, not for slots.
+    const FREE_BEFORE_ANSWER: bool = true;
+
     /// Runs the handler, telling the server the work is in progress every third of `ackWait`.
     async fn handle(&self, handler: &Handler) -> Outcome {
         let (topic, m) = (&self.sub.topic, &self.message);
