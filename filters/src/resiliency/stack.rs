@@ -9,7 +9,9 @@ use tower::{BoxError, Service, ServiceBuilder, ServiceExt as _};
 
 use super::classify::Classify;
 use super::retry::{Cloned, Replay};
-use super::{BreakerPolicy, CircuitBreakerLayer, Labels, RetryLayer, Retrying, TimeoutLayer};
+use super::{
+    BreakerPolicy, CircuitBreakerLayer, Labels, Policies, RetryLayer, Retrying, TimeoutLayer,
+};
 
 /// The layers that apply to one target, and how they judge and count its calls.
 #[derive(Clone, Debug)]
@@ -27,9 +29,63 @@ pub struct Stack<C> {
 }
 
 impl<C> Stack<C> {
+    /// The stack of the `policies` a `Resiliency` resolved for one target, counted under
+    /// `labels`.
+    pub fn from_policies(labels: Labels, classify: C, policies: Policies) -> Self {
+        Self {
+            labels,
+            classify,
+            retry: policies.retry.map(|(name, policy)| Retrying {
+                name,
+                policy,
+                builtin: false,
+            }),
+            breaker: policies.breaker,
+            timeout: policies.timeout,
+        }
+    }
+
     /// retry(breaker(timeout(`service`))), for requests that say themselves how to be sent
     /// again.
     pub fn around<S, Req>(self, service: S) -> BoxCloneSyncService<Req, S::Response, BoxError>
+    where
+        Req: Replay + Send + 'static,
+        S: Service<Req> + Clone + Send + Sync + 'static,
+        S::Future: Send + 'static,
+        S::Response: Send + 'static,
+        S::Error: Into<BoxError>,
+        C: Classify<S::Response> + Clone + Send + Sync + 'static,
+    {
+        BoxCloneSyncService::new(self.layered(service))
+    }
+
+    /// The same stack for requests that are plain values, replayed by cloning. Boxed once, as
+    /// [`Stack::around`] is.
+    pub fn around_cloned<S, Req>(
+        self,
+        service: S,
+    ) -> BoxCloneSyncService<Req, S::Response, BoxError>
+    where
+        Req: Clone + Send + Sync + 'static,
+        S: Service<Req> + Clone + Send + Sync + 'static,
+        S::Future: Send + 'static,
+        S::Response: Send + 'static,
+        S::Error: Into<BoxError>,
+        C: Classify<S::Response> + Clone + Send + Sync + 'static,
+    {
+        let unwrapped = service.map_request(|Cloned(r): Cloned<Req>| r);
+        BoxCloneSyncService::new(self.layered(unwrapped).map_request(Cloned))
+    }
+
+    /// The layers over `service`, not yet boxed.
+    fn layered<S, Req>(
+        self,
+        service: S,
+    ) -> impl Service<Req, Response = S::Response, Error = BoxError, Future: Send + 'static>
+    + Clone
+    + Send
+    + Sync
+    + 'static
     where
         Req: Replay + Send + 'static,
         S: Service<Req> + Clone + Send + Sync + 'static,
@@ -45,7 +101,7 @@ impl<C> Stack<C> {
             breaker,
             timeout,
         } = self;
-        let stack = ServiceBuilder::new()
+        ServiceBuilder::new()
             // Failed attempts the policy retries are sent again through everything below.
             .option_layer(retry.map(|r| RetryLayer::new(r, classify.clone(), labels.clone())))
             // Open, the breaker answers at once without calling.
@@ -56,24 +112,6 @@ impl<C> Stack<C> {
             // A deadline per attempt.
             .option_layer(timeout.map(|(name, d)| TimeoutLayer::new(&name, d, labels)))
             .service(service.map_err(Into::<BoxError>::into))
-            .map_err(|e: BoxError| e);
-        BoxCloneSyncService::new(stack)
-    }
-
-    /// The same stack for requests that are plain values, replayed by cloning.
-    pub fn around_cloned<S, Req>(
-        self,
-        service: S,
-    ) -> BoxCloneSyncService<Req, S::Response, BoxError>
-    where
-        Req: Clone + Send + Sync + 'static,
-        S: Service<Req> + Clone + Send + Sync + 'static,
-        S::Future: Send + 'static,
-        S::Response: Send + 'static,
-        S::Error: Into<BoxError>,
-        C: Classify<S::Response> + Clone + Send + Sync + 'static,
-    {
-        let unwrapped = service.map_request(|Cloned(r): Cloned<Req>| r);
-        BoxCloneSyncService::new(self.around(unwrapped).map_request(Cloned))
+            .map_err(|e: BoxError| e)
     }
 }

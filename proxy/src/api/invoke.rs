@@ -13,7 +13,7 @@ use outrider_policy::Caller;
 use super::ApiState;
 use crate::errors::{ApiError, InvokeError};
 use crate::mesh::outbound::OutboundRequest;
-use crate::mesh::outbound::plan::{Head, Named, Refused, Route, plan};
+use crate::mesh::outbound::plan::{Head, Named, Plan, Refused, Route, plan};
 use crate::net::http::{Body, Tripped, boxed, capped, full};
 use crate::telemetry::metrics as catalogue;
 
@@ -106,12 +106,18 @@ async fn invoke(
             return Err(ApiError::invoke(&id, &error));
         }
     };
-    let fail = |e: InvokeError| ApiError::invoke(&plan.id, &e);
+    let Plan {
+        id,
+        target,
+        uri,
+        route,
+    } = plan;
+    let fail = |e: InvokeError| ApiError::invoke(&id, &e);
     let (mut parts, body) = req.into_parts();
-    parts.uri = plan.uri.clone();
+    parts.uri = uri;
     let (body, tripped) = capped(body, state.max_body_size, state.body_idle_timeout);
-    let target = &plan.target;
-    let result = match plan.route {
+    let target = &target;
+    let result = match route {
         Route::OwnApp => {
             // Calling ourselves: straight to our own app, as our own caller.
             let app = state

@@ -20,7 +20,7 @@ use outrider_filters::resiliency::breaker::Refused;
 use outrider_filters::resiliency::classify::{Classify, Failure, Verdict};
 use outrider_filters::resiliency::timeout::TimedOut;
 use outrider_filters::resiliency::{
-    Direction, Labels, Policies, Resiliency, Retrying, Stack, component_policies,
+    Direction, Labels, Policies, Resiliency, Stack, component_policies,
 };
 use tower::util::BoxCloneSyncService;
 use tower::{BoxError, ServiceExt as _};
@@ -67,40 +67,15 @@ fn outbound_policies(all: &[Resiliency], name: &str, type_: &str) -> Option<Poli
     Some(p)
 }
 
-/// retry(breaker(timeout(service))) for requests replayed by cloning; the timeout defaults to
-/// `deadline`.
-fn layered<Req, Rsp, S, C>(
-    p: Policies,
-    name: &str,
-    app_id: &str,
-    deadline: Duration,
-    classify: C,
-    service: S,
-) -> BoxCloneSyncService<Req, Rsp, BoxError>
-where
-    Req: Clone + Send + Sync + 'static,
-    Rsp: Send + 'static,
-    S: tower::Service<Req, Response = Rsp> + Clone + Send + Sync + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
-    C: Classify<Rsp> + Clone + Send + Sync + 'static,
-{
-    Stack {
-        labels: Labels::component(app_id, name, "outbound"),
-        classify,
-        retry: p.retry.map(|(name, policy)| Retrying {
-            name,
-            policy,
-            builtin: false,
-        }),
-        breaker: p.breaker,
-        // The API's store deadline unless a policy sets one.
-        timeout: Some(
-            p.timeout
-                .unwrap_or_else(|| ("default".to_owned(), deadline)),
-        ),
-    }
-    .around_cloned(service)
+/// The stack of a component's outbound policies: retry(breaker(timeout(call))), the timeout
+/// defaulting to `deadline`.
+fn stack<C>(p: Policies, name: &str, app_id: &str, deadline: Duration, classify: C) -> Stack<C> {
+    let mut stack = Stack::from_policies(Labels::component(app_id, name, "outbound"), classify, p);
+    // The API's store deadline unless a policy sets one.
+    stack
+        .timeout
+        .get_or_insert_with(|| ("default".to_owned(), deadline));
+    stack
 }
 
 /// Wraps `c` in the resiliency policies that apply to it, if any.
@@ -111,14 +86,8 @@ pub(crate) fn layer_state(
     deadline: Duration,
 ) {
     if let Some(p) = outbound_policies(all, &c.name, &c.type_) {
-        c.layered = Some(layered(
-            p,
-            &c.name,
-            app_id,
-            deadline,
-            StoreClassify,
-            c.service(),
-        ));
+        let stack = stack(p, &c.name, app_id, deadline, StoreClassify);
+        c.layered = Some(stack.around_cloned(c.service()));
     }
 }
 
@@ -183,7 +152,7 @@ pub(crate) fn layer_publish(
         let broker = broker.clone();
         async move { broker.publish(msg).await }
     });
-    let publish = layered(p, &c.name, app_id, deadline, BrokerClassify, publish);
+    let publish = stack(p, &c.name, app_id, deadline, BrokerClassify).around_cloned(publish);
     c.broker = Arc::new(ResilientBroker { inner, publish });
 }
 

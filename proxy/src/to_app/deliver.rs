@@ -12,12 +12,11 @@ use http_body_util::{BodyExt, Limited};
 use outrider_blocks::pubsub::routing::Router;
 use outrider_blocks::pubsub::{Handler, Message, Outcome, expired, raw_event, wants_raw};
 use outrider_filters::resiliency::classify::{Classify, Failure, FailureKind, Verdict, error_kind};
-use outrider_filters::resiliency::{Labels, Policies, Retrying, Stack};
+use outrider_filters::resiliency::{Labels, Policies, Stack};
 use outrider_filters::spans::{SpanKind, SpanRecord, Spans, is_sampled};
 use outrider_filters::trace::TraceContext;
 use outrider_policy::Caller;
 use serde_json::Value;
-use tower::util::BoxCloneSyncService;
 use tower::{BoxError, ServiceExt as _};
 
 use crate::components::metrics::PubSubMetrics;
@@ -84,7 +83,7 @@ pub(crate) fn deliverer(delivery: Delivery, policies: Policies) -> Handler {
         let delivery = delivery.clone();
         async move { Ok::<_, BoxError>(delivery.once(&msg).await) }
     });
-    let stack = with_policies(&me, &pubsub, policies, DeliveryClassify, once);
+    let stack = delivery_stack(&me, &pubsub, policies, DeliveryClassify).around_cloned(once);
     Arc::new(move |msg: Message| {
         let call = stack.clone().oneshot(msg);
         Box::pin(async move {
@@ -99,42 +98,23 @@ pub(crate) fn deliverer(delivery: Delivery, policies: Policies) -> Handler {
     })
 }
 
-/// A component's `inbound` policies around one attempt of a delivery (single or bulk):
-/// retry(timeout(attempt)). Without `matching.httpStatusCodes`, a retry policy retries every
-/// failing status, as Dapr does for deliveries.
-pub(crate) fn with_policies<Req, Rsp, S, C>(
+/// The stack of a component's `inbound` policies around one attempt of a delivery (single or
+/// bulk): retry(timeout(attempt)). Without `matching.httpStatusCodes`, a retry policy retries
+/// every failing status, as Dapr does for deliveries.
+pub(crate) fn delivery_stack<C>(
     me: &Caller,
     pubsub: &str,
     policies: Policies,
     classify: C,
-    attempt: S,
-) -> BoxCloneSyncService<Req, Rsp, BoxError>
-where
-    Req: Clone + Send + Sync + 'static,
-    Rsp: Send + 'static,
-    S: tower::Service<Req, Response = Rsp> + Clone + Send + Sync + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
-    C: Classify<Rsp> + Clone + Send + Sync + 'static,
-{
-    let retry = policies.retry.map(|(name, mut policy)| {
-        if policy.http_codes.is_none() {
-            policy.http_codes = Some(vec![100..=599]);
-        }
-        Retrying {
-            name,
-            policy,
-            builtin: false,
-        }
-    });
-    Stack {
-        labels: Labels::component(&me.app_id, pubsub, "inbound"),
-        classify,
-        retry,
-        breaker: None,
-        timeout: policies.timeout,
+) -> Stack<C> {
+    let labels = Labels::component(&me.app_id, pubsub, "inbound");
+    let mut stack = Stack::from_policies(labels, classify, policies);
+    // Deliveries get no breaker: an open one would dead-letter every message instead of pausing.
+    stack.breaker = None;
+    if let Some(r) = stack.retry.as_mut() {
+        r.policy.http_codes.get_or_insert_with(|| vec![100..=599]);
     }
-    .around_cloned(attempt)
+    stack
 }
 
 /// Judges a delivery: SUCCESS and DROP are done, RETRY (with the app's status, if it answered

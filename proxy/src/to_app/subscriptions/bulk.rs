@@ -29,7 +29,9 @@ use tower::{BoxError, ServiceExt as _};
 
 use crate::net::http::full;
 use crate::to_app::channel::AppChannel;
-use crate::to_app::deliver::{Delivery, Said, Span, outcome, route_event, trace_of, with_policies};
+use crate::to_app::deliver::{
+    Delivery, Said, Span, delivery_stack, outcome, route_event, trace_of,
+};
 
 /// The largest answer read from the app for one batch.
 const MAX_ANSWER: usize = 4 << 20;
@@ -46,13 +48,8 @@ pub(crate) fn deliverer(parts: Delivery, policies: Policies, bulk: BulkSubscribe
         let (app, me, pubsub) = (app.clone(), me.clone(), pubsub.clone());
         async move { post_once(&app, &me, &pubsub, &path, body).await }
     });
-    let post = with_policies(
-        &parts.me,
-        &parts.spec.pubsub,
-        policies,
-        BulkClassify,
-        attempt,
-    );
+    let post = delivery_stack(&parts.me, &parts.spec.pubsub, policies, BulkClassify)
+        .around_cloned(attempt);
     let batch = Arc::new(Batch { parts, post });
     // Ends when the last handler clone is dropped (the subscription is gone).
     tokio::spawn(gather(rx, bulk, batch));
