@@ -275,3 +275,69 @@ async fn bulk_subscriptions_deliver_batches_and_honour_each_status() {
         1
     );
 }
+
+/// A bulk subscription's calls to the app go through the component's inbound Resiliency
+/// policies, as single deliveries do: each batch post is cut at the policy's timeout and
+/// retried by its retry policy before the dead-letter path takes over.
+#[tokio::test]
+async fn bulk_deliveries_follow_the_components_inbound_policies() {
+    use outrider_testkit::{FakeApp, wait_until};
+    use serde_json::json;
+    use std::time::Duration;
+
+    let mesh = Mesh::new();
+    let dir = mesh.home().join("res");
+    std::fs::create_dir_all(&dir).unwrap();
+    let docs = concat!(
+        "kind: Component\nmetadata: {name: pubsub}\nspec: {type: pubsub.in-memory}\n---\n",
+        "apiVersion: dapr.io/v1alpha1\nkind: Resiliency\nmetadata: {name: delivery}\nspec:\n",
+        "  policies:\n    timeouts: {quick: 200ms}\n",
+        "    retries: {two: {policy: constant, duration: 20ms, maxRetries: 2}}\n",
+        "  targets:\n    components:\n      pubsub: {inbound: {timeout: quick, retry: two}}\n",
+    );
+    std::fs::write(dir.join("res.yaml"), docs).unwrap();
+    let bulk = json!({"enabled": true, "maxMessagesCount": 1, "maxAwaitDurationMs": 10});
+    let app = FakeApp::with_subscriptions(
+        "bkr",
+        json!([
+            {"pubsubname": "pubsub", "topic": "work", "route": "/slow/5000",
+             "deadLetterTopic": "poison", "bulkSubscribe": bulk},
+            {"pubsubname": "pubsub", "topic": "poison", "route": "/poison"},
+        ]),
+    )
+    .await;
+    let mut s = mesh
+        .sidecar("bulk-resilient")
+        .app_port(app.port)
+        .args(["--resources-path", dir.to_str().unwrap()])
+        .start()
+        .await;
+    s.wait_ready().await;
+    s.wait_subscriptions(2).await;
+    assert_eq!(
+        publish(&s.api_url(), "work", "application/json", r#"{"job":1}"#).await,
+        204
+    );
+    // Without the timeout each post would hold the batch for 5 s: three dead-letter attempts
+    // would take 15 s.
+    wait_until(Duration::from_secs(10), "the dead letter", || async {
+        app.seen().iter().any(|r| r.path == "/poison").then_some(())
+    })
+    .await;
+    let posts = app.seen().iter().filter(|r| r.path == "/slow/5000").count();
+    assert_eq!(
+        posts, 9,
+        "three dead-letter attempts, each a post and the policy's two retries"
+    );
+    let timeouts = s
+        .metric_sum(
+            "dapr_resiliency_activations_total",
+            &[
+                "policy=\"timeout\"",
+                "target=\"component_pubsub\"",
+                "flow_direction=\"inbound\"",
+            ],
+        )
+        .await;
+    assert_eq!(timeouts, 9.0, "every post was cut at the policy's timeout");
+}
