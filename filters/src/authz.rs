@@ -18,7 +18,7 @@ use std::task::{Context, Poll};
 use http::{Request, Response};
 use outrider_policy::{AccessControl, Caller, Decision, Rule};
 use tokio::sync::watch;
-use tower::{BoxError, Layer, Service};
+use tower::{Layer, Service};
 
 /// A request the access policy refused.
 #[derive(Debug, thiserror::Error)]
@@ -70,14 +70,14 @@ impl<S> Layer<S> for AuthorizeLayer {
 impl<S, B, RB> Service<Request<B>> for Authorize<S>
 where
     S: Service<Request<B>, Response = Response<RB>>,
-    S::Error: Into<BoxError>,
+    S::Error: From<Denied>,
 {
     type Response = Response<RB>;
-    type Error = BoxError;
+    type Error = S::Error;
     type Future = ResponseFuture<S::Future>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        self.inner.poll_ready(cx).map_err(Into::into)
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {

@@ -9,7 +9,7 @@
 use std::task::{Context, Poll};
 
 use http::{Request, Response, Uri};
-use tower::{BoxError, Layer, Service};
+use tower::{Layer, Service};
 
 use crate::normalize::{Rejection, canonical_path, method_ok};
 
@@ -45,14 +45,14 @@ fn canonical_target(uri: &Uri) -> Result<Uri, Rejection> {
 impl<S, B, RB> Service<Request<B>> for Canonical<S>
 where
     S: Service<Request<B>, Response = Response<RB>>,
-    S::Error: Into<BoxError>,
+    S::Error: From<Rejection>,
 {
     type Response = Response<RB>;
-    type Error = BoxError;
+    type Error = S::Error;
     type Future = ResponseFuture<S::Future>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        self.inner.poll_ready(cx).map_err(Into::into)
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {

@@ -6,10 +6,9 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use pin_project_lite::pin_project;
-use tower::BoxError;
 
 pin_project! {
-    /// The inner service's future, or the refusal `E`, boxed as the layer's error.
+    /// The inner service's future, or the refusal `E`, converted into the inner service's error.
     pub struct PassOrRefuse<F, E> {
         #[pin]
         inner: Option<F>,
@@ -38,18 +37,17 @@ impl<F, E> PassOrRefuse<F, E> {
 impl<F, R, IE, E> Future for PassOrRefuse<F, E>
 where
     F: Future<Output = Result<R, IE>>,
-    IE: Into<BoxError>,
-    E: std::error::Error + Send + Sync + 'static,
+    IE: From<E>,
 {
-    type Output = Result<R, BoxError>;
+    type Output = Result<R, IE>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         if let Some(e) = this.refusal.take() {
-            return Poll::Ready(Err(Box::new(e)));
+            return Poll::Ready(Err(e.into()));
         }
         match this.inner.as_pin_mut() {
-            Some(inner) => inner.poll(cx).map_err(Into::into),
+            Some(inner) => inner.poll(cx),
             None => panic!("PassOrRefuse polled after completion"),
         }
     }

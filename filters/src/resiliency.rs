@@ -22,13 +22,13 @@ use std::ops::RangeInclusive;
 use std::time::Duration;
 
 pub use breaker::{BreakerPolicy, CircuitBreakerLayer};
-pub use classify::HttpClassify;
+pub use classify::{Failed, HttpClassify, StackError};
 pub use labels::Labels;
 pub use resolve::{
     BUILTIN_SERVICE_RETRIES, Policies, app_policies, component_policies, component_retry,
 };
 pub use retry::{Cloned, Replay, RetryLayer, Retrying};
-pub use stack::Stack;
+pub use stack::{Stack, Stacked};
 pub use timeout::TimeoutLayer;
 
 /// A problem in a `Resiliency` document: the dotted field and what is wrong with its value.

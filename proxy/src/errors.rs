@@ -7,6 +7,7 @@
 use http::{HeaderValue, Response, StatusCode, header};
 use outrider_discovery::Target;
 use outrider_filters::normalize::Rejection;
+use outrider_filters::resiliency::classify::{Failed, FailureKind, StackError};
 
 use crate::net::http::{Body, BoxError, full};
 
@@ -63,45 +64,38 @@ pub(crate) enum InvokeError {
     AppChannel(BoxError),
 }
 
-impl InvokeError {
-    /// The typed error a layer of the inbound stack returned, boxed.
-    pub(crate) fn from_layer(e: BoxError) -> Self {
-        let e = match e.downcast::<outrider_filters::authz::Denied>() {
-            Ok(d) => return Self::Denied(d),
-            Err(e) => e,
-        };
-        let e = match e.downcast::<Rejection>() {
-            Ok(r) => return Self::BadPath(*r),
-            Err(e) => e,
-        };
-        match e.downcast::<InvokeError>() {
-            Ok(ie) => *ie,
-            Err(other) => Self::AppChannel(other),
+impl From<outrider_filters::authz::Denied> for InvokeError {
+    fn from(d: outrider_filters::authz::Denied) -> Self {
+        Self::Denied(Box::new(d))
+    }
+}
+
+impl From<Rejection> for InvokeError {
+    fn from(r: Rejection) -> Self {
+        Self::BadPath(r)
+    }
+}
+
+impl Failed for InvokeError {
+    fn kind(&self) -> FailureKind {
+        if self.never_sent() {
+            FailureKind::Unsent
+        } else {
+            FailureKind::Sent
         }
     }
+}
 
-    /// The error a resiliency stack returned for `target`, typed again.
-    pub(crate) fn from_resiliency(e: BoxError, target: &Target) -> Self {
-        use outrider_filters::resiliency::{breaker::Refused, timeout::TimedOut};
-        let e = match e.downcast::<InvokeError>() {
-            Ok(ie) => return *ie,
-            Err(e) => e,
-        };
-        let e = match e.downcast::<TimedOut>() {
-            Ok(t) => {
-                return Self::Timeout {
-                    target: target.clone(),
-                    source: *t,
-                };
-            }
-            Err(e) => e,
-        };
-        match e.downcast::<Refused>() {
-            Ok(r) => Self::BreakerOpen(*r),
-            Err(other) => Self::Upstream {
+impl InvokeError {
+    /// The error a resiliency stack returned for `target`: the call's own, or a layer's.
+    pub(crate) fn from_stack(e: StackError<InvokeError>, target: &Target) -> Self {
+        match e {
+            StackError::Call(e) => e,
+            StackError::TimedOut(source) => Self::Timeout {
                 target: target.clone(),
-                source: other,
+                source,
             },
+            StackError::Refused(r) => Self::BreakerOpen(r),
         }
     }
 

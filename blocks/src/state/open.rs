@@ -40,9 +40,9 @@ pub struct StateComponent {
     pub layered: Option<Layered>,
 }
 
-/// A store's service behind layers whose errors are boxed.
+/// A store's service behind layers, its errors the store's own again.
 pub type Layered =
-    tower::util::BoxCloneSyncService<super::StateRequest, super::StateResponse, tower::BoxError>;
+    tower::util::BoxCloneSyncService<super::StateRequest, super::StateResponse, super::StateError>;
 
 impl StateComponent {
     /// The store as a tower service, for callers that wrap it in layers.

@@ -20,7 +20,7 @@ use std::task::{Context, Poll};
 
 use pin_project_lite::pin_project;
 use tokio::time::Instant;
-use tower::{BoxError, Layer, Service};
+use tower::{Layer, Service};
 
 use super::Labels;
 use super::classify::{Classify, Verdict};
@@ -237,15 +237,15 @@ impl<S, C: Clone> Layer<S> for CircuitBreakerLayer<C> {
 impl<S, C, Req> Service<Req> for CircuitBreaker<S, C>
 where
     S: Service<Req>,
-    S::Error: Into<BoxError>,
-    C: Classify<S::Response> + Clone,
+    S::Error: From<Refused>,
+    C: Classify<S::Response, S::Error> + Clone,
 {
     type Response = S::Response;
-    type Error = BoxError;
+    type Error = S::Error;
     type Future = ResponseFuture<S::Future, C>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        self.inner.poll_ready(cx).map_err(Into::into)
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, req: Req) -> Self::Future {
@@ -320,20 +320,20 @@ pin_project! {
 impl<F, C, R, E> Future for ResponseFuture<F, C>
 where
     F: Future<Output = Result<R, E>>,
-    E: Into<BoxError>,
-    C: Classify<R>,
+    E: From<Refused>,
+    C: Classify<R, E>,
 {
-    type Output = Result<R, BoxError>;
+    type Output = Result<R, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         if let Some(refused) = this.refused.take() {
-            return Poll::Ready(Err(Box::new(refused)));
+            return Poll::Ready(Err(refused.into()));
         }
         let Some(inner) = this.inner.as_pin_mut() else {
             panic!("ResponseFuture polled after completion")
         };
-        let result = std::task::ready!(inner.poll(cx)).map_err(Into::into);
+        let result = std::task::ready!(inner.poll(cx));
         if let Some(mut w) = this.watch.take() {
             w.reported = true;
             let success = w.classify.verdict(&result) == Verdict::Success;

@@ -1,8 +1,11 @@
 //! How the resiliency layers judge an outcome: success, or a failure with what is known about it.
+//!
+//! The layers pass typed errors through: a call's own error travels as [`StackError::Call`], and
+//! the layers add their own two ([`TimedOut`], [`Refused`]). Each error says itself where its
+//! request got to ([`Failed`]); no layer inspects an error by its dynamic type.
 
+use std::convert::Infallible;
 use std::time::Duration;
-
-use tower::BoxError;
 
 use super::breaker::Refused;
 use super::timeout::TimedOut;
@@ -27,6 +30,26 @@ pub struct Failure {
     pub retry_after: Option<Duration>,
 }
 
+impl Failure {
+    /// A failure with no answer: an error of `kind`.
+    pub fn error(kind: FailureKind) -> Self {
+        Self {
+            kind,
+            status: None,
+            retry_after: None,
+        }
+    }
+
+    /// A failing answer with `status` (when the target gave one).
+    pub fn answer(status: Option<u16>) -> Self {
+        Self {
+            kind: FailureKind::Sent,
+            status,
+            retry_after: None,
+        }
+    }
+}
+
 /// Where a failed request got to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FailureKind {
@@ -38,29 +61,72 @@ pub enum FailureKind {
     Refused,
 }
 
-/// Judges outcomes of type `Result<R, BoxError>`.
-pub trait Classify<R> {
+/// An error that says where its failed request got to.
+pub trait Failed {
+    /// Where the request got to.
+    fn kind(&self) -> FailureKind;
+}
+
+impl Failed for Infallible {
+    fn kind(&self) -> FailureKind {
+        match *self {}
+    }
+}
+
+/// The error of a call through the resiliency layers: the call's own, or a layer's.
+#[derive(Debug, thiserror::Error)]
+pub enum StackError<E> {
+    /// The call itself failed.
+    #[error(transparent)]
+    Call(E),
+    /// An attempt ran past its timeout policy.
+    #[error(transparent)]
+    TimedOut(#[from] TimedOut),
+    /// An open (or probing) circuit breaker refused the call.
+    #[error(transparent)]
+    Refused(#[from] Refused),
+}
+
+impl<E: Failed> Failed for StackError<E> {
+    fn kind(&self) -> FailureKind {
+        match self {
+            Self::Call(e) => e.kind(),
+            Self::TimedOut(_) => FailureKind::Sent,
+            Self::Refused(_) => FailureKind::Refused,
+        }
+    }
+}
+
+impl<E> StackError<E> {
+    /// Where the request got to when the call's own error is taken as sent (the calls whose
+    /// errors cannot tell: a store, a broker, the app).
+    pub fn kind_if_sent(&self) -> FailureKind {
+        match self {
+            Self::Refused(_) => FailureKind::Refused,
+            Self::Call(_) | Self::TimedOut(_) => FailureKind::Sent,
+        }
+    }
+}
+
+/// Judges outcomes of type `Result<R, E>`.
+pub trait Classify<R, E> {
     /// The verdict on `result`.
-    fn verdict(&self, result: &Result<R, BoxError>) -> Verdict;
+    fn verdict(&self, result: &Result<R, E>) -> Verdict;
 
     /// The status code of an answer, for retry policies that list codes this classifier calls a
     /// success (a policy may retry a 404; a breaker never counts one).
-    fn answer_status(&self, _result: &Result<R, BoxError>) -> Option<u16> {
+    fn answer_status(&self, _result: &Result<R, E>) -> Option<u16> {
         None
     }
 }
 
 /// Judges HTTP responses: 5xx and 429 are failures (with `Retry-After` read from the answer),
-/// other statuses are successes. Errors are failures; `unsent` says which errors mean the
-/// request never left (the caller's own error types know that, this crate does not).
-#[derive(Clone, Copy, Debug)]
-pub struct HttpClassify {
-    /// Whether an error means the request was never sent.
-    pub unsent: fn(&(dyn std::error::Error + 'static)) -> bool,
-}
+/// other statuses are successes. Errors are failures of the kind they say.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct HttpClassify;
 
-impl<B> Classify<http::Response<B>> for HttpClassify {
-    fn verdict(&self, result: &Result<http::Response<B>, BoxError>) -> Verdict {
+impl<B, E: Failed> Classify<http::Response<B>, E> for HttpClassify {
+    fn verdict(&self, result: &Result<http::Response<B>, E>) -> Verdict {
         match result {
             Ok(rsp) => {
                 let status = rsp.status();
@@ -74,36 +140,15 @@ impl<B> Classify<http::Response<B>> for HttpClassify {
                     .and_then(|v| v.trim().parse::<u64>().ok())
                     .map(Duration::from_secs);
                 Verdict::Failure(Failure {
-                    kind: FailureKind::Sent,
-                    status: Some(status.as_u16()),
                     retry_after,
+                    ..Failure::answer(Some(status.as_u16()))
                 })
             }
-            Err(e) => Verdict::Failure(Failure {
-                kind: error_kind(e.as_ref(), self.unsent),
-                status: None,
-                retry_after: None,
-            }),
+            Err(e) => Verdict::Failure(Failure::error(e.kind())),
         }
     }
 
-    fn answer_status(&self, result: &Result<http::Response<B>, BoxError>) -> Option<u16> {
+    fn answer_status(&self, result: &Result<http::Response<B>, E>) -> Option<u16> {
         result.as_ref().ok().map(|rsp| rsp.status().as_u16())
-    }
-}
-
-/// The kind of an error: our own layers' errors are known here, the rest is asked of `unsent`.
-pub fn error_kind(
-    e: &(dyn std::error::Error + 'static),
-    unsent: fn(&(dyn std::error::Error + 'static)) -> bool,
-) -> FailureKind {
-    if e.is::<Refused>() {
-        FailureKind::Refused
-    } else if e.is::<TimedOut>() {
-        FailureKind::Sent
-    } else if unsent(e) {
-        FailureKind::Unsent
-    } else {
-        FailureKind::Sent
     }
 }

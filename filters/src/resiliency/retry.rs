@@ -20,7 +20,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::time::Instant;
-use tower::{BoxError, Layer, Service, ServiceExt as _};
+use tower::{Layer, Service, ServiceExt as _};
 
 use super::classify::{Classify, Failure, FailureKind, Verdict};
 use super::{Labels, RetryPolicy};
@@ -109,7 +109,7 @@ pub struct Retry<S, C> {
     inner: S,
     retrying: Arc<Retrying>,
     classify: C,
-    labels: Arc<Labels>,
+    labels: Option<Arc<Labels>>,
 }
 
 /// Applies [`Retry`].
@@ -117,7 +117,7 @@ pub struct Retry<S, C> {
 pub struct RetryLayer<C> {
     retrying: Arc<Retrying>,
     classify: C,
-    labels: Arc<Labels>,
+    labels: Option<Arc<Labels>>,
 }
 
 impl<C> RetryLayer<C> {
@@ -126,7 +126,17 @@ impl<C> RetryLayer<C> {
         Self {
             retrying: Arc::new(retrying),
             classify,
-            labels: Arc::new(labels),
+            labels: Some(Arc::new(labels)),
+        }
+    }
+
+    /// Retries that are the product's own fixed behaviour rather than a `Resiliency` policy
+    /// (tries before dead-lettering): not counted in the resiliency metrics.
+    pub fn uncounted(retrying: Retrying, classify: C) -> Self {
+        Self {
+            retrying: Arc::new(retrying),
+            classify,
+            labels: None,
         }
     }
 }
@@ -145,7 +155,7 @@ impl<S, C: Clone> Layer<S> for RetryLayer<C> {
 }
 
 /// Future of [`Retry`].
-pub type ResponseFuture<R> = Pin<Box<dyn Future<Output = Result<R, BoxError>> + Send>>;
+pub type ResponseFuture<R, E> = Pin<Box<dyn Future<Output = Result<R, E>> + Send>>;
 
 impl<S, C, Req> Service<Req> for Retry<S, C>
 where
@@ -153,15 +163,15 @@ where
     S: Service<Req> + Clone + Send + 'static,
     S::Future: Send,
     S::Response: Send + 'static,
-    S::Error: Into<BoxError>,
-    C: Classify<S::Response> + Clone + Send + Sync + 'static,
+    S::Error: Send + 'static,
+    C: Classify<S::Response, S::Error> + Clone + Send + Sync + 'static,
 {
     type Response = S::Response;
-    type Error = BoxError;
-    type Future = ResponseFuture<S::Response>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Response, S::Error>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        self.inner.poll_ready(cx).map_err(Into::into)
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, req: Req) -> Self::Future {
@@ -177,7 +187,7 @@ where
         Box::pin(async move {
             let start = Instant::now();
             let mut copy = req.replay();
-            let mut result = first.call(req).await.map_err(Into::into);
+            let mut result = first.call(req).await;
             let mut retry = 0;
             loop {
                 let Some(failure) = failure_of(&classify, &retrying, &result) else {
@@ -193,20 +203,13 @@ where
                     return result;
                 };
                 tracing::debug!(policy = %retrying.name, retry = retry + 1, ?wait, ?failure, "retrying");
-                labels.activation("retry", &retrying.name);
+                if let Some(labels) = &labels {
+                    labels.activation("retry", &retrying.name);
+                }
                 drop(result);
                 tokio::time::sleep(wait).await;
                 copy = next.replay();
-                result = async {
-                    inner
-                        .ready()
-                        .await
-                        .map_err(Into::into)?
-                        .call(next)
-                        .await
-                        .map_err(Into::into)
-                }
-                .await;
+                result = async { inner.ready().await?.call(next).await }.await;
                 retry += 1;
             }
         })
@@ -215,19 +218,15 @@ where
 
 /// The failure `result` is, `None` when it is a success to pass back. An answer the classifier
 /// accepts is still a failure when the policy lists its status.
-fn failure_of<R, C: Classify<R>>(
+fn failure_of<R, E, C: Classify<R, E>>(
     classify: &C,
     retrying: &Retrying,
-    result: &Result<R, BoxError>,
+    result: &Result<R, E>,
 ) -> Option<Failure> {
     match classify.verdict(result) {
         Verdict::Failure(failure) => Some(failure),
         Verdict::Success => match classify.answer_status(result) {
-            Some(code) if retrying.lists(code) => Some(Failure {
-                kind: FailureKind::Sent,
-                status: Some(code),
-                retry_after: None,
-            }),
+            Some(code) if retrying.lists(code) => Some(Failure::answer(Some(code))),
             _ => None,
         },
     }

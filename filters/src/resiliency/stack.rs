@@ -5,13 +5,16 @@
 use std::time::Duration;
 
 use tower::util::BoxCloneSyncService;
-use tower::{BoxError, Service, ServiceBuilder, ServiceExt as _};
+use tower::{Service, ServiceBuilder, ServiceExt as _};
 
-use super::classify::Classify;
+use super::classify::{Classify, StackError};
 use super::retry::{Cloned, Replay};
 use super::{
     BreakerPolicy, CircuitBreakerLayer, Labels, Policies, RetryLayer, Retrying, TimeoutLayer,
 };
+
+/// A call through a stack, boxed: requests `Req`, answers `R`, and the call's own errors `E`.
+pub type Stacked<Req, R, E> = BoxCloneSyncService<Req, R, StackError<E>>;
 
 /// The layers that apply to one target, and how they judge and count its calls.
 #[derive(Clone, Debug)]
@@ -46,43 +49,69 @@ impl<C> Stack<C> {
     }
 
     /// retry(breaker(timeout(`service`))), for requests that say themselves how to be sent
-    /// again.
-    pub fn around<S, Req>(self, service: S) -> BoxCloneSyncService<Req, S::Response, BoxError>
+    /// again. The service's own errors come back as [`StackError::Call`].
+    pub fn around<S, Req>(self, service: S) -> Stacked<Req, S::Response, S::Error>
     where
         Req: Replay + Send + 'static,
         S: Service<Req> + Clone + Send + Sync + 'static,
         S::Future: Send + 'static,
         S::Response: Send + 'static,
-        S::Error: Into<BoxError>,
-        C: Classify<S::Response> + Clone + Send + Sync + 'static,
+        S::Error: Send + 'static,
+        C: Classify<S::Response, StackError<S::Error>> + Clone + Send + Sync + 'static,
     {
         BoxCloneSyncService::new(self.layered(service))
     }
 
     /// The same stack for requests that are plain values, replayed by cloning. Boxed once, as
     /// [`Stack::around`] is.
-    pub fn around_cloned<S, Req>(
-        self,
-        service: S,
-    ) -> BoxCloneSyncService<Req, S::Response, BoxError>
+    pub fn around_cloned<S, Req>(self, service: S) -> Stacked<Req, S::Response, S::Error>
     where
         Req: Clone + Send + Sync + 'static,
         S: Service<Req> + Clone + Send + Sync + 'static,
         S::Future: Send + 'static,
         S::Response: Send + 'static,
-        S::Error: Into<BoxError>,
-        C: Classify<S::Response> + Clone + Send + Sync + 'static,
+        S::Error: Send + 'static,
+        C: Classify<S::Response, StackError<S::Error>> + Clone + Send + Sync + 'static,
     {
-        let unwrapped = service.map_request(|Cloned(r): Cloned<Req>| r);
-        BoxCloneSyncService::new(self.layered(unwrapped).map_request(Cloned))
+        BoxCloneSyncService::new(self.layered_cloned(service))
     }
 
-    /// The layers over `service`, not yet boxed.
-    fn layered<S, Req>(
+    /// [`Stack::around_cloned`] not yet boxed, for callers that convert its errors before they
+    /// box it.
+    pub fn layered_cloned<S, Req>(
         self,
         service: S,
-    ) -> impl Service<Req, Response = S::Response, Error = BoxError, Future: Send + 'static>
-    + Clone
+    ) -> impl Service<
+        Req,
+        Response = S::Response,
+        Error = StackError<S::Error>,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + Sync
+    + 'static
+    where
+        Req: Clone + Send + Sync + 'static,
+        S: Service<Req> + Clone + Send + Sync + 'static,
+        S::Future: Send + 'static,
+        S::Response: Send + 'static,
+        S::Error: Send + 'static,
+        C: Classify<S::Response, StackError<S::Error>> + Clone + Send + Sync + 'static,
+    {
+        let unwrapped = service.map_request(|Cloned(r): Cloned<Req>| r);
+        self.layered(unwrapped).map_request(Cloned)
+    }
+
+    /// [`Stack::around`] not yet boxed.
+    pub fn layered<S, Req>(
+        self,
+        service: S,
+    ) -> impl Service<
+        Req,
+        Response = S::Response,
+        Error = StackError<S::Error>,
+        Future: Send + 'static,
+    > + Clone
     + Send
     + Sync
     + 'static
@@ -91,8 +120,8 @@ impl<C> Stack<C> {
         S: Service<Req> + Clone + Send + Sync + 'static,
         S::Future: Send + 'static,
         S::Response: Send + 'static,
-        S::Error: Into<BoxError>,
-        C: Classify<S::Response> + Clone + Send + Sync + 'static,
+        S::Error: Send + 'static,
+        C: Classify<S::Response, StackError<S::Error>> + Clone + Send + Sync + 'static,
     {
         let Self {
             labels,
@@ -111,7 +140,6 @@ impl<C> Stack<C> {
             )
             // A deadline per attempt.
             .option_layer(timeout.map(|(name, d)| TimeoutLayer::new(&name, d, labels)))
-            .service(service.map_err(Into::<BoxError>::into))
-            .map_err(|e: BoxError| e)
+            .service(service.map_err(StackError::Call))
     }
 }

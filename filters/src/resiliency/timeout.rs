@@ -1,4 +1,5 @@
-//! A deadline per attempt: the call fails with [`TimedOut`] when it takes longer.
+//! A deadline per attempt: the call fails with [`TimedOut`] (converted into the service's own
+//! error type) when it takes longer.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -8,7 +9,7 @@ use std::time::Duration;
 
 use pin_project_lite::pin_project;
 use tokio::time::Sleep;
-use tower::{BoxError, Layer, Service};
+use tower::{Layer, Service};
 
 use super::Labels;
 
@@ -61,14 +62,14 @@ impl<S> Layer<S> for TimeoutLayer {
 impl<S, Req> Service<Req> for Timeout<S>
 where
     S: Service<Req>,
-    S::Error: Into<BoxError>,
+    S::Error: From<TimedOut>,
 {
     type Response = S::Response;
-    type Error = BoxError;
+    type Error = S::Error;
     type Future = ResponseFuture<S::Future>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        self.inner.poll_ready(cx).map_err(Into::into)
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, req: Req) -> Self::Future {
@@ -98,17 +99,17 @@ pin_project! {
 impl<F, R, E> Future for ResponseFuture<F>
 where
     F: Future<Output = Result<R, E>>,
-    E: Into<BoxError>,
+    E: From<TimedOut>,
 {
-    type Output = Result<R, BoxError>;
+    type Output = Result<R, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         if let Poll::Ready(r) = this.inner.poll(cx) {
-            return Poll::Ready(r.map_err(Into::into));
+            return Poll::Ready(r);
         }
         std::task::ready!(this.sleep.poll(cx));
         this.labels.activation("timeout", this.name);
-        Poll::Ready(Err(Box::new(TimedOut(*this.after))))
+        Poll::Ready(Err(TimedOut(*this.after).into()))
     }
 }

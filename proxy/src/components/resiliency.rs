@@ -16,37 +16,24 @@ use outrider_blocks::pubsub::{
     Handler, Message, PubSub, PubSubComponent, PubSubError, SubscribeRequest, Subscription,
 };
 use outrider_blocks::state::{BoxFuture, StateComponent, StateError, StateResponse};
-use outrider_filters::resiliency::breaker::Refused;
-use outrider_filters::resiliency::classify::{Classify, Failure, Verdict};
-use outrider_filters::resiliency::timeout::TimedOut;
+use outrider_filters::resiliency::classify::{Classify, Failure, StackError, Verdict};
 use outrider_filters::resiliency::{
     Direction, Labels, Policies, Resiliency, Stack, component_policies,
 };
+use tower::ServiceExt as _;
 use tower::util::BoxCloneSyncService;
-use tower::{BoxError, ServiceExt as _};
 
 /// Judges store outcomes: only an unreachable or failing store is a failure.
 #[derive(Clone, Copy, Debug)]
 struct StoreClassify;
 
-impl Classify<StateResponse> for StoreClassify {
-    fn verdict(&self, result: &Result<StateResponse, BoxError>) -> Verdict {
-        let Err(e) = result else {
-            return Verdict::Success;
-        };
-        let kind = outrider_filters::resiliency::classify::error_kind(e.as_ref(), |_| false);
-        // The store says whether another attempt could help; any other error is ours.
-        let failing = e
-            .downcast_ref::<StateError>()
-            .is_none_or(StateError::is_retryable);
-        if failing {
-            Verdict::Failure(Failure {
-                kind,
-                status: None,
-                retry_after: None,
-            })
-        } else {
-            Verdict::Success
+impl Classify<StateResponse, StackError<StateError>> for StoreClassify {
+    fn verdict(&self, result: &Result<StateResponse, StackError<StateError>>) -> Verdict {
+        match result {
+            Ok(_) => Verdict::Success,
+            // The store says whether another attempt could help.
+            Err(StackError::Call(e)) if !e.is_retryable() => Verdict::Success,
+            Err(e) => Verdict::Failure(Failure::error(e.kind_if_sent())),
         }
     }
 }
@@ -87,7 +74,8 @@ pub(crate) fn layer_state(
 ) {
     if let Some(p) = outbound_policies(all, &c.name, &c.type_) {
         let stack = stack(p, &c.name, app_id, deadline, StoreClassify);
-        c.layered = Some(stack.around_cloned(c.service()));
+        let layered = stack.layered_cloned(c.service()).map_err(state_error);
+        c.layered = Some(BoxCloneSyncService::new(layered));
     }
 }
 
@@ -95,36 +83,27 @@ pub(crate) fn layer_state(
 #[derive(Clone, Copy, Debug)]
 struct BrokerClassify;
 
-impl Classify<()> for BrokerClassify {
-    fn verdict(&self, result: &Result<(), BoxError>) -> Verdict {
-        let Err(e) = result else {
-            return Verdict::Success;
-        };
-        // The broker answering (a bad request) is not the broker failing.
-        if e.downcast_ref::<PubSubError>()
-            .is_some_and(|pe| !pe.is_retryable())
-        {
-            return Verdict::Success;
+impl Classify<(), StackError<PubSubError>> for BrokerClassify {
+    fn verdict(&self, result: &Result<(), StackError<PubSubError>>) -> Verdict {
+        match result {
+            Ok(()) => Verdict::Success,
+            // The broker answering (a bad request) is not the broker failing.
+            Err(StackError::Call(e)) if !e.is_retryable() => Verdict::Success,
+            Err(e) => Verdict::Failure(Failure::error(e.kind_if_sent())),
         }
-        let kind = outrider_filters::resiliency::classify::error_kind(e.as_ref(), |_| false);
-        Verdict::Failure(Failure {
-            kind,
-            status: None,
-            retry_after: None,
-        })
     }
 }
 
 /// A broker whose publishes go through resiliency layers; subscriptions are the inner broker's.
 struct ResilientBroker {
     inner: Arc<dyn PubSub>,
-    publish: BoxCloneSyncService<Message, (), BoxError>,
+    publish: BoxCloneSyncService<Message, (), PubSubError>,
 }
 
 impl PubSub for ResilientBroker {
     fn publish(&self, msg: Message) -> BoxFuture<Result<(), PubSubError>> {
         let call = self.publish.clone().oneshot(msg);
-        Box::pin(async move { call.await.map_err(pubsub_error) })
+        Box::pin(call)
     }
 
     fn subscribe(
@@ -152,43 +131,47 @@ pub(crate) fn layer_publish(
         let broker = broker.clone();
         async move { broker.publish(msg).await }
     });
-    let publish = stack(p, &c.name, app_id, deadline, BrokerClassify).around_cloned(publish);
-    c.broker = Arc::new(ResilientBroker { inner, publish });
+    let publish = stack(p, &c.name, app_id, deadline, BrokerClassify)
+        .layered_cloned(publish)
+        .map_err(pubsub_error);
+    c.broker = Arc::new(ResilientBroker {
+        inner,
+        publish: BoxCloneSyncService::new(publish),
+    });
 }
 
-/// A publish error, typed again.
-fn pubsub_error(e: BoxError) -> PubSubError {
-    match e.downcast::<PubSubError>() {
-        Ok(pe) => *pe,
-        Err(other) => PubSubError::Broker(Fault::caused_by(other.to_string(), other)),
+/// A publish error: the broker's own, or a layer's.
+fn pubsub_error(e: StackError<PubSubError>) -> PubSubError {
+    match e {
+        StackError::Call(e) => e,
+        StackError::TimedOut(t) => PubSubError::Broker(Fault::caused_by(t.to_string(), t)),
+        StackError::Refused(r) => PubSubError::Broker(Fault::caused_by(r.to_string(), r)),
     }
 }
 
-/// A store call's error, typed again.
-pub(crate) fn state_error(e: BoxError) -> StateError {
-    let e = match e.downcast::<StateError>() {
-        Ok(se) => return *se,
-        Err(e) => e,
-    };
-    if let Some(t) = e.downcast_ref::<TimedOut>() {
-        return StateError::Timeout(t.0);
+/// A store call's error: the store's own, or a layer's.
+fn state_error(e: StackError<StateError>) -> StateError {
+    match e {
+        StackError::Call(e) => e,
+        StackError::TimedOut(t) => StateError::Timeout(t.0),
+        StackError::Refused(r) => StateError::Store(r.to_string().into()),
     }
-    if let Some(r) = e.downcast_ref::<Refused>() {
-        return StateError::Store(r.to_string().into());
-    }
-    StateError::Store(Fault::caused_by(e.to_string(), e))
 }
 
 #[cfg(test)]
 mod tests {
+    use outrider_filters::resiliency::breaker::Refused;
     use outrider_filters::resiliency::classify::FailureKind;
+    use outrider_filters::resiliency::timeout::TimedOut;
 
     use super::*;
 
     #[test]
     fn only_store_failures_count() {
         let c = StoreClassify;
-        let err = |e: StateError| -> Result<StateResponse, BoxError> { Err(Box::new(e)) };
+        let err = |e: StateError| -> Result<StateResponse, StackError<StateError>> {
+            Err(StackError::Call(e))
+        };
         assert_eq!(c.verdict(&Ok(StateResponse::Done)), Verdict::Success);
         assert_eq!(
             c.verdict(&err(StateError::EtagMismatch("x".into()))),
@@ -205,10 +188,10 @@ mod tests {
         });
         assert_eq!(c.verdict(&err(StateError::Store("down".into()))), failure);
         assert_eq!(
-            c.verdict(&Err(Box::new(TimedOut(Duration::from_secs(1))))),
+            c.verdict(&Err(TimedOut(Duration::from_secs(1)).into())),
             failure
         );
-        let refused = c.verdict(&Err(Box::new(Refused::Open("cb".into()))));
+        let refused = c.verdict(&Err(Refused::Open("cb".into()).into()));
         assert!(matches!(
             refused,
             Verdict::Failure(Failure {
@@ -217,11 +200,11 @@ mod tests {
             })
         ));
         assert!(matches!(
-            state_error(Box::new(TimedOut(Duration::from_secs(2)))),
+            state_error(TimedOut(Duration::from_secs(2)).into()),
             StateError::Timeout(_)
         ));
         assert!(matches!(
-            state_error(Box::new(StateError::EtagInvalid("e".into()))),
+            state_error(StackError::Call(StateError::EtagInvalid("e".into()))),
             StateError::EtagInvalid(_)
         ));
     }

@@ -167,11 +167,10 @@ fn record_received(app_id: &str, caller: &Caller, status: u16) {
     sent.increment(1);
 }
 
-fn rescue(app_id: &str, r: Result<Response<Body>, tower::BoxError>) -> Response<Body> {
+fn rescue(app_id: &str, r: Result<Response<Body>, InvokeError>) -> Response<Body> {
     match r {
         Ok(rsp) => rsp,
         Err(e) => {
-            let e = InvokeError::from_layer(e);
             if !matches!(e, InvokeError::Denied(_)) {
                 // Denials are logged by the policy layer, with the rule.
                 tracing::info!(error = %e, "inbound invocation failed");

@@ -217,7 +217,7 @@ impl Outbound {
         match logical.stack.clone().oneshot(req).await {
             Ok(rsp) => Ok(rsp),
             Err(e) => {
-                let e = InvokeError::from_resiliency(e, target);
+                let e = InvokeError::from_stack(e, target);
                 if matches!(e, InvokeError::NoEndpoints(..)) {
                     // Unknown targets are not kept: callers could otherwise grow the cache
                     // without bound.

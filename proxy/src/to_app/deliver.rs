@@ -3,6 +3,7 @@
 //! inbound resiliency policies), the routing of an event to the app's path, and the one table
 //! that turns the app's answer into an outcome for the broker.
 
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
@@ -11,13 +12,13 @@ use http::{HeaderName, HeaderValue, Method, Request, header};
 use http_body_util::{BodyExt, Limited};
 use outrider_blocks::pubsub::routing::Router;
 use outrider_blocks::pubsub::{Handler, Message, Outcome, expired, raw_event, wants_raw};
-use outrider_filters::resiliency::classify::{Classify, Failure, FailureKind, Verdict, error_kind};
+use outrider_filters::resiliency::classify::{Classify, Failed as _, Failure, StackError, Verdict};
 use outrider_filters::resiliency::{Labels, Policies, Stack};
 use outrider_filters::spans::{SpanKind, SpanRecord, Spans, is_sampled};
 use outrider_filters::trace::TraceContext;
 use outrider_policy::Caller;
 use serde_json::Value;
-use tower::{BoxError, ServiceExt as _};
+use tower::ServiceExt as _;
 
 use crate::components::metrics::PubSubMetrics;
 use crate::net::http::full;
@@ -81,7 +82,7 @@ pub(crate) fn deliverer(delivery: Delivery, policies: Policies) -> Handler {
     let delivery = Arc::new(delivery);
     let once = tower::service_fn(move |msg: Message| {
         let delivery = delivery.clone();
-        async move { Ok::<_, BoxError>(delivery.once(&msg).await) }
+        async move { Ok::<_, Infallible>(delivery.once(&msg).await) }
     });
     let stack = delivery_stack(&me, &pubsub, policies, DeliveryClassify).around_cloned(once);
     Arc::new(move |msg: Message| {
@@ -122,20 +123,12 @@ pub(crate) fn delivery_stack<C>(
 #[derive(Clone, Copy, Debug)]
 struct DeliveryClassify;
 
-impl Classify<(Outcome, Option<u16>)> for DeliveryClassify {
-    fn verdict(&self, result: &Result<(Outcome, Option<u16>), BoxError>) -> Verdict {
+impl Classify<(Outcome, Option<u16>), StackError<Infallible>> for DeliveryClassify {
+    fn verdict(&self, result: &Result<(Outcome, Option<u16>), StackError<Infallible>>) -> Verdict {
         match result {
             Ok((Outcome::Success | Outcome::Drop, _)) => Verdict::Success,
-            Ok((Outcome::Retry, status)) => Verdict::Failure(Failure {
-                kind: FailureKind::Sent,
-                status: *status,
-                retry_after: None,
-            }),
-            Err(e) => Verdict::Failure(Failure {
-                kind: error_kind(e.as_ref(), |_| false),
-                status: None,
-                retry_after: None,
-            }),
+            Ok((Outcome::Retry, status)) => Verdict::Failure(Failure::answer(*status)),
+            Err(e) => Verdict::Failure(Failure::error(e.kind())),
         }
     }
 }

@@ -5,7 +5,7 @@ use serde_json::json;
 use tower::{ServiceBuilder, ServiceExt as _, service_fn};
 
 use super::*;
-use crate::resiliency::classify::HttpClassify;
+use crate::resiliency::classify::{HttpClassify, StackError};
 
 fn policy(v: serde_json::Value) -> BreakerPolicy {
     BreakerPolicy::parse(&v, "spec.policies.circuitBreakers.cb").expect("valid")
@@ -135,7 +135,7 @@ async fn the_layer_refuses_while_open_without_calling_the_target() {
         async {
             let mut rsp = http::Response::new(());
             *rsp.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
-            Ok::<_, Infallible>(rsp)
+            Ok::<_, StackError<Infallible>>(rsp)
         }
     });
     let labels = Labels {
@@ -143,7 +143,7 @@ async fn the_layer_refuses_while_open_without_calling_the_target() {
         target: "app_b".into(),
         flow_direction: "outbound",
     };
-    let classify = HttpClassify { unsent: |_| false };
+    let classify = HttpClassify;
     let layer = CircuitBreakerLayer::new(
         "cb",
         policy(json!({"timeout": "30s", "trip": "consecutiveFailures >= 2"})),
@@ -160,9 +160,9 @@ async fn the_layer_refuses_while_open_without_calling_the_target() {
         );
     }
     let err = svc.clone().oneshot(()).await.unwrap_err();
-    assert_eq!(
-        err.downcast_ref::<Refused>(),
-        Some(&Refused::Open("cb".into()))
+    assert!(
+        matches!(&err, StackError::Refused(Refused::Open(name)) if name == "cb"),
+        "{err}"
     );
     assert_eq!(
         calls.load(std::sync::atomic::Ordering::SeqCst),
@@ -188,7 +188,7 @@ async fn a_probe_dropped_before_its_answer_frees_its_slot() {
         if fail {
             let mut rsp = http::Response::new(());
             *rsp.status_mut() = http::StatusCode::BAD_GATEWAY;
-            Ok::<_, Infallible>(rsp)
+            Ok::<_, StackError<Infallible>>(rsp)
         } else {
             // Never answers: the caller gives up.
             std::future::pending().await
@@ -202,7 +202,7 @@ async fn a_probe_dropped_before_its_answer_frees_its_slot() {
     let layer = CircuitBreakerLayer::new(
         "cb",
         policy(json!({"timeout": "10s", "trip": "consecutiveFailures >= 1"})),
-        HttpClassify { unsent: |_| false },
+        HttpClassify,
         labels,
     );
     let svc = ServiceBuilder::new().layer(layer).service(target);
@@ -214,5 +214,5 @@ async fn a_probe_dropped_before_its_answer_frees_its_slot() {
     // The slot is free: the next call is let through as a probe (and its failure opens again).
     assert_eq!(svc.clone().oneshot(true).await.unwrap().status(), 502);
     let err = svc.clone().oneshot(true).await.unwrap_err();
-    assert!(err.is::<Refused>(), "{err}");
+    assert!(matches!(err, StackError::Refused(_)), "{err}");
 }

@@ -1,11 +1,10 @@
-use std::convert::Infallible;
 use std::sync::Mutex;
 
 use http::{Response, StatusCode};
 use tower::{ServiceBuilder, ServiceExt as _, service_fn};
 
 use super::*;
-use crate::resiliency::classify::HttpClassify;
+use crate::resiliency::classify::{Failed, HttpClassify, StackError};
 use crate::resiliency::timeout::{TimedOut, TimeoutLayer};
 use crate::resiliency::{Backoff, CircuitBreakerLayer};
 
@@ -19,10 +18,19 @@ impl Replay for Req {
     }
 }
 
-/// An error the classifier treats as "never sent".
+/// An error that says its request never left.
 #[derive(Debug, thiserror::Error)]
 #[error("connection refused")]
-struct Refused;
+struct Unreachable;
+
+impl Failed for Unreachable {
+    fn kind(&self) -> FailureKind {
+        FailureKind::Unsent
+    }
+}
+
+/// What the scripted target and the layers over it fail with.
+type Error = StackError<Unreachable>;
 
 fn labels() -> Labels {
     Labels {
@@ -33,9 +41,7 @@ fn labels() -> Labels {
 }
 
 fn classify() -> HttpClassify {
-    HttpClassify {
-        unsent: |e| e.is::<Refused>(),
-    }
+    HttpClassify
 }
 
 fn retrying(max: u32, codes: Option<&str>, builtin: bool) -> Retrying {
@@ -63,7 +69,7 @@ enum Step {
 fn scripted(
     script: Vec<Step>,
 ) -> (
-    impl tower::Service<Req, Response = Response<()>, Error = BoxError, Future: Send>
+    impl tower::Service<Req, Response = Response<()>, Error = Error, Future: Send>
     + Clone
     + Send
     + 'static,
@@ -93,7 +99,7 @@ fn scripted(
                         .insert(http::header::RETRY_AFTER, secs.into());
                     Ok(rsp)
                 }
-                Step::Unsent => Err(Box::new(Refused) as BoxError),
+                Step::Unsent => Err(StackError::Call(Unreachable)),
                 Step::Hang => std::future::pending().await,
             }
         }
@@ -105,7 +111,7 @@ async fn run(
     r: Retrying,
     script: Vec<Step>,
     replayable: bool,
-) -> (Result<u16, BoxError>, Vec<Duration>) {
+) -> (Result<u16, Error>, Vec<Duration>) {
     let (target, attempts) = scripted(script);
     let svc = ServiceBuilder::new()
         .layer(RetryLayer::new(r, classify(), labels()))
@@ -230,9 +236,10 @@ async fn timeouts_are_retried_under_a_policy_but_not_by_the_built_in_one() {
         let result = svc.oneshot(Req(true)).await;
         assert_eq!(at.lock().unwrap().len(), attempts, "builtin={builtin}");
         if builtin {
-            assert_eq!(
-                result.unwrap_err().downcast_ref::<TimedOut>(),
-                Some(&TimedOut(ms(500)))
+            let err = result.unwrap_err();
+            assert!(
+                matches!(err, StackError::TimedOut(TimedOut(after)) if after == ms(500)),
+                "{err}"
             );
         } else {
             assert_eq!(result.unwrap().status(), 200);
@@ -268,7 +275,7 @@ async fn an_open_breaker_is_not_retried() {
         ))
         .service(target);
     let err = svc.oneshot(Req(true)).await.unwrap_err();
-    assert!(err.is::<crate::resiliency::breaker::Refused>(), "{err}");
+    assert!(matches!(err, StackError::Refused(_)), "{err}");
     assert_eq!(
         at.lock().unwrap().len(),
         1,
@@ -282,5 +289,4 @@ fn jitter_is_a_unit_fraction() {
         let j = jitter();
         assert!((0.0..1.0).contains(&j), "{j}");
     }
-    let _unused: Option<Infallible> = None;
 }

@@ -49,11 +49,7 @@ pub(super) async fn call(
     let started = std::time::Instant::now();
     let result = match &c.layered {
         // Resiliency policies apply: their timeout is the deadline.
-        Some(svc) => svc
-            .clone()
-            .oneshot(req)
-            .await
-            .map_err(crate::components::resiliency::state_error),
+        Some(svc) => svc.clone().oneshot(req).await,
         None => tokio::time::timeout(STORE_TIMEOUT, c.service().oneshot(req))
             .await
             .unwrap_or(Err(StateError::Timeout(STORE_TIMEOUT))),

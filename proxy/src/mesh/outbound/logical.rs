@@ -7,9 +7,9 @@ use std::sync::Arc;
 use http::Response;
 use hyper::body::Incoming;
 use outrider_discovery::Target;
-use outrider_filters::resiliency::{HttpClassify, Labels, Resiliency, Stack, app_policies};
-use tower::BoxError;
-use tower::util::BoxCloneSyncService;
+use outrider_filters::resiliency::{
+    HttpClassify, Labels, Resiliency, Stack, Stacked, app_policies,
+};
 
 use super::OutboundRequest;
 use super::concrete::Concrete;
@@ -17,7 +17,7 @@ use crate::errors::InvokeError;
 
 /// A target's resiliency stack over its concrete stage.
 pub(super) struct Logical {
-    pub(super) stack: BoxCloneSyncService<OutboundRequest, Response<Incoming>, BoxError>,
+    pub(super) stack: Stacked<OutboundRequest, Response<Incoming>, InvokeError>,
     pub(super) concrete: Arc<Concrete>,
 }
 
@@ -34,13 +34,13 @@ impl Logical {
         let inner = concrete.clone();
         let attempt = tower::service_fn(move |req: OutboundRequest| {
             let concrete = inner.clone();
-            async move { concrete.send(req).await.map_err(BoxError::from) }
+            async move { concrete.send(req).await }
         });
         // One breaker per target app; failed attempts the policy retries go back through the
         // balancer.
         let stack = Stack {
             labels: Labels::app(app_id, &target.app_id),
-            classify: HttpClassify { unsent },
+            classify: HttpClassify,
             retry: retrying,
             breaker: policies.breaker,
             timeout: policies.timeout,
@@ -48,10 +48,4 @@ impl Logical {
         .around(attempt);
         Self { stack, concrete }
     }
-}
-
-/// Whether an attempt's error says its request never left (see [`InvokeError::never_sent`]).
-fn unsent(e: &(dyn std::error::Error + 'static)) -> bool {
-    e.downcast_ref::<InvokeError>()
-        .is_some_and(InvokeError::never_sent)
 }

@@ -19,12 +19,12 @@ use http_body_util::{BodyExt, Limited};
 use outrider_blocks::pubsub::{Handler, Message, Outcome, raw_event, wants_raw};
 use outrider_blocks::subscription::BulkSubscribe;
 use outrider_filters::resiliency::Policies;
-use outrider_filters::resiliency::classify::{Classify, Failure, FailureKind, Verdict, error_kind};
+use outrider_filters::resiliency::Stacked;
+use outrider_filters::resiliency::classify::{Classify, Failure, StackError, Verdict};
 use outrider_filters::trace::TraceContext;
 use outrider_policy::Caller;
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
-use tower::util::BoxCloneSyncService;
 use tower::{BoxError, ServiceExt as _};
 
 use crate::net::http::full;
@@ -100,18 +100,13 @@ async fn post_once(
 #[derive(Clone, Copy, Debug)]
 struct BulkClassify;
 
-impl Classify<Answer> for BulkClassify {
-    fn verdict(&self, result: &Result<Answer, BoxError>) -> Verdict {
-        let (kind, status) = match result {
-            Ok(a) if (200..300).contains(&a.status) || a.status == 404 => return Verdict::Success,
-            Ok(a) => (FailureKind::Sent, Some(a.status)),
-            Err(e) => (error_kind(e.as_ref(), |_| false), None),
-        };
-        Verdict::Failure(Failure {
-            kind,
-            status,
-            retry_after: None,
-        })
+impl Classify<Answer, StackError<BoxError>> for BulkClassify {
+    fn verdict(&self, result: &Result<Answer, StackError<BoxError>>) -> Verdict {
+        match result {
+            Ok(a) if (200..300).contains(&a.status) || a.status == 404 => Verdict::Success,
+            Ok(a) => Verdict::Failure(Failure::answer(Some(a.status))),
+            Err(e) => Verdict::Failure(Failure::error(e.kind_if_sent())),
+        }
     }
 }
 
@@ -136,7 +131,7 @@ async fn gather(mut rx: mpsc::Receiver<Waiting>, bulk: BulkSubscribe, batch: Arc
 struct Batch {
     parts: Delivery,
     /// One call to the app with a batch, through the component's policies.
-    post: BoxCloneSyncService<(String, Bytes), Answer, BoxError>,
+    post: Stacked<(String, Bytes), Answer, BoxError>,
 }
 
 /// One message of a batch on its way to the app.
@@ -231,7 +226,7 @@ impl Batch {
                 let batch = (path.to_owned(), Bytes::from(body.to_string()));
                 self.post.clone().oneshot(batch).await
             }
-            Err(e) => Err(e.into()),
+            Err(e) => Err(StackError::Call(e.into())),
         };
         let (status, statuses) = match call {
             Ok(answer) => (Some(answer.status), answer.body),
