@@ -1,10 +1,18 @@
 //! Dead-lettering: with a dead-letter topic, a message the app keeps failing is tried a few
 //! times, then published to that topic on the same pub/sub and acknowledged.
 
+use std::convert::Infallible;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use futures_util::FutureExt as _;
+use futures_util::future::Map;
 use outrider_blocks::pubsub::{Handler, Message, Outcome, PubSubComponent};
+use outrider_blocks::state::BoxFuture;
+use outrider_filters::resiliency::classify::{Classify, Failure, Verdict};
+use outrider_filters::resiliency::{Backoff, Cloned, RetryLayer, RetryPolicy, Retrying};
+use tower::{Layer as _, Service, ServiceExt as _};
 
 use super::Spec;
 
@@ -39,20 +47,13 @@ pub(super) fn with_dead_letter(
         });
     }
     let (dead, broker) = (c.broker_topic(&spec.dead_letter), c.broker.clone());
+    let tries = RetryLayer::uncounted(tries(attempts), UntilDone).layer(Once(deliver));
     Arc::new(move |msg: Message| {
-        let (deliver, dead, broker) = (deliver.clone(), dead.clone(), broker.clone());
+        let (tries, dead, broker) = (tries.clone(), dead.clone(), broker.clone());
         Box::pin(async move {
-            let mut delay = DEAD_LETTER_BACKOFF;
-            for attempt in 1..=attempts {
-                match deliver(msg.clone()).await {
-                    Outcome::Success => return Outcome::Success,
-                    Outcome::Drop => break,
-                    Outcome::Retry if attempt < attempts => {
-                        tokio::time::sleep(delay).await;
-                        delay *= 2;
-                    }
-                    Outcome::Retry => {}
-                }
+            let Ok(outcome) = tries.oneshot(Cloned(msg.clone())).await;
+            if outcome == Outcome::Success {
+                return Outcome::Success;
             }
             let letter = Message {
                 topic: dead.clone(),
@@ -71,4 +72,95 @@ pub(super) fn with_dead_letter(
             }
         })
     })
+}
+
+/// The tries before dead-lettering, as a retry policy: `attempts` in all, the first retry after
+/// 100 ms and each next one after twice as long. The product's own behaviour, not a `Resiliency`
+/// policy, so it is not counted in the resiliency metrics.
+fn tries(attempts: u32) -> Retrying {
+    Retrying {
+        name: "deadLetterTries".to_owned(),
+        policy: RetryPolicy {
+            backoff: Backoff::Exponential {
+                initial: DEAD_LETTER_BACKOFF,
+                randomization: 0.0,
+                multiplier: 2.0,
+                max_interval: Duration::from_secs(60),
+                max_elapsed: Duration::ZERO,
+            },
+            max_retries: Some(attempts.saturating_sub(1)),
+            http_codes: None,
+        },
+        builtin: false,
+    }
+}
+
+/// One try: the delivery handler as a service.
+#[derive(Clone)]
+struct Once(Handler);
+
+impl Service<Cloned<Message>> for Once {
+    type Response = Outcome;
+    type Error = Infallible;
+    type Future = Map<BoxFuture<Outcome>, fn(Outcome) -> Result<Outcome, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, Cloned(msg): Cloned<Message>) -> Self::Future {
+        (self.0)(msg).map(Ok)
+    }
+}
+
+/// Tries again while the app answers RETRY; SUCCESS and DROP end the tries.
+#[derive(Clone, Copy, Debug)]
+struct UntilDone;
+
+impl Classify<Outcome, Infallible> for UntilDone {
+    fn verdict(&self, result: &Result<Outcome, Infallible>) -> Verdict {
+        match result {
+            Ok(Outcome::Retry) => Verdict::Failure(Failure::answer(None)),
+            Ok(Outcome::Success | Outcome::Drop) => Verdict::Success,
+            Err(never) => match *never {},
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use tokio::time::Instant;
+
+    use super::*;
+
+    /// A handler that answers `outcome` and records when each try came, from `t0`.
+    fn handler(outcome: Outcome, t0: Instant, at: Arc<Mutex<Vec<u128>>>) -> Handler {
+        Arc::new(move |_| {
+            at.lock().unwrap().push(t0.elapsed().as_millis());
+            Box::pin(async move { outcome })
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn tries_until_done_with_doubling_waits() {
+        for (answer, tries_at) in [
+            (Outcome::Retry, vec![0, 100, 300]),
+            (Outcome::Drop, vec![0]),
+            (Outcome::Success, vec![0]),
+        ] {
+            let at = Arc::new(Mutex::new(Vec::new()));
+            let once = Once(handler(answer, Instant::now(), at.clone()));
+            let svc = RetryLayer::uncounted(tries(DEAD_LETTER_ATTEMPTS), UntilDone).layer(once);
+            let msg = Message {
+                topic: "t".into(),
+                data: bytes::Bytes::from_static(b"{}"),
+                metadata: Default::default(),
+            };
+            let Ok(outcome) = svc.oneshot(Cloned(msg)).await;
+            assert_eq!(outcome, answer, "the last answer is passed back");
+            assert_eq!(*at.lock().unwrap(), tries_at, "{answer:?}");
+        }
+    }
 }
