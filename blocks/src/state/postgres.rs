@@ -204,12 +204,7 @@ async fn apply_delete(
 
 impl StateStore for PostgresStore {
     fn features(&self) -> Features {
-        Features {
-            etag: true,
-            transactional: true,
-            ttl: true,
-            query: true,
-        }
+        Features::ALL
     }
 
     fn get(&self, key: String, _metadata: Metadata) -> BoxFuture<Result<Option<Item>, StateError>> {

@@ -305,10 +305,8 @@ impl RedisStore {
 impl StateStore for RedisStore {
     fn features(&self) -> Features {
         Features {
-            etag: true,
-            transactional: true,
-            ttl: true,
             query: false,
+            ..Features::ALL
         }
     }
 
