@@ -9,6 +9,7 @@ use super::{
     Encrypted, EncryptionKey, KeyPrefix, MemoryStore, PostgresStore, RedisSettings, RedisStore,
     SqliteStore, StateStore,
 };
+use crate::component::{field_error as err, unsupported_type};
 use crate::{Component, ComponentError};
 
 /// What opening a component may depend on.
@@ -49,13 +50,6 @@ impl StateComponent {
     pub fn service(&self) -> super::StateService {
         super::StateService::new(self.store.clone())
     }
-}
-
-fn err(field: &str, message: impl Into<String>) -> Vec<ComponentError> {
-    vec![ComponentError {
-        field: field.into(),
-        message: message.into(),
-    }]
 }
 
 /// The component's literal metadata, names lower-cased (Dapr matches them case-insensitively).
@@ -112,22 +106,13 @@ pub async fn open(c: &Component, ctx: &OpenContext) -> Result<StateComponent, Ve
             Arc::new(store)
         }
         "state.postgresql" => open_postgres(&md).await?,
-        other => {
-            return Err(err(
-                "spec.type",
-                format!("{other:?} is not a state store type this build supports"),
-            ));
-        }
+        other => return Err(unsupported_type(other, "state store")),
     };
     let store = encrypted(store, &md)?;
     Ok(StateComponent {
         name: c.metadata.name.clone(),
         type_: c.spec.type_.clone(),
-        version: if c.spec.version.is_empty() {
-            "v1".into()
-        } else {
-            c.spec.version.clone()
-        },
+        version: c.spec.version_or_v1(),
         store,
         prefix,
         layered: None,
