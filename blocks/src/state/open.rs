@@ -136,12 +136,9 @@ fn open_sqlite(
             format!("{}: {e}", path.display()),
         )
     })?;
-    let sweeper = store.clone();
-    start_sweeper(md, move || {
-        let s = sweeper.clone();
+    swept(md, store, |s| {
         Box::pin(async move { s.sweep_expired().await.map(drop) })
-    })?;
-    Ok(Arc::new(store))
+    })
 }
 
 /// `state.postgresql`: connects and creates the table, then sweeps expired rows.
@@ -168,12 +165,9 @@ async fn open_postgres(
     let store = PostgresStore::connect(conn, table, timeout)
         .await
         .map_err(|e| err("spec.metadata.connectionString", e.to_string()))?;
-    let sweeper = store.clone();
-    start_sweeper(md, move || {
-        let s = sweeper.clone();
+    swept(md, store, |s| {
         Box::pin(async move { s.sweep_expired().await.map(drop) })
-    })?;
-    Ok(Arc::new(store))
+    })
 }
 
 /// `store` behind AES-GCM when `primaryEncryptionKey` is set (`secondaryEncryptionKey` still
@@ -201,12 +195,14 @@ fn encrypted(
     )
 }
 
-/// Sweeps expired rows every `cleanupInterval` (or `cleanupIntervalInSeconds`; default 1h; `0`
-/// turns it off), for stores that only hide expired rows on read.
-fn start_sweeper<F>(md: &BTreeMap<String, String>, sweep: F) -> Result<(), Vec<ComponentError>>
-where
-    F: Fn() -> super::BoxFuture<Result<(), super::StateError>> + Send + 'static,
-{
+/// `store`, with `sweep` run on a copy of it every `cleanupInterval` (or
+/// `cleanupIntervalInSeconds`; default 1h; `0` turns it off), for stores that only hide expired
+/// rows on read.
+fn swept<S: StateStore + Clone>(
+    md: &BTreeMap<String, String>,
+    store: S,
+    sweep: fn(S) -> super::BoxFuture<Result<(), super::StateError>>,
+) -> Result<Arc<dyn StateStore>, Vec<ComponentError>> {
     let every = match md
         .get("cleanupinterval")
         .or(md.get("cleanupintervalinseconds"))
@@ -221,18 +217,19 @@ where
         })?,
     };
     if let Some(every) = every {
+        let sweeper = store.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             tick.tick().await;
             loop {
                 tick.tick().await;
-                if let Err(e) = sweep().await {
+                if let Err(e) = sweep(sweeper.clone()).await {
                     tracing::warn!(error = %e, "sweeping expired state failed");
                 }
             }
         });
     }
-    Ok(())
+    Ok(Arc::new(store))
 }
 
 /// Dapr's Redis metadata: `redisHost` (`host:port`), `redisPort`, `redisUsername`,
