@@ -180,8 +180,7 @@ mod tests {
     use super::*;
 
     fn parse(yaml: &str) -> Component {
-        let v: serde_json::Value = serde_saphyr::from_str(yaml).unwrap();
-        serde_json::from_value(v).unwrap()
+        crate::from_yaml(yaml)
     }
 
     #[test]
