@@ -164,26 +164,22 @@ impl std::error::Error for IdentityError {}
 /// connection, with the algorithms of the crypto provider.
 macro_rules! handshake_signatures_by_roots {
     () => {
-        fn verify_tls12_signature(
-            &self,
-            message: &[u8],
-            cert: &CertificateDer<'_>,
-            dss: &DigitallySignedStruct,
-        ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            rustls::crypto::verify_tls12_signature(message, cert, dss, &self.roots.algs)
-        }
-
-        fn verify_tls13_signature(
-            &self,
-            message: &[u8],
-            cert: &CertificateDer<'_>,
-            dss: &DigitallySignedStruct,
-        ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            rustls::crypto::verify_tls13_signature(message, cert, dss, &self.roots.algs)
-        }
+        handshake_signatures_by_roots!(verify_tls12_signature);
+        handshake_signatures_by_roots!(verify_tls13_signature);
 
         fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
             self.roots.algs.supported_schemes()
+        }
+    };
+    // Each check is rustls' function of the same name.
+    ($check:ident) => {
+        fn $check(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::$check(message, cert, dss, &self.roots.algs)
         }
     };
 }
