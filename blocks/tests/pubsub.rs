@@ -321,6 +321,24 @@ macro_rules! conformance {
     };
 }
 
+/// Redis Streams on `server` for consumer `consumer`, redelivering what was not answered
+/// within `processing_timeout` (checked every 100 ms).
+fn redis_streams(
+    server: &outrider_testkit::RedisServer,
+    consumer: &str,
+    processing_timeout: Duration,
+) -> RedisStreamSettings {
+    RedisStreamSettings {
+        client: redis::Client::open(format!("redis://127.0.0.1:{}/", server.port)).unwrap(),
+        consumer: consumer.into(),
+        processing_timeout,
+        redeliver_interval: Duration::from_millis(100),
+        queue_depth: 10,
+        max_len_approx: None,
+        timeout: Duration::from_secs(5),
+    }
+}
+
 conformance!(memory, || async {
     (
         Arc::new(MemoryPubSub::new()) as Arc<dyn PubSub>,
@@ -329,16 +347,8 @@ conformance!(memory, || async {
 });
 conformance!(redis_streams, || async {
     let server = outrider_testkit::RedisServer::start();
-    let settings = RedisStreamSettings {
-        client: redis::Client::open(format!("redis://127.0.0.1:{}/", server.port)).unwrap(),
-        consumer: "conformance".into(),
-        // Short, so that retried messages come back within the suite's bounds.
-        processing_timeout: Duration::from_millis(200),
-        redeliver_interval: Duration::from_millis(100),
-        queue_depth: 10,
-        max_len_approx: None,
-        timeout: Duration::from_secs(5),
-    };
+    // Short, so that retried messages come back within the suite's bounds.
+    let settings = redis_streams(&server, "conformance", Duration::from_millis(200));
     let broker = RedisPubSub::connect(settings).await.unwrap();
     (
         Arc::new(broker) as Arc<dyn PubSub>,

@@ -36,15 +36,7 @@ async fn slow_handler_keeps_its_claim(broker: Arc<dyn PubSub>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_slow_handlers_keep_their_claim() {
     let server = outrider_testkit::RedisServer::start();
-    let settings = RedisStreamSettings {
-        client: redis::Client::open(format!("redis://127.0.0.1:{}/", server.port)).unwrap(),
-        consumer: "slow".into(),
-        processing_timeout: Duration::from_millis(300),
-        redeliver_interval: Duration::from_millis(100),
-        queue_depth: 10,
-        max_len_approx: None,
-        timeout: Duration::from_secs(5),
-    };
+    let settings = redis_streams(&server, "slow", Duration::from_millis(300));
     slow_handler_keeps_its_claim(Arc::new(RedisPubSub::connect(settings).await.unwrap())).await;
 }
 
