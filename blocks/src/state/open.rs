@@ -150,18 +150,12 @@ async fn open_postgres(
         .filter(|v| !v.is_empty())
         .ok_or_else(|| err("spec.metadata.connectionString", "is required"))?;
     let table = md.get("tablename").map(String::as_str).unwrap_or("state");
-    let timeout = match md.get("timeout").map(String::as_str) {
-        None | Some("") => Duration::from_secs(10),
-        Some(v) => match parse_interval(v) {
-            Some(Some(d)) => d,
-            _ => {
-                return Err(err(
-                    "spec.metadata.timeout",
-                    format!("{v:?} is not a duration like 10s"),
-                ));
-            }
-        },
-    };
+    let timeout = deadline_setting(
+        md.get("timeout").map(String::as_str),
+        Duration::from_secs(10),
+        "spec.metadata.timeout",
+        "10s",
+    )?;
     let store = PostgresStore::connect(conn, table, timeout)
         .await
         .map_err(|e| err("spec.metadata.connectionString", e.to_string()))?;
@@ -320,18 +314,12 @@ fn redis_address(md: &BTreeMap<String, String>) -> Result<(String, u16), Vec<Com
 fn redis_times(
     md: &BTreeMap<String, String>,
 ) -> Result<(Duration, Option<Duration>), Vec<ComponentError>> {
-    let timeout = match nonempty(md, "readtimeout").or(nonempty(md, "dialtimeout")) {
-        None => Duration::from_secs(5),
-        Some(v) => match parse_interval(v) {
-            Some(Some(d)) => d,
-            _ => {
-                return Err(err(
-                    "spec.metadata.readTimeout",
-                    format!("{v:?} is not a duration like 5s"),
-                ));
-            }
-        },
-    };
+    let timeout = deadline_setting(
+        nonempty(md, "readtimeout").or(nonempty(md, "dialtimeout")),
+        Duration::from_secs(5),
+        "spec.metadata.readTimeout",
+        "5s",
+    )?;
     let default_ttl = match nonempty(md, "ttlinseconds") {
         None => None,
         Some(v) => match v.parse::<i64>() {
@@ -358,6 +346,23 @@ fn sqlite_path(conn: &str, data_dir: &Path) -> PathBuf {
         p.to_owned()
     } else {
         data_dir.join(p)
+    }
+}
+
+/// A call deadline: `default` when `v` is missing or empty, else a duration other than zero;
+/// anything else is an error at `field` with an example (`like`).
+fn deadline_setting(
+    v: Option<&str>,
+    default: Duration,
+    field: &str,
+    like: &str,
+) -> Result<Duration, Vec<ComponentError>> {
+    match v.filter(|v| !v.is_empty()) {
+        None => Ok(default),
+        Some(v) => match parse_interval(v) {
+            Some(Some(d)) => Ok(d),
+            _ => Err(err(field, format!("{v:?} is not a duration like {like}"))),
+        },
     }
 }
 
