@@ -86,6 +86,22 @@ pub struct ComponentError {
     pub message: String,
 }
 
+/// One problem at `field`, as opening a component reports it.
+pub(crate) fn field_error(field: &str, message: impl Into<String>) -> Vec<ComponentError> {
+    vec![ComponentError {
+        field: field.into(),
+        message: message.into(),
+    }]
+}
+
+/// A `spec.type` of `kind` (e.g. `state store`) that this build cannot open.
+pub(crate) fn unsupported_type(type_: &str, kind: &str) -> Vec<ComponentError> {
+    field_error(
+        "spec.type",
+        format!("{type_:?} is not a {kind} type this build supports"),
+    )
+}
+
 /// Component types this build can run.
 pub const SUPPORTED_TYPES: &[&str] = &[
     "state.in-memory",
@@ -100,6 +116,17 @@ pub const SUPPORTED_TYPES: &[&str] = &[
     "secretstores.local.file",
     "secretstores.local.env",
 ];
+
+impl ComponentSpec {
+    /// `version`, or `v1` when the document leaves it out.
+    pub(crate) fn version_or_v1(&self) -> String {
+        if self.version.is_empty() {
+            "v1".into()
+        } else {
+            self.version.clone()
+        }
+    }
+}
 
 impl Component {
     /// Checks the document's shape and that this build supports its type. Every problem is
@@ -153,8 +180,7 @@ mod tests {
     use super::*;
 
     fn parse(yaml: &str) -> Component {
-        let v: serde_json::Value = serde_saphyr::from_str(yaml).unwrap();
-        serde_json::from_value(v).unwrap()
+        crate::from_yaml(yaml)
     }
 
     #[test]

@@ -15,3 +15,10 @@ pub mod subscription;
 
 pub use component::{Component, ComponentError, MetadataItem};
 pub use fault::Fault;
+
+/// A document read the way the sidecar reads resources: YAML, through a JSON value.
+#[cfg(test)]
+fn from_yaml<T: serde::de::DeserializeOwned>(yaml: &str) -> T {
+    let v: serde_json::Value = serde_saphyr::from_str(yaml).unwrap();
+    serde_json::from_value(v).unwrap()
+}

@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+use crate::component::{field_error as err, unsupported_type};
 use crate::state::literal_metadata;
 use crate::{Component, ComponentError, MetadataItem};
 use local::hidden;
@@ -59,23 +60,12 @@ pub fn open(
     base: &std::path::Path,
 ) -> Result<SecretStoreComponent, Vec<ComponentError>> {
     let md = literal_metadata(c)?;
-    let err = |field: &str, message: String| {
-        vec![ComponentError {
-            field: field.into(),
-            message,
-        }]
-    };
     let store: Arc<dyn SecretStore> = match c.spec.type_.as_str() {
         "secretstores.local.file" => {
             let file = md
                 .get("secretsfile")
                 .filter(|f| !f.trim().is_empty())
-                .ok_or_else(|| {
-                    err(
-                        "spec.metadata.secretsFile",
-                        "is required (a JSON file)".into(),
-                    )
-                })?;
+                .ok_or_else(|| err("spec.metadata.secretsFile", "is required (a JSON file)"))?;
             let separator = md
                 .get("nestedseparator")
                 .filter(|s| !s.is_empty())
@@ -114,21 +104,12 @@ pub fn open(
         "secretstores.local.env" => Arc::new(LocalEnv {
             prefix: md.get("prefix").cloned().unwrap_or_default(),
         }),
-        other => {
-            return Err(err(
-                "spec.type",
-                format!("{other:?} is not a secret store type this build supports"),
-            ));
-        }
+        other => return Err(unsupported_type(other, "secret store")),
     };
     Ok(SecretStoreComponent {
         name: c.metadata.name.clone(),
         type_: c.spec.type_.clone(),
-        version: if c.spec.version.is_empty() {
-            "v1".into()
-        } else {
-            c.spec.version.clone()
-        },
+        version: c.spec.version_or_v1(),
         store,
     })
 }

@@ -133,6 +133,14 @@ pub struct Features {
 }
 
 impl Features {
+    /// Everything: etags, transactions, TTLs and queries.
+    pub const ALL: Features = Features {
+        etag: true,
+        transactional: true,
+        ttl: true,
+        query: true,
+    };
+
     /// Dapr's capability names.
     pub fn capabilities(&self) -> Vec<&'static str> {
         [

@@ -305,8 +305,16 @@ mod tests {
     use super::*;
 
     fn parse(yaml: &str) -> SubscriptionDoc {
-        let v: serde_json::Value = serde_saphyr::from_str(yaml).unwrap();
-        serde_json::from_value(v).unwrap()
+        crate::from_yaml(yaml)
+    }
+
+    /// The fields a document's problems name, in order; it must have some.
+    fn error_fields(doc: &SubscriptionDoc) -> Vec<String> {
+        doc.validate()
+            .unwrap_err()
+            .into_iter()
+            .map(|e| e.field)
+            .collect()
     }
 
     #[test]
@@ -367,13 +375,7 @@ mod tests {
         let doc = parse(
             "kind: Subscription\nmetadata: {name: b}\nspec: {pubsubname: pubsub, topic: t, route: /b, bulkSubscribe: {enabled: true, maxMessagesCount: 0}}\n",
         );
-        let fields: Vec<String> = doc
-            .validate()
-            .unwrap_err()
-            .into_iter()
-            .map(|e| e.field)
-            .collect();
-        assert_eq!(fields, ["spec.bulkSubscribe"]);
+        assert_eq!(error_fields(&doc), ["spec.bulkSubscribe"]);
     }
 
     #[test]
@@ -411,12 +413,6 @@ mod tests {
         let none = parse(
             "kind: Subscription\nmetadata: {name: plain}\nspec: {pubsubname: pubsub, topic: orders}\n",
         );
-        let fields: Vec<String> = none
-            .validate()
-            .unwrap_err()
-            .into_iter()
-            .map(|e| e.field)
-            .collect();
-        assert_eq!(fields, ["spec.routes.default"]);
+        assert_eq!(error_fields(&none), ["spec.routes.default"]);
     }
 }

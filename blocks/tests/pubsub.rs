@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use outrider_blocks::pubsub::{
     Handler, MemoryPubSub, Message, Outcome, PubSub, RedisPubSub, RedisStreamSettings,
-    SubscribeRequest,
+    SubscribeRequest, Subscription,
 };
 
 /// The topics this test process made, for cleaning up brokers that keep them.
@@ -77,16 +77,27 @@ fn sub(topic: &str, group: &str) -> SubscribeRequest {
     }
 }
 
-async fn delivers_per_topic_without_cross_talk(b: Arc<dyn PubSub>) {
-    let (t1, t2) = (topic("a"), topic("b"));
+/// What a recording handler saw, in order.
+type Seen = Arc<Mutex<Vec<String>>>;
+
+/// Subscribes group `g` to fresh topics named after `names` and publishes `one-0` to `one-19`
+/// to the first and `two-0` to `two-19` to the second; returns the subscriptions, to be held,
+/// and what each topic's handler saw.
+async fn twenty_on_two_topics(b: &dyn PubSub, names: [&str; 2]) -> ([Subscription; 2], Seen, Seen) {
+    let (t1, t2) = (topic(names[0]), topic(names[1]));
     let (h1, seen1) = recorder(|_, _| Outcome::Success);
     let (h2, seen2) = recorder(|_, _| Outcome::Success);
-    let _s1 = b.subscribe(sub(&t1, "g"), h1).await.unwrap();
-    let _s2 = b.subscribe(sub(&t2, "g"), h2).await.unwrap();
+    let s1 = b.subscribe(sub(&t1, "g"), h1).await.unwrap();
+    let s2 = b.subscribe(sub(&t2, "g"), h2).await.unwrap();
     for i in 0..20 {
         b.publish(msg(&t1, &format!("one-{i}"))).await.unwrap();
         b.publish(msg(&t2, &format!("two-{i}"))).await.unwrap();
     }
+    ([s1, s2], seen1, seen2)
+}
+
+async fn delivers_per_topic_without_cross_talk(b: Arc<dyn PubSub>) {
+    let (_subs, seen1, seen2) = twenty_on_two_topics(&*b, ["a", "b"]).await;
     eventually("20 on each topic", || {
         seen1.lock().unwrap().len() == 20 && seen2.lock().unwrap().len() == 20
     })
@@ -244,17 +255,22 @@ async fn one_group_competes(b: Arc<dyn PubSub>) {
     );
 }
 
-/// Opens a component as a sidecar would, from its type and metadata.
-async fn open_component(type_: &str, metadata: &[(&str, &str)]) -> Arc<dyn PubSub> {
+/// A `v1` component document named `name`, of `type_`, with `metadata` as literal values.
+fn component(name: &str, type_: &str, metadata: &[(&str, &str)]) -> outrider_blocks::Component {
     let md: Vec<serde_json::Value> = metadata
         .iter()
         .map(|(k, v)| serde_json::json!({"name": k, "value": v}))
         .collect();
-    let c: outrider_blocks::Component = serde_json::from_value(serde_json::json!({
-        "metadata": {"name": "conformance"},
+    serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name},
         "spec": {"type": type_, "version": "v1", "metadata": md},
     }))
-    .unwrap();
+    .unwrap()
+}
+
+/// Opens a component as a sidecar would, from its type and metadata.
+async fn open_component(type_: &str, metadata: &[(&str, &str)]) -> Arc<dyn PubSub> {
+    let c = component("conformance", type_, metadata);
     match outrider_blocks::pubsub::open(&c, "conformance", "default").await {
         Ok(c) => c.broker,
         Err(e) => panic!("opening {type_}: {e:?}"),
@@ -305,6 +321,24 @@ macro_rules! conformance {
     };
 }
 
+/// Redis Streams on `server` for consumer `consumer`, redelivering what was not answered
+/// within `processing_timeout` (checked every 100 ms).
+fn redis_streams(
+    server: &outrider_testkit::RedisServer,
+    consumer: &str,
+    processing_timeout: Duration,
+) -> RedisStreamSettings {
+    RedisStreamSettings {
+        client: redis::Client::open(format!("redis://127.0.0.1:{}/", server.port)).unwrap(),
+        consumer: consumer.into(),
+        processing_timeout,
+        redeliver_interval: Duration::from_millis(100),
+        queue_depth: 10,
+        max_len_approx: None,
+        timeout: Duration::from_secs(5),
+    }
+}
+
 conformance!(memory, || async {
     (
         Arc::new(MemoryPubSub::new()) as Arc<dyn PubSub>,
@@ -313,22 +347,27 @@ conformance!(memory, || async {
 });
 conformance!(redis_streams, || async {
     let server = outrider_testkit::RedisServer::start();
-    let settings = RedisStreamSettings {
-        client: redis::Client::open(format!("redis://127.0.0.1:{}/", server.port)).unwrap(),
-        consumer: "conformance".into(),
-        // Short, so that retried messages come back within the suite's bounds.
-        processing_timeout: Duration::from_millis(200),
-        redeliver_interval: Duration::from_millis(100),
-        queue_depth: 10,
-        max_len_approx: None,
-        timeout: Duration::from_secs(5),
-    };
+    // Short, so that retried messages come back within the suite's bounds.
+    let settings = redis_streams(&server, "conformance", Duration::from_millis(200));
     let broker = RedisPubSub::connect(settings).await.unwrap();
     (
         Arc::new(broker) as Arc<dyn PubSub>,
         Box::new(server) as Box<dyn std::any::Any + Send>,
     )
 });
+
+/// Runs `cleanup` to the end on a thread and runtime of its own: guards are dropped inside a
+/// test's runtime, which cannot be blocked on.
+fn clean_up(cleanup: impl Future<Output = ()> + Send + 'static) {
+    let _ = std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(cleanup);
+    })
+    .join();
+}
 
 /// Deletes the streams this test process created on the NATS server when dropped (the shared
 /// server outlives the tests; topics carry the process id, so only ours match).
@@ -340,27 +379,20 @@ impl Drop for NatsStreams {
     fn drop(&mut self) {
         use futures_util::StreamExt;
         let (url, marker) = (self.server.url.clone(), format!("-{}-", std::process::id()));
-        let cleanup = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                let Ok(client) = async_nats::connect(url).await else {
-                    return;
-                };
-                let js = async_nats::jetstream::new(client);
-                let names: Vec<String> = js
-                    .stream_names()
-                    .filter_map(|n| async { n.ok() })
-                    .collect()
-                    .await;
-                for name in names.into_iter().filter(|n| n.contains(&marker)) {
-                    let _ = js.delete_stream(&name).await;
-                }
-            });
+        clean_up(async move {
+            let Ok(client) = async_nats::connect(url).await else {
+                return;
+            };
+            let js = async_nats::jetstream::new(client);
+            let names: Vec<String> = js
+                .stream_names()
+                .filter_map(|n| async { n.ok() })
+                .collect()
+                .await;
+            for name in names.into_iter().filter(|n| n.contains(&marker)) {
+                let _ = js.delete_stream(&name).await;
+            }
         });
-        let _ = cleanup.join();
     }
 }
 
@@ -393,34 +425,27 @@ impl Drop for RabbitTopology {
         use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
         let url = self.server.url.clone();
         let topics = TOPICS.lock().unwrap().clone();
-        let cleanup = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                let Ok(conn) =
-                    lapin::Connection::connect(&url, lapin::ConnectionProperties::default()).await
-                else {
-                    return;
-                };
-                let Ok(ch) = conn.create_channel().await else {
-                    return;
-                };
-                for t in &topics {
-                    for g in GROUPS {
-                        let _ = ch
-                            .queue_delete(format!("{g}-{t}").into(), QueueDeleteOptions::default())
-                            .await;
-                    }
+        clean_up(async move {
+            let Ok(conn) =
+                lapin::Connection::connect(&url, lapin::ConnectionProperties::default()).await
+            else {
+                return;
+            };
+            let Ok(ch) = conn.create_channel().await else {
+                return;
+            };
+            for t in &topics {
+                for g in GROUPS {
                     let _ = ch
-                        .exchange_delete(t.as_str().into(), ExchangeDeleteOptions::default())
+                        .queue_delete(format!("{g}-{t}").into(), QueueDeleteOptions::default())
                         .await;
                 }
-                let _ = conn.close(200, "done".into()).await;
-            });
+                let _ = ch
+                    .exchange_delete(t.as_str().into(), ExchangeDeleteOptions::default())
+                    .await;
+            }
+            let _ = conn.close(200, "done".into()).await;
         });
-        let _ = cleanup.join();
     }
 }
 

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use bytes::Bytes;
 use outrider_blocks::pubsub::memory::{PUBLISH_WAIT, QUEUE, QUEUE_BYTES};
 use outrider_blocks::pubsub::{
-    Handler, MemoryPubSub, Message, Outcome, PubSub, PubSubError, SubscribeRequest,
+    Handler, MemoryPubSub, Message, Outcome, PubSub, PubSubError, SubscribeRequest, Subscription,
 };
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
@@ -21,16 +21,34 @@ fn msg(size: usize) -> Message {
     }
 }
 
-/// A handler that takes a permit of `gate` per message before answering SUCCESS.
-fn gated(gate: Arc<Semaphore>, started: Arc<AtomicUsize>) -> Handler {
-    Arc::new(move |_m: Message| {
-        let (gate, started) = (gate.clone(), started.clone());
+/// Subscribes group `g` to `topic` with a handler that takes a permit of a gate holding
+/// `permits` per message before answering SUCCESS; returns the subscription, the gate and how
+/// many deliveries started.
+async fn gated(
+    b: &MemoryPubSub,
+    topic: &str,
+    concurrency: usize,
+    permits: usize,
+) -> (Subscription, Arc<Semaphore>, Arc<AtomicUsize>) {
+    let (gate, started) = (
+        Arc::new(Semaphore::new(permits)),
+        Arc::new(AtomicUsize::new(0)),
+    );
+    let (g, s) = (gate.clone(), started.clone());
+    let handler: Handler = Arc::new(move |_m: Message| {
+        let (gate, started) = (g.clone(), s.clone());
         Box::pin(async move {
             started.fetch_add(1, Ordering::Relaxed);
             gate.acquire().await.unwrap().forget();
             Outcome::Success
         })
-    })
+    });
+    let req = SubscribeRequest {
+        topic: topic.into(),
+        group: "g".into(),
+        concurrency,
+    };
+    (b.subscribe(req, handler).await.unwrap(), gate, started)
 }
 
 /// Publishes `size`-byte messages until one is refused; returns how many were taken.
@@ -51,16 +69,7 @@ async fn fill(b: &MemoryPubSub, size: usize, at_most: usize) -> usize {
 #[tokio::test(start_paused = true)]
 async fn a_subscriber_that_never_answers_holds_at_most_its_bytes() {
     let b = MemoryPubSub::new();
-    let (gate, started) = (Arc::new(Semaphore::new(0)), Arc::new(AtomicUsize::new(0)));
-    let req = SubscribeRequest {
-        topic: "t".into(),
-        group: "g".into(),
-        concurrency: 2,
-    };
-    let _sub = b
-        .subscribe(req, gated(gate, started.clone()))
-        .await
-        .unwrap();
+    let (_sub, _gate, started) = gated(&b, "t", 2, 0).await;
     // 1 MiB each: the ones being delivered count too.
     assert_eq!(fill(&b, 1 << 20, 1000).await, QUEUE_BYTES >> 20);
     assert_eq!(started.load(Ordering::Relaxed), 2);
@@ -77,42 +86,18 @@ async fn a_subscriber_that_never_answers_holds_at_most_its_bytes() {
 #[tokio::test(start_paused = true)]
 async fn small_messages_are_bounded_by_count() {
     let b = MemoryPubSub::new();
-    let (gate, started) = (Arc::new(Semaphore::new(0)), Arc::new(AtomicUsize::new(0)));
-    let req = SubscribeRequest {
-        topic: "t".into(),
-        group: "g".into(),
-        concurrency: 1,
-    };
-    let _sub = b.subscribe(req, gated(gate, started)).await.unwrap();
+    let (_sub, _gate, _started) = gated(&b, "t", 1, 0).await;
     assert_eq!(fill(&b, 10, 10 * QUEUE).await, QUEUE);
 }
 
 #[tokio::test(start_paused = true)]
 async fn room_comes_back_as_messages_are_handled_and_a_full_subscriber_blocks_no_other_topic() {
     let b = MemoryPubSub::new();
-    let (gate, started) = (Arc::new(Semaphore::new(0)), Arc::new(AtomicUsize::new(0)));
-    let req = SubscribeRequest {
-        topic: "t".into(),
-        group: "g".into(),
-        concurrency: 1,
-    };
-    let _sub = b
-        .subscribe(req, gated(gate.clone(), started.clone()))
-        .await
-        .unwrap();
+    let (_sub, gate, started) = gated(&b, "t", 1, 0).await;
     let taken = fill(&b, 4 << 20, 1000).await;
     assert_eq!(taken, QUEUE_BYTES / (4 << 20));
     // Another topic's subscriber is unaffected.
-    let (open_gate, other_started) = (Arc::new(Semaphore::new(100)), Arc::new(AtomicUsize::new(0)));
-    let other_req = SubscribeRequest {
-        topic: "elsewhere".into(),
-        group: "g".into(),
-        concurrency: 1,
-    };
-    let _other = b
-        .subscribe(other_req, gated(open_gate, other_started.clone()))
-        .await
-        .unwrap();
+    let (_other, _open_gate, _other_started) = gated(&b, "elsewhere", 1, 100).await;
     for _ in 0..5 {
         b.publish(Message {
             topic: "elsewhere".into(),

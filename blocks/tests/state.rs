@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use outrider_blocks::state::{
-    Concurrency, Consistency, DeleteRequest, Encrypted, EncryptionKey, MemoryStore, Metadata,
+    Concurrency, Consistency, DeleteRequest, Encrypted, EncryptionKey, Item, MemoryStore, Metadata,
     Operation, Options, PostgresStore, Query, RedisSettings, RedisStore, SetRequest, SqliteStore,
     StateError, StateStore,
 };
@@ -34,20 +34,21 @@ fn del(key: &str, etag: Option<&str>) -> DeleteRequest {
     }
 }
 
+/// What `get` answers for `key`, which must not fail.
+async fn item_of(s: &dyn StateStore, key: &str) -> Option<Item> {
+    s.get(key.into(), Metadata::new()).await.unwrap()
+}
+
 async fn etag_of(s: &dyn StateStore, key: &str) -> String {
-    s.get(key.into(), Metadata::new())
+    item_of(s, key)
         .await
-        .unwrap()
         .expect("key exists")
         .etag
         .expect("etag")
 }
 
 async fn value_of(s: &dyn StateStore, key: &str) -> Option<Bytes> {
-    s.get(key.into(), Metadata::new())
-        .await
-        .unwrap()
-        .map(|i| i.data)
+    item_of(s, key).await.map(|i| i.data)
 }
 
 async fn round_trips_every_kind_of_value(s: Arc<dyn StateStore>) {
@@ -208,11 +209,7 @@ async fn ttl_expires_keys(s: Arc<dyn StateStore>) {
         Err(StateError::BadRequest(_))
     ));
     s.set(ttl("1")).await.unwrap();
-    let item = s
-        .get("ttl".into(), Metadata::new())
-        .await
-        .unwrap()
-        .expect("visible before expiry");
+    let item = item_of(&*s, "ttl").await.expect("visible before expiry");
     assert!(
         item.metadata.contains_key("ttlExpireTime"),
         "{:?}",
@@ -227,10 +224,8 @@ async fn ttl_expires_keys(s: Arc<dyn StateStore>) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     s.set(ttl("-1")).await.unwrap();
-    let item = s
-        .get("ttl".into(), Metadata::new())
+    let item = item_of(&*s, "ttl")
         .await
-        .unwrap()
         .expect("negative ttl never expires");
     assert!(!item.metadata.contains_key("ttlExpireTime"));
 }
@@ -243,11 +238,7 @@ async fn concurrent_writers_lose_no_update(s: Arc<dyn StateStore>) {
             tokio::spawn(async move {
                 for _ in 0..50 {
                     loop {
-                        let item = s
-                            .get("counter".into(), Metadata::new())
-                            .await
-                            .unwrap()
-                            .unwrap();
+                        let item = item_of(&*s, "counter").await.unwrap();
                         let n: u64 = std::str::from_utf8(&item.data).unwrap().parse().unwrap();
                         let req = SetRequest {
                             etag: item.etag,

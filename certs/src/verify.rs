@@ -160,6 +160,30 @@ impl fmt::Display for IdentityError {
 
 impl std::error::Error for IdentityError {}
 
+/// The handshake signature checks of a verifier holding `roots`: the same on both sides of a
+/// connection, with the algorithms of the crypto provider.
+macro_rules! handshake_signatures_by_roots {
+    () => {
+        handshake_signatures_by_roots!(verify_tls12_signature);
+        handshake_signatures_by_roots!(verify_tls13_signature);
+
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            self.roots.algs.supported_schemes()
+        }
+    };
+    // Each check is rustls' function of the same name.
+    ($check:ident) => {
+        fn $check(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::$check(message, cert, dss, &self.roots.algs)
+        }
+    };
+}
+
 /// Inbound: requires a client certificate chaining to the bundle, with clientAuth and a SPIFFE id
 /// of our trust domain. Which callers may do what is decided later, by policy.
 pub(crate) struct WorkloadClientVerifier {
@@ -194,27 +218,7 @@ impl ClientCertVerifier for WorkloadClientVerifier {
         Ok(ClientCertVerified::assertion())
     }
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.roots.algs)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.roots.algs)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.roots.algs.supported_schemes()
-    }
+    handshake_signatures_by_roots!();
 }
 
 /// Outbound: the server must chain to the bundle, have serverAuth, and be exactly `expected`.
@@ -257,25 +261,5 @@ impl ServerCertVerifier for ServerIdentityVerifier {
         Ok(ServerCertVerified::assertion())
     }
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.roots.algs)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.roots.algs)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.roots.algs.supported_schemes()
-    }
+    handshake_signatures_by_roots!();
 }

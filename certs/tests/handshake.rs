@@ -21,6 +21,14 @@ fn creds(ca: &DevCa, app: &str) -> Credentials {
     Credentials::new(id(app), &ca.trust_bundle(), cert).unwrap()
 }
 
+/// A development CA of its own, in `ca` under a temporary directory that lives as long as the
+/// guard returned with it.
+fn fresh_ca() -> (tempfile::TempDir, DevCa) {
+    let home = tempfile::tempdir().unwrap();
+    let ca = DevCa::load_or_create(&home.path().join("ca")).unwrap();
+    (home, ca)
+}
+
 /// Runs one handshake; returns the identity the server saw, or the client's error.
 async fn handshake(server: &Credentials, client: rustls::ClientConfig) -> Result<SpiffeId, String> {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -56,8 +64,7 @@ async fn handshake(server: &Credentials, client: rustls::ClientConfig) -> Result
 
 #[tokio::test]
 async fn mutual_tls_between_workloads_of_one_ca() {
-    let home = tempfile::tempdir().unwrap();
-    let ca = DevCa::load_or_create(&home.path().join("ca")).unwrap();
+    let (_home, ca) = fresh_ca();
     let (a, b) = (creds(&ca, "a"), creds(&ca, "b"));
     let peer = handshake(&b, a.client_config(id("b")).unwrap())
         .await
@@ -67,8 +74,7 @@ async fn mutual_tls_between_workloads_of_one_ca() {
 
 #[tokio::test]
 async fn client_refuses_a_server_with_another_identity() {
-    let home = tempfile::tempdir().unwrap();
-    let ca = DevCa::load_or_create(&home.path().join("ca")).unwrap();
+    let (_home, ca) = fresh_ca();
     let (a, c) = (creds(&ca, "a"), creds(&ca, "c"));
     let err = handshake(&c, a.client_config(id("b")).unwrap())
         .await
@@ -81,10 +87,7 @@ async fn client_refuses_a_server_with_another_identity() {
 
 #[tokio::test]
 async fn server_refuses_a_client_from_another_ca() {
-    let h1 = tempfile::tempdir().unwrap();
-    let h2 = tempfile::tempdir().unwrap();
-    let ca1 = DevCa::load_or_create(&h1.path().join("ca")).unwrap();
-    let ca2 = DevCa::load_or_create(&h2.path().join("ca")).unwrap();
+    let ((_h1, ca1), (_h2, ca2)) = (fresh_ca(), fresh_ca());
     let b = creds(&ca1, "b");
     // The intruder trusts ca1 (so it would accept b) but its own certificate is from ca2.
     let cert = ca2.issue(&id("a"), Duration::from_secs(3600)).unwrap();
@@ -97,9 +100,8 @@ async fn server_refuses_a_client_from_another_ca() {
 
 #[tokio::test]
 async fn own_certificate_must_carry_the_id_as_uri_san() {
-    let home = tempfile::tempdir().unwrap();
+    let (home, ca) = fresh_ca();
     let dir = home.path().join("ca");
-    let ca = DevCa::load_or_create(&dir).unwrap();
     let dns = leaf_with(
         &dir,
         vec![SanType::DnsName(
@@ -119,9 +121,8 @@ async fn own_certificate_must_carry_the_id_as_uri_san() {
 
 #[tokio::test]
 async fn server_refuses_clients_without_uri_san_or_client_auth() {
-    let home = tempfile::tempdir().unwrap();
+    let (home, ca) = fresh_ca();
     let dir = home.path().join("ca");
-    let ca = DevCa::load_or_create(&dir).unwrap();
     let b = creds(&ca, "b");
     let uri = |s: &str| SanType::URI(s.try_into().unwrap());
     let cases = [
@@ -191,8 +192,7 @@ impl rustls::client::ResolvesClientCert for RecordingHints {
 
 #[tokio::test]
 async fn the_server_names_its_roots_as_whole_der_names() {
-    let home = tempfile::tempdir().unwrap();
-    let ca = DevCa::load_or_create(&home.path().join("ca")).unwrap();
+    let (_home, ca) = fresh_ca();
     let (a, b) = (creds(&ca, "a"), creds(&ca, "b"));
     let mut client = a.client_config(id("b")).unwrap();
     let seen = Arc::new(std::sync::Mutex::new(Vec::new()));

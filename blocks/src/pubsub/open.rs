@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{MemoryPubSub, PubSub, RedisPubSub, RedisStreamSettings, TopicScopes};
+use crate::component::{field_error as err, unsupported_type};
 use crate::state::{client_for, literal_metadata, redis_settings};
 use crate::{Component, ComponentError};
 use brokers::{open_jetstream, open_mqtt, open_rabbitmq};
@@ -76,13 +77,6 @@ pub fn consumer_id(configured: Option<&str>, cx: ConsumerContext<'_>) -> Result<
     Ok(v)
 }
 
-fn err(field: &str, message: impl Into<String>) -> Vec<ComponentError> {
-    vec![ComponentError {
-        field: field.into(),
-        message: message.into(),
-    }]
-}
-
 /// Deliveries in flight per subscription unless `concurrency` says otherwise (daprd's default).
 const DEFAULT_CONCURRENCY: usize = 10;
 const MAX_CONCURRENCY: usize = 10_000;
@@ -127,21 +121,12 @@ pub async fn open(
         "pubsub.jetstream" => Arc::new(open_jetstream(&fields, app_id).await?),
         "pubsub.rabbitmq" => Arc::new(open_rabbitmq(&fields, app_id).await?),
         "pubsub.mqtt3" => Arc::new(open_mqtt(&fields).await?),
-        other => {
-            return Err(vec![ComponentError {
-                field: "spec.type".into(),
-                message: format!("{other:?} is not a pub/sub type this build supports"),
-            }]);
-        }
+        other => return Err(unsupported_type(other, "pub/sub")),
     };
     Ok(PubSubComponent {
         name: c.metadata.name.clone(),
         type_: c.spec.type_.clone(),
-        version: if c.spec.version.is_empty() {
-            "v1".into()
-        } else {
-            c.spec.version.clone()
-        },
+        version: c.spec.version_or_v1(),
         broker,
         consumer_group: group,
         topic_prefix,

@@ -192,46 +192,34 @@ mod tests {
         }
     }
 
+    /// The value stored under `key`, which must be there.
+    async fn stored(store: &dyn StateStore, key: &str) -> Bytes {
+        store
+            .get(key.into(), Metadata::new())
+            .await
+            .unwrap()
+            .unwrap()
+            .data
+    }
+
     #[tokio::test]
     async fn values_are_sealed_at_rest_and_keys_rotate() {
         let raw: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
         let a = Encrypted::new(raw.clone(), EncryptionKey::from_hex(A).unwrap(), None);
         a.set(set("k", b"{\"secret\":1}")).await.unwrap();
-        let at_rest = raw
-            .get("k".into(), Metadata::new())
-            .await
-            .unwrap()
-            .unwrap()
-            .data;
+        let at_rest = stored(&*raw, "k").await;
         assert!(
             !String::from_utf8_lossy(&at_rest).contains("secret"),
             "plaintext at rest"
         );
-        assert_eq!(
-            a.get("k".into(), Metadata::new())
-                .await
-                .unwrap()
-                .unwrap()
-                .data
-                .as_ref(),
-            b"{\"secret\":1}"
-        );
+        assert_eq!(stored(&a, "k").await.as_ref(), b"{\"secret\":1}");
         // Rotation: B is primary, A secondary; old values still read, new ones use B.
         let rotated = Encrypted::new(
             raw.clone(),
             EncryptionKey::from_hex(B).unwrap(),
             Some(EncryptionKey::from_hex(A).unwrap()),
         );
-        assert_eq!(
-            rotated
-                .get("k".into(), Metadata::new())
-                .await
-                .unwrap()
-                .unwrap()
-                .data
-                .as_ref(),
-            b"{\"secret\":1}"
-        );
+        assert_eq!(stored(&rotated, "k").await.as_ref(), b"{\"secret\":1}");
         rotated.set(set("n", b"new")).await.unwrap();
         let only_a = Encrypted::new(raw.clone(), EncryptionKey::from_hex(A).unwrap(), None);
         let err = only_a.get("n".into(), Metadata::new()).await.unwrap_err();
@@ -243,16 +231,10 @@ mod tests {
         let raw: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
         let e = Encrypted::new(raw.clone(), EncryptionKey::from_hex(A).unwrap(), None);
         e.set(set("k", b"value")).await.unwrap();
-        let mut stored = raw
-            .get("k".into(), Metadata::new())
-            .await
-            .unwrap()
-            .unwrap()
-            .data
-            .to_vec();
-        stored[5] ^= 1; // still base64, different bytes
+        let mut sealed = stored(&*raw, "k").await.to_vec();
+        sealed[5] ^= 1; // still base64, different bytes
         raw.set(SetRequest {
-            value: Bytes::from(stored),
+            value: Bytes::from(sealed),
             ..set("k", b"")
         })
         .await

@@ -87,12 +87,7 @@ fn entry(req: &SetRequest, now: SystemTime) -> Result<Entry, StateError> {
 
 impl StateStore for MemoryStore {
     fn features(&self) -> Features {
-        Features {
-            etag: true,
-            transactional: true,
-            ttl: true,
-            query: true,
-        }
+        Features::ALL
     }
 
     fn get(&self, key: String, _metadata: Metadata) -> BoxFuture<Result<Option<Item>, StateError>> {

@@ -9,6 +9,7 @@ use super::{
     Encrypted, EncryptionKey, KeyPrefix, MemoryStore, PostgresStore, RedisSettings, RedisStore,
     SqliteStore, StateStore,
 };
+use crate::component::{field_error as err, unsupported_type};
 use crate::{Component, ComponentError};
 
 /// What opening a component may depend on.
@@ -49,13 +50,6 @@ impl StateComponent {
     pub fn service(&self) -> super::StateService {
         super::StateService::new(self.store.clone())
     }
-}
-
-fn err(field: &str, message: impl Into<String>) -> Vec<ComponentError> {
-    vec![ComponentError {
-        field: field.into(),
-        message: message.into(),
-    }]
 }
 
 /// The component's literal metadata, names lower-cased (Dapr matches them case-insensitively).
@@ -112,22 +106,13 @@ pub async fn open(c: &Component, ctx: &OpenContext) -> Result<StateComponent, Ve
             Arc::new(store)
         }
         "state.postgresql" => open_postgres(&md).await?,
-        other => {
-            return Err(err(
-                "spec.type",
-                format!("{other:?} is not a state store type this build supports"),
-            ));
-        }
+        other => return Err(unsupported_type(other, "state store")),
     };
     let store = encrypted(store, &md)?;
     Ok(StateComponent {
         name: c.metadata.name.clone(),
         type_: c.spec.type_.clone(),
-        version: if c.spec.version.is_empty() {
-            "v1".into()
-        } else {
-            c.spec.version.clone()
-        },
+        version: c.spec.version_or_v1(),
         store,
         prefix,
         layered: None,
@@ -151,12 +136,9 @@ fn open_sqlite(
             format!("{}: {e}", path.display()),
         )
     })?;
-    let sweeper = store.clone();
-    start_sweeper(md, move || {
-        let s = sweeper.clone();
+    swept(md, store, |s| {
         Box::pin(async move { s.sweep_expired().await.map(drop) })
-    })?;
-    Ok(Arc::new(store))
+    })
 }
 
 /// `state.postgresql`: connects and creates the table, then sweeps expired rows.
@@ -168,27 +150,18 @@ async fn open_postgres(
         .filter(|v| !v.is_empty())
         .ok_or_else(|| err("spec.metadata.connectionString", "is required"))?;
     let table = md.get("tablename").map(String::as_str).unwrap_or("state");
-    let timeout = match md.get("timeout").map(String::as_str) {
-        None | Some("") => Duration::from_secs(10),
-        Some(v) => match parse_interval(v) {
-            Some(Some(d)) => d,
-            _ => {
-                return Err(err(
-                    "spec.metadata.timeout",
-                    format!("{v:?} is not a duration like 10s"),
-                ));
-            }
-        },
-    };
+    let timeout = deadline_setting(
+        md.get("timeout").map(String::as_str),
+        Duration::from_secs(10),
+        "spec.metadata.timeout",
+        "10s",
+    )?;
     let store = PostgresStore::connect(conn, table, timeout)
         .await
         .map_err(|e| err("spec.metadata.connectionString", e.to_string()))?;
-    let sweeper = store.clone();
-    start_sweeper(md, move || {
-        let s = sweeper.clone();
+    swept(md, store, |s| {
         Box::pin(async move { s.sweep_expired().await.map(drop) })
-    })?;
-    Ok(Arc::new(store))
+    })
 }
 
 /// `store` behind AES-GCM when `primaryEncryptionKey` is set (`secondaryEncryptionKey` still
@@ -216,12 +189,14 @@ fn encrypted(
     )
 }
 
-/// Sweeps expired rows every `cleanupInterval` (or `cleanupIntervalInSeconds`; default 1h; `0`
-/// turns it off), for stores that only hide expired rows on read.
-fn start_sweeper<F>(md: &BTreeMap<String, String>, sweep: F) -> Result<(), Vec<ComponentError>>
-where
-    F: Fn() -> super::BoxFuture<Result<(), super::StateError>> + Send + 'static,
-{
+/// `store`, with `sweep` run on a copy of it every `cleanupInterval` (or
+/// `cleanupIntervalInSeconds`; default 1h; `0` turns it off), for stores that only hide expired
+/// rows on read.
+fn swept<S: StateStore + Clone>(
+    md: &BTreeMap<String, String>,
+    store: S,
+    sweep: fn(S) -> super::BoxFuture<Result<(), super::StateError>>,
+) -> Result<Arc<dyn StateStore>, Vec<ComponentError>> {
     let every = match md
         .get("cleanupinterval")
         .or(md.get("cleanupintervalinseconds"))
@@ -236,18 +211,19 @@ where
         })?,
     };
     if let Some(every) = every {
+        let sweeper = store.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             tick.tick().await;
             loop {
                 tick.tick().await;
-                if let Err(e) = sweep().await {
+                if let Err(e) = sweep(sweeper.clone()).await {
                     tracing::warn!(error = %e, "sweeping expired state failed");
                 }
             }
         });
     }
-    Ok(())
+    Ok(Arc::new(store))
 }
 
 /// Dapr's Redis metadata: `redisHost` (`host:port`), `redisPort`, `redisUsername`,
@@ -338,18 +314,12 @@ fn redis_address(md: &BTreeMap<String, String>) -> Result<(String, u16), Vec<Com
 fn redis_times(
     md: &BTreeMap<String, String>,
 ) -> Result<(Duration, Option<Duration>), Vec<ComponentError>> {
-    let timeout = match nonempty(md, "readtimeout").or(nonempty(md, "dialtimeout")) {
-        None => Duration::from_secs(5),
-        Some(v) => match parse_interval(v) {
-            Some(Some(d)) => d,
-            _ => {
-                return Err(err(
-                    "spec.metadata.readTimeout",
-                    format!("{v:?} is not a duration like 5s"),
-                ));
-            }
-        },
-    };
+    let timeout = deadline_setting(
+        nonempty(md, "readtimeout").or(nonempty(md, "dialtimeout")),
+        Duration::from_secs(5),
+        "spec.metadata.readTimeout",
+        "5s",
+    )?;
     let default_ttl = match nonempty(md, "ttlinseconds") {
         None => None,
         Some(v) => match v.parse::<i64>() {
@@ -376,6 +346,23 @@ fn sqlite_path(conn: &str, data_dir: &Path) -> PathBuf {
         p.to_owned()
     } else {
         data_dir.join(p)
+    }
+}
+
+/// A call deadline: `default` when `v` is missing or empty, else a duration other than zero;
+/// anything else is an error at `field` with an example (`like`).
+fn deadline_setting(
+    v: Option<&str>,
+    default: Duration,
+    field: &str,
+    like: &str,
+) -> Result<Duration, Vec<ComponentError>> {
+    match v.filter(|v| !v.is_empty()) {
+        None => Ok(default),
+        Some(v) => match parse_interval(v) {
+            Some(Some(d)) => Ok(d),
+            _ => Err(err(field, format!("{v:?} is not a duration like {like}"))),
+        },
     }
 }
 

@@ -98,6 +98,24 @@ impl PostgresStore {
         tx.commit().await.map_err(pg_error)
     }
 
+    /// Runs `op` on a pooled client within the store's timeout (waiting for the client counts).
+    fn with_client<T, F, Fut>(&self, op: F) -> BoxFuture<Result<T, StateError>>
+    where
+        T: 'static,
+        F: FnOnce(Self, deadpool_postgres::Object) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, StateError>> + Send,
+    {
+        let this = self.clone();
+        Box::pin(deadline::bounded(
+            this.timeout,
+            async move {
+                let client = this.pool.get().await.map_err(pg_error)?;
+                op(this, client).await
+            },
+            StateError::Timeout,
+        ))
+    }
+
     /// Deletes expired rows; returns how many.
     pub async fn sweep_expired(&self) -> Result<u64, StateError> {
         let client = self.pool.get().await.map_err(pg_error)?;
@@ -204,119 +222,84 @@ async fn apply_delete(
 
 impl StateStore for PostgresStore {
     fn features(&self) -> Features {
-        Features {
-            etag: true,
-            transactional: true,
-            ttl: true,
-            query: true,
-        }
+        Features::ALL
     }
 
     fn get(&self, key: String, _metadata: Metadata) -> BoxFuture<Result<Option<Item>, StateError>> {
-        let this = self.clone();
-        Box::pin(deadline::bounded(
-            this.timeout,
-            async move {
-                let client = this.pool.get().await.map_err(pg_error)?;
-                let row = client
+        self.with_client(move |this, client| async move {
+            let row = client
                 .query_opt(
                     &format!("SELECT value, etag, expires_at FROM {} WHERE key = $1 AND (expires_at IS NULL OR expires_at > now())", this.table),
                     &[&key],
                 )
                 .await
                 .map_err(pg_error)?;
-                Ok(row.map(|r| {
-                    let mut metadata = Metadata::new();
-                    if let Some(at) = r.get::<_, Option<SystemTime>>(2) {
-                        metadata.insert("ttlExpireTime".into(), rfc3339(at));
-                    }
-                    Item {
-                        data: Bytes::from(r.get::<_, Vec<u8>>(0)),
-                        etag: Some(r.get(1)),
-                        metadata,
-                    }
-                }))
-            },
-            StateError::Timeout,
-        ))
+            Ok(row.map(|r| {
+                let mut metadata = Metadata::new();
+                if let Some(at) = r.get::<_, Option<SystemTime>>(2) {
+                    metadata.insert("ttlExpireTime".into(), rfc3339(at));
+                }
+                Item {
+                    data: Bytes::from(r.get::<_, Vec<u8>>(0)),
+                    etag: Some(r.get(1)),
+                    metadata,
+                }
+            }))
+        })
     }
 
     fn set(&self, req: SetRequest) -> BoxFuture<Result<(), StateError>> {
-        let this = self.clone();
-        Box::pin(deadline::bounded(
-            this.timeout,
-            async move {
-                let client = this.pool.get().await.map_err(pg_error)?;
-                apply_set(&client, &this.table, &req).await
-            },
-            StateError::Timeout,
-        ))
+        self.with_client(
+            move |this, client| async move { apply_set(&client, &this.table, &req).await },
+        )
     }
 
     fn delete(&self, req: DeleteRequest) -> BoxFuture<Result<(), StateError>> {
-        let this = self.clone();
-        Box::pin(deadline::bounded(
-            this.timeout,
-            async move {
-                let client = this.pool.get().await.map_err(pg_error)?;
-                apply_delete(&client, &this.table, &req).await
-            },
-            StateError::Timeout,
-        ))
+        self.with_client(move |this, client| async move {
+            apply_delete(&client, &this.table, &req).await
+        })
     }
 
     fn query(&self, prefix: String, query: Query) -> BoxFuture<Result<QueryPage, StateError>> {
-        let this = self.clone();
-        Box::pin(deadline::bounded(
-            this.timeout,
-            async move {
-                let client = this.pool.get().await.map_err(pg_error)?;
-                let (stmt, params) = sql::SqlQuery::new(prefix).statement(&this.table, &query);
-                let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params
-                    .iter()
-                    .map(|p| p.as_ref() as &(dyn tokio_postgres::types::ToSql + Sync))
-                    .collect();
-                let rows = client.query(&stmt, &refs).await.map_err(pg_error)?;
-                let mut items: Vec<Row> = rows
-                    .iter()
-                    .map(|r| {
-                        (
-                            r.get::<_, String>(0),
-                            Bytes::from(r.get::<_, Vec<u8>>(1)),
-                            Some(r.get::<_, String>(2)),
-                        )
-                    })
-                    .collect();
-                let token = match query.limit {
-                    Some(limit) if items.len() > limit => {
-                        items.truncate(limit);
-                        Some((query.offset + limit).to_string())
-                    }
-                    _ => None,
-                };
-                Ok(QueryPage { items, token })
-            },
-            StateError::Timeout,
-        ))
+        self.with_client(move |this, client| async move {
+            let (stmt, params) = sql::SqlQuery::new(prefix).statement(&this.table, &query);
+            let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params
+                .iter()
+                .map(|p| p.as_ref() as &(dyn tokio_postgres::types::ToSql + Sync))
+                .collect();
+            let rows = client.query(&stmt, &refs).await.map_err(pg_error)?;
+            let mut items: Vec<Row> = rows
+                .iter()
+                .map(|r| {
+                    (
+                        r.get::<_, String>(0),
+                        Bytes::from(r.get::<_, Vec<u8>>(1)),
+                        Some(r.get::<_, String>(2)),
+                    )
+                })
+                .collect();
+            let token = match query.limit {
+                Some(limit) if items.len() > limit => {
+                    items.truncate(limit);
+                    Some((query.offset + limit).to_string())
+                }
+                _ => None,
+            };
+            Ok(QueryPage { items, token })
+        })
     }
 
     fn multi(&self, ops: Vec<Operation>) -> BoxFuture<Result<(), StateError>> {
-        let this = self.clone();
-        Box::pin(deadline::bounded(
-            this.timeout,
-            async move {
-                let mut client = this.pool.get().await.map_err(pg_error)?;
-                let tx = client.transaction().await.map_err(pg_error)?;
-                for op in &ops {
-                    match op {
-                        Operation::Upsert(r) => apply_set(&tx, &this.table, r).await?,
-                        Operation::Delete(r) => apply_delete(&tx, &this.table, r).await?,
-                    }
+        self.with_client(move |this, mut client| async move {
+            let tx = client.transaction().await.map_err(pg_error)?;
+            for op in &ops {
+                match op {
+                    Operation::Upsert(r) => apply_set(&tx, &this.table, r).await?,
+                    Operation::Delete(r) => apply_delete(&tx, &this.table, r).await?,
                 }
-                // Dropping the transaction on an error above rolls it back.
-                tx.commit().await.map_err(pg_error)
-            },
-            StateError::Timeout,
-        ))
+            }
+            // Dropping the transaction on an error above rolls it back.
+            tx.commit().await.map_err(pg_error)
+        })
     }
 }

@@ -305,10 +305,8 @@ impl RedisStore {
 impl StateStore for RedisStore {
     fn features(&self) -> Features {
         Features {
-            etag: true,
-            transactional: true,
-            ttl: true,
             query: false,
+            ..Features::ALL
         }
     }
 
@@ -348,24 +346,32 @@ impl StateStore for RedisStore {
     }
 
     fn set(&self, req: SetRequest) -> BoxFuture<Result<(), StateError>> {
-        self.run_one(Operation::Upsert(req))
+        self.run(&self.one, vec![Operation::Upsert(req)])
     }
 
     fn delete(&self, req: DeleteRequest) -> BoxFuture<Result<(), StateError>> {
-        self.run_one(Operation::Delete(req))
+        self.run(&self.one, vec![Operation::Delete(req)])
     }
 
     fn multi(&self, ops: Vec<Operation>) -> BoxFuture<Result<(), StateError>> {
+        if ops.is_empty() {
+            return Box::pin(async { Ok(()) });
+        }
+        self.run(&self.many, ops)
+    }
+}
+
+impl RedisStore {
+    /// Runs `script` with a key and its arguments per operation, then waits for replicas when
+    /// any operation asked for strong consistency.
+    fn run(&self, script: &Script, ops: Vec<Operation>) -> BoxFuture<Result<(), StateError>> {
         let (mut conn, script, ttl, timeout) = (
             self.conn.clone(),
-            self.many.clone(),
+            script.clone(),
             self.default_ttl,
             self.timeout,
         );
         Box::pin(async move {
-            if ops.is_empty() {
-                return Ok(());
-            }
             let mut inv = script.prepare_invoke();
             for op in &ops {
                 inv.key(key_of(op));
@@ -375,31 +381,6 @@ impl StateStore for RedisStore {
             }
             run_script(timeout, inv.invoke_async(&mut conn)).await?;
             if strong(&ops) {
-                deadline::bounded(timeout, wait_for_replicas(&mut conn), no_answer)
-                    .await
-                    .map_err(store_error)?;
-            }
-            Ok(())
-        })
-    }
-}
-
-impl RedisStore {
-    fn run_one(&self, op: Operation) -> BoxFuture<Result<(), StateError>> {
-        let (mut conn, script, ttl, timeout) = (
-            self.conn.clone(),
-            self.one.clone(),
-            self.default_ttl,
-            self.timeout,
-        );
-        Box::pin(async move {
-            let mut inv = script.prepare_invoke();
-            inv.key(key_of(&op));
-            for a in args_of(&op, ttl)? {
-                inv.arg(a);
-            }
-            run_script(timeout, inv.invoke_async(&mut conn)).await?;
-            if strong(std::slice::from_ref(&op)) {
                 deadline::bounded(timeout, wait_for_replicas(&mut conn), no_answer)
                     .await
                     .map_err(store_error)?;

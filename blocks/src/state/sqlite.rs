@@ -359,12 +359,7 @@ fn apply_delete(c: &Connection, t: &str, req: &DeleteRequest, now: i64) -> Resul
 
 impl StateStore for SqliteStore {
     fn features(&self) -> Features {
-        Features {
-            etag: true,
-            transactional: true,
-            ttl: true,
-            query: true,
-        }
+        Features::ALL
     }
 
     fn get(&self, key: String, _metadata: Metadata) -> BoxFuture<Result<Option<Item>, StateError>> {

@@ -36,15 +36,7 @@ async fn slow_handler_keeps_its_claim(broker: Arc<dyn PubSub>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_slow_handlers_keep_their_claim() {
     let server = outrider_testkit::RedisServer::start();
-    let settings = RedisStreamSettings {
-        client: redis::Client::open(format!("redis://127.0.0.1:{}/", server.port)).unwrap(),
-        consumer: "slow".into(),
-        processing_timeout: Duration::from_millis(300),
-        redeliver_interval: Duration::from_millis(100),
-        queue_depth: 10,
-        max_len_approx: None,
-        timeout: Duration::from_secs(5),
-    };
+    let settings = redis_streams(&server, "slow", Duration::from_millis(300));
     slow_handler_keeps_its_claim(Arc::new(RedisPubSub::connect(settings).await.unwrap())).await;
 }
 
@@ -69,15 +61,7 @@ async fn jetstream_slow_handlers_keep_their_claim() {
 #[tokio::test]
 async fn broker_component_errors_name_field_and_value() {
     async fn error_of(type_: &str, metadata: &[(&str, &str)]) -> String {
-        let md: Vec<serde_json::Value> = metadata
-            .iter()
-            .map(|(k, v)| serde_json::json!({"name": k, "value": v}))
-            .collect();
-        let c: outrider_blocks::Component = serde_json::from_value(serde_json::json!({
-            "metadata": {"name": "broken"},
-            "spec": {"type": type_, "version": "v1", "metadata": md},
-        }))
-        .unwrap();
+        let c = component("broken", type_, metadata);
         match outrider_blocks::pubsub::open(&c, "app", "default").await {
             Ok(_) => panic!("{type_} {metadata:?} opened"),
             Err(e) => e
@@ -209,14 +193,8 @@ async fn broker_component_errors_name_field_and_value() {
 #[tokio::test]
 async fn concurrency_comes_from_the_component() {
     let open = |value: Option<&'static str>| async move {
-        let md: Vec<serde_json::Value> = value
-            .map(|v| serde_json::json!({"name": "concurrency", "value": v}))
-            .into_iter()
-            .collect();
-        let c: outrider_blocks::Component = serde_json::from_value(serde_json::json!({
-            "metadata": {"name": "p"}, "spec": {"type": "pubsub.in-memory", "version": "v1", "metadata": md},
-        }))
-        .unwrap();
+        let md: Vec<(&str, &str)> = value.map(|v| ("concurrency", v)).into_iter().collect();
+        let c = component("p", "pubsub.in-memory", &md);
         outrider_blocks::pubsub::open(&c, "app", "default")
             .await
             .unwrap()
@@ -242,15 +220,7 @@ async fn mqtt_subscriptions_with_a_fixed_client_id_do_not_share_a_session() {
         ],
     )
     .await;
-    let (t1, t2) = (topic("one"), topic("two"));
-    let (h1, seen1) = recorder(|_, _| Outcome::Success);
-    let (h2, seen2) = recorder(|_, _| Outcome::Success);
-    let _s1 = broker.subscribe(sub(&t1, "g"), h1).await.unwrap();
-    let _s2 = broker.subscribe(sub(&t2, "g"), h2).await.unwrap();
-    for i in 0..20 {
-        broker.publish(msg(&t1, &format!("one-{i}"))).await.unwrap();
-        broker.publish(msg(&t2, &format!("two-{i}"))).await.unwrap();
-    }
+    let (_subs, seen1, seen2) = twenty_on_two_topics(&*broker, ["one", "two"]).await;
     eventually("20 on each topic", || {
         seen1.lock().unwrap().len() >= 20 && seen2.lock().unwrap().len() >= 20
     })

@@ -86,21 +86,15 @@ impl SqlQuery {
                     _ => "false".into(),
                 }
             }
-            Filter::And(fs) => format!(
-                "({})",
-                fs.iter()
-                    .map(|f| self.filter(f))
-                    .collect::<Vec<_>>()
-                    .join(" AND ")
-            ),
-            Filter::Or(fs) => format!(
-                "({})",
-                fs.iter()
-                    .map(|f| self.filter(f))
-                    .collect::<Vec<_>>()
-                    .join(" OR ")
-            ),
+            Filter::And(fs) => self.joined(fs, " AND "),
+            Filter::Or(fs) => self.joined(fs, " OR "),
         }
+    }
+
+    /// `fs` joined by `op` (` AND ` or ` OR `), in parentheses.
+    fn joined(&mut self, fs: &[Filter], op: &str) -> String {
+        let parts: Vec<String> = fs.iter().map(|f| self.filter(f)).collect();
+        format!("({})", parts.join(op))
     }
 
     /// The whole statement for `table`, fetching one row more than a page to tell whether
