@@ -53,11 +53,8 @@ impl<C> Stack<C> {
     pub fn around<S, Req>(self, service: S) -> Stacked<Req, S::Response, S::Error>
     where
         Req: Replay + Send + 'static,
-        S: Service<Req> + Clone + Send + Sync + 'static,
-        S::Future: Send + 'static,
-        S::Response: Send + 'static,
-        S::Error: Send + 'static,
-        C: Classify<S::Response, StackError<S::Error>> + Clone + Send + Sync + 'static,
+        S: Stackable<Req>,
+        C: Judges<S, Req>,
     {
         BoxCloneSyncService::new(self.layered(service))
     }
@@ -67,11 +64,8 @@ impl<C> Stack<C> {
     pub fn around_cloned<S, Req>(self, service: S) -> Stacked<Req, S::Response, S::Error>
     where
         Req: Clone + Send + Sync + 'static,
-        S: Service<Req> + Clone + Send + Sync + 'static,
-        S::Future: Send + 'static,
-        S::Response: Send + 'static,
-        S::Error: Send + 'static,
-        C: Classify<S::Response, StackError<S::Error>> + Clone + Send + Sync + 'static,
+        S: Stackable<Req>,
+        C: Judges<S, Req>,
     {
         BoxCloneSyncService::new(self.layered_cloned(service))
     }
@@ -81,47 +75,26 @@ impl<C> Stack<C> {
     pub fn layered_cloned<S, Req>(
         self,
         service: S,
-    ) -> impl Service<
-        Req,
-        Response = S::Response,
-        Error = StackError<S::Error>,
-        Future: Send + 'static,
-    > + Clone
-    + Send
-    + Sync
-    + 'static
+    ) -> impl Stackable<Req, Response = S::Response, Error = StackError<S::Error>>
     where
         Req: Clone + Send + Sync + 'static,
-        S: Service<Req> + Clone + Send + Sync + 'static,
-        S::Future: Send + 'static,
-        S::Response: Send + 'static,
-        S::Error: Send + 'static,
-        C: Classify<S::Response, StackError<S::Error>> + Clone + Send + Sync + 'static,
+        S: Stackable<Req>,
+        C: Judges<S, Req>,
     {
         let unwrapped = service.map_request(|Cloned(r): Cloned<Req>| r);
-        self.layered(unwrapped).map_request(Cloned)
+        self.layered::<_, Cloned<Req>>(unwrapped)
+            .map_request(Cloned)
     }
 
     /// [`Stack::around`] not yet boxed.
     pub fn layered<S, Req>(
         self,
         service: S,
-    ) -> impl Service<
-        Req,
-        Response = S::Response,
-        Error = StackError<S::Error>,
-        Future: Send + 'static,
-    > + Clone
-    + Send
-    + Sync
-    + 'static
+    ) -> impl Stackable<Req, Response = S::Response, Error = StackError<S::Error>>
     where
         Req: Replay + Send + 'static,
-        S: Service<Req> + Clone + Send + Sync + 'static,
-        S::Future: Send + 'static,
-        S::Response: Send + 'static,
-        S::Error: Send + 'static,
-        C: Classify<S::Response, StackError<S::Error>> + Clone + Send + Sync + 'static,
+        S: Stackable<Req>,
+        C: Judges<S, Req>,
     {
         let Self {
             labels,
@@ -142,4 +115,35 @@ impl<C> Stack<C> {
             .option_layer(timeout.map(|(name, d)| TimeoutLayer::new(&name, d, labels)))
             .service(service.map_err(StackError::Call))
     }
+}
+
+/// A service a stack can wrap (and what a stack is): shared between tasks, its calls sent to
+/// other tasks.
+pub trait Stackable<Req>:
+    Service<Req, Future: Send + 'static, Response: Send + 'static, Error: Send + 'static>
+    + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<S, Req> Stackable<Req> for S where
+    S: Service<Req, Future: Send + 'static, Response: Send + 'static, Error: Send + 'static>
+        + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
+
+/// A classifier of the calls of service `S` through a stack.
+pub trait Judges<S: Service<Req>, Req>:
+    Classify<S::Response, StackError<S::Error>> + Clone + Send + Sync + 'static
+{
+}
+
+impl<C, S: Service<Req>, Req> Judges<S, Req> for C where
+    C: Classify<S::Response, StackError<S::Error>> + Clone + Send + Sync + 'static
+{
 }
