@@ -11,6 +11,12 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+/// The headers of a request whose body is JSON.
+pub const JSON: &[(&str, &str)] = &[("content-type", "application/json")];
+
+/// The headers of a request whose body is plain text.
+pub const TEXT: &[(&str, &str)] = &[("content-type", "text/plain")];
+
 /// A response, fully read.
 #[derive(Debug)]
 pub struct Reply {
@@ -32,6 +38,18 @@ impl Reply {
     /// The body as text.
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// Asserts a Dapr error answer: `status`, with `code` as the body's `errorCode`. `what` names
+    /// the case in the failure message, which also shows the body.
+    #[track_caller]
+    pub fn assert_error(&self, status: u16, code: &str, what: &str) {
+        assert_eq!(
+            (self.status, self.json()["errorCode"].as_str()),
+            (status, Some(code)),
+            "{what}: {}",
+            self.text()
+        );
     }
 }
 

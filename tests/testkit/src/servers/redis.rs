@@ -141,6 +141,16 @@ impl RedisServer {
         format!("127.0.0.1:{}", self.port)
     }
 
+    /// Runs `redis-cli` against the server with `args` (auth warnings off) and returns what it
+    /// printed and how it exited.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new("redis-cli")
+            .args(["-p", &self.port.to_string(), "--no-auth-warning"])
+            .args(args)
+            .output()
+            .expect("redis-cli is not installed (make deps installs it)")
+    }
+
     /// Kills the server (SIGKILL: an abrupt outage).
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
