@@ -193,8 +193,20 @@ impl SidecarBuilder {
         subscriptions: serde_json::Value,
     ) -> (FakeApp, Sidecar) {
         let n = subscriptions.as_array().map_or(0, Vec::len);
+        self.start_subscriber_expecting(instance, subscriptions, n)
+            .await
+    }
+
+    /// As [`SidecarBuilder::start_subscriber`], but waits until exactly `active` subscriptions
+    /// are active: the app's own that the sidecar accepts and the declared ones in scope.
+    pub async fn start_subscriber_expecting(
+        self,
+        instance: &str,
+        subscriptions: serde_json::Value,
+        active: usize,
+    ) -> (FakeApp, Sidecar) {
         let app = FakeApp::with_subscriptions(instance, subscriptions).await;
-        let sidecar = self.app_port(app.port).start_subscribed(n).await;
+        let sidecar = self.app_port(app.port).start_subscribed(active).await;
         (app, sidecar)
     }
 
