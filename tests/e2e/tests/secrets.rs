@@ -179,14 +179,7 @@ async fn without_secret_stores_the_api_says_so_and_bad_stores_stop_the_start() {
 /// the start, naming component, field and secret; the password is in no log, metric or metadata.
 #[tokio::test]
 async fn component_passwords_come_from_secret_references() {
-    let redis = outrider_testkit::RedisServer::start_with(&[
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        "--requirepass",
-        "pw-9f2c1",
-    ]);
+    let redis = outrider_testkit::RedisServer::start_with_password("pw-9f2c1");
     let mesh = Mesh::new();
     let file = mesh.home().join("creds.json");
     std::fs::write(&file, r#"{"redis": {"password": "pw-9f2c1"}}"#).unwrap();

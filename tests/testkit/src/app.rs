@@ -49,8 +49,7 @@ pub struct Recorded {
 impl Recorded {
     /// The body as JSON (a delivered CloudEvent, for one).
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
+        crate::client::json_body(&self.body)
     }
 }
 

@@ -31,8 +31,7 @@ pub struct Reply {
 impl Reply {
     /// The body as JSON.
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
+        json_body(&self.body)
     }
 
     /// The body as text.
@@ -51,6 +50,12 @@ impl Reply {
             self.text()
         );
     }
+}
+
+/// `body` as JSON; panics with the body when it is not.
+pub(crate) fn json_body(body: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(body)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(body)))
 }
 
 /// A shared pooled client.
