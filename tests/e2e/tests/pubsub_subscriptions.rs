@@ -134,15 +134,14 @@ kind: Component\nmetadata: {name: pubsub}\nspec: {type: pubsub.in-memory}\n";
 
     // A rule that is not CEL is refused at start, naming file, field and expression.
     mesh.resources("res", "subs.yaml", "kind: Subscription\nmetadata: {name: r}\nspec:\n  pubsubname: pubsub\n  topic: t\n  routes: {rules: [{match: 'event.type ==', path: /x}], default: /d}\n");
-    let log = mesh
-        .sidecar("decl-bad")
+    mesh.sidecar("decl-bad")
         .resources(&res)
-        .start_fails(Duration::from_secs(30), 2)
+        .start_fails(
+            Duration::from_secs(30),
+            2,
+            &["subs.yaml: spec.routes.rules[0]: event.type =="],
+        )
         .await;
-    assert!(
-        log.contains("subs.yaml: spec.routes.rules[0]: event.type =="),
-        "{log}"
-    );
 }
 
 /// Routing rules pick the route per event, in order, before the default, for the app's own

@@ -211,12 +211,16 @@ impl SidecarBuilder {
     }
 
     /// Spawns a process that must refuse to start: waits (bounded by `limit`) for it to exit,
-    /// asserts that its exit code is `code`, and returns its log.
-    pub async fn start_fails(self, limit: Duration, code: i32) -> String {
+    /// asserts that its exit code is `code` and that its log says each of `says`, and returns
+    /// the log.
+    pub async fn start_fails(self, limit: Duration, code: i32, says: &[&str]) -> String {
         let mut s = self.spawn();
         let exit = s.wait_exit(limit).await;
         let log = s.log();
         assert_eq!(exit, Some(code), "sidecar {} exit code:\n{log}", s.app_id);
+        for said in says {
+            assert!(log.contains(said), "the log does not say {said:?}:\n{log}");
+        }
         log
     }
 }
