@@ -232,14 +232,7 @@ async fn metrics_use_route_templates_not_raw_paths() {
         .unwrap();
         assert_eq!(r.status, 200);
     }
-    send(
-        "GET",
-        &format!("{}/v1.0/unknown-secret-route", a.api_url()),
-        &[],
-        "",
-    )
-    .await
-    .unwrap();
+    a.get("/v1.0/unknown-secret-route").await;
     let text = wait_until(Duration::from_secs(5), "client metrics on b", || async {
         let t = b.metrics().await;
         (sum_metric(

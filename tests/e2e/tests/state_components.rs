@@ -53,16 +53,8 @@ async fn components_from_resources_with_key_prefixes() {
         db.display()
     );
     let res = resources(&mesh, "res", &yaml);
-    let a = mesh
-        .sidecar("pa")
-        .args(["--resources-path", &res])
-        .start()
-        .await;
-    let b = mesh
-        .sidecar("pb")
-        .args(["--resources-path", &res])
-        .start()
-        .await;
+    let a = mesh.sidecar("pa").resources(&res).start().await;
+    let b = mesh.sidecar("pb").resources(&res).start().await;
     save(&a, "shared", json!([{"key": "k", "value": 1}])).await;
     // keyPrefix: name — both apps share the key space of the store.
     assert_eq!(
@@ -88,10 +80,7 @@ async fn components_from_resources_with_key_prefixes() {
         204,
         "in-memory stores are per process"
     );
-    let meta = send("GET", &format!("{}/v1.0/metadata", a.api_url()), &[], "")
-        .await
-        .unwrap()
-        .json();
+    let meta = a.get("/v1.0/metadata").await.json();
     let names: Vec<&str> = meta["components"]
         .as_array()
         .unwrap()
@@ -110,11 +99,7 @@ async fn encrypted_components_keep_plaintext_off_disk() {
         db.display()
     );
     let res = resources(&mesh, "res-enc", &yaml);
-    let s = mesh
-        .sidecar("enc")
-        .args(["--resources-path", &res])
-        .start()
-        .await;
+    let s = mesh.sidecar("enc").resources(&res).start().await;
     let secret = "the-launch-code-is-0000";
     assert_eq!(
         save(
@@ -148,10 +133,7 @@ async fn encrypted_components_keep_plaintext_off_disk() {
         "res-badkey",
         &yaml.replace("00112233445566778899aabbccddeeff", "not-hex"),
     );
-    let mut b = mesh
-        .sidecar("badkey")
-        .args(["--resources-path", &bad])
-        .spawn();
+    let mut b = mesh.sidecar("badkey").resources(&bad).spawn();
     assert_eq!(b.wait_exit(Duration::from_secs(30)).await, Some(1));
     assert!(
         b.log().contains("spec.metadata.primaryEncryptionKey"),
@@ -168,7 +150,7 @@ async fn a_bad_component_stops_the_start_with_file_and_field() {
         "res-bad",
         "kind: Component\nmetadata:\n  name: s\nspec:\n  type: state.sqlite\n  metadata:\n  - name: tableName\n    value: \"x; DROP\"\n",
     );
-    let mut s = mesh.sidecar("bad").args(["--resources-path", &res]).spawn();
+    let mut s = mesh.sidecar("bad").resources(&res).spawn();
     assert_eq!(s.wait_exit(Duration::from_secs(30)).await, Some(1));
     let log = s.log();
     assert!(

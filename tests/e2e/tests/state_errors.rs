@@ -138,11 +138,7 @@ async fn bad_input_gets_dapr_errors_and_changes_nothing() {
         "res-none",
         "apiVersion: dapr.io/v1alpha1\nkind: Configuration\nmetadata: {name: c}\n",
     );
-    let bare = mesh
-        .sidecar("bare")
-        .args(["--resources-path", &none])
-        .start()
-        .await;
+    let bare = mesh.sidecar("bare").resources(&none).start().await;
     let r = send("GET", &url(&bare, "statestore/x"), &[], "")
         .await
         .unwrap();
@@ -172,11 +168,7 @@ async fn bulk_get_reports_failures_per_key() {
         )
     );
     let res = resources(&mesh, "res-mixed", &yaml);
-    let s = mesh
-        .sidecar("mixed")
-        .args(["--resources-path", &res])
-        .start()
-        .await;
+    let s = mesh.sidecar("mixed").resources(&res).start().await;
     assert_eq!(
         save(&s, "plain", json!([{"key": "p1", "value": "plaintext"}]))
             .await
