@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use outrider_testkit::state::{resources, save, url};
-use outrider_testkit::{Mesh, send};
+use outrider_testkit::Mesh;
+use outrider_testkit::state::{get, resources, save};
 use serde_json::json;
 
 #[tokio::test]
@@ -18,30 +18,12 @@ async fn the_default_store_is_durable_and_keys_are_prefixed_per_app() {
     assert_eq!(a.wait_exit(Duration::from_secs(30)).await, Some(0));
     // Restarted on the same data directory: still there.
     let a = mesh.sidecar("app-a").data_dir(&data).start().await;
-    assert_eq!(
-        send("GET", &url(&a, "statestore/k"), &[], "")
-            .await
-            .unwrap()
-            .json(),
-        json!("from a")
-    );
+    assert_eq!(get(&a, "statestore/k").await.json(), json!("from a"));
     // Another app on the same database sees only its own keys.
     let b = mesh.sidecar("app-b").data_dir(&data).start().await;
-    assert_eq!(
-        send("GET", &url(&b, "statestore/k"), &[], "")
-            .await
-            .unwrap()
-            .status,
-        204
-    );
+    assert_eq!(get(&b, "statestore/k").await.status, 204);
     save(&b, "statestore", json!([{"key": "k", "value": "from b"}])).await;
-    assert_eq!(
-        send("GET", &url(&a, "statestore/k"), &[], "")
-            .await
-            .unwrap()
-            .json(),
-        json!("from a")
-    );
+    assert_eq!(get(&a, "statestore/k").await.json(), json!("from a"));
 }
 
 #[tokio::test]
@@ -57,26 +39,11 @@ async fn components_from_resources_with_key_prefixes() {
     let b = mesh.sidecar("pb").resources(&res).start().await;
     save(&a, "shared", json!([{"key": "k", "value": 1}])).await;
     // keyPrefix: name — both apps share the key space of the store.
-    assert_eq!(
-        send("GET", &url(&b, "shared/k"), &[], "")
-            .await
-            .unwrap()
-            .json(),
-        json!(1)
-    );
+    assert_eq!(get(&b, "shared/k").await.json(), json!(1));
     save(&a, "cache", json!([{"key": "m", "value": "mem"}])).await;
+    assert_eq!(get(&a, "cache/m").await.json(), json!("mem"));
     assert_eq!(
-        send("GET", &url(&a, "cache/m"), &[], "")
-            .await
-            .unwrap()
-            .json(),
-        json!("mem")
-    );
-    assert_eq!(
-        send("GET", &url(&b, "cache/m"), &[], "")
-            .await
-            .unwrap()
-            .status,
+        get(&b, "cache/m").await.status,
         204,
         "in-memory stores are per process"
     );
@@ -111,7 +78,7 @@ async fn encrypted_components_keep_plaintext_off_disk() {
         .status,
         204
     );
-    let r = send("GET", &url(&s, "vault/k"), &[], "").await.unwrap();
+    let r = get(&s, "vault/k").await;
     assert_eq!(
         r.json(),
         json!({"code": secret}),

@@ -46,10 +46,7 @@ async fn postgres_store_through_the_api() {
     )
     .await
     .unwrap();
-    assert_eq!(
-        (r.status, r.json()["errorCode"].as_str()),
-        (500, Some("ERR_STATE_TRANSACTION"))
-    );
+    r.assert_error(500, "ERR_STATE_TRANSACTION", "");
     assert_eq!(
         send("GET", &format!("{base}/t"), &[], "")
             .await
