@@ -216,12 +216,8 @@ async fn resiliency_policies_drive_delivery_retries() {
         "res.yaml",
         "kind: Resiliency\nmetadata: {name: r}\nspec:\n  targets:\n    components:\n      pubsub: {inbound: {retry: nowhere}}\n",
     );
-    mesh.sidecar("resilient-bad")
-        .resources(&bad)
-        .start_fails(
-            Duration::from_secs(30),
-            2,
-            &["res.yaml: spec.targets.components.pubsub.inbound.retry"],
-        )
-        .await;
+    let says = ["res.yaml: spec.targets.components.pubsub.inbound.retry"];
+    let limit = Duration::from_secs(30);
+    let bad = mesh.sidecar("resilient-bad").resources(&bad);
+    bad.start_fails(limit, 2, &says).await;
 }

@@ -134,14 +134,9 @@ kind: Component\nmetadata: {name: pubsub}\nspec: {type: pubsub.in-memory}\n";
 
     // A rule that is not CEL is refused at start, naming file, field and expression.
     mesh.resources("res", "subs.yaml", "kind: Subscription\nmetadata: {name: r}\nspec:\n  pubsubname: pubsub\n  topic: t\n  routes: {rules: [{match: 'event.type ==', path: /x}], default: /d}\n");
-    mesh.sidecar("decl-bad")
-        .resources(&res)
-        .start_fails(
-            Duration::from_secs(30),
-            2,
-            &["subs.yaml: spec.routes.rules[0]: event.type =="],
-        )
-        .await;
+    let says = ["subs.yaml: spec.routes.rules[0]: event.type =="];
+    let bad = mesh.sidecar("decl-bad").resources(&res);
+    bad.start_fails(Duration::from_secs(30), 2, &says).await;
 }
 
 /// Routing rules pick the route per event, in order, before the default, for the app's own

@@ -47,13 +47,7 @@ async fn components_from_resources_with_key_prefixes() {
         204,
         "in-memory stores are per process"
     );
-    let meta = a.get("/v1.0/metadata").await.json();
-    let names: Vec<&str> = meta["components"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["name"].as_str().unwrap())
-        .collect();
+    let names: Vec<String> = a.components().await.into_iter().map(|c| c.0).collect();
     assert_eq!(names, ["cache", "shared"]);
 }
 

@@ -236,6 +236,18 @@ impl Sidecar {
         self.get("/v1.0/metadata").await.json()
     }
 
+    /// The `(name, type)` of every component `GET /v1.0/metadata` lists, in its order.
+    pub async fn components(&self) -> Vec<(String, String)> {
+        let meta = self.metadata().await;
+        let field = |c: &serde_json::Value, f: &str| c[f].as_str().unwrap().to_owned();
+        meta["components"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no components listed: {meta}"))
+            .iter()
+            .map(|c| (field(c, "name"), field(c, "type")))
+            .collect()
+    }
+
     /// Publishes `body` with `headers` to `topic` (optionally followed by a query) of the pub/sub
     /// component `pubsub`: `POST /v1.0/publish/<pubsub>/<topic>`.
     pub async fn publish(
