@@ -465,23 +465,10 @@ async fn api_lists_decide_which_routes_are_served() {
         .args(["--config", &no_publish])
         .start()
         .await;
-    let r = send(
-        "POST",
-        &format!("{}/v1.0/publish/pubsub/t", s.api_url()),
-        &[],
-        "{}",
-    )
-    .await
-    .unwrap();
+    let r = s.request("POST", "/v1.0/publish/pubsub/t", &[], "{}").await;
     assert_eq!(r.status, 404, "{}", r.text());
     assert_eq!(r.json()["errorCode"], "ERR_DIRECT_INVOKE");
-    assert_eq!(
-        send("GET", &format!("{}/v1.0/metadata", s.api_url()), &[], "")
-            .await
-            .unwrap()
-            .status,
-        200
-    );
+    assert_eq!(s.get("/v1.0/metadata").await.status, 200);
 
     // A rule naming an API that does not exist is a configuration error.
     let typo = config(

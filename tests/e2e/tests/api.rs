@@ -129,10 +129,7 @@ async fn health_follows_the_app_and_checks_the_app_id() {
     let r = send("GET", &format!("{base}/v1.0/healthz"), &[], "")
         .await
         .unwrap();
-    assert_eq!(
-        (r.status, r.json()["errorCode"].as_str()),
-        (500, Some("ERR_HEALTH_NOT_READY"))
-    );
+    r.assert_error(500, "ERR_HEALTH_NOT_READY", "");
     assert_eq!(
         send("GET", &format!("{base}/v1.0/healthz/outbound"), &[], "")
             .await
@@ -166,10 +163,7 @@ async fn health_follows_the_app_and_checks_the_app_id() {
     let r = send("GET", &format!("{base}/v1.0/healthz?appid=z"), &[], "")
         .await
         .unwrap();
-    assert_eq!(
-        (r.status, r.json()["errorCode"].as_str()),
-        (500, Some("ERR_HEALTH_APPID_NOT_MATCH"))
-    );
+    r.assert_error(500, "ERR_HEALTH_APPID_NOT_MATCH", "");
 }
 
 #[tokio::test]
@@ -208,10 +202,7 @@ async fn metadata_reports_and_stores_extended_values() {
     let bad = send("PUT", &format!("{url}/k"), &[], vec![0xff, 0xfe])
         .await
         .unwrap();
-    assert_eq!(
-        (bad.status, bad.json()["errorCode"].as_str()),
-        (400, Some("ERR_MALFORMED_REQUEST"))
-    );
+    bad.assert_error(400, "ERR_MALFORMED_REQUEST", "");
 }
 
 #[tokio::test]
@@ -232,14 +223,7 @@ async fn metrics_use_route_templates_not_raw_paths() {
         .unwrap();
         assert_eq!(r.status, 200);
     }
-    send(
-        "GET",
-        &format!("{}/v1.0/unknown-secret-route", a.api_url()),
-        &[],
-        "",
-    )
-    .await
-    .unwrap();
+    a.get("/v1.0/unknown-secret-route").await;
     let text = wait_until(Duration::from_secs(5), "client metrics on b", || async {
         let t = b.metrics().await;
         (sum_metric(

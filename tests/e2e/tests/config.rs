@@ -7,7 +7,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioExecutor;
 use outrider_certs::{DevCa, SpiffeId};
-use outrider_testkit::{FakeApp, Mesh, free_port, send};
+use outrider_testkit::{FakeApp, Mesh, free_port};
 use rustls_pki_types::pem::PemObject;
 
 #[tokio::test]
@@ -26,31 +26,14 @@ async fn the_static_resolver_sends_to_listed_addresses() {
         .args(["--config", cfg.to_str().unwrap()])
         .start()
         .await;
-    let r = send(
-        "GET",
-        &format!("{}/v1.0/invoke/b/method/static", a.api_url()),
-        &[],
-        "",
-    )
-    .await
-    .unwrap();
+    let r = a.get("/v1.0/invoke/b/method/static").await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["path"], "/static");
-    let meta = send("GET", &format!("{}/v1.0/metadata", a.api_url()), &[], "")
-        .await
-        .unwrap()
-        .json();
+    let meta = a.get("/v1.0/metadata").await.json();
     assert_eq!(meta["extended"]["outrider.nameResolution"], "static");
     // A target the static map does not list is unknown, even though it is registered locally.
     let _c = mesh.sidecar("c").start().await;
-    let r = send(
-        "GET",
-        &format!("{}/v1.0/invoke/c/method/x", a.api_url()),
-        &[],
-        "",
-    )
-    .await
-    .unwrap();
+    let r = a.get("/v1.0/invoke/c/method/x").await;
     assert_eq!(r.status, 500);
     assert!(
         r.text().contains("no endpoints found for app c.default"),
@@ -146,14 +129,7 @@ async fn externally_issued_certificates_are_used_as_given() {
         .start()
         .await;
     outrider_testkit::wait_registered(&mesh, "b", 1).await;
-    let r = send(
-        "GET",
-        &format!("{}/v1.0/invoke/b/method/ext", a.api_url()),
-        &[],
-        "",
-    )
-    .await
-    .unwrap();
+    let r = a.get("/v1.0/invoke/b/method/ext").await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(app.seen().pop().unwrap().headers["dapr-caller-app-id"], "a");
     assert!(

@@ -395,10 +395,7 @@ async fn p2c_sends_a_slow_endpoint_less_than_round_robin() {
             .start()
             .await;
         shares.insert(balancing, slow_share(&a, &slow).await);
-        let meta =
-            outrider_testkit::send("GET", &format!("{}/v1.0/metadata", a.api_url()), &[], "")
-                .await
-                .unwrap();
+        let meta = a.get("/v1.0/metadata").await;
         assert_eq!(meta.json()["nameResolution"]["loadBalancing"], balancing);
         let page = outrider_testkit::send("GET", &format!("{}/", a.admin_url()), &[], "")
             .await

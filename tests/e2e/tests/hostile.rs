@@ -106,14 +106,7 @@ async fn silent_dripping_and_idle_connections_are_closed_on_every_listener() {
     .await;
 
     // None of it disturbed the sidecar.
-    let r = send(
-        "GET",
-        &format!("{}/v1.0/invoke/a/method/ok", a.api_url()),
-        &[],
-        "",
-    )
-    .await
-    .unwrap();
+    let r = a.get("/v1.0/invoke/a/method/ok").await;
     assert_eq!(r.status, 200, "{}", r.text());
     let metrics = a.metrics().await;
     for listener in ["api", "admin", "mesh"] {
@@ -174,9 +167,7 @@ async fn a_full_listener_closes_new_connections_at_once_and_the_others_serve_on(
         String::from_utf8_lossy(&buf)
     );
     // The API does not share the admin listener's cap.
-    let r = send("GET", &format!("{}/v1.0/metadata", a.api_url()), &[], "")
-        .await
-        .unwrap();
+    let r = a.get("/v1.0/metadata").await;
     assert_eq!(r.status, 200);
     // A slot freed is a slot reused.
     holders.pop();

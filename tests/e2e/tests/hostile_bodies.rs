@@ -181,14 +181,7 @@ async fn a_101_from_the_app_is_refused() {
     let mesh = Mesh::new();
     let app = FakeApp::start("a").await;
     let a = mesh.sidecar("a").app_port(app.port).start().await;
-    let r = send(
-        "GET",
-        &format!("{}/v1.0/invoke/a/method/status/101", a.api_url()),
-        &[],
-        "",
-    )
-    .await
-    .unwrap();
+    let r = a.get("/v1.0/invoke/a/method/status/101").await;
     assert_eq!(r.status, 500, "{}", r.text());
     assert_eq!(r.json()["errorCode"], "ERR_DIRECT_INVOKE");
     assert!(r.text().contains("101"), "{}", r.text());

@@ -148,14 +148,9 @@ async fn a_publish_storm_at_a_subscriber_that_never_answers_fails_fast_within_a_
     );
     assert_eq!(full, 5.0);
     // Other topics, and the rest of the API, serve on.
-    let r = send(
-        "POST",
-        &format!("{}/v1.0/publish/pubsub/calm", a.api_url()),
-        &[],
-        "{}",
-    )
-    .await
-    .unwrap();
+    let r = a
+        .request("POST", "/v1.0/publish/pubsub/calm", &[], "{}")
+        .await;
     assert_eq!(r.status, 204);
 }
 

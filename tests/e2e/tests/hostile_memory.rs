@@ -146,13 +146,6 @@ async fn http2_readers_that_take_nothing_are_cut_off_and_their_memory_comes_back
     );
     assert_eq!(stalls, 3.0);
     // And the sidecar serves on.
-    let r = send(
-        "GET",
-        &format!("{}/v1.0/state/statestore/big", a.api_url()),
-        &[],
-        "",
-    )
-    .await
-    .unwrap();
+    let r = a.get("/v1.0/state/statestore/big").await;
     assert_eq!(r.status, 200);
 }

@@ -96,9 +96,7 @@ async fn sigterm_drains_in_flight_requests() {
 async fn the_shutdown_api_stops_the_sidecar() {
     let mesh = Mesh::new();
     let mut s = mesh.sidecar("a").start().await;
-    let r = send("POST", &format!("{}/v1.0/shutdown", s.api_url()), &[], "")
-        .await
-        .unwrap();
+    let r = s.request("POST", "/v1.0/shutdown", &[], "").await;
     assert_eq!(r.status, 204);
     assert_eq!(s.wait_exit(Duration::from_secs(30)).await, Some(0));
 }
@@ -214,14 +212,7 @@ async fn a_taken_default_mesh_port_falls_back_to_a_free_one() {
         "registered the taken port"
     );
     let a = mesh.sidecar("a").start().await;
-    let r = send(
-        "GET",
-        &format!("{}/v1.0/invoke/b/method/x", a.api_url()),
-        &[],
-        "",
-    )
-    .await
-    .unwrap();
+    let r = a.get("/v1.0/invoke/b/method/x").await;
     assert_eq!(r.status, 200, "{}", r.text());
 }
 

@@ -148,25 +148,8 @@ async fn obfuscated_urls_and_omitted_health_checks() {
         .args(["--config", config.to_str().unwrap()])
         .start()
         .await;
-    assert_eq!(
-        send(
-            "GET",
-            &format!("{}/v1.0/state/statestore/pers0nal", s.api_url()),
-            &[],
-            ""
-        )
-        .await
-        .unwrap()
-        .status,
-        204
-    );
-    assert_eq!(
-        send("GET", &format!("{}/v1.0/healthz", s.api_url()), &[], "")
-            .await
-            .unwrap()
-            .status,
-        204
-    );
+    assert_eq!(s.get("/v1.0/state/statestore/pers0nal").await.status, 204);
+    assert_eq!(s.get("/v1.0/healthz").await.status, 204);
     let log = wait_until(Duration::from_secs(5), "the access line", || async {
         let log = s.log();
         log.contains("HTTP API called").then_some(log)

@@ -3,7 +3,10 @@
 //! and dead letters have files of their own (`pubsub_subscriptions`, `pubsub_bulk`,
 //! `pubsub_dead_letters`).
 
-use outrider_testkit::{Mesh, publish, send, sum_metric};
+use std::time::Duration;
+
+use outrider_testkit::{FakeApp, Mesh, Recorded, TEXT, publish, send, sum_metric, wait_until};
+use serde_json::{Value, json};
 
 #[tokio::test]
 async fn publish_answers_dapr_codes() {
@@ -34,13 +37,10 @@ async fn publish_answers_dapr_codes() {
             .unwrap();
         assert_eq!(r.status, 204, "{path}: {}", r.text());
     }
-    assert_eq!(
-        send("PUT", &url("pubsub/orders"), &[], "x")
-            .await
-            .unwrap()
-            .status,
-        204
-    );
+    let put = s
+        .request("PUT", "/v1.0/publish/pubsub/orders", &[], "x")
+        .await;
+    assert_eq!(put.status, 204);
     let bad = [
         (
             "nopubsub/orders",
@@ -76,71 +76,36 @@ async fn publish_answers_dapr_codes() {
         let r = send("POST", &url(path), &[("content-type", ct)], body)
             .await
             .unwrap();
-        assert_eq!(
-            (r.status, r.json()["errorCode"].as_str()),
-            (status, Some(code)),
-            "{path}: {}",
-            r.text()
-        );
+        r.assert_error(status, code, path);
     }
-    let meta = send("GET", &format!("{}/v1.0/metadata", s.api_url()), &[], "")
-        .await
-        .unwrap()
-        .json();
-    let comps: Vec<(&str, &str)> = meta["components"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| (c["name"].as_str().unwrap(), c["type"].as_str().unwrap()))
-        .collect();
-    assert!(comps.contains(&("pubsub", "pubsub.in-memory")), "{comps:?}");
+    let comps = s.components().await;
+    let pubsub = ("pubsub".to_owned(), "pubsub.in-memory".to_owned());
+    assert!(comps.contains(&pubsub), "{comps:?}");
 }
 
 #[tokio::test]
 async fn publishing_without_any_pubsub_is_not_configured() {
     let mesh = Mesh::new();
-    let dir = mesh.home().join("res");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(
-        dir.join("state.yaml"),
+    let res = mesh.resources(
+        "res",
+        "state.yaml",
         "kind: Component\nmetadata: {name: statestore}\nspec: {type: state.in-memory}\n",
-    )
-    .unwrap();
-    let s = mesh
-        .sidecar("nopub")
-        .args(["--resources-path", dir.to_str().unwrap()])
-        .start()
-        .await;
-    let r = send(
-        "POST",
-        &format!("{}/v1.0/publish/pubsub/t", s.api_url()),
-        &[],
-        "x",
-    )
-    .await
-    .unwrap();
-    assert_eq!(
-        (r.status, r.json()["errorCode"].as_str()),
-        (400, Some("ERR_PUBSUB_NOT_CONFIGURED"))
     );
+    let s = mesh.sidecar("nopub").resources(&res).start().await;
+    let r = s.publish("pubsub", "t", &[], "x").await;
+    r.assert_error(400, "ERR_PUBSUB_NOT_CONFIGURED", "no pub/sub component");
 }
 
 #[tokio::test]
 async fn component_scopes_limit_topics_per_app() {
-    use outrider_testkit::{FakeApp, wait_until};
-    use serde_json::json;
-    use std::time::Duration;
-
     let mesh = Mesh::new();
-    let dir = mesh.home().join("res");
-    std::fs::create_dir_all(&dir).unwrap();
     let component = concat!(
         "kind: Component\nmetadata: {name: pubsub}\nspec:\n  type: pubsub.in-memory\n  metadata:\n",
         "  - {name: allowedTopics, value: 'public, audit, private'}\n",
         "  - {name: PublishingScopes, value: 'scoped-app=public,private;other-app=audit'}\n",
         "  - {name: subscriptionScopes, value: 'scoped-app=public, audit'}\n",
     );
-    std::fs::write(dir.join("pubsub.yaml"), component).unwrap();
+    let res = mesh.resources("res", "pubsub.yaml", component);
     let route =
         |topic: &str| json!({"pubsubname": "pubsub", "topic": topic, "route": format!("/{topic}")});
     let app = FakeApp::with_subscriptions(
@@ -151,7 +116,7 @@ async fn component_scopes_limit_topics_per_app() {
     let mut s = mesh
         .sidecar("scoped-app")
         .app_port(app.port)
-        .args(["--resources-path", dir.to_str().unwrap()])
+        .resources(&res)
         .start()
         .await;
     s.wait_ready().await;
@@ -185,10 +150,7 @@ async fn component_scopes_limit_topics_per_app() {
         "only topics in the app's subscription scope are subscribed"
     );
     // The refused ones are listed as failed, with the reason.
-    let meta = send("GET", &format!("{}/v1.0/metadata", s.api_url()), &[], "")
-        .await
-        .unwrap()
-        .json();
+    let meta = s.metadata().await;
     let mut failed: Vec<(String, String)> = meta["subscriptions"]
         .as_array()
         .unwrap()
@@ -211,12 +173,8 @@ async fn component_scopes_limit_topics_per_app() {
 
     let api = s.api_url();
     for denied in ["audit", "elsewhere"] {
-        let url = format!("{api}/v1.0/publish/pubsub/{denied}");
-        let r = send("POST", &url, &[("content-type", "text/plain")], "no")
-            .await
-            .unwrap();
-        assert_eq!(r.status, 403, "{denied}");
-        assert_eq!(r.json()["errorCode"], "ERR_PUBSUB_FORBIDDEN");
+        let r = s.publish("pubsub", denied, TEXT, "no").await;
+        r.assert_error(403, "ERR_PUBSUB_FORBIDDEN", denied);
         assert_eq!(
             r.json()["message"],
             format!("topic {denied} is not allowed for app id scoped-app")
@@ -228,10 +186,7 @@ async fn component_scopes_limit_topics_per_app() {
         "publishing needs no subscription"
     );
     assert_eq!(publish(&api, "public", "text/plain", "hello").await, 204);
-    wait_until(Duration::from_secs(10), "the allowed delivery", || async {
-        app.seen().iter().any(|r| r.path == "/public").then_some(())
-    })
-    .await;
+    app.wait_at("/public", 1, Duration::from_secs(10)).await;
     let paths: Vec<String> = app
         .seen()
         .iter()
@@ -247,54 +202,26 @@ async fn component_scopes_limit_topics_per_app() {
 
 #[tokio::test]
 async fn events_past_their_ttl_are_never_delivered() {
-    use outrider_testkit::{FakeApp, wait_until};
-    use serde_json::{Value, json};
-    use std::time::Duration;
-
     let subs = json!([{"pubsubname": "pubsub", "topic": "timed", "route": "/timed"}]);
-    let app = FakeApp::with_subscriptions("ttl", subs).await;
     let mesh = Mesh::new();
-    let mut s = mesh.sidecar("ttl-app").app_port(app.port).start().await;
-    s.wait_ready().await;
-    s.wait_subscriptions(1).await;
-    let url = |query: &str| format!("{}/v1.0/publish/pubsub/timed{query}", s.api_url());
+    let (app, s) = mesh.sidecar("ttl-app").start_subscriber("ttl", subs).await;
     for bad in ["0", "-1", "soon"] {
-        let r = send(
-            "POST",
-            &url(&format!("?metadata.ttlInSeconds={bad}")),
-            &[],
-            "x",
-        )
-        .await
-        .unwrap();
-        assert_eq!(
-            (r.status, r.json()["errorCode"].clone()),
-            (400, json!("ERR_PUBSUB_REQUEST_METADATA")),
-            "{bad}"
-        );
+        let topic = format!("timed?metadata.ttlInSeconds={bad}");
+        let r = s.publish("pubsub", &topic, &[], "x").await;
+        r.assert_error(400, "ERR_PUBSUB_REQUEST_METADATA", bad);
     }
-    let r = send(
-        "POST",
-        &url("?metadata.ttlInSeconds=60"),
-        &[("content-type", "text/plain")],
-        "fresh",
-    )
-    .await
-    .unwrap();
+    let r = s
+        .publish("pubsub", "timed?metadata.ttlInSeconds=60", TEXT, "fresh")
+        .await;
     assert_eq!(r.status, 204);
     // An event whose expiration has passed, however it got one, is dropped: counted, never
     // delivered.
     let old = json!({"specversion": "1.0", "id": "old", "source": "s", "type": "t", "data": "stale", "expiration": "2001-01-01T00:00:00Z"});
-    let r = send(
-        "POST",
-        &url(""),
-        &[("content-type", "application/cloudevents+json")],
-        old.to_string(),
-    )
-    .await
-    .unwrap();
+    let cloud_event = [("content-type", "application/cloudevents+json")];
+    let r = s
+        .publish("pubsub", "timed", &cloud_event, &old.to_string())
+        .await;
     assert_eq!(r.status, 204);
-    let body = |r: &outrider_testkit::Recorded| serde_json::from_slice::<Value>(&r.body).unwrap();
     let (s, app) = (&s, &app);
     wait_until(
         Duration::from_secs(10),
@@ -310,12 +237,7 @@ async fn events_past_their_ttl_are_never_delivered() {
         },
     )
     .await;
-    let timed: Vec<Value> = app
-        .seen()
-        .iter()
-        .filter(|r| r.path == "/timed")
-        .map(body)
-        .collect();
+    let timed: Vec<Value> = app.seen_at("/timed").iter().map(Recorded::json).collect();
     assert_eq!(
         timed.len(),
         1,

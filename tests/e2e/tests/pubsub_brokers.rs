@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use nix::sys::signal::Signal;
-use outrider_testkit::{FakeApp, Mesh, Mosquitto, Nats, RabbitMq, send, wait_until};
+use outrider_testkit::pubsub::{kill_mid_delivery, numbers};
+use outrider_testkit::{JSON, Mesh, Mosquitto, Nats, RabbitMq};
 use serde_json::{Value, json};
 
 /// A broker for one test: its component metadata, and the server kept alive alongside.
@@ -54,8 +54,6 @@ fn mqtt() -> Broker {
 /// Writes the component into `<home>/<dir>/pubsub.yaml`, with `extra` metadata, and returns the
 /// directory for `--resources-path`.
 fn resources(mesh: &Mesh, dir: &str, broker: &Broker, extra: &[(&str, &str)]) -> String {
-    let path = mesh.home().join(dir);
-    std::fs::create_dir_all(&path).unwrap();
     let mut yaml = format!(
         "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: pubsub\nspec:\n  type: {}\n  version: v1\n  metadata:\n",
         broker.type_
@@ -68,8 +66,7 @@ fn resources(mesh: &Mesh, dir: &str, broker: &Broker, extra: &[(&str, &str)]) ->
     for (k, v) in all {
         yaml.push_str(&format!("  - name: {k}\n    value: \"{v}\"\n"));
     }
-    std::fs::write(path.join("pubsub.yaml"), yaml).unwrap();
-    path.to_string_lossy().into_owned()
+    mesh.resources(dir, "pubsub.yaml", &yaml)
 }
 
 fn unique(name: &str) -> String {
@@ -84,81 +81,42 @@ fn unique(name: &str) -> String {
     )
 }
 
-fn event(r: &outrider_testkit::Recorded) -> Value {
-    serde_json::from_slice(&r.body).unwrap()
-}
-
 async fn deliver_bulk_and_dead_letters(broker: Broker) {
     let (orders, work, poison) = (unique("orders"), unique("work"), unique("poison"));
     let mesh = Mesh::new();
     let res = resources(&mesh, "res", &broker, &[]);
-    let app = FakeApp::with_subscriptions(
-        "sub",
-        json!([
-            {"pubsubname": "pubsub", "topic": orders, "route": "/events"},
-            {"pubsubname": "pubsub", "topic": work, "route": "/status/500", "deadLetterTopic": poison},
-            {"pubsubname": "pubsub", "topic": poison, "route": "/poison"},
-        ]),
-    )
-    .await;
-    let mut sub = mesh
+    let (app, _sub) = mesh
         .sidecar("brk-sub")
-        .app_port(app.port)
-        .args(["--resources-path", &res])
-        .start()
+        .resources(&res)
+        .start_subscriber(
+            "sub",
+            json!([
+                {"pubsubname": "pubsub", "topic": orders, "route": "/events"},
+                {"pubsubname": "pubsub", "topic": work, "route": "/status/500", "deadLetterTopic": poison},
+                {"pubsubname": "pubsub", "topic": poison, "route": "/poison"},
+            ]),
+        )
         .await;
-    sub.wait_ready().await;
-    sub.wait_subscriptions(3).await;
-    let publisher = mesh
-        .sidecar("brk-pub")
-        .args(["--resources-path", &res])
-        .start()
-        .await;
+    let publisher = mesh.sidecar("brk-pub").resources(&res).start().await;
 
     let entries: Vec<Value> = (0..10)
         .map(|i| json!({"entryId": i.to_string(), "event": {"n": i}, "contentType": "application/json"}))
         .collect();
-    let url = format!(
-        "{}/v1.0-alpha1/publish/bulk/pubsub/{orders}",
-        publisher.api_url()
-    );
-    let r = send(
-        "POST",
-        &url,
-        &[("content-type", "application/json")],
-        Value::from(entries).to_string(),
-    )
-    .await
-    .unwrap();
+    let path = format!("/v1.0-alpha1/publish/bulk/pubsub/{orders}");
+    let r = publisher
+        .request("POST", &path, JSON, Value::from(entries).to_string())
+        .await;
     assert_eq!(r.status, 204, "{}", r.text());
-    let url = format!("{}/v1.0/publish/pubsub/{work}", publisher.api_url());
-    let r = send(
-        "POST",
-        &url,
-        &[("content-type", "application/json")],
-        r#"{"job":1}"#,
-    )
-    .await
-    .unwrap();
+    let r = publisher
+        .publish("pubsub", &work, JSON, r#"{"job":1}"#)
+        .await;
     assert_eq!(r.status, 204, "{}", r.text());
 
-    let got = wait_until(Duration::from_secs(20), "10 deliveries", || async {
-        let got: Vec<_> = app
-            .seen()
-            .into_iter()
-            .filter(|r| r.path == "/events")
-            .collect();
-        (got.len() >= 10).then_some(got)
-    })
-    .await;
-    let mut ns: Vec<u64> = got
-        .iter()
-        .map(|r| event(r)["data"]["n"].as_u64().unwrap())
-        .collect();
-    ns.sort_unstable();
+    let got = app.wait_at("/events", 10, Duration::from_secs(20)).await;
+    let mut ns = numbers(&got);
     ns.dedup();
     assert_eq!(ns, (0..10).collect::<Vec<_>>());
-    let e = event(&got[0]);
+    let e = got[0].json();
     assert_eq!(
         (
             e["source"].as_str(),
@@ -174,26 +132,15 @@ async fn deliver_bulk_and_dead_letters(broker: Broker) {
         "application/cloudevents+json"
     );
 
-    let letters = wait_until(Duration::from_secs(20), "the dead letter", || async {
-        let got: Vec<_> = app
-            .seen()
-            .into_iter()
-            .filter(|r| r.path == "/poison")
-            .collect();
-        (!got.is_empty()).then_some(got)
-    })
-    .await;
+    let letters = app.wait_at("/poison", 1, Duration::from_secs(20)).await;
     assert_eq!(
-        event(&letters[0])["topic"].as_str(),
+        letters[0].json()["topic"].as_str(),
         Some(work.as_str()),
         "the dead letter is the original event"
     );
-    assert_eq!(event(&letters[0])["data"]["job"], 1);
+    assert_eq!(letters[0].json()["data"]["job"], 1);
     assert_eq!(
-        app.seen()
-            .iter()
-            .filter(|r| r.path == "/status/500")
-            .count(),
+        app.count_at("/status/500"),
         3,
         "three tries before giving up"
     );
@@ -205,49 +152,12 @@ async fn killed_mid_delivery_loses_nothing(broker: Broker, extra: &[(&str, &str)
     let jobs = unique("jobs");
     let mesh = Mesh::new();
     let res = resources(&mesh, "res", &broker, extra);
-    let app = FakeApp::with_subscriptions(
-        "k",
-        json!([{"pubsubname": "pubsub", "topic": jobs, "route": "/slow/1500"}]),
-    )
-    .await;
-    let mut first = mesh
-        .sidecar("brk-kill")
-        .app_port(app.port)
-        .args(["--resources-path", &res])
-        .start()
-        .await;
-    first.wait_ready().await;
-    first.wait_subscriptions(1).await;
-    let url = format!("{}/v1.0/publish/pubsub/{jobs}", first.api_url());
-    let r = send("POST", &url, &[], "job-1").await.unwrap();
-    assert_eq!(r.status, 204, "{}", r.text());
-    wait_until(Duration::from_secs(10), "the delivery to start", || async {
-        (!app.seen().is_empty()).then_some(())
-    })
-    .await;
-    first.signal(Signal::SIGKILL);
-    first.wait_exit(Duration::from_secs(10)).await;
-    let mut second = mesh
-        .sidecar("brk-kill")
-        .app_port(app.port)
-        .args(["--resources-path", &res])
-        .start()
-        .await;
-    second.wait_ready().await;
-    wait_until(
-        Duration::from_secs(30),
-        "redelivery after the kill",
-        || async {
-            (app.seen().iter().filter(|r| r.path == "/slow/1500").count() >= 2).then_some(())
-        },
-    )
-    .await;
-    let bodies: Vec<Value> = app
-        .seen()
-        .iter()
-        .filter(|r| r.path == "/slow/1500")
-        .map(|r| event(r)["data"].clone())
-        .collect();
+    let sidecar = || mesh.sidecar("brk-kill").resources(&res);
+    let subs = json!([{"pubsubname": "pubsub", "topic": jobs, "route": "/slow/1500"}]);
+    let (app, first) = sidecar().start_subscriber("k", subs).await;
+    let limit = Duration::from_secs(30);
+    let bodies =
+        kill_mid_delivery(&app, first, sidecar(), &jobs, "/slow/1500", "job-1", limit).await;
     assert!(bodies.iter().all(|b| b == "job-1"), "{bodies:?}");
 }
 

@@ -1,35 +1,25 @@
 //! Bulk publish and bulk subscribe through a real sidecar (api.md §4.3, §4.6): every entry is
 //! checked before any is published, and each entry's status in a delivered batch is honoured.
 
-use outrider_testkit::{Mesh, publish, send, sum_metric};
+use std::time::Duration;
+
+use outrider_testkit::{FakeApp, JSON, Mesh, Recorded, publish, sum_metric};
+use serde_json::{Value, json};
 
 #[tokio::test]
 async fn bulk_publish_checks_every_entry_then_publishes_them_all() {
-    use outrider_testkit::{FakeApp, wait_until};
-    use serde_json::{Value, json};
-    use std::time::Duration;
-
-    let app = FakeApp::with_subscriptions(
-        "bk",
-        json!([{"pubsubname": "pubsub", "topic": "batch", "route": "/batch"}]),
-    )
-    .await;
     let mesh = Mesh::new();
-    let mut s = mesh.sidecar("bulk-app").app_port(app.port).start().await;
-    s.wait_ready().await;
-    s.wait_subscriptions(1).await;
+    let (app, s) = mesh
+        .sidecar("bulk-app")
+        .start_subscriber(
+            "bk",
+            json!([{"pubsubname": "pubsub", "topic": "batch", "route": "/batch"}]),
+        )
+        .await;
     let bulk = |prefix: &str, body: Value| {
-        let url = format!("{}/{prefix}/publish/bulk/pubsub/batch", s.api_url());
-        async move {
-            send(
-                "POST",
-                &url,
-                &[("content-type", "application/json")],
-                body.to_string(),
-            )
-            .await
-            .unwrap()
-        }
+        let path = format!("/{prefix}/publish/bulk/pubsub/batch");
+        let s = &s;
+        async move { s.request("POST", &path, JSON, body.to_string()).await }
     };
 
     // Refused batches publish nothing, not even their valid entries.
@@ -55,29 +45,26 @@ async fn bulk_publish_checks_every_entry_then_publishes_them_all() {
         ),
     ] {
         let r = bulk("v1.0-alpha1", body).await;
-        assert_eq!(r.status, 400, "{why}: {}", r.text());
-        assert_eq!(r.json()["errorCode"], "ERR_PUBSUB_EVENTS_SER", "{why}");
+        r.assert_error(400, "ERR_PUBSUB_EVENTS_SER", why);
     }
-    let url = format!("{}/v1.0-alpha1/publish/bulk/nopubsub/batch", s.api_url());
-    let r = send("POST", &url, &[], json!([good]).to_string())
-        .await
-        .unwrap();
-    assert_eq!(
-        (r.status, r.json()["errorCode"].clone()),
-        (400, json!("ERR_PUBSUB_NOT_FOUND")),
-        "400 for bulk, as daprd"
-    );
-    let url = format!(
-        "{}/v1.0-alpha1/publish/bulk/pubsub/batch?metadata.rawPayload=maybe",
-        s.api_url()
-    );
-    let r = send("POST", &url, &[], json!([good]).to_string())
-        .await
-        .unwrap();
-    assert_eq!(
-        (r.status, r.json()["errorCode"].clone()),
-        (400, json!("ERR_PUBSUB_REQUEST_METADATA"))
-    );
+    for (path, code, why) in [
+        (
+            "nopubsub/batch",
+            "ERR_PUBSUB_NOT_FOUND",
+            "400 for bulk, as daprd",
+        ),
+        (
+            "pubsub/batch?metadata.rawPayload=maybe",
+            "ERR_PUBSUB_REQUEST_METADATA",
+            "bad metadata",
+        ),
+    ] {
+        let path = format!("/v1.0-alpha1/publish/bulk/{path}");
+        let r = s
+            .request("POST", &path, &[], json!([good]).to_string())
+            .await;
+        r.assert_error(400, code, why);
+    }
 
     // A good batch: field names in any case (the JavaScript SDK sends `entryID`), each entry
     // wrapped by its own content type; the /v1.0 path works too.
@@ -97,16 +84,12 @@ async fn bulk_publish_checks_every_entry_then_publishes_them_all() {
     )
     .await;
     assert_eq!(r.status, 204, "{}", r.text());
-    let events: Vec<Value> = wait_until(Duration::from_secs(10), "four deliveries", || async {
-        let got: Vec<Value> = app
-            .seen()
-            .iter()
-            .filter(|r| r.path == "/batch")
-            .map(|r| serde_json::from_slice(&r.body).unwrap())
-            .collect();
-        (got.len() >= 4).then_some(got)
-    })
-    .await;
+    let events: Vec<Value> = app
+        .wait_at("/batch", 4, Duration::from_secs(10))
+        .await
+        .iter()
+        .map(Recorded::json)
+        .collect();
     assert_eq!(
         events.len(),
         4,
@@ -172,10 +155,6 @@ async fn bulk_publish_checks_every_entry_then_publishes_them_all() {
 /// decides its fate (a DROP goes to the dead-letter topic, the others are acknowledged).
 #[tokio::test]
 async fn bulk_subscriptions_deliver_batches_and_honour_each_status() {
-    use outrider_testkit::{FakeApp, wait_until};
-    use serde_json::{Value, json};
-    use std::time::Duration;
-
     let app = FakeApp::with_subscriptions(
         "bulk",
         json!([
@@ -188,9 +167,11 @@ async fn bulk_subscriptions_deliver_batches_and_honour_each_status() {
     )
     .await;
     let mesh = Mesh::new();
-    let mut s = mesh.sidecar("bulk-sub").app_port(app.port).start().await;
-    s.wait_ready().await;
-    s.wait_subscriptions(2).await;
+    let s = mesh
+        .sidecar("bulk-sub")
+        .app_port(app.port)
+        .start_subscribed(2)
+        .await;
     assert!(
         s.log().contains("broken: bulkSubscribe: maxMessagesCount"),
         "{}",
@@ -208,24 +189,20 @@ async fn bulk_subscriptions_deliver_batches_and_honour_each_status() {
             204
         );
     }
-    let batches = wait_until(
-        Duration::from_secs(15),
-        "every event in a batch",
-        || async {
-            let batches: Vec<Value> = app
-                .seen()
-                .into_iter()
+    let batches = app
+        .wait_seen(Duration::from_secs(15), "every event in a batch", |seen| {
+            let batches: Vec<Value> = seen
+                .iter()
                 .filter(|r| r.path == "/bulk/SUCCESS")
-                .map(|r| serde_json::from_slice(&r.body).unwrap())
+                .map(Recorded::json)
                 .collect();
             let n: usize = batches
                 .iter()
                 .map(|b| b["entries"].as_array().unwrap().len())
                 .sum();
             (n >= 12).then_some(batches)
-        },
-    )
-    .await;
+        })
+        .await;
     assert!(
         batches.len() >= 3 && batches.len() < 12,
         "12 events in {} calls: batched, at most 5 each",
@@ -262,18 +239,9 @@ async fn bulk_subscriptions_deliver_batches_and_honour_each_status() {
         .collect();
     ns.sort_unstable();
     assert_eq!(ns, (0..12).collect::<Vec<_>>(), "each event once");
-    let letter = wait_until(
-        Duration::from_secs(10),
-        "the dropped event's dead letter",
-        || async { app.seen().into_iter().find(|r| r.path == "/rejects") },
-    )
-    .await;
-    let letter: Value = serde_json::from_slice(&letter.body).unwrap();
+    let letter = app.wait_at("/rejects", 1, Duration::from_secs(10)).await[0].json();
     assert_eq!(letter["data"]["n"], 7);
-    assert_eq!(
-        app.seen().iter().filter(|r| r.path == "/rejects").count(),
-        1
-    );
+    assert_eq!(app.count_at("/rejects"), 1);
 }
 
 /// A bulk subscription's calls to the app go through the component's inbound Resiliency
@@ -281,13 +249,7 @@ async fn bulk_subscriptions_deliver_batches_and_honour_each_status() {
 /// retried by its retry policy before the dead-letter path takes over.
 #[tokio::test]
 async fn bulk_deliveries_follow_the_components_inbound_policies() {
-    use outrider_testkit::{FakeApp, wait_until};
-    use serde_json::json;
-    use std::time::Duration;
-
     let mesh = Mesh::new();
-    let dir = mesh.home().join("res");
-    std::fs::create_dir_all(&dir).unwrap();
     let docs = concat!(
         "kind: Component\nmetadata: {name: pubsub}\nspec: {type: pubsub.in-memory}\n---\n",
         "apiVersion: dapr.io/v1alpha1\nkind: Resiliency\nmetadata: {name: delivery}\nspec:\n",
@@ -295,36 +257,28 @@ async fn bulk_deliveries_follow_the_components_inbound_policies() {
         "    retries: {two: {policy: constant, duration: 20ms, maxRetries: 2}}\n",
         "  targets:\n    components:\n      pubsub: {inbound: {timeout: quick, retry: two}}\n",
     );
-    std::fs::write(dir.join("res.yaml"), docs).unwrap();
+    let res = mesh.resources("res", "res.yaml", docs);
     let bulk = json!({"enabled": true, "maxMessagesCount": 1, "maxAwaitDurationMs": 10});
-    let app = FakeApp::with_subscriptions(
-        "bkr",
-        json!([
-            {"pubsubname": "pubsub", "topic": "work", "route": "/slow/5000",
-             "deadLetterTopic": "poison", "bulkSubscribe": bulk},
-            {"pubsubname": "pubsub", "topic": "poison", "route": "/poison"},
-        ]),
-    )
-    .await;
-    let mut s = mesh
+    let (app, s) = mesh
         .sidecar("bulk-resilient")
-        .app_port(app.port)
-        .args(["--resources-path", dir.to_str().unwrap()])
-        .start()
+        .resources(&res)
+        .start_subscriber(
+            "bkr",
+            json!([
+                {"pubsubname": "pubsub", "topic": "work", "route": "/slow/5000",
+                 "deadLetterTopic": "poison", "bulkSubscribe": bulk},
+                {"pubsubname": "pubsub", "topic": "poison", "route": "/poison"},
+            ]),
+        )
         .await;
-    s.wait_ready().await;
-    s.wait_subscriptions(2).await;
     assert_eq!(
         publish(&s.api_url(), "work", "application/json", r#"{"job":1}"#).await,
         204
     );
     // Without the timeout each post would hold the batch for 5 s: three dead-letter attempts
     // would take 15 s.
-    wait_until(Duration::from_secs(10), "the dead letter", || async {
-        app.seen().iter().any(|r| r.path == "/poison").then_some(())
-    })
-    .await;
-    let posts = app.seen().iter().filter(|r| r.path == "/slow/5000").count();
+    app.wait_at("/poison", 1, Duration::from_secs(10)).await;
+    let posts = app.count_at("/slow/5000");
     assert_eq!(
         posts, 9,
         "three dead-letter attempts, each a post and the policy's two retries"

@@ -1,24 +1,20 @@
 //! What happens to a message its subscriber keeps failing (api.md §4.6): retries as the
 //! resiliency policy says, then the dead-letter topic when it is in scope.
 
-use outrider_testkit::{Mesh, publish, send, sum_metric};
+use std::time::Duration;
+
+use outrider_testkit::{JSON, Mesh, publish, sum_metric, wait_until};
+use serde_json::json;
 
 #[tokio::test]
 async fn exhausted_messages_go_to_the_dead_letter_topic() {
-    use outrider_testkit::{FakeApp, wait_until};
-    use serde_json::{Value, json};
-    use std::time::Duration;
-
     let subs = json!([
         {"pubsubname": "pubsub", "topic": "work", "route": "/status/500", "deadLetterTopic": "poison"},
         {"pubsubname": "pubsub", "topic": "gone", "route": "/status/404", "deadLetterTopic": "poison"},
         {"pubsubname": "pubsub", "topic": "poison", "route": "/poison"},
     ]);
-    let app = FakeApp::with_subscriptions("dl", subs).await;
     let mesh = Mesh::new();
-    let mut s = mesh.sidecar("dl-app").app_port(app.port).start().await;
-    s.wait_ready().await;
-    s.wait_subscriptions(3).await;
+    let (app, s) = mesh.sidecar("dl-app").start_subscriber("dl", subs).await;
     let api = s.api_url();
     assert_eq!(
         publish(&api, "work", "application/json", r#"{"job":1}"#).await,
@@ -28,39 +24,22 @@ async fn exhausted_messages_go_to_the_dead_letter_topic() {
         publish(&api, "gone", "text/plain", "unknown route").await,
         204
     );
-    let letters = wait_until(Duration::from_secs(15), "two dead letters", || async {
-        let got: Vec<_> = app
-            .seen()
-            .into_iter()
-            .filter(|r| r.path == "/poison")
-            .collect();
-        (got.len() == 2).then_some(got)
-    })
-    .await;
-    assert_eq!(
-        app.seen()
-            .iter()
-            .filter(|r| r.path == "/status/500")
-            .count(),
-        3,
-        "tried three times before giving up"
-    );
-    assert_eq!(
-        app.seen()
-            .iter()
-            .filter(|r| r.path == "/status/404")
-            .count(),
-        1,
-        "a drop is not retried"
-    );
+    let letters = app
+        .wait_seen(Duration::from_secs(15), "two dead letters", |seen| {
+            let got: Vec<_> = seen.into_iter().filter(|r| r.path == "/poison").collect();
+            (got.len() == 2).then_some(got)
+        })
+        .await;
+    let tries = [
+        ("/status/500", 3, "tried three times before giving up"),
+        ("/status/404", 1, "a drop is not retried"),
+    ];
+    for (route, n, why) in tries {
+        assert_eq!(app.count_at(route), n, "{why}");
+    }
     let mut original_topics: Vec<String> = letters
         .iter()
-        .map(|l| {
-            serde_json::from_slice::<Value>(&l.body).unwrap()["topic"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
+        .map(|l| l.json()["topic"].as_str().unwrap().to_owned())
         .collect();
     original_topics.sort();
     assert_eq!(
@@ -128,49 +107,27 @@ async fn exhausted_messages_go_to_the_dead_letter_topic() {
 
 #[tokio::test]
 async fn a_dead_letter_topic_out_of_scope_keeps_failing_messages() {
-    use outrider_testkit::{FakeApp, wait_until};
-    use serde_json::json;
-    use std::time::Duration;
-
     let mesh = Mesh::new();
-    let dir = mesh.home().join("res");
-    std::fs::create_dir_all(&dir).unwrap();
     let component = concat!(
         "kind: Component\nmetadata: {name: pubsub}\nspec:\n  type: pubsub.in-memory\n  metadata:\n",
         "  - {name: publishingScopes, value: 'dlq-app=work'}\n",
     );
-    std::fs::write(dir.join("pubsub.yaml"), component).unwrap();
+    let res = mesh.resources("res", "pubsub.yaml", component);
     let subs = json!([
         {"pubsubname": "pubsub", "topic": "work", "route": "/status/404", "deadLetterTopic": "poison"},
         {"pubsubname": "pubsub", "topic": "poison", "route": "/poison"},
     ]);
-    let app = FakeApp::with_subscriptions("dq", subs).await;
-    let mut s = mesh
+    let (app, s) = mesh
         .sidecar("dlq-app")
-        .app_port(app.port)
-        .args(["--resources-path", dir.to_str().unwrap()])
-        .start()
+        .resources(&res)
+        .start_subscriber("dq", subs)
         .await;
-    s.wait_ready().await;
-    s.wait_subscriptions(2).await;
     assert_eq!(
         publish(&s.api_url(), "work", "text/plain", "undeliverable").await,
         204
     );
     // Without the dead-letter topic the drop would be final; here the message must stay.
-    wait_until(
-        Duration::from_secs(15),
-        "the message offered again",
-        || async {
-            (app.seen()
-                .iter()
-                .filter(|r| r.path == "/status/404")
-                .count()
-                >= 2)
-                .then_some(())
-        },
-    )
-    .await;
+    app.wait_at("/status/404", 2, Duration::from_secs(15)).await;
     assert!(
         !app.seen().iter().any(|r| r.path == "/poison"),
         "nothing was written to the forbidden topic"
@@ -182,13 +139,7 @@ async fn a_dead_letter_topic_out_of_scope_keeps_failing_messages() {
 /// retries at all.
 #[tokio::test]
 async fn resiliency_policies_drive_delivery_retries() {
-    use outrider_testkit::{FakeApp, wait_until};
-    use serde_json::json;
-    use std::time::Duration;
-
     let mesh = Mesh::new();
-    let dir = mesh.home().join("res");
-    std::fs::create_dir_all(&dir).unwrap();
     let docs = concat!(
         "kind: Component\nmetadata: {name: pubsub}\nspec: {type: pubsub.in-memory}\n---\n",
         "kind: Component\nmetadata: {name: picky}\nspec: {type: pubsub.in-memory}\n---\n",
@@ -203,67 +154,38 @@ async fn resiliency_policies_drive_delivery_retries() {
         "      picky: {inbound: {retry: only503}}\n",
         "      hasty: {inbound: {timeout: quick, retry: two}}\n",
     );
-    std::fs::write(dir.join("res.yaml"), docs).unwrap();
-    let app = FakeApp::with_subscriptions(
-        "rs",
-        json!([
-            {"pubsubname": "pubsub", "topic": "work", "route": "/status/500", "deadLetterTopic": "poison"},
-            {"pubsubname": "pubsub", "topic": "poison", "route": "/poison"},
-            {"pubsubname": "picky", "topic": "work", "route": "/status/500", "deadLetterTopic": "poison"},
-            {"pubsubname": "picky", "topic": "poison", "route": "/picky-poison"},
-            {"pubsubname": "hasty", "topic": "work", "route": "/slow/5000", "deadLetterTopic": "poison"},
-            {"pubsubname": "hasty", "topic": "poison", "route": "/hasty-poison"},
-        ]),
-    )
-    .await;
-    let mut s = mesh
+    let res = mesh.resources("res", "res.yaml", docs);
+    let (app, s) = mesh
         .sidecar("resilient-app")
-        .app_port(app.port)
-        .args(["--resources-path", dir.to_str().unwrap()])
-        .start()
+        .resources(&res)
+        .start_subscriber(
+            "rs",
+            json!([
+                {"pubsubname": "pubsub", "topic": "work", "route": "/status/500", "deadLetterTopic": "poison"},
+                {"pubsubname": "pubsub", "topic": "poison", "route": "/poison"},
+                {"pubsubname": "picky", "topic": "work", "route": "/status/500", "deadLetterTopic": "poison"},
+                {"pubsubname": "picky", "topic": "poison", "route": "/picky-poison"},
+                {"pubsubname": "hasty", "topic": "work", "route": "/slow/5000", "deadLetterTopic": "poison"},
+                {"pubsubname": "hasty", "topic": "poison", "route": "/hasty-poison"},
+            ]),
+        )
         .await;
-    s.wait_ready().await;
-    s.wait_subscriptions(6).await;
-    assert_eq!(
-        publish(&s.api_url(), "work", "application/json", r#"{"job":1}"#).await,
-        204
-    );
-    let url = format!("{}/v1.0/publish/hasty/work", s.api_url());
-    let r = send(
-        "POST",
-        &url,
-        &[("content-type", "application/json")],
-        r#"{"job":3}"#,
-    )
-    .await
-    .unwrap();
-    assert_eq!(r.status, 204);
-    let url = format!("{}/v1.0/publish/picky/work", s.api_url());
-    let r = send(
-        "POST",
-        &url,
-        &[("content-type", "application/json")],
-        r#"{"job":2}"#,
-    )
-    .await
-    .unwrap();
-    assert_eq!(r.status, 204);
-    wait_until(
-        Duration::from_secs(15),
-        "the three dead letters",
-        || async {
-            let seen = app.seen();
-            let at = |p: &str| seen.iter().any(|r| r.path == p);
-            (at("/poison") && at("/picky-poison") && at("/hasty-poison")).then_some(())
-        },
-    )
+    for (pubsub, job) in [
+        ("pubsub", r#"{"job":1}"#),
+        ("hasty", r#"{"job":3}"#),
+        ("picky", r#"{"job":2}"#),
+    ] {
+        let r = s.publish(pubsub, "work", JSON, job).await;
+        assert_eq!(r.status, 204, "{pubsub}: {}", r.text());
+    }
+    app.wait_seen(Duration::from_secs(15), "the three dead letters", |seen| {
+        let at = |p: &str| seen.iter().any(|r| r.path == p);
+        (at("/poison") && at("/picky-poison") && at("/hasty-poison")).then_some(())
+    })
     .await;
     // A hanging app: each attempt timed out after 200 ms, three attempts, then the dead letter,
     // long before the app's 5 s answer.
-    assert_eq!(
-        app.seen().iter().filter(|r| r.path == "/slow/5000").count(),
-        3
-    );
+    assert_eq!(app.count_at("/slow/5000"), 3);
     let timeouts = s
         .metric_sum(
             "dapr_resiliency_activations_total",
@@ -272,12 +194,9 @@ async fn resiliency_policies_drive_delivery_retries() {
         .await;
     assert_eq!(timeouts, 3.0);
     let tries = |job: u64| {
-        app.seen()
+        app.seen_at("/status/500")
             .iter()
-            .filter(|r| r.path == "/status/500")
-            .filter(|r| {
-                serde_json::from_slice::<serde_json::Value>(&r.body).unwrap()["data"]["job"] == job
-            })
+            .filter(|r| r.json()["data"]["job"] == job)
             .count()
     };
     assert_eq!(
@@ -292,20 +211,13 @@ async fn resiliency_policies_drive_delivery_retries() {
     );
 
     // A policy the document does not define is refused at start, naming file and field.
-    std::fs::write(
-        dir.join("res.yaml"),
+    let bad = mesh.resources(
+        "res",
+        "res.yaml",
         "kind: Resiliency\nmetadata: {name: r}\nspec:\n  targets:\n    components:\n      pubsub: {inbound: {retry: nowhere}}\n",
-    )
-    .unwrap();
-    let mut bad = mesh
-        .sidecar("resilient-bad")
-        .args(["--resources-path", dir.to_str().unwrap()])
-        .spawn();
-    assert_eq!(bad.wait_exit(Duration::from_secs(30)).await, Some(2));
-    assert!(
-        bad.log()
-            .contains("res.yaml: spec.targets.components.pubsub.inbound.retry"),
-        "{}",
-        bad.log()
     );
+    let says = ["res.yaml: spec.targets.components.pubsub.inbound.retry"];
+    let limit = Duration::from_secs(30);
+    let bad = mesh.sidecar("resilient-bad").resources(&bad);
+    bad.start_fails(limit, 2, &says).await;
 }

@@ -140,28 +140,15 @@ impl Broker {
 
 async fn at_least_once_under_faults(name: &str, mut broker: Broker) {
     let mesh = Mesh::new();
-    let res = mesh.home().join("res");
-    std::fs::create_dir_all(&res).unwrap();
-    std::fs::write(res.join("pubsub.yaml"), broker.component()).unwrap();
-    let res = res.to_string_lossy().into_owned();
+    let res = mesh.resources("res", "pubsub.yaml", &broker.component());
     let tally = Arc::new(Mutex::new(Tally {
         successes: vec![0; MESSAGES],
         retries: vec![0; MESSAGES],
     }));
     let app_port = counting_app(tally.clone()).await;
-    let subscriber = || {
-        mesh.sidecar("fault-sub")
-            .app_port(app_port)
-            .args(["--resources-path", &res])
-    };
-    let mut sub = subscriber().start().await;
-    sub.wait_ready().await;
-    sub.wait_subscriptions(1).await;
-    let publisher = mesh
-        .sidecar("fault-pub")
-        .args(["--resources-path", &res])
-        .start()
-        .await;
+    let subscriber = || mesh.sidecar("fault-sub").app_port(app_port).resources(&res);
+    let mut sub = subscriber().start_subscribed(1).await;
+    let publisher = mesh.sidecar("fault-pub").resources(&res).start().await;
 
     // Sixteen publishers take the next number until all are published; a publish that fails
     // (the broker is down) is tried again: at-least-once starts with the publisher.
@@ -268,14 +255,7 @@ async fn at_least_once_under_faults(name: &str, mut broker: Broker) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_streams_deliver_every_message_through_kills_and_restarts() {
     // Durable on disk, so that a restart keeps the stream and its consumer group.
-    let redis = RedisServer::start_with(&[
-        "--save",
-        "",
-        "--appendonly",
-        "yes",
-        "--appendfsync",
-        "always",
-    ]);
+    let redis = RedisServer::start_durable();
     at_least_once_under_faults("redis", Broker::Redis(redis)).await;
 }
 

@@ -3,18 +3,24 @@
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
-use outrider_testkit::{FakeApp, Mesh, RedisServer, send, wait_until};
-use serde_json::{Value, json};
+use outrider_testkit::pubsub::{kill_mid_delivery, numbers};
+use outrider_testkit::{FakeApp, JSON, Mesh, RedisServer, TEXT, send, wait_until};
+use serde_json::json;
 
 fn resources(mesh: &Mesh, redis: &RedisServer) -> String {
-    let dir = mesh.home().join("res");
-    std::fs::create_dir_all(&dir).unwrap();
     let yaml = format!(
         "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: pubsub\nspec:\n  type: pubsub.redis\n  version: v1\n  metadata:\n  - name: redisHost\n    value: {}\n  - name: processingTimeout\n    value: \"500\"\n  - name: redeliverInterval\n    value: 200ms\n",
         redis.host()
     );
-    std::fs::write(dir.join("pubsub.yaml"), yaml).unwrap();
-    dir.to_string_lossy().into_owned()
+    mesh.resources("res", "pubsub.yaml", &yaml)
+}
+
+/// Waits until the app has received anything at all: a delivery has started.
+async fn wait_delivery_started(app: &FakeApp) {
+    app.wait_seen(Duration::from_secs(10), "the delivery to start", |seen| {
+        (!seen.is_empty()).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -22,58 +28,27 @@ async fn redis_streams_deliver_through_sidecars() {
     let redis = RedisServer::start();
     let mesh = Mesh::new();
     let res = resources(&mesh, &redis);
-    let app = FakeApp::with_subscriptions(
-        "r",
-        json!([{"pubsubname": "pubsub", "topic": "orders", "route": "/events"}]),
-    )
-    .await;
-    let mut sub = mesh
+    let (app, _sub) = mesh
         .sidecar("rs-sub")
-        .app_port(app.port)
-        .args(["--resources-path", &res])
-        .start()
-        .await;
-    sub.wait_ready().await;
-    sub.wait_subscriptions(1).await;
-    // Another app publishes: the stream carries it between processes.
-    let publisher = mesh
-        .sidecar("rs-pub")
-        .args(["--resources-path", &res])
-        .start()
-        .await;
-    for i in 0..20 {
-        let r = send(
-            "POST",
-            &format!("{}/v1.0/publish/pubsub/orders", publisher.api_url()),
-            &[("content-type", "application/json")],
-            format!("{{\"n\":{i}}}"),
+        .resources(&res)
+        .start_subscriber(
+            "r",
+            json!([{"pubsubname": "pubsub", "topic": "orders", "route": "/events"}]),
         )
-        .await
-        .unwrap();
+        .await;
+    // Another app publishes: the stream carries it between processes.
+    let publisher = mesh.sidecar("rs-pub").resources(&res).start().await;
+    for i in 0..20 {
+        let r = publisher
+            .publish("pubsub", "orders", JSON, &format!("{{\"n\":{i}}}"))
+            .await;
         assert_eq!(r.status, 204, "{}", r.text());
     }
-    let got = wait_until(Duration::from_secs(15), "20 deliveries", || async {
-        let got: Vec<_> = app
-            .seen()
-            .into_iter()
-            .filter(|r| r.path == "/events")
-            .collect();
-        (got.len() >= 20).then_some(got)
-    })
-    .await;
-    let mut ns: Vec<u64> = got
-        .iter()
-        .map(|r| {
-            serde_json::from_slice::<Value>(&r.body).unwrap()["data"]["n"]
-                .as_u64()
-                .unwrap()
-        })
-        .collect();
-    ns.sort_unstable();
+    let got = app.wait_at("/events", 20, Duration::from_secs(15)).await;
+    let mut ns = numbers(&got);
     ns.dedup();
     assert_eq!(ns, (0..20).collect::<Vec<_>>());
-    let src = serde_json::from_slice::<Value>(&got[0].body).unwrap()["source"].clone();
-    assert_eq!(src, "rs-pub");
+    assert_eq!(got[0].json()["source"], "rs-pub");
 }
 
 #[tokio::test]
@@ -82,61 +57,13 @@ async fn a_sidecar_killed_mid_delivery_loses_nothing() {
     let mesh = Mesh::new();
     let res = resources(&mesh, &redis);
     // The app takes its time: the delivery is in flight when the sidecar dies.
-    let app = FakeApp::with_subscriptions(
-        "k",
-        json!([{"pubsubname": "pubsub", "topic": "jobs", "route": "/slow/800"}]),
-    )
-    .await;
-    let mut first = mesh
-        .sidecar("rs-kill")
-        .app_port(app.port)
-        .args(["--resources-path", &res])
-        .start()
-        .await;
-    first.wait_ready().await;
-    first.wait_subscriptions(1).await;
-    let r = send(
-        "POST",
-        &format!("{}/v1.0/publish/pubsub/jobs", first.api_url()),
-        &[],
-        "job-1",
-    )
-    .await
-    .unwrap();
-    assert_eq!(r.status, 204);
-    wait_until(Duration::from_secs(10), "the delivery to start", || async {
-        (!app.seen().is_empty()).then_some(())
-    })
-    .await;
-    first.signal(Signal::SIGKILL);
-    first.wait_exit(Duration::from_secs(10)).await;
+    let sidecar = || mesh.sidecar("rs-kill").resources(&res);
+    let subs = json!([{"pubsubname": "pubsub", "topic": "jobs", "route": "/slow/800"}]);
+    let (app, first) = sidecar().start_subscriber("k", subs).await;
     // The same app id comes back: the unacknowledged message is claimed and delivered again.
-    let mut second = mesh
-        .sidecar("rs-kill")
-        .app_port(app.port)
-        .args(["--resources-path", &res])
-        .start()
-        .await;
-    second.wait_ready().await;
-    wait_until(
-        Duration::from_secs(20),
-        "redelivery after the kill",
-        || async {
-            (app.seen().iter().filter(|r| r.path == "/slow/800").count() >= 2).then_some(())
-        },
-    )
-    .await;
-    let bodies: Vec<String> = app
-        .seen()
-        .iter()
-        .filter(|r| r.path == "/slow/800")
-        .map(|r| {
-            serde_json::from_slice::<Value>(&r.body).unwrap()["data"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .collect();
+    let limit = Duration::from_secs(20);
+    let bodies =
+        kill_mid_delivery(&app, first, sidecar(), "jobs", "/slow/800", "job-1", limit).await;
     assert!(bodies.iter().all(|b| b == "job-1"), "{bodies:?}");
 }
 
@@ -144,77 +71,42 @@ async fn a_sidecar_killed_mid_delivery_loses_nothing() {
 async fn apps_sharing_a_consumer_id_compete_and_other_groups_get_everything() {
     let redis = RedisServer::start();
     let mesh = Mesh::new();
-    let component = |name: &str, consumer: &str| {
-        let dir = mesh.home().join(name);
-        std::fs::create_dir_all(&dir).unwrap();
-        let yaml = format!(
+    let consumer_group = |consumer: &str| {
+        format!(
             "kind: Component\nmetadata:\n  name: pubsub\nspec:\n  type: pubsub.redis\n  metadata:\n  - name: redisHost\n    value: {}\n  - name: consumerID\n    value: \"{consumer}\"\n",
             redis.host()
-        );
-        std::fs::write(dir.join("pubsub.yaml"), yaml).unwrap();
-        dir.to_string_lossy().into_owned()
-    };
-    let shared = component("res-shared", "workers");
-    let own = component("res-own", "");
-    let subs = json!([{"pubsubname": "pubsub", "topic": "work", "route": "/events"}]);
-    let (w1, w2, auditor) = (
-        FakeApp::with_subscriptions("w1", subs.clone()).await,
-        FakeApp::with_subscriptions("w2", subs.clone()).await,
-        FakeApp::with_subscriptions("au", subs).await,
-    );
-    let mut s1 = mesh
-        .sidecar("worker-a")
-        .app_port(w1.port)
-        .args(["--resources-path", &shared])
-        .start()
-        .await;
-    let mut s2 = mesh
-        .sidecar("worker-b")
-        .app_port(w2.port)
-        .args(["--resources-path", &shared])
-        .start()
-        .await;
-    let mut s3 = mesh
-        .sidecar("auditor")
-        .app_port(auditor.port)
-        .args(["--resources-path", &own])
-        .start()
-        .await;
-    for s in [&mut s1, &mut s2, &mut s3] {
-        s.wait_ready().await;
-        s.wait_subscriptions(1).await;
-    }
-    for i in 0..40 {
-        let r = send(
-            "POST",
-            &format!("{}/v1.0/publish/pubsub/work", s3.api_url()),
-            &[("content-type", "application/json")],
-            format!("{{\"n\":{i}}}"),
         )
-        .await
-        .unwrap();
+    };
+    let shared = mesh.resources("res-shared", "pubsub.yaml", &consumer_group("workers"));
+    let own = mesh.resources("res-own", "pubsub.yaml", &consumer_group(""));
+    let subs = json!([{"pubsubname": "pubsub", "topic": "work", "route": "/events"}]);
+    let subscriber = |app_id: &str, res: &str, instance: &'static str| {
+        mesh.sidecar(app_id)
+            .resources(res)
+            .start_subscriber(instance, subs.clone())
+    };
+    let (w1, _s1) = subscriber("worker-a", &shared, "w1").await;
+    let (w2, _s2) = subscriber("worker-b", &shared, "w2").await;
+    let (auditor, s3) = subscriber("auditor", &own, "au").await;
+    for i in 0..40 {
+        let r = s3
+            .publish("pubsub", "work", JSON, &format!("{{\"n\":{i}}}"))
+            .await;
         assert_eq!(r.status, 204);
     }
-    let count = |app: &FakeApp| app.seen().iter().filter(|r| r.path == "/events").count();
+    let count = |app: &FakeApp| app.count_at("/events");
     wait_until(
         Duration::from_secs(20),
         "every message delivered",
         || async { (count(&w1) + count(&w2) >= 40 && count(&auditor) >= 40).then_some(()) },
     )
     .await;
-    let mut ns: Vec<u64> = [&w1, &w2]
+    let shared: Vec<_> = [&w1, &w2]
         .iter()
-        .flat_map(|a| a.seen())
-        .filter(|r| r.path == "/events")
-        .map(|r| {
-            serde_json::from_slice::<Value>(&r.body).unwrap()["data"]["n"]
-                .as_u64()
-                .unwrap()
-        })
+        .flat_map(|a| a.seen_at("/events"))
         .collect();
-    ns.sort_unstable();
     assert_eq!(
-        ns,
+        numbers(&shared),
         (0..40).collect::<Vec<_>>(),
         "the shared group got each message exactly once"
     );
@@ -230,57 +122,31 @@ async fn apps_sharing_a_consumer_id_compete_and_other_groups_get_everything() {
 async fn a_namespace_token_keeps_namespaces_apart_on_one_broker() {
     let redis = RedisServer::start();
     let mesh = Mesh::new();
-    let dir = mesh.home().join("res");
-    std::fs::create_dir_all(&dir).unwrap();
     let yaml = format!(
         "kind: Component\nmetadata:\n  name: pubsub\nspec:\n  type: pubsub.redis\n  metadata:\n  - name: redisHost\n    value: {}\n  - name: consumerID\n    value: \"{{namespace}}\"\n",
         redis.host()
     );
-    std::fs::write(dir.join("pubsub.yaml"), yaml).unwrap();
-    let res = dir.to_string_lossy().into_owned();
+    let res = mesh.resources("res", "pubsub.yaml", &yaml);
     let subs = json!([{"pubsubname": "pubsub", "topic": "orders", "route": "/events"}]);
-    let (blue_app, green_app) = (
-        FakeApp::with_subscriptions("b", subs.clone()).await,
-        FakeApp::with_subscriptions("g", subs).await,
-    );
-    let sidecar = |ns: &'static str, port: u16| {
+    let in_namespace = |ns: &'static str, instance: &'static str| {
         mesh.sidecar("orders")
-            .app_port(port)
-            .args(["--resources-path", &res, "--namespace", ns])
-            .start()
+            .resources(&res)
+            .args(["--namespace", ns])
+            .start_subscriber(instance, subs.clone())
     };
-    let (mut blue, mut green) = (
-        sidecar("blue", blue_app.port).await,
-        sidecar("green", green_app.port).await,
-    );
-    for s in [&mut blue, &mut green] {
-        s.wait_ready().await;
-        s.wait_subscriptions(1).await;
-    }
+    let (blue_app, blue) = in_namespace("blue", "b").await;
+    let (green_app, green) = in_namespace("green", "g").await;
     let events = |app: &FakeApp| -> Vec<String> {
-        app.seen()
+        app.seen_at("/events")
             .iter()
-            .filter(|r| r.path == "/events")
-            .map(|r| {
-                serde_json::from_slice::<Value>(&r.body).unwrap()["data"]
-                    .as_str()
-                    .unwrap()
-                    .to_owned()
-            })
+            .map(|r| r.json()["data"].as_str().unwrap().to_owned())
             .collect()
     };
     for (s, app, body) in [
         (&blue, &blue_app, "blue-1"),
         (&green, &green_app, "green-1"),
     ] {
-        let url = format!("{}/v1.0/publish/pubsub/orders", s.api_url());
-        assert_eq!(
-            send("POST", &url, &[("content-type", "text/plain")], body)
-                .await
-                .unwrap()
-                .status,
-            204
-        );
+        assert_eq!(s.publish("pubsub", "orders", TEXT, body).await.status, 204);
         wait_until(Duration::from_secs(10), body, || async {
             (!events(app).is_empty()).then_some(())
         })
@@ -289,10 +155,8 @@ async fn a_namespace_token_keeps_namespaces_apart_on_one_broker() {
     // green subscribed before blue published: had it shared blue's stream it would have had blue-1 first.
     assert_eq!(events(&blue_app), ["blue-1"]);
     assert_eq!(events(&green_app), ["green-1"]);
-    let out = std::process::Command::new("redis-cli")
-        .args(["-p", &redis.port.to_string(), "KEYS", "*orders"])
-        .output();
-    let mut keys: Vec<String> = String::from_utf8(out.unwrap().stdout)
+    let out = redis.cli(&["KEYS", "*orders"]);
+    let mut keys: Vec<String> = String::from_utf8(out.stdout)
         .unwrap()
         .lines()
         .map(str::to_owned)
@@ -318,24 +182,19 @@ async fn a_bulk_publish_the_broker_refuses_lists_every_failed_entry() {
     ]);
     let mesh = Mesh::new();
     let res = resources(&mesh, &redis);
-    let s = mesh
-        .sidecar("bulk-oom")
-        .args(["--resources-path", &res])
-        .start()
-        .await;
-    let url = format!("{}/v1.0-alpha1/publish/bulk/pubsub/orders", s.api_url());
+    let s = mesh.sidecar("bulk-oom").resources(&res).start().await;
     let body = json!([
         {"entryId": "a", "event": {"n": 1}, "contentType": "application/json"},
         {"entryId": "b", "event": "two", "contentType": "text/plain"},
     ]);
-    let r = send(
-        "POST",
-        &url,
-        &[("content-type", "application/json")],
-        body.to_string(),
-    )
-    .await
-    .unwrap();
+    let r = s
+        .request(
+            "POST",
+            "/v1.0-alpha1/publish/bulk/pubsub/orders",
+            JSON,
+            body.to_string(),
+        )
+        .await;
     assert_eq!(r.status, 500, "{}", r.text());
     let v = r.json();
     assert_eq!(v["errorCode"], "ERR_PUBSUB_PUBLISH_MESSAGE");
@@ -359,11 +218,7 @@ async fn a_bulk_publish_the_broker_refuses_lists_every_failed_entry() {
 async fn a_refused_subscription_is_retried_and_listed_until_it_works() {
     let redis = RedisServer::start();
     let cli = |args: &[&str]| {
-        let status = std::process::Command::new("redis-cli")
-            .args(["-p", &redis.port.to_string()])
-            .args(args)
-            .output()
-            .unwrap();
+        let status = redis.cli(args);
         assert!(status.status.success(), "{status:?}");
     };
     // The topic's key holds a string, so no consumer group can be made on it (WRONGTYPE).
@@ -378,7 +233,7 @@ async fn a_refused_subscription_is_retried_and_listed_until_it_works() {
     let mut sub = mesh
         .sidecar("rs-blocked")
         .app_port(app.port)
-        .args(["--resources-path", &res])
+        .resources(&res)
         .start()
         .await;
     sub.wait_ready().await;
@@ -396,19 +251,9 @@ async fn a_refused_subscription_is_retried_and_listed_until_it_works() {
     assert_eq!(listed["topic"], "blocked");
     cli(&["DEL", "blocked"]);
     sub.wait_subscriptions(1).await;
-    let r = send(
-        "POST",
-        &format!("{}/v1.0/publish/pubsub/blocked", sub.api_url()),
-        &[],
-        "after",
-    )
-    .await
-    .unwrap();
+    let r = sub.publish("pubsub", "blocked", &[], "after").await;
     assert_eq!(r.status, 204, "{}", r.text());
-    wait_until(Duration::from_secs(15), "the delivery", || async {
-        app.seen().iter().any(|r| r.path == "/events").then_some(())
-    })
-    .await;
+    app.wait_at("/events", 1, Duration::from_secs(15)).await;
 }
 
 /// On SIGTERM a delivery in flight finishes and is acknowledged before the sidecar exits:
@@ -418,32 +263,17 @@ async fn a_delivery_in_flight_finishes_before_shutdown() {
     let redis = RedisServer::start();
     let mesh = Mesh::new();
     let res = resources(&mesh, &redis);
-    let app = FakeApp::with_subscriptions(
-        "d",
-        json!([{"pubsubname": "pubsub", "topic": "jobs", "route": "/slow/1500"}]),
-    )
-    .await;
-    let mut sub = mesh
+    let (app, mut sub) = mesh
         .sidecar("rs-drain")
-        .app_port(app.port)
-        .args(["--resources-path", &res])
-        .start()
+        .resources(&res)
+        .start_subscriber(
+            "d",
+            json!([{"pubsubname": "pubsub", "topic": "jobs", "route": "/slow/1500"}]),
+        )
         .await;
-    sub.wait_ready().await;
-    sub.wait_subscriptions(1).await;
-    let r = send(
-        "POST",
-        &format!("{}/v1.0/publish/pubsub/jobs", sub.api_url()),
-        &[],
-        "job",
-    )
-    .await
-    .unwrap();
+    let r = sub.publish("pubsub", "jobs", &[], "job").await;
     assert_eq!(r.status, 204);
-    wait_until(Duration::from_secs(10), "the delivery to start", || async {
-        (!app.seen().is_empty()).then_some(())
-    })
-    .await;
+    wait_delivery_started(&app).await;
     sub.signal(Signal::SIGTERM);
     assert_eq!(
         sub.wait_exit(Duration::from_secs(20)).await,
@@ -451,16 +281,7 @@ async fn a_delivery_in_flight_finishes_before_shutdown() {
         "{}",
         sub.log()
     );
-    let pending = std::process::Command::new("redis-cli")
-        .args([
-            "-p",
-            &redis.port.to_string(),
-            "XPENDING",
-            "jobs",
-            "rs-drain",
-        ])
-        .output()
-        .unwrap();
+    let pending = redis.cli(&["XPENDING", "jobs", "rs-drain"]);
     let pending = String::from_utf8_lossy(&pending.stdout);
     assert_eq!(
         pending.lines().next(),

@@ -1,14 +1,13 @@
 //! Subscriptions through a real sidecar (api.md §4.4–4.6): programmatic and declarative ones,
 //! routing rules, and raw payloads.
 
-use outrider_testkit::{Mesh, publish};
+use std::time::Duration;
+
+use outrider_testkit::{FakeApp, Mesh, publish};
+use serde_json::{Value, json};
 
 #[tokio::test]
 async fn programmatic_subscriptions_receive_cloudevents() {
-    use outrider_testkit::{FakeApp, wait_until};
-    use serde_json::{Value, json};
-    use std::time::Duration;
-
     let subs = json!([
         {"pubsubname": "pubsub", "topic": "orders", "route": "/events"},
         {"pubsubname": "pubsub", "topic": "flaky", "routes": {"default": "status/500"}},
@@ -17,8 +16,11 @@ async fn programmatic_subscriptions_receive_cloudevents() {
     ]);
     let app = FakeApp::with_subscriptions("sub", subs).await;
     let mesh = Mesh::new();
-    let mut s = mesh.sidecar("subapp").app_port(app.port).start().await;
-    s.wait_ready().await;
+    let s = mesh
+        .sidecar("subapp")
+        .app_port(app.port)
+        .start_subscribed(3)
+        .await;
     let listed = s.wait_subscriptions(3).await;
     let topics: Vec<&str> = listed
         .iter()
@@ -52,22 +54,19 @@ async fn programmatic_subscriptions_receive_cloudevents() {
     assert_eq!(publish(&api, "flaky", "text/plain", "again").await, 204);
     assert_eq!(publish(&api, "gone", "text/plain", "once").await, 204);
 
-    let events = wait_until(Duration::from_secs(10), "three deliveries", || async {
-        let got: Vec<_> = app
-            .seen()
-            .into_iter()
-            .filter(|r| r.path == "/events")
-            .collect();
-        (got.len() == 3).then_some(got)
-    })
-    .await;
+    let events = app
+        .wait_seen(Duration::from_secs(10), "three deliveries", |seen| {
+            let got: Vec<_> = seen.into_iter().filter(|r| r.path == "/events").collect();
+            (got.len() == 3).then_some(got)
+        })
+        .await;
     let mut ns = Vec::new();
     let mut ids = std::collections::HashSet::new();
     for e in &events {
         assert_eq!(e.method, "POST");
         assert_eq!(e.headers["content-type"], "application/cloudevents+json");
         assert!(e.headers.contains_key("traceparent"));
-        let ce: Value = serde_json::from_slice(&e.body).unwrap();
+        let ce = e.json();
         assert_eq!(
             (
                 ce["topic"].as_str(),
@@ -86,24 +85,9 @@ async fn programmatic_subscriptions_receive_cloudevents() {
     ns.sort_unstable();
     assert_eq!((ns, ids.len()), (vec![0, 1, 2], 3));
     // 500 is retried by the broker; 404 is dropped after one delivery.
-    wait_until(
-        Duration::from_secs(10),
-        "redeliveries of the failing message",
-        || async {
-            (app.seen()
-                .iter()
-                .filter(|r| r.path == "/status/500")
-                .count()
-                >= 3)
-                .then_some(())
-        },
-    )
-    .await;
+    app.wait_at("/status/500", 3, Duration::from_secs(10)).await;
     assert_eq!(
-        app.seen()
-            .iter()
-            .filter(|r| r.path == "/status/404")
-            .count(),
+        app.count_at("/status/404"),
         1,
         "a dropped message came back"
     );
@@ -111,30 +95,18 @@ async fn programmatic_subscriptions_receive_cloudevents() {
 
 #[tokio::test]
 async fn declarative_subscriptions_deliver_and_yield_to_the_apps_own() {
-    use outrider_testkit::{FakeApp, wait_until};
-    use serde_json::json;
-    use std::time::Duration;
-
     let mesh = Mesh::new();
-    let dir = mesh.home().join("res");
-    std::fs::create_dir_all(&dir).unwrap();
     let docs = "apiVersion: dapr.io/v2alpha1\nkind: Subscription\nmetadata: {name: decl}\nspec:\n  pubsubname: pubsub\n  topic: declared\n  routes: {default: /declared}\n---\n\
 apiVersion: dapr.io/v1alpha1\nkind: Subscription\nmetadata: {name: shadowed}\nspec: {pubsubname: pubsub, topic: orders, route: /wrong}\n---\n\
 apiVersion: dapr.io/v1alpha1\nkind: Subscription\nmetadata: {name: elsewhere}\nspec: {pubsubname: pubsub, topic: other, route: /other}\nscopes: [some-other-app]\n---\n\
 kind: Component\nmetadata: {name: pubsub}\nspec: {type: pubsub.in-memory}\n";
-    std::fs::write(dir.join("subs.yaml"), docs).unwrap();
-    let app = FakeApp::with_subscriptions(
-        "d",
-        json!([{"pubsubname": "pubsub", "topic": "orders", "route": "/events"}]),
-    )
-    .await;
-    let mut s = mesh
+    let res = mesh.resources("res", "subs.yaml", docs);
+    let programmatic = json!([{"pubsubname": "pubsub", "topic": "orders", "route": "/events"}]);
+    let (app, s) = mesh
         .sidecar("decl-app")
-        .app_port(app.port)
-        .args(["--resources-path", dir.to_str().unwrap()])
-        .start()
+        .resources(&res)
+        .start_subscriber_expecting("d", programmatic, 2)
         .await;
-    s.wait_ready().await;
     let listed = s.wait_subscriptions(2).await;
     let kinds: Vec<(&str, &str)> = listed
         .iter()
@@ -147,8 +119,7 @@ kind: Component\nmetadata: {name: pubsub}\nspec: {type: pubsub.in-memory}\n";
     let api = s.api_url();
     assert_eq!(publish(&api, "declared", "text/plain", "d1").await, 204);
     assert_eq!(publish(&api, "orders", "text/plain", "o1").await, 204);
-    wait_until(Duration::from_secs(10), "both deliveries", || async {
-        let seen = app.seen();
+    app.wait_seen(Duration::from_secs(10), "both deliveries", |seen| {
         (seen.iter().any(|r| r.path == "/declared") && seen.iter().any(|r| r.path == "/events"))
             .then_some(())
     })
@@ -162,31 +133,17 @@ kind: Component\nmetadata: {name: pubsub}\nspec: {type: pubsub.in-memory}\n";
     );
 
     // A rule that is not CEL is refused at start, naming file, field and expression.
-    std::fs::write(dir.join("subs.yaml"), "kind: Subscription\nmetadata: {name: r}\nspec:\n  pubsubname: pubsub\n  topic: t\n  routes: {rules: [{match: 'event.type ==', path: /x}], default: /d}\n").unwrap();
-    let mut bad = mesh
-        .sidecar("decl-bad")
-        .args(["--resources-path", dir.to_str().unwrap()])
-        .spawn();
-    assert_eq!(bad.wait_exit(Duration::from_secs(30)).await, Some(2));
-    assert!(
-        bad.log()
-            .contains("subs.yaml: spec.routes.rules[0]: event.type =="),
-        "{}",
-        bad.log()
-    );
+    mesh.resources("res", "subs.yaml", "kind: Subscription\nmetadata: {name: r}\nspec:\n  pubsubname: pubsub\n  topic: t\n  routes: {rules: [{match: 'event.type ==', path: /x}], default: /d}\n");
+    let says = ["subs.yaml: spec.routes.rules[0]: event.type =="];
+    let bad = mesh.sidecar("decl-bad").resources(&res);
+    bad.start_fails(Duration::from_secs(30), 2, &says).await;
 }
 
 /// Routing rules pick the route per event, in order, before the default, for the app's own
 /// subscriptions and declared ones; an event no rule routes goes to the dead-letter topic.
 #[tokio::test]
 async fn routing_rules_pick_the_route_per_event() {
-    use outrider_testkit::{FakeApp, wait_until};
-    use serde_json::{Value, json};
-    use std::time::Duration;
-
     let mesh = Mesh::new();
-    let dir = mesh.home().join("res");
-    std::fs::create_dir_all(&dir).unwrap();
     let declared = concat!(
         "apiVersion: dapr.io/v2alpha1\nkind: Subscription\nmetadata: {name: shipping}\nspec:\n",
         "  pubsubname: pubsub\n  topic: shipments\n  deadLetterTopic: unrouted\n  routes:\n    rules:\n",
@@ -194,27 +151,24 @@ async fn routing_rules_pick_the_route_per_event() {
         "    - {match: 'event.data.weight > 30', path: /freight}\n",
         "---\nkind: Component\nmetadata: {name: pubsub}\nspec: {type: pubsub.in-memory}\n",
     );
-    std::fs::write(dir.join("subs.yaml"), declared).unwrap();
-    let app = FakeApp::with_subscriptions(
-        "rr",
-        json!([
-            {"pubsubname": "pubsub", "topic": "orders", "routes": {
-                "rules": [
-                    {"match": "event.type == \"widget\"", "path": "/widgets"},
-                    {"match": "event.data.price > 100", "path": "/expensive"},
-                ],
-                "default": "/orders"}},
-            {"pubsubname": "pubsub", "topic": "unrouted", "route": "/unrouted"},
-        ]),
-    )
-    .await;
-    let mut s = mesh
+    let res = mesh.resources("res", "subs.yaml", declared);
+    let (app, s) = mesh
         .sidecar("router-app")
-        .app_port(app.port)
-        .args(["--resources-path", dir.to_str().unwrap()])
-        .start()
+        .resources(&res)
+        .start_subscriber_expecting(
+            "rr",
+            json!([
+                {"pubsubname": "pubsub", "topic": "orders", "routes": {
+                    "rules": [
+                        {"match": "event.type == \"widget\"", "path": "/widgets"},
+                        {"match": "event.data.price > 100", "path": "/expensive"},
+                    ],
+                    "default": "/orders"}},
+                {"pubsubname": "pubsub", "topic": "unrouted", "route": "/unrouted"},
+            ]),
+            3,
+        )
         .await;
-    s.wait_ready().await;
     let listed = s.wait_subscriptions(3).await;
     let orders = listed.iter().find(|l| l["topic"] == "orders").unwrap();
     assert_eq!(
@@ -226,48 +180,37 @@ async fn routing_rules_pick_the_route_per_event() {
     let cloud_event = |ty: &str, data: Value| {
         json!({"specversion": "1.0", "id": ty, "source": "t", "type": ty, "data": data}).to_string()
     };
-    assert_eq!(
-        publish(
-            &api,
-            "orders",
-            "application/cloudevents+json",
-            &cloud_event("widget", json!({"price": 1}))
-        )
-        .await,
-        204
-    );
-    assert_eq!(
-        publish(&api, "orders", "application/json", r#"{"price": 500}"#).await,
-        204
-    );
-    assert_eq!(
-        publish(&api, "orders", "application/json", r#"{"price": 5}"#).await,
-        204
-    );
-    assert_eq!(
-        publish(
-            &api,
+    let ce = "application/cloudevents+json";
+    let events = [
+        ("orders", ce, cloud_event("widget", json!({"price": 1}))),
+        ("orders", "application/json", r#"{"price": 500}"#.to_owned()),
+        ("orders", "application/json", r#"{"price": 5}"#.to_owned()),
+        ("shipments", ce, cloud_event("parcel", json!({"weight": 1}))),
+        (
             "shipments",
-            "application/cloudevents+json",
-            &cloud_event("parcel", json!({"weight": 1}))
-        )
-        .await,
-        204
-    );
-    assert_eq!(
-        publish(&api, "shipments", "application/json", r#"{"weight": 80}"#).await,
-        204
-    );
-    assert_eq!(
-        publish(&api, "shipments", "application/json", r#"{"weight": 2}"#).await,
-        204
-    );
-    let paths = wait_until(Duration::from_secs(15), "six deliveries", || async {
-        let mut paths: Vec<String> = app.seen().into_iter().map(|r| r.path).collect();
-        paths.sort();
-        (paths.len() >= 6).then_some(paths)
-    })
-    .await;
+            "application/json",
+            r#"{"weight": 80}"#.to_owned(),
+        ),
+        (
+            "shipments",
+            "application/json",
+            r#"{"weight": 2}"#.to_owned(),
+        ),
+    ];
+    for (topic, content_type, body) in events {
+        assert_eq!(
+            publish(&api, topic, content_type, &body).await,
+            204,
+            "{body}"
+        );
+    }
+    let paths = app
+        .wait_seen(Duration::from_secs(15), "six deliveries", |seen| {
+            let mut paths: Vec<String> = seen.into_iter().map(|r| r.path).collect();
+            paths.sort();
+            (paths.len() >= 6).then_some(paths)
+        })
+        .await;
     assert_eq!(
         paths,
         [
@@ -279,12 +222,7 @@ async fn routing_rules_pick_the_route_per_event() {
             "/widgets"
         ]
     );
-    let letter = app
-        .seen()
-        .into_iter()
-        .find(|r| r.path == "/unrouted")
-        .unwrap();
-    let letter: Value = serde_json::from_slice(&letter.body).unwrap();
+    let letter = app.seen_at("/unrouted")[0].json();
     assert_eq!(
         (letter["topic"].as_str(), &letter["data"]["weight"]),
         (Some("shipments"), &json!(2))
@@ -296,10 +234,6 @@ async fn routing_rules_pick_the_route_per_event() {
 /// ends in the dead-letter topic.
 #[tokio::test]
 async fn raw_payloads_reach_raw_subscribers_and_fail_others() {
-    use outrider_testkit::{FakeApp, wait_until};
-    use serde_json::{Value, json};
-    use std::time::Duration;
-
     let app = FakeApp::with_subscriptions(
         "raw",
         json!([
@@ -310,9 +244,11 @@ async fn raw_payloads_reach_raw_subscribers_and_fail_others() {
     )
     .await;
     let mesh = Mesh::new();
-    let mut s = mesh.sidecar("raw-sub").app_port(app.port).start().await;
-    s.wait_ready().await;
-    s.wait_subscriptions(3).await;
+    let s = mesh
+        .sidecar("raw-sub")
+        .app_port(app.port)
+        .start_subscribed(3)
+        .await;
     let api = s.api_url();
     let raw = |topic: &str| format!("{topic}?metadata.rawPayload=true");
     let with_metadata = format!(
@@ -333,10 +269,10 @@ async fn raw_payloads_reach_raw_subscribers_and_fail_others() {
         publish(&api, &raw("strict"), "text/plain", "plain bytes").await,
         204
     );
-    let got = wait_until(Duration::from_secs(10), "the raw delivery", || async {
-        app.seen().into_iter().find(|r| r.path == "/raw")
-    })
-    .await;
+    let got = app
+        .wait_at("/raw", 1, Duration::from_secs(10))
+        .await
+        .remove(0);
     assert_eq!(got.headers["content-type"], "application/cloudevents+json");
     assert_eq!(
         got.headers["x-region"], "eu",
@@ -346,19 +282,13 @@ async fn raw_payloads_reach_raw_subscribers_and_fail_others() {
         got.headers.get("content-encoding").is_none(),
         "but never headers about the request's own body"
     );
-    let e: Value = serde_json::from_slice(&got.body).unwrap();
+    let e = got.json();
     assert_eq!(e["data_base64"], "AG5vdCBqc29uAQ==", "{e}");
     assert_eq!(
         (e["topic"].as_str(), e["source"].as_str()),
         (Some("raw"), Some("Dapr"))
     );
-    let letter = wait_until(
-        Duration::from_secs(15),
-        "the dead letter of the raw message",
-        || async { app.seen().into_iter().find(|r| r.path == "/rejects") },
-    )
-    .await;
-    let letter: Value = serde_json::from_slice(&letter.body).unwrap();
+    let letter = app.wait_at("/rejects", 1, Duration::from_secs(15)).await[0].json();
     assert_eq!(
         letter["data_base64"], "cGxhaW4gYnl0ZXM=",
         "the original bytes went to the dead-letter topic: {letter}"

@@ -49,14 +49,7 @@ async fn renewal_under_steady_traffic_drops_nothing() {
     assert!(sent >= 20);
     // A newcomer handshakes with B's renewed certificate.
     let c = mesh.sidecar("c").args(args).start().await;
-    let r = send(
-        "GET",
-        &format!("{}/v1.0/invoke/b/method/new", c.api_url()),
-        &[],
-        "",
-    )
-    .await
-    .unwrap();
+    let r = c.get("/v1.0/invoke/b/method/new").await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(b.metric_sum("outrider_workload_cert_generation", &[]).await >= 3.0);
 }

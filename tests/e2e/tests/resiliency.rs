@@ -40,11 +40,7 @@ async fn world() -> World {
     let (b_app, c_app) = (FakeApp::start("b").await, FakeApp::start("c").await);
     let b = mesh.sidecar("b").app_port(b_app.port).start().await;
     let c = mesh.sidecar("c").app_port(c_app.port).start().await;
-    let a = mesh
-        .sidecar("a")
-        .args(["--resources-path", dir.path().to_str().unwrap()])
-        .start()
-        .await;
+    let a = mesh.sidecar("a").resources(dir.path()).start().await;
     let plain = mesh.sidecar("plain").start().await;
     wait_registered(&mesh, "b", 1).await;
     wait_registered(&mesh, "c", 1).await;
@@ -61,14 +57,9 @@ async fn world() -> World {
 }
 
 async fn call(from: &Sidecar, target: &str) -> (u16, String) {
-    let r = send(
-        "POST",
-        &format!("{}/v1.0/invoke/{target}", from.api_url()),
-        &[],
-        "payload",
-    )
-    .await
-    .unwrap();
+    let r = from
+        .request("POST", &format!("/v1.0/invoke/{target}"), &[], "payload")
+        .await;
     (r.status, r.text())
 }
 
@@ -239,10 +230,7 @@ async fn store_sidecar(
         "apiVersion: dapr.io/v1alpha1\nkind: Resiliency\nmetadata: {{name: store-policies}}\nspec:\n{policies}  targets:\n    components:\n      store:\n        outbound: {{retry: storeRetry, circuitBreaker: storeCB}}\n"
     );
     std::fs::write(dir.join("resiliency.yaml"), resiliency).unwrap();
-    mesh.sidecar("stateful")
-        .args(["--resources-path", dir.to_str().unwrap()])
-        .start()
-        .await
+    mesh.sidecar("stateful").resources(dir).start().await
 }
 
 #[tokio::test]
@@ -310,7 +298,7 @@ async fn publish_retries_carry_a_message_through_a_broker_outage() {
     std::fs::write(dir.path().join("resiliency.yaml"), resiliency).unwrap();
     let s = mesh
         .sidecar("publisher")
-        .args(["--resources-path", dir.path().to_str().unwrap()])
+        .resources(dir.path())
         .start()
         .await;
     let url = format!("{}/v1.0/publish/bus/orders", s.api_url());

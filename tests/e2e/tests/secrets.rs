@@ -2,15 +2,13 @@
 
 use std::time::Duration;
 
-use outrider_testkit::{Mesh, send};
+use outrider_testkit::{Mesh, Reply, Sidecar, send};
 use serde_json::json;
 
 const SECRETS: &str =
     r#"{"db": {"user": "app", "password": "s3cret-pw"}, "port": 5432, "token": "t0k"}"#;
 
 fn resources(mesh: &Mesh) -> String {
-    let dir = mesh.home().join("res");
-    std::fs::create_dir_all(&dir).unwrap();
     let file = mesh.home().join("secrets.json");
     std::fs::write(&file, SECRETS).unwrap();
     let docs = format!(
@@ -25,8 +23,12 @@ fn resources(mesh: &Mesh) -> String {
         ),
         file = file.display()
     );
-    std::fs::write(dir.join("secrets.yaml"), docs).unwrap();
-    dir.to_string_lossy().into_owned()
+    mesh.resources("res", "secrets.yaml", &docs)
+}
+
+/// `GET /v1.0/secrets/<path>` on `s`.
+async fn secret(s: &Sidecar, path: &str) -> Reply {
+    s.get(&format!("/v1.0/secrets/{path}")).await
 }
 
 #[tokio::test]
@@ -37,15 +39,12 @@ async fn file_and_env_stores_answer_with_daprds_shapes_and_codes() {
         .sidecar("secret-app")
         .env("MYAPP_API_KEY", "from-env")
         .env("DAPR_API_TOKEN_NOT", "x")
-        .args(["--resources-path", &res])
+        .resources(&res)
         .start()
         .await;
     s.wait_ready().await;
-    let get = |path: &str| {
-        let url = format!("{}/v1.0/secrets/{path}", s.api_url());
-        async move { send("GET", &url, &[], "").await.unwrap() }
-    };
-    let ok = |r: outrider_testkit::Reply| {
+    let get = |path: &'static str| secret(&s, path);
+    let ok = |r: Reply| {
         assert_eq!(r.status, 200, "{}", r.text());
         r.json()
     };
@@ -69,37 +68,30 @@ async fn file_and_env_stores_answer_with_daprds_shapes_and_codes() {
     let env_all = ok(get("env/bulk").await);
     assert_eq!(env_all["API_KEY"], json!({"API_KEY": "from-env"}));
 
-    let missing = get("files/nope").await;
-    assert_eq!(
-        (missing.status, missing.json()["errorCode"].as_str()),
-        (500, Some("ERR_SECRET_GET"))
-    );
-    assert_eq!(
-        missing.json()["message"],
-        "failed getting secret with key nope from secret store files: secret nope not found"
-    );
-    let unknown = get("vault/x").await;
-    assert_eq!(
-        (unknown.status, unknown.json()["errorCode"].as_str()),
-        (401, Some("ERR_SECRET_STORE_NOT_FOUND"))
-    );
-    assert_eq!(
-        unknown.json()["message"],
-        "failed finding secret store with key vault"
-    );
+    let failures = [
+        (
+            "files/nope",
+            500,
+            "ERR_SECRET_GET",
+            "failed getting secret with key nope from secret store files: secret nope not found",
+        ),
+        (
+            "vault/x",
+            401,
+            "ERR_SECRET_STORE_NOT_FOUND",
+            "failed finding secret store with key vault",
+        ),
+    ];
+    for (path, status, code, message) in failures {
+        let r = get(path).await;
+        r.assert_error(status, code, path);
+        assert_eq!(r.json()["message"], message, "{path}");
+    }
 
-    let meta = send("GET", &format!("{}/v1.0/metadata", s.api_url()), &[], "")
-        .await
-        .unwrap()
-        .json();
-    let types: Vec<&str> = meta["components"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["type"].as_str().unwrap())
-        .collect();
+    let types: Vec<String> = s.components().await.into_iter().map(|c| c.1).collect();
+    let has = |t: &str| types.iter().any(|x| x == t);
     assert!(
-        types.contains(&"secretstores.local.file") && types.contains(&"secretstores.local.env"),
+        has("secretstores.local.file") && has("secretstores.local.env"),
         "{types:?}"
     );
     // The file store serves a changed file's values without a restart.
@@ -131,22 +123,10 @@ async fn file_and_env_stores_answer_with_daprds_shapes_and_codes() {
 async fn without_secret_stores_the_api_says_so_and_bad_stores_stop_the_start() {
     let mesh = Mesh::new();
     let s = mesh.sidecar("no-secrets").start().await;
-    let r = send(
-        "GET",
-        &format!("{}/v1.0/secrets/any/x", s.api_url()),
-        &[],
-        "",
-    )
-    .await
-    .unwrap();
-    assert_eq!(
-        (r.status, r.json()["errorCode"].as_str()),
-        (500, Some("ERR_SECRET_STORES_NOT_CONFIGURED"))
-    );
+    let r = secret(&s, "any/x").await;
+    r.assert_error(500, "ERR_SECRET_STORES_NOT_CONFIGURED", "no stores");
     assert_eq!(r.json()["message"], "secret store is not configured");
 
-    let dir = mesh.home().join("bad");
-    std::fs::create_dir_all(&dir).unwrap();
     let missing = mesh.home().join("missing.json");
     let docs = format!(
         concat!(
@@ -156,22 +136,16 @@ async fn without_secret_stores_the_api_says_so_and_bad_stores_stop_the_start() {
         ),
         missing.display()
     );
-    std::fs::write(dir.join("bad.yaml"), docs).unwrap();
-    let mut bad = mesh
-        .sidecar("bad-secrets")
-        .args(["--resources-path", dir.to_str().unwrap()])
-        .spawn();
+    let bad = mesh.resources("bad", "bad.yaml", &docs);
     // Like any component that cannot open: exit 1, every problem named with file and field.
-    assert_eq!(bad.wait_exit(Duration::from_secs(30)).await, Some(1));
-    let log = bad.log();
-    assert!(
-        log.contains("bad.yaml: spec.metadata.secretsFile: is required"),
-        "{log}"
-    );
-    assert!(
-        log.contains(&format!("spec.metadata.secretsFile: {}", missing.display())),
-        "{log}"
-    );
+    let says = [
+        "bad.yaml: spec.metadata.secretsFile: is required",
+        &format!("spec.metadata.secretsFile: {}", missing.display()),
+    ];
+    mesh.sidecar("bad-secrets")
+        .resources(&bad)
+        .start_fails(Duration::from_secs(30), 1, &says)
+        .await;
 }
 
 /// A Redis state store whose password is a `secretKeyRef` into a file store connects to a
@@ -179,20 +153,11 @@ async fn without_secret_stores_the_api_says_so_and_bad_stores_stop_the_start() {
 /// the start, naming component, field and secret; the password is in no log, metric or metadata.
 #[tokio::test]
 async fn component_passwords_come_from_secret_references() {
-    let redis = outrider_testkit::RedisServer::start_with(&[
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        "--requirepass",
-        "pw-9f2c1",
-    ]);
+    let redis = outrider_testkit::RedisServer::start_with_password("pw-9f2c1");
     let mesh = Mesh::new();
     let file = mesh.home().join("creds.json");
     std::fs::write(&file, r#"{"redis": {"password": "pw-9f2c1"}}"#).unwrap();
     let write = |dir: &str, key: &str| {
-        let path = mesh.home().join(dir);
-        std::fs::create_dir_all(&path).unwrap();
         let docs = format!(
             concat!(
                 "kind: Component\nmetadata: {{name: vault}}\nspec:\n  type: secretstores.local.file\n  metadata:\n",
@@ -206,37 +171,16 @@ async fn component_passwords_come_from_secret_references() {
             host = redis.host(),
             key = key
         );
-        std::fs::write(path.join("res.yaml"), docs).unwrap();
-        path.to_string_lossy().into_owned()
+        mesh.resources(dir, "res.yaml", &docs)
     };
     let good = write("good", "password");
-    let mut s = mesh
-        .sidecar("secret-ref")
-        .args(["--resources-path", &good])
-        .start()
-        .await;
+    let mut s = mesh.sidecar("secret-ref").resources(&good).start().await;
     s.wait_ready().await;
-    let url = format!("{}/v1.0/state/cache", s.api_url());
-    let r = send(
-        "POST",
-        &url,
-        &[],
-        json!([{"key": "k", "value": 7}]).to_string(),
-    )
-    .await
-    .unwrap();
+    let items = json!([{"key": "k", "value": 7}]).to_string();
+    let r = s.request("POST", "/v1.0/state/cache", &[], items).await;
     assert_eq!(r.status, 204, "{}", r.text());
-    assert_eq!(
-        send("GET", &format!("{url}/k"), &[], "")
-            .await
-            .unwrap()
-            .json(),
-        json!(7)
-    );
-    let meta = send("GET", &format!("{}/v1.0/metadata", s.api_url()), &[], "")
-        .await
-        .unwrap()
-        .text();
+    assert_eq!(s.get("/v1.0/state/cache/k").await.json(), json!(7));
+    let meta = s.get("/v1.0/metadata").await.text();
     let (log, metrics) = (s.log(), s.metrics().await);
     for (what, text) in [("log", &log), ("metrics", &metrics), ("metadata", &meta)] {
         assert!(
@@ -246,18 +190,13 @@ async fn component_passwords_come_from_secret_references() {
     }
 
     let wrong = write("wrong", "passwd");
-    let mut bad = mesh
+    let log = mesh
         .sidecar("secret-ref-bad")
-        .args(["--resources-path", &wrong])
-        .spawn();
-    assert_eq!(bad.wait_exit(Duration::from_secs(30)).await, Some(1));
-    let log = bad.log();
-    assert!(
-        log.contains(
+        .resources(&wrong)
+        .start_fails(Duration::from_secs(30), 1, &[
             "res.yaml (document 2): spec.metadata[1] (redisPassword): component \"cache\": secretKeyRef \"redis\" has no key \"passwd\""
-        ),
-        "{log}"
-    );
+        ])
+        .await;
     assert!(!log.contains("pw-9f2c1"));
 }
 
@@ -281,25 +220,15 @@ async fn configuration_scopes_deny_and_filter_secrets() {
         .sidecar("scoped-secrets")
         .env("MYAPP_API_KEY", "from-env")
         .env("MYAPP_REGION", "eu")
-        .args([
-            "--resources-path",
-            &res,
-            "--config",
-            config.to_str().unwrap(),
-        ])
+        .resources(&res)
+        .args(["--config", config.to_str().unwrap()])
         .start()
         .await;
     s.wait_ready().await;
-    let get = |path: &str| {
-        let url = format!("{}/v1.0/secrets/{path}", s.api_url());
-        async move { send("GET", &url, &[], "").await.unwrap() }
-    };
+    let get = |path: &'static str| secret(&s, path);
     assert_eq!(get("files/db:password").await.status, 200);
     let denied = get("files/port").await;
-    assert_eq!(
-        (denied.status, denied.json()["errorCode"].as_str()),
-        (403, Some("ERR_PERMISSION_DENIED"))
-    );
+    denied.assert_error(403, "ERR_PERMISSION_DENIED", "files/port");
     assert_eq!(
         denied.json()["message"],
         "access denied by policy to get \"port\" from \"files\""
@@ -321,60 +250,36 @@ async fn configuration_scopes_deny_and_filter_secrets() {
         "kind: Configuration\nspec:\n  secrets:\n    scopes:\n    - {storeName: files}\n    - {storeName: files}\n",
     )
     .unwrap();
-    let mut bad = mesh
-        .sidecar("scoped-bad")
+    mesh.sidecar("scoped-bad")
         .args(["--config", config.to_str().unwrap()])
-        .spawn();
-    assert_eq!(bad.wait_exit(Duration::from_secs(30)).await, Some(2));
-    assert!(
-        bad.log()
-            .contains("config.yaml: spec.secrets.scopes[1].storeName"),
-        "{}",
-        bad.log()
-    );
+        .start_fails(
+            Duration::from_secs(30),
+            2,
+            &["config.yaml: spec.secrets.scopes[1].storeName"],
+        )
+        .await;
 }
 
 /// A secret store's component `scopes` decide which apps have it at all.
 #[tokio::test]
 async fn component_scopes_hide_a_secret_store_from_other_apps() {
     let mesh = Mesh::new();
-    let dir = mesh.home().join("res");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(
-        dir.join("scoped.yaml"),
+    let res = mesh.resources(
+        "res",
+        "scoped.yaml",
         "kind: Component\nmetadata: {name: private}\nspec:\n  type: secretstores.local.env\nscopes: [owner]\n",
-    )
-    .unwrap();
-    let res = dir.to_str().unwrap();
-    let owner = mesh
-        .sidecar("owner")
-        .env("ONLY_OWNER", "yes")
-        .args(["--resources-path", res])
-        .start()
-        .await;
-    let other = mesh
-        .sidecar("stranger")
-        .env("ONLY_OWNER", "yes")
-        .args(["--resources-path", res])
-        .start()
-        .await;
-    let r = send(
-        "GET",
-        &format!("{}/v1.0/secrets/private/ONLY_OWNER", owner.api_url()),
-        &[],
-        "",
-    )
-    .await
-    .unwrap();
+    );
+    let sidecar = |app_id: &str| {
+        mesh.sidecar(app_id)
+            .env("ONLY_OWNER", "yes")
+            .resources(&res)
+            .start()
+    };
+    let owner = sidecar("owner").await;
+    let other = sidecar("stranger").await;
+    let r = secret(&owner, "private/ONLY_OWNER").await;
     assert_eq!((r.status, r.json()), (200, json!({"ONLY_OWNER": "yes"})));
-    let r = send(
-        "GET",
-        &format!("{}/v1.0/secrets/private/ONLY_OWNER", other.api_url()),
-        &[],
-        "",
-    )
-    .await
-    .unwrap();
+    let r = secret(&other, "private/ONLY_OWNER").await;
     assert_eq!(
         r.status,
         500,

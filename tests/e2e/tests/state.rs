@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use outrider_testkit::state::{save, url};
+use outrider_testkit::state::{get, save, url};
 use outrider_testkit::{Mesh, send, wait_until};
 use serde_json::{Value, json};
 
@@ -30,9 +30,7 @@ async fn values_round_trip_with_etags_and_metadata() {
         204
     );
     for (i, v) in values.iter().enumerate() {
-        let r = send("GET", &url(&s, &format!("statestore/k{i}")), &[], "")
-            .await
-            .unwrap();
+        let r = get(&s, &format!("statestore/k{i}")).await;
         assert_eq!(r.status, 200);
         assert_eq!(r.headers["content-type"], "application/json");
         assert!(r.headers.contains_key("etag"));
@@ -61,18 +59,10 @@ async fn values_round_trip_with_etags_and_metadata() {
                 }
             })
             .collect();
-        let r = send("GET", &url(&s, &format!("statestore/{escaped}")), &[], "")
-            .await
-            .unwrap();
+        let r = get(&s, &format!("statestore/{escaped}")).await;
         assert_eq!((r.status, r.json()), (200, json!(key)), "{key:?}");
     }
-    assert_eq!(
-        send("GET", &url(&s, "statestore/never"), &[], "")
-            .await
-            .unwrap()
-            .status,
-        204
-    );
+    assert_eq!(get(&s, "statestore/never").await.status, 204);
     // TTL: visible with its expiry time, then gone.
     let r = send(
         "POST",
@@ -83,9 +73,7 @@ async fn values_round_trip_with_etags_and_metadata() {
     .await
     .unwrap();
     assert_eq!(r.status, 204);
-    let r = send("GET", &url(&s, "statestore/ttl"), &[], "")
-        .await
-        .unwrap();
+    let r = get(&s, "statestore/ttl").await;
     assert!(
         r.headers.contains_key("metadata.ttlExpireTime"),
         "{:?}",
@@ -107,10 +95,7 @@ async fn etags_guard_saves_and_deletes() {
     let mesh = Mesh::new();
     let s = mesh.sidecar("st").start().await;
     save(&s, "statestore", json!([{"key": "e", "value": 1}])).await;
-    let etag = send("GET", &url(&s, "statestore/e"), &[], "")
-        .await
-        .unwrap()
-        .headers["etag"]
+    let etag = get(&s, "statestore/e").await.headers["etag"]
         .to_str()
         .unwrap()
         .to_owned();
@@ -120,10 +105,7 @@ async fn etags_guard_saves_and_deletes() {
         json!([{"key": "e", "value": 2, "etag": "stale"}]),
     )
     .await;
-    assert_eq!(
-        (r.status, r.json()["errorCode"].as_str()),
-        (409, Some("ERR_STATE_SAVE"))
-    );
+    r.assert_error(409, "ERR_STATE_SAVE", "");
     assert_eq!(
         save(
             &s,
@@ -152,17 +134,8 @@ async fn etags_guard_saves_and_deletes() {
     )
     .await
     .unwrap();
-    assert_eq!(
-        (r.status, r.json()["errorCode"].as_str()),
-        (409, Some("ERR_STATE_DELETE"))
-    );
-    assert_eq!(
-        send("GET", &url(&s, "statestore/e"), &[], "")
-            .await
-            .unwrap()
-            .json(),
-        json!(2)
-    );
+    r.assert_error(409, "ERR_STATE_DELETE", "");
+    assert_eq!(get(&s, "statestore/e").await.json(), json!(2));
     assert_eq!(
         send("DELETE", &url(&s, "statestore/e"), &[], "")
             .await
@@ -221,18 +194,12 @@ async fn bulk_get_and_transactions() {
         r.text()
     );
     assert_eq!(
-        send("GET", &url(&s, "statestore/t1"), &[], "")
-            .await
-            .unwrap()
-            .status,
+        get(&s, "statestore/t1").await.status,
         204,
         "a failed transaction wrote"
     );
     let r = tx(json!([{"operation": "upsert", "request": {"key": "t1", "value": 1}}, {"operation": "merge", "request": {"key": "t2"}}])).await.unwrap();
-    assert_eq!(
-        (r.status, r.json()["errorCode"].as_str()),
-        (400, Some("ERR_NOT_SUPPORTED_STATE_OPERATION"))
-    );
+    r.assert_error(400, "ERR_NOT_SUPPORTED_STATE_OPERATION", "");
     let r = tx(json!([
         {"operation": "upsert", "request": {"key": "t1", "value": 1}},
         {"operation": "delete", "request": {"key": "b1"}},
@@ -241,20 +208,8 @@ async fn bulk_get_and_transactions() {
     .await
     .unwrap();
     assert_eq!(r.status, 204, "{}", r.text());
-    assert_eq!(
-        send("GET", &url(&s, "statestore/t1"), &[], "")
-            .await
-            .unwrap()
-            .json(),
-        json!(2)
-    );
-    assert_eq!(
-        send("GET", &url(&s, "statestore/b1"), &[], "")
-            .await
-            .unwrap()
-            .status,
-        204
-    );
+    assert_eq!(get(&s, "statestore/t1").await.json(), json!(2));
+    assert_eq!(get(&s, "statestore/b1").await.status, 204);
     assert_eq!(tx(json!([])).await.unwrap().status, 204);
 }
 

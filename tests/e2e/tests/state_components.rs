@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use outrider_testkit::state::{resources, save, url};
-use outrider_testkit::{Mesh, send};
+use outrider_testkit::Mesh;
+use outrider_testkit::state::{get, resources, save};
 use serde_json::json;
 
 #[tokio::test]
@@ -18,30 +18,12 @@ async fn the_default_store_is_durable_and_keys_are_prefixed_per_app() {
     assert_eq!(a.wait_exit(Duration::from_secs(30)).await, Some(0));
     // Restarted on the same data directory: still there.
     let a = mesh.sidecar("app-a").data_dir(&data).start().await;
-    assert_eq!(
-        send("GET", &url(&a, "statestore/k"), &[], "")
-            .await
-            .unwrap()
-            .json(),
-        json!("from a")
-    );
+    assert_eq!(get(&a, "statestore/k").await.json(), json!("from a"));
     // Another app on the same database sees only its own keys.
     let b = mesh.sidecar("app-b").data_dir(&data).start().await;
-    assert_eq!(
-        send("GET", &url(&b, "statestore/k"), &[], "")
-            .await
-            .unwrap()
-            .status,
-        204
-    );
+    assert_eq!(get(&b, "statestore/k").await.status, 204);
     save(&b, "statestore", json!([{"key": "k", "value": "from b"}])).await;
-    assert_eq!(
-        send("GET", &url(&a, "statestore/k"), &[], "")
-            .await
-            .unwrap()
-            .json(),
-        json!("from a")
-    );
+    assert_eq!(get(&a, "statestore/k").await.json(), json!("from a"));
 }
 
 #[tokio::test]
@@ -53,51 +35,19 @@ async fn components_from_resources_with_key_prefixes() {
         db.display()
     );
     let res = resources(&mesh, "res", &yaml);
-    let a = mesh
-        .sidecar("pa")
-        .args(["--resources-path", &res])
-        .start()
-        .await;
-    let b = mesh
-        .sidecar("pb")
-        .args(["--resources-path", &res])
-        .start()
-        .await;
+    let a = mesh.sidecar("pa").resources(&res).start().await;
+    let b = mesh.sidecar("pb").resources(&res).start().await;
     save(&a, "shared", json!([{"key": "k", "value": 1}])).await;
     // keyPrefix: name — both apps share the key space of the store.
-    assert_eq!(
-        send("GET", &url(&b, "shared/k"), &[], "")
-            .await
-            .unwrap()
-            .json(),
-        json!(1)
-    );
+    assert_eq!(get(&b, "shared/k").await.json(), json!(1));
     save(&a, "cache", json!([{"key": "m", "value": "mem"}])).await;
+    assert_eq!(get(&a, "cache/m").await.json(), json!("mem"));
     assert_eq!(
-        send("GET", &url(&a, "cache/m"), &[], "")
-            .await
-            .unwrap()
-            .json(),
-        json!("mem")
-    );
-    assert_eq!(
-        send("GET", &url(&b, "cache/m"), &[], "")
-            .await
-            .unwrap()
-            .status,
+        get(&b, "cache/m").await.status,
         204,
         "in-memory stores are per process"
     );
-    let meta = send("GET", &format!("{}/v1.0/metadata", a.api_url()), &[], "")
-        .await
-        .unwrap()
-        .json();
-    let names: Vec<&str> = meta["components"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["name"].as_str().unwrap())
-        .collect();
+    let names: Vec<String> = a.components().await.into_iter().map(|c| c.0).collect();
     assert_eq!(names, ["cache", "shared"]);
 }
 
@@ -110,11 +60,7 @@ async fn encrypted_components_keep_plaintext_off_disk() {
         db.display()
     );
     let res = resources(&mesh, "res-enc", &yaml);
-    let s = mesh
-        .sidecar("enc")
-        .args(["--resources-path", &res])
-        .start()
-        .await;
+    let s = mesh.sidecar("enc").resources(&res).start().await;
     let secret = "the-launch-code-is-0000";
     assert_eq!(
         save(
@@ -126,7 +72,7 @@ async fn encrypted_components_keep_plaintext_off_disk() {
         .status,
         204
     );
-    let r = send("GET", &url(&s, "vault/k"), &[], "").await.unwrap();
+    let r = get(&s, "vault/k").await;
     assert_eq!(
         r.json(),
         json!({"code": secret}),
@@ -148,10 +94,7 @@ async fn encrypted_components_keep_plaintext_off_disk() {
         "res-badkey",
         &yaml.replace("00112233445566778899aabbccddeeff", "not-hex"),
     );
-    let mut b = mesh
-        .sidecar("badkey")
-        .args(["--resources-path", &bad])
-        .spawn();
+    let mut b = mesh.sidecar("badkey").resources(&bad).spawn();
     assert_eq!(b.wait_exit(Duration::from_secs(30)).await, Some(1));
     assert!(
         b.log().contains("spec.metadata.primaryEncryptionKey"),
@@ -168,7 +111,7 @@ async fn a_bad_component_stops_the_start_with_file_and_field() {
         "res-bad",
         "kind: Component\nmetadata:\n  name: s\nspec:\n  type: state.sqlite\n  metadata:\n  - name: tableName\n    value: \"x; DROP\"\n",
     );
-    let mut s = mesh.sidecar("bad").args(["--resources-path", &res]).spawn();
+    let mut s = mesh.sidecar("bad").resources(&res).spawn();
     assert_eq!(s.wait_exit(Duration::from_secs(30)).await, Some(1));
     let log = s.log();
     assert!(

@@ -1,7 +1,7 @@
 //! The state API's errors through a real sidecar (api.md §3): bad input gets Dapr's status and
 //! error codes and changes nothing, and a bulk get reports failures per key.
 
-use outrider_testkit::state::{resources, save, url};
+use outrider_testkit::state::{get, resources, save, url};
 use outrider_testkit::{Mesh, raw_request, send};
 use serde_json::json;
 
@@ -74,20 +74,12 @@ async fn bad_input_gets_dapr_errors_and_changes_nothing() {
         );
     }
     assert_eq!(
-        send("GET", &url(&s, "statestore/ok"), &[], "")
-            .await
-            .unwrap()
-            .status,
+        get(&s, "statestore/ok").await.status,
         204,
         "a rejected batch wrote its valid items"
     );
-    let r = send("GET", &url(&s, "statestore/a||b"), &[], "")
-        .await
-        .unwrap();
-    assert_eq!(
-        (r.status, r.json()["errorCode"].as_str()),
-        (400, Some("ERR_MALFORMED_REQUEST"))
-    );
+    let r = get(&s, "statestore/a||b").await;
+    r.assert_error(400, "ERR_MALFORMED_REQUEST", "");
     let huge = format!("[{{\"key\":\"h\",\"value\":\"{}\"}}]", "x".repeat(5 << 20));
     assert_eq!(
         send("POST", &url(&s, "statestore"), &[], huge)
@@ -108,17 +100,11 @@ async fn bad_input_gets_dapr_errors_and_changes_nothing() {
     let r = send("POST", &q_url("nostore"), &[], json!({}).to_string())
         .await
         .unwrap();
-    assert_eq!(
-        (r.status, r.json()["errorCode"].as_str()),
-        (400, Some("ERR_STATE_STORE_NOT_FOUND"))
-    );
+    r.assert_error(400, "ERR_STATE_STORE_NOT_FOUND", "");
     let r = send("POST", &q_url("statestore"), &[], "{nope")
         .await
         .unwrap();
-    assert_eq!(
-        (r.status, r.json()["errorCode"].as_str()),
-        (400, Some("ERR_MALFORMED_REQUEST"))
-    );
+    r.assert_error(400, "ERR_MALFORMED_REQUEST", "");
     let r = send(
         "POST",
         &q_url("statestore"),
@@ -127,10 +113,7 @@ async fn bad_input_gets_dapr_errors_and_changes_nothing() {
     )
     .await
     .unwrap();
-    assert_eq!(
-        (r.status, r.json()["errorCode"].as_str()),
-        (400, Some("ERR_STATE_QUERY"))
-    );
+    r.assert_error(400, "ERR_STATE_QUERY", "");
 
     // A sidecar whose resources hold no state store at all.
     let none = resources(
@@ -138,18 +121,9 @@ async fn bad_input_gets_dapr_errors_and_changes_nothing() {
         "res-none",
         "apiVersion: dapr.io/v1alpha1\nkind: Configuration\nmetadata: {name: c}\n",
     );
-    let bare = mesh
-        .sidecar("bare")
-        .args(["--resources-path", &none])
-        .start()
-        .await;
-    let r = send("GET", &url(&bare, "statestore/x"), &[], "")
-        .await
-        .unwrap();
-    assert_eq!(
-        (r.status, r.json()["errorCode"].as_str()),
-        (500, Some("ERR_STATE_STORE_NOT_CONFIGURED"))
-    );
+    let bare = mesh.sidecar("bare").resources(&none).start().await;
+    let r = get(&bare, "statestore/x").await;
+    r.assert_error(500, "ERR_STATE_STORE_NOT_CONFIGURED", "");
 }
 
 #[tokio::test]
@@ -172,11 +146,7 @@ async fn bulk_get_reports_failures_per_key() {
         )
     );
     let res = resources(&mesh, "res-mixed", &yaml);
-    let s = mesh
-        .sidecar("mixed")
-        .args(["--resources-path", &res])
-        .start()
-        .await;
+    let s = mesh.sidecar("mixed").resources(&res).start().await;
     assert_eq!(
         save(&s, "plain", json!([{"key": "p1", "value": "plaintext"}]))
             .await

@@ -21,11 +21,7 @@ async fn postgres_store_through_the_api() {
     let pg = Postgres::start();
     let mesh = Mesh::new();
     let res = component(&mesh, &pg.conn, &pg.table);
-    let s = mesh
-        .sidecar("pgapp")
-        .args(["--resources-path", &res])
-        .start()
-        .await;
+    let s = mesh.sidecar("pgapp").resources(&res).start().await;
     let base = format!("{}/v1.0/state/pgstore", s.api_url());
     let r = send(
         "POST",
@@ -50,10 +46,7 @@ async fn postgres_store_through_the_api() {
     )
     .await
     .unwrap();
-    assert_eq!(
-        (r.status, r.json()["errorCode"].as_str()),
-        (500, Some("ERR_STATE_TRANSACTION"))
-    );
+    r.assert_error(500, "ERR_STATE_TRANSACTION", "");
     assert_eq!(
         send("GET", &format!("{base}/t"), &[], "")
             .await
@@ -73,10 +66,7 @@ async fn an_unreachable_postgres_fails_the_start_with_file_and_field() {
         free_port()
     );
     let res = component(&mesh, &conn, "state_unreachable");
-    let mut s = mesh
-        .sidecar("pgdown")
-        .args(["--resources-path", &res])
-        .spawn();
+    let mut s = mesh.sidecar("pgdown").resources(&res).spawn();
     assert_eq!(s.wait_exit(Duration::from_secs(30)).await, Some(1));
     let log = s.log();
     assert!(

@@ -2,43 +2,31 @@
 
 use std::time::{Duration, Instant};
 
-use outrider_testkit::{Mesh, RedisServer, Sidecar, send, wait_until};
+use outrider_testkit::{Mesh, RedisServer, Reply, Sidecar, send, wait_until};
 use serde_json::json;
 
 fn component(mesh: &Mesh, name: &str, redis: &RedisServer, extra: &str) -> String {
-    let dir = mesh.home().join(name);
-    std::fs::create_dir_all(&dir).unwrap();
     let yaml = format!(
         "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: redisstore\nspec:\n  type: state.redis\n  version: v1\n  metadata:\n  - name: redisHost\n    value: {}\n{extra}",
         redis.host()
     );
-    std::fs::write(dir.join("redis.yaml"), yaml).unwrap();
-    dir.to_string_lossy().into_owned()
+    mesh.resources(name, "redis.yaml", &yaml)
 }
 
-fn url(s: &Sidecar, rest: &str) -> String {
-    format!("{}/v1.0/state/redisstore{rest}", s.api_url())
+/// Saves `items` (a JSON array) to the store, with no content type.
+async fn save(s: &Sidecar, items: serde_json::Value) -> Reply {
+    s.request("POST", "/v1.0/state/redisstore", &[], items.to_string())
+        .await
 }
 
-fn redis_cli(redis: &RedisServer, args: &[&str]) -> String {
-    let out = std::process::Command::new("redis-cli")
-        .args(["-p", &redis.port.to_string(), "--no-auth-warning"])
-        .args(args)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
+/// Reads `key` from the store.
+async fn get(s: &Sidecar, key: &str) -> Reply {
+    s.get(&format!("/v1.0/state/redisstore/{key}")).await
 }
 
 #[tokio::test]
 async fn redis_store_with_a_password_keeps_daprs_layout() {
-    let redis = RedisServer::start_with(&[
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        "--requirepass",
-        "s3cr3t",
-    ]);
+    let redis = RedisServer::start_with_password("s3cr3t");
     let mesh = Mesh::new();
     let res = component(
         &mesh,
@@ -46,68 +34,31 @@ async fn redis_store_with_a_password_keeps_daprs_layout() {
         &redis,
         "  - name: redisPassword\n    value: s3cr3t\n",
     );
-    let s = mesh
-        .sidecar("rapp")
-        .args(["--resources-path", &res])
-        .start()
-        .await;
-    let r = send(
-        "POST",
-        &url(&s, ""),
-        &[],
-        json!([{"key": "k", "value": {"n": 1}}]).to_string(),
-    )
-    .await
-    .unwrap();
+    let s = mesh.sidecar("rapp").resources(&res).start().await;
+    let r = save(&s, json!([{"key": "k", "value": {"n": 1}}])).await;
     assert_eq!(r.status, 204, "{}", r.text());
-    let r = send("GET", &url(&s, "/k"), &[], "").await.unwrap();
+    let r = get(&s, "k").await;
     assert_eq!((r.status, r.json()), (200, json!({"n": 1})));
     assert_eq!(r.headers["etag"], "1", "Redis ETags are the hash's version");
     // Stored the way daprd stores it: a hash with data and version, under app-id||key.
-    let hash = redis_cli(&redis, &["-a", "s3cr3t", "HGETALL", "rapp||k"]);
+    let hash = redis.cli(&["-a", "s3cr3t", "HGETALL", "rapp||k"]).stdout;
+    let hash = String::from_utf8_lossy(&hash);
     assert!(
         hash.contains("data") && hash.contains("{\"n\":1}") && hash.contains("version"),
         "{hash}"
     );
-    let r = send(
-        "POST",
-        &url(&s, ""),
-        &[],
-        json!([{"key": "k", "value": 2, "etag": "not-a-number"}]).to_string(),
+    let r = save(
+        &s,
+        json!([{"key": "k", "value": 2, "etag": "not-a-number"}]),
     )
-    .await
-    .unwrap();
-    assert_eq!(
-        (r.status, r.json()["errorCode"].as_str()),
-        (400, Some("ERR_STATE_SAVE")),
-        "an invalid etag is 400"
-    );
-    let r = send(
-        "POST",
-        &url(&s, ""),
-        &[],
-        json!([{"key": "k", "value": 2, "etag": "7"}]).to_string(),
-    )
-    .await
-    .unwrap();
-    assert_eq!(r.status, 409);
-    let r = send(
-        "POST",
-        &url(&s, ""),
-        &[],
-        json!([{"key": "k", "value": 2, "etag": "1"}]).to_string(),
-    )
-    .await
-    .unwrap();
-    assert_eq!(r.status, 204);
-    assert_eq!(
-        send("GET", &url(&s, "/k"), &[], "").await.unwrap().headers["etag"],
-        "2"
-    );
-    let meta = send("GET", &format!("{}/v1.0/metadata", s.api_url()), &[], "")
-        .await
-        .unwrap()
-        .json();
+    .await;
+    r.assert_error(400, "ERR_STATE_SAVE", "an invalid etag is 400");
+    for (etag, status) in [("7", 409), ("1", 204)] {
+        let r = save(&s, json!([{"key": "k", "value": 2, "etag": etag}])).await;
+        assert_eq!(r.status, status, "etag {etag}");
+    }
+    assert_eq!(get(&s, "k").await.headers["etag"], "2");
+    let meta = s.metadata().await;
     assert_eq!(meta["components"][0]["type"], "state.redis");
     assert!(
         !meta["components"][0]["capabilities"]
@@ -115,18 +66,10 @@ async fn redis_store_with_a_password_keeps_daprs_layout() {
             .unwrap()
             .contains(&json!("QUERY_API"))
     );
-    let r = send(
-        "POST",
-        &format!("{}/v1.0-alpha1/state/redisstore/query", s.api_url()),
-        &[],
-        "{}",
-    )
-    .await
-    .unwrap();
-    assert_eq!(
-        (r.status, r.json()["errorCode"].as_str()),
-        (500, Some("ERR_STATE_STORE_NOT_SUPPORTED"))
-    );
+    let r = s
+        .request("POST", "/v1.0-alpha1/state/redisstore/query", &[], "{}")
+        .await;
+    r.assert_error(500, "ERR_STATE_STORE_NOT_SUPPORTED", "a query");
 }
 
 #[tokio::test]
@@ -134,12 +77,8 @@ async fn concurrent_increments_on_redis_lose_nothing() {
     let redis = RedisServer::start();
     let mesh = Mesh::new();
     let res = component(&mesh, "res", &redis, "");
-    let s = mesh
-        .sidecar("rc")
-        .args(["--resources-path", &res])
-        .start()
-        .await;
-    let base = url(&s, "");
+    let s = mesh.sidecar("rc").resources(&res).start().await;
+    let base = format!("{}/v1.0/state/redisstore", s.api_url());
     assert_eq!(
         outrider_testkit::state::increment_concurrently(&base, "counter", 8, 200).await,
         1600
@@ -149,14 +88,7 @@ async fn concurrent_increments_on_redis_lose_nothing() {
 #[tokio::test]
 async fn a_redis_outage_fails_fast_and_recovers_without_losing_data() {
     // Append-only with fsync on every write: what was acknowledged survives the kill.
-    let mut redis = RedisServer::start_with(&[
-        "--save",
-        "",
-        "--appendonly",
-        "yes",
-        "--appendfsync",
-        "always",
-    ]);
+    let mut redis = RedisServer::start_durable();
     let mesh = Mesh::new();
     let res = component(
         &mesh,
@@ -164,20 +96,9 @@ async fn a_redis_outage_fails_fast_and_recovers_without_losing_data() {
         &redis,
         "  - name: readTimeout\n    value: 1s\n",
     );
-    let s = mesh
-        .sidecar("ro")
-        .args(["--resources-path", &res])
-        .start()
-        .await;
+    let s = mesh.sidecar("ro").resources(&res).start().await;
     for i in 0..20 {
-        let r = send(
-            "POST",
-            &url(&s, ""),
-            &[],
-            json!([{"key": format!("k{i}"), "value": i}]).to_string(),
-        )
-        .await
-        .unwrap();
+        let r = save(&s, json!([{"key": format!("k{i}"), "value": i}])).await;
         assert_eq!(r.status, 204);
     }
     redis.stop();
@@ -186,13 +107,7 @@ async fn a_redis_outage_fails_fast_and_recovers_without_losing_data() {
     let mut failures = 0;
     while outage.elapsed() < Duration::from_secs(10) {
         let started = Instant::now();
-        let r = send("GET", &url(&s, "/k1"), &[], "").await.unwrap();
-        assert_eq!(
-            (r.status, r.json()["errorCode"].as_str()),
-            (500, Some("ERR_STATE_GET")),
-            "{}",
-            r.text()
-        );
+        get(&s, "k1").await.assert_error(500, "ERR_STATE_GET", "k1");
         assert!(
             started.elapsed() < Duration::from_secs(3),
             "a call took {:?} against a dead store",
@@ -203,24 +118,16 @@ async fn a_redis_outage_fails_fast_and_recovers_without_losing_data() {
     }
     assert!(failures >= 5);
     redis.restart();
+    let url = format!("{}/v1.0/state/redisstore/k1", s.api_url());
     wait_until(Duration::from_secs(30), "the store to recover", || async {
-        (send("GET", &url(&s, "/k1"), &[], "").await.ok()?.status == 200).then_some(())
+        (send("GET", &url, &[], "").await.ok()?.status == 200).then_some(())
     })
     .await;
     for i in 0..20 {
-        let r = send("GET", &url(&s, &format!("/k{i}")), &[], "")
-            .await
-            .unwrap();
+        let r = get(&s, &format!("k{i}")).await;
         assert_eq!((r.status, r.json()), (200, json!(i)), "k{i} was lost");
     }
-    let r = send(
-        "POST",
-        &url(&s, ""),
-        &[],
-        json!([{"key": "after", "value": true}]).to_string(),
-    )
-    .await
-    .unwrap();
+    let r = save(&s, json!([{"key": "after", "value": true}])).await;
     assert_eq!(r.status, 204);
 }
 
@@ -235,12 +142,12 @@ async fn redis_tls_verifies_by_default_and_skips_only_when_told() {
         &redis,
         "  - name: enableTLS\n    value: \"true\"\n  - name: dialTimeout\n    value: 2s\n",
     );
-    let mut s = mesh
+    let log = mesh
         .sidecar("tls-strict")
-        .args(["--resources-path", &strict])
-        .spawn();
-    assert_eq!(s.wait_exit(Duration::from_secs(30)).await, Some(1));
-    let log = s.log().to_ascii_lowercase();
+        .resources(&strict)
+        .start_fails(Duration::from_secs(30), 1, &[])
+        .await
+        .to_ascii_lowercase();
     assert!(
         log.contains("spec.metadata.redishost")
             && (log.contains("certificate") || log.contains("unknownissuer")),
@@ -253,24 +160,10 @@ async fn redis_tls_verifies_by_default_and_skips_only_when_told() {
         &redis,
         "  - name: enableTLS\n    value: \"true\"\n  - name: insecureSkipTLSVerify\n    value: \"true\"\n",
     );
-    let s = mesh
-        .sidecar("tls-lax")
-        .args(["--resources-path", &lax])
-        .start()
-        .await;
-    let r = send(
-        "POST",
-        &url(&s, ""),
-        &[],
-        json!([{"key": "k", "value": "over tls"}]).to_string(),
-    )
-    .await
-    .unwrap();
+    let s = mesh.sidecar("tls-lax").resources(&lax).start().await;
+    let r = save(&s, json!([{"key": "k", "value": "over tls"}])).await;
     assert_eq!(r.status, 204, "{}", r.text());
-    assert_eq!(
-        send("GET", &url(&s, "/k"), &[], "").await.unwrap().json(),
-        json!("over tls")
-    );
+    assert_eq!(get(&s, "k").await.json(), json!("over tls"));
     assert!(
         s.log().contains("verification is off"),
         "the skip is not logged"
@@ -288,14 +181,9 @@ async fn an_unreachable_redis_fails_the_start_with_file_and_field() {
         "  - name: dialTimeout\n    value: 1s\n",
     );
     redis.stop();
-    let mut s = mesh
-        .sidecar("down")
-        .args(["--resources-path", &res])
-        .spawn();
-    assert_eq!(s.wait_exit(Duration::from_secs(30)).await, Some(1));
-    let log = s.log();
-    assert!(
-        log.contains("redis.yaml: spec.metadata.redisHost") && log.contains(&redis.host()),
-        "{log}"
-    );
+    let says = ["redis.yaml: spec.metadata.redisHost", &redis.host()];
+    mesh.sidecar("down")
+        .resources(&res)
+        .start_fails(Duration::from_secs(30), 1, &says)
+        .await;
 }

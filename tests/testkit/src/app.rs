@@ -29,6 +29,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 
+use crate::wait_until;
+
 /// One request as the app received it.
 #[derive(Clone, Debug)]
 pub struct Recorded {
@@ -42,6 +44,13 @@ pub struct Recorded {
     pub headers: HeaderMap,
     /// The body, except for `/sink`, which streams it.
     pub body: Bytes,
+}
+
+impl Recorded {
+    /// The body as JSON (a delivered CloudEvent, for one).
+    pub fn json(&self) -> serde_json::Value {
+        crate::client::json_body(&self.body)
+    }
 }
 
 /// A running fake app; stops when dropped.
@@ -118,6 +127,42 @@ impl FakeApp {
             .filter(|r| !is_subscribe_probe(r))
             .cloned()
             .collect()
+    }
+
+    /// The requests seen so far (as [`FakeApp::seen`]) at exactly `path`.
+    pub fn seen_at(&self, path: &str) -> Vec<Recorded> {
+        self.seen().into_iter().filter(|r| r.path == path).collect()
+    }
+
+    /// How many requests seen so far were at exactly `path`.
+    pub fn count_at(&self, path: &str) -> usize {
+        self.seen().iter().filter(|r| r.path == path).count()
+    }
+
+    /// Waits (bounded by `limit`) until `check` finds what it looks for among the requests seen
+    /// so far, and returns it; `what` names it in the failure message.
+    pub async fn wait_seen<T>(
+        &self,
+        limit: Duration,
+        what: &str,
+        mut check: impl FnMut(Vec<Recorded>) -> Option<T>,
+    ) -> T {
+        wait_until(limit, what, || {
+            let found = check(self.seen());
+            async move { found }
+        })
+        .await
+    }
+
+    /// Waits (bounded by `limit`) until at least `n` requests at `path` have been seen, and
+    /// returns them.
+    pub async fn wait_at(&self, path: &str, n: usize, limit: Duration) -> Vec<Recorded> {
+        let what = format!("{n} requests at {path}");
+        self.wait_seen(limit, &what, |seen| {
+            let got: Vec<Recorded> = seen.into_iter().filter(|r| r.path == path).collect();
+            (got.len() >= n).then_some(got)
+        })
+        .await
     }
 
     /// How many times the sidecar asked `GET /dapr/subscribe`.

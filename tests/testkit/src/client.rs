@@ -11,6 +11,12 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+/// The headers of a request whose body is JSON.
+pub const JSON: &[(&str, &str)] = &[("content-type", "application/json")];
+
+/// The headers of a request whose body is plain text.
+pub const TEXT: &[(&str, &str)] = &[("content-type", "text/plain")];
+
 /// A response, fully read.
 #[derive(Debug)]
 pub struct Reply {
@@ -25,14 +31,31 @@ pub struct Reply {
 impl Reply {
     /// The body as JSON.
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
+        json_body(&self.body)
     }
 
     /// The body as text.
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
+
+    /// Asserts a Dapr error answer: `status`, with `code` as the body's `errorCode`. `what` names
+    /// the case in the failure message, which also shows the body.
+    #[track_caller]
+    pub fn assert_error(&self, status: u16, code: &str, what: &str) {
+        assert_eq!(
+            (self.status, self.json()["errorCode"].as_str()),
+            (status, Some(code)),
+            "{what}: {}",
+            self.text()
+        );
+    }
+}
+
+/// `body` as JSON; panics with the body when it is not.
+pub(crate) fn json_body(body: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(body)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(body)))
 }
 
 /// A shared pooled client.

@@ -7,12 +7,13 @@ pub mod client;
 pub mod collector;
 pub mod mesh;
 pub mod netns;
+pub mod pubsub;
 pub mod servers;
 pub mod sidecar;
 pub mod state;
 
 pub use app::{FNV_START, FakeApp, Recorded, fnv};
-pub use client::{Reply, http_client, publish, raw_request, send};
+pub use client::{JSON, Reply, TEXT, http_client, publish, raw_request, send};
 pub use collector::{CollectedSpan, Collector};
 pub use servers::{Mosquitto, Nats, Postgres, RabbitMq, RedisServer};
 pub use sidecar::{Mesh, Sidecar, SidecarBuilder, binary, sum_metric, wait_registered};

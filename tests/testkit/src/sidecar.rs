@@ -7,6 +7,7 @@ mod builder;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use bytes::Bytes;
 use tokio::process::Child;
 
 use crate::client::Reply;
@@ -71,6 +72,15 @@ impl Mesh {
     /// Starts describing a sidecar for `app_id`.
     pub fn sidecar(&self, app_id: &str) -> SidecarBuilder {
         SidecarBuilder::new(self.home.path().to_owned(), app_id)
+    }
+
+    /// Writes `text` as `file` in the directory `dir` under the home (made if missing) and
+    /// returns that directory, for `--resources-path` (see [`SidecarBuilder::resources`]).
+    pub fn resources(&self, dir: &str, file: &str, text: &str) -> String {
+        let dir = self.home.path().join(dir);
+        std::fs::create_dir_all(&dir).expect("creating the resources dir");
+        std::fs::write(dir.join(file), text).expect("writing a resource file");
+        dir.to_string_lossy().into_owned()
     }
 }
 /// A running sidecar, killed when dropped. Its log is printed if the test is failing.
@@ -199,6 +209,56 @@ impl Sidecar {
             headers: Default::default(),
             body: body.to_owned().into(),
         })
+    }
+
+    /// Sends one request to the sidecar's API (`path` starts with `/`) from this namespace and
+    /// reads the whole answer (within 60 s); panics if it cannot be sent.
+    pub async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> Reply {
+        self.local_only("request");
+        send(method, &format!("{}{path}", self.api_url()), headers, body)
+            .await
+            .unwrap_or_else(|e| panic!("{method} {path} on sidecar {}: {e}", self.app_id))
+    }
+
+    /// `GET <path>` on the sidecar's API, with no headers (see [`Sidecar::request`]).
+    pub async fn get(&self, path: &str) -> Reply {
+        self.request("GET", path, &[], "").await
+    }
+
+    /// The `GET /v1.0/metadata` answer, as JSON.
+    pub async fn metadata(&self) -> serde_json::Value {
+        self.get("/v1.0/metadata").await.json()
+    }
+
+    /// The `(name, type)` of every component `GET /v1.0/metadata` lists, in its order.
+    pub async fn components(&self) -> Vec<(String, String)> {
+        let meta = self.metadata().await;
+        let field = |c: &serde_json::Value, f: &str| c[f].as_str().unwrap().to_owned();
+        meta["components"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no components listed: {meta}"))
+            .iter()
+            .map(|c| (field(c, "name"), field(c, "type")))
+            .collect()
+    }
+
+    /// Publishes `body` with `headers` to `topic` (optionally followed by a query) of the pub/sub
+    /// component `pubsub`: `POST /v1.0/publish/<pubsub>/<topic>`.
+    pub async fn publish(
+        &self,
+        pubsub: &str,
+        topic: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> Reply {
+        let path = format!("/v1.0/publish/{pubsub}/{topic}");
+        self.request("POST", &path, headers, body.to_owned()).await
     }
 
     /// Peak resident memory of the process so far (`VmHWM`), in bytes.

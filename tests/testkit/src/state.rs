@@ -22,13 +22,15 @@ pub async fn save(s: &Sidecar, store: &str, items: Value) -> Reply {
     .unwrap()
 }
 
+/// `GET` of the state API's `rest` (see [`url`]) on `s`, with no headers.
+pub async fn get(s: &Sidecar, rest: &str) -> Reply {
+    send("GET", &url(s, rest), &[], "").await.unwrap()
+}
+
 /// A directory `name` under the mesh home holding `yaml` as its `components.yaml`; its path, for
 /// `--resources-path`.
 pub fn resources(mesh: &Mesh, name: &str, yaml: &str) -> String {
-    let dir = mesh.home().join(name);
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("components.yaml"), yaml).unwrap();
-    dir.to_string_lossy().into_owned()
+    mesh.resources(name, "components.yaml", yaml)
 }
 
 /// `workers` clients each increment the JSON number at `key` of the store at `store_url`

@@ -23,6 +23,31 @@ impl RedisServer {
         Self::start_with(&["--save", "", "--appendonly", "no"])
     }
 
+    /// Starts one without persistence that asks clients for `password`.
+    pub fn start_with_password(password: &str) -> Self {
+        Self::start_with(&[
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--requirepass",
+            password,
+        ])
+    }
+
+    /// Starts one that appends every write to its log and syncs it to disk at once: what it
+    /// acknowledged survives a kill.
+    pub fn start_durable() -> Self {
+        Self::start_with(&[
+            "--save",
+            "",
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+        ])
+    }
+
     /// Starts one that accepts only TLS, with a certificate from a fresh private CA (so it is
     /// not trusted by default: clients must be told to skip verification).
     pub fn start_tls() -> Self {
@@ -139,6 +164,16 @@ impl RedisServer {
     /// `host:port` for a component's `redisHost`.
     pub fn host(&self) -> String {
         format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Runs `redis-cli` against the server with `args` (auth warnings off) and returns what it
+    /// printed and how it exited.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new("redis-cli")
+            .args(["-p", &self.port.to_string(), "--no-auth-warning"])
+            .args(args)
+            .output()
+            .expect("redis-cli is not installed (make deps installs it)")
     }
 
     /// Kills the server (SIGKILL: an abrupt outage).

@@ -3,12 +3,13 @@
 
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::time::Duration;
 
 use tokio::process::Command;
 
 use super::{Sidecar, binary};
-use crate::free_port;
 use crate::netns::Host;
+use crate::{FakeApp, free_port};
 
 /// How to start one sidecar.
 pub struct SidecarBuilder {
@@ -70,6 +71,12 @@ impl SidecarBuilder {
     pub fn args<I: IntoIterator<Item = S>, S: Into<String>>(mut self, args: I) -> Self {
         self.args.extend(args.into_iter().map(Into::into));
         self
+    }
+
+    /// Loads components and other resources from `dir` (`--resources-path`).
+    pub fn resources(self, dir: impl AsRef<std::path::Path>) -> Self {
+        let dir = dir.as_ref().to_string_lossy().into_owned();
+        self.args(["--resources-path".to_owned(), dir])
     }
 
     /// An environment variable for the sidecar process.
@@ -167,5 +174,53 @@ impl SidecarBuilder {
         let mut s = self.spawn();
         s.wait_outbound_ready().await;
         s
+    }
+
+    /// Spawns the process and waits until its app is reachable and `n` subscriptions are active.
+    pub async fn start_subscribed(self, n: usize) -> Sidecar {
+        let mut s = self.start().await;
+        s.wait_ready().await;
+        s.wait_subscriptions(n).await;
+        s
+    }
+
+    /// Starts a [`FakeApp`] named `instance` that answers `GET /dapr/subscribe` with
+    /// `subscriptions` (a JSON array), then this sidecar in front of it, and waits until the app
+    /// is reachable and every one of the subscriptions is active.
+    pub async fn start_subscriber(
+        self,
+        instance: &str,
+        subscriptions: serde_json::Value,
+    ) -> (FakeApp, Sidecar) {
+        let n = subscriptions.as_array().map_or(0, Vec::len);
+        self.start_subscriber_expecting(instance, subscriptions, n)
+            .await
+    }
+
+    /// As [`SidecarBuilder::start_subscriber`], but waits until exactly `active` subscriptions
+    /// are active: the app's own that the sidecar accepts and the declared ones in scope.
+    pub async fn start_subscriber_expecting(
+        self,
+        instance: &str,
+        subscriptions: serde_json::Value,
+        active: usize,
+    ) -> (FakeApp, Sidecar) {
+        let app = FakeApp::with_subscriptions(instance, subscriptions).await;
+        let sidecar = self.app_port(app.port).start_subscribed(active).await;
+        (app, sidecar)
+    }
+
+    /// Spawns a process that must refuse to start: waits (bounded by `limit`) for it to exit,
+    /// asserts that its exit code is `code` and that its log says each of `says`, and returns
+    /// the log.
+    pub async fn start_fails(self, limit: Duration, code: i32, says: &[&str]) -> String {
+        let mut s = self.spawn();
+        let exit = s.wait_exit(limit).await;
+        let log = s.log();
+        assert_eq!(exit, Some(code), "sidecar {} exit code:\n{log}", s.app_id);
+        for said in says {
+            assert!(log.contains(said), "the log does not say {said:?}:\n{log}");
+        }
+        log
     }
 }
