@@ -129,7 +129,11 @@ async fn health_follows_the_app_and_checks_the_app_id() {
     let r = send("GET", &format!("{base}/v1.0/healthz"), &[], "")
         .await
         .unwrap();
-    r.assert_error(500, "ERR_HEALTH_NOT_READY", "");
+    r.assert_error(
+        500,
+        "ERR_HEALTH_NOT_READY",
+        "healthz before the app is ready",
+    );
     assert_eq!(
         send("GET", &format!("{base}/v1.0/healthz/outbound"), &[], "")
             .await
@@ -163,7 +167,11 @@ async fn health_follows_the_app_and_checks_the_app_id() {
     let r = send("GET", &format!("{base}/v1.0/healthz?appid=z"), &[], "")
         .await
         .unwrap();
-    r.assert_error(500, "ERR_HEALTH_APPID_NOT_MATCH", "");
+    r.assert_error(
+        500,
+        "ERR_HEALTH_APPID_NOT_MATCH",
+        "healthz for another app id",
+    );
 }
 
 #[tokio::test]
@@ -202,7 +210,11 @@ async fn metadata_reports_and_stores_extended_values() {
     let bad = send("PUT", &format!("{url}/k"), &[], vec![0xff, 0xfe])
         .await
         .unwrap();
-    bad.assert_error(400, "ERR_MALFORMED_REQUEST", "");
+    bad.assert_error(
+        400,
+        "ERR_MALFORMED_REQUEST",
+        "a metadata value that is not UTF-8",
+    );
 }
 
 #[tokio::test]

@@ -105,7 +105,7 @@ async fn etags_guard_saves_and_deletes() {
         json!([{"key": "e", "value": 2, "etag": "stale"}]),
     )
     .await;
-    r.assert_error(409, "ERR_STATE_SAVE", "");
+    r.assert_error(409, "ERR_STATE_SAVE", "a save with a stale etag");
     assert_eq!(
         save(
             &s,
@@ -134,7 +134,7 @@ async fn etags_guard_saves_and_deletes() {
     )
     .await
     .unwrap();
-    r.assert_error(409, "ERR_STATE_DELETE", "");
+    r.assert_error(409, "ERR_STATE_DELETE", "a delete with a stale If-Match");
     assert_eq!(get(&s, "statestore/e").await.json(), json!(2));
     assert_eq!(
         send("DELETE", &url(&s, "statestore/e"), &[], "")
@@ -199,7 +199,11 @@ async fn bulk_get_and_transactions() {
         "a failed transaction wrote"
     );
     let r = tx(json!([{"operation": "upsert", "request": {"key": "t1", "value": 1}}, {"operation": "merge", "request": {"key": "t2"}}])).await.unwrap();
-    r.assert_error(400, "ERR_NOT_SUPPORTED_STATE_OPERATION", "");
+    r.assert_error(
+        400,
+        "ERR_NOT_SUPPORTED_STATE_OPERATION",
+        "a transaction with an unsupported operation",
+    );
     let r = tx(json!([
         {"operation": "upsert", "request": {"key": "t1", "value": 1}},
         {"operation": "delete", "request": {"key": "b1"}},

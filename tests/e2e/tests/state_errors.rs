@@ -79,7 +79,11 @@ async fn bad_input_gets_dapr_errors_and_changes_nothing() {
         "a rejected batch wrote its valid items"
     );
     let r = get(&s, "statestore/a||b").await;
-    r.assert_error(400, "ERR_MALFORMED_REQUEST", "");
+    r.assert_error(
+        400,
+        "ERR_MALFORMED_REQUEST",
+        "a key holding the prefix separator",
+    );
     let huge = format!("[{{\"key\":\"h\",\"value\":\"{}\"}}]", "x".repeat(5 << 20));
     assert_eq!(
         send("POST", &url(&s, "statestore"), &[], huge)
@@ -100,11 +104,19 @@ async fn bad_input_gets_dapr_errors_and_changes_nothing() {
     let r = send("POST", &q_url("nostore"), &[], json!({}).to_string())
         .await
         .unwrap();
-    r.assert_error(400, "ERR_STATE_STORE_NOT_FOUND", "");
+    r.assert_error(
+        400,
+        "ERR_STATE_STORE_NOT_FOUND",
+        "a query on an unknown store",
+    );
     let r = send("POST", &q_url("statestore"), &[], "{nope")
         .await
         .unwrap();
-    r.assert_error(400, "ERR_MALFORMED_REQUEST", "");
+    r.assert_error(
+        400,
+        "ERR_MALFORMED_REQUEST",
+        "a query whose body is not JSON",
+    );
     let r = send(
         "POST",
         &q_url("statestore"),
@@ -113,7 +125,7 @@ async fn bad_input_gets_dapr_errors_and_changes_nothing() {
     )
     .await
     .unwrap();
-    r.assert_error(400, "ERR_STATE_QUERY", "");
+    r.assert_error(400, "ERR_STATE_QUERY", "a query with an unknown filter");
 
     // A sidecar whose resources hold no state store at all.
     let none = resources(
@@ -123,7 +135,11 @@ async fn bad_input_gets_dapr_errors_and_changes_nothing() {
     );
     let bare = mesh.sidecar("bare").resources(&none).start().await;
     let r = get(&bare, "statestore/x").await;
-    r.assert_error(500, "ERR_STATE_STORE_NOT_CONFIGURED", "");
+    r.assert_error(
+        500,
+        "ERR_STATE_STORE_NOT_CONFIGURED",
+        "a sidecar without state stores",
+    );
 }
 
 #[tokio::test]

@@ -46,7 +46,11 @@ async fn postgres_store_through_the_api() {
     )
     .await
     .unwrap();
-    r.assert_error(500, "ERR_STATE_TRANSACTION", "");
+    r.assert_error(
+        500,
+        "ERR_STATE_TRANSACTION",
+        "a transaction whose delete has a stale etag",
+    );
     assert_eq!(
         send("GET", &format!("{base}/t"), &[], "")
             .await
