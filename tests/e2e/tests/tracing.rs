@@ -212,8 +212,13 @@ async fn zipkin_receives_spans_and_unsampled_traces_send_nothing() {
     );
 }
 
-#[tokio::test]
-async fn a_published_message_is_delivered_within_the_publishers_trace() {
+/// Publishes one event within the caller's trace to an app subscribed with `subscription`;
+/// checks that the publish span continues the caller's and the delivery span named `span`
+/// continues the publish, with the app's outcome; returns that span and the app.
+async fn delivered_within_the_trace(
+    subscription: serde_json::Value,
+    span: &str,
+) -> (CollectedSpan, outrider_testkit::FakeApp) {
     let collector = Collector::start().await;
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(
@@ -223,30 +228,18 @@ async fn a_published_message_is_delivered_within_the_publishers_trace() {
             collector.port
         ),
     );
-    let subs = serde_json::json!([{"pubsubname": "pubsub", "topic": "orders", "route": "/events"}]);
-    let app = outrider_testkit::FakeApp::with_subscriptions("sub", subs).await;
     let mesh = Mesh::new();
-    let mut s = mesh
+    let (app, s) = mesh
         .sidecar("p")
-        .app_port(app.port)
         .args(["--config", &cfg])
-        .start()
+        .start_subscriber("sub", serde_json::json!([subscription]))
         .await;
-    s.wait_ready().await;
-    s.wait_subscriptions(1).await;
     let traceparent = format!("00-{TRACE}-{CALLER_SPAN}-01");
     let headers = [
         ("traceparent", traceparent.as_str()),
         ("content-type", "application/json"),
     ];
-    let r = send(
-        "POST",
-        &format!("{}/v1.0/publish/pubsub/orders", s.api_url()),
-        &headers,
-        r#"{"n":1}"#,
-    )
-    .await
-    .unwrap();
+    let r = s.publish("pubsub", "orders", &headers, r#"{"n":1}"#).await;
     assert_eq!(r.status, 204, "{}", r.text());
     let spans = spans_of_trace(&collector, 2, "the publish and delivery spans").await;
     let publish = spans
@@ -255,11 +248,20 @@ async fn a_published_message_is_delivered_within_the_publishers_trace() {
         .expect("publish span");
     let delivery = spans
         .iter()
-        .find(|s| s.name == "pubsub delivery pubsub/orders")
-        .expect("delivery span");
+        .find(|s| s.name == span)
+        .unwrap_or_else(|| panic!("no span {span:?} in {spans:?}"));
     assert_eq!(publish.parent_span_id, CALLER_SPAN);
-    assert_eq!(delivery.parent_span_id, publish.span_id);
-    assert_eq!(delivery.attributes["pubsub.outcome"], "Success");
+    assert_eq!(delivery.parent_span_id, publish.span_id, "{span}");
+    assert_eq!(delivery.attributes["pubsub.outcome"], "Success", "{span}");
+    (delivery.clone(), app)
+}
+
+#[tokio::test]
+async fn a_published_message_is_delivered_within_the_publishers_trace() {
+    let subscription =
+        serde_json::json!({"pubsubname": "pubsub", "topic": "orders", "route": "/events"});
+    let (delivery, app) =
+        delivered_within_the_trace(subscription, "pubsub delivery pubsub/orders").await;
     let delivered = app
         .seen()
         .into_iter()
@@ -268,6 +270,30 @@ async fn a_published_message_is_delivered_within_the_publishers_trace() {
     assert_eq!(
         delivered.headers["traceparent"],
         format!("00-{TRACE}-{}-01", delivery.span_id)
+    );
+}
+
+#[tokio::test]
+async fn each_entry_of_a_bulk_delivery_gets_a_span_within_its_publishers_trace() {
+    let subscription = serde_json::json!({
+        "pubsubname": "pubsub", "topic": "orders", "route": "/bulk/SUCCESS",
+        "bulkSubscribe": {"enabled": true, "maxMessagesCount": 10, "maxAwaitDurationMs": 50},
+    });
+    let (delivery, app) =
+        delivered_within_the_trace(subscription, "pubsub bulk delivery pubsub/orders").await;
+    assert_ne!(delivery.span_id, CALLER_SPAN);
+    let batch = app
+        .seen()
+        .into_iter()
+        .find(|r| r.path == "/bulk/SUCCESS")
+        .expect("the batch was delivered");
+    // The entry's event still carries the trace it was published in.
+    let entry = &batch.json()["entries"][0]["event"];
+    assert!(
+        entry["traceparent"]
+            .as_str()
+            .is_some_and(|tp| tp.contains(TRACE)),
+        "{entry}"
     );
 }
 
