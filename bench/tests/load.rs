@@ -46,17 +46,15 @@ async fn percentiles_match_a_known_server_delay() {
         };
         let r = run(&plan).await.unwrap();
         assert_eq!(r.errors, 0);
-        // The server waits 20 ms, so no latency is shorter. The upper bounds catch a generator
-        // that measures the wrong interval (twice the delay and more), not a slow machine: a
-        // busy 2-core runner has pushed p50 past 26 ms and p99 past 40 ms, which says nothing
-        // about the generator.
+        // The server waits 20 ms (tokio's timer adds up to about 1 ms); the generator and the
+        // loopback add little. Bounds leave room for a busy test machine.
         let l = &r.latency_us;
         assert!(
-            (20_000.0..40_000.0).contains(&l.p50),
+            (20_000.0..26_000.0).contains(&l.p50),
             "http2={http2}: {l:?}"
         );
         assert!(
-            (20_000.0..200_000.0).contains(&l.p99),
+            (20_000.0..40_000.0).contains(&l.p99),
             "http2={http2}: {l:?}"
         );
     }
