@@ -1,8 +1,10 @@
 //! How the resiliency layers judge an outcome: success, or a failure with what is known about it.
 //!
 //! The layers pass typed errors through: a call's own error travels as [`StackError::Call`], and
-//! the layers add their own two ([`TimedOut`], [`Refused`]). Each error says itself where its
-//! request got to ([`Failed`]); no layer inspects an error by its dynamic type.
+//! the layers add their own two ([`TimedOut`], [`Refused`]). Classifiers match on those types: an
+//! error that knows where its request got to says so ([`Failed`]); the errors of calls that
+//! cannot tell (a store, a broker, the app) count as sent ([`StackError::kind_if_sent`]). No
+//! layer inspects an error by its dynamic type.
 
 use std::convert::Infallible;
 use std::time::Duration;

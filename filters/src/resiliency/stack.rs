@@ -87,7 +87,7 @@ impl<C> Stack<C> {
     }
 
     /// [`Stack::around`] not yet boxed.
-    pub fn layered<S, Req>(
+    fn layered<S, Req>(
         self,
         service: S,
     ) -> impl Stackable<Req, Response = S::Response, Error = StackError<S::Error>>

@@ -47,7 +47,7 @@ pub(super) fn with_dead_letter(
         });
     }
     let (dead, broker) = (c.broker_topic(&spec.dead_letter), c.broker.clone());
-    let tries = RetryLayer::uncounted(tries(attempts), UntilDone).layer(Once(deliver));
+    let tries = RetryLayer::uncounted(policy(attempts), UntilDone).layer(DeliverOnce(deliver));
     Arc::new(move |msg: Message| {
         let (tries, dead, broker) = (tries.clone(), dead.clone(), broker.clone());
         Box::pin(async move {
@@ -75,9 +75,9 @@ pub(super) fn with_dead_letter(
 }
 
 /// The tries before dead-lettering, as a retry policy: `attempts` in all, the first retry after
-/// 100 ms and each next one after twice as long. The product's own behaviour, not a `Resiliency`
-/// policy, so it is not counted in the resiliency metrics.
-fn tries(attempts: u32) -> Retrying {
+/// 100 ms and each next one after twice as long (never longer than a minute). The product's own
+/// behaviour, not a `Resiliency` policy, so it is not counted in the resiliency metrics.
+fn policy(attempts: u32) -> Retrying {
     Retrying {
         name: "deadLetterTries".to_owned(),
         policy: RetryPolicy {
@@ -97,9 +97,9 @@ fn tries(attempts: u32) -> Retrying {
 
 /// One try: the delivery handler as a service.
 #[derive(Clone)]
-struct Once(Handler);
+struct DeliverOnce(Handler);
 
-impl Service<Cloned<Message>> for Once {
+impl Service<Cloned<Message>> for DeliverOnce {
     type Response = Outcome;
     type Error = Infallible;
     type Future = Map<BoxFuture<Outcome>, fn(Outcome) -> Result<Outcome, Infallible>>;
@@ -145,14 +145,16 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn tries_until_done_with_doubling_waits() {
-        for (answer, tries_at) in [
-            (Outcome::Retry, vec![0, 100, 300]),
-            (Outcome::Drop, vec![0]),
-            (Outcome::Success, vec![0]),
+        // A single delivery under a Resiliency policy was retried by the policy: one try here.
+        for (attempts, answer, tries_at) in [
+            (DEAD_LETTER_ATTEMPTS, Outcome::Retry, vec![0, 100, 300]),
+            (DEAD_LETTER_ATTEMPTS, Outcome::Drop, vec![0]),
+            (DEAD_LETTER_ATTEMPTS, Outcome::Success, vec![0]),
+            (1, Outcome::Retry, vec![0]),
         ] {
             let at = Arc::new(Mutex::new(Vec::new()));
-            let once = Once(handler(answer, Instant::now(), at.clone()));
-            let svc = RetryLayer::uncounted(tries(DEAD_LETTER_ATTEMPTS), UntilDone).layer(once);
+            let once = DeliverOnce(handler(answer, Instant::now(), at.clone()));
+            let svc = RetryLayer::uncounted(policy(attempts), UntilDone).layer(once);
             let msg = Message {
                 topic: "t".into(),
                 data: bytes::Bytes::from_static(b"{}"),
