@@ -69,10 +69,10 @@ fn serve_state_reading_app(listener: TcpListener, sidecar_api: String) {
     });
 }
 
-fn of_trace(spans: &[CollectedSpan]) -> Vec<CollectedSpan> {
+fn of_trace(spans: &[CollectedSpan], trace: &str) -> Vec<CollectedSpan> {
     spans
         .iter()
-        .filter(|s| s.trace_id == TRACE)
+        .filter(|s| s.trace_id == trace)
         .cloned()
         .collect()
 }
@@ -90,13 +90,18 @@ async fn metadata_with(s: &Sidecar, traceparent: &str) -> u16 {
     .status
 }
 
-/// Waits until the collector holds at least `n` spans of [`TRACE`].
-async fn spans_of_trace(collector: &Collector, n: usize, what: &str) -> Vec<CollectedSpan> {
+/// Waits until the collector holds at least `n` spans of `trace`.
+async fn spans_of(collector: &Collector, trace: &str, n: usize, what: &str) -> Vec<CollectedSpan> {
     wait_until(Duration::from_secs(10), what, || async {
-        let spans = of_trace(&collector.spans());
+        let spans = of_trace(&collector.spans(), trace);
         (spans.len() >= n).then_some(spans)
     })
     .await
+}
+
+/// Waits until the collector holds at least `n` spans of [`TRACE`].
+async fn spans_of_trace(collector: &Collector, n: usize, what: &str) -> Vec<CollectedSpan> {
+    spans_of(collector, TRACE, n, what).await
 }
 
 #[tokio::test]
@@ -212,13 +217,15 @@ async fn zipkin_receives_spans_and_unsampled_traces_send_nothing() {
     );
 }
 
-/// Publishes one event within the caller's trace to an app subscribed with `subscription`;
-/// checks that the publish span continues the caller's and the delivery span named `span`
-/// continues the publish, with the app's outcome; returns that span and the app.
-async fn delivered_within_the_trace(
+/// Publishes one event within each of `traces` to an app subscribed with `subscription`; checks
+/// that each publish span continues the caller's and that each trace holds a delivery span named
+/// `span` continuing its publish, with the app's outcome. Returns those spans, in the order of
+/// `traces`, and the app.
+async fn delivered_within_the_traces(
     subscription: serde_json::Value,
+    traces: &[&str],
     span: &str,
-) -> (CollectedSpan, outrider_testkit::FakeApp) {
+) -> (Vec<CollectedSpan>, outrider_testkit::FakeApp) {
     let collector = Collector::start().await;
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(
@@ -234,34 +241,40 @@ async fn delivered_within_the_trace(
         .args(["--config", &cfg])
         .start_subscriber("sub", serde_json::json!([subscription]))
         .await;
-    let traceparent = format!("00-{TRACE}-{CALLER_SPAN}-01");
-    let headers = [
-        ("traceparent", traceparent.as_str()),
-        ("content-type", "application/json"),
-    ];
-    let r = s.publish("pubsub", "orders", &headers, r#"{"n":1}"#).await;
-    assert_eq!(r.status, 204, "{}", r.text());
-    let spans = spans_of_trace(&collector, 2, "the publish and delivery spans").await;
-    let publish = spans
-        .iter()
-        .find(|s| s.name == "POST /v1.0/publish/{pubsub}/{*topic}")
-        .expect("publish span");
-    let delivery = spans
-        .iter()
-        .find(|s| s.name == span)
-        .unwrap_or_else(|| panic!("no span {span:?} in {spans:?}"));
-    assert_eq!(publish.parent_span_id, CALLER_SPAN);
-    assert_eq!(delivery.parent_span_id, publish.span_id, "{span}");
-    assert_eq!(delivery.attributes["pubsub.outcome"], "Success", "{span}");
-    (delivery.clone(), app)
+    for trace in traces {
+        let traceparent = format!("00-{trace}-{CALLER_SPAN}-01");
+        let headers = [
+            ("traceparent", traceparent.as_str()),
+            ("content-type", "application/json"),
+        ];
+        let r = s.publish("pubsub", "orders", &headers, r#"{"n":1}"#).await;
+        assert_eq!(r.status, 204, "{}", r.text());
+    }
+    let mut deliveries = Vec::new();
+    for trace in traces {
+        let spans = spans_of(&collector, trace, 2, "the publish and delivery spans").await;
+        let publish = spans
+            .iter()
+            .find(|s| s.name == "POST /v1.0/publish/{pubsub}/{*topic}")
+            .expect("publish span");
+        let delivery = spans
+            .iter()
+            .find(|s| s.name == span)
+            .unwrap_or_else(|| panic!("no span {span:?} in {spans:?}"));
+        assert_eq!(publish.parent_span_id, CALLER_SPAN);
+        assert_eq!(delivery.parent_span_id, publish.span_id, "{span}");
+        assert_eq!(delivery.attributes["pubsub.outcome"], "Success", "{span}");
+        deliveries.push(delivery.clone());
+    }
+    (deliveries, app)
 }
 
 #[tokio::test]
 async fn a_published_message_is_delivered_within_the_publishers_trace() {
     let subscription =
         serde_json::json!({"pubsubname": "pubsub", "topic": "orders", "route": "/events"});
-    let (delivery, app) =
-        delivered_within_the_trace(subscription, "pubsub delivery pubsub/orders").await;
+    let (deliveries, app) =
+        delivered_within_the_traces(subscription, &[TRACE], "pubsub delivery pubsub/orders").await;
     let delivered = app
         .seen()
         .into_iter()
@@ -269,31 +282,47 @@ async fn a_published_message_is_delivered_within_the_publishers_trace() {
         .expect("delivered");
     assert_eq!(
         delivered.headers["traceparent"],
-        format!("00-{TRACE}-{}-01", delivery.span_id)
+        format!("00-{TRACE}-{}-01", deliveries[0].span_id)
     );
 }
 
 #[tokio::test]
 async fn each_entry_of_a_bulk_delivery_gets_a_span_within_its_publishers_trace() {
+    // Two events of two traces fill one batch of two.
+    let other = "5c0f2e2a8d1b4e6f9a7c3b2d1e0f4a5b";
     let subscription = serde_json::json!({
         "pubsubname": "pubsub", "topic": "orders", "route": "/bulk/SUCCESS",
-        "bulkSubscribe": {"enabled": true, "maxMessagesCount": 10, "maxAwaitDurationMs": 50},
+        "bulkSubscribe": {"enabled": true, "maxMessagesCount": 2, "maxAwaitDurationMs": 5000},
     });
-    let (delivery, app) =
-        delivered_within_the_trace(subscription, "pubsub bulk delivery pubsub/orders").await;
-    assert_ne!(delivery.span_id, CALLER_SPAN);
-    let batch = app
+    let (deliveries, app) = delivered_within_the_traces(
+        subscription,
+        &[TRACE, other],
+        "pubsub bulk delivery pubsub/orders",
+    )
+    .await;
+    let batches: Vec<_> = app
         .seen()
         .into_iter()
-        .find(|r| r.path == "/bulk/SUCCESS")
-        .expect("the batch was delivered");
-    // The entry's event still carries the trace it was published in.
-    let entry = &batch.json()["entries"][0]["event"];
-    assert!(
-        entry["traceparent"]
-            .as_str()
-            .is_some_and(|tp| tp.contains(TRACE)),
-        "{entry}"
+        .filter(|r| r.path == "/bulk/SUCCESS")
+        .collect();
+    assert_eq!(batches.len(), 1, "one batch");
+    let entries = batches[0].json()["entries"].clone();
+    let entry_traces: Vec<&str> = entries
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|e| e["event"]["traceparent"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(entry_traces.len(), 2, "{entries}");
+    for trace in [TRACE, other] {
+        assert!(
+            entry_traces.iter().any(|tp| tp.contains(trace)),
+            "no entry of trace {trace}: {entries}"
+        );
+    }
+    assert_ne!(
+        deliveries[0].span_id, deliveries[1].span_id,
+        "one span per entry"
     );
 }
 
