@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Enforces the crate graph of ARCHITECTURE.md and the banned-crate list of shared/crates.md.
-#   certs, discovery, policy, blocks: depend on none of our crates
+#   certs, discovery, policy, blocks, proto: depend on none of our crates
 #   filters: may depend on policy and discovery
 #   proxy (outrider): may depend on all of them
 #   only test and fuzz crates depend on proxy (its library, to run a sidecar in-process);
@@ -12,9 +12,9 @@ fail=0
 edges=$(cargo metadata --format-version 1 --no-deps --offline 2>/dev/null || cargo metadata --format-version 1 --no-deps)
 while IFS=$'\t' read -r from to kind; do
   case "$from" in
-    outrider-certs|outrider-discovery|outrider-policy|outrider-blocks) allowed="" ;;
+    outrider-certs|outrider-discovery|outrider-policy|outrider-blocks|outrider-proto) allowed="" ;;
     outrider-filters) allowed=" outrider-policy outrider-discovery " ;;
-    outrider) allowed=" outrider-filters outrider-discovery outrider-policy outrider-blocks outrider-certs " ;;
+    outrider) allowed=" outrider-filters outrider-discovery outrider-policy outrider-blocks outrider-certs outrider-proto " ;;
     outrider-testkit|outrider-e2e|outrider-bench|outrider-fuzz|echo-app) allowed="*" ;;
     *) echo "check-deps: unknown workspace crate $from: add it to scripts/check-deps.sh"; fail=1; continue ;;
   esac
