@@ -63,7 +63,7 @@ fn messages_round_trip_in_the_wire_format() {
         store_name: "statestore".into(),
         states: vec![super::common::v1::StateItem {
             key: "k".into(),
-            value: b"{\"n\":1}".to_vec(),
+            value: prost::bytes::Bytes::from_static(b"{\"n\":1}"),
             etag: Some(super::common::v1::Etag { value: "1".into() }),
             ..Default::default()
         }],
