@@ -2,7 +2,8 @@
 //!
 //! A rule `{name, version, protocol}` names an endpoint group (`name: state, version: v1`) or,
 //! through the route itself, a path prefix (`name: state, version: v1.0` covers every route under
-//! `/v1.0/state/`). Only `http` rules apply here (a rule without a protocol is an HTTP rule).
+//! `/v1.0/state/`). A rule applies to one protocol: `http` (also when none is given) or `grpc`,
+//! where it names an endpoint group and its version, and each protocol's lists stand alone.
 //! The decision, as in daprd: a denied rule that matches wins; when an allow list exists only the
 //! routes it matches are served; health checks are always served. A route that is not served is
 //! not routed at all: the request falls through to invocation, as an unknown path would.
@@ -43,11 +44,13 @@ pub struct Endpoint {
     pub route: &'static str,
 }
 
-/// The allow and deny lists for HTTP.
+/// The allow and deny lists of each protocol.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ApiAccess {
     allowed: Vec<String>,
     denied: Vec<String>,
+    grpc_allowed: Vec<String>,
+    grpc_denied: Vec<String>,
 }
 
 impl ApiAccess {
@@ -61,17 +64,19 @@ impl ApiAccess {
                 format!("{value} is not a mapping"),
             )]);
         }
-        for (list, out) in [
-            ("allowed", &mut access.allowed),
-            ("denied", &mut access.denied),
+        for (list, http, grpc) in [
+            ("allowed", &mut access.allowed, &mut access.grpc_allowed),
+            ("denied", &mut access.denied, &mut access.grpc_denied),
         ] {
             let at = format!("spec.api.{list}");
             match value.get(list) {
                 None | Some(Value::Null) => {}
                 Some(Value::Array(rules)) => {
                     for (i, rule) in rules.iter().enumerate() {
-                        if let Some(key) = rule_key(rule, &format!("{at}[{i}]"), &mut problems) {
-                            out.push(key);
+                        match rule_key(rule, &format!("{at}[{i}]"), &mut problems) {
+                            Some((Protocol::Http, key)) => http.push(key),
+                            Some((Protocol::Grpc, key)) => grpc.push(key),
+                            None => {}
                         }
                     }
                 }
@@ -102,14 +107,35 @@ impl ApiAccess {
         self.allowed.is_empty() || self.allowed.iter().any(matches)
     }
 
+    /// Whether the gRPC endpoint group `group` at `version` (`state`, `v1`) is served.
+    pub fn allows_grpc(&self, group: &str, version: &str) -> bool {
+        let matches = |key: &String| {
+            key.split_once('/')
+                .is_some_and(|(v, n)| v == version && n == group)
+        };
+        if self.grpc_denied.iter().any(matches) {
+            return false;
+        }
+        self.grpc_allowed.is_empty() || self.grpc_allowed.iter().any(matches)
+    }
+
     /// Whether any list is configured.
     pub fn is_restricted(&self) -> bool {
-        !self.allowed.is_empty() || !self.denied.is_empty()
+        !self.allowed.is_empty()
+            || !self.denied.is_empty()
+            || !self.grpc_allowed.is_empty()
+            || !self.grpc_denied.is_empty()
     }
 }
 
-/// `version/name` of an HTTP rule; `None` for a gRPC rule or a problem.
-fn rule_key(rule: &Value, at: &str, problems: &mut Vec<Problem>) -> Option<String> {
+/// The protocol a rule applies to.
+enum Protocol {
+    Http,
+    Grpc,
+}
+
+/// The protocol and `version/name` of a rule; `None` for a problem.
+fn rule_key(rule: &Value, at: &str, problems: &mut Vec<Problem>) -> Option<(Protocol, String)> {
     let field = |key: &str| {
         rule.get(key)
             .and_then(Value::as_str)
@@ -146,7 +172,12 @@ fn rule_key(rule: &Value, at: &str, problems: &mut Vec<Problem>) -> Option<Strin
             format!("{protocol:?} is neither http nor grpc"),
         ));
     }
-    (problems.len() == before && protocol != "grpc").then(|| format!("{version}/{name}"))
+    let protocol = if protocol == "grpc" {
+        Protocol::Grpc
+    } else {
+        Protocol::Http
+    };
+    (problems.len() == before).then(|| (protocol, format!("{version}/{name}")))
 }
 
 #[cfg(test)]
@@ -272,6 +303,59 @@ mod tests {
                 served,
                 "{spec} {}",
                 endpoint.route
+            );
+        }
+    }
+
+    #[test]
+    fn grpc_decisions() {
+        // (spec.api, group, version, served)
+        let rows = [
+            (json!(null), "state", "v1", true),
+            // HTTP rules leave the gRPC API alone, and the other way round.
+            (
+                json!({"allowed": [{"name": "publish", "version": "v1"}]}),
+                "state",
+                "v1",
+                true,
+            ),
+            (
+                json!({"allowed": [{"name": "publish", "version": "v1", "protocol": "grpc"}]}),
+                "publish",
+                "v1",
+                true,
+            ),
+            (
+                json!({"allowed": [{"name": "publish", "version": "v1", "protocol": "gRPC"}]}),
+                "state",
+                "v1",
+                false,
+            ),
+            // The version is part of the name: v1alpha1 is another endpoint.
+            (
+                json!({"allowed": [{"name": "state", "version": "v1", "protocol": "grpc"}]}),
+                "state",
+                "v1alpha1",
+                false,
+            ),
+            (
+                json!({"denied": [{"name": "state", "version": "v1", "protocol": "grpc"}]}),
+                "state",
+                "v1",
+                false,
+            ),
+            (
+                json!({"denied": [{"name": "state", "version": "v1", "protocol": "grpc"}]}),
+                "secrets",
+                "v1",
+                true,
+            ),
+        ];
+        for (spec, group, version, served) in rows {
+            assert_eq!(
+                access(spec.clone()).allows_grpc(group, version),
+                served,
+                "{spec} {group} {version}"
             );
         }
     }
