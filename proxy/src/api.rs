@@ -3,8 +3,10 @@
 //! limits) — and holds the transport-neutral operations of each building block (`state`,
 //! `publish`, `secrets`, `meta`) over typed requests and results shaped after
 //! `dapr.proto.runtime.v1`. Transports are codecs over those operations: `http` (routing, JSON,
-//! status codes, headers) today, gRPC next. Service invocation (`invoke`) is HTTP-only for now.
+//! status codes, headers) and `grpc` (the `Dapr` service's messages and statuses). Service
+//! invocation (`invoke`) takes an HTTP request from either.
 
+mod grpc;
 mod http;
 mod invoke;
 mod meta;
@@ -12,6 +14,7 @@ mod publish;
 mod secrets;
 mod state;
 
+pub(crate) use grpc::GrpcApiService;
 pub(crate) use http::ApiService;
 pub(crate) use meta::VERSION as VERSION_STR;
 pub(crate) use state::STORE_TIMEOUT;

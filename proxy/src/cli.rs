@@ -118,6 +118,11 @@ pub(crate) struct RunArgs {
     /// Port of the app-facing Dapr HTTP API (bound to 127.0.0.1).
     #[arg(long, env = "OUTRIDER_DAPR_HTTP_PORT", default_value_t = 3500)]
     pub(crate) dapr_http_port: u16,
+    /// Port of the app-facing Dapr gRPC API (bound to 127.0.0.1) [default: 50001; when not given
+    /// and 50001 is taken, any free port: an app started by `outrider run -- CMD` learns it from
+    /// DAPR_GRPC_PORT].
+    #[arg(long, env = "OUTRIDER_DAPR_GRPC_PORT")]
+    pub(crate) dapr_grpc_port: Option<u16>,
     /// Port of the inbound mesh listener (mutual TLS), bound to all interfaces [default: 50002;
     /// when not given and 50002 is taken, any free port: peers learn it through discovery].
     #[arg(long, alias = "dapr-internal-grpc-port", env = "OUTRIDER_MESH_PORT")]
@@ -136,8 +141,8 @@ pub(crate) struct RunArgs {
     /// not on loopback too. /metrics and the health pages are served to every client anyway.
     #[arg(long, env = "OUTRIDER_ADMIN_STATUS_REMOTE")]
     pub(crate) admin_status_remote: bool,
-    /// Open connections at most on the API listener [default: a quarter of the descriptor
-    /// limit, less a reserve of 256, between 16 and 16384].
+    /// Open connections at most on each API listener, HTTP and gRPC [default: a quarter of the
+    /// descriptor limit, less a reserve of 256, between 16 and 16384].
     #[arg(long, env = "OUTRIDER_API_MAX_CONNECTIONS", value_parser = clap::value_parser!(u32).range(1..))]
     pub(crate) api_max_connections: Option<u32>,
     /// Open connections at most on the mesh listener [default: as for the API listener].
@@ -287,10 +292,16 @@ impl Env {
 // The mesh port when none is given (Dapr's, in Kubernetes); the dns resolver assumes it too.
 use outrider_discovery::DEFAULT_MESH_PORT;
 
+/// The Dapr gRPC API's port when none is given, as in daprd.
+pub(crate) const DEFAULT_GRPC_PORT: u16 = 50001;
+
 /// Where the listeners bind.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Listen {
     pub(crate) api: SocketAddr,
+    pub(crate) grpc: SocketAddr,
+    /// The gRPC port was chosen by the user (so it must be exactly that one).
+    pub(crate) grpc_explicit: bool,
     pub(crate) mesh: SocketAddr,
     /// The mesh port was chosen by the user (so it must be exactly that one).
     pub(crate) mesh_explicit: bool,
@@ -301,6 +312,7 @@ pub(crate) struct Listen {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct ListenerLimits {
     pub(crate) api: Limits,
+    pub(crate) grpc: Limits,
     pub(crate) mesh: Limits,
     pub(crate) admin: Limits,
 }
@@ -309,6 +321,11 @@ impl RunArgs {
     pub(crate) fn listen(&self) -> Listen {
         Listen {
             api: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), self.dapr_http_port),
+            grpc: SocketAddr::new(
+                IpAddr::V4(Ipv4Addr::LOCALHOST),
+                self.dapr_grpc_port.unwrap_or(DEFAULT_GRPC_PORT),
+            ),
+            grpc_explicit: self.dapr_grpc_port.is_some(),
             mesh: SocketAddr::new(
                 IpAddr::V4(Ipv4Addr::UNSPECIFIED),
                 self.mesh_port.unwrap_or(DEFAULT_MESH_PORT),
@@ -331,6 +348,7 @@ impl RunArgs {
             |flag: Option<u32>| flag.map_or_else(|| Limits::default_cap(fd_limit), |n| n as usize);
         ListenerLimits {
             api: with_cap(cap(self.api_max_connections)),
+            grpc: with_cap(cap(self.api_max_connections)),
             mesh: Limits {
                 multiplexed: true,
                 ..with_cap(cap(self.mesh_max_connections))

@@ -44,6 +44,8 @@ const APP_PROBE_INTERVAL: Duration = Duration::from_millis(250);
 pub struct Bound {
     /// The Dapr HTTP API's address.
     pub api: SocketAddr,
+    /// The Dapr gRPC API's address.
+    pub grpc: SocketAddr,
     /// The mesh port's address.
     pub mesh: SocketAddr,
     /// The admin listener's address (metrics, health).
@@ -87,21 +89,23 @@ pub(crate) async fn build(s: Settings, metrics: PrometheusHandle) -> anyhow::Res
     let wired = Wired::new(&s, engines, &discovery, &creds, spans.0.clone())?;
     let listeners = Listeners::serve(&s, sockets, &wired, creds, metrics)?;
     wired.health.outbound_ready.store(true, Ordering::Release);
-    let (api, admin) = (listeners.api_addr, s.listen.admin);
+    let (api, grpc, admin) = (listeners.api_addr, listeners.grpc_addr, s.listen.admin);
     tracing::info!(
-        app_id = %s.app_id, namespace = %s.namespace, api = %format!("http://{api}"), mesh_port,
-        admin = %admin, "Outrider is serving the Dapr HTTP API on http://{api}"
+        app_id = %s.app_id, namespace = %s.namespace, api = %format!("http://{api}"),
+        grpc = %grpc, mesh_port, admin = %admin,
+        "Outrider is serving the Dapr HTTP API on http://{api} and the gRPC API on {grpc}"
     );
     let child = match s.command.as_slice() {
         [] => None,
         argv => Some(
-            child::spawn(argv, api.port(), s.app_port, &s.app_id)
+            child::spawn(argv, api.port(), grpc.port(), s.app_port, &s.app_id)
                 .with_context(|| format!("starting {:?}", argv[0]))?,
         ),
     };
     let subscriber = start_subscriptions(&s, &wired, spans.0);
     Ok(Bound {
         api,
+        grpc,
         mesh: SocketAddr::new(s.listen.mesh.ip(), mesh_port),
         admin: listeners.admin_addr,
         running: Running {

@@ -25,6 +25,8 @@ fn flags(home: &Path, app_id: &str, app_port: Option<u16>) -> Vec<String> {
         app_id,
         "--dapr-http-port",
         "0",
+        "--dapr-grpc-port",
+        "0",
         "--metrics-port",
         "0",
         "--mesh-port",

@@ -96,8 +96,7 @@ async fn invoke(
         app_id: &state.app_id,
         namespace: &state.namespace,
     };
-    let planned = plan(&head);
-    let plan = match planned {
+    let plan = match plan(&head) {
         Ok(plan) => plan,
         Err(Refused { id, error }) => {
             if matches!(error, InvokeError::BodyTooLarge(_)) {
@@ -106,6 +105,68 @@ async fn invoke(
             return Err(ApiError::invoke(&id, &error));
         }
     };
+    let (parts, body) = req.into_parts();
+    let (body, tripped) = capped(body, state.max_body_size, state.body_idle_timeout);
+    carry_out(
+        state,
+        plan,
+        parts,
+        Payload::Streamed(body, tripped),
+        started,
+    )
+    .await
+}
+
+/// An invocation whose body is already whole (the gRPC API's `InvokeService`): `app_id` is the
+/// target, the request's path the method.
+pub(crate) async fn invoke_whole(
+    state: &ApiState,
+    app_id: &str,
+    parts: http::request::Parts,
+    body: Bytes,
+) -> Result<Response<Body>, ApiError> {
+    let started = std::time::Instant::now();
+    let head = Head {
+        named: Named::Header {
+            id: Some(app_id),
+            path: parts.uri.path(),
+        },
+        query: parts.uri.query(),
+        declared: Some(body.len() as u64),
+        end_stream: body.is_empty(),
+        max_body: state.max_body_size,
+        app_id: &state.app_id,
+        namespace: &state.namespace,
+    };
+    let plan = plan(&head).map_err(|Refused { id, error }| ApiError::invoke(&id, &error))?;
+    carry_out(state, plan, parts, Payload::Whole(body), started).await
+}
+
+/// A request body as the invocation has it.
+enum Payload {
+    /// Read as it arrives, within the API's limits.
+    Streamed(Body, Tripped),
+    /// Already whole.
+    Whole(Bytes),
+}
+
+impl Payload {
+    fn into_body(self) -> Body {
+        match self {
+            Payload::Streamed(body, _) => body,
+            Payload::Whole(bytes) => full(bytes),
+        }
+    }
+}
+
+/// Sends the request where the plan says, and counts the call.
+async fn carry_out(
+    state: &ApiState,
+    plan: Plan,
+    mut parts: http::request::Parts,
+    payload: Payload,
+    started: std::time::Instant,
+) -> Result<Response<Body>, ApiError> {
     let Plan {
         id,
         target,
@@ -113,12 +174,18 @@ async fn invoke(
         route,
     } = plan;
     let fail = |e: InvokeError| ApiError::invoke(&id, &e);
-    let (mut parts, body) = req.into_parts();
     parts.uri = uri;
-    let (body, tripped) = capped(body, state.max_body_size, state.body_idle_timeout);
     let target = &target;
-    let result = match route {
-        Route::OwnApp => {
+    let tripped = match &payload {
+        Payload::Streamed(_, t) => Some(t.clone()),
+        Payload::Whole(_) => None,
+    };
+    let body_error = |e| match &tripped {
+        Some(t) => body_error(state, t, e),
+        None => e,
+    };
+    let result = match (route, payload) {
+        (Route::OwnApp, payload) => {
             // Calling ourselves: straight to our own app, as our own caller.
             let app = state
                 .app
@@ -129,26 +196,24 @@ async fn invoke(
                 namespace: state.namespace.clone(),
                 trust_domain: String::new(),
             };
-            app.call(Request::from_parts(parts, body), &me).await
+            app.call(Request::from_parts(parts, payload.into_body()), &me)
+                .await
         }
-        Route::Replayable => {
+        (Route::Replayable, payload) => {
             // A small body of known size is read whole, so that a retry can send it again.
-            let bytes = match body.collect().await {
-                Ok(collected) => collected.to_bytes(),
-                Err(_) => {
-                    return Err(fail(body_error(
-                        state,
-                        &tripped,
-                        InvokeError::MalformedBody,
-                    )));
-                }
+            let bytes = match payload {
+                Payload::Whole(bytes) => bytes,
+                Payload::Streamed(body, _) => match body.collect().await {
+                    Ok(collected) => collected.to_bytes(),
+                    Err(_) => return Err(fail(body_error(InvokeError::MalformedBody))),
+                },
             };
             let req = Request::from_parts(parts, full(Bytes::new()));
             let req = OutboundRequest::new(req, Some(bytes));
             state.outbound.call(target, req).await
         }
-        Route::Streamed => {
-            let req = OutboundRequest::new(Request::from_parts(parts, body), None);
+        (Route::Streamed, payload) => {
+            let req = OutboundRequest::new(Request::from_parts(parts, payload.into_body()), None);
             state.outbound.call(target, req).await
         }
     };
@@ -156,7 +221,7 @@ async fn invoke(
     match result {
         Ok(rsp) => Ok(rsp.map(boxed)),
         // The client may have turned the body's error into a plain reset: ask the body.
-        Err(e) => Err(fail(body_error(state, &tripped, e))),
+        Err(e) => Err(fail(body_error(e))),
     }
 }
 

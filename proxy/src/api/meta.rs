@@ -159,6 +159,13 @@ impl AttributeName {
 
 /// Sets an extended attribute. An empty key is a no-op.
 pub(crate) fn put(s: &ApiState, req: SetMetadataRequest) -> Result<(), ApiError> {
+    if req.value.len() as u64 > MAX_ATTRIBUTE_VALUE {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "ERR_BODY_READ",
+            format!("a metadata attribute value is at most {MAX_ATTRIBUTE_VALUE} bytes"),
+        ));
+    }
     let AttributeName(key) = req.key;
     if key.is_empty() {
         return Ok(());

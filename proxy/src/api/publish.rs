@@ -38,6 +38,19 @@ pub(crate) struct Origin {
     pub(crate) tracestate: String,
 }
 
+impl Origin {
+    /// The trace context the call carries (continued by the trace layer) and its `tracestate`.
+    pub(crate) fn new(
+        trace: Option<&outrider_filters::trace::TraceContext>,
+        tracestate: Option<&str>,
+    ) -> Self {
+        Origin {
+            traceparent: trace.map(ToString::to_string).unwrap_or_default(),
+            tracestate: tracestate.unwrap_or_default().to_owned(),
+        }
+    }
+}
+
 /// The rest of `PublishEventRequest`: the event and its content type.
 pub(crate) struct PublishEventRequest {
     pub(crate) data: Bytes,
@@ -122,7 +135,7 @@ fn target<'a>(
         return Err(err(
             not_found,
             "ERR_PUBSUB_NOT_FOUND",
-            format!("pubsub {name} not found"),
+            format!("pubsub {name} is not found"),
         ));
     };
     if topic.is_empty() {

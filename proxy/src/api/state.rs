@@ -236,20 +236,55 @@ pub(crate) async fn delete(
     store: &Store<'_>,
     req: DeleteStateRequest,
 ) -> Result<(), ApiError> {
-    let stored = store.stored_key(&req.key)?;
-    let r = engine::DeleteRequest {
-        key: stored,
-        etag: req.etag,
-        metadata: req.metadata,
-        options: req.options.parse()?,
-    };
-    call_done(s.into(), store.c, StateRequest::Delete(r))
-        .await
-        .map_err(|e| {
-            store_error(
-                "ERR_STATE_DELETE",
-                format!("failed deleting state with key {}: {e}", req.key),
-                &e,
-            )
+    let key = req.key.clone();
+    delete_all(s, store, vec![req], |e| {
+        store_error(
+            "ERR_STATE_DELETE",
+            format!("failed deleting state with key {key}: {e}"),
+            e,
+        )
+    })
+    .await
+}
+
+/// Deletes every key, in order; none is deleted unless all requests are valid. The first
+/// failure stops the rest, as a store's bulk delete does.
+pub(crate) async fn delete_bulk(
+    s: &ApiState,
+    store: &Store<'_>,
+    reqs: Vec<DeleteStateRequest>,
+) -> Result<(), ApiError> {
+    delete_all(s, store, reqs, |e| {
+        store_error(
+            "ERR_STATE_BULK_DELETE",
+            format!("failed deleting state in state store {}: {e}", store.name),
+            e,
+        )
+    })
+    .await
+}
+
+async fn delete_all(
+    s: &ApiState,
+    store: &Store<'_>,
+    reqs: Vec<DeleteStateRequest>,
+    failed: impl Fn(&engine::StateError) -> ApiError,
+) -> Result<(), ApiError> {
+    let checked = reqs
+        .into_iter()
+        .map(|r| {
+            Ok(engine::DeleteRequest {
+                key: store.stored_key(&r.key)?,
+                etag: r.etag,
+                metadata: r.metadata,
+                options: r.options.parse()?,
+            })
         })
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    for r in checked {
+        call_done(s.into(), store.c, StateRequest::Delete(r))
+            .await
+            .map_err(|e| failed(&e))?;
+    }
+    Ok(())
 }

@@ -90,6 +90,7 @@ fn ports(args: &RunArgs, flag: &mut impl FnMut(&str, String)) {
     }
     let ports = [
         ("dapr-http-port", args.dapr_http_port),
+        ("dapr-grpc-port", args.listen().grpc.port()),
         ("mesh-port", args.listen().mesh.port()),
         ("metrics-port", args.metrics_port),
     ];

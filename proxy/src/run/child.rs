@@ -6,10 +6,11 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tokio::process::{Child, Command};
 
-/// Starts `argv` with `DAPR_HTTP_PORT`, `APP_PORT` and `APP_ID` set.
+/// Starts `argv` with `DAPR_HTTP_PORT`, `DAPR_GRPC_PORT`, `APP_PORT` and `APP_ID` set.
 pub(crate) fn spawn(
     argv: &[String],
     api_port: u16,
+    grpc_port: u16,
     app_port: Option<u16>,
     app_id: &str,
 ) -> std::io::Result<Child> {
@@ -17,6 +18,7 @@ pub(crate) fn spawn(
     let mut cmd = Command::new(program);
     cmd.args(args)
         .env("DAPR_HTTP_PORT", api_port.to_string())
+        .env("DAPR_GRPC_PORT", grpc_port.to_string())
         .env("APP_ID", app_id)
         .kill_on_drop(true);
     if let Some(p) = app_port {

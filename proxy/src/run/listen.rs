@@ -1,4 +1,4 @@
-//! Start phases: bind the three listening sockets before anything serves (a taken port fails
+//! Start phases: bind the four listening sockets before anything serves (a taken port fails
 //! here), then start their serve loops; [`Serving`] stops one loop at shutdown.
 
 use std::net::SocketAddr;
@@ -21,14 +21,15 @@ use tower::ServiceBuilder;
 
 use super::wire::Wired;
 use crate::admin::{self, Admin};
-use crate::api::ApiService;
+use crate::api::{ApiService, GrpcApiService};
 use crate::config::Settings;
 use crate::mesh::inbound;
 use crate::net::serve;
 
-/// The three listening sockets, bound before anything serves.
+/// The four listening sockets, bound before anything serves.
 pub(super) struct Sockets {
     api: TcpListener,
+    grpc: TcpListener,
     pub(super) mesh: TcpListener,
     admin: TcpListener,
 }
@@ -36,23 +37,44 @@ pub(super) struct Sockets {
 impl Sockets {
     pub(super) async fn bind(s: &Settings) -> anyhow::Result<Self> {
         let api = bind(s.listen.api, "--dapr-http-port").await?;
-        let mesh = match bind(s.listen.mesh, "--mesh-port").await {
-            Ok(l) => l,
-            // The default port lies in Linux's ephemeral range, so any client connection may
-            // hold it for a while. The local and mDNS resolvers carry the real port, so any free
-            // one does when none was asked for; with DNS or static addresses peers expect this
-            // very port.
-            Err(e)
-                if !s.listen.mesh_explicit
-                    && matches!(s.resolver, ResolverConfig::Local | ResolverConfig::Mdns(_)) =>
-            {
-                tracing::warn!(error = %e, "the default mesh port is taken; using a free port instead");
-                bind(SocketAddr::new(s.listen.mesh.ip(), 0), "--mesh-port").await?
-            }
-            Err(e) => return Err(e),
-        };
+        // Several sidecars on one host cannot all have the default: an app started as the
+        // child is told the real port (DAPR_GRPC_PORT).
+        let grpc = bind_or_free(
+            s.listen.grpc,
+            ("--dapr-grpc-port", "gRPC API port"),
+            !s.listen.grpc_explicit,
+        )
+        .await?;
+        // The default port lies in Linux's ephemeral range, so any client connection may hold it
+        // for a while. The local and mDNS resolvers carry the real port, so any free one does
+        // when none was asked for; with DNS or static addresses peers expect this very port.
+        let mesh_may_move = !s.listen.mesh_explicit
+            && matches!(s.resolver, ResolverConfig::Local | ResolverConfig::Mdns(_));
+        let mesh = bind_or_free(s.listen.mesh, ("--mesh-port", "mesh port"), mesh_may_move).await?;
         let admin = bind(s.listen.admin, "--metrics-port").await?;
-        Ok(Self { api, mesh, admin })
+        Ok(Self {
+            api,
+            grpc,
+            mesh,
+            admin,
+        })
+    }
+}
+
+/// Binds `addr`, or any free port of its address when `addr` is taken and `may_move`; `flag`
+/// names the port's flag and what it is.
+async fn bind_or_free(
+    addr: SocketAddr,
+    (flag, what): (&str, &str),
+    may_move: bool,
+) -> anyhow::Result<TcpListener> {
+    match bind(addr, flag).await {
+        Ok(l) => Ok(l),
+        Err(e) if may_move => {
+            tracing::warn!(error = %e, "the default {what} is taken; using a free port instead");
+            bind(SocketAddr::new(addr.ip(), 0), flag).await
+        }
+        Err(e) => Err(e),
     }
 }
 
@@ -87,11 +109,13 @@ impl Serving {
     }
 }
 
-/// The three serve loops.
+/// The four serve loops.
 pub(crate) struct Listeners {
     pub(super) api_addr: SocketAddr,
+    pub(super) grpc_addr: SocketAddr,
     pub(super) admin_addr: SocketAddr,
     pub(super) api: Serving,
+    pub(super) grpc: Serving,
     pub(super) mesh: Serving,
     pub(super) admin: Serving,
 }
@@ -105,6 +129,7 @@ impl Listeners {
         metrics: PrometheusHandle,
     ) -> anyhow::Result<Self> {
         let (api_addr, admin_addr) = (sockets.api.local_addr()?, sockets.admin.local_addr()?);
+        let grpc_addr = sockets.grpc.local_addr()?;
         let api_svc = ServiceBuilder::new()
             // A span per request (app id, method, route), and the access log when enabled.
             .layer(AccessLogLayer::new(&s.app_id, s.access_log))
@@ -121,6 +146,8 @@ impl Listeners {
             Ok(())
         });
 
+        let grpc = serve_grpc(s, sockets.grpc, wired);
+
         let mesh_l = serve::Listener::new(sockets.mesh, "mesh", s.limits.mesh);
         let stop = CancellationToken::new();
         // Built once: every connection, and any later transport, feeds the same stack.
@@ -131,12 +158,30 @@ impl Listeners {
         let admin = serve_admin(s, sockets.admin, wired, creds, metrics);
         Ok(Self {
             api_addr,
+            grpc_addr,
             admin_addr,
             api,
+            grpc,
             mesh,
             admin,
         })
     }
+}
+
+/// The Dapr gRPC API: the same span and access log as the HTTP API; its own metrics, under
+/// gRPC's names.
+fn serve_grpc(s: &Settings, socket: TcpListener, wired: &Wired) -> Serving {
+    let svc = ServiceBuilder::new()
+        .layer(AccessLogLayer::new(&s.app_id, s.access_log))
+        .layer(TraceLayer::new(wired.inbound.spans.clone()))
+        .service(GrpcApiService::new(wired.api.clone()));
+    let l = serve::Listener::new(socket, "grpc", s.limits.grpc);
+    let stop = CancellationToken::new();
+    let task = serve::serve(l, move |_| svc.clone(), stop.clone(), s.grace);
+    Serving::spawn(stop, async move {
+        task.await;
+        Ok(())
+    })
 }
 
 /// The admin listener, and the upkeep of the metrics it renders. It outlives the others so

@@ -79,8 +79,8 @@ impl Running {
             (Some(c), None) => stop_child(c, self.grace).await?,
             (None, None) => 0,
         };
-        // 5. The API, then the admin listener (readiness stays observable until the end).
-        let _ = self.listeners.api.stop().await;
+        // 5. The APIs, then the admin listener (readiness stays observable until the end).
+        let _ = tokio::join!(self.listeners.api.stop(), self.listeners.grpc.stop());
         let _ = self.listeners.admin.stop().await;
         // 6. The spans of the last requests.
         if let Some(exporting) = self.span_export {

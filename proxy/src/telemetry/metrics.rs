@@ -180,6 +180,21 @@ pub(crate) const INVOCATION_RES_SENT: Metric = metric(
     "Responses sent to invoking apps, by status.",
 );
 
+// Dapr's gRPC server metrics, for the gRPC API.
+const GRPC_SERVER: &[&str] = &["app_id", "grpc_server_method", "grpc_server_status"];
+pub(crate) const GRPC_SERVER_COMPLETED: Metric = metric(
+    "dapr_grpc_io_server_completed_rpcs",
+    Counter,
+    GRPC_SERVER,
+    "gRPC API calls completed, by method and status.",
+);
+pub(crate) const GRPC_SERVER_LATENCY: Metric = metric(
+    "dapr_grpc_io_server_server_latency",
+    HistogramMs,
+    GRPC_SERVER,
+    "gRPC API calls from the first request byte to the last response byte, in ms.",
+);
+
 // The sidecar's own.
 pub(crate) const POLICY_RELOADS: Metric = metric(
     "outrider_policy_reloads_total",
@@ -264,6 +279,8 @@ pub(crate) const ALL: &[Metric] = &[
     INVOCATION_RES_RECV_LATENCY,
     INVOCATION_REQ_RECV,
     INVOCATION_RES_SENT,
+    GRPC_SERVER_COMPLETED,
+    GRPC_SERVER_LATENCY,
     POLICY_RELOADS,
     SPANS_DROPPED,
     CERT_RENEWALS,

@@ -83,7 +83,7 @@ pub(crate) fn merge(
 
 impl Spec {
     /// Every rule in the order tried: the rules, then the default route (if any) matching all.
-    fn all_rules(&self) -> Vec<RouteRule> {
+    pub(crate) fn all_rules(&self) -> Vec<RouteRule> {
         let default = (!self.path.is_empty()).then(|| RouteRule {
             condition: String::new(),
             path: self.path.clone(),

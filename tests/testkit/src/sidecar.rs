@@ -90,6 +90,8 @@ pub struct Sidecar {
     pub app_id: String,
     /// API port.
     pub api: u16,
+    /// gRPC API port.
+    pub grpc: u16,
     /// Mesh port.
     pub mesh: u16,
     /// Admin port.

@@ -23,16 +23,11 @@ use crate::net::http::{Body, full};
 
 /// The trace the publisher's request carries, for the envelope.
 fn origin(req: &Request<Incoming>) -> Origin {
-    let trace = req.extensions().get::<TraceContext>().copied();
-    Origin {
-        traceparent: trace.map(|t| t.to_string()).unwrap_or_default(),
-        tracestate: req
-            .headers()
-            .get("tracestate")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned(),
-    }
+    let tracestate = req
+        .headers()
+        .get("tracestate")
+        .and_then(|v| v.to_str().ok());
+    Origin::new(req.extensions().get::<TraceContext>(), tracestate)
 }
 
 pub(in crate::api) async fn publish(

@@ -99,7 +99,7 @@ impl SidecarBuilder {
 
     /// Spawns the process without waiting for it to be ready.
     pub fn spawn(self) -> Sidecar {
-        let (api, admin) = (free_port(), free_port());
+        let (api, grpc, admin) = (free_port(), free_port(), free_port());
         let mesh = if self.default_mesh_port {
             0
         } else {
@@ -127,6 +127,7 @@ impl SidecarBuilder {
         cmd.arg("run")
             .args(["--app-id", &self.app_id])
             .args(["--dapr-http-port", &api.to_string()])
+            .args(["--dapr-grpc-port", &grpc.to_string()])
             .args(["--metrics-port", &admin.to_string()])
             .arg("--data-dir")
             .arg(
@@ -161,6 +162,7 @@ impl SidecarBuilder {
             child,
             app_id: self.app_id,
             api,
+            grpc,
             mesh,
             admin,
             log,

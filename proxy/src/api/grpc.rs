@@ -1,0 +1,310 @@
+//! The gRPC codec of the app-facing Dapr API on 127.0.0.1:50001: `dapr.proto.runtime.v1.Dapr`
+//! over HTTP/2 without TLS, served by this crate's own listener (no tonic transport).
+//!
+//! A call passes, in order: `Configuration.spec.api`, the API token (security rule 3; every
+//! call needs it), and whether this sidecar serves the RPC (the `Dapr` service's others answer
+//! `UNIMPLEMENTED` naming it; any other method is a call for an app named by `dapr-app-id`). tonic's generated server then decodes
+//! the message (at most `--max-body-size` bytes) and calls [`Api`], whose RPCs are codecs over
+//! the same operations as the HTTP routes (`api::{state, publish, secrets, meta, invoke}`): no
+//! building-block rule is here. Operations return `ApiError`; [`status::from_api`] is the one
+//! place they become a gRPC status with Dapr's error details.
+
+mod invoke;
+mod meta;
+mod metrics;
+mod publish;
+mod secrets;
+mod state;
+mod status;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{HeaderValue, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use outrider_proto::common::v1 as common;
+use outrider_proto::runtime::v1 as rt;
+use rt::dapr_server::{Dapr, DaprServer};
+use tonic::{Status, async_trait};
+
+use super::ApiState;
+use crate::net::http::{Body, boxed};
+
+/// The path prefix of the service's RPCs.
+const SERVICE: &str = "dapr.proto.runtime.v1.Dapr";
+
+/// The RPCs this sidecar serves, with the endpoint group and version `Configuration.spec.api`
+/// rules name them by; the service's other RPCs answer `UNIMPLEMENTED`.
+const SERVED: &[(&str, &str, &str)] = &[
+    ("InvokeService", "invoke", "v1"),
+    ("GetState", "state", "v1"),
+    ("GetBulkState", "state", "v1"),
+    ("SaveState", "state", "v1"),
+    ("DeleteState", "state", "v1"),
+    ("DeleteBulkState", "state", "v1"),
+    ("ExecuteStateTransaction", "state", "v1"),
+    ("QueryStateAlpha1", "state", "v1alpha1"),
+    ("PublishEvent", "publish", "v1"),
+    ("BulkPublishEventAlpha1", "publish", "v1alpha1"),
+    ("BulkPublishEvent", "publish", "v1"),
+    ("GetSecret", "secrets", "v1"),
+    ("GetBulkSecret", "secrets", "v1"),
+    ("GetMetadata", "metadata", "v1"),
+    ("SetMetadata", "metadata", "v1"),
+    ("Shutdown", "shutdown", "v1"),
+];
+
+/// The gRPC API as a tower service over the listener's requests.
+#[derive(Clone)]
+pub(crate) struct GrpcApiService {
+    state: Arc<ApiState>,
+    dapr: DaprServer<Api>,
+}
+
+impl GrpcApiService {
+    pub(crate) fn new(state: Arc<ApiState>) -> Self {
+        let limit = usize::try_from(state.max_body_size).unwrap_or(usize::MAX);
+        let dapr = DaprServer::new(Api { s: state.clone() })
+            // As daprd: one bound for what the app sends, whatever the API.
+            .max_decoding_message_size(limit)
+            .max_encoding_message_size(usize::MAX);
+        Self { state, dapr }
+    }
+
+    /// The checks every call passes before its message is read, in daprd's order; the RPC's
+    /// name if they pass, else the answer and whether daprd counts it in its metrics (not when
+    /// the allow list or the token refuse it).
+    fn admit<'r>(&self, req: &'r Request<Incoming>) -> Result<&'r str, (Status, bool)> {
+        let path = req.uri().path();
+        let rpc = path
+            .strip_prefix('/')
+            .and_then(|p| p.split_once('/'))
+            .filter(|(service, _)| *service == SERVICE)
+            .map(|(_, rpc)| rpc);
+        let served = rpc.and_then(|rpc| SERVED.iter().find(|(name, ..)| *name == rpc));
+        if let Some((_, group, version)) = served
+            && !self.state.api_access.allows_grpc(group, version)
+        {
+            let s = status::from_http(
+                StatusCode::NOT_IMPLEMENTED,
+                "requested endpoint is not available",
+            );
+            return Err((s, false));
+        }
+        self.check_token(req).map_err(|s| (s, false))?;
+        match (rpc, served) {
+            (Some(rpc), Some(_)) => Ok(rpc),
+            (Some(rpc), None) if metrics::is_dapr_rpc(rpc) => Err((
+                Status::unimplemented(format!(
+                    "{SERVICE}/{rpc} is not implemented by this sidecar"
+                )),
+                true,
+            )),
+            // Any other method is a call for an app, named by metadata.
+            _ if req.headers().contains_key("dapr-app-id")
+                || req.headers().contains_key("dapr-callee-app-id") =>
+            {
+                Err((
+                    Status::unimplemented(format!(
+                        "proxying {path} to an app over the mesh is not available yet"
+                    )),
+                    true,
+                ))
+            }
+            _ => Err((
+                Status::unknown(
+                    "failed to proxy request: required metadata dapr-callee-app-id or dapr-app-id not found",
+                ),
+                true,
+            )),
+        }
+    }
+
+    /// `DAPR_API_TOKEN`: the `dapr-api-token` metadata must carry it.
+    fn check_token(&self, req: &Request<Incoming>) -> Result<(), Status> {
+        let Some(token) = &self.state.api_token else {
+            return Ok(());
+        };
+        let refused = |detail| Err(status::from_http(StatusCode::UNAUTHORIZED, detail));
+        match req.headers().get("dapr-api-token") {
+            None => refused("missing api token in request metadata"),
+            Some(given) if super::http::constant_time_eq(given.as_bytes(), token.as_bytes()) => {
+                Ok(())
+            }
+            Some(_) => refused("authentication error: api token mismatch"),
+        }
+    }
+}
+
+impl tower::Service<Request<Incoming>> for GrpcApiService {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut req: Request<Incoming>) -> Self::Future {
+        let call = metrics::Call::start(&self.state.app_id, req.uri().path());
+        let rpc = match self.admit(&req) {
+            Ok(rpc) => rpc.to_owned(),
+            Err((status, counted)) => {
+                let rsp = status_response(&status);
+                let rsp = if counted { call.answered(rsp) } else { rsp };
+                return Box::pin(async move { Ok(rsp) });
+            }
+        };
+        tracing::trace!(rpc, "gRPC API call");
+        req.headers_mut().remove("dapr-api-token");
+        let answer = tower::Service::call(&mut self.dapr, req);
+        Box::pin(async move {
+            let rsp = answer.await.unwrap_or_else(|never| match never {});
+            let rsp = too_large(&rsp).map_or_else(|| rsp.map(boxed), |s| status_response(&s));
+            Ok(call.answered(rsp))
+        })
+    }
+}
+
+/// The refusal of a message over `--max-body-size` in gRPC's own words (`RESOURCE_EXHAUSTED`),
+/// for an answer in tonic's (`OUT_OF_RANGE`), if `rsp` is one.
+fn too_large<B>(rsp: &Response<B>) -> Option<Status> {
+    let s = Status::from_header_map(rsp.headers())?;
+    let rest = s
+        .message()
+        .strip_prefix("Error, decoded message length too large: found ")?;
+    let (found, rest) = rest.split_once(" bytes, the limit is: ")?;
+    let limit = rest.strip_suffix(" bytes")?;
+    (s.code() == tonic::Code::OutOfRange).then(|| {
+        Status::resource_exhausted(format!(
+            "grpc: received message larger than max ({found} vs. {limit})"
+        ))
+    })
+}
+
+/// A status as a trailers-only response.
+fn status_response(status: &Status) -> Response<Body> {
+    let mut rsp = status.clone().into_http::<Body>();
+    rsp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/grpc"),
+    );
+    rsp
+}
+
+/// The RPCs: each decodes its message into an operation's request, calls it and encodes the
+/// answer.
+pub(crate) struct Api {
+    s: Arc<ApiState>,
+}
+
+type Answer<T> = Result<tonic::Response<T>, Status>;
+
+/// A codec's result as an RPC's answer.
+fn answer<T>(r: Result<T, Status>) -> Answer<T> {
+    r.map(tonic::Response::new)
+}
+
+#[async_trait]
+impl Dapr for Api {
+    async fn invoke_service(
+        &self,
+        req: tonic::Request<rt::InvokeServiceRequest>,
+    ) -> Answer<common::InvokeResponse> {
+        invoke::invoke_service(&self.s, req).await
+    }
+
+    async fn get_state(
+        &self,
+        req: tonic::Request<rt::GetStateRequest>,
+    ) -> Answer<rt::GetStateResponse> {
+        answer(state::get(&self.s, req.into_inner()).await)
+    }
+
+    async fn get_bulk_state(
+        &self,
+        req: tonic::Request<rt::GetBulkStateRequest>,
+    ) -> Answer<rt::GetBulkStateResponse> {
+        answer(state::bulk(&self.s, req.into_inner()).await)
+    }
+
+    async fn save_state(&self, req: tonic::Request<rt::SaveStateRequest>) -> Answer<()> {
+        answer(state::save(&self.s, req.into_inner()).await)
+    }
+
+    async fn query_state_alpha1(
+        &self,
+        req: tonic::Request<rt::QueryStateRequest>,
+    ) -> Answer<rt::QueryStateResponse> {
+        answer(state::query(&self.s, req.into_inner()).await)
+    }
+
+    async fn delete_state(&self, req: tonic::Request<rt::DeleteStateRequest>) -> Answer<()> {
+        answer(state::delete(&self.s, req.into_inner()).await)
+    }
+
+    async fn delete_bulk_state(
+        &self,
+        req: tonic::Request<rt::DeleteBulkStateRequest>,
+    ) -> Answer<()> {
+        answer(state::delete_bulk(&self.s, req.into_inner()).await)
+    }
+
+    async fn execute_state_transaction(
+        &self,
+        req: tonic::Request<rt::ExecuteStateTransactionRequest>,
+    ) -> Answer<()> {
+        answer(state::transaction(&self.s, req.into_inner()).await)
+    }
+
+    async fn publish_event(&self, req: tonic::Request<rt::PublishEventRequest>) -> Answer<()> {
+        answer(publish::publish(&self.s, req).await)
+    }
+
+    async fn bulk_publish_event_alpha1(
+        &self,
+        req: tonic::Request<rt::BulkPublishRequest>,
+    ) -> Answer<rt::BulkPublishResponse> {
+        answer(publish::bulk(&self.s, req).await)
+    }
+
+    async fn bulk_publish_event(
+        &self,
+        req: tonic::Request<rt::BulkPublishRequest>,
+    ) -> Answer<rt::BulkPublishResponse> {
+        answer(publish::bulk(&self.s, req).await)
+    }
+
+    async fn get_secret(
+        &self,
+        req: tonic::Request<rt::GetSecretRequest>,
+    ) -> Answer<rt::GetSecretResponse> {
+        answer(secrets::get(&self.s, &req.into_inner()))
+    }
+
+    async fn get_bulk_secret(
+        &self,
+        req: tonic::Request<rt::GetBulkSecretRequest>,
+    ) -> Answer<rt::GetBulkSecretResponse> {
+        answer(secrets::bulk(&self.s, &req.into_inner()))
+    }
+
+    async fn get_metadata(
+        &self,
+        _req: tonic::Request<rt::GetMetadataRequest>,
+    ) -> Answer<rt::GetMetadataResponse> {
+        answer(Ok(meta::get(&self.s)))
+    }
+
+    async fn set_metadata(&self, req: tonic::Request<rt::SetMetadataRequest>) -> Answer<()> {
+        answer(meta::set(&self.s, req.into_inner()))
+    }
+
+    async fn shutdown(&self, _req: tonic::Request<rt::ShutdownRequest>) -> Answer<()> {
+        crate::api::meta::shutdown(&self.s);
+        answer(Ok(()))
+    }
+}

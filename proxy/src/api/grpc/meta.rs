@@ -1,0 +1,82 @@
+//! The gRPC codec of metadata: `GetMetadata` and `SetMetadata` over [`crate::api::meta`].
+
+use outrider_proto::runtime::v1 as rt;
+use tonic::Status;
+
+use super::status::from_api;
+use crate::api::ApiState;
+use crate::api::meta::{self, AttributeName, SetMetadataRequest};
+
+/// What this sidecar runs, in `GetMetadataResponse`'s fields. Outrider's own additions (name
+/// resolution) are in the extended metadata, as on HTTP.
+pub(super) fn get(s: &ApiState) -> rt::GetMetadataResponse {
+    let m = meta::get(s);
+    let registered_components = m
+        .registered_components
+        .into_iter()
+        .map(|c| rt::RegisteredComponents {
+            name: c.name,
+            r#type: c.type_,
+            version: c.version,
+            capabilities: c.capabilities.into_iter().map(str::to_owned).collect(),
+        })
+        .collect();
+    let subscriptions = m
+        .subscriptions
+        .iter()
+        .map(|l| {
+            let spec = &l.spec;
+            let rules = spec
+                .all_rules()
+                .into_iter()
+                .map(|r| rt::PubsubSubscriptionRule {
+                    r#match: r.condition,
+                    path: r.path,
+                })
+                .collect();
+            let kind = if spec.declarative {
+                rt::PubsubSubscriptionType::Declarative
+            } else {
+                rt::PubsubSubscriptionType::Programmatic
+            };
+            rt::PubsubSubscription {
+                pubsub_name: spec.pubsub.clone(),
+                topic: spec.topic.clone(),
+                metadata: spec.metadata.clone(),
+                rules: Some(rt::PubsubSubscriptionRules { rules }),
+                dead_letter_topic: spec.dead_letter.clone(),
+                r#type: kind as i32,
+            }
+        })
+        .collect();
+    let app_connection_properties =
+        m.app_connection_properties
+            .map(|a| rt::AppConnectionProperties {
+                port: i32::from(a.port),
+                protocol: a.protocol.to_owned(),
+                channel_address: a.channel_address,
+                ..Default::default()
+            });
+    rt::GetMetadataResponse {
+        id: m.id,
+        registered_components,
+        extended_metadata: m.extended_metadata,
+        subscriptions,
+        app_connection_properties,
+        runtime_version: m.runtime_version.to_owned(),
+        ..Default::default()
+    }
+}
+
+/// Sets an extended attribute.
+pub(super) fn set(s: &ApiState, req: rt::SetMetadataRequest) -> Result<(), Status> {
+    let key = AttributeName::new(req.key).map_err(from_api)?;
+    meta::put(
+        s,
+        SetMetadataRequest {
+            key,
+            value: req.value,
+        },
+    )
+    .map_err(from_api)
+}
