@@ -206,28 +206,7 @@ async fn python_fastapi_extension_pubsub_as_the_app() {
 #[tokio::test]
 async fn javascript_sdk_secrets() {
     let mesh = Mesh::new();
-    let file = mesh.home().join("secrets.json");
-    std::fs::write(
-        &file,
-        r#"{"db": {"password": "sdk-pw-1"}, "port": 5432, "denied": "no"}"#,
-    )
-    .unwrap();
-    let res = mesh.home().join("res");
-    std::fs::create_dir_all(&res).unwrap();
-    std::fs::write(
-        res.join("secrets.yaml"),
-        format!(
-            "kind: Component\nmetadata: {{name: sdksecrets}}\nspec:\n  type: secretstores.local.file\n  metadata:\n  - {{name: secretsFile, value: '{}'}}\n",
-            file.display()
-        ),
-    )
-    .unwrap();
-    let config = mesh.home().join("config.yaml");
-    std::fs::write(
-        &config,
-        "kind: Configuration\nspec:\n  secrets:\n    scopes:\n    - {storeName: sdksecrets, deniedSecrets: [denied]}\n",
-    )
-    .unwrap();
+    let (res, config) = secret_resources(&mesh, "js", SecretsFile::Flat);
     let s = mesh
         .sidecar("sdk-js-secrets")
         .args([
@@ -244,4 +223,113 @@ async fn javascript_sdk_secrets() {
         ("MISSING_STORE", "sdk-no-such-store"),
     ];
     run_node_suite("js/secrets.mjs", &s, &env).await;
+}
+
+/// How the file secret store reads nested JSON.
+#[derive(PartialEq)]
+enum SecretsFile {
+    /// `db:password` names the nested value (the store's default).
+    Flat,
+    /// `db` is a secret of several values, and the default state store and pub/sub are declared
+    /// too (a resources path replaces the built-in ones).
+    MultiValuedWithDefaults,
+}
+
+/// A resources directory with the file secret store `sdksecrets` ({db: {password: sdk-pw-1},
+/// port, denied}) and a Configuration whose secret scopes deny `denied`.
+fn secret_resources(mesh: &Mesh, name: &str, kind: SecretsFile) -> (PathBuf, PathBuf) {
+    let file = mesh.home().join(format!("{name}-secrets.json"));
+    std::fs::write(
+        &file,
+        r#"{"db": {"password": "sdk-pw-1"}, "port": 5432, "denied": "no"}"#,
+    )
+    .unwrap();
+    let res = mesh.home().join(format!("{name}-res"));
+    std::fs::create_dir_all(&res).unwrap();
+    let multi = if kind == SecretsFile::MultiValuedWithDefaults {
+        "  - {name: multiValued, value: 'true'}\n"
+    } else {
+        ""
+    };
+    std::fs::write(
+        res.join("secrets.yaml"),
+        format!(
+            "kind: Component\nmetadata: {{name: sdksecrets}}\nspec:\n  type: secretstores.local.file\n  metadata:\n  - {{name: secretsFile, value: '{}'}}\n{multi}",
+            file.display()
+        ),
+    )
+    .unwrap();
+    if kind == SecretsFile::MultiValuedWithDefaults {
+        std::fs::write(
+            res.join("state.yaml"),
+            "kind: Component\nmetadata: {name: statestore}\nspec:\n  type: state.sqlite\n  metadata:\n  - {name: connectionString, value: state.db}\n",
+        )
+        .unwrap();
+        std::fs::write(
+            res.join("pubsub.yaml"),
+            "kind: Component\nmetadata: {name: pubsub}\nspec:\n  type: pubsub.in-memory\n",
+        )
+        .unwrap();
+    }
+    let config = mesh.home().join(format!("{name}-config.yaml"));
+    std::fs::write(
+        &config,
+        "kind: Configuration\nspec:\n  secrets:\n    scopes:\n    - {storeName: sdksecrets, deniedSecrets: [denied]}\n",
+    )
+    .unwrap();
+    (res, config)
+}
+
+#[tokio::test]
+async fn python_sdk_over_grpc_as_the_app() {
+    // The script is the app: it receives what it publishes, drives every served RPC through the
+    // SDK's gRPC client, and ends with Shutdown; the sidecar exits with its status.
+    let (mesh, _echo) = mesh_with_echo().await;
+    let python = sdk_dir().join("python/.venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run scripts/sdk-deps.sh (make test does)",
+        python.display()
+    );
+    let script = sdk_dir().join("python/grpc_client.py");
+    let (res, config) = secret_resources(&mesh, "py", SecretsFile::MultiValuedWithDefaults);
+    for (id, token) in [
+        ("sdk-py-grpc", None),
+        ("sdk-py-grpc-token", Some("tok-py-grpc")),
+    ] {
+        let mut b = mesh
+            .sidecar(id)
+            .app_port(free_port())
+            .args([
+                "--resources-path",
+                res.to_str().unwrap(),
+                "--config",
+                config.to_str().unwrap(),
+            ])
+            .env("TARGET_APP_ID", "sdk-echo")
+            .env("SECRET_STORE", "sdksecrets")
+            .env("SECRET_PASSWORD", "sdk-pw-1");
+        if let Some(t) = token {
+            b = b.env("DAPR_API_TOKEN", t);
+        }
+        let mut s = b
+            .command([
+                python.to_string_lossy().into_owned(),
+                script.to_string_lossy().into_owned(),
+            ])
+            .spawn();
+        let code = s.wait_exit(Duration::from_secs(150)).await;
+        let log = s.log();
+        assert_eq!(code, Some(0), "python/grpc_client.py ({id}) failed:\n{log}");
+        assert!(
+            !log.contains("not ok - ") && log.contains("ok - shutdown() over gRPC"),
+            "python/grpc_client.py ({id}) did not run every check:\n{log}"
+        );
+        if token.is_some() {
+            assert!(
+                log.contains("ok - with a wrong dapr-api-token"),
+                "the token checks did not run:\n{log}"
+            );
+        }
+    }
 }
