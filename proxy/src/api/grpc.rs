@@ -31,7 +31,7 @@ use rt::dapr_server::{Dapr, DaprServer};
 use tonic::{Status, async_trait};
 
 use super::ApiState;
-use crate::net::http::{Body, boxed};
+use crate::net::http::{Body, boxed, capped_within};
 
 /// The path prefix of the service's RPCs.
 const SERVICE: &str = "dapr.proto.runtime.v1.Dapr";
@@ -68,9 +68,9 @@ impl GrpcApiService {
     pub(crate) fn new(state: Arc<ApiState>) -> Self {
         let limit = usize::try_from(state.max_body_size).unwrap_or(usize::MAX);
         let dapr = DaprServer::new(Api { s: state.clone() })
-            // As daprd: one bound for what the app sends, whatever the API.
+            // As daprd: one bound for every message, both ways.
             .max_decoding_message_size(limit)
-            .max_encoding_message_size(usize::MAX);
+            .max_encoding_message_size(limit);
         Self { state, dapr }
     }
 
@@ -154,13 +154,28 @@ impl tower::Service<Request<Incoming>> for GrpcApiService {
             Ok(rpc) => rpc.to_owned(),
             Err((status, counted)) => {
                 let rsp = status_response(&status);
-                let rsp = if counted { call.answered(rsp) } else { rsp };
+                let rsp = if counted {
+                    call.answered(rsp)
+                } else {
+                    call.forget();
+                    rsp
+                };
                 return Box::pin(async move { Ok(rsp) });
             }
         };
         tracing::trace!(rpc, "gRPC API call");
         req.headers_mut().remove("dapr-api-token");
-        let answer = tower::Service::call(&mut self.dapr, req);
+        // Every served RPC takes one message: at most the limit and its 5-byte prefix, read within
+        // the pauses and the total time a whole HTTP body gets.
+        let s = &self.state;
+        let (parts, body) = req.into_parts();
+        let (body, _) = capped_within(
+            body,
+            s.max_body_size.saturating_add(5),
+            s.body_idle_timeout,
+            s.body_idle_timeout * super::http::body::WHOLE_BODY_PAUSES,
+        );
+        let answer = tower::Service::call(&mut self.dapr, Request::from_parts(parts, body));
         Box::pin(async move {
             let rsp = answer.await.unwrap_or_else(|never| match never {});
             let rsp = too_large(&rsp).map_or_else(|| rsp.map(boxed), |s| status_response(&s));

@@ -123,6 +123,8 @@ pin_project! {
         idle: std::time::Duration,
         // Armed at the first pause, and reset at each frame after it.
         timer: Option<Pin<Box<tokio::time::Sleep>>>,
+        // The end of the whole body, if it has one.
+        deadline: Option<Pin<Box<tokio::time::Sleep>>>,
         tripped: Tripped,
     }
 }
@@ -141,6 +143,32 @@ where
         limit,
         idle,
         timer: None,
+        deadline: None,
+        tripped: tripped.clone(),
+    };
+    (boxed(body), tripped)
+}
+
+/// [`capped`], and the whole body must have arrived within `total`: a sender that drips a byte
+/// just inside each pause cannot hold a request that is read whole for good.
+pub(crate) fn capped_within<B>(
+    body: B,
+    limit: u64,
+    idle: std::time::Duration,
+    total: std::time::Duration,
+) -> (Body, Tripped)
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let tripped = Tripped::default();
+    let body = Capped {
+        inner: body,
+        left: limit,
+        limit,
+        idle,
+        timer: None,
+        deadline: Some(Box::pin(tokio::time::sleep(total))),
         tripped: tripped.clone(),
     };
     (boxed(body), tripped)
@@ -160,6 +188,13 @@ where
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.project();
         let polled = this.inner.poll_frame(cx);
+        if polled.is_pending()
+            && let Some(deadline) = this.deadline.as_mut()
+            && deadline.as_mut().poll(cx).is_ready()
+        {
+            this.tripped.0.2.store(true, Ordering::Release);
+            return Poll::Ready(Some(Err(Box::new(Paused(*this.idle)))));
+        }
         if polled.is_pending() {
             let idle = *this.idle;
             let timer = this

@@ -18,7 +18,9 @@ use crate::api::invoke::invoke_whole;
 use crate::errors::ApiError;
 
 /// Metadata never passed to the app as headers: the call's own framing and hop-by-hop fields.
-const NOT_HEADERS: [&str; 12] = [
+const NOT_HEADERS: [&str; 13] = [
+    // Checked by the API; never the app's (a trailer could carry it past the check).
+    "dapr-api-token",
     "content-type",
     "content-length",
     "connection",
@@ -35,7 +37,7 @@ const NOT_HEADERS: [&str; 12] = [
 
 /// Answer headers registered as permanent HTTP fields: daprd passes them back as metadata with a
 /// `dapr-` prefix, so that they cannot be taken for the gRPC call's own.
-const PERMANENT_HEADERS: [&str; 27] = [
+const PERMANENT_HEADERS: [&str; 28] = [
     "accept",
     "accept-charset",
     "accept-language",
@@ -63,10 +65,8 @@ const PERMANENT_HEADERS: [&str; 27] = [
     "pragma",
     "referer",
     "via",
+    "warning",
 ];
-
-/// The largest answer read from the app: the largest message this API sends back.
-const MAX_ANSWER: usize = 64 << 20;
 
 pub(super) async fn invoke_service(
     s: &ApiState,
@@ -82,6 +82,16 @@ pub(super) async fn invoke_service(
     };
     let message = msg.message.unwrap_or_default();
     let (verb, query) = http_extension(message.http_extension.as_ref()).map_err(refuse)?;
+    // A fragment or query in the method would change the path the app receives.
+    if let Some(c) = message
+        .method
+        .chars()
+        .find(|c| matches!(c, '#' | '?') || c.is_control())
+    {
+        return Err(refuse(&format!(
+            "invalid method: method contains forbidden character: {c:?}"
+        )));
+    }
     let method = message.method.trim_start_matches('/');
     let path_and_query = match query {
         Some(q) => format!("/{method}?{q}"),
@@ -121,22 +131,27 @@ pub(super) async fn invoke_service(
         .to_owned();
     let mut answer_md = answer_metadata(rsp.headers());
     answer_md.insert("dapr-http-status", MetadataValue::from(status.as_u16()));
-    let body = read_answer(rsp.into_body()).await.map_err(|why| {
-        from_api(ApiError::new(
+    let limit = usize::try_from(s.max_body_size).unwrap_or(usize::MAX);
+    let body = read_answer(rsp.into_body(), limit, s.body_idle_timeout).await.map_err(|e| match e {
+        Unread::TooLarge => Status::resource_exhausted(format!(
+            "failed to invoke, id: {id}, err: the answer is larger than the limit of {limit} bytes (--max-body-size)"
+        )),
+        Unread::Failed(why) => from_api(ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "ERR_DIRECT_INVOKE",
             format!("failed to invoke, id: {id}, err: reading the answer: {why}"),
-        ))
+        )),
     })?;
     if !status.is_success() {
-        let mut st = from_http(status, &String::from_utf8_lossy(&body));
+        let start = &body[..body.len().min(64)];
+        let mut st = from_http(status, &String::from_utf8_lossy(start));
         *st.metadata_mut() = answer_md;
         return Err(st);
     }
     let mut answer = tonic::Response::new(common::InvokeResponse {
         data: Some(prost_types::Any {
             type_url: String::new(),
-            value: body.to_vec(),
+            value: body,
         }),
         content_type,
     });
@@ -144,19 +159,34 @@ pub(super) async fn invoke_service(
     Ok(answer)
 }
 
-/// The app's answer, whole, if it is at most [`MAX_ANSWER`] bytes.
-async fn read_answer(mut body: crate::net::http::Body) -> Result<Bytes, String> {
-    let mut out = bytes::BytesMut::new();
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| crate::errors::chain(e.as_ref()))?;
+/// Why the app's answer could not be read.
+enum Unread {
+    TooLarge,
+    Failed(String),
+}
+
+/// The app's answer, whole, if it is at most `limit` bytes and never pauses for `idle`.
+async fn read_answer(
+    mut body: crate::net::http::Body,
+    limit: usize,
+    idle: std::time::Duration,
+) -> Result<Vec<u8>, Unread> {
+    let mut out = Vec::new();
+    loop {
+        let frame = match tokio::time::timeout(idle, body.frame()).await {
+            Err(_) => return Err(Unread::Failed(format!("the answer paused for {idle:?}"))),
+            Ok(None) => return Ok(out),
+            Ok(Some(frame)) => {
+                frame.map_err(|e| Unread::Failed(crate::errors::chain(e.as_ref())))?
+            }
+        };
         if let Ok(data) = frame.into_data() {
-            if out.len() + data.len() > MAX_ANSWER {
-                return Err(format!("the answer is larger than {MAX_ANSWER} bytes"));
+            if out.len() + data.len() > limit {
+                return Err(Unread::TooLarge);
             }
             out.extend_from_slice(&data);
         }
     }
-    Ok(out.freeze())
 }
 
 /// The verb and query string of `HTTPExtension`, which an HTTP app needs: there is no default
@@ -185,8 +215,7 @@ fn http_extension(
 /// binary entries, framing and hop-by-hop fields stay behind.
 fn headers(md: &MetadataMap) -> HeaderMap {
     let mut out = HeaderMap::new();
-    for (k, v) in md.clone().into_headers() {
-        let Some(k) = k else { continue };
+    for (k, v) in md.as_ref() {
         let name = k.as_str();
         if NOT_HEADERS.contains(&name) || name.ends_with("-bin") {
             continue;
@@ -196,9 +225,9 @@ fn headers(md: &MetadataMap) -> HeaderMap {
                 Ok(k) => k,
                 Err(_) => continue,
             },
-            None => k,
+            None => k.clone(),
         };
-        out.append(k, v);
+        out.append(k, v.clone());
     }
     out
 }

@@ -15,7 +15,7 @@ use crate::api::ApiState;
 
 /// A whole body may take at most this many inactivity timeouts (60 s by default): a sender that
 /// drips a byte just inside each one cannot hold the request for days.
-const WHOLE_BODY_PAUSES: u32 = 6;
+pub(in crate::api) const WHOLE_BODY_PAUSES: u32 = 6;
 use crate::errors::ApiError;
 
 /// The `Content-Length` a request declares, if it declares one that parses.
