@@ -38,11 +38,14 @@ pub(super) fn is_dapr_rpc(rpc: &str) -> bool {
     DAPR_RPCS.contains(rpc)
 }
 
-/// One call being answered.
+/// One call being answered. Dropped before its answer ended (the caller went away, or its
+/// deadline passed), it counts as `Canceled`.
 pub(super) struct Call {
     app_id: String,
     method: String,
     started: Instant,
+    /// Not counted yet, and to be counted.
+    armed: bool,
 }
 
 impl Call {
@@ -55,11 +58,17 @@ impl Call {
             app_id: app_id.to_owned(),
             method: method.to_owned(),
             started: Instant::now(),
+            armed: true,
         }
     }
 
+    /// A call daprd does not count (refused by the allow list or the token).
+    pub(super) fn forget(mut self) {
+        self.armed = false;
+    }
+
     /// The response, counted when it ends.
-    pub(super) fn answered(self, rsp: Response<Body>) -> Response<Body> {
+    pub(super) fn answered(mut self, rsp: Response<Body>) -> Response<Body> {
         if let Some(code) = grpc_status(rsp.headers()) {
             // A trailers-only answer: complete already.
             self.record(code);
@@ -74,10 +83,11 @@ impl Call {
         })
     }
 
-    fn record(self, code: tonic::Code) {
+    fn record(&mut self, code: tonic::Code) {
+        self.armed = false;
         let labels = [
-            ("app_id", self.app_id),
-            ("grpc_server_method", self.method),
+            ("app_id", self.app_id.clone()),
+            ("grpc_server_method", self.method.clone()),
             ("grpc_server_status", code_name(code).to_owned()),
         ];
         GRPC_SERVER_COMPLETED.counter(&labels).increment(1);
@@ -143,7 +153,7 @@ impl http_body::Body for Observed {
         };
         // Only a frame that ends the call takes it: `take` must not run for the others.
         if let Some(code) = code
-            && let Some(call) = self.call.take()
+            && let Some(mut call) = self.call.take()
         {
             call.record(code);
         }
@@ -159,10 +169,37 @@ impl http_body::Body for Observed {
     }
 }
 
-impl Drop for Observed {
+impl Drop for Call {
     fn drop(&mut self) {
-        if let Some(call) = self.call.take() {
-            call.record(tonic::Code::Cancelled);
+        if self.armed {
+            self.record(tonic::Code::Cancelled);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_dapr_service_is_read_from_the_descriptors() {
+        for rpc in [
+            "GetState",
+            "InvokeService",
+            "SubscribeTopicEventsAlpha1",
+            "InvokeActor",
+        ] {
+            assert!(is_dapr_rpc(rpc), "{rpc}");
+        }
+        assert!(!is_dapr_rpc("OnInvoke"), "an AppCallback RPC");
+        assert!(!is_dapr_rpc("getstate"));
+        let known = Call::start("a", "/dapr.proto.runtime.v1.Dapr/GetState");
+        let unknown = Call::start("a", "/some.App/Method");
+        assert_eq!(
+            (known.method.as_str(), unknown.method.as_str()),
+            ("/dapr.proto.runtime.v1.Dapr/GetState", "unknown")
+        );
+        known.forget();
+        unknown.forget();
     }
 }
