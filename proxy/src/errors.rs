@@ -170,6 +170,9 @@ pub(crate) struct ApiError {
     pub(crate) status: StatusCode,
     pub(crate) code: &'static str,
     pub(crate) message: String,
+    /// daprd's reason for the errors it describes richly when the code alone does not say it
+    /// (`DAPR_STATE_TRANSACTIONS_NOT_SUPPORTED`): the gRPC API's error details name it.
+    pub(crate) reason: Option<&'static str>,
 }
 
 impl ApiError {
@@ -178,7 +181,14 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            reason: None,
         }
+    }
+
+    /// This error with daprd's `reason`.
+    pub(crate) fn with_reason(mut self, reason: &'static str) -> Self {
+        self.reason = Some(reason);
+        self
     }
 
     /// An invocation failure, worded as Dapr words it.

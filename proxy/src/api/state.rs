@@ -113,8 +113,9 @@ impl<'a> Store<'a> {
             return Err(ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "ERR_STATE_STORE_NOT_SUPPORTED",
-                format!("state store {} doesn't support query", self.name),
-            ));
+                "state store does not support querying",
+            )
+            .with_reason("DAPR_STATE_QUERYING_NOT_SUPPORTED"));
         }
         Ok(Queryable(self))
     }
@@ -125,7 +126,8 @@ impl<'a> Store<'a> {
             return Err(bad(
                 "ERR_MALFORMED_REQUEST",
                 format!("input key/keyPrefix '{key}' can't contain '||'"),
-            ));
+            )
+            .with_reason("DAPR_STATE_ILLEGAL_KEY"));
         }
         if key.is_empty() {
             return Err(bad("ERR_MALFORMED_REQUEST", "\"key\" is a required field"));
@@ -248,20 +250,41 @@ pub(crate) async fn delete(
 }
 
 /// Deletes every key, in order; none is deleted unless all requests are valid. The first
-/// failure stops the rest, as a store's bulk delete does.
+/// failure stops the rest, as a store's bulk delete does. Like a bulk read: at most
+/// [`bulk::MAX_KEYS`] keys, among the heavy work that runs at once, within
+/// [`bulk::MAX_DURATION`].
 pub(crate) async fn delete_bulk(
     s: &ApiState,
     store: &Store<'_>,
     reqs: Vec<DeleteStateRequest>,
 ) -> Result<(), ApiError> {
-    delete_all(s, store, reqs, |e| {
+    const CODE: &str = "ERR_STATE_BULK_DELETE";
+    if reqs.len() > bulk::MAX_KEYS {
+        return Err(bad(
+            "ERR_MALFORMED_REQUEST",
+            format!("at most {} keys can be deleted at once", bulk::MAX_KEYS),
+        ));
+    }
+    let _permit = s.heavy_permit(CODE).await?;
+    let all = delete_all(s, store, reqs, |e| {
         store_error(
             "ERR_STATE_BULK_DELETE",
             format!("failed deleting state in state store {}: {e}", store.name),
             e,
         )
-    })
-    .await
+    });
+    tokio::time::timeout(bulk::MAX_DURATION, all)
+        .await
+        .unwrap_or_else(|_| {
+            Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                CODE,
+                format!(
+                    "deleting the keys took longer than {}s",
+                    bulk::MAX_DURATION.as_secs()
+                ),
+            ))
+        })
 }
 
 async fn delete_all(

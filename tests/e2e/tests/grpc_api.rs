@@ -104,6 +104,55 @@ async fn state_errors_carry_daprd_codes_and_details() {
         .await
         .expect("the current ETag is accepted");
 
+    // DeleteBulkState: a stale ETag stops it with daprd's bulk error, then every key goes.
+    let item = |k: &str, etag: Option<&str>| outrider_proto::common::v1::StateItem {
+        key: k.into(),
+        etag: etag.map(|e| outrider_proto::common::v1::Etag { value: e.into() }),
+        ..Default::default()
+    };
+    let other = format!("{key}-other");
+    c.save_state(rt::SaveStateRequest {
+        store_name: "statestore".into(),
+        states: vec![item(&other, None)],
+    })
+    .await
+    .unwrap();
+    let e = c
+        .delete_bulk_state(rt::DeleteBulkStateRequest {
+            store_name: "statestore".into(),
+            states: vec![item(&key, Some("stale"))],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Aborted, "{e:?}");
+    assert!(
+        e.message()
+            .starts_with("failed deleting state in state store statestore: "),
+        "{}",
+        e.message()
+    );
+    assert_eq!(
+        error_info(&details(&e).details[0]).reason,
+        "ERR_STATE_BULK_DELETE"
+    );
+    c.delete_bulk_state(rt::DeleteBulkStateRequest {
+        store_name: "statestore".into(),
+        states: vec![item(&key, None), item(&other, None)],
+    })
+    .await
+    .unwrap();
+    for k in [&key, &other] {
+        let gone = c
+            .get_state(get_state("statestore", k))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(
+            gone.data.is_empty() && gone.etag.is_empty(),
+            "{k} is still there"
+        );
+    }
+
     // A missing key is no error: empty data, empty ETag.
     let missing = c
         .get_state(get_state("statestore", &format!("{key}-missing")))
@@ -291,7 +340,7 @@ async fn hostile_messages_get_clean_errors_and_the_api_keeps_serving() {
     // A frame cut short of its declared length.
     let rsp = raw_call(&s, "GetState", Full::new(frame(b"\x0a\x01a", 100))).await;
     let (code, msg) = raw_status(rsp).await;
-    assert_ne!(code, Code::Ok, "{msg}");
+    assert_eq!(code, Code::Internal, "{msg}");
 
     // A message declared larger than --max-body-size is refused from its length prefix alone:
     // nothing of it is buffered.
@@ -316,18 +365,13 @@ async fn hostile_messages_get_clean_errors_and_the_api_keeps_serving() {
     let results = tokio::time::timeout(Duration::from_secs(120), join_all(calls))
         .await
         .expect("10 000 calls end in time");
+    // The client waits for stream credit beyond the server's 256 at once: every call is served.
     let failed: Vec<_> = results.iter().filter_map(|r| r.as_ref().err()).collect();
     assert!(
-        failed.iter().all(|e| matches!(
-            e.code(),
-            Code::Unavailable | Code::ResourceExhausted | Code::Cancelled
-        )),
-        "an unclean failure: {:?}",
+        failed.is_empty(),
+        "{} failed, e.g. {:?}",
+        failed.len(),
         failed.first()
-    );
-    assert!(
-        results.iter().filter(|r| r.is_ok()).count() > 0,
-        "none was served"
     );
     let m = client(&s)
         .get_metadata(rt::GetMetadataRequest {})

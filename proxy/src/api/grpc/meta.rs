@@ -7,8 +7,8 @@ use super::status::from_api;
 use crate::api::ApiState;
 use crate::api::meta::{self, AttributeName, SetMetadataRequest};
 
-/// What this sidecar runs, in `GetMetadataResponse`'s fields. Outrider's own additions (name
-/// resolution) are in the extended metadata, as on HTTP.
+/// What this sidecar runs, in `GetMetadataResponse`'s fields. Of this sidecar's own additions,
+/// only the resolver's name is here (in the extended metadata); the HTTP answer has its targets.
 pub(super) fn get(s: &ApiState) -> rt::GetMetadataResponse {
     let m = meta::get(s);
     let registered_components = m
@@ -49,14 +49,20 @@ pub(super) fn get(s: &ApiState) -> rt::GetMetadataResponse {
             }
         })
         .collect();
-    let app_connection_properties =
-        m.app_connection_properties
-            .map(|a| rt::AppConnectionProperties {
-                port: i32::from(a.port),
-                protocol: a.protocol.to_owned(),
-                channel_address: a.channel_address,
-                ..Default::default()
-            });
+    // Always there, as daprd sends it: port 0 when there is no app.
+    let app_connection_properties = Some(m.app_connection_properties.map_or_else(
+        || rt::AppConnectionProperties {
+            protocol: "http".to_owned(),
+            channel_address: s.app_channel_address.clone(),
+            ..Default::default()
+        },
+        |a| rt::AppConnectionProperties {
+            port: i32::from(a.port),
+            protocol: a.protocol.to_owned(),
+            channel_address: a.channel_address,
+            ..Default::default()
+        },
+    ));
     rt::GetMetadataResponse {
         id: m.id,
         registered_components,

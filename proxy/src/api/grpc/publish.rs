@@ -24,6 +24,19 @@ fn origin<T>(req: &tonic::Request<T>) -> Origin {
     Origin::new(req.extensions().get::<TraceContext>(), tracestate)
 }
 
+/// With no pub/sub at all, daprd's gRPC API answers as for an unknown one.
+fn not_found_if_none(e: ApiError, name: &str) -> ApiError {
+    if e.code == "ERR_PUBSUB_NOT_CONFIGURED" {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "ERR_PUBSUB_NOT_FOUND",
+            format!("pubsub {name} is not found"),
+        )
+    } else {
+        e
+    }
+}
+
 pub(super) async fn publish(
     s: &ApiState,
     req: tonic::Request<rt::PublishEventRequest>,
@@ -31,7 +44,7 @@ pub(super) async fn publish(
     let origin = origin(&req);
     let req = req.into_inner();
     let name = req.pubsub_name.as_str();
-    let fail = |e| from_api_for(e, name);
+    let fail = |e| from_api_for(not_found_if_none(e, name), name);
     let to = publish::single(s, name, &req.topic, req.metadata).map_err(fail)?;
     let event = PublishEventRequest {
         data: req.data,
@@ -48,7 +61,7 @@ pub(super) async fn bulk(
     let origin = origin(&req);
     let req = req.into_inner();
     let name = req.pubsub_name.as_str();
-    let fail = |e| from_api_for(e, name);
+    let fail = |e| from_api_for(not_found_if_none(e, name), name);
     let to = publish::bulk_target(s, name, &req.topic, req.metadata).map_err(fail)?;
     let entries = req.entries.into_iter().map(|e| {
         Ok(BulkPublishRequestEntry {

@@ -216,9 +216,12 @@ pub(super) async fn query(
         let store = store.queryable()?;
         let query = serde_json::from_str(&req.query).map_err(|e| {
             ApiError::new(
-                http::StatusCode::BAD_REQUEST,
-                "ERR_MALFORMED_REQUEST",
-                format!("failed to parse JSON query body: {e}"),
+                http::StatusCode::INTERNAL_SERVER_ERROR,
+                "ERR_STATE_QUERY",
+                format!(
+                    "state store {} query failed: failed to parse JSON query body: {e}",
+                    req.store_name
+                ),
             )
         })?;
         state::query(s, &store, QueryStateRequest { query }).await

@@ -43,22 +43,19 @@ fn describe(e: &ApiError) -> Described {
     const STATE: Option<&str> = Some("state");
     const PUBSUB: Option<&str> = Some("pubsub");
     use Code::{FailedPrecondition, Internal, InvalidArgument, PermissionDenied, Unimplemented};
+    match e.reason {
+        Some(r @ "DAPR_STATE_ILLEGAL_KEY") => return described(InvalidArgument, r, STATE),
+        Some(r @ "DAPR_STATE_TRANSACTIONS_NOT_SUPPORTED") => {
+            return described(Unimplemented, r, STATE);
+        }
+        Some(r @ "DAPR_STATE_QUERYING_NOT_SUPPORTED") => return described(Internal, r, STATE),
+        _ => {}
+    }
     match e.code {
         "ERR_STATE_STORE_NOT_CONFIGURED" => {
             described(FailedPrecondition, "DAPR_STATE_NOT_CONFIGURED", None)
         }
         "ERR_STATE_STORE_NOT_FOUND" => described(InvalidArgument, "DAPR_STATE_NOT_FOUND", None),
-        "ERR_MALFORMED_REQUEST" if e.message.starts_with("input key/keyPrefix") => {
-            described(InvalidArgument, "DAPR_STATE_ILLEGAL_KEY", STATE)
-        }
-        "ERR_STATE_STORE_NOT_SUPPORTED" if e.message.contains("transaction") => described(
-            Unimplemented,
-            "DAPR_STATE_TRANSACTIONS_NOT_SUPPORTED",
-            STATE,
-        ),
-        "ERR_STATE_STORE_NOT_SUPPORTED" => {
-            described(Internal, "DAPR_STATE_QUERYING_NOT_SUPPORTED", STATE)
-        }
         "ERR_STATE_QUERY" => described(Internal, "DAPR_STATE_QUERY_FAILED", STATE),
         code @ ("ERR_STATE_SAVE"
         | "ERR_STATE_GET"
@@ -338,14 +335,14 @@ mod tests {
             (
                 500,
                 "ERR_STATE_STORE_NOT_SUPPORTED",
-                "state store s doesn't support transaction",
+                "state store s doesn't support transactions",
                 Code::Unimplemented,
                 Some("DAPR_STATE_TRANSACTIONS_NOT_SUPPORTED"),
             ),
             (
                 500,
                 "ERR_STATE_STORE_NOT_SUPPORTED",
-                "state store s doesn't support query",
+                "state store does not support querying",
                 Code::Internal,
                 Some("DAPR_STATE_QUERYING_NOT_SUPPORTED"),
             ),
@@ -388,10 +385,17 @@ mod tests {
             ),
         ];
         for (status, code, message, want, reason) in cases {
-            let s = from_api_for(
-                ApiError::new(StatusCode::from_u16(status).unwrap(), code, message),
-                "c",
-            );
+            let mut e = ApiError::new(StatusCode::from_u16(status).unwrap(), code, message);
+            // The operations name the reason where the code is shared.
+            if let Some(
+                r @ ("DAPR_STATE_TRANSACTIONS_NOT_SUPPORTED"
+                | "DAPR_STATE_QUERYING_NOT_SUPPORTED"
+                | "DAPR_STATE_ILLEGAL_KEY"),
+            ) = reason
+            {
+                e = e.with_reason(r);
+            }
+            let s = from_api_for(e, "c");
             assert_eq!(s.code(), want, "{code} {status}");
             match reason {
                 None => assert!(s.details().is_empty(), "{code}: no details"),

@@ -17,11 +17,11 @@ use crate::errors::ApiError;
 /// Reads run at most this many at once, whatever the request asks.
 const MAX_PARALLELISM: usize = 64;
 /// Distinct keys one request may name.
-const MAX_KEYS: usize = 10_000;
+pub(super) const MAX_KEYS: usize = 10_000;
 /// The largest answer one request may build: past it, the request is refused.
 const MAX_ANSWER_BYTES: usize = 64 << 20;
 /// The longest one request may read for, however slow the store.
-const MAX_DURATION: std::time::Duration = std::time::Duration::from_secs(30);
+pub(super) const MAX_DURATION: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// `GetBulkStateRequest`.
 pub(crate) struct GetBulkStateRequest {

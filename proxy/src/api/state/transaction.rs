@@ -61,8 +61,9 @@ where
         return Err(ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "ERR_STATE_STORE_NOT_SUPPORTED",
-            format!("state store {} doesn't support transaction", store.name),
-        ));
+            format!("state store {} doesn't support transactions", store.name),
+        )
+        .with_reason("DAPR_STATE_TRANSACTIONS_NOT_SUPPORTED"));
     }
     let mut parsed = Vec::with_capacity(ops.len());
     for op in ops {
@@ -126,7 +127,7 @@ pub(crate) async fn query(
         ApiError::new(
             status,
             "ERR_STATE_QUERY",
-            format!("failed query in state store {}: {e}", store.name),
+            format!("state store {} query failed: {e}", store.name),
         )
     };
     let _permit = s.heavy_permit("ERR_STATE_QUERY").await?;
