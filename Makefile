@@ -28,7 +28,7 @@ release:
 
 ## run: one sidecar on embedded defaults in front of the bundled echo app
 run: build
-	@echo "Outrider: Dapr HTTP API on http://127.0.0.1:$(API_PORT), app 'echo' on port $(APP_PORT)"
+	@echo "Outrider: Dapr HTTP API on http://127.0.0.1:$(API_PORT), gRPC API on 127.0.0.1:50001, app 'echo' on port $(APP_PORT)"
 	@echo "  try: curl -s http://127.0.0.1:$(API_PORT)/v1.0/invoke/echo/method/hello"
 	@echo "       curl -s http://127.0.0.1:$(API_PORT)/v1.0/metadata"
 	@echo "  metrics: http://127.0.0.1:9090/metrics   (Ctrl-C stops both)"

@@ -56,13 +56,15 @@ export TOKIO_WORKER_THREADS=1
 # Ports (all on 127.0.0.1), below Linux's ephemeral range so no client connection holds one.
 ECHO=21001 NGINX=21002 HAPROXY=21003 OUTRIDER=21004
 A_API=21010 A_MESH=21011 A_ADMIN=21012 B_API=21013 B_MESH=21014 B_ADMIN=21015
+A_GRPC=21016 B_GRPC=21017 S_GRPC=21038 P_GRPC=21039 START_GRPC=21043
 HP_FRONT=21020 HP_BACK=21021
 REDIS=21030 S_API=21031 S_MESH=21032 S_ADMIN=21033
 P_API=21034 P_MESH=21035 P_ADMIN=21036 P_APP=21037
 START_API=21040 START_MESH=21041 START_ADMIN=21042
 
 for port in $ECHO $NGINX $HAPROXY $OUTRIDER $A_API $A_MESH $A_ADMIN $B_API $B_MESH $B_ADMIN $HP_FRONT $HP_BACK \
-  $REDIS $S_API $S_MESH $S_ADMIN $P_API $P_MESH $P_ADMIN $P_APP $START_API $START_MESH $START_ADMIN; do
+  $REDIS $S_API $S_MESH $S_ADMIN $P_API $P_MESH $P_ADMIN $P_APP $START_API $START_MESH $START_ADMIN \
+  $A_GRPC $B_GRPC $S_GRPC $P_GRPC $START_GRPC; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then die "port $port is in use (a leftover run?)"; fi
 done
 
@@ -157,9 +159,9 @@ start outrider "$BIN/outrider" proxy --listen "127.0.0.1:$OUTRIDER" --upstream "
 # The sidecars share a $HOME of their own: one development CA, one local registry.
 SIDECAR_HOME="$RUN/home"
 mkdir -p "$SIDECAR_HOME"
-start sidecar_b env HOME="$SIDECAR_HOME" "$BIN/outrider" run --app-id b --app-port $ECHO --dapr-http-port $B_API --mesh-port $B_MESH \
+start sidecar_b env HOME="$SIDECAR_HOME" "$BIN/outrider" run --app-id b --app-port $ECHO --dapr-http-port $B_API --dapr-grpc-port $B_GRPC --mesh-port $B_MESH \
   --metrics-port $B_ADMIN --data-dir "$RUN/b" --log-level warn
-start sidecar_a env HOME="$SIDECAR_HOME" "$BIN/outrider" run --app-id a --dapr-http-port $A_API --mesh-port $A_MESH \
+start sidecar_a env HOME="$SIDECAR_HOME" "$BIN/outrider" run --app-id a --dapr-http-port $A_API --dapr-grpc-port $A_GRPC --mesh-port $A_MESH \
   --metrics-port $A_ADMIN --data-dir "$RUN/a" --log-level warn
 
 # A private Redis, and a sidecar whose state store is on it.
@@ -178,7 +180,7 @@ spec:
     value: 127.0.0.1:$REDIS
 EOF
 for _ in $(seq 100); do redis-cli -p $REDIS ping >/dev/null 2>&1 && break; sleep 0.05; done
-start sidecar_s env HOME="$SIDECAR_HOME" "$BIN/outrider" run --app-id s --dapr-http-port $S_API --mesh-port $S_MESH \
+start sidecar_s env HOME="$SIDECAR_HOME" "$BIN/outrider" run --app-id s --dapr-http-port $S_API --dapr-grpc-port $S_GRPC --mesh-port $S_MESH \
   --metrics-port $S_ADMIN --data-dir "$RUN/s" --resources-path "$RUN/components" --log-level warn
 
 # A sidecar publishing to Redis Streams and delivering topic `bench` to an app on $P_APP. The
@@ -211,7 +213,7 @@ spec:
     default: /deliver
 EOF
 start sidecar_p env HOME="$SIDECAR_HOME" "$BIN/outrider" run --app-id p --app-port $P_APP --dapr-http-port $P_API \
-  --mesh-port $P_MESH --metrics-port $P_ADMIN --data-dir "$RUN/p" --resources-path "$RUN/pubsub" --log-level warn
+  --dapr-grpc-port $P_GRPC --mesh-port $P_MESH --metrics-port $P_ADMIN --data-dir "$RUN/p" --resources-path "$RUN/pubsub" --log-level warn
 
 wait_http "http://127.0.0.1:$NGINX/"
 wait_http "http://127.0.0.1:$HAPROXY/"
@@ -308,7 +310,7 @@ cell() { # cell NAME REPEAT
       # The poller on the generator's CPU, the starting sidecar on the measured one.
       ms=$("${GEN[@]}" startup --url "http://127.0.0.1:$START_API/v1.0/healthz/outbound" -- \
         "${UNDER[@]}" env HOME="$SIDECAR_HOME" "$BIN/outrider" run --app-id starter --dapr-http-port $START_API \
-        --mesh-port $START_MESH --metrics-port $START_ADMIN --data-dir "$RUN/start-$r" --log-level warn)
+        --dapr-grpc-port $START_GRPC --mesh-port $START_MESH --metrics-port $START_ADMIN --data-dir "$RUN/start-$r" --log-level warn)
       "$BIN/outrider-bench" figure --cell start-to-ready --repeat "$r" --value "$ms" --unit ms \
         --out "$OUT/cells/start-to-ready-$r.json" ;;
     *) die "no cell $1" ;;

@@ -348,7 +348,12 @@ impl RunArgs {
             |flag: Option<u32>| flag.map_or_else(|| Limits::default_cap(fd_limit), |n| n as usize);
         ListenerLimits {
             api: with_cap(cap(self.api_max_connections)),
-            grpc: with_cap(cap(self.api_max_connections)),
+            // SDKs send every call on one connection: a call whose answer the app reads slowly
+            // must not close it under the others.
+            grpc: Limits {
+                multiplexed: true,
+                ..with_cap(cap(self.api_max_connections))
+            },
             mesh: Limits {
                 multiplexed: true,
                 ..with_cap(cap(self.mesh_max_connections))

@@ -90,7 +90,8 @@ fn ports(args: &RunArgs, flag: &mut impl FnMut(&str, String)) {
     }
     let ports = [
         ("dapr-http-port", args.dapr_http_port),
-        ("dapr-grpc-port", args.listen().grpc.port()),
+        // The default may move to a free port; only a port asked for can clash.
+        ("dapr-grpc-port", args.dapr_grpc_port.unwrap_or(0)),
         ("mesh-port", args.listen().mesh.port()),
         ("metrics-port", args.metrics_port),
     ];

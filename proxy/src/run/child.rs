@@ -19,6 +19,9 @@ pub(crate) fn spawn(
     cmd.args(args)
         .env("DAPR_HTTP_PORT", api_port.to_string())
         .env("DAPR_GRPC_PORT", grpc_port.to_string())
+        // SDKs prefer these to the ports: one left in the shell would point elsewhere.
+        .env_remove("DAPR_HTTP_ENDPOINT")
+        .env_remove("DAPR_GRPC_ENDPOINT")
         .env("APP_ID", app_id)
         .kill_on_drop(true);
     if let Some(p) = app_port {

@@ -37,12 +37,14 @@ pub(super) struct Sockets {
 impl Sockets {
     pub(super) async fn bind(s: &Settings) -> anyhow::Result<Self> {
         let api = bind(s.listen.api, "--dapr-http-port").await?;
-        // Several sidecars on one host cannot all have the default: an app started as the
-        // child is told the real port (DAPR_GRPC_PORT).
+        // Several sidecars on one host cannot all have the default. An app started as the child
+        // is told the real port (DAPR_GRPC_PORT); without one, an SDK would reach whichever
+        // sidecar holds the default, so the start fails instead, as daprd's does.
+        let grpc_may_move = !s.listen.grpc_explicit && !s.command.is_empty();
         let grpc = bind_or_free(
             s.listen.grpc,
             ("--dapr-grpc-port", "gRPC API port"),
-            !s.listen.grpc_explicit,
+            grpc_may_move,
         )
         .await?;
         // The default port lies in Linux's ephemeral range, so any client connection may hold it

@@ -1,9 +1,9 @@
 //! The ordered stop of a running sidecar.
 //!
-//! On SIGTERM, SIGINT, `POST /v1.0/shutdown` or the app child exiting: not ready → out of the
+//! On SIGTERM, SIGINT, `POST /v1.0/shutdown`, the gRPC `Shutdown` RPC or the app child exiting: not ready → out of the
 //! registry (mDNS: goodbye) → drain delay → stop accepting mesh traffic and finish in-flight
 //! requests within the grace period → stop deliveries → SIGTERM the child and wait → close the
-//! API, then the admin listener → flush the last spans → exit with the child's status (or 0).
+//! HTTP and gRPC APIs, then the admin listener → flush the last spans → exit with the child's status (or 0).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -80,7 +80,12 @@ impl Running {
             (None, None) => 0,
         };
         // 5. The APIs, then the admin listener (readiness stays observable until the end).
-        let _ = tokio::join!(self.listeners.api.stop(), self.listeners.grpc.stop());
+        let (http, grpc) = tokio::join!(self.listeners.api.stop(), self.listeners.grpc.stop());
+        for (name, stopped) in [("HTTP API", http), ("gRPC API", grpc)] {
+            if let Err(e) = stopped {
+                tracing::warn!(error = %e, "{name} listener failed");
+            }
+        }
         let _ = self.listeners.admin.stop().await;
         // 6. The spans of the last requests.
         if let Some(exporting) = self.span_export {

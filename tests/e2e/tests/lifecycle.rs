@@ -235,3 +235,46 @@ async fn a_taken_port_fails_the_start_with_its_flag() {
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("--dapr-http-port"), "{out}");
 }
+
+#[tokio::test]
+async fn a_taken_default_grpc_port_moves_only_for_a_child_told_of_it() {
+    // Hold 50001 (if something else holds it already, the situation is the same).
+    let _holder = std::net::TcpListener::bind("127.0.0.1:50001");
+    let home = tempfile::tempdir().unwrap();
+    let data = home.path().display().to_string();
+    let base = [
+        "run",
+        "--app-id",
+        "g",
+        "--dapr-http-port",
+        "0",
+        "--mesh-port",
+        "0",
+        "--metrics-port",
+        "0",
+        "--data-dir",
+        &data,
+    ];
+    // No app to tell: an SDK would reach whichever sidecar holds 50001, so the start fails.
+    let (code, out) = run_cli(&base).await;
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("--dapr-grpc-port"), "{out}");
+    // An app started as the child learns the free port the sidecar took instead.
+    let mut with_child = base.to_vec();
+    with_child.extend([
+        "--",
+        "sh",
+        "-c",
+        "echo child-sees-grpc-port=$DAPR_GRPC_PORT",
+    ]);
+    let (code, out) = run_cli(&with_child).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("the default gRPC API port is taken"), "{out}");
+    let port = out
+        .split("child-sees-grpc-port=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|p| p.parse::<u16>().ok())
+        .unwrap_or_else(|| panic!("the child printed no port:\n{out}"));
+    assert_ne!(port, 50001, "{out}");
+}
