@@ -33,6 +33,32 @@ const GROUPS: [&str; 17] = [
     "conversation",
 ];
 
+/// The endpoint groups of the gRPC API, as `version/name`: what a gRPC rule may name.
+const GRPC_ENDPOINTS: [&str; 22] = [
+    "v1/invoke",
+    "v1/state",
+    "v1alpha1/state",
+    "v1/publish",
+    "v1alpha1/publish",
+    "v1alpha1/subscribe",
+    "v1/bindings",
+    "v1/secrets",
+    "v1/actors",
+    "v1/metadata",
+    "v1alpha1/configuration",
+    "v1/configuration",
+    "v1alpha1/lock",
+    "v1alpha1/unlock",
+    "v1alpha1/crypto",
+    "v1alpha1/workflows",
+    "v1beta1/workflows",
+    "v1/shutdown",
+    "v1alpha1/jobs",
+    "v1/jobs",
+    "v1alpha1/conversation",
+    "v1alpha2/conversation",
+];
+
 /// One route of the API, as the rules see it.
 #[derive(Clone, Copy, Debug)]
 pub struct Endpoint {
@@ -118,14 +144,6 @@ impl ApiAccess {
         }
         self.grpc_allowed.is_empty() || self.grpc_allowed.iter().any(matches)
     }
-
-    /// Whether any list is configured.
-    pub fn is_restricted(&self) -> bool {
-        !self.allowed.is_empty()
-            || !self.denied.is_empty()
-            || !self.grpc_allowed.is_empty()
-            || !self.grpc_denied.is_empty()
-    }
 }
 
 /// The protocol a rule applies to.
@@ -166,6 +184,20 @@ fn rule_key(rule: &Value, at: &str, problems: &mut Vec<Problem>) -> Option<(Prot
             "is required (e.g. v1.0 or v1)".to_owned(),
         ));
     }
+    let key = format!("{version}/{name}");
+    if protocol == "grpc"
+        && GROUPS.contains(&name)
+        && !version.is_empty()
+        && !GRPC_ENDPOINTS.contains(&key.as_str())
+    {
+        problems.push(Problem::new(
+            format!("{at}.version"),
+            format!(
+                "{version:?} is not a version of the gRPC API {name:?} (gRPC rules name {})",
+                GRPC_ENDPOINTS.join(", ")
+            ),
+        ));
+    }
     if !["", "http", "grpc"].contains(&protocol.as_str()) {
         problems.push(Problem::new(
             format!("{at}.protocol"),
@@ -177,7 +209,7 @@ fn rule_key(rule: &Value, at: &str, problems: &mut Vec<Problem>) -> Option<(Prot
     } else {
         Protocol::Http
     };
-    (problems.len() == before).then(|| (protocol, format!("{version}/{name}")))
+    (problems.len() == before).then_some((protocol, key))
 }
 
 #[cfg(test)]
@@ -287,7 +319,7 @@ mod tests {
             ),
             // gRPC rules do not apply to the HTTP API.
             (
-                json!({"denied": [{"name": "publish", "version": "v1.0", "protocol": "grpc"}]}),
+                json!({"denied": [{"name": "publish", "version": "v1", "protocol": "grpc"}]}),
                 PUBLISH,
                 true,
             ),
@@ -372,6 +404,12 @@ mod tests {
                 json!({"denied": [{"version": "v1.0"}]}),
                 "spec.api.denied[0].name",
                 "required",
+            ),
+            // gRPC rules name an endpoint group's version, not a route prefix.
+            (
+                json!({"allowed": [{"name": "state", "version": "v1.0", "protocol": "grpc"}]}),
+                "spec.api.allowed[0].version",
+                "\"v1.0\" is not a version of the gRPC API \"state\"",
             ),
             (
                 json!({"denied": [{"name": "state"}]}),
