@@ -81,6 +81,8 @@ pub(crate) struct ApiState {
     pub(crate) pubsub_metrics: Arc<crate::components::metrics::PubSubMetrics>,
     /// Subscriptions delivering to the app, for the metadata API.
     pub(crate) subscriptions: Arc<Mutex<Vec<crate::to_app::subscriptions::Listed>>>,
+    /// Streaming subscriptions open on the gRPC API, by stream, for the metadata API.
+    pub(crate) streams: Mutex<BTreeMap<u64, crate::to_app::subscriptions::Spec>>,
     pub(crate) extended: Mutex<BTreeMap<String, String>>,
     /// Permits for work whose cost grows with the data (queries, bulk reads): at most
     /// [`HEAVY_WORK`] run at once, whatever the number of callers.

@@ -16,6 +16,7 @@ mod publish;
 mod secrets;
 mod state;
 mod status;
+mod subscribe;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -50,12 +51,16 @@ const SERVED: &[(&str, &str, &str)] = &[
     ("PublishEvent", "publish", "v1"),
     ("BulkPublishEventAlpha1", "publish", "v1alpha1"),
     ("BulkPublishEvent", "publish", "v1"),
+    ("SubscribeTopicEventsAlpha1", "subscribe", "v1alpha1"),
     ("GetSecret", "secrets", "v1"),
     ("GetBulkSecret", "secrets", "v1"),
     ("GetMetadata", "metadata", "v1"),
     ("SetMetadata", "metadata", "v1"),
     ("Shutdown", "shutdown", "v1"),
 ];
+
+/// The one served RPC whose request is a stream.
+const STREAMING: &str = "SubscribeTopicEventsAlpha1";
 
 /// The gRPC API as a tower service over the listener's requests.
 #[derive(Clone)]
@@ -165,6 +170,16 @@ impl tower::Service<Request<Incoming>> for GrpcApiService {
         };
         tracing::trace!(rpc, "gRPC API call");
         req.headers_mut().remove("dapr-api-token");
+        if rpc == STREAMING {
+            // A stream of answers for as long as the app keeps it: each message is bounded by
+            // the decoder, and daprd counts no streaming call it serves itself.
+            call.forget();
+            let answer = tower::Service::call(&mut self.dapr, req);
+            return Box::pin(async move {
+                let rsp = answer.await.unwrap_or_else(|never| match never {});
+                Ok(rsp.map(boxed))
+            });
+        }
         // Every served RPC takes one message: at most the limit and its 5-byte prefix, read within
         // the pauses and the total time a whole HTTP body gets.
         let s = &self.state;
@@ -291,6 +306,13 @@ impl Dapr for Api {
         req: tonic::Request<rt::BulkPublishRequest>,
     ) -> Answer<rt::BulkPublishResponse> {
         answer(publish::bulk(&self.s, req).await)
+    }
+
+    async fn subscribe_topic_events_alpha1(
+        &self,
+        req: tonic::Request<tonic::Streaming<rt::SubscribeTopicEventsRequestAlpha1>>,
+    ) -> Answer<subscribe::Events> {
+        answer(subscribe::subscribe(&self.s, req.into_inner()).await)
     }
 
     async fn get_secret(

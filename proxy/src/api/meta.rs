@@ -11,7 +11,7 @@ use http::StatusCode;
 use super::ApiState;
 use crate::errors::ApiError;
 use crate::mesh::outbound::TargetView;
-use crate::to_app::subscriptions::Listed;
+use crate::to_app::subscriptions::{Listed, SubState};
 
 /// Extended metadata attributes: how many, and how large each name and value may be. Every
 /// metadata answer returns them all, so together they stay small.
@@ -133,7 +133,17 @@ pub(crate) fn get(s: &ApiState) -> GetMetadataResponse {
             .subscriptions
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .clone(),
+            .iter()
+            .cloned()
+            .chain(
+                (s.streams.lock().unwrap_or_else(|p| p.into_inner()))
+                    .values()
+                    .map(|spec| Listed {
+                        spec: spec.clone(),
+                        state: SubState::Active,
+                    }),
+            )
+            .collect(),
         extended_metadata,
         app_connection_properties: s.app_port.map(|port| AppConnectionProperties {
             port,

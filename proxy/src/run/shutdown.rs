@@ -27,7 +27,8 @@ const DRAIN_DELAY: Duration = Duration::from_secs(1);
 pub(crate) struct Running {
     pub(super) grace: Duration,
     pub(super) health: Arc<Health>,
-    /// Cancelled by `POST /v1.0/shutdown`.
+    /// Cancelled by `POST /v1.0/shutdown` and the `Shutdown` RPC, and by the stop sequence once
+    /// deliveries stopped (streaming subscriptions end with it).
     pub(super) shutdown: CancellationToken,
     pub(super) discovery: Discovery,
     pub(super) listeners: Listeners,
@@ -73,6 +74,8 @@ impl Running {
         if let Some(subscriber) = &self.subscriber {
             subscriber.shut_down(self.grace).await;
         }
+        // Streaming subscriptions on the gRPC API end too (whatever asked for the stop).
+        self.shutdown.cancel();
         // 4. Then the app, which may still use its API while it stops.
         let exit_code = match (self.child, exited) {
             (_, Some(code)) => code,

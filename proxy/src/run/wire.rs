@@ -154,6 +154,7 @@ impl Wired {
             api_access: s.api_access.clone(),
             pubsub_metrics: pubsub_metrics.clone(),
             subscriptions: Arc::clone(&listed),
+            streams: std::sync::Mutex::default(),
             extended: Default::default(),
             heavy: tokio::sync::Semaphore::new(crate::api::HEAVY_WORK),
             shutdown: shutdown.clone(),

@@ -9,6 +9,8 @@
 pub(crate) mod bulk;
 mod dead_letter;
 
+pub(crate) use dead_letter::{DEAD_LETTER_ATTEMPTS, with_dead_letter};
+
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -27,7 +29,6 @@ use crate::components::metrics::PubSubMetrics;
 use crate::net::http::empty;
 use crate::to_app::channel::AppChannel;
 use crate::to_app::deliver::{Delivery, deliverer, track};
-use dead_letter::{DEAD_LETTER_ATTEMPTS, with_dead_letter};
 
 /// The largest `/dapr/subscribe` answer read.
 const MAX_SUBSCRIBE_BODY: usize = 1 << 20;
@@ -43,10 +44,32 @@ pub(crate) struct Spec {
     pub(crate) rules: Vec<RouteRule>,
     pub(crate) dead_letter: String,
     pub(crate) metadata: BTreeMap<String, String>,
-    /// From a `Subscription` resource rather than the app.
-    pub(crate) declarative: bool,
+    /// Where it comes from.
+    pub(crate) kind: Kind,
     /// Batched delivery, when enabled.
     pub(crate) bulk: Option<BulkSubscribe>,
+}
+
+/// Where a subscription comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// A `Subscription` resource.
+    Declarative,
+    /// The app's answer to `GET /dapr/subscribe`.
+    Programmatic,
+    /// A stream the app holds open on the gRPC API (`SubscribeTopicEventsAlpha1`).
+    Streaming,
+}
+
+impl Kind {
+    /// Its name in the metadata API.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Kind::Declarative => "DECLARATIVE",
+            Kind::Programmatic => "PROGRAMMATIC",
+            Kind::Streaming => "STREAMING",
+        }
+    }
 }
 
 impl From<&outrider_blocks::subscription::Declared> for Spec {
@@ -58,7 +81,7 @@ impl From<&outrider_blocks::subscription::Declared> for Spec {
             rules: d.rules.clone(),
             dead_letter: d.dead_letter.clone(),
             metadata: d.metadata.clone(),
-            declarative: true,
+            kind: Kind::Declarative,
             bulk: d.bulk,
         }
     }
@@ -101,7 +124,7 @@ impl Spec {
         json!({
             "pubsubname": self.pubsub, "topic": self.topic, "metadata": self.metadata,
             "rules": rules, "deadLetterTopic": self.dead_letter,
-            "type": if self.declarative { "DECLARATIVE" } else { "PROGRAMMATIC" },
+            "type": self.kind.name(),
         })
     }
 }
@@ -112,7 +135,7 @@ pub(crate) fn parse(v: &Value) -> (Vec<Spec>, Vec<String>) {
     let specs = usable
         .iter()
         .map(|d| Spec {
-            declarative: false,
+            kind: Kind::Programmatic,
             ..Spec::from(d)
         })
         .collect();
@@ -422,11 +445,17 @@ mod tests {
         let (app, _) =
             parse(&json!([{"pubsubname": "pubsub", "topic": "a", "route": "/from-app"}]));
         let merged = merge(app, &[declared("a", "/declared"), declared("b", "/b")]);
-        let got: Vec<(&str, &str, bool)> = merged
+        let got: Vec<(&str, &str, Kind)> = merged
             .iter()
-            .map(|s| (s.topic.as_str(), s.path.as_str(), s.declarative))
+            .map(|s| (s.topic.as_str(), s.path.as_str(), s.kind))
             .collect();
-        assert_eq!(got, [("a", "/from-app", false), ("b", "/b", true)]);
+        assert_eq!(
+            got,
+            [
+                ("a", "/from-app", Kind::Programmatic),
+                ("b", "/b", Kind::Declarative)
+            ]
+        );
     }
 
     #[test]

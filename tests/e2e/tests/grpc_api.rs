@@ -394,3 +394,103 @@ where
     }
     out
 }
+
+fn initial(pubsub: &str, topic: &str) -> rt::SubscribeTopicEventsRequestAlpha1 {
+    use rt::subscribe_topic_events_request_alpha1::SubscribeTopicEventsRequestType as T;
+    rt::SubscribeTopicEventsRequestAlpha1 {
+        subscribe_topic_events_request_type: Some(T::InitialRequest(
+            rt::SubscribeTopicEventsRequestInitialAlpha1 {
+                pubsub_name: pubsub.into(),
+                topic: topic.into(),
+                ..Default::default()
+            },
+        )),
+    }
+}
+
+#[tokio::test]
+async fn streaming_subscriptions_refuse_bad_openings_and_end_with_the_sidecar() {
+    use tonic::codegen::tokio_stream::{self, StreamExt as _};
+    let mesh = Mesh::new();
+    let mut s = mesh.sidecar("grpc-streams").start().await;
+    let mut c = client(&s);
+    let processed = rt::SubscribeTopicEventsRequestAlpha1 {
+        subscribe_topic_events_request_type: Some(
+            rt::subscribe_topic_events_request_alpha1::SubscribeTopicEventsRequestType::EventProcessed(
+                rt::SubscribeTopicEventsRequestProcessedAlpha1::default(),
+            ),
+        ),
+    };
+    // (first messages, code, message) — daprd's plain errors.
+    let cases = [
+        (
+            vec![processed],
+            Code::Unknown,
+            "initial request is required",
+        ),
+        (
+            vec![initial("", "t")],
+            Code::Unknown,
+            "pubsubName is required",
+        ),
+        (
+            vec![initial("pubsub", "")],
+            Code::Unknown,
+            "topic is required",
+        ),
+        (
+            vec![initial("nope", "t")],
+            Code::InvalidArgument,
+            "pubsub nope is not found",
+        ),
+        (vec![], Code::Unknown, "EOF"),
+    ];
+    for (msgs, code, message) in cases {
+        let e = c
+            .subscribe_topic_events_alpha1(tokio_stream::iter(msgs))
+            .await
+            .unwrap_err();
+        assert_eq!((e.code(), e.message()), (code, message));
+    }
+
+    // A stream whose app side closes after opening: initial_response, then daprd's EOF.
+    let mut events = c
+        .subscribe_topic_events_alpha1(tokio_stream::iter(vec![initial("pubsub", "t-eof")]))
+        .await
+        .expect("opened")
+        .into_inner();
+    let first = events
+        .message()
+        .await
+        .expect("an answer")
+        .expect("the initial response");
+    assert!(matches!(
+        first.subscribe_topic_events_response_type,
+        Some(rt::subscribe_topic_events_response_alpha1::SubscribeTopicEventsResponseType::InitialResponse(_))
+    ));
+    let e = events.message().await.unwrap_err();
+    assert_eq!((e.code(), e.message()), (Code::Unknown, "EOF"));
+
+    // An open stream ends when the sidecar stops, and does not hold the stop up.
+    let (_keep_open, held) = tokio::sync::mpsc::channel(1);
+    let stream = tokio_stream::iter(vec![initial("pubsub", "t-stop")])
+        .chain(tokio_stream::wrappers::ReceiverStream::new(held));
+    let mut events = c
+        .subscribe_topic_events_alpha1(stream)
+        .await
+        .expect("opened")
+        .into_inner();
+    events
+        .message()
+        .await
+        .expect("an answer")
+        .expect("the initial response");
+    let r = s.request("POST", "/v1.0/shutdown", &[], "").await;
+    assert_eq!(r.status, 204);
+    let e = tokio::time::timeout(Duration::from_secs(10), events.message())
+        .await
+        .expect("the stream ends with the sidecar")
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Unknown, "{e:?}");
+    assert_eq!(s.wait_exit(Duration::from_secs(15)).await, Some(0));
+}

@@ -756,6 +756,116 @@ suite.check("set_metadata then get_metadata().extended_metadata shows the value"
 
 
 # ---------------------------------------------------------------------------------------------
+# 5b. Streaming subscriptions (SubscribeTopicEventsAlpha1): no app port, no /dapr/subscribe.
+
+def streaming_types() -> List[str]:
+    """The types of this run's subscriptions, as the HTTP metadata API lists them."""
+    req = urllib.request.Request(f"{HTTP_API}/v1.0/metadata", headers=dict(token_md()))
+    subs = json.loads(urllib.request.urlopen(req, timeout=CALL_TIMEOUT).read()).get("subscriptions", [])
+    return [sub.get("type", "") for sub in subs if sub.get("topic", "").startswith(NONCE)]
+
+
+def publish_json(t: str, n: int) -> None:
+    sdk().publish_event(PUBSUB, t, json.dumps({"n": n, "nonce": NONCE}), data_content_type="application/json")
+
+
+def next_event(sub: Any, what: str) -> Any:
+    # next_message() blocks until an event arrives; the script's watchdog bounds the wait.
+    m = sub.next_message()
+    if m is None:
+        raise CheckFailed(f"{what}: the stream gave no event")
+    return m
+
+
+def streaming_retry_and_drop() -> None:
+    t = topic("stream")
+    sub = sdk().subscribe(PUBSUB, t)
+    try:
+        wait_for(lambda: "STREAMING" in streaming_types(), "the stream listed as a STREAMING subscription")
+        publish_json(t, 1)
+        first = next_event(sub, "the first event")
+        expect_eq("topic", first.topic(), t)
+        expect_eq("pubsub", first.pubsub_name(), PUBSUB)
+        expect_eq("data_content_type", first.data_content_type(), "application/json")
+        expect_eq("data", first.data(), {"n": 1, "nonce": NONCE})
+        expect_eq("source", first.source(), APP_ID)
+        sub.respond_retry(first)
+        again = next_event(sub, "the event answered RETRY, delivered again")
+        expect_eq("the redelivered event's id", again.id(), first.id())
+        sub.respond_success(again)
+        publish_json(t, 2)
+        dropped = next_event(sub, "the second event")
+        expect_eq("second data", dropped.data()["n"], 2)
+        sub.respond_drop(dropped)
+        publish_json(t, 3)
+        third = next_event(sub, "the event after a DROP")
+        expect_eq("after a DROP, the next event (the dropped one is not delivered again)", third.data()["n"], 3)
+        sub.respond_success(third)
+    finally:
+        sub.close()
+    wait_for(lambda: "STREAMING" not in streaming_types(), "the closed stream leaves the metadata")
+
+
+suite.check("subscribe() streams events: SUCCESS acks, RETRY redelivers, DROP does not; listed while open", streaming_retry_and_drop)
+
+
+def streaming_dead_letter() -> None:
+    t, dead = topic("stream-main"), topic("stream-dead")
+    letters = sdk().subscribe(PUBSUB, dead)
+    sub = sdk().subscribe(PUBSUB, t, dead_letter_topic=dead)
+    try:
+        publish_json(t, 7)
+        m = next_event(sub, "the event")
+        sub.respond_drop(m)
+        letter = next_event(letters, "the dropped event on the dead-letter topic")
+        expect_eq("the dead letter's data", letter.data(), {"n": 7, "nonce": NONCE})
+        letters.respond_success(letter)
+    finally:
+        sub.close()
+        letters.close()
+
+
+suite.check("subscribe(dead_letter_topic=...): a dropped event goes to the dead-letter topic", streaming_dead_letter)
+
+
+def streaming_handler() -> None:
+    t = topic("stream-handler")
+    seen: List[Any] = []
+
+    def handle(message: Any) -> Any:
+        from dapr.clients.grpc._response import TopicEventResponse
+
+        seen.append(message.data())
+        return TopicEventResponse("success")
+
+    close = sdk().subscribe_with_handler(PUBSUB, t, handle)
+    try:
+        wait_for(lambda: "STREAMING" in streaming_types(), "the handler's stream listed")
+        for n in (1, 2, 3):
+            publish_json(t, n)
+        wait_for(lambda: len(seen) >= 3, "three events through subscribe_with_handler")
+        expect_eq("events in order", [d["n"] for d in seen], [1, 2, 3])
+    finally:
+        close()
+
+
+suite.check("subscribe_with_handler() receives every event in order", streaming_handler)
+
+
+def streaming_unknown_pubsub() -> None:
+    try:
+        sub = sdk().subscribe(MISSING_PUBSUB, topic("nowhere"))
+        sub.close()
+    except Exception as e:  # the SDK raises a plain Exception naming the stream's status
+        expect("INVALID_ARGUMENT" in str(e) or "is not found" in str(e), f"the error: {e}")
+        return
+    raise CheckFailed("subscribing to an unknown pubsub succeeded")
+
+
+suite.check("subscribe() to an unknown pubsub fails with daprd's not-found error", streaming_unknown_pubsub)
+
+
+# ---------------------------------------------------------------------------------------------
 # 6. Raw gRPC: the generated stubs and a generic unary call.
 
 def unimplemented() -> None:

@@ -6,6 +6,7 @@ use tonic::Status;
 use super::status::from_api;
 use crate::api::ApiState;
 use crate::api::meta::{self, AttributeName, SetMetadataRequest};
+use crate::to_app::subscriptions::Kind;
 
 /// What this sidecar runs, in `GetMetadataResponse`'s fields. Of this sidecar's own additions,
 /// only the resolver's name is here (in the extended metadata); the HTTP answer has its targets.
@@ -34,10 +35,10 @@ pub(super) fn get(s: &ApiState) -> rt::GetMetadataResponse {
                     path: r.path,
                 })
                 .collect();
-            let kind = if spec.declarative {
-                rt::PubsubSubscriptionType::Declarative
-            } else {
-                rt::PubsubSubscriptionType::Programmatic
+            let kind = match spec.kind {
+                Kind::Declarative => rt::PubsubSubscriptionType::Declarative,
+                Kind::Programmatic => rt::PubsubSubscriptionType::Programmatic,
+                Kind::Streaming => rt::PubsubSubscriptionType::Streaming,
             };
             rt::PubsubSubscription {
                 pubsub_name: spec.pubsub.clone(),

@@ -17,13 +17,13 @@ use tower::{Layer as _, Service, ServiceExt as _};
 use super::Spec;
 
 /// With a dead-letter topic: attempts before a failing message goes there, and the first delay.
-pub(super) const DEAD_LETTER_ATTEMPTS: u32 = 3;
+pub(crate) const DEAD_LETTER_ATTEMPTS: u32 = 3;
 const DEAD_LETTER_BACKOFF: Duration = Duration::from_millis(100);
 
 /// With a dead-letter topic, a failing message is tried a few times with backoff, then published
 /// to that topic on the same pub/sub and acknowledged; dropped messages go there too. Without
 /// one, the outcome goes back to the broker, which redelivers.
-pub(super) fn with_dead_letter(
+pub(crate) fn with_dead_letter(
     deliver: Handler,
     spec: &Spec,
     c: &PubSubComponent,
