@@ -60,6 +60,7 @@ pub(crate) struct ApiState {
     pub(crate) app_id: String,
     pub(crate) namespace: String,
     pub(crate) app_port: Option<u16>,
+    pub(crate) app_protocol: crate::to_app::channel::AppProtocol,
     pub(crate) app_channel_address: String,
     pub(crate) api_token: Option<String>,
     pub(crate) max_body_size: u64,

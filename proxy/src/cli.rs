@@ -105,7 +105,8 @@ pub(crate) struct RunArgs {
     /// The port the app listens on; without it there is no app channel (nothing is delivered to the app).
     #[arg(long, env = "OUTRIDER_APP_PORT")]
     pub(crate) app_port: Option<u16>,
-    /// The app's protocol. Only `http` is available.
+    /// The app's protocol: `http`, or `grpc` (HTTP/2 without TLS; the sidecar calls Dapr's
+    /// `AppCallback` service).
     #[arg(long, env = "OUTRIDER_APP_PROTOCOL", default_value = "http")]
     pub(crate) app_protocol: String,
     /// The host the sidecar dials to reach the app.
@@ -359,6 +360,15 @@ impl RunArgs {
                 ..with_cap(cap(self.mesh_max_connections))
             },
             admin: with_cap(self.metrics_max_connections as usize),
+        }
+    }
+
+    /// `--app-protocol`, once the flag checks passed.
+    pub(crate) fn app_protocol(&self) -> crate::to_app::channel::AppProtocol {
+        if self.app_protocol.eq_ignore_ascii_case("grpc") {
+            crate::to_app::channel::AppProtocol::Grpc
+        } else {
+            crate::to_app::channel::AppProtocol::Http
         }
     }
 

@@ -58,6 +58,8 @@ pub struct Settings {
     pub(crate) namespace: String,
     pub(crate) trust_domain: String,
     pub(crate) app_port: Option<u16>,
+    /// `--app-protocol`.
+    pub(crate) app_protocol: crate::to_app::channel::AppProtocol,
     pub(crate) app_channel_address: String,
     pub(crate) listen: Listen,
     pub(crate) limits: ListenerLimits,
@@ -137,6 +139,7 @@ pub(crate) fn load(args: &RunArgs, env: &Env) -> Result<Settings, Problems> {
             namespace: args.namespace.clone(),
             trust_domain: args.trust_domain.clone(),
             app_port: args.app_port,
+            app_protocol: args.app_protocol(),
             app_channel_address: args.app_channel_address.clone(),
             listen: args.listen(),
             limits: args.limits(env.fd_limit),

@@ -210,16 +210,16 @@ async fn carry_out(
             };
             let req = Request::from_parts(parts, full(Bytes::new()));
             let req = OutboundRequest::new(req, Some(bytes));
-            state.outbound.call(target, req).await
+            state.outbound.call(target, req).await.map(|r| r.map(boxed))
         }
         (Route::Streamed, payload) => {
             let req = OutboundRequest::new(Request::from_parts(parts, payload.into_body()), None);
-            state.outbound.call(target, req).await
+            state.outbound.call(target, req).await.map(|r| r.map(boxed))
         }
     };
     record_sent(&state.app_id, target, &result, started);
     match result {
-        Ok(rsp) => Ok(rsp.map(boxed)),
+        Ok(rsp) => Ok(rsp),
         // The client may have turned the body's error into a plain reset: ask the body.
         Err(e) => Err(fail(body_error(e))),
     }

@@ -147,7 +147,7 @@ pub(crate) fn get(s: &ApiState) -> GetMetadataResponse {
         extended_metadata,
         app_connection_properties: s.app_port.map(|port| AppConnectionProperties {
             port,
-            protocol: "http",
+            protocol: s.app_protocol.name(),
             channel_address: s.app_channel_address.clone(),
         }),
     }

@@ -75,11 +75,14 @@ fn names(args: &RunArgs, flag: &mut impl FnMut(&str, String)) {
             ),
         );
     }
-    if !args.app_protocol.eq_ignore_ascii_case("http") {
-        flag(
-            "app-protocol",
-            format!("{:?} is not available; use http", args.app_protocol),
-        );
+    let protocol = args.app_protocol.to_ascii_lowercase();
+    if !["http", "grpc"].contains(&protocol.as_str()) {
+        let why = if ["https", "grpcs", "h2c"].contains(&protocol.as_str()) {
+            "is not available yet; use http or grpc"
+        } else {
+            "is not one of http, grpc"
+        };
+        flag("app-protocol", format!("{:?} {why}", args.app_protocol));
     }
 }
 

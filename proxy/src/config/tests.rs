@@ -61,7 +61,7 @@ fn reports_every_flag_problem() {
         "--namespace",
         "",
         "--app-protocol",
-        "grpc",
+        "grpcs",
         "--mesh-port",
         "3500",
         "--cert-key",

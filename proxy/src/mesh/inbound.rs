@@ -27,7 +27,7 @@ use tower::util::BoxCloneSyncService;
 use tower::{ServiceBuilder, ServiceExt as _};
 
 use crate::errors::{ApiError, InvokeError};
-use crate::net::http::{Body, boxed, capped};
+use crate::net::http::{Body, capped};
 use crate::net::serve;
 use crate::telemetry::metrics as catalogue;
 use crate::to_app::channel::AppChannel;
@@ -192,7 +192,7 @@ async fn forward(
         .ok_or_else(|| InvokeError::AppChannel("the request lost its caller identity".into()))?;
     let (body, tripped) = capped_request(req, inbound.max_body_size, inbound.body_idle_timeout);
     match app.call(body, &caller).await {
-        Ok(rsp) => Ok(rsp.map(boxed)),
+        Ok(rsp) => Ok(rsp),
         Err(_) if tripped.get() => Err(InvokeError::BodyTooLarge(inbound.max_body_size)),
         Err(_) if tripped.timed_out() => Err(InvokeError::BodyPaused(inbound.body_idle_timeout)),
         Err(_) if tripped.broken() => Err(InvokeError::MalformedBody),

@@ -19,6 +19,20 @@ pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// A streamed body: requests and responses are passed through without buffering.
 pub(crate) type Body = UnsyncBoxBody<Bytes, BoxError>;
 
+/// The body's bytes, whole, if they are at most `limit`.
+pub(crate) async fn collect_within(mut body: Body, limit: usize) -> Result<Bytes, BoxError> {
+    let mut out = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame?.into_data() {
+            if out.len() + data.len() > limit {
+                return Err(format!("the body is larger than {limit} bytes").into());
+            }
+            out.extend_from_slice(&data);
+        }
+    }
+    Ok(out.freeze())
+}
+
 /// A body holding `bytes`.
 pub(crate) fn full(bytes: impl Into<Bytes>) -> Body {
     Full::new(bytes.into())

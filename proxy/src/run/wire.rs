@@ -122,6 +122,7 @@ impl Wired {
                 &s.app_channel_address,
                 port,
                 s.app_token.as_deref(),
+                s.app_protocol,
             )?),
             None => None,
         };
@@ -140,6 +141,7 @@ impl Wired {
             app_id: s.app_id.clone(),
             namespace: s.namespace.clone(),
             app_port: s.app_port,
+            app_protocol: s.app_protocol,
             app_channel_address: s.app_channel_address.clone(),
             api_token: s.api_token.clone(),
             max_body_size: s.max_body_size,

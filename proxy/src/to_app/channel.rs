@@ -1,15 +1,17 @@
-//! The app channel: plain HTTP from the sidecar to its own app on loopback.
+//! The app channel: plain HTTP from the sidecar to its own app on loopback, or HTTP/2 and Dapr's
+//! `AppCallback` service to an app that speaks gRPC (`grpc`).
 //!
 //! Every request into the app gets the same treatment, whoever caused it: hop-by-hop and
 //! identity headers the sender supplied are removed, the caller headers are stamped from the
 //! verified caller, `dapr-api-token` carries `APP_API_TOKEN` (and nothing else), and `Host` names
 //! the app's address.
 
+pub(crate) mod grpc;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::{HeaderValue, Request, Response, Uri, header};
-use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -17,7 +19,25 @@ use outrider_filters::metrics::{self, Side};
 use outrider_policy::Caller;
 
 use crate::errors::InvokeError;
-use crate::net::http::{Body, strip_hop_by_hop, strip_identity};
+use crate::net::http::{Body, boxed, strip_hop_by_hop, strip_identity};
+use grpc::GrpcApp;
+
+/// How the app takes requests (`--app-protocol`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum AppProtocol {
+    Http,
+    Grpc,
+}
+
+impl AppProtocol {
+    /// Its name in the metadata API.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            AppProtocol::Http => "http",
+            AppProtocol::Grpc => "grpc",
+        }
+    }
+}
 
 /// A pooled client to the app.
 #[derive(Clone)]
@@ -28,6 +48,8 @@ pub(crate) struct AppChannel {
     host: HeaderValue,
     app_id: HeaderValue,
     app_token: Option<HeaderValue>,
+    /// Set when the app speaks gRPC.
+    grpc: Option<GrpcApp>,
 }
 
 impl AppChannel {
@@ -37,6 +59,7 @@ impl AppChannel {
         address: &str,
         port: u16,
         app_token: Option<&str>,
+        protocol: AppProtocol,
     ) -> anyhow::Result<Self> {
         let client = plain_client();
         let authority = if address.contains(':') {
@@ -44,8 +67,13 @@ impl AppChannel {
         } else {
             format!("{address}:{port}")
         };
+        let grpc = match protocol {
+            AppProtocol::Http => None,
+            AppProtocol::Grpc => Some(GrpcApp::new(&authority)?),
+        };
         Ok(Self {
             client,
+            grpc,
             app_id_label: app_id.into(),
             host: HeaderValue::try_from(authority.as_str())?,
             authority,
@@ -60,13 +88,12 @@ impl AppChannel {
         &self,
         mut req: Request<Body>,
         caller: &Caller,
-    ) -> Result<Response<Incoming>, InvokeError> {
+    ) -> Result<Response<Body>, InvokeError> {
         let pq = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
         let uri: Uri = format!("http://{}{pq}", self.authority)
             .parse()
             .map_err(|e| InvokeError::AppChannel(Box::new(e)))?;
         *req.uri_mut() = uri;
-        *req.version_mut() = http::Version::HTTP_11;
         let h = req.headers_mut();
         strip_hop_by_hop(h);
         strip_identity(h);
@@ -78,7 +105,10 @@ impl AppChannel {
             h.insert("dapr-api-token", token.clone());
         }
         let (start, method) = (Instant::now(), metrics::method_label(req.method()));
-        let result = self.client.request(req).await;
+        let result = match &self.grpc {
+            Some(grpc) => grpc.call(req).await,
+            None => self.http(req).await,
+        };
         let status = result.as_ref().map_or(0, |r| r.status().as_u16());
         metrics::record(
             Side::Client,
@@ -88,7 +118,16 @@ impl AppChannel {
             status,
             start,
         );
-        let mut rsp = result.map_err(|e| InvokeError::AppChannel(Box::new(e)))?;
+        let mut rsp = result?;
+        strip_hop_by_hop(rsp.headers_mut());
+        Ok(rsp)
+    }
+
+    /// One request over HTTP/1.1.
+    async fn http(&self, mut req: Request<Body>) -> Result<Response<Body>, InvokeError> {
+        *req.version_mut() = http::Version::HTTP_11;
+        let rsp =
+            (self.client.request(req).await).map_err(|e| InvokeError::AppChannel(Box::new(e)))?;
         // `Upgrade` is never forwarded, so a switch the caller did not ask for cannot be passed
         // on: a bare 101 on HTTP/1.1, and a status HTTP/2 forbids.
         if rsp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
@@ -96,8 +135,7 @@ impl AppChannel {
                 "the app answered 101 Switching Protocols; upgrades are not proxied".into(),
             ));
         }
-        strip_hop_by_hop(rsp.headers_mut());
-        Ok(rsp)
+        Ok(rsp.map(boxed))
     }
 }
 

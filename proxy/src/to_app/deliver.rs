@@ -9,7 +9,6 @@ use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method, Request, header};
-use http_body_util::{BodyExt, Limited};
 use outrider_blocks::pubsub::routing::Router;
 use outrider_blocks::pubsub::{Handler, Message, Outcome, expired, raw_event, wants_raw};
 use outrider_filters::resiliency::classify::{Classify, Failed as _, Failure, StackError, Verdict};
@@ -21,8 +20,9 @@ use serde_json::Value;
 use tower::ServiceExt as _;
 
 use crate::components::metrics::PubSubMetrics;
-use crate::net::http::full;
+use crate::net::http::{collect_within, full};
 use crate::to_app::channel::AppChannel;
+use crate::to_app::channel::grpc::TopicDelivery;
 use crate::to_app::subscriptions::Spec;
 
 /// What an app said about one message in its answer's body.
@@ -163,7 +163,11 @@ impl Delivery {
             .method(Method::POST)
             .uri(path)
             .header(header::CONTENT_TYPE, "application/cloudevents+json")
-            .header("pubsubname", spec.pubsub.as_str());
+            .header("pubsubname", spec.pubsub.as_str())
+            .extension(TopicDelivery {
+                pubsub: spec.pubsub.clone(),
+                topic: spec.topic.clone(),
+            });
         // The delivery is a span of the publisher's trace: the app gets it as its parent.
         let parent = event.as_ref().and_then(trace_of);
         let span = parent.map(|p| (p, p.child(), SystemTime::now()));
@@ -212,10 +216,8 @@ impl Delivery {
         match self.app.call(req, &self.me).await {
             Ok(rsp) => {
                 let status = rsp.status().as_u16();
-                let body = Limited::new(rsp.into_body(), 64 * 1024)
-                    .collect()
+                let body = collect_within(rsp.into_body(), 64 * 1024)
                     .await
-                    .map(|b| b.to_bytes())
                     .unwrap_or_default();
                 let outcome = decide(status, &body);
                 if outcome != Outcome::Success {

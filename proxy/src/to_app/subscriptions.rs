@@ -16,7 +16,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http::{Method, Request, header};
-use http_body_util::{BodyExt, Limited};
 use outrider_blocks::pubsub::routing::{RouteRule, Router};
 use outrider_blocks::pubsub::{Handler, PubSubComponent, SubscribeRequest, Subscription};
 use outrider_blocks::subscription::BulkSubscribe;
@@ -149,6 +148,7 @@ pub(crate) async fn fetch(app: &AppChannel, me: &Caller) -> Vec<Spec> {
         let req = Request::builder()
             .method(Method::GET)
             .uri("/dapr/subscribe")
+            .extension(crate::to_app::channel::grpc::SubscriptionsQuery)
             .header(header::CONTENT_TYPE, "application/json")
             .header("dapr-app-id", me.app_id.as_str())
             .body(empty())
@@ -156,10 +156,8 @@ pub(crate) async fn fetch(app: &AppChannel, me: &Caller) -> Vec<Spec> {
         match app.call(req, me).await {
             Ok(rsp) if rsp.status() == 404 => return Vec::new(),
             Ok(rsp) if rsp.status().is_success() => {
-                let body = Limited::new(rsp.into_body(), MAX_SUBSCRIBE_BODY)
-                    .collect()
+                let body = crate::net::http::collect_within(rsp.into_body(), MAX_SUBSCRIBE_BODY)
                     .await
-                    .map(|b| b.to_bytes())
                     .unwrap_or_default();
                 let parsed = serde_json::from_slice::<Value>(&body).unwrap_or(Value::Null);
                 let (specs, refused) = parse(&parsed);

@@ -135,14 +135,14 @@ async fn bad_flags_and_files_are_reported_before_binding() {
         "--mesh-port",
         &p,
         "--app-protocol",
-        "grpc",
+        "grpcs",
     ])
     .await;
     assert_eq!(code, Some(2), "{out}");
     for want in [
         "--app-id: \"a.b\"",
         "--mesh-port",
-        "--app-protocol: \"grpc\"",
+        "--app-protocol: \"grpcs\"",
     ] {
         assert!(out.contains(want), "missing {want:?} in {out}");
     }

@@ -333,3 +333,36 @@ async fn python_sdk_over_grpc_as_the_app() {
         }
     }
 }
+
+#[tokio::test]
+async fn python_grpc_app_behind_a_grpc_sidecar() {
+    // The script is a dapr.ext.grpc App: its sidecar speaks AppCallback to it, and another
+    // sidecar of the mesh calls it over HTTP.
+    let mesh = Mesh::new();
+    let python = sdk_dir().join("python/.venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run scripts/sdk-deps.sh (make test does)",
+        python.display()
+    );
+    let caller = mesh.sidecar("sdk-py-app-caller").start().await;
+    let script = sdk_dir().join("python/grpc_app.py");
+    let mut s = mesh
+        .sidecar("sdk-py-grpc-app")
+        .app_port(free_port())
+        .args(["--app-protocol", "grpc"])
+        .env("CALLER_HTTP_PORT", &caller.api.to_string())
+        .command([
+            python.to_string_lossy().into_owned(),
+            script.to_string_lossy().into_owned(),
+        ])
+        .spawn();
+    let code = s.wait_exit(Duration::from_secs(150)).await;
+    let log = s.log();
+    assert_eq!(code, Some(0), "python/grpc_app.py failed:\n{log}");
+    assert!(
+        !log.contains("not ok - ")
+            && log.contains("ok - a handler's RETRY redelivers; DROP does not"),
+        "python/grpc_app.py did not run every check:\n{log}"
+    );
+}

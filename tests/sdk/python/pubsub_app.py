@@ -3,9 +3,8 @@
 The sidecar starts this script as its app (``outrider run ... -- python pubsub_app.py``). The
 script serves a FastAPI app wrapped in ``dapr.ext.fastapi.DaprApp``, whose ``@subscribe``
 decorators answer ``GET /dapr/subscribe`` and register the event routes, exactly as a Dapr user
-writes them. It then publishes over the sidecar's HTTP API (dapr 1.19.0 publishes over gRPC only,
-which Outrider does not serve, so publishing is a plain HTTP call) and checks what the handlers
-received.
+writes them. It then publishes over the sidecar's HTTP API (the SDK publishes over gRPC only; that
+path is grpc_client.py's) and checks what the handlers received.
 
 Environment (set by the sidecar): DAPR_HTTP_PORT, APP_PORT; PUBSUB_NAME (default ``pubsub``).
 

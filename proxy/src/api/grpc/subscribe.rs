@@ -15,12 +15,10 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
 use outrider_blocks::pubsub::{
     Handler, Message, Outcome, SubscribeRequest, Subscription, expired, raw_event, wants_raw,
 };
 use outrider_proto::runtime::v1 as rt;
-use prost_types::value::Kind as ValueKind;
 use rt::subscribe_topic_events_request_alpha1::SubscribeTopicEventsRequestType as Incoming;
 use rt::subscribe_topic_events_response_alpha1::SubscribeTopicEventsResponseType as Outgoing;
 use rt::topic_event_response::TopicEventResponseStatus;
@@ -31,6 +29,7 @@ use tonic::{Status, Streaming};
 use super::status::from_api_for;
 use crate::api::ApiState;
 use crate::errors::ApiError;
+use crate::to_app::channel::grpc::topic_event;
 use crate::to_app::subscriptions::{DEAD_LETTER_ATTEMPTS, Kind, Spec, with_dead_letter};
 
 /// The answer stream of one subscription.
@@ -172,76 +171,7 @@ fn event_of(spec: &Spec, msg: &Message) -> Result<rt::TopicEventRequest, Outcome
     if expired(&event, std::time::SystemTime::now()) {
         return Err(Outcome::Drop);
     }
-    let Value::Object(mut fields) = event else {
-        return Err(Outcome::Retry);
-    };
-    let mut text = |k: &str| match fields.remove(k) {
-        Some(Value::String(s)) => s,
-        _ => String::new(),
-    };
-    let (id, source, type_, spec_version) = (
-        text("id"),
-        text("source"),
-        text("type"),
-        text("specversion"),
-    );
-    let data_content_type = text("datacontenttype");
-    let data = data_of(
-        &data_content_type,
-        fields.remove("data"),
-        fields.remove("data_base64"),
-    );
-    let extensions = prost_types::Struct {
-        fields: fields
-            .into_iter()
-            .map(|(k, v)| (k, proto_value(v)))
-            .collect(),
-    };
-    Ok(rt::TopicEventRequest {
-        id,
-        source,
-        r#type: type_,
-        spec_version,
-        data_content_type,
-        data,
-        topic: spec.topic.clone(),
-        pubsub_name: spec.pubsub.clone(),
-        path: spec.path.clone(),
-        extensions: Some(extensions),
-    })
-}
-
-/// The event's data as bytes: `data_base64` decoded, text as it is, JSON as its text.
-fn data_of(content_type: &str, data: Option<Value>, base64: Option<Value>) -> Bytes {
-    use base64::Engine as _;
-    if let Some(Value::String(b)) = base64 {
-        return base64::engine::general_purpose::STANDARD
-            .decode(b)
-            .map(Bytes::from)
-            .unwrap_or_default();
-    }
-    match data {
-        None | Some(Value::Null) => Bytes::new(),
-        Some(Value::String(s)) if !content_type.contains("json") => Bytes::from(s),
-        Some(v) => Bytes::from(v.to_string()),
-    }
-}
-
-/// A JSON value as a `google.protobuf.Value`.
-fn proto_value(v: Value) -> prost_types::Value {
-    let kind = match v {
-        Value::Null => ValueKind::NullValue(0),
-        Value::Bool(b) => ValueKind::BoolValue(b),
-        Value::Number(n) => ValueKind::NumberValue(n.as_f64().unwrap_or_default()),
-        Value::String(s) => ValueKind::StringValue(s),
-        Value::Array(a) => ValueKind::ListValue(prost_types::ListValue {
-            values: a.into_iter().map(proto_value).collect(),
-        }),
-        Value::Object(o) => ValueKind::StructValue(prost_types::Struct {
-            fields: o.into_iter().map(|(k, v)| (k, proto_value(v))).collect(),
-        }),
-    };
-    prost_types::Value { kind: Some(kind) }
+    topic_event(event, &spec.pubsub, &spec.topic, &spec.path)
 }
 
 /// What the answer stream holds between two items.

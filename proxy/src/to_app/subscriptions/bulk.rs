@@ -15,7 +15,6 @@ use std::time::{Instant, SystemTime};
 use base64::Engine as _;
 use bytes::Bytes;
 use http::{Method, Request, header};
-use http_body_util::{BodyExt, Limited};
 use outrider_blocks::pubsub::{Handler, Message, Outcome, raw_event, wants_raw};
 use outrider_blocks::subscription::BulkSubscribe;
 use outrider_filters::resiliency::classify::{Classify, Failure, StackError, Verdict};
@@ -86,11 +85,10 @@ async fn post_once(
         .body(full(body))?;
     let rsp = app.call(req, me).await?;
     let status = rsp.status().as_u16();
-    let body = Limited::new(rsp.into_body(), MAX_ANSWER)
-        .collect()
+    let body = crate::net::http::collect_within(rsp.into_body(), MAX_ANSWER)
         .await
         .ok()
-        .and_then(|b| serde_json::from_slice::<Value>(&b.to_bytes()).ok());
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok());
     Ok(Answer { status, body })
 }
 

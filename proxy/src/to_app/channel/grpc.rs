@@ -1,0 +1,449 @@
+//! The app channel to an app that speaks gRPC (`--app-protocol grpc`): HTTP/2 without TLS on
+//! loopback, and Dapr's `AppCallback` service.
+//!
+//! What the sidecar sends an app is an HTTP request wherever it comes from; this module turns
+//! each into what a gRPC app expects. A gRPC call proxied to the app (a `application/grpc` body)
+//! goes as it is. A subscription query ([`SubscriptionsQuery`]) becomes
+//! `ListTopicSubscriptions`, answered in the JSON form of `/dapr/subscribe`; a delivery
+//! ([`TopicDelivery`]) becomes `OnTopicEvent`, answered as `{"status": …}`; any other request is
+//! an invocation and becomes `OnInvoke` (path = method, verb and query in the HTTP extension,
+//! headers as metadata). The markers are request extensions the sidecar sets itself: nothing a
+//! caller sends can turn its request into a topic event.
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use outrider_blocks::pubsub::Outcome;
+use outrider_proto::common::v1 as common;
+use outrider_proto::runtime::v1 as rt;
+use prost_types::value::Kind as ValueKind;
+use rt::app_callback_client::AppCallbackClient;
+use serde_json::{Value, json};
+use tonic::metadata::MetadataMap;
+
+use crate::errors::InvokeError;
+use crate::net::http::{Body, boxed, collect_within, full};
+
+/// Marks the sidecar's own request for the app's subscriptions.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SubscriptionsQuery;
+
+/// Marks the sidecar's own delivery of a topic event.
+#[derive(Clone, Debug)]
+pub(crate) struct TopicDelivery {
+    pub(crate) pubsub: String,
+    pub(crate) topic: String,
+}
+
+/// The largest `InvokeRequest` body read for a translated invocation; the API and mesh limits
+/// apply before it.
+const MAX_INVOKE_BODY: usize = 64 << 20;
+
+type Callback = AppCallbackClient<Client<HttpConnector, tonic::body::Body>>;
+
+/// The clients to a gRPC app: one for proxied calls, one for `AppCallback`.
+#[derive(Clone)]
+pub(crate) struct GrpcApp {
+    raw: Client<HttpConnector, Body>,
+    callback: Callback,
+}
+
+fn h2_client<B>() -> Client<HttpConnector, B>
+where
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut http = HttpConnector::new();
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(std::time::Duration::from_secs(5)));
+    Client::builder(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(std::time::Duration::from_secs(90))
+        .http2_only(true)
+        .build(http)
+}
+
+impl GrpcApp {
+    /// Clients to the app at `authority` (`host:port`).
+    pub(crate) fn new(authority: &str) -> anyhow::Result<Self> {
+        let origin: http::Uri = format!("http://{authority}").parse()?;
+        Ok(Self {
+            raw: h2_client(),
+            callback: AppCallbackClient::with_origin(h2_client(), origin),
+        })
+    }
+
+    /// Sends `req` (its URI already absolute, its headers treated) the way the app takes it.
+    pub(crate) async fn call(&self, req: Request<Body>) -> Result<Response<Body>, InvokeError> {
+        let failed = |e: tonic::Status| InvokeError::AppChannel(Box::new(e));
+        if req.extensions().get::<SubscriptionsQuery>().is_some() {
+            let mut c = self.callback.clone();
+            return match c.list_topic_subscriptions(tonic::Request::new(())).await {
+                Ok(rsp) => Ok(json_answer(
+                    StatusCode::OK,
+                    &subscriptions_json(rsp.into_inner()),
+                )),
+                // An app that subscribes to nothing may not implement it.
+                Err(s) if s.code() == tonic::Code::Unimplemented => {
+                    Ok(json_answer(StatusCode::NOT_FOUND, &json!([])))
+                }
+                Err(s) => Err(failed(s)),
+            };
+        }
+        if let Some(delivery) = req.extensions().get::<TopicDelivery>().cloned() {
+            return self.deliver(req, &delivery).await;
+        }
+        let is_grpc = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| ct.starts_with("application/grpc"));
+        if is_grpc {
+            let mut req = req;
+            *req.version_mut() = http::Version::HTTP_2;
+            let rsp = self
+                .raw
+                .request(req)
+                .await
+                .map_err(|e| InvokeError::AppChannel(Box::new(e)))?;
+            return Ok(rsp.map(boxed));
+        }
+        self.invoke(req).await
+    }
+
+    /// A topic event as `OnTopicEvent`: its answer becomes the status the delivery reads.
+    async fn deliver(
+        &self,
+        req: Request<Body>,
+        delivery: &TopicDelivery,
+    ) -> Result<Response<Body>, InvokeError> {
+        let path = req.uri().path().trim_start_matches('/').to_owned();
+        let (parts, body) = req.into_parts();
+        let bytes = read(body, MAX_INVOKE_BODY).await?;
+        let event = serde_json::from_slice::<Value>(&bytes).unwrap_or(Value::Null);
+        let Ok(event) = topic_event(event, &delivery.pubsub, &delivery.topic, &path) else {
+            return Ok(json_answer(StatusCode::OK, &json!({"status": "DROP"})));
+        };
+        let mut call = tonic::Request::new(event);
+        *call.metadata_mut() = metadata(&parts.headers);
+        let mut c = self.callback.clone();
+        let status = match c.on_topic_event(call).await {
+            Ok(rsp) => {
+                use rt::topic_event_response::TopicEventResponseStatus as S;
+                match S::try_from(rsp.into_inner().status) {
+                    Ok(S::Success) => "SUCCESS",
+                    Ok(S::Drop) => "DROP",
+                    Ok(S::Retry) | Err(_) => "RETRY",
+                }
+            }
+            // No handler for the topic: dropped, as daprd does; any other failure is retried.
+            Err(s) if s.code() == tonic::Code::Unimplemented => {
+                return Ok(json_answer(
+                    StatusCode::NOT_FOUND,
+                    &json!({"message": s.message()}),
+                ));
+            }
+            Err(s) => {
+                tracing::info!(topic = %delivery.topic, code = ?s.code(), message = s.message(), "the app failed a topic event");
+                return Ok(json_answer(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    &json!({"message": s.message()}),
+                ));
+            }
+        };
+        Ok(json_answer(StatusCode::OK, &json!({"status": status})))
+    }
+
+    /// An invocation as `OnInvoke`; a failed call answers the HTTP status of its code.
+    async fn invoke(&self, req: Request<Body>) -> Result<Response<Body>, InvokeError> {
+        use common::http_extension::Verb;
+        let verb = match *req.method() {
+            http::Method::GET => Verb::Get,
+            http::Method::HEAD => Verb::Head,
+            http::Method::POST => Verb::Post,
+            http::Method::PUT => Verb::Put,
+            http::Method::DELETE => Verb::Delete,
+            http::Method::OPTIONS => Verb::Options,
+            http::Method::TRACE => Verb::Trace,
+            http::Method::PATCH => Verb::Patch,
+            _ => Verb::None,
+        };
+        let method = req.uri().path().trim_start_matches('/').to_owned();
+        let querystring = req.uri().query().unwrap_or_default().to_owned();
+        let (parts, body) = req.into_parts();
+        let content_type = parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let data = read(body, MAX_INVOKE_BODY).await?;
+        let mut call = tonic::Request::new(common::InvokeRequest {
+            method,
+            data: Some(prost_types::Any {
+                type_url: String::new(),
+                value: data.to_vec(),
+            }),
+            content_type,
+            http_extension: Some(common::HttpExtension {
+                verb: verb as i32,
+                querystring,
+            }),
+        });
+        *call.metadata_mut() = metadata(&parts.headers);
+        let mut c = self.callback.clone();
+        match c.on_invoke(call).await {
+            Ok(rsp) => {
+                let answer = rsp.into_inner();
+                let body = answer.data.map(|d| d.value).unwrap_or_default();
+                let mut out = Response::new(full(Bytes::from(body)));
+                if let Ok(ct) = HeaderValue::try_from(answer.content_type.as_str())
+                    && !answer.content_type.is_empty()
+                {
+                    out.headers_mut().insert(header::CONTENT_TYPE, ct);
+                }
+                Ok(out)
+            }
+            Err(s) => Ok(json_answer(
+                http_status(s.code()),
+                &json!({"errorCode": "ERR_DIRECT_INVOKE", "message": s.message()}),
+            )),
+        }
+    }
+}
+
+/// A request body, whole, within `limit`.
+async fn read(body: Body, limit: usize) -> Result<Bytes, InvokeError> {
+    collect_within(body, limit)
+        .await
+        .map_err(InvokeError::AppChannel)
+}
+
+fn json_answer(status: StatusCode, v: &Value) -> Response<Body> {
+    let mut rsp = Response::new(full(v.to_string()));
+    *rsp.status_mut() = status;
+    rsp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    rsp
+}
+
+/// Request headers as call metadata: what gRPC does not reserve or frame itself.
+fn metadata(h: &HeaderMap) -> MetadataMap {
+    let mut out = HeaderMap::new();
+    for (k, v) in h {
+        let name = k.as_str();
+        let reserved = matches!(
+            name,
+            "content-type" | "content-length" | "host" | "te" | "connection" | "transfer-encoding"
+        ) || name.starts_with("grpc-");
+        if !reserved {
+            out.append(k.clone(), v.clone());
+        }
+    }
+    MetadataMap::from_headers(out)
+}
+
+/// The HTTP status of a gRPC code, as HTTP gateways convert them.
+fn http_status(code: tonic::Code) -> StatusCode {
+    use tonic::Code as C;
+    match code {
+        C::Ok => StatusCode::OK,
+        C::Cancelled => StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
+        C::InvalidArgument | C::FailedPrecondition | C::OutOfRange => StatusCode::BAD_REQUEST,
+        C::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
+        C::NotFound => StatusCode::NOT_FOUND,
+        C::AlreadyExists | C::Aborted => StatusCode::CONFLICT,
+        C::PermissionDenied => StatusCode::FORBIDDEN,
+        C::Unauthenticated => StatusCode::UNAUTHORIZED,
+        C::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
+        C::Unimplemented => StatusCode::NOT_IMPLEMENTED,
+        C::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        C::Unknown | C::Internal | C::DataLoss => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// The app's subscriptions in the JSON form of `/dapr/subscribe`. A route is the path the app
+/// named, with a leading `/` (an empty default is `/`): deliveries give it back without it.
+fn subscriptions_json(list: rt::ListTopicSubscriptionsResponse) -> Value {
+    let route = |p: &str| format!("/{p}");
+    let subs: Vec<Value> = list
+        .subscriptions
+        .into_iter()
+        .map(|s| {
+            let routes = s.routes.unwrap_or_default();
+            let rules: Vec<Value> = routes
+                .rules
+                .iter()
+                .map(|r| json!({"match": r.r#match, "path": route(&r.path)}))
+                .collect();
+            let mut v = json!({
+                "pubsubname": s.pubsub_name,
+                "topic": s.topic,
+                "metadata": s.metadata,
+                "routes": {"rules": rules, "default": route(&routes.default)},
+            });
+            if !s.dead_letter_topic.is_empty() {
+                v["deadLetterTopic"] = json!(s.dead_letter_topic);
+            }
+            if s.bulk_subscribe.is_some_and(|b| b.enabled) {
+                tracing::warn!(pubsub = %s.pubsub_name, topic = %s.topic, "bulk subscriptions of gRPC apps are not batched yet; events are delivered one at a time");
+            }
+            v
+        })
+        .collect();
+    Value::Array(subs)
+}
+
+/// A CloudEvent as `TopicEventRequest`: its fields, its data as bytes (`data_base64` decoded,
+/// text as it is, JSON as its text), and its other attributes as extensions. `Err` when the
+/// event is not a JSON object.
+pub(crate) fn topic_event(
+    event: Value,
+    pubsub: &str,
+    topic: &str,
+    path: &str,
+) -> Result<rt::TopicEventRequest, Outcome> {
+    let Value::Object(mut fields) = event else {
+        return Err(Outcome::Retry);
+    };
+    let mut text = |k: &str| match fields.remove(k) {
+        Some(Value::String(s)) => s,
+        _ => String::new(),
+    };
+    let (id, source, type_, spec_version) = (
+        text("id"),
+        text("source"),
+        text("type"),
+        text("specversion"),
+    );
+    let data_content_type = text("datacontenttype");
+    let data = data_of(
+        &data_content_type,
+        fields.remove("data"),
+        fields.remove("data_base64"),
+    );
+    let extensions = prost_types::Struct {
+        fields: fields
+            .into_iter()
+            .map(|(k, v)| (k, proto_value(v)))
+            .collect(),
+    };
+    Ok(rt::TopicEventRequest {
+        id,
+        source,
+        r#type: type_,
+        spec_version,
+        data_content_type,
+        data,
+        topic: topic.to_owned(),
+        pubsub_name: pubsub.to_owned(),
+        path: path.to_owned(),
+        extensions: Some(extensions),
+    })
+}
+
+fn data_of(content_type: &str, data: Option<Value>, base64: Option<Value>) -> Bytes {
+    use base64::Engine as _;
+    if let Some(Value::String(b)) = base64 {
+        return base64::engine::general_purpose::STANDARD
+            .decode(b)
+            .map(Bytes::from)
+            .unwrap_or_default();
+    }
+    match data {
+        None | Some(Value::Null) => Bytes::new(),
+        Some(Value::String(s)) if !content_type.contains("json") => Bytes::from(s),
+        Some(v) => Bytes::from(v.to_string()),
+    }
+}
+
+/// A JSON value as a `google.protobuf.Value`.
+fn proto_value(v: Value) -> prost_types::Value {
+    let kind = match v {
+        Value::Null => ValueKind::NullValue(0),
+        Value::Bool(b) => ValueKind::BoolValue(b),
+        Value::Number(n) => ValueKind::NumberValue(n.as_f64().unwrap_or_default()),
+        Value::String(s) => ValueKind::StringValue(s),
+        Value::Array(a) => ValueKind::ListValue(prost_types::ListValue {
+            values: a.into_iter().map(proto_value).collect(),
+        }),
+        Value::Object(o) => ValueKind::StructValue(prost_types::Struct {
+            fields: o.into_iter().map(|(k, v)| (k, proto_value(v))).collect(),
+        }),
+    };
+    prost_types::Value { kind: Some(kind) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cloud_events_become_topic_events() {
+        let e = json!({
+            "id": "1", "source": "orders", "type": "com.dapr.event.sent", "specversion": "1.0",
+            "datacontenttype": "application/json", "data": {"n": 1}, "topic": "t",
+            "traceparent": "00-aa-bb-01", "custom": [1, true]
+        });
+        let t = topic_event(e, "pubsub", "t", "").unwrap();
+        assert_eq!(
+            (t.id.as_str(), t.source.as_str(), t.spec_version.as_str()),
+            ("1", "orders", "1.0")
+        );
+        assert_eq!(&t.data[..], br#"{"n":1}"#);
+        let ext = t.extensions.unwrap().fields;
+        assert!(
+            ext.contains_key("traceparent")
+                && ext.contains_key("custom")
+                && ext.contains_key("topic")
+        );
+        assert!(!ext.contains_key("data") && !ext.contains_key("id"));
+        // Text stays text; base64 is decoded.
+        let text = topic_event(
+            json!({"datacontenttype": "text/plain", "data": "hi"}),
+            "p",
+            "t",
+            "",
+        )
+        .unwrap();
+        assert_eq!(&text.data[..], b"hi");
+        let raw = topic_event(json!({"data_base64": "AAEC"}), "p", "t", "").unwrap();
+        assert_eq!(&raw.data[..], &[0, 1, 2]);
+        assert!(topic_event(json!([1]), "p", "t", "").is_err());
+    }
+
+    #[test]
+    fn subscriptions_read_as_the_json_answer() {
+        let list = rt::ListTopicSubscriptionsResponse {
+            subscriptions: vec![rt::TopicSubscription {
+                pubsub_name: "pubsub".into(),
+                topic: "orders".into(),
+                routes: Some(rt::TopicRoutes {
+                    rules: vec![rt::TopicRule {
+                        r#match: "event.type == \"x\"".into(),
+                        path: "x".into(),
+                    }],
+                    default: String::new(),
+                }),
+                dead_letter_topic: "dead".into(),
+                ..Default::default()
+            }],
+        };
+        let v = subscriptions_json(list);
+        assert_eq!(v[0]["routes"]["default"], "/");
+        assert_eq!(v[0]["routes"]["rules"][0]["path"], "/x");
+        assert_eq!(v[0]["deadLetterTopic"], "dead");
+        let (specs, refused) = crate::to_app::subscriptions::parse(&v);
+        assert!(refused.is_empty(), "{refused:?}");
+        assert_eq!(
+            (specs[0].path.as_str(), specs[0].rules[0].path.as_str()),
+            ("/", "/x")
+        );
+    }
+}
