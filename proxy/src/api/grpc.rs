@@ -59,6 +59,14 @@ const SERVED: &[(&str, &str, &str)] = &[
     ("Shutdown", "shutdown", "v1"),
 ];
 
+/// What a call is, once admitted.
+enum Admitted<'r> {
+    /// A `Dapr` RPC this sidecar serves.
+    Rpc(&'r str),
+    /// A call for the app named, proxied through the mesh.
+    Proxy(String),
+}
+
 /// The one served RPC whose request is a stream.
 const STREAMING: &str = "SubscribeTopicEventsAlpha1";
 
@@ -82,7 +90,7 @@ impl GrpcApiService {
     /// The checks every call passes before its message is read, in daprd's order; the RPC's
     /// name if they pass, else the answer and whether daprd counts it in its metrics (not when
     /// the allow list or the token refuse it).
-    fn admit<'r>(&self, req: &'r Request<Incoming>) -> Result<&'r str, (Status, bool)> {
+    fn admit<'r>(&self, req: &'r Request<Incoming>) -> Result<Admitted<'r>, (Status, bool)> {
         let path = req.uri().path();
         let rpc = path
             .strip_prefix('/')
@@ -101,30 +109,26 @@ impl GrpcApiService {
         }
         self.check_token(req).map_err(|s| (s, false))?;
         match (rpc, served) {
-            (Some(rpc), Some(_)) => Ok(rpc),
+            (Some(rpc), Some(_)) => Ok(Admitted::Rpc(rpc)),
             (Some(rpc), None) if metrics::is_dapr_rpc(rpc) => Err((
                 Status::unimplemented(format!(
                     "{SERVICE}/{rpc} is not implemented by this sidecar"
                 )),
                 true,
             )),
-            // Any other method is a call for an app, named by metadata.
-            _ if req.headers().contains_key("dapr-app-id")
-                || req.headers().contains_key("dapr-callee-app-id") =>
+            // Any other method is a call for an app, named by metadata (the callee's name first).
+            _ => match ["dapr-callee-app-id", "dapr-app-id"]
+                .iter()
+                .find_map(|k| req.headers().get(*k).and_then(|v| v.to_str().ok()))
             {
-                Err((
-                    Status::unimplemented(format!(
-                        "proxying {path} to an app over the mesh is not available yet"
-                    )),
+                Some(id) => Ok(Admitted::Proxy(id.trim().to_owned())),
+                None => Err((
+                    Status::unknown(
+                        "failed to proxy request: required metadata dapr-callee-app-id or dapr-app-id not found",
+                    ),
                     true,
-                ))
-            }
-            _ => Err((
-                Status::unknown(
-                    "failed to proxy request: required metadata dapr-callee-app-id or dapr-app-id not found",
-                ),
-                true,
-            )),
+                )),
+            },
         }
     }
 
@@ -156,7 +160,17 @@ impl tower::Service<Request<Incoming>> for GrpcApiService {
     fn call(&mut self, mut req: Request<Incoming>) -> Self::Future {
         let call = metrics::Call::start(&self.state.app_id, req.uri().path());
         let rpc = match self.admit(&req) {
-            Ok(rpc) => rpc.to_owned(),
+            Ok(Admitted::Rpc(rpc)) => rpc.to_owned(),
+            Ok(Admitted::Proxy(app_id)) => {
+                req.headers_mut().remove("dapr-api-token");
+                let state = self.state.clone();
+                return Box::pin(async move {
+                    let rsp = super::invoke::proxy_grpc(&state, &app_id, req)
+                        .await
+                        .unwrap_or_else(|e| status_response(&status::from_api(e)));
+                    Ok(call.answered(rsp))
+                });
+            }
             Err((status, counted)) => {
                 let rsp = status_response(&status);
                 let rsp = if counted {

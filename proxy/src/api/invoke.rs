@@ -142,6 +142,34 @@ pub(crate) async fn invoke_whole(
     carry_out(state, plan, parts, Payload::Whole(body), started).await
 }
 
+/// A gRPC call for another app (any method but the `Dapr` service's, its target named by
+/// `app_id`): through the mesh like any invocation, its body and answer streamed both ways with
+/// their trailers, never read whole. A stream may last as long as both ends keep it: no total
+/// size or pause bound applies to it, only to each message, at the app.
+pub(crate) async fn proxy_grpc(
+    state: &ApiState,
+    app_id: &str,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let started = std::time::Instant::now();
+    let (parts, body) = req.into_parts();
+    let head = Head {
+        named: Named::Header {
+            id: Some(app_id),
+            path: parts.uri.path(),
+        },
+        query: parts.uri.query(),
+        declared: None,
+        end_stream: false,
+        max_body: state.max_body_size,
+        app_id: &state.app_id,
+        namespace: &state.namespace,
+    };
+    let plan = plan(&head).map_err(|Refused { id, error }| ApiError::invoke(&id, &error))?;
+    let payload = Payload::Streamed(boxed(body), Tripped::default());
+    carry_out(state, plan, parts, payload, started).await
+}
+
 /// A request body as the invocation has it.
 enum Payload {
     /// Read as it arrives, within the API's limits.

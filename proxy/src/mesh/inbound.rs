@@ -190,7 +190,23 @@ async fn forward(
         .get::<Arc<Caller>>()
         .cloned()
         .ok_or_else(|| InvokeError::AppChannel("the request lost its caller identity".into()))?;
-    let (body, tripped) = capped_request(req, inbound.max_body_size, inbound.body_idle_timeout);
+    // A proxied gRPC call streams for as long as both ends keep it, idle in between: the body is
+    // passed on as it comes, never held, so neither a total nor a pause bound applies.
+    let grpc = req
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/grpc"));
+    let (body, tripped) = if grpc {
+        let (parts, body) = req.into_parts();
+        let body = crate::net::http::boxed(body);
+        (
+            Request::from_parts(parts, body),
+            crate::net::http::Tripped::default(),
+        )
+    } else {
+        capped_request(req, inbound.max_body_size, inbound.body_idle_timeout)
+    };
     match app.call(body, &caller).await {
         Ok(rsp) => Ok(rsp),
         Err(_) if tripped.get() => Err(InvokeError::BodyTooLarge(inbound.max_body_size)),

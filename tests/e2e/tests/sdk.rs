@@ -366,3 +366,55 @@ async fn python_grpc_app_behind_a_grpc_sidecar() {
         "python/grpc_app.py did not run every check:\n{log}"
     );
 }
+
+#[tokio::test]
+async fn grpc_calls_are_proxied_between_two_sidecars() {
+    // A plain grpcio service behind a grpc sidecar, a plain grpcio client on another sidecar's
+    // gRPC port naming it by dapr-app-id: unary, the three streaming kinds, 16 MiB, a deadline.
+    let mesh = Mesh::new();
+    let python = sdk_dir().join("python/.venv/bin/python");
+    let script = sdk_dir().join("python/grpc_proxy.py");
+    let (python, script) = (
+        python.to_string_lossy().into_owned(),
+        script.to_string_lossy().into_owned(),
+    );
+    let mut target = mesh
+        .sidecar("sdk-grpc-echo")
+        .app_port(free_port())
+        .args(["--app-protocol", "grpc", "--max-body-size", "32Mi"])
+        .command([python.clone(), script.clone(), "server".to_owned()])
+        .start()
+        .await;
+    target.wait_ready().await;
+    wait_registered(&mesh, "sdk-grpc-echo", 1).await;
+    let caller = mesh
+        .sidecar("sdk-grpc-caller")
+        .args(["--max-body-size", "32Mi"])
+        .start()
+        .await;
+    let out = tokio::time::timeout(
+        Duration::from_secs(180),
+        tokio::process::Command::new(&python)
+            .arg(&script)
+            .arg("client")
+            .env("CALLER_GRPC_PORT", caller.grpc.to_string())
+            .env("TARGET_APP_ID", "sdk-grpc-echo")
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("the client ends in time")
+    .expect("running the client");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && !text.contains("not ok - ") && text.contains("ok - a deadline"),
+        "python/grpc_proxy.py client failed:\n{text}\n--- caller ---\n{}\n--- target ---\n{}",
+        caller.log(),
+        target.log()
+    );
+    target.kill().await;
+}

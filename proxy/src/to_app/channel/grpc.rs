@@ -105,6 +105,9 @@ impl GrpcApp {
         if is_grpc {
             let mut req = req;
             *req.version_mut() = http::Version::HTTP_2;
+            // Hop-by-hop for HTTP, but gRPC servers may insist on it.
+            req.headers_mut()
+                .insert(header::TE, HeaderValue::from_static("trailers"));
             let rsp = self
                 .raw
                 .request(req)
