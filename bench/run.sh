@@ -274,6 +274,12 @@ cell() { # cell NAME REPEAT
     two-hop/outrider-mtls)
       load two-hop/outrider-mtls "$r" direct "$PID_sidecar_a,$PID_sidecar_b" --addr 127.0.0.1:$A_API \
         --rate $RATE --body-size $BODY --path /v1.0/invoke/b/method/echo ;;
+    two-hop-grpc/outrider-mtls)
+      load two-hop-grpc/outrider-mtls "$r" direct "$PID_sidecar_a,$PID_sidecar_b" --addr 127.0.0.1:$A_GRPC \
+        --rate $RATE --body-size $BODY --grpc-invoke b/echo ;;
+    state-get-grpc/outrider)
+      load state-get-grpc/outrider "$r" state-get/redis "$PID_sidecar_s,$PID_redis" --addr 127.0.0.1:$S_GRPC \
+        --rate $RATE --grpc-get-state statestore/bench ;;
     state-get/redis) load state-get/redis "$r" "" "$PID_redis" --addr 127.0.0.1:$REDIS --rate $RATE --redis-get bench-direct ;;
     state-get/outrider)
       load state-get/outrider "$r" state-get/redis "$PID_sidecar_s,$PID_redis" --addr 127.0.0.1:$S_API --rate $RATE \
@@ -317,7 +323,8 @@ cell() { # cell NAME REPEAT
   esac
 }
 CELLS=(direct one-hop/nginx one-hop/haproxy one-hop/outrider two-hop/haproxy-tls two-hop/outrider-mtls
-  state-get/redis state-get/outrider state-set/redis state-set/outrider
+  two-hop-grpc/outrider-mtls state-get/redis state-get/outrider state-get-grpc/outrider
+  state-set/redis state-set/outrider
   publish/redis publish/outrider pubsub/outrider pubsub-max/outrider
   one-hop-max/direct one-hop-max/nginx one-hop-max/haproxy one-hop-max/outrider start-to-ready)
 for r in $(seq $REPEATS); do

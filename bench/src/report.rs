@@ -276,6 +276,19 @@ pub fn ratios(cells: &[Summary]) -> BTreeMap<String, f64> {
         if let Some(r) = added_ratio(cells, "two-hop/outrider-mtls", "two-hop/haproxy-tls", i) {
             out.insert(format!("two-hop added {p} outrider/haproxy"), r);
         }
+        // The gRPC API against the HTTP API, for the same call in the same run.
+        for (what, grpc, http) in [
+            (
+                "invoke",
+                "two-hop-grpc/outrider-mtls",
+                "two-hop/outrider-mtls",
+            ),
+            ("state-get", "state-get-grpc/outrider", "state-get/outrider"),
+        ] {
+            if let Some(r) = added_ratio(cells, grpc, http, i) {
+                out.insert(format!("{what} added {p} grpc/http"), r);
+            }
+        }
     }
     out
 }

@@ -118,7 +118,26 @@ pub(super) async fn http_once(conn: &mut Conn, plan: &Plan, body: Bytes) -> bool
     match result {
         Ok(rsp) => {
             let ok = rsp.status().as_u16() < 400;
-            rsp.into_body().collect().await.is_ok() && ok
+            // A gRPC answer is 200 whatever happened: its status is in `grpc-status`, in the
+            // headers of a trailers-only answer or else in the trailers.
+            let grpc = rsp
+                .headers()
+                .get(http::header::CONTENT_TYPE)
+                .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+            let early = rsp.headers().get("grpc-status").cloned();
+            match rsp.into_body().collect().await {
+                Ok(collected) if grpc => {
+                    let status = early.or_else(|| {
+                        collected
+                            .trailers()
+                            .and_then(|t| t.get("grpc-status"))
+                            .cloned()
+                    });
+                    ok && status.is_some_and(|s| s.as_bytes() == b"0")
+                }
+                Ok(_) => ok,
+                Err(_) => false,
+            }
         }
         Err(_) => false,
     }
