@@ -70,6 +70,9 @@ pub struct RetryPolicy {
     pub max_retries: Option<u32>,
     /// HTTP status codes that are retried; `None` retries every code.
     pub http_codes: Option<Vec<RangeInclusive<u16>>>,
+    /// gRPC status codes that are retried (`matching.gRPCStatusCodes`); `None` retries every
+    /// gRPC error.
+    pub grpc_codes: Option<Vec<RangeInclusive<u16>>>,
 }
 
 impl RetryPolicy {

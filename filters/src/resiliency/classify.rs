@@ -28,6 +28,9 @@ pub struct Failure {
     pub kind: FailureKind,
     /// The answer's status code, when there was an answer.
     pub status: Option<u16>,
+    /// The gRPC status of an answer that is a gRPC error (HTTP 200 with `grpc-status` in its
+    /// head).
+    pub grpc: Option<u16>,
     /// How long the target asked the caller to wait (`Retry-After`).
     pub retry_after: Option<Duration>,
 }
@@ -38,6 +41,7 @@ impl Failure {
         Self {
             kind,
             status: None,
+            grpc: None,
             retry_after: None,
         }
     }
@@ -47,6 +51,7 @@ impl Failure {
         Self {
             kind: FailureKind::Sent,
             status,
+            grpc: None,
             retry_after: None,
         }
     }
@@ -122,8 +127,21 @@ pub trait Classify<R, E> {
     }
 }
 
+/// A non-zero `grpc-status` in a response head.
+fn grpc_error(h: &http::HeaderMap) -> Option<u16> {
+    let code = h
+        .get("grpc-status")?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u16>()
+        .ok()?;
+    (code != 0).then_some(code)
+}
+
 /// Judges HTTP responses: 5xx and 429 are failures (with `Retry-After` read from the answer),
-/// other statuses are successes. Errors are failures of the kind they say.
+/// and so is a gRPC error in the head of an answer; other statuses are successes. Errors are
+/// failures of the kind they say.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct HttpClassify;
 
@@ -133,7 +151,15 @@ impl<B, E: Failed> Classify<http::Response<B>, E> for HttpClassify {
             Ok(rsp) => {
                 let status = rsp.status();
                 if !status.is_server_error() && status != http::StatusCode::TOO_MANY_REQUESTS {
-                    return Verdict::Success;
+                    // A gRPC error answered at once has its status in the head; one after data
+                    // cannot be retried any more.
+                    return match grpc_error(rsp.headers()) {
+                        Some(code) => Verdict::Failure(Failure {
+                            grpc: Some(code),
+                            ..Failure::answer(None)
+                        }),
+                        None => Verdict::Success,
+                    };
                 }
                 let retry_after = rsp
                     .headers()

@@ -211,11 +211,12 @@ fn retry_policy(v: &Value, at: &str) -> Result<RetryPolicy, Vec<FieldError>> {
             Backoff::Constant(constant)
         }
     };
-    let http_codes = status_codes(&mut f);
+    let (http_codes, grpc_codes) = status_codes(&mut f);
     f.finish(RetryPolicy {
         backoff,
         max_retries,
         http_codes,
+        grpc_codes,
     })
 }
 
@@ -258,9 +259,10 @@ fn max_retries(f: &mut Fields<'_>) -> Option<u32> {
     }
 }
 
-/// `matching.httpStatusCodes`, kept as ranges. `matching.gRPCStatusCodes` is checked like it;
-/// those codes would apply to gRPC calls, which this build does not make, so they are not kept.
-fn status_codes(f: &mut Fields<'_>) -> Option<Vec<RangeInclusive<u16>>> {
+/// `matching.httpStatusCodes` and `matching.gRPCStatusCodes`, kept as ranges.
+type CodeRanges = Option<Vec<RangeInclusive<u16>>>;
+
+fn status_codes(f: &mut Fields<'_>) -> (CodeRanges, CodeRanges) {
     let v = f.v;
     let http_codes = match v
         .pointer("/matching/httpStatusCodes")
@@ -275,14 +277,20 @@ fn status_codes(f: &mut Fields<'_>) -> Option<Vec<RangeInclusive<u16>>> {
             }
         },
     };
-    if let Some(list) = v
+    let grpc_codes = match v
         .pointer("/matching/gRPCStatusCodes")
         .and_then(Value::as_str)
-        && let Err(e) = code_ranges(list, 0..=16)
     {
-        f.bad("matching.gRPCStatusCodes", format!("{list:?}: {e}"));
-    }
-    http_codes
+        None => None,
+        Some(list) => match code_ranges(list, 0..=16) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                f.bad("matching.gRPCStatusCodes", format!("{list:?}: {e}"));
+                None
+            }
+        },
+    };
+    (http_codes, grpc_codes)
 }
 
 /// `"429,500-599"` into ranges, each within `allowed`.

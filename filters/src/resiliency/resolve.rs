@@ -148,6 +148,7 @@ pub fn app_policies(all: &[Resiliency], app_id: &str) -> (Policies, Option<Retry
                 backoff: Backoff::Constant(Duration::from_secs(1)),
                 max_retries: Some(3),
                 http_codes: None,
+                grpc_codes: None,
             });
             Some(Retrying {
                 name: BUILTIN_SERVICE_RETRIES.to_owned(),

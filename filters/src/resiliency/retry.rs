@@ -62,6 +62,14 @@ pub struct Retrying {
 impl Retrying {
     /// Whether `failure` is retried at all (the wait is the policy's business).
     pub fn retries(&self, failure: &Failure) -> bool {
+        if let (FailureKind::Sent, Some(code)) = (failure.kind, failure.grpc) {
+            // A configured policy retries every gRPC error unless it lists codes; the built-in
+            // one none (the app answered).
+            return match &self.policy.grpc_codes {
+                Some(ranges) => ranges.iter().any(|r| r.contains(&code)),
+                None => !self.builtin,
+            };
+        }
         match (failure.kind, failure.status) {
             (FailureKind::Refused, _) => false,
             (FailureKind::Unsent, _) => true,

@@ -13,6 +13,7 @@ fn constant_and_exponential_waits() {
         backoff: Backoff::Constant(ms(200)),
         max_retries: Some(2),
         http_codes: None,
+        grpc_codes: None,
     };
     assert_eq!(constant.delay(0, ms(0), 0.3), Some(ms(200)));
     assert_eq!(constant.delay(1, ms(0), 0.9), Some(ms(200)));
@@ -31,6 +32,7 @@ fn constant_and_exponential_waits() {
         },
         max_retries: None,
         http_codes: None,
+        grpc_codes: None,
     };
     // jitter 0.5 is the midpoint: no randomisation.
     let waits: Vec<Duration> = (0..6).map(|n| exp.delay(n, ms(0), 0.5).unwrap()).collect();
@@ -68,6 +70,7 @@ fn matching_status_codes() {
         backoff: Backoff::Constant(Duration::ZERO),
         max_retries: None,
         http_codes: Some(code_ranges("429, 500-503", 100..=599).unwrap()),
+        grpc_codes: None,
     };
     assert!(p.retries_status(Some(429)) && p.retries_status(Some(502)));
     assert!(!p.retries_status(Some(404)) && !p.retries_status(Some(504)));

@@ -184,6 +184,7 @@ mod tests {
         let failure = Verdict::Failure(Failure {
             kind: FailureKind::Sent,
             status: None,
+            grpc: None,
             retry_after: None,
         });
         assert_eq!(c.verdict(&err(StateError::Store("down".into()))), failure);

@@ -51,6 +51,7 @@ fn retrying(max: u32, codes: Option<&str>, builtin: bool) -> Retrying {
             backoff: Backoff::Constant(Duration::from_millis(100)),
             max_retries: Some(max),
             http_codes: codes.map(|c| crate::resiliency::parse::code_ranges(c, 100..=599).unwrap()),
+            grpc_codes: None,
         },
         builtin,
     }
@@ -289,4 +290,32 @@ fn jitter_is_a_unit_fraction() {
         let j = jitter();
         assert!((0.0..1.0).contains(&j), "{j}");
     }
+}
+
+#[test]
+fn grpc_errors_follow_the_grpc_codes_the_policy_lists() {
+    let rsp = |grpc: &str| {
+        let mut r = http::Response::new(());
+        r.headers_mut().insert("grpc-status", grpc.parse().unwrap());
+        Ok::<_, Unreachable>(r)
+    };
+    // 14 (UNAVAILABLE) in the head of a 200 is a failure; 0 is not.
+    let unavailable = match classify().verdict(&rsp("14")) {
+        Verdict::Failure(f) => f,
+        Verdict::Success => panic!("a gRPC error is a failure"),
+    };
+    assert_eq!((unavailable.grpc, unavailable.status), (Some(14), None));
+    assert_eq!(classify().verdict(&rsp("0")), Verdict::Success);
+    let mut listed = retrying(3, None, false);
+    listed.policy.grpc_codes =
+        Some(crate::resiliency::parse::code_ranges("1-4,14", 0..=16).unwrap());
+    assert!(listed.retries(&unavailable));
+    let not_listed = Failure {
+        grpc: Some(5),
+        ..unavailable
+    };
+    assert!(!listed.retries(&not_listed));
+    // Without a list a configured policy retries every gRPC error; the built-in one none.
+    assert!(retrying(3, None, false).retries(&not_listed));
+    assert!(!retrying(3, None, true).retries(&unavailable));
 }

@@ -90,6 +90,7 @@ fn policy(attempts: u32) -> Retrying {
             },
             max_retries: Some(attempts.saturating_sub(1)),
             http_codes: None,
+            grpc_codes: None,
         },
         builtin: false,
     }
