@@ -14,7 +14,7 @@ mod publish;
 mod secrets;
 mod state;
 
-pub(crate) use grpc::GrpcApiService;
+pub(crate) use grpc::{GrpcApiService, code_name as grpc_code_name};
 pub(crate) use http::ApiService;
 pub(crate) use meta::VERSION as VERSION_STR;
 pub(crate) use state::STORE_TIMEOUT;

@@ -12,6 +12,8 @@
 mod invoke;
 mod meta;
 mod metrics;
+
+pub(crate) use metrics::code_name;
 mod publish;
 mod secrets;
 mod state;

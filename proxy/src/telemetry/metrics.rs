@@ -195,6 +195,21 @@ pub(crate) const GRPC_SERVER_LATENCY: Metric = metric(
     "gRPC API calls from the first request byte to the last response byte, in ms.",
 );
 
+// Dapr's gRPC client metrics, for the app channel to a gRPC app.
+const GRPC_CLIENT: &[&str] = &["app_id", "grpc_client_method", "grpc_client_status"];
+pub(crate) const GRPC_CLIENT_COMPLETED: Metric = metric(
+    "dapr_grpc_io_client_completed_rpcs",
+    Counter,
+    GRPC_CLIENT,
+    "AppCallback calls to a gRPC app completed, by method and status.",
+);
+pub(crate) const GRPC_CLIENT_LATENCY: Metric = metric(
+    "dapr_grpc_io_client_roundtrip_latency",
+    HistogramMs,
+    GRPC_CLIENT,
+    "AppCallback calls to a gRPC app, from sending to the answer, in ms.",
+);
+
 // The sidecar's own.
 pub(crate) const POLICY_RELOADS: Metric = metric(
     "outrider_policy_reloads_total",
@@ -281,6 +296,8 @@ pub(crate) const ALL: &[Metric] = &[
     INVOCATION_RES_SENT,
     GRPC_SERVER_COMPLETED,
     GRPC_SERVER_LATENCY,
+    GRPC_CLIENT_COMPLETED,
+    GRPC_CLIENT_LATENCY,
     POLICY_RELOADS,
     SPANS_DROPPED,
     CERT_RENEWALS,

@@ -69,7 +69,7 @@ impl AppChannel {
         };
         let grpc = match protocol {
             AppProtocol::Http => None,
-            AppProtocol::Grpc => Some(GrpcApp::new(&authority)?),
+            AppProtocol::Grpc => Some(GrpcApp::new(app_id, &authority)?),
         };
         Ok(Self {
             client,

@@ -104,7 +104,7 @@ fn grpc_status(h: &HeaderMap) -> Option<tonic::Code> {
 }
 
 /// A status code as the label's value: its name as daprd reports it (`OK`, `InvalidArgument`).
-pub(super) fn code_name(code: tonic::Code) -> &'static str {
+pub(crate) fn code_name(code: tonic::Code) -> &'static str {
     use tonic::Code as C;
     match code {
         C::Ok => "OK",

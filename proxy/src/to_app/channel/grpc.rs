@@ -48,6 +48,30 @@ type Callback = AppCallbackClient<Client<HttpConnector, tonic::body::Body>>;
 pub(crate) struct GrpcApp {
     raw: Client<HttpConnector, Body>,
     callback: Callback,
+    app_id: std::sync::Arc<str>,
+}
+
+/// Counts one `AppCallback` call under Dapr's gRPC client metrics.
+fn counted<T>(app_id: &str, rpc: &str, started: std::time::Instant, r: &Result<T, tonic::Status>) {
+    use crate::telemetry::metrics::{GRPC_CLIENT_COMPLETED, GRPC_CLIENT_LATENCY};
+    let code = r
+        .as_ref()
+        .map_or_else(tonic::Status::code, |_| tonic::Code::Ok);
+    let labels = [
+        ("app_id", app_id.to_owned()),
+        (
+            "grpc_client_method",
+            format!("/dapr.proto.runtime.v1.AppCallback/{rpc}"),
+        ),
+        (
+            "grpc_client_status",
+            crate::api::grpc_code_name(code).to_owned(),
+        ),
+    ];
+    GRPC_CLIENT_COMPLETED.counter(&labels).increment(1);
+    GRPC_CLIENT_LATENCY
+        .histogram(&labels)
+        .record(started.elapsed().as_secs_f64() * 1000.0);
 }
 
 fn h2_client<B>() -> Client<HttpConnector, B>
@@ -69,11 +93,12 @@ where
 
 impl GrpcApp {
     /// Clients to the app at `authority` (`host:port`).
-    pub(crate) fn new(authority: &str) -> anyhow::Result<Self> {
+    pub(crate) fn new(app_id: &str, authority: &str) -> anyhow::Result<Self> {
         let origin: http::Uri = format!("http://{authority}").parse()?;
         Ok(Self {
             raw: h2_client(),
             callback: AppCallbackClient::with_origin(h2_client(), origin),
+            app_id: app_id.into(),
         })
     }
 
@@ -82,7 +107,10 @@ impl GrpcApp {
         let failed = |e: tonic::Status| InvokeError::AppChannel(Box::new(e));
         if req.extensions().get::<SubscriptionsQuery>().is_some() {
             let mut c = self.callback.clone();
-            return match c.list_topic_subscriptions(tonic::Request::new(())).await {
+            let started = std::time::Instant::now();
+            let listed = c.list_topic_subscriptions(tonic::Request::new(())).await;
+            counted(&self.app_id, "ListTopicSubscriptions", started, &listed);
+            return match listed {
                 Ok(rsp) => Ok(json_answer(
                     StatusCode::OK,
                     &subscriptions_json(rsp.into_inner()),
@@ -134,7 +162,10 @@ impl GrpcApp {
         let mut call = tonic::Request::new(event);
         *call.metadata_mut() = metadata(&parts.headers);
         let mut c = self.callback.clone();
-        let status = match c.on_topic_event(call).await {
+        let started = std::time::Instant::now();
+        let answered = c.on_topic_event(call).await;
+        counted(&self.app_id, "OnTopicEvent", started, &answered);
+        let status = match answered {
             Ok(rsp) => {
                 use rt::topic_event_response::TopicEventResponseStatus as S;
                 match S::try_from(rsp.into_inner().status) {
@@ -199,7 +230,10 @@ impl GrpcApp {
         });
         *call.metadata_mut() = metadata(&parts.headers);
         let mut c = self.callback.clone();
-        match c.on_invoke(call).await {
+        let started = std::time::Instant::now();
+        let answered = c.on_invoke(call).await;
+        counted(&self.app_id, "OnInvoke", started, &answered);
+        match answered {
             Ok(rsp) => {
                 let answer = rsp.into_inner();
                 let body = answer.data.map(|d| d.value).unwrap_or_default();
