@@ -11,7 +11,8 @@ use http::StatusCode;
 use super::ApiState;
 use crate::errors::ApiError;
 use crate::mesh::outbound::TargetView;
-use crate::to_app::subscriptions::{Listed, SubState};
+use crate::to_app::channel::AppProtocol;
+use crate::to_app::subscriptions::{Kind, Listed, SubState};
 
 /// Extended metadata attributes: how many, and how large each name and value may be. Every
 /// metadata answer returns them all, so together they stay small.
@@ -134,7 +135,7 @@ pub(crate) fn get(s: &ApiState) -> GetMetadataResponse {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .iter()
-            .cloned()
+            .map(|l| as_the_app_named(s, l))
             .chain(
                 (s.streams.lock().unwrap_or_else(|p| p.into_inner()))
                     .values()
@@ -165,6 +166,22 @@ impl AttributeName {
         }
         Ok(Self(key))
     }
+}
+
+/// A subscription with its routes as the app named them: a gRPC app's routes carry one `/` more
+/// inside the sidecar (`to_app::channel::grpc`).
+fn as_the_app_named(s: &ApiState, l: &Listed) -> Listed {
+    let mut l = l.clone();
+    if s.app_protocol == AppProtocol::Grpc && l.spec.kind == Kind::Programmatic {
+        let own = |p: &mut String| {
+            if let Some(rest) = p.strip_prefix('/') {
+                *p = rest.to_owned();
+            }
+        };
+        own(&mut l.spec.path);
+        l.spec.rules.iter_mut().for_each(|r| own(&mut r.path));
+    }
+    l
 }
 
 /// Sets an extended attribute. An empty key is a no-op.

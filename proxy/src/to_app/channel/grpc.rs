@@ -19,6 +19,7 @@ use outrider_blocks::pubsub::Outcome;
 use outrider_proto::common::v1 as common;
 use outrider_proto::runtime::v1 as rt;
 use prost_types::value::Kind as ValueKind;
+use rt::app_callback_alpha_client::AppCallbackAlphaClient;
 use rt::app_callback_client::AppCallbackClient;
 use serde_json::{Value, json};
 use tonic::metadata::MetadataMap;
@@ -37,6 +38,10 @@ pub(crate) struct TopicDelivery {
     pub(crate) topic: String,
 }
 
+/// Marks the sidecar's own delivery of a batch of topic events (bulk subscriptions).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct BulkDelivery;
+
 /// The largest `InvokeRequest` body read for a translated invocation; the API and mesh limits
 /// apply before it.
 const MAX_INVOKE_BODY: usize = 64 << 20;
@@ -48,6 +53,8 @@ type Callback = AppCallbackClient<Client<HttpConnector, tonic::body::Body>>;
 pub(crate) struct GrpcApp {
     raw: Client<HttpConnector, Body>,
     callback: Callback,
+    /// `AppCallbackAlpha`, for apps that take batches only there.
+    alpha: AppCallbackAlphaClient<Client<HttpConnector, tonic::body::Body>>,
     app_id: std::sync::Arc<str>,
 }
 
@@ -97,7 +104,8 @@ impl GrpcApp {
         let origin: http::Uri = format!("http://{authority}").parse()?;
         Ok(Self {
             raw: h2_client(),
-            callback: AppCallbackClient::with_origin(h2_client(), origin),
+            callback: AppCallbackClient::with_origin(h2_client(), origin.clone()),
+            alpha: AppCallbackAlphaClient::with_origin(h2_client(), origin),
             app_id: app_id.into(),
         })
     }
@@ -124,6 +132,9 @@ impl GrpcApp {
         }
         if let Some(delivery) = req.extensions().get::<TopicDelivery>().cloned() {
             return self.deliver(req, &delivery).await;
+        }
+        if req.extensions().get::<BulkDelivery>().is_some() {
+            return self.deliver_bulk(req).await;
         }
         let is_grpc = req
             .headers()
@@ -152,7 +163,7 @@ impl GrpcApp {
         req: Request<Body>,
         delivery: &TopicDelivery,
     ) -> Result<Response<Body>, InvokeError> {
-        let path = req.uri().path().trim_start_matches('/').to_owned();
+        let path = route_of(req.uri().path());
         let (parts, body) = req.into_parts();
         let bytes = read(body, MAX_INVOKE_BODY).await?;
         let event = serde_json::from_slice::<Value>(&bytes).unwrap_or(Value::Null);
@@ -190,6 +201,90 @@ impl GrpcApp {
             }
         };
         Ok(json_answer(StatusCode::OK, &json!({"status": status})))
+    }
+
+    /// A batch as `OnBulkTopicEvent` (`OnBulkTopicEventAlpha1` for an app without it): the
+    /// answer's statuses become the `{"statuses": […]}` the batch reads.
+    async fn deliver_bulk(&self, req: Request<Body>) -> Result<Response<Body>, InvokeError> {
+        let path = route_of(req.uri().path());
+        let (parts, body) = req.into_parts();
+        let bytes = read(body, MAX_INVOKE_BODY).await?;
+        let batch = serde_json::from_slice::<Value>(&bytes).unwrap_or(Value::Null);
+        let text = |k: &str| {
+            batch
+                .get(k)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let (pubsub, topic) = (text("pubsubname"), text("topic"));
+        let entries = (batch.get("entries").and_then(Value::as_array))
+            .map(|entries| {
+                entries
+                    .iter()
+                    .map(|e| bulk_entry(e, &pubsub, &topic, &path))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let request = rt::TopicEventBulkRequest {
+            id: text("id"),
+            entries,
+            metadata: string_map(batch.get("metadata")),
+            topic: topic.clone(),
+            pubsub_name: pubsub,
+            r#type: text("type"),
+            path,
+        };
+        let mut c = self.callback.clone();
+        let started = std::time::Instant::now();
+        let mut call = tonic::Request::new(request.clone());
+        *call.metadata_mut() = metadata(&parts.headers);
+        let mut answered = c.on_bulk_topic_event(call).await;
+        counted(&self.app_id, "OnBulkTopicEvent", started, &answered);
+        if answered
+            .as_ref()
+            .is_err_and(|s| s.code() == tonic::Code::Unimplemented)
+        {
+            let mut call = tonic::Request::new(request);
+            *call.metadata_mut() = metadata(&parts.headers);
+            let mut alpha = self.alpha.clone();
+            let started = std::time::Instant::now();
+            // Deprecated in the protos, and still the only one the JS SDK's server has.
+            #[allow(deprecated)]
+            let alpha_answer = alpha.on_bulk_topic_event_alpha1(call).await;
+            answered = alpha_answer;
+            counted(&self.app_id, "OnBulkTopicEventAlpha1", started, &answered);
+        }
+        match answered {
+            Ok(rsp) => {
+                use rt::topic_event_response::TopicEventResponseStatus as S;
+                let statuses: Vec<Value> = rsp
+                    .into_inner()
+                    .statuses
+                    .into_iter()
+                    .map(|e| {
+                        let status = match S::try_from(e.status) {
+                            Ok(S::Success) => "SUCCESS",
+                            Ok(S::Drop) => "DROP",
+                            Ok(S::Retry) | Err(_) => "RETRY",
+                        };
+                        json!({"entryId": e.entry_id, "status": status})
+                    })
+                    .collect();
+                Ok(json_answer(StatusCode::OK, &json!({"statuses": statuses})))
+            }
+            Err(s) if s.code() == tonic::Code::Unimplemented => Ok(json_answer(
+                StatusCode::NOT_FOUND,
+                &json!({"message": s.message()}),
+            )),
+            Err(s) => {
+                tracing::info!(topic = %topic, code = ?s.code(), message = s.message(), "the app failed a batch of topic events");
+                Ok(json_answer(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    &json!({"message": s.message()}),
+                ))
+            }
+        }
     }
 
     /// An invocation as `OnInvoke`; a failed call answers the HTTP status of its code.
@@ -253,6 +348,57 @@ impl GrpcApp {
     }
 }
 
+/// The route an app named, from the path of the sidecar's request for it: one `/` was put in
+/// front of it (see [`subscriptions_json`]).
+fn route_of(path: &str) -> String {
+    path.strip_prefix('/').unwrap_or(path).to_owned()
+}
+
+/// A JSON object of strings, as metadata; anything else is none.
+fn string_map(v: Option<&Value>) -> std::collections::BTreeMap<String, String> {
+    v.and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_owned())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// One entry of a batch: its CloudEvent, or its bytes when the event is not one.
+fn bulk_entry(e: &Value, pubsub: &str, topic: &str, path: &str) -> rt::TopicEventBulkRequestEntry {
+    use rt::topic_event_bulk_request_entry::Event;
+    let text = |k: &str| {
+        e.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let event = match e.get("event") {
+        Some(ev @ Value::Object(_)) => match topic_event(ev.clone(), pubsub, topic, path) {
+            Ok(t) => Event::CloudEvent(rt::TopicEventCeRequest {
+                id: t.id,
+                source: t.source,
+                r#type: t.r#type,
+                spec_version: t.spec_version,
+                data_content_type: t.data_content_type,
+                data: t.data,
+                extensions: t.extensions,
+            }),
+            Err(_) => Event::Bytes(Bytes::from(ev.to_string())),
+        },
+        Some(Value::String(s)) => Event::Bytes(Bytes::from(s.clone())),
+        Some(other) => Event::Bytes(Bytes::from(other.to_string())),
+        None => Event::Bytes(Bytes::new()),
+    };
+    rt::TopicEventBulkRequestEntry {
+        entry_id: text("entryId"),
+        event: Some(event),
+        content_type: text("contentType"),
+        metadata: string_map(e.get("metadata")),
+    }
+}
+
 /// A request body, whole, within `limit`.
 async fn read(body: Body, limit: usize) -> Result<Bytes, InvokeError> {
     collect_within(body, limit)
@@ -306,7 +452,8 @@ fn http_status(code: tonic::Code) -> StatusCode {
 }
 
 /// The app's subscriptions in the JSON form of `/dapr/subscribe`. A route is the path the app
-/// named, with a leading `/` (an empty default is `/`): deliveries give it back without it.
+/// named with one `/` put in front (an empty default is `/`), whatever it starts with:
+/// deliveries give the app its own path back ([`route_of`]), and the metadata API lists it.
 fn subscriptions_json(list: rt::ListTopicSubscriptionsResponse) -> Value {
     let route = |p: &str| format!("/{p}");
     let subs: Vec<Value> = list
@@ -328,8 +475,12 @@ fn subscriptions_json(list: rt::ListTopicSubscriptionsResponse) -> Value {
             if !s.dead_letter_topic.is_empty() {
                 v["deadLetterTopic"] = json!(s.dead_letter_topic);
             }
-            if s.bulk_subscribe.is_some_and(|b| b.enabled) {
-                tracing::warn!(pubsub = %s.pubsub_name, topic = %s.topic, "bulk subscriptions of gRPC apps are not batched yet; events are delivered one at a time");
+            if let Some(b) = s.bulk_subscribe.filter(|b| b.enabled) {
+                v["bulkSubscribe"] = json!({
+                    "enabled": true,
+                    "maxMessagesCount": b.max_messages_count,
+                    "maxAwaitDurationMs": b.max_await_duration_ms,
+                });
             }
             v
         })

@@ -82,6 +82,7 @@ async fn post_once(
         .uri(path)
         .header(header::CONTENT_TYPE, "application/json")
         .header("pubsubname", pubsub)
+        .extension(crate::to_app::channel::grpc::BulkDelivery)
         .body(full(body))?;
     let rsp = app.call(req, me).await?;
     let status = rsp.status().as_u16();
