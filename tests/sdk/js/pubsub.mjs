@@ -1,11 +1,17 @@
-// Pub/sub, driven through the official Dapr JS SDK over HTTP: this script IS the app. The
-// sidecar starts it as its child and it serves the subscriptions itself with the SDK's
-// DaprServer, then publishes through a DaprClient and checks what its own handlers receive:
+// Pub/sub, driven through the official Dapr JS SDK over HTTP, or over gRPC with
+// DAPR_COMMUNICATION_PROTOCOL=grpc: this script IS the app. The sidecar starts it as its child
+// and it serves the subscriptions itself with the SDK's DaprServer, then publishes through a
+// DaprClient and checks what its own handlers receive:
 //
 //   outrider run --app-id X --app-port P -- node tests/sdk/js/pubsub.mjs
+//   DAPR_COMMUNICATION_PROTOCOL=grpc outrider run --app-id X --app-port P --app-protocol grpc \
+//     -- node tests/sdk/js/pubsub.mjs
 //
 // Environment (set by the sidecar for its child, or by the e2e harness):
 //   DAPR_HTTP_PORT   Dapr HTTP API port of the sidecar (the SDK reads it itself)
+//   DAPR_GRPC_PORT   instead, in gRPC mode: its gRPC API port (the SDK clients' daprPort)
+//   DAPR_COMMUNICATION_PROTOCOL  optional: http (default) or grpc; grpc needs a sidecar started
+//                    with --app-protocol grpc (the DaprServer then serves AppCallback)
 //   APP_PORT         the port the sidecar expects the app on (DaprServer listens there)
 //   APP_ID           the sidecar's app id (only reported)
 //   PUBSUB_NAME      optional; the pub/sub component to use (default "pubsub")
@@ -29,16 +35,38 @@
 //       text/plain, Buffer -> application/octet-stream, or options.contentType with the data sent
 //       as is. Never throws: resolves {} or {error: Error} (the usual JSON message with status
 //       and the sidecar's body), after logging the error through the SDK logger.
+//
+// In gRPC mode (GRPCServer / GRPCClient, see tests/sdk/README.md):
+//   DaprServer       an h2c server on 127.0.0.1:APP_PORT serving AppCallback (OnTopicEvent,
+//       ListTopicSubscriptions, ...) and AppCallbackAlpha (OnBulkTopicEventAlpha1 only: the stable
+//       OnBulkTopicEvent is UNIMPLEMENTED); start() = listen, then GetMetadata polling.
+//   ListTopicSubscriptions  {pubsub_name, topic, routes: {default: <the same route as above>},
+//       bulk_subscribe?}; OnTopicEvent is routed by pubsub_name, topic and path; the handler gets
+//       the event's data bytes JSON-parsed when they parse, else as a string; its "RETRY"/"DROP"
+//       becomes TopicEventResponse.status (SUCCESS otherwise).
+//   publish          PublishEvent{data, data_content_type as above}; resolves {}, THROWS {error:
+//       ConnectError} on failure. publishBulk: BulkPublishEventAlpha1 (an RPC error reports every
+//       message as failed with that ConnectError).
+//   The subscription listing comes from the raw GetMetadata RPC (the SDK's metadata.get() drops
+//   `subscriptions` over gRPC).
+import { DaprClient, DaprPubSubStatusEnum, DaprServer, LogLevel } from "@dapr/dapr";
+import { PubsubSubscriptionType } from "@dapr/dapr/proto/dapr/proto/runtime/v1/dapr_pb.js";
 import {
-  CommunicationProtocolEnum,
-  DaprClient,
-  DaprPubSubStatusEnum,
-  DaprServer,
-  LogLevel,
-} from "@dapr/dapr";
-import { Suite, expect, expectEq, fmt, parseSdkHttpError, requireEnv, startClient } from "./lib/harness.mjs";
+  API_PORT_ENV,
+  GRPC,
+  Suite,
+  byProtocol,
+  clientOptions,
+  expect,
+  expectEq,
+  expectGrpcError,
+  fmt,
+  parseSdkHttpError,
+  requireEnv,
+  startClient,
+} from "./lib/harness.mjs";
 
-const env = requireEnv("DAPR_HTTP_PORT", "APP_PORT");
+const env = requireEnv(API_PORT_ENV, "APP_PORT");
 const PUBSUB = process.env.PUBSUB_NAME || "pubsub";
 const MISSING = process.env.MISSING_PUBSUB || "sdkjs-missing-pubsub";
 const DEBUG = Boolean(process.env.SDK_DEBUG);
@@ -49,7 +77,7 @@ const topicOf = (name) => `${nonce}-${name}`;
 // The whole script normally takes a few seconds; its bounded waits add up to well under this.
 process.env.SDK_TEST_TIMEOUT_SECS ||= "90";
 const suite = new Suite("js/pubsub");
-console.log(`# app ${process.env.APP_ID ?? "?"} on port ${env.APP_PORT}, sidecar ${env.DAPR_HTTP_PORT}, pubsub ${PUBSUB}`);
+console.log(`# app ${process.env.APP_ID ?? "?"} on port ${env.APP_PORT}, sidecar ${env[API_PORT_ENV]}, pubsub ${PUBSUB}`);
 
 // The SDK logs errors (e.g. the failed publish below) through its logger; route them to `# `
 // diagnostics to keep the output TAP-clean.
@@ -96,31 +124,64 @@ const cases = {
 };
 
 const server = new DaprServer({
-  serverHost: "127.0.0.1", // only used for the SDK's address string: listen() binds every interface
+  // HTTP: only used for the SDK's address string (listen() binds every interface); gRPC: the
+  // address the h2c server listens on.
+  serverHost: "127.0.0.1",
   serverPort: env.APP_PORT,
-  communicationProtocol: CommunicationProtocolEnum.HTTP,
+  communicationProtocol: clientOptions().communicationProtocol,
+  // gRPC: the embedded client dials 127.0.0.1:$DAPR_GRPC_PORT; HTTP: left to the SDK, as before.
+  ...(GRPC ? { clientOptions: clientOptions({ logger }) } : {}),
   logger,
 });
 
-// What the sidecar asks of the app. Registered on the SDK's own Express app, after its body
-// parsers and before any SDK route, so it sees parsed bodies and never answers itself.
+// What the sidecar asks of the app: GET /dapr/subscribe (gRPC: ListTopicSubscriptions) calls, bulk
+// deliveries (gRPC: OnBulkTopicEventAlpha1 calls), and over gRPC every OnTopicEvent request as
+// received (its CloudEvent attributes, which the SDK handler never sees).
 let subscribeCalls = 0;
 let bulkPosts = 0;
-server.daprServer.getServer().use((req, res, next) => {
-  if (req.method === "GET" && req.path === "/dapr/subscribe") subscribeCalls++;
-  if (req.method === "POST" && req.body?.type === "com.dapr.event.sent.bulk") bulkPosts++;
-  if (DEBUG) {
-    const h = { "content-type": req.headers["content-type"], traceparent: req.headers.traceparent, pubsubname: req.headers.pubsubname };
-    console.log(`# app <- ${req.method} ${req.originalUrl} ${fmt(h)} ${fmt(req.body)}`);
-    const send = res.send.bind(res);
-    res.send = (body) => {
-      res.send = send; // express re-enters send() (object -> JSON string): log the first call only
-      console.log(`# app -> ${res.statusCode} ${req.method} ${req.originalUrl} ${typeof body === "string" ? body : fmt(body)}`);
-      return send(body);
+/** gRPC only: topic -> the OnTopicEvent requests for it, in order (attributes, no data). */
+const rawEvents = new Map();
+if (GRPC) {
+  // GRPCServer's connect routes call `impl.<method>(req, ctx)` at request time, so wrapping the
+  // instance's methods observes every call before the SDK handles it.
+  const impl = server.daprServer.getServerImpl();
+  const observe = (method, before) => {
+    const original = impl[method].bind(impl);
+    impl[method] = async (req, ctx) => {
+      before(req);
+      if (DEBUG) console.log(`# app <- ${method} ${fmt({ ...req, data: undefined, entries: req.entries?.length })}`);
+      const res = await original(req, ctx);
+      if (DEBUG) console.log(`# app -> ${method} ${fmt(res)}`);
+      return res;
     };
-  }
-  next();
-});
+  };
+  observe("listTopicSubscriptions", () => subscribeCalls++);
+  observe("onBulkTopicEventAlpha1", () => bulkPosts++);
+  observe("onTopicEvent", (req) => {
+    const seen = rawEvents.get(req.topic) ?? [];
+    const { id, source, type, specVersion, dataContentType, topic, pubsubName, path } = req;
+    seen.push({ id, source, type, specVersion, dataContentType, topic, pubsubName, path });
+    rawEvents.set(req.topic, seen);
+  });
+} else {
+  // Registered on the SDK's own Express app, after its body parsers and before any SDK route,
+  // so it sees parsed bodies and never answers itself.
+  server.daprServer.getServer().use((req, res, next) => {
+    if (req.method === "GET" && req.path === "/dapr/subscribe") subscribeCalls++;
+    if (req.method === "POST" && req.body?.type === "com.dapr.event.sent.bulk") bulkPosts++;
+    if (DEBUG) {
+      const h = { "content-type": req.headers["content-type"], traceparent: req.headers.traceparent, pubsubname: req.headers.pubsubname };
+      console.log(`# app <- ${req.method} ${req.originalUrl} ${fmt(h)} ${fmt(req.body)}`);
+      const send = res.send.bind(res);
+      res.send = (body) => {
+        res.send = send; // express re-enters send() (object -> JSON string): log the first call only
+        console.log(`# app -> ${res.statusCode} ${req.method} ${req.originalUrl} ${typeof body === "string" ? body : fmt(body)}`);
+        return send(body);
+      };
+    }
+    next();
+  });
+}
 
 for (const [name, c] of Object.entries(cases)) {
   const topic = topicOf(name);
@@ -172,13 +233,41 @@ if (!serving) {
 }
 
 // 2. The publishing client, readied the SDK's way.
-const client = new DaprClient({ communicationProtocol: CommunicationProtocolEnum.HTTP, logger });
+const client = new DaprClient(clientOptions({ logger }));
 await startClient(suite, client);
 
-// 3. The sidecar asks GET /dapr/subscribe once the port answers, then subscribes; the SDK has no
-//    signal for "subscribed", so wait until the metadata API lists every topic (bounded).
-const subscribed = await suite.check(
-  "the sidecar reads GET /dapr/subscribe and lists every SDK subscription (route, PROGRAMMATIC) in metadata",
+/**
+ * The sidecar's subscription listing as [{pubsubname, topic, rules: [{match, path}], type}]:
+ * GET /v1.0/metadata through the SDK over HTTP; over gRPC the raw GetMetadata RPC on the SDK's
+ * own connect client (its metadata.get() wrapper leaves `subscriptions` out), mapped to the
+ * same shape (type as the enum's name).
+ */
+async function listedSubscriptions() {
+  if (!GRPC) {
+    const md = await client.metadata.get();
+    return Array.isArray(md?.subscriptions) ? md.subscriptions : [];
+  }
+  const md = await (await client.daprClient.getClient()).getMetadata({});
+  return md.subscriptions.map((s) => ({
+    pubsubname: s.pubsubName,
+    topic: s.topic,
+    rules: (s.rules?.rules ?? []).map((r) => ({ match: r.match, path: r.path })),
+    type: PubsubSubscriptionType[s.type] ?? s.type,
+  }));
+}
+
+// 3. The sidecar asks GET /dapr/subscribe (gRPC: ListTopicSubscriptions) once the port answers,
+//    then subscribes; the SDK has no signal for "subscribed", so wait until the metadata API
+//    lists every topic (bounded).
+//    The delivery checks below need every topic subscribed, not this check's route/type assertions:
+//    they run when every topic got listed, so a wrong listing does not hide how deliveries behave.
+const ASKS = byProtocol("GET /dapr/subscribe", "ListTopicSubscriptions");
+let allListed = false;
+await suite.check(
+  byProtocol(
+    "the sidecar reads GET /dapr/subscribe and lists every SDK subscription (route, PROGRAMMATIC) in metadata",
+    "the sidecar calls ListTopicSubscriptions and lists every SDK subscription (route, PROGRAMMATIC) in GetMetadata",
+  ),
   async () => {
     const sdkSubs = server.pubsub.getSubscriptions()[PUBSUB];
     const want = Object.keys(cases).map((n) => ({ topic: topicOf(n), path: sdkSubs[topicOf(n)].dapr.route }));
@@ -186,30 +275,50 @@ const subscribed = await suite.check(
     const missing = () => want.filter((w) => !listed.some((s) => s?.pubsubname === PUBSUB && s?.topic === w.topic));
     const until = Date.now() + DELIVERY_WAIT_MS;
     for (;;) {
-      const md = await client.metadata.get();
-      listed = Array.isArray(md?.subscriptions) ? md.subscriptions : [];
+      listed = await listedSubscriptions();
       if (missing().length === 0) break;
       if (Date.now() >= until) {
         throw new Error(
-          `after ${DELIVERY_WAIT_MS} ms, GET /dapr/subscribe called ${subscribeCalls} time(s); ` +
+          `after ${DELIVERY_WAIT_MS} ms, ${ASKS} called ${subscribeCalls} time(s); ` +
             `not listed: ${missing().map((w) => w.topic).join(", ")}; metadata subscriptions: ${fmt(listed)}`,
         );
       }
       await new Promise((r) => setTimeout(r, 100)); // poll interval, not a fixed wait
     }
-    expect(subscribeCalls >= 1, "listed, but this app never saw GET /dapr/subscribe");
-    for (const w of want) {
-      const s = listed.find((x) => x.pubsubname === PUBSUB && x.topic === w.topic);
-      expectEq(`${w.topic} rules`, s.rules, [{ match: "", path: w.path }]);
-      expectEq(`${w.topic} type`, s.type, "PROGRAMMATIC");
-    }
+    allListed = true;
+    expect(subscribeCalls >= 1, `listed, but this app never saw ${ASKS}`);
+    const entry = (w) => listed.find((x) => x.pubsubname === PUBSUB && x.topic === w.topic);
+    for (const w of want) expectEq(`${w.topic} type`, entry(w).type, "PROGRAMMATIC");
+    for (const w of want) expectEq(`${w.topic} rules`, entry(w).rules, [{ match: "", path: w.path }]);
   },
   { timeoutMs: DELIVERY_WAIT_MS + 5_000 },
 );
+const subscribed = allListed;
 
-/** publish(), which resolves {} or {error}; fails the check on {error}. */
+/**
+ * gRPC mode: publish() resolves {} or throws {error: ConnectError} (it never resolves {error} over
+ * gRPC). Returns that error, or undefined once it resolved exactly {}.
+ */
+async function publishGrpc(pubsub, topic, data, options) {
+  let res;
+  try {
+    res = await client.pubsub.publish(pubsub, topic, data, options);
+  } catch (thrown) {
+    if (thrown && typeof thrown === "object" && "error" in thrown) return thrown.error;
+    throw thrown;
+  }
+  expectEq("publish result", res, {});
+  return undefined;
+}
+
+/** publish(), which resolves {} or {error} (gRPC: throws {error}); fails the check on an error. */
 async function publishOk(name) {
   const c = cases[name];
+  if (GRPC) {
+    const err = await publishGrpc(PUBSUB, topicOf(name), c.data, c.contentType ? { contentType: c.contentType } : {});
+    if (err !== undefined) throw new Error(`publish failed: ${err?.message ?? fmt(err)}`);
+    return;
+  }
   const res = await client.pubsub.publish(
     PUBSUB,
     topicOf(name),
@@ -258,15 +367,59 @@ if (!subscribed) {
       { timeoutMs: DELIVERY_WAIT_MS + 5_000 },
     );
   }
-  await suite.check(
-    "deliveries are POSTed with Content-Type application/cloudevents+json",
-    async () => {
-      const first = deliveries("json")[0];
-      expect(first, "the JSON message was not delivered");
-      const ct = first.headers?.["content-type"] ?? "";
-      expect(/^application\/cloudevents\+json\b/i.test(ct), `content-type at the app: ${fmt(ct)}`);
-    },
-  );
+  if (!GRPC) {
+    await suite.check(
+      "deliveries are POSTed with Content-Type application/cloudevents+json",
+      async () => {
+        const first = deliveries("json")[0];
+        expect(first, "the JSON message was not delivered");
+        const ct = first.headers?.["content-type"] ?? "";
+        expect(/^application\/cloudevents\+json\b/i.test(ct), `content-type at the app: ${fmt(ct)}`);
+      },
+    );
+  } else {
+    // The gRPC counterpart of the envelope's Content-Type: OnTopicEvent carries the CloudEvent's
+    // attributes as fields (daprd pkg/runtime/pubsub: id, source = the publisher's app id, type
+    // com.dapr.event.sent, spec_version 1.0, data_content_type, topic, pubsub_name) and `path` =
+    // the matched route, here the subscription's routes.default.
+    const contentTypes = {
+      json: "application/json",
+      text: "text/plain",
+      custom: "application/xml",
+      binary: "application/octet-stream",
+      cloudevent: "application/json", // the envelope's own datacontenttype
+    };
+    await suite.check(
+      "deliveries are OnTopicEvent calls with the CloudEvent attributes, each data_content_type and path = the route",
+      async () => {
+        const sdkSubs = server.pubsub.getSubscriptions()[PUBSUB];
+        for (const [name, ct] of Object.entries(contentTypes)) {
+          const ev = rawEvents.get(topicOf(name))?.[0];
+          expect(ev, `no OnTopicEvent for ${name}`);
+          expectEq(`${name} data_content_type`, ev.dataContentType, ct);
+          expectEq(`${name} topic`, ev.topic, topicOf(name));
+          expectEq(`${name} pubsub_name`, ev.pubsubName, PUBSUB);
+          expect(typeof ev.id === "string" && ev.id !== "", `${name}: no id in ${fmt(ev)}`);
+        }
+        const json = rawEvents.get(topicOf("json"))[0];
+        expectEq("json source (the publisher's app id)", json.source, process.env.APP_ID);
+        expectEq("json type", json.type, "com.dapr.event.sent");
+        expectEq("json spec_version", json.specVersion, "1.0");
+        const ce = rawEvents.get(topicOf("cloudevent"))[0];
+        const sent = cases.cloudevent.data;
+        expectEq("cloudevent attributes passed through", { id: ce.id, source: ce.source, type: ce.type }, {
+          id: sent.id,
+          source: sent.source,
+          type: sent.type,
+        });
+        // daprd: TopicEventRequest.path = the matched rule's path, i.e. routes.default verbatim.
+        for (const name of Object.keys(contentTypes)) {
+          const ev = rawEvents.get(topicOf(name))[0];
+          expectEq(`${name} path`, ev.path, sdkSubs[topicOf(name)].dapr.route);
+        }
+      },
+    );
+  }
 
   // 5. DROP: acknowledged as dropped, never redelivered. Its first delivery is awaited before the
   //    retry message is published, so the retry check below (≥ 2 deliveries, i.e. at least one
@@ -333,9 +486,22 @@ if (subscribed) {
 }
 // 8. Bulk subscribe: messages published one by one arrive in batches of at most 3, each entry
 //    handed to the SDK handler, each acknowledged by the status the SDK answers for it.
+//    gRPC: the batches are OnBulkTopicEventAlpha1 calls (daprd's postman/grpc DeliverBulk tries the
+//    stable OnBulkTopicEvent first and falls back on UNIMPLEMENTED, which is what the JS server
+//    answers for it).
+const BULK_CALLS = byProtocol("bulk POSTs", "OnBulkTopicEventAlpha1 calls");
 if (subscribed) {
   let sent = true;
   for (const data of cases.batched.data) {
+    if (GRPC) {
+      try {
+        sent &&= (await publishGrpc(PUBSUB, topicOf("batched"), data)) === undefined;
+      } catch (e) {
+        console.log(`# publishing a batched message: ${e?.message ?? fmt(e)}`);
+        sent = false;
+      }
+      continue;
+    }
     const res = await client.pubsub.publish(PUBSUB, topicOf("batched"), data);
     sent &&= res && res.error === undefined;
   }
@@ -347,34 +513,58 @@ if (subscribed) {
       await waitUntil(
         () => seen.length >= 5,
         DELIVERY_WAIT_MS,
-        () => `${seen.length} of 5 batched messages within ${DELIVERY_WAIT_MS} ms (${bulkPosts} bulk POSTs)`,
+        () => `${seen.length} of 5 batched messages within ${DELIVERY_WAIT_MS} ms (${bulkPosts} ${BULK_CALLS})`,
       );
       const got = seen.map((d) => d.data).sort((a, b) => a.n - b.n);
       expectEq("batched data", got, cases.batched.data);
-      expect(bulkPosts >= 2 && bulkPosts < 5, `5 messages came in ${bulkPosts} bulk POSTs (at most 3 per batch)`);
+      expect(bulkPosts >= 2 && bulkPosts < 5, `5 messages came in ${bulkPosts} ${BULK_CALLS} (at most 3 per batch)`);
     },
     { timeoutMs: DELIVERY_WAIT_MS + 5_000 },
   );
 }
+// gRPC (daprd grpc.go validateAndGetPubsubAndTopic, errors/pubsub.go NotFound): InvalidArgument
+// "pubsub <name> is not found", exactly one ErrorInfo DAPR_PUBSUB_NOT_FOUND (no ResourceInfo).
+const pubsubNotFound = {
+  code: "InvalidArgument",
+  message: `pubsub ${MISSING} is not found`,
+  reason: "DAPR_PUBSUB_NOT_FOUND",
+};
 await suite.check(`publishBulk to ${MISSING} reports every message as failed`, async () => {
   const res = await client.pubsub.publishBulk(MISSING, topicOf("missing"), [{ x: 1 }, "y"]);
   expectEq("failed messages", res?.failedMessages?.length, 2);
+  if (GRPC) {
+    for (const [i, f] of res.failedMessages.entries()) expectGrpcError(`failed message ${i + 1}`, f.error, pubsubNotFound);
+    return;
+  }
   const h = parseSdkHttpError(res.failedMessages[0].error);
   expect(h, `unexpected error shape: ${res.failedMessages[0].error?.message ?? fmt(res.failedMessages[0].error)}`);
   expectEq("status", h.status, 400);
   expectEq("errorCode", h.errorCode, "ERR_PUBSUB_NOT_FOUND");
 });
 
-// 8. Unknown pub/sub: api.md §1.4/§16.4 -> 404 ERR_PUBSUB_NOT_FOUND; publish() resolves {error}.
-await suite.check(`publish to ${MISSING} resolves {error} with 404 ERR_PUBSUB_NOT_FOUND`, async () => {
-  const res = await client.pubsub.publish(MISSING, topicOf("missing"), { x: 1 });
-  expect(res && typeof res === "object", `unexpected result ${fmt(res)}`);
-  expect(res.error !== undefined, `expected an error, got ${fmt(res)}`);
-  const h = parseSdkHttpError(res.error);
-  expect(h, `unexpected error shape: ${res.error?.message ?? fmt(res.error)}`);
-  expectEq("status", h.status, 404);
-  expectEq("errorCode", h.errorCode, "ERR_PUBSUB_NOT_FOUND");
-});
+// 8. Unknown pub/sub: api.md §1.4/§16.4 -> 404 ERR_PUBSUB_NOT_FOUND; publish() resolves {error}
+//    (over gRPC it throws {error}, checked as above).
+await suite.check(
+  byProtocol(
+    `publish to ${MISSING} resolves {error} with 404 ERR_PUBSUB_NOT_FOUND`,
+    `publish to ${MISSING} throws {error} with InvalidArgument DAPR_PUBSUB_NOT_FOUND`,
+  ),
+  async () => {
+    if (GRPC) {
+      const err = await publishGrpc(MISSING, topicOf("missing"), { x: 1 });
+      expect(err !== undefined, "expected an error, publish() resolved {}");
+      expectGrpcError(`publish to ${MISSING}`, err, pubsubNotFound);
+      return;
+    }
+    const res = await client.pubsub.publish(MISSING, topicOf("missing"), { x: 1 });
+    expect(res && typeof res === "object", `unexpected result ${fmt(res)}`);
+    expect(res.error !== undefined, `expected an error, got ${fmt(res)}`);
+    const h = parseSdkHttpError(res.error);
+    expect(h, `unexpected error shape: ${res.error?.message ?? fmt(res.error)}`);
+    expectEq("status", h.status, 404);
+    expectEq("errorCode", h.errorCode, "ERR_PUBSUB_NOT_FOUND");
+  },
+);
 
 await bounded(server.stop(), 5_000);
 await bounded(client.stop(), 5_000);

@@ -1,7 +1,10 @@
-// Secrets, driven through the official Dapr JS SDK over HTTP (`client.secret.*`).
+// Secrets, driven through the official Dapr JS SDK (`client.secret.*`) over HTTP, or over gRPC with
+// DAPR_COMMUNICATION_PROTOCOL=grpc.
 //
 // Environment (set by the e2e harness):
 //   DAPR_HTTP_PORT   Dapr HTTP API port of the sidecar (the SDK reads it itself)
+//   DAPR_GRPC_PORT   instead, in gRPC mode: its gRPC API port (passed to the SDK as daprPort)
+//   DAPR_COMMUNICATION_PROTOCOL  optional: http (default) or grpc
 //   SECRET_STORE     a secretstores.local.file store holding {"db": {"password": "…"}, "port": 5432}
 //                    (nestedSeparator ":"), with Configuration scopes denying "denied"
 //   SECRET_PASSWORD  the value of db:password
@@ -10,20 +13,36 @@
 // SDK calls made (HTTPClientSecret, @dapr/dapr 3.18.0):
 //   secret.get(s, key)   GET /v1.0/secrets/<s>/<key>; the JSON answer as is; throws on >= 400
 //   secret.getBulk(s)    GET /v1.0/secrets/<s>/bulk; the JSON answer as is; throws on >= 400
-import { CommunicationProtocolEnum, DaprClient, LogLevel } from "@dapr/dapr";
-import { Suite, expectEq, expectReject, parseSdkHttpError, requireEnv, startClient } from "./lib/harness.mjs";
+// In gRPC mode (GRPCClientSecret):
+//   secret.get(s, key)   GetSecret{store_name, key}; resolves {<first key of data>: value}; throws
+//                        the ConnectError
+//   secret.getBulk(s)    GetBulkSecret{store_name}; resolves {name: data[name].secrets}
+import { DaprClient, LogLevel } from "@dapr/dapr";
+import {
+  API_PORT_ENV,
+  GRPC,
+  Suite,
+  clientOptions,
+  expectEq,
+  expectGrpcError,
+  expectReject,
+  parseSdkHttpError,
+  requireEnv,
+  startClient,
+} from "./lib/harness.mjs";
 
-const env = requireEnv("DAPR_HTTP_PORT", "SECRET_STORE", "SECRET_PASSWORD", "MISSING_STORE");
+const env = requireEnv(API_PORT_ENV, "SECRET_STORE", "SECRET_PASSWORD", "MISSING_STORE");
 const suite = new Suite("js/secrets");
 const diag = (lvl) => (msg, ...rest) =>
   console.log(`# sdk ${lvl}: ${[msg, ...rest].map(String).join(" ").replace(/\s*\n\s*/g, " | ")}`);
-const client = new DaprClient({
-  communicationProtocol: CommunicationProtocolEnum.HTTP,
-  logger: {
-    level: LogLevel.Warn,
-    service: { error: diag("error"), warn: diag("warn"), info: diag("info"), verbose: diag("verbose"), debug: diag("debug") },
-  },
-});
+const client = new DaprClient(
+  clientOptions({
+    logger: {
+      level: LogLevel.Warn,
+      service: { error: diag("error"), warn: diag("warn"), info: diag("info"), verbose: diag("verbose"), debug: diag("debug") },
+    },
+  }),
+);
 await startClient(suite, client);
 
 await suite.check("secret.get of a nested key resolves {key: value}", async () => {
@@ -37,14 +56,23 @@ await suite.check("secret.getBulk resolves every allowed secret, the denied one 
   expectEq("db:password", all["db:password"], { "db:password": env.SECRET_PASSWORD });
   expectEq("denied", all.denied, undefined);
 });
+// gRPC: daprd's secret errors (pkg/api/universal/secrets.go, messages/predefined.go) carry no
+// details; the code and message are the contract.
 const failures = [
-  ["a missing secret", env.SECRET_STORE, "nope", 500, "ERR_SECRET_GET"],
-  ["a denied secret", env.SECRET_STORE, "denied", 403, "ERR_PERMISSION_DENIED"],
-  ["an unknown store", env.MISSING_STORE, "x", 401, "ERR_SECRET_STORE_NOT_FOUND"],
+  ["a missing secret", env.SECRET_STORE, "nope", 500, "ERR_SECRET_GET", "Internal",
+    new RegExp(`^failed getting secret with key nope from secret store ${env.SECRET_STORE}: .+`)],
+  ["a denied secret", env.SECRET_STORE, "denied", 403, "ERR_PERMISSION_DENIED", "PermissionDenied",
+    `access denied by policy to get "denied" from "${env.SECRET_STORE}"`],
+  ["an unknown store", env.MISSING_STORE, "x", 401, "ERR_SECRET_STORE_NOT_FOUND", "InvalidArgument",
+    `failed finding secret store with key ${env.MISSING_STORE}`],
 ];
-for (const [what, store, key, status, code] of failures) {
-  await suite.check(`secret.get of ${what} throws ${status} ${code}`, async () => {
+for (const [what, store, key, status, code, grpcCode, grpcMessage] of failures) {
+  await suite.check(`secret.get of ${what} throws ${GRPC ? grpcCode : `${status} ${code}`}`, async () => {
     const e = await expectReject(what, () => client.secret.get(store, key));
+    if (GRPC) {
+      expectGrpcError(what, e, { code: grpcCode, message: grpcMessage });
+      return;
+    }
     const h = parseSdkHttpError(e);
     expectEq("status", h?.status, status);
     expectEq("errorCode", h?.errorCode, code);

@@ -6,8 +6,48 @@
 //
 // Every wait is bounded: each check has its own timeout and a watchdog ends the whole script
 // after SDK_TEST_TIMEOUT_SECS (default 180) seconds.
+//
+// Protocol: DAPR_COMMUNICATION_PROTOCOL=http (default) or grpc picks the SDK's transport for every
+// DaprClient / DaprServer a script builds (`clientOptions()`). In gRPC mode the client dials
+// 127.0.0.1:$DAPR_GRPC_PORT (passed as daprPort) and errors are connect-es ConnectErrors
+// (`parseSdkGrpcError`) instead of the HTTP client's JSON-in-Error.
+import { CommunicationProtocolEnum } from "@dapr/dapr";
 
 const DEFAULT_CHECK_TIMEOUT_MS = 15_000;
+
+const PROTOCOL_RAW = (process.env.DAPR_COMMUNICATION_PROTOCOL ?? "").trim().toLowerCase();
+if (PROTOCOL_RAW !== "" && PROTOCOL_RAW !== "http" && PROTOCOL_RAW !== "grpc") {
+  console.log(
+    `not ok - environment: DAPR_COMMUNICATION_PROTOCOL must be "http" or "grpc", got ${JSON.stringify(process.env.DAPR_COMMUNICATION_PROTOCOL)}`,
+  );
+  process.exit(2);
+}
+/** "http" (the default) or "grpc", from DAPR_COMMUNICATION_PROTOCOL. */
+export const PROTOCOL = PROTOCOL_RAW || "http";
+/** True when the scripts drive the sidecar through the SDK's gRPC transport. */
+export const GRPC = PROTOCOL === "grpc";
+/** The environment variable naming the sidecar port the selected transport uses. */
+export const API_PORT_ENV = GRPC ? "DAPR_GRPC_PORT" : "DAPR_HTTP_PORT";
+
+/**
+ * DaprClient options (also DaprServer `clientOptions`) for the selected protocol, merged with
+ * `extra`. HTTP leaves host and port to the SDK (127.0.0.1:$DAPR_HTTP_PORT), as an application
+ * would; gRPC passes daprHost 127.0.0.1 and daprPort $DAPR_GRPC_PORT explicitly.
+ */
+export function clientOptions(extra = {}) {
+  if (!GRPC) return { communicationProtocol: CommunicationProtocolEnum.HTTP, ...extra };
+  return {
+    communicationProtocol: CommunicationProtocolEnum.GRPC,
+    daprHost: "127.0.0.1",
+    daprPort: process.env.DAPR_GRPC_PORT,
+    ...extra,
+  };
+}
+
+/** `http`, or `grpc` in gRPC mode: for check names and expectations that differ by transport. */
+export function byProtocol(http, grpc) {
+  return GRPC ? grpc : http;
+}
 
 /** Reads required environment variables; exits with a failure line when one is missing. */
 export function requireEnv(...names) {
@@ -85,6 +125,146 @@ export function parseSdkHttpError(e) {
   return { status: parsed.status, statusText: parsed.error, body: parsed.error_msg, errorCode };
 }
 
+/** gRPC status code names (Go's spelling), indexed by code. */
+export const GRPC_CODES = [
+  "OK",
+  "Canceled",
+  "Unknown",
+  "InvalidArgument",
+  "DeadlineExceeded",
+  "NotFound",
+  "AlreadyExists",
+  "PermissionDenied",
+  "ResourceExhausted",
+  "FailedPrecondition",
+  "Aborted",
+  "OutOfRange",
+  "Unimplemented",
+  "Internal",
+  "Unavailable",
+  "DataLoss",
+  "Unauthenticated",
+];
+
+/** The fields of a protobuf message as [fieldNumber, value] (varint as Number, bytes as Uint8Array). */
+function protoFields(bytes) {
+  const out = [];
+  let pos = 0;
+  const varint = () => {
+    let v = 0;
+    let mul = 1;
+    for (;;) {
+      const b = bytes[pos++];
+      if (b === undefined) throw new Error("truncated varint");
+      v += (b & 0x7f) * mul;
+      mul *= 128;
+      if (!(b & 0x80)) return v;
+    }
+  };
+  while (pos < bytes.length) {
+    const tag = varint();
+    const no = Math.floor(tag / 8);
+    const wire = tag % 8;
+    if (wire === 0) out.push([no, varint()]);
+    else if (wire === 2) {
+      const n = varint();
+      if (pos + n > bytes.length) throw new Error("truncated length-delimited field");
+      out.push([no, bytes.subarray(pos, pos + n)]);
+      pos += n;
+    } else if (wire === 1) pos += 8;
+    else if (wire === 5) pos += 4;
+    else throw new Error(`unsupported wire type ${wire}`);
+  }
+  return out;
+}
+
+const utf8 = (b) => Buffer.from(b).toString("utf8");
+
+/** google.rpc.ErrorInfo {reason = 1, domain = 2, map<string, string> metadata = 3}. */
+function decodeErrorInfo(bytes) {
+  const info = { reason: "", domain: "", metadata: {} };
+  for (const [no, v] of protoFields(bytes)) {
+    if (no === 1) info.reason = utf8(v);
+    else if (no === 2) info.domain = utf8(v);
+    else if (no === 3) {
+      let key = "";
+      let value = "";
+      for (const [eno, ev] of protoFields(v)) {
+        if (eno === 1) key = utf8(ev);
+        else if (eno === 2) value = utf8(ev);
+      }
+      info.metadata[key] = value;
+    }
+  }
+  return info;
+}
+
+/**
+ * The SDK's gRPC client (connect-es) throws a ConnectError: `code` (number), `rawMessage`,
+ * `details` ([{type, value}] from grpc-status-details-bin; when that trailer is present connect
+ * takes code and message from it) and `metadata` (the trailers). Returns {code (Go name),
+ * message, detailTypes, errorInfo (the first google.rpc.ErrorInfo, decoded), statusMismatch
+ * (why grpc-status/grpc-message disagree with the details' google.rpc.Status, else "")}, or null
+ * if `e` is not a ConnectError.
+ */
+export function parseSdkGrpcError(e) {
+  if (!e || typeof e !== "object" || e.name !== "ConnectError" || typeof e.code !== "number") return null;
+  const details = (e.details ?? []).map((d) => ({ type: d.type ?? d.desc?.typeName, value: d.value }));
+  const infos = details.filter((d) => d.type === "google.rpc.ErrorInfo").map((d) => decodeErrorInfo(d.value));
+  let statusMismatch = "";
+  const md = e.metadata;
+  if (md?.get?.("grpc-status-details-bin") != null) {
+    const status = md.get("grpc-status");
+    let message = md.get("grpc-message") ?? "";
+    try {
+      message = decodeURIComponent(message);
+    } catch {
+      // left as sent
+    }
+    if (status !== String(e.code)) {
+      statusMismatch = `grpc-status ${status} but google.rpc.Status code ${e.code}`;
+    } else if (message !== e.rawMessage) {
+      statusMismatch = `grpc-message ${JSON.stringify(message)} but google.rpc.Status message ${JSON.stringify(e.rawMessage)}`;
+    }
+  }
+  return {
+    code: GRPC_CODES[e.code] ?? String(e.code),
+    message: e.rawMessage,
+    detailTypes: details.map((d) => d.type),
+    errorInfo: infos[0],
+    statusMismatch,
+  };
+}
+
+/**
+ * Asserts that `e` is a ConnectError with gRPC status `code` and returns parseSdkGrpcError(e).
+ * `message`: the exact message, or a RegExp it must match. `reason`: the ErrorInfo reason
+ * (domain must be dapr.io); `details`: the exact list of detail type names (default: one
+ * ErrorInfo when `reason` is given, none otherwise). The google.rpc.Status in
+ * grpc-status-details-bin must agree with grpc-status / grpc-message.
+ */
+export function expectGrpcError(what, e, { code, message, reason, details } = {}) {
+  const g = parseSdkGrpcError(e);
+  expect(g, `${what}: expected a gRPC error (ConnectError), got ${e?.message ?? fmt(e)}`);
+  expectEq(`${what}: gRPC code (message ${JSON.stringify(g.message)})`, g.code, code);
+  if (message instanceof RegExp) {
+    expect(message.test(g.message), `${what}: message ${JSON.stringify(g.message)} does not match ${message}`);
+  } else if (message !== undefined) {
+    expectEq(`${what}: message`, g.message, message);
+  }
+  expectEq(
+    `${what}: details`,
+    g.detailTypes,
+    details ?? (reason !== undefined ? ["google.rpc.ErrorInfo"] : []),
+  );
+  if (reason !== undefined) {
+    expectEq(`${what}: ErrorInfo.reason`, g.errorInfo?.reason, reason);
+    expectEq(`${what}: ErrorInfo.domain`, g.errorInfo?.domain, "dapr.io");
+  }
+  expect(!g.statusMismatch, `${what}: ${g.statusMismatch}`);
+  return g;
+}
+
 /** Runs `fn` and returns the error it throws; fails if it resolves. */
 export async function expectReject(what, fn) {
   let value;
@@ -106,7 +286,7 @@ function withTimeout(promise, ms, name) {
 
 export class Suite {
   constructor(name) {
-    this.name = name;
+    this.name = GRPC ? `${name} (grpc)` : name;
     this.passed = 0;
     this.failed = 0;
     this.skipped = 0;
@@ -151,12 +331,16 @@ export class Suite {
 
 /**
  * The first check of every script: the SDK's own readiness wait (client.start() polls
- * GET /v1.0/metadata, bounded by the SDK at 62 tries 500 ms apart; the check's timeout covers a
- * sidecar that accepts and never answers). Ends the suite if the sidecar is not reachable.
+ * GET /v1.0/metadata over HTTP, the GetMetadata RPC over gRPC, bounded by the SDK at ~62 tries
+ * 500 ms apart; the check's timeout covers a sidecar that accepts and never answers). Ends the
+ * suite if the sidecar is not reachable.
  */
 export async function startClient(suite, client) {
   const started = await suite.check(
-    "client.start() waits for the sidecar (GET /v1.0/metadata polling)",
+    byProtocol(
+      "client.start() waits for the sidecar (GET /v1.0/metadata polling)",
+      "client.start() waits for the sidecar (gRPC GetMetadata polling)",
+    ),
     async () => {
       await client.start();
       expect(client.getIsInitialized(), "client not initialised after start()");
