@@ -34,7 +34,7 @@ use rt::dapr_server::{Dapr, DaprServer};
 use tonic::{Status, async_trait};
 
 use super::ApiState;
-use crate::net::http::{Body, boxed, capped_within};
+use crate::net::http::{Body, boxed, capped_within, is_grpc};
 
 /// The path prefix of the service's RPCs.
 const SERVICE: &str = "dapr.proto.runtime.v1.Dapr";
@@ -167,9 +167,13 @@ impl tower::Service<Request<Incoming>> for GrpcApiService {
                 req.headers_mut().remove("dapr-api-token");
                 let state = self.state.clone();
                 return Box::pin(async move {
-                    let rsp = super::invoke::proxy_grpc(&state, &app_id, req)
-                        .await
-                        .unwrap_or_else(|e| status_response(&status::from_api(e)));
+                    let rsp = match super::invoke::proxy_grpc(&state, &app_id, req).await {
+                        Ok(rsp) if is_grpc(rsp.headers()) => rsp,
+                        // Refused on the way (the callee's access policy, its app not there or
+                        // not speaking gRPC): that answer as a gRPC status.
+                        Ok(rsp) => status_response(&not_grpc(rsp).await),
+                        Err(e) => status_response(&status::from_api(e)),
+                    };
                     Ok(call.answered(rsp))
                 });
             }
@@ -229,6 +233,17 @@ fn too_large<B>(rsp: &Response<B>) -> Option<Status> {
             "grpc: received message larger than max ({found} vs. {limit})"
         ))
     })
+}
+
+/// The gRPC status of an answer that is not a gRPC one: its HTTP status, with the start of its
+/// body as the detail.
+async fn not_grpc(rsp: Response<Body>) -> Status {
+    let status = rsp.status();
+    let body = crate::net::http::collect_within(rsp.into_body(), 64 * 1024)
+        .await
+        .unwrap_or_default();
+    let start = &body[..body.len().min(64)];
+    status::from_http(status, &String::from_utf8_lossy(start))
 }
 
 /// A status as a trailers-only response.

@@ -14,7 +14,7 @@ use super::ApiState;
 use crate::errors::{ApiError, InvokeError};
 use crate::mesh::outbound::OutboundRequest;
 use crate::mesh::outbound::plan::{Head, Named, Plan, Refused, Route, plan};
-use crate::net::http::{Body, Tripped, boxed, capped, full};
+use crate::net::http::{Body, Tripped, boxed, capped, full, grpc_messages};
 use crate::telemetry::metrics as catalogue;
 
 /// `rest` is the router path after `/v1.0/invoke/`: `<id>/method/<method…>`.
@@ -145,7 +145,7 @@ pub(crate) async fn invoke_whole(
 /// A gRPC call for another app (any method but the `Dapr` service's, its target named by
 /// `app_id`): through the mesh like any invocation, its body and answer streamed both ways with
 /// their trailers, never read whole. A stream may last as long as both ends keep it: no total
-/// size or pause bound applies to it, only to each message, at the app.
+/// size or pause bound applies to it, but each message is bounded by `--max-body-size`.
 pub(crate) async fn proxy_grpc(
     state: &ApiState,
     app_id: &str,
@@ -166,7 +166,7 @@ pub(crate) async fn proxy_grpc(
         namespace: &state.namespace,
     };
     let plan = plan(&head).map_err(|Refused { id, error }| ApiError::invoke(&id, &error))?;
-    let payload = Payload::Streamed(boxed(body), Tripped::default());
+    let payload = Payload::Streamed(grpc_messages(body, state.max_body_size), Tripped::default());
     carry_out(state, plan, parts, payload, started).await
 }
 

@@ -27,7 +27,7 @@ use tower::util::BoxCloneSyncService;
 use tower::{ServiceBuilder, ServiceExt as _};
 
 use crate::errors::{ApiError, InvokeError};
-use crate::net::http::{Body, capped};
+use crate::net::http::{Body, Tripped, capped, grpc_messages, is_grpc};
 use crate::net::serve;
 use crate::telemetry::metrics as catalogue;
 use crate::to_app::channel::AppChannel;
@@ -190,20 +190,18 @@ async fn forward(
         .get::<Arc<Caller>>()
         .cloned()
         .ok_or_else(|| InvokeError::AppChannel("the request lost its caller identity".into()))?;
-    // A proxied gRPC call streams for as long as both ends keep it, idle in between: the body is
-    // passed on as it comes, never held, so neither a total nor a pause bound applies.
-    let grpc = req
-        .headers()
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.starts_with("application/grpc"));
-    let (body, tripped) = if grpc {
+    // A proxied gRPC call streams for as long as both ends keep it, idle in between: its body is
+    // passed on as it comes, never held, with each message bounded by `--max-body-size` rather
+    // than the whole. Only an app that speaks gRPC takes one.
+    let (body, tripped) = if is_grpc(req.headers()) {
+        if !app.speaks_grpc() {
+            return Err(InvokeError::AppChannel(
+                "a gRPC call for an app that does not speak gRPC (--app-protocol)".into(),
+            ));
+        }
         let (parts, body) = req.into_parts();
-        let body = crate::net::http::boxed(body);
-        (
-            Request::from_parts(parts, body),
-            crate::net::http::Tripped::default(),
-        )
+        let body = grpc_messages(body, inbound.max_body_size);
+        (Request::from_parts(parts, body), Tripped::default())
     } else {
         capped_request(req, inbound.max_body_size, inbound.body_idle_timeout)
     };

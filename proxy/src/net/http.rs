@@ -355,3 +355,141 @@ mod tests {
         assert_eq!(left, ["dapr-other", "x"]);
     }
 }
+
+/// Whether `headers` describe a gRPC message (`application/grpc`, `application/grpc+proto`, …).
+pub(crate) fn is_grpc(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+}
+
+pin_project! {
+    /// A gRPC body (a stream of length-prefixed messages) whose every message is checked
+    /// against `limit` from its 5-byte prefix: the first one over it ends the body with
+    /// [`TooLarge`] before any of its bytes go on. A stream may last as long as both ends keep
+    /// it; each message is bounded.
+    pub(crate) struct GrpcMessages<B> {
+        #[pin]
+        inner: B,
+        limit: u64,
+        prefix: [u8; 5],
+        have: usize,
+        // Bytes of the current message still to come.
+        left: u64,
+    }
+}
+
+/// `body`'s messages, each at most `limit` bytes.
+pub(crate) fn grpc_messages<B>(body: B, limit: u64) -> Body
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    boxed(GrpcMessages {
+        inner: body,
+        limit,
+        prefix: [0; 5],
+        have: 0,
+        left: 0,
+    })
+}
+
+impl<B> http_body::Body for GrpcMessages<B>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.project();
+        let frame = match ready!(this.inner.poll_frame(cx)) {
+            Some(Ok(f)) => f,
+            Some(Err(e)) => return Poll::Ready(Some(Err(e.into()))),
+            None => return Poll::Ready(None),
+        };
+        if let Some(mut data) = frame.data_ref().map(|d| &d[..]) {
+            while !data.is_empty() {
+                if *this.left > 0 {
+                    let n = usize::try_from(*this.left)
+                        .unwrap_or(usize::MAX)
+                        .min(data.len());
+                    *this.left -= n as u64;
+                    data = &data[n..];
+                    continue;
+                }
+                let n = (5 - *this.have).min(data.len());
+                this.prefix[*this.have..*this.have + n].copy_from_slice(&data[..n]);
+                *this.have += n;
+                data = &data[n..];
+                if *this.have == 5 {
+                    *this.have = 0;
+                    let len = u64::from(u32::from_be_bytes([
+                        this.prefix[1],
+                        this.prefix[2],
+                        this.prefix[3],
+                        this.prefix[4],
+                    ]));
+                    if len > *this.limit {
+                        return Poll::Ready(Some(Err(Box::new(TooLarge(*this.limit)))));
+                    }
+                    *this.left = len;
+                }
+            }
+        }
+        Poll::Ready(Some(Ok(frame)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+}
+
+#[cfg(test)]
+mod grpc_messages_tests {
+    use super::*;
+
+    /// The messages of `chunks` (a body cut anywhere), each checked against `limit`.
+    async fn read(chunks: Vec<Vec<u8>>, limit: u64) -> Result<usize, String> {
+        let frames = chunks
+            .into_iter()
+            .map(|c| Ok::<_, std::convert::Infallible>(Frame::data(Bytes::from(c))));
+        let body = http_body_util::StreamBody::new(futures_util::stream::iter(frames));
+        let mut body = grpc_messages(body, limit);
+        let mut n = 0;
+        while let Some(f) = body.frame().await {
+            n += f
+                .map_err(|e| e.to_string())?
+                .into_data()
+                .map_or(0, |d| d.len());
+        }
+        Ok(n)
+    }
+
+    fn message(len: u32) -> Vec<u8> {
+        let mut m = vec![0];
+        m.extend_from_slice(&len.to_be_bytes());
+        m.extend(std::iter::repeat_n(7u8, len as usize));
+        m
+    }
+
+    #[tokio::test]
+    async fn every_message_is_checked_wherever_the_body_is_cut() {
+        let mut two = message(10);
+        two.extend(message(20));
+        // Whole, then cut inside the second prefix and inside a message.
+        assert_eq!(read(vec![two.clone()], 20).await, Ok(two.len()));
+        let cuts = vec![two[..17].to_vec(), two[17..19].to_vec(), two[19..].to_vec()];
+        assert_eq!(read(cuts.clone(), 20).await, Ok(two.len()));
+        // The second message is over 19 bytes: refused from its prefix.
+        let e = read(cuts, 19).await.unwrap_err();
+        assert!(e.contains("19 bytes"), "{e}");
+        // Many small messages in one chunk pass.
+        let many: Vec<u8> = (0..100).flat_map(|_| message(3)).collect();
+        assert_eq!(read(vec![many.clone()], 3).await, Ok(many.len()));
+    }
+}

@@ -123,6 +123,7 @@ impl Wired {
                 port,
                 s.app_token.as_deref(),
                 s.app_protocol,
+                s.max_body_size,
             )?),
             None => None,
         };

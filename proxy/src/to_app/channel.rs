@@ -60,6 +60,7 @@ impl AppChannel {
         port: u16,
         app_token: Option<&str>,
         protocol: AppProtocol,
+        max_body: u64,
     ) -> anyhow::Result<Self> {
         let client = plain_client();
         let authority = if address.contains(':') {
@@ -69,7 +70,7 @@ impl AppChannel {
         };
         let grpc = match protocol {
             AppProtocol::Http => None,
-            AppProtocol::Grpc => Some(GrpcApp::new(app_id, &authority)?),
+            AppProtocol::Grpc => Some(GrpcApp::new(app_id, &authority, max_body)?),
         };
         Ok(Self {
             client,
@@ -80,6 +81,11 @@ impl AppChannel {
             app_id: HeaderValue::try_from(app_id)?,
             app_token: app_token.map(HeaderValue::try_from).transpose()?,
         })
+    }
+
+    /// Whether the app speaks gRPC (`--app-protocol grpc`).
+    pub(crate) fn speaks_grpc(&self) -> bool {
+        self.grpc.is_some()
     }
 
     /// Sends `req` (whose URI holds the canonical path and the query) to the app on behalf of
@@ -104,11 +110,21 @@ impl AppChannel {
         if let Some(token) = &self.app_token {
             h.insert("dapr-api-token", token.clone());
         }
-        let (start, method) = (Instant::now(), metrics::method_label(req.method()));
         let result = match &self.grpc {
+            // Counted under Dapr's gRPC client metrics.
             Some(grpc) => grpc.call(req).await,
             None => self.http(req).await,
         };
+        let mut rsp = result?;
+        strip_hop_by_hop(rsp.headers_mut());
+        Ok(rsp)
+    }
+
+    /// One request over HTTP/1.1.
+    async fn http(&self, mut req: Request<Body>) -> Result<Response<Body>, InvokeError> {
+        *req.version_mut() = http::Version::HTTP_11;
+        let (start, method) = (Instant::now(), metrics::method_label(req.method()));
+        let result = self.client.request(req).await;
         let status = result.as_ref().map_or(0, |r| r.status().as_u16());
         metrics::record(
             Side::Client,
@@ -118,16 +134,7 @@ impl AppChannel {
             status,
             start,
         );
-        let mut rsp = result?;
-        strip_hop_by_hop(rsp.headers_mut());
-        Ok(rsp)
-    }
-
-    /// One request over HTTP/1.1.
-    async fn http(&self, mut req: Request<Body>) -> Result<Response<Body>, InvokeError> {
-        *req.version_mut() = http::Version::HTTP_11;
-        let rsp =
-            (self.client.request(req).await).map_err(|e| InvokeError::AppChannel(Box::new(e)))?;
+        let rsp = result.map_err(|e| InvokeError::AppChannel(Box::new(e)))?;
         // `Upgrade` is never forwarded, so a switch the caller did not ask for cannot be passed
         // on: a bare 101 on HTTP/1.1, and a status HTTP/2 forbids.
         if rsp.status() == http::StatusCode::SWITCHING_PROTOCOLS {

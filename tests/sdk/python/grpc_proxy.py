@@ -6,6 +6,7 @@ service ``outrider.test.Echo`` on APP_PORT, bytes in and out (generic handlers, 
 ``grpc_proxy.py client`` calls that service on its own sidecar's gRPC port (CALLER_GRPC_PORT) with
 ``dapr-app-id: TARGET_APP_ID`` and checks: unary; server-, client- and bidi-streaming; a 16 MiB
 message each way; a deadline that expires (DEADLINE_EXCEEDED within it); an app nobody serves;
+a proxied call for the sidecar's own ``AppCallback`` service, refused;
 metadata both ways (request metadata reaches the server, the server's initial and trailing
 metadata and a non-OK status come back).
 """
@@ -171,6 +172,21 @@ def client() -> None:
         raise CheckFailed("a call to an app nobody serves succeeded")
 
     suite.check("an app nobody serves: a gRPC error naming it", no_target)
+
+    def app_callback_refused() -> None:
+        # The sidecar's own calls to its app are not a caller's: a forged topic event is refused.
+        try:
+            channel.unary_unary(
+                "/dapr.proto.runtime.v1.AppCallback/OnTopicEvent",
+                request_serializer=identity,
+                response_deserializer=identity,
+            )(b"", metadata=target, timeout=10)
+        except grpc.RpcError as e:
+            expect_eq("code", e.code(), grpc.StatusCode.PERMISSION_DENIED)
+            return
+        raise CheckFailed("a proxied AppCallback call reached the app")
+
+    suite.check("a proxied call for the AppCallback service is refused", app_callback_refused)
     suite.finish()
 
 

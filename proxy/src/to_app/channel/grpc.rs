@@ -7,8 +7,9 @@
 //! `ListTopicSubscriptions`, answered in the JSON form of `/dapr/subscribe`; a delivery
 //! ([`TopicDelivery`]) becomes `OnTopicEvent`, answered as `{"status": …}`; any other request is
 //! an invocation and becomes `OnInvoke` (path = method, verb and query in the HTTP extension,
-//! headers as metadata). The markers are request extensions the sidecar sets itself: nothing a
-//! caller sends can turn its request into a topic event.
+//! headers as metadata). The markers are request extensions the sidecar sets itself, and a
+//! proxied call for the `AppCallback` services is refused: nothing a caller sends can turn its
+//! request into a topic event.
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
@@ -25,7 +26,7 @@ use serde_json::{Value, json};
 use tonic::metadata::MetadataMap;
 
 use crate::errors::InvokeError;
-use crate::net::http::{Body, boxed, collect_within, full};
+use crate::net::http::{Body, boxed, collect_within, full, is_grpc};
 
 /// Marks the sidecar's own request for the app's subscriptions.
 #[derive(Clone, Copy, Debug)]
@@ -42,10 +43,6 @@ pub(crate) struct TopicDelivery {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct BulkDelivery;
 
-/// The largest `InvokeRequest` body read for a translated invocation; the API and mesh limits
-/// apply before it.
-const MAX_INVOKE_BODY: usize = 64 << 20;
-
 type Callback = AppCallbackClient<Client<HttpConnector, tonic::body::Body>>;
 
 /// The clients to a gRPC app: one for proxied calls, one for `AppCallback`.
@@ -56,6 +53,8 @@ pub(crate) struct GrpcApp {
     /// `AppCallbackAlpha`, for apps that take batches only there.
     alpha: AppCallbackAlphaClient<Client<HttpConnector, tonic::body::Body>>,
     app_id: std::sync::Arc<str>,
+    /// `--max-body-size`: every message each way, and every body read whole.
+    limit: usize,
 }
 
 /// Counts one `AppCallback` call under Dapr's gRPC client metrics.
@@ -100,13 +99,19 @@ where
 
 impl GrpcApp {
     /// Clients to the app at `authority` (`host:port`).
-    pub(crate) fn new(app_id: &str, authority: &str) -> anyhow::Result<Self> {
+    pub(crate) fn new(app_id: &str, authority: &str, max_body: u64) -> anyhow::Result<Self> {
         let origin: http::Uri = format!("http://{authority}").parse()?;
+        let limit = usize::try_from(max_body).unwrap_or(usize::MAX);
         Ok(Self {
             raw: h2_client(),
-            callback: AppCallbackClient::with_origin(h2_client(), origin.clone()),
-            alpha: AppCallbackAlphaClient::with_origin(h2_client(), origin),
+            callback: AppCallbackClient::with_origin(h2_client(), origin.clone())
+                .max_decoding_message_size(limit)
+                .max_encoding_message_size(limit),
+            alpha: AppCallbackAlphaClient::with_origin(h2_client(), origin)
+                .max_decoding_message_size(limit)
+                .max_encoding_message_size(limit),
             app_id: app_id.into(),
+            limit,
         })
     }
 
@@ -136,12 +141,20 @@ impl GrpcApp {
         if req.extensions().get::<BulkDelivery>().is_some() {
             return self.deliver_bulk(req).await;
         }
-        let is_grpc = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|ct| ct.starts_with("application/grpc"));
-        if is_grpc {
+        if is_grpc(req.headers()) {
+            // The sidecar's own calls to the app are not a caller's to make: a topic event or an
+            // invocation forged that way would reach the app as if from its sidecar.
+            if req
+                .uri()
+                .path()
+                .starts_with("/dapr.proto.runtime.v1.AppCallback")
+            {
+                let refused = tonic::Status::permission_denied(format!(
+                    "{} is the sidecar's own call to its app",
+                    req.uri().path()
+                ));
+                return Ok(refused.into_http());
+            }
             let mut req = req;
             *req.version_mut() = http::Version::HTTP_2;
             // Hop-by-hop for HTTP, but gRPC servers may insist on it.
@@ -165,7 +178,7 @@ impl GrpcApp {
     ) -> Result<Response<Body>, InvokeError> {
         let path = route_of(req.uri().path());
         let (parts, body) = req.into_parts();
-        let bytes = read(body, MAX_INVOKE_BODY).await?;
+        let bytes = read(body, self.limit).await?;
         let event = serde_json::from_slice::<Value>(&bytes).unwrap_or(Value::Null);
         let Ok(event) = topic_event(event, &delivery.pubsub, &delivery.topic, &path) else {
             return Ok(json_answer(StatusCode::OK, &json!({"status": "DROP"})));
@@ -208,7 +221,7 @@ impl GrpcApp {
     async fn deliver_bulk(&self, req: Request<Body>) -> Result<Response<Body>, InvokeError> {
         let path = route_of(req.uri().path());
         let (parts, body) = req.into_parts();
-        let bytes = read(body, MAX_INVOKE_BODY).await?;
+        let bytes = read(body, self.limit).await?;
         let batch = serde_json::from_slice::<Value>(&bytes).unwrap_or(Value::Null);
         let text = |k: &str| {
             batch
@@ -310,7 +323,7 @@ impl GrpcApp {
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
             .to_owned();
-        let data = read(body, MAX_INVOKE_BODY).await?;
+        let data = read(body, self.limit).await?;
         let mut call = tonic::Request::new(common::InvokeRequest {
             method,
             data: Some(prost_types::Any {
@@ -340,10 +353,20 @@ impl GrpcApp {
                 }
                 Ok(out)
             }
-            Err(s) => Ok(json_answer(
-                http_status(s.code()),
-                &json!({"errorCode": "ERR_DIRECT_INVOKE", "message": s.message()}),
-            )),
+            Err(s) => {
+                // The app's own status travels along, for a gRPC caller to get it whole.
+                let mut rsp = json_answer(
+                    http_status(s.code()),
+                    &json!({"errorCode": "ERR_DIRECT_INVOKE", "message": s.message()}),
+                );
+                let (status_head, _) = s.clone().into_http::<Body>().into_parts();
+                for (k, v) in &status_head.headers {
+                    if k.as_str().starts_with("grpc-") {
+                        rsp.headers_mut().insert(k.clone(), v.clone());
+                    }
+                }
+                Ok(rsp)
+            }
         }
     }
 }
