@@ -9,7 +9,7 @@
 pub(crate) mod bulk;
 mod dead_letter;
 
-pub(crate) use dead_letter::{DEAD_LETTER_ATTEMPTS, with_dead_letter};
+use dead_letter::{DEAD_LETTER_ATTEMPTS, with_dead_letter};
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

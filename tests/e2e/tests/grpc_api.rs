@@ -491,6 +491,6 @@ async fn streaming_subscriptions_refuse_bad_openings_and_end_with_the_sidecar() 
         .await
         .expect("the stream ends with the sidecar")
         .unwrap_err();
-    assert_eq!(e.code(), Code::Unknown, "{e:?}");
+    assert_eq!((e.code(), e.message()), (Code::Unknown, "stream closed"));
     assert_eq!(s.wait_exit(Duration::from_secs(15)).await, Some(0));
 }

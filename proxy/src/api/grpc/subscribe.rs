@@ -6,8 +6,10 @@
 //! then the broker subscription starts, `initial_response` goes out, and each message becomes a
 //! `TopicEventRequest` (the CloudEvent's fields, its data, the other attributes as extensions)
 //! that waits for the `event_processed` answer with its id. The answer is the delivery's outcome;
-//! with a dead-letter topic a failing event goes there after a few tries, as for any
-//! subscription. The stream ends when the app closes its side (`UNKNOWN "EOF"`, as daprd says),
+//! with a dead-letter topic an event the app answers RETRY or DROP goes there. At most
+//! [`MAX_STREAMS`] are open at once, and the first message must come within the API's pause
+//! bound. A stream joins its app's consumer group on the broker, like the app's other
+//! subscriptions. The stream ends when the app closes its side (`UNKNOWN "EOF"`, as daprd says),
 //! sends a second initial request, goes away, or the sidecar stops; the broker subscription ends
 //! with it and what was not answered stays with the broker.
 
@@ -30,7 +32,7 @@ use super::status::from_api_for;
 use crate::api::ApiState;
 use crate::errors::ApiError;
 use crate::to_app::channel::grpc::topic_event;
-use crate::to_app::subscriptions::{DEAD_LETTER_ATTEMPTS, Kind, Spec, with_dead_letter};
+use crate::to_app::subscriptions::{Kind, Spec};
 
 /// The answer stream of one subscription.
 pub(super) type Events = std::pin::Pin<
@@ -43,6 +45,9 @@ pub(super) type Events = std::pin::Pin<
 /// Events waiting for the app's answer, by id.
 type Pending = Arc<Mutex<HashMap<String, oneshot::Sender<Outcome>>>>;
 
+/// Streams open at once, at most: each holds a broker subscription.
+const MAX_STREAMS: usize = 64;
+
 /// Numbers the open streams, for the metadata listing.
 static STREAMS: AtomicU64 = AtomicU64::new(0);
 
@@ -51,7 +56,20 @@ pub(super) async fn subscribe(
     s: &Arc<ApiState>,
     mut inbound: Streaming<rt::SubscribeTopicEventsRequestAlpha1>,
 ) -> Result<Events, Status> {
-    let initial = match inbound.message().await? {
+    if lock(&s.streams).len() >= MAX_STREAMS {
+        return Err(Status::resource_exhausted(format!(
+            "at most {MAX_STREAMS} streaming subscriptions are open at once"
+        )));
+    }
+    let first = tokio::time::timeout(s.body_idle_timeout, inbound.message())
+        .await
+        .map_err(|_| {
+            Status::deadline_exceeded(format!(
+                "no initial request within {:?}",
+                s.body_idle_timeout
+            ))
+        })?;
+    let initial = match first? {
         None => return Err(Status::unknown("EOF")),
         Some(rt::SubscribeTopicEventsRequestAlpha1 {
             subscribe_topic_events_request_type: Some(Incoming::InitialRequest(i)),
@@ -92,8 +110,14 @@ pub(super) async fn subscribe(
     };
     // One event at a time per stream: the next waits for the answer to the last.
     let (events, rx) = mpsc::channel(1);
-    let deliver = handler(spec.clone(), events);
-    let handler = with_dead_letter(deliver, &spec, c, DEAD_LETTER_ATTEMPTS);
+    let dead =
+        (!spec.dead_letter.is_empty() && c.scopes.may_publish(&spec.dead_letter)).then(|| {
+            DeadLetter {
+                topic: c.broker_topic(&spec.dead_letter),
+                broker: c.broker.clone(),
+            }
+        });
+    let handler = handler(spec.clone(), events, dead);
     let req = SubscribeRequest {
         topic: c.broker_topic(&spec.topic),
         group: c.consumer_group.clone(),
@@ -134,15 +158,23 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Delivers each message as an event on the stream and waits for the app's answer; a stream
-/// that is gone answers RETRY, so the broker keeps the message.
+/// Where a stream's failing events go: the dead-letter topic, on the same pub/sub.
+struct DeadLetter {
+    topic: String,
+    broker: Arc<dyn outrider_blocks::pubsub::PubSub>,
+}
+
+/// Delivers each message as an event on the stream and waits for the app's answer. An event
+/// the app answers RETRY or DROP goes to the dead-letter topic when there is one; a stream that
+/// is gone answers nothing, and the message stays with the broker (never dead-lettered).
 fn handler(
     spec: Spec,
     events: mpsc::Sender<(rt::TopicEventRequest, oneshot::Sender<Outcome>)>,
+    dead: Option<DeadLetter>,
 ) -> Handler {
-    let spec = Arc::new(spec);
+    let (spec, dead) = (Arc::new(spec), dead.map(Arc::new));
     Arc::new(move |msg: Message| {
-        let (spec, events) = (spec.clone(), events.clone());
+        let (spec, events, dead) = (spec.clone(), events.clone(), dead.clone());
         Box::pin(async move {
             let event = match event_of(&spec, &msg) {
                 Ok(e) => e,
@@ -152,7 +184,30 @@ fn handler(
             if events.send((event, ack)).await.is_err() {
                 return Outcome::Retry;
             }
-            answered.await.unwrap_or(Outcome::Retry)
+            let Ok(outcome) = answered.await else {
+                return Outcome::Retry;
+            };
+            match (outcome, dead.as_deref()) {
+                (Outcome::Success, _) | (_, None) => outcome,
+                (_, Some(d)) => {
+                    let letter = Message {
+                        topic: d.topic.clone(),
+                        ..msg
+                    };
+                    let published = tokio::time::timeout(
+                        std::time::Duration::from_secs(30),
+                        d.broker.publish(letter),
+                    )
+                    .await;
+                    if let Ok(Ok(())) = published {
+                        tracing::info!(dead_letter_topic = %d.topic, "event moved to the dead-letter topic");
+                        Outcome::Success
+                    } else {
+                        tracing::warn!(dead_letter_topic = %d.topic, "publishing to the dead-letter topic failed; the event stays");
+                        Outcome::Retry
+                    }
+                }
+            }
         })
     })
 }
@@ -185,6 +240,14 @@ struct Answering {
     reader: tokio::task::JoinHandle<()>,
     stop: tokio_util::sync::CancellationToken,
     done: bool,
+}
+
+impl Drop for Answering {
+    /// The answers of a stream no one reads any more are not read either: pending deliveries
+    /// end (and their messages stay with the broker).
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
 }
 
 /// The answer stream: `initial_response`, then each event, while a task reads the app's answers
