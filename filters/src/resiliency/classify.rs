@@ -127,8 +127,11 @@ pub trait Classify<R, E> {
     }
 }
 
-/// A non-zero `grpc-status` in a response head.
+/// A non-zero `grpc-status` in the head of a gRPC answer.
 fn grpc_error(h: &http::HeaderMap) -> Option<u16> {
+    let grpc = h
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
     let code = h
         .get("grpc-status")?
         .to_str()
@@ -136,7 +139,7 @@ fn grpc_error(h: &http::HeaderMap) -> Option<u16> {
         .trim()
         .parse::<u16>()
         .ok()?;
-    (code != 0).then_some(code)
+    (grpc && code != 0).then_some(code)
 }
 
 /// Judges HTTP responses: 5xx and 429 are failures (with `Retry-After` read from the answer),
@@ -152,7 +155,7 @@ impl<B, E: Failed> Classify<http::Response<B>, E> for HttpClassify {
                 let status = rsp.status();
                 if !status.is_server_error() && status != http::StatusCode::TOO_MANY_REQUESTS {
                     // A gRPC error answered at once has its status in the head; one after data
-                    // cannot be retried any more.
+                    // cannot be retried any more. Only a gRPC answer has one.
                     return match grpc_error(rsp.headers()) {
                         Some(code) => Verdict::Failure(Failure {
                             grpc: Some(code),

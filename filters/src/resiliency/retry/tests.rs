@@ -297,8 +297,19 @@ fn grpc_errors_follow_the_grpc_codes_the_policy_lists() {
     let rsp = |grpc: &str| {
         let mut r = http::Response::new(());
         r.headers_mut().insert("grpc-status", grpc.parse().unwrap());
+        r.headers_mut()
+            .insert("content-type", "application/grpc".parse().unwrap());
         Ok::<_, Unreachable>(r)
     };
+    // The header on an answer that is not gRPC's means nothing.
+    let mut plain = http::Response::new(());
+    plain
+        .headers_mut()
+        .insert("grpc-status", "14".parse().unwrap());
+    assert_eq!(
+        classify().verdict(&Ok::<_, Unreachable>(plain)),
+        Verdict::Success
+    );
     // 14 (UNAVAILABLE) in the head of a 200 is a failure; 0 is not.
     let unavailable = match classify().verdict(&rsp("14")) {
         Verdict::Failure(f) => f,
