@@ -130,6 +130,8 @@ pub(super) async fn invoke_service(
         .unwrap_or_default()
         .to_owned();
     let mut answer_md = answer_metadata(rsp.headers());
+    // Set only by the channel of a gRPC app that failed the call.
+    let app_status = Status::from_header_map(rsp.headers());
     answer_md.insert("dapr-http-status", MetadataValue::from(status.as_u16()));
     let limit = usize::try_from(s.max_body_size).unwrap_or(usize::MAX);
     let body = read_answer(rsp.into_body(), limit, s.body_idle_timeout).await.map_err(|e| match e {
@@ -143,6 +145,11 @@ pub(super) async fn invoke_service(
         )),
     })?;
     if !status.is_success() {
+        // A gRPC app's own status, as it answered it.
+        if let Some(mut st) = app_status {
+            *st.metadata_mut() = answer_md;
+            return Err(st);
+        }
         let start = &body[..body.len().min(64)];
         let mut st = from_http(status, &String::from_utf8_lossy(start));
         *st.metadata_mut() = answer_md;
