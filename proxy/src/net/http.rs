@@ -150,17 +150,7 @@ where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
-    let tripped = Tripped::default();
-    let body = Capped {
-        inner: body,
-        left: limit,
-        limit,
-        idle,
-        timer: None,
-        deadline: None,
-        tripped: tripped.clone(),
-    };
-    (boxed(body), tripped)
+    cap(body, limit, idle, None)
 }
 
 /// [`capped`], and the whole body must have arrived within `total`: a sender that drips a byte
@@ -175,6 +165,19 @@ where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
+    cap(body, limit, idle, Some(total))
+}
+
+fn cap<B>(
+    body: B,
+    limit: u64,
+    idle: std::time::Duration,
+    total: Option<std::time::Duration>,
+) -> (Body, Tripped)
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
     let tripped = Tripped::default();
     let body = Capped {
         inner: body,
@@ -182,7 +185,7 @@ where
         limit,
         idle,
         timer: None,
-        deadline: Some(Box::pin(tokio::time::sleep(total))),
+        deadline: total.map(|t| Box::pin(tokio::time::sleep(t))),
         tripped: tripped.clone(),
     };
     (boxed(body), tripped)

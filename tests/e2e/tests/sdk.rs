@@ -4,10 +4,47 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use outrider_testkit::{Mesh, Sidecar, binary, free_port, wait_registered};
+use outrider_testkit::{Mesh, Sidecar, SidecarBuilder, binary, free_port, wait_registered};
 
 fn sdk_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../sdk")
+}
+
+/// The SDK suite's Python (its venv, which `make test` installs).
+fn python() -> String {
+    let python = sdk_dir().join("python/.venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run scripts/sdk-deps.sh (make test does)",
+        python.display()
+    );
+    python.to_string_lossy().into_owned()
+}
+
+/// The path of an SDK script.
+fn script(name: &str) -> String {
+    sdk_dir().join(name).to_string_lossy().into_owned()
+}
+
+/// Starts `b` with `argv` as its app (the script is the app; the sidecar exits with its status)
+/// and asserts that it passed every check it ran, with the checks `ran` among them. Its log.
+async fn app_script_passes(b: SidecarBuilder, argv: Vec<String>, ran: &[&str]) -> String {
+    let what = argv.last().cloned().unwrap_or_default();
+    let mut s = b.command(argv).spawn();
+    let code = s.wait_exit(Duration::from_secs(150)).await;
+    let log = s.log();
+    assert_eq!(code, Some(0), "{what} failed:\n{log}");
+    assert!(
+        log.contains("ok - ") && !log.contains("not ok - "),
+        "{what} ran no check:\n{log}"
+    );
+    for r in ran {
+        assert!(
+            log.contains(&format!("ok - {r}")),
+            "{what}: {r:?} did not run:\n{log}"
+        );
+    }
+    log
 }
 
 /// Runs one SDK script against `caller`, failing with its output unless it exits 0.
@@ -100,13 +137,33 @@ async fn javascript_sdk_state() {
 
 /// Runs a JS suite against `sidecar`'s API with `env`; every check must pass and at least one run.
 async fn run_node_suite(script: &str, sidecar: &Sidecar, env: &[(&str, &str)]) {
+    node_suite(script, sidecar, env, false).await;
+}
+
+/// Runs a JS suite in gRPC mode against `sidecar` with `env`: `DAPR_COMMUNICATION_PROTOCOL=grpc`,
+/// the SDK dialling the sidecar's gRPC port, `DAPR_HTTP_PORT` a port nothing listens on (so a
+/// call that silently went over HTTP fails). Every check must pass, at least one must run, and the
+/// summary must be the gRPC one.
+async fn run_node_suite_over_grpc(script: &str, sidecar: &Sidecar, env: &[(&str, &str)]) {
+    node_suite(script, sidecar, env, true).await;
+}
+
+async fn node_suite(script: &str, sidecar: &Sidecar, env: &[(&str, &str)], grpc: bool) {
     let mut cmd = tokio::process::Command::new("/usr/bin/node");
     cmd.arg(sdk_dir().join(script))
         .env_remove("DAPR_HTTP_ENDPOINT")
+        .env_remove("DAPR_GRPC_ENDPOINT")
         .env_remove("DAPR_API_TOKEN")
-        .env("DAPR_HTTP_PORT", sidecar.api.to_string())
-        .envs(env.iter().copied())
         .kill_on_drop(true);
+    if grpc {
+        cmd.env("DAPR_COMMUNICATION_PROTOCOL", "grpc")
+            .env("DAPR_GRPC_PORT", sidecar.grpc.to_string())
+            .env("DAPR_HTTP_PORT", free_port().to_string());
+    } else {
+        cmd.env("DAPR_HTTP_PORT", sidecar.api.to_string());
+    }
+    cmd.envs(env.iter().copied());
+    let mode = if grpc { " over gRPC" } else { "" };
     let out = tokio::time::timeout(Duration::from_secs(240), cmd.output())
         .await
         .expect("SDK script timed out")
@@ -118,13 +175,15 @@ async fn run_node_suite(script: &str, sidecar: &Sidecar, env: &[(&str, &str)]) {
     );
     assert!(
         out.status.success(),
-        "{script} failed ({}):\n{text}\n--- sidecar log ---\n{}",
+        "{script}{mode} failed ({}):\n{text}\n--- sidecar log ---\n{}",
         out.status,
         sidecar.log()
     );
     assert!(
-        text.contains("ok - ") && !text.contains("not ok - "),
-        "{script} ran no check:\n{text}"
+        text.contains("ok - ")
+            && !text.contains("not ok - ")
+            && (!grpc || text.contains("(grpc): checks=")),
+        "{script}{mode} ran no check:\n{text}"
     );
 }
 
@@ -144,122 +203,71 @@ async fn python_sdk_invokes_over_http() {
 
 #[tokio::test]
 async fn javascript_sdk_pubsub_as_the_app() {
-    // The script is the app: the sidecar starts it, and exits with its status.
+    // The script is the app: the sidecar starts it, and exits with its status. Over HTTP, then
+    // as a gRPC app (its DaprServer serves AppCallback to a sidecar with --app-protocol grpc, and
+    // it publishes through the gRPC API).
     let mesh = Mesh::new();
     let script = sdk_dir()
         .join("js/pubsub.mjs")
         .to_string_lossy()
         .into_owned();
-    let mut s = mesh
+    let argv = vec!["/usr/bin/node".to_owned(), script];
+    let bulk = "a subscribeBulk handler receives every message";
+    let b = mesh
         .sidecar("sdk-js-pub")
         .app_port(free_port())
+        .env("PUBSUB_NAME", "pubsub");
+    app_script_passes(b, argv.clone(), &[bulk]).await;
+    let b = mesh
+        .sidecar("sdk-js-pub-grpc")
+        .app_port(free_port())
+        .args(["--app-protocol", "grpc"])
         .env("PUBSUB_NAME", "pubsub")
-        .command(["/usr/bin/node", script.as_str()])
-        .spawn();
-    let code = s.wait_exit(Duration::from_secs(150)).await;
-    let log = s.log();
-    assert_eq!(code, Some(0), "js/pubsub.mjs failed:\n{log}");
+        .env("DAPR_COMMUNICATION_PROTOCOL", "grpc");
+    let log = app_script_passes(b, argv, &[bulk]).await;
     assert!(
-        log.contains("ok - ") && !log.contains("not ok - "),
-        "js/pubsub.mjs ran no check:\n{log}"
-    );
-    assert!(
-        log.contains("ok - a subscribeBulk handler receives every message"),
-        "the bulk check did not run:\n{log}"
+        log.contains("# js/pubsub (grpc): checks="),
+        "not the gRPC run:\n{log}"
     );
 }
 
 #[tokio::test]
 async fn python_fastapi_extension_pubsub_as_the_app() {
-    // The script is the app (a FastAPI app wrapped in dapr-ext-fastapi's DaprApp): the sidecar
-    // starts it, and exits with its status.
+    // The script is the app (a FastAPI app wrapped in the SDK's DaprApp): the sidecar starts it,
+    // and exits with its status.
     let mesh = Mesh::new();
-    let python = sdk_dir().join("python/.venv/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run scripts/sdk-deps.sh (make test does)",
-        python.display()
-    );
-    let script = sdk_dir().join("python/pubsub_app.py");
-    let mut s = mesh
+    let b = mesh
         .sidecar("sdk-py-pub")
         .app_port(free_port())
-        .env("PUBSUB_NAME", "pubsub")
-        .command([
-            python.to_string_lossy().into_owned(),
-            script.to_string_lossy().into_owned(),
-        ])
-        .spawn();
-    let code = s.wait_exit(Duration::from_secs(150)).await;
-    let log = s.log();
-    assert_eq!(code, Some(0), "python/pubsub_app.py failed:\n{log}");
-    assert!(
-        log.contains("ok - ") && !log.contains("not ok - "),
-        "python/pubsub_app.py ran no check:\n{log}"
-    );
-    assert!(
-        log.contains("ok - a handler that keeps failing sends the event"),
-        "the checks did not all run:\n{log}"
-    );
+        .env("PUBSUB_NAME", "pubsub");
+    let argv = vec![python(), script("python/pubsub_app.py")];
+    app_script_passes(b, argv, &["a handler that keeps failing sends the event"]).await;
 }
 
 #[tokio::test]
 async fn javascript_sdk_secrets() {
+    // Over HTTP, then through the SDK's gRPC client.
     let mesh = Mesh::new();
-    let (res, config) = secret_resources(&mesh, "js", SecretsFile::Flat);
-    let s = mesh
-        .sidecar("sdk-js-secrets")
-        .args([
-            "--resources-path",
-            res.to_str().unwrap(),
-            "--config",
-            config.to_str().unwrap(),
-        ])
-        .start()
-        .await;
-    let env = [
-        ("SECRET_STORE", "sdksecrets"),
-        ("SECRET_PASSWORD", "sdk-pw-1"),
-        ("MISSING_STORE", "sdk-no-such-store"),
-    ];
-    run_node_suite("js/secrets.mjs", &s, &env).await;
-}
-
-/// Runs a JS suite in gRPC mode against `sidecar` with `env`: `DAPR_COMMUNICATION_PROTOCOL=grpc`,
-/// the SDK dialling the sidecar's gRPC port, `DAPR_HTTP_PORT` a port nothing listens on (so a
-/// call that silently went over HTTP fails). Every check must pass, at least one must run, and the
-/// summary must be the gRPC one.
-async fn run_node_suite_over_grpc(script: &str, sidecar: &Sidecar, env: &[(&str, &str)]) {
-    let mut cmd = tokio::process::Command::new("/usr/bin/node");
-    cmd.arg(sdk_dir().join(script))
-        .env_remove("DAPR_HTTP_ENDPOINT")
-        .env_remove("DAPR_GRPC_ENDPOINT")
-        .env_remove("DAPR_API_TOKEN")
-        .env("DAPR_COMMUNICATION_PROTOCOL", "grpc")
-        .env("DAPR_GRPC_PORT", sidecar.grpc.to_string())
-        .env("DAPR_HTTP_PORT", free_port().to_string())
-        .envs(env.iter().copied())
-        .kill_on_drop(true);
-    let out = tokio::time::timeout(Duration::from_secs(240), cmd.output())
-        .await
-        .expect("SDK script timed out")
-        .expect("running node");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success(),
-        "{script} over gRPC failed ({}):\n{text}\n--- sidecar log ---\n{}",
-        out.status,
-        sidecar.log()
-    );
-    assert!(
-        text.contains("ok - ") && !text.contains("not ok - ") && text.contains("(grpc): checks="),
-        "{script} ran no check over gRPC:\n{text}"
-    );
-    println!("{script} (grpc):\n{text}");
+    for grpc in [false, true] {
+        let name = if grpc { "js-grpc" } else { "js" };
+        let (res, config) = secret_resources(&mesh, name, SecretsFile::Flat);
+        let s = mesh
+            .sidecar(&format!("sdk-{name}-secrets"))
+            .args([
+                "--resources-path",
+                res.to_str().unwrap(),
+                "--config",
+                config.to_str().unwrap(),
+            ])
+            .start()
+            .await;
+        let env = [
+            ("SECRET_STORE", "sdksecrets"),
+            ("SECRET_PASSWORD", "sdk-pw-1"),
+            ("MISSING_STORE", "sdk-no-such-store"),
+        ];
+        node_suite("js/secrets.mjs", &s, &env, grpc).await;
+    }
 }
 
 #[tokio::test]
@@ -301,61 +309,6 @@ async fn javascript_sdk_state_over_grpc() {
         ],
     )
     .await;
-}
-
-#[tokio::test]
-async fn javascript_sdk_secrets_over_grpc() {
-    let mesh = Mesh::new();
-    let (res, config) = secret_resources(&mesh, "js-grpc", SecretsFile::Flat);
-    let s = mesh
-        .sidecar("sdk-js-secrets-grpc")
-        .args([
-            "--resources-path",
-            res.to_str().unwrap(),
-            "--config",
-            config.to_str().unwrap(),
-        ])
-        .start()
-        .await;
-    let env = [
-        ("SECRET_STORE", "sdksecrets"),
-        ("SECRET_PASSWORD", "sdk-pw-1"),
-        ("MISSING_STORE", "sdk-no-such-store"),
-    ];
-    run_node_suite_over_grpc("js/secrets.mjs", &s, &env).await;
-}
-
-#[tokio::test]
-async fn javascript_sdk_pubsub_as_a_grpc_app() {
-    // The script is the app over gRPC: its DaprServer serves AppCallback on APP_PORT to a sidecar
-    // started with --app-protocol grpc, and it publishes through the gRPC API; the sidecar starts
-    // it (DAPR_GRPC_PORT, APP_PORT set) and exits with its status.
-    let mesh = Mesh::new();
-    let script = sdk_dir()
-        .join("js/pubsub.mjs")
-        .to_string_lossy()
-        .into_owned();
-    let mut s = mesh
-        .sidecar("sdk-js-pub-grpc")
-        .app_port(free_port())
-        .args(["--app-protocol", "grpc"])
-        .env("PUBSUB_NAME", "pubsub")
-        .env("DAPR_COMMUNICATION_PROTOCOL", "grpc")
-        .command(["/usr/bin/node", script.as_str()])
-        .spawn();
-    let code = s.wait_exit(Duration::from_secs(150)).await;
-    let log = s.log();
-    assert_eq!(code, Some(0), "js/pubsub.mjs over gRPC failed:\n{log}");
-    assert!(
-        log.contains("ok - ")
-            && !log.contains("not ok - ")
-            && log.contains("# js/pubsub (grpc): checks="),
-        "js/pubsub.mjs ran no check over gRPC:\n{log}"
-    );
-    assert!(
-        log.contains("ok - a subscribeBulk handler receives every message"),
-        "the bulk check did not run:\n{log}"
-    );
 }
 
 /// How the file secret store reads nested JSON.
@@ -418,13 +371,6 @@ async fn python_sdk_over_grpc_as_the_app() {
     // The script is the app: it receives what it publishes, drives every served RPC through the
     // SDK's gRPC client, and ends with Shutdown; the sidecar exits with its status.
     let (mesh, _echo) = mesh_with_echo().await;
-    let python = sdk_dir().join("python/.venv/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run scripts/sdk-deps.sh (make test does)",
-        python.display()
-    );
-    let script = sdk_dir().join("python/grpc_client.py");
     let (res, config) = secret_resources(&mesh, "py", SecretsFile::MultiValuedWithDefaults);
     for (id, token) in [
         ("sdk-py-grpc", None),
@@ -442,28 +388,13 @@ async fn python_sdk_over_grpc_as_the_app() {
             .env("TARGET_APP_ID", "sdk-echo")
             .env("SECRET_STORE", "sdksecrets")
             .env("SECRET_PASSWORD", "sdk-pw-1");
+        let mut ran = vec!["shutdown() over gRPC"];
         if let Some(t) = token {
             b = b.env("DAPR_API_TOKEN", t);
+            ran.push("with a wrong dapr-api-token");
         }
-        let mut s = b
-            .command([
-                python.to_string_lossy().into_owned(),
-                script.to_string_lossy().into_owned(),
-            ])
-            .spawn();
-        let code = s.wait_exit(Duration::from_secs(150)).await;
-        let log = s.log();
-        assert_eq!(code, Some(0), "python/grpc_client.py ({id}) failed:\n{log}");
-        assert!(
-            !log.contains("not ok - ") && log.contains("ok - shutdown() over gRPC"),
-            "python/grpc_client.py ({id}) did not run every check:\n{log}"
-        );
-        if token.is_some() {
-            assert!(
-                log.contains("ok - with a wrong dapr-api-token"),
-                "the token checks did not run:\n{log}"
-            );
-        }
+        let argv = vec![python(), script("python/grpc_client.py")];
+        app_script_passes(b, argv, &ran).await;
     }
 }
 
@@ -472,32 +403,14 @@ async fn python_grpc_app_behind_a_grpc_sidecar() {
     // The script is a dapr.ext.grpc App: its sidecar speaks AppCallback to it, and another
     // sidecar of the mesh calls it over HTTP.
     let mesh = Mesh::new();
-    let python = sdk_dir().join("python/.venv/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run scripts/sdk-deps.sh (make test does)",
-        python.display()
-    );
     let caller = mesh.sidecar("sdk-py-app-caller").start().await;
-    let script = sdk_dir().join("python/grpc_app.py");
-    let mut s = mesh
+    let b = mesh
         .sidecar("sdk-py-grpc-app")
         .app_port(free_port())
         .args(["--app-protocol", "grpc"])
-        .env("CALLER_HTTP_PORT", &caller.api.to_string())
-        .command([
-            python.to_string_lossy().into_owned(),
-            script.to_string_lossy().into_owned(),
-        ])
-        .spawn();
-    let code = s.wait_exit(Duration::from_secs(150)).await;
-    let log = s.log();
-    assert_eq!(code, Some(0), "python/grpc_app.py failed:\n{log}");
-    assert!(
-        !log.contains("not ok - ")
-            && log.contains("ok - a handler's RETRY redelivers; DROP does not"),
-        "python/grpc_app.py did not run every check:\n{log}"
-    );
+        .env("CALLER_HTTP_PORT", &caller.api.to_string());
+    let argv = vec![python(), script("python/grpc_app.py")];
+    app_script_passes(b, argv, &["a handler's RETRY redelivers; DROP does not"]).await;
 }
 
 #[tokio::test]
@@ -511,10 +424,18 @@ async fn grpc_calls_are_proxied_between_two_sidecars() {
         python.to_string_lossy().into_owned(),
         script.to_string_lossy().into_owned(),
     );
+    // The callee's access policy names a gRPC method.
+    let config = mesh.home().join("grpc-acl.yaml");
+    std::fs::write(
+        &config,
+        "kind: Configuration\nspec:\n  accessControl:\n    defaultAction: allow\n    trustDomain: public\n    policies:\n    - appId: sdk-grpc-caller\n      namespace: default\n      trustDomain: public\n      defaultAction: allow\n      operations:\n      - {name: /outrider.test.Echo/Denied, httpVerb: ['*'], action: deny}\n",
+    )
+    .unwrap();
     let mut target = mesh
         .sidecar("sdk-grpc-echo")
         .app_port(free_port())
         .args(["--app-protocol", "grpc", "--max-body-size", "32Mi"])
+        .args(["--config", config.to_str().unwrap()])
         .command([python.clone(), script.clone(), "server".to_owned()])
         .start()
         .await;
@@ -546,7 +467,8 @@ async fn grpc_calls_are_proxied_between_two_sidecars() {
     assert!(
         out.status.success()
             && !text.contains("not ok - ")
-            && text.contains("ok - a proxied call for the AppCallback service is refused"),
+            && text.contains("ok - a proxied call for the AppCallback service is refused")
+            && text.contains("ok - the callee's access policy matches the gRPC method name"),
         "python/grpc_proxy.py client failed:\n{text}\n--- caller ---\n{}\n--- target ---\n{}",
         caller.log(),
         target.log()

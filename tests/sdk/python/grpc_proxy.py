@@ -6,7 +6,8 @@ service ``outrider.test.Echo`` on APP_PORT, bytes in and out (generic handlers, 
 ``grpc_proxy.py client`` calls that service on its own sidecar's gRPC port (CALLER_GRPC_PORT) with
 ``dapr-app-id: TARGET_APP_ID`` and checks: unary; server-, client- and bidi-streaming; a 16 MiB
 message each way; a deadline that expires (DEADLINE_EXCEEDED within it); an app nobody serves;
-a proxied call for the sidecar's own ``AppCallback`` service, refused;
+a proxied call for the sidecar's own ``AppCallback`` service, refused; a method the callee's
+access policy denies by its gRPC name (``/outrider.test.Echo/Denied``), PERMISSION_DENIED;
 metadata both ways (request metadata reaches the server, the server's initial and trailing
 metadata and a non-OK status come back).
 """
@@ -73,6 +74,8 @@ def serve() -> None:
         "ClientStream": grpc.stream_unary_rpc_method_handler(e.client_stream, identity, identity),
         "Bidi": grpc.stream_stream_rpc_method_handler(e.bidi, identity, identity),
         "Slow": grpc.unary_unary_rpc_method_handler(e.slow, identity, identity),
+        # The callee's access policy denies it to the caller: never reached.
+        "Denied": grpc.unary_unary_rpc_method_handler(e.unary, identity, identity),
     }
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=16), options=OPTIONS)
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
@@ -187,6 +190,16 @@ def client() -> None:
         raise CheckFailed("a proxied AppCallback call reached the app")
 
     suite.check("a proxied call for the AppCallback service is refused", app_callback_refused)
+
+    def denied_by_policy() -> None:
+        try:
+            call("unary_unary", "Denied")(b"x", metadata=target, timeout=10)
+        except grpc.RpcError as e:
+            expect_eq("code", e.code(), grpc.StatusCode.PERMISSION_DENIED)
+            return
+        raise CheckFailed("a method the callee's policy denies was served")
+
+    suite.check("the callee's access policy matches the gRPC method name", denied_by_policy)
     suite.finish()
 
 
