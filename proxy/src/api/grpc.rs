@@ -3,22 +3,23 @@
 //!
 //! A call passes, in order: `Configuration.spec.api`, the API token (security rule 3; every
 //! call needs it), and whether this sidecar serves the RPC (the `Dapr` service's others answer
-//! `UNIMPLEMENTED` naming it; any other method is a call for an app named by `dapr-app-id`). tonic's generated server then decodes
-//! the message (at most `--max-body-size` bytes) and calls [`Api`], whose RPCs are codecs over
-//! the same operations as the HTTP routes (`api::{state, publish, secrets, meta, invoke}`): no
-//! building-block rule is here. Operations return `ApiError`; [`status::from_api`] is the one
-//! place they become a gRPC status with Dapr's error details.
+//! `UNIMPLEMENTED` naming it). Any other method is a call for the app its `dapr-app-id` names,
+//! proxied through the mesh (`api::invoke::proxy_grpc`). For a served RPC, tonic's generated
+//! server decodes the message (at most `--max-body-size` bytes) and calls [`Api`], whose RPCs are
+//! codecs over the same operations as the HTTP routes (`api::{state, publish, secrets, meta,
+//! invoke}`): no building-block rule is here. Operations return `ApiError`;
+//! [`status::from_api`] is the one place they become a gRPC status with Dapr's error details.
 
 mod invoke;
 mod meta;
 mod metrics;
-
-pub(crate) use metrics::code_name;
 mod publish;
 mod secrets;
 mod state;
 mod status;
 mod subscribe;
+
+pub(crate) use metrics::code_name;
 
 use std::convert::Infallible;
 use std::future::Future;

@@ -74,54 +74,9 @@ pub(super) async fn invoke_service(
 ) -> Result<tonic::Response<common::InvokeResponse>, Status> {
     let (metadata, extensions, msg) = req.into_parts();
     let id = msg.id;
-    // Refusals of the request's shape read as daprd words a failed invocation.
-    let refuse = |why: &str| {
-        Status::internal(format!(
-            "failed to invoke, id: {id}, err: rpc error: code = InvalidArgument desc = {why}"
-        ))
-    };
-    let message = msg.message.unwrap_or_default();
-    let (verb, query) = http_extension(message.http_extension.as_ref()).map_err(refuse)?;
-    // A fragment or query in the method would change the path the app receives.
-    if let Some(c) = message
-        .method
-        .chars()
-        .find(|c| matches!(c, '#' | '?') || c.is_control())
-    {
-        return Err(refuse(&format!(
-            "invalid method: method contains forbidden character: {c:?}"
-        )));
-    }
-    let method = message.method.trim_start_matches('/');
-    let path_and_query = match query {
-        Some(q) => format!("/{method}?{q}"),
-        None => format!("/{method}"),
-    };
-    let uri = path_and_query
-        .parse::<http::Uri>()
-        .map_err(|_| refuse(&format!("invalid method: {}", message.method)))?;
-    let (mut parts, ()) = Request::builder()
-        .method(verb)
-        .uri(uri)
-        .body(())
-        .map_err(|e| refuse(&e.to_string()))?
-        .into_parts();
-    parts.headers = headers(&metadata);
+    let (mut parts, data) = http_request(&id, &metadata, msg.message.unwrap_or_default())?;
     parts.extensions = extensions;
-    let data = message.data.unwrap_or_default();
-    let content_type = if data.type_url.is_empty() {
-        message.content_type
-    } else {
-        "application/x-protobuf".to_owned()
-    };
-    if !content_type.is_empty() {
-        let ct = HeaderValue::try_from(&content_type)
-            .map_err(|_| refuse(&format!("invalid content type {content_type:?}")))?;
-        parts.headers.insert(header::CONTENT_TYPE, ct);
-    }
-    let rsp = invoke_whole(s, &id, parts, Bytes::from(data.value))
-        .await
-        .map_err(from_api)?;
+    let rsp = invoke_whole(s, &id, parts, data).await.map_err(from_api)?;
     let status = rsp.status();
     let content_type = rsp
         .headers()
@@ -170,6 +125,60 @@ pub(super) async fn invoke_service(
 enum Unread {
     TooLarge,
     Failed(String),
+}
+
+/// The HTTP request an `InvokeRequest` for `id` stands for: its method the path, the HTTP
+/// extension's verb and query, the call's metadata the headers; and its data. Refusals read as
+/// daprd words a failed invocation.
+fn http_request(
+    id: &str,
+    metadata: &MetadataMap,
+    message: common::InvokeRequest,
+) -> Result<(http::request::Parts, Bytes), Status> {
+    // Refusals of the request's shape read as daprd words a failed invocation.
+    let refuse = |why: &str| {
+        Status::internal(format!(
+            "failed to invoke, id: {id}, err: rpc error: code = InvalidArgument desc = {why}"
+        ))
+    };
+    let (verb, query) = http_extension(message.http_extension.as_ref()).map_err(refuse)?;
+    // A fragment or query in the method would change the path the app receives.
+    if let Some(c) = message
+        .method
+        .chars()
+        .find(|c| matches!(c, '#' | '?') || c.is_control())
+    {
+        return Err(refuse(&format!(
+            "invalid method: method contains forbidden character: {c:?}"
+        )));
+    }
+    let method = message.method.trim_start_matches('/');
+    let path_and_query = match query {
+        Some(q) => format!("/{method}?{q}"),
+        None => format!("/{method}"),
+    };
+    let uri = path_and_query
+        .parse::<http::Uri>()
+        .map_err(|_| refuse(&format!("invalid method: {}", message.method)))?;
+    let (mut parts, ()) = Request::builder()
+        .method(verb)
+        .uri(uri)
+        .body(())
+        .map_err(|e| refuse(&e.to_string()))?
+        .into_parts();
+    parts.headers = headers(metadata);
+    let data = message.data.unwrap_or_default();
+    let content_type = if data.type_url.is_empty() {
+        message.content_type
+    } else {
+        "application/x-protobuf".to_owned()
+    };
+    if !content_type.is_empty() {
+        let ct = HeaderValue::try_from(&content_type)
+            .map_err(|_| refuse(&format!("invalid content type {content_type:?}")))?;
+        parts.headers.insert(header::CONTENT_TYPE, ct);
+    }
+    Ok((parts, Bytes::from(data.value)))
 }
 
 /// The app's answer, whole, if it is at most `limit` bytes and never pauses for `idle`.

@@ -21,7 +21,7 @@ use outrider_blocks::pubsub::{
     Handler, Message, Outcome, SubscribeRequest, Subscription, expired, raw_event, wants_raw,
 };
 use outrider_proto::runtime::v1 as rt;
-use rt::subscribe_topic_events_request_alpha1::SubscribeTopicEventsRequestType as Incoming;
+use rt::subscribe_topic_events_request_alpha1::SubscribeTopicEventsRequestType as RequestType;
 use rt::subscribe_topic_events_response_alpha1::SubscribeTopicEventsResponseType as Outgoing;
 use rt::topic_event_response::TopicEventResponseStatus;
 use serde_json::Value;
@@ -56,32 +56,7 @@ pub(super) async fn subscribe(
     s: &Arc<ApiState>,
     mut inbound: Streaming<rt::SubscribeTopicEventsRequestAlpha1>,
 ) -> Result<Events, Status> {
-    if lock(&s.streams).len() >= MAX_STREAMS {
-        return Err(Status::resource_exhausted(format!(
-            "at most {MAX_STREAMS} streaming subscriptions are open at once"
-        )));
-    }
-    let first = tokio::time::timeout(s.body_idle_timeout, inbound.message())
-        .await
-        .map_err(|_| {
-            Status::deadline_exceeded(format!(
-                "no initial request within {:?}",
-                s.body_idle_timeout
-            ))
-        })?;
-    let initial = match first? {
-        None => return Err(Status::unknown("EOF")),
-        Some(rt::SubscribeTopicEventsRequestAlpha1 {
-            subscribe_topic_events_request_type: Some(Incoming::InitialRequest(i)),
-        }) => i,
-        Some(_) => return Err(Status::unknown("initial request is required")),
-    };
-    if initial.pubsub_name.is_empty() {
-        return Err(Status::unknown("pubsubName is required"));
-    }
-    if initial.topic.is_empty() {
-        return Err(Status::unknown("topic is required"));
-    }
+    let initial = opening(s, &mut inbound).await?;
     let name = initial.pubsub_name.clone();
     let Some(c) = s.pubsubs.get(&name) else {
         let e = ApiError::new(
@@ -138,6 +113,40 @@ pub(super) async fn subscribe(
         _subscription: subscription,
     };
     Ok(answer_stream(open, inbound, rx))
+}
+
+/// The first message of a stream, checked in daprd's order (the open streams' bound first).
+async fn opening(
+    s: &ApiState,
+    inbound: &mut Streaming<rt::SubscribeTopicEventsRequestAlpha1>,
+) -> Result<rt::SubscribeTopicEventsRequestInitialAlpha1, Status> {
+    if lock(&s.streams).len() >= MAX_STREAMS {
+        return Err(Status::resource_exhausted(format!(
+            "at most {MAX_STREAMS} streaming subscriptions are open at once"
+        )));
+    }
+    let first = tokio::time::timeout(s.body_idle_timeout, inbound.message())
+        .await
+        .map_err(|_| {
+            Status::deadline_exceeded(format!(
+                "no initial request within {:?}",
+                s.body_idle_timeout
+            ))
+        })?;
+    let initial = match first? {
+        None => return Err(Status::unknown("EOF")),
+        Some(rt::SubscribeTopicEventsRequestAlpha1 {
+            subscribe_topic_events_request_type: Some(RequestType::InitialRequest(i)),
+        }) => i,
+        Some(_) => return Err(Status::unknown("initial request is required")),
+    };
+    if initial.pubsub_name.is_empty() {
+        return Err(Status::unknown("pubsubName is required"));
+    }
+    if initial.topic.is_empty() {
+        return Err(Status::unknown("topic is required"));
+    }
+    Ok(initial)
 }
 
 /// An open stream's hold on its broker subscription and listing: dropped, both end.
@@ -229,6 +238,44 @@ fn event_of(spec: &Spec, msg: &Message) -> Result<rt::TopicEventRequest, Outcome
     topic_event(event, &spec.pubsub, &spec.topic, &spec.path)
 }
 
+/// Reads the app's answers and hands each to the delivery waiting for it; `ended` gets how the
+/// app's side ended.
+async fn read_answers(
+    mut inbound: Streaming<rt::SubscribeTopicEventsRequestAlpha1>,
+    answers: Pending,
+    ended_tx: oneshot::Sender<Status>,
+) {
+    let end = loop {
+        match inbound.message().await {
+            Ok(Some(rt::SubscribeTopicEventsRequestAlpha1 {
+                subscribe_topic_events_request_type: Some(RequestType::EventProcessed(p)),
+            })) => {
+                let outcome = match p
+                    .status
+                    .map(|s| TopicEventResponseStatus::try_from(s.status))
+                {
+                    Some(Ok(TopicEventResponseStatus::Success)) | None => Outcome::Success,
+                    Some(Ok(TopicEventResponseStatus::Drop)) => Outcome::Drop,
+                    Some(Ok(TopicEventResponseStatus::Retry) | Err(_)) => Outcome::Retry,
+                };
+                match lock(&answers).remove(&p.id) {
+                    Some(ack) => {
+                        let _ = ack.send(outcome);
+                    }
+                    None => tracing::debug!(id = %p.id, "an answer for no event in flight"),
+                }
+            }
+            Ok(Some(rt::SubscribeTopicEventsRequestAlpha1 {
+                subscribe_topic_events_request_type: Some(RequestType::InitialRequest(_)),
+            })) => break Status::unknown("duplicate initial request received"),
+            Ok(Some(_)) => {}
+            Ok(None) => break Status::unknown("EOF"),
+            Err(status) => break status,
+        }
+    };
+    let _ = ended_tx.send(end);
+}
+
 /// What the answer stream holds between two items.
 struct Answering {
     first: Option<rt::SubscribeTopicEventsResponseAlpha1>,
@@ -254,43 +301,12 @@ impl Drop for Answering {
 /// and hands each to the delivery waiting for it.
 fn answer_stream(
     open: Open,
-    mut inbound: Streaming<rt::SubscribeTopicEventsRequestAlpha1>,
+    inbound: Streaming<rt::SubscribeTopicEventsRequestAlpha1>,
     rx: mpsc::Receiver<(rt::TopicEventRequest, oneshot::Sender<Outcome>)>,
 ) -> Events {
     let pending: Pending = Arc::default();
     let (ended_tx, ended) = oneshot::channel::<Status>();
-    let answers = pending.clone();
-    let reader = tokio::spawn(async move {
-        let end = loop {
-            match inbound.message().await {
-                Ok(Some(rt::SubscribeTopicEventsRequestAlpha1 {
-                    subscribe_topic_events_request_type: Some(Incoming::EventProcessed(p)),
-                })) => {
-                    let outcome = match p
-                        .status
-                        .map(|s| TopicEventResponseStatus::try_from(s.status))
-                    {
-                        Some(Ok(TopicEventResponseStatus::Success)) | None => Outcome::Success,
-                        Some(Ok(TopicEventResponseStatus::Drop)) => Outcome::Drop,
-                        Some(Ok(TopicEventResponseStatus::Retry) | Err(_)) => Outcome::Retry,
-                    };
-                    match lock(&answers).remove(&p.id) {
-                        Some(ack) => {
-                            let _ = ack.send(outcome);
-                        }
-                        None => tracing::debug!(id = %p.id, "an answer for no event in flight"),
-                    }
-                }
-                Ok(Some(rt::SubscribeTopicEventsRequestAlpha1 {
-                    subscribe_topic_events_request_type: Some(Incoming::InitialRequest(_)),
-                })) => break Status::unknown("duplicate initial request received"),
-                Ok(Some(_)) => {}
-                Ok(None) => break Status::unknown("EOF"),
-                Err(status) => break status,
-            }
-        };
-        let _ = ended_tx.send(end);
-    });
+    let reader = tokio::spawn(read_answers(inbound, pending.clone(), ended_tx));
     let first = rt::SubscribeTopicEventsResponseAlpha1 {
         subscribe_topic_events_response_type: Some(Outgoing::InitialResponse(
             rt::SubscribeTopicEventsResponseInitialAlpha1 {},
