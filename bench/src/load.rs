@@ -22,6 +22,7 @@
 
 mod conn;
 mod drive;
+pub mod grpc;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};

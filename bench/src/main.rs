@@ -195,63 +195,13 @@ fn sum(pids: &[u32], f: fn(u32) -> anyhow::Result<f64>) -> anyhow::Result<f64> {
     pids.iter().map(|p| f(*p)).sum()
 }
 
-/// The gRPC call a load asks for, if any: its path and its framed message.
-fn grpc_call(a: &LoadArgs, data: &Bytes) -> anyhow::Result<Option<(String, Bytes)>> {
-    use outrider_proto::common::v1 as common;
-    use outrider_proto::runtime::v1 as rt;
-    use prost::Message as _;
-    let split = |what: &str, v: &str| -> anyhow::Result<(String, String)> {
-        v.split_once('/')
-            .map(|(a, b)| (a.to_owned(), b.to_owned()))
-            .with_context(|| format!("--{what} {v:?} is not `A/B`"))
-    };
-    let (rpc, message) = match (&a.grpc_get_state, &a.grpc_invoke) {
-        (Some(v), _) => {
-            let (store_name, key) = split("grpc-get-state", v)?;
-            let m = rt::GetStateRequest {
-                store_name,
-                key,
-                ..Default::default()
-            };
-            ("GetState", m.encode_to_vec())
-        }
-        (_, Some(v)) => {
-            let (id, method) = split("grpc-invoke", v)?;
-            let m = rt::InvokeServiceRequest {
-                id,
-                message: Some(common::InvokeRequest {
-                    method,
-                    data: Some(prost_types::Any {
-                        type_url: String::new(),
-                        value: data.to_vec(),
-                    }),
-                    content_type: "application/octet-stream".into(),
-                    http_extension: Some(common::HttpExtension {
-                        verb: common::http_extension::Verb::Post as i32,
-                        querystring: String::new(),
-                    }),
-                }),
-            };
-            ("InvokeService", m.encode_to_vec())
-        }
-        _ => return Ok(None),
-    };
-    // The gRPC frame: not compressed, the length, the message.
-    let mut framed = vec![0u8];
-    framed.extend_from_slice(&u32::try_from(message.len())?.to_be_bytes());
-    framed.extend_from_slice(&message);
-    Ok(Some((
-        format!("/dapr.proto.runtime.v1.Dapr/{rpc}"),
-        Bytes::from(framed),
-    )))
-}
-
 fn plan(a: &LoadArgs) -> anyhow::Result<Plan> {
     let body = match &a.body {
         Some(text) => Bytes::from(text.clone()),
         None => Bytes::from(vec![b'x'; a.body_size]),
     };
-    if let Some((path, framed)) = grpc_call(a, &body)? {
+    let grpc = load::grpc::call(a.grpc_get_state.as_deref(), a.grpc_invoke.as_deref(), &body)?;
+    if let Some((path, framed)) = grpc {
         let mut headers = HeaderMap::new();
         headers.insert("content-type", HeaderValue::from_static("application/grpc"));
         headers.insert("te", HeaderValue::from_static("trailers"));
