@@ -29,6 +29,9 @@ needs=(
   "haproxy:haproxy"
   "openssl:openssl"
   "taskset:util-linux"
+  # Interception: outrider init writes nat rules; its tests capture the LAN to see TLS on the wire.
+  "iptables-restore:iptables"
+  "tcpdump:tcpdump"
 )
 
 missing=()

@@ -18,7 +18,7 @@ pub mod mdns;
 pub mod static_;
 
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -98,4 +98,26 @@ pub trait Resolve: Send + Sync + 'static {
     fn why_unresolved(&self, _target: &Target) -> Option<String> {
         None
     }
+
+    /// The targets that have an endpoint at `ip`, each with that endpoint, sorted: how a
+    /// connection addressed to a host rather than to a name (intercepted TCP) finds the app
+    /// running there. Only what the resolver already knows; a resolver that cannot tell (it
+    /// looks names up one at a time) answers none.
+    fn at_address(&self, _ip: IpAddr) -> Vec<(Target, SocketAddr)> {
+        Vec::new()
+    }
+}
+
+/// The entries of `known` whose endpoint is at `ip`, sorted and without duplicates.
+fn entries_at<'a>(
+    known: impl Iterator<Item = (&'a Target, &'a SocketAddr)>,
+    ip: IpAddr,
+) -> Vec<(Target, SocketAddr)> {
+    let mut found: Vec<(Target, SocketAddr)> = known
+        .filter(|(_, a)| a.ip() == ip)
+        .map(|(t, a)| (t.clone(), *a))
+        .collect();
+    found.sort();
+    found.dedup();
+    found
 }

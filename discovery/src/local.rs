@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::io::Write;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -251,6 +251,16 @@ impl Resolve for LocalResolver {
 
     fn name(&self) -> &'static str {
         "local"
+    }
+
+    fn at_address(&self, ip: IpAddr) -> Vec<(Target, SocketAddr)> {
+        let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        crate::entries_at(
+            st.latest
+                .iter()
+                .flat_map(|(t, set)| set.addrs.iter().map(move |a| (t, a))),
+            ip,
+        )
     }
 }
 

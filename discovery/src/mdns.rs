@@ -247,6 +247,11 @@ impl Resolve for MdnsResolver {
         PATIENCE
     }
 
+    fn at_address(&self, ip: IpAddr) -> Vec<(Target, SocketAddr)> {
+        let st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        crate::entries_at(st.instances.values().map(|(t, a)| (t, a)), ip)
+    }
+
     fn why_unresolved(&self, target: &Target) -> Option<String> {
         Some(format!(
             "no mDNS answer for app {} in namespace {} within {} ms (service {SERVICE_TYPE}, {}); check that it \

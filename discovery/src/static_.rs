@@ -1,7 +1,7 @@
 //! The `static` resolver: a fixed map of targets to addresses from the configuration.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use tokio::sync::watch;
@@ -36,6 +36,15 @@ impl Resolve for StaticResolver {
     fn name(&self) -> &'static str {
         "static"
     }
+
+    fn at_address(&self, ip: IpAddr) -> Vec<(Target, SocketAddr)> {
+        let sets: Vec<(&Target, Arc<EndpointSet>)> =
+            self.sets.iter().map(|(t, tx)| (t, tx.borrow().clone())).collect();
+        crate::entries_at(
+            sets.iter().flat_map(|(t, set)| set.addrs.iter().map(move |a| (*t, a))),
+            ip,
+        )
+    }
 }
 
 #[cfg(test)]
@@ -51,5 +60,10 @@ mod tests {
             vec![a]
         );
         assert!(r.resolve(&Target::new("b", "other")).borrow().is_empty());
+        assert_eq!(
+            r.at_address(a.ip()),
+            vec![(Target::new("b", "default"), a)]
+        );
+        assert!(r.at_address("127.0.0.2".parse().unwrap()).is_empty());
     }
 }

@@ -82,29 +82,41 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let caller = req.extensions().get::<Arc<Caller>>().map(Arc::as_ref);
-        let decision =
-            self.policies
-                .borrow()
-                .decide(caller, req.uri().path(), req.method().as_str());
-        record(caller, req.method(), &decision);
-        if decision.allowed() {
-            return ResponseFuture::passed(self.inner.call(req));
+        match check(&self.policies, caller, req.uri().path(), req.method()) {
+            Ok(()) => ResponseFuture::passed(self.inner.call(req)),
+            Err(denied) => ResponseFuture::refused(denied),
         }
-        let denied = Denied {
-            caller: caller.map(|c| c.app_id.clone()).unwrap_or_default(),
-            operation: req.uri().path().to_owned(),
-            verb: req.method().to_string(),
-            rule: decision.rule,
-        };
-        tracing::info!(
-            caller = %caller.map_or_else(|| "(no identity)".to_owned(), ToString::to_string),
-            operation = %denied.operation,
-            verb = %denied.verb,
-            rule = %denied.rule,
-            "denied by access policy"
-        );
-        ResponseFuture::refused(denied)
     }
+}
+
+/// The decision of the policies in force for `caller` calling `operation` with `method`,
+/// counted, and logged with its rule when it denies. The layer decides every request with it;
+/// a mesh tunnel decides with the operation `/tcp/<port>` and the verb `CONNECT`.
+pub fn check(
+    policies: &watch::Receiver<Arc<AccessControl>>,
+    caller: Option<&Caller>,
+    operation: &str,
+    method: &http::Method,
+) -> Result<(), Denied> {
+    let decision = policies.borrow().decide(caller, operation, method.as_str());
+    record(caller, method, &decision);
+    if decision.allowed() {
+        return Ok(());
+    }
+    let denied = Denied {
+        caller: caller.map(|c| c.app_id.clone()).unwrap_or_default(),
+        operation: operation.to_owned(),
+        verb: method.to_string(),
+        rule: decision.rule,
+    };
+    tracing::info!(
+        caller = %caller.map_or_else(|| "(no identity)".to_owned(), ToString::to_string),
+        operation = %denied.operation,
+        verb = %denied.verb,
+        rule = %denied.rule,
+        "denied by access policy"
+    );
+    Err(denied)
 }
 
 fn record(caller: Option<&Caller>, method: &http::Method, decision: &Decision) {

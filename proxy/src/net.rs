@@ -6,6 +6,8 @@
 //! `to_app`) hand their services to these loops.
 
 pub(crate) mod coalesce;
+pub(crate) mod detect;
 pub(crate) mod guard;
 pub(crate) mod http;
 pub(crate) mod serve;
+pub(crate) mod tcp;

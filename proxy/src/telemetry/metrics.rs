@@ -277,6 +277,41 @@ pub(crate) const PUBLISH_FULL: Metric = metric(
     &["component"],
     "Publishes refused because a subscriber of the in-memory broker had no room left.",
 );
+pub(crate) const TCP_OPEN: Metric = metric(
+    "outrider_tcp_open_connections",
+    Gauge,
+    &["direction", "peer"],
+    "Intercepted TCP connections open now, by direction and peer: the peer's app id, \
+     `passthrough` (a destination outside the mesh), `unmeshed` (a plain client of this app) or \
+     `http` (intercepted HTTP, counted per target by the invocation metrics).",
+);
+pub(crate) const TCP_READ: Metric = metric(
+    "outrider_tcp_read_bytes_total",
+    Counter,
+    &["direction", "peer"],
+    "Bytes read from the local side of intercepted TCP connections.",
+);
+pub(crate) const TCP_WRITE: Metric = metric(
+    "outrider_tcp_write_bytes_total",
+    Counter,
+    &["direction", "peer"],
+    "Bytes written to the local side of intercepted TCP connections.",
+);
+pub(crate) const PASSTHROUGH_REQUESTS: Metric = metric(
+    "outrider_passthrough_requests_total",
+    Counter,
+    &["status"],
+    "Intercepted HTTP requests for destinations outside the mesh, forwarded as they were, by \
+     status (`error`: no answer).",
+);
+pub(crate) const TCP_REFUSED: Metric = metric(
+    "outrider_tcp_refused_total",
+    Counter,
+    &["direction", "reason"],
+    "Intercepted connections and mesh tunnels refused: `strict` (plain traffic in strict mode), \
+     `policy` (access policy), `port` (not a port of the app), `loop` (addressed to the \
+     sidecar itself), `ambiguous` (several apps at the destination), `unreachable`.",
+);
 
 /// Every metric of this crate.
 pub(crate) const ALL: &[Metric] = &[
@@ -309,6 +344,11 @@ pub(crate) const ALL: &[Metric] = &[
     ACCEPT_ERRORS,
     PANICS,
     PUBLISH_FULL,
+    TCP_OPEN,
+    TCP_READ,
+    TCP_WRITE,
+    TCP_REFUSED,
+    PASSTHROUGH_REQUESTS,
 ];
 
 /// A `# HELP` line for every metric, ours and the `filters` layers'.

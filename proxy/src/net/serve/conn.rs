@@ -106,6 +106,13 @@ impl Activity {
         }
     }
 
+    /// Counts work that outlives its request's response as in flight until the guard drops:
+    /// a tunnel lives as long as its stream, and the connection carrying it is not idle.
+    pub(crate) fn hold(self: &Arc<Self>) -> Holding {
+        self.request_started();
+        Holding(self.clone())
+    }
+
     /// Bytes arrived from the peer.
     fn read(&self, bytes: &[u8]) {
         let sniffed = self.sniffed.load(Ordering::Relaxed);
@@ -224,6 +231,15 @@ impl Activity {
             next = next.min(idle_until);
         }
         Verdict::Wait(next)
+    }
+}
+
+/// Work in flight on a connection beyond a request (see [`Activity::hold`]).
+pub(crate) struct Holding(Arc<Activity>);
+
+impl Drop for Holding {
+    fn drop(&mut self) {
+        self.0.request_ended();
     }
 }
 
