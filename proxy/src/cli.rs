@@ -30,6 +30,57 @@ pub(crate) enum Command {
     /// Run the L7 proxy alone, forwarding every request to one upstream (plain HTTP), with the
     /// sidecar's server, trace and metrics layers.
     Proxy(ProxyArgs),
+    /// Install the nat rules that send an unmodified app's TCP through its sidecar, in this
+    /// network namespace, and exit (a Kubernetes init container; needs CAP_NET_ADMIN).
+    Init(InitArgs),
+}
+
+/// Flags of `outrider init`.
+#[derive(Debug, Args)]
+pub(crate) struct InitArgs {
+    /// The uid the sidecar runs as: its own connections are never redirected. Required, but for
+    /// --uninstall.
+    #[arg(long, env = "OUTRIDER_PROXY_UID", required_unless_present = "uninstall")]
+    pub(crate) proxy_uid: Option<u32>,
+    /// A gid whose connections are never redirected either.
+    #[arg(long, env = "OUTRIDER_PROXY_GID")]
+    pub(crate) proxy_gid: Option<u32>,
+    /// Where the app's outbound TCP goes (the sidecar's --outbound-port, on loopback).
+    #[arg(long, default_value_t = 15001)]
+    pub(crate) outbound_port: u16,
+    /// Where other hosts' TCP for this namespace goes (the sidecar's --inbound-port).
+    #[arg(long, default_value_t = 15006)]
+    pub(crate) inbound_port: u16,
+    /// The sidecar's mesh port: never redirected inbound.
+    #[arg(long, default_value_t = outrider_discovery::DEFAULT_MESH_PORT)]
+    pub(crate) mesh_port: u16,
+    /// The sidecar's HTTP API port: never redirected inbound.
+    #[arg(long, default_value_t = 3500)]
+    pub(crate) dapr_http_port: u16,
+    /// The sidecar's gRPC API port: never redirected inbound.
+    #[arg(long, default_value_t = DEFAULT_GRPC_PORT)]
+    pub(crate) dapr_grpc_port: u16,
+    /// The sidecar's admin port: never redirected inbound.
+    #[arg(long, default_value_t = 9090)]
+    pub(crate) metrics_port: u16,
+    /// Destination ports the app reaches directly.
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) skip_outbound_ports: Vec<u16>,
+    /// Destination addresses or networks (`10.0.0.0/8`) the app reaches directly.
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) skip_outbound_cidrs: Vec<String>,
+    /// Ports of this namespace other hosts reach directly.
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) skip_inbound_ports: Vec<u16>,
+    /// Rules for IPv6 too: `auto` (when the namespace has IPv6), `on` or `off`.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "on", "off"])]
+    pub(crate) ipv6: String,
+    /// Print the iptables-restore batches instead of applying them.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+    /// Remove exactly the rules and chains `outrider init` installs.
+    #[arg(long)]
+    pub(crate) uninstall: bool,
 }
 
 /// Flags of `outrider proxy`.
@@ -229,6 +280,38 @@ pub(crate) struct RunArgs {
     /// The local resolver's registry directory [default: $HOME/.outrider/registry].
     #[arg(long, env = "OUTRIDER_REGISTRY_DIR")]
     pub(crate) registry_dir: Option<PathBuf>,
+    /// Serve the transparent listeners for the traffic `outrider init` redirects: the app's
+    /// outbound TCP on 127.0.0.1:--outbound-port, other hosts' plain TCP for it on
+    /// --inbound-port. `spec.mtls.mode` in the Configuration says whether plain traffic from
+    /// outside the mesh may reach the app (permissive) or not (strict).
+    #[arg(long, env = "OUTRIDER_INTERCEPT")]
+    pub(crate) intercept: bool,
+    /// Port of the transparent outbound listener (with --intercept).
+    #[arg(long, env = "OUTRIDER_OUTBOUND_PORT", default_value_t = 15001)]
+    pub(crate) outbound_port: u16,
+    /// Port of the transparent inbound listener (with --intercept).
+    #[arg(long, env = "OUTRIDER_INBOUND_PORT", default_value_t = 15006)]
+    pub(crate) inbound_port: u16,
+    /// Intercepted destination ports whose traffic is carried as opaque TCP without waiting for
+    /// the client's first bytes: protocols where the server speaks first.
+    #[arg(
+        long,
+        env = "OUTRIDER_OPAQUE_PORTS",
+        value_delimiter = ',',
+        default_value = "25,587,3306,4222,4444,5432,6379,9300,11211"
+    )]
+    pub(crate) opaque_ports: Vec<u16>,
+    /// More TCP ports of the app, besides --app-port, that peers' intercepted TCP may reach
+    /// (the sidecar connects to them on --app-channel-address).
+    #[arg(long, env = "OUTRIDER_APP_PORTS", value_delimiter = ',')]
+    pub(crate) app_ports: Vec<u16>,
+    /// How long an intercepted connection may take to send the bytes that tell its protocol;
+    /// a client still silent then is carried as opaque TCP.
+    #[arg(long, env = "OUTRIDER_DETECT_TIMEOUT", default_value = "3s", value_parser = parse_timeout)]
+    pub(crate) detect_timeout: Duration,
+    /// The DNS suffix of `<app-id>.<namespace>.svc.<cluster-domain>` names.
+    #[arg(long, env = "OUTRIDER_CLUSTER_DOMAIN", default_value = "cluster.local")]
+    pub(crate) cluster_domain: String,
     /// The app to start as a child, after `--`.
     #[arg(last = true)]
     pub(crate) command: Vec<String>,

@@ -79,6 +79,7 @@ where
         Command::Run(args) => args,
         Command::Policy(PolicyCommand::Check(args)) => return cmd::policy::run(&args),
         Command::Proxy(args) => return proxy(args),
+        Command::Init(args) => return cmd::init::run(&args),
     };
     let env = Env::read();
     let settings = match config::load(&args, &env) {
