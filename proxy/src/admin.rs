@@ -25,6 +25,8 @@ pub(crate) struct Admin {
     pub(crate) outbound: Arc<Outbound>,
     /// Serve the status page to clients that are not on loopback.
     pub(crate) status_remote: bool,
+    /// With `--intercept`: its line of the status page.
+    pub(crate) interception: Option<String>,
 }
 
 pub(crate) async fn handle(
@@ -84,7 +86,11 @@ fn status_page(admin: &Admin) -> String {
         admin.outbound.resolver_name(),
         admin.outbound.balancing(),
         targets(&admin.outbound),
-    )
+    ) + &admin
+        .interception
+        .as_ref()
+        .map(|l| format!("{l}\n"))
+        .unwrap_or_default()
 }
 
 /// One line per target called so far, then one per endpoint with its state.

@@ -8,7 +8,7 @@
 
 mod grpc;
 mod http;
-mod invoke;
+pub(crate) mod invoke;
 mod meta;
 mod publish;
 mod secrets;
@@ -85,6 +85,8 @@ pub(crate) struct ApiState {
     /// Streaming subscriptions open on the gRPC API, by stream, for the metadata API.
     pub(crate) streams: Mutex<BTreeMap<u64, crate::to_app::subscriptions::Spec>>,
     pub(crate) extended: Mutex<BTreeMap<String, String>>,
+    /// With `--intercept`: its ports, mode and rules, for the metadata API.
+    pub(crate) interception: Option<crate::mesh::transparent::InterceptionView>,
     /// Permits for work whose cost grows with the data (queries, bulk reads): at most
     /// [`HEAVY_WORK`] run at once, whatever the number of callers.
     pub(crate) heavy: tokio::sync::Semaphore,

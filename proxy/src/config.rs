@@ -95,6 +95,12 @@ pub struct Settings {
     /// `SSL_CERT_FILE`, for HTTPS collectors.
     pub(crate) ca_file: Option<PathBuf>,
     pub(crate) command: Vec<String>,
+    /// `--intercept` and its settings; `None` without it.
+    pub(crate) interception: Option<crate::mesh::transparent::Interception>,
+    /// `Configuration.spec.mtls.mode`.
+    pub(crate) mtls_mode: crate::mesh::transparent::MtlsMode,
+    /// The app's ports a peer's tunnel may reach: `--app-port` and `--app-ports`.
+    pub(crate) tunnel_ports: std::collections::BTreeSet<u16>,
 }
 
 /// One configuration problem.
@@ -133,6 +139,7 @@ pub(crate) fn load(args: &RunArgs, env: &Env) -> Result<Settings, Problems> {
     let from_flags = flags::check(args, env, &mut problems);
     let configured = configuration::load(args, env, &mut problems);
     let resources = resources::load(args, &mut problems);
+    let interception = interception(args, configured.as_ref().map(|c| c.mtls_mode), &mut problems);
     match (from_flags, configured) {
         (Some(f), Some(c)) if problems.is_empty() => Ok(Settings {
             app_id: args.app_id.clone(),
@@ -165,9 +172,60 @@ pub(crate) fn load(args: &RunArgs, env: &Env) -> Result<Settings, Problems> {
             app_token: env.app_token.clone(),
             ca_file: env.ca_file.clone(),
             command: args.command.clone(),
+            interception,
+            mtls_mode: c.mtls_mode,
+            tunnel_ports: args.app_port.into_iter().chain(args.app_ports.iter().copied()).collect(),
         }),
         _ => Err(Problems(problems)),
     }
+}
+
+/// `--intercept` and the flags that go with it: its two ports must be free of the others.
+fn interception(
+    args: &RunArgs,
+    mode: Option<crate::mesh::transparent::MtlsMode>,
+    problems: &mut Vec<Problem>,
+) -> Option<crate::mesh::transparent::Interception> {
+    if let Some(p) = args.app_ports.iter().find(|p| **p == 0) {
+        problems.push(Problem {
+            at: "--app-ports".into(),
+            message: format!("{p} is not a port"),
+        });
+    }
+    if !args.intercept {
+        return None;
+    }
+    let listen = args.listen();
+    let taken = [
+        ("--dapr-http-port", listen.api.port()),
+        ("--dapr-grpc-port", listen.grpc.port()),
+        ("--mesh-port", listen.mesh.port()),
+        ("--metrics-port", listen.admin.port()),
+    ];
+    for (flag, port) in [
+        ("--outbound-port", args.outbound_port),
+        ("--inbound-port", args.inbound_port),
+    ] {
+        let clash = taken.iter().find(|(_, p)| *p == port).map(|(f, _)| *f);
+        let clash = clash.or((flag == "--inbound-port" && port == args.outbound_port).then_some("--outbound-port"));
+        if port == 0 || clash.is_some() {
+            problems.push(Problem {
+                at: flag.into(),
+                message: format!(
+                    "{port} is {}",
+                    clash.map_or("not a port".to_owned(), |c| format!("also {c}"))
+                ),
+            });
+        }
+    }
+    Some(crate::mesh::transparent::Interception {
+        outbound_port: args.outbound_port,
+        inbound_port: args.inbound_port,
+        opaque_ports: args.opaque_ports.iter().copied().collect(),
+        detect_timeout: args.detect_timeout,
+        cluster_domain: args.cluster_domain.clone(),
+        mode: mode.unwrap_or_default(),
+    })
 }
 
 fn display(p: &Path) -> String {

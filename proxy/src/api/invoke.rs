@@ -170,6 +170,24 @@ pub(crate) async fn proxy_grpc(
     carry_out(state, plan, parts, payload, started).await
 }
 
+/// An app's plain HTTP request that interception named as a call of `target`: the whole path is
+/// the method, and it goes the way `/v1.0/invoke` does. The app's token for this sidecar's API,
+/// if it sent one, is not for the callee.
+pub(crate) async fn intercepted(
+    state: &ApiState,
+    target: &Target,
+    mut req: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    req.headers_mut().remove("dapr-api-token");
+    let id = target.to_string();
+    let path = req.uri().path().to_owned();
+    let named = Named::Header {
+        id: Some(&id),
+        path: &path,
+    };
+    invoke(state, named, req).await
+}
+
 /// A request body as the invocation has it.
 enum Payload {
     /// Read as it arrives, within the API's limits.

@@ -35,6 +35,8 @@ pub(crate) struct GetMetadataResponse {
     /// The app's attributes, with `daprRuntimeVersion` and `outrider.nameResolution`.
     pub(crate) extended_metadata: BTreeMap<String, String>,
     pub(crate) app_connection_properties: Option<AppConnectionProperties>,
+    /// Not in daprd's answer: transparent interception, when on.
+    pub(crate) interception: Option<crate::mesh::transparent::InterceptionView>,
 }
 
 /// How this sidecar finds and picks endpoints.
@@ -151,6 +153,7 @@ pub(crate) fn get(s: &ApiState) -> GetMetadataResponse {
             protocol: s.app_protocol.name(),
             channel_address: s.app_channel_address.clone(),
         }),
+        interception: s.interception.clone(),
     }
 }
 

@@ -15,6 +15,7 @@ use serde::Deserialize;
 
 use super::{FieldProblem, Problem, display, parse_duration, within};
 use crate::cli::{Env, RunArgs};
+use crate::mesh::transparent::MtlsMode;
 use crate::telemetry::TracingConfig;
 
 /// Default workload certificate lifetime (Dapr's `workloadCertTTL`).
@@ -32,6 +33,7 @@ pub(super) struct FromConfiguration {
     pub(super) tracing: Option<TracingConfig>,
     pub(super) workload_cert_ttl: Duration,
     pub(super) access_log: AccessLogConfig,
+    pub(super) mtls_mode: MtlsMode,
 }
 
 /// Reads `--config` (if given) and validates every part; `None` when name resolution is
@@ -59,6 +61,7 @@ pub(super) fn load(
     let (policy_sources, access_control, api_access) = access(&mut cfg, args, &file, problems);
     let tracing = tracing(&mut cfg, args, env, problems);
     let workload_cert_ttl = cert_ttl(&cfg, &file, problems);
+    let mtls_mode = mtls_mode(&cfg, &file, problems);
     let logging = &cfg.spec.logging.api_logging;
     let access_log = AccessLogConfig {
         enabled: args.enable_api_logging.unwrap_or(logging.enabled),
@@ -74,7 +77,25 @@ pub(super) fn load(
         tracing,
         workload_cert_ttl,
         access_log,
+        mtls_mode,
     })
+}
+
+/// `spec.mtls.mode` (an Outrider extension): whether plain traffic from outside the mesh may
+/// reach the app through interception.
+fn mtls_mode(cfg: &ConfigFile, file: &str, problems: &mut Vec<Problem>) -> MtlsMode {
+    match cfg.spec.mtls.mode.as_deref().map(str::trim) {
+        None | Some("") => MtlsMode::default(),
+        Some(m) if m.eq_ignore_ascii_case("permissive") => MtlsMode::Permissive,
+        Some(m) if m.eq_ignore_ascii_case("strict") => MtlsMode::Strict,
+        Some(m) => {
+            problems.push(Problem {
+                at: format!("{file}: spec.mtls.mode"),
+                message: format!("{m:?} is neither permissive nor strict"),
+            });
+            MtlsMode::default()
+        }
+    }
 }
 
 /// `spec.nameResolution`, and the lengths the mDNS resolver can announce.
@@ -256,6 +277,9 @@ struct Mtls {
     // Dapr spells it with "TTL", which camelCase renaming would not produce.
     #[serde(default, rename = "workloadCertTTL")]
     workload_cert_ttl: Option<String>,
+    /// `permissive` or `strict`: see [`MtlsMode`].
+    #[serde(default)]
+    mode: Option<String>,
 }
 
 fn read_configuration(path: &Path) -> Result<ConfigFile, Vec<Problem>> {

@@ -6,7 +6,11 @@
 //! connection: the caller headers the app sees are stamped from it, whatever the request carried.
 //! The method path is normalised again here, so what the app receives is the canonical form even
 //! if a peer were to send something else, and the callee's access policy decides on that form.
+//! A `CONNECT` is a tunnel for a peer app's TCP connection instead (see [`tunnel`]).
 
+mod tunnel;
+
+use std::collections::BTreeSet;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,6 +40,10 @@ use crate::to_app::channel::AppChannel;
 pub(crate) struct Inbound {
     pub(crate) app_id: String,
     pub(crate) app: Option<AppChannel>,
+    /// The host the app listens on (`--app-channel-address`), for tunnels.
+    pub(crate) app_address: String,
+    /// The app's ports a tunnel may reach: `--app-port` and `--app-ports`.
+    pub(crate) tunnel_ports: BTreeSet<u16>,
     pub(crate) max_body_size: u64,
     /// The longest pause inside a caller's request body.
     pub(crate) body_idle_timeout: Duration,
@@ -61,7 +69,7 @@ pub(crate) fn stack(inbound: Arc<Inbound>) -> Stack {
             let inbound = inbound.clone();
             move |req| forward(req, inbound.clone())
         });
-    let stack = ServiceBuilder::new()
+    let requests = ServiceBuilder::new()
         // Continue the caller's trace with a span for this hop.
         .layer(TraceLayer::mesh(inbound.spans.clone()))
         // The one place where failures below become the caller's answer.
@@ -76,6 +84,15 @@ pub(crate) fn stack(inbound: Arc<Inbound>) -> Stack {
                 Ok::<_, Infallible>(rsp)
             }
         });
+    let stack = tower::service_fn(move |req: Request<Incoming>| {
+        let (requests, inbound) = (requests.clone(), inbound.clone());
+        async move {
+            if tunnel::is_tunnel(&req) {
+                return Ok(tunnel::accept(req, inbound).await);
+            }
+            requests.oneshot(req).await
+        }
+    });
     BoxCloneSyncService::new(stack)
 }
 
@@ -122,9 +139,12 @@ pub(crate) async fn serve(
                 return;
             };
             tracing::debug!(%peer, caller = %caller.app_id, namespace = %caller.namespace, "mesh connection accepted");
-            // The verified peer identity travels with each request, for policy and the app.
+            // The verified peer identity travels with each request, for policy and the app; the
+            // connection's activity, for tunnels that outlive their request.
+            let activity = watch.activity();
             let svc = stack.map_request(move |mut req: Request<Incoming>| {
                 req.extensions_mut().insert(caller.clone());
+                req.extensions_mut().insert(activity.clone());
                 req
             });
             conns.spawn(watch.io(tls), svc, &builder, watch);

@@ -17,7 +17,7 @@ mod logical;
 pub(crate) mod plan;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
@@ -181,6 +181,39 @@ impl Outbound {
             .collect();
         views.sort_by(|a, b| (&a.namespace, &a.app_id).cmp(&(&b.namespace, &b.app_id)));
         views
+    }
+
+    /// Whether discovery knows an instance of `target` now.
+    pub(crate) fn knows(&self, target: &Target) -> bool {
+        !self.resolver.resolve(target).borrow().is_empty()
+    }
+
+    /// Whether discovery knows an instance of `target`, waiting for it up to the resolver's
+    /// patience.
+    pub(crate) async fn finds(&self, target: &Target) -> bool {
+        let mut rx = self.resolver.resolve(target);
+        let patience = self.resolver.patience();
+        matches!(
+            tokio::time::timeout(patience, rx.wait_for(|s| !s.is_empty())).await,
+            Ok(Ok(_))
+        )
+    }
+
+    /// The apps discovery knows at `ip`, each with its sidecar's mesh address.
+    pub(crate) fn at_address(&self, ip: IpAddr) -> Vec<(Target, SocketAddr)> {
+        self.resolver.at_address(ip)
+    }
+
+    /// Opens a byte stream to `port` of `target`'s app, through its sidecar at `addr`. No retry:
+    /// a stream cannot be replayed. `Ok(Err(status))` is the far sidecar's refusal.
+    pub(crate) async fn tunnel(
+        &self,
+        target: &Target,
+        addr: SocketAddr,
+        port: u16,
+    ) -> Result<Result<hyper::upgrade::Upgraded, http::StatusCode>, InvokeError> {
+        let logical = self.logical(target).await?;
+        logical.concrete.tunnel(addr, port).await
     }
 
     /// The logical stage of `target`. A target is kept only once it has resolved, so that the

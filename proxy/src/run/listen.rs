@@ -23,15 +23,20 @@ use super::wire::Wired;
 use crate::admin::{self, Admin};
 use crate::api::{ApiService, GrpcApiService};
 use crate::config::Settings;
-use crate::mesh::inbound;
+use crate::mesh::{inbound, transparent};
 use crate::net::serve;
 
-/// The four listening sockets, bound before anything serves.
+/// The four listening sockets, and the transparent ones with `--intercept`, bound before
+/// anything serves.
 pub(super) struct Sockets {
     api: TcpListener,
     grpc: TcpListener,
     pub(super) mesh: TcpListener,
     admin: TcpListener,
+    /// Transparent outbound (loopback, IPv4 and IPv6 when the host has it).
+    intercept_out: Vec<TcpListener>,
+    /// Transparent inbound (every interface, IPv4 and IPv6 when the host has it).
+    intercept_in: Vec<TcpListener>,
 }
 
 impl Sockets {
@@ -54,13 +59,41 @@ impl Sockets {
             && matches!(s.resolver, ResolverConfig::Local | ResolverConfig::Mdns(_));
         let mesh = bind_or_free(s.listen.mesh, ("--mesh-port", "mesh port"), mesh_may_move).await?;
         let admin = bind(s.listen.admin, "--metrics-port").await?;
+        let (mut intercept_out, mut intercept_in) = (Vec::new(), Vec::new());
+        if let Some(i) = &s.interception {
+            let (out, inb) = (i.outbound_port, i.inbound_port);
+            intercept_out.push(bind(([127, 0, 0, 1], out).into(), "--outbound-port").await?);
+            intercept_in.push(bind(([0, 0, 0, 0], inb).into(), "--inbound-port").await?);
+            // IPv6 where the host has it: the nat rules redirect to ::1 and to the address the
+            // connection came to.
+            if let Ok(l) = bind_v6_only(SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, out))) {
+                intercept_out.push(l);
+            }
+            if let Ok(l) = bind_v6_only(SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, inb))) {
+                intercept_in.push(l);
+            }
+        }
         Ok(Self {
             api,
             grpc,
             mesh,
             admin,
+            intercept_out,
+            intercept_in,
         })
     }
+}
+
+/// An IPv6 listener that takes no IPv4 connections (those have their own).
+fn bind_v6_only(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::IPV6, Type::STREAM, None)?;
+    s.set_only_v6(true)?;
+    s.set_reuse_address(true)?;
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    s.listen(1024)?;
+    TcpListener::from_std(s.into())
 }
 
 /// Binds `addr`, or any free port of its address when `addr` is taken and `may_move`; `flag`
@@ -120,6 +153,10 @@ pub(crate) struct Listeners {
     pub(super) grpc: Serving,
     pub(super) mesh: Serving,
     pub(super) admin: Serving,
+    /// Transparent inbound, stopped with the mesh listener.
+    pub(super) intercept_in: Vec<Serving>,
+    /// Transparent outbound, stopped with the APIs (the app may call out while it stops).
+    pub(super) intercept_out: Vec<Serving>,
 }
 
 impl Listeners {
@@ -158,6 +195,21 @@ impl Listeners {
         let mesh = Serving::spawn(stop, task);
 
         let admin = serve_admin(s, sockets.admin, wired, creds, metrics);
+        let (mut intercept_in, mut intercept_out) = (Vec::new(), Vec::new());
+        if let Some(t) = &wired.transparent {
+            for socket in sockets.intercept_out {
+                let l = serve::Listener::new(socket, "intercept-outbound", s.limits.mesh);
+                let stop = CancellationToken::new();
+                let task = transparent::serve_outbound(l, t.clone(), stop.clone(), s.grace);
+                intercept_out.push(Serving::spawn(stop, task));
+            }
+            for socket in sockets.intercept_in {
+                let l = serve::Listener::new(socket, "intercept-inbound", s.limits.mesh);
+                let stop = CancellationToken::new();
+                let task = transparent::serve_inbound(l, t.clone(), stop.clone(), s.grace);
+                intercept_in.push(Serving::spawn(stop, task));
+            }
+        }
         Ok(Self {
             api_addr,
             grpc_addr,
@@ -166,6 +218,8 @@ impl Listeners {
             grpc,
             mesh,
             admin,
+            intercept_in,
+            intercept_out,
         })
     }
 }
@@ -201,6 +255,7 @@ fn serve_admin(
         creds,
         outbound: wired.outbound.clone(),
         status_remote: s.admin_status_remote,
+        interception: wired.interception.as_ref().map(|i| i.line()),
     });
     let admin_l = serve::Listener::new(socket, "admin", s.limits.admin);
     let admin_svc = move |peer| {

@@ -69,6 +69,11 @@ impl Running {
         if let Err(e) = self.listeners.mesh.stop().await {
             tracing::warn!(error = %e, "mesh listener failed");
         }
+        for l in self.listeners.intercept_in {
+            if let Err(e) = l.stop().await {
+                tracing::warn!(error = %e, "transparent inbound listener failed");
+            }
+        }
         // Stop deliveries: what is in flight finishes within the grace period, the rest stays
         // with the broker.
         if let Some(subscriber) = &self.subscriber {
@@ -84,6 +89,11 @@ impl Running {
         };
         // 5. The APIs, then the admin listener (readiness stays observable until the end).
         let (http, grpc) = tokio::join!(self.listeners.api.stop(), self.listeners.grpc.stop());
+        for l in self.listeners.intercept_out {
+            if let Err(e) = l.stop().await {
+                tracing::warn!(error = %e, "transparent outbound listener failed");
+            }
+        }
         for (name, stopped) in [("HTTP API", http), ("gRPC API", grpc)] {
             if let Err(e) = stopped {
                 tracing::warn!(error = %e, "{name} listener failed");

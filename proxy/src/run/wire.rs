@@ -22,6 +22,7 @@ use crate::components::metrics::PubSubMetrics;
 use crate::config::Settings;
 use crate::mesh::inbound::Inbound;
 use crate::mesh::outbound::Outbound;
+use crate::mesh::transparent::{InterceptionView, MtlsMode, Transparent};
 use crate::telemetry::Exporting;
 use crate::to_app::channel::AppChannel;
 use crate::to_app::subscriptions::Listed;
@@ -106,6 +107,9 @@ pub(super) struct Wired {
     pub(super) listed: Arc<std::sync::Mutex<Vec<Listed>>>,
     pub(super) shutdown: CancellationToken,
     pub(super) policy_watch: outrider_policy::files::Watching,
+    /// With `--intercept`: what the transparent listeners share.
+    pub(super) transparent: Option<Arc<Transparent>>,
+    pub(super) interception: Option<InterceptionView>,
 }
 
 impl Wired {
@@ -138,6 +142,7 @@ impl Wired {
         let listed = Arc::default();
         let shutdown = CancellationToken::new();
         let pubsub_metrics = Arc::new(PubSubMetrics::new(&s.app_id, &s.namespace));
+        let interception = s.interception.as_ref().map(InterceptionView::new);
         let api = Arc::new(ApiState {
             app_id: s.app_id.clone(),
             namespace: s.namespace.clone(),
@@ -159,10 +164,20 @@ impl Wired {
             subscriptions: Arc::clone(&listed),
             streams: std::sync::Mutex::default(),
             extended: Default::default(),
+            interception: interception.clone(),
             heavy: tokio::sync::Semaphore::new(crate::api::HEAVY_WORK),
             shutdown: shutdown.clone(),
         });
-        let (inbound, policy_watch) = inbound_for(s, app.clone(), spans)?;
+        let (inbound, policy_watch) = inbound_for(s, app.clone(), spans.clone())?;
+        let transparent = s.interception.clone().map(|cfg| {
+            Arc::new(Transparent::new(cfg, api.clone(), inbound.policies.clone(), spans))
+        });
+        if s.interception.is_none() && s.mtls_mode == MtlsMode::Strict {
+            tracing::warn!(
+                "spec.mtls.mode is strict, but without --intercept this sidecar sees no plain \
+                 traffic to refuse: only the mesh port's mutual TLS protects the app"
+            );
+        }
         Ok(Self {
             api,
             inbound,
@@ -174,6 +189,8 @@ impl Wired {
             listed,
             shutdown,
             policy_watch,
+            transparent,
+            interception,
         })
     }
 }
@@ -198,6 +215,8 @@ fn inbound_for(
     let inbound = Arc::new(Inbound {
         app_id: s.app_id.clone(),
         app,
+        app_address: s.app_channel_address.clone(),
+        tunnel_ports: s.tunnel_ports.clone(),
         max_body_size: s.max_body_size,
         body_idle_timeout: s.limits.mesh.head_timeout,
         policies,

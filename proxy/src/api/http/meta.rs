@@ -57,6 +57,13 @@ fn metadata_json(m: GetMetadataResponse) -> Map<String, Value> {
             json!({"port": a.port, "protocol": a.protocol, "channelAddress": a.channel_address}),
         );
     }
+    if let Some(i) = m.interception {
+        body.insert(
+            "interception".into(),
+            json!({"enabled": true, "outboundPort": i.outbound_port, "inboundPort": i.inbound_port,
+                   "mode": i.mode.as_str(), "rules": i.rules}),
+        );
+    }
     body
 }
 

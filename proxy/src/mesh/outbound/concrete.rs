@@ -3,13 +3,15 @@
 
 use std::sync::Arc;
 
-use http::{Response, Uri, header};
+use std::net::SocketAddr;
+
+use http::{Method, Request, Response, StatusCode, Uri, header};
 use hyper::body::Incoming;
 use outrider_certs::Credentials;
 use outrider_discovery::{Balancing, Resolve, Target};
 
 use super::OutboundRequest;
-use super::balance::Balancer;
+use super::balance::{Balancer, MeshClient};
 use crate::errors::InvokeError;
 use crate::net::http::{strip_hop_by_hop, strip_identity};
 
@@ -18,6 +20,8 @@ pub(super) struct Concrete {
     pub(super) target: Target,
     resolver: Arc<dyn Resolve>,
     pub(super) balancer: Balancer,
+    /// The balancer's client, for tunnels to one chosen endpoint.
+    client: MeshClient,
 }
 
 impl Concrete {
@@ -32,8 +36,9 @@ impl Concrete {
         let client = super::endpoint::client(creds, target)?;
         Ok(Self {
             target: target.clone(),
-            balancer: Balancer::new(balancing, resolver.resolve(target), client),
+            balancer: Balancer::new(balancing, resolver.resolve(target), client.clone()),
             resolver,
+            client,
         })
     }
 
@@ -95,6 +100,47 @@ impl Concrete {
                 })
             }
         }
+    }
+
+    /// Opens a byte stream to `port` of the app behind the sidecar at `addr` (an endpoint of the
+    /// target): an HTTP/2 `CONNECT` on the pooled mesh connection to it, so the stream has the
+    /// connection's mutual TLS and the target's identity check. `Ok(Err(status))`: the far
+    /// sidecar refused it (its access policy, or not a port of its app).
+    pub(super) async fn tunnel(
+        &self,
+        addr: SocketAddr,
+        port: u16,
+    ) -> Result<Result<hyper::upgrade::Upgraded, StatusCode>, InvokeError> {
+        let target = &self.target;
+        let upstream = |e: Box<dyn std::error::Error + Send + Sync>| InvokeError::Upstream {
+            target: target.clone(),
+            source: e,
+        };
+        let req = Request::builder()
+            .method(Method::CONNECT)
+            .uri(format!("https://{addr}"))
+            .version(http::Version::HTTP_2)
+            .header(crate::mesh::TUNNEL_PORT, port)
+            .body(crate::net::http::empty())
+            .map_err(|e| upstream(Box::new(e)))?;
+        let rsp = match self.client.request(req).await {
+            Ok(rsp) => rsp,
+            Err(e) if e.is_connect() => {
+                return Err(InvokeError::Connect {
+                    target: target.clone(),
+                    addr,
+                    source: Box::new(e),
+                });
+            }
+            Err(e) => return Err(upstream(Box::new(e))),
+        };
+        if !rsp.status().is_success() {
+            return Ok(Err(rsp.status()));
+        }
+        hyper::upgrade::on(rsp)
+            .await
+            .map(Ok)
+            .map_err(|e| upstream(Box::new(e)))
     }
 
     /// Waits (up to the resolver's patience) for the target's first endpoint.

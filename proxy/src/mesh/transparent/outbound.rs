@@ -1,0 +1,277 @@
+//! The transparent outbound listener: the local app's redirected connections.
+//!
+//! Per connection: the original destination (a connection to the listener itself is refused),
+//! then the protocol — opaque at once on `--opaque-ports`, else from the first bytes within
+//! `--detect-timeout`. HTTP is served here and each request is named by its Host, or by the
+//! destination address, and sent as an invocation of that app; anything else is tunnelled to the
+//! sidecar at the destination address, or passed through when no app of the mesh runs there.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Method, Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use outrider_discovery::Target;
+use outrider_filters::trace::TraceLayer;
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceBuilder;
+
+use super::name::{ByAddress, Named, by_address, host_target};
+use super::{Transparent, is_loop};
+use crate::errors::ApiError;
+use crate::net::detect::{Protocol, Rewind, sniff};
+use crate::net::guard::Guarded;
+use crate::net::http::{Body, boxed, strip_hop_by_hop};
+use crate::net::serve::{self, Conns, conn::Watch};
+use crate::net::tcp::{Direction, Meter, original_dst, refused, splice};
+
+/// How long connecting to a destination outside the mesh may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Plain HTTP clients for destinations outside the mesh: HTTP/1.1, and HTTP/2 with prior
+/// knowledge for apps that spoke h2c.
+#[derive(Clone)]
+pub(crate) struct PassthroughClients {
+    h1: Client<HttpConnector, Body>,
+    h2: Client<HttpConnector, Body>,
+}
+
+pub(crate) fn passthrough_clients() -> PassthroughClients {
+    let mut http = HttpConnector::new();
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(CONNECT_TIMEOUT));
+    let build = |h2: bool| {
+        Client::builder(TokioExecutor::new())
+            .http2_only(h2)
+            .timer(TokioTimer::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            // The app's Host goes through as it was.
+            .set_host(false)
+            .build(http.clone())
+    };
+    PassthroughClients {
+        h1: build(false),
+        h2: build(true),
+    }
+}
+
+/// Accepts redirected connections until `stop`, then drains for at most `grace`.
+pub(crate) async fn serve(
+    mut listener: serve::Listener,
+    t: Arc<Transparent>,
+    stop: CancellationToken,
+    grace: Duration,
+) -> anyhow::Result<()> {
+    let builder = Arc::new(serve::builder(false, listener.limits()));
+    let conns = Arc::new(Conns::default());
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            () = stop.cancelled() => break,
+        };
+        let (t, builder, conns) = (t.clone(), builder.clone(), conns.clone());
+        tokio::spawn(async move {
+            let serve::Accepted { tcp, watch, .. } = accepted;
+            connection(t, tcp, watch, &builder, &conns).await;
+        });
+    }
+    drop(listener);
+    conns.drain(grace).await;
+    t.streams.drain(grace).await;
+    Ok(())
+}
+
+async fn connection(
+    t: Arc<Transparent>,
+    mut tcp: TcpStream,
+    watch: Watch,
+    builder: &hyper_util::server::conn::auto::Builder<TokioExecutor>,
+    conns: &Conns,
+) {
+    let dst = match (original_dst(&tcp), tcp.local_addr()) {
+        (Ok(dst), Ok(local)) if !is_loop(dst, local) => dst,
+        (Ok(_), Ok(_)) => {
+            tracing::debug!("refused a connection to the outbound listener itself");
+            return refused(Direction::Outbound, "loop");
+        }
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::debug!(error = %e, "no original destination");
+            return refused(Direction::Outbound, "loop");
+        }
+    };
+    let (protocol, prefix) = if t.cfg.opaque_ports.contains(&dst.port()) {
+        (Protocol::Opaque, bytes::Bytes::new())
+    } else {
+        match sniff(&mut tcp, t.cfg.detect_timeout).await {
+            Ok(Some(found)) => found,
+            Ok(None) | Err(_) => return,
+        }
+    };
+    let io = Rewind::new(prefix, tcp);
+    match protocol {
+        Protocol::Http1 | Protocol::H2 => {
+            let io = Meter::new(Direction::Outbound, "http").wrap(io);
+            let svc = ServiceBuilder::new()
+                // Intercepted calls continue or start a trace as API calls do.
+                .layer(TraceLayer::new(t.spans.clone()))
+                .service_fn(move |req| request(t.clone(), dst, req));
+            conns.spawn(Guarded::new(watch.io(io)), svc, builder, watch);
+        }
+        Protocol::Tls | Protocol::Opaque => {
+            let streams = t.streams.clone();
+            streams.spawn(async move {
+                // The connection keeps its slot under the listener's cap while it lives.
+                let _watch = watch;
+                stream(&t, io, dst).await;
+            });
+        }
+    }
+}
+
+/// One intercepted HTTP request: an invocation of the app it names, or passed through.
+async fn request(
+    t: Arc<Transparent>,
+    dst: SocketAddr,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
+    if req.method() == Method::CONNECT {
+        let e = ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "ERR_DIRECT_INVOKE",
+            "CONNECT is not carried for intercepted HTTP",
+        );
+        return Ok(e.into_response());
+    }
+    let host = req
+        .uri()
+        .authority()
+        .map(|a| a.as_str().to_owned())
+        .or_else(|| {
+            let h = req.headers().get(header::HOST)?;
+            h.to_str().ok().map(str::to_owned)
+        });
+    let target = match named(&t, host.as_deref()).await {
+        Some(target) => Some(target),
+        None => match by_address(t.outbound.at_address(dst.ip())) {
+            ByAddress::Mesh(target, _) => Some(target),
+            ByAddress::Ambiguous(_) | ByAddress::Passthrough => None,
+        },
+    };
+    let rsp = match target {
+        Some(target) => crate::api::invoke::intercepted(&t.api, &target, req)
+            .await
+            .unwrap_or_else(ApiError::into_response),
+        None => passthrough(&t, dst, req).await,
+    };
+    Ok(rsp)
+}
+
+/// The target a Host names, if discovery knows it (waiting for it only for names of the mesh's
+/// own forms).
+async fn named(t: &Transparent, host: Option<&str>) -> Option<Target> {
+    let named = host_target(host?, &t.api.namespace, &t.cfg.cluster_domain)?;
+    let target = named.target();
+    if t.outbound.knows(target) {
+        return Some(target.clone());
+    }
+    match named {
+        Named::Firm(target) if t.outbound.finds(&target).await => Some(target),
+        Named::Firm(_) | Named::Maybe(_) => None,
+    }
+}
+
+/// Sends `req` to `dst` as it is, but for hop-by-hop headers.
+async fn passthrough(t: &Transparent, dst: SocketAddr, req: Request<Incoming>) -> Response<Body> {
+    let (mut parts, body) = req.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    if let Some(authority) = parts.uri.authority().cloned() {
+        parts
+            .headers
+            .entry(header::HOST)
+            .or_insert_with(|| authority.as_str().parse().expect("an authority is a header value"));
+    }
+    let pq = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    parts.uri = match format!("http://{dst}{pq}").parse() {
+        Ok(uri) => uri,
+        Err(_) => return bad_gateway("the request's path cannot be forwarded"),
+    };
+    let client = if parts.version == http::Version::HTTP_2 {
+        &t.passthrough.h2
+    } else {
+        &t.passthrough.h1
+    };
+    let answer = client.request(Request::from_parts(parts, boxed(body))).await;
+    let status = answer.as_ref().map_or("error".to_owned(), |r| r.status().as_u16().to_string());
+    crate::telemetry::metrics::PASSTHROUGH_REQUESTS
+        .counter(&[("status", status)])
+        .increment(1);
+    match answer {
+        Ok(rsp) => {
+            let (mut parts, body) = rsp.into_parts();
+            strip_hop_by_hop(&mut parts.headers);
+            Response::from_parts(parts, boxed(body))
+        }
+        Err(e) => {
+            tracing::debug!(%dst, error = %e, "passthrough request failed");
+            bad_gateway(format!("the request to {dst} failed"))
+        }
+    }
+}
+
+fn bad_gateway(message: impl Into<String>) -> Response<Body> {
+    ApiError::new(StatusCode::BAD_GATEWAY, "ERR_DIRECT_INVOKE", message).into_response()
+}
+
+/// An opaque or TLS connection: tunnelled to the sidecar of the app at `dst`, or passed
+/// through.
+async fn stream(t: &Transparent, io: Rewind<TcpStream>, dst: SocketAddr) {
+    let (target, addr) = match by_address(t.outbound.at_address(dst.ip())) {
+        ByAddress::Mesh(target, addr) => (target, addr),
+        ByAddress::Passthrough => return direct(io, dst).await,
+        ByAddress::Ambiguous(apps) => {
+            let apps: Vec<String> = apps.iter().map(ToString::to_string).collect();
+            tracing::warn!(%dst, apps = %apps.join(", "), "several apps run at the destination; refusing the connection");
+            return refused(Direction::Outbound, "ambiguous");
+        }
+    };
+    let upgraded = match t.outbound.tunnel(&target, addr, dst.port()).await {
+        Ok(Ok(upgraded)) => upgraded,
+        Ok(Err(status)) => {
+            tracing::info!(%target, port = dst.port(), %status, "the destination's sidecar refused the tunnel");
+            let reason = if status == StatusCode::FORBIDDEN { "policy" } else { "unreachable" };
+            return refused(Direction::Outbound, reason);
+        }
+        Err(e) => {
+            tracing::info!(%target, error = %e, "no tunnel to the destination's sidecar");
+            return refused(Direction::Outbound, "unreachable");
+        }
+    };
+    let io = Meter::new(Direction::Outbound, &target.app_id).wrap(io);
+    if let Err(e) = splice(io, TokioIo::new(upgraded)).await {
+        tracing::debug!(%target, error = %e, "tunnel ended with an error");
+    }
+}
+
+/// A connection to a destination outside the mesh, carried as it is.
+async fn direct(io: Rewind<TcpStream>, dst: SocketAddr) {
+    let upstream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(dst)).await {
+        Ok(Ok(tcp)) => tcp,
+        Ok(Err(e)) => {
+            tracing::debug!(%dst, error = %e, "passthrough connection failed");
+            return refused(Direction::Outbound, "unreachable");
+        }
+        Err(_) => return refused(Direction::Outbound, "unreachable"),
+    };
+    let _ = upstream.set_nodelay(true);
+    let io = Meter::new(Direction::Outbound, "passthrough").wrap(io);
+    if let Err(e) = splice(io, upstream).await {
+        tracing::debug!(%dst, error = %e, "passthrough connection ended with an error");
+    }
+}
