@@ -84,7 +84,7 @@ where
         let caller = req.extensions().get::<Arc<Caller>>().map(Arc::as_ref);
         match check(&self.policies, caller, req.uri().path(), req.method()) {
             Ok(()) => ResponseFuture::passed(self.inner.call(req)),
-            Err(denied) => ResponseFuture::refused(denied),
+            Err(denied) => ResponseFuture::refused(*denied),
         }
     }
 }
@@ -97,7 +97,7 @@ pub fn check(
     caller: Option<&Caller>,
     operation: &str,
     method: &http::Method,
-) -> Result<(), Denied> {
+) -> Result<(), Box<Denied>> {
     let decision = policies.borrow().decide(caller, operation, method.as_str());
     record(caller, method, &decision);
     if decision.allowed() {
@@ -116,7 +116,7 @@ pub fn check(
         rule = %denied.rule,
         "denied by access policy"
     );
-    Err(denied)
+    Err(Box::new(denied))
 }
 
 fn record(caller: Option<&Caller>, method: &http::Method, decision: &Decision) {

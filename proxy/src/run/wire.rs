@@ -169,15 +169,7 @@ impl Wired {
             shutdown: shutdown.clone(),
         });
         let (inbound, policy_watch) = inbound_for(s, app.clone(), spans.clone())?;
-        let transparent = s.interception.clone().map(|cfg| {
-            Arc::new(Transparent::new(cfg, api.clone(), inbound.policies.clone(), spans))
-        });
-        if s.interception.is_none() && s.mtls_mode == MtlsMode::Strict {
-            tracing::warn!(
-                "spec.mtls.mode is strict, but without --intercept this sidecar sees no plain \
-                 traffic to refuse: only the mesh port's mutual TLS protects the app"
-            );
-        }
+        let transparent = transparent_for(s, &api, &inbound, spans);
         Ok(Self {
             api,
             inbound,
@@ -193,6 +185,29 @@ impl Wired {
             interception,
         })
     }
+}
+
+/// With `--intercept`, what the transparent listeners share; the policies are the inbound ones.
+fn transparent_for(
+    s: &Settings,
+    api: &Arc<ApiState>,
+    inbound: &Inbound,
+    spans: Option<Spans>,
+) -> Option<Arc<Transparent>> {
+    if s.interception.is_none() && s.mtls_mode == MtlsMode::Strict {
+        tracing::warn!(
+            "spec.mtls.mode is strict, but without --intercept this sidecar sees no plain \
+             traffic to refuse: only the mesh port's mutual TLS protects the app"
+        );
+    }
+    let cfg = s.interception.clone()?;
+    let policies = inbound.policies.clone();
+    Some(Arc::new(Transparent::new(
+        cfg,
+        api.clone(),
+        policies,
+        spans,
+    )))
 }
 
 /// What inbound requests need, with the access policies as loaded at start and then as their

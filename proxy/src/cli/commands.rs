@@ -1,0 +1,124 @@
+//! Flags of the subcommands other than `run`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+
+use super::DEFAULT_GRPC_PORT;
+
+/// Flags of `outrider proxy`.
+#[derive(Debug, Args)]
+pub(crate) struct ProxyArgs {
+    /// Where to accept HTTP/1.1 and h2c.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub(crate) listen: SocketAddr,
+    /// Where to forward: `host:port`.
+    #[arg(long, value_parser = parse_upstream)]
+    pub(crate) upstream: String,
+    /// Serve Prometheus metrics at this address (any path).
+    #[arg(long)]
+    pub(crate) metrics_listen: Option<SocketAddr>,
+    /// Log level (error, warn, info, debug, trace).
+    #[arg(long, default_value = "warn")]
+    pub(crate) log_level: String,
+}
+
+fn parse_upstream(s: &str) -> Result<String, String> {
+    let (host, port) = s
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{s:?} is not host:port"))?;
+    match (host.is_empty(), port.parse::<u16>()) {
+        (false, Ok(p)) if p != 0 && format!("http://{s}/").parse::<http::Uri>().is_ok() => {
+            Ok(s.to_owned())
+        }
+        _ => Err(format!("{s:?} is not host:port")),
+    }
+}
+
+/// `outrider policy …`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum PolicyCommand {
+    /// Print whether a caller may call an operation, and the rule that decides. Exit status: 0
+    /// allowed, 1 denied, 2 the configuration has problems.
+    Check(CheckArgs),
+}
+
+/// Flags of `outrider policy check`.
+#[derive(Debug, Args)]
+pub(crate) struct CheckArgs {
+    /// A Configuration file whose `spec.accessControl` applies.
+    #[arg(long)]
+    pub(crate) config: Option<PathBuf>,
+    /// The root of the policy files per namespace (`<root>/<namespace>/*.yaml`).
+    #[arg(long)]
+    pub(crate) policies_path: Option<PathBuf>,
+    /// The callee's namespace: which policy directory applies.
+    #[arg(long, default_value = "default")]
+    pub(crate) namespace: String,
+    /// The caller: a SPIFFE id (`spiffe://public/ns/default/orders`), `namespace/app-id`, or an
+    /// app id in the default namespace.
+    #[arg(long)]
+    pub(crate) caller: String,
+    /// The caller's trust domain when --caller is not a SPIFFE id.
+    #[arg(long, default_value = "public")]
+    pub(crate) trust_domain: String,
+    /// The operation: the method path the caller invokes, e.g. `/orders/7`.
+    #[arg(long)]
+    pub(crate) op: String,
+    /// The HTTP verb.
+    #[arg(long, default_value = "GET")]
+    pub(crate) verb: String,
+}
+
+/// Flags of `outrider init`.
+#[derive(Debug, Args)]
+pub(crate) struct InitArgs {
+    /// The uid the sidecar runs as: its own connections are never redirected. Required, but for
+    /// --uninstall.
+    #[arg(
+        long,
+        env = "OUTRIDER_PROXY_UID",
+        required_unless_present = "uninstall"
+    )]
+    pub(crate) proxy_uid: Option<u32>,
+    /// A gid whose connections are never redirected either.
+    #[arg(long, env = "OUTRIDER_PROXY_GID")]
+    pub(crate) proxy_gid: Option<u32>,
+    /// Where the app's outbound TCP goes (the sidecar's --outbound-port, on loopback).
+    #[arg(long, default_value_t = 15001)]
+    pub(crate) outbound_port: u16,
+    /// Where other hosts' TCP for this namespace goes (the sidecar's --inbound-port).
+    #[arg(long, default_value_t = 15006)]
+    pub(crate) inbound_port: u16,
+    /// The sidecar's mesh port: never redirected inbound.
+    #[arg(long, default_value_t = outrider_discovery::DEFAULT_MESH_PORT)]
+    pub(crate) mesh_port: u16,
+    /// The sidecar's HTTP API port: never redirected inbound.
+    #[arg(long, default_value_t = 3500)]
+    pub(crate) dapr_http_port: u16,
+    /// The sidecar's gRPC API port: never redirected inbound.
+    #[arg(long, default_value_t = DEFAULT_GRPC_PORT)]
+    pub(crate) dapr_grpc_port: u16,
+    /// The sidecar's admin port: never redirected inbound.
+    #[arg(long, default_value_t = 9090)]
+    pub(crate) metrics_port: u16,
+    /// Destination ports the app reaches directly.
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) skip_outbound_ports: Vec<u16>,
+    /// Destination addresses or networks (`10.0.0.0/8`) the app reaches directly.
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) skip_outbound_cidrs: Vec<String>,
+    /// Ports of this namespace other hosts reach directly.
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) skip_inbound_ports: Vec<u16>,
+    /// Rules for IPv6 too: `auto` (when the namespace has IPv6), `on` or `off`.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "on", "off"])]
+    pub(crate) ipv6: String,
+    /// Print the iptables-restore batches instead of applying them.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+    /// Remove exactly the rules and chains `outrider init` installs.
+    #[arg(long)]
+    pub(crate) uninstall: bool,
+}
