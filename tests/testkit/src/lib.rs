@@ -5,6 +5,7 @@
 pub mod app;
 pub mod client;
 pub mod collector;
+pub mod intercept;
 pub mod mesh;
 pub mod netns;
 pub mod pubsub;
@@ -16,7 +17,10 @@ pub use app::{FNV_START, FakeApp, Recorded, fnv};
 pub use client::{JSON, Reply, TEXT, http_client, publish, raw_request, send};
 pub use collector::{CollectedSpan, Collector};
 pub use servers::{Mosquitto, Nats, Postgres, RabbitMq, RedisServer};
-pub use sidecar::{Mesh, Sidecar, SidecarBuilder, binary, sum_metric, wait_registered};
+pub use sidecar::{
+    Mesh, Sidecar, SidecarBuilder, WELL_KNOWN_PORTS, binary, shared_binary, sum_metric,
+    wait_registered,
+};
 
 use std::future::Future;
 use std::time::Duration;

@@ -7,10 +7,23 @@
 //! traffic, multicast included, can leave the LAN. Everything is removed when the [`Lan`] is
 //! dropped, also when the test fails. Creating namespaces needs root: [`Lan::new`] says why it
 //! cannot, and the test reports itself skipped with that reason.
+//!
+//! A host may have its own `/etc/hosts` ([`Host::hosts`]), run programs to completion
+//! ([`Host::output`], [`Host::curl`], [`Host::python`]) or in the background with their output in
+//! a log ([`Host::background`], [`Host::web_server`]), and capture its traffic
+//! ([`Host::capture`]).
+
+mod capture;
+mod process;
+mod tools;
 
 use std::net::Ipv4Addr;
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
+
+pub use capture::Capture;
+pub use process::Background;
 
 /// One host of a [`Lan`].
 #[derive(Clone, Debug)]
@@ -35,6 +48,28 @@ impl Host {
         c.args(["netns", "exec", &self.netns, program]);
         c
     }
+
+    /// Gives this host its own `/etc/hosts`: `localhost` and each `(name, address)`. Programs
+    /// started in the host from now on (through `ip netns exec`, as [`Host::command`] and
+    /// sidecars are) resolve names from it; programs already running do not see it. The [`Lan`]
+    /// removes it when dropped.
+    pub fn hosts(&self, names: &[(&str, Ipv4Addr)]) {
+        let mut text = String::from("127.0.0.1 localhost\n::1 localhost ip6-localhost\n");
+        for (name, addr) in names {
+            text.push_str(&format!("{addr} {name}\n"));
+        }
+        let dir = etc_dir(&self.netns);
+        // Another LAN's drop may remove an empty `/etc/netns` between the two steps: retry.
+        let made = (0..3).any(|_| std::fs::create_dir_all(&dir).is_ok());
+        assert!(made, "cannot create {}", dir.display());
+        std::fs::write(dir.join("hosts"), text)
+            .unwrap_or_else(|e| panic!("writing {}/hosts: {e}", dir.display()));
+    }
+}
+
+/// The directory whose files `ip netns exec` mounts over those of `/etc` for `netns`.
+fn etc_dir(netns: &str) -> PathBuf {
+    PathBuf::from("/etc/netns").join(netns)
 }
 
 /// Hosts joined by a bridge; torn down on drop.
@@ -43,6 +78,8 @@ pub struct Lan {
     /// The hosts, `10.77.0.1` first.
     pub hosts: Vec<Host>,
     switch: String,
+    /// `/etc/netns` did not exist when this LAN was made: it is removed on drop if empty.
+    made_etc_netns: bool,
 }
 
 /// Runs `ip` with `args`; its error output on failure.
@@ -92,6 +129,7 @@ impl Lan {
         let mut lan = Lan {
             hosts: Vec::new(),
             switch: switch.clone(),
+            made_etc_netns: !std::path::Path::new("/etc/netns").exists(),
         };
         ip(&["netns", "add", &switch])?;
         ip(&["-n", &switch, "link", "add", "br0", "type", "bridge"])?;
@@ -140,7 +178,13 @@ impl Drop for Lan {
         // Deleting a namespace deletes its end of each veth, and with it the other end.
         for h in &self.hosts {
             let _ = ip(&["netns", "del", &h.netns]);
+            // `ip netns del` leaves the host's files under `/etc/netns` behind.
+            let _ = std::fs::remove_dir_all(etc_dir(&h.netns));
         }
         let _ = ip(&["netns", "del", &self.switch]);
+        if self.made_etc_netns {
+            // Fails, as it should, while another LAN still has files there.
+            let _ = std::fs::remove_dir("/etc/netns");
+        }
     }
 }

@@ -3,6 +3,7 @@
 //! described before it starts is [`SidecarBuilder`].
 
 mod builder;
+mod in_host;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -14,7 +15,7 @@ use crate::client::Reply;
 use crate::netns::Host;
 use crate::{send, wait_until};
 
-pub use builder::SidecarBuilder;
+pub use builder::{SidecarBuilder, WELL_KNOWN_PORTS};
 
 /// The `outrider` binary under test: `$OUTRIDER_BIN`, or beside the test executable's `deps/`.
 pub fn binary(name: &str) -> PathBuf {
@@ -69,6 +70,13 @@ impl Mesh {
         self.home.path().join(".outrider/registry")
     }
 
+    /// Gives the home and everything in it to user and group `uid`, for sidecars that run as that
+    /// user ([`SidecarBuilder::uid`] does this before each start: files written since then, such
+    /// as resources, are given over too).
+    pub fn chown(&self, uid: u32) {
+        chown_tree(self.home.path(), uid);
+    }
+
     /// Starts describing a sidecar for `app_id`.
     pub fn sidecar(&self, app_id: &str) -> SidecarBuilder {
         SidecarBuilder::new(self.home.path().to_owned(), app_id)
@@ -83,6 +91,60 @@ impl Mesh {
         dir.to_string_lossy().into_owned()
     }
 }
+
+/// `chown -R uid:uid path`, symlinks left as they are; entries that vanish meanwhile (a running
+/// sidecar's files come and go) are skipped.
+/// [`binary`], in a place any user can exec it from: a sidecar run under its own uid cannot reach
+/// a build directory under a private home. A hard link (a copy across file systems) in a
+/// world-readable directory of the temp dir, replaced atomically when the build changed.
+pub fn shared_binary(name: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt as _;
+    let src = binary(name);
+    let dir = std::env::temp_dir().join("outrider-test-bin");
+    std::fs::create_dir_all(&dir).expect("the shared binaries' directory");
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))
+        .expect("opening the shared binaries' directory to every user");
+    let dst = dir.join(name);
+    let stamp = |p: &Path| {
+        std::fs::metadata(p)
+            .ok()
+            .map(|m| (m.len(), m.modified().ok()))
+    };
+    if stamp(&dst).is_some() && stamp(&dst) == stamp(&src) {
+        return dst;
+    }
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = dir.join(format!(".{name}.{}.{n}", std::process::id()));
+    if std::fs::hard_link(&src, &tmp).is_err() {
+        std::fs::copy(&src, &tmp).expect("copying a binary for other users");
+        let modified = std::fs::metadata(&src)
+            .and_then(|m| m.modified())
+            .expect("mtime");
+        std::fs::File::options()
+            .write(true)
+            .open(&tmp)
+            .and_then(|f| f.set_modified(modified))
+            .expect("keeping the binary's mtime");
+    }
+    std::fs::rename(&tmp, &dst).expect("placing a binary for other users");
+    dst
+}
+
+fn chown_tree(path: &Path, uid: u32) {
+    match std::os::unix::fs::lchown(path, Some(uid), Some(uid)) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+        Err(e) => panic!("chown {uid} {}: {e}", path.display()),
+    }
+    let is_dir = std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir());
+    if let (true, Ok(entries)) = (is_dir, std::fs::read_dir(path)) {
+        for entry in entries.flatten() {
+            chown_tree(&entry.path(), uid);
+        }
+    }
+}
+
 /// A running sidecar, killed when dropped. Its log is printed if the test is failing.
 pub struct Sidecar {
     child: Child,
@@ -101,6 +163,8 @@ pub struct Sidecar {
     has_app: bool,
     /// The LAN host it runs on, if not this machine's own namespace.
     pub host: Option<Host>,
+    /// The user it runs as, if not this test's.
+    pub uid: Option<u32>,
 }
 
 impl Sidecar {
@@ -171,46 +235,14 @@ impl Sidecar {
     }
 
     /// Sends one request to the sidecar's API (`path` starts with `/`), from inside its
-    /// namespace when it runs on a LAN host (through `curl` there), within 30 s.
+    /// namespace when it runs on a LAN host (through `curl` there, as the sidecar's own user
+    /// when it has one: see [`SidecarBuilder::uid`]), within 30 s.
     pub async fn call(&self, method: &str, path: &str, body: &str) -> anyhow::Result<Reply> {
         let url = format!("{}{path}", self.api_url());
-        let Some(host) = &self.host else {
-            return send(method, &url, &[], body.to_owned()).await;
-        };
-        let mut curl = host.tokio_command("curl");
-        curl.args([
-            "-s",
-            "--max-time",
-            "30",
-            "-X",
-            method,
-            "-w",
-            "\n%{http_code}",
-            &url,
-        ]);
-        if !body.is_empty() {
-            curl.args([
-                "-H",
-                "content-type: application/json",
-                "--data-binary",
-                body,
-            ]);
+        match &self.host {
+            Some(host) => self.curl_in(host, method, &url, body).await,
+            None => send(method, &url, &[], body.to_owned()).await,
         }
-        let out = curl.kill_on_drop(true).output().await?;
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
-        let status: u16 = code.trim().parse().unwrap_or(0);
-        anyhow::ensure!(
-            status != 0,
-            "curl in {} failed ({}): {text}",
-            host.netns,
-            out.status
-        );
-        Ok(Reply {
-            status,
-            headers: Default::default(),
-            body: body.to_owned().into(),
-        })
     }
 
     /// Sends one request to the sidecar's API (`path` starts with `/`) from this namespace and
@@ -307,17 +339,15 @@ impl Sidecar {
         let _ = self.child.kill().await;
     }
 
-    /// The admin listener's `/metrics` text.
+    /// The admin listener's `/metrics` text (read from inside the sidecar's namespace when it
+    /// runs on a LAN host, as [`Sidecar::call`] does).
     pub async fn metrics(&self) -> String {
-        self.local_only("metrics");
-        let r = send(
-            "GET",
-            &format!("{}/metrics", self.admin_url()),
-            &[],
-            Vec::new(),
-        )
-        .await
-        .expect("metrics");
+        let url = format!("{}/metrics", self.admin_url());
+        let r = match &self.host {
+            Some(host) => self.curl_in(host, "GET", &url, "").await,
+            None => send("GET", &url, &[], Vec::new()).await,
+        };
+        let r = r.unwrap_or_else(|e| panic!("metrics of sidecar {}: {e}", self.app_id));
         String::from_utf8_lossy(&r.body).into_owned()
     }
 
@@ -345,6 +375,17 @@ impl Sidecar {
     /// (e.g. `status="200"`), as scraped now.
     pub async fn metric_sum(&self, name: &str, labels: &[&str]) -> f64 {
         sum_metric(&self.metrics().await, name, labels)
+    }
+
+    /// Waits (bounded, 10 s) until [`Sidecar::metric_sum`] of `name` and `labels` is at least
+    /// `floor`; returns it.
+    pub async fn wait_metric(&self, name: &str, labels: &[&str], floor: f64) -> f64 {
+        let what = format!("{name} {labels:?} >= {floor} on sidecar {}", self.app_id);
+        wait_until(Duration::from_secs(10), &what, || async move {
+            let v = self.metric_sum(name, labels).await;
+            (v >= floor).then_some(v)
+        })
+        .await
     }
 }
 

@@ -1,13 +1,14 @@
 //! How a test describes a sidecar process before it starts: its app, ports, flags, environment,
-//! network namespace and descriptor limit. Spawning it gives the running [`Sidecar`].
+//! network namespace, user and descriptor limit. Spawning it gives the running [`Sidecar`].
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
 use tokio::process::Command;
 
-use super::{Sidecar, binary};
+use super::{Sidecar, binary, chown_tree};
 use crate::netns::Host;
 use crate::{FakeApp, free_port};
 
@@ -23,7 +24,13 @@ pub struct SidecarBuilder {
     command: Vec<String>,
     host: Option<Host>,
     fd_limit: Option<u64>,
+    uid: Option<u32>,
+    well_known_ports: bool,
 }
+
+/// The ports [`SidecarBuilder::well_known_ports`] gives: API, gRPC API, admin (metrics) and mesh,
+/// the defaults of `outrider run` and those `outrider init` exempts from inbound redirection.
+pub const WELL_KNOWN_PORTS: [u16; 4] = [3500, 50001, 9090, 50002];
 
 impl SidecarBuilder {
     /// A sidecar for `app_id` whose `HOME` is `home`, with every setting at its default.
@@ -39,6 +46,8 @@ impl SidecarBuilder {
             command: Vec::new(),
             host: None,
             fd_limit: None,
+            uid: None,
+            well_known_ports: false,
         }
     }
 
@@ -46,6 +55,22 @@ impl SidecarBuilder {
     /// ports are then reachable only inside that namespace: use [`Sidecar::call`].
     pub fn on(mut self, host: &Host) -> Self {
         self.host = Some(host.clone());
+        self
+    }
+
+    /// Runs the sidecar, and with it its app, as user and group `uid` (no supplementary groups),
+    /// through `setpriv`, which execs it: same pid. The mesh home is given to that user before
+    /// it starts ([`super::Mesh::chown`]); the `outrider` binary and the app must be reachable by
+    /// that user. [`Sidecar::call`] and [`Sidecar::metrics`] then run as that user too.
+    pub fn uid(mut self, uid: u32) -> Self {
+        self.uid = Some(uid);
+        self
+    }
+
+    /// Gives the sidecar the fixed ports [`WELL_KNOWN_PORTS`] rather than free ones; only for a
+    /// sidecar on a LAN host ([`SidecarBuilder::on`]), which has ports of its own.
+    pub fn well_known_ports(mut self) -> Self {
+        self.well_known_ports = true;
         self
     }
 
@@ -97,33 +122,73 @@ impl SidecarBuilder {
         self
     }
 
-    /// Spawns the process without waiting for it to be ready.
-    pub fn spawn(self) -> Sidecar {
-        let (api, grpc, admin) = (free_port(), free_port(), free_port());
+    /// API, gRPC API, admin and mesh ports (mesh 0: left to the sidecar).
+    fn ports(&self) -> [u16; 4] {
+        if self.well_known_ports {
+            assert!(
+                self.host.is_some(),
+                "well-known ports are for a sidecar on a LAN host, which has ports of its own"
+            );
+            return WELL_KNOWN_PORTS;
+        }
         let mesh = if self.default_mesh_port {
             0
         } else {
             free_port()
         };
-        let log = tempfile::NamedTempFile::new().expect("log file");
-        let mut cmd = match &self.host {
-            Some(h) => {
-                // `ip netns exec` enters the namespace and then execs the sidecar: same pid.
-                let mut c = Command::new("ip");
-                c.args(["netns", "exec", &h.netns]).arg(binary("outrider"));
-                c
-            }
-            None => Command::new(binary("outrider")),
+        [free_port(), free_port(), free_port(), mesh]
+    }
+
+    /// The command up to the `outrider` binary. The descriptor limit, the namespace and the user
+    /// each wrap what follows and exec it, so the sidecar keeps the pid of the process spawned.
+    fn launcher(&self) -> Command {
+        // A sidecar under another uid may not reach the build directory.
+        let outrider = match self.uid {
+            Some(_) => super::shared_binary("outrider"),
+            None => binary("outrider"),
         };
-        if let Some(n) = self.fd_limit {
-            // prlimit sets the limit on itself, then execs the sidecar: same pid.
-            let mut c = Command::new("prlimit");
-            c.arg(format!("--nofile={n}:{n}"))
-                .arg("--")
-                .arg(cmd.as_std().get_program())
-                .args(cmd.as_std().get_args());
-            cmd = c;
+        let mut argv: Vec<OsString> = vec![outrider.into()];
+        let mut wrap = |prefix: &[&str]| {
+            let rest = std::mem::take(&mut argv);
+            argv = prefix
+                .iter()
+                .map(|s| OsString::from(*s))
+                .chain(rest)
+                .collect();
+        };
+        if let Some(uid) = self.uid {
+            let (u, g) = (format!("--reuid={uid}"), format!("--regid={uid}"));
+            wrap(&["setpriv", &u, &g, "--clear-groups", "--"]);
         }
+        if let Some(h) = &self.host {
+            wrap(&["ip", "netns", "exec", &h.netns]);
+        }
+        if let Some(n) = self.fd_limit {
+            wrap(&["prlimit", &format!("--nofile={n}:{n}"), "--"]);
+        }
+        let mut cmd = Command::new(&argv[0]);
+        cmd.args(&argv[1..]);
+        cmd
+    }
+
+    /// A fresh data directory under the home, named after the app and what tells this sidecar
+    /// apart from others of the same app: its API port, or its host when the ports are fixed.
+    fn default_data_dir(&self, api: u16) -> PathBuf {
+        let this = match (&self.host, self.well_known_ports) {
+            (Some(h), true) => h.netns.clone(),
+            _ => api.to_string(),
+        };
+        self.home.join(format!("data-{}-{this}", self.app_id))
+    }
+
+    /// Spawns the process without waiting for it to be ready.
+    pub fn spawn(self) -> Sidecar {
+        let [api, grpc, admin, mesh] = self.ports();
+        if let Some(uid) = self.uid {
+            chown_tree(&self.home, uid);
+        }
+        let log = tempfile::NamedTempFile::new().expect("log file");
+        let mut cmd = self.launcher();
         cmd.arg("run")
             .args(["--app-id", &self.app_id])
             .args(["--dapr-http-port", &api.to_string()])
@@ -133,7 +198,7 @@ impl SidecarBuilder {
             .arg(
                 self.data_dir
                     .clone()
-                    .unwrap_or_else(|| self.home.join(format!("data-{}-{api}", self.app_id))),
+                    .unwrap_or_else(|| self.default_data_dir(api)),
             )
             .args(["--log-level", "debug"])
             .args(&self.args)
@@ -168,6 +233,7 @@ impl SidecarBuilder {
             log,
             has_app,
             host: self.host,
+            uid: self.uid,
         }
     }
 

@@ -1,0 +1,57 @@
+//! Common clients and servers on a [`Host`], run as root: `curl`, Python snippets, a plain HTTP
+//! server.
+
+use std::time::Duration;
+
+use super::{Background, Host};
+
+impl Host {
+    /// `curl <args…>` in this host as root, proxies from the environment ignored, within 30 s:
+    /// the status (0 when no answer came) and the body. `args` may override the 20 s
+    /// `--max-time` it is given.
+    pub async fn curl(&self, args: &[&str]) -> (u16, String) {
+        let mut argv = vec!["-s", "--noproxy", "*", "--max-time", "20"];
+        argv.extend_from_slice(args);
+        argv.extend_from_slice(&["-w", "\n%{http_code}"]);
+        let out = self.output("curl", &argv, Duration::from_secs(30)).await;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+        (code.trim().parse().unwrap_or(0), body.to_owned())
+    }
+
+    /// `python3 -c <script> <args…>` in this host as root, within `limit`: what it printed on
+    /// its standard output. Panics, with its error output, if it fails.
+    pub async fn python(&self, script: &str, args: &[&str], limit: Duration) -> String {
+        let argv: Vec<&str> = ["-c", script].iter().chain(args).copied().collect();
+        let out = self.output("python3", &argv, limit).await;
+        assert!(
+            out.status.success(),
+            "python in {}: {}\n{}",
+            self.netns,
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `python3 -m http.server <port>` in this host as root, on all its addresses, serving a
+    /// listing of `/`; returned once it listens. Its log has a line per request it handled.
+    pub async fn web_server(&self, port: u16) -> Background {
+        let port = port.to_string();
+        let mut server = self.background(
+            "python3",
+            &[
+                "-u",
+                "-m",
+                "http.server",
+                &port,
+                "--bind",
+                "0.0.0.0",
+                "--directory",
+                "/",
+            ],
+        );
+        server.wait_log("Serving HTTP").await;
+        server
+    }
+}
