@@ -2,12 +2,16 @@
 # The benchmark scenarios of BENCHMARKS.md, interleaved and repeated, in one run.
 #
 #   bench/run.sh            full run: 3 repeats, 2 s warm-up + 10 s measured per cell
-#   bench/run.sh --quick    3 repeats, 1 s + 1.5 s per cell (about 2.5 minutes)
+#                           (TCP streams: 1 GiB each)
+#   bench/run.sh --quick    3 repeats, 1 s + 1.5 s per cell, 256 MiB streams (about 3 minutes)
 #
 # Writes bench/results/<UTC date and time>/: cells/*.json (every measurement), results.json,
 # results.md and latency.svg. Pinning: the load generator on CPU 0, everything under test on
 # CPU 1, each proxy with one worker. All traffic goes to 127.0.0.1 (the sidecars' mesh and
-# admin listeners bind every interface, as they do by default).
+# admin listeners bind every interface, as they do by default), except in the interception
+# cells: run as root, the script also makes two network namespaces joined by a veth pair, with
+# `outrider init` rules in the first, and measures calls and TCP streams between them. Without
+# root those cells are skipped.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -32,9 +36,12 @@ die() { log "error: $*"; exit 1; }
 
 PIDS=()
 RUN=""
+NETNS_MADE=()
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
+  # Deleting a namespace deletes its end of the veth pair, and with it the other end.
+  for ns in "${NETNS_MADE[@]}"; do ip netns del "$ns" 2>/dev/null || true; done
   [ -n "$RUN" ] && rm -rf "$RUN"
 }
 trap cleanup EXIT
@@ -44,6 +51,16 @@ for tool in nginx haproxy redis-server openssl taskset curl; do
 done
 [ "$(nproc)" -ge 2 ] || die "needs 2 CPUs (generator on CPU 0, the rest on CPU 1)"
 [ -x "$BIN/outrider" ] && [ -x "$BIN/outrider-bench" ] || die "build first: cargo build --release -p outrider -p outrider-bench"
+# The interception cells: two network namespaces and nat rules, so root only.
+NETNS=no
+if [ "$(id -u)" = 0 ]; then
+  NETNS=yes
+  for tool in ip iptables-restore setpriv socat; do
+    command -v "$tool" >/dev/null || die "$tool is missing: run make deps"
+  done
+else
+  log "not root: the interception cells (netns-direct, two-hop-intercepted, two-hop-netns, tcp-throughput) are skipped"
+fi
 
 [ ! -e "$OUT" ] || die "$OUT exists already"
 RUN="$(mktemp -d)"
@@ -61,6 +78,14 @@ HP_FRONT=21020 HP_BACK=21021
 REDIS=21030 S_API=21031 S_MESH=21032 S_ADMIN=21033
 P_API=21034 P_MESH=21035 P_ADMIN=21036 P_APP=21037
 START_API=21040 START_MESH=21041 START_ADMIN=21042
+# The interception cells' two namespaces: "host" A (the caller: load generator, sidecar a with
+# `outrider init` rules) and "host" B (the echo app `bench` and its sidecar), on 10.79.0.0/24,
+# an address range that exists only inside them. Their ports are their own.
+NS_A=orbA NS_B=orbB A_ADDR=10.79.0.1 B_ADDR=10.79.0.2 PROXY_UID=2101
+NS_ECHO=21050 NSB_MESH=21051 NSB_API=21052 NSB_GRPC=21053 NSB_ADMIN=21054
+NSA_MESH=21055 NSA_API=21056 NSA_GRPC=21057 NSA_ADMIN=21058
+NS_SINK=21060 NS_SINK_DIRECT=21061 NS_HP_FRONT=21062 NS_HP_BACK=21063
+if [ "$QUICK" = yes ]; then TCP_BYTES=$((256 << 20)); else TCP_BYTES=$((1 << 30)); fi
 
 for port in $ECHO $NGINX $HAPROXY $OUTRIDER $A_API $A_MESH $A_ADMIN $B_API $B_MESH $B_ADMIN $HP_FRONT $HP_BACK \
   $REDIS $S_API $S_MESH $S_ADMIN $P_API $P_MESH $P_ADMIN $P_APP $START_API $START_MESH $START_ADMIN \
@@ -68,9 +93,10 @@ for port in $ECHO $NGINX $HAPROXY $OUTRIDER $A_API $A_MESH $A_ADMIN $B_API $B_ME
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then die "port $port is in use (a leftover run?)"; fi
 done
 
-wait_http() { # wait_http URL [codes]
+wait_http() { # wait_http URL [codes] [NETNS]: from inside network namespace NETNS, if given
+  local in=(); [ -n "${3:-}" ] && in=(ip netns exec "$3")
   for _ in $(seq 300); do
-    code=$(curl -s -o /dev/null -w '%{http_code}' "$1" || true)
+    code=$("${in[@]}" curl -s -o /dev/null -w '%{http_code}' "$1" || true)
     case " ${2:-200 204} " in *" $code "*) return 0 ;; esac
     sleep 0.05
   done
@@ -132,7 +158,7 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -su
 for who in server client; do
   openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$who" \
     -keyout "$RUN/$who.key" -out "$RUN/$who.csr" 2>/dev/null
-  printf 'subjectAltName=IP:127.0.0.1\n' >"$RUN/$who.ext"
+  printf 'subjectAltName=IP:127.0.0.1,IP:%s\n' "$B_ADDR" >"$RUN/$who.ext"
   openssl x509 -req -in "$RUN/$who.csr" -CA "$RUN/ca.pem" -CAkey "$RUN/ca.key" -CAcreateserial -days 2 \
     -extfile "$RUN/$who.ext" -out "$RUN/$who.crt" 2>/dev/null
   cat "$RUN/$who.crt" "$RUN/$who.key" >"$RUN/$who.pem"
@@ -222,6 +248,99 @@ wait_http "http://127.0.0.1:$OUTRIDER/"
 wait_http "http://127.0.0.1:$A_API/v1.0/invoke/b/method/echo"
 wait_http "http://127.0.0.1:$S_API/v1.0/healthz" "204"
 wait_http "http://127.0.0.1:$P_API/v1.0/healthz/outbound" "204"
+# The interception cells' hosts: namespaces A and B joined by one veth pair, nothing in this
+# machine's own namespace. In B the echo app (`bench`, on 0.0.0.0 so A reaches it directly too),
+# its sidecar, and two byte sinks (one reachable only from B's loopback, through the sidecar;
+# one on B's address, for the direct stream). In A the rules of `outrider init` and an
+# intercepting sidecar: the load generator's TCP to B goes through it, but for the ports of the
+# direct baselines. Both sidecars run as $PROXY_UID (whose own TCP the rules leave alone), from a
+# copy of the binary that user may run, with static name resolution.
+NS_GROUPS=()
+SINK_COUNT=""
+if [ "$NETNS" = yes ]; then
+  log "making network namespaces $NS_A ($A_ADDR) and $NS_B ($B_ADDR)"
+  for ns in $NS_A $NS_B; do
+    [ ! -e "/run/netns/$ns" ] || die "network namespace $ns exists (a leftover run? ip netns del $ns)"
+    ip netns add "$ns"
+    NETNS_MADE+=("$ns")
+    ip -n "$ns" link set lo up
+  done
+  ip link add eth0 netns $NS_A type veth peer name eth0 netns $NS_B
+  ip -n $NS_A addr add $A_ADDR/24 dev eth0
+  ip -n $NS_B addr add $B_ADDR/24 dev eth0
+  ip -n $NS_A link set eth0 up
+  ip -n $NS_B link set eth0 up
+
+  NSDIR="$RUN/ns"
+  chmod 711 "$RUN"
+  mkdir -p "$NSDIR/home" "$NSDIR/a" "$NSDIR/b"
+  cp "$BIN/outrider" "$NSDIR/outrider"
+  chmod 755 "$NSDIR" "$NSDIR/outrider"
+  chown -R "$PROXY_UID:$PROXY_UID" "$NSDIR/home" "$NSDIR/a" "$NSDIR/b"
+  cat >"$NSDIR/mesh.yaml" <<EOF
+apiVersion: dapr.io/v1alpha1
+kind: Configuration
+metadata:
+  name: bench-mesh
+spec:
+  nameResolution:
+    component: static
+    configuration:
+      apps:
+        a: ["$A_ADDR:$NSA_MESH"]
+        bench: ["$B_ADDR:$NSB_MESH"]
+EOF
+  chmod 644 "$NSDIR/mesh.yaml"
+  AS_PROXY=(setpriv "--reuid=$PROXY_UID" "--regid=$PROXY_UID" --clear-groups -- env HOME="$NSDIR/home")
+
+  start ns_echo ip netns exec $NS_B "$BIN/outrider-bench" echo --listen "0.0.0.0:$NS_ECHO"
+  # Each sink appends the byte count of every connection it took to $SINK_COUNT.
+  SINK_COUNT="$NSDIR/sink.count"
+  : >"$SINK_COUNT"
+  start ns_sink ip netns exec $NS_B socat -u -b 262144 "TCP-LISTEN:$NS_SINK,bind=127.0.0.1,fork,reuseaddr" \
+    "SYSTEM:wc -c >>$SINK_COUNT"
+  start ns_sink_direct ip netns exec $NS_B socat -u -b 262144 "TCP-LISTEN:$NS_SINK_DIRECT,bind=$B_ADDR,fork,reuseaddr" \
+    "SYSTEM:wc -c >>$SINK_COUNT"
+  start ns_sidecar_b ip netns exec $NS_B "${AS_PROXY[@]}" "$NSDIR/outrider" run --app-id bench --app-port $NS_ECHO \
+    --app-ports $NS_SINK --dapr-http-port $NSB_API --dapr-grpc-port $NSB_GRPC --mesh-port $NSB_MESH \
+    --metrics-port $NSB_ADMIN --config "$NSDIR/mesh.yaml" --data-dir "$NSDIR/b" --log-level warn
+  # B's sidecar makes the development CA in the shared $HOME before A's starts.
+  wait_http "http://127.0.0.1:$NSB_API/v1.0/healthz" 204 $NS_B
+  log "$(ip netns exec $NS_A "$NSDIR/outrider" init --proxy-uid $PROXY_UID --mesh-port $NSA_MESH \
+    --dapr-http-port $NSA_API --dapr-grpc-port $NSA_GRPC --metrics-port $NSA_ADMIN \
+    --skip-outbound-ports $NS_ECHO,$NS_SINK_DIRECT,$NS_HP_BACK)"
+  start ns_sidecar_a ip netns exec $NS_A "${AS_PROXY[@]}" "$NSDIR/outrider" run --app-id a --intercept \
+    --opaque-ports $NS_SINK --dapr-http-port $NSA_API --dapr-grpc-port $NSA_GRPC --mesh-port $NSA_MESH \
+    --metrics-port $NSA_ADMIN --config "$NSDIR/mesh.yaml" --data-dir "$NSDIR/a" --log-level warn
+
+  # haproxy → mutual TLS → haproxy over the same veth, with the certificates made above.
+  { haproxy_head; cat; } >"$RUN/hp-ns-front.cfg" <<EOF
+frontend front
+  bind 127.0.0.1:$NS_HP_FRONT
+  default_backend back
+backend back
+  server back $B_ADDR:$NS_HP_BACK ssl ssl-min-ver TLSv1.3 crt $RUN/client.pem ca-file $RUN/ca.pem verify required
+EOF
+  { haproxy_head; cat; } >"$RUN/hp-ns-back.cfg" <<EOF
+frontend back
+  bind $B_ADDR:$NS_HP_BACK ssl crt $RUN/server.pem ca-file $RUN/ca.pem verify required ssl-min-ver TLSv1.3
+  default_backend echo
+backend echo
+  server echo 127.0.0.1:$NS_ECHO
+EOF
+  start ns_hp_back ip netns exec $NS_B haproxy -f "$RUN/hp-ns-back.cfg" -db
+  start ns_hp_front ip netns exec $NS_A haproxy -f "$RUN/hp-ns-front.cfg" -db
+
+  wait_http "http://$B_ADDR:$NS_ECHO/" "200" $NS_A
+  wait_http "http://127.0.0.1:$NSA_API/v1.0/invoke/bench/method/echo" "200" $NS_A
+  wait_http "http://127.0.0.1:$NS_HP_FRONT/" "200" $NS_A
+  # Nothing listens on B's port 80: only interception can answer there. The Host names the app,
+  # as the load generator's (`bench`) does.
+  got=$(ip netns exec $NS_A curl -s --max-time 10 -H 'Host: bench' --data-binary intercepted "http://$B_ADDR/echo" || true)
+  [ "$got" = intercepted ] || die "an intercepted call from $NS_A to app bench failed ($got); logs in $RUN"
+  NS_GROUPS=(ns_sidecar_a ns_sidecar_b)
+fi
+
 # Every server under test must be the one started here, alive (not a zombie after a failed bind).
 for p in "${PIDS[@]}"; do
   state=$(awk '{print $3}' "/proc/$p/stat" 2>/dev/null || echo gone)
@@ -237,12 +356,61 @@ nginx_pids() { # the master and its workers
   printf '%s' "$PID_nginx"; for w in $(pgrep -P "$PID_nginx"); do printf ',%s' "$w"; done
 }
 
-load() { # load CELL REPEAT BASELINE PIDS ARGS...
+load() { # load CELL REPEAT BASELINE PIDS ARGS... (the generator runs in namespace $LOAD_NS, if set)
   local cell=$1 repeat=$2 baseline=$3 pids=$4; shift 4
   local file="$OUT/cells/$(printf '%s' "$cell" | tr '/' '_')-$repeat.json"
   local base=(); [ -n "$baseline" ] && base=(--baseline "$baseline")
-  "${GEN[@]}" load --cell "$cell" --repeat "$repeat" "${base[@]}" --pids "$pids" --out "$file" \
+  local gen=("${GEN[@]}"); [ -n "${LOAD_NS:-}" ] && gen=(ip netns exec "$LOAD_NS" "${GEN[@]}")
+  "${gen[@]}" load --cell "$cell" --repeat "$repeat" "${base[@]}" --pids "$pids" --out "$file" \
     --warmup $WARMUP --duration $DURATION --connections $CONNS "$@"
+}
+load_a() { # load_a ARGS...: load, with the generator in namespace A
+  local LOAD_NS=$NS_A
+  load "$@"
+}
+
+cpu_ticks() { # cpu_ticks PID... -> their summed utime + stime, in clock ticks
+  local t=0 p f
+  for p in "$@"; do
+    # The fields after the command name (which may hold spaces): utime is the 12th, stime the 13th.
+    read -ra f <<<"$(sed 's/.*) //' "/proc/$p/stat")"
+    t=$((t + f[11] + f[12]))
+  done
+  echo "$t"
+}
+send_bytes() { # send_bytes PORT BYTES: BYTES of zeros from A to B's sink on PORT -> nanoseconds taken
+  local port=$1 bytes=$2 seen t0 t1 got
+  seen=$(wc -l <"$SINK_COUNT")
+  t0=$(date +%s%N)
+  # After the last byte the sender half-closes and waits (-t) until the sink closes, which it
+  # does once it has read everything: the time covers the bytes' arrival, not just their sending.
+  ip netns exec $NS_A taskset -c 0 socat -b 262144 -t 60 -T 60 "OPEN:/dev/zero,readbytes=$bytes" "TCP:$B_ADDR:$port" \
+    || die "sending $bytes bytes to $B_ADDR:$port from $NS_A failed"
+  t1=$(date +%s%N)
+  for _ in $(seq 200); do [ "$(wc -l <"$SINK_COUNT")" -gt "$seen" ] && break; sleep 0.05; done
+  got=$(tail -n 1 "$SINK_COUNT")
+  if [ "$(wc -l <"$SINK_COUNT")" -le "$seen" ] || [ "$((got))" != "$bytes" ]; then
+    die "the sink on $B_ADDR:$port counted ${got:-nothing}, not $bytes bytes; logs in $RUN"
+  fi
+  echo $((t1 - t0))
+}
+tcp_cell() { # tcp_cell CELL REPEAT PORT [PIDS]: MB/s of $TCP_BYTES from A to B's sink on PORT; with
+  # PIDS (space-separated), their CPU seconds per GB as cell tcp-throughput-cpu/<variant> too
+  local cell=$1 r=$2 port=$3 pids=${4:-} name ns mbs cpu0 cpu
+  name=$(printf '%s' "$cell" | tr '/' '_')
+  send_bytes "$port" $((8 << 20)) >/dev/null # warm-up: connections and buffers
+  # shellcheck disable=SC2086
+  [ -z "$pids" ] || cpu0=$(cpu_ticks $pids)
+  ns=$(send_bytes "$port" "$TCP_BYTES")
+  mbs=$(awk "BEGIN{print $TCP_BYTES / ($ns / 1e9) / 1e6}")
+  "$BIN/outrider-bench" figure --cell "$cell" --repeat "$r" --value "$mbs" --unit MB/s --out "$OUT/cells/$name-$r.json"
+  if [ -n "$pids" ]; then
+    # shellcheck disable=SC2086
+    cpu=$(awk "BEGIN{print ($(cpu_ticks $pids) - $cpu0) / $(getconf CLK_TCK) / ($TCP_BYTES / 1e9)}")
+    "$BIN/outrider-bench" figure --cell "tcp-throughput-cpu/${cell#*/}" --repeat "$r" --value "$cpu" \
+      --unit "CPU s/GB" --out "$OUT/cells/tcp-throughput-cpu_${cell#*/}-$r.json"
+  fi
+  log "$cell #$r: $mbs MB/s${cpu:+, $cpu CPU s/GB}"
 }
 
 rss_of() { # rss_of PID... -> summed VmRSS in MB
@@ -253,7 +421,7 @@ rss_of() { # rss_of PID... -> summed VmRSS in MB
 group_pids() { # group_pids NAME -> the pids of one server under test, space-separated
   if [ "$1" = nginx ]; then nginx_pids | tr ',' ' '; else eval "echo \$PID_$1"; fi
 }
-GROUPS_UNDER_TEST=(nginx haproxy outrider hp_front hp_back sidecar_a sidecar_b sidecar_s sidecar_p redis)
+GROUPS_UNDER_TEST=(nginx haproxy outrider hp_front hp_back sidecar_a sidecar_b sidecar_s sidecar_p redis "${NS_GROUPS[@]}")
 # Memory before any load.
 for name in "${GROUPS_UNDER_TEST[@]}"; do
   # shellcheck disable=SC2046
@@ -312,6 +480,23 @@ cell() { # cell NAME REPEAT
     one-hop-max/nginx) load one-hop-max/nginx "$r" "" "$(nginx_pids)" --addr 127.0.0.1:$NGINX --body-size $BODY --path /echo ;;
     one-hop-max/haproxy) load one-hop-max/haproxy "$r" "" "$PID_haproxy" --addr 127.0.0.1:$HAPROXY --body-size $BODY --path /echo ;;
     one-hop-max/outrider) load one-hop-max/outrider "$r" "" "$PID_outrider" --addr 127.0.0.1:$OUTRIDER --body-size $BODY --path /echo ;;
+    # Between namespaces A and B (root only): a call to B's app, addressed to it directly; the same
+    # call intercepted (to B's port 80, where nothing listens, Host `bench`) and carried by both
+    # sidecars over mutual TLS; the same call made explicitly through sidecar A's invoke API; and
+    # haproxy → mutual TLS → haproxy. Then TCP streams to B: direct, and tunnelled by the sidecars.
+    netns-direct) load_a netns-direct "$r" "" "$PID_ns_echo" --addr $B_ADDR:$NS_ECHO "${rated[@]}" ;;
+    two-hop-intercepted/outrider-mtls)
+      load_a two-hop-intercepted/outrider-mtls "$r" netns-direct "$PID_ns_sidecar_a,$PID_ns_sidecar_b" \
+        --addr $B_ADDR:80 "${rated[@]}" ;;
+    two-hop-netns/outrider-mtls)
+      load_a two-hop-netns/outrider-mtls "$r" netns-direct "$PID_ns_sidecar_a,$PID_ns_sidecar_b" \
+        --addr 127.0.0.1:$NSA_API --rate $RATE --body-size $BODY --path /v1.0/invoke/bench/method/echo ;;
+    two-hop-netns/haproxy-tls)
+      load_a two-hop-netns/haproxy-tls "$r" netns-direct "$PID_ns_hp_front,$PID_ns_hp_back" \
+        --addr 127.0.0.1:$NS_HP_FRONT "${rated[@]}" ;;
+    tcp-throughput/direct) tcp_cell tcp-throughput/direct "$r" $NS_SINK_DIRECT ;;
+    tcp-throughput/outrider-tunnel)
+      tcp_cell tcp-throughput/outrider-tunnel "$r" $NS_SINK "$PID_ns_sidecar_a $PID_ns_sidecar_b" ;;
     start-to-ready)
       # The poller on the generator's CPU, the starting sidecar on the measured one.
       ms=$("${GEN[@]}" startup --url "http://127.0.0.1:$START_API/v1.0/healthz/outbound" -- \
@@ -327,6 +512,8 @@ CELLS=(direct one-hop/nginx one-hop/haproxy one-hop/outrider two-hop/haproxy-tls
   state-set/redis state-set/outrider
   publish/redis publish/outrider pubsub/outrider pubsub-max/outrider
   one-hop-max/direct one-hop-max/nginx one-hop-max/haproxy one-hop-max/outrider start-to-ready)
+[ "$NETNS" = no ] || CELLS+=(netns-direct two-hop-intercepted/outrider-mtls two-hop-netns/outrider-mtls
+  two-hop-netns/haproxy-tls tcp-throughput/direct tcp-throughput/outrider-tunnel)
 for r in $(seq $REPEATS); do
   log "repeat $r of $REPEATS"
   # Each repeat starts at another cell, so no cell always follows the same one.
@@ -347,9 +534,10 @@ COMMIT=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
 # Uncommitted changes to anything but the results themselves make the figures unreproducible.
 DIRTY=""
 [ -z "$(git -C "$ROOT" status --porcelain -- . ':!bench/results' 2>/dev/null)" ] || DIRTY="+changes"
-META=$(printf '{"date":"%s","commit":"%s%s","cpus":"%s","cpu_model":"%s","quick":%s,"rate":%s,"connections":%s,"body_bytes":%s,"warmup_s":%s,"duration_s":%s,"repeats":%s}' \
+META=$(printf '{"date":"%s","commit":"%s%s","cpus":"%s","cpu_model":"%s","quick":%s,"rate":%s,"connections":%s,"body_bytes":%s,"warmup_s":%s,"duration_s":%s,"repeats":%s,"interception":%s,"tcp_bytes":%s}' \
   "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$COMMIT" "$DIRTY" "$(nproc)" \
   "$(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo)" \
-  "$([ "$QUICK" = yes ] && echo true || echo false)" $RATE $CONNS $BODY $WARMUP $DURATION $REPEATS)
+  "$([ "$QUICK" = yes ] && echo true || echo false)" $RATE $CONNS $BODY $WARMUP $DURATION $REPEATS \
+  "$([ "$NETNS" = yes ] && echo true || echo false)" $TCP_BYTES)
 "$BIN/outrider-bench" report "$OUT" --meta "$META"
 log "results in $OUT"

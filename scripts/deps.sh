@@ -32,6 +32,8 @@ needs=(
   # Interception: outrider init writes nat rules; its tests capture the LAN to see TLS on the wire.
   "iptables-restore:iptables"
   "tcpdump:tcpdump"
+  # make bench, interception cells: TCP streams sent and received by socat.
+  "socat:socat"
 )
 
 missing=()
