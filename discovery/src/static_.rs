@@ -38,10 +38,14 @@ impl Resolve for StaticResolver {
     }
 
     fn at_address(&self, ip: IpAddr) -> Vec<(Target, SocketAddr)> {
-        let sets: Vec<(&Target, Arc<EndpointSet>)> =
-            self.sets.iter().map(|(t, tx)| (t, tx.borrow().clone())).collect();
+        let sets: Vec<(&Target, Arc<EndpointSet>)> = self
+            .sets
+            .iter()
+            .map(|(t, tx)| (t, tx.borrow().clone()))
+            .collect();
         crate::entries_at(
-            sets.iter().flat_map(|(t, set)| set.addrs.iter().map(move |a| (*t, a))),
+            sets.iter()
+                .flat_map(|(t, set)| set.addrs.iter().map(move |a| (*t, a))),
             ip,
         )
     }
@@ -60,10 +64,7 @@ mod tests {
             vec![a]
         );
         assert!(r.resolve(&Target::new("b", "other")).borrow().is_empty());
-        assert_eq!(
-            r.at_address(a.ip()),
-            vec![(Target::new("b", "default"), a)]
-        );
+        assert_eq!(r.at_address(a.ip()), vec![(Target::new("b", "default"), a)]);
         assert!(r.at_address("127.0.0.2".parse().unwrap()).is_empty());
     }
 }

@@ -139,7 +139,11 @@ pub(crate) fn load(args: &RunArgs, env: &Env) -> Result<Settings, Problems> {
     let from_flags = flags::check(args, env, &mut problems);
     let configured = configuration::load(args, env, &mut problems);
     let resources = resources::load(args, &mut problems);
-    let interception = interception(args, configured.as_ref().map(|c| c.mtls_mode), &mut problems);
+    let interception = interception(
+        args,
+        configured.as_ref().map(|c| c.mtls_mode),
+        &mut problems,
+    );
     match (from_flags, configured) {
         (Some(f), Some(c)) if problems.is_empty() => Ok(Settings {
             app_id: args.app_id.clone(),
@@ -174,7 +178,11 @@ pub(crate) fn load(args: &RunArgs, env: &Env) -> Result<Settings, Problems> {
             command: args.command.clone(),
             interception,
             mtls_mode: c.mtls_mode,
-            tunnel_ports: args.app_port.into_iter().chain(args.app_ports.iter().copied()).collect(),
+            tunnel_ports: args
+                .app_port
+                .into_iter()
+                .chain(args.app_ports.iter().copied())
+                .collect(),
         }),
         _ => Err(Problems(problems)),
     }
@@ -207,7 +215,9 @@ fn interception(
         ("--inbound-port", args.inbound_port),
     ] {
         let clash = taken.iter().find(|(_, p)| *p == port).map(|(f, _)| *f);
-        let clash = clash.or((flag == "--inbound-port" && port == args.outbound_port).then_some("--outbound-port"));
+        let clash = clash
+            .or((flag == "--inbound-port" && port == args.outbound_port)
+                .then_some("--outbound-port"));
         if port == 0 || clash.is_some() {
             problems.push(Problem {
                 at: flag.into(),

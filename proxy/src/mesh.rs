@@ -9,4 +9,5 @@ pub(crate) mod outbound;
 pub(crate) mod transparent;
 
 /// The header of a mesh `CONNECT` that names the port of the callee's app the tunnel is for.
-pub(crate) const TUNNEL_PORT: http::HeaderName = http::HeaderName::from_static("outrider-tunnel-port");
+pub(crate) const TUNNEL_PORT: http::HeaderName =
+    http::HeaderName::from_static("outrider-tunnel-port");

@@ -29,11 +29,12 @@ impl Tools {
             Family::V6 => "ip6tables",
         };
         let legacy = format!("{base}-legacy");
-        let backend = if has_rules(&format!("{legacy}-save")) && !has_rules(&format!("{base}-nft-save")) {
-            legacy
-        } else {
-            base.to_owned()
-        };
+        let backend =
+            if has_rules(&format!("{legacy}-save")) && !has_rules(&format!("{base}-nft-save")) {
+                legacy
+            } else {
+                base.to_owned()
+            };
         Self {
             save: format!("{backend}-save"),
             restore: format!("{backend}-restore"),
@@ -93,7 +94,10 @@ fn has_rules(save: &str) -> bool {
         .stderr(Stdio::null())
         .output()
         .is_ok_and(|o| {
-            o.status.success() && String::from_utf8_lossy(&o.stdout).lines().any(|l| l.starts_with("-A "))
+            o.status.success()
+                && String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .any(|l| l.starts_with("-A "))
         })
 }
 
@@ -128,7 +132,9 @@ fn init(args: &InitArgs) -> Result<(), String> {
         let (lines, what) = if args.uninstall {
             (rules::removal(&found), "removed")
         } else {
-            let plan = plan.as_ref().ok_or("--proxy-uid is required (the sidecar's uid)")?;
+            let plan = plan
+                .as_ref()
+                .ok_or("--proxy-uid is required (the sidecar's uid)")?;
             let wanted = rules::ours(plan, family);
             if rules::installed(&found, &wanted) {
                 done.push(format!("{}: already installed", family.name()));
@@ -196,9 +202,16 @@ pub(crate) fn rules_found() -> String {
             Ok(f) if f.is_empty() => format!("{}: none", family.name()),
             Ok(f) => format!("{}: {} rules", family.name(), f.rules.len()),
             Err(e) if e.contains("Permission denied") => {
-                format!("{}: unknown (reading the nat table needs CAP_NET_ADMIN)", family.name())
+                format!(
+                    "{}: unknown (reading the nat table needs CAP_NET_ADMIN)",
+                    family.name()
+                )
             }
-            Err(e) => format!("{}: unknown ({})", family.name(), e.lines().next().unwrap_or_default()),
+            Err(e) => format!(
+                "{}: unknown ({})",
+                family.name(),
+                e.lines().next().unwrap_or_default()
+            ),
         });
     }
     parts.join("; ")

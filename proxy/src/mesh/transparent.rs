@@ -154,7 +154,10 @@ impl Streams {
     /// Waits for the streams to end, at most `grace`, then cuts the rest.
     async fn drain(&self, grace: Duration) {
         self.tracker.close();
-        if tokio::time::timeout(grace, self.tracker.wait()).await.is_err() {
+        if tokio::time::timeout(grace, self.tracker.wait())
+            .await
+            .is_err()
+        {
             tracing::info!("cutting intercepted TCP streams still open after the grace period");
         }
         self.cut.cancel();
@@ -164,7 +167,8 @@ impl Streams {
 /// Whether `dst`, the destination of a connection accepted on `local`, is the listener itself:
 /// a connection made to the listener directly, or a redirect that would come back to it.
 pub(crate) fn is_loop(dst: SocketAddr, local: SocketAddr) -> bool {
-    dst == local || (dst.port() == local.port() && (dst.ip().is_loopback() || dst.ip().is_unspecified()))
+    dst == local
+        || (dst.port() == local.port() && (dst.ip().is_loopback() || dst.ip().is_unspecified()))
 }
 
 pub(crate) use inbound::serve as serve_inbound;

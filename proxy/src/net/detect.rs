@@ -233,15 +233,19 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_silent_client_is_opaque_after_the_deadline() {
         let (client, mut server) = tokio::io::duplex(64);
-        let sniffing = tokio::spawn(async move {
-            sniff(&mut server, Duration::from_secs(1)).await.unwrap()
-        });
+        let sniffing =
+            tokio::spawn(async move { sniff(&mut server, Duration::from_secs(1)).await.unwrap() });
         let (p, bytes) = sniffing.await.unwrap().unwrap();
         assert_eq!((p, bytes.len()), (Opaque, 0));
         // A slow preamble that stops half-way is opaque too, with its bytes kept.
         let (mut c2, mut s2) = tokio::io::duplex(64);
-        tokio::io::AsyncWriteExt::write_all(&mut c2, b"GE").await.unwrap();
-        let (p, bytes) = sniff(&mut s2, Duration::from_secs(1)).await.unwrap().unwrap();
+        tokio::io::AsyncWriteExt::write_all(&mut c2, b"GE")
+            .await
+            .unwrap();
+        let (p, bytes) = sniff(&mut s2, Duration::from_secs(1))
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!((p, &bytes[..]), (Opaque, &b"GE"[..]));
         drop((client, c2));
     }
@@ -253,14 +257,25 @@ mod tests {
             .await
             .unwrap();
         drop(client);
-        let (p, prefix) = sniff(&mut server, Duration::from_secs(5)).await.unwrap().unwrap();
+        let (p, prefix) = sniff(&mut server, Duration::from_secs(5))
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(p, Http1);
         let mut all = Vec::new();
-        Rewind::new(prefix, server).read_to_end(&mut all).await.unwrap();
+        Rewind::new(prefix, server)
+            .read_to_end(&mut all)
+            .await
+            .unwrap();
         assert_eq!(all, b"GET /a HTTP/1.1\r\n\r\n");
         // A client that closes at once sent nothing at all.
         let (client, mut server) = tokio::io::duplex(64);
         drop(client);
-        assert!(sniff(&mut server, Duration::from_secs(5)).await.unwrap().is_none());
+        assert!(
+            sniff(&mut server, Duration::from_secs(5))
+                .await
+                .unwrap()
+                .is_none()
+        );
     }
 }

@@ -154,7 +154,10 @@ mod tests {
     async fn splice_passes_bytes_and_half_closes_both_ways() {
         let (mut client, near) = tokio::io::duplex(1024);
         let (far, mut server) = tokio::io::duplex(1024);
-        let spliced = tokio::spawn(splice(Meter::new(Direction::Outbound, "test").wrap(near), far));
+        let spliced = tokio::spawn(splice(
+            Meter::new(Direction::Outbound, "test").wrap(near),
+            far,
+        ));
         let payload: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
         let sent = payload.clone();
         let writer = tokio::spawn(async move {

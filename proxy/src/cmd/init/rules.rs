@@ -75,7 +75,11 @@ impl std::str::FromStr for Cidr {
 
 impl Cidr {
     fn family(&self) -> Family {
-        if self.addr.is_ipv4() { Family::V4 } else { Family::V6 }
+        if self.addr.is_ipv4() {
+            Family::V4
+        } else {
+            Family::V6
+        }
     }
 }
 
@@ -104,7 +108,9 @@ pub(crate) fn ours(plan: &Plan, family: Family) -> Vec<String> {
     inbound.sort_unstable();
     inbound.dedup();
     for port in inbound {
-        r.push(format!("-A {INBOUND} -p tcp -m tcp --dport {port} -j RETURN"));
+        r.push(format!(
+            "-A {INBOUND} -p tcp -m tcp --dport {port} -j RETURN"
+        ));
     }
     r.push(format!(
         "-A {INBOUND} -p tcp -j REDIRECT --to-ports {}",
@@ -115,7 +121,9 @@ pub(crate) fn ours(plan: &Plan, family: Family) -> Vec<String> {
         plan.proxy_uid
     ));
     if let Some(gid) = plan.proxy_gid {
-        r.push(format!("-A {OUTBOUND} -m owner --gid-owner {gid} -j RETURN"));
+        r.push(format!(
+            "-A {OUTBOUND} -m owner --gid-owner {gid} -j RETURN"
+        ));
     }
     r.push(format!("-A {OUTBOUND} -o lo -j RETURN"));
     r.push(format!("-A {OUTBOUND} -d {} -j RETURN", family.loopback()));
@@ -123,9 +131,15 @@ pub(crate) fn ours(plan: &Plan, family: Family) -> Vec<String> {
     ports.sort_unstable();
     ports.dedup();
     for port in ports {
-        r.push(format!("-A {OUTBOUND} -p tcp -m tcp --dport {port} -j RETURN"));
+        r.push(format!(
+            "-A {OUTBOUND} -p tcp -m tcp --dport {port} -j RETURN"
+        ));
     }
-    for c in plan.skip_outbound_cidrs.iter().filter(|c| c.family() == family) {
+    for c in plan
+        .skip_outbound_cidrs
+        .iter()
+        .filter(|c| c.family() == family)
+    {
         r.push(format!("-A {OUTBOUND} -d {}/{} -j RETURN", c.addr, c.len));
     }
     r.push(format!(
@@ -177,7 +191,8 @@ pub(crate) fn found(saved: &str) -> Found {
 /// A rule in our chains, or a jump to one of them.
 fn is_ours(line: &str) -> bool {
     let words: Vec<&str> = line.split_whitespace().collect();
-    let in_ours = words.first() == Some(&"-A") && matches!(words.get(1), Some(&c) if c == INBOUND || c == OUTBOUND);
+    let in_ours = words.first() == Some(&"-A")
+        && matches!(words.get(1), Some(&c) if c == INBOUND || c == OUTBOUND);
     let jumps = words
         .windows(2)
         .any(|w| w[0] == "-j" && (w[1] == INBOUND || w[1] == OUTBOUND));

@@ -34,7 +34,11 @@ pub(super) fn is_tunnel(req: &Request<Incoming>) -> bool {
 /// Answers a tunnel request: 200 and the stream, or why not.
 pub(super) async fn accept(mut req: Request<Incoming>, inbound: Arc<Inbound>) -> Response<Body> {
     let Some(caller) = req.extensions().get::<Arc<Caller>>().cloned() else {
-        return refuse(StatusCode::FORBIDDEN, "policy", "a tunnel without a caller identity");
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "policy",
+            "a tunnel without a caller identity",
+        );
     };
     let port = req
         .headers()

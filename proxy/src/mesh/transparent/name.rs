@@ -38,11 +38,14 @@ pub(crate) fn host_target(host: &str, namespace: &str, cluster_domain: &str) -> 
     if !labels.iter().all(|l| is_label(l)) {
         return None;
     }
-    let in_cluster = |rest: &[&str]| rest.is_empty() || (!domain.is_empty() && rest.join(".") == domain);
+    let in_cluster =
+        |rest: &[&str]| rest.is_empty() || (!domain.is_empty() && rest.join(".") == domain);
     match labels.as_slice() {
         [app] => Some(Named::Firm(Target::new(*app, namespace))),
         [app, ns] => Some(Named::Maybe(Target::new(*app, *ns))),
-        [app, ns, "svc", rest @ ..] if in_cluster(rest) => Some(Named::Firm(Target::new(*app, *ns))),
+        [app, ns, "svc", rest @ ..] if in_cluster(rest) => {
+            Some(Named::Firm(Target::new(*app, *ns)))
+        }
         _ => None,
     }
 }
@@ -54,7 +57,10 @@ fn strip_port(host: &str) -> Option<&str> {
         let (ip, after) = rest.split_once(']')?;
         return match after {
             "" => Some(ip),
-            p => p.strip_prefix(':').filter(|p| p.parse::<u16>().is_ok()).map(|_| ip),
+            p => p
+                .strip_prefix(':')
+                .filter(|p| p.parse::<u16>().is_ok())
+                .map(|_| ip),
         };
     }
     match host.rsplit_once(':') {
@@ -140,7 +146,11 @@ mod tests {
             ("ord/ers", None),
         ];
         for (host, want) in cases {
-            assert_eq!(&host_target(host, "shop", "cluster.local"), want, "{host:?}");
+            assert_eq!(
+                &host_target(host, "shop", "cluster.local"),
+                want,
+                "{host:?}"
+            );
         }
         // The cluster domain is configurable, and an empty one allows only `.svc`.
         assert_eq!(

@@ -192,10 +192,12 @@ async fn passthrough(t: &Transparent, dst: SocketAddr, req: Request<Incoming>) -
     let (mut parts, body) = req.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     if let Some(authority) = parts.uri.authority().cloned() {
-        parts
-            .headers
-            .entry(header::HOST)
-            .or_insert_with(|| authority.as_str().parse().expect("an authority is a header value"));
+        parts.headers.entry(header::HOST).or_insert_with(|| {
+            authority
+                .as_str()
+                .parse()
+                .expect("an authority is a header value")
+        });
     }
     let pq = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
     parts.uri = match format!("http://{dst}{pq}").parse() {
@@ -207,8 +209,12 @@ async fn passthrough(t: &Transparent, dst: SocketAddr, req: Request<Incoming>) -
     } else {
         &t.passthrough.h1
     };
-    let answer = client.request(Request::from_parts(parts, boxed(body))).await;
-    let status = answer.as_ref().map_or("error".to_owned(), |r| r.status().as_u16().to_string());
+    let answer = client
+        .request(Request::from_parts(parts, boxed(body)))
+        .await;
+    let status = answer
+        .as_ref()
+        .map_or("error".to_owned(), |r| r.status().as_u16().to_string());
     crate::telemetry::metrics::PASSTHROUGH_REQUESTS
         .counter(&[("status", status)])
         .increment(1);
@@ -245,7 +251,11 @@ async fn stream(t: &Transparent, io: Rewind<TcpStream>, dst: SocketAddr) {
         Ok(Ok(upgraded)) => upgraded,
         Ok(Err(status)) => {
             tracing::info!(%target, port = dst.port(), %status, "the destination's sidecar refused the tunnel");
-            let reason = if status == StatusCode::FORBIDDEN { "policy" } else { "unreachable" };
+            let reason = if status == StatusCode::FORBIDDEN {
+                "policy"
+            } else {
+                "unreachable"
+            };
             return refused(Direction::Outbound, reason);
         }
         Err(e) => {

@@ -121,7 +121,10 @@ fn what_a_saved_table_holds_and_the_batches() {
     assert_eq!(b[4..], wanted[..]);
     // On a clean table: the chains are created first.
     let clean = install(&Found::default(), &wanted);
-    assert_eq!(clean[..2], [":OUTRIDER_INBOUND - [0:0]", ":OUTRIDER_OUTPUT - [0:0]"]);
+    assert_eq!(
+        clean[..2],
+        [":OUTRIDER_INBOUND - [0:0]", ":OUTRIDER_OUTPUT - [0:0]"]
+    );
     assert_eq!(clean[2..], wanted[..]);
     // Exactly the wanted rules, in any order: installed.
     let mut exact = Found {
