@@ -58,12 +58,12 @@ sizes:
 check-deps:
 	@scripts/check-deps.sh
 
-## bench: every scenario of BENCHMARKS.md, 3 interleaved repeats (about 12 minutes); results in bench/results/
+## bench: every scenario of BENCHMARKS.md, 3 interleaved repeats (about 15 minutes; the interception cells need root); results in bench/results/
 bench: deps
 	$(CARGO) build --release -p outrider -p outrider-bench
 	bench/run.sh
 
-## bench-quick: the same scenarios with short cells (under 3 minutes), after data-path changes
+## bench-quick: the same scenarios with short cells (about 3.5 minutes), after data-path changes
 bench-quick: deps
 	$(CARGO) build --release -p outrider -p outrider-bench
 	bench/run.sh --quick
