@@ -192,8 +192,9 @@ pub(crate) struct RunArgs {
         default_value = "25,587,3306,4222,4444,5432,6379,9300,11211"
     )]
     pub(crate) opaque_ports: Vec<u16>,
-    /// More TCP ports of the app, besides --app-port, that peers' intercepted TCP may reach
-    /// (the sidecar connects to them on --app-channel-address).
+    /// TCP ports of the app that peers' intercepted TCP may reach through mesh tunnels (the
+    /// sidecar connects to them on --app-channel-address). Never --app-port: that one is
+    /// reached through the mesh's HTTP stack only. None by default: no tunnel is accepted.
     #[arg(long, env = "OUTRIDER_APP_PORTS", value_delimiter = ',')]
     pub(crate) app_ports: Vec<u16>,
     /// How long an intercepted connection may take to send the bytes that tell its protocol;

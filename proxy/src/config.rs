@@ -99,7 +99,7 @@ pub struct Settings {
     pub(crate) interception: Option<crate::mesh::transparent::Interception>,
     /// `Configuration.spec.mtls.mode`.
     pub(crate) mtls_mode: crate::mesh::transparent::MtlsMode,
-    /// The app's ports a peer's tunnel may reach: `--app-port` and `--app-ports`.
+    /// The app's ports a peer's tunnel may reach: `--app-ports` (never `--app-port`).
     pub(crate) tunnel_ports: std::collections::BTreeSet<u16>,
 }
 
@@ -178,11 +178,9 @@ pub(crate) fn load(args: &RunArgs, env: &Env) -> Result<Settings, Problems> {
             command: args.command.clone(),
             interception,
             mtls_mode: c.mtls_mode,
-            tunnel_ports: args
-                .app_port
-                .into_iter()
-                .chain(args.app_ports.iter().copied())
-                .collect(),
+            // Never the app port: what reaches it goes through the inbound HTTP stack (caller
+            // headers stamped from the certificate, the policy per route), not as raw bytes.
+            tunnel_ports: args.app_ports.iter().copied().collect(),
         }),
         _ => Err(Problems(problems)),
     }
@@ -198,6 +196,15 @@ fn interception(
         problems.push(Problem {
             at: "--app-ports".into(),
             message: format!("{p} is not a port"),
+        });
+    }
+    if let Some(p) = args.app_port.filter(|p| args.app_ports.contains(p)) {
+        problems.push(Problem {
+            at: "--app-ports".into(),
+            message: format!(
+                "{p} is --app-port, which peers reach through the mesh's HTTP stack (caller \
+                 identity, access policy per route), never as raw TCP"
+            ),
         });
     }
     if !args.intercept {

@@ -180,6 +180,10 @@ pub(crate) async fn intercepted(
 ) -> Result<Response<Body>, ApiError> {
     req.headers_mut().remove("dapr-api-token");
     let id = target.to_string();
+    if crate::net::http::is_grpc(req.headers()) {
+        // Streamed both ways with trailers, each message bounded, as gRPC proxying is.
+        return proxy_grpc(state, &id, req).await;
+    }
     let path = req.uri().path().to_owned();
     let named = Named::Header {
         id: Some(&id),

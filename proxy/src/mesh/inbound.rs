@@ -42,7 +42,7 @@ pub(crate) struct Inbound {
     pub(crate) app: Option<AppChannel>,
     /// The host the app listens on (`--app-channel-address`), for tunnels.
     pub(crate) app_address: String,
-    /// The app's ports a tunnel may reach: `--app-port` and `--app-ports`.
+    /// The app's ports a tunnel may reach: `--app-ports`.
     pub(crate) tunnel_ports: BTreeSet<u16>,
     pub(crate) max_body_size: u64,
     /// The longest pause inside a caller's request body.

@@ -212,8 +212,16 @@ impl Outbound {
         addr: SocketAddr,
         port: u16,
     ) -> Result<Result<hyper::upgrade::Upgraded, http::StatusCode>, InvokeError> {
+        /// A peer that takes longer to answer a tunnel is not going to.
+        const OPEN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
         let logical = self.logical(target).await?;
-        logical.concrete.tunnel(addr, port).await
+        match tokio::time::timeout(OPEN_TIMEOUT, logical.concrete.tunnel(addr, port)).await {
+            Ok(opened) => opened,
+            Err(_) => Err(InvokeError::Upstream {
+                target: target.clone(),
+                source: format!("the tunnel did not open within {OPEN_TIMEOUT:?}").into(),
+            }),
+        }
     }
 
     /// The logical stage of `target`. A target is kept only once it has resolved, so that the

@@ -11,6 +11,7 @@
 //! - **Inbound** ([`inbound`]): plain traffic that did not come through the mesh port reaches
 //!   the app with no caller identity (`permissive`) or not at all (`strict`).
 
+mod forward;
 mod inbound;
 pub(crate) mod name;
 mod outbound;
@@ -28,7 +29,7 @@ use tokio_util::task::TaskTracker;
 use crate::api::ApiState;
 use crate::mesh::outbound::Outbound;
 
-pub(crate) use outbound::passthrough_clients;
+pub(crate) use forward::passthrough_clients;
 
 /// What `--intercept` and `spec.mtls.mode` configure.
 #[derive(Clone, Debug)]
@@ -105,9 +106,11 @@ pub(crate) struct Transparent {
     pub(crate) outbound: Arc<Outbound>,
     pub(crate) policies: watch::Receiver<Arc<AccessControl>>,
     pub(crate) spans: Option<outrider_filters::spans::Spans>,
-    pub(crate) passthrough: outbound::PassthroughClients,
-    /// Byte streams (tunnels, passthrough): given the grace period at shutdown, then cut.
-    streams: Streams,
+    pub(crate) passthrough: forward::PassthroughClients,
+    /// Byte streams (tunnels, passthrough) of the app's outbound connections, and of plain
+    /// inbound ones: each direction is given the grace period when its listeners stop, then cut.
+    out_streams: Streams,
+    in_streams: Streams,
 }
 
 impl Transparent {
@@ -124,8 +127,19 @@ impl Transparent {
             policies,
             spans,
             passthrough: passthrough_clients(),
-            streams: Streams::default(),
+            out_streams: Streams::default(),
+            in_streams: Streams::default(),
         }
+    }
+
+    /// Once the outbound listeners stopped: the app's open streams get `grace`, then are cut.
+    pub(crate) async fn drain_outbound(&self, grace: Duration) {
+        self.out_streams.drain(grace).await;
+    }
+
+    /// Once the inbound listeners stopped: the same for plain inbound streams.
+    pub(crate) async fn drain_inbound(&self, grace: Duration) {
+        self.in_streams.drain(grace).await;
     }
 }
 

@@ -73,6 +73,12 @@ pub(crate) fn detect(buf: &[u8]) -> Verdict {
             NeedMore
         };
     }
+    // HTTP/1 servers skip empty lines before a request line: so does detection, or an app could
+    // pass HTTP off as opaque bytes with a leading CRLF.
+    let buf = match buf.iter().position(|b| *b != b'\r' && *b != b'\n') {
+        Some(start) => &buf[start..],
+        None => return NeedMore,
+    };
     let mut prefix_of_one = false;
     for m in METHODS {
         if buf.len() <= m.len() {
@@ -100,6 +106,10 @@ where
     loop {
         if let Verdict::Known(p) = detect(&buf) {
             return Ok(Some((p, buf.freeze())));
+        }
+        if buf.len() >= PEEK_LIMIT {
+            // Nothing but empty lines so far.
+            return Ok(Some((Protocol::Opaque, buf.freeze())));
         }
         let mut chunk = [0u8; PEEK_LIMIT];
         let room = PEEK_LIMIT - buf.len();
@@ -190,6 +200,11 @@ mod tests {
             (b"OPTIONS * HTTP/1.1\r\n", Known(Http1)),
             (b"DELETE /x", Known(Http1)),
             (b"PATCH /x", Known(Http1)),
+            // Empty lines before the request line are skipped, as HTTP/1 servers do.
+            (b"\r\nGET /x", Known(Http1)),
+            (b"\r\n\r\n", NeedMore),
+            (b"\n\nPOST ", Known(Http1)),
+            (b"\r\nX", Known(Opaque)),
             // A malformed rest is the HTTP server's to answer with 400.
             (b"GET /x HTTX/9\r\n", Known(Http1)),
             // Not a method, or a method without its space.
@@ -220,7 +235,8 @@ mod tests {
 
     #[test]
     fn every_verdict_comes_within_the_peek_limit() {
-        // Whatever the bytes, detection never asks for more than PEEK_LIMIT of them.
+        // Whatever the bytes, detection never asks for more than PEEK_LIMIT of them (but for
+        // nothing except empty lines, which `sniff` calls opaque at the limit).
         for seed in 0u8..=255 {
             let buf: Vec<u8> = (0..PEEK_LIMIT as u8)
                 .map(|i| seed.wrapping_mul(31).wrapping_add(i))

@@ -24,7 +24,7 @@ use crate::admin::{self, Admin};
 use crate::api::{ApiService, GrpcApiService};
 use crate::config::Settings;
 use crate::mesh::{inbound, transparent};
-use crate::net::serve;
+use crate::net::serve::{self, Limits};
 
 /// The four listening sockets, and the transparent ones with `--intercept`, bound before
 /// anything serves.
@@ -157,6 +157,8 @@ pub(crate) struct Listeners {
     pub(super) intercept_in: Vec<Serving>,
     /// Transparent outbound, stopped with the APIs (the app may call out while it stops).
     pub(super) intercept_out: Vec<Serving>,
+    /// What the transparent listeners share, for the drain of their byte streams.
+    pub(super) transparent: Option<Arc<transparent::Transparent>>,
 }
 
 impl Listeners {
@@ -197,14 +199,21 @@ impl Listeners {
         let admin = serve_admin(s, sockets.admin, wired, creds, metrics);
         let (mut intercept_in, mut intercept_out) = (Vec::new(), Vec::new());
         if let Some(t) = &wired.transparent {
+            // Each intercepted connection holds two descriptors (three through a tunnel): the
+            // four transparent listeners together get what one API listener may take, so no
+            // flood of plain clients can take the descriptors the API and the mesh need.
+            let limits = Limits {
+                max_connections: (s.limits.api.max_connections / 8).max(16),
+                ..s.limits.api
+            };
             for socket in sockets.intercept_out {
-                let l = serve::Listener::new(socket, "intercept-outbound", s.limits.mesh);
+                let l = serve::Listener::new(socket, "intercept-outbound", limits);
                 let stop = CancellationToken::new();
                 let task = transparent::serve_outbound(l, t.clone(), stop.clone(), s.grace);
                 intercept_out.push(Serving::spawn(stop, task));
             }
             for socket in sockets.intercept_in {
-                let l = serve::Listener::new(socket, "intercept-inbound", s.limits.mesh);
+                let l = serve::Listener::new(socket, "intercept-inbound", limits);
                 let stop = CancellationToken::new();
                 let task = transparent::serve_inbound(l, t.clone(), stop.clone(), s.grace);
                 intercept_in.push(Serving::spawn(stop, task));
@@ -220,6 +229,7 @@ impl Listeners {
             admin,
             intercept_in,
             intercept_out,
+            transparent: wired.transparent.clone(),
         })
     }
 }

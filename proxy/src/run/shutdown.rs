@@ -69,10 +69,9 @@ impl Running {
         if let Err(e) = self.listeners.mesh.stop().await {
             tracing::warn!(error = %e, "mesh listener failed");
         }
-        for l in self.listeners.intercept_in {
-            if let Err(e) = l.stop().await {
-                tracing::warn!(error = %e, "transparent inbound listener failed");
-            }
+        stop_all(self.listeners.intercept_in, "transparent inbound").await;
+        if let Some(t) = &self.listeners.transparent {
+            t.drain_inbound(self.grace).await;
         }
         // Stop deliveries: what is in flight finishes within the grace period, the rest stays
         // with the broker.
@@ -89,10 +88,9 @@ impl Running {
         };
         // 5. The APIs, then the admin listener (readiness stays observable until the end).
         let (http, grpc) = tokio::join!(self.listeners.api.stop(), self.listeners.grpc.stop());
-        for l in self.listeners.intercept_out {
-            if let Err(e) = l.stop().await {
-                tracing::warn!(error = %e, "transparent outbound listener failed");
-            }
+        stop_all(self.listeners.intercept_out, "transparent outbound").await;
+        if let Some(t) = &self.listeners.transparent {
+            t.drain_outbound(self.grace).await;
         }
         for (name, stopped) in [("HTTP API", http), ("gRPC API", grpc)] {
             if let Err(e) = stopped {
@@ -129,5 +127,13 @@ async fn wait_child(child: &mut Option<Child>) -> std::io::Result<std::process::
     match child {
         Some(c) => c.wait().await,
         None => std::future::pending().await,
+    }
+}
+
+/// Stops listeners together (each drains within the grace period at the same time).
+async fn stop_all(listeners: Vec<super::listen::Serving>, what: &str) {
+    let stopped = futures_util::future::join_all(listeners.into_iter().map(|l| l.stop())).await;
+    for e in stopped.into_iter().filter_map(Result::err) {
+        tracing::warn!(error = %e, "{what} listener failed");
     }
 }

@@ -201,6 +201,13 @@ fn transparent_for(
         );
     }
     let cfg = s.interception.clone()?;
+    if !s.command.is_empty() {
+        tracing::warn!(
+            "the app started by `outrider run -- …` runs as this sidecar's user, whose traffic the \
+             interception rules leave alone: its own outbound TCP is not intercepted (start it \
+             as another user to have it intercepted); calls to it still come through the mesh"
+        );
+    }
     let policies = inbound.policies.clone();
     Some(Arc::new(Transparent::new(
         cfg,

@@ -302,7 +302,7 @@ pub(crate) const PASSTHROUGH_REQUESTS: Metric = metric(
     Counter,
     &["status"],
     "Intercepted HTTP requests for destinations outside the mesh, forwarded as they were, by \
-     status (`error`: no answer).",
+     status class (`2xx`, …; `error`: no answer).",
 );
 pub(crate) const TCP_REFUSED: Metric = metric(
     "outrider_tcp_refused_total",

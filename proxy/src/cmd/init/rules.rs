@@ -101,7 +101,9 @@ pub(crate) struct Plan {
 /// Our rules for `family`, jumps first, in `iptables-save`'s spelling.
 pub(crate) fn ours(plan: &Plan, family: Family) -> Vec<String> {
     let mut r = vec![
-        format!("-A PREROUTING -p tcp -j {INBOUND}"),
+        // Only what is addressed to this namespace: traffic it forwards (containers behind a
+        // host) is not its app's.
+        format!("-A PREROUTING -p tcp -m addrtype --dst-type LOCAL -j {INBOUND}"),
         format!("-A OUTPUT -p tcp -j {OUTBOUND}"),
     ];
     let mut inbound = plan.skip_inbound_ports.clone();
@@ -199,13 +201,18 @@ fn is_ours(line: &str) -> bool {
     in_ours || jumps
 }
 
-/// Whether `found` is exactly `wanted`: then there is nothing to do.
+/// Whether `found` is exactly `wanted`, each chain's rules in order (a REDIRECT before the
+/// sidecar's exclusion would loop): then there is nothing to do.
 pub(crate) fn installed(found: &Found, wanted: &[String]) -> bool {
-    let mut have = found.rules.clone();
-    have.sort();
-    let mut want = wanted.to_vec();
-    want.sort();
-    found.chains.len() == 2 && have == want
+    let by_chain = |rules: &[String]| {
+        let mut chains: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+        for r in rules {
+            let chain = r.split_whitespace().nth(1).unwrap_or_default().to_owned();
+            chains.entry(chain).or_default().push(r.clone());
+        }
+        chains
+    };
+    found.chains.len() == 2 && by_chain(&found.rules) == by_chain(wanted)
 }
 
 /// The batch that removes every jump to our chains and the chains themselves.

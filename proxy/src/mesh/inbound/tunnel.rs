@@ -2,8 +2,9 @@
 //! connection of its app (intercepted opaque traffic) to a port of ours.
 //!
 //! The stream rides the mesh connection, so the caller's identity is its certificate's. A tunnel
-//! is accepted only to a port of this sidecar's own app (`--app-port` and `--app-ports`: the
-//! sidecar is no relay to whatever else listens on this host), only if the access policy allows
+//! is accepted only to a TCP port the app declared (`--app-ports`: the sidecar is no relay to
+//! whatever else listens on this host, and never to `--app-port`, whose requests must pass the
+//! inbound HTTP stack: identity headers stamped, policy per route), only if the access policy allows
 //! the caller the operation `/tcp/<port>` with the verb `CONNECT`, and only once the app's port
 //! accepted the connection; then bytes flow both ways until both sides end.
 

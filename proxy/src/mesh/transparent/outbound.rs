@@ -13,54 +13,25 @@ use std::time::Duration;
 
 use http::{Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use outrider_discovery::Target;
 use outrider_filters::trace::TraceLayer;
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
 
+use super::forward::{From, forward};
 use super::name::{ByAddress, Named, by_address, host_target};
 use super::{Transparent, is_loop};
 use crate::errors::ApiError;
 use crate::net::detect::{Protocol, Rewind, sniff};
 use crate::net::guard::Guarded;
-use crate::net::http::{Body, boxed, strip_hop_by_hop};
+use crate::net::http::Body;
 use crate::net::serve::{self, Conns, conn::Watch};
 use crate::net::tcp::{Direction, Meter, original_dst, refused, splice};
 
 /// How long connecting to a destination outside the mesh may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Plain HTTP clients for destinations outside the mesh: HTTP/1.1, and HTTP/2 with prior
-/// knowledge for apps that spoke h2c.
-#[derive(Clone)]
-pub(crate) struct PassthroughClients {
-    h1: Client<HttpConnector, Body>,
-    h2: Client<HttpConnector, Body>,
-}
-
-pub(crate) fn passthrough_clients() -> PassthroughClients {
-    let mut http = HttpConnector::new();
-    http.set_nodelay(true);
-    http.set_connect_timeout(Some(CONNECT_TIMEOUT));
-    let build = |h2: bool| {
-        Client::builder(TokioExecutor::new())
-            .http2_only(h2)
-            .timer(TokioTimer::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            // The app's Host goes through as it was.
-            .set_host(false)
-            .build(http.clone())
-    };
-    PassthroughClients {
-        h1: build(false),
-        h2: build(true),
-    }
-}
 
 /// Accepts redirected connections until `stop`, then drains for at most `grace`.
 pub(crate) async fn serve(
@@ -83,8 +54,8 @@ pub(crate) async fn serve(
         });
     }
     drop(listener);
+    // Byte streams are the direction's, drained once all its listeners stopped.
     conns.drain(grace).await;
-    t.streams.drain(grace).await;
     Ok(())
 }
 
@@ -125,7 +96,7 @@ async fn connection(
             conns.spawn(Guarded::new(watch.io(io)), svc, builder, watch);
         }
         Protocol::Tls | Protocol::Opaque => {
-            let streams = t.streams.clone();
+            let streams = t.out_streams.clone();
             streams.spawn(async move {
                 // The connection keeps its slot under the listener's cap while it lives.
                 let _watch = watch;
@@ -168,7 +139,7 @@ async fn request(
         Some(target) => crate::api::invoke::intercepted(&t.api, &target, req)
             .await
             .unwrap_or_else(ApiError::into_response),
-        None => passthrough(&t, dst, req).await,
+        None => forward(&t.passthrough, dst, req, From::App).await,
     };
     Ok(rsp)
 }
@@ -185,54 +156,6 @@ async fn named(t: &Transparent, host: Option<&str>) -> Option<Target> {
         Named::Firm(target) if t.outbound.finds(&target).await => Some(target),
         Named::Firm(_) | Named::Maybe(_) => None,
     }
-}
-
-/// Sends `req` to `dst` as it is, but for hop-by-hop headers.
-async fn passthrough(t: &Transparent, dst: SocketAddr, req: Request<Incoming>) -> Response<Body> {
-    let (mut parts, body) = req.into_parts();
-    strip_hop_by_hop(&mut parts.headers);
-    if let Some(authority) = parts.uri.authority().cloned() {
-        parts.headers.entry(header::HOST).or_insert_with(|| {
-            authority
-                .as_str()
-                .parse()
-                .expect("an authority is a header value")
-        });
-    }
-    let pq = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-    parts.uri = match format!("http://{dst}{pq}").parse() {
-        Ok(uri) => uri,
-        Err(_) => return bad_gateway("the request's path cannot be forwarded"),
-    };
-    let client = if parts.version == http::Version::HTTP_2 {
-        &t.passthrough.h2
-    } else {
-        &t.passthrough.h1
-    };
-    let answer = client
-        .request(Request::from_parts(parts, boxed(body)))
-        .await;
-    let status = answer
-        .as_ref()
-        .map_or("error".to_owned(), |r| r.status().as_u16().to_string());
-    crate::telemetry::metrics::PASSTHROUGH_REQUESTS
-        .counter(&[("status", status)])
-        .increment(1);
-    match answer {
-        Ok(rsp) => {
-            let (mut parts, body) = rsp.into_parts();
-            strip_hop_by_hop(&mut parts.headers);
-            Response::from_parts(parts, boxed(body))
-        }
-        Err(e) => {
-            tracing::debug!(%dst, error = %e, "passthrough request failed");
-            bad_gateway(format!("the request to {dst} failed"))
-        }
-    }
-}
-
-fn bad_gateway(message: impl Into<String>) -> Response<Body> {
-    ApiError::new(StatusCode::BAD_GATEWAY, "ERR_DIRECT_INVOKE", message).into_response()
 }
 
 /// An opaque or TLS connection: tunnelled to the sidecar of the app at `dst`, or passed

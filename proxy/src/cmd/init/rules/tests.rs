@@ -18,7 +18,7 @@ fn the_rules_in_save_spelling() {
     assert_eq!(
         v4,
         [
-            "-A PREROUTING -p tcp -j OUTRIDER_INBOUND",
+            "-A PREROUTING -p tcp -m addrtype --dst-type LOCAL -j OUTRIDER_INBOUND",
             "-A OUTPUT -p tcp -j OUTRIDER_OUTPUT",
             "-A OUTRIDER_INBOUND -p tcp -m tcp --dport 3500 -j RETURN",
             "-A OUTRIDER_INBOUND -p tcp -m tcp --dport 9090 -j RETURN",
@@ -126,13 +126,18 @@ fn what_a_saved_table_holds_and_the_batches() {
         [":OUTRIDER_INBOUND - [0:0]", ":OUTRIDER_OUTPUT - [0:0]"]
     );
     assert_eq!(clean[2..], wanted[..]);
-    // Exactly the wanted rules, in any order: installed.
+    // Exactly the wanted rules, each chain in order (the chains themselves in any order):
+    // installed. The same rules in another order within a chain: not.
     let mut exact = Found {
         chains: vec![INBOUND.into(), OUTBOUND.into()],
         rules: wanted.clone(),
     };
-    exact.rules.reverse();
+    exact.rules.swap(0, 1);
     assert!(installed(&exact, &wanted));
+    let mut reordered = exact.clone();
+    let n = reordered.rules.len();
+    reordered.rules.swap(n - 1, n - 2);
+    assert!(!installed(&reordered, &wanted));
     assert!(removal(&Found::default()).is_empty());
     assert_eq!(batch(&["-F X".into()]), "*nat\n-F X\nCOMMIT\n");
 }
