@@ -74,7 +74,9 @@ pub(super) async fn accept(mut req: Request<Incoming>, inbound: Arc<Inbound>) ->
     let app = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
         Ok(Ok(tcp)) => tcp,
         Ok(Err(e)) => {
-            let why = format!("connecting to port {port} of the app: {e}");
+            // The detail stays in this host's log; the peer learns only that the port is closed.
+            tracing::info!(port, error = %e, "a tunnel's port of the app did not accept");
+            let why = format!("port {port} of the app did not accept the connection");
             return refuse(StatusCode::BAD_GATEWAY, "unreachable", why);
         }
         Err(_) => {
