@@ -21,6 +21,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hyper_util::rt::TokioExecutor;
+use hyper_util::server::conn::auto::Builder;
 use outrider_policy::AccessControl;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -28,6 +30,8 @@ use tokio_util::task::TaskTracker;
 
 use crate::api::ApiState;
 use crate::mesh::outbound::Outbound;
+use crate::net::serve::Conns;
+use crate::net::tcp::{Direction, refused, splice};
 
 pub(crate) use forward::passthrough_clients;
 
@@ -185,8 +189,89 @@ pub(crate) fn is_loop(dst: SocketAddr, local: SocketAddr) -> bool {
         || (dst.port() == local.port() && (dst.ip().is_loopback() || dst.ip().is_unspecified()))
 }
 
-pub(crate) use inbound::serve as serve_inbound;
-pub(crate) use outbound::serve as serve_outbound;
+/// Connects to `dst` as it is and carries `client`'s bytes both ways until both ends are done.
+async fn carry<I>(client: I, dst: std::net::SocketAddr, direction: Direction)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    /// How long connecting to the destination may take.
+    const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+    let connecting = tokio::net::TcpStream::connect(dst);
+    let upstream = match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
+        Ok(Ok(tcp)) => tcp,
+        Ok(Err(e)) => {
+            tracing::debug!(%dst, error = %e, "connecting to the original destination failed");
+            return refused(direction, "unreachable");
+        }
+        Err(_) => return refused(direction, "unreachable"),
+    };
+    let _ = upstream.set_nodelay(true);
+    if let Err(e) = splice(client, upstream).await {
+        tracing::debug!(%dst, error = %e, "an intercepted connection ended with an error");
+    }
+}
+
+/// An accepted connection as a transparent listener hands it on: with what the listeners share,
+/// and the listener's HTTP server builder and connection set.
+pub(crate) struct Conn {
+    t: Arc<Transparent>,
+    accepted: crate::net::serve::Accepted,
+    builder: Arc<Builder<TokioExecutor>>,
+    conns: Arc<Conns>,
+}
+
+/// Accepts redirected connections until `stop`, each handled by `handle` on a task of its own;
+/// then drains the HTTP ones for at most `grace` (byte streams are the direction's, drained once
+/// all its listeners stopped).
+async fn accept_loop<F, Fut>(
+    mut listener: crate::net::serve::Listener,
+    t: Arc<Transparent>,
+    stop: CancellationToken,
+    grace: Duration,
+    handle: F,
+) -> anyhow::Result<()>
+where
+    F: Fn(Conn) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let builder = Arc::new(crate::net::serve::builder(false, listener.limits()));
+    let conns = Arc::new(Conns::default());
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            () = stop.cancelled() => break,
+        };
+        tokio::spawn(handle(Conn {
+            t: t.clone(),
+            accepted,
+            builder: builder.clone(),
+            conns: conns.clone(),
+        }));
+    }
+    drop(listener);
+    conns.drain(grace).await;
+    Ok(())
+}
+
+/// The transparent outbound listener (see [`outbound`]).
+pub(crate) async fn serve_outbound(
+    listener: crate::net::serve::Listener,
+    t: Arc<Transparent>,
+    stop: CancellationToken,
+    grace: Duration,
+) -> anyhow::Result<()> {
+    accept_loop(listener, t, stop, grace, outbound::connection).await
+}
+
+/// The transparent inbound listener (see [`inbound`]).
+pub(crate) async fn serve_inbound(
+    listener: crate::net::serve::Listener,
+    t: Arc<Transparent>,
+    stop: CancellationToken,
+    grace: Duration,
+) -> anyhow::Result<()> {
+    accept_loop(listener, t, stop, grace, inbound::connection).await
+}
 
 #[cfg(test)]
 mod tests {

@@ -10,61 +10,30 @@
 //! stamp; anything else is carried as bytes.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
 
 use http::{Method, Request};
 use hyper::body::Incoming;
-use hyper_util::rt::TokioExecutor;
-use hyper_util::server::conn::auto::Builder;
-use tokio::net::TcpStream;
-use tokio_util::sync::CancellationToken;
 
 use super::forward::{From, forward};
-use super::{MtlsMode, Transparent, is_loop};
+use super::{Conn, MtlsMode, carry, is_loop};
 use crate::net::detect::{Protocol, Rewind, sniff};
 use crate::net::guard::Guarded;
-use crate::net::serve::{self, Conns, conn::Watch};
-use crate::net::tcp::{Direction, Meter, original_dst, refused, splice};
+use crate::net::serve;
+use crate::net::tcp::{Direction, Meter, original_dst, refused};
 
-/// How long connecting to the original destination may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Accepts redirected connections until `stop`, then drains HTTP ones for at most `grace` (byte
-/// streams are the direction's, drained once all its listeners stopped).
-pub(crate) async fn serve(
-    mut listener: serve::Listener,
-    t: Arc<Transparent>,
-    stop: CancellationToken,
-    grace: Duration,
-) -> anyhow::Result<()> {
-    let builder = Arc::new(serve::builder(false, listener.limits()));
-    let conns = Arc::new(Conns::default());
-    loop {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            () = stop.cancelled() => break,
-        };
-        let (t, builder, conns) = (t.clone(), builder.clone(), conns.clone());
-        tokio::spawn(async move {
-            let serve::Accepted { tcp, peer, watch } = accepted;
-            connection(t, tcp, peer, watch, &builder, &conns).await;
-        });
-    }
-    drop(listener);
-    conns.drain(grace).await;
-    Ok(())
-}
-
-async fn connection(
-    t: Arc<Transparent>,
-    mut tcp: TcpStream,
-    peer: SocketAddr,
-    watch: Watch,
-    builder: &Builder<TokioExecutor>,
-    conns: &Conns,
-) {
+/// One redirected connection from outside the mesh.
+pub(super) async fn connection(conn: Conn) {
+    let Conn {
+        t,
+        accepted:
+            serve::Accepted {
+                mut tcp,
+                peer,
+                watch,
+            },
+        builder,
+        conns,
+    } = conn;
     let dst = match (original_dst(&tcp), tcp.local_addr()) {
         (Ok(dst), Ok(local)) if !is_loop(dst, local) => dst,
         _ => {
@@ -99,25 +68,14 @@ async fn connection(
                     Ok::<_, Infallible>(forward(&t.passthrough, dst, req, From::Unmeshed).await)
                 }
             });
-            conns.spawn(Guarded::new(watch.io(client)), svc, builder, watch);
+            conns.spawn(Guarded::new(watch.io(client)), svc, &builder, watch);
         }
         Protocol::Tls | Protocol::Opaque => {
             let streams = t.in_streams.clone();
             streams.spawn(async move {
                 // The connection keeps its slot under the listener's cap while it lives.
                 let _watch = watch;
-                let app = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(dst)).await {
-                    Ok(Ok(app)) => app,
-                    Ok(Err(e)) => {
-                        tracing::debug!(%dst, error = %e, "the original destination refused");
-                        return refused(Direction::Inbound, "unreachable");
-                    }
-                    Err(_) => return refused(Direction::Inbound, "unreachable"),
-                };
-                let _ = app.set_nodelay(true);
-                if let Err(e) = splice(client, app).await {
-                    tracing::debug!(%peer, %dst, error = %e, "plain inbound connection ended with an error");
-                }
+                carry(client, dst, Direction::Inbound).await;
             });
         }
     }

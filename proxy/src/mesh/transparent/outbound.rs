@@ -9,63 +9,33 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use http::{Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use outrider_discovery::Target;
 use outrider_filters::trace::TraceLayer;
 use tokio::net::TcpStream;
-use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
 
 use super::forward::{From, forward};
 use super::name::{ByAddress, Named, by_address, host_target};
-use super::{Transparent, is_loop};
+use super::{Conn, Transparent, carry, is_loop};
 use crate::errors::ApiError;
 use crate::net::detect::{Protocol, Rewind, sniff};
 use crate::net::guard::Guarded;
 use crate::net::http::Body;
-use crate::net::serve::{self, Conns, conn::Watch};
+use crate::net::serve;
 use crate::net::tcp::{Direction, Meter, original_dst, refused, splice};
 
-/// How long connecting to a destination outside the mesh may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Accepts redirected connections until `stop`, then drains for at most `grace`.
-pub(crate) async fn serve(
-    mut listener: serve::Listener,
-    t: Arc<Transparent>,
-    stop: CancellationToken,
-    grace: Duration,
-) -> anyhow::Result<()> {
-    let builder = Arc::new(serve::builder(false, listener.limits()));
-    let conns = Arc::new(Conns::default());
-    loop {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            () = stop.cancelled() => break,
-        };
-        let (t, builder, conns) = (t.clone(), builder.clone(), conns.clone());
-        tokio::spawn(async move {
-            let serve::Accepted { tcp, watch, .. } = accepted;
-            connection(t, tcp, watch, &builder, &conns).await;
-        });
-    }
-    drop(listener);
-    // Byte streams are the direction's, drained once all its listeners stopped.
-    conns.drain(grace).await;
-    Ok(())
-}
-
-async fn connection(
-    t: Arc<Transparent>,
-    mut tcp: TcpStream,
-    watch: Watch,
-    builder: &hyper_util::server::conn::auto::Builder<TokioExecutor>,
-    conns: &Conns,
-) {
+/// One of the app's redirected connections.
+pub(super) async fn connection(conn: Conn) {
+    let Conn {
+        t,
+        accepted: serve::Accepted { mut tcp, watch, .. },
+        builder,
+        conns,
+    } = conn;
     let dst = match (original_dst(&tcp), tcp.local_addr()) {
         (Ok(dst), Ok(local)) if !is_loop(dst, local) => dst,
         (Ok(_), Ok(_)) => {
@@ -93,7 +63,7 @@ async fn connection(
                 // Intercepted calls continue or start a trace as API calls do.
                 .layer(TraceLayer::new(t.spans.clone()))
                 .service_fn(move |req| request(t.clone(), dst, req));
-            conns.spawn(Guarded::new(watch.io(io)), svc, builder, watch);
+            conns.spawn(Guarded::new(watch.io(io)), svc, &builder, watch);
         }
         Protocol::Tls | Protocol::Opaque => {
             let streams = t.out_streams.clone();
@@ -194,17 +164,6 @@ async fn stream(t: &Transparent, io: Rewind<TcpStream>, dst: SocketAddr) {
 
 /// A connection to a destination outside the mesh, carried as it is.
 async fn direct(io: Rewind<TcpStream>, dst: SocketAddr) {
-    let upstream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(dst)).await {
-        Ok(Ok(tcp)) => tcp,
-        Ok(Err(e)) => {
-            tracing::debug!(%dst, error = %e, "passthrough connection failed");
-            return refused(Direction::Outbound, "unreachable");
-        }
-        Err(_) => return refused(Direction::Outbound, "unreachable"),
-    };
-    let _ = upstream.set_nodelay(true);
     let io = Meter::new(Direction::Outbound, "passthrough").wrap(io);
-    if let Err(e) = splice(io, upstream).await {
-        tracing::debug!(%dst, error = %e, "passthrough connection ended with an error");
-    }
+    carry(io, dst, Direction::Outbound).await;
 }
