@@ -45,24 +45,6 @@ while not data.endswith(b"\n"):
 print(json.dumps({"data": data.decode("latin-1"), "elapsed": time.monotonic() - start}))
 "#;
 
-/// Sends a request line with a bad version to host:port and prints everything it gets back
-/// until the connection closes (10 s at most, else it fails).
-const BAD_REQUEST_LINE: &str = r#"
-import socket, sys
-s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
-s.sendall(b"GET /x HTTX/9\r\n\r\n")
-data = b""
-try:
-    while True:
-        chunk = s.recv(4096)
-        if not chunk:
-            break
-        data += chunk
-except ConnectionResetError:
-    pass
-sys.stdout.write(data.decode("latin-1"))
-"#;
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn strict_mode_refuses_plain_traffic_from_outside_the_mesh() {
     let lan = match Lan::new(2) {
@@ -138,8 +120,12 @@ async fn the_detection_bound_and_bad_requests() {
 
     // A malformed request line: the sidecar answers 400 itself and closes; the server never
     // sees it.
-    let answer = ha.python(BAD_REQUEST_LINE, &["c", "8000"], LIMIT).await;
+    let (answer, closed) = ha.exchange("c", 8000, r"GET /x HTTX/9\r\n\r\n").await;
     assert!(answer.starts_with("HTTP/1.1 400"), "{answer:?}");
+    assert!(
+        closed,
+        "the connection stayed open after the 400: {answer:?}"
+    );
     assert!(!web.log().contains("HTTX"), "{}", web.log());
 
     // The sidecar is still serving.

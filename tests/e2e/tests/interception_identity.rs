@@ -11,26 +11,6 @@ use outrider_testkit::netns::Lan;
 use outrider_testkit::{Mesh, shared_binary, wait_until};
 use serde_json::{Value, json};
 
-const LIMIT: Duration = Duration::from_secs(30);
-
-/// Sends the bytes of argv[3] (Python escapes) to argv[1]:argv[2], then prints what comes back
-/// until the peer closes or 5 s pass.
-const RAW: &str = r#"
-import socket, sys
-s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5)
-s.sendall(sys.argv[3].encode().decode("unicode_escape").encode("latin-1"))
-data = b""
-try:
-    while True:
-        chunk = s.recv(4096)
-        if not chunk:
-            break
-        data += chunk
-except (socket.timeout, ConnectionResetError):
-    pass
-sys.stdout.write(data.decode("latin-1"))
-"#;
-
 /// An HTTP server on every address of argv[1]'s port that answers with the request's headers.
 const HEADERS_ECHO: &str = r#"
 import http.server, json, sys
@@ -87,7 +67,7 @@ async fn identity_cannot_be_forged_through_interception() {
     // Empty lines before the request line do not make it opaque: it is HTTP, and b's policy
     // refuses it.
     let denied = r"\r\nGET /denied HTTP/1.1\r\nHost: b\r\ndapr-caller-app-id: billing\r\n\r\n";
-    let answer = ha.python(RAW, &["b", "7000", denied], LIMIT).await;
+    let (answer, _) = ha.exchange("b", 7000, denied).await;
     assert!(answer.starts_with("HTTP/1.1 403"), "{answer:?}");
 
     // A request the detection cannot tell from opaque bytes is tunnelled at most, and b takes
@@ -96,7 +76,7 @@ async fn identity_cannot_be_forged_through_interception() {
         .metric_sum("outrider_tcp_refused_total", &[r#"reason="port""#])
         .await;
     let odd = r"PROPFIND /denied HTTP/1.1\r\nHost: b\r\ndapr-caller-app-id: billing\r\n\r\n";
-    let answer = ha.python(RAW, &["b", "7000", odd], LIMIT).await;
+    let (answer, _) = ha.exchange("b", 7000, odd).await;
     assert_eq!(answer, "", "a raw request reached b's app port");
     b.wait_metric(
         "outrider_tcp_refused_total",

@@ -34,6 +34,18 @@ impl Host {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// Sends `payload` (Python escapes such as `\r\n` allowed) to `host:port` from this host
+    /// as root, and reads what comes back until the peer closes or stays silent for 5 s: the
+    /// bytes (as Latin-1 text), and whether the peer closed (a reset counts as closed).
+    pub async fn exchange(&self, host: &str, port: u16, payload: &str) -> (String, bool) {
+        let port = port.to_string();
+        let out = self
+            .python(EXCHANGE, &[host, &port, payload], Duration::from_secs(30))
+            .await;
+        let (state, data) = out.split_once('\n').unwrap_or((&out, ""));
+        (data.to_owned(), state == "CLOSED")
+    }
+
     /// `python3 -m http.server <port>` in this host as root, on all its addresses, serving a
     /// listing of `/`; returned once it listens. Its log has a line per request it handled.
     pub async fn web_server(&self, port: u16) -> Background {
@@ -55,3 +67,24 @@ impl Host {
         server
     }
 }
+
+/// Connects to argv[1]:argv[2], sends argv[3] (with its escapes decoded), then prints `CLOSED`
+/// or `OPEN` and everything it received.
+const EXCHANGE: &str = r#"
+import socket, sys
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5)
+s.sendall(sys.argv[3].encode().decode("unicode_escape").encode("latin-1"))
+data, state = b"", "OPEN"
+try:
+    while True:
+        chunk = s.recv(4096)
+        if not chunk:
+            state = "CLOSED"
+            break
+        data += chunk
+except socket.timeout:
+    pass
+except ConnectionResetError:
+    state = "CLOSED"
+sys.stdout.write(state + "\n" + data.decode("latin-1"))
+"#;
