@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 
 use serde::Deserialize;
 
-use crate::Target;
+use crate::{Target, Transports};
 use resolvers::{parse_dns, parse_mdns, parse_static};
 
 /// `spec.nameResolution` as written in the YAML.
@@ -54,13 +54,16 @@ impl Balancing {
     }
 }
 
+/// The `static` resolver's map: each target's addresses with the transports each offers.
+pub type StaticMap = BTreeMap<Target, Vec<(SocketAddr, Transports)>>;
+
 /// A validated resolver choice.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ResolverConfig {
     /// The per-user registry directory on this host.
     Local,
-    /// A fixed map of targets to addresses.
-    Static(BTreeMap<Target, Vec<SocketAddr>>),
+    /// A fixed map of targets to addresses, each with the transports its mesh port offers.
+    Static(StaticMap),
     /// Multicast DNS on the local link.
     Mdns(MdnsConfig),
     /// Unicast DNS (Kubernetes-style service names).
@@ -94,6 +97,10 @@ pub struct DnsConfig {
     pub cluster_domain: String,
     /// The SRV label prefix (`_mesh._tcp`), looked up first; `None` skips SRV.
     pub srv: Option<String>,
+    /// The SRV label prefix of the mesh port's UDP side (`_mesh._udp`), looked up after a
+    /// successful `srv` lookup: endpoints it lists too also accept HTTP/3 over QUIC. `None`
+    /// (or `srv` being `None`) means every endpoint is HTTP/2 only.
+    pub srv_udp: Option<String>,
     /// The mesh port used with A/AAAA answers (SRV answers carry their own).
     pub mesh_port: u16,
     /// Name servers to ask; empty means the system's (`/etc/resolv.conf`).
@@ -106,6 +113,7 @@ impl Default for DnsConfig {
             template: "{appId}.{namespace}.svc.{clusterDomain}".into(),
             cluster_domain: "cluster.local".into(),
             srv: Some("_mesh._tcp".into()),
+            srv_udp: Some("_mesh._udp".into()),
             mesh_port: DEFAULT_MESH_PORT,
             nameservers: Vec::new(),
         }

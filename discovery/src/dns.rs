@@ -7,8 +7,16 @@
 //! of the name and uses the configured mesh port. Each target followed is looked up again in the
 //! background when its answer's TTL runs out (within 1 s to 5 min), so changed records move
 //! traffic without a restart; a failed lookup keeps the last answer and is tried again soon.
+//!
+//! Which endpoints also accept HTTP/3 over QUIC (on UDP, same port number) comes from a second
+//! SRV lookup under the UDP prefix (`_mesh._udp.<name>`, a Kubernetes named port with protocol
+//! UDP), asked only when the TCP SRV lookup gave endpoints. Its records are read like the TCP
+//! ones (best priority, targets resolved to addresses), and an endpoint offers HTTP/3 when both
+//! answers list its resolved address and port. A failed or empty UDP lookup means HTTP/2 only,
+//! never an error; A/AAAA answers are HTTP/2 only. The answer is looked up again when the first
+//! of the records used expires.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -22,7 +30,7 @@ use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::proto::rr::RData;
 use tokio::sync::watch;
 
-use crate::{DnsConfig, EndpointSet, Resolve, Target};
+use crate::{DnsConfig, EndpointSet, Resolve, Target, Transports};
 
 /// Bounds on how soon an answer is looked up again, whatever its TTL says.
 const MIN_REFRESH: Duration = Duration::from_secs(1);
@@ -48,7 +56,9 @@ struct Followed {
 
 /// One lookup's outcome.
 struct Answer {
-    addrs: Vec<SocketAddr>,
+    /// Each mesh address, with what its port offers.
+    endpoints: Vec<(SocketAddr, Transports)>,
+    /// When the first of the records used expires.
     valid_until: Instant,
 }
 
@@ -186,33 +196,42 @@ fn publish(
     name: &str,
     answer: Answer,
 ) -> Duration {
-    *last.lock().unwrap_or_else(PoisonError::into_inner) = if answer.addrs.is_empty() {
+    *last.lock().unwrap_or_else(PoisonError::into_inner) = if answer.endpoints.is_empty() {
         "no SRV or A/AAAA records".to_owned()
     } else {
-        format!("{} endpoint(s)", answer.addrs.len())
+        format!("{} endpoint(s)", answer.endpoints.len())
     };
-    let set = Arc::new(EndpointSet::new(answer.addrs));
+    let valid_until = answer.valid_until;
+    let set = Arc::new(EndpointSet::with_transports(answer.endpoints));
     tx.send_if_modified(|cur| {
         let changed = **cur != *set;
         if changed {
-            tracing::debug!(%target, name = %name, endpoints = ?set.addrs, "DNS endpoints changed");
+            tracing::debug!(
+                %target,
+                name = %name,
+                endpoints = ?set.addrs,
+                h3 = ?set.h3,
+                "DNS endpoints changed"
+            );
             *cur = set;
         }
         changed
     });
-    answer
-        .valid_until
+    valid_until
         .saturating_duration_since(Instant::now())
         .clamp(MIN_REFRESH, MAX_REFRESH)
 }
 
-/// SRV first (when configured), then A/AAAA with the configured port. "No such records" is an
-/// answer (an empty set); anything else is an error.
+/// SRV first (when configured, and then the UDP SRV records for HTTP/3), then A/AAAA with the
+/// configured port. "No such records" is an answer (an empty set); anything else is an error.
 async fn lookup(resolver: &TokioResolver, cfg: &DnsConfig, name: &str) -> Result<Answer, NetError> {
     if let Some(prefix) = &cfg.srv {
         match resolver.srv_lookup(format!("{prefix}.{name}")).await {
             Ok(srv) => {
-                if let Some(answer) = srv_targets(resolver, &srv).await? {
+                if let Some(mut answer) = srv_targets(resolver, &srv).await? {
+                    if let Some(udp) = &cfg.srv_udp {
+                        offer_h3(resolver, &format!("{udp}.{name}"), &mut answer).await;
+                    }
                     return Ok(answer);
                 }
             }
@@ -222,14 +241,14 @@ async fn lookup(resolver: &TokioResolver, cfg: &DnsConfig, name: &str) -> Result
     }
     match resolver.lookup_ip(name).await {
         Ok(found) => Ok(Answer {
-            addrs: found
+            endpoints: found
                 .iter()
-                .map(|ip| SocketAddr::new(ip, cfg.mesh_port))
+                .map(|ip| (SocketAddr::new(ip, cfg.mesh_port), Transports::H2))
                 .collect(),
             valid_until: found.valid_until(),
         }),
         Err(e) if e.is_no_records_found() => Ok(Answer {
-            addrs: Vec::new(),
+            endpoints: Vec::new(),
             valid_until: Instant::now(),
         }),
         Err(e) => Err(e),
@@ -286,6 +305,39 @@ async fn srv_targets(
     match (addrs.is_empty(), last_error) {
         (true, Some(e)) => Err(e),
         (true, None) => Ok(None),
-        (false, _) => Ok(Some(Answer { addrs, valid_until })),
+        (false, _) => Ok(Some(Answer {
+            endpoints: addrs.into_iter().map(|a| (a, Transports::H2)).collect(),
+            valid_until,
+        })),
     }
+}
+
+/// Marks the endpoints of `answer` that the SRV records of `udp_name` list too (same resolved
+/// address and port) as offering HTTP/3, and shortens `valid_until` to the UDP answer's. A failed
+/// or empty lookup leaves `answer` as it is: HTTP/2 only, never an error.
+async fn offer_h3(resolver: &TokioResolver, udp_name: &str, answer: &mut Answer) {
+    let udp = match resolver.srv_lookup(udp_name).await {
+        Ok(srv) => srv_targets(resolver, &srv).await,
+        Err(e) if e.is_no_records_found() => Ok(None),
+        Err(e) => Err(e),
+    };
+    let udp = match udp {
+        Ok(Some(udp)) => udp,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::debug!(
+                name = %udp_name,
+                error = %e,
+                "the UDP SRV lookup failed; offering HTTP/2 only"
+            );
+            return;
+        }
+    };
+    let quic: HashSet<SocketAddr> = udp.endpoints.iter().map(|(a, _)| *a).collect();
+    for (addr, transports) in &mut answer.endpoints {
+        if quic.contains(&*addr) {
+            *transports = Transports::H2_H3;
+        }
+    }
+    answer.valid_until = answer.valid_until.min(udp.valid_until);
 }

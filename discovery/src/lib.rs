@@ -7,6 +7,11 @@
 //! `Configuration.spec.nameResolution.component`; this crate parses that section
 //! ([`NameResolution`]). It knows nothing about TLS, HTTP or policy.
 //!
+//! An [`EndpointSet`] also says which transports each endpoint's mesh port offers
+//! ([`Transports`]): HTTP/2 over TLS on TCP always, and HTTP/3 over QUIC on UDP (same port
+//! number) where the endpoint advertises it. An endpoint that advertises nothing, like a sidecar
+//! that predates QUIC, is HTTP/2 only; callers try QUIC only towards [`EndpointSet::offers_h3`].
+//!
 //! Resolvers here: [`local`] (the default, a registry directory shared by the sidecars of one
 //! user on one host), [`static_`] (a fixed list), [`mdns`] (multicast DNS on the local link,
 //! like Dapr self-hosted) and [`dns`] (unicast DNS names, like Kubernetes services).
@@ -22,11 +27,12 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use tokio::sync::watch;
 
 pub use config::{
     Balancing, ConfigError, DEFAULT_MESH_PORT, DnsConfig, MdnsConfig, NameResolution, Resolution,
-    ResolverConfig,
+    ResolverConfig, StaticMap,
 };
 
 /// Which app is being looked for.
@@ -54,24 +60,141 @@ impl fmt::Display for Target {
     }
 }
 
-/// The addresses at which a target's sidecars accept mesh traffic, in a stable order.
+/// The transports a sidecar's mesh port offers: HTTP/2 over TLS on TCP always, and HTTP/3 over
+/// QUIC on UDP (same port number) when `h3`.
+///
+/// Serialized as the list of names (`["h2", "h3"]`); read leniently: names it does not know are
+/// skipped, a comma-separated string is read as a list, and anything else means h2 only.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Transports {
+    /// Whether the mesh port also accepts HTTP/3 over QUIC on UDP.
+    pub h3: bool,
+}
+
+impl Transports {
+    /// HTTP/2 only: what a peer that advertises nothing offers.
+    pub const H2: Self = Self { h3: false };
+    /// HTTP/2 over TCP and HTTP/3 over QUIC.
+    pub const H2_H3: Self = Self { h3: true };
+
+    /// Parses advertised names (`h2`, `h3`, surrounding spaces ignored). Names it does not know
+    /// are skipped (a newer peer may offer more), so this never fails; h2 is always offered.
+    pub fn from_names<'a>(names: impl IntoIterator<Item = &'a str>) -> Self {
+        Self {
+            h3: names.into_iter().any(|n| n.trim() == "h3"),
+        }
+    }
+
+    /// Parses configured names (`h2`, `h3`, surrounding spaces ignored; h2 is always offered,
+    /// so an empty list means h2 only). An unknown or empty name is an error that quotes it;
+    /// the caller adds the field.
+    pub fn parse_names<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<Self, String> {
+        let mut out = Self::H2;
+        for name in names {
+            match name.trim() {
+                "h2" => {}
+                "h3" => out.h3 = true,
+                "" => return Err("empty transport name; expected \"h2\" or \"h3\"".to_owned()),
+                other => {
+                    return Err(format!(
+                        "unknown transport {other:?}; expected \"h2\" or \"h3\""
+                    ));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The names as advertised: `["h2"]` or `["h2", "h3"]`.
+    pub fn names(self) -> &'static [&'static str] {
+        const H2: &[&str] = &["h2"];
+        const H2_H3: &[&str] = &["h2", "h3"];
+        if self.h3 { H2_H3 } else { H2 }
+    }
+
+    /// The names joined with commas: `h2` or `h2,h3` (the mDNS TXT value).
+    pub fn as_str(self) -> &'static str {
+        if self.h3 { "h2,h3" } else { "h2" }
+    }
+}
+
+impl fmt::Display for Transports {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for Transports {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.names())
+    }
+}
+
+impl<'de> Deserialize<'de> for Transports {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        // Lenient on purpose: what a newer peer writes must not make its entry unreadable.
+        Ok(match serde_json::Value::deserialize(deserializer)? {
+            serde_json::Value::String(s) => Self::from_names(s.split(',')),
+            serde_json::Value::Array(items) => {
+                Self::from_names(items.iter().filter_map(serde_json::Value::as_str))
+            }
+            _ => Self::H2,
+        })
+    }
+}
+
+/// The addresses at which a target's sidecars accept mesh traffic, in a stable order, and which
+/// of them also accept HTTP/3 over QUIC. Two sets that differ only in transports are different,
+/// so a change of transports notifies watchers.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct EndpointSet {
     /// Mesh addresses, sorted and without duplicates.
     pub addrs: Vec<SocketAddr>,
+    /// Those of `addrs` that also accept HTTP/3 over QUIC, sorted and without duplicates.
+    pub h3: Vec<SocketAddr>,
 }
 
 impl EndpointSet {
-    /// A set of the given addresses (sorted, deduplicated).
+    /// A set of the given addresses (sorted, deduplicated), all HTTP/2 only.
     pub fn new(mut addrs: Vec<SocketAddr>) -> Self {
         addrs.sort();
         addrs.dedup();
-        Self { addrs }
+        Self {
+            addrs,
+            h3: Vec::new(),
+        }
+    }
+
+    /// A set of the given endpoints (sorted, deduplicated). An address listed more than once
+    /// offers HTTP/3 if any of its entries says so.
+    pub fn with_transports(endpoints: Vec<(SocketAddr, Transports)>) -> Self {
+        let mut h3: Vec<SocketAddr> = endpoints
+            .iter()
+            .filter(|(_, t)| t.h3)
+            .map(|(a, _)| *a)
+            .collect();
+        h3.sort();
+        h3.dedup();
+        let mut set = Self::new(endpoints.into_iter().map(|(a, _)| a).collect());
+        set.h3 = h3;
+        set
     }
 
     /// Whether no endpoint is known.
     pub fn is_empty(&self) -> bool {
         self.addrs.is_empty()
+    }
+
+    /// Whether `addr` also accepts HTTP/3 over QUIC (false for addresses not in the set).
+    pub fn offers_h3(&self, addr: SocketAddr) -> bool {
+        self.h3.binary_search(&addr).is_ok()
+    }
+
+    /// The transports `addr` offers: HTTP/2 only unless it is listed in `h3`.
+    pub fn transports_of(&self, addr: SocketAddr) -> Transports {
+        Transports {
+            h3: self.offers_h3(addr),
+        }
     }
 }
 
@@ -120,4 +243,78 @@ fn entries_at<'a>(
     found.sort();
     found.dedup();
     found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(port: u16) -> SocketAddr {
+        SocketAddr::from(([10, 0, 0, 1], port))
+    }
+
+    #[test]
+    fn advertised_names_are_read_leniently() {
+        assert_eq!(Transports::from_names(std::iter::empty()), Transports::H2);
+        assert_eq!(Transports::from_names(["h2"]), Transports::H2);
+        assert_eq!(
+            Transports::from_names("h2,h3".split(',')),
+            Transports::H2_H3
+        );
+        assert_eq!(Transports::from_names(["h3", "h9", ""]), Transports::H2_H3);
+        for t in [Transports::H2, Transports::H2_H3] {
+            assert_eq!(Transports::from_names(t.names().iter().copied()), t);
+            assert_eq!(Transports::from_names(t.as_str().split(',')), t);
+        }
+    }
+
+    #[test]
+    fn configured_names_are_checked() {
+        assert_eq!(
+            Transports::parse_names(["h2", " h3"]),
+            Ok(Transports::H2_H3)
+        );
+        assert_eq!(
+            Transports::parse_names(std::iter::empty()),
+            Ok(Transports::H2)
+        );
+        let e = Transports::parse_names(["h2", "h4"]).unwrap_err();
+        assert!(e.contains("\"h4\""), "{e}");
+        assert!(Transports::parse_names("h2,".split(',')).is_err());
+    }
+
+    #[test]
+    fn transports_serialize_as_a_list_of_names() {
+        let json = serde_json::to_value(Transports::H2_H3).unwrap();
+        assert_eq!(json, serde_json::json!(["h2", "h3"]));
+        let read = |v: serde_json::Value| serde_json::from_value::<Transports>(v).unwrap();
+        assert_eq!(read(json), Transports::H2_H3);
+        assert_eq!(read(serde_json::json!("h2,h3")), Transports::H2_H3);
+        assert_eq!(
+            read(serde_json::json!(["h2", "quic-v9", 7])),
+            Transports::H2
+        );
+        assert_eq!(read(serde_json::json!({"h3": true})), Transports::H2);
+    }
+
+    #[test]
+    fn sets_know_which_endpoints_offer_h3() {
+        let set = EndpointSet::with_transports(vec![
+            (addr(3), Transports::H2),
+            (addr(1), Transports::H2_H3),
+            (addr(2), Transports::H2),
+            (addr(3), Transports::H2_H3),
+            (addr(1), Transports::H2),
+        ]);
+        assert_eq!(set.addrs, [addr(1), addr(2), addr(3)]);
+        assert_eq!(set.h3, [addr(1), addr(3)]);
+        assert!(set.offers_h3(addr(1)) && !set.offers_h3(addr(2)) && !set.offers_h3(addr(9)));
+        assert_eq!(set.transports_of(addr(3)), Transports::H2_H3);
+        assert_ne!(
+            set,
+            EndpointSet::new(set.addrs.clone()),
+            "transports are part of the set"
+        );
+        assert!(EndpointSet::new(vec![addr(2), addr(2)]).h3.is_empty());
+    }
 }

@@ -2,7 +2,8 @@
 //! shared registry directory (by default `$HOME/.outrider/registry/`), and every sidecar reads
 //! that directory to find its peers.
 //!
-//! An entry names the app id, namespace, mesh address and the sidecar's pid. Entries are written
+//! An entry names the app id, namespace, mesh address, the transports the mesh port offers (an
+//! entry written without them means HTTP/2 only) and the sidecar's pid. Entries are written
 //! atomically (temporary file + rename) and removed when the sidecar stops; entries whose pid is
 //! no longer alive (a sidecar killed without cleanup) are ignored and swept. The directory is
 //! watched with inotify, and rescanned periodically to notice dead pids, which produce no event.
@@ -19,7 +20,7 @@ use notify::Watcher;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 
-use crate::{EndpointSet, Resolve, Target};
+use crate::{EndpointSet, Resolve, StaticMap, Target, Transports};
 
 /// How often the directory is rescanned even without a change event.
 const RESCAN: Duration = Duration::from_secs(2);
@@ -34,6 +35,9 @@ pub struct Entry {
     pub namespace: String,
     /// Where it accepts mesh traffic.
     pub address: SocketAddr,
+    /// What its mesh port offers; entries written before this field existed mean HTTP/2 only.
+    #[serde(default)]
+    pub transports: Transports,
     /// Its process id, to tell live entries from stale ones.
     pub pid: u32,
     /// The process's start time (clock ticks since boot, `/proc/<pid>/stat` field 22), so that
@@ -162,7 +166,7 @@ async fn watch_loop(
 
 /// Reads every live entry of the registry, sweeping entries of dead processes.
 fn scan(dir: &Path) -> BTreeMap<Target, Arc<EndpointSet>> {
-    let mut found: BTreeMap<Target, Vec<SocketAddr>> = BTreeMap::new();
+    let mut found: StaticMap = BTreeMap::new();
     let Ok(rd) = fs::read_dir(dir) else {
         return BTreeMap::new();
     };
@@ -185,11 +189,11 @@ fn scan(dir: &Path) -> BTreeMap<Target, Arc<EndpointSet>> {
         found
             .entry(Target::new(entry.app_id, entry.namespace))
             .or_default()
-            .push(entry.address);
+            .push((entry.address, entry.transports));
     }
     found
         .into_iter()
-        .map(|(t, a)| (t, Arc::new(EndpointSet::new(a))))
+        .map(|(t, a)| (t, Arc::new(EndpointSet::with_transports(a))))
         .collect()
 }
 
@@ -227,7 +231,12 @@ fn publish(state: &Mutex<State>, latest: BTreeMap<Target, Arc<EndpointSet>>) {
         tx.send_if_modified(|cur| {
             let changed = **cur != *set;
             if changed {
-                tracing::debug!(%target, endpoints = ?set.addrs, "endpoints changed");
+                tracing::debug!(
+                    %target,
+                    endpoints = ?set.addrs,
+                    h3 = ?set.h3,
+                    "endpoints changed"
+                );
                 *cur = set;
             }
             changed
@@ -265,131 +274,4 @@ impl Resolve for LocalResolver {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn entry(app: &str, port: u16, pid: u32) -> Entry {
-        let started = Entry::start_time_of(pid);
-        Entry {
-            app_id: app.into(),
-            namespace: "default".into(),
-            address: ([127, 0, 0, 1], port).into(),
-            pid,
-            started,
-        }
-    }
-
-    async fn wait_for(rx: &mut watch::Receiver<Arc<EndpointSet>>, ports: &[u16]) {
-        let want: Vec<SocketAddr> = ports
-            .iter()
-            .map(|p| SocketAddr::from(([127, 0, 0, 1], *p)))
-            .collect();
-        let done = tokio::time::timeout(Duration::from_secs(10), rx.wait_for(|s| s.addrs == want))
-            .await
-            .is_ok();
-        assert!(
-            done,
-            "endpoints never became {want:?}, last {:?}",
-            rx.borrow().addrs
-        );
-    }
-
-    #[tokio::test]
-    async fn follows_registrations_and_removals() {
-        let dir = tempfile::tempdir().unwrap();
-        let r = LocalResolver::start(dir.path().to_owned()).unwrap();
-        let mut rx = r.resolve(&Target::new("b", "default"));
-        assert!(rx.borrow().is_empty());
-        let me = std::process::id();
-        let one = Registration::create(dir.path(), &entry("b", 1001, me)).unwrap();
-        wait_for(&mut rx, &[1001]).await;
-        let two = Registration::create(dir.path(), &entry("b", 1002, me)).unwrap();
-        let _other = Registration::create(dir.path(), &entry("c", 1003, me)).unwrap();
-        wait_for(&mut rx, &[1001, 1002]).await;
-        one.remove();
-        wait_for(&mut rx, &[1002]).await;
-        drop(two);
-        wait_for(&mut rx, &[]).await;
-    }
-
-    #[tokio::test]
-    async fn targets_nobody_follows_are_forgotten() {
-        let dir = tempfile::tempdir().unwrap();
-        let r = LocalResolver::start(dir.path().to_owned()).unwrap();
-        let kept = r.resolve(&Target::new("kept", "default"));
-        for i in 0..100 {
-            drop(r.resolve(&Target::new(format!("random-{i}"), "default")));
-        }
-        publish(&r.state, BTreeMap::new());
-        let st = r.state.lock().unwrap();
-        assert_eq!(
-            st.senders
-                .keys()
-                .map(|t| t.app_id.as_str())
-                .collect::<Vec<_>>(),
-            ["kept"]
-        );
-        drop(kept);
-    }
-
-    #[tokio::test]
-    async fn ignores_and_sweeps_entries_of_dead_processes() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut child = std::process::Command::new("true").spawn().unwrap();
-        let dead = child.id();
-        child.wait().unwrap();
-        let stale = Registration::create(dir.path(), &entry("b", 2001, dead)).unwrap();
-        let stale_path = stale.path().to_owned();
-        std::mem::forget(stale); // as if its sidecar had been killed
-        let _live =
-            Registration::create(dir.path(), &entry("b", 2002, std::process::id())).unwrap();
-        let r = LocalResolver::start(dir.path().to_owned()).unwrap();
-        let mut rx = r.resolve(&Target::new("b", "default"));
-        wait_for(&mut rx, &[2002]).await;
-        assert!(!stale_path.exists(), "stale entry was not swept");
-    }
-
-    #[test]
-    fn a_reused_pid_does_not_revive_an_entry() {
-        let me = std::process::id();
-        let mut e = entry("b", 1, me);
-        assert!(e.started > 0 && alive(&e));
-        e.started += 1; // as if written by an earlier process with the same pid
-        assert!(!alive(&e));
-        e.started = 0; // entries without a start time fall back to the pid alone
-        assert!(alive(&e));
-    }
-
-    #[test]
-    fn zombies_are_dead() {
-        let child = std::process::Command::new("true").spawn().unwrap();
-        let pid = child.id();
-        // Not reaped yet: a zombie once it exits.
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while pid_alive(pid) {
-            assert!(std::time::Instant::now() < deadline, "child never exited");
-            std::thread::yield_now();
-        }
-        assert!(
-            fs::metadata(format!("/proc/{pid}")).is_ok(),
-            "zombie should still have /proc entry"
-        );
-        assert!(pid_alive(std::process::id()));
-        drop(child);
-    }
-
-    #[test]
-    fn reading_entries_does_not_wake_the_watcher() {
-        use notify::event::{AccessKind, AccessMode, CreateKind, Event, EventKind};
-        let access = Event::new(EventKind::Access(AccessKind::Close(AccessMode::Read)));
-        assert!(!wakes(&Ok(access)));
-        assert!(!wakes(&Ok(Event::new(EventKind::Access(
-            AccessKind::Open(AccessMode::Any)
-        )))));
-        assert!(wakes(&Ok(Event::new(EventKind::Create(CreateKind::File)))));
-        assert!(
-            wakes(&Err(notify::Error::generic("overflow"))),
-            "an error may hide a change"
-        );
-    }
-}
+mod tests;

@@ -3,8 +3,10 @@
 //!
 //! Every sidecar announces one instance of `_outrider._tcp.local.`: the instance name is its app
 //! id (the mDNS daemon renames a clash to `b (2)`, as RFC 6762 §9 asks), the SRV record carries
-//! the mesh port and a host name of its own, and the TXT record carries `app-id`, `namespace` and
-//! `mesh-port`. Every sidecar also browses that service type for as long as it runs, so answers
+//! the mesh port and a host name of its own, and the TXT record carries `app-id`, `namespace`,
+//! `mesh-port` and `transports` (`h2` or `h2,h3`: whether the mesh port also accepts HTTP/3 over
+//! QUIC on UDP; names not known are skipped, and an answer without the key offers HTTP/2 only).
+//! Every sidecar also browses that service type for as long as it runs, so answers
 //! are cached (with their TTLs, by the daemon) before the first request needs them. A stopping
 //! sidecar sends goodbye packets, which remove its endpoint from every peer at once; one that dies
 //! without them stays listed until its records expire, and the proxy's outlier detection keeps
@@ -23,7 +25,7 @@ use std::time::Duration;
 use mdns_sd::{IfKind, ResolvedService, ServiceDaemon, ServiceEvent, ServiceInfo};
 use tokio::sync::watch;
 
-use crate::{EndpointSet, MdnsConfig, Resolve, Target};
+use crate::{EndpointSet, MdnsConfig, Resolve, Target, Transports};
 
 /// The DNS-SD service type every sidecar announces.
 pub const SERVICE_TYPE: &str = "_outrider._tcp.local.";
@@ -32,6 +34,7 @@ pub const SERVICE_TYPE: &str = "_outrider._tcp.local.";
 const TXT_APP_ID: &str = "app-id";
 const TXT_NAMESPACE: &str = "namespace";
 const TXT_MESH_PORT: &str = "mesh-port";
+const TXT_TRANSPORTS: &str = "transports";
 
 /// How long a request waits for a first answer about an app not seen yet (an answer to a
 /// fresh query normally comes within a second).
@@ -55,6 +58,8 @@ pub struct Announcement {
     pub namespace: String,
     /// The port its mesh listener is bound to.
     pub mesh_port: u16,
+    /// What that port offers (TXT `transports`).
+    pub transports: Transports,
 }
 
 /// mDNS could not start: what was being done, and the daemon's error.
@@ -84,20 +89,20 @@ pub struct MdnsResolver {
 
 #[derive(Default)]
 struct State {
-    /// Instance full name → the target it serves and its mesh address.
-    instances: HashMap<String, (Target, SocketAddr)>,
+    /// Instance full name → the target it serves, its mesh address and what that offers.
+    instances: HashMap<String, (Target, SocketAddr, Transports)>,
     senders: HashMap<Target, watch::Sender<Arc<EndpointSet>>>,
 }
 
 impl State {
     fn set_of(&self, target: &Target) -> Arc<EndpointSet> {
-        let addrs = self
+        let endpoints = self
             .instances
             .values()
-            .filter(|(t, _)| t == target)
-            .map(|(_, a)| *a)
+            .filter(|(t, _, _)| t == target)
+            .map(|(_, a, transports)| (*a, *transports))
             .collect();
-        Arc::new(EndpointSet::new(addrs))
+        Arc::new(EndpointSet::with_transports(endpoints))
     }
 
     /// Sends `target`'s current set to its followers; forgets targets nobody follows.
@@ -174,6 +179,7 @@ impl MdnsResolver {
             (TXT_APP_ID, me.app_id.as_str()),
             (TXT_NAMESPACE, me.namespace.as_str()),
             (TXT_MESH_PORT, &port),
+            (TXT_TRANSPORTS, me.transports.as_str()),
         ];
         let mut info =
             ServiceInfo::new(SERVICE_TYPE, &me.app_id, &host, (), me.mesh_port, &txt[..])?
@@ -249,7 +255,7 @@ impl Resolve for MdnsResolver {
 
     fn at_address(&self, ip: IpAddr) -> Vec<(Target, SocketAddr)> {
         let st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        crate::entries_at(st.instances.values().map(|(t, a)| (t, a)), ip)
+        crate::entries_at(st.instances.values().map(|(t, a, _)| (t, a)), ip)
     }
 
     fn why_unresolved(&self, target: &Target) -> Option<String> {
@@ -295,21 +301,27 @@ async fn apply(events: &mdns_sd::Receiver<ServiceEvent>, state: &std::sync::Weak
         let mut st = state.lock().unwrap_or_else(PoisonError::into_inner);
         match event {
             ServiceEvent::ServiceResolved(svc) => {
-                let Some((target, addr)) = endpoint_of(&svc) else {
+                let Some((target, addr, transports)) = endpoint_of(&svc) else {
                     tracing::debug!(instance = %svc.fullname, "ignoring an mDNS answer without app-id, namespace and an address");
                     continue;
                 };
-                tracing::debug!(instance = %svc.fullname, %target, %addr, "mDNS endpoint");
+                tracing::debug!(
+                    instance = %svc.fullname,
+                    %target,
+                    %addr,
+                    %transports,
+                    "mDNS endpoint"
+                );
                 let old = st
                     .instances
-                    .insert(svc.fullname.clone(), (target.clone(), addr));
-                if let Some((old_target, _)) = old.filter(|(t, _)| *t != target) {
+                    .insert(svc.fullname.clone(), (target.clone(), addr, transports));
+                if let Some((old_target, _, _)) = old.filter(|(t, _, _)| *t != target) {
                     st.publish(&old_target);
                 }
                 st.publish(&target);
             }
             ServiceEvent::ServiceRemoved(_, fullname) => {
-                if let Some((target, addr)) = st.instances.remove(&fullname) {
+                if let Some((target, addr, _)) = st.instances.remove(&fullname) {
                     tracing::debug!(instance = %fullname, %target, %addr, "mDNS endpoint gone");
                     st.publish(&target);
                 }
@@ -319,10 +331,10 @@ async fn apply(events: &mdns_sd::Receiver<ServiceEvent>, state: &std::sync::Weak
     }
 }
 
-/// The target and mesh address an answer describes: TXT `app-id` and `namespace`, the SRV
-/// port (or TXT `mesh-port`), and one address, IPv4 first (link-local IPv6 needs a scope the
-/// mesh client does not carry).
-fn endpoint_of(svc: &ResolvedService) -> Option<(Target, SocketAddr)> {
+/// The target, mesh address and transports an answer describes: TXT `app-id` and `namespace`,
+/// the SRV port (or TXT `mesh-port`), one address, IPv4 first (link-local IPv6 needs a scope the
+/// mesh client does not carry), and TXT `transports` (HTTP/2 only without it).
+fn endpoint_of(svc: &ResolvedService) -> Option<(Target, SocketAddr, Transports)> {
     let app_id = svc
         .get_property_val_str(TXT_APP_ID)
         .filter(|s| !s.is_empty())?;
@@ -334,7 +346,14 @@ fn endpoint_of(svc: &ResolvedService) -> Option<(Target, SocketAddr)> {
         p => p,
     };
     let ip = pick_address(svc.get_addresses().iter().map(|a| a.to_ip_addr()))?;
-    Some((Target::new(app_id, namespace), SocketAddr::new(ip, port)))
+    let transports = svc
+        .get_property_val_str(TXT_TRANSPORTS)
+        .map_or(Transports::H2, |v| Transports::from_names(v.split(',')));
+    Some((
+        Target::new(app_id, namespace),
+        SocketAddr::new(ip, port),
+        transports,
+    ))
 }
 
 fn pick_address(addrs: impl Iterator<Item = IpAddr>) -> Option<IpAddr> {
@@ -355,81 +374,4 @@ fn unique() -> u32 {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn prefers_ipv4_and_skips_link_local() {
-        let addrs = ["fe80::1", "2001:db8::1", "10.0.0.9", "10.0.0.3"]
-            .map(|a| a.parse::<IpAddr>().unwrap());
-        assert_eq!(
-            pick_address(addrs.into_iter()),
-            Some("10.0.0.3".parse().unwrap())
-        );
-        let v6 = ["fe80::1", "2001:db8::1"].map(|a| a.parse::<IpAddr>().unwrap());
-        assert_eq!(
-            pick_address(v6.into_iter()),
-            Some("2001:db8::1".parse().unwrap())
-        );
-        assert_eq!(pick_address(["fe80::1".parse().unwrap()].into_iter()), None);
-    }
-
-    /// Two resolvers in a network namespace of their own (the daemon joins the mDNS group on
-    /// every interface it sees when it starts, so this must not run in the machine's own).
-    #[test]
-    fn finds_an_announced_sidecar_and_drops_it_on_goodbye() {
-        let in_netns = std::thread::spawn(|| {
-            // The namespace is this thread's, and the daemon's thread inherits it.
-            if let Err(e) = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET) {
-                return Err(format!("unshare(CLONE_NEWNET): {e}"));
-            }
-            let up = std::process::Command::new("ip")
-                .args(["link", "set", "lo", "up"])
-                .status();
-            if !up.as_ref().is_ok_and(|s| s.success()) {
-                return Err(format!("ip link set lo up: {up:?}"));
-            }
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(goodbye_scenario());
-            Ok(())
-        });
-        match in_netns.join() {
-            Ok(Ok(())) => {}
-            Ok(Err(why)) => eprintln!("SKIPPED: needs a private network namespace: {why}"),
-            Err(panic) => std::panic::resume_unwind(panic),
-        }
-    }
-
-    async fn goodbye_scenario() {
-        let cfg = MdnsConfig {
-            interfaces: vec!["lo".into()],
-            port: 5353,
-        };
-        let me = Announcement {
-            app_id: "b".into(),
-            namespace: "test".into(),
-            mesh_port: 4711,
-        };
-        let b = MdnsResolver::start(&cfg, Some(&me)).expect("b");
-        let a = MdnsResolver::start(&cfg, None).expect("a");
-        let mut rx = a.resolve(&Target::new("b", "test"));
-        let found =
-            tokio::time::timeout(Duration::from_secs(10), rx.wait_for(|s| !s.is_empty())).await;
-        let set = found
-            .expect("no answer in 10 s")
-            .expect("resolver alive")
-            .clone();
-        assert_eq!(set.addrs, vec![SocketAddr::from(([127, 0, 0, 1], 4711))]);
-        assert!(
-            a.resolve(&Target::new("b", "other")).borrow().is_empty(),
-            "namespaces are apart"
-        );
-        b.withdraw().await;
-        let gone =
-            tokio::time::timeout(Duration::from_secs(5), rx.wait_for(|s| s.is_empty())).await;
-        assert!(gone.is_ok(), "the goodbye did not remove the endpoint");
-    }
-}
+mod tests;

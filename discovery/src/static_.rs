@@ -1,4 +1,5 @@
-//! The `static` resolver: a fixed map of targets to addresses from the configuration.
+//! The `static` resolver: a fixed map of targets to addresses from the configuration, each with
+//! the transports its mesh port offers.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -6,7 +7,7 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
-use crate::{EndpointSet, Resolve, Target};
+use crate::{EndpointSet, Resolve, StaticMap, Target};
 
 /// Resolves from a fixed map; targets not in it have an empty set forever.
 pub struct StaticResolver {
@@ -15,11 +16,14 @@ pub struct StaticResolver {
 }
 
 impl StaticResolver {
-    /// A resolver over `map`.
-    pub fn new(map: BTreeMap<Target, Vec<SocketAddr>>) -> Self {
+    /// A resolver over `map`: each target's addresses, with what each offers.
+    pub fn new(map: StaticMap) -> Self {
         let sets = map
             .into_iter()
-            .map(|(t, addrs)| (t, watch::Sender::new(Arc::new(EndpointSet::new(addrs)))))
+            .map(|(t, endpoints)| {
+                let set = EndpointSet::with_transports(endpoints);
+                (t, watch::Sender::new(Arc::new(set)))
+            })
             .collect();
         Self {
             sets,
@@ -54,17 +58,30 @@ impl Resolve for StaticResolver {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Transports;
 
     #[test]
     fn known_and_unknown_targets() {
         let a: SocketAddr = "127.0.0.1:9".parse().unwrap();
-        let r = StaticResolver::new(BTreeMap::from([(Target::new("b", "default"), vec![a, a])]));
-        assert_eq!(
-            r.resolve(&Target::new("b", "default")).borrow().addrs,
-            vec![a]
-        );
+        let b: SocketAddr = "127.0.0.1:10".parse().unwrap();
+        let endpoints = vec![
+            (a, Transports::H2),
+            (b, Transports::H2),
+            (a, Transports::H2_H3),
+        ];
+        let r = StaticResolver::new(BTreeMap::from([(Target::new("b", "default"), endpoints)]));
+        let set = r.resolve(&Target::new("b", "default")).borrow().clone();
+        assert_eq!(set.addrs, vec![a, b]);
+        assert!(set.offers_h3(a) && !set.offers_h3(b));
         assert!(r.resolve(&Target::new("b", "other")).borrow().is_empty());
-        assert_eq!(r.at_address(a.ip()), vec![(Target::new("b", "default"), a)]);
+        assert_eq!(
+            r.at_address(a.ip()),
+            vec![
+                (Target::new("b", "default"), a),
+                (Target::new("b", "default"), b)
+            ]
+        );
         assert!(r.at_address("127.0.0.2".parse().unwrap()).is_empty());
+        assert!(!r.resolve(&Target::new("b", "other")).borrow().offers_h3(a));
     }
 }

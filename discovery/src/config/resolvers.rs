@@ -1,13 +1,14 @@
 //! Each resolver's settings under `spec.nameResolution.configuration`: `static`'s map of apps
-//! (inline or from a file), `mdns`'s interfaces and port, and `dns`'s name template and lookup.
+//! (inline or from a file; each address a string, or a map with `address` and `transports`),
+//! `mdns`'s interfaces and port, and `dns`'s name template and lookup.
 //! Every problem is reported with its field; the section as a whole is [`super::NameResolution`].
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use super::{CONF, ConfigError, DnsConfig, FIELD, MdnsConfig, err, keys};
-use crate::Target;
+use super::{CONF, ConfigError, DnsConfig, FIELD, MdnsConfig, StaticMap, err, keys};
+use crate::{Target, Transports};
 
 /// The `mdns` resolver's settings.
 pub(super) fn parse_mdns(cfg: &serde_json::Value) -> Result<MdnsConfig, Vec<ConfigError>> {
@@ -56,6 +57,7 @@ pub(super) fn parse_dns(cfg: &serde_json::Value) -> Result<DnsConfig, Vec<Config
         "template",
         "clusterDomain",
         "srv",
+        "srvUdp",
         "meshPort",
         "nameservers",
     ];
@@ -111,20 +113,26 @@ fn dns_names(
     }
 }
 
-/// How names are looked up: `srv`, `meshPort` and `nameservers`.
+/// How names are looked up: `srv`, `srvUdp`, `meshPort` and `nameservers`.
 fn dns_lookup(
     map: &serde_json::Map<String, serde_json::Value>,
     out: &mut DnsConfig,
     errors: &mut Vec<ConfigError>,
 ) {
-    match map.get("srv") {
-        None => {}
-        Some(serde_json::Value::String(s)) if s.is_empty() => out.srv = None,
-        Some(serde_json::Value::String(s)) => out.srv = Some(s.trim_end_matches('.').to_owned()),
-        Some(other) => errors.push(err(
-            format!("{CONF}.srv"),
-            format!("expected a string such as \"_mesh._tcp\", got {other}"),
-        )),
+    // An empty prefix turns that lookup off.
+    for (key, slot, example) in [
+        ("srv", &mut out.srv, "_mesh._tcp"),
+        ("srvUdp", &mut out.srv_udp, "_mesh._udp"),
+    ] {
+        match map.get(key) {
+            None => {}
+            Some(serde_json::Value::String(s)) if s.is_empty() => *slot = None,
+            Some(serde_json::Value::String(s)) => *slot = Some(s.trim_end_matches('.').to_owned()),
+            Some(other) => errors.push(err(
+                format!("{CONF}.{key}"),
+                format!("expected a string such as {example:?}, got {other}"),
+            )),
+        }
     }
     if let Some(v) = map.get("meshPort") {
         out.mesh_port = port(v, &format!("{CONF}.meshPort"), errors).unwrap_or(out.mesh_port);
@@ -186,11 +194,11 @@ fn port(v: &serde_json::Value, field: &str, errors: &mut Vec<ConfigError>) -> Op
     }
 }
 
-/// The `static` resolver's map of targets to addresses.
+/// The `static` resolver's map of targets to addresses and what each offers.
 pub(super) fn parse_static(
     cfg: &serde_json::Value,
     namespace: &str,
-) -> Result<BTreeMap<Target, Vec<SocketAddr>>, Vec<ConfigError>> {
+) -> Result<StaticMap, Vec<ConfigError>> {
     let base = format!("{FIELD}.configuration");
     let mut errors = Vec::new();
     let mut out = BTreeMap::new();
@@ -242,7 +250,7 @@ fn add_apps(
     apps: &serde_json::Value,
     field: &str,
     namespace: &str,
-    out: &mut BTreeMap<Target, Vec<SocketAddr>>,
+    out: &mut StaticMap,
     errors: &mut Vec<ConfigError>,
 ) {
     let Some(map) = apps.as_object() else {
@@ -267,7 +275,7 @@ fn add_apps(
             }
         };
         let list = match addrs {
-            serde_json::Value::String(s) => vec![serde_json::Value::String(s.clone())],
+            serde_json::Value::String(_) | serde_json::Value::Object(_) => vec![addrs.clone()],
             serde_json::Value::Array(a) => a.clone(),
             other => {
                 errors.push(err(
@@ -278,13 +286,88 @@ fn add_apps(
             }
         };
         for (i, a) in list.iter().enumerate() {
-            match a.as_str().map(str::parse::<SocketAddr>) {
-                Some(Ok(addr)) => out.entry(target.clone()).or_default().push(addr),
-                _ => errors.push(err(
-                    format!("{field}.{name}[{i}]"),
-                    format!("{a} is not an IP:port address"),
-                )),
+            if let Some(found) = endpoint(a, &format!("{field}.{name}[{i}]"), errors) {
+                out.entry(target.clone()).or_default().push(found);
             }
+        }
+    }
+}
+
+/// One address of the static map: `"IP:port"` (HTTP/2 only) or
+/// `{address: "IP:port", transports: ["h2", "h3"]}` (`transports` may also be `"h2,h3"`, and
+/// left out for HTTP/2 only). Every problem is reported, not only the first.
+fn endpoint(
+    v: &serde_json::Value,
+    field: &str,
+    errors: &mut Vec<ConfigError>,
+) -> Option<(SocketAddr, Transports)> {
+    let serde_json::Value::Object(map) = v else {
+        return address(v, field, errors).map(|a| (a, Transports::H2));
+    };
+    for k in map
+        .keys()
+        .filter(|k| !matches!(k.as_str(), "address" | "transports"))
+    {
+        errors.push(err(
+            format!("{field}.{k}"),
+            format!("unknown setting {k:?}; expected \"address\" or \"transports\""),
+        ));
+    }
+    let addr = match map.get("address") {
+        Some(a) => address(a, &format!("{field}.address"), errors),
+        None => {
+            errors.push(err(
+                format!("{field}.address"),
+                format!("missing in {v}; expected an IP:port address"),
+            ));
+            None
+        }
+    };
+    let offered = match map.get("transports") {
+        None => Some(Transports::H2),
+        Some(t) => transports(t, &format!("{field}.transports"), errors),
+    };
+    Some((addr?, offered?))
+}
+
+/// An `IP:port` address.
+fn address(
+    v: &serde_json::Value,
+    field: &str,
+    errors: &mut Vec<ConfigError>,
+) -> Option<SocketAddr> {
+    let parsed = v.as_str().and_then(|s| s.parse::<SocketAddr>().ok());
+    if parsed.is_none() {
+        errors.push(err(field, format!("{v} is not an IP:port address")));
+    }
+    parsed
+}
+
+/// A `transports` setting: a list of names or one comma-separated string.
+fn transports(
+    v: &serde_json::Value,
+    field: &str,
+    errors: &mut Vec<ConfigError>,
+) -> Option<Transports> {
+    let parsed = match v {
+        serde_json::Value::String(s) => Transports::parse_names(s.split(',')),
+        serde_json::Value::Array(items) => {
+            match items
+                .iter()
+                .map(|i| i.as_str())
+                .collect::<Option<Vec<&str>>>()
+            {
+                Some(names) => Transports::parse_names(names),
+                None => Err("every transport is a name, \"h2\" or \"h3\"".to_owned()),
+            }
+        }
+        _ => Err("expected a list of transports such as [\"h2\", \"h3\"]".to_owned()),
+    };
+    match parsed {
+        Ok(t) => Some(t),
+        Err(why) => {
+            errors.push(err(field, format!("{v}: {why}")));
+            None
         }
     }
 }

@@ -1,6 +1,10 @@
 use super::*;
 use serde_json::json;
 
+fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
 fn nr(component: &str, configuration: serde_json::Value) -> NameResolution {
     NameResolution {
         component: component.into(),
@@ -34,7 +38,7 @@ fn static_inline_with_namespaces() {
     assert_eq!(map[&Target::new("b", "dev")].len(), 2);
     assert_eq!(
         map[&Target::new("c", "prod")],
-        vec!["[::1]:3".parse().unwrap()]
+        vec![(addr("[::1]:3"), Transports::H2)]
     );
 }
 
@@ -42,14 +46,18 @@ fn static_inline_with_namespaces() {
 fn static_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("endpoints.yaml");
-    std::fs::write(&path, "b:\n  - 127.0.0.1:7\n").unwrap();
+    let yaml = "b:\n  - 127.0.0.1:7\n  - address: 127.0.0.1:8\n    transports: [h2, h3]\n";
+    std::fs::write(&path, yaml).unwrap();
     let cfg = nr("static", json!({"file": path}));
     let ResolverConfig::Static(map) = cfg.validate("default").unwrap().resolver else {
         panic!()
     };
     assert_eq!(
         map[&Target::new("b", "default")],
-        vec!["127.0.0.1:7".parse().unwrap()]
+        vec![
+            (addr("127.0.0.1:7"), Transports::H2),
+            (addr("127.0.0.1:8"), Transports::H2_H3)
+        ]
     );
 }
 
@@ -70,6 +78,63 @@ fn reports_every_problem_with_its_field() {
         ]
     );
     assert!(errs[1].message.contains("\"nope\""));
+}
+
+#[test]
+fn static_addresses_may_offer_h3() {
+    let cfg = nr(
+        "static",
+        json!({"apps": {"b": [
+            "10.0.0.1:50002",
+            {"address": "10.0.0.2:50002", "transports": ["h2", "h3"]},
+            {"address": "10.0.0.3:50002", "transports": "h2,h3"},
+            {"address": "10.0.0.4:50002", "transports": ["h2"]},
+            {"address": "10.0.0.5:50002"}
+        ], "c": {"address": "10.0.0.6:50002", "transports": "h3"}}}),
+    );
+    let ResolverConfig::Static(map) = cfg.validate("default").unwrap().resolver else {
+        panic!()
+    };
+    let h3: Vec<bool> = map[&Target::new("b", "default")]
+        .iter()
+        .map(|(_, t)| t.h3)
+        .collect();
+    assert_eq!(h3, [false, true, true, false, false]);
+    assert_eq!(
+        map[&Target::new("c", "default")],
+        [(addr("10.0.0.6:50002"), Transports::H2_H3)]
+    );
+}
+
+#[test]
+fn static_address_maps_report_every_problem() {
+    let cfg = nr(
+        "static",
+        json!({"apps": {"b": [
+            "10.0.0.1:50002",
+            {"address": "10.0.0.2:50002", "transports": ["h2", "h4"]},
+            {"address": "nope", "transports": "h2,"},
+            {"addr": "10.0.0.4:50002"},
+            {"address": "10.0.0.5:50002", "transports": [3]}
+        ]}}),
+    );
+    let errs = cfg.validate("default").unwrap_err();
+    let fields: Vec<_> = errs.iter().map(|e| e.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        [
+            "spec.nameResolution.configuration.apps.b[1].transports",
+            "spec.nameResolution.configuration.apps.b[2].address",
+            "spec.nameResolution.configuration.apps.b[2].transports",
+            "spec.nameResolution.configuration.apps.b[3].addr",
+            "spec.nameResolution.configuration.apps.b[3].address",
+            "spec.nameResolution.configuration.apps.b[4].transports"
+        ]
+    );
+    assert!(errs[0].message.contains("\"h4\""), "{errs:?}");
+    assert!(errs[1].message.contains("\"nope\""), "{errs:?}");
+    assert!(errs[2].message.contains("empty"), "{errs:?}");
+    assert!(errs[3].message.contains("\"addr\""), "{errs:?}");
 }
 
 #[test]
@@ -170,6 +235,7 @@ fn dns_settings_and_names() {
         ]
     );
     assert_eq!((dns.srv.as_deref(), dns.mesh_port), (None, 4000));
+    assert_eq!(dns.srv_udp.as_deref(), Some("_mesh._udp"));
     assert_eq!(dns.name_of(&Target::new("b", "prod")), "b.prod.svc.corp.");
     let d = DnsConfig::default();
     assert_eq!(
@@ -179,6 +245,18 @@ fn dns_settings_and_names() {
         ),
         (Some("_mesh._tcp"), "b.default.svc.cluster.local.")
     );
+    let udp = |v: serde_json::Value| {
+        nr("dns", json!({ "srvUdp": v }))
+            .validate("d")
+            .map(|r| r.resolver)
+    };
+    let off = udp(json!("")).unwrap();
+    assert!(matches!(off, ResolverConfig::Dns(d) if d.srv_udp.is_none()));
+    let own = udp(json!("_quic._udp.")).unwrap();
+    assert!(matches!(own, ResolverConfig::Dns(d) if d.srv_udp.as_deref() == Some("_quic._udp")));
+    let bad = udp(json!(5)).unwrap_err();
+    assert_eq!(bad[0].field, "spec.nameResolution.configuration.srvUdp");
+    assert!(bad[0].message.contains('5'), "{bad:?}");
     let errs = nr(
         "dns",
         json!({"nameservers": ["dns.example"], "template": "{namespace}.x"}),

@@ -12,7 +12,7 @@ use outrider_discovery::dns::DnsResolver;
 use outrider_discovery::local::{Entry, LocalResolver, Registration};
 use outrider_discovery::mdns::{Announcement, MdnsResolver};
 use outrider_discovery::static_::StaticResolver;
-use outrider_discovery::{Resolve, ResolverConfig};
+use outrider_discovery::{Resolve, ResolverConfig, Transports};
 use outrider_filters::spans::Spans;
 use tokio_util::sync::CancellationToken;
 
@@ -22,6 +22,7 @@ use crate::components::metrics::PubSubMetrics;
 use crate::config::Settings;
 use crate::mesh::inbound::Inbound;
 use crate::mesh::outbound::Outbound;
+use crate::mesh::outbound::endpoint::Connect;
 use crate::mesh::transparent::{InterceptionView, MtlsMode, Transparent};
 use crate::telemetry::Exporting;
 use crate::to_app::channel::AppChannel;
@@ -37,7 +38,11 @@ pub(crate) struct Discovery {
 impl Discovery {
     /// Starts the resolver once the mesh port is known (mDNS announces it), and registers this
     /// sidecar in the local registry when that is the resolver.
-    pub(super) fn start(s: &Settings, mesh_port: u16) -> anyhow::Result<Self> {
+    pub(super) fn start(
+        s: &Settings,
+        mesh_port: u16,
+        transports: Transports,
+    ) -> anyhow::Result<Self> {
         let mut mdns = None;
         let resolver: Arc<dyn Resolve> = match &s.resolver {
             ResolverConfig::Local => {
@@ -49,6 +54,7 @@ impl Discovery {
                     app_id: s.app_id.clone(),
                     namespace: s.namespace.clone(),
                     mesh_port,
+                    transports,
                 };
                 let r = MdnsResolver::start(cfg, Some(&me)).context("mDNS name resolution")?;
                 let r = Arc::new(r);
@@ -60,7 +66,7 @@ impl Discovery {
             }
         };
         let registration = match s.resolver {
-            ResolverConfig::Local => Some(register_locally(s, mesh_port)?),
+            ResolverConfig::Local => Some(register_locally(s, mesh_port, transports)?),
             ResolverConfig::Static(_) | ResolverConfig::Mdns(_) | ResolverConfig::Dns(_) => None,
         };
         Ok(Self {
@@ -71,12 +77,17 @@ impl Discovery {
     }
 }
 
-fn register_locally(s: &Settings, mesh_port: u16) -> anyhow::Result<Registration> {
+fn register_locally(
+    s: &Settings,
+    mesh_port: u16,
+    transports: Transports,
+) -> anyhow::Result<Registration> {
     let pid = std::process::id();
     let entry = Entry {
         app_id: s.app_id.clone(),
         namespace: s.namespace.clone(),
         address: SocketAddr::from(([127, 0, 0, 1], mesh_port)),
+        transports,
         pid,
         started: Entry::start_time_of(pid),
     };
@@ -137,6 +148,11 @@ impl Wired {
             s.balancing,
             creds.clone(),
             s.resiliency.clone().into(),
+            Connect {
+                mode: s.mesh_transport,
+                memory: s.mesh_transport_memory,
+                quic: Arc::default(),
+            },
         ));
         let health = Arc::new(Health::default());
         let listed = Arc::default();
