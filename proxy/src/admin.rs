@@ -76,7 +76,7 @@ fn status_page(admin: &Admin) -> String {
         .unwrap_or_default();
     format!(
         "outrider {}\nidentity: {}\nready: {}\ncertificate: serial {} generation {}, expires in {}s\nname resolution: {}, \
-         balancing: {}\n{}",
+         balancing: {}, mesh transport: {}\n{}",
         crate::api::VERSION_STR,
         admin.creds.id(),
         admin.health.ready(),
@@ -85,6 +85,7 @@ fn status_page(admin: &Admin) -> String {
         left.as_secs(),
         admin.outbound.resolver_name(),
         admin.outbound.balancing(),
+        admin.outbound.transport(),
         targets(&admin.outbound),
     ) + &admin
         .interception
@@ -104,7 +105,10 @@ fn targets(outbound: &Outbound) -> String {
             t.endpoints.len()
         );
         for e in t.endpoints {
-            out += &format!("  {} {}\n", e.address, e.state);
+            out += &format!(
+                "  {} {} {}\n",
+                e.balancer.address, e.balancer.state, e.transport
+            );
         }
     }
     out

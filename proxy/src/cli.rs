@@ -171,6 +171,16 @@ pub(crate) struct RunArgs {
     /// The local resolver's registry directory [default: $HOME/.outrider/registry].
     #[arg(long, env = "OUTRIDER_REGISTRY_DIR")]
     pub(crate) registry_dir: Option<PathBuf>,
+    /// How this sidecar calls its peers: `auto` (HTTP/3 over QUIC with peers that advertise it,
+    /// raced against HTTP/2 the first time and remembered), `h2` (HTTP/2 over TLS only; the
+    /// mesh port does not listen on UDP) or `h3` (HTTP/3 only) [default: the Configuration's
+    /// `spec.meshTransport`, else auto].
+    #[arg(long, env = "OUTRIDER_MESH_TRANSPORT")]
+    pub(crate) mesh_transport: Option<String>,
+    /// In `auto`, how long the transport that got through to an endpoint is remembered: a peer
+    /// whose QUIC failed is tried over QUIC again after this long.
+    #[arg(long, env = "OUTRIDER_MESH_TRANSPORT_MEMORY", default_value = "5m", value_parser = parse_timeout)]
+    pub(crate) mesh_transport_memory: Duration,
     /// Serve the transparent listeners for the traffic `outrider init` redirects: the app's
     /// outbound TCP on 127.0.0.1:--outbound-port, other hosts' plain TCP for it on
     /// --inbound-port. `spec.mtls.mode` in the Configuration says whether plain traffic from

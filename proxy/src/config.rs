@@ -101,6 +101,10 @@ pub struct Settings {
     pub(crate) mtls_mode: crate::mesh::transparent::MtlsMode,
     /// The app's ports a peer's tunnel may reach: `--app-ports` (never `--app-port`).
     pub(crate) tunnel_ports: std::collections::BTreeSet<u16>,
+    /// How outbound mesh requests travel: `--mesh-transport` / `spec.meshTransport`.
+    pub(crate) mesh_transport: crate::mesh::outbound::transport::MeshTransport,
+    /// `--mesh-transport-memory`.
+    pub(crate) mesh_transport_memory: Duration,
 }
 
 /// One configuration problem.
@@ -181,6 +185,8 @@ pub(crate) fn load(args: &RunArgs, env: &Env) -> Result<Settings, Problems> {
             // Never the app port: what reaches it goes through the inbound HTTP stack (caller
             // headers stamped from the certificate, the policy per route), not as raw bytes.
             tunnel_ports: args.app_ports.iter().copied().collect(),
+            mesh_transport: c.mesh_transport,
+            mesh_transport_memory: args.mesh_transport_memory,
         }),
         _ => Err(Problems(problems)),
     }

@@ -84,7 +84,8 @@ pub(crate) async fn build(s: Settings, metrics: PrometheusHandle) -> anyhow::Res
     let engines = Engines::open(&s).await?;
     let sockets = Sockets::bind(&s).await?;
     let mesh_port = sockets.mesh.local_addr()?.port();
-    let discovery = Discovery::start(&s, mesh_port)?;
+    let sockets_transports = sockets.mesh_transports();
+    let discovery = Discovery::start(&s, mesh_port, sockets_transports)?;
     let spans = export_spans(&s)?;
     let wired = Wired::new(&s, engines, &discovery, &creds, spans.0.clone())?;
     let listeners = Listeners::serve(&s, sockets, &wired, creds, metrics)?;
@@ -92,7 +93,7 @@ pub(crate) async fn build(s: Settings, metrics: PrometheusHandle) -> anyhow::Res
     let (api, grpc, admin) = (listeners.api_addr, listeners.grpc_addr, s.listen.admin);
     tracing::info!(
         app_id = %s.app_id, namespace = %s.namespace, api = %format!("http://{api}"),
-        grpc = %grpc, mesh_port, admin = %admin,
+        grpc = %grpc, mesh_port, mesh_transports = sockets_transports.as_str(), admin = %admin,
         "Outrider is serving the Dapr HTTP API on http://{api} and the gRPC API on {grpc}"
     );
     let child = match s.command.as_slice() {

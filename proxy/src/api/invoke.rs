@@ -14,7 +14,7 @@ use super::ApiState;
 use crate::errors::{ApiError, InvokeError};
 use crate::mesh::outbound::OutboundRequest;
 use crate::mesh::outbound::plan::{Head, Named, Plan, Refused, Route, plan};
-use crate::net::http::{Body, Tripped, boxed, capped, full, grpc_messages};
+use crate::net::http::{Body, Tripped, capped, full, grpc_messages};
 use crate::telemetry::metrics as catalogue;
 
 /// `rest` is the router path after `/v1.0/invoke/`: `<id>/method/<method…>`.
@@ -260,11 +260,11 @@ async fn carry_out(
             };
             let req = Request::from_parts(parts, full(Bytes::new()));
             let req = OutboundRequest::new(req, Some(bytes));
-            state.outbound.call(target, req).await.map(|r| r.map(boxed))
+            state.outbound.call(target, req).await
         }
         (Route::Streamed, payload) => {
             let req = OutboundRequest::new(Request::from_parts(parts, payload.into_body()), None);
-            state.outbound.call(target, req).await.map(|r| r.map(boxed))
+            state.outbound.call(target, req).await
         }
     };
     record_sent(&state.app_id, target, &result, started);

@@ -43,6 +43,8 @@ pub(crate) struct GetMetadataResponse {
 pub(crate) struct NameResolution {
     pub(crate) resolver: &'static str,
     pub(crate) load_balancing: &'static str,
+    /// `--mesh-transport`: `auto`, `h2` or `h3`.
+    pub(crate) mesh_transport: &'static str,
     pub(crate) targets: Vec<TargetView>,
 }
 
@@ -129,6 +131,7 @@ pub(crate) fn get(s: &ApiState) -> GetMetadataResponse {
         name_resolution: NameResolution {
             resolver,
             load_balancing: s.outbound.balancing(),
+            mesh_transport: s.outbound.transport(),
             targets: s.outbound.targets(),
         },
         registered_components: states.chain(pubsubs).chain(secrets).collect(),

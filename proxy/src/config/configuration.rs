@@ -15,6 +15,7 @@ use serde::Deserialize;
 
 use super::{FieldProblem, Problem, display, parse_duration, within};
 use crate::cli::{Env, RunArgs};
+use crate::mesh::outbound::transport::MeshTransport;
 use crate::mesh::transparent::MtlsMode;
 use crate::telemetry::TracingConfig;
 
@@ -34,6 +35,8 @@ pub(super) struct FromConfiguration {
     pub(super) workload_cert_ttl: Duration,
     pub(super) access_log: AccessLogConfig,
     pub(super) mtls_mode: MtlsMode,
+    /// `--mesh-transport`, else `spec.meshTransport`.
+    pub(super) mesh_transport: MeshTransport,
 }
 
 /// Reads `--config` (if given) and validates every part; `None` when name resolution is
@@ -62,6 +65,7 @@ pub(super) fn load(
     let tracing = tracing(&mut cfg, args, env, problems);
     let workload_cert_ttl = cert_ttl(&cfg, &file, problems);
     let mtls_mode = mtls_mode(&cfg, &file, problems);
+    let mesh_transport = mesh_transport(&cfg, args, &file, problems);
     let logging = &cfg.spec.logging.api_logging;
     let access_log = AccessLogConfig {
         enabled: args.enable_api_logging.unwrap_or(logging.enabled),
@@ -78,6 +82,25 @@ pub(super) fn load(
         workload_cert_ttl,
         access_log,
         mtls_mode,
+        mesh_transport,
+    })
+}
+
+/// `--mesh-transport`, else `spec.meshTransport` (an Outrider extension), else `auto`.
+fn mesh_transport(
+    cfg: &ConfigFile,
+    args: &RunArgs,
+    file: &str,
+    problems: &mut Vec<Problem>,
+) -> MeshTransport {
+    let (at, value) = match (&args.mesh_transport, &cfg.spec.mesh_transport) {
+        (Some(v), _) => ("--mesh-transport".to_owned(), v),
+        (None, Some(v)) => (format!("{file}: spec.meshTransport"), v),
+        (None, None) => return MeshTransport::default(),
+    };
+    value.parse().unwrap_or_else(|message| {
+        problems.push(Problem { at, message });
+        MeshTransport::default()
     })
 }
 
@@ -231,6 +254,9 @@ struct ConfigSpec {
     name_resolution: NameResolution,
     #[serde(default)]
     mtls: Mtls,
+    /// `auto`, `h2` or `h3` (an Outrider extension): see `MeshTransport`.
+    #[serde(default)]
+    mesh_transport: Option<String>,
     #[serde(default)]
     secrets: SecretsSpec,
     /// Parsed by `policy`.

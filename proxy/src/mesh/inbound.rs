@@ -6,8 +6,10 @@
 //! connection: the caller headers the app sees are stamped from it, whatever the request carried.
 //! The method path is normalised again here, so what the app receives is the canonical form even
 //! if a peer were to send something else, and the callee's access policy decides on that form.
-//! A `CONNECT` is a tunnel for a peer app's TCP connection instead (see [`tunnel`]).
+//! A `CONNECT` is a tunnel for a peer app's TCP connection instead (see [`tunnel`]). The same
+//! stack serves HTTP/3 over QUIC on the mesh port's number (see [`h3`]).
 
+pub(crate) mod h3;
 mod tunnel;
 
 use std::collections::BTreeSet;
@@ -31,7 +33,7 @@ use tower::util::BoxCloneSyncService;
 use tower::{ServiceBuilder, ServiceExt as _};
 
 use crate::errors::{ApiError, InvokeError};
-use crate::net::http::{Body, Tripped, capped, grpc_messages, is_grpc};
+use crate::net::http::{Body, Tripped, boxed, capped, grpc_messages, is_grpc};
 use crate::net::serve;
 use crate::telemetry::metrics as catalogue;
 use crate::to_app::channel::AppChannel;
@@ -53,9 +55,34 @@ pub(crate) struct Inbound {
     pub(crate) spans: Option<outrider_filters::spans::Spans>,
 }
 
+/// A request body arriving from a peer over either transport (HTTP/2 or HTTP/3). A type of its
+/// own rather than the boxed [`Body`]: futures that hold a `dyn` error type in a closure's
+/// argument trip the compiler's check that they are `Send`.
+pub(crate) struct MeshBody(pub(crate) Body);
+
+impl http_body::Body for MeshBody {
+    type Data = bytes::Bytes;
+    type Error = crate::net::http::BoxError;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.get_mut().0).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.0.size_hint()
+    }
+}
+
 /// The inbound stack, built once and shared by every connection (and every transport that
 /// feeds it): each request arrives with its connection's verified [`Caller`] attached.
-pub(crate) type Stack = BoxCloneSyncService<Request<Incoming>, Response<Body>, Infallible>;
+pub(crate) type Stack = BoxCloneSyncService<Request<MeshBody>, Response<Body>, Infallible>;
 
 /// Builds the inbound stack, in request order.
 pub(crate) fn stack(inbound: Arc<Inbound>) -> Stack {
@@ -73,7 +100,7 @@ pub(crate) fn stack(inbound: Arc<Inbound>) -> Stack {
         // Continue the caller's trace with a span for this hop.
         .layer(TraceLayer::mesh(inbound.spans.clone()))
         // The one place where failures below become the caller's answer.
-        .service_fn(move |req: Request<Incoming>| {
+        .service_fn(move |req: Request<MeshBody>| {
             let (to_app, app_id) = (to_app.clone(), app_id.clone());
             let caller = req.extensions().get::<Arc<Caller>>().cloned();
             async move {
@@ -84,7 +111,7 @@ pub(crate) fn stack(inbound: Arc<Inbound>) -> Stack {
                 Ok::<_, Infallible>(rsp)
             }
         });
-    let stack = tower::service_fn(move |req: Request<Incoming>| {
+    let stack = tower::service_fn(move |req: Request<MeshBody>| {
         let (requests, inbound) = (requests.clone(), inbound.clone());
         async move {
             if tunnel::is_tunnel(&req) {
@@ -142,7 +169,9 @@ pub(crate) async fn serve(
             // The verified peer identity travels with each request, for policy and the app; the
             // connection's activity, for tunnels that outlive their request.
             let activity = watch.activity();
-            let svc = stack.map_request(move |mut req: Request<Incoming>| {
+            let svc = stack.map_request(move |req: Request<Incoming>| {
+                let mut req = req.map(|b| MeshBody(boxed(b)));
+                crate::telemetry::metrics::record_mesh_request("inbound", "h2");
                 req.extensions_mut().insert(caller.clone());
                 req.extensions_mut().insert(activity.clone());
                 req
@@ -201,7 +230,7 @@ fn rescue(app_id: &str, r: Result<Response<Body>, InvokeError>) -> Response<Body
 }
 
 async fn forward(
-    req: Request<Incoming>,
+    req: Request<MeshBody>,
     inbound: Arc<Inbound>,
 ) -> Result<Response<Body>, InvokeError> {
     let app = inbound.app.as_ref().ok_or(InvokeError::NoAppChannel)?;
@@ -236,7 +265,7 @@ async fn forward(
 
 /// The request with its body capped at `max`, and the flag that says the cap was hit.
 fn capped_request(
-    req: Request<Incoming>,
+    req: Request<MeshBody>,
     max: u64,
     idle: Duration,
 ) -> (Request<Body>, crate::net::http::Tripped) {

@@ -8,13 +8,16 @@
 //! - *concrete* — the endpoint set: the balancer ([`crate::mesh::outbound::balance`]: round-robin or p2c over
 //!   peak-EWMA load, with outlier ejection) picks an address, avoiding the one the previous
 //!   attempt went to;
-//! - *endpoint* — one address: a pooled HTTP/2 connection over mutual TLS 1.3.
+//! - *endpoint* — one address: a pooled HTTP/2 connection over mutual TLS 1.3 (TCP), or an
+//!   HTTP/3 connection over QUIC where the endpoint offers it ([`transport`] chooses).
 
 pub(crate) mod balance;
 mod concrete;
-mod endpoint;
+pub(crate) mod endpoint;
+pub(crate) mod h3;
 mod logical;
 pub(crate) mod plan;
+pub(crate) mod transport;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -22,7 +25,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response, Uri, Version};
-use hyper::body::Incoming;
 use outrider_certs::Credentials;
 use outrider_discovery::{Balancing, Resolve, Target};
 use outrider_filters::resiliency::{Replay, Resiliency};
@@ -32,6 +34,7 @@ use crate::errors::InvokeError;
 use crate::net::http::{Body, full};
 use balance::EndpointView;
 use concrete::Concrete;
+use endpoint::Connect;
 use logical::Logical;
 
 /// Sends requests to other sidecars.
@@ -41,6 +44,7 @@ pub(crate) struct Outbound {
     balancing: Balancing,
     creds: Credentials,
     resiliency: Arc<[Resiliency]>,
+    connect: Connect,
     logical: Mutex<HashMap<Target, Arc<Logical>>>,
 }
 
@@ -50,7 +54,16 @@ pub(crate) struct Outbound {
 pub(crate) struct TargetView {
     pub(crate) app_id: String,
     pub(crate) namespace: String,
-    pub(crate) endpoints: Vec<EndpointView>,
+    pub(crate) endpoints: Vec<MeshEndpointView>,
+}
+
+/// One endpoint of a target as shown: its address and balancer state, and the transport
+/// requests to it use now (`h2` or `h3`).
+#[derive(Debug, serde::Serialize)]
+pub(crate) struct MeshEndpointView {
+    #[serde(flatten)]
+    pub(crate) balancer: EndpointView,
+    pub(crate) transport: &'static str,
 }
 
 /// An invocation on its way to another sidecar: its head, and its body either kept for replay
@@ -141,6 +154,7 @@ impl Outbound {
         balancing: Balancing,
         creds: Credentials,
         resiliency: Arc<[Resiliency]>,
+        connect: Connect,
     ) -> Self {
         Self {
             app_id: app_id.to_owned(),
@@ -148,6 +162,7 @@ impl Outbound {
             balancing,
             creds,
             resiliency,
+            connect,
             logical: Mutex::new(HashMap::new()),
         }
     }
@@ -160,6 +175,11 @@ impl Outbound {
     /// The balancing strategy's name.
     pub(crate) fn balancing(&self) -> &'static str {
         self.balancing.as_str()
+    }
+
+    /// `--mesh-transport`.
+    pub(crate) fn transport(&self) -> &'static str {
+        self.connect.mode.as_str()
     }
 
     /// The targets called so far, with the endpoints the resolver gives and their state.
@@ -176,7 +196,19 @@ impl Outbound {
             .map(|l| TargetView {
                 app_id: l.concrete.target.app_id.clone(),
                 namespace: l.concrete.target.namespace.clone(),
-                endpoints: l.concrete.balancer.view(),
+                endpoints: l
+                    .concrete
+                    .balancer
+                    .view()
+                    .into_iter()
+                    .map(|balancer| MeshEndpointView {
+                        transport: balancer
+                            .address
+                            .parse()
+                            .map_or("h2", |a| l.concrete.client.transport_of(a).as_str()),
+                        balancer,
+                    })
+                    .collect(),
             })
             .collect();
         views.sort_by(|a, b| (&a.namespace, &a.app_id).cmp(&(&b.namespace, &b.app_id)));
@@ -235,7 +267,13 @@ impl Outbound {
         {
             return Ok(l.clone());
         }
-        let concrete = Concrete::new(target, self.resolver.clone(), self.balancing, &self.creds)?;
+        let concrete = Concrete::new(
+            target,
+            self.resolver.clone(),
+            self.balancing,
+            &self.creds,
+            &self.connect,
+        )?;
         concrete.resolved().await?;
         let l = Arc::new(Logical::new(
             &self.app_id,
@@ -253,7 +291,7 @@ impl Outbound {
         &self,
         target: &Target,
         req: OutboundRequest,
-    ) -> Result<Response<Incoming>, InvokeError> {
+    ) -> Result<Response<Body>, InvokeError> {
         let logical = self.logical(target).await?;
         match logical.stack.clone().oneshot(req).await {
             Ok(rsp) => Ok(rsp),

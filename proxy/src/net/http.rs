@@ -14,7 +14,7 @@ use http_body_util::{BodyExt, Empty, Full};
 use pin_project_lite::pin_project;
 
 /// Any error a body can fail with.
-pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// A streamed body: requests and responses are passed through without buffering.
 pub(crate) type Body = UnsyncBoxBody<Bytes, BoxError>;

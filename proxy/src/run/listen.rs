@@ -10,7 +10,7 @@ use http::Request;
 use hyper::body::Incoming;
 use metrics_exporter_prometheus::PrometheusHandle;
 use outrider_certs::Credentials;
-use outrider_discovery::ResolverConfig;
+use outrider_discovery::{ResolverConfig, Transports};
 use outrider_filters::access_log::AccessLogLayer;
 use outrider_filters::metrics::{MetricsLayer, Side};
 use outrider_filters::trace::TraceLayer;
@@ -23,6 +23,7 @@ use super::wire::Wired;
 use crate::admin::{self, Admin};
 use crate::api::{ApiService, GrpcApiService};
 use crate::config::Settings;
+use crate::mesh::outbound::transport::MeshTransport;
 use crate::mesh::{inbound, transparent};
 use crate::net::serve::{self, Limits};
 
@@ -32,6 +33,9 @@ pub(super) struct Sockets {
     api: TcpListener,
     grpc: TcpListener,
     pub(super) mesh: TcpListener,
+    /// The mesh port's number on UDP, for HTTP/3 over QUIC; `None` with `--mesh-transport h2`
+    /// (or, in `auto`, when the port is taken on UDP: then the sidecar offers HTTP/2 only).
+    mesh_udp: Option<std::net::UdpSocket>,
     admin: TcpListener,
     /// Transparent outbound (loopback, IPv4 and IPv6 when the host has it).
     intercept_out: Vec<TcpListener>,
@@ -58,6 +62,7 @@ impl Sockets {
         let mesh_may_move = !s.listen.mesh_explicit
             && matches!(s.resolver, ResolverConfig::Local | ResolverConfig::Mdns(_));
         let mesh = bind_or_free(s.listen.mesh, ("--mesh-port", "mesh port"), mesh_may_move).await?;
+        let mesh_udp = bind_udp(s, mesh.local_addr()?)?;
         let admin = bind(s.listen.admin, "--metrics-port").await?;
         let (mut intercept_out, mut intercept_in) = (Vec::new(), Vec::new());
         if let Some(i) = &s.interception {
@@ -77,10 +82,42 @@ impl Sockets {
             api,
             grpc,
             mesh,
+            mesh_udp,
             admin,
             intercept_out,
             intercept_in,
         })
+    }
+
+    /// The transports the mesh port offers, as discovery advertises them.
+    pub(super) fn mesh_transports(&self) -> Transports {
+        if self.mesh_udp.is_some() {
+            Transports::H2_H3
+        } else {
+            Transports::H2
+        }
+    }
+}
+
+/// The mesh port's number on UDP, unless the sidecar offers HTTP/2 only.
+fn bind_udp(s: &Settings, tcp: SocketAddr) -> anyhow::Result<Option<std::net::UdpSocket>> {
+    match (s.mesh_transport, std::net::UdpSocket::bind(tcp)) {
+        (MeshTransport::H2, _) => Ok(None),
+        (_, Ok(udp)) => {
+            udp.set_nonblocking(true)?;
+            Ok(Some(udp))
+        }
+        (MeshTransport::H3, Err(e)) => {
+            Err(e).with_context(|| format!("binding {tcp} on UDP (--mesh-port, for HTTP/3)"))
+        }
+        (MeshTransport::Auto, Err(e)) => {
+            tracing::warn!(
+                error = %e,
+                port = tcp.port(),
+                "the mesh port's number is taken on UDP: this sidecar offers HTTP/2 only"
+            );
+            Ok(None)
+        }
     }
 }
 
@@ -193,8 +230,31 @@ impl Listeners {
         let stop = CancellationToken::new();
         // Built once: every connection, and any later transport, feeds the same stack.
         let stack = inbound::stack(wired.inbound.clone());
-        let task = inbound::serve(mesh_l, creds.clone(), stack, stop.clone(), s.grace);
-        let mesh = Serving::spawn(stop, task);
+        let tcp = inbound::serve(mesh_l, creds.clone(), stack.clone(), stop.clone(), s.grace);
+        let h3 = match sockets.mesh_udp {
+            Some(udp) => {
+                let endpoint = crate::net::quic::server(udp, creds.server_config()?)
+                    .context("starting the QUIC endpoint of the mesh port")?;
+                let limits = s.limits.mesh;
+                Some(inbound::h3::serve(
+                    endpoint,
+                    stack,
+                    limits,
+                    stop.clone(),
+                    s.grace,
+                ))
+            }
+            None => None,
+        };
+        let mesh = Serving::spawn(stop, async move {
+            match h3 {
+                Some(h3) => {
+                    let (tcp, h3) = tokio::join!(tcp, h3);
+                    tcp.and(h3)
+                }
+                None => tcp.await,
+            }
+        });
 
         let admin = serve_admin(s, sockets.admin, wired, creds, metrics);
         let (mut intercept_in, mut intercept_out) = (Vec::new(), Vec::new());

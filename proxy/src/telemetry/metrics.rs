@@ -297,6 +297,21 @@ pub(crate) const TCP_WRITE: Metric = metric(
     &["direction", "peer"],
     "Bytes written to the local side of intercepted TCP connections.",
 );
+pub(crate) const MESH_REQUESTS: Metric = metric(
+    "outrider_mesh_requests_total",
+    Counter,
+    &["direction", "transport"],
+    "Requests between sidecars, by direction (`outbound`: sent by this sidecar, retries \
+     included; `inbound`: received) and transport (`h2`: HTTP/2 over TLS on TCP; `h3`: HTTP/3 \
+     over QUIC).",
+);
+pub(crate) const TRANSPORT_FALLBACKS: Metric = metric(
+    "outrider_mesh_transport_fallbacks_total",
+    Counter,
+    &[],
+    "QUIC connections to an endpoint that advertises HTTP/3 that could not be made: HTTP/2 is \
+     used with it for `--mesh-transport-memory`.",
+);
 pub(crate) const PASSTHROUGH_REQUESTS: Metric = metric(
     "outrider_passthrough_requests_total",
     Counter,
@@ -349,7 +364,33 @@ pub(crate) const ALL: &[Metric] = &[
     TCP_WRITE,
     TCP_REFUSED,
     PASSTHROUGH_REQUESTS,
+    MESH_REQUESTS,
+    TRANSPORT_FALLBACKS,
 ];
+
+/// Counts one request between sidecars (`direction`: `inbound` or `outbound`; `transport`: `h2`
+/// or `h3`). Per request, so the four series are made once.
+pub(crate) fn record_mesh_request(direction: &'static str, transport: &'static str) {
+    static SERIES: std::sync::OnceLock<[metrics::Counter; 4]> = std::sync::OnceLock::new();
+    let series = SERIES.get_or_init(|| {
+        let of = |d: &str, t: &str| {
+            MESH_REQUESTS.counter(&[("direction", d.to_owned()), ("transport", t.to_owned())])
+        };
+        [
+            of("outbound", "h2"),
+            of("outbound", "h3"),
+            of("inbound", "h2"),
+            of("inbound", "h3"),
+        ]
+    });
+    let i = usize::from(direction == "inbound") * 2 + usize::from(transport == "h3");
+    series[i].increment(1);
+}
+
+/// Counts a QUIC connection that could not be made to an endpoint advertising HTTP/3.
+pub(crate) fn record_transport_fallback() {
+    TRANSPORT_FALLBACKS.counter(&[]).increment(1);
+}
 
 /// A `# HELP` line for every metric, ours and the `filters` layers'.
 pub(crate) fn describe() {

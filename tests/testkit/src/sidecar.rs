@@ -39,6 +39,8 @@ pub fn binary(name: &str) -> PathBuf {
 /// A group of sidecars sharing one `$HOME`, hence one development CA and one local registry.
 pub struct Mesh {
     home: tempfile::TempDir,
+    /// `--mesh-transport` of every sidecar started from this mesh, unless one sets its own.
+    transport: Option<String>,
 }
 
 impl Default for Mesh {
@@ -52,6 +54,16 @@ impl Mesh {
     pub fn new() -> Self {
         Self {
             home: tempfile::tempdir().expect("tempdir"),
+            transport: None,
+        }
+    }
+
+    /// A fresh mesh whose sidecars all call each other over `transport` (`h2`, `h3` or `auto`):
+    /// the same suite can then run over each transport.
+    pub fn over(transport: &str) -> Self {
+        Self {
+            transport: Some(transport.to_owned()),
+            ..Self::new()
         }
     }
 
@@ -79,7 +91,11 @@ impl Mesh {
 
     /// Starts describing a sidecar for `app_id`.
     pub fn sidecar(&self, app_id: &str) -> SidecarBuilder {
-        SidecarBuilder::new(self.home.path().to_owned(), app_id)
+        let b = SidecarBuilder::new(self.home.path().to_owned(), app_id);
+        match &self.transport {
+            Some(t) => b.args(["--mesh-transport", t.as_str()]),
+            None => b,
+        }
     }
 
     /// Writes `text` as `file` in the directory `dir` under the home (made if missing) and

@@ -38,7 +38,12 @@ fn metadata_json(m: GetMetadataResponse) -> Map<String, Value> {
     let n = m.name_resolution;
     body.insert(
         "nameResolution".into(),
-        json!({"resolver": n.resolver, "loadBalancing": n.load_balancing, "targets": n.targets}),
+        json!({
+            "resolver": n.resolver,
+            "loadBalancing": n.load_balancing,
+            "meshTransport": n.mesh_transport,
+            "targets": n.targets,
+        }),
     );
     if !m.registered_components.is_empty() {
         let comps = (m.registered_components.iter())

@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Method, Request, Response, StatusCode};
-use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use outrider_policy::Caller;
 use tokio::net::TcpStream;
@@ -28,12 +27,15 @@ use crate::net::tcp::{Direction, Meter, refused, splice};
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Whether `req` asks for a tunnel.
-pub(super) fn is_tunnel(req: &Request<Incoming>) -> bool {
+pub(super) fn is_tunnel(req: &Request<super::MeshBody>) -> bool {
     req.method() == Method::CONNECT
 }
 
 /// Answers a tunnel request: 200 and the stream, or why not.
-pub(super) async fn accept(mut req: Request<Incoming>, inbound: Arc<Inbound>) -> Response<Body> {
+pub(super) async fn accept(
+    mut req: Request<super::MeshBody>,
+    inbound: Arc<Inbound>,
+) -> Response<Body> {
     let Some(caller) = req.extensions().get::<Arc<Caller>>().cloned() else {
         return refuse(
             StatusCode::FORBIDDEN,

@@ -6,22 +6,22 @@ use std::sync::Arc;
 use std::net::SocketAddr;
 
 use http::{Method, Request, Response, StatusCode, Uri, header};
-use hyper::body::Incoming;
 use outrider_certs::Credentials;
 use outrider_discovery::{Balancing, Resolve, Target};
 
 use super::OutboundRequest;
 use super::balance::{Balancer, MeshClient};
+use super::endpoint::Connect;
 use crate::errors::InvokeError;
-use crate::net::http::{strip_hop_by_hop, strip_identity};
+use crate::net::http::{Body, strip_hop_by_hop, strip_identity};
 
 /// A target's balancer over its endpoints, with an identity-checking client.
 pub(super) struct Concrete {
     pub(super) target: Target,
     resolver: Arc<dyn Resolve>,
     pub(super) balancer: Balancer,
-    /// The balancer's client, for tunnels to one chosen endpoint.
-    client: MeshClient,
+    /// The balancer's client, for tunnels to one chosen endpoint and the transport per endpoint.
+    pub(super) client: MeshClient,
 }
 
 impl Concrete {
@@ -32,8 +32,9 @@ impl Concrete {
         resolver: Arc<dyn Resolve>,
         balancing: Balancing,
         creds: &Credentials,
+        connect: &Connect,
     ) -> Result<Self, InvokeError> {
-        let client = super::endpoint::client(creds, target)?;
+        let client = super::endpoint::client(creds, target, connect, resolver.resolve(target))?;
         Ok(Self {
             target: target.clone(),
             balancer: Balancer::new(balancing, resolver.resolve(target), client.clone()),
@@ -45,10 +46,7 @@ impl Concrete {
     /// One attempt: an endpoint from the balancer (not the previous attempt's, if another
     /// exists), then the request over its pooled connection. A failed connection ejects the
     /// endpoint for a while.
-    pub(super) async fn send(
-        &self,
-        req: OutboundRequest,
-    ) -> Result<Response<Incoming>, InvokeError> {
+    pub(super) async fn send(&self, req: OutboundRequest) -> Result<Response<Body>, InvokeError> {
         let target = &self.target;
         let avoid = req.swap_endpoint(None);
         let attempt = match self.balancer.pick(avoid) {
@@ -72,6 +70,7 @@ impl Concrete {
                     source: Box::new(e),
                 })?;
         *req.uri_mut() = uri;
+        // The transport sets its own version; hyper's HTTP/2 client wants this one.
         *req.version_mut() = http::Version::HTTP_2;
         let h = req.headers_mut();
         strip_hop_by_hop(h);
@@ -123,7 +122,7 @@ impl Concrete {
             .header(crate::mesh::TUNNEL_PORT, port)
             .body(crate::net::http::empty())
             .map_err(|e| upstream(Box::new(e)))?;
-        let rsp = match self.client.request(req).await {
+        let rsp = match self.client.h2().request(req).await {
             Ok(rsp) => rsp,
             Err(e) if e.is_connect() => {
                 return Err(InvokeError::Connect {

@@ -5,7 +5,6 @@
 use std::sync::Arc;
 
 use http::Response;
-use hyper::body::Incoming;
 use outrider_discovery::Target;
 use outrider_filters::resiliency::{
     HttpClassify, Labels, Resiliency, Stack, Stacked, app_policies,
@@ -14,10 +13,11 @@ use outrider_filters::resiliency::{
 use super::OutboundRequest;
 use super::concrete::Concrete;
 use crate::errors::InvokeError;
+use crate::net::http::Body;
 
 /// A target's resiliency stack over its concrete stage.
 pub(super) struct Logical {
-    pub(super) stack: Stacked<OutboundRequest, Response<Incoming>, InvokeError>,
+    pub(super) stack: Stacked<OutboundRequest, Response<Body>, InvokeError>,
     pub(super) concrete: Arc<Concrete>,
 }
 

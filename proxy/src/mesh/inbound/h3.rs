@@ -1,0 +1,221 @@
+//! HTTP/3 over QUIC on the mesh port's number (UDP), feeding the same inbound stack as the TCP
+//! listener.
+//!
+//! The QUIC handshake is TLS 1.3 with the TCP listener's server configuration (`certs`): the
+//! client's certificate must chain to the trust bundle, carry clientAuth and exactly one SPIFFE
+//! id of our trust domain as URI SAN, or no connection exists. That id becomes the [`Caller`]
+//! of every request on the connection, as on TCP. The certificate presented is the current one
+//! at each handshake, so a renewal reaches new connections while live ones keep theirs.
+//!
+//! Limits as on TCP: a cap on open connections (past it, the handshake is refused), a deadline
+//! for the handshake and for each request head, an idle timeout with no request in flight, and
+//! QUIC's flow-control windows (see [`crate::net::quic`]). `CONNECT` tunnels ride HTTP/2 only.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Method, Request, Response, StatusCode};
+use outrider_certs::SpiffeId;
+use outrider_policy::Caller;
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower::ServiceExt as _;
+
+use super::Stack;
+use crate::errors::ApiError;
+use crate::net::http::{boxed, strip_hop_by_hop};
+use crate::net::quic::{self, body::RecvBody};
+use crate::net::serve::Limits;
+use crate::telemetry::metrics as catalogue;
+
+/// The listener's name in logs and metrics.
+const NAME: &str = "mesh-h3";
+
+/// The largest request header section accepted, as on TCP.
+const MAX_HEADER_BYTES: u64 = 64 * 1024;
+
+/// Accepts QUIC connections on `endpoint` until `stop`, then drains for at most `grace`.
+pub(crate) async fn serve(
+    endpoint: quinn::Endpoint,
+    stack: Stack,
+    limits: Limits,
+    stop: CancellationToken,
+    grace: Duration,
+) -> anyhow::Result<()> {
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let conns = TaskTracker::new();
+    loop {
+        let incoming = tokio::select! {
+            i = endpoint.accept() => match i {
+                Some(i) => i,
+                None => break,
+            },
+            () = stop.cancelled() => break,
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            incoming.refuse();
+            catalogue::CONNECTIONS_REFUSED
+                .counter(&[("listener", NAME.to_owned())])
+                .increment(1);
+            continue;
+        };
+        let (stack, stop) = (stack.clone(), stop.clone());
+        conns.spawn(async move {
+            connection(incoming, stack, limits, stop).await;
+            drop(slot);
+        });
+    }
+    // New handshakes are refused from here; connections send GOAWAY and finish what they have.
+    endpoint.set_server_config(None);
+    conns.close();
+    if tokio::time::timeout(grace, conns.wait()).await.is_err() {
+        tracing::warn!(
+            grace_secs = grace.as_secs(),
+            "in-flight HTTP/3 requests did not finish within the grace period"
+        );
+    }
+    endpoint.close(
+        h3::error::Code::H3_NO_ERROR.value().try_into()?,
+        b"shutting down",
+    );
+    Ok(())
+}
+
+/// One connection: the handshake, the caller's identity, then its requests until it closes, goes
+/// idle, or the listener drains.
+async fn connection(
+    incoming: quinn::Incoming,
+    stack: Stack,
+    limits: Limits,
+    stop: CancellationToken,
+) {
+    let peer = incoming.remote_address();
+    let conn = match tokio::time::timeout(limits.head_timeout, incoming).await {
+        Ok(Ok(conn)) => conn,
+        Ok(Err(e)) => {
+            tracing::info!(%peer, error = %e, "refused a mesh connection over QUIC");
+            return;
+        }
+        Err(_) => {
+            closed("head");
+            return;
+        }
+    };
+    let Some(caller) = caller_of(&conn) else {
+        // The verifier already required one; this is unreachable in practice.
+        tracing::warn!(%peer, "QUIC mesh peer without identity after handshake");
+        conn.close(0u32.into(), b"no identity");
+        return;
+    };
+    tracing::debug!(%peer, caller = %caller.app_id, namespace = %caller.namespace, "mesh connection accepted over QUIC");
+    let built = h3::server::builder()
+        .max_field_section_size(MAX_HEADER_BYTES)
+        .build(h3_quinn::Connection::new(conn))
+        .await;
+    let mut h3 = match built {
+        Ok(h3) => h3,
+        Err(e) => {
+            tracing::debug!(%peer, error = %e, "HTTP/3 connection setup failed");
+            return;
+        }
+    };
+    let requests = TaskTracker::new();
+    let mut idle_since = Instant::now();
+    loop {
+        let accepted = tokio::select! {
+            a = h3.accept() => a,
+            () = tokio::time::sleep_until(idle_since + limits.idle_timeout) => {
+                if requests.is_empty() {
+                    closed("idle");
+                    break;
+                }
+                idle_since = Instant::now();
+                continue;
+            }
+            () = stop.cancelled() => break,
+        };
+        idle_since = Instant::now();
+        match accepted {
+            Ok(Some(resolver)) => {
+                let (stack, caller) = (stack.clone(), caller.clone());
+                requests.spawn(request(resolver, stack, caller, limits.head_timeout));
+            }
+            Ok(None) => break,
+            Err(e) => {
+                if !e.is_h3_no_error() {
+                    tracing::debug!(%peer, error = %e, "HTTP/3 connection ended");
+                }
+                break;
+            }
+        }
+    }
+    // GOAWAY: the peer opens no new request here; those in flight finish.
+    let _ = h3.shutdown(0).await;
+    requests.close();
+    requests.wait().await;
+}
+
+type Resolver = h3::server::RequestResolver<h3_quinn::Connection, bytes::Bytes>;
+
+/// One request: its head within the deadline, the stack's answer, then the answer's body,
+/// streamed with the stream's flow control.
+async fn request(resolver: Resolver, stack: Stack, caller: Arc<Caller>, head_timeout: Duration) {
+    let Ok(Ok((req, stream))) =
+        tokio::time::timeout(head_timeout, resolver.resolve_request()).await
+    else {
+        return;
+    };
+    let (mut send, recv) = stream.split();
+    let (mut parts, ()) = req.into_parts();
+    // The hops below speak HTTP/1.1 or HTTP/2, and hyper refuses to write a version it does not
+    // know; the transport is counted apart.
+    parts.version = http::Version::HTTP_2;
+    let mut req = Request::from_parts(parts, super::MeshBody(boxed(RecvBody::new(recv))));
+    let rsp = if req.method() == Method::CONNECT {
+        // The stream would have to become a byte pipe; tunnels ride HTTP/2 connections.
+        ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "ERR_DIRECT_INVOKE",
+            "tunnels are carried over HTTP/2 only",
+        )
+        .into_response()
+    } else {
+        req.extensions_mut().insert(caller);
+        crate::telemetry::metrics::record_mesh_request("inbound", "h3");
+        match stack.oneshot(req).await {
+            Ok(rsp) => rsp,
+            Err(never) => match never {},
+        }
+    };
+    let (mut parts, body) = rsp.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    if send
+        .send_response(Response::from_parts(parts, ()))
+        .await
+        .is_err()
+    {
+        return;
+    }
+    if let Err(e) = quic::body::send(&mut send, body).await {
+        tracing::debug!(error = %e, "an HTTP/3 response did not reach its end");
+    }
+}
+
+/// The caller named by the connection's client certificate.
+fn caller_of(conn: &quinn::Connection) -> Option<Arc<Caller>> {
+    let certs = quic::peer_certificates(conn)?;
+    let id = SpiffeId::from_certificate(certs.first()?).ok()?;
+    Some(Arc::new(Caller {
+        app_id: id.app_id().to_owned(),
+        namespace: id.namespace().to_owned(),
+        trust_domain: id.trust_domain().to_owned(),
+    }))
+}
+
+fn closed(reason: &'static str) {
+    catalogue::CONNECTIONS_CLOSED
+        .counter(&[("listener", NAME.to_owned()), ("reason", reason.to_owned())])
+        .increment(1);
+}

@@ -1,0 +1,262 @@
+//! The h3 connector: one QUIC connection per endpoint address, mutual TLS 1.3 pinned to the
+//! target's SPIFFE id (the same verifier as HTTP/2's), HTTP/3 requests multiplexed on it.
+//!
+//! A connection is made on first use and kept while it lives (QUIC keep-alives hold it open;
+//! its idle timeout notices a peer that vanished). Requests stream both ways: the request body
+//! is sent by a task of its own while the response arrives, and dropping the response (or the
+//! call before it) resets the request stream, so the far side stops too.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use tokio::task::JoinHandle;
+
+use crate::net::http::{Body, BoxError, boxed};
+use crate::net::quic;
+use crate::net::quic::body::{RecvBody, SendError};
+
+/// How long a QUIC handshake may take before the connection attempt is abandoned.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The largest response header section accepted, as on TCP.
+const MAX_HEADER_BYTES: u64 = 64 * 1024;
+
+/// The client endpoints (UDP sockets) every target's h3 connections share: one per address
+/// family, bound on first use.
+#[derive(Default)]
+pub(crate) struct Endpoints {
+    v4: OnceLock<Result<quinn::Endpoint, String>>,
+    v6: OnceLock<Result<quinn::Endpoint, String>>,
+}
+
+impl Endpoints {
+    fn for_addr(&self, addr: SocketAddr) -> Result<quinn::Endpoint, ConnectError> {
+        let (cell, v6) = match addr {
+            SocketAddr::V4(_) => (&self.v4, false),
+            SocketAddr::V6(_) => (&self.v6, true),
+        };
+        cell.get_or_init(|| quic::client(v6).map_err(|e| e.to_string()))
+            .clone()
+            .map_err(|e| ConnectError(format!("no QUIC client socket: {e}").into()))
+    }
+}
+
+/// A failed QUIC connection attempt: nothing was sent.
+#[derive(Debug, thiserror::Error)]
+#[error("QUIC connection failed: {0}")]
+pub(crate) struct ConnectError(BoxError);
+
+/// What went wrong with an HTTP/3 request.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum H3Error {
+    /// No connection: the request was not sent.
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    /// The request was (maybe partly) sent, then its stream or connection failed.
+    #[error("HTTP/3 request failed: {0}")]
+    Stream(#[from] h3::error::StreamError),
+    /// The request's body failed while it was being sent; the stream was reset.
+    #[error("the request body failed: {0}")]
+    Body(BoxError),
+}
+
+/// One live HTTP/3 connection.
+#[derive(Clone)]
+struct Live {
+    quic: quinn::Connection,
+    send: h3::client::SendRequest<h3_quinn::OpenStreams, Bytes>,
+}
+
+/// The h3 connections of one target, by endpoint address.
+#[derive(Clone)]
+pub(crate) struct H3Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    endpoints: Arc<Endpoints>,
+    config: quinn::ClientConfig,
+    slots: Mutex<HashMap<SocketAddr, Arc<tokio::sync::Mutex<Option<Live>>>>>,
+}
+
+impl H3Client {
+    /// Connections made with `tls` (which checks the target's identity) over `endpoints`.
+    pub(crate) fn new(
+        endpoints: Arc<Endpoints>,
+        tls: rustls::ClientConfig,
+    ) -> anyhow::Result<Self> {
+        Ok(Self {
+            inner: Arc::new(Inner {
+                endpoints,
+                config: quic::client_config(tls)?,
+                slots: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    fn slot(&self, addr: SocketAddr) -> Arc<tokio::sync::Mutex<Option<Live>>> {
+        self.inner
+            .slots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(addr)
+            .or_default()
+            .clone()
+    }
+
+    /// Whether a live connection to `addr` exists now.
+    pub(crate) fn is_connected(&self, addr: SocketAddr) -> bool {
+        self.slot(addr)
+            .try_lock()
+            .is_ok_and(|l| l.as_ref().is_some_and(|l| l.quic.close_reason().is_none()))
+    }
+
+    /// Closes the connections to addresses `keep` refuses (endpoints discovery no longer gives):
+    /// requests in flight on them fail now rather than when QUIC's idle timeout notices a peer
+    /// that went away without a word (a dead process answers UDP with nothing QUIC reads).
+    pub(crate) fn retain(&self, keep: impl Fn(&SocketAddr) -> bool) {
+        let mut slots = self
+            .inner
+            .slots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        slots.retain(|addr, slot| {
+            if keep(addr) {
+                return true;
+            }
+            if let Ok(held) = slot.try_lock()
+                && let Some(live) = held.as_ref()
+            {
+                live.quic
+                    .close(h3_no_error(), b"the endpoint left discovery");
+            }
+            false
+        });
+    }
+
+    /// The live connection to `addr`, made now if there is none. Concurrent callers share one
+    /// attempt.
+    pub(crate) async fn connect(&self, addr: SocketAddr) -> Result<(), ConnectError> {
+        self.live(addr).await.map(drop)
+    }
+
+    async fn live(&self, addr: SocketAddr) -> Result<Live, ConnectError> {
+        let slot = self.slot(addr);
+        let mut held = slot.lock().await;
+        if let Some(live) = held.as_ref().filter(|l| l.quic.close_reason().is_none()) {
+            return Ok(live.clone());
+        }
+        *held = None;
+        let endpoint = self.inner.endpoints.for_addr(addr)?;
+        // Workload certificates carry no DNS name: the peer is checked by its SPIFFE id, and the
+        // server name only fills the handshake (as on TCP, by address).
+        let connecting = endpoint
+            .connect_with(self.inner.config.clone(), addr, &addr.ip().to_string())
+            .map_err(|e| ConnectError(e.into()))?;
+        let quic = match tokio::time::timeout(HANDSHAKE_TIMEOUT, connecting).await {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => return Err(ConnectError(e.into())),
+            Err(_) => {
+                return Err(ConnectError(
+                    format!("no QUIC handshake within {HANDSHAKE_TIMEOUT:?}").into(),
+                ));
+            }
+        };
+        let (mut driver, send) = h3::client::builder()
+            .max_field_section_size(MAX_HEADER_BYTES)
+            .build(h3_quinn::Connection::new(quic.clone()))
+            .await
+            .map_err(|e| ConnectError(e.into()))?;
+        tokio::spawn(async move {
+            let e = driver.wait_idle().await;
+            if !e.is_h3_no_error() {
+                tracing::debug!(%addr, error = %e, "HTTP/3 connection ended");
+            }
+        });
+        let live = Live { quic, send };
+        *held = Some(live.clone());
+        Ok(live)
+    }
+
+    /// Sends `req` (its URI names `addr`) and returns the response head with a streaming body.
+    pub(crate) async fn send(
+        &self,
+        addr: SocketAddr,
+        req: Request<Body>,
+    ) -> Result<Response<Body>, H3Error> {
+        let (parts, body) = req.into_parts();
+        let head = Request::from_parts(parts, ());
+        let stream = match self.open(addr, head.clone()).await {
+            Ok(s) => s,
+            // A pooled connection that is closing (GOAWAY, idle timeout) opens no stream and
+            // takes no part of the request: one fresh connection is tried before giving up.
+            Err(OpenError::Stream(_)) => match self.open(addr, head).await {
+                Ok(s) => s,
+                Err(OpenError::Stream(e)) => return Err(e.into()),
+                Err(OpenError::Connect(e)) => return Err(e.into()),
+            },
+            Err(OpenError::Connect(e)) => return Err(e.into()),
+        };
+        let (mut tx, mut rx) = stream.split();
+        let mut sending = AbortOnDrop(tokio::spawn(async move {
+            quic::body::send(&mut tx, body).await
+        }));
+        let head = tokio::select! {
+            head = rx.recv_response() => head,
+            // The request's own body failed (its limit, say): the exchange is off, as a reset
+            // HTTP/2 stream would be, whatever the peer would have answered.
+            // (Dropping `rx` on return asks the peer to stop sending.)
+            Ok(Err(SendError::Source(e))) = &mut sending.0 => return Err(H3Error::Body(e)),
+        };
+        let mut head = match head {
+            Ok(head) => head,
+            Err(e) => return Err(e.into()),
+        };
+        // The answer goes on over HTTP/1.1 or HTTP/2, and hyper refuses to write a version it
+        // does not know.
+        *head.version_mut() = http::Version::HTTP_2;
+        Ok(head.map(|()| boxed(RecvBody::keeping(rx, sending))))
+    }
+
+    async fn open(&self, addr: SocketAddr, head: Request<()>) -> Result<Stream, OpenError> {
+        let mut live = self.live(addr).await.map_err(OpenError::Connect)?;
+        match live.send.send_request(head).await {
+            Ok(s) => Ok(s),
+            Err(e) => {
+                tracing::debug!(%addr, error = %e, "HTTP/3 stream not opened");
+                // The next request makes a new connection.
+                if let Ok(mut held) = self.slot(addr).try_lock() {
+                    *held = None;
+                }
+                Err(OpenError::Stream(e))
+            }
+        }
+    }
+}
+
+/// The QUIC close code of a connection closed on purpose.
+fn h3_no_error() -> quinn::VarInt {
+    quinn::VarInt::from_u32(0x100)
+}
+
+type Stream = h3::client::RequestStream<h3_quinn::BidiStream<Bytes>, Bytes>;
+
+enum OpenError {
+    Connect(ConnectError),
+    /// The stream did not open (the connection is closing or gone).
+    Stream(h3::error::StreamError),
+}
+
+/// Aborts the task when dropped: a request body nobody waits for any more stops being sent (and
+/// its stream is reset, see [`quic::body::send`]).
+struct AbortOnDrop(JoinHandle<Result<(), SendError>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}

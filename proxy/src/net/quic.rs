@@ -1,0 +1,110 @@
+//! QUIC sockets for HTTP/3 between sidecars: the server endpoint on the mesh port's number (UDP),
+//! the client endpoint every outbound h3 connection shares, the transport settings both use, and
+//! the bodies that carry HTTP/3 streams (see [`body`]).
+//!
+//! The limits mirror the TCP mesh listener's (security rule 6): streams per connection, a bound
+//! on what a peer can make us buffer (flow-control windows per stream and per connection), an
+//! idle timeout and keep-alives, and a cap on open connections applied by the accept loop.
+//! 0-RTT is never offered: the TLS configurations come from `certs` with early data off, so a
+//! replayed first flight can never reach the app.
+
+pub(crate) mod body;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+use quinn::{IdleTimeout, TransportConfig, VarInt};
+use rustls_pki_types::CertificateDer;
+
+/// The ALPN of HTTP/3.
+pub(crate) const ALPN_H3: &[u8] = b"h3";
+
+/// Concurrent request streams a peer may open on one connection: as on the TCP mesh listener.
+const MAX_STREAMS: u32 = 256;
+
+/// What one stream may have in flight unread: enough for a fast LAN, small enough that many
+/// streams cannot add up to much.
+const STREAM_WINDOW: u32 = 2 * 1024 * 1024;
+
+/// What one connection may have in flight unread, over all its streams.
+const CONNECTION_WINDOW: u32 = 16 * 1024 * 1024;
+
+/// A connection with no packet for this long is gone (keep-alives come three times as often): a
+/// peer that vanished holds requests at most this long (on TCP, its kernel's reset ends them).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+const KEEP_ALIVE: Duration = Duration::from_secs(3);
+
+/// The transport settings of every mesh QUIC connection, both ends.
+pub(crate) fn transport() -> Arc<TransportConfig> {
+    let mut t = TransportConfig::default();
+    t.max_concurrent_bidi_streams(VarInt::from_u32(MAX_STREAMS))
+        // HTTP/3 needs three each way (control, QPACK encoder and decoder); no push, no more.
+        .max_concurrent_uni_streams(VarInt::from_u32(8))
+        .stream_receive_window(VarInt::from_u32(STREAM_WINDOW))
+        .receive_window(VarInt::from_u32(CONNECTION_WINDOW))
+        .send_window(u64::from(CONNECTION_WINDOW))
+        .max_idle_timeout(Some(IdleTimeout::from(VarInt::from_u32(
+            u32::try_from(IDLE_TIMEOUT.as_millis()).unwrap_or(u32::MAX),
+        ))))
+        .keep_alive_interval(Some(KEEP_ALIVE))
+        // No unreliable datagrams: nothing here sends them, so none are buffered.
+        .datagram_receive_buffer_size(None);
+    Arc::new(t)
+}
+
+/// The server endpoint on `socket`, for TLS server configuration `tls` (ALPN set to h3 here).
+/// Connections are accepted by the caller, who also applies the connection cap.
+pub(crate) fn server(
+    socket: std::net::UdpSocket,
+    mut tls: rustls::ServerConfig,
+) -> anyhow::Result<quinn::Endpoint> {
+    tls.alpn_protocols = vec![ALPN_H3.to_vec()];
+    // Early data stays off (`certs` never enables it; checked here as well): 0-RTT requests
+    // could be replayed.
+    anyhow::ensure!(tls.max_early_data_size == 0, "0-RTT must stay off");
+    let crypto = QuicServerConfig::try_from(tls)?;
+    let mut cfg = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    cfg.transport_config(transport());
+    // A client may change its address (a roaming peer, a NAT rebinding): the connection stays.
+    cfg.migration(true);
+    let runtime =
+        quinn::default_runtime().ok_or_else(|| anyhow::anyhow!("QUIC needs the tokio runtime"))?;
+    Ok(quinn::Endpoint::new(
+        quinn::EndpointConfig::default(),
+        Some(cfg),
+        socket,
+        runtime,
+    )?)
+}
+
+/// A client endpoint on an ephemeral port of `family`'s unspecified address, shared by every
+/// outbound h3 connection of the same family.
+pub(crate) fn client(ipv6: bool) -> std::io::Result<quinn::Endpoint> {
+    let bind: SocketAddr = if ipv6 {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    } else {
+        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+    };
+    quinn::Endpoint::client(bind)
+}
+
+/// The client configuration of connections to one peer: TLS configuration `tls` (which checks
+/// the peer's identity) with ALPN h3, and the mesh transport settings.
+pub(crate) fn client_config(mut tls: rustls::ClientConfig) -> anyhow::Result<quinn::ClientConfig> {
+    tls.alpn_protocols = vec![ALPN_H3.to_vec()];
+    tls.enable_early_data = false;
+    let crypto = QuicClientConfig::try_from(tls)?;
+    let mut cfg = quinn::ClientConfig::new(Arc::new(crypto));
+    cfg.transport_config(transport());
+    Ok(cfg)
+}
+
+/// The certificate chain a QUIC peer presented, leaf first.
+pub(crate) fn peer_certificates(conn: &quinn::Connection) -> Option<Vec<CertificateDer<'static>>> {
+    conn.peer_identity()?
+        .downcast::<Vec<CertificateDer<'static>>>()
+        .ok()
+        .map(|b| *b)
+}
