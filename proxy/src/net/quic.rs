@@ -9,6 +9,7 @@
 //! replayed first flight can never reach the app.
 
 pub(crate) mod body;
+pub(crate) mod connected;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,6 +18,8 @@ use std::time::Duration;
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use quinn::{IdleTimeout, TransportConfig, VarInt};
 use rustls_pki_types::CertificateDer;
+
+use connected::{Connected, Refusal};
 
 /// The ALPN of HTTP/3.
 pub(crate) const ALPN_H3: &[u8] = b"h3";
@@ -36,6 +39,9 @@ const CONNECTION_WINDOW: u32 = 16 * 1024 * 1024;
 const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 const KEEP_ALIVE: Duration = Duration::from_secs(3);
 
+/// The round trip assumed before the first is measured (quinn's default is 333 ms).
+const INITIAL_RTT: Duration = Duration::from_millis(100);
+
 /// The transport settings of every mesh QUIC connection, both ends.
 pub(crate) fn transport() -> Arc<TransportConfig> {
     let mut t = TransportConfig::default();
@@ -49,6 +55,10 @@ pub(crate) fn transport() -> Arc<TransportConfig> {
             u32::try_from(IDLE_TIMEOUT.as_millis()).unwrap_or(u32::MAX),
         ))))
         .keep_alive_interval(Some(KEEP_ALIVE))
+        // Peers are sidecars on a LAN or in a cluster, not across the internet: the first
+        // round trip is assumed short, so a lost (or refused) first flight is resent after a
+        // third of a second rather than a second.
+        .initial_rtt(INITIAL_RTT)
         // No unreliable datagrams: nothing here sends them, so none are buffered.
         .datagram_receive_buffer_size(None);
     Arc::new(t)
@@ -79,15 +89,22 @@ pub(crate) fn server(
     )?)
 }
 
-/// A client endpoint on an ephemeral port of `family`'s unspecified address, shared by every
-/// outbound h3 connection of the same family.
-pub(crate) fn client(ipv6: bool) -> std::io::Result<quinn::Endpoint> {
-    let bind: SocketAddr = if ipv6 {
-        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
-    } else {
-        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
-    };
-    quinn::Endpoint::client(bind)
+/// A client endpoint for connections to `peer` alone, and where the peer's refusal shows. Its
+/// UDP socket is *connected* to the peer, so that the kernel reports the peer's "port
+/// unreachable" (its sidecar died) and the connection can end at once, as a TCP reset ends an
+/// HTTP/2 connection (see [`connected`]); quinn's shared unconnected socket would hear nothing,
+/// and requests would wait for QUIC's idle timeout. The price: the socket's own address is
+/// fixed, so a sidecar whose address changes reconnects rather than migrates (peers that
+/// migrate are accepted: see [`server`]).
+pub(crate) fn client_to(peer: SocketAddr) -> std::io::Result<(quinn::Endpoint, Arc<Refusal>)> {
+    let (socket, refusal) = Connected::to(peer)?;
+    let endpoint = quinn::Endpoint::new_with_abstract_socket(
+        quinn::EndpointConfig::default(),
+        None,
+        socket,
+        Arc::new(quinn::TokioRuntime),
+    )?;
+    Ok((endpoint, refusal))
 }
 
 /// The client configuration of connections to one peer: TLS configuration `tls` (which checks

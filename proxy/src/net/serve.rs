@@ -35,7 +35,7 @@ use crate::net::http::Body;
 use conn::{Tracked, Watch};
 
 /// Request headers that carry credentials.
-const SENSITIVE_HEADERS: [http::HeaderName; 5] = [
+pub(crate) const SENSITIVE_HEADERS: [http::HeaderName; 5] = [
     http::header::AUTHORIZATION,
     http::header::PROXY_AUTHORIZATION,
     http::header::COOKIE,

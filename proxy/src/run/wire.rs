@@ -151,7 +151,6 @@ impl Wired {
             Connect {
                 mode: s.mesh_transport,
                 memory: s.mesh_transport_memory,
-                quic: Arc::default(),
             },
         ));
         let health = Arc::new(Health::default());

@@ -309,8 +309,9 @@ pub(crate) const TRANSPORT_FALLBACKS: Metric = metric(
     "outrider_mesh_transport_fallbacks_total",
     Counter,
     &[],
-    "QUIC connections to an endpoint that advertises HTTP/3 that could not be made: HTTP/2 is \
-     used with it for `--mesh-transport-memory`.",
+    "Requests to an endpoint that advertises HTTP/3 sent over HTTP/2 because no QUIC connection \
+     was made within the head start; HTTP/2 is then used with that endpoint for \
+     `--mesh-transport-memory`.",
 );
 pub(crate) const PASSTHROUGH_REQUESTS: Metric = metric(
     "outrider_passthrough_requests_total",

@@ -14,6 +14,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::FutureExt as _;
 use http::{Method, Request, Response, StatusCode};
 use outrider_certs::SpiffeId;
 use outrider_policy::Caller;
@@ -27,7 +28,7 @@ use super::Stack;
 use crate::errors::ApiError;
 use crate::net::http::{boxed, strip_hop_by_hop};
 use crate::net::quic::{self, body::RecvBody};
-use crate::net::serve::Limits;
+use crate::net::serve::{Limits, SENSITIVE_HEADERS};
 use crate::telemetry::metrics as catalogue;
 
 /// The listener's name in logs and metrics.
@@ -172,7 +173,8 @@ async fn request(resolver: Resolver, stack: Stack, caller: Arc<Caller>, head_tim
     // The hops below speak HTTP/1.1 or HTTP/2, and hyper refuses to write a version it does not
     // know; the transport is counted apart.
     parts.version = http::Version::HTTP_2;
-    let mut req = Request::from_parts(parts, super::MeshBody(boxed(RecvBody::new(recv))));
+    let body = RecvBody::new(recv, &parts.headers);
+    let mut req = Request::from_parts(parts, super::MeshBody(boxed(body)));
     let rsp = if req.method() == Method::CONNECT {
         // The stream would have to become a byte pipe; tunnels ride HTTP/2 connections.
         ApiError::new(
@@ -183,14 +185,26 @@ async fn request(resolver: Resolver, stack: Stack, caller: Arc<Caller>, head_tim
         .into_response()
     } else {
         req.extensions_mut().insert(caller);
+        // As on TCP: credentials are marked sensitive (nothing prints them), and a panic below
+        // answers 500 for this request only.
+        for name in &SENSITIVE_HEADERS {
+            if let http::header::Entry::Occupied(mut e) = req.headers_mut().entry(name) {
+                e.iter_mut().for_each(|v| v.set_sensitive(true));
+            }
+        }
         crate::telemetry::metrics::record_mesh_request("inbound", "h3");
-        match stack.oneshot(req).await {
-            Ok(rsp) => rsp,
-            Err(never) => match never {},
+        match std::panic::AssertUnwindSafe(stack.oneshot(req))
+            .catch_unwind()
+            .await
+        {
+            Ok(Ok(rsp)) => rsp,
+            Ok(Err(never)) => match never {},
+            Err(panic) => crate::errors::panic_response(panic),
         }
     };
     let (mut parts, body) = rsp.into_parts();
     strip_hop_by_hop(&mut parts.headers);
+    quic::body::declare_length(&mut parts.headers, &body);
     if send
         .send_response(Response::from_parts(parts, ()))
         .await

@@ -12,18 +12,16 @@ use outrider_certs::{Credentials, SpiffeId};
 use outrider_discovery::{EndpointSet, Target};
 use tokio::sync::watch;
 
-use super::h3::{Endpoints, H3Client};
+use super::h3::H3Client;
 use super::transport::{H2Client, MeshClient, MeshTransport};
 use crate::errors::InvokeError;
 
-/// How this sidecar reaches its peers: the transport setting, and the QUIC sockets every
-/// target's HTTP/3 connections share.
+/// How this sidecar reaches its peers.
 pub(crate) struct Connect {
     /// `--mesh-transport`.
     pub(crate) mode: MeshTransport,
     /// How long the transport that got through to an endpoint is remembered.
     pub(crate) memory: Duration,
-    pub(crate) quic: Arc<Endpoints>,
 }
 
 /// The client for `target`'s endpoints (whose advertised transports `endpoints` holds): it
@@ -43,7 +41,7 @@ pub(super) fn client(
     let tls = creds
         .client_config(expected)
         .map_err(|e| upstream(Box::new(e)))?;
-    let h3 = H3Client::new(connect.quic.clone(), tls.clone()).map_err(|e| upstream(e.into()))?;
+    let h3 = H3Client::new(tls.clone()).map_err(|e| upstream(e.into()))?;
     Ok(MeshClient::new(
         connect.mode,
         h2(tls),

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -24,26 +24,6 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The largest response header section accepted, as on TCP.
 const MAX_HEADER_BYTES: u64 = 64 * 1024;
-
-/// The client endpoints (UDP sockets) every target's h3 connections share: one per address
-/// family, bound on first use.
-#[derive(Default)]
-pub(crate) struct Endpoints {
-    v4: OnceLock<Result<quinn::Endpoint, String>>,
-    v6: OnceLock<Result<quinn::Endpoint, String>>,
-}
-
-impl Endpoints {
-    fn for_addr(&self, addr: SocketAddr) -> Result<quinn::Endpoint, ConnectError> {
-        let (cell, v6) = match addr {
-            SocketAddr::V4(_) => (&self.v4, false),
-            SocketAddr::V6(_) => (&self.v6, true),
-        };
-        cell.get_or_init(|| quic::client(v6).map_err(|e| e.to_string()))
-            .clone()
-            .map_err(|e| ConnectError(format!("no QUIC client socket: {e}").into()))
-    }
-}
 
 /// A failed QUIC connection attempt: nothing was sent.
 #[derive(Debug, thiserror::Error)]
@@ -68,7 +48,7 @@ pub(crate) enum H3Error {
 #[derive(Clone)]
 struct Live {
     quic: quinn::Connection,
-    send: h3::client::SendRequest<h3_quinn::OpenStreams, Bytes>,
+    send: Handle,
 }
 
 /// The h3 connections of one target, by endpoint address.
@@ -78,20 +58,15 @@ pub(crate) struct H3Client {
 }
 
 struct Inner {
-    endpoints: Arc<Endpoints>,
     config: quinn::ClientConfig,
     slots: Mutex<HashMap<SocketAddr, Arc<tokio::sync::Mutex<Option<Live>>>>>,
 }
 
 impl H3Client {
-    /// Connections made with `tls` (which checks the target's identity) over `endpoints`.
-    pub(crate) fn new(
-        endpoints: Arc<Endpoints>,
-        tls: rustls::ClientConfig,
-    ) -> anyhow::Result<Self> {
+    /// Connections made with `tls` (which checks the target's identity).
+    pub(crate) fn new(tls: rustls::ClientConfig) -> anyhow::Result<Self> {
         Ok(Self {
             inner: Arc::new(Inner {
-                endpoints,
                 config: quic::client_config(tls)?,
                 slots: Mutex::new(HashMap::new()),
             }),
@@ -115,27 +90,15 @@ impl H3Client {
             .is_ok_and(|l| l.as_ref().is_some_and(|l| l.quic.close_reason().is_none()))
     }
 
-    /// Closes the connections to addresses `keep` refuses (endpoints discovery no longer gives):
-    /// requests in flight on them fail now rather than when QUIC's idle timeout notices a peer
-    /// that went away without a word (a dead process answers UDP with nothing QUIC reads).
+    /// Lets go of the connections to addresses `keep` refuses (endpoints discovery no longer
+    /// gives): each closes once its requests in flight have ended (a peer that stops gracefully
+    /// leaves discovery first, then finishes what it has).
     pub(crate) fn retain(&self, keep: impl Fn(&SocketAddr) -> bool) {
-        let mut slots = self
-            .inner
+        self.inner
             .slots
             .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        slots.retain(|addr, slot| {
-            if keep(addr) {
-                return true;
-            }
-            if let Ok(held) = slot.try_lock()
-                && let Some(live) = held.as_ref()
-            {
-                live.quic
-                    .close(h3_no_error(), b"the endpoint left discovery");
-            }
-            false
-        });
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|addr, _| keep(addr));
     }
 
     /// The live connection to `addr`, made now if there is none. Concurrent callers share one
@@ -151,21 +114,39 @@ impl H3Client {
             return Ok(live.clone());
         }
         *held = None;
-        let endpoint = self.inner.endpoints.for_addr(addr)?;
+        // A socket of its own, connected to the peer (see `quic::client_to`); the endpoint
+        // lives as long as its connection.
+        let (endpoint, refusal) = quic::client_to(addr)
+            .map_err(|e| ConnectError(format!("no QUIC client socket: {e}").into()))?;
         // Workload certificates carry no DNS name: the peer is checked by its SPIFFE id, and the
         // server name only fills the handshake (as on TCP, by address).
         let connecting = endpoint
             .connect_with(self.inner.config.clone(), addr, &addr.ip().to_string())
             .map_err(|e| ConnectError(e.into()))?;
-        let quic = match tokio::time::timeout(HANDSHAKE_TIMEOUT, connecting).await {
-            Ok(Ok(c)) => c,
-            Ok(Err(e)) => return Err(ConnectError(e.into())),
-            Err(_) => {
-                return Err(ConnectError(
-                    format!("no QUIC handshake within {HANDSHAKE_TIMEOUT:?}").into(),
-                ));
+        let quic = tokio::select! {
+            c = tokio::time::timeout(HANDSHAKE_TIMEOUT, connecting) => match c {
+                Ok(Ok(c)) => c,
+                Ok(Err(e)) => return Err(ConnectError(e.into())),
+                Err(_) => {
+                    return Err(ConnectError(
+                        format!("no QUIC handshake within {HANDSHAKE_TIMEOUT:?}").into(),
+                    ));
+                }
+            },
+            () = refusal.refused() => {
+                return Err(ConnectError("the peer refused (nothing listens on its UDP port)".into()));
             }
         };
+        // From now on a refusal ends the connection, and with it the requests it carries.
+        let watched = quic.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                () = refusal.refused() => {
+                    watched.close(quinn::VarInt::from_u32(0x102), b"the peer refused");
+                }
+                _ = watched.closed() => {}
+            }
+        });
         let (mut driver, send) = h3::client::builder()
             .max_field_section_size(MAX_HEADER_BYTES)
             .build(h3_quinn::Connection::new(quic.clone()))
@@ -188,9 +169,10 @@ impl H3Client {
         addr: SocketAddr,
         req: Request<Body>,
     ) -> Result<Response<Body>, H3Error> {
-        let (parts, body) = req.into_parts();
+        let (mut parts, body) = req.into_parts();
+        quic::body::declare_length(&mut parts.headers, &body);
         let head = Request::from_parts(parts, ());
-        let stream = match self.open(addr, head.clone()).await {
+        let (stream, handle) = match self.open(addr, head.clone()).await {
             Ok(s) => s,
             // A pooled connection that is closing (GOAWAY, idle timeout) opens no stream and
             // takes no part of the request: one fresh connection is tried before giving up.
@@ -219,13 +201,25 @@ impl H3Client {
         // The answer goes on over HTTP/1.1 or HTTP/2, and hyper refuses to write a version it
         // does not know.
         *head.version_mut() = http::Version::HTTP_2;
-        Ok(head.map(|()| boxed(RecvBody::keeping(rx, sending))))
+        // A gRPC answer with its status in the head is trailers-only: its body is empty, and the
+        // next hop must see that at once to send the head as the end of the stream, as gRPC
+        // clients expect.
+        if head.headers().contains_key("grpc-status") {
+            return Ok(head.map(|()| crate::net::http::empty()));
+        }
+        // The connection lives while any request uses it: h3 closes it when its last handle goes.
+        let body = RecvBody::keeping(rx, head.headers(), (sending, handle));
+        Ok(head.map(|()| boxed(body)))
     }
 
-    async fn open(&self, addr: SocketAddr, head: Request<()>) -> Result<Stream, OpenError> {
+    async fn open(
+        &self,
+        addr: SocketAddr,
+        head: Request<()>,
+    ) -> Result<(Stream, Handle), OpenError> {
         let mut live = self.live(addr).await.map_err(OpenError::Connect)?;
         match live.send.send_request(head).await {
-            Ok(s) => Ok(s),
+            Ok(s) => Ok((s, live.send)),
             Err(e) => {
                 tracing::debug!(%addr, error = %e, "HTTP/3 stream not opened");
                 // The next request makes a new connection.
@@ -238,10 +232,7 @@ impl H3Client {
     }
 }
 
-/// The QUIC close code of a connection closed on purpose.
-fn h3_no_error() -> quinn::VarInt {
-    quinn::VarInt::from_u32(0x100)
-}
+type Handle = h3::client::SendRequest<h3_quinn::OpenStreams, Bytes>;
 
 type Stream = h3::client::RequestStream<h3_quinn::BidiStream<Bytes>, Bytes>;
 

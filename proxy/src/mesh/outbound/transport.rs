@@ -226,16 +226,17 @@ impl MeshClient {
             };
             if let Err(e) = &got {
                 tracing::info!(%addr, error = %e, "no QUIC to this endpoint: HTTP/2 for a while");
-                crate::telemetry::metrics::record_transport_fallback();
             }
             this.remember(addr, t);
             t
         });
         match tokio::time::timeout(HEAD_START, &mut handshake).await {
-            Ok(Ok(t)) => t,
-            Ok(Err(_)) => Transport::H2,
-            Err(_) => {
+            Ok(Ok(Transport::H3)) => Transport::H3,
+            // Failed, or not done within the head start: this request goes over TCP, and so do
+            // the next ones until the memory expires (unless the handshake still succeeds).
+            Ok(_) | Err(_) => {
                 self.remember(addr, Transport::H2);
+                crate::telemetry::metrics::record_transport_fallback();
                 Transport::H2
             }
         }
@@ -271,7 +272,8 @@ impl MeshClient {
     }
 }
 
-/// Closes the QUIC connections of endpoints that leave the set, for as long as the client lives.
+/// Lets go of the QUIC connections of endpoints that leave the set, for as long as the client
+/// lives.
 fn close_departed(inner: &Arc<Inner>) {
     let client = Arc::downgrade(inner);
     let mut endpoints = inner.endpoints.clone();

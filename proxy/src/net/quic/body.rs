@@ -102,25 +102,32 @@ enum Part {
 pub(crate) struct RecvBody<R: RecvHalf> {
     stream: R,
     part: Part,
+    /// The length the head declared (`content-length`), if it did.
+    length: Option<u64>,
     _keep: Option<Box<dyn std::any::Any + Send>>,
 }
 
 impl<R: RecvHalf> RecvBody<R> {
-    /// The body of `stream`.
-    pub(crate) fn new(stream: R) -> Self {
+    /// The body of `stream`, whose head is `headers`: a declared `content-length` becomes the
+    /// body's exact size hint, so the next hop declares it too (HTTP/1 apps read a body by it).
+    pub(crate) fn new(stream: R, headers: &HeaderMap) -> Self {
+        let length = headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
         Self {
             stream,
             part: Part::Data,
+            length,
             _keep: None,
         }
     }
 
-    /// The body of `stream`, keeping `keep` until the body is dropped.
-    pub(crate) fn keeping(stream: R, keep: impl std::any::Any + Send) -> Self {
+    /// The same, keeping `keep` until the body is dropped.
+    pub(crate) fn keeping(stream: R, headers: &HeaderMap, keep: impl std::any::Any + Send) -> Self {
         Self {
-            stream,
-            part: Part::Data,
             _keep: Some(Box::new(keep)),
+            ..Self::new(stream, headers)
         }
     }
 }
@@ -162,6 +169,13 @@ impl<R: RecvHalf> http_body::Body for RecvBody<R> {
     fn is_end_stream(&self) -> bool {
         self.part == Part::Done
     }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        match self.length {
+            Some(n) if self.part == Part::Data => http_body::SizeHint::with_exact(n),
+            _ => http_body::SizeHint::default(),
+        }
+    }
 }
 
 /// Why sending a body stopped early.
@@ -173,6 +187,18 @@ pub(crate) enum SendError {
     /// The stream failed (the peer stopped reading, or the connection is gone).
     #[error("the HTTP/3 stream failed: {0}")]
     Stream(#[from] StreamError),
+}
+
+/// `headers` with the `content-length` of `body` when its size is known and the head does not
+/// declare one: what hyper adds over HTTP/1 and HTTP/2, so the far side's app learns it too.
+pub(crate) fn declare_length(headers: &mut HeaderMap, body: &Body) {
+    use http_body::Body as _;
+    if let Some(n) = body.size_hint().exact()
+        && n > 0
+        && !headers.contains_key(http::header::CONTENT_LENGTH)
+    {
+        headers.insert(http::header::CONTENT_LENGTH, n.into());
+    }
 }
 
 /// Sends `body` onto `stream` chunk by chunk, then its trailers, then ends the stream. If this
