@@ -1,7 +1,9 @@
 //! The mesh port accepts only peers with a certificate from the mesh's CA carrying a SPIFFE id
 //! as a URI SAN, and identity reaches the app only from that certificate.
 
-use outrider_testkit::mesh::{config_presenting, leaf_with, mesh_get, peer_config};
+use outrider_testkit::mesh::{
+    H3Peer, anonymous, config_presenting, leaf_with, mesh_get, mesh_get_h3, peer_config,
+};
 use outrider_testkit::{FakeApp, Mesh, raw_request};
 use rcgen::{ExtendedKeyUsagePurpose as Eku, SanType};
 
@@ -88,6 +90,98 @@ async fn refuses_plaintext_foreign_cas_and_spiffe_ids_outside_uri_sans() {
     assert!(
         b.log().contains("refused a mesh connection"),
         "refusals are logged"
+    );
+}
+
+#[tokio::test]
+async fn the_udp_mesh_port_serves_http3_to_the_same_peers_only() {
+    let mesh = Mesh::new();
+    let app = FakeApp::start("b").await;
+    let b = mesh.sidecar("b").app_port(app.port).start().await;
+    let ca = mesh.ca_dir();
+
+    // A proper peer is served over QUIC on the mesh port's number, identified by its
+    // certificate.
+    let (status, body) = mesh_get_h3(b.mesh, peer_config(&ca, "orders", "b"), "/q?z=2")
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let seen = app.seen().pop().unwrap();
+    assert_eq!((seen.path.as_str(), seen.query.as_str()), ("/q", "z=2"));
+    assert_eq!(seen.headers["dapr-caller-app-id"], "orders");
+
+    // The same refusals as on TCP.
+    let other = Mesh::new();
+    let _other_x = other.sidecar("x").start().await; // creates the other CA
+    let uri = |td: &str| SanType::URI(format!("spiffe://{td}/ns/default/a").try_into().unwrap());
+    let cases = [
+        (
+            "another CA",
+            leaf_with(&other.ca_dir(), vec![uri("public")], vec![Eku::ClientAuth]),
+        ),
+        (
+            "SPIFFE id in a DNS SAN",
+            leaf_with(
+                &ca,
+                vec![SanType::DnsName(
+                    "spiffe://public/ns/default/a".try_into().unwrap(),
+                )],
+                vec![Eku::ClientAuth],
+            ),
+        ),
+        (
+            "no clientAuth usage",
+            leaf_with(&ca, vec![uri("public")], vec![Eku::ServerAuth]),
+        ),
+        (
+            "another trust domain",
+            leaf_with(&ca, vec![uri("elsewhere")], vec![Eku::ClientAuth]),
+        ),
+    ];
+    let res = mesh_get_h3(b.mesh, anonymous(peer_config(&ca, "orders", "b")), "/").await;
+    assert!(res.is_err(), "no certificate: served {res:?}");
+    for (what, leaf) in cases {
+        let res = mesh_get_h3(b.mesh, config_presenting(&ca, "b", leaf), "/").await;
+        assert!(res.is_err(), "{what}: served {res:?}");
+    }
+    assert_eq!(
+        app.seen().len(),
+        1,
+        "a refused peer reached the app: {:?}",
+        app.seen()
+    );
+    assert!(
+        b.log().contains("refused a mesh connection over QUIC"),
+        "refusals are logged"
+    );
+}
+
+#[tokio::test]
+async fn an_h3_connection_survives_its_peer_moving_to_another_address() {
+    let mesh = Mesh::new();
+    let app = FakeApp::start("b").await;
+    let b = mesh.sidecar("b").app_port(app.port).start().await;
+    let mut peer = H3Peer::connect(b.mesh, peer_config(&mesh.ca_dir(), "orders", "b"))
+        .await
+        .unwrap();
+    assert_eq!(peer.get("/before").await.unwrap().0, 200);
+    // The peer's packets now come from another port (a NAT rebinding, a roaming host): QUIC
+    // validates the new path and the connection goes on.
+    let before = peer.local_port();
+    peer.rebind().unwrap();
+    assert_ne!(peer.local_port(), before);
+    for i in 0..3 {
+        let (status, body) = peer.get(&format!("/after/{i}")).await.unwrap();
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    }
+    assert_eq!(app.seen().len(), 4);
+    assert_eq!(
+        b.log()
+            .matches("mesh connection accepted over QUIC")
+            .count(),
+        1,
+        "the peer had to reconnect: {}",
+        b.log()
     );
 }
 

@@ -47,6 +47,29 @@ pub fn presenting(mut cfg: rustls::ClientConfig, leaf: IssuedCert) -> rustls::Cl
     cfg
 }
 
+/// `cfg` presenting no client certificate at all.
+pub fn anonymous(mut cfg: rustls::ClientConfig) -> rustls::ClientConfig {
+    cfg.client_auth_cert_resolver = Arc::new(NoCertificate);
+    cfg
+}
+
+#[derive(Debug)]
+struct NoCertificate;
+
+impl rustls::client::ResolvesClientCert for NoCertificate {
+    fn resolve(
+        &self,
+        _: &[&[u8]],
+        _: &[rustls::SignatureScheme],
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        None
+    }
+
+    fn has_certs(&self) -> bool {
+        false
+    }
+}
+
 /// A leaf signed by the CA in `ca_dir` with exactly these SANs and usages.
 pub fn leaf_with(
     ca_dir: &std::path::Path,
@@ -150,4 +173,83 @@ pub async fn mesh_get(
     tokio::time::timeout(Duration::from_secs(15), fut)
         .await
         .map_err(|_| "timed out".to_owned())?
+}
+
+/// `GET path` over mutual TLS and HTTP/3 (QUIC) to the mesh port's number on UDP; `Err`
+/// describes where it failed.
+pub async fn mesh_get_h3(
+    port: u16,
+    config: rustls::ClientConfig,
+    path: &str,
+) -> Result<(u16, Bytes), String> {
+    let fut = async {
+        let mut peer = H3Peer::connect(port, config).await?;
+        peer.get(path).await
+    };
+    tokio::time::timeout(Duration::from_secs(15), fut)
+        .await
+        .map_err(|_| "timed out".to_owned())?
+}
+
+/// An HTTP/3 connection to a sidecar's mesh port, as a peer makes it.
+pub struct H3Peer {
+    endpoint: quinn::Endpoint,
+    send: h3::client::SendRequest<h3_quinn::OpenStreams, Bytes>,
+}
+
+impl H3Peer {
+    /// Connects to 127.0.0.1:`port` (UDP) with `config` (ALPN set to h3 here).
+    pub async fn connect(port: u16, mut config: rustls::ClientConfig) -> Result<Self, String> {
+        config.alpn_protocols = vec![b"h3".to_vec()];
+        let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(config)
+            .map_err(|e| format!("quic config: {e}"))?;
+        let mut endpoint =
+            quinn::Endpoint::client(([127, 0, 0, 1], 0).into()).map_err(|e| format!("udp: {e}"))?;
+        endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
+        let conn = endpoint
+            .connect(([127, 0, 0, 1], port).into(), "mesh.invalid")
+            .map_err(|e| format!("quic: {e}"))?
+            .await
+            .map_err(|e| format!("quic handshake: {e}"))?;
+        let (mut driver, send) = h3::client::new(h3_quinn::Connection::new(conn))
+            .await
+            .map_err(|e| format!("h3: {e}"))?;
+        tokio::spawn(async move { driver.wait_idle().await });
+        Ok(Self { endpoint, send })
+    }
+
+    /// Moves the connection to a new UDP socket (a new local port), as a client behind a NAT
+    /// that rebinds, or a roaming one, would find itself.
+    pub fn rebind(&self) -> std::io::Result<()> {
+        self.endpoint
+            .rebind(std::net::UdpSocket::bind(("127.0.0.1", 0))?)
+    }
+
+    /// The local port the connection sends from now.
+    pub fn local_port(&self) -> u16 {
+        self.endpoint.local_addr().map_or(0, |a| a.port())
+    }
+
+    /// `GET path` on this connection: status and body.
+    pub async fn get(&mut self, path: &str) -> Result<(u16, Bytes), String> {
+        let req = http::Request::get(format!("https://mesh.invalid{path}"))
+            .body(())
+            .expect("request");
+        let mut stream = self
+            .send
+            .send_request(req)
+            .await
+            .map_err(|e| format!("request: {e}"))?;
+        stream.finish().await.map_err(|e| format!("request: {e}"))?;
+        let rsp = stream
+            .recv_response()
+            .await
+            .map_err(|e| format!("request: {e}"))?;
+        let mut body = Vec::new();
+        while let Some(mut chunk) = stream.recv_data().await.map_err(|e| format!("body: {e}"))? {
+            use bytes::Buf;
+            body.extend_from_slice(&chunk.copy_to_bytes(chunk.remaining()));
+        }
+        Ok((rsp.status().as_u16(), Bytes::from(body)))
+    }
 }
