@@ -10,8 +10,9 @@
 # CPU 1, each proxy with one worker. All traffic goes to 127.0.0.1 (the sidecars' mesh and
 # admin listeners bind every interface, as they do by default), except in the interception
 # cells: run as root, the script also makes two network namespaces joined by a veth pair, with
-# `outrider init` rules in the first, and measures calls and TCP streams between them. Without
-# root those cells are skipped.
+# `outrider init` rules in the first, and measures calls and TCP streams between them. The lossy
+# cells run there too: while each of them runs, an iptables rule in both namespaces drops 2 % of
+# the packets arriving on the veth. Without root those cells are skipped.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -37,9 +38,12 @@ die() { log "error: $*"; exit 1; }
 PIDS=()
 RUN=""
 NETNS_MADE=()
+LOSSY=() # the namespaces whose loss rule is in place (see loss_on)
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
+  # The loss rule would go with its namespace, but it is taken out by name all the same.
+  for ns in "${LOSSY[@]}"; do ip netns exec "$ns" iptables -D INPUT "${LOSS_RULE[@]}" 2>/dev/null || true; done
   # Deleting a namespace deletes its end of the veth pair, and with it the other end.
   for ns in "${NETNS_MADE[@]}"; do ip netns del "$ns" 2>/dev/null || true; done
   [ -n "$RUN" ] && rm -rf "$RUN"
@@ -55,11 +59,11 @@ done
 NETNS=no
 if [ "$(id -u)" = 0 ]; then
   NETNS=yes
-  for tool in ip iptables-restore setpriv socat; do
+  for tool in ip iptables iptables-restore setpriv socat; do
     command -v "$tool" >/dev/null || die "$tool is missing: run make deps"
   done
 else
-  log "not root: the interception cells (netns-direct, two-hop-intercepted, two-hop-netns, tcp-throughput) are skipped"
+  log "not root: the interception cells (netns-direct, two-hop-intercepted, two-hop-netns, tcp-throughput) and the lossy cells (lossy-two-hop) are skipped"
 fi
 
 [ ! -e "$OUT" ] || die "$OUT exists already"
@@ -74,6 +78,9 @@ export TOKIO_WORKER_THREADS=1
 ECHO=21001 NGINX=21002 HAPROXY=21003 OUTRIDER=21004
 A_API=21010 A_MESH=21011 A_ADMIN=21012 B_API=21013 B_MESH=21014 B_ADMIN=21015
 A_GRPC=21016 B_GRPC=21017 S_GRPC=21038 P_GRPC=21039 START_GRPC=21043
+# The second invoke pair, a3 → b3, forced onto HTTP/3 (its mesh ports are taken on UDP too).
+A3_API=21022 A3_MESH=21023 A3_ADMIN=21024 A3_GRPC=21025
+B3_API=21026 B3_MESH=21027 B3_ADMIN=21028 B3_GRPC=21029
 HP_FRONT=21020 HP_BACK=21021
 REDIS=21030 S_API=21031 S_MESH=21032 S_ADMIN=21033
 P_API=21034 P_MESH=21035 P_ADMIN=21036 P_APP=21037
@@ -85,11 +92,21 @@ NS_A=orbA NS_B=orbB A_ADDR=10.79.0.1 B_ADDR=10.79.0.2 PROXY_UID=2101
 NS_ECHO=21050 NSB_MESH=21051 NSB_API=21052 NSB_GRPC=21053 NSB_ADMIN=21054
 NSA_MESH=21055 NSA_API=21056 NSA_GRPC=21057 NSA_ADMIN=21058
 NS_SINK=21060 NS_SINK_DIRECT=21061 NS_HP_FRONT=21062 NS_HP_BACK=21063
+# The lossy cells' two pairs, apps h2a → h2b and h3a → h3b: each caller in A, each callee in B.
+L2A_MESH=21064 L2A_API=21065 L2A_GRPC=21066 L2A_ADMIN=21067
+L2B_MESH=21068 L2B_API=21069 L2B_GRPC=21070 L2B_ADMIN=21071
+L3A_MESH=21072 L3A_API=21073 L3A_GRPC=21074 L3A_ADMIN=21075
+L3B_MESH=21076 L3B_API=21077 L3B_GRPC=21078 L3B_ADMIN=21079
+# Each namespace's end of the veth pair, and the lossy cells' rule for it: 2 % of the packets
+# arriving on it dropped, at random (loopback stays whole). Load: $LOSSY_CONNS connections.
+NS_IF=eth0 LOSS=0.02 LOSSY_CONNS=32
+LOSS_RULE=(-i "$NS_IF" -m statistic --mode random --probability "$LOSS" -j DROP)
 if [ "$QUICK" = yes ]; then TCP_BYTES=$((256 << 20)); else TCP_BYTES=$((1 << 30)); fi
 
 for port in $ECHO $NGINX $HAPROXY $OUTRIDER $A_API $A_MESH $A_ADMIN $B_API $B_MESH $B_ADMIN $HP_FRONT $HP_BACK \
   $REDIS $S_API $S_MESH $S_ADMIN $P_API $P_MESH $P_ADMIN $P_APP $START_API $START_MESH $START_ADMIN \
-  $A_GRPC $B_GRPC $S_GRPC $P_GRPC $START_GRPC; do
+  $A_GRPC $B_GRPC $S_GRPC $P_GRPC $START_GRPC \
+  $A3_API $A3_MESH $A3_ADMIN $A3_GRPC $B3_API $B3_MESH $B3_ADMIN $B3_GRPC; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then die "port $port is in use (a leftover run?)"; fi
 done
 
@@ -101,6 +118,24 @@ wait_http() { # wait_http URL [codes] [NETNS]: from inside network namespace NET
     sleep 0.05
   done
   die "$1 never answered"
+}
+
+expect_transport() { # expect_transport NAME ADMIN_PORT h2|h3 [NETNS]: dies unless the sidecar NAME
+  # (admin port ADMIN_PORT, in namespace NETNS if given) has sent requests to its peers, all of
+  # them over the transport it was forced onto, by its `outrider_mesh_requests_total`.
+  local in=(); [ -n "${4:-}" ] && in=(ip netns exec "$4")
+  local counts
+  counts=$("${in[@]}" curl -sf "http://127.0.0.1:$2/metrics" | awk '
+    /^outrider_mesh_requests_total\{/ && /direction="outbound"/ {
+      if (/transport="h3"/) h3 += $NF; else if (/transport="h2"/) h2 += $NF
+    }
+    END { printf "%d %d\n", h2, h3 }') || die "reading the metrics of $1 (port $2) failed; logs in $RUN"
+  local h2=${counts% *} h3=${counts#* }
+  case "$3:$h2:$h3" in
+    h2:0:*|h3:*:0|h2:*:[1-9]*|h3:[1-9]*:*)
+      die "$1 sent $h2 requests over h2 and $h3 over h3, but was forced onto $3; logs in $RUN" ;;
+  esac
+  log "$1: $h2 requests over h2, $h3 over h3, as forced"
 }
 
 start() { # start NAME CMD... : runs CMD pinned to CPU 1, logs to $RUN/NAME.log
@@ -180,15 +215,23 @@ EOF
 start hp_front haproxy -f "$RUN/hp-front.cfg" -db
 start hp_back haproxy -f "$RUN/hp-back.cfg" -db
 
-# Outrider alone as a proxy, and two sidecars (mutual TLS over HTTP/2 between them).
+# Outrider alone as a proxy, and two sidecars forced onto mutual TLS over HTTP/2 between them:
+# left in auto, they would take HTTP/3, which every sidecar on this host advertises in the local
+# registry. They serve the HTTP and the gRPC invoke cells, both on HTTP/2 then.
 start outrider "$BIN/outrider" proxy --listen "127.0.0.1:$OUTRIDER" --upstream "127.0.0.1:$ECHO"
 # The sidecars share a $HOME of their own: one development CA, one local registry.
 SIDECAR_HOME="$RUN/home"
 mkdir -p "$SIDECAR_HOME"
 start sidecar_b env HOME="$SIDECAR_HOME" "$BIN/outrider" run --app-id b --app-port $ECHO --dapr-http-port $B_API --dapr-grpc-port $B_GRPC --mesh-port $B_MESH \
-  --metrics-port $B_ADMIN --data-dir "$RUN/b" --log-level warn
+  --metrics-port $B_ADMIN --data-dir "$RUN/b" --mesh-transport h2 --log-level warn
 start sidecar_a env HOME="$SIDECAR_HOME" "$BIN/outrider" run --app-id a --dapr-http-port $A_API --dapr-grpc-port $A_GRPC --mesh-port $A_MESH \
-  --metrics-port $A_ADMIN --data-dir "$RUN/a" --log-level warn
+  --metrics-port $A_ADMIN --data-dir "$RUN/a" --mesh-transport h2 --log-level warn
+# The same pair again, apps a3 → b3 on ports of their own, forced onto HTTP/3 over QUIC (the mesh
+# port's number on UDP), in front of the same echo app: the cell two-hop/outrider-h3.
+start sidecar_b3 env HOME="$SIDECAR_HOME" "$BIN/outrider" run --app-id b3 --app-port $ECHO --dapr-http-port $B3_API --dapr-grpc-port $B3_GRPC --mesh-port $B3_MESH \
+  --metrics-port $B3_ADMIN --data-dir "$RUN/b3" --mesh-transport h3 --log-level warn
+start sidecar_a3 env HOME="$SIDECAR_HOME" "$BIN/outrider" run --app-id a3 --dapr-http-port $A3_API --dapr-grpc-port $A3_GRPC --mesh-port $A3_MESH \
+  --metrics-port $A3_ADMIN --data-dir "$RUN/a3" --mesh-transport h3 --log-level warn
 
 # A private Redis, and a sidecar whose state store is on it.
 start redis redis-server --port $REDIS --bind 127.0.0.1 --save "" --appendonly no
@@ -246,6 +289,9 @@ wait_http "http://127.0.0.1:$HAPROXY/"
 wait_http "http://127.0.0.1:$HP_FRONT/"
 wait_http "http://127.0.0.1:$OUTRIDER/"
 wait_http "http://127.0.0.1:$A_API/v1.0/invoke/b/method/echo"
+wait_http "http://127.0.0.1:$A3_API/v1.0/invoke/b3/method/echo"
+expect_transport sidecar_a $A_ADMIN h2
+expect_transport sidecar_a3 $A3_ADMIN h3
 wait_http "http://127.0.0.1:$S_API/v1.0/healthz" "204"
 wait_http "http://127.0.0.1:$P_API/v1.0/healthz/outbound" "204"
 # The interception cells' hosts: namespaces A and B joined by one veth pair, nothing in this
@@ -254,7 +300,8 @@ wait_http "http://127.0.0.1:$P_API/v1.0/healthz/outbound" "204"
 # one on B's address, for the direct stream). In A the rules of `outrider init` and an
 # intercepting sidecar: the load generator's TCP to B goes through it, but for the ports of the
 # direct baselines. Both sidecars run as $PROXY_UID (whose own TCP the rules leave alone), from a
-# copy of the binary that user may run, with static name resolution.
+# copy of the binary that user may run, with static name resolution. The lossy cells' two pairs
+# of sidecars (one caller in A and one callee in B each) live there too.
 NS_GROUPS=()
 SINK_COUNT=""
 if [ "$NETNS" = yes ]; then
@@ -265,18 +312,20 @@ if [ "$NETNS" = yes ]; then
     NETNS_MADE+=("$ns")
     ip -n "$ns" link set lo up
   done
-  ip link add eth0 netns $NS_A type veth peer name eth0 netns $NS_B
-  ip -n $NS_A addr add $A_ADDR/24 dev eth0
-  ip -n $NS_B addr add $B_ADDR/24 dev eth0
-  ip -n $NS_A link set eth0 up
-  ip -n $NS_B link set eth0 up
+  ip link add $NS_IF netns $NS_A type veth peer name $NS_IF netns $NS_B
+  ip -n $NS_A addr add $A_ADDR/24 dev $NS_IF
+  ip -n $NS_B addr add $B_ADDR/24 dev $NS_IF
+  ip -n $NS_A link set $NS_IF up
+  ip -n $NS_B link set $NS_IF up
 
   NSDIR="$RUN/ns"
   chmod 711 "$RUN"
-  mkdir -p "$NSDIR/home" "$NSDIR/a" "$NSDIR/b"
+  mkdir -p "$NSDIR/home" "$NSDIR/a" "$NSDIR/b" "$NSDIR/h2a" "$NSDIR/h2b" "$NSDIR/h3a" "$NSDIR/h3b"
   cp "$BIN/outrider" "$NSDIR/outrider"
   chmod 755 "$NSDIR" "$NSDIR/outrider"
-  chown -R "$PROXY_UID:$PROXY_UID" "$NSDIR/home" "$NSDIR/a" "$NSDIR/b"
+  chown -R "$PROXY_UID:$PROXY_UID" "$NSDIR/home" "$NSDIR/a" "$NSDIR/b" "$NSDIR/h2a" "$NSDIR/h2b" "$NSDIR/h3a" "$NSDIR/h3b"
+  # The lossy cells' pairs are in the same map; the h3 pair's entries say that their mesh ports
+  # take QUIC too.
   cat >"$NSDIR/mesh.yaml" <<EOF
 apiVersion: dapr.io/v1alpha1
 kind: Configuration
@@ -289,6 +338,10 @@ spec:
       apps:
         a: ["$A_ADDR:$NSA_MESH"]
         bench: ["$B_ADDR:$NSB_MESH"]
+        h2a: ["$A_ADDR:$L2A_MESH"]
+        h2b: ["$B_ADDR:$L2B_MESH"]
+        h3a: [{address: "$A_ADDR:$L3A_MESH", transports: [h2, h3]}]
+        h3b: [{address: "$B_ADDR:$L3B_MESH", transports: [h2, h3]}]
 EOF
   chmod 644 "$NSDIR/mesh.yaml"
   AS_PROXY=(setpriv "--reuid=$PROXY_UID" "--regid=$PROXY_UID" --clear-groups -- env HOME="$NSDIR/home")
@@ -331,14 +384,34 @@ EOF
   start ns_hp_back ip netns exec $NS_B haproxy -f "$RUN/hp-ns-back.cfg" -db
   start ns_hp_front ip netns exec $NS_A haproxy -f "$RUN/hp-ns-front.cfg" -db
 
+  # The lossy cells' pairs, set up like the pair above without interception (no --intercept in
+  # A, no app ports to tunnel): h2a → h2b forced onto HTTP/2, h3a → h3b onto HTTP/3, both callees
+  # in front of the echo app. Their callers' own TCP, as $PROXY_UID's, escapes A's rules.
+  start ns_sidecar_h2b ip netns exec $NS_B "${AS_PROXY[@]}" "$NSDIR/outrider" run --app-id h2b --app-port $NS_ECHO \
+    --dapr-http-port $L2B_API --dapr-grpc-port $L2B_GRPC --mesh-port $L2B_MESH --metrics-port $L2B_ADMIN \
+    --config "$NSDIR/mesh.yaml" --data-dir "$NSDIR/h2b" --mesh-transport h2 --log-level warn
+  start ns_sidecar_h3b ip netns exec $NS_B "${AS_PROXY[@]}" "$NSDIR/outrider" run --app-id h3b --app-port $NS_ECHO \
+    --dapr-http-port $L3B_API --dapr-grpc-port $L3B_GRPC --mesh-port $L3B_MESH --metrics-port $L3B_ADMIN \
+    --config "$NSDIR/mesh.yaml" --data-dir "$NSDIR/h3b" --mesh-transport h3 --log-level warn
+  start ns_sidecar_h2a ip netns exec $NS_A "${AS_PROXY[@]}" "$NSDIR/outrider" run --app-id h2a \
+    --dapr-http-port $L2A_API --dapr-grpc-port $L2A_GRPC --mesh-port $L2A_MESH --metrics-port $L2A_ADMIN \
+    --config "$NSDIR/mesh.yaml" --data-dir "$NSDIR/h2a" --mesh-transport h2 --log-level warn
+  start ns_sidecar_h3a ip netns exec $NS_A "${AS_PROXY[@]}" "$NSDIR/outrider" run --app-id h3a \
+    --dapr-http-port $L3A_API --dapr-grpc-port $L3A_GRPC --mesh-port $L3A_MESH --metrics-port $L3A_ADMIN \
+    --config "$NSDIR/mesh.yaml" --data-dir "$NSDIR/h3a" --mesh-transport h3 --log-level warn
+
   wait_http "http://$B_ADDR:$NS_ECHO/" "200" $NS_A
   wait_http "http://127.0.0.1:$NSA_API/v1.0/invoke/bench/method/echo" "200" $NS_A
   wait_http "http://127.0.0.1:$NS_HP_FRONT/" "200" $NS_A
+  wait_http "http://127.0.0.1:$L2A_API/v1.0/invoke/h2b/method/echo" "200" $NS_A
+  wait_http "http://127.0.0.1:$L3A_API/v1.0/invoke/h3b/method/echo" "200" $NS_A
+  expect_transport ns_sidecar_h2a $L2A_ADMIN h2 $NS_A
+  expect_transport ns_sidecar_h3a $L3A_ADMIN h3 $NS_A
   # Nothing listens on B's port 80: only interception can answer there. The Host names the app,
   # as the load generator's (`bench`) does.
   got=$(ip netns exec $NS_A curl -s --max-time 10 -H 'Host: bench' --data-binary intercepted "http://$B_ADDR/echo" || true)
   [ "$got" = intercepted ] || die "an intercepted call from $NS_A to app bench failed ($got); logs in $RUN"
-  NS_GROUPS=(ns_sidecar_a ns_sidecar_b)
+  NS_GROUPS=(ns_sidecar_a ns_sidecar_b ns_sidecar_h2a ns_sidecar_h2b ns_sidecar_h3a ns_sidecar_h3b)
 fi
 
 # Every server under test must be the one started here, alive (not a zombie after a failed bind).
@@ -356,17 +429,53 @@ nginx_pids() { # the master and its workers
   printf '%s' "$PID_nginx"; for w in $(pgrep -P "$PID_nginx"); do printf ',%s' "$w"; done
 }
 
-load() { # load CELL REPEAT BASELINE PIDS ARGS... (the generator runs in namespace $LOAD_NS, if set)
+load() { # load CELL REPEAT BASELINE PIDS ARGS... (the generator runs in namespace $LOAD_NS, if
+  # set, over $LOAD_CONNS connections, if set, else $CONNS)
   local cell=$1 repeat=$2 baseline=$3 pids=$4; shift 4
   local file="$OUT/cells/$(printf '%s' "$cell" | tr '/' '_')-$repeat.json"
   local base=(); [ -n "$baseline" ] && base=(--baseline "$baseline")
   local gen=("${GEN[@]}"); [ -n "${LOAD_NS:-}" ] && gen=(ip netns exec "$LOAD_NS" "${GEN[@]}")
   "${gen[@]}" load --cell "$cell" --repeat "$repeat" "${base[@]}" --pids "$pids" --out "$file" \
-    --warmup $WARMUP --duration $DURATION --connections $CONNS "$@"
+    --warmup $WARMUP --duration $DURATION --connections "${LOAD_CONNS:-$CONNS}" "$@"
 }
 load_a() { # load_a ARGS...: load, with the generator in namespace A
   local LOAD_NS=$NS_A
   load "$@"
+}
+
+loss_on() { # loss_on: both namespaces drop $LOSS of the packets arriving on $NS_IF, until loss_off
+  local ns
+  for ns in $NS_A $NS_B; do
+    ip netns exec "$ns" iptables -A INPUT "${LOSS_RULE[@]}" || die "adding the loss rule in $ns failed"
+    LOSSY+=("$ns")
+  done
+}
+loss_off() { # loss_off CELL REPEAT: removes the loss rule, and logs how many packets it dropped
+  local ns dropped seen=""
+  for ns in "${LOSSY[@]}"; do
+    # The rule's packet count, read before it goes (the only DROP by `statistic` in the chain).
+    dropped=$(ip netns exec "$ns" iptables -L INPUT -n -v -x | awk '/DROP/ && /statistic/ { n += $1 } END { print n + 0 }') \
+      || die "reading the loss rule's count in $ns failed"
+    ip netns exec "$ns" iptables -D INPUT "${LOSS_RULE[@]}" || die "removing the loss rule in $ns failed"
+    [ "$dropped" -gt 0 ] || die "$1 #$2: the loss rule in $ns dropped nothing (is $NS_IF its interface?)"
+    seen="$seen${seen:+, }$dropped in $ns"
+  done
+  LOSSY=()
+  log "$1 #$2: packets the loss rule dropped: $seen"
+}
+lossy_cell() { # lossy_cell CELL REPEAT PIDS API_PORT APP: the invoke call from the generator in A
+  # through the sidecar whose HTTP API is on API_PORT to app APP in B, at $RATE requests/s over
+  # $LOSSY_CONNS connections, while both namespaces drop $LOSS of what arrives on $NS_IF.
+  # The generator holds one request at a time per HTTP/1.1 connection; with --http2 it would send
+  # every request on a stream of its own when due, with no bound on how many are in flight, so it
+  # cannot keep 32 requests concurrent on one connection. 32 HTTP/1.1 connections give at most
+  # 32 requests in flight (as many as the lost packets hold up), and sidecar A carries them as
+  # concurrent streams of its one mesh connection to B (TLS over TCP for h2, QUIC for h3): the
+  # only hop over the lossy veth, where the transports differ.
+  local LOAD_CONNS=$LOSSY_CONNS
+  loss_on
+  load_a "$1" "$2" "" "$3" --addr "127.0.0.1:$4" --rate $RATE --body-size $BODY --path "/v1.0/invoke/$5/method/echo"
+  loss_off "$1" "$2"
 }
 
 cpu_ticks() { # cpu_ticks PID... -> their summed utime + stime, in clock ticks
@@ -421,7 +530,8 @@ rss_of() { # rss_of PID... -> summed VmRSS in MB
 group_pids() { # group_pids NAME -> the pids of one server under test, space-separated
   if [ "$1" = nginx ]; then nginx_pids | tr ',' ' '; else eval "echo \$PID_$1"; fi
 }
-GROUPS_UNDER_TEST=(nginx haproxy outrider hp_front hp_back sidecar_a sidecar_b sidecar_s sidecar_p redis "${NS_GROUPS[@]}")
+GROUPS_UNDER_TEST=(nginx haproxy outrider hp_front hp_back sidecar_a sidecar_b sidecar_a3 sidecar_b3 sidecar_s sidecar_p redis
+  "${NS_GROUPS[@]}")
 # Memory before any load.
 for name in "${GROUPS_UNDER_TEST[@]}"; do
   # shellcheck disable=SC2046
@@ -442,6 +552,10 @@ cell() { # cell NAME REPEAT
     two-hop/outrider-mtls)
       load two-hop/outrider-mtls "$r" direct "$PID_sidecar_a,$PID_sidecar_b" --addr 127.0.0.1:$A_API \
         --rate $RATE --body-size $BODY --path /v1.0/invoke/b/method/echo ;;
+    # The same call through the pair forced onto HTTP/3 over QUIC.
+    two-hop/outrider-h3)
+      load two-hop/outrider-h3 "$r" direct "$PID_sidecar_a3,$PID_sidecar_b3" --addr 127.0.0.1:$A3_API \
+        --rate $RATE --body-size $BODY --path /v1.0/invoke/b3/method/echo ;;
     two-hop-grpc/outrider-mtls)
       load two-hop-grpc/outrider-mtls "$r" direct "$PID_sidecar_a,$PID_sidecar_b" --addr 127.0.0.1:$A_GRPC \
         --rate $RATE --body-size $BODY --grpc-invoke b/echo ;;
@@ -494,6 +608,12 @@ cell() { # cell NAME REPEAT
     two-hop-netns/haproxy-tls)
       load_a two-hop-netns/haproxy-tls "$r" netns-direct "$PID_ns_hp_front,$PID_ns_hp_back" \
         --addr 127.0.0.1:$NS_HP_FRONT "${rated[@]}" ;;
+    # The invoke call from A to B through a pair forced onto one transport, with packets lost on
+    # the way (root only): no baseline, since netns-direct runs without loss.
+    lossy-two-hop/outrider-h2)
+      lossy_cell lossy-two-hop/outrider-h2 "$r" "$PID_ns_sidecar_h2a,$PID_ns_sidecar_h2b" $L2A_API h2b ;;
+    lossy-two-hop/outrider-h3)
+      lossy_cell lossy-two-hop/outrider-h3 "$r" "$PID_ns_sidecar_h3a,$PID_ns_sidecar_h3b" $L3A_API h3b ;;
     tcp-throughput/direct) tcp_cell tcp-throughput/direct "$r" $NS_SINK_DIRECT ;;
     tcp-throughput/outrider-tunnel)
       tcp_cell tcp-throughput/outrider-tunnel "$r" $NS_SINK "$PID_ns_sidecar_a $PID_ns_sidecar_b" ;;
@@ -508,12 +628,13 @@ cell() { # cell NAME REPEAT
   esac
 }
 CELLS=(direct one-hop/nginx one-hop/haproxy one-hop/outrider two-hop/haproxy-tls two-hop/outrider-mtls
-  two-hop-grpc/outrider-mtls state-get/redis state-get/outrider state-get-grpc/outrider
+  two-hop/outrider-h3 two-hop-grpc/outrider-mtls state-get/redis state-get/outrider state-get-grpc/outrider
   state-set/redis state-set/outrider
   publish/redis publish/outrider pubsub/outrider pubsub-max/outrider
   one-hop-max/direct one-hop-max/nginx one-hop-max/haproxy one-hop-max/outrider start-to-ready)
 [ "$NETNS" = no ] || CELLS+=(netns-direct two-hop-intercepted/outrider-mtls two-hop-netns/outrider-mtls
-  two-hop-netns/haproxy-tls tcp-throughput/direct tcp-throughput/outrider-tunnel)
+  two-hop-netns/haproxy-tls tcp-throughput/direct tcp-throughput/outrider-tunnel
+  lossy-two-hop/outrider-h2 lossy-two-hop/outrider-h3)
 for r in $(seq $REPEATS); do
   log "repeat $r of $REPEATS"
   # Each repeat starts at another cell, so no cell always follows the same one.
@@ -534,10 +655,10 @@ COMMIT=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
 # Uncommitted changes to anything but the results themselves make the figures unreproducible.
 DIRTY=""
 [ -z "$(git -C "$ROOT" status --porcelain -- . ':!bench/results' 2>/dev/null)" ] || DIRTY="+changes"
-META=$(printf '{"date":"%s","commit":"%s%s","cpus":"%s","cpu_model":"%s","quick":%s,"rate":%s,"connections":%s,"body_bytes":%s,"warmup_s":%s,"duration_s":%s,"repeats":%s,"interception":%s,"tcp_bytes":%s}' \
+META=$(printf '{"date":"%s","commit":"%s%s","cpus":"%s","cpu_model":"%s","quick":%s,"rate":%s,"connections":%s,"body_bytes":%s,"warmup_s":%s,"duration_s":%s,"repeats":%s,"interception":%s,"tcp_bytes":%s,"lossy_drop":%s,"lossy_connections":%s}' \
   "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$COMMIT" "$DIRTY" "$(nproc)" \
   "$(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo)" \
   "$([ "$QUICK" = yes ] && echo true || echo false)" $RATE $CONNS $BODY $WARMUP $DURATION $REPEATS \
-  "$([ "$NETNS" = yes ] && echo true || echo false)" $TCP_BYTES)
+  "$([ "$NETNS" = yes ] && echo true || echo false)" $TCP_BYTES $LOSS $LOSSY_CONNS)
 "$BIN/outrider-bench" report "$OUT" --meta "$META"
 log "results in $OUT"

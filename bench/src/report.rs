@@ -276,6 +276,11 @@ pub fn ratios(cells: &[Summary]) -> BTreeMap<String, f64> {
         if let Some(r) = added_ratio(cells, "two-hop/outrider-mtls", "two-hop/haproxy-tls", i) {
             out.insert(format!("two-hop added {p} outrider/haproxy"), r);
         }
+        // The same invoke path with the sidecars forced onto HTTP/3 over QUIC, against HTTP/2
+        // over mutual TLS.
+        if let Some(r) = added_ratio(cells, "two-hop/outrider-h3", "two-hop/outrider-mtls", i) {
+            out.insert(format!("two-hop added {p} h3/h2"), r);
+        }
         // The gRPC API against the HTTP API, for the same call in the same run.
         for (what, grpc, http) in [
             (
@@ -288,6 +293,28 @@ pub fn ratios(cells: &[Summary]) -> BTreeMap<String, f64> {
             if let Some(r) = added_ratio(cells, grpc, http, i) {
                 out.insert(format!("{what} added {p} grpc/http"), r);
             }
+        }
+    }
+    // HTTP/3 against HTTP/2 with packets lost between the hosts: whole percentiles, not added
+    // ones, since the baseline (`netns-direct`) runs without loss.
+    let lossy = [
+        (
+            "p50",
+            (|l: &LoadResult| Some(l.p50)) as fn(&LoadResult) -> Option<f64>,
+        ),
+        ("p99", |l: &LoadResult| Some(l.p99)),
+    ];
+    for (p, f) in lossy {
+        if let Some(r) = ratio(
+            cells,
+            "lossy-two-hop/outrider-h3",
+            "lossy-two-hop/outrider-h2",
+            f,
+        ) {
+            out.insert(
+                format!("lossy-two-hop {p} h3/h2"),
+                (r * 1000.0).round() / 1000.0,
+            );
         }
     }
     out
@@ -395,6 +422,10 @@ mod tests {
             "no such cells: no ratio"
         );
         assert_eq!(r["one-hop cpu-per-1000 outrider/haproxy"], 1.0);
+        assert!(
+            !r.keys().any(|k| k.contains("h3/h2")),
+            "no transport cells: no h3/h2 ratio"
+        );
         let results = Results {
             meta: serde_json::json!({}),
             ratios: r,
@@ -409,5 +440,23 @@ mod tests {
         );
         let svg = svg(&results);
         assert_eq!(svg.matches("<polyline").count(), 3, "{svg}");
+    }
+
+    #[test]
+    fn h3_against_h2_ratios() {
+        let cells = vec![
+            load_cell("direct", 1, None, 100.0, 1000.0),
+            load_cell("two-hop/outrider-mtls", 1, Some("direct"), 300.0, 1000.0),
+            load_cell("two-hop/outrider-h3", 1, Some("direct"), 250.0, 1000.0),
+            load_cell("lossy-two-hop/outrider-h2", 1, None, 800.0, 1000.0),
+            load_cell("lossy-two-hop/outrider-h3", 1, None, 600.0, 1000.0),
+        ];
+        let r = ratios(&summarize(&cells));
+        // Added p50: 150 against 200; p99: 1000 - 400 = 600 against 1200 - 400 = 800.
+        assert_eq!(r["two-hop added p50 h3/h2"], 0.75);
+        assert_eq!(r["two-hop added p99 h3/h2"], 0.75);
+        // Whole percentiles: 600 against 800, and 2400 against 3200.
+        assert_eq!(r["lossy-two-hop p50 h3/h2"], 0.75);
+        assert_eq!(r["lossy-two-hop p99 h3/h2"], 0.75);
     }
 }
