@@ -189,6 +189,11 @@ impl Listener {
         &self.limits
     }
 
+    /// The listener's connection slots, for another transport on the same port to share.
+    pub(crate) fn slots(&self) -> Arc<Semaphore> {
+        self.slots.clone()
+    }
+
     /// The next connection within the cap. A connection past it is closed at once: refusing is
     /// cheaper than serving, and it keeps this listener's descriptors bounded.
     pub(crate) async fn accept(&mut self) -> Accepted {

@@ -226,35 +226,7 @@ impl Listeners {
 
         let grpc = serve_grpc(s, sockets.grpc, wired);
 
-        let mesh_l = serve::Listener::new(sockets.mesh, "mesh", s.limits.mesh);
-        let stop = CancellationToken::new();
-        // Built once: every connection, and any later transport, feeds the same stack.
-        let stack = inbound::stack(wired.inbound.clone());
-        let tcp = inbound::serve(mesh_l, creds.clone(), stack.clone(), stop.clone(), s.grace);
-        let h3 = match sockets.mesh_udp {
-            Some(udp) => {
-                let endpoint = crate::net::quic::server(udp, creds.server_config()?)
-                    .context("starting the QUIC endpoint of the mesh port")?;
-                let limits = s.limits.mesh;
-                Some(inbound::h3::serve(
-                    endpoint,
-                    stack,
-                    limits,
-                    stop.clone(),
-                    s.grace,
-                ))
-            }
-            None => None,
-        };
-        let mesh = Serving::spawn(stop, async move {
-            match h3 {
-                Some(h3) => {
-                    let (tcp, h3) = tokio::join!(tcp, h3);
-                    tcp.and(h3)
-                }
-                None => tcp.await,
-            }
-        });
+        let mesh = serve_mesh(s, sockets.mesh, sockets.mesh_udp, wired, &creds)?;
 
         let admin = serve_admin(s, sockets.admin, wired, creds, metrics);
         let (mut intercept_in, mut intercept_out) = (Vec::new(), Vec::new());
@@ -292,6 +264,53 @@ impl Listeners {
             transparent: wired.transparent.clone(),
         })
     }
+}
+
+/// The mesh port: HTTP/2 over TLS on TCP and, with `udp`, HTTP/3 over QUIC on the same number,
+/// both feeding one inbound stack, and stopped together.
+fn serve_mesh(
+    s: &Settings,
+    tcp: TcpListener,
+    udp: Option<std::net::UdpSocket>,
+    wired: &Wired,
+    creds: &Credentials,
+) -> anyhow::Result<Serving> {
+    let listener = serve::Listener::new(tcp, "mesh", s.limits.mesh);
+    let slots = listener.slots();
+    let stop = CancellationToken::new();
+    // Built once: every connection, over either transport, feeds the same stack.
+    let stack = inbound::stack(wired.inbound.clone());
+    let tcp = inbound::serve(
+        listener,
+        creds.clone(),
+        stack.clone(),
+        stop.clone(),
+        s.grace,
+    );
+    let h3 = match udp {
+        Some(udp) => {
+            let endpoint = crate::net::quic::server(udp, creds.server_config()?)
+                .context("starting the QUIC endpoint of the mesh port")?;
+            let (limits, grace) = ((s.limits.mesh, slots), s.grace);
+            Some(inbound::h3::serve(
+                endpoint,
+                stack,
+                limits,
+                stop.clone(),
+                grace,
+            ))
+        }
+        None => None,
+    };
+    Ok(Serving::spawn(stop, async move {
+        match h3 {
+            Some(h3) => {
+                let (tcp, h3) = tokio::join!(tcp, h3);
+                tcp.and(h3)
+            }
+            None => tcp.await,
+        }
+    }))
 }
 
 /// The Dapr gRPC API: the same span and access log as the HTTP API; its own metrics, under

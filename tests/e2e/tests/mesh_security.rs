@@ -1,6 +1,7 @@
 //! The mesh port accepts only peers with a certificate from the mesh's CA carrying a SPIFFE id
 //! as a URI SAN, and identity reaches the app only from that certificate.
 
+use bytes::Bytes;
 use outrider_testkit::mesh::{
     H3Peer, anonymous, config_presenting, leaf_with, mesh_get, mesh_get_h3, peer_config,
 };
@@ -154,6 +155,44 @@ async fn the_udp_mesh_port_serves_http3_to_the_same_peers_only() {
         b.log().contains("refused a mesh connection over QUIC"),
         "refusals are logged"
     );
+}
+
+#[tokio::test]
+async fn hostile_http3_requests_get_no_forged_identity_no_tunnel_and_no_short_body() {
+    let mesh = Mesh::new();
+    let app = FakeApp::start("b").await;
+    let b = mesh.sidecar("b").app_port(app.port).start().await;
+    let mut peer = H3Peer::connect(b.mesh, peer_config(&mesh.ca_dir(), "orders", "b"))
+        .await
+        .unwrap();
+    // Identity headers a peer sends are replaced by its certificate's.
+    let forged = [
+        ("dapr-caller-app-id", "admin"),
+        ("dapr-caller-namespace", "kube-system"),
+    ];
+    let (status, _) = peer
+        .send("POST", "/who", &forged, "x".into())
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    let seen = app.seen().pop().unwrap();
+    assert_eq!(seen.headers["dapr-caller-app-id"], "orders");
+    assert_eq!(seen.headers["dapr-caller-namespace"], "default");
+    // Tunnels are HTTP/2's only.
+    let (status, _) = peer.send("CONNECT", "/", &[], Bytes::new()).await.unwrap();
+    assert_eq!(status, 501);
+    // A length that is not one plain number is refused before the app.
+    let (status, _) = peer
+        .send("POST", "/plus", &[("content-length", "+5")], "hello".into())
+        .await
+        .unwrap();
+    assert_eq!(status, 400);
+    // More body than declared never reaches the app cut to look whole.
+    let res = peer
+        .send("POST", "/long", &[("content-length", "3")], "hello".into())
+        .await;
+    assert!(!matches!(res, Ok((200, _))), "{res:?}");
+    assert!(app.seen_at("/plus").is_empty() && app.seen_at("/long").is_empty());
 }
 
 #[tokio::test]

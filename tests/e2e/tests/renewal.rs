@@ -1,12 +1,23 @@
-//! Workload certificates renew at 2/3 of their life without dropping a request.
+//! Workload certificates renew at 2/3 of their life without dropping a request, over either
+//! mesh transport: live connections keep the certificate they were made with, new ones get the
+//! renewed one.
 
 use std::time::Duration;
 
 use outrider_testkit::{FakeApp, Mesh, send, wait_registered};
 
 #[tokio::test]
-async fn renewal_under_steady_traffic_drops_nothing() {
-    let mesh = Mesh::new();
+async fn renewal_under_steady_traffic_drops_nothing_over_h2() {
+    renewal_under_steady_traffic_drops_nothing("h2").await;
+}
+
+#[tokio::test]
+async fn renewal_under_steady_traffic_drops_nothing_over_h3() {
+    renewal_under_steady_traffic_drops_nothing("h3").await;
+}
+
+async fn renewal_under_steady_traffic_drops_nothing(transport: &str) {
+    let mesh = Mesh::over(transport);
     let cfg = mesh.home().join("config.yaml");
     std::fs::write(
         &cfg,
@@ -52,4 +63,15 @@ async fn renewal_under_steady_traffic_drops_nothing() {
     let r = c.get("/v1.0/invoke/b/method/new").await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(b.metric_sum("outrider_workload_cert_generation", &[]).await >= 3.0);
+    let over = format!("transport=\"{transport}\"");
+    let received = b
+        .metric_sum(
+            "outrider_mesh_requests_total",
+            &["direction=\"inbound\"", &over],
+        )
+        .await;
+    assert!(
+        received > sent as f64,
+        "{received} requests over {transport} for {sent} sent"
+    );
 }

@@ -89,7 +89,8 @@ async fn auto_falls_back_to_h2_where_udp_is_dropped_and_returns_to_h3() {
     let drop_udp = ["INPUT", "-p", "udp", "--dport", "50002", "-j", "DROP"];
     iptables(hb, &[&["-A"][..], &drop_udp].concat()).await;
     let _b = sidecar(&mesh, "b", hb, &cfg, &[]).await;
-    let a = sidecar(&mesh, "a", ha, &cfg, &["--mesh-transport-memory", "3s"]).await;
+    // Long enough for the first eleven requests to fall within it on a loaded machine.
+    let a = sidecar(&mesh, "a", ha, &cfg, &["--mesh-transport-memory", "15s"]).await;
 
     // UDP is dropped: the first request waits out QUIC's head start, then goes over TCP.
     let started = Instant::now();

@@ -232,14 +232,36 @@ impl H3Peer {
 
     /// `GET path` on this connection: status and body.
     pub async fn get(&mut self, path: &str) -> Result<(u16, Bytes), String> {
-        let req = http::Request::get(format!("https://mesh.invalid{path}"))
-            .body(())
-            .expect("request");
+        self.send("GET", path, &[], Bytes::new()).await
+    }
+
+    /// `method path` with `headers` (sent as they are, whatever they say) and `body`: status
+    /// and body of the answer.
+    pub async fn send(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Bytes,
+    ) -> Result<(u16, Bytes), String> {
+        let mut req = http::Request::builder()
+            .method(method)
+            .uri(format!("https://mesh.invalid{path}"));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = req.body(()).map_err(|e| format!("request: {e}"))?;
         let mut stream = self
             .send
             .send_request(req)
             .await
             .map_err(|e| format!("request: {e}"))?;
+        if !body.is_empty() {
+            stream
+                .send_data(body)
+                .await
+                .map_err(|e| format!("request body: {e}"))?;
+        }
         stream.finish().await.map_err(|e| format!("request: {e}"))?;
         let rsp = stream
             .recv_response()

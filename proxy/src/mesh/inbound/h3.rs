@@ -34,18 +34,23 @@ use crate::telemetry::metrics as catalogue;
 /// The listener's name in logs and metrics.
 const NAME: &str = "mesh-h3";
 
+/// How long a connection whose requests are done stays open for its last answers to be
+/// acknowledged, when it closes for the drain or as idle.
+const LINGER: Duration = Duration::from_secs(1);
+
 /// The largest request header section accepted, as on TCP.
 const MAX_HEADER_BYTES: u64 = 64 * 1024;
 
-/// Accepts QUIC connections on `endpoint` until `stop`, then drains for at most `grace`.
+/// Accepts QUIC connections on `endpoint` until `stop`, then drains for at most `grace`. Each
+/// connection takes one of `slots`, which the TCP listener of the mesh port shares: the cap is on
+/// the port, whatever the transport.
 pub(crate) async fn serve(
     endpoint: quinn::Endpoint,
     stack: Stack,
-    limits: Limits,
+    (limits, slots): (Limits, Arc<Semaphore>),
     stop: CancellationToken,
     grace: Duration,
 ) -> anyhow::Result<()> {
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
     let conns = TaskTracker::new();
     loop {
         let incoming = tokio::select! {
@@ -55,6 +60,15 @@ pub(crate) async fn serve(
             },
             () = stop.cancelled() => break,
         };
+        // A QUIC Initial's source address can be forged: when the port is busy, a client must
+        // first prove it receives at its address (a Retry round trip) before it takes a slot
+        // and a handshake's work.
+        if slots.available_permits() < limits.max_connections / 2
+            && !incoming.remote_address_validated()
+        {
+            let _ = incoming.retry();
+            continue;
+        }
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             incoming.refuse();
             catalogue::CONNECTIONS_REFUSED
@@ -81,6 +95,8 @@ pub(crate) async fn serve(
         h3::error::Code::H3_NO_ERROR.value().try_into()?,
         b"shutting down",
     );
+    // Long enough for the close to leave, bounded.
+    let _ = tokio::time::timeout(LINGER, endpoint.wait_idle()).await;
     Ok(())
 }
 
@@ -111,14 +127,18 @@ async fn connection(
         return;
     };
     tracing::debug!(%peer, caller = %caller.app_id, namespace = %caller.namespace, "mesh connection accepted over QUIC");
-    let built = h3::server::builder()
-        .max_field_section_size(MAX_HEADER_BYTES)
-        .build(h3_quinn::Connection::new(conn))
-        .await;
-    let mut h3 = match built {
-        Ok(h3) => h3,
-        Err(e) => {
+    let mut builder = h3::server::builder();
+    builder.max_field_section_size(MAX_HEADER_BYTES);
+    let built = builder.build(h3_quinn::Connection::new(conn.clone()));
+    let mut h3 = match tokio::time::timeout(limits.head_timeout, built).await {
+        Ok(Ok(h3)) => h3,
+        Ok(Err(e)) => {
             tracing::debug!(%peer, error = %e, "HTTP/3 connection setup failed");
+            return;
+        }
+        Err(_) => {
+            conn.close(0x100u32.into(), b"no HTTP/3 setup in time");
+            closed("head");
             return;
         }
     };
@@ -141,7 +161,7 @@ async fn connection(
         match accepted {
             Ok(Some(resolver)) => {
                 let (stack, caller) = (stack.clone(), caller.clone());
-                requests.spawn(request(resolver, stack, caller, limits.head_timeout));
+                requests.spawn(request(resolver, stack, caller, limits));
             }
             Ok(None) => break,
             Err(e) => {
@@ -156,16 +176,20 @@ async fn connection(
     let _ = h3.shutdown(0).await;
     requests.close();
     requests.wait().await;
+    // The last answers may still be on the way: closing now would drop what the peer has not
+    // acknowledged. The peer closes once it is done with the connection, or the linger ends.
+    let _ = tokio::time::timeout(LINGER, conn.closed()).await;
+    drop(h3);
 }
 
 type Resolver = h3::server::RequestResolver<h3_quinn::Connection, bytes::Bytes>;
 
 /// One request: its head within the deadline, the stack's answer, then the answer's body,
-/// streamed with the stream's flow control.
-async fn request(resolver: Resolver, stack: Stack, caller: Arc<Caller>, head_timeout: Duration) {
-    let Ok(Ok((req, stream))) =
-        tokio::time::timeout(head_timeout, resolver.resolve_request()).await
-    else {
+/// streamed with the stream's flow control (a peer that takes none of it for the stall timeout
+/// has the stream reset).
+async fn request(resolver: Resolver, stack: Stack, caller: Arc<Caller>, limits: Limits) {
+    let head = tokio::time::timeout(limits.head_timeout, resolver.resolve_request()).await;
+    let Ok(Ok((req, stream))) = head else {
         return;
     };
     let (mut send, recv) = stream.split();
@@ -175,7 +199,14 @@ async fn request(resolver: Resolver, stack: Stack, caller: Arc<Caller>, head_tim
     parts.version = http::Version::HTTP_2;
     let body = RecvBody::new(recv, &parts.headers);
     let mut req = Request::from_parts(parts, super::MeshBody(boxed(body)));
-    let rsp = if req.method() == Method::CONNECT {
+    let rsp = if quic::body::declared_length(req.headers()).is_err() {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "ERR_MALFORMED_REQUEST",
+            "the request's content-length is not one decimal number",
+        )
+        .into_response()
+    } else if req.method() == Method::CONNECT {
         // The stream would have to become a byte pipe; tunnels ride HTTP/2 connections.
         ApiError::new(
             StatusCode::NOT_IMPLEMENTED,
@@ -204,7 +235,7 @@ async fn request(resolver: Resolver, stack: Stack, caller: Arc<Caller>, head_tim
     };
     let (mut parts, body) = rsp.into_parts();
     strip_hop_by_hop(&mut parts.headers);
-    quic::body::declare_length(&mut parts.headers, &body);
+    quic::body::declare_length(&mut parts.headers, &body, false);
     if send
         .send_response(Response::from_parts(parts, ()))
         .await
@@ -212,7 +243,7 @@ async fn request(resolver: Resolver, stack: Stack, caller: Arc<Caller>, head_tim
     {
         return;
     }
-    if let Err(e) = quic::body::send(&mut send, body).await {
+    if let Err(e) = quic::body::send(&mut send, body, limits.stall_timeout).await {
         tracing::debug!(error = %e, "an HTTP/3 response did not reach its end");
     }
 }

@@ -12,15 +12,26 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, Response};
+use http::{Method, Request, Response};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 use crate::net::http::{Body, BoxError, boxed};
 use crate::net::quic;
 use crate::net::quic::body::{RecvBody, SendError};
 
-/// How long a QUIC handshake may take before the connection attempt is abandoned.
+/// How long a QUIC handshake and HTTP/3's setup may take before the attempt is abandoned.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A failed attempt is the answer of every request for this long, rather than one attempt each.
+const FAILURE_MEMORY: Duration = Duration::from_secs(1);
+
+/// A connection no request used for this long is let go (h3 closes it once its requests in
+/// flight end): below the server's idle close, so a request never races the server's GOAWAY.
+const IDLE: Duration = Duration::from_secs(90);
+
+/// A peer that takes nothing of a request body for this long has its stream reset.
+const STALL: Duration = crate::net::serve::Limits::DEFAULT_STALL_TIMEOUT;
 
 /// The largest response header section accepted, as on TCP.
 const MAX_HEADER_BYTES: u64 = 64 * 1024;
@@ -49,6 +60,35 @@ pub(crate) enum H3Error {
 struct Live {
     quic: quinn::Connection,
     send: Handle,
+    /// When a request last opened a stream on it.
+    used: Arc<Mutex<Instant>>,
+}
+
+impl Live {
+    /// Open, and used recently enough that the peer has not closed it as idle.
+    fn usable(&self) -> bool {
+        let used = *self.used.lock().unwrap_or_else(PoisonError::into_inner);
+        self.quic.close_reason().is_none() && used.elapsed() < IDLE
+    }
+
+    fn touch(&self) {
+        *self.used.lock().unwrap_or_else(PoisonError::into_inner) = Instant::now();
+    }
+}
+
+/// One endpoint's connection, and what serialises the attempts to make it.
+#[derive(Default)]
+struct Slot {
+    live: Mutex<Option<Live>>,
+    /// Held while connecting; keeps the latest failure for [`FAILURE_MEMORY`].
+    connecting: tokio::sync::Mutex<Option<(Instant, Arc<str>)>>,
+}
+
+impl Slot {
+    fn usable(&self) -> Option<Live> {
+        let live = self.live.lock().unwrap_or_else(PoisonError::into_inner);
+        live.as_ref().filter(|l| l.usable()).cloned()
+    }
 }
 
 /// The h3 connections of one target, by endpoint address.
@@ -59,7 +99,7 @@ pub(crate) struct H3Client {
 
 struct Inner {
     config: quinn::ClientConfig,
-    slots: Mutex<HashMap<SocketAddr, Arc<tokio::sync::Mutex<Option<Live>>>>>,
+    slots: Mutex<HashMap<SocketAddr, Arc<Slot>>>,
 }
 
 impl H3Client {
@@ -73,7 +113,7 @@ impl H3Client {
         })
     }
 
-    fn slot(&self, addr: SocketAddr) -> Arc<tokio::sync::Mutex<Option<Live>>> {
+    fn slot(&self, addr: SocketAddr) -> Arc<Slot> {
         self.inner
             .slots
             .lock()
@@ -85,9 +125,7 @@ impl H3Client {
 
     /// Whether a live connection to `addr` exists now.
     pub(crate) fn is_connected(&self, addr: SocketAddr) -> bool {
-        self.slot(addr)
-            .try_lock()
-            .is_ok_and(|l| l.as_ref().is_some_and(|l| l.quic.close_reason().is_none()))
+        self.slot(addr).usable().is_some()
     }
 
     /// Lets go of the connections to addresses `keep` refuses (endpoints discovery no longer
@@ -102,18 +140,46 @@ impl H3Client {
     }
 
     /// The live connection to `addr`, made now if there is none. Concurrent callers share one
-    /// attempt.
+    /// attempt, and its failure for a moment after.
     pub(crate) async fn connect(&self, addr: SocketAddr) -> Result<(), ConnectError> {
         self.live(addr).await.map(drop)
     }
 
     async fn live(&self, addr: SocketAddr) -> Result<Live, ConnectError> {
         let slot = self.slot(addr);
-        let mut held = slot.lock().await;
-        if let Some(live) = held.as_ref().filter(|l| l.quic.close_reason().is_none()) {
-            return Ok(live.clone());
+        if let Some(live) = slot.usable() {
+            return Ok(live);
         }
-        *held = None;
+        let mut failed = slot.connecting.lock().await;
+        // Another caller may have connected, or failed, while this one waited.
+        if let Some(live) = slot.usable() {
+            return Ok(live);
+        }
+        if let Some((at, why)) = failed.as_ref()
+            && at.elapsed() < FAILURE_MEMORY
+        {
+            return Err(ConnectError(format!("{why} (a moment ago)").into()));
+        }
+        match tokio::time::timeout(HANDSHAKE_TIMEOUT, self.handshake(addr)).await {
+            Ok(Ok(live)) => {
+                *failed = None;
+                *slot.live.lock().unwrap_or_else(PoisonError::into_inner) = Some(live.clone());
+                Ok(live)
+            }
+            Ok(Err(e)) => {
+                *failed = Some((Instant::now(), e.0.to_string().into()));
+                Err(e)
+            }
+            Err(_) => {
+                let why = format!("no QUIC and HTTP/3 setup within {HANDSHAKE_TIMEOUT:?}");
+                *failed = Some((Instant::now(), why.as_str().into()));
+                Err(ConnectError(why.into()))
+            }
+        }
+    }
+
+    /// A new connection to `addr`: the QUIC handshake, then HTTP/3's control streams.
+    async fn handshake(&self, addr: SocketAddr) -> Result<Live, ConnectError> {
         // A socket of its own, connected to the peer (see `quic::client_to`); the endpoint
         // lives as long as its connection.
         let (endpoint, refusal) = quic::client_to(addr)
@@ -124,15 +190,7 @@ impl H3Client {
             .connect_with(self.inner.config.clone(), addr, &addr.ip().to_string())
             .map_err(|e| ConnectError(e.into()))?;
         let quic = tokio::select! {
-            c = tokio::time::timeout(HANDSHAKE_TIMEOUT, connecting) => match c {
-                Ok(Ok(c)) => c,
-                Ok(Err(e)) => return Err(ConnectError(e.into())),
-                Err(_) => {
-                    return Err(ConnectError(
-                        format!("no QUIC handshake within {HANDSHAKE_TIMEOUT:?}").into(),
-                    ));
-                }
-            },
+            c = connecting => c.map_err(|e| ConnectError(e.into()))?,
             () = refusal.refused() => {
                 return Err(ConnectError("the peer refused (nothing listens on its UDP port)".into()));
             }
@@ -158,9 +216,11 @@ impl H3Client {
                 tracing::debug!(%addr, error = %e, "HTTP/3 connection ended");
             }
         });
-        let live = Live { quic, send };
-        *held = Some(live.clone());
-        Ok(live)
+        Ok(Live {
+            quic,
+            send,
+            used: Arc::new(Mutex::new(Instant::now())),
+        })
     }
 
     /// Sends `req` (its URI names `addr`) and returns the response head with a streaming body.
@@ -170,7 +230,8 @@ impl H3Client {
         req: Request<Body>,
     ) -> Result<Response<Body>, H3Error> {
         let (mut parts, body) = req.into_parts();
-        quic::body::declare_length(&mut parts.headers, &body);
+        let with_body = matches!(parts.method, Method::POST | Method::PUT | Method::PATCH);
+        quic::body::declare_length(&mut parts.headers, &body, with_body);
         let head = Request::from_parts(parts, ());
         let (stream, handle) = match self.open(addr, head.clone()).await {
             Ok(s) => s,
@@ -178,14 +239,17 @@ impl H3Client {
             // takes no part of the request: one fresh connection is tried before giving up.
             Err(OpenError::Stream(_)) => match self.open(addr, head).await {
                 Ok(s) => s,
-                Err(OpenError::Stream(e)) => return Err(e.into()),
+                // Twice no stream: nothing was sent, so it is as good as no connection.
+                Err(OpenError::Stream(e)) => {
+                    return Err(ConnectError(format!("no HTTP/3 stream opened: {e}").into()).into());
+                }
                 Err(OpenError::Connect(e)) => return Err(e.into()),
             },
             Err(OpenError::Connect(e)) => return Err(e.into()),
         };
         let (mut tx, mut rx) = stream.split();
         let mut sending = AbortOnDrop(tokio::spawn(async move {
-            quic::body::send(&mut tx, body).await
+            quic::body::send(&mut tx, body, STALL).await
         }));
         let head = tokio::select! {
             head = rx.recv_response() => head,
@@ -204,7 +268,7 @@ impl H3Client {
         // A gRPC answer with its status in the head is trailers-only: its body is empty, and the
         // next hop must see that at once to send the head as the end of the stream, as gRPC
         // clients expect.
-        if head.headers().contains_key("grpc-status") {
+        if head.headers().contains_key("grpc-status") && crate::net::http::is_grpc(head.headers()) {
             return Ok(head.map(|()| crate::net::http::empty()));
         }
         // The connection lives while any request uses it: h3 closes it when its last handle goes.
@@ -218,12 +282,18 @@ impl H3Client {
         head: Request<()>,
     ) -> Result<(Stream, Handle), OpenError> {
         let mut live = self.live(addr).await.map_err(OpenError::Connect)?;
+        live.touch();
         match live.send.send_request(head).await {
             Ok(s) => Ok((s, live.send)),
             Err(e) => {
                 tracing::debug!(%addr, error = %e, "HTTP/3 stream not opened");
-                // The next request makes a new connection.
-                if let Ok(mut held) = self.slot(addr).try_lock() {
+                // The next request makes a new connection, unless another already did.
+                let slot = self.slot(addr);
+                let mut held = slot.live.lock().unwrap_or_else(PoisonError::into_inner);
+                if held
+                    .as_ref()
+                    .is_some_and(|l| l.quic.stable_id() == live.quic.stable_id())
+                {
                     *held = None;
                 }
                 Err(OpenError::Stream(e))

@@ -118,6 +118,8 @@ struct Inner {
     endpoints: watch::Receiver<Arc<EndpointSet>>,
     memory: Duration,
     remembered: Mutex<HashMap<SocketAddr, (Transport, Instant)>>,
+    /// Ends the task that follows the endpoint set when the client goes.
+    _following: Option<tokio_util::sync::DropGuard>,
 }
 
 impl MeshClient {
@@ -129,6 +131,7 @@ impl MeshClient {
         endpoints: watch::Receiver<Arc<EndpointSet>>,
         memory: Duration,
     ) -> Self {
+        let following = (mode != MeshTransport::H2).then(|| follow_departures(&h3, &endpoints));
         let inner = Arc::new(Inner {
             mode,
             h2,
@@ -136,10 +139,8 @@ impl MeshClient {
             endpoints,
             memory,
             remembered: Mutex::new(HashMap::new()),
+            _following: following,
         });
-        if mode != MeshTransport::H2 {
-            close_departed(&inner);
-        }
         Self { inner }
     }
 
@@ -272,20 +273,25 @@ impl MeshClient {
     }
 }
 
-/// Lets go of the QUIC connections of endpoints that leave the set, for as long as the client
-/// lives.
-fn close_departed(inner: &Arc<Inner>) {
-    let client = Arc::downgrade(inner);
-    let mut endpoints = inner.endpoints.clone();
+/// Lets go of the QUIC connections of endpoints that leave the set, until the guard returned
+/// is dropped (with the client: a target that never resolves leaves no task behind).
+fn follow_departures(
+    h3: &H3Client,
+    endpoints: &watch::Receiver<Arc<EndpointSet>>,
+) -> tokio_util::sync::DropGuard {
+    let stop = tokio_util::sync::CancellationToken::new();
+    let (h3, mut endpoints, stopped) = (h3.clone(), endpoints.clone(), stop.clone());
     tokio::spawn(async move {
-        while endpoints.changed().await.is_ok() {
-            let Some(inner) = client.upgrade() else {
-                return;
-            };
+        loop {
+            tokio::select! {
+                changed = endpoints.changed() => if changed.is_err() { return },
+                () = stopped.cancelled() => return,
+            }
             let set = endpoints.borrow_and_update().clone();
-            inner.h3.retain(|a| set.addrs.binary_search(a).is_ok());
+            h3.retain(|a| set.addrs.binary_search(a).is_ok());
         }
     });
+    stop.drop_guard()
 }
 
 impl tower::Service<Request<Body>> for MeshClient {

@@ -9,6 +9,7 @@
 
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use bytes::{Buf, Bytes};
 use h3::error::{Code, StreamError};
@@ -104,6 +105,8 @@ pub(crate) struct RecvBody<R: RecvHalf> {
     part: Part,
     /// The length the head declared (`content-length`), if it did.
     length: Option<u64>,
+    /// What arrived so far.
+    received: u64,
     _keep: Option<Box<dyn std::any::Any + Send>>,
 }
 
@@ -111,14 +114,11 @@ impl<R: RecvHalf> RecvBody<R> {
     /// The body of `stream`, whose head is `headers`: a declared `content-length` becomes the
     /// body's exact size hint, so the next hop declares it too (HTTP/1 apps read a body by it).
     pub(crate) fn new(stream: R, headers: &HeaderMap) -> Self {
-        let length = headers
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok());
         Self {
             stream,
             part: Part::Data,
-            length,
+            length: declared_length(headers).ok().flatten(),
+            received: 0,
             _keep: None,
         }
     }
@@ -145,7 +145,20 @@ impl<R: RecvHalf> http_body::Body for RecvBody<R> {
             match this.part {
                 Part::Data => match ready!(this.stream.poll_chunk(cx)) {
                     Ok(Some(chunk)) if chunk.is_empty() => continue,
-                    Ok(Some(chunk)) => return Poll::Ready(Some(Ok(Frame::data(chunk)))),
+                    Ok(Some(chunk)) => {
+                        this.received += chunk.len() as u64;
+                        // More than declared: the next hop would cut it at the length and pass
+                        // a body that looks whole.
+                        if this.length.is_some_and(|n| this.received > n) {
+                            this.part = Part::Done;
+                            return Poll::Ready(Some(Err(LengthMismatch.into())));
+                        }
+                        return Poll::Ready(Some(Ok(Frame::data(chunk))));
+                    }
+                    Ok(None) if this.length.is_some_and(|n| this.received != n) => {
+                        this.part = Part::Done;
+                        return Poll::Ready(Some(Err(LengthMismatch.into())));
+                    }
                     Ok(None) => this.part = Part::Trailers,
                     Err(e) => {
                         this.part = Part::Done;
@@ -187,14 +200,41 @@ pub(crate) enum SendError {
     /// The stream failed (the peer stopped reading, or the connection is gone).
     #[error("the HTTP/3 stream failed: {0}")]
     Stream(#[from] StreamError),
+    /// The peer took nothing for this long; the stream was reset.
+    #[error("the peer took nothing of the body for {0:?}")]
+    Stalled(Duration),
+}
+
+/// A body whose size differs from its declared `content-length`.
+#[derive(Debug, thiserror::Error)]
+#[error("the body's size differs from its content-length")]
+pub(crate) struct LengthMismatch;
+
+/// The `content-length` of `headers`: `Ok(None)` without one, `Err` when it is not one plain
+/// decimal number (or several that differ), as HTTP/1 and HTTP/2 peers would refuse it.
+pub(crate) fn declared_length(headers: &HeaderMap) -> Result<Option<u64>, LengthMismatch> {
+    let mut found = None;
+    for v in headers.get_all(http::header::CONTENT_LENGTH) {
+        let s = v.to_str().map_err(|_| LengthMismatch)?;
+        if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(LengthMismatch);
+        }
+        let n: u64 = s.parse().map_err(|_| LengthMismatch)?;
+        if found.is_some_and(|f| f != n) {
+            return Err(LengthMismatch);
+        }
+        found = Some(n);
+    }
+    Ok(found)
 }
 
 /// `headers` with the `content-length` of `body` when its size is known and the head does not
-/// declare one: what hyper adds over HTTP/1 and HTTP/2, so the far side's app learns it too.
-pub(crate) fn declare_length(headers: &mut HeaderMap, body: &Body) {
+/// declare one: what hyper adds over HTTP/1 and HTTP/2, so the far side's app learns it too. An
+/// empty body is declared only when `empty_too` (a POST, PUT or PATCH with no body says so).
+pub(crate) fn declare_length(headers: &mut HeaderMap, body: &Body, empty_too: bool) {
     use http_body::Body as _;
     if let Some(n) = body.size_hint().exact()
-        && n > 0
+        && (n > 0 || empty_too)
         && !headers.contains_key(http::header::CONTENT_LENGTH)
     {
         headers.insert(http::header::CONTENT_LENGTH, n.into());
@@ -202,8 +242,13 @@ pub(crate) fn declare_length(headers: &mut HeaderMap, body: &Body) {
 }
 
 /// Sends `body` onto `stream` chunk by chunk, then its trailers, then ends the stream. If this
-/// future is dropped or the body fails first, the stream is reset instead.
-pub(crate) async fn send<S: SendHalf>(stream: &mut S, mut body: Body) -> Result<(), SendError> {
+/// future is dropped or the body fails first, the stream is reset instead; so it is if the peer
+/// takes nothing of it for `stall` (a reader that stopped reading holds no memory for good).
+pub(crate) async fn send<S: SendHalf>(
+    stream: &mut S,
+    mut body: Body,
+    stall: Duration,
+) -> Result<(), SendError> {
     let mut sending = Sending {
         stream,
         ended: false,
@@ -212,10 +257,16 @@ pub(crate) async fn send<S: SendHalf>(stream: &mut S, mut body: Body) -> Result<
         let frame = frame.map_err(SendError::Source)?;
         match frame.into_data() {
             Ok(chunk) if chunk.is_empty() => {}
-            Ok(chunk) => sending.stream.data(chunk).await?,
+            Ok(chunk) => match tokio::time::timeout(stall, sending.stream.data(chunk)).await {
+                Ok(sent) => sent?,
+                Err(_) => return Err(SendError::Stalled(stall)),
+            },
             Err(frame) => {
                 if let Ok(t) = frame.into_trailers() {
-                    sending.stream.trailers(t).await?;
+                    match tokio::time::timeout(stall, sending.stream.trailers(t)).await {
+                        Ok(sent) => sent?,
+                        Err(_) => return Err(SendError::Stalled(stall)),
+                    }
                     break;
                 }
             }
