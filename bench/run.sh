@@ -324,8 +324,6 @@ if [ "$NETNS" = yes ]; then
   cp "$BIN/outrider" "$NSDIR/outrider"
   chmod 755 "$NSDIR" "$NSDIR/outrider"
   chown -R "$PROXY_UID:$PROXY_UID" "$NSDIR/home" "$NSDIR/a" "$NSDIR/b" "$NSDIR/h2a" "$NSDIR/h2b" "$NSDIR/h3a" "$NSDIR/h3b"
-  # The lossy cells' pairs are in the same map; the h3 pair's entries say that their mesh ports
-  # take QUIC too.
   cat >"$NSDIR/mesh.yaml" <<EOF
 apiVersion: dapr.io/v1alpha1
 kind: Configuration
@@ -338,12 +336,26 @@ spec:
       apps:
         a: ["$A_ADDR:$NSA_MESH"]
         bench: ["$B_ADDR:$NSB_MESH"]
+EOF
+  # The lossy cells' pairs have a map of their own: in the interception pair's, more apps at B's
+  # address would leave intercepted TCP to that address without one app to name (naming by
+  # address ignores the port). The h3 pair's entries say that their mesh ports take QUIC too.
+  cat >"$NSDIR/lossy.yaml" <<EOF
+apiVersion: dapr.io/v1alpha1
+kind: Configuration
+metadata:
+  name: bench-lossy
+spec:
+  nameResolution:
+    component: static
+    configuration:
+      apps:
         h2a: ["$A_ADDR:$L2A_MESH"]
         h2b: ["$B_ADDR:$L2B_MESH"]
         h3a: [{address: "$A_ADDR:$L3A_MESH", transports: [h2, h3]}]
         h3b: [{address: "$B_ADDR:$L3B_MESH", transports: [h2, h3]}]
 EOF
-  chmod 644 "$NSDIR/mesh.yaml"
+  chmod 644 "$NSDIR/mesh.yaml" "$NSDIR/lossy.yaml"
   AS_PROXY=(setpriv "--reuid=$PROXY_UID" "--regid=$PROXY_UID" --clear-groups -- env HOME="$NSDIR/home")
 
   start ns_echo ip netns exec $NS_B "$BIN/outrider-bench" echo --listen "0.0.0.0:$NS_ECHO"
@@ -389,16 +401,16 @@ EOF
   # in front of the echo app. Their callers' own TCP, as $PROXY_UID's, escapes A's rules.
   start ns_sidecar_h2b ip netns exec $NS_B "${AS_PROXY[@]}" "$NSDIR/outrider" run --app-id h2b --app-port $NS_ECHO \
     --dapr-http-port $L2B_API --dapr-grpc-port $L2B_GRPC --mesh-port $L2B_MESH --metrics-port $L2B_ADMIN \
-    --config "$NSDIR/mesh.yaml" --data-dir "$NSDIR/h2b" --mesh-transport h2 --log-level warn
+    --config "$NSDIR/lossy.yaml" --data-dir "$NSDIR/h2b" --mesh-transport h2 --log-level warn
   start ns_sidecar_h3b ip netns exec $NS_B "${AS_PROXY[@]}" "$NSDIR/outrider" run --app-id h3b --app-port $NS_ECHO \
     --dapr-http-port $L3B_API --dapr-grpc-port $L3B_GRPC --mesh-port $L3B_MESH --metrics-port $L3B_ADMIN \
-    --config "$NSDIR/mesh.yaml" --data-dir "$NSDIR/h3b" --mesh-transport h3 --log-level warn
+    --config "$NSDIR/lossy.yaml" --data-dir "$NSDIR/h3b" --mesh-transport h3 --log-level warn
   start ns_sidecar_h2a ip netns exec $NS_A "${AS_PROXY[@]}" "$NSDIR/outrider" run --app-id h2a \
     --dapr-http-port $L2A_API --dapr-grpc-port $L2A_GRPC --mesh-port $L2A_MESH --metrics-port $L2A_ADMIN \
-    --config "$NSDIR/mesh.yaml" --data-dir "$NSDIR/h2a" --mesh-transport h2 --log-level warn
+    --config "$NSDIR/lossy.yaml" --data-dir "$NSDIR/h2a" --mesh-transport h2 --log-level warn
   start ns_sidecar_h3a ip netns exec $NS_A "${AS_PROXY[@]}" "$NSDIR/outrider" run --app-id h3a \
     --dapr-http-port $L3A_API --dapr-grpc-port $L3A_GRPC --mesh-port $L3A_MESH --metrics-port $L3A_ADMIN \
-    --config "$NSDIR/mesh.yaml" --data-dir "$NSDIR/h3a" --mesh-transport h3 --log-level warn
+    --config "$NSDIR/lossy.yaml" --data-dir "$NSDIR/h3a" --mesh-transport h3 --log-level warn
 
   wait_http "http://$B_ADDR:$NS_ECHO/" "200" $NS_A
   wait_http "http://127.0.0.1:$NSA_API/v1.0/invoke/bench/method/echo" "200" $NS_A
