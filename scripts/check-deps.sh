@@ -33,11 +33,13 @@ done < <(jq -r '
   | .dependencies[] | select(.name as $n | $ours | index($n))
   | [$from, .name, (.kind // "normal")] | @tsv' <<<"$edges")
 
-# Banned crates, as resolved for this platform with every feature we enable. Cargo.lock may
-# still list an optional dependency that nothing activates (rustls-webpki's weak `ring?/…`);
-# the resolved tree is what gets compiled.
+# Banned crates, as resolved for the platforms the sidecar is built for (Linux on x86_64 and
+# aarch64) with every feature we enable. Cargo.lock may still list an optional dependency that
+# nothing activates (rustls-webpki's weak `ring?/…`), or one only another platform compiles
+# (quinn-proto takes ring on wasm32 alone); the resolved tree is what gets compiled.
 for bad in ring openssl-sys openssl reqwest serde_yaml serde_yml axum; do
-  tree=$(cargo tree --workspace --edges normal,build,dev --target all -i "$bad" 2>/dev/null || true)
+  tree=$(cargo tree --workspace --edges normal,build,dev --target x86_64-unknown-linux-gnu \
+    --target aarch64-unknown-linux-gnu -i "$bad" 2>/dev/null || true)
   if [ -n "$tree" ]; then
     echo "check-deps: banned crate '$bad' is in the tree:"; head -20 <<<"$tree"; fail=1
   fi

@@ -161,3 +161,35 @@ fn durations() {
         assert_eq!(parse_duration(bad), None, "{bad:?}");
     }
 }
+
+#[test]
+fn the_mesh_transport_comes_from_the_flag_else_the_configuration() {
+    use crate::mesh::outbound::transport::MeshTransport;
+    assert_eq!(
+        load(&args(&[]), &env()).unwrap().mesh_transport,
+        MeshTransport::Auto
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config.yaml");
+    std::fs::write(&cfg, "kind: Configuration\nspec:\n  meshTransport: h2\n").unwrap();
+    let path = cfg.to_str().unwrap();
+    let s = load(&args(&["--config", path]), &env()).unwrap();
+    assert_eq!(s.mesh_transport, MeshTransport::H2);
+    let s = load(&args(&["--config", path, "--mesh-transport", "H3"]), &env()).unwrap();
+    assert_eq!(s.mesh_transport, MeshTransport::H3, "the flag wins");
+
+    let errs = load(&args(&["--mesh-transport", "quic"]), &env())
+        .unwrap_err()
+        .0;
+    assert_eq!(errs[0].at, "--mesh-transport");
+    assert!(errs[0].message.contains("\"quic\""), "{}", errs[0]);
+    std::fs::write(&cfg, "kind: Configuration\nspec:\n  meshTransport: udp\n").unwrap();
+    let errs = load(&args(&["--config", path]), &env()).unwrap_err().0;
+    assert!(
+        errs[0]
+            .to_string()
+            .contains("config.yaml: spec.meshTransport: \"udp\""),
+        "{}",
+        errs[0]
+    );
+}

@@ -66,7 +66,9 @@ pub(crate) async fn serve(
         if slots.available_permits() < limits.max_connections / 2
             && !incoming.remote_address_validated()
         {
-            let _ = incoming.retry();
+            if let Err(e) = incoming.retry() {
+                e.into_incoming().refuse();
+            }
             continue;
         }
         let Ok(slot) = slots.clone().try_acquire_owned() else {
