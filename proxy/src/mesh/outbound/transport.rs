@@ -199,7 +199,7 @@ impl MeshClient {
         map.insert(addr, (t, until));
     }
 
-    /// The transport for a request to `addr`, racing QUIC's first handshake if it must.
+    /// The transport for a request to `addr`, giving a first QUIC handshake its head start.
     async fn choose(&self, addr: SocketAddr) -> Transport {
         match self.inner.mode {
             MeshTransport::H2 => return Transport::H2,
