@@ -1,6 +1,7 @@
 //! QUIC sockets for HTTP/3 between sidecars: the server endpoint on the mesh port's number (UDP),
-//! the client endpoint every outbound h3 connection shares, the transport settings both use, and
-//! the bodies that carry HTTP/3 streams (see [`body`]).
+//! a client endpoint per outbound connection (its socket connected to the peer, see
+//! [`connected`]), the transport settings both use, and the bodies that carry HTTP/3 streams
+//! (see [`body`]).
 //!
 //! The limits mirror the TCP mesh listener's (security rule 6): streams per connection, a bound
 //! on what a peer can make us buffer (flow-control windows per stream and per connection), an

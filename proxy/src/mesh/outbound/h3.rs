@@ -1,8 +1,9 @@
 //! The h3 connector: one QUIC connection per endpoint address, mutual TLS 1.3 pinned to the
 //! target's SPIFFE id (the same verifier as HTTP/2's), HTTP/3 requests multiplexed on it.
 //!
-//! A connection is made on first use and kept while it lives (QUIC keep-alives hold it open;
-//! its idle timeout notices a peer that vanished). Requests stream both ways: the request body
+//! A connection is made on first use and kept while it is used (QUIC keep-alives hold it open;
+//! a peer whose sidecar died refuses on its socket and ends it at once, one that vanished is
+//! noticed by the idle timeout). Requests stream both ways: the request body
 //! is sent by a task of its own while the response arrives, and dropping the response (or the
 //! call before it) resets the request stream, so the far side stops too.
 
