@@ -301,17 +301,15 @@ async fn dns_follows_changing_records_from_a_real_server() {
     // The records change: an SRV record now names b2's host and its own port. Traffic moves
     // without a restart of A.
     server.kill().await.unwrap();
-    let _server = dnsmasq(
-        hdns,
-        &[
-            format!("--host-record=b.default.svc.cluster.local,{}", h1.addr),
-            format!("--host-record=b2.lan.test,{}", h2.addr),
-            format!(
-                "--srv-host=_mesh._tcp.b.default.svc.cluster.local,b2.lan.test,{}",
-                b2.mesh
-            ),
-        ],
-    );
+    let mut records = vec![
+        format!("--host-record=b.default.svc.cluster.local,{}", h1.addr),
+        format!("--host-record=b2.lan.test,{}", h2.addr),
+        format!(
+            "--srv-host=_mesh._tcp.b.default.svc.cluster.local,b2.lan.test,{}",
+            b2.mesh
+        ),
+    ];
+    let mut server = dnsmasq(hdns, &records);
     wait_until(Duration::from_secs(20), "traffic to move to b2", || async {
         spread(&a, 5)
             .await
@@ -327,6 +325,27 @@ async fn dns_follows_changing_records_from_a_real_server() {
         endpoints.contains(&format!("{}:{}", h2.addr, b2.mesh)),
         "{meta}"
     );
+    // Without a UDP SRV record b2 is HTTP/2 only, though it listens on UDP.
+    let h3 = ["direction=\"outbound\"", "transport=\"h3\""];
+    assert_eq!(a.metric_sum("outrider_mesh_requests_total", &h3).await, 0.0);
+
+    // A `_mesh._udp` record for the same host and port: b2 offers HTTP/3, and auto takes it.
+    server.kill().await.unwrap();
+    records.push(format!(
+        "--srv-host=_mesh._udp.b.default.svc.cluster.local,b2.lan.test,{}",
+        b2.mesh
+    ));
+    let _server = dnsmasq(hdns, &records);
+    wait_until(
+        Duration::from_secs(20),
+        "requests to b2 to go over h3",
+        || async {
+            let all_b2 = spread(&a, 5).await.iter().all(|r| r == &Ok(p2));
+            let over_h3 = a.metric_sum("outrider_mesh_requests_total", &h3).await > 0.0;
+            (all_b2 && over_h3).then_some(())
+        },
+    )
+    .await;
 
     // A name DNS does not know: the error names it.
     let r = a
