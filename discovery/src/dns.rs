@@ -314,7 +314,8 @@ async fn srv_targets(
 
 /// Marks the endpoints of `answer` that the SRV records of `udp_name` list too (same resolved
 /// address and port) as offering HTTP/3, and shortens `valid_until` to the UDP answer's. A failed
-/// or empty lookup leaves `answer` as it is: HTTP/2 only, never an error.
+/// or empty lookup leaves the endpoints HTTP/2 only, never an error; a failed one is asked again
+/// after the retry interval.
 async fn offer_h3(resolver: &TokioResolver, udp_name: &str, answer: &mut Answer) {
     let udp = match resolver.srv_lookup(udp_name).await {
         Ok(srv) => srv_targets(resolver, &srv).await,
@@ -328,8 +329,10 @@ async fn offer_h3(resolver: &TokioResolver, udp_name: &str, answer: &mut Answer)
             tracing::debug!(
                 name = %udp_name,
                 error = %e,
-                "the UDP SRV lookup failed; offering HTTP/2 only"
+                "the UDP SRV lookup failed; offering HTTP/2 only until it is asked again"
             );
+            // A failure is not an answer: ask again soon rather than at the TCP records' expiry.
+            answer.valid_until = answer.valid_until.min(Instant::now() + RETRY);
             return;
         }
     };

@@ -174,8 +174,10 @@ async fn connection(
             }
         }
     }
-    // GOAWAY: the peer opens no new request here; those in flight finish.
-    let _ = h3.shutdown(0).await;
+    // GOAWAY: the peer opens no new request here; those in flight finish. It names the first
+    // stream not processed, one past the last accepted (GOAWAY at the last accepted one would
+    // tell the peer that request was never handled, inviting it to send it again).
+    let _ = h3.shutdown(1).await;
     requests.close();
     requests.wait().await;
     // The last answers may still be on the way: closing now would drop what the peer has not
