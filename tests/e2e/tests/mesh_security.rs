@@ -8,6 +8,27 @@ use outrider_testkit::mesh::{
 use outrider_testkit::{FakeApp, Mesh, raw_request};
 use rcgen::{ExtendedKeyUsagePurpose as Eku, SanType};
 
+/// Client certificates from the mesh's own CA that the mesh port refuses, on either transport:
+/// the SPIFFE id in a DNS SAN, no clientAuth usage, another trust domain.
+fn refused_leaves(ca: &std::path::Path) -> Vec<(&'static str, outrider_certs::IssuedCert)> {
+    let uri = |td: &str| SanType::URI(format!("spiffe://{td}/ns/default/a").try_into().unwrap());
+    let dns = SanType::DnsName("spiffe://public/ns/default/a".try_into().unwrap());
+    vec![
+        (
+            "SPIFFE id in a DNS SAN",
+            leaf_with(ca, vec![dns], vec![Eku::ClientAuth]),
+        ),
+        (
+            "no clientAuth usage",
+            leaf_with(ca, vec![uri("public")], vec![Eku::ServerAuth]),
+        ),
+        (
+            "another trust domain",
+            leaf_with(ca, vec![uri("elsewhere")], vec![Eku::ClientAuth]),
+        ),
+    ]
+}
+
 #[tokio::test]
 async fn a_proper_peer_is_served_and_identified_by_its_certificate() {
     let mesh = Mesh::new();
@@ -55,31 +76,7 @@ async fn refuses_plaintext_foreign_cas_and_spiffe_ids_outside_uri_sans() {
         "{err}"
     );
 
-    let cases = [
-        (
-            "SPIFFE id in a DNS SAN",
-            vec![SanType::DnsName(
-                "spiffe://public/ns/default/a".try_into().unwrap(),
-            )],
-            vec![Eku::ClientAuth],
-        ),
-        (
-            "no clientAuth usage",
-            vec![SanType::URI(
-                "spiffe://public/ns/default/a".try_into().unwrap(),
-            )],
-            vec![Eku::ServerAuth],
-        ),
-        (
-            "another trust domain",
-            vec![SanType::URI(
-                "spiffe://elsewhere/ns/default/a".try_into().unwrap(),
-            )],
-            vec![Eku::ClientAuth],
-        ),
-    ];
-    for (what, sans, ekus) in cases {
-        let leaf = leaf_with(&ca, sans, ekus);
+    for (what, leaf) in refused_leaves(&ca) {
         let res = mesh_get(b.mesh, config_presenting(&ca, "b", leaf), "/").await;
         assert!(res.is_err(), "{what}: served {res:?}");
     }
@@ -114,31 +111,12 @@ async fn the_udp_mesh_port_serves_http3_to_the_same_peers_only() {
     // The same refusals as on TCP.
     let other = Mesh::new();
     let _other_x = other.sidecar("x").start().await; // creates the other CA
-    let uri = |td: &str| SanType::URI(format!("spiffe://{td}/ns/default/a").try_into().unwrap());
-    let cases = [
-        (
-            "another CA",
-            leaf_with(&other.ca_dir(), vec![uri("public")], vec![Eku::ClientAuth]),
-        ),
-        (
-            "SPIFFE id in a DNS SAN",
-            leaf_with(
-                &ca,
-                vec![SanType::DnsName(
-                    "spiffe://public/ns/default/a".try_into().unwrap(),
-                )],
-                vec![Eku::ClientAuth],
-            ),
-        ),
-        (
-            "no clientAuth usage",
-            leaf_with(&ca, vec![uri("public")], vec![Eku::ServerAuth]),
-        ),
-        (
-            "another trust domain",
-            leaf_with(&ca, vec![uri("elsewhere")], vec![Eku::ClientAuth]),
-        ),
-    ];
+    let mut cases = refused_leaves(&ca);
+    let uri = SanType::URI("spiffe://public/ns/default/a".try_into().unwrap());
+    cases.push((
+        "another CA",
+        leaf_with(&other.ca_dir(), vec![uri], vec![Eku::ClientAuth]),
+    ));
     let res = mesh_get_h3(b.mesh, anonymous(peer_config(&ca, "orders", "b")), "/").await;
     assert!(res.is_err(), "no certificate: served {res:?}");
     for (what, leaf) in cases {
