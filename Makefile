@@ -6,7 +6,7 @@ CARGO ?= cargo
 API_PORT ?= 3500
 APP_PORT ?= 7001
 
-.PHONY: all deps sdk-deps build release run test lint fmt check-deps bench bench-quick fuzz sizes clean
+.PHONY: all deps sdk-deps build release run test lint fmt check-deps bench bench-quick bench-build bench-soak fuzz sizes clean
 
 all: build
 
@@ -58,15 +58,26 @@ sizes:
 check-deps:
 	@scripts/check-deps.sh
 
-## bench: every scenario of BENCHMARKS.md, 3 interleaved repeats (about 15 minutes; the interception cells need root); results in bench/results/
-bench: deps
-	$(CARGO) build --release -p outrider -p outrider-bench
+## bench: every scenario of BENCHMARKS.md, 3 interleaved repeats, then the instruction counts
+## (about 20 minutes; the interception cells need root); results in bench/results/
+bench: deps bench-build
 	bench/run.sh
 
 ## bench-quick: the same scenarios with short cells (about 3.5 minutes), after data-path changes
-bench-quick: deps
-	$(CARGO) build --release -p outrider -p outrider-bench
+bench-quick: deps bench-build
 	bench/run.sh --quick
+
+# The binaries the benchmarks run: ours, and the Pingora peer (bench/pingora/, a workspace of
+# its own, never linked into outrider).
+bench-build: deps
+	$(CARGO) build --release -p outrider -p outrider-bench
+	$(CARGO) build --release --manifest-path bench/pingora/Cargo.toml
+
+## bench-soak: a sidecar pair at 1000 requests/s for 10 minutes (SOAK_MINUTES); fails if its memory
+## grows over 10 % after the warm-up or a request fails; results in bench/results/soak-*/
+bench-soak: deps
+	$(CARGO) build --release -p outrider -p outrider-bench
+	bench/soak.sh
 
 ## fuzz: every fuzz target for 10 M executions or 30 minutes each (FUZZ_TARGETS, FUZZ_RUNS,
 ## FUZZ_SECONDS narrow it); make test replays the kept corpus and random inputs on stable

@@ -50,11 +50,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
-for tool in nginx haproxy redis-server openssl taskset curl; do
+for tool in nginx haproxy redis-server openssl taskset curl valgrind callgrind_control; do
   command -v "$tool" >/dev/null || die "$tool is missing: run make deps"
 done
 [ "$(nproc)" -ge 2 ] || die "needs 2 CPUs (generator on CPU 0, the rest on CPU 1)"
 [ -x "$BIN/outrider" ] && [ -x "$BIN/outrider-bench" ] || die "build first: cargo build --release -p outrider -p outrider-bench"
+[ -x "$BIN/bench-pingora" ] || die "build the Pingora peer first: cargo build --release --manifest-path bench/pingora/Cargo.toml"
 # The interception cells: two network namespaces and nat rules, so root only.
 NETNS=no
 if [ "$(id -u)" = 0 ]; then
@@ -75,7 +76,7 @@ UNDER=(taskset -c 1)
 export TOKIO_WORKER_THREADS=1
 
 # Ports (all on 127.0.0.1), below Linux's ephemeral range so no client connection holds one.
-ECHO=21001 NGINX=21002 HAPROXY=21003 OUTRIDER=21004
+ECHO=21001 NGINX=21002 HAPROXY=21003 OUTRIDER=21004 PINGORA=21005
 A_API=21010 A_MESH=21011 A_ADMIN=21012 B_API=21013 B_MESH=21014 B_ADMIN=21015
 A_GRPC=21016 B_GRPC=21017 S_GRPC=21038 P_GRPC=21039 START_GRPC=21043
 # The second invoke pair, a3 → b3, forced onto HTTP/3 (its mesh ports are taken on UDP too).
@@ -103,7 +104,11 @@ NS_IF=eth0 LOSS=0.02 LOSSY_CONNS=32
 LOSS_RULE=(-i "$NS_IF" -m statistic --mode random --probability "$LOSS" -j DROP)
 if [ "$QUICK" = yes ]; then TCP_BYTES=$((256 << 20)); else TCP_BYTES=$((1 << 30)); fi
 
-for port in $ECHO $NGINX $HAPROXY $OUTRIDER $A_API $A_MESH $A_ADMIN $B_API $B_MESH $B_ADMIN $HP_FRONT $HP_BACK \
+# The instructions-per-request cells (their ports: CG_*).
+# shellcheck source=bench/instructions.sh
+. "$ROOT/bench/instructions.sh"
+
+for port in $ECHO $NGINX $HAPROXY $OUTRIDER $PINGORA "${CG_PORTS[@]}" $A_API $A_MESH $A_ADMIN $B_API $B_MESH $B_ADMIN $HP_FRONT $HP_BACK \
   $REDIS $S_API $S_MESH $S_ADMIN $P_API $P_MESH $P_ADMIN $P_APP $START_API $START_MESH $START_ADMIN \
   $A_GRPC $B_GRPC $S_GRPC $P_GRPC $START_GRPC \
   $A3_API $A3_MESH $A3_ADMIN $A3_GRPC $B3_API $B3_MESH $B3_ADMIN $B3_GRPC; do
@@ -215,6 +220,18 @@ EOF
 start hp_front haproxy -f "$RUN/hp-front.cfg" -db
 start hp_back haproxy -f "$RUN/hp-back.cfg" -db
 
+# Pingora, the Rust peer: a minimal proxy on pingora-proxy (bench/pingora/), one worker thread.
+cat >"$RUN/pingora.yaml" <<EOF
+---
+version: 1
+threads: 1
+pid_file: $RUN/pingora.pid
+upgrade_sock: $RUN/pingora.sock
+grace_period_seconds: 0
+graceful_shutdown_timeout_seconds: 1
+EOF
+start pingora "$BIN/bench-pingora" "127.0.0.1:$PINGORA" "127.0.0.1:$ECHO" "$RUN/pingora.yaml"
+
 # Outrider alone as a proxy, and two sidecars forced onto mutual TLS over HTTP/2 between them:
 # left in auto, they would take HTTP/3, which every sidecar on this host advertises in the local
 # registry. They serve the HTTP and the gRPC invoke cells, both on HTTP/2 then.
@@ -288,6 +305,7 @@ wait_http "http://127.0.0.1:$NGINX/"
 wait_http "http://127.0.0.1:$HAPROXY/"
 wait_http "http://127.0.0.1:$HP_FRONT/"
 wait_http "http://127.0.0.1:$OUTRIDER/"
+wait_http "http://127.0.0.1:$PINGORA/"
 wait_http "http://127.0.0.1:$A_API/v1.0/invoke/b/method/echo"
 wait_http "http://127.0.0.1:$A3_API/v1.0/invoke/b3/method/echo"
 expect_transport sidecar_a $A_ADMIN h2
@@ -542,7 +560,7 @@ rss_of() { # rss_of PID... -> summed VmRSS in MB
 group_pids() { # group_pids NAME -> the pids of one server under test, space-separated
   if [ "$1" = nginx ]; then nginx_pids | tr ',' ' '; else eval "echo \$PID_$1"; fi
 }
-GROUPS_UNDER_TEST=(nginx haproxy outrider hp_front hp_back sidecar_a sidecar_b sidecar_a3 sidecar_b3 sidecar_s sidecar_p redis
+GROUPS_UNDER_TEST=(nginx haproxy pingora outrider hp_front hp_back sidecar_a sidecar_b sidecar_a3 sidecar_b3 sidecar_s sidecar_p redis
   "${NS_GROUPS[@]}")
 # Memory before any load.
 for name in "${GROUPS_UNDER_TEST[@]}"; do
@@ -558,6 +576,7 @@ cell() { # cell NAME REPEAT
     direct) load direct "$r" "" "$PID_echo" --addr 127.0.0.1:$ECHO "${rated[@]}" ;;
     one-hop/nginx) load one-hop/nginx "$r" direct "$(nginx_pids)" --addr 127.0.0.1:$NGINX "${rated[@]}" ;;
     one-hop/haproxy) load one-hop/haproxy "$r" direct "$PID_haproxy" --addr 127.0.0.1:$HAPROXY "${rated[@]}" ;;
+    one-hop/pingora) load one-hop/pingora "$r" direct "$PID_pingora" --addr 127.0.0.1:$PINGORA "${rated[@]}" ;;
     one-hop/outrider) load one-hop/outrider "$r" direct "$PID_outrider" --addr 127.0.0.1:$OUTRIDER "${rated[@]}" ;;
     two-hop/haproxy-tls)
       load two-hop/haproxy-tls "$r" direct "$PID_hp_front,$PID_hp_back" --addr 127.0.0.1:$HP_FRONT "${rated[@]}" ;;
@@ -605,6 +624,7 @@ cell() { # cell NAME REPEAT
     one-hop-max/direct) load one-hop-max/direct "$r" "" "$PID_echo" --addr 127.0.0.1:$ECHO --body-size $BODY --path /echo ;;
     one-hop-max/nginx) load one-hop-max/nginx "$r" "" "$(nginx_pids)" --addr 127.0.0.1:$NGINX --body-size $BODY --path /echo ;;
     one-hop-max/haproxy) load one-hop-max/haproxy "$r" "" "$PID_haproxy" --addr 127.0.0.1:$HAPROXY --body-size $BODY --path /echo ;;
+    one-hop-max/pingora) load one-hop-max/pingora "$r" "" "$PID_pingora" --addr 127.0.0.1:$PINGORA --body-size $BODY --path /echo ;;
     one-hop-max/outrider) load one-hop-max/outrider "$r" "" "$PID_outrider" --addr 127.0.0.1:$OUTRIDER --body-size $BODY --path /echo ;;
     # Between namespaces A and B (root only): a call to B's app, addressed to it directly; the same
     # call intercepted (to B's port 80, where nothing listens, Host `bench`) and carried by both
@@ -639,11 +659,11 @@ cell() { # cell NAME REPEAT
     *) die "no cell $1" ;;
   esac
 }
-CELLS=(direct one-hop/nginx one-hop/haproxy one-hop/outrider two-hop/haproxy-tls two-hop/outrider-mtls
+CELLS=(direct one-hop/nginx one-hop/haproxy one-hop/pingora one-hop/outrider two-hop/haproxy-tls two-hop/outrider-mtls
   two-hop/outrider-h3 two-hop-grpc/outrider-mtls state-get/redis state-get/outrider state-get-grpc/outrider
   state-set/redis state-set/outrider
   publish/redis publish/outrider pubsub/outrider pubsub-max/outrider
-  one-hop-max/direct one-hop-max/nginx one-hop-max/haproxy one-hop-max/outrider start-to-ready)
+  one-hop-max/direct one-hop-max/nginx one-hop-max/haproxy one-hop-max/pingora one-hop-max/outrider start-to-ready)
 [ "$NETNS" = no ] || CELLS+=(netns-direct two-hop-intercepted/outrider-mtls two-hop-netns/outrider-mtls
   two-hop-netns/haproxy-tls tcp-throughput/direct tcp-throughput/outrider-tunnel
   lossy-two-hop/outrider-h2 lossy-two-hop/outrider-h3)
@@ -663,14 +683,17 @@ for name in "${GROUPS_UNDER_TEST[@]}"; do
     --out "$OUT/cells/rss-after-$name.json"
 done
 
+# Instructions per request, once (callgrind's counts repeat), after the timed cells.
+instruction_cells
+
 COMMIT=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
 # Uncommitted changes to anything but the results themselves make the figures unreproducible.
 DIRTY=""
 [ -z "$(git -C "$ROOT" status --porcelain -- . ':!bench/results' 2>/dev/null)" ] || DIRTY="+changes"
-META=$(printf '{"date":"%s","commit":"%s%s","cpus":"%s","cpu_model":"%s","quick":%s,"rate":%s,"connections":%s,"body_bytes":%s,"warmup_s":%s,"duration_s":%s,"repeats":%s,"interception":%s,"tcp_bytes":%s,"lossy_drop":%s,"lossy_connections":%s}' \
+META=$(printf '{"date":"%s","commit":"%s%s","cpus":"%s","cpu_model":"%s","quick":%s,"rate":%s,"connections":%s,"body_bytes":%s,"warmup_s":%s,"duration_s":%s,"repeats":%s,"interception":%s,"tcp_bytes":%s,"lossy_drop":%s,"lossy_connections":%s,"instructions_requests":%s,"instructions_warmup":%s}' \
   "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$COMMIT" "$DIRTY" "$(nproc)" \
   "$(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo)" \
   "$([ "$QUICK" = yes ] && echo true || echo false)" $RATE $CONNS $BODY $WARMUP $DURATION $REPEATS \
-  "$([ "$NETNS" = yes ] && echo true || echo false)" $TCP_BYTES $LOSS $LOSSY_CONNS)
+  "$([ "$NETNS" = yes ] && echo true || echo false)" $TCP_BYTES $LOSS $LOSSY_CONNS $CG_REQUESTS $CG_WARMUP)
 "$BIN/outrider-bench" report "$OUT" --meta "$META"
 log "results in $OUT"

@@ -29,6 +29,10 @@ needs=(
   "haproxy:haproxy"
   "openssl:openssl"
   "taskset:util-linux"
+  # make bench, instructions-per-request cells: callgrind counts what each proxy executes.
+  "callgrind_control:valgrind"
+  # make bench, the Pingora peer (bench/pingora/): its zlib-ng is built with cmake.
+  "cmake:cmake"
   # Interception: outrider init writes nat rules; its tests capture the LAN to see TLS on the wire.
   "iptables-restore:iptables"
   "tcpdump:tcpdump"

@@ -2,8 +2,11 @@
 //! ([`load`]), the app the scenarios put behind each proxy ([`echo`]), the subscribing app that
 //! times publish → delivery ([`deliveries`]), and the report writer
 //! ([`report`]) that turns a run's cells into a JSON file, a Markdown table and a latency plot.
+//! The soak run of `make bench-soak` has its own report writer ([`soak`]), which also decides
+//! whether the sidecars' memory held flat.
 
 pub mod deliveries;
 pub mod echo;
 pub mod load;
 pub mod report;
+pub mod soak;

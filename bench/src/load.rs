@@ -246,6 +246,40 @@ pub async fn run(plan: &Plan) -> anyhow::Result<Report> {
     Ok(report(plan, tally).await)
 }
 
+/// Sends exactly `n` requests of `plan.op` over `plan.connections` connections, closed loop:
+/// each connection sends its next request once the previous answer is read, and the requests
+/// are dealt to the connections evenly. Any failed request is an error. This is a fixed amount
+/// of work rather than a fixed time, for counting what the server under test spends on it
+/// (instructions per request under callgrind); `plan.rate`, `duration` and `warmup` are unused.
+pub async fn count(plan: &Plan, n: u64) -> anyhow::Result<()> {
+    anyhow::ensure!(plan.connections > 0, "at least one connection is needed");
+    let conns = plan.connections as u64;
+    let mut tasks = tokio::task::JoinSet::new();
+    for k in 0..conns {
+        let share = n / conns + u64::from(k < n % conns);
+        let mut conn = Conn::open(plan.addr, &plan.op).await?;
+        let plan = plan.clone();
+        tasks.spawn(async move {
+            let body = match &plan.op {
+                Op::Http { body, .. } => body.clone(),
+                _ => Bytes::new(),
+            };
+            for i in 0..share {
+                let ok = conn::timed(async {
+                    conn::once(&mut conn, &plan, body.clone()).await == Ok(true)
+                })
+                .await;
+                anyhow::ensure!(ok, "request {} of {share} on connection {k} failed", i + 1);
+            }
+            Ok(())
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done??;
+    }
+    Ok(())
+}
+
 /// What a run measured: the answers, or (publish → delivery) the deliveries.
 async fn report(plan: &Plan, tally: Tally) -> Report {
     let seconds = plan.duration.as_secs_f64();

@@ -34,6 +34,15 @@ struct Cli {
 enum Command {
     /// Send load to one server and report latency percentiles and throughput.
     Load(Box<LoadArgs>),
+    /// Send exactly `--requests` requests, closed loop, and fail if any fails (a fixed amount of
+    /// work for the instructions-per-request cells; nothing is measured here).
+    Count {
+        #[command(flatten)]
+        load: Box<LoadArgs>,
+        /// How many requests.
+        #[arg(long)]
+        requests: u64,
+    },
     /// Serve the echo app (answers with the request body).
     Echo {
         /// Where to listen.
@@ -75,6 +84,22 @@ enum Command {
     Report {
         /// The run directory.
         dir: PathBuf,
+        /// Facts about the run (JSON object), e.g. date, commit and machine.
+        #[arg(long, default_value = "{}")]
+        meta: String,
+    },
+    /// Summarize a soak run directory (its `samples/`) into soak.json, soak.md and soak.svg, and
+    /// fail unless every process's memory ended within 10 % of its value after the warm-up and
+    /// no request failed.
+    SoakReport {
+        /// The soak run directory.
+        dir: PathBuf,
+        /// Seconds of load before each process's memory baseline is taken.
+        #[arg(long, default_value_t = 60.0)]
+        warmup_seconds: f64,
+        /// Seconds of load in each sampled interval (the load cells do not record it).
+        #[arg(long, default_value_t = 10.0)]
+        interval_seconds: f64,
         /// Facts about the run (JSON object), e.g. date, commit and machine.
         #[arg(long, default_value = "{}")]
         meta: String,
@@ -418,6 +443,10 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     match cli.command {
         Command::Load(a) => rt.block_on(load_cmd(*a)),
+        Command::Count { load, requests } => {
+            let plan = plan(&load)?;
+            rt.block_on(load::count(&plan, requests))
+        }
         Command::Echo { listen, delay_ms } => {
             rt.block_on(outrider_bench::echo::run(
                 listen,
@@ -453,6 +482,21 @@ fn main() -> anyhow::Result<()> {
             let results = report::write(&dir, meta)?;
             print!("{}", report::markdown(&results));
             Ok(())
+        }
+        Command::SoakReport {
+            dir,
+            warmup_seconds,
+            interval_seconds,
+            meta,
+        } => {
+            let meta: serde_json::Value =
+                serde_json::from_str(&meta).context("--meta is not JSON")?;
+            let soak = outrider_bench::soak::write(&dir, interval_seconds, warmup_seconds, meta)?;
+            print!("{}", outrider_bench::soak::markdown(&soak));
+            match soak.verdict.failure() {
+                Some(why) => anyhow::bail!("soak not met: {why}"),
+                None => Ok(()),
+            }
         }
     }
 }

@@ -243,7 +243,7 @@ fn ratio(cells: &[Summary], a: &str, b: &str, f: fn(&LoadResult) -> Option<f64>)
 /// The ratios BENCHMARKS.md quotes.
 pub fn ratios(cells: &[Summary]) -> BTreeMap<String, f64> {
     let mut out = BTreeMap::new();
-    for peer in ["nginx", "haproxy"] {
+    for peer in ["nginx", "haproxy", "pingora"] {
         let pairs = [
             (
                 "max-rps",
@@ -295,6 +295,30 @@ pub fn ratios(cells: &[Summary]) -> BTreeMap<String, f64> {
             }
         }
     }
+    // Instructions per request (callgrind), against each peer on the same path.
+    for (path, peers) in [
+        ("one-hop", &["nginx", "haproxy", "pingora"][..]),
+        ("two-hop", &["haproxy-tls"][..]),
+    ] {
+        let ours = if path == "one-hop" {
+            "outrider"
+        } else {
+            "outrider-mtls"
+        };
+        for peer in peers {
+            let a = figure(cells, &format!("instructions/{path}/{ours}"));
+            let b = figure(cells, &format!("instructions/{path}/{peer}"));
+            if let (Some(a), Some(b)) = (a, b)
+                && b > 0.0
+            {
+                let peer = peer.trim_end_matches("-tls");
+                out.insert(
+                    format!("{path} instructions per request outrider/{peer}"),
+                    (a / b * 1000.0).round() / 1000.0,
+                );
+            }
+        }
+    }
     // HTTP/3 against HTTP/2 with packets lost between the hosts: whole percentiles, not added
     // ones, since the baseline (`netns-direct`) runs without loss.
     let lossy = [
@@ -318,6 +342,16 @@ pub fn ratios(cells: &[Summary]) -> BTreeMap<String, f64> {
         }
     }
     out
+}
+
+/// The median value of a single-figure cell, when it exists.
+fn figure(cells: &[Summary], name: &str) -> Option<f64> {
+    cells
+        .iter()
+        .find(|c| c.cell == name)?
+        .figure
+        .as_ref()
+        .map(|f| f.value)
 }
 
 /// The added-latency percentiles the ratios compare, with their index in `added_us`.
@@ -458,5 +492,37 @@ mod tests {
         // Whole percentiles: 600 against 800, and 2400 against 3200.
         assert_eq!(r["lossy-two-hop p50 h3/h2"], 0.75);
         assert_eq!(r["lossy-two-hop p99 h3/h2"], 0.75);
+    }
+
+    fn figure_cell(name: &str, value: f64) -> Cell {
+        Cell {
+            cell: name.into(),
+            repeat: 1,
+            baseline: None,
+            load: None,
+            figure: Some(Figure {
+                value,
+                unit: "instructions/req".into(),
+            }),
+        }
+    }
+
+    #[test]
+    fn instruction_ratios() {
+        let cells = vec![
+            figure_cell("instructions/one-hop/outrider", 30_000.0),
+            figure_cell("instructions/one-hop/haproxy", 40_000.0),
+            figure_cell("instructions/one-hop/pingora", 60_000.0),
+            figure_cell("instructions/two-hop/outrider-mtls", 90_000.0),
+            figure_cell("instructions/two-hop/haproxy-tls", 120_000.0),
+        ];
+        let r = ratios(&summarize(&cells));
+        assert_eq!(r["one-hop instructions per request outrider/haproxy"], 0.75);
+        assert_eq!(r["one-hop instructions per request outrider/pingora"], 0.5);
+        assert_eq!(r["two-hop instructions per request outrider/haproxy"], 0.75);
+        assert!(
+            !r.contains_key("one-hop instructions per request outrider/nginx"),
+            "no nginx cell: no ratio"
+        );
     }
 }
