@@ -1,8 +1,14 @@
 //! `outrider proxy`: the L7 proxy alone in front of one upstream.
 
+use std::convert::Infallible;
 use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
 use outrider_testkit::{FakeApp, binary, free_port, send, wait_until};
 use tokio::process::{Child, Command};
 
@@ -92,4 +98,146 @@ async fn a_bad_upstream_is_refused_before_listening() {
         err.contains("--upstream") && err.contains("\"no-port-here\" is not host:port"),
         "{err}"
     );
+}
+
+/// How the counting upstream treats its connections.
+#[derive(Clone, Copy, Debug)]
+enum Upstream {
+    /// Keeps them open.
+    KeepAlive,
+    /// Closes each after one answer, saying so (`connection: close`).
+    CloseSaying,
+    /// Closes each right after one answer without saying so, as an upstream that ends idle
+    /// connections does: the proxy may learn of it only when it sends the next request.
+    CloseSilently,
+}
+
+/// An upstream that counts the connections it accepts and answers every request with the
+/// number of its connection.
+async fn counting_upstream(mode: Upstream) -> (u16, Arc<AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        loop {
+            let (mut tcp, _) = listener.accept().await.unwrap();
+            let n = count.fetch_add(1, Ordering::SeqCst) + 1;
+            if let Upstream::CloseSilently = mode {
+                tokio::spawn(async move {
+                    // A GET without a body: its head is all there is to read.
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !head.ends_with(b"\r\n\r\n") {
+                        match tcp.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(k) => head.extend_from_slice(&buf[..k]),
+                        }
+                    }
+                    let body = n.to_string();
+                    let answer = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = tcp.write_all(answer.as_bytes()).await;
+                });
+                continue;
+            }
+            let svc = hyper::service::service_fn(move |_req| async move {
+                Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from(n.to_string()))))
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .keep_alive(matches!(mode, Upstream::KeepAlive))
+                .serve_connection(TokioIo::new(tcp), svc);
+            tokio::spawn(conn);
+        }
+    });
+    (port, accepted)
+}
+
+/// One downstream keep-alive connection to the proxy.
+async fn downstream(port: u16) -> hyper::client::conn::http1::SendRequest<Full<Bytes>> {
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    sender
+}
+
+/// The status and body of one request on `conn`.
+async fn call(conn: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>) -> (u16, String) {
+    conn.ready().await.unwrap();
+    let req = hyper::Request::builder()
+        .uri("/n")
+        .header("host", "proxy")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let rsp = conn.send_request(req).await.unwrap();
+    let status = rsp.status().as_u16();
+    let body = rsp.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+async fn proxy_in_front_of(upstream: u16) -> (Child, u16) {
+    let port = free_port();
+    let child = proxy(port, &format!("127.0.0.1:{upstream}"));
+    wait_until(Duration::from_secs(10), "the proxy to listen", || async {
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .ok()
+    })
+    .await;
+    (child, port)
+}
+
+#[tokio::test]
+async fn each_downstream_connection_keeps_one_upstream_connection() {
+    let (upstream, accepted) = counting_upstream(Upstream::KeepAlive).await;
+    let (mut child, port) = proxy_in_front_of(upstream).await;
+    let mut first = downstream(port).await;
+    let mut second = downstream(port).await;
+    let mut answers = Vec::new();
+    for _ in 0..3 {
+        answers.push(call(&mut first).await);
+        answers.push(call(&mut second).await);
+    }
+    // Every answer on one downstream connection came over the same upstream connection, and
+    // the two downstream connections had one each.
+    assert!(
+        answers.iter().all(|(status, _)| *status == 200),
+        "{answers:?}"
+    );
+    let on_first: Vec<&str> = answers.iter().step_by(2).map(|(_, n)| n.as_str()).collect();
+    let on_second: Vec<&str> = answers
+        .iter()
+        .skip(1)
+        .step_by(2)
+        .map(|(_, n)| n.as_str())
+        .collect();
+    assert!(on_first.iter().all(|n| *n == on_first[0]), "{answers:?}");
+    assert!(on_second.iter().all(|n| *n == on_second[0]), "{answers:?}");
+    assert_ne!(on_first[0], on_second[0], "{answers:?}");
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    child.kill().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_upstream_connection_that_closes_is_replaced_for_the_next_request() {
+    for mode in [Upstream::CloseSaying, Upstream::CloseSilently] {
+        let (upstream, _) = counting_upstream(mode).await;
+        let (mut child, port) = proxy_in_front_of(upstream).await;
+        let mut conn = downstream(port).await;
+        let mut answers = Vec::new();
+        for _ in 0..5 {
+            answers.push(call(&mut conn).await);
+        }
+        // Each request went over a new upstream connection, and none failed.
+        let expected: Vec<(u16, String)> = (1..=5).map(|n| (200, n.to_string())).collect();
+        assert_eq!(answers, expected, "{mode:?}");
+        child.kill().await.unwrap();
+    }
 }
