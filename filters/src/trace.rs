@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::SystemTime;
 
-use http::{HeaderValue, Request, Response};
+use http::{HeaderName, HeaderValue, Request, Response};
 use outrider_policy::Caller;
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
@@ -23,8 +23,10 @@ use tower::{Layer, Service};
 use crate::RouteLabel;
 use crate::spans::{SpanKind, SpanRecord, Spans, is_sampled};
 
-const TRACEPARENT: &str = "traceparent";
-const TRACESTATE: &str = "tracestate";
+// Names, not strings: a header map looks a `&str` up by parsing it into a name first, which is
+// costlier than the lookup itself (every request pays it on each of these).
+static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+static TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
 
 /// A parsed `traceparent`: version 00, trace id, parent (span) id and flags.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -172,13 +174,13 @@ where
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         let parent = req
             .headers()
-            .get(TRACEPARENT)
+            .get(&TRACEPARENT)
             .and_then(|v| v.to_str().ok())
             .and_then(TraceContext::parse);
         let ctx = match parent {
             Some(p) => p.child(),
             None => {
-                req.headers_mut().remove(TRACESTATE);
+                req.headers_mut().remove(&TRACESTATE);
                 let mut root = TraceContext::new_root();
                 if let Some(spans) = &self.spans {
                     root.flags = u8::from(spans.samples_new(root.trace_id));
@@ -187,7 +189,7 @@ where
             }
         };
         let value = ctx.header_value();
-        req.headers_mut().insert(TRACEPARENT, value.clone());
+        req.headers_mut().insert(&TRACEPARENT, value.clone());
         req.extensions_mut().insert(ctx);
         let pending = self
             .spans
@@ -291,7 +293,7 @@ where
         }
         let mut rsp = result?;
         if let Some(v) = this.value.take() {
-            rsp.headers_mut().entry(TRACEPARENT).or_insert(v);
+            rsp.headers_mut().entry(&TRACEPARENT).or_insert(v);
         }
         Poll::Ready(Ok(rsp))
     }
