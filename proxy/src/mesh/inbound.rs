@@ -132,7 +132,7 @@ pub(crate) async fn serve(
     grace: Duration,
 ) -> anyhow::Result<()> {
     let acceptor = TlsAcceptor::from(Arc::new(creds.server_config()?));
-    let builder = Arc::new(serve::builder(true, listener.limits()));
+    let builder = Arc::new(serve::builder(true));
     let conns = Arc::new(serve::Conns::default());
     loop {
         let accepted = tokio::select! {

@@ -234,7 +234,7 @@ where
     F: Fn(Conn) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let builder = Arc::new(crate::net::serve::builder(false, listener.limits()));
+    let builder = Arc::new(crate::net::serve::builder(false));
     let conns = Arc::new(Conns::default());
     loop {
         let accepted = tokio::select! {

@@ -113,12 +113,17 @@ pub(crate) fn raise_fd_limit() -> u64 {
     soft
 }
 
-/// A server builder with the limits every listener shares (security rule 6).
-pub(crate) fn builder(h2_only: bool, limits: &Limits) -> auto::Builder<TokioExecutor> {
+/// A server builder with the limits every listener shares (security rule 6; the deadlines are
+/// each connection's [`Watch`]'s).
+pub(crate) fn builder(h2_only: bool) -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
     b.http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.head_timeout)
+        // Head deadlines are the connection watch's (`Watch::run`): from accept, and for each
+        // later head from its first byte. hyper's own timer would start afresh at every request
+        // (a timer set and cancelled per request) and run on idle keep-alive connections too,
+        // which the watch closes gracefully on its idle timeout instead.
+        .header_read_timeout(None)
         .max_buf_size(MAX_HEADER_BYTES);
     b.http2()
         .timer(TokioTimer::new())
@@ -183,10 +188,6 @@ impl Listener {
             slots,
             log: AcceptLog::default(),
         }
-    }
-
-    pub(crate) fn limits(&self) -> &Limits {
-        &self.limits
     }
 
     /// The listener's connection slots, for another transport on the same port to share.
@@ -281,7 +282,7 @@ pub(crate) async fn serve<S: ConnService>(
     stop: CancellationToken,
     grace: Duration,
 ) {
-    let builder = builder(false, listener.limits());
+    let builder = builder(false);
     let conns = Conns::default();
     loop {
         let a = tokio::select! {
