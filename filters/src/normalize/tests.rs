@@ -104,6 +104,11 @@ proptest! {
     }
 
     #[test]
+    fn the_shortcut_agrees_with_merging_segments(s in "/[a-z./]{0,30}") {
+        prop_assert_eq!(finish(&s).unwrap(), merge_segments(&s));
+    }
+
+    #[test]
     fn never_panics(s in "\\PC{0,60}") {
         let _ = canonical_path(&s);
         let _ = route_path(&s);
