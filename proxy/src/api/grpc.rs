@@ -35,7 +35,7 @@ use rt::dapr_server::{Dapr, DaprServer};
 use tonic::{Status, async_trait};
 
 use super::ApiState;
-use crate::net::http::{Body, boxed, capped_within, is_grpc};
+use crate::net::http::{Body, boxed, capped_within, is_grpc, names};
 
 /// The path prefix of the service's RPCs.
 const SERVICE: &str = "dapr.proto.runtime.v1.Dapr";
@@ -141,7 +141,7 @@ impl GrpcApiService {
             return Ok(());
         };
         let refused = |detail| Err(status::from_http(StatusCode::UNAUTHORIZED, detail));
-        match req.headers().get("dapr-api-token") {
+        match req.headers().get(&names::DAPR_API_TOKEN) {
             None => refused("missing api token in request metadata"),
             Some(given) if super::http::constant_time_eq(given.as_bytes(), token.as_bytes()) => {
                 Ok(())
@@ -165,7 +165,7 @@ impl tower::Service<Request<Incoming>> for GrpcApiService {
         let rpc = match self.admit(&req) {
             Ok(Admitted::Rpc(rpc)) => rpc.to_owned(),
             Ok(Admitted::Proxy(app_id)) => {
-                req.headers_mut().remove("dapr-api-token");
+                req.headers_mut().remove(&names::DAPR_API_TOKEN);
                 let state = self.state.clone();
                 return Box::pin(async move {
                     let rsp = match super::invoke::proxy_grpc(&state, &app_id, req).await {
@@ -190,7 +190,7 @@ impl tower::Service<Request<Incoming>> for GrpcApiService {
             }
         };
         tracing::trace!(rpc, "gRPC API call");
-        req.headers_mut().remove("dapr-api-token");
+        req.headers_mut().remove(&names::DAPR_API_TOKEN);
         if rpc == STREAMING {
             // A stream of answers for as long as the app keeps it: each message is bounded by
             // the decoder, and daprd counts no streaming call it serves itself.

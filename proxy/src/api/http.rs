@@ -31,7 +31,7 @@ use serde_json::Value;
 
 use super::{ApiState, invoke};
 use crate::errors::ApiError;
-use crate::net::http::{Body, empty, full};
+use crate::net::http::{Body, empty, full, names};
 use route::{INVOKE_ENDPOINT, INVOKE_LABEL, Params, Route, Routes};
 
 /// The API as a tower service.
@@ -74,7 +74,7 @@ impl ApiService {
         if let Err(e) = self.check_token(&req, &path) {
             return e.into_response();
         }
-        req.headers_mut().remove("dapr-api-token");
+        req.headers_mut().remove(&names::DAPR_API_TOKEN);
         // Routes `spec.api` does not serve are not routed: the request falls through as an
         // unknown path would, to invocation if that is served, else to a plain 404.
         let access = &self.state.api_access;
@@ -147,7 +147,7 @@ impl ApiService {
             && (path == "/v1.0/healthz" || path == "/v1.0/healthz/outbound");
         let given = req
             .headers()
-            .get("dapr-api-token")
+            .get(&names::DAPR_API_TOKEN)
             .map(HeaderValue::as_bytes)
             .unwrap_or_default();
         if exempt || constant_time_eq(given, token.as_bytes()) {

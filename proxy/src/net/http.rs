@@ -263,6 +263,22 @@ pub(crate) fn percent_decode(s: &str) -> String {
         .into_owned()
 }
 
+/// Names of the Dapr headers the data path reads or sets on every request, made once: a header
+/// map looks a `&str` name up by parsing it into a name first, which costs more than the lookup.
+pub(crate) mod names {
+    use http::HeaderName;
+
+    pub(crate) static DAPR_API_TOKEN: HeaderName = HeaderName::from_static("dapr-api-token");
+    pub(crate) static DAPR_APP_ID: HeaderName = HeaderName::from_static("dapr-app-id");
+    pub(crate) static DAPR_CALLER_APP_ID: HeaderName =
+        HeaderName::from_static("dapr-caller-app-id");
+    pub(crate) static DAPR_CALLER_NAMESPACE: HeaderName =
+        HeaderName::from_static("dapr-caller-namespace");
+    pub(crate) static DAPR_CALLEE_APP_ID: HeaderName =
+        HeaderName::from_static("dapr-callee-app-id");
+    pub(crate) static GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
+}
+
 /// Headers that describe one connection, never forwarded (RFC 9110 §7.6.1 plus the
 /// proxy-specific ones).
 static HOP_BY_HOP: [HeaderName; 10] = [

@@ -17,7 +17,7 @@ use http_body::{Frame, SizeHint};
 use http_body_util::BodyExt as _;
 use prost::Message as _;
 
-use crate::net::http::{Body, BoxError};
+use crate::net::http::{Body, BoxError, names};
 use crate::telemetry::metrics::{GRPC_SERVER_COMPLETED, GRPC_SERVER_LATENCY};
 
 /// The RPC names of the `Dapr` service in the vendored protos.
@@ -99,7 +99,12 @@ impl Call {
 
 /// `grpc-status` of a header block, if it has one.
 fn grpc_status(h: &HeaderMap) -> Option<tonic::Code> {
-    let v = h.get("grpc-status")?.to_str().ok()?.parse::<i32>().ok()?;
+    let v = h
+        .get(&names::GRPC_STATUS)?
+        .to_str()
+        .ok()?
+        .parse::<i32>()
+        .ok()?;
     Some(tonic::Code::from_i32(v))
 }
 

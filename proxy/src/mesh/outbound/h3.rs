@@ -17,7 +17,7 @@ use http::{Method, Request, Response};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::net::http::{Body, BoxError, boxed};
+use crate::net::http::{Body, BoxError, boxed, names};
 use crate::net::quic;
 use crate::net::quic::body::{RecvBody, SendError};
 
@@ -269,7 +269,9 @@ impl H3Client {
         // A gRPC answer with its status in the head is trailers-only: its body is empty, and the
         // next hop must see that at once to send the head as the end of the stream, as gRPC
         // clients expect.
-        if head.headers().contains_key("grpc-status") && crate::net::http::is_grpc(head.headers()) {
+        if head.headers().contains_key(&names::GRPC_STATUS)
+            && crate::net::http::is_grpc(head.headers())
+        {
             return Ok(head.map(|()| crate::net::http::empty()));
         }
         // The connection lives while any request uses it: h3 closes it when its last handle goes.
