@@ -8,6 +8,7 @@
 pub(crate) mod coalesce;
 pub(crate) mod detect;
 pub(crate) mod guard;
+pub(crate) mod h1;
 pub(crate) mod http;
 pub(crate) mod quic;
 pub(crate) mod serve;

@@ -6,23 +6,21 @@
 //! Outrider's observability in front of a plain service.
 //!
 //! Upstream connections: a downstream HTTP/1 connection carries one request at a time, so it
-//! gets an upstream HTTP/1.1 connection of its own, opened at its first request and kept as long
-//! as both ends keep theirs (haproxy and nginx pair connections the same way). There is no pool
-//! to look up, lock and give back to per request. A downstream HTTP/2 connection carries many
-//! requests at once; those go through a shared pool of upstream connections.
+//! gets an upstream HTTP/1.1 connection of its own (an [`h1::Pool`] of one), opened at its first
+//! request and kept as long as both ends keep theirs (haproxy and nginx pair connections the
+//! same way): no shared pool to look up and lock per request. A downstream HTTP/2 connection
+//! carries many requests at once; those go through a shared pool of upstream connections.
 
 use std::convert::Infallible;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use http::uri::{self, Authority, PathAndQuery, Scheme};
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version, header};
 use hyper::body::Incoming;
-use hyper::client::conn::http1::SendRequest;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioIo;
 use metrics_exporter_prometheus::PrometheusHandle;
 use outrider_filters::metrics::{MetricsLayer, Side};
 use outrider_filters::trace::TraceLayer;
@@ -31,14 +29,12 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
 
 use crate::cli::ProxyArgs;
-use crate::net::http::{Body, BoxError, boxed, full, strip_hop_by_hop};
+use crate::net::h1;
+use crate::net::http::{Body, boxed, full, strip_hop_by_hop};
 use crate::net::serve::{self, Limits};
 
 /// The label the metrics carry in place of an app id.
 const METRICS_ID: &str = "proxy";
-
-/// How long opening an upstream connection may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Forwards to the upstream.
 struct Forward {
@@ -48,25 +44,12 @@ struct Forward {
     host: HeaderValue,
 }
 
-/// The upstream connection of one downstream HTTP/1 connection, while it has one.
-#[derive(Default)]
-struct Owned(Mutex<Option<SendRequest<Body>>>);
-
-impl Owned {
-    fn take(&self) -> Option<SendRequest<Body>> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).take()
-    }
-
-    fn keep(&self, sender: SendRequest<Body>) {
-        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(sender);
-    }
-}
-
 impl Forward {
+    /// Forwards `req`; `owned` is the upstream connection of its downstream connection.
     async fn call(
         &self,
         req: Request<Incoming>,
-        owned: &Owned,
+        owned: &Arc<h1::Pool>,
     ) -> Result<Response<Body>, Infallible> {
         if req.method() == Method::CONNECT {
             return Ok(answer(
@@ -87,8 +70,10 @@ impl Forward {
         let sent = if downstream_h1 {
             // On a connection of its own the request line carries the path alone.
             parts.uri = Uri::from(path);
-            self.send_owned(Request::from_parts(parts, boxed(body)), owned)
+            owned
+                .send(Request::from_parts(parts, boxed(body)))
                 .await
+                .map(|rsp| rsp.map(boxed))
         } else {
             let mut uri = uri::Parts::default();
             uri.scheme = Some(Scheme::HTTP);
@@ -104,6 +89,7 @@ impl Forward {
             self.client
                 .request(Request::from_parts(parts, boxed(body)))
                 .await
+                .map(|rsp| rsp.map(boxed))
                 .map_err(Into::into)
         };
         match sent {
@@ -112,8 +98,7 @@ impl Forward {
                 StatusCode::BAD_GATEWAY,
                 "the upstream switched protocols; upgrades are not proxied\n",
             )),
-            Ok(rsp) => {
-                let mut rsp = rsp.map(boxed);
+            Ok(mut rsp) => {
                 strip_hop_by_hop(rsp.headers_mut());
                 Ok(rsp)
             }
@@ -125,60 +110,6 @@ impl Forward {
                 ))
             }
         }
-    }
-
-    /// Sends `req` on the downstream connection's own upstream connection, opening one if it
-    /// has none or its last one closed. A request that a kept connection could not take
-    /// because it had just closed (the upstream ended it while idle) was never written, and
-    /// goes once more on a new connection.
-    async fn send_owned(
-        &self,
-        mut req: Request<Body>,
-        owned: &Owned,
-    ) -> Result<Response<Incoming>, BoxError> {
-        let mut kept = owned.take().filter(|s| !s.is_closed());
-        loop {
-            let reused = kept.is_some();
-            let mut sender = match kept.take() {
-                Some(s) => s,
-                None => self.connect().await?,
-            };
-            // Ready once the previous answer on the connection has been read to its end.
-            if let Err(e) = sender.ready().await {
-                if reused {
-                    continue;
-                }
-                return Err(e.into());
-            }
-            match sender.try_send_request(req).await {
-                Ok(rsp) => {
-                    owned.keep(sender);
-                    return Ok(rsp);
-                }
-                Err(mut e) => match e.take_message() {
-                    Some(unsent) if reused => req = unsent,
-                    _ => return Err(e.into_error().into()),
-                },
-            }
-        }
-    }
-
-    /// A new upstream HTTP/1.1 connection; its task ends when the connection does.
-    async fn connect(&self) -> Result<SendRequest<Body>, BoxError> {
-        let tcp = tokio::time::timeout(
-            CONNECT_TIMEOUT,
-            tokio::net::TcpStream::connect(self.authority.as_str()),
-        )
-        .await
-        .map_err(|_| "connecting to the upstream timed out")??;
-        tcp.set_nodelay(true)?;
-        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "upstream connection ended with an error");
-            }
-        });
-        Ok(sender)
     }
 }
 
@@ -214,7 +145,7 @@ pub(crate) async fn run(args: ProxyArgs, metrics: PrometheusHandle) -> anyhow::R
     // Each downstream connection's service holds that connection's upstream one.
     let make = move |_| {
         let forward = forward.clone();
-        let owned = Arc::new(Owned::default());
+        let owned = h1::Pool::new(forward.authority.clone(), 1);
         ServiceBuilder::new()
             .layer(trace.clone())
             .layer(metered.clone())

@@ -11,6 +11,7 @@ pub(crate) mod grpc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use http::uri::{self, Authority, PathAndQuery, Scheme};
 use http::{HeaderValue, Request, Response, Uri, header};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -19,7 +20,8 @@ use outrider_filters::metrics::{self, Side};
 use outrider_policy::Caller;
 
 use crate::errors::InvokeError;
-use crate::net::http::{Body, boxed, strip_hop_by_hop, strip_identity};
+use crate::net::h1;
+use crate::net::http::{Body, boxed, names, strip_hop_by_hop, strip_identity};
 use grpc::GrpcApp;
 
 /// How the app takes requests (`--app-protocol`).
@@ -39,12 +41,17 @@ impl AppProtocol {
     }
 }
 
+/// Unused connections to the app kept at most.
+const MAX_IDLE: usize = 128;
+
 /// A pooled client to the app.
 #[derive(Clone)]
 pub(crate) struct AppChannel {
-    client: Client<HttpConnector, Body>,
+    /// HTTP/1.1 connections to the app (an app that speaks gRPC has its own, in `grpc`).
+    pool: Arc<h1::Pool>,
     app_id_label: Arc<str>,
-    authority: String,
+    /// The app's `host:port`, parsed once.
+    authority: Authority,
     host: HeaderValue,
     app_id: HeaderValue,
     app_token: Option<HeaderValue>,
@@ -62,7 +69,6 @@ impl AppChannel {
         protocol: AppProtocol,
         max_body: u64,
     ) -> anyhow::Result<Self> {
-        let client = plain_client();
         let authority = if address.contains(':') {
             format!("[{address}]:{port}")
         } else {
@@ -72,12 +78,13 @@ impl AppChannel {
             AppProtocol::Http => None,
             AppProtocol::Grpc => Some(GrpcApp::new(app_id, &authority, max_body)?),
         };
+        let parsed = Authority::try_from(authority.as_str())?;
         Ok(Self {
-            client,
+            pool: h1::Pool::new(parsed.clone(), MAX_IDLE),
             grpc,
             app_id_label: app_id.into(),
             host: HeaderValue::try_from(authority.as_str())?,
-            authority,
+            authority: parsed,
             app_id: HeaderValue::try_from(app_id)?,
             app_token: app_token.map(HeaderValue::try_from).transpose()?,
         })
@@ -95,24 +102,33 @@ impl AppChannel {
         mut req: Request<Body>,
         caller: &Caller,
     ) -> Result<Response<Body>, InvokeError> {
-        let pq = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
-        let uri: Uri = format!("http://{}{pq}", self.authority)
-            .parse()
-            .map_err(|e| InvokeError::AppChannel(Box::new(e)))?;
-        *req.uri_mut() = uri;
         let h = req.headers_mut();
         strip_hop_by_hop(h);
         strip_identity(h);
         h.insert(header::HOST, self.host.clone());
-        h.insert("dapr-caller-app-id", header_value(&caller.app_id));
-        h.insert("dapr-caller-namespace", header_value(&caller.namespace));
-        h.insert("dapr-callee-app-id", self.app_id.clone());
+        h.insert(&names::DAPR_CALLER_APP_ID, header_value(&caller.app_id));
+        h.insert(
+            &names::DAPR_CALLER_NAMESPACE,
+            header_value(&caller.namespace),
+        );
+        h.insert(&names::DAPR_CALLEE_APP_ID, self.app_id.clone());
         if let Some(token) = &self.app_token {
-            h.insert("dapr-api-token", token.clone());
+            h.insert(&names::DAPR_API_TOKEN, token.clone());
         }
         let result = match &self.grpc {
             // Counted under Dapr's gRPC client metrics.
-            Some(grpc) => grpc.call(req).await,
+            Some(grpc) => {
+                // Its clients take the app's address from the request.
+                let mut uri = uri::Parts::default();
+                uri.scheme = Some(Scheme::HTTP);
+                uri.authority = Some(self.authority.clone());
+                uri.path_and_query = Some(path_and_query(req.uri()));
+                *req.uri_mut() =
+                    Uri::from_parts(uri).map_err(|e| InvokeError::AppChannel(Box::new(e)))?;
+                // Boxed: the gRPC channel's future is several kilobytes, and inline it would
+                // make every HTTP app call's future that size, copied whole at each move.
+                Box::pin(grpc.call(req)).await
+            }
             None => self.http(req).await,
         };
         let mut rsp = result?;
@@ -124,7 +140,9 @@ impl AppChannel {
     async fn http(&self, mut req: Request<Body>) -> Result<Response<Body>, InvokeError> {
         *req.version_mut() = http::Version::HTTP_11;
         let (start, method) = (Instant::now(), metrics::method_label(req.method()));
-        let result = self.client.request(req).await;
+        // A connection to the app alone: the request line carries the path and query.
+        *req.uri_mut() = Uri::from(path_and_query(req.uri()));
+        let result = self.pool.send(req).await;
         let status = result.as_ref().map_or(0, |r| r.status().as_u16());
         metrics::record(
             Side::Client,
@@ -134,7 +152,7 @@ impl AppChannel {
             status,
             start,
         );
-        let rsp = result.map_err(|e| InvokeError::AppChannel(Box::new(e)))?;
+        let rsp = result.map_err(InvokeError::AppChannel)?;
         // `Upgrade` is never forwarded, so a switch the caller did not ask for cannot be passed
         // on: a bare 101 on HTTP/1.1, and a status HTTP/2 forbids.
         if rsp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
@@ -157,6 +175,13 @@ pub(crate) fn plain_client() -> Client<HttpConnector, Body> {
         .pool_timer(TokioTimer::new())
         .pool_idle_timeout(Duration::from_secs(90))
         .build(http)
+}
+
+/// The path and query of `uri`, `/` if it has none.
+fn path_and_query(uri: &Uri) -> PathAndQuery {
+    uri.path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"))
 }
 
 /// App ids and namespaces are validated names, so they are always valid header values.
