@@ -14,7 +14,7 @@ use super::ApiState;
 use crate::errors::{ApiError, InvokeError};
 use crate::mesh::outbound::OutboundRequest;
 use crate::mesh::outbound::plan::{Head, Named, Plan, Refused, Route, plan};
-use crate::net::http::{Body, Tripped, capped, full, grpc_messages};
+use crate::net::http::{Body, Tripped, capped, full, grpc_messages, names};
 use crate::telemetry::metrics as catalogue;
 
 /// `rest` is the router path after `/v1.0/invoke/`: `<id>/method/<method…>`.
@@ -56,7 +56,7 @@ pub(super) struct HeaderTarget {
 /// reads them (header first).
 pub(super) fn header_target(h: &http::HeaderMap) -> Option<HeaderTarget> {
     use base64::Engine as _;
-    if let Some(v) = h.get("dapr-app-id").and_then(|v| v.to_str().ok()) {
+    if let Some(v) = h.get(&names::DAPR_APP_ID).and_then(|v| v.to_str().ok()) {
         return Some(HeaderTarget {
             id: v.trim().to_owned(),
             from_basic_auth: false,
@@ -178,7 +178,7 @@ pub(crate) async fn intercepted(
     target: &Target,
     mut req: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
-    req.headers_mut().remove("dapr-api-token");
+    req.headers_mut().remove(&names::DAPR_API_TOKEN);
     let id = target.to_string();
     if crate::net::http::is_grpc(req.headers()) {
         // Streamed both ways with trailers, each message bounded, as gRPC proxying is.
@@ -246,8 +246,9 @@ async fn carry_out(
                 namespace: state.namespace.clone(),
                 trust_domain: String::new(),
             };
-            app.call(Request::from_parts(parts, payload.into_body()), &me)
-                .await
+            // Boxed: a call of one's own app is rare, and its future, inline, would be most of
+            // the size of every invocation's (copied whole at each move).
+            Box::pin(app.call(Request::from_parts(parts, payload.into_body()), &me)).await
         }
         (Route::Replayable, payload) => {
             // A small body of known size is read whole, so that a retry can send it again.

@@ -262,7 +262,9 @@ impl MeshClient {
                     source: Box::new(e),
                 }),
             },
-            Transport::H3 => match self.inner.h3.send(addr, req).await {
+            // Boxed: HTTP/3's future is several kilobytes, and inline it would make every
+            // request's future that size, HTTP/2's included, copied whole at each move.
+            Transport::H3 => match Box::pin(self.inner.h3.send(addr, req)).await {
                 Ok(rsp) => Ok(rsp),
                 Err(e) => Err(MeshError {
                     connect: matches!(e, H3Error::Connect(_)),
