@@ -11,11 +11,14 @@
 
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use bytes::{Buf, BytesMut};
 use pin_project_lite::pin_project;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::net::serve::conn::Activity;
 
 /// Longest request head the guard holds; longer ones are passed on for hyper to refuse (431).
 const MAX_HEAD: usize = 64 * 1024;
@@ -92,6 +95,11 @@ impl Framing {
     /// Why the connection was refused, if it was.
     pub fn refused(&self) -> Option<Refusal> {
         self.refused
+    }
+
+    /// Whether it holds the start of a request head that has not completed.
+    pub fn holds_partial_head(&self) -> bool {
+        self.state == State::Head && !self.line.is_empty()
     }
 
     /// Whether a refusal came after the head was handed on, so it must end the connection with
@@ -360,6 +368,8 @@ pin_project! {
         io: IO,
         framing: Framing,
         ready: BytesMut,
+        // Told whether a partial head is held, for its deadline.
+        watch: Option<Arc<Activity>>,
     }
 }
 
@@ -369,6 +379,17 @@ impl<IO> Guarded<IO> {
             io,
             framing: Framing::default(),
             ready: BytesMut::new(),
+            watch: None,
+        }
+    }
+
+    /// A guarded connection whose watch learns when a partial head is held: the start of a
+    /// pipelined head that arrived during a request is held here, and its deadline runs from
+    /// that request's end.
+    pub(crate) fn watched(io: IO, activity: Arc<Activity>) -> Self {
+        Self {
+            watch: Some(activity),
+            ..Self::new(io)
         }
     }
 }
@@ -414,6 +435,9 @@ impl<IO: AsyncRead> AsyncRead for Guarded<IO> {
             }
             this.framing.feed(&buf.filled()[before..], this.ready);
             buf.set_filled(before);
+            if let Some(watch) = this.watch {
+                watch.partial_head(this.framing.holds_partial_head());
+            }
         }
     }
 }

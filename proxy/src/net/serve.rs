@@ -290,7 +290,7 @@ pub(crate) async fn serve<S: ConnService>(
             () = stop.cancelled() => break,
         };
         // HTTP/1 framing is checked below hyper; see `guard`. The watch sees the raw bytes.
-        let io = Guarded::new(a.watch.io(a.tcp));
+        let io = Guarded::watched(a.watch.io(a.tcp), a.watch.activity());
         conns.spawn(io, make(a.peer), &builder, a.watch);
     }
     drop(listener);

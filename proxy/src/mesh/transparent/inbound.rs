@@ -68,7 +68,12 @@ pub(super) async fn connection(conn: Conn) {
                     Ok::<_, Infallible>(forward(&t.passthrough, dst, req, From::Unmeshed).await)
                 }
             });
-            conns.spawn(Guarded::new(watch.io(client)), svc, &builder, watch);
+            conns.spawn(
+                Guarded::watched(watch.io(client), watch.activity()),
+                svc,
+                &builder,
+                watch,
+            );
         }
         Protocol::Tls | Protocol::Opaque => {
             let streams = t.in_streams.clone();

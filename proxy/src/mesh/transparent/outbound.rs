@@ -63,7 +63,12 @@ pub(super) async fn connection(conn: Conn) {
                 // Intercepted calls continue or start a trace as API calls do.
                 .layer(TraceLayer::new(t.spans.clone()))
                 .service_fn(move |req| request(t.clone(), dst, req));
-            conns.spawn(Guarded::new(watch.io(io)), svc, &builder, watch);
+            conns.spawn(
+                Guarded::watched(watch.io(io), watch.activity()),
+                svc,
+                &builder,
+                watch,
+            );
         }
         Protocol::Tls | Protocol::Opaque => {
             let streams = t.out_streams.clone();

@@ -27,6 +27,19 @@ fn well_framed_requests_pass_unchanged_at_any_split() {
 }
 
 #[test]
+fn a_partial_head_is_known_to_be_held() {
+    let mut f = Framing::default();
+    let mut out = BytesMut::new();
+    assert!(!f.holds_partial_head());
+    f.feed(b"POST / HTTP/1.1\r\ncontent-length: 3\r\n\r\nab", &mut out);
+    assert!(!f.holds_partial_head(), "body bytes are not a head");
+    f.feed(b"cGET / HT", &mut out);
+    assert!(f.holds_partial_head(), "the start of a pipelined head");
+    f.feed(b"TP/1.1\r\n\r\n", &mut out);
+    assert!(!f.holds_partial_head());
+}
+
+#[test]
 fn bodies_that_look_like_heads_are_not_inspected() {
     let req = b"POST /a HTTP/1.1\r\nContent-Length: 47\r\n\r\nGET /x#y HTTP/1.1\r\nTransfer-Encoding: chunked\r\n";
     assert_eq!(run(req, 5), (req.to_vec(), None));

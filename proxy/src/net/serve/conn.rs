@@ -59,6 +59,8 @@ pub(crate) struct Activity {
     idle_since: AtomicU64,
     /// When bytes of an HTTP/1 head arrived with nothing in flight.
     head_since: AtomicU64,
+    /// The framing guard holds the start of an HTTP/1 head (see [`Activity::partial_head`]).
+    partial_head: AtomicBool,
     /// When a write to the peer last returned `Pending` without a write succeeding since.
     blocked_since: AtomicU64,
     /// When bytes were last written to the peer.
@@ -79,6 +81,7 @@ impl Activity {
             sniffed: AtomicUsize::new(0),
             idle_since: AtomicU64::new(1),
             head_since: AtomicU64::new(0),
+            partial_head: AtomicBool::new(false),
             blocked_since: AtomicU64::new(0),
             written_at: AtomicU64::new(1),
             stalled: Mutex::new(Vec::new()),
@@ -102,8 +105,21 @@ impl Activity {
 
     fn request_ended(&self) {
         if self.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.idle_since.store(self.stamp(), Ordering::Relaxed);
+            let now = self.stamp();
+            self.idle_since.store(now, Ordering::Relaxed);
+            // The next head's first bytes came while this request was in flight (pipelined):
+            // its clock starts now, as if they had come now.
+            if self.partial_head.load(Ordering::Relaxed) {
+                self.head_since.store(now, Ordering::Relaxed);
+            }
         }
+    }
+
+    /// Whether the framing guard, after its latest read, holds the start of a head that has
+    /// not completed. Bytes that arrive with nothing in flight start the head clock by
+    /// themselves ([`Activity::read`]); this covers those that arrived during a request.
+    pub(crate) fn partial_head(&self, held: bool) {
+        self.partial_head.store(held, Ordering::Relaxed);
     }
 
     /// Counts work that outlives its request's response as in flight until the guard drops:

@@ -72,6 +72,26 @@ async fn a_later_http1_head_must_complete_in_time() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_pipelined_partial_head_must_complete_in_time_once_the_request_before_it_ends() {
+    let a = Activity::new();
+    // One read: a whole head, then the start of the next one, which the guard holds.
+    a.read(b"GET / HTTP/1.1\r\n\r\nGET / HT");
+    a.partial_head(true);
+    a.request_started();
+    advance(Duration::from_secs(60)).await;
+    // A long request is not cut short by the head behind it.
+    assert!(matches!(verdict(&a), Verdict::Wait(_)));
+    a.request_ended();
+    advance(Duration::from_secs(9)).await;
+    assert!(matches!(verdict(&a), Verdict::Wait(_)));
+    advance(Duration::from_secs(1)).await;
+    assert_eq!(
+        verdict(&a),
+        Verdict::Expired("a request head did not complete in time")
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn http2_preface_counts_as_served_and_later_frames_start_no_head_clock() {
     let a = Activity::new();
     // The preface may arrive in pieces.
