@@ -5,22 +5,18 @@
 //! listeners. It is what the benchmarks compare with nginx and haproxy, and a way to put
 //! Outrider's observability in front of a plain service.
 //!
-//! Upstream connections: a downstream HTTP/1 connection carries one request at a time, so it
-//! gets an upstream HTTP/1.1 connection of its own (an [`h1::Pool`] of one), opened at its first
-//! request and kept as long as both ends keep theirs (haproxy and nginx pair connections the
-//! same way): no shared pool to look up and lock per request. A downstream HTTP/2 connection
-//! carries many requests at once; those go through a shared pool of upstream connections.
+//! Upstream connections come from one [`h1::Pool`]: a request takes the newest unused one (or
+//! opens one), and gives it back when its answer has been read. With a single upstream there is
+//! no key to hash per request, as a general-purpose pooled client would.
 
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use http::uri::{self, Authority, PathAndQuery, Scheme};
+use http::uri::{Authority, PathAndQuery};
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version, header};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use metrics_exporter_prometheus::PrometheusHandle;
 use outrider_filters::metrics::{MetricsLayer, Side};
 use outrider_filters::trace::TraceLayer;
@@ -36,69 +32,48 @@ use crate::net::serve::{self, Limits};
 /// The label the metrics carry in place of an app id.
 const METRICS_ID: &str = "proxy";
 
+/// Unused upstream connections kept at most.
+const MAX_IDLE: usize = 128;
+
 /// Forwards to the upstream.
 struct Forward {
-    /// The shared pool, for requests of downstream HTTP/2 connections.
-    client: Client<HttpConnector, Body>,
+    pool: Arc<h1::Pool>,
     authority: Authority,
     host: HeaderValue,
 }
 
 impl Forward {
-    /// Forwards `req`; `owned` is the upstream connection of its downstream connection.
-    async fn call(
-        &self,
-        req: Request<Incoming>,
-        owned: &Arc<h1::Pool>,
-    ) -> Result<Response<Body>, Infallible> {
+    async fn call(&self, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
         if req.method() == Method::CONNECT {
             return Ok(answer(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "CONNECT is not proxied\n",
             ));
         }
-        let downstream_h1 = req.version() <= Version::HTTP_11;
         let (mut parts, body) = req.into_parts();
-        let path = parts
-            .uri
-            .path_and_query()
-            .cloned()
-            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        // A connection to the upstream alone: the request line carries the path and query.
+        parts.uri = Uri::from(
+            parts
+                .uri
+                .path_and_query()
+                .cloned()
+                .unwrap_or_else(|| PathAndQuery::from_static("/")),
+        );
         parts.version = Version::HTTP_11;
         strip_hop_by_hop(&mut parts.headers);
         parts.headers.insert(header::HOST, self.host.clone());
-        let sent = if downstream_h1 {
-            // On a connection of its own the request line carries the path alone.
-            parts.uri = Uri::from(path);
-            owned
-                .send(Request::from_parts(parts, boxed(body)))
-                .await
-                .map(|rsp| rsp.map(boxed))
-        } else {
-            let mut uri = uri::Parts::default();
-            uri.scheme = Some(Scheme::HTTP);
-            uri.authority = Some(self.authority.clone());
-            uri.path_and_query = Some(path);
-            let Ok(uri) = Uri::from_parts(uri) else {
-                return Ok(answer(
-                    StatusCode::BAD_REQUEST,
-                    "the request target is not a valid URI\n",
-                ));
-            };
-            parts.uri = uri;
-            self.client
-                .request(Request::from_parts(parts, boxed(body)))
-                .await
-                .map(|rsp| rsp.map(boxed))
-                .map_err(Into::into)
-        };
-        match sent {
+        match self
+            .pool
+            .send(Request::from_parts(parts, boxed(body)))
+            .await
+        {
             // Upgrades are not proxied (`Upgrade` is stripped): a 101 cannot be passed on.
             Ok(rsp) if rsp.status() == StatusCode::SWITCHING_PROTOCOLS => Ok(answer(
                 StatusCode::BAD_GATEWAY,
                 "the upstream switched protocols; upgrades are not proxied\n",
             )),
-            Ok(mut rsp) => {
+            Ok(rsp) => {
+                let mut rsp = rsp.map(boxed);
                 strip_hop_by_hop(rsp.headers_mut());
                 Ok(rsp)
             }
@@ -129,31 +104,23 @@ pub(crate) async fn run(args: ProxyArgs, metrics: PrometheusHandle) -> anyhow::R
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {} (--listen)", args.listen))?;
-    let client = crate::to_app::channel::plain_client();
     let authority = Authority::try_from(args.upstream.as_str())
         .context("--upstream is not a valid host:port")?;
     let host = HeaderValue::try_from(args.upstream.as_str())
         .context("--upstream is not a valid host:port")?;
-    // Shared, not cloned per request: a clone of the pooled client is several reference counts.
+    // Shared, not cloned per request.
     let forward = Arc::new(Forward {
-        client,
+        pool: h1::Pool::new(authority.clone(), MAX_IDLE),
         authority,
         host,
     });
-    let trace = TraceLayer::new(None);
-    let metered = MetricsLayer::new(METRICS_ID, Side::Server);
-    // Each downstream connection's service holds that connection's upstream one.
-    let make = move |_| {
-        let forward = forward.clone();
-        let owned = h1::Pool::new(forward.authority.clone(), 1);
-        ServiceBuilder::new()
-            .layer(trace.clone())
-            .layer(metered.clone())
-            .service(tower::service_fn(move |req| {
-                let (forward, owned) = (forward.clone(), owned.clone());
-                async move { forward.call(req, &owned).await }
-            }))
-    };
+    let svc = ServiceBuilder::new()
+        .layer(TraceLayer::new(None))
+        .layer(MetricsLayer::new(METRICS_ID, Side::Server))
+        .service(tower::service_fn(move |req| {
+            let forward = forward.clone();
+            async move { forward.call(req).await }
+        }));
     // The recorder folds samples into histograms only when told to: without this, every
     // request's latency would stay in memory.
     let upkeep = metrics.clone();
@@ -172,7 +139,7 @@ pub(crate) async fn run(args: ProxyArgs, metrics: PrometheusHandle) -> anyhow::R
     );
     let mut tasks = vec![tokio::spawn(serve::serve(
         listener,
-        make,
+        move |_| svc.clone(),
         stop.clone(),
         Duration::from_secs(5),
     ))];

@@ -4,14 +4,18 @@
 //! A [`Pool`] keeps the connections that finished their last exchange, newest first, and
 //! hands the newest out for the next request. With one destination there is no key to hash and
 //! no per-destination bookkeeping, which a general-purpose pooled client pays on every request.
-//! A connection goes back when its answer's body has been read to its end; one whose answer is
-//! dropped before its end is closed, since it is in the middle of a message. A request that a
+//! A connection goes back when its answer's body has been read to its end (or its trailers
+//! came): at once if hyper already deems it ready for another request, else once it does (the
+//! request body may still be going out after an early answer), within a bound. One whose answer
+//! is dropped before its end is closed, since it is in the middle of a message. A request that a
 //! kept connection could not take because the destination had just closed it was never
-//! written, and goes once more, on another connection.
+//! written, and goes once more, on another connection. Connections unused for the idle timeout
+//! are closed, by a task that runs only while some are kept.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -32,6 +36,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a connection is kept unused before it is closed.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
+/// How long a connection whose answer ended may take to become ready for another request
+/// (its request body still going out) before it is let go.
+const READY_PATIENCE: Duration = Duration::from_secs(10);
+
 /// Reusable connections to one destination.
 pub(crate) struct Pool {
     authority: Authority,
@@ -39,6 +47,8 @@ pub(crate) struct Pool {
     max_idle: usize,
     /// Unused connections and since when, oldest first.
     idle: Mutex<VecDeque<(SendRequest<Body>, Instant)>>,
+    /// Whether the task that closes connections past the idle timeout runs.
+    reaping: AtomicBool,
 }
 
 impl Pool {
@@ -48,6 +58,7 @@ impl Pool {
             authority,
             max_idle,
             idle: Mutex::new(VecDeque::new()),
+            reaping: AtomicBool::new(false),
         })
     }
 
@@ -86,10 +97,17 @@ impl Pool {
         }
     }
 
-    /// The newest unused connection that is still open and ready, dropping the closed ones.
+    /// The newest unused connection that is still open, ready and within the idle timeout,
+    /// dropping the others it meets.
     fn take(&self) -> Option<SendRequest<Body>> {
+        let now = Instant::now();
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        while let Some((sender, _)) = idle.pop_back() {
+        while let Some((sender, since)) = idle.pop_back() {
+            if now.duration_since(since) >= IDLE_TIMEOUT {
+                // The rest are older still.
+                idle.clear();
+                return None;
+            }
             if sender.is_ready() {
                 return Some(sender);
             }
@@ -97,24 +115,59 @@ impl Pool {
         None
     }
 
-    /// Keeps `sender` for the next request, if it is ready for one, and lets the oldest
-    /// connections go when they are past the idle timeout or beyond `max_idle`.
-    fn give_back(&self, sender: SendRequest<Body>) {
-        if !sender.is_ready() {
-            return;
+    /// Keeps `sender` for the next request once it is ready for one.
+    fn give_back(self: &Arc<Self>, mut sender: SendRequest<Body>) {
+        if sender.is_ready() {
+            self.keep(sender);
+        } else if !sender.is_closed() {
+            // Still finishing its exchange (e.g. sending a request body after an early answer).
+            let pool = Arc::downgrade(self);
+            tokio::spawn(async move {
+                let ready = tokio::time::timeout(READY_PATIENCE, sender.ready()).await;
+                if let (Ok(Ok(())), Some(pool)) = (ready, pool.upgrade()) {
+                    pool.keep(sender);
+                }
+            });
         }
+    }
+
+    /// Adds a ready connection, letting the oldest go past `max_idle` or the idle timeout.
+    fn keep(self: &Arc<Self>, sender: SendRequest<Body>) {
         let now = Instant::now();
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        while idle
-            .front()
-            .is_some_and(|(s, since)| s.is_closed() || now.duration_since(*since) >= IDLE_TIMEOUT)
-        {
-            idle.pop_front();
-        }
+        prune(&mut idle, now);
         if idle.len() >= self.max_idle {
             idle.pop_front();
         }
         idle.push_back((sender, now));
+        drop(idle);
+        if !self.reaping.swap(true, Ordering::AcqRel) {
+            tokio::spawn(reap(Arc::downgrade(self)));
+        }
+    }
+}
+
+/// Lets go of the connections at the front of `idle` that closed or passed the idle timeout.
+fn prune(idle: &mut VecDeque<(SendRequest<Body>, Instant)>, now: Instant) {
+    while idle
+        .front()
+        .is_some_and(|(s, since)| s.is_closed() || now.duration_since(*since) >= IDLE_TIMEOUT)
+    {
+        idle.pop_front();
+    }
+}
+
+/// Closes kept connections as they pass the idle timeout, while any are kept and the pool is.
+async fn reap(pool: Weak<Pool>) {
+    loop {
+        tokio::time::sleep(IDLE_TIMEOUT / 4).await;
+        let Some(pool) = pool.upgrade() else { return };
+        let mut idle = pool.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        prune(&mut idle, Instant::now());
+        if idle.is_empty() {
+            pool.reaping.store(false, Ordering::Release);
+            return;
+        }
     }
 }
 
@@ -159,7 +212,14 @@ impl http_body::Body for Answer {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let frame = ready!(Pin::new(&mut self.body).poll_frame(cx));
-        if frame.is_none() || self.body.is_end_stream() {
+        // The end: no more frames, no more data to come, or the trailers (after which whoever
+        // serves the answer may not ask again).
+        let last = match &frame {
+            None => true,
+            Some(Ok(f)) => f.is_trailers() || self.body.is_end_stream(),
+            Some(Err(_)) => false,
+        };
+        if last {
             self.ended();
         }
         Poll::Ready(frame)
@@ -244,5 +304,55 @@ mod tests {
         let unread = pool.send(Request::new(full("x"))).await.unwrap();
         drop(unread);
         assert_eq!(pool.idle.lock().unwrap().len(), 1);
+    }
+
+    /// A request body fed by hand, one chunk per message on the channel, ended when it closes.
+    struct Fed(tokio::sync::mpsc::Receiver<Bytes>);
+
+    impl http_body::Body for Fed {
+        type Data = Bytes;
+        type Error = Infallible;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+            self.0
+                .poll_recv(cx)
+                .map(|chunk| chunk.map(|c| Ok(Frame::data(c))))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_connection_still_sending_its_request_body_is_not_handed_out() {
+        // The server answers at once, without waiting for the request body.
+        let (authority, count) = numbered().await;
+        let pool = Pool::new(authority, 4);
+        let (feed, fed) = tokio::sync::mpsc::channel(1);
+        let req = Request::builder()
+            .method("POST")
+            .uri("/")
+            .body(crate::net::http::boxed(Fed(fed)))
+            .unwrap();
+        let early = pool.send(req).await.unwrap();
+        assert_eq!(text(early).await, "1");
+        // Its connection is still sending the first request's body: the next request gets
+        // another one, and its own answer.
+        assert_eq!(text(pool.send(get()).await.unwrap()).await, "2");
+        assert_eq!(count.load(Ordering::SeqCst), 2);
+        drop(feed);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn connections_unused_for_the_idle_timeout_are_let_go() {
+        let (authority, count) = numbered().await;
+        let pool = Pool::new(authority, 4);
+        assert_eq!(text(pool.send(get()).await.unwrap()).await, "1");
+        assert_eq!(pool.idle.lock().unwrap().len(), 1);
+        tokio::time::sleep(IDLE_TIMEOUT + IDLE_TIMEOUT / 4).await;
+        assert_eq!(pool.idle.lock().unwrap().len(), 0, "the reaper let it go");
+        assert!(!pool.reaping.load(Ordering::Acquire), "and stopped");
+        assert_eq!(text(pool.send(get()).await.unwrap()).await, "2");
+        assert_eq!(count.load(Ordering::SeqCst), 2);
     }
 }

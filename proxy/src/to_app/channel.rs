@@ -9,13 +9,10 @@
 pub(crate) mod grpc;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use http::uri::{self, Authority, PathAndQuery, Scheme};
 use http::{HeaderValue, Request, Response, Uri, header};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use outrider_filters::metrics::{self, Side};
 use outrider_policy::Caller;
 
@@ -162,19 +159,6 @@ impl AppChannel {
         }
         Ok(rsp.map(boxed))
     }
-}
-
-/// A pooled plain-HTTP client for loopback peers: no Nagle delay, 5 s to connect, idle
-/// connections kept 90 s.
-pub(crate) fn plain_client() -> Client<HttpConnector, Body> {
-    let mut http = HttpConnector::new();
-    http.set_nodelay(true);
-    http.set_connect_timeout(Some(Duration::from_secs(5)));
-    Client::builder(TokioExecutor::new())
-        .timer(TokioTimer::new())
-        .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(Duration::from_secs(90))
-        .build(http)
 }
 
 /// The path and query of `uri`, `/` if it has none.
