@@ -71,7 +71,7 @@ bench-quick: deps bench-build
 # its own, never linked into outrider).
 bench-build: deps
 	$(CARGO) build --release -p outrider -p outrider-bench
-	$(CARGO) build --release --manifest-path bench/pingora/Cargo.toml
+	$(CARGO) build --release --manifest-path bench/pingora/Cargo.toml --target-dir $(TARGET_DIR)
 
 ## bench-soak: a sidecar pair at 1000 requests/s for 10 minutes (SOAK_MINUTES); fails if its memory
 ## grows over 10 % after the warm-up or a request fails; results in bench/results/soak-*/

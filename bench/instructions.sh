@@ -59,7 +59,7 @@ cg_measure() { # cg_measure CELL NAMES ADDR PATH: instructions per request of th
     # The one dump since the zeroing: <name>.<pid>.1 (the file without a suffix is the exit dump).
     dump="$RUN/cg/$name.$pid.1"
     for _ in $(seq 200); do [ -s "$dump" ] && grep -q '^totals:' "$dump" && break; sleep 0.05; done
-    n=$(awk '/^totals:/ { print $2 }' "$dump")
+    n=$(awk '/^totals:/ { print $2 }' "$dump" 2>/dev/null || true)
     [ -n "$n" ] || die "$cell: no totals in $dump"
     total=$((total + n))
     mv "$dump" "$OUT/cg-$(printf '%s' "$cell" | tr '/' '_')-$name.out"
@@ -69,12 +69,16 @@ cg_measure() { # cg_measure CELL NAMES ADDR PATH: instructions per request of th
   log "instructions/$cell: $((total / CG_REQUESTS)) per request ($total for $CG_REQUESTS requests)"
 }
 
-cg_stop() { # cg_stop NAME...: stops the processes under callgrind
-  local name pid
+cg_stop() { # cg_stop NAME...: stops the processes under callgrind, and forgets their pids (the
+  # exit handler must not signal whatever process gets the number next)
+  local name pid p kept
   for name in "$@"; do
     pid=$(eval "echo \$PID_$name")
     kill "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
+    kept=()
+    for p in "${PIDS[@]}"; do [ "$p" = "$pid" ] || kept+=("$p"); done
+    PIDS=("${kept[@]}")
   done
 }
 
@@ -84,19 +88,24 @@ instruction_cells() {
   mkdir -p "$RUN/cg-nginx"
   sed -e "s|listen 127.0.0.1:$NGINX;|listen 127.0.0.1:$CG_NGINX;|" -e "s|$RUN/nginx|$RUN/cg-nginx|g" \
     -e 's|^worker_processes 1;|worker_processes 1;\nmaster_process off;|' "$RUN/nginx.conf" >"$RUN/cg-nginx.conf"
-  grep -q "listen 127.0.0.1:$CG_NGINX;" "$RUN/cg-nginx.conf" || die "the nginx configuration did not take the callgrind port"
+  grep -q "listen 127.0.0.1:$CG_NGINX;" "$RUN/cg-nginx.conf" && grep -q '^master_process off;' "$RUN/cg-nginx.conf" \
+    || die "the nginx configuration did not take the callgrind port and master_process off"
   cg_start cg_nginx nginx -c "$RUN/cg-nginx.conf" -p "$RUN/cg-nginx"
   cg_wait "http://127.0.0.1:$CG_NGINX/" nginx
   cg_measure one-hop/nginx cg_nginx "127.0.0.1:$CG_NGINX" /echo
   cg_stop cg_nginx
 
   sed -e "s|bind 127.0.0.1:$HAPROXY|bind 127.0.0.1:$CG_HAPROXY|" "$RUN/haproxy.cfg" >"$RUN/cg-haproxy.cfg"
+  grep -q "bind 127.0.0.1:$CG_HAPROXY" "$RUN/cg-haproxy.cfg" || die "the haproxy configuration did not take the callgrind port"
   cg_start cg_haproxy haproxy -f "$RUN/cg-haproxy.cfg" -db
   cg_wait "http://127.0.0.1:$CG_HAPROXY/" haproxy
   cg_measure one-hop/haproxy cg_haproxy "127.0.0.1:$CG_HAPROXY" /echo
   cg_stop cg_haproxy
 
-  cg_start cg_pingora "$BIN/bench-pingora" "127.0.0.1:$CG_PINGORA" "127.0.0.1:$ECHO" "$RUN/pingora.yaml"
+  # A configuration of its own: the timed instance still runs, with its pid file and socket.
+  sed -e "s|$RUN/pingora\.|$RUN/cg-pingora.|" "$RUN/pingora.yaml" >"$RUN/cg-pingora.yaml"
+  grep -q "$RUN/cg-pingora.pid" "$RUN/cg-pingora.yaml" || die "the Pingora configuration did not take its own files"
+  cg_start cg_pingora "$BIN/bench-pingora" "127.0.0.1:$CG_PINGORA" "127.0.0.1:$ECHO" "$RUN/cg-pingora.yaml"
   cg_wait "http://127.0.0.1:$CG_PINGORA/" pingora
   cg_measure one-hop/pingora cg_pingora "127.0.0.1:$CG_PINGORA" /echo
   cg_stop cg_pingora

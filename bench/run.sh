@@ -55,7 +55,7 @@ for tool in nginx haproxy redis-server openssl taskset curl valgrind callgrind_c
 done
 [ "$(nproc)" -ge 2 ] || die "needs 2 CPUs (generator on CPU 0, the rest on CPU 1)"
 [ -x "$BIN/outrider" ] && [ -x "$BIN/outrider-bench" ] || die "build first: cargo build --release -p outrider -p outrider-bench"
-[ -x "$BIN/bench-pingora" ] || die "build the Pingora peer first: cargo build --release --manifest-path bench/pingora/Cargo.toml"
+[ -x "$BIN/bench-pingora" ] || die "build the Pingora peer first: cargo build --release --manifest-path bench/pingora/Cargo.toml --target-dir $TARGET"
 # The interception cells: two network namespaces and nat rules, so root only.
 NETNS=no
 if [ "$(id -u)" = 0 ]; then

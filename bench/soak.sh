@@ -56,7 +56,7 @@ INTERVALS=$(( (SOAK_MINUTES * 60 + SOAK_INTERVAL - 1) / SOAK_INTERVAL ))
 BASE=$(( SOAK_WARMUP == 0 ? 1 : (SOAK_WARMUP + SOAK_INTERVAL - 1) / SOAK_INTERVAL ))
 [ "$INTERVALS" -gt "$BASE" ] || die "a ${SOAK_WARMUP} s warm-up leaves no sample after it in a run of ${SOAK_MINUTES} min"
 
-for tool in taskset curl awk; do
+for tool in taskset curl awk ss; do
   command -v "$tool" >/dev/null || die "$tool is missing: run make deps"
 done
 [ "$(nproc)" -ge 2 ] || die "needs 2 CPUs (generator on CPU 0, the rest on CPU 1)"
@@ -77,6 +77,10 @@ A_API=21101 A_GRPC=21102 A_MESH=21103 A_ADMIN=21104
 B_API=21105 B_GRPC=21106 B_MESH=21107 B_ADMIN=21108
 for port in $(seq 21100 21115); do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then die "port $port is in use (a leftover run?)"; fi
+done
+# In auto the sidecars take their mesh ports' numbers on UDP as well (HTTP/3).
+for port in $A_MESH $B_MESH; do
+  [ -z "$(ss -Hlun "sport = :$port")" ] || die "UDP port $port is in use (a leftover run?)"
 done
 
 wait_http() { # wait_http URL [codes]
