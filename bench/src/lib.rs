@@ -10,3 +10,4 @@ pub mod echo;
 pub mod load;
 pub mod report;
 pub mod soak;
+pub mod startup;

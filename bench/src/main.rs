@@ -4,8 +4,12 @@
 //!   cell of a run) what it measured, with the CPU and memory of the processes under test; with
 //!   `--deliveries-listen` it publishes and times each message until it is delivered;
 //! - `echo`: the app the scenarios put behind each proxy;
+//! - `count`: sends exactly N requests, closed loop (the instructions-per-request cells);
 //! - `figure`: writes a single measured value as a cell (e.g. start to ready);
-//! - `report`: turns a run directory's cells into results.json, results.md and latency.svg.
+//! - `startup`: times a command from spawn until a URL answers;
+//! - `report`: turns a run directory's cells into results.json, results.md and latency.svg;
+//! - `soak-report`: turns a soak run's samples into soak.json, soak.md and soak.svg, and fails
+//!   when memory grew or requests failed.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -368,73 +372,6 @@ async fn load_cmd(a: LoadArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Milliseconds from spawning `cmd` until `url` answers 2xx (polled every millisecond).
-async fn startup(url: &str, cmd: &[String]) -> anyhow::Result<f64> {
-    let uri: http::Uri = url.parse()?;
-    let addr = format!(
-        "{}:{}",
-        uri.host().unwrap_or("127.0.0.1"),
-        uri.port_u16().unwrap_or(80)
-    );
-    let start = std::time::Instant::now();
-    let mut child = tokio::process::Command::new(&cmd[0])
-        .args(&cmd[1..])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| format!("starting {}", cmd[0]))?;
-    let ready = loop {
-        anyhow::ensure!(
-            start.elapsed() < Duration::from_secs(30),
-            "{url} did not answer within 30 s"
-        );
-        if let Some(status) = child.try_wait()? {
-            anyhow::bail!("{} exited with {status} before {url} answered", cmd[0]);
-        }
-        if answers(&addr, &uri).await {
-            break start.elapsed();
-        }
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    };
-    if let Some(pid) = child.id() {
-        let _ = std::process::Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status();
-    }
-    if tokio::time::timeout(Duration::from_secs(5), child.wait())
-        .await
-        .is_err()
-    {
-        let _ = child.kill().await;
-    }
-    Ok(ready.as_secs_f64() * 1000.0)
-}
-
-async fn answers(addr: &str, uri: &http::Uri) -> bool {
-    let Ok(tcp) = tokio::net::TcpStream::connect(addr).await else {
-        return false;
-    };
-    let Ok((mut sender, conn)) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp)).await
-    else {
-        return false;
-    };
-    tokio::spawn(conn);
-    let req = http::Request::builder()
-        .uri(uri.path_and_query().map_or("/", |p| p.as_str()))
-        .header(http::header::HOST, addr)
-        .body(http_body_util::Empty::<Bytes>::new());
-    match req {
-        Ok(req) => sender
-            .send_request(req)
-            .await
-            .is_ok_and(|r| r.status().is_success()),
-        Err(_) => false,
-    }
-}
-
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     // One thread: the generator is pinned to its own core by the bench script.
@@ -472,7 +409,7 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Startup { url, cmd } => {
-            let ms = rt.block_on(startup(&url, &cmd))?;
+            let ms = rt.block_on(outrider_bench::startup::startup(&url, &cmd))?;
             println!("{ms:.1}");
             Ok(())
         }
