@@ -63,7 +63,7 @@ check-deps:
 bench: deps bench-build
 	bench/run.sh
 
-## bench-quick: the same scenarios with short cells (about 3.5 minutes), after data-path changes
+## bench-quick: the same scenarios with short cells (about 5 minutes), after data-path changes
 bench-quick: deps bench-build
 	bench/run.sh --quick
 
