@@ -7,7 +7,7 @@
 
 use std::fmt;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
@@ -15,12 +15,13 @@ use rustls::client::ResolvesClientCert;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, ServerConfig, SignatureScheme};
+use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::sync::watch;
 
-use crate::ca::{hex, not_after_of};
-use crate::verify::{Roots, ServerIdentityVerifier, WorkloadClientVerifier};
+use crate::ca::hex;
+use crate::files::{CredentialFiles, FilesPem};
+use crate::verify::{Roots, ServerIdentityVerifier, SharedRoots, WorkloadClientVerifier};
 use crate::{Error, IssuedCert, SpiffeId, crypto_provider};
 
 /// ALPN for the mesh: HTTP/2 only.
@@ -28,7 +29,7 @@ const MESH_ALPN: &[u8] = b"h2";
 
 /// The set of roots peers' certificates must chain to. May hold several roots while a CA is
 /// rotated (old and new), and all of them are trusted.
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct TrustBundle {
     certs: Vec<CertificateDer<'static>>,
 }
@@ -94,9 +95,16 @@ pub struct Credentials {
 
 struct Inner {
     id: SpiffeId,
-    roots: Arc<Roots>,
+    /// Read at every handshake of a client configuration; a server configuration takes a copy
+    /// and is built again when it changes (see [`Credentials::bundle_changes`]).
+    roots: SharedRoots,
     current: ArcSwap<Current>,
     changes: watch::Sender<CertInfo>,
+    /// How many trust bundles this process has installed (1 for the first).
+    bundles: watch::Sender<u64>,
+    /// For credentials read from files: `Ok` while the files' latest content is in force, else
+    /// why it was refused (the last good credentials stay).
+    files: Mutex<Option<Result<(), String>>>,
 }
 
 impl fmt::Debug for Credentials {
@@ -111,31 +119,98 @@ impl Credentials {
     /// Builds credentials from a trust bundle and a first certificate, which must chain to the
     /// bundle and carry `id` as its URI SAN.
     pub fn new(id: SpiffeId, bundle: &TrustBundle, cert: IssuedCert) -> Result<Self, Error> {
-        let roots = Arc::new(Roots::new(bundle, id.trust_domain())?);
+        let roots = Roots::new(bundle, id.trust_domain())?;
         let current = load(&cert, 1)?;
         roots.check_own(&cert.chain, &id)?;
         let (changes, _) = watch::channel(current.info.clone());
+        let (bundles, _) = watch::channel(1);
         Ok(Self {
             inner: Arc::new(Inner {
                 id,
-                roots,
+                roots: Arc::new(ArcSwap::from_pointee(roots)),
                 current: ArcSwap::from_pointee(current),
                 changes,
+                bundles,
+                files: Mutex::new(None),
             }),
         })
     }
 
-    /// Loads credentials issued by someone else: a trust bundle, a certificate chain (leaf first)
-    /// and its private key, all PEM files.
+    /// Credentials issued by someone else, from what `files` held when read into `pem`: a trust
+    /// bundle, a certificate chain (leaf first) and its private key.
     pub fn from_files(
         id: SpiffeId,
-        bundle: &Path,
-        chain: &Path,
-        key: &Path,
+        files: &CredentialFiles,
+        pem: &FilesPem,
     ) -> Result<Self, Error> {
-        let bundle = TrustBundle::from_pem_file(bundle)?;
-        let cert = read_issued(chain, key)?;
-        Self::new(id, &bundle, cert)
+        let (bundle, cert) = files.parse(pem)?;
+        let creds = Self::new(id, &bundle, cert)?;
+        creds.set_files_status(Ok(()));
+        Ok(creds)
+    }
+
+    /// Installs what `files` hold now (read into `pem`): the trust bundle and the certificate
+    /// together, or neither. The certificate must chain to the new bundle.
+    pub fn install_files(
+        &self,
+        files: &CredentialFiles,
+        pem: &FilesPem,
+    ) -> Result<CertInfo, Error> {
+        let (bundle, cert) = files.parse(pem)?;
+        self.install_with_bundle(&bundle, cert)
+    }
+
+    /// Installs a trust bundle and a certificate that chains to it, together. Peers are judged
+    /// by the new bundle from the next handshake; established connections are untouched.
+    pub fn install_with_bundle(
+        &self,
+        bundle: &TrustBundle,
+        cert: IssuedCert,
+    ) -> Result<CertInfo, Error> {
+        let roots = self.inner.roots.load();
+        if roots.holds(bundle) {
+            return self.install(cert);
+        }
+        let roots = Roots::new(bundle, self.inner.id.trust_domain())?;
+        roots.check_own(&cert.chain, &self.inner.id)?;
+        let generation = self.inner.current.load().info.generation + 1;
+        let current = load(&cert, generation)?;
+        let info = current.info.clone();
+        self.inner.roots.store(Arc::new(roots));
+        self.inner.current.store(Arc::new(current));
+        self.inner.bundles.send_modify(|n| *n += 1);
+        self.inner.changes.send_replace(info.clone());
+        Ok(info)
+    }
+
+    /// Follows trust bundle changes: each one means server configurations must be built again
+    /// (client configurations read the bundle at every handshake).
+    pub fn bundle_changes(&self) -> watch::Receiver<u64> {
+        self.inner.bundles.subscribe()
+    }
+
+    /// How many roots the trust bundle in force holds.
+    pub fn trust_roots(&self) -> usize {
+        self.inner.roots.load().len()
+    }
+
+    /// For credentials read from files: `Ok` while the files' latest content is in force, else
+    /// why it was refused. `None` for credentials issued here.
+    pub fn files_status(&self) -> Option<Result<(), String>> {
+        self.inner
+            .files
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Records how the latest reading of the credential files went.
+    pub fn set_files_status(&self, status: Result<(), String>) {
+        *self
+            .inner
+            .files
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(status);
     }
 
     /// This sidecar's identity.
@@ -146,7 +221,10 @@ impl Credentials {
     /// Installs a renewed certificate. New handshakes use it at once; established connections
     /// are untouched.
     pub fn install(&self, cert: IssuedCert) -> Result<CertInfo, Error> {
-        self.inner.roots.check_own(&cert.chain, &self.inner.id)?;
+        self.inner
+            .roots
+            .load()
+            .check_own(&cert.chain, &self.inner.id)?;
         let generation = self.inner.current.load().info.generation + 1;
         let current = load(&cert, generation)?;
         let info = current.info.clone();
@@ -168,7 +246,7 @@ impl Credentials {
     /// The server side of the mesh: TLS 1.3, h2, a client certificate required, chaining to the
     /// trust bundle, with the clientAuth usage and a SPIFFE id of our trust domain as URI SAN.
     pub fn server_config(&self) -> Result<ServerConfig, Error> {
-        let verifier = WorkloadClientVerifier::new(self.inner.roots.clone());
+        let verifier = WorkloadClientVerifier::new(self.inner.roots.load_full());
         let mut cfg = ServerConfig::builder_with_provider(crypto_provider())
             .with_protocol_versions(&[&rustls::version::TLS13])?
             .with_client_cert_verifier(Arc::new(verifier))
@@ -192,38 +270,6 @@ impl Credentials {
         cfg.alpn_protocols = vec![MESH_ALPN.to_vec()];
         Ok(cfg)
     }
-}
-
-/// Reads a PEM chain and key from disk.
-fn read_issued(chain: &Path, key: &Path) -> Result<IssuedCert, Error> {
-    let certs = CertificateDer::pem_file_iter(chain)
-        .map_err(|e| Error::Pem {
-            path: chain.to_owned(),
-            what: e.to_string(),
-        })?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| Error::Pem {
-            path: chain.to_owned(),
-            what: e.to_string(),
-        })?;
-    let leaf = certs.first().ok_or_else(|| Error::Pem {
-        path: chain.to_owned(),
-        what: "no certificate found".into(),
-    })?;
-    let not_after = not_after_of(leaf).ok_or_else(|| Error::Pem {
-        path: chain.to_owned(),
-        what: "unreadable validity".into(),
-    })?;
-    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| Error::Pem {
-        path: key.to_owned(),
-        what: e.to_string(),
-    })?;
-    Ok(IssuedCert {
-        chain: certs,
-        key,
-        not_after,
-        issued_at: SystemTime::now(),
-    })
 }
 
 fn load(cert: &IssuedCert, generation: u64) -> Result<Current, Error> {

@@ -9,12 +9,15 @@
 //! [`rustls::ClientConfig`] that expects one identity, and reads the peer's [`SpiffeId`] after a
 //! handshake.
 //!
-//! Credentials change at runtime (renewal, rotation) and are published through
-//! [`Credentials::watch`]; configurations built once keep reading the newest certificate.
+//! Credentials change at runtime (renewal, rotation, files written anew) and are published
+//! through [`Credentials::watch`]; configurations built once keep reading the newest
+//! certificate. A new trust bundle applies to client configurations at their next handshake;
+//! server configurations are built again ([`Credentials::bundle_changes`]).
 
 mod ca;
 mod creds;
 mod error;
+mod files;
 mod renew;
 mod spiffe;
 mod verify;
@@ -22,6 +25,7 @@ mod verify;
 pub use ca::{DevCa, IssuedCert};
 pub use creds::{CertInfo, Credentials, TrustBundle};
 pub use error::Error;
+pub use files::{CredentialFiles, FilesPem};
 pub use renew::{RenewalSchedule, renew_forever};
 pub use spiffe::{SpiffeId, SpiffeIdError};
 

@@ -5,6 +5,8 @@
 use std::fmt;
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
+
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
@@ -21,8 +23,12 @@ const CLIENT_AUTH: KeyUsage = KeyUsage::required(&[0x2b, 6, 1, 5, 5, 7, 3, 2]);
 /// id-kp-serverAuth (1.3.6.1.5.5.7.3.1), required likewise.
 const SERVER_AUTH: KeyUsage = KeyUsage::required(&[0x2b, 6, 1, 5, 5, 7, 3, 1]);
 
+/// The roots in force, replaced whole when the trust bundle changes.
+pub(crate) type SharedRoots = Arc<ArcSwap<Roots>>;
+
 /// The trust anchors of a bundle, with the trust domain identities must belong to.
 pub(crate) struct Roots {
+    bundle: TrustBundle,
     anchors: Vec<TrustAnchor<'static>>,
     subjects: Vec<DistinguishedName>,
     trust_domain: String,
@@ -43,11 +49,22 @@ impl Roots {
             anchors.push(anchor);
         }
         Ok(Self {
+            bundle: bundle.clone(),
             anchors,
             subjects,
             trust_domain: trust_domain.to_owned(),
             algs: crypto_provider().signature_verification_algorithms,
         })
+    }
+
+    /// Whether these are the roots of `bundle`.
+    pub(crate) fn holds(&self, bundle: &TrustBundle) -> bool {
+        self.bundle == *bundle
+    }
+
+    /// How many roots there are.
+    pub(crate) fn len(&self) -> usize {
+        self.anchors.len()
     }
 
     /// Verifies a peer's chain for `usage` and returns the SPIFFE id of its URI SAN.
@@ -168,7 +185,7 @@ macro_rules! handshake_signatures_by_roots {
         handshake_signatures_by_roots!(verify_tls13_signature);
 
         fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-            self.roots.algs.supported_schemes()
+            self.algs.supported_schemes()
         }
     };
     // Each check is rustls' function of the same name.
@@ -179,7 +196,7 @@ macro_rules! handshake_signatures_by_roots {
             cert: &CertificateDer<'_>,
             dss: &DigitallySignedStruct,
         ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            rustls::crypto::$check(message, cert, dss, &self.roots.algs)
+            rustls::crypto::$check(message, cert, dss, &self.algs)
         }
     };
 }
@@ -187,12 +204,15 @@ macro_rules! handshake_signatures_by_roots {
 /// Inbound: requires a client certificate chaining to the bundle, with clientAuth and a SPIFFE id
 /// of our trust domain. Which callers may do what is decided later, by policy.
 pub(crate) struct WorkloadClientVerifier {
+    /// Fixed for the configuration's life: the root hints are borrowed from it.
     roots: Arc<Roots>,
+    algs: WebPkiSupportedAlgorithms,
 }
 
 impl WorkloadClientVerifier {
     pub(crate) fn new(roots: Arc<Roots>) -> Self {
-        Self { roots }
+        let algs = roots.algs;
+        Self { roots, algs }
     }
 }
 
@@ -224,13 +244,20 @@ impl ClientCertVerifier for WorkloadClientVerifier {
 /// Outbound: the server must chain to the bundle, have serverAuth, and be exactly `expected`.
 /// The TLS server name (SNI) is ignored: workload certificates carry no DNS names.
 pub(crate) struct ServerIdentityVerifier {
-    roots: Arc<Roots>,
+    /// Read at each handshake: a new trust bundle applies to connections made after it.
+    roots: SharedRoots,
+    algs: WebPkiSupportedAlgorithms,
     expected: SpiffeId,
 }
 
 impl ServerIdentityVerifier {
-    pub(crate) fn new(roots: Arc<Roots>, expected: SpiffeId) -> Self {
-        Self { roots, expected }
+    pub(crate) fn new(roots: SharedRoots, expected: SpiffeId) -> Self {
+        let algs = crypto_provider().signature_verification_algorithms;
+        Self {
+            roots,
+            algs,
+            expected,
+        }
     }
 }
 
@@ -251,6 +278,7 @@ impl ServerCertVerifier for ServerIdentityVerifier {
     ) -> Result<ServerCertVerified, rustls::Error> {
         let id = self
             .roots
+            .load()
             .verify(end_entity, intermediates, now, SERVER_AUTH)?;
         if id != self.expected {
             return Err(other_error(format!(

@@ -75,14 +75,20 @@ fn status_page(admin: &Admin) -> String {
         .duration_since(std::time::SystemTime::now())
         .unwrap_or_default();
     format!(
-        "outrider {}\nidentity: {}\nready: {}\ncertificate: serial {} generation {}, expires in {}s\nname resolution: {}, \
-         balancing: {}, mesh transport: {}\n{}",
+        "outrider {}\nidentity: {}\nready: {}\ncertificate: serial {} generation {}, expires in {}s, \
+         trust bundle of {} roots{}\nname resolution: {}, balancing: {}, mesh transport: {}\n{}",
         crate::api::VERSION_STR,
         admin.creds.id(),
         admin.health.ready(),
         info.serial,
         info.generation,
         left.as_secs(),
+        admin.creds.trust_roots(),
+        match admin.creds.files_status() {
+            None => String::new(),
+            Some(Ok(())) => "; files in force".to_owned(),
+            Some(Err(e)) => format!("; files refused, the last good ones stay: {e}"),
+        },
         admin.outbound.resolver_name(),
         admin.outbound.balancing(),
         admin.outbound.transport(),

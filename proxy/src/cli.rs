@@ -156,7 +156,8 @@ pub(crate) struct RunArgs {
         default_value_t = 5
     )]
     pub(crate) graceful_shutdown_seconds: u64,
-    /// PEM trust bundle (roots) for externally issued certificates; needs --cert-chain and --cert-key.
+    /// PEM trust bundle (roots) for externally issued certificates; needs --cert-chain and
+    /// --cert-key. The three files are watched and reloaded together when written anew.
     #[arg(long, env = "OUTRIDER_TRUST_BUNDLE")]
     pub(crate) trust_bundle: Option<PathBuf>,
     /// PEM certificate chain, leaf first.

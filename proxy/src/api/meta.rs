@@ -111,6 +111,11 @@ pub(crate) fn get(s: &ApiState) -> GetMetadataResponse {
     extended_metadata.insert("daprRuntimeVersion".into(), VERSION.into());
     let resolver = s.outbound.resolver_name();
     extended_metadata.insert("outrider.nameResolution".into(), resolver.into());
+    if let Some(files) = s.outbound.creds().files_status() {
+        // Credentials from files: whether their latest content is in force, or why not.
+        let state = files.map_or_else(|e| format!("refused: {e}"), |()| "in force".into());
+        extended_metadata.insert("outrider.certificateFiles".into(), state);
+    }
     let component =
         |name: &String, type_: &String, version: &String, capabilities| RegisteredComponent {
             name: name.clone(),

@@ -1,9 +1,14 @@
-//! Wiring of `certs` into the sidecar: obtain the workload certificate, keep it renewed, and make
-//! its state visible (log, metrics, status page), loudly as expiry nears (security rule 10).
+//! Wiring of `certs` into the sidecar: obtain the workload certificate, keep it renewed (or
+//! reload it when its files are written anew), and make its state visible (log, metrics, status
+//! page), loudly as expiry nears (security rule 10).
+
+mod files;
 
 use std::time::{Duration, SystemTime};
 
-use outrider_certs::{CertInfo, Credentials, DevCa, RenewalSchedule, SpiffeId, renew_forever};
+use outrider_certs::{
+    CertInfo, CredentialFiles, Credentials, DevCa, RenewalSchedule, SpiffeId, renew_forever,
+};
 
 use crate::config::{IdentitySource, Settings};
 use crate::telemetry::metrics as catalogue;
@@ -35,22 +40,32 @@ pub(crate) fn start(s: &Settings) -> anyhow::Result<Credentials> {
             (creds, true)
         }
         IdentitySource::Files { bundle, chain, key } => {
-            (Credentials::from_files(id, bundle, chain, key)?, false)
+            let files = CredentialFiles {
+                bundle: bundle.clone(),
+                chain: chain.clone(),
+                key: key.clone(),
+            };
+            let pem = files.read()?;
+            let creds = Credentials::from_files(id, &files, &pem)?;
+            files::watch(creds.clone(), files, pem.fingerprint())?;
+            (creds, false)
         }
     };
     let info = creds.info();
     tracing::info!(identity = %creds.id(), serial = %info.serial, "workload certificate loaded");
     record(&info);
-    if !renewed {
-        // Nobody renews files we were given: their expiry is the operator's to watch.
-        watched.push(("workload certificate", info.not_after));
-    }
+    let expiring = creds.clone();
     tokio::spawn(async move {
         let mut daily = tokio::time::interval(Duration::from_secs(24 * 3600));
         loop {
             daily.tick().await;
             for (what, not_after) in &watched {
                 warn_if_expiring(what, *not_after);
+            }
+            if !renewed {
+                // Nobody here renews files we were given: the operator must hear of their
+                // expiry (whatever was last loaded from them).
+                warn_if_expiring("workload certificate", expiring.info().not_after);
             }
         }
     });

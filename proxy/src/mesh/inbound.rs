@@ -131,7 +131,9 @@ pub(crate) async fn serve(
     stop: CancellationToken,
     grace: Duration,
 ) -> anyhow::Result<()> {
-    let acceptor = TlsAcceptor::from(Arc::new(creds.server_config()?));
+    let mut acceptor = TlsAcceptor::from(Arc::new(creds.server_config()?));
+    // A new trust bundle needs a new server configuration (its root hints are fixed in it).
+    let mut bundles = creds.bundle_changes();
     let builder = Arc::new(serve::builder(true));
     let conns = Arc::new(serve::Conns::default());
     loop {
@@ -139,6 +141,15 @@ pub(crate) async fn serve(
             a = listener.accept() => a,
             () = stop.cancelled() => break,
         };
+        if bundles.has_changed().unwrap_or(false) {
+            bundles.borrow_and_update();
+            match creds.server_config() {
+                Ok(cfg) => acceptor = TlsAcceptor::from(Arc::new(cfg)),
+                Err(e) => {
+                    tracing::error!(error = %e, "the new trust bundle is not in force on the mesh port")
+                }
+            }
+        }
         let (acceptor, stack, builder, conns) = (
             acceptor.clone(),
             stack.clone(),

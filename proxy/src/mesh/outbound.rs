@@ -167,6 +167,11 @@ impl Outbound {
         }
     }
 
+    /// This sidecar's credentials.
+    pub(crate) fn creds(&self) -> &Credentials {
+        &self.creds
+    }
+
     /// The resolver's name, for the metadata API.
     pub(crate) fn resolver_name(&self) -> &'static str {
         self.resolver.name()

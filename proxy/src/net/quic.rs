@@ -65,12 +65,10 @@ pub(crate) fn transport() -> Arc<TransportConfig> {
     Arc::new(t)
 }
 
-/// The server endpoint on `socket`, for TLS server configuration `tls` (ALPN set to h3 here).
-/// Connections are accepted by the caller, who also applies the connection cap.
-pub(crate) fn server(
-    socket: std::net::UdpSocket,
-    mut tls: rustls::ServerConfig,
-) -> anyhow::Result<quinn::Endpoint> {
+/// The QUIC server configuration over a mesh TLS configuration: HTTP/3, no early data, peers
+/// that change address keep their connection. Also used to replace an endpoint's configuration
+/// when the trust bundle changes.
+pub(crate) fn server_config(mut tls: rustls::ServerConfig) -> anyhow::Result<quinn::ServerConfig> {
     tls.alpn_protocols = vec![ALPN_H3.to_vec()];
     // Early data stays off (`certs` never enables it; checked here as well): 0-RTT requests
     // could be replayed.
@@ -80,6 +78,16 @@ pub(crate) fn server(
     cfg.transport_config(transport());
     // A client may change its address (a roaming peer, a NAT rebinding): the connection stays.
     cfg.migration(true);
+    Ok(cfg)
+}
+
+/// The server endpoint on `socket`, for TLS server configuration `tls` (ALPN set to h3 here).
+/// Connections are accepted by the caller, who also applies the connection cap.
+pub(crate) fn server(
+    socket: std::net::UdpSocket,
+    tls: rustls::ServerConfig,
+) -> anyhow::Result<quinn::Endpoint> {
+    let cfg = server_config(tls)?;
     let runtime =
         quinn::default_runtime().ok_or_else(|| anyhow::anyhow!("QUIC needs the tokio runtime"))?;
     Ok(quinn::Endpoint::new(

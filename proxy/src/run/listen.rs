@@ -291,6 +291,7 @@ fn serve_mesh(
         Some(udp) => {
             let endpoint = crate::net::quic::server(udp, creds.server_config()?)
                 .context("starting the QUIC endpoint of the mesh port")?;
+            tokio::spawn(follow_bundle(endpoint.clone(), creds.clone(), stop.clone()));
             let (limits, grace) = ((s.limits.mesh, slots), s.grace);
             Some(inbound::h3::serve(
                 endpoint,
@@ -369,4 +370,26 @@ fn serve_admin(
         task.await;
         Ok(())
     })
+}
+
+/// Gives the QUIC endpoint a new server configuration whenever the trust bundle changes, until
+/// `stop` (TCP connections get theirs at accept: `inbound::serve`).
+async fn follow_bundle(endpoint: quinn::Endpoint, creds: Credentials, stop: CancellationToken) {
+    let mut bundles = creds.bundle_changes();
+    loop {
+        tokio::select! {
+            changed = bundles.changed() => if changed.is_err() { return },
+            () = stop.cancelled() => return,
+        }
+        match creds
+            .server_config()
+            .map_err(anyhow::Error::from)
+            .and_then(crate::net::quic::server_config)
+        {
+            Ok(cfg) => endpoint.set_server_config(Some(cfg)),
+            Err(e) => {
+                tracing::error!(error = %e, "the new trust bundle is not in force on the QUIC mesh port");
+            }
+        }
+    }
 }

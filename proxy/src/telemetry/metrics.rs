@@ -229,6 +229,12 @@ pub(crate) const CERT_RENEWALS: Metric = metric(
     &[],
     "Workload certificate renewals.",
 );
+pub(crate) const CERT_RELOADS: Metric = metric(
+    "outrider_workload_cert_reloads_total",
+    Counter,
+    &["result"],
+    "Readings of changed certificate files (--cert-chain, --cert-key, --trust-bundle), by result.",
+);
 pub(crate) const CERT_EXPIRY: Metric = metric(
     "outrider_workload_cert_expiry_timestamp_seconds",
     Gauge,
@@ -352,6 +358,7 @@ pub(crate) const ALL: &[Metric] = &[
     POLICY_RELOADS,
     SPANS_DROPPED,
     CERT_RENEWALS,
+    CERT_RELOADS,
     CERT_EXPIRY,
     CERT_GENERATION,
     CERT_EXPIRING_SOON,
