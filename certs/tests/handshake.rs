@@ -1,10 +1,11 @@
-//! Real TLS handshakes over loopback between configurations built by this crate, and with
-//! certificates from elsewhere that must be refused.
+//! Real TLS handshakes over loopback between configurations built by this crate, with
+//! certificates from elsewhere that must be refused, and across a trust bundle installed at run
+//! time (rotation).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use outrider_certs::{Credentials, DevCa, SpiffeId};
+use outrider_certs::{Credentials, DevCa, SpiffeId, TrustBundle};
 use outrider_testkit::mesh::{leaf_with, presenting};
 use rcgen::{ExtendedKeyUsagePurpose, SanType};
 use rustls_pki_types::ServerName;
@@ -213,4 +214,100 @@ async fn the_server_names_its_roots_as_whole_der_names() {
         x509_parser::x509::X509Name::from_der(&hints[0]).expect("the hint is a DER Name");
     assert!(rest.is_empty());
     assert_eq!(name.as_raw(), root.subject().as_raw());
+}
+
+/// A bundle of both CAs' roots, as during a rotation.
+fn both(a: &DevCa, b: &DevCa) -> TrustBundle {
+    TrustBundle::from_certs([a.trust_bundle().certs(), b.trust_bundle().certs()].concat())
+}
+
+#[tokio::test]
+async fn a_client_config_follows_the_bundle_installed_after_it_was_built() {
+    let (_h1, old) = fresh_ca();
+    let (_h2, new) = fresh_ca();
+    let a = creds(&old, "a");
+    let to_b = a.client_config(id("b")).unwrap();
+    let b_new = creds(&new, "b");
+    // b is of a root a does not trust yet.
+    let mut changes = a.bundle_changes();
+    assert!(handshake(&b_new, to_b.clone()).await.is_err());
+    let same_cert = old.issue(&id("a"), Duration::from_secs(3600)).unwrap();
+    let info = a.install_with_bundle(&both(&old, &new), same_cert).unwrap();
+    assert_eq!(info.generation, 2);
+    assert_eq!(a.trust_roots(), 2);
+    assert!(changes.has_changed().unwrap(), "no bundle change announced");
+    changes.borrow_and_update();
+    // The same configuration, built before: it trusts the new root now. b (whose server
+    // configuration must trust a's old root too) admits a.
+    let b_both = creds(&new, "b");
+    b_both
+        .install_with_bundle(
+            &both(&old, &new),
+            new.issue(&id("b"), Duration::from_secs(3600)).unwrap(),
+        )
+        .unwrap();
+    handshake(&b_both, to_b.clone()).await.unwrap();
+    // Installing the same bundle again is a certificate change only.
+    a.install_with_bundle(
+        &both(&old, &new),
+        old.issue(&id("a"), Duration::from_secs(3600)).unwrap(),
+    )
+    .unwrap();
+    assert!(
+        !changes.has_changed().unwrap(),
+        "an unchanged bundle was announced"
+    );
+    // The old root retired from a's bundle: an old-root server is refused by the same config.
+    let b_old = creds(&old, "b");
+    a.install_with_bundle(
+        &new.trust_bundle(),
+        new.issue(&id("a"), Duration::from_secs(3600)).unwrap(),
+    )
+    .unwrap();
+    // (Both development roots have the same name: the client finds the new one and its
+    // signature does not verify.)
+    let err = handshake(&b_old, to_b).await.unwrap_err();
+    assert!(
+        err.contains("client: Err(\"invalid peer certificate"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_certificate_that_does_not_chain_to_the_new_bundle_changes_nothing() {
+    let (_h1, old) = fresh_ca();
+    let (_h2, new) = fresh_ca();
+    let a = creds(&old, "a");
+    let before = a.info();
+    let changes = a.bundle_changes();
+    // The new bundle alone, with a certificate of the old root: refused.
+    let err = a
+        .install_with_bundle(
+            &new.trust_bundle(),
+            old.issue(&id("a"), Duration::from_secs(3600)).unwrap(),
+        )
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("own certificate rejected"),
+        "{err}"
+    );
+    // A certificate for another identity: refused.
+    let err = a
+        .install_with_bundle(
+            &both(&old, &new),
+            new.issue(&id("c"), Duration::from_secs(3600)).unwrap(),
+        )
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("expected spiffe://public/ns/default/a"),
+        "{err}"
+    );
+    assert_eq!(a.info(), before);
+    assert_eq!(a.trust_roots(), 1);
+    assert!(!changes.has_changed().unwrap());
+    // Peers of the old root are still admitted.
+    handshake(&a, creds(&old, "b").client_config(id("a")).unwrap())
+        .await
+        .unwrap();
 }

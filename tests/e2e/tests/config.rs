@@ -6,9 +6,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioExecutor;
-use outrider_certs::{DevCa, SpiffeId};
+use outrider_certs::DevCa;
+use outrider_testkit::pki::write_cert_files;
 use outrider_testkit::{FakeApp, Mesh, free_port};
-use rustls_pki_types::pem::PemObject;
 
 #[tokio::test]
 async fn the_static_resolver_sends_to_listed_addresses() {
@@ -42,73 +42,6 @@ async fn the_static_resolver_sends_to_listed_addresses() {
     );
 }
 
-/// Writes PEM files for `app`'s certificate from `ca`, as an external issuer would.
-fn write_certs(ca: &DevCa, dir: &std::path::Path, app: &str) -> Vec<String> {
-    let id = SpiffeId::new("public", "default", app).unwrap();
-    let issued = ca.issue(&id, Duration::from_secs(3600)).unwrap();
-    let pem = |label: &str, der: &[u8]| {
-        let b64 = base64_lines(der);
-        format!("-----BEGIN {label}-----\n{b64}-----END {label}-----\n")
-    };
-    let chain: String = issued.chain.iter().map(|c| pem("CERTIFICATE", c)).collect();
-    let key = pem("PRIVATE KEY", issued.key.secret_der());
-    let bundle: String = ca
-        .trust_bundle()
-        .certs()
-        .iter()
-        .map(|c| pem("CERTIFICATE", c))
-        .collect();
-    let (b, c, k) = (
-        dir.join(format!("{app}-bundle.pem")),
-        dir.join(format!("{app}.pem")),
-        dir.join(format!("{app}.key")),
-    );
-    std::fs::write(&b, bundle).unwrap();
-    std::fs::write(&c, chain).unwrap();
-    std::fs::write(&k, key).unwrap();
-    // The files must parse as PEM the way the sidecar reads them.
-    assert!(
-        rustls_pki_types::CertificateDer::pem_file_iter(&c)
-            .unwrap()
-            .count()
-            == 1
-    );
-    [
-        "--trust-bundle",
-        b.to_str().unwrap(),
-        "--cert-chain",
-        c.to_str().unwrap(),
-        "--cert-key",
-        k.to_str().unwrap(),
-    ]
-    .map(str::to_owned)
-    .to_vec()
-}
-
-fn base64_lines(der: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut s = String::new();
-    for chunk in der.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                s.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                s.push('=');
-            }
-        }
-    }
-    s.as_bytes()
-        .chunks(64)
-        .map(|l| format!("{}\n", String::from_utf8_lossy(l)))
-        .collect()
-}
-
 #[tokio::test]
 async fn externally_issued_certificates_are_used_as_given() {
     // The CA lives outside both sidecars' homes: they must use the files, not a CA of their own.
@@ -120,12 +53,12 @@ async fn externally_issued_certificates_are_used_as_given() {
     let b = mesh
         .sidecar("b")
         .app_port(app.port)
-        .args(write_certs(&ca, files.path(), "b"))
+        .args(write_cert_files(&ca, files.path(), "b").args())
         .start()
         .await;
     let a = mesh
         .sidecar("a")
-        .args(write_certs(&ca, files.path(), "a"))
+        .args(write_cert_files(&ca, files.path(), "a").args())
         .start()
         .await;
     outrider_testkit::wait_registered(&mesh, "b", 1).await;
@@ -139,7 +72,7 @@ async fn externally_issued_certificates_are_used_as_given() {
     // A certificate for another app id is refused at start.
     let mut wrong = mesh
         .sidecar("c")
-        .args(write_certs(&ca, files.path(), "a"))
+        .args(write_cert_files(&ca, files.path(), "a").args())
         .spawn();
     let code = wrong.wait_exit(Duration::from_secs(30)).await;
     assert_eq!(code, Some(1), "{}", wrong.log());

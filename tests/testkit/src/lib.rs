@@ -8,6 +8,7 @@ pub mod collector;
 pub mod intercept;
 pub mod mesh;
 pub mod netns;
+pub mod pki;
 pub mod pubsub;
 pub mod servers;
 pub mod sidecar;

@@ -135,6 +135,27 @@ impl rustls::client::ResolvesClientCert for Fixed {
     }
 }
 
+/// A TLS connection to the mesh port (the client's side of the handshake done).
+pub async fn mesh_tls(
+    port: u16,
+    config: rustls::ClientConfig,
+) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, String> {
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .map_err(|e| format!("tcp: {e}"))?;
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from("mesh.invalid").expect("name"), tcp)
+        .await
+        .map_err(|e| format!("tls: {e}"))
+}
+
+/// The leaf certificate the mesh port presents to a client with `config`.
+pub async fn served_leaf(port: u16, config: rustls::ClientConfig) -> Result<Vec<u8>, String> {
+    let tls = mesh_tls(port, config).await?;
+    let leaf = tls.get_ref().1.peer_certificates().and_then(|c| c.first());
+    Ok(leaf.ok_or("no certificate")?.to_vec())
+}
+
 /// `GET path` over mutual TLS and HTTP/2 to the mesh port; `Err` describes where it failed.
 pub async fn mesh_get(
     port: u16,
@@ -142,13 +163,7 @@ pub async fn mesh_get(
     path: &str,
 ) -> Result<(u16, Bytes), String> {
     let fut = async {
-        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .map_err(|e| format!("tcp: {e}"))?;
-        let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-            .connect(ServerName::try_from("mesh.invalid").expect("name"), tcp)
-            .await
-            .map_err(|e| format!("tls: {e}"))?;
+        let tls = mesh_tls(port, config).await?;
         let (mut send, conn) =
             hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
                 .await
