@@ -105,6 +105,9 @@ struct Inner {
     /// For credentials read from files: `Ok` while the files' latest content is in force, else
     /// why it was refused (the last good credentials stay).
     files: Mutex<Option<Result<(), String>>>,
+    /// Held by each install from its check to its last store, so that installs from two
+    /// sources (renewal, files) cannot interleave.
+    installing: Mutex<()>,
 }
 
 impl fmt::Debug for Credentials {
@@ -132,6 +135,7 @@ impl Credentials {
                 changes,
                 bundles,
                 files: Mutex::new(None),
+                installing: Mutex::new(()),
             }),
         })
     }
@@ -167,15 +171,21 @@ impl Credentials {
         bundle: &TrustBundle,
         cert: IssuedCert,
     ) -> Result<CertInfo, Error> {
-        let roots = self.inner.roots.load();
-        if roots.holds(bundle) {
+        if self.inner.roots.load().holds(bundle) {
             return self.install(cert);
         }
+        let _installing = self
+            .inner
+            .installing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let roots = Roots::new(bundle, self.inner.id.trust_domain())?;
         roots.check_own(&cert.chain, &self.inner.id)?;
         let generation = self.inner.current.load().info.generation + 1;
         let current = load(&cert, generation)?;
         let info = current.info.clone();
+        // Two stores, not one swap: a handshake between them judges the peer by the new roots
+        // and presents the old certificate, which is still valid.
         self.inner.roots.store(Arc::new(roots));
         self.inner.current.store(Arc::new(current));
         self.inner.bundles.send_modify(|n| *n += 1);
@@ -221,6 +231,11 @@ impl Credentials {
     /// Installs a renewed certificate. New handshakes use it at once; established connections
     /// are untouched.
     pub fn install(&self, cert: IssuedCert) -> Result<CertInfo, Error> {
+        let _installing = self
+            .inner
+            .installing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         self.inner
             .roots
             .load()

@@ -47,7 +47,7 @@ pub(crate) fn start(s: &Settings) -> anyhow::Result<Credentials> {
             };
             let pem = files.read()?;
             let creds = Credentials::from_files(id, &files, &pem)?;
-            files::watch(creds.clone(), files, pem.fingerprint())?;
+            files::watch(creds.clone(), files, pem.fingerprint());
             (creds, false)
         }
     };

@@ -131,9 +131,10 @@ pub(crate) async fn serve(
     stop: CancellationToken,
     grace: Duration,
 ) -> anyhow::Result<()> {
-    let mut acceptor = TlsAcceptor::from(Arc::new(creds.server_config()?));
     // A new trust bundle needs a new server configuration (its root hints are fixed in it).
+    // Following changes starts before the first configuration is built: none is missed.
     let mut bundles = creds.bundle_changes();
+    let mut acceptor = TlsAcceptor::from(Arc::new(creds.server_config()?));
     let builder = Arc::new(serve::builder(true));
     let conns = Arc::new(serve::Conns::default());
     loop {

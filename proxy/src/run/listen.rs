@@ -289,9 +289,16 @@ fn serve_mesh(
     );
     let h3 = match udp {
         Some(udp) => {
+            // Changes are followed from before the first configuration is built.
+            let bundles = creds.bundle_changes();
             let endpoint = crate::net::quic::server(udp, creds.server_config()?)
                 .context("starting the QUIC endpoint of the mesh port")?;
-            tokio::spawn(follow_bundle(endpoint.clone(), creds.clone(), stop.clone()));
+            tokio::spawn(follow_bundle(
+                endpoint.clone(),
+                creds.clone(),
+                bundles,
+                stop.clone(),
+            ));
             let (limits, grace) = ((s.limits.mesh, slots), s.grace);
             Some(inbound::h3::serve(
                 endpoint,
@@ -374,8 +381,12 @@ fn serve_admin(
 
 /// Gives the QUIC endpoint a new server configuration whenever the trust bundle changes, until
 /// `stop` (TCP connections get theirs at accept: `inbound::serve`).
-async fn follow_bundle(endpoint: quinn::Endpoint, creds: Credentials, stop: CancellationToken) {
-    let mut bundles = creds.bundle_changes();
+async fn follow_bundle(
+    endpoint: quinn::Endpoint,
+    creds: Credentials,
+    mut bundles: tokio::sync::watch::Receiver<u64>,
+    stop: CancellationToken,
+) {
     loop {
         tokio::select! {
             changed = bundles.changed() => if changed.is_err() { return },

@@ -147,15 +147,23 @@ async fn new_certificate_files_serve_new_connections_and_bad_ones_keep_the_old()
     let third = issue(&ca, "b");
     let pem = chain_pem(&third);
     std::fs::write(&b_files.chain, &pem[..pem.len() / 2]).unwrap();
+    // (A failure between the two renames above, if the watch saw one, names the key instead.)
+    let chain_path = b_files.chain.to_str().unwrap();
+    wait_until(
+        Duration::from_secs(10),
+        "the truncated chain refused, in the metadata",
+        || async {
+            let state = certificate_files_state(&b).await;
+            (state.starts_with("refused: ") && state.contains(chain_path)).then_some(())
+        },
+    )
+    .await;
     b.wait_metric(
         "outrider_workload_cert_reloads_total",
         &["result=\"failure\""],
         1.0,
     )
     .await;
-    let state = certificate_files_state(&b).await;
-    assert!(state.starts_with("refused: "), "{state}");
-    assert!(state.contains(b_files.chain.to_str().unwrap()), "{state}");
     let status = status_page(&b).await;
     assert!(
         status.contains("files refused, the last good ones stay"),
@@ -230,8 +238,16 @@ async fn a_second_root_in_the_bundle_admits_its_peers_over_both_transports() {
     .await;
     let (status, _) = mesh_get(b.mesh, newcomer(), "/over-h2").await.unwrap();
     assert_eq!(status, 200);
-    let (status, _) = mesh_get_h3(b.mesh, newcomer(), "/over-h3").await.unwrap();
-    assert_eq!(status, 200);
+    // The QUIC endpoint gets its new configuration from a task of its own: bounded wait.
+    wait_until(
+        Duration::from_secs(10),
+        "the new root admitted over HTTP/3",
+        || async {
+            let (status, _) = mesh_get_h3(b.mesh, newcomer(), "/over-h3").await.ok()?;
+            (status == 200).then_some(())
+        },
+    )
+    .await;
     let status = status_page(&b).await;
     assert!(status.contains("trust bundle of 2 roots"), "{status}");
 
