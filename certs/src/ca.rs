@@ -20,18 +20,24 @@ use time::OffsetDateTime;
 
 use crate::{Error, SpiffeId, TrustBundle};
 
-const CA_CERT: &str = "ca.crt";
-const CA_KEY: &str = "ca.key";
+pub(crate) const CA_CERT: &str = "ca.crt";
+pub(crate) const CA_KEY: &str = "ca.key";
+/// The roots peers must chain to, when the issuing CA is not itself the root (`ca init`).
+pub(crate) const BUNDLE: &str = "bundle.pem";
 /// How long a freshly created development root is valid.
 const ROOT_LIFETIME: Duration = Duration::from_secs(365 * 24 * 3600);
 /// Certificates start this far in the past to tolerate small clock differences between hosts.
-const BACKDATE: Duration = Duration::from_secs(60);
+pub(crate) const BACKDATE: Duration = Duration::from_secs(60);
 
 /// A CA that can issue workload certificates.
 pub struct DevCa {
     dir: PathBuf,
     issuer: Issuer<'static, KeyPair>,
     cert_der: CertificateDer<'static>,
+    /// The roots: `bundle.pem` if the directory has one, else the CA's own certificate.
+    bundle: TrustBundle,
+    /// Whether the CA is an intermediate, whose certificate follows each leaf in its chain.
+    intermediate: bool,
     not_after: SystemTime,
 }
 
@@ -65,16 +71,25 @@ impl DevCa {
         let key_pem = fs::read_to_string(&key_path).map_err(|e| Error::io(&key_path, e))?;
         let key = KeyPair::from_pem(&key_pem)?;
         let issuer = Issuer::from_ca_cert_pem(&cert_pem, key)?;
-        let bundle = TrustBundle::from_pem(&cert_path, cert_pem.as_bytes())?;
-        let cert_der = bundle.certs()[0].clone();
+        let own = TrustBundle::from_pem(&cert_path, cert_pem.as_bytes())?;
+        let cert_der = own.certs()[0].clone();
         let not_after = not_after_of(&cert_der).ok_or_else(|| Error::Pem {
             path: cert_path.clone(),
             what: "unreadable validity".into(),
         })?;
+        let bundle_path = dir.join(BUNDLE);
+        let bundle = if bundle_path.exists() {
+            TrustBundle::from_pem_file(&bundle_path)?
+        } else {
+            own
+        };
+        let intermediate = !bundle.certs().contains(&cert_der);
         Ok(Self {
             dir: dir.to_owned(),
             issuer,
             cert_der,
+            bundle,
+            intermediate,
             not_after,
         })
     }
@@ -86,7 +101,7 @@ impl DevCa {
 
     /// The trust bundle peers need to verify certificates from this CA: the root alone.
     pub fn trust_bundle(&self) -> TrustBundle {
-        TrustBundle::from_certs(vec![self.cert_der.clone()])
+        self.bundle.clone()
     }
 
     /// When the root itself expires.
@@ -119,8 +134,12 @@ impl DevCa {
         params.use_authority_key_identifier_extension = true;
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
         let cert = params.signed_by(&key, &self.issuer)?;
+        let mut chain = vec![cert.der().clone()];
+        if self.intermediate {
+            chain.push(self.cert_der.clone());
+        }
         Ok(IssuedCert {
-            chain: vec![cert.der().clone()],
+            chain,
             key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
             not_after,
             issued_at: now,
@@ -130,27 +149,42 @@ impl DevCa {
 
 /// Writes a new root into a private temporary directory beside `dir` and renames it into place.
 fn create(dir: &Path) -> Result<(), Error> {
-    let parent = dir.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
-    let tmp = tempdir_in(parent)?;
     let (cert_pem, key_pem) = new_root()?;
-    write_file(&tmp.join(CA_CERT), cert_pem.as_bytes(), 0o644)?;
-    write_file(&tmp.join(CA_KEY), key_pem.as_bytes(), 0o600)?;
-    match fs::rename(&tmp, dir) {
+    match write_dir(
+        dir,
+        &[
+            (CA_CERT, cert_pem.as_bytes(), 0o644),
+            (CA_KEY, key_pem.as_bytes(), 0o600),
+        ],
+    ) {
         Ok(()) => {
             tracing::info!(dir = %dir.display(), "created a development CA");
             Ok(())
         }
         // Another sidecar created it first: use theirs.
-        Err(_) if dir.join(CA_CERT).exists() => {
-            let _ = fs::remove_dir_all(&tmp);
-            Ok(())
-        }
-        Err(e) => {
-            let _ = fs::remove_dir_all(&tmp);
-            Err(Error::io(dir, e))
-        }
+        Err(_) if dir.join(CA_CERT).exists() => Ok(()),
+        Err(e) => Err(e),
     }
+}
+
+/// Creates `dir` holding `files` (name, contents, mode), all or nothing: they are written into
+/// a private temporary directory beside it, which is then renamed into place. Fails if `dir`
+/// exists and is not empty.
+pub(crate) fn write_dir(dir: &Path, files: &[(&str, &[u8], u32)]) -> Result<(), Error> {
+    let parent = match dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+    let tmp = tempdir_in(parent)?;
+    let written = files
+        .iter()
+        .try_for_each(|(name, contents, mode)| write_file(&tmp.join(name), contents, *mode));
+    let moved = written.and_then(|()| fs::rename(&tmp, dir).map_err(|e| Error::io(dir, e)));
+    if moved.is_err() {
+        let _ = fs::remove_dir_all(&tmp);
+    }
+    moved
 }
 
 fn new_root() -> Result<(String, String), Error> {
@@ -191,14 +225,14 @@ fn write_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), Error> {
         .map_err(|e| Error::io(path, e))
 }
 
-fn random_serial() -> SerialNumber {
+pub(crate) fn random_serial() -> SerialNumber {
     let mut b = [0u8; 16];
     fill_random(&mut b);
     b[0] &= 0x7f; // positive
     SerialNumber::from_slice(&b)
 }
 
-fn fill_random(buf: &mut [u8]) {
+pub(crate) fn fill_random(buf: &mut [u8]) {
     let provider = rustls::crypto::aws_lc_rs::default_provider();
     // The system RNG failing is not something a sidecar can recover from.
     provider

@@ -18,6 +18,7 @@ mod ca;
 mod creds;
 mod error;
 mod files;
+mod init;
 mod renew;
 mod spiffe;
 mod verify;
@@ -26,6 +27,7 @@ pub use ca::{DevCa, IssuedCert};
 pub use creds::{CertInfo, Credentials, TrustBundle};
 pub use error::Error;
 pub use files::{CredentialFiles, FilesPem};
+pub use init::{CreatedAuthority, NewAuthority, create_authority};
 pub use renew::{RenewalSchedule, renew_forever};
 pub use spiffe::{SpiffeId, SpiffeIdError};
 

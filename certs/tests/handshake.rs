@@ -311,3 +311,103 @@ async fn a_certificate_that_does_not_chain_to_the_new_bundle_changes_nothing() {
         .await
         .unwrap();
 }
+
+/// `dir/ca.crt` and `dir/ca.key`: a CA's files, as `ca init` writes them.
+fn ca_files(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    (dir.join("ca.crt"), dir.join("ca.key"))
+}
+
+#[tokio::test]
+async fn workloads_of_a_root_and_of_its_intermediate_trust_each_other() {
+    use std::os::unix::fs::PermissionsExt;
+    let home = tempfile::tempdir().unwrap();
+    let (root_dir, int_dir) = (home.path().join("root"), home.path().join("int"));
+    let year = Duration::from_secs(365 * 24 * 3600);
+    let root = outrider_certs::create_authority(&outrider_certs::NewAuthority {
+        dir: &root_dir,
+        lifetime: year,
+        root: None,
+    })
+    .unwrap();
+    assert!(!root.intermediate);
+    let (root_cert, root_key) = ca_files(&root_dir);
+    let int = outrider_certs::create_authority(&outrider_certs::NewAuthority {
+        dir: &int_dir,
+        lifetime: 10 * year,
+        root: Some((&root_cert, &root_key)),
+    })
+    .unwrap();
+    assert!(int.intermediate);
+    assert_ne!(root.name, int.name);
+    // An intermediate never outlives its root.
+    assert!(int.not_after <= root.not_after);
+    for dir in [&root_dir, &int_dir] {
+        let mode = std::fs::metadata(dir.join("ca.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{}", dir.display());
+    }
+    let (root_ca, int_ca) = (
+        DevCa::load(&root_dir).unwrap(),
+        DevCa::load(&int_dir).unwrap(),
+    );
+    // Both vouch with the root alone; the intermediate's leaves carry it in their chain.
+    assert!(root_ca.trust_bundle() == int_ca.trust_bundle());
+    let leaf = int_ca.issue(&id("b"), Duration::from_secs(600)).unwrap();
+    assert_eq!(leaf.chain.len(), 2);
+    let a = creds(&root_ca, "a");
+    let b = Credentials::new(id("b"), &int_ca.trust_bundle(), leaf).unwrap();
+    assert_eq!(
+        handshake(&b, a.client_config(id("b")).unwrap())
+            .await
+            .unwrap(),
+        id("a")
+    );
+    assert_eq!(
+        handshake(&a, b.client_config(id("a")).unwrap())
+            .await
+            .unwrap(),
+        id("b")
+    );
+}
+
+#[test]
+fn ca_init_refuses_an_existing_ca_a_leaf_as_root_and_a_foreign_key() {
+    let home = tempfile::tempdir().unwrap();
+    let dir = home.path().join("root");
+    let new = |dir: &std::path::Path, root: Option<(&std::path::Path, &std::path::Path)>| {
+        outrider_certs::create_authority(&outrider_certs::NewAuthority {
+            dir,
+            lifetime: Duration::from_secs(3600),
+            root,
+        })
+    };
+    new(&dir, None).unwrap();
+    let before = std::fs::read(dir.join("ca.key")).unwrap();
+    let err = new(&dir, None).unwrap_err().to_string();
+    assert!(err.contains("already holds a CA"), "{err}");
+    assert_eq!(std::fs::read(dir.join("ca.key")).unwrap(), before);
+    // A workload certificate is no root.
+    let ca = DevCa::load(&dir).unwrap();
+    let leaf = ca.issue(&id("a"), Duration::from_secs(600)).unwrap();
+    let leaf_pem = home.path().join("leaf.pem");
+    let pem = outrider_testkit::pki::chain_pem(&leaf);
+    std::fs::write(&leaf_pem, pem).unwrap();
+    let (root_cert, root_key) = ca_files(&dir);
+    let err = new(&home.path().join("x"), Some((&leaf_pem, &root_key)))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not a CA certificate"), "{err}");
+    // Another CA's key.
+    let other = home.path().join("other");
+    new(&other, None).unwrap();
+    let err = new(
+        &home.path().join("y"),
+        Some((&root_cert, &other.join("ca.key"))),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("is not the key of"), "{err}");
+    assert!(!home.path().join("x").exists() && !home.path().join("y").exists());
+}

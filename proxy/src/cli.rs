@@ -13,7 +13,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::net::serve::Limits;
 
 mod commands;
-pub(crate) use commands::{CheckArgs, InitArgs, PolicyCommand, ProxyArgs};
+pub(crate) use commands::{CaCommand, CaInitArgs, CheckArgs, InitArgs, PolicyCommand, ProxyArgs};
 
 /// A service-mesh L7 proxy and Dapr-compatible application runtime in one sidecar.
 #[derive(Debug, Parser)]
@@ -36,6 +36,9 @@ pub(crate) enum Command {
     /// Install the nat rules that send an unmodified app's TCP through its sidecar, in this
     /// network namespace, and exit (a Kubernetes init container; needs CAP_NET_ADMIN).
     Init(InitArgs),
+    /// Manage a certificate authority of one's own for the mesh.
+    #[command(subcommand)]
+    Ca(CaCommand),
 }
 
 /// Flags of `outrider run`.

@@ -37,7 +37,7 @@ use clap::Parser;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 use tracing_subscriber::EnvFilter;
 
-use crate::cli::{Cli, Command, Env, PolicyCommand};
+use crate::cli::{CaCommand, Cli, Command, Env, PolicyCommand};
 
 pub use crate::config::Settings;
 pub use crate::run::Bound;
@@ -80,6 +80,7 @@ where
         Command::Policy(PolicyCommand::Check(args)) => return cmd::policy::run(&args),
         Command::Proxy(args) => return proxy(args),
         Command::Init(args) => return cmd::init::run(&args),
+        Command::Ca(CaCommand::Init(args)) => return cmd::ca::init(&args),
     };
     let env = Env::read();
     let settings = match config::load(&args, &env) {

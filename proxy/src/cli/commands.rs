@@ -122,3 +122,29 @@ pub(crate) struct InitArgs {
     #[arg(long)]
     pub(crate) uninstall: bool,
 }
+
+/// `outrider ca …`: a certificate authority of one's own for the mesh.
+#[derive(Debug, Subcommand)]
+pub(crate) enum CaCommand {
+    /// Create a root CA, or with --root-cert and --root-key an intermediate signed by a root
+    /// whose key stays offline, into a new directory (keys mode 0600). Sidecars issue their
+    /// certificates from it with `--ca-dir DIR`; peers trust the root (`DIR/bundle.pem`).
+    Init(CaInitArgs),
+}
+
+/// Flags of `outrider ca init`.
+#[derive(Debug, Args)]
+pub(crate) struct CaInitArgs {
+    /// The directory to create; it must not hold a CA already.
+    #[arg(long)]
+    pub(crate) dir: PathBuf,
+    /// How many days the CA is valid (an intermediate never outlives its root).
+    #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(u32).range(1..=36500))]
+    pub(crate) days: u32,
+    /// The root's certificate (PEM), to create an intermediate signed by it.
+    #[arg(long, requires = "root_key")]
+    pub(crate) root_cert: Option<PathBuf>,
+    /// The root's private key (PEM); read once, never copied.
+    #[arg(long, requires = "root_cert")]
+    pub(crate) root_key: Option<PathBuf>,
+}

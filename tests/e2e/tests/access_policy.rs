@@ -4,11 +4,10 @@
 //! `policy check` subcommand, startup errors, and API allow and deny lists.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use invoke::{PROD, write};
-use outrider_testkit::{Mesh, binary, send};
+use outrider_testkit::{Mesh, outrider_command, send};
 
 /// Every mesh of the invocation test: its sidecars call each other over HTTP/2 only.
 fn mesh() -> Mesh {
@@ -19,17 +18,8 @@ fn mesh() -> Mesh {
 mod invoke;
 
 fn policy_check(root: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(binary("outrider"))
-        .args(["policy", "check", "--policies-path", root.to_str().unwrap()])
-        .args(args)
-        .output()
-        .unwrap();
-    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    (
-        out.status.code().unwrap_or(-1),
-        text(&out.stdout),
-        text(&out.stderr),
-    )
+    let head = ["policy", "check", "--policies-path", root.to_str().unwrap()];
+    outrider_command(&[&head[..], args].concat())
 }
 
 #[test]

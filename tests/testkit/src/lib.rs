@@ -19,8 +19,8 @@ pub use client::{JSON, Reply, TEXT, http_client, publish, raw_request, send};
 pub use collector::{CollectedSpan, Collector};
 pub use servers::{Mosquitto, Nats, Postgres, RabbitMq, RedisServer};
 pub use sidecar::{
-    Mesh, Sidecar, SidecarBuilder, WELL_KNOWN_PORTS, binary, shared_binary, sum_metric,
-    wait_registered,
+    Mesh, Sidecar, SidecarBuilder, WELL_KNOWN_PORTS, binary, outrider_command, shared_binary,
+    sum_metric, wait_registered,
 };
 
 use std::future::Future;

@@ -36,6 +36,20 @@ pub fn binary(name: &str) -> PathBuf {
     p
 }
 
+/// Runs the `outrider` command with `args` to its end: exit status, stdout, stderr.
+pub fn outrider_command(args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(binary("outrider"))
+        .args(args)
+        .output()
+        .expect("running outrider");
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (
+        out.status.code().unwrap_or(-1),
+        text(&out.stdout),
+        text(&out.stderr),
+    )
+}
+
 /// A group of sidecars sharing one `$HOME`, hence one development CA and one local registry.
 pub struct Mesh {
     home: tempfile::TempDir,
