@@ -7,7 +7,7 @@
 
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -78,10 +78,10 @@ impl DevCa {
             what: "unreadable validity".into(),
         })?;
         let bundle_path = dir.join(BUNDLE);
-        let bundle = if bundle_path.exists() {
-            TrustBundle::from_pem_file(&bundle_path)?
-        } else {
-            own
+        let bundle = match fs::metadata(&bundle_path) {
+            Ok(_) => TrustBundle::from_pem_file(&bundle_path)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => own,
+            Err(e) => return Err(Error::io(&bundle_path, e)),
         };
         let intermediate = !bundle.certs().contains(&cert_der);
         Ok(Self {
@@ -119,22 +119,8 @@ impl DevCa {
             .checked_add(ttl)
             .unwrap_or(self.not_after)
             .min(self.not_after);
-        let mut params = CertificateParams::default();
-        params.not_before = OffsetDateTime::from(not_before);
-        params.not_after = OffsetDateTime::from(not_after);
-        params.serial_number = Some(random_serial());
-        params.distinguished_name = DistinguishedName::new();
-        params.subject_alt_names = vec![SanType::URI(id.to_string().try_into()?)];
-        params.is_ca = IsCa::ExplicitNoCa;
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
-        params.use_authority_key_identifier_extension = true;
-        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
-        let cert = params.signed_by(&key, &self.issuer)?;
-        let mut chain = vec![cert.der().clone()];
+        let (cert, key) = sign_workload(&self.issuer, id, not_before, not_after)?;
+        let mut chain = vec![cert];
         if self.intermediate {
             chain.push(self.cert_der.clone());
         }
@@ -145,6 +131,32 @@ impl DevCa {
             issued_at: now,
         })
     }
+}
+
+/// A workload certificate for `id` from `issuer`: `id` as its only SAN (a URI), usable both as
+/// a TLS server (serverAuth) and as a TLS client (clientAuth); and its new key.
+pub(crate) fn sign_workload<S: rcgen::SigningKey>(
+    issuer: &Issuer<'_, S>,
+    id: &SpiffeId,
+    not_before: SystemTime,
+    not_after: SystemTime,
+) -> Result<(CertificateDer<'static>, KeyPair), Error> {
+    let mut params = CertificateParams::default();
+    params.not_before = OffsetDateTime::from(not_before);
+    params.not_after = OffsetDateTime::from(not_after);
+    params.serial_number = Some(random_serial());
+    params.distinguished_name = DistinguishedName::new();
+    params.subject_alt_names = vec![SanType::URI(id.to_string().try_into()?)];
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    params.use_authority_key_identifier_extension = true;
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+    let cert = params.signed_by(&key, issuer)?;
+    Ok((cert.der().clone(), key))
 }
 
 /// Writes a new root into a private temporary directory beside `dir` and renames it into place.
@@ -209,7 +221,11 @@ fn tempdir_in(parent: &Path) -> Result<PathBuf, Error> {
     fill_random(&mut rnd);
     let name = format!(".ca-{}-{}", std::process::id(), hex(&rnd));
     let path = parent.join(name);
-    fs::create_dir(&path).map_err(|e| Error::io(&path, e))?;
+    // Private whatever the umask: it becomes the CA's directory.
+    fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&path)
+        .map_err(|e| Error::io(&path, e))?;
     Ok(path)
 }
 

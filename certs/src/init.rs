@@ -12,10 +12,14 @@ use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose,
 };
+use rustls_pki_types::CertificateDer;
 use time::OffsetDateTime;
 
-use crate::ca::{BACKDATE, BUNDLE, CA_CERT, CA_KEY, fill_random, hex, random_serial, write_dir};
-use crate::{Error, TrustBundle};
+use crate::ca::{
+    BACKDATE, BUNDLE, CA_CERT, CA_KEY, fill_random, hex, random_serial, sign_workload, write_dir,
+};
+use crate::verify::Roots;
+use crate::{Error, SpiffeId, TrustBundle};
 
 /// What to create.
 pub struct NewAuthority<'a> {
@@ -48,6 +52,12 @@ pub fn create_authority(req: &NewAuthority<'_>) -> Result<CreatedAuthority, Erro
             what: "already holds a CA (ca.crt or ca.key); choose another directory".into(),
         });
     }
+    if req.dir.exists() {
+        return Err(Error::Pem {
+            path: req.dir.to_owned(),
+            what: "exists; give a directory to create".into(),
+        });
+    }
     let mut rnd = [0u8; 4];
     fill_random(&mut rnd);
     let now = SystemTime::now();
@@ -56,8 +66,11 @@ pub fn create_authority(req: &NewAuthority<'_>) -> Result<CreatedAuthority, Erro
         Some((cert, key)) => ("intermediate", Some(load_root(cert, key)?)),
     };
     let name = format!("Outrider {kind} {}", hex(&rnd));
-    let mut not_after = now + req.lifetime;
-    if let Some((_, root_not_after, _)) = &parent {
+    let mut not_after = now.checked_add(req.lifetime).ok_or_else(|| Error::Pem {
+        path: req.dir.to_owned(),
+        what: "lifetime too long".into(),
+    })?;
+    if let Some((_, root_not_after, _, _)) = &parent {
         not_after = not_after.min(*root_not_after);
     }
     let mut params = CertificateParams::default();
@@ -71,13 +84,14 @@ pub fn create_authority(req: &NewAuthority<'_>) -> Result<CreatedAuthority, Erro
     params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     params.use_authority_key_identifier_extension = parent.is_some();
     let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
-    let (cert_pem, bundle_pem) = match parent {
+    let (cert_pem, bundle_pem, cert_der, root_der) = match parent {
         None => {
             params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
             let cert = params.self_signed(&key)?;
-            (cert.pem(), cert.pem())
+            let der = cert.der().clone();
+            (cert.pem(), cert.pem(), der.clone(), der)
         }
-        Some((issuer, _, root_pem)) => {
+        Some((issuer, _, root_der, root_pem)) => {
             // It issues workload certificates only, never another CA; and carries their usages,
             // which peers require of every certificate in a chain below the root.
             params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
@@ -85,9 +99,12 @@ pub fn create_authority(req: &NewAuthority<'_>) -> Result<CreatedAuthority, Erro
                 ExtendedKeyUsagePurpose::ServerAuth,
                 ExtendedKeyUsagePurpose::ClientAuth,
             ];
-            (params.signed_by(&key, &issuer)?.pem(), root_pem)
+            let cert = params.signed_by(&key, &issuer)?;
+            // The root's certificate alone, whatever else its file held.
+            (cert.pem(), root_pem, cert.der().clone(), root_der)
         }
     };
+    check_issues(&cert_der, &root_der, &key, req.root.is_some())?;
     write_dir(
         req.dir,
         &[
@@ -104,27 +121,41 @@ pub fn create_authority(req: &NewAuthority<'_>) -> Result<CreatedAuthority, Erro
     })
 }
 
-/// The offline root: its issuer, its expiry and its PEM. Its certificate must be a CA's.
+/// The offline root: its issuer, its expiry and its certificate (the first of its file; nothing
+/// else of the file is kept). Its certificate must be a CA's that may sign certificates.
 fn load_root(
     cert: &Path,
     key: &Path,
-) -> Result<(Issuer<'static, KeyPair>, SystemTime, String), Error> {
-    let cert_pem = fs::read_to_string(cert).map_err(|e| Error::io(cert, e))?;
+) -> Result<
+    (
+        Issuer<'static, KeyPair>,
+        SystemTime,
+        CertificateDer<'static>,
+        String,
+    ),
+    Error,
+> {
+    let cert_pem = fs::read(cert).map_err(|e| Error::io(cert, e))?;
     let key_pem = fs::read_to_string(key).map_err(|e| Error::io(key, e))?;
-    let bundle = TrustBundle::from_pem(cert, cert_pem.as_bytes())?;
-    let der = &bundle.certs()[0];
+    let bundle = TrustBundle::from_pem(cert, &cert_pem)?;
+    let der = bundle.certs()[0].clone();
     let bad = |what: &str| Error::Pem {
         path: cert.to_owned(),
         what: what.into(),
     };
     let (_, parsed) =
-        x509_parser::parse_x509_certificate(der).map_err(|_| bad("not a certificate"))?;
-    if !parsed.is_ca() {
+        x509_parser::parse_x509_certificate(&der).map_err(|_| bad("not a certificate"))?;
+    let signs = parsed
+        .key_usage()
+        .ok()
+        .flatten()
+        .is_none_or(|ku| ku.value.key_cert_sign());
+    if !parsed.is_ca() || !signs {
         return Err(bad(
-            "not a CA certificate (basicConstraints CA:FALSE or absent)",
+            "not a CA certificate that may sign certificates (basicConstraints CA:TRUE, keyCertSign)",
         ));
     }
-    let not_after = crate::ca::not_after_of(der).ok_or_else(|| bad("unreadable validity"))?;
+    let not_after = crate::ca::not_after_of(&der).ok_or_else(|| bad("unreadable validity"))?;
     if not_after <= SystemTime::now() {
         return Err(bad("the root has expired"));
     }
@@ -138,6 +169,43 @@ fn load_root(
             what: format!("is not the key of {}", cert.display()),
         });
     }
-    let issuer = Issuer::from_ca_cert_pem(&cert_pem, key_pair)?;
-    Ok((issuer, not_after, cert_pem))
+    let issuer = Issuer::from_ca_cert_der(&der, key_pair)?;
+    let block = first_certificate(&String::from_utf8_lossy(&cert_pem))
+        .ok_or_else(|| bad("no certificate block"))?;
+    Ok((issuer, not_after, der, block))
+}
+
+/// The text of the first `CERTIFICATE` block of a PEM file, its markers included.
+fn first_certificate(pem: &str) -> Option<String> {
+    const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
+    const END: &str = "-----END CERTIFICATE-----";
+    let start = pem.find(BEGIN)?;
+    let end = start + pem[start..].find(END)? + END.len();
+    Some(format!("{}\n", &pem[start..end]))
+}
+
+/// Checks, before anything is written, that a workload certificate from the new CA is one
+/// peers trusting the root will accept.
+fn check_issues(
+    ca_der: &CertificateDer<'static>,
+    root_der: &CertificateDer<'static>,
+    key: &KeyPair,
+    intermediate: bool,
+) -> Result<(), Error> {
+    let issuer = Issuer::from_ca_cert_der(ca_der, key)?;
+    let id = SpiffeId::new("check.invalid", "default", "ca-init")
+        .map_err(|e| Error::Identity(e.to_string()))?;
+    let now = SystemTime::now();
+    let (leaf, _) = sign_workload(&issuer, &id, now - BACKDATE, now + Duration::from_secs(60))?;
+    let mut chain = vec![leaf];
+    if intermediate {
+        chain.push(ca_der.clone());
+    }
+    let roots = Roots::new(
+        &TrustBundle::from_certs(vec![root_der.clone()]),
+        id.trust_domain(),
+    )?;
+    roots
+        .check_own(&chain, &id)
+        .map_err(|e| Error::Identity(format!("the new CA's certificates would not verify: {e}")))
 }

@@ -410,4 +410,20 @@ fn ca_init_refuses_an_existing_ca_a_leaf_as_root_and_a_foreign_key() {
     .to_string();
     assert!(err.contains("is not the key of"), "{err}");
     assert!(!home.path().join("x").exists() && !home.path().join("y").exists());
+    // An existing (empty) directory is not taken over.
+    std::fs::create_dir(home.path().join("empty")).unwrap();
+    let err = new(&home.path().join("empty"), None)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("exists"), "{err}");
+    // A root file that holds its key too: only the certificate reaches the bundle.
+    let combined = home.path().join("root-and-key.pem");
+    let mut text = std::fs::read_to_string(&root_cert).unwrap();
+    text.push_str(&std::fs::read_to_string(&root_key).unwrap());
+    std::fs::write(&combined, text).unwrap();
+    let int = home.path().join("int");
+    new(&int, Some((&combined, &root_key))).unwrap();
+    let bundle = std::fs::read_to_string(int.join("bundle.pem")).unwrap();
+    assert!(!bundle.contains("PRIVATE KEY"), "{bundle}");
+    assert_eq!(bundle, std::fs::read_to_string(&root_cert).unwrap());
 }

@@ -17,12 +17,14 @@ pub(crate) fn init(args: &CaInitArgs) -> ExitCode {
     };
     match create_authority(&req) {
         Ok(ca) => {
-            let days = ca
+            let day = 24 * 3600;
+            let days = (ca
                 .not_after
                 .duration_since(SystemTime::now())
                 .unwrap_or_default()
                 .as_secs()
-                / (24 * 3600);
+                + day / 2)
+                / day;
             let dir = ca.dir.display();
             let kind = if ca.intermediate {
                 "an intermediate CA"

@@ -24,7 +24,7 @@ pub(crate) fn start(s: &Settings) -> anyhow::Result<Credentials> {
     let (creds, renewed) = match &s.identity {
         IdentitySource::DevCa { dir } => {
             let ca = DevCa::load_or_create(dir)?;
-            watched.push(("development CA root", ca.not_after()));
+            watched.push(("issuing CA", ca.not_after()));
             let creds = Credentials::new(
                 id.clone(),
                 &ca.trust_bundle(),
