@@ -427,3 +427,43 @@ fn ca_init_refuses_an_existing_ca_a_leaf_as_root_and_a_foreign_key() {
     assert!(!bundle.contains("PRIVATE KEY"), "{bundle}");
     assert_eq!(bundle, std::fs::read_to_string(&root_cert).unwrap());
 }
+
+#[test]
+fn credential_files_that_do_not_fit_together_change_nothing() {
+    use outrider_certs::CredentialFiles;
+    use outrider_testkit::pki::{chain_pem, issue, key_pem, write_cert_files};
+    let (_home, ca) = fresh_ca();
+    let dir = tempfile::tempdir().unwrap();
+    let written = write_cert_files(&ca, dir.path(), "a");
+    let files = CredentialFiles {
+        bundle: written.bundle.clone(),
+        chain: written.chain.clone(),
+        key: written.key.clone(),
+    };
+    let a = Credentials::from_files(id("a"), &files, &files.read().unwrap()).unwrap();
+    let before = a.info();
+    let refused = |what: &str| {
+        let err = a.install_files(&files, &files.read().unwrap()).unwrap_err();
+        assert_eq!(a.info(), before, "{what} changed the credentials");
+        err.to_string()
+    };
+    // A new chain with the old key (a writer between its two files).
+    let next = issue(&ca, "a");
+    std::fs::write(&files.chain, chain_pem(&next)).unwrap();
+    let err = refused("a key of another certificate");
+    assert!(err.to_lowercase().contains("key"), "{err}");
+    // The key too, but for another identity.
+    let other = issue(&ca, "b");
+    std::fs::write(&files.chain, chain_pem(&other)).unwrap();
+    std::fs::write(&files.key, key_pem(&other)).unwrap();
+    let err = refused("another identity");
+    assert!(
+        err.contains("expected spiffe://public/ns/default/a"),
+        "{err}"
+    );
+    // Both right: installed.
+    std::fs::write(&files.chain, chain_pem(&next)).unwrap();
+    std::fs::write(&files.key, key_pem(&next)).unwrap();
+    let info = a.install_files(&files, &files.read().unwrap()).unwrap();
+    assert_eq!(info.generation, before.generation + 1);
+}
