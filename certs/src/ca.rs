@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime};
 
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
+    Issuer, KeyPair, KeyUsagePurpose, PublicKeyData, SanType, SerialNumber,
 };
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use time::OffsetDateTime;
@@ -70,9 +70,17 @@ impl DevCa {
         let cert_pem = fs::read_to_string(&cert_path).map_err(|e| Error::io(&cert_path, e))?;
         let key_pem = fs::read_to_string(&key_path).map_err(|e| Error::io(&key_path, e))?;
         let key = KeyPair::from_pem(&key_pem)?;
-        let issuer = Issuer::from_ca_cert_pem(&cert_pem, key)?;
         let own = TrustBundle::from_pem(&cert_path, cert_pem.as_bytes())?;
         let cert_der = own.certs()[0].clone();
+        // The two files are replaced one after the other when a CA is rotated: a pair caught
+        // between the two renames does not load.
+        if !public_key_is(&cert_der, &key.subject_public_key_info()) {
+            return Err(Error::Pem {
+                path: key_path,
+                what: format!("not the key of {}", cert_path.display()),
+            });
+        }
+        let issuer = Issuer::from_ca_cert_pem(&cert_pem, key)?;
         let not_after = not_after_of(&cert_der).ok_or_else(|| Error::Pem {
             path: cert_path.clone(),
             what: "unreadable validity".into(),
@@ -92,6 +100,17 @@ impl DevCa {
             intermediate,
             not_after,
         })
+    }
+
+    /// The key that signs, with the certificate it signs as.
+    pub(crate) fn issuer(&self) -> &Issuer<'static, KeyPair> {
+        &self.issuer
+    }
+
+    /// What follows a leaf of this CA in its chain: the CA's certificate if it is an
+    /// intermediate, else nothing (peers hold the root).
+    pub(crate) fn chain_above(&self) -> Option<CertificateDer<'static>> {
+        self.intermediate.then(|| self.cert_der.clone())
     }
 
     /// The directory the root was loaded from.
@@ -141,6 +160,19 @@ pub(crate) fn sign_workload<S: rcgen::SigningKey>(
     not_before: SystemTime,
     not_after: SystemTime,
 ) -> Result<(CertificateDer<'static>, KeyPair), Error> {
+    let params = workload_params(id, not_before, not_after)?;
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+    let cert = params.signed_by(&key, issuer)?;
+    Ok((cert.der().clone(), key))
+}
+
+/// What every workload certificate says, whoever holds its key: `id` as its only SAN (a URI),
+/// not a CA, usable as a TLS server (serverAuth) and client (clientAuth), a random serial.
+pub(crate) fn workload_params(
+    id: &SpiffeId,
+    not_before: SystemTime,
+    not_after: SystemTime,
+) -> Result<CertificateParams, Error> {
     let mut params = CertificateParams::default();
     params.not_before = OffsetDateTime::from(not_before);
     params.not_after = OffsetDateTime::from(not_after);
@@ -154,9 +186,7 @@ pub(crate) fn sign_workload<S: rcgen::SigningKey>(
         ExtendedKeyUsagePurpose::ClientAuth,
     ];
     params.use_authority_key_identifier_extension = true;
-    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
-    let cert = params.signed_by(&key, issuer)?;
-    Ok((cert.der().clone(), key))
+    Ok(params)
 }
 
 /// Writes a new root into a private temporary directory beside `dir` and renames it into place.
@@ -259,6 +289,12 @@ pub(crate) fn fill_random(buf: &mut [u8]) {
 
 pub(crate) fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Whether `der` certifies the public key `spki` (a DER SubjectPublicKeyInfo).
+pub(crate) fn public_key_is(der: &CertificateDer<'_>, spki: &[u8]) -> bool {
+    x509_parser::parse_x509_certificate(der)
+        .is_ok_and(|(_, c)| c.tbs_certificate.subject_pki.raw == spki)
 }
 
 /// Reads a certificate's `notAfter`.

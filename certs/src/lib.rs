@@ -16,20 +16,24 @@
 
 mod ca;
 mod creds;
+mod csr;
 mod error;
 mod files;
 mod init;
 mod renew;
 mod spiffe;
+mod tokens;
 mod verify;
 
 pub use ca::{DevCa, IssuedCert};
 pub use creds::{CertInfo, Credentials, TrustBundle};
+pub use csr::{CsrError, KeyRequest, SignedChain, SigningRequest};
 pub use error::Error;
 pub use files::{CredentialFiles, FilesPem};
 pub use init::{CreatedAuthority, NewAuthority, create_authority};
 pub use renew::{RenewalSchedule, renew_forever};
 pub use spiffe::{SpiffeId, SpiffeIdError};
+pub use tokens::{Entitlement, NewToken, TokenError, TokenStore};
 
 use std::sync::Arc;
 

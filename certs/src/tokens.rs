@@ -1,0 +1,334 @@
+//! Join tokens: how a sidecar proves, once, which identity it may ask the CA service for.
+//!
+//! A token is bound to one `(namespace, app id)`, expires, and may be used a set number of times
+//! (once by default). The CA keeps only a SHA-256 of each token's secret, one file per token in
+//! `<ca-dir>/tokens/`, so a copy of that directory mints nothing. Redeeming takes an exclusive
+//! lock on the directory: two CA processes, or two requests, cannot both spend the last use.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+use crate::ca::{fill_random, hex};
+use crate::{Error, spiffe};
+
+/// Every token starts with this, so that a CA tells a join token from a JWT at a glance.
+const PREFIX: &str = "ojt1";
+
+/// What a new token allows.
+#[derive(Clone, Debug)]
+pub struct NewToken {
+    /// The namespace of the identity it obtains.
+    pub namespace: String,
+    /// The app id of the identity it obtains.
+    pub app_id: String,
+    /// How many certificates it may obtain (at least 1).
+    pub uses: u32,
+    /// How long it may be used.
+    pub ttl: Duration,
+}
+
+/// The identity a redeemed token entitles its bearer to, within the CA's trust domain.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entitlement {
+    /// The namespace.
+    pub namespace: String,
+    /// The app id.
+    pub app_id: String,
+}
+
+/// Why a token was not accepted. The CA tells its client only that the token is not valid;
+/// the reason is for its own log.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    /// Not of the form a token has.
+    #[error("not a join token")]
+    Malformed,
+    /// No such token: never created, used up, or revoked.
+    #[error("unknown, used up or revoked join token {0}")]
+    Unknown(String),
+    /// The secret does not match the token's id.
+    #[error("wrong secret for join token {0}")]
+    WrongSecret(String),
+    /// Past its expiry.
+    #[error("join token {0} expired")]
+    Expired(String),
+    /// The token store could not be read or written.
+    #[error(transparent)]
+    Store(#[from] Error),
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Record {
+    namespace: String,
+    app_id: String,
+    uses_left: u32,
+    /// Seconds since the Unix epoch.
+    expires_at: u64,
+    secret_sha256: String,
+}
+
+/// The tokens of one CA directory.
+pub struct TokenStore {
+    dir: PathBuf,
+}
+
+impl TokenStore {
+    /// The tokens of the CA in `ca_dir`.
+    pub fn new(ca_dir: &Path) -> Self {
+        Self {
+            dir: ca_dir.join("tokens"),
+        }
+    }
+
+    /// Creates a token and returns it; it is shown once, only its hash is kept.
+    pub fn create(&self, t: &NewToken) -> Result<String, Error> {
+        for (what, v) in [("namespace", &t.namespace), ("app id", &t.app_id)] {
+            if !spiffe::is_segment(v) {
+                return Err(Error::Identity(format!(
+                    "{what} {v:?}: letters, digits, '-' and '_' only"
+                )));
+            }
+        }
+        if t.uses == 0 || t.ttl.is_zero() {
+            return Err(Error::Identity(
+                "a token needs at least one use and a lifetime".into(),
+            ));
+        }
+        let mut id = [0u8; 8];
+        let mut secret = [0u8; 32];
+        fill_random(&mut id);
+        fill_random(&mut secret);
+        let (id, secret) = (hex(&id), hex(&secret));
+        let expires_at = SystemTime::now()
+            .checked_add(t.ttl)
+            .and_then(|at| at.duration_since(SystemTime::UNIX_EPOCH).ok())
+            .map_or(u64::MAX, |d| d.as_secs());
+        let record = Record {
+            namespace: t.namespace.clone(),
+            app_id: t.app_id.clone(),
+            uses_left: t.uses,
+            expires_at,
+            secret_sha256: sha256_hex(&secret),
+        };
+        let _lock = self.lock()?;
+        self.write(&id, &record)?;
+        Ok(format!("{PREFIX}.{id}.{secret}"))
+    }
+
+    /// Spends one use of `token` and returns what it entitles to.
+    pub fn redeem(&self, token: &str, now: SystemTime) -> Result<Entitlement, TokenError> {
+        let (id, secret) = parse(token.trim()).ok_or(TokenError::Malformed)?;
+        let _lock = self.lock()?;
+        let path = self.path(id);
+        let text = match fs::read(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(TokenError::Unknown(id.to_owned()));
+            }
+            Err(e) => return Err(Error::io(&path, e).into()),
+        };
+        let mut record: Record = serde_json::from_slice(&text).map_err(|e| Error::Pem {
+            path: path.clone(),
+            what: format!("unreadable token record: {e}"),
+        })?;
+        let given = sha256_hex(secret);
+        if !constant_time_eq(given.as_bytes(), record.secret_sha256.as_bytes()) {
+            return Err(TokenError::WrongSecret(id.to_owned()));
+        }
+        let now_secs = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if now_secs >= record.expires_at {
+            let _ = fs::remove_file(&path);
+            return Err(TokenError::Expired(id.to_owned()));
+        }
+        record.uses_left -= 1;
+        if record.uses_left == 0 {
+            fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+        } else {
+            self.write(id, &record)?;
+        }
+        Ok(Entitlement {
+            namespace: record.namespace,
+            app_id: record.app_id,
+        })
+    }
+
+    /// Whether `token` looks like a join token (rather than, say, a JWT).
+    pub fn is_join_token(token: &str) -> bool {
+        token.trim().starts_with(PREFIX) && parse(token.trim()).is_some()
+    }
+
+    fn path(&self, id: &str) -> PathBuf {
+        self.dir.join(format!("{id}.json"))
+    }
+
+    /// Exclusive use of the store, across threads and processes; released when dropped.
+    fn lock(&self) -> Result<fs::File, Error> {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.dir)
+            .map_err(|e| Error::io(&self.dir, e))?;
+        let path = self.dir.join(".lock");
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| Error::io(&path, e))?;
+        file.lock().map_err(|e| Error::io(&path, e))?;
+        Ok(file)
+    }
+
+    /// Replaces a record whole: written beside it, then renamed over it.
+    fn write(&self, id: &str, record: &Record) -> Result<(), Error> {
+        let path = self.path(id);
+        let tmp = self.dir.join(format!(".{id}.tmp"));
+        let json = serde_json::to_vec(record).map_err(|e| Error::Pem {
+            path: path.clone(),
+            what: e.to_string(),
+        })?;
+        let mut f = fs::OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(|e| Error::io(&tmp, e))?;
+        f.write_all(&json)
+            .and_then(|()| f.sync_all())
+            .map_err(|e| Error::io(&tmp, e))?;
+        fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))
+    }
+}
+
+/// `ojt1.<16 hex id>.<64 hex secret>` → (id, secret).
+fn parse(token: &str) -> Option<(&str, &str)> {
+    let mut parts = token.split('.');
+    let (Some(PREFIX), Some(id), Some(secret), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return None;
+    };
+    let hex_of = |s: &str, n| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
+    (hex_of(id, 16) && hex_of(secret, 64)).then_some((id, secret))
+}
+
+fn sha256_hex(s: &str) -> String {
+    hex(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, s.as_bytes()).as_ref())
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> (tempfile::TempDir, TokenStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = TokenStore::new(dir.path());
+        (dir, store)
+    }
+
+    fn new(uses: u32, ttl: Duration) -> NewToken {
+        NewToken {
+            namespace: "shop".into(),
+            app_id: "orders".into(),
+            uses,
+            ttl,
+        }
+    }
+
+    #[test]
+    fn a_single_use_token_is_spent_once() {
+        let (_d, store) = store();
+        let token = store.create(&new(1, Duration::from_secs(60))).unwrap();
+        assert!(TokenStore::is_join_token(&token));
+        let got = store.redeem(&token, SystemTime::now()).unwrap();
+        assert_eq!((got.namespace.as_str(), got.app_id.as_str()), ("shop", "orders"));
+        assert!(matches!(
+            store.redeem(&token, SystemTime::now()),
+            Err(TokenError::Unknown(_))
+        ));
+    }
+
+    #[test]
+    fn uses_are_counted_and_expiry_holds() {
+        let (_d, store) = store();
+        let token = store.create(&new(2, Duration::from_secs(60))).unwrap();
+        store.redeem(&token, SystemTime::now()).unwrap();
+        store.redeem(&token, SystemTime::now()).unwrap();
+        assert!(store.redeem(&token, SystemTime::now()).is_err());
+        let late = store.create(&new(5, Duration::from_secs(60))).unwrap();
+        let later = SystemTime::now() + Duration::from_secs(61);
+        assert!(matches!(store.redeem(&late, later), Err(TokenError::Expired(_))));
+        assert!(matches!(
+            store.redeem(&late, SystemTime::now()),
+            Err(TokenError::Unknown(_))
+        ), "an expired token is removed");
+    }
+
+    #[test]
+    fn a_wrong_secret_or_shape_is_refused_and_spends_nothing() {
+        let (d, store) = store();
+        let token = store.create(&new(1, Duration::from_secs(60))).unwrap();
+        let (head, _) = token.rsplit_once('.').unwrap();
+        let forged = format!("{head}.{}", "0".repeat(64));
+        assert!(matches!(
+            store.redeem(&forged, SystemTime::now()),
+            Err(TokenError::WrongSecret(_))
+        ));
+        for bad in ["", "ojt1", "ojt1.../..", "ojt1.zz.zz", &format!("{token}.x")] {
+            assert!(matches!(
+                store.redeem(bad, SystemTime::now()),
+                Err(TokenError::Malformed)
+            ), "{bad:?}");
+        }
+        store.redeem(&token, SystemTime::now()).unwrap();
+        let files: Vec<_> = fs::read_dir(d.path().join("tokens"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(files, vec![".lock".to_owned()], "only the lock is left");
+    }
+
+    #[test]
+    fn the_store_keeps_no_secret() {
+        let (d, store) = store();
+        let token = store.create(&new(3, Duration::from_secs(60))).unwrap();
+        let secret = token.rsplit('.').next().unwrap();
+        for entry in fs::read_dir(d.path().join("tokens")).unwrap() {
+            let text = fs::read_to_string(entry.unwrap().path()).unwrap();
+            assert!(!text.contains(secret));
+        }
+        assert!(store.create(&NewToken { app_id: "a/b".into(), ..new(1, Duration::from_secs(1)) }).is_err());
+        assert!(store.create(&new(0, Duration::from_secs(1))).is_err());
+    }
+
+    #[test]
+    fn concurrent_redeems_spend_each_use_once() {
+        let (_d, store) = store();
+        let token = store.create(&new(3, Duration::from_secs(60))).unwrap();
+        let won = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| s.spawn(|| store.redeem(&token, SystemTime::now()).is_ok()))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap())
+                .filter(|ok| *ok)
+                .count()
+        });
+        assert_eq!(won, 3);
+    }
+}
