@@ -291,6 +291,22 @@ pub(crate) fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+/// Certificates as PEM, one after the other.
+pub(crate) fn pem_certs(certs: &[CertificateDer<'_>]) -> String {
+    use base64::Engine as _;
+    let mut out = String::new();
+    for c in certs {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(c.as_ref());
+        out.push_str("-----BEGIN CERTIFICATE-----\n");
+        for line in b64.as_bytes().chunks(64) {
+            out.push_str(std::str::from_utf8(line).unwrap_or_default());
+            out.push('\n');
+        }
+        out.push_str("-----END CERTIFICATE-----\n");
+    }
+    out
+}
+
 /// Whether `der` certifies the public key `spki` (a DER SubjectPublicKeyInfo).
 pub(crate) fn public_key_is(der: &CertificateDer<'_>, spki: &[u8]) -> bool {
     x509_parser::parse_x509_certificate(der)

@@ -67,6 +67,22 @@ impl TrustBundle {
     pub fn certs(&self) -> &[CertificateDer<'static>] {
         &self.certs
     }
+
+    /// The roots of both bundles, each once.
+    pub fn union(&self, other: &TrustBundle) -> TrustBundle {
+        let mut certs = self.certs.clone();
+        for c in &other.certs {
+            if !certs.contains(c) {
+                certs.push(c.clone());
+            }
+        }
+        Self { certs }
+    }
+
+    /// The bundle as PEM, one certificate after the other.
+    pub fn to_pem(&self) -> String {
+        crate::ca::pem_certs(&self.certs)
+    }
 }
 
 /// Facts about the current workload certificate, for logs, metrics and status pages.
@@ -270,6 +286,48 @@ impl Credentials {
         Ok(cfg)
     }
 
+    /// The server side of the CA service, with this CA's serving certificate: TLS 1.3, HTTP/2
+    /// or HTTP/1.1, and a client certificate optional — a sidecar renewing presents its current
+    /// one (verified like a mesh caller's), a sidecar with a join token has none yet.
+    pub fn service_server_config(&self) -> Result<ServerConfig, Error> {
+        let verifier = WorkloadClientVerifier::optional(self.inner.roots.load_full());
+        let mut cfg = ServerConfig::builder_with_provider(crypto_provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .with_client_cert_verifier(Arc::new(verifier))
+            .with_cert_resolver(Arc::new(Resolver(self.inner.clone())));
+        cfg.alpn_protocols = vec![MESH_ALPN.to_vec(), b"http/1.1".to_vec()];
+        Ok(cfg)
+    }
+
+    /// A client of the CA service that presents this certificate (to renew it), and accepts the
+    /// service only as `ca`, chaining to `anchors` or to the trust bundle in force.
+    pub fn service_client_config(
+        &self,
+        anchors: &TrustBundle,
+        ca: SpiffeId,
+    ) -> Result<ClientConfig, Error> {
+        let bundle = anchors.union(&self.inner.roots.load().bundle());
+        service_client(&bundle, ca, Some(Arc::new(Resolver(self.inner.clone()))))
+    }
+
+    /// Installs a new trust bundle and keeps the current certificate, which must chain to it.
+    /// Returns whether the bundle differs from the one in force.
+    pub fn install_bundle(&self, bundle: &TrustBundle) -> Result<bool, Error> {
+        let _installing = self
+            .inner
+            .installing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if self.inner.roots.load().holds(bundle) {
+            return Ok(false);
+        }
+        let roots = Roots::new(bundle, self.inner.id.trust_domain())?;
+        roots.check_own(&self.inner.current.load().key.cert, &self.inner.id)?;
+        self.inner.roots.store(Arc::new(roots));
+        self.inner.bundles.send_modify(|n| *n += 1);
+        Ok(true)
+    }
+
     /// The client side of the mesh toward one peer: TLS 1.3, h2, our certificate presented, and
     /// the server's certificate accepted only if it chains to the trust bundle, has the
     /// serverAuth usage and carries exactly `expected` as its URI SAN.
@@ -285,6 +343,35 @@ impl Credentials {
         cfg.alpn_protocols = vec![MESH_ALPN.to_vec()];
         Ok(cfg)
     }
+}
+
+/// A client of the CA service before this sidecar has any certificate: it accepts the service
+/// only as `ca`, chaining to `anchors`, and presents nothing.
+pub fn anonymous_service_client_config(
+    anchors: &TrustBundle,
+    ca: SpiffeId,
+) -> Result<ClientConfig, Error> {
+    service_client(anchors, ca, None)
+}
+
+fn service_client(
+    bundle: &TrustBundle,
+    ca: SpiffeId,
+    cert: Option<Arc<dyn ResolvesClientCert>>,
+) -> Result<ClientConfig, Error> {
+    let roots = Roots::new(bundle, ca.trust_domain())?;
+    let verifier = ServerIdentityVerifier::new(Arc::new(ArcSwap::from_pointee(roots)), ca);
+    let builder = ClientConfig::builder_with_provider(crypto_provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        // The custom verifier checks the chain and the SPIFFE id (see `client_config`).
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier));
+    let mut cfg = match cert {
+        Some(resolver) => builder.with_client_cert_resolver(resolver),
+        None => builder.with_no_client_auth(),
+    };
+    cfg.alpn_protocols = vec![MESH_ALPN.to_vec()];
+    Ok(cfg)
 }
 
 fn load(cert: &IssuedCert, generation: u64) -> Result<Current, Error> {

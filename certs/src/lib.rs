@@ -26,16 +26,20 @@ mod tokens;
 mod verify;
 
 pub use ca::{DevCa, IssuedCert};
-pub use creds::{CertInfo, Credentials, TrustBundle};
+pub use creds::{CertInfo, Credentials, TrustBundle, anonymous_service_client_config};
 pub use csr::{CsrError, KeyRequest, SignedChain, SigningRequest};
 pub use error::Error;
 pub use files::{CredentialFiles, FilesPem};
 pub use init::{CreatedAuthority, NewAuthority, create_authority};
-pub use renew::{RenewalSchedule, renew_forever};
+pub use renew::{RenewalSchedule, renew_forever, renewal_due};
 pub use spiffe::{SpiffeId, SpiffeIdError};
 pub use tokens::{Entitlement, NewToken, TokenError, TokenStore};
 
 use std::sync::Arc;
+
+/// The app id the CA service serves as, in its own namespace: sidecars accept the service only
+/// as `spiffe://<trust-domain>/ns/<namespace>/outrider-ca`, and it issues that identity to no one.
+pub const CA_SERVICE_APP_ID: &str = "outrider-ca";
 
 /// The one crypto provider of the process: aws-lc-rs, passed explicitly to every TLS config so
 /// that no other provider can become the process default by accident.

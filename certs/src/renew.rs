@@ -27,20 +27,29 @@ impl RenewalSchedule {
 /// The longest single sleep of the renewal loop.
 const WAKE_AT_LEAST_EVERY: Duration = Duration::from_secs(30);
 
+/// Returns when the certificate `creds` hold now is due for renewal: two thirds into its life.
+pub async fn renewal_due(creds: &Credentials) {
+    let info = creds.info();
+    // Sleep in slices and ask the wall clock again: tokio's clock stops while a machine is
+    // suspended, the certificate's expiry does not.
+    loop {
+        let wait = RenewalSchedule { ttl: Duration::ZERO }.delay(
+            info.issued_at,
+            info.not_after,
+            SystemTime::now(),
+        );
+        if wait.is_zero() {
+            return;
+        }
+        tokio::time::sleep(wait.min(WAKE_AT_LEAST_EVERY)).await;
+    }
+}
+
 /// Renews `creds` from `ca` forever. A failed renewal is logged and retried with a short
 /// backoff, well before the current certificate expires.
 pub async fn renew_forever(creds: Credentials, ca: DevCa, schedule: RenewalSchedule) {
     loop {
-        let info = creds.info();
-        // Sleep in slices and ask the wall clock again: tokio's clock stops while a machine is
-        // suspended, the certificate's expiry does not.
-        loop {
-            let wait = schedule.delay(info.issued_at, info.not_after, SystemTime::now());
-            if wait.is_zero() {
-                break;
-            }
-            tokio::time::sleep(wait.min(WAKE_AT_LEAST_EVERY)).await;
-        }
+        renewal_due(&creds).await;
         match ca
             .issue(creds.id(), schedule.ttl)
             .and_then(|cert| creds.install(cert))

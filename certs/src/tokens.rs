@@ -57,6 +57,16 @@ pub enum TokenError {
     /// Past its expiry.
     #[error("join token {0} expired")]
     Expired(String),
+    /// A valid token, for another identity than the one asked for; nothing was spent.
+    #[error("join token {id} is for app {app_id} in namespace {namespace}")]
+    NotEntitled {
+        /// The token's id.
+        id: String,
+        /// Its namespace.
+        namespace: String,
+        /// Its app id.
+        app_id: String,
+    },
     /// The token store could not be read or written.
     #[error(transparent)]
     Store(#[from] Error),
@@ -121,8 +131,14 @@ impl TokenStore {
         Ok(format!("{PREFIX}.{id}.{secret}"))
     }
 
-    /// Spends one use of `token` and returns what it entitles to.
-    pub fn redeem(&self, token: &str, now: SystemTime) -> Result<Entitlement, TokenError> {
+    /// Spends one use of `token` and returns what it entitles to, if `wanted` accepts that; a
+    /// token shown for another identity is refused and keeps its uses.
+    pub fn redeem(
+        &self,
+        token: &str,
+        now: SystemTime,
+        wanted: impl FnOnce(&Entitlement) -> bool,
+    ) -> Result<Entitlement, TokenError> {
         let (id, secret) = parse(token.trim()).ok_or(TokenError::Malformed)?;
         let _lock = self.lock()?;
         let path = self.path(id);
@@ -148,16 +164,24 @@ impl TokenStore {
             let _ = fs::remove_file(&path);
             return Err(TokenError::Expired(id.to_owned()));
         }
+        let entitlement = Entitlement {
+            namespace: record.namespace.clone(),
+            app_id: record.app_id.clone(),
+        };
+        if !wanted(&entitlement) {
+            return Err(TokenError::NotEntitled {
+                id: id.to_owned(),
+                namespace: entitlement.namespace,
+                app_id: entitlement.app_id,
+            });
+        }
         record.uses_left -= 1;
         if record.uses_left == 0 {
             fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
         } else {
             self.write(id, &record)?;
         }
-        Ok(Entitlement {
-            namespace: record.namespace,
-            app_id: record.app_id,
-        })
+        Ok(entitlement)
     }
 
     /// Whether `token` looks like a join token (rather than, say, a JWT).
@@ -234,6 +258,10 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 mod tests {
     use super::*;
 
+    fn any(_: &Entitlement) -> bool {
+        true
+    }
+
     fn store() -> (tempfile::TempDir, TokenStore) {
         let dir = tempfile::tempdir().unwrap();
         let store = TokenStore::new(dir.path());
@@ -254,10 +282,10 @@ mod tests {
         let (_d, store) = store();
         let token = store.create(&new(1, Duration::from_secs(60))).unwrap();
         assert!(TokenStore::is_join_token(&token));
-        let got = store.redeem(&token, SystemTime::now()).unwrap();
+        let got = store.redeem(&token, SystemTime::now(), any).unwrap();
         assert_eq!((got.namespace.as_str(), got.app_id.as_str()), ("shop", "orders"));
         assert!(matches!(
-            store.redeem(&token, SystemTime::now()),
+            store.redeem(&token, SystemTime::now(), any),
             Err(TokenError::Unknown(_))
         ));
     }
@@ -266,14 +294,14 @@ mod tests {
     fn uses_are_counted_and_expiry_holds() {
         let (_d, store) = store();
         let token = store.create(&new(2, Duration::from_secs(60))).unwrap();
-        store.redeem(&token, SystemTime::now()).unwrap();
-        store.redeem(&token, SystemTime::now()).unwrap();
-        assert!(store.redeem(&token, SystemTime::now()).is_err());
+        store.redeem(&token, SystemTime::now(), any).unwrap();
+        store.redeem(&token, SystemTime::now(), any).unwrap();
+        assert!(store.redeem(&token, SystemTime::now(), any).is_err());
         let late = store.create(&new(5, Duration::from_secs(60))).unwrap();
         let later = SystemTime::now() + Duration::from_secs(61);
-        assert!(matches!(store.redeem(&late, later), Err(TokenError::Expired(_))));
+        assert!(matches!(store.redeem(&late, later, any), Err(TokenError::Expired(_))));
         assert!(matches!(
-            store.redeem(&late, SystemTime::now()),
+            store.redeem(&late, SystemTime::now(), any),
             Err(TokenError::Unknown(_))
         ), "an expired token is removed");
     }
@@ -285,16 +313,21 @@ mod tests {
         let (head, _) = token.rsplit_once('.').unwrap();
         let forged = format!("{head}.{}", "0".repeat(64));
         assert!(matches!(
-            store.redeem(&forged, SystemTime::now()),
+            store.redeem(&forged, SystemTime::now(), any),
             Err(TokenError::WrongSecret(_))
         ));
         for bad in ["", "ojt1", "ojt1.../..", "ojt1.zz.zz", &format!("{token}.x")] {
             assert!(matches!(
-                store.redeem(bad, SystemTime::now()),
+                store.redeem(bad, SystemTime::now(), any),
                 Err(TokenError::Malformed)
             ), "{bad:?}");
         }
-        store.redeem(&token, SystemTime::now()).unwrap();
+        let payments = |e: &Entitlement| e.app_id == "payments";
+        assert!(matches!(
+            store.redeem(&token, SystemTime::now(), payments),
+            Err(TokenError::NotEntitled { .. })
+        ));
+        store.redeem(&token, SystemTime::now(), any).unwrap();
         let files: Vec<_> = fs::read_dir(d.path().join("tokens"))
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -321,7 +354,7 @@ mod tests {
         let token = store.create(&new(3, Duration::from_secs(60))).unwrap();
         let won = std::thread::scope(|s| {
             let handles: Vec<_> = (0..8)
-                .map(|_| s.spawn(|| store.redeem(&token, SystemTime::now()).is_ok()))
+                .map(|_| s.spawn(|| store.redeem(&token, SystemTime::now(), any).is_ok()))
                 .collect();
             handles
                 .into_iter()

@@ -57,6 +57,11 @@ impl Roots {
         })
     }
 
+    /// The bundle these roots were made from.
+    pub(crate) fn bundle(&self) -> TrustBundle {
+        self.bundle.clone()
+    }
+
     /// Whether these are the roots of `bundle`.
     pub(crate) fn holds(&self, bundle: &TrustBundle) -> bool {
         self.bundle == *bundle
@@ -207,12 +212,28 @@ pub(crate) struct WorkloadClientVerifier {
     /// Fixed for the configuration's life: the root hints are borrowed from it.
     roots: Arc<Roots>,
     algs: WebPkiSupportedAlgorithms,
+    /// Whether a client without a certificate is refused (the mesh) or let through to be judged
+    /// by other means (the CA service and its join tokens).
+    mandatory: bool,
 }
 
 impl WorkloadClientVerifier {
     pub(crate) fn new(roots: Arc<Roots>) -> Self {
         let algs = roots.algs;
-        Self { roots, algs }
+        Self {
+            roots,
+            algs,
+            mandatory: true,
+        }
+    }
+
+    /// A verifier that lets clients without a certificate through; one that presents a
+    /// certificate must still pass.
+    pub(crate) fn optional(roots: Arc<Roots>) -> Self {
+        Self {
+            mandatory: false,
+            ..Self::new(roots)
+        }
     }
 }
 
@@ -225,6 +246,10 @@ impl fmt::Debug for WorkloadClientVerifier {
 impl ClientCertVerifier for WorkloadClientVerifier {
     fn root_hint_subjects(&self) -> &[DistinguishedName] {
         &self.roots.subjects
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.mandatory
     }
 
     fn verify_client_cert(

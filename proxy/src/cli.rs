@@ -13,7 +13,10 @@ use clap::{Args, Parser, Subcommand};
 use crate::net::serve::Limits;
 
 mod commands;
-pub(crate) use commands::{CaCommand, CaInitArgs, CheckArgs, InitArgs, PolicyCommand, ProxyArgs};
+pub(crate) use commands::{
+    CaCommand, CaInitArgs, CaServeArgs, CheckArgs, InitArgs, PolicyCommand, ProxyArgs, TokenCommand,
+    TokenCreateArgs,
+};
 
 /// A service-mesh L7 proxy and Dapr-compatible application runtime in one sidecar.
 #[derive(Debug, Parser)]
@@ -169,6 +172,21 @@ pub(crate) struct RunArgs {
     /// PEM private key of the leaf.
     #[arg(long, env = "OUTRIDER_CERT_KEY")]
     pub(crate) cert_key: Option<PathBuf>,
+    /// The CA service (`outrider ca serve`) to get this sidecar's certificate from, host:port.
+    /// The key is made here and never leaves the process; the first certificate is authorised
+    /// by a join token (OUTRIDER_CA_TOKEN or --ca-token-file), renewals by the current one.
+    #[arg(long, alias = "ca-address", env = "OUTRIDER_SENTRY_ADDRESS")]
+    pub(crate) sentry_address: Option<String>,
+    /// PEM roots the CA service's own certificate must chain to (with --sentry-address).
+    #[arg(long, alias = "trust-anchors-file", env = "OUTRIDER_TRUST_ANCHORS")]
+    pub(crate) trust_anchors: Option<PathBuf>,
+    /// A file holding the join token for the CA service, read when a token is needed (instead
+    /// of OUTRIDER_CA_TOKEN).
+    #[arg(long, env = "OUTRIDER_CA_TOKEN_FILE")]
+    pub(crate) ca_token_file: Option<PathBuf>,
+    /// The CA service's namespace: it must serve as spiffe://<trust-domain>/ns/<this>/outrider-ca.
+    #[arg(long, env = "DAPR_CONTROLPLANE_NAMESPACE", default_value = "default")]
+    pub(crate) control_plane_namespace: String,
     /// The development CA's directory [default: $HOME/.outrider/ca].
     #[arg(long, env = "OUTRIDER_CA_DIR")]
     pub(crate) ca_dir: Option<PathBuf>,
@@ -232,6 +250,8 @@ pub(crate) struct Env {
     pub(crate) api_token: Option<String>,
     /// `APP_API_TOKEN`: sent to the app.
     pub(crate) app_token: Option<String>,
+    /// `OUTRIDER_CA_TOKEN`: the join token for the CA service.
+    pub(crate) ca_token: Option<String>,
     /// `SSL_CERT_FILE`: the CA bundle HTTPS collectors are verified with, instead of the system's.
     pub(crate) ca_file: Option<PathBuf>,
     /// The limit on open descriptors in force (after raising the soft limit to the hard one).
@@ -262,6 +282,7 @@ impl Env {
             home: var("HOME").map(PathBuf::from),
             api_token: var("DAPR_API_TOKEN"),
             app_token: var("APP_API_TOKEN"),
+            ca_token: var("OUTRIDER_CA_TOKEN"),
             ca_file: var("SSL_CERT_FILE").map(PathBuf::from),
             fd_limit: crate::net::serve::raise_fd_limit(),
             otel: OtelEnv {
@@ -367,7 +388,7 @@ impl RunArgs {
 }
 
 /// Parses a positive duration such as `10s`, `500ms` or `2m`.
-fn parse_timeout(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_timeout(s: &str) -> Result<Duration, String> {
     outrider_filters::duration::go_duration(s)
         .filter(|d| !d.is_zero())
         .ok_or_else(|| format!("{s:?} is not a positive duration like 10s or 500ms"))

@@ -35,12 +35,49 @@ use crate::cli::{Env, Listen, ListenerLimits, RunArgs};
 pub(crate) enum IdentitySource {
     /// Issued by the development CA in this directory, created on first use.
     DevCa { dir: PathBuf },
+    /// Issued by the CA service at `address` for a key made here.
+    CaService(CaService),
     /// Issued elsewhere, read from these PEM files.
     Files {
         bundle: PathBuf,
         chain: PathBuf,
         key: PathBuf,
     },
+}
+
+/// Where and how to ask the CA service for certificates.
+#[derive(Clone, Debug)]
+pub(crate) struct CaService {
+    /// host:port.
+    pub(crate) address: String,
+    /// The roots its own certificate must chain to.
+    pub(crate) anchors: PathBuf,
+    /// The join token, or the file it is read from when needed.
+    pub(crate) token: JoinToken,
+    /// The CA service's namespace (its identity is `outrider-ca` there).
+    pub(crate) namespace: String,
+}
+
+/// Where the join token comes from.
+#[derive(Clone)]
+pub(crate) enum JoinToken {
+    /// None given: only renewal with a current certificate is possible.
+    None,
+    /// From the environment.
+    Value(String),
+    /// Read from this file when needed (it may be written after start).
+    File(PathBuf),
+}
+
+impl std::fmt::Debug for JoinToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::None => f.write_str("None"),
+            // Never printed.
+            Self::Value(_) => f.write_str("Value(..)"),
+            Self::File(p) => write!(f, "File({})", p.display()),
+        }
+    }
 }
 
 /// A validated component document and where it came from, for error messages.

@@ -37,7 +37,7 @@ use clap::Parser;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 use tracing_subscriber::EnvFilter;
 
-use crate::cli::{CaCommand, Cli, Command, Env, PolicyCommand};
+use crate::cli::{CaCommand, Cli, Command, Env, PolicyCommand, TokenCommand};
 
 pub use crate::config::Settings;
 pub use crate::run::Bound;
@@ -81,6 +81,10 @@ where
         Command::Proxy(args) => return proxy(args),
         Command::Init(args) => return cmd::init::run(&args),
         Command::Ca(CaCommand::Init(args)) => return cmd::ca::init(&args),
+        Command::Ca(CaCommand::Token(TokenCommand::Create(args))) => {
+            return cmd::ca::token_create(&args);
+        }
+        Command::Ca(CaCommand::Serve(args)) => return ca_serve(args),
     };
     let env = Env::read();
     let settings = match config::load(&args, &env) {
@@ -127,6 +131,27 @@ fn proxy(args: cli::ProxyArgs) -> ExitCode {
         Ok(Ok(())) => ExitCode::SUCCESS,
         Ok(Err(e)) => {
             eprintln!("outrider: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `outrider ca serve`.
+fn ca_serve(args: cli::CaServeArgs) -> ExitCode {
+    init_logging(&args.log_level, false);
+    let metrics = match install_metrics() {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("outrider: metrics: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match block_on(cmd::ca::serve::run(args, metrics)) {
+        Err(code) => code,
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(e)) => {
+            tracing::error!("{e:#}");
+            eprintln!("outrider ca serve: {e:#}");
             ExitCode::from(1)
         }
     }

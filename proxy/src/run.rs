@@ -80,7 +80,7 @@ async fn stopped_by(sigterm: &mut Signals, sigint: &mut Signals) {
 
 /// Runs the start phases: when it returns, every listener serves.
 pub(crate) async fn build(s: Settings, metrics: PrometheusHandle) -> anyhow::Result<Bound> {
-    let creds = identity::start(&s).context("workload identity")?;
+    let creds = identity::start(&s).await.context("workload identity")?;
     let engines = Engines::open(&s).await?;
     let sockets = Sockets::bind(&s).await?;
     let mesh_port = sockets.mesh.local_addr()?.port();

@@ -130,6 +130,72 @@ pub(crate) enum CaCommand {
     /// whose key stays offline, into a new directory (keys mode 0600). Sidecars issue their
     /// certificates from it with `--ca-dir DIR`; peers trust the root (`DIR/bundle.pem`).
     Init(CaInitArgs),
+    /// Serve the CA to sidecars (the Sentry role): they send certificate signing requests over
+    /// TLS and get short-lived certificates for exactly the identity they are entitled to — by
+    /// a join token the first time, by their current certificate after that. The CA's keys
+    /// never leave DIR.
+    Serve(CaServeArgs),
+    /// Join tokens: what a sidecar shows the CA service to get its first certificate.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+/// Flags of `outrider ca serve`.
+#[derive(Debug, Args)]
+pub(crate) struct CaServeArgs {
+    /// The CA's directory (`outrider ca init`).
+    #[arg(long)]
+    pub(crate) dir: PathBuf,
+    /// Where to accept sidecars' TLS connections.
+    #[arg(long, default_value = "0.0.0.0:50001")]
+    pub(crate) listen: SocketAddr,
+    /// The SPIFFE trust domain the CA issues in.
+    #[arg(long, env = "OUTRIDER_TRUST_DOMAIN", default_value = "public")]
+    pub(crate) trust_domain: String,
+    /// The CA's own namespace: it serves as `spiffe://<trust-domain>/ns/<namespace>/outrider-ca`,
+    /// which sidecars expect (their --control-plane-namespace).
+    #[arg(long, env = "NAMESPACE", default_value = "default")]
+    pub(crate) namespace: String,
+    /// How long the workload certificates it issues are valid; sidecars renew at two thirds.
+    #[arg(long, default_value = "24h", value_parser = super::parse_timeout)]
+    pub(crate) workload_cert_ttl: std::time::Duration,
+    /// Open connections at most; past it a new connection is closed at once.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=65536))]
+    pub(crate) max_connections: u32,
+    /// Serve Prometheus metrics and /healthz at this address, plain HTTP.
+    #[arg(long)]
+    pub(crate) metrics_listen: Option<SocketAddr>,
+    /// Log level (error, warn, info, debug, trace).
+    #[arg(long, default_value = "info")]
+    pub(crate) log_level: String,
+}
+
+/// `outrider ca token …`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum TokenCommand {
+    /// Create a join token for one (namespace, app id) and print it (it is shown only once; the
+    /// CA keeps its hash). Give it to the sidecar as OUTRIDER_CA_TOKEN or --ca-token-file.
+    Create(TokenCreateArgs),
+}
+
+/// Flags of `outrider ca token create`.
+#[derive(Debug, Args)]
+pub(crate) struct TokenCreateArgs {
+    /// The CA's directory.
+    #[arg(long)]
+    pub(crate) dir: PathBuf,
+    /// The namespace of the identity the token obtains.
+    #[arg(long, default_value = "default")]
+    pub(crate) namespace: String,
+    /// The app id of the identity the token obtains.
+    #[arg(long)]
+    pub(crate) app_id: String,
+    /// How many certificates the token may obtain.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) uses: u32,
+    /// How long the token may be used.
+    #[arg(long, default_value = "24h", value_parser = super::parse_timeout)]
+    pub(crate) ttl: std::time::Duration,
 }
 
 /// Flags of `outrider ca init`.

@@ -1,12 +1,19 @@
-//! `outrider ca init`: a CA of one's own, a root or an intermediate under an offline root, for
-//! sidecars to issue their workload certificates from (`--ca-dir`).
+//! `outrider ca …`: a CA of one's own. `init` creates it (a root, or an intermediate under an
+//! offline root), `serve` signs sidecars' requests over TLS, `token create` makes the join
+//! tokens their first request is authorised by.
+
+mod authority;
+pub(crate) mod serve;
+mod sign;
 
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
 use outrider_certs::{NewAuthority, create_authority};
 
-use crate::cli::CaInitArgs;
+use outrider_certs::{NewToken, TokenStore};
+
+use crate::cli::{CaInitArgs, TokenCreateArgs};
 
 /// Creates the CA and says where it is and how to use it. Exit status: 0 created, 1 refused.
 pub(crate) fn init(args: &CaInitArgs) -> ExitCode {
@@ -45,6 +52,42 @@ pub(crate) fn init(args: &CaInitArgs) -> ExitCode {
         }
         Err(e) => {
             eprintln!("outrider ca init: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Creates a join token and prints it alone on stdout (for `$(…)`), and what it allows on
+/// stderr. Exit status: 0 created, 1 refused.
+pub(crate) fn token_create(args: &TokenCreateArgs) -> ExitCode {
+    if !args.dir.join("ca.key").is_file() {
+        eprintln!(
+            "outrider ca token create: {} holds no CA (run `outrider ca init --dir {}` first)",
+            args.dir.display(),
+            args.dir.display()
+        );
+        return ExitCode::from(1);
+    }
+    let new = NewToken {
+        namespace: args.namespace.clone(),
+        app_id: args.app_id.clone(),
+        uses: args.uses,
+        ttl: args.ttl,
+    };
+    match TokenStore::new(&args.dir).create(&new) {
+        Ok(token) => {
+            println!("{token}");
+            eprintln!(
+                "a join token for app {} in namespace {}: {} use(s), valid {}s; give it to the sidecar as OUTRIDER_CA_TOKEN",
+                new.app_id,
+                new.namespace,
+                new.uses,
+                new.ttl.as_secs()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("outrider ca token create: {e}");
             ExitCode::from(1)
         }
     }

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use super::{IdentitySource, Problem};
+use super::{CaService, IdentitySource, JoinToken, Problem};
 use crate::cli::{Env, RunArgs};
 
 /// What the flags decide, once they are valid.
@@ -120,6 +120,15 @@ fn identity(
     env: &Env,
     flag: &mut impl FnMut(&str, String),
 ) -> Option<IdentitySource> {
+    if let Some(address) = &args.sentry_address {
+        return ca_service(args, env, address, flag);
+    }
+    if args.trust_anchors.is_some() || args.ca_token_file.is_some() {
+        flag(
+            "trust-anchors",
+            "--trust-anchors and --ca-token-file go with --sentry-address".into(),
+        );
+    }
     match (&args.trust_bundle, &args.cert_chain, &args.cert_key) {
         (None, None, None) => {
             let dir = args
@@ -151,4 +160,62 @@ fn identity(
             None
         }
     }
+}
+
+/// The CA service: its address, the roots it must chain to, and the join token.
+fn ca_service(
+    args: &RunArgs,
+    env: &Env,
+    address: &str,
+    flag: &mut impl FnMut(&str, String),
+) -> Option<IdentitySource> {
+    let valid = address
+        .rsplit_once(':')
+        .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p != 0));
+    if !valid {
+        flag("sentry-address", format!("{address:?} is not host:port"));
+    }
+    for (name, given) in [
+        ("trust-bundle", args.trust_bundle.is_some()),
+        ("cert-chain", args.cert_chain.is_some()),
+        ("cert-key", args.cert_key.is_some()),
+        ("ca-dir", args.ca_dir.is_some()),
+    ] {
+        if given {
+            flag(
+                name,
+                "the certificate comes from --sentry-address; give one source only".into(),
+            );
+        }
+    }
+    if !is_name(&args.control_plane_namespace) {
+        flag(
+            "control-plane-namespace",
+            format!("{:?} must be letters, digits, '-' or '_'", args.control_plane_namespace),
+        );
+    }
+    let Some(anchors) = &args.trust_anchors else {
+        flag(
+            "trust-anchors",
+            "required with --sentry-address: the roots the CA service must chain to".into(),
+        );
+        return None;
+    };
+    if !anchors.is_file() {
+        flag(
+            "trust-anchors",
+            format!("{} is not a readable file", anchors.display()),
+        );
+    }
+    let token = match (&args.ca_token_file, &env.ca_token) {
+        (Some(f), _) => JoinToken::File(f.clone()),
+        (None, Some(t)) => JoinToken::Value(t.clone()),
+        (None, None) => JoinToken::None,
+    };
+    Some(IdentitySource::CaService(CaService {
+        address: address.to_owned(),
+        anchors: anchors.clone(),
+        token,
+        namespace: args.control_plane_namespace.clone(),
+    }))
 }

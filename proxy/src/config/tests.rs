@@ -16,6 +16,7 @@ fn args(extra: &[&str]) -> RunArgs {
 
 fn env() -> Env {
     Env {
+        ca_token: None,
         home: Some("/home/u".into()),
         ..Env::default()
     }

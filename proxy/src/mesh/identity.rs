@@ -2,6 +2,7 @@
 //! reload it when its files are written anew), and make its state visible (log, metrics, status
 //! page), loudly as expiry nears (security rule 10).
 
+mod ca_client;
 mod files;
 
 use std::time::{Duration, SystemTime};
@@ -16,8 +17,9 @@ use crate::telemetry::metrics as catalogue;
 /// Warn from this long before a certificate expires.
 const EXPIRY_WARNING: Duration = Duration::from_secs(30 * 24 * 3600);
 
-/// Loads or issues this sidecar's credentials and starts renewal when we issue them ourselves.
-pub(crate) fn start(s: &Settings) -> anyhow::Result<Credentials> {
+/// Loads or obtains this sidecar's credentials and starts renewal when they are issued for us
+/// (by the development CA or the CA service).
+pub(crate) async fn start(s: &Settings) -> anyhow::Result<Credentials> {
     let id = SpiffeId::new(&s.trust_domain, &s.namespace, &s.app_id)?;
     // Certificates nobody here renews, checked now and daily.
     let mut watched: Vec<(&'static str, SystemTime)> = Vec::new();
@@ -37,6 +39,15 @@ pub(crate) fn start(s: &Settings) -> anyhow::Result<Credentials> {
                     ttl: s.workload_cert_ttl,
                 },
             ));
+            (creds, true)
+        }
+        IdentitySource::CaService(cfg) => {
+            let client = std::sync::Arc::new(ca_client::CaClient::new(cfg, &s.trust_domain)?);
+            let (bundle, cert) = client.first(&id).await.map_err(|e| {
+                anyhow::anyhow!("no certificate from the CA service at {}: {e}", cfg.address)
+            })?;
+            let creds = Credentials::new(id, &bundle, cert)?;
+            ca_client::follow(client, creds.clone());
             (creds, true)
         }
         IdentitySource::Files { bundle, chain, key } => {

@@ -235,6 +235,24 @@ pub(crate) const CERT_RELOADS: Metric = metric(
     &["result"],
     "Readings of changed certificate files (--cert-chain, --cert-key, --trust-bundle), by result.",
 );
+pub(crate) const CA_ISSUED: Metric = metric(
+    "outrider_ca_certificates_issued_total",
+    Counter,
+    &["by"],
+    "Workload certificates the CA service issued, by what entitled the caller (token, renewal).",
+);
+pub(crate) const CA_REFUSED: Metric = metric(
+    "outrider_ca_requests_refused_total",
+    Counter,
+    &["reason"],
+    "Certificate requests the CA service refused, by reason.",
+);
+pub(crate) const CA_RELOADS: Metric = metric(
+    "outrider_ca_reloads_total",
+    Counter,
+    &["result"],
+    "Loadings of the CA service's directory after it changed, by result (loaded, refused).",
+);
 pub(crate) const CERT_EXPIRY: Metric = metric(
     "outrider_workload_cert_expiry_timestamp_seconds",
     Gauge,
@@ -359,6 +377,9 @@ pub(crate) const ALL: &[Metric] = &[
     SPANS_DROPPED,
     CERT_RENEWALS,
     CERT_RELOADS,
+    CA_ISSUED,
+    CA_REFUSED,
+    CA_RELOADS,
     CERT_EXPIRY,
     CERT_GENERATION,
     CERT_EXPIRING_SOON,
