@@ -13,7 +13,9 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, CertificateSigningRequestDer};
 use x509_parser::certification_request::X509CertificationRequest;
 use x509_parser::extensions::{GeneralName, ParsedExtension};
-use x509_parser::oid_registry::{OID_EC_P256, OID_KEY_TYPE_EC_PUBLIC_KEY, OID_SIG_ECDSA_WITH_SHA256};
+use x509_parser::oid_registry::{
+    OID_EC_P256, OID_KEY_TYPE_EC_PUBLIC_KEY, OID_SIG_ECDSA_WITH_SHA256,
+};
 use x509_parser::prelude::FromDer;
 
 use crate::ca::{BACKDATE, not_after_of, workload_params};
@@ -108,16 +110,19 @@ pub struct SigningRequest {
 impl SigningRequest {
     /// Parses and checks a request given as PEM (`CERTIFICATE REQUEST`) or DER.
     pub fn parse(input: &[u8]) -> Result<Self, CsrError> {
-        let der = if input.starts_with(b"-----") || input.first().is_some_and(u8::is_ascii_whitespace) {
-            CertificateSigningRequestDer::from_pem_slice(input)
-                .map_err(|e| CsrError::Malformed(e.to_string()))?
-        } else {
-            CertificateSigningRequestDer::from(input.to_vec())
-        };
+        let der =
+            if input.starts_with(b"-----") || input.first().is_some_and(u8::is_ascii_whitespace) {
+                CertificateSigningRequestDer::from_pem_slice(input)
+                    .map_err(|e| CsrError::Malformed(e.to_string()))?
+            } else {
+                CertificateSigningRequestDer::from(input.to_vec())
+            };
         let (rest, csr) = X509CertificationRequest::from_der(&der)
             .map_err(|e| CsrError::Malformed(e.to_string()))?;
         if !rest.is_empty() {
-            return Err(CsrError::Malformed("trailing bytes after the request".into()));
+            return Err(CsrError::Malformed(
+                "trailing bytes after the request".into(),
+            ));
         }
         let info = &csr.certification_request_info;
         let spki = &info.subject_pki;
@@ -187,7 +192,9 @@ fn requested_identity(csr: &X509CertificationRequest<'_>) -> Result<SpiffeId, Cs
         }
     }
     if extension_requests > 1 {
-        return Err(CsrError::Extension("more than one extension request".into()));
+        return Err(CsrError::Extension(
+            "more than one extension request".into(),
+        ));
     }
     id.ok_or_else(|| CsrError::Extension("no subjectAltName with a SPIFFE id".into()))
 }
@@ -220,7 +227,11 @@ pub struct SignedChain {
 impl DevCa {
     /// Signs `req` for its identity, valid for `ttl` but never past this CA's own expiry. The
     /// caller has already decided that the sender is entitled to that identity.
-    pub fn sign(&self, req: &SigningRequest, ttl: std::time::Duration) -> Result<SignedChain, Error> {
+    pub fn sign(
+        &self,
+        req: &SigningRequest,
+        ttl: std::time::Duration,
+    ) -> Result<SignedChain, Error> {
         let now = SystemTime::now();
         let not_after = now
             .checked_add(ttl)

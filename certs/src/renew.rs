@@ -33,11 +33,10 @@ pub async fn renewal_due(creds: &Credentials) {
     // Sleep in slices and ask the wall clock again: tokio's clock stops while a machine is
     // suspended, the certificate's expiry does not.
     loop {
-        let wait = RenewalSchedule { ttl: Duration::ZERO }.delay(
-            info.issued_at,
-            info.not_after,
-            SystemTime::now(),
-        );
+        let wait = RenewalSchedule {
+            ttl: Duration::ZERO,
+        }
+        .delay(info.issued_at, info.not_after, SystemTime::now());
         if wait.is_zero() {
             return;
         }

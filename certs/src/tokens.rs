@@ -283,7 +283,10 @@ mod tests {
         let token = store.create(&new(1, Duration::from_secs(60))).unwrap();
         assert!(TokenStore::is_join_token(&token));
         let got = store.redeem(&token, SystemTime::now(), any).unwrap();
-        assert_eq!((got.namespace.as_str(), got.app_id.as_str()), ("shop", "orders"));
+        assert_eq!(
+            (got.namespace.as_str(), got.app_id.as_str()),
+            ("shop", "orders")
+        );
         assert!(matches!(
             store.redeem(&token, SystemTime::now(), any),
             Err(TokenError::Unknown(_))
@@ -299,11 +302,17 @@ mod tests {
         assert!(store.redeem(&token, SystemTime::now(), any).is_err());
         let late = store.create(&new(5, Duration::from_secs(60))).unwrap();
         let later = SystemTime::now() + Duration::from_secs(61);
-        assert!(matches!(store.redeem(&late, later, any), Err(TokenError::Expired(_))));
         assert!(matches!(
-            store.redeem(&late, SystemTime::now(), any),
-            Err(TokenError::Unknown(_))
-        ), "an expired token is removed");
+            store.redeem(&late, later, any),
+            Err(TokenError::Expired(_))
+        ));
+        assert!(
+            matches!(
+                store.redeem(&late, SystemTime::now(), any),
+                Err(TokenError::Unknown(_))
+            ),
+            "an expired token is removed"
+        );
     }
 
     #[test]
@@ -316,11 +325,20 @@ mod tests {
             store.redeem(&forged, SystemTime::now(), any),
             Err(TokenError::WrongSecret(_))
         ));
-        for bad in ["", "ojt1", "ojt1.../..", "ojt1.zz.zz", &format!("{token}.x")] {
-            assert!(matches!(
-                store.redeem(bad, SystemTime::now(), any),
-                Err(TokenError::Malformed)
-            ), "{bad:?}");
+        for bad in [
+            "",
+            "ojt1",
+            "ojt1.../..",
+            "ojt1.zz.zz",
+            &format!("{token}.x"),
+        ] {
+            assert!(
+                matches!(
+                    store.redeem(bad, SystemTime::now(), any),
+                    Err(TokenError::Malformed)
+                ),
+                "{bad:?}"
+            );
         }
         let payments = |e: &Entitlement| e.app_id == "payments";
         assert!(matches!(
@@ -344,7 +362,14 @@ mod tests {
             let text = fs::read_to_string(entry.unwrap().path()).unwrap();
             assert!(!text.contains(secret));
         }
-        assert!(store.create(&NewToken { app_id: "a/b".into(), ..new(1, Duration::from_secs(1)) }).is_err());
+        assert!(
+            store
+                .create(&NewToken {
+                    app_id: "a/b".into(),
+                    ..new(1, Duration::from_secs(1))
+                })
+                .is_err()
+        );
         assert!(store.create(&new(0, Duration::from_secs(1))).is_err());
     }
 

@@ -48,31 +48,39 @@ fn an_answer_for_another_key_is_not_believed() {
     let mine = KeyRequest::new(&id("orders")).unwrap();
     let theirs = KeyRequest::new(&id("orders")).unwrap();
     let signed = ca
-        .sign(&SigningRequest::parse(theirs.pem().as_bytes()).unwrap(), Duration::from_secs(60))
+        .sign(
+            &SigningRequest::parse(theirs.pem().as_bytes()).unwrap(),
+            Duration::from_secs(60),
+        )
         .unwrap();
     let Err(err) = mine.into_issued(signed.chain, SystemTime::now()) else {
         panic!("a certificate for another key was accepted")
     };
     assert!(err.to_string().contains("not for the key"), "{err}");
-
 }
 
 #[test]
 fn extra_names_a_ca_request_and_unknown_extensions_are_refused() {
     let key = p256();
     let two_sans = crafted(&key, |p| {
-        p.subject_alt_names.push(SanType::DnsName("payments.shop".try_into().unwrap()))
+        p.subject_alt_names
+            .push(SanType::DnsName("payments.shop".try_into().unwrap()))
     });
     let dns_only = crafted(&key, |p| {
         p.subject_alt_names = vec![SanType::DnsName("orders".try_into().unwrap())]
     });
     let no_san = crafted(&key, |p| p.subject_alt_names.clear());
-    let ca_true = crafted(&key, |p| p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained));
+    let ca_true = crafted(&key, |p| {
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained)
+    });
     let not_spiffe = crafted(&key, |p| {
         p.subject_alt_names = vec![SanType::URI("https://evil.example/".try_into().unwrap())]
     });
     let custom = crafted(&key, |p| {
-        p.custom_extensions = vec![rcgen::CustomExtension::from_oid_content(&[1, 2, 3, 4], vec![5, 0])]
+        p.custom_extensions = vec![rcgen::CustomExtension::from_oid_content(
+            &[1, 2, 3, 4],
+            vec![5, 0],
+        )]
     });
     for (what, pem) in [
         ("two SANs", two_sans),
@@ -102,7 +110,10 @@ fn keys_other_than_p256_are_refused() {
         let alg = key.algorithm();
         let pem = crafted(&key, |_| {});
         assert!(
-            matches!(SigningRequest::parse(pem.as_bytes()), Err(CsrError::KeyType(_))),
+            matches!(
+                SigningRequest::parse(pem.as_bytes()),
+                Err(CsrError::KeyType(_))
+            ),
             "{alg:?} accepted"
         );
     }
@@ -127,7 +138,10 @@ fn malformed_and_forged_requests_are_refused() {
     for (what, input) in [
         ("empty", Vec::new()),
         ("garbage", b"hello".to_vec()),
-        ("PEM of nothing", b"-----BEGIN CERTIFICATE REQUEST-----\n-----END CERTIFICATE REQUEST-----\n".to_vec()),
+        (
+            "PEM of nothing",
+            b"-----BEGIN CERTIFICATE REQUEST-----\n-----END CERTIFICATE REQUEST-----\n".to_vec(),
+        ),
         ("truncated", der[..der.len() / 2].to_vec()),
         ("trailing bytes", trailing),
     ] {

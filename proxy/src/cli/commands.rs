@@ -162,6 +162,10 @@ pub(crate) struct CaServeArgs {
     /// Open connections at most; past it a new connection is closed at once.
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=65536))]
     pub(crate) max_connections: u32,
+    /// How long a client has from connecting to a complete request head (TLS handshake
+    /// included), and then for the body.
+    #[arg(long, default_value = "10s", value_parser = super::parse_timeout)]
+    pub(crate) request_head_timeout: std::time::Duration,
     /// Serve Prometheus metrics and /healthz at this address, plain HTTP.
     #[arg(long)]
     pub(crate) metrics_listen: Option<SocketAddr>,

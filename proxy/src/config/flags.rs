@@ -191,7 +191,10 @@ fn ca_service(
     if !is_name(&args.control_plane_namespace) {
         flag(
             "control-plane-namespace",
-            format!("{:?} must be letters, digits, '-' or '_'", args.control_plane_namespace),
+            format!(
+                "{:?} must be letters, digits, '-' or '_'",
+                args.control_plane_namespace
+            ),
         );
     }
     let Some(anchors) = &args.trust_anchors else {

@@ -3,6 +3,7 @@
 //! things settle".
 
 pub mod app;
+pub mod ca;
 pub mod client;
 pub mod collector;
 pub mod intercept;

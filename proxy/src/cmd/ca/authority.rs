@@ -65,7 +65,11 @@ impl Authority {
         let stamp = stamp(dir);
         let ca = DevCa::load(dir)?;
         let id = SpiffeId::new(trust_domain, namespace, CA_SERVICE_APP_ID)?;
-        let own = Credentials::new(id.clone(), &ca.trust_bundle(), ca.issue(&id, serving_ttl(ttl))?)?;
+        let own = Credentials::new(
+            id.clone(),
+            &ca.trust_bundle(),
+            ca.issue(&id, serving_ttl(ttl))?,
+        )?;
         let bundle = watch::Sender::new(Arc::new(publish(&ca)));
         Ok(Self {
             dir: dir.to_owned(),
@@ -146,7 +150,11 @@ impl Authority {
         }
         drop(stamps);
         let info = self.own.info();
-        let due = RenewalSchedule { ttl: self.ttl }.delay(info.issued_at, info.not_after, SystemTime::now());
+        let due = RenewalSchedule { ttl: self.ttl }.delay(
+            info.issued_at,
+            info.not_after,
+            SystemTime::now(),
+        );
         if due.is_zero() {
             let ca = self.ca.load();
             if let Err(e) = ca
@@ -161,8 +169,10 @@ impl Authority {
     fn reload(&self) -> anyhow::Result<Arc<Published>> {
         let ca = DevCa::load(&self.dir)?;
         // Proves the new issuer chains to the new bundle before anything changes.
-        self.own
-            .install_with_bundle(&ca.trust_bundle(), ca.issue(&self.id, serving_ttl(self.ttl))?)?;
+        self.own.install_with_bundle(
+            &ca.trust_bundle(),
+            ca.issue(&self.id, serving_ttl(self.ttl))?,
+        )?;
         let published = Arc::new(publish(&ca));
         self.ca.store(Arc::new(ca));
         self.bundle.send_if_modified(|old| {

@@ -41,19 +41,35 @@ pub(crate) async fn run(args: CaServeArgs, metrics: PrometheusHandle) -> anyhow:
     let mut sigint = signal(SignalKind::interrupt())?;
     serve::raise_fd_limit();
     let ca = Arc::new(
-        Authority::load(&args.dir, &args.trust_domain, &args.namespace, args.workload_cert_ttl)
-            .with_context(|| format!("loading the CA in {}", args.dir.display()))?,
+        Authority::load(
+            &args.dir,
+            &args.trust_domain,
+            &args.namespace,
+            args.workload_cert_ttl,
+        )
+        .with_context(|| format!("loading the CA in {}", args.dir.display()))?,
     );
     let tcp = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {} (--listen)", args.listen))?;
-    let limits = Limits::with_cap(args.max_connections as usize);
+    let limits = Limits {
+        head_timeout: args.request_head_timeout,
+        ..Limits::with_cap(args.max_connections as usize)
+    };
     let listener = serve::Listener::new(tcp, "ca", limits);
     let stop = CancellationToken::new();
     tokio::spawn(ca.clone().follow(stop.clone()));
-    let mut tasks = vec![tokio::spawn(accept(listener, ca.clone(), stop.clone()))];
+    let body_timeout = args.request_head_timeout;
+    let mut tasks = vec![tokio::spawn(accept(
+        listener,
+        ca.clone(),
+        body_timeout,
+        stop.clone(),
+    ))];
     if let Some(addr) = args.metrics_listen {
-        tasks.push(tokio::spawn(metrics_listener(addr, metrics, stop.clone()).await?));
+        tasks.push(tokio::spawn(
+            metrics_listener(addr, metrics, stop.clone()).await?,
+        ));
     }
     tracing::info!(listen = %args.listen, identity = %ca.id(), dir = %ca.dir().display(), roots = ca.bundle().borrow().roots, "serving the CA");
     tokio::select! {
@@ -68,7 +84,12 @@ pub(crate) async fn run(args: CaServeArgs, metrics: PrometheusHandle) -> anyhow:
 }
 
 /// Accepts TLS connections until `stop`, then drains them.
-async fn accept(mut listener: serve::Listener, ca: Arc<Authority>, stop: CancellationToken) {
+async fn accept(
+    mut listener: serve::Listener,
+    ca: Arc<Authority>,
+    body_timeout: Duration,
+    stop: CancellationToken,
+) {
     // A new trust bundle needs a new server configuration (see the mesh inbound listener).
     let mut bundles = ca.own.bundle_changes();
     let Ok(cfg) = ca.own.service_server_config() else {
@@ -120,7 +141,12 @@ async fn accept(mut listener: serve::Listener, ca: Arc<Authority>, stop: Cancell
                     .map_or(Caller::Anonymous, Caller::Certified),
             );
             let svc = tower::service_fn(move |req: Request<Incoming>| {
-                route(ca.clone(), caller.clone(), peer, stop.clone(), req)
+                let at = Peer {
+                    addr: peer,
+                    caller: caller.clone(),
+                    body_timeout,
+                };
+                route(ca.clone(), at, stop.clone(), req)
             });
             conns.spawn(watch.io(tls), svc, &builder, watch);
         });
@@ -129,10 +155,16 @@ async fn accept(mut listener: serve::Listener, ca: Arc<Authority>, stop: Cancell
     conns.drain(Duration::from_secs(5)).await;
 }
 
+/// Who sent a request, and how long its body may take.
+struct Peer {
+    addr: SocketAddr,
+    caller: Arc<Caller>,
+    body_timeout: Duration,
+}
+
 async fn route(
     ca: Arc<Authority>,
-    caller: Arc<Caller>,
-    peer: SocketAddr,
+    peer: Peer,
     stop: CancellationToken,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
@@ -140,7 +172,8 @@ async fn route(
     let rsp = match (req.method(), path) {
         (&Method::POST, "/v1/certificates") => {
             let (parts, body) = req.into_parts();
-            match sign::sign(ca, &caller, peer, &parts.headers, body).await {
+            let body = sign::read_body(&parts.headers, body, peer.body_timeout).await;
+            match sign::sign(ca, &peer.caller, peer.addr, &parts.headers, body).await {
                 Ok(json) => json_response(&json),
                 Err(e) => e.into_response(),
             }
@@ -153,18 +186,29 @@ async fn route(
             format!("{} is not allowed on {path}", req.method()),
         )
         .into_response(),
-        _ => ApiError::new(StatusCode::NOT_FOUND, "ERR_NOT_FOUND", format!("no route {path}"))
-            .into_response(),
+        _ => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "ERR_NOT_FOUND",
+            format!("no route {path}"),
+        )
+        .into_response(),
     };
     Ok(rsp)
 }
 
 /// The roots, or after a wait for them to change, 304.
-async fn trust_bundle(ca: &Authority, req: &Request<Incoming>, stop: &CancellationToken) -> Response<Body> {
+async fn trust_bundle(
+    ca: &Authority,
+    req: &Request<Incoming>,
+    stop: &CancellationToken,
+) -> Response<Body> {
     let mut bundle = ca.bundle();
     let known = req.headers().get(header::IF_NONE_MATCH).cloned();
     let current = bundle.borrow_and_update().clone();
-    if known.as_ref().is_some_and(|k| k.as_bytes() == current.etag.as_bytes()) {
+    if known
+        .as_ref()
+        .is_some_and(|k| k.as_bytes() == current.etag.as_bytes())
+    {
         tokio::select! {
             r = tokio::time::timeout(BUNDLE_WAIT, bundle.changed()) => {
                 if !matches!(r, Ok(Ok(()))) {
@@ -177,7 +221,10 @@ async fn trust_bundle(ca: &Authority, req: &Request<Incoming>, stop: &Cancellati
     let now = bundle.borrow().clone();
     let mut rsp = Response::new(full(now.pem.clone()));
     let h = rsp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-pem-file"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-pem-file"),
+    );
     if let Ok(v) = HeaderValue::from_str(&now.etag) {
         h.insert(header::ETAG, v);
     }
@@ -195,7 +242,10 @@ fn not_modified(etag: &str) -> Response<Body> {
 
 fn json_response(v: &serde_json::Value) -> Response<Body> {
     let mut rsp = Response::new(full(v.to_string()));
-    rsp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    rsp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     rsp
 }
 
@@ -220,10 +270,20 @@ async fn metrics_listener(
         let rsp = match req.uri().path() {
             "/metrics" => Response::new(full(metrics.render())),
             "/healthz" => Response::new(full("ok\n")),
-            _ => ApiError::new(StatusCode::NOT_FOUND, "ERR_NOT_FOUND", "try /metrics or /healthz").into_response(),
+            _ => ApiError::new(
+                StatusCode::NOT_FOUND,
+                "ERR_NOT_FOUND",
+                "try /metrics or /healthz",
+            )
+            .into_response(),
         };
         async move { Ok::<_, Infallible>(rsp) }
     });
     let admin = serve::Listener::new(tcp, "admin", Limits::with_cap(Limits::ADMIN_CONNECTIONS));
-    Ok(serve::serve(admin, move |_| svc.clone(), stop, Duration::from_secs(1)))
+    Ok(serve::serve(
+        admin,
+        move |_| svc.clone(),
+        stop,
+        Duration::from_secs(1),
+    ))
 }

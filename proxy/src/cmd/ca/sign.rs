@@ -23,8 +23,6 @@ use crate::telemetry::metrics::{CA_ISSUED, CA_REFUSED};
 
 /// The largest request body: a P-256 request is under 1 KiB.
 pub(super) const MAX_BODY: usize = 64 * 1024;
-/// How long the body may take to arrive once the head has.
-const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -47,25 +45,50 @@ pub(super) async fn sign(
     caller: &Caller,
     peer: SocketAddr,
     headers: &HeaderMap,
-    body: Incoming,
+    body: Result<Bytes, ApiError>,
 ) -> Result<serde_json::Value, ApiError> {
-    let body = read_body(headers, body).await?;
+    let body = body?;
     let req: SignBody = serde_json::from_slice(&body).map_err(|e| {
-        refused("malformed", StatusCode::BAD_REQUEST, "ERR_MALFORMED_REQUEST", format!("the body is not {{\"csr\": \"<PEM>\"}}: {e}"))
+        refused(
+            "malformed",
+            StatusCode::BAD_REQUEST,
+            "ERR_MALFORMED_REQUEST",
+            format!("the body is not {{\"csr\": \"<PEM>\"}}: {e}"),
+        )
     })?;
-    let csr = SigningRequest::parse(req.csr.as_bytes())
-        .map_err(|e| refused("csr", StatusCode::BAD_REQUEST, "ERR_CSR_INVALID", e.to_string()))?;
+    let csr = SigningRequest::parse(req.csr.as_bytes()).map_err(|e| {
+        refused(
+            "csr",
+            StatusCode::BAD_REQUEST,
+            "ERR_CSR_INVALID",
+            e.to_string(),
+        )
+    })?;
     let wanted = csr.id().clone();
     if wanted.trust_domain() != ca.trust_domain() {
-        return Err(refused("not_entitled", StatusCode::FORBIDDEN, "ERR_NOT_ENTITLED", format!("{wanted} is outside trust domain {}", ca.trust_domain())));
+        return Err(refused(
+            "not_entitled",
+            StatusCode::FORBIDDEN,
+            "ERR_NOT_ENTITLED",
+            format!("{wanted} is outside trust domain {}", ca.trust_domain()),
+        ));
     }
     if &wanted == ca.id() {
-        return Err(refused("not_entitled", StatusCode::FORBIDDEN, "ERR_NOT_ENTITLED", format!("{wanted} is the CA's own identity")));
+        return Err(refused(
+            "not_entitled",
+            StatusCode::FORBIDDEN,
+            "ERR_NOT_ENTITLED",
+            format!("{wanted} is the CA's own identity"),
+        ));
     }
     let by = entitle(&ca, caller, headers, &wanted).await?;
     let signed = ca.sign(&csr).map_err(|e| {
         tracing::error!(error = %e, identity = %wanted, "signing failed");
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "ERR_SIGN", "signing failed")
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "ERR_SIGN",
+            "signing failed",
+        )
     })?;
     CA_ISSUED.counter(&[("by", by.to_owned())]).increment(1);
     let valid_until = time::OffsetDateTime::from(signed.not_after)
@@ -90,13 +113,28 @@ async fn entitle(
         if id == wanted {
             return Ok("renewal");
         }
-        return Err(refused("not_entitled", StatusCode::FORBIDDEN, "ERR_NOT_ENTITLED", format!("a certificate for {id} renews only {id}, not {wanted}")));
+        return Err(refused(
+            "not_entitled",
+            StatusCode::FORBIDDEN,
+            "ERR_NOT_ENTITLED",
+            format!("a certificate for {id} renews only {id}, not {wanted}"),
+        ));
     }
     let Some(token) = bearer(headers) else {
-        return Err(refused("unauthenticated", StatusCode::UNAUTHORIZED, "ERR_UNAUTHENTICATED", "present a join token (Authorization: Bearer) or a current certificate".to_owned()));
+        return Err(refused(
+            "unauthenticated",
+            StatusCode::UNAUTHORIZED,
+            "ERR_UNAUTHENTICATED",
+            "present a join token (Authorization: Bearer) or a current certificate".to_owned(),
+        ));
     };
     if !TokenStore::is_join_token(&token) {
-        return Err(refused("token", StatusCode::UNAUTHORIZED, "ERR_UNAUTHENTICATED", "the token is not a join token of this CA".to_owned()));
+        return Err(refused(
+            "token",
+            StatusCode::UNAUTHORIZED,
+            "ERR_UNAUTHENTICATED",
+            "the token is not a join token of this CA".to_owned(),
+        ));
     }
     let (ca2, wanted2) = (ca.clone(), wanted.clone());
     let redeemed = tokio::task::spawn_blocking(move || {
@@ -105,17 +143,39 @@ async fn entitle(
         })
     })
     .await
-    .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "ERR_TOKEN", "redeeming the token failed"))?;
+    .map_err(|_| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "ERR_TOKEN",
+            "redeeming the token failed",
+        )
+    })?;
     match redeemed {
         Ok(_) => Ok("token"),
-        Err(TokenError::NotEntitled { namespace, app_id, .. }) => Err(refused("not_entitled", StatusCode::FORBIDDEN, "ERR_NOT_ENTITLED", format!("the token is for app {app_id} in namespace {namespace}, not {wanted}"))),
+        Err(TokenError::NotEntitled {
+            namespace, app_id, ..
+        }) => Err(refused(
+            "not_entitled",
+            StatusCode::FORBIDDEN,
+            "ERR_NOT_ENTITLED",
+            format!("the token is for app {app_id} in namespace {namespace}, not {wanted}"),
+        )),
         Err(TokenError::Store(e)) => {
             tracing::error!(error = %e, "the token store failed");
-            Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "ERR_TOKEN", "the token store failed"))
+            Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "ERR_TOKEN",
+                "the token store failed",
+            ))
         }
         Err(e) => {
             tracing::info!(reason = %e, identity = %wanted, "refused a join token");
-            Err(refused("token", StatusCode::UNAUTHORIZED, "ERR_UNAUTHENTICATED", "the join token is not valid (unknown, used up, revoked or expired)".to_owned()))
+            Err(refused(
+                "token",
+                StatusCode::UNAUTHORIZED,
+                "ERR_UNAUTHENTICATED",
+                "the join token is not valid (unknown, used up, revoked or expired)".to_owned(),
+            ))
         }
     }
 }
@@ -123,11 +183,25 @@ async fn entitle(
 fn bearer(headers: &HeaderMap) -> Option<String> {
     let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = v.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_owned())
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_owned())
 }
 
-async fn read_body(headers: &HeaderMap, body: Incoming) -> Result<Bytes, ApiError> {
-    let too_large = || refused("too_large", StatusCode::PAYLOAD_TOO_LARGE, "ERR_BODY_TOO_LARGE", format!("the body exceeds {MAX_BODY} bytes"));
+/// The body, at most [`MAX_BODY`] bytes, arriving within `limit`.
+pub(super) async fn read_body(
+    headers: &HeaderMap,
+    body: Incoming,
+    limit: Duration,
+) -> Result<Bytes, ApiError> {
+    let too_large = || {
+        refused(
+            "too_large",
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "ERR_BODY_TOO_LARGE",
+            format!("the body exceeds {MAX_BODY} bytes"),
+        )
+    };
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -135,16 +209,33 @@ async fn read_body(headers: &HeaderMap, body: Incoming) -> Result<Bytes, ApiErro
     if declared.is_some_and(|n| n > MAX_BODY as u64) {
         return Err(too_large());
     }
-    match tokio::time::timeout(BODY_TIMEOUT, Limited::new(body, MAX_BODY).collect()).await {
+    match tokio::time::timeout(limit, Limited::new(body, MAX_BODY).collect()).await {
         Ok(Ok(b)) => Ok(b.to_bytes()),
         Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
-        Ok(Err(e)) => Err(refused("malformed", StatusCode::BAD_REQUEST, "ERR_BODY_READ", format!("reading the body failed: {e}"))),
-        Err(_) => Err(refused("timeout", StatusCode::REQUEST_TIMEOUT, "ERR_BODY_READ", format!("the body did not arrive within {}s", BODY_TIMEOUT.as_secs()))),
+        Ok(Err(e)) => Err(refused(
+            "malformed",
+            StatusCode::BAD_REQUEST,
+            "ERR_BODY_READ",
+            format!("reading the body failed: {e}"),
+        )),
+        Err(_) => Err(refused(
+            "timeout",
+            StatusCode::REQUEST_TIMEOUT,
+            "ERR_BODY_READ",
+            format!("the body did not arrive within {}s", limit.as_secs_f32()),
+        )),
     }
 }
 
 /// A refusal, counted by its bounded reason.
-fn refused(reason: &'static str, status: StatusCode, code: &'static str, message: String) -> ApiError {
-    CA_REFUSED.counter(&[("reason", reason.to_owned())]).increment(1);
+fn refused(
+    reason: &'static str,
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+) -> ApiError {
+    CA_REFUSED
+        .counter(&[("reason", reason.to_owned())])
+        .increment(1);
     ApiError::new(status, code, message)
 }

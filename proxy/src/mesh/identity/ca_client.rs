@@ -116,12 +116,19 @@ impl CaClient {
     ) -> Result<(TrustBundle, IssuedCert), Failure> {
         let key = KeyRequest::new(id).map_err(|e| Failure::Refused(e.to_string()))?;
         let body = serde_json::json!({ "csr": key.pem() }).to_string();
-        let mut req = self.request(Method::POST, "/v1/certificates", Full::new(Bytes::from(body)));
-        req.headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        let mut req = self.request(
+            Method::POST,
+            "/v1/certificates",
+            Full::new(Bytes::from(body)),
+        );
+        req.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         if let Some(t) = token {
-            let mut v = HeaderValue::from_str(&format!("Bearer {t}"))
-                .map_err(|_| Failure::Refused("the join token is not a valid header value".into()))?;
+            let mut v = HeaderValue::from_str(&format!("Bearer {t}")).map_err(|_| {
+                Failure::Refused("the join token is not a valid header value".into())
+            })?;
             v.set_sensitive(true);
             req.headers_mut().insert(header::AUTHORIZATION, v);
         }
@@ -135,8 +142,11 @@ impl CaClient {
         let chain = CertificateDer::pem_slice_iter(signed.certificate_chain.as_bytes())
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| Failure::Unavailable(format!("unreadable certificate chain: {e}")))?;
-        let bundle = TrustBundle::from_pem(std::path::Path::new("trustBundle"), signed.trust_bundle.as_bytes())
-            .map_err(|e| Failure::Unavailable(e.to_string()))?;
+        let bundle = TrustBundle::from_pem(
+            std::path::Path::new("trustBundle"),
+            signed.trust_bundle.as_bytes(),
+        )
+        .map_err(|e| Failure::Unavailable(e.to_string()))?;
         let cert = key
             .into_issued(chain, issued_at)
             .map_err(|e| Failure::Unavailable(e.to_string()))?;
@@ -221,9 +231,12 @@ impl CaClient {
                 .to_bytes();
             Ok((parts.status, parts.headers, body))
         };
-        tokio::time::timeout(limit, work)
-            .await
-            .unwrap_or_else(|_| Err(Failure::Unavailable(format!("no answer within {}s", limit.as_secs()))))
+        tokio::time::timeout(limit, work).await.unwrap_or_else(|_| {
+            Err(Failure::Unavailable(format!(
+                "no answer within {}s",
+                limit.as_secs()
+            )))
+        })
     }
 
     fn anchors(&self) -> Result<TrustBundle, Failure> {
@@ -270,7 +283,10 @@ async fn renew_forever(client: Arc<CaClient>, creds: Credentials, now: Arc<Notif
             () = now.notified() => {}
         }
         let info = creds.info();
-        let life = info.not_after.duration_since(info.issued_at).unwrap_or_default();
+        let life = info
+            .not_after
+            .duration_since(info.issued_at)
+            .unwrap_or_default();
         // Retries stay well inside the certificate's last third, however short its life.
         let mut pause = Duration::from_millis(100).max(life / 100);
         loop {
@@ -287,7 +303,10 @@ async fn renew_forever(client: Arc<CaClient>, creds: Credentials, now: Arc<Notif
                 Err(e) => {
                     tracing::warn!(error = %e, "renewing the workload certificate failed; retrying");
                     tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(Duration::from_secs(10)).min(life / 10).max(Duration::from_millis(100));
+                    pause = (pause * 2)
+                        .min(Duration::from_secs(10))
+                        .min(life / 10)
+                        .max(Duration::from_millis(100));
                 }
             }
         }
@@ -304,7 +323,10 @@ async fn follow_bundle(client: Arc<CaClient>, creds: Credentials, renew_now: Arc
                 etag = Some(tag);
                 match creds.install_bundle(&bundle) {
                     Ok(true) => {
-                        tracing::info!(roots = bundle.certs().len(), "the CA service's trust bundle changed");
+                        tracing::info!(
+                            roots = bundle.certs().len(),
+                            "the CA service's trust bundle changed"
+                        );
                     }
                     Ok(false) => {}
                     Err(e) => {
