@@ -29,7 +29,7 @@ const MESH_ALPN: &[u8] = b"h2";
 
 /// The set of roots peers' certificates must chain to. May hold several roots while a CA is
 /// rotated (old and new), and all of them are trusted.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TrustBundle {
     certs: Vec<CertificateDer<'static>>,
 }

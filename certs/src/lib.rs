@@ -21,6 +21,7 @@ mod error;
 mod files;
 mod init;
 mod renew;
+mod rotate;
 mod spiffe;
 mod tokens;
 mod verify;
@@ -32,6 +33,7 @@ pub use error::Error;
 pub use files::{CredentialFiles, FilesPem};
 pub use init::{CreatedAuthority, NewAuthority, create_authority};
 pub use renew::{RenewalSchedule, renew_forever, renewal_due};
+pub use rotate::{rotate_add, rotate_retire, rotate_switch};
 pub use spiffe::{SpiffeId, SpiffeIdError};
 pub use tokens::{Entitlement, NewToken, TokenError, TokenStore};
 

@@ -15,7 +15,7 @@ use crate::net::serve::Limits;
 mod commands;
 pub(crate) use commands::{
     CaCommand, CaInitArgs, CaServeArgs, CheckArgs, InitArgs, PolicyCommand, ProxyArgs,
-    TokenCommand, TokenCreateArgs,
+    RotateCommand, TokenCommand, TokenCreateArgs,
 };
 
 /// A service-mesh L7 proxy and Dapr-compatible application runtime in one sidecar.

@@ -85,6 +85,7 @@ where
             return cmd::ca::token_create(&args);
         }
         Command::Ca(CaCommand::Serve(args)) => return ca_serve(args),
+        Command::Ca(CaCommand::Rotate(step)) => return cmd::ca::rotate(&step),
     };
     let env = Env::read();
     let settings = match config::load(&args, &env) {

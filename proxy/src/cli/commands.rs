@@ -138,6 +138,60 @@ pub(crate) enum CaCommand {
     /// Join tokens: what a sidecar shows the CA service to get its first certificate.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Rotate the CA without an outage: `add` a new root (trusted, not yet issuing), `switch`
+    /// issuance to it, and `retire` the old root once every certificate has been renewed.
+    #[command(subcommand)]
+    Rotate(RotateCommand),
+}
+
+/// `outrider ca rotate …`, three steps run in turn.
+#[derive(Debug, Subcommand)]
+pub(crate) enum RotateCommand {
+    /// Create the next issuer in DIR/next (a new root, or with --root-cert and --root-key an
+    /// intermediate under a new offline root) and add its root to DIR/bundle.pem.
+    Add(RotateAddArgs),
+    /// Issue from the next issuer from now on; the old one waits in DIR/previous.
+    Switch(RotateDirArgs),
+    /// Remove from DIR/bundle.pem the roots the current issuer does not chain to, and the
+    /// previous issuer, at least --grace after the switch.
+    Retire(RotateRetireArgs),
+}
+
+/// Flags of `outrider ca rotate add`.
+#[derive(Debug, Args)]
+pub(crate) struct RotateAddArgs {
+    /// The CA's directory.
+    #[arg(long)]
+    pub(crate) dir: PathBuf,
+    /// How many days the new CA is valid.
+    #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(u32).range(1..=36500))]
+    pub(crate) days: u32,
+    /// The new root's certificate (PEM), to create an intermediate signed by it.
+    #[arg(long, requires = "root_key")]
+    pub(crate) root_cert: Option<PathBuf>,
+    /// The new root's private key (PEM); read once, never copied.
+    #[arg(long, requires = "root_cert")]
+    pub(crate) root_key: Option<PathBuf>,
+}
+
+/// The CA directory alone.
+#[derive(Debug, Args)]
+pub(crate) struct RotateDirArgs {
+    /// The CA's directory.
+    #[arg(long)]
+    pub(crate) dir: PathBuf,
+}
+
+/// Flags of `outrider ca rotate retire`.
+#[derive(Debug, Args)]
+pub(crate) struct RotateRetireArgs {
+    /// The CA's directory.
+    #[arg(long)]
+    pub(crate) dir: PathBuf,
+    /// How long after the switch the old root may go: the longest workload certificate
+    /// lifetime in use (`ca serve --workload-cert-ttl`), so that every sidecar has renewed.
+    #[arg(long, default_value = "24h", value_parser = super::parse_timeout)]
+    pub(crate) grace: std::time::Duration,
 }
 
 /// Flags of `outrider ca serve`.

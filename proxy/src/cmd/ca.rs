@@ -9,11 +9,11 @@ mod sign;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
-use outrider_certs::{NewAuthority, create_authority};
+use outrider_certs::{NewAuthority, create_authority, rotate_add, rotate_retire, rotate_switch};
 
 use outrider_certs::{NewToken, TokenStore};
 
-use crate::cli::{CaInitArgs, TokenCreateArgs};
+use crate::cli::{CaInitArgs, RotateCommand, TokenCreateArgs};
 
 /// Creates the CA and says where it is and how to use it. Exit status: 0 created, 1 refused.
 pub(crate) fn init(args: &CaInitArgs) -> ExitCode {
@@ -88,6 +88,55 @@ pub(crate) fn token_create(args: &TokenCreateArgs) -> ExitCode {
         }
         Err(e) => {
             eprintln!("outrider ca token create: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// One step of a rotation, and what to do next. Exit status: 0 done, 1 refused.
+pub(crate) fn rotate(step: &RotateCommand) -> ExitCode {
+    let done = match step {
+        RotateCommand::Add(a) => rotate_add(
+            &a.dir,
+            Duration::from_secs(u64::from(a.days) * 24 * 3600),
+            a.root_cert.as_deref().zip(a.root_key.as_deref()),
+        )
+        .map(|(ca, roots)| {
+            format!(
+                "added {:?} in {}/next; the bundle holds {roots} roots.\n\
+                 Sidecars of the CA service trust it within a second (outrider_trust_bundle_roots \
+                 shows {roots}); hand {}/bundle.pem to sidecars that read files, then run \
+                 `outrider ca rotate switch --dir {}`",
+                ca.name,
+                a.dir.display(),
+                a.dir.display(),
+                a.dir.display()
+            )
+        }),
+        RotateCommand::Switch(a) => rotate_switch(&a.dir).map(|()| {
+            format!(
+                "certificates are issued from the new CA now; the old one waits in {}/previous.\n\
+                 Once every sidecar has renewed (one workload certificate lifetime), run \
+                 `outrider ca rotate retire --dir {}`",
+                a.dir.display(),
+                a.dir.display()
+            )
+        }),
+        RotateCommand::Retire(a) => rotate_retire(&a.dir, a.grace).map(|n| {
+            format!(
+                "retired {n} root(s) from {}/bundle.pem and the previous issuer; peers still \
+                 holding a certificate from a retired root are refused from now on",
+                a.dir.display()
+            )
+        }),
+    };
+    match done {
+        Ok(said) => {
+            println!("{said}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("outrider ca rotate: {e}");
             ExitCode::from(1)
         }
     }

@@ -80,6 +80,18 @@ pub(crate) async fn start(s: &Settings) -> anyhow::Result<Credentials> {
             }
         }
     });
+    let mut bundles = creds.bundle_changes();
+    let roots = creds.clone();
+    tokio::spawn(async move {
+        loop {
+            catalogue::TRUST_ROOTS
+                .gauge(&[])
+                .set(roots.trust_roots() as f64);
+            if bundles.changed().await.is_err() {
+                return;
+            }
+        }
+    });
     let mut changes = creds.watch();
     tokio::spawn(async move {
         while changes.changed().await.is_ok() {

@@ -253,6 +253,12 @@ pub(crate) const CA_RELOADS: Metric = metric(
     &["result"],
     "Loadings of the CA service's directory after it changed, by result (loaded, refused).",
 );
+pub(crate) const TRUST_ROOTS: Metric = metric(
+    "outrider_trust_bundle_roots",
+    Gauge,
+    &[],
+    "How many roots the trust bundle in force holds (two while a CA is rotated).",
+);
 pub(crate) const CERT_EXPIRY: Metric = metric(
     "outrider_workload_cert_expiry_timestamp_seconds",
     Gauge,
@@ -380,6 +386,7 @@ pub(crate) const ALL: &[Metric] = &[
     CA_ISSUED,
     CA_REFUSED,
     CA_RELOADS,
+    TRUST_ROOTS,
     CERT_EXPIRY,
     CERT_GENERATION,
     CERT_EXPIRING_SOON,
