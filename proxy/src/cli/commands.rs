@@ -216,6 +216,17 @@ pub(crate) struct CaServeArgs {
     /// Open connections at most; past it a new connection is closed at once.
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=65536))]
     pub(crate) max_connections: u32,
+    /// The cluster's public keys (a JWKS: `kubectl get --raw /openid/v1/jwks`): pods' projected
+    /// service-account tokens then entitle to `(their namespace, their service account)`.
+    /// Read again when the file changes.
+    #[arg(long)]
+    pub(crate) kubernetes_jwks: Option<PathBuf>,
+    /// The issuer service-account tokens must name (the cluster's --service-account-issuer).
+    #[arg(long, default_value = "https://kubernetes.default.svc.cluster.local")]
+    pub(crate) kubernetes_issuer: String,
+    /// The audience service-account tokens must be for (the projected volume's audience).
+    #[arg(long, default_value = "outrider-ca")]
+    pub(crate) kubernetes_audience: String,
     /// How long a client has from connecting to a complete request head (TLS handshake
     /// included), and then for the body.
     #[arg(long, default_value = "10s", value_parser = super::parse_timeout)]

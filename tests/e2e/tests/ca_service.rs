@@ -258,3 +258,68 @@ async fn slow_clients_are_cut_off() {
         "{m}"
     );
 }
+
+#[tokio::test]
+async fn a_pods_service_account_token_obtains_its_identity_and_no_other() {
+    let cluster = outrider_testkit::jwt::Cluster::new();
+    let keys = tempfile::tempdir().unwrap();
+    let jwks = keys.path().join("jwks.json");
+    std::fs::write(&jwks, cluster.jwks()).unwrap();
+    let ca = CaService::init()
+        .serve(&["--kubernetes-jwks", jwks.to_str().unwrap()])
+        .await;
+    let claims = |sa: &str, aud: &str| {
+        outrider_testkit::jwt::Cluster::pod_claims("default", sa, aud, Duration::from_secs(3600))
+    };
+    let token_file = keys.path().join("token");
+    std::fs::write(
+        &token_file,
+        cluster.token("RS256", &claims("orders", "outrider-ca")),
+    )
+    .unwrap();
+
+    // A sidecar reads its projected token from a file and gets its certificate with it.
+    let mesh = outrider_testkit::Mesh::new();
+    let flags = [
+        "--sentry-address".to_owned(),
+        ca.addr.to_string(),
+        "--trust-anchors".to_owned(),
+        ca.anchors().to_string_lossy().into_owned(),
+        "--ca-token-file".to_owned(),
+        token_file.to_string_lossy().into_owned(),
+    ];
+    let _orders = mesh.sidecar("orders").args(flags.clone()).start().await;
+    // The same token does not make a sidecar payments, nor does one for another audience.
+    mesh.sidecar("payments")
+        .args(flags.clone())
+        .start_fails(
+            Duration::from_secs(30),
+            1,
+            &["service-account token is for orders", "403"],
+        )
+        .await;
+    std::fs::write(
+        &token_file,
+        cluster.token("ES256", &claims("orders", "api")),
+    )
+    .unwrap();
+    mesh.sidecar("orders")
+        .args(flags)
+        .start_fails(Duration::from_secs(30), 1, &["not for audience", "401"])
+        .await;
+    let m = ca.metrics().await;
+    assert_eq!(
+        sum_metric(
+            &m,
+            "outrider_ca_certificates_issued_total",
+            &["by=\"kubernetes\""]
+        ),
+        1.0,
+        "{m}"
+    );
+    assert_eq!(
+        sum_metric(&m, "outrider_ca_certificates_issued_total", &[]),
+        1.0,
+        "{m}"
+    );
+}

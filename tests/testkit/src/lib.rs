@@ -7,6 +7,7 @@ pub mod ca;
 pub mod client;
 pub mod collector;
 pub mod intercept;
+pub mod jwt;
 pub mod mesh;
 pub mod netns;
 pub mod pki;

@@ -14,8 +14,8 @@ use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 use outrider_certs::{
-    CA_SERVICE_APP_ID, Credentials, DevCa, RenewalSchedule, SignedChain, SigningRequest, SpiffeId,
-    TokenStore,
+    CA_SERVICE_APP_ID, Credentials, DevCa, KubernetesTokens, RenewalSchedule, SignedChain,
+    SigningRequest, SpiffeId, TokenStore,
 };
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -52,6 +52,8 @@ pub(super) struct Authority {
     /// The certificate the CA serves with.
     pub(super) own: Credentials,
     pub(super) tokens: TokenStore,
+    /// Verifies Kubernetes service-account tokens, when the cluster's keys were given.
+    pub(super) kubernetes: Option<KubernetesTokens>,
 }
 
 impl Authority {
@@ -61,6 +63,7 @@ impl Authority {
         trust_domain: &str,
         namespace: &str,
         ttl: Duration,
+        kubernetes: Option<KubernetesTokens>,
     ) -> anyhow::Result<Self> {
         let stamp = stamp(dir);
         let ca = DevCa::load(dir)?;
@@ -81,6 +84,7 @@ impl Authority {
             bundle,
             own,
             tokens: TokenStore::new(dir),
+            kubernetes,
         })
     }
 

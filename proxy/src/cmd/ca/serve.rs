@@ -19,7 +19,7 @@ use anyhow::Context;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use metrics_exporter_prometheus::PrometheusHandle;
-use outrider_certs::SpiffeId;
+use outrider_certs::{KubernetesTokens, SpiffeId};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
@@ -40,12 +40,20 @@ pub(crate) async fn run(args: CaServeArgs, metrics: PrometheusHandle) -> anyhow:
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
     serve::raise_fd_limit();
+    let kubernetes = match &args.kubernetes_jwks {
+        Some(jwks) => Some(
+            KubernetesTokens::new(jwks, &args.kubernetes_issuer, &args.kubernetes_audience)
+                .context("--kubernetes-jwks")?,
+        ),
+        None => None,
+    };
     let ca = Arc::new(
         Authority::load(
             &args.dir,
             &args.trust_domain,
             &args.namespace,
             args.workload_cert_ttl,
+            kubernetes,
         )
         .with_context(|| format!("loading the CA in {}", args.dir.display()))?,
     );

@@ -129,12 +129,7 @@ async fn entitle(
         ));
     };
     if !TokenStore::is_join_token(&token) {
-        return Err(refused(
-            "token",
-            StatusCode::UNAUTHORIZED,
-            "ERR_UNAUTHENTICATED",
-            "the token is not a join token of this CA".to_owned(),
-        ));
+        return kubernetes(ca, &token, wanted);
     }
     let (ca2, wanted2) = (ca.clone(), wanted.clone());
     let redeemed = tokio::task::spawn_blocking(move || {
@@ -175,6 +170,36 @@ async fn entitle(
                 StatusCode::UNAUTHORIZED,
                 "ERR_UNAUTHENTICATED",
                 "the join token is not valid (unknown, used up, revoked or expired)".to_owned(),
+            ))
+        }
+    }
+}
+
+/// A Kubernetes service-account token: its namespace and service account must be `wanted`'s.
+fn kubernetes(ca: &Authority, token: &str, wanted: &SpiffeId) -> Result<&'static str, ApiError> {
+    let Some(k8s) = &ca.kubernetes else {
+        return Err(refused("token", StatusCode::UNAUTHORIZED, "ERR_UNAUTHENTICATED", "the token is not a join token of this CA (service-account tokens need --kubernetes-jwks)".to_owned()));
+    };
+    match k8s.verify(token, SystemTime::now()) {
+        Ok(e) if e.namespace == wanted.namespace() && e.app_id == wanted.app_id() => {
+            Ok("kubernetes")
+        }
+        Ok(e) => Err(refused(
+            "not_entitled",
+            StatusCode::FORBIDDEN,
+            "ERR_NOT_ENTITLED",
+            format!(
+                "the service-account token is for {} in namespace {}, not {wanted} (on Kubernetes an app id is its service account's name)",
+                e.app_id, e.namespace
+            ),
+        )),
+        Err(e) => {
+            tracing::info!(reason = %e, identity = %wanted, "refused a service-account token");
+            Err(refused(
+                "token",
+                StatusCode::UNAUTHORIZED,
+                "ERR_UNAUTHENTICATED",
+                format!("the service-account token is not valid: {e}"),
             ))
         }
     }
