@@ -172,6 +172,11 @@ pub(crate) struct RunArgs {
     /// PEM private key of the leaf.
     #[arg(long, env = "OUTRIDER_CERT_KEY")]
     pub(crate) cert_key: Option<PathBuf>,
+    /// `standalone` or `kubernetes` (daprd's flag): in `kubernetes` the default resolver, when the
+    /// Configuration names none, is `dns` (other pods through their headless Services) instead
+    /// of the local registry.
+    #[arg(long, env = "OUTRIDER_MODE", default_value = "standalone", value_parser = ["standalone", "kubernetes"])]
+    pub(crate) mode: String,
     /// The CA service (`outrider ca serve`) to get this sidecar's certificate from, host:port.
     /// The key is made here and never leaves the process; the first certificate is authorised
     /// by a join token (OUTRIDER_CA_TOKEN or --ca-token-file), renewals by the current one.

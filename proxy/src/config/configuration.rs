@@ -128,7 +128,11 @@ fn name_resolution(
     file: &str,
     problems: &mut Vec<Problem>,
 ) -> Option<Resolution> {
-    let resolution = match cfg.spec.name_resolution.validate(&args.namespace) {
+    let mut named = cfg.spec.name_resolution.clone();
+    if named.component.is_empty() && args.mode == "kubernetes" {
+        named.component = "dns".into();
+    }
+    let resolution = match named.validate(&args.namespace) {
         Ok(r) => r,
         Err(errs) => {
             problems.extend(within(file, errs));

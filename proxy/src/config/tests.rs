@@ -16,7 +16,6 @@ fn args(extra: &[&str]) -> RunArgs {
 
 fn env() -> Env {
     Env {
-        ca_token: None,
         home: Some("/home/u".into()),
         ..Env::default()
     }
@@ -193,4 +192,72 @@ fn the_mesh_transport_comes_from_the_flag_else_the_configuration() {
         "{}",
         errs[0]
     );
+}
+
+#[test]
+fn kubernetes_mode_finds_pods_through_dns_unless_the_configuration_says_otherwise() {
+    let s = load(&args(&["--mode", "kubernetes"]), &env()).unwrap();
+    assert!(
+        matches!(s.resolver, ResolverConfig::Dns(_)),
+        "{:?}",
+        s.resolver
+    );
+    let s = load(&args(&["--mode", "standalone"]), &env()).unwrap();
+    assert_eq!(s.resolver, ResolverConfig::Local);
+    assert!(Cli::try_parse_from(["outrider", "run", "--app-id", "a", "--mode", "cloud"]).is_err());
+}
+
+#[test]
+fn the_ca_service_needs_its_anchors_and_is_the_only_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let anchors = dir.path().join("bundle.pem");
+    std::fs::write(&anchors, "x").unwrap();
+    let a = anchors.to_str().unwrap();
+    let s = load(
+        &args(&["--sentry-address", "ca:50001", "--trust-anchors", a]),
+        &env(),
+    )
+    .unwrap();
+    let IdentitySource::CaService(cfg) = &s.identity else {
+        panic!("{:?}", s.identity)
+    };
+    assert_eq!(
+        (cfg.address.as_str(), cfg.namespace.as_str()),
+        ("ca:50001", "default")
+    );
+    assert!(matches!(cfg.token, JoinToken::None));
+    let with_token = Env {
+        ca_token: Some("ojt1.x".into()),
+        ..env()
+    };
+    let s = load(
+        &args(&["--ca-address", "ca:50001", "--trust-anchors", a]),
+        &with_token,
+    )
+    .unwrap();
+    assert!(
+        matches!(&s.identity, IdentitySource::CaService(c) if matches!(c.token, JoinToken::Value(_)))
+    );
+    for (flags, says) in [
+        (vec!["--sentry-address", "ca:50001"], "--trust-anchors"),
+        (
+            vec!["--sentry-address", "ca", "--trust-anchors", a],
+            "not host:port",
+        ),
+        (
+            vec![
+                "--sentry-address",
+                "ca:1",
+                "--trust-anchors",
+                a,
+                "--ca-dir",
+                "/x",
+            ],
+            "one source only",
+        ),
+        (vec!["--trust-anchors", a], "go with --sentry-address"),
+    ] {
+        let problems = load(&args(&flags), &env()).unwrap_err().to_string();
+        assert!(problems.contains(says), "{flags:?}: {problems}");
+    }
 }
