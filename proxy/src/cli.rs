@@ -14,7 +14,7 @@ use crate::net::serve::Limits;
 
 mod commands;
 pub(crate) use commands::{
-    CaCommand, CaInitArgs, CaServeArgs, CheckArgs, InitArgs, PolicyCommand, ProxyArgs,
+    CaCommand, CaInitArgs, CaServeArgs, CheckArgs, InitArgs, InjectArgs, PolicyCommand, ProxyArgs,
     RotateCommand, TokenCommand, TokenCreateArgs,
 };
 
@@ -42,6 +42,10 @@ pub(crate) enum Command {
     /// Manage a certificate authority of one's own for the mesh.
     #[command(subcommand)]
     Ca(CaCommand),
+    /// Read Kubernetes YAML (a file or standard input) and write it to standard output with
+    /// Outrider added as a native sidecar to every pod template annotated
+    /// `dapr.io/enabled: "true"`, its flags taken from Dapr's `dapr.io/*` annotations.
+    Inject(InjectArgs),
 }
 
 /// Flags of `outrider run`.

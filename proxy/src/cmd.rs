@@ -1,8 +1,10 @@
 //! Subcommands other than `run`: `outrider proxy` (the L7 proxy on its own),
 //! `outrider policy check` (one access decision, explained), `outrider init` (the nat rules
-//! of transparent interception) and `outrider ca init` (a CA of one's own).
+//! of transparent interception), `outrider ca …` (a CA of one's own: init, serve, token,
+//! rotate) and `outrider inject` (the sidecar added to Kubernetes pod templates).
 
 pub(crate) mod ca;
 pub(crate) mod init;
+pub(crate) mod inject;
 pub(crate) mod policy;
 pub(crate) mod proxy;

@@ -30,6 +30,11 @@ use outrider_policy::files::Sources;
 
 use crate::cli::{Env, Listen, ListenerLimits, RunArgs};
 
+/// Whether `s` may be an app id: letters, digits, `-`, `_`.
+pub(crate) fn is_app_id(s: &str) -> bool {
+    flags::is_name(s)
+}
+
 /// How this sidecar obtains its workload certificate.
 #[derive(Clone, Debug)]
 pub(crate) enum IdentitySource {

@@ -81,6 +81,7 @@ where
         Command::Proxy(args) => return proxy(args),
         Command::Init(args) => return cmd::init::run(&args),
         Command::Ca(CaCommand::Init(args)) => return cmd::ca::init(&args),
+        Command::Inject(args) => return cmd::inject::run(&args),
         Command::Ca(CaCommand::Token(TokenCommand::Create(args))) => {
             return cmd::ca::token_create(&args);
         }

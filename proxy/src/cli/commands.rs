@@ -283,3 +283,33 @@ pub(crate) struct CaInitArgs {
     #[arg(long, requires = "root_cert")]
     pub(crate) root_key: Option<PathBuf>,
 }
+
+/// Flags of `outrider inject`.
+#[derive(Debug, Args)]
+pub(crate) struct InjectArgs {
+    /// Read this file instead of standard input.
+    #[arg(long, short = 'f')]
+    pub(crate) file: Option<PathBuf>,
+    /// The sidecar's image (`dapr.io/sidecar-image` overrides it per pod).
+    #[arg(
+        long,
+        env = "OUTRIDER_SIDECAR_IMAGE",
+        default_value = "ghcr.io/outrider-mesh/outrider:0.1.0"
+    )]
+    pub(crate) image: String,
+    /// The CA service sidecars get their certificates from.
+    #[arg(
+        long,
+        default_value = "outrider-ca.outrider-system.svc.cluster.local:50001"
+    )]
+    pub(crate) sentry_address: String,
+    /// The CA service's namespace.
+    #[arg(long, default_value = "outrider-system")]
+    pub(crate) control_plane_namespace: String,
+    /// The trust domain (the cluster's).
+    #[arg(long, default_value = "cluster.local")]
+    pub(crate) trust_domain: String,
+    /// The ConfigMap, in each app's namespace, holding the CA's `bundle.pem`.
+    #[arg(long, default_value = "outrider-trust-anchors")]
+    pub(crate) trust_anchors_configmap: String,
+}

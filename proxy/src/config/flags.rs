@@ -38,7 +38,7 @@ pub(super) fn check(args: &RunArgs, env: &Env, problems: &mut Vec<Problem>) -> O
 
 /// Whether `s` may be an app id or namespace: letters, digits, `-`, `_`; no dots, because
 /// `app.namespace` names another namespace.
-fn is_name(s: &str) -> bool {
+pub(super) fn is_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 253
         && s.bytes()

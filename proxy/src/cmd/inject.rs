@@ -1,0 +1,208 @@
+//! `outrider inject`: Kubernetes YAML in, the same YAML out with Outrider added as a native
+//! sidecar to every pod template whose annotations say `dapr.io/enabled: "true"`.
+//!
+//! Pods, Deployments, StatefulSets, DaemonSets, ReplicaSets, Jobs and CronJobs are looked into
+//! (and the items of a `List`); every other document passes through unchanged, as does a pod
+//! template without the annotation or with a sidecar already. The sidecar's flags come from
+//! Dapr's `dapr.io/*` annotations ([`sidecar`]); one this sidecar has no use for is named on
+//! standard error, never dropped silently. Nothing is written unless every document is read and
+//! every annotation understood: a bad input leaves standard output empty and exits 1.
+//!
+//! The output is YAML again: the same documents in the same order, keys sorted, comments gone.
+
+mod sidecar;
+
+use std::io::{Read, Write};
+use std::process::ExitCode;
+
+use serde_json::Value;
+
+use crate::cli::InjectArgs;
+
+/// Reads, injects, writes. Exit status: 0 written, 1 refused (nothing written).
+pub(crate) fn run(args: &InjectArgs) -> ExitCode {
+    let mut input = String::new();
+    let read = match &args.file {
+        Some(path) => std::fs::read_to_string(path)
+            .map(|s| input = s)
+            .map_err(|e| format!("{}: {e}", path.display())),
+        None => std::io::stdin()
+            .read_to_string(&mut input)
+            .map(|_| ())
+            .map_err(|e| format!("standard input: {e}")),
+    };
+    let out = read.and_then(|()| inject_all(&input, args));
+    match out {
+        Ok((yaml, notes)) => {
+            for n in notes {
+                eprintln!("outrider inject: {n}");
+            }
+            let mut stdout = std::io::stdout().lock();
+            if stdout
+                .write_all(yaml.as_bytes())
+                .and_then(|()| stdout.flush())
+                .is_err()
+            {
+                return ExitCode::from(1);
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("outrider inject: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Every document of `input`, injected, as one YAML stream; and the notes for the operator.
+pub(crate) fn inject_all(input: &str, args: &InjectArgs) -> Result<(String, Vec<String>), String> {
+    let docs: Vec<Value> =
+        serde_saphyr::from_multiple(input).map_err(|e| format!("not valid YAML: {e}"))?;
+    let mut notes = Vec::new();
+    let mut out = String::new();
+    for (i, mut doc) in docs.into_iter().enumerate() {
+        if doc.is_null() {
+            continue;
+        }
+        if !doc.is_object() {
+            return Err(format!(
+                "document {}: not a Kubernetes object (a mapping with kind)",
+                i + 1
+            ));
+        }
+        let at = describe(&doc, i);
+        inject_doc(&mut doc, &at, args, &mut notes)?;
+        let yaml = serde_saphyr::to_string(&doc).map_err(|e| format!("{at}: writing YAML: {e}"))?;
+        out.push_str("---\n");
+        out.push_str(&yaml);
+        if !yaml.ends_with('\n') {
+            out.push('\n');
+        }
+    }
+    Ok((out, notes))
+}
+
+/// `document 2 (Deployment orders)`, for messages.
+fn describe(doc: &Value, i: usize) -> String {
+    let kind = doc.get("kind").and_then(Value::as_str).unwrap_or("?");
+    let name = doc
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("?");
+    format!("document {} ({kind} {name})", i + 1)
+}
+
+fn inject_doc(
+    doc: &mut Value,
+    at: &str,
+    args: &InjectArgs,
+    notes: &mut Vec<String>,
+) -> Result<(), String> {
+    let kind = doc
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let name = doc
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let template = match kind.as_str() {
+        "List" => {
+            if let Some(items) = doc.get_mut("items").and_then(Value::as_array_mut) {
+                for (j, item) in items.iter_mut().enumerate() {
+                    let item_at = format!("{at}, item {}", j + 1);
+                    inject_doc(item, &item_at, args, notes)?;
+                }
+            }
+            return Ok(());
+        }
+        "Pod" => Some(doc),
+        "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" | "Job" => {
+            doc.pointer_mut("/spec/template")
+        }
+        "CronJob" => doc.pointer_mut("/spec/jobTemplate/spec/template"),
+        _ => None,
+    };
+    let Some(template) = template else {
+        return Ok(());
+    };
+    let annotations = template
+        .pointer("/metadata/annotations")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    if !sidecar::enabled(&annotations).map_err(|e| format!("{at}: {e}"))? {
+        return Ok(());
+    }
+    sidecar::inject(template, &annotations, &name, args, notes)
+        .map_err(|e| format!("{at}: {e}"))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use crate::cli::{Cli, Command};
+
+    /// The flags of every sidecar injected into `yaml`, as `outrider run` would parse them.
+    fn injected_args(yaml: &str) -> Vec<Vec<String>> {
+        let Command::Inject(args) = Cli::try_parse_from(["outrider", "inject"]).unwrap().command
+        else {
+            unreachable!()
+        };
+        let (out, _) = super::inject_all(yaml, &args).unwrap();
+        let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&out).unwrap();
+        docs.iter()
+            .filter_map(|d| d.pointer("/spec/template/spec/initContainers/0/args"))
+            .map(|a| serde_json::from_value(a.clone()).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn every_annotation_becomes_a_flag_the_sidecar_accepts() {
+        let yaml = r#"
+kind: Deployment
+metadata: {name: orders}
+spec:
+  template:
+    metadata:
+      annotations:
+        dapr.io/enabled: "true"
+        dapr.io/app-port: "8080"
+        dapr.io/app-protocol: grpc
+        dapr.io/log-level: warn
+        dapr.io/enable-api-logging: "false"
+        dapr.io/log-as-json: "true"
+        dapr.io/graceful-shutdown-seconds: "9"
+        dapr.io/app-channel-address: 127.0.0.1
+        dapr.io/metrics-port: "9191"
+        dapr.io/http-max-request-size: "8"
+        dapr.io/config: cfg
+    spec:
+      containers: [{name: app, image: app}]
+"#;
+        let args = injected_args(yaml);
+        assert_eq!(args.len(), 1);
+        let argv: Vec<&str> = std::iter::once("outrider")
+            .chain(args[0].iter().map(String::as_str))
+            .collect();
+        let Command::Run(run) = Cli::try_parse_from(&argv)
+            .unwrap_or_else(|e| panic!("{argv:?}: {e}"))
+            .command
+        else {
+            panic!("not run")
+        };
+        assert_eq!(run.app_port, Some(8080));
+        assert_eq!(run.app_protocol, "grpc");
+        assert_eq!(run.enable_api_logging, Some(false));
+        assert!(run.log_as_json);
+        assert_eq!(run.graceful_shutdown_seconds, 9);
+        assert_eq!(run.metrics_port, 9191);
+        assert_eq!(run.max_body_size, 8 << 20);
+        assert_eq!(run.mode, "kubernetes");
+        assert!(run.sentry_address.is_some() && run.ca_token_file.is_some());
+    }
+}
