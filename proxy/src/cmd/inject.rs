@@ -10,6 +10,7 @@
 //!
 //! The output is YAML again: the same documents in the same order, keys sorted, comments gone.
 
+mod annotations;
 mod sidecar;
 
 use std::io::{Read, Write};
@@ -133,7 +134,7 @@ fn inject_doc(
         .and_then(Value::as_object)
         .cloned()
         .unwrap_or_default();
-    if !sidecar::enabled(&annotations).map_err(|e| format!("{at}: {e}"))? {
+    if !sidecar::enabled(&annotations, &name, notes) {
         return Ok(());
     }
     sidecar::inject(template, &annotations, &name, args, notes)
@@ -180,6 +181,8 @@ spec:
         dapr.io/app-channel-address: 127.0.0.1
         dapr.io/metrics-port: "9191"
         dapr.io/http-max-request-size: "8"
+        dapr.io/grpc-port: "50011"
+        dapr.io/internal-grpc-port: "50012"
         dapr.io/config: cfg
     spec:
       containers: [{name: app, image: app}]
@@ -203,6 +206,14 @@ spec:
         assert_eq!(run.metrics_port, 9191);
         assert_eq!(run.max_body_size, 8 << 20);
         assert_eq!(run.mode, "kubernetes");
+        assert_eq!(
+            (run.dapr_grpc_port, run.mesh_port),
+            (Some(50011), Some(50012))
+        );
+        assert_eq!(
+            run.config.as_deref(),
+            Some(std::path::Path::new("/etc/outrider/config/config.yaml"))
+        );
         assert!(run.sentry_address.is_some() && run.ca_token_file.is_some());
     }
 }

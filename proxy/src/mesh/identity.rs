@@ -21,47 +21,11 @@ const EXPIRY_WARNING: Duration = Duration::from_secs(30 * 24 * 3600);
 /// (by the development CA or the CA service).
 pub(crate) async fn start(s: &Settings) -> anyhow::Result<Credentials> {
     let id = SpiffeId::new(&s.trust_domain, &s.namespace, &s.app_id)?;
-    // Certificates nobody here renews, checked now and daily.
-    let mut watched: Vec<(&'static str, SystemTime)> = Vec::new();
-    let (creds, renewed) = match &s.identity {
-        IdentitySource::DevCa { dir } => {
-            let ca = DevCa::load_or_create(dir)?;
-            watched.push(("issuing CA", ca.not_after()));
-            let creds = Credentials::new(
-                id.clone(),
-                &ca.trust_bundle(),
-                ca.issue(&id, s.workload_cert_ttl)?,
-            )?;
-            tokio::spawn(renew_forever(
-                creds.clone(),
-                ca,
-                RenewalSchedule {
-                    ttl: s.workload_cert_ttl,
-                },
-            ));
-            (creds, true)
-        }
-        IdentitySource::CaService(cfg) => {
-            let client = std::sync::Arc::new(ca_client::CaClient::new(cfg, &s.trust_domain)?);
-            let (bundle, cert) = client.first(&id).await.map_err(|e| {
-                anyhow::anyhow!("no certificate from the CA service at {}: {e}", cfg.address)
-            })?;
-            let creds = Credentials::new(id, &bundle, cert)?;
-            ca_client::follow(client, creds.clone());
-            (creds, true)
-        }
-        IdentitySource::Files { bundle, chain, key } => {
-            let files = CredentialFiles {
-                bundle: bundle.clone(),
-                chain: chain.clone(),
-                key: key.clone(),
-            };
-            let pem = files.read()?;
-            let creds = Credentials::from_files(id, &files, &pem)?;
-            files::watch(creds.clone(), files, pem.fingerprint());
-            (creds, false)
-        }
-    };
+    let Obtained {
+        creds,
+        renewed,
+        watched,
+    } = obtain(s, id).await?;
     let info = creds.info();
     tracing::info!(identity = %creds.id(), serial = %info.serial, "workload certificate loaded");
     record(&info);
@@ -101,6 +65,59 @@ pub(crate) async fn start(s: &Settings) -> anyhow::Result<Credentials> {
         }
     });
     Ok(creds)
+}
+
+/// Credentials, whether someone here renews them, and certificates nobody here renews (checked
+/// now and daily for expiry).
+struct Obtained {
+    creds: Credentials,
+    renewed: bool,
+    watched: Vec<(&'static str, SystemTime)>,
+}
+
+async fn obtain(s: &Settings, id: SpiffeId) -> anyhow::Result<Obtained> {
+    let mut watched = Vec::new();
+    let (creds, renewed) = match &s.identity {
+        IdentitySource::DevCa { dir } => {
+            let ca = DevCa::load_or_create(dir)?;
+            watched.push(("issuing CA", ca.not_after()));
+            let creds = Credentials::new(
+                id.clone(),
+                &ca.trust_bundle(),
+                ca.issue(&id, s.workload_cert_ttl)?,
+            )?;
+            let schedule = RenewalSchedule {
+                ttl: s.workload_cert_ttl,
+            };
+            tokio::spawn(renew_forever(creds.clone(), ca, schedule));
+            (creds, true)
+        }
+        IdentitySource::CaService(cfg) => {
+            let client = std::sync::Arc::new(ca_client::CaClient::new(cfg, &s.trust_domain)?);
+            let (bundle, cert) = client.first(&id).await.map_err(|e| {
+                anyhow::anyhow!("no certificate from the CA service at {}: {e}", cfg.address)
+            })?;
+            let creds = Credentials::new(id, &bundle, cert)?;
+            ca_client::follow(client, creds.clone());
+            (creds, true)
+        }
+        IdentitySource::Files { bundle, chain, key } => {
+            let files = CredentialFiles {
+                bundle: bundle.clone(),
+                chain: chain.clone(),
+                key: key.clone(),
+            };
+            let pem = files.read()?;
+            let creds = Credentials::from_files(id, &files, &pem)?;
+            files::watch(creds.clone(), files, pem.fingerprint());
+            (creds, false)
+        }
+    };
+    Ok(Obtained {
+        creds,
+        renewed,
+        watched,
+    })
 }
 
 fn record(info: &CertInfo) {

@@ -151,9 +151,17 @@ fn bad_input_is_refused_and_nothing_is_written() {
             "dapr.io/app-port",
         ),
         (
-            "an enabled flag that is not a boolean",
-            deployment.replace("dapr.io/enabled: \"true\"", "dapr.io/enabled: \"maybe\""),
-            "dapr.io/enabled",
+            "a boolean that is neither",
+            deployment.replace(
+                "dapr.io/log-as-json: \"true\"",
+                "dapr.io/log-as-json: \"maybe\"",
+            ),
+            "dapr.io/log-as-json",
+        ),
+        (
+            "a mount of a volume the pod lacks",
+            deployment.replace("cache:/var/cache/orders", "certs:/certs"),
+            "no volume \"certs\"",
         ),
         (
             "an app id with a slash",
@@ -170,7 +178,9 @@ fn bad_input_is_refused_and_nothing_is_written() {
         ),
         (
             "a volume name already taken",
-            deployment.replace("name: cache", "name: outrider-data"),
+            deployment
+                .replace("name: cache", "name: outrider-data")
+                .replace("cache:/var", "outrider-data:/var"),
             "outrider-data",
         ),
     ];

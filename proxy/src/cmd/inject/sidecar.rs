@@ -1,86 +1,47 @@
 //! The sidecar added to one pod template: a native sidecar (an init container with
-//! `restartPolicy: Always`) whose flags come from Dapr's `dapr.io/*` annotations, with the
+//! `restartPolicy: Always`, first among them) whose flags come from Dapr's annotations, with the
 //! volumes it needs — its service-account token for the CA service, the trust anchors, a data
-//! directory, and the Configuration and resources when annotations name them.
+//! directory, and the Configuration when `dapr.io/config` names one — and, as Dapr's injector
+//! does, `DAPR_HTTP_PORT`, `DAPR_GRPC_PORT` and `APP_PROTOCOL` for the app's containers.
 
 use serde_json::{Map, Value, json};
 
+use super::annotations::{self as a, FLAGS, HANDLED};
 use crate::cli::InjectArgs;
 
-/// The container's name; a pod template holding one already is left as it is.
+/// The container's name.
 pub(crate) const NAME: &str = "outrider";
+/// A pod template with a container of one of these names has a sidecar already.
+const SIDECARS: [&str; 2] = [NAME, "daprd"];
 
-/// Annotations turned into flags: annotation, flag, what the value must be.
-const FLAGS: &[(&str, &str, Kind)] = &[
-    ("dapr.io/app-port", "--app-port", Kind::Port),
-    (
-        "dapr.io/app-protocol",
-        "--app-protocol",
-        Kind::OneOf(&["http", "https", "grpc", "grpcs", "h2c"]),
-    ),
-    (
-        "dapr.io/log-level",
-        "--log-level",
-        Kind::OneOf(&["debug", "info", "warn", "error"]),
-    ),
-    (
-        "dapr.io/enable-api-logging",
-        "--enable-api-logging",
-        Kind::Bool,
-    ),
-    ("dapr.io/log-as-json", "--log-as-json", Kind::Switch),
-    (
-        "dapr.io/graceful-shutdown-seconds",
-        "--graceful-shutdown-seconds",
-        Kind::Number,
-    ),
-    (
-        "dapr.io/app-channel-address",
-        "--app-channel-address",
-        Kind::Text,
-    ),
-    ("dapr.io/metrics-port", "--metrics-port", Kind::Port),
-    (
-        "dapr.io/http-max-request-size",
-        "--max-body-size",
-        Kind::Megabytes,
-    ),
-];
-
-/// Annotations read elsewhere here (enabled, app id, image, resources, env, secrets, config).
-const HANDLED: &[&str] = &[
-    "dapr.io/enabled",
-    "dapr.io/app-id",
-    "dapr.io/config",
-    "dapr.io/sidecar-image",
-    "dapr.io/env",
-    "dapr.io/api-token-secret",
-    "dapr.io/app-token-secret",
-    "dapr.io/sidecar-cpu-limit",
-    "dapr.io/sidecar-memory-limit",
-    "dapr.io/sidecar-cpu-request",
-    "dapr.io/sidecar-memory-request",
-];
-
-#[derive(Clone, Copy)]
-enum Kind {
-    Port,
-    Number,
-    Bool,
-    /// A flag present when the value is true.
-    Switch,
-    Text,
-    OneOf(&'static [&'static str]),
-    /// A size in MB, as Dapr counts it, given to the sidecar in MiB.
-    Megabytes,
+/// Whether `dapr.io/enabled` asks for a sidecar: only `true` (any case) does, as with Dapr's
+/// injector; another value that is not plainly false is pointed out.
+pub(crate) fn enabled(
+    annotations: &Map<String, Value>,
+    owner: &str,
+    notes: &mut Vec<String>,
+) -> bool {
+    let Some(v) = annotations.get("dapr.io/enabled") else {
+        return false;
+    };
+    let said = a::text("dapr.io/enabled", v).unwrap_or_default();
+    if said.eq_ignore_ascii_case("true") {
+        return true;
+    }
+    if !matches!(a::boolean("dapr.io/enabled", v), Ok(false)) {
+        notes.push(format!(
+            "{owner}: dapr.io/enabled is {said:?}; only \"true\" adds a sidecar; left as it is"
+        ));
+    }
+    false
 }
 
-/// Whether `dapr.io/enabled` asks for a sidecar.
-pub(crate) fn enabled(annotations: &Map<String, Value>) -> Result<bool, String> {
-    match annotations.get("dapr.io/enabled") {
-        None => Ok(false),
-        Some(v) => boolean("dapr.io/enabled", v),
-    }
+/// The sidecar's listening ports.
+struct Ports {
+    http: u16,
+    grpc: u16,
+    mesh: u16,
+    metrics: u16,
 }
 
 /// Adds the sidecar and its volumes to `template` (a pod or pod template). `owner` is the name
@@ -96,28 +57,61 @@ pub(crate) fn inject(
         .get_mut("spec")
         .and_then(Value::as_object_mut)
         .ok_or("the pod template has no spec")?;
-    let has_ours = ["initContainers", "containers"].iter().any(|list| {
-        spec.get(*list).and_then(Value::as_array).is_some_and(|cs| {
-            cs.iter()
-                .any(|c| c.get("name").and_then(Value::as_str) == Some(NAME))
-        })
-    });
-    if has_ours {
+    if let Some(name) = sidecar_in(spec) {
         notes.push(format!(
-            "{owner}: already has a container named {NAME}; left as it is"
+            "{owner}: already has a container named {name}; left as it is"
         ));
         return Ok(());
     }
-    let app_id = match annotations.get("dapr.io/app-id") {
-        Some(v) => text("dapr.io/app-id", v)?,
-        None if !owner.is_empty() => owner.to_owned(),
-        None => return Err("no dapr.io/app-id and no metadata.name to take it from".into()),
-    };
-    if !crate::config::is_app_id(&app_id) {
-        return Err(format!(
-            "dapr.io/app-id {app_id:?}: letters, digits, '-' and '_' only"
-        ));
+    let app_id = app_id(annotations, owner)?;
+    notes.extend(warnings(spec, annotations, &app_id));
+    let ports = Ports::from(annotations)?;
+    let (volumes, mounts, config) = volumes(annotations, args, spec)?;
+    let container = container(annotations, &app_id, args, &ports, mounts, config)?;
+    let protocol = annotations
+        .get("dapr.io/app-protocol")
+        .map_or(Ok("http".to_owned()), |v| {
+            a::text("dapr.io/app-protocol", v)
+        })?;
+    tell_the_app(spec, &ports, &protocol)?;
+    let inits = spec.entry("initContainers").or_insert_with(|| json!([]));
+    let inits = inits
+        .as_array_mut()
+        .ok_or("spec.initContainers is not a list")?;
+    // First among the init containers: the app's own init containers may use its APIs.
+    inits.insert(0, container);
+    let vols = spec.entry("volumes").or_insert_with(|| json!([]));
+    let vols = vols.as_array_mut().ok_or("spec.volumes is not a list")?;
+    for v in volumes {
+        if vols.iter().any(|have| have.get("name") == v.get("name")) {
+            return Err(format!("the pod already has a volume named {}", v["name"]));
+        }
+        vols.push(v);
     }
+    label(template, &app_id);
+    Ok(())
+}
+
+/// Dapr's labels of an injected pod.
+fn label(template: &mut Value, app_id: &str) {
+    let labels = template
+        .pointer_mut("/metadata")
+        .and_then(Value::as_object_mut)
+        .map(|m| m.entry("labels").or_insert_with(|| json!({})));
+    if let Some(Value::Object(labels)) = labels {
+        labels.insert("dapr.io/app-id".into(), app_id.into());
+        labels.insert("dapr.io/sidecar-injected".into(), "true".into());
+    }
+}
+
+/// What the operator should hear: a service account that is not the app id, and annotations
+/// this sidecar has no use for.
+fn warnings(
+    spec: &Map<String, Value>,
+    annotations: &Map<String, Value>,
+    app_id: &str,
+) -> Vec<String> {
+    let mut notes = Vec::new();
     let account = spec
         .get("serviceAccountName")
         .and_then(Value::as_str)
@@ -127,16 +121,68 @@ pub(crate) fn inject(
             "{app_id}: runs as service account {account:?}; the CA service issues the identity of the service account, so set serviceAccountName: {app_id}"
         ));
     }
-    for (name, _) in annotations {
+    for name in annotations.keys() {
         if name.starts_with("dapr.io/")
             && !HANDLED.contains(&name.as_str())
-            && !FLAGS.iter().any(|(a, _, _)| a == name)
+            && !FLAGS.iter().any(|(n, _, _)| n == name)
         {
             notes.push(format!(
                 "{app_id}: annotation {name} has no effect on this sidecar; ignored"
             ));
         }
     }
+    notes
+}
+
+impl Ports {
+    fn from(annotations: &Map<String, Value>) -> Result<Self, String> {
+        let port = |name: &str, default: u16| {
+            annotations
+                .get(name)
+                .map_or(Ok(default), |v| a::port(name, v))
+        };
+        Ok(Self {
+            http: 3500,
+            grpc: port("dapr.io/grpc-port", 50001)?,
+            mesh: port("dapr.io/internal-grpc-port", 50002)?,
+            metrics: port("dapr.io/metrics-port", 9090)?,
+        })
+    }
+}
+
+/// The name of a sidecar container the pod already has.
+fn sidecar_in(spec: &Map<String, Value>) -> Option<&'static str> {
+    ["initContainers", "containers"].iter().find_map(|list| {
+        let names = spec.get(*list)?.as_array()?;
+        SIDECARS.into_iter().find(|s| {
+            names
+                .iter()
+                .any(|c| c.get("name").and_then(Value::as_str) == Some(*s))
+        })
+    })
+}
+
+fn app_id(annotations: &Map<String, Value>, owner: &str) -> Result<String, String> {
+    let id = match annotations.get("dapr.io/app-id") {
+        Some(v) => a::text("dapr.io/app-id", v)?,
+        None if !owner.is_empty() => owner.to_owned(),
+        None => return Err("no dapr.io/app-id and no metadata.name to take it from".into()),
+    };
+    if !crate::config::is_app_id(&id) {
+        return Err(format!(
+            "dapr.io/app-id {id:?}: letters, digits, '-' and '_' only"
+        ));
+    }
+    Ok(id)
+}
+
+/// The pod's new volumes, the sidecar's mounts (with `dapr.io/volume-mounts[-rw]` of the pod's
+/// own volumes), and the `--config` file if `dapr.io/config` names a ConfigMap.
+fn volumes(
+    annotations: &Map<String, Value>,
+    args: &InjectArgs,
+    spec: &Map<String, Value>,
+) -> Result<(Vec<Value>, Vec<Value>, Option<String>), String> {
     let mut volumes = vec![
         json!({"name": "outrider-ca-token", "projected": {"sources": [{"serviceAccountToken": {
             "audience": "outrider-ca", "expirationSeconds": 3600, "path": "token"}}]}}),
@@ -148,190 +194,175 @@ pub(crate) fn inject(
         json!({"name": "outrider-trust-anchors", "mountPath": "/var/run/secrets/outrider.io/trust-anchors", "readOnly": true}),
         json!({"name": "outrider-data", "mountPath": "/var/lib/outrider"}),
     ];
-    let mut flags = vec![
-        "run".to_owned(),
-        "--mode".into(),
-        "kubernetes".into(),
-        "--app-id".into(),
-        app_id.clone(),
-        "--sentry-address".into(),
-        args.sentry_address.clone(),
-        "--trust-anchors".into(),
-        "/var/run/secrets/outrider.io/trust-anchors/bundle.pem".into(),
-        "--ca-token-file".into(),
-        "/var/run/secrets/outrider.io/ca-token/token".into(),
-        "--control-plane-namespace".into(),
-        args.control_plane_namespace.clone(),
-        "--trust-domain".into(),
-        args.trust_domain.clone(),
-        "--data-dir".into(),
-        "/var/lib/outrider".into(),
-    ];
-    for (annotation, flag, kind) in FLAGS {
-        if let Some(v) = annotations.get(*annotation) {
-            flags.extend(flag_of(annotation, flag, *kind, v)?);
-        }
-    }
+    let mut config = None;
     if let Some(v) = annotations.get("dapr.io/config") {
-        let name = text("dapr.io/config", v)?;
+        let name = a::text("dapr.io/config", v)?;
         volumes.push(json!({"name": "outrider-config", "configMap": {"name": name}}));
         mounts.push(json!({"name": "outrider-config", "mountPath": "/etc/outrider/config", "readOnly": true}));
-        flags.extend(["--config".into(), "/etc/outrider/config/config.yaml".into()]);
+        config = Some("/etc/outrider/config/config.yaml".to_owned());
     }
-    let metrics_port = match annotations.get("dapr.io/metrics-port") {
-        Some(v) => number("dapr.io/metrics-port", v)?,
-        None => 9090,
-    };
-    let image = match annotations.get("dapr.io/sidecar-image") {
-        Some(v) => text("dapr.io/sidecar-image", v)?,
-        None => args.image.clone(),
-    };
-    let container = json!({
+    let own: Vec<&str> = spec
+        .get("volumes")
+        .and_then(Value::as_array)
+        .map(|vs| {
+            vs.iter()
+                .filter_map(|v| v.get("name").and_then(Value::as_str))
+                .collect()
+        })
+        .unwrap_or_default();
+    for (annotation, read_only) in [
+        ("dapr.io/volume-mounts", true),
+        ("dapr.io/volume-mounts-rw", false),
+    ] {
+        let Some(v) = annotations.get(annotation) else {
+            continue;
+        };
+        for item in a::text(annotation, v)?
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
+            let Some((name, path)) = item
+                .split_once(':')
+                .filter(|(n, p)| !n.is_empty() && p.starts_with('/'))
+            else {
+                return Err(format!("{annotation}: {item:?} is not volume:/path"));
+            };
+            if !own.contains(&name) {
+                return Err(format!("{annotation}: the pod has no volume {name:?}"));
+            }
+            mounts.push(json!({"name": name, "mountPath": path, "readOnly": read_only}));
+        }
+    }
+    Ok((volumes, mounts, config))
+}
+
+/// The sidecar's command line.
+fn flags(
+    annotations: &Map<String, Value>,
+    app_id: &str,
+    args: &InjectArgs,
+    config: Option<String>,
+) -> Result<Vec<String>, String> {
+    let mut flags: Vec<String> = [
+        "run",
+        "--mode",
+        "kubernetes",
+        "--app-id",
+        app_id,
+        "--sentry-address",
+        &args.sentry_address,
+        "--trust-anchors",
+        "/var/run/secrets/outrider.io/trust-anchors/bundle.pem",
+        "--ca-token-file",
+        "/var/run/secrets/outrider.io/ca-token/token",
+        "--control-plane-namespace",
+        &args.control_plane_namespace,
+        "--trust-domain",
+        &args.trust_domain,
+        "--data-dir",
+        "/var/lib/outrider",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    if annotations.contains_key("dapr.io/max-body-size")
+        && annotations.contains_key("dapr.io/http-max-request-size")
+    {
+        return Err(
+            "dapr.io/max-body-size and dapr.io/http-max-request-size say the same thing; keep one"
+                .into(),
+        );
+    }
+    for (annotation, flag, kind) in FLAGS {
+        if let Some(v) = annotations.get(*annotation) {
+            flags.extend(a::flag_of(annotation, flag, *kind, v)?);
+        }
+    }
+    if let Some(file) = config {
+        flags.extend(["--config".to_owned(), file]);
+    }
+    Ok(flags)
+}
+
+/// The sidecar container, with its probes on the admin listener.
+fn container(
+    annotations: &Map<String, Value>,
+    app_id: &str,
+    args: &InjectArgs,
+    ports: &Ports,
+    mounts: Vec<Value>,
+    config: Option<String>,
+) -> Result<Value, String> {
+    let flags = flags(annotations, app_id, args, config)?;
+    let image = annotations
+        .get("dapr.io/sidecar-image")
+        .map_or(Ok(args.image.clone()), |v| {
+            a::text("dapr.io/sidecar-image", v)
+        })?;
+    let seccomp = annotations
+        .get("dapr.io/sidecar-seccomp-profile-type")
+        .map_or(Ok("RuntimeDefault".to_owned()), |v| {
+            a::text("dapr.io/sidecar-seccomp-profile-type", v)
+        })?;
+    Ok(json!({
         "name": NAME,
         "image": image,
         "restartPolicy": "Always",
         "args": flags,
-        "env": env(annotations)?,
+        "env": a::env(annotations)?,
         "ports": [
-            {"name": "dapr-http", "containerPort": 3500},
-            {"name": "dapr-grpc", "containerPort": 50001},
-            {"name": "mesh", "containerPort": 50002},
-            {"name": "mesh-udp", "containerPort": 50002, "protocol": "UDP"},
-            {"name": "dapr-metrics", "containerPort": metrics_port},
+            {"name": "dapr-http", "containerPort": ports.http},
+            {"name": "dapr-grpc", "containerPort": ports.grpc},
+            {"name": "mesh", "containerPort": ports.mesh},
+            {"name": "mesh-udp", "containerPort": ports.mesh, "protocol": "UDP"},
+            {"name": "dapr-metrics", "containerPort": ports.metrics},
         ],
-        "startupProbe": {"httpGet": {"path": "/healthz", "port": metrics_port}, "periodSeconds": 1, "failureThreshold": 120},
-        "readinessProbe": {"httpGet": {"path": "/ready", "port": metrics_port}, "periodSeconds": 5, "failureThreshold": 3},
-        "livenessProbe": {"httpGet": {"path": "/healthz", "port": metrics_port}, "periodSeconds": 10, "failureThreshold": 6},
-        "resources": resources(annotations)?,
+        // The admin listener: the APIs listen on loopback, the kubelet probes the pod's address.
+        "startupProbe": {"httpGet": {"path": "/healthz", "port": ports.metrics}, "periodSeconds": 1, "failureThreshold": 120},
+        "readinessProbe": a::probe(annotations, "readiness", "/ready", ports.metrics, [0, 1, 5, 3])?,
+        "livenessProbe": a::probe(annotations, "liveness", "/healthz", ports.metrics, [0, 3, 10, 6])?,
+        "resources": a::resources(annotations)?,
         "securityContext": {
             "runAsNonRoot": true, "runAsUser": 65532, "readOnlyRootFilesystem": true,
             "allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]},
-            "seccompProfile": {"type": "RuntimeDefault"},
+            "seccompProfile": {"type": seccomp},
         },
         "volumeMounts": mounts,
-    });
-    // First among the init containers: the app's own init containers may use its APIs.
-    let inits = spec.entry("initContainers").or_insert_with(|| json!([]));
-    let Some(inits) = inits.as_array_mut() else {
-        return Err("spec.initContainers is not a list".into());
+    }))
+}
+
+/// `DAPR_HTTP_PORT`, `DAPR_GRPC_PORT` and `APP_PROTOCOL` for each app container that does not
+/// set them itself: the SDKs find their sidecar through them.
+fn tell_the_app(
+    spec: &mut Map<String, Value>,
+    ports: &Ports,
+    protocol: &str,
+) -> Result<(), String> {
+    let Some(containers) = spec.get_mut("containers").and_then(Value::as_array_mut) else {
+        return Err("the pod template has no containers".into());
     };
-    inits.insert(0, container);
-    let vols = spec.entry("volumes").or_insert_with(|| json!([]));
-    let Some(vols) = vols.as_array_mut() else {
-        return Err("spec.volumes is not a list".into());
-    };
-    for v in volumes {
-        if vols.iter().any(|have| have.get("name") == v.get("name")) {
-            return Err(format!("the pod already has a volume named {}", v["name"]));
+    for c in containers {
+        let env = c
+            .as_object_mut()
+            .ok_or("a container is not a mapping")?
+            .entry("env")
+            .or_insert_with(|| json!([]));
+        let env = env
+            .as_array_mut()
+            .ok_or("a container's env is not a list")?;
+        for (name, value) in [
+            ("DAPR_HTTP_PORT", ports.http.to_string()),
+            ("DAPR_GRPC_PORT", ports.grpc.to_string()),
+            ("APP_PROTOCOL", protocol.to_ascii_lowercase()),
+        ] {
+            if !env
+                .iter()
+                .any(|e| e.get("name").and_then(Value::as_str) == Some(name))
+            {
+                env.push(json!({"name": name, "value": value}));
+            }
         }
-        vols.push(v);
     }
     Ok(())
-}
-
-/// The flag (and value) an annotation becomes.
-fn flag_of(annotation: &str, flag: &str, kind: Kind, v: &Value) -> Result<Vec<String>, String> {
-    let value = match kind {
-        Kind::Port => {
-            let n = number(annotation, v)?;
-            if n == 0 || n > 65535 {
-                return Err(format!("{annotation} {n} is not a port"));
-            }
-            n.to_string()
-        }
-        Kind::Number => number(annotation, v)?.to_string(),
-        // Attached: the flag's value is optional, so a separate `true` could be misread.
-        Kind::Bool => return Ok(vec![format!("{flag}={}", boolean(annotation, v)?)]),
-        Kind::Switch => {
-            return Ok(if boolean(annotation, v)? {
-                vec![flag.to_owned()]
-            } else {
-                vec![]
-            });
-        }
-        Kind::Text => text(annotation, v)?,
-        Kind::OneOf(allowed) => {
-            let t = text(annotation, v)?.to_ascii_lowercase();
-            if !allowed.contains(&t.as_str()) {
-                return Err(format!(
-                    "{annotation} {t:?} is not one of {}",
-                    allowed.join(", ")
-                ));
-            }
-            t
-        }
-        Kind::Megabytes => format!("{}Mi", number(annotation, v)?),
-    };
-    Ok(vec![flag.to_owned(), value])
-}
-
-/// `dapr.io/env` (`KEY=value,KEY2=value2`) and the API token secrets.
-fn env(annotations: &Map<String, Value>) -> Result<Vec<Value>, String> {
-    let mut env = vec![
-        json!({"name": "NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}}),
-        json!({"name": "HOME", "value": "/var/lib/outrider"}),
-    ];
-    if let Some(v) = annotations.get("dapr.io/env") {
-        for pair in text("dapr.io/env", v)?
-            .split(',')
-            .map(str::trim)
-            .filter(|p| !p.is_empty())
-        {
-            let Some((k, val)) = pair.split_once('=') else {
-                return Err(format!("dapr.io/env: {pair:?} is not KEY=value"));
-            };
-            env.push(json!({"name": k.trim(), "value": val.trim()}));
-        }
-    }
-    for (annotation, var) in [
-        ("dapr.io/api-token-secret", "DAPR_API_TOKEN"),
-        ("dapr.io/app-token-secret", "APP_API_TOKEN"),
-    ] {
-        if let Some(v) = annotations.get(annotation) {
-            let secret = text(annotation, v)?;
-            env.push(json!({"name": var, "valueFrom": {"secretKeyRef": {"name": secret, "key": "token"}}}));
-        }
-    }
-    Ok(env)
-}
-
-/// `dapr.io/sidecar-{cpu,memory}-{request,limit}`, with modest defaults.
-fn resources(annotations: &Map<String, Value>) -> Result<Value, String> {
-    let mut r =
-        json!({"requests": {"cpu": "50m", "memory": "32Mi"}, "limits": {"memory": "256Mi"}});
-    for (annotation, side, what) in [
-        ("dapr.io/sidecar-cpu-request", "requests", "cpu"),
-        ("dapr.io/sidecar-memory-request", "requests", "memory"),
-        ("dapr.io/sidecar-cpu-limit", "limits", "cpu"),
-        ("dapr.io/sidecar-memory-limit", "limits", "memory"),
-    ] {
-        if let Some(v) = annotations.get(annotation) {
-            r[side][what] = Value::String(text(annotation, v)?);
-        }
-    }
-    Ok(r)
-}
-
-/// A string annotation (numbers and booleans written without quotes are taken as written).
-fn text(annotation: &str, v: &Value) -> Result<String, String> {
-    match v {
-        Value::String(s) if !s.trim().is_empty() => Ok(s.trim().to_owned()),
-        Value::Number(n) => Ok(n.to_string()),
-        Value::Bool(b) => Ok(b.to_string()),
-        _ => Err(format!("{annotation}: {v} is not a value")),
-    }
-}
-
-fn number(annotation: &str, v: &Value) -> Result<u64, String> {
-    text(annotation, v)?
-        .parse()
-        .map_err(|_| format!("{annotation}: {v} is not a whole number"))
-}
-
-fn boolean(annotation: &str, v: &Value) -> Result<bool, String> {
-    match text(annotation, v)?.to_ascii_lowercase().as_str() {
-        "true" | "yes" | "y" | "on" | "1" => Ok(true),
-        "false" | "no" | "n" | "off" | "0" => Ok(false),
-        other => Err(format!("{annotation}: {other:?} is not true or false")),
-    }
 }
