@@ -184,6 +184,7 @@ spec:
         dapr.io/grpc-port: "50011"
         dapr.io/internal-grpc-port: "50012"
         dapr.io/config: cfg
+        outrider.io/resources: components
     spec:
       containers: [{name: app, image: app}]
 "#;
@@ -213,6 +214,10 @@ spec:
         assert_eq!(
             run.config.as_deref(),
             Some(std::path::Path::new("/etc/outrider/config/config.yaml"))
+        );
+        assert_eq!(
+            run.resources_path,
+            [std::path::PathBuf::from("/etc/outrider/resources")]
         );
         assert!(run.sentry_address.is_some() && run.ca_token_file.is_some());
     }

@@ -11,6 +11,9 @@ use crate::cli::InjectArgs;
 
 /// The container's name.
 pub(crate) const NAME: &str = "outrider";
+/// Our own annotation: a ConfigMap of Component, Subscription and Resiliency documents, mounted
+/// and given as `--resources-path` (Dapr reads those resources from the cluster instead).
+pub(crate) const RESOURCES: &str = "outrider.io/resources";
 /// A pod template with a container of one of these names has a sidecar already.
 const SIDECARS: [&str; 2] = [NAME, "daprd"];
 
@@ -177,7 +180,8 @@ fn app_id(annotations: &Map<String, Value>, owner: &str) -> Result<String, Strin
 }
 
 /// The pod's new volumes, the sidecar's mounts (with `dapr.io/volume-mounts[-rw]` of the pod's
-/// own volumes), and the `--config` file if `dapr.io/config` names a ConfigMap.
+/// own volumes, and the ConfigMaps `dapr.io/config` and `outrider.io/resources` name), and the
+/// `--config` file.
 fn volumes(
     annotations: &Map<String, Value>,
     args: &InjectArgs,
@@ -200,6 +204,11 @@ fn volumes(
         volumes.push(json!({"name": "outrider-config", "configMap": {"name": name}}));
         mounts.push(json!({"name": "outrider-config", "mountPath": "/etc/outrider/config", "readOnly": true}));
         config = Some("/etc/outrider/config/config.yaml".to_owned());
+    }
+    if let Some(v) = annotations.get(RESOURCES) {
+        let name = a::text(RESOURCES, v)?;
+        volumes.push(json!({"name": "outrider-resources", "configMap": {"name": name}}));
+        mounts.push(json!({"name": "outrider-resources", "mountPath": "/etc/outrider/resources", "readOnly": true}));
     }
     let own: Vec<&str> = spec
         .get("volumes")
@@ -281,6 +290,12 @@ fn flags(
     }
     if let Some(file) = config {
         flags.extend(["--config".to_owned(), file]);
+    }
+    if annotations.contains_key(RESOURCES) {
+        flags.extend([
+            "--resources-path".to_owned(),
+            "/etc/outrider/resources".to_owned(),
+        ]);
     }
     Ok(flags)
 }
