@@ -69,7 +69,11 @@ pub(crate) fn inject(
     let app_id = app_id(annotations, owner)?;
     notes.extend(warnings(spec, annotations, &app_id));
     let ports = Ports::from(annotations)?;
-    let (volumes, mounts, config) = volumes(annotations, args, spec)?;
+    let Mounted {
+        volumes,
+        mounts,
+        config,
+    } = volumes(annotations, args, spec)?;
     let container = container(annotations, &app_id, args, &ports, mounts, config)?;
     let protocol = annotations
         .get("dapr.io/app-protocol")
@@ -179,6 +183,16 @@ fn app_id(annotations: &Map<String, Value>, owner: &str) -> Result<String, Strin
     Ok(id)
 }
 
+/// What the pod and the sidecar get mounted.
+struct Mounted {
+    /// The pod's new volumes.
+    volumes: Vec<Value>,
+    /// The sidecar's mounts.
+    mounts: Vec<Value>,
+    /// The `--config` file, when a Configuration is mounted.
+    config: Option<String>,
+}
+
 /// The pod's new volumes, the sidecar's mounts (with `dapr.io/volume-mounts[-rw]` of the pod's
 /// own volumes, and the ConfigMaps `dapr.io/config` and `outrider.io/resources` name), and the
 /// `--config` file.
@@ -186,7 +200,7 @@ fn volumes(
     annotations: &Map<String, Value>,
     args: &InjectArgs,
     spec: &Map<String, Value>,
-) -> Result<(Vec<Value>, Vec<Value>, Option<String>), String> {
+) -> Result<Mounted, String> {
     let mut volumes = vec![
         json!({"name": "outrider-ca-token", "projected": {"sources": [{"serviceAccountToken": {
             "audience": "outrider-ca", "expirationSeconds": 3600, "path": "token"}}]}}),
@@ -243,7 +257,11 @@ fn volumes(
             mounts.push(json!({"name": name, "mountPath": path, "readOnly": read_only}));
         }
     }
-    Ok((volumes, mounts, config))
+    Ok(Mounted {
+        volumes,
+        mounts,
+        config,
+    })
 }
 
 /// The sidecar's command line.
