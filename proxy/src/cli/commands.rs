@@ -297,6 +297,14 @@ pub(crate) struct InjectArgs {
         default_value = "ghcr.io/outrider-mesh/outrider:0.1.0"
     )]
     pub(crate) image: String,
+    /// The image of the interception init container (`outrider.io/intercept`): `outrider` and
+    /// the iptables tools.
+    #[arg(
+        long,
+        env = "OUTRIDER_INIT_IMAGE",
+        default_value = "ghcr.io/outrider-mesh/outrider-init:0.1.0"
+    )]
+    pub(crate) init_image: String,
     /// The CA service sidecars get their certificates from.
     #[arg(
         long,

@@ -11,6 +11,7 @@
 //! The output is YAML again: the same documents in the same order, keys sorted, comments gone.
 
 mod annotations;
+mod intercept;
 mod sidecar;
 
 use std::io::{Read, Write};
@@ -157,7 +158,12 @@ mod tests {
         let (out, _) = super::inject_all(yaml, &args).unwrap();
         let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&out).unwrap();
         docs.iter()
-            .filter_map(|d| d.pointer("/spec/template/spec/initContainers/0/args"))
+            .filter_map(|d| {
+                let inits = d
+                    .pointer("/spec/template/spec/initContainers")?
+                    .as_array()?;
+                inits.iter().find(|c| c["name"] == "outrider")?.get("args")
+            })
             .map(|a| serde_json::from_value(a.clone()).unwrap())
             .collect()
     }
@@ -185,6 +191,7 @@ spec:
         dapr.io/internal-grpc-port: "50012"
         dapr.io/config: cfg
         outrider.io/resources: components
+        outrider.io/intercept: "true"
     spec:
       containers: [{name: app, image: app}]
 "#;
@@ -220,5 +227,30 @@ spec:
             [std::path::PathBuf::from("/etc/outrider/resources")]
         );
         assert!(run.sentry_address.is_some() && run.ca_token_file.is_some());
+        assert!(run.intercept);
+
+        // The interception init container runs first, and `outrider init` takes its flags.
+        let Command::Inject(args) = Cli::try_parse_from(["outrider", "inject"]).unwrap().command
+        else {
+            unreachable!()
+        };
+        let (out, _) = super::inject_all(yaml, &args).unwrap();
+        let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&out).unwrap();
+        let first = &docs[0]["spec"]["template"]["spec"]["initContainers"][0];
+        assert_eq!(first["name"], "outrider-init");
+        let init: Vec<String> = serde_json::from_value(first["args"].clone()).unwrap();
+        let argv = std::iter::once("outrider".to_owned()).chain(init);
+        let Command::Init(init) = Cli::try_parse_from(argv).unwrap().command else {
+            panic!("not init")
+        };
+        assert_eq!(
+            (
+                init.proxy_uid,
+                init.mesh_port,
+                init.dapr_grpc_port,
+                init.metrics_port
+            ),
+            (Some(65532), 50012, 50011, 9191)
+        );
     }
 }

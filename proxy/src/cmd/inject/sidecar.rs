@@ -7,6 +7,7 @@
 use serde_json::{Map, Value, json};
 
 use super::annotations::{self as a, FLAGS, HANDLED};
+use super::intercept;
 use crate::cli::InjectArgs;
 
 /// The container's name.
@@ -85,8 +86,13 @@ pub(crate) fn inject(
     let inits = inits
         .as_array_mut()
         .ok_or("spec.initContainers is not a list")?;
-    // First among the init containers: the app's own init containers may use its APIs.
+    // First among the init containers: the app's own init containers may use its APIs. With
+    // interception, the rules go in before anything else runs.
     inits.insert(0, container);
+    if intercept::wanted(annotations)? {
+        let ports = [ports.mesh, ports.grpc, ports.metrics];
+        inits.insert(0, intercept::init_container(annotations, args, ports)?);
+    }
     let vols = spec.entry("volumes").or_insert_with(|| json!([]));
     let vols = vols.as_array_mut().ok_or("spec.volumes is not a list")?;
     for v in volumes {
@@ -129,6 +135,12 @@ fn warnings(
         ));
     }
     for name in annotations.keys() {
+        if name.starts_with("outrider.io/")
+            && name != RESOURCES
+            && !intercept::ANNOTATIONS.contains(&name.as_str())
+        {
+            notes.push(format!("{app_id}: unknown annotation {name}; ignored"));
+        }
         if name.starts_with("dapr.io/")
             && !HANDLED.contains(&name.as_str())
             && !FLAGS.iter().any(|(n, _, _)| n == name)
@@ -315,6 +327,9 @@ fn flags(
             "/etc/outrider/resources".to_owned(),
         ]);
     }
+    if intercept::wanted(annotations)? {
+        flags.push("--intercept".to_owned());
+    }
     Ok(flags)
 }
 
@@ -357,7 +372,7 @@ fn container(
         "livenessProbe": a::probe(annotations, "liveness", "/healthz", ports.metrics, [0, 3, 10, 6])?,
         "resources": a::resources(annotations)?,
         "securityContext": {
-            "runAsNonRoot": true, "runAsUser": 65532, "readOnlyRootFilesystem": true,
+            "runAsNonRoot": true, "runAsUser": intercept::SIDECAR_UID, "readOnlyRootFilesystem": true,
             "allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]},
             "seccompProfile": {"type": seccomp},
         },
