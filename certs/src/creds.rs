@@ -79,6 +79,17 @@ impl TrustBundle {
         Self { certs }
     }
 
+    /// The SHA-256 of the roots, hex: the same for the same roots in the same order, whatever
+    /// the build or the host.
+    pub fn fingerprint(&self) -> String {
+        let mut h = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+        for c in &self.certs {
+            h.update(&(c.len() as u64).to_be_bytes());
+            h.update(c);
+        }
+        crate::ca::hex(h.finish().as_ref())
+    }
+
     /// The bundle as PEM, one certificate after the other.
     pub fn to_pem(&self) -> String {
         crate::ca::pem_certs(&self.certs)

@@ -155,6 +155,13 @@ impl SigningRequest {
     pub fn id(&self) -> &SpiffeId {
         &self.id
     }
+
+    /// The SHA-256 of the request's public key (its SubjectPublicKeyInfo), hex: what a join
+    /// token's use is spent on.
+    pub fn key_fingerprint(&self) -> String {
+        let spki = rcgen::PublicKeyData::subject_public_key_info(&self.public_key);
+        crate::ca::hex(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &spki).as_ref())
+    }
 }
 
 /// The one SPIFFE id a request asks for, refusing everything a workload may not ask for.

@@ -62,6 +62,9 @@ pub fn rotate_add(
 /// retired. Refused unless the bundle already holds the next issuer's root.
 pub fn rotate_switch(dir: &Path) -> Result<(), Error> {
     let next_dir = dir.join(NEXT);
+    if finish_switch(dir, &next_dir)? {
+        return Ok(());
+    }
     if !next_dir.join(CA_KEY).is_file() {
         return Err(refused(
             dir,
@@ -87,22 +90,43 @@ pub fn rotate_switch(dir: &Path) -> Result<(), Error> {
             (CA_KEY, &read(&dir.join(CA_KEY))?, 0o600),
         ],
     )?;
+    // Recorded first, so that whatever happens below, `retire` waits its grace period.
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    replace_file(&dir.join(SWITCHED_AT), format!("{now}\n").as_bytes(), 0o644)?;
     // The key first: until the certificate follows, the pair does not load and the CA service
-    // keeps the issuer it has.
+    // keeps the issuer it has. A switch cut off in between is finished by running it again.
     for name in [CA_KEY, CA_CERT] {
         fs::rename(next_dir.join(name), dir.join(name))
             .map_err(|e| Error::io(dir.join(name), e))?;
     }
     fs::remove_dir_all(&next_dir).map_err(|e| Error::io(&next_dir, e))?;
-    let now = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    replace_file(&dir.join(SWITCHED_AT), format!("{now}\n").as_bytes(), 0o644)?;
     let switched = DevCa::load(dir)?;
     if !chains_to(&switched, &switched.trust_bundle()) {
         return Err(refused(dir, "the switched CA does not chain to its bundle"));
     }
     Ok(())
+}
+
+/// Finishes a switch cut off between its two renames (the next key in place, its certificate
+/// still in `next/`). Returns whether there was one.
+fn finish_switch(dir: &Path, next_dir: &Path) -> Result<bool, Error> {
+    let cert = next_dir.join(CA_CERT);
+    if next_dir.join(CA_KEY).exists() || !cert.is_file() {
+        return Ok(false);
+    }
+    let key = fs::read_to_string(dir.join(CA_KEY)).map_err(|e| Error::io(dir.join(CA_KEY), e))?;
+    let der = TrustBundle::from_pem_file(&cert)?.certs()[0].clone();
+    let pairs = rcgen::KeyPair::from_pem(&key).is_ok_and(|k| {
+        crate::ca::public_key_is(&der, &rcgen::PublicKeyData::subject_public_key_info(&k))
+    });
+    if !pairs {
+        return Ok(false);
+    }
+    fs::rename(&cert, dir.join(CA_CERT)).map_err(|e| Error::io(dir.join(CA_CERT), e))?;
+    fs::remove_dir_all(next_dir).map_err(|e| Error::io(next_dir, e))?;
+    Ok(true)
 }
 
 /// Step 3: removes from the bundle every root the current issuer does not chain to, at least
@@ -117,7 +141,13 @@ pub fn rotate_retire(dir: &Path, grace: Duration) -> Result<usize, Error> {
     }
     let switched_at = dir.join(SWITCHED_AT);
     if let Ok(text) = fs::read_to_string(&switched_at) {
-        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(text.trim().parse().unwrap_or(0));
+        let secs = text.trim().parse().map_err(|_| {
+            refused(
+                &switched_at,
+                "unreadable; it should hold the switch's Unix time",
+            )
+        })?;
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(secs);
         let since = SystemTime::now().duration_since(at).unwrap_or_default();
         if since < grace {
             return Err(refused(

@@ -4,6 +4,11 @@
 //! (once by default). The CA keeps only a SHA-256 of each token's secret, one file per token in
 //! `<ca-dir>/tokens/`, so a copy of that directory mints nothing. Redeeming takes an exclusive
 //! lock on the directory: two CA processes, or two requests, cannot both spend the last use.
+//!
+//! Each use is spent on one key (the SHA-256 of the request's public key): a sidecar whose
+//! answer was lost asks again with the same key and is served again, without spending another
+//! use, until the token expires. A record stays until then; expired records are swept when
+//! tokens are created.
 
 use std::fs;
 use std::io::Write;
@@ -48,9 +53,12 @@ pub enum TokenError {
     /// Not of the form a token has.
     #[error("not a join token")]
     Malformed,
-    /// No such token: never created, used up, or revoked.
-    #[error("unknown, used up or revoked join token {0}")]
+    /// No such token: never created, revoked or swept after expiry.
+    #[error("unknown or revoked join token {0}")]
     Unknown(String),
+    /// Every use was spent, on other keys.
+    #[error("join token {0} is used up")]
+    UsedUp(String),
     /// The secret does not match the token's id.
     #[error("wrong secret for join token {0}")]
     WrongSecret(String),
@@ -81,6 +89,9 @@ struct Record {
     /// Seconds since the Unix epoch.
     expires_at: u64,
     secret_sha256: String,
+    /// The keys (SHA-256 of their SubjectPublicKeyInfo) uses were spent on.
+    #[serde(default)]
+    spent_for: Vec<String>,
 }
 
 /// The tokens of one CA directory.
@@ -110,6 +121,12 @@ impl TokenStore {
                 "a token needs at least one use and a lifetime".into(),
             ));
         }
+        if t.app_id == crate::CA_SERVICE_APP_ID {
+            return Err(Error::Identity(format!(
+                "{} is the CA service's own app id, in every namespace",
+                crate::CA_SERVICE_APP_ID
+            )));
+        }
         let mut id = [0u8; 8];
         let mut secret = [0u8; 32];
         fill_random(&mut id);
@@ -125,17 +142,21 @@ impl TokenStore {
             uses_left: t.uses,
             expires_at,
             secret_sha256: sha256_hex(&secret),
+            spent_for: Vec::new(),
         };
         let _lock = self.lock()?;
+        self.sweep(SystemTime::now());
         self.write(&id, &record)?;
         Ok(format!("{PREFIX}.{id}.{secret}"))
     }
 
-    /// Spends one use of `token` and returns what it entitles to, if `wanted` accepts that; a
-    /// token shown for another identity is refused and keeps its uses.
+    /// Spends one use of `token` on the key `key` (any stable fingerprint of it) and returns
+    /// what it entitles to, if `wanted` accepts that; a token shown for another identity is
+    /// refused and keeps its uses. A key a use was already spent on is served again for free.
     pub fn redeem(
         &self,
         token: &str,
+        key: &str,
         now: SystemTime,
         wanted: impl FnOnce(&Entitlement) -> bool,
     ) -> Result<Entitlement, TokenError> {
@@ -175,13 +196,39 @@ impl TokenStore {
                 app_id: entitlement.app_id,
             });
         }
-        record.uses_left -= 1;
-        if record.uses_left == 0 {
-            fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
-        } else {
-            self.write(id, &record)?;
+        if record.spent_for.iter().any(|k| k == key) {
+            return Ok(entitlement);
         }
+        if record.uses_left == 0 {
+            return Err(TokenError::UsedUp(id.to_owned()));
+        }
+        record.uses_left -= 1;
+        record.spent_for.push(key.to_owned());
+        self.write(id, &record)?;
         Ok(entitlement)
+    }
+
+    /// Removes the records of expired tokens (with the store locked).
+    fn sweep(&self, now: SystemTime) {
+        let now = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let Ok(entries) = fs::read_dir(&self.dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let path = e.path();
+            if path.extension().is_none_or(|x| x != "json") {
+                continue;
+            }
+            let expired = fs::read(&path)
+                .ok()
+                .and_then(|t| serde_json::from_slice::<Record>(&t).ok())
+                .is_some_and(|r| now >= r.expires_at);
+            if expired {
+                let _ = fs::remove_file(&path);
+            }
+        }
     }
 
     /// Whether `token` looks like a join token (rather than, say, a JWT).
@@ -278,51 +325,62 @@ mod tests {
     }
 
     #[test]
-    fn a_single_use_token_is_spent_once() {
+    fn a_single_use_token_is_spent_once_on_one_key() {
         let (_d, store) = store();
         let token = store.create(&new(1, Duration::from_secs(60))).unwrap();
         assert!(TokenStore::is_join_token(&token));
-        let got = store.redeem(&token, SystemTime::now(), any).unwrap();
+        let got = store.redeem(&token, "k1", SystemTime::now(), any).unwrap();
         assert_eq!(
             (got.namespace.as_str(), got.app_id.as_str()),
             ("shop", "orders")
         );
         assert!(matches!(
-            store.redeem(&token, SystemTime::now(), any),
-            Err(TokenError::Unknown(_))
+            store.redeem(&token, "k2", SystemTime::now(), any),
+            Err(TokenError::UsedUp(_))
         ));
+        // The same key again (its answer was lost): served, nothing more spent.
+        store.redeem(&token, "k1", SystemTime::now(), any).unwrap();
+        assert!(store.redeem(&token, "k3", SystemTime::now(), any).is_err());
     }
 
     #[test]
     fn uses_are_counted_and_expiry_holds() {
-        let (_d, store) = store();
+        let (d, store) = store();
         let token = store.create(&new(2, Duration::from_secs(60))).unwrap();
-        store.redeem(&token, SystemTime::now(), any).unwrap();
-        store.redeem(&token, SystemTime::now(), any).unwrap();
-        assert!(store.redeem(&token, SystemTime::now(), any).is_err());
+        store.redeem(&token, "k1", SystemTime::now(), any).unwrap();
+        store.redeem(&token, "k2", SystemTime::now(), any).unwrap();
+        assert!(store.redeem(&token, "k3", SystemTime::now(), any).is_err());
         let late = store.create(&new(5, Duration::from_secs(60))).unwrap();
         let later = SystemTime::now() + Duration::from_secs(61);
         assert!(matches!(
-            store.redeem(&late, later, any),
+            store.redeem(&late, "k1", later, any),
             Err(TokenError::Expired(_))
         ));
         assert!(
             matches!(
-                store.redeem(&late, SystemTime::now(), any),
+                store.redeem(&late, "k1", SystemTime::now(), any),
                 Err(TokenError::Unknown(_))
             ),
             "an expired token is removed"
         );
+        // Creating a token sweeps the records of expired ones.
+        let short = store.create(&new(1, Duration::from_secs(1))).unwrap();
+        let (_, rest) = short.split_once('.').unwrap();
+        let short_id = rest.split('.').next().unwrap();
+        let record = d.path().join(format!("tokens/{short_id}.json"));
+        assert!(record.exists());
+        store.sweep(SystemTime::now() + Duration::from_secs(2));
+        assert!(!record.exists());
     }
 
     #[test]
     fn a_wrong_secret_or_shape_is_refused_and_spends_nothing() {
-        let (d, store) = store();
+        let (_d, store) = store();
         let token = store.create(&new(1, Duration::from_secs(60))).unwrap();
         let (head, _) = token.rsplit_once('.').unwrap();
         let forged = format!("{head}.{}", "0".repeat(64));
         assert!(matches!(
-            store.redeem(&forged, SystemTime::now(), any),
+            store.redeem(&forged, "k1", SystemTime::now(), any),
             Err(TokenError::WrongSecret(_))
         ));
         for bad in [
@@ -334,7 +392,7 @@ mod tests {
         ] {
             assert!(
                 matches!(
-                    store.redeem(bad, SystemTime::now(), any),
+                    store.redeem(bad, "k1", SystemTime::now(), any),
                     Err(TokenError::Malformed)
                 ),
                 "{bad:?}"
@@ -342,15 +400,11 @@ mod tests {
         }
         let payments = |e: &Entitlement| e.app_id == "payments";
         assert!(matches!(
-            store.redeem(&token, SystemTime::now(), payments),
+            store.redeem(&token, "k1", SystemTime::now(), payments),
             Err(TokenError::NotEntitled { .. })
         ));
-        store.redeem(&token, SystemTime::now(), any).unwrap();
-        let files: Vec<_> = fs::read_dir(d.path().join("tokens"))
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect();
-        assert_eq!(files, vec![".lock".to_owned()], "only the lock is left");
+        // Its one use is still there.
+        store.redeem(&token, "k2", SystemTime::now(), any).unwrap();
     }
 
     #[test]
@@ -371,6 +425,12 @@ mod tests {
                 .is_err()
         );
         assert!(store.create(&new(0, Duration::from_secs(1))).is_err());
+        let ca = NewToken {
+            namespace: "elsewhere".into(),
+            app_id: crate::CA_SERVICE_APP_ID.into(),
+            ..new(1, Duration::from_secs(1))
+        };
+        assert!(store.create(&ca).is_err(), "the CA's app id is nobody's");
     }
 
     #[test]
@@ -379,7 +439,14 @@ mod tests {
         let token = store.create(&new(3, Duration::from_secs(60))).unwrap();
         let won = std::thread::scope(|s| {
             let handles: Vec<_> = (0..8)
-                .map(|_| s.spawn(|| store.redeem(&token, SystemTime::now(), any).is_ok()))
+                .map(|i| {
+                    let store = &store;
+                    let token = &token;
+                    s.spawn(move || {
+                        let key = format!("k{i}");
+                        store.redeem(token, &key, SystemTime::now(), any).is_ok()
+                    })
+                })
                 .collect();
             handles
                 .into_iter()

@@ -82,7 +82,19 @@ fn extra_names_a_ca_request_and_unknown_extensions_are_refused() {
             vec![5, 0],
         )]
     });
+    let upper = crafted(&key, |p| {
+        p.subject_alt_names = vec![SanType::URI(
+            "spiffe://Public/ns/shop/orders".try_into().unwrap(),
+        )]
+    });
+    let encoded = crafted(&key, |p| {
+        p.subject_alt_names = vec![SanType::URI(
+            "spiffe://public/ns/shop/or%2Fders".try_into().unwrap(),
+        )]
+    });
     for (what, pem) in [
+        ("an upper-case trust domain", upper),
+        ("a percent-encoded app id", encoded),
         ("two SANs", two_sans),
         ("a DNS SAN", dns_only),
         ("no SAN", no_san),
@@ -153,4 +165,25 @@ fn malformed_and_forged_requests_are_refused() {
     }
     // DER works as well as PEM.
     assert_eq!(SigningRequest::parse(&der).unwrap().id(), &id("orders"));
+}
+
+#[test]
+fn request_attributes_other_than_extensions_are_refused() {
+    let key = p256();
+    let mut params = CertificateParams::default();
+    params.subject_alt_names = vec![SanType::URI(id("orders").to_string().try_into().unwrap())];
+    // challengePassword (1.2.840.113549.1.9.7), a SET of one PrintableString "secret".
+    let attr = rcgen::Attribute {
+        oid: &[1, 2, 840, 113549, 1, 9, 7],
+        values: vec![0x31, 0x08, 0x13, 0x06, b's', b'e', b'c', b'r', b'e', b't'],
+    };
+    let pem = params
+        .serialize_request_with_attributes(&key, vec![attr])
+        .unwrap()
+        .pem()
+        .unwrap();
+    assert!(matches!(
+        SigningRequest::parse(pem.as_bytes()),
+        Err(CsrError::Extension(_))
+    ));
 }

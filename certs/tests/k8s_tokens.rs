@@ -141,3 +141,42 @@ fn the_key_file_is_read_again_when_it_changes() {
     ));
     assert!(KubernetesTokens::new(&d.path().join("missing.json"), ISSUER, AUD).is_err());
 }
+
+#[test]
+fn audience_as_a_string_kids_and_the_leeway() {
+    let (_d, cluster, tokens) = setup();
+    let now = SystemTime::now();
+    let secs = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let mut c = Cluster::pod_claims("shop", "orders", AUD, HOUR);
+    c["aud"] = AUD.into();
+    assert!(
+        tokens.verify(&cluster.token("RS256", &c), now).is_ok(),
+        "aud as one string"
+    );
+    let c = Cluster::pod_claims("shop", "orders", AUD, HOUR);
+    assert!(
+        tokens
+            .verify(&cluster.token_with_kid("ES256", None, &c), now)
+            .is_ok(),
+        "no kid: every EC key is tried"
+    );
+    assert!(
+        matches!(
+            tokens.verify(&cluster.token_with_kid("RS256", Some("rsa-2"), &c), now),
+            Err(JwtError::Signature)
+        ),
+        "a kid of no key"
+    );
+    for (ago, ok) in [(30, true), (61, false)] {
+        let mut c = Cluster::pod_claims("shop", "orders", AUD, HOUR);
+        c["exp"] = (secs - ago).into();
+        assert_eq!(
+            tokens.verify(&cluster.token("RS256", &c), now).is_ok(),
+            ok,
+            "expired {ago}s ago"
+        );
+    }
+}

@@ -140,3 +140,21 @@ fn a_key_and_certificate_that_do_not_pair_do_not_load() {
         .to_string();
     assert!(err.contains("not the key of"), "{err}");
 }
+
+#[test]
+fn a_switch_cut_off_between_its_renames_is_finished_by_running_it_again() {
+    let home = tempfile::tempdir().unwrap();
+    let dir = home.path().join("ca");
+    root(&dir);
+    rotate_add(&dir, YEAR, None).unwrap();
+    // The key moved, the certificate not yet: the directory does not load.
+    std::fs::rename(dir.join("next/ca.key"), dir.join("ca.key")).unwrap();
+    assert!(DevCa::load(&dir).is_err());
+    rotate_switch(&dir).unwrap();
+    let ca = DevCa::load(&dir).unwrap();
+    assert!(accepted(&ca, &bundle(&dir)));
+    assert!(!dir.join("next").exists());
+    std::fs::write(dir.join("switched-at"), "soon").unwrap();
+    let err = rotate_retire(&dir, Duration::ZERO).unwrap_err().to_string();
+    assert!(err.contains("unreadable"), "{err}");
+}

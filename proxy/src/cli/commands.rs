@@ -213,9 +213,11 @@ pub(crate) struct CaServeArgs {
     /// How long the workload certificates it issues are valid; sidecars renew at two thirds.
     #[arg(long, default_value = "24h", value_parser = super::parse_timeout)]
     pub(crate) workload_cert_ttl: std::time::Duration,
-    /// Open connections at most; past it a new connection is closed at once.
-    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=65536))]
-    pub(crate) max_connections: u32,
+    /// Open connections at most; past it a new connection is closed at once [default: a
+    /// quarter of the descriptors left after a reserve, at most 16384]. Each sidecar holds about
+    /// one while it waits for the trust bundle to change.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=65536))]
+    pub(crate) max_connections: Option<u32>,
     /// The cluster's public keys (a JWKS: `kubectl get --raw /openid/v1/jwks`): pods' projected
     /// service-account tokens then entitle to `(their namespace, their service account)`.
     /// Read again when the file changes.

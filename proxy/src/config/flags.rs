@@ -169,9 +169,13 @@ fn ca_service(
     address: &str,
     flag: &mut impl FnMut(&str, String),
 ) -> Option<IdentitySource> {
-    let valid = address
-        .rsplit_once(':')
-        .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p != 0));
+    // An IPv6 address goes in brackets, as in a URL: [fd00::1]:50001.
+    let valid = address.rsplit_once(':').is_some_and(|(h, p)| {
+        !h.is_empty()
+            && (!h.contains(':') || (h.starts_with('[') && h.ends_with(']')))
+            && p.parse::<u16>().is_ok_and(|p| p != 0)
+            && format!("https://{address}/").parse::<http::Uri>().is_ok()
+    });
     if !valid {
         flag("sentry-address", format!("{address:?} is not host:port"));
     }

@@ -70,9 +70,12 @@ async fn the_ca_signs_only_what_the_caller_is_entitled_to() {
         valid_until.ends_with('Z') && valid_until.contains('T'),
         "{v}"
     );
+    // The same request again (its answer lost on the way): served again, nothing more spent.
+    let (status, again_v) = ca.sign(anon(), mine.pem(), Some(&orders)).await;
+    assert_eq!(status, 200, "{again_v}");
     let creds = credentials(mine, "orders", &v);
 
-    // Single use: the same token again is refused; no token at all too.
+    // Single use: the same token for another key is refused; no token at all too.
     let again = KeyRequest::new(&id("orders")).unwrap();
     let (status, v) = ca.sign(anon(), again.pem(), Some(&orders)).await;
     assert_eq!((status, code(&v)), (401, "ERR_UNAUTHENTICATED"), "{v}");
@@ -89,11 +92,26 @@ async fn the_ca_signs_only_what_the_caller_is_entitled_to() {
         .await;
     assert_eq!((status, code(&v)), (403, "ERR_NOT_ENTITLED"), "{v}");
 
-    // Nobody obtains the CA's own identity.
-    let theirs = ca.token("default", "outrider-ca", 1);
-    let req = KeyRequest::new(&id("outrider-ca")).unwrap();
-    let (status, v) = ca.sign(anon(), req.pem(), Some(&theirs)).await;
-    assert_eq!((status, code(&v)), (403, "ERR_NOT_ENTITLED"), "{v}");
+    // Nobody obtains the CA's app id, in any namespace, and no token is made for it.
+    let other = ca.token("elsewhere", "orders", 1);
+    for ns in ["default", "elsewhere"] {
+        let req = KeyRequest::new(&SpiffeId::new("public", ns, "outrider-ca").unwrap()).unwrap();
+        let (status, v) = ca.sign(anon(), req.pem(), Some(&other)).await;
+        assert_eq!((status, code(&v)), (403, "ERR_NOT_ENTITLED"), "{ns}: {v}");
+    }
+    let (code_, _, err) = outrider_testkit::outrider_command(&[
+        "ca",
+        "token",
+        "create",
+        "--dir",
+        ca.dir().to_str().unwrap(),
+        "--namespace",
+        "elsewhere",
+        "--app-id",
+        "outrider-ca",
+    ]);
+    assert_eq!(code_, 1, "{err}");
+    assert!(err.contains("CA service's own app id"), "{err}");
 
     let m = ca.metrics().await;
     assert_eq!(
@@ -102,7 +120,7 @@ async fn the_ca_signs_only_what_the_caller_is_entitled_to() {
             "outrider_ca_certificates_issued_total",
             &["by=\"token\""]
         ),
-        1.0,
+        2.0,
         "{m}"
     );
     assert_eq!(
@@ -120,13 +138,13 @@ async fn the_ca_signs_only_what_the_caller_is_entitled_to() {
             "outrider_ca_requests_refused_total",
             &["reason=\"not_entitled\""]
         ),
-        3.0,
+        4.0,
         "{m}"
     );
     let log = ca.log();
     assert_eq!(
         log.matches("issued a workload certificate").count(),
-        2,
+        3,
         "{log}"
     );
     assert!(!log.contains(&orders), "the token was logged:\n{log}");
@@ -305,8 +323,14 @@ async fn a_pods_service_account_token_obtains_its_identity_and_no_other() {
     .unwrap();
     mesh.sidecar("orders")
         .args(flags)
-        .start_fails(Duration::from_secs(30), 1, &["not for audience", "401"])
+        .start_fails(
+            Duration::from_secs(30),
+            1,
+            &["service-account token is not valid", "401"],
+        )
         .await;
+    // Why goes to the CA's log only, not to the caller.
+    assert!(ca.log().contains("not for audience"), "{}", ca.log());
     let m = ca.metrics().await;
     assert_eq!(
         sum_metric(

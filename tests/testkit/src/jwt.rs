@@ -51,7 +51,20 @@ impl Cluster {
     /// the RSA signature, to test refusal).
     pub fn token(&self, alg: &str, claims: &serde_json::Value) -> String {
         let kid = if alg == "ES256" { "ec-1" } else { "rsa-1" };
-        let header = serde_json::json!({"alg": alg, "kid": kid, "typ": "JWT"});
+        self.token_with_kid(alg, Some(kid), claims)
+    }
+
+    /// The same with the header's `kid` given (or left out).
+    pub fn token_with_kid(
+        &self,
+        alg: &str,
+        kid: Option<&str>,
+        claims: &serde_json::Value,
+    ) -> String {
+        let mut header = serde_json::json!({"alg": alg, "typ": "JWT"});
+        if let Some(kid) = kid {
+            header["kid"] = kid.into();
+        }
         let signed = format!(
             "{}.{}",
             URL_SAFE_NO_PAD.encode(header.to_string()),

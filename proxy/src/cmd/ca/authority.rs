@@ -45,7 +45,8 @@ pub(super) struct Authority {
     /// The CA's own identity, which it issues to no one.
     id: SpiffeId,
     ttl: Duration,
-    ca: ArcSwap<DevCa>,
+    /// The issuer and the bundle published with it, swapped together.
+    ca: ArcSwap<Issuing>,
     /// The stamp of what is in force, and of the last directory state refused.
     stamps: Mutex<(Stamp, Option<Stamp>)>,
     bundle: watch::Sender<Arc<Published>>,
@@ -73,13 +74,14 @@ impl Authority {
             &ca.trust_bundle(),
             ca.issue(&id, serving_ttl(ttl))?,
         )?;
-        let bundle = watch::Sender::new(Arc::new(publish(&ca)));
+        let published = Arc::new(publish(&ca));
+        let bundle = watch::Sender::new(published.clone());
         Ok(Self {
             dir: dir.to_owned(),
             trust_domain: trust_domain.to_owned(),
             id,
             ttl,
-            ca: ArcSwap::from_pointee(ca),
+            ca: ArcSwap::from_pointee(Issuing { published, ca }),
             stamps: Mutex::new((stamp, None)),
             bundle,
             own,
@@ -108,9 +110,14 @@ impl Authority {
         self.bundle.subscribe()
     }
 
-    /// Signs `req` with the issuer in force, for the configured lifetime.
-    pub(super) fn sign(&self, req: &SigningRequest) -> Result<SignedChain, outrider_certs::Error> {
-        self.ca.load().sign(req, self.ttl)
+    /// Signs `req` with the issuer in force, for the configured lifetime; with the roots it
+    /// chains to (PEM), from the same moment.
+    pub(super) fn sign(
+        &self,
+        req: &SigningRequest,
+    ) -> Result<(SignedChain, String), outrider_certs::Error> {
+        let now = self.ca.load_full();
+        Ok((now.ca.sign(req, self.ttl)?, now.published.pem.clone()))
     }
 
     /// Checks the directory and the serving certificate every second until `stop`.
@@ -160,7 +167,7 @@ impl Authority {
             SystemTime::now(),
         );
         if due.is_zero() {
-            let ca = self.ca.load();
+            let ca = &self.ca.load().ca;
             if let Err(e) = ca
                 .issue(&self.id, serving_ttl(self.ttl))
                 .and_then(|cert| self.own.install(cert))
@@ -178,7 +185,10 @@ impl Authority {
             ca.issue(&self.id, serving_ttl(self.ttl))?,
         )?;
         let published = Arc::new(publish(&ca));
-        self.ca.store(Arc::new(ca));
+        self.ca.store(Arc::new(Issuing {
+            ca,
+            published: published.clone(),
+        }));
         self.bundle.send_if_modified(|old| {
             let changed = old.pem != published.pem;
             if changed {
@@ -194,15 +204,18 @@ fn serving_ttl(ttl: Duration) -> Duration {
     ttl.min(SERVING_TTL)
 }
 
+/// An issuer with the bundle it was published with.
+struct Issuing {
+    ca: DevCa,
+    published: Arc<Published>,
+}
+
 fn publish(ca: &DevCa) -> Published {
-    use std::hash::{Hash, Hasher};
     let bundle = ca.trust_bundle();
-    let pem = bundle.to_pem();
-    let mut h = std::hash::DefaultHasher::new();
-    pem.hash(&mut h);
     Published {
-        etag: format!("\"{:016x}\"", h.finish()),
-        pem,
+        // The roots' digest: every replica and every build tags the same roots alike.
+        etag: format!("\"{}\"", bundle.fingerprint()),
+        pem: bundle.to_pem(),
         roots: bundle.certs().len(),
     }
 }

@@ -39,7 +39,7 @@ const BUNDLE_WAIT: Duration = Duration::from_secs(20);
 pub(crate) async fn run(args: CaServeArgs, metrics: PrometheusHandle) -> anyhow::Result<()> {
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
-    serve::raise_fd_limit();
+    let fd_limit = serve::raise_fd_limit();
     let kubernetes = match &args.kubernetes_jwks {
         Some(jwks) => Some(
             KubernetesTokens::new(jwks, &args.kubernetes_issuer, &args.kubernetes_audience)
@@ -57,12 +57,19 @@ pub(crate) async fn run(args: CaServeArgs, metrics: PrometheusHandle) -> anyhow:
         )
         .with_context(|| format!("loading the CA in {}", args.dir.display()))?,
     );
+    // A CA that cannot serve TLS must not look alive.
+    ca.own
+        .service_server_config()
+        .context("the CA's TLS configuration")?;
     let tcp = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {} (--listen)", args.listen))?;
     let limits = Limits {
         head_timeout: args.request_head_timeout,
-        ..Limits::with_cap(args.max_connections as usize)
+        ..Limits::with_cap(
+            args.max_connections
+                .map_or_else(|| Limits::default_cap(fd_limit), |n| n as usize),
+        )
     };
     let listener = serve::Listener::new(tcp, "ca", limits);
     let stop = CancellationToken::new();
@@ -100,11 +107,8 @@ async fn accept(
 ) {
     // A new trust bundle needs a new server configuration (see the mesh inbound listener).
     let mut bundles = ca.own.bundle_changes();
-    let Ok(cfg) = ca.own.service_server_config() else {
-        tracing::error!("the CA's TLS configuration could not be built");
-        return;
-    };
-    let mut acceptor = TlsAcceptor::from(Arc::new(cfg));
+    bundles.mark_changed();
+    let mut acceptor: Option<TlsAcceptor> = None;
     let builder = Arc::new(serve::builder(false));
     let conns = Arc::new(serve::Conns::default());
     loop {
@@ -115,12 +119,16 @@ async fn accept(
         if bundles.has_changed().unwrap_or(false) {
             bundles.borrow_and_update();
             match ca.own.service_server_config() {
-                Ok(cfg) => acceptor = TlsAcceptor::from(Arc::new(cfg)),
+                Ok(cfg) => acceptor = Some(TlsAcceptor::from(Arc::new(cfg))),
                 Err(e) => tracing::error!(error = %e, "the new trust bundle is not in force"),
             }
         }
+        // Checked at start (run), so only a later bundle can be unusable; the last good stays.
+        let Some(acceptor) = acceptor.clone() else {
+            continue;
+        };
         let (acceptor, builder, conns, ca, stop) = (
-            acceptor.clone(),
+            acceptor,
             builder.clone(),
             conns.clone(),
             ca.clone(),
@@ -186,7 +194,12 @@ async fn route(
                 Err(e) => e.into_response(),
             }
         }
-        (&Method::GET, "/v1/trust-bundle") => trust_bundle(&ca, &req, &stop).await,
+        (&Method::GET, "/v1/trust-bundle") => {
+            // Only sidecars with a certificate may wait for a change: anonymous clients cannot
+            // hold the service's connections with waiting requests.
+            let certified = matches!(*peer.caller, Caller::Certified(_));
+            trust_bundle(&ca, &req, certified, &stop).await
+        }
         (&Method::GET, "/healthz") => Response::new(full("ok\n")),
         (_, "/v1/certificates" | "/v1/trust-bundle" | "/healthz") => ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -208,15 +221,19 @@ async fn route(
 async fn trust_bundle(
     ca: &Authority,
     req: &Request<Incoming>,
+    may_wait: bool,
     stop: &CancellationToken,
 ) -> Response<Body> {
     let mut bundle = ca.bundle();
     let known = req.headers().get(header::IF_NONE_MATCH).cloned();
     let current = bundle.borrow_and_update().clone();
-    if known
+    let current_known = known
         .as_ref()
-        .is_some_and(|k| k.as_bytes() == current.etag.as_bytes())
-    {
+        .is_some_and(|k| k.as_bytes() == current.etag.as_bytes());
+    if current_known && !may_wait {
+        return not_modified(&current.etag);
+    }
+    if current_known {
         tokio::select! {
             r = tokio::time::timeout(BUNDLE_WAIT, bundle.changed()) => {
                 if !matches!(r, Ok(Ok(()))) {

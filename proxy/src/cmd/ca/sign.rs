@@ -14,7 +14,7 @@ use bytes::Bytes;
 use http::{HeaderMap, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use outrider_certs::{SigningRequest, SpiffeId, TokenError, TokenStore};
+use outrider_certs::{CA_SERVICE_APP_ID, SigningRequest, SpiffeId, TokenError, TokenStore};
 use serde::Deserialize;
 
 use super::authority::Authority;
@@ -73,16 +73,21 @@ pub(super) async fn sign(
             format!("{wanted} is outside trust domain {}", ca.trust_domain()),
         ));
     }
-    if &wanted == ca.id() {
+    if wanted.app_id() == CA_SERVICE_APP_ID {
         return Err(refused(
             "not_entitled",
             StatusCode::FORBIDDEN,
             "ERR_NOT_ENTITLED",
-            format!("{wanted} is the CA's own identity"),
+            format!("{CA_SERVICE_APP_ID} is the CA service's own app id, in every namespace"),
         ));
     }
-    let by = entitle(&ca, caller, headers, &wanted).await?;
-    let signed = ca.sign(&csr).map_err(|e| {
+    // Judged before anything is signed; a join token is spent only once the certificate is.
+    let (by, join) = match proof(caller, headers, &wanted)? {
+        Proof::Renewal => ("renewal", None),
+        Proof::Join(token) => ("token", Some(token)),
+        Proof::ServiceAccount(token) => (kubernetes(&ca, token, &wanted).await?, None),
+    };
+    let (signed, roots) = ca.sign(&csr).map_err(|e| {
         tracing::error!(error = %e, identity = %wanted, "signing failed");
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -90,6 +95,9 @@ pub(super) async fn sign(
             "signing failed",
         )
     })?;
+    if let Some(token) = join {
+        redeem(&ca, token, csr.key_fingerprint(), &wanted).await?;
+    }
     CA_ISSUED.counter(&[("by", by.to_owned())]).increment(1);
     let valid_until = time::OffsetDateTime::from(signed.not_after)
         .format(&time::format_description::well_known::Rfc3339)
@@ -97,21 +105,25 @@ pub(super) async fn sign(
     tracing::info!(identity = %wanted, serial = %signed.serial, %valid_until, by, %peer, "issued a workload certificate");
     Ok(serde_json::json!({
         "certificateChain": outrider_certs::TrustBundle::from_certs(signed.chain).to_pem(),
-        "trustBundle": ca.bundle().borrow().pem,
+        "trustBundle": roots,
         "validUntil": valid_until,
     }))
 }
 
-/// Why the caller may have `wanted`: its certificate, or a token bound to it (spent now).
-async fn entitle(
-    ca: &Arc<Authority>,
-    caller: &Caller,
-    headers: &HeaderMap,
-    wanted: &SpiffeId,
-) -> Result<&'static str, ApiError> {
+/// What the caller shows for the identity it asks for.
+enum Proof {
+    /// Its current certificate, for the same identity.
+    Renewal,
+    /// A join token of this CA.
+    Join(String),
+    /// Another bearer token: a Kubernetes service-account token.
+    ServiceAccount(String),
+}
+
+fn proof(caller: &Caller, headers: &HeaderMap, wanted: &SpiffeId) -> Result<Proof, ApiError> {
     if let Caller::Certified(id) = caller {
         if id == wanted {
-            return Ok("renewal");
+            return Ok(Proof::Renewal);
         }
         return Err(refused(
             "not_entitled",
@@ -120,20 +132,28 @@ async fn entitle(
             format!("a certificate for {id} renews only {id}, not {wanted}"),
         ));
     }
-    let Some(token) = bearer(headers) else {
-        return Err(refused(
+    match bearer(headers) {
+        Some(t) if TokenStore::is_join_token(&t) => Ok(Proof::Join(t)),
+        Some(t) => Ok(Proof::ServiceAccount(t)),
+        None => Err(refused(
             "unauthenticated",
             StatusCode::UNAUTHORIZED,
             "ERR_UNAUTHENTICATED",
             "present a join token (Authorization: Bearer) or a current certificate".to_owned(),
-        ));
-    };
-    if !TokenStore::is_join_token(&token) {
-        return kubernetes(ca, &token, wanted);
+        )),
     }
+}
+
+/// Spends a use of a join token bound to `wanted` on the key `key`.
+async fn redeem(
+    ca: &Arc<Authority>,
+    token: String,
+    key: String,
+    wanted: &SpiffeId,
+) -> Result<(), ApiError> {
     let (ca2, wanted2) = (ca.clone(), wanted.clone());
     let redeemed = tokio::task::spawn_blocking(move || {
-        ca2.tokens.redeem(&token, SystemTime::now(), |e| {
+        ca2.tokens.redeem(&token, &key, SystemTime::now(), |e| {
             e.namespace == wanted2.namespace() && e.app_id == wanted2.app_id()
         })
     })
@@ -146,7 +166,7 @@ async fn entitle(
         )
     })?;
     match redeemed {
-        Ok(_) => Ok("token"),
+        Ok(_) => Ok(()),
         Err(TokenError::NotEntitled {
             namespace, app_id, ..
         }) => Err(refused(
@@ -176,15 +196,30 @@ async fn entitle(
 }
 
 /// A Kubernetes service-account token: its namespace and service account must be `wanted`'s.
-fn kubernetes(ca: &Authority, token: &str, wanted: &SpiffeId) -> Result<&'static str, ApiError> {
-    let Some(k8s) = &ca.kubernetes else {
+/// Why a token is refused goes to the log only.
+async fn kubernetes(
+    ca: &Arc<Authority>,
+    token: String,
+    wanted: &SpiffeId,
+) -> Result<&'static str, ApiError> {
+    if ca.kubernetes.is_none() {
         return Err(refused("token", StatusCode::UNAUTHORIZED, "ERR_UNAUTHENTICATED", "the token is not a join token of this CA (service-account tokens need --kubernetes-jwks)".to_owned()));
-    };
-    match k8s.verify(token, SystemTime::now()) {
-        Ok(e) if e.namespace == wanted.namespace() && e.app_id == wanted.app_id() => {
+    }
+    let ca2 = ca.clone();
+    // The key file may be read again: not on the runtime's threads.
+    let verified = tokio::task::spawn_blocking(move || {
+        ca2.kubernetes
+            .as_ref()
+            .map(|k| k.verify(&token, SystemTime::now()))
+    })
+    .await
+    .ok()
+    .flatten();
+    match verified {
+        Some(Ok(e)) if e.namespace == wanted.namespace() && e.app_id == wanted.app_id() => {
             Ok("kubernetes")
         }
-        Ok(e) => Err(refused(
+        Some(Ok(e)) => Err(refused(
             "not_entitled",
             StatusCode::FORBIDDEN,
             "ERR_NOT_ENTITLED",
@@ -193,15 +228,20 @@ fn kubernetes(ca: &Authority, token: &str, wanted: &SpiffeId) -> Result<&'static
                 e.app_id, e.namespace
             ),
         )),
-        Err(e) => {
+        Some(Err(e)) => {
             tracing::info!(reason = %e, identity = %wanted, "refused a service-account token");
             Err(refused(
                 "token",
                 StatusCode::UNAUTHORIZED,
                 "ERR_UNAUTHENTICATED",
-                format!("the service-account token is not valid: {e}"),
+                "the service-account token is not valid".to_owned(),
             ))
         }
+        None => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "ERR_TOKEN",
+            "verifying the token failed",
+        )),
     }
 }
 

@@ -129,7 +129,18 @@ fn warnings(
         .get("serviceAccountName")
         .and_then(Value::as_str)
         .unwrap_or("default");
-    if account != app_id {
+    let dns_label = !app_id.is_empty()
+        && app_id.len() <= 63
+        && app_id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !app_id.starts_with('-')
+        && !app_id.ends_with('-');
+    if !dns_label {
+        notes.push(format!(
+            "{app_id}: no service account can have this name, so the CA service cannot issue this identity to a pod; on Kubernetes use an app id of lowercase letters, digits and '-'"
+        ));
+    } else if account != app_id {
         notes.push(format!(
             "{app_id}: runs as service account {account:?}; the CA service issues the identity of the service account, so set serviceAccountName: {app_id}"
         ));

@@ -50,9 +50,12 @@ impl std::fmt::Display for Failure {
     }
 }
 
+/// What a signing request brought back: the roots, the chain, when it was asked for.
+type Signed = (TrustBundle, Vec<CertificateDer<'static>>, SystemTime);
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Signed {
+struct Answer {
     certificate_chain: String,
     trust_bundle: String,
 }
@@ -71,26 +74,34 @@ impl CaClient {
     }
 
     /// The first certificate for `id`, authorised by the join token. A service that cannot be
-    /// reached is tried again with a growing pause; a refusal ends the attempt.
+    /// reached is tried again with a growing pause, with the same key: a use of the token spent
+    /// on it serves it again if an answer was lost. A refusal ends the attempt.
     pub(super) async fn first(&self, id: &SpiffeId) -> Result<(TrustBundle, IssuedCert), Failure> {
+        let key = KeyRequest::new(id).map_err(|e| Failure::Refused(e.to_string()))?;
         let mut pause = Duration::from_millis(200);
         loop {
-            match self.with_token(id).await {
+            match self.with_token(&key).await {
                 Err(Failure::Unavailable(why)) => {
                     tracing::warn!(address = %self.cfg.address, error = %why, "no certificate from the CA service yet; trying again");
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(Duration::from_secs(10));
                 }
-                done => return done,
+                Err(refused) => return Err(refused),
+                Ok((bundle, chain, issued_at)) => {
+                    let cert = key
+                        .into_issued(chain, issued_at)
+                        .map_err(|e| Failure::Refused(e.to_string()))?;
+                    return Ok((bundle, cert));
+                }
             }
         }
     }
 
-    async fn with_token(&self, id: &SpiffeId) -> Result<(TrustBundle, IssuedCert), Failure> {
+    async fn with_token(&self, key: &KeyRequest) -> Result<Signed, Failure> {
         let token = self.token()?;
         let cfg = anonymous_service_client_config(&self.anchors()?, self.ca_id.clone())
             .map_err(|e| Failure::Refused(e.to_string()))?;
-        self.sign(cfg, id, Some(&token)).await
+        self.sign(cfg, key, Some(&token)).await
     }
 
     /// A new certificate for the identity `creds` hold, authorised by their current certificate;
@@ -99,22 +110,28 @@ impl CaClient {
         let cfg = creds
             .service_client_config(&self.anchors()?, self.ca_id.clone())
             .map_err(|e| Failure::Refused(e.to_string()))?;
-        match self.sign(cfg, creds.id(), None).await {
+        let key = KeyRequest::new(creds.id()).map_err(|e| Failure::Refused(e.to_string()))?;
+        let signed = match self.sign(cfg, &key, None).await {
             Err(e) if !matches!(self.cfg.token, JoinToken::None) => {
                 tracing::warn!(error = %e, "renewing with the current certificate failed; trying the join token");
-                self.with_token(creds.id()).await
+                self.with_token(&key).await?
             }
-            done => done,
-        }
+            done => done?,
+        };
+        let (bundle, chain, issued_at) = signed;
+        let cert = key
+            .into_issued(chain, issued_at)
+            .map_err(|e| Failure::Unavailable(e.to_string()))?;
+        Ok((bundle, cert))
     }
 
+    /// Sends `key`'s request: the roots, the chain (leaf first) and when it was asked for.
     async fn sign(
         &self,
         cfg: ClientConfig,
-        id: &SpiffeId,
+        key: &KeyRequest,
         token: Option<&str>,
-    ) -> Result<(TrustBundle, IssuedCert), Failure> {
-        let key = KeyRequest::new(id).map_err(|e| Failure::Refused(e.to_string()))?;
+    ) -> Result<Signed, Failure> {
         let body = serde_json::json!({ "csr": key.pem() }).to_string();
         let mut req = self.request(
             Method::POST,
@@ -137,7 +154,7 @@ impl CaClient {
         if status != StatusCode::OK {
             return Err(failure(status, &body));
         }
-        let signed: Signed = serde_json::from_slice(&body)
+        let signed: Answer = serde_json::from_slice(&body)
             .map_err(|e| Failure::Unavailable(format!("unreadable answer: {e}")))?;
         let chain = CertificateDer::pem_slice_iter(signed.certificate_chain.as_bytes())
             .collect::<Result<Vec<_>, _>>()
@@ -147,10 +164,7 @@ impl CaClient {
             signed.trust_bundle.as_bytes(),
         )
         .map_err(|e| Failure::Unavailable(e.to_string()))?;
-        let cert = key
-            .into_issued(chain, issued_at)
-            .map_err(|e| Failure::Unavailable(e.to_string()))?;
-        Ok((bundle, cert))
+        Ok((bundle, chain, issued_at))
     }
 
     /// The trust bundle, if its tag is not `etag` (the service waits a while for a change).
@@ -158,7 +172,7 @@ impl CaClient {
         &self,
         creds: &Credentials,
         etag: Option<&str>,
-    ) -> Result<Option<(String, TrustBundle)>, Failure> {
+    ) -> Result<Option<(Option<String>, TrustBundle)>, Failure> {
         let cfg = creds
             .service_client_config(&self.anchors()?, self.ca_id.clone())
             .map_err(|e| Failure::Refused(e.to_string()))?;
@@ -173,8 +187,8 @@ impl CaClient {
                 let tag = headers
                     .get(header::ETAG)
                     .and_then(|v| v.to_str().ok())
-                    .unwrap_or_default()
-                    .to_owned();
+                    .filter(|t| !t.is_empty())
+                    .map(str::to_owned);
                 let bundle = TrustBundle::from_pem(std::path::Path::new("trust-bundle"), &body)
                     .map_err(|e| Failure::Unavailable(e.to_string()))?;
                 Ok(Some((tag, bundle)))
@@ -288,7 +302,7 @@ async fn renew_forever(client: Arc<CaClient>, creds: Credentials, now: Arc<Notif
             .duration_since(info.issued_at)
             .unwrap_or_default();
         // Retries stay well inside the certificate's last third, however short its life.
-        let mut pause = Duration::from_millis(100).max(life / 100);
+        let mut pause = (life / 100).clamp(Duration::from_millis(100), Duration::from_secs(1));
         loop {
             let renewed = client.renew(&creds).await.and_then(|(bundle, cert)| {
                 creds
@@ -313,31 +327,36 @@ async fn renew_forever(client: Arc<CaClient>, creds: Credentials, now: Arc<Notif
     }
 }
 
+/// After an answer with roots, the next bundle request waits at least this long: answers that
+/// keep changing (two services in different states) cannot turn the wait into a busy loop.
+const BUNDLE_GAP: Duration = Duration::from_secs(1);
+
 async fn follow_bundle(client: Arc<CaClient>, creds: Credentials, renew_now: Arc<Notify>) {
     let mut etag: Option<String> = None;
     let mut pause = Duration::from_millis(200);
     loop {
         match client.bundle(&creds, etag.as_deref()).await {
             Ok(Some((tag, bundle))) => {
-                pause = Duration::from_millis(200);
-                etag = Some(tag);
+                etag = tag;
                 match creds.install_bundle(&bundle) {
                     Ok(true) => {
                         tracing::info!(
                             roots = bundle.certs().len(),
                             "the CA service's trust bundle changed"
                         );
+                        pause = Duration::from_millis(200);
                     }
-                    Ok(false) => {}
+                    Ok(false) => pause = Duration::from_millis(200),
                     Err(e) => {
                         // The roots no longer include ours: a certificate from the new root
                         // brings the bundle with it.
                         tracing::info!(reason = %e, "the new trust bundle needs a new certificate; renewing now");
                         etag = None;
                         renew_now.notify_one();
-                        tokio::time::sleep(pause).await;
+                        pause = (pause * 2).min(Duration::from_secs(10));
                     }
                 }
+                tokio::time::sleep(pause.max(BUNDLE_GAP)).await;
             }
             Ok(None) => pause = Duration::from_millis(200),
             Err(e) => {
