@@ -8,7 +8,8 @@
 //! standard error, never dropped silently. Nothing is written unless every document is read and
 //! every annotation understood: a bad input leaves standard output empty and exits 1.
 //!
-//! The output is YAML again: the same documents in the same order, keys sorted, comments gone.
+//! The output is YAML again, the same documents in the same order: those that gain no sidecar
+//! exactly as they were written, those that do written anew (keys sorted, comments gone).
 
 mod annotations;
 mod intercept;
@@ -57,15 +58,27 @@ pub(crate) fn run(args: &InjectArgs) -> ExitCode {
 }
 
 /// Every document of `input`, injected, as one YAML stream; and the notes for the operator.
+/// A document that gains no sidecar is written as it was read, comments and all; one that does
+/// is written anew (keys sorted, its comments gone).
 pub(crate) fn inject_all(input: &str, args: &InjectArgs) -> Result<(String, Vec<String>), String> {
     let docs: Vec<Value> =
         serde_saphyr::from_multiple(input).map_err(|e| format!("not valid YAML: {e}"))?;
+    // Each document's own text, when the stream splits into exactly the documents parsed.
+    let texts = split_documents(input)
+        .filter(|t| t.iter().map(|(_, d)| d.is_some() as usize).sum::<usize>() == docs.len());
+    let pieces: Vec<(Option<&str>, Option<Value>)> = match texts {
+        Some(t) => t.into_iter().map(|(text, doc)| (Some(text), doc)).collect(),
+        None => docs.into_iter().map(|d| (None, Some(d))).collect(),
+    };
     let mut notes = Vec::new();
     let mut out = String::new();
-    for (i, mut doc) in docs.into_iter().enumerate() {
-        if doc.is_null() {
+    let mut i = 0;
+    for (text, doc) in pieces {
+        let Some(mut doc) = doc.filter(|d| !d.is_null()) else {
+            out.push_str(text.unwrap_or_default());
+            i += usize::from(text.is_none());
             continue;
-        }
+        };
         if !doc.is_object() {
             return Err(format!(
                 "document {}: not a Kubernetes object (a mapping with kind)",
@@ -73,15 +86,54 @@ pub(crate) fn inject_all(input: &str, args: &InjectArgs) -> Result<(String, Vec<
             ));
         }
         let at = describe(&doc, i);
+        i += 1;
+        let before = doc.clone();
         inject_doc(&mut doc, &at, args, &mut notes)?;
-        let yaml = serde_saphyr::to_string(&doc).map_err(|e| format!("{at}: writing YAML: {e}"))?;
-        out.push_str("---\n");
+        let yaml = match text {
+            Some(t) if doc == before => t.to_owned(),
+            _ => serde_saphyr::to_string(&doc).map_err(|e| format!("{at}: writing YAML: {e}"))?,
+        };
+        if !yaml.starts_with("---") {
+            out.push_str("---\n");
+        }
         out.push_str(&yaml);
         if !yaml.ends_with('\n') {
             out.push('\n');
         }
     }
     Ok((out, notes))
+}
+
+/// The stream cut at its `---` lines, each piece with the document it holds (none for a piece
+/// of comments only); `None` when a piece does not read as at most one document, or the
+/// stream has directives.
+fn split_documents(input: &str) -> Option<Vec<(&str, Option<Value>)>> {
+    if input.lines().any(|l| l.starts_with('%')) {
+        return None;
+    }
+    let mut pieces = Vec::new();
+    let (mut start, mut pos) = (0, 0);
+    for line in input.split_inclusive('\n') {
+        let l = line.trim_end_matches(['\n', '\r']);
+        if (l == "---" || l.starts_with("--- ")) && pos > start {
+            pieces.push(&input[start..pos]);
+            start = pos;
+        }
+        pos += line.len();
+    }
+    pieces.push(&input[start..]);
+    pieces
+        .into_iter()
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let mut docs: Vec<Value> = serde_saphyr::from_multiple(p).ok()?;
+            match docs.len() {
+                0 => Some((p, None)),
+                1 => Some((p, docs.pop())),
+                _ => None,
+            }
+        })
+        .collect()
 }
 
 /// `document 2 (Deployment orders)`, for messages.
