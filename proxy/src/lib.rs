@@ -121,26 +121,24 @@ where
 /// `outrider proxy`.
 fn proxy(args: cli::ProxyArgs) -> ExitCode {
     init_logging(&args.log_level, false);
-    let metrics = match install_metrics() {
-        Ok(h) => h,
-        Err(e) => {
-            eprintln!("outrider: metrics: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    match block_on(cmd::proxy::run(args, metrics)) {
-        Err(code) => code,
-        Ok(Ok(())) => ExitCode::SUCCESS,
-        Ok(Err(e)) => {
-            eprintln!("outrider: {e:#}");
-            ExitCode::from(1)
-        }
-    }
+    serve_with_metrics("outrider", |metrics| cmd::proxy::run(args, metrics))
 }
 
 /// `outrider ca serve`.
 fn ca_serve(args: cli::CaServeArgs) -> ExitCode {
     init_logging(&args.log_level, false);
+    serve_with_metrics("outrider ca serve", |metrics| {
+        cmd::ca::serve::run(args, metrics)
+    })
+}
+
+/// Runs a server subcommand other than `run` with the metrics recorder installed: exit status
+/// 0 when it stops, 1 (having said why) when it fails.
+fn serve_with_metrics<F, Fut>(name: &str, serve: F) -> ExitCode
+where
+    F: FnOnce(metrics_exporter_prometheus::PrometheusHandle) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
     let metrics = match install_metrics() {
         Ok(h) => h,
         Err(e) => {
@@ -148,12 +146,12 @@ fn ca_serve(args: cli::CaServeArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match block_on(cmd::ca::serve::run(args, metrics)) {
+    match block_on(serve(metrics)) {
         Err(code) => code,
         Ok(Ok(())) => ExitCode::SUCCESS,
         Ok(Err(e)) => {
             tracing::error!("{e:#}");
-            eprintln!("outrider ca serve: {e:#}");
+            eprintln!("{name}: {e:#}");
             ExitCode::from(1)
         }
     }

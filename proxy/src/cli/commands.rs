@@ -163,15 +163,8 @@ pub(crate) struct RotateAddArgs {
     /// The CA's directory.
     #[arg(long)]
     pub(crate) dir: PathBuf,
-    /// How many days the new CA is valid.
-    #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(u32).range(1..=36500))]
-    pub(crate) days: u32,
-    /// The new root's certificate (PEM), to create an intermediate signed by it.
-    #[arg(long, requires = "root_key")]
-    pub(crate) root_cert: Option<PathBuf>,
-    /// The new root's private key (PEM); read once, never copied.
-    #[arg(long, requires = "root_cert")]
-    pub(crate) root_key: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) issuer: NewIssuerArgs,
 }
 
 /// The CA directory alone.
@@ -269,12 +262,10 @@ pub(crate) struct TokenCreateArgs {
     pub(crate) ttl: std::time::Duration,
 }
 
-/// Flags of `outrider ca init`.
+/// What a new CA is: its lifetime, and the offline root it is an intermediate of, if any
+/// (`ca init`, `ca rotate add`).
 #[derive(Debug, Args)]
-pub(crate) struct CaInitArgs {
-    /// The directory to create; it must not hold a CA already.
-    #[arg(long)]
-    pub(crate) dir: PathBuf,
+pub(crate) struct NewIssuerArgs {
     /// How many days the CA is valid (an intermediate never outlives its root).
     #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(u32).range(1..=36500))]
     pub(crate) days: u32,
@@ -284,6 +275,28 @@ pub(crate) struct CaInitArgs {
     /// The root's private key (PEM); read once, never copied.
     #[arg(long, requires = "root_cert")]
     pub(crate) root_key: Option<PathBuf>,
+}
+
+impl NewIssuerArgs {
+    /// The lifetime asked for.
+    pub(crate) fn lifetime(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(u64::from(self.days) * 24 * 3600)
+    }
+
+    /// The offline root's certificate and key files, if any.
+    pub(crate) fn root(&self) -> Option<(&std::path::Path, &std::path::Path)> {
+        self.root_cert.as_deref().zip(self.root_key.as_deref())
+    }
+}
+
+/// Flags of `outrider ca init`.
+#[derive(Debug, Args)]
+pub(crate) struct CaInitArgs {
+    /// The directory to create; it must not hold a CA already.
+    #[arg(long)]
+    pub(crate) dir: PathBuf,
+    #[command(flatten)]
+    pub(crate) issuer: NewIssuerArgs,
 }
 
 /// Flags of `outrider inject`.

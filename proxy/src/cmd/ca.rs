@@ -7,7 +7,7 @@ pub(crate) mod serve;
 mod sign;
 
 use std::process::ExitCode;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use outrider_certs::{NewAuthority, create_authority, rotate_add, rotate_retire, rotate_switch};
 
@@ -19,8 +19,8 @@ use crate::cli::{CaInitArgs, RotateCommand, TokenCreateArgs};
 pub(crate) fn init(args: &CaInitArgs) -> ExitCode {
     let req = NewAuthority {
         dir: &args.dir,
-        lifetime: Duration::from_secs(u64::from(args.days) * 24 * 3600),
-        root: args.root_cert.as_deref().zip(args.root_key.as_deref()),
+        lifetime: args.issuer.lifetime(),
+        root: args.issuer.root(),
     };
     match create_authority(&req) {
         Ok(ca) => {
@@ -96,23 +96,20 @@ pub(crate) fn token_create(args: &TokenCreateArgs) -> ExitCode {
 /// One step of a rotation, and what to do next. Exit status: 0 done, 1 refused.
 pub(crate) fn rotate(step: &RotateCommand) -> ExitCode {
     let done = match step {
-        RotateCommand::Add(a) => rotate_add(
-            &a.dir,
-            Duration::from_secs(u64::from(a.days) * 24 * 3600),
-            a.root_cert.as_deref().zip(a.root_key.as_deref()),
-        )
-        .map(|(ca, roots)| {
-            format!(
-                "added {:?} in {}/next; the bundle holds {roots} roots.\n\
+        RotateCommand::Add(a) => {
+            rotate_add(&a.dir, a.issuer.lifetime(), a.issuer.root()).map(|(ca, roots)| {
+                format!(
+                    "added {:?} in {}/next; the bundle holds {roots} roots.\n\
                  Sidecars of the CA service trust it within a second (outrider_trust_bundle_roots \
                  shows {roots}); hand {}/bundle.pem to sidecars that read files, then run \
                  `outrider ca rotate switch --dir {}`",
-                ca.name,
-                a.dir.display(),
-                a.dir.display(),
-                a.dir.display()
-            )
-        }),
+                    ca.name,
+                    a.dir.display(),
+                    a.dir.display(),
+                    a.dir.display()
+                )
+            })
+        }
         RotateCommand::Switch(a) => rotate_switch(&a.dir).map(|()| {
             format!(
                 "certificates are issued from the new CA now; the old one waits in {}/previous.\n\

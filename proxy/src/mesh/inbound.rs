@@ -160,17 +160,10 @@ pub(crate) async fn serve(
         tokio::spawn(async move {
             let serve::Accepted { tcp, peer, watch } = accepted;
             // The handshake counts against the deadline for the first request head.
-            let handshake = acceptor.accept(tcp);
-            let tls = match tokio::time::timeout_at(watch.handshake_deadline(), handshake).await {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(e)) => {
-                    tracing::info!(%peer, error = %e, "refused a mesh connection");
-                    return;
-                }
-                Err(_) => {
-                    watch.closed("the TLS handshake did not complete in time");
-                    return;
-                }
+            let refused = "refused a mesh connection";
+            let Some(tls) = serve::tls_handshake(&acceptor, tcp, peer, &watch, refused).await
+            else {
+                return;
             };
             let Some(caller) = caller_of(tls.get_ref().1) else {
                 // The verifier already required one; this is unreachable in practice.

@@ -297,6 +297,28 @@ pub(crate) async fn serve<S: ConnService>(
     conns.drain(grace).await;
 }
 
+/// The TLS handshake of an accepted connection, within its deadline for the first request
+/// head; `None`, logged as `refused` or closed on the deadline, when it does not complete.
+pub(crate) async fn tls_handshake(
+    acceptor: &tokio_rustls::TlsAcceptor,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    watch: &Watch,
+    refused: &'static str,
+) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+    match tokio::time::timeout_at(watch.handshake_deadline(), acceptor.accept(tcp)).await {
+        Ok(Ok(tls)) => Some(tls),
+        Ok(Err(e)) => {
+            tracing::info!(%peer, error = %e, "{refused}");
+            None
+        }
+        Err(_) => {
+            watch.closed("the TLS handshake did not complete in time");
+            None
+        }
+    }
+}
+
 /// Logs accept failures and refusals at most once per interval, with how many were not logged.
 #[derive(Default)]
 struct AcceptLog {

@@ -5,37 +5,16 @@
 //! Hosts are network namespaces on a bridge (`testkit::netns`); without root the test reports
 //! itself skipped.
 
-use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use outrider_testkit::ca::{CaService, private_keys_under};
-use outrider_testkit::netns::{Host, Lan};
+use outrider_testkit::ca::{CaService, crafted_csr, private_keys_under};
+use outrider_testkit::netns::{Host, Lan, static_config};
 use outrider_testkit::{Mesh, Sidecar, binary, free_port};
-use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair, SanType};
+use rcgen::{BasicConstraints, IsCa, SanType};
 
 /// The mesh port of sidecars on LAN hosts (their well-known ports).
 const MESH: u16 = 50002;
-
-/// A Configuration whose static resolver knows each app at its host.
-fn config(dir: &Path, apps: &[(&str, Ipv4Addr)]) -> PathBuf {
-    let apps: serde_json::Map<String, serde_json::Value> = apps
-        .iter()
-        .map(|(app, addr)| {
-            (
-                (*app).to_owned(),
-                serde_json::json!([{"address": format!("{addr}:{MESH}")}]),
-            )
-        })
-        .collect();
-    let doc = serde_json::json!({
-        "kind": "Configuration",
-        "spec": {"nameResolution": {"component": "static", "configuration": {"apps": apps}}},
-    });
-    let path = dir.join("static.yaml");
-    std::fs::write(&path, doc.to_string()).unwrap();
-    path
-}
 
 /// The flags that point a sidecar at the CA host, with the public root copied to `anchors`.
 fn ca_flags(ca: &CaService, anchors: &Path) -> Vec<String> {
@@ -98,19 +77,6 @@ async fn post_csr(
     .await
 }
 
-fn crafted(
-    alg: &'static rcgen::SignatureAlgorithm,
-    edit: impl FnOnce(&mut CertificateParams),
-) -> String {
-    let key = KeyPair::generate_for(alg).unwrap();
-    let mut params = CertificateParams::default();
-    params.subject_alt_names = vec![SanType::URI(
-        "spiffe://public/ns/default/orders".try_into().unwrap(),
-    )];
-    edit(&mut params);
-    params.serialize_request(&key).unwrap().pem().unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sidecars_on_three_hosts_get_certificates_from_the_ca_host() {
     let lan = match Lan::new(4) {
@@ -124,13 +90,14 @@ async fn sidecars_on_three_hosts_get_certificates_from_the_ca_host() {
     let anchors = mesh.home().join("anchors.pem");
     std::fs::copy(ca.anchors(), &anchors).unwrap();
     let flags = ca_flags(&ca, &anchors);
-    let cfg = config(
+    let cfg = static_config(
         mesh.home(),
         &[
             ("orders", h1.addr),
             ("payments", h2.addr),
             ("shipping", h3.addr),
         ],
+        MESH,
     );
     let orders_token = ca.token("default", "orders", 1);
     let orders = sidecar(&mesh, "orders", h1, &cfg, &flags, &orders_token).await;
@@ -206,7 +173,7 @@ async fn sidecars_on_three_hosts_get_certificates_from_the_ca_host() {
     for (what, csr) in [
         (
             "extra SANs",
-            crafted(p256, |p| {
+            crafted_csr(p256, |p| {
                 p.subject_alt_names.push(SanType::URI(
                     "spiffe://public/ns/default/payments".try_into().unwrap(),
                 ))
@@ -214,20 +181,20 @@ async fn sidecars_on_three_hosts_get_certificates_from_the_ca_host() {
         ),
         (
             "CA:true",
-            crafted(p256, |p| {
+            crafted_csr(p256, |p| {
                 p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained)
             }),
         ),
         (
             "a P-384 key",
-            crafted(&rcgen::PKCS_ECDSA_P384_SHA384, |_| {}),
+            crafted_csr(&rcgen::PKCS_ECDSA_P384_SHA384, |_| {}),
         ),
     ] {
         let (status, body) = post_csr(h1, &ca, dir, &csr, &second).await;
         assert_eq!(status, 400, "{what}: {body}");
         assert!(body.contains("ERR_CSR_INVALID"), "{what}: {body}");
     }
-    let (status, body) = post_csr(h1, &ca, dir, &crafted(p256, |_| {}), &second).await;
+    let (status, body) = post_csr(h1, &ca, dir, &crafted_csr(p256, |_| {}), &second).await;
     assert_eq!(
         status, 200,
         "the token was spent by refused requests: {body}"

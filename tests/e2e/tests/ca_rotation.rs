@@ -6,12 +6,11 @@
 //! Hosts are network namespaces on a bridge (`testkit::netns`); without root the test reports
 //! itself skipped.
 
-use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use outrider_testkit::ca::CaService;
-use outrider_testkit::netns::{Host, Lan};
+use outrider_testkit::netns::{Host, Lan, static_config};
 use outrider_testkit::{
     Mesh, Sidecar, WELL_KNOWN_PORTS, binary, free_port, outrider_command, sum_metric, wait_until,
 };
@@ -52,25 +51,6 @@ while not os.path.exists(stop):
             errors.append(repr(e))
 print(json.dumps({"ok": ok, "failed": failed, "errors": errors}), flush=True)
 "#;
-
-fn config(dir: &Path, apps: &[(&str, Ipv4Addr)]) -> PathBuf {
-    let apps: serde_json::Map<String, serde_json::Value> = apps
-        .iter()
-        .map(|(app, addr)| {
-            (
-                (*app).to_owned(),
-                serde_json::json!([{"address": format!("{addr}:{MESH}")}]),
-            )
-        })
-        .collect();
-    let doc = serde_json::json!({
-        "kind": "Configuration",
-        "spec": {"nameResolution": {"component": "static", "configuration": {"apps": apps}}},
-    });
-    let path = dir.join("static.yaml");
-    std::fs::write(&path, doc.to_string()).unwrap();
-    path
-}
 
 async fn sidecar(
     mesh: &Mesh,
@@ -153,9 +133,10 @@ async fn rotating_the_root_under_200_rps_fails_no_request() {
     .iter()
     .map(|s| s.to_string())
     .collect();
-    let cfg = config(
+    let cfg = static_config(
         mesh.home(),
         &[("a", ha.addr), ("b", hb.addr), ("c", hc.addr)],
+        MESH,
     );
     let b = sidecar(
         &mesh,

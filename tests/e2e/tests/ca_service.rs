@@ -6,27 +6,15 @@
 use std::time::{Duration, SystemTime};
 
 use outrider_certs::{Credentials, KeyRequest, SpiffeId, TrustBundle};
-use outrider_testkit::ca::{CaService, connect};
+use outrider_testkit::ca::{CaService, connect, crafted_csr};
 use outrider_testkit::sum_metric;
-use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair, SanType};
+use rcgen::{BasicConstraints, IsCa, SanType};
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 use tokio::io::AsyncReadExt;
 
 fn id(app: &str) -> SpiffeId {
     SpiffeId::new("public", "default", app).unwrap()
-}
-
-/// A request for `app` as rcgen makes it, changed by `edit`: what our sidecar never sends.
-fn crafted(
-    alg: &'static rcgen::SignatureAlgorithm,
-    edit: impl FnOnce(&mut CertificateParams),
-) -> String {
-    let key = KeyPair::generate_for(alg).unwrap();
-    let mut params = CertificateParams::default();
-    params.subject_alt_names = vec![SanType::URI(id("orders").to_string().try_into().unwrap())];
-    edit(&mut params);
-    params.serialize_request(&key).unwrap().pem().unwrap()
 }
 
 /// Credentials from a successful answer to `req`.
@@ -159,29 +147,29 @@ async fn bad_requests_get_a_clear_4xx_and_spend_nothing() {
     let refused_csrs = [
         (
             "extra SANs",
-            crafted(p256, |p| {
+            crafted_csr(p256, |p| {
                 p.subject_alt_names
                     .push(SanType::URI(id("payments").to_string().try_into().unwrap()))
             }),
         ),
         (
             "a DNS name",
-            crafted(p256, |p| {
+            crafted_csr(p256, |p| {
                 p.subject_alt_names
                     .push(SanType::DnsName("payments".try_into().unwrap()))
             }),
         ),
         (
             "CA:true",
-            crafted(p256, |p| {
+            crafted_csr(p256, |p| {
                 p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained)
             }),
         ),
         (
             "a P-384 key",
-            crafted(&rcgen::PKCS_ECDSA_P384_SHA384, |_| {}),
+            crafted_csr(&rcgen::PKCS_ECDSA_P384_SHA384, |_| {}),
         ),
-        ("an Ed25519 key", crafted(&rcgen::PKCS_ED25519, |_| {})),
+        ("an Ed25519 key", crafted_csr(&rcgen::PKCS_ED25519, |_| {})),
         (
             "not a CSR",
             "-----BEGIN CERTIFICATE REQUEST-----\naGVsbG8=\n-----END CERTIFICATE REQUEST-----\n"

@@ -312,3 +312,22 @@ impl hyper::body::Body for Stalled {
         std::task::Poll::Pending
     }
 }
+
+/// A signing request for `spiffe://public/ns/default/orders` as rcgen makes it with a new key of
+/// `alg`, changed by `edit`: what our own sidecar never sends.
+pub fn crafted_csr(
+    alg: &'static rcgen::SignatureAlgorithm,
+    edit: impl FnOnce(&mut rcgen::CertificateParams),
+) -> String {
+    let key = rcgen::KeyPair::generate_for(alg).expect("key");
+    let mut params = rcgen::CertificateParams::default();
+    params.subject_alt_names = vec![rcgen::SanType::URI(
+        "spiffe://public/ns/default/orders".try_into().expect("URI"),
+    )];
+    edit(&mut params);
+    params
+        .serialize_request(&key)
+        .expect("request")
+        .pem()
+        .expect("PEM")
+}

@@ -188,3 +188,22 @@ impl Drop for Lan {
         }
     }
 }
+
+/// Writes a Configuration into `dir` whose `static` resolver knows each app at `addr:port`,
+/// and returns its path.
+pub fn static_config(dir: &std::path::Path, apps: &[(&str, Ipv4Addr)], port: u16) -> PathBuf {
+    let apps: serde_json::Map<String, serde_json::Value> = apps
+        .iter()
+        .map(|(app, addr)| {
+            let at = serde_json::json!([{"address": format!("{addr}:{port}")}]);
+            ((*app).to_owned(), at)
+        })
+        .collect();
+    let doc = serde_json::json!({
+        "kind": "Configuration",
+        "spec": {"nameResolution": {"component": "static", "configuration": {"apps": apps}}},
+    });
+    let path = dir.join("static.yaml");
+    std::fs::write(&path, doc.to_string()).expect("writing the Configuration");
+    path
+}

@@ -136,17 +136,10 @@ async fn accept(
         );
         tokio::spawn(async move {
             let serve::Accepted { tcp, peer, watch } = accepted;
-            let handshake = acceptor.accept(tcp);
-            let tls = match tokio::time::timeout_at(watch.handshake_deadline(), handshake).await {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(e)) => {
-                    tracing::info!(%peer, error = %e, "refused a connection to the CA");
-                    return;
-                }
-                Err(_) => {
-                    watch.closed("the TLS handshake did not complete in time");
-                    return;
-                }
+            let refused = "refused a connection to the CA";
+            let Some(tls) = serve::tls_handshake(&acceptor, tcp, peer, &watch, refused).await
+            else {
+                return;
             };
             let caller = Arc::new(
                 tls.get_ref()
