@@ -109,23 +109,38 @@ pub fn rotate_switch(dir: &Path) -> Result<(), Error> {
     Ok(())
 }
 
-/// Finishes a switch cut off between its two renames (the next key in place, its certificate
-/// still in `next/`). Returns whether there was one.
+/// Finishes a switch that was cut off: between its two renames (the next key in place, its
+/// certificate still in `next/`), or after them (`next/` left without either). Returns
+/// whether there was one.
 fn finish_switch(dir: &Path, next_dir: &Path) -> Result<bool, Error> {
     let cert = next_dir.join(CA_CERT);
-    if next_dir.join(CA_KEY).exists() || !cert.is_file() {
+    if !next_dir.exists() || next_dir.join(CA_KEY).exists() {
         return Ok(false);
     }
-    let key = fs::read_to_string(dir.join(CA_KEY)).map_err(|e| Error::io(dir.join(CA_KEY), e))?;
-    let der = TrustBundle::from_pem_file(&cert)?.certs()[0].clone();
-    let pairs = rcgen::KeyPair::from_pem(&key).is_ok_and(|k| {
-        crate::ca::public_key_is(&der, &rcgen::PublicKeyData::subject_public_key_info(&k))
-    });
-    if !pairs {
-        return Ok(false);
+    if cert.is_file() {
+        let key =
+            fs::read_to_string(dir.join(CA_KEY)).map_err(|e| Error::io(dir.join(CA_KEY), e))?;
+        let der = TrustBundle::from_pem_file(&cert)?.certs()[0].clone();
+        let pairs = rcgen::KeyPair::from_pem(&key).is_ok_and(|k| {
+            crate::ca::public_key_is(&der, &rcgen::PublicKeyData::subject_public_key_info(&k))
+        });
+        if !pairs {
+            return Ok(false);
+        }
+        fs::rename(&cert, dir.join(CA_CERT)).map_err(|e| Error::io(dir.join(CA_CERT), e))?;
     }
-    fs::rename(&cert, dir.join(CA_CERT)).map_err(|e| Error::io(dir.join(CA_CERT), e))?;
+    let switched = DevCa::load(dir)?;
+    if !chains_to(&switched, &switched.trust_bundle()) {
+        return Err(refused(dir, "the switched CA does not chain to its bundle"));
+    }
     fs::remove_dir_all(next_dir).map_err(|e| Error::io(next_dir, e))?;
+    // A switch begun by an older binary may not have recorded its time: now, to be safe.
+    if !dir.join(SWITCHED_AT).exists() {
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        replace_file(&dir.join(SWITCHED_AT), format!("{now}\n").as_bytes(), 0o644)?;
+    }
     Ok(true)
 }
 

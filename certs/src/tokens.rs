@@ -150,6 +150,19 @@ impl TokenStore {
         Ok(format!("{PREFIX}.{id}.{secret}"))
     }
 
+    /// Whether `token` would entitle the key `key` to what `wanted` accepts, spending nothing:
+    /// the check made before anything is signed for it.
+    pub fn check(
+        &self,
+        token: &str,
+        key: &str,
+        now: SystemTime,
+        wanted: impl FnOnce(&Entitlement) -> bool,
+    ) -> Result<Entitlement, TokenError> {
+        let _lock = self.lock()?;
+        self.judge(token, key, now, wanted).map(|(_, _, e)| e)
+    }
+
     /// Spends one use of `token` on the key `key` (any stable fingerprint of it) and returns
     /// what it entitles to, if `wanted` accepts that; a token shown for another identity is
     /// refused and keeps its uses. A key a use was already spent on is served again for free.
@@ -160,8 +173,27 @@ impl TokenStore {
         now: SystemTime,
         wanted: impl FnOnce(&Entitlement) -> bool,
     ) -> Result<Entitlement, TokenError> {
-        let (id, secret) = parse(token.trim()).ok_or(TokenError::Malformed)?;
         let _lock = self.lock()?;
+        let (id, mut record, entitlement) = self.judge(token, key, now, wanted)?;
+        if !record.spent_for.iter().any(|k| k == key) {
+            record.uses_left -= 1;
+            record.spent_for.push(key.to_owned());
+            self.write(&id, &record)?;
+        }
+        Ok(entitlement)
+    }
+
+    /// Reads and judges a token's record (the store locked by the caller): its id, the record
+    /// and what it entitles to, if the secret matches, it has not expired, `wanted` accepts it
+    /// and it has a use left or one was spent on `key`.
+    fn judge(
+        &self,
+        token: &str,
+        key: &str,
+        now: SystemTime,
+        wanted: impl FnOnce(&Entitlement) -> bool,
+    ) -> Result<(String, Record, Entitlement), TokenError> {
+        let (id, secret) = parse(token.trim()).ok_or(TokenError::Malformed)?;
         let path = self.path(id);
         let text = match fs::read(&path) {
             Ok(t) => t,
@@ -170,7 +202,7 @@ impl TokenStore {
             }
             Err(e) => return Err(Error::io(&path, e).into()),
         };
-        let mut record: Record = serde_json::from_slice(&text).map_err(|e| Error::Pem {
+        let record: Record = serde_json::from_slice(&text).map_err(|e| Error::Pem {
             path: path.clone(),
             what: format!("unreadable token record: {e}"),
         })?;
@@ -196,16 +228,10 @@ impl TokenStore {
                 app_id: entitlement.app_id,
             });
         }
-        if record.spent_for.iter().any(|k| k == key) {
-            return Ok(entitlement);
-        }
-        if record.uses_left == 0 {
+        if record.uses_left == 0 && !record.spent_for.iter().any(|k| k == key) {
             return Err(TokenError::UsedUp(id.to_owned()));
         }
-        record.uses_left -= 1;
-        record.spent_for.push(key.to_owned());
-        self.write(id, &record)?;
-        Ok(entitlement)
+        Ok((id.to_owned(), record, entitlement))
     }
 
     /// Removes the records of expired tokens (with the store locked).
@@ -329,6 +355,7 @@ mod tests {
         let (_d, store) = store();
         let token = store.create(&new(1, Duration::from_secs(60))).unwrap();
         assert!(TokenStore::is_join_token(&token));
+        store.check(&token, "k0", SystemTime::now(), any).unwrap();
         let got = store.redeem(&token, "k1", SystemTime::now(), any).unwrap();
         assert_eq!(
             (got.namespace.as_str(), got.app_id.as_str()),
@@ -338,6 +365,9 @@ mod tests {
             store.redeem(&token, "k2", SystemTime::now(), any),
             Err(TokenError::UsedUp(_))
         ));
+        // A check spends nothing.
+        assert!(store.check(&token, "k2", SystemTime::now(), any).is_err());
+        assert!(store.check(&token, "k1", SystemTime::now(), any).is_ok());
         // The same key again (its answer was lost): served, nothing more spent.
         store.redeem(&token, "k1", SystemTime::now(), any).unwrap();
         assert!(store.redeem(&token, "k3", SystemTime::now(), any).is_err());

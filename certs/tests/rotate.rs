@@ -158,3 +158,23 @@ fn a_switch_cut_off_between_its_renames_is_finished_by_running_it_again() {
     let err = rotate_retire(&dir, Duration::ZERO).unwrap_err().to_string();
     assert!(err.contains("unreadable"), "{err}");
 }
+
+#[test]
+fn a_switch_cut_off_after_its_renames_is_finished_too() {
+    let home = tempfile::tempdir().unwrap();
+    let dir = home.path().join("ca");
+    root(&dir);
+    rotate_add(&dir, YEAR, None).unwrap();
+    // Both files moved; next/ (with its bundle.pem) not removed yet.
+    for f in ["ca.key", "ca.crt"] {
+        std::fs::rename(dir.join("next").join(f), dir.join(f)).unwrap();
+    }
+    rotate_switch(&dir).unwrap();
+    assert!(!dir.join("next").exists());
+    assert!(dir.join("switched-at").exists());
+    let err = rotate_retire(&dir, Duration::from_secs(3600))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("switched 0s ago"), "{err}");
+    rotate_add(&dir, YEAR, None).unwrap();
+}

@@ -61,6 +61,8 @@ pub(crate) fn run(args: &InjectArgs) -> ExitCode {
 /// A document that gains no sidecar is written as it was read, comments and all; one that does
 /// is written anew (keys sorted, its comments gone).
 pub(crate) fn inject_all(input: &str, args: &InjectArgs) -> Result<(String, Vec<String>), String> {
+    // A byte-order mark (some editors write one) would land inside a copied document.
+    let input = input.strip_prefix('\u{feff}').unwrap_or(input);
     let docs: Vec<Value> =
         serde_saphyr::from_multiple(input).map_err(|e| format!("not valid YAML: {e}"))?;
     // Each document's own text, when the stream splits into exactly the documents parsed.

@@ -213,3 +213,15 @@ fn the_shipped_manifests_are_valid() {
     assert!(files.len() >= 2, "{files:?}");
     kubernetes_validate(&files);
 }
+
+#[test]
+fn a_byte_order_mark_is_dropped() {
+    let input = std::fs::read_to_string(dir().join("multi.yaml")).unwrap();
+    let (code, out, err) = inject(&format!("\u{feff}{input}"), &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!out.contains('\u{feff}'));
+    let (_, plain, _) = inject(&input, &[]);
+    assert_eq!(out, plain);
+    let (code, again, err) = inject(&out, &[]);
+    assert_eq!((code, documents(&again)), (0, documents(&out)), "{err}");
+}

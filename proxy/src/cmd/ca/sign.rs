@@ -82,9 +82,13 @@ pub(super) async fn sign(
         ));
     }
     // Judged before anything is signed; a join token is spent only once the certificate is.
+    let key = csr.key_fingerprint();
     let (by, join) = match proof(caller, headers, &wanted)? {
         Proof::Renewal => ("renewal", None),
-        Proof::Join(token) => ("token", Some(token)),
+        Proof::Join(token) => {
+            token_use(&ca, token.clone(), key.clone(), &wanted, Spend::No).await?;
+            ("token", Some(token))
+        }
         Proof::ServiceAccount(token) => (kubernetes(&ca, token, &wanted).await?, None),
     };
     let (signed, roots) = ca.sign(&csr).map_err(|e| {
@@ -96,7 +100,7 @@ pub(super) async fn sign(
         )
     })?;
     if let Some(token) = join {
-        redeem(&ca, token, csr.key_fingerprint(), &wanted).await?;
+        token_use(&ca, token, key, &wanted, Spend::Yes).await?;
     }
     CA_ISSUED.counter(&[("by", by.to_owned())]).increment(1);
     let valid_until = time::OffsetDateTime::from(signed.not_after)
@@ -144,18 +148,31 @@ fn proof(caller: &Caller, headers: &HeaderMap, wanted: &SpiffeId) -> Result<Proo
     }
 }
 
-/// Spends a use of a join token bound to `wanted` on the key `key`.
-async fn redeem(
+/// Whether a join token is spent, or only checked.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Spend {
+    No,
+    Yes,
+}
+
+/// Checks, or spends, a use of a join token bound to `wanted` on the key `key`.
+async fn token_use(
     ca: &Arc<Authority>,
     token: String,
     key: String,
     wanted: &SpiffeId,
+    spend: Spend,
 ) -> Result<(), ApiError> {
     let (ca2, wanted2) = (ca.clone(), wanted.clone());
     let redeemed = tokio::task::spawn_blocking(move || {
-        ca2.tokens.redeem(&token, &key, SystemTime::now(), |e| {
+        let ours = |e: &outrider_certs::Entitlement| {
             e.namespace == wanted2.namespace() && e.app_id == wanted2.app_id()
-        })
+        };
+        let now = SystemTime::now();
+        match spend {
+            Spend::No => ca2.tokens.check(&token, &key, now, ours),
+            Spend::Yes => ca2.tokens.redeem(&token, &key, now, ours),
+        }
     })
     .await
     .map_err(|_| {

@@ -335,6 +335,7 @@ async fn follow_bundle(client: Arc<CaClient>, creds: Credentials, renew_now: Arc
     let mut etag: Option<String> = None;
     let mut pause = Duration::from_millis(200);
     loop {
+        let asked = tokio::time::Instant::now();
         match client.bundle(&creds, etag.as_deref()).await {
             Ok(Some((tag, bundle))) => {
                 etag = tag;
@@ -358,7 +359,12 @@ async fn follow_bundle(client: Arc<CaClient>, creds: Credentials, renew_now: Arc
                 }
                 tokio::time::sleep(pause.max(BUNDLE_GAP)).await;
             }
-            Ok(None) => pause = Duration::from_millis(200),
+            Ok(None) => {
+                pause = Duration::from_millis(200);
+                // A service that answers "unchanged" at once instead of waiting is not asked
+                // again at once.
+                tokio::time::sleep_until(asked + BUNDLE_GAP).await;
+            }
             Err(e) => {
                 tracing::debug!(error = %e, "following the trust bundle failed; retrying");
                 tokio::time::sleep(pause).await;
