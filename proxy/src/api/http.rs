@@ -32,7 +32,7 @@ use serde_json::Value;
 use super::{ApiState, invoke};
 use crate::errors::ApiError;
 use crate::net::http::{Body, empty, full, names};
-use route::{INVOKE_ENDPOINT, INVOKE_LABEL, Params, Route, Routes};
+use route::{INVOKE_ENDPOINT, INVOKE_LABEL, Params, Route, Routes, unserved};
 
 /// The API as a tower service.
 #[derive(Clone)]
@@ -83,7 +83,14 @@ impl ApiService {
         let by_path = path
             .strip_prefix("/v1.0/invoke/")
             .filter(|_| invoke_ok && invoke::header_target(req.headers()).is_none());
-        let result = if let Some(rest) = by_path {
+        let result = if let Some((prefix, api)) = unserved(&path) {
+            let e = ApiError::new(
+                StatusCode::NOT_IMPLEMENTED,
+                "ERR_NOT_IMPLEMENTED",
+                format!("the {api} API is not served by this sidecar yet"),
+            );
+            Ok(labelled(RouteLabel(prefix))(e.into_response()))
+        } else if let Some(rest) = by_path {
             invoke::by_path(&self.state, rest, req)
                 .await
                 .map(labelled(INVOKE_LABEL))

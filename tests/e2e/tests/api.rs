@@ -276,3 +276,29 @@ async fn metrics_use_route_templates_not_raw_paths() {
         }
     }
 }
+
+#[tokio::test]
+async fn apis_not_served_yet_answer_501_naming_the_api() {
+    let mesh = Mesh::new();
+    let app = FakeApp::start("a").await;
+    let a = mesh.sidecar("a").app_port(app.port).start().await;
+    for (method, path, api) in [
+        (
+            "POST",
+            "/v1.0-alpha1/conversation/llm/converse",
+            "conversation",
+        ),
+        ("POST", "/v1.0/actors/cart/1/method/add", "actors"),
+        ("POST", "/v1.0/bindings/kafka", "bindings"),
+        ("GET", "/v1.0/configuration/store?key=a", "configuration"),
+        ("POST", "/v1.0-beta1/workflows/dapr/flow/start", "workflow"),
+    ] {
+        let r = a.call(method, path, "{}").await.unwrap();
+        assert_eq!(r.status, 501, "{path}: {}", r.text());
+        let v = r.json();
+        assert_eq!(v["errorCode"], "ERR_NOT_IMPLEMENTED", "{path}");
+        assert!(v["message"].as_str().unwrap().contains(api), "{path}: {v}");
+    }
+    // None of them reached the app as an invocation.
+    assert!(app.seen().is_empty());
+}

@@ -49,6 +49,34 @@ const ALL: [Route; 16] = [
     Route::Shutdown,
 ];
 
+/// Dapr API routes this sidecar does not serve yet, by path prefix, with the API's name: they
+/// answer 501 rather than falling through to invocation (where they would look like a call to
+/// an app named `v1.0`).
+const UNSERVED: [(&str, &str); 13] = [
+    ("/v1.0/actors/", "actors"),
+    ("/v1.0/bindings/", "bindings"),
+    ("/v1.0/configuration/", "configuration"),
+    ("/v1.0-alpha1/configuration/", "configuration"),
+    ("/v1.0-alpha1/lock/", "distributed lock"),
+    ("/v1.0-alpha1/unlock/", "distributed lock"),
+    ("/v1.0-alpha1/jobs/", "jobs"),
+    ("/v1.0/workflows/", "workflow"),
+    ("/v1.0-beta1/workflows/", "workflow"),
+    ("/v1.0-alpha1/workflows/", "workflow"),
+    ("/v1.0-alpha1/crypto/", "cryptography"),
+    ("/v1.0-alpha1/conversation/", "conversation"),
+    ("/v1.0-alpha2/conversation/", "conversation"),
+];
+
+/// The Dapr API `path` belongs to, if it is one this sidecar does not serve yet; with the
+/// route prefix, which labels its metrics.
+pub(super) fn unserved(path: &str) -> Option<(&'static str, &'static str)> {
+    UNSERVED
+        .iter()
+        .find(|(prefix, _)| path.starts_with(prefix))
+        .map(|(prefix, api)| (*prefix, *api))
+}
+
 /// Invocation as `spec.api` rules see it.
 pub(super) const INVOKE_ENDPOINT: Endpoint = Endpoint {
     group: "invoke",
@@ -197,6 +225,7 @@ mod tests {
             ),
             ("/v1.0/state/s", Method::GET, None),
             ("/v1.0/unknown", Method::GET, None),
+            ("/v1.0/actors/t/1/method/m", Method::POST, None),
         ];
         for (path, method, want) in cases {
             let got = routes.at(path, &method);
@@ -204,5 +233,20 @@ mod tests {
             let want = want.map(|(r, s, k)| (r, s.to_owned(), k.to_owned()));
             assert_eq!(got, want, "{method} {path}");
         }
+    }
+
+    #[test]
+    fn apis_not_served_yet_are_named() {
+        assert_eq!(
+            unserved("/v1.0-alpha1/conversation/llm/converse"),
+            Some(("/v1.0-alpha1/conversation/", "conversation"))
+        );
+        assert_eq!(
+            unserved("/v1.0/bindings/kafka").map(|u| u.1),
+            Some("bindings")
+        );
+        assert_eq!(unserved("/v1.0/invoke/a/method/b"), None);
+        assert_eq!(unserved("/v1.0/actorsX"), None);
+        assert_eq!(unserved("/v1.0/state/s/k"), None);
     }
 }
