@@ -45,9 +45,18 @@ pub struct ComponentSpec {
     /// How long initialisation may take, e.g. `5s`.
     #[serde(default)]
     pub init_timeout: Option<String>,
-    /// Settings.
-    #[serde(default)]
+    /// Settings. An empty `metadata:` (null), as Dapr's own examples write it, is no settings.
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub metadata: Vec<MetadataItem>,
+}
+
+/// A list that may be written as nothing at all (`key:` with no value).
+fn null_as_empty<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Ok(Option::<Vec<T>>::deserialize(d)?.unwrap_or_default())
 }
 
 /// `auth` of a component.
@@ -181,6 +190,15 @@ mod tests {
 
     fn parse(yaml: &str) -> Component {
         crate::from_yaml(yaml)
+    }
+
+    #[test]
+    fn an_empty_metadata_is_no_settings() {
+        let c = parse(
+            "metadata: {name: cache}\nspec:\n  type: state.in-memory\n  version: v1\n  metadata:\n",
+        );
+        assert!(c.spec.metadata.is_empty());
+        assert!(c.validate().is_empty(), "{:?}", c.validate());
     }
 
     #[test]
