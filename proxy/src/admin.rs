@@ -25,6 +25,8 @@ pub(crate) struct Admin {
     pub(crate) outbound: Arc<Outbound>,
     /// Serve the status page to clients that are not on loopback.
     pub(crate) status_remote: bool,
+    /// `/metrics` is served (`--enable-metrics`).
+    pub(crate) metrics_enabled: bool,
     /// With `--intercept`: its line of the status page.
     pub(crate) interception: Option<String>,
 }
@@ -36,7 +38,7 @@ pub(crate) async fn handle(
 ) -> Result<Response<Body>, Infallible> {
     let local = peer.ip().to_canonical().is_loopback();
     let (status, ctype, body) = match req.uri().path() {
-        "/metrics" => (
+        "/metrics" if admin.metrics_enabled => (
             StatusCode::OK,
             "text/plain; version=0.0.4",
             admin.metrics.render(),

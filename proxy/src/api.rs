@@ -6,6 +6,7 @@
 //! status codes, headers) and `grpc` (the `Dapr` service's messages and statuses). Service
 //! invocation (`invoke`) takes an HTTP request from either.
 
+mod cors;
 mod grpc;
 mod http;
 pub(crate) mod invoke;
@@ -14,8 +15,9 @@ mod publish;
 mod secrets;
 mod state;
 
+pub(crate) use cors::WithCors;
 pub(crate) use grpc::{GrpcApiService, code_name as grpc_code_name};
-pub(crate) use http::ApiService;
+pub(crate) use http::{ApiService, PublicService};
 pub(crate) use meta::VERSION as VERSION_STR;
 pub(crate) use state::STORE_TIMEOUT;
 
@@ -69,6 +71,10 @@ pub(crate) struct ApiState {
     pub(crate) outbound: Arc<Outbound>,
     pub(crate) app: Option<AppChannel>,
     pub(crate) health: Arc<Health>,
+    /// The app's health as its checks find it.
+    pub(crate) app_health: Arc<crate::to_app::health::AppHealth>,
+    /// `--app-max-concurrency`, when positive.
+    pub(crate) app_max_concurrency: Option<usize>,
     /// State stores by name.
     pub(crate) stores: BTreeMap<String, StateComponent>,
     /// Pub/sub components by name.

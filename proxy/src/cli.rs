@@ -13,10 +13,12 @@ use clap::{Args, Parser, Subcommand};
 use crate::net::serve::Limits;
 
 mod commands;
+mod daprd;
 pub(crate) use commands::{
     CaCommand, CaInitArgs, CaServeArgs, CheckArgs, InitArgs, InjectArgs, PolicyCommand, ProxyArgs,
     RotateCommand, TokenCommand, TokenCreateArgs,
 };
+pub(crate) use daprd::{DaprdArgs, go_bool};
 
 /// A service-mesh L7 proxy and Dapr-compatible application runtime in one sidecar.
 #[derive(Debug, Parser)]
@@ -52,9 +54,10 @@ pub(crate) enum Command {
 #[derive(Debug, Args)]
 pub(crate) struct RunArgs {
     /// The app's id: its name in the mesh, its SPIFFE identity and its state key prefix.
-    #[arg(long, env = "OUTRIDER_APP_ID")]
+    #[arg(long, env = "OUTRIDER_APP_ID", default_value = "")]
     pub(crate) app_id: String,
-    /// The port the app listens on; without it there is no app channel (nothing is delivered to the app).
+    /// The port the app listens on; without it (or with 0) there is no app channel (nothing is
+    /// delivered to the app).
     #[arg(long, env = "OUTRIDER_APP_PORT")]
     pub(crate) app_port: Option<u16>,
     /// The app's protocol: `http`, or `grpc` (HTTP/2 without TLS; the sidecar calls Dapr's
@@ -153,11 +156,12 @@ pub(crate) struct RunArgs {
     #[arg(long, env = "OUTRIDER_ENABLE_API_LOGGING", num_args = 0..=1, default_missing_value = "true")]
     pub(crate) enable_api_logging: Option<bool>,
     /// Log JSON lines instead of text.
-    #[arg(long, env = "OUTRIDER_LOG_AS_JSON")]
+    #[arg(long, env = "OUTRIDER_LOG_AS_JSON", default_value = "false", num_args = 0..=1,
+        require_equals = true, default_missing_value = "true", value_parser = go_bool)]
     pub(crate) log_as_json: bool,
-    /// Largest request body accepted, e.g. 4Mi, 16MB, 1048576.
-    #[arg(long, env = "OUTRIDER_MAX_BODY_SIZE", default_value = "4Mi", value_parser = parse_size)]
-    pub(crate) max_body_size: u64,
+    /// Largest request body accepted, e.g. 4Mi, 16MB, 1048576 [default: 4Mi].
+    #[arg(long, env = "OUTRIDER_MAX_BODY_SIZE", value_parser = parse_size)]
+    pub(crate) max_body_size: Option<u64>,
     /// How long in-flight requests may take to finish after SIGTERM.
     #[arg(
         long,
@@ -245,6 +249,9 @@ pub(crate) struct RunArgs {
     /// The DNS suffix of `<app-id>.<namespace>.svc.<cluster-domain>` names.
     #[arg(long, env = "OUTRIDER_CLUSTER_DOMAIN", default_value = "cluster.local")]
     pub(crate) cluster_domain: String,
+    /// daprd's flags, under daprd's names.
+    #[command(flatten)]
+    pub(crate) daprd: DaprdArgs,
     /// The app to start as a child, after `--`.
     #[arg(last = true)]
     pub(crate) command: Vec<String>,
@@ -316,16 +323,22 @@ use outrider_discovery::DEFAULT_MESH_PORT;
 pub(crate) const DEFAULT_GRPC_PORT: u16 = 50001;
 
 /// Where the listeners bind.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct Listen {
+    /// The Dapr HTTP API (on the first of `--dapr-listen-addresses`).
     pub(crate) api: SocketAddr,
+    /// The Dapr gRPC API (on the first of `--dapr-listen-addresses`).
     pub(crate) grpc: SocketAddr,
+    /// The other `--dapr-listen-addresses`: both APIs listen there too, on the same ports.
+    pub(crate) api_more: Vec<IpAddr>,
     /// The gRPC port was chosen by the user (so it must be exactly that one).
     pub(crate) grpc_explicit: bool,
     pub(crate) mesh: SocketAddr,
     /// The mesh port was chosen by the user (so it must be exactly that one).
     pub(crate) mesh_explicit: bool,
     pub(crate) admin: SocketAddr,
+    /// `--dapr-public-port`: health endpoints only.
+    pub(crate) public: Option<SocketAddr>,
 }
 
 /// What each listener allows its connections.
@@ -339,19 +352,23 @@ pub(crate) struct ListenerLimits {
 
 impl RunArgs {
     pub(crate) fn listen(&self) -> Listen {
+        let localhost = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let mut ips = crate::config::listen_addresses(self)
+            .into_iter()
+            .map(|a| a.unwrap_or(localhost));
+        let first = ips.next().unwrap_or(localhost);
+        let mesh_ip = (self.daprd.dapr_internal_grpc_listen_address.as_deref())
+            .and_then(crate::config::ip)
+            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
         Listen {
-            api: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), self.dapr_http_port),
-            grpc: SocketAddr::new(
-                IpAddr::V4(Ipv4Addr::LOCALHOST),
-                self.dapr_grpc_port.unwrap_or(DEFAULT_GRPC_PORT),
-            ),
+            api: SocketAddr::new(first, self.dapr_http_port),
+            grpc: SocketAddr::new(first, self.dapr_grpc_port.unwrap_or(DEFAULT_GRPC_PORT)),
+            api_more: ips.collect(),
             grpc_explicit: self.dapr_grpc_port.is_some(),
-            mesh: SocketAddr::new(
-                IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-                self.mesh_port.unwrap_or(DEFAULT_MESH_PORT),
-            ),
+            mesh: SocketAddr::new(mesh_ip, self.mesh_port.unwrap_or(DEFAULT_MESH_PORT)),
             mesh_explicit: self.mesh_port.is_some(),
             admin: SocketAddr::new(self.metrics_listen_address, self.metrics_port),
+            public: crate::config::public_address(self),
         }
     }
 
@@ -384,10 +401,20 @@ impl RunArgs {
 
     /// `--app-protocol`, once the flag checks passed.
     pub(crate) fn app_protocol(&self) -> crate::to_app::channel::AppProtocol {
-        if self.app_protocol.eq_ignore_ascii_case("grpc") {
+        if self.app_protocol_name() == "grpc" {
             crate::to_app::channel::AppProtocol::Grpc
         } else {
             crate::to_app::channel::AppProtocol::Http
+        }
+    }
+
+    /// `--app-protocol` in lower case, made `https`/`grpcs` by daprd's `--app-ssl`.
+    pub(crate) fn app_protocol_name(&self) -> String {
+        let p = self.app_protocol.trim().to_ascii_lowercase();
+        match (self.daprd.app_ssl, p.as_str()) {
+            (true, "http") => "https".into(),
+            (true, "grpc") => "grpcs".into(),
+            _ => p,
         }
     }
 
@@ -431,54 +458,4 @@ pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_size("4Mi"), Ok(4 << 20));
-        assert_eq!(parse_size("4MiB"), Ok(4 << 20));
-        assert_eq!(parse_size("16MB"), Ok(16_000_000));
-        assert_eq!(parse_size("1048576"), Ok(1 << 20));
-        assert!(parse_size("0").is_err());
-        assert!(parse_size("lots").is_err());
-        assert!(parse_size("4Xi").is_err());
-        assert!(parse_size("99999999999999999999Gi").is_err());
-    }
-
-    #[test]
-    fn flags_and_trailing_command() {
-        let cli = Cli::try_parse_from([
-            "outrider",
-            "run",
-            "--app-id",
-            "a",
-            "--app-port",
-            "7001",
-            "--",
-            "app",
-            "--flag",
-        ])
-        .unwrap();
-        let Command::Run(args) = cli.command else {
-            panic!("not run")
-        };
-        assert_eq!(args.app_id, "a");
-        assert_eq!(args.app_port, Some(7001));
-        assert_eq!(args.command, ["app", "--flag"]);
-        assert_eq!(args.max_body_size, 4 << 20);
-        let cli = Cli::try_parse_from([
-            "outrider",
-            "run",
-            "--app-id",
-            "a",
-            "--dapr-internal-grpc-port",
-            "1",
-        ])
-        .unwrap();
-        let Command::Run(args) = cli.command else {
-            panic!("not run")
-        };
-        assert_eq!(args.mesh_port, Some(1));
-    }
-}
+mod tests;

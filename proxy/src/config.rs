@@ -9,10 +9,14 @@
 mod configuration;
 #[cfg(test)]
 use configuration::DEFAULT_CERT_TTL;
+mod daprd;
 mod flags;
 mod resources;
 
 pub(crate) use configuration::access_control_of;
+pub(crate) use daprd::{
+    AllowedOrigins, AppHealthCheck, FromDaprd, ip, listen_addresses, public_address,
+};
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -143,6 +147,10 @@ pub struct Settings {
     pub(crate) mtls_mode: crate::mesh::transparent::MtlsMode,
     /// The app's ports a peer's tunnel may reach: `--app-ports` (never `--app-port`).
     pub(crate) tunnel_ports: std::collections::BTreeSet<u16>,
+    /// What daprd's flags decide (health checks, concurrency, CORS, …).
+    pub(crate) daprd: FromDaprd,
+    /// Things accepted that Outrider does differently, each a line at start.
+    pub(crate) warnings: Vec<Problem>,
     /// How outbound mesh requests travel: `--mesh-transport` / `spec.meshTransport`.
     pub(crate) mesh_transport: crate::mesh::outbound::transport::MeshTransport,
     /// `--mesh-transport-memory`.
@@ -181,10 +189,11 @@ impl std::error::Error for Problems {}
 
 /// Validates flags and loads files.
 pub(crate) fn load(args: &RunArgs, env: &Env) -> Result<Settings, Problems> {
-    let mut problems = Vec::new();
+    let (mut problems, mut warnings) = (Vec::new(), Vec::new());
     let from_flags = flags::check(args, env, &mut problems);
+    let from_daprd = daprd::check(args, &mut problems, &mut warnings);
     let configured = configuration::load(args, env, &mut problems);
-    let resources = resources::load(args, &mut problems);
+    let resources = resources::load(args, &mut problems, &mut warnings);
     let interception = interception(
         args,
         configured.as_ref().map(|c| c.mtls_mode),
@@ -195,13 +204,13 @@ pub(crate) fn load(args: &RunArgs, env: &Env) -> Result<Settings, Problems> {
             app_id: args.app_id.clone(),
             namespace: args.namespace.clone(),
             trust_domain: args.trust_domain.clone(),
-            app_port: args.app_port,
+            app_port: args.app_port.filter(|p| *p != 0),
             app_protocol: args.app_protocol(),
             app_channel_address: args.app_channel_address.clone(),
             listen: args.listen(),
             limits: args.limits(env.fd_limit),
             admin_status_remote: args.admin_status_remote,
-            max_body_size: args.max_body_size,
+            max_body_size: from_daprd.max_body_size,
             grace: args.grace(),
             identity: f.identity,
             workload_cert_ttl: c.workload_cert_ttl,
@@ -229,6 +238,8 @@ pub(crate) fn load(args: &RunArgs, env: &Env) -> Result<Settings, Problems> {
             tunnel_ports: args.app_ports.iter().copied().collect(),
             mesh_transport: c.mesh_transport,
             mesh_transport_memory: args.mesh_transport_memory,
+            daprd: from_daprd,
+            warnings,
         }),
         _ => Err(Problems(problems)),
     }

@@ -62,6 +62,13 @@ pub(crate) enum InvokeError {
     NoAppChannel,
     #[error("error invoking app channel: {}", chain(.0.as_ref()))]
     AppChannel(BoxError),
+    #[error("error invoking app channel: app is not in a healthy state")]
+    AppUnhealthy,
+    #[error(
+        "error invoking app channel: the app has {max} requests in flight \
+         (--app-max-concurrency) and {waiting} waiting for a slot; try again later"
+    )]
+    AppBusy { max: usize, waiting: usize },
 }
 
 impl From<outrider_filters::authz::Denied> for InvokeError {

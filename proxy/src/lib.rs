@@ -88,6 +88,9 @@ where
         Command::Ca(CaCommand::Serve(args)) => return ca_serve(args),
         Command::Ca(CaCommand::Rotate(step)) => return cmd::ca::rotate(&step),
     };
+    if args.daprd.wait {
+        return block_on(cmd::wait::run(args.dapr_http_port)).unwrap_or_else(|code| code);
+    }
     let env = Env::read();
     let settings = match config::load(&args, &env) {
         Ok(s) => s,
@@ -211,6 +214,12 @@ fn block_on<F: std::future::Future>(work: F) -> Result<F::Output, ExitCode> {
 }
 
 fn init_logging(level: &str, json: bool) {
+    // daprd's `fatal` logs errors only, as `error` does.
+    let level = if level.eq_ignore_ascii_case("fatal") {
+        "error"
+    } else {
+        level
+    };
     let filter = EnvFilter::try_new(format!("{level},h2=warn,hyper=warn,rustls=warn"))
         .unwrap_or_else(|_| EnvFilter::new("info"));
     // Colours only on a terminal: a log file or collector gets plain text.

@@ -29,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 use crate::api::Health;
 use crate::config::Settings;
 use crate::mesh::identity;
+use crate::to_app::health;
 use crate::to_app::subscriptions::{self, Subscriber};
 use engines::Engines;
 use listen::{Listeners, Sockets};
@@ -80,6 +81,10 @@ async fn stopped_by(sigterm: &mut Signals, sigint: &mut Signals) {
 
 /// Runs the start phases: when it returns, every listener serves.
 pub(crate) async fn build(s: Settings, metrics: PrometheusHandle) -> anyhow::Result<Bound> {
+    // Found while the configuration was read, before logging started.
+    for w in &s.warnings {
+        tracing::warn!(at = %w.at, "{}", w.message);
+    }
     let creds = identity::start(&s).await.context("workload identity")?;
     let engines = Engines::open(&s).await?;
     let sockets = Sockets::bind(&s).await?;
@@ -118,6 +123,10 @@ pub(crate) async fn build(s: Settings, metrics: PrometheusHandle) -> anyhow::Res
             subscriber,
             child,
             span_export: spans.1,
+            block: s
+                .daprd
+                .block_shutdown
+                .map(|d| (d, wired.app_health.clone())),
             _policy_watch: wired.policy_watch,
         },
     })
@@ -142,6 +151,8 @@ fn start_subscriptions(s: &Settings, wired: &Wired, spans: Option<Spans>) -> Opt
         in_flight: tokio_util::task::TaskTracker::new(),
         resiliency: Arc::new(s.resiliency.clone()),
         spans,
+        prepared: Arc::default(),
+        epoch: Arc::default(),
     });
     let (addr, port, health) = (
         s.app_channel_address.clone(),
@@ -150,15 +161,35 @@ fn start_subscriptions(s: &Settings, wired: &Wired, spans: Option<Spans>) -> Opt
     );
     let declared = s.subscriptions.clone();
     let subscribe = subscriber.clone();
+    let (app_health, skip_subscribe, grace) =
+        (wired.app_health.clone(), s.daprd.skip_subscribe, s.grace);
+    let (app_id, stop) = (s.app_id.clone(), wired.shutdown.clone());
     tokio::spawn(async move {
         // Ready once the app answers (at once without one).
         probe_app(addr, port, health).await;
-        if let Some(subscriber) = subscribe {
-            let asked = subscriptions::fetch(&subscriber.app, &subscriber.me).await;
-            subscriber
-                .start(subscriptions::merge(asked, &declared))
-                .await;
+        let Some(subscriber) = subscribe else {
+            return;
+        };
+        // With health checks, nothing is asked of the app before it passes one.
+        tokio::spawn(health::probe(
+            app_health.clone(),
+            subscriber.app.clone(),
+            app_id,
+            stop,
+        ));
+        let mut healthy = app_health.watch();
+        if healthy.wait_for(|h| *h).await.is_err() {
+            return;
         }
+        let asked = if skip_subscribe {
+            Vec::new()
+        } else {
+            subscriptions::fetch(&subscriber.app, &subscriber.me).await
+        };
+        subscriber
+            .start(subscriptions::merge(asked, &declared))
+            .await;
+        subscriber.follow(healthy, grace).await;
     });
     subscriber
 }

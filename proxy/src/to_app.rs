@@ -5,4 +5,5 @@
 
 pub(crate) mod channel;
 pub(crate) mod deliver;
+pub(crate) mod health;
 pub(crate) mod subscriptions;

@@ -174,11 +174,11 @@ async fn invocation_crosses_the_mesh_between_two_in_process_sidecars() {
 fn bad_flags_are_reported_by_name() {
     let home = tempfile::tempdir().unwrap();
     let mut args = flags(home.path(), "not an id", None);
-    args.extend(["--app-port".into(), "0".into()]);
+    args.extend(["--dapr-listen-addresses".into(), "127.0.0.1,nowhere".into()]);
     let problems = outrider::settings(args).unwrap_err();
     assert!(problems.contains("--app-id: \"not an id\""), "{problems}");
     assert!(
-        problems.contains("--app-port: 0 is not a port"),
+        problems.contains("--dapr-listen-addresses: \"nowhere\" is not an IP address"),
         "{problems}"
     );
 }

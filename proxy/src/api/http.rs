@@ -65,6 +65,48 @@ impl tower::Service<Request<Incoming>> for ApiService {
     }
 }
 
+/// `--dapr-public-port`: the health endpoints and the metadata API, as daprd serves them there
+/// (the API token, when set, is still required for metadata).
+#[derive(Clone)]
+pub(crate) struct PublicService(ApiService);
+
+impl PublicService {
+    pub(crate) fn new(state: Arc<ApiState>) -> Self {
+        Self(ApiService::new(state))
+    }
+}
+
+impl tower::Service<Request<Incoming>> for PublicService {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Incoming>) -> Self::Future {
+        let api = self.0.clone();
+        Box::pin(async move {
+            let path = req.uri().path();
+            let served = match *req.method() {
+                Method::GET => {
+                    ["/v1.0/healthz", "/v1.0/healthz/outbound", "/v1.0/metadata"].contains(&path)
+                }
+                Method::PUT => path
+                    .strip_prefix("/v1.0/metadata/")
+                    .is_some_and(|k| !k.is_empty() && !k.contains('/')),
+                _ => false,
+            };
+            Ok(if served {
+                api.handle(req).await
+            } else {
+                not_found()
+            })
+        })
+    }
+}
+
 impl ApiService {
     async fn handle(&self, mut req: Request<Incoming>) -> Response<Body> {
         let path = match edge(&req) {

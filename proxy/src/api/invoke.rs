@@ -248,7 +248,7 @@ async fn carry_out(
             };
             // Boxed: a call of one's own app is rare, and its future, inline, would be most of
             // the size of every invocation's (copied whole at each move).
-            Box::pin(app.call(Request::from_parts(parts, payload.into_body()), &me)).await
+            Box::pin(app.invoke(Request::from_parts(parts, payload.into_body()), &me)).await
         }
         (Route::Replayable, payload) => {
             // A small body of known size is read whole, so that a retry can send it again.

@@ -61,6 +61,29 @@ pub(crate) struct AppConnectionProperties {
     pub(crate) port: u16,
     pub(crate) protocol: &'static str,
     pub(crate) channel_address: String,
+    /// `--app-max-concurrency`, when positive.
+    pub(crate) max_concurrency: Option<usize>,
+    /// The health checks, when enabled.
+    pub(crate) health: Option<crate::config::AppHealthCheck>,
+}
+
+/// A duration as Go prints one (daprd's metadata does): `5s`, `500ms`, `1m30s`, `1.5s`.
+pub(crate) fn go_duration(d: std::time::Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        return format!("{ms}ms");
+    }
+    let (h, m, s, frac) = (ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60, ms % 1000);
+    let secs = if frac == 0 {
+        format!("{s}s")
+    } else {
+        format!("{s}.{}s", format!("{frac:03}").trim_end_matches('0'))
+    };
+    match (h, m) {
+        (0, 0) => secs,
+        (0, m) => format!("{m}m{secs}"),
+        (h, m) => format!("{h}h{m}m{secs}"),
+    }
 }
 
 /// The name of an extended attribute, checked before its value is read.
@@ -109,6 +132,14 @@ pub(crate) fn healthz_outbound(s: &ApiState) -> Result<(), ApiError> {
 pub(crate) fn get(s: &ApiState) -> GetMetadataResponse {
     let mut extended_metadata = s.extended.lock().unwrap_or_else(|p| p.into_inner()).clone();
     extended_metadata.insert("daprRuntimeVersion".into(), VERSION.into());
+    if s.app_health.check.is_some() {
+        let now = if s.app_health.is_healthy() {
+            "healthy"
+        } else {
+            "unhealthy"
+        };
+        extended_metadata.insert("outrider.appHealth".into(), now.into());
+    }
     let resolver = s.outbound.resolver_name();
     extended_metadata.insert("outrider.nameResolution".into(), resolver.into());
     if let Some(files) = s.outbound.creds().files_status() {
@@ -160,6 +191,8 @@ pub(crate) fn get(s: &ApiState) -> GetMetadataResponse {
             port,
             protocol: s.app_protocol.name(),
             channel_address: s.app_channel_address.clone(),
+            max_concurrency: s.app_max_concurrency,
+            health: s.app_health.check.clone(),
         }),
         interception: s.interception.clone(),
     }

@@ -266,7 +266,7 @@ spec:
         assert!(run.log_as_json);
         assert_eq!(run.graceful_shutdown_seconds, 9);
         assert_eq!(run.metrics_port, 9191);
-        assert_eq!(run.max_body_size, 8 << 20);
+        assert_eq!(run.max_body_size, Some(8 << 20));
         assert_eq!(run.mode, "kubernetes");
         assert_eq!(
             (run.dapr_grpc_port, run.mesh_port),

@@ -47,8 +47,13 @@ pub(super) fn is_name(s: &str) -> bool {
 
 /// App id, namespace, trust domain, log level and app protocol.
 fn names(args: &RunArgs, flag: &mut impl FnMut(&str, String)) {
+    if args.app_id.is_empty() {
+        flag("app-id", "required: the app's name in the mesh".into());
+    }
     for (name, value) in [("app-id", &args.app_id), ("namespace", &args.namespace)] {
-        if !is_name(value) {
+        // An empty app id was reported above.
+        let reported = name == "app-id" && value.is_empty();
+        if !reported && !is_name(value) {
             flag(
                 name,
                 format!("{value:?} must be letters, digits, '-' or '_'"),
@@ -64,33 +69,36 @@ fn names(args: &RunArgs, flag: &mut impl FnMut(&str, String)) {
             ),
         );
     }
-    if !["trace", "debug", "info", "warn", "error"]
+    if !["trace", "debug", "info", "warn", "error", "fatal"]
         .contains(&args.log_level.to_ascii_lowercase().as_str())
     {
         flag(
             "log-level",
             format!(
-                "{:?} is not one of debug, info, warn, error",
+                "{:?} is not one of debug, info, warn, error, fatal",
                 args.log_level
             ),
         );
     }
-    let protocol = args.app_protocol.to_ascii_lowercase();
-    if !["http", "grpc"].contains(&protocol.as_str()) {
-        let why = if ["https", "grpcs", "h2c"].contains(&protocol.as_str()) {
+    let protocol = args.app_protocol_name();
+    let protocol = protocol.as_str();
+    if !["http", "grpc"].contains(&protocol) {
+        let why = if ["https", "grpcs", "h2c"].contains(&protocol) {
             "is not available yet; use http or grpc"
         } else {
             "is not one of http, grpc"
         };
-        flag("app-protocol", format!("{:?} {why}", args.app_protocol));
+        let with_ssl = if args.daprd.app_ssl {
+            " (with --app-ssl)"
+        } else {
+            ""
+        };
+        flag("app-protocol", format!("{protocol:?}{with_ssl} {why}"));
     }
 }
 
 /// No two listeners, nor the app on loopback, on one port.
 fn ports(args: &RunArgs, flag: &mut impl FnMut(&str, String)) {
-    if args.app_port == Some(0) {
-        flag("app-port", "0 is not a port an app can listen on".into());
-    }
     let ports = [
         ("dapr-http-port", args.dapr_http_port),
         // The default may move to a free port; only a port asked for can clash.
@@ -105,7 +113,9 @@ fn ports(args: &RunArgs, flag: &mut impl FnMut(&str, String)) {
             }
         }
     }
-    if let (Some(app), true) = (args.app_port, args.app_channel_address == "127.0.0.1") {
+    // 0 is what the dapr CLI passes for "no app port".
+    let app_port = args.app_port.filter(|p| *p != 0);
+    if let (Some(app), true) = (app_port, args.app_channel_address == "127.0.0.1") {
         for (name, p) in ports {
             if p == app {
                 flag("app-port", format!("{app} is also --{name}"));

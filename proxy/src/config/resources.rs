@@ -21,10 +21,14 @@ pub(super) struct Resources {
 
 /// Loads every `--resources-path` directory in order, or the built-in components when none is
 /// given.
-pub(super) fn load(args: &RunArgs, problems: &mut Vec<Problem>) -> Resources {
+pub(super) fn load(
+    args: &RunArgs,
+    problems: &mut Vec<Problem>,
+    warnings: &mut Vec<Problem>,
+) -> Resources {
     let mut found = Resources::default();
     for dir in &args.resources_path {
-        load_dir(dir, &args.app_id, &mut found, problems);
+        load_dir(dir, &args.app_id, &mut found, (problems, warnings));
     }
     if args.resources_path.is_empty() {
         found.components = default_components();
@@ -73,7 +77,12 @@ fn default_components() -> Vec<LoadedComponent> {
 }
 
 /// Loads every `*.yaml`/`*.yml` directly inside `dir` (not recursively), like daprd.
-fn load_dir(dir: &Path, app_id: &str, found: &mut Resources, problems: &mut Vec<Problem>) {
+fn load_dir(
+    dir: &Path,
+    app_id: &str,
+    found: &mut Resources,
+    (problems, warnings): (&mut Vec<Problem>, &mut Vec<Problem>),
+) {
     let rd = match std::fs::read_dir(dir) {
         Ok(rd) => rd,
         Err(e) => {
@@ -109,7 +118,7 @@ fn load_dir(dir: &Path, app_id: &str, found: &mut Resources, problems: &mut Vec<
                         0 => at.clone(),
                         _ => format!("{at} (document {})", i + 1),
                     };
-                    load_doc(doc, &at, app_id, found, problems);
+                    load_doc(doc, &at, app_id, found, (problems, warnings));
                 }
             }
             Err(e) => problems.push(Problem {
@@ -126,10 +135,12 @@ fn load_doc(
     at: &str,
     app_id: &str,
     found: &mut Resources,
-    problems: &mut Vec<Problem>,
+    (problems, warnings): (&mut Vec<Problem>, &mut Vec<Problem>),
 ) {
     match doc.get("kind").and_then(|k| k.as_str()) {
-        Some("Component") => load_component(doc, at, app_id, &mut found.components, problems),
+        Some("Component") => {
+            load_component(doc, at, app_id, &mut found.components, (problems, warnings))
+        }
         Some("Subscription") => {
             load_subscription(doc, at, app_id, &mut found.subscriptions, problems)
         }
@@ -138,9 +149,10 @@ fn load_doc(
             Ok(_) => {}
             Err(errs) => problems.extend(within(at, errs)),
         },
-        Some(kind @ ("HTTPEndpoint" | "Configuration")) => {
-            tracing::warn!(file = %at, kind, "this resource kind is not supported yet; the document is ignored");
-        }
+        Some(kind @ ("HTTPEndpoint" | "Configuration")) => warnings.push(Problem {
+            at: format!("{at}: kind"),
+            message: format!("{kind} resources are not supported yet; the document is ignored"),
+        }),
         // Documents of other kinds are skipped, as daprd does.
         _ => {}
     }
@@ -151,7 +163,7 @@ fn load_component(
     at: &str,
     app_id: &str,
     out: &mut Vec<LoadedComponent>,
-    problems: &mut Vec<Problem>,
+    (problems, warnings): (&mut Vec<Problem>, &mut Vec<Problem>),
 ) {
     let c: Component = match serde_json::from_value(doc) {
         Ok(c) => c,
@@ -183,9 +195,13 @@ fn load_component(
             component: c,
         });
     } else if c.spec.ignore_errors {
-        for e in errs {
-            tracing::warn!(file = %at, field = %e.field, "{}; ignored (ignoreErrors)", e.message);
-        }
+        warnings.extend(errs.into_iter().map(|e| Problem {
+            at: format!("{at}: {}", e.field),
+            message: format!(
+                "{}; the component is not loaded (spec.ignoreErrors: true)",
+                e.message
+            ),
+        }));
     } else {
         problems.extend(within(at, errs));
     }

@@ -259,7 +259,7 @@ async fn forward(
     } else {
         capped_request(req, inbound.max_body_size, inbound.body_idle_timeout)
     };
-    match app.call(body, &caller).await {
+    match app.invoke(body, &caller).await {
         Ok(rsp) => Ok(rsp),
         Err(_) if tripped.get() => Err(InvokeError::BodyTooLarge(inbound.max_body_size)),
         Err(_) if tripped.timed_out() => Err(InvokeError::BodyPaused(inbound.body_idle_timeout)),

@@ -21,7 +21,7 @@ use tower::ServiceBuilder;
 
 use super::wire::Wired;
 use crate::admin::{self, Admin};
-use crate::api::{ApiService, GrpcApiService};
+use crate::api::{ApiService, GrpcApiService, WithCors};
 use crate::config::Settings;
 use crate::mesh::outbound::transport::MeshTransport;
 use crate::mesh::{inbound, transparent};
@@ -32,6 +32,11 @@ use crate::net::serve::{self, Limits};
 pub(super) struct Sockets {
     api: TcpListener,
     grpc: TcpListener,
+    /// Both APIs on the other `--dapr-listen-addresses`.
+    api_more: Vec<TcpListener>,
+    grpc_more: Vec<TcpListener>,
+    /// `--dapr-public-port`.
+    public: Option<TcpListener>,
     pub(super) mesh: TcpListener,
     /// The mesh port's number on UDP, for HTTP/3 over QUIC; `None` with `--mesh-transport h2`
     /// (or, in `auto`, when the port is taken on UDP: then the sidecar offers HTTP/2 only).
@@ -64,6 +69,17 @@ impl Sockets {
         let mesh = bind_or_free(s.listen.mesh, ("--mesh-port", "mesh port"), mesh_may_move).await?;
         let mesh_udp = bind_udp(s, mesh.local_addr()?)?;
         let admin = bind(s.listen.admin, "--metrics-port").await?;
+        let (mut api_more, mut grpc_more) = (Vec::new(), Vec::new());
+        let (api_port, grpc_port) = (api.local_addr()?.port(), grpc.local_addr()?.port());
+        for ip in &s.listen.api_more {
+            let flag = "--dapr-listen-addresses";
+            api_more.push(bind(SocketAddr::new(*ip, api_port), flag).await?);
+            grpc_more.push(bind(SocketAddr::new(*ip, grpc_port), flag).await?);
+        }
+        let public = match s.listen.public {
+            Some(a) => Some(bind(a, "--dapr-public-port").await?),
+            None => None,
+        };
         let (mut intercept_out, mut intercept_in) = (Vec::new(), Vec::new());
         if let Some(i) = &s.interception {
             let (out, inb) = (i.outbound_port, i.inbound_port);
@@ -81,6 +97,9 @@ impl Sockets {
         Ok(Self {
             api,
             grpc,
+            api_more,
+            grpc_more,
+            public,
             mesh,
             mesh_udp,
             admin,
@@ -186,8 +205,10 @@ pub(crate) struct Listeners {
     pub(super) api_addr: SocketAddr,
     pub(super) grpc_addr: SocketAddr,
     pub(super) admin_addr: SocketAddr,
-    pub(super) api: Serving,
-    pub(super) grpc: Serving,
+    /// The HTTP API on each listen address, and the public health port.
+    pub(super) api: Vec<Serving>,
+    /// The gRPC API on each listen address.
+    pub(super) grpc: Vec<Serving>,
     pub(super) mesh: Serving,
     pub(super) admin: Serving,
     /// Transparent inbound, stopped with the mesh listener.
@@ -208,23 +229,14 @@ impl Listeners {
     ) -> anyhow::Result<Self> {
         let (api_addr, admin_addr) = (sockets.api.local_addr()?, sockets.admin.local_addr()?);
         let grpc_addr = sockets.grpc.local_addr()?;
-        let api_svc = ServiceBuilder::new()
-            // A span per request (app id, method, route), and the access log when enabled.
-            .layer(AccessLogLayer::new(&s.app_id, s.access_log))
-            // Every API call continues or starts a trace, including invocations it forwards.
-            .layer(TraceLayer::new(wired.inbound.spans.clone()))
-            // Counted with route templates as labels, never raw paths.
-            .layer(MetricsLayer::new(&s.app_id, Side::Server))
-            .service(ApiService::new(wired.api.clone()));
-        let api_l = serve::Listener::new(sockets.api, "api", s.limits.api);
-        let stop = CancellationToken::new();
-        let task = serve::serve(api_l, move |_| api_svc.clone(), stop.clone(), s.grace);
-        let api = Serving::spawn(stop, async move {
-            task.await;
-            Ok(())
-        });
-
-        let grpc = serve_grpc(s, sockets.grpc, wired);
+        let api = serve_api(s, sockets.api, sockets.api_more, sockets.public, wired);
+        let mut grpc = vec![serve_grpc(s, sockets.grpc, wired)];
+        grpc.extend(
+            sockets
+                .grpc_more
+                .into_iter()
+                .map(|l| serve_grpc(s, l, wired)),
+        );
 
         let mesh = serve_mesh(s, sockets.mesh, sockets.mesh_udp, wired, &creds)?;
 
@@ -321,6 +333,54 @@ fn serve_mesh(
     }))
 }
 
+/// The Dapr HTTP API on each of its sockets, and on `--dapr-public-port` its health endpoints
+/// only: a span per request (app id, method, route) and the access log when enabled, a trace
+/// continued or started for every call (invocations it forwards included), metrics labelled
+/// with route templates (never raw paths), and CORS when `--allowed-origins` asks for it.
+fn serve_api(
+    s: &Settings,
+    first: TcpListener,
+    more: Vec<TcpListener>,
+    public: Option<TcpListener>,
+    wired: &Wired,
+) -> Vec<Serving> {
+    let api_svc = ServiceBuilder::new()
+        .layer(AccessLogLayer::new(&s.app_id, s.access_log))
+        .layer(TraceLayer::new(wired.inbound.spans.clone()))
+        .layer(MetricsLayer::new(&s.app_id, Side::Server))
+        .service(WithCors::new(
+            ApiService::new(wired.api.clone()),
+            &s.daprd.allowed_origins,
+        ));
+    let mut serving: Vec<Serving> = std::iter::once(first)
+        .chain(more)
+        .map(|socket| {
+            let svc = api_svc.clone();
+            let l = serve::Listener::new(socket, "api", s.limits.api);
+            let stop = CancellationToken::new();
+            let task = serve::serve(l, move |_| svc.clone(), stop.clone(), s.grace);
+            Serving::spawn(stop, async move {
+                task.await;
+                Ok(())
+            })
+        })
+        .collect();
+    if let Some(socket) = public {
+        let svc = ServiceBuilder::new()
+            .layer(TraceLayer::new(wired.inbound.spans.clone()))
+            .layer(MetricsLayer::new(&s.app_id, Side::Server))
+            .service(crate::api::PublicService::new(wired.api.clone()));
+        let l = serve::Listener::new(socket, "public", s.limits.admin);
+        let stop = CancellationToken::new();
+        let task = serve::serve(l, move |_| svc.clone(), stop.clone(), s.grace);
+        serving.push(Serving::spawn(stop, async move {
+            task.await;
+            Ok(())
+        }));
+    }
+    serving
+}
+
 /// The Dapr gRPC API: the same span and access log as the HTTP API; its own metrics, under
 /// gRPC's names.
 fn serve_grpc(s: &Settings, socket: TcpListener, wired: &Wired) -> Serving {
@@ -352,6 +412,7 @@ fn serve_admin(
         creds,
         outbound: wired.outbound.clone(),
         status_remote: s.admin_status_remote,
+        metrics_enabled: s.daprd.enable_metrics,
         interception: wired.interception.as_ref().map(|i| i.line()),
     });
     let admin_l = serve::Listener::new(socket, "admin", s.limits.admin);

@@ -18,6 +18,7 @@ use super::listen::Listeners;
 use super::wire::Discovery;
 use crate::api::Health;
 use crate::telemetry::Exporting;
+use crate::to_app::health::AppHealth;
 use crate::to_app::subscriptions::Subscriber;
 
 /// How long a stopping sidecar keeps accepting mesh traffic after leaving the registry.
@@ -35,6 +36,8 @@ pub(crate) struct Running {
     pub(super) subscriber: Option<Subscriber>,
     pub(super) child: Option<Child>,
     pub(super) span_export: Option<Exporting>,
+    /// `--dapr-block-shutdown-duration`, and the app's health that may end it early.
+    pub(super) block: Option<(Duration, Arc<AppHealth>)>,
     /// Keeps the policy files watched for as long as the sidecar runs.
     pub(super) _policy_watch: outrider_policy::files::Watching,
 }
@@ -51,7 +54,36 @@ impl Running {
                 Some(child::exit_code(status))
             }
         };
+        let exited = match (exited, self.block.clone()) {
+            (None, Some((longest, app))) => self.block_shutdown(longest, &app).await?,
+            (exited, _) => exited,
+        };
         self.stop(exited).await
+    }
+
+    /// daprd's `--dapr-block-shutdown-duration`: subscriptions stop for good, and everything
+    /// else keeps serving the app until the duration ends, the app turns unhealthy or it
+    /// exits (its exit code is returned then).
+    async fn block_shutdown(
+        &mut self,
+        longest: Duration,
+        app: &AppHealth,
+    ) -> anyhow::Result<Option<i32>> {
+        tracing::info!(?longest, "shutdown blocked while the app finishes its work");
+        if let Some(subscriber) = &self.subscriber {
+            subscriber.pause(self.grace).await;
+        }
+        let mut healthy = app.watch();
+        tokio::select! {
+            () = tokio::time::sleep(longest) => tracing::info!("the shutdown block ended"),
+            _ = healthy.wait_for(|h| !*h) => tracing::info!("the app is unhealthy: shutting down"),
+            status = wait_child(&mut self.child) => {
+                let status = status?;
+                tracing::info!(%status, "the app exited");
+                return Ok(Some(child::exit_code(status)));
+            }
+        }
+        Ok(None)
     }
 
     /// The stop sequence; `exited` is the child's exit code if it has exited already.
@@ -87,15 +119,13 @@ impl Running {
             (None, None) => 0,
         };
         // 5. The APIs, then the admin listener (readiness stays observable until the end).
-        let (http, grpc) = tokio::join!(self.listeners.api.stop(), self.listeners.grpc.stop());
+        tokio::join!(
+            stop_all(self.listeners.api, "HTTP API"),
+            stop_all(self.listeners.grpc, "gRPC API")
+        );
         stop_all(self.listeners.intercept_out, "transparent outbound").await;
         if let Some(t) = &self.listeners.transparent {
             t.drain_outbound(self.grace).await;
-        }
-        for (name, stopped) in [("HTTP API", http), ("gRPC API", grpc)] {
-            if let Err(e) = stopped {
-                tracing::warn!(error = %e, "{name} listener failed");
-            }
         }
         let _ = self.listeners.admin.stop().await;
         // 6. The spans of the last requests.

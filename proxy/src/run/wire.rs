@@ -25,7 +25,8 @@ use crate::mesh::outbound::Outbound;
 use crate::mesh::outbound::endpoint::Connect;
 use crate::mesh::transparent::{InterceptionView, MtlsMode, Transparent};
 use crate::telemetry::Exporting;
-use crate::to_app::channel::AppChannel;
+use crate::to_app::channel::{AppAddress, AppChannel};
+use crate::to_app::health::AppHealth;
 use crate::to_app::subscriptions::Listed;
 
 /// Name resolution, and this sidecar's own entry in it (withdrawn first at shutdown).
@@ -113,6 +114,7 @@ pub(super) struct Wired {
     pub(super) outbound: Arc<Outbound>,
     pub(super) app: Option<AppChannel>,
     pub(super) health: Arc<Health>,
+    pub(super) app_health: Arc<AppHealth>,
     pub(super) pubsubs: BTreeMap<String, PubSubComponent>,
     pub(super) pubsub_metrics: Arc<PubSubMetrics>,
     pub(super) listed: Arc<std::sync::Mutex<Vec<Listed>>>,
@@ -123,6 +125,23 @@ pub(super) struct Wired {
     pub(super) interception: Option<InterceptionView>,
 }
 
+/// The channel to the app, when it has a port.
+fn app_channel(s: &Settings, health: &Arc<AppHealth>) -> anyhow::Result<Option<AppChannel>> {
+    let Some(port) = s.app_port else {
+        return Ok(None);
+    };
+    let address = AppAddress {
+        app_id: &s.app_id,
+        address: &s.app_channel_address,
+        port,
+        app_token: s.app_token.as_deref(),
+        protocol: s.app_protocol,
+        max_body: s.max_body_size,
+        max_concurrency: s.daprd.app_max_concurrency,
+    };
+    Ok(Some(AppChannel::new(&address, health.clone())?))
+}
+
 impl Wired {
     pub(super) fn new(
         s: &Settings,
@@ -131,17 +150,8 @@ impl Wired {
         creds: &Credentials,
         spans: Option<Spans>,
     ) -> anyhow::Result<Self> {
-        let app = match s.app_port {
-            Some(port) => Some(AppChannel::new(
-                &s.app_id,
-                &s.app_channel_address,
-                port,
-                s.app_token.as_deref(),
-                s.app_protocol,
-                s.max_body_size,
-            )?),
-            None => None,
-        };
+        let app_health = AppHealth::new(s.daprd.app_health.clone());
+        let app = app_channel(s, &app_health)?;
         let outbound = Arc::new(Outbound::new(
             &s.app_id,
             discovery.resolver.clone(),
@@ -170,6 +180,8 @@ impl Wired {
             outbound: outbound.clone(),
             app: app.clone(),
             health: health.clone(),
+            app_health: app_health.clone(),
+            app_max_concurrency: s.daprd.app_max_concurrency,
             stores: engines.stores,
             pubsubs: engines.pubsubs.clone(),
             secret_stores: engines.secret_stores,
@@ -191,6 +203,7 @@ impl Wired {
             outbound,
             app,
             health,
+            app_health,
             pubsubs: engines.pubsubs,
             pubsub_metrics,
             listed,

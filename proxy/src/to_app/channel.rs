@@ -7,6 +7,7 @@
 //! the app's address.
 
 pub(crate) mod grpc;
+mod limit;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -18,8 +19,10 @@ use outrider_policy::Caller;
 
 use crate::errors::InvokeError;
 use crate::net::h1;
-use crate::net::http::{Body, boxed, names, strip_hop_by_hop, strip_identity};
+use crate::net::http::{Body, boxed, empty, names, strip_hop_by_hop, strip_identity};
+use crate::to_app::health::AppHealth;
 use grpc::GrpcApp;
+use limit::{Holding, Limit};
 
 /// How the app takes requests (`--app-protocol`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,18 +57,36 @@ pub(crate) struct AppChannel {
     app_token: Option<HeaderValue>,
     /// Set when the app speaks gRPC.
     grpc: Option<GrpcApp>,
+    /// Invocations fail at once while the app fails its health checks.
+    health: Arc<AppHealth>,
+    /// `--app-max-concurrency`.
+    limit: Option<Arc<Limit>>,
+}
+
+/// How the app is reached: where, how, and within which bounds.
+pub(crate) struct AppAddress<'a> {
+    pub(crate) app_id: &'a str,
+    pub(crate) address: &'a str,
+    pub(crate) port: u16,
+    pub(crate) app_token: Option<&'a str>,
+    pub(crate) protocol: AppProtocol,
+    pub(crate) max_body: u64,
+    /// `--app-max-concurrency`, when positive.
+    pub(crate) max_concurrency: Option<usize>,
 }
 
 impl AppChannel {
-    /// A channel to the app at `address:port`.
-    pub(crate) fn new(
-        app_id: &str,
-        address: &str,
-        port: u16,
-        app_token: Option<&str>,
-        protocol: AppProtocol,
-        max_body: u64,
-    ) -> anyhow::Result<Self> {
+    /// A channel to the app at `a.address:a.port`.
+    pub(crate) fn new(a: &AppAddress<'_>, health: Arc<AppHealth>) -> anyhow::Result<Self> {
+        let AppAddress {
+            app_id,
+            address,
+            port,
+            app_token,
+            protocol,
+            max_body,
+            max_concurrency,
+        } = *a;
         let authority = if address.contains(':') {
             format!("[{address}]:{port}")
         } else {
@@ -84,7 +105,51 @@ impl AppChannel {
             authority: parsed,
             app_id: HeaderValue::try_from(app_id)?,
             app_token: app_token.map(HeaderValue::try_from).transpose()?,
+            health,
+            limit: max_concurrency.map(|n| Arc::new(Limit::new(n))),
         })
+    }
+
+    /// Invokes the app for `caller`: as [`call`](Self::call), but failing at once while the app
+    /// fails its health checks, or when too many invocations already wait for a slot.
+    pub(crate) async fn invoke(
+        &self,
+        req: Request<Body>,
+        caller: &Caller,
+    ) -> Result<Response<Body>, InvokeError> {
+        if !self.health.is_healthy() {
+            return Err(InvokeError::AppUnhealthy);
+        }
+        self.limited(req, caller, true).await
+    }
+
+    /// One health probe, outside every limit and without the API token: `Ok` with the status
+    /// for a healthy answer, else the status (if any) and why not.
+    pub(crate) async fn probe(
+        &self,
+        path: &str,
+        timeout: std::time::Duration,
+    ) -> Result<u16, (Option<u16>, String)> {
+        if let Some(grpc) = &self.grpc {
+            return match tokio::time::timeout(timeout, grpc.health_check()).await {
+                Ok(Ok(())) => Ok(200),
+                Ok(Err(e)) => Err((None, format!("health check failed: {e}"))),
+                Err(_) => Err((None, format!("no answer within {timeout:?}"))),
+            };
+        }
+        let req = Request::get(path)
+            .header(header::HOST, self.host.clone())
+            .body(empty())
+            .map_err(|e| (None, e.to_string()))?;
+        match tokio::time::timeout(timeout, self.pool.send(req)).await {
+            Ok(Ok(rsp)) if rsp.status().is_success() => Ok(rsp.status().as_u16()),
+            Ok(Ok(rsp)) => Err((
+                Some(rsp.status().as_u16()),
+                format!("the health check answered {}", rsp.status().as_u16()),
+            )),
+            Ok(Err(e)) => Err((None, format!("network error: {e}"))),
+            Err(_) => Err((None, format!("no answer within {timeout:?}"))),
+        }
     }
 
     /// Whether the app speaks gRPC (`--app-protocol grpc`).
@@ -93,8 +158,32 @@ impl AppChannel {
     }
 
     /// Sends `req` (whose URI holds the canonical path and the query) to the app on behalf of
-    /// `caller`. The response is the app's, with hop-by-hop headers removed.
+    /// `caller`, once a slot under `--app-max-concurrency` is free. The response is the app's,
+    /// with hop-by-hop headers removed.
     pub(crate) async fn call(
+        &self,
+        req: Request<Body>,
+        caller: &Caller,
+    ) -> Result<Response<Body>, InvokeError> {
+        self.limited(req, caller, false).await
+    }
+
+    /// [`call`](Self::call) within the concurrency limit; `bounded`: see [`Limit::acquire`].
+    async fn limited(
+        &self,
+        req: Request<Body>,
+        caller: &Caller,
+        bounded: bool,
+    ) -> Result<Response<Body>, InvokeError> {
+        let Some(limit) = &self.limit else {
+            return self.send(req, caller).await;
+        };
+        let permit = limit.acquire(bounded).await?;
+        let rsp = self.send(req, caller).await?;
+        Ok(rsp.map(|b| boxed(Holding::new(b, permit))))
+    }
+
+    async fn send(
         &self,
         mut req: Request<Body>,
         caller: &Caller,

@@ -8,10 +8,12 @@
 
 pub(crate) mod bulk;
 mod dead_letter;
+mod pause;
 
 use dead_letter::{DEAD_LETTER_ATTEMPTS, with_dead_letter};
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -194,6 +196,8 @@ pub(crate) enum SubState {
     Retrying(String),
     /// Never going to work as configured (the reason).
     Failed(String),
+    /// Not pulling while the app fails its health checks.
+    Paused,
 }
 
 /// A subscription and its state.
@@ -211,6 +215,7 @@ impl Listed {
             SubState::Active => ("ACTIVE", None),
             SubState::Retrying(e) => ("RETRYING", Some(e)),
             SubState::Failed(e) => ("FAILED", Some(e)),
+            SubState::Paused => ("PAUSED", None),
         };
         v["status"] = json!(status);
         if let Some(e) = error {
@@ -244,6 +249,20 @@ pub(crate) struct Subscriber {
     pub(crate) resiliency: Arc<Vec<Resiliency>>,
     /// Where delivery spans go, when exported.
     pub(crate) spans: Option<Spans>,
+    /// Every subscription that can work, to start again after a pause.
+    pub(crate) prepared: Arc<Mutex<Vec<Prepared>>>,
+    /// Moved on by every pause and resume: a subscription made for an earlier one is dropped
+    /// (compared under the `live` lock).
+    pub(crate) epoch: Arc<AtomicU64>,
+}
+
+/// A subscription ready to be made: where it is listed, the broker request and the handler.
+#[derive(Clone)]
+pub(crate) struct Prepared {
+    index: usize,
+    spec: Spec,
+    req: SubscribeRequest,
+    handler: Handler,
 }
 
 impl Subscriber {
@@ -272,17 +291,18 @@ impl Subscriber {
             };
             match self.prepare(&spec) {
                 Ok((req, handler)) => {
-                    let me = self.clone();
+                    let p = Prepared {
+                        index,
+                        spec,
+                        req,
+                        handler,
+                    };
+                    self.prepared
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(p.clone());
                     // The first attempt is awaited, so that subscriptions are in place in order.
-                    if let Err(e) = me
-                        .subscribe_once(index, &spec, req.clone(), handler.clone())
-                        .await
-                    {
-                        self.set_state(index, SubState::Retrying(e));
-                        tokio::spawn(
-                            async move { me.keep_trying(index, spec, req, handler).await },
-                        );
-                    }
+                    self.subscribe(p, self.epoch.load(Ordering::Acquire)).await;
                 }
                 Err(reason) => {
                     tracing::warn!(pubsub = %spec.pubsub, topic = %spec.topic, "subscription refused: {reason}");
@@ -352,25 +372,29 @@ impl Subscriber {
         ))
     }
 
-    async fn subscribe_once(
-        &self,
-        index: usize,
-        spec: &Spec,
-        req: SubscribeRequest,
-        handler: Handler,
-    ) -> Result<(), String> {
+    /// Subscribes once for `epoch`; on failure, keeps trying in the background.
+    async fn subscribe(&self, p: Prepared, epoch: u64) {
+        if let Err(e) = self.subscribe_once(&p, epoch).await {
+            self.set_state(p.index, SubState::Retrying(e));
+            let me = self.clone();
+            tokio::spawn(async move { me.keep_trying(p, epoch).await });
+        }
+    }
+
+    async fn subscribe_once(&self, p: &Prepared, epoch: u64) -> Result<(), String> {
+        let (index, spec) = (p.index, &p.spec);
         let c = &self.pubsubs[&spec.pubsub];
-        match c.broker.subscribe(req, handler).await {
+        match c.broker.subscribe(p.req.clone(), p.handler.clone()).await {
             Ok(sub) => {
+                let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+                // Stopping, or paused (and maybe resumed) meanwhile: dropping it unsubscribes.
+                if self.stop.is_cancelled() || self.epoch.load(Ordering::Acquire) != epoch {
+                    return Ok(());
+                }
                 let rules = spec.rules.len();
                 tracing::info!(pubsub = %spec.pubsub, topic = %spec.topic, route = %spec.path, rules, "subscribed");
-                if self.stop.is_cancelled() {
-                    return Ok(()); // stopping: dropping it unsubscribes
-                }
-                self.live
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push(sub);
+                live.push(sub);
+                drop(live);
                 self.set_state(index, SubState::Active);
                 Ok(())
             }
@@ -381,19 +405,19 @@ impl Subscriber {
         }
     }
 
-    async fn keep_trying(self, index: usize, spec: Spec, req: SubscribeRequest, handler: Handler) {
+    async fn keep_trying(self, p: Prepared, epoch: u64) {
         let mut delay = RESUBSCRIBE_MIN;
         loop {
             tokio::select! {
                 () = self.stop.cancelled() => return,
                 () = tokio::time::sleep(delay) => {}
             }
-            match self
-                .subscribe_once(index, &spec, req.clone(), handler.clone())
-                .await
-            {
+            if self.epoch.load(Ordering::Acquire) != epoch {
+                return; // paused since: the resume subscribes afresh
+            }
+            match self.subscribe_once(&p, epoch).await {
                 Ok(()) => return,
-                Err(e) => self.set_state(index, SubState::Retrying(e)),
+                Err(e) => self.set_state(p.index, SubState::Retrying(e)),
             }
             delay = (delay * 2).min(RESUBSCRIBE_MAX);
         }
@@ -424,76 +448,4 @@ impl Subscriber {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_apps_own_subscriptions_win() {
-        use outrider_blocks::subscription::Declared;
-        let declared = |topic: &str, path: &str| Declared {
-            name: topic.into(),
-            pubsub: "pubsub".into(),
-            topic: topic.into(),
-            path: path.into(),
-            rules: Vec::new(),
-            dead_letter: String::new(),
-            metadata: BTreeMap::new(),
-            bulk: None,
-        };
-        let (app, _) =
-            parse(&json!([{"pubsubname": "pubsub", "topic": "a", "route": "/from-app"}]));
-        let merged = merge(app, &[declared("a", "/declared"), declared("b", "/b")]);
-        let got: Vec<(&str, &str, Kind)> = merged
-            .iter()
-            .map(|s| (s.topic.as_str(), s.path.as_str(), s.kind))
-            .collect();
-        assert_eq!(
-            got,
-            [
-                ("a", "/from-app", Kind::Programmatic),
-                ("b", "/b", Kind::Declarative)
-            ]
-        );
-    }
-
-    #[test]
-    fn subscribe_answers() {
-        let v = json!([
-            {"pubsubname": "pubsub", "topic": "a", "route": "orders"},
-            {"pubsubname": "pubsub", "topic": "b", "routes": {"default": "/b"}, "deadLetterTopic": "dead", "metadata": {"rawPayload": "true", "n": 1}},
-            {"pubsubname": "pubsub", "topic": "c", "routes": {"rules": [{"match": "event.type == \"x\"", "path": "/x"}], "default": "/c"}},
-            {"pubsubname": "pubsub", "topic": "r", "routes": {"rules": [{"match": "event.type == \"x\"", "path": "x"}]}},
-            {"pubsubname": "pubsub", "topic": "d"},
-            {"topic": "e", "route": "/e"},
-            {"pubsubname": "pubsub", "topic": "f", "routes": {"rules": [{"match": "event.type ===", "path": "/x"}], "default": "/f"}},
-        ]);
-        let (specs, refused) = parse(&v);
-        assert_eq!(
-            specs
-                .iter()
-                .map(|s| (s.topic.as_str(), s.path.as_str(), s.rules.len()))
-                .collect::<Vec<_>>(),
-            [
-                ("a", "/orders", 0),
-                ("b", "/b", 0),
-                ("c", "/c", 1),
-                ("r", "", 1)
-            ]
-        );
-        assert_eq!(specs[1].dead_letter, "dead");
-        assert_eq!(specs[1].metadata["n"], "1");
-        assert_eq!(specs[3].rules[0].path, "/x");
-        // Listed as daprd lists them: the rules, then the default matching everything.
-        let listed = &specs[2].to_metadata()["rules"];
-        assert_eq!(
-            listed,
-            &json!([{"match": "event.type == \"x\"", "path": "/x"}, {"match": "", "path": "/c"}])
-        );
-        assert_eq!(refused.len(), 3, "{refused:?}");
-        assert!(
-            refused[2].contains("routes.rules[0]") && refused[2].contains("CEL"),
-            "{refused:?}"
-        );
-        assert_eq!(parse(&json!({"not": "an array"})).0, Vec::new());
-    }
-}
+mod tests;

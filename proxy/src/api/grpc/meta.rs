@@ -57,11 +57,21 @@ pub(super) fn get(s: &ApiState) -> rt::GetMetadataResponse {
             channel_address: s.app_channel_address.clone(),
             ..Default::default()
         },
-        |a| rt::AppConnectionProperties {
-            port: i32::from(a.port),
-            protocol: a.protocol.to_owned(),
-            channel_address: a.channel_address,
-            ..Default::default()
+        |a| {
+            rt::AppConnectionProperties {
+                port: i32::from(a.port),
+                protocol: a.protocol.to_owned(),
+                channel_address: a.channel_address,
+                max_concurrency: a
+                    .max_concurrency
+                    .map_or(0, |n| i32::try_from(n).unwrap_or(i32::MAX)),
+                health: a.health.map(|h| rt::AppConnectionHealthProperties {
+                    health_check_path: h.path,
+                    health_probe_interval: crate::api::meta::go_duration(h.interval),
+                    health_probe_timeout: crate::api::meta::go_duration(h.timeout),
+                    health_threshold: i32::try_from(h.threshold).unwrap_or(i32::MAX),
+                }),
+            }
         },
     ));
     rt::GetMetadataResponse {

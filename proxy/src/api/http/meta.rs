@@ -57,10 +57,20 @@ fn metadata_json(m: GetMetadataResponse) -> Map<String, Value> {
     }
     body.insert("extended".into(), json!(m.extended_metadata));
     if let Some(a) = m.app_connection_properties {
-        body.insert(
-            "appConnectionProperties".into(),
-            json!({"port": a.port, "protocol": a.protocol, "channelAddress": a.channel_address}),
-        );
+        let mut props =
+            json!({"port": a.port, "protocol": a.protocol, "channelAddress": a.channel_address});
+        if let Some(n) = a.max_concurrency {
+            props["maxConcurrency"] = json!(n);
+        }
+        if let Some(h) = a.health {
+            props["health"] = json!({
+                "healthCheckPath": h.path,
+                "healthProbeInterval": meta::go_duration(h.interval),
+                "healthProbeTimeout": meta::go_duration(h.timeout),
+                "healthThreshold": h.threshold,
+            });
+        }
+        body.insert("appConnectionProperties".into(), props);
     }
     if let Some(i) = m.interception {
         body.insert(

@@ -20,6 +20,7 @@ use outrider_proto::common::v1 as common;
 use outrider_proto::runtime::v1 as rt;
 use rt::app_callback_alpha_client::AppCallbackAlphaClient;
 use rt::app_callback_client::AppCallbackClient;
+use rt::app_callback_health_check_client::AppCallbackHealthCheckClient;
 use serde_json::{Value, json};
 use tonic::metadata::MetadataMap;
 
@@ -55,6 +56,8 @@ pub(crate) struct GrpcApp {
     callback: Callback,
     /// `AppCallbackAlpha`, for apps that take batches only there.
     alpha: AppCallbackAlphaClient<Client<HttpConnector, tonic::body::Body>>,
+    /// `AppCallbackHealthCheck`, for health probes.
+    health: AppCallbackHealthCheckClient<Client<HttpConnector, tonic::body::Body>>,
     app_id: std::sync::Arc<str>,
     /// `--max-body-size`: every message each way, and every body read whole.
     limit: usize,
@@ -110,12 +113,19 @@ impl GrpcApp {
             callback: AppCallbackClient::with_origin(h2_client(), origin.clone())
                 .max_decoding_message_size(limit)
                 .max_encoding_message_size(limit),
-            alpha: AppCallbackAlphaClient::with_origin(h2_client(), origin)
+            alpha: AppCallbackAlphaClient::with_origin(h2_client(), origin.clone())
                 .max_decoding_message_size(limit)
                 .max_encoding_message_size(limit),
+            health: AppCallbackHealthCheckClient::with_origin(h2_client(), origin),
             app_id: app_id.into(),
             limit,
         })
+    }
+
+    /// One `AppCallbackHealthCheck/HealthCheck`, as daprd probes a gRPC app.
+    pub(crate) async fn health_check(&self) -> Result<(), tonic::Status> {
+        let mut c = self.health.clone();
+        c.health_check(tonic::Request::new(())).await.map(|_| ())
     }
 
     /// Sends `req` (its URI already absolute, its headers treated) the way the app takes it.

@@ -1,0 +1,227 @@
+//! daprd's flags on real sidecars: the command line the dapr CLI builds starts one, and the
+//! public health port, CORS, `--enable-metrics=false`, several listen addresses and `--wait`
+//! behave as in daprd.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use outrider_testkit::{FakeApp, Mesh, binary, free_port, outrider_command, send, wait_until};
+
+/// What `dapr init` writes to `~/.dapr/config.yaml`.
+const DAPR_INIT_CONFIG: &str = "apiVersion: dapr.io/v1alpha1\nkind: Configuration\nmetadata:\n  name: daprConfig\n  namespace: default\nspec:\n  tracing:\n    samplingRate: \"1\"\n    zipkin:\n      endpointAddress: http://localhost:9411/api/v2/spans\n";
+
+/// `dapr run --app-id cli-app --app-port P -- …` runs daprd with these flags, in this order.
+#[tokio::test]
+async fn the_dapr_clis_command_line_starts_a_sidecar() {
+    let mesh = Mesh::new();
+    let components = mesh.resources(
+        "components",
+        "statestore.yaml",
+        "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: statestore\nspec:\n  type: state.in-memory\n  version: v1\n  metadata:\n",
+    );
+    let config = mesh.home().join("config.yaml");
+    std::fs::write(&config, DAPR_INIT_CONFIG).unwrap();
+    let app = FakeApp::start("cli").await;
+    let [http, grpc, metrics, internal] = [free_port(), free_port(), free_port(), free_port()];
+    let port = |p: u16| p.to_string();
+    let (app_port, http_s, grpc_s, metrics_s, internal_s) = (
+        port(app.port),
+        port(http),
+        port(grpc),
+        port(metrics),
+        port(internal),
+    );
+    let argv = [
+        "run",
+        "--config",
+        config.to_str().unwrap(),
+        "--app-protocol",
+        "http",
+        "--log-level",
+        "info",
+        "--app-max-concurrency",
+        "-1",
+        "--placement-host-address",
+        "localhost:50005",
+        "--components-path",
+        &components,
+        "--max-body-size",
+        "4Mi",
+        "--read-buffer-size",
+        "4Ki",
+        "--scheduler-host-address",
+        "localhost:50006",
+        "--app-id",
+        "cli-app",
+        "--app-port",
+        &app_port,
+        "--dapr-http-port",
+        &http_s,
+        "--dapr-grpc-port",
+        &grpc_s,
+        "--profile-port",
+        "-1",
+        "--metrics-port",
+        &metrics_s,
+        "--dapr-internal-grpc-port",
+        &internal_s,
+    ];
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let mut child = tokio::process::Command::new(binary("outrider"))
+        .args(argv)
+        .current_dir(mesh.home())
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", mesh.home())
+        .stdin(Stdio::null())
+        .stdout(log.reopen().unwrap())
+        .stderr(log.reopen().unwrap())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let api = format!("http://127.0.0.1:{http}");
+    let said = || std::fs::read_to_string(log.path()).unwrap_or_default();
+    wait_until(Duration::from_secs(20), "the sidecar ready", || async {
+        let r = send("GET", &format!("{api}/v1.0/healthz"), &[], "")
+            .await
+            .ok()?;
+        (r.status == 204).then_some(())
+    })
+    .await;
+    let r = send(
+        "POST",
+        &format!("{api}/v1.0/invoke/cli-app/method/hello"),
+        &[],
+        "hi",
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 200, "{}\n{}", r.text(), said());
+    assert_eq!(r.json()["path"], "/hello");
+    let r = send(
+        "POST",
+        &format!("{api}/v1.0/state/statestore"),
+        &[("content-type", "application/json")],
+        r#"[{"key":"k","value":1}]"#,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 204, "{}", r.text());
+    // Each flag with no counterpart is named once, with what Outrider does instead.
+    let text = said();
+    for expected in [
+        "--placement-host-address",
+        "actors are not served yet",
+        "--scheduler-host-address",
+        "jobs are not served yet",
+    ] {
+        assert!(
+            text.contains(expected),
+            "the log lacks {expected:?}:\n{text}"
+        );
+    }
+    child.start_kill().unwrap();
+}
+
+#[tokio::test]
+async fn public_port_cors_metrics_switch_and_listen_addresses() {
+    let mesh = Mesh::new();
+    let public = free_port();
+    let mut s = mesh
+        .sidecar("flags")
+        .args([
+            "--dapr-public-port",
+            &public.to_string(),
+            "--dapr-public-listen-address",
+            "127.0.0.1",
+            "--allowed-origins",
+            "https://app.example",
+            "--enable-metrics=false",
+            "--dapr-listen-addresses",
+            "127.0.0.1,127.0.0.2",
+        ])
+        .start()
+        .await;
+    s.wait_ready().await;
+    // The public port serves health and metadata only.
+    let at = |path: &str| format!("http://127.0.0.1:{public}{path}");
+    let r = send("GET", &at("/v1.0/healthz"), &[], "").await.unwrap();
+    assert_eq!(r.status, 204);
+    let r = send("GET", &at("/v1.0/metadata"), &[], "").await.unwrap();
+    assert_eq!((r.status, r.json()["id"].as_str()), (200, Some("flags")));
+    let r = send("GET", &at("/v1.0/state/statestore/k"), &[], "")
+        .await
+        .unwrap();
+    assert_eq!(r.status, 404, "{}", r.text());
+    let r = send("POST", &at("/v1.0/publish/pubsub/t"), &[], "x")
+        .await
+        .unwrap();
+    assert_eq!(r.status, 404, "{}", r.text());
+    // CORS for the origin allowed, nothing for another.
+    let preflight = |origin: &'static str| {
+        let url = format!("{}/v1.0/state/statestore", s.api_url());
+        async move {
+            send(
+                "OPTIONS",
+                &url,
+                &[
+                    ("origin", origin),
+                    ("access-control-request-method", "POST"),
+                ],
+                "",
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let r = preflight("https://app.example").await;
+    assert_eq!(
+        r.headers
+            .get("access-control-allow-origin")
+            .map(|v| v.to_str().unwrap()),
+        Some("https://app.example"),
+        "{:?}",
+        r.headers
+    );
+    assert!(r.headers.get("access-control-allow-credentials").is_none());
+    let r = preflight("https://evil.example").await;
+    assert!(
+        r.headers.get("access-control-allow-origin").is_none(),
+        "{:?}",
+        r.headers
+    );
+    // No metrics on the admin listener; its health pages stay.
+    let r = send("GET", &format!("{}/metrics", s.admin_url()), &[], "")
+        .await
+        .unwrap();
+    assert_eq!(r.status, 404);
+    let r = send("GET", &format!("{}/healthz", s.admin_url()), &[], "")
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    // Both listen addresses serve the API.
+    let port = s.api_url().rsplit(':').next().unwrap().to_owned();
+    let r = send(
+        "GET",
+        &format!("http://127.0.0.2:{port}/v1.0/healthz"),
+        &[],
+        "",
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 204);
+}
+
+#[tokio::test]
+async fn wait_returns_once_a_sidecar_is_ready() {
+    let mesh = Mesh::new();
+    let s = mesh.sidecar("waited").start().await;
+    let port = s.api_url().rsplit(':').next().unwrap().to_owned();
+    let (code, _, err) = tokio::task::spawn_blocking(move || {
+        outrider_command(&["run", "--wait", "--dapr-http-port", &port])
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("ready for outbound calls"), "{err}");
+}
