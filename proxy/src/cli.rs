@@ -249,6 +249,10 @@ pub(crate) struct RunArgs {
     /// The DNS suffix of `<app-id>.<namespace>.svc.<cluster-domain>` names.
     #[arg(long, env = "OUTRIDER_CLUSTER_DOMAIN", default_value = "cluster.local")]
     pub(crate) cluster_domain: String,
+    /// Run every app of a Dapr multi-app run template (a file, or a directory holding
+    /// `dapr.yaml`), each behind its own sidecar; the other flags then go in the file.
+    #[arg(short = 'f', long = "run-file")]
+    pub(crate) run_file: Option<PathBuf>,
     /// daprd's flags, under daprd's names.
     #[command(flatten)]
     pub(crate) daprd: DaprdArgs,

@@ -141,6 +141,9 @@ pub struct Settings {
     /// `SSL_CERT_FILE`, for HTTPS collectors.
     pub(crate) ca_file: Option<PathBuf>,
     pub(crate) command: Vec<String>,
+    /// How the app child is started (a multi-app run sets its directory, environment and
+    /// output).
+    pub(crate) child: crate::run::child::ChildSetup,
     /// `--intercept` and its settings; `None` without it.
     pub(crate) interception: Option<crate::mesh::transparent::Interception>,
     /// `Configuration.spec.mtls.mode`.
@@ -231,6 +234,7 @@ pub(crate) fn load(args: &RunArgs, env: &Env) -> Result<Settings, Problems> {
             app_token: env.app_token.clone(),
             ca_file: env.ca_file.clone(),
             command: args.command.clone(),
+            child: Default::default(),
             interception,
             mtls_mode: c.mtls_mode,
             // Never the app port: what reaches it goes through the inbound HTTP stack (caller

@@ -33,7 +33,7 @@ pub mod fuzzing {
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{FromArgMatches as _, Parser};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 use tracing_subscriber::EnvFilter;
 
@@ -74,8 +74,10 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
-    let cli = Cli::parse_from(args);
+    let matches = <Cli as clap::CommandFactory>::command().get_matches_from(args);
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let args = match cli.command {
+        Command::Run(args) if args.run_file.is_some() => return multi_run(&args, &matches),
         Command::Run(args) => args,
         Command::Policy(PolicyCommand::Check(args)) => return cmd::policy::run(&args),
         Command::Proxy(args) => return proxy(args),
@@ -119,6 +121,34 @@ where
             ExitCode::from(1)
         }
     }
+}
+
+/// `outrider run -f`: flags other than the log's go in the run file.
+fn multi_run(args: &cli::RunArgs, matches: &clap::ArgMatches) -> ExitCode {
+    let run = matches.subcommand_matches("run");
+    let given = |id: &str| {
+        run.and_then(|m| m.value_source(id)) == Some(clap::parser::ValueSource::CommandLine)
+    };
+    let misplaced: Vec<String> = run
+        .into_iter()
+        .flat_map(|m| m.ids())
+        .map(|id| id.as_str())
+        .filter(|id| !["run_file", "log_level", "log_as_json"].contains(id) && given(id))
+        .map(|id| format!("--{}", id.replace('_', "-")))
+        .collect();
+    if !misplaced.is_empty() {
+        eprintln!(
+            "outrider: with -f, give {} in the run file (for an app, or under common)",
+            misplaced.join(", ")
+        );
+        return ExitCode::from(2);
+    }
+    let level = given("log_level").then_some(args.log_level.as_str());
+    let file = args
+        .run_file
+        .as_deref()
+        .unwrap_or(std::path::Path::new("."));
+    cmd::multi::run(file, level, args.log_as_json)
 }
 
 /// `outrider proxy`.

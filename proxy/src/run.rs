@@ -104,8 +104,17 @@ pub(crate) async fn build(s: Settings, metrics: PrometheusHandle) -> anyhow::Res
     let child = match s.command.as_slice() {
         [] => None,
         argv => Some(
-            child::spawn(argv, api.port(), grpc.port(), s.app_port, &s.app_id)
-                .with_context(|| format!("starting {:?}", argv[0]))?,
+            child::spawn(
+                argv,
+                &child::Told {
+                    api_port: api.port(),
+                    grpc_port: grpc.port(),
+                    app_port: s.app_port,
+                    app_id: &s.app_id,
+                },
+                &s.child,
+            )
+            .with_context(|| format!("starting {:?}", argv[0]))?,
         ),
     };
     let subscriber = start_subscriptions(&s, &wired, spans.0);

@@ -1,7 +1,8 @@
-//! The sidecar calling its app: the app channel (`channel`), the one delivery path every
-//! message takes to the app (`deliver`), and the subscriptions that feed it (`subscriptions`,
-//! with batched delivery in `subscriptions::bulk` and dead letters in
-//! `subscriptions::dead_letter`).
+//! The sidecar calling its app: the app channel (`channel`, with `--app-max-concurrency` in
+//! `channel::limit`), the one delivery path every message takes to the app (`deliver`), the
+//! subscriptions that feed it (`subscriptions`, with batched delivery in `subscriptions::bulk`,
+//! dead letters in `subscriptions::dead_letter`, and the pause while the app is unhealthy in
+//! `subscriptions::pause`), and the app's health checks (`health`).
 
 pub(crate) mod channel;
 pub(crate) mod deliver;

@@ -96,6 +96,28 @@ impl MemoryPubSub {
     pub fn new() -> Self {
         Self::default()
     }
+
+    /// The broker of the component `name`: a new one, or, once [`share_in_process`] was called,
+    /// the one every sidecar of this process shares under that name.
+    pub fn named(name: &str) -> Self {
+        let mut shared = SHARED.lock().unwrap_or_else(|p| p.into_inner());
+        match shared.as_mut() {
+            Some(brokers) => brokers.entry(name.to_owned()).or_default().clone(),
+            None => Self::new(),
+        }
+    }
+}
+
+/// The in-memory brokers of this process by component name, when they are shared.
+static SHARED: Mutex<Option<HashMap<String, MemoryPubSub>>> = Mutex::new(None);
+
+/// From now on, the sidecars of this process share one in-memory broker per component name,
+/// as apps sharing a real broker do (each consumer group gets every message): what lets the
+/// apps of a multi-app run, each behind its own sidecar in one process, reach each other
+/// through the built-in `pubsub` with nothing installed.
+pub fn share_in_process() {
+    let mut shared = SHARED.lock().unwrap_or_else(|p| p.into_inner());
+    shared.get_or_insert_with(HashMap::new);
 }
 
 impl PubSub for MemoryPubSub {

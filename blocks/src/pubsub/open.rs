@@ -116,7 +116,7 @@ pub async fn open(
     let fields = Fields(&md);
     let concurrency = concurrency_of(&fields)?;
     let broker: Arc<dyn PubSub> = match c.spec.type_.as_str() {
-        "pubsub.in-memory" => Arc::new(MemoryPubSub::new()),
+        "pubsub.in-memory" => Arc::new(MemoryPubSub::named(&c.metadata.name)),
         "pubsub.redis" => Arc::new(open_redis(&md, &fields, &group).await?),
         "pubsub.jetstream" => Arc::new(open_jetstream(&fields, app_id).await?),
         "pubsub.rabbitmq" => Arc::new(open_rabbitmq(&fields, app_id).await?),
