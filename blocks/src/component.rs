@@ -126,7 +126,23 @@ pub const SUPPORTED_TYPES: &[&str] = &[
     "secretstores.local.env",
 ];
 
+/// daprd's other names for the types this build runs (its registry takes several names for one
+/// component).
+const ALIASES: &[(&str, &str)] = &[
+    ("pubsub.mqtt", "pubsub.mqtt3"),
+    ("state.sqlite3", "state.sqlite"),
+    ("state.postgres", "state.postgresql"),
+];
+
 impl ComponentSpec {
+    /// `spec.initTimeout` (a Go duration such as `10s`), when given and valid.
+    pub fn init_timeout(&self) -> Option<std::time::Duration> {
+        self.init_timeout
+            .as_deref()
+            .and_then(crate::pubsub::cloudevent::go_duration)
+            .filter(|d| !d.is_zero())
+    }
+
     /// `version`, or `v1` when the document leaves it out.
     pub(crate) fn version_or_v1(&self) -> String {
         if self.version.is_empty() {
@@ -138,8 +154,19 @@ impl ComponentSpec {
 }
 
 impl Component {
-    /// Checks the document's shape and that this build supports its type. Every problem is
-    /// reported.
+    /// Writes `spec.type` as this build names it: lower case (daprd's lookup ignores case), and
+    /// daprd's other names (`pubsub.mqtt`, `state.postgres`, `state.sqlite3`) as the ones they
+    /// stand for.
+    pub fn canonicalize(&mut self) {
+        let t = self.spec.type_.trim().to_ascii_lowercase();
+        self.spec.type_ = ALIASES
+            .iter()
+            .find(|(alias, _)| *alias == t)
+            .map_or(t, |(_, name)| (*name).to_owned());
+    }
+
+    /// Checks the document's shape and that this build supports its type and version. Every
+    /// problem is reported.
     pub fn validate(&self) -> Vec<ComponentError> {
         let mut errs = Vec::new();
         let mut err = |field: String, message: String| errs.push(ComponentError { field, message });
@@ -160,6 +187,25 @@ impl Component {
                 "spec.type".into(),
                 format!("{ty:?} is not of the form <category>.<kind>"),
             ),
+        }
+        // As daprd: v1 (or v0, or nothing) names the one version of each type this build has.
+        let v = self.spec.version.trim().to_ascii_lowercase();
+        if !["", "v0", "v1"].contains(&v.as_str()) {
+            err(
+                "spec.version".into(),
+                format!(
+                    "{:?} of {ty} is not supported by this build of Outrider (v1 is)",
+                    self.spec.version
+                ),
+            );
+        }
+        if let Some(t) = self.spec.init_timeout.as_deref()
+            && crate::pubsub::cloudevent::go_duration(t).is_none()
+        {
+            err(
+                "spec.initTimeout".into(),
+                format!("{t:?} is not a duration like 5s or 1m"),
+            );
         }
         for (i, item) in self.spec.metadata.iter().enumerate() {
             if item.name.is_empty() {

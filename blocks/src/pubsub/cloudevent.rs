@@ -87,7 +87,7 @@ pub fn message_ttl(metadata: &BTreeMap<String, String>) -> Result<Option<Duratio
 
 /// A Go duration (`300ms`, `1.5h`, `2h45m`, `-1s`): a sequence of decimal numbers each with a
 /// unit (`ns`, `us`/`µs`, `ms`, `s`, `m`, `h`). Negative durations and overflow give `None`.
-fn go_duration(v: &str) -> Option<Duration> {
+pub(crate) fn go_duration(v: &str) -> Option<Duration> {
     let mut rest = v.trim();
     if rest == "0" {
         return Some(Duration::ZERO);

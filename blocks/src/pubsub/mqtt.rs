@@ -16,6 +16,11 @@
 //! finish and their acks go out before the DISCONNECT. Metadata does not travel (MQTT 3.1.1 has no message properties).
 //!
 //! Ordering: per topic in publish order on one connection; retried messages come after later ones.
+//!
+//! A subscription's topic may be a filter with MQTT's wildcards, as in daprd: `+` for one level
+//! (`sensors/+/temperature`), `#` for every level below (`sensors/#`). Each message is delivered
+//! with the topic it was published on. A filter that breaks MQTT's rules (`a/#/b`, `a+`) is
+//! refused when subscribing: it can never work.
 
 mod link;
 
@@ -74,6 +79,45 @@ pub struct MqttPubSub {
     settings: Arc<MqttSettings>,
     publisher: AsyncClient,
     _publisher_loop: Arc<DropGuard>,
+}
+
+/// A subscription's topic: a topic, or a filter with `+` (a whole level) and `#` (the last
+/// level); no leading `$` (shared subscriptions are made here).
+fn check_filter(filter: &str) -> Result<(), PubSubError> {
+    let levels: Vec<&str> = filter.split('/').collect();
+    let bad_level = levels.iter().enumerate().any(|(i, l)| {
+        (l.contains('+') && *l != "+") || (l.contains('#') && (*l != "#" || i + 1 != levels.len()))
+    });
+    if filter.is_empty()
+        || filter.starts_with('$')
+        || filter.contains('\0')
+        || filter.len() > 65_535
+        || bad_level
+    {
+        return Err(PubSubError::BadRequest(format!(
+            "{filter:?} is not an MQTT topic filter: '+' must be a whole level, '#' the last \
+             level, and no leading '$'"
+        )));
+    }
+    Ok(())
+}
+
+/// Whether `topic` is one `filter` takes, by MQTT's rules (a topic starting with `$` is never
+/// matched by a leading wildcard).
+fn matches_filter(filter: &str, topic: &str) -> bool {
+    if topic.starts_with('$') && filter.starts_with(['+', '#']) {
+        return false;
+    }
+    let (mut f, mut t) = (filter.split('/'), topic.split('/'));
+    loop {
+        match (f.next(), t.next()) {
+            (Some("#"), _) => return true,
+            (Some("+"), Some(_)) => {}
+            (Some(a), Some(b)) if a == b => {}
+            (None, None) => return true,
+            _ => return false,
+        }
+    }
 }
 
 fn check_topic(topic: &str) -> Result<(), PubSubError> {
@@ -182,7 +226,7 @@ impl PubSub for MqttPubSub {
     ) -> BoxFuture<Result<Subscription, PubSubError>> {
         let s = self.settings.clone();
         Box::pin(async move {
-            check_topic(&req.topic)?;
+            check_filter(&req.topic)?;
             let filter = share_filter(&s, &req);
             let mut o = options(&s, subscriber_id(&s, &req));
             o.set_ack_mode(AckMode::Manual);
@@ -286,8 +330,13 @@ impl Sub {
             let Some(slot) = self.consumer.slot().await else {
                 return;
             };
+            // The topic it was published on, which a wildcard filter does not name.
+            let topic = match std::str::from_utf8(&incoming.publish.topic) {
+                Ok(t) => t.to_owned(),
+                Err(_) => self.topic.clone(),
+            };
             let message = Message {
-                topic: self.topic.clone(),
+                topic,
                 data: Bytes::clone(&incoming.publish.payload),
                 metadata: Metadata::new(),
             };
@@ -343,5 +392,40 @@ impl Delivery for Received {
             tracing::warn!(topic = %sub.topic, error = %e, "acknowledging failed");
         }
         Answered::Done
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{check_filter, matches_filter};
+
+    #[test]
+    fn filters_follow_mqtts_rules() {
+        for ok in ["a", "a/b", "+", "#", "a/+/c", "a/#", "+/+", "/a"] {
+            assert!(check_filter(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "a/#/b", "a+", "a/b#", "$SYS/x", "a\0b", "#/a"] {
+            assert!(check_filter(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn topics_match_as_brokers_match_them() {
+        let cases = [
+            ("a/+/c", "a/b/c", true),
+            ("a/+/c", "a/b/d", false),
+            ("a/+/c", "a/b/c/d", false),
+            ("a/#", "a", true),
+            ("a/#", "a/b/c", true),
+            ("#", "x/y", true),
+            ("#", "$SYS/x", false),
+            ("+/x", "$SYS/x", false),
+            ("a/b", "a/b", true),
+            ("a/b", "a/bc", false),
+            ("+", "a/b", false),
+        ];
+        for (filter, topic, want) in cases {
+            assert_eq!(matches_filter(filter, topic), want, "{filter} {topic}");
+        }
     }
 }

@@ -5,6 +5,10 @@
 //! script, so compare-and-set is atomic; a transaction is one script that checks every step
 //! before applying any. The connection manager reconnects by itself; each call has a response
 //! timeout instead of hanging on a dead server.
+//!
+//! As daprd's Redis store, and unlike the other stores, an ETag on a key that does not exist
+//! matches: the write creates the key (version 1), a delete does nothing. The SDKs rely on it
+//! (a save with the ETag of a value read before it expired, a delete retried).
 
 use std::time::{Duration, SystemTime};
 
@@ -35,7 +39,7 @@ return {d[1], d[2], redis.call("PTTL", KEYS[1])}
 const CHECK: &str = r#"
 local function check(cur, kind, etag, first)
   if etag ~= "" then
-    return cur and cur == etag
+    return (not cur) or cur == etag
   elseif kind == "s" and cur and first == "1" then
     return false
   end

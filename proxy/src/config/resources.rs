@@ -165,7 +165,7 @@ fn load_component(
     out: &mut Vec<LoadedComponent>,
     (problems, warnings): (&mut Vec<Problem>, &mut Vec<Problem>),
 ) {
-    let c: Component = match serde_json::from_value(doc) {
+    let mut c: Component = match serde_json::from_value(doc) {
         Ok(c) => c,
         Err(e) => {
             problems.push(Problem {
@@ -178,6 +178,7 @@ fn load_component(
     if !c.scopes.is_empty() && !c.scopes.iter().any(|s| s == app_id) {
         return;
     }
+    c.canonicalize();
     let errs = c.validate();
     if errs.is_empty() {
         if out
@@ -195,10 +196,13 @@ fn load_component(
             component: c,
         });
     } else if c.spec.ignore_errors {
+        // daprd's words, since it carries on the same way.
+        let name = &c.metadata.name;
         warnings.extend(errs.into_iter().map(|e| Problem {
             at: format!("{at}: {}", e.field),
             message: format!(
-                "{}; the component is not loaded (spec.ignoreErrors: true)",
+                "Ignoring error processing component: process component {name} error: {} \
+                 (spec.ignoreErrors: true; the sidecar starts without it)",
                 e.message
             ),
         }));

@@ -80,10 +80,32 @@ async fn open_all<T>(
         .filter(|l| l.component.spec.type_.starts_with(category))
     {
         let c = &loaded.component;
-        match open(c).await {
+        let opened = match c.spec.init_timeout() {
+            Some(limit) => tokio::time::timeout(limit, open(c))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(vec![ComponentError {
+                        field: "spec.initTimeout".into(),
+                        message: format!("not open within {limit:?}"),
+                    }])
+                }),
+            None => open(c).await,
+        };
+        match opened {
             Ok(opened) => {
                 tracing::info!(name = %c.metadata.name, r#type = %c.spec.type_, "component ready");
                 out.insert(c.metadata.name.clone(), opened);
+            }
+            // daprd's words, since it carries on the same way.
+            Err(errs) if c.spec.ignore_errors => {
+                for e in errs {
+                    tracing::error!(
+                        file = %loaded.at, field = %e.field,
+                        "Ignoring error processing component: process component {} error: {} \
+                         (spec.ignoreErrors: true; the sidecar starts without it)",
+                        c.metadata.name, e.message
+                    );
+                }
             }
             Err(errs) => problems.extend(
                 errs.into_iter()

@@ -19,7 +19,9 @@ use std::time::Duration;
 
 use http::{Method, Request, header};
 use outrider_blocks::pubsub::routing::{RouteRule, Router};
-use outrider_blocks::pubsub::{Handler, PubSubComponent, SubscribeRequest, Subscription};
+use outrider_blocks::pubsub::{
+    Handler, PubSubComponent, PubSubError, SubscribeRequest, Subscription,
+};
 use outrider_blocks::subscription::BulkSubscribe;
 use outrider_filters::resiliency::{Direction, Resiliency, component_policies};
 use outrider_filters::spans::Spans;
@@ -256,6 +258,23 @@ pub(crate) struct Subscriber {
     pub(crate) epoch: Arc<AtomicU64>,
 }
 
+/// Why a subscription was not made.
+#[derive(Debug)]
+enum Refused {
+    /// The broker failed: trying again may work.
+    ForNow(String),
+    /// The broker refuses it as written.
+    Never(String),
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refused::ForNow(e) | Refused::Never(e) => f.write_str(e),
+        }
+    }
+}
+
 /// A subscription ready to be made: where it is listed, the broker request and the handler.
 #[derive(Clone)]
 pub(crate) struct Prepared {
@@ -375,13 +394,17 @@ impl Subscriber {
     /// Subscribes once for `epoch`; on failure, keeps trying in the background.
     async fn subscribe(&self, p: Prepared, epoch: u64) {
         if let Err(e) = self.subscribe_once(&p, epoch).await {
-            self.set_state(p.index, SubState::Retrying(e));
+            if let Refused::Never(why) = e {
+                self.set_state(p.index, SubState::Failed(why));
+                return;
+            }
+            self.set_state(p.index, SubState::Retrying(e.to_string()));
             let me = self.clone();
             tokio::spawn(async move { me.keep_trying(p, epoch).await });
         }
     }
 
-    async fn subscribe_once(&self, p: &Prepared, epoch: u64) -> Result<(), String> {
+    async fn subscribe_once(&self, p: &Prepared, epoch: u64) -> Result<(), Refused> {
         let (index, spec) = (p.index, &p.spec);
         let c = &self.pubsubs[&spec.pubsub];
         match c.broker.subscribe(p.req.clone(), p.handler.clone()).await {
@@ -398,9 +421,14 @@ impl Subscriber {
                 self.set_state(index, SubState::Active);
                 Ok(())
             }
+            // The broker refuses the subscription as written: it never will work.
+            Err(e @ PubSubError::BadRequest(_)) => {
+                tracing::error!(pubsub = %spec.pubsub, topic = %spec.topic, error = %e, "subscription refused by the broker; it is marked FAILED");
+                Err(Refused::Never(e.to_string()))
+            }
             Err(e) => {
                 tracing::warn!(pubsub = %spec.pubsub, topic = %spec.topic, error = %e, "subscribing failed; will retry");
-                Err(e.to_string())
+                Err(Refused::ForNow(e.to_string()))
             }
         }
     }
@@ -417,7 +445,8 @@ impl Subscriber {
             }
             match self.subscribe_once(&p, epoch).await {
                 Ok(()) => return,
-                Err(e) => self.set_state(p.index, SubState::Retrying(e)),
+                Err(Refused::Never(why)) => return self.set_state(p.index, SubState::Failed(why)),
+                Err(e) => self.set_state(p.index, SubState::Retrying(e.to_string())),
             }
             delay = (delay * 2).min(RESUBSCRIBE_MAX);
         }

@@ -15,7 +15,7 @@ use crate::pubsub::consumer::Backoff;
 pub(super) struct Filter {
     /// The filter sent to the broker (`$share/<group>/<topic>` or the topic).
     pub(super) filter: String,
-    /// The topic messages must carry.
+    /// The topic, or topic filter, messages must match.
     pub(super) topic: String,
     pub(super) qos: QoS,
 }
@@ -110,11 +110,9 @@ impl Driver {
 
     async fn received(&self, p: rumqttc::Publish) {
         let Some(tx) = &self.incoming else { return };
-        if self
-            .filter
-            .as_ref()
-            .is_some_and(|f| p.topic.as_ref() != f.topic.as_bytes())
-        {
+        if self.filter.as_ref().is_some_and(|f| {
+            !std::str::from_utf8(&p.topic).is_ok_and(|t| super::matches_filter(&f.topic, t))
+        }) {
             // A session kept from another configuration: not this subscription's message.
             tracing::warn!(topic = %String::from_utf8_lossy(&p.topic), "ignoring a message for a topic this subscription does not have");
             let _ = self.client.try_ack(&p);
