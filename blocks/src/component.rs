@@ -143,6 +143,11 @@ impl ComponentSpec {
             .filter(|d| !d.is_zero())
     }
 
+    /// `version` in lower case, `v1` when the document leaves it out (for matching deny lists).
+    pub fn version_label(&self) -> String {
+        self.version_or_v1().to_ascii_lowercase()
+    }
+
     /// `version`, or `v1` when the document leaves it out.
     pub(crate) fn version_or_v1(&self) -> String {
         if self.version.is_empty() {

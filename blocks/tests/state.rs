@@ -107,7 +107,11 @@ async fn etags_change_and_guard_writes(s: Arc<dyn StateStore>, like_redis: bool)
     if like_redis {
         missing.unwrap();
         assert_eq!(value_of(&*s, "nope").await.as_deref(), Some(&b"x"[..]));
-        assert_eq!(etag_of(&*s, "nope").await, "1", "a key created so starts at version 1");
+        assert_eq!(
+            etag_of(&*s, "nope").await,
+            "1",
+            "a key created so starts at version 1"
+        );
     } else {
         assert!(
             matches!(missing, Err(StateError::EtagMismatch(_))),
@@ -164,7 +168,10 @@ async fn deletes_honour_etags(s: Arc<dyn StateStore>, like_redis: bool) {
     if like_redis {
         again.unwrap();
     } else {
-        assert!(matches!(again, Err(StateError::EtagMismatch(_))), "{again:?}");
+        assert!(
+            matches!(again, Err(StateError::EtagMismatch(_))),
+            "{again:?}"
+        );
     }
 }
 

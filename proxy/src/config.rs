@@ -10,6 +10,7 @@ mod configuration;
 #[cfg(test)]
 use configuration::DEFAULT_CERT_TTL;
 mod daprd;
+mod fields;
 mod flags;
 mod resources;
 
@@ -195,8 +196,15 @@ pub(crate) fn load(args: &RunArgs, env: &Env) -> Result<Settings, Problems> {
     let (mut problems, mut warnings) = (Vec::new(), Vec::new());
     let from_flags = flags::check(args, env, &mut problems);
     let from_daprd = daprd::check(args, &mut problems, &mut warnings);
-    let configured = configuration::load(args, env, &mut problems);
-    let resources = resources::load(args, &mut problems, &mut warnings);
+    let configured = configuration::load(args, env, &mut problems, &mut warnings);
+    let mut resources = resources::load(args, &mut problems, &mut warnings);
+    if let Some(c) = &configured {
+        deny_components(
+            &mut resources.components,
+            &c.denied_components,
+            &mut warnings,
+        );
+    }
     let interception = interception(
         args,
         configured.as_ref().map(|c| c.mtls_mode),
@@ -247,6 +255,37 @@ pub(crate) fn load(args: &RunArgs, env: &Env) -> Result<Settings, Problems> {
         }),
         _ => Err(Problems(problems)),
     }
+}
+
+/// `spec.components.deny`: components of a denied type (`state.redis`) or type and version
+/// (`state.redis/v1`) are not loaded, as in daprd; each is named.
+fn deny_components(
+    components: &mut Vec<LoadedComponent>,
+    denied: &[String],
+    warnings: &mut Vec<Problem>,
+) {
+    let is_denied = |c: &outrider_blocks::Component| {
+        let ty = c.spec.type_.as_str();
+        let with_version = format!("{ty}/{}", c.spec.version_label());
+        denied.iter().any(|d| {
+            let d = d.trim().to_ascii_lowercase();
+            d == ty || d == with_version
+        })
+    };
+    components.retain(|l| {
+        let deny = is_denied(&l.component);
+        if deny {
+            warnings.push(Problem {
+                at: format!("{}: spec.type", l.at),
+                message: format!(
+                    "{} is denied by the Configuration's spec.components.deny; the component \
+                     {:?} is not loaded",
+                    l.component.spec.type_, l.component.metadata.name
+                ),
+            });
+        }
+        !deny
+    });
 }
 
 /// `--intercept` and the flags that go with it: its two ports must be free of the others.

@@ -37,6 +37,9 @@ pub(super) struct FromConfiguration {
     pub(super) mtls_mode: MtlsMode,
     /// `--mesh-transport`, else `spec.meshTransport`.
     pub(super) mesh_transport: MeshTransport,
+    /// `spec.components.deny`: component types (`state.redis`, or `state.redis/v1`) that may
+    /// not be loaded.
+    pub(super) denied_components: Vec<String>,
 }
 
 /// Reads `--config` (if given) and validates every part; `None` when name resolution is
@@ -46,13 +49,13 @@ pub(super) fn load(
     args: &RunArgs,
     env: &Env,
     problems: &mut Vec<Problem>,
+    warnings: &mut Vec<Problem>,
 ) -> Option<FromConfiguration> {
     let mut cfg = ConfigFile::default();
-    if let Some(path) = &args.config {
-        match read_configuration(path) {
-            Ok(c) => cfg = c,
-            Err(p) => problems.extend(p),
-        }
+    if let Some(path) = &args.config
+        && let Some(c) = read_configuration(path, problems, warnings)
+    {
+        cfg = c;
     }
     let file = args.config.as_deref().map(display).unwrap_or_default();
     let resolution = name_resolution(&cfg, args, &file, problems);
@@ -83,6 +86,7 @@ pub(super) fn load(
         access_log,
         mtls_mode,
         mesh_transport,
+        denied_components: std::mem::take(&mut cfg.spec.components.deny),
     })
 }
 
@@ -274,6 +278,14 @@ struct ConfigSpec {
     /// Parsed by `telemetry`.
     #[serde(default)]
     tracing: Option<serde_json::Value>,
+    #[serde(default)]
+    components: ComponentsSpec,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ComponentsSpec {
+    #[serde(default)]
+    deny: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -312,33 +324,53 @@ struct Mtls {
     mode: Option<String>,
 }
 
-fn read_configuration(path: &Path) -> Result<ConfigFile, Vec<Problem>> {
+/// Reads the Configuration at `path`; `None` when it cannot be read at all (the reason is in
+/// `problems`). Fields it has that Outrider does not honour are reported as `fields` says.
+fn read_configuration(
+    path: &Path,
+    problems: &mut Vec<Problem>,
+    warnings: &mut Vec<Problem>,
+) -> Option<ConfigFile> {
     let at = display(path);
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        vec![Problem {
+    let mut fail = |message: String| {
+        problems.push(Problem {
             at: at.clone(),
-            message: e.to_string(),
-        }]
-    })?;
-    let cfg: ConfigFile = serde_saphyr::from_str(&text).map_err(|e| {
-        vec![Problem {
-            at: at.clone(),
-            message: format!("not a valid Configuration: {e}"),
-        }]
-    })?;
+            message,
+        });
+        None
+    };
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => return fail(e.to_string()),
+    };
+    let doc: serde_json::Value = match serde_saphyr::from_str(&text) {
+        Ok(d) => d,
+        Err(e) => return fail(format!("not a valid Configuration: {e}")),
+    };
+    let cfg: ConfigFile = match serde_json::from_value(doc.clone()) {
+        Ok(c) => c,
+        Err(e) => return fail(format!("not a valid Configuration: {e}")),
+    };
     if !cfg.kind.is_empty() && cfg.kind != "Configuration" {
-        return Err(vec![Problem {
+        problems.push(Problem {
             at: format!("{at}: kind"),
             message: format!("{:?} is not Configuration", cfg.kind),
-        }]);
+        });
+        return None;
     }
-    Ok(cfg)
+    super::fields::check("Configuration", &doc, &at, problems, warnings);
+    Some(cfg)
 }
 
 /// The `spec.accessControl` of a Configuration file, for `outrider policy check`.
 pub(crate) fn access_control_of(path: &Path) -> Result<Option<AccessControlSpec>, Vec<Problem>> {
     let at = display(path);
-    match read_configuration(path)?.spec.access_control {
+    let mut problems = Vec::new();
+    let cfg = read_configuration(path, &mut problems, &mut Vec::new());
+    let Some(cfg) = cfg.filter(|_| problems.is_empty()) else {
+        return Err(problems);
+    };
+    match cfg.spec.access_control {
         Some(v) => AccessControlSpec::parse(&v, &at)
             .map(Some)
             .map_err(|errs| within(&at, errs).collect()),

@@ -137,6 +137,9 @@ fn load_doc(
     found: &mut Resources,
     (problems, warnings): (&mut Vec<Problem>, &mut Vec<Problem>),
 ) {
+    if let Some(kind) = doc.get("kind").and_then(|k| k.as_str()) {
+        super::fields::check(kind, &doc, at, problems, warnings);
+    }
     match doc.get("kind").and_then(|k| k.as_str()) {
         Some("Component") => {
             load_component(doc, at, app_id, &mut found.components, (problems, warnings))

@@ -223,3 +223,56 @@ async fn mqtt_wildcard_subscriptions_deliver_what_they_match() {
     .await;
     assert_eq!(app.count_at("/never"), 0);
 }
+
+#[tokio::test]
+async fn configuration_fields_are_honoured_warned_of_or_refused() {
+    let mesh = Mesh::new();
+    let write = |name: &str, text: &str| {
+        let p = mesh.home().join(name);
+        std::fs::write(&p, text).unwrap();
+        p.to_string_lossy().into_owned()
+    };
+    // Middleware this build lacks would leave the API without the protection asked for.
+    let bearer = write(
+        "bearer.yaml",
+        "apiVersion: dapr.io/v1alpha1\nkind: Configuration\nmetadata:\n  name: c\nspec:\n  httpPipeline:\n    handlers:\n    - name: oauth\n      type: middleware.http.bearer\n",
+    );
+    mesh.sidecar("piped")
+        .args(["--config", &bearer])
+        .start_fails(
+            Duration::from_secs(30),
+            2,
+            &[
+                "bearer.yaml: spec.httpPipeline.handlers",
+                "no HTTP middleware",
+            ],
+        )
+        .await;
+    // A misspelt field is named with its value; a denied component type is not loaded.
+    let typo = write(
+        "typo.yaml",
+        "apiVersion: dapr.io/v1alpha1\nkind: Configuration\nmetadata:\n  name: c\nspec:\n  acessControl:\n    defaultAction: deny\n  components:\n    deny:\n    - state.in-memory\n",
+    );
+    let res = mesh.resources(
+        "res",
+        "state.yaml",
+        &component("cache", "state.in-memory", "  version: v1\n"),
+    );
+    let s = mesh
+        .sidecar("typo")
+        .args(["--config", &typo])
+        .resources(&res)
+        .start()
+        .await;
+    let log = s.log();
+    assert!(
+        log.contains("typo.yaml: spec.acessControl")
+            && log.contains("is not a field of a Configuration"),
+        "{log}"
+    );
+    assert!(
+        log.contains("denied by the Configuration's spec.components.deny"),
+        "{log}"
+    );
+    assert!(s.metadata().await["components"].is_null());
+}

@@ -1,0 +1,502 @@
+//! Nothing in a resource file is ignored in silence. Every field of a `Configuration`,
+//! `Component`, `Resiliency` or `Subscription` is one Outrider reads, or one daprd knows that
+//! Outrider does not honour (named in a warning saying what Outrider does instead, or refused
+//! when going on without it would leave the app less protected than the file asks), or not a
+//! field of the kind at all (named in a warning: a typo, most likely).
+
+use serde_json::Value;
+
+use super::Problem;
+
+/// The fields a document of one kind may have.
+#[derive(Clone, Copy)]
+enum Shape {
+    /// Anything: free-form, or checked field by field by whoever reads it.
+    Any,
+    /// An object with these fields.
+    Fields(&'static [(&'static str, Shape)]),
+    /// A list of these.
+    List(&'static Shape),
+    /// An object keyed by names of the user's choosing, each value of this shape.
+    Map(&'static Shape),
+}
+use Shape::{Any, Fields, List, Map};
+
+/// What a known field Outrider does not honour leads to.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Level {
+    Warn,
+    Refuse,
+}
+
+/// A known field Outrider does not honour: its path (`*` for any key of a map), when it
+/// counts (given the value), how much it matters, and what Outrider does instead.
+struct Unhonoured {
+    path: &'static str,
+    applies: fn(&Value) -> bool,
+    level: Level,
+    instead: &'static str,
+}
+
+const fn given(_: &Value) -> bool {
+    true
+}
+
+fn non_empty_list(v: &Value) -> bool {
+    v.as_array().is_some_and(|a| !a.is_empty())
+}
+
+fn is_false(v: &Value) -> bool {
+    v == &Value::Bool(false) || v.as_str().is_some_and(|s| s.eq_ignore_ascii_case("false"))
+}
+
+fn is_true(v: &Value) -> bool {
+    v == &Value::Bool(true) || v.as_str().is_some_and(|s| s.eq_ignore_ascii_case("true"))
+}
+
+const OBJECT_META: Shape = Any;
+const HANDLERS: Shape = Fields(&[(
+    "handlers",
+    List(&Fields(&[
+        ("name", Any),
+        ("type", Any),
+        ("version", Any),
+        ("selector", Any),
+    ])),
+)]);
+
+const CONFIGURATION: Shape = Fields(&[
+    ("apiVersion", Any),
+    ("kind", Any),
+    ("metadata", OBJECT_META),
+    (
+        "spec",
+        Fields(&[
+            ("httpPipeline", HANDLERS),
+            ("appHttpPipeline", HANDLERS),
+            (
+                "tracing",
+                Fields(&[
+                    ("samplingRate", Any),
+                    ("stdout", Any),
+                    ("zipkin", Fields(&[("endpointAddress", Any)])),
+                    (
+                        "otel",
+                        Fields(&[
+                            ("protocol", Any),
+                            ("endpointAddress", Any),
+                            ("isSecure", Any),
+                            ("headers", Any),
+                            ("timeout", Any),
+                        ]),
+                    ),
+                ]),
+            ),
+            (
+                "mtls",
+                Fields(&[
+                    ("enabled", Any),
+                    ("workloadCertTTL", Any),
+                    ("allowedClockSkew", Any),
+                    ("sentryAddress", Any),
+                    ("controlPlaneTrustDomain", Any),
+                    ("tokenValidators", Any),
+                    ("mode", Any),
+                ]),
+            ),
+            ("metric", Any),
+            ("metrics", Any),
+            (
+                "secrets",
+                Fields(&[(
+                    "scopes",
+                    List(&Fields(&[
+                        ("storeName", Any),
+                        ("defaultAccess", Any),
+                        ("allowedSecrets", Any),
+                        ("deniedSecrets", Any),
+                    ])),
+                )]),
+            ),
+            ("accessControl", Any),
+            (
+                "nameResolution",
+                Fields(&[("component", Any), ("version", Any), ("configuration", Any)]),
+            ),
+            ("features", Any),
+            ("api", Any),
+            ("components", Fields(&[("deny", Any)])),
+            (
+                "logging",
+                Fields(&[(
+                    "apiLogging",
+                    Fields(&[
+                        ("enabled", Any),
+                        ("obfuscateURLs", Any),
+                        ("omitHealthChecks", Any),
+                    ]),
+                )]),
+            ),
+            ("wasm", Any),
+            ("workflow", Any),
+            ("meshTransport", Any),
+        ]),
+    ),
+]);
+
+const CONFIGURATION_UNHONOURED: &[Unhonoured] = &[
+    Unhonoured {
+        path: "spec.httpPipeline.handlers",
+        applies: non_empty_list,
+        level: Level::Refuse,
+        instead: "this build has no HTTP middleware: the API would serve without it",
+    },
+    Unhonoured {
+        path: "spec.appHttpPipeline.handlers",
+        applies: non_empty_list,
+        level: Level::Refuse,
+        instead: "this build has no HTTP middleware: calls to the app would go without it",
+    },
+    Unhonoured {
+        path: "spec.tracing.stdout",
+        applies: is_true,
+        level: Level::Warn,
+        instead: "spans are not printed; they go to the collector named in otel or zipkin",
+    },
+    Unhonoured {
+        path: "spec.tracing.otel.timeout",
+        applies: given,
+        level: Level::Warn,
+        instead: "the exporter's own deadline applies",
+    },
+    Unhonoured {
+        path: "spec.mtls.enabled",
+        applies: is_false,
+        level: Level::Warn,
+        instead: "sidecars always talk mutual TLS",
+    },
+    Unhonoured {
+        path: "spec.mtls.allowedClockSkew",
+        applies: given,
+        level: Level::Warn,
+        instead: "certificates are checked against the clock as it is",
+    },
+    Unhonoured {
+        path: "spec.mtls.sentryAddress",
+        applies: given,
+        level: Level::Warn,
+        instead: "the CA service is --sentry-address",
+    },
+    Unhonoured {
+        path: "spec.mtls.controlPlaneTrustDomain",
+        applies: given,
+        level: Level::Warn,
+        instead: "the trust domain is --trust-domain",
+    },
+    Unhonoured {
+        path: "spec.mtls.tokenValidators",
+        applies: given,
+        level: Level::Warn,
+        instead: "the CA service is configured by its own flags",
+    },
+    Unhonoured {
+        path: "spec.metric",
+        applies: given,
+        level: Level::Warn,
+        instead: "metrics are recorded as Outrider records them (route templates as path labels)",
+    },
+    Unhonoured {
+        path: "spec.metrics",
+        applies: given,
+        level: Level::Warn,
+        instead: "metrics are recorded as Outrider records them (route templates as path labels)",
+    },
+    Unhonoured {
+        path: "spec.features",
+        applies: given,
+        level: Level::Warn,
+        instead: "preview features are not read",
+    },
+    Unhonoured {
+        path: "spec.wasm",
+        applies: given,
+        level: Level::Warn,
+        instead: "there is no WebAssembly middleware",
+    },
+    Unhonoured {
+        path: "spec.workflow",
+        applies: given,
+        level: Level::Warn,
+        instead: "workflows are not served yet",
+    },
+];
+
+const COMPONENT: Shape = Fields(&[
+    ("apiVersion", Any),
+    ("kind", Any),
+    ("metadata", OBJECT_META),
+    (
+        "spec",
+        Fields(&[
+            ("type", Any),
+            ("version", Any),
+            ("ignoreErrors", Any),
+            ("initTimeout", Any),
+            (
+                "metadata",
+                List(&Fields(&[
+                    ("name", Any),
+                    ("value", Any),
+                    ("secretKeyRef", Fields(&[("name", Any), ("key", Any)])),
+                    ("envRef", Any),
+                ])),
+            ),
+        ]),
+    ),
+    (
+        "auth",
+        Fields(&[("secretStore", Any), ("secretstore", Any)]),
+    ),
+    ("scopes", Any),
+]);
+
+const POLICY_TARGET: Shape = Fields(&[("timeout", Any), ("retry", Any), ("circuitBreaker", Any)]);
+
+const RESILIENCY: Shape = Fields(&[
+    ("apiVersion", Any),
+    ("kind", Any),
+    ("metadata", OBJECT_META),
+    ("scopes", Any),
+    (
+        "spec",
+        Fields(&[
+            (
+                "policies",
+                Fields(&[
+                    ("timeouts", Any),
+                    (
+                        "retries",
+                        Map(&Fields(&[
+                            ("policy", Any),
+                            ("duration", Any),
+                            ("maxInterval", Any),
+                            ("maxRetries", Any),
+                            ("initialInterval", Any),
+                            ("maxElapsedTime", Any),
+                            ("multiplier", Any),
+                            ("randomizationFactor", Any),
+                            (
+                                "matching",
+                                Fields(&[("httpStatusCodes", Any), ("gRPCStatusCodes", Any)]),
+                            ),
+                        ])),
+                    ),
+                    (
+                        "circuitBreakers",
+                        Map(&Fields(&[
+                            ("maxRequests", Any),
+                            ("interval", Any),
+                            ("timeout", Any),
+                            ("trip", Any),
+                        ])),
+                    ),
+                ]),
+            ),
+            (
+                "targets",
+                Fields(&[
+                    (
+                        "apps",
+                        Map(&Fields(&[
+                            ("timeout", Any),
+                            ("retry", Any),
+                            ("circuitBreaker", Any),
+                            ("circuitBreakerCacheSize", Any),
+                        ])),
+                    ),
+                    ("actors", Any),
+                    (
+                        "components",
+                        Map(&Fields(&[
+                            ("inbound", POLICY_TARGET),
+                            ("outbound", POLICY_TARGET),
+                        ])),
+                    ),
+                ]),
+            ),
+        ]),
+    ),
+]);
+
+const RESILIENCY_UNHONOURED: &[Unhonoured] = &[
+    Unhonoured {
+        path: "spec.targets.actors",
+        applies: given,
+        level: Level::Warn,
+        instead: "actors are not served yet",
+    },
+    Unhonoured {
+        path: "spec.targets.apps.*.circuitBreakerCacheSize",
+        applies: given,
+        level: Level::Warn,
+        instead: "one breaker per app is kept, whatever its size",
+    },
+];
+
+const SUBSCRIPTION: Shape = Fields(&[
+    ("apiVersion", Any),
+    ("kind", Any),
+    ("metadata", OBJECT_META),
+    ("scopes", Any),
+    (
+        "spec",
+        Fields(&[
+            ("pubsubname", Any),
+            ("topic", Any),
+            ("route", Any),
+            (
+                "routes",
+                Fields(&[
+                    ("rules", List(&Fields(&[("match", Any), ("path", Any)]))),
+                    ("default", Any),
+                ]),
+            ),
+            ("deadLetterTopic", Any),
+            ("metadata", Any),
+            (
+                "bulkSubscribe",
+                Fields(&[
+                    ("enabled", Any),
+                    ("maxMessagesCount", Any),
+                    ("maxAwaitDurationMs", Any),
+                ]),
+            ),
+        ]),
+    ),
+]);
+
+/// Checks one document of `kind` read from `at`: fields that are not the kind's are warned of;
+/// known fields Outrider does not honour are warned of or refused.
+pub(super) fn check(
+    kind: &str,
+    doc: &Value,
+    at: &str,
+    problems: &mut Vec<Problem>,
+    warnings: &mut Vec<Problem>,
+) {
+    let (shape, unhonoured) = match kind {
+        "Configuration" => (CONFIGURATION, CONFIGURATION_UNHONOURED),
+        "Component" => (COMPONENT, &[][..]),
+        "Resiliency" => (RESILIENCY, RESILIENCY_UNHONOURED),
+        "Subscription" => (SUBSCRIPTION, &[][..]),
+        _ => return,
+    };
+    let mut unknown = Vec::new();
+    walk(doc, shape, "", &mut unknown);
+    for (field, value) in unknown {
+        warnings.push(Problem {
+            at: format!("{at}: {field}"),
+            message: format!("{} is not a field of a {kind}; ignored", brief(value)),
+        });
+    }
+    for u in unhonoured {
+        let mut found = Vec::new();
+        find(
+            doc,
+            &u.path.split('.').collect::<Vec<_>>(),
+            String::new(),
+            &mut found,
+        );
+        for (field, value) in found.into_iter().filter(|(_, v)| (u.applies)(v)) {
+            let p = Problem {
+                at: format!("{at}: {field}"),
+                message: format!("{}: {}", brief(value), u.instead),
+            };
+            match u.level {
+                Level::Warn => warnings.push(p),
+                Level::Refuse => problems.push(p),
+            }
+        }
+    }
+}
+
+/// Collects the fields of `v` that `shape` does not have.
+fn walk<'a>(v: &'a Value, shape: Shape, path: &str, out: &mut Vec<(String, &'a Value)>) {
+    let join = |k: &str| {
+        if path.is_empty() {
+            k.to_owned()
+        } else {
+            format!("{path}.{k}")
+        }
+    };
+    match (shape, v) {
+        (Fields(fields), Value::Object(map)) => {
+            for (k, child) in map {
+                match fields.iter().find(|(name, _)| name == k) {
+                    Some((_, s)) => walk(child, *s, &join(k), out),
+                    None => out.push((join(k), child)),
+                }
+            }
+        }
+        (Map(each), Value::Object(map)) => {
+            for (k, child) in map {
+                walk(child, *each, &join(k), out);
+            }
+        }
+        (List(each), Value::Array(items)) => {
+            for (i, child) in items.iter().enumerate() {
+                walk(child, *each, &format!("{path}[{i}]"), out);
+            }
+        }
+        // Wrong types are the readers' to report.
+        _ => {}
+    }
+}
+
+/// The values at `path` (`*` for every key), with their dotted paths.
+fn find<'a>(v: &'a Value, path: &[&str], at: String, out: &mut Vec<(String, &'a Value)>) {
+    let Some((first, rest)) = path.split_first() else {
+        if !v.is_null() {
+            out.push((at, v));
+        }
+        return;
+    };
+    let join = |k: &str| {
+        if at.is_empty() {
+            k.to_owned()
+        } else {
+            format!("{at}.{k}")
+        }
+    };
+    match (*first, v) {
+        ("*", Value::Object(map)) => {
+            for (k, child) in map {
+                find(child, rest, join(k), out);
+            }
+        }
+        (k, Value::Object(map)) => {
+            if let Some(child) = map.get(k) {
+                find(child, rest, join(k), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// A value as a warning quotes it: short scalars whole, the rest by kind.
+fn brief(v: &Value) -> String {
+    let text = match v {
+        Value::Object(_) => return "a mapping".into(),
+        Value::Array(a) => return format!("a list of {}", a.len()),
+        Value::String(s) => format!("{s:?}"),
+        other => other.to_string(),
+    };
+    if text.len() > 60 {
+        format!("{}…", &text[..text.floor_char_boundary(57)])
+    } else {
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests;
