@@ -7,10 +7,13 @@
 use serde_json::Value;
 
 use super::Problem;
+use shapes::{COMPONENT, CONFIGURATION, RESILIENCY, SUBSCRIPTION};
+
+mod shapes;
 
 /// The fields a document of one kind may have.
 #[derive(Clone, Copy)]
-enum Shape {
+pub(super) enum Shape {
     /// Anything: free-form, or checked field by field by whoever reads it.
     Any,
     /// An object with these fields.
@@ -20,7 +23,7 @@ enum Shape {
     /// An object keyed by names of the user's choosing, each value of this shape.
     Map(&'static Shape),
 }
-use Shape::{Any, Fields, List, Map};
+use Shape::{Fields, List, Map};
 
 /// What a known field Outrider does not honour leads to.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -53,96 +56,6 @@ fn is_false(v: &Value) -> bool {
 fn is_true(v: &Value) -> bool {
     v == &Value::Bool(true) || v.as_str().is_some_and(|s| s.eq_ignore_ascii_case("true"))
 }
-
-const OBJECT_META: Shape = Any;
-const HANDLERS: Shape = Fields(&[(
-    "handlers",
-    List(&Fields(&[
-        ("name", Any),
-        ("type", Any),
-        ("version", Any),
-        ("selector", Any),
-    ])),
-)]);
-
-const CONFIGURATION: Shape = Fields(&[
-    ("apiVersion", Any),
-    ("kind", Any),
-    ("metadata", OBJECT_META),
-    (
-        "spec",
-        Fields(&[
-            ("httpPipeline", HANDLERS),
-            ("appHttpPipeline", HANDLERS),
-            (
-                "tracing",
-                Fields(&[
-                    ("samplingRate", Any),
-                    ("stdout", Any),
-                    ("zipkin", Fields(&[("endpointAddress", Any)])),
-                    (
-                        "otel",
-                        Fields(&[
-                            ("protocol", Any),
-                            ("endpointAddress", Any),
-                            ("isSecure", Any),
-                            ("headers", Any),
-                            ("timeout", Any),
-                        ]),
-                    ),
-                ]),
-            ),
-            (
-                "mtls",
-                Fields(&[
-                    ("enabled", Any),
-                    ("workloadCertTTL", Any),
-                    ("allowedClockSkew", Any),
-                    ("sentryAddress", Any),
-                    ("controlPlaneTrustDomain", Any),
-                    ("tokenValidators", Any),
-                    ("mode", Any),
-                ]),
-            ),
-            ("metric", Any),
-            ("metrics", Any),
-            (
-                "secrets",
-                Fields(&[(
-                    "scopes",
-                    List(&Fields(&[
-                        ("storeName", Any),
-                        ("defaultAccess", Any),
-                        ("allowedSecrets", Any),
-                        ("deniedSecrets", Any),
-                    ])),
-                )]),
-            ),
-            ("accessControl", Any),
-            (
-                "nameResolution",
-                Fields(&[("component", Any), ("version", Any), ("configuration", Any)]),
-            ),
-            ("features", Any),
-            ("api", Any),
-            ("components", Fields(&[("deny", Any)])),
-            (
-                "logging",
-                Fields(&[(
-                    "apiLogging",
-                    Fields(&[
-                        ("enabled", Any),
-                        ("obfuscateURLs", Any),
-                        ("omitHealthChecks", Any),
-                    ]),
-                )]),
-            ),
-            ("wasm", Any),
-            ("workflow", Any),
-            ("meshTransport", Any),
-        ]),
-    ),
-]);
 
 const CONFIGURATION_UNHONOURED: &[Unhonoured] = &[
     Unhonoured {
@@ -231,103 +144,6 @@ const CONFIGURATION_UNHONOURED: &[Unhonoured] = &[
     },
 ];
 
-const COMPONENT: Shape = Fields(&[
-    ("apiVersion", Any),
-    ("kind", Any),
-    ("metadata", OBJECT_META),
-    (
-        "spec",
-        Fields(&[
-            ("type", Any),
-            ("version", Any),
-            ("ignoreErrors", Any),
-            ("initTimeout", Any),
-            (
-                "metadata",
-                List(&Fields(&[
-                    ("name", Any),
-                    ("value", Any),
-                    ("secretKeyRef", Fields(&[("name", Any), ("key", Any)])),
-                    ("envRef", Any),
-                ])),
-            ),
-        ]),
-    ),
-    (
-        "auth",
-        Fields(&[("secretStore", Any), ("secretstore", Any)]),
-    ),
-    ("scopes", Any),
-]);
-
-const POLICY_TARGET: Shape = Fields(&[("timeout", Any), ("retry", Any), ("circuitBreaker", Any)]);
-
-const RESILIENCY: Shape = Fields(&[
-    ("apiVersion", Any),
-    ("kind", Any),
-    ("metadata", OBJECT_META),
-    ("scopes", Any),
-    (
-        "spec",
-        Fields(&[
-            (
-                "policies",
-                Fields(&[
-                    ("timeouts", Any),
-                    (
-                        "retries",
-                        Map(&Fields(&[
-                            ("policy", Any),
-                            ("duration", Any),
-                            ("maxInterval", Any),
-                            ("maxRetries", Any),
-                            ("initialInterval", Any),
-                            ("maxElapsedTime", Any),
-                            ("multiplier", Any),
-                            ("randomizationFactor", Any),
-                            (
-                                "matching",
-                                Fields(&[("httpStatusCodes", Any), ("gRPCStatusCodes", Any)]),
-                            ),
-                        ])),
-                    ),
-                    (
-                        "circuitBreakers",
-                        Map(&Fields(&[
-                            ("maxRequests", Any),
-                            ("interval", Any),
-                            ("timeout", Any),
-                            ("trip", Any),
-                        ])),
-                    ),
-                ]),
-            ),
-            (
-                "targets",
-                Fields(&[
-                    (
-                        "apps",
-                        Map(&Fields(&[
-                            ("timeout", Any),
-                            ("retry", Any),
-                            ("circuitBreaker", Any),
-                            ("circuitBreakerCacheSize", Any),
-                        ])),
-                    ),
-                    ("actors", Any),
-                    (
-                        "components",
-                        Map(&Fields(&[
-                            ("inbound", POLICY_TARGET),
-                            ("outbound", POLICY_TARGET),
-                        ])),
-                    ),
-                ]),
-            ),
-        ]),
-    ),
-]);
-
 const RESILIENCY_UNHONOURED: &[Unhonoured] = &[
     Unhonoured {
         path: "spec.targets.actors",
@@ -342,38 +158,6 @@ const RESILIENCY_UNHONOURED: &[Unhonoured] = &[
         instead: "one breaker per app is kept, whatever its size",
     },
 ];
-
-const SUBSCRIPTION: Shape = Fields(&[
-    ("apiVersion", Any),
-    ("kind", Any),
-    ("metadata", OBJECT_META),
-    ("scopes", Any),
-    (
-        "spec",
-        Fields(&[
-            ("pubsubname", Any),
-            ("topic", Any),
-            ("route", Any),
-            (
-                "routes",
-                Fields(&[
-                    ("rules", List(&Fields(&[("match", Any), ("path", Any)]))),
-                    ("default", Any),
-                ]),
-            ),
-            ("deadLetterTopic", Any),
-            ("metadata", Any),
-            (
-                "bulkSubscribe",
-                Fields(&[
-                    ("enabled", Any),
-                    ("maxMessagesCount", Any),
-                    ("maxAwaitDurationMs", Any),
-                ]),
-            ),
-        ]),
-    ),
-]);
 
 /// Checks one document of `kind` read from `at`: fields that are not the kind's are warned of;
 /// known fields Outrider does not honour are warned of or refused.
