@@ -85,6 +85,14 @@ pub struct MetadataItem {
     pub env_ref: Option<String>,
 }
 
+/// The component's literal metadata, names lower-cased (Dapr matches them case-insensitively);
+/// secret and environment references must have been resolved to values.
+pub fn literal_metadata(
+    c: &Component,
+) -> Result<std::collections::BTreeMap<String, String>, Vec<ComponentError>> {
+    crate::state::literal_metadata(c)
+}
+
 /// A problem in a component document: field path, and what is wrong with which value.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {message}")]
@@ -124,6 +132,8 @@ pub const SUPPORTED_TYPES: &[&str] = &[
     "pubsub.mqtt3",
     "secretstores.local.file",
     "secretstores.local.env",
+    "middleware.http.bearer",
+    "middleware.http.ratelimit",
 ];
 
 /// daprd's other names for the types this build runs (its registry takes several names for one

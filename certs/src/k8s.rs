@@ -12,101 +12,29 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
-use aws_lc_rs::signature::{self, RsaPublicKeyComponents, UnparsedPublicKey};
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
 
 use crate::Entitlement;
+use crate::jwt::{JwtError, KeySet, check_claims};
 
 /// How far clocks may disagree when judging `exp` and `nbf`.
 const LEEWAY: Duration = Duration::from_secs(60);
-/// The largest token considered.
-const MAX_TOKEN: usize = 16 * 1024;
-
-/// Why a service-account token was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum JwtError {
-    /// Not a JWT, or a part of it does not decode.
-    #[error("malformed token: {0}")]
-    Malformed(String),
-    /// An algorithm other than RS256 or ES256.
-    #[error("algorithm {0:?} is not accepted (RS256 or ES256)")]
-    Algorithm(String),
-    /// No key of the JWKS has the token's `kid`, or the signature does not verify.
-    #[error("the signature does not verify with the cluster's keys")]
-    Signature,
-    /// Issuer, audience, time or binding wrong.
-    #[error("{0}")]
-    Claims(String),
-    /// The JWKS file could not be read.
-    #[error("{path}: {what}")]
-    Keys {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong with it.
-        what: String,
-    },
-}
 
 /// What the CA accepts: the cluster's keys, its issuer and the audience tokens must name.
 pub struct KubernetesTokens {
     jwks: PathBuf,
     issuer: String,
     audience: String,
-    keys: Mutex<Option<(FileStamp, Arc<Vec<Jwk>>)>>,
+    keys: Mutex<Option<(FileStamp, Arc<KeySet>)>>,
 }
 
 type FileStamp = (SystemTime, u64);
 
-#[derive(Deserialize)]
-struct Jwks {
-    keys: Vec<Jwk>,
-}
-
-#[derive(Deserialize, Clone)]
-struct Jwk {
-    kty: String,
-    #[serde(default)]
-    kid: Option<String>,
-    #[serde(default)]
-    n: Option<String>,
-    #[serde(default)]
-    e: Option<String>,
-    #[serde(default)]
-    crv: Option<String>,
-    #[serde(default)]
-    x: Option<String>,
-    #[serde(default)]
-    y: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct Header {
-    alg: String,
-    #[serde(default)]
-    kid: Option<String>,
-}
-
+/// The claim the pod binding is read from (issuer, audience and time are checked before).
 #[derive(Deserialize)]
 struct Claims {
-    iss: String,
-    #[serde(default)]
-    aud: Audience,
-    exp: u64,
-    #[serde(default)]
-    nbf: Option<u64>,
     #[serde(rename = "kubernetes.io")]
     kubernetes: Option<Bound>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(untagged)]
-enum Audience {
-    #[default]
-    None,
-    One(String),
-    Many(Vec<String>),
 }
 
 #[derive(Deserialize)]
@@ -136,61 +64,16 @@ impl KubernetesTokens {
 
     /// Verifies `token` at `now` and returns the identity it entitles to.
     pub fn verify(&self, token: &str, now: SystemTime) -> Result<Entitlement, JwtError> {
-        if token.len() > MAX_TOKEN {
-            return Err(JwtError::Malformed("too long".into()));
-        }
-        let mut parts = token.split('.');
-        let (Some(h), Some(p), Some(s), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(JwtError::Malformed("not three dot-separated parts".into()));
-        };
-        let header: Header = decode_json(h)?;
-        let sig = decode(s)?;
-        let signed = &token.as_bytes()[..h.len() + 1 + p.len()];
-        let keys = self.keys()?;
-        let candidates = keys
-            .iter()
-            .filter(|k| header.kid.is_none() || k.kid == header.kid);
-        let verified = match header.alg.as_str() {
-            "RS256" => candidates
-                .filter(|k| k.kty == "RSA")
-                .any(|k| rsa_verifies(k, signed, &sig)),
-            "ES256" => candidates
-                .filter(|k| k.kty == "EC")
-                .any(|k| ec_verifies(k, signed, &sig)),
-            other => return Err(JwtError::Algorithm(other.to_owned())),
-        };
-        if !verified {
-            return Err(JwtError::Signature);
-        }
-        let claims: Claims = decode_json(p)?;
-        self.judge(claims, now)
+        let claims = self.keys()?.verify(token)?;
+        check_claims(&claims, &self.issuer, &self.audience, now, LEEWAY)?;
+        let claims: Claims =
+            serde_json::from_value(claims).map_err(|e| JwtError::Malformed(e.to_string()))?;
+        self.judge(claims)
     }
 
-    fn judge(&self, c: Claims, now: SystemTime) -> Result<Entitlement, JwtError> {
+    /// The pod binding, once signature, issuer, audience and time were checked.
+    fn judge(&self, c: Claims) -> Result<Entitlement, JwtError> {
         let bad = |m: String| Err(JwtError::Claims(m));
-        if c.iss != self.issuer {
-            return bad(format!("issuer {:?} is not {:?}", c.iss, self.issuer));
-        }
-        let audiences = match &c.aud {
-            Audience::None => vec![],
-            Audience::One(a) => vec![a.as_str()],
-            Audience::Many(v) => v.iter().map(String::as_str).collect(),
-        };
-        if !audiences.contains(&self.audience.as_str()) {
-            return bad(format!("the token is not for audience {:?}", self.audience));
-        }
-        let secs = |t: SystemTime| {
-            t.duration_since(SystemTime::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs())
-        };
-        if secs(now) >= c.exp.saturating_add(LEEWAY.as_secs()) {
-            return bad("the token has expired".into());
-        }
-        if c.nbf.is_some_and(|nbf| nbf > secs(now) + LEEWAY.as_secs()) {
-            return bad("the token is not valid yet".into());
-        }
         let Some(bound) = c.kubernetes else {
             return bad("not a service-account token (no kubernetes.io claim)".into());
         };
@@ -210,7 +93,7 @@ impl KubernetesTokens {
     }
 
     /// The keys, read again when the file changed.
-    fn keys(&self) -> Result<Arc<Vec<Jwk>>, JwtError> {
+    fn keys(&self) -> Result<Arc<KeySet>, JwtError> {
         let fail = |what: String| JwtError::Keys {
             path: self.jwks.clone(),
             what,
@@ -227,50 +110,8 @@ impl KubernetesTokens {
             return Ok(keys.clone());
         }
         let text = std::fs::read(&self.jwks).map_err(|e| fail(e.to_string()))?;
-        let jwks: Jwks =
-            serde_json::from_slice(&text).map_err(|e| fail(format!("not a JWKS: {e}")))?;
-        if jwks.keys.is_empty() {
-            return Err(fail("holds no key".into()));
-        }
-        let keys = Arc::new(jwks.keys);
+        let keys = Arc::new(KeySet::parse(&text).map_err(fail)?);
         *cached = Some((stamp, keys.clone()));
         Ok(keys)
     }
-}
-
-fn decode(part: &str) -> Result<Vec<u8>, JwtError> {
-    URL_SAFE_NO_PAD
-        .decode(part)
-        .map_err(|e| JwtError::Malformed(e.to_string()))
-}
-
-fn decode_json<T: serde::de::DeserializeOwned>(part: &str) -> Result<T, JwtError> {
-    serde_json::from_slice(&decode(part)?).map_err(|e| JwtError::Malformed(e.to_string()))
-}
-
-fn rsa_verifies(k: &Jwk, msg: &[u8], sig: &[u8]) -> bool {
-    let (Some(Ok(n)), Some(Ok(e))) = (k.n.as_deref().map(decode), k.e.as_deref().map(decode))
-    else {
-        return false;
-    };
-    RsaPublicKeyComponents { n, e }
-        .verify(&signature::RSA_PKCS1_2048_8192_SHA256, msg, sig)
-        .is_ok()
-}
-
-fn ec_verifies(k: &Jwk, msg: &[u8], sig: &[u8]) -> bool {
-    if k.crv.as_deref() != Some("P-256") {
-        return false;
-    }
-    let (Some(Ok(x)), Some(Ok(y))) = (k.x.as_deref().map(decode), k.y.as_deref().map(decode))
-    else {
-        return false;
-    };
-    if x.len() != 32 || y.len() != 32 {
-        return false;
-    }
-    let point: Vec<u8> = [&[4u8][..], &x, &y].concat();
-    UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, point)
-        .verify(msg, sig)
-        .is_ok()
 }

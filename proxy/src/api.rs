@@ -11,6 +11,7 @@ mod grpc;
 mod http;
 pub(crate) mod invoke;
 mod meta;
+pub(crate) mod pipeline;
 mod publish;
 mod secrets;
 mod state;
@@ -75,6 +76,8 @@ pub(crate) struct ApiState {
     pub(crate) app_health: Arc<crate::to_app::health::AppHealth>,
     /// `--app-max-concurrency`, when positive.
     pub(crate) app_max_concurrency: Option<usize>,
+    /// `spec.httpPipeline`, run on every request of the HTTP API.
+    pub(crate) pipeline: pipeline::Pipeline,
     /// State stores by name.
     pub(crate) stores: BTreeMap<String, StateComponent>,
     /// Pub/sub components by name.

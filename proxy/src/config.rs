@@ -153,6 +153,8 @@ pub struct Settings {
     pub(crate) tunnel_ports: std::collections::BTreeSet<u16>,
     /// What daprd's flags decide (health checks, concurrency, CORS, …).
     pub(crate) daprd: FromDaprd,
+    /// The middleware components of `spec.httpPipeline`, in order.
+    pub(crate) http_pipeline: Vec<Component>,
     /// Things accepted that Outrider does differently, each a line at start.
     pub(crate) warnings: Vec<Problem>,
     /// How outbound mesh requests travel: `--mesh-transport` / `spec.meshTransport`.
@@ -198,12 +200,16 @@ pub(crate) fn load(args: &RunArgs, env: &Env) -> Result<Settings, Problems> {
     let from_daprd = daprd::check(args, &mut problems, &mut warnings);
     let configured = configuration::load(args, env, &mut problems, &mut warnings);
     let mut resources = resources::load(args, &mut problems, &mut warnings);
+    let mut http_pipeline = Vec::new();
     if let Some(c) = &configured {
         deny_components(
             &mut resources.components,
             &c.denied_components,
             &mut warnings,
         );
+        let file = args.config.as_deref().map(display).unwrap_or_default();
+        let (found, p, w) = (&resources.components, &mut problems, &mut warnings);
+        http_pipeline = pipeline(&file, &c.pipeline, found, p, w);
     }
     let interception = interception(
         args,
@@ -251,10 +257,63 @@ pub(crate) fn load(args: &RunArgs, env: &Env) -> Result<Settings, Problems> {
             mesh_transport: c.mesh_transport,
             mesh_transport_memory: args.mesh_transport_memory,
             daprd: from_daprd,
+            http_pipeline,
             warnings,
         }),
         _ => Err(Problems(problems)),
     }
+}
+
+/// `spec.httpPipeline.handlers` resolved to their components: each must name a loaded
+/// middleware component of the type it says (daprd would skip one that does not, and serve
+/// without it). Middleware components no handler names are noted.
+fn pipeline(
+    file: &str,
+    handlers: &[configuration::HandlerSpec],
+    components: &[LoadedComponent],
+    problems: &mut Vec<Problem>,
+    warnings: &mut Vec<Problem>,
+) -> Vec<Component> {
+    let mut out = Vec::new();
+    for (i, h) in handlers.iter().enumerate() {
+        let found = components
+            .iter()
+            .find(|l| l.component.metadata.name == h.name);
+        let wanted = h.type_.trim().to_ascii_lowercase();
+        match found {
+            Some(l) if l.component.spec.type_ == wanted => out.push(l.component.clone()),
+            Some(l) => problems.push(Problem {
+                at: format!("{file}: spec.httpPipeline.handlers[{i}].type"),
+                message: format!(
+                    "{:?}, but the component {:?} ({}) is {}",
+                    h.type_, h.name, l.at, l.component.spec.type_
+                ),
+            }),
+            None => problems.push(Problem {
+                at: format!("{file}: spec.httpPipeline.handlers[{i}].name"),
+                message: format!(
+                    "{:?}: no middleware component of that name is loaded; the API would serve \
+                     without it",
+                    h.name
+                ),
+            }),
+        }
+    }
+    for l in components {
+        let c = &l.component;
+        if c.spec.type_.starts_with("middleware.")
+            && !handlers.iter().any(|h| h.name == c.metadata.name)
+        {
+            warnings.push(Problem {
+                at: format!("{}: metadata.name", l.at),
+                message: format!(
+                    "the middleware {:?} is in no Configuration's spec.httpPipeline; unused",
+                    c.metadata.name
+                ),
+            });
+        }
+    }
+    out
 }
 
 /// `spec.components.deny`: components of a denied type (`state.redis`) or type and version

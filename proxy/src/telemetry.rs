@@ -65,7 +65,7 @@ const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
 /// A connector for `http://` and `https://` collectors; HTTPS verifies the collector's
 /// certificate against `ca_file` or the system bundle.
-fn https_connector(ca_file: Option<&Path>) -> anyhow::Result<Connector> {
+pub(crate) fn https_connector(ca_file: Option<&Path>) -> anyhow::Result<Connector> {
     use anyhow::Context as _;
     use rustls_pki_types::CertificateDer;
     use rustls_pki_types::pem::PemObject as _;

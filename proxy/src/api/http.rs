@@ -29,6 +29,7 @@ use outrider_filters::RouteLabel;
 use outrider_filters::normalize;
 use serde_json::Value;
 
+use super::pipeline::Peer;
 use super::{ApiState, invoke};
 use crate::errors::ApiError;
 use crate::net::http::{Body, empty, full, names};
@@ -117,6 +118,10 @@ impl ApiService {
             return e.into_response();
         }
         req.headers_mut().remove(&names::DAPR_API_TOKEN);
+        let peer = req.extensions().get::<Peer>().map(|p| p.0);
+        if let Some(stopped) = self.state.pipeline.admit(&path, req.headers(), peer) {
+            return stopped;
+        }
         // Routes `spec.api` does not serve are not routed: the request falls through as an
         // unknown path would, to invocation if that is served, else to a plain 404.
         let access = &self.state.api_access;

@@ -40,6 +40,8 @@ pub(super) struct FromConfiguration {
     /// `spec.components.deny`: component types (`state.redis`, or `state.redis/v1`) that may
     /// not be loaded.
     pub(super) denied_components: Vec<String>,
+    /// `spec.httpPipeline.handlers`, in order.
+    pub(super) pipeline: Vec<HandlerSpec>,
 }
 
 /// Reads `--config` (if given) and validates every part; `None` when name resolution is
@@ -87,6 +89,7 @@ pub(super) fn load(
         mtls_mode,
         mesh_transport,
         denied_components: std::mem::take(&mut cfg.spec.components.deny),
+        pipeline: std::mem::take(&mut cfg.spec.http_pipeline.handlers),
     })
 }
 
@@ -280,6 +283,23 @@ struct ConfigSpec {
     tracing: Option<serde_json::Value>,
     #[serde(default)]
     components: ComponentsSpec,
+    #[serde(default)]
+    http_pipeline: PipelineSpec,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct PipelineSpec {
+    #[serde(default)]
+    handlers: Vec<HandlerSpec>,
+}
+
+/// One handler of `spec.httpPipeline`: the middleware component it names.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub(super) struct HandlerSpec {
+    #[serde(default)]
+    pub(super) name: String,
+    #[serde(default, rename = "type")]
+    pub(super) type_: String,
 }
 
 #[derive(Debug, Default, Deserialize)]

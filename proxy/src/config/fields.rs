@@ -59,16 +59,10 @@ fn is_true(v: &Value) -> bool {
 
 const CONFIGURATION_UNHONOURED: &[Unhonoured] = &[
     Unhonoured {
-        path: "spec.httpPipeline.handlers",
-        applies: non_empty_list,
-        level: Level::Refuse,
-        instead: "this build has no HTTP middleware: the API would serve without it",
-    },
-    Unhonoured {
         path: "spec.appHttpPipeline.handlers",
         applies: non_empty_list,
         level: Level::Refuse,
-        instead: "this build has no HTTP middleware: calls to the app would go without it",
+        instead: "this build has no middleware for calls to the app: they would go without it",
     },
     Unhonoured {
         path: "spec.tracing.stdout",

@@ -261,3 +261,58 @@ fn the_ca_service_needs_its_anchors_and_is_the_only_source() {
         assert!(problems.contains(says), "{flags:?}: {problems}");
     }
 }
+
+#[test]
+fn the_http_pipeline_names_loaded_middleware_of_its_type() {
+    let dir = tempfile::tempdir().unwrap();
+    let res = dir.path().join("res");
+    std::fs::create_dir_all(&res).unwrap();
+    std::fs::write(
+        res.join("mw.yaml"),
+        "kind: Component\nmetadata: {name: limit}\nspec: {type: middleware.http.ratelimit, version: v1}\n---\nkind: Component\nmetadata: {name: spare}\nspec: {type: middleware.http.ratelimit}\n",
+    )
+    .unwrap();
+    let config = dir.path().join("config.yaml");
+    let write = |handlers: &str| {
+        std::fs::write(
+            &config,
+            format!("kind: Configuration\nspec:\n  httpPipeline:\n    handlers:\n{handlers}"),
+        )
+        .unwrap();
+    };
+    let load_with = |handlers: &str| {
+        write(handlers);
+        load(
+            &args(&[
+                "--resources-path",
+                res.to_str().unwrap(),
+                "--config",
+                config.to_str().unwrap(),
+            ]),
+            &env(),
+        )
+    };
+    let s = load_with("    - {name: limit, type: middleware.http.ratelimit}\n").unwrap();
+    assert_eq!(s.http_pipeline.len(), 1);
+    assert!(
+        s.warnings
+            .iter()
+            .any(|w| w.message.contains("\"spare\" is in no Configuration")),
+        "{:?}",
+        s.warnings
+    );
+    let err = load_with("    - {name: limit, type: middleware.http.bearer}\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("handlers[0].type: \"middleware.http.bearer\", but the component \"limit\""),
+        "{err}"
+    );
+    let err = load_with("    - {name: nope, type: middleware.http.bearer}\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("handlers[0].name: \"nope\": no middleware component"),
+        "{err}"
+    );
+}

@@ -9,6 +9,7 @@ use outrider_blocks::secrets::{self, SecretStoreComponent};
 use outrider_blocks::state::{self, OpenContext, StateComponent};
 use outrider_blocks::{Component, ComponentError};
 
+use crate::api::pipeline::Pipeline;
 use crate::config::Settings;
 
 /// The open components: secret stores, state stores and pub/subs, by name.
@@ -16,6 +17,8 @@ pub(super) struct Engines {
     pub(super) secret_stores: BTreeMap<String, SecretStoreComponent>,
     pub(super) stores: BTreeMap<String, StateComponent>,
     pub(super) pubsubs: BTreeMap<String, PubSubComponent>,
+    /// `spec.httpPipeline`'s middleware, open.
+    pub(super) pipeline: Pipeline,
 }
 
 impl Engines {
@@ -57,12 +60,35 @@ impl Engines {
                 crate::api::STORE_TIMEOUT,
             );
         }
+        let mut resolved = Vec::new();
+        for c in &s.http_pipeline {
+            resolved.push(
+                secrets::resolve_references(c, &secret_stores)
+                    .map_err(|errs| failed(&c.metadata.name, errs))?,
+            );
+        }
+        let pipeline = Pipeline::open(&resolved, s.ca_file.as_deref())
+            .await
+            .map_err(|errs| failed("spec.httpPipeline", errs))?;
         Ok(Self {
             secret_stores,
             stores,
             pubsubs,
+            pipeline,
         })
     }
+}
+
+/// The start failing on `what` (a component or the pipeline).
+fn failed(what: &str, errs: Vec<ComponentError>) -> anyhow::Error {
+    let all: Vec<String> = errs
+        .iter()
+        .map(|e| format!("{}: {}", e.field, e.message))
+        .collect();
+    anyhow::anyhow!(
+        "opening the HTTP middleware {what} failed: {}",
+        all.join("; ")
+    )
 }
 
 /// Opens every component of one category (`state.`, `pubsub.`), by name; all failures are

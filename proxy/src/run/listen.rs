@@ -17,10 +17,11 @@ use outrider_filters::trace::TraceLayer;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tower::ServiceBuilder;
+use tower::{ServiceBuilder, ServiceExt as _};
 
 use super::wire::Wired;
 use crate::admin::{self, Admin};
+use crate::api::pipeline::Peer;
 use crate::api::{ApiService, GrpcApiService, WithCors};
 use crate::config::Settings;
 use crate::mesh::outbound::transport::MeshTransport;
@@ -358,7 +359,14 @@ fn serve_api(
             let svc = api_svc.clone();
             let l = serve::Listener::new(socket, "api", s.limits.api);
             let stop = CancellationToken::new();
-            let task = serve::serve(l, move |_| svc.clone(), stop.clone(), s.grace);
+            // The client's address, for middleware that tells clients apart.
+            let with_peer = move |peer: SocketAddr| {
+                svc.clone().map_request(move |mut req: Request<Incoming>| {
+                    req.extensions_mut().insert(Peer(peer.ip()));
+                    req
+                })
+            };
+            let task = serve::serve(l, with_peer, stop.clone(), s.grace);
             Serving::spawn(stop, async move {
                 task.await;
                 Ok(())

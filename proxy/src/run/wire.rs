@@ -182,6 +182,7 @@ impl Wired {
             health: health.clone(),
             app_health: app_health.clone(),
             app_max_concurrency: s.daprd.app_max_concurrency,
+            pipeline: engines.pipeline,
             stores: engines.stores,
             pubsubs: engines.pubsubs.clone(),
             secret_stores: engines.secret_stores,

@@ -232,7 +232,8 @@ async fn configuration_fields_are_honoured_warned_of_or_refused() {
         std::fs::write(&p, text).unwrap();
         p.to_string_lossy().into_owned()
     };
-    // Middleware this build lacks would leave the API without the protection asked for.
+    // A pipeline naming middleware that is not there would leave the API without the
+    // protection asked for.
     let bearer = write(
         "bearer.yaml",
         "apiVersion: dapr.io/v1alpha1\nkind: Configuration\nmetadata:\n  name: c\nspec:\n  httpPipeline:\n    handlers:\n    - name: oauth\n      type: middleware.http.bearer\n",
@@ -243,8 +244,8 @@ async fn configuration_fields_are_honoured_warned_of_or_refused() {
             Duration::from_secs(30),
             2,
             &[
-                "bearer.yaml: spec.httpPipeline.handlers",
-                "no HTTP middleware",
+                "bearer.yaml: spec.httpPipeline.handlers[0].name",
+                "no middleware component of that name is loaded",
             ],
         )
         .await;
