@@ -91,6 +91,10 @@ where
         Command::Ca(CaCommand::Rotate(step)) => return cmd::ca::rotate(&step),
     };
     if args.daprd.wait {
+        if !args.command.is_empty() {
+            eprintln!("outrider: --wait only waits for a running sidecar; it starts no app");
+            return ExitCode::from(2);
+        }
         return block_on(cmd::wait::run(args.dapr_http_port)).unwrap_or_else(|code| code);
     }
     let env = Env::read();

@@ -58,6 +58,14 @@ impl Bound {
     /// Serves until `stop` resolves, `POST /v1.0/shutdown` is called or the app child exits;
     /// then stops in order and returns the exit code (the child's, or 0).
     pub async fn run(self, stop: impl Future<Output = ()>) -> anyhow::Result<i32> {
+        Ok(self.running.run(stop).await?.0)
+    }
+
+    /// As [`Bound::run`], also saying whether the app exited by itself (before any stop).
+    pub(crate) async fn run_reporting(
+        self,
+        stop: impl Future<Output = ()>,
+    ) -> anyhow::Result<(i32, bool)> {
         self.running.run(stop).await
     }
 }
@@ -162,6 +170,8 @@ fn start_subscriptions(s: &Settings, wired: &Wired, spans: Option<Spans>) -> Opt
         spans,
         prepared: Arc::default(),
         epoch: Arc::default(),
+        paused: Arc::default(),
+        held: Arc::default(),
     });
     let (addr, port, health) = (
         s.app_channel_address.clone(),

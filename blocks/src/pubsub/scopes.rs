@@ -68,6 +68,12 @@ impl TopicScopes {
         self.allows(topic, &self.subscribing)
     }
 
+    /// Whether any topic scope is set (allowed topics, protected topics, or this app's own
+    /// subscribe list): then a wildcard filter, which names no topic, cannot be judged.
+    pub fn restricts_subscribing(&self) -> bool {
+        !(self.allowed.is_empty() && self.protected.is_empty() && self.subscribing.is_empty())
+    }
+
     fn allows(&self, topic: &str, mine: &[String]) -> bool {
         if !self.allowed.is_empty() && !self.allowed.iter().any(|t| t == topic) {
             return false;

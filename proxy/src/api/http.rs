@@ -66,8 +66,8 @@ impl tower::Service<Request<Incoming>> for ApiService {
     }
 }
 
-/// `--dapr-public-port`: the health endpoints and the metadata API, as daprd serves them there
-/// (the API token, when set, is still required for metadata).
+/// `--dapr-public-port`: the health endpoints and `GET /v1.0/metadata` (the API token, when
+/// set, is still required for metadata; `httpPipeline` does not run).
 #[derive(Clone)]
 pub(crate) struct PublicService(ApiService);
 
@@ -88,27 +88,35 @@ impl tower::Service<Request<Incoming>> for PublicService {
 
     fn call(&mut self, req: Request<Incoming>) -> Self::Future {
         let api = self.0.clone();
-        Box::pin(async move {
-            let path = req.uri().path();
-            let served = match *req.method() {
-                Method::GET => {
-                    ["/v1.0/healthz", "/v1.0/healthz/outbound", "/v1.0/metadata"].contains(&path)
-                }
-                Method::PUT => path
-                    .strip_prefix("/v1.0/metadata/")
-                    .is_some_and(|k| !k.is_empty() && !k.contains('/')),
-                _ => false,
-            };
-            Ok(if served {
-                api.handle(req).await
-            } else {
-                not_found()
-            })
-        })
+        Box::pin(async move { Ok(api.handle_public(req).await) })
     }
 }
 
 impl ApiService {
+    /// `--dapr-public-port`: the path judged as the API judges it (normalised first), then only
+    /// the three read-only public routes, never a fallback to invocation, and no `httpPipeline`
+    /// (as in daprd, so that probes need no token of the middleware's).
+    async fn handle_public(&self, req: Request<Incoming>) -> Response<Body> {
+        let path = match edge(&req) {
+            Ok(p) => p,
+            Err(e) => return e.into_response(),
+        };
+        let route = match self.routes.at(&path, req.method()) {
+            Some((r @ (Route::Healthz | Route::HealthzOutbound | Route::Metadata), p)) => (r, p),
+            // Nothing that changes anything (daprd's `PUT /v1.0/metadata/{key}` included) on a
+            // port other hosts reach.
+            _ => return not_found(),
+        };
+        if let Err(e) = self.check_token(&req, &path) {
+            return e.into_response();
+        }
+        let (route, params) = route;
+        self.dispatch(route, params, req)
+            .await
+            .map(labelled(RouteLabel(route.label())))
+            .unwrap_or_else(ApiError::into_response)
+    }
+
     async fn handle(&self, mut req: Request<Incoming>) -> Response<Body> {
         let path = match edge(&req) {
             Ok(p) => p,

@@ -69,7 +69,7 @@ impl Pipeline {
     ) -> Option<Response<Body>> {
         self.steps.iter().find_map(|step| match step {
             Step::Bearer(b) => b.admit(headers),
-            Step::RateLimit(r) => r.admit(path, headers, peer),
+            Step::RateLimit(r) => r.admit(path, peer),
         })
     }
 }

@@ -13,8 +13,9 @@ pub(crate) struct DaprdArgs {
     /// Addresses the Dapr HTTP and gRPC APIs listen on, comma-separated [default: 127.0.0.1].
     #[arg(long, env = "OUTRIDER_DAPR_LISTEN_ADDRESSES", value_delimiter = ',')]
     pub(crate) dapr_listen_addresses: Vec<String>,
-    /// A port serving only the health endpoints (`/v1.0/healthz`, `/v1.0/healthz/outbound`), for
-    /// probes from outside the host.
+    /// A port serving only `GET /v1.0/healthz`, `/v1.0/healthz/outbound` and `/v1.0/metadata`,
+    /// for probes from outside the host (daprd's `PUT /v1.0/metadata/{key}` is not served
+    /// there: nothing that changes state on a port other hosts reach).
     #[arg(long, env = "OUTRIDER_DAPR_PUBLIC_PORT")]
     pub(crate) dapr_public_port: Option<u16>,
     /// The address `--dapr-public-port` binds to [default: 0.0.0.0].

@@ -243,6 +243,14 @@ spec:
         dapr.io/http-max-request-size: "8"
         dapr.io/grpc-port: "50011"
         dapr.io/internal-grpc-port: "50012"
+        dapr.io/enable-app-health-check: "true"
+        dapr.io/app-health-check-path: /health
+        dapr.io/app-health-probe-interval: "3"
+        dapr.io/app-health-probe-timeout: "200"
+        dapr.io/app-health-threshold: "4"
+        dapr.io/app-max-concurrency: "-1"
+        dapr.io/block-shutdown-duration: 20s
+        dapr.io/enable-metrics: "false"
         dapr.io/config: cfg
         outrider.io/resources: components
         outrider.io/intercept: "true"
@@ -282,6 +290,19 @@ spec:
         );
         assert!(run.sentry_address.is_some() && run.ca_token_file.is_some());
         assert!(run.intercept);
+        let d = &run.daprd;
+        assert!(d.enable_app_health_check && !d.enable_metrics);
+        assert_eq!(d.app_health_check_path, "/health");
+        assert_eq!(
+            (
+                d.app_health_probe_interval,
+                d.app_health_probe_timeout,
+                d.app_health_threshold
+            ),
+            (3, 200, 4)
+        );
+        assert_eq!(d.app_max_concurrency, -1);
+        assert_eq!(d.dapr_block_shutdown_duration.as_deref(), Some("20s"));
 
         // The interception init container runs first, and `outrider init` takes its flags.
         let Command::Inject(args) = Cli::try_parse_from(["outrider", "inject"]).unwrap().command

@@ -174,8 +174,8 @@ async fn run_all(
                 let stopped = stop.clone();
                 running.spawn(
                     async move {
-                        let code = bound.run(stopped.clone().cancelled_owned()).await;
-                        (app_id, code, stopped.is_cancelled())
+                        let ran = bound.run_reporting(stopped.cancelled_owned()).await;
+                        (app_id, ran)
                     }
                     .instrument(span),
                 );
@@ -203,14 +203,14 @@ async fn run_all(
             }
             done = running.join_next() => match done {
                 None => return failed,
-                Some(Ok((app_id, result, asked))) => {
-                    let code = result.unwrap_or_else(|e| {
+                Some(Ok((app_id, ran))) => {
+                    let (code, by_itself) = ran.unwrap_or_else(|e| {
                         eprintln!("outrider: {app_id}: {e:#}");
-                        1
+                        (1, true)
                     });
                     println!("== OUTRIDER - {app_id} == stopped; the app's exit status: {code}");
                     // The apps' answers to a stop asked for are not failures of the run.
-                    if code != 0 && !asked && failed == 0 {
+                    if code != 0 && by_itself && failed == 0 {
                         failed = code;
                     }
                 }

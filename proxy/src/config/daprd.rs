@@ -342,6 +342,13 @@ fn warn_different(args: &RunArgs, warnings: &mut Vec<Problem>) {
             "there is no profiling server; use the admin listener's /metrics, or perf",
         );
     }
+    if d.allowed_origins.trim() == "*" {
+        warn(
+            "allowed-origins",
+            "\"*\": any web page open in a browser on this host may call the API (set \
+             DAPR_API_TOKEN, or list the origins)",
+        );
+    }
     if let Some(dir) = &d.unix_domain_socket {
         warnings.push(Problem {
             at: "--unix-domain-socket".into(),

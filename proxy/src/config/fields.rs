@@ -59,6 +59,12 @@ fn is_true(v: &Value) -> bool {
 
 const CONFIGURATION_UNHONOURED: &[Unhonoured] = &[
     Unhonoured {
+        path: "spec.httpPipeline.handlers.*.selector",
+        applies: given,
+        level: Level::Warn,
+        instead: "the selector is not read: the handler runs on every request",
+    },
+    Unhonoured {
         path: "spec.appHttpPipeline.handlers",
         applies: non_empty_list,
         level: Level::Refuse,
@@ -250,6 +256,11 @@ fn find<'a>(v: &'a Value, path: &[&str], at: String, out: &mut Vec<(String, &'a 
         ("*", Value::Object(map)) => {
             for (k, child) in map {
                 find(child, rest, join(k), out);
+            }
+        }
+        ("*", Value::Array(items)) => {
+            for (i, child) in items.iter().enumerate() {
+                find(child, rest, format!("{at}[{i}]"), out);
             }
         }
         (k, Value::Object(map)) => {

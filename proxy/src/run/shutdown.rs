@@ -43,8 +43,12 @@ pub(crate) struct Running {
 }
 
 impl Running {
-    /// Waits for a reason to stop, then stops in order.
-    pub(crate) async fn run(mut self, stop: impl Future<Output = ()>) -> anyhow::Result<i32> {
+    /// Waits for a reason to stop, then stops in order; returns the exit code and whether the
+    /// app exited by itself (rather than being stopped).
+    pub(crate) async fn run(
+        mut self,
+        stop: impl Future<Output = ()>,
+    ) -> anyhow::Result<(i32, bool)> {
         let exited = tokio::select! {
             () = stop => None,
             () = self.shutdown.cancelled() => None,
@@ -58,7 +62,8 @@ impl Running {
             (None, Some((longest, app))) => self.block_shutdown(longest, &app).await?,
             (exited, _) => exited,
         };
-        self.stop(exited).await
+        let by_itself = exited.is_some();
+        Ok((self.stop(exited).await?, by_itself))
     }
 
     /// daprd's `--dapr-block-shutdown-duration`: subscriptions stop for good, and everything
@@ -71,7 +76,7 @@ impl Running {
     ) -> anyhow::Result<Option<i32>> {
         tracing::info!(?longest, "shutdown blocked while the app finishes its work");
         if let Some(subscriber) = &self.subscriber {
-            subscriber.pause(self.grace).await;
+            subscriber.pause(self.grace, true).await;
         }
         let mut healthy = app.watch();
         tokio::select! {

@@ -138,9 +138,15 @@ impl Delivery {
     async fn once(&self, msg: &Message) -> (Outcome, Option<u16>) {
         let (spec, metrics) = (&self.spec, &self.metrics);
         let start = Instant::now();
+        // A wildcard subscription's messages say which topic they were published on.
+        let topic = if spec.topic.contains(['+', '#']) {
+            msg.topic.as_str()
+        } else {
+            spec.topic.as_str()
+        };
         // A raw subscriber gets every message wrapped here; anyone else needs a JSON event.
         let (body, event) = if wants_raw(&spec.metadata) {
-            let e = raw_event(&spec.pubsub, &spec.topic, &msg.data, &msg.metadata);
+            let e = raw_event(&spec.pubsub, topic, &msg.data, &msg.metadata);
             (Bytes::from(e.to_string()), Some(e))
         } else {
             match serde_json::from_slice::<Value>(&msg.data) {
@@ -166,7 +172,7 @@ impl Delivery {
             .header("pubsubname", spec.pubsub.as_str())
             .extension(TopicDelivery {
                 pubsub: spec.pubsub.clone(),
-                topic: spec.topic.clone(),
+                topic: topic.to_owned(),
             });
         // The delivery is a span of the publisher's trace: the app gets it as its parent.
         let parent = event.as_ref().and_then(trace_of);

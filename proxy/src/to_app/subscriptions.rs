@@ -256,6 +256,11 @@ pub(crate) struct Subscriber {
     /// Moved on by every pause and resume: a subscription made for an earlier one is dropped
     /// (compared under the `live` lock).
     pub(crate) epoch: Arc<AtomicU64>,
+    /// Paused (the app is unhealthy, or the shutdown is blocked): nothing subscribes until a
+    /// resume. Read and written under the `live` lock.
+    pub(crate) paused: Arc<std::sync::atomic::AtomicBool>,
+    /// Paused for good: no resume (a blocked shutdown).
+    pub(crate) held: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Why a subscription was not made.
@@ -336,6 +341,13 @@ impl Subscriber {
         let Some(c) = self.pubsubs.get(&spec.pubsub) else {
             return Err(format!("no pub/sub component named {:?}", spec.pubsub));
         };
+        if spec.topic.contains(['+', '#', '*', '>']) && c.scopes.restricts_subscribing() {
+            return Err(format!(
+                "the wildcard topic '{}' cannot be checked against the topic scopes of pubsub \
+                 '{}'; subscribe to the topics by name",
+                spec.topic, spec.pubsub
+            ));
+        }
         if !c.scopes.may_subscribe(&spec.topic) {
             return Err(format!(
                 "subscription to topic '{}' on pubsub '{}' is not allowed",
@@ -410,8 +422,11 @@ impl Subscriber {
         match c.broker.subscribe(p.req.clone(), p.handler.clone()).await {
             Ok(sub) => {
                 let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
-                // Stopping, or paused (and maybe resumed) meanwhile: dropping it unsubscribes.
-                if self.stop.is_cancelled() || self.epoch.load(Ordering::Acquire) != epoch {
+                // Stopping, paused, or paused and resumed meanwhile: dropping it unsubscribes.
+                if self.stop.is_cancelled()
+                    || self.paused.load(Ordering::Acquire)
+                    || self.epoch.load(Ordering::Acquire) != epoch
+                {
                     return Ok(());
                 }
                 let rules = spec.rules.len();
@@ -446,6 +461,8 @@ impl Subscriber {
             match self.subscribe_once(&p, epoch).await {
                 Ok(()) => return,
                 Err(Refused::Never(why)) => return self.set_state(p.index, SubState::Failed(why)),
+                // Paused meanwhile: the resume reports afresh.
+                Err(_) if self.epoch.load(Ordering::Acquire) != epoch => return,
                 Err(e) => self.set_state(p.index, SubState::Retrying(e.to_string())),
             }
             delay = (delay * 2).min(RESUBSCRIBE_MAX);

@@ -153,6 +153,20 @@ async fn public_port_cors_metrics_switch_and_listen_addresses() {
         .await
         .unwrap();
     assert_eq!(r.status, 404, "{}", r.text());
+    // A path that becomes another once normalised is judged as the API judges it: no way
+    // through to invocation or state from the public port.
+    for path in [
+        "/v1.0/metadata/..\\invoke\\flags\\method\\x",
+        "/v1.0/healthz/../state/statestore/k",
+    ] {
+        let said = outrider_testkit::raw_request(
+            public,
+            format!("PUT {path} HTTP/1.1\r\nhost: x\r\ndapr-app-id: flags\r\ncontent-length: 1\r\nconnection: close\r\n\r\nx").as_bytes(),
+        )
+        .await;
+        let status = said.split(' ').nth(1).unwrap_or_default();
+        assert!(["400", "404"].contains(&status), "{path}: {said}");
+    }
     let r = send("POST", &at("/v1.0/publish/pubsub/t"), &[], "x")
         .await
         .unwrap();
@@ -223,5 +237,12 @@ async fn wait_returns_once_a_sidecar_is_ready() {
     .await
     .unwrap();
     assert_eq!(code, 0, "{err}");
-    assert!(err.contains("ready for outbound calls"), "{err}");
+    assert!(
+        err.lines()
+            .any(|l| l == "the sidecar is ready for outbound calls"),
+        "{err}"
+    );
+    // It starts nothing: a command after it is refused, not dropped.
+    let (code, _, err) = outrider_command(&["run", "--wait", "--", "true"]);
+    assert_eq!(code, 2, "{err}");
 }

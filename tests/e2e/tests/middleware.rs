@@ -20,7 +20,20 @@ fn now() -> u64 {
 
 /// A sidecar whose API runs `bearer` then `ratelimit` (`rate` per second), with the issuer's
 /// keys in a file.
-async fn protected(mesh: &Mesh, issuer: &Cluster, rate: &str) -> outrider_testkit::Sidecar {
+/// A sidecar, and its `--dapr-public-port`.
+struct Protected {
+    sidecar: outrider_testkit::Sidecar,
+    public_port: u16,
+}
+
+impl std::ops::Deref for Protected {
+    type Target = outrider_testkit::Sidecar;
+    fn deref(&self) -> &Self::Target {
+        &self.sidecar
+    }
+}
+
+async fn protected(mesh: &Mesh, issuer: &Cluster, rate: &str) -> Protected {
     let jwks = mesh.home().join("jwks.json");
     std::fs::write(&jwks, issuer.jwks()).unwrap();
     let res = mesh.resources(
@@ -42,10 +55,12 @@ async fn protected(mesh: &Mesh, issuer: &Cluster, rate: &str) -> outrider_testki
         "apiVersion: dapr.io/v1alpha1\nkind: Configuration\nmetadata:\n  name: c\nspec:\n  httpPipeline:\n    handlers:\n    - name: oauth\n      type: middleware.http.bearer\n    - name: limit\n      type: middleware.http.ratelimit\n",
     )
     .unwrap();
+    let public_port = outrider_testkit::free_port();
     let s = mesh
         .sidecar("guarded")
         .resources(&res)
         .args(["--config", config.to_str().unwrap()])
+        .args(["--dapr-public-port", &public_port.to_string()])
         .spawn();
     // Its health route needs a token too, as in daprd: wait on the admin listener instead.
     outrider_testkit::wait_until(Duration::from_secs(20), "the sidecar up", || async {
@@ -55,7 +70,10 @@ async fn protected(mesh: &Mesh, issuer: &Cluster, rate: &str) -> outrider_testki
         (r.status == 200).then_some(())
     })
     .await;
-    s
+    Protected {
+        sidecar: s,
+        public_port,
+    }
 }
 
 #[tokio::test]
@@ -81,6 +99,19 @@ async fn bearer_refuses_every_bad_token_and_passes_a_good_one() {
             Some(Cluster::new().token("ES256", &claims(AUDIENCE, now() + 600))),
         ),
         ("not a JWT at all", Some("not.a.token-at-all".to_owned())),
+        // Algorithms other than RS256 and ES256, whatever the signature.
+        (
+            "HS256",
+            Some(issuer.token("HS256", &claims(AUDIENCE, now() + 600))),
+        ),
+        (
+            "none",
+            Some(issuer.token("none", &claims(AUDIENCE, now() + 600))),
+        ),
+        (
+            "an unknown key id",
+            Some(issuer.token_with_kid("ES256", Some("other"), &claims(AUDIENCE, now() + 600))),
+        ),
     ];
     for (what, token) in cases {
         let auth = token.map(|t| format!("Bearer {t}"));
@@ -98,11 +129,14 @@ async fn bearer_refuses_every_bad_token_and_passes_a_good_one() {
         .await
         .unwrap();
     assert_eq!(r.status, 204, "a valid token: {}", r.text());
-    // Every route of the API port, health included; the public health of the admin port is not.
+    // Every route of the API port, health included; the public port runs no middleware.
     let r = send("GET", &format!("{}/v1.0/healthz", s.api_url()), &[], "")
         .await
         .unwrap();
     assert_eq!(r.status, 401);
+    let public = format!("http://127.0.0.1:{}/v1.0/healthz", s.public_port);
+    let r = send("GET", &public, &[], "").await.unwrap();
+    assert_eq!(r.status, 204);
 }
 
 #[tokio::test]

@@ -65,7 +65,15 @@ impl Bearer {
         let audience = get("audience", "clientid")
             .ok_or_else(|| field_error("audience", "is required".into()))?;
         let client = Fetcher::new(ca_file).map_err(|e| field_error("jwksURL", e))?;
-        let source = match get("jwksurl", "jwksurl") {
+        let source = get("jwksurl", "jwksurl");
+        if source.as_deref().is_some_and(|u| u.starts_with("http://")) {
+            tracing::warn!(
+                jwks_url = source.as_deref().unwrap_or_default(),
+                "the bearer middleware's keys come over plain HTTP: whoever is on the path can \
+                 swap them and sign tokens; use https://"
+            );
+        }
+        let source = match source {
             Some(u) if u.starts_with("https://") || u.starts_with("http://") => Source::Url(u),
             Some(u) => Source::File(PathBuf::from(u.strip_prefix("file://").unwrap_or(&u))),
             None => Source::Url(

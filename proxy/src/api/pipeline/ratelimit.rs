@@ -1,6 +1,7 @@
 //! `middleware.http.ratelimit`: at most `maxRequestsPerSecond` requests (default 100, a burst
-//! of as many) per client and path, as daprd's limiter keys them (the client from
-//! `X-Forwarded-For`, then `X-Real-IP`, then the connection); past it, `429` with daprd's body.
+//! of as many) per client and path; past it, `429` with daprd's body. The client is the
+//! connection's address: `X-Forwarded-For` and `X-Real-IP` are the caller's to write, and a
+//! caller writing a new one each time would get a fresh allowance each time.
 //! The buckets are bounded: past [`MAX_BUCKETS`] the full ones are dropped first, then the
 //! oldest, so a client sending to endless paths cannot grow the table.
 
@@ -9,7 +10,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use http::{HeaderMap, HeaderValue, Response, StatusCode};
+use http::{HeaderValue, Response, StatusCode};
 use outrider_blocks::ComponentError;
 
 use crate::net::http::Body;
@@ -56,15 +57,8 @@ impl RateLimit {
     }
 
     /// `None` lets the request on; `Some(429)` when its client has used its requests.
-    pub(super) fn admit(
-        &self,
-        path: &str,
-        headers: &HeaderMap,
-        peer: Option<IpAddr>,
-    ) -> Option<Response<Body>> {
-        let client = client_ip(headers)
-            .or(peer)
-            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    pub(super) fn admit(&self, path: &str, peer: Option<IpAddr>) -> Option<Response<Body>> {
+        let client = peer.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
         let mut key_path = path;
         if key_path.len() > MAX_PATH {
             key_path = &key_path[..key_path.floor_char_boundary(MAX_PATH)];
@@ -115,17 +109,4 @@ impl RateLimit {
             buckets.retain(|_, b| b.at > cut);
         }
     }
-}
-
-/// The client as daprd's limiter sees it: the first `X-Forwarded-For` address, else
-/// `X-Real-IP`.
-fn client_ip(headers: &HeaderMap) -> Option<IpAddr> {
-    let first = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
-            .and_then(|v| v.trim().parse::<IpAddr>().ok())
-    };
-    first("x-forwarded-for").or_else(|| first("x-real-ip"))
 }

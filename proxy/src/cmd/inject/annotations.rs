@@ -15,7 +15,7 @@ pub(super) const FLAGS: &[(&str, &str, Kind)] = &[
     (
         "dapr.io/log-level",
         "--log-level",
-        Kind::OneOf(&["debug", "info", "warn", "error"]),
+        Kind::OneOf(&["debug", "info", "warn", "error", "fatal"]),
     ),
     (
         "dapr.io/enable-api-logging",
@@ -42,6 +42,42 @@ pub(super) const FLAGS: &[(&str, &str, Kind)] = &[
         "--max-body-size",
         Kind::Megabytes,
     ),
+    (
+        "dapr.io/enable-app-health-check",
+        "--enable-app-health-check",
+        Kind::Bool,
+    ),
+    (
+        "dapr.io/app-health-check-path",
+        "--app-health-check-path",
+        Kind::Text,
+    ),
+    (
+        "dapr.io/app-health-probe-interval",
+        "--app-health-probe-interval",
+        Kind::Number,
+    ),
+    (
+        "dapr.io/app-health-probe-timeout",
+        "--app-health-probe-timeout",
+        Kind::Number,
+    ),
+    (
+        "dapr.io/app-health-threshold",
+        "--app-health-threshold",
+        Kind::Number,
+    ),
+    (
+        "dapr.io/app-max-concurrency",
+        "--app-max-concurrency",
+        Kind::Text,
+    ),
+    (
+        "dapr.io/block-shutdown-duration",
+        "--dapr-block-shutdown-duration",
+        Kind::Text,
+    ),
+    ("dapr.io/enable-metrics", "--enable-metrics", Kind::Bool),
 ];
 
 /// Annotations read elsewhere in this module or by the sidecar builder.

@@ -68,6 +68,12 @@ fn every_other_field_is_named() {
             &[],
             &["f.yaml: spec.appHttpPipeline.handlers: a list of 1"],
         ),
+        (
+            "Configuration",
+            "spec:\n  httpPipeline:\n    handlers:\n    - name: a\n      type: middleware.http.ratelimit\n      selector:\n        fields: [{field: x, value: y}]\n",
+            &["spec.httpPipeline.handlers[0].selector: a mapping: the selector is not read"],
+            &[],
+        ),
         // An empty pipeline asks for nothing.
         (
             "Configuration",

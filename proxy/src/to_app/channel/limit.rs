@@ -50,9 +50,8 @@ impl Limit {
                 waiting: self.max_waiting,
             });
         }
-        APP_WAITING.gauge(&[]).increment(1.0);
+        let _counted = Counted::new();
         let permit = self.slots.clone().acquire_owned().await;
-        APP_WAITING.gauge(&[]).decrement(1.0);
         permit.map_err(|_| InvokeError::AppChannel("the app channel is closed".into()))
     }
 }
@@ -63,6 +62,22 @@ struct InLine<'a>(&'a AtomicUsize);
 impl Drop for InLine<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// One request in the waiting gauge, for as long as it waits (even if its caller goes away).
+struct Counted;
+
+impl Counted {
+    fn new() -> Self {
+        APP_WAITING.gauge(&[]).increment(1.0);
+        Self
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        APP_WAITING.gauge(&[]).decrement(1.0);
     }
 }
 

@@ -23,15 +23,22 @@ impl Subscriber {
             if now {
                 self.resume().await;
             } else {
-                self.pause(grace).await;
+                self.pause(grace, false).await;
             }
         }
     }
 
-    /// Stops every live subscription; nothing more is pulled until [`resume`](Self::resume).
-    pub(crate) async fn pause(&self, grace: Duration) {
+    /// Stops every live subscription; nothing more is pulled until [`resume`](Self::resume)
+    /// (never again when `for_good`: a blocked shutdown).
+    pub(crate) async fn pause(&self, grace: Duration, for_good: bool) {
         let live: Vec<Subscription> = {
             let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+            if for_good {
+                self.held.store(true, Ordering::Release);
+            }
+            if self.paused.swap(true, Ordering::AcqRel) {
+                return;
+            }
             self.epoch.fetch_add(1, Ordering::AcqRel);
             std::mem::take(&mut *live)
         };
@@ -40,20 +47,31 @@ impl Subscriber {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        for p in &prepared {
-            self.set_state(p.index, SubState::Paused);
+        {
+            let mut listed = self.listed.lock().unwrap_or_else(|p| p.into_inner());
+            for p in &prepared {
+                if let Some(l) = listed.get_mut(p.index)
+                    && matches!(l.state, SubState::Active | SubState::Retrying(_))
+                {
+                    l.state = SubState::Paused;
+                }
+            }
         }
         tracing::info!(
             subscriptions = prepared.len(),
-            "subscriptions paused while the app is unhealthy"
+            for_good,
+            "subscriptions paused"
         );
         futures_util::future::join_all(live.into_iter().map(|s| s.stop(grace))).await;
     }
 
-    /// Subscribes again to everything paused.
+    /// Subscribes again to everything paused; nothing to do unless paused (and not for good).
     pub(crate) async fn resume(&self) {
         let epoch = {
             let _live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+            if self.held.load(Ordering::Acquire) || !self.paused.swap(false, Ordering::AcqRel) {
+                return;
+            }
             self.epoch.fetch_add(1, Ordering::AcqRel) + 1
         };
         let prepared = self
