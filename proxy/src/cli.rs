@@ -405,10 +405,12 @@ impl RunArgs {
 
     /// `--app-protocol`, once the flag checks passed.
     pub(crate) fn app_protocol(&self) -> crate::to_app::channel::AppProtocol {
-        if self.app_protocol_name() == "grpc" {
-            crate::to_app::channel::AppProtocol::Grpc
-        } else {
-            crate::to_app::channel::AppProtocol::Http
+        use crate::to_app::channel::AppProtocol;
+        match self.app_protocol_name().as_str() {
+            "grpc" => AppProtocol::Grpc,
+            "https" => AppProtocol::Https,
+            "h2c" => AppProtocol::H2c,
+            _ => AppProtocol::Http,
         }
     }
 

@@ -8,6 +8,7 @@
 
 pub(crate) mod grpc;
 mod limit;
+mod web;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -18,7 +19,6 @@ use outrider_filters::metrics::{self, Side};
 use outrider_policy::Caller;
 
 use crate::errors::InvokeError;
-use crate::net::h1;
 use crate::net::http::{Body, boxed, empty, names, strip_hop_by_hop, strip_identity};
 use crate::to_app::health::AppHealth;
 use grpc::GrpcApp;
@@ -28,6 +28,10 @@ use limit::{Holding, Limit};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum AppProtocol {
     Http,
+    /// HTTP/1.1 over TLS.
+    Https,
+    /// HTTP/2 without TLS.
+    H2c,
     Grpc,
 }
 
@@ -36,19 +40,18 @@ impl AppProtocol {
     pub(crate) fn name(self) -> &'static str {
         match self {
             AppProtocol::Http => "http",
+            AppProtocol::Https => "https",
+            AppProtocol::H2c => "h2c",
             AppProtocol::Grpc => "grpc",
         }
     }
 }
 
-/// Unused connections to the app kept at most.
-const MAX_IDLE: usize = 128;
-
 /// A pooled client to the app.
 #[derive(Clone)]
 pub(crate) struct AppChannel {
-    /// HTTP/1.1 connections to the app (an app that speaks gRPC has its own, in `grpc`).
-    pool: Arc<h1::Pool>,
+    /// Connections to an app that speaks HTTP (one that speaks gRPC has its own, in `grpc`).
+    web: Arc<web::Web>,
     app_id_label: Arc<str>,
     /// The app's `host:port`, parsed once.
     authority: Authority,
@@ -93,12 +96,12 @@ impl AppChannel {
             format!("{address}:{port}")
         };
         let grpc = match protocol {
-            AppProtocol::Http => None,
+            AppProtocol::Http | AppProtocol::Https | AppProtocol::H2c => None,
             AppProtocol::Grpc => Some(GrpcApp::new(app_id, &authority, max_body)?),
         };
         let parsed = Authority::try_from(authority.as_str())?;
         Ok(Self {
-            pool: h1::Pool::new(parsed.clone(), MAX_IDLE),
+            web: Arc::new(web::Web::new(protocol, parsed.clone())?),
             grpc,
             app_id_label: app_id.into(),
             host: HeaderValue::try_from(authority.as_str())?,
@@ -141,7 +144,7 @@ impl AppChannel {
             .header(header::HOST, self.host.clone())
             .body(empty())
             .map_err(|e| (None, e.to_string()))?;
-        match tokio::time::timeout(timeout, self.pool.send(req)).await {
+        match tokio::time::timeout(timeout, self.web.send(req)).await {
             Ok(Ok(rsp)) if rsp.status().is_success() => Ok(rsp.status().as_u16()),
             Ok(Ok(rsp)) => Err((
                 Some(rsp.status().as_u16()),
@@ -222,13 +225,10 @@ impl AppChannel {
         Ok(rsp)
     }
 
-    /// One request over HTTP/1.1.
-    async fn http(&self, mut req: Request<Body>) -> Result<Response<Body>, InvokeError> {
-        *req.version_mut() = http::Version::HTTP_11;
+    /// One request to an app that speaks HTTP.
+    async fn http(&self, req: Request<Body>) -> Result<Response<Body>, InvokeError> {
         let (start, method) = (Instant::now(), metrics::method_label(req.method()));
-        // A connection to the app alone: the request line carries the path and query.
-        *req.uri_mut() = Uri::from(path_and_query(req.uri()));
-        let result = self.pool.send(req).await;
+        let result = self.web.send(req).await;
         let status = result.as_ref().map_or(0, |r| r.status().as_u16());
         metrics::record(
             Side::Client,
@@ -246,7 +246,7 @@ impl AppChannel {
                 "the app answered 101 Switching Protocols; upgrades are not proxied".into(),
             ));
         }
-        Ok(rsp.map(boxed))
+        Ok(rsp)
     }
 }
 

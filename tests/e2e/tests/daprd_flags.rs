@@ -246,3 +246,94 @@ async fn wait_returns_once_a_sidecar_is_ready() {
     let (code, _, err) = outrider_command(&["run", "--wait", "--", "true"]);
     assert_eq!(code, 2, "{err}");
 }
+
+/// An app serving HTTPS with a certificate of its own making, echoing the path it was asked.
+async fn tls_app() -> u16 {
+    use hyper::service::service_fn;
+    use hyper_util::rt::TokioIo;
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let der = rustls_pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.der().clone()], der)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(tls));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let svc = service_fn(|req: http::Request<hyper::body::Incoming>| async move {
+                    let body = format!("tls {}", req.uri().path());
+                    Ok::<_, std::convert::Infallible>(http::Response::new(
+                        http_body_util::Full::new(bytes::Bytes::from(body)),
+                    ))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tls), svc)
+                    .await;
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test]
+async fn apps_that_speak_https_or_h2c_are_reached() {
+    let mesh = Mesh::new();
+    let port = tls_app().await;
+    let mut s = mesh
+        .sidecar("tls-app")
+        .app_port(port)
+        .args(["--app-protocol", "https"])
+        .start()
+        .await;
+    s.wait_ready().await;
+    let r = s
+        .call("POST", "/v1.0/invoke/tls-app/method/orders", "")
+        .await
+        .unwrap();
+    assert_eq!((r.status, r.text()), (200, "tls /orders".to_owned()));
+    assert_eq!(
+        s.metadata().await["appConnectionProperties"]["protocol"],
+        "https"
+    );
+    // h2c: HTTP/2 with prior knowledge. The app takes both versions; an HTTP/2 request
+    // carries its authority in its own field, so the app sees no Host header.
+    let app = FakeApp::start("h2").await;
+    let mut s = mesh
+        .sidecar("h2c-app")
+        .app_port(app.port)
+        .args(["--app-protocol", "h2c"])
+        .start()
+        .await;
+    s.wait_ready().await;
+    let r = s
+        .call("GET", "/v1.0/invoke/h2c-app/method/items?x=1", "")
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        (r.json()["path"].as_str(), r.json()["query"].as_str()),
+        (Some("/items"), Some("x=1"))
+    );
+    assert!(r.json()["headers"]["host"].is_null(), "{}", r.json());
+    assert_eq!(
+        s.metadata().await["appConnectionProperties"]["protocol"],
+        "h2c"
+    );
+}

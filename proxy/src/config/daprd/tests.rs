@@ -269,12 +269,14 @@ fn every_daprd_flag_works_warns_or_is_refused() {
             &["--disable-init-endpoints", "everything"],
             Refused("--disable-init-endpoints", "neither config nor subscribe"),
         ),
+        (&["--app-ssl"], Works(|s| s.app_protocol.name() == "https")),
         (
-            &["--app-ssl"],
-            Refused(
-                "--app-protocol",
-                "\"https\" (with --app-ssl) is not available yet",
-            ),
+            &["--app-protocol", "h2c"],
+            Works(|s| s.app_protocol.name() == "h2c"),
+        ),
+        (
+            &["--app-protocol", "grpcs"],
+            Refused("--app-protocol", "\"grpcs\" is not available yet"),
         ),
         (&["--enable-mtls"], Works(|s| s.warnings.is_empty())),
         (&["--enable-mtls=false"], Warns("--enable-mtls", "always")),
