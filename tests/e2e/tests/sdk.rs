@@ -414,6 +414,25 @@ async fn python_grpc_app_behind_a_grpc_sidecar() {
 }
 
 #[tokio::test]
+async fn python_grpc_app_health_checks() {
+    // The App registers a health check; the sidecar probes it over AppCallbackHealthCheck.
+    let mesh = Mesh::new();
+    let b = mesh
+        .sidecar("sdk-py-health")
+        .app_port(free_port())
+        .args(["--app-protocol", "grpc", "--enable-app-health-check"])
+        .args([
+            "--app-health-probe-interval",
+            "1",
+            "--app-health-probe-timeout",
+            "500",
+        ])
+        .args(["--app-health-threshold", "1"]);
+    let argv = vec![python(), script("python/grpc_health_app.py")];
+    app_script_passes(b, argv, &["a passing health check brings invocations back"]).await;
+}
+
+#[tokio::test]
 async fn grpc_calls_are_proxied_between_two_sidecars() {
     // A plain grpcio service behind a grpc sidecar, a plain grpcio client on another sidecar's
     // gRPC port naming it by dapr-app-id: unary, the three streaming kinds, 16 MiB, a deadline.
