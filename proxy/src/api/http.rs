@@ -94,14 +94,18 @@ impl tower::Service<Request<Incoming>> for PublicService {
 
 impl ApiService {
     /// `--dapr-public-port`: the path judged as the API judges it (normalised first), then only
-    /// the three read-only public routes, never a fallback to invocation, and no `httpPipeline`
-    /// (as in daprd, so that probes need no token of the middleware's).
+    /// the three read-only public routes that `spec.api` serves, never a fallback to
+    /// invocation, and no `httpPipeline` (as in daprd, so that probes need no token of the
+    /// middleware's).
     async fn handle_public(&self, req: Request<Incoming>) -> Response<Body> {
         let path = match edge(&req) {
             Ok(p) => p,
             Err(e) => return e.into_response(),
         };
-        let route = match self.routes.at(&path, req.method()) {
+        let access = &self.state.api_access;
+        let found =
+            (self.routes.at(&path, req.method())).filter(|(r, _)| access.allows(r.endpoint()));
+        let route = match found {
             Some((r @ (Route::Healthz | Route::HealthzOutbound | Route::Metadata), p)) => (r, p),
             // Nothing that changes anything (daprd's `PUT /v1.0/metadata/{key}` included) on a
             // port other hosts reach.

@@ -77,7 +77,10 @@ pub(crate) fn spawn(
         }
         None => None,
     };
+    // A multi-app run's apps are stopped by their sidecars, in order: in a process group of
+    // their own, a Ctrl-C at the terminal reaches the runner only (as the dapr CLI does).
     let mut child = cmd
+        .process_group(0)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

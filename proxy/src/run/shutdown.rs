@@ -58,11 +58,12 @@ impl Running {
                 Some(child::exit_code(status))
             }
         };
+        // An exit during a blocked shutdown follows a stop asked for: not one by itself.
+        let by_itself = exited.is_some();
         let exited = match (exited, self.block.clone()) {
             (None, Some((longest, app))) => self.block_shutdown(longest, &app).await?,
             (exited, _) => exited,
         };
-        let by_itself = exited.is_some();
         Ok((self.stop(exited).await?, by_itself))
     }
 

@@ -139,7 +139,7 @@ impl Delivery {
         let (spec, metrics) = (&self.spec, &self.metrics);
         let start = Instant::now();
         // A wildcard subscription's messages say which topic they were published on.
-        let topic = if spec.topic.contains(['+', '#']) {
+        let topic = if spec.topic.contains(['+', '#', '*', '>']) {
             msg.topic.as_str()
         } else {
             spec.topic.as_str()

@@ -410,6 +410,9 @@ impl Subscriber {
                 self.set_state(p.index, SubState::Failed(why));
                 return;
             }
+            if self.epoch.load(Ordering::Acquire) != epoch {
+                return; // paused meanwhile: the resume reports afresh
+            }
             self.set_state(p.index, SubState::Retrying(e.to_string()));
             let me = self.clone();
             tokio::spawn(async move { me.keep_trying(p, epoch).await });
@@ -423,16 +426,17 @@ impl Subscriber {
             Ok(sub) => {
                 let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
                 // Stopping, paused, or paused and resumed meanwhile: dropping it unsubscribes.
-                if self.stop.is_cancelled()
-                    || self.paused.load(Ordering::Acquire)
-                    || self.epoch.load(Ordering::Acquire) != epoch
-                {
+                if self.paused.load(Ordering::Acquire) && !self.stop.is_cancelled() {
+                    self.set_state(index, SubState::Paused);
+                    return Ok(());
+                }
+                if self.stop.is_cancelled() || self.epoch.load(Ordering::Acquire) != epoch {
                     return Ok(());
                 }
                 let rules = spec.rules.len();
                 tracing::info!(pubsub = %spec.pubsub, topic = %spec.topic, route = %spec.path, rules, "subscribed");
                 live.push(sub);
-                drop(live);
+                // Under the lock: a pause cannot come between and leave it listed active.
                 self.set_state(index, SubState::Active);
                 Ok(())
             }

@@ -153,19 +153,30 @@ async fn public_port_cors_metrics_switch_and_listen_addresses() {
         .await
         .unwrap();
     assert_eq!(r.status, 404, "{}", r.text());
-    // A path that becomes another once normalised is judged as the API judges it: no way
-    // through to invocation or state from the public port.
-    for path in [
-        "/v1.0/metadata/..\\invoke\\flags\\method\\x",
-        "/v1.0/healthz/../state/statestore/k",
+    // The path is normalised before it is matched, as on the API port: a request that becomes
+    // a public route is served as that route, and one that becomes another route (state,
+    // invocation) or any write is not served at all.
+    let raw = |method: &str, path: &str| {
+        let req = format!(
+            "{method} {path} HTTP/1.1\r\nhost: x\r\ndapr-app-id: flags\r\ncontent-length: 1\r\nconnection: close\r\n\r\nx"
+        );
+        async move {
+            let said = outrider_testkit::raw_request(public, req.as_bytes()).await;
+            said.split(' ').nth(1).unwrap_or_default().to_owned()
+        }
+    };
+    assert_eq!(raw("GET", "/v1.0/state/../healthz").await, "204");
+    for (method, path) in [
+        ("GET", "/v1.0/healthz/../state/statestore/k"),
+        ("GET", "/v1.0/metadata/..\\invoke\\flags\\method\\x"),
+        ("PUT", "/v1.0/metadata/..\\invoke\\flags\\method\\x"),
+        ("PUT", "/v1.0/metadata/key"),
     ] {
-        let said = outrider_testkit::raw_request(
-            public,
-            format!("PUT {path} HTTP/1.1\r\nhost: x\r\ndapr-app-id: flags\r\ncontent-length: 1\r\nconnection: close\r\n\r\nx").as_bytes(),
-        )
-        .await;
-        let status = said.split(' ').nth(1).unwrap_or_default();
-        assert!(["400", "404"].contains(&status), "{path}: {said}");
+        let status = raw(method, path).await;
+        assert!(
+            ["400", "404"].contains(&status.as_str()),
+            "{method} {path}: {status}"
+        );
     }
     let r = send("POST", &at("/v1.0/publish/pubsub/t"), &[], "x")
         .await
@@ -336,4 +347,33 @@ async fn apps_that_speak_https_or_h2c_are_reached() {
         s.metadata().await["appConnectionProperties"]["protocol"],
         "h2c"
     );
+}
+
+#[tokio::test]
+async fn the_public_port_serves_only_what_spec_api_allows() {
+    let mesh = Mesh::new();
+    let config = mesh.home().join("api.yaml");
+    std::fs::write(
+        &config,
+        "apiVersion: dapr.io/v1alpha1\nkind: Configuration\nmetadata:\n  name: c\nspec:\n  api:\n    allowed:\n    - name: state\n      version: v1.0\n      protocol: http\n",
+    )
+    .unwrap();
+    let public = free_port();
+    let mut s = mesh
+        .sidecar("api-limited")
+        .args(["--config", config.to_str().unwrap()])
+        .args(["--dapr-public-port", &public.to_string()])
+        .start()
+        .await;
+    s.wait_ready().await;
+    let at = |path: &str| format!("http://127.0.0.1:{public}{path}");
+    let r = send("GET", &at("/v1.0/metadata"), &[], "").await.unwrap();
+    assert_eq!(
+        r.status,
+        404,
+        "metadata is not among the APIs served: {}",
+        r.text()
+    );
+    let r = send("GET", &at("/v1.0/healthz"), &[], "").await.unwrap();
+    assert_eq!(r.status, 204);
 }

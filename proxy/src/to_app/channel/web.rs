@@ -48,7 +48,7 @@ impl Web {
             _ => return Ok(Self::Plain(h1::Pool::new(authority, MAX_IDLE))),
         };
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        // HTTP/1.1 only, as daprd (the connector offers it by ALPN).
+        // HTTP/1.1 only, as daprd (no ALPN is offered: the connector would refuse one preset).
         let tls = rustls::ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()?
             .dangerous()
@@ -70,10 +70,24 @@ impl Web {
             .http2_only(version == Version::HTTP_2)
             .build(connector);
         if protocol == AppProtocol::Https {
-            tracing::warn!(
-                app = %authority,
-                "--app-protocol https: the app's certificate is not verified (as daprd does)"
-            );
+            let local = authority
+                .host()
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+                || authority.host().eq_ignore_ascii_case("localhost");
+            if local {
+                tracing::warn!(
+                    app = %authority,
+                    "--app-protocol https: the app's certificate is not verified (as daprd does)"
+                );
+            } else {
+                tracing::warn!(
+                    app = %authority,
+                    "--app-protocol https: the app's certificate is not verified, and the app is \
+                     not on loopback: whoever answers at --app-channel-address gets its calls \
+                     (and APP_API_TOKEN)"
+                );
+            }
         }
         Ok(Self::Client(Box::new(Remote {
             client,
