@@ -2,6 +2,9 @@
 
 use serde::Deserialize;
 
+mod settings;
+pub use settings::Settings;
+
 /// A `Component` document as written.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -90,7 +93,7 @@ pub struct MetadataItem {
 pub fn literal_metadata(
     c: &Component,
 ) -> Result<std::collections::BTreeMap<String, String>, Vec<ComponentError>> {
-    crate::state::literal_metadata(c)
+    crate::state::literal_metadata(c).map(Settings::into_map)
 }
 
 /// A problem in a component document: field path, and what is wrong with which value.

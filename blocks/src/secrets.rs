@@ -106,6 +106,7 @@ pub fn open(
         }),
         other => return Err(unsupported_type(other, "secret store")),
     };
+    md.warn_unread(&c.metadata.name, &c.spec.type_);
     Ok(SecretStoreComponent {
         name: c.metadata.name.clone(),
         type_: c.spec.type_.clone(),

@@ -123,6 +123,7 @@ pub async fn open(
         "pubsub.mqtt3" => Arc::new(open_mqtt(&fields).await?),
         other => return Err(unsupported_type(other, "pub/sub")),
     };
+    md.warn_unread(&c.metadata.name, &c.spec.type_);
     Ok(PubSubComponent {
         name: c.metadata.name.clone(),
         type_: c.spec.type_.clone(),
@@ -156,7 +157,7 @@ fn concurrency_of(f: &Fields<'_>) -> Result<usize, Vec<ComponentError>> {
 /// `pubsub.redis`: Redis Streams on the state store's connection settings, with `group` as the
 /// consumer name.
 async fn open_redis(
-    md: &std::collections::BTreeMap<String, String>,
+    md: &crate::component::Settings,
     f: &Fields<'_>,
     group: &str,
 ) -> Result<RedisPubSub, Vec<ComponentError>> {

@@ -8,8 +8,6 @@
 //!
 //! Spaces are ignored everywhere.
 
-use std::collections::BTreeMap;
-
 /// The scoping rules as they apply to one app.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TopicScopes {
@@ -48,7 +46,7 @@ fn scoped(scopes: &str, app_id: &str) -> Vec<String> {
 
 impl TopicScopes {
     /// Reads the rules for `app_id` from component metadata (keys lower-cased).
-    pub fn from_metadata(md: &BTreeMap<String, String>, app_id: &str) -> Self {
+    pub fn from_metadata(md: &crate::component::Settings, app_id: &str) -> Self {
         let get = |key: &str| md.get(key).map(|v| v.replace(' ', "")).unwrap_or_default();
         Self {
             allowed: list(&get("allowedtopics")),

@@ -1,5 +1,6 @@
 //! From a `Component` document to a running state store.
 
+use crate::component::Settings;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -54,9 +55,7 @@ impl StateComponent {
 
 /// The component's literal metadata, names lower-cased (Dapr matches them case-insensitively).
 /// References to secrets and environment variables are refused until secrets land.
-pub(crate) fn literal_metadata(
-    c: &Component,
-) -> Result<BTreeMap<String, String>, Vec<ComponentError>> {
+pub(crate) fn literal_metadata(c: &Component) -> Result<Settings, Vec<ComponentError>> {
     let mut out = BTreeMap::new();
     let mut errors = Vec::new();
     for (i, item) in c.spec.metadata.iter().enumerate() {
@@ -79,7 +78,7 @@ pub(crate) fn literal_metadata(
         out.insert(item.name.to_ascii_lowercase(), value);
     }
     if errors.is_empty() {
-        Ok(out)
+        Ok(Settings::new(out))
     } else {
         Err(errors)
     }
@@ -109,6 +108,7 @@ pub async fn open(c: &Component, ctx: &OpenContext) -> Result<StateComponent, Ve
         other => return Err(unsupported_type(other, "state store")),
     };
     let store = encrypted(store, &md)?;
+    md.warn_unread(&c.metadata.name, &c.spec.type_);
     Ok(StateComponent {
         name: c.metadata.name.clone(),
         type_: c.spec.type_.clone(),
@@ -121,7 +121,7 @@ pub async fn open(c: &Component, ctx: &OpenContext) -> Result<StateComponent, Ve
 
 /// `state.sqlite`: a database file under the data directory, swept for expired rows.
 fn open_sqlite(
-    md: &BTreeMap<String, String>,
+    md: &Settings,
     ctx: &OpenContext,
 ) -> Result<Arc<dyn StateStore>, Vec<ComponentError>> {
     let conn = md
@@ -142,9 +142,7 @@ fn open_sqlite(
 }
 
 /// `state.postgresql`: connects and creates the table, then sweeps expired rows.
-async fn open_postgres(
-    md: &BTreeMap<String, String>,
-) -> Result<Arc<dyn StateStore>, Vec<ComponentError>> {
+async fn open_postgres(md: &Settings) -> Result<Arc<dyn StateStore>, Vec<ComponentError>> {
     let conn = md
         .get("connectionstring")
         .filter(|v| !v.is_empty())
@@ -168,7 +166,7 @@ async fn open_postgres(
 /// decrypts values written under an earlier key).
 fn encrypted(
     store: Arc<dyn StateStore>,
-    md: &BTreeMap<String, String>,
+    md: &Settings,
 ) -> Result<Arc<dyn StateStore>, Vec<ComponentError>> {
     Ok(
         match md.get("primaryencryptionkey").filter(|v| !v.is_empty()) {
@@ -193,7 +191,7 @@ fn encrypted(
 /// `cleanupIntervalInSeconds`; default 1h; `0` turns it off), for stores that only hide expired
 /// rows on read.
 fn swept<S: StateStore + Clone>(
-    md: &BTreeMap<String, String>,
+    md: &Settings,
     store: S,
     sweep: fn(S) -> super::BoxFuture<Result<(), super::StateError>>,
 ) -> Result<Arc<dyn StateStore>, Vec<ComponentError>> {
@@ -229,9 +227,7 @@ fn swept<S: StateStore + Clone>(
 /// Dapr's Redis metadata: `redisHost` (`host:port`), `redisPort`, `redisUsername`,
 /// `redisPassword`, `redisDB`, `enableTLS`, `insecureSkipTLSVerify`, `ttlInSeconds`, and
 /// `dialTimeout`/`readTimeout`. Cluster and sentinel modes are refused by name.
-pub(crate) fn redis_settings(
-    md: &BTreeMap<String, String>,
-) -> Result<RedisSettings, Vec<ComponentError>> {
+pub(crate) fn redis_settings(md: &Settings) -> Result<RedisSettings, Vec<ComponentError>> {
     let (host, port) = redis_address(md)?;
     let db = match nonempty(md, "redisdb") {
         None => 0,
@@ -254,12 +250,12 @@ pub(crate) fn redis_settings(
 }
 
 /// A metadata value (keys lower-cased), unless empty.
-fn nonempty<'a>(md: &'a BTreeMap<String, String>, key: &str) -> Option<&'a str> {
+fn nonempty<'a>(md: &'a Settings, key: &str) -> Option<&'a str> {
     md.get(key).map(String::as_str).filter(|v| !v.is_empty())
 }
 
 /// A true/false metadata value (false when absent); errors name the field as `name`.
-fn flag(md: &BTreeMap<String, String>, key: &str, name: &str) -> Result<bool, Vec<ComponentError>> {
+fn flag(md: &Settings, key: &str, name: &str) -> Result<bool, Vec<ComponentError>> {
     match nonempty(md, key).map(str::to_ascii_lowercase).as_deref() {
         None | Some("false") | Some("0") => Ok(false),
         Some("true") | Some("1") => Ok(true),
@@ -272,7 +268,7 @@ fn flag(md: &BTreeMap<String, String>, key: &str, name: &str) -> Result<bool, Ve
 
 /// `redisHost` (`host:port`, or a host with `redisPort`): one server, as cluster and sentinel
 /// modes are refused.
-fn redis_address(md: &BTreeMap<String, String>) -> Result<(String, u16), Vec<ComponentError>> {
+fn redis_address(md: &Settings) -> Result<(String, u16), Vec<ComponentError>> {
     let host = nonempty(md, "redishost")
         .ok_or_else(|| err("spec.metadata.redisHost", "is required (host:port)"))?;
     if host.contains(',')
@@ -311,9 +307,7 @@ fn redis_address(md: &BTreeMap<String, String>) -> Result<(String, u16), Vec<Com
 }
 
 /// The command deadline (`readTimeout`, else `dialTimeout`; 5 s) and `ttlInSeconds`.
-fn redis_times(
-    md: &BTreeMap<String, String>,
-) -> Result<(Duration, Option<Duration>), Vec<ComponentError>> {
+fn redis_times(md: &Settings) -> Result<(Duration, Option<Duration>), Vec<ComponentError>> {
     let timeout = deadline_setting(
         nonempty(md, "readtimeout").or(nonempty(md, "dialtimeout")),
         Duration::from_secs(5),

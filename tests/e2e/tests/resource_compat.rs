@@ -279,3 +279,44 @@ async fn configuration_fields_are_honoured_warned_of_or_refused() {
     );
     assert!(s.metadata().await["components"].is_null());
 }
+
+#[tokio::test]
+async fn settings_a_component_does_not_read_are_named() {
+    let mesh = Mesh::new();
+    let res = mesh.resources(
+        "res",
+        "components.yaml",
+        &format!(
+            "{}---\n{}",
+            component(
+                "cache",
+                "state.sqlite",
+                "  version: v1\n  metadata:\n  - name: connectionString\n    value: s.db\n  - name: tableName\n    value: t\n  - name: keyPrefix\n    value: name\n  - name: cleanupInterval\n    value: 1h\n  - name: conectionString\n    value: typo.db\n  - name: actorStateStore\n    value: \"true\"\n",
+            ),
+            component(
+                "pubsub",
+                "pubsub.in-memory",
+                "  version: v1\n  metadata:\n  - name: consumerID\n    value: g\n  - name: allowedTopics\n    value: a,b\n  - name: redisHost\n    value: x:6379\n",
+            ),
+        ),
+    );
+    let s = mesh.sidecar("settings").resources(&res).start().await;
+    let log = s.log();
+    let named: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("is not a setting"))
+        .collect();
+    for unread in ["conectionstring", "actorstatestore", "redishost"] {
+        assert!(
+            named
+                .iter()
+                .any(|l| l.contains(&format!("spec.metadata \"{unread}\""))),
+            "{unread} not named:\n{log}"
+        );
+    }
+    assert_eq!(
+        named.len(),
+        3,
+        "only the settings nothing reads:\n{named:#?}"
+    );
+}

@@ -8,7 +8,7 @@ use crate::ComponentError;
 use crate::component::metadata_duration;
 
 /// Reads typed metadata fields (keys lower-cased); errors name the field and the value.
-pub(super) struct Fields<'a>(pub(super) &'a std::collections::BTreeMap<String, String>);
+pub(super) struct Fields<'a>(pub(super) &'a crate::component::Settings);
 
 impl Fields<'_> {
     pub(super) fn get(&self, name: &str) -> Option<&str> {
