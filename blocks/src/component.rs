@@ -90,10 +90,8 @@ pub struct MetadataItem {
 
 /// The component's literal metadata, names lower-cased (Dapr matches them case-insensitively);
 /// secret and environment references must have been resolved to values.
-pub fn literal_metadata(
-    c: &Component,
-) -> Result<std::collections::BTreeMap<String, String>, Vec<ComponentError>> {
-    crate::state::literal_metadata(c).map(Settings::into_map)
+pub fn literal_metadata(c: &Component) -> Result<Settings, Vec<ComponentError>> {
+    crate::state::literal_metadata(c)
 }
 
 /// A problem in a component document: field path, and what is wrong with which value.

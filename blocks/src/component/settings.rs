@@ -54,11 +54,6 @@ impl Settings {
             );
         }
     }
-
-    /// The settings as a plain map (nothing is marked read).
-    pub fn into_map(self) -> BTreeMap<String, String> {
-        self.map
-    }
 }
 
 impl std::ops::Index<&str> for Settings {

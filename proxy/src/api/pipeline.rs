@@ -55,6 +55,7 @@ impl Pipeline {
                     }]);
                 }
             });
+            md.warn_unread(&c.metadata.name, &c.spec.type_);
         }
         Ok(Self { steps })
     }

@@ -7,7 +7,6 @@
 //! set kept when a fetch fails. RS256 and ES256 only. Anything else is `401 Unauthorized`, as
 //! daprd answers it.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime};
@@ -17,6 +16,7 @@ use bytes::Bytes;
 use http::{HeaderMap, Response, StatusCode, header};
 use http_body_util::{BodyExt, Empty};
 use outrider_blocks::ComponentError;
+use outrider_blocks::component::Settings;
 use outrider_certs::jwt::{KeySet, check_claims};
 
 use crate::net::http::Body;
@@ -51,7 +51,7 @@ fn field_error(field: &str, message: String) -> Vec<ComponentError> {
 
 impl Bearer {
     pub(super) async fn open(
-        md: &BTreeMap<String, String>,
+        md: &Settings,
         ca_file: Option<&Path>,
     ) -> Result<Arc<Self>, Vec<ComponentError>> {
         let get = |a: &str, b: &str| {

@@ -35,7 +35,7 @@ struct Bucket {
 
 impl RateLimit {
     pub(crate) fn new(
-        md: &std::collections::BTreeMap<String, String>,
+        md: &outrider_blocks::component::Settings,
     ) -> Result<Self, Vec<ComponentError>> {
         let rate = match md.get("maxrequestspersecond").map(|v| v.trim()) {
             None | Some("") => 100.0,
