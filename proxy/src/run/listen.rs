@@ -359,10 +359,14 @@ fn serve_api(
             let svc = api_svc.clone();
             let l = serve::Listener::new(socket, "api", s.limits.api);
             let stop = CancellationToken::new();
-            // The client's address, for middleware that tells clients apart.
+            // The client's address, for middleware that tells clients apart; without any, no
+            // request pays for an extension it would not use.
+            let needs_peer = !s.http_pipeline.is_empty();
             let with_peer = move |peer: SocketAddr| {
                 svc.clone().map_request(move |mut req: Request<Incoming>| {
-                    req.extensions_mut().insert(Peer(peer.ip()));
+                    if needs_peer {
+                        req.extensions_mut().insert(Peer(peer.ip()));
+                    }
                     req
                 })
             };

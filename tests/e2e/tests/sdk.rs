@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use outrider_testkit::{Mesh, Sidecar, SidecarBuilder, binary, free_port, wait_registered};
 
+#[path = "sdk/health.rs"]
+mod health;
+
 fn sdk_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../sdk")
 }
@@ -411,25 +414,6 @@ async fn python_grpc_app_behind_a_grpc_sidecar() {
         .env("CALLER_HTTP_PORT", &caller.api.to_string());
     let argv = vec![python(), script("python/grpc_app.py")];
     app_script_passes(b, argv, &["a handler's RETRY redelivers; DROP does not"]).await;
-}
-
-#[tokio::test]
-async fn python_grpc_app_health_checks() {
-    // The App registers a health check; the sidecar probes it over AppCallbackHealthCheck.
-    let mesh = Mesh::new();
-    let b = mesh
-        .sidecar("sdk-py-health")
-        .app_port(free_port())
-        .args(["--app-protocol", "grpc", "--enable-app-health-check"])
-        .args([
-            "--app-health-probe-interval",
-            "1",
-            "--app-health-probe-timeout",
-            "500",
-        ])
-        .args(["--app-health-threshold", "1"]);
-    let argv = vec![python(), script("python/grpc_health_app.py")];
-    app_script_passes(b, argv, &["a passing health check brings invocations back"]).await;
 }
 
 #[tokio::test]
