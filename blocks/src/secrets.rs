@@ -205,33 +205,44 @@ pub fn resolve_references(
     stores: &BTreeMap<String, SecretStoreComponent>,
 ) -> Result<Component, Vec<ComponentError>> {
     let mut out = c.clone();
-    let mut errors = Vec::new();
+    let store = c.auth.as_ref().map(|a| a.secret_store.as_str());
+    let items = out
+        .spec
+        .metadata
+        .iter_mut()
+        .enumerate()
+        .map(|(i, item)| (format!("spec.metadata[{i}] ({})", item.name), item));
+    let owner = format!("component {:?}", c.metadata.name);
+    resolve_items(items, store, stores, &owner)?;
+    Ok(out)
+}
+
+/// Replaces the `secretKeyRef` or `envRef` of each `(field, item)` with the value it names, as
+/// [`resolve_references`] does for a component's metadata: references go to `secret_store` (the
+/// environment when `None` or empty). Errors name the field and `owner` (never a value).
+pub fn resolve_items<'a>(
+    items: impl IntoIterator<Item = (String, &'a mut MetadataItem)>,
+    secret_store: Option<&str>,
+    stores: &BTreeMap<String, SecretStoreComponent>,
+    owner: &str,
+) -> Result<(), Vec<ComponentError>> {
     let fallback = default_store();
-    let store = match c
-        .auth
-        .as_ref()
-        .map(|a| a.secret_store.as_str())
-        .filter(|s| !s.is_empty())
-    {
+    let wanted = secret_store.unwrap_or_default();
+    let store = match secret_store.filter(|s| !s.is_empty()) {
         None => Some(&fallback),
         Some(name) => stores.get(name),
     };
-    let wanted = c
-        .auth
-        .as_ref()
-        .map(|a| a.secret_store.clone())
-        .unwrap_or_default();
-    for (i, item) in out.spec.metadata.iter_mut().enumerate() {
-        let field = format!("spec.metadata[{i}] ({})", item.name);
-        if let Err(message) = resolve_item(item, store, &wanted) {
+    let mut errors = Vec::new();
+    for (field, item) in items {
+        if let Err(message) = resolve_item(item, store, wanted) {
             errors.push(ComponentError {
                 field,
-                message: format!("component {:?}: {message}", c.metadata.name),
+                message: format!("{owner}: {message}"),
             });
         }
     }
     if errors.is_empty() {
-        Ok(out)
+        Ok(())
     } else {
         Err(errors)
     }

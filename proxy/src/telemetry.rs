@@ -67,6 +67,25 @@ const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 /// certificate against `ca_file` or the system bundle.
 pub(crate) fn https_connector(ca_file: Option<&Path>) -> anyhow::Result<Connector> {
     use anyhow::Context as _;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS versions")?
+        .with_root_certificates(root_store(ca_file)?)
+        .with_no_client_auth();
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    Ok(hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http))
+}
+
+/// The CA certificates servers outside the mesh are verified against: `ca_file`
+/// (`SSL_CERT_FILE`), else the system's bundle (none if the system has no bundle).
+pub(crate) fn root_store(ca_file: Option<&Path>) -> anyhow::Result<rustls::RootCertStore> {
+    use anyhow::Context as _;
     use rustls_pki_types::CertificateDer;
     use rustls_pki_types::pem::PemObject as _;
     let path = ca_file.unwrap_or(Path::new(SYSTEM_CA_BUNDLE));
@@ -82,19 +101,7 @@ pub(crate) fn https_connector(ca_file: Option<&Path>) -> anyhow::Result<Connecto
             path.display()
         );
     }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .context("TLS versions")?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let mut http = HttpConnector::new();
-    http.enforce_http(false);
-    Ok(hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(http))
+    Ok(roots)
 }
 
 /// The connector of collector clients.
