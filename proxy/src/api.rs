@@ -78,6 +78,8 @@ pub(crate) struct ApiState {
     pub(crate) app_max_concurrency: Option<usize>,
     /// `spec.httpPipeline`, run on every request of the HTTP API.
     pub(crate) pipeline: pipeline::Pipeline,
+    /// The `HTTPEndpoint`s invocations may name.
+    pub(crate) externals: crate::mesh::outbound::external::Externals,
     /// State stores by name.
     pub(crate) stores: BTreeMap<String, StateComponent>,
     /// Pub/sub components by name.

@@ -10,6 +10,7 @@ mod configuration;
 #[cfg(test)]
 use configuration::DEFAULT_CERT_TTL;
 mod daprd;
+pub(crate) mod endpoints;
 mod fields;
 mod flags;
 mod resources;
@@ -124,6 +125,8 @@ pub struct Settings {
     pub(crate) subscriptions: Vec<Declared>,
     /// `Resiliency` documents that apply to this app.
     pub(crate) resiliency: Vec<Resiliency>,
+    /// `HTTPEndpoint`s this app may invoke.
+    pub(crate) http_endpoints: Vec<endpoints::HttpEndpointDoc>,
     /// `Configuration.spec.secrets.scopes`.
     pub(crate) secret_scopes: SecretScopes,
     /// Where access policies come from (watched while running).
@@ -237,6 +240,7 @@ pub(crate) fn load(args: &RunArgs, env: &Env) -> Result<Settings, Problems> {
             components: resources.components,
             subscriptions: resources.subscriptions,
             resiliency: resources.resiliency,
+            http_endpoints: resources.endpoints,
             secret_scopes: c.secret_scopes,
             policy_sources: c.policy_sources,
             access_control: c.access_control,

@@ -29,7 +29,9 @@ pub(crate) enum InvokeError {
         "invalid app id {0:?}: expected `app-id` or `app-id.namespace` of letters, digits, '-' and '_'"
     )]
     InvalidAppId(String),
-    #[error("invoking URL {0:?} directly is not allowed; declare it as an HTTPEndpoint resource")]
+    #[error(
+        "the URL {0:?} is not under the base URL of any HTTPEndpoint resource; declare one to call it"
+    )]
     ExternalUrl(String),
     #[error("invalid method path: {0}")]
     BadPath(Rejection),
@@ -51,9 +53,17 @@ pub(crate) enum InvokeError {
     },
     #[error("the request to {target} failed: {}", chain(source.as_ref()))]
     Upstream { target: Target, source: BoxError },
+    #[error("calling the HTTP endpoint {endpoint} failed: {}", chain(source.as_ref()))]
+    Endpoint {
+        endpoint: String,
+        /// The connection failed: the request was not sent.
+        unsent: bool,
+        source: BoxError,
+    },
     #[error("the request to {target} {source}")]
     Timeout {
-        target: Target,
+        /// The app (`id.namespace`) or HTTP endpoint.
+        target: String,
         source: outrider_filters::resiliency::timeout::TimedOut,
     },
     #[error("{0}")]
@@ -95,11 +105,11 @@ impl Failed for InvokeError {
 
 impl InvokeError {
     /// The error a resiliency stack returned for `target`: the call's own, or a layer's.
-    pub(crate) fn from_stack(e: StackError<InvokeError>, target: &Target) -> Self {
+    pub(crate) fn from_stack(e: StackError<InvokeError>, target: &dyn std::fmt::Display) -> Self {
         match e {
             StackError::Call(e) => e,
             StackError::TimedOut(source) => Self::Timeout {
-                target: target.clone(),
+                target: target.to_string(),
                 source,
             },
             StackError::Refused(r) => Self::BreakerOpen(r),
@@ -111,7 +121,10 @@ impl InvokeError {
     /// once would not help, and the built-in retries must not keep a caller of a vanished app
     /// waiting.
     pub(crate) fn never_sent(&self) -> bool {
-        matches!(self, Self::Connect { .. })
+        matches!(
+            self,
+            Self::Connect { .. } | Self::Endpoint { unsent: true, .. }
+        )
     }
 
     /// Whether the failed call was for an app that exists: only those are counted in the

@@ -13,7 +13,8 @@ use outrider_policy::Caller;
 use super::ApiState;
 use crate::errors::{ApiError, InvokeError};
 use crate::mesh::outbound::OutboundRequest;
-use crate::mesh::outbound::plan::{Head, Named, Plan, Refused, Route, plan};
+use crate::mesh::outbound::external::Externals;
+use crate::mesh::outbound::plan::{Dest, Head, Named, Plan, Refused, Route, plan};
 use crate::net::http::{Body, Tripped, capped, full, grpc_messages, names};
 use crate::telemetry::metrics as catalogue;
 
@@ -23,7 +24,7 @@ pub(super) async fn by_path(
     rest: &str,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
-    invoke(state, Named::Path(rest), req).await
+    invoke(state, Named::Path(rest), req, Some(&state.externals)).await
 }
 
 /// Fallback for unmatched routes: the `dapr-app-id` header names the target and the whole path
@@ -43,7 +44,7 @@ pub(super) async fn by_header(
         id: id.as_deref(),
         path,
     };
-    invoke(state, named, req).await
+    invoke(state, named, req, Some(&state.externals)).await
 }
 
 /// A target named by headers rather than by the path.
@@ -80,11 +81,13 @@ pub(super) fn header_target(h: &http::HeaderMap) -> Option<HeaderTarget> {
     })
 }
 
-/// Plans the invocation from its head, then carries the plan out.
+/// Plans the invocation from its head, then carries the plan out. `external`: the HTTP
+/// endpoints the target may name.
 async fn invoke(
     state: &ApiState,
     named: Named<'_>,
     req: Request<Incoming>,
+    external: Option<&Externals>,
 ) -> Result<Response<Body>, ApiError> {
     let started = std::time::Instant::now();
     let head = Head {
@@ -95,6 +98,7 @@ async fn invoke(
         max_body: state.max_body_size,
         app_id: &state.app_id,
         namespace: &state.namespace,
+        external,
     };
     let plan = match plan(&head) {
         Ok(plan) => plan,
@@ -137,6 +141,7 @@ pub(crate) async fn invoke_whole(
         max_body: state.max_body_size,
         app_id: &state.app_id,
         namespace: &state.namespace,
+        external: Some(&state.externals),
     };
     let plan = plan(&head).map_err(|Refused { id, error }| ApiError::invoke(&id, &error))?;
     carry_out(state, plan, parts, Payload::Whole(body), started).await
@@ -164,6 +169,7 @@ pub(crate) async fn proxy_grpc(
         max_body: state.max_body_size,
         app_id: &state.app_id,
         namespace: &state.namespace,
+        external: None,
     };
     let plan = plan(&head).map_err(|Refused { id, error }| ApiError::invoke(&id, &error))?;
     let payload = Payload::Streamed(grpc_messages(body, state.max_body_size), Tripped::default());
@@ -189,7 +195,7 @@ pub(crate) async fn intercepted(
         id: Some(&id),
         path: &path,
     };
-    invoke(state, named, req).await
+    invoke(state, named, req, None).await
 }
 
 /// A request body as the invocation has it.
@@ -219,13 +225,12 @@ async fn carry_out(
 ) -> Result<Response<Body>, ApiError> {
     let Plan {
         id,
-        target,
+        dest,
         uri,
         route,
     } = plan;
     let fail = |e: InvokeError| ApiError::invoke(&id, &e);
     parts.uri = uri;
-    let target = &target;
     let tripped = match &payload {
         Payload::Streamed(_, t) => Some(t.clone()),
         Payload::Whole(_) => None,
@@ -234,46 +239,61 @@ async fn carry_out(
         Some(t) => body_error(state, t, e),
         None => e,
     };
-    let result = match (route, payload) {
-        (Route::OwnApp, payload) => {
-            // Calling ourselves: straight to our own app, as our own caller.
-            let app = state
-                .app
-                .as_ref()
-                .ok_or_else(|| fail(InvokeError::NoAppChannel))?;
-            let me = Caller {
-                app_id: state.app_id.clone(),
-                namespace: state.namespace.clone(),
-                trust_domain: String::new(),
-            };
-            // Boxed: a call of one's own app is rare, and its future, inline, would be most of
-            // the size of every invocation's (copied whole at each move).
-            Box::pin(app.invoke(Request::from_parts(parts, payload.into_body()), &me)).await
-        }
-        (Route::Replayable, payload) => {
-            // A small body of known size is read whole, so that a retry can send it again.
-            let bytes = match payload {
-                Payload::Whole(bytes) => bytes,
-                Payload::Streamed(body, _) => match body.collect().await {
-                    Ok(collected) => collected.to_bytes(),
-                    Err(_) => return Err(fail(body_error(InvokeError::MalformedBody))),
-                },
-            };
-            let req = Request::from_parts(parts, full(Bytes::new()));
-            let req = OutboundRequest::new(req, Some(bytes));
-            state.outbound.call(target, req).await
-        }
-        (Route::Streamed, payload) => {
-            let req = OutboundRequest::new(Request::from_parts(parts, payload.into_body()), None);
-            state.outbound.call(target, req).await
+    if let Dest::Endpoint(found) = &dest {
+        found.endpoint.prepare(&mut parts.headers, found.by_url);
+    }
+    let result = if route == Route::OwnApp {
+        // Calling ourselves: straight to our own app, as our own caller.
+        let app = state
+            .app
+            .as_ref()
+            .ok_or_else(|| fail(InvokeError::NoAppChannel))?;
+        let me = Caller {
+            app_id: state.app_id.clone(),
+            namespace: state.namespace.clone(),
+            trust_domain: String::new(),
+        };
+        // Boxed: a call of one's own app is rare, and its future, inline, would be most of
+        // the size of every invocation's (copied whole at each move).
+        Box::pin(app.invoke(Request::from_parts(parts, payload.into_body()), &me)).await
+    } else {
+        let req = match outbound_request(parts, payload, &route).await {
+            Ok(req) => req,
+            Err(e) => return Err(fail(body_error(e))),
+        };
+        match &dest {
+            Dest::App(target) => state.outbound.call(target, req).await,
+            Dest::Endpoint(found) => found.endpoint.call(req).await,
         }
     };
-    record_sent(&state.app_id, target, &result, started);
+    let destination = match &dest {
+        Dest::App(target) => &target.app_id,
+        Dest::Endpoint(found) => &found.endpoint.name,
+    };
+    record_sent(&state.app_id, destination, &result, started);
     match result {
         Ok(rsp) => Ok(rsp),
         // The client may have turned the body's error into a plain reset: ask the body.
         Err(e) => Err(fail(body_error(e))),
     }
+}
+
+/// The request as the outbound path takes it: a small body of known size read whole, so that a
+/// retry can send it again; any other streamed once.
+async fn outbound_request(
+    parts: http::request::Parts,
+    payload: Payload,
+    route: &Route,
+) -> Result<OutboundRequest, InvokeError> {
+    let (body, kept) = match payload {
+        Payload::Whole(bytes) => (full(Bytes::new()), Some(bytes)),
+        Payload::Streamed(body, _) if *route == Route::Replayable => match body.collect().await {
+            Ok(collected) => (full(Bytes::new()), Some(collected.to_bytes())),
+            Err(_) => return Err(InvokeError::MalformedBody),
+        },
+        Payload::Streamed(body, _) => (body, None),
+    };
+    Ok(OutboundRequest::new(Request::from_parts(parts, body), kept))
 }
 
 /// What a failed call really was if the request body tripped its limits, else `e`.
@@ -293,7 +313,7 @@ fn body_error(state: &ApiState, tripped: &Tripped, e: InvokeError) -> InvokeErro
 /// that exists are counted, so the destination label stays within the apps of the mesh.
 fn record_sent<B>(
     app_id: &str,
-    target: &Target,
+    destination: &str,
     result: &Result<Response<B>, InvokeError>,
     started: std::time::Instant,
 ) {
@@ -304,7 +324,7 @@ fn record_sent<B>(
     };
     static SERIES: SeriesCache<(String, String, u16), (Counter, Counter, Histogram)> =
         SeriesCache::new();
-    let key = (app_id.to_owned(), target.app_id.clone(), status);
+    let key = (app_id.to_owned(), destination.to_owned(), status);
     let (sent, received, latency) = SERIES.get(key, |(app, dest, status)| {
         let who = [
             ("app_id", app.clone()),

@@ -32,6 +32,8 @@ pub(crate) struct GetMetadataResponse {
     pub(crate) name_resolution: NameResolution,
     pub(crate) registered_components: Vec<RegisteredComponent>,
     pub(crate) subscriptions: Vec<Listed>,
+    /// The names of the `HTTPEndpoint`s.
+    pub(crate) http_endpoints: Vec<String>,
     /// The app's attributes, with `daprRuntimeVersion` and `outrider.nameResolution`.
     pub(crate) extended_metadata: BTreeMap<String, String>,
     pub(crate) app_connection_properties: Option<AppConnectionProperties>,
@@ -186,6 +188,7 @@ pub(crate) fn get(s: &ApiState) -> GetMetadataResponse {
                     }),
             )
             .collect(),
+        http_endpoints: s.externals.names().map(str::to_owned).collect(),
         extended_metadata,
         app_connection_properties: s.app_port.map(|port| AppConnectionProperties {
             port,

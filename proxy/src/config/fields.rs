@@ -1,13 +1,13 @@
 //! Nothing in a resource file is ignored in silence. Every field of a `Configuration`,
-//! `Component`, `Resiliency` or `Subscription` is one Outrider reads, or one daprd knows that
-//! Outrider does not honour (named in a warning saying what Outrider does instead, or refused
-//! when going on without it would leave the app less protected than the file asks), or not a
-//! field of the kind at all (named in a warning: a typo, most likely).
+//! `Component`, `Resiliency`, `Subscription` or `HTTPEndpoint` is one Outrider reads, or one
+//! daprd knows that Outrider does not honour (named in a warning saying what Outrider does
+//! instead, or refused when going on without it would leave the app less protected than the
+//! file asks), or not a field of the kind at all (named in a warning: a typo, most likely).
 
 use serde_json::Value;
 
 use super::Problem;
-use shapes::{COMPONENT, CONFIGURATION, RESILIENCY, SUBSCRIPTION};
+use shapes::{COMPONENT, CONFIGURATION, HTTP_ENDPOINT, RESILIENCY, SUBSCRIPTION};
 
 mod shapes;
 
@@ -173,6 +173,7 @@ pub(super) fn check(
         "Component" => (COMPONENT, &[][..]),
         "Resiliency" => (RESILIENCY, RESILIENCY_UNHONOURED),
         "Subscription" => (SUBSCRIPTION, &[][..]),
+        "HTTPEndpoint" => (HTTP_ENDPOINT, &[][..]),
         _ => return,
     };
     let mut unknown = Vec::new();

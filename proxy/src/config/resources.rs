@@ -1,6 +1,6 @@
-//! The resources directories: every `Component`, `Subscription` and `Resiliency` document that
-//! applies to this app, each validated by the crate that owns its kind; and the built-in
-//! components a sidecar gets when no directory is given.
+//! The resources directories: every `Component`, `Subscription`, `Resiliency` and
+//! `HTTPEndpoint` document that applies to this app, each validated by the code that owns its
+//! kind; and the built-in components a sidecar gets when no directory is given.
 
 use std::path::{Path, PathBuf};
 
@@ -17,6 +17,7 @@ pub(super) struct Resources {
     pub(super) components: Vec<LoadedComponent>,
     pub(super) subscriptions: Vec<Declared>,
     pub(super) resiliency: Vec<Resiliency>,
+    pub(super) endpoints: Vec<super::endpoints::HttpEndpointDoc>,
 }
 
 /// Loads every `--resources-path` directory in order, or the built-in components when none is
@@ -152,9 +153,25 @@ fn load_doc(
             Ok(_) => {}
             Err(errs) => problems.extend(within(at, errs)),
         },
-        Some(kind @ ("HTTPEndpoint" | "Configuration")) => warnings.push(Problem {
+        Some("HTTPEndpoint") => {
+            let before = found.endpoints.len();
+            super::endpoints::load(doc, at, app_id, &mut found.endpoints, (problems, warnings));
+            let name = found.endpoints.get(before).map(|e| e.name.clone());
+            if let Some(name) = name
+                && found.endpoints[..before].iter().any(|e| e.name == name)
+            {
+                found.endpoints.pop();
+                problems.push(Problem {
+                    at: format!("{at}: metadata.name"),
+                    message: format!("HTTPEndpoint {name:?} is defined twice"),
+                });
+            }
+        }
+        Some("Configuration") => warnings.push(Problem {
             at: format!("{at}: kind"),
-            message: format!("{kind} resources are not supported yet; the document is ignored"),
+            message: "a Configuration in a resources directory is not read (as in daprd); \
+                      give its file to --config"
+                .into(),
         }),
         // Documents of other kinds are skipped, as daprd does.
         _ => {}

@@ -14,6 +14,7 @@
 pub(crate) mod balance;
 mod concrete;
 pub(crate) mod endpoint;
+pub(crate) mod external;
 pub(crate) mod h3;
 mod logical;
 pub(crate) mod plan;

@@ -11,6 +11,7 @@ use outrider_blocks::{Component, ComponentError};
 
 use crate::api::pipeline::Pipeline;
 use crate::config::Settings;
+use crate::mesh::outbound::external::{self, Externals};
 
 /// The open components: secret stores, state stores and pub/subs, by name.
 pub(super) struct Engines {
@@ -19,6 +20,8 @@ pub(super) struct Engines {
     pub(super) pubsubs: BTreeMap<String, PubSubComponent>,
     /// `spec.httpPipeline`'s middleware, open.
     pub(super) pipeline: Pipeline,
+    /// The `HTTPEndpoint`s this app may invoke, open.
+    pub(super) externals: Externals,
 }
 
 impl Engines {
@@ -70,13 +73,62 @@ impl Engines {
         let pipeline = Pipeline::open(&resolved, s.ca_file.as_deref())
             .await
             .map_err(|errs| failed("spec.httpPipeline", errs))?;
+        let externals = open_endpoints(s, &secret_stores)?;
         Ok(Self {
             secret_stores,
             stores,
             pubsubs,
             pipeline,
+            externals,
         })
     }
+}
+
+/// Reads the endpoints' secrets, then opens them; all failures are reported together.
+fn open_endpoints(
+    s: &Settings,
+    secret_stores: &BTreeMap<String, SecretStoreComponent>,
+) -> anyhow::Result<Externals> {
+    let mut declared = Vec::new();
+    let mut problems = Vec::new();
+    for doc in &s.http_endpoints {
+        let mut doc = doc.clone();
+        let owner = format!("HTTPEndpoint {:?}", doc.name);
+        let items = (doc.headers.iter_mut().enumerate())
+            .map(|(i, h)| (format!("spec.headers[{i}] ({})", h.name), h))
+            .chain((doc.tls.iter_mut()).map(|t| (format!("spec.clientTLS.{}", t.name), t)));
+        let store = doc.secret_store.as_deref();
+        if let Err(errs) = secrets::resolve_items(items, store, secret_stores, &owner) {
+            problems.extend(errs.iter().map(|e| format!("{}: {e}", doc.at)));
+            continue;
+        }
+        let text = |i: &outrider_blocks::MetadataItem| match &i.value {
+            Some(serde_json::Value::String(s)) => s.clone(),
+            Some(v) => v.to_string(),
+            None => String::new(),
+        };
+        let tls_doc = |name: &str| doc.tls.iter().find(|t| t.name == name).map(text);
+        declared.push(external::Declared {
+            at: doc.at.clone(),
+            name: doc.name.clone(),
+            base_url: doc.base_url.clone(),
+            headers: doc
+                .headers
+                .iter()
+                .map(|h| (h.name.clone(), text(h)))
+                .collect(),
+            tls: external::ClientTls {
+                root_ca: tls_doc("rootCA"),
+                certificate: tls_doc("certificate"),
+                private_key: tls_doc("privateKey"),
+            },
+        });
+    }
+    if !problems.is_empty() {
+        anyhow::bail!("opening the HTTP endpoints failed: {}", problems.join("; "));
+    }
+    Externals::open(declared, &s.app_id, &s.resiliency, s.ca_file.as_deref())
+        .map_err(|p| anyhow::anyhow!("opening the HTTP endpoints failed: {}", p.join("; ")))
 }
 
 /// The start failing on `what` (a component or the pipeline).

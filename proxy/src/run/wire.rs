@@ -183,6 +183,7 @@ impl Wired {
             app_health: app_health.clone(),
             app_max_concurrency: s.daprd.app_max_concurrency,
             pipeline: engines.pipeline,
+            externals: engines.externals,
             stores: engines.stores,
             pubsubs: engines.pubsubs.clone(),
             secret_stores: engines.secret_stores,

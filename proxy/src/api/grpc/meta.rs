@@ -79,6 +79,9 @@ pub(super) fn get(s: &ApiState) -> rt::GetMetadataResponse {
         registered_components,
         extended_metadata: m.extended_metadata,
         subscriptions,
+        http_endpoints: (m.http_endpoints.into_iter())
+            .map(|name| rt::MetadataHttpEndpoint { name })
+            .collect(),
         app_connection_properties,
         runtime_version: m.runtime_version.to_owned(),
         ..Default::default()

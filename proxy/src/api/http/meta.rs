@@ -55,6 +55,10 @@ fn metadata_json(m: GetMetadataResponse) -> Map<String, Value> {
         let subs = m.subscriptions.iter().map(|l| l.to_metadata()).collect();
         body.insert("subscriptions".into(), Value::Array(subs));
     }
+    if !m.http_endpoints.is_empty() {
+        let names = (m.http_endpoints.iter()).map(|name| json!({"name": name}));
+        body.insert("httpEndpoints".into(), Value::Array(names.collect()));
+    }
     body.insert("extended".into(), json!(m.extended_metadata));
     if let Some(a) = m.app_connection_properties {
         let mut props =

@@ -94,6 +94,45 @@ pub(super) const CONFIGURATION: Shape = Fields(&[
     ),
 ]);
 
+const NAME_VALUE: Shape = Fields(&[
+    ("name", Any),
+    ("value", Any),
+    ("secretKeyRef", Fields(&[("name", Any), ("key", Any)])),
+    ("envRef", Any),
+]);
+
+const TLS_DOCUMENT: Shape = Fields(&[
+    ("value", Any),
+    ("secretKeyRef", Fields(&[("name", Any), ("key", Any)])),
+]);
+
+pub(super) const HTTP_ENDPOINT: Shape = Fields(&[
+    ("apiVersion", Any),
+    ("kind", Any),
+    ("metadata", OBJECT_META),
+    (
+        "spec",
+        Fields(&[
+            ("baseUrl", Any),
+            ("headers", List(&NAME_VALUE)),
+            (
+                "clientTLS",
+                Fields(&[
+                    ("rootCA", TLS_DOCUMENT),
+                    ("certificate", TLS_DOCUMENT),
+                    ("privateKey", TLS_DOCUMENT),
+                    ("renegotiation", Any),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "auth",
+        Fields(&[("secretStore", Any), ("secretstore", Any)]),
+    ),
+    ("scopes", Any),
+]);
+
 pub(super) const COMPONENT: Shape = Fields(&[
     ("apiVersion", Any),
     ("kind", Any),
@@ -105,15 +144,7 @@ pub(super) const COMPONENT: Shape = Fields(&[
             ("version", Any),
             ("ignoreErrors", Any),
             ("initTimeout", Any),
-            (
-                "metadata",
-                List(&Fields(&[
-                    ("name", Any),
-                    ("value", Any),
-                    ("secretKeyRef", Fields(&[("name", Any), ("key", Any)])),
-                    ("envRef", Any),
-                ])),
-            ),
+            ("metadata", List(&NAME_VALUE)),
         ]),
     ),
     (

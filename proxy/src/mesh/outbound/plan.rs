@@ -1,6 +1,7 @@
 //! The invocation plan: everything decided about an invocation from its request head alone —
-//! which app it targets, whether that is this sidecar's own app, the path and query the app
-//! receives, and whether the body is kept whole (so a retry can send it again) or streamed once.
+//! which app (or declared HTTP endpoint) it targets, whether that is this sidecar's own app, the
+//! path and query the target receives, and whether the body is kept whole (so a retry can send
+//! it again) or streamed once.
 //!
 //! Pure: no sockets, no clocks, no state. The caller carries the plan out (`api::invoke`).
 
@@ -8,6 +9,7 @@ use http::Uri;
 use outrider_discovery::Target;
 use outrider_filters::normalize;
 
+use super::external::{Externals, Found, url};
 use crate::errors::InvokeError;
 use crate::net::http::percent_decode;
 
@@ -41,6 +43,9 @@ pub(crate) struct Head<'a> {
     /// This sidecar's app id and namespace.
     pub(crate) app_id: &'a str,
     pub(crate) namespace: &'a str,
+    /// The declared HTTP endpoints a target may name; `None` where only apps can be named
+    /// (interception, gRPC proxying).
+    pub(crate) external: Option<&'a Externals>,
 }
 
 /// Where the request goes.
@@ -59,10 +64,20 @@ pub(crate) enum Route {
 pub(crate) struct Plan {
     /// The target as the caller wrote it (escapes decoded), for error messages.
     pub(crate) id: String,
-    pub(crate) target: Target,
-    /// The canonical method path, with the query appended: what the app receives.
+    pub(crate) dest: Dest,
+    /// The canonical method path (under an endpoint's path), with the query appended: what the
+    /// target receives.
     pub(crate) uri: Uri,
     pub(crate) route: Route,
+}
+
+/// What the invocation calls.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Dest {
+    /// An app of the mesh.
+    App(Target),
+    /// A declared HTTP endpoint outside the mesh.
+    Endpoint(Found),
 }
 
 /// An invocation refused before anything is sent; `id` is the target as the caller wrote it,
@@ -87,9 +102,23 @@ pub(crate) fn plan(head: &Head<'_>) -> Result<Plan, Refused> {
         Named::Header { id: None, .. } => return Err(refused("", InvokeError::NoAppId)),
         Named::Header { id: Some(id), path } => (id.to_owned(), path.trim_start_matches('/')),
     };
-    let target = parse_target(&id, head.namespace).map_err(|e| refused(&id, e))?;
-    let method_path =
+    let id = match url::restore_slashes(&id) {
+        std::borrow::Cow::Owned(restored) => restored,
+        std::borrow::Cow::Borrowed(_) => id,
+    };
+    let found = match head.external {
+        Some(external) => external.find(&id).map_err(|e| refused(&id, e))?,
+        None => None,
+    };
+    let dest = match found {
+        Some(found) => Dest::Endpoint(found),
+        None => Dest::App(parse_target(&id, head.namespace).map_err(|e| refused(&id, e))?),
+    };
+    let mut method_path =
         normalize::canonical_path(raw_method).map_err(|r| refused(&id, InvokeError::BadPath(r)))?;
+    if let Dest::Endpoint(found) = &dest {
+        method_path = url::joined(&found.prefix, &method_path);
+    }
     if head.declared.is_some_and(|n| n > head.max_body) {
         return Err(refused(&id, InvokeError::BodyTooLarge(head.max_body)));
     }
@@ -100,7 +129,8 @@ pub(crate) fn plan(head: &Head<'_>) -> Result<Plan, Refused> {
     let uri = path_and_query
         .parse::<Uri>()
         .map_err(|_| refused(&id, InvokeError::BadPath(normalize::Rejection::BadEscape)))?;
-    let route = if target.app_id == head.app_id && target.namespace == head.namespace {
+    let own = |t: &Target| t.app_id == head.app_id && t.namespace == head.namespace;
+    let route = if matches!(&dest, Dest::App(t) if own(t)) {
         Route::OwnApp
     } else if head.end_stream || head.declared.is_some_and(|n| n <= REPLAY_LIMIT) {
         Route::Replayable
@@ -109,7 +139,7 @@ pub(crate) fn plan(head: &Head<'_>) -> Result<Plan, Refused> {
     };
     Ok(Plan {
         id,
-        target,
+        dest,
         uri,
         route,
     })
@@ -122,9 +152,10 @@ fn refused(id: &str, error: InvokeError) -> Refused {
     }
 }
 
-/// `app-id` (own namespace) or `app-id.namespace`; URLs are refused (security rule 7).
+/// `app-id` (own namespace) or `app-id.namespace`; URLs are refused (security rule 7: only a
+/// declared HTTP endpoint's are called, and those are found before this).
 pub(crate) fn parse_target(id: &str, own_namespace: &str) -> Result<Target, InvokeError> {
-    if id.contains("://") || id.starts_with("http:") || id.starts_with("https:") {
+    if url::is_url(id) {
         return Err(InvokeError::ExternalUrl(id.to_owned()));
     }
     let valid = |s: &str| {

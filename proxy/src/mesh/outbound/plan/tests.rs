@@ -12,18 +12,20 @@ fn head(named: Named<'_>) -> Head<'_> {
         max_body: MAX,
         app_id: "a",
         namespace: "dev",
+        external: None,
     }
 }
 
 /// (target app, namespace, uri, route) of a plan, or the refusal's (id, status) in its place.
 fn decide(h: &Head<'_>) -> Result<(String, String, String, Route), (String, String)> {
     match plan(h) {
-        Ok(p) => Ok((
-            p.target.app_id,
-            p.target.namespace,
-            p.uri.to_string(),
-            p.route,
-        )),
+        Ok(Plan {
+            dest: Dest::App(t),
+            uri,
+            route,
+            ..
+        }) => Ok((t.app_id, t.namespace, uri.to_string(), route)),
+        Ok(p) => panic!("not an app: {p:?}"),
         Err(r) => Err((r.id, format!("{:?}", r.error))),
     }
 }
@@ -90,6 +92,12 @@ fn refusals_name_the_target_as_written() {
     assert_eq!(
         (id.as_str(), e.starts_with("ExternalUrl")),
         ("http://evil", true)
+    );
+    // The slashes the router merged are given back.
+    let (id, e) = refused(Named::Path("https:/evil:8443/method/x"));
+    assert_eq!(
+        (id.as_str(), e.as_str()),
+        ("https://evil:8443", "ExternalUrl(\"https://evil:8443\")")
     );
     let (_, e) = refused(Named::Path("b/method/x%00y"));
     assert!(e.starts_with("BadPath"), "{e}");
@@ -187,4 +195,83 @@ fn targets() {
         );
     }
     assert!(matches!(parse_target("", "dev"), Err(InvokeError::NoAppId)));
+}
+
+#[test]
+fn declared_endpoints_by_name_or_by_a_url_under_their_base() {
+    let external = Externals::for_tests(&[
+        ("ext", "https://api.example.com/v1"),
+        ("ext-root", "http://127.0.0.1:8080"),
+        // A name that is also an app id's shape: the endpoint wins, as in daprd.
+        ("b", "http://b.example.com"),
+    ]);
+    // (name of the endpoint, uri, sent by URL (without its headers)) or the refusal.
+    let decide = |named: Named<'_>, query: Option<&str>| {
+        let mut h = head(named);
+        (h.external, h.query) = (Some(&external), query);
+        match plan(&h) {
+            Ok(Plan {
+                dest: Dest::Endpoint(f),
+                uri,
+                route,
+                ..
+            }) => {
+                assert_eq!(route, Route::Replayable);
+                Ok((f.endpoint.name.clone(), uri.to_string(), f.by_url))
+            }
+            Ok(p) => panic!("not an endpoint: {p:?}"),
+            Err(r) => Err(format!("{:?}", r.error)),
+        }
+    };
+    let ok = |name: &str, uri: &str, by_url| Ok((name.to_owned(), uri.to_owned(), by_url));
+    let path = |rest| decide(Named::Path(rest), None);
+    assert_eq!(path("ext/method/items/1"), ok("ext", "/v1/items/1", false));
+    assert_eq!(path("ext/method"), ok("ext", "/v1", false));
+    assert_eq!(path("ext/method/x/../../y"), ok("ext", "/v1/y", false));
+    assert_eq!(
+        decide(Named::Path("ext/method/items"), Some("a=1")),
+        ok("ext", "/v1/items?a=1", false)
+    );
+    assert_eq!(path("b/method/x"), ok("b", "/x", false));
+    assert_eq!(
+        decide(
+            Named::Header {
+                id: Some("ext"),
+                path: "/items"
+            },
+            None
+        ),
+        ok("ext", "/v1/items", false)
+    );
+    // By URL: escaped, or with the slashes the router merged.
+    assert_eq!(
+        path("https%3A%2F%2Fapi.example.com%2Fv1/method/items"),
+        ok("ext", "/v1/items", true)
+    );
+    assert_eq!(
+        path("https:/api.example.com/v1/sub/method/items"),
+        ok("ext", "/v1/sub/items", true)
+    );
+    assert_eq!(
+        path("http:/127.0.0.1:8080/method/"),
+        ok("ext-root", "/", true)
+    );
+    // URLs no declared base covers are refused, whatever their form.
+    for rest in [
+        "https:/api.example.com/v2/method/x",
+        "https:/api.example.com/v1/../admin/method/x",
+        "http:/api.example.com/v1/method/x",
+        "https:/api.example.com:8443/v1/method/x",
+        "http:/127.0.0.1:8081/method/x",
+        "https:/evil.example.com/method/x",
+        "https:/user@api.example.com/v1/method/x",
+        "ftp:%2F%2Fapi.example.com/method/x",
+    ] {
+        let e = path(rest).unwrap_err();
+        assert!(e.starts_with("ExternalUrl"), "{rest}: {e}");
+    }
+    // Other apps are apps still.
+    let mut h = head(Named::Path("c/method/x"));
+    h.external = Some(&external);
+    assert!(matches!(plan(&h).unwrap().dest, Dest::App(_)));
 }
