@@ -8,6 +8,8 @@ use outrider_testkit::{Mesh, Sidecar, SidecarBuilder, binary, free_port, wait_re
 
 #[path = "sdk/health.rs"]
 mod health;
+#[path = "sdk/invoke.rs"]
+mod invoke;
 
 fn sdk_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../sdk")
@@ -95,8 +97,12 @@ async fn run_script(program: PathBuf, script: &str, caller: &Sidecar, token: Opt
 }
 
 async fn mesh_with_echo() -> (Mesh, Sidecar) {
+    mesh_with_echo_at(free_port()).await
+}
+
+/// The echo app on `port`, behind its sidecar.
+async fn mesh_with_echo_at(port: u16) -> (Mesh, Sidecar) {
     let mesh = Mesh::new();
-    let port = free_port();
     let echo = binary("echo-app").to_string_lossy().into_owned();
     let mut b = mesh
         .sidecar("sdk-echo")
@@ -107,20 +113,6 @@ async fn mesh_with_echo() -> (Mesh, Sidecar) {
     b.wait_ready().await;
     wait_registered(&mesh, "sdk-echo", 1).await;
     (mesh, b)
-}
-
-#[tokio::test]
-async fn javascript_sdk_invokes_and_reads_metadata() {
-    let (mesh, _b) = mesh_with_echo().await;
-    let node = PathBuf::from("/usr/bin/node");
-    let a = mesh.sidecar("sdk-js-caller").start().await;
-    run_script(node.clone(), "js/invoke.mjs", &a, None).await;
-    let guarded = mesh
-        .sidecar("sdk-js-token")
-        .env("DAPR_API_TOKEN", "tok-js")
-        .start()
-        .await;
-    run_script(node, "js/invoke.mjs", &guarded, Some("tok-js")).await;
 }
 
 #[tokio::test]
@@ -188,6 +180,10 @@ async fn node_suite(script: &str, sidecar: &Sidecar, env: &[(&str, &str)], grpc:
             && (!grpc || text.contains("(grpc): checks=")),
         "{script}{mode} ran no check:\n{text}"
     );
+    if let Some((_, name)) = env.iter().find(|(k, _)| *k == "ENDPOINT_NAME") {
+        let wanted = format!("ok - invoke the HTTPEndpoint {name} by name");
+        assert!(text.contains(&wanted), "{script}{mode}:\n{text}");
+    }
 }
 
 #[tokio::test]
@@ -271,32 +267,6 @@ async fn javascript_sdk_secrets() {
         ];
         node_suite("js/secrets.mjs", &s, &env, grpc).await;
     }
-}
-
-#[tokio::test]
-async fn javascript_sdk_over_grpc_invokes_and_reads_metadata() {
-    // The same invoke/metadata/health checks through the SDK's gRPC client (InvokeService,
-    // GetMetadata, SetMetadata), with and without an API token.
-    let (mesh, _b) = mesh_with_echo().await;
-    let a = mesh.sidecar("sdk-js-grpc-caller").start().await;
-    let env = [
-        ("CALLER_APP_ID", "sdk-js-grpc-caller"),
-        ("TARGET_APP_ID", "sdk-echo"),
-        ("MISSING_APP_ID", "sdk-nobody"),
-    ];
-    run_node_suite_over_grpc("js/invoke.mjs", &a, &env).await;
-    let guarded = mesh
-        .sidecar("sdk-js-grpc-token")
-        .env("DAPR_API_TOKEN", "tok-js-grpc")
-        .start()
-        .await;
-    let env = [
-        ("CALLER_APP_ID", "sdk-js-grpc-token"),
-        ("TARGET_APP_ID", "sdk-echo"),
-        ("MISSING_APP_ID", "sdk-nobody"),
-        ("DAPR_API_TOKEN", "tok-js-grpc"),
-    ];
-    run_node_suite_over_grpc("js/invoke.mjs", &guarded, &env).await;
 }
 
 #[tokio::test]

@@ -9,6 +9,8 @@
 //   TARGET_APP_ID    app id of the echo app (see tests/sdk/README.md for the echo contract)
 //   MISSING_APP_ID   an app id that does not exist
 //   DAPR_API_TOKEN   optional; the SDK sends it as `dapr-api-token` on its own
+//   ENDPOINT_NAME    optional: an HTTPEndpoint of the caller's sidecar whose base URL is the echo
+//                    app's at the path ENDPOINT_PATH, with the header `x-endpoint: declared`
 //
 // SDK calls made (HTTPClient, @dapr/dapr 3.18.0):
 //   client.start()          polls GET /v1.0/metadata every 500 ms, 62 tries in all (~31 s)
@@ -89,6 +91,17 @@ await suite.check("invoke GET hello/world", async () => {
   expectEq("body", e.body, byProtocol("", "{}"));
   if (GRPC) expectEq("content-type at the app", e.headers?.["content-type"], "application/json");
 });
+
+if (process.env.ENDPOINT_NAME) {
+  // An HTTPEndpoint is invoked by its name, as an app id is: the sidecar calls its base URL.
+  const name = process.env.ENDPOINT_NAME;
+  await suite.check(`invoke the HTTPEndpoint ${name} by name`, async () => {
+    const e = echoOf(await client.invoker.invoke(name, "hello/world", HttpMethod.GET));
+    expectEq("method", e.method, "GET");
+    expectEq("path", e.path, `${process.env.ENDPOINT_PATH ?? ""}/hello/world`);
+    expectEq("the endpoint's header", e.headers?.["x-endpoint"], "declared");
+  });
+}
 
 if (!GRPC) {
   // The invoker has no query-parameter option; the method name is concatenated into the URL,
