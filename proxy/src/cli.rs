@@ -408,6 +408,7 @@ impl RunArgs {
         use crate::to_app::channel::AppProtocol;
         match self.app_protocol_name().as_str() {
             "grpc" => AppProtocol::Grpc,
+            "grpcs" => AppProtocol::Grpcs,
             "https" => AppProtocol::Https,
             "h2c" => AppProtocol::H2c,
             _ => AppProtocol::Http,

@@ -11,7 +11,6 @@ use http::StatusCode;
 use super::ApiState;
 use crate::errors::ApiError;
 use crate::mesh::outbound::TargetView;
-use crate::to_app::channel::AppProtocol;
 use crate::to_app::subscriptions::{Kind, Listed, SubState};
 
 /// Extended metadata attributes: how many, and how large each name and value may be. Every
@@ -219,7 +218,7 @@ impl AttributeName {
 /// inside the sidecar (`to_app::channel::grpc`).
 fn as_the_app_named(s: &ApiState, l: &Listed) -> Listed {
     let mut l = l.clone();
-    if s.app_protocol == AppProtocol::Grpc && l.spec.kind == Kind::Programmatic {
+    if s.app_protocol.is_grpc() && l.spec.kind == Kind::Programmatic {
         let own = |p: &mut String| {
             if let Some(rest) = p.strip_prefix('/') {
                 *p = rest.to_owned();

@@ -82,12 +82,8 @@ fn names(args: &RunArgs, flag: &mut impl FnMut(&str, String)) {
     }
     let protocol = args.app_protocol_name();
     let protocol = protocol.as_str();
-    if !["http", "https", "h2c", "grpc"].contains(&protocol) {
-        let why = if protocol == "grpcs" {
-            "is not available yet; use grpc, or http, https or h2c"
-        } else {
-            "is not one of http, https, h2c, grpc"
-        };
+    if !["http", "https", "h2c", "grpc", "grpcs"].contains(&protocol) {
+        let why = "is not one of http, https, h2c, grpc, grpcs";
         let with_ssl = if args.daprd.app_ssl {
             " (with --app-ssl)"
         } else {

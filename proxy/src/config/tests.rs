@@ -61,7 +61,7 @@ fn reports_every_flag_problem() {
         "--namespace",
         "",
         "--app-protocol",
-        "grpcs",
+        "grpcx",
         "--mesh-port",
         "3500",
         "--cert-key",

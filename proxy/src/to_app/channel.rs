@@ -13,7 +13,7 @@ mod web;
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::uri::{self, Authority, PathAndQuery, Scheme};
+use http::uri::{self, Authority, PathAndQuery};
 use http::{HeaderValue, Request, Response, Uri, header};
 use outrider_filters::metrics::{self, Side};
 use outrider_policy::Caller;
@@ -33,6 +33,8 @@ pub(crate) enum AppProtocol {
     /// HTTP/2 without TLS.
     H2c,
     Grpc,
+    /// gRPC over TLS.
+    Grpcs,
 }
 
 impl AppProtocol {
@@ -43,7 +45,13 @@ impl AppProtocol {
             AppProtocol::Https => "https",
             AppProtocol::H2c => "h2c",
             AppProtocol::Grpc => "grpc",
+            AppProtocol::Grpcs => "grpcs",
         }
+    }
+
+    /// Whether the app speaks gRPC (`AppCallback`), with or without TLS.
+    pub(crate) fn is_grpc(self) -> bool {
+        matches!(self, AppProtocol::Grpc | AppProtocol::Grpcs)
     }
 }
 
@@ -97,7 +105,9 @@ impl AppChannel {
         };
         let grpc = match protocol {
             AppProtocol::Http | AppProtocol::Https | AppProtocol::H2c => None,
-            AppProtocol::Grpc => Some(GrpcApp::new(app_id, &authority, max_body)?),
+            AppProtocol::Grpc | AppProtocol::Grpcs => {
+                Some(GrpcApp::new(app_id, &authority, max_body, protocol)?)
+            }
         };
         let parsed = Authority::try_from(authority.as_str())?;
         Ok(Self {
@@ -209,7 +219,7 @@ impl AppChannel {
             Some(grpc) => {
                 // Its clients take the app's address from the request.
                 let mut uri = uri::Parts::default();
-                uri.scheme = Some(Scheme::HTTP);
+                uri.scheme = Some(grpc.scheme());
                 uri.authority = Some(self.authority.clone());
                 uri.path_and_query = Some(path_and_query(req.uri()));
                 *req.uri_mut() =

@@ -276,7 +276,18 @@ fn every_daprd_flag_works_warns_or_is_refused() {
         ),
         (
             &["--app-protocol", "grpcs"],
-            Refused("--app-protocol", "\"grpcs\" is not available yet"),
+            Works(|s| s.app_protocol.name() == "grpcs"),
+        ),
+        (
+            &["--app-protocol", "grpc", "--app-ssl"],
+            Works(|s| s.app_protocol.name() == "grpcs"),
+        ),
+        (
+            &["--app-protocol", "grpc2"],
+            Refused(
+                "--app-protocol",
+                "is not one of http, https, h2c, grpc, grpcs",
+            ),
         ),
         (&["--enable-mtls"], Works(|s| s.warnings.is_empty())),
         (&["--enable-mtls=false"], Warns("--enable-mtls", "always")),

@@ -1,5 +1,6 @@
-//! The app channel to an app that speaks gRPC (`--app-protocol grpc`): HTTP/2 without TLS on
-//! loopback, and Dapr's `AppCallback` service.
+//! The app channel to an app that speaks gRPC: HTTP/2 without TLS (`--app-protocol grpc`) or
+//! over TLS (`grpcs`: the app's certificate is not verified, as daprd does), and Dapr's
+//! `AppCallback` service.
 //!
 //! What the sidecar sends an app is an HTTP request wherever it comes from; this module turns
 //! each into what a gRPC app expects. A gRPC call proxied to the app (a `application/grpc` body)
@@ -13,6 +14,7 @@
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -47,17 +49,21 @@ pub(crate) struct TopicDelivery {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct BulkDelivery;
 
-type Callback = AppCallbackClient<Client<HttpConnector, tonic::body::Body>>;
+/// HTTP/2 to the app, over TLS with `grpcs`.
+type H2<B> = Client<HttpsConnector<HttpConnector>, B>;
+type Callback = AppCallbackClient<H2<tonic::body::Body>>;
 
 /// The clients to a gRPC app: one for proxied calls, one for `AppCallback`.
 #[derive(Clone)]
 pub(crate) struct GrpcApp {
-    raw: Client<HttpConnector, Body>,
+    raw: H2<Body>,
     callback: Callback,
     /// `AppCallbackAlpha`, for apps that take batches only there.
-    alpha: AppCallbackAlphaClient<Client<HttpConnector, tonic::body::Body>>,
+    alpha: AppCallbackAlphaClient<H2<tonic::body::Body>>,
     /// `AppCallbackHealthCheck`, for health probes.
-    health: AppCallbackHealthCheckClient<Client<HttpConnector, tonic::body::Body>>,
+    health: AppCallbackHealthCheckClient<H2<tonic::body::Body>>,
+    /// `https` with `grpcs`, else `http`.
+    scheme: http::uri::Scheme,
     app_id: std::sync::Arc<str>,
     /// `--max-body-size`: every message each way, and every body read whole.
     limit: usize,
@@ -86,40 +92,59 @@ fn counted<T>(app_id: &str, rpc: &str, started: std::time::Instant, r: &Result<T
         .record(started.elapsed().as_secs_f64() * 1000.0);
 }
 
-fn h2_client<B>() -> Client<HttpConnector, B>
+fn h2_client<B>(connector: HttpsConnector<HttpConnector>) -> H2<B>
 where
     B: http_body::Body + Send + 'static,
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let mut http = HttpConnector::new();
-    http.set_nodelay(true);
-    http.set_connect_timeout(Some(std::time::Duration::from_secs(5)));
     Client::builder(TokioExecutor::new())
         .timer(TokioTimer::new())
         .pool_timer(TokioTimer::new())
         .pool_idle_timeout(std::time::Duration::from_secs(90))
         .http2_only(true)
-        .build(http)
+        .build(connector)
 }
 
 impl GrpcApp {
-    /// Clients to the app at `authority` (`host:port`).
-    pub(crate) fn new(app_id: &str, authority: &str, max_body: u64) -> anyhow::Result<Self> {
-        let origin: http::Uri = format!("http://{authority}").parse()?;
+    /// Clients to the app at `authority` (`host:port`), speaking `protocol` (`grpc` or `grpcs`).
+    pub(crate) fn new(
+        app_id: &str,
+        authority: &str,
+        max_body: u64,
+        protocol: super::AppProtocol,
+    ) -> anyhow::Result<Self> {
+        let scheme = match protocol {
+            super::AppProtocol::Grpcs => http::uri::Scheme::HTTPS,
+            _ => http::uri::Scheme::HTTP,
+        };
+        let origin: http::Uri = format!("{scheme}://{authority}").parse()?;
+        let connector = super::web::app_connector(protocol, &authority.parse()?)?
+            .https_or_http()
+            .enable_http2()
+            .wrap_connector(super::web::plain_connector());
         let limit = usize::try_from(max_body).unwrap_or(usize::MAX);
         Ok(Self {
-            raw: h2_client(),
-            callback: AppCallbackClient::with_origin(h2_client(), origin.clone())
+            raw: h2_client(connector.clone()),
+            callback: AppCallbackClient::with_origin(h2_client(connector.clone()), origin.clone())
                 .max_decoding_message_size(limit)
                 .max_encoding_message_size(limit),
-            alpha: AppCallbackAlphaClient::with_origin(h2_client(), origin.clone())
-                .max_decoding_message_size(limit)
-                .max_encoding_message_size(limit),
-            health: AppCallbackHealthCheckClient::with_origin(h2_client(), origin),
+            alpha: AppCallbackAlphaClient::with_origin(
+                h2_client(connector.clone()),
+                origin.clone(),
+            )
+            .max_decoding_message_size(limit)
+            .max_encoding_message_size(limit),
+            health: AppCallbackHealthCheckClient::with_origin(h2_client(connector), origin),
+            scheme,
             app_id: app_id.into(),
             limit,
         })
+    }
+
+    /// The scheme of requests to the app: `https` with `grpcs`.
+    pub(crate) fn scheme(&self) -> http::uri::Scheme {
+        self.scheme.clone()
     }
 
     /// One `AppCallbackHealthCheck/HealthCheck`, as daprd probes a gRPC app.

@@ -47,48 +47,17 @@ impl Web {
             AppProtocol::H2c => (Scheme::HTTP, Version::HTTP_2),
             _ => return Ok(Self::Plain(h1::Pool::new(authority, MAX_IDLE))),
         };
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         // HTTP/1.1 only, as daprd (no ALPN is offered: the connector would refuse one preset).
-        let tls = rustls::ClientConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()?
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
-            .with_no_client_auth();
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(std::time::Duration::from_secs(5)));
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
+        let connector = app_connector(protocol, &authority)?
             .https_or_http()
             .enable_http1()
-            .wrap_connector(http);
+            .wrap_connector(plain_connector());
         let client = Client::builder(TokioExecutor::new())
             .timer(TokioTimer::new())
             .pool_timer(TokioTimer::new())
             .pool_max_idle_per_host(MAX_IDLE)
             .http2_only(version == Version::HTTP_2)
             .build(connector);
-        if protocol == AppProtocol::Https {
-            let local = authority
-                .host()
-                .parse::<std::net::IpAddr>()
-                .is_ok_and(|ip| ip.is_loopback())
-                || authority.host().eq_ignore_ascii_case("localhost");
-            if local {
-                tracing::warn!(
-                    app = %authority,
-                    "--app-protocol https: the app's certificate is not verified (as daprd does)"
-                );
-            } else {
-                tracing::warn!(
-                    app = %authority,
-                    "--app-protocol https: the app's certificate is not verified, and the app is \
-                     not on loopback: whoever answers at --app-channel-address gets its calls \
-                     (and APP_API_TOKEN)"
-                );
-            }
-        }
         Ok(Self::Client(Box::new(Remote {
             client,
             scheme,
@@ -131,6 +100,53 @@ impl Web {
             }
         }
     }
+}
+
+/// TCP to the app, as both HTTP and gRPC channels make it.
+pub(super) fn plain_connector() -> HttpConnector {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(std::time::Duration::from_secs(5)));
+    http
+}
+
+/// The TLS side of a connector to the app: any certificate it shows is taken, as daprd takes
+/// it with `https` and `grpcs`, which is said once at start (louder when the app is not on
+/// loopback).
+pub(super) fn app_connector(
+    protocol: AppProtocol,
+    authority: &Authority,
+) -> anyhow::Result<hyper_rustls::HttpsConnectorBuilder<hyper_rustls::builderstates::WantsSchemes>>
+{
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+        .with_no_client_auth();
+    if matches!(protocol, AppProtocol::Https | AppProtocol::Grpcs) {
+        let name = protocol.name();
+        let local = authority
+            .host()
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+            || authority.host().eq_ignore_ascii_case("localhost");
+        if local {
+            tracing::warn!(
+                app = %authority,
+                "--app-protocol {name}: the app's certificate is not verified (as daprd does)"
+            );
+        } else {
+            tracing::warn!(
+                app = %authority,
+                "--app-protocol {name}: the app's certificate is not verified, and the app is \
+                 not on loopback: whoever answers at --app-channel-address gets its calls \
+                 (and APP_API_TOKEN)"
+            );
+        }
+    }
+    Ok(hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls))
 }
 
 /// Takes whatever certificate the app shows (its signatures are still checked, so the
