@@ -286,7 +286,8 @@ async fn outbound_request(
     route: &Route,
 ) -> Result<OutboundRequest, InvokeError> {
     let (body, kept) = match payload {
-        Payload::Whole(bytes) => (full(Bytes::new()), Some(bytes)),
+        Payload::Whole(bytes) if *route == Route::Replayable => (full(Bytes::new()), Some(bytes)),
+        Payload::Whole(bytes) => (full(bytes), None),
         Payload::Streamed(body, _) if *route == Route::Replayable => match body.collect().await {
             Ok(collected) => (full(Bytes::new()), Some(collected.to_bytes())),
             Err(_) => return Err(InvokeError::MalformedBody),

@@ -133,16 +133,13 @@ pub(super) fn load(
     let headers = d.spec.headers.unwrap_or_default();
     check_headers(&headers, at, problems, warnings);
     let mut tls = Vec::new();
-    if let Some(t) = d.spec.client_tls {
-        if base.as_ref().is_some_and(|b| !b.https) {
-            warnings.push(problem(
-                "spec.clientTLS",
-                format!(
-                    "the base URL {base_url:?} is http://: no TLS is used, so this is not read"
-                ),
-            ));
-        }
-        tls = client_tls(t, at, problems, warnings);
+    match d.spec.client_tls {
+        Some(_) if base.as_ref().is_some_and(|b| !b.https) => warnings.push(problem(
+            "spec.clientTLS",
+            "the base URL is http://: no TLS is used, so this is not read".into(),
+        )),
+        Some(t) => tls = client_tls(t, at, problems, warnings),
+        None => {}
     }
     if problems.len() == before {
         out.push(HttpEndpointDoc {

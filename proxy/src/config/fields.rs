@@ -179,9 +179,21 @@ pub(super) fn check(
     let mut unknown = Vec::new();
     walk(doc, shape, "", &mut unknown);
     for (field, value) in unknown {
+        // Settings, headers and TLS documents may hold secrets: their values are not quoted.
+        let secretive = ["spec.metadata", "spec.headers", "spec.clientTLS"]
+            .iter()
+            .any(|p| field.starts_with(p));
+        let shown = if secretive && !value.is_object() && !value.is_array() {
+            "a value".to_owned()
+        } else {
+            brief(value)
+        };
         warnings.push(Problem {
             at: format!("{at}: {field}"),
-            message: format!("{} is not a field of a {kind}; ignored", brief(value)),
+            message: format!(
+                "{shown} is not a field of {} {kind}; ignored",
+                article(kind)
+            ),
         });
     }
     for u in unhonoured {
@@ -271,6 +283,10 @@ fn find<'a>(v: &'a Value, path: &[&str], at: String, out: &mut Vec<(String, &'a 
         }
         _ => {}
     }
+}
+
+fn article(kind: &str) -> &'static str {
+    if kind == "HTTPEndpoint" { "an" } else { "a" }
 }
 
 /// A value as a warning quotes it: short scalars whole, the rest by kind.

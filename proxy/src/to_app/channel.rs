@@ -7,7 +7,7 @@
 //! the app's address.
 
 pub(crate) mod grpc;
-mod limit;
+pub(crate) mod limit;
 mod web;
 
 use std::sync::Arc;

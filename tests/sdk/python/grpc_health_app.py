@@ -15,11 +15,8 @@ Environment beyond the sidecar's: SDK_TEST_TIMEOUT_SECS (watchdog, default 120).
 
 from __future__ import annotations
 
-import json
 import os
 import threading
-import time
-import urllib.request
 import warnings
 from typing import Any, Dict
 
@@ -32,7 +29,7 @@ for _endpoint in ("DAPR_HTTP_ENDPOINT", "DAPR_GRPC_ENDPOINT"):
 from dapr.clients import DaprClient  # noqa: E402
 from dapr.ext.grpc import App, InvokeMethodRequest, InvokeMethodResponse  # noqa: E402
 
-from sdkcheck import CheckFailed, Suite, expect, expect_eq, require_env  # noqa: E402
+from sdkcheck import CheckFailed, Suite, expect, expect_eq, require_env, sidecar_metadata, wait_for  # noqa: E402
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 
@@ -62,21 +59,11 @@ threading.Thread(target=app.run, args=(int(env["APP_PORT"]),), daemon=True).star
 
 
 def metadata() -> Dict[str, Any]:
-    url = f"http://127.0.0.1:{env['DAPR_HTTP_PORT']}/v1.0/metadata"
-    with urllib.request.urlopen(url, timeout=WAIT_SECS) as r:
-        return json.loads(r.read())
+    return sidecar_metadata(env["DAPR_HTTP_PORT"], WAIT_SECS)
 
 
 def reported() -> str:
     return metadata().get("extended", {}).get("outrider.appHealth", "")
-
-
-def wait_for(cond: Any, what: str) -> None:
-    deadline = time.monotonic() + WAIT_SECS
-    while not cond():
-        if time.monotonic() > deadline:
-            raise CheckFailed(f"{what}: not within {WAIT_SECS:g} s")
-        time.sleep(0.05)  # poll interval, not a fixed wait
 
 
 client = DaprClient()

@@ -15,10 +15,7 @@ Environment beyond the sidecar's: TLS_CERT_FILE, TLS_KEY_FILE (PEM), SDK_TEST_TI
 
 from __future__ import annotations
 
-import json
 import os
-import time
-import urllib.request
 import warnings
 from concurrent import futures
 from typing import Any, Dict
@@ -35,7 +32,7 @@ from dapr.proto.common.v1 import common_pb2  # noqa: E402
 from dapr.proto.runtime.v1 import appcallback_pb2, appcallback_pb2_grpc  # noqa: E402
 from google.protobuf import any_pb2  # noqa: E402
 
-from sdkcheck import CheckFailed, Suite, expect_eq, require_env  # noqa: E402
+from sdkcheck import Suite, expect_eq, require_env, sidecar_metadata, wait_for  # noqa: E402
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 
@@ -72,17 +69,7 @@ server.start()
 
 
 def metadata() -> Dict[str, Any]:
-    url = f"http://127.0.0.1:{env['DAPR_HTTP_PORT']}/v1.0/metadata"
-    with urllib.request.urlopen(url, timeout=WAIT_SECS) as r:
-        return json.loads(r.read())
-
-
-def wait_for(cond: Any, what: str) -> None:
-    deadline = time.monotonic() + WAIT_SECS
-    while not cond():
-        if time.monotonic() > deadline:
-            raise CheckFailed(f"{what}: not within {WAIT_SECS:g} s")
-        time.sleep(0.05)  # poll interval, not a fixed wait
+    return sidecar_metadata(env["DAPR_HTTP_PORT"], WAIT_SECS)
 
 
 def healthy() -> None:

@@ -17,6 +17,7 @@ import os
 import sys
 import threading
 import time
+import urllib.request
 from typing import Any, Callable, Dict, Iterator
 
 
@@ -119,3 +120,19 @@ def json_body(raw: Any, what: str = "body") -> Any:
         return json.loads(raw)
     except (TypeError, ValueError):
         raise CheckFailed(f"{what} is not JSON: {raw!r}") from None
+
+
+def wait_for(cond: Callable[[], Any], what: str, secs: float = 20.0) -> None:
+    """Polls `cond` until it holds; CheckFailed naming `what` after `secs`."""
+    deadline = time.monotonic() + secs
+    while not cond():
+        if time.monotonic() > deadline:
+            raise CheckFailed(f"{what}: not within {secs:g} s")
+        time.sleep(0.025)  # poll interval, not a fixed wait
+
+
+def sidecar_metadata(http_port: str, timeout: float = 20.0) -> Dict[str, Any]:
+    """The sidecar's `GET /v1.0/metadata`, read over plain HTTP."""
+    url = f"http://127.0.0.1:{http_port}/v1.0/metadata"
+    with urllib.request.urlopen(url, timeout=timeout) as r:
+        return json.loads(r.read())

@@ -150,7 +150,7 @@ fn what_is_accepted_with_a_warning() {
                 "{}  clientTLS: {{rootCA: {{value: x}}}}",
                 minimal.replace("https://h", "http://h")
             ),
-            "spec.clientTLS: the base URL \"http://h\" is http://",
+            "spec.clientTLS: the base URL is http://: no TLS is used",
         ),
         (
             format!("{minimal}  headers: [{{name: X-A, value: x}}, {{name: x-a, value: y}}]"),

@@ -98,7 +98,8 @@ fn every_other_field_is_named() {
             "metadata:\n  name: s\nspec:\n  type: state.redis\n  metdata:\n  - name: a\n  metadata:\n  - name: b\n    valeu: 1\n",
             &[
                 "spec.metdata: a list of 1 is not a field of a Component",
-                "spec.metadata[0].valeu: 1 is not a field",
+                // A setting may be a secret: its value is not quoted.
+                "spec.metadata[0].valeu: a value is not a field",
             ],
             &[],
         ),
@@ -109,6 +110,16 @@ fn every_other_field_is_named() {
                 "spec.policies.retries.r.maxretries: 3 is not a field of a Resiliency",
                 "spec.targets.actors: a mapping: actors are not served yet",
                 "spec.targets.apps.b.circuitBreakerCacheSize: 5000: one breaker per app",
+            ],
+            &[],
+        ),
+        (
+            "HTTPEndpoint",
+            "spec:\n  baseUrl: https://h\n  baseURL: https://h\n  headers:\n  - name: Authorization\n    Value: Bearer s3cret\n  clientTLS:\n    privatekey: {value: k}\n",
+            &[
+                "spec.baseURL: \"https://h\" is not a field of an HTTPEndpoint",
+                "spec.headers[0].Value: a value is not a field",
+                "spec.clientTLS.privatekey: a mapping is not a field",
             ],
             &[],
         ),

@@ -149,8 +149,10 @@ impl Endpoint {
             let name = HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| format!("{field}: not a header name"))?;
             // Never the value in the message: it may be a secret.
-            let value = HeaderValue::from_str(value)
+            let mut value = HeaderValue::from_str(value)
                 .map_err(|_| format!("{field}: the value is not a valid header value"))?;
+            // Often a credential: kept out of debug output and of HTTP/2 header tables.
+            value.set_sensitive(true);
             headers.insert(name, value);
         }
         let client = client::Client::new(&d.name, &d.tls, ca_file)?;

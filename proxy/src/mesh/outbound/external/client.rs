@@ -21,9 +21,13 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use super::OutboundRequest;
 use crate::errors::InvokeError;
 use crate::net::http::{Body, BoxError, boxed, strip_hop_by_hop};
+use crate::to_app::channel::limit::Holding;
 
 /// A connection (TCP and TLS handshake) that is not up by then is a failed one.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// Calls in flight to one endpoint at most (each until its answer's body ends); past that a call
+/// fails at once rather than opening yet another connection.
+const MAX_IN_FLIGHT: usize = 1024;
 /// Idle connections kept per endpoint, and for how long.
 const MAX_IDLE: usize = 32;
 const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
@@ -40,6 +44,7 @@ pub(super) struct Client {
     inner: hyper_util::client::legacy::Client<Timed, Body>,
     /// The endpoint's name, for errors.
     name: String,
+    in_flight: Arc<tokio::sync::Semaphore>,
 }
 
 impl Client {
@@ -63,6 +68,7 @@ impl Client {
         Ok(Self {
             inner,
             name: name.to_owned(),
+            in_flight: Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT)),
         })
     }
 
@@ -78,6 +84,11 @@ impl Client {
             unsent,
             source,
         };
+        let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
+            let busy =
+                format!("{MAX_IN_FLIGHT} calls to it are in flight already; try again later");
+            return Err(failed(true, busy.into()));
+        };
         let mut req = req.into_request();
         *req.uri_mut() =
             super::absolute(req.uri(), scheme, authority).map_err(|e| failed(true, e.into()))?;
@@ -86,7 +97,13 @@ impl Client {
             Ok(rsp) => {
                 let (mut parts, body) = rsp.into_parts();
                 strip_hop_by_hop(&mut parts.headers);
-                Ok(Response::from_parts(parts, boxed(body)))
+                // A service outside the mesh does not speak for the gRPC API: what it says is
+                // its HTTP answer, never a gRPC status the API would pass on as its own.
+                for name in ["grpc-status", "grpc-message", "grpc-status-details-bin"] {
+                    parts.headers.remove(name);
+                }
+                let body = boxed(Holding::new(boxed(body), permit));
+                Ok(Response::from_parts(parts, body))
             }
             Err(e) => {
                 let unsent = e.is_connect();

@@ -21,33 +21,41 @@ pub(crate) struct BaseUrl {
 
 impl BaseUrl {
     /// A base URL as a resource declares it.
-    pub(crate) fn parse(s: &str) -> Result<Self, String> {
-        let uri: Uri = s.parse().map_err(|e| format!("{s:?} is not a URL: {e}"))?;
+    pub(crate) fn parse(url: &str) -> Result<Self, String> {
+        // Quoted in errors; credentials never are.
+        let shown = without_userinfo(url);
+        let uri: Uri = url
+            .parse()
+            .map_err(|e| format!("{shown:?} is not a URL: {e}"))?;
         let https = match uri.scheme_str().map(str::to_ascii_lowercase).as_deref() {
             Some("https") => true,
             Some("http") => false,
             Some(other) => {
                 return Err(format!(
-                    "{s:?}: the scheme must be http or https, not {other}"
+                    "{shown:?}: the scheme must be http or https, not {other}"
                 ));
             }
-            None => return Err(format!("{s:?} is not an absolute http:// or https:// URL")),
+            None => {
+                return Err(format!(
+                    "{shown:?} is not an absolute http:// or https:// URL"
+                ));
+            }
         };
         let authority = uri
             .authority()
-            .ok_or_else(|| format!("{s:?} names no host"))?;
+            .ok_or_else(|| format!("{shown:?} names no host"))?;
         if authority.as_str().contains('@') {
             return Err(format!(
-                "{s:?}: credentials in a URL are not accepted; set a header"
+                "{shown:?}: credentials in a URL are not accepted; set a header"
             ));
         }
         if authority.host().is_empty() {
-            return Err(format!("{s:?} names no host"));
+            return Err(format!("{shown:?} names no host"));
         }
         if uri.query().is_some() {
-            return Err(format!("{s:?}: a base URL has no query"));
+            return Err(format!("{shown:?}: a base URL has no query"));
         }
-        let path = normalize::canonical_path(uri.path()).map_err(|r| format!("{s:?}: {r}"))?;
+        let path = normalize::canonical_path(uri.path()).map_err(|r| format!("{shown:?}: {r}"))?;
         Ok(Self {
             https,
             host: authority.host().to_ascii_lowercase(),
@@ -108,6 +116,19 @@ pub(crate) fn restore_slashes(id: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// `s` with any credentials before an `@` in its authority replaced by `***`: a URL as error
+/// messages quote it.
+fn without_userinfo(s: &str) -> std::borrow::Cow<'_, str> {
+    let start = s.find("://").map_or(0, |i| i + 3);
+    let end = s[start..]
+        .find(['/', '?', '#'])
+        .map_or(s.len(), |i| start + i);
+    match s[start..end].rfind('@') {
+        Some(at) => format!("{}***{}", &s[..start], &s[start + at..]).into(),
+        None => s.into(),
+    }
+}
+
 /// Whether an invocation's target looks like a URL rather than an app id.
 pub(crate) fn is_url(id: &str) -> bool {
     let lower = id.get(..6).unwrap_or(id).to_ascii_lowercase();
@@ -162,6 +183,14 @@ mod tests {
         ] {
             assert!(BaseUrl::parse(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn credentials_are_never_quoted() {
+        let e = BaseUrl::parse("https://user:pw@h/x").unwrap_err();
+        assert!(e.contains("***@h/x") && !e.contains("pw"), "{e}");
+        assert_eq!(without_userinfo("http://a:b@h:1/p@q"), "http://***@h:1/p@q");
+        assert_eq!(without_userinfo("http://h/p@q"), "http://h/p@q");
     }
 
     #[test]
