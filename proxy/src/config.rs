@@ -158,6 +158,8 @@ pub struct Settings {
     pub(crate) daprd: FromDaprd,
     /// The middleware components of `spec.httpPipeline`, in order.
     pub(crate) http_pipeline: Vec<Component>,
+    /// `spec.appHttpPipeline`'s middleware components, in order: run on calls to an HTTP app.
+    pub(crate) app_http_pipeline: Vec<Component>,
     /// Things accepted that Outrider does differently, each a line at start.
     pub(crate) warnings: Vec<Problem>,
     /// How outbound mesh requests travel: `--mesh-transport` / `spec.meshTransport`.
@@ -203,16 +205,16 @@ pub(crate) fn load(args: &RunArgs, env: &Env) -> Result<Settings, Problems> {
     let from_daprd = daprd::check(args, &mut problems, &mut warnings);
     let configured = configuration::load(args, env, &mut problems, &mut warnings);
     let mut resources = resources::load(args, &mut problems, &mut warnings);
-    let mut http_pipeline = Vec::new();
+    let (mut http_pipeline, mut app_http_pipeline) = (Vec::new(), Vec::new());
     if let Some(c) = &configured {
         deny_components(
             &mut resources.components,
             &c.denied_components,
             &mut warnings,
         );
-        let file = args.config.as_deref().map(display).unwrap_or_default();
-        let (found, p, w) = (&resources.components, &mut problems, &mut warnings);
-        http_pipeline = pipeline(&file, &c.pipeline, found, p, w);
+        let found = &resources.components;
+        (http_pipeline, app_http_pipeline) =
+            pipelines(args, c, found, &mut problems, &mut warnings);
     }
     let interception = interception(
         args,
@@ -262,23 +264,50 @@ pub(crate) fn load(args: &RunArgs, env: &Env) -> Result<Settings, Problems> {
             mesh_transport_memory: args.mesh_transport_memory,
             daprd: from_daprd,
             http_pipeline,
+            app_http_pipeline,
             warnings,
         }),
         _ => Err(Problems(problems)),
     }
 }
 
-/// `spec.httpPipeline.handlers` resolved to their components: each must name a loaded
-/// middleware component of the type it says (daprd would skip one that does not, and serve
-/// without it). Middleware components no handler names are noted.
-fn pipeline(
-    file: &str,
-    handlers: &[configuration::HandlerSpec],
-    components: &[LoadedComponent],
+/// `spec.httpPipeline` and `spec.appHttpPipeline`, resolved to their components.
+fn pipelines(
+    args: &RunArgs,
+    c: &configuration::FromConfiguration,
+    found: &[LoadedComponent],
     problems: &mut Vec<Problem>,
     warnings: &mut Vec<Problem>,
+) -> (Vec<Component>, Vec<Component>) {
+    let file = args.config.as_deref().map(display).unwrap_or_default();
+    let api = pipeline(&file, ("httpPipeline", &c.pipeline), found, problems);
+    let app = pipeline(&file, ("appHttpPipeline", &c.app_pipeline), found, problems);
+    unused_middleware(found, &[&c.pipeline, &c.app_pipeline], warnings);
+    if !c.app_pipeline.is_empty() && args.app_protocol().is_grpc() {
+        warnings.push(Problem {
+            at: format!("{file}: spec.appHttpPipeline"),
+            message: "the app speaks gRPC: HTTP middleware does not run on calls to it \
+                      (as in daprd)"
+                .into(),
+        });
+    }
+    (api, app)
+}
+
+/// `spec.<field>.handlers` resolved to their components: each must name a loaded middleware
+/// component of the type it says (daprd would skip one that does not, and go on without it).
+fn pipeline(
+    file: &str,
+    (field, handlers): (&str, &[configuration::HandlerSpec]),
+    components: &[LoadedComponent],
+    problems: &mut Vec<Problem>,
 ) -> Vec<Component> {
     let mut out = Vec::new();
+    let unguarded = if field == "httpPipeline" {
+        "the API would serve without it"
+    } else {
+        "calls to the app would go without it"
+    };
     for (i, h) in handlers.iter().enumerate() {
         let found = components
             .iter()
@@ -287,37 +316,46 @@ fn pipeline(
         match found {
             Some(l) if l.component.spec.type_ == wanted => out.push(l.component.clone()),
             Some(l) => problems.push(Problem {
-                at: format!("{file}: spec.httpPipeline.handlers[{i}].type"),
+                at: format!("{file}: spec.{field}.handlers[{i}].type"),
                 message: format!(
                     "{:?}, but the component {:?} ({}) is {}",
                     h.type_, h.name, l.at, l.component.spec.type_
                 ),
             }),
             None => problems.push(Problem {
-                at: format!("{file}: spec.httpPipeline.handlers[{i}].name"),
+                at: format!("{file}: spec.{field}.handlers[{i}].name"),
                 message: format!(
-                    "{:?}: no middleware component of that name is loaded; the API would serve \
-                     without it",
+                    "{:?}: no middleware component of that name is loaded; {unguarded}",
                     h.name
                 ),
             }),
         }
     }
+    out
+}
+
+/// Middleware components no pipeline names are noted.
+fn unused_middleware(
+    components: &[LoadedComponent],
+    pipelines: &[&[configuration::HandlerSpec]],
+    warnings: &mut Vec<Problem>,
+) {
     for l in components {
         let c = &l.component;
-        if c.spec.type_.starts_with("middleware.")
-            && !handlers.iter().any(|h| h.name == c.metadata.name)
-        {
+        let named = pipelines
+            .iter()
+            .any(|p| p.iter().any(|h| h.name == c.metadata.name));
+        if c.spec.type_.starts_with("middleware.") && !named {
             warnings.push(Problem {
                 at: format!("{}: metadata.name", l.at),
                 message: format!(
-                    "the middleware {:?} is in no Configuration's spec.httpPipeline; unused",
+                    "the middleware {:?} is in no Configuration's spec.httpPipeline or \
+                     spec.appHttpPipeline; unused",
                     c.metadata.name
                 ),
             });
         }
     }
-    out
 }
 
 /// `spec.components.deny`: components of a denied type (`state.redis`) or type and version

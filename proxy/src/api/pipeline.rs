@@ -1,6 +1,7 @@
 //! `spec.httpPipeline`: the HTTP middleware a Configuration puts in front of the Dapr HTTP API,
 //! in its order, on every route of the API listener (health included, as in daprd; the public
-//! health port has none). Two kinds are served: `middleware.http.bearer` (a JWT from the
+//! health port has none); and `spec.appHttpPipeline`, the same kinds on every call the app
+//! channel makes to an HTTP app (`to_app::channel`). Two kinds are served: `middleware.http.bearer` (a JWT from the
 //! issuer the component names, checked against its keys) and `middleware.http.ratelimit`
 //! (requests per second per client and path). A Configuration naming any other kind, or a
 //! component that is not there, stops the start (`config`): the API never serves without the

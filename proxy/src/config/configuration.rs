@@ -42,6 +42,8 @@ pub(super) struct FromConfiguration {
     pub(super) denied_components: Vec<String>,
     /// `spec.httpPipeline.handlers`, in order.
     pub(super) pipeline: Vec<HandlerSpec>,
+    /// `spec.appHttpPipeline.handlers`, in order.
+    pub(super) app_pipeline: Vec<HandlerSpec>,
 }
 
 /// Reads `--config` (if given) and validates every part; `None` when name resolution is
@@ -90,6 +92,7 @@ pub(super) fn load(
         mesh_transport,
         denied_components: std::mem::take(&mut cfg.spec.components.deny),
         pipeline: std::mem::take(&mut cfg.spec.http_pipeline.handlers),
+        app_pipeline: std::mem::take(&mut cfg.spec.app_http_pipeline.handlers),
     })
 }
 
@@ -285,6 +288,8 @@ struct ConfigSpec {
     components: ComponentsSpec,
     #[serde(default)]
     http_pipeline: PipelineSpec,
+    #[serde(default)]
+    app_http_pipeline: PipelineSpec,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -378,7 +383,7 @@ fn read_configuration(
         });
         return None;
     }
-    super::fields::check("Configuration", &doc, &at, problems, warnings);
+    super::fields::check("Configuration", &doc, &at, warnings);
     Some(cfg)
 }
 

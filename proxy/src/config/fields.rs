@@ -1,8 +1,9 @@
 //! Nothing in a resource file is ignored in silence. Every field of a `Configuration`,
 //! `Component`, `Resiliency`, `Subscription` or `HTTPEndpoint` is one Outrider reads, or one
 //! daprd knows that Outrider does not honour (named in a warning saying what Outrider does
-//! instead, or refused when going on without it would leave the app less protected than the
-//! file asks), or not a field of the kind at all (named in a warning: a typo, most likely).
+//! instead; where going on without it would leave the app less protected than the file asks,
+//! the code that reads the document refuses it), or not a field of the kind at all (named in a
+//! warning: a typo, most likely).
 
 use serde_json::Value;
 
@@ -25,28 +26,16 @@ pub(super) enum Shape {
 }
 use Shape::{Fields, List, Map};
 
-/// What a known field Outrider does not honour leads to.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Level {
-    Warn,
-    Refuse,
-}
-
 /// A known field Outrider does not honour: its path (`*` for any key of a map), when it
 /// counts (given the value), how much it matters, and what Outrider does instead.
 struct Unhonoured {
     path: &'static str,
     applies: fn(&Value) -> bool,
-    level: Level,
     instead: &'static str,
 }
 
 const fn given(_: &Value) -> bool {
     true
-}
-
-fn non_empty_list(v: &Value) -> bool {
-    v.as_array().is_some_and(|a| !a.is_empty())
 }
 
 fn is_false(v: &Value) -> bool {
@@ -61,85 +50,71 @@ const CONFIGURATION_UNHONOURED: &[Unhonoured] = &[
     Unhonoured {
         path: "spec.httpPipeline.handlers.*.selector",
         applies: given,
-        level: Level::Warn,
         instead: "the selector is not read: the handler runs on every request",
     },
     Unhonoured {
-        path: "spec.appHttpPipeline.handlers",
-        applies: non_empty_list,
-        level: Level::Refuse,
-        instead: "this build has no middleware for calls to the app: they would go without it",
+        path: "spec.appHttpPipeline.handlers.*.selector",
+        applies: given,
+        instead: "the selector is not read: the handler runs on every call to the app",
     },
     Unhonoured {
         path: "spec.tracing.stdout",
         applies: is_true,
-        level: Level::Warn,
         instead: "spans are not printed; they go to the collector named in otel or zipkin",
     },
     Unhonoured {
         path: "spec.tracing.otel.timeout",
         applies: given,
-        level: Level::Warn,
         instead: "the exporter's own deadline applies",
     },
     Unhonoured {
         path: "spec.mtls.enabled",
         applies: is_false,
-        level: Level::Warn,
         instead: "sidecars always talk mutual TLS",
     },
     Unhonoured {
         path: "spec.mtls.allowedClockSkew",
         applies: given,
-        level: Level::Warn,
         instead: "certificates are checked against the clock as it is",
     },
     Unhonoured {
         path: "spec.mtls.sentryAddress",
         applies: given,
-        level: Level::Warn,
         instead: "the CA service is --sentry-address",
     },
     Unhonoured {
         path: "spec.mtls.controlPlaneTrustDomain",
         applies: given,
-        level: Level::Warn,
         instead: "the trust domain is --trust-domain",
     },
     Unhonoured {
         path: "spec.mtls.tokenValidators",
         applies: given,
-        level: Level::Warn,
         instead: "the CA service is configured by its own flags",
     },
     Unhonoured {
         path: "spec.metric",
         applies: given,
-        level: Level::Warn,
         instead: "metrics are recorded as Outrider records them (route templates as path labels)",
     },
     Unhonoured {
         path: "spec.metrics",
         applies: given,
-        level: Level::Warn,
         instead: "metrics are recorded as Outrider records them (route templates as path labels)",
     },
     Unhonoured {
         path: "spec.features",
         applies: given,
-        level: Level::Warn,
         instead: "preview features are not read",
     },
     Unhonoured {
         path: "spec.wasm",
         applies: given,
-        level: Level::Warn,
         instead: "there is no WebAssembly middleware",
     },
     Unhonoured {
         path: "spec.workflow",
         applies: given,
-        level: Level::Warn,
         instead: "workflows are not served yet",
     },
 ];
@@ -148,26 +123,18 @@ const RESILIENCY_UNHONOURED: &[Unhonoured] = &[
     Unhonoured {
         path: "spec.targets.actors",
         applies: given,
-        level: Level::Warn,
         instead: "actors are not served yet",
     },
     Unhonoured {
         path: "spec.targets.apps.*.circuitBreakerCacheSize",
         applies: given,
-        level: Level::Warn,
         instead: "one breaker per app is kept, whatever its size",
     },
 ];
 
 /// Checks one document of `kind` read from `at`: fields that are not the kind's are warned of;
-/// known fields Outrider does not honour are warned of or refused.
-pub(super) fn check(
-    kind: &str,
-    doc: &Value,
-    at: &str,
-    problems: &mut Vec<Problem>,
-    warnings: &mut Vec<Problem>,
-) {
+/// known fields Outrider does not honour are warned of.
+pub(super) fn check(kind: &str, doc: &Value, at: &str, warnings: &mut Vec<Problem>) {
     let (shape, unhonoured) = match kind {
         "Configuration" => (CONFIGURATION, CONFIGURATION_UNHONOURED),
         "Component" => (COMPONENT, &[][..]),
@@ -205,14 +172,10 @@ pub(super) fn check(
             &mut found,
         );
         for (field, value) in found.into_iter().filter(|(_, v)| (u.applies)(v)) {
-            let p = Problem {
+            warnings.push(Problem {
                 at: format!("{at}: {field}"),
                 message: format!("{}: {}", brief(value), u.instead),
-            };
-            match u.level {
-                Level::Warn => warnings.push(p),
-                Level::Refuse => problems.push(p),
-            }
+            });
         }
     }
 }

@@ -139,7 +139,7 @@ fn load_doc(
     (problems, warnings): (&mut Vec<Problem>, &mut Vec<Problem>),
 ) {
     if let Some(kind) = doc.get("kind").and_then(|k| k.as_str()) {
-        super::fields::check(kind, &doc, at, problems, warnings);
+        super::fields::check(kind, &doc, at, warnings);
     }
     match doc.get("kind").and_then(|k| k.as_str()) {
         Some("Component") => {

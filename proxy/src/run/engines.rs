@@ -20,6 +20,8 @@ pub(super) struct Engines {
     pub(super) pubsubs: BTreeMap<String, PubSubComponent>,
     /// `spec.httpPipeline`'s middleware, open.
     pub(super) pipeline: Pipeline,
+    /// `spec.appHttpPipeline`'s, open.
+    pub(super) app_pipeline: Pipeline,
     /// The `HTTPEndpoint`s this app may invoke, open.
     pub(super) externals: Externals,
 }
@@ -63,22 +65,22 @@ impl Engines {
                 crate::api::STORE_TIMEOUT,
             );
         }
-        let mut resolved = Vec::new();
-        for c in &s.http_pipeline {
-            resolved.push(
-                secrets::resolve_references(c, &secret_stores)
-                    .map_err(|errs| failed(&c.metadata.name, errs))?,
-            );
-        }
-        let pipeline = Pipeline::open(&resolved, s.ca_file.as_deref())
-            .await
-            .map_err(|errs| failed("spec.httpPipeline", errs))?;
+        let pipeline = open_pipeline(s, &s.http_pipeline, &secret_stores, "spec.httpPipeline");
+        let pipeline = pipeline.await?;
+        let app_pipeline = open_pipeline(
+            s,
+            &s.app_http_pipeline,
+            &secret_stores,
+            "spec.appHttpPipeline",
+        );
+        let app_pipeline = app_pipeline.await?;
         let externals = open_endpoints(s, &secret_stores)?;
         Ok(Self {
             secret_stores,
             stores,
             pubsubs,
             pipeline,
+            app_pipeline,
             externals,
         })
     }
@@ -129,6 +131,25 @@ fn open_endpoints(
     }
     Externals::open(declared, &s.app_id, &s.resiliency, s.ca_file.as_deref())
         .map_err(|p| anyhow::anyhow!("opening the HTTP endpoints failed: {}", p.join("; ")))
+}
+
+/// One pipeline's middleware, their secrets read, open.
+async fn open_pipeline(
+    s: &Settings,
+    components: &[Component],
+    secret_stores: &BTreeMap<String, SecretStoreComponent>,
+    field: &str,
+) -> anyhow::Result<Pipeline> {
+    let mut resolved = Vec::new();
+    for c in components {
+        resolved.push(
+            secrets::resolve_references(c, secret_stores)
+                .map_err(|errs| failed(&c.metadata.name, errs))?,
+        );
+    }
+    Pipeline::open(&resolved, s.ca_file.as_deref())
+        .await
+        .map_err(|errs| failed(field, errs))
 }
 
 /// The start failing on `what` (a component or the pipeline).

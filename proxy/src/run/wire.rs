@@ -126,7 +126,11 @@ pub(super) struct Wired {
 }
 
 /// The channel to the app, when it has a port.
-fn app_channel(s: &Settings, health: &Arc<AppHealth>) -> anyhow::Result<Option<AppChannel>> {
+fn app_channel(
+    s: &Settings,
+    health: &Arc<AppHealth>,
+    pipeline: crate::api::pipeline::Pipeline,
+) -> anyhow::Result<Option<AppChannel>> {
     let Some(port) = s.app_port else {
         return Ok(None);
     };
@@ -138,6 +142,7 @@ fn app_channel(s: &Settings, health: &Arc<AppHealth>) -> anyhow::Result<Option<A
         protocol: s.app_protocol,
         max_body: s.max_body_size,
         max_concurrency: s.daprd.app_max_concurrency,
+        pipeline,
     };
     Ok(Some(AppChannel::new(&address, health.clone())?))
 }
@@ -151,7 +156,7 @@ impl Wired {
         spans: Option<Spans>,
     ) -> anyhow::Result<Self> {
         let app_health = AppHealth::new(s.daprd.app_health.clone());
-        let app = app_channel(s, &app_health)?;
+        let app = app_channel(s, &app_health, engines.app_pipeline)?;
         let outbound = Arc::new(Outbound::new(
             &s.app_id,
             discovery.resolver.clone(),

@@ -18,6 +18,7 @@ use http::{HeaderValue, Request, Response, Uri, header};
 use outrider_filters::metrics::{self, Side};
 use outrider_policy::Caller;
 
+use crate::api::pipeline::Pipeline;
 use crate::errors::InvokeError;
 use crate::net::http::{Body, boxed, empty, names, strip_hop_by_hop, strip_identity};
 use crate::to_app::health::AppHealth;
@@ -72,6 +73,8 @@ pub(crate) struct AppChannel {
     health: Arc<AppHealth>,
     /// `--app-max-concurrency`.
     limit: Option<Arc<Limit>>,
+    /// `spec.appHttpPipeline`.
+    pipeline: Pipeline,
 }
 
 /// How the app is reached: where, how, and within which bounds.
@@ -84,6 +87,8 @@ pub(crate) struct AppAddress<'a> {
     pub(crate) max_body: u64,
     /// `--app-max-concurrency`, when positive.
     pub(crate) max_concurrency: Option<usize>,
+    /// `spec.appHttpPipeline`: run on every call to an HTTP app.
+    pub(crate) pipeline: Pipeline,
 }
 
 impl AppChannel {
@@ -97,6 +102,7 @@ impl AppChannel {
             protocol,
             max_body,
             max_concurrency,
+            ref pipeline,
         } = *a;
         let authority = if address.contains(':') {
             format!("[{address}]:{port}")
@@ -120,6 +126,7 @@ impl AppChannel {
             app_token: app_token.map(HeaderValue::try_from).transpose()?,
             health,
             limit: max_concurrency.map(|n| Arc::new(Limit::new(n))),
+            pipeline: pipeline.clone(),
         })
     }
 
@@ -228,7 +235,11 @@ impl AppChannel {
                 // make every HTTP app call's future that size, copied whole at each move.
                 Box::pin(grpc.call(req)).await
             }
-            None => self.http(req).await,
+            // `spec.appHttpPipeline`'s middleware may answer in the app's place.
+            None => match self.pipeline.admit(req.uri().path(), req.headers(), None) {
+                Some(stopped) => Ok(stopped),
+                None => self.http(req).await,
+            },
         };
         let mut rsp = result?;
         strip_hop_by_hop(rsp.headers_mut());

@@ -1,6 +1,7 @@
 //! `spec.httpPipeline` on the Dapr HTTP API: `middleware.http.bearer` refuses a missing,
 //! expired, wrongly signed or wrong-audience token and passes a valid one; `ratelimit` answers
-//! 429 past its rate; both in the Configuration's order, on every route.
+//! 429 past its rate; both in the Configuration's order, on every route. `spec.appHttpPipeline`
+//! runs the same middleware on the calls the sidecar makes to its app.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -168,4 +169,73 @@ async fn ratelimit_answers_429_past_its_rate() {
         .await
         .unwrap();
     assert_eq!(r.status, 204);
+}
+
+#[tokio::test]
+async fn app_http_pipeline_runs_on_calls_to_the_app() {
+    // `spec.appHttpPipeline`: bearer on every call the sidecar makes to its app, whoever made
+    // it; the app sees only the calls with a valid token. The sidecar's own API is not guarded.
+    let mesh = Mesh::new();
+    let issuer = Cluster::new();
+    let jwks = mesh.home().join("jwks.json");
+    std::fs::write(&jwks, issuer.jwks()).unwrap();
+    let res = mesh.resources(
+        "res",
+        "middleware.yaml",
+        &format!(
+            "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: app-auth\nspec:\n  type: middleware.http.bearer\n  version: v1\n  metadata:\n  - name: issuer\n    value: {ISSUER}\n  - name: audience\n    value: {AUDIENCE}\n  - name: jwksURL\n    value: {}\n",
+            jwks.display()
+        ),
+    );
+    let config = mesh.home().join("config.yaml");
+    std::fs::write(
+        &config,
+        "apiVersion: dapr.io/v1alpha1\nkind: Configuration\nmetadata:\n  name: c\nspec:\n  appHttpPipeline:\n    handlers:\n    - name: app-auth\n      type: middleware.http.bearer\n",
+    )
+    .unwrap();
+    let app = outrider_testkit::FakeApp::start("guarded-app").await;
+    let mut s = mesh
+        .sidecar("guarded-app")
+        .app_port(app.port)
+        .resources(&res)
+        .args(["--config", config.to_str().unwrap()])
+        .start()
+        .await;
+    s.wait_ready().await;
+    let url = format!("{}/v1.0/invoke/guarded-app/method/orders", s.api_url());
+    let r = send("GET", &url, &[], "").await.unwrap();
+    assert_eq!((r.status, r.text().as_str()), (401, "Unauthorized"));
+    let stranger = Cluster::new().token(
+        "ES256",
+        &json!({"iss": ISSUER, "aud": AUDIENCE, "exp": now() + 600}),
+    );
+    let r = send(
+        "GET",
+        &url,
+        &[("authorization", &format!("Bearer {stranger}"))],
+        "",
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 401);
+    assert_eq!(app.count_at("/orders"), 0, "a refused call reached the app");
+    let good = issuer.token(
+        "ES256",
+        &json!({"iss": ISSUER, "aud": AUDIENCE, "exp": now() + 600}),
+    );
+    let r = send(
+        "GET",
+        &url,
+        &[("authorization", &format!("Bearer {good}"))],
+        "",
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(app.count_at("/orders"), 1);
+    // The API itself is not behind the app's pipeline.
+    let r = send("GET", &format!("{}/v1.0/metadata", s.api_url()), &[], "")
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
 }
