@@ -78,6 +78,9 @@ pub(crate) struct ApiState {
     pub(crate) app_max_concurrency: Option<usize>,
     /// `spec.httpPipeline`, run on every request of the HTTP API.
     pub(crate) pipeline: pipeline::Pipeline,
+    /// `spec.appHttpPipeline`: run on calls to HTTP endpoints here (and to the app in its
+    /// channel).
+    pub(crate) app_pipeline: pipeline::Pipeline,
     /// The `HTTPEndpoint`s invocations may name.
     pub(crate) externals: crate::mesh::outbound::external::Externals,
     /// State stores by name.

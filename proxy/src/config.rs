@@ -287,7 +287,7 @@ fn pipelines(
         warnings.push(Problem {
             at: format!("{file}: spec.appHttpPipeline"),
             message: "the app speaks gRPC: HTTP middleware does not run on calls to it \
-                      (as in daprd)"
+                      (as in daprd), only on calls to HTTP endpoints"
                 .into(),
         });
     }

@@ -241,6 +241,12 @@ async fn carry_out(
     };
     if let Dest::Endpoint(found) = &dest {
         found.endpoint.prepare(&mut parts.headers, found.by_url);
+        // `spec.appHttpPipeline` runs on calls to HTTP endpoints too, as in daprd, on the
+        // request as the endpoint would get it.
+        let path = parts.uri.path();
+        if let Some(stopped) = state.app_pipeline.admit(path, &parts.headers, None) {
+            return Ok(stopped);
+        }
     }
     let result = if route == Route::OwnApp {
         // Calling ourselves: straight to our own app, as our own caller.

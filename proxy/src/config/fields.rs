@@ -150,7 +150,9 @@ pub(super) fn check(kind: &str, doc: &Value, at: &str, warnings: &mut Vec<Proble
         let secretive = ["spec.metadata", "spec.headers", "spec.clientTLS"]
             .iter()
             .any(|p| field.starts_with(p));
-        let shown = if secretive && !value.is_object() && !value.is_array() {
+        // A URL with credentials in it, most likely.
+        let at_sign = value.as_str().is_some_and(|s| s.contains('@'));
+        let shown = if (secretive || at_sign) && !value.is_object() && !value.is_array() {
             "a value".to_owned()
         } else {
             brief(value)

@@ -316,3 +316,68 @@ fn the_http_pipeline_names_loaded_middleware_of_its_type() {
         "{err}"
     );
 }
+
+#[test]
+fn the_app_http_pipeline_is_resolved_as_the_api_one_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let res = dir.path().join("res");
+    std::fs::create_dir_all(&res).unwrap();
+    std::fs::write(
+        res.join("mw.yaml"),
+        "kind: Component\nmetadata: {name: limit}\nspec: {type: middleware.http.ratelimit}\n---\nkind: Component\nmetadata: {name: api-limit}\nspec: {type: middleware.http.ratelimit}\n",
+    )
+    .unwrap();
+    let config = dir.path().join("config.yaml");
+    let load_with = |app_handlers: &str, protocol: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                "kind: Configuration\nspec:\n  httpPipeline:\n    handlers:\n    - {{name: api-limit, type: middleware.http.ratelimit}}\n  appHttpPipeline:\n    handlers:\n{app_handlers}"
+            ),
+        )
+        .unwrap();
+        load(
+            &args(&[
+                "--resources-path",
+                res.to_str().unwrap(),
+                "--config",
+                config.to_str().unwrap(),
+                "--app-protocol",
+                protocol,
+            ]),
+            &env(),
+        )
+    };
+    let s = load_with(
+        "    - {name: limit, type: middleware.http.ratelimit}\n",
+        "http",
+    )
+    .unwrap();
+    assert_eq!((s.http_pipeline.len(), s.app_http_pipeline.len()), (1, 1));
+    // Each named by one pipeline: neither is unused; an HTTP app gets no warning.
+    assert!(s.warnings.is_empty(), "{:?}", s.warnings);
+    let s = load_with(
+        "    - {name: limit, type: middleware.http.ratelimit}\n",
+        "grpc",
+    )
+    .unwrap();
+    assert!(
+        s.warnings
+            .iter()
+            .any(|w| w.at.ends_with("spec.appHttpPipeline")
+                && w.message.contains("the app speaks gRPC")),
+        "{:?}",
+        s.warnings
+    );
+    let err = load_with(
+        "    - {name: nope, type: middleware.http.ratelimit}\n",
+        "http",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("spec.appHttpPipeline.handlers[0].name: \"nope\": no middleware component")
+            && err.contains("calls to the app would go without it"),
+        "{err}"
+    );
+}

@@ -156,7 +156,7 @@ impl Wired {
         spans: Option<Spans>,
     ) -> anyhow::Result<Self> {
         let app_health = AppHealth::new(s.daprd.app_health.clone());
-        let app = app_channel(s, &app_health, engines.app_pipeline)?;
+        let app = app_channel(s, &app_health, engines.app_pipeline.clone())?;
         let outbound = Arc::new(Outbound::new(
             &s.app_id,
             discovery.resolver.clone(),
@@ -188,6 +188,7 @@ impl Wired {
             app_health: app_health.clone(),
             app_max_concurrency: s.daprd.app_max_concurrency,
             pipeline: engines.pipeline,
+            app_pipeline: engines.app_pipeline,
             externals: engines.externals,
             stores: engines.stores,
             pubsubs: engines.pubsubs.clone(),

@@ -187,13 +187,22 @@ async fn app_http_pipeline_runs_on_calls_to_the_app() {
             jwks.display()
         ),
     );
+    // The app is also declared as an HTTPEndpoint: calls to endpoints pass the same pipeline.
+    let app = outrider_testkit::FakeApp::start("guarded-app").await;
+    mesh.resources(
+        "res",
+        "endpoint.yaml",
+        &format!(
+            "apiVersion: dapr.io/v1alpha1\nkind: HTTPEndpoint\nmetadata:\n  name: ext\nspec:\n  baseUrl: http://127.0.0.1:{}/ext\n",
+            app.port
+        ),
+    );
     let config = mesh.home().join("config.yaml");
     std::fs::write(
         &config,
         "apiVersion: dapr.io/v1alpha1\nkind: Configuration\nmetadata:\n  name: c\nspec:\n  appHttpPipeline:\n    handlers:\n    - name: app-auth\n      type: middleware.http.bearer\n",
     )
     .unwrap();
-    let app = outrider_testkit::FakeApp::start("guarded-app").await;
     let mut s = mesh
         .sidecar("guarded-app")
         .app_port(app.port)
@@ -233,6 +242,24 @@ async fn app_http_pipeline_runs_on_calls_to_the_app() {
     .unwrap();
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(app.count_at("/orders"), 1);
+    let ext = format!("{}/v1.0/invoke/ext/method/orders", s.api_url());
+    let r = send("GET", &ext, &[], "").await.unwrap();
+    assert_eq!((r.status, r.text().as_str()), (401, "Unauthorized"));
+    assert_eq!(
+        app.count_at("/ext/orders"),
+        0,
+        "a refused call reached the endpoint"
+    );
+    let r = send(
+        "GET",
+        &ext,
+        &[("authorization", &format!("Bearer {good}"))],
+        "",
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(app.count_at("/ext/orders"), 1);
     // The API itself is not behind the app's pipeline.
     let r = send("GET", &format!("{}/v1.0/metadata", s.api_url()), &[], "")
         .await

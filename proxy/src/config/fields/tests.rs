@@ -106,9 +106,9 @@ fn every_other_field_is_named() {
         ),
         (
             "HTTPEndpoint",
-            "spec:\n  baseUrl: https://h\n  baseURL: https://h\n  headers:\n  - name: Authorization\n    Value: Bearer s3cret\n  clientTLS:\n    privatekey: {value: k}\n",
+            "spec:\n  baseUrl: https://h\n  baseURL: https://u:pw@h\n  headers:\n  - name: Authorization\n    Value: Bearer s3cret\n  clientTLS:\n    privatekey: {value: k}\n",
             &[
-                "spec.baseURL: \"https://h\" is not a field of an HTTPEndpoint",
+                "spec.baseURL: a value is not a field of an HTTPEndpoint",
                 "spec.headers[0].Value: a value is not a field",
                 "spec.clientTLS.privatekey: a mapping is not a field",
             ],

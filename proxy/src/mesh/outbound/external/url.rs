@@ -44,7 +44,8 @@ impl BaseUrl {
         let authority = uri
             .authority()
             .ok_or_else(|| format!("{shown:?} names no host"))?;
-        if authority.as_str().contains('@') {
+        // Anywhere: a password holding '/' would move the '@' into the path.
+        if url.contains('@') {
             return Err(format!(
                 "{shown:?}: credentials in a URL are not accepted; set a header"
             ));
@@ -52,6 +53,14 @@ impl BaseUrl {
         if authority.host().is_empty() {
             return Err(format!("{shown:?} names no host"));
         }
+        let host_end = authority.as_str().rfind(']').unwrap_or(0);
+        let port = match authority.as_str()[host_end..].rsplit_once(':') {
+            Some((_, p)) => match p.parse::<u16>() {
+                Ok(p) if p != 0 => Some(p),
+                _ => return Err(format!("{shown:?}: {p:?} is not a port")),
+            },
+            None => None,
+        };
         if uri.query().is_some() {
             return Err(format!("{shown:?}: a base URL has no query"));
         }
@@ -59,7 +68,7 @@ impl BaseUrl {
         Ok(Self {
             https,
             host: authority.host().to_ascii_lowercase(),
-            port: authority.port_u16().unwrap_or(if https { 443 } else { 80 }),
+            port: port.unwrap_or(if https { 443 } else { 80 }),
             path: path.trim_end_matches('/').to_owned(),
         })
     }
@@ -119,11 +128,9 @@ pub(crate) fn restore_slashes(id: &str) -> std::borrow::Cow<'_, str> {
 /// `s` with any credentials before an `@` in its authority replaced by `***`: a URL as error
 /// messages quote it.
 fn without_userinfo(s: &str) -> std::borrow::Cow<'_, str> {
+    // Up to the last '@' anywhere: a password may hold '/', and hiding too much is harmless.
     let start = s.find("://").map_or(0, |i| i + 3);
-    let end = s[start..]
-        .find(['/', '?', '#'])
-        .map_or(s.len(), |i| start + i);
-    match s[start..end].rfind('@') {
+    match s[start..].rfind('@') {
         Some(at) => format!("{}***{}", &s[..start], &s[start + at..]).into(),
         None => s.into(),
     }
@@ -180,6 +187,10 @@ mod tests {
             "https://example.com/?a=1",
             "https://example.com/%00",
             "https://",
+            "https://h:8x43/v1",
+            "https://h:99999/v1",
+            "https://h:0/v1",
+            "https://h/a@b",
         ] {
             assert!(BaseUrl::parse(bad).is_err(), "{bad:?}");
         }
@@ -189,8 +200,10 @@ mod tests {
     fn credentials_are_never_quoted() {
         let e = BaseUrl::parse("https://user:pw@h/x").unwrap_err();
         assert!(e.contains("***@h/x") && !e.contains("pw"), "{e}");
-        assert_eq!(without_userinfo("http://a:b@h:1/p@q"), "http://***@h:1/p@q");
-        assert_eq!(without_userinfo("http://h/p@q"), "http://h/p@q");
+        assert_eq!(without_userinfo("http://a:b@h:1/p"), "http://***@h:1/p");
+        // A '/' in the password.
+        let e = BaseUrl::parse("https://user:pa/ss@api/v1").unwrap_err();
+        assert!(e.contains("credentials") && !e.contains("pa/ss"), "{e}");
     }
 
     #[test]
