@@ -116,8 +116,10 @@ impl std::fmt::Display for BaseUrl {
 /// A URL as the app wrote it: the API's router merges repeated slashes, so `http:/host` was
 /// `http://host`.
 pub(crate) fn restore_slashes(id: &str) -> std::borrow::Cow<'_, str> {
-    let lower = id.get(..7).unwrap_or(id).to_ascii_lowercase();
-    match ["https:/", "http:/"].iter().find(|p| lower.starts_with(*p)) {
+    match ["https:/", "http:/"]
+        .iter()
+        .find(|p| starts_with_ignoring_case(id, p))
+    {
         Some(p) if !id[p.len()..].starts_with('/') => {
             format!("{}/{}", &id[..p.len()], &id[p.len()..]).into()
         }
@@ -138,8 +140,16 @@ fn without_userinfo(s: &str) -> std::borrow::Cow<'_, str> {
 
 /// Whether an invocation's target looks like a URL rather than an app id.
 pub(crate) fn is_url(id: &str) -> bool {
-    let lower = id.get(..6).unwrap_or(id).to_ascii_lowercase();
-    id.contains("://") || lower.starts_with("http:") || lower.starts_with("https:")
+    id.contains("://")
+        || starts_with_ignoring_case(id, "http:")
+        || starts_with_ignoring_case(id, "https:")
+}
+
+/// Every invocation asks [`is_url`] and [`restore_slashes`]: no allocation for the answer.
+fn starts_with_ignoring_case(s: &str, prefix: &str) -> bool {
+    s.as_bytes()
+        .get(..prefix.len())
+        .is_some_and(|head| head.eq_ignore_ascii_case(prefix.as_bytes()))
 }
 
 /// The path the endpoint receives: `prefix` (a base URL's path) and then the method path,
