@@ -135,14 +135,14 @@ async fn bad_flags_and_files_are_reported_before_binding() {
         "--mesh-port",
         &p,
         "--app-protocol",
-        "grpcs",
+        "grpcx",
     ])
     .await;
     assert_eq!(code, Some(2), "{out}");
     for want in [
         "--app-id: \"a.b\"",
         "--mesh-port",
-        "--app-protocol: \"grpcs\"",
+        "--app-protocol: \"grpcx\"",
     ] {
         assert!(out.contains(want), "missing {want:?} in {out}");
     }
