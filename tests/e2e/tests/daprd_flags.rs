@@ -1,6 +1,6 @@
 //! daprd's flags on real sidecars: the command line the dapr CLI builds starts one, and the
-//! public health port, CORS, `--enable-metrics=false`, several listen addresses and `--wait`
-//! behave as in daprd.
+//! public health port, CORS, `--enable-metrics=false`, several listen addresses, `--wait`,
+//! `--app-protocol https`/`h2c` and `--dapr-block-shutdown-duration` behave as in daprd.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -376,4 +376,88 @@ async fn the_public_port_serves_only_what_spec_api_allows() {
     );
     let r = send("GET", &at("/v1.0/healthz"), &[], "").await.unwrap();
     assert_eq!(r.status, 204);
+}
+
+#[tokio::test]
+async fn a_blocked_shutdown_keeps_serving_until_its_time_or_an_unhealthy_app() {
+    use nix::sys::signal::Signal;
+    let mesh = Mesh::new();
+    // Until the duration ends: the API keeps serving the app after SIGTERM.
+    let app = FakeApp::start("blocked").await;
+    let mut s = mesh
+        .sidecar("blocked")
+        .app_port(app.port)
+        .args(["--dapr-block-shutdown-duration", "2s"])
+        .start()
+        .await;
+    s.wait_ready().await;
+    let asked = std::time::Instant::now();
+    s.signal(Signal::SIGTERM);
+    wait_until(Duration::from_secs(10), "the block announced", || async {
+        s.log()
+            .contains("shutdown blocked while the app finishes its work")
+            .then_some(())
+    })
+    .await;
+    let r = s
+        .call(
+            "POST",
+            "/v1.0/state/statestore",
+            r#"[{"key":"k","value":"v"}]"#,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status,
+        204,
+        "the state API during the block: {}",
+        r.text()
+    );
+    assert_eq!(
+        s.wait_exit(Duration::from_secs(30)).await,
+        Some(0),
+        "{}",
+        s.log()
+    );
+    assert!(
+        asked.elapsed() >= Duration::from_secs(2),
+        "stopped after {:?}, inside the block",
+        asked.elapsed()
+    );
+    assert!(s.log().contains("the shutdown block ended"), "{}", s.log());
+
+    // An app that turns unhealthy ends the block at once, long before its duration.
+    let app = FakeApp::start("blocked-sick").await;
+    let mut s = mesh
+        .sidecar("blocked-sick")
+        .app_port(app.port)
+        .args(["--dapr-block-shutdown-duration", "10m"])
+        .args([
+            "--enable-app-health-check",
+            "--app-health-probe-interval",
+            "1",
+        ])
+        .args(["--app-health-threshold", "1"])
+        .start()
+        .await;
+    s.wait_ready().await;
+    s.signal(Signal::SIGTERM);
+    wait_until(Duration::from_secs(10), "the block announced", || async {
+        s.log()
+            .contains("shutdown blocked while the app finishes its work")
+            .then_some(())
+    })
+    .await;
+    drop(app);
+    assert_eq!(
+        s.wait_exit(Duration::from_secs(60)).await,
+        Some(0),
+        "{}",
+        s.log()
+    );
+    assert!(
+        s.log().contains("the app is unhealthy: shutting down"),
+        "{}",
+        s.log()
+    );
 }
