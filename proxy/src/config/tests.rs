@@ -262,35 +262,44 @@ fn the_ca_service_needs_its_anchors_and_is_the_only_source() {
     }
 }
 
+/// A resources directory holding `middleware`, and a Configuration file written for each load.
+struct PipelineFixture {
+    dir: tempfile::TempDir,
+}
+
+impl PipelineFixture {
+    fn new(middleware: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("res")).unwrap();
+        std::fs::write(dir.path().join("res/mw.yaml"), middleware).unwrap();
+        Self { dir }
+    }
+
+    /// Loads with the Configuration `config` and `flags`.
+    fn load(&self, config: &str, flags: &[&str]) -> Result<Settings, Problems> {
+        let file = self.dir.path().join("config.yaml");
+        std::fs::write(&file, config).unwrap();
+        let res = self.dir.path().join("res");
+        let mut all = vec![
+            "--resources-path",
+            res.to_str().unwrap(),
+            "--config",
+            file.to_str().unwrap(),
+        ];
+        all.extend_from_slice(flags);
+        load(&args(&all), &env())
+    }
+}
+
 #[test]
 fn the_http_pipeline_names_loaded_middleware_of_its_type() {
-    let dir = tempfile::tempdir().unwrap();
-    let res = dir.path().join("res");
-    std::fs::create_dir_all(&res).unwrap();
-    std::fs::write(
-        res.join("mw.yaml"),
+    let fixture = PipelineFixture::new(
         "kind: Component\nmetadata: {name: limit}\nspec: {type: middleware.http.ratelimit, version: v1}\n---\nkind: Component\nmetadata: {name: spare}\nspec: {type: middleware.http.ratelimit}\n",
-    )
-    .unwrap();
-    let config = dir.path().join("config.yaml");
-    let write = |handlers: &str| {
-        std::fs::write(
-            &config,
-            format!("kind: Configuration\nspec:\n  httpPipeline:\n    handlers:\n{handlers}"),
-        )
-        .unwrap();
-    };
+    );
     let load_with = |handlers: &str| {
-        write(handlers);
-        load(
-            &args(&[
-                "--resources-path",
-                res.to_str().unwrap(),
-                "--config",
-                config.to_str().unwrap(),
-            ]),
-            &env(),
-        )
+        let config =
+            format!("kind: Configuration\nspec:\n  httpPipeline:\n    handlers:\n{handlers}");
+        fixture.load(&config, &[])
     };
     let s = load_with("    - {name: limit, type: middleware.http.ratelimit}\n").unwrap();
     assert_eq!(s.http_pipeline.len(), 1);
@@ -319,34 +328,14 @@ fn the_http_pipeline_names_loaded_middleware_of_its_type() {
 
 #[test]
 fn the_app_http_pipeline_is_resolved_as_the_api_one_is() {
-    let dir = tempfile::tempdir().unwrap();
-    let res = dir.path().join("res");
-    std::fs::create_dir_all(&res).unwrap();
-    std::fs::write(
-        res.join("mw.yaml"),
+    let fixture = PipelineFixture::new(
         "kind: Component\nmetadata: {name: limit}\nspec: {type: middleware.http.ratelimit}\n---\nkind: Component\nmetadata: {name: api-limit}\nspec: {type: middleware.http.ratelimit}\n",
-    )
-    .unwrap();
-    let config = dir.path().join("config.yaml");
+    );
     let load_with = |app_handlers: &str, protocol: &str| {
-        std::fs::write(
-            &config,
-            format!(
-                "kind: Configuration\nspec:\n  httpPipeline:\n    handlers:\n    - {{name: api-limit, type: middleware.http.ratelimit}}\n  appHttpPipeline:\n    handlers:\n{app_handlers}"
-            ),
-        )
-        .unwrap();
-        load(
-            &args(&[
-                "--resources-path",
-                res.to_str().unwrap(),
-                "--config",
-                config.to_str().unwrap(),
-                "--app-protocol",
-                protocol,
-            ]),
-            &env(),
-        )
+        let config = format!(
+            "kind: Configuration\nspec:\n  httpPipeline:\n    handlers:\n    - {{name: api-limit, type: middleware.http.ratelimit}}\n  appHttpPipeline:\n    handlers:\n{app_handlers}"
+        );
+        fixture.load(&config, &["--app-protocol", protocol])
     };
     let s = load_with(
         "    - {name: limit, type: middleware.http.ratelimit}\n",

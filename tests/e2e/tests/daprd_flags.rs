@@ -378,6 +378,16 @@ async fn the_public_port_serves_only_what_spec_api_allows() {
     assert_eq!(r.status, 204);
 }
 
+/// Waits until the stopping sidecar says its shutdown is blocked.
+async fn block_announced(s: &outrider_testkit::Sidecar) {
+    wait_until(Duration::from_secs(10), "the block announced", || async {
+        s.log()
+            .contains("shutdown blocked while the app finishes its work")
+            .then_some(())
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn a_blocked_shutdown_keeps_serving_until_its_time_or_an_unhealthy_app() {
     use nix::sys::signal::Signal;
@@ -393,12 +403,7 @@ async fn a_blocked_shutdown_keeps_serving_until_its_time_or_an_unhealthy_app() {
     s.wait_ready().await;
     let asked = std::time::Instant::now();
     s.signal(Signal::SIGTERM);
-    wait_until(Duration::from_secs(10), "the block announced", || async {
-        s.log()
-            .contains("shutdown blocked while the app finishes its work")
-            .then_some(())
-    })
-    .await;
+    block_announced(&s).await;
     let r = s
         .call(
             "POST",
@@ -442,12 +447,7 @@ async fn a_blocked_shutdown_keeps_serving_until_its_time_or_an_unhealthy_app() {
         .await;
     s.wait_ready().await;
     s.signal(Signal::SIGTERM);
-    wait_until(Duration::from_secs(10), "the block announced", || async {
-        s.log()
-            .contains("shutdown blocked while the app finishes its work")
-            .then_some(())
-    })
-    .await;
+    block_announced(&s).await;
     drop(app);
     assert_eq!(
         s.wait_exit(Duration::from_secs(60)).await,

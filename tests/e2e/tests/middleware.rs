@@ -211,55 +211,29 @@ async fn app_http_pipeline_runs_on_calls_to_the_app() {
         .start()
         .await;
     s.wait_ready().await;
-    let url = format!("{}/v1.0/invoke/guarded-app/method/orders", s.api_url());
-    let r = send("GET", &url, &[], "").await.unwrap();
-    assert_eq!((r.status, r.text().as_str()), (401, "Unauthorized"));
-    let stranger = Cluster::new().token(
-        "ES256",
-        &json!({"iss": ISSUER, "aud": AUDIENCE, "exp": now() + 600}),
-    );
-    let r = send(
-        "GET",
-        &url,
-        &[("authorization", &format!("Bearer {stranger}"))],
-        "",
-    )
-    .await
-    .unwrap();
-    assert_eq!(r.status, 401);
-    assert_eq!(app.count_at("/orders"), 0, "a refused call reached the app");
-    let good = issuer.token(
-        "ES256",
-        &json!({"iss": ISSUER, "aud": AUDIENCE, "exp": now() + 600}),
-    );
-    let r = send(
-        "GET",
-        &url,
-        &[("authorization", &format!("Bearer {good}"))],
-        "",
-    )
-    .await
-    .unwrap();
-    assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(app.count_at("/orders"), 1);
-    let ext = format!("{}/v1.0/invoke/ext/method/orders", s.api_url());
-    let r = send("GET", &ext, &[], "").await.unwrap();
-    assert_eq!((r.status, r.text().as_str()), (401, "Unauthorized"));
-    assert_eq!(
-        app.count_at("/ext/orders"),
-        0,
-        "a refused call reached the endpoint"
-    );
-    let r = send(
-        "GET",
-        &ext,
-        &[("authorization", &format!("Bearer {good}"))],
-        "",
-    )
-    .await
-    .unwrap();
-    assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(app.count_at("/ext/orders"), 1);
+    // (status, body) of a GET of `method` on `target`, with `token` as a bearer if given.
+    let get = |target: &str, token: Option<&str>| {
+        let url = format!("{}/v1.0/invoke/{target}/method/orders", s.api_url());
+        let auth = token.map(|t| format!("Bearer {t}"));
+        async move {
+            let headers: Vec<(&str, &str)> =
+                auth.iter().map(|a| ("authorization", a.as_str())).collect();
+            let r = send("GET", &url, &headers, "").await.unwrap();
+            (r.status, r.text())
+        }
+    };
+    let claims = json!({"iss": ISSUER, "aud": AUDIENCE, "exp": now() + 600});
+    let stranger = Cluster::new().token("ES256", &claims);
+    let good = issuer.token("ES256", &claims);
+    // The app itself, then the app declared as an endpoint (its path under `/ext`).
+    for (target, path) in [("guarded-app", "/orders"), ("ext", "/ext/orders")] {
+        assert_eq!(get(target, None).await, (401, "Unauthorized".to_owned()));
+        assert_eq!(get(target, Some(&stranger)).await.0, 401);
+        assert_eq!(app.count_at(path), 0, "a refused call reached {target}");
+        let (status, body) = get(target, Some(&good)).await;
+        assert_eq!(status, 200, "{target}: {body}");
+        assert_eq!(app.count_at(path), 1, "{target}");
+    }
     // The API itself is not behind the app's pipeline.
     let r = send("GET", &format!("{}/v1.0/metadata", s.api_url()), &[], "")
         .await
