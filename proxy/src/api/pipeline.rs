@@ -20,10 +20,11 @@ use crate::net::http::Body;
 pub(crate) use bearer::Bearer;
 pub(crate) use ratelimit::RateLimit;
 
-/// The steps, in order; empty when the Configuration has none.
+/// The steps, in order; empty when the Configuration has none. Shared: the app channel, and
+/// with it the pipeline, is cloned for every request it serves.
 #[derive(Clone, Default)]
 pub(crate) struct Pipeline {
-    steps: Vec<Step>,
+    steps: Arc<[Step]>,
 }
 
 #[derive(Clone)]
@@ -58,7 +59,9 @@ impl Pipeline {
             });
             md.warn_unread(&c.metadata.name, &c.spec.type_);
         }
-        Ok(Self { steps })
+        Ok(Self {
+            steps: steps.into(),
+        })
     }
 
     /// Runs the request through every step: `None` lets it on, `Some` is the answer of the
