@@ -133,6 +133,8 @@ pub const SUPPORTED_TYPES: &[&str] = &[
     "pubsub.mqtt3",
     "secretstores.local.file",
     "secretstores.local.env",
+    "lock.in-memory",
+    "lock.redis",
     "middleware.http.bearer",
     "middleware.http.ratelimit",
 ];

@@ -1,4 +1,4 @@
-//! Building blocks (state, pub/sub, secrets; bindings and actors later) and the components that
+//! Building blocks (state, pub/sub, secrets, locks; bindings and actors later) and the components that
 //! implement them, chosen by Dapr `Component` resources.
 //!
 //! This crate owns the `Component` and `Subscription` documents: their shape, their validation
@@ -8,6 +8,7 @@
 pub mod component;
 mod deadline;
 pub mod fault;
+pub mod lock;
 pub mod pubsub;
 pub mod secrets;
 pub mod state;

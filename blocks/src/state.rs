@@ -31,8 +31,8 @@ pub(crate) use open::{literal_metadata, redis_settings};
 pub use postgres::PostgresStore;
 pub use prefix::{KeyPrefix, KeyPrefixError};
 pub use query::{Filter, Query, QueryError, Sort};
-pub(crate) use redis::client_for;
 pub use redis::{RedisSettings, RedisStore};
+pub(crate) use redis::{client_for, manager_for};
 pub use service::{StateRequest, StateResponse, StateService};
 pub use sqlite::SqliteStore;
 

@@ -403,7 +403,9 @@ conformance!(sqlite, || async {
 });
 conformance!(redis, || async {
     let server = RedisServer::start();
-    let s = RedisStore::connect(&redis_settings(&server)).await.unwrap();
+    let s = RedisStore::connect(&RedisSettings::plain("127.0.0.1", server.port))
+        .await
+        .unwrap();
     (
         Arc::new(s) as Arc<dyn StateStore>,
         Box::new(server) as Box<dyn Any + Send>,
@@ -420,20 +422,6 @@ conformance!(postgres, || async {
         Box::new(pg) as Box<dyn Any + Send>,
     )
 });
-
-fn redis_settings(server: &RedisServer) -> RedisSettings {
-    RedisSettings {
-        host: "127.0.0.1".into(),
-        port: server.port,
-        username: None,
-        password: None,
-        db: 0,
-        tls: false,
-        insecure_skip_verify: false,
-        timeout: Duration::from_secs(5),
-        default_ttl: None,
-    }
-}
 
 #[path = "state/stores.rs"]
 mod stores;

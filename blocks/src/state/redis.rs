@@ -129,6 +129,24 @@ pub struct RedisSettings {
     pub default_ttl: Option<Duration>,
 }
 
+impl RedisSettings {
+    /// A plain connection to `host:port`: no credentials, database 0, no TLS, five seconds per
+    /// command, no default TTL.
+    pub fn plain(host: impl Into<String>, port: u16) -> Self {
+        Self {
+            host: host.into(),
+            port,
+            username: None,
+            password: None,
+            db: 0,
+            tls: false,
+            insecure_skip_verify: false,
+            timeout: Duration::from_secs(5),
+            default_ttl: None,
+        }
+    }
+}
+
 /// A client for the server `s` describes (address, TLS, credentials, database); shared by the
 /// Redis state store and the Redis Streams broker.
 pub(crate) fn client_for(s: &RedisSettings) -> redis::RedisResult<redis::Client> {
@@ -154,6 +172,30 @@ pub(crate) fn client_for(s: &RedisSettings) -> redis::RedisResult<redis::Client>
     }
     let info = redis::IntoConnectionInfo::into_connection_info(addr)?.set_redis_settings(settings);
     redis::Client::open(info)
+}
+
+/// A reconnecting connection to the server `s` describes; the server must answer now (later
+/// outages are ridden out by reconnecting). Shared by the Redis components that take short
+/// commands (state, lock).
+pub(crate) async fn manager_for(s: &RedisSettings) -> Result<ConnectionManager, Fault> {
+    let at = format!("redis at {}:{}", s.host, s.port);
+    let client = client_for(s).map_err(|e| Fault::caused_by(format!("{at}: {e}"), e))?;
+    // Short reconnect cycles: callers are bounded by `timeout` anyway, and a short cycle
+    // notices a recovered server sooner.
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_response_timeout(Some(s.timeout))
+        .set_connection_timeout(Some(s.timeout))
+        .set_number_of_retries(2)
+        .set_min_delay(Duration::from_millis(50))
+        .set_max_delay(Duration::from_millis(500));
+    let connecting = async {
+        let made = client.get_connection_manager_with_config(config).await;
+        made.map_err(|e| Fault::caused_by(format!("{at}: {e}"), e))
+    };
+    deadline::bounded(s.timeout, connecting, |t| {
+        Fault::new(format!("{at}: no answer within {t:?}"))
+    })
+    .await
 }
 
 /// Running out of time on a Redis call, reported as the client reports its own I/O timeouts.
@@ -277,24 +319,7 @@ fn key_of(op: &Operation) -> &str {
 impl RedisStore {
     /// Connects (the server must answer now; later outages are ridden out by reconnecting).
     pub async fn connect(s: &RedisSettings) -> Result<Self, StateError> {
-        let client = client_for(s).map_err(store_error)?;
-        // Short reconnect cycles: callers are bounded by `timeout` anyway, and a short cycle
-        // notices a recovered server sooner.
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_response_timeout(Some(s.timeout))
-            .set_connection_timeout(Some(s.timeout))
-            .set_number_of_retries(2)
-            .set_min_delay(Duration::from_millis(50))
-            .set_max_delay(Duration::from_millis(500));
-        let at = format!("redis at {}:{}", s.host, s.port);
-        let connecting = async {
-            let made = client.get_connection_manager_with_config(config).await;
-            made.map_err(|e| StateError::Store(Fault::caused_by(format!("{at}: {e}"), e)))
-        };
-        let conn = deadline::bounded(s.timeout, connecting, |t| {
-            StateError::Store(Fault::new(format!("{at}: no answer within {t:?}")))
-        })
-        .await?;
+        let conn = manager_for(s).await.map_err(StateError::Store)?;
         Ok(Self {
             conn,
             timeout: s.timeout,

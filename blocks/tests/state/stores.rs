@@ -163,7 +163,7 @@ async fn redis_strong_writes_wait_for_replicas() {
             .and_then(|v| v.split(',').next()?.parse::<u32>().ok())
             .unwrap_or(0)
     };
-    let s = RedisStore::connect(&redis_settings(&primary))
+    let s = RedisStore::connect(&RedisSettings::plain("127.0.0.1", primary.port))
         .await
         .unwrap();
     s.set(set("eventual", b"1")).await.unwrap();
