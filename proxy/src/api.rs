@@ -1,7 +1,7 @@
 //! The app calls the sidecar: the Dapr API on 127.0.0.1:3500. This module owns what every
 //! transport shares — the context of a request ([`ApiState`]: components, scopes, health,
 //! limits) — and holds the transport-neutral operations of each building block (`state`,
-//! `publish`, `secrets`, `meta`) over typed requests and results shaped after
+//! `publish`, `secrets`, `lock`, `meta`) over typed requests and results shaped after
 //! `dapr.proto.runtime.v1`. Transports are codecs over those operations: `http` (routing, JSON,
 //! status codes, headers) and `grpc` (the `Dapr` service's messages and statuses). Service
 //! invocation (`invoke`) takes an HTTP request from either.
@@ -10,6 +10,7 @@ mod cors;
 mod grpc;
 mod http;
 pub(crate) mod invoke;
+mod lock;
 mod meta;
 pub(crate) mod pipeline;
 mod publish;
@@ -89,6 +90,8 @@ pub(crate) struct ApiState {
     pub(crate) pubsubs: BTreeMap<String, PubSubComponent>,
     /// Secret stores by name.
     pub(crate) secret_stores: BTreeMap<String, outrider_blocks::secrets::SecretStoreComponent>,
+    /// Lock stores by name.
+    pub(crate) locks: BTreeMap<String, outrider_blocks::lock::LockComponent>,
     /// Which secrets the app may read through the API.
     pub(crate) secret_scopes: outrider_blocks::secrets::SecretScopes,
     /// `Configuration.spec.api`: which routes are served.

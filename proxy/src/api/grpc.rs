@@ -6,11 +6,12 @@
 //! `UNIMPLEMENTED` naming it). Any other method is a call for the app its `dapr-app-id` names,
 //! proxied through the mesh (`api::invoke::proxy_grpc`). For a served RPC, tonic's generated
 //! server decodes the message (at most `--max-body-size` bytes) and calls [`Api`], whose RPCs are
-//! codecs over the same operations as the HTTP routes (`api::{state, publish, secrets, meta,
-//! invoke}`): no building-block rule is here. Operations return `ApiError`;
+//! codecs over the same operations as the HTTP routes (`api::{state, publish, secrets, lock,
+//! meta, invoke}`): no building-block rule is here. Operations return `ApiError`;
 //! [`status::from_api`] is the one place they become a gRPC status with Dapr's error details.
 
 mod invoke;
+mod lock;
 mod meta;
 mod metrics;
 mod publish;
@@ -57,6 +58,8 @@ const SERVED: &[(&str, &str, &str)] = &[
     ("SubscribeTopicEventsAlpha1", "subscribe", "v1alpha1"),
     ("GetSecret", "secrets", "v1"),
     ("GetBulkSecret", "secrets", "v1"),
+    ("TryLockAlpha1", "lock", "v1alpha1"),
+    ("UnlockAlpha1", "unlock", "v1alpha1"),
     ("GetMetadata", "metadata", "v1"),
     ("SetMetadata", "metadata", "v1"),
     ("Shutdown", "shutdown", "v1"),
@@ -359,6 +362,20 @@ impl Dapr for Api {
         req: tonic::Request<rt::GetBulkSecretRequest>,
     ) -> Answer<rt::GetBulkSecretResponse> {
         answer(secrets::bulk(&self.s, &req.into_inner()))
+    }
+
+    async fn try_lock_alpha1(
+        &self,
+        req: tonic::Request<rt::TryLockRequest>,
+    ) -> Answer<rt::TryLockResponse> {
+        answer(lock::try_lock(&self.s, &req.into_inner()).await)
+    }
+
+    async fn unlock_alpha1(
+        &self,
+        req: tonic::Request<rt::UnlockRequest>,
+    ) -> Answer<rt::UnlockResponse> {
+        answer(lock::unlock(&self.s, &req.into_inner()).await)
     }
 
     async fn get_metadata(

@@ -4,13 +4,15 @@
 //! 1 and 6), the API token check (rule 3), then the route table (`route`). Unmatched routes and
 //! wrong verbs fall through to service invocation by the `dapr-app-id` header, as in daprd. The
 //! codec of each building block decodes the request into the typed request of an operation in
-//! `api::{state, publish, secrets, meta}`, calls it, and encodes the result as daprd does (status
+//! `api::{state, publish, secrets, lock, meta}`, calls it, and encodes the result as daprd does (status
 //! codes, JSON bodies, headers, `metadata.*` query parameters); the rules of the building blocks
 //! are not here. Operations return typed errors; [`ApiError::into_response`] is the one place
 //! they become HTTP.
 
 pub(super) mod body;
+mod lock;
 mod meta;
+mod protojson;
 mod publish;
 mod route;
 mod secrets;
@@ -195,6 +197,8 @@ impl ApiService {
             Route::StateQuery => state::query(s, &p.store, req).await,
             Route::Secret => secrets::get(s, &p.store, &p.key),
             Route::SecretBulk => secrets::bulk(s, &p.store),
+            Route::Lock => lock::try_lock(s, &p.store, req).await,
+            Route::Unlock => lock::unlock(s, &p.store, req).await,
             Route::Healthz => meta::healthz(s, req.uri().query()),
             Route::HealthzOutbound => meta::healthz_outbound(s),
             Route::Metadata => meta::get(s),

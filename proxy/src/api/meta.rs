@@ -162,6 +162,7 @@ pub(crate) fn get(s: &ApiState) -> GetMetadataResponse {
     let pubsubs = (s.pubsubs.values()).map(|c| component(&c.name, &c.type_, &c.version, vec![]));
     let secrets =
         (s.secret_stores.values()).map(|c| component(&c.name, &c.type_, &c.version, vec![]));
+    let locks = (s.locks.values()).map(|c| component(&c.name, &c.type_, &c.version, vec![]));
     GetMetadataResponse {
         id: s.app_id.clone(),
         runtime_version: VERSION,
@@ -171,7 +172,7 @@ pub(crate) fn get(s: &ApiState) -> GetMetadataResponse {
             mesh_transport: s.outbound.transport(),
             targets: s.outbound.targets(),
         },
-        registered_components: states.chain(pubsubs).chain(secrets).collect(),
+        registered_components: states.chain(pubsubs).chain(secrets).chain(locks).collect(),
         subscriptions: s
             .subscriptions
             .lock()

@@ -12,6 +12,9 @@ use std::time::Duration;
 use std::sync::Arc;
 
 use outrider_blocks::Fault;
+use outrider_blocks::lock::{
+    LockComponent, LockError, LockStore, TryLockRequest, UnlockRequest, UnlockStatus,
+};
 use outrider_blocks::pubsub::{
     Handler, Message, PubSub, PubSubComponent, PubSubError, SubscribeRequest, Subscription,
 };
@@ -138,6 +141,95 @@ pub(crate) fn layer_publish(
         inner,
         publish: BoxCloneSyncService::new(publish),
     });
+}
+
+/// Judges lock outcomes: any answer (taken or not, whatever the unlock status) is the store
+/// working; only a failing or unreachable store is a failure.
+#[derive(Clone, Copy, Debug)]
+struct LockClassify;
+
+impl<R> Classify<R, StackError<LockError>> for LockClassify {
+    fn verdict(&self, result: &Result<R, StackError<LockError>>) -> Verdict {
+        match result {
+            Ok(_) => Verdict::Success,
+            Err(StackError::Call(e)) if !e.is_retryable() => Verdict::Success,
+            Err(e) => Verdict::Failure(Failure::error(e.kind_if_sent())),
+        }
+    }
+}
+
+/// A call of a lock store, as one service's request, so that both operations share one
+/// breaker.
+#[derive(Clone)]
+enum LockCall {
+    Take(TryLockRequest),
+    Give(UnlockRequest),
+}
+
+/// The answer of a [`LockCall`].
+enum LockAnswer {
+    Taken(bool),
+    Given(UnlockStatus),
+}
+
+/// A lock store whose calls go through resiliency layers.
+struct ResilientLock(BoxCloneSyncService<LockCall, LockAnswer, LockError>);
+
+impl LockStore for ResilientLock {
+    fn try_lock(&self, req: TryLockRequest) -> BoxFuture<Result<bool, LockError>> {
+        let call = self.0.clone().oneshot(LockCall::Take(req));
+        Box::pin(async move {
+            match call.await? {
+                LockAnswer::Taken(taken) => Ok(taken),
+                LockAnswer::Given(_) => unreachable!("a take is answered as one"),
+            }
+        })
+    }
+
+    fn unlock(&self, req: UnlockRequest) -> BoxFuture<Result<UnlockStatus, LockError>> {
+        let call = self.0.clone().oneshot(LockCall::Give(req));
+        Box::pin(async move {
+            match call.await? {
+                LockAnswer::Given(status) => Ok(status),
+                LockAnswer::Taken(_) => unreachable!("an unlock is answered as one"),
+            }
+        })
+    }
+}
+
+/// Wraps `c`'s calls in the resiliency policies that apply to it, if any.
+pub(crate) fn layer_lock(
+    c: &mut LockComponent,
+    all: &[Resiliency],
+    app_id: &str,
+    deadline: Duration,
+) {
+    let Some(p) = outbound_policies(all, &c.name, &c.type_) else {
+        return;
+    };
+    let inner = c.store.clone();
+    let call = tower::service_fn(move |call: LockCall| {
+        let inner = inner.clone();
+        async move {
+            match call {
+                LockCall::Take(req) => inner.try_lock(req).await.map(LockAnswer::Taken),
+                LockCall::Give(req) => inner.unlock(req).await.map(LockAnswer::Given),
+            }
+        }
+    });
+    let layered = stack(p, &c.name, app_id, deadline, LockClassify)
+        .layered_cloned(call)
+        .map_err(lock_error);
+    c.store = Arc::new(ResilientLock(BoxCloneSyncService::new(layered)));
+}
+
+/// A lock call's error: the store's own, or a layer's.
+fn lock_error(e: StackError<LockError>) -> LockError {
+    match e {
+        StackError::Call(e) => e,
+        StackError::TimedOut(t) => LockError::Timeout(t.0),
+        StackError::Refused(r) => LockError::Store(Fault::caused_by(r.to_string(), r)),
+    }
 }
 
 /// A publish error: the broker's own, or a layer's.

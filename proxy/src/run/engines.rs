@@ -1,9 +1,10 @@
-//! Start phase: open every component (secret stores first, then state stores and pub/subs),
-//! each wrapped in its resiliency policy.
+//! Start phase: open every component (secret stores first, then state stores, pub/subs and lock
+//! stores), each wrapped in its resiliency policy.
 
 use std::collections::BTreeMap;
 
 use anyhow::Context as _;
+use outrider_blocks::lock::{self, LockComponent};
 use outrider_blocks::pubsub::{self, PubSubComponent};
 use outrider_blocks::secrets::{self, SecretStoreComponent};
 use outrider_blocks::state::{self, OpenContext, StateComponent};
@@ -13,11 +14,12 @@ use crate::api::pipeline::Pipeline;
 use crate::config::Settings;
 use crate::mesh::outbound::external::{self, Externals};
 
-/// The open components: secret stores, state stores and pub/subs, by name.
+/// The open components: secret stores, state stores, pub/subs and lock stores, by name.
 pub(super) struct Engines {
     pub(super) secret_stores: BTreeMap<String, SecretStoreComponent>,
     pub(super) stores: BTreeMap<String, StateComponent>,
     pub(super) pubsubs: BTreeMap<String, PubSubComponent>,
+    pub(super) locks: BTreeMap<String, LockComponent>,
     /// `spec.httpPipeline`'s middleware, open.
     pub(super) pipeline: Pipeline,
     /// `spec.appHttpPipeline`'s, open.
@@ -65,6 +67,19 @@ impl Engines {
                 crate::api::STORE_TIMEOUT,
             );
         }
+        let mut locks = open_all(s, "lock.", async |c| {
+            let c = secrets::resolve_references(c, &secret_stores)?;
+            lock::open(&c).await
+        })
+        .await?;
+        for c in locks.values_mut() {
+            crate::components::resiliency::layer_lock(
+                c,
+                &s.resiliency,
+                &s.app_id,
+                crate::api::STORE_TIMEOUT,
+            );
+        }
         let pipeline = open_pipeline(s, &s.http_pipeline, &secret_stores, "spec.httpPipeline");
         let pipeline = pipeline.await?;
         let app_pipeline = open_pipeline(
@@ -79,6 +94,7 @@ impl Engines {
             secret_stores,
             stores,
             pubsubs,
+            locks,
             pipeline,
             app_pipeline,
             externals,

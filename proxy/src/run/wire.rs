@@ -193,6 +193,7 @@ impl Wired {
             stores: engines.stores,
             pubsubs: engines.pubsubs.clone(),
             secret_stores: engines.secret_stores,
+            locks: engines.locks,
             secret_scopes: s.secret_scopes.clone(),
             api_access: s.api_access.clone(),
             pubsub_metrics: pubsub_metrics.clone(),

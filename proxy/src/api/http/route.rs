@@ -22,6 +22,8 @@ pub(super) enum Route {
     StateQuery,
     Secret,
     SecretBulk,
+    Lock,
+    Unlock,
     Healthz,
     HealthzOutbound,
     Metadata,
@@ -30,7 +32,7 @@ pub(super) enum Route {
 }
 
 /// Every route of the table.
-const ALL: [Route; 16] = [
+const ALL: [Route; 18] = [
     Route::Publish,
     Route::PublishBulk,
     Route::PublishBulkV1,
@@ -42,6 +44,8 @@ const ALL: [Route; 16] = [
     Route::StateQuery,
     Route::Secret,
     Route::SecretBulk,
+    Route::Lock,
+    Route::Unlock,
     Route::Healthz,
     Route::HealthzOutbound,
     Route::Metadata,
@@ -52,13 +56,11 @@ const ALL: [Route; 16] = [
 /// Dapr API routes this sidecar does not serve yet, by path prefix, with the API's name: they
 /// answer 501 rather than falling through to invocation (where they would look like a call to
 /// an app named `v1.0`).
-const UNSERVED: [(&str, &str); 13] = [
+const UNSERVED: [(&str, &str); 11] = [
     ("/v1.0/actors/", "actors"),
     ("/v1.0/bindings/", "bindings"),
     ("/v1.0/configuration/", "configuration"),
     ("/v1.0-alpha1/configuration/", "configuration"),
-    ("/v1.0-alpha1/lock/", "distributed lock"),
-    ("/v1.0-alpha1/unlock/", "distributed lock"),
     ("/v1.0-alpha1/jobs/", "jobs"),
     ("/v1.0/workflows/", "workflow"),
     ("/v1.0-beta1/workflows/", "workflow"),
@@ -90,7 +92,7 @@ pub(super) const INVOKE_LABEL: RouteLabel = RouteLabel("/v1.0/invoke/{id}/method
 /// Route parameters, unescaped.
 #[derive(Debug, Default)]
 pub(super) struct Params {
-    /// The component named in the path: a state store or a pub/sub.
+    /// The component named in the path: a state store, a pub/sub or a lock store.
     pub(super) store: String,
     /// The state key, metadata key or topic.
     pub(super) key: String,
@@ -110,6 +112,8 @@ impl Route {
             Route::StateQuery => "/v1.0-alpha1/state/{store}/query",
             Route::Secret => "/v1.0/secrets/{store}/{key}",
             Route::SecretBulk => "/v1.0/secrets/{store}/bulk",
+            Route::Lock => "/v1.0-alpha1/lock/{store}",
+            Route::Unlock => "/v1.0-alpha1/unlock/{store}",
             Route::Healthz => "/v1.0/healthz",
             Route::HealthzOutbound => "/v1.0/healthz/outbound",
             Route::Metadata => "/v1.0/metadata",
@@ -128,6 +132,8 @@ impl Route {
             }
             Route::StateQuery => ("state", "v1alpha1"),
             Route::Secret | Route::SecretBulk => ("secrets", "v1"),
+            Route::Lock => ("lock", "v1alpha1"),
+            Route::Unlock => ("unlock", "v1alpha1"),
             Route::Healthz | Route::HealthzOutbound => ("healthz", "v1"),
             Route::Metadata | Route::MetadataKey => ("metadata", "v1"),
             Route::Shutdown => ("shutdown", "v1"),
@@ -158,7 +164,7 @@ impl Route {
             | Route::Secret
             | Route::SecretBulk => method == Method::GET,
             Route::MetadataKey => method == Method::PUT,
-            Route::Shutdown => method == Method::POST,
+            Route::Shutdown | Route::Lock | Route::Unlock => method == Method::POST,
         }
     }
 }
@@ -226,6 +232,12 @@ mod tests {
             ("/v1.0/state/s", Method::GET, None),
             ("/v1.0/unknown", Method::GET, None),
             ("/v1.0/actors/t/1/method/m", Method::POST, None),
+            (
+                "/v1.0-alpha1/lock/l%20s",
+                Method::POST,
+                Some((Route::Lock, "l s", "")),
+            ),
+            ("/v1.0-alpha1/unlock/l", Method::GET, None),
         ];
         for (path, method, want) in cases {
             let got = routes.at(path, &method);
