@@ -12,6 +12,8 @@ mod grpcs;
 mod health;
 #[path = "sdk/invoke.rs"]
 mod invoke;
+#[path = "sdk/lock.rs"]
+mod lock;
 
 fn sdk_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../sdk")
@@ -56,6 +58,17 @@ async fn app_script_passes(b: SidecarBuilder, argv: Vec<String>, ran: &[&str]) -
 
 /// Runs one SDK script against `caller`, failing with its output unless it exits 0.
 async fn run_script(program: PathBuf, script: &str, caller: &Sidecar, token: Option<&str>) {
+    run_script_with(program, script, caller, token, &[]).await;
+}
+
+/// [`run_script`] with `env` set over the harness's variables.
+async fn run_script_with(
+    program: PathBuf,
+    script: &str,
+    caller: &Sidecar,
+    token: Option<&str>,
+    env: &[(&str, &str)],
+) {
     let path = sdk_dir().join(script);
     assert!(
         program.exists(),
@@ -76,6 +89,7 @@ async fn run_script(program: PathBuf, script: &str, caller: &Sidecar, token: Opt
     if let Some(t) = token {
         cmd.env("DAPR_API_TOKEN", t);
     }
+    cmd.envs(env.iter().copied());
     let out = tokio::time::timeout(Duration::from_secs(240), cmd.output())
         .await
         .expect("SDK script timed out")
