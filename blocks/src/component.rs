@@ -135,6 +135,8 @@ pub const SUPPORTED_TYPES: &[&str] = &[
     "secretstores.local.env",
     "lock.in-memory",
     "lock.redis",
+    "configuration.redis",
+    "configuration.postgresql",
     "middleware.http.bearer",
     "middleware.http.ratelimit",
 ];
@@ -145,6 +147,7 @@ const ALIASES: &[(&str, &str)] = &[
     ("pubsub.mqtt", "pubsub.mqtt3"),
     ("state.sqlite3", "state.sqlite"),
     ("state.postgres", "state.postgresql"),
+    ("configuration.postgres", "configuration.postgresql"),
 ];
 
 impl ComponentSpec {

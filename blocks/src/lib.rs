@@ -1,4 +1,4 @@
-//! Building blocks (state, pub/sub, secrets, locks; bindings and actors later) and the components that
+//! Building blocks (state, pub/sub, secrets, locks, configuration; bindings and actors later) and the components that
 //! implement them, chosen by Dapr `Component` resources.
 //!
 //! This crate owns the `Component` and `Subscription` documents: their shape, their validation
@@ -6,6 +6,7 @@
 //! It knows nothing about HTTP routing, the mesh or certificates.
 
 pub mod component;
+pub mod configuration;
 mod deadline;
 pub mod fault;
 pub mod lock;

@@ -27,7 +27,7 @@ use crate::fault::Fault;
 pub use encrypt::{Encrypted, EncryptionKey};
 pub use memory::MemoryStore;
 pub use open::{Layered, OpenContext, StateComponent, open};
-pub(crate) use open::{literal_metadata, redis_settings};
+pub(crate) use open::{deadline_setting, literal_metadata, redis_settings};
 pub use postgres::PostgresStore;
 pub use prefix::{KeyPrefix, KeyPrefixError};
 pub use query::{Filter, Query, QueryError, Sort};

@@ -345,7 +345,7 @@ fn sqlite_path(conn: &str, data_dir: &Path) -> PathBuf {
 
 /// A call deadline: `default` when `v` is missing or empty, else a duration other than zero;
 /// anything else is an error at `field` with an example (`like`).
-fn deadline_setting(
+pub(crate) fn deadline_setting(
     v: Option<&str>,
     default: Duration,
     field: &str,
