@@ -1,11 +1,12 @@
 //! The app calls the sidecar: the Dapr API on 127.0.0.1:3500. This module owns what every
 //! transport shares — the context of a request ([`ApiState`]: components, scopes, health,
 //! limits) — and holds the transport-neutral operations of each building block (`state`,
-//! `publish`, `secrets`, `lock`, `meta`) over typed requests and results shaped after
+//! `publish`, `secrets`, `lock`, `configuration`, `meta`) over typed requests and results shaped after
 //! `dapr.proto.runtime.v1`. Transports are codecs over those operations: `http` (routing, JSON,
 //! status codes, headers) and `grpc` (the `Dapr` service's messages and statuses). Service
 //! invocation (`invoke`) takes an HTTP request from either.
 
+mod configuration;
 mod cors;
 mod grpc;
 mod http;
@@ -90,6 +91,11 @@ pub(crate) struct ApiState {
     pub(crate) pubsubs: BTreeMap<String, PubSubComponent>,
     /// Secret stores by name.
     pub(crate) secret_stores: BTreeMap<String, outrider_blocks::secrets::SecretStoreComponent>,
+    /// Configuration stores by name.
+    pub(crate) configurations:
+        BTreeMap<String, outrider_blocks::configuration::ConfigurationComponent>,
+    /// Configuration subscriptions open on either API, by id.
+    pub(crate) configuration_subscriptions: configuration::Subscriptions,
     /// Lock stores by name.
     pub(crate) locks: BTreeMap<String, outrider_blocks::lock::LockComponent>,
     /// Which secrets the app may read through the API.

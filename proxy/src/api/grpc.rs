@@ -10,6 +10,7 @@
 //! meta, invoke}`): no building-block rule is here. Operations return `ApiError`;
 //! [`status::from_api`] is the one place they become a gRPC status with Dapr's error details.
 
+mod configuration;
 mod invoke;
 mod lock;
 mod meta;
@@ -58,6 +59,16 @@ const SERVED: &[(&str, &str, &str)] = &[
     ("SubscribeTopicEventsAlpha1", "subscribe", "v1alpha1"),
     ("GetSecret", "secrets", "v1"),
     ("GetBulkSecret", "secrets", "v1"),
+    ("GetConfiguration", "configuration", "v1"),
+    ("GetConfigurationAlpha1", "configuration", "v1alpha1"),
+    ("SubscribeConfiguration", "configuration", "v1"),
+    ("SubscribeConfigurationAlpha1", "configuration", "v1alpha1"),
+    ("UnsubscribeConfiguration", "configuration", "v1"),
+    (
+        "UnsubscribeConfigurationAlpha1",
+        "configuration",
+        "v1alpha1",
+    ),
     ("TryLockAlpha1", "lock", "v1alpha1"),
     ("UnlockAlpha1", "unlock", "v1alpha1"),
     ("GetMetadata", "metadata", "v1"),
@@ -362,6 +373,48 @@ impl Dapr for Api {
         req: tonic::Request<rt::GetBulkSecretRequest>,
     ) -> Answer<rt::GetBulkSecretResponse> {
         answer(secrets::bulk(&self.s, &req.into_inner()))
+    }
+
+    async fn get_configuration(
+        &self,
+        req: tonic::Request<rt::GetConfigurationRequest>,
+    ) -> Answer<rt::GetConfigurationResponse> {
+        answer(configuration::get(&self.s, req.into_inner()).await)
+    }
+
+    async fn get_configuration_alpha1(
+        &self,
+        req: tonic::Request<rt::GetConfigurationRequest>,
+    ) -> Answer<rt::GetConfigurationResponse> {
+        answer(configuration::get(&self.s, req.into_inner()).await)
+    }
+
+    async fn subscribe_configuration(
+        &self,
+        req: tonic::Request<rt::SubscribeConfigurationRequest>,
+    ) -> Answer<configuration::Updates> {
+        answer(configuration::subscribe(&self.s, req.into_inner()).await)
+    }
+
+    async fn subscribe_configuration_alpha1(
+        &self,
+        req: tonic::Request<rt::SubscribeConfigurationRequest>,
+    ) -> Answer<configuration::Updates> {
+        answer(configuration::subscribe(&self.s, req.into_inner()).await)
+    }
+
+    async fn unsubscribe_configuration(
+        &self,
+        req: tonic::Request<rt::UnsubscribeConfigurationRequest>,
+    ) -> Answer<rt::UnsubscribeConfigurationResponse> {
+        answer(configuration::unsubscribe(&self.s, &req.into_inner()))
+    }
+
+    async fn unsubscribe_configuration_alpha1(
+        &self,
+        req: tonic::Request<rt::UnsubscribeConfigurationRequest>,
+    ) -> Answer<rt::UnsubscribeConfigurationResponse> {
+        answer(configuration::unsubscribe(&self.s, &req.into_inner()))
     }
 
     async fn try_lock_alpha1(

@@ -4,12 +4,13 @@
 //! 1 and 6), the API token check (rule 3), then the route table (`route`). Unmatched routes and
 //! wrong verbs fall through to service invocation by the `dapr-app-id` header, as in daprd. The
 //! codec of each building block decodes the request into the typed request of an operation in
-//! `api::{state, publish, secrets, lock, meta}`, calls it, and encodes the result as daprd does (status
+//! `api::{state, publish, secrets, lock, configuration, meta}`, calls it, and encodes the result as daprd does (status
 //! codes, JSON bodies, headers, `metadata.*` query parameters); the rules of the building blocks
 //! are not here. Operations return typed errors; [`ApiError::into_response`] is the one place
 //! they become HTTP.
 
 pub(super) mod body;
+mod configuration;
 mod lock;
 mod meta;
 mod protojson;
@@ -199,6 +200,15 @@ impl ApiService {
             Route::SecretBulk => secrets::bulk(s, &p.store),
             Route::Lock => lock::try_lock(s, &p.store, req).await,
             Route::Unlock => lock::unlock(s, &p.store, req).await,
+            Route::ConfigGet | Route::ConfigGetAlpha1 => {
+                configuration::get(s, &p.store, &req).await
+            }
+            Route::ConfigSubscribe | Route::ConfigSubscribeAlpha1 => {
+                configuration::subscribe(&self.state, &p.store, &req).await
+            }
+            Route::ConfigUnsubscribe | Route::ConfigUnsubscribeAlpha1 => {
+                configuration::unsubscribe(s, &p.store, &p.key)
+            }
             Route::Healthz => meta::healthz(s, req.uri().query()),
             Route::HealthzOutbound => meta::healthz_outbound(s),
             Route::Metadata => meta::get(s),
@@ -308,6 +318,20 @@ pub(super) fn query_metadata(query: Option<&str>) -> Metadata {
 
 pub(crate) use crate::net::http::percent_decode;
 
+/// Every value of query parameter `name`, in order.
+pub(crate) fn query_params(query: Option<&str>, name: &str) -> Vec<String> {
+    let pairs = query
+        .unwrap_or_default()
+        .split('&')
+        .filter(|kv| !kv.is_empty());
+    pairs
+        .filter_map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            (percent_decode(k) == name).then(|| percent_decode(&v.replace('+', " ")))
+        })
+        .collect()
+}
+
 /// The first value of query parameter `name`.
 pub(crate) fn query_param(query: Option<&str>, name: &str) -> Option<String> {
     query?.split('&').find_map(|kv| {
@@ -328,6 +352,11 @@ mod tests {
         );
         assert_eq!(query_param(Some("x=/healthz"), "appid"), None);
         assert_eq!(query_param(None, "appid"), None);
+        assert_eq!(
+            super::query_params(Some("key=a&x=1&key=b%2Fc&key="), "key"),
+            ["a", "b/c", ""]
+        );
+        assert!(super::query_params(None, "key").is_empty());
     }
 
     #[test]

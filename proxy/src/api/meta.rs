@@ -163,6 +163,8 @@ pub(crate) fn get(s: &ApiState) -> GetMetadataResponse {
     let secrets =
         (s.secret_stores.values()).map(|c| component(&c.name, &c.type_, &c.version, vec![]));
     let locks = (s.locks.values()).map(|c| component(&c.name, &c.type_, &c.version, vec![]));
+    let configurations =
+        (s.configurations.values()).map(|c| component(&c.name, &c.type_, &c.version, vec![]));
     GetMetadataResponse {
         id: s.app_id.clone(),
         runtime_version: VERSION,
@@ -172,7 +174,12 @@ pub(crate) fn get(s: &ApiState) -> GetMetadataResponse {
             mesh_transport: s.outbound.transport(),
             targets: s.outbound.targets(),
         },
-        registered_components: states.chain(pubsubs).chain(secrets).chain(locks).collect(),
+        registered_components: states
+            .chain(pubsubs)
+            .chain(secrets)
+            .chain(locks)
+            .chain(configurations)
+            .collect(),
         subscriptions: s
             .subscriptions
             .lock()

@@ -1,9 +1,11 @@
-//! Start phase: open every component (secret stores first, then state stores, pub/subs and lock
-//! stores), each wrapped in its resiliency policy.
+//! Start phase: open every component (secret stores first, then state stores, pub/subs, lock
+//! and configuration stores); state stores, publishes and locks wrapped in their resiliency
+//! policies.
 
 use std::collections::BTreeMap;
 
 use anyhow::Context as _;
+use outrider_blocks::configuration::{self, ConfigurationComponent};
 use outrider_blocks::lock::{self, LockComponent};
 use outrider_blocks::pubsub::{self, PubSubComponent};
 use outrider_blocks::secrets::{self, SecretStoreComponent};
@@ -14,12 +16,13 @@ use crate::api::pipeline::Pipeline;
 use crate::config::Settings;
 use crate::mesh::outbound::external::{self, Externals};
 
-/// The open components: secret stores, state stores, pub/subs and lock stores, by name.
+/// The open components: secret, state, lock and configuration stores and pub/subs, by name.
 pub(super) struct Engines {
     pub(super) secret_stores: BTreeMap<String, SecretStoreComponent>,
     pub(super) stores: BTreeMap<String, StateComponent>,
     pub(super) pubsubs: BTreeMap<String, PubSubComponent>,
     pub(super) locks: BTreeMap<String, LockComponent>,
+    pub(super) configurations: BTreeMap<String, ConfigurationComponent>,
     /// `spec.httpPipeline`'s middleware, open.
     pub(super) pipeline: Pipeline,
     /// `spec.appHttpPipeline`'s, open.
@@ -80,6 +83,11 @@ impl Engines {
                 crate::api::STORE_TIMEOUT,
             );
         }
+        let configurations = open_all(s, "configuration.", async |c| {
+            let c = secrets::resolve_references(c, &secret_stores)?;
+            configuration::open(&c).await
+        })
+        .await?;
         let pipeline = open_pipeline(s, &s.http_pipeline, &secret_stores, "spec.httpPipeline");
         let pipeline = pipeline.await?;
         let app_pipeline = open_pipeline(
@@ -95,6 +103,7 @@ impl Engines {
             stores,
             pubsubs,
             locks,
+            configurations,
             pipeline,
             app_pipeline,
             externals,

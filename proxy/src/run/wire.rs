@@ -194,6 +194,8 @@ impl Wired {
             pubsubs: engines.pubsubs.clone(),
             secret_stores: engines.secret_stores,
             locks: engines.locks,
+            configurations: engines.configurations,
+            configuration_subscriptions: Default::default(),
             secret_scopes: s.secret_scopes.clone(),
             api_access: s.api_access.clone(),
             pubsub_metrics: pubsub_metrics.clone(),

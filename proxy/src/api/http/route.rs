@@ -24,6 +24,12 @@ pub(super) enum Route {
     SecretBulk,
     Lock,
     Unlock,
+    ConfigGet,
+    ConfigGetAlpha1,
+    ConfigSubscribe,
+    ConfigSubscribeAlpha1,
+    ConfigUnsubscribe,
+    ConfigUnsubscribeAlpha1,
     Healthz,
     HealthzOutbound,
     Metadata,
@@ -32,7 +38,7 @@ pub(super) enum Route {
 }
 
 /// Every route of the table.
-const ALL: [Route; 18] = [
+const ALL: [Route; 24] = [
     Route::Publish,
     Route::PublishBulk,
     Route::PublishBulkV1,
@@ -46,6 +52,12 @@ const ALL: [Route; 18] = [
     Route::SecretBulk,
     Route::Lock,
     Route::Unlock,
+    Route::ConfigGet,
+    Route::ConfigGetAlpha1,
+    Route::ConfigSubscribe,
+    Route::ConfigSubscribeAlpha1,
+    Route::ConfigUnsubscribe,
+    Route::ConfigUnsubscribeAlpha1,
     Route::Healthz,
     Route::HealthzOutbound,
     Route::Metadata,
@@ -56,11 +68,9 @@ const ALL: [Route; 18] = [
 /// Dapr API routes this sidecar does not serve yet, by path prefix, with the API's name: they
 /// answer 501 rather than falling through to invocation (where they would look like a call to
 /// an app named `v1.0`).
-const UNSERVED: [(&str, &str); 11] = [
+const UNSERVED: [(&str, &str); 9] = [
     ("/v1.0/actors/", "actors"),
     ("/v1.0/bindings/", "bindings"),
-    ("/v1.0/configuration/", "configuration"),
-    ("/v1.0-alpha1/configuration/", "configuration"),
     ("/v1.0-alpha1/jobs/", "jobs"),
     ("/v1.0/workflows/", "workflow"),
     ("/v1.0-beta1/workflows/", "workflow"),
@@ -94,7 +104,7 @@ pub(super) const INVOKE_LABEL: RouteLabel = RouteLabel("/v1.0/invoke/{id}/method
 pub(super) struct Params {
     /// The component named in the path: a state store, a pub/sub or a lock store.
     pub(super) store: String,
-    /// The state key, metadata key or topic.
+    /// The state key, metadata key, topic or configuration subscription id.
     pub(super) key: String,
 }
 
@@ -114,6 +124,14 @@ impl Route {
             Route::SecretBulk => "/v1.0/secrets/{store}/bulk",
             Route::Lock => "/v1.0-alpha1/lock/{store}",
             Route::Unlock => "/v1.0-alpha1/unlock/{store}",
+            Route::ConfigGet => "/v1.0/configuration/{store}",
+            Route::ConfigGetAlpha1 => "/v1.0-alpha1/configuration/{store}",
+            Route::ConfigSubscribe => "/v1.0/configuration/{store}/subscribe",
+            Route::ConfigSubscribeAlpha1 => "/v1.0-alpha1/configuration/{store}/subscribe",
+            Route::ConfigUnsubscribe => "/v1.0/configuration/{store}/{key}/unsubscribe",
+            Route::ConfigUnsubscribeAlpha1 => {
+                "/v1.0-alpha1/configuration/{store}/{key}/unsubscribe"
+            }
             Route::Healthz => "/v1.0/healthz",
             Route::HealthzOutbound => "/v1.0/healthz/outbound",
             Route::Metadata => "/v1.0/metadata",
@@ -134,6 +152,12 @@ impl Route {
             Route::Secret | Route::SecretBulk => ("secrets", "v1"),
             Route::Lock => ("lock", "v1alpha1"),
             Route::Unlock => ("unlock", "v1alpha1"),
+            Route::ConfigGet | Route::ConfigSubscribe | Route::ConfigUnsubscribe => {
+                ("configuration", "v1")
+            }
+            Route::ConfigGetAlpha1
+            | Route::ConfigSubscribeAlpha1
+            | Route::ConfigUnsubscribeAlpha1 => ("configuration", "v1alpha1"),
             Route::Healthz | Route::HealthzOutbound => ("healthz", "v1"),
             Route::Metadata | Route::MetadataKey => ("metadata", "v1"),
             Route::Shutdown => ("shutdown", "v1"),
@@ -162,7 +186,13 @@ impl Route {
             | Route::HealthzOutbound
             | Route::Metadata
             | Route::Secret
-            | Route::SecretBulk => method == Method::GET,
+            | Route::SecretBulk
+            | Route::ConfigGet
+            | Route::ConfigGetAlpha1
+            | Route::ConfigSubscribe
+            | Route::ConfigSubscribeAlpha1
+            | Route::ConfigUnsubscribe
+            | Route::ConfigUnsubscribeAlpha1 => method == Method::GET,
             Route::MetadataKey => method == Method::PUT,
             Route::Shutdown | Route::Lock | Route::Unlock => method == Method::POST,
         }
@@ -238,6 +268,16 @@ mod tests {
                 Some((Route::Lock, "l s", "")),
             ),
             ("/v1.0-alpha1/unlock/l", Method::GET, None),
+            (
+                "/v1.0/configuration/c/subscribe",
+                Method::GET,
+                Some((Route::ConfigSubscribe, "c", "")),
+            ),
+            (
+                "/v1.0-alpha1/configuration/c/id-1/unsubscribe",
+                Method::GET,
+                Some((Route::ConfigUnsubscribeAlpha1, "c", "id-1")),
+            ),
         ];
         for (path, method, want) in cases {
             let got = routes.at(path, &method);
@@ -259,6 +299,7 @@ mod tests {
         );
         assert_eq!(unserved("/v1.0/invoke/a/method/b"), None);
         assert_eq!(unserved("/v1.0/actorsX"), None);
+        assert_eq!(unserved("/v1.0/configuration/c"), None);
         assert_eq!(unserved("/v1.0/state/s/k"), None);
     }
 }
