@@ -112,7 +112,7 @@ pub type Updates = mpsc::Sender<Items>;
 /// - `subscribe` starts a watch before it returns: every later change of a watched key (every
 ///   key when none is named) is sent once, in order per key; a deleted key is sent as an empty
 ///   item; nothing is sent for keys not watched; for named keys, a write that leaves the item
-///   as it was sent last is not sent again;
+///   as the watch last knew it (when it started, or last sent it) is not sent;
 /// - a watch survives the store restarting: it reconnects and, for the keys it names, sends
 ///   the ones that changed while it was away;
 /// - dropping the [`Watch`] ends the watch.
