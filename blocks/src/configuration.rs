@@ -2,10 +2,10 @@
 //! component implements — read items by key, and watch keys for changes.
 //!
 //! An item is a value with a version and metadata, as daprd models it. A subscription is a
-//! background watch that sends every change of a watched key down a bounded channel (so a slow
-//! app slows the watch instead of growing a queue) until the [`Watch`] is dropped. Watches ride
-//! out the store going away: they reconnect with backoff and, for the keys they name, send what
-//! changed while they were away.
+//! background watch that, on each change of a watched key, reads the key again and sends its
+//! latest state down a bounded channel (so a slow app slows the watch) until the [`Watch`] is
+//! dropped. Watches ride out the store going away: they reconnect with backoff and, for the keys
+//! they name, send what changed while they were away.
 
 mod open;
 mod postgres;
@@ -91,6 +91,11 @@ impl Watch {
     pub fn stop(&self) {
         self.stop.cancel();
     }
+
+    /// A token cancelled when the watch ends, for work that should end with it.
+    pub fn ended(&self) -> CancellationToken {
+        self.stop.child_token()
+    }
 }
 
 impl Drop for Watch {
@@ -109,10 +114,11 @@ pub type Updates = mpsc::Sender<Items>;
 /// (`blocks/tests/configuration.rs`):
 /// - `get` answers the items of the keys asked for that exist (every item when no key is
 ///   named); a key that does not exist is left out, not an error;
-/// - `subscribe` starts a watch before it returns: every later change of a watched key (every
-///   key when none is named) is sent once, in order per key; a deleted key is sent as an empty
-///   item; nothing is sent for keys not watched; for named keys, a write that leaves the item
-///   as the watch last knew it (when it started, or last sent it) is not sent;
+/// - `subscribe` starts a watch before it returns: after every later change of a watched key
+///   (every key when none is named) the key's latest state is sent (changes close together may
+///   arrive as one); a deleted key is sent as an empty item; nothing is sent for keys not
+///   watched; for named keys, a state the watch already knew (when it started, or last sent)
+///   is not sent again;
 /// - a watch survives the store restarting: it reconnects and, for the keys it names, sends
 ///   the ones that changed while it was away;
 /// - dropping the [`Watch`] ends the watch.
@@ -121,6 +127,14 @@ pub trait ConfigurationStore: Send + Sync {
     fn get(&self, req: Keys) -> BoxFuture<Result<Items, ConfigError>>;
     /// Watches `req.keys` (every key when empty), sending changes to `updates`.
     fn subscribe(&self, req: Keys, updates: Updates) -> BoxFuture<Result<Watch, ConfigError>>;
+}
+
+/// Sends `items` unless the watch is stopped first: whether the watch goes on.
+pub(crate) async fn send(updates: &Updates, stop: &CancellationToken, items: Items) -> bool {
+    tokio::select! {
+        () = stop.cancelled() => false,
+        sent = updates.send(items) => sent.is_ok(),
+    }
 }
 
 /// How long a watch waits before reconnecting: doubling from 100 ms to 5 s.

@@ -40,7 +40,9 @@ pub async fn open(c: &Component) -> Result<ConfigurationComponent, Vec<Component
                 .ok_or_else(|| err("spec.metadata.connectionString", "is required"))?;
             let table = (md.get("table").filter(|v| !v.is_empty()))
                 .ok_or_else(|| err("spec.metadata.table", "is required"))?;
-            let channel = md.get("notifychannel").filter(|v| !v.is_empty()).cloned();
+            let channel = (md.get("notifychannel").or(md.get("pgnotifychannel")))
+                .filter(|v| !v.is_empty())
+                .cloned();
             if let Some(c) = &channel {
                 super::postgres::check_channel(c)
                     .map_err(|e| err("spec.metadata.notifyChannel", e))?;

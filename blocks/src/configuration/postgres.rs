@@ -3,8 +3,11 @@
 //! `pg_notify`s with `{"action", "data": <the row>}`, as daprd's component documents it.
 //!
 //! Several rows of one key are allowed; the one with the highest numeric version wins, as in
-//! daprd. A deleted row is sent as an empty item (daprd sends the old row), so a watcher sees
-//! the key gone whichever store it watches.
+//! daprd. A notification only names the key: the watch reads it again, so it never sends an
+//! older state after a newer one, and a deleted row is sent as an empty item (daprd sends the
+//! old row), as a deleted Redis key is. Each watch holds a connection of its own for `LISTEN`;
+//! at most [`MAX_WATCHES`] run per store, so subscriptions cannot use up the server's
+//! connections.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -12,12 +15,15 @@ use std::time::Duration;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use futures_util::StreamExt as _;
 use serde_json::Value;
-use tokio::sync::mpsc;
+use std::sync::Arc;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_postgres::{AsyncMessage, NoTls, Notification};
 use tokio_util::sync::CancellationToken;
 
 use super::{
     ConfigError, ConfigurationStore, Item, Items, Keys, Updates, Watch, backoff, changed_since,
+    send,
 };
 use crate::deadline;
 use crate::fault::Fault;
@@ -33,7 +39,12 @@ pub struct PostgresConfiguration {
     /// The component's `notifyChannel`, if set.
     channel: Option<String>,
     timeout: Duration,
+    /// One permit per running watch.
+    watches: Arc<Semaphore>,
 }
+
+/// Watches (each with a connection of its own) that may run at once per store.
+pub(crate) const MAX_WATCHES: usize = 16;
 
 fn failed(e: impl std::error::Error + Send + Sync + 'static) -> ConfigError {
     ConfigError::Store(Fault::caused_by(format!("postgresql: {e}"), e))
@@ -136,6 +147,7 @@ impl PostgresConfiguration {
             table: quoted,
             channel,
             timeout,
+            watches: Arc::new(Semaphore::new(MAX_WATCHES)),
         };
         let exists = async {
             let client = store.pool.get().await.map_err(failed)?;
@@ -222,7 +234,9 @@ impl PostgresConfiguration {
                     note = listening.1.recv() => note,
                 };
                 let Some(note) = note else { break };
-                let Some((key, item)) = change_of(note.payload()) else {
+                // The notification names the key; its state is read again, so that a watch
+                // behind its notifications sends the latest state, never an older one.
+                let Some(key) = key_of(note.payload()) else {
                     tracing::warn!(
                         channel,
                         "a notification that is not a row change was ignored"
@@ -232,6 +246,17 @@ impl PostgresConfiguration {
                 if !req.keys.is_empty() && !req.keys.contains(&key) {
                     continue;
                 }
+                let one = Keys {
+                    keys: vec![key.clone()],
+                    metadata: req.metadata.clone(),
+                };
+                let item = match self.get(one).await {
+                    Ok(mut items) => items.remove(&key).unwrap_or_default(),
+                    Err(e) => {
+                        tracing::warn!(key, error = %e, "reading a changed configuration key failed");
+                        continue;
+                    }
+                };
                 // What a watch already sent is not sent again (a change seen both by catching
                 // up and by its notification, or a write of the same item).
                 if !req.keys.is_empty() {
@@ -240,7 +265,7 @@ impl PostgresConfiguration {
                     }
                     seen.insert(key.to_string(), item.clone());
                 }
-                if stop.is_cancelled() || updates.send(Items::from([(key, item)])).await.is_err() {
+                if !send(&updates, &stop, Items::from([(key, item)])).await {
                     return;
                 }
             }
@@ -283,7 +308,7 @@ impl PostgresConfiguration {
                 continue;
             };
             for (k, item) in changed_since(seen, now, &req.keys) {
-                if updates.send(Items::from([(k, item)])).await.is_err() {
+                if !send(updates, stop, Items::from([(k, item)])).await {
                     return None;
                 }
             }
@@ -293,39 +318,24 @@ impl PostgresConfiguration {
     }
 }
 
+/// Runs `work` holding `permit`.
+async fn held(permit: OwnedSemaphorePermit, work: impl Future<Output = ()>) {
+    work.await;
+    drop(permit);
+}
+
 /// A listening connection's client and its notifications.
 type Listening = (tokio_postgres::Client, mpsc::Receiver<Notification>);
 
-/// The key and item a trigger's notification carries: `{"action", "data": {key, value,
-/// version, metadata}}`, field names in any case; a `DELETE` is an empty item.
-fn change_of(payload: &str) -> Option<(String, Item)> {
-    let v: Value = serde_json::from_str(payload).ok()?;
+/// The key a trigger's notification names: `{"action", "data": {"key", …}}`, field names in
+/// any case.
+fn key_of(payload: &str) -> Option<String> {
+    let v: Value = serde_json::from_slice(payload.as_bytes()).ok()?;
     let Value::Object(row) = v.get("data")? else {
         return None;
     };
-    let field = |name: &str| {
-        row.iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v)
-    };
-    let text = |name: &str| {
-        field(name)
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned()
-    };
-    let key = field("key")?.as_str()?.to_owned();
-    let deleted =
-        (v.get("action").and_then(Value::as_str)).is_some_and(|a| a.eq_ignore_ascii_case("DELETE"));
-    if deleted {
-        return Some((key, Item::default()));
-    }
-    let item = Item {
-        value: text("value"),
-        version: text("version"),
-        metadata: strings(field("metadata")),
-    };
-    Some((key, item))
+    let key = row.iter().find(|(k, _)| k.eq_ignore_ascii_case("key"))?.1;
+    key.as_str().map(str::to_owned)
 }
 
 impl ConfigurationStore for PostgresConfiguration {
@@ -352,6 +362,12 @@ impl ConfigurationStore for PostgresConfiguration {
                 ));
             };
             check_channel(&channel).map_err(ConfigError::BadRequest)?;
+            let permit = this.watches.clone().try_acquire_owned().map_err(|_| {
+                ConfigError::BadRequest(format!(
+                    "{MAX_WATCHES} subscriptions are open on this store already, each holding a \
+                     connection; unsubscribe some"
+                ))
+            })?;
             let listening =
                 deadline::bounded(this.timeout, this.listen(&channel), ConfigError::Timeout);
             let listening = listening.await?;
@@ -361,7 +377,8 @@ impl ConfigurationStore for PostgresConfiguration {
                 this.get(req.clone()).await?
             };
             let stop = CancellationToken::new();
-            tokio::spawn(this.watch(req, channel, listening, seen, updates, stop.clone()));
+            let watch = this.watch(req, channel, listening, seen, updates, stop.clone());
+            tokio::spawn(held(permit, watch));
             Ok(Watch::new(stop))
         })
     }
@@ -372,17 +389,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn trigger_payloads_become_items() {
-        let upsert = r#"{"table":"cfg","action":"UPDATE","data":{"KEY":"a","value":"on","version":"3","metadata":{"x":"1","n":2}}}"#;
-        let (key, item) = change_of(upsert).unwrap();
-        assert_eq!(key, "a");
-        assert_eq!((item.value.as_str(), item.version.as_str()), ("on", "3"));
-        assert_eq!(item.metadata["x"], "1");
-        assert_eq!(item.metadata["n"], "2");
-        let delete = r#"{"action":"DELETE","data":{"key":"a","value":"on","version":"3"}}"#;
-        assert_eq!(change_of(delete).unwrap(), ("a".into(), Item::default()));
-        for bad in ["not json", r#"{"data":"x"}"#, r#"{"data":{"value":"v"}}"#] {
-            assert!(change_of(bad).is_none(), "{bad}");
+    fn notifications_name_their_key() {
+        let upsert = r#"{"table":"cfg","action":"UPDATE","data":{"KEY":"a","value":"on"}}"#;
+        assert_eq!(key_of(upsert).as_deref(), Some("a"));
+        let delete = r#"{"action":"DELETE","data":{"key":"b"}}"#;
+        assert_eq!(key_of(delete).as_deref(), Some("b"));
+        for bad in [
+            "not json",
+            r#"{"data":"x"}"#,
+            r#"{"data":{"value":"v"}}"#,
+            r#"{"data":{"key":1}}"#,
+        ] {
+            assert!(key_of(bad).is_none(), "{bad}");
         }
     }
 

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     ConfigError, ConfigurationStore, Item, Items, Keys, Updates, Watch, backoff, changed_since,
+    send,
 };
 use crate::deadline;
 use crate::fault::Fault;
@@ -239,7 +240,7 @@ impl RedisConfiguration {
                     seen.insert(key.to_string(), item.clone());
                 }
                 let update = Items::from([(key.to_owned(), item)]);
-                if stop.is_cancelled() || updates.send(update).await.is_err() {
+                if !send(&updates, &stop, update).await {
                     return;
                 }
             }
@@ -281,7 +282,7 @@ impl RedisConfiguration {
             };
             let missed = changed_since(seen, now, &req.keys);
             for (k, item) in missed {
-                if updates.send(Items::from([(k, item)])).await.is_err() {
+                if !send(updates, stop, Items::from([(k, item)])).await {
                     return None;
                 }
             }

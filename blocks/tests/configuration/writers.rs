@@ -67,20 +67,7 @@ impl PostgresWriter {
             .unwrap();
         tokio::spawn(connection);
         let t = &pg.table;
-        let ddl = format!(
-            "CREATE TABLE {t} (KEY VARCHAR NOT NULL, VALUE VARCHAR NOT NULL, \
-               VERSION VARCHAR NOT NULL, METADATA JSON);
-             CREATE FUNCTION {t}_notify() RETURNS TRIGGER AS $$
-             DECLARE data json; notification json;
-             BEGIN
-               IF (TG_OP = 'DELETE') THEN data = row_to_json(OLD); ELSE data = row_to_json(NEW); END IF;
-               notification = json_build_object('table', TG_TABLE_NAME, 'action', TG_OP, 'data', data);
-               PERFORM pg_notify('{t}', notification::text);
-               RETURN NULL;
-             END; $$ LANGUAGE plpgsql;
-             CREATE TRIGGER {t}_config AFTER INSERT OR UPDATE OR DELETE ON {t}
-               FOR EACH ROW EXECUTE PROCEDURE {t}_notify();"
-        );
+        let ddl = pg.configuration_table_sql();
         client.batch_execute(&ddl).await.unwrap();
         Arc::new(Self {
             client: Arc::new(client),

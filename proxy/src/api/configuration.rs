@@ -71,12 +71,9 @@ fn go_keys(keys: &[String]) -> String {
     format!("[{}]", keys.join(" "))
 }
 
-/// A store's refusal is the caller's mistake (400); its failure is a 500.
-fn status_of(e: &ConfigError) -> StatusCode {
-    match e {
-        ConfigError::BadRequest(_) => StatusCode::BAD_REQUEST,
-        ConfigError::Store(_) | ConfigError::Timeout(_) => StatusCode::INTERNAL_SERVER_ERROR,
-    }
+/// daprd answers every failure of a store's get or subscribe with 500, whatever the cause.
+fn status_of(_: &ConfigError) -> StatusCode {
+    StatusCode::INTERNAL_SERVER_ERROR
 }
 
 /// The items of the keys asked for (every item when none).
@@ -103,7 +100,7 @@ pub(crate) async fn get(s: &ApiState, req: ConfigurationRequest<'_>) -> Result<I
 pub(crate) async fn subscribe(
     s: &ApiState,
     req: ConfigurationRequest<'_>,
-) -> Result<(String, mpsc::Receiver<Items>), ApiError> {
+) -> Result<Subscribed, ApiError> {
     let c = store(s, req.store_name)?;
     let name = req.store_name;
     let shown = go_keys(&req.keys);
@@ -123,19 +120,44 @@ pub(crate) async fn subscribe(
         keys: req.keys,
         metadata: req.metadata,
     };
-    let watch =
-        (c.store.subscribe(keys, tx).await).map_err(|e| refused(status_of(&e), e.to_string()))?;
+    let watch = c.store.subscribe(keys, tx).await;
+    let watch = watch.map_err(|e| refused(status_of(&e), e.to_string()))?;
+    let ended = watch.ended();
     let id = uuid::Uuid::new_v4().to_string();
-    (s.configuration_subscriptions.lock()).insert(id.clone(), (name.to_owned(), watch));
-    Ok((id, rx))
+    let mut open = s.configuration_subscriptions.lock();
+    // Counted again: others may have subscribed while this one started.
+    if open.len() >= MAX_SUBSCRIPTIONS {
+        let why = format!("{MAX_SUBSCRIPTIONS} subscriptions are open already; unsubscribe some");
+        return Err(refused(StatusCode::TOO_MANY_REQUESTS, why));
+    }
+    open.insert(id.clone(), (name.to_owned(), watch));
+    Ok(Subscribed {
+        id,
+        updates: rx,
+        ended,
+    })
 }
 
-/// Ends subscription `id` of store `store_name`.
-pub(crate) fn unsubscribe(s: &ApiState, store_name: &str, id: &str) -> Result<(), ApiError> {
-    store(s, store_name)?;
+/// An open subscription: its id, its updates, and a token cancelled when it is ended.
+pub(crate) struct Subscribed {
+    pub(crate) id: String,
+    pub(crate) updates: mpsc::Receiver<Items>,
+    pub(crate) ended: tokio_util::sync::CancellationToken,
+}
+
+/// Ends subscription `id` of store `store_name` (of any store when `None`: daprd's gRPC API
+/// finds subscriptions by id alone).
+pub(crate) fn unsubscribe(
+    s: &ApiState,
+    store_name: Option<&str>,
+    id: &str,
+) -> Result<(), ApiError> {
+    if let Some(name) = store_name {
+        store(s, name)?;
+    }
     let mut open = s.configuration_subscriptions.lock();
     match open.get(id) {
-        Some((of, _)) if of == store_name => {
+        Some((of, _)) if store_name.is_none_or(|name| of == name) => {
             open.remove(id);
             Ok(())
         }
@@ -193,16 +215,20 @@ fn in_path(s: &str) -> percent_encoding::PercentEncode<'_> {
     percent_encoding::utf8_percent_encode(s, NOT_IN_PATH)
 }
 
-/// Posts each update of subscription `id` to the app at `/configuration/{store}/{key}` (for
-/// every key it holds, the whole update: `{"id", "items"}`), until the subscription ends or the
-/// sidecar stops. An answer other than 200 is logged, as daprd does; the next update still goes.
-pub(crate) async fn deliver(
-    s: std::sync::Arc<ApiState>,
-    store_name: String,
-    id: String,
-    mut updates: mpsc::Receiver<Items>,
-) {
+/// How long the app may take to answer one update.
+const DELIVERY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Posts each update of a subscription to the app at `/configuration/{store}/{key}` (for every
+/// key it holds, the whole update: `{"id", "items"}`), until the subscription ends or the
+/// sidecar stops. An answer other than 200, or none within [`DELIVERY_TIMEOUT`], is logged, as
+/// daprd does; the next update still goes.
+pub(crate) async fn deliver(s: std::sync::Arc<ApiState>, store_name: String, sub: Subscribed) {
     let Some(app) = s.app.clone() else { return };
+    let Subscribed {
+        id,
+        mut updates,
+        ended,
+    } = sub;
     let me = Caller {
         app_id: s.app_id.clone(),
         namespace: s.namespace.clone(),
@@ -211,6 +237,7 @@ pub(crate) async fn deliver(
     loop {
         let items = tokio::select! {
             () = s.shutdown.cancelled() => return,
+            () = ended.cancelled() => return,
             items = updates.recv() => items,
         };
         let Some(items) = items else { return };
@@ -223,15 +250,23 @@ pub(crate) async fn deliver(
                 .header(header::CONTENT_TYPE, "application/json")
                 .body(full(body.clone()));
             let Ok(req) = req else { continue };
-            match app.call(req, &me).await {
-                Ok(rsp) if rsp.status() == StatusCode::OK => {}
-                Ok(rsp) => tracing::error!(
+            let answer = tokio::select! {
+                () = ended.cancelled() => return,
+                a = tokio::time::timeout(DELIVERY_TIMEOUT, app.call(req, &me)) => a,
+            };
+            match answer {
+                Ok(Ok(rsp)) if rsp.status() == StatusCode::OK => {}
+                Ok(Ok(rsp)) => tracing::error!(
                     store = %store_name, key, status = rsp.status().as_u16(),
                     "the app did not take a configuration update"
                 ),
-                Err(e) => tracing::error!(
+                Ok(Err(e)) => tracing::error!(
                     store = %store_name, key, error = %e,
                     "sending a configuration update to the app failed"
+                ),
+                Err(_) => tracing::error!(
+                    store = %store_name, key,
+                    "the app did not answer a configuration update within {DELIVERY_TIMEOUT:?}"
                 ),
             }
         }

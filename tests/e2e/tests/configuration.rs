@@ -164,24 +164,10 @@ async fn redis_items_are_read_watched_through_a_restart_and_unwatched() {
 async fn postgresql_rows_are_read_and_watched_through_the_trigger() {
     let pg = Postgres::start();
     let t = &pg.table;
-    psql(
-        &pg,
-        &format!(
-            "CREATE TABLE {t} (KEY VARCHAR NOT NULL, VALUE VARCHAR NOT NULL, \
-               VERSION VARCHAR NOT NULL, METADATA JSON);
-             CREATE FUNCTION {t}_notify() RETURNS TRIGGER AS $$
-             DECLARE data json; notification json;
-             BEGIN
-               IF (TG_OP = 'DELETE') THEN data = row_to_json(OLD); ELSE data = row_to_json(NEW); END IF;
-               notification = json_build_object('table', TG_TABLE_NAME, 'action', TG_OP, 'data', data);
-               PERFORM pg_notify('{t}', notification::text);
-               RETURN NULL;
-             END; $$ LANGUAGE plpgsql;
-             CREATE TRIGGER {t}_config AFTER INSERT OR UPDATE OR DELETE ON {t}
-               FOR EACH ROW EXECUTE PROCEDURE {t}_notify();
-             INSERT INTO {t} VALUES ('flag', 'on', '1', '{{\"team\": \"a\"}}');"
-        ),
-    );
+    psql(&pg, &pg.configuration_table_sql());
+    let _function = Dropped(&pg);
+    let flag = format!("INSERT INTO {t} VALUES ('flag', 'on', '1', '{{\"team\": \"a\"}}')");
+    psql(&pg, &flag);
     let mesh = Mesh::new();
     let docs = format!(
         "kind: Component\nmetadata: {{name: pgcfg}}\nspec:\n  type: configuration.postgresql\n  \
@@ -201,13 +187,13 @@ async fn postgresql_rows_are_read_and_watched_through_the_trigger() {
     let want = json!({"flag": {"value": "on", "version": "1", "metadata": {"team": "a"}}});
     assert_eq!((r.status, r.json()), (200, want));
     let r = s.get("/v1.0/configuration/pgcfg?key=a'b").await;
-    refused(&r, 400, "ERR_CONFIGURATION_GET", "invalid key");
+    refused(&r, 500, "ERR_CONFIGURATION_GET", "invalid key");
 
     // The channel comes with the request, as daprd allows.
     let r = s.get("/v1.0/configuration/pgcfg/subscribe?key=flag").await;
     refused(
         &r,
-        400,
+        500,
         "ERR_CONFIGURATION_SUBSCRIBE",
         "notifyChannel must be set",
     );
@@ -233,7 +219,19 @@ async fn postgresql_rows_are_read_and_watched_through_the_trigger() {
         .await;
     assert_eq!((r.status, r.json()), (200, json!({"ok": true})));
     assert_eq!(app.count_at("/configuration/pgcfg/other"), 0, "not watched");
-    psql(&pg, &format!("DROP FUNCTION {t}_notify() CASCADE"));
+}
+
+/// Drops the trigger's function of `pg`'s table when the test ends, passed or not (the table
+/// itself goes with `pg`).
+struct Dropped<'a>(&'a Postgres);
+
+impl Drop for Dropped<'_> {
+    fn drop(&mut self) {
+        let sql = format!("DROP FUNCTION IF EXISTS {}_notify() CASCADE", self.0.table);
+        let _ = Command::new("psql")
+            .args([&self.0.conn, "-qAtc", &sql])
+            .output();
+    }
 }
 
 #[tokio::test]

@@ -124,6 +124,11 @@ async fn eight_clients_on_two_sidecars_lose_no_increment_under_a_redis_lock() {
     }
     let r = a.get(&format!("/v1.0/state/counter/{key}")).await;
     assert_eq!(r.json(), json!(80), "{}", r.text());
+    // The shared Redis keeps nothing of this run.
+    let r = a
+        .request("DELETE", &format!("/v1.0/state/counter/{key}"), &[], "")
+        .await;
+    assert_eq!(r.status, 204, "{}", r.text());
     let comps = a.components().await;
     assert!(
         comps.contains(&("redislock".into(), "lock.redis".into()))

@@ -72,11 +72,14 @@ pub(super) async fn subscribe(
         keys: req.keys,
         metadata: req.metadata,
     };
-    let (id, updates) = configuration::subscribe(s, asked).await.map_err(|mut e| {
-        // daprd answers a refused subscription with INVALID_ARGUMENT, whatever the cause.
-        e.status = http::StatusCode::BAD_REQUEST;
+    let sub = configuration::subscribe(s, asked).await.map_err(|mut e| {
+        // daprd answers a store refusing the subscription with INVALID_ARGUMENT.
+        if e.code == "ERR_CONFIGURATION_SUBSCRIBE" {
+            e.status = http::StatusCode::BAD_REQUEST;
+        }
         from_api_for(e, &req.store_name)
     })?;
+    let id = sub.id.clone();
     let first = rt::SubscribeConfigurationResponse {
         id: id.clone(),
         items: Default::default(),
@@ -85,13 +88,17 @@ pub(super) async fn subscribe(
         s: s.clone(),
         id: id.clone(),
     };
-    let later = tokio_stream_of(updates).map(move |update| {
-        let _keep = &ender;
-        Ok(rt::SubscribeConfigurationResponse {
-            id: id.clone(),
-            items: items(update),
-        })
-    });
+    // The stream ends when the subscription is ended, or the sidecar stops.
+    let stopping = s.shutdown.clone().cancelled_owned();
+    let later = tokio_stream_of(sub.updates)
+        .take_until(stopping)
+        .map(move |update| {
+            let _keep = &ender;
+            Ok(rt::SubscribeConfigurationResponse {
+                id: id.clone(),
+                items: items(update),
+            })
+        });
     Ok(Box::pin(
         futures_util::stream::once(async { Ok(first) }).chain(later),
     ))
@@ -108,20 +115,18 @@ pub(super) fn unsubscribe(
     s: &ApiState,
     req: &rt::UnsubscribeConfigurationRequest,
 ) -> Result<rt::UnsubscribeConfigurationResponse, Status> {
-    Ok(
-        match configuration::unsubscribe(s, &req.store_name, &req.id) {
-            Ok(()) => rt::UnsubscribeConfigurationResponse {
-                ok: true,
-                message: String::new(),
-            },
-            // As daprd: an unknown subscription is an answer, not an error.
-            Err(e) if e.code == "ERR_CONFIGURATION_UNSUBSCRIBE" => {
-                rt::UnsubscribeConfigurationResponse {
-                    ok: false,
-                    message: e.message,
-                }
-            }
-            Err(e) => return Err(from_api_for(e, &req.store_name)),
+    Ok(match configuration::unsubscribe(s, None, &req.id) {
+        Ok(()) => rt::UnsubscribeConfigurationResponse {
+            ok: true,
+            message: String::new(),
         },
-    )
+        // As daprd: an unknown subscription is an answer, not an error.
+        Err(e) if e.code == "ERR_CONFIGURATION_UNSUBSCRIBE" => {
+            rt::UnsubscribeConfigurationResponse {
+                ok: false,
+                message: e.message,
+            }
+        }
+        Err(e) => return Err(from_api_for(e, &req.store_name)),
+    })
 }

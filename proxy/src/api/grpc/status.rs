@@ -103,9 +103,9 @@ fn describe(e: &ApiError) -> Described {
 /// The gRPC code of an error daprd sends without details.
 fn plain_code(e: &ApiError) -> Code {
     match e.code {
-        "ERR_SECRET_STORES_NOT_CONFIGURED" | "ERR_LOCK_STORE_NOT_CONFIGURED" => {
-            Code::FailedPrecondition
-        }
+        "ERR_SECRET_STORES_NOT_CONFIGURED"
+        | "ERR_LOCK_STORE_NOT_CONFIGURED"
+        | "ERR_CONFIGURATION_STORE_NOT_CONFIGURED" => Code::FailedPrecondition,
         // HTTP 401 in daprd.
         "ERR_SECRET_STORE_NOT_FOUND" => Code::InvalidArgument,
         // Every invocation failure before an app answered, whatever its HTTP status.

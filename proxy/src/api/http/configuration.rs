@@ -51,9 +51,13 @@ pub(in crate::api) async fn subscribe(
             "app channel is not initialized. cannot subscribe to configuration updates",
         ));
     }
-    let (id, updates) = configuration::subscribe(s, request(store_name, req)).await?;
-    let deliver = configuration::deliver(s.clone(), store_name.to_owned(), id.clone(), updates);
-    tokio::spawn(deliver);
+    let sub = configuration::subscribe(s, request(store_name, req)).await?;
+    let id = sub.id.clone();
+    tokio::spawn(configuration::deliver(
+        s.clone(),
+        store_name.to_owned(),
+        sub,
+    ));
     Ok(json_response(&json!({ "id": id })))
 }
 
@@ -63,7 +67,7 @@ pub(in crate::api) fn unsubscribe(
     store_name: &str,
     id: &str,
 ) -> Result<Response<Body>, ApiError> {
-    match configuration::unsubscribe(s, store_name, id) {
+    match configuration::unsubscribe(s, Some(store_name), id) {
         Ok(()) => Ok(json_response(&json!({ "ok": true }))),
         Err(e) if e.code == "ERR_CONFIGURATION_UNSUBSCRIBE" => {
             let mut rsp = json_response(&json!({ "message": e.message }));

@@ -95,6 +95,28 @@ impl Postgres {
         }
     }
 
+    /// SQL creating a configuration table named after the test's table, as daprd's component
+    /// documents it (`KEY`, `VALUE`, `VERSION`, `METADATA JSON`), with a trigger that
+    /// `pg_notify`s the channel of the same name with `{"table", "action", "data": <row>}`, and
+    /// a function `<table>_notify` that the test drops.
+    pub fn configuration_table_sql(&self) -> String {
+        let t = &self.table;
+        format!(
+            "CREATE TABLE {t} (KEY VARCHAR NOT NULL, VALUE VARCHAR NOT NULL, \
+               VERSION VARCHAR NOT NULL, METADATA JSON);
+             CREATE FUNCTION {t}_notify() RETURNS TRIGGER AS $$
+             DECLARE data json; notification json;
+             BEGIN
+               IF (TG_OP = 'DELETE') THEN data = row_to_json(OLD); ELSE data = row_to_json(NEW); END IF;
+               notification = json_build_object('table', TG_TABLE_NAME, 'action', TG_OP, 'data', data);
+               PERFORM pg_notify('{t}', notification::text);
+               RETURN NULL;
+             END; $$ LANGUAGE plpgsql;
+             CREATE TRIGGER {t}_config AFTER INSERT OR UPDATE OR DELETE ON {t}
+               FOR EACH ROW EXECUTE PROCEDURE {t}_notify();"
+        )
+    }
+
     /// Whether this is a private server.
     pub fn is_private(&self) -> bool {
         self.private.is_some()
