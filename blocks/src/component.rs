@@ -137,6 +137,8 @@ pub const SUPPORTED_TYPES: &[&str] = &[
     "lock.redis",
     "configuration.redis",
     "configuration.postgresql",
+    "bindings.localstorage",
+    "bindings.redis",
     "middleware.http.bearer",
     "middleware.http.ratelimit",
 ];

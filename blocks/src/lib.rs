@@ -1,10 +1,12 @@
-//! Building blocks (state, pub/sub, secrets, locks, configuration; bindings and actors later) and the components that
-//! implement them, chosen by Dapr `Component` resources.
+//! Building blocks (state, pub/sub, secrets, locks, configuration, output bindings; input
+//! bindings and actors later) and the components that implement them, chosen by Dapr
+//! `Component` resources.
 //!
 //! This crate owns the `Component` and `Subscription` documents: their shape, their validation
 //! and, as the building blocks land, the component implementations exposed as tower services.
 //! It knows nothing about HTTP routing, the mesh or certificates.
 
+pub mod bindings;
 pub mod component;
 pub mod configuration;
 mod deadline;

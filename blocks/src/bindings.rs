@@ -1,0 +1,87 @@
+//! The bindings building block: output bindings (the app calls an external system through a
+//! component: `POST /v1.0/bindings/{name}`), with the [`OutputBinding`] contract every output
+//! component implements.
+//!
+//! A request names an operation (`create`, `get`, `delete`, `list`, …) among those the component
+//! declares, carries the request's data as bytes (the JSON text of the `data` field, as daprd
+//! passes it on) and string metadata; the answer is bytes and metadata, or nothing.
+
+mod localstorage;
+mod open;
+mod redis;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::fault::Fault;
+use crate::state::BoxFuture;
+
+pub use localstorage::LocalStorage;
+pub use open::{BindingComponent, open};
+pub use redis::RedisBinding;
+
+/// Request and response metadata.
+pub type Metadata = BTreeMap<String, String>;
+
+/// One call of an output binding.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct InvokeRequest {
+    /// The operation, one of the binding's [`OutputBinding::operations`].
+    pub operation: String,
+    /// The data.
+    pub data: Bytes,
+    /// The request's metadata (`key`, `fileName`, `ttlInSeconds`, …).
+    pub metadata: Metadata,
+}
+
+/// What a call answered.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct InvokeResponse {
+    /// The data.
+    pub data: Bytes,
+    /// Response metadata (sent back as `metadata.<name>` headers over HTTP).
+    pub metadata: Metadata,
+}
+
+/// A binding failing, or refusing a request.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum BindingError {
+    /// The request is not one this binding can serve (missing metadata, a bad path).
+    #[error("{0}")]
+    BadRequest(String),
+    /// The external system failed or is unreachable.
+    #[error(transparent)]
+    Failed(Fault),
+    /// It did not answer in time.
+    #[error("the binding did not answer within {0:?}")]
+    Timeout(Duration),
+}
+
+impl BindingError {
+    /// Whether trying again may succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Failed(f) => f.is_retryable(),
+            Self::Timeout(_) => true,
+            Self::BadRequest(_) => false,
+        }
+    }
+}
+
+/// An output binding.
+///
+/// Contract, checked for every component by the conformance suite (`blocks/tests/bindings.rs`):
+/// - `operations` lists what `invoke` serves; the API refuses the others before calling;
+/// - `create` then `get` of the same name answers the bytes created; after `delete`, `get`
+///   answers no data (or fails saying it is not there);
+/// - names and data are opaque: no name reaches outside what the component was configured
+///   with (a file outside the root, another database).
+pub trait OutputBinding: Send + Sync {
+    /// The operations served.
+    fn operations(&self) -> &'static [&'static str];
+    /// Serves one request; `None` when the operation answers nothing.
+    fn invoke(&self, req: InvokeRequest)
+    -> BoxFuture<Result<Option<InvokeResponse>, BindingError>>;
+}
