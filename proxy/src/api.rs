@@ -1,11 +1,12 @@
 //! The app calls the sidecar: the Dapr API on 127.0.0.1:3500. This module owns what every
 //! transport shares — the context of a request ([`ApiState`]: components, scopes, health,
 //! limits) — and holds the transport-neutral operations of each building block (`state`,
-//! `publish`, `secrets`, `lock`, `configuration`, `meta`) over typed requests and results shaped after
+//! `publish`, `secrets`, `lock`, `configuration`, `bindings`, `meta`) over typed requests and results shaped after
 //! `dapr.proto.runtime.v1`. Transports are codecs over those operations: `http` (routing, JSON,
 //! status codes, headers) and `grpc` (the `Dapr` service's messages and statuses). Service
 //! invocation (`invoke`) takes an HTTP request from either.
 
+mod bindings;
 mod configuration;
 mod cors;
 mod grpc;
@@ -91,6 +92,8 @@ pub(crate) struct ApiState {
     pub(crate) pubsubs: BTreeMap<String, PubSubComponent>,
     /// Secret stores by name.
     pub(crate) secret_stores: BTreeMap<String, outrider_blocks::secrets::SecretStoreComponent>,
+    /// Output bindings by name.
+    pub(crate) bindings: BTreeMap<String, outrider_blocks::bindings::BindingComponent>,
     /// Configuration stores by name.
     pub(crate) configurations:
         BTreeMap<String, outrider_blocks::configuration::ConfigurationComponent>,

@@ -10,6 +10,7 @@
 //! meta, invoke}`): no building-block rule is here. Operations return `ApiError`;
 //! [`status::from_api`] is the one place they become a gRPC status with Dapr's error details.
 
+mod bindings;
 mod configuration;
 mod invoke;
 mod lock;
@@ -59,6 +60,7 @@ const SERVED: &[(&str, &str, &str)] = &[
     ("SubscribeTopicEventsAlpha1", "subscribe", "v1alpha1"),
     ("GetSecret", "secrets", "v1"),
     ("GetBulkSecret", "secrets", "v1"),
+    ("InvokeBinding", "bindings", "v1"),
     ("GetConfiguration", "configuration", "v1"),
     ("GetConfigurationAlpha1", "configuration", "v1alpha1"),
     ("SubscribeConfiguration", "configuration", "v1"),
@@ -373,6 +375,13 @@ impl Dapr for Api {
         req: tonic::Request<rt::GetBulkSecretRequest>,
     ) -> Answer<rt::GetBulkSecretResponse> {
         answer(secrets::bulk(&self.s, &req.into_inner()))
+    }
+
+    async fn invoke_binding(
+        &self,
+        req: tonic::Request<rt::InvokeBindingRequest>,
+    ) -> Answer<rt::InvokeBindingResponse> {
+        answer(bindings::invoke(&self.s, req.into_inner()).await)
     }
 
     async fn get_configuration(

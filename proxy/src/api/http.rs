@@ -4,11 +4,12 @@
 //! 1 and 6), the API token check (rule 3), then the route table (`route`). Unmatched routes and
 //! wrong verbs fall through to service invocation by the `dapr-app-id` header, as in daprd. The
 //! codec of each building block decodes the request into the typed request of an operation in
-//! `api::{state, publish, secrets, lock, configuration, meta}`, calls it, and encodes the result as daprd does (status
+//! `api::{state, publish, secrets, lock, configuration, bindings, meta}`, calls it, and encodes the result as daprd does (status
 //! codes, JSON bodies, headers, `metadata.*` query parameters); the rules of the building blocks
 //! are not here. Operations return typed errors; [`ApiError::into_response`] is the one place
 //! they become HTTP.
 
+mod bindings;
 pub(super) mod body;
 mod configuration;
 mod lock;
@@ -200,6 +201,7 @@ impl ApiService {
             Route::SecretBulk => secrets::bulk(s, &p.store),
             Route::Lock => lock::try_lock(s, &p.store, req).await,
             Route::Unlock => lock::unlock(s, &p.store, req).await,
+            Route::Binding => bindings::invoke(s, &p.store, req).await,
             Route::ConfigGet | Route::ConfigGetAlpha1 => {
                 configuration::get(s, &p.store, &req).await
             }

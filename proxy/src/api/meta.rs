@@ -165,6 +165,7 @@ pub(crate) fn get(s: &ApiState) -> GetMetadataResponse {
     let locks = (s.locks.values()).map(|c| component(&c.name, &c.type_, &c.version, vec![]));
     let configurations =
         (s.configurations.values()).map(|c| component(&c.name, &c.type_, &c.version, vec![]));
+    let bindings = (s.bindings.values()).map(|c| component(&c.name, &c.type_, &c.version, vec![]));
     GetMetadataResponse {
         id: s.app_id.clone(),
         runtime_version: VERSION,
@@ -179,6 +180,7 @@ pub(crate) fn get(s: &ApiState) -> GetMetadataResponse {
             .chain(secrets)
             .chain(locks)
             .chain(configurations)
+            .chain(bindings)
             .collect(),
         subscriptions: s
             .subscriptions

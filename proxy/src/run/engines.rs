@@ -1,10 +1,11 @@
 //! Start phase: open every component (secret stores first, then state stores, pub/subs, lock
-//! and configuration stores); state stores, publishes and locks wrapped in their resiliency
+//! and configuration stores, bindings); state stores, publishes and locks wrapped in their resiliency
 //! policies.
 
 use std::collections::BTreeMap;
 
 use anyhow::Context as _;
+use outrider_blocks::bindings::{self, BindingComponent};
 use outrider_blocks::configuration::{self, ConfigurationComponent};
 use outrider_blocks::lock::{self, LockComponent};
 use outrider_blocks::pubsub::{self, PubSubComponent};
@@ -16,13 +17,15 @@ use crate::api::pipeline::Pipeline;
 use crate::config::Settings;
 use crate::mesh::outbound::external::{self, Externals};
 
-/// The open components: secret, state, lock and configuration stores and pub/subs, by name.
+/// The open components: secret, state, lock and configuration stores, pub/subs and bindings,
+/// by name.
 pub(super) struct Engines {
     pub(super) secret_stores: BTreeMap<String, SecretStoreComponent>,
     pub(super) stores: BTreeMap<String, StateComponent>,
     pub(super) pubsubs: BTreeMap<String, PubSubComponent>,
     pub(super) locks: BTreeMap<String, LockComponent>,
     pub(super) configurations: BTreeMap<String, ConfigurationComponent>,
+    pub(super) bindings: BTreeMap<String, BindingComponent>,
     /// `spec.httpPipeline`'s middleware, open.
     pub(super) pipeline: Pipeline,
     /// `spec.appHttpPipeline`'s, open.
@@ -44,9 +47,8 @@ impl Engines {
             namespace: s.namespace.clone(),
             data_dir: s.data_dir.clone(),
         };
-        let mut stores = open_all(s, "state.", async |c| {
-            let c = secrets::resolve_references(c, &secret_stores)?;
-            state::open(&c, &ctx).await
+        let mut stores = open_resolved(s, "state.", &secret_stores, async |c| {
+            state::open(c, &ctx).await
         })
         .await?;
         for c in stores.values_mut() {
@@ -57,9 +59,8 @@ impl Engines {
                 crate::api::STORE_TIMEOUT,
             );
         }
-        let mut pubsubs = open_all(s, "pubsub.", async |c| {
-            let c = secrets::resolve_references(c, &secret_stores)?;
-            pubsub::open(&c, &s.app_id, &s.namespace).await
+        let mut pubsubs = open_resolved(s, "pubsub.", &secret_stores, async |c| {
+            pubsub::open(c, &s.app_id, &s.namespace).await
         })
         .await?;
         for c in pubsubs.values_mut() {
@@ -70,11 +71,8 @@ impl Engines {
                 crate::api::STORE_TIMEOUT,
             );
         }
-        let mut locks = open_all(s, "lock.", async |c| {
-            let c = secrets::resolve_references(c, &secret_stores)?;
-            lock::open(&c).await
-        })
-        .await?;
+        let mut locks =
+            open_resolved(s, "lock.", &secret_stores, async |c| lock::open(c).await).await?;
         for c in locks.values_mut() {
             crate::components::resiliency::layer_lock(
                 c,
@@ -83,9 +81,12 @@ impl Engines {
                 crate::api::STORE_TIMEOUT,
             );
         }
-        let configurations = open_all(s, "configuration.", async |c| {
-            let c = secrets::resolve_references(c, &secret_stores)?;
-            configuration::open(&c).await
+        let configurations = open_resolved(s, "configuration.", &secret_stores, async |c| {
+            configuration::open(c).await
+        })
+        .await?;
+        let bindings = open_resolved(s, "bindings.", &secret_stores, async |c| {
+            bindings::open(c).await
         })
         .await?;
         let pipeline = open_pipeline(s, &s.http_pipeline, &secret_stores, "spec.httpPipeline");
@@ -104,6 +105,7 @@ impl Engines {
             pubsubs,
             locks,
             configurations,
+            bindings,
             pipeline,
             app_pipeline,
             externals,
@@ -187,6 +189,20 @@ fn failed(what: &str, errs: Vec<ComponentError>) -> anyhow::Error {
         "opening the HTTP middleware {what} failed: {}",
         all.join("; ")
     )
+}
+
+/// [`open_all`] for components whose `secretKeyRef`s and `envRef`s are read first.
+async fn open_resolved<T>(
+    s: &Settings,
+    category: &str,
+    secret_stores: &BTreeMap<String, SecretStoreComponent>,
+    open: impl AsyncFn(&Component) -> Result<T, Vec<ComponentError>>,
+) -> anyhow::Result<BTreeMap<String, T>> {
+    open_all(s, category, async |c| {
+        let c = secrets::resolve_references(c, secret_stores)?;
+        open(&c).await
+    })
+    .await
 }
 
 /// Opens every component of one category (`state.`, `pubsub.`), by name; all failures are

@@ -195,6 +195,7 @@ impl Wired {
             secret_stores: engines.secret_stores,
             locks: engines.locks,
             configurations: engines.configurations,
+            bindings: engines.bindings,
             configuration_subscriptions: Default::default(),
             secret_scopes: s.secret_scopes.clone(),
             api_access: s.api_access.clone(),

@@ -289,8 +289,7 @@ async fn apis_not_served_yet_answer_501_naming_the_api() {
             "conversation",
         ),
         ("POST", "/v1.0/actors/cart/1/method/add", "actors"),
-        ("POST", "/v1.0/bindings/kafka", "bindings"),
-        ("GET", "/v1.0/configuration/store?key=a", "configuration"),
+        ("POST", "/v1.0-alpha1/jobs/nightly", "jobs"),
         ("POST", "/v1.0-beta1/workflows/dapr/flow/start", "workflow"),
     ] {
         let r = a.call(method, path, "{}").await.unwrap();

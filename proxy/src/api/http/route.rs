@@ -24,6 +24,7 @@ pub(super) enum Route {
     SecretBulk,
     Lock,
     Unlock,
+    Binding,
     ConfigGet,
     ConfigGetAlpha1,
     ConfigSubscribe,
@@ -38,7 +39,7 @@ pub(super) enum Route {
 }
 
 /// Every route of the table.
-const ALL: [Route; 24] = [
+const ALL: [Route; 25] = [
     Route::Publish,
     Route::PublishBulk,
     Route::PublishBulkV1,
@@ -52,6 +53,7 @@ const ALL: [Route; 24] = [
     Route::SecretBulk,
     Route::Lock,
     Route::Unlock,
+    Route::Binding,
     Route::ConfigGet,
     Route::ConfigGetAlpha1,
     Route::ConfigSubscribe,
@@ -68,9 +70,8 @@ const ALL: [Route; 24] = [
 /// Dapr API routes this sidecar does not serve yet, by path prefix, with the API's name: they
 /// answer 501 rather than falling through to invocation (where they would look like a call to
 /// an app named `v1.0`).
-const UNSERVED: [(&str, &str); 9] = [
+const UNSERVED: [(&str, &str); 8] = [
     ("/v1.0/actors/", "actors"),
-    ("/v1.0/bindings/", "bindings"),
     ("/v1.0-alpha1/jobs/", "jobs"),
     ("/v1.0/workflows/", "workflow"),
     ("/v1.0-beta1/workflows/", "workflow"),
@@ -102,7 +103,7 @@ pub(super) const INVOKE_LABEL: RouteLabel = RouteLabel("/v1.0/invoke/{id}/method
 /// Route parameters, unescaped.
 #[derive(Debug, Default)]
 pub(super) struct Params {
-    /// The component named in the path: a state store, a pub/sub or a lock store.
+    /// The component named in the path: a store, a pub/sub or a binding.
     pub(super) store: String,
     /// The state key, metadata key, topic or configuration subscription id.
     pub(super) key: String,
@@ -124,6 +125,7 @@ impl Route {
             Route::SecretBulk => "/v1.0/secrets/{store}/bulk",
             Route::Lock => "/v1.0-alpha1/lock/{store}",
             Route::Unlock => "/v1.0-alpha1/unlock/{store}",
+            Route::Binding => "/v1.0/bindings/{store}",
             Route::ConfigGet => "/v1.0/configuration/{store}",
             Route::ConfigGetAlpha1 => "/v1.0-alpha1/configuration/{store}",
             Route::ConfigSubscribe => "/v1.0/configuration/{store}/subscribe",
@@ -152,6 +154,7 @@ impl Route {
             Route::Secret | Route::SecretBulk => ("secrets", "v1"),
             Route::Lock => ("lock", "v1alpha1"),
             Route::Unlock => ("unlock", "v1alpha1"),
+            Route::Binding => ("bindings", "v1"),
             Route::ConfigGet | Route::ConfigSubscribe | Route::ConfigUnsubscribe => {
                 ("configuration", "v1")
             }
@@ -180,7 +183,8 @@ impl Route {
             | Route::StateSave
             | Route::StateBulk
             | Route::StateTransaction
-            | Route::StateQuery => write,
+            | Route::StateQuery
+            | Route::Binding => write,
             Route::StateKey => method == Method::GET || method == Method::DELETE,
             Route::Healthz
             | Route::HealthzOutbound
@@ -293,10 +297,7 @@ mod tests {
             unserved("/v1.0-alpha1/conversation/llm/converse"),
             Some(("/v1.0-alpha1/conversation/", "conversation"))
         );
-        assert_eq!(
-            unserved("/v1.0/bindings/kafka").map(|u| u.1),
-            Some("bindings")
-        );
+        assert_eq!(unserved("/v1.0-alpha1/jobs/j").map(|u| u.1), Some("jobs"));
         assert_eq!(unserved("/v1.0/invoke/a/method/b"), None);
         assert_eq!(unserved("/v1.0/actorsX"), None);
         assert_eq!(unserved("/v1.0/configuration/c"), None);
