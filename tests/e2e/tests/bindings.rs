@@ -1,0 +1,196 @@
+//! Output bindings through a real sidecar, in daprd's HTTP shapes: local storage (nothing
+//! outside its root is reachable) and Redis (a private server), 204 for answers without data,
+//! daprd's one error code for every failure.
+
+use outrider_testkit::{Mesh, RedisServer, Reply, Sidecar};
+use serde_json::{Value, json};
+
+async fn send(s: &Sidecar, method: &str, name: &str, body: Value) -> Reply {
+    let path = format!("/v1.0/bindings/{name}");
+    s.request(method, &path, &[], body.to_string()).await
+}
+
+fn refused(r: &Reply, status: u16, code: &str, says: &str) {
+    r.assert_error(status, code, says);
+    let message = r.json()["message"].as_str().unwrap_or_default().to_owned();
+    assert!(message.contains(says), "{says:?} not in {message:?}");
+}
+
+#[tokio::test]
+async fn local_storage_and_redis_answer_in_daprds_shapes() {
+    let redis = RedisServer::start();
+    let mesh = Mesh::new();
+    let root = mesh.home().join("files");
+    let outside = mesh.home().join("outside.txt");
+    std::fs::write(&outside, "keep out").unwrap();
+    let docs = format!(
+        "kind: Component\nmetadata: {{name: files}}\nspec:\n  type: bindings.localstorage\n  \
+         metadata:\n  - {{name: rootPath, value: '{}'}}\n---\n\
+         kind: Component\nmetadata: {{name: cache}}\nspec:\n  type: bindings.redis\n  \
+         metadata:\n  - {{name: redisHost, value: '127.0.0.1:{}'}}\n",
+        root.display(),
+        redis.port
+    );
+    let res = mesh.resources("res", "bindings.yaml", &docs);
+    let mut s = mesh.sidecar("bindings-http").resources(&res).start().await;
+    s.wait_ready().await;
+
+    let create =
+        json!({"operation": "create", "data": {"id": 1}, "metadata": {"fileName": "a/b.json"}});
+    let r = send(&s, "POST", "files", create).await;
+    assert_eq!((r.status, r.json()), (200, json!({"fileName": "a/b.json"})));
+    assert_eq!(
+        std::fs::read_to_string(root.join("a/b.json")).unwrap(),
+        r#"{"id":1}"#
+    );
+    let get = json!({"operation": "get", "metadata": {"fileName": "a/b.json"}});
+    let r = send(&s, "PUT", "files", get).await;
+    assert_eq!((r.status, r.text()), (200, r#"{"id":1}"#.to_owned()));
+    let list = json!({"operation": "list"});
+    let r = send(&s, "POST", "files", list).await;
+    assert_eq!(r.json(), json!([root.join("a/b.json").to_string_lossy()]));
+    let delete = json!({"operation": "delete", "metadata": {"fileName": "a/b.json"}});
+    assert_eq!(send(&s, "POST", "files", delete).await.status, 204);
+    assert!(!root.join("a/b.json").exists());
+
+    // Every way out of the root is refused, and nothing outside changed.
+    for name in [
+        "../outside.txt",
+        "a/../../outside.txt",
+        "../../../../etc/passwd",
+    ] {
+        for op in ["get", "create", "delete"] {
+            let body = json!({"operation": op, "data": "x", "metadata": {"fileName": name}});
+            let r = send(&s, "POST", "files", body).await;
+            refused(
+                &r,
+                500,
+                "ERR_INVOKE_OUTPUT_BINDING",
+                "leads outside rootPath",
+            );
+        }
+    }
+    assert_eq!(std::fs::read_to_string(&outside).unwrap(), "keep out");
+
+    let key = "bindings-e2e";
+    let r = send(
+        &s,
+        "POST",
+        "cache",
+        json!({"operation": "create", "data": "v", "metadata": {"key": key, "ttlInSeconds": "60"}}),
+    )
+    .await;
+    assert_eq!(r.status, 204, "{}", r.text());
+    let r = send(
+        &s,
+        "POST",
+        "cache",
+        json!({"operation": "get", "metadata": {"key": key}}),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.text()),
+        (200, r#""v""#.to_owned()),
+        "the data's JSON text"
+    );
+    let r = send(
+        &s,
+        "POST",
+        "cache",
+        json!({"operation": "get", "metadata": {"key": "none"}}),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.text()),
+        (200, String::new()),
+        "a missing key: empty"
+    );
+
+    let failures = [
+        (
+            json!({"data": 1}),
+            "files",
+            "operation field is missing from request",
+        ),
+        (
+            json!({"operation": "list"}),
+            "cache",
+            "binding cache does not support operation list. supported operations:create delete get increment",
+        ),
+        (
+            json!({"operation": "create"}),
+            "nobinding",
+            "couldn't find output binding nobinding",
+        ),
+        (
+            json!({"operation": "get"}),
+            "cache",
+            "redis binding: missing key in request metadata",
+        ),
+        (
+            json!({"operation": "create", "metadata": {"key": "k", "ttlInSeconds": "soon"}}),
+            "cache",
+            "ttlInSeconds",
+        ),
+    ];
+    for (body, name, says) in failures {
+        refused(
+            &send(&s, "POST", name, body).await,
+            500,
+            "ERR_INVOKE_OUTPUT_BINDING",
+            says,
+        );
+    }
+    let r = s.request("POST", "/v1.0/bindings/cache", &[], "{").await;
+    refused(
+        &r,
+        400,
+        "ERR_MALFORMED_REQUEST",
+        "failed deserializing HTTP body",
+    );
+    let r = send(
+        &s,
+        "POST",
+        "cache",
+        json!({"operation": "get", "metadata": {"key": 1}}),
+    )
+    .await;
+    refused(
+        &r,
+        400,
+        "ERR_MALFORMED_REQUEST",
+        "metadata.key must be a string",
+    );
+    let comps = s.components().await;
+    assert!(
+        comps.contains(&("files".into(), "bindings.localstorage".into())),
+        "{comps:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_binding_for_input_only_or_with_a_bad_root_stops_the_start() {
+    let mesh = Mesh::new();
+    let docs = "kind: Component\nmetadata: {name: files}\nspec:\n  type: bindings.localstorage\n  \
+                metadata:\n  - {name: rootPath, value: /proc/outrider}\n";
+    let res = mesh.resources("proc", "b.yaml", docs);
+    let says = [
+        "b.yaml: spec.metadata.rootPath",
+        "is not a place files may be written",
+    ];
+    mesh.sidecar("bindings-proc")
+        .resources(&res)
+        .start_fails(std::time::Duration::from_secs(30), 1, &says)
+        .await;
+    let docs = "kind: Component\nmetadata: {name: files}\nspec:\n  type: bindings.localstorage\n  \
+                metadata:\n  - {name: rootPath, value: /tmp}\n  - {name: direction, value: input}\n";
+    let res = mesh.resources("input", "b.yaml", docs);
+    let says = [
+        "b.yaml: spec.metadata.direction",
+        "input bindings are not served",
+    ];
+    mesh.sidecar("bindings-input")
+        .resources(&res)
+        .start_fails(std::time::Duration::from_secs(30), 1, &says)
+        .await;
+}
