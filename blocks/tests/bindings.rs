@@ -142,6 +142,24 @@ async fn local_storage_keeps_every_name_inside_its_root() {
         std::fs::read_to_string(outside.path().join("secret")).unwrap(),
         "s3cret"
     );
+    // Names that name no file, a FIFO (which would block a reader), an absolute symlink.
+    for name in ["/", ".", "a/.."] {
+        let e = invoke(&f, "create", name, br#""x""#).await.unwrap_err();
+        assert!(e.to_string().contains("names no file"), "{name}: {e}");
+    }
+    nix::unistd::mkfifo(
+        &root.join("fifo"),
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    )
+    .unwrap();
+    let e = invoke(&f, "get", "fifo", b"null").await.unwrap_err();
+    assert!(e.to_string().contains("not a regular file"), "{e}");
+    std::os::unix::fs::symlink("/etc/hostname", root.join("abs")).unwrap();
+    let e = invoke(&f, "get", "abs", b"null").await.unwrap_err();
+    assert!(e.to_string().contains("leads outside rootPath"), "{e}");
+    let long = "a/".repeat(3000);
+    let e = invoke(&f, "get", &long, b"null").await.unwrap_err();
+    assert!(e.to_string().contains("at most 4096"), "{e}");
     assert!(!outside.path().join("new").exists());
     // `..` that stays inside, and a leading `/`, are names under the root.
     invoke(&f, "create", "/a/b/../c", br#""x""#).await.unwrap();
