@@ -38,8 +38,10 @@ impl RedisBinding {
         })?;
         let ttl = match req.metadata.get("ttlInSeconds").filter(|t| !t.is_empty()) {
             None => None,
-            Some(t) => Some(t.parse::<u64>().map_err(|_| {
-                BindingError::BadRequest(format!("ttlInSeconds {t:?} is not a whole number"))
+            Some(t) => Some(t.parse::<u64>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                BindingError::BadRequest(format!(
+                    "ttlInSeconds {t:?} is not a positive whole number"
+                ))
             })?),
         };
         let mut conn = self.conn.clone();

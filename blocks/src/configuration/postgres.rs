@@ -162,6 +162,11 @@ impl PostgresConfiguration {
 
     async fn read(&self, keys: &[String]) -> Result<Items, ConfigError> {
         check_keys(keys)?;
+        self.read_unchecked(keys).await
+    }
+
+    /// [`Self::read`] of keys the server named (bound as parameters, whatever they hold).
+    async fn read_unchecked(&self, keys: &[String]) -> Result<Items, ConfigError> {
         let client = self.pool.get().await.map_err(failed)?;
         let columns = "key::text, value::text, version::text, metadata::text";
         let rows = if keys.is_empty() {
@@ -246,11 +251,17 @@ impl PostgresConfiguration {
                 if !req.keys.is_empty() && !req.keys.contains(&key) {
                     continue;
                 }
-                let one = Keys {
-                    keys: vec![key.clone()],
-                    metadata: req.metadata.clone(),
+                let one = [key.clone()];
+                let reread = deadline::bounded(
+                    self.timeout,
+                    self.read_unchecked(&one),
+                    ConfigError::Timeout,
+                );
+                let reread = tokio::select! {
+                    () = stop.cancelled() => return,
+                    r = reread => r,
                 };
-                let item = match self.get(one).await {
+                let item = match reread {
                     Ok(mut items) => items.remove(&key).unwrap_or_default(),
                     Err(e) => {
                         tracing::warn!(key, error = %e, "reading a changed configuration key failed");

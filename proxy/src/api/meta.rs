@@ -165,7 +165,8 @@ pub(crate) fn get(s: &ApiState) -> GetMetadataResponse {
     let locks = (s.locks.values()).map(|c| component(&c.name, &c.type_, &c.version, vec![]));
     let configurations =
         (s.configurations.values()).map(|c| component(&c.name, &c.type_, &c.version, vec![]));
-    let bindings = (s.bindings.values()).map(|c| component(&c.name, &c.type_, &c.version, vec![]));
+    let bindings = (s.bindings.values())
+        .map(|c| component(&c.name, &c.type_, &c.version, vec!["OUTPUT_BINDING"]));
     GetMetadataResponse {
         id: s.app_id.clone(),
         runtime_version: VERSION,
