@@ -870,7 +870,7 @@ suite.check("subscribe() to an unknown pubsub fails with daprd's not-found error
 
 def unimplemented() -> None:
     for rpc, call, req in (
-        ("GetConfiguration", stub.GetConfiguration, api_v1.GetConfigurationRequest(store_name="c", keys=["k"])),
+        ("GetJobAlpha1", stub.GetJobAlpha1, api_v1.GetJobRequest(name="j")),
         ("InvokeActor", stub.InvokeActor, api_v1.InvokeActorRequest(actor_type="t", actor_id="1", method="m")),
     ):
         err = raw_error(rpc, lambda: call(req, metadata=token_md(), timeout=CALL_TIMEOUT))
@@ -878,7 +878,7 @@ def unimplemented() -> None:
         expect(rpc in (err.details() or ""), f"{rpc}: message does not name the RPC: {err.details()!r}")
 
 
-suite.check("an RPC this sidecar does not serve (GetConfiguration, InvokeActor): UNIMPLEMENTED naming it", unimplemented)
+suite.check("an RPC this sidecar does not serve (GetJobAlpha1, InvokeActor): UNIMPLEMENTED naming it", unimplemented)
 
 
 def unknown_service() -> None:
