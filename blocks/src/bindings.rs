@@ -59,17 +59,6 @@ pub enum BindingError {
     Timeout(Duration),
 }
 
-impl BindingError {
-    /// Whether trying again may succeed.
-    pub fn is_retryable(&self) -> bool {
-        match self {
-            Self::Failed(f) => f.is_retryable(),
-            Self::Timeout(_) => true,
-            Self::BadRequest(_) => false,
-        }
-    }
-}
-
 /// An output binding.
 ///
 /// Contract, checked for every component by the conformance suite (`blocks/tests/bindings.rs`):

@@ -64,18 +64,7 @@ pub enum ConfigError {
     Timeout(Duration),
 }
 
-impl ConfigError {
-    /// Whether trying again may succeed.
-    pub fn is_retryable(&self) -> bool {
-        match self {
-            Self::Store(f) => f.is_retryable(),
-            Self::Timeout(_) => true,
-            Self::BadRequest(_) => false,
-        }
-    }
-}
-
-/// A running watch: dropping it (or [`Watch::stop`]) ends it.
+/// A running watch: dropping it ends it.
 #[derive(Debug)]
 pub struct Watch {
     stop: CancellationToken,
@@ -85,11 +74,6 @@ impl Watch {
     /// A watch ended by `stop`.
     pub(crate) fn new(stop: CancellationToken) -> Self {
         Self { stop }
-    }
-
-    /// Ends the watch; an update already being sent may still arrive.
-    pub fn stop(&self) {
-        self.stop.cancel();
     }
 
     /// A token cancelled when the watch ends, for work that should end with it.
@@ -130,11 +114,48 @@ pub trait ConfigurationStore: Send + Sync {
 }
 
 /// Sends `items` unless the watch is stopped first: whether the watch goes on.
-pub(crate) async fn send(updates: &Updates, stop: &CancellationToken, items: Items) -> bool {
+async fn send(updates: &Updates, stop: &CancellationToken, items: Items) -> bool {
     tokio::select! {
         () = stop.cancelled() => false,
         sent = updates.send(items) => sent.is_ok(),
     }
+}
+
+/// Sends the latest state of `key`, unless a watch of named keys already knew it (a change
+/// seen both by catching up and by its notification, or a write of the same item). Whether the
+/// watch goes on.
+pub(crate) async fn send_change(
+    updates: &Updates,
+    stop: &CancellationToken,
+    named: bool,
+    seen: &mut Items,
+    key: String,
+    item: Item,
+) -> bool {
+    if named {
+        if seen.get(&key) == Some(&item) {
+            return true;
+        }
+        seen.insert(key.clone(), item.clone());
+    }
+    send(updates, stop, Items::from([(key, item)])).await
+}
+
+/// After reconnecting: sends the named keys whose state (`now`) differs from what the watch
+/// knew. Whether the watch goes on.
+pub(crate) async fn catch_up(
+    updates: &Updates,
+    stop: &CancellationToken,
+    seen: &mut Items,
+    now: Items,
+    keys: &[String],
+) -> bool {
+    for (k, item) in changed_since(seen, now, keys) {
+        if !send(updates, stop, Items::from([(k, item)])).await {
+            return false;
+        }
+    }
+    true
 }
 
 /// How long a watch waits before reconnecting: doubling from 100 ms to 5 s.
@@ -144,7 +165,7 @@ pub(crate) fn backoff(attempt: u32) -> Duration {
 
 /// The items of `now` that differ from `seen` (a key gone since is sent empty), for a watch
 /// catching up after reconnecting; `seen` becomes `now`.
-pub(crate) fn changed_since(seen: &mut Items, now: Items, keys: &[String]) -> Items {
+fn changed_since(seen: &mut Items, now: Items, keys: &[String]) -> Items {
     let mut out = Items::new();
     let gone = Item::default();
     for k in keys {

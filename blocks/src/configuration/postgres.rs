@@ -22,8 +22,8 @@ use tokio_postgres::{AsyncMessage, NoTls, Notification};
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    ConfigError, ConfigurationStore, Item, Items, Keys, Updates, Watch, backoff, changed_since,
-    send,
+    ConfigError, ConfigurationStore, Item, Items, Keys, Updates, Watch, backoff, catch_up,
+    send_change,
 };
 use crate::deadline;
 use crate::fault::Fault;
@@ -268,15 +268,8 @@ impl PostgresConfiguration {
                         continue;
                     }
                 };
-                // What a watch already sent is not sent again (a change seen both by catching
-                // up and by its notification, or a write of the same item).
-                if !req.keys.is_empty() {
-                    if seen.get(key.as_str()) == Some(&item) {
-                        continue;
-                    }
-                    seen.insert(key.to_string(), item.clone());
-                }
-                if !send(&updates, &stop, Items::from([(key, item)])).await {
+                let named = !req.keys.is_empty();
+                if !send_change(&updates, &stop, named, &mut seen, key, item).await {
                     return;
                 }
             }
@@ -318,10 +311,8 @@ impl PostgresConfiguration {
             let Ok(now) = self.get(req.clone()).await else {
                 continue;
             };
-            for (k, item) in changed_since(seen, now, &req.keys) {
-                if !send(updates, stop, Items::from([(k, item)])).await {
-                    return None;
-                }
+            if !catch_up(updates, stop, seen, now, &req.keys).await {
+                return None;
             }
             tracing::info!("the configuration watch is listening again");
             return Some(listening);

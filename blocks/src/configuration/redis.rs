@@ -14,8 +14,8 @@ use redis::aio::ConnectionManager;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    ConfigError, ConfigurationStore, Item, Items, Keys, Updates, Watch, backoff, changed_since,
-    send,
+    ConfigError, ConfigurationStore, Item, Items, Keys, Updates, Watch, backoff, catch_up,
+    send_change,
 };
 use crate::deadline;
 use crate::fault::Fault;
@@ -231,16 +231,8 @@ impl RedisConfiguration {
                         continue;
                     }
                 };
-                // What a watch already sent is not sent again (a change seen both by catching
-                // up and by its notification, or a write of the same item).
-                if !req.keys.is_empty() {
-                    if seen.get(key) == Some(&item) {
-                        continue;
-                    }
-                    seen.insert(key.to_string(), item.clone());
-                }
-                let update = Items::from([(key.to_owned(), item)]);
-                if !send(&updates, &stop, update).await {
+                let named = !req.keys.is_empty();
+                if !send_change(&updates, &stop, named, &mut seen, key.to_owned(), item).await {
                     return;
                 }
             }
@@ -280,11 +272,8 @@ impl RedisConfiguration {
             let Ok(now) = self.get(req.clone()).await else {
                 continue;
             };
-            let missed = changed_since(seen, now, &req.keys);
-            for (k, item) in missed {
-                if !send(updates, stop, Items::from([(k, item)])).await {
-                    return None;
-                }
+            if !catch_up(updates, stop, seen, now, &req.keys).await {
+                return None;
             }
             tracing::info!("the configuration watch is listening again");
             return Some(pubsub);
