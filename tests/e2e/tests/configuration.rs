@@ -6,7 +6,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use outrider_testkit::{FakeApp, Mesh, Postgres, RedisServer, Reply, Sidecar};
+use outrider_testkit::{FakeApp, Mesh, Postgres, RedisServer, Sidecar};
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -27,12 +27,6 @@ fn psql(pg: &Postgres, sql: &str) {
         .output()
         .expect("psql (make deps installs it)");
     assert!(out.status.success(), "{sql}: {out:?}");
-}
-
-fn refused(r: &Reply, status: u16, code: &str, says: &str) {
-    r.assert_error(status, code, says);
-    let message = r.json()["message"].as_str().unwrap_or_default().to_owned();
-    assert!(message.contains(says), "{says:?} not in {message:?}");
 }
 
 /// The updates the app received at `path`, as `(id, items)`, once there are `n`.
@@ -152,8 +146,7 @@ async fn redis_items_are_read_watched_through_a_restart_and_unwatched() {
         r.text()
     );
     let r = s.get("/v1.0/configuration/nocfg?key=a").await;
-    refused(
-        &r,
+    r.assert_error_says(
         400,
         "ERR_CONFIGURATION_STORE_NOT_FOUND",
         "configuration store nocfg not found",
@@ -187,12 +180,11 @@ async fn postgresql_rows_are_read_and_watched_through_the_trigger() {
     let want = json!({"flag": {"value": "on", "version": "1", "metadata": {"team": "a"}}});
     assert_eq!((r.status, r.json()), (200, want));
     let r = s.get("/v1.0/configuration/pgcfg?key=a'b").await;
-    refused(&r, 500, "ERR_CONFIGURATION_GET", "invalid key");
+    r.assert_error_says(500, "ERR_CONFIGURATION_GET", "invalid key");
 
     // The channel comes with the request, as daprd allows.
     let r = s.get("/v1.0/configuration/pgcfg/subscribe?key=flag").await;
-    refused(
-        &r,
+    r.assert_error_says(
         500,
         "ERR_CONFIGURATION_SUBSCRIBE",
         "notifyChannel must be set",
@@ -240,8 +232,7 @@ async fn without_stores_or_an_app_the_api_says_so() {
     let mut bare = mesh.sidecar("cfg-none").start().await;
     bare.wait_ready().await;
     let r = bare.get("/v1.0/configuration/any?key=a").await;
-    refused(
-        &r,
+    r.assert_error_says(
         500,
         "ERR_CONFIGURATION_STORE_NOT_CONFIGURED",
         "configuration stores not configured",
@@ -253,12 +244,7 @@ async fn without_stores_or_an_app_the_api_says_so() {
     let mut s = mesh.sidecar("cfg-no-app").resources(&res).start().await;
     s.wait_ready().await;
     let r = s.get("/v1.0/configuration/cfg/subscribe?key=a").await;
-    refused(
-        &r,
-        500,
-        "ERR_APP_CHANNEL_NIL",
-        "app channel is not initialized",
-    );
+    r.assert_error_says(500, "ERR_APP_CHANNEL_NIL", "app channel is not initialized");
     let comps = s.components().await;
     assert!(
         comps.contains(&("cfg".into(), "configuration.redis".into())),

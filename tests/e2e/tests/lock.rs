@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use outrider_testkit::{Mesh, Reply, Sidecar, send};
+use outrider_testkit::{Mesh, Reply, Sidecar, send, unique};
 use serde_json::{Value, json};
 
 /// `lock.redis` on the machine's Redis and `lock.in-memory`, and a Redis state store for a
@@ -62,21 +62,6 @@ async fn released(s: &Sidecar, store: &str, id: &str, owner: &str) -> i64 {
     released_at(&s.api_url(), store, id, owner).await
 }
 
-/// Asserts an error answer: status, Dapr error code, and a message containing `says`.
-fn refused(r: &Reply, status: u16, code: &str, says: &str) {
-    r.assert_error(status, code, says);
-    let message = r.json()["message"].as_str().unwrap_or_default().to_owned();
-    assert!(message.contains(says), "{says:?} not in {message:?}");
-}
-
-/// Unique per run: resource ids and keys are made from it.
-fn run_id() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    format!("{}-{nanos}", std::process::id())
-}
-
 /// 8 clients, half on each of two sidecars, each add 10 to a counter kept in Redis with a
 /// read and a last-write save (which loses updates unless something serialises them), under
 /// one `lock.redis` lock: the counter ends at exactly 80.
@@ -88,7 +73,7 @@ async fn eight_clients_on_two_sidecars_lose_no_increment_under_a_redis_lock() {
     let mut b = mesh.sidecar("lock-b").resources(&res).start().await;
     a.wait_ready().await;
     b.wait_ready().await;
-    let run = run_id();
+    let run = unique("lock");
     let key = format!("counter-{run}");
     let seed = json!([{"key": key, "value": 0}]).to_string();
     let r = a.request("POST", "/v1.0/state/counter", &[], seed).await;
@@ -144,14 +129,14 @@ async fn owners_expiry_and_bad_input_get_daprds_answers() {
     let mut s = mesh.sidecar("lock-owner").resources(&res).start().await;
     s.wait_ready().await;
     for store in ["memlock", "redislock"] {
-        let id = format!("r-{}", run_id());
+        let id = format!("r-{}", unique("lock"));
         assert_eq!(released(&s, store, &id, "a").await, 1, "{store}: not held");
         assert!(took(&s, store, &id, "a", 60).await, "{store}");
         assert!(!took(&s, store, &id, "b", 60).await, "{store}: held");
         assert_eq!(released(&s, store, &id, "b").await, 2, "{store}: not b's");
         assert_eq!(released(&s, store, &id, "a").await, 0, "{store}");
         // An expired lock goes to the next owner; the first owner's unlock then leaves it.
-        let short = format!("short-{}", run_id());
+        let short = format!("short-{}", unique("lock"));
         assert!(took(&s, store, &short, "a", 1).await, "{store}");
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while !took(&s, store, &short, "b", 60).await {
@@ -164,14 +149,14 @@ async fn owners_expiry_and_bad_input_get_daprds_answers() {
         assert_eq!(released(&s, store, &short, "a").await, 2, "{store}");
     }
     // Field names as protobuf's JSON mapping reads them: proto names and numbers as strings.
-    let id = format!("snake-{}", run_id());
+    let id = format!("snake-{}", unique("lock"));
     let body = json!({"resource_id": id, "lock_owner": "o", "expiry_in_seconds": "30"});
     assert_eq!(
         lock(&s, "memlock", body).await.json(),
         json!({"success": true})
     );
 
-    let bad = format!("bad-{}", run_id());
+    let bad = format!("bad-{}", unique("lock"));
     let refusals = [
         (
             json!({"resourceId": bad, "lockOwner": "o"}),
@@ -238,13 +223,14 @@ async fn owners_expiry_and_bad_input_get_daprds_answers() {
         ),
     ];
     for (body, store, status, code, says) in refusals {
-        refused(&lock(&s, store, body).await, status, code, says);
+        lock(&s, store, body)
+            .await
+            .assert_error_says(status, code, says);
     }
     let r = s
         .request("POST", "/v1.0-alpha1/lock/memlock", &[], "[1]")
         .await;
-    refused(
-        &r,
+    r.assert_error_says(
         400,
         "ERR_MALFORMED_REQUEST",
         "failed deserializing HTTP body",
@@ -255,14 +241,13 @@ async fn owners_expiry_and_bad_input_get_daprds_answers() {
         json!({"resourceId": "x||y", "lockOwner": "o"}),
     )
     .await;
-    refused(
-        &r,
+    r.assert_error_says(
         500,
         "ERR_UNLOCK",
         "failed to release lock: input key/keyPrefix",
     );
     let r = unlock(&s, "memlock", json!({"resourceId": bad})).await;
-    refused(&r, 400, "ERR_MALFORMED_REQUEST", "LockOwner is empty");
+    r.assert_error_says(400, "ERR_MALFORMED_REQUEST", "LockOwner is empty");
     // Nothing a refused request named was taken.
     assert!(took(&s, "memlock", &bad, "other", 5).await);
 }
@@ -274,16 +259,14 @@ async fn without_lock_stores_the_api_says_so_and_bad_components_stop_the_start()
     s.wait_ready().await;
     let body = json!({"resourceId": "r", "lockOwner": "o", "expiryInSeconds": 5});
     let r = lock(&s, "any", body).await;
-    refused(
-        &r,
+    r.assert_error_says(
         500,
         "ERR_LOCK_STORE_NOT_CONFIGURED",
         "lock store is not configured",
     );
     // The expiry is checked first, as daprd does.
     let r = lock(&s, "any", json!({"resourceId": "r", "lockOwner": "o"})).await;
-    refused(
-        &r,
+    r.assert_error_says(
         400,
         "ERR_MALFORMED_REQUEST",
         "ExpiryInSeconds is not positive",

@@ -16,32 +16,22 @@
 //         metadata}; resolves {data: bytes, metadata, operation}; throws the ConnectError
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { DaprClient, LogLevel } from "@dapr/dapr";
 import {
   API_PORT_ENV,
   GRPC,
   Suite,
-  clientOptions,
   expectEq,
   expectGrpcError,
   expectReject,
   parseSdkHttpError,
+  newClient,
   requireEnv,
   startClient,
 } from "./lib/harness.mjs";
 
 const env = requireEnv(API_PORT_ENV, "STORAGE_BINDING", "STORAGE_ROOT", "REDIS_BINDING", "MISSING_BINDING", "RUN_ID");
 const suite = new Suite("js/bindings");
-const diag = (lvl) => (msg, ...rest) =>
-  console.log(`# sdk ${lvl}: ${[msg, ...rest].map(String).join(" ").replace(/\s*\n\s*/g, " | ")}`);
-const client = new DaprClient(
-  clientOptions({
-    logger: {
-      level: LogLevel.Warn,
-      service: { error: diag("error"), warn: diag("warn"), info: diag("info"), verbose: diag("verbose"), debug: diag("debug") },
-    },
-  }),
-);
+const client = newClient();
 await startClient(suite, client);
 const name = (n) => `${env.RUN_ID}-${n}`;
 /** What a `get` answered, as text, whichever transport. */

@@ -15,15 +15,14 @@
 //                                              (the first message, with the id and no items, is skipped);
 //                                              stop() aborts the stream and calls UnsubscribeConfiguration
 import { execFileSync } from "node:child_process";
-import { DaprClient, LogLevel } from "@dapr/dapr";
 import {
   GRPC,
   Suite,
-  clientOptions,
   expect,
   expectEq,
   expectGrpcError,
   expectReject,
+  newClient,
   requireEnv,
   startClient,
 } from "./lib/harness.mjs";
@@ -34,16 +33,7 @@ if (!GRPC) {
   console.log("not ok - environment: the SDK serves configuration over gRPC only; set DAPR_COMMUNICATION_PROTOCOL=grpc");
   process.exit(2);
 }
-const diag = (lvl) => (msg, ...rest) =>
-  console.log(`# sdk ${lvl}: ${[msg, ...rest].map(String).join(" ").replace(/\s*\n\s*/g, " | ")}`);
-const client = new DaprClient(
-  clientOptions({
-    logger: {
-      level: LogLevel.Warn,
-      service: { error: diag("error"), warn: diag("warn"), info: diag("info"), verbose: diag("verbose"), debug: diag("debug") },
-    },
-  }),
-);
+const client = newClient();
 await startClient(suite, client);
 const store = env.CONFIG_STORE;
 const key = (name) => `${env.RUN_ID}-${name}`;

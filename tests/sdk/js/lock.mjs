@@ -15,32 +15,22 @@
 //   lock.unlock(s, id, owner)      HTTP: POST /v1.0-alpha1/unlock/<s> {resourceId, lockOwner} →
 //                                  {status: LockStatus (the number mapped)}; gRPC: UnlockAlpha1
 // Both throw on an error answer (HTTP >= 400, a gRPC status).
-import { DaprClient, LogLevel } from "@dapr/dapr";
 import {
   API_PORT_ENV,
   GRPC,
   Suite,
-  clientOptions,
   expectEq,
   expectGrpcError,
   expectReject,
   parseSdkHttpError,
+  newClient,
   requireEnv,
   startClient,
 } from "./lib/harness.mjs";
 
 const env = requireEnv(API_PORT_ENV, "LOCK_STORE", "MISSING_STORE", "RUN_ID");
 const suite = new Suite("js/lock");
-const diag = (lvl) => (msg, ...rest) =>
-  console.log(`# sdk ${lvl}: ${[msg, ...rest].map(String).join(" ").replace(/\s*\n\s*/g, " | ")}`);
-const client = new DaprClient(
-  clientOptions({
-    logger: {
-      level: LogLevel.Warn,
-      service: { error: diag("error"), warn: diag("warn"), info: diag("info"), verbose: diag("verbose"), debug: diag("debug") },
-    },
-  }),
-);
+const client = newClient();
 await startClient(suite, client);
 const store = env.LOCK_STORE;
 // The SDK's LockStatus (types/lock/UnlockResponse, not exported by the package): daprd's numbers.

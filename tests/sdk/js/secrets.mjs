@@ -17,32 +17,22 @@
 //   secret.get(s, key)   GetSecret{store_name, key}; resolves {<first key of data>: value}; throws
 //                        the ConnectError
 //   secret.getBulk(s)    GetBulkSecret{store_name}; resolves {name: data[name].secrets}
-import { DaprClient, LogLevel } from "@dapr/dapr";
 import {
   API_PORT_ENV,
   GRPC,
   Suite,
-  clientOptions,
   expectEq,
   expectGrpcError,
   expectReject,
   parseSdkHttpError,
+  newClient,
   requireEnv,
   startClient,
 } from "./lib/harness.mjs";
 
 const env = requireEnv(API_PORT_ENV, "SECRET_STORE", "SECRET_PASSWORD", "MISSING_STORE");
 const suite = new Suite("js/secrets");
-const diag = (lvl) => (msg, ...rest) =>
-  console.log(`# sdk ${lvl}: ${[msg, ...rest].map(String).join(" ").replace(/\s*\n\s*/g, " | ")}`);
-const client = new DaprClient(
-  clientOptions({
-    logger: {
-      level: LogLevel.Warn,
-      service: { error: diag("error"), warn: diag("warn"), info: diag("info"), verbose: diag("verbose"), debug: diag("debug") },
-    },
-  }),
-);
+const client = newClient();
 await startClient(suite, client);
 
 await suite.check("secret.get of a nested key resolves {key: value}", async () => {

@@ -34,19 +34,19 @@
 //   state.delete    DeleteState{etag, options}; resolves {}, throws on failure
 //   state.transaction  ExecuteStateTransaction; request.value must be a string (Buffer.from)
 //   state.query     QueryStateAlpha1{query: JSON}; results[].data are the raw bytes (not parsed)
-import { DaprClient, LogLevel, StateConcurrencyEnum } from "@dapr/dapr";
+import { StateConcurrencyEnum } from "@dapr/dapr";
 import {
   API_PORT_ENV,
   GRPC,
   Suite,
   byProtocol,
-  clientOptions,
   expect,
   expectEq,
   expectGrpcError,
   expectReject,
   fmt,
   parseSdkHttpError,
+  newClient,
   requireEnv,
   startClient,
 } from "./lib/harness.mjs";
@@ -62,22 +62,7 @@ const suite = new Suite("js/state");
 // state.save / state.delete log every failure through the SDK logger (console.error by default)
 // before returning {error}. Several checks below provoke failures on purpose, so the SDK's log
 // lines are routed to stdout as `# ` diagnostics to keep the output TAP-clean.
-const diag = (lvl) => (msg, ...rest) =>
-  console.log(`# sdk ${lvl}: ${[msg, ...rest].map(String).join(" ").replace(/\s*\n\s*/g, " | ")}`);
-const client = new DaprClient(
-  clientOptions({
-    logger: {
-      level: process.env.SDK_DEBUG ? LogLevel.Debug : LogLevel.Warn,
-      service: {
-        error: diag("error"),
-        warn: diag("warn"),
-        info: diag("info"),
-        verbose: diag("verbose"),
-        debug: diag("debug"),
-      },
-    },
-  }),
-);
+const client = newClient();
 
 /** For save/delete, which resolve to {} on success and {error} on failure. */
 function expectNoError(what, res) {

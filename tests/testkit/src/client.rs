@@ -50,6 +50,17 @@ impl Reply {
             self.text()
         );
     }
+
+    /// [`Reply::assert_error`], and the body's `message` contains `says`.
+    #[track_caller]
+    pub fn assert_error_says(&self, status: u16, code: &str, says: &str) {
+        self.assert_error(status, code, says);
+        let message = self.json()["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(message.contains(says), "{says:?} not in {message:?}");
+    }
 }
 
 /// `body` as JSON; panics with the body when it is not.

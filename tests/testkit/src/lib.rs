@@ -28,6 +28,14 @@ pub use sidecar::{
 use std::future::Future;
 use std::time::Duration;
 
+/// A name no other run uses: `what`, this process's id and the time in nanoseconds.
+pub fn unique(what: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{what}-{}-{nanos}", std::process::id())
+}
+
 /// A TCP port for a test to hand to a process it starts.
 ///
 /// Ports come from below the kernel's ephemeral range, so no outbound connection (ours, a

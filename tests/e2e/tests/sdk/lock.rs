@@ -2,7 +2,7 @@
 //! SDK's gRPC client; each against `lock.redis` on the machine's Redis.
 
 use super::{node_suite, sdk_dir};
-use outrider_testkit::{Mesh, Sidecar};
+use outrider_testkit::{Mesh, Sidecar, unique};
 
 /// A sidecar with the lock store `sdklock` (`lock.redis`).
 async fn with_lock_store(mesh: &Mesh, app_id: &str) -> Sidecar {
@@ -16,19 +16,12 @@ async fn with_lock_store(mesh: &Mesh, app_id: &str) -> Sidecar {
     s
 }
 
-fn run_id(what: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    format!("{what}-{}-{nanos}", std::process::id())
-}
-
 #[tokio::test]
 async fn javascript_sdk_lock_over_http_and_grpc() {
     let mesh = Mesh::new();
     let s = with_lock_store(&mesh, "sdk-js-lock").await;
     for grpc in [false, true] {
-        let run = run_id(if grpc { "grpc" } else { "http" });
+        let run = unique(if grpc { "grpc" } else { "http" });
         let env = [
             ("LOCK_STORE", "sdklock"),
             ("MISSING_STORE", "sdk-no-such-lock"),
@@ -42,7 +35,7 @@ async fn javascript_sdk_lock_over_http_and_grpc() {
 async fn python_sdk_lock_over_grpc() {
     let mesh = Mesh::new();
     let s = with_lock_store(&mesh, "sdk-py-lock").await;
-    let (grpc, run) = (s.grpc.to_string(), run_id("py"));
+    let (grpc, run) = (s.grpc.to_string(), unique("py"));
     let env = [
         ("DAPR_GRPC_PORT", grpc.as_str()),
         ("LOCK_STORE", "sdklock"),

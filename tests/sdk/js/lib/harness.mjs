@@ -11,7 +11,7 @@
 // DaprClient / DaprServer a script builds (`clientOptions()`). In gRPC mode the client dials
 // 127.0.0.1:$DAPR_GRPC_PORT (passed as daprPort) and errors are connect-es ConnectErrors
 // (`parseSdkGrpcError`) instead of the HTTP client's JSON-in-Error.
-import { CommunicationProtocolEnum } from "@dapr/dapr";
+import { CommunicationProtocolEnum, DaprClient, LogLevel } from "@dapr/dapr";
 
 const DEFAULT_CHECK_TIMEOUT_MS = 15_000;
 
@@ -42,6 +42,21 @@ export function clientOptions(extra = {}) {
     daprPort: process.env.DAPR_GRPC_PORT,
     ...extra,
   };
+}
+
+/** Writes one SDK log line as a `# ` diagnostic, on one line. */
+const diag = (lvl) => (msg, ...rest) =>
+  console.log(`# sdk ${lvl}: ${[msg, ...rest].map(String).join(" ").replace(/\s*\n\s*/g, " | ")}`);
+
+/** The SDK's logger for the scripts: warnings and errors (everything with SDK_DEBUG set) as diagnostics. */
+export const sdkLogger = {
+  level: process.env.SDK_DEBUG ? LogLevel.Debug : LogLevel.Warn,
+  service: { error: diag("error"), warn: diag("warn"), info: diag("info"), verbose: diag("verbose"), debug: diag("debug") },
+};
+
+/** A DaprClient for the selected protocol (`clientOptions`), logging through `sdkLogger`. */
+export function newClient(extra = {}) {
+  return new DaprClient(clientOptions({ logger: sdkLogger, ...extra }));
 }
 
 /** `http`, or `grpc` in gRPC mode: for check names and expectations that differ by transport. */
