@@ -1,11 +1,13 @@
 //! The bindings building block: output bindings (the app calls an external system through a
-//! component: `POST /v1.0/bindings/{name}`), with the [`OutputBinding`] contract every output
-//! component implements.
+//! component: `POST /v1.0/bindings/{name}`) and input bindings (a schedule or a queue triggers
+//! the app), with the [`OutputBinding`] and [`InputBinding`] contracts their components
+//! implement.
 //!
 //! A request names an operation (`create`, `get`, `delete`, `list`, …) among those the component
 //! declares, carries the request's data as bytes (the JSON text of the `data` field, as daprd
 //! passes it on) and string metadata; the answer is bytes and metadata, or nothing.
 
+mod cron;
 mod localstorage;
 mod open;
 mod redis;
@@ -18,8 +20,10 @@ use bytes::Bytes;
 use crate::fault::Fault;
 use crate::state::BoxFuture;
 
+pub use crate::pubsub::broker::{Handler, Message, Outcome, Subscription};
+pub use cron::{CronBinding, Schedule};
 pub use localstorage::LocalStorage;
-pub use open::{BindingComponent, open};
+pub use open::{BindingComponent, Input, open};
 pub use redis::RedisBinding;
 
 /// Request and response metadata.
@@ -73,4 +77,19 @@ pub trait OutputBinding: Send + Sync {
     /// Serves one request; `None` when the operation answers nothing.
     fn invoke(&self, req: InvokeRequest)
     -> BoxFuture<Result<Option<InvokeResponse>, BindingError>>;
+}
+
+/// An input binding: a source of events (a schedule's ticks, a queue's messages) the sidecar
+/// delivers to the app.
+///
+/// Contract, checked for every component by the conformance suite (`blocks/tests/bindings.rs`):
+/// - `read` returns once reading has started; from then on every event goes to the handler;
+/// - an event is acknowledged to its source only after the handler answered
+///   [`Outcome::Success`] or [`Outcome::Drop`]; on [`Outcome::Retry`] a source that keeps events
+///   (a queue) delivers it again, one that cannot (a schedule) goes on to the next;
+/// - dropping the [`Subscription`] stops reading (deliveries under way finish);
+///   [`Subscription::stop`] also waits for them; `read` may be called again afterwards.
+pub trait InputBinding: Send + Sync {
+    /// Starts delivering events to `handler`.
+    fn read(&self, handler: Handler) -> BoxFuture<Result<Subscription, BindingError>>;
 }

@@ -137,6 +137,7 @@ pub const SUPPORTED_TYPES: &[&str] = &[
     "lock.redis",
     "configuration.redis",
     "configuration.postgresql",
+    "bindings.cron",
     "bindings.localstorage",
     "bindings.redis",
     "middleware.http.bearer",

@@ -6,7 +6,7 @@
 //! status codes, headers) and `grpc` (the `Dapr` service's messages and statuses). Service
 //! invocation (`invoke`) takes an HTTP request from either.
 
-mod bindings;
+pub(crate) mod bindings;
 mod configuration;
 mod cors;
 mod grpc;

@@ -149,8 +149,8 @@ pub(crate) async fn build(s: Settings, metrics: PrometheusHandle) -> anyhow::Res
     })
 }
 
-/// Marks the app ready once it answers, then starts the subscriptions it asks for and the
-/// declared ones: deliveries need someone to deliver to.
+/// Marks the app ready once it answers, then starts the subscriptions it asks for, the
+/// declared ones and the input bindings it takes: deliveries need someone to deliver to.
 fn start_subscriptions(s: &Settings, wired: &Wired, spans: Option<Spans>) -> Option<Subscriber> {
     let subscriber = wired.app.clone().map(|app| Subscriber {
         pubsubs: Arc::new(wired.pubsubs.clone()),
@@ -179,6 +179,7 @@ fn start_subscriptions(s: &Settings, wired: &Wired, spans: Option<Spans>) -> Opt
         wired.health.clone(),
     );
     let declared = s.subscriptions.clone();
+    let bindings = wired.api.bindings.clone();
     let subscribe = subscriber.clone();
     let (app_health, skip_subscribe, grace) =
         (wired.app_health.clone(), s.daprd.skip_subscribe, s.grace);
@@ -208,6 +209,7 @@ fn start_subscriptions(s: &Settings, wired: &Wired, spans: Option<Spans>) -> Opt
         subscriber
             .start(subscriptions::merge(asked, &declared))
             .await;
+        subscriber.start_bindings(&bindings).await;
         subscriber.follow(healthy, grace).await;
     });
     subscriber

@@ -2,8 +2,10 @@
 //! `channel::limit`), the one delivery path every message takes to the app (`deliver`), the
 //! subscriptions that feed it (`subscriptions`, with batched delivery in `subscriptions::bulk`,
 //! dead letters in `subscriptions::dead_letter`, and the pause while the app is unhealthy in
-//! `subscriptions::pause`), and the app's health checks (`health`).
+//! `subscriptions::pause`), the input bindings that feed it too (`bindings`), and the app's
+//! health checks (`health`).
 
+pub(crate) mod bindings;
 pub(crate) mod channel;
 pub(crate) mod deliver;
 pub(crate) mod health;

@@ -3,7 +3,8 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use super::{LocalStorage, OutputBinding, RedisBinding};
+use super::{CronBinding, InputBinding, LocalStorage, OutputBinding, RedisBinding, Schedule};
+use crate::component::Settings;
 use crate::component::{field_error as err, unsupported_type};
 use crate::state::{literal_metadata, redis_settings};
 use crate::{Component, ComponentError};
@@ -17,39 +18,104 @@ pub struct BindingComponent {
     pub type_: String,
     /// Its version, e.g. `v1`.
     pub version: String,
-    /// Its output side.
-    pub output: Arc<dyn OutputBinding>,
+    /// Its output side, when it has one.
+    pub output: Option<Arc<dyn OutputBinding>>,
+    /// Its input side, when it has one.
+    pub input: Option<Input>,
 }
 
-/// `direction` when given: it must include `output` (input bindings are not served yet).
-fn check_direction(value: Option<&String>) -> Result<(), Vec<ComponentError>> {
+/// The input side of a binding component.
+#[derive(Clone)]
+pub struct Input {
+    /// The source of events.
+    pub source: Arc<dyn InputBinding>,
+    /// The app's path events are posted to: `route` metadata, else `/<name>`.
+    pub route: String,
+    /// `direction` names `input`: events are read without asking the app first.
+    pub declared: bool,
+}
+
+/// The sides `direction` asks for (both when it is absent), or why it is wrong.
+fn directions(value: Option<&String>) -> Result<(bool, bool), Vec<ComponentError>> {
     let Some(v) = value.filter(|v| !v.trim().is_empty()) else {
-        return Ok(());
+        return Ok((true, true));
     };
-    let parts: Vec<String> = v
-        .split(',')
-        .map(|p| p.trim().to_ascii_lowercase())
-        .collect();
-    if let Some(bad) = parts.iter().find(|p| *p != "input" && *p != "output") {
-        return Err(err(
-            "spec.metadata.direction",
-            format!("{bad:?} is not input or output"),
-        ));
+    let (mut input, mut output) = (false, false);
+    for part in v.split(',').map(|p| p.trim().to_ascii_lowercase()) {
+        match part.as_str() {
+            "input" => input = true,
+            "output" => output = true,
+            bad => {
+                return Err(err(
+                    "spec.metadata.direction",
+                    format!("{bad:?} is not input or output"),
+                ));
+            }
+        }
     }
-    if !parts.iter().any(|p| p == "output") {
-        return Err(err(
-            "spec.metadata.direction",
-            format!("{v:?}: input bindings are not served by this build yet"),
-        ));
-    }
-    Ok(())
+    Ok((input, output))
 }
 
 /// Opens a binding component. Errors name the field.
 pub async fn open(c: &Component) -> Result<BindingComponent, Vec<ComponentError>> {
     let md = literal_metadata(c)?;
-    check_direction(md.get("direction"))?;
+    let (want_input, want_output) = directions(md.get("direction"))?;
+    let (input, output) = sides(c, &md, want_input, want_output).await?;
+    let what = |side: &str| {
+        err(
+            "spec.metadata.direction",
+            format!("{} has no {side} side", c.spec.type_),
+        )
+    };
+    // A side asked for by name that the type does not have would do nothing: refused.
+    let named = md.get("direction").is_some_and(|v| !v.trim().is_empty());
+    if named && want_input && input.is_none() {
+        return Err(what("input"));
+    }
+    if named && want_output && output.is_none() {
+        return Err(what("output"));
+    }
+    let route = match md.get("route").filter(|r| !r.trim().is_empty()) {
+        Some(r) if r.starts_with('/') => r.trim().to_owned(),
+        Some(r) => format!("/{}", r.trim()),
+        None => format!("/{}", c.metadata.name),
+    };
+    md.warn_unread(&c.metadata.name, &c.spec.type_);
+    Ok(BindingComponent {
+        name: c.metadata.name.clone(),
+        type_: c.spec.type_.clone(),
+        version: c.spec.version_or_v1(),
+        output,
+        input: input.map(|source| Input {
+            source,
+            route,
+            declared: named && want_input,
+        }),
+    })
+}
+
+type Sides = (
+    Option<Arc<dyn InputBinding>>,
+    Option<Arc<dyn OutputBinding>>,
+);
+
+/// The sides of the component's type that `want_input` and `want_output` ask for.
+async fn sides(
+    c: &Component,
+    md: &Settings,
+    want_input: bool,
+    want_output: bool,
+) -> Result<Sides, Vec<ComponentError>> {
     let output: Arc<dyn OutputBinding> = match c.spec.type_.as_str() {
+        "bindings.cron" => {
+            let schedule = md
+                .get("schedule")
+                .ok_or_else(|| err("spec.metadata.schedule", "is required"))?;
+            let schedule =
+                Schedule::parse(schedule).map_err(|e| err("spec.metadata.schedule", e))?;
+            let input: Arc<dyn InputBinding> = Arc::new(CronBinding::new(schedule));
+            return Ok((want_input.then_some(input), None));
+        }
         "bindings.localstorage" => {
             let root = (md.get("rootpath").filter(|v| !v.is_empty()))
                 .ok_or_else(|| err("spec.metadata.rootPath", "is required"))?;
@@ -59,7 +125,7 @@ pub async fn open(c: &Component) -> Result<BindingComponent, Vec<ComponentError>
             )
         }
         "bindings.redis" => {
-            let settings = redis_settings(&md)?;
+            let settings = redis_settings(md)?;
             let binding = RedisBinding::connect(&settings).await.map_err(|e| {
                 err(
                     "spec.metadata.redisHost",
@@ -70,11 +136,5 @@ pub async fn open(c: &Component) -> Result<BindingComponent, Vec<ComponentError>
         }
         other => return Err(unsupported_type(other, "binding")),
     };
-    md.warn_unread(&c.metadata.name, &c.spec.type_);
-    Ok(BindingComponent {
-        name: c.metadata.name.clone(),
-        type_: c.spec.type_.clone(),
-        version: c.spec.version_or_v1(),
-        output,
-    })
+    Ok((None, want_output.then_some(output)))
 }

@@ -2,11 +2,19 @@
 //! transport: the binding a request names, the operations it serves, and daprd's one error for
 //! every failure (`ERR_INVOKE_OUTPUT_BINDING`, 500, naming the binding).
 
+use std::time::{Duration, Instant};
+
 use http::StatusCode;
 use outrider_blocks::bindings::{InvokeRequest, InvokeResponse};
 
 use super::ApiState;
 use crate::errors::ApiError;
+use crate::telemetry::metrics;
+
+/// How long an output binding call may take when no resiliency policy sets a timeout for it
+/// (components may set a shorter one of their own, such as `bindings.http`'s
+/// `responseTimeout`).
+pub(crate) const BINDING_TIMEOUT: Duration = Duration::from_secs(60);
 
 fn failed(name: &str, why: impl std::fmt::Display) -> ApiError {
     ApiError::new(
@@ -25,10 +33,10 @@ pub(crate) async fn invoke(
     if req.operation.is_empty() {
         return Err(failed(name, "operation field is missing from request"));
     }
-    let Some(b) = s.bindings.get(name) else {
+    let Some(output) = s.bindings.get(name).and_then(|b| b.output.as_ref()) else {
         return Err(failed(name, format!("couldn't find output binding {name}")));
     };
-    let ops = b.output.operations();
+    let ops = output.operations();
     if !ops.contains(&req.operation.as_str()) {
         return Err(failed(
             name,
@@ -39,5 +47,29 @@ pub(crate) async fn invoke(
             ),
         ));
     }
-    b.output.invoke(req).await.map_err(|e| failed(name, e))
+    let operation = ops
+        .iter()
+        .find(|op| **op == req.operation)
+        .copied()
+        .unwrap_or_default();
+    let started = std::time::Instant::now();
+    let result = output.invoke(req).await;
+    record(s, name, operation, result.is_ok(), started);
+    result.map_err(|e| failed(name, e))
+}
+
+/// Counts one call under `dapr_component_output_binding_*`; `operation` is one the binding
+/// declares, so the label's values stay bounded.
+fn record(s: &ApiState, name: &str, operation: &str, success: bool, started: Instant) {
+    let labels = [
+        ("app_id", s.app_id.clone()),
+        ("component", name.to_owned()),
+        ("namespace", s.namespace.clone()),
+        ("operation", operation.to_owned()),
+        ("success", success.to_string()),
+    ];
+    metrics::OUTPUT_BINDING_COUNT.counter(&labels).increment(1);
+    metrics::OUTPUT_BINDING_LATENCIES
+        .histogram(&labels)
+        .record(started.elapsed().as_secs_f64() * 1000.0);
 }

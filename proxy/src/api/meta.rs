@@ -165,8 +165,18 @@ pub(crate) fn get(s: &ApiState) -> GetMetadataResponse {
     let locks = (s.locks.values()).map(|c| component(&c.name, &c.type_, &c.version, vec![]));
     let configurations =
         (s.configurations.values()).map(|c| component(&c.name, &c.type_, &c.version, vec![]));
-    let bindings = (s.bindings.values())
-        .map(|c| component(&c.name, &c.type_, &c.version, vec!["OUTPUT_BINDING"]));
+    let bindings = (s.bindings.values()).map(|c| {
+        let sides = [
+            c.input.as_ref().map(|_| "INPUT_BINDING"),
+            c.output.as_ref().map(|_| "OUTPUT_BINDING"),
+        ];
+        component(
+            &c.name,
+            &c.type_,
+            &c.version,
+            sides.into_iter().flatten().collect(),
+        )
+    });
     GetMetadataResponse {
         id: s.app_id.clone(),
         runtime_version: VERSION,

@@ -1,7 +1,7 @@
 //! Resiliency policies around component calls: the same `filters` layers as invocation, over a
 //! store's tower service or a broker's publish.
 //!
-//! A state store or pub/sub with a `Resiliency` policy for its `outbound` direction (by name under
+//! A state store, pub/sub, lock store or output binding with a `Resiliency` policy for its `outbound` direction (by name under
 //! `targets.components.<name>`, or a default such as `DefaultStatestoreComponentOutboundRetryPolicy`)
 //! gets retry(breaker(timeout(call))); the timeout defaults to the API's store deadline. Only
 //! component failures count: a mismatched ETag or a bad request is the component answering, not
@@ -12,6 +12,9 @@ use std::time::Duration;
 use std::sync::Arc;
 
 use outrider_blocks::Fault;
+use outrider_blocks::bindings::{
+    BindingComponent, BindingError, InvokeRequest, InvokeResponse, OutputBinding,
+};
 use outrider_blocks::lock::{
     LockComponent, LockError, LockStore, TryLockRequest, UnlockRequest, UnlockStatus,
 };
@@ -221,6 +224,74 @@ pub(crate) fn layer_lock(
         .layered_cloned(call)
         .map_err(lock_error);
     c.store = Arc::new(ResilientLock(BoxCloneSyncService::new(layered)));
+}
+
+/// Judges output binding outcomes: a refused request is the binding answering; a failing or
+/// silent component is a failure.
+#[derive(Clone, Copy, Debug)]
+struct BindingClassify;
+
+impl<R> Classify<R, StackError<BindingError>> for BindingClassify {
+    fn verdict(&self, result: &Result<R, StackError<BindingError>>) -> Verdict {
+        match result {
+            Ok(_) | Err(StackError::Call(BindingError::BadRequest(_))) => Verdict::Success,
+            Err(e) => Verdict::Failure(Failure::error(e.kind_if_sent())),
+        }
+    }
+}
+
+type BindingAnswer = Option<InvokeResponse>;
+
+/// An output binding whose calls go through resiliency layers.
+struct ResilientOutput {
+    operations: &'static [&'static str],
+    call: BoxCloneSyncService<InvokeRequest, BindingAnswer, BindingError>,
+}
+
+impl OutputBinding for ResilientOutput {
+    fn operations(&self) -> &'static [&'static str] {
+        self.operations
+    }
+
+    fn invoke(&self, req: InvokeRequest) -> BoxFuture<Result<BindingAnswer, BindingError>> {
+        Box::pin(self.call.clone().oneshot(req))
+    }
+}
+
+/// Wraps `c`'s output calls in the resiliency policies that apply to it, and in `deadline`
+/// unless a policy sets another timeout.
+pub(crate) fn layer_binding(
+    c: &mut BindingComponent,
+    all: &[Resiliency],
+    app_id: &str,
+    deadline: Duration,
+) {
+    let Some(inner) = c.output.clone() else {
+        return;
+    };
+    // Without a policy, the stack is the deadline alone: no call is unbounded.
+    let p = outbound_policies(all, &c.name, &c.type_).unwrap_or_default();
+    let operations = inner.operations();
+    let call = tower::service_fn(move |req: InvokeRequest| {
+        let inner = inner.clone();
+        async move { inner.invoke(req).await }
+    });
+    let layered = stack(p, &c.name, app_id, deadline, BindingClassify)
+        .layered_cloned(call)
+        .map_err(binding_error);
+    c.output = Some(Arc::new(ResilientOutput {
+        operations,
+        call: BoxCloneSyncService::new(layered),
+    }));
+}
+
+/// An output binding call's error: the component's own, or a layer's.
+fn binding_error(e: StackError<BindingError>) -> BindingError {
+    match e {
+        StackError::Call(e) => e,
+        StackError::TimedOut(t) => BindingError::Timeout(t.0),
+        StackError::Refused(r) => BindingError::Failed(Fault::caused_by(r.to_string(), r)),
+    }
 }
 
 /// A lock call's error: the store's own, or a layer's.

@@ -85,10 +85,18 @@ impl Engines {
             configuration::open(c).await
         })
         .await?;
-        let bindings = open_resolved(s, "bindings.", &secret_stores, async |c| {
+        let mut bindings = open_resolved(s, "bindings.", &secret_stores, async |c| {
             bindings::open(c).await
         })
         .await?;
+        for c in bindings.values_mut() {
+            crate::components::resiliency::layer_binding(
+                c,
+                &s.resiliency,
+                &s.app_id,
+                crate::api::bindings::BINDING_TIMEOUT,
+            );
+        }
         let pipeline = open_pipeline(s, &s.http_pipeline, &secret_stores, "spec.httpPipeline");
         let pipeline = pipeline.await?;
         let app_pipeline = open_pipeline(

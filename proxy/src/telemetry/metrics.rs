@@ -89,6 +89,8 @@ const INGRESS: &[&str] = &[
     "status",
 ];
 const STATE: &[&str] = &["app_id", "component", "namespace", "operation", "success"];
+const INPUT_BINDING: &[&str] = &["app_id", "component", "namespace", "success"];
+const OUTPUT_BINDING: &[&str] = &["app_id", "component", "namespace", "operation", "success"];
 const SENT: &[&str] = &["app_id", "destination_app_id", "type", "status"];
 const RECEIVED: &[&str] = &["app_id", "source_app_id", "type", "status"];
 
@@ -104,6 +106,30 @@ pub(crate) const PUBSUB_INGRESS_LATENCIES: Metric = metric(
     HistogramMs,
     INGRESS,
     "Delivery to the app until its answer, in ms.",
+);
+pub(crate) const INPUT_BINDING_COUNT: Metric = metric(
+    "dapr_component_input_binding_count",
+    Counter,
+    INPUT_BINDING,
+    "Input binding events delivered to the app, by success (the app answered 2xx).",
+);
+pub(crate) const INPUT_BINDING_LATENCIES: Metric = metric(
+    "dapr_component_input_binding_latencies",
+    HistogramMs,
+    INPUT_BINDING,
+    "Input binding event delivered to the app until its answer, in ms.",
+);
+pub(crate) const OUTPUT_BINDING_COUNT: Metric = metric(
+    "dapr_component_output_binding_count",
+    Counter,
+    OUTPUT_BINDING,
+    "Output binding calls, by operation and success.",
+);
+pub(crate) const OUTPUT_BINDING_LATENCIES: Metric = metric(
+    "dapr_component_output_binding_latencies",
+    HistogramMs,
+    OUTPUT_BINDING,
+    "Output binding call until the component answered, in ms.",
 );
 pub(crate) const PUBSUB_EGRESS_COUNT: Metric = metric(
     "dapr_component_pubsub_egress_count",
@@ -392,6 +418,10 @@ pub(crate) const ALL: &[Metric] = &[
     PUBSUB_INGRESS_LATENCIES,
     PUBSUB_EGRESS_COUNT,
     PUBSUB_EGRESS_LATENCIES,
+    INPUT_BINDING_COUNT,
+    INPUT_BINDING_LATENCIES,
+    OUTPUT_BINDING_COUNT,
+    OUTPUT_BINDING_LATENCIES,
     PUBSUB_EGRESS_BULK_COUNT,
     PUBSUB_EGRESS_BULK_EVENT_COUNT,
     PUBSUB_EGRESS_BULK_LATENCIES,

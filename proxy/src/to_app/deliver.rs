@@ -1,4 +1,5 @@
-//! One delivery path from the sidecar to its app, shared by subscriptions (single and bulk):
+//! One delivery path from the sidecar to its app, shared by subscriptions (single and bulk)
+//! and input bindings:
 //! the stack every message goes through (trace span, Dapr's ingress metrics, the component's
 //! inbound resiliency policies), the routing of an event to the app's path, and the one table
 //! that turns the app's answer into an outcome for the broker.
@@ -121,7 +122,7 @@ pub(crate) fn delivery_stack<C>(
 /// Judges a delivery: SUCCESS and DROP are done, RETRY (with the app's status, if it answered
 /// one) failed.
 #[derive(Clone, Copy, Debug)]
-struct DeliveryClassify;
+pub(crate) struct DeliveryClassify;
 
 impl Classify<(Outcome, Option<u16>), StackError<Infallible>> for DeliveryClassify {
     fn verdict(&self, result: &Result<(Outcome, Option<u16>), StackError<Infallible>>) -> Verdict {

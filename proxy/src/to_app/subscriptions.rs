@@ -20,9 +20,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http::{Method, Request, header};
+use outrider_blocks::bindings::{BindingError, InputBinding};
 use outrider_blocks::pubsub::routing::{RouteRule, Router};
 use outrider_blocks::pubsub::{
-    Handler, PubSubComponent, PubSubError, SubscribeRequest, Subscription,
+    Handler, PubSub, PubSubComponent, PubSubError, SubscribeRequest, Subscription,
 };
 use outrider_blocks::subscription::BulkSubscribe;
 use outrider_filters::resiliency::{Direction, Resiliency, component_policies};
@@ -244,17 +245,53 @@ impl std::fmt::Display for Refused {
     }
 }
 
-/// A subscription ready to be made: where it is listed, the broker request and the handler.
+/// A subscription ready to be made: where it is listed (input bindings are not), what it is,
+/// where its events come from and the handler they go to.
 #[derive(Clone)]
 pub(crate) struct Prepared {
-    index: usize,
-    spec: Spec,
-    req: SubscribeRequest,
-    handler: Handler,
+    pub(crate) index: Option<usize>,
+    /// Names it in logs: `pubsub "p" topic "t"`, `binding "b"`.
+    pub(crate) what: Arc<str>,
+    pub(crate) source: Source,
+    pub(crate) handler: Handler,
+}
+
+/// Where a subscription's events come from.
+#[derive(Clone)]
+pub(crate) enum Source {
+    /// A topic of a broker.
+    Topic {
+        broker: Arc<dyn PubSub>,
+        req: SubscribeRequest,
+    },
+    /// An input binding.
+    Binding(Arc<dyn InputBinding>),
+}
+
+impl Source {
+    /// Starts delivering to `handler`.
+    async fn start(&self, handler: Handler) -> Result<Subscription, Refused> {
+        match self {
+            Source::Topic { broker, req } => match broker.subscribe(req.clone(), handler).await {
+                Ok(sub) => Ok(sub),
+                // The broker refuses the subscription as written: it never will work.
+                Err(e @ PubSubError::BadRequest(_)) => Err(Refused::Never(e.to_string())),
+                Err(e) => Err(Refused::ForNow(e.to_string())),
+            },
+            Source::Binding(b) => match b.read(handler).await {
+                Ok(sub) => Ok(sub),
+                Err(e @ BindingError::BadRequest(_)) => Err(Refused::Never(e.to_string())),
+                Err(e) => Err(Refused::ForNow(e.to_string())),
+            },
+        }
+    }
 }
 
 impl Subscriber {
-    fn set_state(&self, index: usize, state: SubState) {
+    fn set_state(&self, index: Option<usize>, state: SubState) {
+        let Some(index) = index else {
+            return;
+        };
         if let Some(l) = self
             .listed
             .lock()
@@ -278,30 +315,36 @@ impl Subscriber {
                 listed.len() - 1
             };
             match self.prepare(&spec) {
-                Ok((req, handler)) => {
+                Ok((source, handler)) => {
+                    let what = format!("pubsub {:?} topic {:?}", spec.pubsub, spec.topic);
                     let p = Prepared {
-                        index,
-                        spec,
-                        req,
+                        index: Some(index),
+                        what: what.into(),
+                        source,
                         handler,
                     };
-                    self.prepared
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .push(p.clone());
                     // The first attempt is awaited, so that subscriptions are in place in order.
-                    self.subscribe(p, self.epoch.load(Ordering::Acquire)).await;
+                    self.add(p).await;
                 }
                 Err(reason) => {
                     tracing::warn!(pubsub = %spec.pubsub, topic = %spec.topic, "subscription refused: {reason}");
-                    self.set_state(index, SubState::Failed(reason));
+                    self.set_state(Some(index), SubState::Failed(reason));
                 }
             }
         }
     }
 
+    /// Keeps `p` (paused and resumed with the others) and makes it now.
+    pub(crate) async fn add(&self, p: Prepared) {
+        self.prepared
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(p.clone());
+        self.subscribe(p, self.epoch.load(Ordering::Acquire)).await;
+    }
+
     /// The broker request and the delivery handler, or why the subscription cannot work.
-    fn prepare(&self, spec: &Spec) -> Result<(SubscribeRequest, Handler), String> {
+    fn prepare(&self, spec: &Spec) -> Result<(Source, Handler), String> {
         let Some(c) = self.pubsubs.get(&spec.pubsub) else {
             return Err(format!("no pub/sub component named {:?}", spec.pubsub));
         };
@@ -357,9 +400,13 @@ impl Subscriber {
         } else {
             DEAD_LETTER_ATTEMPTS
         };
+        let source = Source::Topic {
+            broker: c.broker.clone(),
+            req,
+        };
         // The dead-letter tries and publish count as in flight too: shutdown waits for them.
         Ok((
-            req,
+            source,
             track(
                 with_dead_letter(deliver, spec, c, attempts),
                 self.in_flight.clone(),
@@ -384,34 +431,30 @@ impl Subscriber {
     }
 
     async fn subscribe_once(&self, p: &Prepared, epoch: u64) -> Result<(), Refused> {
-        let (index, spec) = (p.index, &p.spec);
-        let c = &self.pubsubs[&spec.pubsub];
-        match c.broker.subscribe(p.req.clone(), p.handler.clone()).await {
+        match p.source.start(p.handler.clone()).await {
             Ok(sub) => {
                 let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
                 // Stopping, paused, or paused and resumed meanwhile: dropping it unsubscribes.
                 if self.paused.load(Ordering::Acquire) && !self.stop.is_cancelled() {
-                    self.set_state(index, SubState::Paused);
+                    self.set_state(p.index, SubState::Paused);
                     return Ok(());
                 }
                 if self.stop.is_cancelled() || self.epoch.load(Ordering::Acquire) != epoch {
                     return Ok(());
                 }
-                let rules = spec.rules.len();
-                tracing::info!(pubsub = %spec.pubsub, topic = %spec.topic, route = %spec.path, rules, "subscribed");
+                tracing::info!(what = %p.what, "subscribed");
                 live.push(sub);
                 // Under the lock: a pause cannot come between and leave it listed active.
-                self.set_state(index, SubState::Active);
+                self.set_state(p.index, SubState::Active);
                 Ok(())
             }
-            // The broker refuses the subscription as written: it never will work.
-            Err(e @ PubSubError::BadRequest(_)) => {
-                tracing::error!(pubsub = %spec.pubsub, topic = %spec.topic, error = %e, "subscription refused by the broker; it is marked FAILED");
-                Err(Refused::Never(e.to_string()))
+            Err(Refused::Never(e)) => {
+                tracing::error!(what = %p.what, error = %e, "subscription refused; it is marked FAILED");
+                Err(Refused::Never(e))
             }
-            Err(e) => {
-                tracing::warn!(pubsub = %spec.pubsub, topic = %spec.topic, error = %e, "subscribing failed; will retry");
-                Err(Refused::ForNow(e.to_string()))
+            Err(Refused::ForNow(e)) => {
+                tracing::warn!(what = %p.what, error = %e, "subscribing failed; will retry");
+                Err(Refused::ForNow(e))
             }
         }
     }

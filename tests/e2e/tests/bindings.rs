@@ -168,7 +168,7 @@ async fn a_binding_for_input_only_or_with_a_bad_root_stops_the_start() {
     let res = mesh.resources("input", "b.yaml", docs);
     let says = [
         "b.yaml: spec.metadata.direction",
-        "input bindings are not served",
+        "bindings.localstorage has no input side",
     ];
     mesh.sidecar("bindings-input")
         .resources(&res)

@@ -6,7 +6,8 @@
 //! each into what a gRPC app expects. A gRPC call proxied to the app (a `application/grpc` body)
 //! goes as it is. A subscription query ([`SubscriptionsQuery`]) becomes
 //! `ListTopicSubscriptions`, answered in the JSON form of `/dapr/subscribe`; a delivery
-//! ([`TopicDelivery`]) becomes `OnTopicEvent`, answered as `{"status": …}`; any other request is
+//! ([`TopicDelivery`]) becomes `OnTopicEvent`, answered as `{"status": …}`; input bindings
+//! become `ListInputBindings` and `OnBindingEvent` (`bindings`); any other request is
 //! an invocation and becomes `OnInvoke` (path = method, verb and query in the HTTP extension,
 //! headers as metadata). The markers are request extensions the sidecar sets itself, and a
 //! proxied call for the `AppCallback` services is refused: nothing a caller sends can turn its
@@ -28,7 +29,9 @@ use tonic::metadata::MetadataMap;
 
 use crate::errors::InvokeError;
 use crate::net::http::{Body, boxed, collect_within, full, is_grpc};
+use crate::to_app::bindings::{BindingDelivery, InputBindingsQuery};
 
+mod bindings;
 mod translate;
 
 pub(crate) use translate::topic_event;
@@ -175,6 +178,12 @@ impl GrpcApp {
         }
         if let Some(delivery) = req.extensions().get::<TopicDelivery>().cloned() {
             return self.deliver(req, &delivery).await;
+        }
+        if let Some(delivery) = req.extensions().get::<BindingDelivery>().cloned() {
+            return self.binding_event(req, &delivery).await;
+        }
+        if req.extensions().get::<InputBindingsQuery>().is_some() {
+            return self.input_bindings().await;
         }
         if req.extensions().get::<BulkDelivery>().is_some() {
             return self.deliver_bulk(req).await;

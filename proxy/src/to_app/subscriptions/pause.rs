@@ -50,7 +50,7 @@ impl Subscriber {
         {
             let mut listed = self.listed.lock().unwrap_or_else(|p| p.into_inner());
             for p in &prepared {
-                if let Some(l) = listed.get_mut(p.index)
+                if let Some(l) = p.index.and_then(|i| listed.get_mut(i))
                     && matches!(l.state, SubState::Active | SubState::Retrying(_))
                 {
                     l.state = SubState::Paused;
