@@ -23,7 +23,7 @@ use crate::state::BoxFuture;
 pub use crate::pubsub::broker::{Handler, Message, Outcome, Subscription};
 pub use cron::{CronBinding, Schedule};
 pub use localstorage::LocalStorage;
-pub use open::{BindingComponent, Input, open};
+pub use open::{BindingComponent, Input, Outside, OutsideOpened, open, open_with};
 pub use redis::RedisBinding;
 
 /// Request and response metadata.

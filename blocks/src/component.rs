@@ -105,7 +105,7 @@ pub struct ComponentError {
 }
 
 /// One problem at `field`, as opening a component reports it.
-pub(crate) fn field_error(field: &str, message: impl Into<String>) -> Vec<ComponentError> {
+pub fn field_error(field: &str, message: impl Into<String>) -> Vec<ComponentError> {
     vec![ComponentError {
         field: field.into(),
         message: message.into(),
@@ -138,6 +138,7 @@ pub const SUPPORTED_TYPES: &[&str] = &[
     "configuration.redis",
     "configuration.postgresql",
     "bindings.cron",
+    "bindings.http",
     "bindings.localstorage",
     "bindings.redis",
     "middleware.http.bearer",

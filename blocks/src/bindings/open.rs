@@ -56,11 +56,26 @@ fn directions(value: Option<&String>) -> Result<(bool, bool), Vec<ComponentError
     Ok((input, output))
 }
 
+/// An output side this crate does not open itself: `Some` for the types it serves (the
+/// sidecar's HTTP client serves `bindings.http`), `None` for the others.
+pub type Outside<'a> = &'a (dyn Fn(&Component, &Settings) -> Option<OutsideOpened> + Sync);
+
+/// What an [`Outside`] opened.
+pub type OutsideOpened = Result<Arc<dyn OutputBinding>, Vec<ComponentError>>;
+
 /// Opens a binding component. Errors name the field.
 pub async fn open(c: &Component) -> Result<BindingComponent, Vec<ComponentError>> {
+    open_with(c, &|_, _| None).await
+}
+
+/// Opens a binding component, asking `outside` for the types this crate does not serve.
+pub async fn open_with(
+    c: &Component,
+    outside: Outside<'_>,
+) -> Result<BindingComponent, Vec<ComponentError>> {
     let md = literal_metadata(c)?;
     let (want_input, want_output) = directions(md.get("direction"))?;
-    let (input, output) = sides(c, &md, want_input, want_output).await?;
+    let (input, output) = sides(c, &md, want_input, want_output, outside).await?;
     let what = |side: &str| {
         err(
             "spec.metadata.direction",
@@ -105,6 +120,7 @@ async fn sides(
     md: &Settings,
     want_input: bool,
     want_output: bool,
+    outside: Outside<'_>,
 ) -> Result<Sides, Vec<ComponentError>> {
     let output: Arc<dyn OutputBinding> = match c.spec.type_.as_str() {
         "bindings.cron" => {
@@ -134,7 +150,10 @@ async fn sides(
             })?;
             Arc::new(binding)
         }
-        other => return Err(unsupported_type(other, "binding")),
+        other => match outside(c, md) {
+            Some(opened) => opened?,
+            None => return Err(unsupported_type(other, "binding")),
+        },
     };
     Ok((None, want_output.then_some(output)))
 }

@@ -85,8 +85,10 @@ impl Engines {
             configuration::open(c).await
         })
         .await?;
+        let ca_file = s.ca_file.as_deref();
+        let http = |c: &Component, md: &_| external::binding::open(c, md, ca_file);
         let mut bindings = open_resolved(s, "bindings.", &secret_stores, async |c| {
-            bindings::open(c).await
+            bindings::open_with(c, &http).await
         })
         .await?;
         for c in bindings.values_mut() {

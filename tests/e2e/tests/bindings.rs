@@ -1,5 +1,6 @@
 //! Output bindings through a real sidecar, in daprd's HTTP shapes: local storage (nothing
-//! outside its root is reachable) and Redis (a private server), 204 for answers without data,
+//! outside its root is reachable), Redis (a private server) and HTTP (a local HTTPS server asking
+//! for the sidecar's client certificate; no path leaves the URL), 204 for answers without data,
 //! daprd's one error code for every failure.
 
 use outrider_testkit::{Mesh, RedisServer, Reply, Sidecar};
@@ -174,4 +175,133 @@ async fn a_binding_for_input_only_or_with_a_bad_root_stops_the_start() {
         .resources(&res)
         .start_fails(std::time::Duration::from_secs(30), 1, &says)
         .await;
+}
+
+/// YAML's block form of a PEM document, indented for a `value: |` under `metadata`.
+fn block(pem: &str) -> String {
+    pem.lines().map(|l| format!("      {l}\n")).collect()
+}
+
+#[tokio::test]
+async fn http_binding_calls_its_url_over_mutual_tls() {
+    use outrider_testkit::https::{Pki, https_server};
+    let pki = Pki::new();
+    let (client_cert, client_key) = pki.issue(&["caller"]);
+    let (port, seen) = https_server(pki.issue(&["localhost"]), Some(&pki.ca_pem)).await;
+    let (open_port, _) = https_server(pki.issue(&["localhost"]), None).await;
+    let mesh = Mesh::new();
+    let ca_file = mesh.home().join("ca.pem");
+    std::fs::write(&ca_file, &pki.ca_pem).unwrap();
+    let docs = format!(
+        "kind: Component\nmetadata: {{name: api}}\nspec:\n  type: bindings.http\n  metadata:\n  \
+         - {{name: url, value: 'https://localhost:{port}/v1'}}\n  \
+         - {{name: MTLSRootCA, value: '{ca}'}}\n  \
+         - name: MTLSClientCert\n    value: |\n{cert}  \
+         - name: MTLSClientKey\n    value: |\n{key}  \
+         - {{name: securityToken, value: t0ken}}\n  \
+         - {{name: securityTokenHeader, value: X-Token}}\n---\n\
+         kind: Component\nmetadata: {{name: small}}\nspec:\n  type: bindings.http\n  metadata:\n  \
+         - {{name: url, value: 'https://localhost:{open_port}'}}\n  \
+         - {{name: MTLSRootCA, value: '{ca}'}}\n  \
+         - {{name: maxResponseBodySize, value: '64'}}\n",
+        ca = ca_file.display(),
+        cert = block(&client_cert),
+        key = block(&client_key),
+    );
+    let res = mesh.resources("res", "http.yaml", &docs);
+    let mut s = mesh
+        .sidecar("bindings-http-out")
+        .resources(&res)
+        .start()
+        .await;
+    s.wait_ready().await;
+
+    let body = json!({"operation": "create", "data": {"n": 1},
+        "metadata": {"path": "/items?x=1", "X-Custom": "c", "lower": "not a header"}});
+    let r = send(&s, "POST", "api", body).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("metadata.statusCode"), Some("200"));
+    assert_eq!(r.header("metadata.status"), Some("200 OK"));
+    let got = r.json();
+    assert_eq!(
+        (&got["method"], &got["path"], &got["query"], &got["body"]),
+        (
+            &json!("POST"),
+            &json!("/v1/items"),
+            &json!("x=1"),
+            &json!(r#"{"n":1}"#)
+        )
+    );
+    let h = &got["headers"];
+    assert_eq!(h["x-custom"], "c");
+    assert_eq!(h["x-token"], "t0ken");
+    assert_eq!(h["content-type"], "application/json; charset=utf-8");
+    assert!(h.get("lower").is_none(), "{h}");
+
+    // A GET sends no body.
+    let r = send(
+        &s,
+        "POST",
+        "api",
+        json!({"operation": "get", "data": "ignored"}),
+    )
+    .await;
+    assert_eq!(
+        (&r.json()["method"], &r.json()["path"], &r.json()["body"]),
+        (&json!("GET"), &json!("/v1"), &json!(""))
+    );
+
+    // A failing answer is an error, unless the request says otherwise.
+    let fail = json!({"operation": "get", "metadata": {"path": "fail"}});
+    let r = send(&s, "POST", "api", fail).await;
+    r.assert_error_says(500, "ERR_INVOKE_OUTPUT_BINDING", "received status code 503");
+    let tolerate =
+        json!({"operation": "get", "metadata": {"path": "fail", "errorIfNot2XX": "false"}});
+    let r = send(&s, "POST", "api", tolerate).await;
+    assert_eq!(
+        (r.status, r.header("metadata.statusCode")),
+        (200, Some("503"))
+    );
+
+    // No path leaves the URL, and nothing is sent for one that tries.
+    let before = seen.lock().unwrap().len();
+    for path in ["../admin", "a/%2e%2e/%2e%2e/admin", "a b"] {
+        let r = send(
+            &s,
+            "POST",
+            "api",
+            json!({"operation": "get", "metadata": {"path": path}}),
+        )
+        .await;
+        r.assert_error_says(500, "ERR_INVOKE_OUTPUT_BINDING", "path");
+    }
+    assert_eq!(seen.lock().unwrap().len(), before);
+
+    // An answer over maxResponseBodySize is an error, not a truncated body.
+    let r = send(&s, "POST", "small", json!({"operation": "get"})).await;
+    r.assert_error_says(
+        500,
+        "ERR_INVOKE_OUTPUT_BINDING",
+        "maxResponseBodySize is 64 bytes",
+    );
+    let m = s.metrics().await;
+    let ok = [
+        "component=\"api\"",
+        "operation=\"create\"",
+        "success=\"true\"",
+    ];
+    assert_eq!(
+        outrider_testkit::sum_metric(&m, "dapr_component_output_binding_count", &ok),
+        1.0,
+        "{m}"
+    );
+    let failed = [
+        "component=\"small\"",
+        "operation=\"get\"",
+        "success=\"false\"",
+    ];
+    assert_eq!(
+        outrider_testkit::sum_metric(&m, "dapr_component_output_binding_count", &failed),
+        1.0
+    );
 }

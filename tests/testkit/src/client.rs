@@ -34,6 +34,11 @@ impl Reply {
         json_body(&self.body)
     }
 
+    /// The header `name` as text, if there is one.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
     /// The body as text.
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()

@@ -6,6 +6,7 @@ pub mod app;
 pub mod ca;
 pub mod client;
 pub mod collector;
+pub mod https;
 pub mod intercept;
 pub mod jwt;
 pub mod mesh;

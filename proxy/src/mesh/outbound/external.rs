@@ -7,6 +7,7 @@
 //! built-in retries, as daprd has none for HTTP endpoints. A redirect is the endpoint's answer,
 //! passed back to the caller, never followed.
 
+pub(crate) mod binding;
 mod client;
 pub(crate) mod url;
 
