@@ -8,9 +8,12 @@
 //! passes it on) and string metadata; the answer is bytes and metadata, or nothing.
 
 mod cron;
+pub mod gotime;
 mod localstorage;
 mod open;
+mod postgres;
 mod redis;
+mod sql;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -25,6 +28,7 @@ pub use cron::{CronBinding, Schedule};
 pub use localstorage::LocalStorage;
 pub use open::{BindingComponent, Input, Outside, OutsideOpened, open, open_with};
 pub use redis::RedisBinding;
+pub use sql::SqlBinding;
 
 /// Request and response metadata.
 pub type Metadata = BTreeMap<String, String>;

@@ -140,6 +140,7 @@ pub const SUPPORTED_TYPES: &[&str] = &[
     "bindings.cron",
     "bindings.http",
     "bindings.localstorage",
+    "bindings.postgresql",
     "bindings.redis",
     "middleware.http.bearer",
     "middleware.http.ratelimit",
@@ -152,6 +153,7 @@ const ALIASES: &[(&str, &str)] = &[
     ("state.sqlite3", "state.sqlite"),
     ("state.postgres", "state.postgresql"),
     ("configuration.postgres", "configuration.postgresql"),
+    ("bindings.postgres", "bindings.postgresql"),
 ];
 
 impl ComponentSpec {

@@ -188,22 +188,13 @@ fn next_every(start: Instant, now: Instant, interval: Duration) -> Instant {
 fn event(now: DateTime<Utc>) -> Message {
     let metadata = Metadata::from([
         ("timeZone".to_owned(), "Local".to_owned()),
-        ("readTimeUTC".to_owned(), go_time(now)),
+        ("readTimeUTC".to_owned(), super::gotime::time_text(now)),
     ]);
     Message {
         topic: String::new(),
         data: bytes::Bytes::new(),
         metadata,
     }
-}
-
-/// A UTC time as Go's `time.Time.String` writes it: `2024-05-01 12:00:00.123456789 +0000 UTC`,
-/// the fraction without trailing zeros (none at all on a whole second).
-fn go_time(t: DateTime<Utc>) -> String {
-    let fraction = format!("{:09}", t.timestamp_subsec_nanos());
-    let fraction = fraction.trim_end_matches('0');
-    let dot = if fraction.is_empty() { "" } else { "." };
-    format!("{}{dot}{fraction} +0000 UTC", t.format("%Y-%m-%d %H:%M:%S"))
 }
 
 #[cfg(test)]
@@ -271,21 +262,5 @@ mod tests {
         );
         // Five seconds late: the next tick is the sixth, not five at once.
         assert_eq!(next_every(start, start + 5 * s, s), start + 6 * s);
-    }
-
-    #[test]
-    fn read_time_is_in_go_form() {
-        let t = DateTime::parse_from_rfc3339("2024-05-01T12:00:00.123456789Z")
-            .unwrap()
-            .with_timezone(&Utc);
-        assert_eq!(go_time(t), "2024-05-01 12:00:00.123456789 +0000 UTC");
-        let t = DateTime::parse_from_rfc3339("2024-05-01T12:00:00.5Z")
-            .unwrap()
-            .with_timezone(&Utc);
-        assert_eq!(go_time(t), "2024-05-01 12:00:00.5 +0000 UTC");
-        let t = DateTime::parse_from_rfc3339("2024-05-01T12:00:00Z")
-            .unwrap()
-            .with_timezone(&Utc);
-        assert_eq!(go_time(t), "2024-05-01 12:00:00 +0000 UTC");
     }
 }

@@ -2,11 +2,12 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::{CronBinding, InputBinding, LocalStorage, OutputBinding, RedisBinding, Schedule};
 use crate::component::Settings;
 use crate::component::{field_error as err, unsupported_type};
-use crate::state::{literal_metadata, redis_settings};
+use crate::state::{deadline_setting, literal_metadata, redis_settings};
 use crate::{Component, ComponentError};
 
 /// An opened binding component.
@@ -131,6 +132,22 @@ async fn sides(
                 Schedule::parse(schedule).map_err(|e| err("spec.metadata.schedule", e))?;
             let input: Arc<dyn InputBinding> = Arc::new(CronBinding::new(schedule));
             return Ok((want_input.then_some(input), None));
+        }
+        "bindings.postgresql" => {
+            let conn = (md.get("connectionstring").or(md.get("url")))
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| err("spec.metadata.connectionString", "is required"))?;
+            let timeout = md.get("timeout").or(md.get("timeoutinseconds"));
+            let timeout = deadline_setting(
+                timeout.map(String::as_str),
+                Duration::from_secs(20),
+                "spec.metadata.timeout",
+                "20s",
+            )?;
+            let binding = super::postgres::connect(conn, timeout)
+                .await
+                .map_err(|e| err("spec.metadata.connectionString", e))?;
+            Arc::new(binding)
         }
         "bindings.localstorage" => {
             let root = (md.get("rootpath").filter(|v| !v.is_empty()))

@@ -70,21 +70,7 @@ pub(crate) struct AppConnectionProperties {
 
 /// A duration as Go prints one (daprd's metadata does): `5s`, `500ms`, `1m30s`, `1.5s`.
 pub(crate) fn go_duration(d: std::time::Duration) -> String {
-    let ms = d.as_millis();
-    if ms < 1000 {
-        return format!("{ms}ms");
-    }
-    let (h, m, s, frac) = (ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60, ms % 1000);
-    let secs = if frac == 0 {
-        format!("{s}s")
-    } else {
-        format!("{s}.{}s", format!("{frac:03}").trim_end_matches('0'))
-    };
-    match (h, m) {
-        (0, 0) => secs,
-        (0, m) => format!("{m}m{secs}"),
-        (h, m) => format!("{h}h{m}m{secs}"),
-    }
+    outrider_blocks::bindings::gotime::duration_text(d)
 }
 
 /// The name of an extended attribute, checked before its value is read.
