@@ -17,6 +17,9 @@ needs=(
   "redis-server:redis-server"
   "redis-cli:redis-tools"
   "psql:postgresql-client"
+  # state.mysql and bindings.mysql: the client for test clean-up, the server for a private one.
+  "mariadb:mariadb-client"
+  "mariadb-install-db:mariadb-server"
   "mosquitto:mosquitto"
   "nats-server:nats-server"
   "rabbitmq-server:rabbitmq-server"

@@ -10,6 +10,7 @@
 mod cron;
 pub mod gotime;
 mod localstorage;
+mod mysql;
 mod open;
 mod postgres;
 mod redis;

@@ -12,6 +12,7 @@ pub mod configuration;
 mod deadline;
 pub mod fault;
 pub mod lock;
+mod mysql;
 pub mod pubsub;
 pub mod secrets;
 pub mod state;

@@ -7,6 +7,7 @@
 
 mod encrypt;
 mod memory;
+mod mysql;
 mod open;
 mod postgres;
 mod prefix;
@@ -26,6 +27,7 @@ use crate::fault::Fault;
 
 pub use encrypt::{Encrypted, EncryptionKey};
 pub use memory::MemoryStore;
+pub use mysql::MySqlStore;
 pub use open::{Layered, OpenContext, StateComponent, open};
 pub(crate) use open::{deadline_setting, literal_metadata, redis_settings};
 pub use postgres::PostgresStore;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use outrider_blocks::bindings::{BindingError, InvokeRequest, InvokeResponse, OutputBinding};
 use outrider_blocks::{Component, bindings};
-use outrider_testkit::Postgres;
+use outrider_testkit::{MariaDb, Postgres};
 use serde_json::{Value, json};
 
 /// A binding on a database, a table of the test's own, and the database's placeholders.
@@ -41,6 +41,19 @@ async fn postgres() -> Fixture {
         table: pg.table.clone(),
         placeholder: |n| format!("${n}"),
         _guard: Box::new(pg),
+    }
+}
+
+async fn mysql() -> Fixture {
+    let db = MariaDb::start();
+    db.sql(&format!("CREATE DATABASE `{}`", db.database));
+    let dsn = format!("{}{}", db.dsn, db.database);
+    let binding = open("bindings.mysql", "url", &dsn).await;
+    Fixture {
+        binding,
+        table: "t".into(),
+        placeholder: |_| "?".into(),
+        _guard: Box::new(db),
     }
 }
 
@@ -190,4 +203,41 @@ async fn postgres_renders_rows_as_arrays_of_typed_values() {
         .await
         .unwrap_err();
     assert!(e.to_string().contains("does not render"), "{e}");
+}
+
+#[tokio::test]
+async fn mysql_binds_never_splices() {
+    binds_never_splices(mysql().await).await;
+}
+
+#[tokio::test]
+async fn mysql_refuses_what_it_cannot_run_and_stops_when_closed() {
+    refuses_what_it_cannot_run_and_stops_when_closed(mysql().await).await;
+}
+
+#[tokio::test]
+async fn mysql_renders_rows_as_objects_as_daprd_does() {
+    let f = mysql().await;
+    ok(
+        &f,
+        "exec",
+        "CREATE TABLE t (i INT, big BIGINT UNSIGNED, d DOUBLE, dec_ DECIMAL(20,10), s VARCHAR(20), \
+         b VARBINARY(4), at DATETIME(3), day DATE, tod TIME, n INT NULL)",
+        None,
+    )
+    .await;
+    let insert = "INSERT INTO t VALUES (?, ?, ?, ?, ?, UNHEX('0102'), ?, ?, ?, ?)";
+    let params = r#"[-1, 18446744073709551615, 1.5, "1234567890.0123456789", "text",
+        "2024-05-01 12:00:00.5", "2024-05-01", "25:00:01", null]"#;
+    ok(&f, "exec", insert, Some(params)).await;
+    let r = ok(&f, "query", "SELECT * FROM t WHERE i = ?", Some("[-1]")).await;
+    let rows: Value = serde_json::from_slice(&r.data).unwrap();
+    assert_eq!(
+        rows,
+        json!([{"i": -1, "big": 18_446_744_073_709_551_615_u64, "d": 1.5,
+            "dec_": "1234567890.0123456789", "s": "text", "b": "AQI=",
+            "at": "2024-05-01T12:00:00.5Z", "day": "2024-05-01T00:00:00Z", "tod": "25:00:01"}])
+    );
+    let none = ok(&f, "query", "SELECT * FROM t WHERE i = ?", Some("[0]")).await;
+    assert_eq!(&none.data[..], b"null", "no row is null, as daprd answers");
 }

@@ -8,10 +8,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use outrider_blocks::state::{
     Concurrency, Consistency, DeleteRequest, Encrypted, EncryptionKey, Item, MemoryStore, Metadata,
-    Operation, Options, PostgresStore, Query, RedisSettings, RedisStore, SetRequest, SqliteStore,
-    StateError, StateStore,
+    MySqlStore, Operation, Options, PostgresStore, Query, RedisSettings, RedisStore, SetRequest,
+    SqliteStore, StateError, StateStore,
 };
-use outrider_testkit::{Postgres, RedisServer};
+use outrider_testkit::{MariaDb, Postgres, RedisServer};
 
 fn set(key: &str, value: &[u8]) -> SetRequest {
     SetRequest {
@@ -420,6 +420,17 @@ conformance!(postgres, || async {
     (
         Arc::new(s) as Arc<dyn StateStore>,
         Box::new(pg) as Box<dyn Any + Send>,
+    )
+});
+
+conformance!(mysql, || async {
+    let db = MariaDb::start();
+    let s = MySqlStore::connect(&db.dsn, &db.database, "state", Duration::from_secs(10))
+        .await
+        .unwrap();
+    (
+        Arc::new(s) as Arc<dyn StateStore>,
+        Box::new(db) as Box<dyn Any + Send>,
     )
 });
 

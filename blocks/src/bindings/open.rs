@@ -149,6 +149,34 @@ async fn sides(
                 .map_err(|e| err("spec.metadata.connectionString", e))?;
             Arc::new(binding)
         }
+        "bindings.mysql" => {
+            let url = (md.get("url").filter(|v| !v.is_empty()))
+                .ok_or_else(|| err("spec.metadata.url", "missing MySql connection string"))?;
+            if let Some(p) = md.get("pempath").filter(|v| !v.is_empty()) {
+                return Err(err(
+                    "spec.metadata.pemPath",
+                    format!("{p:?}: TLS to MariaDB/MySQL is not supported by this build"),
+                ));
+            }
+            let max = match md.get("maxopenconns").filter(|v| !v.is_empty()) {
+                Some(v) => v.parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                    err(
+                        "spec.metadata.maxOpenConns",
+                        format!("{v:?} is not a positive number"),
+                    )
+                })?,
+                None => 8,
+            };
+            for unused in ["maxidleconns", "connmaxlifetime", "connmaxidletime"] {
+                if md.get(unused).is_some_and(|v| !v.is_empty()) {
+                    tracing::warn!(component = %c.metadata.name, setting = unused, "not honoured: idle connections are closed by the pool's own policy");
+                }
+            }
+            let binding = super::mysql::connect(url, max, Duration::from_secs(20))
+                .await
+                .map_err(|e| err("spec.metadata.url", e))?;
+            Arc::new(binding)
+        }
         "bindings.localstorage" => {
             let root = (md.get("rootpath").filter(|v| !v.is_empty()))
                 .ok_or_else(|| err("spec.metadata.rootPath", "is required"))?;

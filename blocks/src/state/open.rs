@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{
-    Encrypted, EncryptionKey, KeyPrefix, MemoryStore, PostgresStore, RedisSettings, RedisStore,
-    SqliteStore, StateStore,
+    Encrypted, EncryptionKey, KeyPrefix, MemoryStore, MySqlStore, PostgresStore, RedisSettings,
+    RedisStore, SqliteStore, StateStore,
 };
 use crate::component::{field_error as err, unsupported_type};
 use crate::{Component, ComponentError};
@@ -105,6 +105,7 @@ pub async fn open(c: &Component, ctx: &OpenContext) -> Result<StateComponent, Ve
             Arc::new(store)
         }
         "state.postgresql" => open_postgres(&md).await?,
+        "state.mysql" => open_mysql(&md).await?,
         other => return Err(unsupported_type(other, "state store")),
     };
     let store = encrypted(store, &md)?;
@@ -155,6 +156,40 @@ async fn open_postgres(md: &Settings) -> Result<Arc<dyn StateStore>, Vec<Compone
         "10s",
     )?;
     let store = PostgresStore::connect(conn, table, timeout)
+        .await
+        .map_err(|e| err("spec.metadata.connectionString", e.to_string()))?;
+    swept(md, store, |s| {
+        Box::pin(async move { s.sweep_expired().await.map(drop) })
+    })
+}
+
+/// `state.mysql`: connects, creates the database and table, then sweeps expired rows.
+async fn open_mysql(md: &Settings) -> Result<Arc<dyn StateStore>, Vec<ComponentError>> {
+    let conn = md
+        .get("connectionstring")
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| err("spec.metadata.connectionString", "is required"))?;
+    if let Some(p) = md.get("pempath").filter(|v| !v.is_empty()) {
+        return Err(err(
+            "spec.metadata.pemPath",
+            format!("{p:?}: TLS to MariaDB/MySQL is not supported by this build"),
+        ));
+    }
+    let schema = md
+        .get("schemaname")
+        .map_or("dapr_state_store", String::as_str);
+    let table = md.get("tablename").map_or("state", String::as_str);
+    // daprd keeps when it last swept in this table; the sweeper here needs none.
+    md.get("metadatatablename");
+    let timeout = deadline_setting(
+        md.get("timeoutinseconds")
+            .or(md.get("timeout"))
+            .map(String::as_str),
+        Duration::from_secs(20),
+        "spec.metadata.timeoutInSeconds",
+        "20",
+    )?;
+    let store = MySqlStore::connect(conn, schema, table, timeout)
         .await
         .map_err(|e| err("spec.metadata.connectionString", e.to_string()))?;
     swept(md, store, |s| {

@@ -305,3 +305,55 @@ async fn http_binding_calls_its_url_over_mutual_tls() {
         1.0
     );
 }
+
+#[tokio::test]
+async fn sql_bindings_bind_what_callers_send() {
+    use outrider_testkit::{MariaDb, Postgres};
+    let pg = Postgres::start();
+    let db = MariaDb::start();
+    db.sql(&format!("CREATE DATABASE `{}`", db.database));
+    let mesh = Mesh::new();
+    let docs = format!(
+        "kind: Component\nmetadata: {{name: pg}}\nspec:\n  type: bindings.postgres\n  metadata:\n  \
+         - {{name: connectionString, value: '{}'}}\n---\n\
+         kind: Component\nmetadata: {{name: maria}}\nspec:\n  type: bindings.mysql\n  metadata:\n  \
+         - {{name: url, value: '{}{}'}}\n",
+        pg.conn, db.dsn, db.database
+    );
+    let res = mesh.resources("res", "sql.yaml", &docs);
+    let mut s = mesh.sidecar("bindings-sql").resources(&res).start().await;
+    s.wait_ready().await;
+    let hostile = "x'); DROP TABLE victims; --";
+    for (name, table, p1, p2) in [
+        ("pg", pg.table.as_str(), "$1", "$2"),
+        ("maria", "victims_m", "?", "?"),
+    ] {
+        let exec = |sql: String, params: Value| json!({"operation": "exec", "metadata": {"sql": sql, "params": params.to_string()}});
+        let create = format!("CREATE TABLE {table} (id INT, name VARCHAR(100))");
+        let r = send(&s, "POST", name, exec(create, json!([]))).await;
+        assert_eq!(r.status, 200, "{name}: {}", r.text());
+        let insert = format!("INSERT INTO {table} VALUES ({p1}, {p2})");
+        let r = send(&s, "POST", name, exec(insert.clone(), json!([1, hostile]))).await;
+        assert_eq!(r.header("metadata.rows-affected"), Some("1"), "{name}");
+        assert_eq!(r.header("metadata.operation"), Some("exec"));
+        assert!(r.header("metadata.duration").is_some());
+        let query = json!({"operation": "query", "metadata": {
+            "sql": format!("SELECT name FROM {table} WHERE id = {p1}"), "params": "[1]"}});
+        let r = send(&s, "POST", name, query).await;
+        let name_of = match name {
+            "pg" => r.json()[0][0].clone(),
+            _ => r.json()[0]["name"].clone(),
+        };
+        assert_eq!(name_of, json!(hostile), "{name}: stored as text");
+        // Not a statement: the quote is data.
+        let r = send(&s, "POST", name, exec(insert, json!(["not a number", "x"]))).await;
+        r.assert_error_says(500, "ERR_INVOKE_OUTPUT_BINDING", "error executing query");
+        let unknown = json!({"operation": "drop", "metadata": {"sql": "x"}});
+        let r = send(&s, "POST", name, unknown).await;
+        r.assert_error_says(
+            500,
+            "ERR_INVOKE_OUTPUT_BINDING",
+            "does not support operation drop",
+        );
+    }
+}

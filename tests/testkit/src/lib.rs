@@ -20,7 +20,7 @@ pub mod state;
 pub use app::{FNV_START, FakeApp, Recorded, fnv};
 pub use client::{JSON, Reply, TEXT, http_client, publish, raw_request, send};
 pub use collector::{CollectedSpan, Collector};
-pub use servers::{Mosquitto, Nats, Postgres, RabbitMq, RedisServer};
+pub use servers::{MariaDb, Mosquitto, Nats, Postgres, RabbitMq, RedisServer};
 pub use sidecar::{
     Mesh, Sidecar, SidecarBuilder, WELL_KNOWN_PORTS, binary, outrider_command, shared_binary,
     sum_metric, wait_registered,

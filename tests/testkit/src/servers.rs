@@ -2,6 +2,7 @@
 //! loopback port, with their own data directory, and killed when dropped. Tests that inject
 //! faults use these, never the machine's shared services.
 mod brokers;
+mod mariadb;
 mod postgres;
 mod redis;
 
@@ -9,6 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub use brokers::{Mosquitto, Nats, RabbitMq};
+pub use mariadb::MariaDb;
 pub use postgres::Postgres;
 pub use redis::RedisServer;
 
