@@ -13,6 +13,7 @@ mod localstorage;
 mod mysql;
 mod open;
 mod postgres;
+mod queue;
 mod redis;
 mod sql;
 
@@ -28,6 +29,7 @@ pub use crate::pubsub::broker::{Handler, Message, Outcome, Subscription};
 pub use cron::{CronBinding, Schedule};
 pub use localstorage::LocalStorage;
 pub use open::{BindingComponent, Input, Outside, OutsideOpened, open, open_with};
+pub use queue::QueueBinding;
 pub use redis::RedisBinding;
 pub use sql::SqlBinding;
 

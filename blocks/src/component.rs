@@ -141,6 +141,8 @@ pub const SUPPORTED_TYPES: &[&str] = &[
     "bindings.cron",
     "bindings.http",
     "bindings.localstorage",
+    "bindings.mqtt3",
+    "bindings.rabbitmq",
     "bindings.mysql",
     "bindings.postgresql",
     "bindings.redis",
@@ -156,6 +158,7 @@ const ALIASES: &[(&str, &str)] = &[
     ("state.postgres", "state.postgresql"),
     ("configuration.postgres", "configuration.postgresql"),
     ("bindings.postgres", "bindings.postgresql"),
+    ("bindings.mqtt", "bindings.mqtt3"),
 ];
 
 impl ComponentSpec {

@@ -131,6 +131,19 @@ impl CronBinding {
     pub fn new(schedule: Schedule) -> Self {
         Self { schedule }
     }
+
+    /// The binding a component's `schedule` describes.
+    pub(crate) fn open(
+        md: &crate::component::Settings,
+    ) -> Result<Self, Vec<crate::ComponentError>> {
+        let field = "spec.metadata.schedule";
+        let schedule = md
+            .get("schedule")
+            .ok_or_else(|| crate::component::field_error(field, "is required"))?;
+        let schedule =
+            Schedule::parse(schedule).map_err(|e| crate::component::field_error(field, e))?;
+        Ok(Self::new(schedule))
+    }
 }
 
 impl InputBinding for CronBinding {

@@ -17,6 +17,7 @@ use serde_json::{Map, Value as Json};
 
 use super::BindingError;
 use super::sql::{Engine, SqlBinding, push_bounded};
+use crate::component::field_error as err;
 use crate::mysql::{fault, is_refusal, parse_dsn, pool};
 use crate::state::BoxFuture;
 
@@ -27,8 +28,44 @@ struct MySql {
     pool: Pool,
 }
 
+/// Opens a component: `url` (the Go driver's DSN), `maxOpenConns` (default 8).
+pub(crate) async fn open(
+    name: &str,
+    md: &crate::component::Settings,
+) -> Result<SqlBinding, Vec<crate::ComponentError>> {
+    let url = (md.get("url").filter(|v| !v.is_empty()))
+        .ok_or_else(|| err("spec.metadata.url", "missing MySql connection string"))?;
+    if let Some(p) = md.get("pempath").filter(|v| !v.is_empty()) {
+        return Err(err(
+            "spec.metadata.pemPath",
+            format!("{p:?}: TLS to MariaDB/MySQL is not supported by this build"),
+        ));
+    }
+    let max = match md.get("maxopenconns").filter(|v| !v.is_empty()) {
+        Some(v) => v.parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| {
+            err(
+                "spec.metadata.maxOpenConns",
+                format!("{v:?} is not a positive number"),
+            )
+        })?,
+        None => 8,
+    };
+    for unused in ["maxidleconns", "connmaxlifetime", "connmaxidletime"] {
+        if md.get(unused).is_some_and(|v| !v.is_empty()) {
+            tracing::warn!(
+                component = name,
+                setting = unused,
+                "not honoured: idle connections are closed by the pool's own policy"
+            );
+        }
+    }
+    connect(url, max, std::time::Duration::from_secs(20))
+        .await
+        .map_err(|e| err("spec.metadata.url", e))
+}
+
 /// Connects with daprd's connection string (the Go driver's DSN); at most `max` connections.
-pub(crate) async fn connect(
+async fn connect(
     url: &str,
     max: usize,
     timeout: std::time::Duration,

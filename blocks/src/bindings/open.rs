@@ -2,12 +2,11 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
-use super::{CronBinding, InputBinding, LocalStorage, OutputBinding, RedisBinding, Schedule};
+use super::{CronBinding, InputBinding, LocalStorage, OutputBinding, RedisBinding};
 use crate::component::Settings;
 use crate::component::{field_error as err, unsupported_type};
-use crate::state::{deadline_setting, literal_metadata, redis_settings};
+use crate::state::{literal_metadata, redis_settings};
 use crate::{Component, ComponentError};
 
 /// An opened binding component.
@@ -125,58 +124,22 @@ async fn sides(
 ) -> Result<Sides, Vec<ComponentError>> {
     let output: Arc<dyn OutputBinding> = match c.spec.type_.as_str() {
         "bindings.cron" => {
-            let schedule = md
-                .get("schedule")
-                .ok_or_else(|| err("spec.metadata.schedule", "is required"))?;
-            let schedule =
-                Schedule::parse(schedule).map_err(|e| err("spec.metadata.schedule", e))?;
-            let input: Arc<dyn InputBinding> = Arc::new(CronBinding::new(schedule));
+            let input: Arc<dyn InputBinding> = Arc::new(CronBinding::open(md)?);
             return Ok((want_input.then_some(input), None));
         }
-        "bindings.postgresql" => {
-            let conn = (md.get("connectionstring").or(md.get("url")))
-                .filter(|v| !v.is_empty())
-                .ok_or_else(|| err("spec.metadata.connectionString", "is required"))?;
-            let timeout = md.get("timeout").or(md.get("timeoutinseconds"));
-            let timeout = deadline_setting(
-                timeout.map(String::as_str),
-                Duration::from_secs(20),
-                "spec.metadata.timeout",
-                "20s",
-            )?;
-            let binding = super::postgres::connect(conn, timeout)
-                .await
-                .map_err(|e| err("spec.metadata.connectionString", e))?;
-            Arc::new(binding)
-        }
-        "bindings.mysql" => {
-            let url = (md.get("url").filter(|v| !v.is_empty()))
-                .ok_or_else(|| err("spec.metadata.url", "missing MySql connection string"))?;
-            if let Some(p) = md.get("pempath").filter(|v| !v.is_empty()) {
-                return Err(err(
-                    "spec.metadata.pemPath",
-                    format!("{p:?}: TLS to MariaDB/MySQL is not supported by this build"),
-                ));
-            }
-            let max = match md.get("maxopenconns").filter(|v| !v.is_empty()) {
-                Some(v) => v.parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| {
-                    err(
-                        "spec.metadata.maxOpenConns",
-                        format!("{v:?} is not a positive number"),
-                    )
-                })?,
-                None => 8,
+        "bindings.mqtt3" | "bindings.rabbitmq" => {
+            let binding = if c.spec.type_ == "bindings.mqtt3" {
+                super::queue::open_mqtt(&c.metadata.name, md).await?
+            } else {
+                super::queue::open_rabbitmq(&c.metadata.name, md).await?
             };
-            for unused in ["maxidleconns", "connmaxlifetime", "connmaxidletime"] {
-                if md.get(unused).is_some_and(|v| !v.is_empty()) {
-                    tracing::warn!(component = %c.metadata.name, setting = unused, "not honoured: idle connections are closed by the pool's own policy");
-                }
-            }
-            let binding = super::mysql::connect(url, max, Duration::from_secs(20))
-                .await
-                .map_err(|e| err("spec.metadata.url", e))?;
-            Arc::new(binding)
+            let binding = Arc::new(binding);
+            let input: Arc<dyn InputBinding> = binding.clone();
+            let output: Arc<dyn OutputBinding> = binding;
+            return Ok((want_input.then_some(input), want_output.then_some(output)));
         }
+        "bindings.postgresql" => Arc::new(super::postgres::open(md).await?),
+        "bindings.mysql" => Arc::new(super::mysql::open(&c.metadata.name, md).await?),
         "bindings.localstorage" => {
             let root = (md.get("rootpath").filter(|v| !v.is_empty()))
                 .ok_or_else(|| err("spec.metadata.rootPath", "is required"))?;

@@ -24,6 +24,7 @@ use tokio_postgres::types::{Format, FromSql, IsNull, ToSql, Type, to_sql_checked
 
 use super::BindingError;
 use super::sql::{Engine, SqlBinding, push_bounded};
+use crate::component::field_error as err;
 use crate::fault::Fault;
 use crate::state::BoxFuture;
 
@@ -37,7 +38,7 @@ struct Postgres {
 
 /// Connects with a libpq connection string or `postgres://` URL; fails unless a connection can
 /// be made within `timeout`.
-pub(crate) async fn connect(conn: &str, timeout: Duration) -> Result<SqlBinding, String> {
+async fn connect(conn: &str, timeout: Duration) -> Result<SqlBinding, String> {
     let mut cfg: tokio_postgres::Config = conn.parse().map_err(|e| format!("{e}"))?;
     cfg.connect_timeout(timeout);
     let manager = Manager::from_config(
@@ -56,6 +57,24 @@ pub(crate) async fn connect(conn: &str, timeout: Duration) -> Result<SqlBinding,
         .map_err(|e| e.to_string())?;
     drop(pool.get().await.map_err(|e| e.to_string())?);
     Ok(SqlBinding::new(Arc::new(Postgres { pool })))
+}
+
+/// Opens a component: `connectionString` (or `url`), `timeout` for connecting (default 20s).
+pub(crate) async fn open(
+    md: &crate::component::Settings,
+) -> Result<SqlBinding, Vec<crate::ComponentError>> {
+    let field = "spec.metadata.connectionString";
+    let conn = (md.get("connectionstring").or(md.get("url")))
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| err(field, "is required"))?;
+    let timeout = md.get("timeout").or(md.get("timeoutinseconds"));
+    let timeout = crate::state::deadline_setting(
+        timeout.map(String::as_str),
+        Duration::from_secs(20),
+        "spec.metadata.timeout",
+        "20s",
+    )?;
+    connect(conn, timeout).await.map_err(|e| err(field, e))
 }
 
 fn failed(e: impl Into<crate::fault::Cause> + std::fmt::Display) -> BindingError {

@@ -10,6 +10,7 @@ use super::{MemoryPubSub, PubSub, RedisPubSub, RedisStreamSettings, TopicScopes}
 use crate::component::{field_error as err, unsupported_type};
 use crate::state::{client_for, literal_metadata, redis_settings};
 use crate::{Component, ComponentError};
+pub(crate) use brokers::mqtt_url;
 use brokers::{open_jetstream, open_mqtt, open_rabbitmq};
 use fields::Fields;
 

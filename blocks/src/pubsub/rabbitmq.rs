@@ -62,6 +62,24 @@ pub struct RabbitMqSettings {
     pub connection_name: String,
     /// The deadline of each broker call.
     pub timeout: Duration,
+    /// A queue named after the topic, published to through the default exchange and consumed
+    /// directly (`bindings.rabbitmq`), instead of daprd's fanout exchange per topic.
+    pub queue_mode: QueueMode,
+}
+
+/// The queue of the queue topology (`bindings.rabbitmq`): its extra declaration settings.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum QueueMode {
+    /// daprd's pub/sub topology: a fanout exchange per topic, a queue per group.
+    #[default]
+    Off,
+    /// One queue named after the topic.
+    On {
+        /// Only this connection may use the queue; it goes with the connection.
+        exclusive: bool,
+        /// `x-max-priority`, when given.
+        max_priority: Option<u8>,
+    },
 }
 
 /// The connection and the publishing channel, made again after a failure.
@@ -164,6 +182,20 @@ impl RabbitMqPubSub {
     fn queue_options(&self) -> (QueueDeclareOptions, FieldTable) {
         let s = &self.settings;
         let mut args = FieldTable::default();
+        let mut exclusive = false;
+        if let QueueMode::On {
+            exclusive: e,
+            max_priority,
+        } = &s.queue_mode
+        {
+            exclusive = *e;
+            if let Some(p) = max_priority {
+                args.insert(
+                    ShortString::from("x-max-priority"),
+                    AMQPValue::ShortShortUInt(*p),
+                );
+            }
+        }
         let mut limit = |key: &str, v: Option<u64>| {
             if let Some(v) = v.and_then(|v| i64::try_from(v).ok()) {
                 args.insert(ShortString::from(key), AMQPValue::LongLongInt(v));
@@ -178,6 +210,7 @@ impl RabbitMqPubSub {
         let options = QueueDeclareOptions {
             durable: s.durable,
             auto_delete: s.delete_when_unused,
+            exclusive,
             ..Default::default()
         };
         (options, args)
@@ -188,6 +221,17 @@ impl RabbitMqPubSub {
         let timeout = self.settings.timeout;
         let mut guard = self.link().await?;
         let link = guard.as_mut().ok_or_else(not_connected)?;
+        let queue_mode = self.settings.queue_mode != QueueMode::Off;
+        if queue_mode && !link.exchanges.contains(&msg.topic) {
+            // The default exchange drops what no queue takes: the queue must exist first.
+            let (options, args) = self.queue_options();
+            let declare = link
+                .publisher
+                .queue_declare(exchange.clone(), options, args);
+            let what = format!("declaring queue {:?}", msg.topic);
+            broker_call(BROKER, timeout, &what, declare).await?;
+            link.exchanges.insert(msg.topic.clone());
+        }
         if !link.exchanges.contains(&msg.topic) {
             let declare = link.publisher.exchange_declare(
                 exchange.clone(),
@@ -213,9 +257,18 @@ impl RabbitMqPubSub {
                 );
             }
         }
-        let props = BasicProperties::default()
+        let mut props = BasicProperties::default()
             .with_delivery_mode(self.settings.delivery_mode)
             .with_headers(headers);
+        if queue_mode {
+            props = queue_properties(props, &msg.metadata)?;
+        }
+        // The queue topology publishes through the default exchange, routed by queue name.
+        let (exchange, routing_key) = if queue_mode {
+            (ShortString::from(""), exchange)
+        } else {
+            (exchange, ShortString::from(""))
+        };
         let publisher = link.publisher.clone();
         drop(guard); // confirms of concurrent publishes overlap
         let confirm = broker_call(
@@ -224,7 +277,7 @@ impl RabbitMqPubSub {
             "publishing",
             publisher.basic_publish(
                 exchange,
-                ShortString::from(""),
+                routing_key,
                 BasicPublishOptions::default(),
                 &msg.data,
                 props,
@@ -241,6 +294,39 @@ impl RabbitMqPubSub {
         }
         Ok(())
     }
+}
+
+/// A message's AMQP properties from its metadata, as `bindings.rabbitmq` reads them:
+/// `ttlInSeconds` (expiry), `priority` (0 to 255), `contentType`, `messageID`, `correlationID`
+/// and `type` (names in any case).
+fn queue_properties(
+    mut props: BasicProperties,
+    md: &super::broker::Metadata,
+) -> Result<BasicProperties, PubSubError> {
+    let bad = |m: String| PubSubError::BadRequest(m);
+    for (k, v) in md {
+        match k.to_ascii_lowercase().as_str() {
+            "ttlinseconds" => {
+                let secs: u64 = v
+                    .parse()
+                    .map_err(|_| bad(format!("ttlInSeconds {v:?} is not a number of seconds")))?;
+                props =
+                    props.with_expiration(ShortString::from(secs.saturating_mul(1000).to_string()));
+            }
+            "priority" => {
+                let p: u8 = v
+                    .parse()
+                    .map_err(|_| bad(format!("priority {v:?} is not a number from 0 to 255")))?;
+                props = props.with_priority(p);
+            }
+            "contenttype" => props = props.with_content_type(ShortString::from(v.as_str())),
+            "messageid" => props = props.with_message_id(ShortString::from(v.as_str())),
+            "correlationid" => props = props.with_correlation_id(ShortString::from(v.as_str())),
+            "type" => props = props.with_type(ShortString::from(v.as_str())),
+            _ => {}
+        }
+    }
+    Ok(props)
 }
 
 impl PubSub for RabbitMqPubSub {
@@ -271,7 +357,10 @@ impl PubSub for RabbitMqPubSub {
     ) -> BoxFuture<Result<Subscription, PubSubError>> {
         let this = self.clone();
         Box::pin(async move {
-            let queue = format!("{}-{}", req.group, req.topic);
+            let queue = match this.settings.queue_mode {
+                QueueMode::Off => format!("{}-{}", req.group, req.topic),
+                QueueMode::On { .. } => req.topic.clone(),
+            };
             amqp_name("queue", &queue)?;
             amqp_name("topic", &req.topic)?;
             let sub = Arc::new(Sub {

@@ -73,6 +73,15 @@ pub(crate) fn go_duration(d: std::time::Duration) -> String {
     outrider_blocks::bindings::gotime::duration_text(d)
 }
 
+/// A binding's capabilities: the sides it has.
+fn sides(c: &outrider_blocks::bindings::BindingComponent) -> Vec<&'static str> {
+    let sides = [
+        c.input.as_ref().map(|_| "INPUT_BINDING"),
+        c.output.as_ref().map(|_| "OUTPUT_BINDING"),
+    ];
+    sides.into_iter().flatten().collect()
+}
+
 /// The name of an extended attribute, checked before its value is read.
 pub(crate) struct AttributeName(String);
 
@@ -151,18 +160,8 @@ pub(crate) fn get(s: &ApiState) -> GetMetadataResponse {
     let locks = (s.locks.values()).map(|c| component(&c.name, &c.type_, &c.version, vec![]));
     let configurations =
         (s.configurations.values()).map(|c| component(&c.name, &c.type_, &c.version, vec![]));
-    let bindings = (s.bindings.values()).map(|c| {
-        let sides = [
-            c.input.as_ref().map(|_| "INPUT_BINDING"),
-            c.output.as_ref().map(|_| "OUTPUT_BINDING"),
-        ];
-        component(
-            &c.name,
-            &c.type_,
-            &c.version,
-            sides.into_iter().flatten().collect(),
-        )
-    });
+    let bindings =
+        (s.bindings.values()).map(|c| component(&c.name, &c.type_, &c.version, sides(c)));
     GetMetadataResponse {
         id: s.app_id.clone(),
         runtime_version: VERSION,

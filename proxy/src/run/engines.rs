@@ -85,20 +85,7 @@ impl Engines {
             configuration::open(c).await
         })
         .await?;
-        let ca_file = s.ca_file.as_deref();
-        let http = |c: &Component, md: &_| external::binding::open(c, md, ca_file);
-        let mut bindings = open_resolved(s, "bindings.", &secret_stores, async |c| {
-            bindings::open_with(c, &http).await
-        })
-        .await?;
-        for c in bindings.values_mut() {
-            crate::components::resiliency::layer_binding(
-                c,
-                &s.resiliency,
-                &s.app_id,
-                crate::api::bindings::BINDING_TIMEOUT,
-            );
-        }
+        let bindings = open_bindings(s, &secret_stores).await?;
         let pipeline = open_pipeline(s, &s.http_pipeline, &secret_stores, "spec.httpPipeline");
         let pipeline = pipeline.await?;
         let app_pipeline = open_pipeline(
@@ -202,6 +189,29 @@ fn failed(what: &str, errs: Vec<ComponentError>) -> anyhow::Error {
 }
 
 /// [`open_all`] for components whose `secretKeyRef`s and `envRef`s are read first.
+/// Opens every binding (`bindings.http` on the sidecar's own HTTP client), its output calls
+/// wrapped in their resiliency policies.
+async fn open_bindings(
+    s: &Settings,
+    secret_stores: &BTreeMap<String, SecretStoreComponent>,
+) -> anyhow::Result<BTreeMap<String, BindingComponent>> {
+    let ca_file = s.ca_file.as_deref();
+    let http = |c: &Component, md: &_| external::binding::open(c, md, ca_file);
+    let mut bindings = open_resolved(s, "bindings.", secret_stores, async |c| {
+        bindings::open_with(c, &http).await
+    })
+    .await?;
+    for c in bindings.values_mut() {
+        crate::components::resiliency::layer_binding(
+            c,
+            &s.resiliency,
+            &s.app_id,
+            crate::api::bindings::BINDING_TIMEOUT,
+        );
+    }
+    Ok(bindings)
+}
+
 async fn open_resolved<T>(
     s: &Settings,
     category: &str,

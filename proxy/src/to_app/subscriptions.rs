@@ -10,9 +10,11 @@ pub(crate) mod bulk;
 mod dead_letter;
 mod listed;
 mod pause;
+mod source;
 
 use dead_letter::{DEAD_LETTER_ATTEMPTS, with_dead_letter};
 pub(crate) use listed::{Listed, SubState};
+pub(crate) use source::Source;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,11 +22,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http::{Method, Request, header};
-use outrider_blocks::bindings::{BindingError, InputBinding};
 use outrider_blocks::pubsub::routing::{RouteRule, Router};
-use outrider_blocks::pubsub::{
-    Handler, PubSub, PubSubComponent, PubSubError, SubscribeRequest, Subscription,
-};
+use outrider_blocks::pubsub::{Handler, PubSubComponent, SubscribeRequest, Subscription};
 use outrider_blocks::subscription::BulkSubscribe;
 use outrider_filters::resiliency::{Direction, Resiliency, component_policies};
 use outrider_filters::spans::Spans;
@@ -230,7 +229,7 @@ pub(crate) struct Subscriber {
 
 /// Why a subscription was not made.
 #[derive(Debug)]
-enum Refused {
+pub(crate) enum Refused {
     /// The broker failed: trying again may work.
     ForNow(String),
     /// The broker refuses it as written.
@@ -254,37 +253,6 @@ pub(crate) struct Prepared {
     pub(crate) what: Arc<str>,
     pub(crate) source: Source,
     pub(crate) handler: Handler,
-}
-
-/// Where a subscription's events come from.
-#[derive(Clone)]
-pub(crate) enum Source {
-    /// A topic of a broker.
-    Topic {
-        broker: Arc<dyn PubSub>,
-        req: SubscribeRequest,
-    },
-    /// An input binding.
-    Binding(Arc<dyn InputBinding>),
-}
-
-impl Source {
-    /// Starts delivering to `handler`.
-    async fn start(&self, handler: Handler) -> Result<Subscription, Refused> {
-        match self {
-            Source::Topic { broker, req } => match broker.subscribe(req.clone(), handler).await {
-                Ok(sub) => Ok(sub),
-                // The broker refuses the subscription as written: it never will work.
-                Err(e @ PubSubError::BadRequest(_)) => Err(Refused::Never(e.to_string())),
-                Err(e) => Err(Refused::ForNow(e.to_string())),
-            },
-            Source::Binding(b) => match b.read(handler).await {
-                Ok(sub) => Ok(sub),
-                Err(e @ BindingError::BadRequest(_)) => Err(Refused::Never(e.to_string())),
-                Err(e) => Err(Refused::ForNow(e.to_string())),
-            },
-        }
-    }
 }
 
 impl Subscriber {

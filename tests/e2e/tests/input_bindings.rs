@@ -170,3 +170,71 @@ async fn bad_cron_definitions_stop_the_start() {
             .await;
     }
 }
+
+/// A queue binding named `q` for `kind`, posting to `route`, read without asking the app.
+fn queue(kind: &str, url: &str, name: &str, route: &str) -> String {
+    let md = match kind {
+        "mqtt" => format!(
+            "bindings.mqtt3\n  metadata:\n  - {{name: url, value: '{url}'}}\n  \
+             - {{name: topic, value: '{name}'}}\n  - {{name: consumerID, value: '{name}'}}\n"
+        ),
+        _ => format!(
+            "bindings.rabbitmq\n  metadata:\n  - {{name: host, value: '{url}'}}\n  \
+             - {{name: queueName, value: '{name}'}}\n  - {{name: durable, value: 'true'}}\n"
+        ),
+    };
+    format!(
+        "kind: Component\nmetadata: {{name: q}}\nspec:\n  type: {md}  \
+         - {{name: route, value: {route}}}\n  - {{name: direction, value: 'input, output'}}\n"
+    )
+}
+
+/// An event the app has not answered when its sidecar is killed reaches it again through the
+/// next sidecar: at-least-once across a crash.
+async fn nothing_lost_when_the_sidecar_dies(kind: &str, url: &str) {
+    let mesh = Mesh::new();
+    let name = outrider_testkit::unique(kind);
+    let app = FakeApp::start("queue-app").await;
+    // The first sidecar delivers to a route the app takes a minute to answer.
+    let res = mesh.resources("first", "q.yaml", &queue(kind, url, &name, "/slow/60000"));
+    let mut first = mesh
+        .sidecar(&format!("{kind}-first"))
+        .resources(&res)
+        .app_port(app.port)
+        .start()
+        .await;
+    first.wait_ready().await;
+    let body = serde_json::json!({"operation": "create", "data": {"order": 7}});
+    let r = first
+        .request("POST", "/v1.0/bindings/q", &[], body.to_string())
+        .await;
+    assert_eq!(r.status, 204, "{}", r.text());
+    let held = app.wait_at("/slow/60000", 1, WAIT).await;
+    assert_eq!(held[0].json(), serde_json::json!({"order": 7}));
+    first.kill().await;
+
+    let res = mesh.resources("second", "q.yaml", &queue(kind, url, &name, "/events"));
+    let mut second = mesh
+        .sidecar(&format!("{kind}-second"))
+        .resources(&res)
+        .app_port(app.port)
+        .start()
+        .await;
+    second.wait_ready().await;
+    let again = app.wait_at("/events", 1, WAIT).await;
+    assert_eq!(again[0].json(), serde_json::json!({"order": 7}));
+    assert_eq!(again[0].headers["content-type"], "application/json");
+}
+
+#[tokio::test]
+async fn mqtt_binding_loses_nothing_when_the_sidecar_dies() {
+    let broker = outrider_testkit::Mosquitto::start();
+    nothing_lost_when_the_sidecar_dies("mqtt", &broker.url).await;
+}
+
+#[tokio::test]
+async fn rabbitmq_binding_loses_nothing_when_the_sidecar_dies() {
+    // A node of its own: the test leaves a durable queue behind.
+    let broker = outrider_testkit::RabbitMq::private();
+    nothing_lost_when_the_sidecar_dies("rabbitmq", &broker.url).await;
+}

@@ -11,7 +11,7 @@ use crate::component::redact_userinfo;
 use crate::pubsub::PubSubError;
 use crate::pubsub::jetstream::{JetStreamPubSub, JetStreamSettings, NatsAuth};
 use crate::pubsub::mqtt::{MqttPubSub, MqttSettings};
-use crate::pubsub::rabbitmq::{RabbitMqPubSub, RabbitMqSettings};
+use crate::pubsub::rabbitmq::{QueueMode, RabbitMqPubSub, RabbitMqSettings};
 
 pub(super) async fn open_jetstream(
     f: &Fields<'_>,
@@ -158,6 +158,7 @@ pub(super) async fn open_rabbitmq(
         queue_ttl_seconds: f.count("ttlInSeconds")?,
         connection_name: format!("outrider {app_id}"),
         timeout: f.duration("timeout", MILLIS, Duration::from_secs(5))?,
+        queue_mode: QueueMode::Off,
     };
     // The URI may carry a password: messages quote it redacted.
     let shown = redact_userinfo(&uri);
@@ -173,7 +174,7 @@ pub(super) async fn open_rabbitmq(
 type Credentials = (String, String);
 
 /// `tcp://[user:password@]host[:port]` (or `mqtt://`) into host, port and credentials.
-fn mqtt_url(url: &str) -> Result<(String, u16, Option<Credentials>), String> {
+pub(crate) fn mqtt_url(url: &str) -> Result<(String, u16, Option<Credentials>), String> {
     let rest = match url.split_once("://") {
         Some(("tcp" | "mqtt", rest)) => rest,
         Some((scheme @ ("ssl" | "tls" | "mqtts" | "ws" | "wss"), _)) => {

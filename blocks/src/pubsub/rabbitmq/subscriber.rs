@@ -61,6 +61,19 @@ impl Sub {
             ShortString::from(self.topic.as_str()),
             ShortString::from(self.queue.as_str()),
         );
+        if self.this.settings.queue_mode != super::QueueMode::Off {
+            // The queue topology: the queue alone, consumed directly.
+            let (options, args) = self.this.queue_options();
+            let what = format!("declaring queue {:?}", self.queue);
+            broker_call(
+                BROKER,
+                t,
+                &what,
+                ch.queue_declare(queue.clone(), options, args),
+            )
+            .await?;
+            return self.start_consuming(ch, queue).await;
+        }
         let declare_exchange = ch.exchange_declare(
             exchange.clone(),
             ExchangeKind::Fanout,
@@ -90,6 +103,16 @@ impl Sub {
             FieldTable::default(),
         );
         broker_call(BROKER, t, &format!("binding queue {:?}", self.queue), bind).await?;
+        self.start_consuming(ch, queue).await
+    }
+
+    /// Starts consuming `queue` on `ch`.
+    async fn start_consuming(
+        &self,
+        ch: Channel,
+        queue: ShortString,
+    ) -> Result<(Channel, lapin::Consumer), PubSubError> {
+        let t = self.this.settings.timeout;
         let consume = ch.basic_consume(
             queue,
             ShortString::from(""),
