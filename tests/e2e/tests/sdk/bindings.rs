@@ -1,8 +1,9 @@
-//! Output bindings through the official JS SDK, over HTTP and over gRPC: local storage and
-//! Redis (a private server).
+//! Bindings through the official JS SDK, over HTTP and over gRPC: output to local storage and
+//! Redis (a private server); input from a cron schedule and an MQTT topic into the SDK's
+//! DaprServer, the script being the app.
 
-use super::node_suite;
-use outrider_testkit::{Mesh, RedisServer};
+use super::{app_script_passes, node_suite, sdk_dir};
+use outrider_testkit::{Mesh, Mosquitto, RedisServer, free_port, unique};
 
 #[tokio::test]
 async fn javascript_sdk_output_bindings_over_http_and_grpc() {
@@ -34,5 +35,49 @@ async fn javascript_sdk_output_bindings_over_http_and_grpc() {
             ("RUN_ID", run),
         ];
         node_suite("js/bindings.mjs", &s, &env, grpc).await;
+    }
+}
+
+#[tokio::test]
+async fn javascript_sdk_input_bindings_as_the_app() {
+    let broker = Mosquitto::start();
+    let mesh = Mesh::new();
+    let script = sdk_dir().join("js/input_bindings.mjs");
+    let argv = vec![
+        "/usr/bin/node".to_owned(),
+        script.to_string_lossy().into_owned(),
+    ];
+    for (grpc, run) in [(false, "http"), (true, "grpc")] {
+        let topic = unique("sdk-input");
+        let docs = format!(
+            "kind: Component\nmetadata: {{name: ticker}}\nspec:\n  type: bindings.cron\n  \
+             metadata:\n  - {{name: schedule, value: '@every 200ms'}}\n---\n\
+             kind: Component\nmetadata: {{name: orders}}\nspec:\n  type: bindings.mqtt3\n  \
+             metadata:\n  - {{name: url, value: '{}'}}\n  - {{name: topic, value: '{topic}'}}\n  \
+             - {{name: consumerID, value: '{topic}'}}\n",
+            broker.url
+        );
+        let res = mesh.resources(run, "bindings.yaml", &docs);
+        let mut b = mesh
+            .sidecar(&format!("sdk-js-input-{run}"))
+            .resources(&res)
+            .app_port(free_port())
+            .env("CRON_BINDING", "ticker")
+            .env("QUEUE_BINDING", "orders");
+        if grpc {
+            b = b
+                .args(["--app-protocol", "grpc"])
+                .env("DAPR_COMMUNICATION_PROTOCOL", "grpc");
+        }
+        let log = app_script_passes(
+            b,
+            argv.clone(),
+            &["an event whose handler throws is delivered again"],
+        )
+        .await;
+        assert!(
+            !grpc || log.contains("(grpc): checks="),
+            "not the gRPC run:\n{log}"
+        );
     }
 }
