@@ -265,6 +265,30 @@ spec:
   - name: redisHost
     value: 127.0.0.1:$REDIS
 EOF
+# Its lock store and output binding, on the same Redis (the lock-max and binding-max cells).
+cat >"$RUN/components/lock-binding.yaml" <<EOF
+apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata:
+  name: lockstore
+spec:
+  type: lock.redis
+  version: v1
+  metadata:
+  - name: redisHost
+    value: 127.0.0.1:$REDIS
+---
+apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata:
+  name: cache
+spec:
+  type: bindings.redis
+  version: v1
+  metadata:
+  - name: redisHost
+    value: 127.0.0.1:$REDIS
+EOF
 for _ in $(seq 100); do redis-cli -p $REDIS ping >/dev/null 2>&1 && break; sleep 0.05; done
 start sidecar_s env HOME="$SIDECAR_HOME" "$BIN/outrider" run --app-id s --dapr-http-port $S_API --dapr-grpc-port $S_GRPC --mesh-port $S_MESH \
   --metrics-port $S_ADMIN --data-dir "$RUN/s" --resources-path "$RUN/components" --log-level warn
@@ -620,6 +644,16 @@ cell() { # cell NAME REPEAT
       load pubsub-max/outrider "$r" "" "$PID_sidecar_p,$PID_redis" --addr 127.0.0.1:$P_API \
         --path /v1.0/publish/pubsub/bench --header 'content-type: application/json' --body-size $BODY \
         --deliveries-listen 127.0.0.1:$P_APP ;;
+    # Building blocks' calls per second, closed loop: a try-lock (held by the same owner after
+    # the first, so each is one SET NX PX on Redis) and a Redis output binding's create.
+    lock-max/outrider)
+      load lock-max/outrider "$r" "" "$PID_sidecar_s,$PID_redis" --addr 127.0.0.1:$S_API \
+        --path /v1.0-alpha1/lock/lockstore --header 'content-type: application/json' \
+        --body '{"resourceId":"bench","lockOwner":"bench","expiryInSeconds":3600}' ;;
+    binding-max/outrider)
+      load binding-max/outrider "$r" "" "$PID_sidecar_s,$PID_redis" --addr 127.0.0.1:$S_API \
+        --path /v1.0/bindings/cache --header 'content-type: application/json' \
+        --body "{\"operation\":\"create\",\"data\":\"$VALUE\",\"metadata\":{\"key\":\"bench-binding\"}}" ;;
     # Maximum throughput, closed loop.
     one-hop-max/direct) load one-hop-max/direct "$r" "" "$PID_echo" --addr 127.0.0.1:$ECHO --body-size $BODY --path /echo ;;
     one-hop-max/nginx) load one-hop-max/nginx "$r" "" "$(nginx_pids)" --addr 127.0.0.1:$NGINX --body-size $BODY --path /echo ;;
@@ -662,7 +696,7 @@ cell() { # cell NAME REPEAT
 CELLS=(direct one-hop/nginx one-hop/haproxy one-hop/pingora one-hop/outrider two-hop/haproxy-tls two-hop/outrider-mtls
   two-hop/outrider-h3 two-hop-grpc/outrider-mtls state-get/redis state-get/outrider state-get-grpc/outrider
   state-set/redis state-set/outrider
-  publish/redis publish/outrider pubsub/outrider pubsub-max/outrider
+  publish/redis publish/outrider pubsub/outrider pubsub-max/outrider lock-max/outrider binding-max/outrider
   one-hop-max/direct one-hop-max/nginx one-hop-max/haproxy one-hop-max/pingora one-hop-max/outrider start-to-ready)
 [ "$NETNS" = no ] || CELLS+=(netns-direct two-hop-intercepted/outrider-mtls two-hop-netns/outrider-mtls
   two-hop-netns/haproxy-tls tcp-throughput/direct tcp-throughput/outrider-tunnel

@@ -84,6 +84,12 @@ pub trait OutputBinding: Send + Sync {
     /// Serves one request; `None` when the operation answers nothing.
     fn invoke(&self, req: InvokeRequest)
     -> BoxFuture<Result<Option<InvokeResponse>, BindingError>>;
+
+    /// How long a call may take by the component's own settings (`bindings.http`'s
+    /// `responseTimeout`), when it sets one: the sidecar's default deadline never cuts it short.
+    fn deadline(&self) -> Option<Duration> {
+        None
+    }
 }
 
 /// An input binding: a source of events (a schedule's ticks, a queue's messages) the sidecar

@@ -78,6 +78,10 @@ pub(crate) fn parse_dsn(dsn: &str) -> Result<Dsn, String> {
             }
         }
         "unix" => out.socket = Some(addr.to_owned()),
+        // Without an `@`, a password would sit here: quoted only when it cannot be one.
+        other if other.contains(':') => {
+            return Err("the connection string is not user:password@tcp(host:port)/dbname".into());
+        }
         other => return Err(format!("the protocol {other:?} is not tcp or unix")),
     }
     for (k, v) in params.split('&').filter_map(|p| p.split_once('=')) {
@@ -123,10 +127,37 @@ pub(crate) fn fault(what: &str, e: mysql_async::Error) -> Fault {
     Fault::caused_by(format!("{what}: {e}"), e)
 }
 
-/// Whether `e` is the server refusing the statement (syntax, unknown column, a constraint):
-/// trying again would fail the same way.
+/// Whether `e` is the server refusing the statement itself (its syntax, a name, a value, a
+/// constraint): trying again would fail the same way. Deadlocks, lock waits, a full server or
+/// one shutting down are failures, worth another try.
 pub(crate) fn is_refusal(e: &mysql_async::Error) -> bool {
-    matches!(e, mysql_async::Error::Server(_))
+    let mysql_async::Error::Server(s) = e else {
+        return false;
+    };
+    matches!(
+        s.code,
+        1048 // column cannot be null
+            | 1052 // ambiguous column
+            | 1054 // unknown column
+            | 1062 // duplicate key
+            | 1064 // syntax
+            | 1109 // unknown table
+            | 1136 // column count
+            | 1146 // no such table
+            | 1149 // syntax
+            | 1210 // wrong arguments (placeholders)
+            | 1264 // out of range
+            | 1265 // truncated
+            | 1292 // incorrect value
+            | 1364 // no default
+            | 1366 // incorrect value
+            | 1406 // too long
+            | 1451
+            ..=1452 // foreign key
+            | 3140 // invalid JSON
+            | 3819 // check constraint
+            | 4025 // check constraint (MariaDB)
+    )
 }
 
 #[cfg(test)]
@@ -154,6 +185,7 @@ mod tests {
             ("root@tcp(localhost:3306)", "no '/'"),
             ("root@tcp(localhost:3306/db", "not closed"),
             ("root@udp(localhost)/db", "not tcp or unix"),
+            ("root:secret/db", "is not user:password@tcp"),
             ("root@tcp(localhost:x)/db", "not a port"),
             ("root:secret@tcp(h:1)/db?tls=true", "not supported"),
             ("root@tcp(h:1)/db?timeout=soon", "not a duration"),

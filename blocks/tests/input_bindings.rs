@@ -199,12 +199,22 @@ async fn delivers_until_taken(q: Queue) {
         assert_eq!(output.invoke(create(d)).await.unwrap(), None);
     }
     wait_for(&seen, "every event, the failed one three times", 5).await;
+    // A last event, once it arrived, shows that nothing taken came back meanwhile.
+    output.invoke(create("last")).await.unwrap();
+    wait_for(&seen, "the last event", 6).await;
     sub.stop(Duration::from_secs(5)).await;
     let mut got = seen.lock().unwrap().clone();
     got.sort();
     assert_eq!(
         got,
-        ["fails twice", "fails twice", "fails twice", "one", "two"]
+        [
+            "fails twice",
+            "fails twice",
+            "fails twice",
+            "last",
+            "one",
+            "two"
+        ]
     );
 }
 
@@ -238,6 +248,32 @@ async fn an_unanswered_event_survives_its_reader(q: Queue) {
     wait_for(&seen, "the event again", 1).await;
     assert_eq!(seen.lock().unwrap()[0], "precious");
     drop(sub);
+}
+
+/// What is sent while the binding is stopped (paused with an unhealthy app, or restarting) waits
+/// for it and arrives when it reads again.
+async fn keeps_what_came_while_stopped(q: Queue) {
+    let (input, output) = q.open().await;
+    let (handler, seen) = answering(|_, _| Outcome::Success);
+    let sub = input.read(handler.clone()).await.unwrap();
+    output.invoke(create("before")).await.unwrap();
+    wait_for(&seen, "the first event", 1).await;
+    assert!(sub.stop(Duration::from_secs(5)).await);
+    output.invoke(create("while away")).await.unwrap();
+    let sub = input.read(handler).await.unwrap();
+    wait_for(&seen, "the event sent while stopped", 2).await;
+    assert_eq!(seen.lock().unwrap()[1], "while away");
+    drop(sub);
+}
+
+#[tokio::test]
+async fn mqtt_keeps_what_came_while_stopped() {
+    keeps_what_came_while_stopped(mqtt()).await;
+}
+
+#[tokio::test]
+async fn rabbitmq_keeps_what_came_while_stopped() {
+    keeps_what_came_while_stopped(rabbitmq()).await;
 }
 
 #[tokio::test]

@@ -160,15 +160,18 @@ impl InputBinding for CronBinding {
 async fn tick(schedule: Schedule, handler: Handler, stop: tokio_util::sync::CancellationToken) {
     let start = Instant::now();
     let mut last = start;
+    let mut fired = DateTime::<Utc>::MIN_UTC;
     loop {
         let at = match &schedule {
             Schedule::Every(interval) => next_every(start, last.max(Instant::now()), *interval),
             Schedule::Cron { .. } => {
                 let now = Utc::now();
-                let Some(next) = schedule.next_after(now) else {
+                // Never the tick just fired again, should the clock read a little behind it.
+                let Some(next) = schedule.next_after(now.max(fired)) else {
                     tracing::warn!("the schedule has no tick left; the cron binding stops");
                     return;
                 };
+                fired = next;
                 let wait = (next - now).to_std().unwrap_or_default();
                 Instant::now() + wait
             }

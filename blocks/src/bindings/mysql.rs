@@ -76,10 +76,11 @@ async fn connect(
         let mut c = pool.get_conn().await?;
         c.ping().await
     };
-    match tokio::time::timeout(dsn.connect_timeout.unwrap_or(timeout), ping).await {
+    let limit = dsn.connect_timeout.unwrap_or(timeout);
+    match tokio::time::timeout(limit, ping).await {
         Ok(Ok(())) => Ok(SqlBinding::new(Arc::new(MySql { pool }))),
         Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err(format!("no connection within {timeout:?}")),
+        Err(_) => Err(format!("no connection within {limit:?}")),
     }
 }
 

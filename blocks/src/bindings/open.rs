@@ -91,10 +91,19 @@ pub async fn open_with(
         return Err(what("output"));
     }
     let route = match md.get("route").filter(|r| !r.trim().is_empty()) {
-        Some(r) if r.starts_with('/') => r.trim().to_owned(),
+        Some(r) if r.trim().starts_with('/') => r.trim().to_owned(),
         Some(r) => format!("/{}", r.trim()),
         None => format!("/{}", c.metadata.name),
     };
+    // A path the app can be sent: visible ASCII (percent-encode the rest), no fragment.
+    let sendable =
+        |r: &str| r.len() <= 1024 && r.bytes().all(|b| b.is_ascii_graphic() && b != b'#');
+    if input.is_some() && !sendable(&route) {
+        return Err(err(
+            "spec.metadata.route",
+            format!("{route:?} is not a URL path the app could be sent events on"),
+        ));
+    }
     md.warn_unread(&c.metadata.name, &c.spec.type_);
     Ok(BindingComponent {
         name: c.metadata.name.clone(),

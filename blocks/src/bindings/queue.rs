@@ -170,18 +170,25 @@ pub(crate) async fn open_mqtt(
             "qos is deprecated and ignored: MQTT bindings use QoS 1"
         );
     }
-    // Events the app fails are handed to it again with a growing delay until it takes them.
-    md.get("backoffmaxretries");
+    if md.get("backoffmaxretries").is_some_and(|v| !v.is_empty()) {
+        tracing::warn!(
+            component = name,
+            "backOffMaxRetries is not honoured: an event the app fails is handed to it again, with a growing delay, until it takes it"
+        );
+    }
+    let clean_session = flag(md, "cleansession", "spec.metadata.cleanSession")?.unwrap_or(false);
     let settings = MqttSettings {
         host,
         port,
         credentials,
         qos: rumqttc::QoS::AtLeastOnce,
         client_id: Some(format!("{consumer}-consumer")),
-        clean_session: flag(md, "cleansession", "spec.metadata.cleanSession")?.unwrap_or(false),
+        clean_session,
         shared: false,
         keep_alive: Duration::from_secs(30),
         timeout: Duration::from_secs(5),
+        // A kept session holds what is published while the binding is paused or restarting.
+        keep_subscribed: !clean_session,
     };
     let shown = format!("{}:{}", settings.host, settings.port);
     let broker = MqttPubSub::connect(settings)
@@ -249,26 +256,38 @@ fn rabbitmq_settings(name: &str, md: &Settings) -> Result<RabbitMqSettings, Vec<
                 .map_err(|_| err("spec.metadata.prefetchCount", format!("{n} is above 65535")))?,
         ),
     };
-    let max_priority = count(md, "maxpriority", "spec.metadata.maxPriority")?
-        .map(|p| u8::try_from(p).unwrap_or(u8::MAX));
+    let max_priority = match count(md, "maxpriority", "spec.metadata.maxPriority")? {
+        None => None,
+        Some(p) => Some(
+            u8::try_from(p)
+                .map_err(|_| err("spec.metadata.maxPriority", format!("{p} is above 255")))?,
+        ),
+    };
     let ttl = match md
         .get("ttlinseconds")
         .or(md.get("ttl"))
         .filter(|v| !v.trim().is_empty())
     {
         None => None,
-        Some(v) => Some(
-            crate::component::metadata_duration(v, Duration::from_secs(1))
+        Some(v) => {
+            let d = crate::component::metadata_duration(v, Duration::from_secs(1))
+                .filter(|d| d.as_secs() >= 1 && d.subsec_nanos() == 0)
                 .ok_or_else(|| {
-                    let says = format!("{v:?} is not a duration or a number of seconds");
+                    let says = format!("{v:?} is not a whole number of seconds (at least 1)");
                     err("spec.metadata.ttlInSeconds", says)
-                })?
-                .as_secs(),
-        ),
+                })?;
+            Some(d.as_secs())
+        }
     };
-    // Reconnecting backs off on its own schedule.
-    md.get("reconnectwaitinseconds");
-    md.get("reconnectwait");
+    for key in ["reconnectwaitinseconds", "reconnectwait"] {
+        if md.get(key).is_some_and(|v| !v.is_empty()) {
+            tracing::warn!(
+                component = name,
+                setting = key,
+                "not honoured: reconnecting backs off on its own schedule"
+            );
+        }
+    }
     let flag_or = |key: &str, field: &str, default: bool| -> Result<bool, Vec<ComponentError>> {
         Ok(flag(md, key, field)?.unwrap_or(default))
     };

@@ -66,6 +66,9 @@ pub struct MqttSettings {
     pub keep_alive: Duration,
     /// The deadline of connecting, publishing and subscribing.
     pub timeout: Duration,
+    /// On stop, disconnect without unsubscribing: with a kept session (`clean_session` false)
+    /// the broker then holds what is published until the subscription comes back.
+    pub keep_subscribed: bool,
 }
 
 /// The largest message either side sends (the broker may allow less).
@@ -263,6 +266,7 @@ impl PubSub for MqttPubSub {
             }
             let sub = Arc::new(Sub {
                 client,
+                keep_subscribed: s.keep_subscribed,
                 topic: req.topic,
                 consumer,
                 generation,
@@ -304,6 +308,8 @@ fn subscriber_id(s: &MqttSettings, req: &SubscribeRequest) -> String {
 /// One running subscription.
 struct Sub {
     client: AsyncClient,
+    /// Stop without unsubscribing (see [`MqttSettings::keep_subscribed`]).
+    keep_subscribed: bool,
     topic: String,
     /// Its connection, dispatcher, deliveries and stop sequence.
     consumer: Consumer,
@@ -361,7 +367,9 @@ impl Sub {
         close: CancellationToken,
     ) {
         self.consumer.stop().cancelled().await;
-        let _ = self.client.try_unsubscribe(filter);
+        if !self.keep_subscribed {
+            let _ = self.client.try_unsubscribe(filter);
+        }
         self.consumer.drain(Duration::from_secs(30)).await;
         let _ = self.client.try_disconnect();
         if tokio::time::timeout(Duration::from_secs(5), driving)

@@ -216,36 +216,39 @@ impl RabbitMqPubSub {
         (options, args)
     }
 
+    /// Declares what a publish to `topic` needs: its fanout exchange, or in the queue
+    /// topology its queue (the default exchange drops what no queue takes).
+    async fn declare(
+        &self,
+        link: &Link,
+        topic: &str,
+        name: ShortString,
+    ) -> Result<(), PubSubError> {
+        let timeout = self.settings.timeout;
+        if self.settings.queue_mode != QueueMode::Off {
+            let (options, args) = self.queue_options();
+            let declare = link.publisher.queue_declare(name, options, args);
+            let what = format!("declaring queue {topic:?}");
+            return broker_call(BROKER, timeout, &what, declare).await.map(drop);
+        }
+        let declare = link.publisher.exchange_declare(
+            name,
+            ExchangeKind::Fanout,
+            self.exchange_options(),
+            FieldTable::default(),
+        );
+        let what = format!("declaring exchange {topic:?}");
+        broker_call(BROKER, timeout, &what, declare).await
+    }
+
     async fn publish_once(&self, msg: &Message) -> Result<(), PubSubError> {
         let exchange = amqp_name("topic", &msg.topic)?;
         let timeout = self.settings.timeout;
         let mut guard = self.link().await?;
         let link = guard.as_mut().ok_or_else(not_connected)?;
         let queue_mode = self.settings.queue_mode != QueueMode::Off;
-        if queue_mode && !link.exchanges.contains(&msg.topic) {
-            // The default exchange drops what no queue takes: the queue must exist first.
-            let (options, args) = self.queue_options();
-            let declare = link
-                .publisher
-                .queue_declare(exchange.clone(), options, args);
-            let what = format!("declaring queue {:?}", msg.topic);
-            broker_call(BROKER, timeout, &what, declare).await?;
-            link.exchanges.insert(msg.topic.clone());
-        }
         if !link.exchanges.contains(&msg.topic) {
-            let declare = link.publisher.exchange_declare(
-                exchange.clone(),
-                ExchangeKind::Fanout,
-                self.exchange_options(),
-                FieldTable::default(),
-            );
-            broker_call(
-                BROKER,
-                timeout,
-                &format!("declaring exchange {:?}", msg.topic),
-                declare,
-            )
-            .await?;
+            self.declare(link, &msg.topic, exchange.clone()).await?;
             link.exchanges.insert(msg.topic.clone());
         }
         let mut headers = FieldTable::default();
@@ -278,7 +281,11 @@ impl RabbitMqPubSub {
             publisher.basic_publish(
                 exchange,
                 routing_key,
-                BasicPublishOptions::default(),
+                // The queue topology's message must reach its queue, or come back as an error.
+                BasicPublishOptions {
+                    mandatory: queue_mode,
+                    ..BasicPublishOptions::default()
+                },
                 &msg.data,
                 props,
             ),
@@ -286,6 +293,14 @@ impl RabbitMqPubSub {
         .await?;
         let confirmation =
             broker_call(BROKER, timeout, "waiting for the broker's confirm", confirm).await?;
+        if let lapin::Confirmation::Ack(Some(_)) = confirmation {
+            // Routed nowhere (its queue went away since it was declared): declare it again.
+            guard_reset(&self.link).await;
+            return Err(PubSubError::Broker(Fault::new(format!(
+                "rabbitmq: no queue took the message for {:?}",
+                msg.topic
+            ))));
+        }
         if confirmation.is_nack() {
             return Err(PubSubError::Broker(Fault::new(format!(
                 "rabbitmq: the broker refused the message on {:?}",
@@ -293,6 +308,13 @@ impl RabbitMqPubSub {
             ))));
         }
         Ok(())
+    }
+}
+
+/// Forgets what was declared on the connection (a queue gone since), so it is declared again.
+async fn guard_reset(link: &Mutex<Option<Link>>) {
+    if let Some(l) = link.lock().await.as_mut() {
+        l.exchanges.clear();
     }
 }
 

@@ -272,6 +272,7 @@ pub(crate) fn layer_binding(
     // Without a policy, the stack is the deadline alone: no call is unbounded.
     let p = outbound_policies(all, &c.name, &c.type_).unwrap_or_default();
     let operations = inner.operations();
+    let deadline = inner.deadline().map_or(deadline, |own| own.max(deadline));
     let call = tower::service_fn(move |req: InvokeRequest| {
         let inner = inner.clone();
         async move { inner.invoke(req).await }

@@ -265,7 +265,12 @@ async fn http_binding_calls_its_url_over_mutual_tls() {
 
     // No path leaves the URL, and nothing is sent for one that tries.
     let before = seen.lock().unwrap().len();
-    for path in ["../admin", "a/%2e%2e/%2e%2e/admin", "a b"] {
+    for path in [
+        "../admin",
+        "a/%2e%2e/%2e%2e/admin",
+        "..%2F..%2Fadmin",
+        "a b",
+    ] {
         let r = send(
             &s,
             "POST",
@@ -275,6 +280,13 @@ async fn http_binding_calls_its_url_over_mutual_tls() {
         .await;
         r.assert_error_says(500, "ERR_INVOKE_OUTPUT_BINDING", "path");
     }
+    let host = json!({"operation": "get", "metadata": {"Host": "admin.internal"}});
+    let r = send(&s, "POST", "api", host).await;
+    r.assert_error_says(
+        500,
+        "ERR_INVOKE_OUTPUT_BINDING",
+        "names a header the binding sets",
+    );
     assert_eq!(seen.lock().unwrap().len(), before);
 
     // An answer over maxResponseBodySize is an error, not a truncated body.

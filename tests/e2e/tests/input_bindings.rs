@@ -157,6 +157,11 @@ async fn bad_cron_definitions_stop_the_start() {
         ),
         ("none", cron("c", "", ""), "spec.metadata.schedule"),
         (
+            "route",
+            cron("c", "@every 1s", "  - {name: route, value: '/a b'}\n"),
+            "spec.metadata.route",
+        ),
+        (
             "out",
             cron("c", "@every 1s", "  - {name: direction, value: output}\n"),
             "bindings.cron has no output side",

@@ -243,6 +243,7 @@ pub(super) async fn open_mqtt(f: &Fields<'_>) -> Result<MqttPubSub, Vec<Componen
         shared: f.flag("sharedSubscriptions")?.unwrap_or(true),
         keep_alive: f.duration("keepAlive", Duration::from_secs(1), Duration::from_secs(30))?,
         timeout: f.duration("timeout", MILLIS, Duration::from_secs(5))?,
+        keep_subscribed: false,
     };
     let shown = format!("{}:{}", settings.host, settings.port);
     MqttPubSub::connect(settings)

@@ -144,6 +144,10 @@ impl OutputBinding for HttpBinding {
         OPERATIONS
     }
 
+    fn deadline(&self) -> Option<Duration> {
+        self.0.timeout
+    }
+
     fn invoke(
         &self,
         req: InvokeRequest,
@@ -228,6 +232,12 @@ impl Inner {
             if !forwarded && !k.starts_with(|c: char| c.is_ascii_uppercase()) {
                 continue;
             }
+            if controlled(k) {
+                return Err(bad(format!(
+                    "metadata {k:?} names a header the binding sets itself (the host, the \
+                     framing, the connection)"
+                )));
+            }
             let (Ok(name), Ok(value)) = (
                 HeaderName::try_from(k.as_str()),
                 HeaderValue::try_from(v.as_str()),
@@ -264,11 +274,11 @@ fn joined_path(prefix: &str, path: &str) -> Result<String, String> {
     let (just_path, _) = path.split_once(['?', '#']).unwrap_or((path, ""));
     let climbs = just_path.split('/').any(|seg| {
         let decoded = percent_encoding::percent_decode_str(seg).decode_utf8_lossy();
-        decoded == ".." || decoded == "."
+        decoded == ".." || decoded == "." || decoded.contains(['/', '\\'])
     });
     if climbs {
         return Err(format!(
-            "path {path:?}: `.` and `..` segments are not accepted"
+            "path {path:?}: `.` and `..` segments, and encoded slashes, are not accepted"
         ));
     }
     let joined = format!("{prefix}/{path}");
@@ -276,6 +286,24 @@ fn joined_path(prefix: &str, path: &str) -> Result<String, String> {
         .parse::<http::uri::PathAndQuery>()
         .map_err(|e| format!("path {path:?} is not a valid URL path: {e}"))?;
     Ok(joined)
+}
+
+/// Headers the binding (or its client) owns: the host and the message's framing.
+fn controlled(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    n.starts_with("proxy-")
+        || matches!(
+            n.as_str(),
+            "host"
+                | "content-length"
+                | "transfer-encoding"
+                | "connection"
+                | "keep-alive"
+                | "te"
+                | "trailer"
+                | "upgrade"
+                | "expect"
+        )
 }
 
 /// Response headers as metadata: Go's canonical names, several values joined by `, `.
@@ -349,7 +377,15 @@ mod tests {
         assert_eq!(joined_path("", "a/b?x=1").unwrap(), "/a/b?x=1");
         assert_eq!(joined_path("/api", "/v1/items").unwrap(), "/api/v1/items");
         assert_eq!(joined_path("/api", "").unwrap(), "/api/");
-        for bad in ["../admin", "a/../../b", "%2e%2e/x", "a/./b", "a b", "a\nb"] {
+        for bad in [
+            "../admin",
+            "a/../../b",
+            "%2e%2e/x",
+            "a/./b",
+            "a b",
+            "a\nb",
+            "..%2F..%2Fadmin",
+        ] {
             assert!(joined_path("/api", bad).is_err(), "{bad}");
         }
         // Whatever it holds, the path is a path: the host is the URL's.
