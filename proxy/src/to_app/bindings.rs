@@ -29,7 +29,9 @@ use tower::ServiceExt as _;
 use crate::net::http::{collect_within, empty, full};
 use crate::telemetry::metrics;
 use crate::to_app::channel::AppChannel;
-use crate::to_app::deliver::{DeliveryClassify, delivery_stack, track};
+use crate::to_app::deliver::{
+    DeliveryClassify, delivery_stack, describes_the_body_or_connection, track,
+};
 use crate::to_app::subscriptions::{Prepared, Source, Subscriber};
 
 /// How long the app has to answer `OPTIONS <route>` (daprd's `--app-binding-options-timeout`).
@@ -285,32 +287,18 @@ impl Delivery {
 /// `grpc-*` names are sent as `dapr-grpc-*`.
 fn header_of(key: &str, value: &str) -> Option<(HeaderName, HeaderValue)> {
     let lower = key.to_ascii_lowercase();
-    let blocked = lower.ends_with("-bin")
-        || lower.starts_with("content-")
-        || lower == "dapr-destination-id"
-        || matches!(
-            lower.as_str(),
-            "connection"
-                | "keep-alive"
-                | "proxy-connection"
-                | "transfer-encoding"
-                | "te"
-                | "trailer"
-                | "upgrade"
-                | "host"
-                | "expect"
-        );
-    if blocked {
+    if lower.ends_with("-bin") || lower == "dapr-destination-id" || lower == "proxy-connection" {
         return None;
     }
     let name = match lower.strip_prefix("grpc-") {
         Some(rest) => format!("dapr-grpc-{rest}"),
         None => lower,
     };
-    Some((
-        HeaderName::try_from(name).ok()?,
-        HeaderValue::try_from(value).ok()?,
-    ))
+    let name = HeaderName::try_from(name).ok()?;
+    if describes_the_body_or_connection(&name) {
+        return None;
+    }
+    Some((name, HeaderValue::try_from(value).ok()?))
 }
 
 #[cfg(test)]

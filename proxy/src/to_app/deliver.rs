@@ -319,7 +319,7 @@ pub(crate) fn trace_of(event: &Value) -> Option<TraceContext> {
 }
 
 /// Headers about the request's own body or connection: never set from a message's metadata.
-fn describes_the_body_or_connection(name: &HeaderName) -> bool {
+pub(crate) fn describes_the_body_or_connection(name: &HeaderName) -> bool {
     let n = name.as_str();
     n.starts_with("content-")
         || matches!(

@@ -177,14 +177,9 @@ async fn a_binding_for_input_only_or_with_a_bad_root_stops_the_start() {
         .await;
 }
 
-/// YAML's block form of a PEM document, indented for a `value: |` under `metadata`.
-fn block(pem: &str) -> String {
-    pem.lines().map(|l| format!("      {l}\n")).collect()
-}
-
 #[tokio::test]
 async fn http_binding_calls_its_url_over_mutual_tls() {
-    use outrider_testkit::https::{Pki, https_server};
+    use outrider_testkit::https::{Pki, https_server, yaml_block};
     let pki = Pki::new();
     let (client_cert, client_key) = pki.issue(&["caller"]);
     let (port, seen) = https_server(pki.issue(&["localhost"]), Some(&pki.ca_pem)).await;
@@ -205,8 +200,8 @@ async fn http_binding_calls_its_url_over_mutual_tls() {
          - {{name: MTLSRootCA, value: '{ca}'}}\n  \
          - {{name: maxResponseBodySize, value: '64'}}\n",
         ca = ca_file.display(),
-        cert = block(&client_cert),
-        key = block(&client_key),
+        cert = yaml_block(&client_cert, 6),
+        key = yaml_block(&client_key, 6),
     );
     let res = mesh.resources("res", "http.yaml", &docs);
     let mut s = mesh

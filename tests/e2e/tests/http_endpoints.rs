@@ -7,14 +7,9 @@
 
 use std::time::Duration;
 
-use outrider_testkit::https::{Pki, https_server};
+use outrider_testkit::https::{Pki, https_server, yaml_block};
 use outrider_testkit::{Mesh, send};
 use serde_json::json;
-
-/// YAML's block form of a PEM document, indented for a `value: |` under `clientTLS`.
-fn block(pem: &str) -> String {
-    pem.lines().map(|l| format!("        {l}\n")).collect()
-}
 
 #[tokio::test]
 async fn declared_endpoints_are_called_and_nothing_else() {
@@ -68,9 +63,9 @@ spec:
   baseUrl: https://localhost:{stranger_port}
 ",
             secrets = secrets.display(),
-            ca = block(&pki.ca_pem),
-            cert = block(&client_cert),
-            key = block(&client_key),
+            ca = yaml_block(&pki.ca_pem, 8),
+            cert = yaml_block(&client_cert, 8),
+            key = yaml_block(&client_key, 8),
         ),
     );
     let mut s = mesh.sidecar("caller").resources(&res).start().await;

@@ -25,6 +25,7 @@ import {
   API_PORT_ENV,
   GRPC,
   Suite,
+  bounded,
   clientOptions,
   expect,
   expectEq,
@@ -32,6 +33,7 @@ import {
   newClient,
   requireEnv,
   startClient,
+  waitUntil,
 } from "./lib/harness.mjs";
 
 const env = requireEnv(API_PORT_ENV, "APP_PORT", "CRON_BINDING", "QUEUE_BINDING");
@@ -68,20 +70,6 @@ await server.binding.receive(env.QUEUE_BINDING, async (data) => {
   if (data?.kind === "fail-once" && times === 1) throw new Error("not now");
 });
 
-/** Polls `cond` every 25 ms until it is truthy; throws `why()` after `ms`. */
-async function waitUntil(cond, ms, why) {
-  const until = Date.now() + ms;
-  for (;;) {
-    if (cond()) return;
-    if (Date.now() >= until) throw new Error(why());
-    await new Promise((r) => setTimeout(r, 25)); // poll interval, not a fixed wait
-  }
-}
-
-function bounded(p, ms) {
-  let t;
-  return Promise.race([p, new Promise((r) => (t = setTimeout(r, ms)))]).finally(() => clearTimeout(t));
-}
 
 const serving = await suite.check(
   "DaprServer.start() listens on $APP_PORT and waits for the sidecar",

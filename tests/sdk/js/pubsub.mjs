@@ -55,6 +55,7 @@ import {
   API_PORT_ENV,
   GRPC,
   Suite,
+  bounded,
   byProtocol,
   clientOptions,
   expect,
@@ -64,6 +65,7 @@ import {
   parseSdkHttpError,
   requireEnv,
   startClient,
+  waitUntil,
 } from "./lib/harness.mjs";
 
 const env = requireEnv(API_PORT_ENV, "APP_PORT");
@@ -197,22 +199,6 @@ for (const [name, c] of Object.entries(cases)) {
   } else {
     await server.pubsub.subscribe(PUBSUB, topic, handler);
   }
-}
-
-/** Polls `cond` every 25 ms until it is truthy; throws `why()` after `ms`. */
-async function waitUntil(cond, ms, why) {
-  const until = Date.now() + ms;
-  for (;;) {
-    if (cond()) return;
-    if (Date.now() >= until) throw new Error(why());
-    await new Promise((r) => setTimeout(r, 25)); // poll interval, not a fixed wait
-  }
-}
-
-/** Races `p` against a timer (for the shutdown steps, which must not hang the exit). */
-function bounded(p, ms) {
-  let t;
-  return Promise.race([p, new Promise((r) => (t = setTimeout(r, ms)))]).finally(() => clearTimeout(t));
 }
 
 const deliveries = (name) => inbox.get(topicOf(name));

@@ -142,3 +142,11 @@ async fn echo(
     }
     rsp
 }
+
+/// A PEM document as a YAML block scalar's lines, each indented by `indent` spaces (for a
+/// `value: |` in a resource).
+pub fn yaml_block(pem: &str, indent: usize) -> String {
+    pem.lines()
+        .map(|l| format!("{:indent$}{l}\n", ""))
+        .collect()
+}

@@ -367,3 +367,19 @@ export async function startClient(suite, client) {
     suite.finish();
   }
 }
+
+/** Polls `cond` every 25 ms until it is truthy; throws `why()` after `ms`. */
+export async function waitUntil(cond, ms, why) {
+  const until = Date.now() + ms;
+  for (;;) {
+    if (cond()) return;
+    if (Date.now() >= until) throw new Error(why());
+    await new Promise((r) => setTimeout(r, 25)); // poll interval, not a fixed wait
+  }
+}
+
+/** Races `p` against a timer (for shutdown steps, which must not hang the exit). */
+export function bounded(p, ms) {
+  let t;
+  return Promise.race([p, new Promise((r) => (t = setTimeout(r, ms)))]).finally(() => clearTimeout(t));
+}
