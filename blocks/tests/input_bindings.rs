@@ -125,7 +125,8 @@ impl Queue {
 }
 
 fn mqtt() -> Queue {
-    let broker = outrider_testkit::Mosquitto::start();
+    // A broker of its own: the binding's kept sessions stay behind.
+    let broker = outrider_testkit::Mosquitto::private();
     let topic = outrider_testkit::unique("binding");
     let yaml = format!(
         "kind: Component\nmetadata: {{name: q}}\nspec:\n  type: bindings.mqtt3\n  metadata:\n  \
@@ -140,7 +141,8 @@ fn mqtt() -> Queue {
 }
 
 fn rabbitmq() -> Queue {
-    let broker = outrider_testkit::RabbitMq::start();
+    // A node of its own: the durable queue stays behind.
+    let broker = outrider_testkit::RabbitMq::private();
     let queue = outrider_testkit::unique("binding");
     let yaml = format!(
         "kind: Component\nmetadata: {{name: q}}\nspec:\n  type: bindings.rabbitmq\n  metadata:\n  \

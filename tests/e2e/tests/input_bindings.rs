@@ -233,7 +233,8 @@ async fn nothing_lost_when_the_sidecar_dies(kind: &str, url: &str) {
 
 #[tokio::test]
 async fn mqtt_binding_loses_nothing_when_the_sidecar_dies() {
-    let broker = outrider_testkit::Mosquitto::start();
+    // A broker of its own: the binding's kept session stays behind.
+    let broker = outrider_testkit::Mosquitto::private();
     nothing_lost_when_the_sidecar_dies("mqtt", &broker.url).await;
 }
 

@@ -40,7 +40,8 @@ async fn javascript_sdk_output_bindings_over_http_and_grpc() {
 
 #[tokio::test]
 async fn javascript_sdk_input_bindings_as_the_app() {
-    let broker = Mosquitto::start();
+    // A broker of its own: the binding's kept sessions stay behind.
+    let broker = Mosquitto::private();
     let mesh = Mesh::new();
     let script = sdk_dir().join("js/input_bindings.mjs");
     let argv = vec![
