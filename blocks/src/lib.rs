@@ -6,6 +6,7 @@
 //! and, as the building blocks land, the component implementations exposed as tower services.
 //! It knows nothing about HTTP routing, the mesh or certificates.
 
+pub mod actors;
 pub mod bindings;
 pub mod component;
 pub mod configuration;
