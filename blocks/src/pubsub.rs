@@ -23,8 +23,8 @@ pub use cloudevent::{
 pub use jetstream::{JetStreamPubSub, JetStreamSettings, NatsAuth};
 pub use memory::MemoryPubSub;
 pub use mqtt::{MqttPubSub, MqttSettings};
-pub(crate) use open::mqtt_url;
 pub use open::{ConsumerContext, PubSubComponent, consumer_id, open};
+pub(crate) use open::{Fields, mqtt_url};
 pub use rabbitmq::{QueueMode, RabbitMqPubSub, RabbitMqSettings};
 pub use redis::{RedisPubSub, RedisStreamSettings};
 pub use scopes::TopicScopes;

@@ -31,6 +31,7 @@ pub use mysql::MySqlStore;
 pub use open::{Layered, OpenContext, StateComponent, open};
 pub(crate) use open::{deadline_setting, literal_metadata, redis_settings};
 pub use postgres::PostgresStore;
+pub(crate) use postgres::pool as postgres_pool;
 pub use prefix::{KeyPrefix, KeyPrefixError};
 pub use query::{Filter, Query, QueryError, Sort};
 pub use redis::{RedisSettings, RedisStore};

@@ -16,10 +16,9 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use bytes::BytesMut;
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use deadpool_postgres::Pool;
 use futures_util::{StreamExt as _, pin_mut};
 use serde_json::Value;
-use tokio_postgres::NoTls;
 use tokio_postgres::types::{Format, FromSql, IsNull, ToSql, Type, to_sql_checked};
 
 use super::BindingError;
@@ -41,19 +40,7 @@ struct Postgres {
 async fn connect(conn: &str, timeout: Duration) -> Result<SqlBinding, String> {
     let mut cfg: tokio_postgres::Config = conn.parse().map_err(|e| format!("{e}"))?;
     cfg.connect_timeout(timeout);
-    let manager = Manager::from_config(
-        cfg,
-        NoTls,
-        ManagerConfig {
-            recycling_method: RecyclingMethod::Fast,
-        },
-    );
-    let pool = Pool::builder(manager)
-        .max_size(MAX_CONNECTIONS)
-        .wait_timeout(Some(timeout))
-        .create_timeout(Some(timeout))
-        .runtime(deadpool_postgres::Runtime::Tokio1)
-        .build()
+    let pool = crate::state::postgres_pool(cfg, MAX_CONNECTIONS, Some(timeout))
         .map_err(|e| e.to_string())?;
     drop(pool.get().await.map_err(|e| e.to_string())?);
     Ok(SqlBinding::new(Arc::new(Postgres { pool })))

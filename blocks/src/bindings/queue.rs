@@ -20,8 +20,8 @@ use super::{
 };
 use crate::component::{Settings, field_error as err, redact_userinfo};
 use crate::pubsub::{
-    MqttPubSub, MqttSettings, PubSub, PubSubError, QueueMode, RabbitMqPubSub, RabbitMqSettings,
-    SubscribeRequest,
+    Fields, MqttPubSub, MqttSettings, PubSub, PubSubError, QueueMode, RabbitMqPubSub,
+    RabbitMqSettings, SubscribeRequest,
 };
 use crate::state::BoxFuture;
 use crate::{ComponentError, Fault};
@@ -92,43 +92,17 @@ impl OutputBinding for QueueBinding {
 }
 
 /// The TLS settings both brokers' bindings take (and this build refuses).
-const TLS_FIELDS: &[(&str, &str)] = &[
-    ("cacert", "spec.metadata.caCert"),
-    ("clientcert", "spec.metadata.clientCert"),
-    ("clientkey", "spec.metadata.clientKey"),
-];
+const TLS_FIELDS: &[&str] = &["caCert", "clientCert", "clientKey"];
 
-/// The settings each TLS field names: refused, as this build speaks to brokers in the clear.
-fn refuse_tls(md: &Settings, fields: &[(&str, &str)]) -> Result<(), Vec<ComponentError>> {
-    for (key, field) in fields {
-        if md.get(key).is_some_and(|v| !v.is_empty()) {
-            return Err(err(
-                field,
-                "TLS to the broker is not supported by this build",
-            ));
+/// The TLS settings, refused: this build speaks to brokers in the clear.
+fn refuse_tls(f: &Fields<'_>) -> Result<(), Vec<ComponentError>> {
+    for name in TLS_FIELDS {
+        if f.get(name).is_some() {
+            let says = "TLS to the broker is not supported by this build";
+            return Err(err(&format!("spec.metadata.{name}"), says));
         }
     }
     Ok(())
-}
-
-fn required<'a>(
-    md: &'a Settings,
-    key: &str,
-    field: &str,
-    says: &str,
-) -> Result<&'a String, Vec<ComponentError>> {
-    md.get(key)
-        .filter(|v| !v.trim().is_empty())
-        .ok_or_else(|| err(field, says))
-}
-
-fn flag(md: &Settings, key: &str, field: &str) -> Result<Option<bool>, Vec<ComponentError>> {
-    match md.get(key).map(|v| v.trim()).filter(|v| !v.is_empty()) {
-        None => Ok(None),
-        Some("true" | "1" | "True" | "TRUE") => Ok(Some(true)),
-        Some("false" | "0" | "False" | "FALSE") => Ok(Some(false)),
-        Some(v) => Err(err(field, format!("{v:?} is not true or false"))),
-    }
 }
 
 /// Opens `bindings.mqtt3`.
@@ -136,47 +110,36 @@ pub(crate) async fn open_mqtt(
     name: &str,
     md: &Settings,
 ) -> Result<QueueBinding, Vec<ComponentError>> {
-    let url = required(md, "url", "spec.metadata.url", "missing url")?;
-    let (host, port, credentials) = crate::pubsub::mqtt_url(url).map_err(|e| {
+    let f = Fields(md);
+    let url = f.required("url", "tcp://localhost:1883")?;
+    let (host, port, credentials) = crate::pubsub::mqtt_url(&url).map_err(|e| {
         err(
             "spec.metadata.url",
-            format!("{:?}: {e}", redact_userinfo(url)),
+            format!("{:?}: {e}", redact_userinfo(&url)),
         )
     })?;
-    let topic = required(md, "topic", "spec.metadata.topic", "missing topic")?.clone();
-    let consumer = required(
-        md,
-        "consumerid",
-        "spec.metadata.consumerID",
-        "missing consumerID",
-    )?;
-    if flag(md, "retain", "spec.metadata.retain")? == Some(true) {
+    let topic = f.required("topic", "orders")?;
+    let consumer = f.required("consumerID", "orders-reader")?;
+    if f.flag("retain")? == Some(true) {
         return Err(err(
             "spec.metadata.retain",
             "retained messages are not supported",
         ));
     }
-    refuse_tls(
-        md,
-        &[
-            ("cacert", "spec.metadata.caCert"),
-            ("clientcert", "spec.metadata.clientCert"),
-            ("clientkey", "spec.metadata.clientKey"),
-        ],
-    )?;
-    if md.get("qos").is_some() {
+    refuse_tls(&f)?;
+    if f.get("qos").is_some() {
         tracing::warn!(
             component = name,
             "qos is deprecated and ignored: MQTT bindings use QoS 1"
         );
     }
-    if md.get("backoffmaxretries").is_some_and(|v| !v.is_empty()) {
+    if f.get("backOffMaxRetries").is_some() {
         tracing::warn!(
             component = name,
             "backOffMaxRetries is not honoured: an event the app fails is handed to it again, with a growing delay, until it takes it"
         );
     }
-    let clean_session = flag(md, "cleansession", "spec.metadata.cleanSession")?.unwrap_or(false);
+    let clean_session = f.flag("cleanSession")?.unwrap_or(false);
     let settings = MqttSettings {
         host,
         port,
@@ -197,19 +160,10 @@ pub(crate) async fn open_mqtt(
     Ok(QueueBinding {
         broker: Arc::new(broker),
         topic,
-        group: consumer.clone(),
+        group: consumer,
         concurrency: 8,
         topic_metadata: true,
     })
-}
-
-/// A whole number setting, when given.
-fn count(md: &Settings, key: &str, field: &str) -> Result<Option<u64>, Vec<ComponentError>> {
-    match md.get(key).filter(|v| !v.trim().is_empty()) {
-        None => Ok(None),
-        Some(v) => (v.trim().parse().map(Some))
-            .map_err(|_| err(field, format!("{v:?} is not a whole number"))),
-    }
 }
 
 /// Opens `bindings.rabbitmq`.
@@ -219,12 +173,7 @@ pub(crate) async fn open_rabbitmq(
 ) -> Result<QueueBinding, Vec<ComponentError>> {
     let settings = rabbitmq_settings(name, md)?;
     let uri = settings.uri.clone();
-    let queue = required(
-        md,
-        "queuename",
-        "spec.metadata.queueName",
-        "missing queue Name",
-    )?;
+    let queue = Fields(md).required("queueName", "orders")?;
     let shown = redact_userinfo(&uri);
     let broker = RabbitMqPubSub::connect(settings).await.map_err(|e| {
         let e = e.to_string().replace(&uri, &shown);
@@ -232,7 +181,7 @@ pub(crate) async fn open_rabbitmq(
     })?;
     Ok(QueueBinding {
         broker: Arc::new(broker),
-        topic: queue.clone(),
+        topic: queue,
         group: String::new(),
         concurrency: 1,
         topic_metadata: false,
@@ -241,33 +190,28 @@ pub(crate) async fn open_rabbitmq(
 
 /// `bindings.rabbitmq`'s metadata: the broker, and how its queue is declared.
 fn rabbitmq_settings(name: &str, md: &Settings) -> Result<RabbitMqSettings, Vec<ComponentError>> {
-    let uri = required(md, "host", "spec.metadata.host", "missing host address")?.clone();
-    refuse_tls(md, TLS_FIELDS)?;
-    if flag(md, "externalsasl", "spec.metadata.externalSasl")? == Some(true)
-        || flag(md, "saslexternal", "spec.metadata.saslExternal")? == Some(true)
-    {
+    let f = Fields(md);
+    let uri = f.required("host", "amqp://guest:guest@localhost:5672")?;
+    refuse_tls(&f)?;
+    if f.flag("externalSasl")? == Some(true) || f.flag("saslExternal")? == Some(true) {
         let says = "external SASL is not supported by this build";
         return Err(err("spec.metadata.externalSasl", says));
     }
-    let prefetch = match count(md, "prefetchcount", "spec.metadata.prefetchCount")? {
+    let prefetch = match f.count("prefetchCount")? {
         None | Some(0) => None,
         Some(n) => Some(
             u16::try_from(n)
                 .map_err(|_| err("spec.metadata.prefetchCount", format!("{n} is above 65535")))?,
         ),
     };
-    let max_priority = match count(md, "maxpriority", "spec.metadata.maxPriority")? {
+    let max_priority = match f.count("maxPriority")? {
         None => None,
         Some(p) => Some(
             u8::try_from(p)
                 .map_err(|_| err("spec.metadata.maxPriority", format!("{p} is above 255")))?,
         ),
     };
-    let ttl = match md
-        .get("ttlinseconds")
-        .or(md.get("ttl"))
-        .filter(|v| !v.trim().is_empty())
-    {
+    let ttl = match f.get("ttlInSeconds").or(f.get("ttl")) {
         None => None,
         Some(v) => {
             let d = crate::component::metadata_duration(v, Duration::from_secs(1))
@@ -279,8 +223,8 @@ fn rabbitmq_settings(name: &str, md: &Settings) -> Result<RabbitMqSettings, Vec<
             Some(d.as_secs())
         }
     };
-    for key in ["reconnectwaitinseconds", "reconnectwait"] {
-        if md.get(key).is_some_and(|v| !v.is_empty()) {
+    for key in ["reconnectWaitInSeconds", "reconnectWait"] {
+        if f.get(key).is_some() {
             tracing::warn!(
                 component = name,
                 setting = key,
@@ -288,13 +232,12 @@ fn rabbitmq_settings(name: &str, md: &Settings) -> Result<RabbitMqSettings, Vec<
             );
         }
     }
-    let flag_or = |key: &str, field: &str, default: bool| -> Result<bool, Vec<ComponentError>> {
-        Ok(flag(md, key, field)?.unwrap_or(default))
-    };
+    let flag_or =
+        |name: &str| -> Result<bool, Vec<ComponentError>> { Ok(f.flag(name)?.unwrap_or(false)) };
     Ok(RabbitMqSettings {
         uri,
-        durable: flag_or("durable", "spec.metadata.durable", false)?,
-        delete_when_unused: flag_or("deletewhenunused", "spec.metadata.deleteWhenUnused", false)?,
+        durable: flag_or("durable")?,
+        delete_when_unused: flag_or("deleteWhenUnused")?,
         delivery_mode: 2,
         prefetch_count: prefetch,
         publisher_confirm: true,
@@ -305,7 +248,7 @@ fn rabbitmq_settings(name: &str, md: &Settings) -> Result<RabbitMqSettings, Vec<
         connection_name: format!("outrider binding {name}"),
         timeout: Duration::from_secs(5),
         queue_mode: QueueMode::On {
-            exclusive: flag_or("exclusive", "spec.metadata.exclusive", false)?,
+            exclusive: flag_or("exclusive")?,
             max_priority,
         },
     })

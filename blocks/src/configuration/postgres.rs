@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use deadpool_postgres::Pool;
 use futures_util::StreamExt as _;
 use serde_json::Value;
 use std::sync::Arc;
@@ -133,14 +133,7 @@ impl PostgresConfiguration {
             .parse()
             .map_err(|e| ConfigError::BadRequest(format!("connectionString: {e}")))?;
         cfg.connect_timeout(timeout);
-        let manager = Manager::from_config(
-            cfg.clone(),
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager).max_size(8).build().map_err(failed)?;
+        let pool = crate::state::postgres_pool(cfg.clone(), 8, None).map_err(failed)?;
         let store = Self {
             pool,
             cfg,

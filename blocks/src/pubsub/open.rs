@@ -12,7 +12,7 @@ use crate::state::{client_for, literal_metadata, redis_settings};
 use crate::{Component, ComponentError};
 pub(crate) use brokers::mqtt_url;
 use brokers::{open_jetstream, open_mqtt, open_rabbitmq};
-use fields::Fields;
+pub(crate) use fields::Fields;
 
 /// An opened pub/sub component.
 #[derive(Clone)]

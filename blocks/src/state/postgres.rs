@@ -52,17 +52,7 @@ impl PostgresStore {
             .parse()
             .map_err(|e| StateError::BadRequest(format!("connectionString: {e}")))?;
         cfg.connect_timeout(timeout);
-        let manager = Manager::from_config(
-            cfg,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(16)
-            .build()
-            .map_err(pg_error)?;
+        let pool = pool(cfg, 16, None).map_err(pg_error)?;
         let store = Self {
             pool,
             table: table.into(),
@@ -126,6 +116,28 @@ impl PostgresStore {
             )
             .await
             .map_err(pg_error)
+    }
+}
+
+/// A pool of at most `max` connections made with `cfg` (no TLS, connections recycled without a
+/// check), shared by every PostgreSQL component; waiting for a connection and making one are
+/// bounded by `limit` when given.
+pub(crate) fn pool(
+    cfg: tokio_postgres::Config,
+    max: usize,
+    limit: Option<Duration>,
+) -> Result<Pool, deadpool_postgres::BuildError> {
+    let recycling = ManagerConfig {
+        recycling_method: RecyclingMethod::Fast,
+    };
+    let builder = Pool::builder(Manager::from_config(cfg, NoTls, recycling)).max_size(max);
+    match limit {
+        Some(t) => builder
+            .wait_timeout(Some(t))
+            .create_timeout(Some(t))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .build(),
+        None => builder.build(),
     }
 }
 

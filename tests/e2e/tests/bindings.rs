@@ -364,3 +364,36 @@ async fn sql_bindings_bind_what_callers_send() {
         );
     }
 }
+
+#[tokio::test]
+async fn output_calls_go_through_the_components_outbound_policy() {
+    use outrider_testkit::FakeApp;
+    let service = FakeApp::start("flaky-service").await;
+    let mesh = Mesh::new();
+    let binding = |name: &str| {
+        format!(
+            "kind: Component\nmetadata: {{name: {name}}}\nspec:\n  type: bindings.http\n  \
+             metadata:\n  - {{name: url, value: 'http://127.0.0.1:{}'}}\n---\n",
+            service.port
+        )
+    };
+    let docs = binding("patient")
+        + &binding("hasty")
+        + concat!(
+            "kind: Resiliency\nmetadata: {name: r}\nspec:\n  policies:\n",
+            "    retries: {three: {policy: constant, duration: 10ms, maxRetries: 3}}\n",
+            "  targets:\n    components:\n      patient: {outbound: {retry: three}}\n",
+        );
+    let res = mesh.resources("res", "http.yaml", &docs);
+    let mut s = mesh.sidecar("bindings-retry").resources(&res).start().await;
+    s.wait_ready().await;
+    // Two 503s, then 200: the policy's retries carry the call through.
+    let call = |path: &str| json!({"operation": "get", "metadata": {"path": path}});
+    let r = send(&s, "POST", "patient", call("flaky/patient/2/503")).await;
+    assert_eq!((r.status, r.text()), (200, "ok after 2".to_owned()));
+    assert_eq!(service.count_at("/flaky/patient/2/503"), 3);
+    // Without a policy, the first 503 is the answer.
+    let r = send(&s, "POST", "hasty", call("flaky/hasty/2/503")).await;
+    r.assert_error_says(500, "ERR_INVOKE_OUTPUT_BINDING", "received status code 503");
+    assert_eq!(service.count_at("/flaky/hasty/2/503"), 1);
+}

@@ -8,21 +8,21 @@ use crate::ComponentError;
 use crate::component::metadata_duration;
 
 /// Reads typed metadata fields (keys lower-cased); errors name the field and the value.
-pub(super) struct Fields<'a>(pub(super) &'a crate::component::Settings);
+pub(crate) struct Fields<'a>(pub(crate) &'a crate::component::Settings);
 
 impl Fields<'_> {
-    pub(super) fn get(&self, name: &str) -> Option<&str> {
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
         self.0
             .get(&name.to_ascii_lowercase())
             .map(|v| v.trim())
             .filter(|v| !v.is_empty())
     }
 
-    pub(super) fn string(&self, name: &str) -> Option<String> {
+    pub(crate) fn string(&self, name: &str) -> Option<String> {
         self.get(name).map(str::to_owned)
     }
 
-    pub(super) fn required(
+    pub(crate) fn required(
         &self,
         name: &str,
         example: &str,
@@ -35,7 +35,7 @@ impl Fields<'_> {
         })
     }
 
-    pub(super) fn duration(
+    pub(crate) fn duration(
         &self,
         name: &str,
         bare: Duration,
@@ -52,15 +52,15 @@ impl Fields<'_> {
         }
     }
 
-    pub(super) fn count(&self, name: &str) -> Result<Option<u64>, Vec<ComponentError>> {
+    pub(crate) fn count(&self, name: &str) -> Result<Option<u64>, Vec<ComponentError>> {
         self.parsed(name, "a whole number")
     }
 
-    pub(super) fn int(&self, name: &str) -> Result<Option<i64>, Vec<ComponentError>> {
+    pub(crate) fn int(&self, name: &str) -> Result<Option<i64>, Vec<ComponentError>> {
         self.parsed(name, "a whole number")
     }
 
-    pub(super) fn flag(&self, name: &str) -> Result<Option<bool>, Vec<ComponentError>> {
+    pub(crate) fn flag(&self, name: &str) -> Result<Option<bool>, Vec<ComponentError>> {
         match self.get(name).map(str::to_ascii_lowercase).as_deref() {
             None => Ok(None),
             Some("true" | "1" | "yes") => Ok(Some(true)),
@@ -72,7 +72,7 @@ impl Fields<'_> {
         }
     }
 
-    pub(super) fn parsed<T: std::str::FromStr>(
+    pub(crate) fn parsed<T: std::str::FromStr>(
         &self,
         name: &str,
         what: &str,

@@ -1,9 +1,10 @@
 //! A MariaDB database per test: the machine's server when it answers, else a private one, with
 //! a database (schema) of the test's own, dropped afterwards.
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
+use super::{PrivateProcess, Recipe};
 use crate::free_port;
 
 /// A MariaDB server for one test: the machine's on 127.0.0.1:3306 (user root, no password) when
@@ -18,7 +19,7 @@ pub struct MariaDb {
     pub database: String,
     /// The port on 127.0.0.1.
     pub port: u16,
-    private: Option<(Child, tempfile::TempDir)>,
+    private: Option<PrivateProcess>,
 }
 
 impl MariaDb {
@@ -26,7 +27,7 @@ impl MariaDb {
     pub fn start() -> Self {
         let database = crate::unique("db").replace('-', "_");
         let forced = std::env::var_os("OUTRIDER_TEST_PRIVATE_MARIADB").is_some_and(|v| v == "1");
-        if !forced && std::net::TcpStream::connect(("127.0.0.1", 3306)).is_ok() {
+        if !forced && super::listening(3306) {
             return Self {
                 dsn: "root@tcp(127.0.0.1:3306)/".into(),
                 database,
@@ -50,26 +51,21 @@ impl MariaDb {
             data.display()
         );
         let port = free_port();
-        let child = Command::new("mariadbd")
-            .args(["--no-defaults", "--user=root", "--bind-address=127.0.0.1"])
-            .arg(format!("--datadir={}", data.display()))
-            .arg(format!("--port={port}"))
-            .arg(format!("--socket={}", dir.path().join("sock").display()))
-            .args(["--skip-log-bin", "--innodb-flush-log-at-trx-commit=0"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting mariadbd");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "private mariadbd never listened");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let recipe: Recipe = Box::new(move |dir| {
+            let mut cmd = Command::new("mariadbd");
+            cmd.args(["--no-defaults", "--user=root", "--bind-address=127.0.0.1"])
+                .arg(format!("--datadir={}", dir.join("data").display()))
+                .arg(format!("--port={port}"))
+                .arg(format!("--socket={}", dir.join("sock").display()))
+                .args(["--skip-log-bin", "--innodb-flush-log-at-trx-commit=0"]);
+            cmd
+        });
+        let server = PrivateProcess::spawn(recipe, dir, port, "mariadbd", Duration::from_secs(60));
         Self {
             dsn: format!("root@tcp(127.0.0.1:{port})/"),
             database,
             port,
-            private: Some((child, dir)),
+            private: Some(server),
         }
     }
 
@@ -100,19 +96,14 @@ impl MariaDb {
 
 impl Drop for MariaDb {
     fn drop(&mut self) {
-        match self.private.take() {
-            Some((mut child, _dir)) => {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
-            None => {
-                let _ = Command::new("mariadb")
-                    .args(["-h", "127.0.0.1", "-P", "3306", "-u", "root", "-e"])
-                    .arg(format!("DROP DATABASE IF EXISTS `{}`", self.database))
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .status();
-            }
+        // A private server stops with its `PrivateProcess`.
+        if self.private.is_none() {
+            let _ = Command::new("mariadb")
+                .args(["-h", "127.0.0.1", "-P", "3306", "-u", "root", "-e"])
+                .arg(format!("DROP DATABASE IF EXISTS `{}`", self.database))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
         }
     }
 }
