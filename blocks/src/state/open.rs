@@ -40,6 +40,8 @@ pub struct StateComponent {
     /// The store's service wrapped in the layers the sidecar chose (resiliency policies); calls
     /// go through it when set.
     pub layered: Option<Layered>,
+    /// `actorStateStore: "true"`: the store of actor state, claims and reminders.
+    pub actor_store: bool,
 }
 
 /// A store's service behind layers, its errors the store's own again.
@@ -109,6 +111,25 @@ pub async fn open(c: &Component, ctx: &OpenContext) -> Result<StateComponent, Ve
         other => return Err(unsupported_type(other, "state store")),
     };
     let store = encrypted(store, &md)?;
+    let actor_store = match md.get("actorstatestore") {
+        None => false,
+        Some(v) => crate::pubsub::cloudevent::parse_bool(v).ok_or_else(|| {
+            err(
+                "spec.metadata.actorStateStore",
+                format!("{v:?} is not a boolean"),
+            )
+        })?,
+    };
+    let features = store.features();
+    if actor_store && !(features.etag && features.transactional) {
+        return Err(err(
+            "spec.metadata.actorStateStore",
+            format!(
+                "{} cannot hold actors: an actor state store needs ETags and transactions",
+                c.spec.type_
+            ),
+        ));
+    }
     md.warn_unread(&c.metadata.name, &c.spec.type_);
     Ok(StateComponent {
         name: c.metadata.name.clone(),
@@ -117,6 +138,7 @@ pub async fn open(c: &Component, ctx: &OpenContext) -> Result<StateComponent, Ve
         store,
         prefix,
         layered: None,
+        actor_store,
     })
 }
 
