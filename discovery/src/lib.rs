@@ -222,6 +222,13 @@ pub trait Resolve: Send + Sync + 'static {
         None
     }
 
+    /// The sidecars whose apps host `actor_type` in `namespace`, each with its mesh address,
+    /// sorted: what actor placement hashes over. A resolver that does not carry actor types
+    /// answers none.
+    fn actor_hosts(&self, _namespace: &str, _actor_type: &str) -> Vec<(Target, SocketAddr)> {
+        Vec::new()
+    }
+
     /// The targets that have an endpoint at `ip`, each with that endpoint, sorted: how a
     /// connection addressed to a host rather than to a name (intercepted TCP) finds the app
     /// running there. Only what the resolver already knows; a resolver that cannot tell (it

@@ -44,6 +44,9 @@ pub struct Entry {
     /// an entry is not kept alive by an unrelated process that reused the pid. 0 if unknown.
     #[serde(default)]
     pub started: u64,
+    /// The actor types its app hosts, once the app has said (placement reads them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub actor_types: Vec<String>,
 }
 
 impl Entry {
@@ -84,6 +87,17 @@ impl Registration {
         Ok(Self { path })
     }
 
+    /// Replaces the entry with `entry` (the same sidecar, so the same file), atomically.
+    pub fn update(&self, entry: &Entry) -> std::io::Result<()> {
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        let name = self.path.file_name().unwrap_or_default().to_string_lossy();
+        let tmp = dir.join(format!(".{name}.tmp"));
+        let mut f = fs::File::create(&tmp)?;
+        f.write_all(&serde_json::to_vec(entry).map_err(std::io::Error::other)?)?;
+        f.sync_all()?;
+        fs::rename(&tmp, &self.path)
+    }
+
     /// Removes the entry now; peers stop sending new requests here.
     pub fn remove(self) {
         drop(self)
@@ -101,9 +115,20 @@ impl Drop for Registration {
     }
 }
 
+/// The hosts of each actor type, by namespace and type.
+type ActorHosts = BTreeMap<(String, String), Vec<(Target, SocketAddr)>>;
+
+/// What one scan of the registry found.
+#[derive(Default)]
+struct Found {
+    endpoints: BTreeMap<Target, Arc<EndpointSet>>,
+    actors: ActorHosts,
+}
+
 #[derive(Default)]
 struct State {
     latest: BTreeMap<Target, Arc<EndpointSet>>,
+    actors: ActorHosts,
     senders: HashMap<Target, watch::Sender<Arc<EndpointSet>>>,
 }
 
@@ -165,10 +190,11 @@ async fn watch_loop(
 }
 
 /// Reads every live entry of the registry, sweeping entries of dead processes.
-fn scan(dir: &Path) -> BTreeMap<Target, Arc<EndpointSet>> {
+fn scan(dir: &Path) -> Found {
     let mut found: StaticMap = BTreeMap::new();
+    let mut actors = ActorHosts::new();
     let Ok(rd) = fs::read_dir(dir) else {
-        return BTreeMap::new();
+        return Found::default();
     };
     for dent in rd.flatten() {
         let path = dent.path();
@@ -186,15 +212,22 @@ fn scan(dir: &Path) -> BTreeMap<Target, Arc<EndpointSet>> {
             let _ = fs::remove_file(&path);
             continue;
         }
+        let target = Target::new(entry.app_id, entry.namespace);
+        for t in entry.actor_types {
+            let hosts = actors.entry((target.namespace.clone(), t)).or_default();
+            hosts.push((target.clone(), entry.address));
+            hosts.sort();
+        }
         found
-            .entry(Target::new(entry.app_id, entry.namespace))
+            .entry(target)
             .or_default()
             .push((entry.address, entry.transports));
     }
-    found
+    let endpoints = found
         .into_iter()
         .map(|(t, a)| (t, Arc::new(EndpointSet::with_transports(a))))
-        .collect()
+        .collect();
+    Found { endpoints, actors }
 }
 
 /// The state letter and start time of a process, from `/proc/<pid>/stat`.
@@ -222,8 +255,13 @@ fn pid_alive(pid: u32) -> bool {
     proc_stat(pid).is_some_and(|(state, _)| state != 'Z')
 }
 
-fn publish(state: &Mutex<State>, latest: BTreeMap<Target, Arc<EndpointSet>>) {
+fn publish(state: &Mutex<State>, found: Found) {
+    let Found {
+        endpoints: latest,
+        actors,
+    } = found;
     let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
+    st.actors = actors;
     // Targets nobody follows any more are forgotten.
     st.senders.retain(|_, tx| tx.receiver_count() > 0);
     for (target, tx) in &st.senders {
@@ -260,6 +298,14 @@ impl Resolve for LocalResolver {
 
     fn name(&self) -> &'static str {
         "local"
+    }
+
+    fn actor_hosts(&self, namespace: &str, actor_type: &str) -> Vec<(Target, SocketAddr)> {
+        let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        (st.actors)
+            .get(&(namespace.to_owned(), actor_type.to_owned()))
+            .cloned()
+            .unwrap_or_default()
     }
 
     fn at_address(&self, ip: IpAddr) -> Vec<(Target, SocketAddr)> {

@@ -9,6 +9,7 @@ fn entry(app: &str, port: u16, pid: u32) -> Entry {
         transports: Transports::H2,
         pid,
         started,
+        actor_types: Vec::new(),
     }
 }
 
@@ -46,6 +47,51 @@ async fn follows_registrations_and_removals() {
 }
 
 #[tokio::test]
+async fn actor_hosts_follow_what_entries_announce() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = LocalResolver::start(dir.path().to_owned()).unwrap();
+    let me = std::process::id();
+    let mut first = entry("b", 1001, me);
+    let one = Registration::create(dir.path(), &first).unwrap();
+    let mut other_ns = entry("b", 1002, me);
+    other_ns.namespace = "prod".into();
+    other_ns.actor_types = vec!["Counter".into()];
+    let _two = Registration::create(dir.path(), &other_ns).unwrap();
+    let hosts = |t: &str| r.actor_hosts("default", t);
+    let wait = |want: Vec<u16>| {
+        let hosts = &hosts;
+        async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+            loop {
+                let got: Vec<u16> = hosts("Counter").iter().map(|(_, a)| a.port()).collect();
+                if got == want {
+                    return;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "hosts stayed {got:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    // Announced in another namespace only: none here.
+    wait(vec![]).await;
+    first.actor_types = vec!["Counter".into(), "Timer".into()];
+    one.update(&first).unwrap();
+    wait(vec![1001]).await;
+    assert_eq!(hosts("Timer").len(), 1);
+    assert_eq!(r.actor_hosts("prod", "Counter").len(), 1);
+    // An update replaces the entry: still one endpoint for the app.
+    assert_eq!(
+        r.resolve(&Target::new("b", "default")).borrow().addrs.len(),
+        1
+    );
+    drop(one);
+    wait(vec![]).await;
+}
+
+#[tokio::test]
 async fn targets_nobody_follows_are_forgotten() {
     let dir = tempfile::tempdir().unwrap();
     let r = LocalResolver::start(dir.path().to_owned()).unwrap();
@@ -53,7 +99,7 @@ async fn targets_nobody_follows_are_forgotten() {
     for i in 0..100 {
         drop(r.resolve(&Target::new(format!("random-{i}"), "default")));
     }
-    publish(&r.state, BTreeMap::new());
+    publish(&r.state, Found::default());
     let st = r.state.lock().unwrap();
     assert_eq!(
         st.senders
