@@ -1,11 +1,12 @@
 //! The app calls the sidecar: the Dapr API on 127.0.0.1:3500. This module owns what every
 //! transport shares — the context of a request ([`ApiState`]: components, scopes, health,
 //! limits) — and holds the transport-neutral operations of each building block (`state`,
-//! `publish`, `secrets`, `lock`, `configuration`, `bindings`, `meta`) over typed requests and results shaped after
+//! `publish`, `secrets`, `lock`, `configuration`, `bindings`, `actors`, `meta`) over typed requests and results shaped after
 //! `dapr.proto.runtime.v1`. Transports are codecs over those operations: `http` (routing, JSON,
 //! status codes, headers) and `grpc` (the `Dapr` service's messages and statuses). Service
 //! invocation (`invoke`) takes an HTTP request from either.
 
+pub(crate) mod actors;
 pub(crate) mod bindings;
 mod configuration;
 mod cors;
@@ -116,6 +117,8 @@ pub(crate) struct ApiState {
     /// Permits for work whose cost grows with the data (queries, bulk reads): at most
     /// [`HEAVY_WORK`] run at once, whatever the number of callers.
     pub(crate) heavy: tokio::sync::Semaphore,
+    /// The actor runtime: placement, the host (when the app hosts actors) and actor state.
+    pub(crate) actors: Arc<actors::Actors>,
     pub(crate) shutdown: CancellationToken,
 }
 

@@ -4,7 +4,7 @@
 //! Start, one named phase each, in this order: identity → components → bind every listener (a
 //! taken port fails here, before anything serves) → resolver, registered in the local registry
 //! or announced over mDNS → wire the API, inbound and admin services → serve → outbound ready →
-//! app child (if any) → app readiness, then subscriptions. [`build`] runs them and returns the
+//! app child (if any) → app readiness, then actor hosting and subscriptions. [`build`] runs them and returns the
 //! [`Bound`] sidecar; [`Bound::run`] serves until told to stop and then stops in the order
 //! `shutdown` describes.
 
@@ -125,7 +125,7 @@ pub(crate) async fn build(s: Settings, metrics: PrometheusHandle) -> anyhow::Res
             .with_context(|| format!("starting {:?}", argv[0]))?,
         ),
     };
-    let subscriber = start_subscriptions(&s, &wired, spans.0);
+    let subscriber = start_subscriptions(&s, &wired, discovery.registration.clone(), spans.0);
     Ok(Bound {
         api,
         grpc,
@@ -138,6 +138,7 @@ pub(crate) async fn build(s: Settings, metrics: PrometheusHandle) -> anyhow::Res
             discovery,
             listeners,
             subscriber,
+            actors: wired.actors.clone(),
             child,
             span_export: spans.1,
             block: s
@@ -151,7 +152,12 @@ pub(crate) async fn build(s: Settings, metrics: PrometheusHandle) -> anyhow::Res
 
 /// Marks the app ready once it answers, then starts the subscriptions it asks for, the
 /// declared ones and the input bindings it takes: deliveries need someone to deliver to.
-fn start_subscriptions(s: &Settings, wired: &Wired, spans: Option<Spans>) -> Option<Subscriber> {
+fn start_subscriptions(
+    s: &Settings,
+    wired: &Wired,
+    registered: wire::Registered,
+    spans: Option<Spans>,
+) -> Option<Subscriber> {
     let subscriber = wired.app.clone().map(|app| Subscriber {
         pubsubs: Arc::new(wired.pubsubs.clone()),
         app,
@@ -184,10 +190,12 @@ fn start_subscriptions(s: &Settings, wired: &Wired, spans: Option<Spans>) -> Opt
     let (app_health, skip_subscribe, grace) =
         (wired.app_health.clone(), s.daprd.skip_subscribe, s.grace);
     let (app_id, stop) = (s.app_id.clone(), wired.shutdown.clone());
+    let (actors, max_body) = (wired.actors.clone(), s.max_body_size);
     tokio::spawn(async move {
         // Ready once the app answers (at once without one).
         probe_app(addr, port, health).await;
         let Some(subscriber) = subscribe else {
+            actors.ready.store(true, Ordering::Release);
             return;
         };
         // With health checks, nothing is asked of the app before it passes one.
@@ -201,6 +209,16 @@ fn start_subscriptions(s: &Settings, wired: &Wired, spans: Option<Spans>) -> Opt
         if healthy.wait_for(|h| *h).await.is_err() {
             return;
         }
+        // Actors first: calls for them may come as soon as the app is healthy.
+        crate::to_app::actors::hosting::start(
+            &actors,
+            subscriber.app.clone(),
+            subscriber.me.clone(),
+            max_body,
+            |types| registered.announce_actors(types),
+        )
+        .await;
+        actors.ready.store(true, Ordering::Release);
         let asked = if skip_subscribe {
             Vec::new()
         } else {

@@ -3,8 +3,9 @@
 //! subscriptions that feed it (`subscriptions`, with batched delivery in `subscriptions::bulk`,
 //! dead letters in `subscriptions::dead_letter`, and the pause while the app is unhealthy in
 //! `subscriptions::pause`), the input bindings that feed it too (`bindings`), and the app's
-//! health checks (`health`).
+//! health checks (`health`), and the actors it hosts (`actors`).
 
+pub(crate) mod actors;
 pub(crate) mod bindings;
 pub(crate) mod channel;
 pub(crate) mod deliver;

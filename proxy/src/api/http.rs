@@ -9,6 +9,7 @@
 //! are not here. Operations return typed errors; [`ApiError::into_response`] is the one place
 //! they become HTTP.
 
+mod actors;
 mod bindings;
 pub(super) mod body;
 mod configuration;
@@ -216,6 +217,11 @@ impl ApiService {
             Route::Metadata => meta::get(s),
             Route::MetadataKey => meta::put(s, p.key, req).await,
             Route::Shutdown => meta::shutdown(s),
+            Route::ActorMethod => actors::method(s, p, req).await,
+            Route::ActorState => actors::transaction(s, &p, req).await,
+            Route::ActorStateKey => actors::get_state(s, &p).await,
+            Route::ActorTimer => actors::not_yet("timers"),
+            Route::ActorReminder => actors::not_yet("reminders"),
         }
     }
 
@@ -319,6 +325,7 @@ pub(super) fn query_metadata(query: Option<&str>) -> Metadata {
 }
 
 pub(crate) use crate::net::http::percent_decode;
+pub(crate) use body::read_request;
 
 /// Every value of query parameter `name`, in order.
 pub(crate) fn query_params(query: Option<&str>, name: &str) -> Vec<String> {

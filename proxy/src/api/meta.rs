@@ -38,6 +38,7 @@ pub(crate) struct GetMetadataResponse {
     pub(crate) app_connection_properties: Option<AppConnectionProperties>,
     /// Not in daprd's answer: transparent interception, when on.
     pub(crate) interception: Option<crate::mesh::transparent::InterceptionView>,
+    pub(crate) actor_runtime: crate::api::actors::RuntimeView,
 }
 
 /// How this sidecar finds and picks endpoints.
@@ -126,23 +127,8 @@ pub(crate) fn healthz_outbound(s: &ApiState) -> Result<(), ApiError> {
 
 /// What this sidecar runs.
 pub(crate) fn get(s: &ApiState) -> GetMetadataResponse {
-    let mut extended_metadata = s.extended.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    extended_metadata.insert("daprRuntimeVersion".into(), VERSION.into());
-    if s.app_health.check.is_some() {
-        let now = if s.app_health.is_healthy() {
-            "healthy"
-        } else {
-            "unhealthy"
-        };
-        extended_metadata.insert("outrider.appHealth".into(), now.into());
-    }
+    let extended_metadata = extended(s);
     let resolver = s.outbound.resolver_name();
-    extended_metadata.insert("outrider.nameResolution".into(), resolver.into());
-    if let Some(files) = s.outbound.creds().files_status() {
-        // Credentials from files: whether their latest content is in force, or why not.
-        let state = files.map_or_else(|e| format!("refused: {e}"), |()| "in force".into());
-        extended_metadata.insert("outrider.certificateFiles".into(), state);
-    }
     let component =
         |name: &String, type_: &String, version: &String, capabilities| RegisteredComponent {
             name: name.clone(),
@@ -151,7 +137,10 @@ pub(crate) fn get(s: &ApiState) -> GetMetadataResponse {
             capabilities,
         };
     let states = s.stores.values().map(|c| {
-        let capabilities = c.store.features().capabilities();
+        let mut capabilities = c.store.features().capabilities();
+        if c.actor_store {
+            capabilities.push("ACTOR");
+        }
         component(&c.name, &c.type_, &c.version, capabilities)
     });
     let pubsubs = (s.pubsubs.values()).map(|c| component(&c.name, &c.type_, &c.version, vec![]));
@@ -203,7 +192,30 @@ pub(crate) fn get(s: &ApiState) -> GetMetadataResponse {
             health: s.app_health.check.clone(),
         }),
         interception: s.interception.clone(),
+        actor_runtime: s.actors.view(),
     }
+}
+
+/// The app's attributes, with this sidecar's own.
+fn extended(s: &ApiState) -> BTreeMap<String, String> {
+    let mut extended_metadata = s.extended.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    extended_metadata.insert("daprRuntimeVersion".into(), VERSION.into());
+    if s.app_health.check.is_some() {
+        let now = if s.app_health.is_healthy() {
+            "healthy"
+        } else {
+            "unhealthy"
+        };
+        extended_metadata.insert("outrider.appHealth".into(), now.into());
+    }
+    let resolver = s.outbound.resolver_name();
+    extended_metadata.insert("outrider.nameResolution".into(), resolver.into());
+    if let Some(files) = s.outbound.creds().files_status() {
+        // Credentials from files: whether their latest content is in force, or why not.
+        let state = files.map_or_else(|e| format!("refused: {e}"), |()| "in force".into());
+        extended_metadata.insert("outrider.certificateFiles".into(), state);
+    }
+    extended_metadata
 }
 
 impl AttributeName {

@@ -53,6 +53,8 @@ pub(crate) struct Inbound {
     pub(crate) policies: watch::Receiver<Arc<AccessControl>>,
     /// Where finished spans go, when exported.
     pub(crate) spans: Option<outrider_filters::spans::Spans>,
+    /// Actor calls other sidecars send here.
+    pub(crate) actors: Arc<crate::api::actors::Actors>,
 }
 
 /// A request body arriving from a peer over either transport (HTTP/2 or HTTP/3). A type of its
@@ -116,6 +118,10 @@ pub(crate) fn stack(inbound: Arc<Inbound>) -> Stack {
         async move {
             if tunnel::is_tunnel(&req) {
                 return Ok(tunnel::accept(req, inbound).await);
+            }
+            let hop = req.headers().get(&super::ACTOR_HOP).cloned();
+            if let Some(hop) = hop {
+                return Ok(actor_call(req, hop, &inbound).await);
             }
             requests.oneshot(req).await
         }
@@ -266,6 +272,24 @@ async fn forward(
         Err(_) if tripped.broken() => Err(InvokeError::MalformedBody),
         Err(e) => Err(e),
     }
+}
+
+/// An actor call another sidecar sent here: run as the caller's own sidecar would, except that
+/// it is never sent on twice. Access policies are for invocations; actor calls are not subject
+/// to them (as in daprd).
+async fn actor_call(
+    req: Request<MeshBody>,
+    hop: http::HeaderValue,
+    inbound: &Inbound,
+) -> Response<Body> {
+    crate::api::actors::serve_hop(
+        &inbound.actors,
+        req,
+        &hop,
+        inbound.max_body_size,
+        inbound.body_idle_timeout,
+    )
+    .await
 }
 
 /// The request with its body capped at `max`, and the flag that says the cap was hit.

@@ -262,6 +262,19 @@ impl Outbound {
         }
     }
 
+    /// Sends `req` to `target`'s sidecar at `addr` (an actor's host): the target's mutual TLS and
+    /// identity check, no balancer and no retry (the actor layer decides what is tried again).
+    pub(crate) async fn call_at(
+        &self,
+        target: &Target,
+        addr: SocketAddr,
+        req: Request<Body>,
+        extra: HeaderMap,
+    ) -> Result<Response<Body>, InvokeError> {
+        let logical = self.logical(target).await?;
+        logical.concrete.send_to(addr, req, extra).await
+    }
+
     /// The logical stage of `target`. A target is kept only once it has resolved, so that the
     /// cache, the breakers and the metric labels grow only with apps that exist.
     async fn logical(&self, target: &Target) -> Result<Arc<Logical>, InvokeError> {

@@ -59,6 +59,7 @@ impl Engines {
                 crate::api::STORE_TIMEOUT,
             );
         }
+        one_actor_store(s, &stores)?;
         let mut pubsubs = open_resolved(s, "pubsub.", &secret_stores, async |c| {
             pubsub::open(c, &s.app_id, &s.namespace).await
         })
@@ -108,6 +109,30 @@ impl Engines {
             externals,
         })
     }
+}
+
+/// At most one state store holds actors (daprd's rule): two are a start error naming both.
+fn one_actor_store(s: &Settings, stores: &BTreeMap<String, StateComponent>) -> anyhow::Result<()> {
+    let named: Vec<String> = stores
+        .values()
+        .filter(|c| c.actor_store)
+        .map(|c| {
+            let at = s
+                .components
+                .iter()
+                .find(|l| l.component.metadata.name == c.name && l.component.spec.type_ == c.type_)
+                .map_or_else(String::new, |l| format!("{}: ", l.at));
+            format!("{at}{} (spec.metadata.actorStateStore: \"true\")", c.name)
+        })
+        .collect();
+    if named.len() > 1 {
+        anyhow::bail!(
+            "only one state store may hold actors, and {} do:\n  - {}",
+            named.len(),
+            named.join("\n  - ")
+        );
+    }
+    Ok(())
 }
 
 /// Reads the endpoints' secrets, then opens them; all failures are reported together.

@@ -34,6 +34,8 @@ pub(crate) struct Running {
     pub(super) discovery: Discovery,
     pub(super) listeners: Listeners,
     pub(super) subscriber: Option<Subscriber>,
+    /// The actor runtime, whose actors are deactivated before the app stops.
+    pub(super) actors: Arc<crate::api::actors::Actors>,
     pub(super) child: Option<Child>,
     pub(super) span_export: Option<Exporting>,
     /// `--dapr-block-shutdown-duration`, and the app's health that may end it early.
@@ -97,7 +99,7 @@ impl Running {
         // 1. Not ready, and out of the registry: peers stop choosing this instance.
         tracing::info!("shutting down: not ready, deregistering, draining");
         self.health.draining.store(true, Ordering::Release);
-        drop(self.discovery.registration);
+        self.discovery.registration.remove();
         if let Some(mdns) = &self.discovery.mdns {
             mdns.withdraw().await;
         }
@@ -115,6 +117,11 @@ impl Running {
         // with the broker.
         if let Some(subscriber) = &self.subscriber {
             subscriber.shut_down(self.grace).await;
+        }
+        // Actors: calls under way drain, the app deactivates each, and the claims are freed at
+        // once for the hosts that take over.
+        if let Some(host) = self.actors.host() {
+            host.stop().await;
         }
         // Streaming subscriptions on the gRPC API end too (whatever asked for the stop).
         self.shutdown.cancel();

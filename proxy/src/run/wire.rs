@@ -17,12 +17,14 @@ use outrider_filters::spans::Spans;
 use tokio_util::sync::CancellationToken;
 
 use super::engines::Engines;
+use crate::api::actors::Actors;
 use crate::api::{ApiState, Health};
 use crate::components::metrics::PubSubMetrics;
 use crate::config::Settings;
 use crate::mesh::inbound::Inbound;
 use crate::mesh::outbound::Outbound;
 use crate::mesh::outbound::endpoint::Connect;
+use crate::mesh::placement::Placement;
 use crate::mesh::transparent::{InterceptionView, MtlsMode, Transparent};
 use crate::telemetry::Exporting;
 use crate::to_app::channel::{AppAddress, AppChannel};
@@ -33,7 +35,40 @@ use crate::to_app::subscriptions::Listed;
 pub(crate) struct Discovery {
     resolver: Arc<dyn Resolve>,
     pub(super) mdns: Option<Arc<MdnsResolver>>,
-    pub(super) registration: Option<Registration>,
+    pub(super) registration: Registered,
+    /// This sidecar's mesh address as discovery lists it.
+    mesh_addr: SocketAddr,
+}
+
+/// This sidecar's entry in the local registry, while it is there.
+#[derive(Clone, Default)]
+pub(super) struct Registered(Arc<std::sync::Mutex<Option<(Registration, Entry)>>>);
+
+impl Registered {
+    /// Adds the actor types the app hosts to the entry, so that placement finds this sidecar.
+    /// `false` when the resolver carries no actor types (only the local registry does so far).
+    pub(super) fn announce_actors(&self, types: Vec<String>) -> anyhow::Result<bool> {
+        let mut entry = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some((registration, entry)) = entry.as_mut() else {
+            return Ok(false);
+        };
+        entry.actor_types = types;
+        registration
+            .update(entry)
+            .context("announcing the hosted actor types in the local registry")?;
+        Ok(true)
+    }
+
+    /// Leaves the registry: peers stop choosing this sidecar.
+    pub(super) fn remove(&self) {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+    }
 }
 
 impl Discovery {
@@ -73,7 +108,8 @@ impl Discovery {
         Ok(Self {
             resolver,
             mdns,
-            registration,
+            registration: Registered(Arc::new(std::sync::Mutex::new(registration))),
+            mesh_addr: SocketAddr::from(([127, 0, 0, 1], mesh_port)),
         })
     }
 }
@@ -82,7 +118,7 @@ fn register_locally(
     s: &Settings,
     mesh_port: u16,
     transports: Transports,
-) -> anyhow::Result<Registration> {
+) -> anyhow::Result<(Registration, Entry)> {
     let pid = std::process::id();
     let entry = Entry {
         app_id: s.app_id.clone(),
@@ -91,8 +127,11 @@ fn register_locally(
         transports,
         pid,
         started: Entry::start_time_of(pid),
+        actor_types: Vec::new(),
     };
-    Registration::create(&s.registry_dir, &entry).context("registering in the local registry")
+    let registration = Registration::create(&s.registry_dir, &entry)
+        .context("registering in the local registry")?;
+    Ok((registration, entry))
 }
 
 /// The tracing span exporter of `spec.tracing`, if a collector is configured.
@@ -118,6 +157,7 @@ pub(super) struct Wired {
     pub(super) pubsubs: BTreeMap<String, PubSubComponent>,
     pub(super) pubsub_metrics: Arc<PubSubMetrics>,
     pub(super) listed: Arc<std::sync::Mutex<Vec<Listed>>>,
+    pub(super) actors: Arc<Actors>,
     pub(super) shutdown: CancellationToken,
     pub(super) policy_watch: outrider_policy::files::Watching,
     /// With `--intercept`: what the transparent listeners share.
@@ -173,6 +213,7 @@ impl Wired {
         let shutdown = CancellationToken::new();
         let pubsub_metrics = Arc::new(PubSubMetrics::new(&s.app_id, &s.namespace));
         let interception = s.interception.as_ref().map(InterceptionView::new);
+        let actors = actors_for(s, &engines, discovery, &outbound);
         let api = Arc::new(ApiState {
             app_id: s.app_id.clone(),
             namespace: s.namespace.clone(),
@@ -205,9 +246,10 @@ impl Wired {
             extended: Default::default(),
             interception: interception.clone(),
             heavy: tokio::sync::Semaphore::new(crate::api::HEAVY_WORK),
+            actors: actors.clone(),
             shutdown: shutdown.clone(),
         });
-        let (inbound, policy_watch) = inbound_for(s, app.clone(), spans.clone())?;
+        let (inbound, policy_watch) = inbound_for(s, app.clone(), &actors, spans.clone())?;
         let transparent = transparent_for(s, &api, &inbound, spans);
         Ok(Self {
             api,
@@ -219,12 +261,36 @@ impl Wired {
             pubsubs: engines.pubsubs,
             pubsub_metrics,
             listed,
+            actors,
             shutdown,
             policy_watch,
             transparent,
             interception,
         })
     }
+}
+
+/// The actor runtime: placement over what discovery finds, and the actor state store.
+fn actors_for(
+    s: &Settings,
+    engines: &Engines,
+    discovery: &Discovery,
+    outbound: &Arc<Outbound>,
+) -> Arc<Actors> {
+    Arc::new(Actors {
+        app_id: s.app_id.clone(),
+        placement: Arc::new(Placement::new(
+            discovery.resolver.clone(),
+            &s.namespace,
+            discovery.mesh_addr,
+        )),
+        outbound: outbound.clone(),
+        store: (engines.stores.values())
+            .find(|c| c.actor_store)
+            .map(|c| (c.name.clone(), c.store.clone())),
+        host: std::sync::OnceLock::new(),
+        ready: std::sync::atomic::AtomicBool::new(false),
+    })
 }
 
 /// With `--intercept`, what the transparent listeners share; the policies are the inbound ones.
@@ -262,6 +328,7 @@ fn transparent_for(
 fn inbound_for(
     s: &Settings,
     app: Option<AppChannel>,
+    actors: &Arc<Actors>,
     spans: Option<Spans>,
 ) -> anyhow::Result<(Arc<Inbound>, outrider_policy::files::Watching)> {
     let (policies, watching) =
@@ -283,6 +350,7 @@ fn inbound_for(
         body_idle_timeout: s.limits.mesh.head_timeout,
         policies,
         spans,
+        actors: actors.clone(),
     });
     Ok((inbound, watching))
 }

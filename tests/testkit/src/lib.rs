@@ -2,6 +2,7 @@
 //! and raw TCP, all on loopback. Waits are bounded; nothing sleeps for a fixed time to "let
 //! things settle".
 
+pub mod actor_app;
 pub mod app;
 pub mod ca;
 pub mod client;
@@ -17,6 +18,7 @@ pub mod servers;
 pub mod sidecar;
 pub mod state;
 
+pub use actor_app::{ActorApp, Turns};
 pub use app::{FNV_START, FakeApp, Recorded, fnv};
 pub use client::{JSON, Reply, TEXT, http_client, publish, raw_request, send};
 pub use collector::{CollectedSpan, Collector};

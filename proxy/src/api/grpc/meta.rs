@@ -50,30 +50,7 @@ pub(super) fn get(s: &ApiState) -> rt::GetMetadataResponse {
             }
         })
         .collect();
-    // Always there, as daprd sends it: port 0 when there is no app.
-    let app_connection_properties = Some(m.app_connection_properties.map_or_else(
-        || rt::AppConnectionProperties {
-            protocol: "http".to_owned(),
-            channel_address: s.app_channel_address.clone(),
-            ..Default::default()
-        },
-        |a| {
-            rt::AppConnectionProperties {
-                port: i32::from(a.port),
-                protocol: a.protocol.to_owned(),
-                channel_address: a.channel_address,
-                max_concurrency: a
-                    .max_concurrency
-                    .map_or(0, |n| i32::try_from(n).unwrap_or(i32::MAX)),
-                health: a.health.map(|h| rt::AppConnectionHealthProperties {
-                    health_check_path: h.path,
-                    health_probe_interval: crate::api::meta::go_duration(h.interval),
-                    health_probe_timeout: crate::api::meta::go_duration(h.timeout),
-                    health_threshold: i32::try_from(h.threshold).unwrap_or(i32::MAX),
-                }),
-            }
-        },
-    ));
+    let app_connection_properties = Some(app_connection(s, m.app_connection_properties));
     rt::GetMetadataResponse {
         id: m.id,
         registered_components,
@@ -84,7 +61,67 @@ pub(super) fn get(s: &ApiState) -> rt::GetMetadataResponse {
             .collect(),
         app_connection_properties,
         runtime_version: m.runtime_version.to_owned(),
+        actor_runtime: Some(actor_runtime(&m.actor_runtime)),
+        // Deprecated in the proto, still filled by daprd: older SDKs read it.
+        #[allow(deprecated)]
+        active_actors_count: actor_counts(&m.actor_runtime),
         ..Default::default()
+    }
+}
+
+/// Always there, as daprd sends it: port 0 when there is no app.
+fn app_connection(
+    s: &ApiState,
+    a: Option<crate::api::meta::AppConnectionProperties>,
+) -> rt::AppConnectionProperties {
+    a.map_or_else(
+        || rt::AppConnectionProperties {
+            protocol: "http".to_owned(),
+            channel_address: s.app_channel_address.clone(),
+            ..Default::default()
+        },
+        |a| rt::AppConnectionProperties {
+            port: i32::from(a.port),
+            protocol: a.protocol.to_owned(),
+            channel_address: a.channel_address,
+            max_concurrency: a
+                .max_concurrency
+                .map_or(0, |n| i32::try_from(n).unwrap_or(i32::MAX)),
+            health: a.health.map(|h| rt::AppConnectionHealthProperties {
+                health_check_path: h.path,
+                health_probe_interval: crate::api::meta::go_duration(h.interval),
+                health_probe_timeout: crate::api::meta::go_duration(h.timeout),
+                health_threshold: i32::try_from(h.threshold).unwrap_or(i32::MAX),
+            }),
+        },
+    )
+}
+
+fn actor_counts(a: &crate::api::actors::RuntimeView) -> Vec<rt::ActiveActorsCount> {
+    (a.active.iter())
+        .map(|(t, n)| rt::ActiveActorsCount {
+            r#type: t.clone(),
+            count: i32::try_from(*n).unwrap_or(i32::MAX),
+        })
+        .collect()
+}
+
+fn actor_runtime(a: &crate::api::actors::RuntimeView) -> rt::ActorRuntime {
+    use rt::actor_runtime::ActorRuntimeStatus;
+    let status = if a.status == "RUNNING" {
+        ActorRuntimeStatus::Running
+    } else {
+        ActorRuntimeStatus::Initializing
+    };
+    rt::ActorRuntime {
+        runtime_status: status as i32,
+        active_actors: actor_counts(a),
+        host_ready: a.host_ready,
+        placement: if a.status == "RUNNING" {
+            a.placement.to_owned()
+        } else {
+            String::new()
+        },
     }
 }
 

@@ -38,6 +38,26 @@ pub(super) async fn read_body(
     read_limited(req, limit.min(s.max_body_size), s.body_idle_timeout).await
 }
 
+/// `req` with its body read whole, under the same limits as [`read_body`]: for requests
+/// passed on with their headers (actor calls).
+pub(crate) async fn read_request<B>(
+    req: Request<B>,
+    limit: u64,
+    idle: Duration,
+) -> Result<Request<Bytes>, ApiError>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let (mut parts, body) = req.into_parts();
+    let mut only_body = Request::new(body);
+    *only_body.headers_mut() = parts.headers.clone();
+    let bytes = read_limited(only_body, limit, idle).await?;
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.remove(header::TRANSFER_ENCODING);
+    Ok(Request::from_parts(parts, bytes))
+}
+
 /// Refuses a request whose declared body is over the limit, without waiting for the body. A
 /// client that sends its body anyway is still sending it when the answer comes: the body is read
 /// and dropped in the background (at most [`DRAIN_MAX`] bytes for [`DRAIN_TIME`]), so that the

@@ -76,6 +76,24 @@ fn metadata_json(m: GetMetadataResponse) -> Map<String, Value> {
         }
         body.insert("appConnectionProperties".into(), props);
     }
+    let actors = &m.actor_runtime;
+    let counts: Vec<Value> = (actors.active.iter())
+        .map(|(t, n)| match n {
+            0 => json!({ "type": t }),
+            n => json!({ "type": t, "count": n }),
+        })
+        .collect();
+    if !counts.is_empty() {
+        body.insert("actors".into(), Value::Array(counts.clone()));
+    }
+    let mut runtime = json!({"runtimeStatus": actors.status, "hostReady": actors.host_ready});
+    if !counts.is_empty() {
+        runtime["activeActors"] = Value::Array(counts);
+    }
+    if actors.status == "RUNNING" {
+        runtime["placement"] = json!(actors.placement);
+    }
+    body.insert("actorRuntime".into(), runtime);
     if let Some(i) = m.interception {
         body.insert(
             "interception".into(),

@@ -36,10 +36,15 @@ pub(super) enum Route {
     Metadata,
     MetadataKey,
     Shutdown,
+    ActorMethod,
+    ActorState,
+    ActorStateKey,
+    ActorTimer,
+    ActorReminder,
 }
 
 /// Every route of the table.
-const ALL: [Route; 25] = [
+const ALL: [Route; 30] = [
     Route::Publish,
     Route::PublishBulk,
     Route::PublishBulkV1,
@@ -65,13 +70,17 @@ const ALL: [Route; 25] = [
     Route::Metadata,
     Route::MetadataKey,
     Route::Shutdown,
+    Route::ActorMethod,
+    Route::ActorState,
+    Route::ActorStateKey,
+    Route::ActorTimer,
+    Route::ActorReminder,
 ];
 
 /// Dapr API routes this sidecar does not serve yet, by path prefix, with the API's name: they
 /// answer 501 rather than falling through to invocation (where they would look like a call to
 /// an app named `v1.0`).
-const UNSERVED: [(&str, &str); 8] = [
-    ("/v1.0/actors/", "actors"),
+const UNSERVED: [(&str, &str); 7] = [
     ("/v1.0-alpha1/jobs/", "jobs"),
     ("/v1.0/workflows/", "workflow"),
     ("/v1.0-beta1/workflows/", "workflow"),
@@ -103,10 +112,13 @@ pub(super) const INVOKE_LABEL: RouteLabel = RouteLabel("/v1.0/invoke/{id}/method
 /// Route parameters, unescaped.
 #[derive(Debug, Default)]
 pub(super) struct Params {
-    /// The component named in the path: a store, a pub/sub or a binding.
+    /// The component named in the path: a store, a pub/sub or a binding; or the actor type.
     pub(super) store: String,
-    /// The state key, metadata key, topic or configuration subscription id.
+    /// The state key, metadata key, topic or configuration subscription id; or the actor's
+    /// method, state key, timer or reminder.
     pub(super) key: String,
+    /// The actor id.
+    pub(super) id: String,
 }
 
 impl Route {
@@ -139,6 +151,11 @@ impl Route {
             Route::Metadata => "/v1.0/metadata",
             Route::MetadataKey => "/v1.0/metadata/{key}",
             Route::Shutdown => "/v1.0/shutdown",
+            Route::ActorMethod => "/v1.0/actors/{type}/{id}/method/{*method}",
+            Route::ActorState => "/v1.0/actors/{type}/{id}/state",
+            Route::ActorStateKey => "/v1.0/actors/{type}/{id}/state/{key}",
+            Route::ActorTimer => "/v1.0/actors/{type}/{id}/timers/{name}",
+            Route::ActorReminder => "/v1.0/actors/{type}/{id}/reminders/{name}",
         }
     }
 
@@ -164,6 +181,11 @@ impl Route {
             Route::Healthz | Route::HealthzOutbound => ("healthz", "v1"),
             Route::Metadata | Route::MetadataKey => ("metadata", "v1"),
             Route::Shutdown => ("shutdown", "v1"),
+            Route::ActorMethod
+            | Route::ActorState
+            | Route::ActorStateKey
+            | Route::ActorTimer
+            | Route::ActorReminder => ("actors", "v1"),
         };
         Endpoint {
             group,
@@ -199,6 +221,11 @@ impl Route {
             | Route::ConfigUnsubscribeAlpha1 => method == Method::GET,
             Route::MetadataKey => method == Method::PUT,
             Route::Shutdown | Route::Lock | Route::Unlock => method == Method::POST,
+            Route::ActorMethod => write || method == Method::GET || method == Method::DELETE,
+            Route::ActorState => write,
+            Route::ActorStateKey => method == Method::GET,
+            Route::ActorTimer => write || method == Method::DELETE,
+            Route::ActorReminder => write || method == Method::GET || method == Method::DELETE,
         }
     }
 }
@@ -227,9 +254,15 @@ impl Routes {
         let route = *m.value;
         // Parameters are unescaped after matching, so a key may hold '/' as %2F.
         let param = |a, b| m.params.get(a).or(m.params.get(b)).map(percent_decode);
+        let one_of = |names: [&str; 3]| names.into_iter().find_map(|n| m.params.get(n));
         let params = Params {
-            store: param("store", "pubsub").unwrap_or_default(),
-            key: param("key", "topic").unwrap_or_default(),
+            store: param("store", "pubsub")
+                .or_else(|| m.params.get("type").map(percent_decode))
+                .unwrap_or_default(),
+            key: (param("key", "topic"))
+                .or_else(|| one_of(["method", "name", "key"]).map(percent_decode))
+                .unwrap_or_default(),
+            id: m.params.get("id").map(percent_decode).unwrap_or_default(),
         };
         route.answers(method).then_some((route, params))
     }
@@ -265,7 +298,23 @@ mod tests {
             ),
             ("/v1.0/state/s", Method::GET, None),
             ("/v1.0/unknown", Method::GET, None),
-            ("/v1.0/actors/t/1/method/m", Method::POST, None),
+            (
+                "/v1.0/actors/t/a%2Fb/method/m/n",
+                Method::POST,
+                Some((Route::ActorMethod, "t", "m/n")),
+            ),
+            (
+                "/v1.0/actors/t/1/state/k",
+                Method::GET,
+                Some((Route::ActorStateKey, "t", "k")),
+            ),
+            ("/v1.0/actors/t/1/state/k", Method::POST, None),
+            (
+                "/v1.0/actors/t/1/state",
+                Method::PUT,
+                Some((Route::ActorState, "t", "")),
+            ),
+            ("/v1.0/actors/t/1", Method::DELETE, None),
             (
                 "/v1.0-alpha1/lock/l%20s",
                 Method::POST,
@@ -299,7 +348,7 @@ mod tests {
         );
         assert_eq!(unserved("/v1.0-alpha1/jobs/j").map(|u| u.1), Some("jobs"));
         assert_eq!(unserved("/v1.0/invoke/a/method/b"), None);
-        assert_eq!(unserved("/v1.0/actorsX"), None);
+        assert_eq!(unserved("/v1.0/actors/t/1/method/m"), None);
         assert_eq!(unserved("/v1.0/configuration/c"), None);
         assert_eq!(unserved("/v1.0/state/s/k"), None);
     }

@@ -18,6 +18,7 @@ fn component(prefix: &str) -> StateComponent {
         store: Arc::new(MemoryStore::new()),
         prefix: prefix.into(),
         layered: None,
+        actor_store: false,
     }
 }
 

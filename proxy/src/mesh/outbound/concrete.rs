@@ -101,6 +101,39 @@ impl Concrete {
         }
     }
 
+    /// Sends `req` to the endpoint at `addr` (chosen by the caller, not the balancer: an actor's
+    /// host), over the target's identity-checked client. `extra` headers are set after the
+    /// caller's identity headers are stripped.
+    pub(super) async fn send_to(
+        &self,
+        addr: SocketAddr,
+        req: Request<Body>,
+        extra: http::HeaderMap,
+    ) -> Result<Response<Body>, InvokeError> {
+        let target = &self.target;
+        let req = addressed(req, addr, extra).map_err(|e| InvokeError::Upstream {
+            target: target.clone(),
+            source: Box::new(e),
+        })?;
+        // Always ready: the client's connections are pooled per endpoint.
+        let sent = tower::Service::call(&mut self.client.clone(), req);
+        match sent.await {
+            Ok(mut rsp) => {
+                strip_hop_by_hop(rsp.headers_mut());
+                Ok(rsp)
+            }
+            Err(e) if e.is_connect() => Err(InvokeError::Connect {
+                target: target.clone(),
+                addr,
+                source: Box::new(e),
+            }),
+            Err(e) => Err(InvokeError::Upstream {
+                target: target.clone(),
+                source: Box::new(e),
+            }),
+        }
+    }
+
     /// Opens a byte stream to `port` of the app behind the sidecar at `addr` (an endpoint of the
     /// target): an HTTP/2 `CONNECT` on the pooled mesh connection to it, so the stream has the
     /// connection's mutual TLS and the target's identity check. `Ok(Err(status))`: the far
@@ -157,4 +190,23 @@ impl Concrete {
             self.resolver.why_unresolved(&self.target),
         )
     }
+}
+
+/// `req` addressed to the sidecar at `addr` over HTTP/2, without the caller's identity or
+/// hop-by-hop headers, with `extra` set.
+fn addressed(
+    req: Request<Body>,
+    addr: SocketAddr,
+    extra: http::HeaderMap,
+) -> Result<Request<Body>, http::uri::InvalidUri> {
+    let (mut parts, body) = req.into_parts();
+    let pq = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    parts.uri = format!("https://{addr}{pq}").parse()?;
+    parts.version = http::Version::HTTP_2;
+    let h = &mut parts.headers;
+    strip_hop_by_hop(h);
+    strip_identity(h);
+    h.remove(header::HOST);
+    h.extend(extra);
+    Ok(Request::from_parts(parts, body))
 }

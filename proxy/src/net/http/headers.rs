@@ -83,6 +83,7 @@ pub(crate) fn strip_identity(headers: &mut HeaderMap) {
                 || k.starts_with("dapr-callee-")
                 || k == "dapr-app-id"
                 || k == "dapr-api-token"
+                || k.starts_with("outrider-actor-")
         })
         .cloned()
         .collect();

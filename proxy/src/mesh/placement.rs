@@ -1,0 +1,179 @@
+//! Where an actor lives, without a placement service: the hosts of its type come from discovery
+//! (each sidecar announces the types its app hosts), and one consistent hash over them
+//! ([`Ring`]) names the owner, the same on every sidecar that sees the same hosts. Views may
+//! differ for a moment while hosts come and go; the claim in the actor store, not the ring, keeps
+//! an actor on one host at a time.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use outrider_blocks::actors::placement::Ring;
+use outrider_discovery::{Resolve, Target};
+
+/// A host of actors: its app and its sidecar's mesh address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Peer {
+    pub(crate) target: Target,
+    pub(crate) addr: SocketAddr,
+}
+
+/// The owner of an actor.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Owner {
+    /// This sidecar.
+    Me,
+    /// Another sidecar.
+    Peer(Peer),
+}
+
+/// The hosts of one type, and their ring.
+struct Hosts {
+    entries: Vec<(Target, SocketAddr)>,
+    ring: Ring,
+}
+
+/// Actor placement from discovery.
+pub(crate) struct Placement {
+    resolver: Arc<dyn Resolve>,
+    namespace: String,
+    /// This sidecar as discovery lists it.
+    me: SocketAddr,
+    rings: Mutex<HashMap<String, Arc<Hosts>>>,
+}
+
+impl Placement {
+    pub(crate) fn new(resolver: Arc<dyn Resolve>, namespace: &str, me: SocketAddr) -> Self {
+        Self {
+            resolver,
+            namespace: namespace.to_owned(),
+            me,
+            rings: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// This sidecar's mesh address as peers know it.
+    pub(crate) fn me(&self) -> SocketAddr {
+        self.me
+    }
+
+    /// The owner of actor `id` of `actor_type` as this sidecar sees the hosts now; `None` when
+    /// no host of the type is known.
+    pub(crate) fn owner(&self, actor_type: &str, id: &str) -> Option<Owner> {
+        let hosts = self.hosts(actor_type)?;
+        let owner = hosts.ring.owner(actor_type, id)?;
+        let (target, addr) = hosts.entries.iter().find(|(_, a)| a.to_string() == owner)?;
+        Some(if *addr == self.me {
+            Owner::Me
+        } else {
+            Owner::Peer(Peer {
+                target: target.clone(),
+                addr: *addr,
+            })
+        })
+    }
+
+    /// The hosts of `actor_type` and their ring, rebuilt only when the hosts changed.
+    fn hosts(&self, actor_type: &str) -> Option<Arc<Hosts>> {
+        let entries = self.resolver.actor_hosts(&self.namespace, actor_type);
+        let mut rings = self.rings.lock().unwrap_or_else(PoisonError::into_inner);
+        if entries.is_empty() {
+            rings.remove(actor_type);
+            return None;
+        }
+        if let Some(h) = rings.get(actor_type)
+            && h.entries == entries
+        {
+            return Some(h.clone());
+        }
+        let ring = Ring::new(entries.iter().map(|(_, a)| a.to_string()));
+        let hosts = Arc::new(Hosts { entries, ring });
+        rings.insert(actor_type.to_owned(), hosts.clone());
+        Some(hosts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::IpAddr;
+
+    use outrider_discovery::{EndpointSet, StaticMap};
+    use tokio::sync::watch;
+
+    use super::*;
+
+    /// A resolver whose actor hosts are set by the test.
+    struct Hosting(Mutex<Vec<(Target, SocketAddr)>>);
+
+    impl Resolve for Hosting {
+        fn resolve(&self, _: &Target) -> watch::Receiver<Arc<EndpointSet>> {
+            watch::channel(Arc::default()).1
+        }
+        fn name(&self) -> &'static str {
+            "test"
+        }
+        fn actor_hosts(&self, ns: &str, t: &str) -> Vec<(Target, SocketAddr)> {
+            assert_eq!((ns, t), ("prod", "Counter"));
+            self.0.lock().unwrap().clone()
+        }
+        fn at_address(&self, _: IpAddr) -> Vec<(Target, SocketAddr)> {
+            Vec::new()
+        }
+    }
+
+    fn host(port: u16) -> (Target, SocketAddr) {
+        (
+            Target::new("app", "prod"),
+            SocketAddr::from(([127, 0, 0, 1], port)),
+        )
+    }
+
+    #[test]
+    fn every_sidecar_names_the_same_owner_and_only_hosts_of_the_type() {
+        let _unused: StaticMap = StaticMap::new();
+        let hosts = vec![host(1), host(2), host(3)];
+        let views: Vec<Placement> = hosts
+            .iter()
+            .map(|(_, me)| {
+                let r = Arc::new(Hosting(Mutex::new(hosts.clone())));
+                Placement::new(r, "prod", *me)
+            })
+            .collect();
+        let mut mine = [0usize; 3];
+        for i in 0..300 {
+            let id = format!("actor-{i}");
+            let seen: Vec<Owner> = views
+                .iter()
+                .map(|p| p.owner("Counter", &id).unwrap())
+                .collect();
+            // Exactly one view says `Me`, and the others name that same sidecar.
+            let me: Vec<usize> = (0..3).filter(|v| seen[*v] == Owner::Me).collect();
+            assert_eq!(me.len(), 1, "{id}: {seen:?}");
+            let owner = hosts[me[0]].1;
+            for s in &seen {
+                if let Owner::Peer(p) = s {
+                    assert_eq!(p.addr, owner);
+                }
+            }
+            mine[me[0]] += 1;
+        }
+        assert!(mine.iter().all(|n| *n > 50), "uneven: {mine:?}");
+    }
+
+    #[test]
+    fn no_host_no_owner_and_the_ring_follows_the_hosts() {
+        let r = Arc::new(Hosting(Mutex::new(Vec::new())));
+        let p = Placement::new(r.clone(), "prod", host(1).1);
+        assert_eq!(p.owner("Counter", "a"), None);
+        *r.0.lock().unwrap() = vec![host(1)];
+        assert_eq!(p.owner("Counter", "a"), Some(Owner::Me));
+        *r.0.lock().unwrap() = vec![host(2)];
+        assert_eq!(
+            p.owner("Counter", "a"),
+            Some(Owner::Peer(Peer {
+                target: host(2).0,
+                addr: host(2).1
+            }))
+        );
+    }
+}

@@ -1,0 +1,376 @@
+//! Hosting actors: the actors of the types the app hosts that are active here, each called one
+//! turn at a time.
+//!
+//! An actor becomes active here on its first call, once this host holds its claim in the actor
+//! state store (`outrider_blocks::actors::claim`); a claim held by another live host sends the
+//! call there instead. A call takes the actor's turn (`outrider_blocks::actors::turn`), then goes
+//! to the app as `PUT /actors/{type}/{id}/method/{method}`; the turn is held until the app's
+//! whole answer is read. `upkeep` renews this host's session, deactivates idle actors and those
+//! whose owner is now another host (draining calls under way first), and drops every actor if
+//! the session is lost.
+
+pub(crate) mod hosting;
+mod upkeep;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, header};
+use outrider_blocks::actors::claim::{Claim, Claimed, Holder, Session};
+use outrider_blocks::actors::config::TypeConfig;
+use outrider_blocks::actors::turn::{TurnError, Turns};
+use outrider_blocks::state::{StateError, StateStore};
+use outrider_policy::Caller;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::errors::InvokeError;
+use crate::mesh::placement::Placement;
+use crate::net::http::full;
+use crate::to_app::channel::AppChannel;
+
+/// The header that carries a reentrant call chain's id to the app and back.
+pub(crate) const REENTRANCY_ID: HeaderName = HeaderName::from_static("dapr-reentrancy-id");
+
+/// How long a call waits for an actor that is being deactivated here, or whose claim other hosts
+/// keep racing for, before it is told to retry.
+const ACTIVATION_PATIENCE: Duration = Duration::from_secs(5);
+
+/// An actor: its type and id.
+pub(crate) type ActorKey = (String, String);
+
+/// The actor host of this sidecar.
+pub(crate) struct Host {
+    app: AppChannel,
+    /// The sidecar itself, as the caller the app sees.
+    me: Caller,
+    store: Arc<dyn StateStore>,
+    /// The hosted types and their settings, from the app's `/dapr/config`.
+    types: BTreeMap<String, TypeConfig>,
+    session: RwLock<Arc<Session>>,
+    table: Mutex<HashMap<ActorKey, Arc<Active>>>,
+    placement: Arc<Placement>,
+    /// The largest answer read from the app.
+    max_body: u64,
+    stop: CancellationToken,
+}
+
+/// One active actor.
+pub(crate) struct Active {
+    turns: Turns,
+    claim: tokio::sync::Mutex<Option<Claim>>,
+    /// When it was last called (or activated).
+    used: Mutex<Instant>,
+    /// When its claim was last written.
+    claimed: Mutex<Instant>,
+    /// Set when deactivation starts: calls wait for it to end, then activate afresh.
+    closing: AtomicBool,
+}
+
+impl Active {
+    fn touch(&self) {
+        *self.used.lock().unwrap_or_else(PoisonError::into_inner) = Instant::now();
+    }
+
+    fn idle_for(&self) -> Duration {
+        self.used
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .elapsed()
+    }
+}
+
+/// Where a call for an actor goes.
+enum Found {
+    Here(Arc<Active>),
+    Elsewhere(Holder),
+}
+
+/// Why the host could not run a call.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum HostError {
+    /// The app does not host the type.
+    #[error("the app does not host actor type {0}")]
+    NotHosted(String),
+    /// Another live host holds the actor.
+    #[error("the actor is active on {}", .0.address)]
+    Elsewhere(Holder),
+    /// Nothing ran; the same call may succeed a moment later.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The call's reentrant chain is too deep.
+    #[error("maximum stack depth exceeded")]
+    TooDeep,
+    /// The actor store failed.
+    #[error("the actor state store failed: {0}")]
+    Store(StateError),
+    /// The app could not be called.
+    #[error(transparent)]
+    App(InvokeError),
+}
+
+impl Host {
+    /// Starts hosting `types` (the app said so): a session in `store`, then its upkeep.
+    pub(crate) async fn start(
+        app: AppChannel,
+        me: Caller,
+        store: Arc<dyn StateStore>,
+        types: BTreeMap<String, TypeConfig>,
+        placement: Arc<Placement>,
+        max_body: u64,
+    ) -> Result<Arc<Self>, StateError> {
+        let session = Session::start(store.clone(), holder(&me, &placement)).await?;
+        let host = Arc::new(Self {
+            app,
+            me,
+            store,
+            types,
+            session: RwLock::new(session),
+            table: Mutex::new(HashMap::new()),
+            placement,
+            max_body,
+            stop: CancellationToken::new(),
+        });
+        tokio::spawn(upkeep::run(host.clone()));
+        Ok(host)
+    }
+
+    /// Whether this host may run turns now (its session is good).
+    pub(crate) fn ready(&self) -> bool {
+        self.session().valid()
+    }
+
+    /// How many actors of each hosted type are active here.
+    pub(crate) fn active_counts(&self) -> BTreeMap<String, usize> {
+        let mut counts: BTreeMap<String, usize> =
+            self.types.keys().map(|t| (t.clone(), 0)).collect();
+        for (t, _) in self.table().keys() {
+            *counts.entry(t.clone()).or_default() += 1;
+        }
+        counts
+    }
+
+    /// Whether actor `(actor_type, id)` is active here now (its state may be written).
+    pub(crate) fn is_active(&self, actor_type: &str, id: &str) -> bool {
+        self.session().valid()
+            && self
+                .table()
+                .get(&(actor_type.to_owned(), id.to_owned()))
+                .is_some_and(|a| !a.closing.load(Ordering::Acquire))
+    }
+
+    fn table(&self) -> std::sync::MutexGuard<'_, HashMap<ActorKey, Arc<Active>>> {
+        self.table.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn session(&self) -> Arc<Session> {
+        self.session
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Runs one call of `method` on actor `(actor_type, id)`: activates the actor here if it is
+    /// free (when `activate`; otherwise only an actor already active here is called), takes its
+    /// turn, and returns the app's whole answer.
+    pub(crate) async fn invoke(
+        &self,
+        actor_type: &str,
+        id: &str,
+        method: &str,
+        req: Request<Bytes>,
+        activate: bool,
+    ) -> Result<Response<Bytes>, HostError> {
+        let cfg = *self
+            .types
+            .get(actor_type)
+            .ok_or_else(|| HostError::NotHosted(actor_type.to_owned()))?;
+        let chain = cfg.reentrancy.map(|_| {
+            req.headers()
+                .get(&REENTRANCY_ID)
+                .and_then(|v| v.to_str().ok())
+                .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned)
+        });
+        let deadline = Instant::now() + ACTIVATION_PATIENCE;
+        let (active, _turn) = loop {
+            let active = match self.find(actor_type, id, activate, deadline).await? {
+                Found::Here(a) => a,
+                Found::Elsewhere(h) => return Err(HostError::Elsewhere(h)),
+            };
+            let depth = cfg.reentrancy.unwrap_or(1);
+            match active.turns.enter(chain.as_deref(), depth).await {
+                Ok(turn) => break (active, turn),
+                // Deactivated while the call waited: activate afresh.
+                Err(TurnError::Closed) if Instant::now() < deadline => continue,
+                Err(TurnError::Closed) => {
+                    return Err(HostError::Unavailable(
+                        "the actor was being deactivated; try again".into(),
+                    ));
+                }
+                Err(TurnError::TooDeep) => return Err(HostError::TooDeep),
+                Err(TurnError::Busy) => {
+                    return Err(HostError::Unavailable(
+                        "too many calls are waiting for this actor; try again later".into(),
+                    ));
+                }
+            }
+        };
+        // The turn may have waited: the session must still be good when the app is called.
+        if !self.session().valid() {
+            return Err(session_invalid());
+        }
+        active.touch();
+        // The caller's query goes along, as daprd sends it.
+        let query = req
+            .uri()
+            .query()
+            .map(|q| format!("?{q}"))
+            .unwrap_or_default();
+        let path = format!(
+            "/actors/{}/{}/method/{}{query}",
+            segment(actor_type),
+            segment(id),
+            method_path(method)
+        );
+        let rsp = self
+            .call_app(Method::PUT, &path, req, chain.as_deref())
+            .await;
+        active.touch();
+        rsp
+    }
+
+    /// Sends one request to the app for an actor and reads its whole answer (the turn is held
+    /// until then).
+    async fn call_app(
+        &self,
+        method: Method,
+        path: &str,
+        req: Request<Bytes>,
+        chain: Option<&str>,
+    ) -> Result<Response<Bytes>, HostError> {
+        let (parts, body) = req.into_parts();
+        let mut out = Request::new(full(body));
+        *out.method_mut() = method;
+        *out.uri_mut() = path
+            .parse()
+            .map_err(|e| HostError::App(InvokeError::AppChannel(Box::new(e))))?;
+        *out.headers_mut() = app_headers(parts.headers);
+        if let Some(chain) = chain.and_then(|c| HeaderValue::from_str(c).ok()) {
+            out.headers_mut().insert(REENTRANCY_ID, chain);
+        }
+        let rsp = self.app.call(out, &self.me).await.map_err(HostError::App)?;
+        let (parts, body) = rsp.into_parts();
+        let limit = usize::try_from(self.max_body).unwrap_or(usize::MAX);
+        let bytes = crate::net::http::collect_within(body, limit)
+            .await
+            .map_err(|e| HostError::App(InvokeError::AppChannel(e)))?;
+        Ok(Response::from_parts(parts, bytes))
+    }
+
+    /// The actor here, activating it if its claim is free; or where it is.
+    async fn find(
+        &self,
+        actor_type: &str,
+        id: &str,
+        activate: bool,
+        deadline: Instant,
+    ) -> Result<Found, HostError> {
+        let key = (actor_type.to_owned(), id.to_owned());
+        loop {
+            let session = self.session();
+            if !session.valid() {
+                return Err(session_invalid());
+            }
+            let existing = self.table().get(&key).cloned();
+            match existing {
+                Some(a) if !a.closing.load(Ordering::Acquire) => return Ok(Found::Here(a)),
+                Some(_) => {}
+                None if !activate => {
+                    return Err(HostError::Unavailable(format!(
+                        "actor {actor_type}/{id} is not active on this host"
+                    )));
+                }
+                None => match session
+                    .claim(actor_type, id)
+                    .await
+                    .map_err(HostError::Store)?
+                {
+                    Claimed::Mine(claim) => {
+                        let fresh = Arc::new(Active {
+                            turns: Turns::default(),
+                            claim: tokio::sync::Mutex::new(Some(claim)),
+                            used: Mutex::new(Instant::now()),
+                            claimed: Mutex::new(Instant::now()),
+                            closing: AtomicBool::new(false),
+                        });
+                        let a = self.table().entry(key.clone()).or_insert(fresh).clone();
+                        if !a.closing.load(Ordering::Acquire) {
+                            return Ok(Found::Here(a));
+                        }
+                    }
+                    Claimed::Held(h) => return Ok(Found::Elsewhere(h)),
+                    Claimed::Contended => {}
+                },
+            }
+            if Instant::now() >= deadline {
+                return Err(HostError::Unavailable(format!(
+                    "actor {actor_type}/{id} is moving between hosts; try again"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+fn session_invalid() -> HostError {
+    HostError::Unavailable(
+        "this host cannot reach the actor state store to keep its actors; try again".into(),
+    )
+}
+
+/// This host as its claims name it.
+fn holder(me: &Caller, placement: &Placement) -> Holder {
+    Holder {
+        session: uuid::Uuid::new_v4().to_string(),
+        app_id: me.app_id.clone(),
+        namespace: me.namespace.clone(),
+        address: placement.me().to_string(),
+    }
+}
+
+/// The caller's headers the app may see: what describes the body, plus the caller's own
+/// metadata; never the API token or hop-by-hop headers (the channel strips identity itself).
+fn app_headers(mut h: HeaderMap) -> HeaderMap {
+    h.remove(header::HOST);
+    h.remove(header::CONTENT_LENGTH);
+    h.remove(header::TRANSFER_ENCODING);
+    h.remove(REENTRANCY_ID);
+    h
+}
+
+/// One path segment, escaped so that it stays one segment.
+pub(crate) fn segment(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, SEGMENT).to_string()
+}
+
+/// A method name, which may hold `/` (daprd passes it on as it came).
+fn method_path(m: &str) -> String {
+    m.split('/').map(segment).collect::<Vec<_>>().join("/")
+}
+
+/// What a path segment may not hold unescaped.
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'/')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'`')
+    .add(b'{')
+    .add(b'}');

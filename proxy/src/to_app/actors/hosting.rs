@@ -1,0 +1,120 @@
+//! Becoming an actor host: the app is asked `GET /dapr/config` once it is healthy (as daprd
+//! asks: a non-200 answer means it hosts nothing), and the types it names are hosted when an
+//! actor state store is configured. Hosting without one is refused loudly, as daprd suspends it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Method, Request, header};
+use outrider_blocks::actors::config::{self, TypeConfig};
+use outrider_policy::Caller;
+
+use super::Host;
+use crate::api::actors::Actors;
+use crate::net::http::empty;
+use crate::to_app::channel::AppChannel;
+
+/// The largest `/dapr/config` answer read.
+const MAX_CONFIG_BODY: usize = 1 << 20;
+
+/// The actor types the app hosts and their settings; none when it hosts none (or says nothing
+/// readable, which is logged).
+pub(crate) async fn fetch_config(app: &AppChannel, me: &Caller) -> BTreeMap<String, TypeConfig> {
+    if app.speaks_grpc() {
+        // gRPC apps have no `/dapr/config`; hosting actors needs an HTTP app.
+        return BTreeMap::new();
+    }
+    let mut delay = Duration::from_millis(500);
+    for attempt in 1..=3 {
+        let req = Request::builder()
+            .method(Method::GET)
+            .uri("/dapr/config")
+            .header(header::CONTENT_TYPE, "application/json")
+            .header("dapr-app-id", me.app_id.as_str())
+            .body(empty())
+            .expect("a static request is valid");
+        match app.call(req, me).await {
+            Ok(rsp) if rsp.status() == http::StatusCode::OK => {
+                let body = crate::net::http::collect_within(rsp.into_body(), MAX_CONFIG_BODY)
+                    .await
+                    .unwrap_or_default();
+                return match config::parse(&body) {
+                    Ok((types, warnings)) => {
+                        for w in warnings {
+                            tracing::warn!("/dapr/config: {w}");
+                        }
+                        types
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "/dapr/config is not readable: no actor types hosted");
+                        BTreeMap::new()
+                    }
+                };
+            }
+            Ok(_) => return BTreeMap::new(),
+            Err(e) if attempt < 3 => {
+                tracing::info!(error = %e, attempt, "asking the app for its actor config failed; retrying");
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "asking the app for its actor config failed: no actor types hosted");
+            }
+        }
+    }
+    BTreeMap::new()
+}
+
+/// Starts hosting what the app asked for; `announce` then tells discovery the types. Returns
+/// whether hosting started.
+pub(crate) async fn start(
+    actors: &Arc<Actors>,
+    app: AppChannel,
+    me: Caller,
+    max_body: u64,
+    announce: impl FnOnce(Vec<String>) -> anyhow::Result<bool>,
+) -> bool {
+    let types = fetch_config(&app, &me).await;
+    if types.is_empty() {
+        return false;
+    }
+    let names: Vec<String> = types.keys().cloned().collect();
+    let Some((store_name, store)) = actors.store.clone() else {
+        tracing::error!(
+            types = ?names,
+            "the app hosts actor types, but no state store has `actorStateStore: \"true\"`: \
+             actor hosting is suspended until one is configured"
+        );
+        return false;
+    };
+    let host = loop {
+        let started = Host::start(
+            app.clone(),
+            me.clone(),
+            store.clone(),
+            types.clone(),
+            actors.placement.clone(),
+            max_body,
+        )
+        .await;
+        match started {
+            Ok(host) => break host,
+            Err(e) => {
+                tracing::warn!(store = %store_name, error = %e, "starting the actor host failed; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    };
+    let _ = actors.host.set(host);
+    match announce(names.clone()) {
+        Ok(true) => tracing::info!(types = ?names, store = %store_name, "hosting actors"),
+        Ok(false) => tracing::warn!(
+            types = ?names,
+            "hosting actors, but the name resolution in use does not carry actor types yet \
+             (only the local registry does): other sidecars cannot place actors here"
+        ),
+        Err(e) => tracing::error!(error = %e, "hosting actors, but announcing them failed"),
+    }
+    true
+}
