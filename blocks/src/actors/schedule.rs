@@ -199,6 +199,72 @@ impl Firings {
     }
 }
 
+/// Which field of a timer, reminder or job was malformed, and why.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ScheduleError {
+    /// `dueTime`.
+    #[error("error parsing due time: {0}")]
+    DueTime(String),
+    /// `period`.
+    #[error("invalid period: {0}")]
+    Period(String),
+    /// `ttl`.
+    #[error("error parsing TTL: {0}")]
+    Ttl(String),
+    /// `R0/…`: no firing at all.
+    #[error("invalid period: has zero repetitions")]
+    ZeroRepetitions,
+    /// The TTL ends before the first firing.
+    #[error("it has already expired: the first firing is due at {due}, the TTL ends at {ttl}")]
+    Expired {
+        /// The first firing.
+        due: DateTime<Utc>,
+        /// The end of the TTL.
+        ttl: DateTime<Utc>,
+    },
+}
+
+impl Firings {
+    /// The firings of a timer, reminder or job made at `now` from its `dueTime`, `period` and
+    /// `ttl` as given (empty: not set). An empty `dueTime` is now; a TTL given as a duration
+    /// counts from the first firing when `ttl_from_due` (timers), else from `now`.
+    pub fn from_request(
+        due_time: &str,
+        period: &str,
+        ttl: &str,
+        now: DateTime<Utc>,
+        ttl_from_due: bool,
+    ) -> Result<Self, ScheduleError> {
+        let due = match due_time.trim() {
+            "" => now,
+            t => parse_time(t, now).map_err(ScheduleError::DueTime)?,
+        };
+        let period = match period.trim() {
+            "" => None,
+            p => Some(Period::parse(p).map_err(ScheduleError::Period)?),
+        };
+        if period.and_then(|p| p.repetitions) == Some(0) {
+            return Err(ScheduleError::ZeroRepetitions);
+        }
+        let expires = match ttl.trim() {
+            "" => None,
+            t => Some(
+                parse_time(t, if ttl_from_due { due } else { now }).map_err(ScheduleError::Ttl)?,
+            ),
+        };
+        if let Some(e) = expires
+            && e < due
+        {
+            return Err(ScheduleError::Expired { due, ttl: e });
+        }
+        Ok(Self {
+            due,
+            period,
+            expires,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

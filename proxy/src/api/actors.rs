@@ -10,6 +10,7 @@
 //! `<app-id>||<type>||<id>||<key>`; writes are allowed only for an actor active on this host.
 
 mod state;
+mod timers;
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -22,6 +23,7 @@ use outrider_discovery::Target;
 use tokio::time::Instant;
 
 pub(crate) use state::{get_state, transaction};
+pub(crate) use timers::{create_timer, delete_timer};
 
 use crate::errors::{ApiError, InvokeError};
 use crate::mesh::ACTOR_HOP;

@@ -220,7 +220,7 @@ impl ApiService {
             Route::ActorMethod => actors::method(s, p, req).await,
             Route::ActorState => actors::transaction(s, &p, req).await,
             Route::ActorStateKey => actors::get_state(s, &p).await,
-            Route::ActorTimer => actors::not_yet("timers"),
+            Route::ActorTimer => actors::timer(s, &p, req).await,
             Route::ActorReminder => actors::not_yet("reminders"),
         }
     }

@@ -463,6 +463,12 @@ pub(crate) const ALL: &[Metric] = &[
     PASSTHROUGH_REQUESTS,
     MESH_REQUESTS,
     TRANSPORT_FALLBACKS,
+    actors::TIMERS_FIRED,
+    actors::REMINDERS_FIRED,
+    actors::DEACTIVATED,
+    actors::DEACTIVATED_FAILED,
+    actors::REBALANCED,
+    actors::PENDING_CALLS,
 ];
 
 /// A `# HELP` line for every metric, ours and the `filters` layers'.
@@ -477,6 +483,7 @@ pub(crate) fn describe() {
     }
 }
 
+pub(crate) mod actors;
 mod mesh;
 pub(crate) use mesh::{record_mesh_request, record_transport_fallback};
 

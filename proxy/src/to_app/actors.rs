@@ -10,6 +10,7 @@
 //! the session is lost.
 
 pub(crate) mod hosting;
+pub(crate) mod timers;
 mod upkeep;
 
 use std::collections::{BTreeMap, HashMap};
@@ -68,6 +69,8 @@ pub(crate) struct Active {
     claimed: Mutex<Instant>,
     /// Set when deactivation starts: calls wait for it to end, then activate afresh.
     closing: AtomicBool,
+    /// Its timers, by name.
+    timers: Mutex<HashMap<String, tokio::task::AbortHandle>>,
 }
 
 impl Active {
@@ -138,6 +141,11 @@ impl Host {
         Ok(host)
     }
 
+    /// The hosted types and their settings.
+    pub(crate) fn types(&self) -> &BTreeMap<String, TypeConfig> {
+        &self.types
+    }
+
     /// Whether this host may run turns now (its session is good).
     pub(crate) fn ready(&self) -> bool {
         self.session().valid()
@@ -201,7 +209,11 @@ impl Host {
                 Found::Elsewhere(h) => return Err(HostError::Elsewhere(h)),
             };
             let depth = cfg.reentrancy.unwrap_or(1);
-            match active.turns.enter(chain.as_deref(), depth).await {
+            let pending = crate::telemetry::metrics::actors::pending(&self.me.app_id, actor_type);
+            pending.increment(1.0);
+            let entered = active.turns.enter(chain.as_deref(), depth).await;
+            pending.decrement(1.0);
+            match entered {
                 Ok(turn) => break (active, turn),
                 // Deactivated while the call waited: activate afresh.
                 Err(TurnError::Closed) if Instant::now() < deadline => continue,
@@ -305,6 +317,7 @@ impl Host {
                             used: Mutex::new(Instant::now()),
                             claimed: Mutex::new(Instant::now()),
                             closing: AtomicBool::new(false),
+                            timers: Mutex::default(),
                         });
                         let a = self.table().entry(key.clone()).or_insert(fresh).clone();
                         if !a.closing.load(Ordering::Acquire) {

@@ -274,3 +274,114 @@ async fn reentrant_calls_share_the_turn_up_to_the_stack_depth() {
     );
     assert_eq!(turns.overlaps(), 0);
 }
+
+#[tokio::test]
+async fn timers_fire_in_turn_until_spent_deleted_or_deactivated() {
+    let mesh = Mesh::new();
+    let res = memory_store(&mesh);
+    // Clocks idle out after a second; markers stay.
+    let config = json!({"entities": ["Clock", "Marker"], "actorIdleTimeout": "1s",
+        "entitiesConfig": [{"entities": ["Marker"], "actorIdleTimeout": "1h"}]});
+    let turns = Turns::default();
+    let app = ActorApp::start("one", config, turns.clone()).await;
+    let s = host(&mesh, "clock", &res, &app).await;
+    let timer = |id: &str, name: &str, body: Value| {
+        let s = &s;
+        let path = if id == "marker" {
+            format!("/v1.0/actors/Marker/m/timers/{name}")
+        } else {
+            format!("/v1.0/actors/Clock/{id}/timers/{name}")
+        };
+        async move { call(s, "POST", &path, &body.to_string()).await }
+    };
+    let fired = |actor: &str, name: &str| app.callbacks_of(actor, "timer", name).len();
+    let wait_fired = |actor: &'static str, name: &'static str, n: usize| {
+        let app = &app;
+        async move {
+            wait_until(WAIT, &format!("{n} firings of {actor} {name}"), || async {
+                (app.callbacks_of(actor, "timer", name).len() >= n).then_some(())
+            })
+            .await;
+        }
+    };
+
+    // Three repetitions, a second apart, with the body daprd sends.
+    let r = timer(
+        "a",
+        "three",
+        json!({"period": "R3/PT1S", "callback": "tick", "data": {"n": 1}}),
+    )
+    .await;
+    assert_eq!(r.status, 204, "{}", r.text());
+    // A recurring one, deleted after two firings.
+    let r = timer("a", "often", json!({"dueTime": "100ms", "period": "100ms"})).await;
+    assert_eq!(r.status, 204, "{}", r.text());
+    wait_fired("Clock/a", "often", 2).await;
+    assert_eq!(
+        call(&s, "DELETE", "/v1.0/actors/Clock/a/timers/often", "")
+            .await
+            .status,
+        204
+    );
+    let deleted_at = fired("Clock/a", "often");
+    wait_fired("Clock/a", "three", 3).await;
+    let first = &app.callbacks_of("Clock/a", "timer", "three")[0];
+    assert_eq!(
+        first.body,
+        json!({"callback": "tick", "data": {"n": 1}, "dueTime": "", "period": "R3/PT1S"})
+    );
+    // A marker timer, due well after any firing under way: when it has fired, the spent and
+    // deleted timers had every chance to fire again.
+    timer("a", "marker", json!({"dueTime": "600ms"})).await;
+    wait_fired("Clock/a", "marker", 1).await;
+    assert_eq!(fired("Clock/a", "three"), 3, "a spent timer fired again");
+    assert!(
+        fired("Clock/a", "often") <= deleted_at + 1,
+        "a deleted timer kept firing"
+    );
+
+    // Timers go with their actor: `b` idles out before its timer is due.
+    timer("b", "late", json!({"dueTime": "4s"})).await;
+    wait_until(WAIT, "b's deactivation", || async {
+        app.deactivated()
+            .contains(&"Clock/b".to_owned())
+            .then_some(())
+    })
+    .await;
+    timer("marker", "late", json!({"dueTime": "4500ms"})).await;
+    wait_fired("Marker/m", "late", 1).await;
+    assert_eq!(
+        fired("Clock/b", "late"),
+        0,
+        "a deactivated actor's timer fired"
+    );
+    assert_eq!(turns.overlaps(), 0);
+
+    // Bad timers change nothing.
+    let r = call(
+        &s,
+        "POST",
+        "/v1.0/actors/Clock/a/timers/t",
+        "{\"period\": 5}",
+    )
+    .await;
+    r.assert_error_says(
+        400,
+        "ERR_MALFORMED_REQUEST",
+        "failed deserializing HTTP body",
+    );
+    let r = timer("a", "t", json!({"period": "PT10"})).await;
+    r.assert_error_says(500, "ERR_ACTOR_TIMER_CREATE", "invalid period");
+    let r = timer(
+        "a",
+        "t",
+        json!({"dueTime": "10s", "ttl": "2000-01-01T00:00:00Z"}),
+    )
+    .await;
+    r.assert_error_says(500, "ERR_ACTOR_TIMER_CREATE", "already expired");
+    let r = timer("a", "t", json!({"period": "R0/PT1S"})).await;
+    r.assert_error_says(500, "ERR_ACTOR_TIMER_CREATE", "zero repetitions");
+    let r = call(&s, "POST", "/v1.0/actors/Other/a/timers/t", "{}").await;
+    r.assert_error_says(500, "ERR_ACTOR_TIMER_CREATE", "actor type not registered");
+    assert_eq!(fired("Clock/a", "t"), 0);
+}

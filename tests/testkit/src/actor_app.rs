@@ -11,6 +11,9 @@
 //!   actor's own error with `X-DaprErrorResponseHeader`;
 //! - anything else: 404.
 //!
+//! Timer and reminder callbacks (`…/method/timer/{name}`, `…/method/remind/{name}`) are recorded
+//! and answered 200, or 500 when their `data` is `{"fail": true}`.
+//!
 //! Every turn is watched: a second call running for the same actor at the same time (on this
 //! app or on any app sharing its [`Turns`]) counts as an overlap. Deactivations
 //! (`DELETE /actors/{type}/{id}`) are recorded.
@@ -78,6 +81,24 @@ struct Shared {
     turns: Turns,
     deactivated: Mutex<Vec<String>>,
     calls: Mutex<Vec<(String, String)>>,
+    callbacks: Mutex<Vec<Callback>>,
+}
+
+/// A timer or reminder callback as the app received it.
+#[derive(Clone, Debug)]
+pub struct Callback {
+    /// `type/id`.
+    pub actor: String,
+    /// `timer` or `remind`.
+    pub kind: String,
+    /// The timer's or reminder's name.
+    pub name: String,
+    /// The body, as JSON.
+    pub body: Value,
+    /// When it arrived.
+    pub at: std::time::Instant,
+    /// The app answering it.
+    pub host: String,
 }
 
 /// A running actor app; stops (and drops its connections) when dropped.
@@ -103,6 +124,7 @@ impl ActorApp {
             turns,
             deactivated: Mutex::default(),
             calls: Mutex::default(),
+            callbacks: Mutex::default(),
         });
         let s2 = shared.clone();
         let task = tokio::spawn(async move {
@@ -132,6 +154,18 @@ impl ActorApp {
     /// The actors deactivated so far, as `type/id`.
     pub fn deactivated(&self) -> Vec<String> {
         self.shared.deactivated.lock().unwrap().clone()
+    }
+
+    /// The timer and reminder callbacks received so far, in order.
+    pub fn callbacks(&self) -> Vec<Callback> {
+        self.shared.callbacks.lock().unwrap().clone()
+    }
+
+    /// The callbacks of `kind` (`timer` or `remind`) named `name` for `actor` (`type/id`).
+    pub fn callbacks_of(&self, actor: &str, kind: &str, name: &str) -> Vec<Callback> {
+        (self.callbacks().into_iter())
+            .filter(|c| c.actor == actor && c.kind == kind && c.name == name)
+            .collect()
     }
 
     /// The method calls received so far, as (`type/id`, method).
@@ -170,6 +204,23 @@ async fn handle(req: Request<Incoming>, shared: Arc<Shared>) -> Result<Response<
         ("DELETE", ["actors", t, id]) => {
             shared.deactivated.lock().unwrap().push(format!("{t}/{id}"));
             reply(200, json!({}))
+        }
+        ("PUT", ["actors", t, id, "method", kind @ ("timer" | "remind"), name]) => {
+            let actor = format!("{t}/{id}");
+            let _turn = shared.turns.enter(&actor);
+            let body = req.into_body().collect().await.map(|b| b.to_bytes());
+            let body: Value =
+                serde_json::from_slice(&body.unwrap_or_default()).unwrap_or(Value::Null);
+            let fail = body["data"]["fail"] == true;
+            shared.callbacks.lock().unwrap().push(Callback {
+                actor,
+                kind: (*kind).to_owned(),
+                name: (*name).to_owned(),
+                body,
+                at: std::time::Instant::now(),
+                host: shared.name.clone(),
+            });
+            reply(if fail { 500 } else { 200 }, json!({}))
         }
         ("PUT", ["actors", t, id, "method", method]) => {
             let (t, id, method) = (t.to_string(), id.to_string(), method.to_string());

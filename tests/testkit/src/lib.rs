@@ -18,7 +18,7 @@ pub mod servers;
 pub mod sidecar;
 pub mod state;
 
-pub use actor_app::{ActorApp, Turns};
+pub use actor_app::{ActorApp, Callback, Turns};
 pub use app::{FNV_START, FakeApp, Recorded, fnv};
 pub use client::{JSON, Reply, TEXT, http_client, publish, raw_request, send};
 pub use collector::{CollectedSpan, Collector};

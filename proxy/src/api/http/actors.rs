@@ -46,7 +46,22 @@ pub(in crate::api) async fn transaction(
     Ok(super::no_content())
 }
 
-/// Timers and reminders: routed, not served yet.
+/// `POST|PUT …/timers/{name}` registers, `DELETE` removes: 204 either way.
+pub(in crate::api) async fn timer(
+    s: &ApiState,
+    p: &Params,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    if req.method() == http::Method::DELETE {
+        actors::delete_timer(&s.actors, &p.store, &p.id, &p.key)?;
+    } else {
+        let body: Bytes = super::body::read_body(s, req, u64::MAX).await?;
+        actors::create_timer(&s.actors, &p.store, &p.id, &p.key, &body).await?;
+    }
+    Ok(super::no_content())
+}
+
+/// Reminders: routed, not served yet.
 pub(in crate::api) fn not_yet(what: &str) -> Result<Response<Body>, ApiError> {
     Err(ApiError::new(
         StatusCode::NOT_IMPLEMENTED,

@@ -148,6 +148,7 @@ pub(super) async fn deactivate(host: &Arc<Host>, key: ActorKey, active: Arc<Acti
         (Why::Moved | Why::Stopping, _) => active.turns.close_now(),
         (Why::Idle, _) => active.turns.close().await,
     }
+    stop_timers(&active);
     tell_app(host, &key).await;
     let claim = active.claim.lock().await.take();
     {
@@ -164,27 +165,39 @@ pub(super) async fn deactivate(host: &Arc<Host>, key: ActorKey, active: Arc<Acti
     tracing::debug!(actor_type = %key.0, id = %key.1, ?why, "actor deactivated");
 }
 
+/// Timers go with the actor.
+fn stop_timers(active: &Active) {
+    let timers = std::mem::take(&mut *active.timers.lock().unwrap_or_else(|p| p.into_inner()));
+    for task in timers.into_values() {
+        task.abort();
+    }
+}
+
 /// `DELETE /actors/{type}/{id}` to the app; a failure is logged, the actor is gone either way.
 async fn tell_app(host: &Host, key: &ActorKey) {
     let path = format!("/actors/{}/{}", segment(&key.0), segment(&key.1));
     let req = Request::new(Bytes::new());
-    match tokio::time::timeout(
+    let answer = tokio::time::timeout(
         DEACTIVATE_TIMEOUT,
         host.call_app(Method::DELETE, &path, req, None),
     )
-    .await
-    {
-        Ok(Ok(rsp)) if rsp.status().is_success() => {}
+    .await;
+    let failure = match answer {
+        Ok(Ok(rsp)) if rsp.status().is_success() => None,
         Ok(Ok(rsp)) => {
             tracing::warn!(actor_type = %key.0, id = %key.1, status = rsp.status().as_u16(), "the app failed to deactivate an actor");
+            Some(format!("status_code_{}", rsp.status().as_u16()))
         }
         Ok(Err(e)) => {
             tracing::warn!(actor_type = %key.0, id = %key.1, error = %e, "the app could not be told to deactivate an actor");
+            Some("invoke".to_owned())
         }
         Err(_) => {
             tracing::warn!(actor_type = %key.0, id = %key.1, "the app did not answer a deactivation within {DEACTIVATE_TIMEOUT:?}");
+            Some("invoke".to_owned())
         }
-    }
+    };
+    crate::telemetry::metrics::actors::left(&host.me.app_id, &key.0, failure);
 }
 
 /// The session is gone: other hosts may hold these actors already. Each is closed at once and
@@ -194,6 +207,7 @@ async fn drop_all(host: &Arc<Host>) {
     for (key, active) in actors {
         active.closing.store(true, Ordering::Release);
         active.turns.close_now();
+        stop_timers(&active);
         active.claim.lock().await.take();
         tell_app(host, &key).await;
     }

@@ -1,0 +1,156 @@
+//! Actor timers: kept in memory with the active actor, gone when it deactivates. Each firing
+//! takes the actor's turn and calls the app at `PUT /actors/{type}/{id}/method/timer/{name}`
+//! with `{data, callback, dueTime, period}`; a failed callback is logged and the timer goes on,
+//! as in daprd. A firing counts as activity: an actor whose timer fires more often than its idle
+//! timeout stays active.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+
+use bytes::Bytes;
+use chrono::Utc;
+use http::{HeaderValue, Method, Request, header};
+use outrider_blocks::actors::schedule::Firings;
+use serde_json::{Value, json};
+
+use super::{Active, Found, Host, HostError, segment};
+
+/// Timers one actor may have at once.
+pub(crate) const MAX_TIMERS: usize = 256;
+
+/// A timer as registered.
+#[derive(Clone, Debug)]
+pub(crate) struct Timer {
+    pub(crate) name: String,
+    pub(crate) callback: String,
+    pub(crate) data: Option<Value>,
+    /// As given, echoed to the app.
+    pub(crate) due_time: String,
+    pub(crate) period: String,
+    pub(crate) firings: Firings,
+}
+
+impl Host {
+    /// Registers (or replaces) a timer of actor `(actor_type, id)`, activating the actor here.
+    pub(crate) async fn register_timer(
+        self: &Arc<Self>,
+        actor_type: &str,
+        id: &str,
+        timer: Timer,
+    ) -> Result<(), HostError> {
+        if !self.types.contains_key(actor_type) {
+            return Err(HostError::NotHosted(actor_type.to_owned()));
+        }
+        let deadline = tokio::time::Instant::now() + super::ACTIVATION_PATIENCE;
+        let active = match self.find(actor_type, id, true, deadline).await? {
+            Found::Here(a) => a,
+            Found::Elsewhere(h) => return Err(HostError::Elsewhere(h)),
+        };
+        let mut timers = active.timers.lock().unwrap_or_else(|p| p.into_inner());
+        if timers.len() >= MAX_TIMERS && !timers.contains_key(&timer.name) {
+            return Err(HostError::Unavailable(format!(
+                "the actor has {MAX_TIMERS} timers already"
+            )));
+        }
+        let task = tokio::spawn(run(
+            Arc::downgrade(self),
+            (actor_type.to_owned(), id.to_owned()),
+            Arc::downgrade(&active),
+            timer.clone(),
+        ));
+        if let Some(old) = timers.insert(timer.name, task.abort_handle()) {
+            old.abort();
+        }
+        Ok(())
+    }
+
+    /// Deletes a timer of an actor active here; nothing happens when there is none.
+    pub(crate) fn delete_timer(&self, actor_type: &str, id: &str, name: &str) {
+        let key = (actor_type.to_owned(), id.to_owned());
+        let Some(active) = self.table().get(&key).cloned() else {
+            return;
+        };
+        let removed = active
+            .timers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name);
+        if let Some(task) = removed {
+            task.abort();
+        }
+    }
+}
+
+/// Fires `timer` until it is spent, deleted, or its actor goes.
+async fn run(host: Weak<Host>, key: (String, String), active: Weak<Active>, timer: Timer) {
+    let mut fired = 0u32;
+    let mut last = timer.firings.due;
+    while let Some(at) = timer.firings.next(fired, last) {
+        let wait = (at - Utc::now()).to_std().unwrap_or_default();
+        tokio::time::sleep(wait).await;
+        let (Some(host), Some(active)) = (host.upgrade(), active.upgrade()) else {
+            return;
+        };
+        if active.closing.load(Ordering::Acquire) {
+            return;
+        }
+        fire(&host, &key, &active, &timer).await;
+        fired += 1;
+        last = at;
+    }
+    // Spent: forget it, unless it was replaced meanwhile.
+    if let Some(active) = active.upgrade() {
+        let mut timers = active.timers.lock().unwrap_or_else(|p| p.into_inner());
+        if timers.get(&timer.name).is_some_and(|t| t.is_finished()) {
+            timers.remove(&timer.name);
+        }
+    }
+}
+
+async fn fire(host: &Host, key: &(String, String), active: &Active, timer: &Timer) {
+    let depth = host
+        .types
+        .get(&key.0)
+        .and_then(|c| c.reentrancy)
+        .unwrap_or(1);
+    let Ok(_turn) = active.turns.enter(None, depth).await else {
+        return;
+    };
+    if !host.session().valid() {
+        return;
+    }
+    active.touch();
+    let mut body = json!({
+        "callback": timer.callback,
+        "dueTime": timer.due_time,
+        "period": timer.period,
+    });
+    if let Some(data) = &timer.data {
+        body["data"] = data.clone();
+    }
+    let mut req = Request::new(Bytes::from(body.to_string()));
+    req.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    let path = format!(
+        "/actors/{}/{}/method/timer/{}",
+        segment(&key.0),
+        segment(&key.1),
+        segment(&timer.name)
+    );
+    let result = host.call_app(Method::PUT, &path, req, None).await;
+    let ok = matches!(&result, Ok(r) if r.status() == http::StatusCode::OK);
+    let timers = &crate::telemetry::metrics::actors::TIMERS_FIRED;
+    crate::telemetry::metrics::actors::fired(timers, &host.me.app_id, &key.0, ok);
+    match result {
+        Ok(r) if r.status() == http::StatusCode::OK => {}
+        Ok(r) => {
+            tracing::warn!(actor_type = %key.0, id = %key.1, timer = %timer.name, status = r.status().as_u16(), "the app failed an actor timer")
+        }
+        Err(e) => {
+            tracing::warn!(actor_type = %key.0, id = %key.1, timer = %timer.name, error = %e, "an actor timer could not reach the app")
+        }
+    }
+    active.touch();
+}
