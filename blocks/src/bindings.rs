@@ -7,7 +7,7 @@
 //! declares, carries the request's data as bytes (the JSON text of the `data` field, as daprd
 //! passes it on) and string metadata; the answer is bytes and metadata, or nothing.
 
-mod cron;
+pub(crate) mod cron;
 pub mod gotime;
 mod localstorage;
 mod mysql;

@@ -13,6 +13,7 @@ mod cors;
 mod grpc;
 mod http;
 pub(crate) mod invoke;
+pub(crate) mod jobs;
 mod lock;
 mod meta;
 pub(crate) mod pipeline;

@@ -63,24 +63,7 @@ impl Schedule {
             }
             return interval.map(Schedule::Every);
         }
-        let spec = if spec.eq_ignore_ascii_case("@midnight") {
-            "@daily"
-        } else {
-            spec
-        };
-        let fields = spec.split_whitespace().count();
-        if !spec.starts_with('@') && !(5..=6).contains(&fields) {
-            return Err(format!(
-                "{spec:?} has {fields} fields; a schedule has 5 (minute hour day-of-month \
-                 month day-of-week) or 6 (seconds first)"
-            ));
-        }
-        let cron = CronParser::builder()
-            .seconds(Seconds::Optional)
-            .year(Year::Disallowed)
-            .build()
-            .parse(spec)
-            .map_err(|e| format!("{spec:?}: {e}"))?;
+        let cron = cron_expression(spec)?;
         Ok(Schedule::Cron {
             cron: Box::new(cron),
             zone,
@@ -103,6 +86,29 @@ impl Schedule {
         };
         next.ok()
     }
+}
+
+/// A cron expression of 5 fields, or 6 with seconds first, or a descriptor (`@daily`,
+/// `@midnight`, …).
+pub(crate) fn cron_expression(spec: &str) -> Result<Cron, String> {
+    let spec = if spec.eq_ignore_ascii_case("@midnight") {
+        "@daily"
+    } else {
+        spec
+    };
+    let fields = spec.split_whitespace().count();
+    if !spec.starts_with('@') && !(5..=6).contains(&fields) {
+        return Err(format!(
+            "{spec:?} has {fields} fields; a schedule has 5 (minute hour day-of-month \
+             month day-of-week) or 6 (seconds first)"
+        ));
+    }
+    CronParser::builder()
+        .seconds(Seconds::Optional)
+        .year(Year::Disallowed)
+        .build()
+        .parse(spec)
+        .map_err(|e| format!("{spec:?}: {e}"))
 }
 
 /// `@every <duration>`: `None` when `spec` is something else, else the interval or why not.

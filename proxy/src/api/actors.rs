@@ -9,6 +9,7 @@
 //! Actor state lives in the store with `actorStateStore: "true"`, under daprd's keys
 //! `<app-id>||<type>||<id>||<key>`; writes are allowed only for an actor active on this host.
 
+pub(crate) mod reminders;
 mod state;
 mod timers;
 
@@ -22,6 +23,7 @@ use outrider_blocks::state::StateStore;
 use outrider_discovery::Target;
 use tokio::time::Instant;
 
+pub(crate) use reminders::{create_reminder, delete_reminder, get_reminder};
 pub(crate) use state::{get_state, transaction};
 pub(crate) use timers::{create_timer, delete_timer};
 
@@ -73,6 +75,7 @@ impl Hop {
 /// The actor runtime as the API sees it.
 pub(crate) struct Actors {
     pub(crate) app_id: String,
+    pub(crate) namespace: String,
     pub(crate) placement: Arc<Placement>,
     pub(crate) outbound: Arc<Outbound>,
     /// The store with `actorStateStore: "true"`, by name.
@@ -81,6 +84,10 @@ pub(crate) struct Actors {
     pub(crate) host: OnceLock<Arc<Host>>,
     /// Set once the app was asked which types it hosts (or there is no app to ask).
     pub(crate) ready: std::sync::atomic::AtomicBool,
+    /// Fires reminders and jobs, when there is an actor state store and an app.
+    pub(crate) scheduler: OnceLock<Arc<crate::to_app::schedules::Scheduler>>,
+    /// Stops the scheduler.
+    pub(crate) stop: tokio_util::sync::CancellationToken,
 }
 
 /// The actor runtime as the metadata API shows it.
@@ -111,6 +118,18 @@ impl Actors {
     /// The host, if this sidecar hosts actors.
     pub(crate) fn host(&self) -> Option<&Arc<Host>> {
         self.host.get()
+    }
+
+    /// The reminders of `actor_type` hosted by this app.
+    pub(crate) fn reminder_group(
+        &self,
+        actor_type: &str,
+    ) -> outrider_blocks::actors::durable::Group {
+        outrider_blocks::actors::durable::Group::reminders(
+            &self.namespace,
+            &self.app_id,
+            actor_type,
+        )
     }
 
     /// What the metadata API shows.

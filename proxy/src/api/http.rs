@@ -13,6 +13,7 @@ mod actors;
 mod bindings;
 pub(super) mod body;
 mod configuration;
+mod jobs;
 mod lock;
 mod meta;
 mod protojson;
@@ -221,7 +222,8 @@ impl ApiService {
             Route::ActorState => actors::transaction(s, &p, req).await,
             Route::ActorStateKey => actors::get_state(s, &p).await,
             Route::ActorTimer => actors::timer(s, &p, req).await,
-            Route::ActorReminder => actors::not_yet("reminders"),
+            Route::ActorReminder => actors::reminder(s, &p, req).await,
+            Route::Job | Route::JobAlpha1 => jobs::job(s, &p.key, req).await,
         }
     }
 

@@ -73,6 +73,17 @@ impl Placement {
         })
     }
 
+    /// Whether this sidecar fires job `name` of its app: the same hash over the app's
+    /// instances as discovery lists them (this one alone when it lists none).
+    pub(crate) fn owns_job(&self, app: &Target, name: &str) -> bool {
+        let addrs = self.resolver.resolve(app).borrow().addrs.clone();
+        if addrs.is_empty() {
+            return true;
+        }
+        let ring = Ring::new(addrs.iter().map(ToString::to_string));
+        ring.owner("||jobs", name) == Some(self.me.to_string().as_str())
+    }
+
     /// The hosts of `actor_type` and their ring, rebuilt only when the hosts changed.
     fn hosts(&self, actor_type: &str) -> Option<Arc<Hosts>> {
         let entries = self.resolver.actor_hosts(&self.namespace, actor_type);

@@ -120,6 +120,7 @@ impl Running {
         }
         // Actors: calls under way drain, the app deactivates each, and the claims are freed at
         // once for the hosts that take over.
+        self.actors.stop.cancel();
         if let Some(host) = self.actors.host() {
             host.stop().await;
         }

@@ -279,6 +279,7 @@ fn actors_for(
 ) -> Arc<Actors> {
     Arc::new(Actors {
         app_id: s.app_id.clone(),
+        namespace: s.namespace.clone(),
         placement: Arc::new(Placement::new(
             discovery.resolver.clone(),
             &s.namespace,
@@ -290,6 +291,8 @@ fn actors_for(
             .map(|c| (c.name.clone(), c.store.clone())),
         host: std::sync::OnceLock::new(),
         ready: std::sync::atomic::AtomicBool::new(false),
+        scheduler: std::sync::OnceLock::new(),
+        stop: tokio_util::sync::CancellationToken::new(),
     })
 }
 

@@ -1,9 +1,12 @@
 //! Actors through real sidecars and a real hosting app: calls, state and daprd's answers on one
-//! host; one turn at a time, idle deactivation and reentrancy; and exactly one activation per
-//! actor while hosts die and join (`actors/churn.rs`).
+//! host; one turn at a time, idle deactivation, reentrancy and timers; exactly one activation
+//! per actor while hosts die and join (`actors/churn.rs`); durable reminders
+//! (`actors/reminders.rs`).
 
 #[path = "actors/churn.rs"]
 mod churn;
+#[path = "actors/reminders.rs"]
+mod reminders;
 
 use std::time::Duration;
 

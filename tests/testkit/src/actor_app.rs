@@ -14,6 +14,9 @@
 //! Timer and reminder callbacks (`…/method/timer/{name}`, `…/method/remind/{name}`) are recorded
 //! and answered 200, or 500 when their `data` is `{"fail": true}`.
 //!
+//! Jobs (`POST /job/{name}`) are recorded as callbacks of kind `job` (actor empty); a job
+//! whose data holds `{"failTimes": n}` is answered 500 the first n times.
+//!
 //! Every turn is watched: a second call running for the same actor at the same time (on this
 //! app or on any app sharing its [`Turns`]) counts as an overlap. Deactivations
 //! (`DELETE /actors/{type}/{id}`) are recorded.
@@ -201,6 +204,28 @@ async fn handle(req: Request<Incoming>, shared: Arc<Shared>) -> Result<Response<
     Ok(match (req.method().as_str(), parts.as_slice()) {
         ("GET", ["dapr", "config"]) => reply(200, shared.config.clone()),
         ("GET", ["healthz"]) => reply(200, json!({})),
+        ("POST", ["job", name]) => {
+            let body = req.into_body().collect().await.map(|b| b.to_bytes());
+            let body: Value =
+                serde_json::from_slice(&body.unwrap_or_default()).unwrap_or(Value::Null);
+            let mut callbacks = shared.callbacks.lock().unwrap();
+            let before = callbacks
+                .iter()
+                .filter(|c| c.kind == "job" && c.name == *name)
+                .count();
+            let fail = body["failTimes"]
+                .as_u64()
+                .is_some_and(|n| (before as u64) < n);
+            callbacks.push(Callback {
+                actor: String::new(),
+                kind: "job".into(),
+                name: (*name).to_owned(),
+                body,
+                at: std::time::Instant::now(),
+                host: shared.name.clone(),
+            });
+            reply(if fail { 500 } else { 200 }, json!({}))
+        }
         ("DELETE", ["actors", t, id]) => {
             shared.deactivated.lock().unwrap().push(format!("{t}/{id}"));
             reply(200, json!({}))

@@ -4,7 +4,7 @@
 //! them. Timers and reminders answer 501 until they land.
 
 use bytes::Bytes;
-use http::{Request, Response, StatusCode};
+use http::{Request, Response};
 use hyper::body::Incoming;
 
 use crate::api::ApiState;
@@ -61,11 +61,31 @@ pub(in crate::api) async fn timer(
     Ok(super::no_content())
 }
 
-/// Reminders: routed, not served yet.
-pub(in crate::api) fn not_yet(what: &str) -> Result<Response<Body>, ApiError> {
-    Err(ApiError::new(
-        StatusCode::NOT_IMPLEMENTED,
-        "ERR_NOT_IMPLEMENTED",
-        format!("actor {what} are not served by this sidecar yet"),
-    ))
+/// `POST|PUT …/reminders/{name}` makes one, `GET` reads it, `DELETE` removes it.
+pub(in crate::api) async fn reminder(
+    s: &ApiState,
+    p: &Params,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let a = &s.actors;
+    match *req.method() {
+        http::Method::GET => {
+            let v = actors::get_reminder(a, &p.store, &p.id, &p.key).await?;
+            let mut rsp = Response::new(crate::net::http::full(format!("{v}\n")));
+            rsp.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/json"),
+            );
+            Ok(rsp)
+        }
+        http::Method::DELETE => {
+            actors::delete_reminder(a, &p.store, &p.id, &p.key).await?;
+            Ok(super::no_content())
+        }
+        _ => {
+            let body: Bytes = super::body::read_body(s, req, u64::MAX).await?;
+            actors::create_reminder(a, &p.store, &p.id, &p.key, &body).await?;
+            Ok(super::no_content())
+        }
+    }
 }

@@ -47,6 +47,48 @@ impl Message {
         }
     }
 
+    /// An `optional string` field.
+    pub(super) fn optional_string(
+        &self,
+        json: &str,
+        proto: &str,
+    ) -> Result<Option<String>, ApiError> {
+        match self.field(json, proto) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(other) => Err(malformed(format!("{json} must be a string, got {other}"))),
+        }
+    }
+
+    /// An `optional uint32` field.
+    pub(super) fn optional_uint32(&self, json: &str, proto: &str) -> Result<Option<u32>, ApiError> {
+        let Some(v) = self.field(json, proto) else {
+            return Ok(None);
+        };
+        let n = match v {
+            Value::Number(n) => n.as_u64(),
+            Value::String(s) => s.trim().parse().ok(),
+            _ => None,
+        };
+        n.and_then(|n| u32::try_from(n).ok())
+            .map(Some)
+            .ok_or_else(|| malformed(format!("{json} must be a 32-bit unsigned integer, got {v}")))
+    }
+
+    /// A `bool` field; false when absent.
+    pub(super) fn bool(&self, json: &str, proto: &str) -> Result<bool, ApiError> {
+        match self.field(json, proto) {
+            None => Ok(false),
+            Some(Value::Bool(b)) => Ok(*b),
+            Some(other) => Err(malformed(format!("{json} must be a boolean, got {other}"))),
+        }
+    }
+
+    /// A field of any JSON (a `google.protobuf.Value`, a message read later).
+    pub(super) fn value(&self, json: &str, proto: &str) -> Option<Value> {
+        self.field(json, proto).cloned()
+    }
+
     /// An `int32` field; 0 when absent.
     pub(super) fn int32(&self, json: &str, proto: &str) -> Result<i32, ApiError> {
         let bad = |v: &Value| malformed(format!("{json} must be a 32-bit integer, got {v}"));

@@ -41,10 +41,12 @@ pub(super) enum Route {
     ActorStateKey,
     ActorTimer,
     ActorReminder,
+    Job,
+    JobAlpha1,
 }
 
 /// Every route of the table.
-const ALL: [Route; 30] = [
+const ALL: [Route; 32] = [
     Route::Publish,
     Route::PublishBulk,
     Route::PublishBulkV1,
@@ -75,13 +77,14 @@ const ALL: [Route; 30] = [
     Route::ActorStateKey,
     Route::ActorTimer,
     Route::ActorReminder,
+    Route::Job,
+    Route::JobAlpha1,
 ];
 
 /// Dapr API routes this sidecar does not serve yet, by path prefix, with the API's name: they
 /// answer 501 rather than falling through to invocation (where they would look like a call to
 /// an app named `v1.0`).
-const UNSERVED: [(&str, &str); 7] = [
-    ("/v1.0-alpha1/jobs/", "jobs"),
+const UNSERVED: [(&str, &str); 6] = [
     ("/v1.0/workflows/", "workflow"),
     ("/v1.0-beta1/workflows/", "workflow"),
     ("/v1.0-alpha1/workflows/", "workflow"),
@@ -156,6 +159,8 @@ impl Route {
             Route::ActorStateKey => "/v1.0/actors/{type}/{id}/state/{key}",
             Route::ActorTimer => "/v1.0/actors/{type}/{id}/timers/{name}",
             Route::ActorReminder => "/v1.0/actors/{type}/{id}/reminders/{name}",
+            Route::Job => "/v1.0/jobs/{name}",
+            Route::JobAlpha1 => "/v1.0-alpha1/jobs/{name}",
         }
     }
 
@@ -186,6 +191,8 @@ impl Route {
             | Route::ActorStateKey
             | Route::ActorTimer
             | Route::ActorReminder => ("actors", "v1"),
+            Route::Job => ("jobs", "v1"),
+            Route::JobAlpha1 => ("jobs", "v1alpha1"),
         };
         Endpoint {
             group,
@@ -225,7 +232,9 @@ impl Route {
             Route::ActorState => write,
             Route::ActorStateKey => method == Method::GET,
             Route::ActorTimer => write || method == Method::DELETE,
-            Route::ActorReminder => write || method == Method::GET || method == Method::DELETE,
+            Route::ActorReminder | Route::Job | Route::JobAlpha1 => {
+                write || method == Method::GET || method == Method::DELETE
+            }
         }
     }
 }
@@ -346,7 +355,7 @@ mod tests {
             unserved("/v1.0-alpha1/conversation/llm/converse"),
             Some(("/v1.0-alpha1/conversation/", "conversation"))
         );
-        assert_eq!(unserved("/v1.0-alpha1/jobs/j").map(|u| u.1), Some("jobs"));
+        assert_eq!(unserved("/v1.0-alpha1/jobs/j"), None);
         assert_eq!(unserved("/v1.0/invoke/a/method/b"), None);
         assert_eq!(unserved("/v1.0/actors/t/1/method/m"), None);
         assert_eq!(unserved("/v1.0/configuration/c"), None);

@@ -76,6 +76,20 @@ pub(crate) async fn start(
     announce: impl FnOnce(Vec<String>) -> anyhow::Result<bool>,
 ) -> bool {
     let types = fetch_config(&app, &me).await;
+    if let Some((_, store)) = &actors.store {
+        let schedules = outrider_blocks::actors::durable::Schedules::new(store.clone());
+        let scheduler = crate::to_app::schedules::Scheduler::start(schedules, actors.stop.clone());
+        let jobs = crate::api::jobs::Jobs {
+            app: app.clone(),
+            me: me.clone(),
+            placement: actors.placement.clone(),
+        };
+        scheduler.watch(
+            outrider_blocks::actors::durable::Group::jobs(&actors.namespace, &actors.app_id),
+            Arc::new(jobs),
+        );
+        let _ = actors.scheduler.set(scheduler);
+    }
     if types.is_empty() {
         return false;
     }
@@ -107,6 +121,15 @@ pub(crate) async fn start(
         }
     };
     let _ = actors.host.set(host);
+    if let Some(scheduler) = actors.scheduler.get() {
+        for t in &names {
+            let kind = crate::api::actors::reminders::Reminders {
+                actors: Arc::downgrade(actors),
+                actor_type: t.clone(),
+            };
+            scheduler.watch(actors.reminder_group(t), Arc::new(kind));
+        }
+    }
     match announce(names.clone()) {
         Ok(true) => tracing::info!(types = ?names, store = %store_name, "hosting actors"),
         Ok(false) => tracing::warn!(

@@ -1,0 +1,226 @@
+//! Firing durable reminders and jobs (`outrider_blocks::actors::durable`): every sidecar with an
+//! actor state store and an app looks over the groups it may fire — the reminders of each actor
+//! type its app hosts, and its app's jobs — and fires the entries it owns when they are due.
+//!
+//! A reminder belongs to the owner of its actor (placement); a job to one instance of its app,
+//! by the same consistent hash over the app's instances. A firing is leased in the store first
+//! (so that no two hosts fire one entry at once), the lease is extended while the delivery takes
+//! long, and the outcome is written back by the host that fired: the next firing, or the end.
+//! When a host dies its leases end within [`LEASE`] and the new owner fires what it left: at
+//! least once.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use outrider_blocks::actors::durable::{Entry, Group, Leased, PARTITIONS, Schedules};
+use tokio_util::sync::CancellationToken;
+
+/// How often the groups are looked over.
+const SCAN: Duration = Duration::from_millis(500);
+/// How long a cached entry is trusted before it is read again (another host may have
+/// replaced it).
+const CACHE_FOR: Duration = Duration::from_secs(5);
+/// A firing's lease, extended every [`LEASE`] / 3 while its delivery lasts.
+pub(crate) const LEASE: Duration = Duration::from_secs(10);
+/// Firings under way at once on one host.
+const MAX_FIRING: usize = 64;
+
+/// What a group's entries are, and how one is delivered.
+pub(crate) trait Kind: Send + Sync + 'static {
+    /// Whether this host fires entry `id` now.
+    fn owns(&self, id: &str) -> bool;
+
+    /// Delivers one firing, trying again as the kind's failure policy says; a firing that
+    /// still fails is given up (the entry moves on to its next firing).
+    fn deliver(&self, entry: Entry) -> futures_util::future::BoxFuture<'static, ()>;
+}
+
+/// An entry of a group, as this host knows it.
+type EntryKey = (String, String);
+
+struct Watched {
+    group: Group,
+    kind: Arc<dyn Kind>,
+}
+
+/// The scheduler of one sidecar.
+pub(crate) struct Scheduler {
+    schedules: Schedules,
+    groups: Mutex<Vec<Arc<Watched>>>,
+    /// Entries owned here: their next firing, and when it was read.
+    cache: Mutex<HashMap<EntryKey, (DateTime<Utc>, tokio::time::Instant)>>,
+    firing: Mutex<HashSet<EntryKey>>,
+    stop: CancellationToken,
+}
+
+impl Scheduler {
+    /// A scheduler over `schedules`, looking over groups as they are added, until `stop`.
+    pub(crate) fn start(schedules: Schedules, stop: CancellationToken) -> Arc<Self> {
+        let s = Arc::new(Self {
+            schedules,
+            groups: Mutex::default(),
+            cache: Mutex::default(),
+            firing: Mutex::default(),
+            stop,
+        });
+        tokio::spawn(run(s.clone()));
+        s
+    }
+
+    /// The schedules, for the APIs that make and read entries.
+    pub(crate) fn schedules(&self) -> &Schedules {
+        &self.schedules
+    }
+
+    /// Looks over `group` from now on.
+    pub(crate) fn watch(&self, group: Group, kind: Arc<dyn Kind>) {
+        self.groups
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Arc::new(Watched { group, kind }));
+    }
+
+    /// Forgets what is cached of entry `id` (it was just made or replaced here).
+    pub(crate) fn changed(&self, group: &Group, id: &str) {
+        self.cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&cache_key(group, id));
+    }
+}
+
+fn cache_key(group: &Group, id: &str) -> EntryKey {
+    (format!("{group:?}"), id.to_owned())
+}
+
+async fn run(s: Arc<Scheduler>) {
+    let mut tick = tokio::time::interval(SCAN);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = s.stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let groups: Vec<Arc<Watched>> = s.groups.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        for w in groups {
+            if let Err(e) = look_over(&s, &w).await {
+                tracing::warn!(error = %e, "reading reminders and jobs failed; retrying");
+            }
+        }
+    }
+}
+
+async fn look_over(
+    s: &Arc<Scheduler>,
+    w: &Arc<Watched>,
+) -> Result<(), outrider_blocks::state::StateError> {
+    let now = Utc::now();
+    for p in 0..PARTITIONS {
+        let (ids, _) = s.schedules.partition(&w.group, p).await?;
+        for id in ids {
+            if !w.kind.owns(&id) {
+                continue;
+            }
+            let key = cache_key(&w.group, &id);
+            let cached = s
+                .cache
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&key)
+                .copied();
+            let next = match cached {
+                Some((next, read)) if read.elapsed() < CACHE_FOR && next > now => next,
+                _ => match s.schedules.get(&w.group, &id).await? {
+                    Some(e) => {
+                        let read = tokio::time::Instant::now();
+                        let mut cache = s.cache.lock().unwrap_or_else(|p| p.into_inner());
+                        cache.insert(key.clone(), (e.next, read));
+                        e.next
+                    }
+                    None => continue,
+                },
+            };
+            if next > now {
+                continue;
+            }
+            let mut firing = s.firing.lock().unwrap_or_else(|p| p.into_inner());
+            if firing.len() >= MAX_FIRING || !firing.insert(key.clone()) {
+                continue;
+            }
+            drop(firing);
+            let (s, w) = (s.clone(), w.clone());
+            tokio::spawn(async move {
+                fire(&s, &w, &id).await;
+                s.cache
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&key);
+                s.firing
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&key);
+            });
+        }
+    }
+    Ok(())
+}
+
+fn lease_end(from: DateTime<Utc>) -> DateTime<Utc> {
+    from + TimeDelta::from_std(LEASE).unwrap_or_default()
+}
+
+/// One firing: leased, delivered (the lease extended meanwhile), then recorded.
+async fn fire(s: &Scheduler, w: &Watched, id: &str) {
+    let leased = match s.schedules.lease(&w.group, id, Utc::now(), LEASE).await {
+        Ok(Some(l)) => l,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::warn!(error = %e, id, "leasing a reminder or job failed");
+            return;
+        }
+    };
+    let leased = Arc::new(tokio::sync::Mutex::new(leased));
+    let delivery = w.kind.deliver(leased.lock().await.entry.clone());
+    let keep = async {
+        loop {
+            tokio::time::sleep(LEASE / 3).await;
+            let mut l = leased.lock().await;
+            match s
+                .schedules
+                .extend(&w.group, &mut l, lease_end(Utc::now()))
+                .await
+            {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::warn!(id, "another host took over a firing that ran long");
+                    return;
+                }
+                Err(e) => tracing::warn!(error = %e, id, "extending a firing's lease failed"),
+            }
+        }
+    };
+    let delivered = tokio::select! {
+        () = delivery => true,
+        () = keep => false,
+    };
+    if !delivered {
+        // The lease was lost: whoever holds it now records the firing.
+        return;
+    }
+    let Ok(leased) = Arc::try_unwrap(leased).map(tokio::sync::Mutex::into_inner) else {
+        return;
+    };
+    if let Err(e) = record(s, w, leased).await {
+        tracing::warn!(error = %e, id, "recording a firing failed; it fires again");
+    }
+}
+
+async fn record(
+    s: &Scheduler,
+    w: &Watched,
+    leased: Leased,
+) -> Result<(), outrider_blocks::state::StateError> {
+    s.schedules.done(&w.group, leased).await.map(|_| ())
+}
