@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use outrider_testkit::{Mesh, Sidecar, SidecarBuilder, binary, free_port, wait_registered};
 
+#[path = "sdk/actors.rs"]
+mod actors;
 #[path = "sdk/bindings.rs"]
 mod bindings;
 #[path = "sdk/configuration.rs"]
