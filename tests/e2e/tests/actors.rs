@@ -388,3 +388,62 @@ async fn timers_fire_in_turn_until_spent_deleted_or_deactivated() {
     r.assert_error_says(500, "ERR_ACTOR_TIMER_CREATE", "actor type not registered");
     assert_eq!(fired("Clock/a", "t"), 0);
 }
+
+/// README's actors example, as a newcomer runs it: the standard-library Counter app as the
+/// sidecar's child, its state in SQLite.
+#[tokio::test]
+async fn the_readme_counter_example_runs() {
+    let mesh = Mesh::new();
+    let res = mesh.resources(
+        "res",
+        "store.yaml",
+        "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: actorstore\nspec:\n  \
+         type: state.sqlite\n  version: v1\n  metadata:\n  - name: actorStateStore\n    \
+         value: \"true\"\n",
+    );
+    let example =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/actors/counter.py");
+    let mut s = mesh
+        .sidecar("counter")
+        .resources(&res)
+        .app_port(outrider_testkit::free_port())
+        .command(["python3".to_owned(), example.to_string_lossy().into_owned()])
+        .start()
+        .await;
+    s.wait_ready().await;
+    wait_hosting(&s).await;
+    for want in 1..=2 {
+        let r = call(&s, "POST", "/v1.0/actors/Counter/ada/method/increment", "").await;
+        assert_eq!(
+            (r.status, r.json()["count"].clone()),
+            (200, json!(want)),
+            "{}",
+            r.text()
+        );
+    }
+    let r = call(&s, "GET", "/v1.0/actors/Counter/ada/state/count", "").await;
+    assert_eq!(r.text(), "2");
+    let nudge = json!({"dueTime": "500ms", "period": "R2/PT1S"});
+    let r = call(
+        &s,
+        "POST",
+        "/v1.0/actors/Counter/ada/reminders/nudge",
+        &nudge.to_string(),
+    )
+    .await;
+    assert_eq!(r.status, 204, "{}", r.text());
+    let job = json!({"dueTime": "500ms", "data": {"greeting": "hi"}});
+    let r = call(&s, "POST", "/v1.0-alpha1/jobs/hello", &job.to_string()).await;
+    assert_eq!(r.status, 204, "{}", r.text());
+    wait_until(
+        WAIT,
+        "both reminder firings and the job in the app's output",
+        || async {
+            let log = s.log();
+            (log.contains("reminder nudge for ada: count 4")
+                && log.contains("job hello: {\"greeting\":\"hi\"}"))
+            .then_some(())
+        },
+    )
+    .await;
+}
