@@ -24,7 +24,7 @@ use outrider_discovery::Target;
 use tokio::time::Instant;
 
 pub(crate) use reminders::{create_reminder, delete_reminder, get_reminder};
-pub(crate) use state::{get_state, transaction};
+pub(crate) use state::{ActorStateOp, read_state, transaction, transaction_error};
 pub(crate) use timers::{create_timer, delete_timer};
 
 use crate::errors::{ApiError, InvokeError};

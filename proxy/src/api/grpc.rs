@@ -10,6 +10,7 @@
 //! meta, invoke}`): no building-block rule is here. Operations return `ApiError`;
 //! [`status::from_api`] is the one place they become a gRPC status with Dapr's error details.
 
+mod actors;
 mod bindings;
 mod configuration;
 mod invoke;
@@ -18,11 +19,13 @@ mod meta;
 mod metrics;
 mod publish;
 mod secrets;
+mod served;
 mod state;
 mod status;
 mod subscribe;
 
 pub(crate) use metrics::code_name;
+use served::SERVED;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -42,41 +45,6 @@ use crate::net::http::{Body, boxed, capped_within, is_grpc, names};
 
 /// The path prefix of the service's RPCs.
 const SERVICE: &str = "dapr.proto.runtime.v1.Dapr";
-
-/// The RPCs this sidecar serves, with the endpoint group and version `Configuration.spec.api`
-/// rules name them by; the service's other RPCs answer `UNIMPLEMENTED`.
-const SERVED: &[(&str, &str, &str)] = &[
-    ("InvokeService", "invoke", "v1"),
-    ("GetState", "state", "v1"),
-    ("GetBulkState", "state", "v1"),
-    ("SaveState", "state", "v1"),
-    ("DeleteState", "state", "v1"),
-    ("DeleteBulkState", "state", "v1"),
-    ("ExecuteStateTransaction", "state", "v1"),
-    ("QueryStateAlpha1", "state", "v1alpha1"),
-    ("PublishEvent", "publish", "v1"),
-    ("BulkPublishEventAlpha1", "publish", "v1alpha1"),
-    ("BulkPublishEvent", "publish", "v1"),
-    ("SubscribeTopicEventsAlpha1", "subscribe", "v1alpha1"),
-    ("GetSecret", "secrets", "v1"),
-    ("GetBulkSecret", "secrets", "v1"),
-    ("InvokeBinding", "bindings", "v1"),
-    ("GetConfiguration", "configuration", "v1"),
-    ("GetConfigurationAlpha1", "configuration", "v1alpha1"),
-    ("SubscribeConfiguration", "configuration", "v1"),
-    ("SubscribeConfigurationAlpha1", "configuration", "v1alpha1"),
-    ("UnsubscribeConfiguration", "configuration", "v1"),
-    (
-        "UnsubscribeConfigurationAlpha1",
-        "configuration",
-        "v1alpha1",
-    ),
-    ("TryLockAlpha1", "lock", "v1alpha1"),
-    ("UnlockAlpha1", "unlock", "v1alpha1"),
-    ("GetMetadata", "metadata", "v1"),
-    ("SetMetadata", "metadata", "v1"),
-    ("Shutdown", "shutdown", "v1"),
-];
 
 /// What a call is, once admitted.
 enum Admitted<'r> {
@@ -454,5 +422,61 @@ impl Dapr for Api {
     async fn shutdown(&self, _req: tonic::Request<rt::ShutdownRequest>) -> Answer<()> {
         crate::api::meta::shutdown(&self.s);
         answer(Ok(()))
+    }
+
+    async fn invoke_actor(
+        &self,
+        req: tonic::Request<rt::InvokeActorRequest>,
+    ) -> Answer<rt::InvokeActorResponse> {
+        answer(actors::invoke(&self.s, req.into_inner()).await)
+    }
+
+    async fn get_actor_state(
+        &self,
+        req: tonic::Request<rt::GetActorStateRequest>,
+    ) -> Answer<rt::GetActorStateResponse> {
+        answer(actors::get_state(&self.s, &req.into_inner()).await)
+    }
+
+    async fn execute_actor_state_transaction(
+        &self,
+        req: tonic::Request<rt::ExecuteActorStateTransactionRequest>,
+    ) -> Answer<()> {
+        answer(actors::transaction(&self.s, req.into_inner()).await)
+    }
+
+    async fn register_actor_timer(
+        &self,
+        req: tonic::Request<rt::RegisterActorTimerRequest>,
+    ) -> Answer<()> {
+        answer(actors::register_timer(&self.s, &req.into_inner()).await)
+    }
+
+    async fn unregister_actor_timer(
+        &self,
+        req: tonic::Request<rt::UnregisterActorTimerRequest>,
+    ) -> Answer<()> {
+        answer(actors::unregister_timer(&self.s, &req.into_inner()))
+    }
+
+    async fn register_actor_reminder(
+        &self,
+        req: tonic::Request<rt::RegisterActorReminderRequest>,
+    ) -> Answer<()> {
+        answer(actors::register_reminder(&self.s, &req.into_inner()).await)
+    }
+
+    async fn unregister_actor_reminder(
+        &self,
+        req: tonic::Request<rt::UnregisterActorReminderRequest>,
+    ) -> Answer<()> {
+        answer(actors::unregister_reminder(&self.s, &req.into_inner()).await)
+    }
+
+    async fn get_actor_reminder(
+        &self,
+        req: tonic::Request<rt::GetActorReminderRequest>,
+    ) -> Answer<rt::GetActorReminderResponse> {
+        answer(actors::get_reminder(&self.s, &req.into_inner()).await)
     }
 }

@@ -8,7 +8,7 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 
 use crate::api::ApiState;
-use crate::api::actors::{self, MethodCall};
+use crate::api::actors::{self, ActorStateOp, MethodCall};
 use crate::errors::ApiError;
 use crate::net::http::Body;
 
@@ -29,11 +29,88 @@ pub(in crate::api) async fn method(
     s.actors.invoke(call, None).await
 }
 
+/// `GET …/state/{key}`: 200 with the stored bytes and `metadata.*` headers, or 204.
 pub(in crate::api) async fn get_state(
     s: &ApiState,
     p: &Params,
 ) -> Result<Response<Body>, ApiError> {
-    actors::get_state(&s.actors, &p.store, &p.id, &p.key).await
+    let Some(item) = actors::read_state(&s.actors, &p.store, &p.id, &p.key).await? else {
+        return Ok(super::no_content());
+    };
+    let mut rsp = Response::new(crate::net::http::full(item.data));
+    let h = rsp.headers_mut();
+    h.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    for (k, v) in &item.metadata {
+        if let (Ok(name), Ok(value)) = (
+            http::HeaderName::try_from(format!("metadata.{k}")),
+            http::HeaderValue::try_from(v.as_str()),
+        ) {
+            h.insert(name, value);
+        }
+    }
+    Ok(rsp)
+}
+
+/// One operation as the HTTP API takes it: `{"operation", "request": {"key", "value", "etag",
+/// "metadata"}}`.
+#[derive(Debug, serde::Deserialize)]
+struct StateOpBody {
+    #[serde(default)]
+    operation: String,
+    #[serde(default)]
+    request: Option<StateOpRequest>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct StateOpRequest {
+    #[serde(default)]
+    key: String,
+    #[serde(default)]
+    value: Option<serde_json::Value>,
+    #[serde(default)]
+    etag: Option<String>,
+    #[serde(default)]
+    metadata: outrider_blocks::state::Metadata,
+}
+
+/// The transaction's body as operations, with daprd's errors.
+fn state_ops(body: &Bytes) -> Result<Vec<ActorStateOp>, ApiError> {
+    let ops: Vec<StateOpBody> = serde_json::from_slice(body).map_err(|e| {
+        ApiError::new(
+            http::StatusCode::BAD_REQUEST,
+            "ERR_MALFORMED_REQUEST",
+            format!("failed deserializing HTTP body: {e}"),
+        )
+    })?;
+    ops.into_iter()
+        .map(|op| {
+            let req = op
+                .request
+                .ok_or_else(|| actors::transaction_error("request data is empty".into()))?;
+            match op.operation.as_str() {
+                "" => Err(actors::transaction_error("operation is empty".into())),
+                "upsert" => Ok(ActorStateOp::Upsert {
+                    key: req.key,
+                    value: Bytes::from(
+                        serde_json::to_vec(&req.value.unwrap_or(serde_json::Value::Null))
+                            .unwrap_or_default(),
+                    ),
+                    etag: req.etag,
+                    metadata: req.metadata,
+                }),
+                "delete" => Ok(ActorStateOp::Delete {
+                    key: req.key,
+                    etag: req.etag,
+                }),
+                other => Err(actors::transaction_error(format!(
+                    "operation type {other} not supported"
+                ))),
+            }
+        })
+        .collect()
 }
 
 pub(in crate::api) async fn transaction(
@@ -42,7 +119,8 @@ pub(in crate::api) async fn transaction(
     req: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
     let body: Bytes = super::body::read_body(s, req, u64::MAX).await?;
-    actors::transaction(&s.actors, &p.store, &p.id, &body).await?;
+    let ops = state_ops(&body)?;
+    actors::transaction(&s.actors, &p.store, &p.id, ops).await?;
     Ok(super::no_content())
 }
 

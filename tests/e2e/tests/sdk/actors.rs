@@ -1,9 +1,12 @@
-//! Actors through the official JS SDK (HTTP; the SDK hosts actors over HTTP only): the script
-//! is the app, registering an actor type with DaprServer and calling it through
-//! ActorProxyBuilder: state between calls, turns, timers and reminders.
+//! Actors through the official SDKs: the JS SDK (HTTP; it hosts actors over HTTP only) is the
+//! app, registering an actor type with DaprServer and calling it through ActorProxyBuilder; the
+//! Python SDK's gRPC actor client calls an actor the test's app hosts.
+
+use std::time::Duration;
 
 use super::{app_script_passes, sdk_dir};
-use outrider_testkit::{Mesh, free_port};
+use outrider_testkit::{ActorApp, Mesh, Turns, free_port, unique, wait_until};
+use serde_json::json;
 
 #[tokio::test]
 async fn javascript_sdk_actors_host_and_call() {
@@ -34,4 +37,55 @@ async fn javascript_sdk_actors_host_and_call() {
         ],
     )
     .await;
+}
+
+#[tokio::test]
+async fn python_sdk_actor_client_over_grpc() {
+    let mesh = Mesh::new();
+    let res = mesh.resources(
+        "res",
+        "actors.yaml",
+        "kind: Component\nmetadata: {name: actorstore}\nspec:\n  type: state.in-memory\n  \
+         version: v1\n  metadata:\n  - {name: actorStateStore, value: \"true\"}\n",
+    );
+    let app = ActorApp::start("py", json!({"entities": ["PyCounter"]}), Turns::default()).await;
+    let mut s = mesh
+        .sidecar("sdk-py-actors")
+        .resources(&res)
+        .app_port(app.port)
+        .start()
+        .await;
+    app.sidecar_port(s.api);
+    s.wait_ready().await;
+    let (grpc, run) = (s.grpc.to_string(), unique("py"));
+    let env = |phase: &'static str| {
+        [
+            ("DAPR_GRPC_PORT", grpc.clone()),
+            ("ACTOR_TYPE", "PyCounter".to_owned()),
+            ("RUN_ID", run.clone()),
+            ("PHASE", phase.to_owned()),
+        ]
+    };
+    let python = sdk_dir().join("python/.venv/bin/python");
+    let with = |e: &[(&'static str, String)]| -> Vec<(&'static str, String)> { e.to_vec() };
+    let first = with(&env("register"));
+    let first: Vec<(&str, &str)> = first.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    super::run_script_with(python.clone(), "python/actors_grpc.py", &s, None, &first).await;
+    let actor = format!("PyCounter/a-{run}");
+    wait_until(
+        Duration::from_secs(20),
+        "the timer and reminder firings",
+        || async {
+            let timer = app.callbacks_of(&actor, "timer", "py-timer");
+            let reminder = app.callbacks_of(&actor, "remind", "py-reminder");
+            (timer.len() >= 2 && !reminder.is_empty()).then_some((timer, reminder))
+        },
+    )
+    .await;
+    let timer = &app.callbacks_of(&actor, "timer", "py-timer")[0];
+    assert_eq!(timer.body["callback"], "tick");
+    assert_eq!(timer.body["data"], json!({"from": "python"}));
+    let second = with(&env("unregister"));
+    let second: Vec<(&str, &str)> = second.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    super::run_script_with(python, "python/actors_grpc.py", &s, None, &second).await;
 }
