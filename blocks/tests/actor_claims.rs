@@ -141,6 +141,33 @@ async fn a_clean_stop_frees_actors_at_once(store: Arc<dyn StateStore>) {
     ));
 }
 
+async fn a_stale_claim_never_touches_the_next_holders(store: Arc<dyn StateStore>) {
+    let a = Session::start(store.clone(), host("a")).await.unwrap();
+    let b = Session::start(store.clone(), host("b")).await.unwrap();
+    let id = actor();
+    let (Claimed::Mine(first), Claimed::Mine(mut stale)) = (
+        a.claim("Counter", &id).await.unwrap(),
+        a.claim("Counter", &id).await.unwrap(),
+    ) else {
+        panic!("a free actor was not taken");
+    };
+    a.release(first).await.unwrap();
+    // `b` makes the claim anew: on stores that number ETags, with the very ETag `stale` holds.
+    assert!(matches!(
+        b.claim("Counter", &id).await.unwrap(),
+        Claimed::Mine(_)
+    ));
+    assert!(
+        !a.refresh(&mut stale).await.unwrap(),
+        "a stale claim was refreshed"
+    );
+    a.release(stale).await.unwrap();
+    match a.claim("Counter", &id).await.unwrap() {
+        Claimed::Held(h) => assert_eq!(&h, b.me()),
+        other => panic!("the next holder's claim was touched: {other:?}"),
+    }
+}
+
 macro_rules! conformance {
     ($store:ident, $make:expr) => {
         mod $store {
@@ -165,6 +192,11 @@ macro_rules! conformance {
             async fn a_dead_hosts_actors_are_free_after_its_session_expires() {
                 let (s, _g) = make().await;
                 super::a_dead_hosts_actors_are_free_after_its_session_expires(s).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_stale_claim_never_touches_the_next_holders() {
+                let (s, _g) = make().await;
+                super::a_stale_claim_never_touches_the_next_holders(s).await;
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn a_clean_stop_frees_actors_at_once() {

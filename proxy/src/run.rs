@@ -209,16 +209,15 @@ fn start_subscriptions(
         if healthy.wait_for(|h| *h).await.is_err() {
             return;
         }
-        // Actors first: calls for them may come as soon as the app is healthy.
-        crate::to_app::actors::hosting::start(
-            &actors,
-            subscriber.app.clone(),
-            subscriber.me.clone(),
-            max_body,
-            |types| registered.announce_actors(types),
-        )
-        .await;
-        actors.ready.store(true, Ordering::Release);
+        // Actors alongside the subscriptions: neither waits for the other.
+        let (app, me) = (subscriber.app.clone(), subscriber.me.clone());
+        tokio::spawn(async move {
+            crate::to_app::actors::hosting::start(&actors, app, me, max_body, |types| {
+                registered.announce_actors(types)
+            })
+            .await;
+            actors.ready.store(true, Ordering::Release);
+        });
         let asked = if skip_subscribe {
             Vec::new()
         } else {

@@ -109,10 +109,25 @@ impl Session {
         store
             .set(SetRequest {
                 key: key.clone(),
-                value,
+                value: value.clone(),
                 etag: None,
                 metadata: ttl(SESSION_TTL),
                 options: first_write(),
+            })
+            .await?;
+        // Written once more at once, so that no renewal of this session carries the ETag a
+        // newly made key starts with (which a tombstone also has on stores that number them).
+        let first = store
+            .get(key.clone(), Metadata::new())
+            .await?
+            .and_then(|i| i.etag);
+        store
+            .set(SetRequest {
+                key: key.clone(),
+                value,
+                etag: first,
+                metadata: ttl(SESSION_TTL),
+                options: Options::default(),
             })
             .await?;
         let etag = store.get(key, Metadata::new()).await?.and_then(|i| i.etag);
@@ -165,22 +180,35 @@ impl Session {
                 options: Options::default(),
             })
             .await;
-        match written {
-            Ok(()) => {}
-            Err(StateError::EtagMismatch(_)) => return Err(self.lose()),
-            Err(e) => return Err(RenewError::Store(e)),
-        }
-        let etag = match self.store.get(key, Metadata::new()).await {
-            Ok(Some(item)) => item.etag,
-            Ok(None) => return Err(self.lose()),
+        let mismatched = match written {
+            Ok(()) => false,
+            Err(StateError::EtagMismatch(_)) => true,
             Err(e) => return Err(RenewError::Store(e)),
         };
+        let current = match self.store.get(key, Metadata::new()).await {
+            Ok(Some(item)) if self.is_mine(&item.data) => item,
+            Ok(_) => return Err(self.lose()),
+            Err(e) => return Err(RenewError::Store(e)),
+        };
+        if mismatched {
+            // An earlier renewal landed but its ETag was never read back: the session is still
+            // this host's. Its ETag is taken up; validity is extended by the next renewal.
+            let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            st.etag = current.etag;
+            return Ok(());
+        }
+        let etag = current.etag;
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if st.valid_until.is_some() {
             st.etag = etag;
             st.valid_until = Some(sent + SESSION_TTL - SESSION_MARGIN);
         }
         Ok(())
+    }
+
+    /// Whether a stored session or claim value names this host's session.
+    fn is_mine(&self, data: &[u8]) -> bool {
+        serde_json::from_slice::<Holder>(data).is_ok_and(|h| h.session == self.me.session)
     }
 
     fn lose(&self) -> RenewError {
@@ -282,6 +310,17 @@ impl Session {
 
     /// Refreshes `claim`'s expiry; `false` if it is no longer this host's.
     pub async fn refresh(&self, claim: &mut Claim) -> Result<bool, StateError> {
+        // Checked first: some stores accept an ETag for a missing key (and number ETags anew
+        // for a key made again), so a write alone could bring back a claim given up meanwhile.
+        match self.store.get(claim.key.clone(), Metadata::new()).await? {
+            Some(item) if self.is_mine(&item.data) => {
+                if item.etag != claim.etag {
+                    // An earlier write of ours whose ETag was never read back.
+                    claim.etag = item.etag;
+                }
+            }
+            _ => return Ok(false),
+        }
         let written = self
             .store
             .set(SetRequest {
@@ -305,6 +344,10 @@ impl Session {
     /// Gives `claim` up (at deactivation). Only this host's claim is removed: one taken over
     /// meanwhile stays.
     pub async fn release(&self, claim: Claim) -> Result<(), StateError> {
+        let current = self.store.get(claim.key.clone(), Metadata::new()).await?;
+        if !current.is_some_and(|i| self.is_mine(&i.data) && i.etag == claim.etag) {
+            return Ok(());
+        }
         match self
             .store
             .delete(DeleteRequest {

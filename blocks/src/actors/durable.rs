@@ -418,7 +418,18 @@ impl Schedules {
             .await;
         match written {
             Ok(()) => {}
-            Err(StateError::EtagMismatch(_)) => return Ok(false),
+            Err(StateError::EtagMismatch(_)) => {
+                // Still the lease written last (its ETag was never read back)? Then it is ours.
+                let current = self.read(group, &entry.id).await?;
+                return Ok(match current {
+                    Some((e, etag)) if e.leased_until == entry.leased_until => {
+                        leased.etag = etag;
+                        leased.entry = entry;
+                        true
+                    }
+                    _ => false,
+                });
+            }
             Err(e) => return Err(e),
         }
         leased.etag = self

@@ -27,7 +27,19 @@ struct State {
     depth: u32,
     permit: Option<OwnedSemaphorePermit>,
     waiting: usize,
+    /// Deactivation began: calls not yet holding the turn are refused.
+    closing: bool,
     closed: bool,
+}
+
+/// One waiting call, counted for as long as it waits (also when it is given up).
+struct Waiting<'a>(&'a Mutex<State>);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        let mut st = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        st.waiting = st.waiting.saturating_sub(1);
+    }
 }
 
 /// Why a call could not take the turn.
@@ -68,6 +80,8 @@ impl Turns {
             if st.closed {
                 return Err(TurnError::Closed);
             }
+            // A reentrant call is part of the turn under way, which may finish even while the
+            // actor is being deactivated.
             if let (Some(c), Some(holding)) = (chain, st.chain.as_deref())
                 && c == holding
                 && st.depth > 0
@@ -80,18 +94,22 @@ impl Turns {
                     state: self.state.clone(),
                 });
             }
+            if st.closing {
+                return Err(TurnError::Closed);
+            }
             if st.waiting >= MAX_WAITING {
                 return Err(TurnError::Busy);
             }
             st.waiting += 1;
         }
+        let waiting = Waiting(&self.state);
         let permit = self.gate.clone().acquire_owned().await;
+        drop(waiting);
         let mut st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        st.waiting -= 1;
         let Ok(permit) = permit else {
             return Err(TurnError::Closed);
         };
-        if st.closed {
+        if st.closed || st.closing {
             return Err(TurnError::Closed);
         }
         st.chain = Some(chain.unwrap_or_default().to_owned());
@@ -108,9 +126,14 @@ impl Turns {
         st.depth > 0 || st.waiting > 0
     }
 
-    /// Waits for the call under way (if any) to finish, then refuses every later call: the
-    /// actor is being deactivated. Calls still waiting get [`TurnError::Closed`].
+    /// Refuses every call that does not hold the turn yet (waiting ones get
+    /// [`TurnError::Closed`]), then waits for the call under way, if any, to finish: the actor is
+    /// being deactivated.
     pub async fn close(&self) {
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .closing = true;
         let permit = self.gate.clone().acquire_owned().await;
         let mut st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         st.closed = true;
@@ -120,10 +143,10 @@ impl Turns {
 
     /// Refuses every later call at once, without waiting for the one under way.
     pub fn close_now(&self) {
-        self.state
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .closed = true;
+        let mut st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        st.closing = true;
+        st.closed = true;
+        drop(st);
         self.gate.close();
     }
 }
@@ -220,9 +243,21 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert!(!closing.is_finished(), "close waits for the call under way");
         drop(under_way);
-        // The waiter queued before close: it may run its turn, or be refused; close comes last.
-        let _ = waiter.await.unwrap();
+        // Waiting when the close began: refused, not run after it.
+        assert_eq!(waiter.await.unwrap(), Err(TurnError::Closed));
         closing.await.unwrap();
         assert_eq!(turns.enter(None, 32).await.unwrap_err(), TurnError::Closed);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_caller_that_gives_up_waiting_is_not_counted_any_more() {
+        let turns = Arc::new(Turns::default());
+        let held = turns.enter(None, 32).await.unwrap();
+        for _ in 0..10 {
+            let gave_up = tokio::time::timeout(Duration::from_millis(10), turns.enter(None, 32));
+            assert!(gave_up.await.is_err());
+        }
+        drop(held);
+        assert!(!turns.busy(), "calls that gave up still count as waiting");
     }
 }

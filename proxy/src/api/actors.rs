@@ -159,6 +159,7 @@ impl Actors {
     ) -> Result<Response<Body>, ApiError> {
         check_name("actorType", &call.actor_type)?;
         check_name("actorId", &call.id)?;
+        check_method(&call.method)?;
         let deadline = Instant::now() + RETRY_FOR;
         let mut pause = RETRY_PAUSE;
         loop {
@@ -166,14 +167,15 @@ impl Actors {
                 Tried::Done(rsp) => return Ok(rsp),
                 Tried::Retry(why) => why,
             };
-            // A hop is answered at once: the sidecar the call started on does the retrying.
-            if hop.is_some() || Instant::now() + pause >= deadline {
+            // A hop is answered at once, marked: the sidecar the call started on retries.
+            if hop.is_some() {
                 let mut rsp = invoke_error(why).into_response();
-                if hop.is_some() {
-                    rsp.headers_mut()
-                        .insert(RETRYABLE, HeaderValue::from_static("1"));
-                }
+                rsp.headers_mut()
+                    .insert(RETRYABLE, HeaderValue::from_static("1"));
                 return Ok(rsp);
+            }
+            if Instant::now() + pause >= deadline {
+                return Err(invoke_error(why));
             }
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(RETRY_PAUSE_MAX);
@@ -415,9 +417,54 @@ pub(crate) fn check_name(what: &str, name: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// An actor method: daprd's forbidden characters, and no empty, `.` or `..` segment (daprd
+/// cleans those; here they are refused, so that nothing but the actor's method is ever reached
+/// on the app).
+pub(crate) fn check_method(method: &str) -> Result<(), ApiError> {
+    let bad = |why: String| {
+        Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "ERR_BAD_REQUEST",
+            format!("invalid request: {why}"),
+        ))
+    };
+    if let Some(c) = method
+        .chars()
+        .find(|c| c.is_control() || matches!(c, '#' | '?' | '\\'))
+    {
+        return bad(format!("method contains forbidden character: {c:?}"));
+    }
+    if method
+        .split('/')
+        .any(|seg| seg.is_empty() || seg == "." || seg == "..")
+    {
+        return bad(format!(
+            "method {method:?} has an empty, '.' or '..' segment"
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn methods_never_leave_the_actor() {
+        for ok in ["increment", "remind/nudge", "a.b", "..a"] {
+            assert!(check_method(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "", "..", "a/../b", "./a", "a//b", "a/", "a?b", "a#b", "a\\b", "a\u{0}",
+        ] {
+            let e = check_method(bad).unwrap_err();
+            assert_eq!(
+                (e.status.as_u16(), e.code),
+                (400, "ERR_BAD_REQUEST"),
+                "{bad:?}"
+            );
+        }
+    }
 
     #[test]
     fn names_are_checked_as_daprd_checks_them_and_never_hold_the_separator() {

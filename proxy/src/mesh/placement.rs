@@ -36,6 +36,8 @@ struct Hosts {
 /// Actor placement from discovery.
 pub(crate) struct Placement {
     resolver: Arc<dyn Resolve>,
+    /// The types this sidecar's app hosts.
+    here: std::sync::RwLock<Vec<String>>,
     namespace: String,
     /// This sidecar as discovery lists it.
     me: SocketAddr,
@@ -46,10 +48,22 @@ impl Placement {
     pub(crate) fn new(resolver: Arc<dyn Resolve>, namespace: &str, me: SocketAddr) -> Self {
         Self {
             resolver,
+            here: std::sync::RwLock::default(),
             namespace: namespace.to_owned(),
             me,
             rings: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Notes the types this sidecar's app hosts.
+    pub(crate) fn host_here(&self, types: Vec<String>) {
+        *self.here.write().unwrap_or_else(|p| p.into_inner()) = types;
+    }
+
+    fn hosted_here(&self, actor_type: &str) -> bool {
+        (self.here.read().unwrap_or_else(|p| p.into_inner()))
+            .iter()
+            .any(|t| t == actor_type)
     }
 
     /// This sidecar's mesh address as peers know it.
@@ -58,9 +72,12 @@ impl Placement {
     }
 
     /// The owner of actor `id` of `actor_type` as this sidecar sees the hosts now; `None` when
-    /// no host of the type is known.
+    /// no host of the type is known. A type this sidecar hosts that discovery does not list (a
+    /// resolver that carries no actor types) is owned here.
     pub(crate) fn owner(&self, actor_type: &str, id: &str) -> Option<Owner> {
-        let hosts = self.hosts(actor_type)?;
+        let Some(hosts) = self.hosts(actor_type) else {
+            return self.hosted_here(actor_type).then_some(Owner::Me);
+        };
         let owner = hosts.ring.owner(actor_type, id)?;
         let (target, addr) = hosts.entries.iter().find(|(_, a)| a.to_string() == owner)?;
         Some(if *addr == self.me {
@@ -77,7 +94,9 @@ impl Placement {
     /// instances as discovery lists them (this one alone when it lists none).
     pub(crate) fn owns_job(&self, app: &Target, name: &str) -> bool {
         let addrs = self.resolver.resolve(app).borrow().addrs.clone();
-        if addrs.is_empty() {
+        // A resolver that does not list this sidecar as it knows itself: every instance races
+        // for each firing's lease (one still wins), rather than none firing at all.
+        if !addrs.contains(&self.me) {
             return true;
         }
         let ring = Ring::new(addrs.iter().map(ToString::to_string));

@@ -105,6 +105,13 @@ impl Running {
         }
         // 2. Peers that picked us a moment ago still arrive: keep serving them briefly.
         tokio::time::sleep(DRAIN_DELAY.min(self.grace)).await;
+        // Actors: calls under way drain, the app deactivates each, and the claims are freed at
+        // once for the hosts that take over; the mesh still serves the calls forwarded here
+        // meanwhile, and reminders and jobs stop firing here.
+        self.actors.stop.cancel();
+        if let Some(host) = self.actors.host() {
+            host.stop().await;
+        }
         // 3. No new inbound work; in-flight requests finish within the grace period.
         if let Err(e) = self.listeners.mesh.stop().await {
             tracing::warn!(error = %e, "mesh listener failed");
@@ -117,12 +124,6 @@ impl Running {
         // with the broker.
         if let Some(subscriber) = &self.subscriber {
             subscriber.shut_down(self.grace).await;
-        }
-        // Actors: calls under way drain, the app deactivates each, and the claims are freed at
-        // once for the hosts that take over.
-        self.actors.stop.cancel();
-        if let Some(host) = self.actors.host() {
-            host.stop().await;
         }
         // Streaming subscriptions on the gRPC API end too (whatever asked for the stop).
         self.shutdown.cancel();

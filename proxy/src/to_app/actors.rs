@@ -56,24 +56,40 @@ pub(crate) struct Host {
     placement: Arc<Placement>,
     /// The largest answer read from the app.
     max_body: u64,
+    /// Ends the upkeep (idle and moved deactivations).
     stop: CancellationToken,
+    /// Ends the session's renewal: last, at the stop.
+    renewal_stop: CancellationToken,
 }
 
 /// One active actor.
 pub(crate) struct Active {
+    /// The session its claim was taken under: it is active only while that session is this
+    /// host's current one and valid.
+    session: Arc<Session>,
     turns: Turns,
     claim: tokio::sync::Mutex<Option<Claim>>,
     /// When it was last called (or activated).
     used: Mutex<Instant>,
     /// When its claim was last written.
     claimed: Mutex<Instant>,
-    /// Set when deactivation starts: calls wait for it to end, then activate afresh.
+    /// Set once deactivation began (it runs once).
+    deactivating: AtomicBool,
+    /// Set once its last call finished during deactivation: calls wait for the deactivation to
+    /// end, then activate afresh.
     closing: AtomicBool,
     /// Its timers, by name.
-    timers: Mutex<HashMap<String, tokio::task::AbortHandle>>,
+    timers: Mutex<HashMap<String, timers::Handle>>,
 }
 
 impl Active {
+    /// Whether calls may run on it now: not deactivated, and its session is `current` and valid.
+    fn usable(&self, current: &Arc<Session>) -> bool {
+        !self.closing.load(Ordering::Acquire)
+            && Arc::ptr_eq(&self.session, current)
+            && current.valid()
+    }
+
     fn touch(&self) {
         *self.used.lock().unwrap_or_else(PoisonError::into_inner) = Instant::now();
     }
@@ -136,6 +152,7 @@ impl Host {
             placement,
             max_body,
             stop: CancellationToken::new(),
+            renewal_stop: CancellationToken::new(),
         });
         tokio::spawn(upkeep::run(host.clone()));
         Ok(host)
@@ -163,11 +180,10 @@ impl Host {
 
     /// Whether actor `(actor_type, id)` is active here now (its state may be written).
     pub(crate) fn is_active(&self, actor_type: &str, id: &str) -> bool {
-        self.session().valid()
-            && self
-                .table()
-                .get(&(actor_type.to_owned(), id.to_owned()))
-                .is_some_and(|a| !a.closing.load(Ordering::Acquire))
+        let current = self.session();
+        self.table()
+            .get(&(actor_type.to_owned(), id.to_owned()))
+            .is_some_and(|a| a.usable(&current))
     }
 
     fn table(&self) -> std::sync::MutexGuard<'_, HashMap<ActorKey, Arc<Active>>> {
@@ -215,8 +231,11 @@ impl Host {
             pending.decrement(1.0);
             match entered {
                 Ok(turn) => break (active, turn),
-                // Deactivated while the call waited: activate afresh.
-                Err(TurnError::Closed) if Instant::now() < deadline => continue,
+                // Deactivated while the call waited: activate afresh once it is gone.
+                Err(TurnError::Closed) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
                 Err(TurnError::Closed) => {
                     return Err(HostError::Unavailable(
                         "the actor was being deactivated; try again".into(),
@@ -230,8 +249,8 @@ impl Host {
                 }
             }
         };
-        // The turn may have waited: the session must still be good when the app is called.
-        if !self.session().valid() {
+        // The turn may have waited: the actor must still be this host's when the app is called.
+        if !active.usable(&self.session()) {
             return Err(session_invalid());
         }
         active.touch();
@@ -298,7 +317,15 @@ impl Host {
             }
             let existing = self.table().get(&key).cloned();
             match existing {
-                Some(a) if !a.closing.load(Ordering::Acquire) => return Ok(Found::Here(a)),
+                Some(a) if a.usable(&session) => return Ok(Found::Here(a)),
+                // Left from a session that is gone (dropped with it): not this host's now.
+                Some(a) if !Arc::ptr_eq(&a.session, &session) => {
+                    let mut table = self.table();
+                    if table.get(&key).is_some_and(|b| Arc::ptr_eq(b, &a)) {
+                        table.remove(&key);
+                    }
+                    continue;
+                }
                 Some(_) => {}
                 None if !activate => {
                     return Err(HostError::Unavailable(format!(
@@ -310,8 +337,12 @@ impl Host {
                     .await
                     .map_err(HostError::Store)?
                 {
+                    // Claimed under a session that was replaced meanwhile: not this host's.
+                    Claimed::Mine(_) if !Arc::ptr_eq(&session, &self.session()) => continue,
                     Claimed::Mine(claim) => {
                         let fresh = Arc::new(Active {
+                            session: session.clone(),
+                            deactivating: AtomicBool::new(false),
                             turns: Turns::default(),
                             claim: tokio::sync::Mutex::new(Some(claim)),
                             used: Mutex::new(Instant::now()),
@@ -320,7 +351,7 @@ impl Host {
                             timers: Mutex::default(),
                         });
                         let a = self.table().entry(key.clone()).or_insert(fresh).clone();
-                        if !a.closing.load(Ordering::Acquire) {
+                        if a.usable(&session) {
                             return Ok(Found::Here(a));
                         }
                     }

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use outrider_blocks::actors::durable::{Entry, Group, Leased, PARTITIONS, Schedules};
+use outrider_blocks::actors::durable::{Entry, Group, PARTITIONS, Schedules};
 use tokio_util::sync::CancellationToken;
 
 /// How often the groups are looked over.
@@ -24,7 +24,8 @@ const SCAN: Duration = Duration::from_millis(500);
 const CACHE_FOR: Duration = Duration::from_secs(5);
 /// A firing's lease, extended every [`LEASE`] / 3 while its delivery lasts.
 pub(crate) const LEASE: Duration = Duration::from_secs(10);
-/// Firings under way at once on one host.
+/// Firings under way at once on one host, per group: a group whose entries keep failing
+/// cannot hold up the others.
 const MAX_FIRING: usize = 64;
 
 /// What a group's entries are, and how one is delivered.
@@ -103,6 +104,9 @@ async fn run(s: Arc<Scheduler>) {
             () = s.stop.cancelled() => return,
             _ = tick.tick() => {}
         }
+        // Entries deleted or moved elsewhere are not kept.
+        (s.cache.lock().unwrap_or_else(|p| p.into_inner()))
+            .retain(|_, (_, read)| read.elapsed() < CACHE_FOR * 2);
         let groups: Vec<Arc<Watched>> = s.groups.lock().unwrap_or_else(|p| p.into_inner()).clone();
         for w in groups {
             if let Err(e) = look_over(&s, &w).await {
@@ -146,7 +150,8 @@ async fn look_over(
                 continue;
             }
             let mut firing = s.firing.lock().unwrap_or_else(|p| p.into_inner());
-            if firing.len() >= MAX_FIRING || !firing.insert(key.clone()) {
+            let in_group = firing.iter().filter(|(g, _)| *g == key.0).count();
+            if in_group >= MAX_FIRING || !firing.insert(key.clone()) {
                 continue;
             }
             drop(firing);
@@ -171,9 +176,10 @@ fn lease_end(from: DateTime<Utc>) -> DateTime<Utc> {
     from + TimeDelta::from_std(LEASE).unwrap_or_default()
 }
 
-/// One firing: leased, delivered (the lease extended meanwhile), then recorded.
+/// One firing: leased, delivered (the lease extended meanwhile, never cutting the delivery
+/// short), then recorded, unless the lease was lost (then whoever holds it records it).
 async fn fire(s: &Scheduler, w: &Watched, id: &str) {
-    let leased = match s.schedules.lease(&w.group, id, Utc::now(), LEASE).await {
+    let mut leased = match s.schedules.lease(&w.group, id, Utc::now(), LEASE).await {
         Ok(Some(l)) => l,
         Ok(None) => return,
         Err(e) => {
@@ -181,46 +187,33 @@ async fn fire(s: &Scheduler, w: &Watched, id: &str) {
             return;
         }
     };
-    let leased = Arc::new(tokio::sync::Mutex::new(leased));
-    let delivery = w.kind.deliver(leased.lock().await.entry.clone());
-    let keep = async {
-        loop {
-            tokio::time::sleep(LEASE / 3).await;
-            let mut l = leased.lock().await;
-            match s
-                .schedules
-                .extend(&w.group, &mut l, lease_end(Utc::now()))
-                .await
-            {
-                Ok(true) => {}
-                Ok(false) => {
-                    tracing::warn!(id, "another host took over a firing that ran long");
-                    return;
+    let mut delivery = w.kind.deliver(leased.entry.clone());
+    let mut held = true;
+    loop {
+        tokio::select! {
+            () = &mut delivery => break,
+            () = tokio::time::sleep(LEASE / 3), if held => {
+                // Not inside the select: an extension is never cut off half-way.
+                match s.schedules.extend(&w.group, &mut leased, lease_end(Utc::now())).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::warn!(id, "another host took over a firing that ran long");
+                        held = false;
+                    }
+                    Err(e) => tracing::warn!(error = %e, id, "extending a firing's lease failed"),
                 }
-                Err(e) => tracing::warn!(error = %e, id, "extending a firing's lease failed"),
             }
         }
-    };
-    let delivered = tokio::select! {
-        () = delivery => true,
-        () = keep => false,
-    };
-    if !delivered {
-        // The lease was lost: whoever holds it now records the firing.
+    }
+    if !held {
         return;
     }
-    let Ok(leased) = Arc::try_unwrap(leased).map(tokio::sync::Mutex::into_inner) else {
-        return;
-    };
-    if let Err(e) = record(s, w, leased).await {
-        tracing::warn!(error = %e, id, "recording a firing failed; it fires again");
+    match s.schedules.done(&w.group, leased).await {
+        Ok(true) => {}
+        Ok(false) => tracing::warn!(
+            id,
+            "a firing's lease was lost before it was recorded; it fires again"
+        ),
+        Err(e) => tracing::warn!(error = %e, id, "recording a firing failed; it fires again"),
     }
-}
-
-async fn record(
-    s: &Scheduler,
-    w: &Watched,
-    leased: Leased,
-) -> Result<(), outrider_blocks::state::StateError> {
-    s.schedules.done(&w.group, leased).await.map(|_| ())
 }

@@ -288,8 +288,7 @@ async fn apis_not_served_yet_answer_501_naming_the_api() {
             "/v1.0-alpha1/conversation/llm/converse",
             "conversation",
         ),
-        ("POST", "/v1.0/actors/cart/1/method/add", "actors"),
-        ("POST", "/v1.0-alpha1/jobs/nightly", "jobs"),
+        ("PUT", "/v1.0-alpha1/crypto/vault/encrypt", "cryptography"),
         ("POST", "/v1.0-beta1/workflows/dapr/flow/start", "workflow"),
     ] {
         let r = a.call(method, path, "{}").await.unwrap();

@@ -871,14 +871,14 @@ suite.check("subscribe() to an unknown pubsub fails with daprd's not-found error
 def unimplemented() -> None:
     for rpc, call, req in (
         ("GetJobAlpha1", stub.GetJobAlpha1, api_v1.GetJobRequest(name="j")),
-        ("InvokeActor", stub.InvokeActor, api_v1.InvokeActorRequest(actor_type="t", actor_id="1", method="m")),
+        ("GetWorkflowBeta1", stub.GetWorkflowBeta1, api_v1.GetWorkflowRequest(instance_id="w")),
     ):
         err = raw_error(rpc, lambda: call(req, metadata=token_md(), timeout=CALL_TIMEOUT))
         expect_code(err, grpc.StatusCode.UNIMPLEMENTED)
         expect(rpc in (err.details() or ""), f"{rpc}: message does not name the RPC: {err.details()!r}")
 
 
-suite.check("an RPC this sidecar does not serve (GetJobAlpha1, InvokeActor): UNIMPLEMENTED naming it", unimplemented)
+suite.check("an RPC this sidecar does not serve (GetJobAlpha1, GetWorkflowBeta1): UNIMPLEMENTED naming it", unimplemented)
 
 
 def unknown_service() -> None:

@@ -117,14 +117,15 @@ impl FakeApp {
         Self { port, seen, task }
     }
 
-    /// Every request received so far, except the sidecar's own `GET /dapr/subscribe` at start
-    /// (see [`FakeApp::subscribe_calls`]): what tests send through the sidecar.
+    /// Every request received so far, except the sidecar's own `GET /dapr/subscribe` and
+    /// `GET /dapr/config` at start (see [`FakeApp::subscribe_calls`]): what tests send through
+    /// the sidecar.
     pub fn seen(&self) -> Vec<Recorded> {
         self.seen
             .lock()
             .unwrap()
             .iter()
-            .filter(|r| !is_subscribe_probe(r))
+            .filter(|r| !is_start_probe(r))
             .cloned()
             .collect()
     }
@@ -190,6 +191,11 @@ fn full(b: impl Into<Bytes>) -> Body {
 
 fn is_subscribe_probe(r: &Recorded) -> bool {
     r.method == "GET" && r.path == "/dapr/subscribe"
+}
+
+/// The sidecar's own questions at start: subscriptions and actor configuration.
+fn is_start_probe(r: &Recorded) -> bool {
+    is_subscribe_probe(r) || (r.method == "GET" && r.path == "/dapr/config")
 }
 
 /// 64-bit FNV-1a, folded over chunks.

@@ -114,6 +114,7 @@ pub(crate) async fn start(
         .await;
         match started {
             Ok(host) => break host,
+            Err(_) if actors.stop.is_cancelled() => return false,
             Err(e) => {
                 tracing::warn!(store = %store_name, error = %e, "starting the actor host failed; retrying");
                 tokio::time::sleep(Duration::from_secs(1)).await;
@@ -121,6 +122,7 @@ pub(crate) async fn start(
         }
     };
     let _ = actors.host.set(host);
+    actors.placement.host_here(names.clone());
     if let Some(scheduler) = actors.scheduler.get() {
         for t in &names {
             let kind = crate::api::actors::reminders::Reminders {

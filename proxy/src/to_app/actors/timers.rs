@@ -18,6 +18,26 @@ use super::{Active, Found, Host, HostError, segment};
 /// Timers one actor may have at once.
 pub(crate) const MAX_TIMERS: usize = 256;
 
+/// A running timer: stopped between firings when deleted or replaced (a firing under way, which
+/// holds the actor's turn, finishes first), or aborted with its actor (whose turn is closed).
+pub(crate) struct Handle {
+    abort: tokio::task::AbortHandle,
+    stop: tokio_util::sync::CancellationToken,
+}
+
+impl Handle {
+    /// Stops it after the firing under way, if any.
+    pub(crate) fn stop(&self) {
+        self.stop.cancel();
+    }
+
+    /// Stops it now: only once the actor's turn is closed.
+    pub(crate) fn abort(&self) {
+        self.stop.cancel();
+        self.abort.abort();
+    }
+}
+
 /// A timer as registered.
 #[derive(Clone, Debug)]
 pub(crate) struct Timer {
@@ -52,14 +72,20 @@ impl Host {
                 "the actor has {MAX_TIMERS} timers already"
             )));
         }
+        let stop = tokio_util::sync::CancellationToken::new();
         let task = tokio::spawn(run(
             Arc::downgrade(self),
             (actor_type.to_owned(), id.to_owned()),
             Arc::downgrade(&active),
             timer.clone(),
+            stop.clone(),
         ));
-        if let Some(old) = timers.insert(timer.name, task.abort_handle()) {
-            old.abort();
+        let handle = Handle {
+            abort: task.abort_handle(),
+            stop,
+        };
+        if let Some(old) = timers.insert(timer.name, handle) {
+            old.stop();
         }
         Ok(())
     }
@@ -75,33 +101,43 @@ impl Host {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(name);
-        if let Some(task) = removed {
-            task.abort();
+        if let Some(timer) = removed {
+            timer.stop();
         }
     }
 }
 
 /// Fires `timer` until it is spent, deleted, or its actor goes.
-async fn run(host: Weak<Host>, key: (String, String), active: Weak<Active>, timer: Timer) {
+async fn run(
+    host: Weak<Host>,
+    key: (String, String),
+    active: Weak<Active>,
+    timer: Timer,
+    stop: tokio_util::sync::CancellationToken,
+) {
     let mut fired = 0u32;
     let mut last = timer.firings.due;
     while let Some(at) = timer.firings.next(fired, last) {
         let wait = (at - Utc::now()).to_std().unwrap_or_default();
-        tokio::time::sleep(wait).await;
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = stop.cancelled() => return,
+        }
         let (Some(host), Some(active)) = (host.upgrade(), active.upgrade()) else {
             return;
         };
-        if active.closing.load(Ordering::Acquire) {
+        if active.closing.load(Ordering::Acquire) || stop.is_cancelled() {
             return;
         }
         fire(&host, &key, &active, &timer).await;
         fired += 1;
         last = at;
     }
-    // Spent: forget it, unless it was replaced meanwhile.
+    // Spent: forget it, unless it was replaced meanwhile (another task's handle).
     if let Some(active) = active.upgrade() {
         let mut timers = active.timers.lock().unwrap_or_else(|p| p.into_inner());
-        if timers.get(&timer.name).is_some_and(|t| t.is_finished()) {
+        let me = tokio::task::id();
+        if timers.get(&timer.name).is_some_and(|t| t.abort.id() == me) {
             timers.remove(&timer.name);
         }
     }
@@ -116,7 +152,7 @@ async fn fire(host: &Host, key: &(String, String), active: &Active, timer: &Time
     let Ok(_turn) = active.turns.enter(None, depth).await else {
         return;
     };
-    if !host.session().valid() {
+    if !active.usable(&host.session()) {
         return;
     }
     active.touch();

@@ -28,17 +28,27 @@ pub(super) enum Why {
     Stopping,
 }
 
-/// The host's upkeep, until it stops.
+/// The host's upkeep, until it stops: the session's renewal in a task of its own, so that no
+/// amount of other work delays it.
 pub(super) async fn run(host: Arc<Host>) {
-    let mut renew = tokio::time::interval(SESSION_RENEW);
+    tokio::spawn(renew_until_stopped(host.clone()));
     let mut scan = tokio::time::interval(SCAN);
-    renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     scan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             () = host.stop.cancelled() => return,
-            _ = renew.tick() => renew_session(&host).await,
             _ = scan.tick() => look_over(&host).await,
+        }
+    }
+}
+
+async fn renew_until_stopped(host: Arc<Host>) {
+    let mut renew = tokio::time::interval(SESSION_RENEW);
+    renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = host.renewal_stop.cancelled() => return,
+            _ = renew.tick() => renew_session(&host).await,
         }
     }
 }
@@ -111,7 +121,7 @@ async fn refresh_claim(host: &Arc<Host>, key: &ActorKey, active: &Arc<Active>) {
     let Some(c) = claim.as_mut() else {
         return;
     };
-    match host.session().refresh(c).await {
+    match active.session.refresh(c).await {
         Ok(true) => {
             *active.claimed.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
         }
@@ -129,7 +139,7 @@ async fn refresh_claim(host: &Arc<Host>, key: &ActorKey, active: &Arc<Active>) {
 /// Deactivates one actor: no new calls, those under way finish (within the type's drain
 /// timeout when it moves), the app is told, and the claim is given up.
 pub(super) async fn deactivate(host: &Arc<Host>, key: ActorKey, active: Arc<Active>, why: Why) {
-    if active.closing.swap(true, Ordering::AcqRel) {
+    if active.deactivating.swap(true, Ordering::AcqRel) {
         return;
     }
     let drain = host
@@ -148,19 +158,23 @@ pub(super) async fn deactivate(host: &Arc<Host>, key: ActorKey, active: Arc<Acti
         (Why::Moved | Why::Stopping, _) => active.turns.close_now(),
         (Why::Idle, _) => active.turns.close().await,
     }
+    // No call runs on it any more: from here, calls wait for it to be gone.
+    active.closing.store(true, Ordering::Release);
     stop_timers(&active);
     tell_app(host, &key).await;
+    // The claim goes while the actor is still in the table (so no call of this host takes it
+    // again in between and loses it to this release), then the actor leaves the table.
     let claim = active.claim.lock().await.take();
+    if let Some(claim) = claim
+        && let Err(e) = active.session.release(claim).await
+    {
+        tracing::warn!(error = %e, actor_type = %key.0, id = %key.1, "releasing an actor's claim failed");
+    }
     {
         let mut table = host.table();
         if table.get(&key).is_some_and(|a| Arc::ptr_eq(a, &active)) {
             table.remove(&key);
         }
-    }
-    if let Some(claim) = claim
-        && let Err(e) = host.session().release(claim).await
-    {
-        tracing::warn!(error = %e, actor_type = %key.0, id = %key.1, "releasing an actor's claim failed");
     }
     tracing::debug!(actor_type = %key.0, id = %key.1, ?why, "actor deactivated");
 }
@@ -168,8 +182,8 @@ pub(super) async fn deactivate(host: &Arc<Host>, key: ActorKey, active: Arc<Acti
 /// Timers go with the actor.
 fn stop_timers(active: &Active) {
     let timers = std::mem::take(&mut *active.timers.lock().unwrap_or_else(|p| p.into_inner()));
-    for task in timers.into_values() {
-        task.abort();
+    for timer in timers.into_values() {
+        timer.abort();
     }
 }
 
@@ -204,19 +218,23 @@ async fn tell_app(host: &Host, key: &ActorKey) {
 /// the app told; the claims are not released (they are not this host's any more).
 async fn drop_all(host: &Arc<Host>) {
     let actors: Vec<(ActorKey, Arc<Active>)> = host.table().drain().collect();
-    for (key, active) in actors {
+    let told = actors.into_iter().map(|(key, active)| async move {
+        active.deactivating.store(true, Ordering::Release);
         active.closing.store(true, Ordering::Release);
         active.turns.close_now();
         stop_timers(&active);
         active.claim.lock().await.take();
         tell_app(host, &key).await;
-    }
+    });
+    futures_util::future::join_all(told).await;
 }
 
 impl Host {
     /// The orderly stop: every actor deactivated (calls under way drain as the type says), then
     /// the session ended so that other hosts may take the actors at once.
     pub(crate) async fn stop(self: &Arc<Self>) {
+        // No more idle or moved deactivations; the session stays renewed until every actor is
+        // gone, so that no other host takes one still draining here.
         self.stop.cancel();
         let actors: Vec<(ActorKey, Arc<Active>)> = self
             .table()
@@ -227,6 +245,7 @@ impl Host {
             .into_iter()
             .map(|(key, active)| deactivate(self, key, active, Why::Stopping));
         futures_util::future::join_all(all).await;
+        self.renewal_stop.cancel();
         self.session().end().await;
     }
 }
