@@ -9,10 +9,7 @@ use std::time::Duration;
 use chrono::{TimeDelta, Utc};
 use outrider_blocks::actors::durable::{Entry, Group, PARTITIONS, PutError, Schedules};
 use outrider_blocks::actors::schedule::Firings;
-use outrider_blocks::state::{
-    MemoryStore, MySqlStore, PostgresStore, RedisSettings, RedisStore, SqliteStore, StateStore,
-};
-use outrider_testkit::{MariaDb, Postgres, RedisServer};
+use outrider_blocks::state::StateStore;
 
 fn group() -> Group {
     Group::reminders(
@@ -173,47 +170,11 @@ macro_rules! conformance {
     };
 }
 
-conformance!(memory, || async {
-    (
-        Arc::new(MemoryStore::new()) as Arc<dyn StateStore>,
-        Box::new(()) as Box<dyn Any + Send>,
-    )
-});
-conformance!(sqlite, || async {
-    let dir = tempfile::tempdir().unwrap();
-    let s = SqliteStore::open(&dir.path().join("state.db"), "state").unwrap();
-    (
-        Arc::new(s) as Arc<dyn StateStore>,
-        Box::new(dir) as Box<dyn Any + Send>,
-    )
-});
-conformance!(redis, || async {
-    let server = RedisServer::start();
-    let s = RedisStore::connect(&RedisSettings::plain("127.0.0.1", server.port))
-        .await
-        .unwrap();
-    (
-        Arc::new(s) as Arc<dyn StateStore>,
-        Box::new(server) as Box<dyn Any + Send>,
-    )
-});
-conformance!(postgres, || async {
-    let pg = Postgres::start();
-    let s = PostgresStore::connect(&pg.conn, &pg.table, Duration::from_secs(10))
-        .await
-        .unwrap();
-    (
-        Arc::new(s) as Arc<dyn StateStore>,
-        Box::new(pg) as Box<dyn Any + Send>,
-    )
-});
-conformance!(mysql, || async {
-    let db = MariaDb::start();
-    let s = MySqlStore::connect(&db.dsn, &db.database, "state", Duration::from_secs(10))
-        .await
-        .unwrap();
-    (
-        Arc::new(s) as Arc<dyn StateStore>,
-        Box::new(db) as Box<dyn Any + Send>,
-    )
-});
+#[path = "state/open.rs"]
+mod open;
+
+conformance!(memory, open::memory);
+conformance!(sqlite, open::sqlite);
+conformance!(redis, open::redis);
+conformance!(postgres, open::postgres);
+conformance!(mysql, open::mysql);

@@ -209,6 +209,15 @@ async fn nothing_lost_when_the_sidecar_dies(kind: &str, url: &str) {
         .start()
         .await;
     first.wait_ready().await;
+    // Sent only once the binding reads its queue: an MQTT message published before anyone
+    // subscribed is not kept for later subscribers.
+    wait_until(WAIT, "the input binding's subscription", || async {
+        let log = first.log();
+        log.lines()
+            .any(|l| l.contains(" subscribed ") && l.contains("binding"))
+            .then_some(())
+    })
+    .await;
     let body = serde_json::json!({"operation": "create", "data": {"order": 7}});
     let r = first
         .request("POST", "/v1.0/bindings/q", &[], body.to_string())
