@@ -236,11 +236,7 @@ impl Actors {
             "/v1.0/actors/{}/{}/method/{}",
             crate::to_app::actors::segment(&call.actor_type),
             crate::to_app::actors::segment(&call.id),
-            call.method
-                .split('/')
-                .map(crate::to_app::actors::segment)
-                .collect::<Vec<_>>()
-                .join("/")
+            crate::to_app::actors::method_path(&call.method)
         );
         let pq = match call.req.uri().query() {
             Some(q) => format!("{path}?{q}"),

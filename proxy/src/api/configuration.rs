@@ -197,22 +197,8 @@ pub(crate) fn items_json(items: &Items) -> Value {
     )
 }
 
-/// What may not stand as itself in a path: controls, space and the characters that end or
-/// change a path (`/` stays, as daprd puts keys in the path as they are).
-const NOT_IN_PATH: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
-    .add(b' ')
-    .add(b'"')
-    .add(b'#')
-    .add(b'%')
-    .add(b'<')
-    .add(b'>')
-    .add(b'?')
-    .add(b'`')
-    .add(b'{')
-    .add(b'}');
-
 fn in_path(s: &str) -> percent_encoding::PercentEncode<'_> {
-    percent_encoding::utf8_percent_encode(s, NOT_IN_PATH)
+    percent_encoding::utf8_percent_encode(s, crate::net::http::NOT_IN_PATH)
 }
 
 /// How long the app may take to answer one update.

@@ -260,6 +260,23 @@ where
     }
 }
 
+/// What may not stand as itself in a path: controls, space and the characters that end or
+/// change a path. `/` stays: for names put in a path as they are.
+pub(crate) const NOT_IN_PATH: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'`')
+    .add(b'{')
+    .add(b'}');
+
+/// [`NOT_IN_PATH`] and `/`: for a name that must stay one path segment.
+pub(crate) const NOT_IN_SEGMENT: &percent_encoding::AsciiSet = &NOT_IN_PATH.add(b'/');
+
 /// Decodes percent-escapes (as Dapr unescapes route parameters); invalid UTF-8 is replaced.
 pub(crate) fn percent_decode(s: &str) -> String {
     percent_encoding::percent_decode_str(s)

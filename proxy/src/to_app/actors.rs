@@ -397,24 +397,10 @@ fn app_headers(mut h: HeaderMap) -> HeaderMap {
 
 /// One path segment, escaped so that it stays one segment.
 pub(crate) fn segment(s: &str) -> String {
-    percent_encoding::utf8_percent_encode(s, SEGMENT).to_string()
+    percent_encoding::utf8_percent_encode(s, crate::net::http::NOT_IN_SEGMENT).to_string()
 }
 
-/// A method name, which may hold `/` (daprd passes it on as it came).
-fn method_path(m: &str) -> String {
+/// A method name, which may hold `/` (daprd passes it on as it came), each segment escaped.
+pub(crate) fn method_path(m: &str) -> String {
     m.split('/').map(segment).collect::<Vec<_>>().join("/")
 }
-
-/// What a path segment may not hold unescaped.
-const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
-    .add(b' ')
-    .add(b'"')
-    .add(b'#')
-    .add(b'%')
-    .add(b'/')
-    .add(b'<')
-    .add(b'>')
-    .add(b'?')
-    .add(b'`')
-    .add(b'{')
-    .add(b'}');
