@@ -86,6 +86,11 @@ HP_FRONT=21020 HP_BACK=21021
 REDIS=21030 S_API=21031 S_MESH=21032 S_ADMIN=21033
 P_API=21034 P_MESH=21035 P_ADMIN=21036 P_APP=21037
 START_API=21040 START_MESH=21041 START_ADMIN=21042
+# The actor cells: the echo app hosting actor type BenchActor, and its sidecar x (actor store on
+# the private Redis). Calls through x reach actors it owns (same host); calls through sidecar a,
+# which hosts none, cross the mesh to x (other host).
+ACT_ECHO=21044 X_API=21045 X_MESH=21046 X_ADMIN=21047 X_GRPC=21048 ACTOR=BenchActor
+if [ "$QUICK" = yes ]; then REMINDERS=2000 REMINDERS_LEAD=4; else REMINDERS=10000 REMINDERS_LEAD=12; fi
 # The interception cells' two namespaces: "host" A (the caller: load generator, sidecar a with
 # `outrider init` rules) and "host" B (the echo app `bench` and its sidecar), on 10.79.0.0/24,
 # an address range that exists only inside them. Their ports are their own.
@@ -111,7 +116,8 @@ if [ "$QUICK" = yes ]; then TCP_BYTES=$((256 << 20)); else TCP_BYTES=$((1 << 30)
 for port in $ECHO $NGINX $HAPROXY $OUTRIDER $PINGORA "${CG_PORTS[@]}" $A_API $A_MESH $A_ADMIN $B_API $B_MESH $B_ADMIN $HP_FRONT $HP_BACK \
   $REDIS $S_API $S_MESH $S_ADMIN $P_API $P_MESH $P_ADMIN $P_APP $START_API $START_MESH $START_ADMIN \
   $A_GRPC $B_GRPC $S_GRPC $P_GRPC $START_GRPC \
-  $A3_API $A3_MESH $A3_ADMIN $A3_GRPC $B3_API $B3_MESH $B3_ADMIN $B3_GRPC; do
+  $A3_API $A3_MESH $A3_ADMIN $A3_GRPC $B3_API $B3_MESH $B3_ADMIN $B3_GRPC \
+  $ACT_ECHO $X_API $X_MESH $X_ADMIN $X_GRPC; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then die "port $port is in use (a leftover run?)"; fi
 done
 
@@ -152,6 +158,7 @@ start() { # start NAME CMD... : runs CMD pinned to CPU 1, logs to $RUN/NAME.log
 
 log "starting the servers under test (logs in $RUN)"
 start echo "$BIN/outrider-bench" echo --listen "127.0.0.1:$ECHO"
+start actor_echo "$BIN/outrider-bench" echo --listen "127.0.0.1:$ACT_ECHO" --actor-type $ACTOR
 
 # nginx: one worker, keep-alive to the upstream.
 mkdir -p "$RUN/nginx"
@@ -325,6 +332,26 @@ EOF
 start sidecar_p env HOME="$SIDECAR_HOME" "$BIN/outrider" run --app-id p --app-port $P_APP --dapr-http-port $P_API \
   --dapr-grpc-port $P_GRPC --mesh-port $P_MESH --metrics-port $P_ADMIN --data-dir "$RUN/p" --resources-path "$RUN/pubsub" --log-level warn
 
+# The actor host: its actor state store on the private Redis.
+mkdir -p "$RUN/actors"
+cat >"$RUN/actors/actorstore.yaml" <<EOF
+apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata:
+  name: actorstore
+spec:
+  type: state.redis
+  version: v1
+  metadata:
+  - name: redisHost
+    value: 127.0.0.1:$REDIS
+  - name: actorStateStore
+    value: "true"
+EOF
+start sidecar_x env HOME="$SIDECAR_HOME" "$BIN/outrider" run --app-id act --app-port $ACT_ECHO --dapr-http-port $X_API \
+  --dapr-grpc-port $X_GRPC --mesh-port $X_MESH --metrics-port $X_ADMIN --data-dir "$RUN/x" --resources-path "$RUN/actors" \
+  --mesh-transport h2 --log-level warn
+
 wait_http "http://127.0.0.1:$NGINX/"
 wait_http "http://127.0.0.1:$HAPROXY/"
 wait_http "http://127.0.0.1:$HP_FRONT/"
@@ -336,6 +363,16 @@ expect_transport sidecar_a $A_ADMIN h2
 expect_transport sidecar_a3 $A3_ADMIN h3
 wait_http "http://127.0.0.1:$S_API/v1.0/healthz" "204"
 wait_http "http://127.0.0.1:$P_API/v1.0/healthz/outbound" "204"
+wait_actor_host() { # until sidecar x hosts $ACTOR
+  for _ in $(seq 300); do
+    curl -sf "http://127.0.0.1:$X_API/v1.0/metadata" | grep -q '"hostReady":true' && return 0
+    sleep 0.05
+  done
+  die "sidecar x never became an actor host; logs in $RUN"
+}
+wait_actor_host
+wait_http "http://127.0.0.1:$X_API/v1.0/actors/$ACTOR/warm/method/echo"
+wait_http "http://127.0.0.1:$A_API/v1.0/actors/$ACTOR/warm/method/echo"
 # The interception cells' hosts: namespaces A and B joined by one veth pair, nothing in this
 # machine's own namespace. In B the echo app (`bench`, on 0.0.0.0 so A reaches it directly too),
 # its sidecar, and two byte sinks (one reachable only from B's loopback, through the sidecar;
@@ -584,7 +621,7 @@ rss_of() { # rss_of PID... -> summed VmRSS in MB
 group_pids() { # group_pids NAME -> the pids of one server under test, space-separated
   if [ "$1" = nginx ]; then nginx_pids | tr ',' ' '; else eval "echo \$PID_$1"; fi
 }
-GROUPS_UNDER_TEST=(nginx haproxy pingora outrider hp_front hp_back sidecar_a sidecar_b sidecar_a3 sidecar_b3 sidecar_s sidecar_p redis
+GROUPS_UNDER_TEST=(nginx haproxy pingora outrider hp_front hp_back sidecar_a sidecar_b sidecar_a3 sidecar_b3 sidecar_s sidecar_p sidecar_x redis
   "${NS_GROUPS[@]}")
 # Memory before any load.
 for name in "${GROUPS_UNDER_TEST[@]}"; do
@@ -594,6 +631,18 @@ for name in "${GROUPS_UNDER_TEST[@]}"; do
 done
 
 rated=(--rate $RATE --body-size $BODY --path /echo)
+actors_settle() { # actors_settle CELL REPEAT: until sidecar x holds at most 256 active actors (the
+  # activation cell leaves thousands, deactivated after the app's idle time), so their
+  # deactivation does not load the next cell
+  local n
+  for _ in $(seq 600); do
+    n=$(curl -sf "http://127.0.0.1:$X_API/v1.0/metadata" | grep -o '"count":[0-9]*' | head -n 1 | cut -d: -f2)
+    [ "${n:-0}" -le 256 ] && return 0
+    sleep 0.1
+  done
+  die "$1 #$2: sidecar x still holds ${n:-?} active actors a minute later; logs in $RUN"
+}
+actor_path="/v1.0/actors/$ACTOR/{id}/method/echo"
 cell() { # cell NAME REPEAT
   local r=$2
   case "$1" in
@@ -683,6 +732,25 @@ cell() { # cell NAME REPEAT
     tcp-throughput/direct) tcp_cell tcp-throughput/direct "$r" $NS_SINK_DIRECT ;;
     tcp-throughput/outrider-tunnel)
       tcp_cell tcp-throughput/outrider-tunnel "$r" $NS_SINK "$PID_ns_sidecar_a $PID_ns_sidecar_b" ;;
+    # An actor method on 64 active actors, in turn: through the sidecar that holds them (added
+    # over the app alone), and through another sidecar, across the mesh (added over an invoke,
+    # which takes the same two hops).
+    actor-call/same-host)
+      load actor-call/same-host "$r" direct "$PID_sidecar_x" --addr 127.0.0.1:$X_API "${rated[@]}" --path "$actor_path" --ids 64 ;;
+    actor-call/other-host)
+      load actor-call/other-host "$r" two-hop/outrider-mtls "$PID_sidecar_a,$PID_sidecar_x" --addr 127.0.0.1:$A_API \
+        "${rated[@]}" --path "$actor_path" --ids 64 ;;
+    # Each call to an actor never seen before: its activation (a claim in Redis, then the app).
+    actor-activation/outrider)
+      load actor-activation/outrider "$r" direct "$PID_sidecar_x,$PID_redis" --addr 127.0.0.1:$X_API --rate 500 \
+        --body-size $BODY --path "$actor_path" --ids 0
+      actors_settle actor-activation/outrider "$r" ;;
+    actor-reminders/outrider)
+      rps=$("${GEN[@]}" reminders --api 127.0.0.1:$X_API --app 127.0.0.1:$ACT_ECHO --actor-type $ACTOR \
+        --count $REMINDERS --lead $REMINDERS_LEAD) || die "actor-reminders #$r failed; logs in $RUN"
+      "$BIN/outrider-bench" figure --cell actor-reminders/outrider --repeat "$r" --value "$rps" --unit reminders/s \
+        --out "$OUT/cells/actor-reminders_outrider-$r.json"
+      log "actor-reminders #$r: $rps reminders/s" ;;
     start-to-ready)
       # The poller on the generator's CPU, the starting sidecar on the measured one.
       ms=$("${GEN[@]}" startup --url "http://127.0.0.1:$START_API/v1.0/healthz/outbound" -- \
@@ -697,7 +765,8 @@ CELLS=(direct one-hop/nginx one-hop/haproxy one-hop/pingora one-hop/outrider two
   two-hop/outrider-h3 two-hop-grpc/outrider-mtls state-get/redis state-get/outrider state-get-grpc/outrider
   state-set/redis state-set/outrider
   publish/redis publish/outrider pubsub/outrider pubsub-max/outrider lock-max/outrider binding-max/outrider
-  one-hop-max/direct one-hop-max/nginx one-hop-max/haproxy one-hop-max/pingora one-hop-max/outrider start-to-ready)
+  one-hop-max/direct one-hop-max/nginx one-hop-max/haproxy one-hop-max/pingora one-hop-max/outrider start-to-ready
+  actor-call/same-host actor-call/other-host actor-activation/outrider actor-reminders/outrider)
 [ "$NETNS" = no ] || CELLS+=(netns-direct two-hop-intercepted/outrider-mtls two-hop-netns/outrider-mtls
   two-hop-netns/haproxy-tls tcp-throughput/direct tcp-throughput/outrider-tunnel
   lossy-two-hop/outrider-h2 lossy-two-hop/outrider-h3)

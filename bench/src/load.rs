@@ -25,6 +25,7 @@ mod drive;
 pub mod grpc;
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -58,6 +59,8 @@ pub enum Op {
         body: Bytes,
         /// h2c with prior knowledge instead of HTTP/1.1.
         http2: bool,
+        /// What replaces `{id}` in the path, request by request.
+        ids: Option<Arc<Ids>>,
     },
     /// Redis `GET key`.
     RedisGet {
@@ -78,6 +81,37 @@ pub enum Op {
         /// The message.
         value: Bytes,
     },
+}
+
+/// The ids a path's `{id}` takes, one per request: in turn among `cycle` ids, or a new one for
+/// every request (`cycle` 0). Each run's ids carry a prefix of their own, so a run never meets
+/// an id (an actor, say) an earlier run left behind.
+#[derive(Debug)]
+pub struct Ids {
+    prefix: String,
+    cycle: u64,
+    next: AtomicU64,
+}
+
+impl Ids {
+    /// Ids for one run.
+    pub fn new(cycle: u64) -> Self {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        Ids {
+            prefix: format!("{:x}{nanos:x}", std::process::id()),
+            cycle,
+            next: AtomicU64::new(0),
+        }
+    }
+
+    /// `path` with its `{id}` replaced by the next id.
+    pub fn fill(&self, path: &str) -> String {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let n = if self.cycle == 0 { n } else { n % self.cycle };
+        path.replace("{id}", &format!("{}-{n}", self.prefix))
+    }
 }
 
 /// One run.
@@ -336,5 +370,22 @@ fn percentiles(h: &Histogram<u64>) -> Percentiles {
         p999: us(h.value_at_quantile(0.999)),
         max: us(h.max()),
         mean: (h.mean() / 1e3 * 10.0).round() / 10.0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Ids;
+
+    #[test]
+    fn ids_cycle_or_never_repeat() {
+        let (a, b) = (Ids::new(2), Ids::new(0));
+        let cycled: Vec<_> = (0..4).map(|_| a.fill("/x/{id}/y")).collect();
+        assert_eq!(cycled[0], cycled[2]);
+        assert_eq!(cycled[1], cycled[3]);
+        assert_ne!(cycled[0], cycled[1]);
+        assert!(cycled[0].starts_with("/x/") && cycled[0].ends_with("-0/y"));
+        let fresh: std::collections::HashSet<_> = (0..100).map(|_| b.fill("{id}")).collect();
+        assert_eq!(fresh.len(), 100);
     }
 }

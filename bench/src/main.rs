@@ -55,6 +55,9 @@ enum Command {
         /// Wait this long before each answer.
         #[arg(long, default_value_t = 0)]
         delay_ms: u64,
+        /// Host this actor type too (its methods echo; reminders are counted).
+        #[arg(long)]
+        actor_type: Option<String>,
     },
     /// Write one measured value as a cell of a run.
     Figure {
@@ -84,6 +87,9 @@ enum Command {
         #[arg(last = true, required = true)]
         cmd: Vec<String>,
     },
+    /// Register one-shot actor reminders all due at one instant and print how many fire per
+    /// second (see the `reminders` module).
+    Reminders(RemindersArgs),
     /// Summarize a run directory (its `cells/`) into results.json, results.md and latency.svg.
     Report {
         /// The run directory.
@@ -111,6 +117,41 @@ enum Command {
 }
 
 #[derive(Args)]
+struct RemindersArgs {
+    /// The sidecar's HTTP API.
+    #[arg(long)]
+    api: SocketAddr,
+    /// The app (the echo app with --actor-type), which counts reminder calls.
+    #[arg(long)]
+    app: SocketAddr,
+    /// The actor type the app hosts.
+    #[arg(long)]
+    actor_type: String,
+    /// How many reminders.
+    #[arg(long, default_value_t = 2000)]
+    count: u64,
+    /// Seconds from the start until they are due (registering must end before).
+    #[arg(long, default_value_t = 5.0)]
+    lead: f64,
+    /// Connections registering at once.
+    #[arg(long, default_value_t = 16)]
+    connections: u64,
+}
+
+impl RemindersArgs {
+    fn run(self) -> outrider_bench::reminders::Run {
+        outrider_bench::reminders::Run {
+            api: self.api,
+            app: self.app,
+            actor_type: self.actor_type,
+            count: self.count,
+            lead: Duration::from_secs_f64(self.lead),
+            connections: self.connections,
+        }
+    }
+}
+
+#[derive(Args)]
 struct LoadArgs {
     /// The server's address.
     #[arg(long)]
@@ -133,6 +174,9 @@ struct LoadArgs {
     /// h2c (prior knowledge) instead of HTTP/1.1.
     #[arg(long)]
     http2: bool,
+    /// Where the path holds `{id}`: how many ids it takes in turn (0: a new one per request).
+    #[arg(long, default_value_t = 0)]
+    ids: u64,
     /// A gRPC call of the Dapr API instead (h2c): `GetState` of `STORE/KEY`.
     #[arg(long, conflicts_with_all = ["grpc_invoke", "body"])]
     grpc_get_state: Option<String>,
@@ -242,6 +286,7 @@ fn plan(a: &LoadArgs) -> anyhow::Result<Plan> {
                 headers,
                 body: framed,
                 http2: true,
+                ids: None,
             },
             connections: a.connections,
             rate: a.rate,
@@ -282,6 +327,10 @@ fn plan(a: &LoadArgs) -> anyhow::Result<Plan> {
                 headers,
                 body,
                 http2: a.http2,
+                ids: a
+                    .path
+                    .contains("{id}")
+                    .then(|| Arc::new(load::Ids::new(a.ids))),
             }
         }
     };
@@ -384,11 +433,17 @@ fn main() -> anyhow::Result<()> {
             let plan = plan(&load)?;
             rt.block_on(load::count(&plan, requests))
         }
-        Command::Echo { listen, delay_ms } => {
-            rt.block_on(outrider_bench::echo::run(
-                listen,
-                Duration::from_millis(delay_ms),
-            ))?;
+        Command::Echo {
+            listen,
+            delay_ms,
+            actor_type,
+        } => {
+            let app = outrider_bench::echo::App {
+                delay: Duration::from_millis(delay_ms),
+                actor_type,
+                ..Default::default()
+            };
+            rt.block_on(outrider_bench::echo::run(listen, app))?;
             Ok(())
         }
         Command::Figure {
@@ -411,6 +466,11 @@ fn main() -> anyhow::Result<()> {
         Command::Startup { url, cmd } => {
             let ms = rt.block_on(outrider_bench::startup::startup(&url, &cmd))?;
             println!("{ms:.1}");
+            Ok(())
+        }
+        Command::Reminders(a) => {
+            let rate = rt.block_on(outrider_bench::reminders::run(&a.run()))?;
+            println!("{rate:.0}");
             Ok(())
         }
         Command::Report { dir, meta } => {

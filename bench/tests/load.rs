@@ -21,6 +21,7 @@ fn post(http2: bool) -> Op {
         headers: HeaderMap::new(),
         body: Bytes::from(vec![b'x'; 1024]),
         http2,
+        ids: None,
     }
 }
 
@@ -158,6 +159,7 @@ async fn a_stall_shows_in_the_tail_not_just_once() {
             headers: HeaderMap::new(),
             body: Bytes::new(),
             http2: false,
+            ids: None,
         },
         connections: 1,
         rate: Some(100.0),

@@ -82,10 +82,19 @@ pub(super) async fn http_once(conn: &mut Conn, plan: &Plan, body: Bytes) -> bool
         method,
         path,
         headers,
+        ids,
         ..
     } = &plan.op
     else {
         return false;
+    };
+    let filled;
+    let path = match ids {
+        Some(ids) => {
+            filled = ids.fill(path);
+            &filled
+        }
+        None => path,
     };
     let mut req = Request::new(Full::new(body));
     *req.method_mut() = method.clone();
