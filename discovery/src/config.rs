@@ -57,13 +57,17 @@ impl Balancing {
 /// The `static` resolver's map: each target's addresses with the transports each offers.
 pub type StaticMap = BTreeMap<Target, Vec<(SocketAddr, Transports)>>;
 
+/// The actor types the `static` map's entries list (`actors`), by target and address.
+pub type StaticActors = BTreeMap<(Target, SocketAddr), Vec<String>>;
+
 /// A validated resolver choice.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ResolverConfig {
     /// The per-user registry directory on this host.
     Local,
-    /// A fixed map of targets to addresses, each with the transports its mesh port offers.
-    Static(StaticMap),
+    /// A fixed map of targets to addresses, each with the transports its mesh port offers,
+    /// and the actor types hosted behind the addresses that list some.
+    Static(StaticMap, StaticActors),
     /// Multicast DNS on the local link.
     Mdns(MdnsConfig),
     /// Unicast DNS (Kubernetes-style service names).
@@ -188,7 +192,8 @@ impl NameResolution {
             }
             "static" => {
                 keys(&self.configuration, &["apps", "file"], &mut errors);
-                parse_static(&self.configuration, namespace).map(ResolverConfig::Static)
+                parse_static(&self.configuration, namespace)
+                    .map(|(map, actors)| ResolverConfig::Static(map, actors))
             }
             "mdns" => parse_mdns(&self.configuration).map(ResolverConfig::Mdns),
             "dns" => parse_dns(&self.configuration).map(ResolverConfig::Dns),

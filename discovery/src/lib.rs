@@ -32,7 +32,7 @@ use tokio::sync::watch;
 
 pub use config::{
     Balancing, ConfigError, DEFAULT_MESH_PORT, DnsConfig, MdnsConfig, NameResolution, Resolution,
-    ResolverConfig, StaticMap,
+    ResolverConfig, StaticActors, StaticMap,
 };
 
 /// Which app is being looked for.
@@ -236,6 +236,22 @@ pub trait Resolve: Send + Sync + 'static {
     fn at_address(&self, _ip: IpAddr) -> Vec<(Target, SocketAddr)> {
         Vec::new()
     }
+}
+
+/// This sidecar's mesh address as `resolver` lists it for peers: the endpoint of its own app
+/// `me` on `mesh_port` at an address of this host. `None` while the resolver lists no such
+/// endpoint (a DNS answer not in yet, a static map without this sidecar).
+pub fn own_address(resolver: &dyn Resolve, me: &Target, mesh_port: u16) -> Option<SocketAddr> {
+    let set = resolver.resolve(me).borrow().clone();
+    set.addrs
+        .iter()
+        .copied()
+        .find(|a| a.port() == mesh_port && is_own_ip(a.ip()))
+}
+
+/// Whether `ip` is an address of this host: one a socket can bind to.
+fn is_own_ip(ip: IpAddr) -> bool {
+    ip.is_loopback() || std::net::UdpSocket::bind(SocketAddr::new(ip, 0)).is_ok()
 }
 
 /// The entries of `known` whose endpoint is at `ip`, sorted and without duplicates.

@@ -2,10 +2,15 @@
 //! discovery (RFC 6762/6763), as Dapr's self-hosted mode does.
 //!
 //! Every sidecar announces one instance of `_outrider._tcp.local.`: the instance name is its app
-//! id (the mDNS daemon renames a clash to `b (2)`, as RFC 6762 §9 asks), the SRV record carries
+//! id and a random suffix (`b-1f2e3d4c`), so that the instances of one app never clash (a clash
+//! renamed by the daemon, as RFC 6762 §9 asks, would not survive announcing again with the actor
+//! types), the SRV record carries
 //! the mesh port and a host name of its own, and the TXT record carries `app-id`, `namespace`,
 //! `mesh-port` and `transports` (`h2` or `h2,h3`: whether the mesh port also accepts HTTP/3 over
-//! QUIC on UDP; names not known are skipped, and an answer without the key offers HTTP/2 only).
+//! QUIC on UDP; names not known are skipped, and an answer without the key offers HTTP/2 only),
+//! and, once its app has said which actor types it hosts, `actors` (their names, comma-separated):
+//! the announcement is then sent again with that entry, and actor placement hashes over the
+//! instances that list a type.
 //! Every sidecar also browses that service type for as long as it runs, so answers
 //! are cached (with their TTLs, by the daemon) before the first request needs them. A stopping
 //! sidecar sends goodbye packets, which remove its endpoint from every peer at once; one that dies
@@ -35,14 +40,17 @@ const TXT_APP_ID: &str = "app-id";
 const TXT_NAMESPACE: &str = "namespace";
 const TXT_MESH_PORT: &str = "mesh-port";
 const TXT_TRANSPORTS: &str = "transports";
+const TXT_ACTORS: &str = "actors";
+/// The most a TXT entry holds (RFC 6763 §6.1), key and `=` included.
+const MAX_TXT_ENTRY: usize = 255;
 
 /// How long a request waits for a first answer about an app not seen yet (an answer to a
 /// fresh query normally comes within a second).
 const PATIENCE: Duration = Duration::from_millis(1500);
 
 /// The longest app id an instance name holds: a DNS label (63 bytes) with room for the
-/// ` (NN)` a name clash appends.
-pub const MAX_APP_ID: usize = 58;
+/// `-xxxxxxxx` suffix.
+pub const MAX_APP_ID: usize = 54;
 /// The longest namespace its TXT entry (`namespace=…`, at most 255 bytes) holds.
 pub const MAX_NAMESPACE: usize = 245;
 
@@ -81,16 +89,35 @@ fn failed(doing: impl Into<String>) -> impl FnOnce(mdns_sd::Error) -> MdnsError 
 pub struct MdnsResolver {
     daemon: ServiceDaemon,
     state: Arc<Mutex<State>>,
-    /// The full name of our own instance, once registered.
-    announced: Mutex<Option<String>>,
+    /// Our own instance, once registered: what it was registered with, to announce it again.
+    announced: Mutex<Option<Announced>>,
     /// The interfaces in use, for error messages.
     scope: String,
 }
 
+/// This sidecar's registered instance.
+struct Announced {
+    me: Announcement,
+    instance: String,
+    host: String,
+    kinds: Vec<IfKind>,
+    fullname: String,
+}
+
+/// One sidecar an answer described.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Instance {
+    target: Target,
+    addr: SocketAddr,
+    transports: Transports,
+    /// The actor types its app hosts (TXT `actors`).
+    actors: Vec<String>,
+}
+
 #[derive(Default)]
 struct State {
-    /// Instance full name → the target it serves, its mesh address and what that offers.
-    instances: HashMap<String, (Target, SocketAddr, Transports)>,
+    /// Instance full name → the sidecar it describes.
+    instances: HashMap<String, Instance>,
     senders: HashMap<Target, watch::Sender<Arc<EndpointSet>>>,
 }
 
@@ -99,8 +126,8 @@ impl State {
         let endpoints = self
             .instances
             .values()
-            .filter(|(t, _, _)| t == target)
-            .map(|(_, a, transports)| (*a, *transports))
+            .filter(|i| i.target == *target)
+            .map(|i| (i.addr, i.transports))
             .collect();
         Arc::new(EndpointSet::with_transports(endpoints))
     }
@@ -164,44 +191,94 @@ impl MdnsResolver {
             scope,
         };
         if let Some(me) = me {
+            // A host name and an instance of its own per sidecar: several may share a machine
+            // (and its hostname), or an app id.
+            let tag = unique();
+            let mut announced = Announced {
+                me: me.clone(),
+                instance: format!("{}-{tag:08x}", me.app_id),
+                host: format!("outrider-{tag:08x}.local."),
+                kinds,
+                fullname: String::new(),
+            };
             resolver
-                .announce(me, kinds)
+                .announce(&mut announced, &[])
                 .map_err(failed(format!("announcing {}.{SERVICE_TYPE}", me.app_id)))?;
+            *resolver
+                .announced
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Some(announced);
         }
         Ok(resolver)
     }
 
-    fn announce(&self, me: &Announcement, kinds: Vec<IfKind>) -> Result<(), mdns_sd::Error> {
-        // A host name of its own per sidecar: several may share a machine (and its hostname).
-        let host = format!("outrider-{:08x}.local.", unique());
-        let port = me.mesh_port.to_string();
-        let txt = [
-            (TXT_APP_ID, me.app_id.as_str()),
-            (TXT_NAMESPACE, me.namespace.as_str()),
+    /// Registers (or registers again, which updates what peers see) this sidecar's instance,
+    /// with `actors` in its TXT record when there are any.
+    fn announce(&self, a: &mut Announced, actors: &[String]) -> Result<(), mdns_sd::Error> {
+        let port = a.me.mesh_port.to_string();
+        let types = actors.join(",");
+        let mut txt = vec![
+            (TXT_APP_ID, a.me.app_id.as_str()),
+            (TXT_NAMESPACE, a.me.namespace.as_str()),
             (TXT_MESH_PORT, &port),
-            (TXT_TRANSPORTS, me.transports.as_str()),
+            (TXT_TRANSPORTS, a.me.transports.as_str()),
         ];
-        let mut info =
-            ServiceInfo::new(SERVICE_TYPE, &me.app_id, &host, (), me.mesh_port, &txt[..])?
-                // The addresses of the enabled interfaces, kept current as they change.
-                .enable_addr_auto();
-        if !kinds.is_empty() {
-            info.set_interfaces(kinds);
+        if !types.is_empty() {
+            txt.push((TXT_ACTORS, &types));
         }
-        let fullname = info.get_fullname().to_owned();
+        let mut info = ServiceInfo::new(
+            SERVICE_TYPE,
+            &a.instance,
+            &a.host,
+            (),
+            a.me.mesh_port,
+            &txt[..],
+        )?
+        // The addresses of the enabled interfaces, kept current as they change.
+        .enable_addr_auto();
+        if !a.kinds.is_empty() {
+            info.set_interfaces(a.kinds.clone());
+        }
+        a.fullname = info.get_fullname().to_owned();
         self.daemon.register(info)?;
-        tracing::info!(instance = %fullname, scope = %self.scope, "announcing this sidecar over mDNS");
-        *self
+        tracing::info!(instance = %a.fullname, scope = %self.scope, actors = %types, "announcing this sidecar over mDNS");
+        Ok(())
+    }
+
+    /// Announces the actor types this sidecar's app hosts (TXT `actors`), so that placement on
+    /// every peer counts this sidecar among their hosts. `false` when this sidecar is not
+    /// announced (it stopped, or never announced itself).
+    pub fn announce_actors(&self, types: &[String]) -> Result<bool, MdnsError> {
+        let joined = types.join(",");
+        if TXT_ACTORS.len() + 1 + joined.len() > MAX_TXT_ENTRY {
+            return Err(MdnsError {
+                doing: format!("announcing actor types {joined:?}"),
+                source: mdns_sd::Error::Msg(format!(
+                    "they take {} bytes, and an mDNS TXT entry holds at most {MAX_TXT_ENTRY} \
+                     (`{TXT_ACTORS}=` included)",
+                    TXT_ACTORS.len() + 1 + joined.len()
+                )),
+            });
+        }
+        // Held while registering, so a withdrawal cannot slip in between.
+        let mut current = self
             .announced
             .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(fullname);
-        Ok(())
+            .unwrap_or_else(PoisonError::into_inner);
+        let Some(a) = current.as_mut() else {
+            return Ok(false);
+        };
+        let name = a.me.app_id.clone();
+        self.announce(a, types).map_err(failed(format!(
+            "announcing {name}.{SERVICE_TYPE} with its actor types"
+        )))?;
+        Ok(true)
     }
 
     /// Withdraws this sidecar's announcement: goodbye packets tell every peer to drop it now.
     /// Waits (bounded) for them to be sent.
     pub async fn withdraw(&self) {
-        let Some(fullname) = self
+        let Some(Announced { fullname, .. }) = self
             .announced
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -255,7 +332,18 @@ impl Resolve for MdnsResolver {
 
     fn at_address(&self, ip: IpAddr) -> Vec<(Target, SocketAddr)> {
         let st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        crate::entries_at(st.instances.values().map(|(t, a, _)| (t, a)), ip)
+        crate::entries_at(st.instances.values().map(|i| (&i.target, &i.addr)), ip)
+    }
+
+    fn actor_hosts(&self, namespace: &str, actor_type: &str) -> Vec<(Target, SocketAddr)> {
+        let st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut hosts: Vec<(Target, SocketAddr)> = (st.instances.values())
+            .filter(|i| i.target.namespace == namespace && i.actors.iter().any(|t| t == actor_type))
+            .map(|i| (i.target.clone(), i.addr))
+            .collect();
+        hosts.sort();
+        hosts.dedup();
+        hosts
     }
 
     fn why_unresolved(&self, target: &Target) -> Option<String> {
@@ -301,29 +389,29 @@ async fn apply(events: &mdns_sd::Receiver<ServiceEvent>, state: &std::sync::Weak
         let mut st = state.lock().unwrap_or_else(PoisonError::into_inner);
         match event {
             ServiceEvent::ServiceResolved(svc) => {
-                let Some((target, addr, transports)) = endpoint_of(&svc) else {
+                let Some(instance) = endpoint_of(&svc) else {
                     tracing::debug!(instance = %svc.fullname, "ignoring an mDNS answer without app-id, namespace and an address");
                     continue;
                 };
                 tracing::debug!(
                     instance = %svc.fullname,
-                    %target,
-                    %addr,
-                    %transports,
+                    target = %instance.target,
+                    addr = %instance.addr,
+                    transports = %instance.transports,
+                    actors = ?instance.actors,
                     "mDNS endpoint"
                 );
-                let old = st
-                    .instances
-                    .insert(svc.fullname.clone(), (target.clone(), addr, transports));
-                if let Some((old_target, _, _)) = old.filter(|(t, _, _)| *t != target) {
-                    st.publish(&old_target);
+                let target = instance.target.clone();
+                let old = st.instances.insert(svc.fullname.clone(), instance);
+                if let Some(old) = old.filter(|i| i.target != target) {
+                    st.publish(&old.target);
                 }
                 st.publish(&target);
             }
             ServiceEvent::ServiceRemoved(_, fullname) => {
-                if let Some((target, addr, _)) = st.instances.remove(&fullname) {
-                    tracing::debug!(instance = %fullname, %target, %addr, "mDNS endpoint gone");
-                    st.publish(&target);
+                if let Some(gone) = st.instances.remove(&fullname) {
+                    tracing::debug!(instance = %fullname, target = %gone.target, addr = %gone.addr, "mDNS endpoint gone");
+                    st.publish(&gone.target);
                 }
             }
             _ => {}
@@ -331,10 +419,10 @@ async fn apply(events: &mdns_sd::Receiver<ServiceEvent>, state: &std::sync::Weak
     }
 }
 
-/// The target, mesh address and transports an answer describes: TXT `app-id` and `namespace`,
-/// the SRV port (or TXT `mesh-port`), one address, IPv4 first (link-local IPv6 needs a scope the
-/// mesh client does not carry), and TXT `transports` (HTTP/2 only without it).
-fn endpoint_of(svc: &ResolvedService) -> Option<(Target, SocketAddr, Transports)> {
+/// The sidecar an answer describes: TXT `app-id` and `namespace`, the SRV port (or TXT
+/// `mesh-port`), one address, IPv4 first (link-local IPv6 needs a scope the mesh client does not
+/// carry), TXT `transports` (HTTP/2 only without it) and TXT `actors` (none without it).
+fn endpoint_of(svc: &ResolvedService) -> Option<Instance> {
     let app_id = svc
         .get_property_val_str(TXT_APP_ID)
         .filter(|s| !s.is_empty())?;
@@ -349,11 +437,22 @@ fn endpoint_of(svc: &ResolvedService) -> Option<(Target, SocketAddr, Transports)
     let transports = svc
         .get_property_val_str(TXT_TRANSPORTS)
         .map_or(Transports::H2, |v| Transports::from_names(v.split(',')));
-    Some((
-        Target::new(app_id, namespace),
-        SocketAddr::new(ip, port),
+    let actors = svc
+        .get_property_val_str(TXT_ACTORS)
+        .map(|v| {
+            v.split(',')
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    Some(Instance {
+        target: Target::new(app_id, namespace),
+        addr: SocketAddr::new(ip, port),
         transports,
-    ))
+        actors,
+    })
 }
 
 fn pick_address(addrs: impl Iterator<Item = IpAddr>) -> Option<IpAddr> {

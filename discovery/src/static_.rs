@@ -1,5 +1,6 @@
 //! The `static` resolver: a fixed map of targets to addresses from the configuration, each with
-//! the transports its mesh port offers.
+//! the transports its mesh port offers and the actor types hosted there (`actors`), which actor
+//! placement hashes over.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -7,17 +8,19 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
-use crate::{EndpointSet, Resolve, StaticMap, Target};
+use crate::{EndpointSet, Resolve, StaticActors, StaticMap, Target};
 
 /// Resolves from a fixed map; targets not in it have an empty set forever.
 pub struct StaticResolver {
     sets: BTreeMap<Target, watch::Sender<Arc<EndpointSet>>>,
     empty: watch::Sender<Arc<EndpointSet>>,
+    actors: StaticActors,
 }
 
 impl StaticResolver {
-    /// A resolver over `map`: each target's addresses, with what each offers.
-    pub fn new(map: StaticMap) -> Self {
+    /// A resolver over `map`: each target's addresses, with what each offers, and the actor
+    /// types hosted behind some of them.
+    pub fn new(map: StaticMap, actors: StaticActors) -> Self {
         let sets = map
             .into_iter()
             .map(|(t, endpoints)| {
@@ -28,6 +31,7 @@ impl StaticResolver {
         Self {
             sets,
             empty: watch::Sender::new(Arc::default()),
+            actors,
         }
     }
 }
@@ -39,6 +43,16 @@ impl Resolve for StaticResolver {
 
     fn name(&self) -> &'static str {
         "static"
+    }
+
+    fn actor_hosts(&self, namespace: &str, actor_type: &str) -> Vec<(Target, SocketAddr)> {
+        // Keys are sorted and unique, so the hosts are too.
+        (self.actors.iter())
+            .filter(|((t, _), types)| {
+                t.namespace == namespace && types.iter().any(|n| n == actor_type)
+            })
+            .map(|(k, _)| k.clone())
+            .collect()
     }
 
     fn at_address(&self, ip: IpAddr) -> Vec<(Target, SocketAddr)> {
@@ -69,7 +83,19 @@ mod tests {
             (b, Transports::H2),
             (a, Transports::H2_H3),
         ];
-        let r = StaticResolver::new(BTreeMap::from([(Target::new("b", "default"), endpoints)]));
+        let counter = BTreeMap::from([
+            ((Target::new("b", "default"), b), vec!["Counter".to_owned()]),
+            ((Target::new("c", "other"), a), vec!["Counter".to_owned()]),
+        ]);
+        let r = StaticResolver::new(
+            BTreeMap::from([(Target::new("b", "default"), endpoints)]),
+            counter,
+        );
+        assert_eq!(
+            r.actor_hosts("default", "Counter"),
+            vec![(Target::new("b", "default"), b)]
+        );
+        assert!(r.actor_hosts("default", "Timer").is_empty());
         let set = r.resolve(&Target::new("b", "default")).borrow().clone();
         assert_eq!(set.addrs, vec![a, b]);
         assert!(set.offers_h3(a) && !set.offers_h3(b));

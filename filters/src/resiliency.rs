@@ -8,6 +8,7 @@
 //! through [`classify`]. The decisions (waits, what is retried, breaker transitions) are pure and
 //! tested with paused time.
 
+mod actors;
 pub mod breaker;
 pub mod classify;
 mod labels;
@@ -21,6 +22,7 @@ use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
 use std::time::Duration;
 
+pub use actors::{ActorBreakers, ActorPolicies, Admitted, BreakerScope, actor_policies};
 pub use breaker::{BreakerPolicy, CircuitBreakerLayer};
 pub use classify::{Failed, HttpClassify, StackError};
 pub use labels::Labels;
@@ -149,6 +151,8 @@ pub struct Resiliency {
     apps: BTreeMap<String, Names>,
     /// component name → (inbound names, outbound names)
     components: BTreeMap<String, (Names, Names)>,
+    /// actor type → its policy names, breaker scope and cache size
+    actors: BTreeMap<String, actors::ActorTarget>,
     /// App ids it applies to; empty means all.
     pub scopes: Vec<String>,
 }

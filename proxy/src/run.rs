@@ -150,15 +150,9 @@ pub(crate) async fn build(s: Settings, metrics: PrometheusHandle) -> anyhow::Res
     })
 }
 
-/// Marks the app ready once it answers, then starts the subscriptions it asks for, the
-/// declared ones and the input bindings it takes: deliveries need someone to deliver to.
-fn start_subscriptions(
-    s: &Settings,
-    wired: &Wired,
-    registered: wire::Registered,
-    spans: Option<Spans>,
-) -> Option<Subscriber> {
-    let subscriber = wired.app.clone().map(|app| Subscriber {
+/// The deliverer of subscriptions and input bindings to the app, when there is an app.
+fn subscriber(s: &Settings, wired: &Wired, spans: Option<Spans>) -> Option<Subscriber> {
+    wired.app.clone().map(|app| Subscriber {
         pubsubs: Arc::new(wired.pubsubs.clone()),
         app,
         // Deliveries come from this sidecar on the app's own behalf.
@@ -178,7 +172,18 @@ fn start_subscriptions(
         epoch: Arc::default(),
         paused: Arc::default(),
         held: Arc::default(),
-    });
+    })
+}
+
+/// Marks the app ready once it answers, then starts the subscriptions it asks for, the
+/// declared ones and the input bindings it takes: deliveries need someone to deliver to.
+fn start_subscriptions(
+    s: &Settings,
+    wired: &Wired,
+    registered: wire::Registered,
+    spans: Option<Spans>,
+) -> Option<Subscriber> {
+    let subscriber = subscriber(s, wired, spans);
     let (addr, port, health) = (
         s.app_channel_address.clone(),
         s.app_port,
@@ -187,8 +192,12 @@ fn start_subscriptions(
     let declared = s.subscriptions.clone();
     let bindings = wired.api.bindings.clone();
     let subscribe = subscriber.clone();
-    let (app_health, skip_subscribe, grace) =
-        (wired.app_health.clone(), s.daprd.skip_subscribe, s.grace);
+    let (app_health, skip_subscribe, skip_config, grace) = (
+        wired.app_health.clone(),
+        s.daprd.skip_subscribe,
+        s.daprd.skip_config,
+        s.grace,
+    );
     let (app_id, stop) = (s.app_id.clone(), wired.shutdown.clone());
     let (actors, max_body) = (wired.actors.clone(), s.max_body_size);
     tokio::spawn(async move {
@@ -212,9 +221,13 @@ fn start_subscriptions(
         // Actors alongside the subscriptions: neither waits for the other.
         let (app, me) = (subscriber.app.clone(), subscriber.me.clone());
         tokio::spawn(async move {
-            crate::to_app::actors::hosting::start(&actors, app, me, max_body, |types| {
-                registered.announce_actors(types)
-            })
+            crate::to_app::actors::hosting::start(
+                &actors,
+                app,
+                me,
+                (max_body, !skip_config),
+                |types| registered.announce_actors(types),
+            )
             .await;
             actors.ready.store(true, Ordering::Release);
         });

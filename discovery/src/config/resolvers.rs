@@ -1,5 +1,6 @@
 //! Each resolver's settings under `spec.nameResolution.configuration`: `static`'s map of apps
-//! (inline or from a file; each address a string, or a map with `address` and `transports`),
+//! (inline or from a file; each address a string, or a map with `address`, `transports` and
+//! `actors`),
 //! `mdns`'s interfaces and port, and `dns`'s name template and lookup.
 //! Every problem is reported with its field; the section as a whole is [`super::NameResolution`].
 
@@ -7,7 +8,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use super::{CONF, ConfigError, DnsConfig, FIELD, MdnsConfig, StaticMap, err, keys};
+use super::{CONF, ConfigError, DnsConfig, FIELD, MdnsConfig, StaticActors, StaticMap, err, keys};
 use crate::{Target, Transports};
 
 /// The `mdns` resolver's settings.
@@ -194,14 +195,15 @@ fn port(v: &serde_json::Value, field: &str, errors: &mut Vec<ConfigError>) -> Op
     }
 }
 
-/// The `static` resolver's map of targets to addresses and what each offers.
+/// The `static` resolver's map of targets to addresses and what each offers, and the actor
+/// types listed behind them.
 pub(super) fn parse_static(
     cfg: &serde_json::Value,
     namespace: &str,
-) -> Result<StaticMap, Vec<ConfigError>> {
+) -> Result<(StaticMap, StaticActors), Vec<ConfigError>> {
     let base = format!("{FIELD}.configuration");
     let mut errors = Vec::new();
-    let mut out = BTreeMap::new();
+    let mut out = (BTreeMap::new(), BTreeMap::new());
     let apps = cfg.get("apps").cloned();
     let file = cfg.get("file").and_then(|f| f.as_str()).map(PathBuf::from);
     if apps.is_none() && file.is_none() {
@@ -250,7 +252,7 @@ fn add_apps(
     apps: &serde_json::Value,
     field: &str,
     namespace: &str,
-    out: &mut StaticMap,
+    out: &mut (StaticMap, StaticActors),
     errors: &mut Vec<ConfigError>,
 ) {
     let Some(map) = apps.as_object() else {
@@ -286,33 +288,46 @@ fn add_apps(
             }
         };
         for (i, a) in list.iter().enumerate() {
-            if let Some(found) = endpoint(a, &format!("{field}.{name}[{i}]"), errors) {
-                out.entry(target.clone()).or_default().push(found);
+            if let Some((addr, offered, actors)) =
+                endpoint(a, &format!("{field}.{name}[{i}]"), errors)
+            {
+                out.0
+                    .entry(target.clone())
+                    .or_default()
+                    .push((addr, offered));
+                if !actors.is_empty() {
+                    out.1.insert((target.clone(), addr), actors);
+                }
             }
         }
     }
 }
 
 /// One address of the static map: `"IP:port"` (HTTP/2 only) or
-/// `{address: "IP:port", transports: ["h2", "h3"]}` (`transports` may also be `"h2,h3"`, and
-/// left out for HTTP/2 only). Every problem is reported, not only the first.
+/// `{address: "IP:port", transports: ["h2", "h3"], actors: [Counter]}` (`transports` may also
+/// be `"h2,h3"`, and left out for HTTP/2 only; `actors`, the actor types hosted there, may be
+/// left out for none). Every problem is reported, not only the first.
 fn endpoint(
     v: &serde_json::Value,
     field: &str,
     errors: &mut Vec<ConfigError>,
-) -> Option<(SocketAddr, Transports)> {
+) -> Option<(SocketAddr, Transports, Vec<String>)> {
     let serde_json::Value::Object(map) = v else {
-        return address(v, field, errors).map(|a| (a, Transports::H2));
+        return address(v, field, errors).map(|a| (a, Transports::H2, Vec::new()));
     };
     for k in map
         .keys()
-        .filter(|k| !matches!(k.as_str(), "address" | "transports"))
+        .filter(|k| !matches!(k.as_str(), "address" | "transports" | "actors"))
     {
         errors.push(err(
             format!("{field}.{k}"),
-            format!("unknown setting {k:?}; expected \"address\" or \"transports\""),
+            format!("unknown setting {k:?}; expected \"address\", \"transports\" or \"actors\""),
         ));
     }
+    let actors = match map.get("actors") {
+        None => Some(Vec::new()),
+        Some(a) => actor_types(a, &format!("{field}.actors"), errors),
+    };
     let addr = match map.get("address") {
         Some(a) => address(a, &format!("{field}.address"), errors),
         None => {
@@ -327,7 +342,31 @@ fn endpoint(
         None => Some(Transports::H2),
         Some(t) => transports(t, &format!("{field}.transports"), errors),
     };
-    Some((addr?, offered?))
+    Some((addr?, offered?, actors?))
+}
+
+/// An `actors` setting: a list of actor type names.
+fn actor_types(
+    v: &serde_json::Value,
+    field: &str,
+    errors: &mut Vec<ConfigError>,
+) -> Option<Vec<String>> {
+    let names = v.as_array().and_then(|items| {
+        (items.iter())
+            .map(|i| {
+                i.as_str()
+                    .filter(|s| !s.trim().is_empty() && !s.contains("||"))
+            })
+            .map(|s| s.map(|s| s.trim().to_owned()))
+            .collect::<Option<Vec<String>>>()
+    });
+    if names.is_none() {
+        errors.push(err(
+            field,
+            format!("{v}: expected a list of actor type names, such as [\"Counter\"]"),
+        ));
+    }
+    names
 }
 
 /// An `IP:port` address.

@@ -32,7 +32,7 @@ fn static_inline_with_namespaces() {
         "static",
         json!({"apps": {"b": ["127.0.0.1:1", "127.0.0.1:2"], "c.prod": "[::1]:3"}}),
     );
-    let ResolverConfig::Static(map) = cfg.validate("dev").unwrap().resolver else {
+    let ResolverConfig::Static(map, _) = cfg.validate("dev").unwrap().resolver else {
         panic!()
     };
     assert_eq!(map[&Target::new("b", "dev")].len(), 2);
@@ -49,7 +49,7 @@ fn static_file() {
     let yaml = "b:\n  - 127.0.0.1:7\n  - address: 127.0.0.1:8\n    transports: [h2, h3]\n";
     std::fs::write(&path, yaml).unwrap();
     let cfg = nr("static", json!({"file": path}));
-    let ResolverConfig::Static(map) = cfg.validate("default").unwrap().resolver else {
+    let ResolverConfig::Static(map, _) = cfg.validate("default").unwrap().resolver else {
         panic!()
     };
     assert_eq!(
@@ -92,7 +92,7 @@ fn static_addresses_may_offer_h3() {
             {"address": "10.0.0.5:50002"}
         ], "c": {"address": "10.0.0.6:50002", "transports": "h3"}}}),
     );
-    let ResolverConfig::Static(map) = cfg.validate("default").unwrap().resolver else {
+    let ResolverConfig::Static(map, _) = cfg.validate("default").unwrap().resolver else {
         panic!()
     };
     let h3: Vec<bool> = map[&Target::new("b", "default")]
@@ -270,5 +270,47 @@ fn dns_settings_and_names() {
             "spec.nameResolution.configuration.template",
             "spec.nameResolution.configuration.nameservers[0]"
         ]
+    );
+}
+
+#[test]
+fn static_addresses_may_list_actor_types() {
+    let cfg = nr(
+        "static",
+        json!({"apps": {"b": [
+            {"address": "10.0.0.1:50002", "actors": ["Counter", "Timer"]},
+            "10.0.0.2:50002"
+        ], "c.prod": {"address": "10.0.0.3:50002", "actors": []}}}),
+    );
+    let ResolverConfig::Static(map, actors) = cfg.validate("default").unwrap().resolver else {
+        panic!()
+    };
+    assert_eq!(map[&Target::new("b", "default")].len(), 2);
+    let b1 = (Target::new("b", "default"), addr("10.0.0.1:50002"));
+    assert_eq!(actors.len(), 1, "only entries that list types: {actors:?}");
+    assert_eq!(actors[&b1], ["Counter", "Timer"]);
+
+    let bad = nr(
+        "static",
+        json!({"apps": {"b": [
+            {"address": "10.0.0.1:50002", "actors": "Counter"},
+            {"address": "10.0.0.2:50002", "actors": ["a||b"]},
+            {"address": "10.0.0.3:50002", "actors": [""]}
+        ]}}),
+    );
+    let errs = bad.validate("default").unwrap_err();
+    let fields: Vec<_> = errs.iter().map(|e| e.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        [
+            "spec.nameResolution.configuration.apps.b[0].actors",
+            "spec.nameResolution.configuration.apps.b[1].actors",
+            "spec.nameResolution.configuration.apps.b[2].actors"
+        ]
+    );
+    assert!(
+        errs[0].message.contains("\"Counter\""),
+        "{}",
+        errs[0].message
     );
 }

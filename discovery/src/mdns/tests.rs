@@ -39,9 +39,15 @@ fn answers_say_whether_they_offer_h3() {
     ];
     let addr: SocketAddr = "10.0.0.3:4711".parse().unwrap();
     let target = Target::new("b", "test");
+    let instance = |transports, actors: &[&str]| Instance {
+        target: target.clone(),
+        addr,
+        transports,
+        actors: actors.iter().map(|a| (*a).to_owned()).collect(),
+    };
     assert_eq!(
         endpoint_of(&answer(&base)),
-        Some((target.clone(), addr, Transports::H2)),
+        Some(instance(Transports::H2, &[])),
         "no TXT transports: h2 only"
     );
     for (value, want) in [
@@ -54,8 +60,21 @@ fn answers_say_whether_they_offer_h3() {
         txt.push((TXT_TRANSPORTS, value));
         assert_eq!(
             endpoint_of(&answer(&txt)),
-            Some((target.clone(), addr, want)),
+            Some(instance(want, &[])),
             "transports={value}"
+        );
+    }
+    for (value, want) in [
+        ("Counter", &["Counter"][..]),
+        ("Counter, Timer,,", &["Counter", "Timer"][..]),
+        ("", &[][..]),
+    ] {
+        let mut txt = base.to_vec();
+        txt.push((TXT_ACTORS, value));
+        assert_eq!(
+            endpoint_of(&answer(&txt)),
+            Some(instance(Transports::H2, want)),
+            "actors={value}"
         );
     }
     assert_eq!(endpoint_of(&answer(&base[1..])), None, "no app id");
@@ -116,6 +135,28 @@ async fn goodbye_scenario() {
         a.resolve(&Target::new("b", "other")).borrow().is_empty(),
         "namespaces are apart"
     );
+    // Actor types announced later reach the peer: placement hashes over the hosts it lists.
+    assert!(a.actor_hosts("test", "Counter").is_empty());
+    let types = vec!["Counter".to_owned(), "Timer".to_owned()];
+    assert!(b.announce_actors(&types).expect("announce actors"));
+    let want = vec![(Target::new("b", "test"), addr)];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while a.actor_hosts("test", "Timer") != want {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the actor types never reached the peer"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(a.actor_hosts("test", "Counter"), want);
+    assert!(
+        a.actor_hosts("other", "Counter").is_empty(),
+        "namespaces are apart"
+    );
+    assert!(a.actor_hosts("test", "Nope").is_empty());
+    let too_many: Vec<String> = (0..40).map(|i| format!("ActorType{i}")).collect();
+    let e = b.announce_actors(&too_many).expect_err("over 255 bytes");
+    assert!(e.to_string().contains("at most 255"), "{e}");
     b.withdraw().await;
     let gone = tokio::time::timeout(Duration::from_secs(5), rx.wait_for(|s| s.is_empty())).await;
     assert!(gone.is_ok(), "the goodbye did not remove the endpoint");

@@ -93,10 +93,11 @@ impl Resiliency {
                 (inbound.unwrap_or_default(), outbound.unwrap_or_default()),
             );
         }
+        self.actors = super::actors::read_actor_targets(self, doc, errs);
     }
 
     /// The policy names of a target, each checked against the policies of its kind.
-    fn names(&self, v: &Value, at: &str, errs: &mut Vec<FieldError>) -> Names {
+    pub(super) fn names(&self, v: &Value, at: &str, errs: &mut Vec<FieldError>) -> Names {
         let mut named = |key: &str, exists: &dyn Fn(&str) -> bool, kind: &str| {
             let name = v
                 .get(key)

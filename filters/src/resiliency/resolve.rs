@@ -73,7 +73,7 @@ impl Resiliency {
     }
 
     /// Each kind of policy for a target with `names`, else from the default `levels`.
-    fn policies(&self, names: Option<&Names>, levels: &[String]) -> Policies {
+    pub(super) fn policies(&self, names: Option<&Names>, levels: &[String]) -> Policies {
         Policies {
             timeout: self
                 .resolve(

@@ -3,13 +3,15 @@
 //! and otherwise hands it to the host that does. Calls between sidecars travel the mesh (mutual
 //! TLS, the callee's identity checked) marked with [`ACTOR_HOP`]; a hop is never forwarded
 //! twice. What failed before anything ran (no host known yet, the owner unreachable, the actor
-//! moving) is tried again for a few seconds, as daprd's built-in actor retries do; the caller sees
-//! daprd's codes and messages.
+//! moving) is tried again for a few seconds, as daprd's built-in actor retries do, unless a
+//! `Resiliency` names the actor type (its retry and circuit breaker then apply here, its timeout
+//! on the host: [`resilience`]); the caller sees daprd's codes and messages.
 //!
 //! Actor state lives in the store with `actorStateStore: "true"`, under daprd's keys
 //! `<app-id>||<type>||<id>||<key>`; writes are allowed only for an actor active on this host.
 
 pub(crate) mod reminders;
+pub(crate) mod resilience;
 mod state;
 mod timers;
 
@@ -88,6 +90,8 @@ pub(crate) struct Actors {
     pub(crate) scheduler: OnceLock<Arc<crate::to_app::schedules::Scheduler>>,
     /// Stops the scheduler.
     pub(crate) stop: tokio_util::sync::CancellationToken,
+    /// The `Resiliency` policies of actor calls.
+    pub(crate) resiliency: resilience::ActorResiliency,
 }
 
 /// The actor runtime as the metadata API shows it.
@@ -151,19 +155,18 @@ impl Actors {
         }
     }
 
-    /// Calls an actor's method from this sidecar's app (`hop: None`) or for another sidecar.
-    pub(crate) async fn invoke(
+    /// One try of a call from this sidecar's app (`hop: None`) or for another sidecar; with
+    /// `builtin`, what failed before anything ran is tried again for [`RETRY_FOR`].
+    async fn attempt(
         &self,
-        call: MethodCall,
+        call: &MethodCall,
         hop: Option<Hop>,
+        builtin: bool,
     ) -> Result<Response<Body>, ApiError> {
-        check_name("actorType", &call.actor_type)?;
-        check_name("actorId", &call.id)?;
-        check_method(&call.method)?;
         let deadline = Instant::now() + RETRY_FOR;
         let mut pause = RETRY_PAUSE;
         loop {
-            let why = match self.try_once(&call, hop).await? {
+            let why = match self.try_once(call, hop).await? {
                 Tried::Done(rsp) => return Ok(rsp),
                 Tried::Retry(why) => why,
             };
@@ -174,7 +177,7 @@ impl Actors {
                     .insert(RETRYABLE, HeaderValue::from_static("1"));
                 return Ok(rsp);
             }
-            if Instant::now() + pause >= deadline {
+            if !builtin || Instant::now() + pause >= deadline {
                 return Err(invoke_error(why));
             }
             tokio::time::sleep(pause).await;
@@ -227,6 +230,7 @@ impl Actors {
                 "maximum stack depth exceeded",
             )),
             Err(HostError::App(e)) => Err(invoke_error(e.to_string())),
+            Err(e @ HostError::TimedOut { .. }) => Err(invoke_error(e)),
         }
     }
 

@@ -115,10 +115,10 @@ pub(crate) struct DaprdArgs {
     /// Port of daprd's profiling server (unused).
     #[arg(long, env = "OUTRIDER_PROFILE_PORT", allow_negative_numbers = true)]
     pub(crate) profile_port: Option<i64>,
-    /// Actor placement service (actors are not served yet: warned).
+    /// Actor placement service (none is used: warned).
     #[arg(long, env = "OUTRIDER_PLACEMENT_HOST_ADDRESS")]
     pub(crate) placement_host_address: Option<String>,
-    /// Scheduler service for jobs and reminders (not served yet: warned).
+    /// Scheduler service for jobs and reminders (none is used: warned).
     #[arg(long, env = "OUTRIDER_SCHEDULER_HOST_ADDRESS", value_delimiter = ',')]
     pub(crate) scheduler_host_address: Vec<String>,
     /// Scheduler streams (unused, like the scheduler).

@@ -46,6 +46,8 @@ pub(crate) struct FromDaprd {
     pub(crate) allowed_origins: AllowedOrigins,
     /// `--disable-init-endpoints subscribe`: `GET /dapr/subscribe` is not asked.
     pub(crate) skip_subscribe: bool,
+    /// `--disable-init-endpoints config`: `GET /dapr/config` is not asked (no actors hosted).
+    pub(crate) skip_config: bool,
     /// `--dapr-block-shutdown-duration`.
     pub(crate) block_shutdown: Option<Duration>,
     pub(crate) enable_metrics: bool,
@@ -106,7 +108,7 @@ pub(super) fn check(
     let max_body_size = body_size(args, &mut error);
     let app_health = app_health(args, &mut error);
     let allowed_origins = allowed_origins(&d.allowed_origins, &mut error);
-    let skip_subscribe = skip_subscribe(&d.disable_init_endpoints, &mut error);
+    let (skip_subscribe, skip_config) = skipped_init(&d.disable_init_endpoints, &mut error);
     let block_shutdown = d.dapr_block_shutdown_duration.as_deref().and_then(|v| {
         let parsed = outrider_filters::duration::go_duration(v);
         if parsed.is_none() {
@@ -133,6 +135,7 @@ pub(super) fn check(
             .filter(|n| *n > 0),
         allowed_origins,
         skip_subscribe,
+        skip_config,
         block_shutdown,
         enable_metrics: d.enable_metrics,
     }
@@ -162,14 +165,14 @@ fn addresses(args: &RunArgs, error: &mut impl FnMut(&str, String)) {
     }
 }
 
-/// `--disable-init-endpoints`: whether `subscribe` is among them.
-fn skip_subscribe(endpoints: &[String], error: &mut impl FnMut(&str, String)) -> bool {
-    let mut skip = false;
+/// `--disable-init-endpoints`: whether `subscribe`, and whether `config`, are among them.
+fn skipped_init(endpoints: &[String], error: &mut impl FnMut(&str, String)) -> (bool, bool) {
+    let mut skip = (false, false);
     for e in endpoints {
         match e.trim().to_ascii_lowercase().as_str() {
-            "subscribe" => skip = true,
-            // Outrider never asks the app for `/dapr/config` (actors are not served yet).
-            "config" | "" => {}
+            "subscribe" => skip.0 = true,
+            "config" => skip.1 = true,
+            "" => {}
             _ => error(
                 "disable-init-endpoints",
                 format!("{e:?} is neither config nor subscribe"),
@@ -281,7 +284,7 @@ fn warn_unserved(args: &RunArgs, warnings: &mut Vec<Problem>) {
     if given(&d.placement_host_address) || given(&d.actors_service) {
         warn(
             "placement-host-address",
-            "actors are not served yet (their API answers 501); no placement service is used",
+            "no placement service is used: sidecars place actors through name resolution",
         );
     }
     if d.scheduler_host_address
@@ -292,13 +295,13 @@ fn warn_unserved(args: &RunArgs, warnings: &mut Vec<Problem>) {
     {
         warn(
             "scheduler-host-address",
-            "jobs are not served yet (their API answers 501); no scheduler is used",
+            "no scheduler service is used: reminders and jobs live in the actor state store",
         );
     }
     if given(&d.actors_disseminate_timeout) {
         warn(
             "actors-disseminate-timeout",
-            "actors are not served yet; ignored",
+            "there is no placement service to wait for; ignored",
         );
     }
     if given(&d.app_binding_options_timeout) {

@@ -119,18 +119,11 @@ const CONFIGURATION_UNHONOURED: &[Unhonoured] = &[
     },
 ];
 
-const RESILIENCY_UNHONOURED: &[Unhonoured] = &[
-    Unhonoured {
-        path: "spec.targets.actors",
-        applies: given,
-        instead: "actors are not served yet",
-    },
-    Unhonoured {
-        path: "spec.targets.apps.*.circuitBreakerCacheSize",
-        applies: given,
-        instead: "one breaker per app is kept, whatever its size",
-    },
-];
+const RESILIENCY_UNHONOURED: &[Unhonoured] = &[Unhonoured {
+    path: "spec.targets.apps.*.circuitBreakerCacheSize",
+    applies: given,
+    instead: "one breaker per app is kept, whatever its size",
+}];
 
 /// Checks one document of `kind` read from `at`: fields that are not the kind's are warned of;
 /// known fields Outrider does not honour are warned of.

@@ -6,10 +6,14 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant};
 
 use outrider_blocks::actors::placement::Ring;
 use outrider_discovery::{Resolve, Target};
+
+/// How often this sidecar looks for itself in discovery until it finds itself there.
+const LOOK_AGAIN: Duration = Duration::from_secs(1);
 
 /// A host of actors: its app and its sidecar's mesh address.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -39,18 +43,24 @@ pub(crate) struct Placement {
     /// The types this sidecar's app hosts.
     here: std::sync::RwLock<Vec<String>>,
     namespace: String,
-    /// This sidecar as discovery lists it.
-    me: SocketAddr,
+    /// This sidecar's app.
+    app: Target,
+    /// This sidecar's mesh port.
+    mesh_port: u16,
+    /// This sidecar as discovery lists it once found there, else when it was last looked for.
+    me: RwLock<Result<SocketAddr, Option<Instant>>>,
     rings: Mutex<HashMap<String, Arc<Hosts>>>,
 }
 
 impl Placement {
-    pub(crate) fn new(resolver: Arc<dyn Resolve>, namespace: &str, me: SocketAddr) -> Self {
+    pub(crate) fn new(resolver: Arc<dyn Resolve>, app: Target, mesh_port: u16) -> Self {
         Self {
             resolver,
-            here: std::sync::RwLock::default(),
-            namespace: namespace.to_owned(),
-            me,
+            here: RwLock::default(),
+            namespace: app.namespace.clone(),
+            app,
+            mesh_port,
+            me: RwLock::new(Err(None)),
             rings: Mutex::new(HashMap::new()),
         }
     }
@@ -66,9 +76,31 @@ impl Placement {
             .any(|t| t == actor_type)
     }
 
-    /// This sidecar's mesh address as peers know it.
+    /// This sidecar's mesh address as peers know it: its endpoint as discovery lists it (on
+    /// this host, on its mesh port), found once; the loopback address until then.
     pub(crate) fn me(&self) -> SocketAddr {
-        self.me
+        let loopback = SocketAddr::from(([127, 0, 0, 1], self.mesh_port));
+        match *self.me.read().unwrap_or_else(PoisonError::into_inner) {
+            Ok(me) => return me,
+            // Looked for less than a second ago: not again on every call.
+            Err(Some(at)) if at.elapsed() < LOOK_AGAIN => return loopback,
+            Err(_) => {}
+        }
+        let found = outrider_discovery::own_address(&*self.resolver, &self.app, self.mesh_port);
+        *self.me.write().unwrap_or_else(PoisonError::into_inner) =
+            found.ok_or(Some(Instant::now()));
+        found.unwrap_or(loopback)
+    }
+
+    /// The types among `types` that discovery does not list at this sidecar's address.
+    pub(crate) fn unlisted(&self, types: &[String]) -> Vec<String> {
+        let me = self.me();
+        (types.iter())
+            .filter(|t| {
+                !(self.resolver.actor_hosts(&self.namespace, t).iter()).any(|(_, a)| *a == me)
+            })
+            .cloned()
+            .collect()
     }
 
     /// The owner of actor `id` of `actor_type` as this sidecar sees the hosts now; `None` when
@@ -80,7 +112,7 @@ impl Placement {
         };
         let owner = hosts.ring.owner(actor_type, id)?;
         let (target, addr) = hosts.entries.iter().find(|(_, a)| a.to_string() == owner)?;
-        Some(if *addr == self.me {
+        Some(if *addr == self.me() {
             Owner::Me
         } else {
             Owner::Peer(Peer {
@@ -94,13 +126,14 @@ impl Placement {
     /// instances as discovery lists them (this one alone when it lists none).
     pub(crate) fn owns_job(&self, app: &Target, name: &str) -> bool {
         let addrs = self.resolver.resolve(app).borrow().addrs.clone();
+        let me = self.me();
         // A resolver that does not list this sidecar as it knows itself: every instance races
         // for each firing's lease (one still wins), rather than none firing at all.
-        if !addrs.contains(&self.me) {
+        if !addrs.contains(&me) {
             return true;
         }
         let ring = Ring::new(addrs.iter().map(ToString::to_string));
-        ring.owner("||jobs", name) == Some(self.me.to_string().as_str())
+        ring.owner("||jobs", name) == Some(me.to_string().as_str())
     }
 
     /// The hosts of `actor_type` and their ring, rebuilt only when the hosts changed.
@@ -166,7 +199,7 @@ mod tests {
             .iter()
             .map(|(_, me)| {
                 let r = Arc::new(Hosting(Mutex::new(hosts.clone())));
-                Placement::new(r, "prod", *me)
+                Placement::new(r, Target::new("app", "prod"), me.port())
             })
             .collect();
         let mut mine = [0usize; 3];
@@ -193,7 +226,7 @@ mod tests {
     #[test]
     fn no_host_no_owner_and_the_ring_follows_the_hosts() {
         let r = Arc::new(Hosting(Mutex::new(Vec::new())));
-        let p = Placement::new(r.clone(), "prod", host(1).1);
+        let p = Placement::new(r.clone(), Target::new("app", "prod"), host(1).1.port());
         assert_eq!(p.owner("Counter", "a"), None);
         *r.0.lock().unwrap() = vec![host(1)];
         assert_eq!(p.owner("Counter", "a"), Some(Owner::Me));

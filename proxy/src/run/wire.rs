@@ -40,16 +40,25 @@ pub(crate) struct Discovery {
     mesh_addr: SocketAddr,
 }
 
-/// This sidecar's entry in the local registry, while it is there.
+/// This sidecar's entry in the local registry (while it is there), or its mDNS announcement.
 #[derive(Clone, Default)]
-pub(super) struct Registered(Arc<std::sync::Mutex<Option<(Registration, Entry)>>>);
+pub(super) struct Registered {
+    local: Arc<std::sync::Mutex<Option<(Registration, Entry)>>>,
+    mdns: Option<Arc<MdnsResolver>>,
+}
 
 impl Registered {
-    /// Adds the actor types the app hosts to the entry, so that placement finds this sidecar.
-    /// `false` when the resolver carries no actor types (only the local registry does so far).
+    /// Adds the actor types the app hosts to this sidecar's entry (local registry) or
+    /// announcement (mDNS TXT `actors`), so that placement finds this sidecar. `false` when the
+    /// resolver carries no actor types.
     pub(super) fn announce_actors(&self, types: Vec<String>) -> anyhow::Result<bool> {
+        if let Some(mdns) = &self.mdns {
+            return mdns
+                .announce_actors(&types)
+                .context("announcing the hosted actor types over mDNS");
+        }
         let mut entry = self
-            .0
+            .local
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let Some((registration, entry)) = entry.as_mut() else {
@@ -64,7 +73,7 @@ impl Registered {
 
     /// Leaves the registry: peers stop choosing this sidecar.
     pub(super) fn remove(&self) {
-        self.0
+        self.local
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take();
@@ -84,7 +93,9 @@ impl Discovery {
             ResolverConfig::Local => {
                 Arc::new(LocalResolver::start(s.registry_dir.clone()).context("local registry")?)
             }
-            ResolverConfig::Static(map) => Arc::new(StaticResolver::new(map.clone())),
+            ResolverConfig::Static(map, actors) => {
+                Arc::new(StaticResolver::new(map.clone(), actors.clone()))
+            }
             ResolverConfig::Mdns(cfg) => {
                 let me = Announcement {
                     app_id: s.app_id.clone(),
@@ -103,12 +114,16 @@ impl Discovery {
         };
         let registration = match s.resolver {
             ResolverConfig::Local => Some(register_locally(s, mesh_port, transports)?),
-            ResolverConfig::Static(_) | ResolverConfig::Mdns(_) | ResolverConfig::Dns(_) => None,
+            ResolverConfig::Static(..) | ResolverConfig::Mdns(_) | ResolverConfig::Dns(_) => None,
+        };
+        let registration = Registered {
+            local: Arc::new(std::sync::Mutex::new(registration)),
+            mdns: mdns.clone(),
         };
         Ok(Self {
             resolver,
             mdns,
-            registration: Registered(Arc::new(std::sync::Mutex::new(registration))),
+            registration,
             mesh_addr: SocketAddr::from(([127, 0, 0, 1], mesh_port)),
         })
     }
@@ -282,8 +297,8 @@ fn actors_for(
         namespace: s.namespace.clone(),
         placement: Arc::new(Placement::new(
             discovery.resolver.clone(),
-            &s.namespace,
-            discovery.mesh_addr,
+            outrider_discovery::Target::new(s.app_id.clone(), s.namespace.clone()),
+            discovery.mesh_addr.port(),
         )),
         outbound: outbound.clone(),
         store: (engines.stores.values())
@@ -293,6 +308,9 @@ fn actors_for(
         ready: std::sync::atomic::AtomicBool::new(false),
         scheduler: std::sync::OnceLock::new(),
         stop: tokio_util::sync::CancellationToken::new(),
+        resiliency: crate::api::actors::resilience::ActorResiliency::new(
+            s.resiliency.clone().into(),
+        ),
     })
 }
 

@@ -56,6 +56,9 @@ pub(crate) struct Host {
     placement: Arc<Placement>,
     /// The largest answer read from the app.
     max_body: u64,
+    /// How long the app may take over a method, timer or reminder of a type, by its
+    /// `Resiliency` timeout (name and duration).
+    timeouts: BTreeMap<String, (String, Duration)>,
     /// Ends the upkeep (idle and moved deactivations).
     stop: CancellationToken,
     /// Ends the session's renewal: last, at the stop.
@@ -123,6 +126,9 @@ pub(crate) enum HostError {
     /// The call's reentrant chain is too deep.
     #[error("maximum stack depth exceeded")]
     TooDeep,
+    /// The app did not answer within the actor type's resiliency timeout.
+    #[error("the actor did not answer within {after:?} (resiliency timeout policy {policy})")]
+    TimedOut { policy: String, after: Duration },
     /// The actor store failed.
     #[error("the actor state store failed: {0}")]
     Store(StateError),
@@ -132,15 +138,17 @@ pub(crate) enum HostError {
 }
 
 impl Host {
-    /// Starts hosting `types` (the app said so): a session in `store`, then its upkeep.
+    /// Starts hosting `types` (the app said so): a session in `store`, then its upkeep. The app
+    /// gets `timeouts` (by type) to answer each call.
     pub(crate) async fn start(
         app: AppChannel,
         me: Caller,
         store: Arc<dyn StateStore>,
         types: BTreeMap<String, TypeConfig>,
         placement: Arc<Placement>,
-        max_body: u64,
+        limits: (u64, BTreeMap<String, (String, Duration)>),
     ) -> Result<Arc<Self>, StateError> {
+        let (max_body, timeouts) = limits;
         let session = Session::start(store.clone(), holder(&me, &placement)).await?;
         let host = Arc::new(Self {
             app,
@@ -151,6 +159,7 @@ impl Host {
             table: Mutex::new(HashMap::new()),
             placement,
             max_body,
+            timeouts,
             stop: CancellationToken::new(),
             renewal_stop: CancellationToken::new(),
         });
@@ -267,10 +276,33 @@ impl Host {
             method_path(method)
         );
         let rsp = self
-            .call_app(Method::PUT, &path, req, chain.as_deref())
+            .call_app_within(actor_type, &path, req, chain.as_deref())
             .await;
         active.touch();
         rsp
+    }
+
+    /// `PUT path` to the app for an actor of `actor_type` (a method, timer or reminder), within
+    /// the type's resiliency timeout if it has one.
+    async fn call_app_within(
+        &self,
+        actor_type: &str,
+        path: &str,
+        req: Request<Bytes>,
+        chain: Option<&str>,
+    ) -> Result<Response<Bytes>, HostError> {
+        let call = self.call_app(Method::PUT, path, req, chain);
+        let Some((policy, after)) = self.timeouts.get(actor_type) else {
+            return call.await;
+        };
+        tokio::time::timeout(*after, call)
+            .await
+            .unwrap_or_else(|_| {
+                Err(HostError::TimedOut {
+                    policy: policy.clone(),
+                    after: *after,
+                })
+            })
     }
 
     /// Sends one request to the app for an actor and reads its whole answer (the turn is held

@@ -1,12 +1,17 @@
 //! Actors through real sidecars and a real hosting app: calls, state and daprd's answers on one
 //! host; one turn at a time, idle deactivation, reentrancy and timers; exactly one activation
-//! per actor while hosts die and join (`actors/churn.rs`); durable reminders
-//! (`actors/reminders.rs`).
+//! per actor while hosts die and join (`actors/churn.rs`); placement across hosts announced
+//! over mDNS or listed in a static map (`actors/placement.rs`); durable reminders
+//! (`actors/reminders.rs`); `Resiliency` targets for actor types (`actors/resiliency.rs`).
 
 #[path = "actors/churn.rs"]
 mod churn;
+#[path = "actors/placement.rs"]
+mod placement;
 #[path = "actors/reminders.rs"]
 mod reminders;
+#[path = "actors/resiliency.rs"]
+mod resiliency;
 
 use std::time::Duration;
 

@@ -209,7 +209,15 @@ async fn python_zeroconf_sees_the_announcement() {
         "python-zeroconf did not find b: {stderr}"
     );
     let found: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(found["name"], "b._outrider._tcp.local.", "{found}");
+    // The instance: the app id and a suffix of its own.
+    let name = found["name"].as_str().unwrap_or_default();
+    let suffix = name
+        .strip_prefix("b-")
+        .and_then(|n| n.strip_suffix("._outrider._tcp.local."));
+    assert!(
+        suffix.is_some_and(|s| s.len() == 8 && s.chars().all(|c| c.is_ascii_hexdigit())),
+        "{found}"
+    );
     assert_eq!(found["port"], b.mesh, "{found}");
     assert_eq!(
         found["addresses"],

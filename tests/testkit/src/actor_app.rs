@@ -7,6 +7,8 @@
 //! - `echo`: answers `{"host", "body", "reentrancy"}` (the `Dapr-Reentrancy-Id` it got);
 //! - `nest`: calls `nest` on the same actor through its sidecar, `?depth=N` times deep
 //!   (passing its reentrancy id on), then answers the innermost's answer; at depth 0, `echo`;
+//! - `flaky`: answers 500 to the actor's first `?fail=N` calls of it, then 200, each with
+//!   `{"call": n}` (its count of them); `slow`: answers 200 after `?ms=N` milliseconds;
 //! - `status`: answers `?code=N` with the body `{}`; `errorheader`: 200 marked as the
 //!   actor's own error with `X-DaprErrorResponseHeader`;
 //! - anything else: 404.
@@ -341,6 +343,20 @@ async fn method_call(
                 }
                 Err(e) => reply(500, json!({"nested": e.to_string()})),
             }
+        }
+        "flaky" => {
+            let fail: usize = query(&req, "fail")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            let actor = format!("{t}/{id}");
+            let n = (shared.calls.lock().unwrap().iter())
+                .filter(|(a, m)| *a == actor && m == "flaky")
+                .count();
+            reply(if n <= fail { 500 } else { 200 }, json!({"call": n}))
+        }
+        "slow" => {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            reply(200, json!({"slept": ms}))
         }
         "status" => {
             let code = query(&req, "code")

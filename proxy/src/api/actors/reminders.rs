@@ -227,7 +227,7 @@ async fn remind(actors: &Arc<Actors>, actor_type: &str, entry: Entry) {
             method: format!("remind/{name}"),
             req,
         };
-        let ok = matches!(actors.invoke(call, None).await, Ok(r) if r.status() == StatusCode::OK);
+        let ok = matches!(actors.fire(call).await, Ok(r) if r.status() == StatusCode::OK);
         let fired = &crate::telemetry::metrics::actors::REMINDERS_FIRED;
         crate::telemetry::metrics::actors::fired(fired, &app_id, actor_type, ok);
         if ok {

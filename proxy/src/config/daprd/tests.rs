@@ -263,7 +263,7 @@ fn every_daprd_flag_works_warns_or_is_refused() {
         ),
         (
             &["--disable-init-endpoints", "config"],
-            Works(|s| !s.daprd.skip_subscribe),
+            Works(|s| !s.daprd.skip_subscribe && s.daprd.skip_config),
         ),
         (
             &["--disable-init-endpoints", "everything"],
@@ -298,7 +298,7 @@ fn every_daprd_flag_works_warns_or_is_refused() {
         (&["--profile-port", "-1"], Works(|s| s.warnings.is_empty())),
         (
             &["--placement-host-address", "localhost:50005"],
-            Warns("--placement-host-address", "actors are not served yet"),
+            Warns("--placement-host-address", "no placement service is used"),
         ),
         (
             &["--placement-host-address", ""],
@@ -306,23 +306,23 @@ fn every_daprd_flag_works_warns_or_is_refused() {
         ),
         (
             &["--scheduler-host-address", "localhost:50006"],
-            Warns("--scheduler-host-address", "jobs are not served yet"),
+            Warns("--scheduler-host-address", "no scheduler service is used"),
         ),
         (
             &["--scheduler-job-streams", "3"],
-            Warns("--scheduler-host-address", "jobs"),
+            Warns("--scheduler-host-address", "reminders and jobs"),
         ),
         (
             &["--actors-disseminate-timeout", "10s"],
-            Warns("--actors-disseminate-timeout", "actors"),
+            Warns("--actors-disseminate-timeout", "no placement service"),
         ),
         (
             &["--actors-service", "placement:x:1"],
-            Warns("--placement-host-address", "actors"),
+            Warns("--placement-host-address", "place actors"),
         ),
         (
             &["--reminders-service", "x"],
-            Warns("--scheduler-host-address", "jobs"),
+            Warns("--scheduler-host-address", "reminders and jobs"),
         ),
         (
             &["--app-binding-options-timeout", "3s"],

@@ -209,7 +209,16 @@ pub(super) const RESILIENCY: Shape = Fields(&[
                             ("circuitBreakerCacheSize", Any),
                         ])),
                     ),
-                    ("actors", Any),
+                    (
+                        "actors",
+                        Map(&Fields(&[
+                            ("timeout", Any),
+                            ("retry", Any),
+                            ("circuitBreaker", Any),
+                            ("circuitBreakerScope", Any),
+                            ("circuitBreakerCacheSize", Any),
+                        ])),
+                    ),
                     (
                         "components",
                         Map(&Fields(&[

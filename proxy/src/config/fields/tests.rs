@@ -97,10 +97,10 @@ fn every_other_field_is_named() {
         ),
         (
             "Resiliency",
-            "spec:\n  policies:\n    retries:\n      r:\n        maxretries: 3\n  targets:\n    actors:\n      a:\n        timeout: t\n    apps:\n      b:\n        circuitBreakerCacheSize: 5000\n",
+            "spec:\n  policies:\n    retries:\n      r:\n        maxretries: 3\n  targets:\n    actors:\n      a:\n        timout: t\n    apps:\n      b:\n        circuitBreakerCacheSize: 5000\n",
             &[
                 "spec.policies.retries.r.maxretries: 3 is not a field of a Resiliency",
-                "spec.targets.actors: a mapping: actors are not served yet",
+                "spec.targets.actors.a.timout: \"t\" is not a field",
                 "spec.targets.apps.b.circuitBreakerCacheSize: 5000: one breaker per app",
             ],
         ),

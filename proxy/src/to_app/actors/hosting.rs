@@ -72,24 +72,17 @@ pub(crate) async fn start(
     actors: &Arc<Actors>,
     app: AppChannel,
     me: Caller,
-    max_body: u64,
+    limits: (u64, bool),
     announce: impl FnOnce(Vec<String>) -> anyhow::Result<bool>,
 ) -> bool {
-    let types = fetch_config(&app, &me).await;
-    if let Some((_, store)) = &actors.store {
-        let schedules = outrider_blocks::actors::durable::Schedules::new(store.clone());
-        let scheduler = crate::to_app::schedules::Scheduler::start(schedules, actors.stop.clone());
-        let jobs = crate::api::jobs::Jobs {
-            app: app.clone(),
-            me: me.clone(),
-            placement: actors.placement.clone(),
-        };
-        scheduler.watch(
-            outrider_blocks::actors::durable::Group::jobs(&actors.namespace, &actors.app_id),
-            Arc::new(jobs),
-        );
-        let _ = actors.scheduler.set(scheduler);
-    }
+    // `--disable-init-endpoints config`: the app is not asked, and hosts no actors.
+    let (max_body, ask_config) = limits;
+    let types = if ask_config {
+        fetch_config(&app, &me).await
+    } else {
+        BTreeMap::new()
+    };
+    start_scheduler(actors, &app, &me);
     if types.is_empty() {
         return false;
     }
@@ -102,6 +95,9 @@ pub(crate) async fn start(
         );
         return false;
     };
+    let timeouts = (names.iter())
+        .filter_map(|t| Some((t.clone(), actors.resiliency.timeout(t)?)))
+        .collect::<BTreeMap<_, _>>();
     let host = loop {
         let started = Host::start(
             app.clone(),
@@ -109,7 +105,7 @@ pub(crate) async fn start(
             store.clone(),
             types.clone(),
             actors.placement.clone(),
-            max_body,
+            (max_body, timeouts.clone()),
         )
         .await;
         match started {
@@ -132,14 +128,47 @@ pub(crate) async fn start(
             scheduler.watch(actors.reminder_group(t), Arc::new(kind));
         }
     }
-    match announce(names.clone()) {
+    announced(actors, &names, &store_name, announce(names.clone()));
+    true
+}
+
+/// With an actor store, the scheduler of reminders and jobs, watching the app's jobs.
+fn start_scheduler(actors: &Arc<Actors>, app: &AppChannel, me: &Caller) {
+    let Some((_, store)) = &actors.store else {
+        return;
+    };
+    let schedules = outrider_blocks::actors::durable::Schedules::new(store.clone());
+    let scheduler = crate::to_app::schedules::Scheduler::start(schedules, actors.stop.clone());
+    let jobs = crate::api::jobs::Jobs {
+        app: app.clone(),
+        me: me.clone(),
+        placement: actors.placement.clone(),
+    };
+    scheduler.watch(
+        outrider_blocks::actors::durable::Group::jobs(&actors.namespace, &actors.app_id),
+        Arc::new(jobs),
+    );
+    let _ = actors.scheduler.set(scheduler);
+}
+
+/// Logs how announcing the hosted types went.
+fn announced(actors: &Actors, names: &[String], store_name: &str, result: anyhow::Result<bool>) {
+    match result {
         Ok(true) => tracing::info!(types = ?names, store = %store_name, "hosting actors"),
-        Ok(false) => tracing::warn!(
-            types = ?names,
-            "hosting actors, but the name resolution in use does not carry actor types yet \
-             (only the local registry does): other sidecars cannot place actors here"
-        ),
+        // The resolver lists hosts by configuration (static): it should list this one.
+        Ok(false) => match actors.placement.unlisted(names) {
+            missing if missing.is_empty() => {
+                tracing::info!(types = ?names, store = %store_name, "hosting actors");
+            }
+            missing => tracing::warn!(
+                types = ?names,
+                unlisted = ?missing,
+                address = %actors.placement.me(),
+                "hosting actors, but name resolution does not list this sidecar as a host of \
+                 every type: other sidecars place none of those here (with the static resolver, \
+                 add `actors: [...]` to this sidecar's address entry)"
+            ),
+        },
         Err(e) => tracing::error!(error = %e, "hosting actors, but announcing them failed"),
     }
-    true
 }

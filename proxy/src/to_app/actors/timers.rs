@@ -9,7 +9,7 @@ use std::sync::{Arc, Weak};
 
 use bytes::Bytes;
 use chrono::Utc;
-use http::{HeaderValue, Method, Request, header};
+use http::{HeaderValue, Request, header};
 use outrider_blocks::actors::schedule::Firings;
 use serde_json::{Value, json};
 
@@ -175,7 +175,7 @@ async fn fire(host: &Host, key: &(String, String), active: &Active, timer: &Time
         segment(&key.1),
         segment(&timer.name)
     );
-    let result = host.call_app(Method::PUT, &path, req, None).await;
+    let result = host.call_app_within(&key.0, &path, req, None).await;
     let ok = matches!(&result, Ok(r) if r.status() == http::StatusCode::OK);
     let timers = &crate::telemetry::metrics::actors::TIMERS_FIRED;
     crate::telemetry::metrics::actors::fired(timers, &host.me.app_id, &key.0, ok);

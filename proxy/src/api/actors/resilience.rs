@@ -1,0 +1,162 @@
+//! `Resiliency` for actor calls, as daprd applies it: the retry and the circuit breaker of the
+//! actor type's policies around the whole call on the sidecar where it starts (finding the host
+//! and forwarding included), the timeout on the host around the app's answer (see
+//! [`crate::to_app::actors`]). A type no document names keeps the built-in retries of what
+//! failed before anything ran; a named type has only its own policies. A call the breaker
+//! refuses fails at once with daprd's answer.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use http::Response;
+use outrider_filters::resiliency::{
+    ActorBreakers, ActorPolicies, Admitted, Resiliency, actor_policies,
+};
+use tokio::time::Instant;
+
+use super::{Actors, Hop, MethodCall, check_method, check_name, invoke_error};
+use crate::errors::ApiError;
+use crate::net::http::Body;
+
+/// At most this many actor types keep their policies (and breakers) between calls; a caller
+/// naming more types than that gets theirs worked out afresh on each call.
+const MAX_TYPES: usize = 1024;
+
+/// The policies of one actor type, and its breakers.
+pub(crate) struct TypePolicy {
+    policies: ActorPolicies,
+    breakers: Option<ActorBreakers>,
+}
+
+/// The actor policies of the `Resiliency` documents that apply to this app.
+pub(crate) struct ActorResiliency {
+    docs: Arc<[Resiliency]>,
+    types: Mutex<HashMap<String, Arc<TypePolicy>>>,
+}
+
+impl ActorResiliency {
+    pub(crate) fn new(docs: Arc<[Resiliency]>) -> Self {
+        Self {
+            docs,
+            types: Mutex::default(),
+        }
+    }
+
+    /// The policies of `actor_type`.
+    fn of(&self, actor_type: &str) -> Arc<TypePolicy> {
+        let mut types = self.types.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(p) = types.get(actor_type) {
+            return p.clone();
+        }
+        let policies = actor_policies(&self.docs, actor_type);
+        if !policies.is_empty() {
+            tracing::info!(
+                actor_type,
+                timeout = policies.policies.timeout.as_ref().map(|t| t.0.as_str()),
+                retry = policies.policies.retry.as_ref().map(|r| r.0.as_str()),
+                circuit_breaker = policies.policies.breaker.as_ref().map(|b| b.0.as_str()),
+                "resiliency policies apply to calls of the actor type"
+            );
+        }
+        let p = Arc::new(TypePolicy {
+            breakers: ActorBreakers::new(&policies),
+            policies,
+        });
+        if types.len() < MAX_TYPES {
+            types.insert(actor_type.to_owned(), p.clone());
+        }
+        p
+    }
+
+    /// The timeout of calls to `actor_type`'s app methods, with the policy's name.
+    pub(crate) fn timeout(&self, actor_type: &str) -> Option<(String, Duration)> {
+        actor_policies(&self.docs, actor_type).policies.timeout
+    }
+}
+
+/// Hands a breaker's admission back as cancelled if the call never reports its outcome (the
+/// caller went away mid-call), so a half-open breaker's probe slot is not lost.
+struct Probe<'a> {
+    breakers: &'a ActorBreakers,
+    admitted: Option<Admitted>,
+}
+
+impl Probe<'_> {
+    fn report(mut self, success: bool) {
+        if let Some(a) = self.admitted.take() {
+            self.breakers.after(a, success, Instant::now());
+        }
+    }
+}
+
+impl Drop for Probe<'_> {
+    fn drop(&mut self) {
+        if let Some(a) = self.admitted.take() {
+            self.breakers.cancel(a);
+        }
+    }
+}
+
+impl Actors {
+    /// Fires a reminder: a method call that only the built-in retries apply to (an actor type's
+    /// retry and circuit breaker are for its callers, as in daprd; its timeout still applies on
+    /// the host).
+    pub(crate) async fn fire(&self, call: MethodCall) -> Result<Response<Body>, ApiError> {
+        check_name("actorType", &call.actor_type)?;
+        check_name("actorId", &call.id)?;
+        check_method(&call.method)?;
+        self.attempt(&call, None, true).await
+    }
+
+    /// Calls an actor's method from this sidecar's app (`hop: None`) or for another sidecar.
+    pub(crate) async fn invoke(
+        &self,
+        call: MethodCall,
+        hop: Option<Hop>,
+    ) -> Result<Response<Body>, ApiError> {
+        check_name("actorType", &call.actor_type)?;
+        check_name("actorId", &call.id)?;
+        check_method(&call.method)?;
+        // Policies apply where the call starts, never again on the hosts it is forwarded to.
+        if hop.is_some() {
+            return self.attempt(&call, hop, false).await;
+        }
+        let policy = self.resiliency.of(&call.actor_type);
+        let p = &policy.policies;
+        if p.is_empty() {
+            return self.attempt(&call, None, true).await;
+        }
+        let started = Instant::now();
+        let mut retry = 0;
+        loop {
+            let probe = match &policy.breakers {
+                Some(b) => match b.before(&call.actor_type, &call.id, Instant::now()) {
+                    Ok(admitted) => Some(Probe {
+                        breakers: b,
+                        admitted: Some(admitted),
+                    }),
+                    Err(refused) => {
+                        tracing::debug!(actor_type = %call.actor_type, id = %call.id, %refused, "actor call refused");
+                        return Err(invoke_error("circuit breaker is open"));
+                    }
+                },
+                None => None,
+            };
+            let result = self.attempt(&call, None, !p.policies.named_target).await;
+            let ok = result.as_ref().is_ok_and(|r| r.status().is_success());
+            if let Some(probe) = probe {
+                probe.report(ok);
+            }
+            if ok {
+                return result;
+            }
+            let status = result.as_ref().ok().map(|r| r.status().as_u16());
+            let Some(wait) = p.retry_wait(retry, started.elapsed(), status) else {
+                return result;
+            };
+            retry += 1;
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
