@@ -636,7 +636,8 @@ actors_settle() { # actors_settle CELL REPEAT: until sidecar x holds at most 256
   # deactivation does not load the next cell
   local n
   for _ in $(seq 600); do
-    n=$(curl -sf "http://127.0.0.1:$X_API/v1.0/metadata" | grep -o '"count":[0-9]*' | head -n 1 | cut -d: -f2)
+    # No count when none is active (the metadata leaves it out), or a failed read: both 0 here.
+    n=$({ curl -sf "http://127.0.0.1:$X_API/v1.0/metadata" || true; } | { grep -o '"count":[0-9]*' || true; } | head -n 1 | cut -d: -f2)
     [ "${n:-0}" -le 256 ] && return 0
     sleep 0.1
   done

@@ -4,14 +4,15 @@
 //!
 //! Given an actor type it also hosts that type: `GET /dapr/config` names it (idle actors
 //! deactivate after [`ACTOR_IDLE`]), actor methods echo like any other path, and the reminders
-//! it is called for (`PUT /actors/{type}/{id}/method/remind/{name}`) are counted, the count
-//! answered at `GET /bench/reminders`. Without one, `/dapr/config` is 404, as an app that hosts
+//! it is called for (`PUT /actors/{type}/{id}/method/remind/{name}`) are counted, each actor's
+//! reminder once however often it is called (a firing tried again is not another reminder), the
+//! count answered at `GET /bench/reminders`. Without one, `/dapr/config` is 404, as an app that hosts
 //! no actors answers.
 
+use std::collections::HashSet;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -34,8 +35,8 @@ pub struct App {
     pub delay: Duration,
     /// The actor type hosted, if any.
     pub actor_type: Option<String>,
-    /// Reminder calls seen.
-    pub reminders: AtomicU64,
+    /// The reminders called (`{type}/{id}/{name}`).
+    pub reminders: Mutex<HashSet<String>>,
 }
 
 /// Serves on `listener` until the task is dropped; each answer waits `delay` first.
@@ -115,11 +116,16 @@ async fn answer(
             None => reply(StatusCode::NOT_FOUND, Bytes::new(), "text/plain"),
         },
         (&Method::GET, "/bench/reminders") => {
-            let n = app.reminders.load(Ordering::Relaxed);
+            let n = app
+                .reminders
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .len();
             reply(StatusCode::OK, Bytes::from(n.to_string()), "text/plain")
         }
         (&Method::PUT, p) if app.actor_type.is_some() && p.contains("/method/remind/") => {
-            app.reminders.fetch_add(1, Ordering::Relaxed);
+            let reminder = p.replacen("/method/remind/", "/", 1);
+            (app.reminders.lock().unwrap_or_else(PoisonError::into_inner)).insert(reminder);
             reply(StatusCode::OK, Bytes::new(), "text/plain")
         }
         _ => reply(StatusCode::OK, body, "application/octet-stream"),

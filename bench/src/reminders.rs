@@ -3,9 +3,10 @@
 //! `count` one-shot reminders are registered through the sidecar's HTTP API, spread over
 //! [`ACTORS`] actors of a type its app hosts (the echo app with `--actor-type`), all due at one
 //! instant `lead` ahead, so registering them is not what is measured. The app counts the
-//! reminder calls it gets; the figure is `count` divided by the time from the first firing the
-//! app reports to the last. Registration must end before the due instant, else the run fails
-//! (a larger lead is needed): the rate would be the registration's.
+//! reminders it is called for (each once); polled every few milliseconds, the figure is the
+//! reminders that fired after the first poll that saw any, divided by the time from that poll
+//! to the one that saw the last. Registration must end before the due instant, else the run
+//! fails (a larger lead is needed): the rate would be the registration's.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -42,7 +43,7 @@ pub struct Run {
 
 /// Registers the reminders, waits for every firing, and returns the firings per second.
 pub async fn run(r: &Run) -> anyhow::Result<f64> {
-    let before = fired(r.app).await?;
+    let before = fired(&mut connect(r.app).await?).await?;
     let due = chrono::Utc::now() + chrono::TimeDelta::from_std(r.lead)?;
     let due_at = Instant::now() + r.lead;
     let due = due.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
@@ -83,17 +84,20 @@ pub async fn run(r: &Run) -> anyhow::Result<f64> {
         r.lead
     );
     let deadline = due_at + PATIENCE;
-    let mut first = None;
+    let mut app = connect(r.app).await?;
+    let mut first: Option<(Instant, u64)> = None;
     loop {
-        let n = fired(r.app).await? - before;
+        let n = fired(&mut app).await?.saturating_sub(before);
         let now = Instant::now();
         if n > 0 && first.is_none() {
-            first = Some(now);
+            first = Some((now, n));
         }
-        if n >= r.count {
-            let first = first.unwrap_or(now);
-            let secs = (now - first).as_secs_f64().max(0.001);
-            return Ok(r.count as f64 / secs);
+        if let Some((t0, n0)) = first.filter(|_| n >= r.count) {
+            anyhow::ensure!(
+                n0 < n && now > t0,
+                "all {n} reminders fired between two polls: too few to time; give a larger --count"
+            );
+            return Ok((n - n0) as f64 / (now - t0).as_secs_f64());
         }
         anyhow::ensure!(
             now < deadline,
@@ -133,14 +137,14 @@ async fn send(
     Ok(status)
 }
 
-/// The reminder calls the app has counted.
-async fn fired(app: SocketAddr) -> anyhow::Result<u64> {
-    let mut sender = connect(app).await?;
+/// The reminders the app has counted, asked over `app`.
+async fn fired(app: &mut SendRequest<Full<Bytes>>) -> anyhow::Result<u64> {
     let req = http::Request::builder()
         .uri("/bench/reminders")
         .header(http::header::HOST, "bench")
         .body(Full::new(Bytes::new()))?;
-    let rsp = sender.send_request(req).await?;
+    app.ready().await?;
+    let rsp = app.send_request(req).await?;
     anyhow::ensure!(
         rsp.status().is_success(),
         "the app answered {}",

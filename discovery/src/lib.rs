@@ -249,9 +249,12 @@ pub fn own_address(resolver: &dyn Resolve, me: &Target, mesh_port: u16) -> Optio
         .find(|a| a.port() == mesh_port && is_own_ip(a.ip()))
 }
 
-/// Whether `ip` is an address of this host: one a socket can bind to.
+/// Whether `ip` is an address of this host that peers can be told: one a socket can bind to,
+/// never the unspecified or a multicast address.
 fn is_own_ip(ip: IpAddr) -> bool {
-    ip.is_loopback() || std::net::UdpSocket::bind(SocketAddr::new(ip, 0)).is_ok()
+    !ip.is_unspecified()
+        && !ip.is_multicast()
+        && (ip.is_loopback() || std::net::UdpSocket::bind(SocketAddr::new(ip, 0)).is_ok())
 }
 
 /// The entries of `known` whose endpoint is at `ip`, sorted and without duplicates.

@@ -250,6 +250,14 @@ impl MdnsResolver {
     /// announced (it stopped, or never announced itself).
     pub fn announce_actors(&self, types: &[String]) -> Result<bool, MdnsError> {
         let joined = types.join(",");
+        if let Some(t) = types.iter().find(|t| t.contains(',')) {
+            return Err(MdnsError {
+                doing: format!("announcing actor types {joined:?}"),
+                source: mdns_sd::Error::Msg(format!(
+                    "actor type {t:?} holds a comma, which separates the types of TXT `{TXT_ACTORS}`"
+                )),
+            });
+        }
         if TXT_ACTORS.len() + 1 + joined.len() > MAX_TXT_ENTRY {
             return Err(MdnsError {
                 doing: format!("announcing actor types {joined:?}"),

@@ -22,7 +22,9 @@ use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
 use std::time::Duration;
 
-pub use actors::{ActorBreakers, ActorPolicies, Admitted, BreakerScope, actor_policies};
+pub use actors::{
+    ActorBreakers, ActorPolicies, Admitted, BreakerScope, actor_policies, named_actor_types,
+};
 pub use breaker::{BreakerPolicy, CircuitBreakerLayer};
 pub use classify::{Failed, HttpClassify, StackError};
 pub use labels::Labels;

@@ -130,8 +130,8 @@ impl ActorPolicies {
         p.timeout.is_none() && p.retry.is_none() && p.breaker.is_none() && !p.named_target
     }
 
-    /// The wait before retry number `retry` (0: the first) of a call that failed with the app's
-    /// `status` (`None`: no answer from the app), `elapsed` after the first try; `None` to stop.
+    /// The wait before retry number `retry` (0: the first) of a call that failed with the HTTP
+    /// `status` (`None`: without one), `elapsed` after the first try; `None` to stop.
     pub fn retry_wait(
         &self,
         retry: u32,
@@ -145,6 +145,11 @@ impl ActorPolicies {
         let wait = policy.delay(retry, elapsed, fastrand::f64())?;
         Some(wait.max(super::retry::MIN_WAIT))
     }
+}
+
+/// The actor types some document names under `targets.actors`.
+pub fn named_actor_types(all: &[Resiliency]) -> std::collections::BTreeSet<String> {
+    all.iter().flat_map(|d| d.actors.keys().cloned()).collect()
 }
 
 /// The policies for calls to `actor_type`, across documents: each kind from the first document
@@ -181,14 +186,17 @@ pub struct ActorBreakers {
 
 #[derive(Default)]
 struct Kept {
-    breakers: HashMap<String, Breaker>,
+    /// Each breaker with its serial: a breaker made again after eviction is another one.
+    breakers: HashMap<String, (u64, Breaker)>,
     order: VecDeque<String>,
+    made: u64,
 }
 
 /// A call let through: hand it back with the outcome.
 #[derive(Debug)]
 pub struct Admitted {
     key: String,
+    serial: u64,
     generation: u64,
 }
 
@@ -221,26 +229,36 @@ impl ActorBreakers {
             if kept.breakers.len() >= self.cap {
                 kept.evict(now);
             }
+            kept.made += 1;
             let b = Breaker::new(&self.name, self.policy.clone(), now);
-            kept.breakers.insert(key.clone(), b);
+            let serial = kept.made;
+            kept.breakers.insert(key.clone(), (serial, b));
             kept.order.push_back(key.clone());
         }
-        let b = kept.breakers.get_mut(&key).expect("inserted above");
-        let generation = b.before(now)?;
-        Ok(Admitted { key, generation })
+        let (serial, b) = kept.breakers.get_mut(&key).expect("inserted above");
+        let (serial, generation) = (*serial, b.before(now)?);
+        Ok(Admitted {
+            key,
+            serial,
+            generation,
+        })
     }
 
     /// Records the outcome of an admitted call; the breaker's new state when it changed.
     pub fn after(&self, call: Admitted, success: bool, now: Instant) -> Option<State> {
         let mut kept = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        let b = kept.breakers.get_mut(&call.key)?;
-        b.after(call.generation, success, now)
+        match kept.breakers.get_mut(&call.key) {
+            Some((serial, b)) if *serial == call.serial => b.after(call.generation, success, now),
+            _ => None,
+        }
     }
 
     /// Forgets an admitted call whose outcome will never come.
     pub fn cancel(&self, call: Admitted) {
         let mut kept = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(b) = kept.breakers.get_mut(&call.key) {
+        if let Some((serial, b)) = kept.breakers.get_mut(&call.key)
+            && *serial == call.serial
+        {
             b.cancel(call.generation);
         }
     }
@@ -248,8 +266,9 @@ impl ActorBreakers {
 
 impl Kept {
     fn evict(&mut self, now: Instant) {
-        let closed = (self.order.iter())
-            .position(|k| (self.breakers.get_mut(k)).is_none_or(|b| b.state(now) == State::Closed));
+        let closed = (self.order.iter()).position(|k| {
+            (self.breakers.get_mut(k)).is_none_or(|(_, b)| b.state(now) == State::Closed)
+        });
         let at = closed.unwrap_or(0);
         if let Some(k) = self.order.remove(at) {
             self.breakers.remove(&k);

@@ -92,6 +92,24 @@ impl Placement {
         found.unwrap_or(loopback)
     }
 
+    /// Waits (up to `limit`) until discovery lists this sidecar, so that what it tells others
+    /// about itself (its claims' address) is what they reach it at; whether it does.
+    pub(crate) async fn find_me(&self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(me) =
+                outrider_discovery::own_address(&*self.resolver, &self.app, self.mesh_port)
+            {
+                *self.me.write().unwrap_or_else(PoisonError::into_inner) = Ok(me);
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// The types among `types` that discovery does not list at this sidecar's address.
     pub(crate) fn unlisted(&self, types: &[String]) -> Vec<String> {
         let me = self.me();

@@ -5,13 +5,13 @@
 //! failed before anything ran; a named type has only its own policies. A call the breaker
 //! refuses fails at once with daprd's answer.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::Response;
 use outrider_filters::resiliency::{
-    ActorBreakers, ActorPolicies, Admitted, Resiliency, actor_policies,
+    ActorBreakers, ActorPolicies, Admitted, Resiliency, actor_policies, named_actor_types,
 };
 use tokio::time::Instant;
 
@@ -19,59 +19,67 @@ use super::{Actors, Hop, MethodCall, check_method, check_name, invoke_error};
 use crate::errors::ApiError;
 use crate::net::http::Body;
 
-/// At most this many actor types keep their policies (and breakers) between calls; a caller
-/// naming more types than that gets theirs worked out afresh on each call.
-const MAX_TYPES: usize = 1024;
-
 /// The policies of one actor type, and its breakers.
 pub(crate) struct TypePolicy {
     policies: ActorPolicies,
     breakers: Option<ActorBreakers>,
 }
 
-/// The actor policies of the `Resiliency` documents that apply to this app.
+/// The actor policies of the `Resiliency` documents that apply to this app: those of each type a
+/// document names, worked out once, and the default ones every other type shares (whose
+/// breakers, one per type, are bounded by their cache). Nothing grows with the types callers
+/// name.
 pub(crate) struct ActorResiliency {
-    docs: Arc<[Resiliency]>,
-    types: Mutex<HashMap<String, Arc<TypePolicy>>>,
+    named: BTreeMap<String, TypePolicy>,
+    others: TypePolicy,
+}
+
+impl TypePolicy {
+    fn new(docs: &[Resiliency], actor_type: &str) -> Self {
+        let policies = actor_policies(docs, actor_type);
+        Self {
+            breakers: ActorBreakers::new(&policies),
+            policies,
+        }
+    }
 }
 
 impl ActorResiliency {
     pub(crate) fn new(docs: Arc<[Resiliency]>) -> Self {
-        Self {
-            docs,
-            types: Mutex::default(),
+        let named: BTreeMap<String, TypePolicy> = (named_actor_types(&docs).into_iter())
+            .map(|t| {
+                let p = TypePolicy::new(&docs, &t);
+                (t, p)
+            })
+            .collect();
+        // No document names this type (`||` is never a type's name): the defaults alone.
+        let others = TypePolicy::new(&docs, "||");
+        for (t, p) in named
+            .iter()
+            .chain([(&"(every other type)".to_owned(), &others)])
+        {
+            let p = &p.policies.policies;
+            if p.timeout.is_some() || p.retry.is_some() || p.breaker.is_some() {
+                tracing::info!(
+                    actor_type = %t,
+                    timeout = p.timeout.as_ref().map(|t| t.0.as_str()),
+                    retry = p.retry.as_ref().map(|r| r.0.as_str()),
+                    circuit_breaker = p.breaker.as_ref().map(|b| b.0.as_str()),
+                    "resiliency policies apply to actor calls"
+                );
+            }
         }
+        Self { named, others }
     }
 
     /// The policies of `actor_type`.
-    fn of(&self, actor_type: &str) -> Arc<TypePolicy> {
-        let mut types = self.types.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(p) = types.get(actor_type) {
-            return p.clone();
-        }
-        let policies = actor_policies(&self.docs, actor_type);
-        if !policies.is_empty() {
-            tracing::info!(
-                actor_type,
-                timeout = policies.policies.timeout.as_ref().map(|t| t.0.as_str()),
-                retry = policies.policies.retry.as_ref().map(|r| r.0.as_str()),
-                circuit_breaker = policies.policies.breaker.as_ref().map(|b| b.0.as_str()),
-                "resiliency policies apply to calls of the actor type"
-            );
-        }
-        let p = Arc::new(TypePolicy {
-            breakers: ActorBreakers::new(&policies),
-            policies,
-        });
-        if types.len() < MAX_TYPES {
-            types.insert(actor_type.to_owned(), p.clone());
-        }
-        p
+    fn of(&self, actor_type: &str) -> &TypePolicy {
+        self.named.get(actor_type).unwrap_or(&self.others)
     }
 
     /// The timeout of calls to `actor_type`'s app methods, with the policy's name.
     pub(crate) fn timeout(&self, actor_type: &str) -> Option<(String, Duration)> {
-        actor_policies(&self.docs, actor_type).policies.timeout
+        self.of(actor_type).policies.policies.timeout.clone()
     }
 }
 
@@ -151,7 +159,13 @@ impl Actors {
             if ok {
                 return result;
             }
-            let status = result.as_ref().ok().map(|r| r.status().as_u16());
+            // The failure's status, whether the actor ran here (an error) or on another host
+            // (its answer): the policy's matching codes judge both alike.
+            let status = match &result {
+                Ok(r) => r.status().as_u16(),
+                Err(e) => e.status.as_u16(),
+            };
+            let status = Some(status);
             let Some(wait) = p.retry_wait(retry, started.elapsed(), status) else {
                 return result;
             };

@@ -15,6 +15,9 @@ use crate::api::actors::Actors;
 use crate::net::http::empty;
 use crate::to_app::channel::AppChannel;
 
+/// How long hosting waits for discovery to list this sidecar.
+const FIND_ME: Duration = Duration::from_secs(5);
+
 /// The largest `/dapr/config` answer read.
 const MAX_CONFIG_BODY: usize = 1 << 20;
 
@@ -98,6 +101,15 @@ pub(crate) async fn start(
     let timeouts = (names.iter())
         .filter_map(|t| Some((t.clone(), actors.resiliency.timeout(t)?)))
         .collect::<BTreeMap<_, _>>();
+    // Claims name this host by its address as discovery lists it (mDNS announces it a moment
+    // after the start): wait for it, so that they never name an address others cannot reach.
+    if !actors.placement.find_me(FIND_ME).await {
+        tracing::warn!(
+            address = %actors.placement.me(),
+            "name resolution does not list this sidecar (its app id on its mesh port at an \
+             address of this machine): its actors' claims name the address above"
+        );
+    }
     let host = loop {
         let started = Host::start(
             app.clone(),

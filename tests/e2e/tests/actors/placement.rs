@@ -207,6 +207,33 @@ async fn placed_across_hosts(resolver: &str) {
         c1.log(),
         c2.log()
     );
+    // Every claim names its holder at a LAN address the others reach, never at loopback.
+    let holders = claim_addresses(caller_host).await;
+    assert!(holders.len() >= ACTORS, "{holders:?}");
+    let lan = [at(h1.addr), at(h2.addr)];
+    assert!(holders.iter().all(|a| lan.contains(a)), "{holders:?}");
+}
+
+/// The address each actor claim in the LAN's Redis names its holder at.
+async fn claim_addresses(host: &Host) -> Vec<String> {
+    let redis = |args: &[&str]| {
+        let mut c = host.tokio_command("redis-cli");
+        c.args(["-h", &host.addr.to_string(), "-p", &REDIS_PORT.to_string()])
+            .args(args);
+        c
+    };
+    let keys = redis(&["--scan", "--pattern", "*||actors||claim||*"])
+        .output()
+        .await
+        .expect("redis-cli --scan");
+    let mut out = Vec::new();
+    for key in String::from_utf8_lossy(&keys.stdout).lines() {
+        let data = redis(&["hget", key, "data"]).output().await.expect("hget");
+        let claim: serde_json::Value =
+            serde_json::from_slice(&data.stdout).unwrap_or_else(|e| panic!("{key}: {e}"));
+        out.push(claim["address"].as_str().unwrap_or_default().to_owned());
+    }
+    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
