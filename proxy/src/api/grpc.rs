@@ -14,6 +14,7 @@ mod actors;
 mod bindings;
 mod configuration;
 mod invoke;
+mod jobs;
 mod lock;
 mod meta;
 mod metrics;
@@ -26,6 +27,7 @@ mod subscribe;
 
 pub(crate) use metrics::code_name;
 use served::SERVED;
+use status::{not_grpc, status_response, too_large};
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -33,7 +35,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::{HeaderValue, Request, Response, StatusCode};
+use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use outrider_proto::common::v1 as common;
 use outrider_proto::runtime::v1 as rt;
@@ -202,43 +204,6 @@ impl tower::Service<Request<Incoming>> for GrpcApiService {
             Ok(call.answered(rsp))
         })
     }
-}
-
-/// The refusal of a message over `--max-body-size` in gRPC's own words (`RESOURCE_EXHAUSTED`),
-/// for an answer in tonic's (`OUT_OF_RANGE`), if `rsp` is one.
-fn too_large<B>(rsp: &Response<B>) -> Option<Status> {
-    let s = Status::from_header_map(rsp.headers())?;
-    let rest = s
-        .message()
-        .strip_prefix("Error, decoded message length too large: found ")?;
-    let (found, rest) = rest.split_once(" bytes, the limit is: ")?;
-    let limit = rest.strip_suffix(" bytes")?;
-    (s.code() == tonic::Code::OutOfRange).then(|| {
-        Status::resource_exhausted(format!(
-            "grpc: received message larger than max ({found} vs. {limit})"
-        ))
-    })
-}
-
-/// The gRPC status of an answer that is not a gRPC one: its HTTP status, with the start of its
-/// body as the detail.
-async fn not_grpc(rsp: Response<Body>) -> Status {
-    let status = rsp.status();
-    let body = crate::net::http::collect_within(rsp.into_body(), 64 * 1024)
-        .await
-        .unwrap_or_default();
-    let start = &body[..body.len().min(64)];
-    status::from_http(status, &String::from_utf8_lossy(start))
-}
-
-/// A status as a trailers-only response.
-fn status_response(status: &Status) -> Response<Body> {
-    let mut rsp = status.clone().into_http::<Body>();
-    rsp.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("application/grpc"),
-    );
-    rsp
 }
 
 /// The RPCs: each decodes its message into an operation's request, calls it and encodes the
@@ -478,5 +443,52 @@ impl Dapr for Api {
         req: tonic::Request<rt::GetActorReminderRequest>,
     ) -> Answer<rt::GetActorReminderResponse> {
         answer(actors::get_reminder(&self.s, &req.into_inner()).await)
+    }
+
+    async fn schedule_job(
+        &self,
+        req: tonic::Request<rt::ScheduleJobRequest>,
+    ) -> Answer<rt::ScheduleJobResponse> {
+        answer(
+            jobs::schedule(&self.s, req.into_inner())
+                .await
+                .map(|()| rt::ScheduleJobResponse {}),
+        )
+    }
+
+    async fn schedule_job_alpha1(
+        &self,
+        req: tonic::Request<rt::ScheduleJobRequest>,
+    ) -> Answer<rt::ScheduleJobResponse> {
+        self.schedule_job(req).await
+    }
+
+    async fn get_job(&self, req: tonic::Request<rt::GetJobRequest>) -> Answer<rt::GetJobResponse> {
+        answer(jobs::get(&self.s, &req.into_inner()).await)
+    }
+
+    async fn get_job_alpha1(
+        &self,
+        req: tonic::Request<rt::GetJobRequest>,
+    ) -> Answer<rt::GetJobResponse> {
+        self.get_job(req).await
+    }
+
+    async fn delete_job(
+        &self,
+        req: tonic::Request<rt::DeleteJobRequest>,
+    ) -> Answer<rt::DeleteJobResponse> {
+        answer(
+            jobs::delete(&self.s, &req.into_inner())
+                .await
+                .map(|()| rt::DeleteJobResponse {}),
+        )
+    }
+
+    async fn delete_job_alpha1(
+        &self,
+        req: tonic::Request<rt::DeleteJobRequest>,
+    ) -> Answer<rt::DeleteJobResponse> {
+        self.delete_job(req).await
     }
 }

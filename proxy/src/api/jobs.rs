@@ -1,8 +1,9 @@
 //! The jobs API: `POST|GET|DELETE /v1.0-alpha1/jobs/{name}` (and the `v1.0` names), kept in the
 //! actor state store on the same durable scheduler as reminders (`to_app::schedules`). A due
-//! job goes to one instance of the app as `POST /job/{name}` with its data as the JSON body; a
-//! 2xx or 404 answer is done, anything else is tried again as its failure policy says (by
-//! default three more times, a second apart).
+//! job goes to one instance of the app as `POST /job/{name}` with its data as the JSON body (data
+//! scheduled over gRPC as another type than `google.protobuf.Value`: its bytes, spaces around
+//! trimmed, as daprd sends them); a 2xx or 404 answer is done, anything else is tried again as its
+//! failure policy says (by default three more times, a second apart).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,8 +32,21 @@ pub(crate) struct JobRequest {
     pub(crate) due_time: Option<String>,
     pub(crate) ttl: Option<String>,
     pub(crate) data: Option<Value>,
+    /// Data of another type than `google.protobuf.Value` (gRPC only): its type URL and bytes.
+    pub(crate) raw: Option<(String, Bytes)>,
     pub(crate) overwrite: bool,
     pub(crate) failure_policy: Option<Value>,
+}
+
+/// A stored job's data of another type than JSON: its type URL and bytes.
+pub(crate) fn raw_data(entry: &Entry) -> Option<(String, Vec<u8>)> {
+    use base64::Engine as _;
+    let any = entry.extra.get("any")?;
+    let url = any.get("typeUrl")?.as_str()?.to_owned();
+    let value = base64::engine::general_purpose::STANDARD
+        .decode(any.get("value")?.as_str()?)
+        .ok()?;
+    Some((url, value))
 }
 
 fn err(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
@@ -160,9 +174,10 @@ fn check_job_name(name: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn group_of(s: &ApiState) -> Result<(Group, &Arc<crate::to_app::schedules::Scheduler>), ApiError> {
+/// This app's jobs and their scheduler; without one, why (the caller's error wraps it).
+fn group_of(s: &ApiState) -> Result<(Group, &Arc<crate::to_app::schedules::Scheduler>), String> {
     let scheduler = s.actors.scheduler.get().ok_or_else(|| {
-        schedule_failed("the jobs API needs a state store with `actorStateStore: \"true\"` (jobs are kept there) and an app")
+        "the jobs API needs a state store with `actorStateStore: \"true\"` (jobs are kept there) and an app".to_owned()
     })?;
     Ok((Group::jobs(&s.namespace, &s.app_id), scheduler))
 }
@@ -179,7 +194,7 @@ pub(crate) async fn schedule(s: &ApiState, name: &str, req: JobRequest) -> Resul
     }
     policy(req.failure_policy.as_ref())
         .map_err(|e| schedule_failed(format!("job failed validation: {e}")))?;
-    let (group, scheduler) = group_of(s)?;
+    let (group, scheduler) = group_of(s).map_err(schedule_failed)?;
     let (f, every) = firings(&req, Utc::now())
         .map_err(|e| schedule_failed(format!("job failed validation: {e}")))?;
     let mut entry = Entry::new(name.to_owned(), &f, "");
@@ -188,6 +203,11 @@ pub(crate) async fn schedule(s: &ApiState, name: &str, req: JobRequest) -> Resul
     entry.due_time = req.due_time.clone().unwrap_or_default();
     entry.ttl = req.ttl.clone().unwrap_or_default();
     entry.extra = json!({"schedule": req.schedule, "repeats": req.repeats, "failurePolicy": req.failure_policy});
+    if let Some((url, value)) = &req.raw {
+        use base64::Engine as _;
+        let value = base64::engine::general_purpose::STANDARD.encode(value);
+        entry.extra["any"] = json!({"typeUrl": url, "value": value});
+    }
     match scheduler
         .schedules()
         .put(&group, &entry, req.overwrite)
@@ -206,8 +226,8 @@ pub(crate) async fn schedule(s: &ApiState, name: &str, req: JobRequest) -> Resul
     }
 }
 
-/// Reads job `name`, as daprd shows it.
-pub(crate) async fn get(s: &ApiState, name: &str) -> Result<Value, ApiError> {
+/// Reads job `name` as stored.
+pub(crate) async fn get_entry(s: &ApiState, name: &str) -> Result<Entry, ApiError> {
     let failed = |why: String| {
         err(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -215,13 +235,33 @@ pub(crate) async fn get(s: &ApiState, name: &str) -> Result<Value, ApiError> {
             format!("failed to get job due to: {why}"),
         )
     };
-    let (group, scheduler) = group_of(s).map_err(|e| failed(e.message))?;
+    if name.trim().is_empty() {
+        return Err(err(
+            StatusCode::BAD_REQUEST,
+            "DAPR_SCHEDULER_JOB_NAME_EMPTY",
+            "Name is empty",
+        ));
+    }
+    let (group, scheduler) = group_of(s).map_err(failed)?;
     let entry = scheduler
         .schedules()
         .get(&group, name)
         .await
         .map_err(|e| failed(e.to_string()))?;
-    let entry = entry.ok_or_else(|| failed(format!("job not found: {name}")))?;
+    entry.ok_or_else(|| failed(format!("job not found: {name}")))
+}
+
+/// The failure policy a job is shown with: the one given, else the default.
+pub(crate) fn shown_policy(entry: &Entry) -> Value {
+    match entry.extra.get("failurePolicy").filter(|v| !v.is_null()) {
+        Some(p) => p.clone(),
+        None => json!({"constant": {"interval": "1s", "maxRetries": 3}}),
+    }
+}
+
+/// Reads job `name`, as daprd shows it.
+pub(crate) async fn get(s: &ApiState, name: &str) -> Result<Value, ApiError> {
+    let entry = get_entry(s, name).await?;
     let mut out = json!({"name": name});
     for field in ["schedule", "repeats"] {
         if let Some(v) = entry.extra.get(field).filter(|v| !v.is_null()) {
@@ -234,18 +274,26 @@ pub(crate) async fn get(s: &ApiState, name: &str) -> Result<Value, ApiError> {
     if !entry.ttl.is_empty() {
         out["ttl"] = json!(entry.ttl);
     }
-    if let Some(d) = entry.data {
+    if let Some((url, value)) = raw_data(&entry) {
+        use base64::Engine as _;
+        let value = base64::engine::general_purpose::STANDARD.encode(value);
+        out["data"] = json!({"@type": url, "value": value});
+    } else if let Some(d) = &entry.data {
         out["data"] = json!({"@type": "type.googleapis.com/google.protobuf.Value", "value": d});
     }
-    out["failurePolicy"] = match entry.extra.get("failurePolicy").filter(|v| !v.is_null()) {
-        Some(p) => p.clone(),
-        None => json!({"constant": {"interval": "1s", "maxRetries": 3}}),
-    };
+    out["failurePolicy"] = shown_policy(&entry);
     Ok(out)
 }
 
 /// Deletes job `name`; absent is fine.
 pub(crate) async fn delete(s: &ApiState, name: &str) -> Result<(), ApiError> {
+    if name.trim().is_empty() {
+        return Err(err(
+            StatusCode::BAD_REQUEST,
+            "DAPR_SCHEDULER_JOB_NAME_EMPTY",
+            "Name is empty",
+        ));
+    }
     let failed = |why: String| {
         err(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -253,7 +301,7 @@ pub(crate) async fn delete(s: &ApiState, name: &str) -> Result<(), ApiError> {
             format!("failed to delete job due to: {why}"),
         )
     };
-    let (group, scheduler) = group_of(s).map_err(|e| failed(e.message))?;
+    let (group, scheduler) = group_of(s).map_err(failed)?;
     scheduler
         .schedules()
         .delete(&group, name)
@@ -285,9 +333,19 @@ impl Kind for Jobs {
 async fn deliver(app: &AppChannel, me: &Caller, entry: Entry) {
     let (tries, pause) = policy(entry.extra.get("failurePolicy").filter(|v| !v.is_null()))
         .unwrap_or((Some(4), Duration::from_secs(1)));
-    let body = match &entry.data {
-        None | Some(Value::Null) => Bytes::new(),
-        Some(d) => Bytes::from(d.to_string()),
+    let body = match (raw_data(&entry), &entry.data) {
+        // As daprd sends it: the bytes, with what Go counts as spaces trimmed at both ends.
+        (Some((_, bytes)), _) => {
+            let space = |b: &u8| matches!(b, b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | b' ');
+            let start = bytes.iter().position(|b| !space(b)).unwrap_or(bytes.len());
+            let end = bytes
+                .iter()
+                .rposition(|b| !space(b))
+                .map_or(start, |e| e + 1);
+            Bytes::copy_from_slice(&bytes[start..end])
+        }
+        (None, None | Some(Value::Null)) => Bytes::new(),
+        (None, Some(d)) => Bytes::from(d.to_string()),
     };
     let path = format!("/job/{}", crate::to_app::actors::segment(&entry.id));
     let mut attempt = 0u32;

@@ -235,11 +235,11 @@ async fn token_unimplemented_rpcs_and_the_allow_list() {
 
     // An RPC of the service this sidecar does not serve names itself.
     let e = c
-        .get_job(with_token(rt::GetJobRequest::default(), "tok-grpc"))
+        .list_jobs(with_token(rt::ListJobsRequest::default(), "tok-grpc"))
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::Unimplemented);
-    assert!(e.message().contains("/GetJob "), "{}", e.message());
+    assert!(e.message().contains("/ListJobs "), "{}", e.message());
 
     // `spec.api` denies the secrets API over gRPC only.
     let e = c

@@ -18,6 +18,8 @@ mod grpcs;
 mod health;
 #[path = "sdk/invoke.rs"]
 mod invoke;
+#[path = "sdk/jobs.rs"]
+mod jobs;
 #[path = "sdk/lock.rs"]
 mod lock;
 

@@ -870,7 +870,7 @@ suite.check("subscribe() to an unknown pubsub fails with daprd's not-found error
 
 def unimplemented() -> None:
     for rpc, call, req in (
-        ("GetJobAlpha1", stub.GetJobAlpha1, api_v1.GetJobRequest(name="j")),
+        ("ListJobsAlpha1", stub.ListJobsAlpha1, api_v1.ListJobsRequestAlpha1()),
         ("GetWorkflowBeta1", stub.GetWorkflowBeta1, api_v1.GetWorkflowRequest(instance_id="w")),
     ):
         err = raw_error(rpc, lambda: call(req, metadata=token_md(), timeout=CALL_TIMEOUT))
@@ -878,7 +878,7 @@ def unimplemented() -> None:
         expect(rpc in (err.details() or ""), f"{rpc}: message does not name the RPC: {err.details()!r}")
 
 
-suite.check("an RPC this sidecar does not serve (GetJobAlpha1, GetWorkflowBeta1): UNIMPLEMENTED naming it", unimplemented)
+suite.check("an RPC this sidecar does not serve (ListJobsAlpha1, GetWorkflowBeta1): UNIMPLEMENTED naming it", unimplemented)
 
 
 def unknown_service() -> None:

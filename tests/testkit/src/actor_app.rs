@@ -16,8 +16,9 @@
 //! Timer and reminder callbacks (`…/method/timer/{name}`, `…/method/remind/{name}`) are recorded
 //! and answered 200, or 500 when their `data` is `{"fail": true}`.
 //!
-//! Jobs (`POST /job/{name}`) are recorded as callbacks of kind `job` (actor empty); a job
-//! whose data holds `{"failTimes": n}` is answered 500 the first n times.
+//! Jobs (`POST /job/{name}`) are recorded as callbacks of kind `job` (actor empty), a body that
+//! is not JSON as a string; a job whose data holds `{"failTimes": n}` is answered 500 the first n
+//! times.
 //!
 //! Every turn is watched: a second call running for the same actor at the same time (on this
 //! app or on any app sharing its [`Turns`]) counts as an overlap. Deactivations
@@ -208,8 +209,13 @@ async fn handle(req: Request<Incoming>, shared: Arc<Shared>) -> Result<Response<
         ("GET", ["healthz"]) => reply(200, json!({})),
         ("POST", ["job", name]) => {
             let body = req.into_body().collect().await.map(|b| b.to_bytes());
-            let body: Value =
-                serde_json::from_slice(&body.unwrap_or_default()).unwrap_or(Value::Null);
+            let body = body.unwrap_or_default();
+            // JSON as JSON; any other body as its text (none: null).
+            let body: Value = match serde_json::from_slice(&body) {
+                Ok(v) => v,
+                Err(_) if body.is_empty() => Value::Null,
+                Err(_) => Value::String(String::from_utf8_lossy(&body).into_owned()),
+            };
             let mut callbacks = shared.callbacks.lock().unwrap();
             let before = callbacks
                 .iter()

@@ -41,4 +41,10 @@ pub(super) const SERVED: &[(&str, &str, &str)] = &[
     ("RegisterActorReminder", "actors", "v1"),
     ("UnregisterActorReminder", "actors", "v1"),
     ("GetActorReminder", "actors", "v1"),
+    ("ScheduleJob", "jobs", "v1"),
+    ("GetJob", "jobs", "v1"),
+    ("DeleteJob", "jobs", "v1"),
+    ("ScheduleJobAlpha1", "jobs", "v1alpha1"),
+    ("GetJobAlpha1", "jobs", "v1alpha1"),
+    ("DeleteJobAlpha1", "jobs", "v1alpha1"),
 ];

@@ -8,12 +8,13 @@
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
-use http::StatusCode;
+use http::{HeaderValue, Response, StatusCode};
 use outrider_proto::google::rpc;
 use prost::Message as _;
 use tonic::{Code, Status};
 
 use crate::errors::ApiError;
+use crate::net::http::Body;
 
 /// The domain of every `ErrorInfo`.
 const DOMAIN: &str = "dapr.io";
@@ -92,6 +93,15 @@ fn describe(e: &ApiError) -> Described {
         "ERR_PUBSUB_EVENTS_SER" => described(InvalidArgument, "DAPR_PUBSUB_MARSHAL_EVENTS", PUBSUB),
         "ERR_PUBSUB_FORBIDDEN" => described(PermissionDenied, "DAPR_PUBSUB_FORBIDDEN", PUBSUB),
         "ERR_PUBSUB_PUBLISH_MESSAGE" => described(Internal, "DAPR_PUBSUB_PUBLISH_MESSAGE", PUBSUB),
+        // The jobs API: its own reasons; a job that exists already is ALREADY_EXISTS.
+        code if code.starts_with("DAPR_SCHEDULER_") => {
+            let code_of = match e.status {
+                StatusCode::BAD_REQUEST => InvalidArgument,
+                StatusCode::CONFLICT => Code::AlreadyExists,
+                _ => Internal,
+            };
+            described(code_of, code, None)
+        }
         _ => Described {
             code: plain_code(e),
             reason: None,
@@ -247,6 +257,43 @@ fn any(type_url: &str, m: &impl prost::Message) -> prost_types::Any {
         type_url: type_url.to_owned(),
         value: m.encode_to_vec(),
     }
+}
+
+/// The refusal of a message over `--max-body-size` in gRPC's own words (`RESOURCE_EXHAUSTED`),
+/// for an answer in tonic's (`OUT_OF_RANGE`), if `rsp` is one.
+pub(super) fn too_large<B>(rsp: &Response<B>) -> Option<Status> {
+    let s = Status::from_header_map(rsp.headers())?;
+    let rest = s
+        .message()
+        .strip_prefix("Error, decoded message length too large: found ")?;
+    let (found, rest) = rest.split_once(" bytes, the limit is: ")?;
+    let limit = rest.strip_suffix(" bytes")?;
+    (s.code() == tonic::Code::OutOfRange).then(|| {
+        Status::resource_exhausted(format!(
+            "grpc: received message larger than max ({found} vs. {limit})"
+        ))
+    })
+}
+
+/// The gRPC status of an answer that is not a gRPC one: its HTTP status, with the start of its
+/// body as the detail.
+pub(super) async fn not_grpc(rsp: Response<Body>) -> Status {
+    let status = rsp.status();
+    let body = crate::net::http::collect_within(rsp.into_body(), 64 * 1024)
+        .await
+        .unwrap_or_default();
+    let start = &body[..body.len().min(64)];
+    from_http(status, &String::from_utf8_lossy(start))
+}
+
+/// A status as a trailers-only response.
+pub(super) fn status_response(status: &Status) -> Response<Body> {
+    let mut rsp = status.clone().into_http::<Body>();
+    rsp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/grpc"),
+    );
+    rsp
 }
 
 #[cfg(test)]

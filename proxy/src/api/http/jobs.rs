@@ -39,6 +39,7 @@ pub(in crate::api) async fn job(
                 due_time: m.optional_string("dueTime", "due_time")?,
                 ttl: m.optional_string("ttl", "ttl")?,
                 data: m.value("data", "data"),
+                raw: None,
                 overwrite: m.bool("overwrite", "overwrite")?,
                 failure_policy: m.value("failurePolicy", "failure_policy"),
             };

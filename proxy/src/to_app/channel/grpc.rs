@@ -32,7 +32,7 @@ use crate::net::http::{Body, boxed, collect_within, full, is_grpc};
 use crate::to_app::bindings::{BindingDelivery, InputBindingsQuery};
 
 mod bindings;
-mod translate;
+pub(crate) mod translate;
 
 pub(crate) use translate::topic_event;
 use translate::{bulk_request, http_status, route_of, subscriptions_json};

@@ -210,7 +210,7 @@ fn data_of(content_type: &str, data: Option<Value>, base64: Option<Value>) -> By
 }
 
 /// A JSON value as a `google.protobuf.Value`.
-fn proto_value(v: Value) -> prost_types::Value {
+pub(crate) fn proto_value(v: Value) -> prost_types::Value {
     let kind = match v {
         Value::Null => ValueKind::NullValue(0),
         Value::Bool(b) => ValueKind::BoolValue(b),
