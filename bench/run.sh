@@ -737,10 +737,11 @@ cell() { # cell NAME REPEAT
     # over the app alone), and through another sidecar, across the mesh (added over an invoke,
     # which takes the same two hops).
     actor-call/same-host)
-      load actor-call/same-host "$r" direct "$PID_sidecar_x" --addr 127.0.0.1:$X_API "${rated[@]}" --path "$actor_path" --ids 64 ;;
+      load actor-call/same-host "$r" direct "$PID_sidecar_x" --addr 127.0.0.1:$X_API --rate $RATE --body-size $BODY \
+        --path "$actor_path" --ids 64 ;;
     actor-call/other-host)
       load actor-call/other-host "$r" two-hop/outrider-mtls "$PID_sidecar_a,$PID_sidecar_x" --addr 127.0.0.1:$A_API \
-        "${rated[@]}" --path "$actor_path" --ids 64 ;;
+        --rate $RATE --body-size $BODY --path "$actor_path" --ids 64 ;;
     # Each call to an actor never seen before: its activation (a claim in Redis, then the app).
     actor-activation/outrider)
       load actor-activation/outrider "$r" direct "$PID_sidecar_x,$PID_redis" --addr 127.0.0.1:$X_API --rate 500 \

@@ -26,7 +26,7 @@ from google.protobuf.any_pb2 import Any as GrpcAny  # noqa: E402
 from google.protobuf.struct_pb2 import Value  # noqa: E402
 from google.protobuf.wrappers_pb2 import StringValue  # noqa: E402
 
-from sdkcheck import CheckFailed, Suite, expect, expect_eq, require_env  # noqa: E402
+from sdkcheck import Suite, expect, expect_eq, require_env, rpc_error  # noqa: E402
 
 env = require_env("DAPR_GRPC_PORT", "RUN_ID")
 suite = Suite("python/jobs_grpc")
@@ -41,14 +41,6 @@ def packed(message) -> GrpcAny:
     any_ = GrpcAny()
     any_.Pack(message)
     return any_
-
-
-def rpc_error(fn) -> grpc.RpcError:
-    try:
-        fn()
-    except grpc.RpcError as e:
-        return e
-    raise CheckFailed("no error")
 
 
 def json_data_job() -> None:

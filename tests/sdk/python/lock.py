@@ -27,7 +27,7 @@ import grpc  # noqa: E402
 from dapr.clients import DaprClient  # noqa: E402
 from dapr.clients.grpc._response import UnlockResponseStatus  # noqa: E402
 
-from sdkcheck import CheckFailed, Suite, expect, expect_eq, require_env, wait_for  # noqa: E402
+from sdkcheck import Suite, expect, expect_eq, require_env, rpc_error, wait_for  # noqa: E402
 
 env = require_env("DAPR_GRPC_PORT", "LOCK_STORE", "MISSING_STORE", "RUN_ID")
 STORE = env["LOCK_STORE"]
@@ -85,14 +85,6 @@ def counter_under_lock() -> None:
         t.join(90)
     expect(not failures, f"workers failed: {failures}")
     expect_eq("counter", counter[0], 80)
-
-
-def rpc_error(fn) -> grpc.RpcError:
-    try:
-        fn()
-    except grpc.RpcError as e:
-        return e
-    raise CheckFailed("no error")
 
 
 def unknown_store() -> None:

@@ -131,6 +131,17 @@ def wait_for(cond: Callable[[], Any], what: str, secs: float = 20.0) -> None:
         time.sleep(0.025)  # poll interval, not a fixed wait
 
 
+def rpc_error(fn: Callable[[], Any]) -> Any:
+    """The grpc.RpcError `fn` raises; CheckFailed when it raises none."""
+    import grpc  # only the gRPC suites call this
+
+    try:
+        fn()
+    except grpc.RpcError as e:
+        return e
+    raise CheckFailed("no error")
+
+
 def sidecar_metadata(http_port: str, timeout: float = 20.0) -> Dict[str, Any]:
     """The sidecar's `GET /v1.0/metadata`, read over plain HTTP."""
     url = f"http://127.0.0.1:{http_port}/v1.0/metadata"

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use super::{app_script_passes, sdk_dir};
-use outrider_testkit::{ActorApp, Mesh, Turns, free_port, unique, wait_until};
+use outrider_testkit::{ActorApp, Mesh, Sidecar, Turns, free_port, unique, wait_until};
 use serde_json::json;
 
 #[tokio::test]
@@ -39,24 +39,34 @@ async fn javascript_sdk_actors_host_and_call() {
     .await;
 }
 
-#[tokio::test]
-async fn python_sdk_actor_client_over_grpc() {
-    let mesh = Mesh::new();
+/// A sidecar `app_id` in front of a test actor app hosting `entities`, its actor state in memory.
+pub(super) async fn actor_app_sidecar(
+    mesh: &Mesh,
+    app_id: &str,
+    entities: serde_json::Value,
+) -> (Sidecar, ActorApp) {
     let res = mesh.resources(
         "res",
         "actors.yaml",
         "kind: Component\nmetadata: {name: actorstore}\nspec:\n  type: state.in-memory\n  \
          version: v1\n  metadata:\n  - {name: actorStateStore, value: \"true\"}\n",
     );
-    let app = ActorApp::start("py", json!({"entities": ["PyCounter"]}), Turns::default()).await;
+    let app = ActorApp::start("py", json!({ "entities": entities }), Turns::default()).await;
     let mut s = mesh
-        .sidecar("sdk-py-actors")
+        .sidecar(app_id)
         .resources(&res)
         .app_port(app.port)
         .start()
         .await;
     app.sidecar_port(s.api);
     s.wait_ready().await;
+    (s, app)
+}
+
+#[tokio::test]
+async fn python_sdk_actor_client_over_grpc() {
+    let mesh = Mesh::new();
+    let (s, app) = actor_app_sidecar(&mesh, "sdk-py-actors", json!(["PyCounter"])).await;
     let (grpc, run) = (s.grpc.to_string(), unique("py"));
     let env = |phase: &'static str| {
         [

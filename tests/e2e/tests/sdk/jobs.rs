@@ -5,27 +5,13 @@
 use std::time::Duration;
 
 use super::sdk_dir;
-use outrider_testkit::{ActorApp, Mesh, Turns, unique, wait_until};
+use outrider_testkit::{Mesh, unique, wait_until};
 use serde_json::{Value, json};
 
 #[tokio::test]
 async fn python_sdk_jobs_over_grpc() {
     let mesh = Mesh::new();
-    let res = mesh.resources(
-        "res",
-        "store.yaml",
-        "kind: Component\nmetadata: {name: store}\nspec:\n  type: state.in-memory\n  \
-         version: v1\n  metadata:\n  - {name: actorStateStore, value: \"true\"}\n",
-    );
-    let app = ActorApp::start("py", json!({"entities": []}), Turns::default()).await;
-    let mut s = mesh
-        .sidecar("sdk-py-jobs")
-        .resources(&res)
-        .app_port(app.port)
-        .start()
-        .await;
-    app.sidecar_port(s.api);
-    s.wait_ready().await;
+    let (s, app) = super::actors::actor_app_sidecar(&mesh, "sdk-py-jobs", json!([])).await;
     let (grpc, run) = (s.grpc.to_string(), unique("py"));
     let env = [("DAPR_GRPC_PORT", grpc.as_str()), ("RUN_ID", run.as_str())];
     let python = sdk_dir().join("python/.venv/bin/python");
