@@ -5,9 +5,9 @@
 //! Given an actor type it also hosts that type: `GET /dapr/config` names it (idle actors
 //! deactivate after [`ACTOR_IDLE`]), actor methods echo like any other path, and the reminders
 //! it is called for (`PUT /actors/{type}/{id}/method/remind/{name}`) are counted, each actor's
-//! reminder once however often it is called (a firing tried again is not another reminder), the
-//! count answered at `GET /bench/reminders`. Without one, `/dapr/config` is 404, as an app that hosts
-//! no actors answers.
+//! reminder once however often it is called (a firing tried again is not another reminder):
+//! `GET /bench/reminders` answers `"<reminders> <calls>"`. Without one, `/dapr/config` is 404, as
+//! an app that hosts no actors answers.
 
 use std::collections::HashSet;
 use std::convert::Infallible;
@@ -35,8 +35,8 @@ pub struct App {
     pub delay: Duration,
     /// The actor type hosted, if any.
     pub actor_type: Option<String>,
-    /// The reminders called (`{type}/{id}/{name}`).
-    pub reminders: Mutex<HashSet<String>>,
+    /// The reminders called (`{type}/{id}/{name}`), and the calls in all.
+    pub reminders: Mutex<(HashSet<String>, u64)>,
 }
 
 /// Serves on `listener` until the task is dropped; each answer waits `delay` first.
@@ -116,16 +116,21 @@ async fn answer(
             None => reply(StatusCode::NOT_FOUND, Bytes::new(), "text/plain"),
         },
         (&Method::GET, "/bench/reminders") => {
-            let n = app
-                .reminders
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .len();
-            reply(StatusCode::OK, Bytes::from(n.to_string()), "text/plain")
+            let (n, calls) = {
+                let seen = app.reminders.lock().unwrap_or_else(PoisonError::into_inner);
+                (seen.0.len(), seen.1)
+            };
+            reply(
+                StatusCode::OK,
+                Bytes::from(format!("{n} {calls}")),
+                "text/plain",
+            )
         }
         (&Method::PUT, p) if app.actor_type.is_some() && p.contains("/method/remind/") => {
             let reminder = p.replacen("/method/remind/", "/", 1);
-            (app.reminders.lock().unwrap_or_else(PoisonError::into_inner)).insert(reminder);
+            let mut seen = app.reminders.lock().unwrap_or_else(PoisonError::into_inner);
+            seen.0.insert(reminder);
+            seen.1 += 1;
             reply(StatusCode::OK, Bytes::new(), "text/plain")
         }
         _ => reply(StatusCode::OK, body, "application/octet-stream"),

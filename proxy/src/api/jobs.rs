@@ -61,7 +61,21 @@ fn schedule_failed(why: impl std::fmt::Display) -> ApiError {
     )
 }
 
-/// The retry policy of a job: tries in all (`None`: until it succeeds) and the pause between.
+/// The shortest pause between tries of a failed job: a constant policy without an interval
+/// must not retry in a tight loop.
+const MIN_RETRY_PAUSE: Duration = Duration::from_millis(100);
+
+/// A failure policy's interval: a Go or ISO 8601 duration without calendar units.
+pub(crate) fn policy_interval(i: &str) -> Result<Duration, String> {
+    outrider_blocks::actors::schedule::Period::parse(i)
+        .ok()
+        .filter(|p| p.months == 0 && p.days == 0 && p.repetitions.is_none())
+        .map(|p| p.time)
+        .ok_or_else(|| format!("failure policy interval {i:?} is not a duration"))
+}
+
+/// The retry policy of a job: tries in all (`None`: until it succeeds) and the pause between
+/// (at least [`MIN_RETRY_PAUSE`]).
 fn policy(p: Option<&Value>) -> Result<(Option<u32>, Duration), String> {
     let Some(p) = p else {
         return Ok((Some(4), Duration::from_secs(1)));
@@ -72,19 +86,26 @@ fn policy(p: Option<&Value>) -> Result<(Option<u32>, Duration), String> {
     let Some(c) = p.get("constant") else {
         return Err(format!("failure policy {p} is neither drop nor constant"));
     };
-    let interval = match c.get("interval").and_then(Value::as_str) {
-        None => Duration::ZERO,
-        Some(i) => outrider_blocks::actors::schedule::Period::parse(i)
-            .ok()
-            .filter(|p| p.months == 0 && p.days == 0 && p.repetitions.is_none())
-            .map(|p| p.time)
-            .ok_or_else(|| format!("failure policy interval {i:?} is not a duration"))?,
+    let interval = match c.get("interval") {
+        None | Some(Value::Null) => Duration::ZERO,
+        Some(Value::String(i)) => policy_interval(i)?,
+        Some(other) => return Err(format!("failure policy interval {other} is not a duration")),
     };
-    let max = c.get("maxRetries").or_else(|| c.get("max_retries"));
-    let tries = max
-        .and_then(Value::as_u64)
-        .map(|n| u32::try_from(n).unwrap_or(u32::MAX).saturating_add(1));
-    Ok((tries, interval))
+    // A whole number of retries (protobuf's JSON may quote it), or none given: without limit.
+    let max = match c.get("maxRetries").or_else(|| c.get("max_retries")) {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(
+            (v.as_u64().or_else(|| v.as_str()?.trim().parse().ok()))
+                .and_then(|n| u32::try_from(n).ok())
+                .ok_or_else(|| {
+                    format!("failure policy maxRetries {v} is not a whole number of retries")
+                })?,
+        ),
+    };
+    Ok((
+        max.map(|n| n.saturating_add(1)),
+        interval.max(MIN_RETRY_PAUSE),
+    ))
 }
 
 /// The job's first firing and how it repeats; errors in the scheduler's words.
@@ -311,6 +332,22 @@ pub(crate) async fn delete(s: &ApiState, name: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// `bytes` without the white space (Unicode's, as Go's `bytes.TrimSpace` counts it) at either
+/// end; bytes that are not UTF-8 are not space.
+fn go_trim_space(bytes: &[u8]) -> &[u8] {
+    let mut chunks = bytes.utf8_chunks();
+    let start = chunks
+        .next()
+        .map_or(0, |c| c.valid().len() - c.valid().trim_start().len());
+    let end = match bytes.utf8_chunks().last() {
+        Some(c) if c.invalid().is_empty() => {
+            bytes.len() - (c.valid().len() - c.valid().trim_end().len())
+        }
+        _ => bytes.len(),
+    };
+    bytes.get(start..end).unwrap_or_default()
+}
+
 /// This app's jobs, as the scheduler fires them.
 pub(crate) struct Jobs {
     pub(crate) app: AppChannel,
@@ -334,16 +371,8 @@ async fn deliver(app: &AppChannel, me: &Caller, entry: Entry) {
     let (tries, pause) = policy(entry.extra.get("failurePolicy").filter(|v| !v.is_null()))
         .unwrap_or((Some(4), Duration::from_secs(1)));
     let body = match (raw_data(&entry), &entry.data) {
-        // As daprd sends it: the bytes, with what Go counts as spaces trimmed at both ends.
-        (Some((_, bytes)), _) => {
-            let space = |b: &u8| matches!(b, b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | b' ');
-            let start = bytes.iter().position(|b| !space(b)).unwrap_or(bytes.len());
-            let end = bytes
-                .iter()
-                .rposition(|b| !space(b))
-                .map_or(start, |e| e + 1);
-            Bytes::copy_from_slice(&bytes[start..end])
-        }
+        // As daprd sends it: the serialized bytes, spaces trimmed at both ends.
+        (Some((_, bytes)), _) => Bytes::copy_from_slice(go_trim_space(&bytes)),
         (None, None | Some(Value::Null)) => Bytes::new(),
         (None, Some(d)) => Bytes::from(d.to_string()),
     };
@@ -373,5 +402,41 @@ async fn deliver(app: &AppChannel, me: &Caller, entry: Entry) {
             return;
         }
         tokio::time::sleep(pause).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raw_data_is_trimmed_as_go_trims_space() {
+        assert_eq!(go_trim_space(b"\n\x02hi"), b"\x02hi");
+        assert_eq!(go_trim_space(b"\n\x0bhello world \t"), b"hello world");
+        assert_eq!(go_trim_space("\u{a0}x\u{85}".as_bytes()), b"x");
+        assert_eq!(
+            go_trim_space(b" \xff "),
+            b"\xff",
+            "a byte that is not UTF-8 is not space"
+        );
+        assert_eq!(go_trim_space(b" \t\n"), b"");
+        assert_eq!(go_trim_space(b""), b"");
+    }
+
+    #[test]
+    fn failure_policies_never_spin_and_refuse_what_they_cannot_read() {
+        let p = |v: Value| policy(Some(&v));
+        assert_eq!(policy(None), Ok((Some(4), Duration::from_secs(1))));
+        assert_eq!(p(json!({"constant": {}})), Ok((None, MIN_RETRY_PAUSE)));
+        assert_eq!(
+            p(json!({"constant": {"interval": "2s", "maxRetries": "3"}})),
+            Ok((Some(4), Duration::from_secs(2)))
+        );
+        for bad in [json!(-1), json!(2.5), json!("x"), json!(u64::MAX)] {
+            let e = p(json!({"constant": {"maxRetries": bad}})).unwrap_err();
+            assert!(e.contains("maxRetries"), "{e}");
+        }
+        assert!(p(json!({"constant": {"interval": 5}})).is_err());
+        assert!(p(json!({"sometimes": {}})).is_err());
     }
 }

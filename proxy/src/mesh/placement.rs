@@ -92,9 +92,15 @@ impl Placement {
         found.unwrap_or(loopback)
     }
 
-    /// Waits (up to `limit`) until discovery lists this sidecar, so that what it tells others
-    /// about itself (its claims' address) is what they reach it at; whether it does.
-    pub(crate) async fn find_me(&self, limit: Duration) -> bool {
+    /// Whether discovery lists this sidecar, so that what it tells others about itself (its
+    /// claims' address) is what they reach it at. Over mDNS, whose announcement goes out a
+    /// moment after the start, waits for it up to `limit` (or until `stop`); other resolvers
+    /// list a sidecar from the start or never.
+    pub(crate) async fn find_me(
+        &self,
+        limit: Duration,
+        stop: &tokio_util::sync::CancellationToken,
+    ) -> bool {
         let deadline = Instant::now() + limit;
         loop {
             if let Some(me) =
@@ -103,10 +109,13 @@ impl Placement {
                 *self.me.write().unwrap_or_else(PoisonError::into_inner) = Ok(me);
                 return true;
             }
-            if Instant::now() >= deadline {
+            if self.resolver.name() != "mdns" || Instant::now() >= deadline {
                 return false;
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            tokio::select! {
+                () = stop.cancelled() => return false,
+                () = tokio::time::sleep(Duration::from_millis(100)) => {}
+            }
         }
     }
 

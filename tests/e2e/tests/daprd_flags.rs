@@ -111,9 +111,9 @@ async fn the_dapr_clis_command_line_starts_a_sidecar() {
     let text = said();
     for expected in [
         "--placement-host-address",
-        "actors are not served yet",
+        "no placement service is used",
         "--scheduler-host-address",
-        "jobs are not served yet",
+        "no scheduler service is used",
     ] {
         assert!(
             text.contains(expected),

@@ -15,7 +15,9 @@ ConstantFailurePolicy carries whole seconds; errors are DaprGrpcError (a grpc.Rp
 
 from __future__ import annotations
 
+import json
 import os
+import urllib.request
 
 os.environ.setdefault("DAPR_HEALTH_TIMEOUT", "30")
 
@@ -45,13 +47,13 @@ def packed(message) -> GrpcAny:
 
 def json_data_job() -> None:
     data = Value()
-    data.struct_value.update({"greeting": "hi"})
+    data.struct_value.update({"greeting": "hi", "n": 1})
     job = Job(name=name("json"), due_time="1s", data=packed(data))
     client.schedule_job(job)
 
 
 def text_data_job() -> None:
-    job = Job(name=name("text"), due_time="1s", data=packed(StringValue(value="hello world")))
+    job = Job(name=name("text"), due_time="1s", data=packed(StringValue(value="hi")))
     client.schedule_job(job)
 
 
@@ -78,6 +80,13 @@ def read_back() -> None:
     expect(isinstance(got.failure_policy, ConstantFailurePolicy), f"policy {got.failure_policy}")
     expect_eq("max retries", got.failure_policy.max_retries, 2)
     expect_eq("interval", got.failure_policy.interval_seconds, 5)
+    # The same job over HTTP: the jobs API is one, whichever protocol wrote it.
+    url = f"http://127.0.0.1:{os.environ['DAPR_HTTP_PORT']}/v1.0-alpha1/jobs/{name('later')}"
+    with urllib.request.urlopen(url, timeout=10) as rsp:
+        shown = json.loads(rsp.read())
+    expect_eq("HTTP schedule", shown.get("schedule"), "@every 1h")
+    expect_eq("HTTP data type", shown["data"]["@type"], "type.googleapis.com/google.protobuf.StringValue")
+    expect_eq("HTTP policy", shown["failurePolicy"], {"constant": {"interval": "5s", "maxRetries": 2}})
 
 
 def overwrite() -> None:

@@ -106,6 +106,13 @@ impl Drop for Probe<'_> {
     }
 }
 
+/// The status an app answered, as an actor call's error quotes it (`error from actor service:
+/// (500) …`).
+fn app_status(message: &str) -> Option<u16> {
+    let rest = message.split_once("error from actor service: (")?.1;
+    rest.split_once(')')?.0.parse().ok()
+}
+
 impl Actors {
     /// Fires a reminder: a method call that only the built-in retries apply to (an actor type's
     /// retry and circuit breaker are for its callers, as in daprd; its timeout still applies on
@@ -159,13 +166,13 @@ impl Actors {
             if ok {
                 return result;
             }
-            // The failure's status, whether the actor ran here (an error) or on another host
-            // (its answer): the policy's matching codes judge both alike.
+            // The app's status, whether the actor ran here (an error quoting it) or on another
+            // host (the answer): the policy's matching codes judge both alike. A failure with no
+            // answer from an app (no host, the host unreachable) has none, and is retried.
             let status = match &result {
-                Ok(r) => r.status().as_u16(),
-                Err(e) => e.status.as_u16(),
+                Ok(r) => Some(r.status().as_u16()),
+                Err(e) => app_status(&e.message),
             };
-            let status = Some(status);
             let Some(wait) = p.retry_wait(retry, started.elapsed(), status) else {
                 return result;
             };

@@ -15,7 +15,7 @@ use crate::api::actors::Actors;
 use crate::net::http::empty;
 use crate::to_app::channel::AppChannel;
 
-/// How long hosting waits for discovery to list this sidecar.
+/// How long hosting waits for mDNS to list this sidecar.
 const FIND_ME: Duration = Duration::from_secs(5);
 
 /// The largest `/dapr/config` answer read.
@@ -103,7 +103,7 @@ pub(crate) async fn start(
         .collect::<BTreeMap<_, _>>();
     // Claims name this host by its address as discovery lists it (mDNS announces it a moment
     // after the start): wait for it, so that they never name an address others cannot reach.
-    if !actors.placement.find_me(FIND_ME).await {
+    if !actors.placement.find_me(FIND_ME, &actors.stop).await {
         tracing::warn!(
             address = %actors.placement.me(),
             "name resolution does not list this sidecar (its app id on its mesh port at an \
