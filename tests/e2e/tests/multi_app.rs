@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use outrider_testkit::{binary, free_port, outrider_command, wait_until};
+use outrider_testkit::{binary, free_port, outrider_command};
 
 /// Answers `/dapr/subscribe` with topic `orders`, prints each order it receives, and says
 /// `/ready` once its sidecar has asked for its subscriptions.
@@ -105,14 +105,21 @@ async fn a_quickstart_runs_from_its_template_and_ctrl_c_stops_it() {
         .spawn()
         .unwrap();
     let said = || std::fs::read_to_string(out.path()).unwrap_or_default();
-    wait_until(Duration::from_secs(60), "three orders received", || async {
+    // Bounded, and on a timeout the run's whole output says where it stopped.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let text = loop {
         let text = said();
-        (text.contains("== APP - order-processor == received order 3")
-            && text.contains("== OUTRIDER - checkout == stopped"))
-        .then_some(())
-    })
-    .await;
-    let text = said();
+        if text.contains("== APP - order-processor == received order 3")
+            && text.contains("== OUTRIDER - checkout == stopped")
+        {
+            break text;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no three orders received within 60 s:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     for line in [
         "== APP - order-processor == listening as order-processor greeting hello",
         "== APP - checkout == published order 1 status 204",
