@@ -332,6 +332,19 @@ pub(crate) async fn delete(s: &ApiState, name: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// A job's data as the `Any` it was given (JSON data as a `google.protobuf.Value`).
+pub(crate) fn job_any(entry: &Entry) -> Option<prost_types::Any> {
+    use prost::Message as _;
+    match (raw_data(entry), &entry.data) {
+        (Some((type_url, value)), _) => Some(prost_types::Any { type_url, value }),
+        (None, Some(v)) => Some(prost_types::Any {
+            type_url: "type.googleapis.com/google.protobuf.Value".to_owned(),
+            value: crate::to_app::channel::grpc::translate::proto_value(v.clone()).encode_to_vec(),
+        }),
+        (None, None) => None,
+    }
+}
+
 /// `bytes` without the white space (Unicode's, as Go's `bytes.TrimSpace` counts it) at either
 /// end; bytes that are not UTF-8 are not space.
 fn go_trim_space(bytes: &[u8]) -> &[u8] {
@@ -381,6 +394,14 @@ async fn deliver(app: &AppChannel, me: &Caller, entry: Entry) {
     loop {
         attempt += 1;
         let mut req = Request::new(full(body.clone()));
+        // A gRPC app takes the job as `OnJobEvent`, with its data as stored.
+        if app.speaks_grpc() {
+            req.extensions_mut()
+                .insert(crate::to_app::channel::grpc::JobDelivery {
+                    name: entry.id.clone(),
+                    data: job_any(&entry),
+                });
+        }
         *req.method_mut() = Method::POST;
         *req.uri_mut() = path.parse().expect("an escaped name makes a valid path");
         req.headers_mut().insert(

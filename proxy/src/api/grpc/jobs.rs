@@ -9,7 +9,6 @@ use bytes::Bytes;
 use outrider_proto::common::v1 as common;
 use outrider_proto::runtime::v1 as rt;
 use prost::Message as _;
-use prost_types::Any;
 use prost_types::value::Kind;
 use serde_json::{Value, json};
 use tonic::Status;
@@ -75,14 +74,7 @@ pub(super) async fn get(
 ) -> Result<rt::GetJobResponse, Status> {
     let entry = jobs::get_entry(s, &req.name).await.map_err(from_api)?;
     let extra = |k: &str| entry.extra.get(k).filter(|v| !v.is_null());
-    let data = match (jobs::raw_data(&entry), &entry.data) {
-        (Some((type_url, value)), _) => Some(Any { type_url, value }),
-        (None, Some(v)) => Some(Any {
-            type_url: VALUE_TYPE.to_owned(),
-            value: crate::to_app::channel::grpc::translate::proto_value(v.clone()).encode_to_vec(),
-        }),
-        (None, None) => None,
-    };
+    let data = jobs::job_any(&entry);
     let job = rt::Job {
         name: req.name.clone(),
         schedule: extra("schedule").and_then(Value::as_str).map(str::to_owned),

@@ -32,6 +32,7 @@ use crate::net::http::{Body, boxed, collect_within, full, is_grpc};
 use crate::to_app::bindings::{BindingDelivery, InputBindingsQuery};
 
 mod bindings;
+pub(crate) use bindings::JobDelivery;
 pub(crate) mod translate;
 
 pub(crate) use translate::topic_event;
@@ -181,6 +182,9 @@ impl GrpcApp {
         }
         if let Some(delivery) = req.extensions().get::<BindingDelivery>().cloned() {
             return self.binding_event(req, &delivery).await;
+        }
+        if let Some(job) = req.extensions().get::<JobDelivery>().cloned() {
+            return self.job_event(&job).await;
         }
         if req.extensions().get::<InputBindingsQuery>().is_some() {
             return self.input_bindings().await;

@@ -1,11 +1,12 @@
-//! Jobs through the official Python SDK's gRPC client: scheduled, read back, replaced and
-//! deleted over gRPC, delivered to the app over HTTP with their data as daprd sends it (JSON for
-//! `google.protobuf.Value`, the serialized bytes with spaces trimmed for anything else).
+//! Jobs through the official Python SDK: scheduled, read back, replaced and deleted over gRPC,
+//! delivered to an HTTP app with their data as daprd sends it (JSON for `google.protobuf.Value`,
+//! the serialized bytes with spaces trimmed for anything else), and to a `dapr.ext.grpc` app as
+//! `OnJobEvent` with the data as given.
 
 use std::time::Duration;
 
 use super::sdk_dir;
-use outrider_testkit::{Mesh, unique, wait_until};
+use outrider_testkit::{Mesh, free_port, unique, wait_until};
 use serde_json::{Value, json};
 
 #[tokio::test]
@@ -45,4 +46,28 @@ async fn python_sdk_jobs_over_grpc() {
     // daprd's rule: the serialized StringValue (0a 02 'h' 'i') with Go's spaces trimmed: the
     // leading newline goes, the length byte stays.
     assert_eq!(text_job, Value::String("\u{2}hi".into()));
+}
+
+#[tokio::test]
+async fn python_grpc_app_gets_its_jobs() {
+    // The script is a dapr.ext.grpc App: its sidecar delivers its jobs as OnJobEvent.
+    let mesh = Mesh::new();
+    let res = mesh.resources(
+        "res",
+        "store.yaml",
+        "kind: Component\nmetadata: {name: actorstore}\nspec:\n  type: state.in-memory\n  \
+         version: v1\n  metadata:\n  - {name: actorStateStore, value: \"true\"}\n",
+    );
+    let b = mesh
+        .sidecar("sdk-py-grpc-jobs")
+        .resources(&res)
+        .app_port(free_port())
+        .args(["--app-protocol", "grpc"]);
+    let argv = vec![super::python(), super::script("python/grpc_jobs_app.py")];
+    super::app_script_passes(
+        b,
+        argv,
+        &["jobs reach @app.job_event handlers with their data as given"],
+    )
+    .await;
 }

@@ -1,6 +1,6 @@
-//! Input bindings to a gRPC app: the question for the bindings it takes becomes
-//! `ListInputBindings` (answered as a JSON array of names), and an event becomes
-//! `OnBindingEvent` (answered with an empty 200 when handled, a 500 naming the app's error
+//! Input bindings and jobs to a gRPC app: the question for the bindings it takes becomes
+//! `ListInputBindings` (answered as a JSON array of names), an event `OnBindingEvent`, and a due
+//! job `OnJobEvent` (each answered with an empty 200 when handled, a 500 naming the app's error
 //! when not).
 
 use http::{Request, Response, StatusCode};
@@ -58,6 +58,57 @@ impl GrpcApp {
                     &json!({"message": s.message()}),
                 ))
             }
+        }
+    }
+}
+
+/// Marks the sidecar's own delivery of a due job: its name and its data as stored.
+#[derive(Clone, Debug)]
+pub(crate) struct JobDelivery {
+    pub(crate) name: String,
+    pub(crate) data: Option<prost_types::Any>,
+}
+
+impl GrpcApp {
+    /// A due job as `OnJobEvent` (`OnJobEventAlpha1` when the app has only that, as daprd falls
+    /// back): answered with an empty 200 when handled, else 500 naming the app's error.
+    pub(super) async fn job_event(&self, job: &JobDelivery) -> Result<Response<Body>, InvokeError> {
+        use outrider_proto::common::v1::{HttpExtension, http_extension::Verb};
+        let request = rt::JobEventRequest {
+            name: job.name.clone(),
+            content_type: job
+                .data
+                .as_ref()
+                .map(|d| d.type_url.clone())
+                .unwrap_or_default(),
+            data: job.data.clone(),
+            method: format!("job/{}", job.name),
+            http_extension: Some(HttpExtension {
+                verb: Verb::Post.into(),
+                querystring: String::new(),
+            }),
+        };
+        let started = std::time::Instant::now();
+        let mut c = self.callback.clone();
+        let mut answered = c.on_job_event(tonic::Request::new(request.clone())).await;
+        counted(&self.app_id, "OnJobEvent", started, &answered);
+        if answered
+            .as_ref()
+            .is_err_and(|s| s.code() == tonic::Code::Unimplemented)
+        {
+            let mut alpha = self.alpha.clone();
+            // Deprecated in the protos, still what older SDKs serve: daprd falls back to it too.
+            #[allow(deprecated)]
+            let called = alpha.on_job_event_alpha1(tonic::Request::new(request));
+            answered = called.await;
+            counted(&self.app_id, "OnJobEventAlpha1", started, &answered);
+        }
+        match answered {
+            Ok(_) => Ok(Response::new(full(""))),
+            Err(s) => Ok(json_answer(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &json!({"message": s.message()}),
+            )),
         }
     }
 }
