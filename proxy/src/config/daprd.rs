@@ -307,7 +307,7 @@ fn warn_unserved(args: &RunArgs, warnings: &mut Vec<Problem>) {
     if given(&d.app_binding_options_timeout) {
         warn(
             "app-binding-options-timeout",
-            "input bindings are not served yet; ignored",
+            "input bindings give the app 3 s (daprd's default) to answer their OPTIONS probe; the value is ignored",
         );
     }
     if given(&d.hot_reload_reconcile_interval) {
