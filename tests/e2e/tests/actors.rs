@@ -20,16 +20,6 @@ use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(20);
 
-/// A state store that holds actors.
-fn memory_store(mesh: &Mesh) -> String {
-    mesh.resources(
-        "res",
-        "actors.yaml",
-        "kind: Component\nmetadata: {name: actorstore}\nspec:\n  type: state.in-memory\n  \
-         version: v1\n  metadata:\n  - {name: actorStateStore, value: \"true\"}\n",
-    )
-}
-
 /// A sidecar in front of `app`, once its actor host is ready.
 async fn host(mesh: &Mesh, app_id: &str, res: &str, app: &ActorApp) -> Sidecar {
     let mut s = mesh
@@ -67,7 +57,7 @@ async fn call(s: &Sidecar, method: &str, path: &str, body: &str) -> Reply {
 #[tokio::test]
 async fn an_actor_runs_its_calls_keeps_its_state_and_answers_as_daprd() {
     let mesh = Mesh::new();
-    let res = memory_store(&mesh);
+    let res = mesh.memory_actor_store();
     let app = ActorApp::start("one", json!({"entities": ["Counter"]}), Turns::default()).await;
     let s = host(&mesh, "counter", &res, &app).await;
 
@@ -216,7 +206,7 @@ async fn an_actor_runs_its_calls_keeps_its_state_and_answers_as_daprd() {
 #[tokio::test]
 async fn one_turn_at_a_time_then_idle_actors_deactivate() {
     let mesh = Mesh::new();
-    let res = memory_store(&mesh);
+    let res = mesh.memory_actor_store();
     let config = json!({"entities": ["Counter"], "actorIdleTimeout": "2s"});
     let turns = Turns::default();
     let app = ActorApp::start("one", config, turns.clone()).await;
@@ -261,7 +251,7 @@ async fn one_turn_at_a_time_then_idle_actors_deactivate() {
 #[tokio::test]
 async fn reentrant_calls_share_the_turn_up_to_the_stack_depth() {
     let mesh = Mesh::new();
-    let res = memory_store(&mesh);
+    let res = mesh.memory_actor_store();
     let config =
         json!({"entities": ["Nested"], "reentrancy": {"enabled": true, "maxStackDepth": 3}});
     let turns = Turns::default();
@@ -286,7 +276,7 @@ async fn reentrant_calls_share_the_turn_up_to_the_stack_depth() {
 #[tokio::test]
 async fn timers_fire_in_turn_until_spent_deleted_or_deactivated() {
     let mesh = Mesh::new();
-    let res = memory_store(&mesh);
+    let res = mesh.memory_actor_store();
     // Clocks idle out after a second; markers stay.
     let config = json!({"entities": ["Clock", "Marker"], "actorIdleTimeout": "1s",
         "entitiesConfig": [{"entities": ["Marker"], "actorIdleTimeout": "1h"}]});

@@ -51,12 +51,7 @@ async fn wait_delivered(app: &ActorApp, name: &str, n: usize) {
 #[tokio::test]
 async fn jobs_fire_repeat_expire_retry_and_stop() {
     let mesh = Mesh::new();
-    let res = mesh.resources(
-        "res",
-        "store.yaml",
-        "kind: Component\nmetadata: {name: store}\nspec:\n  type: state.in-memory\n  \
-         version: v1\n  metadata:\n  - {name: actorStateStore, value: \"true\"}\n",
-    );
+    let res = mesh.memory_actor_store();
     let (s, app) = worker(&mesh, &res, "one").await;
 
     // The quickstart's job: once, with its data as the body.

@@ -39,6 +39,7 @@ import {
   newClient,
   requireEnv,
   startClient,
+  startServer,
   waitUntil,
 } from "./lib/harness.mjs";
 
@@ -107,17 +108,7 @@ const server = new DaprServer({
 });
 await server.actor.init();
 await server.actor.registerActor(CounterActor);
-const serving = await suite.check(
-  "DaprServer.start() with an actor type: the sidecar reads /dapr/config",
-  async () => {
-    await server.start();
-  },
-  { timeoutMs: 45_000 },
-);
-if (!serving) {
-  await bounded(server.stop(), 5_000);
-  suite.finish();
-}
+await startServer(suite, server, "DaprServer.start() with an actor type: the sidecar reads /dapr/config");
 const client = newClient();
 await startClient(suite, client);
 const nonce = `${process.pid}-${Date.now()}`;

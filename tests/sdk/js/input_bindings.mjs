@@ -33,6 +33,7 @@ import {
   newClient,
   requireEnv,
   startClient,
+  startServer,
   waitUntil,
 } from "./lib/harness.mjs";
 
@@ -71,17 +72,7 @@ await server.binding.receive(env.QUEUE_BINDING, async (data) => {
 });
 
 
-const serving = await suite.check(
-  "DaprServer.start() listens on $APP_PORT and waits for the sidecar",
-  async () => {
-    await server.start();
-  },
-  { timeoutMs: 45_000 },
-);
-if (!serving) {
-  await bounded(server.stop(), 5_000);
-  suite.finish();
-}
+await startServer(suite, server, "DaprServer.start() listens on $APP_PORT and waits for the sidecar");
 const client = newClient();
 await startClient(suite, client);
 

@@ -65,6 +65,7 @@ import {
   parseSdkHttpError,
   requireEnv,
   startClient,
+  startServer,
   waitUntil,
 } from "./lib/harness.mjs";
 
@@ -205,18 +206,7 @@ const deliveries = (name) => inbox.get(topicOf(name));
 const expected = (name) => ("expect" in cases[name] ? cases[name].expect : cases[name].data);
 
 // 1. The app side: listen on $APP_PORT and (the SDK's own step) wait for the sidecar.
-const serving = await suite.check(
-  "DaprServer.start() listens on $APP_PORT and waits for the sidecar",
-  async () => {
-    await server.start();
-  },
-  { timeoutMs: 45_000 },
-);
-if (!serving) {
-  console.log("# the app could not start; remaining checks not run");
-  await bounded(server.stop(), 5_000);
-  suite.finish();
-}
+await startServer(suite, server, "DaprServer.start() listens on $APP_PORT and waits for the sidecar");
 
 // 2. The publishing client, readied the SDK's way.
 const client = new DaprClient(clientOptions({ logger }));

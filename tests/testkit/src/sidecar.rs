@@ -112,6 +112,17 @@ impl Mesh {
         }
     }
 
+    /// A resources directory (`res`) holding `actorstore`, an in-memory state store marked as
+    /// the actor state store: actors and jobs on one host.
+    pub fn memory_actor_store(&self) -> String {
+        self.resources(
+            "res",
+            "actorstore.yaml",
+            "kind: Component\nmetadata: {name: actorstore}\nspec:\n  type: state.in-memory\n  \
+             version: v1\n  metadata:\n  - {name: actorStateStore, value: \"true\"}\n",
+        )
+    }
+
     /// Writes `text` as `file` in the directory `dir` under the home (made if missing) and
     /// returns that directory, for `--resources-path` (see [`SidecarBuilder::resources`]).
     pub fn resources(&self, dir: &str, file: &str, text: &str) -> String {

@@ -7,12 +7,12 @@ use std::time::Duration;
 use outrider_testkit::{ActorApp, Mesh, RedisServer, Turns, send, unique, wait_until};
 use serde_json::{Value, json};
 
-use super::{WAIT, call, host, memory_store};
+use super::{WAIT, call, host};
 
 #[tokio::test]
 async fn reminders_fire_in_turn_count_their_repetitions_and_end() {
     let mesh = Mesh::new();
-    let res = memory_store(&mesh);
+    let res = mesh.memory_actor_store();
     let turns = Turns::default();
     let app = ActorApp::start("one", json!({"entities": ["Pet"]}), turns.clone()).await;
     let s = host(&mesh, "pets", &res, &app).await;

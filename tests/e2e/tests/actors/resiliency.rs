@@ -48,7 +48,7 @@ fn seen(app: &ActorApp, actor: &str, method: &str) -> usize {
 #[tokio::test]
 async fn actor_types_get_their_retry_breaker_and_timeout() {
     let mesh = Mesh::new();
-    let res = super::memory_store(&mesh);
+    let res = mesh.memory_actor_store();
     mesh.resources("res", "resiliency.yaml", RESILIENCY);
     let config = json!({"entities": ["Retried", "Guarded", "Timed", "Plain"]});
     let app = ActorApp::start("one", config, Turns::default()).await;

@@ -11,12 +11,7 @@ use serde_json::json;
 #[tokio::test]
 async fn javascript_sdk_actors_host_and_call() {
     let mesh = Mesh::new();
-    let res = mesh.resources(
-        "res",
-        "actors.yaml",
-        "kind: Component\nmetadata: {name: actorstore}\nspec:\n  type: state.in-memory\n  \
-         version: v1\n  metadata:\n  - {name: actorStateStore, value: \"true\"}\n",
-    );
+    let res = mesh.memory_actor_store();
     let script = sdk_dir().join("js/actors.mjs");
     let argv = vec![
         "/usr/bin/node".to_owned(),
@@ -45,12 +40,7 @@ pub(super) async fn actor_app_sidecar(
     app_id: &str,
     entities: serde_json::Value,
 ) -> (Sidecar, ActorApp) {
-    let res = mesh.resources(
-        "res",
-        "actors.yaml",
-        "kind: Component\nmetadata: {name: actorstore}\nspec:\n  type: state.in-memory\n  \
-         version: v1\n  metadata:\n  - {name: actorStateStore, value: \"true\"}\n",
-    );
+    let res = mesh.memory_actor_store();
     let app = ActorApp::start("py", json!({ "entities": entities }), Turns::default()).await;
     let mut s = mesh
         .sidecar(app_id)

@@ -52,12 +52,7 @@ async fn python_sdk_jobs_over_grpc() {
 async fn python_grpc_app_gets_its_jobs() {
     // The script is a dapr.ext.grpc App: its sidecar delivers its jobs as OnJobEvent.
     let mesh = Mesh::new();
-    let res = mesh.resources(
-        "res",
-        "store.yaml",
-        "kind: Component\nmetadata: {name: actorstore}\nspec:\n  type: state.in-memory\n  \
-         version: v1\n  metadata:\n  - {name: actorStateStore, value: \"true\"}\n",
-    );
+    let res = mesh.memory_actor_store();
     let b = mesh
         .sidecar("sdk-py-grpc-jobs")
         .resources(&res)

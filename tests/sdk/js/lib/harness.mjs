@@ -368,6 +368,21 @@ export async function startClient(suite, client) {
   }
 }
 
+/**
+ * The app side's first check: `server.start()` (listen on $APP_PORT, then the SDK's own wait for
+ * the sidecar), named `what`. Ends the suite, stopping the server, if it does not start.
+ */
+export async function startServer(suite, server, what) {
+  const serving = await suite.check(what, async () => {
+    await server.start();
+  }, { timeoutMs: 45_000 });
+  if (!serving) {
+    console.log("# the app could not start; remaining checks not run");
+    await bounded(server.stop(), 5_000);
+    suite.finish();
+  }
+}
+
 /** Polls `cond` every 25 ms until it is truthy; throws `why()` after `ms`. */
 export async function waitUntil(cond, ms, why) {
   const until = Date.now() + ms;
