@@ -109,6 +109,10 @@ pub struct DnsConfig {
     pub mesh_port: u16,
     /// Name servers to ask; empty means the system's (`/etc/resolv.conf`).
     pub nameservers: Vec<SocketAddr>,
+    /// The apps (ids, in this sidecar's namespace) whose sidecars may host actors: DNS cannot
+    /// list who hosts what, so each of their sidecars, as DNS lists them, is asked over the
+    /// mesh which actor types its app hosts. This sidecar's own app is always asked.
+    pub actor_hosts: Vec<String>,
 }
 
 impl Default for DnsConfig {
@@ -120,6 +124,7 @@ impl Default for DnsConfig {
             srv_udp: Some("_mesh._udp".into()),
             mesh_port: DEFAULT_MESH_PORT,
             nameservers: Vec::new(),
+            actor_hosts: Vec::new(),
         }
     }
 }

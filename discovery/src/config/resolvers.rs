@@ -1,7 +1,7 @@
 //! Each resolver's settings under `spec.nameResolution.configuration`: `static`'s map of apps
 //! (inline or from a file; each address a string, or a map with `address`, `transports` and
 //! `actors`),
-//! `mdns`'s interfaces and port, and `dns`'s name template and lookup.
+//! `mdns`'s interfaces and port, and `dns`'s name template, lookup and actor host apps.
 //! Every problem is reported with its field; the section as a whole is [`super::NameResolution`].
 
 use std::collections::BTreeMap;
@@ -61,10 +61,14 @@ pub(super) fn parse_dns(cfg: &serde_json::Value) -> Result<DnsConfig, Vec<Config
         "srvUdp",
         "meshPort",
         "nameservers",
+        "actorHosts",
     ];
     if let Some(map) = keys(cfg, &allowed, &mut errors) {
         dns_names(map, &mut out, &mut errors);
         dns_lookup(map, &mut out, &mut errors);
+        if let Some(v) = map.get("actorHosts") {
+            out.actor_hosts = app_ids(v, &format!("{CONF}.actorHosts"), &mut errors);
+        }
     }
     if errors.is_empty() {
         Ok(out)
@@ -153,6 +157,36 @@ fn dns_lookup(
             }
         }
     }
+}
+
+/// A list of app ids of this namespace (`actorHosts`): each a name DNS can look up, so no dots,
+/// spaces or slashes; duplicates dropped.
+fn app_ids(v: &serde_json::Value, field: &str, errors: &mut Vec<ConfigError>) -> Vec<String> {
+    let Some(items) = v.as_array() else {
+        errors.push(err(
+            field,
+            format!("expected a list of app ids such as [\"counter\"], got {v}"),
+        ));
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        match item.as_str() {
+            Some(id)
+                if !id.is_empty()
+                    && !id.contains(|c: char| c == '.' || c == '/' || c.is_whitespace()) =>
+            {
+                if !out.iter().any(|o| o == id) {
+                    out.push(id.to_owned());
+                }
+            }
+            _ => errors.push(err(
+                format!("{field}[{i}]"),
+                format!("{item} is not an app id of this namespace (no dots, slashes or spaces)"),
+            )),
+        }
+    }
+    out
 }
 
 fn strings(v: &serde_json::Value, field: &str, errors: &mut Vec<ConfigError>) -> Vec<String> {

@@ -237,6 +237,10 @@ fn dns_settings_and_names() {
     assert_eq!((dns.srv.as_deref(), dns.mesh_port), (None, 4000));
     assert_eq!(dns.srv_udp.as_deref(), Some("_mesh._udp"));
     assert_eq!(dns.name_of(&Target::new("b", "prod")), "b.prod.svc.corp.");
+    assert!(
+        dns.actor_hosts.is_empty(),
+        "no actor host apps unless named"
+    );
     let d = DnsConfig::default();
     assert_eq!(
         (
@@ -271,6 +275,38 @@ fn dns_settings_and_names() {
             "spec.nameResolution.configuration.nameservers[0]"
         ]
     );
+}
+
+#[test]
+fn dns_actor_hosts_are_app_ids_of_the_namespace() {
+    let hosts = |v: serde_json::Value| {
+        nr("dns", json!({ "actorHosts": v }))
+            .validate("d")
+            .map(|r| match r.resolver {
+                ResolverConfig::Dns(d) => d.actor_hosts,
+                other => panic!("{other:?}"),
+            })
+    };
+    assert_eq!(
+        hosts(json!(["counter", "shop", "counter"])).unwrap(),
+        ["counter", "shop"]
+    );
+    let errs = hosts(json!(["ok", "a.b", "", 7, "x y"])).unwrap_err();
+    let fields: Vec<_> = errs.iter().map(|e| e.field.as_str()).collect();
+    let f = "spec.nameResolution.configuration.actorHosts";
+    assert_eq!(
+        fields,
+        [
+            format!("{f}[1]"),
+            format!("{f}[2]"),
+            format!("{f}[3]"),
+            format!("{f}[4]")
+        ]
+    );
+    assert!(errs[0].message.contains("\"a.b\""), "{errs:?}");
+    let one = hosts(json!("counter")).unwrap_err();
+    assert_eq!(one[0].field, f);
+    assert!(one[0].message.contains("\"counter\""), "{one:?}");
 }
 
 #[test]

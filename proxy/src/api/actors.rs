@@ -10,6 +10,7 @@
 //! Actor state lives in the store with `actorStateStore: "true"`, under daprd's keys
 //! `<app-id>||<type>||<id>||<key>`; writes are allowed only for an actor active on this host.
 
+mod names;
 pub(crate) mod reminders;
 pub(crate) mod resilience;
 mod state;
@@ -25,6 +26,7 @@ use outrider_blocks::state::StateStore;
 use outrider_discovery::Target;
 use tokio::time::Instant;
 
+pub(crate) use names::{check_method, check_name};
 pub(crate) use reminders::{create_reminder, delete_reminder, get_reminder};
 pub(crate) use state::{ActorStateOp, read_state, transaction, transaction_error};
 pub(crate) use timers::{create_timer, delete_timer};
@@ -55,6 +57,8 @@ pub(crate) enum Hop {
     Owner,
     /// This sidecar holds the actor's claim.
     Holder,
+    /// Not a call: which actor types does this sidecar's app host? (Placement over DNS.)
+    Hosts,
 }
 
 impl Hop {
@@ -62,6 +66,7 @@ impl Hop {
         match v.as_bytes() {
             b"owner" => Some(Self::Owner),
             b"holder" => Some(Self::Holder),
+            b"hosts" => Some(Self::Hosts),
             _ => None,
         }
     }
@@ -70,6 +75,7 @@ impl Hop {
         HeaderValue::from_static(match self {
             Self::Owner => "owner",
             Self::Holder => "holder",
+            Self::Hosts => crate::mesh::placement::asked::HOSTS_HOP,
         })
     }
 }
@@ -281,7 +287,8 @@ impl Actors {
 }
 
 /// Serves an actor call another sidecar sent over the mesh (marked with `hop`): only method
-/// calls travel between sidecars.
+/// calls travel between sidecars, and the question which types this sidecar's app hosts (none
+/// once it is stopping).
 pub(crate) async fn serve_hop<B>(
     actors: &Actors,
     req: Request<B>,
@@ -297,6 +304,10 @@ where
         return invoke_error("an actor call between sidecars carried an unknown hop")
             .into_response();
     };
+    if hop == Hop::Hosts {
+        let hosted = (!actors.stop.is_cancelled()).then(|| actors.placement.hosted());
+        return crate::mesh::placement::asked::answer(&actors.app_id, &hosted.unwrap_or_default());
+    }
     let Some(call) = parse_method_path(req.uri().path()) else {
         return invoke_error("an actor call between sidecars named no actor method")
             .into_response();
@@ -385,109 +396,4 @@ fn peer_of(h: &Holder) -> Option<Peer> {
         target: Target::new(h.app_id.clone(), h.namespace.clone()),
         addr: h.address.parse().ok()?,
     })
-}
-
-/// daprd's name check for actor types and ids, and `||`, which would make one actor's state
-/// keys another's (daprd lets it through).
-pub(crate) fn check_name(what: &str, name: &str) -> Result<(), ApiError> {
-    let bad = |why: String| {
-        Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "ERR_BAD_REQUEST",
-            format!("invalid request: invalid {what}: {why}"),
-        ))
-    };
-    if name.is_empty() {
-        return bad("name is empty".into());
-    }
-    if name == "." || name == ".." {
-        return bad(format!("name is a path traversal sequence: {name:?}"));
-    }
-    if let Some((i, c)) = name.char_indices().find(|(_, c)| c.is_ascii_control()) {
-        return bad(format!(
-            "name contains control character at position {i}: {c:?}"
-        ));
-    }
-    if name.contains(['#', '?', '\0', '/', '\\']) {
-        return bad(format!("name contains forbidden character: {name:?}"));
-    }
-    if name.contains("||") {
-        return bad(format!("name contains the key separator \"||\": {name:?}"));
-    }
-    Ok(())
-}
-
-/// An actor method: daprd's forbidden characters, and no empty, `.` or `..` segment (daprd
-/// cleans those; here they are refused, so that nothing but the actor's method is ever reached
-/// on the app).
-pub(crate) fn check_method(method: &str) -> Result<(), ApiError> {
-    let bad = |why: String| {
-        Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "ERR_BAD_REQUEST",
-            format!("invalid request: {why}"),
-        ))
-    };
-    if let Some(c) = method
-        .chars()
-        .find(|c| c.is_control() || matches!(c, '#' | '?' | '\\'))
-    {
-        return bad(format!("method contains forbidden character: {c:?}"));
-    }
-    if method
-        .split('/')
-        .any(|seg| seg.is_empty() || seg == "." || seg == "..")
-    {
-        return bad(format!(
-            "method {method:?} has an empty, '.' or '..' segment"
-        ));
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn methods_never_leave_the_actor() {
-        for ok in ["increment", "remind/nudge", "a.b", "..a"] {
-            assert!(check_method(ok).is_ok(), "{ok}");
-        }
-        for bad in [
-            "", "..", "a/../b", "./a", "a//b", "a/", "a?b", "a#b", "a\\b", "a\u{0}",
-        ] {
-            let e = check_method(bad).unwrap_err();
-            assert_eq!(
-                (e.status.as_u16(), e.code),
-                (400, "ERR_BAD_REQUEST"),
-                "{bad:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn names_are_checked_as_daprd_checks_them_and_never_hold_the_separator() {
-        for ok in ["counter", "a-b_c.d", "ünïcode", "a|b"] {
-            assert!(check_name("actorId", ok).is_ok(), "{ok}");
-        }
-        for (bad, why) in [
-            ("", "empty"),
-            ("..", "traversal"),
-            ("a/b", "forbidden character"),
-            ("a\\b", "forbidden character"),
-            ("a?b", "forbidden character"),
-            ("a#b", "forbidden character"),
-            ("a\u{7f}", "control character"),
-            ("a||b", "separator"),
-        ] {
-            let e = check_name("actorId", bad).unwrap_err();
-            assert_eq!(
-                (e.status.as_u16(), e.code),
-                (400, "ERR_BAD_REQUEST"),
-                "{bad:?}"
-            );
-            assert!(e.message.contains(why), "{bad:?}: {}", e.message);
-        }
-    }
 }

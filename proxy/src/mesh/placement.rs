@@ -2,11 +2,14 @@
 //! (each sidecar announces the types its app hosts), and one consistent hash over them
 //! ([`Ring`]) names the owner, the same on every sidecar that sees the same hosts. Views may
 //! differ for a moment while hosts come and go; the claim in the actor store, not the ring, keeps
-//! an actor on one host at a time.
+//! an actor on one host at a time. Under the `dns` resolver the hosts are learned by asking the
+//! sidecars DNS lists ([`asked`]).
+
+pub(crate) mod asked;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use outrider_blocks::actors::placement::Ring;
@@ -40,6 +43,8 @@ struct Hosts {
 /// Actor placement from discovery.
 pub(crate) struct Placement {
     resolver: Arc<dyn Resolve>,
+    /// The hosts other sidecars said they are, when discovery does not carry actor types.
+    asked: OnceLock<Arc<asked::Asked>>,
     /// The types this sidecar's app hosts.
     here: std::sync::RwLock<Vec<String>>,
     namespace: String,
@@ -56,6 +61,7 @@ impl Placement {
     pub(crate) fn new(resolver: Arc<dyn Resolve>, app: Target, mesh_port: u16) -> Self {
         Self {
             resolver,
+            asked: OnceLock::new(),
             here: RwLock::default(),
             namespace: app.namespace.clone(),
             app,
@@ -68,6 +74,17 @@ impl Placement {
     /// Notes the types this sidecar's app hosts.
     pub(crate) fn host_here(&self, types: Vec<String>) {
         *self.here.write().unwrap_or_else(|p| p.into_inner()) = types;
+    }
+
+    /// The types this sidecar's app hosts, as other sidecars are told.
+    pub(crate) fn hosted(&self) -> Vec<String> {
+        self.here.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// From now on, the hosts of each type are those [`asked::follow`] learns, with this
+    /// sidecar (once discovery lists it), rather than what the resolver says.
+    pub(crate) fn asking(&self) -> Arc<asked::Asked> {
+        self.asked.get_or_init(Arc::default).clone()
     }
 
     fn hosted_here(&self, actor_type: &str) -> bool {
@@ -90,6 +107,12 @@ impl Placement {
         *self.me.write().unwrap_or_else(PoisonError::into_inner) =
             found.ok_or(Some(Instant::now()));
         found.unwrap_or(loopback)
+    }
+
+    /// This sidecar's mesh address, once discovery lists it.
+    pub(crate) fn found_me(&self) -> Option<SocketAddr> {
+        self.me();
+        (*self.me.read().unwrap_or_else(PoisonError::into_inner)).ok()
     }
 
     /// Whether discovery lists this sidecar, so that what it tells others about itself (its
@@ -123,9 +146,7 @@ impl Placement {
     pub(crate) fn unlisted(&self, types: &[String]) -> Vec<String> {
         let me = self.me();
         (types.iter())
-            .filter(|t| {
-                !(self.resolver.actor_hosts(&self.namespace, t).iter()).any(|(_, a)| *a == me)
-            })
+            .filter(|t| !(self.listed_hosts(t).iter()).any(|(_, a)| *a == me))
             .cloned()
             .collect()
     }
@@ -163,9 +184,26 @@ impl Placement {
         ring.owner("||jobs", name) == Some(me.to_string().as_str())
     }
 
+    /// The hosts of `actor_type`, sorted: as discovery lists them, or as the sidecars asked said
+    /// (with this one, when it hosts the type and discovery lists it).
+    fn listed_hosts(&self, actor_type: &str) -> Vec<(Target, SocketAddr)> {
+        let Some(asked) = self.asked.get() else {
+            return self.resolver.actor_hosts(&self.namespace, actor_type);
+        };
+        let mut hosts = asked.actor_hosts(actor_type);
+        if self.hosted_here(actor_type)
+            && let Some(me) = self.found_me()
+        {
+            hosts.push((self.app.clone(), me));
+            hosts.sort();
+            hosts.dedup();
+        }
+        hosts
+    }
+
     /// The hosts of `actor_type` and their ring, rebuilt only when the hosts changed.
     fn hosts(&self, actor_type: &str) -> Option<Arc<Hosts>> {
-        let entries = self.resolver.actor_hosts(&self.namespace, actor_type);
+        let entries = self.listed_hosts(actor_type);
         let mut rings = self.rings.lock().unwrap_or_else(PoisonError::into_inner);
         if entries.is_empty() {
             rings.remove(actor_type);

@@ -292,7 +292,7 @@ fn actors_for(
     discovery: &Discovery,
     outbound: &Arc<Outbound>,
 ) -> Arc<Actors> {
-    Arc::new(Actors {
+    let actors = Arc::new(Actors {
         app_id: s.app_id.clone(),
         namespace: s.namespace.clone(),
         placement: Arc::new(Placement::new(
@@ -311,7 +311,23 @@ fn actors_for(
         resiliency: crate::api::actors::resilience::ActorResiliency::new(
             s.resiliency.clone().into(),
         ),
-    })
+    });
+    // DNS lists sidecars, not what they host: the sidecars of the apps that may host actors
+    // are asked (this sidecar's own app always).
+    if let ResolverConfig::Dns(dns) = &s.resolver {
+        let mut apps = vec![s.app_id.clone()];
+        apps.extend(dns.actor_hosts.iter().filter(|a| **a != s.app_id).cloned());
+        let apps = (apps.into_iter())
+            .map(|a| outrider_discovery::Target::new(a, s.namespace.clone()))
+            .collect();
+        tokio::spawn(crate::mesh::placement::asked::follow(
+            actors.placement.clone(),
+            outbound.clone(),
+            apps,
+            actors.stop.clone(),
+        ));
+    }
+    actors
 }
 
 /// With `--intercept`, what the transparent listeners share; the policies are the inbound ones.

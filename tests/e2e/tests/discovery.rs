@@ -233,31 +233,6 @@ async fn python_zeroconf_sees_the_announcement() {
     assert_eq!(props["mesh-port"], b.mesh.to_string(), "{found}");
 }
 
-/// A dnsmasq on `host`, answering for `cluster.local` only, with every record's TTL 1 s.
-fn dnsmasq(host: &Host, records: &[String]) -> tokio::process::Child {
-    let mut cmd = host.tokio_command("dnsmasq");
-    cmd.args([
-        "--keep-in-foreground",
-        "--conf-file=/dev/null",
-        "--no-resolv",
-        "--no-hosts",
-        "--bind-interfaces",
-        "--user=root",
-        "--pid-file=",
-        "--local=/cluster.local/",
-        "--local-ttl=1",
-        "--port=53",
-    ])
-    .arg(format!("--listen-address={}", host.addr))
-    .args(records)
-    .stdin(Stdio::null())
-    .stdout(Stdio::null())
-    .stderr(Stdio::null())
-    .kill_on_drop(true);
-    cmd.spawn()
-        .expect("dnsmasq (make deps installs dnsmasq-base)")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dns_follows_changing_records_from_a_real_server() {
     let lan = match Lan::new(4) {
@@ -284,13 +259,10 @@ async fn dns_follows_changing_records_from_a_real_server() {
     );
 
     // An A record for b, no SRV record: b1, at the configured mesh port.
-    let mut server = dnsmasq(
-        hdns,
-        &[format!(
-            "--host-record=b.default.svc.cluster.local,{}",
-            h1.addr
-        )],
-    );
+    let mut server = hdns.dnsmasq(&[format!(
+        "--host-record=b.default.svc.cluster.local,{}",
+        h1.addr
+    )]);
     let mut a = mesh
         .sidecar("a")
         .on(ha)
@@ -317,7 +289,7 @@ async fn dns_follows_changing_records_from_a_real_server() {
             b2.mesh
         ),
     ];
-    let mut server = dnsmasq(hdns, &records);
+    let mut server = hdns.dnsmasq(&records);
     wait_until(Duration::from_secs(20), "traffic to move to b2", || async {
         spread(&a, 5)
             .await
@@ -343,7 +315,7 @@ async fn dns_follows_changing_records_from_a_real_server() {
         "--srv-host=_mesh._udp.b.default.svc.cluster.local,b2.lan.test,{}",
         b2.mesh
     ));
-    let _server = dnsmasq(hdns, &records);
+    let _server = hdns.dnsmasq(&records);
     wait_until(
         Duration::from_secs(20),
         "requests to b2 to go over h3",

@@ -178,7 +178,8 @@ fn announced(actors: &Actors, names: &[String], store_name: &str, result: anyhow
                 address = %actors.placement.me(),
                 "hosting actors, but name resolution does not list this sidecar as a host of \
                  every type: other sidecars place none of those here (with the static resolver, \
-                 add `actors: [...]` to this sidecar's address entry)"
+                 add `actors: [...]` to this sidecar's address entry; with dns, make its app id's \
+                 name list this sidecar's address)"
             ),
         },
         Err(e) => tracing::error!(error = %e, "hosting actors, but announcing them failed"),

@@ -1,7 +1,8 @@
 //! Placement across hosts with the resolvers that are not the local registry: two hosts of the
 //! Counter type and one caller that hosts nothing, each a network namespace of its own, their
-//! actor state in a Redis on the caller's host. Hosts are announced over mDNS (TXT `actors`) or
-//! listed in the static map (`actors` in their entries). Every sidecar must place each actor
+//! actor state in a Redis on the caller's host. Hosts are announced over mDNS (TXT `actors`),
+//! listed in the static map (`actors` in their entries), or found by asking the sidecars a DNS
+//! server lists for the apps named in `actorHosts`. Every sidecar must place each actor
 //! on the same host: the caller's calls succeed (it can only forward), calls through either host
 //! find the same actor (its count goes on), and the hosts' active actors add up to the actors
 //! called, spread over both.
@@ -148,7 +149,24 @@ async fn placed_across_hosts(resolver: &str) {
         ),
     );
     let at = |a: Ipv4Addr| format!("{a}:{MESH}");
+    // For `dns`: A records for both apps (no SRV: the configured mesh port), TTL 1 s.
+    let record =
+        |app: &str, a: Ipv4Addr| format!("--host-record={app}.default.svc.cluster.local,{a}");
+    let _dns = (resolver == "dns").then(|| {
+        caller_host.dnsmasq(&[
+            record("caller", caller_host.addr),
+            record("counter", h1.addr),
+            record("counter", h2.addr),
+        ])
+    });
     let cfg = match resolver {
+        "dns" => config(
+            mesh.home(),
+            json!({"component": "dns", "configuration": {
+                "nameservers": [caller_host.addr.to_string()], "meshPort": MESH,
+                "actorHosts": ["counter"],
+            }}),
+        ),
         "mdns" => config(
             mesh.home(),
             json!({"component": "mdns", "configuration": {"interfaces": ["eth0"]}}),
@@ -244,4 +262,9 @@ async fn mdns_announces_actor_hosts_and_every_sidecar_places_alike() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn static_entries_list_actor_hosts_and_every_sidecar_places_alike() {
     placed_across_hosts("static").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dns_lists_sidecars_that_say_what_they_host_and_every_sidecar_places_alike() {
+    placed_across_hosts("dns").await;
 }

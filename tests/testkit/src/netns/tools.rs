@@ -1,11 +1,44 @@
 //! Common clients and servers on a [`Host`], run as root: `curl`, Python snippets, a plain HTTP
-//! server.
+//! server, a DNS server.
 
 use std::time::Duration;
 
 use super::{Background, Host};
 
 impl Host {
+    /// A dnsmasq on this host's LAN address, answering for `cluster.local` only from `records`
+    /// (dnsmasq options such as `--host-record=b.default.svc.cluster.local,10.77.0.2`), every
+    /// record's TTL 1 s; killed when dropped.
+    pub fn dnsmasq(&self, records: &[String]) -> tokio::process::Child {
+        // `ip netns exec` starts whether or not the program exists: look for it first.
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        assert!(
+            std::env::split_paths(&path).any(|d| d.join("dnsmasq").is_file()),
+            "no dnsmasq on PATH (make deps installs dnsmasq-base)"
+        );
+        let mut cmd = self.tokio_command("dnsmasq");
+        cmd.args([
+            "--keep-in-foreground",
+            "--conf-file=/dev/null",
+            "--no-resolv",
+            "--no-hosts",
+            "--bind-interfaces",
+            "--user=root",
+            "--pid-file=",
+            "--local=/cluster.local/",
+            "--local-ttl=1",
+            "--port=53",
+        ])
+        .arg(format!("--listen-address={}", self.addr))
+        .args(records)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true);
+        cmd.spawn()
+            .expect("dnsmasq (make deps installs dnsmasq-base)")
+    }
+
     /// `curl <args…>` in this host as root, proxies from the environment ignored, within 30 s:
     /// the status (0 when no answer came) and the body. `args` may override the 20 s
     /// `--max-time` it is given.
