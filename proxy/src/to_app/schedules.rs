@@ -10,10 +10,12 @@
 //! least once.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
+use futures_util::{StreamExt as _, TryStreamExt as _};
 use outrider_blocks::actors::durable::{Entry, Group, PARTITIONS, Schedules};
 use tokio_util::sync::CancellationToken;
 
@@ -26,7 +28,12 @@ const CACHE_FOR: Duration = Duration::from_secs(5);
 pub(crate) const LEASE: Duration = Duration::from_secs(10);
 /// Firings under way at once on one host, per group: a group whose entries keep failing
 /// cannot hold up the others.
-const MAX_FIRING: usize = 64;
+const MAX_FIRING: usize = 256;
+/// Entries read at once while looking a group over.
+const READS_AT_ONCE: usize = 32;
+/// When a look left due entries for want of room, the soonest the next one starts once a
+/// firing ends (rather than at the next [`SCAN`]).
+const AGAIN_AFTER: Duration = Duration::from_millis(10);
 
 /// What a group's entries are, and how one is delivered.
 pub(crate) trait Kind: Send + Sync + 'static {
@@ -53,6 +60,10 @@ pub(crate) struct Scheduler {
     /// Entries owned here: their next firing, and when it was read.
     cache: Mutex<HashMap<EntryKey, (DateTime<Utc>, tokio::time::Instant)>>,
     firing: Mutex<HashSet<EntryKey>>,
+    /// Set when a look left due entries for want of room; a firing that ends then wakes
+    /// `room`.
+    crowded: std::sync::atomic::AtomicBool,
+    room: tokio::sync::Notify,
     stop: CancellationToken,
 }
 
@@ -64,6 +75,8 @@ impl Scheduler {
             groups: Mutex::default(),
             cache: Mutex::default(),
             firing: Mutex::default(),
+            crowded: std::sync::atomic::AtomicBool::new(false),
+            room: tokio::sync::Notify::new(),
             stop,
         });
         tokio::spawn(run(s.clone()));
@@ -103,7 +116,12 @@ async fn run(s: Arc<Scheduler>) {
         tokio::select! {
             () = s.stop.cancelled() => return,
             _ = tick.tick() => {}
+            // Due entries wait for room: look again as soon as some is made.
+            () = s.room.notified() => {
+                tokio::time::sleep(AGAIN_AFTER).await;
+            }
         }
+        s.crowded.store(false, Ordering::Release);
         // Entries deleted or moved elsewhere are not kept.
         (s.cache.lock().unwrap_or_else(|p| p.into_inner()))
             .retain(|_, (_, read)| read.elapsed() < CACHE_FOR * 2);
@@ -123,37 +141,24 @@ async fn look_over(
     let now = Utc::now();
     for p in 0..PARTITIONS {
         let (ids, _) = s.schedules.partition(&w.group, p).await?;
-        for id in ids {
-            if !w.kind.owns(&id) {
-                continue;
-            }
+        let owned = ids.into_iter().filter(|id| w.kind.owns(id));
+        // Each entry's next firing: cached, else read (several at once).
+        let nexts: Vec<Option<(String, DateTime<Utc>)>> = futures_util::stream::iter(owned)
+            .map(|id| next_firing(s, &w.group, id, now))
+            .buffer_unordered(READS_AT_ONCE)
+            .try_collect()
+            .await?;
+        for (id, _) in nexts.into_iter().flatten().filter(|(_, next)| *next <= now) {
             let key = cache_key(&w.group, &id);
-            let cached = s
-                .cache
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .get(&key)
-                .copied();
-            let next = match cached {
-                Some((next, read)) if read.elapsed() < CACHE_FOR && next > now => next,
-                _ => match s.schedules.get(&w.group, &id).await? {
-                    Some(e) => {
-                        let read = tokio::time::Instant::now();
-                        let mut cache = s.cache.lock().unwrap_or_else(|p| p.into_inner());
-                        cache.insert(key.clone(), (e.next, read));
-                        e.next
-                    }
-                    None => continue,
-                },
-            };
-            if next > now {
-                continue;
-            }
             let mut firing = s.firing.lock().unwrap_or_else(|p| p.into_inner());
-            let in_group = firing.iter().filter(|(g, _)| *g == key.0).count();
-            if in_group >= MAX_FIRING || !firing.insert(key.clone()) {
+            if firing.contains(&key) {
                 continue;
             }
+            if firing.iter().filter(|(g, _)| *g == key.0).count() >= MAX_FIRING {
+                s.crowded.store(true, Ordering::Release);
+                continue;
+            }
+            firing.insert(key.clone());
             drop(firing);
             let (s, w) = (s.clone(), w.clone());
             tokio::spawn(async move {
@@ -166,10 +171,39 @@ async fn look_over(
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .remove(&key);
+                if s.crowded.load(Ordering::Acquire) {
+                    s.room.notify_one();
+                }
             });
         }
     }
     Ok(())
+}
+
+/// When entry `id` fires next, from the cache while it is fresh and not yet due, else read
+/// (and cached); `None` for an entry that is gone.
+async fn next_firing(
+    s: &Scheduler,
+    group: &Group,
+    id: String,
+    now: DateTime<Utc>,
+) -> Result<Option<(String, DateTime<Utc>)>, outrider_blocks::state::StateError> {
+    let key = cache_key(group, &id);
+    let cached = (s.cache.lock().unwrap_or_else(|p| p.into_inner()))
+        .get(&key)
+        .copied();
+    if let Some((next, read)) = cached
+        && read.elapsed() < CACHE_FOR
+        && next > now
+    {
+        return Ok(Some((id, next)));
+    }
+    let Some(e) = s.schedules.get(group, &id).await? else {
+        return Ok(None);
+    };
+    let read = tokio::time::Instant::now();
+    (s.cache.lock().unwrap_or_else(|p| p.into_inner())).insert(key, (e.next, read));
+    Ok(Some((id, e.next)))
 }
 
 fn lease_end(from: DateTime<Utc>) -> DateTime<Utc> {
