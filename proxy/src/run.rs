@@ -199,7 +199,18 @@ fn start_subscriptions(
         s.grace,
     );
     let (app_id, stop) = (s.app_id.clone(), wired.shutdown.clone());
-    let (actors, max_body) = (wired.actors.clone(), s.max_body_size);
+    let actors = wired.actors.clone();
+    // Hosting may start before the app is healthy: an app may open its actor event stream at
+    // once.
+    if let Some(subscriber) = &subscribe {
+        let link = crate::to_app::actors::hosting::AppLink {
+            channel: subscriber.app.clone(),
+            me: subscriber.me.clone(),
+            max_body: s.max_body_size,
+            announce: Box::new(move |types| registered.announce_actors(types)),
+        };
+        let _ = actors.app.set(link);
+    }
     tokio::spawn(async move {
         // Ready once the app answers (at once without one).
         probe_app(addr, port, health).await;
@@ -219,16 +230,8 @@ fn start_subscriptions(
             return;
         }
         // Actors alongside the subscriptions: neither waits for the other.
-        let (app, me) = (subscriber.app.clone(), subscriber.me.clone());
         tokio::spawn(async move {
-            crate::to_app::actors::hosting::start(
-                &actors,
-                app,
-                me,
-                (max_body, !skip_config),
-                |types| registered.announce_actors(types),
-            )
-            .await;
+            crate::to_app::actors::hosting::start(&actors, !skip_config).await;
             actors.ready.store(true, Ordering::Release);
         });
         let asked = if skip_subscribe {

@@ -90,6 +90,10 @@ pub(crate) struct Actors {
     pub(crate) store: Option<(String, Arc<dyn StateStore>)>,
     /// Set once the app has said which types it hosts (and there is a store to host them in).
     pub(crate) host: OnceLock<Arc<Host>>,
+    /// The app, once its channel exists.
+    pub(crate) app: OnceLock<crate::to_app::actors::hosting::AppLink>,
+    /// Held while hosting starts: one start at a time.
+    pub(crate) starting: tokio::sync::Mutex<()>,
     /// Set once the app was asked which types it hosts (or there is no app to ask).
     pub(crate) ready: std::sync::atomic::AtomicBool,
     /// Fires reminders and jobs, when there is an actor state store and an app.

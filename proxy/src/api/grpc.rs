@@ -10,6 +10,7 @@
 //! meta, invoke}`): no building-block rule is here. Operations return `ApiError`;
 //! [`status::from_api`] is the one place they become a gRPC status with Dapr's error details.
 
+mod actor_events;
 mod actors;
 mod bindings;
 mod configuration;
@@ -26,7 +27,7 @@ mod status;
 mod subscribe;
 
 pub(crate) use metrics::code_name;
-use served::SERVED;
+use served::{SERVED, STREAMING};
 use status::{not_grpc, status_response, too_large};
 
 use std::convert::Infallible;
@@ -55,9 +56,6 @@ enum Admitted<'r> {
     /// A call for the app named, proxied through the mesh.
     Proxy(String),
 }
-
-/// The one served RPC whose request is a stream.
-const STREAMING: &str = "SubscribeTopicEventsAlpha1";
 
 /// The gRPC API as a tower service over the listener's requests.
 #[derive(Clone)]
@@ -177,7 +175,7 @@ impl tower::Service<Request<Incoming>> for GrpcApiService {
         };
         tracing::trace!(rpc, "gRPC API call");
         req.headers_mut().remove(&names::DAPR_API_TOKEN);
-        if rpc == STREAMING {
+        if STREAMING.contains(&rpc.as_str()) {
             // A stream of answers for as long as the app keeps it: each message is bounded by
             // the decoder, and daprd counts no streaming call it serves itself.
             call.forget();
@@ -294,6 +292,13 @@ impl Dapr for Api {
         req: tonic::Request<tonic::Streaming<rt::SubscribeTopicEventsRequestAlpha1>>,
     ) -> Answer<subscribe::Events> {
         answer(subscribe::subscribe(&self.s, req.into_inner()).await)
+    }
+
+    async fn subscribe_actor_events_alpha1(
+        &self,
+        req: tonic::Request<tonic::Streaming<rt::SubscribeActorEventsRequestAlpha1>>,
+    ) -> Answer<actor_events::ActorEvents> {
+        answer(actor_events::subscribe(&self.s, req.into_inner()).await)
     }
 
     async fn get_secret(

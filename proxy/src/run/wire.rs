@@ -305,6 +305,8 @@ fn actors_for(
             .find(|c| c.actor_store)
             .map(|c| (c.name.clone(), c.store.clone())),
         host: std::sync::OnceLock::new(),
+        app: std::sync::OnceLock::new(),
+        starting: tokio::sync::Mutex::new(()),
         ready: std::sync::atomic::AtomicBool::new(false),
         scheduler: std::sync::OnceLock::new(),
         stop: tokio_util::sync::CancellationToken::new(),

@@ -10,6 +10,7 @@
 //! the session is lost.
 
 pub(crate) mod hosting;
+pub(crate) mod stream;
 pub(crate) mod timers;
 mod upkeep;
 
@@ -45,7 +46,7 @@ pub(crate) type ActorKey = (String, String);
 
 /// The actor host of this sidecar.
 pub(crate) struct Host {
-    app: AppChannel,
+    app: ActorApp,
     /// The sidecar itself, as the caller the app sees.
     me: Caller,
     store: Arc<dyn StateStore>,
@@ -141,7 +142,7 @@ impl Host {
     /// Starts hosting `types` (the app said so): a session in `store`, then its upkeep. The app
     /// gets `timeouts` (by type) to answer each call.
     pub(crate) async fn start(
-        app: AppChannel,
+        app: ActorApp,
         me: Caller,
         store: Arc<dyn StateStore>,
         types: BTreeMap<String, TypeConfig>,
@@ -165,6 +166,11 @@ impl Host {
         });
         tokio::spawn(upkeep::run(host.clone()));
         Ok(host)
+    }
+
+    /// How the app is reached.
+    pub(crate) fn app(&self) -> &ActorApp {
+        &self.app
     }
 
     /// The hosted types and their settings.
@@ -264,35 +270,30 @@ impl Host {
         }
         active.touch();
         // The caller's query goes along, as daprd sends it.
-        let query = req
-            .uri()
-            .query()
-            .map(|q| format!("?{q}"))
-            .unwrap_or_default();
-        let path = format!(
-            "/actors/{}/{}/method/{}{query}",
-            segment(actor_type),
-            segment(id),
-            method_path(method)
-        );
-        let rsp = self
-            .call_app_within(actor_type, &path, req, chain.as_deref())
-            .await;
+        let query = req.uri().query().map(str::to_owned);
+        let callback = Callback {
+            actor_type,
+            id,
+            what: What::Method {
+                method,
+                query: query.as_deref(),
+            },
+        };
+        let rsp = self.call_app_within(&callback, req, chain.as_deref()).await;
         active.touch();
         rsp
     }
 
-    /// `PUT path` to the app for an actor of `actor_type` (a method, timer or reminder), within
-    /// the type's resiliency timeout if it has one.
+    /// A method (timers and reminders included) to the app, within the actor type's resiliency
+    /// timeout if it has one.
     async fn call_app_within(
         &self,
-        actor_type: &str,
-        path: &str,
+        callback: &Callback<'_>,
         req: Request<Bytes>,
         chain: Option<&str>,
     ) -> Result<Response<Bytes>, HostError> {
-        let call = self.call_app(Method::PUT, path, req, chain);
-        let Some((policy, after)) = self.timeouts.get(actor_type) else {
+        let call = self.call_app(callback, req, chain);
+        let Some((policy, after)) = self.timeouts.get(callback.actor_type) else {
             return call.await;
         };
         tokio::time::timeout(*after, call)
@@ -305,15 +306,28 @@ impl Host {
             })
     }
 
-    /// Sends one request to the app for an actor and reads its whole answer (the turn is held
-    /// until then).
+    /// Sends one callback to the app for an actor and reads its whole answer (the turn is held
+    /// until then): as an HTTP request, or over the app's actor event stream.
     async fn call_app(
         &self,
-        method: Method,
-        path: &str,
+        callback: &Callback<'_>,
         req: Request<Bytes>,
         chain: Option<&str>,
     ) -> Result<Response<Bytes>, HostError> {
+        let app = match &self.app {
+            ActorApp::Channel(app) => app,
+            // Nothing runs while the app reconnects its stream: the call may be tried again.
+            ActorApp::Stream(stream) if !stream.is_open() => {
+                return Err(HostError::Unavailable(
+                    "the app's actor event stream is not open; try again".into(),
+                ));
+            }
+            ActorApp::Stream(stream) => {
+                return (stream.call(callback, app_headers_of(req), chain).await)
+                    .map_err(HostError::App);
+            }
+        };
+        let (method, path) = callback.http();
         let (parts, body) = req.into_parts();
         let mut out = Request::new(full(body));
         *out.method_mut() = method;
@@ -324,7 +338,7 @@ impl Host {
         if let Some(chain) = chain.and_then(|c| HeaderValue::from_str(c).ok()) {
             out.headers_mut().insert(REENTRANCY_ID, chain);
         }
-        let rsp = self.app.call(out, &self.me).await.map_err(HostError::App)?;
+        let rsp = app.call(out, &self.me).await.map_err(HostError::App)?;
         let (parts, body) = rsp.into_parts();
         let limit = usize::try_from(self.max_body).unwrap_or(usize::MAX);
         let bytes = crate::net::http::collect_within(body, limit)
@@ -425,6 +439,55 @@ fn app_headers(mut h: HeaderMap) -> HeaderMap {
     h.remove(header::TRANSFER_ENCODING);
     h.remove(REENTRANCY_ID);
     h
+}
+
+/// The request with only the headers the app may see.
+fn app_headers_of(req: Request<Bytes>) -> Request<Bytes> {
+    let (mut parts, body) = req.into_parts();
+    parts.headers = app_headers(parts.headers);
+    Request::from_parts(parts, body)
+}
+
+/// How the app hosting actors is reached: its app channel (HTTP), or the actor event stream it
+/// opened (`SubscribeActorEventsAlpha1`).
+#[derive(Clone)]
+pub(crate) enum ActorApp {
+    Channel(Box<AppChannel>),
+    Stream(Arc<stream::ActorStream>),
+}
+
+/// One callback to the app for an actor.
+pub(crate) struct Callback<'a> {
+    pub(crate) actor_type: &'a str,
+    pub(crate) id: &'a str,
+    pub(crate) what: What<'a>,
+}
+
+/// What a [`Callback`] asks.
+pub(crate) enum What<'a> {
+    /// A method, with the caller's query: `timer/{name}` and `remind/{name}` are the actor's
+    /// timers and reminders.
+    Method {
+        method: &'a str,
+        query: Option<&'a str>,
+    },
+    /// Deactivation.
+    Deactivate,
+}
+
+impl Callback<'_> {
+    /// The callback as an HTTP request's method and path (with query).
+    fn http(&self) -> (Method, String) {
+        let actor = format!("/actors/{}/{}", segment(self.actor_type), segment(self.id));
+        match self.what {
+            What::Method { method, query } => {
+                let query = query.map(|q| format!("?{q}")).unwrap_or_default();
+                let path = format!("{actor}/method/{}{query}", method_path(method));
+                (Method::PUT, path)
+            }
+            What::Deactivate => (Method::DELETE, actor),
+        }
+    }
 }
 
 /// One path segment, escaped so that it stays one segment.

@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 import urllib.request
-from typing import Any, Callable, Dict, Iterator
+from typing import Any, Awaitable, Callable, Dict, Iterator
 
 
 def require_env(*names: str) -> Dict[str, str]:
@@ -85,10 +85,25 @@ class Suite:
         try:
             fn()
         except Exception as e:  # noqa: BLE001 - any failure is a failed check
-            self.failed += 1
-            why = str(e) if isinstance(e, CheckFailed) else f"{type(e).__name__}: {e}"
-            print(f"not ok - {name}: {_one_line(why)}", flush=True)
-            return False
+            return self._failed(name, e)
+        return self._passed(name, started)
+
+    async def acheck(self, name: str, fn: Callable[[], Awaitable[Any]]) -> bool:
+        """`check` for a coroutine function, awaited on the running event loop."""
+        started = time.monotonic()
+        try:
+            await fn()
+        except Exception as e:  # noqa: BLE001 - any failure is a failed check
+            return self._failed(name, e)
+        return self._passed(name, started)
+
+    def _failed(self, name: str, e: Exception) -> bool:
+        self.failed += 1
+        why = str(e) if isinstance(e, CheckFailed) else f"{type(e).__name__}: {e}"
+        print(f"not ok - {name}: {_one_line(why)}", flush=True)
+        return False
+
+    def _passed(self, name: str, started: float) -> bool:
         self.passed += 1
         took = time.monotonic() - started
         print(f"ok - {name}", flush=True)

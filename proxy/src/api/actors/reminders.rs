@@ -3,7 +3,8 @@
 //! period, ttl, data, overwrite}`, `GET` (404 when absent) and `DELETE` (204 either way), through
 //! a sidecar whose app hosts the type, with daprd's codes. A firing calls the actor's
 //! `remind/{name}` method with `{data, dueTime, period}` in its turn, activating it if needed;
-//! a failed one is tried three times more, a second apart, then given up.
+//! a failed one is tried three times more, a second apart, then given up. An answer marked
+//! `X-DaprReminderCancel: true` (daprd's header) deletes the reminder.
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -203,6 +204,20 @@ impl Kind for Reminders {
     }
 }
 
+/// Deletes reminder `id` (`<actor id>||<name>`): the app's answer asked that it fire no more.
+async fn cancel(actors: &Actors, actor_type: &str, id: &str) {
+    let Some(scheduler) = actors.scheduler.get() else {
+        return;
+    };
+    let group = actors.reminder_group(actor_type);
+    match scheduler.schedules().delete(&group, id).await {
+        Ok(()) => tracing::info!(actor_type, id, "the app cancelled a reminder; deleted"),
+        Err(e) => {
+            tracing::warn!(actor_type, id, error = %e, "deleting a reminder the app cancelled failed")
+        }
+    }
+}
+
 /// One reminder firing, tried again as daprd does.
 async fn remind(actors: &Arc<Actors>, actor_type: &str, entry: Entry) {
     let Some((actor_id, name)) = entry.id.split_once("||") else {
@@ -227,10 +242,14 @@ async fn remind(actors: &Arc<Actors>, actor_type: &str, entry: Entry) {
             method: format!("remind/{name}"),
             req,
         };
-        let ok = matches!(actors.fire(call).await, Ok(r) if r.status() == StatusCode::OK);
+        let answer = actors.fire(call).await;
+        let ok = matches!(&answer, Ok(r) if r.status() == StatusCode::OK);
         let fired = &crate::telemetry::metrics::actors::REMINDERS_FIRED;
         crate::telemetry::metrics::actors::fired(fired, &app_id, actor_type, ok);
         if ok {
+            if answer.is_ok_and(|r| crate::to_app::actors::stream::cancels(r.headers())) {
+                cancel(actors, actor_type, &entry.id).await;
+            }
             return;
         }
         tracing::warn!(

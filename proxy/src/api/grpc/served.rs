@@ -1,5 +1,9 @@
 //! The RPCs of the `Dapr` service this sidecar serves.
 
+/// The served RPCs whose request is a stream: held open for as long as the app keeps them, each
+/// message bounded by the decoder, never by the time or pauses of a whole request.
+pub(super) const STREAMING: &[&str] = &["SubscribeTopicEventsAlpha1", "SubscribeActorEventsAlpha1"];
+
 /// The RPCs this sidecar serves, with the endpoint group and version `Configuration.spec.api`
 /// rules name them by; the service's other RPCs answer `UNIMPLEMENTED`.
 pub(super) const SERVED: &[(&str, &str, &str)] = &[
@@ -41,6 +45,7 @@ pub(super) const SERVED: &[(&str, &str, &str)] = &[
     ("RegisterActorReminder", "actors", "v1"),
     ("UnregisterActorReminder", "actors", "v1"),
     ("GetActorReminder", "actors", "v1"),
+    ("SubscribeActorEventsAlpha1", "actors", "v1alpha1"),
     ("ScheduleJob", "jobs", "v1"),
     ("GetJob", "jobs", "v1"),
     ("DeleteJob", "jobs", "v1"),

@@ -1,6 +1,7 @@
-//! Becoming an actor host: the app is asked `GET /dapr/config` once it is healthy (as daprd
-//! asks: a non-200 answer means it hosts nothing), and the types it names are hosted when an
-//! actor state store is configured. Hosting without one is refused loudly, as daprd suspends it.
+//! Becoming an actor host: an HTTP app is asked `GET /dapr/config` once it is healthy (as daprd
+//! asks: a non-200 answer means it hosts nothing); a gRPC app names its types on the actor event
+//! stream it opens ([`start_streamed`]). The types are hosted when an actor state store is
+//! configured; hosting without one is refused loudly, as daprd suspends it.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -10,7 +11,8 @@ use http::{Method, Request, header};
 use outrider_blocks::actors::config::{self, TypeConfig};
 use outrider_policy::Caller;
 
-use super::Host;
+use super::stream::ActorStream;
+use super::{ActorApp, Host};
 use crate::api::actors::Actors;
 use crate::net::http::empty;
 use crate::to_app::channel::AppChannel;
@@ -69,26 +71,96 @@ pub(crate) async fn fetch_config(app: &AppChannel, me: &Caller) -> BTreeMap<Stri
     BTreeMap::new()
 }
 
-/// Starts hosting what the app asked for; `announce` then tells discovery the types. Returns
-/// whether hosting started.
-pub(crate) async fn start(
-    actors: &Arc<Actors>,
-    app: AppChannel,
-    me: Caller,
-    limits: (u64, bool),
-    announce: impl FnOnce(Vec<String>) -> anyhow::Result<bool>,
-) -> bool {
+/// What hosting needs of the app, set once the app channel exists (before the app is healthy:
+/// an app may open its actor event stream at once).
+pub(crate) struct AppLink {
+    pub(crate) channel: AppChannel,
+    /// The sidecar itself, as the caller the app sees.
+    pub(crate) me: Caller,
+    /// The largest answer read from the app.
+    pub(crate) max_body: u64,
+    /// Tells discovery the hosted types (`false` when the resolver carries none).
+    pub(crate) announce: Box<dyn Fn(Vec<String>) -> anyhow::Result<bool> + Send + Sync>,
+}
+
+/// Starts hosting what the app asked in its `/dapr/config` (HTTP apps; unless `ask_config` is
+/// off), and the scheduler of reminders and jobs. Returns whether hosting started.
+pub(crate) async fn start(actors: &Arc<Actors>, ask_config: bool) -> bool {
+    let Some(link) = actors.app.get() else {
+        return false;
+    };
     // `--disable-init-endpoints config`: the app is not asked, and hosts no actors.
-    let (max_body, ask_config) = limits;
     let types = if ask_config {
-        fetch_config(&app, &me).await
+        fetch_config(&link.channel, &link.me).await
     } else {
         BTreeMap::new()
     };
-    start_scheduler(actors, &app, &me);
+    start_scheduler(actors, link);
     if types.is_empty() {
         return false;
     }
+    let _one = actors.starting.lock().await;
+    if actors.host().is_some() {
+        return false;
+    }
+    host_types(
+        actors,
+        link,
+        ActorApp::Channel(Box::new(link.channel.clone())),
+        types,
+    )
+    .await
+}
+
+/// Starts hosting the types an app names on its actor event stream, or, when they are the ones
+/// already hosted over such a stream (the app reconnecting), goes on with them. The stream the
+/// app's callbacks then travel; why not, when the sidecar cannot host them.
+pub(crate) async fn start_streamed(
+    actors: &Arc<Actors>,
+    types: BTreeMap<String, TypeConfig>,
+) -> Result<Arc<ActorStream>, String> {
+    let Some(link) = actors.app.get() else {
+        return Err("actor callback streaming requires a gRPC app channel".into());
+    };
+    if !link.channel.speaks_grpc() {
+        return Err("actor callback streaming requires a gRPC app channel".into());
+    }
+    start_scheduler(actors, link);
+    let _one = actors.starting.lock().await;
+    if let Some(host) = actors.host() {
+        return match host.app() {
+            ActorApp::Stream(s) if host.types().keys().eq(types.keys()) => Ok(s.clone()),
+            _ => Err(format!(
+                "this sidecar hosts actor types {:?} already; the hosted types cannot change while \
+                 it runs",
+                host.types().keys().collect::<Vec<_>>()
+            )),
+        };
+    }
+    if types.is_empty() {
+        // As daprd: a stream that hosts nothing is accepted, and nothing is hosted.
+        return Ok(Arc::default());
+    }
+    if actors.store.is_none() {
+        return Err(
+            "no state store has `actorStateStore: \"true\"`: actors cannot be hosted".into(),
+        );
+    }
+    let stream = Arc::new(ActorStream::default());
+    if host_types(actors, link, ActorApp::Stream(stream.clone()), types).await {
+        Ok(stream)
+    } else {
+        Err("the actor host could not start (the sidecar is stopping)".into())
+    }
+}
+
+/// Hosts `types`, reached through `app`; then `link.announce` tells discovery.
+async fn host_types(
+    actors: &Arc<Actors>,
+    link: &AppLink,
+    app: ActorApp,
+    types: BTreeMap<String, TypeConfig>,
+) -> bool {
     let names: Vec<String> = types.keys().cloned().collect();
     let Some((store_name, store)) = actors.store.clone() else {
         tracing::error!(
@@ -113,11 +185,11 @@ pub(crate) async fn start(
     let host = loop {
         let started = Host::start(
             app.clone(),
-            me.clone(),
+            link.me.clone(),
             store.clone(),
             types.clone(),
             actors.placement.clone(),
-            (max_body, timeouts.clone()),
+            (link.max_body, timeouts.clone()),
         )
         .await;
         match started {
@@ -140,27 +212,29 @@ pub(crate) async fn start(
             scheduler.watch(actors.reminder_group(t), Arc::new(kind));
         }
     }
-    announced(actors, &names, &store_name, announce(names.clone()));
+    announced(actors, &names, &store_name, (link.announce)(names.clone()));
     true
 }
 
-/// With an actor store, the scheduler of reminders and jobs, watching the app's jobs.
-fn start_scheduler(actors: &Arc<Actors>, app: &AppChannel, me: &Caller) {
+/// With an actor store, the scheduler of reminders and jobs (once), watching the app's jobs.
+fn start_scheduler(actors: &Arc<Actors>, link: &AppLink) {
     let Some((_, store)) = &actors.store else {
         return;
     };
-    let schedules = outrider_blocks::actors::durable::Schedules::new(store.clone());
-    let scheduler = crate::to_app::schedules::Scheduler::start(schedules, actors.stop.clone());
-    let jobs = crate::api::jobs::Jobs {
-        app: app.clone(),
-        me: me.clone(),
-        placement: actors.placement.clone(),
-    };
-    scheduler.watch(
-        outrider_blocks::actors::durable::Group::jobs(&actors.namespace, &actors.app_id),
-        Arc::new(jobs),
-    );
-    let _ = actors.scheduler.set(scheduler);
+    actors.scheduler.get_or_init(|| {
+        let schedules = outrider_blocks::actors::durable::Schedules::new(store.clone());
+        let scheduler = crate::to_app::schedules::Scheduler::start(schedules, actors.stop.clone());
+        let jobs = crate::api::jobs::Jobs {
+            app: link.channel.clone(),
+            me: link.me.clone(),
+            placement: actors.placement.clone(),
+        };
+        scheduler.watch(
+            outrider_blocks::actors::durable::Group::jobs(&actors.namespace, &actors.app_id),
+            Arc::new(jobs),
+        );
+        scheduler
+    });
 }
 
 /// Logs how announcing the hosted types went.

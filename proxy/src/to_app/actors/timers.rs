@@ -1,7 +1,7 @@
 //! Actor timers: kept in memory with the active actor, gone when it deactivates. Each firing
 //! takes the actor's turn and calls the app at `PUT /actors/{type}/{id}/method/timer/{name}`
 //! with `{data, callback, dueTime, period}`; a failed callback is logged and the timer goes on,
-//! as in daprd. A firing counts as activity: an actor whose timer fires more often than its idle
+//! as in daprd, and an answer marked `X-DaprReminderCancel: true` stops it. A firing counts as activity: an actor whose timer fires more often than its idle
 //! timeout stays active.
 
 use std::sync::atomic::Ordering;
@@ -13,7 +13,7 @@ use http::{HeaderValue, Request, header};
 use outrider_blocks::actors::schedule::Firings;
 use serde_json::{Value, json};
 
-use super::{Active, Found, Host, HostError, segment};
+use super::{Active, Found, Host, HostError};
 
 /// Timers one actor may have at once.
 pub(crate) const MAX_TIMERS: usize = 256;
@@ -129,11 +129,15 @@ async fn run(
         if active.closing.load(Ordering::Acquire) || stop.is_cancelled() {
             return;
         }
-        fire(&host, &key, &active, &timer).await;
+        let cancelled = fire(&host, &key, &active, &timer).await;
         fired += 1;
         last = at;
+        if cancelled {
+            break;
+        }
     }
-    // Spent: forget it, unless it was replaced meanwhile (another task's handle).
+    // Spent or cancelled by the app: forget it, unless it was replaced meanwhile (another task's
+    // handle).
     if let Some(active) = active.upgrade() {
         let mut timers = active.timers.lock().unwrap_or_else(|p| p.into_inner());
         let me = tokio::task::id();
@@ -143,17 +147,18 @@ async fn run(
     }
 }
 
-async fn fire(host: &Host, key: &(String, String), active: &Active, timer: &Timer) {
+/// One firing; whether the app asked that the timer fire no more.
+async fn fire(host: &Host, key: &(String, String), active: &Active, timer: &Timer) -> bool {
     let depth = host
         .types
         .get(&key.0)
         .and_then(|c| c.reentrancy)
         .unwrap_or(1);
     let Ok(_turn) = active.turns.enter(None, depth).await else {
-        return;
+        return false;
     };
     if !active.usable(&host.session()) {
-        return;
+        return false;
     }
     active.touch();
     let mut body = json!({
@@ -169,24 +174,30 @@ async fn fire(host: &Host, key: &(String, String), active: &Active, timer: &Time
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    let path = format!(
-        "/actors/{}/{}/method/timer/{}",
-        segment(&key.0),
-        segment(&key.1),
-        segment(&timer.name)
-    );
-    let result = host.call_app_within(&key.0, &path, req, None).await;
+    let method = format!("timer/{}", timer.name);
+    let callback = super::Callback {
+        actor_type: &key.0,
+        id: &key.1,
+        what: super::What::Method {
+            method: &method,
+            query: None,
+        },
+    };
+    let result = host.call_app_within(&callback, req, None).await;
     let ok = matches!(&result, Ok(r) if r.status() == http::StatusCode::OK);
     let timers = &crate::telemetry::metrics::actors::TIMERS_FIRED;
     crate::telemetry::metrics::actors::fired(timers, &host.me.app_id, &key.0, ok);
-    match result {
-        Ok(r) if r.status() == http::StatusCode::OK => {}
+    let cancelled = match result {
+        Ok(r) if r.status() == http::StatusCode::OK => super::stream::cancels(r.headers()),
         Ok(r) => {
-            tracing::warn!(actor_type = %key.0, id = %key.1, timer = %timer.name, status = r.status().as_u16(), "the app failed an actor timer")
+            tracing::warn!(actor_type = %key.0, id = %key.1, timer = %timer.name, status = r.status().as_u16(), "the app failed an actor timer");
+            false
         }
         Err(e) => {
-            tracing::warn!(actor_type = %key.0, id = %key.1, timer = %timer.name, error = %e, "an actor timer could not reach the app")
+            tracing::warn!(actor_type = %key.0, id = %key.1, timer = %timer.name, error = %e, "an actor timer could not reach the app");
+            false
         }
-    }
+    };
     active.touch();
+    cancelled
 }

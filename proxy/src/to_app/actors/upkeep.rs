@@ -8,11 +8,11 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Method, Request};
+use http::Request;
 use outrider_blocks::actors::claim::{CLAIM_TTL, RenewError, SESSION_RENEW, Session};
 use tokio::time::Instant;
 
-use super::{Active, ActorKey, Host, holder, segment};
+use super::{Active, ActorKey, Host, holder};
 use crate::mesh::placement::Owner;
 
 /// How often active actors are looked over.
@@ -189,13 +189,14 @@ fn stop_timers(active: &Active) {
 
 /// `DELETE /actors/{type}/{id}` to the app; a failure is logged, the actor is gone either way.
 async fn tell_app(host: &Host, key: &ActorKey) {
-    let path = format!("/actors/{}/{}", segment(&key.0), segment(&key.1));
+    let callback = super::Callback {
+        actor_type: &key.0,
+        id: &key.1,
+        what: super::What::Deactivate,
+    };
     let req = Request::new(Bytes::new());
-    let answer = tokio::time::timeout(
-        DEACTIVATE_TIMEOUT,
-        host.call_app(Method::DELETE, &path, req, None),
-    )
-    .await;
+    let answer =
+        tokio::time::timeout(DEACTIVATE_TIMEOUT, host.call_app(&callback, req, None)).await;
     let failure = match answer {
         Ok(Ok(rsp)) if rsp.status().is_success() => None,
         Ok(Ok(rsp)) => {
