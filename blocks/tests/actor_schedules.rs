@@ -88,6 +88,20 @@ async fn a_firing_is_leased_once_then_advanced_or_ended(s: Schedules) {
     assert!(s.done(&g, leased).await.unwrap());
     assert_eq!(s.get(&g, "twice").await.unwrap(), None, "spent entries end");
     assert!(listed(&s, &g).await.is_empty());
+    // A firing its kind cancels ends the entry at once, whatever repetitions are left.
+    s.put(&g, &entry("forever", None), false).await.unwrap();
+    let leased = s
+        .lease(&g, "forever", Utc::now(), LEASE)
+        .await
+        .unwrap()
+        .expect("due");
+    assert!(s.end(&g, leased).await.unwrap());
+    assert_eq!(
+        s.get(&g, "forever").await.unwrap(),
+        None,
+        "cancelled entries end"
+    );
+    assert!(listed(&s, &g).await.is_empty());
 }
 
 async fn racing_hosts_fire_once(s: Schedules) {

@@ -441,6 +441,12 @@ impl Schedules {
         Ok(true)
     }
 
+    /// Ends the leased entry now (its kind cancelled it): gone, unless it was changed meanwhile.
+    /// `false` when the lease was lost meanwhile.
+    pub async fn end(&self, group: &Group, leased: Leased) -> Result<bool, StateError> {
+        self.remove(group, &leased.entry.id, leased.etag).await
+    }
+
     /// Records that the leased firing is done: the entry moves to its next firing, or ends (and
     /// leaves its group). `false` when the lease was lost meanwhile (another host fires it).
     pub async fn done(&self, group: &Group, leased: Leased) -> Result<bool, StateError> {

@@ -309,7 +309,9 @@ where
             .into_response();
     };
     if hop == Hop::Hosts {
-        let hosted = (!actors.stop.is_cancelled()).then(|| actors.placement.hosted());
+        // None while stopping, or while a gRPC app is away from its stream.
+        let away = actors.host().is_some_and(|h| h.app_away());
+        let hosted = (!actors.stop.is_cancelled() && !away).then(|| actors.placement.hosted());
         return crate::mesh::placement::asked::answer(&actors.app_id, &hosted.unwrap_or_default());
     }
     let Some(call) = parse_method_path(req.uri().path()) else {

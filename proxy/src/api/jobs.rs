@@ -22,7 +22,7 @@ use crate::errors::ApiError;
 use crate::mesh::placement::Placement;
 use crate::net::http::full;
 use crate::to_app::channel::AppChannel;
-use crate::to_app::schedules::Kind;
+use crate::to_app::schedules::{Delivered, Kind};
 
 /// A job as asked for, read from protobuf's JSON form (either field spelling).
 #[derive(Debug, Default)]
@@ -374,9 +374,12 @@ impl Kind for Jobs {
         self.placement.owns_job(&app, id)
     }
 
-    fn deliver(&self, entry: Entry) -> futures_util::future::BoxFuture<'static, ()> {
+    fn deliver(&self, entry: Entry) -> futures_util::future::BoxFuture<'static, Delivered> {
         let (app, me) = (self.app.clone(), self.me.clone());
-        Box::pin(async move { deliver(&app, &me, entry).await })
+        Box::pin(async move {
+            deliver(&app, &me, entry).await;
+            Delivered::Done
+        })
     }
 }
 

@@ -315,13 +315,16 @@ fn actors_for(
         ),
     });
     // DNS lists sidecars, not what they host: the sidecars of the apps that may host actors
-    // are asked (this sidecar's own app always).
-    if let ResolverConfig::Dns(dns) = &s.resolver {
+    // are asked (this sidecar's own app too, when it may host them: it has an actor store).
+    if let ResolverConfig::Dns(dns) = &s.resolver
+        && (actors.store.is_some() || !dns.actor_hosts.is_empty())
+    {
         let mut apps = vec![s.app_id.clone()];
         apps.extend(dns.actor_hosts.iter().filter(|a| **a != s.app_id).cloned());
         let apps = (apps.into_iter())
             .map(|a| outrider_discovery::Target::new(a, s.namespace.clone()))
             .collect();
+        actors.placement.asking();
         tokio::spawn(crate::mesh::placement::asked::follow(
             actors.placement.clone(),
             outbound.clone(),

@@ -9,6 +9,7 @@
 //! whose owner is now another host (draining calls under way first), and drops every actor if
 //! the session is lost.
 
+mod callback;
 pub(crate) mod hosting;
 pub(crate) mod stream;
 pub(crate) mod timers;
@@ -20,7 +21,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, header};
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, header};
 use outrider_blocks::actors::claim::{Claim, Claimed, Holder, Session};
 use outrider_blocks::actors::config::TypeConfig;
 use outrider_blocks::actors::turn::{TurnError, Turns};
@@ -32,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 use crate::errors::InvokeError;
 use crate::mesh::placement::Placement;
 use crate::net::http::full;
-use crate::to_app::channel::AppChannel;
+pub(crate) use callback::{ActorApp, Callback, What};
 
 /// The header that carries a reentrant call chain's id to the app and back.
 pub(crate) const REENTRANCY_ID: HeaderName = HeaderName::from_static("dapr-reentrancy-id");
@@ -171,6 +172,11 @@ impl Host {
     /// How the app is reached.
     pub(crate) fn app(&self) -> &ActorApp {
         &self.app
+    }
+
+    /// Whether the app is away: it hosts over an actor event stream, and none is open.
+    pub(crate) fn app_away(&self) -> bool {
+        matches!(&self.app, ActorApp::Stream(s) if !s.is_open())
     }
 
     /// The hosted types and their settings.
@@ -446,48 +452,6 @@ fn app_headers_of(req: Request<Bytes>) -> Request<Bytes> {
     let (mut parts, body) = req.into_parts();
     parts.headers = app_headers(parts.headers);
     Request::from_parts(parts, body)
-}
-
-/// How the app hosting actors is reached: its app channel (HTTP), or the actor event stream it
-/// opened (`SubscribeActorEventsAlpha1`).
-#[derive(Clone)]
-pub(crate) enum ActorApp {
-    Channel(Box<AppChannel>),
-    Stream(Arc<stream::ActorStream>),
-}
-
-/// One callback to the app for an actor.
-pub(crate) struct Callback<'a> {
-    pub(crate) actor_type: &'a str,
-    pub(crate) id: &'a str,
-    pub(crate) what: What<'a>,
-}
-
-/// What a [`Callback`] asks.
-pub(crate) enum What<'a> {
-    /// A method, with the caller's query: `timer/{name}` and `remind/{name}` are the actor's
-    /// timers and reminders.
-    Method {
-        method: &'a str,
-        query: Option<&'a str>,
-    },
-    /// Deactivation.
-    Deactivate,
-}
-
-impl Callback<'_> {
-    /// The callback as an HTTP request's method and path (with query).
-    fn http(&self) -> (Method, String) {
-        let actor = format!("/actors/{}/{}", segment(self.actor_type), segment(self.id));
-        match self.what {
-            What::Method { method, query } => {
-                let query = query.map(|q| format!("?{q}")).unwrap_or_default();
-                let path = format!("{actor}/method/{}{query}", method_path(method));
-                (Method::PUT, path)
-            }
-            What::Deactivate => (Method::DELETE, actor),
-        }
-    }
 }
 
 /// One path segment, escaped so that it stays one segment.

@@ -9,8 +9,7 @@
 //! When a host dies its leases end within [`LEASE`] and the new owner fires what it left: at
 //! least once.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::atomic::Ordering;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -27,13 +26,11 @@ const CACHE_FOR: Duration = Duration::from_secs(5);
 /// A firing's lease, extended every [`LEASE`] / 3 while its delivery lasts.
 pub(crate) const LEASE: Duration = Duration::from_secs(10);
 /// Firings under way at once on one host, per group: a group whose entries keep failing
-/// cannot hold up the others.
+/// cannot hold up the others. Due entries beyond it wait in the group's backlog and start as
+/// firings end, without another look.
 const MAX_FIRING: usize = 256;
 /// Entries read at once while looking a group over.
 const READS_AT_ONCE: usize = 32;
-/// When a look left due entries for want of room, the soonest the next one starts once a
-/// firing ends (rather than at the next [`SCAN`]).
-const AGAIN_AFTER: Duration = Duration::from_millis(10);
 
 /// What a group's entries are, and how one is delivered.
 pub(crate) trait Kind: Send + Sync + 'static {
@@ -42,7 +39,16 @@ pub(crate) trait Kind: Send + Sync + 'static {
 
     /// Delivers one firing, trying again as the kind's failure policy says; a firing that
     /// still fails is given up (the entry moves on to its next firing).
-    fn deliver(&self, entry: Entry) -> futures_util::future::BoxFuture<'static, ()>;
+    fn deliver(&self, entry: Entry) -> futures_util::future::BoxFuture<'static, Delivered>;
+}
+
+/// How a delivery ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Delivered {
+    /// Delivered or given up: the entry moves on to its next firing.
+    Done,
+    /// The app asked that it fire no more: the entry ends.
+    Cancelled,
 }
 
 /// An entry of a group, as this host knows it.
@@ -51,6 +57,15 @@ type EntryKey = (String, String);
 struct Watched {
     group: Group,
     kind: Arc<dyn Kind>,
+    /// Due entries the last look found no room for, in order.
+    backlog: Mutex<VecDeque<String>>,
+}
+
+/// The firings under way on this host, and how many per group.
+#[derive(Default)]
+struct Firing {
+    keys: HashSet<EntryKey>,
+    per_group: HashMap<String, usize>,
 }
 
 /// The scheduler of one sidecar.
@@ -59,11 +74,7 @@ pub(crate) struct Scheduler {
     groups: Mutex<Vec<Arc<Watched>>>,
     /// Entries owned here: their next firing, and when it was read.
     cache: Mutex<HashMap<EntryKey, (DateTime<Utc>, tokio::time::Instant)>>,
-    firing: Mutex<HashSet<EntryKey>>,
-    /// Set when a look left due entries for want of room; a firing that ends then wakes
-    /// `room`.
-    crowded: std::sync::atomic::AtomicBool,
-    room: tokio::sync::Notify,
+    firing: Mutex<Firing>,
     stop: CancellationToken,
 }
 
@@ -75,8 +86,6 @@ impl Scheduler {
             groups: Mutex::default(),
             cache: Mutex::default(),
             firing: Mutex::default(),
-            crowded: std::sync::atomic::AtomicBool::new(false),
-            room: tokio::sync::Notify::new(),
             stop,
         });
         tokio::spawn(run(s.clone()));
@@ -93,7 +102,11 @@ impl Scheduler {
         self.groups
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .push(Arc::new(Watched { group, kind }));
+            .push(Arc::new(Watched {
+                group,
+                kind,
+                backlog: Mutex::default(),
+            }));
     }
 
     /// Forgets what is cached of entry `id` (it was just made or replaced here).
@@ -116,12 +129,7 @@ async fn run(s: Arc<Scheduler>) {
         tokio::select! {
             () = s.stop.cancelled() => return,
             _ = tick.tick() => {}
-            // Due entries wait for room: look again as soon as some is made.
-            () = s.room.notified() => {
-                tokio::time::sleep(AGAIN_AFTER).await;
-            }
         }
-        s.crowded.store(false, Ordering::Release);
         // Entries deleted or moved elsewhere are not kept.
         (s.cache.lock().unwrap_or_else(|p| p.into_inner()))
             .retain(|_, (_, read)| read.elapsed() < CACHE_FOR * 2);
@@ -139,6 +147,7 @@ async fn look_over(
     w: &Arc<Watched>,
 ) -> Result<(), outrider_blocks::state::StateError> {
     let now = Utc::now();
+    let mut backlog = VecDeque::new();
     for p in 0..PARTITIONS {
         let (ids, _) = s.schedules.partition(&w.group, p).await?;
         let owned = ids.into_iter().filter(|id| w.kind.owns(id));
@@ -149,34 +158,59 @@ async fn look_over(
             .try_collect()
             .await?;
         for (id, _) in nexts.into_iter().flatten().filter(|(_, next)| *next <= now) {
-            let key = cache_key(&w.group, &id);
-            let mut firing = s.firing.lock().unwrap_or_else(|p| p.into_inner());
-            if firing.contains(&key) {
-                continue;
+            if let Err(id) = start_firing(s, w, id) {
+                backlog.push_back(id);
             }
-            if firing.iter().filter(|(g, _)| *g == key.0).count() >= MAX_FIRING {
-                s.crowded.store(true, Ordering::Release);
-                continue;
-            }
-            firing.insert(key.clone());
-            drop(firing);
-            let (s, w) = (s.clone(), w.clone());
-            tokio::spawn(async move {
-                fire(&s, &w, &id).await;
-                s.cache
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(&key);
-                s.firing
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(&key);
-                if s.crowded.load(Ordering::Acquire) {
-                    s.room.notify_one();
-                }
-            });
         }
     }
+    // What is still due and found no room waits for the firings under way to end.
+    *w.backlog.lock().unwrap_or_else(|p| p.into_inner()) = backlog;
+    Ok(())
+}
+
+/// Starts firing entry `id` of `w`, unless it fires here already; gives it back when the group
+/// has no room. A firing that ends starts the next of the group's backlog.
+fn start_firing(s: &Arc<Scheduler>, w: &Arc<Watched>, id: String) -> Result<(), String> {
+    let key = cache_key(&w.group, &id);
+    let mut firing = s.firing.lock().unwrap_or_else(|p| p.into_inner());
+    if firing.keys.contains(&key) {
+        return Ok(());
+    }
+    let in_group = firing.per_group.entry(key.0.clone()).or_default();
+    if *in_group >= MAX_FIRING {
+        return Err(id);
+    }
+    *in_group += 1;
+    firing.keys.insert(key.clone());
+    drop(firing);
+    let (s, w) = (s.clone(), w.clone());
+    tokio::spawn(async move {
+        fire(&s, &w, &id).await;
+        s.cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&key);
+        {
+            let mut firing = s.firing.lock().unwrap_or_else(|p| p.into_inner());
+            firing.keys.remove(&key);
+            if let Some(n) = firing.per_group.get_mut(&key.0) {
+                *n -= 1;
+                if *n == 0 {
+                    firing.per_group.remove(&key.0);
+                }
+            }
+        }
+        let next = w
+            .backlog
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop_front();
+        if let Some(next) = next
+            && let Err(next) = start_firing(&s, &w, next)
+        {
+            (w.backlog.lock().unwrap_or_else(|p| p.into_inner())).push_front(next);
+        }
+    });
     Ok(())
 }
 
@@ -189,6 +223,13 @@ async fn next_firing(
     now: DateTime<Utc>,
 ) -> Result<Option<(String, DateTime<Utc>)>, outrider_blocks::state::StateError> {
     let key = cache_key(group, &id);
+    // Firing here already: nothing to read.
+    if (s.firing.lock().unwrap_or_else(|p| p.into_inner()))
+        .keys
+        .contains(&key)
+    {
+        return Ok(None);
+    }
     let cached = (s.cache.lock().unwrap_or_else(|p| p.into_inner()))
         .get(&key)
         .copied();
@@ -223,9 +264,9 @@ async fn fire(s: &Scheduler, w: &Watched, id: &str) {
     };
     let mut delivery = w.kind.deliver(leased.entry.clone());
     let mut held = true;
-    loop {
+    let delivered = loop {
         tokio::select! {
-            () = &mut delivery => break,
+            d = &mut delivery => break d,
             () = tokio::time::sleep(LEASE / 3), if held => {
                 // Not inside the select: an extension is never cut off half-way.
                 match s.schedules.extend(&w.group, &mut leased, lease_end(Utc::now())).await {
@@ -238,11 +279,15 @@ async fn fire(s: &Scheduler, w: &Watched, id: &str) {
                 }
             }
         }
-    }
+    };
     if !held {
         return;
     }
-    match s.schedules.done(&w.group, leased).await {
+    let recorded = match delivered {
+        Delivered::Done => s.schedules.done(&w.group, leased).await,
+        Delivered::Cancelled => s.schedules.end(&w.group, leased).await,
+    };
+    match recorded {
         Ok(true) => {}
         Ok(false) => tracing::warn!(
             id,

@@ -14,7 +14,8 @@
 //! - anything else: 404.
 //!
 //! Timer and reminder callbacks (`…/method/timer/{name}`, `…/method/remind/{name}`) are recorded
-//! and answered 200, or 500 when their `data` is `{"fail": true}`.
+//! and answered 200, or 500 when their `data` is `{"fail": true}`; when it is `{"cancel": true}`,
+//! the answer carries `X-DaprReminderCancel: true` (fire no more).
 //!
 //! Jobs (`POST /job/{name}`) are recorded as callbacks of kind `job` (actor empty), a body that
 //! is not JSON as a string; a job whose data holds `{"failTimes": n}` is answered 500 the first n
@@ -244,7 +245,7 @@ async fn handle(req: Request<Incoming>, shared: Arc<Shared>) -> Result<Response<
             let body = req.into_body().collect().await.map(|b| b.to_bytes());
             let body: Value =
                 serde_json::from_slice(&body.unwrap_or_default()).unwrap_or(Value::Null);
-            let fail = body["data"]["fail"] == true;
+            let (fail, cancel) = (body["data"]["fail"] == true, body["data"]["cancel"] == true);
             shared.callbacks.lock().unwrap().push(Callback {
                 actor,
                 kind: (*kind).to_owned(),
@@ -253,7 +254,12 @@ async fn handle(req: Request<Incoming>, shared: Arc<Shared>) -> Result<Response<
                 at: std::time::Instant::now(),
                 host: shared.name.clone(),
             });
-            reply(if fail { 500 } else { 200 }, json!({}))
+            let mut rsp = reply(if fail { 500 } else { 200 }, json!({}));
+            if cancel {
+                rsp.headers_mut()
+                    .insert("x-daprremindercancel", "true".parse().unwrap());
+            }
+            rsp
         }
         ("PUT", ["actors", t, id, "method", method]) => {
             let (t, id, method) = (t.to_string(), id.to_string(), method.to_string());

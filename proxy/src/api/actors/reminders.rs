@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use super::{Actors, MethodCall, check_name, timers::malformed};
 use crate::errors::ApiError;
 use crate::mesh::placement::Owner;
-use crate::to_app::schedules::Kind;
+use crate::to_app::schedules::{Delivered, Kind};
 
 /// Tries of a failing reminder firing (daprd: one, then three retries).
 const TRIES: u32 = 4;
@@ -190,38 +190,28 @@ impl Kind for Reminders {
         else {
             return false;
         };
+        // A gRPC app away from its actor event stream: its reminders wait for it.
+        if actors.host().is_some_and(|h| h.app_away()) {
+            return false;
+        }
         actors.placement.owner(&self.actor_type, actor_id) == Some(Owner::Me)
     }
 
-    fn deliver(&self, entry: Entry) -> futures_util::future::BoxFuture<'static, ()> {
+    fn deliver(&self, entry: Entry) -> futures_util::future::BoxFuture<'static, Delivered> {
         let (actors, actor_type) = (self.actors.clone(), self.actor_type.clone());
         Box::pin(async move {
             let Some(actors) = actors.upgrade() else {
-                return;
+                return Delivered::Done;
             };
-            remind(&actors, &actor_type, entry).await;
+            remind(&actors, &actor_type, entry).await
         })
     }
 }
 
-/// Deletes reminder `id` (`<actor id>||<name>`): the app's answer asked that it fire no more.
-async fn cancel(actors: &Actors, actor_type: &str, id: &str) {
-    let Some(scheduler) = actors.scheduler.get() else {
-        return;
-    };
-    let group = actors.reminder_group(actor_type);
-    match scheduler.schedules().delete(&group, id).await {
-        Ok(()) => tracing::info!(actor_type, id, "the app cancelled a reminder; deleted"),
-        Err(e) => {
-            tracing::warn!(actor_type, id, error = %e, "deleting a reminder the app cancelled failed")
-        }
-    }
-}
-
-/// One reminder firing, tried again as daprd does.
-async fn remind(actors: &Arc<Actors>, actor_type: &str, entry: Entry) {
+/// One reminder firing, tried again as daprd does; cancelled when the app's answer says so.
+async fn remind(actors: &Arc<Actors>, actor_type: &str, entry: Entry) -> Delivered {
     let Some((actor_id, name)) = entry.id.split_once("||") else {
-        return;
+        return Delivered::Done;
     };
     let mut body = json!({"dueTime": entry.due_time, "period": entry.period});
     if let Some(d) = &entry.data {
@@ -247,10 +237,17 @@ async fn remind(actors: &Arc<Actors>, actor_type: &str, entry: Entry) {
         let fired = &crate::telemetry::metrics::actors::REMINDERS_FIRED;
         crate::telemetry::metrics::actors::fired(fired, &app_id, actor_type, ok);
         if ok {
-            if answer.is_ok_and(|r| crate::to_app::actors::stream::cancels(r.headers())) {
-                cancel(actors, actor_type, &entry.id).await;
-            }
-            return;
+            return if answer.is_ok_and(|r| crate::to_app::actors::stream::cancels(r.headers())) {
+                tracing::info!(
+                    actor_type,
+                    actor_id,
+                    reminder = name,
+                    "the app cancelled a reminder"
+                );
+                Delivered::Cancelled
+            } else {
+                Delivered::Done
+            };
         }
         tracing::warn!(
             actor_type,
@@ -263,4 +260,5 @@ async fn remind(actors: &Arc<Actors>, actor_type: &str, entry: Entry) {
             tokio::time::sleep(RETRY_PAUSE).await;
         }
     }
+    Delivered::Done
 }

@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 use tonic::{Status, Streaming};
 
 use crate::api::ApiState;
+use crate::to_app::actors::hosting::Refused;
 use crate::to_app::actors::stream::{ActorStream, Connection};
 
 /// The answer stream of one actor event stream.
@@ -54,9 +55,14 @@ pub(super) async fn subscribe(
         ));
     };
     let types = hosted_types(&initial)?;
+    // Refused for good: FAILED_PRECONDITION (the SDK gives up); for now: UNAVAILABLE (it
+    // reconnects).
     let stream = crate::to_app::actors::hosting::start_streamed(&s.actors, types)
         .await
-        .map_err(Status::failed_precondition)?;
+        .map_err(|r| match r {
+            Refused::Always(why) => Status::failed_precondition(why),
+            Refused::ForNow(why) => Status::unavailable(why),
+        })?;
     tracing::info!(types = ?initial.entities, "the app opened its actor event stream");
     let conn = stream.connect();
     Ok(serve(s, stream, conn, inbound))

@@ -112,29 +112,38 @@ pub(crate) async fn start(actors: &Arc<Actors>, ask_config: bool) -> bool {
     .await
 }
 
+/// Why an app's actor event stream is refused.
+pub(crate) enum Refused {
+    /// The same stream will be refused again (the app must change, or the sidecar's setup).
+    Always(String),
+    /// It may be accepted a moment later.
+    ForNow(String),
+}
+
 /// Starts hosting the types an app names on its actor event stream, or, when they are the ones
 /// already hosted over such a stream (the app reconnecting), goes on with them. The stream the
 /// app's callbacks then travel; why not, when the sidecar cannot host them.
 pub(crate) async fn start_streamed(
     actors: &Arc<Actors>,
     types: BTreeMap<String, TypeConfig>,
-) -> Result<Arc<ActorStream>, String> {
-    let Some(link) = actors.app.get() else {
-        return Err("actor callback streaming requires a gRPC app channel".into());
+) -> Result<Arc<ActorStream>, Refused> {
+    let Some(link) = actors.app.get().filter(|l| l.channel.speaks_grpc()) else {
+        return Err(Refused::Always(
+            "actor callback streaming requires a gRPC app channel (--app-port with \
+             --app-protocol grpc)"
+                .into(),
+        ));
     };
-    if !link.channel.speaks_grpc() {
-        return Err("actor callback streaming requires a gRPC app channel".into());
-    }
     start_scheduler(actors, link);
     let _one = actors.starting.lock().await;
     if let Some(host) = actors.host() {
         return match host.app() {
             ActorApp::Stream(s) if host.types().keys().eq(types.keys()) => Ok(s.clone()),
-            _ => Err(format!(
+            _ => Err(Refused::Always(format!(
                 "this sidecar hosts actor types {:?} already; the hosted types cannot change while \
                  it runs",
                 host.types().keys().collect::<Vec<_>>()
-            )),
+            ))),
         };
     }
     if types.is_empty() {
@@ -142,15 +151,17 @@ pub(crate) async fn start_streamed(
         return Ok(Arc::default());
     }
     if actors.store.is_none() {
-        return Err(
+        return Err(Refused::Always(
             "no state store has `actorStateStore: \"true\"`: actors cannot be hosted".into(),
-        );
+        ));
     }
     let stream = Arc::new(ActorStream::default());
     if host_types(actors, link, ActorApp::Stream(stream.clone()), types).await {
         Ok(stream)
     } else {
-        Err("the actor host could not start (the sidecar is stopping)".into())
+        Err(Refused::ForNow(
+            "the actor host could not start (the sidecar is stopping)".into(),
+        ))
     }
 }
 

@@ -1,6 +1,6 @@
 //! Durable reminders: fired in the actor's turn with daprd's body, counted repetitions, one-shot
-//! ones deleted after they fire, daprd's answers; and 200 reminders made through a host that is
-//! then killed, all fired by the hosts that remain.
+//! ones deleted after they fire, cancelled by the app's answer, daprd's answers; and 200
+//! reminders made through a host that is then killed, all fired by the hosts that remain.
 
 use std::time::Duration;
 
@@ -104,6 +104,35 @@ async fn reminders_fire_in_turn_count_their_repetitions_and_end() {
         "one try and three more, then given up"
     );
     assert_eq!(turns.overlaps(), 0);
+
+    // An app that answers `X-DaprReminderCancel: true` ends the reminder, and stops a timer.
+    let cancel = json!({"period": "200ms", "data": {"cancel": true}});
+    remind("rex", "enough", cancel.clone()).await;
+    let timer = call(
+        &s,
+        "POST",
+        "/v1.0/actors/Pet/rex/timers/enough",
+        &cancel.to_string(),
+    )
+    .await;
+    assert_eq!(timer.status, 204, "{}", timer.text());
+    wait_until(WAIT, "the cancelled reminder's deletion", || async {
+        let r = call(&s, "GET", "/v1.0/actors/Pet/rex/reminders/enough", "").await;
+        (r.status == 404).then_some(())
+    })
+    .await;
+    remind("rex", "marker2", json!({"dueTime": "1s"})).await;
+    wait_until(WAIT, "the second marker", || async {
+        (!fired("Pet/rex", "marker2").is_empty()).then_some(())
+    })
+    .await;
+    assert_eq!(
+        fired("Pet/rex", "enough").len(),
+        1,
+        "fired once, then cancelled"
+    );
+    let ticks = app.callbacks_of("Pet/rex", "timer", "enough").len();
+    assert_eq!(ticks, 1, "the timer fired once, then stopped");
 
     // daprd's answers.
     let r = call(&s, "POST", "/v1.0/actors/Cat/tom/reminders/r", "{}").await;
