@@ -35,6 +35,14 @@ async fn listed(s: &Schedules, g: &Group) -> Vec<String> {
     all
 }
 
+/// Prunes `ids` from whichever partitions hold them.
+async fn prune(s: &Schedules, g: &Group, ids: &[&str]) {
+    let ids: Vec<String> = ids.iter().map(|i| (*i).to_owned()).collect();
+    for p in 0..PARTITIONS {
+        s.prune(g, p, &ids).await.unwrap();
+    }
+}
+
 const LEASE: Duration = Duration::from_secs(30);
 
 async fn entries_are_listed_replaced_and_removed(s: Schedules) {
@@ -52,6 +60,8 @@ async fn entries_are_listed_replaced_and_removed(s: Schedules) {
     s.delete(&g, "a||r2").await.unwrap();
     s.delete(&g, "never").await.unwrap();
     assert_eq!(s.get(&g, "a||r2").await.unwrap(), None);
+    // Listed until pruned; pruning keeps what still exists.
+    prune(&s, &g, &["a||r1", "a||r2", "b||r1"]).await;
     assert_eq!(listed(&s, &g).await, ["a||r1", "b||r1"]);
     // Made again after it was removed.
     s.put(&g, &entry("a||r2", None), false).await.unwrap();
@@ -87,6 +97,7 @@ async fn a_firing_is_leased_once_then_advanced_or_ended(s: Schedules) {
         .expect("due");
     assert!(s.done(&g, leased).await.unwrap());
     assert_eq!(s.get(&g, "twice").await.unwrap(), None, "spent entries end");
+    prune(&s, &g, &["twice"]).await;
     assert!(listed(&s, &g).await.is_empty());
     // A firing its kind cancels ends the entry at once, whatever repetitions are left.
     s.put(&g, &entry("forever", None), false).await.unwrap();
@@ -96,6 +107,7 @@ async fn a_firing_is_leased_once_then_advanced_or_ended(s: Schedules) {
         .unwrap()
         .expect("due");
     assert!(s.end(&g, leased).await.unwrap());
+    prune(&s, &g, &["forever"]).await;
     assert_eq!(
         s.get(&g, "forever").await.unwrap(),
         None,
@@ -146,7 +158,12 @@ async fn an_ended_lease_fires_again_and_a_deleted_entry_stays_deleted(s: Schedul
     s.delete(&g, "r").await.unwrap();
     assert!(!s.done(&g, firing).await.unwrap());
     assert_eq!(s.get(&g, "r").await.unwrap(), None);
+    prune(&s, &g, &["r"]).await;
     assert!(listed(&s, &g).await.is_empty());
+    // Pruned while made again: the new entry stays listed.
+    s.put(&g, &entry("r", None), false).await.unwrap();
+    prune(&s, &g, &["r"]).await;
+    assert_eq!(listed(&s, &g).await, ["r"]);
 }
 
 macro_rules! conformance {

@@ -4,8 +4,9 @@
 //! Each entry is one key, holding what was asked (`data`, the time fields as given) and where it
 //! stands (firings so far, the next one). Each group (the reminders of one actor type, the jobs
 //! of one app) has an index spread over [`PARTITIONS`] keys, so that a host can list the group
-//! without a query API (Redis has none); an entry and its index move together in one
-//! transaction.
+//! without a query API (Redis has none). An entry is listed in the same transaction that makes
+//! it; an entry that ends becomes a tombstone at once, and its id leaves the index later, when a
+//! look over the group prunes it (many firings ending at once never race for the index).
 //!
 //! A firing is leased: the host about to fire writes its lease into the entry by
 //! compare-and-set, and writes the outcome (the next firing, or the entry's end) by
@@ -18,6 +19,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
+use futures_util::{StreamExt as _, TryStreamExt as _};
 use serde::{Deserialize, Serialize};
 
 use crate::state::{Concurrency, Metadata, Operation, Options, SetRequest, StateError, StateStore};
@@ -31,6 +33,18 @@ const TOMBSTONE: &[u8] = b"{\"removed\":true}";
 const TOMBSTONE_TTL: &str = "300";
 /// Index partitions per group.
 pub const PARTITIONS: usize = 16;
+/// Entries read at once while pruning a partition.
+const PRUNE_READS: usize = 32;
+
+/// A pause of 1 to `2 × attempt` ms before another try at a contended index partition.
+fn jitter(attempt: usize) -> Duration {
+    let spread = u32::try_from(attempt.min(32) * 2).unwrap_or(64);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    Duration::from_millis(1 + u64::from(nanos % spread))
+}
+
 /// How many times a race on an index partition is tried again.
 const INDEX_ATTEMPTS: usize = 16;
 
@@ -272,7 +286,11 @@ impl Schedules {
     /// in one transaction.
     pub async fn put(&self, group: &Group, entry: &Entry, overwrite: bool) -> Result<(), PutError> {
         let p = partition_of(&entry.id);
-        for _ in 0..INDEX_ATTEMPTS {
+        for attempt in 0..INDEX_ATTEMPTS {
+            if attempt > 0 {
+                // Many makers racing for one partition: spread their next tries.
+                tokio::time::sleep(jitter(attempt)).await;
+            }
             let current = self
                 .store
                 .get(group.entry_key(&entry.id), Metadata::new())
@@ -306,55 +324,95 @@ impl Schedules {
         Err(StateError::EtagMismatch("the schedule index kept changing".into()).into())
     }
 
-    /// Removes an entry and its listing; a missing one is fine.
+    /// Removes an entry (its listing goes at the next [`Schedules::prune`]); a missing one is
+    /// fine.
     pub async fn delete(&self, group: &Group, id: &str) -> Result<(), StateError> {
         self.remove(group, id, None).await.map(|_| ())
     }
 
-    /// Replaces the entry with a tombstone (only if its ETag is still `etag`, when given) and
-    /// takes it out of the index. `false` when the entry changed meanwhile.
+    /// Replaces the entry with a tombstone (only if its ETag is still `etag`, when given).
+    /// `false` when the entry changed meanwhile. Its id stays in the index until [`prune`]
+    /// takes it out: removals, one per firing of many at once, never contend for the index.
+    ///
+    /// [`prune`]: Schedules::prune
     async fn remove(
         &self,
         group: &Group,
         id: &str,
         etag: Option<String>,
     ) -> Result<bool, StateError> {
-        let p = partition_of(id);
-        for _ in 0..INDEX_ATTEMPTS {
-            let current = self.store.get(group.entry_key(id), Metadata::new()).await?;
-            let current_etag = match (current, &etag) {
-                (None, None) => None,
-                (None, Some(_)) => return Ok(false),
-                (Some(i), Some(want)) if i.etag.as_ref() != Some(want) => return Ok(false),
-                (Some(i), _) => i.etag,
-            };
-            let (mut ids, index_etag) = self.partition(group, p).await?;
-            ids.retain(|i| i != id);
-            let mut tombstone = cas(
-                group.entry_key(id),
-                Bytes::from_static(TOMBSTONE),
-                current_etag,
-            );
-            tombstone
-                .metadata
-                .insert("ttlInSeconds".into(), TOMBSTONE_TTL.into());
-            let mut ops = vec![Operation::Upsert(tombstone)];
-            if index_etag.is_some() {
-                ops.push(Operation::Upsert(cas(
-                    group.partition_key(p),
-                    json_bytes(&ids),
-                    index_etag,
-                )));
-            }
-            match self.store.multi(ops).await {
-                Ok(()) => return Ok(true),
-                Err(StateError::EtagMismatch(_)) => {}
-                Err(e) => return Err(e),
-            }
+        let current = self.store.get(group.entry_key(id), Metadata::new()).await?;
+        let current_etag = match (current, &etag) {
+            (None, None) => return Ok(true),
+            (None, Some(_)) => return Ok(false),
+            (Some(i), Some(want)) if i.etag.as_ref() != Some(want) => return Ok(false),
+            (Some(i), _) => i.etag,
+        };
+        match self.store.set(tombstone(group, id, current_etag)).await {
+            Ok(()) => Ok(true),
+            Err(StateError::EtagMismatch(_)) => Ok(false),
+            Err(e) => Err(e),
         }
-        Err(StateError::EtagMismatch(
-            "the schedule index kept changing".into(),
-        ))
+    }
+
+    /// Takes the ids among `candidates` whose entries are gone (a tombstone, or nothing) out of
+    /// partition `p` of the group's index, in one transaction that also checks each is still
+    /// gone (an entry made again meanwhile stays listed). When anything changed meanwhile,
+    /// nothing is taken out: the next look tries again.
+    pub async fn prune(
+        &self,
+        group: &Group,
+        p: usize,
+        candidates: &[String],
+    ) -> Result<(), StateError> {
+        let (ids, index_etag) = self.partition(group, p).await?;
+        if index_etag.is_none() {
+            return Ok(());
+        }
+        // Read several at once: the shorter the look, the likelier the index is unchanged.
+        // (Owned ids and keys: the reads' futures borrow nothing.)
+        let wanted: Vec<String> = (candidates.iter())
+            .filter(|c| ids.contains(c))
+            .cloned()
+            .collect();
+        let read: Vec<(String, Option<crate::state::Item>)> = futures_util::stream::iter(wanted)
+            .map(|id| {
+                let (store, key) = (self.store.clone(), group.entry_key(&id));
+                async move { Ok::<_, StateError>((id, store.get(key, Metadata::new()).await?)) }
+            })
+            .buffer_unordered(PRUNE_READS)
+            .try_collect()
+            .await?;
+        let mut ops = Vec::new();
+        let mut gone = Vec::new();
+        for (id, item) in read {
+            if item
+                .as_ref()
+                .is_some_and(|i| serde_json::from_slice::<Entry>(&i.data).is_ok())
+            {
+                continue;
+            }
+            // Rewritten at the ETag read: the transaction fails if it was made again.
+            ops.push(Operation::Upsert(tombstone(
+                group,
+                &id,
+                item.and_then(|i| i.etag),
+            )));
+            gone.push(id);
+        }
+        if gone.is_empty() {
+            return Ok(());
+        }
+        let kept: Vec<&String> = ids.iter().filter(|i| !gone.contains(i)).collect();
+        ops.push(Operation::Upsert(cas(
+            group.partition_key(p),
+            json_bytes(&kept),
+            index_etag,
+        )));
+        match self.store.multi(ops).await {
+            Ok(()) | Err(StateError::EtagMismatch(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     /// Leases the firing of entry `id` due at or before `now` for `lease`: `None` when it is not
@@ -473,6 +531,15 @@ impl Schedules {
             Err(e) => Err(e),
         }
     }
+}
+
+/// The tombstone of entry `id`, written only if the entry is still at `etag` (absent without
+/// one); it expires after [`TOMBSTONE_TTL`] seconds.
+fn tombstone(group: &Group, id: &str, etag: Option<String>) -> SetRequest {
+    let mut t = cas(group.entry_key(id), Bytes::from_static(TOMBSTONE), etag);
+    t.metadata
+        .insert("ttlInSeconds".into(), TOMBSTONE_TTL.into());
+    t
 }
 
 /// A write of `value` under `key` only if the key is still at `etag`, or absent without one.

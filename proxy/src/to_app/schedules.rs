@@ -150,17 +150,33 @@ async fn look_over(
     let mut backlog = VecDeque::new();
     for p in 0..PARTITIONS {
         let (ids, _) = s.schedules.partition(&w.group, p).await?;
-        let owned = ids.into_iter().filter(|id| w.kind.owns(id));
-        // Each entry's next firing: cached, else read (several at once).
-        let nexts: Vec<Option<(String, DateTime<Utc>)>> = futures_util::stream::iter(owned)
+        // Entries firing here already are not read again.
+        let owned = ids
+            .into_iter()
+            .filter(|id| w.kind.owns(id) && !firing_here(s, &cache_key(&w.group, id)));
+        // Each entry's next firing: cached, else read (several at once); none when it is gone.
+        let nexts: Vec<(String, Option<DateTime<Utc>>)> = futures_util::stream::iter(owned)
             .map(|id| next_firing(s, &w.group, id, now))
             .buffer_unordered(READS_AT_ONCE)
             .try_collect()
             .await?;
-        for (id, _) in nexts.into_iter().flatten().filter(|(_, next)| *next <= now) {
-            if let Err(id) = start_firing(s, w, id) {
-                backlog.push_back(id);
+        let mut gone = Vec::new();
+        for (id, next) in nexts {
+            match next {
+                None => gone.push(id),
+                Some(next) if next <= now => {
+                    if let Err(id) = start_firing(s, w, id) {
+                        backlog.push_back(id);
+                    }
+                }
+                Some(_) => {}
             }
+        }
+        // Ended entries leave the index here, a partition at a time.
+        if !gone.is_empty()
+            && let Err(e) = s.schedules.prune(&w.group, p, &gone).await
+        {
+            tracing::debug!(error = %e, "pruning ended reminders and jobs failed; retrying");
         }
     }
     // What is still due and found no room waits for the firings under way to end.
@@ -214,6 +230,12 @@ fn start_firing(s: &Arc<Scheduler>, w: &Arc<Watched>, id: String) -> Result<(), 
     Ok(())
 }
 
+fn firing_here(s: &Scheduler, key: &EntryKey) -> bool {
+    (s.firing.lock().unwrap_or_else(|p| p.into_inner()))
+        .keys
+        .contains(key)
+}
+
 /// When entry `id` fires next, from the cache while it is fresh and not yet due, else read
 /// (and cached); `None` for an entry that is gone.
 async fn next_firing(
@@ -221,15 +243,8 @@ async fn next_firing(
     group: &Group,
     id: String,
     now: DateTime<Utc>,
-) -> Result<Option<(String, DateTime<Utc>)>, outrider_blocks::state::StateError> {
+) -> Result<(String, Option<DateTime<Utc>>), outrider_blocks::state::StateError> {
     let key = cache_key(group, &id);
-    // Firing here already: nothing to read.
-    if (s.firing.lock().unwrap_or_else(|p| p.into_inner()))
-        .keys
-        .contains(&key)
-    {
-        return Ok(None);
-    }
     let cached = (s.cache.lock().unwrap_or_else(|p| p.into_inner()))
         .get(&key)
         .copied();
@@ -237,14 +252,14 @@ async fn next_firing(
         && read.elapsed() < CACHE_FOR
         && next > now
     {
-        return Ok(Some((id, next)));
+        return Ok((id, Some(next)));
     }
     let Some(e) = s.schedules.get(group, &id).await? else {
-        return Ok(None);
+        return Ok((id, None));
     };
     let read = tokio::time::Instant::now();
     (s.cache.lock().unwrap_or_else(|p| p.into_inner())).insert(key, (e.next, read));
-    Ok(Some((id, e.next)))
+    Ok((id, Some(e.next)))
 }
 
 fn lease_end(from: DateTime<Utc>) -> DateTime<Utc> {
