@@ -187,6 +187,10 @@ async fn look_over(
 /// Starts firing entry `id` of `w`, unless it fires here already; gives it back when the group
 /// has no room. A firing that ends starts the next of the group's backlog.
 fn start_firing(s: &Arc<Scheduler>, w: &Arc<Watched>, id: String) -> Result<(), String> {
+    // A stopping host starts nothing more: what waits fires on the host that takes it over.
+    if s.stop.is_cancelled() {
+        return Ok(());
+    }
     let key = cache_key(&w.group, &id);
     let mut firing = s.firing.lock().unwrap_or_else(|p| p.into_inner());
     if firing.keys.contains(&key) {
