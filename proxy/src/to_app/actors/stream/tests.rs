@@ -144,6 +144,18 @@ fn answers_read_as_an_http_apps() {
     assert_eq!(&internal.body()[..], b"no such method");
 }
 
+/// A call of method `m` through `stream`, running on its own.
+fn in_background(
+    stream: &Arc<ActorStream>,
+) -> tokio::task::JoinHandle<Result<Response<Bytes>, InvokeError>> {
+    let stream = stream.clone();
+    tokio::spawn(async move {
+        stream
+            .call(&method("m"), Request::new(Bytes::new()), None)
+            .await
+    })
+}
+
 #[tokio::test]
 async fn a_call_waits_for_its_own_answer_and_fails_when_the_stream_goes() {
     let stream = Arc::new(ActorStream::default());
@@ -155,14 +167,7 @@ async fn a_call_waits_for_its_own_answer_and_fails_when_the_stream_goes() {
 
     let mut conn = stream.connect();
     let answers = conn.answers();
-    let caller = {
-        let stream = stream.clone();
-        tokio::spawn(async move {
-            stream
-                .call(&method("m"), Request::new(Bytes::new()), None)
-                .await
-        })
-    };
+    let caller = in_background(&stream);
     let Some(rt::SubscribeActorEventsResponseAlpha1 {
         response_type: Some(Ask::InvokeRequest(asked)),
     }) = conn.outbox.recv().await
@@ -183,27 +188,13 @@ async fn a_call_waits_for_its_own_answer_and_fails_when_the_stream_goes() {
     assert_eq!(&rsp.body()[..], b"done");
 
     // A call under way when the app opens another stream fails; the new one serves.
-    let waiting = {
-        let stream = stream.clone();
-        tokio::spawn(async move {
-            stream
-                .call(&method("m"), Request::new(Bytes::new()), None)
-                .await
-        })
-    };
+    let waiting = in_background(&stream);
     assert!(conn.outbox.recv().await.is_some());
     let mut next = stream.connect();
     let failed = waiting.await.unwrap().unwrap_err();
     assert!(failed.to_string().contains("closed"), "{failed}");
     stream.disconnect(conn.serial);
-    let served = {
-        let stream = stream.clone();
-        tokio::spawn(async move {
-            stream
-                .call(&method("m"), Request::new(Bytes::new()), None)
-                .await
-        })
-    };
+    let served = in_background(&stream);
     let Some(rt::SubscribeActorEventsResponseAlpha1 {
         response_type: Some(Ask::InvokeRequest(asked)),
     }) = next.outbox.recv().await
