@@ -41,6 +41,8 @@ needs=(
   "tcpdump:tcpdump"
   # make bench, interception cells: TCP streams sent and received by socat.
   "socat:socat"
+  # The dashboard's browser tests drive Debian's Chromium headless (tests/browser/).
+  "chromium:chromium"
 )
 
 missing=()

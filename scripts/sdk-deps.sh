@@ -3,6 +3,7 @@
 #
 #   tests/sdk/js/node_modules      <- `npm ci` from the committed package-lock.json
 #   tests/sdk/python/.venv         <- venv with tests/sdk/python/requirements.txt
+#   tests/browser/node_modules     <- `npm ci` (playwright-core, no browser download)
 #
 # Idempotent: each part is skipped when its stamp file holds the hash of the inputs it was
 # built from (lockfile / requirements + interpreter), so a second run costs a few hashes.
@@ -19,6 +20,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SDK_DIR="$ROOT/tests/sdk"
 JS_DIR="$SDK_DIR/js"
 PY_DIR="$SDK_DIR/python"
+# The dashboard's browser tests: playwright-core, which drives Debian's Chromium (make deps).
+BROWSER_DIR="$ROOT/tests/browser"
 VENV="$PY_DIR/.venv"
 ONLY="${SDK_DEPS_ONLY:-}"
 FORCE="${SDK_DEPS_FORCE:-}"
@@ -49,7 +52,8 @@ apt_install() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >&2
 }
 
-install_js() {
+install_js() { # install_js [DIR]: npm ci in DIR (default: the JS SDK suite)
+    local JS_DIR="${1:-$JS_DIR}"
     [ -f "$JS_DIR/package-lock.json" ] || die "missing $JS_DIR/package-lock.json"
     if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
         log "node/npm not found; installing Debian's nodejs and npm"
@@ -101,8 +105,8 @@ install_python() {
 }
 
 case "$ONLY" in
-    "") install_js; install_python ;;
-    js) install_js ;;
+    "") install_js; install_js "$BROWSER_DIR"; install_python ;;
+    js) install_js; install_js "$BROWSER_DIR" ;;
     python) install_python ;;
     *) die "SDK_DEPS_ONLY must be js or python, got '$ONLY'" ;;
 esac

@@ -198,6 +198,19 @@ impl EndpointSet {
     }
 }
 
+/// A sidecar a resolver knows of.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Peer {
+    /// Its app.
+    pub target: Target,
+    /// Its mesh address.
+    pub address: SocketAddr,
+    /// What its mesh port offers.
+    pub transports: Transports,
+    /// Its admin port (metrics, the dashboard), when it says.
+    pub admin_port: Option<u16>,
+}
+
 /// A name resolver.
 ///
 /// Contract: `resolve` never blocks and never fails; it returns a receiver whose value is the
@@ -226,6 +239,13 @@ pub trait Resolve: Send + Sync + 'static {
     /// sorted: what actor placement hashes over. A resolver that does not carry actor types
     /// answers none.
     fn actor_hosts(&self, _namespace: &str, _actor_type: &str) -> Vec<(Target, SocketAddr)> {
+        Vec::new()
+    }
+
+    /// Every sidecar the resolver knows of now, sorted, for the dashboard's mesh view. A
+    /// resolver that looks names up one at a time (DNS) knows of none it was not asked for, and
+    /// answers none.
+    fn peers(&self) -> Vec<Peer> {
         Vec::new()
     }
 

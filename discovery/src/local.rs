@@ -20,7 +20,7 @@ use notify::Watcher;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 
-use crate::{EndpointSet, Resolve, StaticMap, Target, Transports};
+use crate::{EndpointSet, Peer, Resolve, StaticMap, Target, Transports};
 
 /// How often the directory is rescanned even without a change event.
 const RESCAN: Duration = Duration::from_secs(2);
@@ -47,6 +47,37 @@ pub struct Entry {
     /// The actor types its app hosts, once the app has said (placement reads them).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub actor_types: Vec<String>,
+    /// Its other ports, for `outrider status` and the dashboard's links; none in entries
+    /// written before this field existed.
+    #[serde(default, skip_serializing_if = "Ports::is_empty")]
+    pub ports: Ports,
+    /// When it started, in seconds since the epoch (0 if unknown).
+    #[serde(default)]
+    pub started_at: u64,
+}
+
+/// A sidecar's ports other than the mesh port.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Ports {
+    /// The Dapr HTTP API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<u16>,
+    /// The Dapr gRPC API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grpc: Option<u16>,
+    /// The admin port: metrics, health, the dashboard.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin: Option<u16>,
+    /// The app's port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app: Option<u16>,
+}
+
+impl Ports {
+    fn is_empty(&self) -> bool {
+        *self == Ports::default()
+    }
 }
 
 impl Entry {
@@ -123,11 +154,13 @@ type ActorHosts = BTreeMap<(String, String), Vec<(Target, SocketAddr)>>;
 struct Found {
     endpoints: BTreeMap<Target, Arc<EndpointSet>>,
     actors: ActorHosts,
+    peers: Vec<Peer>,
 }
 
 #[derive(Default)]
 struct State {
     latest: BTreeMap<Target, Arc<EndpointSet>>,
+    peers: Vec<Peer>,
     actors: ActorHosts,
     senders: HashMap<Target, watch::Sender<Arc<EndpointSet>>>,
 }
@@ -193,26 +226,15 @@ async fn watch_loop(
 fn scan(dir: &Path) -> Found {
     let mut found: StaticMap = BTreeMap::new();
     let mut actors = ActorHosts::new();
-    let Ok(rd) = fs::read_dir(dir) else {
-        return Found::default();
-    };
-    for dent in rd.flatten() {
-        let path = dent.path();
-        if path.extension().is_none_or(|e| e != "json") {
-            continue;
-        }
-        let Some(entry) = fs::read(&path)
-            .ok()
-            .and_then(|b| serde_json::from_slice::<Entry>(&b).ok())
-        else {
-            continue;
-        };
-        if !alive(&entry) {
-            tracing::debug!(path = %path.display(), "sweeping the registry entry of a dead sidecar");
-            let _ = fs::remove_file(&path);
-            continue;
-        }
+    let mut peers = Vec::new();
+    for entry in live_entries(dir, true) {
         let target = Target::new(entry.app_id, entry.namespace);
+        peers.push(Peer {
+            target: target.clone(),
+            address: entry.address,
+            transports: entry.transports,
+            admin_port: entry.ports.admin,
+        });
         for t in entry.actor_types {
             let hosts = actors.entry((target.namespace.clone(), t)).or_default();
             hosts.push((target.clone(), entry.address));
@@ -227,7 +249,42 @@ fn scan(dir: &Path) -> Found {
         .into_iter()
         .map(|(t, a)| (t, Arc::new(EndpointSet::with_transports(a))))
         .collect();
-    Found { endpoints, actors }
+    peers.sort_by(|a, b| (&a.target, a.address).cmp(&(&b.target, b.address)));
+    Found {
+        endpoints,
+        actors,
+        peers,
+    }
+}
+
+/// The entries of the registry `dir` whose sidecar still runs, in no set order; with `sweep`,
+/// the entries of dead sidecars are removed.
+pub fn live_entries(dir: &Path, sweep: bool) -> Vec<Entry> {
+    let mut live = Vec::new();
+    let Ok(rd) = fs::read_dir(dir) else {
+        return live;
+    };
+    for dent in rd.flatten() {
+        let path = dent.path();
+        if path.extension().is_none_or(|e| e != "json") {
+            continue;
+        }
+        let Some(entry) = fs::read(&path)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Entry>(&b).ok())
+        else {
+            continue;
+        };
+        if !alive(&entry) {
+            if sweep {
+                tracing::debug!(path = %path.display(), "sweeping the registry entry of a dead sidecar");
+                let _ = fs::remove_file(&path);
+            }
+            continue;
+        }
+        live.push(entry);
+    }
+    live
 }
 
 /// The state letter and start time of a process, from `/proc/<pid>/stat`.
@@ -259,9 +316,11 @@ fn publish(state: &Mutex<State>, found: Found) {
     let Found {
         endpoints: latest,
         actors,
+        peers,
     } = found;
     let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
     st.actors = actors;
+    st.peers = peers;
     // Targets nobody follows any more are forgotten.
     st.senders.retain(|_, tx| tx.receiver_count() > 0);
     for (target, tx) in &st.senders {
@@ -306,6 +365,11 @@ impl Resolve for LocalResolver {
             .get(&(namespace.to_owned(), actor_type.to_owned()))
             .cloned()
             .unwrap_or_default()
+    }
+
+    fn peers(&self) -> Vec<Peer> {
+        let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.peers.clone()
     }
 
     fn at_address(&self, ip: IpAddr) -> Vec<(Target, SocketAddr)> {

@@ -27,10 +27,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use mdns_sd::{IfKind, ResolvedService, ServiceDaemon, ServiceEvent, ServiceInfo};
+use mdns_sd::{IfKind, ServiceDaemon, ServiceEvent, ServiceInfo};
 use tokio::sync::watch;
 
-use crate::{EndpointSet, MdnsConfig, Resolve, Target, Transports};
+use crate::{EndpointSet, MdnsConfig, Peer, Resolve, Target, Transports};
 
 /// The DNS-SD service type every sidecar announces.
 pub const SERVICE_TYPE: &str = "_outrider._tcp.local.";
@@ -41,6 +41,7 @@ const TXT_NAMESPACE: &str = "namespace";
 const TXT_MESH_PORT: &str = "mesh-port";
 const TXT_TRANSPORTS: &str = "transports";
 const TXT_ACTORS: &str = "actors";
+const TXT_ADMIN_PORT: &str = "admin-port";
 /// The most a TXT entry holds (RFC 6763 §6.1), key and `=` included.
 const MAX_TXT_ENTRY: usize = 255;
 
@@ -68,6 +69,8 @@ pub struct Announcement {
     pub mesh_port: u16,
     /// What that port offers (TXT `transports`).
     pub transports: Transports,
+    /// Its admin port, for other sidecars' dashboards and `outrider status` (TXT `admin-port`).
+    pub admin_port: Option<u16>,
 }
 
 /// mDNS could not start: what was being done, and the daemon's error.
@@ -112,6 +115,8 @@ struct Instance {
     transports: Transports,
     /// The actor types its app hosts (TXT `actors`).
     actors: Vec<String>,
+    /// Its admin port (TXT `admin-port`), when announced.
+    admin_port: Option<u16>,
 }
 
 #[derive(Default)]
@@ -217,6 +222,7 @@ impl MdnsResolver {
     fn announce(&self, a: &mut Announced, actors: &[String]) -> Result<(), mdns_sd::Error> {
         let port = a.me.mesh_port.to_string();
         let types = actors.join(",");
+        let admin = a.me.admin_port.map(|p| p.to_string());
         let mut txt = vec![
             (TXT_APP_ID, a.me.app_id.as_str()),
             (TXT_NAMESPACE, a.me.namespace.as_str()),
@@ -225,6 +231,9 @@ impl MdnsResolver {
         ];
         if !types.is_empty() {
             txt.push((TXT_ACTORS, &types));
+        }
+        if let Some(admin) = &admin {
+            txt.push((TXT_ADMIN_PORT, admin));
         }
         let mut info = ServiceInfo::new(
             SERVICE_TYPE,
@@ -338,6 +347,21 @@ impl Resolve for MdnsResolver {
         PATIENCE
     }
 
+    fn peers(&self) -> Vec<Peer> {
+        let st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut peers: Vec<Peer> = (st.instances.values())
+            .map(|i| Peer {
+                target: i.target.clone(),
+                address: i.addr,
+                transports: i.transports,
+                admin_port: i.admin_port,
+            })
+            .collect();
+        peers.sort_by(|a, b| (&a.target, a.address).cmp(&(&b.target, b.address)));
+        peers.dedup();
+        peers
+    }
+
     fn at_address(&self, ip: IpAddr) -> Vec<(Target, SocketAddr)> {
         let st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         crate::entries_at(st.instances.values().map(|i| (&i.target, &i.addr)), ip)
@@ -427,51 +451,6 @@ async fn apply(events: &mdns_sd::Receiver<ServiceEvent>, state: &std::sync::Weak
     }
 }
 
-/// The sidecar an answer describes: TXT `app-id` and `namespace`, the SRV port (or TXT
-/// `mesh-port`), one address, IPv4 first (link-local IPv6 needs a scope the mesh client does not
-/// carry), TXT `transports` (HTTP/2 only without it) and TXT `actors` (none without it).
-fn endpoint_of(svc: &ResolvedService) -> Option<Instance> {
-    let app_id = svc
-        .get_property_val_str(TXT_APP_ID)
-        .filter(|s| !s.is_empty())?;
-    let namespace = svc
-        .get_property_val_str(TXT_NAMESPACE)
-        .filter(|s| !s.is_empty())?;
-    let port = match svc.get_port() {
-        0 => svc.get_property_val_str(TXT_MESH_PORT)?.parse().ok()?,
-        p => p,
-    };
-    let ip = pick_address(svc.get_addresses().iter().map(|a| a.to_ip_addr()))?;
-    let transports = svc
-        .get_property_val_str(TXT_TRANSPORTS)
-        .map_or(Transports::H2, |v| Transports::from_names(v.split(',')));
-    let actors = svc
-        .get_property_val_str(TXT_ACTORS)
-        .map(|v| {
-            v.split(',')
-                .map(str::trim)
-                .filter(|t| !t.is_empty())
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default();
-    Some(Instance {
-        target: Target::new(app_id, namespace),
-        addr: SocketAddr::new(ip, port),
-        transports,
-        actors,
-    })
-}
-
-fn pick_address(addrs: impl Iterator<Item = IpAddr>) -> Option<IpAddr> {
-    addrs
-        .filter(|ip| match ip {
-            IpAddr::V4(v4) => !v4.is_unspecified(),
-            IpAddr::V6(v6) => !v6.is_unspecified() && !v6.is_unicast_link_local(),
-        })
-        .min_by_key(|ip| (ip.is_ipv6(), *ip))
-}
-
 /// A value unlikely to repeat across sidecars: the pid and the clock.
 fn unique() -> u32 {
     let nanos = std::time::SystemTime::now()
@@ -479,6 +458,11 @@ fn unique() -> u32 {
         .map_or(0, |d| d.subsec_nanos());
     std::process::id().wrapping_mul(2_654_435_761) ^ nanos
 }
+
+mod answer;
+use answer::endpoint_of;
+#[cfg(test)]
+use answer::pick_address;
 
 #[cfg(test)]
 mod tests;

@@ -55,6 +55,26 @@ impl Resolve for StaticResolver {
             .collect()
     }
 
+    fn peers(&self) -> Vec<crate::Peer> {
+        let mut peers: Vec<crate::Peer> = (self.sets.iter())
+            .flat_map(|(t, tx)| {
+                let set = tx.borrow().clone();
+                (set.addrs.iter())
+                    .map(|a| crate::Peer {
+                        target: t.clone(),
+                        address: *a,
+                        transports: crate::Transports {
+                            h3: set.h3.contains(a),
+                        },
+                        admin_port: None,
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        peers.sort_by(|a, b| (&a.target, a.address).cmp(&(&b.target, b.address)));
+        peers
+    }
+
     fn at_address(&self, ip: IpAddr) -> Vec<(Target, SocketAddr)> {
         let sets: Vec<(&Target, Arc<EndpointSet>)> = self
             .sets

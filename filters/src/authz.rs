@@ -12,8 +12,11 @@
 //! labels are the caller's verified identity, the configured operation that matched (`other`
 //! when none did) and a known verb, all bounded.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
+use std::time::SystemTime;
 
 use http::{Request, Response};
 use outrider_policy::{AccessControl, Caller, Decision, Rule};
@@ -36,23 +39,82 @@ pub struct Denied {
     pub rule: Rule,
 }
 
+/// One denial as the dashboard lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Denial {
+    /// When it was decided.
+    pub at: SystemTime,
+    /// The caller's identity (`app.namespace`), empty without one.
+    pub caller: String,
+    /// The canonical operation, cut to [`Denials::OPERATION_CHARS`] characters.
+    pub operation: String,
+    /// The request's verb.
+    pub verb: String,
+    /// The rule that decided, as the log names it.
+    pub rule: String,
+}
+
+/// The latest denials of one sidecar, newest last, and how many there were in all. Bounded: the
+/// oldest leave as new ones come.
+#[derive(Debug, Default)]
+pub struct Denials {
+    kept: Mutex<VecDeque<Denial>>,
+    total: AtomicU64,
+}
+
+impl Denials {
+    /// Denials kept at most.
+    pub const KEPT: usize = 64;
+    /// Characters of an operation kept at most.
+    pub const OPERATION_CHARS: usize = 200;
+
+    fn push(&self, caller: Option<&Caller>, d: &Denied) {
+        self.total.fetch_add(1, Ordering::Relaxed);
+        let denial = Denial {
+            at: SystemTime::now(),
+            caller: caller.map(ToString::to_string).unwrap_or_default(),
+            operation: d.operation.chars().take(Self::OPERATION_CHARS).collect(),
+            verb: d.verb.clone(),
+            rule: d.rule.to_string(),
+        };
+        let mut kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
+        if kept.len() == Self::KEPT {
+            kept.pop_front();
+        }
+        kept.push_back(denial);
+    }
+
+    /// The kept denials, oldest first.
+    pub fn latest(&self) -> Vec<Denial> {
+        let kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
+        kept.iter().cloned().collect()
+    }
+
+    /// Denials since the sidecar started, kept or not.
+    pub fn total(&self) -> u64 {
+        self.total.load(Ordering::Relaxed)
+    }
+}
+
 /// Refuses requests the access policy denies.
 #[derive(Clone, Debug)]
 pub struct Authorize<S> {
     inner: S,
     policies: watch::Receiver<Arc<AccessControl>>,
+    denials: Arc<Denials>,
 }
 
 /// Applies [`Authorize`] with the policy set published on `policies`.
 #[derive(Clone, Debug)]
 pub struct AuthorizeLayer {
     policies: watch::Receiver<Arc<AccessControl>>,
+    denials: Arc<Denials>,
 }
 
 impl AuthorizeLayer {
-    /// Decides with the latest set on `policies`.
-    pub fn new(policies: watch::Receiver<Arc<AccessControl>>) -> Self {
-        Self { policies }
+    /// Decides with the latest set on `policies`, keeping the denials in `denials`.
+    pub fn new(policies: watch::Receiver<Arc<AccessControl>>, denials: Arc<Denials>) -> Self {
+        Self { policies, denials }
     }
 }
 
@@ -63,6 +125,7 @@ impl<S> Layer<S> for AuthorizeLayer {
         Authorize {
             inner,
             policies: self.policies.clone(),
+            denials: self.denials.clone(),
         }
     }
 }
@@ -82,7 +145,8 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let caller = req.extensions().get::<Arc<Caller>>().map(Arc::as_ref);
-        match check(&self.policies, caller, req.uri().path(), req.method()) {
+        let path = req.uri().path();
+        match check(&self.policies, &self.denials, caller, path, req.method()) {
             Ok(()) => ResponseFuture::passed(self.inner.call(req)),
             Err(denied) => ResponseFuture::refused(*denied),
         }
@@ -90,10 +154,12 @@ where
 }
 
 /// The decision of the policies in force for `caller` calling `operation` with `method`,
-/// counted, and logged with its rule when it denies. The layer decides every request with it;
-/// a mesh tunnel decides with the operation `/tcp/<port>` and the verb `CONNECT`.
+/// counted, and logged and kept in `denials` with its rule when it denies. The layer decides
+/// every request with it; a mesh tunnel decides with the operation `/tcp/<port>` and the verb
+/// `CONNECT`.
 pub fn check(
     policies: &watch::Receiver<Arc<AccessControl>>,
+    denials: &Denials,
     caller: Option<&Caller>,
     operation: &str,
     method: &http::Method,
@@ -116,6 +182,7 @@ pub fn check(
         rule = %denied.rule,
         "denied by access policy"
     );
+    denials.push(caller, &denied);
     Err(Box::new(denied))
 }
 

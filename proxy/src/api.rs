@@ -15,7 +15,7 @@ mod http;
 pub(crate) mod invoke;
 pub(crate) mod jobs;
 mod lock;
-mod meta;
+pub(crate) mod meta;
 pub(crate) mod pipeline;
 mod publish;
 mod secrets;

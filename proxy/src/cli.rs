@@ -93,8 +93,8 @@ pub(crate) struct RunArgs {
         default_value = "0.0.0.0"
     )]
     pub(crate) metrics_listen_address: IpAddr,
-    /// Serve the admin status page (identity, certificate, peers' addresses) to clients that are
-    /// not on loopback too. /metrics and the health pages are served to every client anyway.
+    /// Serve the dashboard and the status (identity, certificate, peers' addresses) to clients
+    /// that are not on loopback too. /metrics and the health pages are served to every client.
     #[arg(long, env = "OUTRIDER_ADMIN_STATUS_REMOTE")]
     pub(crate) admin_status_remote: bool,
     /// Open connections at most on each API listener, HTTP and gRPC [default: a quarter of the

@@ -98,7 +98,8 @@ pub(crate) async fn build(s: Settings, metrics: PrometheusHandle) -> anyhow::Res
     let sockets = Sockets::bind(&s).await?;
     let mesh_port = sockets.mesh.local_addr()?.port();
     let sockets_transports = sockets.mesh_transports();
-    let discovery = Discovery::start(&s, mesh_port, sockets_transports)?;
+    let ports = sockets.ports(s.app_port);
+    let discovery = Discovery::start(&s, mesh_port, sockets_transports, ports)?;
     let spans = export_spans(&s)?;
     let wired = Wired::new(&s, engines, &discovery, &creds, spans.0.clone())?;
     let listeners = Listeners::serve(&s, sockets, &wired, creds, metrics)?;

@@ -238,8 +238,10 @@ fn zipkin_json(batch: &[SpanRecord], app_id: &str) -> Value {
 }
 
 mod config;
+pub(crate) mod exposition;
 pub(crate) mod metrics;
 mod otlp;
+pub(crate) mod traffic;
 
 pub(crate) use config::{Export, TracingConfig};
 

@@ -10,6 +10,8 @@ fn entry(app: &str, port: u16, pid: u32) -> Entry {
         pid,
         started,
         actor_types: Vec::new(),
+        ports: Ports::default(),
+        started_at: 0,
     }
 }
 
@@ -202,4 +204,44 @@ fn reading_entries_does_not_wake_the_watcher() {
         wakes(&Err(notify::Error::generic("overflow"))),
         "an error may hide a change"
     );
+}
+
+#[tokio::test]
+async fn peers_and_live_entries_carry_the_ports() {
+    let dir = tempfile::tempdir().unwrap();
+    let me = std::process::id();
+    let mut with_ports = entry("b", 1001, me);
+    with_ports.ports = Ports {
+        http: Some(3500),
+        grpc: Some(50001),
+        admin: Some(9090),
+        app: Some(7001),
+    };
+    with_ports.started_at = 1_700_000_000;
+    let _b = Registration::create(dir.path(), &with_ports).unwrap();
+    // An entry of an older version: none of the new fields.
+    let old = r#"{"appId":"c","namespace":"default","address":"127.0.0.1:1002","pid":PID}"#
+        .replace("PID", &me.to_string());
+    fs::write(dir.path().join("default~c~old.json"), old).unwrap();
+    let mut dead = entry("d", 1003, me);
+    dead.started += 1;
+    let _d = Registration::create(dir.path(), &dead).unwrap();
+
+    let mut live = live_entries(dir.path(), false);
+    live.sort_by(|a, b| a.app_id.cmp(&b.app_id));
+    assert_eq!(live.len(), 2, "{live:?}");
+    assert_eq!(live[0], with_ports);
+    assert_eq!((live[1].ports, live[1].started_at), (Ports::default(), 0));
+    assert!(
+        dir.path().join(dead.file_name()).exists(),
+        "reading without sweeping removed nothing"
+    );
+
+    let r = LocalResolver::start(dir.path().to_owned()).unwrap();
+    let peers = r.peers();
+    let seen: Vec<_> = peers
+        .iter()
+        .map(|p| (p.target.app_id.as_str(), p.admin_port))
+        .collect();
+    assert_eq!(seen, [("b", Some(9090)), ("c", None)]);
 }

@@ -1,4 +1,5 @@
 use super::*;
+use mdns_sd::ResolvedService;
 
 #[test]
 fn prefers_ipv4_and_skips_link_local() {
@@ -44,6 +45,7 @@ fn answers_say_whether_they_offer_h3() {
         addr,
         transports,
         actors: actors.iter().map(|a| (*a).to_owned()).collect(),
+        admin_port: None,
     };
     assert_eq!(
         endpoint_of(&answer(&base)),
@@ -119,6 +121,7 @@ async fn goodbye_scenario() {
         namespace: "test".into(),
         mesh_port: 4711,
         transports: Transports::H2_H3,
+        admin_port: Some(4712),
     };
     let b = MdnsResolver::start(&cfg, Some(&me)).expect("b");
     let a = MdnsResolver::start(&cfg, None).expect("a");
@@ -131,6 +134,13 @@ async fn goodbye_scenario() {
     let addr = SocketAddr::from(([127, 0, 0, 1], 4711));
     assert_eq!(set.addrs, vec![addr]);
     assert!(set.offers_h3(addr), "TXT transports=h2,h3 was not read");
+    let peers = a.peers();
+    assert_eq!(peers.len(), 1, "{peers:?}");
+    assert_eq!(
+        (&peers[0].target, peers[0].address, peers[0].admin_port),
+        (&Target::new("b", "test"), addr, Some(4712)),
+        "TXT admin-port was not read"
+    );
     assert!(
         a.resolve(&Target::new("b", "other")).borrow().is_empty(),
         "namespaces are apart"

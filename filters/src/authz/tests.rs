@@ -70,7 +70,7 @@ async fn send(path: &str, who: Option<Arc<Caller>>) -> Outcome {
     });
     let svc = ServiceBuilder::new()
         .layer(CanonicalLayer)
-        .layer(AuthorizeLayer::new(rx))
+        .layer(AuthorizeLayer::new(rx, Arc::default()))
         .service(app);
     let mut req = Request::builder()
         .method("POST")
@@ -164,7 +164,7 @@ async fn without_identity_the_global_default_decides() {
 async fn a_published_change_applies_to_the_next_request() {
     let (tx, rx) = watch::channel(Arc::new(policies()));
     let mut svc = ServiceBuilder::new()
-        .layer(AuthorizeLayer::new(rx))
+        .layer(AuthorizeLayer::new(rx, Arc::default()))
         .service(service_fn(|_: Request<()>| async {
             Ok::<_, Refusal>(Response::new(()))
         }));
@@ -176,4 +176,50 @@ async fn a_published_change_applies_to_the_next_request() {
     assert!(svc.ready().await.unwrap().call(req()).await.is_err());
     tx.send_replace(Arc::new(AccessControl::open()));
     assert!(svc.ready().await.unwrap().call(req()).await.is_ok());
+}
+
+#[tokio::test]
+async fn denials_are_kept_with_their_rule_newest_last_and_bounded() {
+    let (_tx, rx) = watch::channel(Arc::new(policies()));
+    let denials = Arc::new(Denials::default());
+    let mut svc = ServiceBuilder::new()
+        .layer(AuthorizeLayer::new(rx, denials.clone()))
+        .service(service_fn(|_: Request<()>| async {
+            Ok::<_, Refusal>(Response::new(()))
+        }));
+    let long = format!("/{}", "x".repeat(1000));
+    let total = Denials::KEPT + 5;
+    for i in 0..total {
+        let path = if i + 1 == total {
+            long.clone()
+        } else {
+            format!("/admin/{i}")
+        };
+        let mut req = Request::builder()
+            .method("DELETE")
+            .uri(path)
+            .body(())
+            .unwrap();
+        req.extensions_mut().insert(caller());
+        assert!(svc.ready().await.unwrap().call(req).await.is_err());
+    }
+    // An allowed call is not a denial.
+    let mut req = Request::builder()
+        .method("POST")
+        .uri("/public/x")
+        .body(())
+        .unwrap();
+    req.extensions_mut().insert(caller());
+    assert!(svc.ready().await.unwrap().call(req).await.is_ok());
+
+    assert_eq!(denials.total(), total as u64);
+    let kept = denials.latest();
+    assert_eq!(kept.len(), Denials::KEPT);
+    assert_eq!(kept[0].operation, "/admin/5", "the oldest left first");
+    let last = kept.last().unwrap();
+    assert_eq!(last.operation.chars().count(), Denials::OPERATION_CHARS);
+    assert_eq!(last.verb, "DELETE");
+    assert_eq!(last.caller, caller().to_string());
+    assert!(!last.rule.is_empty());
+    assert_eq!(kept[1].rule, kept[0].rule);
 }

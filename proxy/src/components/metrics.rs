@@ -60,6 +60,16 @@ impl PubSubMetrics {
         ]
     }
 
+    /// The gauge of the messages of a subscription being delivered now.
+    pub(crate) fn in_flight(&self, component: &str, topic: &str) -> metrics::Gauge {
+        catalogue::subscriptions::IN_FLIGHT.gauge(&self.labels(component, topic.to_owned()))
+    }
+
+    /// The counter of the messages of a subscription moved to its dead-letter topic.
+    pub(crate) fn dead_letters(&self, component: &str, topic: &str) -> metrics::Counter {
+        catalogue::subscriptions::DEAD_LETTERS.counter(&self.labels(component, topic.to_owned()))
+    }
+
     /// One publish that started at `start`.
     pub(crate) fn egress(&self, component: &str, topic: &str, success: bool, start: Instant) {
         let mut labels = self.labels(component, self.published_topic(topic));

@@ -51,6 +51,8 @@ pub(crate) struct Inbound {
     pub(crate) body_idle_timeout: Duration,
     /// The access policies in force (reloaded while running).
     pub(crate) policies: watch::Receiver<Arc<AccessControl>>,
+    /// The latest denials, for the dashboard.
+    pub(crate) denials: Arc<outrider_filters::authz::Denials>,
     /// Where finished spans go, when exported.
     pub(crate) spans: Option<outrider_filters::spans::Spans>,
     /// Actor calls other sidecars send here.
@@ -93,7 +95,10 @@ pub(crate) fn stack(inbound: Arc<Inbound>) -> Stack {
         // One canonical path for the policy decision and for what the app receives.
         .layer(CanonicalLayer)
         // The callee's access policy, from the caller's verified identity.
-        .layer(AuthorizeLayer::new(inbound.policies.clone()))
+        .layer(AuthorizeLayer::new(
+            inbound.policies.clone(),
+            inbound.denials.clone(),
+        ))
         .service_fn({
             let inbound = inbound.clone();
             move |req| forward(req, inbound.clone())

@@ -178,6 +178,11 @@ impl Outbound {
         self.resolver.name()
     }
 
+    /// Every sidecar the resolver knows of now.
+    pub(crate) fn peers(&self) -> Vec<outrider_discovery::Peer> {
+        self.resolver.peers()
+    }
+
     /// The balancing strategy's name.
     pub(crate) fn balancing(&self) -> &'static str {
         self.balancing.as_str()

@@ -109,6 +109,7 @@ pub(crate) struct Transparent {
     pub(crate) api: Arc<ApiState>,
     pub(crate) outbound: Arc<Outbound>,
     pub(crate) policies: watch::Receiver<Arc<AccessControl>>,
+    pub(crate) denials: Arc<outrider_filters::authz::Denials>,
     pub(crate) spans: Option<outrider_filters::spans::Spans>,
     pub(crate) passthrough: forward::PassthroughClients,
     /// Byte streams (tunnels, passthrough) of the app's outbound connections, and of plain
@@ -122,6 +123,7 @@ impl Transparent {
         cfg: Interception,
         api: Arc<ApiState>,
         policies: watch::Receiver<Arc<AccessControl>>,
+        denials: Arc<outrider_filters::authz::Denials>,
         spans: Option<outrider_filters::spans::Spans>,
     ) -> Self {
         Self {
@@ -129,6 +131,7 @@ impl Transparent {
             outbound: api.outbound.clone(),
             api,
             policies,
+            denials,
             spans,
             passthrough: passthrough_clients(),
             out_streams: Streams::default(),

@@ -10,6 +10,7 @@ use http::Request;
 use hyper::body::Incoming;
 use metrics_exporter_prometheus::PrometheusHandle;
 use outrider_certs::Credentials;
+use outrider_discovery::local::Ports;
 use outrider_discovery::{ResolverConfig, Transports};
 use outrider_filters::access_log::AccessLogLayer;
 use outrider_filters::metrics::{MetricsLayer, Side};
@@ -107,6 +108,17 @@ impl Sockets {
             intercept_out,
             intercept_in,
         })
+    }
+
+    /// The ports other than the mesh port, as the local registry lists them.
+    pub(super) fn ports(&self, app: Option<u16>) -> Ports {
+        let port = |l: &TcpListener| l.local_addr().ok().map(|a| a.port());
+        Ports {
+            http: port(&self.api),
+            grpc: port(&self.grpc),
+            admin: port(&self.admin),
+            app,
+        }
     }
 
     /// The transports the mesh port offers, as discovery advertises them.
@@ -229,6 +241,11 @@ impl Listeners {
         metrics: PrometheusHandle,
     ) -> anyhow::Result<Self> {
         let (api_addr, admin_addr) = (sockets.api.local_addr()?, sockets.admin.local_addr()?);
+        let mesh_port = sockets.mesh.local_addr()?.port();
+        let offers = match sockets.mesh_transports().h3 {
+            true => vec!["h2", "h3"],
+            false => vec!["h2"],
+        };
         let grpc_addr = sockets.grpc.local_addr()?;
         let api = serve_api(s, sockets.api, sockets.api_more, sockets.public, wired);
         let mut grpc = vec![serve_grpc(s, sockets.grpc, wired)];
@@ -241,7 +258,7 @@ impl Listeners {
 
         let mesh = serve_mesh(s, sockets.mesh, sockets.mesh_udp, wired, &creds)?;
 
-        let admin = serve_admin(s, sockets.admin, wired, creds, metrics);
+        let admin = serve_admin(s, sockets.admin, wired, creds, metrics, (offers, mesh_port));
         let (mut intercept_in, mut intercept_out) = (Vec::new(), Vec::new());
         if let Some(t) = &wired.transparent {
             // Each intercepted connection holds two descriptors (three through a tunnel): the
@@ -417,15 +434,25 @@ fn serve_admin(
     wired: &Wired,
     creds: Credentials,
     metrics: PrometheusHandle,
+    (offers, mesh_port): (Vec<&'static str>, u16),
 ) -> Serving {
+    let stop = CancellationToken::new();
+    let history = Arc::new(admin::History::new(&s.app_id));
     let admin_state = Arc::new(Admin {
         metrics: metrics.clone(),
         health: wired.health.clone(),
         creds,
-        outbound: wired.outbound.clone(),
+        api: wired.api.clone(),
+        denials: wired.inbound.denials.clone(),
+        history: history.clone(),
         status_remote: s.admin_status_remote,
         metrics_enabled: s.daprd.enable_metrics,
         interception: wired.interception.as_ref().map(|i| i.line()),
+        offers,
+        mesh_port,
+        started: (std::time::Instant::now(), std::time::SystemTime::now()),
+        streams: Arc::new(tokio::sync::Semaphore::new(admin::MAX_STREAMS)),
+        stop: stop.clone(),
     });
     let admin_l = serve::Listener::new(socket, "admin", s.limits.admin);
     let admin_svc = move |peer| {
@@ -434,17 +461,7 @@ fn serve_admin(
             admin::handle(admin_state.clone(), peer, req)
         })
     };
-    let stop = CancellationToken::new();
-    let upkeep_stop = stop.clone();
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(5));
-        loop {
-            tokio::select! {
-                _ = tick.tick() => metrics.run_upkeep(),
-                () = upkeep_stop.cancelled() => return,
-            }
-        }
-    });
+    tokio::spawn(admin::keep_up(metrics, history, stop.clone()));
     let task = serve::serve(admin_l, admin_svc, stop.clone(), Duration::from_secs(1));
     Serving::spawn(stop, async move {
         task.await;

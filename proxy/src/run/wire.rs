@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use outrider_blocks::pubsub::PubSubComponent;
 use outrider_certs::Credentials;
 use outrider_discovery::dns::DnsResolver;
-use outrider_discovery::local::{Entry, LocalResolver, Registration};
+use outrider_discovery::local::{Entry, LocalResolver, Ports, Registration};
 use outrider_discovery::mdns::{Announcement, MdnsResolver};
 use outrider_discovery::static_::StaticResolver;
 use outrider_discovery::{Resolve, ResolverConfig, Transports};
@@ -87,6 +87,7 @@ impl Discovery {
         s: &Settings,
         mesh_port: u16,
         transports: Transports,
+        ports: Ports,
     ) -> anyhow::Result<Self> {
         let mut mdns = None;
         let resolver: Arc<dyn Resolve> = match &s.resolver {
@@ -102,6 +103,7 @@ impl Discovery {
                     namespace: s.namespace.clone(),
                     mesh_port,
                     transports,
+                    admin_port: ports.admin,
                 };
                 let r = MdnsResolver::start(cfg, Some(&me)).context("mDNS name resolution")?;
                 let r = Arc::new(r);
@@ -113,7 +115,7 @@ impl Discovery {
             }
         };
         let registration = match s.resolver {
-            ResolverConfig::Local => Some(register_locally(s, mesh_port, transports)?),
+            ResolverConfig::Local => Some(register_locally(s, mesh_port, transports, ports)?),
             ResolverConfig::Static(..) | ResolverConfig::Mdns(_) | ResolverConfig::Dns(_) => None,
         };
         let registration = Registered {
@@ -133,6 +135,7 @@ fn register_locally(
     s: &Settings,
     mesh_port: u16,
     transports: Transports,
+    ports: Ports,
 ) -> anyhow::Result<(Registration, Entry)> {
     let pid = std::process::id();
     let entry = Entry {
@@ -143,6 +146,10 @@ fn register_locally(
         pid,
         started: Entry::start_time_of(pid),
         actor_types: Vec::new(),
+        ports,
+        started_at: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
     };
     let registration = Registration::create(&s.registry_dir, &entry)
         .context("registering in the local registry")?;
@@ -165,7 +172,6 @@ pub(super) fn export_spans(s: &Settings) -> anyhow::Result<(Option<Spans>, Optio
 pub(super) struct Wired {
     pub(super) api: Arc<ApiState>,
     pub(super) inbound: Arc<Inbound>,
-    pub(super) outbound: Arc<Outbound>,
     pub(super) app: Option<AppChannel>,
     pub(super) health: Arc<Health>,
     pub(super) app_health: Arc<AppHealth>,
@@ -269,7 +275,6 @@ impl Wired {
         Ok(Self {
             api,
             inbound,
-            outbound,
             app,
             health,
             app_health,
@@ -361,6 +366,7 @@ fn transparent_for(
         cfg,
         api.clone(),
         policies,
+        inbound.denials.clone(),
         spans,
     )))
 }
@@ -391,6 +397,7 @@ fn inbound_for(
         max_body_size: s.max_body_size,
         body_idle_timeout: s.limits.mesh.head_timeout,
         policies,
+        denials: Arc::default(),
         spans,
         actors: actors.clone(),
     });

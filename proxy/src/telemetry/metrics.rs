@@ -456,6 +456,8 @@ pub(crate) const ALL: &[Metric] = &[
     ACCEPT_ERRORS,
     PANICS,
     PUBLISH_FULL,
+    subscriptions::IN_FLIGHT,
+    subscriptions::DEAD_LETTERS,
     TCP_OPEN,
     TCP_READ,
     TCP_WRITE,
@@ -485,6 +487,7 @@ pub(crate) fn describe() {
 
 pub(crate) mod actors;
 mod mesh;
+pub(crate) mod subscriptions;
 pub(crate) use mesh::{record_mesh_request, record_transport_fallback};
 
 #[cfg(test)]

@@ -83,7 +83,7 @@ impl Subscriber {
                 route: input.route.clone(),
                 spans: self.spans.clone(),
             };
-            let handler = track(deliverer(delivery, policies), self.in_flight.clone());
+            let handler = track(deliverer(delivery, policies), self.in_flight.clone(), None);
             let p = Prepared {
                 index: None,
                 what: format!("binding {:?}", b.name).into(),

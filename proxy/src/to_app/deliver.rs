@@ -343,15 +343,37 @@ fn traceparent_of(v: &Value) -> Option<&str> {
 }
 
 /// Counts each delivery as in flight while it runs.
-pub(crate) fn track(deliver: Handler, in_flight: tokio_util::task::TaskTracker) -> Handler {
+pub(crate) fn track(
+    deliver: Handler,
+    in_flight: tokio_util::task::TaskTracker,
+    gauge: Option<metrics::Gauge>,
+) -> Handler {
     Arc::new(move |msg: Message| {
         let (deliver, token) = (deliver.clone(), in_flight.token());
+        let gauge = gauge.clone();
         Box::pin(async move {
+            let _counted = gauge.map(InFlight::new);
             let outcome = deliver(msg).await;
             drop(token);
             outcome
         })
     })
+}
+
+/// One delivery counted on a gauge while it runs (also when its future is dropped).
+struct InFlight(metrics::Gauge);
+
+impl InFlight {
+    fn new(gauge: metrics::Gauge) -> Self {
+        gauge.increment(1.0);
+        Self(gauge)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
+    }
 }
 
 #[cfg(test)]

@@ -372,12 +372,14 @@ impl Subscriber {
             broker: c.broker.clone(),
             req,
         };
+        let moved = self.metrics.dead_letters(&spec.pubsub, &spec.topic);
         // The dead-letter tries and publish count as in flight too: shutdown waits for them.
         Ok((
             source,
             track(
-                with_dead_letter(deliver, spec, c, attempts),
+                with_dead_letter(deliver, spec, c, attempts, moved),
                 self.in_flight.clone(),
+                Some(self.metrics.in_flight(&spec.pubsub, &spec.topic)),
             ),
         ))
     }

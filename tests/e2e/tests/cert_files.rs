@@ -93,7 +93,7 @@ impl Pair {
 
 /// The admin port's status page.
 async fn status_page(s: &Sidecar) -> String {
-    send("GET", &format!("{}/", s.admin_url()), &[], "")
+    send("GET", &format!("{}/status.txt", s.admin_url()), &[], "")
         .await
         .unwrap()
         .text()

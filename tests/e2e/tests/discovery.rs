@@ -396,7 +396,7 @@ async fn p2c_sends_a_slow_endpoint_less_than_round_robin() {
         shares.insert(balancing, slow_share(&a, &slow).await);
         let meta = a.get("/v1.0/metadata").await;
         assert_eq!(meta.json()["nameResolution"]["loadBalancing"], balancing);
-        let page = outrider_testkit::send("GET", &format!("{}/", a.admin_url()), &[], "")
+        let page = outrider_testkit::send("GET", &format!("{}/status.txt", a.admin_url()), &[], "")
             .await
             .unwrap()
             .text();

@@ -278,7 +278,7 @@ async fn an_admin_flood_under_a_1024_descriptor_limit_leaves_the_api_serving() {
 }
 
 #[tokio::test]
-async fn the_status_page_answers_loopback_only_unless_opened() {
+async fn the_dashboard_and_status_answer_loopback_only_unless_opened() {
     let lan = match Lan::new(2) {
         Ok(lan) => lan,
         Err(why) => {
@@ -313,9 +313,17 @@ async fn the_status_page_answers_loopback_only_unless_opened() {
     let local =
         |s: &outrider_testkit::Sidecar, path: &str| format!("http://127.0.0.1:{}{path}", s.admin);
 
-    let (status, body) = curl(client, remote(&closed, "/")).await;
-    assert_eq!(status, 403, "{body}");
-    assert!(!body.contains("spiffe://"), "{body}");
+    for path in [
+        "/",
+        "/status.txt",
+        "/api/overview",
+        "/api/history",
+        "/api/events",
+    ] {
+        let (status, body) = curl(client, remote(&closed, path)).await;
+        assert_eq!(status, 403, "{path} from another host: {body}");
+        assert!(!body.contains("spiffe://"), "{body}");
+    }
     for path in ["/metrics", "/healthz"] {
         assert_eq!(
             curl(client, remote(&closed, path)).await.0,
@@ -323,10 +331,67 @@ async fn the_status_page_answers_loopback_only_unless_opened() {
             "{path} from another host"
         );
     }
+    let (status, body) = curl(server, local(&closed, "/status.txt")).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("identity: spiffe://"), "{body}");
     let (status, body) = curl(server, local(&closed, "/")).await;
     assert_eq!(status, 200, "{body}");
-    assert!(body.contains("identity: spiffe://"), "{body}");
-    let (status, body) = curl(client, remote(&open, "/")).await;
+    assert!(body.contains("<script src=\"/assets/dash.js\""), "{body}");
+    let (status, body) = curl(client, remote(&open, "/status.txt")).await;
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("identity: spiffe://"), "{body}");
+    let (status, body) = curl(client, remote(&open, "/api/overview")).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"id\":\"spiffe://"), "{body}");
+}
+
+/// The admin port changes nothing: every route answers GET and HEAD only, and a name that is
+/// not an address or localhost (DNS rebinding) gets nothing but metrics and health.
+#[tokio::test]
+async fn the_admin_port_is_read_only_and_refuses_rebound_names() {
+    let mesh = Mesh::new();
+    let s = mesh.sidecar("a").start().await;
+    let admin = s.admin_url();
+    for path in [
+        "/",
+        "/status.txt",
+        "/api/overview",
+        "/api/events",
+        "/metrics",
+        "/healthz",
+        "/ready",
+        "/nowhere",
+    ] {
+        for method in ["POST", "PUT", "DELETE", "PATCH", "OPTIONS"] {
+            let r = send(method, &format!("{admin}{path}"), &[], "x")
+                .await
+                .unwrap();
+            assert_eq!(r.status, 405, "{method} {path}: {}", r.text());
+            assert_eq!(r.header("allow"), Some("GET, HEAD"), "{method} {path}");
+        }
+    }
+    let r = send("HEAD", &format!("{admin}/api/overview"), &[], "")
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    let rebound = [("host", "attacker.example:9090")];
+    for path in ["/", "/api/overview", "/status.txt"] {
+        let r = send("GET", &format!("{admin}{path}"), &rebound, "")
+            .await
+            .unwrap();
+        assert_eq!(r.status, 403, "{path} for a rebound name: {}", r.text());
+    }
+    let r = send("GET", &format!("{admin}/metrics"), &rebound, "")
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "metrics for any name");
+    let r = send("GET", &format!("{admin}/"), &[("host", "localhost")], "")
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.header("content-security-policy")
+            .map(|c| c.contains("default-src 'none'")),
+        Some(true)
+    );
 }

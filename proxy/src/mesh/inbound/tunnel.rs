@@ -66,6 +66,7 @@ pub(super) async fn accept(
     let operation = format!("/tcp/{port}");
     if let Err(denied) = outrider_filters::authz::check(
         &inbound.policies,
+        &inbound.denials,
         Some(&caller),
         &operation,
         &Method::CONNECT,

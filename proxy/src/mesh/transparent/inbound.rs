@@ -46,7 +46,9 @@ pub(super) async fn connection(conn: Conn) {
         return refused(Direction::Inbound, "strict");
     }
     let operation = format!("/tcp/{}", dst.port());
-    if outrider_filters::authz::check(&t.policies, None, &operation, &Method::CONNECT).is_err() {
+    if outrider_filters::authz::check(&t.policies, &t.denials, None, &operation, &Method::CONNECT)
+        .is_err()
+    {
         return refused(Direction::Inbound, "policy");
     }
     let (protocol, prefix) = if t.cfg.opaque_ports.contains(&dst.port()) {

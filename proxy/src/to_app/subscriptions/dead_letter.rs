@@ -28,6 +28,7 @@ pub(crate) fn with_dead_letter(
     spec: &Spec,
     c: &PubSubComponent,
     attempts: u32,
+    moved: metrics::Counter,
 ) -> Handler {
     if spec.dead_letter.is_empty() {
         return deliver;
@@ -50,6 +51,7 @@ pub(crate) fn with_dead_letter(
     let tries = RetryLayer::uncounted(policy(attempts), UntilDone).layer(DeliverOnce(deliver));
     Arc::new(move |msg: Message| {
         let (tries, dead, broker) = (tries.clone(), dead.clone(), broker.clone());
+        let moved = moved.clone();
         Box::pin(async move {
             let Ok(outcome) = tries.oneshot(Cloned(msg.clone())).await;
             if outcome == Outcome::Success {
@@ -61,6 +63,7 @@ pub(crate) fn with_dead_letter(
             };
             match tokio::time::timeout(Duration::from_secs(30), broker.publish(letter)).await {
                 Ok(Ok(())) => {
+                    moved.increment(1);
                     tracing::info!(dead_letter_topic = %dead, "message moved to the dead-letter topic");
                     Outcome::Success
                 }
