@@ -16,7 +16,7 @@ mod commands;
 mod daprd;
 pub(crate) use commands::{
     CaCommand, CaInitArgs, CaServeArgs, CheckArgs, InitArgs, InjectArgs, PolicyCommand, ProxyArgs,
-    RotateCommand, TokenCommand, TokenCreateArgs,
+    RotateCommand, Sources, StatusArgs, TokenCommand, TokenCreateArgs, TopArgs,
 };
 pub(crate) use daprd::{DaprdArgs, go_bool};
 
@@ -48,6 +48,13 @@ pub(crate) enum Command {
     /// Outrider added as a native sidecar to every pod template annotated
     /// `dapr.io/enabled: "true"`, its flags taken from Dapr's `dapr.io/*` annotations.
     Inject(InjectArgs),
+    /// List the sidecars on this host (the local registry) or on the LAN (mDNS, `--mdns`): app
+    /// id, ports, pid, uptime, and the requests they served over a short window (rate, success,
+    /// p50, p99), read from each one's /metrics.
+    Status(StatusArgs),
+    /// The live routes of one sidecar: requests per second, success and latency per route of
+    /// its API, per route of its app, per target app, component and subscription, refreshing.
+    Top(TopArgs),
 }
 
 /// Flags of `outrider run`.

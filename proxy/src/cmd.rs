@@ -11,4 +11,5 @@ pub(crate) mod inject;
 pub(crate) mod multi;
 pub(crate) mod policy;
 pub(crate) mod proxy;
+pub(crate) mod status;
 pub(crate) mod wait;

@@ -89,6 +89,10 @@ where
         }
         Command::Ca(CaCommand::Serve(args)) => return ca_serve(args),
         Command::Ca(CaCommand::Rotate(step)) => return cmd::ca::rotate(&step),
+        Command::Status(args) => {
+            return block_on(cmd::status::run(&args)).unwrap_or_else(|code| code);
+        }
+        Command::Top(args) => return block_on(cmd::status::top(&args)).unwrap_or_else(|code| code),
     };
     if args.daprd.wait {
         if !args.command.is_empty() {

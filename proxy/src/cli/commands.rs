@@ -336,3 +336,53 @@ pub(crate) struct InjectArgs {
     #[arg(long, default_value = "outrider-trust-anchors")]
     pub(crate) trust_anchors_configmap: String,
 }
+
+/// Where `outrider status` and `outrider top` look for sidecars.
+#[derive(Debug, Args)]
+pub(crate) struct Sources {
+    /// The local registry [default: $HOME/.outrider/registry].
+    #[arg(long, env = "OUTRIDER_REGISTRY_DIR")]
+    pub(crate) registry_dir: Option<PathBuf>,
+    /// Also list the sidecars that announce themselves over mDNS on the LAN.
+    #[arg(long)]
+    pub(crate) mdns: bool,
+    /// With `--mdns`: the interfaces to browse, comma-separated [default: every interface].
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) interfaces: Vec<String>,
+    /// With `--mdns`: how long to listen for announcements.
+    #[arg(long, default_value = "2s", value_parser = super::parse_timeout)]
+    pub(crate) browse: std::time::Duration,
+}
+
+/// Flags of `outrider status`.
+#[derive(Debug, Args)]
+pub(crate) struct StatusArgs {
+    #[command(flatten)]
+    pub(crate) sources: Sources,
+    /// Print JSON (an array, one object per sidecar) instead of a table.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// The window the rates are measured over: two reads of each sidecar's /metrics this far
+    /// apart.
+    #[arg(long, default_value = "1s", value_parser = super::parse_timeout)]
+    pub(crate) window: std::time::Duration,
+}
+
+/// Flags of `outrider top`.
+#[derive(Debug, Args)]
+pub(crate) struct TopArgs {
+    /// The app whose sidecar to watch.
+    #[arg(long)]
+    pub(crate) app_id: String,
+    /// Its namespace.
+    #[arg(long, default_value = "default")]
+    pub(crate) namespace: String,
+    #[command(flatten)]
+    pub(crate) sources: Sources,
+    /// How often to refresh.
+    #[arg(long, default_value = "2s", value_parser = super::parse_timeout)]
+    pub(crate) interval: std::time::Duration,
+    /// Stop after this many refreshes (0: run until interrupted).
+    #[arg(long, default_value_t = 0)]
+    pub(crate) iterations: u64,
+}

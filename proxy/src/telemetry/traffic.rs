@@ -318,7 +318,6 @@ impl Scrape {
     }
 
     /// The totals of every key in `groups`, added up.
-    #[cfg_attr(not(test), expect(dead_code, reason = "outrider status reads it next"))]
     pub(crate) fn sum(&self, groups: &[Group]) -> Totals {
         let mut sum = Totals::default();
         for (_, t) in self
