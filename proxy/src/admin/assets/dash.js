@@ -9,6 +9,8 @@ const FIELDS = ['rps', 'errors', 'p50', 'p99'];
 const PALETTE = ['#2b6cb0', '#c05621', '#2f855a', '#805ad5', '#b83280', '#2c7a7b', '#975a16', '#4a5568'];
 /// Lines per plot at most: the busiest keys of the last points.
 const MAX_LINES = 8;
+/// Rows of the denials table at most (the sidecar keeps the latest 64 denials).
+const MAX_DENIAL_ROWS = 10;
 
 const PLOTS = [
   { id: 'plot-routes-rps', groups: ['api', 'app'], field: 'rps', title: 'Requests / s' },
@@ -299,12 +301,20 @@ function fillSubscriptions(subs) {
     }), 'no subscriptions');
 }
 
+/// Denials grouped by caller, verb, operation and rule, newest first: one row each, counted.
 function fillDenials(denials) {
   document.getElementById('denials-total').textContent = `${denials.total} since start`;
-  fillTable('denials', ['time', 'caller', 'verb', 'operation', 'rule'],
-    denials.latest.map((d) => ({
-      cells: [fmtTime(d.at), d.caller || '(no identity)', d.verb, { text: d.operation }, d.rule],
-    })), 'no request denied');
+  const groups = new Map();
+  for (const d of denials.latest) {
+    const key = [d.caller, d.verb, d.operation, d.rule].join('\u0000');
+    const g = groups.get(key);
+    if (g) g.count += 1;
+    else groups.set(key, { ...d, count: 1 });
+  }
+  const rows = [...groups.values()].slice(0, MAX_DENIAL_ROWS).map((d) => ({
+    cells: [fmtTime(d.at), num(String(d.count)), d.caller || '(no identity)', d.verb, { text: d.operation }, d.rule],
+  }));
+  fillTable('denials', ['latest', 'times', 'caller', 'verb', 'operation', 'rule'], rows, 'no request denied');
 }
 
 function fillPeers(peers) {
