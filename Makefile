@@ -6,7 +6,7 @@ CARGO ?= cargo
 API_PORT ?= 3500
 APP_PORT ?= 7001
 
-.PHONY: all deps sdk-deps build release run test lint fmt check-deps bench bench-quick bench-build bench-soak fuzz sizes clean
+.PHONY: all deps sdk-deps build release run demo test lint fmt check-deps bench bench-quick bench-build bench-soak fuzz sizes clean
 
 all: build
 
@@ -33,6 +33,16 @@ run: build
 	@echo "       curl -s http://127.0.0.1:$(API_PORT)/v1.0/metadata"
 	@echo "  metrics: http://127.0.0.1:9090/metrics   (Ctrl-C stops both)"
 	$(BIN)/outrider run --app-id echo --app-port $(APP_PORT) --dapr-http-port $(API_PORT) -- $(BIN)/echo-app
+
+## demo: the shop (examples/shop/): order, billing, shipping and notification, each behind its
+## own sidecar, from one run file (SHOP= another); open the dashboard it prints. Needs python3.
+SHOP ?= examples/shop/dapr.yaml
+demo: build
+	@echo "Outrider shop demo: order publishes orders; billing, shipping and notification subscribe;"
+	@echo "  billing calls shipping; billing's policy refuses notification's calls."
+	@echo "  open the dashboard: http://127.0.0.1:$$(sed -n 's/^ *metricsPort: *//p' $(SHOP) | head -1)/   (Ctrl-C stops the shop)"
+	@echo "  place an order: curl -s -X POST http://127.0.0.1:$$(sed -n 's/^ *daprHTTPPort: *//p' $(SHOP) | head -1)/v1.0/invoke/order/method/orders -d '{\"item\":\"book\"}'"
+	$(BIN)/outrider run -f $(SHOP)
 
 ## test: unit, end-to-end and SDK compatibility tests
 test: sdk-deps build
