@@ -37,7 +37,8 @@ run: build
 ## demo: the shop (examples/shop/): order, billing, shipping and notification, each behind its
 ## own sidecar, from one run file (SHOP= another); open the dashboard it prints. Needs python3.
 SHOP ?= examples/shop/dapr.yaml
-demo: build
+# DEMO_NO_BUILD=1 runs what is built (the demo's test does, after `make test`'s build).
+demo: $(if $(DEMO_NO_BUILD),,build)
 	@echo "Outrider shop demo: order publishes orders; billing, shipping and notification subscribe;"
 	@echo "  billing calls shipping; billing's policy refuses notification's calls."
 	@echo "  open the dashboard: http://127.0.0.1:$$(sed -n 's/^ *metricsPort: *//p' $(SHOP) | head -1)/   (Ctrl-C stops the shop)"

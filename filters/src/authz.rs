@@ -67,6 +67,8 @@ impl Denials {
     pub const KEPT: usize = 64;
     /// Characters of an operation kept at most.
     pub const OPERATION_CHARS: usize = 200;
+    /// Characters of a verb kept at most (an extension method may be long).
+    pub const VERB_CHARS: usize = 16;
 
     fn push(&self, caller: Option<&Caller>, d: &Denied) {
         self.total.fetch_add(1, Ordering::Relaxed);
@@ -74,7 +76,7 @@ impl Denials {
             at: SystemTime::now(),
             caller: caller.map(ToString::to_string).unwrap_or_default(),
             operation: d.operation.chars().take(Self::OPERATION_CHARS).collect(),
-            verb: d.verb.clone(),
+            verb: d.verb.chars().take(Self::VERB_CHARS).collect(),
             rule: d.rule.to_string(),
         };
         let mut kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);

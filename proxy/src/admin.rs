@@ -55,6 +55,8 @@ pub(crate) struct Admin {
     pub(crate) streams: Arc<tokio::sync::Semaphore>,
     /// Cancelled when the admin listener stops: the event streams end.
     pub(crate) stop: tokio_util::sync::CancellationToken,
+    /// The overview of the latest reading, built once for all the streams that send it.
+    pub(crate) overview: std::sync::Mutex<Option<(u64, Arc<str>)>>,
 }
 
 /// Dashboard event streams open at once at most (the listener's connection cap is 32).
@@ -95,7 +97,10 @@ pub(crate) async fn handle(
             "the dashboard and status answer loopback clients only (see --admin-status-remote)\n",
         ));
     }
-    if !host_allowed(req.headers().get(header::HOST)) {
+    let authority = req.uri().authority().map(|a| a.as_str());
+    // A `Host` that is not text reads as empty, which no rule allows.
+    let host = (req.headers().get(header::HOST)).map(|h| h.to_str().unwrap_or(""));
+    if !host_allowed(host.or(authority)) {
         return Ok(plain(
             StatusCode::FORBIDDEN,
             "the dashboard answers requests to an address or localhost only\n",
@@ -117,8 +122,12 @@ pub(crate) async fn keep_up(
     history: Arc<History>,
     stop: tokio_util::sync::CancellationToken,
 ) {
+    use tokio::time::MissedTickBehavior::Delay;
     let mut upkeep = tokio::time::interval(std::time::Duration::from_secs(5));
     let mut reading = tokio::time::interval(history::EVERY);
+    // After a stall, one reading, not a burst of them microseconds apart.
+    upkeep.set_missed_tick_behavior(Delay);
+    reading.set_missed_tick_behavior(Delay);
     loop {
         tokio::select! {
             _ = upkeep.tick() => metrics.run_upkeep(),
@@ -131,14 +140,12 @@ pub(crate) async fn keep_up(
     }
 }
 
-/// Whether a request's `Host` names this machine by an address or `localhost` (or is absent,
-/// as from HTTP/1.0 tools): a name a rebinding attack controls is refused.
-fn host_allowed(host: Option<&HeaderValue>) -> bool {
+/// Whether a request's `Host` (or HTTP/2 `:authority`) names this machine by an address or
+/// `localhost`, or is absent (HTTP/1.0 tools): a name a rebinding attack controls is refused, and
+/// so is a `Host` that is not text.
+fn host_allowed(host: Option<&str>) -> bool {
     let Some(host) = host else {
         return true;
-    };
-    let Ok(host) = host.to_str() else {
-        return false;
     };
     let name = match host.strip_prefix('[') {
         // `[v6]` or `[v6]:port`
@@ -166,7 +173,6 @@ fn typed(status: StatusCode, ctype: &'static str, body: String) -> Response<Body
 #[cfg(test)]
 mod tests {
     use super::host_allowed;
-    use http::HeaderValue;
 
     #[test]
     fn hosts_that_name_this_machine_by_address_or_localhost() {
@@ -179,9 +185,10 @@ mod tests {
             "[::1]",
             "10.0.0.7:9091",
         ] {
-            assert!(host_allowed(Some(&HeaderValue::from_static(ok))), "{ok}");
+            assert!(host_allowed(Some(ok)), "{ok}");
         }
         assert!(host_allowed(None));
+        assert!(!host_allowed(Some("")), "a Host that is not text");
         for bad in [
             "evil.example:9090",
             "evil.example",
@@ -189,7 +196,7 @@ mod tests {
             "[::1]x",
             "127.0.0.1.nip.io:9090",
         ] {
-            assert!(!host_allowed(Some(&HeaderValue::from_static(bad))), "{bad}");
+            assert!(!host_allowed(Some(bad)), "{bad}");
         }
     }
 }

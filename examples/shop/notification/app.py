@@ -20,7 +20,7 @@ def notify(event):
         seen.add("billingDenied", order["id"])
     else:
         seen.add("billingAnswered", order["id"])
-        log(f"billing answered {status}: the policy should have refused it")
+        log(f"billing answered {status}, not the 403 of its policy")
     return 200, {"status": "SUCCESS"}
 
 

@@ -22,12 +22,15 @@ pub(super) fn stream(admin: &Arc<Admin>) -> Response<Body> {
             "too many dashboard streams are open; close one\n",
         );
     };
+    // Subscribed before the history is read: a reading in between is sent, never lost (the
+    // page skips a point it has).
+    let ticks = admin.history.ticks();
     let first = format!(
         "retry: 2000\nevent: history\ndata: {}\n\nevent: overview\ndata: {}\n\n",
         admin.history.all(),
         overview::build(admin)
     );
-    let state = (admin.clone(), admin.history.ticks(), permit, Some(first));
+    let state = (admin.clone(), ticks, permit, Some(first));
     let frames =
         futures_util::stream::unfold(state, |(admin, mut ticks, permit, first)| async move {
             let data = match first {
@@ -37,10 +40,11 @@ pub(super) fn stream(admin: &Arc<Admin>) -> Response<Body> {
                         changed = ticks.changed() => changed.ok()?,
                         () = admin.stop.cancelled() => return None,
                     }
+                    let tick = *ticks.borrow_and_update();
                     format!(
                         "event: tick\ndata: {}\n\nevent: overview\ndata: {}\n\n",
                         admin.history.latest(),
-                        overview::build(&admin)
+                        overview::shared(&admin, tick)
                     )
                 }
             };

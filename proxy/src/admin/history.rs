@@ -93,9 +93,15 @@ impl Gauges {
                 let target = s.label("target").and_then(|t| t.strip_prefix("app_"));
                 if let (Some(target), Some(state), true) =
                     (target, s.label("status"), s.value == 1.0)
-                    && g.breakers.len() < traffic::MAX_KEYS
+                    && (g.breakers.contains_key(target) || g.breakers.len() < traffic::MAX_KEYS)
                 {
-                    g.breakers.insert(target.to_owned(), state.to_owned());
+                    // Several breakers (policies, directions) on one target: the worst shows.
+                    let rank =
+                        |s: &str| ["closed", "half-open", "open"].iter().position(|r| *r == s);
+                    let shown = g.breakers.get(target).and_then(|c| rank(c));
+                    if shown.is_none() || rank(state) > shown {
+                        g.breakers.insert(target.to_owned(), state.to_owned());
+                    }
                 }
                 return;
             }
@@ -139,13 +145,19 @@ impl History {
         let scrape = Arc::new(Scrape::read(exposition, &self.app_id));
         let gauges = Gauges::read(exposition, &self.app_id);
         let mut inner = self.lock();
+        if let Some((then, _)) = inner.readings.back()
+            && now.duration_since(*then) < EVERY / 2
+        {
+            // Too close to the last one (a late tick): its rates would be noise.
+            return;
+        }
         inner.gauges = gauges;
         if let Some((then, last)) = inner.readings.back().cloned() {
             let secs = now.duration_since(then).as_secs_f64();
             let rates = scrape.since(&last, secs);
             push_points(&mut inner, &rates, secs, wall);
         }
-        inner.truncated = scrape.truncated;
+        inner.truncated = scrape.truncated || inner.series.len() >= traffic::MAX_KEYS;
         if inner.readings.len() == MINUTE {
             inner.readings.pop_front();
         }
@@ -214,6 +226,10 @@ fn push_points(inner: &mut Inner, rates: &BTreeMap<Key, Rates>, secs: f64, wall:
         for points in inner.series.values_mut() {
             points.pop_front();
         }
+        // A key with no data left in the window is forgotten.
+        inner
+            .series
+            .retain(|_, points| points.iter().any(|p| !p.rps.is_nan()));
     }
     let ms = wall
         .duration_since(UNIX_EPOCH)
@@ -222,11 +238,18 @@ fn push_points(inner: &mut Inner, rates: &BTreeMap<Key, Rates>, secs: f64, wall:
     inner.times.push_back(u64::try_from(ms).unwrap_or(u64::MAX));
     let len = inner.times.len();
     for (key, r) in rates {
-        let points = inner.series.entry(key.clone()).or_insert_with(|| {
+        if !inner.series.contains_key(key) {
+            if inner.series.len() >= traffic::MAX_KEYS {
+                inner.truncated = true;
+                continue;
+            }
             // A key first seen now had no data before.
-            std::iter::repeat_n(Point::NONE, len - 1).collect()
-        });
-        points.push_back(Point::of(r, secs));
+            let before = std::iter::repeat_n(Point::NONE, len - 1).collect();
+            inner.series.insert(key.clone(), before);
+        }
+        if let Some(points) = inner.series.get_mut(key) {
+            points.push_back(Point::of(r, secs));
+        }
     }
     // Keys that are gone (a reading truncated) keep their alignment.
     for points in inner.series.values_mut() {
@@ -234,7 +257,6 @@ fn push_points(inner: &mut Inner, rates: &BTreeMap<Key, Rates>, secs: f64, wall:
             points.push_back(Point::NONE);
         }
     }
-    debug_assert!(inner.series.len() <= traffic::MAX_KEYS);
 }
 
 fn series_json<'a>(key: &Key, points: impl Iterator<Item = &'a Point> + Clone) -> Value {

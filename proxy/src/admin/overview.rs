@@ -4,12 +4,29 @@
 //! value or app-set metadata attribute is in it.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
 use super::Admin;
 use crate::telemetry::traffic::{Group, Key, Rates};
+
+/// The overview after reading `tick`, built once for every stream that sends it.
+pub(super) fn shared(admin: &Admin, tick: u64) -> Arc<str> {
+    let mut cached = admin
+        .overview
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((t, v)) = &*cached
+        && *t == tick
+    {
+        return v.clone();
+    }
+    let v: Arc<str> = build(admin).to_string().into();
+    *cached = Some((tick, v.clone()));
+    v
+}
 
 pub(super) fn build(admin: &Admin) -> Value {
     let meta = crate::api::meta::get(&admin.api);

@@ -149,23 +149,19 @@ pub(super) async fn read_metrics(addr: SocketAddr) -> Result<String, String> {
         .unwrap_or_else(|_| Err(format!("{addr}/metrics did not answer within 5 s")))
 }
 
-/// What one sidecar served over the window, or why that could not be read.
+/// What each sidecar served over the window, or why that could not be read. Every sidecar is
+/// read at once, each timed on its own, so a slow one does not skew the others' rates.
 async fn measure(found: &[Found], window: Duration) -> Vec<Result<Rates, String>> {
-    let read_all = || {
-        futures_util::future::join_all(found.iter().map(|f| async move {
-            let addr = f.admin().ok_or("its admin port is not known")?;
-            let text = read_metrics(addr).await?;
-            Ok::<_, String>(Scrape::read(&text, &f.app_id))
-        }))
-    };
-    let first = read_all().await;
-    let start = tokio::time::Instant::now();
-    tokio::time::sleep(window).await;
-    let second = read_all().await;
-    let secs = start.elapsed().as_secs_f64();
-    (first.into_iter().zip(second))
-        .map(|(a, b)| Ok(b?.sum(SERVED).since(&a?.sum(SERVED), secs)))
-        .collect()
+    futures_util::future::join_all(found.iter().map(|f| async move {
+        let addr = f.admin().ok_or("its admin port is not known")?;
+        let first = Scrape::read(&read_metrics(addr).await?, &f.app_id);
+        let start = tokio::time::Instant::now();
+        tokio::time::sleep(window).await;
+        let second = Scrape::read(&read_metrics(addr).await?, &f.app_id);
+        let secs = start.elapsed().as_secs_f64();
+        Ok::<_, String>(second.sum(SERVED).since(&first.sum(SERVED), secs))
+    }))
+    .await
 }
 
 pub(crate) async fn run(args: &StatusArgs) -> ExitCode {

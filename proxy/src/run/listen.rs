@@ -453,6 +453,7 @@ fn serve_admin(
         started: (std::time::Instant::now(), std::time::SystemTime::now()),
         streams: Arc::new(tokio::sync::Semaphore::new(admin::MAX_STREAMS)),
         stop: stop.clone(),
+        overview: std::sync::Mutex::new(None),
     });
     let admin_l = serve::Listener::new(socket, "admin", s.limits.admin);
     let admin_svc = move |peer| {

@@ -309,10 +309,19 @@ impl Scrape {
         scrape
     }
 
+    /// The totals of `key`. Past [`MAX_KEYS`] the first keys in order are kept, whatever order
+    /// the text lists them in, so that every reading keeps the same ones.
     fn entry(&mut self, key: Key) -> Option<&mut Totals> {
         if !self.totals.contains_key(&key) && self.totals.len() >= MAX_KEYS {
             self.truncated = true;
-            return None;
+            if self
+                .totals
+                .last_key_value()
+                .is_none_or(|(last, _)| key > *last)
+            {
+                return None;
+            }
+            self.totals.pop_last();
         }
         Some(self.totals.entry(key).or_default())
     }
@@ -330,14 +339,19 @@ impl Scrape {
         sum
     }
 
-    /// Each key's rates from `earlier` to this scrape, `secs` apart.
+    /// Each key's rates from `earlier` to this scrape, `secs` apart. A key `earlier` lacks
+    /// started since, unless `earlier` left keys out: then its rates are unknown, not its
+    /// whole count.
     pub(crate) fn since(&self, earlier: &Scrape, secs: f64) -> BTreeMap<Key, Rates> {
         let zero = Totals::default();
-        self.totals
-            .iter()
-            .map(|(k, now)| {
-                let then = earlier.totals.get(k).unwrap_or(&zero);
-                (k.clone(), now.since(then, secs))
+        (self.totals.iter())
+            .filter_map(|(k, now)| {
+                let then = match earlier.totals.get(k) {
+                    Some(then) => then,
+                    None if earlier.truncated => return None,
+                    None => &zero,
+                };
+                Some((k.clone(), now.since(then, secs)))
             })
             .collect()
     }

@@ -346,6 +346,8 @@ function connect() {
   events.onerror = () => {
     live.textContent = 'reconnecting…';
     live.className = 'badge wait';
+    // The browser retries a dropped stream by itself, but not one refused (too many open).
+    if (events.readyState === EventSource.CLOSED) setTimeout(connect, 5000);
   };
 }
 

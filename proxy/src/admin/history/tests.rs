@@ -109,3 +109,20 @@ fn gauges_of_subscriptions_and_breakers_are_read_for_this_app_only() {
     assert_eq!(g.breakers.get("billing").map(String::as_str), Some("open"));
     assert_eq!(g.breakers.len(), 1, "only apps' breakers: {:?}", g.breakers);
 }
+
+#[test]
+fn a_late_tick_right_after_another_is_not_a_point() {
+    let h = History::new("me");
+    let start = Instant::now();
+    for (secs_ms, n) in [(0, 0), (2000, 10), (2001, 11), (4000, 20)] {
+        let i = start + Duration::from_millis(secs_ms);
+        h.record(
+            &exposition(n, 0, None),
+            i,
+            UNIX_EPOCH + Duration::from_millis(secs_ms),
+        );
+    }
+    let all = h.all();
+    let shipping = &all["series"][0];
+    assert_eq!(shipping["rps"], json!([5.0, 5.0]), "{all}");
+}

@@ -32,29 +32,32 @@ pub(crate) async fn run(args: &TopArgs) -> ExitCode {
         }
     };
     let mut shown = 0;
+    let interrupted = tokio::signal::ctrl_c();
+    tokio::pin!(interrupted);
     while args.iterations == 0 || shown < args.iterations {
         tokio::select! {
             () = tokio::time::sleep(args.interval) => {}
-            _ = tokio::signal::ctrl_c() => return ExitCode::SUCCESS,
+            _ = &mut interrupted => return ExitCode::SUCCESS,
         }
-        let text = match read_metrics(admin).await {
-            Ok(t) => t,
-            Err(e) => {
-                eprintln!("outrider top: {e}");
-                return ExitCode::from(1);
-            }
-        };
-        let now = (
-            tokio::time::Instant::now(),
-            Scrape::read(&text, &sidecar.app_id),
-        );
-        let secs = now.0.duration_since(last.0).as_secs_f64();
         let head = format!("{}.{} at {admin}", sidecar.app_id, sidecar.namespace);
+        // A failed read is shown and the next one tried: the sidecar may be restarting.
+        let shown_now = match read_metrics(admin).await {
+            Ok(text) => {
+                let now = (
+                    tokio::time::Instant::now(),
+                    Scrape::read(&text, &sidecar.app_id),
+                );
+                let secs = now.0.duration_since(last.0).as_secs_f64();
+                let frame = frame(&head, &now.1, &last.1, secs);
+                last = now;
+                frame
+            }
+            Err(e) => format!("{head}: {e}\n"),
+        };
         let mut out = std::io::stdout().lock();
         let clear = if terminal { "\x1b[H\x1b[2J" } else { "" };
-        let _ = writeln!(out, "{clear}{}", frame(&head, &now.1, &last.1, secs));
+        let _ = writeln!(out, "{clear}{shown_now}");
         let _ = out.flush();
-        last = now;
         shown += 1;
     }
     ExitCode::SUCCESS

@@ -113,4 +113,21 @@ fn keys_are_bounded() {
     let s = Scrape::read(&t, "a");
     assert_eq!(s.totals.len(), MAX_KEYS);
     assert!(s.truncated);
+    // The same keys whatever order the text lists them in.
+    let reversed: String = t.lines().rev().map(|l| format!("{l}\n")).collect();
+    let r = Scrape::read(&reversed, "a");
+    assert!(
+        s.totals.keys().eq(r.totals.keys()),
+        "another order kept other keys"
+    );
+    // A key the earlier reading left out has no rates (not its whole count as one interval).
+    let mut more = t.clone();
+    more += "dapr_runtime_service_invocation_res_recv_total{app_id=\"a\",destination_app_id=\"a0\",type=\"http\",status=\"200\"} 1000\n";
+    let later = Scrape::read(&more, "a");
+    let rates = later.since(&s, 1.0);
+    assert!(
+        later.totals.keys().any(|k| k.name == "a0"),
+        "a0 sorts first: kept"
+    );
+    assert!(!rates.keys().any(|k| k.name == "a0"), "{rates:?}");
 }
