@@ -84,9 +84,17 @@ pub(in crate::api) async fn invoke(
         HeaderValue::from_static("application/json"),
     );
     for (k, v) in &answer.metadata {
-        let name = HeaderName::try_from(format!("metadata.{k}"));
-        if let (Ok(name), Ok(value)) = (name, HeaderValue::try_from(v.as_str())) {
-            rsp.headers_mut().append(name, value);
+        // As daprd writes them: UTF-8 as is (a Go duration under a millisecond is `…µs`).
+        let header = HeaderName::try_from(format!("metadata.{k}"));
+        match (header, HeaderValue::from_bytes(v.as_bytes())) {
+            (Ok(header), Ok(value)) => {
+                rsp.headers_mut().append(header, value);
+            }
+            _ => tracing::warn!(
+                binding = name,
+                key = %k,
+                "the binding's answer has metadata that cannot be an HTTP header; left out"
+            ),
         }
     }
     Ok(rsp)
