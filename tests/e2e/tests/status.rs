@@ -161,3 +161,74 @@ async fn status_lists_every_sidecar_with_its_ports_and_traffic_and_top_its_route
         "{err}"
     );
 }
+
+/// `outrider status --mdns` on one host of a LAN lists the sidecars the others announce, with
+/// their admin ports (TXT `admin-port`), and reads their figures from their `/metrics`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_over_mdns_lists_the_lans_sidecars_with_their_figures() {
+    let lan = match outrider_testkit::netns::Lan::new(3) {
+        Ok(lan) => lan,
+        Err(why) => {
+            eprintln!("SKIPPED: {why}");
+            return;
+        }
+    };
+    let mesh = Mesh::new();
+    let cfg = mesh.home().join("mdns.yaml");
+    std::fs::write(
+        &cfg,
+        "kind: Configuration\nspec:\n  nameResolution:\n    component: mdns\n    configuration:\n      interfaces: [eth0]\n",
+    )
+    .unwrap();
+    let cfg = cfg.to_string_lossy().into_owned();
+    let (here, h1, h2) = (&lan.hosts[0], &lan.hosts[1], &lan.hosts[2]);
+    let b = mesh
+        .sidecar("b")
+        .on(h1)
+        .args(["--config", &cfg])
+        .start()
+        .await;
+    let c = mesh
+        .sidecar("c")
+        .on(h2)
+        .args(["--config", &cfg])
+        .start()
+        .await;
+    let empty = tempfile::tempdir().unwrap();
+    let out = here
+        .tokio_command(&outrider_testkit::binary("outrider").to_string_lossy())
+        .args([
+            "status",
+            "--json",
+            "--mdns",
+            "--interfaces",
+            "eth0",
+            "--browse",
+            "3s",
+        ])
+        .arg("--registry-dir")
+        .arg(empty.path())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    let listed: Vec<Value> =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {text}"));
+    for (s, host) in [(&b, h1), (&c, h2)] {
+        let row = listed
+            .iter()
+            .find(|r| r["appId"] == s.app_id.as_str())
+            .unwrap_or_else(|| panic!("{} is not listed: {text}", s.app_id));
+        assert_eq!(row["source"], "mdns", "{row}");
+        assert_eq!(row["mesh"], format!("{}:{}", host.addr, s.mesh), "{row}");
+        assert_eq!(row["ports"]["admin"], s.admin, "{row}");
+        assert!(
+            row.get("error").is_none(),
+            "its /metrics was not read: {row}"
+        );
+        assert!(row["requests"]["count"].is_number(), "{row}");
+    }
+}
