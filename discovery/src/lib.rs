@@ -271,7 +271,7 @@ pub fn own_address(resolver: &dyn Resolve, me: &Target, mesh_port: u16) -> Optio
 
 /// Whether `ip` is an address of this host that peers can be told: one a socket can bind to,
 /// never the unspecified or a multicast address.
-fn is_own_ip(ip: IpAddr) -> bool {
+pub fn is_own_ip(ip: IpAddr) -> bool {
     !ip.is_unspecified()
         && !ip.is_multicast()
         && (ip.is_loopback() || std::net::UdpSocket::bind(SocketAddr::new(ip, 0)).is_ok())

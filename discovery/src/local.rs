@@ -22,6 +22,9 @@ use tokio::sync::{mpsc, watch};
 
 use crate::{EndpointSet, Peer, Resolve, StaticMap, Target, Transports};
 
+/// The registry's directory under the user's home, unless configured.
+pub const DEFAULT_DIR: &str = ".outrider/registry";
+
 /// How often the directory is rescanned even without a change event.
 const RESCAN: Duration = Duration::from_secs(2);
 

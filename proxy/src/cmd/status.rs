@@ -63,8 +63,8 @@ impl Found {
 pub(super) async fn find(sources: &Sources) -> Result<Vec<Found>, String> {
     let dir = match &sources.registry_dir {
         Some(d) => d.clone(),
-        None => std::env::var_os("HOME")
-            .map(|h| std::path::PathBuf::from(h).join(".outrider/registry"))
+        None => (crate::cli::Env::read().home)
+            .map(|h| h.join(outrider_discovery::local::DEFAULT_DIR))
             .ok_or("--registry-dir is not given and $HOME is not set")?,
     };
     let mut found: Vec<Found> = live_entries(&dir, false)
@@ -102,7 +102,7 @@ pub(super) async fn find(sources: &Sources) -> Result<Vec<Found>, String> {
             let listed = found.iter().any(|f| {
                 (&f.app_id, &f.namespace, f.mesh.port())
                     == (&on_lan.app_id, &on_lan.namespace, on_lan.mesh.port())
-                    && is_this_host(on_lan.mesh.ip())
+                    && outrider_discovery::is_own_ip(on_lan.mesh.ip())
             });
             if !listed {
                 found.push(on_lan);
@@ -111,11 +111,6 @@ pub(super) async fn find(sources: &Sources) -> Result<Vec<Found>, String> {
     }
     found.sort_by(|a, b| (&a.namespace, &a.app_id, a.mesh).cmp(&(&b.namespace, &b.app_id, b.mesh)));
     Ok(found)
-}
-
-/// Whether `ip` is an address of this host (a socket binds to it).
-fn is_this_host(ip: IpAddr) -> bool {
-    ip.is_loopback() || std::net::UdpSocket::bind(SocketAddr::new(ip, 0)).is_ok()
 }
 
 /// One read of the `/metrics` at `addr`.

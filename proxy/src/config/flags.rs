@@ -26,7 +26,7 @@ pub(super) fn check(args: &RunArgs, env: &Env, problems: &mut Vec<Problem>) -> O
     let registry_dir = args
         .registry_dir
         .clone()
-        .or_else(|| env.home.as_ref().map(|h| h.join(".outrider/registry")));
+        .or_else(|| (env.home.as_ref()).map(|h| h.join(outrider_discovery::local::DEFAULT_DIR)));
     if registry_dir.is_none() {
         flag("registry-dir", "not given and $HOME is not set".into());
     }
