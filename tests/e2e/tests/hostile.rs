@@ -395,3 +395,68 @@ async fn the_admin_port_is_read_only_and_refuses_rebound_names() {
         Some(true)
     );
 }
+
+/// The dashboard shows no token, header value or attribute the app set: a sidecar with an API
+/// token whose app set an attribute, called with a secret header, says none of them.
+#[tokio::test]
+async fn the_dashboard_shows_no_token_header_or_app_attribute() {
+    let mesh = Mesh::new();
+    let app = FakeApp::start("a").await;
+    let s = mesh
+        .sidecar("a")
+        .app_port(app.port)
+        .env("DAPR_API_TOKEN", "api-token-s3cret")
+        .start()
+        .await;
+    let token = [("dapr-api-token", "api-token-s3cret")];
+    let r = send(
+        "PUT",
+        &format!("{}/v1.0/metadata/dbPassword", s.api_url()),
+        &token,
+        "attr-s3cret",
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 204, "{}", r.text());
+    let headers = [
+        ("dapr-api-token", "api-token-s3cret"),
+        ("authorization", "Bearer header-s3cret"),
+    ];
+    let r = send(
+        "GET",
+        &format!("{}/v1.0/invoke/a/method/x", s.api_url()),
+        &headers,
+        "",
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let admin = s.admin_url();
+    // After a reading of the metrics, so the overview has figures too.
+    wait_until(
+        Duration::from_secs(10),
+        "a route in the overview",
+        || async {
+            let o = send("GET", &format!("{admin}/api/overview"), &[], "")
+                .await
+                .ok()?
+                .text();
+            o.contains("/v1.0/invoke/").then_some(())
+        },
+    )
+    .await;
+    for path in ["/api/overview", "/api/history", "/status.txt", "/"] {
+        let body = send("GET", &format!("{admin}{path}"), &[], "")
+            .await
+            .unwrap()
+            .text();
+        for secret in [
+            "api-token-s3cret",
+            "header-s3cret",
+            "attr-s3cret",
+            "dbPassword",
+        ] {
+            assert!(!body.contains(secret), "{path} shows {secret}: {body}");
+        }
+    }
+}
